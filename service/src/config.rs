@@ -1,0 +1,76 @@
+//! Command-line flags, each also read from an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "vehicleconnect",
+    version = crate::build::LONG_VERSION,
+    about = "Stores connected-vehicle API events and serves their KPIs, Prometheus metrics and API docs",
+    after_help = "Examples:\n  vehicleconnect                                   # embedded store in ./data, http://127.0.0.1:8000\n  DATABASE_URL=postgres://vc@localhost/vc vehicleconnect --listen 0.0.0.0:8000\n\nSecrets (DATABASE_URL, VC_INGEST_TOKEN) belong in the environment, not on the command line."
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "VC_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL URL (postgres://user:password@host:port/db). Without it, an embedded store in --data-dir.
+    #[arg(long = "database", env = "DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
+    /// Directory of the embedded store (used when no --database is given).
+    #[arg(long, env = "VC_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// How often the KPI engine writes a snapshot (e.g. 60s, 500ms).
+    #[arg(long, env = "VC_KPI_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub kpi_interval: Duration,
+
+    /// How long raw events and KPI snapshots are kept (e.g. 30days, 12h).
+    #[arg(long, env = "VC_RETENTION", default_value = "30days", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// When set, POST /api/events requires `Authorization: Bearer <token>`. Prefer the environment variable.
+    #[arg(long, env = "VC_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+
+    /// How long to wait for PostgreSQL at start-up before giving up.
+    #[arg(long, env = "VC_DB_CONNECT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub db_connect_timeout: Duration,
+
+    /// Log format: text for people, json for log shippers.
+    #[arg(long, env = "VC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 60s, 5m, 30days)"))?;
+    if d.is_zero() {
+        return Err("must be greater than zero".to_string());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_durations() {
+        let c = Config::try_parse_from(["vehicleconnect", "--kpi-interval", "500ms", "--retention", "12h"]).unwrap();
+        assert_eq!(c.kpi_interval, Duration::from_millis(500));
+        assert_eq!(c.retention, Duration::from_secs(12 * 3600));
+        let err = Config::try_parse_from(["vehicleconnect", "--kpi-interval", "0s"]).unwrap_err().to_string();
+        assert!(err.contains("must be greater than zero"), "{err}");
+    }
+}

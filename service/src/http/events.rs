@@ -1,0 +1,127 @@
+//! `POST /api/events`: authenticate, read at most 8 MiB, validate all or nothing, group-commit.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use crate::ingest::body::{BodyError, MAX_BODY_BYTES, Shape, format_of, parse_events};
+use crate::kpi::unix_us;
+
+/// Answer to a single event.
+#[derive(Serialize, ToSchema)]
+pub struct Created {
+    /// The stored event's id.
+    pub id: i64,
+}
+
+/// Answer to a batch.
+#[derive(Serialize, ToSchema)]
+pub struct Accepted {
+    /// How many events were stored.
+    pub accepted: usize,
+}
+
+/// Record API events.
+///
+/// The body is one event object, a JSON array of events, or NDJSON (`Content-Type:
+/// application/x-ndjson`, one event per line). A batch is all or nothing. A 201 means the
+/// events are durably committed.
+#[utoipa::path(
+    post,
+    path = "/api/events",
+    tag = "events",
+    request_body(
+        description = "One event, an array of events, or NDJSON",
+        content(
+            (crate::ingest::event::EventInput = "application/json"),
+            (Vec<crate::ingest::event::EventInput> = "application/json"),
+            (String = "application/x-ndjson"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored: `{\"id\": n}` for one event, `{\"accepted\": n}` for a batch", body = Created),
+        (status = 400, description = "Malformed JSON or empty body", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token (when the service has an ingest token)", body = ErrorBody),
+        (status = 413, description = "Body over 8 MiB", body = ErrorBody),
+        (status = 415, description = "Content-Type is neither JSON nor NDJSON", body = ErrorBody),
+        (status = 422, description = "Invalid events: `details` lists each bad event's index, field and reason", body = ErrorBody),
+        (status = 503, description = "Store unavailable; nothing stored; see `Retry-After`", body = ErrorBody),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn post_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if let Some(token) = &state.ingest_token {
+        authorize(&headers, token)?;
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let format = format_of(content_type).map_err(body_error)?;
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+        if len > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+    }
+    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => return Err(ApiError::bad_request(format!("could not read the request body: {e}"))),
+    };
+    let now_us = unix_us(OffsetDateTime::now_utc());
+    let (shape, events) = parse_events(format, &bytes, now_us).map_err(body_error)?;
+    let n = events.len();
+    let ids = state.ingest.submit(events).await.map_err(|e| ApiError::store_unavailable(&e.0))?;
+    Ok(match shape {
+        Shape::Single => (StatusCode::CREATED, Json(json!({ "id": ids[0] }))),
+        Shape::Batch => (StatusCode::CREATED, Json(json!({ "accepted": n }))),
+    })
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {} MiB; split the batch", MAX_BODY_BYTES / (1024 * 1024)),
+    )
+}
+
+fn body_error(e: BodyError) -> ApiError {
+    match e {
+        BodyError::Malformed(m) => ApiError::bad_request(m),
+        BodyError::Invalid(m) => ApiError::unprocessable(m),
+        BodyError::Events(details) => ApiError::invalid_events(details),
+        BodyError::UnsupportedType(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+    }
+}
+
+fn authorize(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized("Authorization header is required: `Authorization: Bearer <ingest token>`"));
+    };
+    let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    match given {
+        None => Err(unauthorized("Authorization header must be `Bearer <ingest token>`")),
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err(unauthorized("the bearer token is not the ingest token")),
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal a matching prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

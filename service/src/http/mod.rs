@@ -1,0 +1,93 @@
+//! The HTTP API: routes, shared state, and request metrics.
+
+mod docs;
+pub mod error;
+mod events;
+mod kpis;
+mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use tower_http::compression::CompressionLayer;
+
+use crate::ingest::group_commit::GroupCommit;
+use crate::kpi_engine::KpiEngine;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use error::ApiError;
+
+pub use docs::ApiDoc;
+
+pub struct AppState {
+    pub ingest: GroupCommit,
+    pub store: Store,
+    pub kpis: Arc<KpiEngine>,
+    pub metrics: Arc<Metrics>,
+    pub ingest_token: Option<String>,
+    pub started: Instant,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/status", get(status::get_status))
+        .route("/api/events", post(events::post_events))
+        .route("/api/analytics/kpis", get(kpis::get_kpis))
+        .route("/metrics", get(get_metrics))
+        .route("/openapi.json", get(docs::openapi_json))
+        .route("/docs", get(docs::docs_page))
+        .route("/", get(|| async { Redirect::temporary("/docs") }))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track_request))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CompressionLayer::new())
+        .with_state(state)
+}
+
+/// Counts and times every routed request under its route pattern, never the raw path.
+async fn track_request(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = response.status().as_u16();
+    state.metrics.observe_request(method.as_str(), route, status, started.elapsed().as_secs_f64());
+    tracing::debug!(%method, route, status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request");
+    response
+}
+
+async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> ApiError {
+    state.metrics.observe_request(request.method().as_str(), "unmatched", 404, 0.0);
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no route for {} {}; see /docs for the API", request.method(), request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}; see /docs for the API", request.method(), request.uri().path()),
+    )
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "OpenMetrics text: api_requests_total, api_request_duration_seconds, vehicle_events_total, vehicle_event_response_time_seconds, vehicleconnect_build_info", content_type = "application/openmetrics-text"))
+)]
+async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}

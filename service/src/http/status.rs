@@ -1,0 +1,57 @@
+//! `GET /api/status`: liveness, version and store health, for health checks and `vcctl status`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::build;
+
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    /// `ok`, or `degraded` when the store is unavailable.
+    pub status: &'static str,
+    pub version: &'static str,
+    /// The git commit the binary was built from.
+    pub git_sha: &'static str,
+    pub uptime_s: u64,
+    /// `ok` or `unavailable`.
+    pub database: &'static str,
+    /// `postgres` or `embedded`.
+    pub store: &'static str,
+    /// False while the KPI aggregates are still being rebuilt after a start.
+    pub kpis_ready: bool,
+}
+
+/// Service health.
+#[utoipa::path(
+    get,
+    path = "/api/status",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Healthy", body = Status),
+        (status = 503, description = "The store is unavailable", body = Status),
+    )
+)]
+pub async fn get_status(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Status>) {
+    let healthy = matches!(tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await, Ok(Ok(())));
+    let status = Status {
+        status: if healthy { "ok" } else { "degraded" },
+        version: build::VERSION,
+        git_sha: build::GIT_SHA,
+        uptime_s: state.started.elapsed().as_secs(),
+        database: if healthy { "ok" } else { "unavailable" },
+        store: match state.store {
+            crate::store::Store::Postgres(_) => "postgres",
+            crate::store::Store::Sqlite(_) => "embedded",
+        },
+        kpis_ready: state.kpis.is_rebuilt(),
+    };
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(status))
+}

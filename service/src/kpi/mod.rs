@@ -1,0 +1,440 @@
+//! KPI math: per-minute, per-endpoint aggregates and the summaries built from them. Pure: no I/O.
+//!
+//! Every committed event updates one [`Agg`] for its endpoint and one for all endpoints in the
+//! bucket of its minute. A KPI pass merges at most one bucket per minute of the window, so its
+//! cost depends on the window and the number of endpoints, never on the number of events.
+
+pub mod sketch;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use sketch::Sketch;
+
+pub const US_PER_MINUTE: i64 = 60_000_000;
+
+/// The windows the API serves, and the longest one, which bounds what aggregates keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+pub enum Window {
+    #[serde(rename = "15m")]
+    FifteenMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
+    #[serde(rename = "24h")]
+    OneDay,
+}
+
+impl Window {
+    pub const ALL: [Window; 3] = [Window::FifteenMinutes, Window::OneHour, Window::OneDay];
+    pub const LONGEST_MINUTES: i64 = 24 * 60;
+
+    pub fn parse(s: &str) -> Option<Window> {
+        match s {
+            "15m" => Some(Window::FifteenMinutes),
+            "1h" => Some(Window::OneHour),
+            "24h" => Some(Window::OneDay),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Window::FifteenMinutes => "15m",
+            Window::OneHour => "1h",
+            Window::OneDay => "24h",
+        }
+    }
+
+    pub fn minutes(self) -> i64 {
+        match self {
+            Window::FifteenMinutes => 15,
+            Window::OneHour => 60,
+            Window::OneDay => Window::LONGEST_MINUTES,
+        }
+    }
+}
+
+/// What the aggregates need of a committed event.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub ts_us: i64,
+    pub endpoint: &'a str,
+    pub response_time_ms: f64,
+    pub status_code: u16,
+}
+
+/// Count, sum, error counts and a latency sketch: everything a KPI needs, and mergeable.
+#[derive(Debug, Clone, Default)]
+pub struct Agg {
+    count: u64,
+    sum_ms: f64,
+    server_errors: u64,
+    client_errors: u64,
+    sketch: Sketch,
+}
+
+impl Agg {
+    fn record(&mut self, response_time_ms: f64, status_code: u16) {
+        self.count += 1;
+        self.sum_ms += response_time_ms;
+        match status_code {
+            500.. => self.server_errors += 1,
+            400..=499 => self.client_errors += 1,
+            _ => {}
+        }
+        self.sketch.insert(response_time_ms);
+    }
+
+    fn merge(&mut self, other: &Agg) {
+        self.count += other.count;
+        self.sum_ms += other.sum_ms;
+        self.server_errors += other.server_errors;
+        self.client_errors += other.client_errors;
+        self.sketch.merge(&other.sketch);
+    }
+
+    /// The KPI figures of this aggregate spread over `minutes` minutes.
+    pub fn figures(&self, minutes: i64) -> Figures {
+        let quantiles = self.sketch.quantiles([0.5, 0.95, 0.99]);
+        let pct = |n: u64| if self.count == 0 { 0.0 } else { round3(100.0 * n as f64 / self.count as f64) };
+        Figures {
+            count: self.count,
+            avg_latency_ms: (self.count > 0).then(|| round3(self.sum_ms / self.count as f64)),
+            p50_latency_ms: quantiles.map(|q| round3(q[0])),
+            p95_latency_ms: quantiles.map(|q| round3(q[1])),
+            p99_latency_ms: quantiles.map(|q| round3(q[2])),
+            error_rate_pct: pct(self.server_errors),
+            client_error_rate_pct: pct(self.client_errors),
+            requests_per_min: round3(self.count as f64 / minutes as f64),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.sketch.heap_bytes()
+    }
+}
+
+/// Three decimals: enough for milliseconds and percentages, and stable JSON.
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// KPI figures over a window (or one minute of a series). Latencies are `null` when there
+/// are no events.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Figures {
+    pub count: u64,
+    pub avg_latency_ms: Option<f64>,
+    pub p50_latency_ms: Option<f64>,
+    pub p95_latency_ms: Option<f64>,
+    pub p99_latency_ms: Option<f64>,
+    /// Share of events with status >= 500, in percent.
+    pub error_rate_pct: f64,
+    /// Share of events with status 400-499, in percent.
+    pub client_error_rate_pct: f64,
+    pub requests_per_min: f64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EndpointFigures {
+    pub endpoint: String,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SeriesPoint {
+    /// Start of the minute.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub minute: OffsetDateTime,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// The KPIs of one window: overall (or of the one endpoint asked for), per endpoint, and a
+/// per-minute series with one point for every minute of the window, empty minutes included.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct KpiReport {
+    pub window: Window,
+    /// The endpoint the report is filtered to, if any.
+    pub endpoint: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub computed_at: OffsetDateTime,
+    pub overall: Figures,
+    /// Sorted by request count, busiest first.
+    pub endpoints: Vec<EndpointFigures>,
+    pub series: Vec<SeriesPoint>,
+}
+
+#[derive(Debug, Default)]
+struct Minute {
+    all: Agg,
+    by_endpoint: HashMap<Box<str>, Agg>,
+}
+
+/// The name under which endpoints past the tracking limit are aggregated.
+pub const OTHER_ENDPOINT: &str = "other";
+
+/// Per-minute aggregates of the last [`Window::LONGEST_MINUTES`] minutes.
+#[derive(Debug)]
+pub struct Aggregates {
+    minutes: BTreeMap<i64, Minute>,
+    /// Endpoints tracked on their own; the rest are folded into [`OTHER_ENDPOINT`] so that a
+    /// client sending ids in paths cannot grow memory without bound.
+    tracked: HashSet<Box<str>>,
+    max_endpoints: usize,
+}
+
+impl Aggregates {
+    pub fn new(max_endpoints: usize) -> Aggregates {
+        Aggregates { minutes: BTreeMap::new(), tracked: HashSet::new(), max_endpoints }
+    }
+
+    /// Records committed events. Events older than the longest window (relative to `now_us`)
+    /// are stored but not aggregated: no window can show them.
+    pub fn record<'a>(&mut self, now_us: i64, events: impl IntoIterator<Item = Observation<'a>>) {
+        let oldest = minute_of(now_us) - Window::LONGEST_MINUTES;
+        for e in events {
+            let minute = minute_of(e.ts_us);
+            if minute <= oldest {
+                continue;
+            }
+            let endpoint = self.tracked_name(e.endpoint);
+            let bucket = self.minutes.entry(minute).or_default();
+            bucket.all.record(e.response_time_ms, e.status_code);
+            match bucket.by_endpoint.get_mut(endpoint) {
+                Some(agg) => agg.record(e.response_time_ms, e.status_code),
+                None => {
+                    let mut agg = Agg::default();
+                    agg.record(e.response_time_ms, e.status_code);
+                    bucket.by_endpoint.insert(endpoint.into(), agg);
+                }
+            }
+        }
+    }
+
+    fn tracked_name<'a>(&mut self, endpoint: &'a str) -> &'a str {
+        if self.tracked.contains(endpoint) {
+            return endpoint;
+        }
+        if self.tracked.len() < self.max_endpoints {
+            self.tracked.insert(endpoint.into());
+            return endpoint;
+        }
+        OTHER_ENDPOINT
+    }
+
+    /// Drops minutes no window can reach any more.
+    pub fn prune(&mut self, now_us: i64) {
+        let oldest = minute_of(now_us) - Window::LONGEST_MINUTES;
+        self.minutes = self.minutes.split_off(&(oldest + 1));
+    }
+
+    /// Heap bytes held by the sketches, for benchmarks.
+    pub fn heap_bytes(&self) -> usize {
+        self.minutes
+            .values()
+            .map(|m| m.all.heap_bytes() + m.by_endpoint.values().map(Agg::heap_bytes).sum::<usize>())
+            .sum()
+    }
+
+    /// The KPIs over `window` ending at `now`, for all endpoints or for one.
+    ///
+    /// The window is the `window.minutes()` minute buckets ending with the current (partial)
+    /// one; `requests_per_min` divides by the window's length in minutes.
+    pub fn report(&self, window: Window, now: OffsetDateTime, endpoint: Option<&str>) -> KpiReport {
+        let last = minute_of(unix_us(now));
+        let first = last - window.minutes() + 1;
+        let empty = Agg::default();
+        let mut overall = Agg::default();
+        let mut per_endpoint: HashMap<&str, Agg> = HashMap::new();
+        let mut series = Vec::with_capacity(window.minutes() as usize);
+        let mut buckets = self.minutes.range(first..=last).peekable();
+        for minute in first..=last {
+            let bucket = match buckets.peek() {
+                Some((m, _)) if **m == minute => buckets.next().map(|(_, b)| b),
+                _ => None,
+            };
+            let agg = bucket
+                .and_then(|b| match endpoint {
+                    None => Some(&b.all),
+                    Some(e) => b.by_endpoint.get(e),
+                })
+                .unwrap_or(&empty);
+            overall.merge(agg);
+            if let Some(bucket) = bucket {
+                for (name, a) in &bucket.by_endpoint {
+                    if endpoint.is_none_or(|e| e == &**name) {
+                        per_endpoint.entry(name).or_default().merge(a);
+                    }
+                }
+            }
+            series.push(SeriesPoint { minute: from_unix_us(minute * US_PER_MINUTE), figures: agg.figures(1) });
+        }
+        let mut endpoints: Vec<EndpointFigures> = per_endpoint
+            .into_iter()
+            .map(|(name, agg)| EndpointFigures { endpoint: name.to_string(), figures: agg.figures(window.minutes()) })
+            .collect();
+        endpoints.sort_by(|a, b| b.figures.count.cmp(&a.figures.count).then_with(|| a.endpoint.cmp(&b.endpoint)));
+        KpiReport {
+            window,
+            endpoint: endpoint.map(str::to_string),
+            computed_at: now,
+            overall: overall.figures(window.minutes()),
+            endpoints,
+            series,
+        }
+    }
+}
+
+pub fn minute_of(ts_us: i64) -> i64 {
+    ts_us.div_euclid(US_PER_MINUTE)
+}
+
+pub fn unix_us(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+pub fn from_unix_us(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000).expect("timestamp in range")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sketch::exact_quantile;
+    use super::*;
+
+    struct Generated {
+        ts_us: i64,
+        endpoint: &'static str,
+        ms: f64,
+        status: u16,
+    }
+
+    fn generate(now_us: i64, n: usize, spread_minutes: i64) -> Vec<Generated> {
+        let endpoints = ["/lock", "/unlock", "/status", "/climate"];
+        let mut seed: u64 = 99;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let age = (next() * (spread_minutes * US_PER_MINUTE) as f64) as i64;
+                let endpoint = endpoints[(next() * 4.0) as usize];
+                let ms = (next() * 6.0).exp() + next() * 3.0;
+                let r = next();
+                let status = if r < 0.03 { 503 } else if r < 0.08 { 404 } else { 200 };
+                Generated { ts_us: now_us - age, endpoint, ms, status }
+            })
+            .collect()
+    }
+
+    /// The KPIs computed directly from the raw events, the way a SQL query would.
+    fn exact(events: &[&Generated], minutes: i64) -> Figures {
+        let mut lat: Vec<f64> = events.iter().map(|e| e.ms).collect();
+        lat.sort_by(f64::total_cmp);
+        let n = events.len() as f64;
+        Figures {
+            count: events.len() as u64,
+            avg_latency_ms: Some(lat.iter().sum::<f64>() / n),
+            p50_latency_ms: Some(exact_quantile(&lat, 0.5)),
+            p95_latency_ms: Some(exact_quantile(&lat, 0.95)),
+            p99_latency_ms: Some(exact_quantile(&lat, 0.99)),
+            error_rate_pct: 100.0 * events.iter().filter(|e| e.status >= 500).count() as f64 / n,
+            client_error_rate_pct: 100.0 * events.iter().filter(|e| (400..500).contains(&e.status)).count() as f64 / n,
+            requests_per_min: n / minutes as f64,
+        }
+    }
+
+    fn assert_close(got: &Figures, want: &Figures, what: &str) {
+        assert_eq!(got.count, want.count, "{what}: count");
+        let rel = |a: Option<f64>, b: Option<f64>| (a.unwrap() - b.unwrap()).abs() / b.unwrap();
+        // Figures are rounded to three decimals.
+        assert!((got.avg_latency_ms.unwrap() - want.avg_latency_ms.unwrap()).abs() <= 0.0005, "{what}: avg {got:?} vs {want:?}");
+        for (g, w, name) in [
+            (got.p50_latency_ms, want.p50_latency_ms, "p50"),
+            (got.p95_latency_ms, want.p95_latency_ms, "p95"),
+            (got.p99_latency_ms, want.p99_latency_ms, "p99"),
+        ] {
+            assert!(rel(g, w) <= 0.01, "{what}: {name} {g:?} vs exact {w:?}");
+        }
+        assert!((got.error_rate_pct - want.error_rate_pct).abs() < 0.001, "{what}: error rate");
+        assert!((got.client_error_rate_pct - want.client_error_rate_pct).abs() < 0.001, "{what}: client error rate");
+        assert!((got.requests_per_min - want.requests_per_min).abs() < 0.001, "{what}: rpm");
+    }
+
+    #[test]
+    fn report_matches_exact_computation_for_every_window_and_endpoint() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_030).unwrap();
+        let now_us = unix_us(now);
+        // Spread over 30 hours: some events fall outside even the longest window.
+        let events = generate(now_us, 60_000, 30 * 60);
+        let mut aggs = Aggregates::new(100);
+        aggs.record(
+            now_us,
+            events.iter().map(|e| Observation {
+                ts_us: e.ts_us,
+                endpoint: e.endpoint,
+                response_time_ms: e.ms,
+                status_code: e.status,
+            }),
+        );
+        for window in Window::ALL {
+            let first_minute = minute_of(now_us) - window.minutes() + 1;
+            let in_window: Vec<&Generated> = events.iter().filter(|e| minute_of(e.ts_us) >= first_minute).collect();
+            let report = aggs.report(window, now, None);
+            assert_close(&report.overall, &exact(&in_window, window.minutes()), window.as_str());
+            assert_eq!(report.series.len() as i64, window.minutes());
+            assert_eq!(report.series.iter().map(|p| p.figures.count).sum::<u64>(), in_window.len() as u64);
+            for ep in &report.endpoints {
+                let mine: Vec<&Generated> = in_window.iter().copied().filter(|e| e.endpoint == ep.endpoint).collect();
+                assert_close(&ep.figures, &exact(&mine, window.minutes()), &ep.endpoint);
+                let filtered = aggs.report(window, now, Some(&ep.endpoint));
+                assert_eq!(filtered.overall, ep.figures);
+                assert_eq!(filtered.endpoints.len(), 1);
+            }
+            assert_eq!(report.endpoints.len(), 4);
+        }
+    }
+
+    #[test]
+    fn empty_window_reports_zero_count_and_no_latency() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let report = Aggregates::new(10).report(Window::FifteenMinutes, now, None);
+        assert_eq!(report.overall.count, 0);
+        assert_eq!(report.overall.p95_latency_ms, None);
+        assert_eq!(report.series.len(), 15);
+        assert!(report.endpoints.is_empty());
+    }
+
+    #[test]
+    fn endpoints_past_the_limit_are_folded_into_other() {
+        let now_us = 1_800_000_000 * 1_000_000;
+        let mut aggs = Aggregates::new(2);
+        let names = ["/a", "/b", "/c", "/d", "/a"];
+        aggs.record(
+            now_us,
+            names.iter().map(|n| Observation { ts_us: now_us, endpoint: n, response_time_ms: 1.0, status_code: 200 }),
+        );
+        let report = aggs.report(Window::FifteenMinutes, from_unix_us(now_us), None);
+        let got: Vec<(&str, u64)> = report.endpoints.iter().map(|e| (e.endpoint.as_str(), e.figures.count)).collect();
+        assert_eq!(got, vec![("/a", 2), ("other", 2), ("/b", 1)]);
+    }
+
+    #[test]
+    fn prune_drops_minutes_outside_the_longest_window() {
+        let now_us = 1_800_000_000 * 1_000_000;
+        let mut aggs = Aggregates::new(10);
+        let obs = |ts_us| Observation { ts_us, endpoint: "/a", response_time_ms: 1.0, status_code: 200 };
+        aggs.record(now_us, [obs(now_us), obs(now_us - 10 * US_PER_MINUTE)]);
+        let later = now_us + (Window::LONGEST_MINUTES - 5) * US_PER_MINUTE;
+        aggs.prune(later);
+        assert_eq!(aggs.minutes.len(), 1);
+    }
+}

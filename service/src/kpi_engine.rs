@@ -1,0 +1,191 @@
+//! The KPI engine: keeps the per-minute aggregates current, writes a snapshot of every
+//! window to `kpi_snapshots` each `--kpi-interval`, rebuilds the aggregates from the store
+//! after a restart, and applies retention.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Result;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::ingest::Event;
+use crate::kpi::{Aggregates, KpiReport, US_PER_MINUTE, Window, unix_us};
+use crate::store::{SnapshotRow, Store};
+
+/// Endpoints with KPIs of their own; the rest are reported as `other`.
+pub const MAX_KPI_ENDPOINTS: usize = 1000;
+/// Rows per retention `DELETE`, so that one pass never holds a long lock.
+const RETENTION_CHUNK: usize = 10_000;
+/// Rows per read while rebuilding the aggregates.
+const REBUILD_CHUNK: usize = 50_000;
+
+pub struct KpiEngine {
+    aggregates: Mutex<Aggregates>,
+    /// The latest report of each window (unfiltered), in `Window::ALL` order.
+    latest: RwLock<Arc<Vec<KpiReport>>>,
+    /// False until the aggregates hold every event committed before start-up.
+    rebuilt: watch::Sender<bool>,
+}
+
+impl KpiEngine {
+    pub fn new() -> KpiEngine {
+        let now = OffsetDateTime::now_utc();
+        let aggregates = Aggregates::new(MAX_KPI_ENDPOINTS);
+        let latest = Window::ALL.iter().map(|w| aggregates.report(*w, now, None)).collect();
+        KpiEngine {
+            aggregates: Mutex::new(aggregates),
+            latest: RwLock::new(Arc::new(latest)),
+            rebuilt: watch::Sender::new(false),
+        }
+    }
+
+    /// Adds committed events to the aggregates.
+    pub fn record(&self, events: &[Event]) {
+        let now_us = unix_us(OffsetDateTime::now_utc());
+        self.lock().record(now_us, events.iter().map(Event::observation));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Aggregates> {
+        // A panic while holding the lock leaves the aggregates as they were after the last
+        // complete record; they remain usable.
+        self.aggregates.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The report for `window`: the latest snapshot, or a fresh computation for one endpoint.
+    pub fn report(&self, window: Window, endpoint: Option<&str>) -> KpiReport {
+        match endpoint {
+            None => {
+                let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let i = Window::ALL.iter().position(|w| *w == window).expect("every window has a report");
+                latest[i].clone()
+            }
+            Some(e) => self.lock().report(window, OffsetDateTime::now_utc(), Some(e)),
+        }
+    }
+
+    pub fn is_rebuilt(&self) -> bool {
+        *self.rebuilt.borrow()
+    }
+
+    /// One KPI pass: computes every window's report, publishes it, and returns the rows for
+    /// `kpi_snapshots`.
+    pub fn compute(&self, now: OffsetDateTime) -> Vec<SnapshotRow> {
+        let reports: Vec<KpiReport> = {
+            let mut aggregates = self.lock();
+            aggregates.prune(unix_us(now));
+            Window::ALL.iter().map(|w| aggregates.report(*w, now, None)).collect()
+        };
+        let computed_at_us = unix_us(now);
+        let mut rows = Vec::new();
+        for r in &reports {
+            let window_s = (r.window.minutes() * 60) as i32;
+            rows.push(SnapshotRow { computed_at_us, window_s, endpoint: None, figures: r.overall.clone() });
+            for e in &r.endpoints {
+                rows.push(SnapshotRow {
+                    computed_at_us,
+                    window_s,
+                    endpoint: Some(e.endpoint.clone()),
+                    figures: e.figures.clone(),
+                });
+            }
+        }
+        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(reports);
+        rows
+    }
+
+    /// Reads back the events of the longest window committed before start-up (ids up to
+    /// `max_id`); events committed since are recorded live, so none is counted twice.
+    pub async fn rebuild(&self, store: &Store, max_id: i64) -> Result<u64> {
+        let now_us = unix_us(OffsetDateTime::now_utc());
+        let since_us = (now_us / US_PER_MINUTE - Window::LONGEST_MINUTES) * US_PER_MINUTE;
+        let mut cursor = (i64::MIN, i64::MIN);
+        let mut total = 0;
+        loop {
+            let chunk = store.scan_events(since_us, max_id, cursor, REBUILD_CHUNK).await?;
+            let Some(last) = chunk.last() else { break };
+            cursor = (last.ts_us, last.id);
+            total += chunk.len() as u64;
+            let now_us = unix_us(OffsetDateTime::now_utc());
+            self.lock().record(
+                now_us,
+                chunk.iter().map(|e| crate::kpi::Observation {
+                    ts_us: e.ts_us,
+                    endpoint: &e.endpoint,
+                    response_time_ms: e.response_time_ms,
+                    status_code: e.status_code,
+                }),
+            );
+            if chunk.len() < REBUILD_CHUNK {
+                break;
+            }
+        }
+        self.rebuilt.send_replace(true);
+        Ok(total)
+    }
+
+    /// Every `interval`: a KPI pass and its snapshot rows. Runs until `shutdown` flips.
+    pub async fn run_snapshots(&self, store: Store, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut rebuilt = self.rebuilt.subscribe();
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                // Publish the rebuilt figures at once instead of a whole interval later.
+                Ok(()) = rebuilt.changed() => {}
+                _ = shutdown.changed() => return,
+            }
+            let started = std::time::Instant::now();
+            let rows = self.compute(OffsetDateTime::now_utc());
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+            if !self.is_rebuilt() {
+                // Snapshots of half-rebuilt aggregates would be wrong; serve them, do not store them.
+                continue;
+            }
+            let n = rows.len();
+            match store.insert_snapshots(Arc::new(rows)).await {
+                Ok(()) => tracing::debug!(rows = n, elapsed_ms, "KPI snapshot written"),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not write the KPI snapshot; will retry next interval"),
+            }
+        }
+    }
+}
+
+/// Deletes events and snapshots older than `retention`, in bounded chunks, every `every`.
+pub async fn run_retention(store: Store, retention: Duration, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let cutoff_us = unix_us(OffsetDateTime::now_utc()) - retention.as_micros() as i64;
+        match delete_all_before(&store, cutoff_us, &mut shutdown).await {
+            Ok((0, 0)) => {}
+            Ok((events, snapshots)) => tracing::info!(events, snapshots, "retention removed old rows"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "retention pass failed; will retry"),
+        }
+    }
+}
+
+async fn delete_all_before(store: &Store, cutoff_us: i64, shutdown: &mut watch::Receiver<bool>) -> Result<(u64, u64)> {
+    let mut events = 0;
+    loop {
+        let n = store.delete_events_before(cutoff_us, RETENTION_CHUNK).await?;
+        events += n;
+        if n < RETENTION_CHUNK as u64 || *shutdown.borrow() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut snapshots = 0;
+    loop {
+        let n = store.delete_snapshots_before(cutoff_us, RETENTION_CHUNK).await?;
+        snapshots += n;
+        if n < RETENTION_CHUNK as u64 || *shutdown.borrow() {
+            break;
+        }
+    }
+    Ok((events, snapshots))
+}

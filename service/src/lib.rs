@@ -1,0 +1,120 @@
+//! The vehicleconnect service: event ingest, KPI engine, metrics and API docs over HTTP.
+//!
+//! `main.rs` parses the configuration, sets up logging, binds the listener and owns the
+//! shutdown signal; [`run`] does everything else, so tests can run the service in-process.
+
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod kpi;
+pub mod kpi_engine;
+pub mod metrics;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use config::Config;
+use ingest::group_commit::{GroupCommit, OnCommit};
+use kpi_engine::KpiEngine;
+use metrics::Metrics;
+use store::Store;
+
+pub mod build {
+    //! What this binary is: version and git commit.
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    pub const GIT_SHA: &str = env!("VC_GIT_SHA");
+    pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VC_GIT_SHA"), ")");
+}
+
+/// How long shutdown waits for queued events to be committed.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Serves on `listener` until `shutdown` completes, then stops accepting, finishes the
+/// requests in flight, commits what they queued, and returns.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let started = Instant::now();
+    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
+    let kpis = Arc::new(KpiEngine::new());
+    let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
+
+    // Everything committed up to here is read back into the aggregates; everything after is
+    // recorded as it commits. Read the boundary before the writers start.
+    let rebuild_up_to = store.max_event_id().await.context("reading the newest event id")?;
+    let on_commit: OnCommit = {
+        let (kpis, metrics) = (kpis.clone(), metrics.clone());
+        Arc::new(move |events| {
+            kpis.record(events);
+            metrics.observe_events(events);
+        })
+    };
+    let (ingest, writers) = GroupCommit::start(store.clone(), on_commit);
+
+    let (stop, stopped) = watch::channel(false);
+    let background = [
+        tokio::spawn({
+            let (kpis, store) = (kpis.clone(), store.clone());
+            async move {
+                let t = Instant::now();
+                match kpis.rebuild(&store, rebuild_up_to).await {
+                    Ok(n) => tracing::info!(events = n, elapsed_ms = t.elapsed().as_millis() as u64, "KPI aggregates rebuilt"),
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "rebuilding the KPI aggregates failed; KPIs cover new events only"),
+                }
+            }
+        }),
+        tokio::spawn({
+            let (kpis, store, stopped) = (kpis.clone(), store.clone(), stopped.clone());
+            let interval = config.kpi_interval;
+            async move { kpis.run_snapshots(store, interval, stopped).await }
+        }),
+        tokio::spawn(kpi_engine::run_retention(
+            store.clone(),
+            config.retention,
+            Duration::from_secs(60).min(config.retention),
+            stopped.clone(),
+        )),
+    ];
+
+    let state = Arc::new(http::AppState {
+        ingest,
+        store: store.clone(),
+        kpis,
+        metrics,
+        ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
+        started,
+    });
+    let app = http::router(state);
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        store = %store.describe(),
+        version = build::VERSION,
+        git_sha = build::GIT_SHA,
+        ingest_token = config.ingest_token.is_some(),
+        "listening"
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+
+    // Every request has been answered, so every queued event has been committed or refused;
+    // wait for the writers to see the queue closed.
+    tracing::info!("shutting down: flushing the event queue");
+    let _ = stop.send(true);
+    let flushed = tokio::time::timeout(FLUSH_DEADLINE, async {
+        for w in writers {
+            let _ = w.await;
+        }
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!("event writers did not finish within {FLUSH_DEADLINE:?}");
+    }
+    for task in background {
+        task.abort();
+    }
+    tracing::info!(uptime_s = started.elapsed().as_secs(), "stopped");
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The PostgreSQL store: a small connection pool, one multi-row `INSERT ... SELECT FROM
+//! UNNEST` per group commit, and versioned migrations under an advisory lock.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use time::OffsetDateTime;
+use tokio_postgres::NoTls;
+use tokio_postgres::config::Host;
+
+use super::{ScanCursor, SnapshotRow, StoredEvent};
+use crate::ingest::Event;
+use crate::kpi::{from_unix_us, unix_us};
+
+/// Schema versions, applied in order, each once. Never edit a released entry: add one.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE api_events (
+        id BIGSERIAL PRIMARY KEY,
+        ts TIMESTAMPTZ NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        endpoint TEXT NOT NULL,
+        method TEXT,
+        status_code SMALLINT NOT NULL,
+        response_time_ms DOUBLE PRECISION NOT NULL,
+        client_id TEXT NOT NULL
+    );
+    CREATE INDEX api_events_ts_id_idx ON api_events (ts, id);
+    CREATE TABLE kpi_snapshots (
+        id BIGSERIAL PRIMARY KEY,
+        computed_at TIMESTAMPTZ NOT NULL,
+        window_s INTEGER NOT NULL,
+        endpoint TEXT,
+        count BIGINT NOT NULL,
+        avg_latency_ms DOUBLE PRECISION,
+        p50_latency_ms DOUBLE PRECISION,
+        p95_latency_ms DOUBLE PRECISION,
+        p99_latency_ms DOUBLE PRECISION,
+        error_rate_pct DOUBLE PRECISION NOT NULL,
+        client_error_rate_pct DOUBLE PRECISION NOT NULL,
+        requests_per_min DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX kpi_snapshots_computed_at_idx ON kpi_snapshots (computed_at);",
+)];
+
+/// Any number will do, as long as it is ours: serialises migrations of concurrent starts.
+const MIGRATION_LOCK: i64 = 0x7663_6d69_6772;
+
+const INSERT_EVENTS: &str = "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id)
+    SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[])
+    RETURNING id";
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    description: String,
+}
+
+impl PgStore {
+    pub async fn open(url: &str, connect_timeout: Duration) -> Result<PgStore> {
+        let config = tokio_postgres::Config::from_str(url)
+            .context("invalid --database URL; expected postgres://user:password@host:port/dbname")?;
+        let description = describe(&config);
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let timeout = Some(Duration::from_secs(5));
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .build()
+            .context("building the PostgreSQL pool")?;
+        let store = PgStore { pool, description };
+        store.wait_until_reachable(connect_timeout).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// PostgreSQL often starts after us at boot: retry with backoff instead of failing at once.
+    async fn wait_until_reachable(&self, deadline: Duration) -> Result<()> {
+        let start = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.pool.get().await {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() + delay < deadline => {
+                    tracing::warn!(database = %self.description, error = %e, "PostgreSQL not reachable yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot connect to {} within {deadline:?}", self.description)
+                    });
+                }
+            }
+        }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let applied: Vec<i32> =
+            tx.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
+        if let Some(newest) = applied.iter().max() {
+            if *newest > MIGRATIONS.last().map_or(0, |m| m.0) {
+                bail!("the database schema (version {newest}) is newer than this release knows; upgrade vehicleconnect");
+            }
+        }
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql).await.with_context(|| format!("applying migration {version}"))?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).await?;
+            tracing::info!(version, "applied PostgreSQL migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<i64>> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(INSERT_EVENTS).await?;
+        let ts: Vec<OffsetDateTime> = events.iter().map(|e| from_unix_us(e.ts_us)).collect();
+        let endpoints: Vec<&str> = events.iter().map(|e| e.endpoint.as_str()).collect();
+        let methods: Vec<Option<&str>> = events.iter().map(|e| e.method.as_deref()).collect();
+        let codes: Vec<i16> = events.iter().map(|e| e.status_code as i16).collect();
+        let times: Vec<f64> = events.iter().map(|e| e.response_time_ms).collect();
+        let clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
+        let rows = client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients]).await?;
+        // UNNEST yields rows in array order and the sequence numbers them in that order;
+        // sorting makes the mapping independent of the order RETURNING lists them in.
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        let client = self.pool.get().await?;
+        client.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    pub async fn max_event_id(&self) -> Result<i64> {
+        let client = self.pool.get().await?;
+        Ok(client.query_one("SELECT coalesce(max(id), 0) FROM api_events", &[]).await?.get(0))
+    }
+
+    pub async fn scan_events(
+        &self,
+        since_us: i64,
+        max_id: i64,
+        (after_ts, after_id): ScanCursor,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT id, ts, endpoint, response_time_ms, status_code FROM api_events
+                 WHERE ts >= $1 AND (ts, id) > ($2, $3) AND id <= $4
+                 ORDER BY ts, id LIMIT $5",
+                &[&from_unix_us(since_us), &from_unix_us(after_ts), &after_id, &max_id, &(limit as i64)],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredEvent {
+                id: r.get(0),
+                ts_us: unix_us(r.get(1)),
+                endpoint: r.get(2),
+                response_time_ms: r.get(3),
+                status_code: r.get::<_, i16>(4) as u16,
+            })
+            .collect())
+    }
+
+    /// `table` and `column` are ours, never user input.
+    pub async fn delete_before(&self, table: &str, column: &str, cutoff_us: i64, limit: usize) -> Result<u64> {
+        let client = self.pool.get().await?;
+        let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < $1 LIMIT $2)");
+        Ok(client.execute(&sql, &[&from_unix_us(cutoff_us), &(limit as i64)]).await?)
+    }
+
+    pub async fn insert_snapshots(&self, rows: &[SnapshotRow]) -> Result<()> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO kpi_snapshots (computed_at, window_s, endpoint, count, avg_latency_ms, p50_latency_ms,
+                    p95_latency_ms, p99_latency_ms, error_rate_pct, client_error_rate_pct, requests_per_min)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .await?;
+        for r in rows {
+            let f = &r.figures;
+            tx.execute(
+                &stmt,
+                &[
+                    &from_unix_us(r.computed_at_us),
+                    &r.window_s,
+                    &r.endpoint,
+                    &(f.count as i64),
+                    &f.avg_latency_ms,
+                    &f.p50_latency_ms,
+                    &f.p95_latency_ms,
+                    &f.p99_latency_ms,
+                    &f.error_rate_pct,
+                    &f.client_error_rate_pct,
+                    &f.requests_per_min,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// `postgres://user@host:port/db`, without the password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("postgres"),
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
