@@ -29,7 +29,8 @@ pub mod build {
     //! What this binary is: version and git commit.
     pub const VERSION: &str = env!("CARGO_PKG_VERSION");
     pub const GIT_SHA: &str = env!("VC_GIT_SHA");
-    pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VC_GIT_SHA"), ")");
+    pub const LONG_VERSION: &str =
+        concat!(env!("CARGO_PKG_VERSION"), " (", env!("VC_GIT_SHA"), ")");
 }
 
 /// How long shutdown waits for queued events to be committed.
@@ -37,15 +38,27 @@ const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Serves on `listener` until `shutdown` completes, then stops accepting, finishes the
 /// requests in flight, commits what they queued, and returns.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let started = Instant::now();
-    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
-    let kpis = Arc::new(KpiEngine::new());
+    let store = Store::open(
+        config.database.as_deref(),
+        &config.data_dir,
+        config.db_connect_timeout,
+    )
+    .await?;
+    let kpis = Arc::new(KpiEngine::new(kpi_engine::MAX_KPI_ENDPOINTS));
     let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
 
     // Everything committed up to here is read back into the aggregates; everything after is
     // recorded as it commits. Read the boundary before the writers start.
-    let rebuild_up_to = store.max_event_id().await.context("reading the newest event id")?;
+    let rebuild_up_to = store
+        .max_event_id()
+        .await
+        .context("reading the newest event id")?;
     let on_commit: OnCommit = {
         let (kpis, metrics) = (kpis.clone(), metrics.clone());
         Arc::new(move |events| {
@@ -62,8 +75,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
             async move {
                 let t = Instant::now();
                 match kpis.rebuild(&store, rebuild_up_to).await {
-                    Ok(n) => tracing::info!(events = n, elapsed_ms = t.elapsed().as_millis() as u64, "KPI aggregates rebuilt"),
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "rebuilding the KPI aggregates failed; KPIs cover new events only"),
+                    Ok(n) => tracing::info!(
+                        events = n,
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        "KPI aggregates rebuilt"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "rebuilding the KPI aggregates failed; KPIs cover new events only")
+                    }
                 }
             }
         }),
@@ -86,6 +105,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         kpis,
         metrics,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
+        retention_us: config.retention.as_micros().min(i64::MAX as u128) as i64,
         started,
     });
     let app = http::router(state);
@@ -97,7 +117,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
         ingest_token = config.ingest_token.is_some(),
         "listening"
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
 
     // Every request has been answered, so every queued event has been committed or refused;
     // wait for the writers to see the queue closed.

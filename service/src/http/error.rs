@@ -27,7 +27,14 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError { status, body: ErrorBody { error: error.into(), details: None }, retry_after_s: None }
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                details: None,
+            },
+            retry_after_s: None,
+        }
     }
 
     pub fn bad_request(error: impl Into<String>) -> ApiError {
@@ -45,18 +52,28 @@ impl ApiError {
             idx.dedup();
             idx.len()
         };
-        let first = details.first().map(FieldError::describe).unwrap_or_default();
+        let first = details
+            .first()
+            .map(FieldError::describe)
+            .unwrap_or_default();
         let error = match (details.first().and_then(|d| d.index), details.len()) {
             (None, 1) => first,
             (None, n) => format!("{first} (and {} more problems)", n - 1),
             (Some(_), _) => format!(
                 "{bad_events} invalid event(s), nothing was stored; first: {first}{}",
-                if details.len() > 1 { format!(" ({} problems in all, see details)", details.len()) } else { String::new() }
+                if details.len() > 1 {
+                    format!(" ({} problems in all, see details)", details.len())
+                } else {
+                    String::new()
+                }
             ),
         };
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: ErrorBody { error, details: Some(details) },
+            body: ErrorBody {
+                error,
+                details: Some(details),
+            },
             retry_after_s: None,
         }
     }
@@ -80,12 +97,15 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
         if let Some(s) = self.retry_after_s {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vehicleconnect\""));
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"vehicleconnect\""),
+            );
         }
         response
     }

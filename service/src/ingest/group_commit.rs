@@ -59,7 +59,9 @@ impl GroupCommit {
             .send(Pending { events, reply })
             .await
             .map_err(|_| StoreFailure("the service is shutting down".to_string()))?;
-        answer.await.map_err(|_| StoreFailure("the writer stopped before answering".to_string()))?
+        answer
+            .await
+            .map_err(|_| StoreFailure("the writer stopped before answering".to_string()))?
     }
 }
 

@@ -51,7 +51,8 @@ pub struct SqliteStore {
 }
 
 fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).with_context(|| format!("opening the embedded store `{}`", path.display()))?;
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening the embedded store `{}`", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is synced at every commit, so a 201 survives a power cut, not only a crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -71,7 +72,11 @@ impl SqliteStore {
             let mut writer = connect(&path)?;
             migrate(&mut writer)?;
             let reader = connect(&path)?;
-            Ok(SqliteStore { path, writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
+            Ok(SqliteStore {
+                path,
+                writer: Arc::new(Mutex::new(writer)),
+                reader: Arc::new(Mutex::new(reader)),
+            })
         })
         .await?
     }
@@ -87,7 +92,9 @@ impl SqliteStore {
     ) -> Result<T> {
         let conn = conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| anyhow!("embedded store connection poisoned by a panic"))?;
+            let mut guard = conn
+                .lock()
+                .map_err(|_| anyhow!("embedded store connection poisoned by a panic"))?;
             f(&mut guard)
         })
         .await?
@@ -137,7 +144,11 @@ impl SqliteStore {
 
     pub async fn max_event_id(&self) -> Result<i64> {
         Self::with(&self.reader, |conn| {
-            Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM api_events", [], |r| r.get(0))?)
+            Ok(
+                conn.query_row("SELECT coalesce(max(id), 0) FROM api_events", [], |r| {
+                    r.get(0)
+                })?,
+            )
         })
         .await
     }
@@ -155,22 +166,31 @@ impl SqliteStore {
                  WHERE ts >= ?1 AND (ts, id) > (?2, ?3) AND id <= ?4
                  ORDER BY ts, id LIMIT ?5",
             )?;
-            let rows = stmt.query_map(params![since_us, after_ts, after_id, max_id, limit as i64], |r| {
-                Ok(StoredEvent {
-                    id: r.get(0)?,
-                    ts_us: r.get(1)?,
-                    endpoint: r.get(2)?,
-                    response_time_ms: r.get(3)?,
-                    status_code: r.get(4)?,
-                })
-            })?;
+            let rows = stmt.query_map(
+                params![since_us, after_ts, after_id, max_id, limit as i64],
+                |r| {
+                    Ok(StoredEvent {
+                        id: r.get(0)?,
+                        ts_us: r.get(1)?,
+                        endpoint: r.get(2)?,
+                        response_time_ms: r.get(3)?,
+                        status_code: r.get(4)?,
+                    })
+                },
+            )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
 
     /// `table` and `column` are ours, never user input.
-    pub async fn delete_before(&self, table: &'static str, column: &'static str, cutoff_us: i64, limit: usize) -> Result<u64> {
+    pub async fn delete_before(
+        &self,
+        table: &'static str,
+        column: &'static str,
+        cutoff_us: i64,
+        limit: usize,
+    ) -> Result<u64> {
         Self::with(&self.writer, move |conn| {
             let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < ?1 LIMIT ?2)");
             Ok(conn.execute(&sql, params![cutoff_us, limit as i64])? as u64)
@@ -216,19 +236,29 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
-    let newest: Option<i32> =
-        tx.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).optional()?.flatten();
+    let newest: Option<i32> = tx
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
     if newest.unwrap_or(0) > MIGRATIONS.last().map_or(0, |m| m.0) {
-        bail!("the embedded store's schema (version {newest:?}) is newer than this release knows; upgrade vehicleconnect");
+        bail!(
+            "the embedded store's schema (version {newest:?}) is newer than this release knows; upgrade vehicleconnect"
+        );
     }
     for (version, sql) in MIGRATIONS {
         if *version <= newest.unwrap_or(0) {
             continue;
         }
-        tx.execute_batch(sql).with_context(|| format!("applying migration {version}"))?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("applying migration {version}"))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, crate::kpi::unix_us(time::OffsetDateTime::now_utc())],
+            params![
+                version,
+                crate::kpi::unix_us(time::OffsetDateTime::now_utc())
+            ],
         )?;
         tracing::info!(version, "applied embedded store migration");
     }

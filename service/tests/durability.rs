@@ -1,0 +1,193 @@
+//! A 201 means committed: kill -9 under load, PostgreSQL dying under load, SIGTERM.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{Backend, PgCluster, Service, TestStore, client, event, eventually};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+#[derive(Default)]
+struct Tally {
+    /// Ids of single events answered 201.
+    acked: Mutex<Vec<i64>>,
+    /// Batches of 10 answered 201, by their client id.
+    acked_batches: Mutex<Vec<String>>,
+    unavailable: AtomicU64,
+    unavailable_with_retry_after: AtomicU64,
+    other_failures: AtomicU64,
+}
+
+/// `workers` clients posting as fast as they can until `stop`; every fourth post is a batch.
+fn load(
+    url: String,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let (url, stop, tally) = (url.clone(), stop.clone(), tally.clone());
+        set.spawn(async move {
+            let http = client();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let tag = format!("w{w}-{i}");
+                let batch = i % 4 == 0;
+                let body: Value = if batch {
+                    Value::Array(
+                        (0..10)
+                            .map(|k| event("/charging", k as f64, 200, &tag))
+                            .collect(),
+                    )
+                } else {
+                    event("/lock", 12.0, 200, &tag)
+                };
+                match http
+                    .post(&url)
+                    .json(&body)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 201 => {
+                        let v: Value = r.json().await.unwrap();
+                        if batch {
+                            tally.acked_batches.lock().await.push(tag);
+                        } else {
+                            tally.acked.lock().await.push(v["id"].as_i64().unwrap());
+                        }
+                    }
+                    Ok(r) if r.status() == 503 => {
+                        tally.unavailable.fetch_add(1, Ordering::Relaxed);
+                        if r.headers().contains_key("retry-after") {
+                            tally
+                                .unavailable_with_retry_after
+                                .fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    // Refused connections once the process is gone, or a 503 body cut off.
+                    _ => {
+                        tally.other_failures.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+    }
+    set
+}
+
+async fn assert_every_ack_stored(store: &TestStore, tally: &Tally) {
+    let stored = store.event_ids().await;
+    let acked = tally.acked.lock().await;
+    let lost: Vec<&i64> = acked.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    for tag in tally.acked_batches.lock().await.iter() {
+        assert_eq!(
+            store.count(&format!("WHERE client_id = '{tag}'")).await,
+            10,
+            "acknowledged batch {tag}"
+        );
+    }
+}
+
+async fn kill_9_under_load_loses_no_acknowledged_event(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let mut svc = Service::start(&store, &[]).await;
+    let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
+    let workers = load(svc.url("/api/events"), 32, stop.clone(), tally.clone());
+    eventually(
+        Duration::from_secs(20),
+        "500 acknowledged events",
+        || async { (tally.acked.lock().await.len() >= 500).then_some(()) },
+    )
+    .await;
+    svc.kill9().await;
+    stop.store(true, Ordering::Relaxed);
+    workers.join_all().await;
+    assert_every_ack_stored(&store, &tally).await;
+    // And the store opens cleanly again after the crash.
+    let svc = Service::start(&store, &[]).await;
+    let status: Value = client()
+        .get(svc.url("/api/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["database"], "ok");
+}
+both_stores!(kill_9_under_load_loses_no_acknowledged_event);
+
+async fn sigterm_finishes_in_flight_requests_and_exits_0(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let mut svc = Service::start(&store, &[]).await;
+    let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
+    let workers = load(svc.url("/api/events"), 16, stop.clone(), tally.clone());
+    eventually(
+        Duration::from_secs(20),
+        "200 acknowledged events",
+        || async { (tally.acked.lock().await.len() >= 200).then_some(()) },
+    )
+    .await;
+    let code = svc.terminate().await;
+    stop.store(true, Ordering::Relaxed);
+    workers.join_all().await;
+    assert_eq!(code, Some(0), "log:\n{}", svc.log());
+    assert!(
+        svc.log()
+            .contains("shutting down: flushing the event queue")
+    );
+    assert_every_ack_stored(&store, &tally).await;
+}
+both_stores!(sigterm_finishes_in_flight_requests_and_exits_0);
+
+/// PostgreSQL crashes under load: 503 with Retry-After, `/api/status` says so, and the
+/// service recovers by itself when the database is back. No acknowledged event is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_answers_503_then_recovers() {
+    let cluster = PgCluster::start_new();
+    let store = TestStore::postgres_at(cluster.url());
+    let svc = Service::start(&store, &[]).await;
+    let http = client();
+    let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
+    let workers = load(svc.url("/api/events"), 16, stop.clone(), tally.clone());
+    eventually(
+        Duration::from_secs(20),
+        "events before the outage",
+        || async { (tally.acked.lock().await.len() >= 200).then_some(()) },
+    )
+    .await;
+
+    cluster.stop();
+    eventually(Duration::from_secs(20), "503s with Retry-After", || async {
+        (tally.unavailable_with_retry_after.load(Ordering::Relaxed) >= 10).then_some(())
+    })
+    .await;
+    let r = http.get(svc.url("/api/status")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.json::<Value>().await.unwrap()["database"], "unavailable");
+    let acked_during_outage = tally.acked.lock().await.len();
+
+    cluster.start();
+    eventually(Duration::from_secs(30), "recovery", || async {
+        let healthy = http.get(svc.url("/api/status")).send().await.ok()?.status() == 200;
+        (healthy && tally.acked.lock().await.len() >= acked_during_outage + 200).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    workers.join_all().await;
+    assert_every_ack_stored(&store, &tally).await;
+}

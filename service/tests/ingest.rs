@@ -1,0 +1,275 @@
+//! Ingest over HTTP against both stores: counts, all-or-nothing batches, every error case.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{Backend, Service, TestStore, client, event};
+use serde_json::{Value, json};
+
+/// N concurrent single-event POSTs store exactly N rows, each with the id it was given.
+async fn concurrent_single_posts_store_exactly_n_rows(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let svc = Service::start(&store, &[]).await;
+    let http = client();
+    let n = 600;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (http, url) = (http.clone(), svc.url("/api/events"));
+        tasks.spawn(async move {
+            let r = http
+                .post(url)
+                .json(&event("/lock", 10.0 + i as f64, 200, &format!("car-{i}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+        });
+    }
+    let ids: HashSet<i64> = tasks.join_all().await.into_iter().collect();
+    assert_eq!(ids.len(), n, "every event got its own id");
+    assert_eq!(store.count("").await, n as i64);
+    assert_eq!(store.event_ids().await, ids);
+}
+both_stores!(concurrent_single_posts_store_exactly_n_rows);
+
+/// Arrays and NDJSON are stored whole, or not at all.
+async fn batches_are_all_or_nothing(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let svc = Service::start(&store, &[]).await;
+    let http = client();
+    let batch: Vec<Value> = (0..100)
+        .map(|i| event("/status", i as f64, 200, "c"))
+        .collect();
+    let r = http
+        .post(svc.url("/api/events"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 100}));
+
+    let ndjson: String = (0..50)
+        .map(|i| format!("{}\n", event("/climate", i as f64, 503, "c")))
+        .collect();
+    let r = http
+        .post(svc.url("/api/events"))
+        .header("content-type", "application/x-ndjson")
+        .body(ndjson)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 50}));
+    assert_eq!(store.count("").await, 150);
+
+    let mut bad = batch.clone();
+    bad[37] =
+        json!({"endpoint": "/x", "response_time_ms": 1, "status_code": 1000, "client_id": "c"});
+    bad[64] = json!({"endpoint": "/x", "response_time_ms": 1, "status_code": 200});
+    let r = http
+        .post(svc.url("/api/events"))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["details"],
+        json!([
+            {"index": 37, "field": "status_code", "reason": "must be an integer between 100 and 599, got 1000"},
+            {"index": 64, "field": "client_id", "reason": "is required"},
+        ])
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("events[37].status_code"),
+        "{body}"
+    );
+    assert_eq!(
+        store.count("").await,
+        150,
+        "nothing of the bad batch is stored"
+    );
+}
+both_stores!(batches_are_all_or_nothing);
+
+/// Every kind of bad request gets its status and a message naming the problem; nothing is stored.
+async fn bad_requests_are_refused_clearly(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let svc = Service::start(&store, &[]).await;
+    let http = client();
+    let url = svc.url("/api/events");
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        ("malformed JSON", "application/json", "{\"endpoint\":".into(), 400, "malformed JSON"),
+        ("empty body", "application/json", "".into(), 400, "request body is empty"),
+        ("not an object", "application/json", "42".into(), 422, "body must be an event object"),
+        ("empty batch", "application/json", "[]".into(), 422, "batch is empty"),
+        ("bad field", "application/json", event("/a", -3.0, 200, "c").to_string(), 422, "response_time_ms: must be between 0 and 3600000"),
+        ("unknown field", "application/json", json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "vin": "x"}).to_string(), 422, "vin: unknown field"),
+        ("bad NDJSON line", "application/x-ndjson", format!("{}\nnope\n", event("/a", 1.0, 200, "c")), 400, "malformed JSON on NDJSON line 2"),
+        ("wrong content type", "text/csv", "a,b".into(), 415, "unsupported Content-Type"),
+    ];
+    for (what, ct, body, status, message) in cases {
+        let r = http
+            .post(&url)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        let body: Value = r
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: error body is not JSON: {e}"));
+        let error = body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no `error` in {body}"));
+        assert!(
+            error.contains(message),
+            "{what}: {error:?} does not contain {message:?}"
+        );
+    }
+    let (status, body) = post_headers_only(&svc, 8 * 1024 * 1024 + 1).await;
+    assert_eq!(status, 413);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 8 MiB"),
+        "{body}"
+    );
+    let r = http.get(svc.url("/api/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("/api/nothing")
+    );
+    let r = http.delete(svc.url("/api/events")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = http
+        .get(svc.url("/api/analytics/kpis?window=2h"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("window: must be one of 15m, 1h, 24h")
+    );
+    assert_eq!(store.count("").await, 0);
+}
+both_stores!(bad_requests_are_refused_clearly);
+
+#[tokio::test]
+async fn ingest_token_is_required_when_set() {
+    let store = TestStore::new(Backend::Embedded).await;
+    let svc = Service::start(&store, &["--ingest-token", "s3cret-token"]).await;
+    let http = client();
+    let e = event("/lock", 5.0, 200, "c");
+    for (auth, status) in [
+        (None, 401),
+        (Some("Bearer wrong"), 401),
+        (Some("Basic s3cret-token"), 401),
+        (Some("Bearer s3cret-token"), 201),
+    ] {
+        let mut req = http.post(svc.url("/api/events")).json(&e);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{auth:?}");
+        if status == 401 {
+            assert_eq!(
+                r.headers()["www-authenticate"],
+                "Bearer realm=\"vehicleconnect\""
+            );
+            assert!(
+                r.json::<Value>().await.unwrap()["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("token")
+            );
+        }
+    }
+    assert_eq!(store.count("").await, 1);
+    assert!(
+        !svc.log().contains("s3cret-token"),
+        "the token must never be logged"
+    );
+    // Reads stay open: the dashboard and monitoring need no token.
+    assert_eq!(
+        http.get(svc.url("/api/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// Events keep their own timestamp, method and fields exactly.
+#[tokio::test]
+async fn stored_rows_keep_every_field() {
+    let store = TestStore::new(Backend::Postgres).await;
+    let svc = Service::start(&store, &[]).await;
+    let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let ts = yesterday
+        .replace_millisecond(678)
+        .unwrap()
+        .to_offset(time::macros::offset!(+2));
+    let stamp = ts
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let utc = ts
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let e = json!({"endpoint": "/vehicles/unlock", "response_time_ms": 182.25, "status_code": 504,
+                   "client_id": "vin-1", "method": "POST", "timestamp": stamp});
+    let r = client()
+        .post(svc.url("/api/events"))
+        .json(&e)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let n = store
+        .count(&format!(
+            "WHERE id = {id} AND endpoint = '/vehicles/unlock' AND response_time_ms = 182.25 AND status_code = 504
+             AND client_id = 'vin-1' AND method = 'POST' AND ts = '{utc}'"
+        ))
+        .await;
+    assert_eq!(n, 1, "id {id}; rows: {:?}", store.event_ids().await);
+}
+
+/// Announces a body of `len` bytes without sending it, and reads the answer: a client that
+/// kept writing 8 MiB would race the server's early 413 and see a broken pipe instead.
+async fn post_headers_only(svc: &Service, len: usize) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = svc.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /api/events HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}")),
+    )
+}
