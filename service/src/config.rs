@@ -38,6 +38,11 @@ pub struct Config {
     #[arg(long, env = "VC_INGEST_TOKEN", hide_env_values = true)]
     pub ingest_token: Option<String>,
 
+    /// Dashboard colours: KPI=WARN:CRIT pairs; amber from WARN, red from CRIT.
+    #[arg(long, env = "VC_THRESHOLDS", default_value = crate::dashboard::DEFAULT_THRESHOLDS,
+          value_parser = crate::dashboard::parse_thresholds)]
+    pub thresholds: crate::dashboard::Thresholds,
+
     /// How long to wait for PostgreSQL at start-up before giving up.
     #[arg(long, env = "VC_DB_CONNECT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub db_connect_timeout: Duration,

@@ -4,6 +4,7 @@
 //! shutdown signal; [`run`] does everything else, so tests can run the service in-process.
 
 pub mod config;
+pub mod dashboard;
 pub mod http;
 pub mod ingest;
 pub mod kpi;
@@ -107,6 +108,7 @@ pub async fn run(
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         retention_us: config.retention.as_micros().min(i64::MAX as u128) as i64,
         started,
+        dashboard: dashboard::Dashboard::new(&config.thresholds),
     });
     let app = http::router(state);
     tracing::info!(

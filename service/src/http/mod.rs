@@ -34,6 +34,7 @@ pub struct AppState {
     /// `--retention` in microseconds: older events are refused.
     pub retention_us: i64,
     pub started: Instant,
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -44,7 +45,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::docs_page))
-        .route("/", get(|| async { Redirect::temporary("/docs") }))
+        .route("/", get(|| async { Redirect::temporary("/dashboard") }))
+        .route("/dashboard", get(crate::dashboard::index))
+        .route(
+            "/dashboard/",
+            get(|| async { Redirect::permanent("/dashboard") }),
+        )
+        .route("/dashboard/{file}", get(crate::dashboard::file))
         .route_layer(middleware::from_fn_with_state(state.clone(), track_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -172,6 +172,9 @@ pub struct KpiReport {
     #[schema(value_type = String, format = DateTime)]
     pub computed_at: OffsetDateTime,
     pub overall: Figures,
+    /// `overall` over the window just before this one, for trends; null when the
+    /// aggregates do not reach back that far (the 24 h window).
+    pub previous: Option<Figures>,
     /// Sorted by request count, busiest first.
     pub endpoints: Vec<EndpointFigures>,
     pub series: Vec<SeriesPoint>,
@@ -304,11 +307,27 @@ impl Aggregates {
                 .cmp(&a.figures.count)
                 .then_with(|| a.endpoint.cmp(&b.endpoint))
         });
+        let previous_first = first - window.minutes();
+        let previous = (previous_first > last - Window::LONGEST_MINUTES).then(|| {
+            let mut agg = Agg::default();
+            for (_, bucket) in self.minutes.range(previous_first..first) {
+                match endpoint {
+                    None => agg.merge(&bucket.all),
+                    Some(e) => {
+                        if let Some(a) = bucket.by_endpoint.get(e) {
+                            agg.merge(a);
+                        }
+                    }
+                }
+            }
+            agg.figures(window.minutes())
+        });
         KpiReport {
             window,
             endpoint: endpoint.map(str::to_string),
             computed_at: now,
             overall: overall.figures(window.minutes()),
+            previous,
             endpoints,
             series,
         }
@@ -467,6 +486,23 @@ mod tests {
                 assert_eq!(filtered.endpoints.len(), 1);
             }
             assert_eq!(report.endpoints.len(), 4);
+            match window {
+                Window::OneDay => assert_eq!(report.previous, None),
+                _ => {
+                    let before: Vec<&Generated> = events
+                        .iter()
+                        .filter(|e| {
+                            (first_minute - window.minutes()..first_minute)
+                                .contains(&minute_of(e.ts_us))
+                        })
+                        .collect();
+                    assert_close(
+                        report.previous.as_ref().unwrap(),
+                        &exact(&before, window.minutes()),
+                        "previous",
+                    );
+                }
+            }
         }
     }
 
