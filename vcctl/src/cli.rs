@@ -1,0 +1,187 @@
+//! The command line: clap types only. Resolution into settings happens in `settings`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  vcctl up --stack local                 # build the service and run it here, dashboard included
+  vcctl status --stack local --json      # health, version, KPIs, for scripts
+  vcctl simulate --stack local --rate 200 --duration 2m
+  vcctl plan --stack frankfurt           # what `up` would change on AWS (exit 2 when something)
+  vcctl deploy --stack frankfurt --artifact target/release/vehicleconnect --yes
+
+A stack is a YAML file: --stack NAME reads stacks/NAME.yaml (docs/reference/stack.md).";
+
+/// `--help`'s closing text: the examples and every exit code.
+pub fn after_help() -> String {
+    let codes: Vec<String> = crate::error::EXIT_CODES
+        .iter()
+        .map(|(c, m)| format!("  {c}  {m}"))
+        .collect();
+    format!("{EXAMPLES}\n\nExit codes:\n{}", codes.join("\n"))
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vcctl",
+    version,
+    about = "Deploy and operate VehicleConnect: locally, on AWS, or on any SSH host"
+)]
+pub struct Cli {
+    /// Stack name (stacks/NAME.yaml) or path to a stack file.
+    #[arg(long, global = true, env = "VCCTL_STACK", default_value = "local")]
+    pub stack: String,
+
+    /// Print the result as JSON on stdout, and nothing else there.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Only errors and warnings on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More detail on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Answer yes to confirmations; needed for destructive commands when stdin is not a terminal.
+    #[arg(long, global = true)]
+    pub yes: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update everything the stack describes, then deploy the service to it.
+    #[command(
+        after_help = "Example:\n  vcctl up --stack local\n\nRunning it again when everything is healthy changes nothing."
+    )]
+    Up(ReleaseArgs),
+    /// Show what `up` would change, without changing anything. Exit 2 when there are changes.
+    #[command(after_help = "Example:\n  vcctl plan --stack frankfurt --json")]
+    Plan(ReleaseArgs),
+    /// Ship a new release of the service, health-check it, and roll back by itself if it is unhealthy.
+    #[command(
+        after_help = "Example:\n  vcctl deploy --stack local --artifact target/release/vehicleconnect\n\nExit 6: the new release was unhealthy and the previous one serves again."
+    )]
+    Deploy(ReleaseArgs),
+    /// Health, version, uptime and a KPI summary of the running service.
+    #[command(
+        after_help = "Example:\n  vcctl status --stack local --json\n\nExit 0 when healthy, 1 when not running or unhealthy."
+    )]
+    Status(OverrideArgs),
+    /// Show the service's log.
+    #[command(after_help = "Example:\n  vcctl logs --stack local -f -n 50")]
+    Logs(LogsArgs),
+    /// Switch back to the previous release (or the one given) and health-check it.
+    #[command(
+        after_help = "Example:\n  vcctl rollback --stack local\n  vcctl rollback --stack local --to 20261128T101500Z-1a2b3c4d5e6f"
+    )]
+    Rollback(RollbackArgs),
+    /// Stop the service and delete what the stack created, data included (asks first).
+    #[command(
+        after_help = "Example:\n  vcctl destroy --stack local --yes\n  vcctl destroy --stack local --keep-data"
+    )]
+    Destroy(DestroyArgs),
+    /// Send realistic connected-vehicle traffic to a service.
+    #[command(
+        after_help = "Examples:\n  vcctl simulate --stack local --rate 100 --duration 60s\n  vcctl simulate --target http://127.0.0.1:8000 --rate 50000 --batch 500 --duration 30s\n  vcctl simulate --stack local --incident /vehicles/unlock:x3:2m@1m"
+    )]
+    Simulate(SimulateArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "Example:\n  vcctl completions bash > /etc/bash_completion.d/vcctl")]
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Settings a flag (or its environment variable) can override over the stack file.
+#[derive(Debug, Clone, Args, Default)]
+pub struct OverrideArgs {
+    /// Port the service listens on (overrides `service.port`).
+    #[arg(long, env = "VCCTL_PORT")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseArgs {
+    /// The vehicleconnect binary to ship; built from this checkout (cargo build --release) when absent.
+    #[arg(long, env = "VCCTL_ARTIFACT")]
+    pub artifact: Option<PathBuf>,
+
+    /// How long the new release has to become healthy.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub health_timeout: Duration,
+
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they come.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many of the last lines to show.
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub lines: usize,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    /// The release to switch to (see `vcctl status`); the previous good one when absent.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub health_timeout: Duration,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DestroyArgs {
+    /// Stop the service but keep the stored events.
+    #[arg(long)]
+    pub keep_data: bool,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateArgs {
+    /// Service base URL; by default the stack's service.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Events per second, sent at a steady (open-loop) pace.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// How long to send.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Number of distinct vehicles (client ids).
+    #[arg(long, default_value_t = 500)]
+    pub vehicles: u32,
+    /// Events per request (NDJSON batches); 1 sends single events.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
+    /// Requests in flight at most; past it, sends are counted as late and skipped.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Slow an endpoint down: ENDPOINT:xFACTOR:DURATION[@START], e.g. /vehicles/unlock:x3:2m@30s.
+    #[arg(long)]
+    pub incident: Vec<String>,
+    /// Seed of the random generator, for repeatable traffic.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::stack::yaml::parse_duration(s)
+}

@@ -1,0 +1,80 @@
+//! `vcctl simulate`: realistic traffic to a stack's service or any URL.
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cli::SimulateArgs;
+use crate::error::Failure;
+use crate::printer::Printer;
+use crate::simulate::{self, Plan, Traffic};
+
+/// `target` and `token` come from `--target`, or from the stack.
+pub async fn run(
+    printer: &Printer,
+    args: &SimulateArgs,
+    target: String,
+    token: Option<String>,
+) -> Result<u8> {
+    let incidents = args
+        .incident
+        .iter()
+        .map(|s| simulate::parse_incident(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::invalid(e, None))?;
+    if args.rate.is_nan() || args.rate <= 0.0 || args.batch == 0 || args.vehicles == 0 {
+        return Err(
+            Failure::invalid("--rate, --batch and --vehicles must be more than 0", None).into(),
+        );
+    }
+    let planned = (args.rate * args.duration.as_secs_f64()).round() as u64;
+    printer.info(format!(
+        "sending {planned} events to {target} at {} events/s for {} ({} per request){}",
+        args.rate,
+        humantime::format_duration(args.duration),
+        args.batch,
+        if incidents.is_empty() {
+            String::new()
+        } else {
+            format!(", incidents: {}", args.incident.join(", "))
+        }
+    ));
+    let bar = printer.bar(
+        planned,
+        "{bar:30.cyan/blue} {pos}/{len} events {elapsed} {msg}",
+    );
+    let started = std::time::Instant::now();
+    let plan = Plan {
+        target: target.clone(),
+        token,
+        rate: args.rate,
+        duration: args.duration,
+        batch: args.batch,
+        concurrency: args.concurrency,
+        traffic: Traffic::new(args.seed, args.vehicles, incidents),
+    };
+    let report = simulate::run(plan, |sent, acked, failed| {
+        bar.set_position(sent);
+        let rate = acked as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!("{rate:.0}/s acknowledged, {failed} failed"));
+    })
+    .await?;
+    bar.finish_and_clear();
+    printer.json(&json!(report));
+    printer.out(format!(
+        "{} of {} events acknowledged, {} failed, {} skipped (late) in {:.1}s: {:.0} events/s",
+        report.acknowledged,
+        report.planned_events,
+        report.failed,
+        report.skipped_late,
+        report.duration_s,
+        report.achieved_events_per_s
+    ));
+    for (reason, n) in &report.errors {
+        printer.info(format!("  {n} events: {reason}"));
+    }
+    Ok(if report.failed + report.skipped_late == 0 {
+        0
+    } else {
+        1
+    })
+}

@@ -1,0 +1,116 @@
+//! Exit codes and the failures that choose them. Everything else is exit 1.
+//! Documented in docs/reference/exit-codes.md; keep the two in step.
+
+use std::process::ExitCode;
+
+use crate::stack::StackError;
+
+pub const OK: u8 = 0;
+pub const ERROR: u8 = 1;
+pub const PLAN_HAS_CHANGES: u8 = 2;
+pub const INVALID: u8 = 3;
+pub const CREDENTIALS: u8 = 4;
+pub const LOCKED: u8 = 5;
+pub const ROLLED_BACK: u8 = 6;
+pub const ROLLBACK_FAILED: u8 = 7;
+
+/// Every exit code and its meaning, as docs/reference/exit-codes.md lists them.
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (OK, "success"),
+    (ERROR, "error"),
+    (PLAN_HAS_CHANGES, "`plan` found changes"),
+    (INVALID, "invalid stack file or arguments"),
+    (CREDENTIALS, "credentials or permission problem"),
+    (LOCKED, "another deploy holds the lock"),
+    (
+        ROLLED_BACK,
+        "the new release failed its health check and was rolled back; the old release is serving",
+    ),
+    (
+        ROLLBACK_FAILED,
+        "the rollback failed too; a person is needed",
+    ),
+];
+
+/// A failure with a meaning of its own for scripts and CI.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Bad arguments, settings or stack (exit 3).
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The new release was unhealthy and the previous one serves again (exit 6).
+    #[error(
+        "release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}"
+    )]
+    RolledBack {
+        release: String,
+        previous: String,
+        diagnosis: String,
+    },
+    /// The new release was unhealthy and so was the way back (exit 7).
+    #[error(
+        "release {release} failed its health check ({diagnosis}) and the rollback failed too: {rollback}"
+    )]
+    RollbackFailed {
+        release: String,
+        diagnosis: String,
+        rollback: String,
+    },
+}
+
+impl Failure {
+    pub fn invalid(message: impl Into<String>, hint: impl Into<Option<String>>) -> Failure {
+        Failure::Invalid {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// The exit code and hint for an error: the first typed failure in its chain decides.
+pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
+    for cause in err.chain() {
+        if let Some(f) = cause.downcast_ref::<Failure>() {
+            return match f {
+                Failure::Invalid { hint, .. } => (INVALID, hint.clone()),
+                Failure::RolledBack { .. } => {
+                    (ROLLED_BACK, Some("see `vcctl logs` for the failed release's output; fix it and deploy again".into()))
+                }
+                Failure::RollbackFailed { .. } => (
+                    ROLLBACK_FAILED,
+                    Some("nothing healthy is serving: check `vcctl logs` and `vcctl status`, then `vcctl rollback --to RELEASE`".into()),
+                ),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<StackError>() {
+            return (INVALID, e.hint.clone());
+        }
+    }
+    (ERROR, None)
+}
+
+pub fn exit(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exit_codes_are_documented() {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/reference/exit-codes.md"
+        ))
+        .unwrap();
+        for (code, meaning) in super::EXIT_CODES {
+            let row = format!("| {code} | {meaning} |");
+            assert!(
+                doc.contains(&row),
+                "docs/reference/exit-codes.md lacks the row `{row}`"
+            );
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Health checks through the service's public API: `/api/status` until it is healthy and
+//! reports the expected release, with a deadline; fail fast when the process is gone.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Status {
+    pub status: String,
+    pub version: String,
+    pub git_sha: String,
+    pub uptime_s: u64,
+    pub database: String,
+}
+
+/// Why a release is not healthy, in words an operator can act on.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("the process exited during start-up{}", last_lines(.0))]
+    Exited(String),
+    #[error("no healthy answer from {url} within {waited:?}; last: {last}")]
+    Timeout {
+        url: String,
+        waited: Duration,
+        last: String,
+    },
+    #[error(
+        "{url} answers, but reports version {got}, not {want}: an older process may still hold the port"
+    )]
+    WrongVersion {
+        url: String,
+        got: String,
+        want: String,
+    },
+}
+
+fn last_lines(log: &str) -> String {
+    if log.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; its last log lines:\n{log}")
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client with a timeout builds")
+}
+
+pub async fn status(client: &reqwest::Client, base: &str) -> Result<(u16, Status), String> {
+    let r = client
+        .get(format!("{base}/api/status"))
+        .send()
+        .await
+        .map_err(|e| format!("{e}"))?;
+    let code = r.status().as_u16();
+    let s: Status = r
+        .json()
+        .await
+        .map_err(|e| format!("HTTP {code} with a body that is not a status: {e}"))?;
+    Ok((code, s))
+}
+
+/// Polls until healthy. `alive` says whether the process still runs (None: cannot tell);
+/// `log_tail` gives its last output for the diagnosis.
+pub async fn wait(
+    base: &str,
+    want: Option<(&str, &str)>,
+    deadline: Duration,
+    alive: impl Fn() -> Option<bool>,
+    log_tail: impl Fn() -> String,
+) -> Result<Status, Unhealthy> {
+    let client = client();
+    let started = Instant::now();
+    loop {
+        let last;
+        match status(&client, base).await {
+            Ok((200, s)) if s.status == "ok" => match want {
+                Some((version, sha)) if s.version != version || s.git_sha != sha => {
+                    last = format!("version {} ({})", s.version, s.git_sha);
+                    if started.elapsed() > deadline {
+                        return Err(Unhealthy::WrongVersion {
+                            url: base.to_string(),
+                            got: format!("{} ({})", s.version, s.git_sha),
+                            want: format!("{version} ({sha})"),
+                        });
+                    }
+                }
+                _ => return Ok(s),
+            },
+            Ok((code, s)) => last = format!("HTTP {code}, database {}", s.database),
+            Err(e) => last = e,
+        }
+        if alive() == Some(false) {
+            return Err(Unhealthy::Exited(log_tail()));
+        }
+        if started.elapsed() > deadline {
+            return Err(Unhealthy::Timeout {
+                url: base.to_string(),
+                waited: deadline,
+                last,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,406 @@
+//! The local provider: the service as a background process on this machine, with its
+//! releases, pid file, log and embedded store under `.vcctl/local/<stack>/`.
+//!
+//! ```text
+//! .vcctl/local/<stack>/
+//!   releases/<UTC time>-<sha12>/vehicleconnect, release.json   (kept: the last 5 good)
+//!   current -> releases/...                                      (switched atomically)
+//!   service.pid, service.log, data/, secrets/ingest_token (0600)
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Artifact;
+use crate::error::Failure;
+use crate::settings::Settings;
+use crate::stack::Provider;
+
+/// Good releases kept for rollback; failed ones are deleted.
+pub const KEEP_RELEASES: usize = 5;
+
+/// What vcctl knows about one release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub name: String,
+    pub sha256: String,
+    pub version: Option<String>,
+    pub git_sha: Option<String>,
+    pub installed_at: String,
+    pub source: String,
+    /// `pending`, `healthy` or `failed`.
+    pub verdict: String,
+}
+
+pub struct LocalStack {
+    pub dir: PathBuf,
+    pub address: String,
+    pub port: u16,
+    settings: Settings,
+}
+
+impl LocalStack {
+    pub fn new(settings: &Settings) -> LocalStack {
+        let Provider::Local(local) = &settings.provider else {
+            unreachable!("LocalStack for a non-local stack")
+        };
+        LocalStack {
+            dir: settings.state_dir.clone(),
+            address: local
+                .listen_address
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port: settings.port,
+            settings: settings.clone(),
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        let host = if self.address == "0.0.0.0" {
+            "127.0.0.1"
+        } else {
+            &self.address
+        };
+        format!("http://{host}:{}", self.port)
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("service.pid")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("service.log")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn releases_dir(&self) -> PathBuf {
+        self.dir.join("releases")
+    }
+
+    fn current_link(&self) -> PathBuf {
+        self.dir.join("current")
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.join("secrets/ingest_token")
+    }
+
+    /// The ingest token, created at first use (0600) when the stack asks for one.
+    pub fn ingest_token(&self) -> Result<Option<String>> {
+        if !self.settings.ingest_token {
+            return Ok(None);
+        }
+        let path = self.token_file();
+        if let Ok(t) = fs::read_to_string(&path) {
+            return Ok(Some(t.trim().to_string()));
+        }
+        fs::create_dir_all(path.parent().unwrap())?;
+        let token: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..40)
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
+                })
+                .collect()
+        };
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut f, token.as_bytes())?;
+        Ok(Some(token))
+    }
+
+    /// The running service's pid. A pid file whose process is gone (or is another program)
+    /// is stale: it is removed, and `None` returned.
+    pub fn running_pid(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        if process_is_ours(pid, &self.dir) {
+            return Some(pid);
+        }
+        let _ = fs::remove_file(self.pid_file());
+        None
+    }
+
+    pub fn has_stale_pid_file(&self) -> bool {
+        self.pid_file().exists() && self.running_pid().is_none()
+    }
+
+    /// Releases, oldest first.
+    pub fn releases(&self) -> Vec<Receipt> {
+        let Ok(entries) = fs::read_dir(self.releases_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Receipt> = entries
+            .filter_map(|e| {
+                let path = e.ok()?.path().join("release.json");
+                serde_json::from_str(&fs::read_to_string(path).ok()?).ok()
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn current(&self) -> Option<Receipt> {
+        let target = fs::read_link(self.current_link()).ok()?;
+        let name = target.file_name()?.to_str()?.to_string();
+        self.releases().into_iter().find(|r| r.name == name)
+    }
+
+    fn write_receipt(&self, r: &Receipt) -> Result<()> {
+        let path = self.releases_dir().join(&r.name).join("release.json");
+        fs::write(&path, serde_json::to_string_pretty(r)?)
+            .with_context(|| format!("writing `{}`", path.display()))
+    }
+
+    pub fn set_verdict(&self, name: &str, verdict: &str) -> Result<()> {
+        if let Some(mut r) = self.releases().into_iter().find(|r| r.name == name) {
+            r.verdict = verdict.to_string();
+            self.write_receipt(&r)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the artifact in as a new release (or finds the release that has it already).
+    pub fn install(&self, artifact: &Artifact) -> Result<Receipt> {
+        if let Some(existing) = self
+            .releases()
+            .into_iter()
+            .rev()
+            .find(|r| r.sha256 == artifact.sha256 && r.verdict != "failed")
+        {
+            return Ok(existing);
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = now
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .expect("formats");
+        let name = format!("{stamp}-{}", artifact.short_sha());
+        let dir = self.releases_dir().join(&name);
+        fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
+        // Copy to a temporary name, check, then rename: a half-copied binary never looks installed.
+        let tmp = dir.join("vehicleconnect.tmp");
+        fs::copy(&artifact.path, &tmp)
+            .with_context(|| format!("copying `{}`", artifact.path.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+        let copied = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(fs::read(&tmp)?))
+        };
+        if copied != artifact.sha256 {
+            bail!(
+                "the copy of `{}` does not match its hash; the artifact changed while copying",
+                artifact.path.display()
+            );
+        }
+        fs::rename(&tmp, dir.join("vehicleconnect"))?;
+        let receipt = Receipt {
+            name,
+            sha256: artifact.sha256.clone(),
+            version: artifact.version.clone(),
+            git_sha: artifact.git_sha.clone(),
+            installed_at: now
+                .format(&time::format_description::well_known::Rfc3339)
+                .expect("formats"),
+            source: artifact.path.display().to_string(),
+            verdict: "pending".into(),
+        };
+        self.write_receipt(&receipt)?;
+        Ok(receipt)
+    }
+
+    /// Points `current` at `release`, atomically (a new link renamed over the old one).
+    pub fn switch(&self, release: &str) -> Result<()> {
+        let tmp = self.dir.join("current.tmp");
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(Path::new("releases").join(release), &tmp)?;
+        fs::rename(&tmp, self.current_link()).context("switching the `current` link")?;
+        Ok(())
+    }
+
+    /// Starts `current` in the background, detached from this terminal.
+    pub fn start(&self) -> Result<u32> {
+        let bin = self.current_link().join("vehicleconnect");
+        let addr = format!("{}:{}", self.address, self.port);
+        if std::net::TcpListener::bind(&addr).is_err() {
+            return Err(Failure::invalid(
+                format!(
+                    "port {} on {} is already in use by another program",
+                    self.port, self.address
+                ),
+                Some(
+                    "stop it, or pick another port with --port or `service.port` in the stack file"
+                        .to_string(),
+                ),
+            )
+            .into());
+        }
+        fs::create_dir_all(self.data_dir())?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file())?;
+        let mut cmd = std::process::Command::new(&bin);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("VC_") || k == "DATABASE_URL" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("VC_LISTEN", &addr)
+            .env("VC_DATA_DIR", self.data_dir())
+            .env(
+                "VC_KPI_INTERVAL",
+                humantime::format_duration(self.settings.kpi_interval).to_string(),
+            )
+            .env(
+                "VC_RETENTION",
+                humantime::format_duration(self.settings.retention).to_string(),
+            )
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: Ctrl-C in this terminal does not reach it.
+            .process_group(0);
+        if let Some(token) = self.ingest_token()? {
+            cmd.env("VC_INGEST_TOKEN", token);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting `{}`", bin.display()))?;
+        let pid = child.id();
+        fs::write(self.pid_file(), format!("{pid}\n"))?;
+        Ok(pid)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&self, grace: Duration) -> Result<bool> {
+        let Some(pid) = self.running_pid() else {
+            return Ok(false);
+        };
+        signal(pid, "TERM");
+        let started = Instant::now();
+        while process_alive(pid) {
+            if started.elapsed() > grace {
+                signal(pid, "KILL");
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = fs::remove_file(self.pid_file());
+        Ok(true)
+    }
+
+    pub fn alive(&self) -> Option<bool> {
+        Some(self.running_pid().is_some())
+    }
+
+    /// The log's length now: pass it to `log_since` to see only what a start wrote.
+    pub fn log_len(&self) -> u64 {
+        fs::metadata(self.log_file()).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// The last `n` lines written to the service log after `offset`.
+    pub fn log_since(&self, offset: u64, n: usize) -> String {
+        let Ok(mut f) = fs::File::open(self.log_file()) else {
+            return String::new();
+        };
+        let mut buf = String::new();
+        if f.seek(SeekFrom::Start(offset)).is_err() || f.read_to_string(&mut buf).is_err() {
+            return String::new();
+        }
+        let lines: Vec<&str> = buf.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The release `rollback` switches to: the newest healthy one before `current`.
+    pub fn previous_good(&self, current: Option<&str>) -> Option<Receipt> {
+        self.releases()
+            .into_iter()
+            .rev()
+            .find(|r| r.verdict == "healthy" && Some(r.name.as_str()) != current)
+    }
+
+    /// Deletes failed releases and all but the newest `KEEP_RELEASES` good ones (never `current`).
+    pub fn prune(&self) -> Result<()> {
+        let current = self.current().map(|r| r.name);
+        let releases = self.releases();
+        let good: Vec<&Receipt> = releases.iter().filter(|r| r.verdict == "healthy").collect();
+        let keep_from = good.len().saturating_sub(KEEP_RELEASES);
+        for r in &releases {
+            let keep = Some(&r.name) == current.as_ref()
+                || r.verdict == "pending"
+                || good
+                    .iter()
+                    .position(|g| g.name == r.name)
+                    .is_some_and(|i| i >= keep_from);
+            if !keep {
+                fs::remove_dir_all(self.releases_dir().join(&r.name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
+}
+
+/// Alive and not a zombie.
+fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// Alive, and running a binary from this stack's directory (a reused pid is not ours).
+fn process_is_ours(pid: u32, dir: &Path) -> bool {
+    if !process_alive(pid) {
+        return false;
+    }
+    let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) else {
+        return false;
+    };
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    exe.starts_with(&dir)
+}
+
+/// The last `n` lines of a file, reading at most the last 256 KiB.
+pub fn tail(path: &Path, n: usize) -> Result<String> {
+    let mut f = fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    let start = len.saturating_sub(256 * 1024);
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = String::new();
+    f.read_to_string(&mut buf)?;
+    let lines: Vec<&str> = buf.lines().collect();
+    Ok(lines[lines.len().saturating_sub(n)..].join("\n"))
+}

@@ -1,0 +1,181 @@
+//! One `Printer` owns what the user sees: data on stdout, everything else on stderr;
+//! spinners with elapsed time on a terminal, plain log lines in CI, under `NO_COLOR`, or
+//! when stderr is redirected; nothing but the JSON result on stdout with `--json`.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Normal,
+    Verbose,
+}
+
+#[derive(Debug, Clone)]
+pub struct Printer {
+    pub json: bool,
+    verbosity: Verbosity,
+    fancy: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool, verbosity: Verbosity) -> Printer {
+        let fancy = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none()
+            && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            && verbosity != Verbosity::Quiet;
+        Printer {
+            json,
+            verbosity,
+            fancy,
+        }
+    }
+
+    pub fn is_fancy(&self) -> bool {
+        self.fancy
+    }
+
+    /// Progress and results for people, on stderr.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if self.verbosity != Verbosity::Quiet {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+
+    pub fn detail(&self, msg: impl AsRef<str>) {
+        if self.verbosity == Verbosity::Verbose {
+            eprintln!("  {}", msg.as_ref());
+        }
+    }
+
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        let prefix = if self.fancy {
+            console::style("warning:").yellow().bold().to_string()
+        } else {
+            "warning:".into()
+        };
+        eprintln!("{prefix} {}", msg.as_ref());
+    }
+
+    /// Data, on stdout: the result of a command a script may read. Suppressed under `--json`,
+    /// where `json` prints the result instead.
+    pub fn out(&self, text: impl AsRef<str>) {
+        if !self.json {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{}", text.as_ref());
+        }
+    }
+
+    pub fn json(&self, value: &serde_json::Value) {
+        if self.json {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(value).expect("JSON values serialise")
+            );
+        }
+    }
+
+    /// A step that can take more than a second: a spinner with elapsed time on a terminal,
+    /// a start line and an end line otherwise.
+    pub fn step(&self, msg: impl Into<String>) -> Step {
+        let msg = msg.into();
+        let bar = if self.fancy {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
+                    .expect("valid template"),
+            );
+            bar.set_message(msg.clone());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            Some(bar)
+        } else {
+            if self.verbosity != Verbosity::Quiet {
+                eprintln!("{msg}...");
+            }
+            None
+        };
+        Step {
+            msg,
+            bar,
+            started: Instant::now(),
+            printer: self.clone(),
+            finished: false,
+        }
+    }
+
+    /// A progress bar of `len` units, hidden unless on a terminal.
+    pub fn bar(&self, len: u64, template: &str) -> ProgressBar {
+        if !self.fancy {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    }
+}
+
+pub struct Step {
+    msg: String,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    printer: Printer,
+    finished: bool,
+}
+
+impl Step {
+    /// Ends the step: `✓ msg: outcome (1.2s)`.
+    pub fn done(mut self, outcome: impl AsRef<str>) {
+        self.finish(true, outcome.as_ref());
+    }
+
+    pub fn fail(mut self, outcome: impl AsRef<str>) {
+        self.finish(false, outcome.as_ref());
+    }
+
+    fn finish(&mut self, ok: bool, outcome: &str) {
+        self.finished = true;
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let elapsed = format_duration(self.started.elapsed());
+        let mark = match (ok, self.printer.fancy) {
+            (true, true) => console::style("✓").green().to_string(),
+            (false, true) => console::style("✗").red().to_string(),
+            (true, false) => "ok:".to_string(),
+            (false, false) => "failed:".to_string(),
+        };
+        let sep = if outcome.is_empty() {
+            String::new()
+        } else {
+            format!(": {outcome}")
+        };
+        if self.printer.verbosity != Verbosity::Quiet || !ok {
+            eprintln!("{mark} {}{sep} ({elapsed})", self.msg);
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finish(false, "interrupted");
+        }
+    }
+}
+
+pub fn format_duration(d: Duration) -> String {
+    if d < Duration::from_secs(60) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}

@@ -1,0 +1,74 @@
+//! Settings resolved once, flags > environment > stack file > defaults, into the one struct
+//! commands receive. Clap merges a flag with its environment variable; this adds the stack
+//! file and the defaults, and records where each value came from.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::OverrideArgs;
+use crate::stack::{Provider, Stack};
+
+pub const DEFAULT_PORT: u16 = 8000;
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+pub const DEFAULT_KPI_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Flag,
+    Default,
+    Stack,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub stack: String,
+    pub stack_file: PathBuf,
+    #[serde(skip)]
+    pub provider: Provider,
+    pub provider_name: &'static str,
+    pub port: u16,
+    pub port_source: Source,
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub kpi_interval: Duration,
+    pub ingest_token: bool,
+    /// Where vcctl keeps this stack's local state (`.vcctl/<provider>/<stack>`).
+    pub state_dir: PathBuf,
+}
+
+mod humantime_serde_compat {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+impl Settings {
+    /// `root` is the project directory (where `stacks/` and `.vcctl/` live).
+    pub fn resolve(root: &Path, stack: Stack, overrides: &OverrideArgs) -> Settings {
+        let (port, port_source) = match (overrides.port, stack.service.port) {
+            (Some(p), _) => (p, Source::Flag),
+            (None, Some(p)) => (p, Source::Stack),
+            (None, None) => (DEFAULT_PORT, Source::Default),
+        };
+        let provider_name = stack.provider.name();
+        Settings {
+            state_dir: root.join(".vcctl").join(provider_name).join(&stack.name),
+            stack: stack.name,
+            stack_file: stack.file,
+            provider_name,
+            provider: stack.provider,
+            port,
+            port_source,
+            retention: stack.service.retention.unwrap_or(DEFAULT_RETENTION),
+            kpi_interval: stack.service.kpi_interval.unwrap_or(DEFAULT_KPI_INTERVAL),
+            ingest_token: stack.service.ingest_token.unwrap_or(false),
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The traffic simulator: realistic connected-vehicle API events (per-endpoint latency
+//! distributions with long tails, error rates, optional incidents) sent at a steady
+//! open-loop rate, single or in NDJSON batches, so it doubles as the load generator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, LogNormal};
+use serde::Serialize;
+
+/// One vehicle API: its share of traffic, latency (log-normal around `median_ms`) and errors.
+pub struct Profile {
+    pub endpoint: &'static str,
+    pub method: &'static str,
+    pub weight: u32,
+    pub median_ms: f64,
+    pub sigma: f64,
+    pub server_error: f64,
+    pub client_error: f64,
+}
+
+pub const PROFILES: &[Profile] = &[
+    Profile {
+        endpoint: "/vehicles/status",
+        method: "GET",
+        weight: 30,
+        median_ms: 80.0,
+        sigma: 0.5,
+        server_error: 0.002,
+        client_error: 0.01,
+    },
+    Profile {
+        endpoint: "/vehicles/location",
+        method: "GET",
+        weight: 20,
+        median_ms: 120.0,
+        sigma: 0.6,
+        server_error: 0.003,
+        client_error: 0.005,
+    },
+    Profile {
+        endpoint: "/vehicles/lock",
+        method: "POST",
+        weight: 12,
+        median_ms: 450.0,
+        sigma: 0.5,
+        server_error: 0.01,
+        client_error: 0.02,
+    },
+    Profile {
+        endpoint: "/vehicles/unlock",
+        method: "POST",
+        weight: 12,
+        median_ms: 500.0,
+        sigma: 0.55,
+        server_error: 0.012,
+        client_error: 0.02,
+    },
+    Profile {
+        endpoint: "/vehicles/climate",
+        method: "POST",
+        weight: 10,
+        median_ms: 700.0,
+        sigma: 0.6,
+        server_error: 0.015,
+        client_error: 0.01,
+    },
+    Profile {
+        endpoint: "/vehicles/charging",
+        method: "GET",
+        weight: 10,
+        median_ms: 150.0,
+        sigma: 0.5,
+        server_error: 0.004,
+        client_error: 0.005,
+    },
+    Profile {
+        endpoint: "/vehicles/software-update",
+        method: "POST",
+        weight: 3,
+        median_ms: 2500.0,
+        sigma: 0.8,
+        server_error: 0.03,
+        client_error: 0.02,
+    },
+    Profile {
+        endpoint: "/vehicles/horn",
+        method: "POST",
+        weight: 3,
+        median_ms: 400.0,
+        sigma: 0.5,
+        server_error: 0.01,
+        client_error: 0.01,
+    },
+];
+
+/// An endpoint slowed by `factor` from `start` for `duration` into the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    pub endpoint: String,
+    pub factor: f64,
+    pub duration: Duration,
+    pub start: Duration,
+}
+
+/// `ENDPOINT:xFACTOR:DURATION[@START]`, e.g. `/vehicles/unlock:x3:2m@30s`.
+pub fn parse_incident(s: &str) -> Result<Incident, String> {
+    let bad = || {
+        format!(
+            "--incident {s:?}: expected ENDPOINT:xFACTOR:DURATION[@START], e.g. /vehicles/unlock:x3:2m@30s"
+        )
+    };
+    let mut parts = s.splitn(3, ':');
+    let (Some(endpoint), Some(factor), Some(rest)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    if !endpoint.starts_with('/') {
+        return Err(bad());
+    }
+    let factor: f64 = factor
+        .strip_prefix('x')
+        .and_then(|f| f.parse().ok())
+        .filter(|f: &f64| *f > 0.0)
+        .ok_or_else(bad)?;
+    let (duration, start) = match rest.split_once('@') {
+        Some((d, st)) => (d, Some(st)),
+        None => (rest, None),
+    };
+    let duration = humantime::parse_duration(duration).map_err(|_| bad())?;
+    let start = start
+        .map(humantime::parse_duration)
+        .transpose()
+        .map_err(|_| bad())?
+        .unwrap_or_default();
+    Ok(Incident {
+        endpoint: endpoint.to_string(),
+        factor,
+        duration,
+        start,
+    })
+}
+
+/// Generates events. Deterministic for a seed.
+pub struct Traffic {
+    rng: SmallRng,
+    vehicles: u32,
+    total_weight: u32,
+    latency: Vec<LogNormal<f64>>,
+    incidents: Vec<Incident>,
+}
+
+impl Traffic {
+    pub fn new(seed: u64, vehicles: u32, incidents: Vec<Incident>) -> Traffic {
+        Traffic {
+            rng: SmallRng::seed_from_u64(seed),
+            vehicles: vehicles.max(1),
+            total_weight: PROFILES.iter().map(|p| p.weight).sum(),
+            latency: PROFILES
+                .iter()
+                .map(|p| LogNormal::new(p.median_ms.ln(), p.sigma).expect("valid parameters"))
+                .collect(),
+            incidents,
+        }
+    }
+
+    /// One event, `at` into the run.
+    pub fn event(&mut self, at: Duration) -> serde_json::Value {
+        let mut pick = self.rng.random_range(0..self.total_weight);
+        let i = PROFILES
+            .iter()
+            .position(|p| {
+                if pick < p.weight {
+                    return true;
+                }
+                pick -= p.weight;
+                false
+            })
+            .unwrap_or(0);
+        let p = &PROFILES[i];
+        let mut ms = self.latency[i].sample(&mut self.rng);
+        // The long tail: one call in a hundred waits on a retry or a sleeping modem.
+        if self.rng.random_bool(0.01) {
+            ms *= self.rng.random_range(3.0..8.0);
+        }
+        for inc in &self.incidents {
+            if inc.endpoint == p.endpoint && at >= inc.start && at < inc.start + inc.duration {
+                ms *= inc.factor;
+            }
+        }
+        let r: f64 = self.rng.random();
+        let status = if r < p.server_error {
+            [500, 502, 503, 504][self.rng.random_range(0..4)]
+        } else if r < p.server_error + p.client_error {
+            [400, 401, 404, 409][self.rng.random_range(0..4)]
+        } else if p.method == "POST" {
+            202
+        } else {
+            200
+        };
+        let vehicle = self.rng.random_range(0..self.vehicles);
+        serde_json::json!({
+            "endpoint": p.endpoint,
+            "method": p.method,
+            "response_time_ms": (ms.min(3_600_000.0) * 100.0).round() / 100.0,
+            "status_code": status,
+            "client_id": format!("vin-{vehicle:06}"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub planned_events: u64,
+    pub acknowledged: u64,
+    pub failed: u64,
+    /// Events not sent because `--concurrency` requests were already waiting.
+    pub skipped_late: u64,
+    pub requests: u64,
+    pub duration_s: f64,
+    pub achieved_events_per_s: f64,
+    /// Failure reasons and how many events each cost.
+    pub errors: Vec<(String, u64)>,
+}
+
+pub struct Plan {
+    pub target: String,
+    pub token: Option<String>,
+    pub rate: f64,
+    pub duration: Duration,
+    pub batch: u32,
+    pub concurrency: usize,
+    pub traffic: Traffic,
+}
+
+#[derive(Default)]
+struct Counters {
+    acked: AtomicU64,
+    failed: AtomicU64,
+    late: AtomicU64,
+    requests: AtomicU64,
+}
+
+/// Sends the planned traffic; `progress` is called about every 100 ms with (sent events, acked, failed).
+pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Report> {
+    let batch = plan.batch.max(1) as u64;
+    let planned_events = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+    let planned_requests = planned_events.div_ceil(batch);
+    let requests_per_s = plan.rate / batch as f64;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(plan.concurrency)
+        .build()?;
+    let url = format!("{}/api/events", plan.target.trim_end_matches('/'));
+    let counters = Arc::new(Counters::default());
+    let errors: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut last_progress = Instant::now();
+    while sent < planned_requests {
+        // Open loop: what is due is set by the clock, not by how fast the service answers.
+        let due = ((started.elapsed().as_secs_f64() * requests_per_s).floor() as u64 + 1)
+            .min(planned_requests);
+        while sent < due {
+            let n = batch.min(planned_events - sent * batch);
+            let at = started.elapsed();
+            sent += 1;
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                counters.late.fetch_add(n, Ordering::Relaxed);
+                continue;
+            };
+            let events: Vec<serde_json::Value> = (0..n).map(|_| plan.traffic.event(at)).collect();
+            let mut req = if batch == 1 {
+                client.post(&url).json(&events[0])
+            } else {
+                let body: String = events.iter().map(|e| format!("{e}\n")).collect();
+                client
+                    .post(&url)
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+            };
+            if let Some(t) = &plan.token {
+                req = req.bearer_auth(t);
+            }
+            let (counters, errors) = (counters.clone(), errors.clone());
+            tasks.spawn(async move {
+                let outcome = req.send().await;
+                counters.requests.fetch_add(1, Ordering::Relaxed);
+                let reason = match outcome {
+                    Ok(r) if r.status() == 201 => None,
+                    Ok(r) => {
+                        let code = r.status().as_u16();
+                        let body: serde_json::Value = r.json().await.unwrap_or_default();
+                        let what = body["error"]
+                            .as_str()
+                            .unwrap_or("")
+                            .chars()
+                            .take(120)
+                            .collect::<String>();
+                        Some(format!("HTTP {code}: {what}"))
+                    }
+                    Err(e) if e.is_timeout() => Some("timed out".to_string()),
+                    Err(e) if e.is_connect() => Some("connection refused or failed".to_string()),
+                    Err(e) => Some(format!("{e}")),
+                };
+                match reason {
+                    None => counters.acked.fetch_add(n, Ordering::Relaxed),
+                    Some(r) => {
+                        *errors.lock().unwrap().entry(r).or_default() += n;
+                        counters.failed.fetch_add(n, Ordering::Relaxed)
+                    }
+                };
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
+        }
+        if last_progress.elapsed() > Duration::from_millis(100) {
+            last_progress = Instant::now();
+            progress(
+                (sent * batch).min(planned_events),
+                counters.acked.load(Ordering::Relaxed),
+                counters.failed.load(Ordering::Relaxed) + counters.late.load(Ordering::Relaxed),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed().as_secs_f64();
+    let acknowledged = counters.acked.load(Ordering::Relaxed);
+    progress(
+        planned_events,
+        acknowledged,
+        counters.failed.load(Ordering::Relaxed) + counters.late.load(Ordering::Relaxed),
+    );
+    let errors = errors
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    Ok(Report {
+        target: plan.target,
+        planned_events,
+        acknowledged,
+        failed: counters.failed.load(Ordering::Relaxed),
+        skipped_late: counters.late.load(Ordering::Relaxed),
+        requests: counters.requests.load(Ordering::Relaxed),
+        duration_s: (elapsed * 1000.0).round() / 1000.0,
+        achieved_events_per_s: (acknowledged as f64 / elapsed * 10.0).round() / 10.0,
+        errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incidents_parse() {
+        assert_eq!(
+            parse_incident("/vehicles/unlock:x3:2m@30s"),
+            Ok(Incident {
+                endpoint: "/vehicles/unlock".into(),
+                factor: 3.0,
+                duration: Duration::from_secs(120),
+                start: Duration::from_secs(30)
+            })
+        );
+        assert!(parse_incident("unlock:x3:2m").is_err());
+        assert!(parse_incident("/a:3:2m").is_err());
+    }
+
+    #[test]
+    fn traffic_is_valid_varied_and_incidents_slow_their_endpoint() {
+        let mut t = Traffic::new(
+            7,
+            100,
+            vec![parse_incident("/vehicles/unlock:x3:1m").unwrap()],
+        );
+        let mut normal = Traffic::new(7, 100, vec![]);
+        let mut endpoints = std::collections::HashSet::new();
+        let (mut slow, mut fast) = (Vec::new(), Vec::new());
+        for _ in 0..20_000 {
+            let (a, b) = (
+                t.event(Duration::from_secs(10)),
+                normal.event(Duration::from_secs(10)),
+            );
+            endpoints.insert(a["endpoint"].as_str().unwrap().to_string());
+            let code = a["status_code"].as_u64().unwrap();
+            assert!((100..600).contains(&code));
+            if a["endpoint"] == "/vehicles/unlock" {
+                slow.push(a["response_time_ms"].as_f64().unwrap());
+                fast.push(b["response_time_ms"].as_f64().unwrap());
+            }
+        }
+        assert_eq!(endpoints.len(), PROFILES.len());
+        let p95 = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() * 95 / 100]
+        };
+        let ratio = p95(&mut slow) / p95(&mut fast);
+        assert!(
+            (2.9..3.1).contains(&ratio),
+            "incident triples p95: ratio {ratio}"
+        );
+    }
+}

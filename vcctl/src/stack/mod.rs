@@ -1,0 +1,429 @@
+//! Stack files (`stacks/<name>.yaml`): the schema, parsing with positions, and validation.
+//! Pure: reading the file is the only I/O. The schema is documented in docs/reference/stack.md.
+
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use marked_yaml::Node;
+
+pub use yaml::StackError;
+use yaml::{Section, parse_cidr};
+
+/// The AWS regions a stack may name.
+pub const AWS_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stack {
+    pub file: PathBuf,
+    pub name: String,
+    pub provider: Provider,
+    pub service: ServiceSettings,
+}
+
+/// What the service runs with, whatever the provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSettings {
+    pub port: Option<u16>,
+    pub retention: Option<Duration>,
+    pub kpi_interval: Option<Duration>,
+    /// Require a bearer token on ingest (generated and kept by vcctl).
+    pub ingest_token: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Provider {
+    Local(LocalSettings),
+    Aws(AwsSettings),
+    Ssh(SshSettings),
+}
+
+impl Provider {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Local(_) => "local",
+            Provider::Aws(_) => "aws",
+            Provider::Ssh(_) => "ssh",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LocalSettings {
+    /// Address the service listens on; 127.0.0.1 unless the stack says otherwise.
+    pub listen_address: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub instance_type: Option<String>,
+    pub admin_cidrs: Vec<String>,
+    /// Opening SSH and Prometheus to 0.0.0.0/0 must be asked for explicitly.
+    pub allow_admin_from_anywhere: bool,
+    pub ssh_public_key: Option<String>,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub termination_protection: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SshSettings {
+    pub host: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity: Option<String>,
+}
+
+/// Resolves `--stack`: a path to a file, or a name for `stacks/<name>.yaml` under `root`.
+pub fn locate(root: &Path, stack: &str) -> PathBuf {
+    let as_path = Path::new(stack);
+    if stack.ends_with(".yaml") || stack.ends_with(".yml") || stack.contains('/') {
+        return as_path.to_path_buf();
+    }
+    root.join("stacks").join(format!("{stack}.yaml"))
+}
+
+pub fn load_file(path: &Path) -> Result<Stack, StackError> {
+    let text = std::fs::read_to_string(path).map_err(|e| StackError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        path: "(file)".to_string(),
+        message: format!("cannot read the stack file: {e}"),
+        hint: Some(
+            "a stack name resolves to stacks/<name>.yaml; pass --stack with a name or a path"
+                .to_string(),
+        ),
+    })?;
+    parse(path, &text)
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+}
+
+pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
+    let doc = yaml::load(file, text)?;
+    let Node::Mapping(map) = &doc else {
+        unreachable!("the loader requires a top-level mapping")
+    };
+    let mut root = Section::root(file, map);
+
+    let (name, name_span) = root.req_str("name")?;
+    if !is_valid_name(&name) {
+        return Err(root.error_at(
+            &name_span,
+            "name".into(),
+            format!("{name:?} is not a valid stack name: use 1-32 lower-case letters, digits and dashes, starting with a letter"),
+        ));
+    }
+    let (provider, provider_span) = root.req_str("provider")?;
+
+    let service = match root.opt_section("service")? {
+        None => ServiceSettings {
+            port: None,
+            retention: None,
+            kpi_interval: None,
+            ingest_token: None,
+        },
+        Some(mut s) => {
+            let settings = ServiceSettings {
+                port: s.opt_port("port")?,
+                retention: s.opt_duration("retention")?,
+                kpi_interval: s.opt_duration("kpi_interval")?,
+                ingest_token: s.opt_bool("ingest_token")?,
+            };
+            s.finish()?;
+            settings
+        }
+    };
+
+    let sections = ["local", "aws", "ssh"];
+    for other in sections.iter().filter(|s| **s != provider) {
+        if root.has(other) {
+            let mut err = root.error(format!(
+                "section `{other}` does not apply to provider `{provider}`"
+            ));
+            err.path = other.to_string();
+            err.hint = Some(format!("remove it, or set `provider: {other}`"));
+            return Err(err);
+        }
+    }
+
+    let provider = match provider.as_str() {
+        "local" => {
+            let mut local = LocalSettings::default();
+            if let Some(mut s) = root.opt_section("local")? {
+                local.listen_address = s.opt_parsed("listen_address", "an IP address", |v| {
+                    v.parse::<std::net::IpAddr>()
+                        .map(|_| v.to_string())
+                        .map_err(|_| format!("expected an IP address such as 127.0.0.1, got {v:?}"))
+                })?;
+                s.finish()?;
+            }
+            Provider::Local(local)
+        }
+        "aws" => {
+            let Some(mut s) = root.opt_section("aws")? else {
+                return Err(
+                    root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)")
+                );
+            };
+            let region = s.opt_parsed("region", "a region name", |r| {
+                if AWS_REGIONS.contains(&r) {
+                    return Ok(r.to_string());
+                }
+                let close = AWS_REGIONS
+                    .iter()
+                    .min_by_key(|k| strsim::damerau_levenshtein(r, k))
+                    .copied()
+                    .unwrap_or("eu-central-1");
+                Err(format!(
+                    "{r:?} is not an AWS region; did you mean {close:?}?"
+                ))
+            })?;
+            let instance_type = s.opt_parsed("instance_type", "an instance type", |t| {
+                let ok = t.split_once('.').is_some_and(|(family, size)| {
+                    !family.is_empty()
+                        && !size.is_empty()
+                        && t.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                });
+                if ok {
+                    Ok(t.to_string())
+                } else {
+                    Err(format!(
+                        "expected an EC2 instance type such as t2.micro, got {t:?}"
+                    ))
+                }
+            })?;
+            let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
+            let allow_admin_from_anywhere =
+                s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
+            let world = admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0");
+            if world && !allow_admin_from_anywhere {
+                return Err(s.value_error(
+                    "admin_cidrs",
+                    "admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet",
+                    Some("use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it".into()),
+                ));
+            }
+            let settings = AwsSettings {
+                region,
+                instance_type,
+                admin_cidrs,
+                allow_admin_from_anywhere,
+                ssh_public_key: s.opt_str("ssh_public_key")?,
+                vpc_id: s.opt_str("vpc_id")?,
+                subnet_id: s.opt_str("subnet_id")?,
+                termination_protection: s.opt_bool("termination_protection")?.unwrap_or(false),
+            };
+            if settings.admin_cidrs.is_empty() {
+                return Err(s.value_error(
+                    "admin_cidrs",
+                    "`admin_cidrs` is empty: nobody could reach SSH (22) or Prometheus (9090)",
+                    Some("add the networks you administer from, e.g. `admin_cidrs: [203.0.113.7/32]`".into()),
+                ));
+            }
+            s.finish()?;
+            Provider::Aws(settings)
+        }
+        "ssh" => {
+            let Some(mut s) = root.opt_section("ssh")? else {
+                return Err(
+                    root.error("provider `ssh` needs an `ssh:` section with at least `host`")
+                );
+            };
+            let settings = SshSettings {
+                host: s.req_str("host")?.0,
+                user: s.opt_str("user")?,
+                port: s.opt_port("port")?,
+                identity: s.opt_str("identity")?,
+            };
+            s.finish()?;
+            Provider::Ssh(settings)
+        }
+        other => {
+            let mut err = root.error_at(
+                &provider_span,
+                "provider".into(),
+                format!("unknown provider {other:?}"),
+            );
+            let close = sections
+                .iter()
+                .find(|s| strsim::damerau_levenshtein(other, s) <= 2);
+            err.hint = Some(match close {
+                Some(c) => format!("did you mean `{c}`? (one of local, aws, ssh)"),
+                None => "use one of local, aws, ssh".to_string(),
+            });
+            return Err(err);
+        }
+    };
+    root.finish()?;
+    Ok(Stack {
+        file: file.to_path_buf(),
+        name,
+        provider,
+        service,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, expected: &str) {
+        let err = parse(Path::new("stacks/t.yaml"), text).expect_err("accepted a broken stack");
+        let got = match &err.hint {
+            Some(h) => format!("{err}\nhint: {h}"),
+            None => err.to_string(),
+        };
+        assert_eq!(got, expected, "for:\n{text}");
+    }
+
+    #[test]
+    fn broken_stacks_are_explained_with_positions() {
+        check(
+            "provider: local\n",
+            "stacks/t.yaml:1:1: (top level): missing required field `name`",
+        );
+        check(
+            "name: Bad_Name\nprovider: local\n",
+            "stacks/t.yaml:1:7: name: \"Bad_Name\" is not a valid stack name: use 1-32 lower-case letters, digits and dashes, starting with a letter",
+        );
+        check(
+            "name: a\nprovider: lokal\n",
+            "stacks/t.yaml:2:11: provider: unknown provider \"lokal\"\nhint: did you mean `local`? (one of local, aws, ssh)",
+        );
+        check(
+            "name: a\nprovider: local\nservice:\n  prot: 80\n",
+            "stacks/t.yaml:4:3: service.prot: unknown field `prot`\nhint: did you mean `port`?",
+        );
+        check(
+            "name: a\nprovider: local\nservice:\n  port: 70000\n",
+            "stacks/t.yaml:4:9: service.port: expected a port between 1 and 65535, got \"70000\"",
+        );
+        check(
+            "name: a\nprovider: local\nservice:\n  retention: forever\n",
+            "stacks/t.yaml:4:14: service.retention: expected a duration such as 60s, 5m or 30days, got \"forever\"",
+        );
+        check(
+            "name: a\nprovider: local\nservice: [1]\n",
+            "stacks/t.yaml:3:10: service: expected a mapping, found a list",
+        );
+        check(
+            "name: a\nprovider: local\nservice:\n  ingest_token: maybe\n",
+            "stacks/t.yaml:4:17: service.ingest_token: expected true or false, got \"maybe\"",
+        );
+        check(
+            "name: a\nprovider: aws\n",
+            "stacks/t.yaml:1:1: (top level): provider `aws` needs an `aws:` section (at least `admin_cidrs`)",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  region: eu-centrall-1\n  admin_cidrs: [10.0.0.1/32]\n",
+            "stacks/t.yaml:4:11: aws.region: \"eu-centrall-1\" is not an AWS region; did you mean \"eu-central-1\"?",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs:\n    - 10.0.0.1/32\n    - 10.0.0.1/24\n",
+            "stacks/t.yaml:6:7: aws.admin_cidrs[1]: \"10.0.0.1/24\" has host bits set; did you mean the network address with /24, or /32 for one host?",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs: [300.1.1.1/32]\n",
+            "stacks/t.yaml:4:17: aws.admin_cidrs[0]: expected a CIDR block such as 203.0.113.7/32, got \"300.1.1.1/32\"",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs: [0.0.0.0/0]\n",
+            "stacks/t.yaml:4:16: aws.admin_cidrs: admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  region: eu-central-1\n",
+            "stacks/t.yaml:3:1: aws.admin_cidrs: `admin_cidrs` is empty: nobody could reach SSH (22) or Prometheus (9090)\nhint: add the networks you administer from, e.g. `admin_cidrs: [203.0.113.7/32]`",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32]\n  instance_type: micro\n",
+            "stacks/t.yaml:5:18: aws.instance_type: expected an EC2 instance type such as t2.micro, got \"micro\"",
+        );
+        check(
+            "name: a\nprovider: local\naws:\n  region: eu-central-1\n",
+            "stacks/t.yaml:1:1: aws: section `aws` does not apply to provider `local`\nhint: remove it, or set `provider: aws`",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  user: admin\n",
+            "stacks/t.yaml:3:1: ssh: missing required field `host`",
+        );
+        check(
+            "name: a\nname: b\nprovider: local\n",
+            "stacks/t.yaml:2:1: (top level): duplicate field `name`",
+        );
+        check(
+            "name: a\nprovider: local\n  bad indent: [\n",
+            "stacks/t.yaml:3:13: (top level): invalid YAML: mapping values are not allowed in this context",
+        );
+        check(
+            "- a\n",
+            "stacks/t.yaml:1:1: (top level): a stack file must be a mapping of fields (name:, provider:, ...)",
+        );
+        check(
+            "name: a\nprovider: local\nreigon: x\n",
+            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, service, local",
+        );
+    }
+
+    #[test]
+    fn shipped_stacks_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let local = load_file(&locate(&root, "local")).unwrap();
+        assert_eq!(local.provider, Provider::Local(LocalSettings::default()));
+        let frankfurt = load_file(&locate(&root, "frankfurt")).unwrap();
+        let Provider::Aws(aws) = frankfurt.provider else {
+            panic!("frankfurt is an aws stack")
+        };
+        assert_eq!(aws.region.as_deref(), Some("eu-central-1"));
+        assert_eq!(aws.instance_type.as_deref(), Some("t2.micro"));
+    }
+
+    #[test]
+    fn cidrs() {
+        assert_eq!(parse_cidr("2001:db8::/32"), Ok("2001:db8::/32".into()));
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert!(parse_cidr("10.0.0.0").is_err());
+    }
+}

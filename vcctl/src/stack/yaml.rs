@@ -1,0 +1,348 @@
+//! A typed walk over a YAML document that keeps positions: every error names the file,
+//! line and column, and the field path (`aws.admin_cidrs[1]`), and an unknown key gets a
+//! "did you mean" when it is close to a valid one.
+//!
+//! Why marked-yaml and not serde: serde_yaml is archived upstream and its successors lose
+//! positions in custom validation; marked-yaml (maintained) gives every node its line and
+//! column, which is what our error messages need.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use marked_yaml::types::MarkedMappingNode;
+use marked_yaml::{Node, Span};
+
+/// A problem in a stack file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {path}: {message}")]
+pub struct StackError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    /// `aws.region`, or `(top level)`.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Reads one mapping, remembering which keys were read so that `finish` can refuse the rest.
+pub struct Section<'a> {
+    file: &'a Path,
+    path: String,
+    map: &'a MarkedMappingNode,
+    /// Where this section's key is, for errors about the section as a whole.
+    key_span: Option<&'a Span>,
+    known: Vec<&'static str>,
+}
+
+fn position(span: &Span) -> (usize, usize) {
+    span.start()
+        .map(|m| (m.line(), m.column()))
+        .unwrap_or((1, 1))
+}
+
+impl<'a> Section<'a> {
+    pub fn root(file: &'a Path, map: &'a MarkedMappingNode) -> Section<'a> {
+        Section {
+            file,
+            path: String::new(),
+            map,
+            key_span: None,
+            known: Vec::new(),
+        }
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    pub fn error_at(&self, span: &Span, path: String, message: impl Into<String>) -> StackError {
+        let (line, column) = position(span);
+        StackError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            path,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// An error about the section itself (e.g. a missing key).
+    pub fn error(&self, message: impl Into<String>) -> StackError {
+        if self.path.is_empty() {
+            // The top-level mapping's span starts at its first value, which misleads.
+            let message = message.into();
+            return StackError {
+                file: self.file.to_path_buf(),
+                line: 1,
+                column: 1,
+                path: "(top level)".into(),
+                message,
+                hint: None,
+            };
+        }
+        self.error_at(
+            self.key_span.unwrap_or(self.map.span()),
+            self.path.clone(),
+            message,
+        )
+    }
+
+    /// An error about the value of `key` (at the value when present, else at the section).
+    pub fn value_error(
+        &self,
+        key: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> StackError {
+        let span = self
+            .map
+            .get_node(key)
+            .map_or(self.key_span.unwrap_or(self.map.span()), |n| n.span());
+        let mut err = self.error_at(span, self.child_path(key), message);
+        err.hint = hint;
+        err
+    }
+
+    fn node(&mut self, key: &'static str) -> Option<&'a Node> {
+        self.known.push(key);
+        self.map.get_node(key)
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.map.get_node(key).is_some()
+    }
+
+    fn scalar(
+        &mut self,
+        key: &'static str,
+        what: &str,
+    ) -> Result<Option<(&'a str, &'a Span)>, StackError> {
+        let path = self.child_path(key);
+        match self.node(key) {
+            None => Ok(None),
+            Some(Node::Scalar(s))
+                if s.as_str().is_empty() || s.as_str() == "~" || s.as_str() == "null" =>
+            {
+                Ok(None)
+            }
+            Some(Node::Scalar(s)) => Ok(Some((s.as_str(), s.span()))),
+            Some(other) => Err(self.error_at(
+                other.span(),
+                path,
+                format!("expected {what}, found a {}", kind(other)),
+            )),
+        }
+    }
+
+    pub fn opt_str(&mut self, key: &'static str) -> Result<Option<String>, StackError> {
+        Ok(self.scalar(key, "a string")?.map(|(s, _)| s.to_string()))
+    }
+
+    pub fn req_str(&mut self, key: &'static str) -> Result<(String, Span), StackError> {
+        match self.scalar(key, "a string")? {
+            Some((s, span)) => Ok((s.to_string(), *span)),
+            None => Err(self.error(format!("missing required field `{key}`"))),
+        }
+    }
+
+    /// A value parsed by `parse`, whose error message is reported at the value's position.
+    pub fn opt_parsed<T>(
+        &mut self,
+        key: &'static str,
+        what: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, StackError> {
+        let path = self.child_path(key);
+        match self.scalar(key, what)? {
+            None => Ok(None),
+            Some((s, span)) => parse(s).map(Some).map_err(|m| self.error_at(span, path, m)),
+        }
+    }
+
+    pub fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, StackError> {
+        self.opt_parsed(key, "true or false", |s| match s {
+            "true" | "yes" | "on" => Ok(true),
+            "false" | "no" | "off" => Ok(false),
+            other => Err(format!("expected true or false, got {other:?}")),
+        })
+    }
+
+    pub fn opt_port(&mut self, key: &'static str) -> Result<Option<u16>, StackError> {
+        self.opt_parsed(key, "a port number", parse_port)
+    }
+
+    pub fn opt_duration(&mut self, key: &'static str) -> Result<Option<Duration>, StackError> {
+        self.opt_parsed(key, "a duration", parse_duration)
+    }
+
+    /// A list of scalars, each checked by `parse`.
+    pub fn opt_list<T>(
+        &mut self,
+        key: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Vec<T>>, StackError> {
+        let path = self.child_path(key);
+        match self.node(key) {
+            None => Ok(None),
+            Some(Node::Sequence(seq)) => seq
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Node::Scalar(s) => parse(s.as_str())
+                        .map_err(|m| self.error_at(s.span(), format!("{path}[{i}]"), m)),
+                    other => Err(self.error_at(
+                        other.span(),
+                        format!("{path}[{i}]"),
+                        format!("expected a string, found a {}", kind(other)),
+                    )),
+                })
+                .collect::<Result<Vec<T>, _>>()
+                .map(Some),
+            Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
+            Some(other) => Err(self.error_at(
+                other.span(),
+                path,
+                format!("expected a list, found a {}", kind(other)),
+            )),
+        }
+    }
+
+    /// A nested mapping, if present.
+    pub fn opt_section(&mut self, key: &'static str) -> Result<Option<Section<'a>>, StackError> {
+        let path = self.child_path(key);
+        match self.node(key) {
+            None => Ok(None),
+            Some(Node::Mapping(m)) => {
+                let key_span = self
+                    .map
+                    .keys()
+                    .find(|k| k.as_str() == key)
+                    .map(|k| k.span());
+                Ok(Some(Section {
+                    file: self.file,
+                    path,
+                    map: m,
+                    key_span,
+                    known: Vec::new(),
+                }))
+            }
+            Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
+            Some(other) => Err(self.error_at(
+                other.span(),
+                path,
+                format!("expected a mapping, found a {}", kind(other)),
+            )),
+        }
+    }
+
+    /// Refuses every key that was not read, suggesting the closest known one.
+    pub fn finish(self) -> Result<(), StackError> {
+        for (key, _) in self.map.iter() {
+            let name = key.as_str();
+            if self.known.contains(&name) {
+                continue;
+            }
+            let mut err = self.error_at(
+                key.span(),
+                self.child_path(name),
+                format!("unknown field `{name}`"),
+            );
+            let best = self
+                .known
+                .iter()
+                .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+                .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+                .min();
+            err.hint = Some(match best {
+                Some((_, k)) => format!("did you mean `{k}`?"),
+                None => format!("valid fields here: {}", self.known.join(", ")),
+            });
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+fn kind(node: &Node) -> &'static str {
+    match node {
+        Node::Scalar(_) => "scalar",
+        Node::Mapping(_) => "mapping",
+        Node::Sequence(_) => "list",
+    }
+}
+
+pub fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u32>() {
+        Ok(p) if (1..=65535).contains(&p) => Ok(p as u16),
+        _ => Err(format!("expected a port between 1 and 65535, got {s:?}")),
+    }
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".to_string()),
+        Err(_) => Err(format!(
+            "expected a duration such as 60s, 5m or 30days, got {s:?}"
+        )),
+    }
+}
+
+/// An IPv4 or IPv6 network in CIDR notation, with no host bits set.
+pub fn parse_cidr(s: &str) -> Result<String, String> {
+    let bad = || format!("expected a CIDR block such as 203.0.113.7/32, got {s:?}");
+    let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    let (bits, max) = match addr {
+        std::net::IpAddr::V4(a) => (u32::from(a) as u128, 32),
+        std::net::IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    if prefix > max {
+        return Err(format!(
+            "prefix /{prefix} is longer than {max} bits in {s:?}"
+        ));
+    }
+    let host_bits = max - prefix;
+    if host_bits > 0 && bits & ((1u128 << host_bits) - 1) != 0 {
+        return Err(format!(
+            "{s:?} has host bits set; did you mean the network address with /{prefix}, or /{max} for one host?"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses a whole document into its top-level section.
+pub fn load(file: &Path, text: &str) -> Result<Node, StackError> {
+    let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+    marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
+        use marked_yaml::LoadError;
+        let (marker, message) = match &e {
+            LoadError::TopLevelMustBeMapping(m) => (
+                Some(*m),
+                "a stack file must be a mapping of fields (name:, provider:, ...)".to_string(),
+            ),
+            LoadError::DuplicateKey(inner) => (
+                inner.key.span().start().copied(),
+                format!("duplicate field `{}`", inner.key.as_str()),
+            ),
+            LoadError::ScanError(m, se) => (Some(*m), format!("invalid YAML: {}", se.info())),
+            other => (None, format!("invalid YAML: {other}")),
+        };
+        let (line, column) = marker.map(|m| (m.line(), m.column())).unwrap_or((1, 1));
+        StackError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            path: "(top level)".to_string(),
+            message,
+            hint: None,
+        }
+    })
+}

@@ -1,0 +1,433 @@
+//! vcctl end to end: the real binary in a temporary project directory, driving the real
+//! service binary on a free loopback port. A failure prints the command and its output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `vehicleconnect` binary built beside this test (`cargo nextest run --workspace`).
+fn service_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("vehicleconnect");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p vehicleconnect` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("stacks")).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/local.yaml"),
+            dir.path().join("stacks/local.yaml"),
+        )
+        .unwrap();
+        Project {
+            dir,
+            port: free_port(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Runs vcctl with `args` plus `--port`, stdin closed, no terminal, no colour.
+    fn vcctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("VCCTL_PORT", self.port.to_string())
+            .env_remove("VCCTL_STACK")
+            .env_remove("VCCTL_ARTIFACT")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null());
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.vcctl(args);
+        assert_eq!(out.status.code(), Some(0), "vcctl {args:?}\n{}", show(&out));
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.ok(&all);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}):\n{}", show(&out)))
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        // Never leave a service running behind a failed test.
+        let _ = self.vcctl(&["destroy", "--yes"]);
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A different build of the same service: the same ELF with bytes appended runs the same
+/// but hashes differently, as a new release would.
+fn new_build(project: &Project, name: &str) -> PathBuf {
+    let path = project.path(name);
+    let mut data = std::fs::read(service_bin()).unwrap();
+    data.extend_from_slice(name.as_bytes());
+    std::fs::write(&path, data).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&path).unwrap().permissions(),
+        0o755,
+    );
+    Command::new("chmod")
+        .args(["755"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    path
+}
+
+#[test]
+fn every_command_explains_itself_with_an_example() {
+    let p = Project::new();
+    let top = p.ok(&["--help"]);
+    let text = String::from_utf8_lossy(&top.stdout);
+    for cmd in [
+        "up",
+        "plan",
+        "deploy",
+        "status",
+        "logs",
+        "rollback",
+        "destroy",
+        "simulate",
+        "completions",
+    ] {
+        assert!(text.contains(cmd), "--help lists {cmd}");
+        let out = p.ok(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("Example"),
+            "`vcctl {cmd} --help` has an example:\n{help}"
+        );
+    }
+    assert!(text.contains("6  the new release failed its health check and was rolled back"));
+    let out = p.ok(&["completions", "bash"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_vcctl()"));
+}
+
+#[test]
+fn broken_stacks_exit_3_naming_file_line_field_and_fix() {
+    let p = Project::new();
+    let cases = [
+        (
+            "name: x\nprovider: local\nservice:\n  prot: 8000\n",
+            "error: stacks/broken.yaml:4:3: service.prot: unknown field `prot`\nhint: did you mean `port`?\n",
+        ),
+        (
+            "name: x\nprovider: aws\naws:\n  admin_cidrs: [0.0.0.0/0]\n",
+            "error: stacks/broken.yaml:4:16: aws.admin_cidrs: admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it\n",
+        ),
+        (
+            "name: x\nprovider: local\nservice:\n  kpi_interval: soon\n",
+            "error: stacks/broken.yaml:4:17: service.kpi_interval: expected a duration such as 60s, 5m or 30days, got \"soon\"\n",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(p.path("stacks/broken.yaml"), text).unwrap();
+        let out = p.vcctl(&["plan", "--stack", "stacks/broken.yaml"]);
+        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+        assert_eq!(stderr(&out), expected);
+        assert!(out.stdout.is_empty());
+    }
+    let out = p.vcctl(&["simulate", "--rate", "fast"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "argument errors exit 3\n{}",
+        show(&out)
+    );
+    let out = p.vcctl(&[
+        "simulate",
+        "--target",
+        "http://127.0.0.1:9",
+        "--incident",
+        "unlock:3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains("expected ENDPOINT:xFACTOR:DURATION[@START]"));
+    let out = p.vcctl(&["status", "--stack", "nosuch"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("stacks/nosuch.yaml"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn settings_resolve_flag_over_environment_over_stack_over_default() {
+    let p = Project::new();
+    std::fs::write(
+        p.path("stacks/prec.yaml"),
+        "name: prec\nprovider: local\nservice:\n  port: 8123\n",
+    )
+    .unwrap();
+    std::fs::write(p.path("stacks/bare.yaml"), "name: bare\nprovider: local\n").unwrap();
+    let plan = |args: &[&str], env: Option<&str>| -> Value {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
+        cmd.args(args)
+            .arg("--json")
+            .current_dir(p.dir.path())
+            .env_remove("VCCTL_PORT")
+            .env_remove("VCCTL_STACK");
+        if let Some(port) = env {
+            cmd.env("VCCTL_PORT", port);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["settings"].clone()
+    };
+    let s = plan(&["plan", "--stack", "prec", "--port", "8125"], Some("8124"));
+    assert_eq!(
+        (s["port"].as_u64(), s["port_source"].as_str()),
+        (Some(8125), Some("flag"))
+    );
+    let s = plan(&["plan", "--stack", "prec"], Some("8124"));
+    assert_eq!(
+        (s["port"].as_u64(), s["port_source"].as_str()),
+        (Some(8124), Some("flag"))
+    );
+    let s = plan(&["plan", "--stack", "prec"], None);
+    assert_eq!(
+        (s["port"].as_u64(), s["port_source"].as_str()),
+        (Some(8123), Some("stack"))
+    );
+    let s = plan(&["plan", "--stack", "bare"], None);
+    assert_eq!(
+        (s["port"].as_u64(), s["port_source"].as_str()),
+        (Some(8000), Some("default"))
+    );
+    assert_eq!(s["kpi_interval"], "1m");
+    // VCCTL_STACK names the default stack.
+    let out = Command::new(env!("CARGO_BIN_EXE_vcctl"))
+        .args(["plan", "--json"])
+        .current_dir(p.dir.path())
+        .env("VCCTL_STACK", "bare")
+        .output()
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["stack"],
+        "bare"
+    );
+}
+
+#[test]
+fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    let v1s = v1.to_str().unwrap();
+
+    // plan before anything: changes, exit 2.
+    let out = p.vcctl(&["plan", "--artifact", v1s]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+
+    let up = p.json(&["up", "--artifact", v1s]);
+    assert_eq!(up["changed"], true);
+    let url = up["url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("http://127.0.0.1:{}", p.port));
+    let first = up["release"].as_str().unwrap().to_string();
+
+    let again = p.json(&["up", "--artifact", v1s]);
+    assert_eq!(again["changed"], false, "a second up changes nothing");
+    assert_eq!(again["release"], first.as_str());
+    let out = p.vcctl(&["plan", "--artifact", v1s]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "plan after up: no changes\n{}",
+        show(&out)
+    );
+
+    let status = p.json(&["status"]);
+    assert_eq!(status["healthy"], true);
+    assert_eq!(status["status"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["release"], first.as_str());
+
+    let sim = p.json(&[
+        "simulate",
+        "--rate",
+        "400",
+        "--duration",
+        "2s",
+        "--vehicles",
+        "50",
+    ]);
+    assert_eq!(sim["planned_events"], 800);
+    assert_eq!(sim["acknowledged"], 800, "{sim}");
+    let batch = p.json(&[
+        "simulate",
+        "--rate",
+        "5000",
+        "--duration",
+        "1s",
+        "--batch",
+        "250",
+    ]);
+    assert_eq!(batch["acknowledged"], 5000, "{batch}");
+    assert_eq!(batch["requests"], 20);
+    // The events reached the store: the KPIs count them (at the next snapshot, every 10 s).
+    wait_for_count(&url, 5800);
+
+    // A new build deploys and keeps the data.
+    let v2 = new_build(&p, "build-2");
+    let dep = p.json(&["deploy", "--artifact", v2.to_str().unwrap()]);
+    assert_eq!(dep["changed"], true);
+    let second = dep["release"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+
+    let logs = p.ok(&["logs", "-n", "5"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("vehicleconnect"),
+        "{}",
+        show(&logs)
+    );
+
+    // Rollback goes back to the first release.
+    let rb = p.json(&["rollback"]);
+    assert_eq!(rb["release"], first.as_str());
+    assert_eq!(p.json(&["status"])["release"], first.as_str());
+
+    // A broken release: rolled back by itself, exit 6, the old one still serving.
+    std::fs::write(p.path("broken"), "#!/bin/sh\n[ \"$1\" = --version ] && echo 'vehicleconnect 9.9.9 (b0rken)' && exit 0\necho 'fatal: cannot start' >&2\nexit 1\n").unwrap();
+    Command::new("chmod")
+        .args(["755"])
+        .arg(p.path("broken"))
+        .status()
+        .unwrap();
+    let out = p.vcctl(&["deploy", "--artifact", "broken"]);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("was rolled back") && err.contains("fatal: cannot start"),
+        "the diagnosis names the cause:\n{err}"
+    );
+    assert!(
+        !err.contains("listening addr"),
+        "only the failed start's log lines:\n{err}"
+    );
+    let status = p.json(&["status"]);
+    assert_eq!(status["healthy"], true);
+    assert_eq!(status["release"], first.as_str());
+    wait_for_count(&url, 5800);
+
+    // Destroy: refused without a terminal or --yes, then done, and idempotent.
+    let out = p.vcctl(&["destroy"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains("hint: pass --yes"));
+    let d = p.json(&["destroy", "--yes"]);
+    assert_eq!(d["stopped"], true);
+    assert!(!p.path(".vcctl/local/local").exists());
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(),
+        "the port is free again"
+    );
+    p.ok(&["destroy", "--yes"]);
+    let out = p.vcctl(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_stale_pid_file_is_detected_and_replaced() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    std::fs::create_dir_all(p.path(".vcctl/local/local")).unwrap();
+    // A pid that is certainly not our service: this test process's parent, or 1.
+    std::fs::write(p.path(".vcctl/local/local/service.pid"), "1\n").unwrap();
+    let out = p.vcctl(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not running (stale pid file removed)"),
+        "{}",
+        show(&out)
+    );
+    std::fs::write(p.path(".vcctl/local/local/service.pid"), "999999\n").unwrap();
+    let out = p.vcctl(&["up", "--artifact", v1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(stderr(&out).contains("stale pid file"), "{}", show(&out));
+    assert_eq!(p.json(&["status"])["healthy"], true);
+}
+
+#[test]
+fn a_busy_port_is_refused_with_a_hint() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", p.port)).unwrap();
+    let out = p.vcctl(&["up", "--artifact", v1.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        stderr(&out).contains(&format!("port {} on 127.0.0.1 is already in use", p.port)),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr(&out).contains("hint: stop it, or pick another port with --port"));
+}
+
+/// Waits for the KPIs to count `n` events: the data survived every switch.
+fn wait_for_count(url: &str, n: u64) {
+    let started = std::time::Instant::now();
+    loop {
+        let kpis = reqwest_get(&format!("{url}/api/analytics/kpis?window=15m"));
+        if kpis["overall"]["count"] == n {
+            return;
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "KPIs never counted {n} events: {}",
+            kpis["overall"]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+fn reqwest_get(url: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+}
