@@ -7,9 +7,7 @@ use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn main() {
@@ -28,26 +26,14 @@ fn dashboard_vendor() {
     std::fs::create_dir_all(&npm_dir).unwrap();
     let lock = std::fs::read(src.join("package-lock.json")).expect("dashboard/package-lock.json");
     let installed = npm_dir.join("package-lock.json");
-    let wanted = [
-        ("uplot/dist/uPlot.iife.min.js", "uPlot.iife.min.js"),
-        ("uplot/dist/uPlot.min.css", "uPlot.min.css"),
-    ];
+    let wanted = [("uplot/dist/uPlot.iife.min.js", "uPlot.iife.min.js"), ("uplot/dist/uPlot.min.css", "uPlot.min.css")];
     let fresh = std::fs::read(&installed).ok().as_deref() == Some(&lock[..])
-        && wanted
-            .iter()
-            .all(|(from, _)| npm_dir.join("node_modules").join(from).exists());
+        && wanted.iter().all(|(from, _)| npm_dir.join("node_modules").join(from).exists());
     if !fresh {
         std::fs::copy(src.join("package.json"), npm_dir.join("package.json")).unwrap();
         std::fs::write(&installed, &lock).unwrap();
         let status = Command::new("npm")
-            .args([
-                "ci",
-                "--omit=dev",
-                "--ignore-scripts",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ])
+            .args(["ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&npm_dir)
             .status();
         match status {
@@ -56,9 +42,9 @@ fn dashboard_vendor() {
                 "`npm ci` for the dashboard failed ({s}) in {}; is the npm registry reachable?",
                 npm_dir.display()
             ),
-            Err(e) => panic!(
-                "the dashboard needs npm (Node.js 20) at build time to fetch uPlot from the npm registry: {e}"
-            ),
+            Err(e) => {
+                panic!("the dashboard needs npm (Node.js 20) at build time to fetch uPlot from the npm registry: {e}")
+            }
         }
     }
     let assets = out.join("dashboard");

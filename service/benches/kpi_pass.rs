@@ -33,9 +33,7 @@ fn main() {
     let now_us = unix_us(now);
     let mut seed: u64 = 1;
     let mut next = || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 11) as f64 / (1u64 << 53) as f64
     };
     // Spread evenly over the last hour; log-normal-ish latencies with a long tail.
@@ -102,24 +100,12 @@ fn main() {
     let exact_p95 = all[(0.95 * (all.len() - 1) as f64) as usize];
     let p95 = report.overall.p95_latency_ms.unwrap();
 
-    println!(
-        "kpi_pass events={EVENTS} endpoints={} runs={RUNS}",
-        ENDPOINTS.len()
-    );
+    println!("kpi_pass events={EVENTS} endpoints={} runs={RUNS}", ENDPOINTS.len());
     println!("record_events_per_s {:.0}", EVENTS as f64 / record_s);
     println!("pass_1h_median_ms {:.3}", median(one_hour_ms.clone()));
     println!("pass_all_windows_median_ms {:.3}", median(pass_ms));
-    println!(
-        "exact_sort_baseline_median_ms {:.1}",
-        median(exact_ms.clone())
-    );
-    println!(
-        "speedup_vs_exact {:.0}x",
-        median(exact_ms) / median(one_hour_ms)
-    );
+    println!("exact_sort_baseline_median_ms {:.1}", median(exact_ms.clone()));
+    println!("speedup_vs_exact {:.0}x", median(exact_ms) / median(one_hour_ms));
     println!("sketch_bytes {}", aggregates.heap_bytes());
-    println!(
-        "p95_sketch_ms {p95:.3} p95_exact_ms {exact_p95:.3} rel_err {:.5}",
-        (p95 - exact_p95).abs() / exact_p95
-    );
+    println!("p95_sketch_ms {p95:.3} p95_exact_ms {exact_p95:.3} rel_err {:.5}", (p95 - exact_p95).abs() / exact_p95);
 }

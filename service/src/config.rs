@@ -59,8 +59,7 @@ pub enum LogFormat {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (examples: 500ms, 60s, 5m, 30days)"))?;
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 60s, 5m, 30days)"))?;
     if d.is_zero() {
         return Err("must be greater than zero".to_string());
     }
@@ -73,19 +72,10 @@ mod tests {
 
     #[test]
     fn defaults_and_durations() {
-        let c = Config::try_parse_from([
-            "vehicleconnect",
-            "--kpi-interval",
-            "500ms",
-            "--retention",
-            "12h",
-        ])
-        .unwrap();
+        let c = Config::try_parse_from(["vehicleconnect", "--kpi-interval", "500ms", "--retention", "12h"]).unwrap();
         assert_eq!(c.kpi_interval, Duration::from_millis(500));
         assert_eq!(c.retention, Duration::from_secs(12 * 3600));
-        let err = Config::try_parse_from(["vehicleconnect", "--kpi-interval", "0s"])
-            .unwrap_err()
-            .to_string();
+        let err = Config::try_parse_from(["vehicleconnect", "--kpi-interval", "0s"]).unwrap_err().to_string();
         assert!(err.contains("must be greater than zero"), "{err}");
     }
 }

@@ -17,14 +17,8 @@ use crate::http::error::ApiError;
 pub const DEFAULT_THRESHOLDS: &str =
     "avg_latency_ms=300:800,p95_latency_ms=800:2000,error_rate_pct=1:5,client_error_rate_pct=5:15";
 /// The KPIs a threshold can be set on: higher is worse for each.
-const THRESHOLD_KPIS: [&str; 6] = [
-    "avg_latency_ms",
-    "p50_latency_ms",
-    "p95_latency_ms",
-    "p99_latency_ms",
-    "error_rate_pct",
-    "client_error_rate_pct",
-];
+const THRESHOLD_KPIS: [&str; 6] =
+    ["avg_latency_ms", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms", "error_rate_pct", "client_error_rate_pct"];
 
 /// Amber from `warn`, red from `crit`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -39,33 +33,19 @@ pub type Thresholds = BTreeMap<String, Level>;
 pub fn parse_thresholds(spec: &str) -> Result<Thresholds, String> {
     let mut out = Thresholds::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (kpi, levels) = item.split_once('=').ok_or_else(|| {
-            format!("{item:?}: expected KPI=WARN:CRIT, e.g. p95_latency_ms=800:2000")
-        })?;
+        let (kpi, levels) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?}: expected KPI=WARN:CRIT, e.g. p95_latency_ms=800:2000"))?;
         if !THRESHOLD_KPIS.contains(&kpi) {
-            return Err(format!(
-                "{kpi:?} is not a KPI with a threshold; use one of {}",
-                THRESHOLD_KPIS.join(", ")
-            ));
+            return Err(format!("{kpi:?} is not a KPI with a threshold; use one of {}", THRESHOLD_KPIS.join(", ")));
         }
-        let (warn, crit) = levels
-            .split_once(':')
-            .ok_or_else(|| format!("{item:?}: expected WARN:CRIT after ="))?;
-        let number = |s: &str| {
-            s.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite() && *v >= 0.0)
-        };
+        let (warn, crit) = levels.split_once(':').ok_or_else(|| format!("{item:?}: expected WARN:CRIT after ="))?;
+        let number = |s: &str| s.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
         let (Some(warn), Some(crit)) = (number(warn), number(crit)) else {
-            return Err(format!(
-                "{item:?}: WARN and CRIT must be non-negative numbers"
-            ));
+            return Err(format!("{item:?}: WARN and CRIT must be non-negative numbers"));
         };
         if warn > crit {
-            return Err(format!(
-                "{item:?}: WARN ({warn}) must not be above CRIT ({crit})"
-            ));
+            return Err(format!("{item:?}: WARN ({warn}) must not be above CRIT ({crit})"));
         }
         out.insert(kpi.to_string(), Level { warn, crit });
     }
@@ -86,19 +66,12 @@ pub struct Dashboard {
 
 /// FNV-1a: a stable content hash for ETags (not for security).
 fn fnv1a(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    })
+    data.iter().fold(0xcbf29ce484222325, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
 }
 
 fn asset(body: Vec<u8>, content_type: &'static str) -> Asset {
-    let etag = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body)))
-        .expect("hex is a valid header");
-    Asset {
-        body,
-        content_type,
-        etag,
-    }
+    let etag = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))).expect("hex is a valid header");
+    Asset { body, content_type, etag }
 }
 
 #[derive(Serialize)]
@@ -109,37 +82,21 @@ struct PageConfig<'a> {
 
 impl Dashboard {
     pub fn new(thresholds: &Thresholds) -> Dashboard {
-        let config = serde_json::to_string(&PageConfig {
-            thresholds,
-            refresh_seconds: 30,
-        })
-        .expect("config serialises")
-        // Inside <script>, "</" could close the element.
-        .replace("</", "<\\/");
+        let config = serde_json::to_string(&PageConfig { thresholds, refresh_seconds: 30 })
+            .expect("config serialises")
+            // Inside <script>, "</" could close the element.
+            .replace("</", "<\\/");
         let index = include_str!("../dashboard/src/index.html").replace(
             "<!--VC_CONFIG-->",
             &format!("<script id=\"vc-config\" type=\"application/json\">{config}</script>"),
         );
         let files = BTreeMap::from([
-            (
-                "app.js",
-                asset(
-                    include_bytes!("../dashboard/src/app.js").to_vec(),
-                    "text/javascript; charset=utf-8",
-                ),
-            ),
-            (
-                "style.css",
-                asset(
-                    include_bytes!("../dashboard/src/style.css").to_vec(),
-                    "text/css; charset=utf-8",
-                ),
-            ),
+            ("app.js", asset(include_bytes!("../dashboard/src/app.js").to_vec(), "text/javascript; charset=utf-8")),
+            ("style.css", asset(include_bytes!("../dashboard/src/style.css").to_vec(), "text/css; charset=utf-8")),
             (
                 "uPlot.iife.min.js",
                 asset(
-                    include_bytes!(concat!(env!("OUT_DIR"), "/dashboard/uPlot.iife.min.js"))
-                        .to_vec(),
+                    include_bytes!(concat!(env!("OUT_DIR"), "/dashboard/uPlot.iife.min.js")).to_vec(),
                     "text/javascript; charset=utf-8",
                 ),
             ),
@@ -151,10 +108,7 @@ impl Dashboard {
                 ),
             ),
         ]);
-        Dashboard {
-            index: asset(index.into_bytes(), "text/html; charset=utf-8"),
-            files,
-        }
+        Dashboard { index: asset(index.into_bytes(), "text/html; charset=utf-8"), files }
     }
 }
 
@@ -163,43 +117,26 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
     let common = [
         (header::ETAG, asset.etag.clone()),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
     ];
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim() == asset.etag || t.trim() == "*")
-        });
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
     if matches {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
-    (
-        StatusCode::OK,
-        common,
-        [(header::CONTENT_TYPE, asset.content_type)],
-        asset.body.clone(),
-    )
-        .into_response()
+    (StatusCode::OK, common, [(header::CONTENT_TYPE, asset.content_type)], asset.body.clone()).into_response()
 }
 
 pub async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     serve(&state.dashboard.index, &headers)
 }
 
-pub async fn file(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn file(State(state): State<Arc<AppState>>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     match state.dashboard.files.get(name.as_str()) {
         Some(asset) => serve(asset, &headers),
-        None => ApiError::new(StatusCode::NOT_FOUND, format!("no dashboard file {name:?}"))
-            .into_response(),
+        None => ApiError::new(StatusCode::NOT_FOUND, format!("no dashboard file {name:?}")).into_response(),
     }
 }
 
@@ -210,35 +147,17 @@ mod tests {
     #[test]
     fn thresholds_parse_and_explain_mistakes() {
         let t = parse_thresholds(DEFAULT_THRESHOLDS).unwrap();
-        assert_eq!(
-            t["p95_latency_ms"],
-            Level {
-                warn: 800.0,
-                crit: 2000.0
-            }
-        );
+        assert_eq!(t["p95_latency_ms"], Level { warn: 800.0, crit: 2000.0 });
         assert_eq!(t.len(), 4);
         let cases = [
-            (
-                "p95_latency_ms",
-                "\"p95_latency_ms\": expected KPI=WARN:CRIT, e.g. p95_latency_ms=800:2000",
-            ),
+            ("p95_latency_ms", "\"p95_latency_ms\": expected KPI=WARN:CRIT, e.g. p95_latency_ms=800:2000"),
             (
                 "speed=1:2",
                 "\"speed\" is not a KPI with a threshold; use one of avg_latency_ms, p50_latency_ms, p95_latency_ms, p99_latency_ms, error_rate_pct, client_error_rate_pct",
             ),
-            (
-                "error_rate_pct=5",
-                "\"error_rate_pct=5\": expected WARN:CRIT after =",
-            ),
-            (
-                "error_rate_pct=a:5",
-                "\"error_rate_pct=a:5\": WARN and CRIT must be non-negative numbers",
-            ),
-            (
-                "error_rate_pct=5:1",
-                "\"error_rate_pct=5:1\": WARN (5) must not be above CRIT (1)",
-            ),
+            ("error_rate_pct=5", "\"error_rate_pct=5\": expected WARN:CRIT after ="),
+            ("error_rate_pct=a:5", "\"error_rate_pct=a:5\": WARN and CRIT must be non-negative numbers"),
+            ("error_rate_pct=5:1", "\"error_rate_pct=5:1\": WARN (5) must not be above CRIT (1)"),
         ];
         for (spec, want) in cases {
             assert_eq!(parse_thresholds(spec).unwrap_err(), want);
@@ -250,15 +169,10 @@ mod tests {
         let d = Dashboard::new(&parse_thresholds("error_rate_pct=2:7").unwrap());
         let html = String::from_utf8(d.index.body.clone()).unwrap();
         assert!(
-            html.contains(
-                r#"{"thresholds":{"error_rate_pct":{"warn":2.0,"crit":7.0}},"refresh_seconds":30}"#
-            ),
+            html.contains(r#"{"thresholds":{"error_rate_pct":{"warn":2.0,"crit":7.0}},"refresh_seconds":30}"#),
             "{html}"
         );
-        assert!(
-            d.files["uPlot.iife.min.js"].body.len() > 10_000,
-            "uPlot is embedded"
-        );
+        assert!(d.files["uPlot.iife.min.js"].body.len() > 10_000, "uPlot is embedded");
         assert_ne!(d.files["app.js"].etag, d.files["style.css"].etag);
     }
 }

@@ -32,10 +32,7 @@ impl KpiEngine {
     pub fn new(max_endpoints: usize) -> KpiEngine {
         let now = OffsetDateTime::now_utc();
         let aggregates = Aggregates::new(max_endpoints);
-        let latest = Window::ALL
-            .iter()
-            .map(|w| aggregates.report(*w, now, None))
-            .collect();
+        let latest = Window::ALL.iter().map(|w| aggregates.report(*w, now, None)).collect();
         KpiEngine {
             aggregates: Mutex::new(aggregates),
             latest: RwLock::new(Arc::new(latest)),
@@ -46,36 +43,24 @@ impl KpiEngine {
     /// Adds committed events to the aggregates.
     pub fn record(&self, events: &[Event]) {
         let now_us = unix_us(OffsetDateTime::now_utc());
-        self.lock()
-            .record(now_us, events.iter().map(Event::observation));
+        self.lock().record(now_us, events.iter().map(Event::observation));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Aggregates> {
         // A panic while holding the lock leaves the aggregates as they were after the last
         // complete record; they remain usable.
-        self.aggregates
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.aggregates.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The report for `window`: the latest snapshot, or a fresh computation for one endpoint.
     pub fn report(&self, window: Window, endpoint: Option<&str>) -> KpiReport {
         match endpoint {
             None => {
-                let latest = self
-                    .latest
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                let i = Window::ALL
-                    .iter()
-                    .position(|w| *w == window)
-                    .expect("every window has a report");
+                let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
+                let i = Window::ALL.iter().position(|w| *w == window).expect("every window has a report");
                 latest[i].clone()
             }
-            Some(e) => self
-                .lock()
-                .report(window, OffsetDateTime::now_utc(), Some(e)),
+            Some(e) => self.lock().report(window, OffsetDateTime::now_utc(), Some(e)),
         }
     }
 
@@ -89,21 +74,13 @@ impl KpiEngine {
         let reports: Vec<KpiReport> = {
             let mut aggregates = self.lock();
             aggregates.prune(unix_us(now));
-            Window::ALL
-                .iter()
-                .map(|w| aggregates.report(*w, now, None))
-                .collect()
+            Window::ALL.iter().map(|w| aggregates.report(*w, now, None)).collect()
         };
         let computed_at_us = unix_us(now);
         let mut rows = Vec::new();
         for r in &reports {
             let window_s = (r.window.minutes() * 60) as i32;
-            rows.push(SnapshotRow {
-                computed_at_us,
-                window_s,
-                endpoint: None,
-                figures: r.overall.clone(),
-            });
+            rows.push(SnapshotRow { computed_at_us, window_s, endpoint: None, figures: r.overall.clone() });
             for e in &r.endpoints {
                 rows.push(SnapshotRow {
                     computed_at_us,
@@ -126,9 +103,7 @@ impl KpiEngine {
         let mut cursor = (since_us, i64::MIN);
         let mut total = 0;
         loop {
-            let chunk = store
-                .scan_events(since_us, max_id, cursor, REBUILD_CHUNK)
-                .await?;
+            let chunk = store.scan_events(since_us, max_id, cursor, REBUILD_CHUNK).await?;
             let Some(last) = chunk.last() else { break };
             cursor = (last.ts_us, last.id);
             total += chunk.len() as u64;
@@ -151,12 +126,7 @@ impl KpiEngine {
     }
 
     /// Every `interval`: a KPI pass and its snapshot rows. Runs until `shutdown` flips.
-    pub async fn run_snapshots(
-        &self,
-        store: Store,
-        interval: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run_snapshots(&self, store: Store, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         let mut rebuilt = self.rebuilt.subscribe();
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,12 +156,7 @@ impl KpiEngine {
 }
 
 /// Deletes events and snapshots older than `retention`, in bounded chunks, every `every`.
-pub async fn run_retention(
-    store: Store,
-    retention: Duration,
-    every: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run_retention(store: Store, retention: Duration, every: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
@@ -211,16 +176,10 @@ pub async fn run_retention(
     }
 }
 
-async fn delete_all_before(
-    store: &Store,
-    cutoff_us: i64,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(u64, u64)> {
+async fn delete_all_before(store: &Store, cutoff_us: i64, shutdown: &mut watch::Receiver<bool>) -> Result<(u64, u64)> {
     let mut events = 0;
     loop {
-        let n = store
-            .delete_events_before(cutoff_us, RETENTION_CHUNK)
-            .await?;
+        let n = store.delete_events_before(cutoff_us, RETENTION_CHUNK).await?;
         events += n;
         if n < RETENTION_CHUNK as u64 || *shutdown.borrow() {
             break;
@@ -229,9 +188,7 @@ async fn delete_all_before(
     }
     let mut snapshots = 0;
     loop {
-        let n = store
-            .delete_snapshots_before(cutoff_us, RETENTION_CHUNK)
-            .await?;
+        let n = store.delete_snapshots_before(cutoff_us, RETENTION_CHUNK).await?;
         snapshots += n;
         if n < RETENTION_CHUNK as u64 || *shutdown.borrow() {
             break;

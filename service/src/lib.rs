@@ -30,8 +30,7 @@ pub mod build {
     //! What this binary is: version and git commit.
     pub const VERSION: &str = env!("CARGO_PKG_VERSION");
     pub const GIT_SHA: &str = env!("VC_GIT_SHA");
-    pub const LONG_VERSION: &str =
-        concat!(env!("CARGO_PKG_VERSION"), " (", env!("VC_GIT_SHA"), ")");
+    pub const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VC_GIT_SHA"), ")");
 }
 
 /// How long shutdown waits for queued events to be committed.
@@ -45,21 +44,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let started = Instant::now();
-    let store = Store::open(
-        config.database.as_deref(),
-        &config.data_dir,
-        config.db_connect_timeout,
-    )
-    .await?;
+    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
     let kpis = Arc::new(KpiEngine::new(kpi_engine::MAX_KPI_ENDPOINTS));
     let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
 
     // Everything committed up to here is read back into the aggregates; everything after is
     // recorded as it commits. Read the boundary before the writers start.
-    let rebuild_up_to = store
-        .max_event_id()
-        .await
-        .context("reading the newest event id")?;
+    let rebuild_up_to = store.max_event_id().await.context("reading the newest event id")?;
     let on_commit: OnCommit = {
         let (kpis, metrics) = (kpis.clone(), metrics.clone());
         Arc::new(move |events| {
@@ -119,10 +110,7 @@ pub async fn run(
         ingest_token = config.ingest_token.is_some(),
         "listening"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
 
     // Every request has been answered, so every queued event has been committed or refused;
     // wait for the writers to see the queue closed.

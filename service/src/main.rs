@@ -12,10 +12,7 @@ use vehicleconnect::config::{Config, LogFormat};
 fn main() -> ExitCode {
     let config = Config::parse();
     init_logging(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -34,10 +31,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> Result<()> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
-        format!(
-            "cannot listen on {}; is another service using it? (--listen / VC_LISTEN)",
-            config.listen
-        )
+        format!("cannot listen on {}; is another service using it? (--listen / VC_LISTEN)", config.listen)
     })?;
     vehicleconnect::run(listener, config, shutdown_signal()).await
 }
@@ -64,10 +58,7 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

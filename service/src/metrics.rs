@@ -60,30 +60,21 @@ pub struct Metrics {
 
 fn http_duration_histogram() -> Histogram {
     // 0.5 ms to ~16 s.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.0005, 2.0, 16,
-    ))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0005, 2.0, 16))
 }
 
 fn vehicle_latency_histogram() -> Histogram {
     // The vehicle APIs' own latencies: 5 ms to ~82 s.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.005, 2.0, 15,
-    ))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 15))
 }
 
 impl Metrics {
     pub fn new(version: &'static str, git_sha: &'static str) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "api_requests",
-            "HTTP requests served by this service",
-            requests.clone(),
-        );
-        let request_duration = HistogramFamily::<RouteLabels>::new_with_constructor(
-            http_duration_histogram as fn() -> Histogram,
-        );
+        registry.register("api_requests", "HTTP requests served by this service", requests.clone());
+        let request_duration =
+            HistogramFamily::<RouteLabels>::new_with_constructor(http_duration_histogram as fn() -> Histogram);
         registry.register(
             "api_request_duration_seconds",
             "Time to serve an HTTP request, by route",
@@ -95,23 +86,16 @@ impl Metrics {
             "Vehicle API events stored, by endpoint and status class",
             vehicle_events.clone(),
         );
-        let vehicle_response_time = HistogramFamily::<EndpointLabels>::new_with_constructor(
-            vehicle_latency_histogram as fn() -> Histogram,
-        );
+        let vehicle_response_time =
+            HistogramFamily::<EndpointLabels>::new_with_constructor(vehicle_latency_histogram as fn() -> Histogram);
         registry.register(
             "vehicle_event_response_time_seconds",
             "Response times reported by stored vehicle API events",
             vehicle_response_time.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info
-            .get_or_create(&BuildLabels { version, git_sha })
-            .set(1);
-        registry.register(
-            "vehicleconnect_build_info",
-            "Version of the running vehicleconnect build",
-            build_info,
-        );
+        build_info.get_or_create(&BuildLabels { version, git_sha }).set(1);
+        registry.register("vehicleconnect_build_info", "Version of the running vehicleconnect build", build_info);
         Metrics {
             registry,
             requests,
@@ -125,19 +109,8 @@ impl Metrics {
     /// Records one served HTTP request. `route` is the matched route pattern.
     pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let method = bounded_method(method);
-        self.requests
-            .get_or_create(&HttpLabels {
-                method,
-                endpoint: route.to_string(),
-                status,
-            })
-            .inc();
-        self.request_duration
-            .get_or_create(&RouteLabels {
-                method,
-                endpoint: route.to_string(),
-            })
-            .observe(seconds);
+        self.requests.get_or_create(&HttpLabels { method, endpoint: route.to_string(), status }).inc();
+        self.request_duration.get_or_create(&RouteLabels { method, endpoint: route.to_string() }).observe(seconds);
     }
 
     /// Records committed vehicle events, one label lookup per endpoint and class per group.
@@ -145,10 +118,7 @@ impl Metrics {
         let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
         let mut latencies: HashMap<&str, Vec<f64>> = HashMap::new();
         {
-            let mut tracked = self
-                .tracked_endpoints
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut tracked = self.tracked_endpoints.lock().unwrap_or_else(|p| p.into_inner());
             for e in events {
                 let endpoint = if tracked.contains(&e.endpoint) {
                     e.endpoint.as_str()
@@ -158,27 +128,18 @@ impl Metrics {
                 } else {
                     OTHER_ENDPOINT
                 };
-                *counts
-                    .entry((endpoint, status_class(e.status_code)))
-                    .or_default() += 1;
-                latencies
-                    .entry(endpoint)
-                    .or_default()
-                    .push(e.response_time_ms / 1000.0);
+                *counts.entry((endpoint, status_class(e.status_code))).or_default() += 1;
+                latencies.entry(endpoint).or_default().push(e.response_time_ms / 1000.0);
             }
         }
         for ((endpoint, status_class), n) in counts {
             self.vehicle_events
-                .get_or_create(&VehicleLabels {
-                    endpoint: endpoint.to_string(),
-                    status_class,
-                })
+                .get_or_create(&VehicleLabels { endpoint: endpoint.to_string(), status_class })
                 .inc_by(n);
         }
         for (endpoint, values) in latencies {
-            let histogram = self.vehicle_response_time.get_or_create(&EndpointLabels {
-                endpoint: endpoint.to_string(),
-            });
+            let histogram =
+                self.vehicle_response_time.get_or_create(&EndpointLabels { endpoint: endpoint.to_string() });
             for v in values {
                 histogram.observe(v);
             }
@@ -189,8 +150,7 @@ impl Metrics {
     /// check metrics` read.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         openmetrics_to_prometheus_text(&out)
     }
 }
@@ -199,18 +159,14 @@ impl Metrics {
 /// The classic text format names the family after its samples (`# TYPE x_total counter`)
 /// and has no `# EOF`; without this, promtool sees `x_total` as an untyped metric without help.
 fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
-    let counters: HashSet<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
-        .collect();
+    let counters: HashSet<&str> =
+        openmetrics.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
     let mut out = String::with_capacity(openmetrics.len() + 64);
     for line in openmetrics.lines() {
         if line == "# EOF" {
             continue;
         }
-        let meta = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        let meta = ["# HELP ", "# TYPE "].into_iter().find_map(|p| Some((p, line.strip_prefix(p)?)));
         match meta {
             Some((prefix, rest)) => {
                 let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -238,11 +194,7 @@ fn status_class(code: u16) -> &'static str {
 }
 
 fn bounded_method(method: &str) -> &'static str {
-    crate::ingest::event::METHODS
-        .iter()
-        .find(|m| **m == method)
-        .copied()
-        .unwrap_or("other")
+    crate::ingest::event::METHODS.iter().find(|m| **m == method).copied().unwrap_or("other")
 }
 
 #[cfg(test)]
@@ -263,9 +215,7 @@ mod tests {
     #[test]
     fn vehicle_endpoints_are_bounded_and_client_ids_never_exported() {
         let m = Metrics::new("1.0.0", "abc");
-        let events: Vec<Event> = (0..150)
-            .map(|i| event(&format!("/e{i}"), 200 + (i % 4) * 100))
-            .collect();
+        let events: Vec<Event> = (0..150).map(|i| event(&format!("/e{i}"), 200 + (i % 4) * 100)).collect();
         m.observe_events(&events);
         let text = m.encode();
         assert!(!text.contains("secret-client"));
@@ -276,19 +226,10 @@ mod tests {
             .collect();
         assert_eq!(endpoints.len(), MAX_VEHICLE_ENDPOINTS + 1);
         assert!(endpoints.contains("other"));
-        assert!(
-            text.contains(r#"vehicle_events_total{endpoint="other",status_class="5xx"} 12"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"vehicle_events_total{endpoint="other",status_class="5xx"} 12"#), "{text}");
         assert!(text.contains(r#"vehicleconnect_build_info{version="1.0.0",git_sha="abc"} 1"#));
-        assert!(
-            text.contains("# TYPE vehicle_events_total counter\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("# HELP vehicle_events_total Vehicle API events stored"),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE vehicle_events_total counter\n"), "{text}");
+        assert!(text.contains("# HELP vehicle_events_total Vehicle API events stored"), "{text}");
         assert!(!text.contains("# EOF"));
     }
 }

@@ -22,12 +22,7 @@ struct Tally {
 }
 
 /// `workers` clients posting as fast as they can until `stop`; every fourth post is a batch.
-fn load(
-    url: String,
-    workers: usize,
-    stop: Arc<AtomicBool>,
-    tally: Arc<Tally>,
-) -> tokio::task::JoinSet<()> {
+fn load(url: String, workers: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) -> tokio::task::JoinSet<()> {
     let mut set = tokio::task::JoinSet::new();
     for w in 0..workers {
         let (url, stop, tally) = (url.clone(), stop.clone(), tally.clone());
@@ -39,21 +34,11 @@ fn load(
                 let tag = format!("w{w}-{i}");
                 let batch = i % 4 == 0;
                 let body: Value = if batch {
-                    Value::Array(
-                        (0..10)
-                            .map(|k| event("/charging", k as f64, 200, &tag))
-                            .collect(),
-                    )
+                    Value::Array((0..10).map(|k| event("/charging", k as f64, 200, &tag)).collect())
                 } else {
                     event("/lock", 12.0, 200, &tag)
                 };
-                match http
-                    .post(&url)
-                    .json(&body)
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await
-                {
+                match http.post(&url).json(&body).timeout(Duration::from_secs(10)).send().await {
                     Ok(r) if r.status() == 201 => {
                         let v: Value = r.json().await.unwrap();
                         if batch {
@@ -65,9 +50,7 @@ fn load(
                     Ok(r) if r.status() == 503 => {
                         tally.unavailable.fetch_add(1, Ordering::Relaxed);
                         if r.headers().contains_key("retry-after") {
-                            tally
-                                .unavailable_with_retry_after
-                                .fetch_add(1, Ordering::Relaxed);
+                            tally.unavailable_with_retry_after.fetch_add(1, Ordering::Relaxed);
                         }
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
@@ -87,18 +70,9 @@ async fn assert_every_ack_stored(store: &TestStore, tally: &Tally) {
     let stored = store.event_ids().await;
     let acked = tally.acked.lock().await;
     let lost: Vec<&i64> = acked.iter().filter(|id| !stored.contains(id)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged events lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
     for tag in tally.acked_batches.lock().await.iter() {
-        assert_eq!(
-            store.count(&format!("WHERE client_id = '{tag}'")).await,
-            10,
-            "acknowledged batch {tag}"
-        );
+        assert_eq!(store.count(&format!("WHERE client_id = '{tag}'")).await, 10, "acknowledged batch {tag}");
     }
 }
 
@@ -107,11 +81,9 @@ async fn kill_9_under_load_loses_no_acknowledged_event(backend: Backend) {
     let mut svc = Service::start(&store, &[]).await;
     let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
     let workers = load(svc.url("/api/events"), 32, stop.clone(), tally.clone());
-    eventually(
-        Duration::from_secs(20),
-        "500 acknowledged events",
-        || async { (tally.acked.lock().await.len() >= 500).then_some(()) },
-    )
+    eventually(Duration::from_secs(20), "500 acknowledged events", || async {
+        (tally.acked.lock().await.len() >= 500).then_some(())
+    })
     .await;
     svc.kill9().await;
     stop.store(true, Ordering::Relaxed);
@@ -119,14 +91,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event(backend: Backend) {
     assert_every_ack_stored(&store, &tally).await;
     // And the store opens cleanly again after the crash.
     let svc = Service::start(&store, &[]).await;
-    let status: Value = client()
-        .get(svc.url("/api/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = client().get(svc.url("/api/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["database"], "ok");
 }
 both_stores!(kill_9_under_load_loses_no_acknowledged_event);
@@ -136,20 +101,15 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0(backend: Backend) {
     let mut svc = Service::start(&store, &[]).await;
     let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
     let workers = load(svc.url("/api/events"), 16, stop.clone(), tally.clone());
-    eventually(
-        Duration::from_secs(20),
-        "200 acknowledged events",
-        || async { (tally.acked.lock().await.len() >= 200).then_some(()) },
-    )
+    eventually(Duration::from_secs(20), "200 acknowledged events", || async {
+        (tally.acked.lock().await.len() >= 200).then_some(())
+    })
     .await;
     let code = svc.terminate().await;
     stop.store(true, Ordering::Relaxed);
     workers.join_all().await;
     assert_eq!(code, Some(0), "log:\n{}", svc.log());
-    assert!(
-        svc.log()
-            .contains("shutting down: flushing the event queue")
-    );
+    assert!(svc.log().contains("shutting down: flushing the event queue"));
     assert_every_ack_stored(&store, &tally).await;
 }
 both_stores!(sigterm_finishes_in_flight_requests_and_exits_0);
@@ -164,11 +124,9 @@ async fn postgres_outage_answers_503_then_recovers() {
     let http = client();
     let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
     let workers = load(svc.url("/api/events"), 16, stop.clone(), tally.clone());
-    eventually(
-        Duration::from_secs(20),
-        "events before the outage",
-        || async { (tally.acked.lock().await.len() >= 200).then_some(()) },
-    )
+    eventually(Duration::from_secs(20), "events before the outage", || async {
+        (tally.acked.lock().await.len() >= 200).then_some(())
+    })
     .await;
 
     cluster.stop();

@@ -13,34 +13,13 @@ async fn metrics_pass_promtool_and_count_what_happened() {
     let store = TestStore::new(Backend::Embedded).await;
     let svc = Service::start(&store, &[]).await;
     let http = client();
-    let batch: Vec<Value> = (0..30)
-        .map(|i| event(&format!("/e{}", i % 3), 250.0, 200 + (i % 2) * 300, "c"))
-        .collect();
-    assert_eq!(
-        http.post(svc.url("/api/events"))
-            .json(&batch)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        201
-    );
-    assert_eq!(
-        http.post(svc.url("/api/events"))
-            .body("{")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
+    let batch: Vec<Value> = (0..30).map(|i| event(&format!("/e{}", i % 3), 250.0, 200 + (i % 2) * 300, "c")).collect();
+    assert_eq!(http.post(svc.url("/api/events")).json(&batch).send().await.unwrap().status(), 201);
+    assert_eq!(http.post(svc.url("/api/events")).body("{").send().await.unwrap().status(), 400);
     http.get(svc.url("/api/status")).send().await.unwrap();
 
     let r = http.get(svc.url("/metrics")).send().await.unwrap();
-    assert_eq!(
-        r.headers()["content-type"],
-        "text/plain; version=0.0.4; charset=utf-8"
-    );
+    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     let text = r.text().await.unwrap();
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
@@ -49,12 +28,7 @@ async fn metrics_pass_promtool_and_count_what_happened() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is needed (Debian package `prometheus`; scripts/test installs it)");
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = promtool.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -74,10 +48,7 @@ async fn metrics_pass_promtool_and_count_what_happened() {
         assert!(text.contains(line), "missing `{line}` in\n{text}");
     }
     assert!(text.contains("# TYPE api_request_duration_seconds histogram"));
-    assert!(text.contains(&format!(
-        "vehicleconnect_build_info{{version=\"{}\"",
-        env!("CARGO_PKG_VERSION")
-    )));
+    assert!(text.contains(&format!("vehicleconnect_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION"))));
 }
 
 #[tokio::test]
@@ -85,49 +56,25 @@ async fn status_openapi_and_docs() {
     let store = TestStore::new(Backend::Embedded).await;
     let svc = Service::start(&store, &[]).await;
     let http = client();
-    let status: Value = http
-        .get(svc.url("/api/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = http.get(svc.url("/api/status")).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["status"], "ok");
     assert_eq!(status["database"], "ok");
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     assert!(status["git_sha"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(status["uptime_s"].is_u64());
 
-    let spec: Value = http
-        .get(svc.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     assert!(spec["paths"]["/api/events"]["post"]["responses"]["422"].is_object());
     assert!(spec["components"]["schemas"]["KpiReport"].is_object());
 
     let r = http.get(svc.url("/docs")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let page = r.text().await.unwrap();
     assert!(page.contains("/api/analytics/kpis") && page.contains("response_time_ms"));
 
     // The docs page is compressed for clients that ask.
-    let r = http
-        .get(svc.url("/docs"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(svc.url("/docs")).header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
 }

@@ -17,12 +17,8 @@ async fn concurrent_single_posts_store_exactly_n_rows(backend: Backend) {
     for i in 0..n {
         let (http, url) = (http.clone(), svc.url("/api/events"));
         tasks.spawn(async move {
-            let r = http
-                .post(url)
-                .json(&event("/lock", 10.0 + i as f64, 200, &format!("car-{i}")))
-                .send()
-                .await
-                .unwrap();
+            let r =
+                http.post(url).json(&event("/lock", 10.0 + i as f64, 200, &format!("car-{i}"))).send().await.unwrap();
             assert_eq!(r.status(), 201);
             r.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
         });
@@ -39,21 +35,12 @@ async fn batches_are_all_or_nothing(backend: Backend) {
     let store = TestStore::new(backend).await;
     let svc = Service::start(&store, &[]).await;
     let http = client();
-    let batch: Vec<Value> = (0..100)
-        .map(|i| event("/status", i as f64, 200, "c"))
-        .collect();
-    let r = http
-        .post(svc.url("/api/events"))
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let batch: Vec<Value> = (0..100).map(|i| event("/status", i as f64, 200, "c")).collect();
+    let r = http.post(svc.url("/api/events")).json(&batch).send().await.unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 100}));
 
-    let ndjson: String = (0..50)
-        .map(|i| format!("{}\n", event("/climate", i as f64, 503, "c")))
-        .collect();
+    let ndjson: String = (0..50).map(|i| format!("{}\n", event("/climate", i as f64, 503, "c"))).collect();
     let r = http
         .post(svc.url("/api/events"))
         .header("content-type", "application/x-ndjson")
@@ -66,15 +53,9 @@ async fn batches_are_all_or_nothing(backend: Backend) {
     assert_eq!(store.count("").await, 150);
 
     let mut bad = batch.clone();
-    bad[37] =
-        json!({"endpoint": "/x", "response_time_ms": 1, "status_code": 1000, "client_id": "c"});
+    bad[37] = json!({"endpoint": "/x", "response_time_ms": 1, "status_code": 1000, "client_id": "c"});
     bad[64] = json!({"endpoint": "/x", "response_time_ms": 1, "status_code": 200});
-    let r = http
-        .post(svc.url("/api/events"))
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(svc.url("/api/events")).json(&bad).send().await.unwrap();
     assert_eq!(r.status(), 422);
     let body: Value = r.json().await.unwrap();
     assert_eq!(
@@ -84,18 +65,8 @@ async fn batches_are_all_or_nothing(backend: Backend) {
             {"index": 64, "field": "client_id", "reason": "is required"},
         ])
     );
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("events[37].status_code"),
-        "{body}"
-    );
-    assert_eq!(
-        store.count("").await,
-        150,
-        "nothing of the bad batch is stored"
-    );
+    assert!(body["error"].as_str().unwrap().contains("events[37].status_code"), "{body}");
+    assert_eq!(store.count("").await, 150, "nothing of the bad batch is stored");
 }
 both_stores!(batches_are_all_or_nothing);
 
@@ -110,62 +81,49 @@ async fn bad_requests_are_refused_clearly(backend: Backend) {
         ("empty body", "application/json", "".into(), 400, "request body is empty"),
         ("not an object", "application/json", "42".into(), 422, "body must be an event object"),
         ("empty batch", "application/json", "[]".into(), 422, "batch is empty"),
-        ("bad field", "application/json", event("/a", -3.0, 200, "c").to_string(), 422, "response_time_ms: must be between 0 and 3600000"),
-        ("unknown field", "application/json", json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "vin": "x"}).to_string(), 422, "vin: unknown field"),
-        ("bad NDJSON line", "application/x-ndjson", format!("{}\nnope\n", event("/a", 1.0, 200, "c")), 400, "malformed JSON on NDJSON line 2"),
+        (
+            "bad field",
+            "application/json",
+            event("/a", -3.0, 200, "c").to_string(),
+            422,
+            "response_time_ms: must be between 0 and 3600000",
+        ),
+        (
+            "unknown field",
+            "application/json",
+            json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "vin": "x"})
+                .to_string(),
+            422,
+            "vin: unknown field",
+        ),
+        (
+            "bad NDJSON line",
+            "application/x-ndjson",
+            format!("{}\nnope\n", event("/a", 1.0, 200, "c")),
+            400,
+            "malformed JSON on NDJSON line 2",
+        ),
         ("wrong content type", "text/csv", "a,b".into(), 415, "unsupported Content-Type"),
     ];
     for (what, ct, body, status, message) in cases {
-        let r = http
-            .post(&url)
-            .header("content-type", ct)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+        let r = http.post(&url).header("content-type", ct).body(body).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{what}");
-        let body: Value = r
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("{what}: error body is not JSON: {e}"));
-        let error = body["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{what}: no `error` in {body}"));
-        assert!(
-            error.contains(message),
-            "{what}: {error:?} does not contain {message:?}"
-        );
+        let body: Value = r.json().await.unwrap_or_else(|e| panic!("{what}: error body is not JSON: {e}"));
+        let error = body["error"].as_str().unwrap_or_else(|| panic!("{what}: no `error` in {body}"));
+        assert!(error.contains(message), "{what}: {error:?} does not contain {message:?}");
     }
     let (status, body) = post_headers_only(&svc, 8 * 1024 * 1024 + 1).await;
     assert_eq!(status, 413);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("larger than 8 MiB"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("larger than 8 MiB"), "{body}");
     let r = http.get(svc.url("/api/nothing")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert!(
-        r.json::<Value>().await.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .contains("/api/nothing")
-    );
+    assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("/api/nothing"));
     let r = http.delete(svc.url("/api/events")).send().await.unwrap();
     assert_eq!(r.status(), 405);
-    let r = http
-        .get(svc.url("/api/analytics/kpis?window=2h"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(svc.url("/api/analytics/kpis?window=2h")).send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(
-        r.json::<Value>().await.unwrap()["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("window: must be one of 15m, 1h, 24h")
+        r.json::<Value>().await.unwrap()["error"].as_str().unwrap().starts_with("window: must be one of 15m, 1h, 24h")
     );
     assert_eq!(store.count("").await, 0);
 }
@@ -190,32 +148,14 @@ async fn ingest_token_is_required_when_set() {
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{auth:?}");
         if status == 401 {
-            assert_eq!(
-                r.headers()["www-authenticate"],
-                "Bearer realm=\"vehicleconnect\""
-            );
-            assert!(
-                r.json::<Value>().await.unwrap()["error"]
-                    .as_str()
-                    .unwrap()
-                    .contains("token")
-            );
+            assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"vehicleconnect\"");
+            assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("token"));
         }
     }
     assert_eq!(store.count("").await, 1);
-    assert!(
-        !svc.log().contains("s3cret-token"),
-        "the token must never be logged"
-    );
+    assert!(!svc.log().contains("s3cret-token"), "the token must never be logged");
     // Reads stay open: the dashboard and monitoring need no token.
-    assert_eq!(
-        http.get(svc.url("/api/status"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(svc.url("/api/status")).send().await.unwrap().status(), 200);
 }
 
 /// Events keep their own timestamp, method and fields exactly.
@@ -224,25 +164,12 @@ async fn stored_rows_keep_every_field() {
     let store = TestStore::new(Backend::Postgres).await;
     let svc = Service::start(&store, &[]).await;
     let yesterday = time::OffsetDateTime::now_utc() - time::Duration::days(1);
-    let ts = yesterday
-        .replace_millisecond(678)
-        .unwrap()
-        .to_offset(time::macros::offset!(+2));
-    let stamp = ts
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let utc = ts
-        .to_offset(time::UtcOffset::UTC)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let ts = yesterday.replace_millisecond(678).unwrap().to_offset(time::macros::offset!(+2));
+    let stamp = ts.format(&time::format_description::well_known::Rfc3339).unwrap();
+    let utc = ts.to_offset(time::UtcOffset::UTC).format(&time::format_description::well_known::Rfc3339).unwrap();
     let e = json!({"endpoint": "/vehicles/unlock", "response_time_ms": 182.25, "status_code": 504,
                    "client_id": "vin-1", "method": "POST", "timestamp": stamp});
-    let r = client()
-        .post(svc.url("/api/events"))
-        .json(&e)
-        .send()
-        .await
-        .unwrap();
+    let r = client().post(svc.url("/api/events")).json(&e).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
     let n = store
@@ -268,8 +195,5 @@ async fn post_headers_only(svc: &Service, len: usize) -> (u16, Value) {
     stream.read_to_string(&mut response).await.unwrap();
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
     let body = response.split("\r\n\r\n").nth(1).unwrap();
-    (
-        status,
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}")),
-    )
+    (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}")))
 }

@@ -18,17 +18,10 @@ struct Gen {
 }
 
 fn generate(n: usize) -> Vec<Gen> {
-    let endpoints = [
-        "/vehicles/lock",
-        "/vehicles/unlock",
-        "/vehicles/status",
-        "/vehicles/climate",
-    ];
+    let endpoints = ["/vehicles/lock", "/vehicles/unlock", "/vehicles/status", "/vehicles/climate"];
     let mut seed: u64 = 2024;
     let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (seed >> 11) as f64 / (1u64 << 53) as f64
     };
     (0..n)
@@ -44,17 +37,8 @@ fn generate(n: usize) -> Vec<Gen> {
                 200
             };
             // Mostly within the last 50 minutes, a fifth from 2 to 20 hours ago.
-            let age_s = if i % 5 == 0 {
-                7_200 + (next() * 64_800.0) as i64
-            } else {
-                60 + (next() * 2_940.0) as i64
-            };
-            Gen {
-                endpoint,
-                ms: (ms * 1000.0).round() / 1000.0,
-                status,
-                age_s,
-            }
+            let age_s = if i % 5 == 0 { 7_200 + (next() * 64_800.0) as i64 } else { 60 + (next() * 2_940.0) as i64 };
+            Gen { endpoint, ms: (ms * 1000.0).round() / 1000.0, status, age_s }
         })
         .collect()
 }
@@ -68,63 +52,34 @@ fn check_figures(got: &Value, events: &[&Gen], minutes: f64, what: &str) {
     let mut lat: Vec<f64> = events.iter().map(|e| e.ms).collect();
     lat.sort_by(f64::total_cmp);
     let n = lat.len() as f64;
-    assert_eq!(
-        got["count"].as_u64().unwrap(),
-        events.len() as u64,
-        "{what}: count"
-    );
+    assert_eq!(got["count"].as_u64().unwrap(), events.len() as u64, "{what}: count");
     let avg = lat.iter().sum::<f64>() / n;
     assert!(
         (got["avg_latency_ms"].as_f64().unwrap() - avg).abs() <= 0.001,
         "{what}: avg {} vs {avg}",
         got["avg_latency_ms"]
     );
-    for (field, q) in [
-        ("p50_latency_ms", 0.5),
-        ("p95_latency_ms", 0.95),
-        ("p99_latency_ms", 0.99),
-    ] {
+    for (field, q) in [("p50_latency_ms", 0.5), ("p95_latency_ms", 0.95), ("p99_latency_ms", 0.99)] {
         let exact = exact_quantile(&lat, q);
         let served = got[field].as_f64().unwrap();
-        assert!(
-            (served - exact).abs() / exact <= 0.01,
-            "{what}: {field} {served} vs exact {exact}"
-        );
+        assert!((served - exact).abs() / exact <= 0.01, "{what}: {field} {served} vs exact {exact}");
     }
     let pct = |f: &dyn Fn(&Gen) -> bool| 100.0 * events.iter().filter(|e| f(e)).count() as f64 / n;
+    assert!((got["error_rate_pct"].as_f64().unwrap() - pct(&|e| e.status >= 500)).abs() <= 0.001, "{what}: error rate");
     assert!(
-        (got["error_rate_pct"].as_f64().unwrap() - pct(&|e| e.status >= 500)).abs() <= 0.001,
-        "{what}: error rate"
-    );
-    assert!(
-        (got["client_error_rate_pct"].as_f64().unwrap() - pct(&|e| (400..500).contains(&e.status)))
-            .abs()
-            <= 0.001,
+        (got["client_error_rate_pct"].as_f64().unwrap() - pct(&|e| (400..500).contains(&e.status))).abs() <= 0.001,
         "{what}: client error rate"
     );
-    assert!(
-        (got["requests_per_min"].as_f64().unwrap() - n / minutes).abs() <= 0.001,
-        "{what}: requests_per_min"
-    );
+    assert!((got["requests_per_min"].as_f64().unwrap() - n / minutes).abs() <= 0.001, "{what}: requests_per_min");
 }
 
 async fn kpis_for(svc: &Service, query: &str, expected_count: usize) -> Value {
     let http = client();
-    eventually(
-        Duration::from_secs(30),
-        &format!("KPIs {query} to count {expected_count} events"),
-        || async {
-            let v: Value = http
-                .get(svc.url(&format!("/api/analytics/kpis?{query}")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (v["overall"]["count"].as_u64()? == expected_count as u64).then_some(v)
-        },
-    )
+    eventually(Duration::from_secs(30), &format!("KPIs {query} to count {expected_count} events"), || async {
+        let v: Value =
+            http.get(svc.url(&format!("/api/analytics/kpis?{query}"))).send().await.ok()?.json().await.ok()?;
+        (v["overall"]["count"].as_u64()? == expected_count as u64).then_some(v)
+    })
     .await
 }
 
@@ -135,31 +90,16 @@ async fn check_all(svc: &Service, events: &[Gen]) {
         let report = kpis_for(svc, &format!("window={window}"), covered.len()).await;
         check_figures(&report["overall"], covered, minutes, window);
         assert_eq!(report["series"].as_array().unwrap().len(), minutes as usize);
-        let series_total: u64 = report["series"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["count"].as_u64().unwrap())
-            .sum();
+        let series_total: u64 = report["series"].as_array().unwrap().iter().map(|p| p["count"].as_u64().unwrap()).sum();
         assert_eq!(series_total, covered.len() as u64);
         let endpoints = report["endpoints"].as_array().unwrap();
         assert_eq!(endpoints.len(), 4);
         for ep in endpoints {
             let name = ep["endpoint"].as_str().unwrap();
-            let mine: Vec<&Gen> = covered
-                .iter()
-                .copied()
-                .filter(|e| e.endpoint == name)
-                .collect();
+            let mine: Vec<&Gen> = covered.iter().copied().filter(|e| e.endpoint == name).collect();
             check_figures(ep, &mine, minutes, &format!("{window} {name}"));
-            let filtered =
-                kpis_for(svc, &format!("window={window}&endpoint={name}"), mine.len()).await;
-            check_figures(
-                &filtered["overall"],
-                &mine,
-                minutes,
-                &format!("{window} filtered {name}"),
-            );
+            let filtered = kpis_for(svc, &format!("window={window}&endpoint={name}"), mine.len()).await;
+            check_figures(&filtered["overall"], &mine, minutes, &format!("{window} filtered {name}"));
         }
     }
 }
@@ -177,31 +117,18 @@ async fn kpis_match_an_exact_computation_before_and_after_restart(backend: Backe
         })
         .collect();
     for chunk in body.chunks(1000) {
-        let r = client()
-            .post(svc.url("/api/events"))
-            .json(&chunk)
-            .send()
-            .await
-            .unwrap();
+        let r = client().post(svc.url("/api/events")).json(&chunk).send().await.unwrap();
         assert_eq!(r.status(), 201);
     }
     check_all(&svc, &events).await;
     let snapshots = store.snapshot_rows().await;
-    assert!(
-        snapshots >= 3,
-        "KPI snapshots are written ({snapshots} rows); log:\n{}",
-        svc.log()
-    );
+    assert!(snapshots >= 3, "KPI snapshots are written ({snapshots} rows); log:\n{}", svc.log());
 
     // After a restart, the aggregates are rebuilt from the store.
     assert_eq!(svc.terminate().await, Some(0));
     let svc = Service::start(&store, &["--kpi-interval", "200ms"]).await;
     check_all(&svc, &events).await;
-    assert!(
-        svc.log().contains("KPI aggregates rebuilt events=4000"),
-        "{}",
-        svc.log()
-    );
+    assert!(svc.log().contains("KPI aggregates rebuilt events=4000"), "{}", svc.log());
 }
 both_stores!(kpis_match_an_exact_computation_before_and_after_restart);
 
@@ -209,37 +136,24 @@ async fn retention_deletes_old_events_only(backend: Backend) {
     let store = TestStore::new(backend).await;
     let mut svc = Service::start(&store, &[]).await;
     let now = OffsetDateTime::now_utc();
-    let at = |age_h: i64| {
-        (now - time::Duration::hours(age_h))
-            .format(&Rfc3339)
-            .unwrap()
-    };
+    let at = |age_h: i64| (now - time::Duration::hours(age_h)).format(&Rfc3339).unwrap();
     let mut body = Vec::new();
     for i in 0..25_000 {
         let ts = if i % 5 == 0 { at(1) } else { at(3) };
-        body.push(json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "timestamp": ts}));
+        body.push(
+            json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "timestamp": ts}),
+        );
     }
     for chunk in body.chunks(5000) {
-        assert_eq!(
-            client()
-                .post(svc.url("/api/events"))
-                .json(&chunk)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            201
-        );
+        assert_eq!(client().post(svc.url("/api/events")).json(&chunk).send().await.unwrap().status(), 201);
     }
     assert_eq!(store.count("").await, 25_000);
     assert_eq!(svc.terminate().await, Some(0));
     // Retention runs at start-up, then every minute; 20 000 old rows take two chunks.
     let _svc = Service::start(&store, &["--retention", "2h"]).await;
-    eventually(
-        Duration::from_secs(30),
-        "retention to delete 20 000 old events",
-        || async { (store.count("").await == 5_000).then_some(()) },
-    )
+    eventually(Duration::from_secs(30), "retention to delete 20 000 old events", || async {
+        (store.count("").await == 5_000).then_some(())
+    })
     .await;
 }
 both_stores!(retention_deletes_old_events_only);

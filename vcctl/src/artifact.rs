@@ -34,10 +34,7 @@ pub async fn resolve(root: &Path, given: Option<&Path>, printer: &Printer) -> Re
             if !p.is_file() {
                 return Err(Failure::invalid(
                     format!("--artifact `{}` is not a file", p.display()),
-                    Some(
-                        "pass the vehicleconnect binary, e.g. target/release/vehicleconnect"
-                            .to_string(),
-                    ),
+                    Some("pass the vehicleconnect binary, e.g. target/release/vehicleconnect".to_string()),
                 )
                 .into());
             }
@@ -51,36 +48,25 @@ pub async fn resolve(root: &Path, given: Option<&Path>, printer: &Printer) -> Re
 async fn build(root: &Path, printer: &Printer) -> Result<PathBuf> {
     if !root.join("service/Cargo.toml").is_file() {
         return Err(Failure::invalid(
-            format!(
-                "no --artifact given and `{}` is not a VehicleConnect checkout to build from",
-                root.display()
-            ),
+            format!("no --artifact given and `{}` is not a VehicleConnect checkout to build from", root.display()),
             Some("run vcctl from the repository root, or pass --artifact PATH".to_string()),
         )
         .into());
     }
     let step = printer.step("building the service (cargo build --release)");
-    let out =
-        tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--locked", "--bin", "vehicleconnect"])
-            .current_dir(root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .context("running cargo")?;
+    let out = tokio::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--locked", "--bin", "vehicleconnect"])
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .context("running cargo")?;
     if !out.status.success() {
         step.fail("cargo failed");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+        let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
         bail!("cargo build --release failed:\n{}", tail.join("\n"));
     }
     step.done("target/release/vehicleconnect");
@@ -89,28 +75,18 @@ async fn build(root: &Path, printer: &Printer) -> Result<PathBuf> {
 
 /// Hashes the file and asks it for its version.
 pub async fn probe(path: &Path) -> Result<Artifact> {
-    let data = std::fs::read(path)
-        .with_context(|| format!("reading the artifact `{}`", path.display()))?;
+    let data = std::fs::read(path).with_context(|| format!("reading the artifact `{}`", path.display()))?;
     let sha256 = format!("{:x}", Sha256::digest(&data));
     let version = tokio::time::timeout(
         Duration::from_secs(10),
-        tokio::process::Command::new(path)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output(),
+        tokio::process::Command::new(path).arg("--version").stdin(Stdio::null()).stderr(Stdio::null()).output(),
     )
     .await;
     let (version, git_sha) = match version {
         Ok(Ok(out)) if out.status.success() => parse_version(&String::from_utf8_lossy(&out.stdout)),
         _ => (None, None),
     };
-    Ok(Artifact {
-        path: path.to_path_buf(),
-        sha256,
-        version,
-        git_sha,
-    })
+    Ok(Artifact { path: path.to_path_buf(), sha256, version, git_sha })
 }
 
 /// `vehicleconnect 0.1.0 (1a2b3c4d5e6f)` → (`0.1.0`, `1a2b3c4d5e6f`).
@@ -120,9 +96,7 @@ fn parse_version(line: &str) -> (Option<String>, Option<String>) {
         return (None, None);
     }
     let version = words.next().map(str::to_string);
-    let sha = words
-        .next()
-        .map(|s| s.trim_matches(|c| c == '(' || c == ')').to_string());
+    let sha = words.next().map(|s| s.trim_matches(|c| c == '(' || c == ')').to_string());
     (version, sha)
 }
 
@@ -132,10 +106,7 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(
-            parse_version("vehicleconnect 0.1.0 (abc123)\n"),
-            (Some("0.1.0".into()), Some("abc123".into()))
-        );
+        assert_eq!(parse_version("vehicleconnect 0.1.0 (abc123)\n"), (Some("0.1.0".into()), Some("abc123".into())));
         assert_eq!(parse_version("something else 1.0"), (None, None));
     }
 }

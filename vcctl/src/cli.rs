@@ -17,19 +17,12 @@ A stack is a YAML file: --stack NAME reads stacks/NAME.yaml (docs/reference/stac
 
 /// `--help`'s closing text: the examples and every exit code.
 pub fn after_help() -> String {
-    let codes: Vec<String> = crate::error::EXIT_CODES
-        .iter()
-        .map(|(c, m)| format!("  {c}  {m}"))
-        .collect();
+    let codes: Vec<String> = crate::error::EXIT_CODES.iter().map(|(c, m)| format!("  {c}  {m}")).collect();
     format!("{EXAMPLES}\n\nExit codes:\n{}", codes.join("\n"))
 }
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "vcctl",
-    version,
-    about = "Deploy and operate VehicleConnect: locally, on AWS, or on any SSH host"
-)]
+#[command(name = "vcctl", version, about = "Deploy and operate VehicleConnect: locally, on AWS, or on any SSH host")]
 pub struct Cli {
     /// Stack name (stacks/NAME.yaml) or path to a stack file.
     #[arg(long, global = true, env = "VCCTL_STACK", default_value = "local")]
@@ -84,9 +77,7 @@ pub enum Command {
     )]
     Rollback(RollbackArgs),
     /// Stop the service and delete what the stack created, data included (asks first).
-    #[command(
-        after_help = "Example:\n  vcctl destroy --stack local --yes\n  vcctl destroy --stack local --keep-data"
-    )]
+    #[command(after_help = "Example:\n  vcctl destroy --stack local --yes\n  vcctl destroy --stack local --keep-data")]
     Destroy(DestroyArgs),
     /// Send realistic connected-vehicle traffic to a service.
     #[command(

@@ -22,14 +22,8 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (INVALID, "invalid stack file or arguments"),
     (CREDENTIALS, "credentials or permission problem"),
     (LOCKED, "another deploy holds the lock"),
-    (
-        ROLLED_BACK,
-        "the new release failed its health check and was rolled back; the old release is serving",
-    ),
-    (
-        ROLLBACK_FAILED,
-        "the rollback failed too; a person is needed",
-    ),
+    (ROLLED_BACK, "the new release failed its health check and was rolled back; the old release is serving"),
+    (ROLLBACK_FAILED, "the rollback failed too; a person is needed"),
 ];
 
 /// A failure with a meaning of its own for scripts and CI.
@@ -37,36 +31,18 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
 pub enum Failure {
     /// Bad arguments, settings or stack (exit 3).
     #[error("{message}")]
-    Invalid {
-        message: String,
-        hint: Option<String>,
-    },
+    Invalid { message: String, hint: Option<String> },
     /// The new release was unhealthy and the previous one serves again (exit 6).
-    #[error(
-        "release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}"
-    )]
-    RolledBack {
-        release: String,
-        previous: String,
-        diagnosis: String,
-    },
+    #[error("release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}")]
+    RolledBack { release: String, previous: String, diagnosis: String },
     /// The new release was unhealthy and so was the way back (exit 7).
-    #[error(
-        "release {release} failed its health check ({diagnosis}) and the rollback failed too: {rollback}"
-    )]
-    RollbackFailed {
-        release: String,
-        diagnosis: String,
-        rollback: String,
-    },
+    #[error("release {release} failed its health check ({diagnosis}) and the rollback failed too: {rollback}")]
+    RollbackFailed { release: String, diagnosis: String, rollback: String },
 }
 
 impl Failure {
     pub fn invalid(message: impl Into<String>, hint: impl Into<Option<String>>) -> Failure {
-        Failure::Invalid {
-            message: message.into(),
-            hint: hint.into(),
-        }
+        Failure::Invalid { message: message.into(), hint: hint.into() }
     }
 }
 
@@ -100,17 +76,11 @@ pub fn exit(code: u8) -> ExitCode {
 mod tests {
     #[test]
     fn exit_codes_are_documented() {
-        let doc = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../docs/reference/exit-codes.md"
-        ))
-        .unwrap();
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/reference/exit-codes.md")).unwrap();
         for (code, meaning) in super::EXIT_CODES {
             let row = format!("| {code} | {meaning} |");
-            assert!(
-                doc.contains(&row),
-                "docs/reference/exit-codes.md lacks the row `{row}`"
-            );
+            assert!(doc.contains(&row), "docs/reference/exit-codes.md lacks the row `{row}`");
         }
     }
 }

@@ -20,47 +20,23 @@ pub enum Unhealthy {
     #[error("the process exited during start-up{}", last_lines(.0))]
     Exited(String),
     #[error("no healthy answer from {url} within {waited:?}; last: {last}")]
-    Timeout {
-        url: String,
-        waited: Duration,
-        last: String,
-    },
-    #[error(
-        "{url} answers, but reports version {got}, not {want}: an older process may still hold the port"
-    )]
-    WrongVersion {
-        url: String,
-        got: String,
-        want: String,
-    },
+    Timeout { url: String, waited: Duration, last: String },
+    #[error("{url} answers, but reports version {got}, not {want}: an older process may still hold the port")]
+    WrongVersion { url: String, got: String, want: String },
 }
 
 fn last_lines(log: &str) -> String {
-    if log.trim().is_empty() {
-        String::new()
-    } else {
-        format!("; its last log lines:\n{log}")
-    }
+    if log.trim().is_empty() { String::new() } else { format!("; its last log lines:\n{log}") }
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("a client with a timeout builds")
+    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("a client with a timeout builds")
 }
 
 pub async fn status(client: &reqwest::Client, base: &str) -> Result<(u16, Status), String> {
-    let r = client
-        .get(format!("{base}/api/status"))
-        .send()
-        .await
-        .map_err(|e| format!("{e}"))?;
+    let r = client.get(format!("{base}/api/status")).send().await.map_err(|e| format!("{e}"))?;
     let code = r.status().as_u16();
-    let s: Status = r
-        .json()
-        .await
-        .map_err(|e| format!("HTTP {code} with a body that is not a status: {e}"))?;
+    let s: Status = r.json().await.map_err(|e| format!("HTTP {code} with a body that is not a status: {e}"))?;
     Ok((code, s))
 }
 
@@ -98,11 +74,7 @@ pub async fn wait(
             return Err(Unhealthy::Exited(log_tail()));
         }
         if started.elapsed() > deadline {
-            return Err(Unhealthy::Timeout {
-                url: base.to_string(),
-                waited: deadline,
-                last,
-            });
+            return Err(Unhealthy::Timeout { url: base.to_string(), waited: deadline, last });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

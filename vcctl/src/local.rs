@@ -10,6 +10,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -49,26 +50,17 @@ pub struct LocalStack {
 
 impl LocalStack {
     pub fn new(settings: &Settings) -> LocalStack {
-        let Provider::Local(local) = &settings.provider else {
-            unreachable!("LocalStack for a non-local stack")
-        };
+        let Provider::Local(local) = &settings.provider else { unreachable!("LocalStack for a non-local stack") };
         LocalStack {
             dir: settings.state_dir.clone(),
-            address: local
-                .listen_address
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into()),
+            address: local.listen_address.clone().unwrap_or_else(|| "127.0.0.1".into()),
             port: settings.port,
             settings: settings.clone(),
         }
     }
 
     pub fn base_url(&self) -> String {
-        let host = if self.address == "0.0.0.0" {
-            "127.0.0.1"
-        } else {
-            &self.address
-        };
+        let host = if self.address == "0.0.0.0" { "127.0.0.1" } else { &self.address };
         format!("http://{host}:{}", self.port)
     }
 
@@ -109,17 +101,9 @@ impl LocalStack {
         let token: String = {
             use rand::Rng;
             let mut rng = rand::rng();
-            (0..40)
-                .map(|_| {
-                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
-                })
-                .collect()
+            (0..40).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
         };
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         std::io::Write::write_all(&mut f, token.as_bytes())?;
         Ok(Some(token))
     }
@@ -127,11 +111,7 @@ impl LocalStack {
     /// The running service's pid. A pid file whose process is gone (or is another program)
     /// is stale: it is removed, and `None` returned.
     pub fn running_pid(&self) -> Option<u32> {
-        let pid: u32 = fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let pid: u32 = fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
         if process_is_ours(pid, &self.dir) {
             return Some(pid);
         }
@@ -166,8 +146,7 @@ impl LocalStack {
 
     fn write_receipt(&self, r: &Receipt) -> Result<()> {
         let path = self.releases_dir().join(&r.name).join("release.json");
-        fs::write(&path, serde_json::to_string_pretty(r)?)
-            .with_context(|| format!("writing `{}`", path.display()))
+        fs::write(&path, serde_json::to_string_pretty(r)?).with_context(|| format!("writing `{}`", path.display()))
     }
 
     pub fn set_verdict(&self, name: &str, verdict: &str) -> Result<()> {
@@ -180,27 +159,21 @@ impl LocalStack {
 
     /// Copies the artifact in as a new release (or finds the release that has it already).
     pub fn install(&self, artifact: &Artifact) -> Result<Receipt> {
-        if let Some(existing) = self
-            .releases()
-            .into_iter()
-            .rev()
-            .find(|r| r.sha256 == artifact.sha256 && r.verdict != "failed")
+        if let Some(existing) =
+            self.releases().into_iter().rev().find(|r| r.sha256 == artifact.sha256 && r.verdict != "failed")
         {
             return Ok(existing);
         }
         let now = time::OffsetDateTime::now_utc();
         let stamp = now
-            .format(time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
+            .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
             .expect("formats");
         let name = format!("{stamp}-{}", artifact.short_sha());
         let dir = self.releases_dir().join(&name);
         fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
         // Copy to a temporary name, check, then rename: a half-copied binary never looks installed.
         let tmp = dir.join("vehicleconnect.tmp");
-        fs::copy(&artifact.path, &tmp)
-            .with_context(|| format!("copying `{}`", artifact.path.display()))?;
+        fs::copy(&artifact.path, &tmp).with_context(|| format!("copying `{}`", artifact.path.display()))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
         let copied = {
             use sha2::Digest;
@@ -218,9 +191,7 @@ impl LocalStack {
             sha256: artifact.sha256.clone(),
             version: artifact.version.clone(),
             git_sha: artifact.git_sha.clone(),
-            installed_at: now
-                .format(&time::format_description::well_known::Rfc3339)
-                .expect("formats"),
+            installed_at: now.format(&time::format_description::well_known::Rfc3339).expect("formats"),
             source: artifact.path.display().to_string(),
             verdict: "pending".into(),
         };
@@ -243,22 +214,13 @@ impl LocalStack {
         let addr = format!("{}:{}", self.address, self.port);
         if std::net::TcpListener::bind(&addr).is_err() {
             return Err(Failure::invalid(
-                format!(
-                    "port {} on {} is already in use by another program",
-                    self.port, self.address
-                ),
-                Some(
-                    "stop it, or pick another port with --port or `service.port` in the stack file"
-                        .to_string(),
-                ),
+                format!("port {} on {} is already in use by another program", self.port, self.address),
+                Some("stop it, or pick another port with --port or `service.port` in the stack file".to_string()),
             )
             .into());
         }
         fs::create_dir_all(self.data_dir())?;
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_file())?;
+        let log = OpenOptions::new().create(true).append(true).open(self.log_file())?;
         let mut cmd = std::process::Command::new(&bin);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().into_owned();
@@ -268,14 +230,8 @@ impl LocalStack {
         }
         cmd.env("VC_LISTEN", &addr)
             .env("VC_DATA_DIR", self.data_dir())
-            .env(
-                "VC_KPI_INTERVAL",
-                humantime::format_duration(self.settings.kpi_interval).to_string(),
-            )
-            .env(
-                "VC_RETENTION",
-                humantime::format_duration(self.settings.retention).to_string(),
-            )
+            .env("VC_KPI_INTERVAL", humantime::format_duration(self.settings.kpi_interval).to_string())
+            .env("VC_RETENTION", humantime::format_duration(self.settings.retention).to_string())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -285,9 +241,7 @@ impl LocalStack {
         if let Some(token) = self.ingest_token()? {
             cmd.env("VC_INGEST_TOKEN", token);
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting `{}`", bin.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting `{}`", bin.display()))?;
         let pid = child.id();
         fs::write(self.pid_file(), format!("{pid}\n"))?;
         Ok(pid)
@@ -336,10 +290,7 @@ impl LocalStack {
 
     /// The release `rollback` switches to: the newest healthy one before `current`.
     pub fn previous_good(&self, current: Option<&str>) -> Option<Receipt> {
-        self.releases()
-            .into_iter()
-            .rev()
-            .find(|r| r.verdict == "healthy" && Some(r.name.as_str()) != current)
+        self.releases().into_iter().rev().find(|r| r.verdict == "healthy" && Some(r.name.as_str()) != current)
     }
 
     /// Deletes failed releases and all but the newest `KEEP_RELEASES` good ones (never `current`).
@@ -351,10 +302,7 @@ impl LocalStack {
         for r in &releases {
             let keep = Some(&r.name) == current.as_ref()
                 || r.verdict == "pending"
-                || good
-                    .iter()
-                    .position(|g| g.name == r.name)
-                    .is_some_and(|i| i >= keep_from);
+                || good.iter().position(|g| g.name == r.name).is_some_and(|i| i >= keep_from);
             if !keep {
                 fs::remove_dir_all(self.releases_dir().join(&r.name))?;
             }
@@ -364,33 +312,31 @@ impl LocalStack {
 }
 
 fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status();
+    let _ = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
 }
 
 /// Alive and not a zombie.
 fn process_alive(pid: u32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                != Some("Z")
-        }
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
         Err(_) => false,
     }
 }
 
-/// Alive, and running a binary from this stack's directory (a reused pid is not ours).
+/// Alive, and running a program from this stack's directory (a reused pid is not ours).
+/// The command line, not `/proc/PID/exe`, says which: for a script the executable is the
+/// interpreter, while its path is still an argument.
 fn process_is_ours(pid: u32, dir: &Path) -> bool {
     if !process_alive(pid) {
         return false;
     }
-    let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) else {
-        return false;
-    };
-    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    exe.starts_with(&dir)
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let canonical = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    cmdline
+        .split(|b| *b == 0)
+        .take(2)
+        .map(|arg| Path::new(std::ffi::OsStr::from_bytes(arg)))
+        .any(|arg| arg.starts_with(dir) || arg.starts_with(&canonical))
 }
 
 /// The last `n` lines of a file, reading at most the last 256 KiB.

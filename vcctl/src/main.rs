@@ -22,10 +22,7 @@ use commands::Ctx;
 use printer::{Printer, Verbosity};
 
 fn main() -> ExitCode {
-    let parsed = Cli::command()
-        .after_help(cli::after_help())
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m));
+    let parsed = Cli::command().after_help(cli::after_help()).try_get_matches().and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
         // Help and version are not errors; every argument error is exit 3, like a bad stack
@@ -42,19 +39,13 @@ fn main() -> ExitCode {
         _ => Verbosity::Normal,
     };
     let printer = Printer::new(cli.json, verbosity);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli, printer.clone())) {
         Ok(code) => error::exit(code),
         Err(err) => {
             let (code, hint) = error::classify(&err);
-            let label = if printer.is_fancy() {
-                console::style("error:").red().bold().to_string()
-            } else {
-                "error:".into()
-            };
+            let label =
+                if printer.is_fancy() { console::style("error:").red().bold().to_string() } else { "error:".into() };
             eprintln!("{label} {err:#}");
             if let Some(h) = hint {
                 eprintln!("hint: {h}");
@@ -72,13 +63,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
     }
     if let Command::Simulate(args) = &cli.command {
         if let Some(target) = &args.target {
-            return commands::simulate::run(
-                &printer,
-                args,
-                target.trim_end_matches('/').to_string(),
-                None,
-            )
-            .await;
+            return commands::simulate::run(&printer, args, target.trim_end_matches('/').to_string(), None).await;
         }
     }
     let overrides = match &cli.command {
@@ -93,12 +78,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
     let file = stack::locate(&root, &cli.stack);
     let stack = stack::load_file(&file)?;
     let settings = settings::Settings::resolve(&root, stack, &overrides);
-    let ctx = Ctx {
-        printer,
-        root,
-        settings,
-        yes: cli.yes,
-    };
+    let ctx = Ctx { printer, root, settings, yes: cli.yes };
     match &cli.command {
         Command::Up(a) => commands::up::run(&ctx, a).await,
         Command::Plan(a) => commands::plan::run(&ctx, a).await,

@@ -27,11 +27,7 @@ impl Printer {
             && std::env::var_os("NO_COLOR").is_none()
             && std::env::var("TERM").map_or(true, |t| t != "dumb")
             && verbosity != Verbosity::Quiet;
-        Printer {
-            json,
-            verbosity,
-            fancy,
-        }
+        Printer { json, verbosity, fancy }
     }
 
     pub fn is_fancy(&self) -> bool {
@@ -52,11 +48,8 @@ impl Printer {
     }
 
     pub fn warn(&self, msg: impl AsRef<str>) {
-        let prefix = if self.fancy {
-            console::style("warning:").yellow().bold().to_string()
-        } else {
-            "warning:".into()
-        };
+        let prefix =
+            if self.fancy { console::style("warning:").yellow().bold().to_string() } else { "warning:".into() };
         eprintln!("{prefix} {}", msg.as_ref());
     }
 
@@ -72,11 +65,7 @@ impl Printer {
     pub fn json(&self, value: &serde_json::Value) {
         if self.json {
             let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(
-                stdout,
-                "{}",
-                serde_json::to_string_pretty(value).expect("JSON values serialise")
-            );
+            let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
         }
     }
 
@@ -87,8 +76,7 @@ impl Printer {
         let bar = if self.fancy {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}")
-                    .expect("valid template"),
+                ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("valid template"),
             );
             bar.set_message(msg.clone());
             bar.enable_steady_tick(Duration::from_millis(100));
@@ -99,13 +87,7 @@ impl Printer {
             }
             None
         };
-        Step {
-            msg,
-            bar,
-            started: Instant::now(),
-            printer: self.clone(),
-            finished: false,
-        }
+        Step { msg, bar, started: Instant::now(), printer: self.clone(), finished: false }
     }
 
     /// A progress bar of `len` units, hidden unless on a terminal.
@@ -114,11 +96,7 @@ impl Printer {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(template)
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
+        bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
         bar
     }
 }
@@ -153,11 +131,7 @@ impl Step {
             (true, false) => "ok:".to_string(),
             (false, false) => "failed:".to_string(),
         };
-        let sep = if outcome.is_empty() {
-            String::new()
-        } else {
-            format!(": {outcome}")
-        };
+        let sep = if outcome.is_empty() { String::new() } else { format!(": {outcome}") };
         if self.printer.verbosity != Verbosity::Quiet || !ok {
             eprintln!("{mark} {}{sep} ({elapsed})", self.msg);
         }

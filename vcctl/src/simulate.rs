@@ -109,40 +109,24 @@ pub struct Incident {
 
 /// `ENDPOINT:xFACTOR:DURATION[@START]`, e.g. `/vehicles/unlock:x3:2m@30s`.
 pub fn parse_incident(s: &str) -> Result<Incident, String> {
-    let bad = || {
-        format!(
-            "--incident {s:?}: expected ENDPOINT:xFACTOR:DURATION[@START], e.g. /vehicles/unlock:x3:2m@30s"
-        )
-    };
+    let bad =
+        || format!("--incident {s:?}: expected ENDPOINT:xFACTOR:DURATION[@START], e.g. /vehicles/unlock:x3:2m@30s");
     let mut parts = s.splitn(3, ':');
-    let (Some(endpoint), Some(factor), Some(rest)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(endpoint), Some(factor), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(bad());
     };
     if !endpoint.starts_with('/') {
         return Err(bad());
     }
-    let factor: f64 = factor
-        .strip_prefix('x')
-        .and_then(|f| f.parse().ok())
-        .filter(|f: &f64| *f > 0.0)
-        .ok_or_else(bad)?;
+    let factor: f64 =
+        factor.strip_prefix('x').and_then(|f| f.parse().ok()).filter(|f: &f64| *f > 0.0).ok_or_else(bad)?;
     let (duration, start) = match rest.split_once('@') {
         Some((d, st)) => (d, Some(st)),
         None => (rest, None),
     };
     let duration = humantime::parse_duration(duration).map_err(|_| bad())?;
-    let start = start
-        .map(humantime::parse_duration)
-        .transpose()
-        .map_err(|_| bad())?
-        .unwrap_or_default();
-    Ok(Incident {
-        endpoint: endpoint.to_string(),
-        factor,
-        duration,
-        start,
-    })
+    let start = start.map(humantime::parse_duration).transpose().map_err(|_| bad())?.unwrap_or_default();
+    Ok(Incident { endpoint: endpoint.to_string(), factor, duration, start })
 }
 
 /// Generates events. Deterministic for a seed.
@@ -252,10 +236,8 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
     let planned_events = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
     let planned_requests = planned_events.div_ceil(batch);
     let requests_per_s = plan.rate / batch as f64;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(plan.concurrency)
-        .build()?;
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(plan.concurrency).build()?;
     let url = format!("{}/api/events", plan.target.trim_end_matches('/'));
     let counters = Arc::new(Counters::default());
     let errors: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
@@ -266,8 +248,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
     let mut last_progress = Instant::now();
     while sent < planned_requests {
         // Open loop: what is due is set by the clock, not by how fast the service answers.
-        let due = ((started.elapsed().as_secs_f64() * requests_per_s).floor() as u64 + 1)
-            .min(planned_requests);
+        let due = ((started.elapsed().as_secs_f64() * requests_per_s).floor() as u64 + 1).min(planned_requests);
         while sent < due {
             let n = batch.min(planned_events - sent * batch);
             let at = started.elapsed();
@@ -281,10 +262,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
                 client.post(&url).json(&events[0])
             } else {
                 let body: String = events.iter().map(|e| format!("{e}\n")).collect();
-                client
-                    .post(&url)
-                    .header("content-type", "application/x-ndjson")
-                    .body(body)
+                client.post(&url).header("content-type", "application/x-ndjson").body(body)
             };
             if let Some(t) = &plan.token {
                 req = req.bearer_auth(t);
@@ -298,12 +276,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
                     Ok(r) => {
                         let code = r.status().as_u16();
                         let body: serde_json::Value = r.json().await.unwrap_or_default();
-                        let what = body["error"]
-                            .as_str()
-                            .unwrap_or("")
-                            .chars()
-                            .take(120)
-                            .collect::<String>();
+                        let what = body["error"].as_str().unwrap_or("").chars().take(120).collect::<String>();
                         Some(format!("HTTP {code}: {what}"))
                     }
                     Err(e) if e.is_timeout() => Some("timed out".to_string()),
@@ -339,12 +312,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
         acknowledged,
         counters.failed.load(Ordering::Relaxed) + counters.late.load(Ordering::Relaxed),
     );
-    let errors = errors
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), *v))
-        .collect();
+    let errors = errors.lock().unwrap().iter().map(|(k, v)| (k.clone(), *v)).collect();
     Ok(Report {
         target: plan.target,
         planned_events,
@@ -379,19 +347,12 @@ mod tests {
 
     #[test]
     fn traffic_is_valid_varied_and_incidents_slow_their_endpoint() {
-        let mut t = Traffic::new(
-            7,
-            100,
-            vec![parse_incident("/vehicles/unlock:x3:1m").unwrap()],
-        );
+        let mut t = Traffic::new(7, 100, vec![parse_incident("/vehicles/unlock:x3:1m").unwrap()]);
         let mut normal = Traffic::new(7, 100, vec![]);
         let mut endpoints = std::collections::HashSet::new();
         let (mut slow, mut fast) = (Vec::new(), Vec::new());
         for _ in 0..20_000 {
-            let (a, b) = (
-                t.event(Duration::from_secs(10)),
-                normal.event(Duration::from_secs(10)),
-            );
+            let (a, b) = (t.event(Duration::from_secs(10)), normal.event(Duration::from_secs(10)));
             endpoints.insert(a["endpoint"].as_str().unwrap().to_string());
             let code = a["status_code"].as_u64().unwrap();
             assert!((100..600).contains(&code));
@@ -406,9 +367,6 @@ mod tests {
             v[v.len() * 95 / 100]
         };
         let ratio = p95(&mut slow) / p95(&mut fast);
-        assert!(
-            (2.9..3.1).contains(&ratio),
-            "incident triples p95: ratio {ratio}"
-        );
+        assert!((2.9..3.1).contains(&ratio), "incident triples p95: ratio {ratio}");
     }
 }

@@ -9,11 +9,7 @@ use serde_json::Value;
 /// The `vehicleconnect` binary built beside this test (`cargo nextest run --workspace`).
 fn service_bin() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("vehicleconnect");
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("vehicleconnect");
     assert!(
         bin.is_file(),
         "{} is missing: build it with `cargo build -p vehicleconnect` (scripts/test does)",
@@ -23,11 +19,7 @@ fn service_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Project {
@@ -44,10 +36,7 @@ impl Project {
             dir.path().join("stacks/local.yaml"),
         )
         .unwrap();
-        Project {
-            dir,
-            port: free_port(),
-        }
+        Project { dir, port: free_port() }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -109,15 +98,8 @@ fn new_build(project: &Project, name: &str) -> PathBuf {
     let mut data = std::fs::read(service_bin()).unwrap();
     data.extend_from_slice(name.as_bytes());
     std::fs::write(&path, data).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(
-        &mut std::fs::metadata(&path).unwrap().permissions(),
-        0o755,
-    );
-    Command::new("chmod")
-        .args(["755"])
-        .arg(&path)
-        .status()
-        .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&path).unwrap().permissions(), 0o755);
+    Command::new("chmod").args(["755"]).arg(&path).status().unwrap();
     path
 }
 
@@ -126,24 +108,11 @@ fn every_command_explains_itself_with_an_example() {
     let p = Project::new();
     let top = p.ok(&["--help"]);
     let text = String::from_utf8_lossy(&top.stdout);
-    for cmd in [
-        "up",
-        "plan",
-        "deploy",
-        "status",
-        "logs",
-        "rollback",
-        "destroy",
-        "simulate",
-        "completions",
-    ] {
+    for cmd in ["up", "plan", "deploy", "status", "logs", "rollback", "destroy", "simulate", "completions"] {
         assert!(text.contains(cmd), "--help lists {cmd}");
         let out = p.ok(&[cmd, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            help.contains("Example"),
-            "`vcctl {cmd} --help` has an example:\n{help}"
-        );
+        assert!(help.contains("Example"), "`vcctl {cmd} --help` has an example:\n{help}");
     }
     assert!(text.contains("6  the new release failed its health check and was rolled back"));
     let out = p.ok(&["completions", "bash"]);
@@ -175,46 +144,23 @@ fn broken_stacks_exit_3_naming_file_line_field_and_fix() {
         assert!(out.stdout.is_empty());
     }
     let out = p.vcctl(&["simulate", "--rate", "fast"]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "argument errors exit 3\n{}",
-        show(&out)
-    );
-    let out = p.vcctl(&[
-        "simulate",
-        "--target",
-        "http://127.0.0.1:9",
-        "--incident",
-        "unlock:3",
-    ]);
+    assert_eq!(out.status.code(), Some(3), "argument errors exit 3\n{}", show(&out));
+    let out = p.vcctl(&["simulate", "--target", "http://127.0.0.1:9", "--incident", "unlock:3"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(stderr(&out).contains("expected ENDPOINT:xFACTOR:DURATION[@START]"));
     let out = p.vcctl(&["status", "--stack", "nosuch"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stderr(&out).contains("stacks/nosuch.yaml"),
-        "{}",
-        show(&out)
-    );
+    assert!(stderr(&out).contains("stacks/nosuch.yaml"), "{}", show(&out));
 }
 
 #[test]
 fn settings_resolve_flag_over_environment_over_stack_over_default() {
     let p = Project::new();
-    std::fs::write(
-        p.path("stacks/prec.yaml"),
-        "name: prec\nprovider: local\nservice:\n  port: 8123\n",
-    )
-    .unwrap();
+    std::fs::write(p.path("stacks/prec.yaml"), "name: prec\nprovider: local\nservice:\n  port: 8123\n").unwrap();
     std::fs::write(p.path("stacks/bare.yaml"), "name: bare\nprovider: local\n").unwrap();
     let plan = |args: &[&str], env: Option<&str>| -> Value {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
-        cmd.args(args)
-            .arg("--json")
-            .current_dir(p.dir.path())
-            .env_remove("VCCTL_PORT")
-            .env_remove("VCCTL_STACK");
+        cmd.args(args).arg("--json").current_dir(p.dir.path()).env_remove("VCCTL_PORT").env_remove("VCCTL_STACK");
         if let Some(port) = env {
             cmd.env("VCCTL_PORT", port);
         }
@@ -223,25 +169,13 @@ fn settings_resolve_flag_over_environment_over_stack_over_default() {
         serde_json::from_slice::<Value>(&out.stdout).unwrap()["settings"].clone()
     };
     let s = plan(&["plan", "--stack", "prec", "--port", "8125"], Some("8124"));
-    assert_eq!(
-        (s["port"].as_u64(), s["port_source"].as_str()),
-        (Some(8125), Some("flag"))
-    );
+    assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8125), Some("flag")));
     let s = plan(&["plan", "--stack", "prec"], Some("8124"));
-    assert_eq!(
-        (s["port"].as_u64(), s["port_source"].as_str()),
-        (Some(8124), Some("flag"))
-    );
+    assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8124), Some("flag")));
     let s = plan(&["plan", "--stack", "prec"], None);
-    assert_eq!(
-        (s["port"].as_u64(), s["port_source"].as_str()),
-        (Some(8123), Some("stack"))
-    );
+    assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8123), Some("stack")));
     let s = plan(&["plan", "--stack", "bare"], None);
-    assert_eq!(
-        (s["port"].as_u64(), s["port_source"].as_str()),
-        (Some(8000), Some("default"))
-    );
+    assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8000), Some("default")));
     assert_eq!(s["kpi_interval"], "1m");
     // VCCTL_STACK names the default stack.
     let out = Command::new(env!("CARGO_BIN_EXE_vcctl"))
@@ -250,10 +184,7 @@ fn settings_resolve_flag_over_environment_over_stack_over_default() {
         .env("VCCTL_STACK", "bare")
         .output()
         .unwrap();
-    assert_eq!(
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()["stack"],
-        "bare"
-    );
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["stack"], "bare");
 }
 
 #[test]
@@ -276,38 +207,17 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     assert_eq!(again["changed"], false, "a second up changes nothing");
     assert_eq!(again["release"], first.as_str());
     let out = p.vcctl(&["plan", "--artifact", v1s]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "plan after up: no changes\n{}",
-        show(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "plan after up: no changes\n{}", show(&out));
 
     let status = p.json(&["status"]);
     assert_eq!(status["healthy"], true);
     assert_eq!(status["status"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["release"], first.as_str());
 
-    let sim = p.json(&[
-        "simulate",
-        "--rate",
-        "400",
-        "--duration",
-        "2s",
-        "--vehicles",
-        "50",
-    ]);
+    let sim = p.json(&["simulate", "--rate", "400", "--duration", "2s", "--vehicles", "50"]);
     assert_eq!(sim["planned_events"], 800);
     assert_eq!(sim["acknowledged"], 800, "{sim}");
-    let batch = p.json(&[
-        "simulate",
-        "--rate",
-        "5000",
-        "--duration",
-        "1s",
-        "--batch",
-        "250",
-    ]);
+    let batch = p.json(&["simulate", "--rate", "5000", "--duration", "1s", "--batch", "250"]);
     assert_eq!(batch["acknowledged"], 5000, "{batch}");
     assert_eq!(batch["requests"], 20);
     // The events reached the store: the KPIs count them (at the next snapshot, every 10 s).
@@ -321,11 +231,7 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     assert_ne!(second, first);
 
     let logs = p.ok(&["logs", "-n", "5"]);
-    assert!(
-        String::from_utf8_lossy(&logs.stdout).contains("vehicleconnect"),
-        "{}",
-        show(&logs)
-    );
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("vehicleconnect"), "{}", show(&logs));
 
     // Rollback goes back to the first release.
     let rb = p.json(&["rollback"]);
@@ -334,11 +240,7 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
 
     // A broken release: rolled back by itself, exit 6, the old one still serving.
     std::fs::write(p.path("broken"), "#!/bin/sh\n[ \"$1\" = --version ] && echo 'vehicleconnect 9.9.9 (b0rken)' && exit 0\necho 'fatal: cannot start' >&2\nexit 1\n").unwrap();
-    Command::new("chmod")
-        .args(["755"])
-        .arg(p.path("broken"))
-        .status()
-        .unwrap();
+    Command::new("chmod").args(["755"]).arg(p.path("broken")).status().unwrap();
     let out = p.vcctl(&["deploy", "--artifact", "broken"]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let err = stderr(&out);
@@ -346,10 +248,7 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
         err.contains("was rolled back") && err.contains("fatal: cannot start"),
         "the diagnosis names the cause:\n{err}"
     );
-    assert!(
-        !err.contains("listening addr"),
-        "only the failed start's log lines:\n{err}"
-    );
+    assert!(!err.contains("listening addr"), "only the failed start's log lines:\n{err}");
     let status = p.json(&["status"]);
     assert_eq!(status["healthy"], true);
     assert_eq!(status["release"], first.as_str());
@@ -362,10 +261,7 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     let d = p.json(&["destroy", "--yes"]);
     assert_eq!(d["stopped"], true);
     assert!(!p.path(".vcctl/local/local").exists());
-    assert!(
-        std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(),
-        "the port is free again"
-    );
+    assert!(std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(), "the port is free again");
     p.ok(&["destroy", "--yes"]);
     let out = p.vcctl(&["status"]);
     assert_eq!(out.status.code(), Some(1));
@@ -380,11 +276,7 @@ fn a_stale_pid_file_is_detected_and_replaced() {
     std::fs::write(p.path(".vcctl/local/local/service.pid"), "1\n").unwrap();
     let out = p.vcctl(&["status"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("not running (stale pid file removed)"),
-        "{}",
-        show(&out)
-    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not running (stale pid file removed)"), "{}", show(&out));
     std::fs::write(p.path(".vcctl/local/local/service.pid"), "999999\n").unwrap();
     let out = p.vcctl(&["up", "--artifact", v1.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -399,11 +291,7 @@ fn a_busy_port_is_refused_with_a_hint() {
     let _holder = std::net::TcpListener::bind(("127.0.0.1", p.port)).unwrap();
     let out = p.vcctl(&["up", "--artifact", v1.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
-    assert!(
-        stderr(&out).contains(&format!("port {} on 127.0.0.1 is already in use", p.port)),
-        "{}",
-        show(&out)
-    );
+    assert!(stderr(&out).contains(&format!("port {} on 127.0.0.1 is already in use", p.port)), "{}", show(&out));
     assert!(stderr(&out).contains("hint: stop it, or pick another port with --port"));
 }
 
@@ -415,19 +303,45 @@ fn wait_for_count(url: &str, n: u64) {
         if kpis["overall"]["count"] == n {
             return;
         }
-        assert!(
-            started.elapsed().as_secs() < 30,
-            "KPIs never counted {n} events: {}",
-            kpis["overall"]
-        );
+        assert!(started.elapsed().as_secs() < 30, "KPIs never counted {n} events: {}", kpis["overall"]);
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 
 fn reqwest_get(url: &str) -> Value {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+}
+
+#[test]
+fn a_stack_with_an_ingest_token_requires_it_and_simulate_uses_it() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    std::fs::write(
+        p.path("stacks/secure.yaml"),
+        "name: secure\nprovider: local\nservice:\n  ingest_token: true\n  kpi_interval: 1s\n",
+    )
+    .unwrap();
+    let up = p.json(&["up", "--stack", "secure", "--artifact", v1.to_str().unwrap()]);
+    let url = up["url"].as_str().unwrap();
+    let token_file = p.path(".vcctl/local/secure/secrets/ingest_token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the token file is private");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{url}/api/events"))
+            .json(&serde_json::json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 401, "no token, no ingest");
+    let sim = p.json(&["simulate", "--stack", "secure", "--rate", "100", "--duration", "1s"]);
+    assert_eq!(sim["acknowledged"], 100, "{sim}");
+    let log = std::fs::read_to_string(p.path(".vcctl/local/secure/service.log")).unwrap();
+    assert!(!log.contains(token.trim()), "the token never reaches the log");
+    p.ok(&["destroy", "--stack", "secure", "--yes"]);
 }

@@ -53,9 +53,7 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "The ingest token, required when the service runs with --ingest-token",
-                    ))
+                    .description(Some("The ingest token, required when the service runs with --ingest-token"))
                     .build(),
             ),
         );
@@ -72,10 +70,7 @@ fn spec() -> &'static Value {
 }
 
 pub async fn openapi_json() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        spec().to_string(),
-    )
+    ([(header::CONTENT_TYPE, "application/json")], spec().to_string())
 }
 
 pub async fn docs_page() -> Html<&'static str> {
@@ -84,10 +79,7 @@ pub async fn docs_page() -> Html<&'static str> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Inline `code` spans of the annotations' Markdown, after escaping.
@@ -114,27 +106,17 @@ fn type_name(schema: &Value) -> String {
         return format!("array of {}", type_name(items));
     }
     if let Some(variants) = schema.get("oneOf").and_then(Value::as_array) {
-        let names: Vec<String> = variants
-            .iter()
-            .map(type_name)
-            .filter(|t| t != "null")
-            .collect();
+        let names: Vec<String> = variants.iter().map(type_name).filter(|t| t != "null").collect();
         return names.join(" or ");
     }
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
-        let v: Vec<String> = values
-            .iter()
-            .map(|v| format!("<code>{}</code>", esc(&v.to_string())))
-            .collect();
+        let v: Vec<String> = values.iter().map(|v| format!("<code>{}</code>", esc(&v.to_string()))).collect();
         return format!("one of {}", v.join(", "));
     }
     let ty = match schema.get("type") {
-        Some(Value::Array(types)) => types
-            .iter()
-            .filter_map(Value::as_str)
-            .filter(|t| *t != "null")
-            .collect::<Vec<_>>()
-            .join(" or "),
+        Some(Value::Array(types)) => {
+            types.iter().filter_map(Value::as_str).filter(|t| *t != "null").collect::<Vec<_>>().join(" or ")
+        }
         Some(Value::String(t)) => t.clone(),
         _ => "any".to_string(),
     };
@@ -210,19 +192,13 @@ fn render_operation(h: &mut String, path: &str, method: &str, op: &Value) {
         let _ = write!(h, "<p>{}</p>", text(d));
     }
     if let Some(params) = op.get("parameters").and_then(Value::as_array) {
-        h.push_str(
-            "<table><tr><th>Parameter</th><th>In</th><th>Type</th><th>Description</th></tr>",
-        );
+        h.push_str("<table><tr><th>Parameter</th><th>In</th><th>Type</th><th>Description</th></tr>");
         for p in params {
             let _ = write!(
                 h,
                 "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(p["name"].as_str().unwrap_or("")),
-                if p["required"].as_bool() == Some(true) {
-                    " (required)"
-                } else {
-                    ""
-                },
+                if p["required"].as_bool() == Some(true) { " (required)" } else { "" },
                 esc(p["in"].as_str().unwrap_or("")),
                 type_name(&p["schema"]),
                 text(p["description"].as_str().unwrap_or(""))
@@ -233,12 +209,7 @@ fn render_operation(h: &mut String, path: &str, method: &str, op: &Value) {
     if let Some(content) = op["requestBody"]["content"].as_object() {
         h.push_str("<p>Request body:</p><ul>");
         for (media, c) in content {
-            let _ = write!(
-                h,
-                "<li><code>{}</code>: {}</li>",
-                esc(media),
-                type_name(&c["schema"])
-            );
+            let _ = write!(h, "<li><code>{}</code>: {}</li>", esc(media), type_name(&c["schema"]));
         }
         h.push_str("</ul>");
     }
@@ -271,28 +242,18 @@ fn render_properties(h: &mut String, schema: &Value) {
     let mut rows = String::new();
     for part in parts {
         if part.get("$ref").is_some() {
-            let _ = write!(
-                rows,
-                "<tr><td colspan=\"3\">all fields of {}</td></tr>",
-                type_name(part)
-            );
+            let _ = write!(rows, "<tr><td colspan=\"3\">all fields of {}</td></tr>", type_name(part));
             continue;
         }
-        let required: Vec<&str> = part["required"]
-            .as_array()
-            .map(|r| r.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
+        let required: Vec<&str> =
+            part["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
         if let Some(props) = part["properties"].as_object() {
             for (name, p) in props {
                 let _ = write!(
                     rows,
                     "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(name),
-                    if required.contains(&name.as_str()) {
-                        ""
-                    } else {
-                        " <span class=\"muted\">optional</span>"
-                    },
+                    if required.contains(&name.as_str()) { "" } else { " <span class=\"muted\">optional</span>" },
                     type_name(p),
                     text(p["description"].as_str().unwrap_or(""))
                 );
@@ -302,10 +263,7 @@ fn render_properties(h: &mut String, schema: &Value) {
     if rows.is_empty() {
         let _ = write!(h, "<p>Type: {}</p>", type_name(schema));
     } else {
-        let _ = write!(
-            h,
-            "<table><tr><th>Field</th><th>Type</th><th>Description</th></tr>{rows}</table>"
-        );
+        let _ = write!(h, "<table><tr><th>Field</th><th>Type</th><th>Description</th></tr>{rows}</table>");
     }
 }
 
@@ -316,16 +274,8 @@ mod tests {
     #[test]
     fn spec_documents_every_route_and_the_page_renders_it() {
         let spec = spec();
-        for path in [
-            "/api/events",
-            "/api/analytics/kpis",
-            "/api/status",
-            "/metrics",
-        ] {
-            assert!(
-                spec["paths"].get(path).is_some(),
-                "{path} missing from the OpenAPI document"
-            );
+        for path in ["/api/events", "/api/analytics/kpis", "/api/status", "/metrics"] {
+            assert!(spec["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
         }
         assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
         let page = render(spec);

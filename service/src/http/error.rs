@@ -27,14 +27,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            body: ErrorBody {
-                error: error.into(),
-                details: None,
-            },
-            retry_after_s: None,
-        }
+        ApiError { status, body: ErrorBody { error: error.into(), details: None }, retry_after_s: None }
     }
 
     pub fn bad_request(error: impl Into<String>) -> ApiError {
@@ -52,10 +45,7 @@ impl ApiError {
             idx.dedup();
             idx.len()
         };
-        let first = details
-            .first()
-            .map(FieldError::describe)
-            .unwrap_or_default();
+        let first = details.first().map(FieldError::describe).unwrap_or_default();
         let error = match (details.first().and_then(|d| d.index), details.len()) {
             (None, 1) => first,
             (None, n) => format!("{first} (and {} more problems)", n - 1),
@@ -70,10 +60,7 @@ impl ApiError {
         };
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: ErrorBody {
-                error,
-                details: Some(details),
-            },
+            body: ErrorBody { error, details: Some(details) },
             retry_after_s: None,
         }
     }
@@ -97,15 +84,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body)).into_response();
         if let Some(s) = self.retry_after_s {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"vehicleconnect\""),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vehicleconnect\""));
         }
         response
     }

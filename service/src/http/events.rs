@@ -68,14 +68,9 @@ pub async fn post_events(
     if let Some(token) = &state.ingest_token {
         authorize(&headers, token)?;
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let format = format_of(content_type).map_err(body_error)?;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-    {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
         if len > MAX_BODY_BYTES {
             return Err(too_large());
         }
@@ -84,22 +79,13 @@ pub async fn post_events(
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
         Err(e) => {
-            return Err(ApiError::bad_request(format!(
-                "could not read the request body: {e}"
-            )));
+            return Err(ApiError::bad_request(format!("could not read the request body: {e}")));
         }
     };
-    let bounds = TimeBounds {
-        now_us: unix_us(OffsetDateTime::now_utc()),
-        retention_us: state.retention_us,
-    };
+    let bounds = TimeBounds { now_us: unix_us(OffsetDateTime::now_utc()), retention_us: state.retention_us };
     let (shape, events) = parse_events(format, &bytes, bounds).map_err(body_error)?;
     let n = events.len();
-    let ids = state
-        .ingest
-        .submit(events)
-        .await
-        .map_err(|e| ApiError::store_unavailable(&e.0))?;
+    let ids = state.ingest.submit(events).await.map_err(|e| ApiError::store_unavailable(&e.0))?;
     Ok(match shape {
         Shape::Single => (StatusCode::CREATED, Json(json!({ "id": ids[0] }))),
         Shape::Batch => (StatusCode::CREATED, Json(json!({ "accepted": n }))),
@@ -109,10 +95,7 @@ pub async fn post_events(
 fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "request body is larger than {} MiB; split the batch",
-            MAX_BODY_BYTES / (1024 * 1024)
-        ),
+        format!("request body is larger than {} MiB; split the batch", MAX_BODY_BYTES / (1024 * 1024)),
     )
 }
 
@@ -128,19 +111,11 @@ fn body_error(e: BodyError) -> ApiError {
 fn authorize(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
-            "Authorization header is required: `Authorization: Bearer <ingest token>`",
-        ));
+        return Err(unauthorized("Authorization header is required: `Authorization: Bearer <ingest token>`"));
     };
-    let given = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+    let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
     match given {
-        None => Err(unauthorized(
-            "Authorization header must be `Bearer <ingest token>`",
-        )),
+        None => Err(unauthorized("Authorization header must be `Bearer <ingest token>`")),
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(unauthorized("the bearer token is not the ingest token")),
     }

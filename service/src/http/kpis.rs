@@ -36,29 +36,21 @@ pub async fn get_kpis(
 ) -> Result<impl IntoResponse, ApiError> {
     let window = match params.get("window").map(String::as_str) {
         None | Some("") => Window::OneHour,
-        Some(w) => Window::parse(w).ok_or_else(|| {
-            ApiError::bad_request(format!("window: must be one of 15m, 1h, 24h, got {w:?}"))
-        })?,
+        Some(w) => Window::parse(w)
+            .ok_or_else(|| ApiError::bad_request(format!("window: must be one of 15m, 1h, 24h, got {w:?}")))?,
     };
     let endpoint = match params.get("endpoint").map(String::as_str) {
         None | Some("") => None,
         Some(e) if !e.starts_with('/') && e != crate::kpi::OTHER_ENDPOINT => {
-            return Err(ApiError::bad_request(format!(
-                "endpoint: must start with '/', got {e:?}"
-            )));
+            return Err(ApiError::bad_request(format!("endpoint: must start with '/', got {e:?}")));
         }
         Some(e) => Some(e),
     };
     let kpis = state.kpis.clone();
     let endpoint = endpoint.map(str::to_string);
     // A 24-hour report for one endpoint merges up to 1440 sketches: keep it off the I/O threads.
-    let report = tokio::task::spawn_blocking(move || kpis.report(window, endpoint.as_deref()))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("KPI computation failed: {e}"),
-            )
-        })?;
+    let report = tokio::task::spawn_blocking(move || kpis.report(window, endpoint.as_deref())).await.map_err(|e| {
+        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("KPI computation failed: {e}"))
+    })?;
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(report)))
 }

@@ -47,10 +47,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/docs", get(docs::docs_page))
         .route("/", get(|| async { Redirect::temporary("/dashboard") }))
         .route("/dashboard", get(crate::dashboard::index))
-        .route(
-            "/dashboard/",
-            get(|| async { Redirect::permanent("/dashboard") }),
-        )
+        .route("/dashboard/", get(|| async { Redirect::permanent("/dashboard") }))
         .route("/dashboard/{file}", get(crate::dashboard::file))
         .route_layer(middleware::from_fn_with_state(state.clone(), track_request))
         .fallback(not_found)
@@ -60,52 +57,30 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Counts and times every routed request under its route pattern, never the raw path.
-async fn track_request(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn track_request(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let response = next.run(request).await;
     let route = route.as_deref().unwrap_or("unmatched");
     let status = response.status().as_u16();
-    state.metrics.observe_request(
-        method.as_str(),
-        route,
-        status,
-        started.elapsed().as_secs_f64(),
-    );
+    state.metrics.observe_request(method.as_str(), route, status, started.elapsed().as_secs_f64());
     tracing::debug!(%method, route, status, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "request");
     response
 }
 
 async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> ApiError {
-    state
-        .metrics
-        .observe_request(request.method().as_str(), "unmatched", 404, 0.0);
+    state.metrics.observe_request(request.method().as_str(), "unmatched", 404, 0.0);
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!(
-            "no route for {} {}; see /docs for the API",
-            request.method(),
-            request.uri().path()
-        ),
+        format!("no route for {} {}; see /docs for the API", request.method(), request.uri().path()),
     )
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!(
-            "{} is not allowed on {}; see /docs for the API",
-            request.method(),
-            request.uri().path()
-        ),
+        format!("{} is not allowed on {}; see /docs for the API", request.method(), request.uri().path()),
     )
 }
 
@@ -117,11 +92,5 @@ async fn method_not_allowed(request: Request) -> ApiError {
     responses((status = 200, description = "Prometheus text format: api_requests_total, api_request_duration_seconds, vehicle_events_total, vehicle_event_response_time_seconds, vehicleconnect_build_info", content_type = "text/plain"))
 )]
 async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
 }

@@ -39,10 +39,7 @@ pub struct Status {
     )
 )]
 pub async fn get_status(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Status>) {
-    let healthy = matches!(
-        tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await,
-        Ok(Ok(()))
-    );
+    let healthy = matches!(tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await, Ok(Ok(())));
     let status = Status {
         status: if healthy { "ok" } else { "degraded" },
         version: build::VERSION,
@@ -55,10 +52,6 @@ pub async fn get_status(State(state): State<Arc<AppState>>) -> (StatusCode, Json
         },
         kpis_ready: state.kpis.is_rebuilt(),
     };
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(status))
 }

@@ -13,9 +13,7 @@ pub const MAX_CLIENT_ID_CHARS: usize = 128;
 pub const MAX_RESPONSE_TIME_MS: f64 = 3_600_000.0;
 /// Timestamps further ahead than this are a client clock problem, not data.
 pub const MAX_CLOCK_SKEW_US: i64 = 5 * 60 * 1_000_000;
-pub const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
-];
+pub const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 const FIELDS: &str = "endpoint, response_time_ms, status_code, client_id, method, timestamp";
 
 /// A validated API event, as stored.
@@ -100,18 +98,9 @@ pub fn validate(
 ) -> Option<Event> {
     let now_us = bounds.now_us;
     let before = errors.len();
-    let mut fail = |field: &str, reason: String| {
-        errors.push(FieldError {
-            index,
-            field: field.to_string(),
-            reason,
-        })
-    };
+    let mut fail = |field: &str, reason: String| errors.push(FieldError { index, field: field.to_string(), reason });
     let Some(obj) = value.as_object() else {
-        fail(
-            "(event)",
-            format!("must be a JSON object with {FIELDS}, got {}", kind(value)),
-        );
+        fail("(event)", format!("must be a JSON object with {FIELDS}, got {}", kind(value)));
         return None;
     };
     for key in obj.keys() {
@@ -138,20 +127,11 @@ pub fn validate(
                 None
             }
             Some(s) if s.chars().count() > MAX_ENDPOINT_CHARS => {
-                fail(
-                    "endpoint",
-                    format!(
-                        "must be at most {MAX_ENDPOINT_CHARS} characters, got {}",
-                        s.chars().count()
-                    ),
-                );
+                fail("endpoint", format!("must be at most {MAX_ENDPOINT_CHARS} characters, got {}", s.chars().count()));
                 None
             }
             Some(s) if s.chars().any(char::is_control) => {
-                fail(
-                    "endpoint",
-                    "must not contain control characters".to_string(),
-                );
+                fail("endpoint", "must not contain control characters".to_string());
                 None
             }
             Some(s) => Some(s.to_string()),
@@ -165,17 +145,11 @@ pub fn validate(
         }
         Ok(v) => match v.as_f64() {
             None => {
-                fail(
-                    "response_time_ms",
-                    format!("must be a number, got {}", kind(v)),
-                );
+                fail("response_time_ms", format!("must be a number, got {}", kind(v)));
                 None
             }
             Some(x) if !x.is_finite() || !(0.0..=MAX_RESPONSE_TIME_MS).contains(&x) => {
-                fail(
-                    "response_time_ms",
-                    format!("must be between 0 and 3600000 (one hour), got {v}"),
-                );
+                fail("response_time_ms", format!("must be between 0 and 3600000 (one hour), got {v}"));
                 None
             }
             Some(x) => Some(x),
@@ -189,20 +163,11 @@ pub fn validate(
         }
         Ok(v) => match v.as_i64() {
             None => {
-                fail(
-                    "status_code",
-                    format!(
-                        "must be an integer between 100 and 599, got {}",
-                        describe(v)
-                    ),
-                );
+                fail("status_code", format!("must be an integer between 100 and 599, got {}", describe(v)));
                 None
             }
             Some(c) if !(100..=599).contains(&c) => {
-                fail(
-                    "status_code",
-                    format!("must be an integer between 100 and 599, got {c}"),
-                );
+                fail("status_code", format!("must be an integer between 100 and 599, got {c}"));
                 None
             }
             Some(c) => Some(c as u16),
@@ -226,10 +191,7 @@ pub fn validate(
             Some(s) if s.chars().count() > MAX_CLIENT_ID_CHARS => {
                 fail(
                     "client_id",
-                    format!(
-                        "must be at most {MAX_CLIENT_ID_CHARS} characters, got {}",
-                        s.chars().count()
-                    ),
+                    format!("must be at most {MAX_CLIENT_ID_CHARS} characters, got {}", s.chars().count()),
                 );
                 None
             }
@@ -241,17 +203,11 @@ pub fn validate(
         None | Some(Value::Null) => None,
         Some(Value::String(m)) if METHODS.contains(&m.as_str()) => Some(m.clone()),
         Some(Value::String(m)) if METHODS.contains(&m.to_ascii_uppercase().as_str()) => {
-            fail(
-                "method",
-                format!("must be upper case: {}", quote(&m.to_ascii_uppercase())),
-            );
+            fail("method", format!("must be upper case: {}", quote(&m.to_ascii_uppercase())));
             None
         }
         Some(v) => {
-            fail(
-                "method",
-                format!("must be one of {}, got {}", METHODS.join(", "), describe(v)),
-            );
+            fail("method", format!("must be one of {}, got {}", METHODS.join(", "), describe(v)));
             None
         }
     };
@@ -262,36 +218,22 @@ pub fn validate(
             Err(_) => {
                 fail(
                     "timestamp",
-                    format!(
-                        "must be an RFC 3339 date-time such as 2026-11-28T09:30:00Z, got {}",
-                        quote(s)
-                    ),
+                    format!("must be an RFC 3339 date-time such as 2026-11-28T09:30:00Z, got {}", quote(s)),
                 );
                 None
             }
             Ok(t) if unix_us(t) > now_us + MAX_CLOCK_SKEW_US => {
-                fail(
-                    "timestamp",
-                    format!("is more than 5 minutes in the future ({s}); check the client's clock"),
-                );
+                fail("timestamp", format!("is more than 5 minutes in the future ({s}); check the client's clock"));
                 None
             }
             Ok(t) if unix_us(t) < now_us - bounds.retention_us => {
-                fail(
-                    "timestamp",
-                    format!(
-                        "is older than the retention period ({s}); it would be deleted at once"
-                    ),
-                );
+                fail("timestamp", format!("is older than the retention period ({s}); it would be deleted at once"));
                 None
             }
             Ok(t) => Some(unix_us(t)),
         },
         Some(v) => {
-            fail(
-                "timestamp",
-                format!("must be an RFC 3339 string, got {}", kind(v)),
-            );
+            fail("timestamp", format!("must be an RFC 3339 string, got {}", kind(v)));
             None
         }
     };
@@ -338,11 +280,7 @@ fn describe(v: &Value) -> String {
 
 /// A string for an error message, cut at 40 characters.
 fn quote(s: &str) -> String {
-    if s.chars().count() <= 40 {
-        format!("{s:?}")
-    } else {
-        format!("{:?}…", s.chars().take(40).collect::<String>())
-    }
+    if s.chars().count() <= 40 { format!("{s:?}") } else { format!("{:?}…", s.chars().take(40).collect::<String>()) }
 }
 
 #[cfg(test)]
@@ -352,10 +290,7 @@ mod tests {
     use super::*;
 
     const NOW_US: i64 = 1_800_000_000_000_000;
-    const BOUNDS: TimeBounds = TimeBounds {
-        now_us: NOW_US,
-        retention_us: 30 * 86_400_000_000,
-    };
+    const BOUNDS: TimeBounds = TimeBounds { now_us: NOW_US, retention_us: 30 * 86_400_000_000 };
 
     fn good() -> Value {
         json!({"endpoint": "/lock", "response_time_ms": 12.5, "status_code": 200, "client_id": "car-1"})
@@ -395,66 +330,30 @@ mod tests {
             ),
             (without("endpoint"), "endpoint: is required"),
             (with("endpoint", json!(null)), "endpoint: is required"),
-            (
-                with("endpoint", json!(7)),
-                "endpoint: must be a string, got a number",
-            ),
-            (
-                with("endpoint", json!("lock")),
-                "endpoint: must start with '/', got \"lock\"",
-            ),
+            (with("endpoint", json!(7)), "endpoint: must be a string, got a number"),
+            (with("endpoint", json!("lock")), "endpoint: must start with '/', got \"lock\""),
             (
                 with("endpoint", json!(format!("/{}", "a".repeat(256)))),
                 "endpoint: must be at most 256 characters, got 257",
             ),
-            (
-                with("endpoint", json!("/a\nb")),
-                "endpoint: must not contain control characters",
-            ),
+            (with("endpoint", json!("/a\nb")), "endpoint: must not contain control characters"),
             (without("response_time_ms"), "response_time_ms: is required"),
-            (
-                with("response_time_ms", json!("12")),
-                "response_time_ms: must be a number, got a string",
-            ),
-            (
-                with("response_time_ms", json!(-1)),
-                "response_time_ms: must be between 0 and 3600000 (one hour), got -1",
-            ),
+            (with("response_time_ms", json!("12")), "response_time_ms: must be a number, got a string"),
+            (with("response_time_ms", json!(-1)), "response_time_ms: must be between 0 and 3600000 (one hour), got -1"),
             (
                 with("response_time_ms", json!(3_600_000.5)),
                 "response_time_ms: must be between 0 and 3600000 (one hour), got 3600000.5",
             ),
             (without("status_code"), "status_code: is required"),
-            (
-                with("status_code", json!(99)),
-                "status_code: must be an integer between 100 and 599, got 99",
-            ),
-            (
-                with("status_code", json!(600)),
-                "status_code: must be an integer between 100 and 599, got 600",
-            ),
-            (
-                with("status_code", json!(200.5)),
-                "status_code: must be an integer between 100 and 599, got 200.5",
-            ),
-            (
-                with("status_code", json!("200")),
-                "status_code: must be an integer between 100 and 599, got \"200\"",
-            ),
+            (with("status_code", json!(99)), "status_code: must be an integer between 100 and 599, got 99"),
+            (with("status_code", json!(600)), "status_code: must be an integer between 100 and 599, got 600"),
+            (with("status_code", json!(200.5)), "status_code: must be an integer between 100 and 599, got 200.5"),
+            (with("status_code", json!("200")), "status_code: must be an integer between 100 and 599, got \"200\""),
             (without("client_id"), "client_id: is required"),
             (with("client_id", json!("")), "client_id: must not be empty"),
-            (
-                with("client_id", json!("c".repeat(129))),
-                "client_id: must be at most 128 characters, got 129",
-            ),
-            (
-                with("client_id", json!(["a"])),
-                "client_id: must be a string, got an array",
-            ),
-            (
-                with("method", json!("get")),
-                "method: must be upper case: \"GET\"",
-            ),
+            (with("client_id", json!("c".repeat(129))), "client_id: must be at most 128 characters, got 129"),
+            (with("client_id", json!(["a"])), "client_id: must be a string, got an array"),
+            (with("method", json!("get")), "method: must be upper case: \"GET\""),
             (
                 with("method", json!("FETCH")),
                 "method: must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT, got \"FETCH\"",
@@ -463,10 +362,7 @@ mod tests {
                 with("timestamp", json!("yesterday")),
                 "timestamp: must be an RFC 3339 date-time such as 2026-11-28T09:30:00Z, got \"yesterday\"",
             ),
-            (
-                with("timestamp", json!(1700000000)),
-                "timestamp: must be an RFC 3339 string, got a number",
-            ),
+            (with("timestamp", json!(1700000000)), "timestamp: must be an RFC 3339 string, got a number"),
             (
                 with("timestamp", json!("2030-01-01T00:00:00Z")),
                 "timestamp: is more than 5 minutes in the future (2030-01-01T00:00:00Z); check the client's clock",
@@ -510,10 +406,7 @@ mod tests {
         let stamped = with("timestamp", json!("2026-11-28T10:00:00.250+01:00"));
         let e = validate(&with("method", json!("POST")), None, BOUNDS, &mut errors).unwrap();
         assert_eq!(e.method.as_deref(), Some("POST"));
-        let bounds = TimeBounds {
-            now_us: NOW_US,
-            retention_us: 400 * 86_400_000_000,
-        };
+        let bounds = TimeBounds { now_us: NOW_US, retention_us: 400 * 86_400_000_000 };
         let e2 = validate(&stamped, None, bounds, &mut errors).unwrap();
         assert_eq!(e2.ts_us, 1_795_856_400_250_000);
         assert!(errors.is_empty());

@@ -59,9 +59,7 @@ impl GroupCommit {
             .send(Pending { events, reply })
             .await
             .map_err(|_| StoreFailure("the service is shutting down".to_string()))?;
-        answer
-            .await
-            .map_err(|_| StoreFailure("the writer stopped before answering".to_string()))?
+        answer.await.map_err(|_| StoreFailure("the writer stopped before answering".to_string()))?
     }
 }
 

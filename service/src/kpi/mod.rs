@@ -100,11 +100,7 @@ impl Agg {
     pub fn figures(&self, minutes: i64) -> Figures {
         let quantiles = self.sketch.quantiles([0.5, 0.95, 0.99]);
         let pct = |n: u64| {
-            if self.count == 0 {
-                0.0
-            } else {
-                round3(100.0 * n as f64 / self.count as f64)
-            }
+            if self.count == 0 { 0.0 } else { round3(100.0 * n as f64 / self.count as f64) }
         };
         Figures {
             count: self.count,
@@ -201,11 +197,7 @@ pub struct Aggregates {
 
 impl Aggregates {
     pub fn new(max_endpoints: usize) -> Aggregates {
-        Aggregates {
-            minutes: BTreeMap::new(),
-            tracked: HashSet::new(),
-            max_endpoints,
-        }
+        Aggregates { minutes: BTreeMap::new(), tracked: HashSet::new(), max_endpoints }
     }
 
     /// Records committed events. Events older than the longest window (relative to `now_us`)
@@ -252,9 +244,7 @@ impl Aggregates {
     pub fn heap_bytes(&self) -> usize {
         self.minutes
             .values()
-            .map(|m| {
-                m.all.heap_bytes() + m.by_endpoint.values().map(Agg::heap_bytes).sum::<usize>()
-            })
+            .map(|m| m.all.heap_bytes() + m.by_endpoint.values().map(Agg::heap_bytes).sum::<usize>())
             .sum()
     }
 
@@ -289,24 +279,13 @@ impl Aggregates {
                     }
                 }
             }
-            series.push(SeriesPoint {
-                minute: from_unix_us(minute * US_PER_MINUTE),
-                figures: agg.figures(1),
-            });
+            series.push(SeriesPoint { minute: from_unix_us(minute * US_PER_MINUTE), figures: agg.figures(1) });
         }
         let mut endpoints: Vec<EndpointFigures> = per_endpoint
             .into_iter()
-            .map(|(name, agg)| EndpointFigures {
-                endpoint: name.to_string(),
-                figures: agg.figures(window.minutes()),
-            })
+            .map(|(name, agg)| EndpointFigures { endpoint: name.to_string(), figures: agg.figures(window.minutes()) })
             .collect();
-        endpoints.sort_by(|a, b| {
-            b.figures
-                .count
-                .cmp(&a.figures.count)
-                .then_with(|| a.endpoint.cmp(&b.endpoint))
-        });
+        endpoints.sort_by(|a, b| b.figures.count.cmp(&a.figures.count).then_with(|| a.endpoint.cmp(&b.endpoint)));
         let previous_first = first - window.minutes();
         let previous = (previous_first > last - Window::LONGEST_MINUTES).then(|| {
             let mut agg = Agg::default();
@@ -362,9 +341,7 @@ mod tests {
         let endpoints = ["/lock", "/unlock", "/status", "/climate"];
         let mut seed: u64 = 99;
         let mut next = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (seed >> 11) as f64 / (1u64 << 53) as f64
         };
         (0..n)
@@ -380,12 +357,7 @@ mod tests {
                 } else {
                     200
                 };
-                Generated {
-                    ts_us: now_us - age,
-                    endpoint,
-                    ms,
-                    status,
-                }
+                Generated { ts_us: now_us - age, endpoint, ms, status }
             })
             .collect()
     }
@@ -402,12 +374,7 @@ mod tests {
             p95_latency_ms: Some(exact_quantile(&lat, 0.95)),
             p99_latency_ms: Some(exact_quantile(&lat, 0.99)),
             error_rate_pct: 100.0 * events.iter().filter(|e| e.status >= 500).count() as f64 / n,
-            client_error_rate_pct: 100.0
-                * events
-                    .iter()
-                    .filter(|e| (400..500).contains(&e.status))
-                    .count() as f64
-                / n,
+            client_error_rate_pct: 100.0 * events.iter().filter(|e| (400..500).contains(&e.status)).count() as f64 / n,
             requests_per_min: n / minutes as f64,
         }
     }
@@ -427,18 +394,9 @@ mod tests {
         ] {
             assert!(rel(g, w) <= 0.01, "{what}: {name} {g:?} vs exact {w:?}");
         }
-        assert!(
-            (got.error_rate_pct - want.error_rate_pct).abs() < 0.001,
-            "{what}: error rate"
-        );
-        assert!(
-            (got.client_error_rate_pct - want.client_error_rate_pct).abs() < 0.001,
-            "{what}: client error rate"
-        );
-        assert!(
-            (got.requests_per_min - want.requests_per_min).abs() < 0.001,
-            "{what}: rpm"
-        );
+        assert!((got.error_rate_pct - want.error_rate_pct).abs() < 0.001, "{what}: error rate");
+        assert!((got.client_error_rate_pct - want.client_error_rate_pct).abs() < 0.001, "{what}: client error rate");
+        assert!((got.requests_per_min - want.requests_per_min).abs() < 0.001, "{what}: rpm");
     }
 
     #[test]
@@ -459,27 +417,13 @@ mod tests {
         );
         for window in Window::ALL {
             let first_minute = minute_of(now_us) - window.minutes() + 1;
-            let in_window: Vec<&Generated> = events
-                .iter()
-                .filter(|e| minute_of(e.ts_us) >= first_minute)
-                .collect();
+            let in_window: Vec<&Generated> = events.iter().filter(|e| minute_of(e.ts_us) >= first_minute).collect();
             let report = aggs.report(window, now, None);
-            assert_close(
-                &report.overall,
-                &exact(&in_window, window.minutes()),
-                window.as_str(),
-            );
+            assert_close(&report.overall, &exact(&in_window, window.minutes()), window.as_str());
             assert_eq!(report.series.len() as i64, window.minutes());
-            assert_eq!(
-                report.series.iter().map(|p| p.figures.count).sum::<u64>(),
-                in_window.len() as u64
-            );
+            assert_eq!(report.series.iter().map(|p| p.figures.count).sum::<u64>(), in_window.len() as u64);
             for ep in &report.endpoints {
-                let mine: Vec<&Generated> = in_window
-                    .iter()
-                    .copied()
-                    .filter(|e| e.endpoint == ep.endpoint)
-                    .collect();
+                let mine: Vec<&Generated> = in_window.iter().copied().filter(|e| e.endpoint == ep.endpoint).collect();
                 assert_close(&ep.figures, &exact(&mine, window.minutes()), &ep.endpoint);
                 let filtered = aggs.report(window, now, Some(&ep.endpoint));
                 assert_eq!(filtered.overall, ep.figures);
@@ -491,16 +435,9 @@ mod tests {
                 _ => {
                     let before: Vec<&Generated> = events
                         .iter()
-                        .filter(|e| {
-                            (first_minute - window.minutes()..first_minute)
-                                .contains(&minute_of(e.ts_us))
-                        })
+                        .filter(|e| (first_minute - window.minutes()..first_minute).contains(&minute_of(e.ts_us)))
                         .collect();
-                    assert_close(
-                        report.previous.as_ref().unwrap(),
-                        &exact(&before, window.minutes()),
-                        "previous",
-                    );
+                    assert_close(report.previous.as_ref().unwrap(), &exact(&before, window.minutes()), "previous");
                 }
             }
         }
@@ -523,19 +460,10 @@ mod tests {
         let names = ["/a", "/b", "/c", "/d", "/a"];
         aggs.record(
             now_us,
-            names.iter().map(|n| Observation {
-                ts_us: now_us,
-                endpoint: n,
-                response_time_ms: 1.0,
-                status_code: 200,
-            }),
+            names.iter().map(|n| Observation { ts_us: now_us, endpoint: n, response_time_ms: 1.0, status_code: 200 }),
         );
         let report = aggs.report(Window::FifteenMinutes, from_unix_us(now_us), None);
-        let got: Vec<(&str, u64)> = report
-            .endpoints
-            .iter()
-            .map(|e| (e.endpoint.as_str(), e.figures.count))
-            .collect();
+        let got: Vec<(&str, u64)> = report.endpoints.iter().map(|e| (e.endpoint.as_str(), e.figures.count)).collect();
         assert_eq!(got, vec![("/a", 2), ("other", 2), ("/b", 1)]);
     }
 
@@ -543,12 +471,7 @@ mod tests {
     fn prune_drops_minutes_outside_the_longest_window() {
         let now_us = 1_800_000_000 * 1_000_000;
         let mut aggs = Aggregates::new(10);
-        let obs = |ts_us| Observation {
-            ts_us,
-            endpoint: "/a",
-            response_time_ms: 1.0,
-            status_code: 200,
-        };
+        let obs = |ts_us| Observation { ts_us, endpoint: "/a", response_time_ms: 1.0, status_code: 200 };
         aggs.record(now_us, [obs(now_us), obs(now_us - 10 * US_PER_MINUTE)]);
         let later = now_us + (Window::LONGEST_MINUTES - 5) * US_PER_MINUTE;
         aggs.prune(later);

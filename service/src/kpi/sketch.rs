@@ -140,8 +140,7 @@ impl Sketch {
         }
         let end = self.offset + self.counts.len() as i32 - 1;
         if hi > end {
-            self.counts
-                .resize(self.counts.len() + (hi - end) as usize, 0);
+            self.counts.resize(self.counts.len() + (hi - end) as usize, 0);
         }
     }
 
@@ -163,9 +162,7 @@ mod tests {
 
     /// A deterministic pseudo-random generator, so failures reproduce.
     fn lcg(seed: &mut u64) -> f64 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (*seed >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -179,15 +176,8 @@ mod tests {
         let got = sketch.quantiles(qs).unwrap();
         for (q, g) in qs.iter().zip(got) {
             let exact = exact_quantile(values, *q);
-            let err = if exact == 0.0 {
-                g
-            } else {
-                (g - exact).abs() / exact
-            };
-            assert!(
-                err <= 0.01,
-                "q={q}: sketch {g} vs exact {exact} (rel err {err})"
-            );
+            let err = if exact == 0.0 { g } else { (g - exact).abs() / exact };
+            assert!(err <= 0.01, "q={q}: sketch {g} vs exact {exact} (rel err {err})");
         }
     }
 

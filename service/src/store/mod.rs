@@ -49,16 +49,10 @@ pub enum Store {
 impl Store {
     /// Opens the store named by `database` (a `postgres://` URL), or the embedded store in
     /// `data_dir` when there is none, and brings its schema up to date.
-    pub async fn open(
-        database: Option<&str>,
-        data_dir: &Path,
-        connect_timeout: Duration,
-    ) -> Result<Store> {
+    pub async fn open(database: Option<&str>, data_dir: &Path, connect_timeout: Duration) -> Result<Store> {
         match database {
             Some(url) => Ok(Store::Postgres(PgStore::open(url, connect_timeout).await?)),
-            None => Ok(Store::Sqlite(
-                SqliteStore::open(&data_dir.join("vehicleconnect.db")).await?,
-            )),
+            None => Ok(Store::Sqlite(SqliteStore::open(&data_dir.join("vehicleconnect.db")).await?)),
         }
     }
 
@@ -126,14 +120,8 @@ impl Store {
     /// Deletes up to `limit` KPI snapshots older than `cutoff_us`.
     pub async fn delete_snapshots_before(&self, cutoff_us: i64, limit: usize) -> Result<u64> {
         match self {
-            Store::Postgres(s) => {
-                s.delete_before("kpi_snapshots", "computed_at", cutoff_us, limit)
-                    .await
-            }
-            Store::Sqlite(s) => {
-                s.delete_before("kpi_snapshots", "computed_at", cutoff_us, limit)
-                    .await
-            }
+            Store::Postgres(s) => s.delete_before("kpi_snapshots", "computed_at", cutoff_us, limit).await,
+            Store::Sqlite(s) => s.delete_before("kpi_snapshots", "computed_at", cutoff_us, limit).await,
         }
     }
 

@@ -60,17 +60,10 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn open(url: &str, connect_timeout: Duration) -> Result<PgStore> {
-        let config = tokio_postgres::Config::from_str(url).context(
-            "invalid --database URL; expected postgres://user:password@host:port/dbname",
-        )?;
+        let config = tokio_postgres::Config::from_str(url)
+            .context("invalid --database URL; expected postgres://user:password@host:port/dbname")?;
         let description = describe(&config);
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let timeout = Some(Duration::from_secs(5));
         let pool = Pool::builder(manager)
             .max_size(8)
@@ -99,9 +92,8 @@ impl PgStore {
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot connect to {} within {deadline:?}", self.description)
-                    });
+                    return Err(e)
+                        .with_context(|| format!("cannot connect to {} within {deadline:?}", self.description));
                 }
             }
         }
@@ -110,20 +102,15 @@ impl PgStore {
     async fn migrate(&self) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version INTEGER PRIMARY KEY,
                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )
         .await?;
-        let applied: Vec<i32> = tx
-            .query("SELECT version FROM schema_migrations", &[])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let applied: Vec<i32> =
+            tx.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
         if let Some(newest) = applied.iter().max() {
             if *newest > MIGRATIONS.last().map_or(0, |m| m.0) {
                 bail!(
@@ -135,14 +122,8 @@ impl PgStore {
             if applied.contains(version) {
                 continue;
             }
-            tx.batch_execute(sql)
-                .await
-                .with_context(|| format!("applying migration {version}"))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[version],
-            )
-            .await?;
+            tx.batch_execute(sql).await.with_context(|| format!("applying migration {version}"))?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).await?;
             tracing::info!(version, "applied PostgreSQL migration");
         }
         tx.commit().await?;
@@ -162,12 +143,7 @@ impl PgStore {
         let codes: Vec<i16> = events.iter().map(|e| e.status_code as i16).collect();
         let times: Vec<f64> = events.iter().map(|e| e.response_time_ms).collect();
         let clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
-        let rows = client
-            .query(
-                &stmt,
-                &[&ts, &endpoints, &methods, &codes, &times, &clients],
-            )
-            .await?;
+        let rows = client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients]).await?;
         // UNNEST yields rows in array order and the sequence numbers them in that order;
         // sorting makes the mapping independent of the order RETURNING lists them in.
         let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
@@ -183,10 +159,7 @@ impl PgStore {
 
     pub async fn max_event_id(&self) -> Result<i64> {
         let client = self.pool.get().await?;
-        Ok(client
-            .query_one("SELECT coalesce(max(id), 0) FROM api_events", &[])
-            .await?
-            .get(0))
+        Ok(client.query_one("SELECT coalesce(max(id), 0) FROM api_events", &[]).await?.get(0))
     }
 
     pub async fn scan_events(
@@ -202,13 +175,7 @@ impl PgStore {
                 "SELECT id, ts, endpoint, response_time_ms, status_code FROM api_events
                  WHERE ts >= $1 AND (ts, id) > ($2, $3) AND id <= $4
                  ORDER BY ts, id LIMIT $5",
-                &[
-                    &from_unix_us(since_us),
-                    &from_unix_us(after_ts),
-                    &after_id,
-                    &max_id,
-                    &(limit as i64),
-                ],
+                &[&from_unix_us(since_us), &from_unix_us(after_ts), &after_id, &max_id, &(limit as i64)],
             )
             .await?;
         Ok(rows
@@ -224,20 +191,10 @@ impl PgStore {
     }
 
     /// `table` and `column` are ours, never user input.
-    pub async fn delete_before(
-        &self,
-        table: &str,
-        column: &str,
-        cutoff_us: i64,
-        limit: usize,
-    ) -> Result<u64> {
+    pub async fn delete_before(&self, table: &str, column: &str, cutoff_us: i64, limit: usize) -> Result<u64> {
         let client = self.pool.get().await?;
-        let sql = format!(
-            "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < $1 LIMIT $2)"
-        );
-        Ok(client
-            .execute(&sql, &[&from_unix_us(cutoff_us), &(limit as i64)])
-            .await?)
+        let sql = format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {column} < $1 LIMIT $2)");
+        Ok(client.execute(&sql, &[&from_unix_us(cutoff_us), &(limit as i64)]).await?)
     }
 
     pub async fn insert_snapshots(&self, rows: &[SnapshotRow]) -> Result<()> {

@@ -51,8 +51,7 @@ pub struct SqliteStore {
 }
 
 fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path)
-        .with_context(|| format!("opening the embedded store `{}`", path.display()))?;
+    let conn = Connection::open(path).with_context(|| format!("opening the embedded store `{}`", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: the WAL is synced at every commit, so a 201 survives a power cut, not only a crash.
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -72,11 +71,7 @@ impl SqliteStore {
             let mut writer = connect(&path)?;
             migrate(&mut writer)?;
             let reader = connect(&path)?;
-            Ok(SqliteStore {
-                path,
-                writer: Arc::new(Mutex::new(writer)),
-                reader: Arc::new(Mutex::new(reader)),
-            })
+            Ok(SqliteStore { path, writer: Arc::new(Mutex::new(writer)), reader: Arc::new(Mutex::new(reader)) })
         })
         .await?
     }
@@ -92,9 +87,7 @@ impl SqliteStore {
     ) -> Result<T> {
         let conn = conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn
-                .lock()
-                .map_err(|_| anyhow!("embedded store connection poisoned by a panic"))?;
+            let mut guard = conn.lock().map_err(|_| anyhow!("embedded store connection poisoned by a panic"))?;
             f(&mut guard)
         })
         .await?
@@ -144,11 +137,7 @@ impl SqliteStore {
 
     pub async fn max_event_id(&self) -> Result<i64> {
         Self::with(&self.reader, |conn| {
-            Ok(
-                conn.query_row("SELECT coalesce(max(id), 0) FROM api_events", [], |r| {
-                    r.get(0)
-                })?,
-            )
+            Ok(conn.query_row("SELECT coalesce(max(id), 0) FROM api_events", [], |r| r.get(0))?)
         })
         .await
     }
@@ -166,18 +155,15 @@ impl SqliteStore {
                  WHERE ts >= ?1 AND (ts, id) > (?2, ?3) AND id <= ?4
                  ORDER BY ts, id LIMIT ?5",
             )?;
-            let rows = stmt.query_map(
-                params![since_us, after_ts, after_id, max_id, limit as i64],
-                |r| {
-                    Ok(StoredEvent {
-                        id: r.get(0)?,
-                        ts_us: r.get(1)?,
-                        endpoint: r.get(2)?,
-                        response_time_ms: r.get(3)?,
-                        status_code: r.get(4)?,
-                    })
-                },
-            )?;
+            let rows = stmt.query_map(params![since_us, after_ts, after_id, max_id, limit as i64], |r| {
+                Ok(StoredEvent {
+                    id: r.get(0)?,
+                    ts_us: r.get(1)?,
+                    endpoint: r.get(2)?,
+                    response_time_ms: r.get(3)?,
+                    status_code: r.get(4)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -236,12 +222,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )?;
-    let newest: Option<i32> = tx
-        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
-            r.get(0)
-        })
-        .optional()?
-        .flatten();
+    let newest: Option<i32> =
+        tx.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).optional()?.flatten();
     if newest.unwrap_or(0) > MIGRATIONS.last().map_or(0, |m| m.0) {
         bail!(
             "the embedded store's schema (version {newest:?}) is newer than this release knows; upgrade vehicleconnect"
@@ -251,14 +233,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if *version <= newest.unwrap_or(0) {
             continue;
         }
-        tx.execute_batch(sql)
-            .with_context(|| format!("applying migration {version}"))?;
+        tx.execute_batch(sql).with_context(|| format!("applying migration {version}"))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![
-                version,
-                crate::kpi::unix_us(time::OffsetDateTime::now_utc())
-            ],
+            params![version, crate::kpi::unix_us(time::OffsetDateTime::now_utc())],
         )?;
         tracing::info!(version, "applied embedded store migration");
     }

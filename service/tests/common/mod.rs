@@ -51,18 +51,16 @@ pub fn pg_admin_url() -> String {
 }
 
 async fn pg_connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL at {url}: {e}; is it running? (scripts/test starts it)"));
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| {
+        panic!("cannot connect to PostgreSQL at {url}: {e}; is it running? (scripts/test starts it)")
+    });
     tokio::spawn(conn);
     client
 }
 
 /// `url` with its database name replaced.
 fn with_dbname(url: &str, db: &str) -> String {
-    let (base, _) = url
-        .rsplit_once('/')
-        .expect("VC_TEST_DATABASE_URL has a /database part");
+    let (base, _) = url.rsplit_once('/').expect("VC_TEST_DATABASE_URL has a /database part");
     format!("{base}/{db}")
 }
 
@@ -88,37 +86,22 @@ impl TestStore {
                     COUNTER.fetch_add(1, Ordering::SeqCst),
                     time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
                 );
-                pg_connect(&admin)
-                    .await
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap();
+                pg_connect(&admin).await.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
                 Some(with_dbname(&admin, &name))
             }
         };
-        TestStore {
-            backend,
-            dir,
-            pg_url,
-        }
+        TestStore { backend, dir, pg_url }
     }
 
     /// A store on a given PostgreSQL URL (e.g. a private cluster).
     pub fn postgres_at(url: String) -> TestStore {
-        TestStore {
-            backend: Backend::Postgres,
-            dir: tempfile::tempdir().unwrap(),
-            pg_url: Some(url),
-        }
+        TestStore { backend: Backend::Postgres, dir: tempfile::tempdir().unwrap(), pg_url: Some(url) }
     }
 
     pub fn args(&self) -> Vec<String> {
         match &self.pg_url {
             Some(url) => vec!["--database".into(), url.clone()],
-            None => vec![
-                "--data-dir".into(),
-                self.dir.path().join("data").display().to_string(),
-            ],
+            None => vec!["--data-dir".into(), self.dir.path().join("data").display().to_string()],
         }
     }
 
@@ -129,12 +112,7 @@ impl TestStore {
     pub async fn count(&self, sql_where: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM api_events {sql_where}");
         match &self.pg_url {
-            Some(url) => pg_connect(url)
-                .await
-                .query_one(&sql, &[])
-                .await
-                .unwrap()
-                .get(0),
+            Some(url) => pg_connect(url).await.query_one(&sql, &[]).await.unwrap().get(0),
             None => self.sqlite().query_row(&sql, [], |r| r.get(0)).unwrap(),
         }
     }
@@ -142,21 +120,11 @@ impl TestStore {
     pub async fn event_ids(&self) -> HashSet<i64> {
         let sql = "SELECT id FROM api_events";
         match &self.pg_url {
-            Some(url) => pg_connect(url)
-                .await
-                .query(sql, &[])
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect(),
+            Some(url) => pg_connect(url).await.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect(),
             None => {
                 let conn = self.sqlite();
                 let mut stmt = conn.prepare(sql).unwrap();
-                stmt.query_map([], |r| r.get(0))
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect()
+                stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
             }
         }
     }
@@ -164,12 +132,7 @@ impl TestStore {
     pub async fn snapshot_rows(&self) -> i64 {
         let sql = "SELECT count(*) FROM kpi_snapshots";
         match &self.pg_url {
-            Some(url) => pg_connect(url)
-                .await
-                .query_one(sql, &[])
-                .await
-                .unwrap()
-                .get(0),
+            Some(url) => pg_connect(url).await.query_one(sql, &[]).await.unwrap().get(0),
             None => self.sqlite().query_row(sql, [], |r| r.get(0)).unwrap(),
         }
     }
@@ -207,12 +170,7 @@ impl Service {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Some(rest) = line.split(" listening addr=").nth(1) {
                     if let Some(tx) = addr_tx.take() {
-                        let _ = tx.send(
-                            rest.split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .to_string(),
-                        );
+                        let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
                     }
                 }
                 let mut log = sink.lock().unwrap();
@@ -222,16 +180,9 @@ impl Service {
         });
         let addr = match tokio::time::timeout(Duration::from_secs(60), addr_rx).await {
             Ok(Ok(addr)) => addr,
-            _ => panic!(
-                "vehicleconnect did not start listening; its log:\n{}",
-                log.lock().unwrap()
-            ),
+            _ => panic!("vehicleconnect did not start listening; its log:\n{}", log.lock().unwrap()),
         };
-        Service {
-            child,
-            base: format!("http://{addr}"),
-            log,
-        }
+        Service { child, base: format!("http://{addr}"), log }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -254,10 +205,7 @@ impl Service {
 
     /// SIGTERM, then the exit code once it stopped.
     pub async fn terminate(&mut self) -> Option<i32> {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .unwrap();
+        let status = std::process::Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap();
         assert!(status.success());
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
@@ -268,10 +216,7 @@ impl Service {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
 pub fn event(endpoint: &str, ms: f64, status: u16, client_id: &str) -> serde_json::Value {
@@ -289,10 +234,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -305,11 +247,7 @@ pub struct PgCluster {
 }
 
 fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
+    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 impl PgCluster {
@@ -323,10 +261,7 @@ impl PgCluster {
         } else {
             std::process::Command::new(&exe)
         };
-        let out = cmd
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
+        let out = cmd.args(args).output().unwrap_or_else(|e| panic!("running {}: {e}", exe.display()));
         assert!(
             out.status.success(),
             "{} {args:?} failed: {}{}",
@@ -337,9 +272,7 @@ impl PgCluster {
     }
 
     pub fn start_new() -> PgCluster {
-        let bin = PathBuf::from(
-            std::env::var("VC_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
-        );
+        let bin = PathBuf::from(std::env::var("VC_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()));
         assert!(
             bin.join("initdb").exists(),
             "no initdb in {} (set VC_PG_BIN; scripts/test installs PostgreSQL)",
@@ -347,23 +280,12 @@ impl PgCluster {
         );
         let dir = tempfile::Builder::new().prefix("vc-pg-").tempdir().unwrap();
         if is_root() {
-            std::process::Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
+            std::process::Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let cluster = PgCluster { dir, port, bin };
         let data = cluster.data();
-        cluster.run(
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        );
+        cluster.run("initdb", &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"]);
         cluster.start();
         cluster
     }
@@ -377,24 +299,14 @@ impl PgCluster {
     }
 
     pub fn start(&self) {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            self.dir.path().display()
-        );
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
         let log = self.dir.path().join("server.log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"],
-        );
+        self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"]);
     }
 
     /// `immediate`: like a crash, no clean shutdown.
     pub fn stop(&self) {
-        self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
     }
 }
 

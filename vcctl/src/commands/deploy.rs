@@ -41,11 +41,7 @@ pub fn report(ctx: &Ctx, stack: &LocalStack, d: &Deployed, elapsed: Duration) {
         "dashboard": format!("{url}/dashboard"),
         "elapsed_s": elapsed.as_secs_f64(),
     }));
-    let what = if d.changed {
-        "deployed"
-    } else {
-        "already running, nothing changed:"
-    };
+    let what = if d.changed { "deployed" } else { "already running, nothing changed:" };
     ctx.printer.info(format!(
         "\nstack `{}` {what} release {} (v{} {}) in {}\n  dashboard: {url}/dashboard\n  API:       {url}/docs",
         ctx.settings.stack,
@@ -58,37 +54,20 @@ pub fn report(ctx: &Ctx, stack: &LocalStack, d: &Deployed, elapsed: Duration) {
 }
 
 /// Makes `artifact` the running, healthy release, or restores the previous one.
-pub async fn deploy(
-    ctx: &Ctx,
-    stack: &LocalStack,
-    artifact: &Artifact,
-    timeout: Duration,
-) -> Result<Deployed> {
+pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout: Duration) -> Result<Deployed> {
     let p = &ctx.printer;
     let previous = stack.current();
     let running = stack.running_pid().is_some();
-    if running
-        && previous
-            .as_ref()
-            .is_some_and(|r| r.sha256 == artifact.sha256)
-    {
+    if running && previous.as_ref().is_some_and(|r| r.sha256 == artifact.sha256) {
         let client = health::client();
         if let Ok((200, s)) = health::status(&client, &stack.base_url()).await {
             if s.status == "ok" {
-                return Ok(Deployed {
-                    release: previous.unwrap().name,
-                    changed: false,
-                    status: s,
-                });
+                return Ok(Deployed { release: previous.unwrap().name, changed: false, status: s });
             }
         }
     }
     let release = stack.install(artifact)?;
-    p.detail(format!(
-        "release {} from `{}`",
-        release.name,
-        artifact.path.display()
-    ));
+    p.detail(format!("release {} from `{}`", release.name, artifact.path.display()));
     if running {
         let step = p.step("stopping the running release");
         stack.stop(Duration::from_secs(30))?;
@@ -99,34 +78,19 @@ pub async fn deploy(
     let log_start = stack.log_len();
     stack.start()?;
     let want = artifact.version.as_deref().zip(artifact.git_sha.as_deref());
-    match health::wait(
-        &stack.base_url(),
-        want,
-        timeout,
-        || stack.alive(),
-        || stack.log_since(log_start, 15),
-    )
-    .await
-    {
+    match health::wait(&stack.base_url(), want, timeout, || stack.alive(), || stack.log_since(log_start, 15)).await {
         Ok(status) => {
             step.done("healthy");
             stack.set_verdict(&release.name, "healthy")?;
             stack.prune()?;
-            Ok(Deployed {
-                release: release.name,
-                changed: true,
-                status,
-            })
+            Ok(Deployed { release: release.name, changed: true, status })
         }
         Err(unhealthy) => {
             step.fail("unhealthy");
             stack.set_verdict(&release.name, "failed")?;
             stack.stop(Duration::from_secs(10))?;
             let diagnosis = unhealthy.to_string();
-            p.warn(format!(
-                "release {} is unhealthy: {diagnosis}",
-                release.name
-            ));
+            p.warn(format!("release {} is unhealthy: {diagnosis}", release.name));
             let Some(prev) = previous.filter(|r| r.name != release.name) else {
                 anyhow::bail!(
                     "release {} is unhealthy and there is no previous release to go back to: {diagnosis}",
@@ -137,35 +101,21 @@ pub async fn deploy(
             stack.switch(&prev.name)?;
             let log_start = stack.log_len();
             let back = match stack.start() {
-                Ok(_) => health::wait(
-                    &stack.base_url(),
-                    None,
-                    timeout,
-                    || stack.alive(),
-                    || stack.log_since(log_start, 15),
-                )
-                .await
-                .map_err(|e| e.to_string()),
+                Ok(_) => {
+                    health::wait(&stack.base_url(), None, timeout, || stack.alive(), || stack.log_since(log_start, 15))
+                        .await
+                        .map_err(|e| e.to_string())
+                }
                 Err(e) => Err(format!("{e:#}")),
             };
             match back {
                 Ok(_) => {
                     step.done("healthy again");
-                    Err(Failure::RolledBack {
-                        release: release.name,
-                        previous: prev.name,
-                        diagnosis,
-                    }
-                    .into())
+                    Err(Failure::RolledBack { release: release.name, previous: prev.name, diagnosis }.into())
                 }
                 Err(rollback) => {
                     step.fail("unhealthy");
-                    Err(Failure::RollbackFailed {
-                        release: release.name,
-                        diagnosis,
-                        rollback,
-                    }
-                    .into())
+                    Err(Failure::RollbackFailed { release: release.name, diagnosis, rollback }.into())
                 }
             }
         }
@@ -177,55 +127,36 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
     let stack = ctx.local()?;
     let current = stack.current();
     let target = match &args.to {
-        Some(name) => stack
-            .releases()
-            .into_iter()
-            .find(|r| &r.name == name)
-            .ok_or_else(|| {
-                let known: Vec<String> = stack
-                    .releases()
-                    .into_iter()
-                    .map(|r| format!("{} ({})", r.name, r.verdict))
-                    .collect();
-                Failure::invalid(
-                    format!("no release `{name}` in this stack"),
-                    Some(format!("releases: {}", known.join(", "))),
-                )
-            })?,
-        None => stack
-            .previous_good(current.as_ref().map(|r| r.name.as_str()))
-            .ok_or_else(|| {
-                Failure::invalid(
-                    "there is no previous healthy release to roll back to",
-                    Some("`vcctl status` lists the releases".into()),
-                )
-            })?,
+        Some(name) => stack.releases().into_iter().find(|r| &r.name == name).ok_or_else(|| {
+            let known: Vec<String> =
+                stack.releases().into_iter().map(|r| format!("{} ({})", r.name, r.verdict)).collect();
+            Failure::invalid(
+                format!("no release `{name}` in this stack"),
+                Some(format!("releases: {}", known.join(", "))),
+            )
+        })?,
+        None => stack.previous_good(current.as_ref().map(|r| r.name.as_str())).ok_or_else(|| {
+            Failure::invalid(
+                "there is no previous healthy release to roll back to",
+                Some("`vcctl status` lists the releases".into()),
+            )
+        })?,
     };
-    let step = ctx
-        .printer
-        .step(format!("switching to release {}", target.name));
+    let step = ctx.printer.step(format!("switching to release {}", target.name));
     stack.stop(Duration::from_secs(30))?;
     stack.switch(&target.name)?;
     let log_start = stack.log_len();
     stack.start()?;
     let want = target.version.as_deref().zip(target.git_sha.as_deref());
-    let status = health::wait(
-        &stack.base_url(),
-        want,
-        args.health_timeout,
-        || stack.alive(),
-        || stack.log_since(log_start, 15),
-    )
-    .await;
+    let status =
+        health::wait(&stack.base_url(), want, args.health_timeout, || stack.alive(), || stack.log_since(log_start, 15))
+            .await;
     match status {
         Ok(s) => {
             step.done("healthy");
             stack.set_verdict(&target.name, "healthy")?;
             ctx.printer.json(&json!({"stack": ctx.settings.stack, "release": target.name, "previous": current.map(|r| r.name), "version": s.version}));
-            ctx.printer.info(format!(
-                "stack `{}` now runs release {}",
-                ctx.settings.stack, target.name
-            ));
+            ctx.printer.info(format!("stack `{}` now runs release {}", ctx.settings.stack, target.name));
             Ok(0)
         }
         Err(e) => {

@@ -13,10 +13,7 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<u8> {
     let stack = ctx.local()?;
     let path = stack.log_file();
     if !path.exists() {
-        ctx.printer.warn(format!(
-            "no log yet at `{}`: the stack has not been started (`vcctl up`)",
-            path.display()
-        ));
+        ctx.printer.warn(format!("no log yet at `{}`: the stack has not been started (`vcctl up`)", path.display()));
         return Ok(1);
     }
     let text = tail(&path, args.lines).with_context(|| format!("reading `{}`", path.display()))?;

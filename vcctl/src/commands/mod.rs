@@ -53,10 +53,7 @@ impl Ctx {
             )
             .into());
         }
-        eprint!(
-            "This will {what}. Type the stack name (`{}`) to confirm: ",
-            self.settings.stack
-        );
+        eprint!("This will {what}. Type the stack name (`{}`) to confirm: ", self.settings.stack);
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != self.settings.stack {

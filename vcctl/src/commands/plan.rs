@@ -12,20 +12,16 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::ReleaseArgs) -> Result<u8> {
     let running = stack.running_pid().is_some();
     let current = stack.current();
     // Plan never builds: it compares with --artifact, or with the last build of this checkout.
-    let candidate = args
-        .artifact
-        .clone()
-        .or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
+    let candidate =
+        args.artifact.clone().or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
     let artifact = match candidate {
         Some(p) => Some(artifact::probe(&p).await?),
         None => None,
     };
     match (&current, &artifact) {
-        (None, Some(a)) => changes.push(format!(
-            "install release {} (v{})",
-            a.short_sha(),
-            a.version.as_deref().unwrap_or("?")
-        )),
+        (None, Some(a)) => {
+            changes.push(format!("install release {} (v{})", a.short_sha(), a.version.as_deref().unwrap_or("?")))
+        }
         (None, None) => changes.push("build the service and install its first release".into()),
         (Some(c), Some(a)) if c.sha256 != a.sha256 => changes.push(format!(
             "replace release {} with {} (v{})",
@@ -38,10 +34,7 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::ReleaseArgs) -> Result<u8> {
     if !running {
         changes.push(format!("start the service on {}", stack.base_url()));
     } else if changes.is_empty() {
-        let healthy = matches!(
-            health::status(&health::client(), &stack.base_url()).await,
-            Ok((200, _))
-        );
+        let healthy = matches!(health::status(&health::client(), &stack.base_url()).await, Ok((200, _)));
         if !healthy {
             changes.push("restart the unhealthy service".into());
         }
@@ -52,14 +45,10 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::ReleaseArgs) -> Result<u8> {
         "settings": ctx.settings,
     }));
     if changes.is_empty() {
-        ctx.printer.out(format!(
-            "stack `{}`: no changes; everything matches the stack file",
-            ctx.settings.stack
-        ));
+        ctx.printer.out(format!("stack `{}`: no changes; everything matches the stack file", ctx.settings.stack));
         Ok(error::OK)
     } else {
-        ctx.printer
-            .out(format!("stack `{}`: `vcctl up` would", ctx.settings.stack));
+        ctx.printer.out(format!("stack `{}`: `vcctl up` would", ctx.settings.stack));
         for c in &changes {
             ctx.printer.out(format!("  + {c}"));
         }

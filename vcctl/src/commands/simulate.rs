@@ -9,12 +9,7 @@ use crate::printer::Printer;
 use crate::simulate::{self, Plan, Traffic};
 
 /// `target` and `token` come from `--target`, or from the stack.
-pub async fn run(
-    printer: &Printer,
-    args: &SimulateArgs,
-    target: String,
-    token: Option<String>,
-) -> Result<u8> {
+pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: Option<String>) -> Result<u8> {
     let incidents = args
         .incident
         .iter()
@@ -22,9 +17,7 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::invalid(e, None))?;
     if args.rate.is_nan() || args.rate <= 0.0 || args.batch == 0 || args.vehicles == 0 {
-        return Err(
-            Failure::invalid("--rate, --batch and --vehicles must be more than 0", None).into(),
-        );
+        return Err(Failure::invalid("--rate, --batch and --vehicles must be more than 0", None).into());
     }
     let planned = (args.rate * args.duration.as_secs_f64()).round() as u64;
     printer.info(format!(
@@ -32,16 +25,9 @@ pub async fn run(
         args.rate,
         humantime::format_duration(args.duration),
         args.batch,
-        if incidents.is_empty() {
-            String::new()
-        } else {
-            format!(", incidents: {}", args.incident.join(", "))
-        }
+        if incidents.is_empty() { String::new() } else { format!(", incidents: {}", args.incident.join(", ")) }
     ));
-    let bar = printer.bar(
-        planned,
-        "{bar:30.cyan/blue} {pos}/{len} events {elapsed} {msg}",
-    );
+    let bar = printer.bar(planned, "{bar:30.cyan/blue} {pos}/{len} events {elapsed} {msg}");
     let started = std::time::Instant::now();
     let plan = Plan {
         target: target.clone(),
@@ -72,9 +58,5 @@ pub async fn run(
     for (reason, n) in &report.errors {
         printer.info(format!("  {n} events: {reason}"));
     }
-    Ok(if report.failed + report.skipped_late == 0 {
-        0
-    } else {
-        1
-    })
+    Ok(if report.failed + report.skipped_late == 0 { 0 } else { 1 })
 }

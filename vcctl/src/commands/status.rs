@@ -17,11 +17,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         None => None,
     };
     let kpis: Option<Value> = match &health {
-        Some(_) => match client
-            .get(format!("{base}/api/analytics/kpis?window=1h"))
-            .send()
-            .await
-        {
+        Some(_) => match client.get(format!("{base}/api/analytics/kpis?window=1h")).send().await {
             Ok(r) => r.json::<Value>().await.ok().map(|k| k["overall"].clone()),
             Err(_) => None,
         },
@@ -46,41 +42,17 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     let p = &ctx.printer;
     p.out(format!("stack:    {} (local)", ctx.settings.stack));
     match (&pid, &health) {
-        (None, _) => p.out(format!(
-            "service:  not running{}",
-            if stale {
-                " (stale pid file removed)"
-            } else {
-                ""
-            }
-        )),
-        (Some(pid), None) => p.out(format!(
-            "service:  running (pid {pid}) but not answering on {base}"
-        )),
+        (None, _) => p.out(format!("service:  not running{}", if stale { " (stale pid file removed)" } else { "" })),
+        (Some(pid), None) => p.out(format!("service:  running (pid {pid}) but not answering on {base}")),
         (Some(pid), Some((code, s))) => {
-            p.out(format!(
-                "service:  {} (HTTP {code}), pid {pid}, up {}s",
-                s.status, s.uptime_s
-            ));
-            p.out(format!(
-                "version:  {} ({}), database {}",
-                s.version, s.git_sha, s.database
-            ));
+            p.out(format!("service:  {} (HTTP {code}), pid {pid}, up {}s", s.status, s.uptime_s));
+            p.out(format!("version:  {} ({}), database {}", s.version, s.git_sha, s.database));
         }
     }
-    p.out(format!(
-        "release:  {}",
-        current
-            .as_ref()
-            .map_or("none".to_string(), |r| r.name.clone())
-    ));
+    p.out(format!("release:  {}", current.as_ref().map_or("none".to_string(), |r| r.name.clone())));
     p.out(format!("url:      {base}/dashboard"));
     if let Some(k) = &kpis {
-        let f = |key: &str| {
-            k[key]
-                .as_f64()
-                .map_or("-".to_string(), |v| format!("{v:.1}"))
-        };
+        let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
         p.out(format!(
             "last 1 h: {} events, {} req/min, avg {} ms, p95 {} ms, errors {} %",
             k["count"],
@@ -91,17 +63,8 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         ));
     }
     for r in releases.iter().rev() {
-        let mark = if Some(&r.name) == current.as_ref().map(|c| &c.name) {
-            "*"
-        } else {
-            " "
-        };
-        p.detail(format!(
-            "{mark} {} {} v{}",
-            r.name,
-            r.verdict,
-            r.version.as_deref().unwrap_or("?")
-        ));
+        let mark = if Some(&r.name) == current.as_ref().map(|c| &c.name) { "*" } else { " " };
+        p.detail(format!("{mark} {} {} v{}", r.name, r.verdict, r.version.as_deref().unwrap_or("?")));
     }
     Ok(if healthy { 0 } else { 1 })
 }

@@ -14,8 +14,7 @@ pub async fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<u8> {
     let stack = ctx.local()?;
     std::fs::create_dir_all(&stack.dir)?;
     if stack.has_stale_pid_file() {
-        ctx.printer
-            .warn("found a stale pid file (the service had stopped); starting it again");
+        ctx.printer.warn("found a stale pid file (the service had stopped); starting it again");
     }
     let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
     let deployed = super::deploy::deploy(ctx, &stack, &artifact, args.health_timeout).await?;

@@ -122,10 +122,7 @@ pub fn load_file(path: &Path) -> Result<Stack, StackError> {
         column: 0,
         path: "(file)".to_string(),
         message: format!("cannot read the stack file: {e}"),
-        hint: Some(
-            "a stack name resolves to stacks/<name>.yaml; pass --stack with a name or a path"
-                .to_string(),
-        ),
+        hint: Some("a stack name resolves to stacks/<name>.yaml; pass --stack with a name or a path".to_string()),
     })?;
     parse(path, &text)
 }
@@ -133,18 +130,14 @@ pub fn load_file(path: &Path) -> Result<Stack, StackError> {
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
 }
 
 pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     let doc = yaml::load(file, text)?;
-    let Node::Mapping(map) = &doc else {
-        unreachable!("the loader requires a top-level mapping")
-    };
+    let Node::Mapping(map) = &doc else { unreachable!("the loader requires a top-level mapping") };
     let mut root = Section::root(file, map);
 
     let (name, name_span) = root.req_str("name")?;
@@ -158,12 +151,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     let (provider, provider_span) = root.req_str("provider")?;
 
     let service = match root.opt_section("service")? {
-        None => ServiceSettings {
-            port: None,
-            retention: None,
-            kpi_interval: None,
-            ingest_token: None,
-        },
+        None => ServiceSettings { port: None, retention: None, kpi_interval: None, ingest_token: None },
         Some(mut s) => {
             let settings = ServiceSettings {
                 port: s.opt_port("port")?,
@@ -179,9 +167,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     let sections = ["local", "aws", "ssh"];
     for other in sections.iter().filter(|s| **s != provider) {
         if root.has(other) {
-            let mut err = root.error(format!(
-                "section `{other}` does not apply to provider `{provider}`"
-            ));
+            let mut err = root.error(format!("section `{other}` does not apply to provider `{provider}`"));
             err.path = other.to_string();
             err.hint = Some(format!("remove it, or set `provider: {other}`"));
             return Err(err);
@@ -203,9 +189,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         }
         "aws" => {
             let Some(mut s) = root.opt_section("aws")? else {
-                return Err(
-                    root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)")
-                );
+                return Err(root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)"));
             };
             let region = s.opt_parsed("region", "a region name", |r| {
                 if AWS_REGIONS.contains(&r) {
@@ -216,28 +200,22 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
                     .min_by_key(|k| strsim::damerau_levenshtein(r, k))
                     .copied()
                     .unwrap_or("eu-central-1");
-                Err(format!(
-                    "{r:?} is not an AWS region; did you mean {close:?}?"
-                ))
+                Err(format!("{r:?} is not an AWS region; did you mean {close:?}?"))
             })?;
             let instance_type = s.opt_parsed("instance_type", "an instance type", |t| {
                 let ok = t.split_once('.').is_some_and(|(family, size)| {
                     !family.is_empty()
                         && !size.is_empty()
-                        && t.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
                 });
                 if ok {
                     Ok(t.to_string())
                 } else {
-                    Err(format!(
-                        "expected an EC2 instance type such as t2.micro, got {t:?}"
-                    ))
+                    Err(format!("expected an EC2 instance type such as t2.micro, got {t:?}"))
                 }
             })?;
             let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
-            let allow_admin_from_anywhere =
-                s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
+            let allow_admin_from_anywhere = s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
             let world = admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0");
             if world && !allow_admin_from_anywhere {
                 return Err(s.value_error(
@@ -268,9 +246,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         }
         "ssh" => {
             let Some(mut s) = root.opt_section("ssh")? else {
-                return Err(
-                    root.error("provider `ssh` needs an `ssh:` section with at least `host`")
-                );
+                return Err(root.error("provider `ssh` needs an `ssh:` section with at least `host`"));
             };
             let settings = SshSettings {
                 host: s.req_str("host")?.0,
@@ -282,14 +258,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             Provider::Ssh(settings)
         }
         other => {
-            let mut err = root.error_at(
-                &provider_span,
-                "provider".into(),
-                format!("unknown provider {other:?}"),
-            );
-            let close = sections
-                .iter()
-                .find(|s| strsim::damerau_levenshtein(other, s) <= 2);
+            let mut err = root.error_at(&provider_span, "provider".into(), format!("unknown provider {other:?}"));
+            let close = sections.iter().find(|s| strsim::damerau_levenshtein(other, s) <= 2);
             err.hint = Some(match close {
                 Some(c) => format!("did you mean `{c}`? (one of local, aws, ssh)"),
                 None => "use one of local, aws, ssh".to_string(),
@@ -298,12 +268,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         }
     };
     root.finish()?;
-    Ok(Stack {
-        file: file.to_path_buf(),
-        name,
-        provider,
-        service,
-    })
+    Ok(Stack { file: file.to_path_buf(), name, provider, service })
 }
 
 #[cfg(test)]
@@ -321,10 +286,7 @@ mod tests {
 
     #[test]
     fn broken_stacks_are_explained_with_positions() {
-        check(
-            "provider: local\n",
-            "stacks/t.yaml:1:1: (top level): missing required field `name`",
-        );
+        check("provider: local\n", "stacks/t.yaml:1:1: (top level): missing required field `name`");
         check(
             "name: Bad_Name\nprovider: local\n",
             "stacks/t.yaml:1:7: name: \"Bad_Name\" is not a valid stack name: use 1-32 lower-case letters, digits and dashes, starting with a letter",
@@ -385,14 +347,8 @@ mod tests {
             "name: a\nprovider: local\naws:\n  region: eu-central-1\n",
             "stacks/t.yaml:1:1: aws: section `aws` does not apply to provider `local`\nhint: remove it, or set `provider: aws`",
         );
-        check(
-            "name: a\nprovider: ssh\nssh:\n  user: admin\n",
-            "stacks/t.yaml:3:1: ssh: missing required field `host`",
-        );
-        check(
-            "name: a\nname: b\nprovider: local\n",
-            "stacks/t.yaml:2:1: (top level): duplicate field `name`",
-        );
+        check("name: a\nprovider: ssh\nssh:\n  user: admin\n", "stacks/t.yaml:3:1: ssh: missing required field `host`");
+        check("name: a\nname: b\nprovider: local\n", "stacks/t.yaml:2:1: (top level): duplicate field `name`");
         check(
             "name: a\nprovider: local\n  bad indent: [\n",
             "stacks/t.yaml:3:13: (top level): invalid YAML: mapping values are not allowed in this context",
@@ -413,9 +369,7 @@ mod tests {
         let local = load_file(&locate(&root, "local")).unwrap();
         assert_eq!(local.provider, Provider::Local(LocalSettings::default()));
         let frankfurt = load_file(&locate(&root, "frankfurt")).unwrap();
-        let Provider::Aws(aws) = frankfurt.provider else {
-            panic!("frankfurt is an aws stack")
-        };
+        let Provider::Aws(aws) = frankfurt.provider else { panic!("frankfurt is an aws stack") };
         assert_eq!(aws.region.as_deref(), Some("eu-central-1"));
         assert_eq!(aws.instance_type.as_deref(), Some("t2.micro"));
     }

@@ -36,40 +36,21 @@ pub struct Section<'a> {
 }
 
 fn position(span: &Span) -> (usize, usize) {
-    span.start()
-        .map(|m| (m.line(), m.column()))
-        .unwrap_or((1, 1))
+    span.start().map(|m| (m.line(), m.column())).unwrap_or((1, 1))
 }
 
 impl<'a> Section<'a> {
     pub fn root(file: &'a Path, map: &'a MarkedMappingNode) -> Section<'a> {
-        Section {
-            file,
-            path: String::new(),
-            map,
-            key_span: None,
-            known: Vec::new(),
-        }
+        Section { file, path: String::new(), map, key_span: None, known: Vec::new() }
     }
 
     fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
     }
 
     pub fn error_at(&self, span: &Span, path: String, message: impl Into<String>) -> StackError {
         let (line, column) = position(span);
-        StackError {
-            file: self.file.to_path_buf(),
-            line,
-            column,
-            path,
-            message: message.into(),
-            hint: None,
-        }
+        StackError { file: self.file.to_path_buf(), line, column, path, message: message.into(), hint: None }
     }
 
     /// An error about the section itself (e.g. a missing key).
@@ -86,24 +67,12 @@ impl<'a> Section<'a> {
                 hint: None,
             };
         }
-        self.error_at(
-            self.key_span.unwrap_or(self.map.span()),
-            self.path.clone(),
-            message,
-        )
+        self.error_at(self.key_span.unwrap_or(self.map.span()), self.path.clone(), message)
     }
 
     /// An error about the value of `key` (at the value when present, else at the section).
-    pub fn value_error(
-        &self,
-        key: &str,
-        message: impl Into<String>,
-        hint: Option<String>,
-    ) -> StackError {
-        let span = self
-            .map
-            .get_node(key)
-            .map_or(self.key_span.unwrap_or(self.map.span()), |n| n.span());
+    pub fn value_error(&self, key: &str, message: impl Into<String>, hint: Option<String>) -> StackError {
+        let span = self.map.get_node(key).map_or(self.key_span.unwrap_or(self.map.span()), |n| n.span());
         let mut err = self.error_at(span, self.child_path(key), message);
         err.hint = hint;
         err
@@ -118,25 +87,13 @@ impl<'a> Section<'a> {
         self.map.get_node(key).is_some()
     }
 
-    fn scalar(
-        &mut self,
-        key: &'static str,
-        what: &str,
-    ) -> Result<Option<(&'a str, &'a Span)>, StackError> {
+    fn scalar(&mut self, key: &'static str, what: &str) -> Result<Option<(&'a str, &'a Span)>, StackError> {
         let path = self.child_path(key);
         match self.node(key) {
             None => Ok(None),
-            Some(Node::Scalar(s))
-                if s.as_str().is_empty() || s.as_str() == "~" || s.as_str() == "null" =>
-            {
-                Ok(None)
-            }
+            Some(Node::Scalar(s)) if s.as_str().is_empty() || s.as_str() == "~" || s.as_str() == "null" => Ok(None),
             Some(Node::Scalar(s)) => Ok(Some((s.as_str(), s.span()))),
-            Some(other) => Err(self.error_at(
-                other.span(),
-                path,
-                format!("expected {what}, found a {}", kind(other)),
-            )),
+            Some(other) => Err(self.error_at(other.span(), path, format!("expected {what}, found a {}", kind(other)))),
         }
     }
 
@@ -194,8 +151,9 @@ impl<'a> Section<'a> {
                 .iter()
                 .enumerate()
                 .map(|(i, item)| match item {
-                    Node::Scalar(s) => parse(s.as_str())
-                        .map_err(|m| self.error_at(s.span(), format!("{path}[{i}]"), m)),
+                    Node::Scalar(s) => {
+                        parse(s.as_str()).map_err(|m| self.error_at(s.span(), format!("{path}[{i}]"), m))
+                    }
                     other => Err(self.error_at(
                         other.span(),
                         format!("{path}[{i}]"),
@@ -205,11 +163,7 @@ impl<'a> Section<'a> {
                 .collect::<Result<Vec<T>, _>>()
                 .map(Some),
             Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
-            Some(other) => Err(self.error_at(
-                other.span(),
-                path,
-                format!("expected a list, found a {}", kind(other)),
-            )),
+            Some(other) => Err(self.error_at(other.span(), path, format!("expected a list, found a {}", kind(other)))),
         }
     }
 
@@ -219,25 +173,13 @@ impl<'a> Section<'a> {
         match self.node(key) {
             None => Ok(None),
             Some(Node::Mapping(m)) => {
-                let key_span = self
-                    .map
-                    .keys()
-                    .find(|k| k.as_str() == key)
-                    .map(|k| k.span());
-                Ok(Some(Section {
-                    file: self.file,
-                    path,
-                    map: m,
-                    key_span,
-                    known: Vec::new(),
-                }))
+                let key_span = self.map.keys().find(|k| k.as_str() == key).map(|k| k.span());
+                Ok(Some(Section { file: self.file, path, map: m, key_span, known: Vec::new() }))
             }
             Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
-            Some(other) => Err(self.error_at(
-                other.span(),
-                path,
-                format!("expected a mapping, found a {}", kind(other)),
-            )),
+            Some(other) => {
+                Err(self.error_at(other.span(), path, format!("expected a mapping, found a {}", kind(other))))
+            }
         }
     }
 
@@ -248,11 +190,7 @@ impl<'a> Section<'a> {
             if self.known.contains(&name) {
                 continue;
             }
-            let mut err = self.error_at(
-                key.span(),
-                self.child_path(name),
-                format!("unknown field `{name}`"),
-            );
+            let mut err = self.error_at(key.span(), self.child_path(name), format!("unknown field `{name}`"));
             let best = self
                 .known
                 .iter()
@@ -288,9 +226,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err("must be longer than zero".to_string()),
-        Err(_) => Err(format!(
-            "expected a duration such as 60s, 5m or 30days, got {s:?}"
-        )),
+        Err(_) => Err(format!("expected a duration such as 60s, 5m or 30days, got {s:?}")),
     }
 }
 
@@ -305,9 +241,7 @@ pub fn parse_cidr(s: &str) -> Result<String, String> {
         std::net::IpAddr::V6(a) => (u128::from(a), 128),
     };
     if prefix > max {
-        return Err(format!(
-            "prefix /{prefix} is longer than {max} bits in {s:?}"
-        ));
+        return Err(format!("prefix /{prefix} is longer than {max} bits in {s:?}"));
     }
     let host_bits = max - prefix;
     if host_bits > 0 && bits & ((1u128 << host_bits) - 1) != 0 {
@@ -324,25 +258,16 @@ pub fn load(file: &Path, text: &str) -> Result<Node, StackError> {
     marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
         use marked_yaml::LoadError;
         let (marker, message) = match &e {
-            LoadError::TopLevelMustBeMapping(m) => (
-                Some(*m),
-                "a stack file must be a mapping of fields (name:, provider:, ...)".to_string(),
-            ),
-            LoadError::DuplicateKey(inner) => (
-                inner.key.span().start().copied(),
-                format!("duplicate field `{}`", inner.key.as_str()),
-            ),
+            LoadError::TopLevelMustBeMapping(m) => {
+                (Some(*m), "a stack file must be a mapping of fields (name:, provider:, ...)".to_string())
+            }
+            LoadError::DuplicateKey(inner) => {
+                (inner.key.span().start().copied(), format!("duplicate field `{}`", inner.key.as_str()))
+            }
             LoadError::ScanError(m, se) => (Some(*m), format!("invalid YAML: {}", se.info())),
             other => (None, format!("invalid YAML: {other}")),
         };
         let (line, column) = marker.map(|m| (m.line(), m.column())).unwrap_or((1, 1));
-        StackError {
-            file: file.to_path_buf(),
-            line,
-            column,
-            path: "(top level)".to_string(),
-            message,
-            hint: None,
-        }
+        StackError { file: file.to_path_buf(), line, column, path: "(top level)".to_string(), message, hint: None }
     })
 }
