@@ -32,7 +32,7 @@ fn load(url: String, workers: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) -
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
                 let tag = format!("w{w}-{i}");
-                let batch = i % 4 == 0;
+                let batch = i.is_multiple_of(4);
                 let body: Value = if batch {
                     Value::Array((0..10).map(|k| event("/charging", k as f64, 200, &tag)).collect())
                 } else {

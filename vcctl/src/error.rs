@@ -32,6 +32,9 @@ pub enum Failure {
     /// Bad arguments, settings or stack (exit 3).
     #[error("{message}")]
     Invalid { message: String, hint: Option<String> },
+    /// Missing, expired or refused credentials (exit 4).
+    #[error("{message}")]
+    Credentials { message: String, hint: Option<String> },
     /// The new release was unhealthy and the previous one serves again (exit 6).
     #[error("release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}")]
     RolledBack { release: String, previous: String, diagnosis: String },
@@ -52,6 +55,7 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
         if let Some(f) = cause.downcast_ref::<Failure>() {
             return match f {
                 Failure::Invalid { hint, .. } => (INVALID, hint.clone()),
+                Failure::Credentials { hint, .. } => (CREDENTIALS, hint.clone()),
                 Failure::RolledBack { .. } => {
                     (ROLLED_BACK, Some("see `vcctl logs` for the failed release's output; fix it and deploy again".into()))
                 }

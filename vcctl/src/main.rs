@@ -3,14 +3,17 @@
 
 mod artifact;
 mod cli;
+mod cloud;
 mod commands;
 mod error;
 mod health;
 mod local;
 mod printer;
+mod provision;
 mod settings;
 mod simulate;
 mod stack;
+mod templates;
 
 use std::process::ExitCode;
 
@@ -61,10 +64,10 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         clap_complete::generate(*shell, &mut Cli::command(), "vcctl", &mut std::io::stdout());
         return Ok(0);
     }
-    if let Command::Simulate(args) = &cli.command {
-        if let Some(target) = &args.target {
-            return commands::simulate::run(&printer, args, target.trim_end_matches('/').to_string(), None).await;
-        }
+    if let Command::Simulate(args) = &cli.command
+        && let Some(target) = &args.target
+    {
+        return commands::simulate::run(&printer, args, target.trim_end_matches('/').to_string(), None).await;
     }
     let overrides = match &cli.command {
         Command::Up(a) | Command::Plan(a) | Command::Deploy(a) => a.overrides.clone(),
@@ -79,6 +82,19 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
     let stack = stack::load_file(&file)?;
     let settings = settings::Settings::resolve(&root, stack, &overrides);
     let ctx = Ctx { printer, root, settings, yes: cli.yes };
+    if let stack::Provider::Aws(a) = &ctx.settings.provider {
+        let a = a.clone();
+        return match &cli.command {
+            Command::Up(_) => commands::aws::up(&ctx, &a).await,
+            Command::Plan(_) => commands::aws::plan(&ctx, &a).await,
+            Command::Status(_) => commands::aws::status(&ctx, &a).await,
+            Command::Destroy(_) => commands::aws::destroy(&ctx, &a).await,
+            _ => Err(anyhow::anyhow!(
+                "`{}` on an AWS stack ships the service over SSH, which comes with the SSH provider, the next step of vcctl",
+                std::env::args().nth(1).unwrap_or_default()
+            )),
+        };
+    }
     match &cli.command {
         Command::Up(a) => commands::up::run(&ctx, a).await,
         Command::Plan(a) => commands::plan::run(&ctx, a).await,

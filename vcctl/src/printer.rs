@@ -110,6 +110,11 @@ pub struct Step {
 }
 
 impl Step {
+    /// A detail learned during the step (shown with `-v`).
+    pub fn note(&self, detail: impl AsRef<str>) {
+        self.printer.detail(detail);
+    }
+
     /// Ends the step: `✓ msg: outcome (1.2s)`.
     pub fn done(mut self, outcome: impl AsRef<str>) {
         self.finish(true, outcome.as_ref());

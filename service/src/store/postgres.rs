@@ -111,12 +111,10 @@ impl PgStore {
         .await?;
         let applied: Vec<i32> =
             tx.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
-        if let Some(newest) = applied.iter().max() {
-            if *newest > MIGRATIONS.last().map_or(0, |m| m.0) {
-                bail!(
-                    "the database schema (version {newest}) is newer than this release knows; upgrade vehicleconnect"
-                );
-            }
+        if let Some(newest) = applied.iter().max()
+            && *newest > MIGRATIONS.last().map_or(0, |m| m.0)
+        {
+            bail!("the database schema (version {newest}) is newer than this release knows; upgrade vehicleconnect");
         }
         for (version, sql) in MIGRATIONS {
             if applied.contains(version) {

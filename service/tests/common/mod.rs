@@ -168,10 +168,10 @@ impl Service {
             let mut addr_tx = Some(addr_tx);
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(rest) = line.split(" listening addr=").nth(1) {
-                    if let Some(tx) = addr_tx.take() {
-                        let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
-                    }
+                if let Some(rest) = line.split(" listening addr=").nth(1)
+                    && let Some(tx) = addr_tx.take()
+                {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_string());
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);

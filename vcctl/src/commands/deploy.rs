@@ -60,10 +60,10 @@ pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout:
     let running = stack.running_pid().is_some();
     if running && previous.as_ref().is_some_and(|r| r.sha256 == artifact.sha256) {
         let client = health::client();
-        if let Ok((200, s)) = health::status(&client, &stack.base_url()).await {
-            if s.status == "ok" {
-                return Ok(Deployed { release: previous.unwrap().name, changed: false, status: s });
-            }
+        if let Ok((200, s)) = health::status(&client, &stack.base_url()).await
+            && s.status == "ok"
+        {
+            return Ok(Deployed { release: previous.unwrap().name, changed: false, status: s });
         }
     }
     let release = stack.install(artifact)?;

@@ -1,5 +1,6 @@
 //! One file per subcommand, each a short script over the modules below it.
 
+pub mod aws;
 pub mod deploy;
 pub mod destroy;
 pub mod logs;

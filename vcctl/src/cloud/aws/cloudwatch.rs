@@ -1,0 +1,127 @@
+//! CloudWatch alarms named `vcctl-<stack>-…`: the EC2 system status check with the recover
+//! action, and CPU above 80 % for 10 minutes.
+
+use anyhow::Result;
+use aws_sdk_cloudwatch::Client;
+use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
+use serde::Serialize;
+
+use super::{TAG_MANAGED_BY, TAG_STACK, error};
+
+/// One alarm as vcctl wants it, and as it compares what it finds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alarm {
+    pub name: String,
+    pub metric: String,
+    pub statistic: String,
+    pub period_s: i32,
+    pub evaluation_periods: i32,
+    pub threshold: f64,
+    pub instance_id: String,
+    pub actions: Vec<String>,
+    /// OK, ALARM or INSUFFICIENT_DATA (as found; ignored when comparing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+impl Alarm {
+    pub fn matches(&self, other: &Alarm) -> bool {
+        Alarm { state: None, ..self.clone() } == Alarm { state: None, ..other.clone() }
+    }
+}
+
+pub fn prefix(stack: &str) -> String {
+    format!("vcctl-{stack}-")
+}
+
+/// The alarms a stack's instance gets.
+pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
+    vec![
+        Alarm {
+            name: format!("{}system-status", prefix(stack)),
+            metric: "StatusCheckFailed_System".into(),
+            statistic: "Maximum".into(),
+            period_s: 60,
+            evaluation_periods: 2,
+            threshold: 0.0,
+            instance_id: instance_id.into(),
+            // EC2's own action: move the instance to healthy hardware, same id and disk.
+            actions: vec![format!("arn:aws:automate:{region}:ec2:recover")],
+            state: None,
+        },
+        Alarm {
+            name: format!("{}cpu-high", prefix(stack)),
+            metric: "CPUUtilization".into(),
+            statistic: "Average".into(),
+            period_s: 300,
+            evaluation_periods: 2,
+            threshold: 80.0,
+            instance_id: instance_id.into(),
+            actions: vec![],
+            state: None,
+        },
+    ]
+}
+
+pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
+    let out = cw
+        .describe_alarms()
+        .alarm_name_prefix(prefix(stack))
+        .send()
+        .await
+        .map_err(|e| error("cloudwatch:DescribeAlarms", "listing the stack's alarms", e))?;
+    Ok(out
+        .metric_alarms()
+        .iter()
+        .map(|a| Alarm {
+            name: a.alarm_name().unwrap_or_default().to_string(),
+            metric: a.metric_name().unwrap_or_default().to_string(),
+            statistic: a.statistic().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            period_s: a.period().unwrap_or(0),
+            evaluation_periods: a.evaluation_periods().unwrap_or(0),
+            threshold: a.threshold().unwrap_or(0.0),
+            instance_id: a
+                .dimensions()
+                .iter()
+                .find(|d| d.name() == Some("InstanceId"))
+                .and_then(|d| d.value())
+                .unwrap_or_default()
+                .to_string(),
+            actions: a.alarm_actions().to_vec(),
+            state: a.state_value().map(|s| s.as_str().to_string()),
+        })
+        .collect())
+}
+
+pub async fn put(cw: &Client, stack: &str, alarm: &Alarm) -> Result<()> {
+    cw.put_metric_alarm()
+        .alarm_name(&alarm.name)
+        .alarm_description(format!("VehicleConnect stack {stack}, managed by vcctl"))
+        .namespace("AWS/EC2")
+        .metric_name(&alarm.metric)
+        .dimensions(Dimension::builder().name("InstanceId").value(&alarm.instance_id).build())
+        .statistic(Statistic::from(alarm.statistic.as_str()))
+        .period(alarm.period_s)
+        .evaluation_periods(alarm.evaluation_periods)
+        .threshold(alarm.threshold)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .set_alarm_actions(Some(alarm.actions.clone()))
+        .tags(Tag::builder().key(TAG_STACK).value(stack).build())
+        .tags(Tag::builder().key(TAG_MANAGED_BY).value("vcctl").build())
+        .send()
+        .await
+        .map_err(|e| error("cloudwatch:PutMetricAlarm", &format!("writing alarm `{}`", alarm.name), e))?;
+    Ok(())
+}
+
+pub async fn delete(cw: &Client, names: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    cw.delete_alarms()
+        .set_alarm_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map_err(|e| error("cloudwatch:DeleteAlarms", &format!("deleting alarms {}", names.join(", ")), e))?;
+    Ok(())
+}

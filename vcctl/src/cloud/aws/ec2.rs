@@ -1,0 +1,418 @@
+//! EC2: key pairs, security groups, AMIs and instances. One function per operation; the
+//! workflow that calls them is `provision.rs`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::client::Waiters;
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types::{
+    AttributeBooleanValue, BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState,
+    IamInstanceProfileSpecification, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType,
+    IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification, VolumeType,
+};
+use serde::Serialize;
+
+use super::{TAG_AMI, TAG_MANAGED_BY, TAG_STACK, error};
+
+/// Debian's AWS account, which publishes the official Debian AMIs.
+pub const DEBIAN_OWNER: &str = "136693071363";
+
+pub fn tags(resource: ResourceType, stack: &str, name: &str, extra: &[(&str, &str)]) -> TagSpecification {
+    let mut spec = TagSpecification::builder()
+        .resource_type(resource)
+        .tags(Tag::builder().key(TAG_STACK).value(stack).build())
+        .tags(Tag::builder().key(TAG_MANAGED_BY).value("vcctl").build())
+        .tags(Tag::builder().key("Name").value(name).build());
+    for (k, v) in extra {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    spec.build()
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn stack_filter(stack: &str) -> Filter {
+    filter(&format!("tag:{TAG_STACK}"), stack)
+}
+
+pub async fn find_key_pair(ec2: &Client, name: &str) -> Result<bool> {
+    let out = ec2
+        .describe_key_pairs()
+        .filters(filter("key-name", name))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeKeyPairs", &format!("looking up key pair `{name}`"), e))?;
+    Ok(!out.key_pairs().is_empty())
+}
+
+pub async fn import_key_pair(ec2: &Client, name: &str, public_key: &str, stack: &str) -> Result<()> {
+    ec2.import_key_pair()
+        .key_name(name)
+        .public_key_material(Blob::new(public_key.trim().as_bytes().to_vec()))
+        .tag_specifications(tags(ResourceType::KeyPair, stack, name, &[]))
+        .send()
+        .await
+        .map_err(|e| error("ec2:ImportKeyPair", &format!("importing key pair `{name}`"), e))?;
+    Ok(())
+}
+
+pub async fn delete_key_pair(ec2: &Client, name: &str) -> Result<()> {
+    ec2.delete_key_pair()
+        .key_name(name)
+        .send()
+        .await
+        .map_err(|e| error("ec2:DeleteKeyPair", &format!("deleting key pair `{name}`"), e))?;
+    Ok(())
+}
+
+pub async fn default_vpc(ec2: &Client) -> Result<String> {
+    let out = ec2
+        .describe_vpcs()
+        .filters(filter("is-default", "true"))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeVpcs", "looking up the default VPC", e))?;
+    out.vpcs()
+        .first()
+        .and_then(|v| v.vpc_id())
+        .map(str::to_string)
+        .context("this region has no default VPC; set `aws.vpc_id` (and `aws.subnet_id`) in the stack file")
+}
+
+/// One inbound TCP rule: a port, a source network and why it is open.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Rule {
+    pub port: u16,
+    pub cidr: String,
+    pub description: String,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tcp/{} from {} ({})", self.port, self.cidr, self.description)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub rules: Vec<Rule>,
+}
+
+pub async fn find_security_group(ec2: &Client, stack: &str) -> Result<Option<SecurityGroup>> {
+    let out = ec2.describe_security_groups().filters(stack_filter(stack)).send().await.map_err(|e| {
+        error("ec2:DescribeSecurityGroups", &format!("looking up the security group of stack `{stack}`"), e)
+    })?;
+    let Some(g) = out.security_groups().first() else { return Ok(None) };
+    let mut rules = Vec::new();
+    for p in g.ip_permissions() {
+        let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else { continue };
+        // Rules vcctl did not make (port ranges, other protocols) still show, as port `from`.
+        let _ = to;
+        for r in p.ip_ranges() {
+            rules.push(Rule {
+                port: from as u16,
+                cidr: r.cidr_ip().unwrap_or_default().to_string(),
+                description: r.description().unwrap_or_default().to_string(),
+            });
+        }
+        for r in p.ipv6_ranges() {
+            rules.push(Rule {
+                port: from as u16,
+                cidr: r.cidr_ipv6().unwrap_or_default().to_string(),
+                description: r.description().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    rules.sort();
+    Ok(Some(SecurityGroup {
+        id: g.group_id().unwrap_or_default().to_string(),
+        name: g.group_name().unwrap_or_default().to_string(),
+        vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+        rules,
+    }))
+}
+
+pub async fn create_security_group(ec2: &Client, name: &str, vpc_id: &str, stack: &str) -> Result<String> {
+    let out = ec2
+        .create_security_group()
+        .group_name(name)
+        .description(format!("VehicleConnect stack {stack}, managed by vcctl"))
+        .vpc_id(vpc_id)
+        .tag_specifications(tags(ResourceType::SecurityGroup, stack, name, &[]))
+        .send()
+        .await
+        .map_err(|e| error("ec2:CreateSecurityGroup", &format!("creating security group `{name}`"), e))?;
+    out.group_id().map(str::to_string).context("CreateSecurityGroup returned no group id")
+}
+
+fn permissions(rules: &[Rule]) -> Vec<IpPermission> {
+    rules
+        .iter()
+        .map(|r| {
+            let p = IpPermission::builder().ip_protocol("tcp").from_port(r.port as i32).to_port(r.port as i32);
+            if r.cidr.contains(':') {
+                p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(&r.cidr).description(&r.description).build()).build()
+            } else {
+                p.ip_ranges(IpRange::builder().cidr_ip(&r.cidr).description(&r.description).build()).build()
+            }
+        })
+        .collect()
+}
+
+pub async fn authorize(ec2: &Client, group_id: &str, rules: &[Rule]) -> Result<()> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    ec2.authorize_security_group_ingress()
+        .group_id(group_id)
+        .set_ip_permissions(Some(permissions(rules)))
+        .send()
+        .await
+        .map_err(|e| {
+            error("ec2:AuthorizeSecurityGroupIngress", &format!("opening {} rule(s) on {group_id}", rules.len()), e)
+        })?;
+    Ok(())
+}
+
+pub async fn revoke(ec2: &Client, group_id: &str, rules: &[Rule]) -> Result<()> {
+    if rules.is_empty() {
+        return Ok(());
+    }
+    ec2.revoke_security_group_ingress()
+        .group_id(group_id)
+        .set_ip_permissions(Some(permissions(rules)))
+        .send()
+        .await
+        .map_err(|e| {
+            error("ec2:RevokeSecurityGroupIngress", &format!("closing {} rule(s) on {group_id}", rules.len()), e)
+        })?;
+    Ok(())
+}
+
+pub async fn delete_security_group(ec2: &Client, group_id: &str) -> Result<()> {
+    ec2.delete_security_group()
+        .group_id(group_id)
+        .send()
+        .await
+        .map_err(|e| error("ec2:DeleteSecurityGroup", &format!("deleting security group {group_id}"), e))?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub root_device: String,
+}
+
+/// The newest official Debian 12 image for `arch` (`x86_64` or `arm64`).
+pub async fn latest_debian(ec2: &Client, arch: &str) -> Result<Option<Image>> {
+    let name = if arch == "arm64" { "debian-12-arm64-*" } else { "debian-12-amd64-*" };
+    let out = ec2
+        .describe_images()
+        .owners(DEBIAN_OWNER)
+        .filters(filter("name", name))
+        .filters(filter("architecture", arch))
+        .filters(filter("state", "available"))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeImages", "looking up the latest Debian 12 AMI", e))?;
+    let newest = out.images().iter().max_by_key(|i| i.creation_date().unwrap_or_default().to_string());
+    Ok(newest.map(|i| Image {
+        id: i.image_id().unwrap_or_default().to_string(),
+        name: i.name().unwrap_or_default().to_string(),
+        root_device: i.root_device_name().unwrap_or("/dev/xvda").to_string(),
+    }))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: String,
+    pub instance_type: String,
+    pub ami: String,
+    pub pinned_ami: Option<String>,
+    pub public_ip: Option<String>,
+    pub launch_time: Option<String>,
+    pub imds_tokens_required: bool,
+    pub imds_hop_limit: i32,
+    pub security_groups: Vec<String>,
+    pub instance_profile_arn: Option<String>,
+}
+
+/// The stack's instance that is not terminated (or shutting down), if any.
+pub async fn find_instance(ec2: &Client, stack: &str) -> Result<Option<Instance>> {
+    let out = ec2
+        .describe_instances()
+        .filters(stack_filter(stack))
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeInstances", &format!("looking up the instance of stack `{stack}`"), e))?;
+    let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() else { return Ok(None) };
+    let metadata = i.metadata_options();
+    Ok(Some(Instance {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+        instance_type: i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        ami: i.image_id().unwrap_or_default().to_string(),
+        pinned_ami: i.tags().iter().find(|t| t.key() == Some(TAG_AMI)).and_then(|t| t.value()).map(str::to_string),
+        public_ip: i.public_ip_address().map(str::to_string),
+        launch_time: i.launch_time().map(|t| t.to_string()),
+        imds_tokens_required: metadata.and_then(|m| m.http_tokens()) == Some(&HttpTokensState::Required),
+        imds_hop_limit: metadata.and_then(|m| m.http_put_response_hop_limit()).unwrap_or(0),
+        security_groups: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
+        instance_profile_arn: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
+    }))
+}
+
+pub async fn termination_protection(ec2: &Client, id: &str) -> Result<bool> {
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeInstanceAttribute", &format!("reading termination protection of {id}"), e))?;
+    Ok(out.disable_api_termination().and_then(|v| v.value()).unwrap_or(false))
+}
+
+pub async fn set_termination_protection(ec2: &Client, id: &str, on: bool) -> Result<()> {
+    ec2.modify_instance_attribute()
+        .instance_id(id)
+        .disable_api_termination(AttributeBooleanValue::builder().value(on).build())
+        .send()
+        .await
+        .map_err(|e| error("ec2:ModifyInstanceAttribute", &format!("setting termination protection of {id}"), e))?;
+    Ok(())
+}
+
+pub async fn require_imdsv2(ec2: &Client, id: &str) -> Result<()> {
+    ec2.modify_instance_metadata_options()
+        .instance_id(id)
+        .http_tokens(HttpTokensState::Required)
+        .http_put_response_hop_limit(1)
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .send()
+        .await
+        .map_err(|e| error("ec2:ModifyInstanceMetadataOptions", &format!("requiring IMDSv2 on {id}"), e))?;
+    Ok(())
+}
+
+/// Changes the instance type: stop, modify, start (the instance keeps its disk and id).
+pub async fn change_instance_type(ec2: &Client, id: &str, instance_type: &str) -> Result<()> {
+    ec2.stop_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .map_err(|e| error("ec2:StopInstances", &format!("stopping {id} to change its type"), e))?;
+    ec2.wait_until_instance_stopped()
+        .instance_ids(id)
+        .wait(Duration::from_secs(600))
+        .await
+        .with_context(|| format!("waiting for {id} to stop (10 minutes)"))?;
+    ec2.modify_instance_attribute().instance_id(id).instance_type(AttributeValue(instance_type)).send().await.map_err(
+        |e| error("ec2:ModifyInstanceAttribute", &format!("changing the type of {id} to {instance_type}"), e),
+    )?;
+    ec2.start_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .map_err(|e| error("ec2:StartInstances", &format!("starting {id} again"), e))?;
+    Ok(())
+}
+
+#[allow(non_snake_case)]
+fn AttributeValue(v: &str) -> aws_sdk_ec2::types::AttributeValue {
+    aws_sdk_ec2::types::AttributeValue::builder().value(v).build()
+}
+
+/// What `RunInstances` needs.
+pub struct InstanceSpec<'a> {
+    pub stack: &'a str,
+    pub name: &'a str,
+    pub image: &'a Image,
+    pub instance_type: &'a str,
+    pub key_name: &'a str,
+    pub security_group_id: &'a str,
+    pub subnet_id: Option<&'a str>,
+    pub instance_profile: &'a str,
+    pub user_data_base64: String,
+    pub termination_protection: bool,
+    pub volume_gb: i32,
+    /// Idempotency: a retried call with the same token never starts a second instance.
+    pub client_token: String,
+}
+
+pub async fn run_instance(
+    ec2: &Client,
+    spec: &InstanceSpec<'_>,
+) -> Result<String, aws_sdk_ec2::error::SdkError<aws_sdk_ec2::operation::run_instances::RunInstancesError>> {
+    let out = ec2
+        .run_instances()
+        .image_id(&spec.image.id)
+        .instance_type(InstanceType::from(spec.instance_type))
+        .min_count(1)
+        .max_count(1)
+        .key_name(spec.key_name)
+        .security_group_ids(spec.security_group_id)
+        .set_subnet_id(spec.subnet_id.map(str::to_string))
+        .iam_instance_profile(IamInstanceProfileSpecification::builder().name(spec.instance_profile).build())
+        .user_data(&spec.user_data_base64)
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Required)
+                .http_put_response_hop_limit(1)
+                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                .build(),
+        )
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name(&spec.image.root_device)
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .volume_type(VolumeType::Gp3)
+                        .volume_size(spec.volume_gb)
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .disable_api_termination(spec.termination_protection)
+        .client_token(&spec.client_token)
+        .tag_specifications(tags(ResourceType::Instance, spec.stack, spec.name, &[(TAG_AMI, &spec.image.id)]))
+        .tag_specifications(tags(ResourceType::Volume, spec.stack, spec.name, &[]))
+        .send()
+        .await?;
+    Ok(out.instances().first().and_then(|i| i.instance_id()).unwrap_or_default().to_string())
+}
+
+pub async fn terminate(ec2: &Client, id: &str) -> Result<()> {
+    ec2.terminate_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .map_err(|e| error("ec2:TerminateInstances", &format!("terminating {id}"), e))?;
+    ec2.wait_until_instance_terminated()
+        .instance_ids(id)
+        .wait(Duration::from_secs(900))
+        .await
+        .with_context(|| format!("waiting for {id} to terminate (15 minutes)"))?;
+    Ok(())
+}

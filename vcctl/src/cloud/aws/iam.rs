@@ -1,0 +1,251 @@
+//! IAM: the instance's role, its one inline least-privilege policy, and the instance
+//! profile that carries the role, all under the path `/vcctl/<stack>/`.
+
+use anyhow::Result;
+use aws_sdk_iam::Client;
+use aws_sdk_iam::types::Tag;
+use serde_json::{Value, json};
+
+use super::{TAG_MANAGED_BY, TAG_STACK, error};
+
+pub fn path(stack: &str) -> String {
+    format!("/vcctl/{stack}/")
+}
+
+/// Only EC2 may assume the role.
+pub fn trust_policy() -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    })
+}
+
+/// Metrics into the `VehicleConnect` namespace and logs into the stack's own log group:
+/// nothing else. Never a `*FullAccess` policy.
+pub fn instance_policy(stack: &str, region: &str, account: &str) -> Value {
+    let group = format!("arn:aws:logs:{region}:{account}:log-group:/vcctl/{stack}");
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "MetricsInOwnNamespace",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": "VehicleConnect"}}
+            },
+            {"Sid": "CreateOwnLogGroup", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group},
+            {
+                "Sid": "WriteOwnLogGroup",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                "Resource": format!("{group}:*")
+            }
+        ]
+    })
+}
+
+fn tags(stack: &str) -> Vec<Tag> {
+    [(TAG_STACK, stack), (TAG_MANAGED_BY, "vcctl")]
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("key and value are set"))
+        .collect()
+}
+
+/// IAM returns policy documents URL-encoded.
+fn decode(doc: &str) -> Value {
+    let mut bytes = Vec::with_capacity(doc.len());
+    let raw = doc.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%'
+            && i + 2 < raw.len()
+            && let Ok(b) = u8::from_str_radix(&doc[i + 1..i + 3], 16)
+        {
+            bytes.push(b);
+            i += 3;
+            continue;
+        }
+        bytes.push(if raw[i] == b'+' { b' ' } else { raw[i] });
+        i += 1;
+    }
+    serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+}
+
+#[derive(Debug, Clone)]
+pub struct Role {
+    pub trust: Value,
+}
+
+pub async fn get_role(iam: &Client, name: &str) -> Result<Option<Role>> {
+    match iam.get_role().role_name(name).send().await {
+        Ok(out) => Ok(out.role().map(|r| Role { trust: decode(r.assume_role_policy_document().unwrap_or("")) })),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
+        Err(e) => Err(error("iam:GetRole", &format!("looking up role `{name}`"), e)),
+    }
+}
+
+pub async fn create_role(iam: &Client, name: &str, stack: &str) -> Result<()> {
+    iam.create_role()
+        .role_name(name)
+        .path(path(stack))
+        .assume_role_policy_document(trust_policy().to_string())
+        .description(format!("VehicleConnect host of stack {stack}, managed by vcctl"))
+        .set_tags(Some(tags(stack)))
+        .send()
+        .await
+        .map_err(|e| error("iam:CreateRole", &format!("creating role `{name}`"), e))?;
+    Ok(())
+}
+
+pub async fn update_trust(iam: &Client, name: &str) -> Result<()> {
+    iam.update_assume_role_policy()
+        .role_name(name)
+        .policy_document(trust_policy().to_string())
+        .send()
+        .await
+        .map_err(|e| error("iam:UpdateAssumeRolePolicy", &format!("restoring the trust policy of `{name}`"), e))?;
+    Ok(())
+}
+
+pub async fn get_role_policy(iam: &Client, role: &str, policy: &str) -> Result<Option<Value>> {
+    match iam.get_role_policy().role_name(role).policy_name(policy).send().await {
+        Ok(out) => Ok(Some(decode(out.policy_document()))),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
+        Err(e) => Err(error("iam:GetRolePolicy", &format!("reading policy `{policy}` of role `{role}`"), e)),
+    }
+}
+
+pub async fn put_role_policy(iam: &Client, role: &str, policy: &str, document: &Value) -> Result<()> {
+    iam.put_role_policy()
+        .role_name(role)
+        .policy_name(policy)
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .map_err(|e| error("iam:PutRolePolicy", &format!("writing policy `{policy}` of role `{role}`"), e))?;
+    Ok(())
+}
+
+/// Every policy attached to the role, inline or managed: anything but ours is drift.
+pub async fn other_policies(iam: &Client, role: &str, ours: &str) -> Result<Vec<String>> {
+    let inline = iam
+        .list_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(|e| error("iam:ListRolePolicies", &format!("listing the policies of role `{role}`"), e))?;
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(role)
+        .send()
+        .await
+        .map_err(|e| error("iam:ListAttachedRolePolicies", &format!("listing the policies of role `{role}`"), e))?;
+    let mut out: Vec<String> = inline.policy_names().iter().filter(|p| p.as_str() != ours).cloned().collect();
+    out.extend(attached.attached_policies().iter().filter_map(|p| p.policy_arn()).map(str::to_string));
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceProfile {
+    pub roles: Vec<String>,
+}
+
+pub async fn get_instance_profile(iam: &Client, name: &str) -> Result<Option<InstanceProfile>> {
+    match iam.get_instance_profile().instance_profile_name(name).send().await {
+        Ok(out) => Ok(out
+            .instance_profile()
+            .map(|p| InstanceProfile { roles: p.roles().iter().map(|r| r.role_name().to_string()).collect() })),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
+        Err(e) => Err(error("iam:GetInstanceProfile", &format!("looking up instance profile `{name}`"), e)),
+    }
+}
+
+pub async fn create_instance_profile(iam: &Client, name: &str, stack: &str) -> Result<()> {
+    iam.create_instance_profile()
+        .instance_profile_name(name)
+        .path(path(stack))
+        .set_tags(Some(tags(stack)))
+        .send()
+        .await
+        .map_err(|e| error("iam:CreateInstanceProfile", &format!("creating instance profile `{name}`"), e))?;
+    Ok(())
+}
+
+pub async fn add_role(iam: &Client, profile: &str, role: &str) -> Result<()> {
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(profile)
+        .role_name(role)
+        .send()
+        .await
+        .map_err(|e| error("iam:AddRoleToInstanceProfile", &format!("adding role `{role}` to `{profile}`"), e))?;
+    Ok(())
+}
+
+/// Deletes the profile and the role with its inline policies; missing parts are skipped.
+pub async fn delete_role_and_profile(iam: &Client, role: &str, profile: &str) -> Result<()> {
+    if let Some(p) = get_instance_profile(iam, profile).await? {
+        for r in &p.roles {
+            iam.remove_role_from_instance_profile().instance_profile_name(profile).role_name(r).send().await.map_err(
+                |e| error("iam:RemoveRoleFromInstanceProfile", &format!("detaching `{r}` from `{profile}`"), e),
+            )?;
+        }
+        iam.delete_instance_profile()
+            .instance_profile_name(profile)
+            .send()
+            .await
+            .map_err(|e| error("iam:DeleteInstanceProfile", &format!("deleting instance profile `{profile}`"), e))?;
+    }
+    if get_role(iam, role).await?.is_some() {
+        let inline = iam
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| error("iam:ListRolePolicies", &format!("listing the policies of `{role}`"), e))?;
+        for p in inline.policy_names() {
+            iam.delete_role_policy()
+                .role_name(role)
+                .policy_name(p)
+                .send()
+                .await
+                .map_err(|e| error("iam:DeleteRolePolicy", &format!("deleting policy `{p}` of `{role}`"), e))?;
+        }
+        let attached = iam
+            .list_attached_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| error("iam:ListAttachedRolePolicies", &format!("listing the policies of `{role}`"), e))?;
+        for p in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
+            iam.detach_role_policy()
+                .role_name(role)
+                .policy_arn(p)
+                .send()
+                .await
+                .map_err(|e| error("iam:DetachRolePolicy", &format!("detaching `{p}` from `{role}`"), e))?;
+        }
+        iam.delete_role()
+            .role_name(role)
+            .send()
+            .await
+            .map_err(|e| error("iam:DeleteRole", &format!("deleting role `{role}`"), e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_documents_decode_and_stay_least_privilege() {
+        let p = instance_policy("frankfurt", "eu-central-1", "123456789012");
+        let encoded = p.to_string().replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace(' ', "+");
+        assert_eq!(decode(&encoded), p);
+        let text = p.to_string();
+        assert!(!text.contains("FullAccess"));
+        assert!(text.contains("arn:aws:logs:eu-central-1:123456789012:log-group:/vcctl/frankfurt:*"));
+        assert_eq!(p["Statement"][0]["Condition"]["StringEquals"]["cloudwatch:namespace"], "VehicleConnect");
+    }
+}

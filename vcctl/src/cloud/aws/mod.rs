@@ -1,0 +1,132 @@
+//! AWS: the clients (the SDK's default credential chain and its standard retries), the
+//! mapping of SDK errors to messages and exit codes, and one thin wrapper per service.
+//! The provisioning workflow lives apart, in `provision.rs`.
+
+pub mod cloudwatch;
+pub mod ec2;
+pub mod iam;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::error::Failure;
+
+/// Tags on everything vcctl creates. The cloud is the source of truth: no state file.
+pub const TAG_STACK: &str = "vcctl:stack";
+pub const TAG_MANAGED_BY: &str = "vcctl:managed-by";
+/// The AMI an instance was created from, pinned so later runs never replace it implicitly.
+pub const TAG_AMI: &str = "vcctl:ami";
+
+pub struct Aws {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub region: String,
+    /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
+    pub emulated: bool,
+}
+
+/// The profile the default credential chain uses, for messages.
+pub fn profile_name() -> String {
+    std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into())
+}
+
+impl Aws {
+    pub async fn connect(region: &str) -> Aws {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()))
+            // Standard mode: exponential backoff with jitter on throttling and transient errors.
+            .retry_config(RetryConfig::standard().with_max_attempts(6))
+            .load()
+            .await;
+        Aws {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            region: region.to_string(),
+            emulated: std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        }
+    }
+
+    /// Who we are: the ARN of the caller. Fails with exit 4 when credentials are missing,
+    /// expired or refused.
+    pub async fn identity(&self) -> anyhow::Result<String> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| error("sts:GetCallerIdentity", "checking the AWS identity", e))?;
+        Ok(out.arn().unwrap_or("unknown").to_string())
+    }
+}
+
+/// Error codes that mean "who you are may not do this" or "we do not know who you are".
+const AUTH_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthFailure",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+];
+
+/// An SDK error with what we were doing; credential and permission problems become exit 4
+/// naming the profile and the action that was denied.
+pub fn error<E>(action: &str, doing: &str, err: SdkError<E, HttpResponse>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    // Some endpoints (and emulators) answer in an error envelope the SDK does not parse:
+    // read the code from the raw body then, and count any 401/403 as an auth failure.
+    let (status, raw_code) = match err.raw_response() {
+        Some(raw) => (raw.status().as_u16(), raw.body().bytes().and_then(code_in_body)),
+        None => (0, None),
+    };
+    let code = err.code().map(str::to_string).or(raw_code);
+    let detail = match (code.as_deref(), err.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => format!("{}", DisplayErrorContext(&err)),
+    };
+    let no_credentials = code.is_none() && status == 0 && detail.to_lowercase().contains("credential");
+    let refused = code.as_deref().is_some_and(|c| AUTH_CODES.contains(&c)) || status == 401 || status == 403;
+    if refused || no_credentials {
+        let message = if no_credentials {
+            format!("no usable AWS credentials (profile `{}`) while {doing}: {detail}", profile_name())
+        } else {
+            format!("AWS refused {action} for the credentials of profile `{}` while {doing}: {detail}", profile_name())
+        };
+        return Failure::Credentials {
+            message,
+            hint: Some(
+                "check `aws sts get-caller-identity`; set AWS_PROFILE or run `aws sso login`; in GitHub Actions use aws-actions/configure-aws-credentials with role-to-assume"
+                    .into(),
+            ),
+        }
+        .into();
+    }
+    anyhow::anyhow!("{doing} ({action}): {detail}")
+}
+
+/// `<Code>X</Code>` in an XML error body.
+fn code_in_body(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    Some(text[start..start + len].to_string())
+}
+
+/// The service error code of an SDK error, if AWS answered with one.
+pub fn code_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str> {
+    err.code()
+}

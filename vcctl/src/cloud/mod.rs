@@ -1,0 +1,3 @@
+//! Cloud providers. Only AWS so far.
+
+pub mod aws;

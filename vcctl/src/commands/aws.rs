@@ -1,0 +1,280 @@
+//! The AWS provider's `up`, `plan`, `status` and `destroy`: scripts over `provision` and the
+//! thin SDK wrappers in `cloud::aws`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cloud::aws::{Aws, cloudwatch, ec2, iam};
+use crate::error::{self, Failure};
+use crate::provision::{self, Action, Names, Wanted};
+use crate::stack::AwsSettings;
+use crate::templates;
+
+pub const DEFAULT_REGION: &str = "eu-central-1";
+pub const DEFAULT_INSTANCE_TYPE: &str = "t2.micro";
+
+fn region(a: &AwsSettings) -> String {
+    a.region.clone().unwrap_or_else(|| DEFAULT_REGION.into())
+}
+
+async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
+    let aws = Aws::connect(&region(a)).await;
+    let step = ctx.printer.step(format!("checking AWS credentials (profile `{}`)", crate::cloud::aws::profile_name()));
+    match aws.identity().await {
+        Ok(arn) => {
+            step.done(&arn);
+            // arn:aws:iam::123456789012:user/name → the account.
+            let account = arn.split(':').nth(4).unwrap_or("*").to_string();
+            Ok((aws, account))
+        }
+        Err(e) => {
+            step.fail("refused");
+            Err(e)
+        }
+    }
+}
+
+fn public_key_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
+    let raw = a.ssh_public_key.clone().unwrap_or_else(|| "~/.ssh/id_ed25519.pub".into());
+    match raw.strip_prefix("~/") {
+        Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),
+        None => ctx.root.join(raw),
+    }
+}
+
+fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str) -> Result<Wanted> {
+    let stack = &ctx.settings.stack;
+    let key_path = public_key_path(ctx, a);
+    let public_key = std::fs::read_to_string(&key_path).map_err(|e| {
+        Failure::invalid(
+            format!(
+                "cannot read the SSH public key `{}` (aws.ssh_public_key in `{}`): {e}",
+                key_path.display(),
+                ctx.settings.stack_file.display()
+            ),
+            Some("create one with `ssh-keygen -t ed25519`, or point aws.ssh_public_key at yours".to_string()),
+        )
+    })?;
+    if a.admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0") {
+        ctx.printer.warn(
+            "SSH (22) and Prometheus (9090) are open to the whole internet (aws.allow_admin_from_anywhere: true)",
+        );
+    }
+    let region = region(a);
+    Ok(Wanted {
+        stack: stack.clone(),
+        names: Names::new(stack),
+        instance_type: a.instance_type.clone().unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
+        public_key,
+        vpc_id: a.vpc_id.clone(),
+        subnet_id: a.subnet_id.clone(),
+        termination_protection: a.termination_protection,
+        rules: provision::rules(&a.admin_cidrs, ctx.settings.port),
+        policy: iam::instance_policy(stack, &region, account),
+        user_data: templates::user_data(stack, ctx.settings.port)?,
+        region,
+    })
+}
+
+fn print_changes(ctx: &Ctx, changes: &[provision::Change]) {
+    for c in changes {
+        let sign = match c.action {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+        };
+        let detail = if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) };
+        ctx.printer.out(format!("  {sign} {}{detail}", c.resource));
+    }
+}
+
+pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    let (aws, account) = connect(ctx, a).await?;
+    let w = wanted(ctx, a, &account)?;
+    let step = ctx.printer.step("reading what exists");
+    let found = provision::find(&aws, &w.names, &w.stack).await?;
+    step.done("");
+    let changes = provision::plan(&w, &found, &w.region);
+    ctx.printer.json(&json!({"stack": w.stack, "region": w.region, "changes": changes, "settings": ctx.settings}));
+    if changes.is_empty() {
+        ctx.printer.out(format!("stack `{}`: no changes; AWS matches the stack file", w.stack));
+        return Ok(error::OK);
+    }
+    ctx.printer.out(format!("stack `{}` in {}: `vcctl up` would make {} change(s):", w.stack, w.region, changes.len()));
+    print_changes(ctx, &changes);
+    Ok(error::PLAN_HAS_CHANGES)
+}
+
+pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    let started = Instant::now();
+    let (aws, account) = connect(ctx, a).await?;
+    let w = wanted(ctx, a, &account)?;
+    let step = ctx.printer.step("reading what exists");
+    let found = provision::find(&aws, &w.names, &w.stack).await?;
+    step.done("");
+    let changes = provision::plan(&w, &found, &w.region);
+    let instance_id = if changes.is_empty() {
+        found.instance.as_ref().map(|i| i.id.clone())
+    } else {
+        provision::apply(&aws, &w, &found, &changes, &ctx.printer).await?
+    };
+    let instance = ec2::find_instance(&aws.ec2, &w.stack).await?;
+    ctx.printer.json(&json!({
+        "stack": w.stack,
+        "region": w.region,
+        "changed": !changes.is_empty(),
+        "changes": changes,
+        "instance": instance,
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    }));
+    if changes.is_empty() {
+        ctx.printer.info(format!("stack `{}`: no changes; everything matches the stack file", w.stack));
+    } else {
+        ctx.printer.info(format!(
+            "\nstack `{}` in {}: {} change(s) made in {}",
+            w.stack,
+            w.region,
+            changes.len(),
+            crate::printer::format_duration(started.elapsed())
+        ));
+    }
+    let ip = instance.as_ref().and_then(|i| i.public_ip.clone()).unwrap_or_else(|| "(no public address yet)".into());
+    ctx.printer.out(format!("instance {} at {ip}", instance_id.unwrap_or_default()));
+    ctx.printer.info(
+        "the host is provisioned; shipping the service to it over SSH (`vcctl deploy`) comes with the SSH provider, the next step of vcctl",
+    );
+    Ok(error::OK)
+}
+
+pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    let (aws, _) = connect(ctx, a).await?;
+    let stack = &ctx.settings.stack;
+    let instance = ec2::find_instance(&aws.ec2, stack).await?;
+    let sg = ec2::find_security_group(&aws.ec2, stack).await?;
+    let alarms = cloudwatch::find(&aws.cloudwatch, stack).await?;
+    let mut health = json!(null);
+    if let Some(ip) = instance.as_ref().and_then(|i| i.public_ip.clone()) {
+        if aws.emulated {
+            health = json!({"checked": false, "reason": "AWS_ENDPOINT_URL is set (an emulator): instance addresses are not real"});
+        } else {
+            let client = crate::health::client();
+            let base = format!("http://{ip}:{}", ctx.settings.port);
+            health = match crate::health::status(&client, &base).await {
+                Ok((code, s)) => json!({"checked": true, "http": code, "status": s}),
+                Err(e) => json!({"checked": true, "error": e}),
+            };
+        }
+    }
+    ctx.printer.json(&json!({"stack": stack, "region": region(a), "instance": instance, "security_group": sg, "alarms": alarms, "service": health}));
+    let p = &ctx.printer;
+    p.out(format!("stack:    {stack} (aws, {})", region(a)));
+    match &instance {
+        None => p.out("instance: none (run `vcctl up`)"),
+        Some(i) => {
+            p.out(format!(
+                "instance: {} {} ({}), AMI {}, launched {}",
+                i.id,
+                i.state,
+                i.instance_type,
+                i.ami,
+                i.launch_time.clone().unwrap_or_default()
+            ));
+            p.out(format!("address:  {}", i.public_ip.clone().unwrap_or_else(|| "none".into())));
+        }
+    }
+    if let Some(g) = &sg {
+        p.out(format!("firewall: {} ({})", g.id, g.name));
+        for r in &g.rules {
+            p.out(format!("  {r}"));
+        }
+    }
+    for a in &alarms {
+        p.out(format!("alarm:    {} {}", a.name, a.state.clone().unwrap_or_default()));
+    }
+    p.out(format!("service:  {}", health));
+    Ok(if instance.as_ref().is_some_and(|i| i.state == "running") { 0 } else { 1 })
+}
+
+pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    let (aws, _) = connect(ctx, a).await?;
+    let stack = ctx.settings.stack.clone();
+    let names = Names::new(&stack);
+    let found = provision::find(&aws, &names, &stack).await?;
+    if found.is_empty() {
+        ctx.printer.json(&json!({"stack": stack, "deleted": [], "failed": []}));
+        ctx.printer.info(format!("stack `{stack}` has nothing left to destroy"));
+        return Ok(0);
+    }
+    if let (Some(i), Some(true)) = (&found.instance, found.termination_protection) {
+        return Err(Failure::invalid(
+            format!("instance {} of stack `{stack}` has termination protection on; nothing was deleted", i.id),
+            Some(format!(
+                "set `aws.termination_protection: false` in `{}` and run `vcctl up`, then destroy",
+                ctx.settings.stack_file.display()
+            )),
+        )
+        .into());
+    }
+    ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", region(a)))?;
+    let mut deleted = Vec::new();
+    let mut failed: Vec<(String, String)> = Vec::new();
+    macro_rules! attempt {
+        ($what:expr, $fut:expr) => {{
+            let step = ctx.printer.step(format!("deleting {}", $what));
+            match $fut.await {
+                Ok(()) => {
+                    step.done("");
+                    deleted.push($what.to_string());
+                    true
+                }
+                Err(e) => {
+                    step.fail("failed");
+                    failed.push(($what.to_string(), format!("{e:#}")));
+                    false
+                }
+            }
+        }};
+    }
+    if !found.alarms.is_empty() {
+        let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
+        attempt!(format!("alarms {}", names.join(", ")), cloudwatch::delete(&aws.cloudwatch, &names));
+    }
+    let mut instance_gone = true;
+    if let Some(i) = &found.instance {
+        instance_gone =
+            attempt!(format!("instance {} (waiting until terminated)", i.id), ec2::terminate(&aws.ec2, &i.id));
+    }
+    if let Some(g) = &found.security_group {
+        if instance_gone {
+            attempt!(format!("security group {}", g.id), ec2::delete_security_group(&aws.ec2, &g.id));
+        } else {
+            failed.push((format!("security group {}", g.id), "still used by the instance".into()));
+        }
+    }
+    if found.role.is_some() || found.instance_profile.is_some() {
+        attempt!(
+            format!("instance profile {} and role {}", names.instance_profile, names.role),
+            iam::delete_role_and_profile(&aws.iam, &names.role, &names.instance_profile)
+        );
+    }
+    if found.key_pair {
+        attempt!(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair));
+    }
+    ctx.printer.json(&json!({"stack": stack, "deleted": deleted, "failed": failed}));
+    if failed.is_empty() {
+        ctx.printer.info(format!("stack `{stack}` destroyed: nothing tagged for it remains"));
+        Ok(0)
+    } else {
+        for (what, why) in &failed {
+            ctx.printer.warn(format!("could not delete {what}: {why}"));
+        }
+        anyhow::bail!(
+            "{} resource(s) of stack `{stack}` could not be deleted; run `vcctl destroy` again to finish",
+            failed.len()
+        )
+    }
+}

@@ -1,0 +1,629 @@
+//! The AWS workflow: what a stack wants (`Wanted`, from settings), what exists (`Found`,
+//! read from AWS by tags and names), the changes between them (`plan`, pure), and
+//! `apply`, which makes them in dependency order. Every step looks before it creates, so
+//! an interrupted `up` converges when run again.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cloud::aws::cloudwatch::{self, Alarm};
+use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, Rule, SecurityGroup};
+use crate::cloud::aws::iam::{self, InstanceProfile, Role};
+use crate::cloud::aws::{self as aws, Aws};
+use crate::printer::Printer;
+
+/// Names of the stack's resources: the same on every run, so they can be found again.
+#[derive(Debug, Clone, Serialize)]
+pub struct Names {
+    pub key_pair: String,
+    pub security_group: String,
+    pub role: String,
+    pub policy: String,
+    pub instance_profile: String,
+    pub instance: String,
+}
+
+impl Names {
+    pub fn new(stack: &str) -> Names {
+        Names {
+            key_pair: format!("vcctl-{stack}"),
+            security_group: format!("vcctl-{stack}"),
+            role: format!("vcctl-{stack}-host"),
+            policy: format!("vcctl-{stack}-least-privilege"),
+            instance_profile: format!("vcctl-{stack}-host"),
+            instance: format!("vcctl-{stack}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub stack: String,
+    pub region: String,
+    pub names: Names,
+    pub instance_type: String,
+    pub public_key: String,
+    pub vpc_id: Option<String>,
+    pub subnet_id: Option<String>,
+    pub termination_protection: bool,
+    pub rules: Vec<Rule>,
+    pub policy: Value,
+    pub user_data: String,
+}
+
+/// The inbound rules: the API and HTTP for everyone, SSH and Prometheus for admins only.
+pub fn rules(admin_cidrs: &[String], service_port: u16) -> Vec<Rule> {
+    let mut rules = vec![
+        Rule { port: 80, cidr: "0.0.0.0/0".into(), description: "HTTP for vehicle apps and gateways".into() },
+        Rule { port: service_port, cidr: "0.0.0.0/0".into(), description: "vehicleconnect API".into() },
+    ];
+    for cidr in admin_cidrs {
+        rules.push(Rule { port: 22, cidr: cidr.clone(), description: "SSH from an admin network".into() });
+        rules.push(Rule { port: 9090, cidr: cidr.clone(), description: "Prometheus from an admin network".into() });
+    }
+    rules.sort();
+    rules.dedup();
+    rules
+}
+
+/// `x86_64` or `arm64`, from the instance type's family (Graviton families have a `g`).
+pub fn architecture(instance_type: &str) -> &'static str {
+    let family = instance_type.split('.').next().unwrap_or("");
+    let after_generation =
+        family.trim_start_matches(|c: char| c.is_ascii_alphabetic()).trim_start_matches(|c: char| c.is_ascii_digit());
+    if family == "a1" || after_generation.contains('g') { "arm64" } else { "x86_64" }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub key_pair: bool,
+    pub security_group: Option<SecurityGroup>,
+    pub role: Option<Role>,
+    pub policy: Option<Value>,
+    pub other_policies: Vec<String>,
+    pub instance_profile: Option<InstanceProfile>,
+    pub instance: Option<Instance>,
+    pub termination_protection: Option<bool>,
+    pub alarms: Vec<Alarm>,
+}
+
+impl Found {
+    pub fn is_empty(&self) -> bool {
+        !self.key_pair
+            && self.security_group.is_none()
+            && self.role.is_none()
+            && self.instance_profile.is_none()
+            && self.instance.is_none()
+            && self.alarms.is_empty()
+    }
+}
+
+pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
+    let role = iam::get_role(&aws.iam, &names.role).await?;
+    let (policy, other_policies) = match &role {
+        Some(_) => (
+            iam::get_role_policy(&aws.iam, &names.role, &names.policy).await?,
+            iam::other_policies(&aws.iam, &names.role, &names.policy).await?,
+        ),
+        None => (None, Vec::new()),
+    };
+    let instance = ec2::find_instance(&aws.ec2, stack).await?;
+    let termination_protection = match &instance {
+        Some(i) => Some(ec2::termination_protection(&aws.ec2, &i.id).await?),
+        None => None,
+    };
+    Ok(Found {
+        key_pair: ec2::find_key_pair(&aws.ec2, &names.key_pair).await?,
+        security_group: ec2::find_security_group(&aws.ec2, stack).await?,
+        role,
+        policy,
+        other_policies,
+        instance_profile: iam::get_instance_profile(&aws.iam, &names.instance_profile).await?,
+        instance,
+        termination_protection,
+        alarms: cloudwatch::find(&aws.cloudwatch, stack).await?,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One change and how to make it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub action: Action,
+    pub resource: String,
+    pub detail: String,
+    #[serde(skip)]
+    pub op: Op,
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    ImportKeyPair,
+    CreateSecurityGroup,
+    AddRules(Vec<Rule>),
+    RemoveRules(Vec<Rule>),
+    CreateRole,
+    RestoreTrust,
+    PutPolicy,
+    RemovePolicy(String),
+    CreateInstanceProfile,
+    AddRoleToProfile,
+    RunInstance,
+    ChangeType(String),
+    RequireImdsV2,
+    SetTerminationProtection(bool),
+    PutAlarm(Alarm),
+    DeleteAlarms(Vec<String>),
+}
+
+impl Op {
+    /// A stable name, for fault injection in tests (`VCCTL_FAULT=abort-after:<name>`).
+    fn name(&self) -> &'static str {
+        match self {
+            Op::ImportKeyPair => "key_pair",
+            Op::CreateSecurityGroup => "security_group",
+            Op::AddRules(_) => "add_rules",
+            Op::RemoveRules(_) => "remove_rules",
+            Op::CreateRole => "role",
+            Op::RestoreTrust => "trust",
+            Op::PutPolicy => "policy",
+            Op::RemovePolicy(_) => "remove_policy",
+            Op::CreateInstanceProfile => "instance_profile",
+            Op::AddRoleToProfile => "profile_role",
+            Op::RunInstance => "instance",
+            Op::ChangeType(_) => "instance_type",
+            Op::RequireImdsV2 => "imds",
+            Op::SetTerminationProtection(_) => "termination_protection",
+            Op::PutAlarm(_) => "alarm",
+            Op::DeleteAlarms(_) => "delete_alarms",
+        }
+    }
+}
+
+fn change(action: Action, resource: impl Into<String>, detail: impl Into<String>, op: Op) -> Change {
+    Change { action, resource: resource.into(), detail: detail.into(), op }
+}
+
+/// The changes that turn `found` into `wanted`, in the order they must be made. Pure.
+pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
+    use Action::*;
+    let n = &w.names;
+    let mut out = Vec::new();
+    if !f.key_pair {
+        out.push(change(
+            Create,
+            format!("key pair {}", n.key_pair),
+            "imported from the stack's ssh_public_key",
+            Op::ImportKeyPair,
+        ));
+    }
+    match &f.security_group {
+        None => {
+            out.push(change(
+                Create,
+                format!("security group {}", n.security_group),
+                format!("with {} rules", w.rules.len()),
+                Op::CreateSecurityGroup,
+            ));
+            out.push(change(
+                Create,
+                "security group rules",
+                w.rules.iter().map(Rule::to_string).collect::<Vec<_>>().join("; "),
+                Op::AddRules(w.rules.clone()),
+            ));
+        }
+        Some(sg) => {
+            let extra: Vec<Rule> = sg.rules.iter().filter(|r| !w.rules.contains(r)).cloned().collect();
+            let missing: Vec<Rule> = w.rules.iter().filter(|r| !sg.rules.contains(r)).cloned().collect();
+            for r in &extra {
+                out.push(change(
+                    Delete,
+                    format!("rule on {}", sg.id),
+                    format!("{r}: not in the stack file (changed outside vcctl)"),
+                    Op::RemoveRules(vec![r.clone()]),
+                ));
+            }
+            for r in &missing {
+                out.push(change(Create, format!("rule on {}", sg.id), format!("{r}"), Op::AddRules(vec![r.clone()])));
+            }
+        }
+    }
+    match &f.role {
+        None => {
+            out.push(change(
+                Create,
+                format!("IAM role {}", n.role),
+                format!("path {}, trusted by ec2.amazonaws.com only", iam::path(&w.stack)),
+                Op::CreateRole,
+            ));
+            out.push(change(
+                Create,
+                format!("inline policy {}", n.policy),
+                "PutMetricData to VehicleConnect, logs to /vcctl/<stack>",
+                Op::PutPolicy,
+            ));
+        }
+        Some(role) => {
+            if role.trust != iam::trust_policy() {
+                out.push(change(
+                    Update,
+                    format!("IAM role {}", n.role),
+                    "trust policy changed outside vcctl; restore ec2.amazonaws.com only",
+                    Op::RestoreTrust,
+                ));
+            }
+            if f.policy.as_ref() != Some(&w.policy) {
+                let what = if f.policy.is_none() { "missing" } else { "changed outside vcctl" };
+                out.push(change(
+                    Update,
+                    format!("inline policy {}", n.policy),
+                    format!("{what}; restore least privilege"),
+                    Op::PutPolicy,
+                ));
+            }
+            for p in &f.other_policies {
+                out.push(change(
+                    Delete,
+                    format!("policy {p} on {}", n.role),
+                    "not vcctl's: the role stays least-privilege",
+                    Op::RemovePolicy(p.clone()),
+                ));
+            }
+        }
+    }
+    match &f.instance_profile {
+        None => {
+            out.push(change(
+                Create,
+                format!("instance profile {}", n.instance_profile),
+                format!("holding role {}", n.role),
+                Op::CreateInstanceProfile,
+            ));
+            out.push(change(Create, format!("role {} in profile", n.role), "", Op::AddRoleToProfile));
+        }
+        Some(p) if !p.roles.contains(&n.role) => {
+            out.push(change(
+                Update,
+                format!("instance profile {}", n.instance_profile),
+                format!("add role {}", n.role),
+                Op::AddRoleToProfile,
+            ));
+        }
+        Some(_) => {}
+    }
+    let instance_id = match &f.instance {
+        None => {
+            out.push(change(
+                Create,
+                format!("instance {}", n.instance),
+                format!(
+                    "{} in {region}, Debian 12 ({}), IMDSv2, encrypted gp3{}",
+                    w.instance_type,
+                    architecture(&w.instance_type),
+                    if w.termination_protection { ", termination protection" } else { "" }
+                ),
+                Op::RunInstance,
+            ));
+            "(new instance)".to_string()
+        }
+        Some(i) => {
+            if i.instance_type != w.instance_type {
+                out.push(change(
+                    Update,
+                    format!("instance {}", i.id),
+                    format!("type {} → {} (stop, modify, start)", i.instance_type, w.instance_type),
+                    Op::ChangeType(w.instance_type.clone()),
+                ));
+            }
+            if !i.imds_tokens_required || i.imds_hop_limit != 1 {
+                out.push(change(
+                    Update,
+                    format!("instance {}", i.id),
+                    "require IMDSv2 with hop limit 1",
+                    Op::RequireImdsV2,
+                ));
+            }
+            if f.termination_protection != Some(w.termination_protection) {
+                out.push(change(
+                    Update,
+                    format!("instance {}", i.id),
+                    format!("termination protection {}", if w.termination_protection { "on" } else { "off" }),
+                    Op::SetTerminationProtection(w.termination_protection),
+                ));
+            }
+            i.id.clone()
+        }
+    };
+    let wanted_alarms = cloudwatch::wanted(&w.stack, region, &instance_id);
+    for a in &wanted_alarms {
+        match f.alarms.iter().find(|x| x.name == a.name) {
+            None => out.push(change(
+                Create,
+                format!("alarm {}", a.name),
+                format!("{} > {} for {} x {}s", a.metric, a.threshold, a.evaluation_periods, a.period_s),
+                Op::PutAlarm(a.clone()),
+            )),
+            Some(found) if !found.matches(a) => {
+                out.push(change(Update, format!("alarm {}", a.name), "changed outside vcctl", Op::PutAlarm(a.clone())))
+            }
+            Some(_) => {}
+        }
+    }
+    let stray: Vec<String> =
+        f.alarms.iter().filter(|a| !wanted_alarms.iter().any(|w| w.name == a.name)).map(|a| a.name.clone()).collect();
+    if !stray.is_empty() {
+        out.push(change(Delete, "alarms", stray.join(", "), Op::DeleteAlarms(stray)));
+    }
+    out
+}
+
+/// Makes the changes, in order. Needs what `find` saw for the ids it already knows.
+pub async fn apply(
+    aws: &Aws,
+    w: &Wanted,
+    found: &Found,
+    changes: &[Change],
+    printer: &Printer,
+) -> Result<Option<String>> {
+    let n = &w.names;
+    let mut sg_id = found.security_group.as_ref().map(|g| g.id.clone());
+    let mut instance_id = found.instance.as_ref().map(|i| i.id.clone());
+    let fault = std::env::var("VCCTL_FAULT").ok();
+    for c in changes {
+        let step = printer.step(format!("{} {}", verb(c.action), c.resource));
+        match &c.op {
+            Op::ImportKeyPair => ec2::import_key_pair(&aws.ec2, &n.key_pair, &w.public_key, &w.stack).await?,
+            Op::CreateSecurityGroup => {
+                let vpc = match &w.vpc_id {
+                    Some(v) => v.clone(),
+                    None => ec2::default_vpc(&aws.ec2).await?,
+                };
+                sg_id = Some(ec2::create_security_group(&aws.ec2, &n.security_group, &vpc, &w.stack).await?);
+            }
+            Op::AddRules(rules) => {
+                ec2::authorize(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
+            }
+            Op::RemoveRules(rules) => {
+                ec2::revoke(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
+            }
+            Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stack).await?,
+            Op::RestoreTrust => iam::update_trust(&aws.iam, &n.role).await?,
+            Op::PutPolicy => iam::put_role_policy(&aws.iam, &n.role, &n.policy, &w.policy).await?,
+            Op::RemovePolicy(p) => {
+                if p.starts_with("arn:") {
+                    aws.iam
+                        .detach_role_policy()
+                        .role_name(&n.role)
+                        .policy_arn(p)
+                        .send()
+                        .await
+                        .map_err(|e| aws::error("iam:DetachRolePolicy", &format!("detaching {p}"), e))?;
+                } else {
+                    aws.iam
+                        .delete_role_policy()
+                        .role_name(&n.role)
+                        .policy_name(p)
+                        .send()
+                        .await
+                        .map_err(|e| aws::error("iam:DeleteRolePolicy", &format!("deleting {p}"), e))?;
+                }
+            }
+            Op::CreateInstanceProfile => iam::create_instance_profile(&aws.iam, &n.instance_profile, &w.stack).await?,
+            Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
+            Op::RunInstance => {
+                let image = resolve_ami(aws, &w.instance_type).await?;
+                step.note(format!("{} ({})", image.id, image.name));
+                let sg = sg_id.clone().context("no security group")?;
+                let spec = InstanceSpec {
+                    stack: &w.stack,
+                    name: &n.instance,
+                    image: &image,
+                    instance_type: &w.instance_type,
+                    key_name: &n.key_pair,
+                    security_group_id: &sg,
+                    subnet_id: w.subnet_id.as_deref(),
+                    instance_profile: &n.instance_profile,
+                    user_data_base64: base64::engine::general_purpose::STANDARD.encode(&w.user_data),
+                    termination_protection: w.termination_protection,
+                    volume_gb: 16,
+                    client_token: client_token(&w.stack, &sg, time::OffsetDateTime::now_utc()),
+                };
+                let id = run_instance_when_profile_ready(aws, &spec).await?;
+                if w.termination_protection {
+                    // Set again explicitly: cheap, idempotent, and not every endpoint honours
+                    // RunInstances' DisableApiTermination.
+                    ec2::set_termination_protection(&aws.ec2, &id, true).await?;
+                }
+                instance_id = Some(id);
+            }
+            Op::ChangeType(t) => {
+                ec2::change_instance_type(&aws.ec2, instance_id.as_deref().context("no instance")?, t).await?
+            }
+            Op::RequireImdsV2 => ec2::require_imdsv2(&aws.ec2, instance_id.as_deref().context("no instance")?).await?,
+            Op::SetTerminationProtection(on) => {
+                ec2::set_termination_protection(&aws.ec2, instance_id.as_deref().context("no instance")?, *on).await?
+            }
+            Op::PutAlarm(a) => {
+                let mut a = a.clone();
+                a.instance_id = instance_id.clone().context("no instance for the alarm")?;
+                cloudwatch::put(&aws.cloudwatch, &w.stack, &a).await?;
+            }
+            Op::DeleteAlarms(names) => cloudwatch::delete(&aws.cloudwatch, names).await?,
+        }
+        step.done(&c.detail);
+        if fault.as_deref() == Some(&format!("abort-after:{}", c.op.name())) {
+            eprintln!("VCCTL_FAULT: aborting after {}", c.op.name());
+            std::process::abort();
+        }
+    }
+    Ok(instance_id)
+}
+
+/// The `RunInstances` idempotency token: the SDK's retries of one call, and a re-run within
+/// the hour, can never start a second instance. (A re-run also finds a started instance by
+/// its tags first.) The hour keeps a stack whose instance was terminated by hand from being
+/// answered with that dead instance for as long as AWS remembers tokens.
+pub fn client_token(stack: &str, security_group: &str, now: time::OffsetDateTime) -> String {
+    use sha2::Digest;
+    let hour = format!("{:04}{:02}{:02}{:02}", now.year(), now.month() as u8, now.day(), now.hour());
+    let digest = sha2::Sha256::digest(format!("{stack}/{security_group}/{hour}"));
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    // At most 64 ASCII characters, whatever the stack's name.
+    format!("vcctl-{hex}-{hour}")
+}
+
+fn verb(a: Action) -> &'static str {
+    match a {
+        Action::Create => "creating",
+        Action::Update => "updating",
+        Action::Delete => "removing",
+    }
+}
+
+/// The AMI for a new instance: the newest official Debian 12 for its architecture. Pinned in
+/// the instance's `vcctl:ami` tag, so later runs never replace the instance for a newer one.
+async fn resolve_ami(aws: &Aws, instance_type: &str) -> Result<Image> {
+    let arch = architecture(instance_type);
+    match ec2::latest_debian(&aws.ec2, arch).await? {
+        Some(i) => Ok(i),
+        None => {
+            bail!("no official Debian 12 AMI (owner {}, debian-12-*) for {arch} in {}", ec2::DEBIAN_OWNER, aws.region)
+        }
+    }
+}
+
+/// A new instance profile takes a few seconds to be usable by EC2 (IAM is eventually
+/// consistent): retry exactly that error with backoff, up to about a minute.
+async fn run_instance_when_profile_ready(aws: &Aws, spec: &InstanceSpec<'_>) -> Result<String> {
+    let mut delay = Duration::from_secs(1);
+    let mut waited = Duration::ZERO;
+    loop {
+        match ec2::run_instance(&aws.ec2, spec).await {
+            Ok(id) => return Ok(id),
+            Err(e) => {
+                let msg = aws_sdk_ec2::error::ProvideErrorMetadata::message(&e).unwrap_or_default().to_string();
+                let not_yet = aws::code_of(&e) == Some("InvalidParameterValue") && msg.contains("iamInstanceProfile");
+                if not_yet && waited < Duration::from_secs(60) {
+                    tokio::time::sleep(delay).await;
+                    waited += delay;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+                return Err(aws::error("ec2:RunInstances", &format!("launching instance {}", spec.name), e));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wanted() -> Wanted {
+        Wanted {
+            stack: "fra".into(),
+            region: "eu-central-1".into(),
+            names: Names::new("fra"),
+            instance_type: "t2.micro".into(),
+            public_key: "ssh-ed25519 AAAA".into(),
+            vpc_id: None,
+            subnet_id: None,
+            termination_protection: false,
+            rules: rules(&["203.0.113.7/32".into()], 8000),
+            policy: iam::instance_policy("fra", "eu-central-1", "123456789012"),
+            user_data: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_empty_account_needs_everything_in_dependency_order() {
+        let changes = plan(&wanted(), &Found::default(), "eu-central-1");
+        let ops: Vec<&str> = changes.iter().map(|c| c.op.name()).collect();
+        assert_eq!(
+            ops,
+            [
+                "key_pair",
+                "security_group",
+                "add_rules",
+                "role",
+                "policy",
+                "instance_profile",
+                "profile_role",
+                "instance",
+                "alarm",
+                "alarm"
+            ]
+        );
+    }
+
+    #[test]
+    fn admin_ports_are_only_for_admin_networks() {
+        let r = rules(&["203.0.113.7/32".into(), "2001:db8::/32".into()], 8000);
+        for rule in &r {
+            match rule.port {
+                22 | 9090 => assert_ne!(rule.cidr, "0.0.0.0/0"),
+                80 | 8000 => assert_eq!(rule.cidr, "0.0.0.0/0"),
+                p => panic!("unexpected port {p}"),
+            }
+            assert!(!rule.description.is_empty());
+        }
+        assert_eq!(r.len(), 6);
+    }
+
+    #[test]
+    fn drift_in_rules_is_planned_both_ways() {
+        let w = wanted();
+        let mut found_rules = w.rules.clone();
+        found_rules.retain(|r| r.port != 9090);
+        found_rules.push(Rule { port: 22, cidr: "0.0.0.0/0".into(), description: "opened by hand".into() });
+        let f = Found {
+            security_group: Some(SecurityGroup {
+                id: "sg-1".into(),
+                name: "x".into(),
+                vpc_id: "v".into(),
+                rules: found_rules,
+            }),
+            ..Found::default()
+        };
+        let changes = plan(&w, &f, "eu-central-1");
+        let details: Vec<String> = changes
+            .iter()
+            .filter(|c| c.resource == "rule on sg-1")
+            .map(|c| format!("{:?} {}", c.action, c.detail))
+            .collect();
+        assert_eq!(
+            details,
+            [
+                "Delete tcp/22 from 0.0.0.0/0 (opened by hand): not in the stack file (changed outside vcctl)",
+                "Create tcp/9090 from 203.0.113.7/32 (Prometheus from an admin network)",
+            ]
+        );
+    }
+
+    #[test]
+    fn client_tokens_fit_aws_limit() {
+        let t = client_token(&"a".repeat(32), "sg-0123456789abcdef0", time::macros::datetime!(2026-11-28 10:15 UTC));
+        assert!(t.len() <= 64, "{t}");
+        assert!(t.ends_with("-2026112810"));
+    }
+
+    #[test]
+    fn architectures() {
+        assert_eq!(architecture("t2.micro"), "x86_64");
+        assert_eq!(architecture("t3a.small"), "x86_64");
+        assert_eq!(architecture("t4g.small"), "arm64");
+        assert_eq!(architecture("m7gd.large"), "arm64");
+        assert_eq!(architecture("a1.medium"), "arm64");
+    }
+}

@@ -1,0 +1,62 @@
+//! Files rendered onto hosts, from `templates/`: one small function with named
+//! `{{placeholders}}`; a placeholder without a value is an error, never left in the output.
+
+use anyhow::{Result, bail};
+
+pub const CLOUD_INIT: &str = include_str!("../../templates/cloud-init.yaml");
+pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
+
+/// Replaces every `{{name}}` with its value.
+pub fn render(template: &str, values: &[(&str, &str)]) -> Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start + 2..].find("}}") else { bail!("unclosed `{{{{` in a template") };
+        let name = rest[start + 2..start + 2 + len].trim();
+        match values.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => out.push_str(v),
+            None => bail!("template placeholder `{{{{{name}}}}}` has no value"),
+        }
+        rest = &rest[start + 2 + len + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Indents every line by `n` spaces (to embed a file in a YAML block scalar).
+pub fn indent(text: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    text.lines().map(|l| if l.is_empty() { String::new() } else { format!("{pad}{l}") }).collect::<Vec<_>>().join("\n")
+}
+
+/// The cloud-init user data of a stack's host.
+pub fn user_data(stack: &str, service_port: u16) -> Result<String> {
+    let port = service_port.to_string();
+    let prometheus = render(PROMETHEUS, &[("stack", stack), ("service_port", &port)])?;
+    render(CLOUD_INIT, &[("stack", stack), ("service_port", &port), ("prometheus_yml", &indent(&prometheus, 6))])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_or_refused() {
+        assert_eq!(render("a {{x}} b {{ y }}", &[("x", "1"), ("y", "2")]).unwrap(), "a 1 b 2");
+        assert_eq!(render("{{x}}", &[]).unwrap_err().to_string(), "template placeholder `{{x}}` has no value");
+        assert!(render("{{x", &[("x", "1")]).is_err());
+    }
+
+    #[test]
+    fn user_data_is_cloud_config_with_prometheus_scraping_the_service() {
+        let u = user_data("frankfurt", 8000).unwrap();
+        assert!(u.starts_with("#cloud-config\n"));
+        assert!(!u.contains("{{"));
+        assert!(u.contains("      - targets: [\"127.0.0.1:8000\"]"), "{u}");
+        assert!(u.contains("    scrape_interval: 15s"));
+        assert!(u.contains("stack=frankfurt"));
+        assert!(u.contains("name: vehicleconnect"));
+        assert!(!u.to_lowercase().contains("password '") || u.contains("'$pw'"), "no literal password in user data");
+    }
+}

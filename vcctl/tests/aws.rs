@@ -1,0 +1,421 @@
+//! vcctl against AWS, emulated by moto (`moto_server` from PyPI; scripts/test installs it
+//! and sets VC_MOTO_SERVER). Each test starts its own server on a loopback port, points
+//! `AWS_ENDPOINT_URL` at it, runs the real vcctl, and checks the result with the real SDK.
+//! Moto's instance addresses are fake: nothing here ever connects to them.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+use serde_json::Value;
+
+/// A real ed25519 public key (moto validates the format).
+const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGGxCiXP+IjPa5OyTni9UJDnlOoTxrNcUrG5U7w41tVd vcctl-test";
+
+/// Debian's official images as moto serves them here: two x86_64 releases (the newer must
+/// win) and one arm64. Moto ships no Debian AMIs of its own.
+const AMIS: &str = r#"[
+ {"ami_id": "ami-0de0000000000old", "name": "debian-12-amd64-20250101-1980", "owner_id": "136693071363", "architecture": "x86_64", "creation_date": "2025-01-01T00:00:00.000Z", "state": "available", "public": true, "root_device_type": "ebs", "root_device_name": "/dev/xvda", "virtualization_type": "hvm", "hypervisor": "xen", "image_type": "machine", "description": "Debian 12 (20250101-1980)", "image_location": "debian/debian-12-amd64-20250101-1980", "sriov": "simple", "platform": null},
+ {"ami_id": "ami-0de0000000000new", "name": "debian-12-amd64-20261101-2100", "owner_id": "136693071363", "architecture": "x86_64", "creation_date": "2026-11-01T00:00:00.000Z", "state": "available", "public": true, "root_device_type": "ebs", "root_device_name": "/dev/xvda", "virtualization_type": "hvm", "hypervisor": "xen", "image_type": "machine", "description": "Debian 12 (20261101-2100)", "image_location": "debian/debian-12-amd64-20261101-2100", "sriov": "simple", "platform": null},
+ {"ami_id": "ami-0de000000000a064", "name": "debian-12-arm64-20261101-2100", "owner_id": "136693071363", "architecture": "arm64", "creation_date": "2026-11-01T00:00:00.000Z", "state": "available", "public": true, "root_device_type": "ebs", "root_device_name": "/dev/xvda", "virtualization_type": "hvm", "hypervisor": "xen", "image_type": "machine", "description": "Debian 12 arm64", "image_location": "debian/debian-12-arm64-20261101-2100", "sriov": "simple", "platform": null}
+]"#;
+
+struct Moto {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    fn start(extra_env: &[(&str, &str)]) -> Moto {
+        let server = std::env::var("VC_MOTO_SERVER").unwrap_or_else(|_| {
+            panic!("VC_MOTO_SERVER is not set: these tests need moto_server (run them with scripts/test, which installs it)")
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let amis = dir.path().join("amis.json");
+        std::fs::write(&amis, AMIS).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut cmd = Command::new(&server);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_AMIS_PATH", &amis)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {server}: {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not start on {url}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, url, _dir: dir }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+    moto: Moto,
+}
+
+const STACK: &str = "name: fra
+provider: aws
+aws:
+  region: eu-central-1
+  instance_type: t2.micro
+  admin_cidrs: [203.0.113.7/32]
+  ssh_public_key: keys/id_ed25519.pub
+  termination_protection: false
+service:
+  port: 8000
+";
+
+impl Project {
+    fn new(stack: &str, moto: Moto) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("stacks")).unwrap();
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/id_ed25519.pub"), PUBLIC_KEY).unwrap();
+        std::fs::write(dir.path().join("stacks/fra.yaml"), stack).unwrap();
+        Project { dir, moto }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
+        cmd.args(args)
+            .args(["--stack", "fra"])
+            .current_dir(self.dir.path())
+            .env("AWS_ENDPOINT_URL", &self.moto.url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "eu-central-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("no-aws-credentials"))
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn expect(&self, args: &[&str], code: i32) -> Output {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "vcctl {args:?}\n{}", show(&out));
+        out
+    }
+
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.expect(&all, code);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(&out)))
+    }
+
+    async fn sdk(&self) -> (aws_sdk_ec2::Client, aws_sdk_iam::Client, aws_sdk_cloudwatch::Client) {
+        let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-central-1"))
+            .endpoint_url(&self.moto.url)
+            .credentials_provider(creds)
+            .load()
+            .await;
+        (aws_sdk_ec2::Client::new(&config), aws_sdk_iam::Client::new(&config), aws_sdk_cloudwatch::Client::new(&config))
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn stack_filter() -> Filter {
+    Filter::builder().name("tag:vcctl:stack").values("fra").build()
+}
+
+/// (port, cidr, description) of every inbound rule of the stack's security group.
+async fn sg_rules(ec2: &aws_sdk_ec2::Client) -> Vec<(i32, String, String)> {
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    assert_eq!(groups.security_groups().len(), 1, "exactly one security group for the stack");
+    let mut rules = Vec::new();
+    for p in groups.security_groups()[0].ip_permissions() {
+        for r in p.ip_ranges() {
+            rules.push((
+                p.from_port().unwrap(),
+                r.cidr_ip().unwrap().to_string(),
+                r.description().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    rules.sort();
+    rules
+}
+
+fn expected_rules() -> Vec<(i32, String, String)> {
+    let mut r = vec![
+        (22, "203.0.113.7/32".to_string(), "SSH from an admin network".to_string()),
+        (80, "0.0.0.0/0".into(), "HTTP for vehicle apps and gateways".into()),
+        (8000, "0.0.0.0/0".into(), "vehicleconnect API".into()),
+        (9090, "203.0.113.7/32".into(), "Prometheus from an admin network".into()),
+    ];
+    r.sort();
+    r
+}
+
+async fn live_instances(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Instance> {
+    let out = ec2
+        .describe_instances()
+        .filters(stack_filter())
+        .filters(
+            Filter::builder().name("instance-state-name").values("pending").values("running").values("stopped").build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    out.reservations().iter().flat_map(|r| r.instances().to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves_nothing() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, iam, cw) = p.sdk().await;
+
+    let out = p.expect(&["plan"], 2);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("+ instance vcctl-fra"), "{}", show(&out));
+
+    let up = p.json(&["up"], 0);
+    assert_eq!(up["changed"], true);
+
+    // Key pair, tagged.
+    let keys = ec2.describe_key_pairs().key_names("vcctl-fra").send().await.unwrap();
+    let key = &keys.key_pairs()[0];
+    assert!(key.tags().iter().any(|t| t.key() == Some("vcctl:stack") && t.value() == Some("fra")));
+
+    // Security group: exactly the four rules, each described; admin ports for admins only.
+    assert_eq!(sg_rules(&ec2).await, expected_rules());
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    let sg = &groups.security_groups()[0];
+    assert!(sg.tags().iter().any(|t| t.key() == Some("vcctl:managed-by") && t.value() == Some("vcctl")));
+
+    // IAM: role under the stack's path, trusted by EC2 only, one inline least-privilege policy.
+    let role = iam.get_role().role_name("vcctl-fra-host").send().await.unwrap();
+    let role = role.role().unwrap();
+    assert_eq!(role.path(), "/vcctl/fra/");
+    let trust = urldecode(role.assume_role_policy_document().unwrap());
+    assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+    assert_eq!(trust["Statement"].as_array().unwrap().len(), 1);
+    let policy = iam
+        .get_role_policy()
+        .role_name("vcctl-fra-host")
+        .policy_name("vcctl-fra-least-privilege")
+        .send()
+        .await
+        .unwrap();
+    let policy = urldecode(policy.policy_document());
+    assert_eq!(policy["Statement"][0]["Action"], "cloudwatch:PutMetricData");
+    assert_eq!(policy["Statement"][0]["Condition"]["StringEquals"]["cloudwatch:namespace"], "VehicleConnect");
+    assert!(policy["Statement"][2]["Resource"].as_str().unwrap().ends_with(":log-group:/vcctl/fra:*"));
+    assert!(!policy.to_string().contains("FullAccess"));
+    let attached = iam.list_attached_role_policies().role_name("vcctl-fra-host").send().await.unwrap();
+    assert!(attached.attached_policies().is_empty(), "no managed policies");
+    let profile = iam.get_instance_profile().instance_profile_name("vcctl-fra-host").send().await.unwrap();
+    assert_eq!(profile.instance_profile().unwrap().roles()[0].role_name(), "vcctl-fra-host");
+
+    // Instance: the newest Debian 12, pinned; IMDSv2; encrypted gp3; cloud-init user data.
+    let instances = live_instances(&ec2).await;
+    assert_eq!(instances.len(), 1);
+    let i = &instances[0];
+    assert_eq!(i.image_id(), Some("ami-0de0000000000new"));
+    assert!(i.tags().iter().any(|t| t.key() == Some("vcctl:ami") && t.value() == Some("ami-0de0000000000new")));
+    assert_eq!(i.instance_type().unwrap().as_str(), "t2.micro");
+    let md = i.metadata_options().unwrap();
+    assert_eq!(md.http_tokens().unwrap().as_str(), "required");
+    assert_eq!(md.http_put_response_hop_limit(), Some(1));
+    assert!(i.iam_instance_profile().unwrap().arn().unwrap().contains("vcctl-fra-host"));
+    let volume_id = i.block_device_mappings()[0].ebs().unwrap().volume_id().unwrap();
+    let volumes = ec2.describe_volumes().volume_ids(volume_id).send().await.unwrap();
+    let v = &volumes.volumes()[0];
+    assert_eq!(v.encrypted(), Some(true));
+    assert_eq!(v.volume_type().unwrap().as_str(), "gp3");
+    let user_data = ec2
+        .describe_instance_attribute()
+        .instance_id(i.instance_id().unwrap())
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let encoded = user_data.user_data().unwrap().value().unwrap();
+    let decoded = String::from_utf8(base64_decode(encoded)).unwrap();
+    assert!(decoded.starts_with("#cloud-config") && decoded.contains("127.0.0.1:8000"), "{decoded}");
+
+    // Alarms.
+    let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
+    let mut names: Vec<&str> = alarms.metric_alarms().iter().filter_map(|a| a.alarm_name()).collect();
+    names.sort();
+    assert_eq!(names, ["vcctl-fra-cpu-high", "vcctl-fra-system-status"]);
+    let status_alarm =
+        alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some("vcctl-fra-system-status")).unwrap();
+    assert_eq!(status_alarm.alarm_actions(), ["arn:aws:automate:eu-central-1:ec2:recover"]);
+    let cpu = alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some("vcctl-fra-cpu-high")).unwrap();
+    assert_eq!((cpu.threshold(), cpu.period(), cpu.evaluation_periods()), (Some(80.0), Some(300), Some(2)));
+
+    // A second up changes nothing; plan agrees.
+    assert_eq!(p.json(&["up"], 0)["changed"], false);
+    p.expect(&["plan"], 0);
+
+    // Drift made by hand: SSH opened to the world, the Prometheus rule removed, an alarm deleted.
+    let sg_id = sg.group_id().unwrap();
+    let perm = |port: i32, cidr: &str, d: &str| {
+        aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(port)
+            .to_port(port)
+            .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip(cidr).description(d).build())
+            .build()
+    };
+    ec2.authorize_security_group_ingress()
+        .group_id(sg_id)
+        .ip_permissions(perm(22, "0.0.0.0/0", "by hand"))
+        .send()
+        .await
+        .unwrap();
+    ec2.revoke_security_group_ingress()
+        .group_id(sg_id)
+        .ip_permissions(perm(9090, "203.0.113.7/32", "Prometheus from an admin network"))
+        .send()
+        .await
+        .unwrap();
+    cw.delete_alarms().alarm_names("vcctl-fra-cpu-high").send().await.unwrap();
+    let plan = p.json(&["plan"], 2);
+    let changes: Vec<String> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}: {}", c["action"], c["resource"], c["detail"]))
+        .collect();
+    let text = changes.join("\n");
+    assert!(text.contains("tcp/22 from 0.0.0.0/0 (by hand): not in the stack file"), "{text}");
+    assert!(text.contains("tcp/9090 from 203.0.113.7/32"), "{text}");
+    assert!(text.contains("alarm vcctl-fra-cpu-high"), "{text}");
+    assert_eq!(changes.len(), 3, "{text}");
+    assert_eq!(p.json(&["up"], 0)["changed"], true);
+    assert_eq!(sg_rules(&ec2).await, expected_rules(), "up repaired the rules");
+    p.expect(&["plan"], 0);
+
+    let status = p.json(&["status"], 0);
+    assert_eq!(status["instance"]["state"], "running");
+    assert_eq!(status["service"]["checked"], false, "never contacts an emulated instance");
+
+    // Destroy: nothing tagged for the stack remains; a second destroy is a no-op.
+    p.expect(&["destroy"], 3);
+    p.json(&["destroy", "--yes"], 0);
+    assert!(live_instances(&ec2).await.is_empty());
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    assert!(groups.security_groups().is_empty());
+    let keys = ec2
+        .describe_key_pairs()
+        .filters(Filter::builder().name("key-name").values("vcctl-fra").build())
+        .send()
+        .await
+        .unwrap();
+    assert!(keys.key_pairs().is_empty());
+    let roles = iam.list_roles().path_prefix("/vcctl/fra/").send().await.unwrap();
+    assert!(roles.roles().is_empty());
+    let profiles = iam.list_instance_profiles().path_prefix("/vcctl/fra/").send().await.unwrap();
+    assert!(profiles.instance_profiles().is_empty());
+    let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
+    assert!(alarms.metric_alarms().is_empty());
+    p.expect(&["destroy", "--yes"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_up_converges_without_duplicates() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    for step in ["security_group", "instance"] {
+        let out = p.command(&["up"]).env("VCCTL_FAULT", format!("abort-after:{step}")).output().unwrap();
+        assert_ne!(out.status.code(), Some(0), "the fault stops vcctl after {step}:\n{}", show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("aborting after {step}")));
+    }
+    // The run after two interruptions finishes the job.
+    p.json(&["up"], 0);
+    assert_eq!(p.json(&["up"], 0)["changed"], false);
+    assert_eq!(live_instances(&ec2).await.len(), 1, "one instance, not two");
+    assert_eq!(sg_rules(&ec2).await, expected_rules());
+    p.json(&["destroy", "--yes"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn termination_protection_blocks_destroy_and_names_the_setting() {
+    let stack = STACK.replace("termination_protection: false", "termination_protection: true");
+    let p = Project::new(&stack, Moto::start(&[]));
+    p.json(&["up"], 0);
+    let out = p.expect(&["destroy", "--yes"], 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("termination protection on; nothing was deleted"), "{err}");
+    assert!(err.contains("hint: set `aws.termination_protection: false`"), "{err}");
+    let (ec2, _, _) = p.sdk().await;
+    assert_eq!(live_instances(&ec2).await.len(), 1);
+    // Turning it off in the stack file and running up makes destroy possible.
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK).unwrap();
+    p.json(&["up"], 0);
+    p.json(&["destroy", "--yes"], 0);
+    assert!(live_instances(&ec2).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_refused_credentials_exit_4_with_a_clear_message() {
+    // Moto checks signatures against its own IAM when asked to: unknown keys are refused.
+    let p = Project::new(STACK, Moto::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]));
+    let out = p.run(&["plan"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AWS refused sts:GetCallerIdentity for the credentials of profile `default`"), "{err}");
+    assert!(err.contains("hint: check `aws sts get-caller-identity`"), "{err}");
+
+    let out =
+        p.command(&["plan"]).env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no usable AWS credentials (profile `default`)"),
+        "{}",
+        show(&out)
+    );
+}
+
+fn urldecode(s: &str) -> Value {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    serde_json::from_slice(&out).unwrap_or_else(|_| serde_json::from_str(s).unwrap())
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
