@@ -92,13 +92,20 @@ fn print_changes(ctx: &Ctx, changes: &[provision::Change]) {
     }
 }
 
-pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+/// What `plan` and `up` both start from: the clients, what the stack wants, what exists,
+/// and the changes between them.
+async fn survey(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
     let (aws, account) = connect(ctx, a).await?;
     let w = wanted(ctx, a, &account)?;
     let step = ctx.printer.step("reading what exists");
     let found = provision::find(&aws, &w.names, &w.stack).await?;
     step.done("");
     let changes = provision::plan(&w, &found, &w.region);
+    Ok((aws, w, found, changes))
+}
+
+pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    let (_, w, _, changes) = survey(ctx, a).await?;
     ctx.printer.json(&json!({"stack": w.stack, "region": w.region, "changes": changes, "settings": ctx.settings}));
     if changes.is_empty() {
         ctx.printer.out(format!("stack `{}`: no changes; AWS matches the stack file", w.stack));
@@ -111,12 +118,7 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
 
 pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let started = Instant::now();
-    let (aws, account) = connect(ctx, a).await?;
-    let w = wanted(ctx, a, &account)?;
-    let step = ctx.printer.step("reading what exists");
-    let found = provision::find(&aws, &w.names, &w.stack).await?;
-    step.done("");
-    let changes = provision::plan(&w, &found, &w.region);
+    let (aws, w, found, changes) = survey(ctx, a).await?;
     let instance_id = if changes.is_empty() {
         found.instance.as_ref().map(|i| i.id.clone())
     } else {
