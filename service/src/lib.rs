@@ -36,10 +36,10 @@ pub mod build {
 /// How long shutdown waits for queued events to be committed.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Serves on `listener` until `shutdown` completes, then stops accepting, finishes the
+/// Serves on every listener until `shutdown` completes, then stops accepting, finishes the
 /// requests in flight, commits what they queued, and returns.
 pub async fn run(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
@@ -102,15 +102,34 @@ pub async fn run(
         dashboard: dashboard::Dashboard::new(&config.thresholds),
     });
     let app = http::router(state);
-    tracing::info!(
-        addr = %listener.local_addr()?,
-        store = %store.describe(),
-        version = build::VERSION,
-        git_sha = build::GIT_SHA,
-        ingest_token = config.ingest_token.is_some(),
-        "listening"
-    );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    // One shutdown signal for every listener.
+    let (stop_serving, serving) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_serving.send(true);
+    });
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            store = %store.describe(),
+            version = build::VERSION,
+            git_sha = build::GIT_SHA,
+            ingest_token = config.ingest_token.is_some(),
+            "listening"
+        );
+        let mut serving = serving.clone();
+        let server = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
+            let _ = serving.wait_for(|stop| *stop).await;
+        });
+        servers.spawn(async move { server.await });
+    }
+    // The servers hold the only other references to the state: once they end, the event
+    // queue's sender is gone and the writers can drain and stop.
+    drop(app);
+    while let Some(done) = servers.join_next().await {
+        done.context("an HTTP server task failed")?.context("serving HTTP")?;
+    }
 
     // Every request has been answered, so every queued event has been committed or refused;
     // wait for the writers to see the queue closed.

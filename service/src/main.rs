@@ -30,10 +30,34 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let listener = TcpListener::bind(config.listen).await.with_context(|| {
-        format!("cannot listen on {}; is another service using it? (--listen / VC_LISTEN)", config.listen)
-    })?;
-    vehicleconnect::run(listener, config, shutdown_signal()).await
+    let listeners = match inherited_listeners()? {
+        Some(listeners) => listeners,
+        None => vec![TcpListener::bind(config.listen).await.with_context(|| {
+            format!("cannot listen on {}; is another service using it? (--listen / VC_LISTEN)", config.listen)
+        })?],
+    };
+    vehicleconnect::run(listeners, config, shutdown_signal()).await
+}
+
+/// Sockets handed over by systemd socket activation (`LISTEN_FDS`): systemd holds the ports
+/// while the service restarts, so connections queue instead of being refused. `--listen` is
+/// ignored then.
+fn inherited_listeners() -> Result<Option<Vec<TcpListener>>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    let mut listeners = Vec::new();
+    for i in 0..fds.len() {
+        let listener = fds
+            .take_tcp_listener(i)
+            .with_context(|| format!("LISTEN_FDS: descriptor {} is not a TCP listening socket", i + 3))?
+            .with_context(|| format!("LISTEN_FDS: descriptor {} was already taken", i + 3))?;
+        listener.set_nonblocking(true)?;
+        listeners.push(TcpListener::from_std(listener)?);
+    }
+    tracing::info!(sockets = listeners.len(), "using sockets from systemd socket activation");
+    Ok(Some(listeners))
 }
 
 /// SIGTERM (systemd, `kill`) or Ctrl-C.

@@ -110,6 +110,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_0(backend: Backend) {
     workers.join_all().await;
     assert_eq!(code, Some(0), "log:\n{}", svc.log());
     assert!(svc.log().contains("shutting down: flushing the event queue"));
+    assert!(!svc.log().contains("did not finish"), "the writers drained instead of timing out:\n{}", svc.log());
     assert_every_ack_stored(&store, &tally).await;
 }
 both_stores!(sigterm_finishes_in_flight_requests_and_exits_0);

@@ -78,3 +78,47 @@ async fn status_openapi_and_docs() {
     let r = http.get(svc.url("/docs")).header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
 }
+
+/// Under systemd socket activation the service serves every socket it is handed
+/// (`LISTEN_FDS`) and ignores `--listen`; `systemd-socket-activate` plays systemd here.
+#[tokio::test]
+async fn serves_the_sockets_systemd_hands_over() {
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (api, http) = (free(), free());
+    let dir = tempfile::tempdir().unwrap();
+    let child = tokio::process::Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{api}"), "-l", &format!("127.0.0.1:{http}"), "-E", "NO_COLOR=1"])
+        .arg(env!("CARGO_BIN_EXE_vehicleconnect"))
+        .args(["--listen", "127.0.0.1:1", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("systemd-socket-activate is needed (Debian package `systemd`)");
+    // It binds before it starts the service: wait for the ports, then the first connection starts it.
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(started.elapsed().as_secs() < 10, "systemd-socket-activate did not listen");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let client = client();
+    let r = client
+        .post(format!("http://127.0.0.1:{api}/api/events"))
+        .json(&event("/lock", 1.0, 200, "c"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client.get(format!("http://127.0.0.1:{http}/api/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the second socket serves the same service");
+    drop(client);
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(log.contains("using sockets from systemd socket activation sockets=2"), "{log}");
+    assert!(!log.contains("did not finish"), "{log}");
+    assert!(!log.contains("listening addr=127.0.0.1:1 "), "--listen is ignored: {log}");
+}
