@@ -49,6 +49,27 @@ mod tests {
     }
 
     #[test]
+    fn systemd_units_are_hardened_and_socket_activated() {
+        let values = [("stack", "fra"), ("service_port", "8000"), ("kpi_interval", "1m"), ("retention", "30days")];
+        let service = render(include_str!("../../templates/systemd/vehicleconnect.service"), &values).unwrap();
+        for line in [
+            "User=vehicleconnect",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "PrivateTmp=yes",
+            "EnvironmentFile=/etc/vehicleconnect/env",
+            "Requires=vehicleconnect.socket",
+            "Environment=VC_DATA_DIR=/var/lib/vehicleconnect VC_KPI_INTERVAL=1m VC_RETENTION=30days VC_LOG_FORMAT=json",
+        ] {
+            assert!(service.lines().any(|l| l == line), "the service unit lacks `{line}`:\n{service}");
+        }
+        assert!(!service.contains("DATABASE_URL="), "no secret in the unit");
+        let socket = render(include_str!("../../templates/systemd/vehicleconnect.socket"), &values).unwrap();
+        assert!(socket.lines().any(|l| l == "ListenStream=0.0.0.0:8000"));
+        assert!(socket.lines().any(|l| l == "ListenStream=0.0.0.0:80"));
+    }
+
+    #[test]
     fn user_data_is_cloud_config_with_prometheus_scraping_the_service() {
         let u = user_data("frankfurt", 8000).unwrap();
         assert!(u.starts_with("#cloud-config\n"));
