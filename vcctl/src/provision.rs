@@ -400,25 +400,7 @@ pub async fn apply(
             Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stack).await?,
             Op::RestoreTrust => iam::update_trust(&aws.iam, &n.role).await?,
             Op::PutPolicy => iam::put_role_policy(&aws.iam, &n.role, &n.policy, &w.policy).await?,
-            Op::RemovePolicy(p) => {
-                if p.starts_with("arn:") {
-                    aws.iam
-                        .detach_role_policy()
-                        .role_name(&n.role)
-                        .policy_arn(p)
-                        .send()
-                        .await
-                        .map_err(|e| aws::error("iam:DetachRolePolicy", &format!("detaching {p}"), e))?;
-                } else {
-                    aws.iam
-                        .delete_role_policy()
-                        .role_name(&n.role)
-                        .policy_name(p)
-                        .send()
-                        .await
-                        .map_err(|e| aws::error("iam:DeleteRolePolicy", &format!("deleting {p}"), e))?;
-                }
-            }
+            Op::RemovePolicy(p) => iam::remove_policy(&aws.iam, &n.role, p).await?,
             Op::CreateInstanceProfile => iam::create_instance_profile(&aws.iam, &n.instance_profile, &w.stack).await?,
             Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
             Op::RunInstance => {

@@ -75,10 +75,8 @@ pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout:
     }
     stack.switch(&release.name)?;
     let step = p.step(format!("starting release {}", release.name));
-    let log_start = stack.log_len();
-    stack.start()?;
     let want = artifact.version.as_deref().zip(artifact.git_sha.as_deref());
-    match health::wait(&stack.base_url(), want, timeout, || stack.alive(), || stack.log_since(log_start, 15)).await {
+    match start_and_check(stack, want, timeout).await? {
         Ok(status) => {
             step.done("healthy");
             stack.set_verdict(&release.name, "healthy")?;
@@ -99,13 +97,8 @@ pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout:
             };
             let step = p.step(format!("rolling back to {}", prev.name));
             stack.switch(&prev.name)?;
-            let log_start = stack.log_len();
-            let back = match stack.start() {
-                Ok(_) => {
-                    health::wait(&stack.base_url(), None, timeout, || stack.alive(), || stack.log_since(log_start, 15))
-                        .await
-                        .map_err(|e| e.to_string())
-                }
+            let back = match start_and_check(stack, None, timeout).await {
+                Ok(health) => health.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("{e:#}")),
             };
             match back {
@@ -120,6 +113,19 @@ pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout:
             }
         }
     }
+}
+
+/// Starts `current` and waits for it to be healthy (reporting `want`, when given). The outer
+/// error is a failure to start at all; the inner one says why it did not become healthy,
+/// with only the log lines this start wrote.
+async fn start_and_check(
+    stack: &LocalStack,
+    want: Option<(&str, &str)>,
+    timeout: Duration,
+) -> Result<Result<health::Status, health::Unhealthy>> {
+    let log_start = stack.log_len();
+    stack.start()?;
+    Ok(health::wait(&stack.base_url(), want, timeout, || stack.alive(), || stack.log_since(log_start, 15)).await)
 }
 
 /// `vcctl rollback [--to RELEASE]`.
@@ -145,13 +151,8 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
     let step = ctx.printer.step(format!("switching to release {}", target.name));
     stack.stop(Duration::from_secs(30))?;
     stack.switch(&target.name)?;
-    let log_start = stack.log_len();
-    stack.start()?;
     let want = target.version.as_deref().zip(target.git_sha.as_deref());
-    let status =
-        health::wait(&stack.base_url(), want, args.health_timeout, || stack.alive(), || stack.log_since(log_start, 15))
-            .await;
-    match status {
+    match start_and_check(&stack, want, args.health_timeout).await? {
         Ok(s) => {
             step.done("healthy");
             stack.set_verdict(&target.name, "healthy")?;

@@ -127,8 +127,8 @@ pub async fn put_role_policy(iam: &Client, role: &str, policy: &str, document: &
     Ok(())
 }
 
-/// Every policy attached to the role, inline or managed: anything but ours is drift.
-pub async fn other_policies(iam: &Client, role: &str, ours: &str) -> Result<Vec<String>> {
+/// The role's inline policy names and managed policy ARNs.
+async fn policies(iam: &Client, role: &str) -> Result<(Vec<String>, Vec<String>)> {
     let inline = iam
         .list_role_policies()
         .role_name(role)
@@ -141,9 +141,34 @@ pub async fn other_policies(iam: &Client, role: &str, ours: &str) -> Result<Vec<
         .send()
         .await
         .map_err(|e| error("iam:ListAttachedRolePolicies", &format!("listing the policies of role `{role}`"), e))?;
-    let mut out: Vec<String> = inline.policy_names().iter().filter(|p| p.as_str() != ours).cloned().collect();
-    out.extend(attached.attached_policies().iter().filter_map(|p| p.policy_arn()).map(str::to_string));
-    Ok(out)
+    let managed = attached.attached_policies().iter().filter_map(|p| p.policy_arn()).map(str::to_string).collect();
+    Ok((inline.policy_names().to_vec(), managed))
+}
+
+/// Every policy attached to the role, inline or managed: anything but ours is drift.
+pub async fn other_policies(iam: &Client, role: &str, ours: &str) -> Result<Vec<String>> {
+    let (inline, managed) = policies(iam, role).await?;
+    Ok(inline.into_iter().filter(|p| p != ours).chain(managed).collect())
+}
+
+/// Removes one policy from the role: detaches a managed one (an ARN), deletes an inline one.
+pub async fn remove_policy(iam: &Client, role: &str, policy: &str) -> Result<()> {
+    if policy.starts_with("arn:") {
+        iam.detach_role_policy()
+            .role_name(role)
+            .policy_arn(policy)
+            .send()
+            .await
+            .map_err(|e| error("iam:DetachRolePolicy", &format!("detaching `{policy}` from `{role}`"), e))?;
+    } else {
+        iam.delete_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+            .map_err(|e| error("iam:DeleteRolePolicy", &format!("deleting policy `{policy}` of `{role}`"), e))?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -197,33 +222,9 @@ pub async fn delete_role_and_profile(iam: &Client, role: &str, profile: &str) ->
             .map_err(|e| error("iam:DeleteInstanceProfile", &format!("deleting instance profile `{profile}`"), e))?;
     }
     if get_role(iam, role).await?.is_some() {
-        let inline = iam
-            .list_role_policies()
-            .role_name(role)
-            .send()
-            .await
-            .map_err(|e| error("iam:ListRolePolicies", &format!("listing the policies of `{role}`"), e))?;
-        for p in inline.policy_names() {
-            iam.delete_role_policy()
-                .role_name(role)
-                .policy_name(p)
-                .send()
-                .await
-                .map_err(|e| error("iam:DeleteRolePolicy", &format!("deleting policy `{p}` of `{role}`"), e))?;
-        }
-        let attached = iam
-            .list_attached_role_policies()
-            .role_name(role)
-            .send()
-            .await
-            .map_err(|e| error("iam:ListAttachedRolePolicies", &format!("listing the policies of `{role}`"), e))?;
-        for p in attached.attached_policies().iter().filter_map(|p| p.policy_arn()) {
-            iam.detach_role_policy()
-                .role_name(role)
-                .policy_arn(p)
-                .send()
-                .await
-                .map_err(|e| error("iam:DetachRolePolicy", &format!("detaching `{p}` from `{role}`"), e))?;
+        let (inline, managed) = policies(iam, role).await?;
+        for p in inline.iter().chain(&managed) {
+            remove_policy(iam, role, p).await?;
         }
         iam.delete_role()
             .role_name(role)
