@@ -277,15 +277,7 @@ impl LocalStack {
 
     /// The last `n` lines written to the service log after `offset`.
     pub fn log_since(&self, offset: u64, n: usize) -> String {
-        let Ok(mut f) = fs::File::open(self.log_file()) else {
-            return String::new();
-        };
-        let mut buf = String::new();
-        if f.seek(SeekFrom::Start(offset)).is_err() || f.read_to_string(&mut buf).is_err() {
-            return String::new();
-        }
-        let lines: Vec<&str> = buf.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
+        tail_after(&self.log_file(), offset, n).unwrap_or_default()
     }
 
     /// The release `rollback` switches to: the newest healthy one before `current`.
@@ -341,12 +333,18 @@ fn process_is_ours(pid: u32, dir: &Path) -> bool {
 
 /// The last `n` lines of a file, reading at most the last 256 KiB.
 pub fn tail(path: &Path, n: usize) -> Result<String> {
+    tail_after(path, 0, n)
+}
+
+/// The last `n` lines of what a file holds after `offset`, reading at most its last 256 KiB.
+fn tail_after(path: &Path, offset: u64, n: usize) -> Result<String> {
     let mut f = fs::File::open(path)?;
     let len = f.metadata()?.len();
-    let start = len.saturating_sub(256 * 1024);
-    f.seek(SeekFrom::Start(start))?;
-    let mut buf = String::new();
-    f.read_to_string(&mut buf)?;
-    let lines: Vec<&str> = buf.lines().collect();
+    f.seek(SeekFrom::Start(offset.max(len.saturating_sub(256 * 1024))))?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    // The window may start inside a multi-byte character: decode lossily.
+    let text = String::from_utf8_lossy(&buf);
+    let lines: Vec<&str> = text.lines().collect();
     Ok(lines[lines.len().saturating_sub(n)..].join("\n"))
 }
