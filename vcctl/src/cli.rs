@@ -107,6 +107,10 @@ pub struct ReleaseArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub health_timeout: Duration,
 
+    /// How long to wait for another deploy to the same host to finish before giving up (exit 5).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }
@@ -128,8 +132,12 @@ pub struct RollbackArgs {
     /// The release to switch to (see `vcctl status`); the previous good one when absent.
     #[arg(long)]
     pub to: Option<String>,
+    /// How long the release has to become healthy.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub health_timeout: Duration,
+    /// How long to wait for a deploy to the same host to finish (exit 5 after).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

@@ -20,7 +20,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (ERROR, "error"),
     (PLAN_HAS_CHANGES, "`plan` found changes"),
     (INVALID, "invalid stack file or arguments"),
-    (CREDENTIALS, "credentials or permission problem"),
+    (CREDENTIALS, "credentials, permission or host key problem"),
     (LOCKED, "another deploy holds the lock"),
     (ROLLED_BACK, "the new release failed its health check and was rolled back; the old release is serving"),
     (ROLLBACK_FAILED, "the rollback failed too; a person is needed"),
@@ -35,6 +35,9 @@ pub enum Failure {
     /// Missing, expired or refused credentials (exit 4).
     #[error("{message}")]
     Credentials { message: String, hint: Option<String> },
+    /// Another deploy holds the host's lock (exit 5).
+    #[error("{message}")]
+    Locked { message: String },
     /// The new release was unhealthy and the previous one serves again (exit 6).
     #[error("release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}")]
     RolledBack { release: String, previous: String, diagnosis: String },
@@ -56,6 +59,10 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
             return match f {
                 Failure::Invalid { hint, .. } => (INVALID, hint.clone()),
                 Failure::Credentials { hint, .. } => (CREDENTIALS, hint.clone()),
+                Failure::Locked { .. } => (
+                    LOCKED,
+                    Some("wait for it to finish (or pass a longer --lock-timeout); a killed deploy releases the lock by itself".into()),
+                ),
                 Failure::RolledBack { .. } => {
                     (ROLLED_BACK, Some("see `vcctl logs` for the failed release's output; fix it and deploy again".into()))
                 }

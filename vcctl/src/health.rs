@@ -21,6 +21,16 @@ pub enum Unhealthy {
     Exited(String),
     #[error("no healthy answer from {url} within {waited:?}; last: {last}")]
     Timeout { url: String, waited: Duration, last: String },
+    #[error("the service keeps exiting (exit status {status}, restarted {restarts} times): a crash loop")]
+    CrashLoop { status: i32, restarts: u32 },
+    #[error("nothing listens on port {port} on the host (connection refused): the socket unit is not active")]
+    NotListening { port: u16 },
+    #[error("{url} answers HTTP {code}: {detail}")]
+    HttpError { url: String, code: u16, detail: String },
+    #[error(
+        "the service is healthy on the host, but {url} cannot be reached from here ({error}): a firewall or security group blocks the port"
+    )]
+    Unreachable { url: String, error: String },
     #[error("{url} answers, but reports version {got}, not {want}: an older process may still hold the port")]
     WrongVersion { url: String, got: String, want: String },
 }

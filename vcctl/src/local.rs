@@ -18,28 +18,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 
 use crate::artifact::Artifact;
 use crate::error::Failure;
+use crate::release::{KEEP_RELEASES, Receipt};
 use crate::settings::Settings;
 use crate::stack::Provider;
-
-/// Good releases kept for rollback; failed ones are deleted.
-pub const KEEP_RELEASES: usize = 5;
-
-/// What vcctl knows about one release.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Receipt {
-    pub name: String,
-    pub sha256: String,
-    pub version: Option<String>,
-    pub git_sha: Option<String>,
-    pub installed_at: String,
-    pub source: String,
-    /// `pending`, `healthy` or `failed`.
-    pub verdict: String,
-}
 
 pub struct LocalStack {
     pub dir: PathBuf,
@@ -164,11 +148,8 @@ impl LocalStack {
         {
             return Ok(existing);
         }
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = now
-            .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
-            .expect("formats");
-        let name = format!("{stamp}-{}", artifact.short_sha());
+        let receipt = Receipt::new(artifact);
+        let name = receipt.name.clone();
         let dir = self.releases_dir().join(&name);
         fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
         // Copy to a temporary name, check, then rename: a half-copied binary never looks installed.
@@ -186,15 +167,6 @@ impl LocalStack {
             );
         }
         fs::rename(&tmp, dir.join("vehicleconnect"))?;
-        let receipt = Receipt {
-            name,
-            sha256: artifact.sha256.clone(),
-            version: artifact.version.clone(),
-            git_sha: artifact.git_sha.clone(),
-            installed_at: now.format(&time::format_description::well_known::Rfc3339).expect("formats"),
-            source: artifact.path.display().to_string(),
-            verdict: "pending".into(),
-        };
         self.write_receipt(&receipt)?;
         Ok(receipt)
     }

@@ -7,11 +7,14 @@ mod cloud;
 mod commands;
 mod error;
 mod health;
+mod host;
 mod local;
 mod printer;
 mod provision;
+mod release;
 mod settings;
 mod simulate;
+mod ssh;
 mod stack;
 mod templates;
 
@@ -22,6 +25,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 use commands::Ctx;
+use error::Failure;
 use printer::{Printer, Verbosity};
 
 fn main() -> ExitCode {
@@ -93,6 +97,26 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
                 "`{}` on an AWS stack ships the service over SSH, which comes with the SSH provider, the next step of vcctl",
                 std::env::args().nth(1).unwrap_or_default()
             )),
+        };
+    }
+    if let stack::Provider::Ssh(s) = &ctx.settings.provider {
+        let remote = ctx.ssh_remote(s);
+        return match &cli.command {
+            Command::Up(a) | Command::Deploy(a) => commands::remote::deploy(&ctx, &remote, a).await,
+            Command::Plan(_) => Err(Failure::invalid(
+                "`plan` compares cloud resources; an `ssh` stack has none (its host exists already)",
+                Some("`vcctl status` shows the host, `vcctl deploy` ships a release".to_string()),
+            )
+            .into()),
+            Command::Status(_) => commands::remote::status(&ctx, &remote).await,
+            Command::Logs(a) => commands::remote::logs(&ctx, &remote, a).await,
+            Command::Rollback(a) => commands::remote::rollback(&ctx, &remote, a).await,
+            Command::Destroy(a) => commands::remote::destroy(&ctx, &remote, a.keep_data).await,
+            Command::Simulate(a) => {
+                let token = commands::remote::ingest_token(&ctx, &remote).await?;
+                commands::simulate::run(&ctx.printer, a, remote.public_url.clone(), token).await
+            }
+            Command::Completions { .. } => unreachable!("handled above"),
         };
     }
     match &cli.command {

@@ -6,6 +6,23 @@ use anyhow::{Result, bail};
 pub const CLOUD_INIT: &str = include_str!("../../templates/cloud-init.yaml");
 pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
 
+pub const SERVICE_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.service");
+pub const SOCKET_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.socket");
+
+/// The service and socket units of a stack's host.
+pub fn units(settings: &crate::settings::Settings) -> Result<(String, String)> {
+    let port = settings.port.to_string();
+    let kpi = humantime::format_duration(settings.kpi_interval).to_string().replace(' ', "");
+    let retention = humantime::format_duration(settings.retention).to_string().replace(' ', "");
+    let values = [
+        ("stack", settings.stack.as_str()),
+        ("service_port", &port),
+        ("kpi_interval", &kpi),
+        ("retention", &retention),
+    ];
+    Ok((render(SERVICE_UNIT, &values)?, render(SOCKET_UNIT, &values)?))
+}
+
 /// Replaces every `{{name}}` with its value.
 pub fn render(template: &str, values: &[(&str, &str)]) -> Result<String> {
     let mut out = String::with_capacity(template.len());
@@ -51,7 +68,7 @@ mod tests {
     #[test]
     fn systemd_units_are_hardened_and_socket_activated() {
         let values = [("stack", "fra"), ("service_port", "8000"), ("kpi_interval", "1m"), ("retention", "30days")];
-        let service = render(include_str!("../../templates/systemd/vehicleconnect.service"), &values).unwrap();
+        let service = render(SERVICE_UNIT, &values).unwrap();
         for line in [
             "User=vehicleconnect",
             "NoNewPrivileges=yes",
@@ -64,7 +81,7 @@ mod tests {
             assert!(service.lines().any(|l| l == line), "the service unit lacks `{line}`:\n{service}");
         }
         assert!(!service.contains("DATABASE_URL="), "no secret in the unit");
-        let socket = render(include_str!("../../templates/systemd/vehicleconnect.socket"), &values).unwrap();
+        let socket = render(SOCKET_UNIT, &values).unwrap();
         assert!(socket.lines().any(|l| l == "ListenStream=0.0.0.0:8000"));
         assert!(socket.lines().any(|l| l == "ListenStream=0.0.0.0:80"));
     }

@@ -104,6 +104,10 @@ pub struct SshSettings {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity: Option<String>,
+    /// The host's public key (`ssh-ed25519 AAAA...`), pinned before the first contact.
+    pub host_key: Option<String>,
+    /// Let Prometheus (9090) listen on every address instead of 127.0.0.1 only.
+    pub expose_prometheus: bool,
 }
 
 /// Resolves `--stack`: a path to a file, or a name for `stacks/<name>.yaml` under `root`.
@@ -253,6 +257,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
                 user: s.opt_str("user")?,
                 port: s.opt_port("port")?,
                 identity: s.opt_str("identity")?,
+                host_key: s.opt_parsed("host_key", "a public key", |k| {
+                    let mut w = k.split_whitespace();
+                    match (w.next(), w.next()) {
+                        (Some(kind), Some(_)) if kind.starts_with("ssh-") || kind.starts_with("ecdsa-") => {
+                            Ok(k.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                        }
+                        _ => Err(format!(
+                            "expected a public key line such as `ssh-ed25519 AAAA...` (the host's /etc/ssh/ssh_host_ed25519_key.pub), got {k:?}"
+                        )),
+                    }
+                })?,
+                expose_prometheus: s.opt_bool("expose_prometheus")?.unwrap_or(false),
             };
             s.finish()?;
             Provider::Ssh(settings)

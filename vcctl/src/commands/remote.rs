@@ -1,0 +1,432 @@
+//! The commands on a host reached over SSH (the `ssh` provider, and an AWS stack's instance):
+//! `up`/`deploy`, `rollback`, `status`, `logs`, `destroy`. Each takes the host's deploy lock
+//! where it changes something, and every change is a step of `host.rs`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::artifact::{self, Artifact};
+use crate::cli::{LogsArgs, ReleaseArgs, RollbackArgs};
+use crate::error::Failure;
+use crate::health::{self, Status, Unhealthy};
+use crate::host::{Host, State};
+use crate::release::Receipt;
+use crate::ssh::Target;
+
+/// A host and how its service is reached.
+pub struct Remote {
+    pub target: Target,
+    /// The service as its users reach it (`http://<public address>:<port>`).
+    pub public_url: String,
+    /// Where Prometheus listens on the host.
+    pub prometheus_listen: String,
+}
+
+/// How a deploy went, for the report, `--json` and the GitHub step summary.
+struct Outcome {
+    release: Receipt,
+    changed: bool,
+    status: Option<Status>,
+    previous: Option<String>,
+    failure: Option<String>,
+}
+
+/// `vcctl deploy` (and the deploy part of `up`).
+pub async fn deploy(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs) -> Result<u8> {
+    let started = Instant::now();
+    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
+    let lock = host.lock(args.lock_timeout, &ctx.printer).await?;
+    let result = ship(ctx, &host, remote, &artifact, args.health_timeout).await;
+    lock.release().await;
+    host.close().await;
+    let outcome = result?;
+    summary(ctx, remote, &outcome, started.elapsed());
+    if let Some(failure) = outcome.failure {
+        return Err(failure_error(&outcome.release.name, outcome.previous, failure));
+    }
+    report(ctx, remote, &outcome, started.elapsed());
+    Ok(0)
+}
+
+/// The steps of a deploy, under the lock.
+async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, timeout: Duration) -> Result<Outcome> {
+    let p = &ctx.printer;
+    let port = ctx.settings.port;
+    let mut timings = BTreeMap::new();
+    let mut timed = |name: &str, since: Instant| {
+        timings.insert(name.to_string(), (since.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
+    };
+    let state = host.state().await?;
+    let want = artifact.version.as_deref().zip(artifact.git_sha.as_deref());
+
+    // Nothing to do when the host runs this very artifact, healthy.
+    if let Some(current) = state.current()
+        && current.sha256 == artifact.sha256
+        && current.is_good()
+        && state.active == "active"
+        && let Ok(status) = check(host, remote, port, want, Duration::ZERO).await
+    {
+        return Ok(Outcome {
+            release: current.clone(),
+            changed: false,
+            status: Some(status),
+            previous: None,
+            failure: None,
+        });
+    }
+
+    let t = Instant::now();
+    let step = p.step(format!("preparing {} (packages, database, secrets, Prometheus, units)", host.name()));
+    host.prepare(&ctx.settings, &remote.prometheus_listen).await?;
+    step.done("");
+    timed("prepare", t);
+
+    // Where a failure goes back to: what serves now, if it was good.
+    let back_to: Option<Receipt> =
+        state.current().filter(|r| r.is_good() && r.sha256 != artifact.sha256).or(state.previous_good()).cloned();
+
+    let t = Instant::now();
+    let mut release = match state.releases.iter().rev().find(|r| r.sha256 == artifact.sha256) {
+        Some(r) => {
+            p.detail(format!("the host has this artifact already as {}: no upload", r.name));
+            r.clone()
+        }
+        None => {
+            let receipt = Receipt::new(artifact);
+            let step = p.step(format!("uploading release {} ({})", receipt.name, size(artifact)));
+            host.receive(artifact, &receipt, p).await?;
+            step.done("sha256 verified on the host");
+            receipt
+        }
+    };
+    timed("upload", t);
+
+    let t = Instant::now();
+    let step = p.step(format!("switching to {} and restarting the service", release.name));
+    let since = host.switch(&release.name).await?;
+    step.done("");
+    timed("switch", t);
+
+    let t = Instant::now();
+    let step = p.step(format!("health check of {} (up to {})", release.name, humantime::format_duration(timeout)));
+    let health = check(host, remote, port, want, timeout).await;
+    timed("health", t);
+    match health {
+        Ok(status) => {
+            step.done(format!("healthy, v{} ({})", status.version, status.git_sha));
+            release.verdict = "healthy".into();
+            release.diagnosis = None;
+            release.timings = timings;
+            for pruned in host.finish(&release).await? {
+                p.detail(format!("removed old release {pruned}"));
+            }
+            Ok(Outcome { release, changed: true, status: Some(status), previous: state.current.clone(), failure: None })
+        }
+        Err(unhealthy) => {
+            step.fail("unhealthy");
+            let diagnosis = format!("{unhealthy}\n{}", host.diagnose(since).await.trim_end());
+            p.warn(format!("release {} is unhealthy: {diagnosis}", release.name));
+            release.verdict = "failed".into();
+            release.diagnosis = Some(unhealthy.to_string());
+            release.timings = timings;
+            let Some(back) = back_to else {
+                host.finish(&release).await?;
+                anyhow::bail!(
+                    "release {} is unhealthy and the host has no previous good release to go back to: {diagnosis}",
+                    release.name
+                );
+            };
+            let step = p.step(format!("rolling back to {}", back.name));
+            host.switch(&back.name).await?;
+            let back_want = back.version.as_deref().zip(back.git_sha.as_deref());
+            let rollback = check(host, remote, port, back_want, timeout).await;
+            host.finish(&release).await?;
+            match rollback {
+                Ok(_) => {
+                    step.done("healthy again");
+                    Ok(Outcome {
+                        release,
+                        changed: true,
+                        status: None,
+                        previous: Some(back.name),
+                        failure: Some(diagnosis),
+                    })
+                }
+                Err(e) => {
+                    step.fail("unhealthy");
+                    Err(Failure::RollbackFailed { release: release.name, diagnosis, rollback: e.to_string() }.into())
+                }
+            }
+        }
+    }
+}
+
+fn failure_error(release: &str, previous: Option<String>, diagnosis: String) -> anyhow::Error {
+    Failure::RolledBack { release: release.to_string(), previous: previous.unwrap_or_default(), diagnosis }.into()
+}
+
+/// Polls the service on the host (over SSH) and from here (its public address) until both
+/// say healthy with the wanted version, the unit dies, or `timeout` passes. A zero timeout
+/// looks once.
+async fn check(
+    host: &Host,
+    remote: &Remote,
+    port: u16,
+    want: Option<(&str, &str)>,
+    timeout: Duration,
+) -> Result<Status, Unhealthy> {
+    let client = health::client();
+    let started = Instant::now();
+    let mut baseline = None;
+    loop {
+        let probe = host.probe(port).await.map_err(|e| Unhealthy::Timeout {
+            url: format!("ssh://{}", host.name()),
+            waited: started.elapsed(),
+            last: format!("{e:#}"),
+        })?;
+        let restarts_before = *baseline.get_or_insert(probe.restarts);
+        if probe.exited(restarts_before) {
+            return Err(Unhealthy::CrashLoop { status: probe.exit_status, restarts: probe.restarts });
+        }
+        let mut outside = None;
+        let wrong_version = match probe.healthy() {
+            Some(s) => match want {
+                Some((v, sha)) if s.version != v || s.git_sha != sha => {
+                    Some((format!("{} ({})", s.version, s.git_sha), format!("{v} ({sha})")))
+                }
+                _ => {
+                    match health::status(&client, &remote.public_url).await {
+                        Ok((200, s)) if s.status == "ok" => return Ok(s),
+                        Ok((code, _)) => outside = Some(format!("HTTP {code}")),
+                        Err(e) => outside = Some(e),
+                    }
+                    None
+                }
+            },
+            None => None,
+        };
+        if started.elapsed() >= timeout {
+            let url = format!("http://127.0.0.1:{port} on {}", host.name());
+            return Err(match (probe.curl, probe.http, wrong_version, outside) {
+                (_, _, Some((got, want)), _) => Unhealthy::WrongVersion { url, got, want },
+                (_, _, None, Some(error)) => Unhealthy::Unreachable { url: remote.public_url.clone(), error },
+                (7, _, _, _) => Unhealthy::NotListening { port },
+                (0, Some(code), _, _) => Unhealthy::HttpError {
+                    url,
+                    code,
+                    detail: probe.status.map_or("no status in the body".into(), |s| {
+                        format!("status {}, database {}", s.status, s.database)
+                    }),
+                },
+                _ => Unhealthy::Timeout { url, waited: timeout, last: probe.describe() },
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn size(a: &Artifact) -> String {
+    let bytes = std::fs::metadata(&a.path).map(|m| m.len()).unwrap_or(0);
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+fn report(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
+    let url = &remote.public_url;
+    let status = o.status.as_ref();
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack,
+        "host": remote.target.host,
+        "changed": o.changed,
+        "release": o.release.name,
+        "verdict": o.release.verdict,
+        "previous": o.previous,
+        "version": status.map(|s| &s.version),
+        "git_sha": status.map(|s| &s.git_sha),
+        "url": url,
+        "dashboard": format!("{url}/dashboard"),
+        "timings_s": o.release.timings,
+        "elapsed_s": elapsed.as_secs_f64(),
+    }));
+    let what = if o.changed { "deployed" } else { "already runs, nothing changed:" };
+    ctx.printer.info(format!(
+        "\nstack `{}` on {} {what} release {} in {}\n  dashboard: {url}/dashboard\n  API:       {url}/docs",
+        ctx.settings.stack,
+        remote.target.host,
+        o.release.name,
+        crate::printer::format_duration(elapsed)
+    ));
+    ctx.printer.out(format!("{url}/dashboard"));
+}
+
+/// When run by GitHub Actions: the deploy as Markdown in the run's summary page.
+fn summary(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
+    let verdict = match (&o.failure, o.changed) {
+        (Some(_), _) => format!("❌ unhealthy, rolled back to `{}`", o.previous.as_deref().unwrap_or("?")),
+        (None, true) => "✅ healthy".to_string(),
+        (None, false) => "✅ already running, nothing changed".to_string(),
+    };
+    let mut md = format!(
+        "### VehicleConnect deploy: stack `{}`\n\n| | |\n|---|---|\n| Host | `{}` |\n| Release | `{}` |\n| Version | {} |\n| Artifact sha256 | `{}` |\n| Verdict | {verdict} |\n| Service | {} |\n| Total | {} |\n",
+        ctx.settings.stack,
+        remote.target.host,
+        o.release.name,
+        o.release.version.as_deref().unwrap_or("?"),
+        o.release.sha256,
+        remote.public_url,
+        crate::printer::format_duration(elapsed),
+    );
+    if !o.release.timings.is_empty() {
+        md.push_str("\n| Step | Seconds |\n|---|---|\n");
+        for (step, secs) in &o.release.timings {
+            md.push_str(&format!("| {step} | {secs:.1} |\n"));
+        }
+    }
+    if let Some(f) = &o.failure {
+        md.push_str(&format!("\n<details><summary>Diagnosis</summary>\n\n```\n{f}\n```\n</details>\n"));
+    }
+    let written =
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(md.as_bytes()));
+    if let Err(e) = written {
+        ctx.printer.warn(format!("could not write the GitHub step summary: {e}"));
+    }
+}
+
+/// `vcctl rollback [--to RELEASE]` on a host.
+pub async fn rollback(ctx: &Ctx, remote: &Remote, args: &RollbackArgs) -> Result<u8> {
+    let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
+    let lock = host.lock(args.lock_timeout, &ctx.printer).await?;
+    let result = switch_back(ctx, &host, remote, args).await;
+    lock.release().await;
+    host.close().await;
+    result
+}
+
+async fn switch_back(ctx: &Ctx, host: &Host, remote: &Remote, args: &RollbackArgs) -> Result<u8> {
+    let state = host.state().await?;
+    let target = match &args.to {
+        Some(name) => state.releases.iter().find(|r| &r.name == name).cloned().ok_or_else(|| {
+            let known: Vec<String> = state.releases.iter().map(|r| format!("{} ({})", r.name, r.verdict)).collect();
+            Failure::invalid(
+                format!("no release `{name}` on {}", host.name()),
+                Some(format!("releases there: {}", known.join(", "))),
+            )
+        })?,
+        None => state.previous_good().cloned().ok_or_else(|| {
+            Failure::invalid(
+                format!("{} has no previous good release to roll back to", host.name()),
+                Some("`vcctl status` lists the releases".into()),
+            )
+        })?,
+    };
+    let step = ctx.printer.step(format!("switching to release {}", target.name));
+    host.switch(&target.name).await?;
+    let want = target.version.as_deref().zip(target.git_sha.as_deref());
+    match check(host, remote, ctx.settings.port, want, args.health_timeout).await {
+        Ok(s) => {
+            step.done("healthy");
+            let mut r = target.clone();
+            r.verdict = "healthy".into();
+            host.finish(&r).await?;
+            ctx.printer.json(&json!({"stack": ctx.settings.stack, "release": target.name, "previous": state.current, "version": s.version}));
+            ctx.printer.info(format!(
+                "stack `{}` on {} now runs release {}",
+                ctx.settings.stack,
+                host.name(),
+                target.name
+            ));
+            Ok(0)
+        }
+        Err(e) => {
+            step.fail("unhealthy");
+            Err(Failure::RollbackFailed {
+                release: target.name,
+                diagnosis: "rollback requested".into(),
+                rollback: e.to_string(),
+            }
+            .into())
+        }
+    }
+}
+
+/// `vcctl status` of a host: releases, the unit, and health from both sides.
+pub async fn status(ctx: &Ctx, remote: &Remote) -> Result<u8> {
+    let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
+    let state: State = host.state().await?;
+    let probe = host.probe(ctx.settings.port).await?;
+    host.close().await;
+    let outside = health::status(&health::client(), &remote.public_url).await;
+    let healthy = probe.healthy().is_some() && matches!(&outside, Ok((200, s)) if s.status == "ok");
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack,
+        "provider": ctx.settings.provider_name,
+        "host": remote.target.host,
+        "healthy": healthy,
+        "unit": {"active": probe.active_state, "sub": probe.sub_state, "restarts": probe.restarts, "socket": probe.socket},
+        "status": probe.status,
+        "reachable_from_here": outside.is_ok(),
+        "url": remote.public_url,
+        "release": state.current,
+        "releases": state.releases,
+    }));
+    let p = &ctx.printer;
+    p.out(format!("stack:    {} ({} on {})", ctx.settings.stack, ctx.settings.provider_name, remote.target.host));
+    p.out(format!("service:  {}", probe.describe()));
+    if let Some(s) = &probe.status {
+        p.out(format!("version:  {} ({}), database {}, up {}s", s.version, s.git_sha, s.database, s.uptime_s));
+    }
+    match &outside {
+        Ok((code, _)) => p.out(format!("outside:  HTTP {code} at {}", remote.public_url)),
+        Err(e) => p.out(format!("outside:  unreachable at {}: {e}", remote.public_url)),
+    }
+    p.out(format!("release:  {}", state.current.as_deref().unwrap_or("none")));
+    for r in state.releases.iter().rev() {
+        let mark = if Some(&r.name) == state.current.as_ref() { "*" } else { " " };
+        p.out(format!("  {mark} {} {} v{} by {}", r.name, r.verdict, r.version.as_deref().unwrap_or("?"), r.by));
+    }
+    Ok(if healthy { 0 } else { 1 })
+}
+
+/// `vcctl logs [-f] [-n N]`: the service's journal on the host.
+pub async fn logs(ctx: &Ctx, remote: &Remote, args: &LogsArgs) -> Result<u8> {
+    let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
+    let status = host.logs(args.lines, args.follow).await?;
+    host.close().await;
+    Ok(if status.success() { 0 } else { 1 })
+}
+
+/// `vcctl destroy` of a host: the service, its releases and (unless `--keep-data`) its
+/// database; PostgreSQL and Prometheus themselves stay installed.
+pub async fn destroy(ctx: &Ctx, remote: &Remote, keep_data: bool) -> Result<u8> {
+    let what = if keep_data { "remove the service from" } else { "remove the service and its data from" };
+    ctx.confirm_destruction(&format!("{what} {}", remote.target.host))?;
+    let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
+    let lock = host.lock(Duration::from_secs(60), &ctx.printer).await?;
+    let step = ctx.printer.step(format!("removing the service from {}", host.name()));
+    let result = host.destroy(keep_data).await;
+    lock.release().await;
+    host.close().await;
+    result?;
+    step.done(if keep_data { "data kept" } else { "data deleted" });
+    ctx.printer.json(
+        &json!({"stack": ctx.settings.stack, "host": remote.target.host, "destroyed": true, "kept_data": keep_data}),
+    );
+    Ok(0)
+}
+
+/// The ingest token of the host's service, for `vcctl simulate`.
+pub async fn ingest_token(ctx: &Ctx, remote: &Remote) -> Result<Option<String>> {
+    if !ctx.settings.ingest_token {
+        return Ok(None);
+    }
+    let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
+    let token = host.ingest_token().await;
+    host.close().await;
+    token
+}

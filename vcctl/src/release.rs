@@ -1,0 +1,92 @@
+//! What vcctl records about a release, wherever it is installed: the receipt
+//! (`release.json` beside the binary), its name, and who shipped it from where.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::artifact::Artifact;
+
+/// Good releases kept for rollback, the current one included; failed ones are moved aside.
+pub const KEEP_RELEASES: usize = 5;
+
+/// What vcctl knows about one release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub name: String,
+    pub sha256: String,
+    pub version: Option<String>,
+    pub git_sha: Option<String>,
+    pub installed_at: String,
+    /// The artifact's path on the machine that shipped it.
+    pub source: String,
+    /// `user@machine` that shipped it.
+    #[serde(default)]
+    pub by: String,
+    /// `laptop`, or the URL of the CI run that shipped it.
+    #[serde(default)]
+    pub from: String,
+    /// `pending`, `healthy` or `failed`.
+    pub verdict: String,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<String>,
+    /// Seconds each step of its deploy took.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timings: BTreeMap<String, f64>,
+}
+
+impl Receipt {
+    /// A new, pending release of `artifact`, named `<UTC time>-<sha12>`.
+    pub fn new(artifact: &Artifact) -> Receipt {
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = now
+            .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+            .expect("formats");
+        let origin = Origin::here();
+        Receipt {
+            name: format!("{stamp}-{}", artifact.short_sha()),
+            sha256: artifact.sha256.clone(),
+            version: artifact.version.clone(),
+            git_sha: artifact.git_sha.clone(),
+            installed_at: now.format(&time::format_description::well_known::Rfc3339).expect("formats"),
+            source: artifact.path.display().to_string(),
+            by: origin.by,
+            from: origin.from,
+            verdict: "pending".into(),
+            diagnosis: None,
+            timings: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_good(&self) -> bool {
+        self.verdict == "healthy"
+    }
+}
+
+/// Who runs vcctl, and from where: a person's machine or a CI run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Origin {
+    pub by: String,
+    pub from: String,
+}
+
+impl Origin {
+    pub fn here() -> Origin {
+        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let from = match (env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {
+            (Some(server), Some(repo), Some(run)) => format!("{server}/{repo}/actions/runs/{run}"),
+            _ if env("CI").is_some() => "ci".to_string(),
+            _ => "laptop".to_string(),
+        };
+        let by = match env("GITHUB_ACTOR") {
+            Some(actor) => format!("{actor} (GitHub Actions on {machine})"),
+            None => format!("{user}@{machine}"),
+        };
+        Origin { by, from }
+    }
+}

@@ -1,0 +1,269 @@
+//! One SSH connection to a host for the whole run: the system `ssh` client through the
+//! `openssh` crate, with one multiplexed master, so every step after the first costs a round
+//! trip and not a handshake. Host keys are always checked, against the stack's own
+//! `known_hosts` under `.vcctl/`: a key given in the stack is pinned before the first contact;
+//! otherwise the key seen at first contact is pinned and its fingerprint printed. A changed
+//! key is refused, with what to do about it.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use openssh::{KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::Failure;
+use crate::printer::Printer;
+
+/// Where the host side of vcctl (templates/host/vc-host.sh) is installed on every host.
+pub const HELPER: &str = "/opt/vehicleconnect/bin/vc-host";
+const HELPER_SCRIPT: &str = include_str!("../../templates/host/vc-host.sh");
+
+/// Whom to connect to, and how to trust it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity: Option<PathBuf>,
+    /// The stack's own known_hosts file.
+    pub known_hosts: PathBuf,
+    /// A host key known before the first contact (`ssh-ed25519 AAAA...`): from the stack
+    /// file, or read from the AWS console output.
+    pub host_key: Option<String>,
+}
+
+impl Target {
+    /// The host as known_hosts names it.
+    pub fn known_hosts_name(&self) -> String {
+        if self.port == 22 { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) }
+    }
+
+    pub fn display(&self) -> String {
+        format!(
+            "{}@{}{}",
+            self.user,
+            self.host,
+            if self.port == 22 { String::new() } else { format!(":{}", self.port) }
+        )
+    }
+
+    /// Whether known_hosts already has a key for this host (hashed entries included).
+    fn is_known(&self) -> bool {
+        self.known_hosts.exists()
+            && std::process::Command::new("ssh-keygen")
+                .arg("-F")
+                .arg(self.known_hosts_name())
+                .arg("-f")
+                .arg(&self.known_hosts)
+                .output()
+                .is_ok_and(|o| o.status.success() && !o.stdout.is_empty())
+    }
+
+    fn pin(&self, key: &str) -> Result<()> {
+        let mut text = std::fs::read_to_string(&self.known_hosts).unwrap_or_default();
+        text.push_str(&format!("{} {}\n", self.known_hosts_name(), key.trim()));
+        std::fs::write(&self.known_hosts, text).with_context(|| format!("writing `{}`", self.known_hosts.display()))
+    }
+}
+
+/// An open connection; commands run as root (through `sudo -n` for other users).
+pub struct Ssh {
+    session: Session,
+    pub target: Target,
+}
+
+impl Ssh {
+    pub async fn connect(target: Target, printer: &Printer) -> Result<Ssh> {
+        if let Some(dir) = target.known_hosts.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
+        }
+        let first_contact = !target.is_known();
+        if first_contact && let Some(key) = &target.host_key {
+            target.pin(key)?;
+        }
+        let learn = first_contact && target.host_key.is_none();
+        let mut b = SessionBuilder::default();
+        b.user(target.user.clone())
+            .port(target.port)
+            .connect_timeout(Duration::from_secs(10))
+            .server_alive_interval(Duration::from_secs(15))
+            // An orphaned master (vcctl killed) goes away by itself.
+            .control_persist(openssh::ControlPersist::IdleFor(std::num::NonZeroUsize::new(30).unwrap()))
+            .user_known_hosts_file(&target.known_hosts)
+            .known_hosts_check(if learn { KnownHosts::Add } else { KnownHosts::Strict });
+        if let Some(id) = &target.identity {
+            b.keyfile(id);
+        }
+        let session = b.connect(&target.host).await.map_err(|e| connect_error(&target, e))?;
+        if learn {
+            printer.warn(format!(
+                "first contact with {}: pinned its host key {} in `{}`; compare it with the host's own \
+                 (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` there) if you have not yet",
+                target.host,
+                fingerprint(&target.known_hosts, &target.known_hosts_name()).unwrap_or_else(|| "(unknown)".into()),
+                target.known_hosts.display()
+            ));
+        }
+        let ssh = Ssh { session, target };
+        ssh.install_helper().await?;
+        Ok(ssh)
+    }
+
+    /// The remote program with its arguments, as root.
+    fn command(&self, program: &str) -> openssh::OwningCommand<&Session> {
+        if self.target.user == "root" {
+            self.session.command(program.to_string())
+        } else {
+            let mut c = self.session.command("sudo");
+            c.arg("-n").arg(program);
+            c
+        }
+    }
+
+    /// Installs (refreshes) the host side of vcctl: one round trip.
+    async fn install_helper(&self) -> Result<()> {
+        let script = format!(
+            "install -d -m 755 /opt/vehicleconnect/bin && cat > {HELPER}.new && chmod 755 {HELPER}.new && mv -f {HELPER}.new {HELPER}"
+        );
+        let mut cmd = self.command("sh");
+        cmd.arg("-c").arg(script);
+        let out = feed(cmd, HELPER_SCRIPT.as_bytes()).await?;
+        self.check("installing vc-host", out).map(|_| ()).map_err(|e| {
+            if self.target.user != "root" {
+                e.context(format!("`{}` needs passwordless sudo on the host", self.target.user))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Runs `vc-host ARGS...` and returns its stdout; a non-zero exit is an error with its stderr.
+    pub async fn run(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = self.command(HELPER);
+        cmd.args(args);
+        let out = cmd.output().await.with_context(|| format!("running vc-host {} on {}", args[0], self.target.host))?;
+        self.check(&format!("vc-host {}", args[0]), out)
+    }
+
+    /// Like `run`, with `input` on stdin.
+    pub async fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<String> {
+        let mut cmd = self.command(HELPER);
+        cmd.args(args);
+        let out = feed(cmd, input).await?;
+        self.check(&format!("vc-host {}", args[0]), out)
+    }
+
+    /// Like `run`, streaming the file at `path` to stdin and counting bytes on `progress`.
+    pub async fn run_with_file(&self, args: &[&str], path: &Path, progress: &indicatif::ProgressBar) -> Result<String> {
+        let mut cmd = self.command(HELPER);
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().await?;
+        let mut stdin = child.stdin().take().expect("piped");
+        let mut file = tokio::fs::File::open(path).await.with_context(|| format!("reading `{}`", path.display()))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            stdin.write_all(&buf[..n]).await.context("sending the release")?;
+            progress.inc(n as u64);
+        }
+        stdin.shutdown().await?;
+        drop(stdin);
+        let out = child.wait_with_output().await?;
+        self.check(&format!("vc-host {}", args[0]), out)
+    }
+
+    /// Starts `vc-host ARGS...` and hands back the running child (stdin, stdout piped).
+    pub async fn spawn(&self, args: &[&str]) -> Result<openssh::Child<&Session>> {
+        let mut cmd = self.command(HELPER);
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        Ok(cmd.spawn().await?)
+    }
+
+    /// Starts `vc-host ARGS...` with its output going straight to ours (for `logs -f`).
+    pub async fn stream(&self, args: &[&str]) -> Result<std::process::ExitStatus> {
+        let mut cmd = self.command(HELPER);
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        Ok(cmd.status().await?)
+    }
+
+    fn check(&self, what: &str, out: Output) -> Result<String> {
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        anyhow::bail!(
+            "{what} failed on {} (exit {}): {}",
+            self.target.host,
+            out.status.code().map_or("signal".to_string(), |c| c.to_string()),
+            tail.join("\n  ")
+        )
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+async fn feed(mut cmd: openssh::OwningCommand<&Session>, input: &[u8]) -> Result<Output> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().await?;
+    let mut stdin = child.stdin().take().expect("piped");
+    stdin.write_all(input).await?;
+    stdin.shutdown().await?;
+    drop(stdin);
+    Ok(child.wait_with_output().await?)
+}
+
+/// `SHA256:...` of the key known_hosts has for `name`.
+fn fingerprint(known_hosts: &Path, name: &str) -> Option<String> {
+    let out = std::process::Command::new("ssh-keygen").arg("-lf").arg(known_hosts).arg("-F").arg(name).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("SHA256:")).map(str::to_string))
+}
+
+/// What a failed connection means, in words that say what to do.
+fn connect_error(target: &Target, e: openssh::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    let detail = {
+        let mut s = text.clone();
+        let mut source = std::error::Error::source(&e);
+        while let Some(inner) = source {
+            s.push_str(&format!(": {inner}"));
+            source = inner.source();
+        }
+        s
+    };
+    let kh = target.known_hosts.display();
+    if detail.contains("IDENTIFICATION HAS CHANGED") || detail.contains("Host key verification failed") {
+        return Failure::Credentials {
+            message: format!(
+                "the host key of {} is not the one pinned in `{kh}`: refusing to connect (the host was rebuilt, \
+                 or someone is in the middle)",
+                target.host
+            ),
+            hint: Some(format!(
+                "if the host was replaced on purpose, check its new key out of band, then forget the old one: \
+                 ssh-keygen -R '{}' -f {kh}",
+                target.known_hosts_name()
+            )),
+        }
+        .into();
+    }
+    if detail.contains("Permission denied") {
+        return Failure::Credentials {
+            message: format!("{} refused the SSH login: {detail}", target.display()),
+            hint: Some("set `identity:` to the private key this host accepts (or load it in ssh-agent)".into()),
+        }
+        .into();
+    }
+    anyhow::anyhow!("cannot connect to {} over SSH: {detail}", target.display())
+}
