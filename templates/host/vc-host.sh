@@ -6,6 +6,7 @@
 #
 # Layout:  /opt/vehicleconnect/releases/<UTC time>-<sha12>/{vehicleconnect,release.json}
 #          /opt/vehicleconnect/current -> releases/...   (switched with one rename)
+#          /opt/vehicleconnect/candidate -> releases/... (a new release under check, loopback only)
 #          /opt/vehicleconnect/failed/<release>/          (failed releases, moved aside)
 #          /etc/vehicleconnect/env                        (0600: DATABASE_URL, VC_INGEST_TOKEN)
 set -eu
@@ -17,6 +18,7 @@ LOCK=/run/lock/vehicleconnect-deploy.lock
 HOLDER=/run/lock/vehicleconnect-deploy.holder
 UNIT=vehicleconnect.service
 SOCKET=vehicleconnect.socket
+CANDIDATE=vehicleconnect-candidate
 export LC_ALL=C SYSTEMD_PAGER= SYSTEMD_COLORS=0
 
 die() { echo "vc-host: $*" >&2; exit 1; }
@@ -118,6 +120,24 @@ receive) # receive SHA256 NAME RECEIPT_JSON: the binary on stdin becomes release
   mv -T "$part" "$REL/$2"
   ;;
 
+candidate) # candidate NAME: run NAME beside the serving release, on 127.0.0.1 only, to check it
+           # before it takes any traffic. Its socket starts it at the first connection.
+  check_name "$1"
+  [ -x "$REL/$1/vehicleconnect" ] || die "no release $1 on this host"
+  systemctl stop $CANDIDATE.socket $CANDIDATE.service 2>/dev/null || true
+  systemctl reset-failed $CANDIDATE.service 2>/dev/null || true
+  ln -sfn "releases/$1" "$BASE/candidate.new"
+  mv -T "$BASE/candidate.new" "$BASE/candidate"
+  echo "since $(date +%s)"
+  systemctl start $CANDIDATE.socket
+  ;;
+
+candidate-stop)
+  systemctl stop $CANDIDATE.socket $CANDIDATE.service 2>/dev/null || true
+  systemctl reset-failed $CANDIDATE.service $CANDIDATE.socket 2>/dev/null || true
+  rm -f "$BASE/candidate"
+  ;;
+
 switch) # switch NAME: point `current` at NAME with one rename, then restart the service. The
         # socket stays open meanwhile: connections wait in its queue for the new process.
   check_name "$1"
@@ -129,18 +149,18 @@ switch) # switch NAME: point `current` at NAME with one rename, then restart the
   systemctl restart $UNIT || true
   ;;
 
-probe) # probe PORT: the service's own answer on the host, and what systemd says of it.
+probe) # probe PORT UNIT: the service's own answer on the host, and what systemd says of it.
   body=$(curl -s -m 2 -w '\nhttp %{http_code}' "http://127.0.0.1:$1/api/status") && rc=0 || rc=$?
   echo "curl $rc"
   printf '%s\n' "$body" | sed -n '$!s/^/body /p;$p'
-  systemctl show $UNIT -p ActiveState -p SubState -p Result -p NRestarts -p ExecMainStatus
-  echo "SocketState=$(systemctl is-active $SOCKET 2>/dev/null || true)"
+  systemctl show "$2.service" -p ActiveState -p SubState -p Result -p NRestarts -p ExecMainStatus
+  echo "SocketState=$(systemctl is-active "$2.socket" 2>/dev/null || true)"
   ;;
 
-diagnose) # diagnose SINCE_EPOCH: systemctl status and the journal since the switch.
-  systemctl status $UNIT --no-pager -l -n 0 2>&1 || true
+diagnose) # diagnose SINCE_EPOCH UNIT: systemctl status and the journal since the start.
+  systemctl status "$2.service" --no-pager -l -n 0 2>&1 || true
   echo "--- journal"
-  journalctl -u $UNIT --no-pager -o short-iso -n 30 --since "@$1" 2>&1 || true
+  journalctl -u "$2.service" --no-pager -o short-iso -n 30 --since "@$1" 2>&1 || true
   ;;
 
 finish) # finish NAME VERDICT KEEP: the final receipt (stdin); failed releases are moved aside,
@@ -171,15 +191,15 @@ logs) # logs LINES [follow]
   ;;
 
 destroy) # destroy keep-data|delete-data: remove the service; PostgreSQL and Prometheus stay.
-  systemctl disable --now $SOCKET $UNIT >/dev/null 2>&1 || true
-  rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET
+  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service >/dev/null 2>&1 || true
+  rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.*
   systemctl daemon-reload
   if [ "$1" = delete-data ]; then
     runuser -u postgres -- psql -q -c 'DROP DATABASE IF EXISTS vehicleconnect' >/dev/null
     runuser -u postgres -- psql -q -c 'DROP ROLE IF EXISTS vehicleconnect' >/dev/null
     rm -rf /var/lib/vehicleconnect "$ETC"
   fi
-  rm -rf "$REL" "$FAILED" "$BASE/current"
+  rm -rf "$REL" "$FAILED" "$BASE/current" "$BASE/candidate"
   ;;
 
 *) die "unknown command: $cmd" ;;

@@ -21,7 +21,7 @@ pub enum Unhealthy {
     Exited(String),
     #[error("no healthy answer from {url} within {waited:?}; last: {last}")]
     Timeout { url: String, waited: Duration, last: String },
-    #[error("the service keeps exiting (exit status {status}, restarted {restarts} times): a crash loop")]
+    #[error("{}", crash(*.status, *.restarts))]
     CrashLoop { status: i32, restarts: u32 },
     #[error("nothing listens on port {port} on the host (connection refused): the socket unit is not active")]
     NotListening { port: u16 },
@@ -33,6 +33,13 @@ pub enum Unhealthy {
     Unreachable { url: String, error: String },
     #[error("{url} answers, but reports version {got}, not {want}: an older process may still hold the port")]
     WrongVersion { url: String, got: String, want: String },
+}
+
+fn crash(status: i32, restarts: u32) -> String {
+    match restarts {
+        0 => format!("the service exits at start (exit status {status})"),
+        n => format!("the service keeps exiting (exit status {status}, restarted {n} times): a crash loop"),
+    }
 }
 
 fn last_lines(log: &str) -> String {

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::artifact::Artifact;
@@ -156,9 +156,16 @@ impl Host {
 
     pub async fn connect(target: Target, printer: &Printer) -> Result<Host> {
         let step = printer.step(format!("connecting to {}", target.display()));
-        let ssh = Ssh::connect(target, printer).await?;
-        step.done("");
-        Ok(Host { ssh })
+        match Ssh::connect(target, printer).await {
+            Ok(ssh) => {
+                step.done("");
+                Ok(Host { ssh })
+            }
+            Err(e) => {
+                step.fail("");
+                Err(e)
+            }
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -254,9 +261,10 @@ impl Host {
                     ),
                 )
                 .await?;
-        let (service, socket) = templates::units(settings)?;
-        let units_changed = self.put("/etc/systemd/system/vehicleconnect.service", "644", &service).await?
-            | self.put("/etc/systemd/system/vehicleconnect.socket", "644", &socket).await?;
+        let mut units_changed = false;
+        for (path, text) in templates::units(settings)? {
+            units_changed |= self.put(&path, "644", &text).await?;
+        }
         let yes = |b: bool| if b { "yes" } else { "no" };
         self.ssh.run(&["prepare", yes(settings.ingest_token), yes(prometheus_changed), yes(units_changed)]).await?;
         Ok(())
@@ -279,13 +287,25 @@ impl Host {
         Ok(out.lines().find_map(|l| l.strip_prefix("since ")).and_then(|s| s.trim().parse().ok()).unwrap_or(0))
     }
 
-    pub async fn probe(&self, port: u16) -> Result<Probe> {
-        Ok(Probe::parse(&self.ssh.run(&["probe", &port.to_string()]).await?))
+    /// Starts `release` as the candidate, beside the serving one (loopback only); returns the
+    /// host's clock at the start.
+    pub async fn candidate(&self, release: &str) -> Result<i64> {
+        let out = self.ssh.run(&["candidate", release]).await?;
+        Ok(out.lines().find_map(|l| l.strip_prefix("since ")).and_then(|s| s.trim().parse().ok()).unwrap_or(0))
     }
 
-    /// `systemctl status` and the journal since `since`.
-    pub async fn diagnose(&self, since: i64) -> String {
-        match self.ssh.run(&["diagnose", &since.to_string()]).await {
+    pub async fn candidate_stop(&self) -> Result<()> {
+        self.ssh.run(&["candidate-stop"]).await.map(|_| ())
+    }
+
+    /// The service `unit` (without `.service`) answering on `port`, seen from the host.
+    pub async fn probe(&self, port: u16, unit: &str) -> Result<Probe> {
+        Ok(Probe::parse(&self.ssh.run(&["probe", &port.to_string(), unit]).await?))
+    }
+
+    /// `systemctl status` of `unit` and its journal since `since`.
+    pub async fn diagnose(&self, since: i64, unit: &str) -> String {
+        match self.ssh.run(&["diagnose", &since.to_string(), unit]).await {
             Ok(text) => text,
             Err(e) => format!("(could not read the journal: {e:#})"),
         }

@@ -203,6 +203,9 @@ pub struct Report {
     pub planned_events: u64,
     pub acknowledged: u64,
     pub failed: u64,
+    /// Requests sent a second time because the connection closed under them before any
+    /// answer (a kept-alive connection closed by a restarting server at that very moment).
+    pub retried: u64,
     /// Events not sent because `--concurrency` requests were already waiting.
     pub skipped_late: u64,
     pub requests: u64,
@@ -226,6 +229,7 @@ pub struct Plan {
 struct Counters {
     acked: AtomicU64,
     failed: AtomicU64,
+    retried: AtomicU64,
     late: AtomicU64,
     requests: AtomicU64,
 }
@@ -238,6 +242,8 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
     let requests_per_s = plan.rate / batch as f64;
     let client =
         reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(plan.concurrency).build()?;
+    // Resends go on a new connection: the other idle ones may be closing at the same moment.
+    let fresh = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build()?;
     let url = format!("{}/api/events", plan.target.trim_end_matches('/'));
     let counters = Arc::new(Counters::default());
     let errors: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
@@ -267,9 +273,16 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
             if let Some(t) = &plan.token {
                 req = req.bearer_auth(t);
             }
-            let (counters, errors) = (counters.clone(), errors.clone());
+            let (counters, errors, fresh) = (counters.clone(), errors.clone(), fresh.clone());
             tasks.spawn(async move {
-                let outcome = req.send().await;
+                let again = req.try_clone().and_then(|r| r.build().ok());
+                let mut outcome = req.send().await;
+                if let (Err(e), Some(again)) = (&outcome, again)
+                    && closed_before_answer(e)
+                {
+                    counters.retried.fetch_add(1, Ordering::Relaxed);
+                    outcome = fresh.execute(again).await;
+                }
                 counters.requests.fetch_add(1, Ordering::Relaxed);
                 let reason = match outcome {
                     Ok(r) if r.status() == 201 => None,
@@ -281,7 +294,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
                     }
                     Err(e) if e.is_timeout() => Some("timed out".to_string()),
                     Err(e) if e.is_connect() => Some("connection refused or failed".to_string()),
-                    Err(e) => Some(format!("{e}")),
+                    Err(e) => Some(error_chain(&e)),
                 };
                 match reason {
                     None => counters.acked.fetch_add(n, Ordering::Relaxed),
@@ -318,12 +331,48 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
         planned_events,
         acknowledged,
         failed: counters.failed.load(Ordering::Relaxed),
+        retried: counters.retried.load(Ordering::Relaxed),
         skipped_late: counters.late.load(Ordering::Relaxed),
         requests: counters.requests.load(Ordering::Relaxed),
         duration_s: (elapsed * 1000.0).round() / 1000.0,
         achieved_events_per_s: (acknowledged as f64 / elapsed * 10.0).round() / 10.0,
         errors,
     })
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Whether a request failed because its kept-alive connection was closed by the server as it
+/// was being sent: HTTP/1.1 cannot rule that race out when a server restarts, and the server
+/// did not read the request (it answers every request it reads before it closes), so sending
+/// it once more is what browsers do and cannot store an event twice.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -9,18 +9,36 @@ pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
 pub const SERVICE_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.service");
 pub const SOCKET_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.socket");
 
-/// The service and socket units of a stack's host.
-pub fn units(settings: &crate::settings::Settings) -> Result<(String, String)> {
+/// Where a candidate release listens on its host while it is checked (loopback only).
+pub const CANDIDATE_PORT: u16 = 18000;
+
+/// The units of a stack's host, as (path, content): the service and its socket, and the
+/// same pair for a candidate release.
+pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String)>> {
     let port = settings.port.to_string();
     let kpi = humantime::format_duration(settings.kpi_interval).to_string().replace(' ', "");
     let retention = humantime::format_duration(settings.retention).to_string().replace(' ', "");
-    let values = [
-        ("stack", settings.stack.as_str()),
-        ("service_port", &port),
-        ("kpi_interval", &kpi),
-        ("retention", &retention),
-    ];
-    Ok((render(SERVICE_UNIT, &values)?, render(SOCKET_UNIT, &values)?))
+    let serving = format!("ListenStream=0.0.0.0:{port}\nListenStream=0.0.0.0:80");
+    let candidate = format!("ListenStream=127.0.0.1:{CANDIDATE_PORT}");
+    let mut out = Vec::new();
+    for (unit, role, link, listen) in [
+        ("vehicleconnect", "serving", "current", serving.as_str()),
+        ("vehicleconnect-candidate", "candidate", "candidate", candidate.as_str()),
+    ] {
+        let values = [
+            ("stack", settings.stack.as_str()),
+            ("service_port", &port),
+            ("kpi_interval", &kpi),
+            ("retention", &retention),
+            ("unit", unit),
+            ("role", role),
+            ("link", link),
+            ("listen", listen),
+        ];
+        out.push((format!("/etc/systemd/system/{unit}.service"), render(SERVICE_UNIT, &values)?));
+        out.push((format!("/etc/systemd/system/{unit}.socket"), render(SOCKET_UNIT, &values)?));
+    }
+    Ok(out)
 }
 
 /// Replaces every `{{name}}` with its value.
@@ -67,8 +85,11 @@ mod tests {
 
     #[test]
     fn systemd_units_are_hardened_and_socket_activated() {
-        let values = [("stack", "fra"), ("service_port", "8000"), ("kpi_interval", "1m"), ("retention", "30days")];
-        let service = render(SERVICE_UNIT, &values).unwrap();
+        let stack = crate::stack::parse(std::path::Path::new("t.yaml"), "name: fra\nprovider: local\n").unwrap();
+        let settings = crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default());
+        let units = units(&settings).unwrap();
+        let file = |path: &str| &units.iter().find(|(p, _)| p == path).unwrap().1;
+        let service = file("/etc/systemd/system/vehicleconnect.service");
         for line in [
             "User=vehicleconnect",
             "NoNewPrivileges=yes",
@@ -76,14 +97,26 @@ mod tests {
             "PrivateTmp=yes",
             "EnvironmentFile=/etc/vehicleconnect/env",
             "Requires=vehicleconnect.socket",
+            "ExecStart=/opt/vehicleconnect/current/vehicleconnect",
             "Environment=VC_DATA_DIR=/var/lib/vehicleconnect VC_KPI_INTERVAL=1m VC_RETENTION=30days VC_LOG_FORMAT=json",
         ] {
             assert!(service.lines().any(|l| l == line), "the service unit lacks `{line}`:\n{service}");
         }
         assert!(!service.contains("DATABASE_URL="), "no secret in the unit");
-        let socket = render(SOCKET_UNIT, &values).unwrap();
-        assert!(socket.lines().any(|l| l == "ListenStream=0.0.0.0:8000"));
+        let socket = file("/etc/systemd/system/vehicleconnect.socket");
+        assert!(socket.lines().any(|l| l == "ListenStream=0.0.0.0:8000"), "{socket}");
         assert!(socket.lines().any(|l| l == "ListenStream=0.0.0.0:80"));
+        // The candidate: the same hardening, its own link, loopback only.
+        let candidate = file("/etc/systemd/system/vehicleconnect-candidate.service");
+        assert!(candidate.lines().any(|l| l == "ExecStart=/opt/vehicleconnect/candidate/vehicleconnect"));
+        assert!(candidate.lines().any(|l| l == "Requires=vehicleconnect-candidate.socket"));
+        assert!(candidate.lines().any(|l| l == "ProtectSystem=strict"));
+        let socket = file("/etc/systemd/system/vehicleconnect-candidate.socket");
+        assert_eq!(
+            socket.lines().filter(|l| l.starts_with("ListenStream=")).collect::<Vec<_>>(),
+            ["ListenStream=127.0.0.1:18000"]
+        );
+        assert!(units.iter().all(|(_, text)| !text.contains("{{")));
     }
 
     #[test]

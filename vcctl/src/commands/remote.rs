@@ -17,6 +17,11 @@ use crate::health::{self, Status, Unhealthy};
 use crate::host::{Host, State};
 use crate::release::Receipt;
 use crate::ssh::Target;
+use crate::templates::CANDIDATE_PORT;
+
+/// The systemd units (without `.service`) of the serving release and of a candidate.
+const SERVING: &str = "vehicleconnect";
+const CANDIDATE: &str = "vehicleconnect-candidate";
 
 /// A host and how its service is reached.
 pub struct Remote {
@@ -70,7 +75,7 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
         && current.sha256 == artifact.sha256
         && current.is_good()
         && state.active == "active"
-        && let Ok(status) = check(host, remote, port, want, Duration::ZERO).await
+        && let Ok(status) = check(host, Some(&remote.public_url), port, SERVING, want, Duration::ZERO).await
     {
         return Ok(Outcome {
             release: current.clone(),
@@ -107,16 +112,42 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
     };
     timed("upload", t);
 
+    // The new release runs beside the serving one first, on loopback: a release that cannot
+    // start or answers badly is refused before it takes a single request.
     let t = Instant::now();
-    let step = p.step(format!("switching to {} and restarting the service", release.name));
-    let since = host.switch(&release.name).await?;
-    step.done("");
-    timed("switch", t);
+    let step = p.step(format!("checking {} beside the serving release", release.name));
+    let since = host.candidate(&release.name).await?;
+    let checked = check(host, None, CANDIDATE_PORT, CANDIDATE, want, timeout).await;
+    let diagnosis = match &checked {
+        Ok(_) => None,
+        Err(unhealthy) => Some(format!("{unhealthy}\n{}", host.diagnose(since, CANDIDATE).await.trim_end())),
+    };
+    host.candidate_stop().await?;
+    timed("check", t);
+    if let Some(diagnosis) = diagnosis {
+        step.fail("unhealthy");
+        release.verdict = "failed".into();
+        release.diagnosis = checked.err().map(|e| e.to_string());
+        release.timings = timings;
+        host.finish(&release).await?;
+        let Some(serving) = state.current.clone().filter(|_| state.active == "active") else {
+            anyhow::bail!("release {} is unhealthy, and nothing was serving before it: {diagnosis}", release.name);
+        };
+        return Ok(Outcome {
+            release,
+            changed: false,
+            status: None,
+            previous: Some(serving),
+            failure: Some(diagnosis),
+        });
+    }
+    step.done("healthy");
 
     let t = Instant::now();
-    let step = p.step(format!("health check of {} (up to {})", release.name, humantime::format_duration(timeout)));
-    let health = check(host, remote, port, want, timeout).await;
-    timed("health", t);
+    let step = p.step(format!("switching to {}", release.name));
+    let since = host.switch(&release.name).await?;
+    let health = check(host, Some(&remote.public_url), port, SERVING, want, timeout).await;
+    timed("switch", t);
     match health {
         Ok(status) => {
             step.done(format!("healthy, v{} ({})", status.version, status.git_sha));
@@ -129,8 +160,9 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
             Ok(Outcome { release, changed: true, status: Some(status), previous: state.current.clone(), failure: None })
         }
         Err(unhealthy) => {
+            // Healthy as a candidate, unhealthy in place (a port, a firewall): go back.
             step.fail("unhealthy");
-            let diagnosis = format!("{unhealthy}\n{}", host.diagnose(since).await.trim_end());
+            let diagnosis = format!("{unhealthy}\n{}", host.diagnose(since, SERVING).await.trim_end());
             p.warn(format!("release {} is unhealthy: {diagnosis}", release.name));
             release.verdict = "failed".into();
             release.diagnosis = Some(unhealthy.to_string());
@@ -145,7 +177,7 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
             let step = p.step(format!("rolling back to {}", back.name));
             host.switch(&back.name).await?;
             let back_want = back.version.as_deref().zip(back.git_sha.as_deref());
-            let rollback = check(host, remote, port, back_want, timeout).await;
+            let rollback = check(host, Some(&remote.public_url), port, SERVING, back_want, timeout).await;
             host.finish(&release).await?;
             match rollback {
                 Ok(_) => {
@@ -171,13 +203,14 @@ fn failure_error(release: &str, previous: Option<String>, diagnosis: String) -> 
     Failure::RolledBack { release: release.to_string(), previous: previous.unwrap_or_default(), diagnosis }.into()
 }
 
-/// Polls the service on the host (over SSH) and from here (its public address) until both
-/// say healthy with the wanted version, the unit dies, or `timeout` passes. A zero timeout
-/// looks once.
+/// Polls `unit` on the host (over SSH) and, when given, at `public_url` from here, until
+/// both say healthy with the wanted version, the unit dies, or `timeout` passes. A zero
+/// timeout looks once.
 async fn check(
     host: &Host,
-    remote: &Remote,
+    public_url: Option<&str>,
     port: u16,
+    unit: &str,
     want: Option<(&str, &str)>,
     timeout: Duration,
 ) -> Result<Status, Unhealthy> {
@@ -185,7 +218,7 @@ async fn check(
     let started = Instant::now();
     let mut baseline = None;
     loop {
-        let probe = host.probe(port).await.map_err(|e| Unhealthy::Timeout {
+        let probe = host.probe(port, unit).await.map_err(|e| Unhealthy::Timeout {
             url: format!("ssh://{}", host.name()),
             waited: started.elapsed(),
             last: format!("{e:#}"),
@@ -201,7 +234,8 @@ async fn check(
                     Some((format!("{} ({})", s.version, s.git_sha), format!("{v} ({sha})")))
                 }
                 _ => {
-                    match health::status(&client, &remote.public_url).await {
+                    let Some(url) = public_url else { return Ok(s.clone()) };
+                    match health::status(&client, url).await {
                         Ok((200, s)) if s.status == "ok" => return Ok(s),
                         Ok((code, _)) => outside = Some(format!("HTTP {code}")),
                         Err(e) => outside = Some(e),
@@ -215,7 +249,9 @@ async fn check(
             let url = format!("http://127.0.0.1:{port} on {}", host.name());
             return Err(match (probe.curl, probe.http, wrong_version, outside) {
                 (_, _, Some((got, want)), _) => Unhealthy::WrongVersion { url, got, want },
-                (_, _, None, Some(error)) => Unhealthy::Unreachable { url: remote.public_url.clone(), error },
+                (_, _, None, Some(error)) => {
+                    Unhealthy::Unreachable { url: public_url.unwrap_or_default().to_string(), error }
+                }
                 (7, _, _, _) => Unhealthy::NotListening { port },
                 (0, Some(code), _, _) => Unhealthy::HttpError {
                     url,
@@ -328,7 +364,7 @@ async fn switch_back(ctx: &Ctx, host: &Host, remote: &Remote, args: &RollbackArg
     let step = ctx.printer.step(format!("switching to release {}", target.name));
     host.switch(&target.name).await?;
     let want = target.version.as_deref().zip(target.git_sha.as_deref());
-    match check(host, remote, ctx.settings.port, want, args.health_timeout).await {
+    match check(host, Some(&remote.public_url), ctx.settings.port, SERVING, want, args.health_timeout).await {
         Ok(s) => {
             step.done("healthy");
             let mut r = target.clone();
@@ -359,7 +395,7 @@ async fn switch_back(ctx: &Ctx, host: &Host, remote: &Remote, args: &RollbackArg
 pub async fn status(ctx: &Ctx, remote: &Remote) -> Result<u8> {
     let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
     let state: State = host.state().await?;
-    let probe = host.probe(ctx.settings.port).await?;
+    let probe = host.probe(ctx.settings.port, SERVING).await?;
     host.close().await;
     let outside = health::status(&health::client(), &remote.public_url).await;
     let healthy = probe.healthy().is_some() && matches!(&outside, Ok((200, s)) if s.status == "ok");

@@ -55,6 +55,12 @@ pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: 
         report.duration_s,
         report.achieved_events_per_s
     ));
+    if report.retried > 0 {
+        printer.info(format!(
+            "  {} requests sent again: their connection closed under them (a server restart)",
+            report.retried
+        ));
+    }
     for (reason, n) in &report.errors {
         printer.info(format!("  {n} events: {reason}"));
     }
