@@ -48,6 +48,7 @@ state) # What is installed: one `receipt <json>` line per release, then `current
     [ -f "$f" ] && printf 'receipt %s\n' "$(tr -d '\n' < "$f")"
   done
   echo "current $(current)"
+  c=$(readlink "$BASE/candidate" 2>/dev/null || true); echo "candidate ${c##*/}"
   echo "active $(systemctl is-active $UNIT 2>/dev/null || true)"
   echo "env $([ -f $ETC/env ] && echo present || echo missing)"
   ;;
@@ -136,6 +137,16 @@ candidate-stop)
   systemctl stop $CANDIDATE.socket $CANDIDATE.service 2>/dev/null || true
   systemctl reset-failed $CANDIDATE.service $CANDIDATE.socket 2>/dev/null || true
   rm -f "$BASE/candidate"
+  ;;
+
+cleanup) # after a deploy that was killed: stop its candidate, drop its unfinished releases
+  "$0" candidate-stop
+  cur=$(current)
+  for d in $(ls -1 "$REL" 2>/dev/null); do
+    [ "$d" = "$cur" ] && continue
+    if grep -q '"verdict": *"pending"' "$REL/$d/release.json" 2>/dev/null; then rm -rf "${REL:?}/$d"; echo "pruned $d"; fi
+  done
+  rm -rf "$REL"/.*.partial
   ;;
 
 switch) # switch NAME: point `current` at NAME with one rename, then restart the service. The

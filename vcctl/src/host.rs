@@ -36,6 +36,8 @@ pub struct State {
     pub current: Option<String>,
     /// `systemctl is-active vehicleconnect.service`.
     pub active: String,
+    /// A release under check: left by a deploy that was killed, when no deploy runs.
+    pub candidate: Option<String>,
 }
 
 impl State {
@@ -220,6 +222,21 @@ impl Host {
         )
     }
 
+    /// The state under the lock, cleaned of what a killed deploy left: its candidate still
+    /// running, its unfinished (pending) releases.
+    pub async fn settled_state(&self, printer: &Printer) -> Result<State> {
+        let state = self.state().await?;
+        let pending = state.releases.iter().any(|r| r.verdict == "pending" && Some(&r.name) != state.current.as_ref());
+        if state.candidate.is_none() && !pending {
+            return Ok(state);
+        }
+        printer.warn(format!("cleaning up after an interrupted deploy on {}", self.name()));
+        for pruned in self.ssh.run(&["cleanup"]).await?.lines().filter_map(|l| l.strip_prefix("pruned ")) {
+            printer.detail(format!("removed unfinished release {pruned}"));
+        }
+        self.state().await
+    }
+
     pub async fn state(&self) -> Result<State> {
         let text = self.ssh.run(&["state"]).await?;
         let mut state = State::default();
@@ -229,6 +246,8 @@ impl Host {
                     Ok(r) => state.releases.push(r),
                     Err(e) => eprintln!("warning: unreadable release receipt on {}: {e}", self.name()),
                 }
+            } else if let Some(c) = line.strip_prefix("candidate") {
+                state.candidate = Some(c.trim().to_string()).filter(|c| !c.is_empty());
             } else if let Some(c) = line.strip_prefix("current") {
                 state.current = Some(c.trim().to_string()).filter(|c| !c.is_empty());
             } else if let Some(a) = line.strip_prefix("active ") {

@@ -67,7 +67,7 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
     let mut timed = |name: &str, since: Instant| {
         timings.insert(name.to_string(), (since.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
     };
-    let state = host.state().await?;
+    let state = host.settled_state(p).await?;
     let want = artifact.version.as_deref().zip(artifact.git_sha.as_deref());
 
     // Nothing to do when the host runs this very artifact, healthy.
@@ -345,7 +345,7 @@ pub async fn rollback(ctx: &Ctx, remote: &Remote, args: &RollbackArgs) -> Result
 }
 
 async fn switch_back(ctx: &Ctx, host: &Host, remote: &Remote, args: &RollbackArgs) -> Result<u8> {
-    let state = host.state().await?;
+    let state = host.settled_state(&ctx.printer).await?;
     let target = match &args.to {
         Some(name) => state.releases.iter().find(|r| &r.name == name).cloned().ok_or_else(|| {
             let known: Vec<String> = state.releases.iter().map(|r| format!("{} ({})", r.name, r.verdict)).collect();

@@ -1,0 +1,493 @@
+//! `vcctl deploy` over SSH against a real host: Debian booted with systemd as PID 1 by
+//! systemd-nspawn in a network namespace of its own, with sshd, PostgreSQL and Prometheus
+//! (`scripts/test-host`, started by scripts/test). The tests share that one host, so they
+//! run one at a time (.config/nextest.toml); each brings the host to the state it needs.
+//!
+//! Error injection: small shell and Perl programs stand in for broken releases (one exits at
+//! start, one answers 500, one never answers); every good release is the real service.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct TestHost {
+    addr: String,
+    key: String,
+    host_key: String,
+}
+
+/// The test host from the environment, or a loud failure saying how to get one.
+fn test_host() -> TestHost {
+    let var = |k: &str| {
+        std::env::var(k).unwrap_or_else(|_| {
+            panic!("{k} is not set: these tests need the SSH test host; run them through scripts/test, or `eval \"$(scripts/test-host start)\"` first")
+        })
+    };
+    TestHost { addr: var("VC_TEST_SSH_HOST"), key: var("VC_TEST_SSH_KEY"), host_key: var("VC_TEST_SSH_HOST_KEY") }
+}
+
+/// A pristine host: a fresh copy of its rootfs, booted (about 20 s).
+fn reset_host() {
+    let reset = std::env::var("VC_TEST_HOST_RESET").expect("VC_TEST_HOST_RESET (set by scripts/test-host)");
+    let out = Command::new("sh").arg("-c").arg(format!("{reset} >/dev/null")).output().unwrap();
+    assert!(out.status.success(), "resetting the test host failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Runs `script` as root on the test host (our own ssh, not vcctl's), returns stdout.
+fn on_host(script: &str) -> String {
+    let h = test_host();
+    let kh = std::env::temp_dir().join(format!("vc-test-known-hosts-{}", std::process::id()));
+    std::fs::write(&kh, format!("{} {}\n", h.addr, h.host_key)).unwrap();
+    let out = Command::new("ssh")
+        .args(["-i", &h.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", kh.display()))
+        .arg(format!("root@{}", h.addr))
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "on the host: {script}\n{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `vehicleconnect` binary built beside this test: the good release.
+fn service_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("vehicleconnect");
+    assert!(bin.is_file(), "{} is missing: `cargo build -p vehicleconnect` (scripts/test does)", bin.display());
+    bin
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project with `stacks/edge.yaml`: provider ssh to the test host; `extra` goes under `ssh:`.
+    fn new(extra: &str) -> Project {
+        let h = test_host();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("stacks")).unwrap();
+        std::fs::write(
+            dir.path().join("stacks/edge.yaml"),
+            format!(
+                "name: edge\nprovider: ssh\nssh:\n  host: {}\n  user: root\n  identity: {}\n{extra}service:\n  port: 8000\n  ingest_token: true\n",
+                h.addr, h.key
+            ),
+        )
+        .unwrap();
+        Project { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
+        cmd.args(["--stack", "edge"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("VCCTL_STACK")
+            .env_remove("VCCTL_ARTIFACT")
+            .env_remove("VCCTL_PORT")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn vcctl(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.vcctl(args);
+        assert_eq!(out.status.code(), Some(0), "vcctl {args:?}\n{}", show(&out));
+        out
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let out = self.ok(&all);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} is not JSON ({e}):\n{}", show(&out)))
+    }
+
+    /// An executable artifact in the project from `text`.
+    fn script(&self, name: &str, text: &str) -> String {
+        std::fs::write(self.path(name), text).unwrap();
+        Command::new("chmod").arg("755").arg(self.path(name)).status().unwrap();
+        name.to_string()
+    }
+
+    /// The real service with `n` bytes appended: runs the same, hashes differently.
+    fn new_build(&self, name: &str, n: usize) -> String {
+        let mut bytes = std::fs::read(service_bin()).unwrap();
+        bytes.extend(std::iter::repeat_n(b'\n', n));
+        std::fs::write(self.path(name), bytes).unwrap();
+        Command::new("chmod").arg("755").arg(self.path(name)).status().unwrap();
+        name.to_string()
+    }
+
+    /// Deploys the plain service binary; the host runs it, healthy, afterwards.
+    fn deploy_good(&self) -> Value {
+        let bin = service_bin();
+        self.json(&["deploy", "--artifact", bin.to_str().unwrap()])
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn sha12(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)[..12].to_string()
+}
+
+fn get_json(url: &str) -> Result<(u16, Value), String> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "3", "-w", "\n%{http_code}", url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').ok_or("no output")?;
+    let code: u16 = code.trim().parse().ok().filter(|c| *c != 0).ok_or(format!("curl exit {:?}", out.status.code()))?;
+    Ok((code, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+fn stored_events() -> u64 {
+    on_host("runuser -u postgres -- psql -d vehicleconnect -tAc 'SELECT count(*) FROM api_events'")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Polls the public status every 50 ms from a thread until stopped: (answers, failures, versions seen).
+struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u32, Vec<String>, std::collections::BTreeSet<String>)>,
+}
+
+impl Watcher {
+    fn start(url: String) -> Watcher {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let (mut ok, mut failures, mut versions) = (0, Vec::new(), std::collections::BTreeSet::new());
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match get_json(&url) {
+                    Ok((200, s)) => {
+                        ok += 1;
+                        versions.insert(format!("{} {}", s["version"], s["git_sha"]));
+                    }
+                    other => failures.push(format!("{other:?}")),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (ok, failures, versions)
+        });
+        Watcher { stop, handle }
+    }
+
+    fn finish(self) -> (u32, Vec<String>, std::collections::BTreeSet<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().unwrap()
+    }
+}
+
+#[test]
+fn a_fresh_host_gets_the_service_with_postgres_and_prometheus_then_redeploys_without_a_failed_request() {
+    reset_host();
+    let h = test_host();
+    let p = Project::new(&format!("  host_key: {}\n", h.host_key));
+    let bin = service_bin();
+    let out = p.vcctl(&["deploy", "--artifact", bin.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "first deploy\n{}", show(&out));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["changed"], true);
+    assert_eq!(d["verdict"], "healthy");
+    let release = d["release"].as_str().unwrap().to_string();
+    assert!(release.ends_with(&sha12(&bin)), "{release}");
+
+    // The units: installed, enabled, hardened; the service as its own user, on PostgreSQL.
+    assert_eq!(on_host("systemctl is-enabled vehicleconnect.socket").trim(), "enabled");
+    let mut props: Vec<String> =
+        on_host("systemctl show vehicleconnect.service -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp")
+            .lines()
+            .map(str::to_string)
+            .collect();
+    props.sort();
+    assert_eq!(props, ["NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict", "User=vehicleconnect"]);
+    assert_eq!(on_host("ps -o user= -C vehicleconnect").trim(), "vehicleconnect");
+    assert_eq!(on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{release}"));
+    let (code, status) = get_json(&format!("http://{}:8000/api/status", h.addr)).unwrap();
+    assert_eq!((code, status["store"].as_str(), status["database"].as_str()), (200, Some("postgres"), Some("ok")));
+    // Port 80 is served by the same socket unit.
+    assert_eq!(get_json(&format!("http://{}:80/api/status", h.addr)).unwrap().0, 200);
+
+    // Secrets: made on the host, 0600, never in vcctl's output.
+    assert_eq!(on_host("stat -c '%a %U' /etc/vehicleconnect/env").trim(), "600 root");
+    let env = on_host("cat /etc/vehicleconnect/env");
+    let token = env.lines().find_map(|l| l.strip_prefix("VC_INGEST_TOKEN=")).expect("an ingest token").to_string();
+    let password = env.lines().find_map(|l| l.strip_prefix("DATABASE_URL=")).unwrap().to_string();
+    let all_output = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!all_output.contains(&token) && !all_output.contains(&password), "a secret in vcctl's output");
+
+    // The receipt says what, who, from where, how long.
+    let receipt: Value =
+        serde_json::from_str(&on_host(&format!("cat /opt/vehicleconnect/releases/{release}/release.json"))).unwrap();
+    assert_eq!(receipt["verdict"], "healthy");
+    assert_eq!(receipt["from"], "laptop");
+    assert!(receipt["sha256"].as_str().unwrap().starts_with(&sha12(&bin)));
+    for step in ["prepare", "upload", "check", "switch"] {
+        assert!(receipt["timings"][step].as_f64().is_some(), "no `{step}` timing in {receipt}");
+    }
+
+    // Prometheus on the host scrapes the service (its own API says so); 9090 is not open to others.
+    let started = Instant::now();
+    loop {
+        let q = on_host("curl -s 'http://127.0.0.1:9090/api/v1/query?query=vehicleconnect_build_info'");
+        let v: Value = serde_json::from_str(&q).unwrap();
+        if let Some(r) = v["data"]["result"].as_array().and_then(|r| r.first()) {
+            assert_eq!(r["metric"]["job"], "vehicleconnect");
+            assert_eq!(r["metric"]["instance"], "127.0.0.1:8000");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "Prometheus has not scraped the service in 60 s: {q}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(get_json(&format!("http://{}:9090/-/ready", h.addr)).is_err(), "Prometheus is reachable from outside");
+
+    // The same artifact again: nothing to do, quickly.
+    let t = Instant::now();
+    let again = p.json(&["deploy", "--artifact", bin.to_str().unwrap()]);
+    let took = t.elapsed();
+    assert_eq!(again["changed"], false);
+    assert_eq!(again["release"], release.as_str());
+    assert!(took < Duration::from_secs(3), "a no-op redeploy took {took:?}");
+
+    // A new build while vehicles send 600 events/s: no request fails, every ack is stored.
+    // (Requests wait in the socket's queue while the service restarts: up to 1024 vehicles
+    // may be waiting at once, so the simulator never skips a send for lack of a slot.)
+    let before = stored_events();
+    let sim = p
+        .command(&["simulate", "--rate", "600", "--duration", "10s", "--concurrency", "1024", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let v2 = p.new_build("v2", 1);
+    let summary = p.path("summary.md");
+    let out =
+        p.command(&["deploy", "--artifact", &v2, "--json"]).env("GITHUB_STEP_SUMMARY", &summary).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "deploy under load\n{}", show(&out));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((d["changed"].as_bool(), d["previous"].as_str()), (Some(true), Some(release.as_str())));
+    let sim = sim.wait_with_output().unwrap();
+    assert_eq!(sim.status.code(), Some(0), "simulate\n{}", show(&sim));
+    let report: Value = serde_json::from_slice(&sim.stdout).unwrap();
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["skipped_late"], 0, "{report}");
+    assert_eq!(report["acknowledged"], report["planned_events"], "{report}");
+    assert_eq!(report["planned_events"], 6000);
+    let acked = report["acknowledged"].as_u64().unwrap();
+    assert_eq!(stored_events() - before, acked, "acknowledged vs stored ({report})");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("| Verdict | ✅ healthy |") && md.contains(d["release"].as_str().unwrap()), "{md}");
+}
+
+#[test]
+fn broken_releases_never_take_traffic_and_exit_6_with_the_cause() {
+    let h = test_host();
+    let p = Project::new("");
+    let good = p.deploy_good();
+    let url = format!("http://{}:8000/api/status", h.addr);
+    let watcher = Watcher::start(url);
+
+    let crash = p.script(
+        "crash",
+        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'vehicleconnect 9.9.9 (b0rken)' && exit 0\necho 'fatal: cannot start' >&2\nexit 1\n",
+    );
+    let out = p.vcctl(&["deploy", "--artifact", &crash]);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let e = stderr(&out);
+    assert!(e.contains("the service exits at start (exit status 1)") || e.contains("crash loop"), "{e}");
+    assert!(e.contains("fatal: cannot start"), "the journal lines are shown:\n{e}");
+    assert!(e.contains(&format!("{} is serving", good["release"].as_str().unwrap())), "{e}");
+
+    let answers500 = p.script(
+        "answers500",
+        r#"#!/usr/bin/perl
+# Starts, takes its socket from systemd, answers 500 to everything.
+if (($ARGV[0] // '') eq '--version') { print "vehicleconnect 9.9.8 (answers500)\n"; exit 0 }
+open(my $srv, '+<&=', 3) or die "no listening socket from systemd: $!";
+while (accept(my $c, $srv)) {
+  while (my $l = <$c>) { last if $l eq "\r\n"; }
+  print $c "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+  close $c;
+}
+"#,
+    );
+    let summary = p.path("summary.md");
+    let out = p
+        .command(&["deploy", "--artifact", &answers500, "--health-timeout", "4s"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    assert!(stderr(&out).contains("answers HTTP 500"), "{}", stderr(&out));
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("❌ unhealthy") && md.contains("answers HTTP 500"), "{md}");
+
+    let (ok, failures, versions) = watcher.finish();
+    assert!(failures.is_empty(), "the serving release failed {} of {} checks: {failures:?}", failures.len(), ok);
+    assert_eq!(versions.len(), 1, "only the good release answered: {versions:?}");
+    assert!(ok > 20, "{ok} checks");
+
+    // The host still runs the good release; the broken ones are set aside, not kept as releases.
+    let status = p.json(&["status"]);
+    assert_eq!(status["release"], good["release"]);
+    assert_eq!(status["healthy"], true);
+    let failed = on_host("ls /opt/vehicleconnect/failed");
+    for name in [&crash, &answers500] {
+        let short = sha12(&p.path(name));
+        assert!(failed.contains(&short), "{name} ({short}) not in failed/: {failed}");
+        assert!(
+            status["releases"].as_array().unwrap().iter().all(|r| !r["name"].as_str().unwrap().ends_with(&short)),
+            "{name} still listed as a release"
+        );
+    }
+}
+
+#[test]
+fn one_deploy_at_a_time_and_a_killed_deploy_leaves_no_lock_and_no_half_switch() {
+    let p = Project::new("");
+    let good = p.deploy_good();
+    let serving = good["release"].as_str().unwrap().to_string();
+    let hangs = p.script(
+        "hangs",
+        r#"#!/usr/bin/perl
+# Starts and accepts connections, never answers.
+if (($ARGV[0] // '') eq '--version') { print "vehicleconnect 9.9.7 (hangs)\n"; exit 0 }
+open(my $srv, '+<&=', 3) or die "no socket: $!";
+my @held; while (accept(my $c, $srv)) { push @held, $c; }
+"#,
+    );
+    let mut first = p
+        .command(&["deploy", "--artifact", &hangs, "--health-timeout", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it holds the lock (the host records the holder).
+    let started = Instant::now();
+    while on_host("cat /run/lock/vehicleconnect-deploy.holder 2>/dev/null || true").trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first deploy never took the lock");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    let out = p.vcctl(&["deploy", "--artifact", service_bin().to_str().unwrap(), "--lock-timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    let e = stderr(&out);
+    assert!(e.contains("another deploy holds the lock on"), "{e}");
+    assert!(e.contains(" since 20"), "names when it started: {e}");
+
+    // Killed mid-check: the lock goes with it, `current` never moved.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{serving}"));
+    let t = Instant::now();
+    let again = p.json(&["deploy", "--artifact", service_bin().to_str().unwrap(), "--lock-timeout", "10s"]);
+    assert!(t.elapsed() < Duration::from_secs(10), "waited for a dead deploy's lock: {:?}", t.elapsed());
+    assert_eq!(again["release"], serving.as_str());
+    let after = on_host(
+        "readlink /opt/vehicleconnect/current; ls /opt/vehicleconnect/current/; ls /opt/vehicleconnect; systemctl is-active vehicleconnect-candidate.service || true",
+    );
+    assert_eq!(
+        after,
+        format!("releases/{serving}\nrelease.json\nvehicleconnect\nbin\ncurrent\nfailed\nreleases\ninactive\n"),
+        "no candidate left running, no half-made link"
+    );
+    let status = p.json(&["status"]);
+    assert!(
+        status["releases"].as_array().unwrap().iter().all(|r| r["verdict"] != "pending"),
+        "the killed deploy's release was cleaned up: {status}"
+    );
+}
+
+#[test]
+fn rollback_to_the_previous_or_a_named_release_and_logs_from_the_journal() {
+    let p = Project::new("");
+    let a = p.deploy_good()["release"].as_str().unwrap().to_string();
+    let b_build = p.new_build("b", 2);
+    let b = p.json(&["deploy", "--artifact", &b_build])["release"].as_str().unwrap().to_string();
+    assert_ne!(a, b);
+
+    let back = p.json(&["rollback"]);
+    assert_eq!((back["release"].as_str(), back["previous"].as_str()), (Some(a.as_str()), Some(b.as_str())));
+    assert_eq!(p.json(&["status"])["release"], a.as_str());
+    let forth = p.json(&["rollback", "--to", &b]);
+    assert_eq!(forth["release"], b.as_str());
+
+    let out = p.vcctl(&["rollback", "--to", "20200101T000000Z-000000000000"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains(&a), "lists the releases there: {}", stderr(&out));
+
+    let out = p.ok(&["logs", "-n", "20"]);
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.lines().count() >= 2 && logs.contains("vehicleconnect"), "{logs}");
+}
+
+#[test]
+fn host_keys_are_pinned_and_a_changed_key_is_refused() {
+    let h = test_host();
+    // The key in the stack file: pinned before the first contact.
+    let pinned = Project::new(&format!("  host_key: {}\n", h.host_key));
+    let out = pinned.vcctl(&["status"]);
+    assert!(!stderr(&out).contains("first contact"), "{}", show(&out));
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{}", show(&out));
+
+    // Another key in the stack file: refused, with what to do.
+    let other = tempfile::tempdir().unwrap();
+    let key = other.path().join("k");
+    Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key).status().unwrap();
+    let other_key: String = std::fs::read_to_string(key.with_extension("pub"))
+        .unwrap()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let wrong = Project::new(&format!("  host_key: {other_key}\n"));
+    let out = wrong.vcctl(&["deploy", "--artifact", service_bin().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let e = stderr(&out);
+    assert!(e.contains("is not the one pinned in") && e.contains("ssh-keygen -R"), "{e}");
+
+    // No key in the stack: learned at first contact and said so; a different one later is refused.
+    let learn = Project::new("");
+    let out = learn.vcctl(&["status"]);
+    assert!(stderr(&out).contains("first contact with") && stderr(&out).contains("SHA256:"), "{}", show(&out));
+    let known_hosts = learn.path(".vcctl/ssh/edge/known_hosts");
+    let pinned_line = std::fs::read_to_string(&known_hosts).unwrap();
+    assert!(pinned_line.contains(h.host_key.split_whitespace().nth(1).unwrap()), "{pinned_line}");
+    std::fs::write(&known_hosts, format!("{} {other_key}\n", h.addr)).unwrap();
+    let out = learn.vcctl(&["status"]);
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    assert!(stderr(&out).contains("is not the one pinned in"), "{}", show(&out));
+}
