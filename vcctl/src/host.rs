@@ -156,6 +156,22 @@ impl Host {
         }
     }
 
+    /// Connects, retrying for up to `patience` while the host does not answer yet (a new
+    /// instance booting); refused logins and host keys fail at once.
+    pub async fn connect_within(target: Target, printer: &Printer, patience: Duration) -> Result<Host> {
+        let started = std::time::Instant::now();
+        loop {
+            match Host::connect(target.clone(), printer).await {
+                Ok(host) => return Ok(host),
+                Err(e) if started.elapsed() < patience && e.downcast_ref::<Failure>().is_none() => {
+                    printer.detail(format!("{} does not answer yet ({e:#}); retrying", target.host));
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub async fn connect(target: Target, printer: &Printer) -> Result<Host> {
         let step = printer.step(format!("connecting to {}", target.display()));
         match Ssh::connect(target, printer).await {

@@ -89,14 +89,28 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
     if let stack::Provider::Aws(a) = &ctx.settings.provider {
         let a = a.clone();
         return match &cli.command {
-            Command::Up(_) => commands::aws::up(&ctx, &a).await,
+            Command::Up(args) => commands::aws::up(&ctx, &a, args).await,
             Command::Plan(_) => commands::aws::plan(&ctx, &a).await,
             Command::Status(_) => commands::aws::status(&ctx, &a).await,
             Command::Destroy(_) => commands::aws::destroy(&ctx, &a).await,
-            _ => Err(anyhow::anyhow!(
-                "`{}` on an AWS stack ships the service over SSH, which comes with the SSH provider, the next step of vcctl",
-                std::env::args().nth(1).unwrap_or_default()
-            )),
+            Command::Deploy(args) => {
+                let remote = commands::aws::remote(&ctx, &a).await?;
+                commands::remote::deploy(&ctx, &remote, args).await
+            }
+            Command::Rollback(args) => {
+                let remote = commands::aws::remote(&ctx, &a).await?;
+                commands::remote::rollback(&ctx, &remote, args).await
+            }
+            Command::Logs(args) => {
+                let remote = commands::aws::remote(&ctx, &a).await?;
+                commands::remote::logs(&ctx, &remote, args).await
+            }
+            Command::Simulate(args) => {
+                let remote = commands::aws::remote(&ctx, &a).await?;
+                let token = commands::remote::ingest_token(&ctx, &remote).await?;
+                commands::simulate::run(&ctx.printer, args, remote.public_url.clone(), token).await
+            }
+            Command::Completions { .. } => unreachable!("handled above"),
         };
     }
     if let stack::Provider::Ssh(s) = &ctx.settings.provider {

@@ -8,14 +8,19 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Ctx;
+use super::remote::Remote;
+use crate::cli::ReleaseArgs;
 use crate::cloud::aws::{Aws, cloudwatch, ec2, iam};
 use crate::error::{self, Failure};
+use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
 use crate::stack::AwsSettings;
 use crate::templates;
 
 pub const DEFAULT_REGION: &str = "eu-central-1";
 pub const DEFAULT_INSTANCE_TYPE: &str = "t2.micro";
+/// The login of Debian's official images.
+pub const DEFAULT_SSH_USER: &str = "admin";
 
 fn region(a: &AwsSettings) -> String {
     a.region.clone().unwrap_or_else(|| DEFAULT_REGION.into())
@@ -116,7 +121,8 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     Ok(error::PLAN_HAS_CHANGES)
 }
 
-pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+/// `vcctl up`: provision, then (on real AWS) wait for the instance to answer on SSH and deploy.
+pub async fn up(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Result<u8> {
     let started = Instant::now();
     let (aws, w, found, changes) = survey(ctx, a).await?;
     let instance_id = if changes.is_empty() {
@@ -146,10 +152,57 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     }
     let ip = instance.as_ref().and_then(|i| i.public_ip.clone()).unwrap_or_else(|| "(no public address yet)".into());
     ctx.printer.out(format!("instance {} at {ip}", instance_id.unwrap_or_default()));
-    ctx.printer.info(
-        "the host is provisioned; shipping the service to it over SSH (`vcctl deploy`) comes with the SSH provider, the next step of vcctl",
+    if aws.emulated {
+        ctx.printer
+            .info("AWS_ENDPOINT_URL is set (an emulator): its instances are not real hosts, so no deploy follows");
+        return Ok(error::OK);
+    }
+    let remote = remote_of(ctx, a, &aws).await?;
+    super::remote::deploy_when_reachable(ctx, &remote, args).await
+}
+
+/// The stack's instance as a host to deploy to: its public address, its login, and its host
+/// key from the console output when cloud-init has printed it there.
+async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
+    let stack = &ctx.settings.stack;
+    let instance = ec2::find_instance(&aws.ec2, stack).await?.filter(|i| i.state != "terminated");
+    let Some(instance) = instance else {
+        return Err(Failure::invalid(
+            format!("stack `{stack}` has no instance in {}", region(a)),
+            Some("`vcctl up` creates it".to_string()),
+        )
+        .into());
+    };
+    let Some(ip) = instance.public_ip.clone() else {
+        anyhow::bail!("instance {} ({}) has no public address yet; try again in a minute", instance.id, instance.state);
+    };
+    let identity = match &a.ssh_identity {
+        Some(id) => crate::host::expand_home(id),
+        None => {
+            let public = public_key_path(ctx, a);
+            public.with_extension("")
+        }
+    };
+    let mut target = Host::target(
+        &ctx.settings,
+        &ip,
+        a.ssh_user.as_deref().unwrap_or(DEFAULT_SSH_USER),
+        22,
+        Some(&identity.to_string_lossy()),
     );
-    Ok(error::OK)
+    let console = ec2::console_output(&aws.ec2, &instance.id).await.unwrap_or_default();
+    target.host_key = crate::host::host_keys_from_console(&console).into_iter().find(|k| k.starts_with("ssh-ed25519"));
+    Ok(Remote {
+        target,
+        public_url: format!("http://{ip}:{}", ctx.settings.port),
+        prometheus_listen: "0.0.0.0:9090".into(),
+    })
+}
+
+/// `deploy`, `rollback` and `logs` on an AWS stack: the SSH commands, on its instance.
+pub async fn remote(ctx: &Ctx, a: &AwsSettings) -> Result<Remote> {
+    let (aws, _) = connect(ctx, a).await?;
+    remote_of(ctx, a, &aws).await
 }
 
 pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {

@@ -43,9 +43,18 @@ struct Outcome {
 
 /// `vcctl deploy` (and the deploy part of `up`).
 pub async fn deploy(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs) -> Result<u8> {
+    deploy_after(ctx, remote, args, Duration::ZERO).await
+}
+
+/// `deploy` to a host that may still be booting: SSH is retried for up to 5 minutes.
+pub async fn deploy_when_reachable(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs) -> Result<u8> {
+    deploy_after(ctx, remote, args, Duration::from_secs(300)).await
+}
+
+async fn deploy_after(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: Duration) -> Result<u8> {
     let started = Instant::now();
     let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
-    let host = Host::connect(remote.target.clone(), &ctx.printer).await?;
+    let host = Host::connect_within(remote.target.clone(), &ctx.printer, patience).await?;
     let lock = host.lock(args.lock_timeout, &ctx.printer).await?;
     let result = ship(ctx, &host, remote, &artifact, args.health_timeout).await;
     lock.release().await;

@@ -93,6 +93,11 @@ pub struct AwsSettings {
     /// Opening SSH and Prometheus to 0.0.0.0/0 must be asked for explicitly.
     pub allow_admin_from_anywhere: bool,
     pub ssh_public_key: Option<String>,
+    /// The private key `vcctl deploy` logs in with; the public key's path without `.pub`
+    /// when absent.
+    pub ssh_identity: Option<String>,
+    /// The login user of the image (Debian's: `admin`).
+    pub ssh_user: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub termination_protection: bool,
@@ -234,6 +239,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
                 admin_cidrs,
                 allow_admin_from_anywhere,
                 ssh_public_key: s.opt_str("ssh_public_key")?,
+                ssh_identity: s.opt_str("ssh_identity")?,
+                ssh_user: s.opt_str("ssh_user")?,
                 vpc_id: s.opt_str("vpc_id")?,
                 subnet_id: s.opt_str("subnet_id")?,
                 termination_protection: s.opt_bool("termination_protection")?.unwrap_or(false),

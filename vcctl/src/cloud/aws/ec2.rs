@@ -416,3 +416,18 @@ pub async fn terminate(ec2: &Client, id: &str) -> Result<()> {
         .with_context(|| format!("waiting for {id} to terminate (15 minutes)"))?;
     Ok(())
 }
+
+/// The instance's serial console output (base64-decoded), where cloud-init prints the
+/// host's SSH keys at first boot; empty while there is none yet.
+pub async fn console_output(ec2: &Client, instance_id: &str) -> Result<String> {
+    let out = ec2.get_console_output().instance_id(instance_id).latest(true).send().await;
+    let out = match out {
+        Ok(o) => o,
+        // `latest` is not offered on every instance type: ask for the plain output then.
+        Err(_) => ec2.get_console_output().instance_id(instance_id).send().await?,
+    };
+    let encoded = out.output().unwrap_or_default();
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
