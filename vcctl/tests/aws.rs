@@ -342,6 +342,13 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
     assert!(alarms.metric_alarms().is_empty());
     p.expect(&["destroy", "--yes"], 0);
+    // Nothing to ship to any more: said before anything is built or uploaded.
+    let out = p.expect(&["deploy"], 3);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stack `fra` has no instance in eu-central-1"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -345,3 +345,53 @@ fn a_stack_with_an_ingest_token_requires_it_and_simulate_uses_it() {
     assert!(!log.contains(token.trim()), "the token never reaches the log");
     p.ok(&["destroy", "--stack", "secure", "--yes"]);
 }
+
+#[test]
+fn the_github_workflow_is_a_valid_workflow_that_deploys_with_oidc_one_at_a_time() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/github/deploy.yml");
+    let checker = std::env::var("VC_CHECK_JSONSCHEMA").expect(
+        "VC_CHECK_JSONSCHEMA is not set: scripts/test-services installs check-jsonschema; run through scripts/test",
+    );
+    let out = Command::new(&checker).args(["--builtin-schema", "vendor.github-workflows"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "the workflow does not validate:\n{}", show(&out));
+
+    // What the workflow must do, read from its YAML (not grepped from its text).
+    let text = std::fs::read_to_string(&file).unwrap();
+    let doc = marked_yaml::parse_yaml(0, &text).unwrap();
+    let root = doc.as_mapping().unwrap();
+    let push = root.get_mapping("on").and_then(|on| on.get_mapping("push")).expect("on.push");
+    assert_eq!(push.get_sequence("branches").unwrap().get_scalar(0).unwrap().as_str(), "main");
+    let concurrency = root.get_mapping("concurrency").expect("a concurrency group");
+    assert_eq!(concurrency.get_scalar("cancel-in-progress").unwrap().as_str(), "false");
+    let jobs = root.get_mapping("jobs").unwrap();
+    let deploy = jobs.get_mapping("deploy").unwrap();
+    assert_eq!(deploy.get_scalar("needs").unwrap().as_str(), "test", "deploys only after the tests pass");
+    assert_eq!(deploy.get_mapping("permissions").unwrap().get_scalar("id-token").unwrap().as_str(), "write");
+    let steps = deploy.get_sequence("steps").unwrap();
+    let step = |uses: &str| {
+        steps.iter().find_map(|s| {
+            let m = s.as_mapping()?;
+            m.get_scalar("uses").filter(|u| u.as_str().starts_with(uses)).map(|_| m.clone())
+        })
+    };
+    let creds = step("aws-actions/configure-aws-credentials@").expect("AWS credentials by OIDC");
+    let with = creds.get_mapping("with").unwrap();
+    assert!(with.get_scalar("role-to-assume").is_some());
+    assert!(
+        with.get_scalar("aws-access-key-id").is_none() && !text.contains("AWS_SECRET_ACCESS_KEY"),
+        "no long-lived keys"
+    );
+    let runs: Vec<String> =
+        steps.iter().filter_map(|s| s.as_mapping()?.get_scalar("run").map(|r| r.as_str().to_string())).collect();
+    assert!(
+        runs.iter().any(
+            |r| r == "target/release/vcctl deploy --stack frankfurt --artifact target/release/vehicleconnect --yes"
+        ),
+        "{runs:?}"
+    );
+    assert!(runs.iter().any(|r| r.contains("cargo build --release --locked")), "{runs:?}");
+    // The stack it names exists and is an AWS stack.
+    let stack =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt.yaml")).unwrap();
+    assert!(stack.contains("provider: aws"));
+}
