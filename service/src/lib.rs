@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dashboard;
+pub mod drain;
 pub mod http;
 pub mod ingest;
 pub mod kpi;
@@ -101,13 +102,18 @@ pub async fn run(
         started,
         dashboard: dashboard::Dashboard::new(&config.thresholds),
     });
-    let app = http::router(state);
-    // One shutdown signal for every listener.
+    // One shutdown signal for every listener: stop accepting and drain (drain.rs), then
+    // close what is idle and wait for what is in flight.
+    let (start_draining, draining) = watch::channel(false);
     let (stop_serving, serving) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
+        let _ = start_draining.send(true);
+        tokio::time::sleep(drain::DRAIN_GRACE).await;
         let _ = stop_serving.send(true);
     });
+    let app =
+        http::router(state).layer(axum::middleware::from_fn_with_state(draining.clone(), drain::close_when_draining));
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners {
         tracing::info!(
@@ -119,6 +125,7 @@ pub async fn run(
             "listening"
         );
         let mut serving = serving.clone();
+        let listener = drain::DrainingListener { inner: listener, draining: draining.clone() };
         let server = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
             let _ = serving.wait_for(|stop| *stop).await;
         });

@@ -73,7 +73,14 @@ pub struct Origin {
 
 impl Origin {
     pub fn here() -> Origin {
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .ok()
+            .or_else(|| {
+                let out = std::process::Command::new("id").arg("-un").output().ok()?;
+                Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|u| !u.is_empty())
+            })
+            .unwrap_or_else(|| "unknown".into());
         let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "unknown".into());

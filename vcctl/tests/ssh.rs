@@ -323,8 +323,10 @@ fn broken_releases_never_take_traffic_and_exit_6_with_the_cause() {
         "crash",
         "#!/bin/sh\n[ \"$1\" = --version ] && echo 'vehicleconnect 9.9.9 (b0rken)' && exit 0\necho 'fatal: cannot start' >&2\nexit 1\n",
     );
-    let out = p.vcctl(&["deploy", "--artifact", &crash]);
+    let out = p.vcctl(&["deploy", "--artifact", &crash, "--json"]);
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report on failure too");
+    assert_eq!((report["verdict"].as_str(), report["previous"].as_str()), (Some("failed"), good["release"].as_str()));
     let e = stderr(&out);
     assert!(e.contains("the service exits at start (exit status 1)") || e.contains("crash loop"), "{e}");
     assert!(e.contains("fatal: cannot start"), "the journal lines are shown:\n{e}");
@@ -490,4 +492,35 @@ fn host_keys_are_pinned_and_a_changed_key_is_refused() {
     let out = learn.vcctl(&["status"]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     assert!(stderr(&out).contains("is not the one pinned in"), "{}", show(&out));
+}
+
+#[test]
+fn destroy_removes_the_service_keeping_data_when_asked_and_up_brings_it_back() {
+    let h = test_host();
+    let p = Project::new("");
+    p.deploy_good();
+    let out = p.vcctl(&["destroy"]);
+    assert_eq!(out.status.code(), Some(3), "refused without --yes and a terminal:\n{}", show(&out));
+    assert_eq!(on_host("systemctl is-active vehicleconnect.socket || true").trim(), "active");
+
+    p.ok(&["destroy", "--yes", "--keep-data"]);
+    assert_eq!(
+        on_host(
+            "systemctl is-active vehicleconnect.socket || true; ls /opt/vehicleconnect; test -f /etc/vehicleconnect/env && echo env"
+        ),
+        "inactive\nbin\nenv\n"
+    );
+    assert!(get_json(&format!("http://{}:8000/api/status", h.addr)).is_err(), "nothing listens after destroy");
+    let kept = stored_events();
+
+    // `up` on an ssh stack is a deploy: everything comes back, with the data kept.
+    let up = p.json(&["up", "--artifact", service_bin().to_str().unwrap()]);
+    assert_eq!(up["verdict"], "healthy");
+    assert_eq!(stored_events(), kept);
+
+    p.ok(&["destroy", "--yes"]);
+    let left = on_host(
+        "test -e /etc/vehicleconnect && echo etc; runuser -u postgres -- psql -tAc \"SELECT count(*) FROM pg_database WHERE datname = 'vehicleconnect'\"",
+    );
+    assert_eq!(left, "0\n", "the database and the secrets are gone");
 }

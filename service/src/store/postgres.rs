@@ -103,8 +103,10 @@ impl PgStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        // (No "relation already exists, skipping" notice in the log at every start.)
         tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (
+            "SET LOCAL client_min_messages = warning;
+             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version INTEGER PRIMARY KEY,
                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
         )

@@ -32,7 +32,7 @@ pub struct Remote {
     pub prometheus_listen: String,
 }
 
-/// How a deploy went, for the report, `--json` and the GitHub step summary.
+/// How a deploy went, for the report, `--json` (printed on failure too) and the GitHub step summary.
 struct Outcome {
     release: Receipt,
     changed: bool,
@@ -61,11 +61,11 @@ async fn deploy_after(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: 
     host.close().await;
     let outcome = result?;
     summary(ctx, remote, &outcome, started.elapsed());
-    if let Some(failure) = outcome.failure {
-        return Err(failure_error(&outcome.release.name, outcome.previous, failure));
-    }
     report(ctx, remote, &outcome, started.elapsed());
-    Ok(0)
+    match outcome.failure {
+        Some(failure) => Err(failure_error(&outcome.release.name, outcome.previous, failure)),
+        None => Ok(0),
+    }
 }
 
 /// The steps of a deploy, under the lock.
@@ -296,8 +296,12 @@ fn report(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
         "url": url,
         "dashboard": format!("{url}/dashboard"),
         "timings_s": o.release.timings,
+        "diagnosis": o.failure,
         "elapsed_s": elapsed.as_secs_f64(),
     }));
+    if o.failure.is_some() {
+        return;
+    }
     let what = if o.changed { "deployed" } else { "already runs, nothing changed:" };
     ctx.printer.info(format!(
         "\nstack `{}` on {} {what} release {} in {}\n  dashboard: {url}/dashboard\n  API:       {url}/docs",
