@@ -51,6 +51,7 @@ state) # What is installed: one `receipt <json>` line per release, then `current
   c=$(readlink "$BASE/candidate" 2>/dev/null || true); echo "candidate ${c##*/}"
   echo "active $(systemctl is-active $UNIT 2>/dev/null || true)"
   echo "env $([ -f $ETC/env ] && echo present || echo missing)"
+  echo "arch $(uname -m)"
   ;;
 
 put) # put PATH MODE: install stdin as PATH when it differs; says `changed` or `unchanged`.

@@ -89,6 +89,22 @@ pub async fn probe(path: &Path) -> Result<Artifact> {
     Ok(Artifact { path: path.to_path_buf(), sha256, version, git_sha })
 }
 
+/// The machine an ELF binary is built for, as `uname -m` names it; `None` for anything
+/// else (a script, an unknown machine).
+pub fn elf_machine(path: &Path) -> Option<&'static str> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    if &head[..4] != b"\x7fELF" || head[5] != 1 {
+        return None; // not ELF, or not little-endian
+    }
+    match u16::from_le_bytes([head[18], head[19]]) {
+        62 => Some("x86_64"),
+        183 => Some("aarch64"),
+        _ => None,
+    }
+}
+
 /// `vehicleconnect 0.1.0 (1a2b3c4d5e6f)` → (`0.1.0`, `1a2b3c4d5e6f`).
 fn parse_version(line: &str) -> (Option<String>, Option<String>) {
     let mut words = line.split_whitespace();
@@ -103,6 +119,15 @@ fn parse_version(line: &str) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elf_machines_are_read_from_the_header() {
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(elf_machine(&exe), Some(std::env::consts::ARCH));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "#!/bin/sh\n").unwrap();
+        assert_eq!(elf_machine(&dir.path().join("s")), None);
+    }
 
     #[test]
     fn versions() {

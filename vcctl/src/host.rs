@@ -38,6 +38,8 @@ pub struct State {
     pub active: String,
     /// A release under check: left by a deploy that was killed, when no deploy runs.
     pub candidate: Option<String>,
+    /// `uname -m` of the host.
+    pub arch: String,
 }
 
 impl State {
@@ -266,6 +268,8 @@ impl Host {
                 state.candidate = Some(c.trim().to_string()).filter(|c| !c.is_empty());
             } else if let Some(c) = line.strip_prefix("current") {
                 state.current = Some(c.trim().to_string()).filter(|c| !c.is_empty());
+            } else if let Some(a) = line.strip_prefix("arch ") {
+                state.arch = a.trim().to_string();
             } else if let Some(a) = line.strip_prefix("active ") {
                 state.active = a.trim().to_string();
             }

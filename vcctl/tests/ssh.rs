@@ -524,3 +524,17 @@ fn destroy_removes_the_service_keeping_data_when_asked_and_up_brings_it_back() {
     );
     assert_eq!(left, "0\n", "the database and the secrets are gone");
 }
+
+#[test]
+fn an_artifact_for_another_architecture_is_refused_before_anything_changes() {
+    let p = Project::new("");
+    // An ELF header for aarch64 (e_machine 183) on an x86_64 host.
+    let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 183, 0];
+    elf.resize(64, 0);
+    std::fs::write(p.path("arm64"), elf).unwrap();
+    let before = on_host("readlink /opt/vehicleconnect/current || true");
+    let out = p.vcctl(&["deploy", "--artifact", "arm64"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains("is built for aarch64, but"), "{}", show(&out));
+    assert_eq!(on_host("readlink /opt/vehicleconnect/current || true"), before);
+}

@@ -53,8 +53,21 @@ pub async fn deploy_when_reachable(ctx: &Ctx, remote: &Remote, args: &ReleaseArg
 
 async fn deploy_after(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: Duration) -> Result<u8> {
     let started = Instant::now();
-    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    // The host first: an unreachable host or a foreign architecture is said before a build.
     let host = Host::connect_within(remote.target.clone(), &ctx.printer, patience).await?;
+    let arch = host.state().await?.arch;
+    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    if let Some(built) = artifact::elf_machine(&artifact.path)
+        && !arch.is_empty()
+        && built != arch
+    {
+        host.close().await;
+        return Err(Failure::invalid(
+            format!("`{}` is built for {built}, but {} runs {arch}", artifact.path.display(), remote.target.host),
+            Some(format!("build for the host (e.g. `cargo build --release --target {arch}-unknown-linux-gnu`) and pass it with --artifact")),
+        )
+        .into());
+    }
     let lock = host.lock(args.lock_timeout, &ctx.printer).await?;
     let result = ship(ctx, &host, remote, &artifact, args.health_timeout).await;
     lock.release().await;
