@@ -49,7 +49,7 @@ impl State {
 
     /// The newest good release that is not `current`: where a rollback goes.
     pub fn previous_good(&self) -> Option<&Receipt> {
-        self.releases.iter().rev().find(|r| r.is_good() && Some(&r.name) != self.current.as_ref())
+        crate::release::previous_good(&self.releases, self.current.as_deref())
     }
 }
 

@@ -252,11 +252,6 @@ impl LocalStack {
         tail_after(&self.log_file(), offset, n).unwrap_or_default()
     }
 
-    /// The release `rollback` switches to: the newest healthy one before `current`.
-    pub fn previous_good(&self, current: Option<&str>) -> Option<Receipt> {
-        self.releases().into_iter().rev().find(|r| r.verdict == "healthy" && Some(r.name.as_str()) != current)
-    }
-
     /// Deletes failed releases and all but the newest `KEEP_RELEASES` good ones (never `current`).
     pub fn prune(&self) -> Result<()> {
         let current = self.current().map(|r| r.name);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::Artifact;
+use crate::error::Failure;
 
 /// Good releases kept for rollback, the current one included; failed ones are moved aside.
 pub const KEEP_RELEASES: usize = 5;
@@ -62,6 +63,38 @@ impl Receipt {
     pub fn is_good(&self) -> bool {
         self.verdict == "healthy"
     }
+}
+
+/// The release `vcctl rollback [--to NAME]` goes to: the one named, or the newest good one
+/// that is not `current`. `place` names where the releases are, for the error.
+pub fn rollback_target(
+    releases: &[Receipt],
+    current: Option<&str>,
+    to: Option<&str>,
+    place: &str,
+) -> Result<Receipt, Failure> {
+    match to {
+        Some(name) => releases.iter().find(|r| r.name == name).cloned().ok_or_else(|| {
+            let known: Vec<String> = releases.iter().map(|r| format!("{} ({})", r.name, r.verdict)).collect();
+            Failure::invalid(format!("no release `{name}` {place}"), Some(format!("releases: {}", known.join(", "))))
+        }),
+        None => previous_good(releases, current).cloned().ok_or_else(|| {
+            Failure::invalid(
+                format!("there is no previous healthy release {place} to roll back to"),
+                Some("`vcctl status` lists the releases".into()),
+            )
+        }),
+    }
+}
+
+/// The newest good release that is not `current` (releases oldest first).
+pub fn previous_good<'a>(releases: &'a [Receipt], current: Option<&str>) -> Option<&'a Receipt> {
+    releases.iter().rev().find(|r| r.is_good() && Some(r.name.as_str()) != current)
+}
+
+/// The error of a rollback asked for by `vcctl rollback` whose release is unhealthy too.
+pub fn requested_rollback_failed(release: String, why: impl std::fmt::Display) -> anyhow::Error {
+    Failure::RollbackFailed { release, diagnosis: "rollback requested".into(), rollback: why.to_string() }.into()
 }
 
 /// Who runs vcctl, and from where: a person's machine or a CI run.

@@ -94,9 +94,24 @@ impl Project {
             .env_remove("VCCTL_STACK")
             .env_remove("VCCTL_ARTIFACT")
             .env_remove("VCCTL_PORT")
-            .env_remove("GITHUB_STEP_SUMMARY")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
+        // Where a deploy comes from is read from the environment: a laptop unless a test says.
+        for ci in
+            ["CI", "GITHUB_STEP_SUMMARY", "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITHUB_ACTOR"]
+        {
+            cmd.env_remove(ci);
+        }
+        cmd
+    }
+
+    /// As GitHub Actions runs it: run 42 of acme/vehicleconnect, by octocat.
+    fn in_ci(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command(args);
+        cmd.env("GITHUB_SERVER_URL", "https://github.com")
+            .env("GITHUB_REPOSITORY", "acme/vehicleconnect")
+            .env("GITHUB_RUN_ID", "42")
+            .env("GITHUB_ACTOR", "octocat");
         cmd
     }
 
@@ -391,7 +406,7 @@ my @held; while (accept(my $c, $srv)) { push @held, $c; }
 "#,
     );
     let mut first = p
-        .command(&["deploy", "--artifact", &hangs, "--health-timeout", "60s"])
+        .in_ci(&["deploy", "--artifact", &hangs, "--health-timeout", "60s"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -408,7 +423,9 @@ my @held; while (accept(my $c, $srv)) { push @held, $c; }
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let e = stderr(&out);
     assert!(e.contains("another deploy holds the lock on"), "{e}");
-    assert!(e.contains(" since 20"), "names when it started: {e}");
+    assert!(e.contains("octocat (GitHub Actions on "), "names who holds it: {e}");
+    assert!(e.contains(" since 20"), "and since when: {e}");
+    assert!(e.contains("https://github.com/acme/vehicleconnect/actions/runs/42"), "and the CI run: {e}");
 
     // Killed mid-check: the lock goes with it, `current` never moved.
     first.kill().unwrap();

@@ -12,6 +12,7 @@ use crate::cli::{ReleaseArgs, RollbackArgs};
 use crate::error::Failure;
 use crate::health;
 use crate::local::LocalStack;
+use crate::release;
 
 /// How a deploy ended when it did not fail.
 pub struct Deployed {
@@ -132,22 +133,12 @@ async fn start_and_check(
 pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
     let stack = ctx.local()?;
     let current = stack.current();
-    let target = match &args.to {
-        Some(name) => stack.releases().into_iter().find(|r| &r.name == name).ok_or_else(|| {
-            let known: Vec<String> =
-                stack.releases().into_iter().map(|r| format!("{} ({})", r.name, r.verdict)).collect();
-            Failure::invalid(
-                format!("no release `{name}` in this stack"),
-                Some(format!("releases: {}", known.join(", "))),
-            )
-        })?,
-        None => stack.previous_good(current.as_ref().map(|r| r.name.as_str())).ok_or_else(|| {
-            Failure::invalid(
-                "there is no previous healthy release to roll back to",
-                Some("`vcctl status` lists the releases".into()),
-            )
-        })?,
-    };
+    let target = release::rollback_target(
+        &stack.releases(),
+        current.as_ref().map(|r| r.name.as_str()),
+        args.to.as_deref(),
+        "in this stack",
+    )?;
     let step = ctx.printer.step(format!("switching to release {}", target.name));
     stack.stop(Duration::from_secs(30))?;
     stack.switch(&target.name)?;
@@ -162,12 +153,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
         }
         Err(e) => {
             step.fail("unhealthy");
-            Err(Failure::RollbackFailed {
-                release: target.name,
-                diagnosis: "rollback requested".into(),
-                rollback: e.to_string(),
-            }
-            .into())
+            Err(release::requested_rollback_failed(target.name, e))
         }
     }
 }

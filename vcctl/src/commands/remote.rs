@@ -15,7 +15,7 @@ use crate::cli::{LogsArgs, ReleaseArgs, RollbackArgs};
 use crate::error::Failure;
 use crate::health::{self, Status, Unhealthy};
 use crate::host::{Host, State};
-use crate::release::Receipt;
+use crate::release::{self, Receipt};
 use crate::ssh::Target;
 use crate::templates::CANDIDATE_PORT;
 
@@ -372,21 +372,8 @@ pub async fn rollback(ctx: &Ctx, remote: &Remote, args: &RollbackArgs) -> Result
 
 async fn switch_back(ctx: &Ctx, host: &Host, remote: &Remote, args: &RollbackArgs) -> Result<u8> {
     let state = host.settled_state(&ctx.printer).await?;
-    let target = match &args.to {
-        Some(name) => state.releases.iter().find(|r| &r.name == name).cloned().ok_or_else(|| {
-            let known: Vec<String> = state.releases.iter().map(|r| format!("{} ({})", r.name, r.verdict)).collect();
-            Failure::invalid(
-                format!("no release `{name}` on {}", host.name()),
-                Some(format!("releases there: {}", known.join(", "))),
-            )
-        })?,
-        None => state.previous_good().cloned().ok_or_else(|| {
-            Failure::invalid(
-                format!("{} has no previous good release to roll back to", host.name()),
-                Some("`vcctl status` lists the releases".into()),
-            )
-        })?,
-    };
+    let place = format!("on {}", host.name());
+    let target = release::rollback_target(&state.releases, state.current.as_deref(), args.to.as_deref(), &place)?;
     let step = ctx.printer.step(format!("switching to release {}", target.name));
     host.switch(&target.name).await?;
     let want = target.version.as_deref().zip(target.git_sha.as_deref());
@@ -407,12 +394,7 @@ async fn switch_back(ctx: &Ctx, host: &Host, remote: &Remote, args: &RollbackArg
         }
         Err(e) => {
             step.fail("unhealthy");
-            Err(Failure::RollbackFailed {
-                release: target.name,
-                diagnosis: "rollback requested".into(),
-                rollback: e.to_string(),
-            }
-            .into())
+            Err(release::requested_rollback_failed(target.name, e))
         }
     }
 }
