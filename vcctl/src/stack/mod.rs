@@ -298,6 +298,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_stack_in_the_repository_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let stack = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            names.push((stack.name, stack.provider.name()));
+        }
+        names.sort();
+        assert_eq!(names, [("edge".into(), "ssh"), ("frankfurt".into(), "aws"), ("local".into(), "local")]);
+    }
+
     fn check(text: &str, expected: &str) {
         let err = parse(Path::new("stacks/t.yaml"), text).expect_err("accepted a broken stack");
         let got = match &err.hint {
