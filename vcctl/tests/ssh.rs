@@ -555,3 +555,66 @@ fn an_artifact_for_another_architecture_is_refused_before_anything_changes() {
     assert!(stderr(&out).contains("is built for aarch64, but"), "{}", show(&out));
     assert_eq!(on_host("readlink /opt/vehicleconnect/current || true"), before);
 }
+
+/// A firewall in the host's network namespace, rejecting the service port from this side;
+/// removed when dropped, whatever the test did.
+struct Firewall;
+
+impl Firewall {
+    fn block(port: u16) -> Firewall {
+        let rules = format!(
+            "add table inet vctest_fw\nadd chain inet vctest_fw input {{ type filter hook input priority 0; }}\nadd rule inet vctest_fw input ip saddr 10.231.0.1 tcp dport {port} reject with tcp reset\n"
+        );
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", "vctest", "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("ip netns exec ... nft (nftables, installed by scripts/test-services)");
+        std::io::Write::write_all(nft.stdin.as_mut().unwrap(), rules.as_bytes()).unwrap();
+        drop(nft.stdin.take());
+        assert!(nft.wait().unwrap().success(), "nft refused the rules");
+        Firewall
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "exec", "vctest", "nft", "delete", "table", "inet", "vctest_fw"])
+            .status();
+    }
+}
+
+#[test]
+fn a_release_healthy_on_the_host_but_unreachable_from_outside_is_diagnosed_as_a_firewall() {
+    let h = test_host();
+    let p = Project::new("");
+    let good = p.deploy_good();
+    let firewall = Firewall::block(8000);
+    let next = p.new_build("next", 3);
+    let summary = p.path("summary.md");
+    let out = p
+        .command(&["deploy", "--artifact", &next, "--health-timeout", "3s"])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    // It passed as a candidate (loopback), was switched to, then failed from outside; the way
+    // back is blocked by the same firewall: a person is needed.
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains(&format!(
+            "the service is healthy on the host, but http://{}:8000 cannot be reached from here",
+            h.addr
+        )),
+        "{e}"
+    );
+    assert!(e.contains("a firewall or security group blocks the port"), "{e}");
+    assert!(e.contains("the rollback failed too"), "{e}");
+    assert!(std::fs::read_to_string(&summary).unwrap().contains("❌ **failed**"), "a summary for exit 7 too");
+    drop(firewall);
+    // `current` went back to the good release, which serves once the port is open again.
+    let status = p.json(&["status"]);
+    assert_eq!(status["release"], good["release"]);
+    assert_eq!(status["healthy"], true, "{status}");
+}

@@ -72,7 +72,13 @@ async fn deploy_after(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: 
     let result = ship(ctx, &host, remote, &artifact, args.health_timeout).await;
     lock.release().await;
     host.close().await;
-    let outcome = result?;
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            summary_of_error(ctx, remote, &e);
+            return Err(e);
+        }
+    };
     summary(ctx, remote, &outcome, started.elapsed());
     report(ctx, remote, &outcome, started.elapsed());
     match outcome.failure {
@@ -328,7 +334,6 @@ fn report(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
 
 /// When run by GitHub Actions: the deploy as Markdown in the run's summary page.
 fn summary(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
     let verdict = match (&o.failure, o.changed) {
         (Some(_), _) => format!("❌ unhealthy, rolled back to `{}`", o.previous.as_deref().unwrap_or("?")),
         (None, true) => "✅ healthy".to_string(),
@@ -353,6 +358,22 @@ fn summary(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
     if let Some(f) = &o.failure {
         md.push_str(&format!("\n<details><summary>Diagnosis</summary>\n\n```\n{f}\n```\n</details>\n"));
     }
+    append_summary(ctx, &md);
+}
+
+/// When run by GitHub Actions: a deploy that ended in an error, as Markdown.
+fn summary_of_error(ctx: &Ctx, remote: &Remote, e: &anyhow::Error) {
+    let md = format!(
+        "### VehicleConnect deploy: stack `{}`\n\n❌ **failed** on `{}` (exit {})\n\n```\n{e:#}\n```\n",
+        ctx.settings.stack,
+        remote.target.host,
+        crate::error::classify(e).0
+    );
+    append_summary(ctx, &md);
+}
+
+fn append_summary(ctx: &Ctx, md: &str) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
     let written =
         std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(md.as_bytes()));
     if let Err(e) = written {
