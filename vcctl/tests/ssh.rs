@@ -618,3 +618,20 @@ fn a_release_healthy_on_the_host_but_unreachable_from_outside_is_diagnosed_as_a_
     assert_eq!(status["release"], good["release"]);
     assert_eq!(status["healthy"], true, "{status}");
 }
+
+#[test]
+fn only_the_five_newest_good_releases_are_kept() {
+    let p = Project::new("");
+    p.deploy_good();
+    let mut deployed = Vec::new();
+    for n in 0..6 {
+        let build = p.new_build(&format!("keep{n}"), 10 + n);
+        deployed.push(p.json(&["deploy", "--artifact", &build])["release"].as_str().unwrap().to_string());
+    }
+    let status = p.json(&["status"]);
+    let kept: Vec<&str> = status["releases"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(kept, deployed[1..].iter().map(String::as_str).collect::<Vec<_>>(), "the newest five, oldest first");
+    assert_eq!(status["release"], deployed[5].as_str());
+    let on_disk = on_host("ls /opt/vehicleconnect/releases | wc -l");
+    assert_eq!(on_disk.trim(), "5");
+}
