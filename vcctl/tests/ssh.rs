@@ -560,13 +560,23 @@ fn an_artifact_for_another_architecture_is_refused_before_anything_changes() {
 /// removed when dropped, whatever the test did.
 struct Firewall;
 
+/// `ip netns exec vctest nft ARGS`, as root (through `sudo -n` for other users).
+fn nft(args: &[&str]) -> Command {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut cmd = Command::new(if root { "ip" } else { "sudo" });
+    if !root {
+        cmd.args(["-n", "ip"]);
+    }
+    cmd.args(["netns", "exec", "vctest", "nft"]).args(args);
+    cmd
+}
+
 impl Firewall {
     fn block(port: u16) -> Firewall {
         let rules = format!(
             "add table inet vctest_fw\nadd chain inet vctest_fw input {{ type filter hook input priority 0; }}\nadd rule inet vctest_fw input ip saddr 10.231.0.1 tcp dport {port} reject with tcp reset\n"
         );
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", "vctest", "nft", "-f", "-"])
+        let mut nft = nft(&["-f", "-"])
             .stdin(Stdio::piped())
             .spawn()
             .expect("ip netns exec ... nft (nftables, installed by scripts/test-services)");
