@@ -448,6 +448,24 @@ my @held; while (accept(my $c, $srv)) { push @held, $c; }
         status["releases"].as_array().unwrap().iter().all(|r| r["verdict"] != "pending"),
         "the killed deploy's release was cleaned up: {status}"
     );
+
+    // With time to wait, the second deploy waits for the first to finish, then goes on.
+    let first = p
+        .command(&["deploy", "--artifact", &hangs, "--health-timeout", "4s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while on_host("cat /run/lock/vehicleconnect-deploy.holder 2>/dev/null || true").trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first deploy never took the lock");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = p.vcctl(&["deploy", "--artifact", service_bin().to_str().unwrap(), "--lock-timeout", "60s"]);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(6), "the hanging release is refused:\n{}", show(&first));
+    assert_eq!(second.status.code(), Some(0), "{}", show(&second));
+    assert!(stderr(&second).contains("for the deploy lock on"), "says it waits, and for whom:\n{}", show(&second));
 }
 
 #[test]
