@@ -38,6 +38,11 @@ pub enum Failure {
     /// Another deploy holds the host's lock (exit 5).
     #[error("{message}")]
     Locked { message: String },
+    /// The new release was unhealthy as a candidate and never took traffic (exit 6).
+    #[error(
+        "release {release} failed its health check before taking any traffic; {serving} is serving as before: {diagnosis}"
+    )]
+    Refused { release: String, serving: String, diagnosis: String },
     /// The new release was unhealthy and the previous one serves again (exit 6).
     #[error("release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}")]
     RolledBack { release: String, previous: String, diagnosis: String },
@@ -63,7 +68,7 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
                     LOCKED,
                     Some("wait for it to finish (or pass a longer --lock-timeout); a killed deploy releases the lock by itself".into()),
                 ),
-                Failure::RolledBack { .. } => {
+                Failure::RolledBack { .. } | Failure::Refused { .. } => {
                     (ROLLED_BACK, Some("see `vcctl logs` for the failed release's output; fix it and deploy again".into()))
                 }
                 Failure::RollbackFailed { .. } => (

@@ -345,7 +345,8 @@ fn broken_releases_never_take_traffic_and_exit_6_with_the_cause() {
     let e = stderr(&out);
     assert!(e.contains("the service exits at start (exit status 1)") || e.contains("crash loop"), "{e}");
     assert!(e.contains("fatal: cannot start"), "the journal lines are shown:\n{e}");
-    assert!(e.contains(&format!("{} is serving", good["release"].as_str().unwrap())), "{e}");
+    assert!(e.contains("failed its health check before taking any traffic"), "{e}");
+    assert!(e.contains(&format!("{} is serving as before", good["release"].as_str().unwrap())), "{e}");
 
     let answers500 = p.script(
         "answers500",

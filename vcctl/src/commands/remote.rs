@@ -81,8 +81,8 @@ async fn deploy_after(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: 
     };
     summary(ctx, remote, &outcome, started.elapsed());
     report(ctx, remote, &outcome, started.elapsed());
-    match outcome.failure {
-        Some(failure) => Err(failure_error(&outcome.release.name, outcome.previous, failure)),
+    match &outcome.failure {
+        Some(failure) => Err(failure_error(&outcome, failure.clone())),
         None => Ok(0),
     }
 }
@@ -227,8 +227,14 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
     }
 }
 
-fn failure_error(release: &str, previous: Option<String>, diagnosis: String) -> anyhow::Error {
-    Failure::RolledBack { release: release.to_string(), previous: previous.unwrap_or_default(), diagnosis }.into()
+/// Exit 6 in words: refused as a candidate (nothing changed), or rolled back after the switch.
+fn failure_error(o: &Outcome, diagnosis: String) -> anyhow::Error {
+    let (release, previous) = (o.release.name.clone(), o.previous.clone().unwrap_or_default());
+    if o.changed {
+        Failure::RolledBack { release, previous, diagnosis }.into()
+    } else {
+        Failure::Refused { release, serving: previous, diagnosis }.into()
+    }
 }
 
 /// Polls `unit` on the host (over SSH) and, when given, at `public_url` from here, until
