@@ -627,9 +627,10 @@ fn a_release_healthy_on_the_host_but_unreachable_from_outside_is_diagnosed_as_a_
         .env("GITHUB_STEP_SUMMARY", &summary)
         .output()
         .unwrap();
-    // It passed as a candidate (loopback), was switched to, then failed from outside; the way
-    // back is blocked by the same firewall: a person is needed.
-    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    // It passed as a candidate (loopback), was switched to, then failed from outside. The
+    // serving release was unreachable from here before the deploy too, so the way back is
+    // judged on the host: rolled back, exit 6, the firewall named.
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     let e = stderr(&out);
     assert!(
         e.contains(&format!(
@@ -639,8 +640,9 @@ fn a_release_healthy_on_the_host_but_unreachable_from_outside_is_diagnosed_as_a_
         "{e}"
     );
     assert!(e.contains("a firewall or security group blocks the port"), "{e}");
-    assert!(e.contains("the rollback failed too"), "{e}");
-    assert!(std::fs::read_to_string(&summary).unwrap().contains("❌ **failed**"), "a summary for exit 7 too");
+    assert!(e.contains("was not reachable from here before this deploy either"), "{e}");
+    assert!(e.contains(&format!("rolled back; {} is serving", good["release"].as_str().unwrap())), "{e}");
+    assert!(std::fs::read_to_string(&summary).unwrap().contains("❌ unhealthy, rolled back"), "the step summary");
     drop(firewall);
     // `current` went back to the good release, which serves once the port is open again.
     let status = p.json(&["status"]);

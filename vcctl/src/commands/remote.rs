@@ -171,6 +171,11 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
     }
     step.done("healthy");
 
+    // Whether the serving release can be reached from here now: if not (a firewall, a
+    // security group), a rollback can be judged only on the host.
+    let reachable_before = state.active == "active"
+        && matches!(health::status(&health::client(), &remote.public_url).await, Ok((200, s)) if s.status == "ok");
+
     let t = Instant::now();
     let step = p.step(format!("switching to {}", release.name));
     let since = host.switch(&release.name).await?;
@@ -205,7 +210,16 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
             let step = p.step(format!("rolling back to {}", back.name));
             host.switch(&back.name).await?;
             let back_want = back.version.as_deref().zip(back.git_sha.as_deref());
-            let rollback = check(host, Some(&remote.public_url), port, SERVING, back_want, timeout).await;
+            let outside = if reachable_before {
+                Some(remote.public_url.as_str())
+            } else {
+                p.warn(format!(
+                    "{} was not reachable from here before this deploy either: the rollback is checked on the host only",
+                    remote.public_url
+                ));
+                None
+            };
+            let rollback = check(host, outside, port, SERVING, back_want, timeout).await;
             host.finish(&release).await?;
             match rollback {
                 Ok(_) => {
