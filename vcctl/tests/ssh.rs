@@ -512,10 +512,17 @@ fn host_keys_are_pinned_and_a_changed_key_is_refused() {
         .collect::<Vec<_>>()
         .join(" ");
     let wrong = Project::new(&format!("  host_key: {other_key}\n"));
-    let out = wrong.vcctl(&["deploy", "--artifact", service_bin().to_str().unwrap()]);
+    let summary = wrong.path("summary.md");
+    let out = wrong
+        .command(&["deploy", "--artifact", service_bin().to_str().unwrap()])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let e = stderr(&out);
     assert!(e.contains("is not the one pinned in") && e.contains("ssh-keygen -R"), "{e}");
+    let md = std::fs::read_to_string(&summary).expect("a step summary for a deploy that could not start");
+    assert!(md.contains("❌ **failed**") && md.contains("(exit 4)") && md.contains("is not the one pinned"), "{md}");
 
     // No key in the stack: learned at first contact and said so; a different one later is refused.
     let learn = Project::new("");

@@ -51,7 +51,19 @@ pub async fn deploy_when_reachable(ctx: &Ctx, remote: &Remote, args: &ReleaseArg
     deploy_after(ctx, remote, args, Duration::from_secs(300)).await
 }
 
+/// A deploy, and its GitHub step summary whatever ends it: the report of a release that was
+/// checked (healthy or not), or the error that stopped the deploy before that.
 async fn deploy_after(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: Duration) -> Result<u8> {
+    let result = deploy_steps(ctx, remote, args, patience).await;
+    if let Err(e) = &result
+        && !matches!(e.downcast_ref::<Failure>(), Some(Failure::Refused { .. } | Failure::RolledBack { .. }))
+    {
+        summary_of_error(ctx, remote, e);
+    }
+    result
+}
+
+async fn deploy_steps(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: Duration) -> Result<u8> {
     let started = Instant::now();
     // The host first: an unreachable host or a foreign architecture is said before a build.
     let host = Host::connect_within(remote.target.clone(), &ctx.printer, patience).await?;
@@ -72,13 +84,7 @@ async fn deploy_after(ctx: &Ctx, remote: &Remote, args: &ReleaseArgs, patience: 
     let result = ship(ctx, &host, remote, &artifact, args.health_timeout).await;
     lock.release().await;
     host.close().await;
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => {
-            summary_of_error(ctx, remote, &e);
-            return Err(e);
-        }
-    };
+    let outcome = result?;
     summary(ctx, remote, &outcome, started.elapsed());
     report(ctx, remote, &outcome, started.elapsed());
     match &outcome.failure {
