@@ -25,6 +25,11 @@ impl Artifact {
     pub fn short_sha(&self) -> &str {
         &self.sha256[..12]
     }
+
+    /// The version and commit a healthy release of this artifact must report, when it says.
+    pub fn want(&self) -> Option<(&str, &str)> {
+        self.version.as_deref().zip(self.git_sha.as_deref())
+    }
 }
 
 /// `--artifact PATH`, or a release build of this checkout.
@@ -66,7 +71,7 @@ async fn build(root: &Path, printer: &Printer) -> Result<PathBuf> {
     if !out.status.success() {
         step.fail("cargo failed");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail = crate::printer::last_lines(&stderr, 20);
         bail!("cargo build --release failed:\n{}", tail.join("\n"));
     }
     step.done("target/release/vehicleconnect");

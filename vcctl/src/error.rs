@@ -84,6 +84,17 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     (ERROR, None)
 }
 
+/// An error and its sources on one line, `outer: inner: innermost`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    text
+}
+
 pub fn exit(code: u8) -> ExitCode {
     ExitCode::from(code)
 }

@@ -50,6 +50,21 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("a client with a timeout builds")
 }
 
+/// A healthy answer: 200, and the service says `ok` (its store works).
+pub fn is_healthy(code: u16, s: &Status) -> bool {
+    code == 200 && s.status == "ok"
+}
+
+/// `(got, wanted)` when `s` is not the version and commit wanted.
+pub fn version_mismatch(s: &Status, want: Option<(&str, &str)>) -> Option<(String, String)> {
+    match want {
+        Some((version, sha)) if s.version != version || s.git_sha != sha => {
+            Some((format!("{} ({})", s.version, s.git_sha), format!("{version} ({sha})")))
+        }
+        _ => None,
+    }
+}
+
 pub async fn status(client: &reqwest::Client, base: &str) -> Result<(u16, Status), String> {
     let r = client.get(format!("{base}/api/status")).send().await.map_err(|e| format!("{e}"))?;
     let code = r.status().as_u16();
@@ -71,18 +86,14 @@ pub async fn wait(
     loop {
         let last;
         match status(&client, base).await {
-            Ok((200, s)) if s.status == "ok" => match want {
-                Some((version, sha)) if s.version != version || s.git_sha != sha => {
-                    last = format!("version {} ({})", s.version, s.git_sha);
+            Ok((code, s)) if is_healthy(code, &s) => match version_mismatch(&s, want) {
+                Some((got, want)) => {
+                    last = format!("version {got}");
                     if started.elapsed() > deadline {
-                        return Err(Unhealthy::WrongVersion {
-                            url: base.to_string(),
-                            got: format!("{} ({})", s.version, s.git_sha),
-                            want: format!("{version} ({sha})"),
-                        });
+                        return Err(Unhealthy::WrongVersion { url: base.to_string(), got, want });
                     }
                 }
-                _ => return Ok(s),
+                None => return Ok(s),
             },
             Ok((code, s)) => last = format!("HTTP {code}, database {}", s.database),
             Err(e) => last = e,

@@ -110,7 +110,7 @@ impl Probe {
 
     pub fn healthy(&self) -> Option<&Status> {
         match (&self.http, &self.status) {
-            (Some(200), Some(s)) if s.status == "ok" => Some(s),
+            (Some(code), Some(s)) if crate::health::is_healthy(*code, s) => Some(s),
             _ => None,
         }
     }

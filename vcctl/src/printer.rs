@@ -151,6 +151,12 @@ impl Drop for Step {
     }
 }
 
+/// The last `n` lines of `text`, in order.
+pub fn last_lines(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
 pub fn format_duration(d: Duration) -> String {
     if d < Duration::from_secs(60) {
         format!("{:.1}s", d.as_secs_f64())

@@ -63,6 +63,11 @@ impl Receipt {
     pub fn is_good(&self) -> bool {
         self.verdict == "healthy"
     }
+
+    /// The version and commit this release must report when healthy, when it said.
+    pub fn want(&self) -> Option<(&str, &str)> {
+        self.version.as_deref().zip(self.git_sha.as_deref())
+    }
 }
 
 /// The release `vcctl rollback [--to NAME]` goes to: the one named, or the newest good one

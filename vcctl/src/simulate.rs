@@ -294,7 +294,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
                     }
                     Err(e) if e.is_timeout() => Some("timed out".to_string()),
                     Err(e) if e.is_connect() => Some("connection refused or failed".to_string()),
-                    Err(e) => Some(error_chain(&e)),
+                    Err(e) => Some(crate::error::chain(&e)),
                 };
                 match reason {
                     None => counters.acked.fetch_add(n, Ordering::Relaxed),
@@ -338,16 +338,6 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
         achieved_events_per_s: (acknowledged as f64 / elapsed * 10.0).round() / 10.0,
         errors,
     })
-}
-
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
 }
 
 /// Whether a request failed because its kept-alive connection was closed by the server as it

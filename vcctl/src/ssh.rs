@@ -197,7 +197,7 @@ impl Ssh {
             return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail = crate::printer::last_lines(&stderr, 10);
         anyhow::bail!(
             "{what} failed on {} (exit {}): {}",
             self.target.host,
@@ -232,16 +232,7 @@ fn fingerprint(known_hosts: &Path, name: &str) -> Option<String> {
 
 /// What a failed connection means, in words that say what to do.
 fn connect_error(target: &Target, e: openssh::Error) -> anyhow::Error {
-    let text = format!("{e:#}");
-    let detail = {
-        let mut s = text.clone();
-        let mut source = std::error::Error::source(&e);
-        while let Some(inner) = source {
-            s.push_str(&format!(": {inner}"));
-            source = inner.source();
-        }
-        s
-    };
+    let detail = crate::error::chain(&e);
     let kh = target.known_hosts.display();
     if detail.contains("IDENTIFICATION HAS CHANGED") || detail.contains("Host key verification failed") {
         return Failure::Credentials {

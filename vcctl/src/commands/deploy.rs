@@ -61,8 +61,8 @@ pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout:
     let running = stack.running_pid().is_some();
     if running && previous.as_ref().is_some_and(|r| r.sha256 == artifact.sha256) {
         let client = health::client();
-        if let Ok((200, s)) = health::status(&client, &stack.base_url()).await
-            && s.status == "ok"
+        if let Ok((code, s)) = health::status(&client, &stack.base_url()).await
+            && health::is_healthy(code, &s)
         {
             return Ok(Deployed { release: previous.unwrap().name, changed: false, status: s });
         }
@@ -76,7 +76,7 @@ pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout:
     }
     stack.switch(&release.name)?;
     let step = p.step(format!("starting release {}", release.name));
-    let want = artifact.version.as_deref().zip(artifact.git_sha.as_deref());
+    let want = artifact.want();
     match start_and_check(stack, want, timeout).await? {
         Ok(status) => {
             step.done("healthy");
@@ -142,7 +142,7 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
     let step = ctx.printer.step(format!("switching to release {}", target.name));
     stack.stop(Duration::from_secs(30))?;
     stack.switch(&target.name)?;
-    let want = target.version.as_deref().zip(target.git_sha.as_deref());
+    let want = target.want();
     match start_and_check(&stack, want, args.health_timeout).await? {
         Ok(s) => {
             step.done("healthy");

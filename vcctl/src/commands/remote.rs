@@ -102,7 +102,7 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
         timings.insert(name.to_string(), (since.elapsed().as_secs_f64() * 1000.0).round() / 1000.0);
     };
     let state = host.settled_state(p).await?;
-    let want = artifact.version.as_deref().zip(artifact.git_sha.as_deref());
+    let want = artifact.want();
 
     // Nothing to do when the host runs this very artifact, healthy.
     if let Some(current) = state.current()
@@ -180,7 +180,7 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
     // Whether the serving release can be reached from here now: if not (a firewall, a
     // security group), a rollback can be judged only on the host.
     let reachable_before = state.active == "active"
-        && matches!(health::status(&health::client(), &remote.public_url).await, Ok((200, s)) if s.status == "ok");
+        && matches!(health::status(&health::client(), &remote.public_url).await, Ok((code, s)) if health::is_healthy(code, &s));
 
     let t = Instant::now();
     let step = p.step(format!("switching to {}", release.name));
@@ -215,7 +215,6 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
             };
             let step = p.step(format!("rolling back to {}", back.name));
             host.switch(&back.name).await?;
-            let back_want = back.version.as_deref().zip(back.git_sha.as_deref());
             let outside = if reachable_before {
                 Some(remote.public_url.as_str())
             } else {
@@ -225,7 +224,7 @@ async fn ship(ctx: &Ctx, host: &Host, remote: &Remote, artifact: &Artifact, time
                 ));
                 None
             };
-            let rollback = check(host, outside, port, SERVING, back_want, timeout).await;
+            let rollback = check(host, outside, port, SERVING, back.want(), timeout).await;
             host.finish(&release).await?;
             match rollback {
                 Ok(_) => {
@@ -283,14 +282,12 @@ async fn check(
         }
         let mut outside = None;
         let wrong_version = match probe.healthy() {
-            Some(s) => match want {
-                Some((v, sha)) if s.version != v || s.git_sha != sha => {
-                    Some((format!("{} ({})", s.version, s.git_sha), format!("{v} ({sha})")))
-                }
-                _ => {
+            Some(s) => match health::version_mismatch(s, want) {
+                Some(mismatch) => Some(mismatch),
+                None => {
                     let Some(url) = public_url else { return Ok(s.clone()) };
                     match health::status(&client, url).await {
-                        Ok((200, s)) if s.status == "ok" => return Ok(s),
+                        Ok((code, s)) if health::is_healthy(code, &s) => return Ok(s),
                         Ok((code, _)) => outside = Some(format!("HTTP {code}")),
                         Err(e) => outside = Some(e),
                     }
@@ -423,8 +420,7 @@ async fn switch_back(ctx: &Ctx, host: &Host, remote: &Remote, args: &RollbackArg
     let target = release::rollback_target(&state.releases, state.current.as_deref(), args.to.as_deref(), &place)?;
     let step = ctx.printer.step(format!("switching to release {}", target.name));
     host.switch(&target.name).await?;
-    let want = target.version.as_deref().zip(target.git_sha.as_deref());
-    match check(host, Some(&remote.public_url), ctx.settings.port, SERVING, want, args.health_timeout).await {
+    match check(host, Some(&remote.public_url), ctx.settings.port, SERVING, target.want(), args.health_timeout).await {
         Ok(s) => {
             step.done("healthy");
             let mut r = target.clone();
@@ -453,7 +449,7 @@ pub async fn status(ctx: &Ctx, remote: &Remote) -> Result<u8> {
     let probe = host.probe(ctx.settings.port, SERVING).await?;
     host.close().await;
     let outside = health::status(&health::client(), &remote.public_url).await;
-    let healthy = probe.healthy().is_some() && matches!(&outside, Ok((200, s)) if s.status == "ok");
+    let healthy = probe.healthy().is_some() && matches!(&outside, Ok((code, s)) if health::is_healthy(*code, s));
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack,
         "provider": ctx.settings.provider_name,

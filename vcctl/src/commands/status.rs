@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         },
         None => None,
     };
-    let healthy = matches!(&health, Some((200, s)) if s.status == "ok");
+    let healthy = matches!(&health, Some((code, s)) if health::is_healthy(*code, s));
     let current = stack.current();
     let releases = stack.releases();
     ctx.printer.json(&json!({
