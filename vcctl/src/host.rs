@@ -9,7 +9,6 @@
 //! /etc/systemd/system/vehicleconnect.{socket,service}
 //! ```
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -62,7 +61,6 @@ pub struct Probe {
     pub status: Option<Status>,
     pub active_state: String,
     pub sub_state: String,
-    pub result: String,
     pub restarts: u32,
     pub exit_status: i32,
     pub socket: String,
@@ -76,7 +74,6 @@ impl Probe {
             status: None,
             active_state: String::new(),
             sub_state: String::new(),
-            result: String::new(),
             restarts: 0,
             exit_status: 0,
             socket: String::new(),
@@ -92,7 +89,6 @@ impl Probe {
                 match k {
                     "ActiveState" => p.active_state = v.into(),
                     "SubState" => p.sub_state = v.into(),
-                    "Result" => p.result = v.into(),
                     "NRestarts" => p.restarts = v.parse().unwrap_or(0),
                     "ExecMainStatus" => p.exit_status = v.parse().unwrap_or(0),
                     "SocketState" => p.socket = v.into(),
@@ -152,7 +148,7 @@ impl Host {
             host: host.to_string(),
             port,
             user: user.to_string(),
-            identity: identity.map(expand_home),
+            identity: identity.map(crate::settings::expand_home),
             known_hosts: settings.state_dir.join("known_hosts"),
             host_key: None,
         }
@@ -206,11 +202,11 @@ impl Host {
         let mut child = self.ssh.spawn(&["lock", &secs, &holder]).await?;
         let stdout = child.stdout().take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
-        let mut step = None;
+        let mut step: Option<crate::printer::Step> = None;
         while let Some(line) = lines.next_line().await? {
             if line == "LOCKED" {
                 if let Some(s) = step.take() {
-                    crate::printer::Step::done(s, "");
+                    s.done("");
                 }
                 return Ok(Lock { child: Some(child) });
             }
@@ -322,15 +318,13 @@ impl Host {
     /// Points `current` at `release` and restarts the service; returns the host's clock at
     /// the switch (for the journal lines of this start only).
     pub async fn switch(&self, release: &str) -> Result<i64> {
-        let out = self.ssh.run(&["switch", release]).await?;
-        Ok(out.lines().find_map(|l| l.strip_prefix("since ")).and_then(|s| s.trim().parse().ok()).unwrap_or(0))
+        Ok(since(&self.ssh.run(&["switch", release]).await?))
     }
 
     /// Starts `release` as the candidate, beside the serving one (loopback only); returns the
     /// host's clock at the start.
     pub async fn candidate(&self, release: &str) -> Result<i64> {
-        let out = self.ssh.run(&["candidate", release]).await?;
-        Ok(out.lines().find_map(|l| l.strip_prefix("since ")).and_then(|s| s.trim().parse().ok()).unwrap_or(0))
+        Ok(since(&self.ssh.run(&["candidate", release]).await?))
     }
 
     pub async fn candidate_stop(&self) -> Result<()> {
@@ -382,20 +376,17 @@ impl Host {
     }
 }
 
+/// The `since <epoch>` line vc-host prints when it starts a unit.
+fn since(out: &str) -> i64 {
+    out.lines().find_map(|l| l.strip_prefix("since ")).and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
 fn describe_holder(json: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
     let s = |k: &str| v[k].as_str().unwrap_or("?").to_string();
     let from = s("from");
     let from = if from == "laptop" || from == "?" { String::new() } else { format!(", {from}") };
     format!("{} since {}{from}", s("by"), s("since"))
-}
-
-/// `~/x` → `$HOME/x`, as a shell would.
-pub fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
 }
 
 /// `ssh-ed25519 AAAA...` host keys in an EC2 console output (cloud-init prints them between

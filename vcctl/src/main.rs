@@ -25,7 +25,6 @@ use clap::{CommandFactory, FromArgMatches};
 
 use cli::{Cli, Command};
 use commands::Ctx;
-use error::Failure;
 use printer::{Printer, Verbosity};
 
 fn main() -> ExitCode {
@@ -93,45 +92,16 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
             Command::Plan(_) => commands::aws::plan(&ctx, &a).await,
             Command::Status(_) => commands::aws::status(&ctx, &a).await,
             Command::Destroy(_) => commands::aws::destroy(&ctx, &a).await,
-            Command::Deploy(args) => {
+            // deploy, rollback, logs, simulate: on the instance, over SSH.
+            other => {
                 let remote = commands::aws::remote(&ctx, &a).await?;
-                commands::remote::deploy(&ctx, &remote, args).await
+                commands::remote::run(&ctx, &remote, other).await
             }
-            Command::Rollback(args) => {
-                let remote = commands::aws::remote(&ctx, &a).await?;
-                commands::remote::rollback(&ctx, &remote, args).await
-            }
-            Command::Logs(args) => {
-                let remote = commands::aws::remote(&ctx, &a).await?;
-                commands::remote::logs(&ctx, &remote, args).await
-            }
-            Command::Simulate(args) => {
-                let remote = commands::aws::remote(&ctx, &a).await?;
-                let token = commands::remote::ingest_token(&ctx, &remote).await?;
-                commands::simulate::run(&ctx.printer, args, remote.public_url.clone(), token).await
-            }
-            Command::Completions { .. } => unreachable!("handled above"),
         };
     }
     if let stack::Provider::Ssh(s) = &ctx.settings.provider {
-        let remote = ctx.ssh_remote(s);
-        return match &cli.command {
-            Command::Up(a) | Command::Deploy(a) => commands::remote::deploy(&ctx, &remote, a).await,
-            Command::Plan(_) => Err(Failure::invalid(
-                "`plan` compares cloud resources; an `ssh` stack has none (its host exists already)",
-                Some("`vcctl status` shows the host, `vcctl deploy` ships a release".to_string()),
-            )
-            .into()),
-            Command::Status(_) => commands::remote::status(&ctx, &remote).await,
-            Command::Logs(a) => commands::remote::logs(&ctx, &remote, a).await,
-            Command::Rollback(a) => commands::remote::rollback(&ctx, &remote, a).await,
-            Command::Destroy(a) => commands::remote::destroy(&ctx, &remote, a.keep_data).await,
-            Command::Simulate(a) => {
-                let token = commands::remote::ingest_token(&ctx, &remote).await?;
-                commands::simulate::run(&ctx.printer, a, remote.public_url.clone(), token).await
-            }
-            Command::Completions { .. } => unreachable!("handled above"),
-        };
+        let remote = commands::remote::Remote::of_ssh(&ctx.settings, s);
+        return commands::remote::run(&ctx, &remote, &cli.command).await;
     }
     match &cli.command {
         Command::Up(a) => commands::up::run(&ctx, a).await,

@@ -46,6 +46,14 @@ mod humantime_serde_compat {
     }
 }
 
+/// `~/x` → `$HOME/x`, as a shell would; other paths as they are.
+pub fn expand_home(path: &str) -> PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
 impl Settings {
     /// `root` is the project directory (where `stacks/` and `.vcctl/` live).
     pub fn resolve(root: &Path, stack: Stack, overrides: &OverrideArgs) -> Settings {

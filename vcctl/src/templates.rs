@@ -9,7 +9,10 @@ pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
 pub const SERVICE_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.service");
 pub const SOCKET_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.socket");
 
-/// Where a candidate release listens on its host while it is checked (loopback only).
+/// The systemd units (without `.service` or `.socket`) of the serving release and of a
+/// candidate release, which listens on its host while it is checked (loopback only).
+pub const SERVING_UNIT: &str = "vehicleconnect";
+pub const CANDIDATE_UNIT: &str = "vehicleconnect-candidate";
 pub const CANDIDATE_PORT: u16 = 18000;
 
 /// The units of a stack's host, as (path, content): the service and its socket, and the
@@ -22,8 +25,8 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
     let candidate = format!("ListenStream=127.0.0.1:{CANDIDATE_PORT}");
     let mut out = Vec::new();
     for (unit, role, link, listen) in [
-        ("vehicleconnect", "serving", "current", serving.as_str()),
-        ("vehicleconnect-candidate", "candidate", "candidate", candidate.as_str()),
+        (SERVING_UNIT, "serving", "current", serving.as_str()),
+        (CANDIDATE_UNIT, "candidate", "candidate", candidate.as_str()),
     ] {
         let values = [
             ("stack", settings.stack.as_str()),

@@ -14,6 +14,7 @@ use crate::cloud::aws::{Aws, cloudwatch, ec2, iam};
 use crate::error::{self, Failure};
 use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
+use crate::settings::expand_home;
 use crate::stack::AwsSettings;
 use crate::templates;
 
@@ -44,11 +45,7 @@ async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
 }
 
 fn public_key_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
-    let raw = a.ssh_public_key.clone().unwrap_or_else(|| "~/.ssh/id_ed25519.pub".into());
-    match raw.strip_prefix("~/") {
-        Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),
-        None => ctx.root.join(raw),
-    }
+    ctx.root.join(expand_home(a.ssh_public_key.as_deref().unwrap_or("~/.ssh/id_ed25519.pub")))
 }
 
 fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str) -> Result<Wanted> {
@@ -177,11 +174,8 @@ async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
         anyhow::bail!("instance {} ({}) has no public address yet; try again in a minute", instance.id, instance.state);
     };
     let identity = match &a.ssh_identity {
-        Some(id) => crate::host::expand_home(id),
-        None => {
-            let public = public_key_path(ctx, a);
-            public.with_extension("")
-        }
+        Some(id) => ctx.root.join(expand_home(id)),
+        None => public_key_path(ctx, a).with_extension(""),
     };
     let mut target = Host::target(
         &ctx.settings,

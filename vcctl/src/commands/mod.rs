@@ -42,24 +42,6 @@ impl Ctx {
         }
     }
 
-    /// The host of an `ssh` stack.
-    pub fn ssh_remote(&self, s: &crate::stack::SshSettings) -> remote::Remote {
-        let mut target = crate::host::Host::target(
-            &self.settings,
-            &s.host,
-            s.user.as_deref().unwrap_or("root"),
-            s.port.unwrap_or(22),
-            s.identity.as_deref(),
-        );
-        target.host_key = s.host_key.clone();
-        let host = if s.host.contains(':') { format!("[{}]", s.host) } else { s.host.clone() };
-        remote::Remote {
-            target,
-            public_url: format!("http://{host}:{}", self.settings.port),
-            prometheus_listen: if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" }.to_string(),
-        }
-    }
-
     /// Asks before destroying; `--yes` answers for scripts, and is required without a terminal.
     pub fn confirm_destruction(&self, what: &str) -> Result<()> {
         if self.yes {

@@ -11,17 +11,13 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::artifact::{self, Artifact};
-use crate::cli::{LogsArgs, ReleaseArgs, RollbackArgs};
+use crate::cli::{Command, LogsArgs, ReleaseArgs, RollbackArgs};
 use crate::error::Failure;
 use crate::health::{self, Status, Unhealthy};
 use crate::host::{Host, State};
 use crate::release::{self, Receipt};
 use crate::ssh::Target;
-use crate::templates::CANDIDATE_PORT;
-
-/// The systemd units (without `.service`) of the serving release and of a candidate.
-const SERVING: &str = "vehicleconnect";
-const CANDIDATE: &str = "vehicleconnect-candidate";
+use crate::templates::{CANDIDATE_PORT, CANDIDATE_UNIT as CANDIDATE, SERVING_UNIT as SERVING};
 
 /// A host and how its service is reached.
 pub struct Remote {
@@ -30,6 +26,48 @@ pub struct Remote {
     pub public_url: String,
     /// Where Prometheus listens on the host.
     pub prometheus_listen: String,
+}
+
+impl Remote {
+    /// The host of an `ssh` stack.
+    pub fn of_ssh(settings: &crate::settings::Settings, s: &crate::stack::SshSettings) -> Remote {
+        let mut target = Host::target(
+            settings,
+            &s.host,
+            s.user.as_deref().unwrap_or("root"),
+            s.port.unwrap_or(22),
+            s.identity.as_deref(),
+        );
+        target.host_key = s.host_key.clone();
+        let host = if s.host.contains(':') { format!("[{}]", s.host) } else { s.host.clone() };
+        Remote {
+            target,
+            public_url: format!("http://{host}:{}", settings.port),
+            prometheus_listen: if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" }.to_string(),
+        }
+    }
+}
+
+/// A command on a host: every command of an `ssh` stack, and those of an AWS stack that go
+/// to its instance.
+pub async fn run(ctx: &Ctx, remote: &Remote, command: &Command) -> Result<u8> {
+    match command {
+        Command::Up(a) | Command::Deploy(a) => deploy(ctx, remote, a).await,
+        Command::Status(_) => status(ctx, remote).await,
+        Command::Logs(a) => logs(ctx, remote, a).await,
+        Command::Rollback(a) => rollback(ctx, remote, a).await,
+        Command::Destroy(a) => destroy(ctx, remote, a.keep_data).await,
+        Command::Simulate(a) => {
+            let token = ingest_token(ctx, remote).await?;
+            super::simulate::run(&ctx.printer, a, remote.public_url.clone(), token).await
+        }
+        Command::Plan(_) => Err(Failure::invalid(
+            "`plan` compares cloud resources; an `ssh` stack has none (its host exists already)",
+            Some("`vcctl status` shows the host, `vcctl deploy` ships a release".to_string()),
+        )
+        .into()),
+        Command::Completions { .. } => unreachable!("handled before any stack is read"),
+    }
 }
 
 /// How a deploy went, for the report, `--json` (printed on failure too) and the GitHub step summary.
@@ -508,7 +546,7 @@ pub async fn destroy(ctx: &Ctx, remote: &Remote, keep_data: bool) -> Result<u8> 
 }
 
 /// The ingest token of the host's service, for `vcctl simulate`.
-pub async fn ingest_token(ctx: &Ctx, remote: &Remote) -> Result<Option<String>> {
+async fn ingest_token(ctx: &Ctx, remote: &Remote) -> Result<Option<String>> {
     if !ctx.settings.ingest_token {
         return Ok(None);
     }
