@@ -370,7 +370,7 @@ while (accept(my $c, $srv)) {
     assert_eq!(out.status.code(), Some(6), "{}", show(&out));
     assert!(stderr(&out).contains("answers HTTP 500"), "{}", stderr(&out));
     let md = std::fs::read_to_string(&summary).unwrap();
-    assert!(md.contains("❌ unhealthy") && md.contains("answers HTTP 500"), "{md}");
+    assert!(md.contains("❌ unhealthy, refused before taking traffic") && md.contains("answers HTTP 500"), "{md}");
 
     let (ok, failures, versions) = watcher.finish();
     assert!(failures.is_empty(), "the serving release failed {} of {} checks: {failures:?}", failures.len(), ok);

@@ -396,7 +396,13 @@ fn report(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
 /// When run by GitHub Actions: the deploy as Markdown in the run's summary page.
 fn summary(ctx: &Ctx, remote: &Remote, o: &Outcome, elapsed: Duration) {
     let verdict = match (&o.failure, o.changed) {
-        (Some(_), _) => format!("❌ unhealthy, rolled back to `{}`", o.previous.as_deref().unwrap_or("?")),
+        (Some(_), true) => format!("❌ unhealthy, rolled back to `{}`", o.previous.as_deref().unwrap_or("?")),
+        (Some(_), false) => {
+            format!(
+                "❌ unhealthy, refused before taking traffic; `{}` serves as before",
+                o.previous.as_deref().unwrap_or("?")
+            )
+        }
         (None, true) => "✅ healthy".to_string(),
         (None, false) => "✅ already running, nothing changed".to_string(),
     };
