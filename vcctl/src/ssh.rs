@@ -129,7 +129,7 @@ impl Ssh {
         );
         let mut cmd = self.command("sh");
         cmd.arg("-c").arg(script);
-        let out = feed(cmd, HELPER_SCRIPT.as_bytes()).await?;
+        let out = feed(cmd, HELPER_SCRIPT.as_bytes(), None).await?;
         self.check("installing vc-host", out).map(|_| ()).map_err(|e| {
             if self.target.user != "root" {
                 e.context(format!("`{}` needs passwordless sudo on the host", self.target.user))
@@ -151,30 +151,16 @@ impl Ssh {
     pub async fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<String> {
         let mut cmd = self.command(HELPER);
         cmd.args(args);
-        let out = feed(cmd, input).await?;
+        let out = feed(cmd, input, None).await?;
         self.check(&format!("vc-host {}", args[0]), out)
     }
 
     /// Like `run`, streaming the file at `path` to stdin and counting bytes on `progress`.
     pub async fn run_with_file(&self, args: &[&str], path: &Path, progress: &indicatif::ProgressBar) -> Result<String> {
         let mut cmd = self.command(HELPER);
-        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().await?;
-        let mut stdin = child.stdin().take().expect("piped");
-        let mut file = tokio::fs::File::open(path).await.with_context(|| format!("reading `{}`", path.display()))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            use tokio::io::AsyncReadExt;
-            let n = file.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            stdin.write_all(&buf[..n]).await.context("sending the release")?;
-            progress.inc(n as u64);
-        }
-        stdin.shutdown().await?;
-        drop(stdin);
-        let out = child.wait_with_output().await?;
+        cmd.args(args);
+        let file = tokio::fs::File::open(path).await.with_context(|| format!("reading `{}`", path.display()))?;
+        let out = feed(cmd, file, Some(progress)).await?;
         self.check(&format!("vc-host {}", args[0]), out)
     }
 
@@ -211,11 +197,27 @@ impl Ssh {
     }
 }
 
-async fn feed(mut cmd: openssh::OwningCommand<&Session>, input: &[u8]) -> Result<Output> {
+/// Runs `cmd` with `input` streamed to its stdin (counted on `progress`), and collects its output.
+async fn feed(
+    mut cmd: openssh::OwningCommand<&Session>,
+    mut input: impl tokio::io::AsyncRead + Unpin,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<Output> {
+    use tokio::io::AsyncReadExt;
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().await?;
     let mut stdin = child.stdin().take().expect("piped");
-    stdin.write_all(input).await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = input.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        stdin.write_all(&buf[..n]).await.context("writing to the host")?;
+        if let Some(p) = progress {
+            p.inc(n as u64);
+        }
+    }
     stdin.shutdown().await?;
     drop(stdin);
     Ok(child.wait_with_output().await?)
