@@ -188,11 +188,9 @@ finish) # finish NAME VERDICT KEEP: the final receipt (stdin); failed releases a
   n=0
   for d in $(ls -1 "$REL" | sort -r); do
     [ "$d" = "$cur" ] && { n=$((n + 1)); continue; }
+    # (Pending releases left by a killed deploy are dropped by `cleanup`, before any deploy.)
     if grep -q '"verdict": *"healthy"' "$REL/$d/release.json" 2>/dev/null; then
       n=$((n + 1)); [ $n -le "$3" ] || { rm -rf "${REL:?}/$d"; echo "pruned $d"; }
-    elif grep -q '"verdict": *"pending"' "$REL/$d/release.json" 2>/dev/null; then
-      # left by a deploy that was killed before its verdict: never current, never good
-      rm -rf "${REL:?}/$d"; echo "pruned $d"
     fi
   done
   ;;
