@@ -256,7 +256,7 @@ impl LocalStack {
     pub fn prune(&self) -> Result<()> {
         let current = self.current().map(|r| r.name);
         let releases = self.releases();
-        let good: Vec<&Receipt> = releases.iter().filter(|r| r.verdict == "healthy").collect();
+        let good: Vec<&Receipt> = releases.iter().filter(|r| r.is_good()).collect();
         let keep_from = good.len().saturating_sub(KEEP_RELEASES);
         for r in &releases {
             let keep = Some(&r.name) == current.as_ref()
