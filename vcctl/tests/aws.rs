@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_ec2::types::Filter;
 use serde_json::Value;
 
+mod common;
+use common::show;
+
 /// A real ed25519 public key (moto validates the format).
 const PUBLIC_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGGxCiXP+IjPa5OyTni9UJDnlOoTxrNcUrG5U7w41tVd vcctl-test";
 
@@ -134,15 +137,6 @@ impl Project {
             .await;
         (aws_sdk_ec2::Client::new(&config), aws_sdk_iam::Client::new(&config), aws_sdk_cloudwatch::Client::new(&config))
     }
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn stack_filter() -> Filter {

@@ -6,17 +6,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The `vehicleconnect` binary built beside this test (`cargo nextest run --workspace`).
-fn service_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("vehicleconnect");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build -p vehicleconnect` (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
+mod common;
+use common::{show, stderr};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -78,28 +69,11 @@ impl Drop for Project {
     }
 }
 
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 /// A different build of the same service: the same ELF with bytes appended runs the same
 /// but hashes differently, as a new release would.
 fn new_build(project: &Project, name: &str) -> PathBuf {
     let path = project.path(name);
-    let mut data = std::fs::read(service_bin()).unwrap();
-    data.extend_from_slice(name.as_bytes());
-    std::fs::write(&path, data).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&path).unwrap().permissions(), 0o755);
-    Command::new("chmod").args(["755"]).arg(&path).status().unwrap();
+    common::new_build(&path, name.as_bytes());
     path
 }
 

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{service_bin, show, stderr};
+
 struct TestHost {
     addr: String,
     key: String,
@@ -51,14 +54,6 @@ fn on_host(script: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "on the host: {script}\n{}", show(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The `vehicleconnect` binary built beside this test: the good release.
-fn service_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("vehicleconnect");
-    assert!(bin.is_file(), "{} is missing: `cargo build -p vehicleconnect` (scripts/test does)", bin.display());
-    bin
 }
 
 struct Project {
@@ -141,10 +136,7 @@ impl Project {
 
     /// The real service with `n` bytes appended: runs the same, hashes differently.
     fn new_build(&self, name: &str, n: usize) -> String {
-        let mut bytes = std::fs::read(service_bin()).unwrap();
-        bytes.extend(std::iter::repeat_n(b'\n', n));
-        std::fs::write(self.path(name), bytes).unwrap();
-        Command::new("chmod").arg("755").arg(self.path(name)).status().unwrap();
+        common::new_build(&self.path(name), &vec![b'\n'; n]);
         name.to_string()
     }
 
@@ -153,19 +145,6 @@ impl Project {
         let bin = service_bin();
         self.json(&["deploy", "--artifact", bin.to_str().unwrap()])
     }
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn sha12(path: &Path) -> String {

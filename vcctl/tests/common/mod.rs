@@ -1,0 +1,40 @@
+//! Helpers every vcctl test binary uses (each `tests/*.rs` is its own crate: `mod common;`).
+#![allow(dead_code)] // not every test binary uses every helper
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The `vehicleconnect` binary built beside the tests (`cargo nextest run --workspace`).
+pub fn service_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("vehicleconnect");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p vehicleconnect` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A different build of the same service at `path`: the same ELF with `suffix` appended runs
+/// the same but hashes differently, as a new release would.
+pub fn new_build(path: &Path, suffix: &[u8]) {
+    let mut data = std::fs::read(service_bin()).unwrap();
+    data.extend_from_slice(suffix);
+    std::fs::write(path, data).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// A command's exit code and output, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
