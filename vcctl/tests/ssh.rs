@@ -371,6 +371,15 @@ while (accept(my $c, $srv)) {
     }
 }
 
+/// Waits until a deploy holds the host's lock (the host records the holder while it does).
+fn wait_for_the_lock_to_be_taken() {
+    let started = Instant::now();
+    while on_host("cat /run/lock/vehicleconnect-deploy.holder 2>/dev/null || true").trim().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the first deploy never took the lock");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn one_deploy_at_a_time_and_a_killed_deploy_leaves_no_lock_and_no_half_switch() {
     let p = Project::new("");
@@ -391,12 +400,7 @@ my @held; while (accept(my $c, $srv)) { push @held, $c; }
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until it holds the lock (the host records the holder).
-    let started = Instant::now();
-    while on_host("cat /run/lock/vehicleconnect-deploy.holder 2>/dev/null || true").trim().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the first deploy never took the lock");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_the_lock_to_be_taken();
     std::thread::sleep(Duration::from_secs(2));
 
     let out = p.vcctl(&["deploy", "--artifact", service_bin().to_str().unwrap(), "--lock-timeout", "1s"]);
@@ -436,11 +440,7 @@ my @held; while (accept(my $c, $srv)) { push @held, $c; }
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while on_host("cat /run/lock/vehicleconnect-deploy.holder 2>/dev/null || true").trim().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the first deploy never took the lock");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_the_lock_to_be_taken();
     let second = p.vcctl(&["deploy", "--artifact", service_bin().to_str().unwrap(), "--lock-timeout", "60s"]);
     let first = first.wait_with_output().unwrap();
     assert_eq!(first.status.code(), Some(6), "the hanging release is refused:\n{}", show(&first));
