@@ -47,6 +47,22 @@ pub struct Config {
     #[arg(long, env = "VC_DB_CONNECT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub db_connect_timeout: Duration,
 
+    /// Connections served at once, over all listeners; past it, new ones wait in the listen queue.
+    #[arg(long, env = "VC_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time a client has to send a whole request head once it has started one.
+    #[arg(long, env = "VC_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Time a client has to send a whole request body (8 MiB at most).
+    #[arg(long, env = "VC_BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// A connection with no request (or whose client reads none of its answer) for this long is closed.
+    #[arg(long, env = "VC_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     /// Log format: text for people, json for log shippers.
     #[arg(long, env = "VC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -56,6 +72,17 @@ pub struct Config {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl Config {
+    pub fn limits(&self) -> crate::serve::Limits {
+        crate::serve::Limits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

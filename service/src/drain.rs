@@ -1,5 +1,5 @@
 //! Stopping without resetting a request: when the service is told to stop, it stops
-//! accepting at once (under systemd the listening socket stays open, so new connections
+//! accepting at once (`serve::serve`) (under systemd the listening socket stays open, so new connections
 //! wait in its queue for the next process), but keeps answering on the connections it has
 //! already accepted for [`DRAIN_GRACE`], each answer with `Connection: close` so the client
 //! does not reuse the connection, before it closes the idle ones. Without the grace, a
@@ -12,39 +12,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Version, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// How long a stopping service keeps answering on connections it has already accepted.
 pub const DRAIN_GRACE: Duration = Duration::from_millis(500);
-
-/// A listener that stops accepting once `draining` turns true.
-pub struct DrainingListener {
-    pub inner: TcpListener,
-    pub draining: watch::Receiver<bool>,
-}
-
-impl axum::serve::Listener for DrainingListener {
-    type Io = TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let Self { inner, draining } = self;
-        tokio::select! {
-            accepted = axum::serve::Listener::accept(inner) => {
-                let _ = accepted.0.set_nodelay(true);
-                return accepted;
-            }
-            _ = async { let _ = draining.wait_for(|d| *d).await; } => {}
-        }
-        // Draining: accept nothing more; the server stops polling once its shutdown ends.
-        std::future::pending().await
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
 
 /// Middleware: while draining, every HTTP/1 answer closes its connection.
 pub async fn close_when_draining(State(draining): State<watch::Receiver<bool>>, req: Request, next: Next) -> Response {

@@ -10,15 +10,17 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::ingest::Event;
-use crate::kpi::{Aggregates, KpiReport, US_PER_MINUTE, Window, unix_us};
+use crate::kpi::{Aggregates, KpiLimits, KpiReport, US_PER_MINUTE, Window, unix_us};
 use crate::store::{SnapshotRow, Store};
 
-/// Endpoints with KPIs of their own; the rest are reported as `other`.
-pub const MAX_KPI_ENDPOINTS: usize = 1000;
+/// The bounds of the KPI state (docs/security.md): 200 endpoints of their own per minute,
+/// 64 MiB in all.
+pub const KPI_LIMITS: KpiLimits = KpiLimits { endpoints_per_minute: 200, budget_bytes: 64 << 20 };
 /// Rows per retention `DELETE`, so that one pass never holds a long lock.
 const RETENTION_CHUNK: usize = 10_000;
-/// Rows per read while rebuilding the aggregates.
-const REBUILD_CHUNK: usize = 50_000;
+/// Rows per read while rebuilding the aggregates: with 256-character endpoint names, a
+/// chunk is a few MB, well inside what the running service's requests may hold.
+const REBUILD_CHUNK: usize = 10_000;
 
 pub struct KpiEngine {
     aggregates: Mutex<Aggregates>,
@@ -29,9 +31,9 @@ pub struct KpiEngine {
 }
 
 impl KpiEngine {
-    pub fn new(max_endpoints: usize) -> KpiEngine {
+    pub fn new(limits: KpiLimits) -> KpiEngine {
         let now = OffsetDateTime::now_utc();
-        let aggregates = Aggregates::new(max_endpoints);
+        let aggregates = Aggregates::new(limits);
         let latest = Window::ALL.iter().map(|w| aggregates.report(*w, now, None)).collect();
         KpiEngine {
             aggregates: Mutex::new(aggregates),
@@ -62,6 +64,11 @@ impl KpiEngine {
             }
             Some(e) => self.lock().report(window, OffsetDateTime::now_utc(), Some(e)),
         }
+    }
+
+    /// Heap bytes the aggregates hold (their own accounting, bounded by the budget).
+    pub fn state_bytes(&self) -> usize {
+        self.lock().heap_bytes()
     }
 
     pub fn is_rebuilt(&self) -> bool {

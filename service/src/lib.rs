@@ -11,6 +11,8 @@ pub mod ingest;
 pub mod kpi;
 pub mod kpi_engine;
 pub mod metrics;
+pub mod serve;
+pub mod status_probe;
 pub mod store;
 
 use std::future::Future;
@@ -46,7 +48,7 @@ pub async fn run(
 ) -> Result<()> {
     let started = Instant::now();
     let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
-    let kpis = Arc::new(KpiEngine::new(kpi_engine::MAX_KPI_ENDPOINTS));
+    let kpis = Arc::new(KpiEngine::new(kpi_engine::KPI_LIMITS));
     let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
 
     // Everything committed up to here is read back into the aggregates; everything after is
@@ -92,6 +94,8 @@ pub async fn run(
         )),
     ];
 
+    let limits = config.limits();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let state = Arc::new(http::AppState {
         ingest,
         store: store.clone(),
@@ -101,6 +105,10 @@ pub async fn run(
         retention_us: config.retention.as_micros().min(i64::MAX as u128) as i64,
         started,
         dashboard: dashboard::Dashboard::new(&config.thresholds),
+        body_read_timeout: config.body_read_timeout,
+        store_health: status_probe::StoreHealth::start(store.clone(), stopped.clone()),
+        connection_slots: slots.clone(),
+        max_connections: limits.max_connections,
     });
     // One shutdown signal for every listener: stop accepting and drain (drain.rs), then
     // close what is idle and wait for what is in flight.
@@ -124,18 +132,13 @@ pub async fn run(
             ingest_token = config.ingest_token.is_some(),
             "listening"
         );
-        let mut serving = serving.clone();
-        let listener = drain::DrainingListener { inner: listener, draining: draining.clone() };
-        let server = axum::serve(listener, app.clone()).with_graceful_shutdown(async move {
-            let _ = serving.wait_for(|stop| *stop).await;
-        });
-        servers.spawn(async move { server.await });
+        servers.spawn(serve::serve(listener, app.clone(), limits, slots.clone(), draining.clone(), serving.clone()));
     }
     // The servers hold the only other references to the state: once they end, the event
     // queue's sender is gone and the writers can drain and stop.
     drop(app);
     while let Some(done) = servers.join_next().await {
-        done.context("an HTTP server task failed")?.context("serving HTTP")?;
+        done.context("an HTTP server task failed")?;
     }
 
     // Every request has been answered, so every queued event has been committed or refused;

@@ -1,11 +1,12 @@
 //! Prometheus metrics: the service's own HTTP traffic, the vehicle events it stored, and
 //! build info. Label values are bounded: routes, not raw paths; at most
-//! [`MAX_VEHICLE_ENDPOINTS`] vehicle endpoints, the rest as `other`; never a client id.
+//! [`MAX_VEHICLE_ENDPOINTS`] vehicle endpoints at once (slots of endpoints idle for an hour
+//! are given up), the rest as `other`; never a client id. Endpoint names are escaped.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -32,13 +33,45 @@ struct RouteLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VehicleLabels {
-    endpoint: String,
+    endpoint: LabelText,
     status_class: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
-    endpoint: String,
+    endpoint: LabelText,
+}
+
+/// A label value from a client (an event's endpoint), escaped as the text format requires:
+/// `\`, `"` and line feeds. prometheus-client writes label values as they are, so one
+/// endpoint `/x"y` would otherwise break every scrape.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct LabelText(String);
+
+impl EncodeLabelValue for LabelText {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A vehicle endpoint without events for this many minutes gives its label slot up.
+const LABEL_IDLE_MINUTES: i64 = 60;
+
+/// The vehicle endpoints that have labels of their own, with the minute each was last seen.
+#[derive(Default)]
+struct Labelled {
+    endpoints: HashMap<String, i64>,
+    /// When the table is full, idle slots are looked for at most once a minute.
+    next_sweep: i64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,7 +88,9 @@ pub struct Metrics {
     request_duration: HistogramFamily<RouteLabels>,
     vehicle_events: Family<VehicleLabels, Counter>,
     vehicle_response_time: HistogramFamily<EndpointLabels>,
-    tracked_endpoints: Mutex<HashSet<String>>,
+    labelled: Mutex<Labelled>,
+    kpi_state_bytes: Gauge,
+    connections_open: Gauge,
 }
 
 fn http_duration_histogram() -> Histogram {
@@ -93,6 +128,21 @@ impl Metrics {
             "Response times reported by stored vehicle API events",
             vehicle_response_time.clone(),
         );
+        let kpi_state_bytes = Gauge::default();
+        registry.register(
+            "vehicleconnect_kpi_state_bytes",
+            "Heap bytes held by the KPI aggregates (budget: vehicleconnect_kpi_state_budget_bytes)",
+            kpi_state_bytes.clone(),
+        );
+        let kpi_budget: Gauge = Gauge::default();
+        kpi_budget.set(crate::kpi_engine::KPI_LIMITS.budget_bytes as i64);
+        registry.register("vehicleconnect_kpi_state_budget_bytes", "Memory budget of the KPI aggregates", kpi_budget);
+        let connections_open = Gauge::default();
+        registry.register(
+            "vehicleconnect_http_connections",
+            "HTTP connections open now (limit: --max-connections)",
+            connections_open.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version, git_sha }).set(1);
         registry.register("vehicleconnect_build_info", "Version of the running vehicleconnect build", build_info);
@@ -102,7 +152,9 @@ impl Metrics {
             request_duration,
             vehicle_events,
             vehicle_response_time,
-            tracked_endpoints: Mutex::new(HashSet::new()),
+            labelled: Mutex::new(Labelled::default()),
+            kpi_state_bytes,
+            connections_open,
         }
     }
 
@@ -115,15 +167,13 @@ impl Metrics {
 
     /// Records committed vehicle events, one label lookup per endpoint and class per group.
     pub fn observe_events(&self, events: &[Event]) {
+        let minute = crate::kpi::minute_of(crate::kpi::unix_us(time::OffsetDateTime::now_utc()));
         let mut counts: HashMap<(&str, &'static str), u64> = HashMap::new();
         let mut latencies: HashMap<&str, Vec<f64>> = HashMap::new();
         {
-            let mut tracked = self.tracked_endpoints.lock().unwrap_or_else(|p| p.into_inner());
+            let mut labelled = self.labelled.lock().unwrap_or_else(|p| p.into_inner());
             for e in events {
-                let endpoint = if tracked.contains(&e.endpoint) {
-                    e.endpoint.as_str()
-                } else if tracked.len() < MAX_VEHICLE_ENDPOINTS {
-                    tracked.insert(e.endpoint.clone());
+                let endpoint = if self.label_slot(&mut labelled, &e.endpoint, minute) {
                     e.endpoint.as_str()
                 } else {
                     OTHER_ENDPOINT
@@ -133,17 +183,56 @@ impl Metrics {
             }
         }
         for ((endpoint, status_class), n) in counts {
-            self.vehicle_events
-                .get_or_create(&VehicleLabels { endpoint: endpoint.to_string(), status_class })
-                .inc_by(n);
+            self.vehicle_events.get_or_create(&VehicleLabels { endpoint: LabelText(endpoint.into()), status_class }).inc_by(n);
         }
         for (endpoint, values) in latencies {
-            let histogram =
-                self.vehicle_response_time.get_or_create(&EndpointLabels { endpoint: endpoint.to_string() });
+            let histogram = self.vehicle_response_time.get_or_create(&EndpointLabels { endpoint: LabelText(endpoint.into()) });
             for v in values {
                 histogram.observe(v);
             }
         }
+    }
+
+    /// Whether `endpoint` has (or now gets) a label of its own. A full table gives up the
+    /// slots of endpoints idle for [`LABEL_IDLE_MINUTES`], and their series with them, so
+    /// names sent once cannot hold the slots forever.
+    fn label_slot(&self, labelled: &mut Labelled, endpoint: &str, minute: i64) -> bool {
+        if let Some(seen) = labelled.endpoints.get_mut(endpoint) {
+            *seen = minute;
+            return true;
+        }
+        if labelled.endpoints.len() >= MAX_VEHICLE_ENDPOINTS && minute >= labelled.next_sweep {
+            labelled.next_sweep = minute + 1;
+            let idle: Vec<String> = labelled
+                .endpoints
+                .iter()
+                .filter(|(_, seen)| **seen + LABEL_IDLE_MINUTES <= minute)
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in idle {
+                labelled.endpoints.remove(&name);
+                self.forget(name);
+            }
+        }
+        if labelled.endpoints.len() >= MAX_VEHICLE_ENDPOINTS {
+            return false;
+        }
+        labelled.endpoints.insert(endpoint.to_string(), minute);
+        true
+    }
+
+    fn forget(&self, endpoint: String) {
+        let endpoint = LabelText(endpoint);
+        for status_class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+            self.vehicle_events.remove(&VehicleLabels { endpoint: endpoint.clone(), status_class });
+        }
+        self.vehicle_response_time.remove(&EndpointLabels { endpoint });
+    }
+
+    /// Gauges read at scrape time.
+    pub fn set_gauges(&self, kpi_state_bytes: usize, connections_open: usize) {
+        self.kpi_state_bytes.set(kpi_state_bytes as i64);
+        self.connections_open.set(connections_open as i64);
     }
 
     /// The Prometheus text exposition format (0.0.4), which every scraper and `promtool
@@ -209,6 +298,7 @@ mod tests {
             status_code,
             response_time_ms: 20.0,
             client_id: "secret-client".to_string(),
+            event_id: None,
         }
     }
 

@@ -135,9 +135,14 @@ async fn postgres_outage_answers_503_then_recovers() {
         (tally.unavailable_with_retry_after.load(Ordering::Relaxed) >= 10).then_some(())
     })
     .await;
-    let r = http.get(svc.url("/api/status")).send().await.unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(r.json::<Value>().await.unwrap()["database"], "unavailable");
+    // The store's health is probed once a second in the background (status_probe.rs).
+    eventually(Duration::from_secs(5), "/api/status says the database is unavailable", || async {
+        let r = http.get(svc.url("/api/status")).send().await.ok()?;
+        let code = r.status();
+        let body: Value = r.json().await.ok()?;
+        (code == 503 && body["database"] == "unavailable").then_some(())
+    })
+    .await;
     let acked_during_outage = tally.acked.lock().await.len();
 
     cluster.start();

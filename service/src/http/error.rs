@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::ingest::event::FieldError;
+use crate::ingest::event::{FieldError, MAX_DETAILS, Problems};
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
@@ -16,6 +16,9 @@ pub struct ErrorBody {
     /// One entry per bad field of each bad event (invalid events only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<FieldError>>,
+    /// How many more problems there were past the first 100 in `details`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -27,7 +30,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> ApiError {
-        ApiError { status, body: ErrorBody { error: error.into(), details: None }, retry_after_s: None }
+        ApiError { status, body: ErrorBody { error: error.into(), details: None, omitted: None }, retry_after_s: None }
     }
 
     pub fn bad_request(error: impl Into<String>) -> ApiError {
@@ -38,29 +41,32 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error)
     }
 
-    /// 422 listing every bad field; the summary names the first.
-    pub fn invalid_events(details: Vec<FieldError>) -> ApiError {
-        let bad_events = {
-            let mut idx: Vec<Option<usize>> = details.iter().map(|d| d.index).collect();
-            idx.dedup();
-            idx.len()
-        };
+    /// 422 listing the bad fields (the first [`MAX_DETAILS`]); the summary names the first.
+    pub fn invalid_events(problems: Problems) -> ApiError {
+        let Problems { details, omitted } = problems;
+        let total = details.len() + omitted;
         let first = details.first().map(FieldError::describe).unwrap_or_default();
-        let error = match (details.first().and_then(|d| d.index), details.len()) {
-            (None, 1) => first,
-            (None, n) => format!("{first} (and {} more problems)", n - 1),
-            (Some(_), _) => format!(
-                "{bad_events} invalid event(s), nothing was stored; first: {first}{}",
-                if details.len() > 1 {
-                    format!(" ({} problems in all, see details)", details.len())
-                } else {
-                    String::new()
-                }
-            ),
+        let error = match details.first().and_then(|d| d.index) {
+            None if total == 1 => first,
+            None => format!("{first} (and {} more problems)", total - 1),
+            Some(_) => {
+                let bad_events = {
+                    let mut idx: Vec<Option<usize>> = details.iter().map(|d| d.index).collect();
+                    idx.dedup();
+                    idx.len()
+                };
+                let counted = if omitted > 0 { "at least " } else { "" };
+                let more = match (total, omitted) {
+                    (1, _) => String::new(),
+                    (_, 0) => format!(" ({total} problems in all, see details)"),
+                    _ => format!(" ({total} problems in all; details lists the first {MAX_DETAILS})"),
+                };
+                format!("{counted}{bad_events} invalid event(s), nothing was stored; first: {first}{more}")
+            }
         };
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            body: ErrorBody { error, details: Some(details) },
+            body: ErrorBody { error, details: Some(details), omitted: (omitted > 0).then_some(omitted) },
             retry_after_s: None,
         }
     }

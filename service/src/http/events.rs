@@ -1,12 +1,13 @@
-//! `POST /api/events`: authenticate, read at most 8 MiB, validate all or nothing, group-commit.
+//! `POST /api/events`: authenticate, read at most 8 MiB and 10 000 events, validate all or nothing, group-commit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -14,7 +15,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::ingest::body::{BodyError, MAX_BODY_BYTES, Shape, format_of, parse_events};
+use crate::ingest::body::{BodyError, MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, Shape, format_of, parse_events};
 use crate::ingest::event::TimeBounds;
 use crate::kpi::unix_us;
 
@@ -53,7 +54,8 @@ pub struct Accepted {
         (status = 201, description = "Stored: `{\"id\": n}` for one event, `{\"accepted\": n}` for a batch", body = Created),
         (status = 400, description = "Malformed JSON or empty body", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token (when the service has an ingest token)", body = ErrorBody),
-        (status = 413, description = "Body over 8 MiB", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body read timeout", body = ErrorBody),
+        (status = 413, description = "Body over 8 MiB, or more than 10 000 events", body = ErrorBody),
         (status = 415, description = "Content-Type is neither JSON nor NDJSON", body = ErrorBody),
         (status = 422, description = "Invalid events: `details` lists each bad event's index, field and reason", body = ErrorBody),
         (status = 503, description = "Store unavailable; nothing stored; see `Retry-After`", body = ErrorBody),
@@ -74,13 +76,7 @@ pub async fn post_events(
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
-            return Err(ApiError::bad_request(format!("could not read the request body: {e}")));
-        }
-    };
+    let bytes = read_body(body, declared, state.body_read_timeout).await?;
     let bounds = TimeBounds { now_us: unix_us(OffsetDateTime::now_utc()), retention_us: state.retention_us };
     let (shape, events) = parse_events(format, &bytes, bounds).map_err(body_error)?;
     let n = events.len();
@@ -89,6 +85,34 @@ pub async fn post_events(
         Shape::Single => (StatusCode::CREATED, Json(json!({ "id": ids[0] }))),
         Shape::Batch => (StatusCode::CREATED, Json(json!({ "accepted": n }))),
     })
+}
+
+/// Reads the body into one buffer: at most [`MAX_BODY_BYTES`], within `timeout` in all
+/// (a client trickling a byte a second is cut off), and without keeping one allocation
+/// per chunk (a chunked body of one-byte chunks would otherwise cost 30 times its size).
+async fn read_body(mut body: Body, declared: Option<usize>, timeout: Duration) -> Result<Vec<u8>, ApiError> {
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
+    let read = tokio::time::timeout(timeout, async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+            if let Ok(chunk) = frame.into_data() {
+                if buf.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(Ok(())) => Ok(buf),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s; send it at once", timeout.as_secs_f64()),
+        )),
+    }
 }
 
 fn too_large() -> ApiError {
@@ -102,7 +126,11 @@ fn body_error(e: BodyError) -> ApiError {
     match e {
         BodyError::Malformed(m) => ApiError::bad_request(m),
         BodyError::Invalid(m) => ApiError::unprocessable(m),
-        BodyError::Events(details) => ApiError::invalid_events(details),
+        BodyError::Events(problems) => ApiError::invalid_events(problems),
+        BodyError::TooManyEvents => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a request carries at most {MAX_EVENTS_PER_REQUEST} events; split the batch"),
+        ),
         BodyError::UnsupportedType(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
     }
 }

@@ -35,6 +35,12 @@ pub struct AppState {
     pub retention_us: i64,
     pub started: Instant,
     pub dashboard: crate::dashboard::Dashboard,
+    /// `--body-read-timeout`: a request body must arrive within it.
+    pub body_read_timeout: std::time::Duration,
+    pub store_health: crate::status_probe::StoreHealth,
+    /// The connection slots (`--max-connections`), for the open-connections gauge.
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
+    pub max_connections: usize,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -92,5 +98,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
     responses((status = 200, description = "Prometheus text format: api_requests_total, api_request_duration_seconds, vehicle_events_total, vehicle_event_response_time_seconds, vehicleconnect_build_info", content_type = "text/plain"))
 )]
 async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let open = state.max_connections - state.connection_slots.available_permits();
+    state.metrics.set_gauges(state.kpis.state_bytes(), open);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
 }

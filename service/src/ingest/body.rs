@@ -1,10 +1,16 @@
 //! Request bodies: one event, a JSON array of events, or NDJSON, validated all or nothing.
 
-use serde_json::Value;
+use std::fmt;
 
-use super::event::{Event, FieldError, TimeBounds, validate};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use super::event::{Event, Problems, TimeBounds, validate};
+use super::raw::{RawEvent, read_fields};
 
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Events one request may carry. Bounds the validated events held per request (each at
+/// most a few hundred bytes) and the time one request spends in a transaction.
+pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
 
 /// How the request carried its events; decides the shape of the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +26,9 @@ pub enum BodyError {
     /// JSON, but not an event or a list of them, or an empty list (422).
     Invalid(String),
     /// One or more events are invalid (422); nothing is stored.
-    Events(Vec<FieldError>),
+    Events(Problems),
+    /// More than [`MAX_EVENTS_PER_REQUEST`] events (413).
+    TooManyEvents,
     /// Neither JSON nor NDJSON (415).
     UnsupportedType(String),
 }
@@ -47,60 +55,141 @@ pub enum Format {
 }
 
 /// Parses and validates a whole body. Either every event is valid, or none is returned.
+///
+/// The body is read event by event (never as one JSON tree), each event validated as soon as
+/// it is read and kept only as a validated [`Event`]: memory is the body, the events, and
+/// one event's raw fields at a time. See docs/security.md.
 pub fn parse_events(format: Format, body: &[u8], bounds: TimeBounds) -> Result<(Shape, Vec<Event>), BodyError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(BodyError::Malformed(
             "request body is empty; send an event object, an array of events, or NDJSON".to_string(),
         ));
     }
-    let (shape, values) = match format {
-        Format::Json => match serde_json::from_slice::<Value>(body) {
-            Err(e) => return Err(BodyError::Malformed(format!("malformed JSON: {e}"))),
-            Ok(Value::Array(items)) => (Shape::Batch, items),
-            Ok(v @ Value::Object(_)) => (Shape::Single, vec![v]),
-            Ok(_) => {
-                return Err(BodyError::Invalid(
-                    "body must be an event object or an array of event objects".to_string(),
-                ));
-            }
-        },
-        Format::Ndjson => (Shape::Batch, parse_ndjson(body)?),
+    let mut events = Collector { bounds, shape: Shape::Batch, seen: 0, events: Vec::new(), problems: Problems::default() };
+    let read = match format {
+        Format::Json => read_json(body, &mut events),
+        Format::Ndjson => read_ndjson(body, &mut events),
     };
-    if values.is_empty() {
+    if events.seen > MAX_EVENTS_PER_REQUEST {
+        return Err(BodyError::TooManyEvents);
+    }
+    read?;
+    if events.seen == 0 {
         return Err(BodyError::Invalid("batch is empty; send at least one event".to_string()));
     }
-    let mut errors = Vec::new();
-    let mut events = Vec::with_capacity(values.len());
-    for (i, v) in values.iter().enumerate() {
-        let index = (shape == Shape::Batch).then_some(i);
-        if let Some(e) = validate(v, index, bounds, &mut errors) {
-            events.push(e);
-        }
+    if !events.problems.is_empty() {
+        return Err(BodyError::Events(events.problems));
     }
-    if !errors.is_empty() {
-        return Err(BodyError::Events(errors));
-    }
-    Ok((shape, events))
+    Ok((events.shape, events.events))
 }
 
-fn parse_ndjson(body: &[u8]) -> Result<Vec<Value>, BodyError> {
-    let mut values = Vec::new();
+/// Validates events as they are read; keeps them only while all are valid.
+struct Collector {
+    bounds: TimeBounds,
+    shape: Shape,
+    /// Events read so far; one past the limit stops the reading.
+    seen: usize,
+    events: Vec<Event>,
+    problems: Problems,
+}
+
+impl Collector {
+    fn take<E: de::Error>(&mut self, raw: RawEvent) -> Result<(), E> {
+        let index = self.seen;
+        self.seen += 1;
+        if self.seen > MAX_EVENTS_PER_REQUEST {
+            return Err(E::custom("too many events"));
+        }
+        let index = (self.shape == Shape::Batch).then_some(index);
+        if let Some(event) = validate(&raw, index, self.bounds, &mut self.problems)
+            && self.problems.is_empty()
+        {
+            self.events.push(event);
+        } else {
+            // Nothing will be stored: stop holding what was valid.
+            self.events = Vec::new();
+        }
+        Ok(())
+    }
+}
+
+fn read_json(body: &[u8], events: &mut Collector) -> Result<(), BodyError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let top = de.deserialize_any(TopLevel(events)).and_then(|top| de.end().map(|()| top));
+    match top {
+        Err(e) => Err(BodyError::Malformed(format!("malformed JSON: {e}"))),
+        Ok(false) => Err(BodyError::Invalid("body must be an event object or an array of event objects".to_string())),
+        Ok(true) => Ok(()),
+    }
+}
+
+fn read_ndjson(body: &[u8], events: &mut Collector) -> Result<(), BodyError> {
     for (n, line) in body.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<Value>(line) {
-            Ok(v) => values.push(v),
-            Err(e) => {
-                return Err(BodyError::Malformed(format!(
-                    "malformed JSON on NDJSON line {} (event {}): {e}",
-                    n + 1,
-                    values.len()
-                )));
-            }
+        let index = events.seen;
+        let mut de = serde_json::Deserializer::from_slice(line);
+        let read = OneEvent(events).deserialize(&mut de).and_then(|()| de.end());
+        if let Err(e) = read {
+            return Err(BodyError::Malformed(format!("malformed JSON on NDJSON line {} (event {index}): {e}", n + 1)));
         }
     }
-    Ok(values)
+    Ok(())
+}
+
+/// The whole body: an event object (true), an array of events (true), or anything else (false).
+struct TopLevel<'c>(&'c mut Collector);
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object or an array of events")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        self.0.shape = Shape::Single;
+        let fields = read_fields(map)?;
+        self.0.take(RawEvent::Object(fields))?;
+        Ok(true)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element_seed(OneEvent(&mut *self.0))?.is_some() {}
+        Ok(true)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// One element of a batch (or one NDJSON line), handed to the collector once read.
+struct OneEvent<'c>(&'c mut Collector);
+
+impl<'de> DeserializeSeed<'de> for OneEvent<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let raw = <RawEvent as de::Deserialize>::deserialize(d)?;
+        self.0.take(raw)
+    }
 }
 
 #[cfg(test)]
@@ -158,10 +247,47 @@ mod tests {
     fn one_bad_event_rejects_the_whole_batch() {
         let bad = r#"{"endpoint":"/a","response_time_ms":1,"status_code":900,"client_id":"c"}"#;
         let err = parse_events(Format::Json, format!("[{E},{bad},{E}]").as_bytes(), NOW).unwrap_err();
-        let BodyError::Events(errors) = err else { panic!("{err:?}") };
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].index, Some(1));
-        assert_eq!(errors[0].field, "status_code");
+        let BodyError::Events(problems) = err else { panic!("{err:?}") };
+        assert_eq!(problems.details.len(), 1);
+        assert_eq!(problems.details[0].index, Some(1));
+        assert_eq!(problems.details[0].field, "status_code");
+    }
+
+    #[test]
+    fn a_request_carries_at_most_the_event_limit() {
+        let at_limit = format!("[{}]", vec![E; MAX_EVENTS_PER_REQUEST].join(","));
+        assert_eq!(parse_events(Format::Json, at_limit.as_bytes(), NOW).unwrap().1.len(), MAX_EVENTS_PER_REQUEST);
+        let over = format!("{at_limit}\n{E}").replacen('[', "", 1).replace("},{", "}\n{").replace("}]", "}");
+        assert_eq!(parse_events(Format::Ndjson, over.as_bytes(), NOW).unwrap_err(), BodyError::TooManyEvents);
+        // Four million tiny elements: refused at the limit, not after reading them all.
+        let ones = format!("[{}1]", "1,".repeat(4_000_000));
+        assert_eq!(parse_events(Format::Json, ones.as_bytes(), NOW).unwrap_err(), BodyError::TooManyEvents);
+    }
+
+    #[test]
+    fn many_bad_events_give_a_bounded_answer() {
+        let ones = format!("[{}1]", "1,".repeat(MAX_EVENTS_PER_REQUEST - 1));
+        let BodyError::Events(problems) = parse_events(Format::Json, ones.as_bytes(), NOW).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(problems.details.len(), crate::ingest::event::MAX_DETAILS);
+        assert_eq!(problems.total(), MAX_EVENTS_PER_REQUEST);
+    }
+
+    #[test]
+    fn deep_nesting_is_skipped_not_recursed_into() {
+        // Valid JSON a million levels deep: one event that is not an object, found without
+        // recursing (a recursive parser would overflow its stack).
+        let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+        let BodyError::Events(p) = parse_events(Format::Json, deep.as_bytes(), NOW).unwrap_err() else { panic!() };
+        assert!(p.details[0].describe().starts_with("events[0].(event): must be a JSON object"), "{p:?}");
+        let unbalanced = format!("{}{}", "[".repeat(1_000_000), "]".repeat(999_999));
+        assert!(matches!(parse_events(Format::Json, unbalanced.as_bytes(), NOW), Err(BodyError::Malformed(_))));
+        let deep_field = format!(r#"{{"endpoint":{}0{}}}"#, "{\"a\":".repeat(500_000), "}".repeat(500_000));
+        let BodyError::Events(p) = parse_events(Format::Json, deep_field.as_bytes(), NOW).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(p.details[0].describe(), "endpoint: must be a string, got an object");
     }
 
     #[test]

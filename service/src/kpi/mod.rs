@@ -6,7 +6,7 @@
 
 pub mod sketch;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -77,7 +77,9 @@ pub struct Agg {
 }
 
 impl Agg {
-    fn record(&mut self, response_time_ms: f64, status_code: u16) {
+    /// Adds one event; returns how many heap bytes the aggregate grew by.
+    fn record(&mut self, response_time_ms: f64, status_code: u16) -> usize {
+        let before = self.heap_bytes();
         self.count += 1;
         self.sum_ms += response_time_ms;
         match status_code {
@@ -86,6 +88,7 @@ impl Agg {
             _ => {}
         }
         self.sketch.insert(response_time_ms);
+        self.heap_bytes() - before
     }
 
     fn merge(&mut self, other: &Agg) {
@@ -178,26 +181,63 @@ pub struct KpiReport {
 
 #[derive(Debug, Default)]
 struct Minute {
+    /// Spare capacity was freed once the minute was over.
+    shrunk: bool,
     all: Agg,
+    /// At most [`KpiLimits::endpoints_per_minute`] endpoints, plus [`OTHER_ENDPOINT`]; empty
+    /// once the minute's detail was dropped to keep the budget.
     by_endpoint: HashMap<Box<str>, Agg>,
 }
 
 /// The name under which endpoints past the tracking limit are aggregated.
 pub const OTHER_ENDPOINT: &str = "other";
 
+/// What bounds the aggregates' memory.
+#[derive(Debug, Clone, Copy)]
+pub struct KpiLimits {
+    /// Endpoints with aggregates of their own in one minute; later ones in that minute are
+    /// counted as [`OTHER_ENDPOINT`]. Names live only as long as their minutes, so a burst of
+    /// junk names crowds out nothing after it has aged out of the windows.
+    pub endpoints_per_minute: usize,
+    /// Heap bytes the aggregates may hold. Past it, new endpoints of a minute are counted as
+    /// [`OTHER_ENDPOINT`], and the per-endpoint detail of the oldest minutes is dropped
+    /// (their totals stay) until the aggregates fit again.
+    pub budget_bytes: usize,
+}
+
+/// Endpoints a report lists on their own, busiest first; the rest are summed as `other`.
+pub const MAX_REPORT_ENDPOINTS: usize = 200;
+
+/// The heap bytes of a minute's per-endpoint aggregates, as `record_one` counted them.
+fn detail_bytes(bucket: &Minute) -> usize {
+    bucket.by_endpoint.iter().map(|(name, agg)| entry_overhead(name) + agg.heap_bytes()).sum()
+}
+
+/// What one (minute, endpoint) aggregate costs beside its sketch's bins: the struct, its
+/// hash-table slot (with the table's spare room) and the boxed name.
+fn entry_overhead(name: &str) -> usize {
+    2 * std::mem::size_of::<(Box<str>, Agg)>() + name.len()
+}
+
+const MINUTE_OVERHEAD: usize = 2 * std::mem::size_of::<(i64, Minute)>();
+
 /// Per-minute aggregates of the last [`Window::LONGEST_MINUTES`] minutes.
 #[derive(Debug)]
 pub struct Aggregates {
     minutes: BTreeMap<i64, Minute>,
-    /// Endpoints tracked on their own; the rest are folded into [`OTHER_ENDPOINT`] so that a
-    /// client sending ids in paths cannot grow memory without bound.
-    tracked: HashSet<Box<str>>,
-    max_endpoints: usize,
+    limits: KpiLimits,
+    /// Heap bytes held, kept up to date as aggregates grow and go: what the budget limits
+    /// and `vehicleconnect_kpi_state_bytes` exports.
+    bytes: usize,
+    /// Minutes before this one have no per-endpoint detail any more (dropped for the budget).
+    detail_from: i64,
+    /// The minute of the last budget warning: one warning per ten minutes at most.
+    warned_budget: Option<i64>,
 }
 
 impl Aggregates {
-    pub fn new(max_endpoints: usize) -> Aggregates {
-        Aggregates { minutes: BTreeMap::new(), tracked: HashSet::new(), max_endpoints }
+    pub fn new(limits: KpiLimits) -> Aggregates {
+        Aggregates { minutes: BTreeMap::new(), limits, bytes: 0, detail_from: i64::MIN, warned_budget: None }
     }
 
     /// Records committed events. Events older than the longest window (relative to `now_us`)
@@ -209,43 +249,86 @@ impl Aggregates {
             if minute <= oldest {
                 continue;
             }
-            let endpoint = self.tracked_name(e.endpoint);
-            let bucket = self.minutes.entry(minute).or_default();
-            bucket.all.record(e.response_time_ms, e.status_code);
-            match bucket.by_endpoint.get_mut(endpoint) {
-                Some(agg) => agg.record(e.response_time_ms, e.status_code),
-                None => {
-                    let mut agg = Agg::default();
-                    agg.record(e.response_time_ms, e.status_code);
-                    bucket.by_endpoint.insert(endpoint.into(), agg);
-                }
-            }
+            self.record_one(minute, e);
         }
+        self.keep_budget();
     }
 
-    fn tracked_name<'a>(&mut self, endpoint: &'a str) -> &'a str {
-        if self.tracked.contains(endpoint) {
-            return endpoint;
+    fn record_one(&mut self, minute: i64, e: Observation<'_>) {
+        // Older minutes' detail goes first; only then do new names fold into `other`.
+        let over_budget = self.bytes >= self.limits.budget_bytes && !self.drop_oldest_detail(minute);
+        let detailed = minute >= self.detail_from;
+        let bucket = self.minutes.entry(minute).or_insert_with(|| {
+            self.bytes += MINUTE_OVERHEAD;
+            Minute::default()
+        });
+        self.bytes += bucket.all.record(e.response_time_ms, e.status_code);
+        if !detailed {
+            return;
         }
-        if self.tracked.len() < self.max_endpoints {
-            self.tracked.insert(endpoint.into());
-            return endpoint;
+        if let Some(agg) = bucket.by_endpoint.get_mut(e.endpoint) {
+            self.bytes += agg.record(e.response_time_ms, e.status_code);
+            return;
         }
-        OTHER_ENDPOINT
+        let has_room = bucket.by_endpoint.len() < self.limits.endpoints_per_minute && !over_budget;
+        let name = if has_room { e.endpoint } else { OTHER_ENDPOINT };
+        let agg = bucket.by_endpoint.entry(name.into()).or_insert_with(|| {
+            self.bytes += entry_overhead(name);
+            Agg::default()
+        });
+        self.bytes += agg.record(e.response_time_ms, e.status_code);
     }
 
-    /// Drops minutes no window can reach any more.
+    /// Drops the per-endpoint detail of the oldest minutes until the aggregates fit the
+    /// budget. Each minute's totals (one sketch of at most `MAX_BINS` bins) always stay.
+    fn keep_budget(&mut self) {
+        while self.bytes > self.limits.budget_bytes && self.drop_oldest_detail(i64::MAX) {}
+    }
+
+    /// Drops the per-endpoint detail of the oldest minute before `before` that has any;
+    /// false when there is none.
+    fn drop_oldest_detail(&mut self, before: i64) -> bool {
+        let from = self.detail_from.max(i64::MIN + 1);
+        let Some((&minute, bucket)) =
+            self.minutes.range_mut(from..before).find(|(_, b)| !b.by_endpoint.is_empty())
+        else {
+            return false;
+        };
+        self.bytes -= detail_bytes(bucket);
+        bucket.by_endpoint = HashMap::new();
+        self.detail_from = minute + 1;
+        if self.warned_budget.is_none_or(|m| m + 10 <= minute) {
+            self.warned_budget = Some(minute);
+            tracing::warn!(
+                budget_bytes = self.limits.budget_bytes,
+                "KPI state at its memory budget: dropping the per-endpoint detail of the oldest minutes"
+            );
+        }
+        true
+    }
+
+    /// Drops minutes no window can reach any more, and trims the spare room of past minutes.
     pub fn prune(&mut self, now_us: i64) {
-        let oldest = minute_of(now_us) - Window::LONGEST_MINUTES;
-        self.minutes = self.minutes.split_off(&(oldest + 1));
+        let current = minute_of(now_us);
+        let oldest = current - Window::LONGEST_MINUTES;
+        let kept = self.minutes.split_off(&(oldest + 1));
+        for bucket in std::mem::replace(&mut self.minutes, kept).into_values() {
+            self.bytes -= MINUTE_OVERHEAD + bucket.all.heap_bytes() + detail_bytes(&bucket);
+        }
+        for bucket in self.minutes.range_mut(..current).map(|(_, b)| b).filter(|b| !b.shrunk) {
+            let before = bucket.all.heap_bytes() + detail_bytes(bucket);
+            bucket.all.sketch.shrink();
+            bucket.by_endpoint.values_mut().for_each(|a| a.sketch.shrink());
+            bucket.by_endpoint.shrink_to_fit();
+            bucket.shrunk = true;
+            self.bytes -= before - (bucket.all.heap_bytes() + detail_bytes(bucket));
+        }
     }
 
-    /// Heap bytes held by the sketches, for benchmarks.
+    /// Heap bytes held by the aggregates (an estimate: their own accounting, see
+    /// `entry_overhead`).
     pub fn heap_bytes(&self) -> usize {
-        self.minutes
-            .values()
-            .map(|m| m.all.heap_bytes() + m.by_endpoint.values().map(Agg::heap_bytes).sum::<usize>())
-            .sum()
+        self.bytes
     }
 
     /// The KPIs over `window` ending at `now`, for all endpoints or for one.
@@ -281,11 +364,10 @@ impl Aggregates {
             }
             series.push(SeriesPoint { minute: from_unix_us(minute * US_PER_MINUTE), figures: agg.figures(1) });
         }
-        let mut endpoints: Vec<EndpointFigures> = per_endpoint
+        let endpoints = busiest(per_endpoint)
             .into_iter()
             .map(|(name, agg)| EndpointFigures { endpoint: name.to_string(), figures: agg.figures(window.minutes()) })
             .collect();
-        endpoints.sort_by(|a, b| b.figures.count.cmp(&a.figures.count).then_with(|| a.endpoint.cmp(&b.endpoint)));
         let previous_first = first - window.minutes();
         let previous = (previous_first > last - Window::LONGEST_MINUTES).then(|| {
             let mut agg = Agg::default();
@@ -313,6 +395,28 @@ impl Aggregates {
     }
 }
 
+/// The busiest [`MAX_REPORT_ENDPOINTS`] endpoints, busiest first (ties by name), and the
+/// rest summed as [`OTHER_ENDPOINT`] at its place in that order.
+fn busiest(per_endpoint: HashMap<&str, Agg>) -> Vec<(&str, Agg)> {
+    let by_count = |list: &mut Vec<(&str, Agg)>| {
+        list.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(b.0)));
+    };
+    let mut list: Vec<(&str, Agg)> = per_endpoint.into_iter().collect();
+    by_count(&mut list);
+    if list.len() <= MAX_REPORT_ENDPOINTS {
+        return list;
+    }
+    let rest = list.split_off(MAX_REPORT_ENDPOINTS - 1);
+    let mut other = Agg::default();
+    for (_, agg) in rest.iter().chain(list.iter().filter(|(name, _)| *name == OTHER_ENDPOINT)) {
+        other.merge(agg);
+    }
+    list.retain(|(name, _)| *name != OTHER_ENDPOINT);
+    list.push((OTHER_ENDPOINT, other));
+    by_count(&mut list);
+    list
+}
+
 pub fn minute_of(ts_us: i64) -> i64 {
     ts_us.div_euclid(US_PER_MINUTE)
 }
@@ -329,6 +433,8 @@ pub fn from_unix_us(us: i64) -> OffsetDateTime {
 mod tests {
     use super::sketch::exact_quantile;
     use super::*;
+
+    const LIMITS: KpiLimits = KpiLimits { endpoints_per_minute: 100, budget_bytes: 64 << 20 };
 
     struct Generated {
         ts_us: i64,
@@ -405,7 +511,7 @@ mod tests {
         let now_us = unix_us(now);
         // Spread over 30 hours: some events fall outside even the longest window.
         let events = generate(now_us, 60_000, 30 * 60);
-        let mut aggs = Aggregates::new(100);
+        let mut aggs = Aggregates::new(LIMITS);
         aggs.record(
             now_us,
             events.iter().map(|e| Observation {
@@ -446,7 +552,7 @@ mod tests {
     #[test]
     fn empty_window_reports_zero_count_and_no_latency() {
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        let report = Aggregates::new(10).report(Window::FifteenMinutes, now, None);
+        let report = Aggregates::new(LIMITS).report(Window::FifteenMinutes, now, None);
         assert_eq!(report.overall.count, 0);
         assert_eq!(report.overall.p95_latency_ms, None);
         assert_eq!(report.series.len(), 15);
@@ -456,7 +562,7 @@ mod tests {
     #[test]
     fn endpoints_past_the_limit_are_folded_into_other() {
         let now_us = 1_800_000_000 * 1_000_000;
-        let mut aggs = Aggregates::new(2);
+        let mut aggs = Aggregates::new(KpiLimits { endpoints_per_minute: 2, ..LIMITS });
         let names = ["/a", "/b", "/c", "/d", "/a"];
         aggs.record(
             now_us,
@@ -470,11 +576,86 @@ mod tests {
     #[test]
     fn prune_drops_minutes_outside_the_longest_window() {
         let now_us = 1_800_000_000 * 1_000_000;
-        let mut aggs = Aggregates::new(10);
+        let mut aggs = Aggregates::new(LIMITS);
         let obs = |ts_us| Observation { ts_us, endpoint: "/a", response_time_ms: 1.0, status_code: 200 };
         aggs.record(now_us, [obs(now_us), obs(now_us - 10 * US_PER_MINUTE)]);
         let later = now_us + (Window::LONGEST_MINUTES - 5) * US_PER_MINUTE;
         aggs.prune(later);
         assert_eq!(aggs.minutes.len(), 1);
+    }
+
+    fn obs(ts_us: i64, endpoint: &str, ms: f64) -> Observation<'_> {
+        Observation { ts_us, endpoint, response_time_ms: ms, status_code: 200 }
+    }
+
+    /// The bytes the accounting should hold, counted from scratch.
+    fn recount(aggs: &Aggregates) -> usize {
+        aggs.minutes.values().map(|b| MINUTE_OVERHEAD + b.all.heap_bytes() + detail_bytes(b)).sum()
+    }
+
+    #[test]
+    fn endpoint_names_expire_with_their_minutes() {
+        let now_us = 1_800_000_000 * 1_000_000;
+        let mut aggs = Aggregates::new(KpiLimits { endpoints_per_minute: 3, ..LIMITS });
+        let junk: Vec<String> = (0..50).map(|i| format!("/junk{i}")).collect();
+        let early = now_us - 30 * US_PER_MINUTE;
+        aggs.record(now_us, junk.iter().map(|j| obs(early, j, 1.0)));
+        aggs.record(now_us, [obs(now_us, "/lock", 5.0)]);
+        let report = aggs.report(Window::FifteenMinutes, from_unix_us(now_us), None);
+        assert_eq!(report.endpoints.len(), 1);
+        assert_eq!(report.endpoints[0].endpoint, "/lock");
+        let hour = aggs.report(Window::OneHour, from_unix_us(now_us), None);
+        assert_eq!(hour.endpoints.iter().find(|e| e.endpoint == "other").unwrap().figures.count, 47);
+    }
+
+    #[test]
+    fn spread_extreme_events_stay_small_and_the_accounting_is_exact() {
+        let now_us = 1_800_000_000 * 1_000_000;
+        let mut aggs = Aggregates::new(LIMITS);
+        let names: Vec<String> = (0..300).map(|i| format!("/e{i}")).collect();
+        for minute in 0..60 {
+            let ts = now_us - minute * US_PER_MINUTE;
+            aggs.record(now_us, names.iter().flat_map(|n| [obs(ts, n, 0.001), obs(ts, n, 3_600_000.0)]));
+        }
+        assert_eq!(aggs.heap_bytes(), recount(&aggs));
+        assert!(aggs.heap_bytes() < 8 << 20, "{} bytes", aggs.heap_bytes());
+        aggs.prune(now_us + 90 * US_PER_MINUTE);
+        assert_eq!(aggs.heap_bytes(), recount(&aggs));
+        aggs.prune(now_us + (Window::LONGEST_MINUTES + 1) * US_PER_MINUTE);
+        assert_eq!((aggs.heap_bytes(), aggs.minutes.len()), (0, 0));
+    }
+
+    #[test]
+    fn over_budget_the_oldest_detail_goes_and_totals_stay() {
+        let now_us = 1_800_000_000 * 1_000_000;
+        let budget = 200_000;
+        let mut aggs = Aggregates::new(KpiLimits { endpoints_per_minute: 100, budget_bytes: budget });
+        let names: Vec<String> = (0..100).map(|i| format!("/e{i}")).collect();
+        for minute in (0..60).rev() {
+            let ts = now_us - minute * US_PER_MINUTE;
+            aggs.record(now_us, names.iter().enumerate().map(|(i, n)| obs(ts, n, 1.0 + i as f64 * 10.0)));
+            assert!(aggs.heap_bytes() <= budget, "{} > {budget}", aggs.heap_bytes());
+        }
+        assert_eq!(aggs.heap_bytes(), recount(&aggs));
+        let report = aggs.report(Window::OneHour, from_unix_us(now_us), None);
+        assert_eq!(report.overall.count, 6000, "totals of every minute are kept");
+        assert!(report.series.last().unwrap().figures.count == 100);
+        let newest = aggs.minutes.values().last().unwrap();
+        assert_eq!(newest.by_endpoint.len(), 100, "the newest minute keeps its detail");
+    }
+
+    #[test]
+    fn a_report_lists_the_busiest_endpoints_and_sums_the_rest() {
+        let now_us = 1_800_000_000 * 1_000_000;
+        let mut aggs = Aggregates::new(KpiLimits { endpoints_per_minute: 1000, ..LIMITS });
+        let names: Vec<String> = (0..MAX_REPORT_ENDPOINTS + 50).map(|i| format!("/e{i:04}")).collect();
+        aggs.record(now_us, names.iter().map(|n| obs(now_us, n, 1.0)));
+        aggs.record(now_us, (0..5).map(|_| obs(now_us, "/busy", 1.0)));
+        let report = aggs.report(Window::FifteenMinutes, from_unix_us(now_us), None);
+        assert_eq!(report.endpoints.len(), MAX_REPORT_ENDPOINTS);
+        assert_eq!(report.endpoints[0].endpoint, "other");
+        assert_eq!(report.endpoints[0].figures.count, 52);
+        assert_eq!(report.endpoints[1].endpoint, "/busy");
+        assert_eq!(report.endpoints.iter().map(|e| e.figures.count).sum::<u64>(), report.overall.count);
     }
 }
