@@ -38,7 +38,9 @@ async fn batches_are_all_or_nothing(backend: Backend) {
     let batch: Vec<Value> = (0..100).map(|i| event("/status", i as f64, 200, "c")).collect();
     let r = http.post(svc.url("/api/events")).json(&batch).send().await.unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 100}));
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!((answer["accepted"].clone(), answer["duplicates"].clone()), (json!(100), json!(0)));
+    assert_eq!(answer["ids"].as_array().unwrap().len(), 100);
 
     let ndjson: String = (0..50).map(|i| format!("{}\n", event("/climate", i as f64, 503, "c"))).collect();
     let r = http
@@ -49,7 +51,8 @@ async fn batches_are_all_or_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"accepted": 50}));
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!((answer["accepted"].clone(), answer["duplicates"].clone()), (json!(50), json!(0)));
     assert_eq!(store.count("").await, 150);
 
     let mut bad = batch.clone();
@@ -197,3 +200,46 @@ async fn post_headers_only(svc: &Service, len: usize) -> (u16, Value) {
     let body = response.split("\r\n\r\n").nth(1).unwrap();
     (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}")))
 }
+
+/// A batch retried with client-chosen `event_id`s (after a 503 or a lost answer) stores
+/// each event once, answers with the ids stored the first time, and counts each event once
+/// in the KPIs; a repeat inside one batch is stored once too.
+async fn retries_with_event_ids_store_each_event_once(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let svc = Service::start(&store, &["--kpi-interval", "200ms"]).await;
+    let http = client();
+    let with_id = |i: usize| {
+        let mut e = event("/retry", 10.0, 200, "car-1");
+        e["event_id"] = json!(format!("5f0c1d2e-0000-4000-8000-{i:012}"));
+        e
+    };
+    let batch: Vec<Value> = (0..20).map(with_id).collect();
+    let first: Value = http.post(svc.url("/api/events")).json(&batch).send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["duplicates"], 0);
+
+    // The retry overlaps the first batch, adds new events, and repeats one of them.
+    let mut retry: Vec<Value> = (10..30).map(with_id).collect();
+    retry.push(with_id(25));
+    retry.push(event("/retry", 10.0, 200, "no-id"));
+    let r = http.post(svc.url("/api/events")).json(&retry).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(second["accepted"], 22);
+    assert_eq!(second["duplicates"], 11, "10 stored before + 1 repeated in the batch: {second}");
+    let ids = |v: &Value| v["ids"].as_array().unwrap().iter().map(|i| i.as_i64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(ids(&second)[..10], ids(&first)[10..], "a retried event answers the id stored the first time");
+    assert_eq!(ids(&second)[20], ids(&second)[15], "a repeat in one batch answers the first one's id");
+
+    let single = with_id(3);
+    let r: Value = http.post(svc.url("/api/events")).json(&single).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r, json!({"id": ids(&first)[3], "duplicate": true}));
+
+    assert_eq!(store.count("").await, 31);
+    common::eventually(std::time::Duration::from_secs(10), "KPIs counting each event once", || async {
+        let kpis: Value =
+            http.get(svc.url("/api/analytics/kpis?window=15m")).send().await.ok()?.json().await.ok()?;
+        (kpis["overall"]["count"] == 31).then_some(())
+    })
+    .await;
+}
+both_stores!(retries_with_event_ids_store_each_event_once);

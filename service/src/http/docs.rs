@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         crate::ingest::event::FieldError,
         super::events::Created,
         super::events::Accepted,
+        super::events::EventsAnswer,
         super::error::ErrorBody,
         crate::kpi::KpiReport,
         crate::kpi::Figures,

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use serde::Serialize;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
@@ -24,13 +23,29 @@ use crate::kpi::unix_us;
 pub struct Created {
     /// The stored event's id.
     pub id: i64,
+    /// True when an event with this `event_id` was stored before: it was not stored again,
+    /// and `id` is the stored one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// Answer to a batch.
 #[derive(Serialize, ToSchema)]
 pub struct Accepted {
-    /// How many events were stored.
+    /// How many events are durably stored: new ones and retried ones stored before.
     pub accepted: usize,
+    /// How many of them were stored before (their `event_id` was there) and not stored again.
+    pub duplicates: usize,
+    /// The stored id of each event, in the order sent.
+    pub ids: Vec<i64>,
+}
+
+/// The answer to `POST /api/events`: [`Created`] for one event, [`Accepted`] for a batch.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventsAnswer {
+    Created(Created),
+    Accepted(Accepted),
 }
 
 /// Record API events.
@@ -51,7 +66,7 @@ pub struct Accepted {
         )
     ),
     responses(
-        (status = 201, description = "Stored: `{\"id\": n}` for one event, `{\"accepted\": n}` for a batch", body = Created),
+        (status = 201, description = "Stored: `{\"id\": n}` for one event, `{\"accepted\": n, \"duplicates\": d, \"ids\": [...]}` for a batch", body = EventsAnswer),
         (status = 400, description = "Malformed JSON or empty body", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token (when the service has an ingest token)", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the body read timeout", body = ErrorBody),
@@ -66,7 +81,7 @@ pub async fn post_events(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<EventsAnswer>), ApiError> {
     if let Some(token) = &state.ingest_token {
         authorize(&headers, token)?;
     }
@@ -79,12 +94,16 @@ pub async fn post_events(
     let bytes = read_body(body, declared, state.body_read_timeout).await?;
     let bounds = TimeBounds { now_us: unix_us(OffsetDateTime::now_utc()), retention_us: state.retention_us };
     let (shape, events) = parse_events(format, &bytes, bounds).map_err(body_error)?;
-    let n = events.len();
-    let ids = state.ingest.submit(events).await.map_err(|e| ApiError::store_unavailable(&e.0))?;
-    Ok(match shape {
-        Shape::Single => (StatusCode::CREATED, Json(json!({ "id": ids[0] }))),
-        Shape::Batch => (StatusCode::CREATED, Json(json!({ "accepted": n }))),
-    })
+    let stored = state.ingest.submit(events).await.map_err(|e| ApiError::store_unavailable(&e.0))?;
+    let answer = match shape {
+        Shape::Single => EventsAnswer::Created(Created { id: stored[0].id, duplicate: stored[0].duplicate }),
+        Shape::Batch => EventsAnswer::Accepted(Accepted {
+            accepted: stored.len(),
+            duplicates: stored.iter().filter(|s| s.duplicate).count(),
+            ids: stored.iter().map(|s| s.id).collect(),
+        }),
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// Reads the body into one buffer: at most [`MAX_BODY_BYTES`], within `timeout` in all

@@ -13,14 +13,14 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::Event;
-use crate::store::Store;
+use crate::store::{Store, Stored};
 
 /// A bound on one transaction's size, so that one huge group does not delay everyone.
 pub const MAX_EVENTS_PER_COMMIT: usize = 20_000;
 /// Requests waiting for a writer; past this, new requests wait for room (backpressure).
 const QUEUE_DEPTH: usize = 4096;
 
-type Reply = oneshot::Sender<Result<Vec<i64>, StoreFailure>>;
+type Reply = oneshot::Sender<Result<Vec<Stored>, StoreFailure>>;
 
 struct Pending {
     events: Vec<Event>,
@@ -32,7 +32,8 @@ struct Pending {
 #[error("{0}")]
 pub struct StoreFailure(pub String);
 
-/// Called with each group's events after they are committed (KPI aggregates, metrics).
+/// Called with each group's newly stored events after they are committed (KPI aggregates,
+/// metrics); retried events stored before are left out.
 pub type OnCommit = Arc<dyn Fn(&[Event]) + Send + Sync>;
 
 #[derive(Clone)]
@@ -52,8 +53,8 @@ impl GroupCommit {
         (GroupCommit { tx }, writers)
     }
 
-    /// Stores `events` durably; returns their ids once committed.
-    pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<i64>, StoreFailure> {
+    /// Stores `events` durably; returns where each is stored once committed.
+    pub async fn submit(&self, events: Vec<Event>) -> Result<Vec<Stored>, StoreFailure> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Pending { events, reply })
@@ -98,7 +99,14 @@ async fn commit(store: &Store, group: Vec<Pending>, on_commit: &OnCommit) {
     match store.insert_events(events.clone()).await {
         Ok(ids) => {
             debug_assert_eq!(ids.len(), events.len());
-            on_commit(&events);
+            // A retried event stored before was counted then: count only the new ones.
+            if ids.iter().any(|s| s.duplicate) {
+                let new: Vec<Event> =
+                    events.iter().zip(&ids).filter(|(_, s)| !s.duplicate).map(|(e, _)| e.clone()).collect();
+                on_commit(&new);
+            } else {
+                on_commit(&events);
+            }
             let mut ids = ids.into_iter();
             for (reply, n) in replies.into_iter().zip(sizes) {
                 // A client that hung up does not undo the commit; nothing to do.

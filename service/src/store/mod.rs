@@ -27,6 +27,14 @@ pub struct StoredEvent {
     pub status_code: u16,
 }
 
+/// Where an event was stored: its id, and whether it was stored before (its `event_id`
+/// was already there), in which case it was not stored again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    pub duplicate: bool,
+}
+
 /// One row of `kpi_snapshots`: the KPIs of one window for all endpoints (`endpoint: None`)
 /// or for one.
 #[derive(Debug, Clone)]
@@ -72,8 +80,9 @@ impl Store {
         }
     }
 
-    /// Inserts all `events` in one transaction; returns their ids in order once committed.
-    pub async fn insert_events(&self, events: Arc<Vec<Event>>) -> Result<Vec<i64>> {
+    /// Inserts all `events` in one transaction; returns where each is stored, in order,
+    /// once committed. Events whose `event_id` is stored already are not stored again.
+    pub async fn insert_events(&self, events: Arc<Vec<Event>>) -> Result<Vec<Stored>> {
         match self {
             Store::Postgres(s) => s.insert_events(&events).await,
             Store::Sqlite(s) => s.insert_events(events).await,

@@ -10,14 +10,15 @@ use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 
-use super::{ScanCursor, SnapshotRow, StoredEvent};
+use super::{ScanCursor, SnapshotRow, Stored, StoredEvent};
 use crate::ingest::Event;
 use crate::kpi::{from_unix_us, unix_us};
 
 /// Schema versions, applied in order, each once. Never edit a released entry: add one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE api_events (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE api_events (
         id BIGSERIAL PRIMARY KEY,
         ts TIMESTAMPTZ NOT NULL,
         received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -43,14 +44,22 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         requests_per_min DOUBLE PRECISION NOT NULL
     );
     CREATE INDEX kpi_snapshots_computed_at_idx ON kpi_snapshots (computed_at);",
-)];
+    ),
+    (
+        2,
+        // Expand only: a nullable column and an index, so an older release still runs on it.
+        "ALTER TABLE api_events ADD COLUMN event_id TEXT;
+    CREATE UNIQUE INDEX api_events_event_id_idx ON api_events (event_id) WHERE event_id IS NOT NULL;",
+    ),
+];
 
 /// Any number will do, as long as it is ours: serialises migrations of concurrent starts.
 const MIGRATION_LOCK: i64 = 0x7663_6d69_6772;
 
-const INSERT_EVENTS: &str = "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id)
-    SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[])
-    RETURNING id";
+const INSERT_EVENTS: &str = "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id, event_id)
+    SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[], $7::text[])
+    ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
+    RETURNING id, event_id";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -134,7 +143,9 @@ impl PgStore {
         self.description.clone()
     }
 
-    pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<i64>> {
+    /// Inserts `events` in one statement; an event whose `event_id` is stored already (or
+    /// earlier in `events`) is skipped, and its answer is the stored id.
+    pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<Stored>> {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(INSERT_EVENTS).await?;
         let ts: Vec<OffsetDateTime> = events.iter().map(|e| from_unix_us(e.ts_us)).collect();
@@ -143,12 +154,28 @@ impl PgStore {
         let codes: Vec<i16> = events.iter().map(|e| e.status_code as i16).collect();
         let times: Vec<f64> = events.iter().map(|e| e.response_time_ms).collect();
         let clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
-        let rows = client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients]).await?;
-        // UNNEST yields rows in array order and the sequence numbers them in that order;
-        // sorting makes the mapping independent of the order RETURNING lists them in.
-        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        ids.sort_unstable();
-        Ok(ids)
+        let event_ids: Vec<Option<&str>> = events.iter().map(|e| e.event_id.as_deref()).collect();
+        let rows = client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients, &event_ids]).await?;
+        // UNNEST yields rows in array order and the sequence numbers them in that order
+        // (a skipped duplicate only leaves a gap); sorting makes the mapping independent of
+        // the order RETURNING lists them in.
+        let mut inserted: Vec<(i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        inserted.sort_unstable_by_key(|r| r.0);
+        let mut stored = match_inserted(events, &inserted);
+        let missing: Vec<&str> =
+            events.iter().zip(&stored).filter(|(_, s)| s.is_none()).filter_map(|(e, _)| e.event_id.as_deref()).collect();
+        if !missing.is_empty() {
+            let rows = client.query("SELECT event_id, id FROM api_events WHERE event_id = ANY($1)", &[&missing]).await?;
+            let existing: std::collections::HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            for (slot, e) in stored.iter_mut().zip(events) {
+                if slot.is_none() {
+                    let key = e.event_id.as_deref().unwrap_or_default();
+                    let id = existing.get(key).with_context(|| format!("event_id {key:?} neither inserted nor found"))?;
+                    *slot = Some(Stored { id: *id, duplicate: true });
+                }
+            }
+        }
+        Ok(stored.into_iter().map(|s| s.expect("every event has an id")).collect())
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -230,6 +257,19 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The rows an insert returned (in input order), matched to the events they came from;
+/// `None` for an event skipped as a duplicate.
+fn match_inserted(events: &[Event], inserted: &[(i64, Option<String>)]) -> Vec<Option<Stored>> {
+    let mut rows = inserted.iter().peekable();
+    events
+        .iter()
+        .map(|e| {
+            let (id, _) = rows.next_if(|(_, key)| key.as_deref() == e.event_id.as_deref())?;
+            Some(Stored { id: *id, duplicate: false })
+        })
+        .collect()
 }
 
 /// `postgres://user@host:port/db`, without the password.

@@ -8,14 +8,15 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, anyhow, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ScanCursor, SnapshotRow, StoredEvent};
+use super::{ScanCursor, SnapshotRow, Stored, StoredEvent};
 use crate::ingest::Event;
 
 /// Schema versions, applied in order, each once. Never edit a released entry: add one.
 /// Times are Unix microseconds (UTC).
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE api_events (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE api_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         ts INTEGER NOT NULL,
         received_at INTEGER NOT NULL,
@@ -41,7 +42,13 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         requests_per_min REAL NOT NULL
     );
     CREATE INDEX kpi_snapshots_computed_at_idx ON kpi_snapshots (computed_at);",
-)];
+    ),
+    (
+        2,
+        "ALTER TABLE api_events ADD COLUMN event_id TEXT;
+    CREATE UNIQUE INDEX api_events_event_id_idx ON api_events (event_id) WHERE event_id IS NOT NULL;",
+    ),
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -93,31 +100,39 @@ impl SqliteStore {
         .await?
     }
 
-    pub async fn insert_events(&self, events: Arc<Vec<Event>>) -> Result<Vec<i64>> {
+    /// Inserts `events` in one transaction; an event whose `event_id` is stored already is
+    /// not stored again, and its answer is the stored id.
+    pub async fn insert_events(&self, events: Arc<Vec<Event>>) -> Result<Vec<Stored>> {
         Self::with(&self.writer, move |conn| {
             let received_at = crate::kpi::unix_us(time::OffsetDateTime::now_utc());
             let tx = conn.transaction()?;
-            let mut ids = Vec::with_capacity(events.len());
+            let mut stored = Vec::with_capacity(events.len());
             {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO api_events (ts, received_at, endpoint, method, status_code, response_time_ms, client_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO api_events (ts, received_at, endpoint, method, status_code, response_time_ms, client_id, event_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING",
                 )?;
+                let mut existing = tx.prepare_cached("SELECT id FROM api_events WHERE event_id = ?1")?;
                 for e in events.iter() {
-                    stmt.execute(params![
+                    let inserted = insert.execute(params![
                         e.ts_us,
                         received_at,
                         e.endpoint,
                         e.method,
                         e.status_code,
                         e.response_time_ms,
-                        e.client_id
+                        e.client_id,
+                        e.event_id
                     ])?;
-                    ids.push(tx.last_insert_rowid());
+                    stored.push(match inserted {
+                        1 => Stored { id: tx.last_insert_rowid(), duplicate: false },
+                        _ => Stored { id: existing.query_row([&e.event_id], |r| r.get(0))?, duplicate: true },
+                    });
                 }
             }
             tx.commit()?;
-            Ok(ids)
+            Ok(stored)
         })
         .await
     }
