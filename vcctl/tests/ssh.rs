@@ -39,6 +39,14 @@ fn reset_host() {
 }
 
 /// Runs `script` as root on the test host (our own ssh, not vcctl's), returns stdout.
+/// The figure of `systemd-analyze security`'s last line: "→ Overall exposure level for
+/// vehicleconnect.service: 1.1 OK :-)".
+fn exposure_level(analysis: &str) -> f64 {
+    let line = analysis.lines().find(|l| l.contains("Overall exposure level")).expect("an overall exposure line");
+    let figure = line.split_once(".service:").map_or("", |(_, rest)| rest).split_whitespace().next().unwrap_or("");
+    figure.parse().unwrap_or_else(|_| panic!("no figure in {line:?}"))
+}
+
 fn on_host(script: &str) -> String {
     let h = test_host();
     let kh = std::env::temp_dir().join(format!("vc-test-known-hosts-{}", std::process::id()));
@@ -226,6 +234,14 @@ fn a_fresh_host_gets_the_service_with_postgres_and_prometheus_then_redeploys_wit
             .collect();
     props.sort();
     assert_eq!(props, ["NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict", "User=vehicleconnect"]);
+    let analysis = on_host("systemd-analyze security --no-pager vehicleconnect.service");
+    let exposure = exposure_level(&analysis);
+    assert!(exposure <= 2.0, "systemd-analyze security: exposure {exposure} > 2.0\n{analysis}");
+    eprintln!("systemd-analyze security vehicleconnect.service: exposure {exposure}");
+    let limits = on_host("systemctl show vehicleconnect.service -p LimitNOFILE -p MemoryMax -p OOMScoreAdjust");
+    let mut limits: Vec<&str> = limits.lines().collect();
+    limits.sort();
+    assert_eq!(limits, ["LimitNOFILE=16384", "MemoryMax=536870912", "OOMScoreAdjust=500"]);
     assert_eq!(on_host("ps -o user= -C vehicleconnect").trim(), "vehicleconnect");
     assert_eq!(on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{release}"));
     let (code, status) = get_json(&format!("http://{}:8000/api/status", h.addr)).unwrap();
