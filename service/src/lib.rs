@@ -107,6 +107,7 @@ pub async fn run(
         dashboard: dashboard::Dashboard::new(&config.thresholds),
         body_read_timeout: config.body_read_timeout,
         store_health: status_probe::StoreHealth::start(store.clone(), stopped.clone()),
+        body_budget: http::body_budget(),
         connection_slots: slots.clone(),
         max_connections: limits.max_connections,
     });

@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::{Backend, Service, TestStore, client, event};
 use serde_json::Value;
 
@@ -21,21 +18,7 @@ async fn metrics_pass_promtool_and_count_what_happened() {
     let r = http.get(svc.url("/metrics")).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
     let text = r.text().await.unwrap();
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is needed (Debian package `prometheus`; scripts/test installs it)");
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_check(&text);
     for line in [
         r#"api_requests_total{method="POST",endpoint="/api/events",status="201"} 1"#,
         r#"api_requests_total{method="POST",endpoint="/api/events",status="400"} 1"#,

@@ -81,6 +81,13 @@ impl ApiError {
         e
     }
 
+    /// 503: the service is at one of its limits; clients should retry in a second.
+    pub fn busy(what: &str) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what}; nothing was stored; retry shortly"));
+        e.retry_after_s = Some(1);
+        e
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

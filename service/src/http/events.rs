@@ -1,18 +1,17 @@
 //! `POST /api/events`: authenticate, read at most 8 MiB and 10 000 events, validate all or nothing, group-commit.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use http_body_util::BodyExt;
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::read_body;
 use super::error::{ApiError, ErrorBody};
 use crate::ingest::body::{BodyError, MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, Shape, format_of, parse_events};
 use crate::ingest::event::TimeBounds;
@@ -73,7 +72,7 @@ pub enum EventsAnswer {
         (status = 413, description = "Body over 8 MiB, or more than 10 000 events", body = ErrorBody),
         (status = 415, description = "Content-Type is neither JSON nor NDJSON", body = ErrorBody),
         (status = 422, description = "Invalid events: `details` lists each bad event's index, field and reason", body = ErrorBody),
-        (status = 503, description = "Store unavailable; nothing stored; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "Store unavailable, or too many bodies being received at once; nothing stored; see `Retry-After`", body = ErrorBody),
     ),
     security((), ("bearer" = []))
 )]
@@ -91,7 +90,7 @@ pub async fn post_events(
     if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
         return Err(too_large());
     }
-    let bytes = read_body(body, declared, state.body_read_timeout).await?;
+    let (bytes, _budget) = read_body(body, declared, &state.body_budget, state.body_read_timeout).await?;
     let bounds = TimeBounds { now_us: unix_us(OffsetDateTime::now_utc()), retention_us: state.retention_us };
     let (shape, events) = parse_events(format, &bytes, bounds).map_err(body_error)?;
     let stored = state.ingest.submit(events).await.map_err(|e| ApiError::store_unavailable(&e.0))?;
@@ -106,35 +105,7 @@ pub async fn post_events(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-/// Reads the body into one buffer: at most [`MAX_BODY_BYTES`], within `timeout` in all
-/// (a client trickling a byte a second is cut off), and without keeping one allocation
-/// per chunk (a chunked body of one-byte chunks would otherwise cost 30 times its size).
-async fn read_body(mut body: Body, declared: Option<usize>, timeout: Duration) -> Result<Vec<u8>, ApiError> {
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
-    let read = tokio::time::timeout(timeout, async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
-            if let Ok(chunk) = frame.into_data() {
-                if buf.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                buf.extend_from_slice(&chunk);
-            }
-        }
-        Ok(())
-    })
-    .await;
-    match read {
-        Ok(Ok(())) => Ok(buf),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            format!("the request body did not arrive within {} s; send it at once", timeout.as_secs_f64()),
-        )),
-    }
-}
-
-fn too_large() -> ApiError {
+pub(super) fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("request body is larger than {} MiB; split the batch", MAX_BODY_BYTES / (1024 * 1024)),

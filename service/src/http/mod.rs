@@ -1,5 +1,6 @@
 //! The HTTP API: routes, shared state, and request metrics.
 
+mod body;
 mod docs;
 pub mod error;
 mod events;
@@ -23,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use error::ApiError;
 
+pub use body::body_budget;
 pub use docs::ApiDoc;
 
 pub struct AppState {
@@ -38,6 +40,8 @@ pub struct AppState {
     /// `--body-read-timeout`: a request body must arrive within it.
     pub body_read_timeout: std::time::Duration,
     pub store_health: crate::status_probe::StoreHealth,
+    /// The bytes of request bodies all requests may hold at once (`body::BODY_BUDGET_BYTES`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     /// The connection slots (`--max-connections`), for the open-connections gauge.
     pub connection_slots: Arc<tokio::sync::Semaphore>,
     pub max_connections: usize,
