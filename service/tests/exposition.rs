@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
+
 use common::{Backend, Service, TestStore, client, event};
 use serde_json::Value;
 
