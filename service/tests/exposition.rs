@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::{Backend, Service, TestStore, client, event};
 use serde_json::Value;
