@@ -298,3 +298,100 @@ mod tests {
         assert!(matches!(format_of(Some("text/csv")), Err(BodyError::UnsupportedType(_))));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::ingest::event::MAX_DETAILS;
+
+    const NOW: TimeBounds = TimeBounds { now_us: 1_800_000_000_000_000, retention_us: 86_400_000_000 };
+
+    /// Any JSON value, a few levels deep.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_filter("finite", |x| x.is_finite()).prop_map(|x| json!(x)),
+            ".{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,12}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Objects with the event's own keys, each with any value.
+    fn event_like() -> impl Strategy<Value = Value> {
+        let keys = prop::sample::select(vec![
+            "endpoint",
+            "response_time_ms",
+            "status_code",
+            "client_id",
+            "method",
+            "timestamp",
+            "event_id",
+            "other",
+        ]);
+        let value = prop_oneof![
+            any_json(),
+            "/[a-z/]{0,10}".prop_map(Value::String),
+            (0u32..700).prop_map(|n| json!(n)),
+            Just(json!("2027-01-15T08:00:00Z")),
+        ];
+        prop::collection::btree_map(keys, value, 0..8)
+            .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_bytes_are_answered_without_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_events(Format::Json, &bytes, NOW);
+            let _ = parse_events(Format::Ndjson, &bytes, NOW);
+        }
+
+        #[test]
+        fn any_json_is_answered_and_an_accepted_batch_is_whole(
+            values in prop::collection::vec(prop_oneof![any_json(), event_like()], 0..30)
+        ) {
+            let body = serde_json::to_vec(&values).unwrap();
+            match parse_events(Format::Json, &body, NOW) {
+                Ok((shape, events)) => {
+                    prop_assert_eq!(shape, Shape::Batch);
+                    prop_assert_eq!(events.len(), values.len());
+                    for e in events {
+                        prop_assert!(e.endpoint.starts_with('/'));
+                        prop_assert!((100..=599).contains(&e.status_code));
+                        prop_assert!((0.0..=3_600_000.0).contains(&e.response_time_ms));
+                        prop_assert!(!e.client_id.is_empty());
+                    }
+                }
+                Err(BodyError::Events(p)) => {
+                    prop_assert!(p.details.len() <= MAX_DETAILS);
+                    prop_assert!(!p.details.is_empty());
+                    prop_assert!(p.details.iter().all(|d| d.index.is_some_and(|i| i < values.len())));
+                }
+                Err(BodyError::Invalid(_)) => prop_assert!(values.is_empty()),
+                Err(other) => prop_assert!(false, "unexpected {other:?} for a JSON array"),
+            }
+        }
+
+        #[test]
+        fn one_object_is_validated_like_its_batch_of_one(value in event_like()) {
+            let single = parse_events(Format::Json, &serde_json::to_vec(&value).unwrap(), NOW);
+            let batch = parse_events(Format::Json, &serde_json::to_vec(&vec![&value]).unwrap(), NOW);
+            prop_assert_eq!(single.is_ok(), batch.is_ok());
+            if let (Ok((_, a)), Ok((_, b))) = (single, batch) {
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
+}

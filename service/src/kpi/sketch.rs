@@ -297,3 +297,59 @@ mod tests {
         assert_eq!(s.quantiles([0.0, 0.5, 1.0]), Some([42.5, 42.5, 42.5]));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Latencies as clients send them: 0 to one hour, spread over every order of magnitude.
+    fn latency() -> impl Strategy<Value = f64> {
+        prop_oneof![Just(0.0), (-4.0f64..6.56).prop_map(|e| 10f64.powf(e)), 0.0f64..3_600_000.0]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn quantiles_stay_within_the_promise(mut values in prop::collection::vec(latency(), 1..2000)) {
+            let mut sketch = Sketch::new();
+            for &v in &values {
+                sketch.insert(v);
+            }
+            values.sort_by(f64::total_cmp);
+            let qs = [0.0, 0.5, 0.9, 0.95, 0.99, 1.0];
+            for (q, got) in qs.iter().zip(sketch.quantiles(qs).unwrap()) {
+                let exact = exact_quantile(&values, *q);
+                if exact < MIN_INDEXABLE {
+                    prop_assert!(got <= MIN_INDEXABLE, "q={q}: {got} for {exact}");
+                } else {
+                    prop_assert!((got - exact).abs() <= 0.01 * exact, "q={q}: {got} vs exact {exact}");
+                }
+            }
+            prop_assert!(sketch.bins.len() <= MAX_BINS);
+        }
+
+        #[test]
+        fn merging_equals_building_from_the_union(
+            values in prop::collection::vec((latency(), 0usize..5), 0..2000)
+        ) {
+            let mut whole = Sketch::new();
+            let mut parts = vec![Sketch::new(); 5];
+            for &(v, part) in &values {
+                whole.insert(v);
+                parts[part].insert(v);
+            }
+            let mut merged = Sketch::new();
+            for p in &parts {
+                merged.merge(p);
+            }
+            prop_assert_eq!(merged.count(), whole.count());
+            prop_assert_eq!(&merged.bins, &whole.bins);
+            prop_assert_eq!(merged.zero, whole.zero);
+            let qs = [0.5, 0.95, 0.99];
+            prop_assert_eq!(merged.quantiles(qs), whole.quantiles(qs));
+        }
+    }
+}
