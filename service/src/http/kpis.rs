@@ -12,6 +12,19 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use crate::kpi::{KpiReport, Window};
 
+/// The query parameters, for the OpenAPI document; the handler reads them itself so that a
+/// bad one gets the API's JSON error.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct KpiQuery {
+    /// The window; 1h by default.
+    window: Option<Window>,
+    /// Only this endpoint (e.g. /vehicles/lock), or `other`; empty means all.
+    #[param(pattern = "^(/.*|other)?$")]
+    endpoint: Option<String>,
+}
+
 /// KPIs over a window.
 ///
 /// Without `endpoint`, the snapshot the KPI engine computed last (see `computed_at`);
@@ -21,10 +34,7 @@ use crate::kpi::{KpiReport, Window};
     get,
     path = "/api/analytics/kpis",
     tag = "analytics",
-    params(
-        ("window" = Option<String>, Query, description = "15m, 1h (default) or 24h"),
-        ("endpoint" = Option<String>, Query, description = "Only this endpoint, e.g. /vehicles/lock"),
-    ),
+    params(KpiQuery),
     responses(
         (status = 200, description = "KPIs", body = KpiReport),
         (status = 400, description = "Bad query parameter", body = ErrorBody),
@@ -35,7 +45,7 @@ pub async fn get_kpis(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let window = match params.get("window").map(String::as_str) {
-        None | Some("") => Window::OneHour,
+        None => Window::OneHour,
         Some(w) => Window::parse(w)
             .ok_or_else(|| ApiError::bad_request(format!("window: must be one of 15m, 1h, 24h, got {w:?}")))?,
     };

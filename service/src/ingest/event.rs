@@ -49,23 +49,30 @@ impl Event {
 #[schema(example = json!({"endpoint": "/vehicles/lock", "response_time_ms": 182.5, "status_code": 200, "client_id": "vin-WVWZZZ1JZXW000001", "method": "POST"}))]
 #[allow(dead_code)]
 pub struct EventInput {
-    /// The API path the vehicle app called; starts with `/`, at most 256 characters.
+    /// The API path the vehicle app called; starts with `/`, at most 256 characters, no
+    /// control characters.
+    #[schema(pattern = "^/[^\\u0000-\\u001f\\u007f-\\u009f]*$", max_length = 256)]
     pub endpoint: String,
     /// Response time in milliseconds, 0 to 3 600 000.
+    #[schema(minimum = 0, maximum = 3600000)]
     pub response_time_ms: f64,
     /// HTTP status code, 100 to 599.
+    #[schema(minimum = 100, maximum = 599)]
     pub status_code: u16,
     /// The calling vehicle or app, 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     pub client_id: String,
     /// HTTP method, upper case.
+    #[schema(pattern = "^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT)$")]
     pub method: Option<String>,
-    /// When the call happened (RFC 3339); defaults to the time of receipt.
+    /// When the call happened (RFC 3339); defaults to the time of receipt. At most 5 minutes
+    /// ahead, and not older than the service's retention period.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub timestamp: Option<String>,
     /// Optional, chosen by the client (a UUID, for example): 1 to 128 printable ASCII
     /// characters. An event whose `event_id` is already stored is not stored again; the
     /// answer gives the stored event's id. Makes retries safe.
-    #[schema(max_length = 128, min_length = 1)]
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub event_id: Option<String>,
 }
 

@@ -1,0 +1,43 @@
+//! Schemathesis (PyPI) generates requests from `/openapi.json`, valid and invalid, and
+//! checks every answer: no server error, and every status, content type, header and body as
+//! the document says. On both stores. `scripts/test-services` installs it.
+//!
+//! One check is left out: `positive_data_acceptance` (a schema-valid event must get a 2xx).
+//! An event's `timestamp` must fall between `--retention` ago and 5 minutes ahead of the
+//! moment it arrives, which no JSON Schema can state; the generator sends 2000-01-01.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Backend, Service, TestStore};
+
+async fn the_api_keeps_its_openapi_document(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let svc = Service::start(&store, &[]).await;
+    let exe = std::env::var("VC_SCHEMATHESIS").unwrap_or_else(|_| {
+        panic!("VC_SCHEMATHESIS is not set: run the tests with scripts/test, which installs Schemathesis")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(&exe)
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .args(["run", &svc.url("/openapi.json"), "--checks", "all", "--exclude-checks", "positive_data_acceptance"])
+        .args(["--max-examples", "150", "--seed", "20261130", "--workers", "2", "--generation-database", "none"])
+        .args(["--no-color", "--report-dir"])
+        .arg(dir.path().join("report"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {exe}: {e}"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems ({:?}):\n{report}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = report.lines().find(|l| l.contains(" generated, ")).expect("a summary line");
+    eprintln!("schemathesis ({backend:?}): {}", summary.trim());
+    assert!(summary.contains("passed"), "{summary}");
+    assert!(!svc.log().contains("panicked"), "{}", svc.log());
+}
+both_stores!(the_api_keeps_its_openapi_document);
