@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell functions shared by scripts/test-services and scripts/test-host (sourced, not run).
 # The sourcing script defines `log`.
 

@@ -108,6 +108,7 @@ pub async fn run(
         body_read_timeout: config.body_read_timeout,
         store_health: status_probe::StoreHealth::start(store.clone(), stopped.clone()),
         body_budget: http::body_budget(),
+        kpi_reports: tokio::sync::Semaphore::new(1),
         connection_slots: slots.clone(),
         max_connections: limits.max_connections,
     });

@@ -58,6 +58,12 @@ pub async fn get_kpis(
     };
     let kpis = state.kpis.clone();
     let endpoint = endpoint.map(str::to_string);
+    // One per-endpoint computation at a time: each holds the aggregates' lock that the
+    // writers need after every commit, so a flood of them queues here instead.
+    let _turn = match endpoint {
+        Some(_) => Some(state.kpi_reports.acquire().await.expect("the semaphore is never closed")),
+        None => None,
+    };
     // A 24-hour report for one endpoint merges up to 1440 sketches: keep it off the I/O threads.
     let report = tokio::task::spawn_blocking(move || kpis.report(window, endpoint.as_deref())).await.map_err(|e| {
         ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("KPI computation failed: {e}"))

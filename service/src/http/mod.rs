@@ -40,6 +40,8 @@ pub struct AppState {
     /// `--body-read-timeout`: a request body must arrive within it.
     pub body_read_timeout: std::time::Duration,
     pub store_health: crate::status_probe::StoreHealth,
+    /// Turns for per-endpoint KPI reports (one at a time; see `kpis.rs`).
+    pub kpi_reports: tokio::sync::Semaphore,
     /// The bytes of request bodies all requests may hold at once (`body::BODY_BUDGET_BYTES`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// The connection slots (`--max-connections`), for the open-connections gauge.
