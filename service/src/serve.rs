@@ -19,9 +19,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
@@ -94,7 +94,7 @@ pub async fn serve(
             requests.in_flight.fetch_add(1, Ordering::SeqCst);
             async move {
                 let response = app.oneshot(request.map(axum::body::Body::new)).await;
-                requests.finished();
+                requests.in_flight.fetch_sub(1, Ordering::SeqCst);
                 response
             }
         });
@@ -120,18 +120,6 @@ struct Requests {
     /// moves the clock to the keep-alive phase.
     started: AtomicUsize,
     in_flight: AtomicUsize,
-    /// The reader parked while a request was in flight: hyper may not read again until the
-    /// socket has data, so the end of a request wakes it to start the keep-alive clock.
-    parked_reader: Mutex<Option<Waker>>,
-}
-
-impl Requests {
-    fn finished(&self) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if let Some(waker) = self.parked_reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            waker.wake();
-        }
-    }
 }
 
 /// A TCP stream that times out a connection waiting for a request, a request head that
@@ -188,6 +176,16 @@ impl ClockedIo {
         }
     }
 
+    /// Outside a request, registers the phase's deadline with the task (so the task is
+    /// woken when it passes) and fails once it has passed.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.phase != Phase::Busy && self.deadline.as_mut().poll(cx).is_ready() {
+            tracing::debug!(phase = ?self.phase, "closing a connection: timed out");
+            return Poll::Ready(Err(self.timed_out()));
+        }
+        Poll::Pending
+    }
+
     fn timed_out(&self) -> io::Error {
         let what = match self.phase {
             Phase::Idle => "no request within the idle timeout",
@@ -210,15 +208,7 @@ impl AsyncRead for ClockedIo {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 this.update_phase(false);
-                if this.phase == Phase::Busy {
-                    *this.requests.parked_reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
-                    return Poll::Pending;
-                }
-                if this.deadline.as_mut().poll(cx).is_ready() {
-                    tracing::debug!(phase = ?this.phase, "closing a connection: timed out");
-                    return Poll::Ready(Err(this.timed_out()));
-                }
-                Poll::Pending
+                this.poll_deadline(cx)
             }
         }
     }
@@ -230,6 +220,14 @@ impl AsyncWrite for ClockedIo {
         match Pin::new(&mut this.stream).poll_write(cx, data) {
             Poll::Ready(result) => {
                 this.write_deadline = None;
+                // An answer is being written: if its request is over, the keep-alive clock
+                // starts now. hyper may not read again before the socket has data, so the
+                // deadline is registered here, where the task is polled anyway.
+                this.update_phase(false);
+                if this.phase != Phase::Busy && this.deadline.as_mut().poll(cx).is_ready() {
+                    // Already past: let the next read (which fails) come soon.
+                    cx.waker().wake_by_ref();
+                }
                 Poll::Ready(result)
             }
             Poll::Pending => {
