@@ -109,6 +109,7 @@ pub async fn run(
         store_health: status_probe::StoreHealth::start(store.clone(), stopped.clone()),
         body_budget: http::body_budget(),
         kpi_reports: tokio::sync::Semaphore::new(1),
+        kpi_cache: Default::default(),
         connection_slots: slots.clone(),
         max_connections: limits.max_connections,
     });

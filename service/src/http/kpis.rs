@@ -1,12 +1,13 @@
 //! `GET /api/analytics/kpis`: the latest KPIs over a window, overall, per endpoint, per minute.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use bytes::Bytes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -28,7 +29,7 @@ struct KpiQuery {
 /// KPIs over a window.
 ///
 /// Without `endpoint`, the snapshot the KPI engine computed last (see `computed_at`);
-/// with it, computed for that endpoint on request. The `series` has one point per minute
+/// with it, computed for that endpoint on request. Either answer may be up to a second old. The `series` has one point per minute
 /// of the window, empty minutes included.
 #[utoipa::path(
     get,
@@ -56,17 +57,65 @@ pub async fn get_kpis(
         }
         Some(e) => Some(e),
     };
-    let kpis = state.kpis.clone();
-    let endpoint = endpoint.map(str::to_string);
+    let key = (window, endpoint.map(str::to_string));
+    if let Some(json) = state.kpi_cache.get(&key) {
+        return Ok(answer(json));
+    }
     // One per-endpoint computation at a time: each holds the aggregates' lock that the
-    // writers need after every commit, so a flood of them queues here instead.
-    let _turn = match endpoint {
+    // writers need after every commit, so a flood of them queues here instead, and the
+    // ones that waited for the same report find it cached.
+    let _turn = match key.1 {
         Some(_) => Some(state.kpi_reports.acquire().await.expect("the semaphore is never closed")),
         None => None,
     };
+    if let Some(json) = state.kpi_cache.get(&key) {
+        return Ok(answer(json));
+    }
+    let kpis = state.kpis.clone();
+    let endpoint = key.1.clone();
     // A 24-hour report for one endpoint merges up to 1440 sketches: keep it off the I/O threads.
-    let report = tokio::task::spawn_blocking(move || kpis.report(window, endpoint.as_deref())).await.map_err(|e| {
-        ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, format!("KPI computation failed: {e}"))
-    })?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(report)))
+    let json = tokio::task::spawn_blocking(move || {
+        serde_json::to_vec(&kpis.report(window, endpoint.as_deref())).map(Bytes::from)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("KPI computation failed: {e}")))?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("KPI report not serialisable: {e}")))?;
+    state.kpi_cache.put(key, json.clone());
+    Ok(answer(json))
+}
+
+fn answer(json: Bytes) -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store"), (header::CONTENT_TYPE, "application/json")], json)
+}
+
+/// Serialized reports, kept for [`REPORT_TTL`]: a flood of readers costs one computation
+/// and one serialization per report and second, whatever its rate.
+#[derive(Default)]
+pub struct ReportCache {
+    entries: Mutex<HashMap<ReportKey, (Instant, Bytes)>>,
+}
+
+type ReportKey = (Window, Option<String>);
+
+/// How old an answer may be. KPIs move by the minute; a second is invisible.
+pub const REPORT_TTL: Duration = Duration::from_secs(1);
+/// Reports kept at most (every window, a few hundred endpoints).
+const MAX_CACHED_REPORTS: usize = 256;
+
+impl ReportCache {
+    fn get(&self, key: &ReportKey) -> Option<Bytes> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(key).filter(|(at, _)| at.elapsed() < REPORT_TTL).map(|(_, json)| json.clone())
+    }
+
+    fn put(&self, key: ReportKey, json: Bytes) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_CACHED_REPORTS {
+            entries.retain(|_, (at, _)| at.elapsed() < REPORT_TTL);
+            if entries.len() >= MAX_CACHED_REPORTS {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), json));
+    }
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub store_health: crate::status_probe::StoreHealth,
     /// Turns for per-endpoint KPI reports (one at a time; see `kpis.rs`).
     pub kpi_reports: tokio::sync::Semaphore,
+    /// Serialized KPI reports, kept for a second.
+    pub kpi_cache: kpis::ReportCache,
     /// The bytes of request bodies all requests may hold at once (`body::BODY_BUDGET_BYTES`).
     pub body_budget: Arc<tokio::sync::Semaphore>,
     /// The connection slots (`--max-connections`), for the open-connections gauge.
