@@ -47,7 +47,7 @@ fn main() {
         .collect();
 
     let started = Instant::now();
-    let mut aggregates = Aggregates::new(vehicleconnect::kpi_engine::KPI_LIMITS);
+    let mut aggregates = Aggregates::new(vehicleconnect::kpi_engine::kpi_limits(64 << 20));
     for chunk in events.chunks(1000) {
         aggregates.record(
             now_us,

@@ -63,6 +63,10 @@ pub struct Config {
     #[arg(long, env = "VC_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
+    /// Memory the KPI aggregates may hold (e.g. 64MiB, 256MiB); past it the oldest minutes lose their per-endpoint detail.
+    #[arg(long, env = "VC_KPI_MEMORY", default_value = "64MiB", value_parser = parse_size)]
+    pub kpi_memory: usize,
+
     /// Log format: text for people, json for log shippers.
     #[arg(long, env = "VC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -85,6 +89,26 @@ impl Config {
     }
 }
 
+/// `64MiB`, `1GiB`, `512KiB` or a number of bytes; at least 1 MiB.
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: usize = number.parse().map_err(|_| format!("{s:?} is not a size (examples: 64MiB, 1GiB)"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?}; use KiB, MiB or GiB (e.g. 64MiB)")),
+    };
+    let bytes = number.checked_mul(scale).ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < 1 << 20 {
+        return Err("must be at least 1MiB".to_string());
+    }
+    Ok(bytes)
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 60s, 5m, 30days)"))?;
     if d.is_zero() {
@@ -104,5 +128,11 @@ mod tests {
         assert_eq!(c.retention, Duration::from_secs(12 * 3600));
         let err = Config::try_parse_from(["vehicleconnect", "--kpi-interval", "0s"]).unwrap_err().to_string();
         assert!(err.contains("must be greater than zero"), "{err}");
+        assert_eq!(c.kpi_memory, 64 << 20);
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("2097152"), Ok(2 << 20));
+        assert_eq!(parse_size("64MB"), Err("unknown unit \"MB\"; use KiB, MiB or GiB (e.g. 64MiB)".to_string()));
+        assert_eq!(parse_size("12KiB"), Err("must be at least 1MiB".to_string()));
     }
 }

@@ -13,9 +13,13 @@ use crate::ingest::Event;
 use crate::kpi::{Aggregates, KpiLimits, KpiReport, US_PER_MINUTE, Window, unix_us};
 use crate::store::{SnapshotRow, Store};
 
-/// The bounds of the KPI state (docs/security.md): 200 endpoints of their own per minute,
-/// 64 MiB in all.
-pub const KPI_LIMITS: KpiLimits = KpiLimits { endpoints_per_minute: 200, budget_bytes: 64 << 20 };
+/// Endpoints with aggregates of their own in one minute (docs/security.md).
+pub const ENDPOINTS_PER_MINUTE: usize = 200;
+
+/// The bounds of the KPI state: [`ENDPOINTS_PER_MINUTE`], and `--kpi-memory` in all.
+pub fn kpi_limits(budget_bytes: usize) -> KpiLimits {
+    KpiLimits { endpoints_per_minute: ENDPOINTS_PER_MINUTE, budget_bytes }
+}
 /// Rows per retention `DELETE`, so that one pass never holds a long lock.
 const RETENTION_CHUNK: usize = 10_000;
 /// Rows per read while rebuilding the aggregates: with 256-character endpoint names, a
@@ -66,9 +70,10 @@ impl KpiEngine {
         }
     }
 
-    /// Heap bytes the aggregates hold (their own accounting, bounded by the budget).
-    pub fn state_bytes(&self) -> usize {
-        self.lock().heap_bytes()
+    /// Heap bytes the aggregates hold (their own accounting, bounded by the budget), and the budget.
+    pub fn state_bytes(&self) -> (usize, usize) {
+        let aggregates = self.lock();
+        (aggregates.heap_bytes(), aggregates.budget_bytes())
     }
 
     pub fn is_rebuilt(&self) -> bool {

@@ -48,7 +48,7 @@ pub async fn run(
 ) -> Result<()> {
     let started = Instant::now();
     let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
-    let kpis = Arc::new(KpiEngine::new(kpi_engine::KPI_LIMITS));
+    let kpis = Arc::new(KpiEngine::new(kpi_engine::kpi_limits(config.kpi_memory)));
     let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
 
     // Everything committed up to here is read back into the aggregates; everything after is

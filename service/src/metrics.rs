@@ -90,6 +90,7 @@ pub struct Metrics {
     vehicle_response_time: HistogramFamily<EndpointLabels>,
     labelled: Mutex<Labelled>,
     kpi_state_bytes: Gauge,
+    kpi_budget: Gauge,
     connections_open: Gauge,
 }
 
@@ -135,8 +136,11 @@ impl Metrics {
             kpi_state_bytes.clone(),
         );
         let kpi_budget: Gauge = Gauge::default();
-        kpi_budget.set(crate::kpi_engine::KPI_LIMITS.budget_bytes as i64);
-        registry.register("vehicleconnect_kpi_state_budget_bytes", "Memory budget of the KPI aggregates", kpi_budget);
+        registry.register(
+            "vehicleconnect_kpi_state_budget_bytes",
+            "Memory budget of the KPI aggregates (--kpi-memory)",
+            kpi_budget.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "vehicleconnect_http_connections",
@@ -154,6 +158,7 @@ impl Metrics {
             vehicle_response_time,
             labelled: Mutex::new(Labelled::default()),
             kpi_state_bytes,
+            kpi_budget,
             connections_open,
         }
     }
@@ -183,10 +188,13 @@ impl Metrics {
             }
         }
         for ((endpoint, status_class), n) in counts {
-            self.vehicle_events.get_or_create(&VehicleLabels { endpoint: LabelText(endpoint.into()), status_class }).inc_by(n);
+            self.vehicle_events
+                .get_or_create(&VehicleLabels { endpoint: LabelText(endpoint.into()), status_class })
+                .inc_by(n);
         }
         for (endpoint, values) in latencies {
-            let histogram = self.vehicle_response_time.get_or_create(&EndpointLabels { endpoint: LabelText(endpoint.into()) });
+            let histogram =
+                self.vehicle_response_time.get_or_create(&EndpointLabels { endpoint: LabelText(endpoint.into()) });
             for v in values {
                 histogram.observe(v);
             }
@@ -230,8 +238,9 @@ impl Metrics {
     }
 
     /// Gauges read at scrape time.
-    pub fn set_gauges(&self, kpi_state_bytes: usize, connections_open: usize) {
+    pub fn set_gauges(&self, (kpi_state_bytes, kpi_budget): (usize, usize), connections_open: usize) {
         self.kpi_state_bytes.set(kpi_state_bytes as i64);
+        self.kpi_budget.set(kpi_budget as i64);
         self.connections_open.set(connections_open as i64);
     }
 

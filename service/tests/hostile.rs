@@ -22,13 +22,7 @@ fn host(svc: &Service) -> String {
 
 /// Posts `body` and returns the status, the answer's size and the answer.
 async fn post(svc: &Service, body: Vec<u8>, content_type: &str) -> (u16, usize, Value) {
-    let r = client()
-        .post(svc.url("/api/events"))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = client().post(svc.url("/api/events")).header("content-type", content_type).body(body).send().await.unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, text.len(), serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -81,7 +75,10 @@ async fn maximum_size_bodies_of_any_shape_cost_a_bounded_amount() {
     assert_eq!(answer["details"].as_array().unwrap().len(), 100);
     assert_eq!(answer["omitted"], 4 * 9_999 + 1 - 100, "{}", answer["error"]);
     // Still serving.
-    assert_eq!(client().post(svc.url("/api/events")).json(&event("/a", 1.0, 200, "c")).send().await.unwrap().status(), 201);
+    assert_eq!(
+        client().post(svc.url("/api/events")).json(&event("/a", 1.0, 200, "c")).send().await.unwrap().status(),
+        201
+    );
 }
 
 /// 36 000 valid events over 300 endpoints and the last hour, at both ends of the latency
@@ -91,19 +88,7 @@ async fn spread_extreme_events_keep_the_kpi_state_small_across_a_restart() {
     let store = TestStore::new(Backend::Embedded).await;
     let mut svc = Service::start(&store, &["--kpi-interval", "200ms"]).await;
     let (idle, _) = memory(svc.pid());
-    let now = OffsetDateTime::now_utc();
-    for minute in 0..60 {
-        let ts = (now - time::Duration::minutes(minute) - time::Duration::seconds(1)).format(&Rfc3339).unwrap();
-        let batch: Vec<Value> = (0..600)
-            .map(|i| {
-                let ms = if i % 2 == 0 { 0.001 } else { 3_600_000.0 };
-                json!({"endpoint": format!("/e{}", i % 300), "response_time_ms": ms, "status_code": 200,
-                       "client_id": "c", "timestamp": ts})
-            })
-            .collect();
-        let r = client().post(svc.url("/api/events")).json(&batch).send().await.unwrap();
-        assert_eq!(r.status(), 201);
-    }
+    post_spread_events(&svc).await;
     let state = kpi_state_bytes(&svc).await;
     let (_, peak) = memory(svc.pid());
     eprintln!("running: KPI state {} KiB, peak RSS {} MiB above idle", state / 1024, (peak - idle) / MIB);
@@ -125,7 +110,8 @@ async fn spread_extreme_events_keep_the_kpi_state_small_across_a_restart() {
     assert!(peak <= running_peak + 8 * MIB, "the rebuild needs no more memory than the running service did");
     // The snapshot after the rebuild, every --kpi-interval.
     let kpis: Value = eventually(Duration::from_secs(10), "a snapshot of the rebuilt aggregates", || async {
-        let kpis: Value = client().get(svc.url("/api/analytics/kpis?window=1h")).send().await.ok()?.json().await.ok()?;
+        let kpis: Value =
+            client().get(svc.url("/api/analytics/kpis?window=1h")).send().await.ok()?.json().await.ok()?;
         (kpis["overall"]["count"] == 36_000).then_some(kpis)
     })
     .await;
@@ -133,10 +119,52 @@ async fn spread_extreme_events_keep_the_kpi_state_small_across_a_restart() {
     assert!((p99 - 3_600_000.0).abs() / 3_600_000.0 <= 0.01, "p99 {p99}");
 }
 
-async fn kpi_state_bytes(svc: &Service) -> u64 {
+/// 36 000 events: 300 endpoints, every minute of the last hour, half at 0.001 ms and half
+/// at one hour.
+async fn post_spread_events(svc: &Service) {
+    let now = OffsetDateTime::now_utc();
+    for minute in 0..60 {
+        let ts = (now - time::Duration::minutes(minute) - time::Duration::seconds(1)).format(&Rfc3339).unwrap();
+        let batch: Vec<Value> = (0..600)
+            .map(|i| {
+                let ms = if i % 2 == 0 { 0.001 } else { 3_600_000.0 };
+                json!({"endpoint": format!("/e{}", i % 300), "response_time_ms": ms, "status_code": 200,
+                       "client_id": "c", "timestamp": ts})
+            })
+            .collect();
+        let r = client().post(svc.url("/api/events")).json(&batch).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+}
+
+async fn gauge(svc: &Service, name: &str) -> u64 {
     let text = client().get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.starts_with("vehicleconnect_kpi_state_bytes ")).expect("the KPI state gauge");
+    let line = text.lines().find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' '))).expect("the gauge");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn kpi_state_bytes(svc: &Service) -> u64 {
+    gauge(svc, "vehicleconnect_kpi_state_bytes").await
+}
+
+/// With a budget smaller than the hostile history needs, the running service holds it, and
+/// the totals stay exact (only the oldest minutes' per-endpoint detail goes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kpi_memory_budget_holds_in_the_running_service() {
+    let store = TestStore::new(Backend::Embedded).await;
+    let svc = Service::start(&store, &["--kpi-interval", "200ms", "--kpi-memory", "1MiB"]).await;
+    post_spread_events(&svc).await;
+    assert_eq!(gauge(&svc, "vehicleconnect_kpi_state_budget_bytes").await, 1 << 20);
+    let state = kpi_state_bytes(&svc).await;
+    assert!(state <= 1 << 20, "KPI state {state} bytes over its 1 MiB budget");
+    let kpis: Value = eventually(Duration::from_secs(10), "a snapshot with every event", || async {
+        let kpis: Value =
+            client().get(svc.url("/api/analytics/kpis?window=1h")).send().await.ok()?.json().await.ok()?;
+        (kpis["overall"]["count"] == 36_000).then_some(kpis)
+    })
+    .await;
+    assert!(svc.log().contains("KPI state at its memory budget"), "{}", svc.log());
+    assert!(kpis["endpoints"].as_array().unwrap().len() <= 200);
 }
 
 /// Endpoint names with quotes, backslashes and Unicode are accepted, and `/metrics` stays
@@ -164,7 +192,10 @@ async fn stalled_connections_are_closed_and_do_not_slow_others() {
     let http = client();
     let latency = || async {
         let t = Instant::now();
-        assert_eq!(http.post(svc.url("/api/events")).json(&event("/a", 1.0, 200, "c")).send().await.unwrap().status(), 201);
+        assert_eq!(
+            http.post(svc.url("/api/events")).json(&event("/a", 1.0, 200, "c")).send().await.unwrap().status(),
+            201
+        );
         t.elapsed()
     };
     let before = median_of(5, &latency).await;
@@ -230,9 +261,11 @@ async fn timeouts_and_the_connection_cap() {
 
     // A declared body that never comes: 408 naming the timeout.
     let mut s = TcpStream::connect(&addr).await.unwrap();
-    s.write_all(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-        .await
-        .unwrap();
+    s.write_all(
+        b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
     let answer = read_to_close(&mut s, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("did not arrive within 1 s"), "{answer}");

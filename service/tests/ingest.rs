@@ -236,8 +236,7 @@ async fn retries_with_event_ids_store_each_event_once(backend: Backend) {
 
     assert_eq!(store.count("").await, 31);
     common::eventually(std::time::Duration::from_secs(10), "KPIs counting each event once", || async {
-        let kpis: Value =
-            http.get(svc.url("/api/analytics/kpis?window=15m")).send().await.ok()?.json().await.ok()?;
+        let kpis: Value = http.get(svc.url("/api/analytics/kpis?window=15m")).send().await.ok()?.json().await.ok()?;
         (kpis["overall"]["count"] == 31).then_some(())
     })
     .await;

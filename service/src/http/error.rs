@@ -83,7 +83,8 @@ impl ApiError {
 
     /// 503: the service is at one of its limits; clients should retry in a second.
     pub fn busy(what: &str) -> ApiError {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what}; nothing was stored; retry shortly"));
+        let mut e =
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{what}; nothing was stored; retry shortly"));
         e.retry_after_s = Some(1);
         e
     }

@@ -65,7 +65,8 @@ pub fn parse_events(format: Format, body: &[u8], bounds: TimeBounds) -> Result<(
             "request body is empty; send an event object, an array of events, or NDJSON".to_string(),
         ));
     }
-    let mut events = Collector { bounds, shape: Shape::Batch, seen: 0, events: Vec::new(), problems: Problems::default() };
+    let mut events =
+        Collector { bounds, shape: Shape::Batch, seen: 0, events: Vec::new(), problems: Problems::default() };
     let read = match format {
         Format::Json => read_json(body, &mut events),
         Format::Ndjson => read_ndjson(body, &mut events),

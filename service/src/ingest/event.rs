@@ -160,7 +160,8 @@ pub fn validate(raw: &RawEvent, index: Option<usize>, bounds: TimeBounds, proble
         check(&mut fail, Field::ResponseTimeMs, required(obj, Field::ResponseTimeMs).and_then(response_time));
     let status_code = check(&mut fail, Field::StatusCode, required(obj, Field::StatusCode).and_then(status_code));
     let client_id = check(&mut fail, Field::ClientId, required(obj, Field::ClientId).and_then(client_id));
-    let method = check(&mut fail, Field::Method, optional(obj, Field::Method).map_or(Ok(None), |v| method(v).map(Some)));
+    let method =
+        check(&mut fail, Field::Method, optional(obj, Field::Method).map_or(Ok(None), |v| method(v).map(Some)));
     let ts_us = check(
         &mut fail,
         Field::Timestamp,
@@ -386,8 +387,14 @@ mod tests {
                 with("timestamp", json!("2026-11-28T09:00:00Z")),
                 "timestamp: is older than the retention period (2026-11-28T09:00:00Z); it would be deleted at once",
             ),
-            (with("event_id", json!("")), "event_id: must be 1 to 128 printable ASCII characters without spaces (a UUID, for example), got \"\"",),
-            (with("event_id", json!("a b")), "event_id: must be 1 to 128 printable ASCII characters without spaces (a UUID, for example), got \"a b\"",),
+            (
+                with("event_id", json!("")),
+                "event_id: must be 1 to 128 printable ASCII characters without spaces (a UUID, for example), got \"\"",
+            ),
+            (
+                with("event_id", json!("a b")),
+                "event_id: must be 1 to 128 printable ASCII characters without spaces (a UUID, for example), got \"a b\"",
+            ),
             (with("event_id", json!(7)), "event_id: must be a string, got a number"),
             (
                 with("vin", json!("x")),
@@ -429,7 +436,9 @@ mod tests {
     fn repeated_and_many_unknown_fields_are_reported() {
         let mut problems = Problems::default();
         let keys: String = (0..12).map(|i| format!(r#","x{i}":1"#)).collect();
-        let body = format!(r#"{{"endpoint":"/a","endpoint":"/b","response_time_ms":1,"status_code":200,"client_id":"c"{keys}}}"#);
+        let body = format!(
+            r#"{{"endpoint":"/a","endpoint":"/b","response_time_ms":1,"status_code":200,"client_id":"c"{keys}}}"#
+        );
         let event: RawEvent = serde_json::from_str(&body).unwrap();
         assert!(validate(&event, None, BOUNDS, &mut problems).is_none());
         let got: Vec<String> = problems.details.iter().map(FieldError::describe).collect();

@@ -1,8 +1,8 @@
 //! Event ingest: the event model, body parsing and validation, and the group-commit writer.
 
 pub mod body;
-pub mod raw;
 pub mod event;
 pub mod group_commit;
+pub mod raw;
 
 pub use event::Event;

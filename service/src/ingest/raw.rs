@@ -281,9 +281,9 @@ mod tests {
 
     #[test]
     fn scalars_are_kept_and_containers_reduced_to_their_kind() {
-        let RawEvent::Object(f) =
-            read(r#"{"endpoint":"/a","status_code":200,"client_id":[1,[2,{"x":3}]],"method":null,"timestamp":{"a":[]}}"#)
-        else {
+        let RawEvent::Object(f) = read(
+            r#"{"endpoint":"/a","status_code":200,"client_id":[1,[2,{"x":3}]],"method":null,"timestamp":{"a":[]}}"#,
+        ) else {
             panic!()
         };
         assert_eq!(f.get(Field::Endpoint), Some(&Raw::String("/a".into())));
@@ -298,8 +298,7 @@ mod tests {
     fn unknown_keys_are_shortened_and_counted_and_repeats_noted() {
         let long = "k".repeat(1000);
         let keys: String = (0..20).map(|i| format!(r#""x{i}":1,"#)).collect();
-        let RawEvent::Object(f) = read(&format!(r#"{{"{long}":[[[]]],{keys}"endpoint":"/a","endpoint":"/b"}}"#))
-        else {
+        let RawEvent::Object(f) = read(&format!(r#"{{"{long}":[[[]]],{keys}"endpoint":"/a","endpoint":"/b"}}"#)) else {
             panic!()
         };
         assert_eq!(f.unknown.len(), MAX_UNKNOWN_KEYS);

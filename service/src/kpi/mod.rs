@@ -4,6 +4,7 @@
 //! bucket of its minute. A KPI pass merges at most one bucket per minute of the window, so its
 //! cost depends on the window and the number of endpoints, never on the number of events.
 
+mod bins;
 pub mod sketch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -77,9 +78,10 @@ pub struct Agg {
 }
 
 impl Agg {
-    /// Adds one event; returns how many heap bytes the aggregate grew by.
-    fn record(&mut self, response_time_ms: f64, status_code: u16) -> usize {
-        let before = self.heap_bytes();
+    /// Adds one event; returns how many heap bytes the aggregate grew by (less than zero
+    /// when its bins changed to a smaller form).
+    fn record(&mut self, response_time_ms: f64, status_code: u16) -> isize {
+        let before = self.heap_bytes() as isize;
         self.count += 1;
         self.sum_ms += response_time_ms;
         match status_code {
@@ -88,7 +90,7 @@ impl Agg {
             _ => {}
         }
         self.sketch.insert(response_time_ms);
-        self.heap_bytes() - before
+        self.heap_bytes() as isize - before
     }
 
     fn merge(&mut self, other: &Agg) {
@@ -262,12 +264,12 @@ impl Aggregates {
             self.bytes += MINUTE_OVERHEAD;
             Minute::default()
         });
-        self.bytes += bucket.all.record(e.response_time_ms, e.status_code);
+        self.bytes = self.bytes.wrapping_add_signed(bucket.all.record(e.response_time_ms, e.status_code));
         if !detailed {
             return;
         }
         if let Some(agg) = bucket.by_endpoint.get_mut(e.endpoint) {
-            self.bytes += agg.record(e.response_time_ms, e.status_code);
+            self.bytes = self.bytes.wrapping_add_signed(agg.record(e.response_time_ms, e.status_code));
             return;
         }
         let has_room = bucket.by_endpoint.len() < self.limits.endpoints_per_minute && !over_budget;
@@ -276,7 +278,7 @@ impl Aggregates {
             self.bytes += entry_overhead(name);
             Agg::default()
         });
-        self.bytes += agg.record(e.response_time_ms, e.status_code);
+        self.bytes = self.bytes.wrapping_add_signed(agg.record(e.response_time_ms, e.status_code));
     }
 
     /// Drops the per-endpoint detail of the oldest minutes until the aggregates fit the
@@ -289,8 +291,7 @@ impl Aggregates {
     /// false when there is none.
     fn drop_oldest_detail(&mut self, before: i64) -> bool {
         let from = self.detail_from.max(i64::MIN + 1);
-        let Some((&minute, bucket)) =
-            self.minutes.range_mut(from..before).find(|(_, b)| !b.by_endpoint.is_empty())
+        let Some((&minute, bucket)) = self.minutes.range_mut(from..before).find(|(_, b)| !b.by_endpoint.is_empty())
         else {
             return false;
         };
@@ -323,6 +324,10 @@ impl Aggregates {
             bucket.shrunk = true;
             self.bytes -= before - (bucket.all.heap_bytes() + detail_bytes(bucket));
         }
+    }
+
+    pub fn budget_bytes(&self) -> usize {
+        self.limits.budget_bytes
     }
 
     /// Heap bytes held by the aggregates (an estimate: their own accounting, see

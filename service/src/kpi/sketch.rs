@@ -4,7 +4,7 @@
 //! returns is within `ALPHA` of the exact value at the same rank, whatever the scale),
 //! merging two sketches is adding their bucket counts (so per-minute sketches roll up to
 //! any window exactly as if built over the window), and its size grows only with the
-//! number of distinct buckets hit, at most [`MAX_BINS`], never with the count of values.
+//! buckets hit (at most [`MAX_BINS`]), never with the count of values.
 //! See ARCHITECTURE.md.
 
 /// Relative accuracy. Half the 1 % the KPIs promise, leaving room for the exact
@@ -28,6 +28,8 @@ fn bucket_value(index: i32) -> f64 {
     2.0 * (ln_gamma() * index as f64).exp() / (gamma + 1.0)
 }
 
+use super::bins::Bins;
+
 /// The most bins a sketch keeps. Validation bounds latencies to 0.001 ms..1 h, about 2 200
 /// bins at this accuracy; 2 048 bins keep every value within `ALPHA` from the largest one
 /// down to about 1/800 000 000 of it. Past that, the lowest bins are merged into the lowest
@@ -35,14 +37,14 @@ fn bucket_value(index: i32) -> f64 {
 /// that tiny lose accuracy (they are reported as too large), never p50..p99 of real traffic.
 pub const MAX_BINS: usize = 2048;
 
-/// A quantile sketch. Bins are sparse, `(index, count)` sorted by index: a sketch costs 8
-/// bytes per distinct bin it holds, so a minute with a few events is a few bytes whatever
-/// their spread (a dense array between the smallest and largest value cost 8 KB for two
-/// events of 0.001 ms and one hour). Counts are `u32` and saturate: one sketch covers one
+/// A quantile sketch. Its bins are dense or sparse, whichever is smaller (`bins.rs`): a
+/// minute with a few events costs a few bytes whatever their spread (a dense array between
+/// the smallest and largest value cost 8 KB for two events of 0.001 ms and one hour), and a
+/// busy minute 4 bytes per bin. Counts are `u32` and saturate: one sketch covers one
 /// endpoint for one minute, or a merged window.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Sketch {
-    bins: Vec<(i32, u32)>,
+    bins: Bins,
     zero: u64,
     count: u64,
     min: f64,
@@ -72,14 +74,7 @@ impl Sketch {
             self.zero += 1;
             return;
         }
-        let index = bucket_index(value);
-        match self.bins.binary_search_by_key(&index, |b| b.0) {
-            Ok(at) => self.bins[at].1 = self.bins[at].1.saturating_add(1),
-            Err(at) => {
-                self.bins.insert(at, (index, 1));
-                self.collapse();
-            }
-        }
+        self.bins.add(bucket_index(value), 1, MAX_BINS);
     }
 
     /// Adds every value of `other` to `self`, as if they had been inserted here.
@@ -95,48 +90,7 @@ impl Sketch {
         self.max = self.max.max(other.max);
         self.count += other.count;
         self.zero += other.zero;
-        if other.bins.is_empty() {
-            return;
-        }
-        let (a, b) = (std::mem::take(&mut self.bins), &other.bins);
-        let mut merged = Vec::with_capacity(a.len() + b.len());
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            let next = match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) if x.0 == y.0 => {
-                    i += 1;
-                    j += 1;
-                    (x.0, x.1.saturating_add(y.1))
-                }
-                (Some(x), Some(y)) if x.0 < y.0 => {
-                    i += 1;
-                    *x
-                }
-                (Some(x), None) => {
-                    i += 1;
-                    *x
-                }
-                (_, Some(y)) => {
-                    j += 1;
-                    *y
-                }
-                (None, None) => unreachable!("the loop ends when both are consumed"),
-            };
-            merged.push(next);
-        }
-        self.bins = merged;
-        self.collapse();
-    }
-
-    /// Merges the lowest bins until at most [`MAX_BINS`] remain.
-    fn collapse(&mut self) {
-        if self.bins.len() <= MAX_BINS {
-            return;
-        }
-        let excess = self.bins.len() - MAX_BINS;
-        let folded: u32 = self.bins[..=excess].iter().fold(0u32, |acc, b| acc.saturating_add(b.1));
-        self.bins[excess].1 = folded;
-        self.bins.drain(..excess);
+        self.bins.merge(&other.bins, MAX_BINS, self.count >= u64::from(u32::MAX));
     }
 
     /// Values at the quantiles `qs` (each in 0..=1), in one pass. `None` when empty.
@@ -160,7 +114,7 @@ impl Sketch {
             return self.min.min(MIN_INDEXABLE);
         }
         let mut seen = self.zero;
-        for &(index, c) in &self.bins {
+        for (index, c) in self.bins.iter() {
             seen += c as u64;
             if seen > rank {
                 return bucket_value(index).clamp(self.min, self.max);
@@ -171,12 +125,18 @@ impl Sketch {
 
     /// Heap bytes held, for the KPI memory budget.
     pub fn heap_bytes(&self) -> usize {
-        self.bins.capacity() * std::mem::size_of::<(i32, u32)>()
+        self.bins.heap_bytes()
     }
 
     /// Frees spare capacity (a sketch that is done growing: a past minute).
     pub fn shrink(&mut self) {
-        self.bins.shrink_to_fit();
+        self.bins.shrink();
+    }
+
+    /// The bins in use, for tests.
+    #[cfg(test)]
+    fn bin_list(&self) -> Vec<(i32, u32)> {
+        self.bins.iter().collect()
     }
 }
 
@@ -264,7 +224,7 @@ mod tests {
         for &v in &values {
             sketch.insert(v);
         }
-        assert_eq!(sketch.bins.len(), MAX_BINS);
+        assert_eq!(sketch.bin_list().len(), MAX_BINS);
         values.sort_by(f64::total_cmp);
         // The kept bins span e^20.5 down from the largest value, e^50: the top 41 %.
         let [p10, p75, p99] = sketch.quantiles([0.1, 0.75, 0.99]).unwrap();
@@ -281,7 +241,7 @@ mod tests {
         let mut s = Sketch::new();
         s.insert(0.001);
         s.insert(3_600_000.0);
-        assert_eq!(s.bins.len(), 2);
+        assert_eq!(s.bin_list().len(), 2);
         assert!(s.heap_bytes() <= 64);
     }
 
@@ -328,7 +288,7 @@ mod properties {
                     prop_assert!((got - exact).abs() <= 0.01 * exact, "q={q}: {got} vs exact {exact}");
                 }
             }
-            prop_assert!(sketch.bins.len() <= MAX_BINS);
+            prop_assert!(sketch.bin_list().len() <= MAX_BINS);
         }
 
         #[test]
@@ -346,7 +306,7 @@ mod properties {
                 merged.merge(p);
             }
             prop_assert_eq!(merged.count(), whole.count());
-            prop_assert_eq!(&merged.bins, &whole.bins);
+            prop_assert_eq!(merged.bin_list(), whole.bin_list());
             prop_assert_eq!(merged.zero, whole.zero);
             let qs = [0.5, 0.95, 0.99];
             prop_assert_eq!(merged.quantiles(qs), whole.quantiles(qs));

@@ -56,7 +56,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// Any number will do, as long as it is ours: serialises migrations of concurrent starts.
 const MIGRATION_LOCK: i64 = 0x7663_6d69_6772;
 
-const INSERT_EVENTS: &str = "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id, event_id)
+const INSERT_EVENTS: &str =
+    "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id, event_id)
     SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[], $7::text[])
     ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
     RETURNING id, event_id";
@@ -162,15 +163,21 @@ impl PgStore {
         let mut inserted: Vec<(i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         inserted.sort_unstable_by_key(|r| r.0);
         let mut stored = match_inserted(events, &inserted);
-        let missing: Vec<&str> =
-            events.iter().zip(&stored).filter(|(_, s)| s.is_none()).filter_map(|(e, _)| e.event_id.as_deref()).collect();
+        let missing: Vec<&str> = events
+            .iter()
+            .zip(&stored)
+            .filter(|(_, s)| s.is_none())
+            .filter_map(|(e, _)| e.event_id.as_deref())
+            .collect();
         if !missing.is_empty() {
-            let rows = client.query("SELECT event_id, id FROM api_events WHERE event_id = ANY($1)", &[&missing]).await?;
+            let rows =
+                client.query("SELECT event_id, id FROM api_events WHERE event_id = ANY($1)", &[&missing]).await?;
             let existing: std::collections::HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
             for (slot, e) in stored.iter_mut().zip(events) {
                 if slot.is_none() {
                     let key = e.event_id.as_deref().unwrap_or_default();
-                    let id = existing.get(key).with_context(|| format!("event_id {key:?} neither inserted nor found"))?;
+                    let id =
+                        existing.get(key).with_context(|| format!("event_id {key:?} neither inserted nor found"))?;
                     *slot = Some(Stored { id: *id, duplicate: true });
                 }
             }
