@@ -39,32 +39,40 @@ pub mod build {
 /// How long shutdown waits for queued events to be committed.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Serves on every listener until `shutdown` completes, then stops accepting, finishes the
-/// requests in flight, commits what they queued, and returns.
-pub async fn run(
-    listeners: Vec<TcpListener>,
-    config: Config,
+/// One shutdown signal for every listener, in two phases: `draining` (stop accepting and
+/// drain, drain.rs) as soon as `shutdown` completes, then `serving` turns true
+/// [`drain::DRAIN_GRACE`] later (close what is idle, wait for what is in flight).
+fn shutdown_phases(
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let started = Instant::now();
-    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
-    let kpis = Arc::new(KpiEngine::new(kpi_engine::kpi_limits(config.kpi_memory)));
-    let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
+) -> (watch::Receiver<bool>, watch::Receiver<bool>) {
+    let (start_draining, draining) = watch::channel(false);
+    let (stop_serving, serving) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = start_draining.send(true);
+        tokio::time::sleep(drain::DRAIN_GRACE).await;
+        let _ = stop_serving.send(true);
+    });
+    (draining, serving)
+}
 
-    // Everything committed up to here is read back into the aggregates; everything after is
-    // recorded as it commits. Read the boundary before the writers start.
-    let rebuild_up_to = store.max_event_id().await.context("reading the newest event id")?;
-    let on_commit: OnCommit = {
-        let (kpis, metrics) = (kpis.clone(), metrics.clone());
-        Arc::new(move |events| {
-            kpis.record(events);
-            metrics.observe_events(events);
-        })
-    };
-    let (ingest, writers) = GroupCommit::start(store.clone(), on_commit);
+/// Waits for every task.
+async fn wait_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
 
-    let (stop, stopped) = watch::channel(false);
-    let background = [
+/// The KPI rebuild (events up to `rebuild_up_to`), the snapshot loop and retention; the
+/// last two run until `stopped` turns true.
+fn start_background(
+    config: &Config,
+    store: &Store,
+    kpis: &Arc<KpiEngine>,
+    rebuild_up_to: i64,
+    stopped: &watch::Receiver<bool>,
+) -> [tokio::task::JoinHandle<()>; 3] {
+    [
         tokio::spawn({
             let (kpis, store) = (kpis.clone(), store.clone());
             async move {
@@ -92,7 +100,35 @@ pub async fn run(
             Duration::from_secs(60).min(config.retention),
             stopped.clone(),
         )),
-    ];
+    ]
+}
+
+/// Serves on every listener until `shutdown` completes, then stops accepting, finishes the
+/// requests in flight, commits what they queued, and returns.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let started = Instant::now();
+    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
+    let kpis = Arc::new(KpiEngine::new(kpi_engine::kpi_limits(config.kpi_memory)));
+    let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
+
+    // Everything committed up to here is read back into the aggregates; everything after is
+    // recorded as it commits. Read the boundary before the writers start.
+    let rebuild_up_to = store.max_event_id().await.context("reading the newest event id")?;
+    let on_commit: OnCommit = {
+        let (kpis, metrics) = (kpis.clone(), metrics.clone());
+        Arc::new(move |events| {
+            kpis.record(events);
+            metrics.observe_events(events);
+        })
+    };
+    let (ingest, writers) = GroupCommit::start(store.clone(), on_commit);
+
+    let (stop, stopped) = watch::channel(false);
+    let background = start_background(&config, &store, &kpis, rebuild_up_to, &stopped);
 
     let limits = config.limits();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -113,16 +149,7 @@ pub async fn run(
         connection_slots: slots.clone(),
         max_connections: limits.max_connections,
     });
-    // One shutdown signal for every listener: stop accepting and drain (drain.rs), then
-    // close what is idle and wait for what is in flight.
-    let (start_draining, draining) = watch::channel(false);
-    let (stop_serving, serving) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = start_draining.send(true);
-        tokio::time::sleep(drain::DRAIN_GRACE).await;
-        let _ = stop_serving.send(true);
-    });
+    let (draining, serving) = shutdown_phases(shutdown);
     let app =
         http::router(state).layer(axum::middleware::from_fn_with_state(draining.clone(), drain::close_when_draining));
     let mut servers = tokio::task::JoinSet::new();
@@ -148,13 +175,7 @@ pub async fn run(
     // wait for the writers to see the queue closed.
     tracing::info!("shutting down: flushing the event queue");
     let _ = stop.send(true);
-    let flushed = tokio::time::timeout(FLUSH_DEADLINE, async {
-        for w in writers {
-            let _ = w.await;
-        }
-    })
-    .await;
-    if flushed.is_err() {
+    if tokio::time::timeout(FLUSH_DEADLINE, wait_all(writers)).await.is_err() {
         tracing::warn!("event writers did not finish within {FLUSH_DEADLINE:?}");
     }
     for task in background {

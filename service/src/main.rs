@@ -1,5 +1,6 @@
 //! Entry point: configuration, logging, the listener and the shutdown signal.
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -30,13 +31,14 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<()> {
+    let shutdown = shutdown_signal();
     let listeners = match inherited_listeners()? {
         Some(listeners) => listeners,
         None => vec![TcpListener::bind(config.listen).await.with_context(|| {
             format!("cannot listen on {}; is another service using it? (--listen / VC_LISTEN)", config.listen)
         })?],
     };
-    vehicleconnect::run(listeners, config, shutdown_signal()).await
+    vehicleconnect::run(listeners, config, shutdown).await
 }
 
 /// Sockets handed over by systemd socket activation (`LISTEN_FDS`): systemd holds the ports
@@ -60,22 +62,29 @@ fn inherited_listeners() -> Result<Option<Vec<TcpListener>>> {
     Ok(Some(listeners))
 }
 
-/// SIGTERM (systemd, `kill`) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the service");
-            let _ = ctrl_c.await;
-            return;
+/// SIGTERM (systemd, `kill`) or Ctrl-C. The handlers are installed here, before the
+/// service listens, not when the future is first polled: a SIGTERM that arrives just after
+/// the service says it listens must drain it, not kill it.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+            }
+            (term, interrupt) => {
+                let e = term.err().or(interrupt.err()).map(|e| e.to_string()).unwrap_or_default();
+                tracing::warn!(error = %e, "cannot listen for SIGTERM and SIGINT; only Ctrl-C stops the service");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+        tracing::info!("shutdown signal received; finishing in-flight requests");
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
 }
 
 fn init_logging(format: LogFormat) {

@@ -155,3 +155,18 @@ async fn postgres_outage_answers_503_then_recovers() {
     workers.join_all().await;
     assert_every_ack_stored(&store, &tally).await;
 }
+
+/// Migrations only add, so a release runs on the schema a newer release left (a rollback):
+/// it says so in its log and serves.
+async fn an_older_release_runs_on_a_newer_schema(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let mut svc = Service::start(&store, &[]).await;
+    assert_eq!(svc.terminate().await, Some(0));
+    let now = if backend == Backend::Postgres { "now()" } else { "0" };
+    store.execute(&format!("INSERT INTO schema_migrations (version, applied_at) VALUES (999, {now})")).await;
+    let svc = Service::start(&store, &[]).await;
+    let r = client().post(svc.url("/api/events")).json(&common::event("/a", 1.0, 200, "c")).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(svc.log().contains("newer than this release knows; running on it"), "{}", svc.log());
+}
+both_stores!(an_older_release_runs_on_a_newer_schema);

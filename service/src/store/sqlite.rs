@@ -240,8 +240,10 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     let newest: Option<i32> =
         tx.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0)).optional()?.flatten();
     if newest.unwrap_or(0) > MIGRATIONS.last().map_or(0, |m| m.0) {
-        bail!(
-            "the embedded store's schema (version {newest:?}) is newer than this release knows; upgrade vehicleconnect"
+        // Migrations only add, so an older release, rolled back to, still runs on it.
+        tracing::warn!(
+            schema = newest,
+            "the embedded store's schema is newer than this release knows; running on it (migrations are expand-only)"
         );
     }
     for (version, sql) in MIGRATIONS {

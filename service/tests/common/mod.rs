@@ -129,6 +129,18 @@ impl TestStore {
         }
     }
 
+    /// Runs one SQL statement on the store, beside the service.
+    pub async fn execute(&self, sql: &str) {
+        match &self.pg_url {
+            Some(url) => {
+                pg_connect(url).await.batch_execute(sql).await.unwrap();
+            }
+            None => {
+                self.sqlite().execute_batch(sql).unwrap();
+            }
+        }
+    }
+
     pub async fn snapshot_rows(&self) -> i64 {
         let sql = "SELECT count(*) FROM kpi_snapshots";
         match &self.pg_url {
