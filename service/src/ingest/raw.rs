@@ -82,6 +82,8 @@ pub const MAX_UNKNOWN_KEYS: usize = 8;
 const MAX_KEY_CHARS: usize = 64;
 
 /// One event as read: an object's known fields, or the kind of the non-object it was.
+// One lives at a time, on the stack; boxing the fields would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawEvent {
     Object(RawFields),
