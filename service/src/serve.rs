@@ -89,12 +89,11 @@ pub async fn serve(
         let io = TokioIo::new(ClockedIo::new(stream, requests.clone(), limits));
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let (app, requests) = (app.clone(), requests.clone());
-            requests.started.fetch_add(1, Ordering::SeqCst);
-            requests.in_flight.fetch_add(1, Ordering::SeqCst);
+            let app = app.clone();
+            let in_flight = InFlight::start(&requests);
             async move {
                 let response = app.oneshot(request.map(axum::body::Body::new)).await;
-                requests.in_flight.fetch_sub(1, Ordering::SeqCst);
+                drop(in_flight);
                 response
             }
         });
@@ -120,6 +119,23 @@ struct Requests {
     /// moves the clock to the keep-alive phase.
     started: AtomicUsize,
     in_flight: AtomicUsize,
+}
+
+/// One request in flight; dropped when it is answered, or abandoned with its connection.
+struct InFlight(Arc<Requests>);
+
+impl InFlight {
+    fn start(requests: &Arc<Requests>) -> InFlight {
+        requests.started.fetch_add(1, Ordering::SeqCst);
+        requests.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(requests.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A TCP stream that times out a connection waiting for a request, a request head that
