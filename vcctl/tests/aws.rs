@@ -156,6 +156,13 @@ async fn sg_rules(ec2: &aws_sdk_ec2::Client) -> Vec<(i32, String, String)> {
                 r.description().unwrap_or("").to_string(),
             ));
         }
+        for r in p.ipv6_ranges() {
+            rules.push((
+                p.from_port().unwrap(),
+                r.cidr_ipv6().unwrap().to_string(),
+                r.description().unwrap_or("").to_string(),
+            ));
+        }
     }
     rules.sort();
     rules
@@ -359,6 +366,22 @@ async fn an_interrupted_up_converges_without_duplicates() {
     assert_eq!(p.json(&["up"], 0)["changed"], false);
     assert_eq!(live_instances(&ec2).await.len(), 1, "one instance, not two");
     assert_eq!(sg_rules(&ec2).await, expected_rules());
+    p.json(&["destroy", "--yes"], 0);
+}
+
+/// An admin network written in another form than AWS reports (upper case, zeros spelled
+/// out) is stored in its canonical form: the second `up` changes nothing, instead of
+/// revoking and re-adding the rule every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cidrs_in_any_spelling_converge() {
+    let stack = STACK.replace("admin_cidrs: [203.0.113.7/32]", "admin_cidrs: [203.0.113.7/32, \"2001:DB8:0:0::/48\"]");
+    let p = Project::new(&stack, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let rules = sg_rules(&ec2).await;
+    assert!(rules.iter().any(|(port, cidr, _)| *port == 22 && cidr == "2001:db8::/48"), "{rules:?}");
+    assert_eq!(p.json(&["up"], 0)["changed"], false);
+    p.expect(&["plan"], 0);
     p.json(&["destroy", "--yes"], 0);
 }
 

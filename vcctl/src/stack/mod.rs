@@ -159,6 +159,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     }
     let (provider, provider_span) = root.req_str("provider")?;
 
+    // On a host the service port must not be one the stack uses for something else; the
+    // error is kept until the provider is known (the local stack uses none of them).
+    let mut port_taken = None;
     let service = match root.opt_section("service")? {
         None => ServiceSettings { port: None, retention: None, kpi_interval: None, ingest_token: None },
         Some(mut s) => {
@@ -168,6 +171,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
                 kpi_interval: s.opt_duration("kpi_interval")?,
                 ingest_token: s.opt_bool("ingest_token")?,
             };
+            if let Some((_, what)) = settings.port.and_then(|p| HOST_PORTS.iter().find(|(used, _)| *used == p)) {
+                port_taken = Some(s.value_error(
+                    "port",
+                    format!(
+                        "port {} is the host's {what}; the service cannot use it",
+                        settings.port.unwrap_or_default()
+                    ),
+                    Some("choose another port, e.g. 8000".into()),
+                ));
+            }
             s.finish()?;
             settings
         }
@@ -225,12 +238,23 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             })?;
             let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
             let allow_admin_from_anywhere = s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
+            let hint = "use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it";
             let world = admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0");
             if world && !allow_admin_from_anywhere {
                 return Err(s.value_error(
                     "admin_cidrs",
                     "admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet",
-                    Some("use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it".into()),
+                    Some(hint.into()),
+                ));
+            }
+            // Compared as networks, not strings: 0.0.0.0/1 with 128.0.0.0/1 is the world too.
+            if let Some(wide) = admin_cidrs.iter().find(|c| yaml::is_too_wide(c))
+                && !allow_admin_from_anywhere
+            {
+                return Err(s.value_error(
+                    "admin_cidrs",
+                    format!("{wide} opens SSH (22) and Prometheus (9090) to a large part of the internet (prefixes shorter than /8 for IPv4 or /32 for IPv6)"),
+                    Some(hint.into()),
                 ));
             }
             let settings = AwsSettings {
@@ -291,8 +315,22 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         }
     };
     root.finish()?;
+    if let Some(err) = port_taken
+        && !matches!(provider, Provider::Local(_))
+    {
+        return Err(err);
+    }
     Ok(Stack { file: file.to_path_buf(), name, provider, service })
 }
+
+/// Ports a host stack uses for other things than the service's own port.
+const HOST_PORTS: [(u16, &str); 5] = [
+    (22, "SSH port"),
+    (80, "second HTTP port (the socket unit listens on 80 too)"),
+    (5432, "PostgreSQL port"),
+    (9090, "Prometheus port"),
+    (18000, "candidate port (a new release is checked there)"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -338,6 +376,26 @@ mod tests {
         check(
             "name: a\nprovider: local\nservice:\n  port: 70000\n",
             "stacks/t.yaml:4:9: service.port: expected a port between 1 and 65535, got \"70000\"",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\nservice:\n  port: 22\n",
+            "stacks/t.yaml:6:9: service.port: port 22 is the host's SSH port; the service cannot use it\nhint: choose another port, e.g. 8000",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32]\nservice:\n  port: 9090\n",
+            "stacks/t.yaml:6:9: service.port: port 9090 is the host's Prometheus port; the service cannot use it\nhint: choose another port, e.g. 8000",
+        );
+        for wide in ["0.0.0.0/1", "128.0.0.0/1", "::/1", "2000::/3"] {
+            check(
+                &format!("name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32, \"{wide}\"]\n"),
+                &format!(
+                    "stacks/t.yaml:4:16: aws.admin_cidrs: {wide} opens SSH (22) and Prometheus (9090) to a large part of the internet (prefixes shorter than /8 for IPv4 or /32 for IPv6)\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it"
+                ),
+            );
+        }
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs: [\"0::/0\"]\n",
+            "stacks/t.yaml:4:16: aws.admin_cidrs: admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it",
         );
         check(
             "name: a\nprovider: local\nservice:\n  retention: forever\n",
@@ -413,6 +471,12 @@ mod tests {
     #[test]
     fn cidrs() {
         assert_eq!(parse_cidr("2001:db8::/32"), Ok("2001:db8::/32".into()));
+        assert_eq!(parse_cidr("2001:DB8:0::/32"), Ok("2001:db8::/32".into()), "the canonical form");
+        assert_eq!(parse_cidr("::0/0"), Ok("::/0".into()));
+        assert!(yaml::is_too_wide("10.0.0.0/7") && !yaml::is_too_wide("10.0.0.0/8"));
+        assert!(yaml::is_too_wide("2001:db8::/31") && !yaml::is_too_wide("2001:db8::/32"));
+        // The local stack may use any port.
+        assert!(parse(Path::new("t.yaml"), "name: a\nprovider: local\nservice:\n  port: 9090\n").is_ok());
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("10.0.0.0").is_err());
     }

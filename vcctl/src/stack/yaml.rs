@@ -244,12 +244,24 @@ pub fn parse_cidr(s: &str) -> Result<String, String> {
         return Err(format!("prefix /{prefix} is longer than {max} bits in {s:?}"));
     }
     let host_bits = max - prefix;
-    if host_bits > 0 && bits & ((1u128 << host_bits) - 1) != 0 {
+    // `1 << 128` overflows: `::/0` keeps every bit as a host bit.
+    let host_mask = 1u128.checked_shl(u32::from(host_bits)).map_or(u128::MAX, |b| b - 1);
+    if bits & host_mask != 0 {
         return Err(format!(
             "{s:?} has host bits set; did you mean the network address with /{prefix}, or /{max} for one host?"
         ));
     }
-    Ok(s.to_string())
+    // The canonical form (`::/0` for `0::/0`, lower case): what AWS reports back, so the
+    // drift check compares like with like.
+    Ok(format!("{addr}/{prefix}"))
+}
+
+/// Whether a CIDR (as `parse_cidr` returns it) is wider than an admin network should be:
+/// a prefix shorter than /8 for IPv4 or /32 for IPv6.
+pub fn is_too_wide(cidr: &str) -> bool {
+    let Some((addr, prefix)) = cidr.split_once('/') else { return false };
+    let prefix: u8 = prefix.parse().unwrap_or(u8::MAX);
+    if addr.contains(':') { prefix < 32 } else { prefix < 8 }
 }
 
 /// Parses a whole document into its top-level section.
