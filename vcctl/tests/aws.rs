@@ -369,6 +369,37 @@ async fn an_interrupted_up_converges_without_duplicates() {
     p.json(&["destroy", "--yes"], 0);
 }
 
+/// Another stack whose name starts with this one's (`fra-eu` beside `fra`) keeps its
+/// alarms through this stack's `up` and `destroy`: alarms are found by exact name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_of_a_stack_with_a_longer_name_are_left_alone() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (_, _, cw) = p.sdk().await;
+    p.json(&["up"], 0);
+    let theirs = "vcctl-fra-eu-cpu-high";
+    cw.put_metric_alarm()
+        .alarm_name(theirs)
+        .namespace("AWS/EC2")
+        .metric_name("CPUUtilization")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+        .period(300)
+        .evaluation_periods(2)
+        .threshold(80.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .unwrap();
+    let alarm_names = |cw: aws_sdk_cloudwatch::Client| async move {
+        let out = cw.describe_alarms().send().await.unwrap();
+        out.metric_alarms().iter().filter_map(|a| a.alarm_name().map(str::to_string)).collect::<Vec<_>>()
+    };
+    assert_eq!(p.json(&["up"], 0)["changed"], false, "the other stack's alarm is not this stack's drift");
+    p.expect(&["plan"], 0);
+    assert!(alarm_names(cw.clone()).await.contains(&theirs.to_string()));
+    p.json(&["destroy", "--yes"], 0);
+    assert_eq!(alarm_names(cw).await, [theirs.to_string()], "destroy removed only this stack's alarms");
+}
+
 /// An admin network written in another form than AWS reports (upper case, zeros spelled
 /// out) is stored in its canonical form: the second `up` changes nothing, instead of
 /// revoking and re-adding the rule every time.

@@ -34,11 +34,19 @@ pub fn prefix(stack: &str) -> String {
     format!("vcctl-{stack}-")
 }
 
+/// The names of a stack's alarms, exactly: a name prefix would also match the alarms of a
+/// stack whose name starts with this one's (`prod` and `prod-eu`).
+pub const ALARMS: [&str; 2] = ["system-status", "cpu-high"];
+
+fn names(stack: &str) -> Vec<String> {
+    ALARMS.iter().map(|a| format!("{}{a}", prefix(stack))).collect()
+}
+
 /// The alarms a stack's instance gets.
 pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
     vec![
         Alarm {
-            name: format!("{}system-status", prefix(stack)),
+            name: format!("{}{}", prefix(stack), ALARMS[0]),
             metric: "StatusCheckFailed_System".into(),
             statistic: "Maximum".into(),
             period_s: 60,
@@ -50,7 +58,7 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
             state: None,
         },
         Alarm {
-            name: format!("{}cpu-high", prefix(stack)),
+            name: format!("{}{}", prefix(stack), ALARMS[1]),
             metric: "CPUUtilization".into(),
             statistic: "Average".into(),
             period_s: 300,
@@ -66,7 +74,7 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
 pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
     let out = cw
         .describe_alarms()
-        .alarm_name_prefix(prefix(stack))
+        .set_alarm_names(Some(names(stack)))
         .send()
         .await
         .map_err(|e| error("cloudwatch:DescribeAlarms", "listing the stack's alarms", e))?;
