@@ -14,8 +14,11 @@ BASE=/opt/vehicleconnect
 REL=$BASE/releases
 FAILED=$BASE/failed
 ETC=/etc/vehicleconnect
-LOCK=/run/lock/vehicleconnect-deploy.lock
-HOLDER=/run/lock/vehicleconnect-deploy.holder
+# Root's own directory, not the world-writable /run/lock: nobody else can create, replace
+# or hold the lock file.
+LOCK_DIR=/run/vehicleconnect-deploy
+LOCK=$LOCK_DIR/lock
+HOLDER=$LOCK_DIR/holder
 UNIT=vehicleconnect.service
 SOCKET=vehicleconnect.socket
 CANDIDATE=vehicleconnect-candidate
@@ -32,6 +35,7 @@ case $cmd in
 
 lock) # lock TIMEOUT_S HOLDER: take the deploy lock and hold it until stdin closes, i.e. until
       # the vcctl that asked for it ends, however it ends: a killed deploy cannot leave it behind.
+  mkdir -p "$LOCK_DIR" && chown root:root "$LOCK_DIR" && chmod 0700 "$LOCK_DIR"
   exec 9>>"$LOCK"
   if ! flock -n 9; then
     echo "WAITING $(cat "$HOLDER" 2>/dev/null || echo '{}')"

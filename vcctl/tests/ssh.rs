@@ -390,10 +390,12 @@ while (accept(my $c, $srv)) {
 /// Waits until a deploy holds the host's lock (the host records the holder while it does).
 fn wait_for_the_lock_to_be_taken() {
     let started = Instant::now();
-    while on_host("cat /run/lock/vehicleconnect-deploy.holder 2>/dev/null || true").trim().is_empty() {
+    while on_host("cat /run/vehicleconnect-deploy/holder 2>/dev/null || true").trim().is_empty() {
         assert!(started.elapsed() < Duration::from_secs(30), "the first deploy never took the lock");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The lock lives in root's own directory, not the world-writable /run/lock.
+    assert_eq!(on_host("stat -c '%a %U' /run/vehicleconnect-deploy").trim(), "700 root");
 }
 
 #[test]
