@@ -83,7 +83,6 @@ impl Config {
         crate::serve::Limits {
             max_connections: self.max_connections as usize,
             header_read_timeout: self.header_read_timeout,
-            body_read_timeout: self.body_read_timeout,
             idle_timeout: self.idle_timeout,
         }
     }

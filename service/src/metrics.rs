@@ -231,7 +231,7 @@ impl Metrics {
 
     fn forget(&self, endpoint: String) {
         let endpoint = LabelText(endpoint);
-        for status_class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+        for status_class in STATUS_CLASSES {
             self.vehicle_events.remove(&VehicleLabels { endpoint: endpoint.clone(), status_class });
         }
         self.vehicle_response_time.remove(&EndpointLabels { endpoint });
@@ -281,13 +281,13 @@ fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
+/// The `status_class` label values, one per hundred of status codes.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 fn status_class(code: u16) -> &'static str {
-    match code {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+    match code / 100 {
+        hundreds @ 1..=4 => STATUS_CLASSES[usize::from(hundreds) - 1],
+        _ => STATUS_CLASSES[4],
     }
 }
 

@@ -9,8 +9,8 @@
 //!   head must follow within `header_read_timeout`.
 //! - An answer the client does not read (its window stays full) is dropped with the
 //!   connection after `idle_timeout` without progress.
-//! - A request body must arrive within `body_read_timeout` (applied where bodies are read,
-//!   `http::events`).
+//! - A request body must arrive within `--body-read-timeout`, applied where bodies are read
+//!   (`http::body`).
 //!
 //! hyper's own `header_read_timeout` starts while a kept-alive connection is idle, so it
 //! would make the keep-alive time and the header time one setting; the clock here tells them
@@ -40,7 +40,6 @@ use tower::ServiceExt;
 pub struct Limits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
-    pub body_read_timeout: Duration,
     pub idle_timeout: Duration,
 }
 

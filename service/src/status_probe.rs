@@ -2,7 +2,6 @@
 //! answers from memory: a flood of health checks takes no database connection from the
 //! writers and cannot slow ingest.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -19,7 +18,7 @@ const STALE_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct StoreHealth {
-    latest: Arc<watch::Receiver<(bool, Instant)>>,
+    latest: watch::Receiver<(bool, Instant)>,
 }
 
 impl StoreHealth {
@@ -39,7 +38,7 @@ impl StoreHealth {
                 }
             }
         });
-        StoreHealth { latest: Arc::new(rx) }
+        StoreHealth { latest: rx }
     }
 
     /// Whether the latest probe, at most a few seconds old, reached the store.

@@ -10,7 +10,6 @@ use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
-use super::events::too_large;
 use crate::ingest::body::MAX_BODY_BYTES;
 
 /// Bytes of request bodies the service holds at once, over all requests: 8 maximum-size
@@ -24,19 +23,23 @@ pub fn body_budget() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(BODY_BUDGET_BYTES / KIB))
 }
 
-/// Reads the body into one buffer: at most [`MAX_BODY_BYTES`], within `timeout` in all (a
-/// client trickling a byte a second is cut off), without keeping one allocation per chunk
-/// (a chunked body of one-byte chunks would otherwise cost 30 times its size), and taking
-/// its bytes from `budget` as they arrive (all at once when the length is declared). The
-/// permit is the caller's to hold until the request is done.
+/// Reads the body into one buffer: at most [`MAX_BODY_BYTES`] (refused early on a larger
+/// `declared` length, and while reading), within `timeout` in all (a client trickling a
+/// byte a second is cut off), without keeping one allocation per chunk (a chunked body of
+/// one-byte chunks would otherwise cost 30 times its size), and taking its bytes from
+/// `budget` as they arrive (all at once when the length is declared, before the buffer for
+/// it is allocated). The permit is the caller's to hold until the request is done.
 pub async fn read_body(
     mut body: Body,
     declared: Option<usize>,
     budget: &Arc<Semaphore>,
     timeout: Duration,
 ) -> Result<(Vec<u8>, OwnedSemaphorePermit), ApiError> {
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(MAX_BODY_BYTES));
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
     let mut held = take(budget, declared.unwrap_or(0), None).await?;
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0));
     let read = tokio::time::timeout(timeout, async {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
@@ -59,6 +62,13 @@ pub async fn read_body(
             format!("the request body did not arrive within {} s; send it at once", timeout.as_secs_f64()),
         )),
     }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than {} MiB; split the batch", MAX_BODY_BYTES / (1024 * 1024)),
+    )
 }
 
 /// Grows `held` to cover `bytes`, waiting at most a few seconds for other requests to

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::body::read_body;
 use super::error::{ApiError, ErrorBody};
-use crate::ingest::body::{BodyError, MAX_BODY_BYTES, MAX_EVENTS_PER_REQUEST, Shape, format_of, parse_events};
+use crate::ingest::body::{BodyError, MAX_EVENTS_PER_REQUEST, Shape, format_of, parse_events};
 use crate::ingest::event::TimeBounds;
 use crate::kpi::unix_us;
 
@@ -87,9 +87,6 @@ pub async fn post_events(
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let format = format_of(content_type).map_err(body_error)?;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES) {
-        return Err(too_large());
-    }
     let (bytes, _budget) = read_body(body, declared, &state.body_budget, state.body_read_timeout).await?;
     let bounds = TimeBounds { now_us: unix_us(OffsetDateTime::now_utc()), retention_us: state.retention_us };
     let (shape, events) = parse_events(format, &bytes, bounds).map_err(body_error)?;
@@ -103,13 +100,6 @@ pub async fn post_events(
         }),
     };
     Ok((StatusCode::CREATED, Json(answer)))
-}
-
-pub(super) fn too_large() -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body is larger than {} MiB; split the batch", MAX_BODY_BYTES / (1024 * 1024)),
-    )
 }
 
 fn body_error(e: BodyError) -> ApiError {

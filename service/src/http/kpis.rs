@@ -29,8 +29,8 @@ struct KpiQuery {
 /// KPIs over a window.
 ///
 /// Without `endpoint`, the snapshot the KPI engine computed last (see `computed_at`);
-/// with it, computed for that endpoint on request. Either answer may be up to a second old. The `series` has one point per minute
-/// of the window, empty minutes included.
+/// with it, computed for that endpoint on request. Either answer may be up to a second
+/// old. The `series` has one point per minute of the window, empty minutes included.
 #[utoipa::path(
     get,
     path = "/api/analytics/kpis",
