@@ -1,120 +1,163 @@
 #!/bin/sh
-# vc-host: the host side of `vcctl deploy` (templates/host/vc-host.sh). vcctl installs it as
-# /opt/vehicleconnect/bin/vc-host at the start of every run and calls it as root over its
-# one SSH connection. Each subcommand is one small, idempotent step; vcctl decides the order,
-# checks the health and reports. Secrets are generated here and never leave the host.
+# vc-host: the host side of vcctl (templates/host/vc-host.sh). vcctl installs it as
+# /opt/vehicleconnect/bin/vc-host when it connects and calls it as root over its one SSH
+# connection. It holds the mechanisms only: the lock, atomic renames, a hashed receive, the
+# units. Every decision (the order, what to prune, what is unfinished, what is healthy) is
+# vcctl's; its answers are read in vcctl/src/host/protocol.rs. Secrets are generated here and
+# never leave the host.
 #
 # Layout:  /opt/vehicleconnect/releases/<UTC time>-<sha12>/{vehicleconnect,release.json}
 #          /opt/vehicleconnect/current -> releases/...   (switched with one rename)
 #          /opt/vehicleconnect/candidate -> releases/... (a new release under check, loopback only)
-#          /opt/vehicleconnect/failed/<release>/          (failed releases, moved aside)
+#          /opt/vehicleconnect/failed/<release>/          (failed releases, set aside)
 #          /etc/vehicleconnect/env                        (0600: DATABASE_URL, VC_INGEST_TOKEN)
+#
+# VC_HOST_ROOT (tests only) puts every path under another directory, so the file steps run
+# in a temporary directory without a host.
 set -eu
-BASE=/opt/vehicleconnect
+ROOT=${VC_HOST_ROOT:-}
+BASE=$ROOT/opt/vehicleconnect
 REL=$BASE/releases
 FAILED=$BASE/failed
-ETC=/etc/vehicleconnect
+ETC=$ROOT/etc/vehicleconnect
 # Root's own directory, not the world-writable /run/lock: nobody else can create, replace
 # or hold the lock file.
-LOCK_DIR=/run/vehicleconnect-deploy
-LOCK=$LOCK_DIR/lock
-HOLDER=$LOCK_DIR/holder
+LOCK_DIR=$ROOT/run/vehicleconnect-deploy
 UNIT=vehicleconnect.service
 SOCKET=vehicleconnect.socket
 CANDIDATE=vehicleconnect-candidate
-export LC_ALL=C SYSTEMD_PAGER= SYSTEMD_COLORS=0
+export LC_ALL=C SYSTEMD_PAGER='' SYSTEMD_COLORS=0
 
 die() { echo "vc-host: $*" >&2; exit 1; }
 # A release name is <UTC time>-<sha12>: never a path.
 check_name() { case $1 in *[!0-9A-Za-z-]*|'') die "bad release name: $1";; esac; }
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 current() { r=$(readlink "$BASE/current" 2>/dev/null || true); echo "${r##*/}"; }
+secret() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+env_value() { sed -n "s|^$1=||p" "$ETC/env" 2>/dev/null || true; }
+# The directory holding release $1: releases/ or failed/.
+release_dir() {
+  check_name "$1"
+  if [ -d "$REL/$1" ]; then echo "$REL/$1"; elif [ -d "$FAILED/$1" ]; then echo "$FAILED/$1"; else die "no release $1 on this host"; fi
+}
 
-cmd=${1:-}; [ $# -gt 0 ] && shift
-case $cmd in
-
-lock) # lock TIMEOUT_S HOLDER: take the deploy lock and hold it until stdin closes, i.e. until
-      # the vcctl that asked for it ends, however it ends: a killed deploy cannot leave it behind.
-  mkdir -p "$LOCK_DIR" && chown root:root "$LOCK_DIR" && chmod 0700 "$LOCK_DIR"
-  exec 9>>"$LOCK"
+# lock TIMEOUT_S HOLDER: take the deploy lock and hold it until stdin closes, i.e. until the
+# vcctl that asked for it ends, however it ends: a killed deploy cannot leave it behind.
+lock() {
+  mkdir -p "$LOCK_DIR" && chmod 0700 "$LOCK_DIR"
+  if [ "$(id -u)" = 0 ]; then chown root:root "$LOCK_DIR"; fi
+  exec 9>>"$LOCK_DIR/lock"
   if ! flock -n 9; then
-    echo "WAITING $(cat "$HOLDER" 2>/dev/null || echo '{}')"
-    flock -w "$1" 9 || { echo "BUSY $(cat "$HOLDER" 2>/dev/null || echo '{}')"; exit 75; }
+    echo "WAITING $(cat "$LOCK_DIR/holder" 2>/dev/null || echo '{}')"
+    flock -w "$1" 9 || { echo "BUSY $(cat "$LOCK_DIR/holder" 2>/dev/null || echo '{}')"; exit 75; }
   fi
-  printf '%s\n' "$2" > "$HOLDER"
+  printf '%s\n' "$2" > "$LOCK_DIR/holder"
   echo LOCKED
   cat >/dev/null || true
-  rm -f "$HOLDER"
-  ;;
+  rm -f "$LOCK_DIR/holder"
+}
 
-state) # What is installed: one `receipt <json>` line per release, then `current`, `active`, `env`.
+# state: one `receipt <json>` line per release and one `failed <json>` per failed one, then
+# `current`, `candidate`, `active`, `env` and `arch`.
+state() {
   for f in "$REL"/*/release.json; do
-    [ -f "$f" ] && printf 'receipt %s\n' "$(tr -d '\n' < "$f")"
+    if [ -f "$f" ]; then printf 'receipt %s\n' "$(tr -d '\n' < "$f")"; fi
+  done
+  for f in "$FAILED"/*/release.json; do
+    if [ -f "$f" ]; then printf 'failed %s\n' "$(tr -d '\n' < "$f")"; fi
   done
   echo "current $(current)"
   c=$(readlink "$BASE/candidate" 2>/dev/null || true); echo "candidate ${c##*/}"
   echo "active $(systemctl is-active $UNIT 2>/dev/null || true)"
-  echo "env $([ -f $ETC/env ] && echo present || echo missing)"
+  echo "env $([ -f "$ETC/env" ] && echo present || echo missing)"
   echo "arch $(uname -m)"
-  ;;
+}
 
-put) # put PATH MODE: install stdin as PATH when it differs; says `changed` or `unchanged`.
-  dir=$(dirname "$1"); install -d -m 755 "$dir"
-  tmp="$1.vcctl-new"; cat > "$tmp"
-  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; echo unchanged; else chmod "$2" "$tmp"; mv -f "$tmp" "$1"; echo changed; fi
-  ;;
+# put PATH MODE: install stdin as PATH when it differs; says `changed` or `unchanged`.
+put() {
+  case $1 in /*) ;; *) die "not an absolute path: $1";; esac
+  path=$ROOT$1
+  install -d -m 755 "$(dirname "$path")"
+  tmp="$path.vcctl-new"; cat > "$tmp"
+  if cmp -s "$tmp" "$path"; then rm -f "$tmp"; echo unchanged; else chmod "$2" "$tmp"; mv -f "$tmp" "$path"; echo changed; fi
+}
 
-prepare) # prepare INGEST_TOKEN(yes|no) PROMETHEUS_CHANGED(yes|no) UNITS_CHANGED(yes|no)
-  # A new cloud instance may still be installing packages: let cloud-init finish first.
+# packages: what the service needs beside itself. A new cloud instance may still be
+# installing them: cloud-init finishes first.
+packages() {
   if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
   missing=""
   for p in postgresql prometheus curl; do installed $p || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     echo "installing$missing" >&2
     apt-get update -qq >&2
+    # shellcheck disable=SC2086 # one word per package
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
   fi
+}
+
+# account: the service's user and directories.
+account() {
   id vehicleconnect >/dev/null 2>&1 || useradd --system --home-dir /var/lib/vehicleconnect --shell /usr/sbin/nologin vehicleconnect
   install -d -m 755 "$BASE" "$REL" "$FAILED"
   install -d -m 700 "$ETC"
+}
+
+# env INGEST_TOKEN(yes|no): the service's secrets, kept when they exist, else made here.
+# Says `changed` when the file changed.
+write_env() {
+  umask 077
+  pw=$(env_value DATABASE_URL | sed -n 's|^postgres://vehicleconnect:\([^@]*\)@.*|\1|p')
+  [ -n "$pw" ] || pw=$(secret)
+  token=""
+  if [ "$1" = yes ]; then token=$(env_value VC_INGEST_TOKEN); [ -n "$token" ] || token=$(secret); fi
+  { echo "DATABASE_URL=postgres://vehicleconnect:$pw@127.0.0.1:5432/vehicleconnect"
+    [ -z "$token" ] || echo "VC_INGEST_TOKEN=$token"; } > "$ETC/env.new"
+  if cmp -s "$ETC/env.new" "$ETC/env"; then rm -f "$ETC/env.new"; echo unchanged; else mv -f "$ETC/env.new" "$ETC/env"; echo changed; fi
+}
+
+# database: the role and database of the env file's DATABASE_URL. The password is set by
+# psql's \password, which sends PostgreSQL a SCRAM verifier: the plain password is in no
+# SQL text, no log and no command line. Set only when it does not log in already.
+database() {
   systemctl enable --now postgresql >/dev/null 2>&1 || systemctl start postgresql
   for _ in $(seq 120); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
-  umask 077
-  # The database password: kept from the env file when there is one, else made here.
-  pw=$(sed -n 's|^DATABASE_URL=postgres://vehicleconnect:\([^@]*\)@.*|\1|p' $ETC/env 2>/dev/null || true)
-  [ -n "$pw" ] || pw=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  # Through stdin, so the password is on no command line.
-  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
-DO \$\$ BEGIN
+  runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vehicleconnect') THEN CREATE ROLE vehicleconnect LOGIN; END IF;
-END \$\$;
-ALTER ROLE vehicleconnect PASSWORD '$pw';
+END $$;
 SQL
   runuser -u postgres -- psql -qAtc "SELECT 1 FROM pg_database WHERE datname = 'vehicleconnect'" | grep -q 1 \
     || runuser -u postgres -- createdb -O vehicleconnect vehicleconnect
-  token=$(sed -n 's/^VC_INGEST_TOKEN=//p' $ETC/env 2>/dev/null || true)
-  if [ "$1" = yes ] && [ -z "$token" ]; then token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'); fi
-  [ "$1" = yes ] || token=""
-  { echo "DATABASE_URL=postgres://vehicleconnect:$pw@127.0.0.1:5432/vehicleconnect"
-    [ -z "$token" ] || echo "VC_INGEST_TOKEN=$token"; } > $ETC/env.new
-  if cmp -s $ETC/env.new $ETC/env; then rm -f $ETC/env.new; else mv -f $ETC/env.new $ETC/env; echo "env changed"; fi
-  umask 022
+  pw=$(env_value DATABASE_URL | sed -n 's|^postgres://vehicleconnect:\([^@]*\)@.*|\1|p')
+  [ -n "$pw" ] || die "no database password in $ETC/env: run \`env\` first"
+  if PGPASSWORD=$pw PGCONNECT_TIMEOUT=5 psql -h 127.0.0.1 -U vehicleconnect -d vehicleconnect -qAtc 'select 1' >/dev/null 2>&1; then
+    return 0
+  fi
+  # No terminal (setsid): \password reads the new password twice from stdin.
+  printf '%s\n%s\n' "$pw" "$pw" | setsid -w runuser -u postgres -- psql -q -c '\password vehicleconnect' >/dev/null 2>&1 \
+    || die "could not set the database password"
+}
+
+# prometheus RESTART(yes|no): its config was written by `put`; restart it when it changed.
+prometheus() {
   systemctl enable prometheus >/dev/null 2>&1 || true
-  if [ "$2" = yes ]; then systemctl restart prometheus; else systemctl start prometheus; fi
-  if [ "$3" = yes ]; then
+  if [ "$1" = yes ]; then systemctl restart prometheus; else systemctl start prometheus; fi
+}
+
+# units CHANGED(yes|no): the units were written by `put`; reload them when they changed. A
+# changed socket unit (other ports) takes effect only when the socket is restarted.
+units() {
+  if [ "$1" = yes ]; then
     systemctl daemon-reload
     systemctl enable $SOCKET $UNIT >/dev/null 2>&1
-    # A changed socket unit (other ports) takes effect only when the socket is restarted.
     systemctl restart $SOCKET
   fi
   systemctl start $SOCKET
-  ;;
+}
 
-token) # the ingest token, for `vcctl simulate` (read by vcctl, never printed by it)
-  sed -n 's/^VC_INGEST_TOKEN=//p' $ETC/env 2>/dev/null || true
-  ;;
-
-receive) # receive SHA256 NAME RECEIPT_JSON: the binary on stdin becomes releases/NAME, or nothing.
+# receive SHA256 NAME RECEIPT_JSON: the binary on stdin becomes releases/NAME, or nothing.
+receive() {
   check_name "$2"
   rm -rf "$REL"/.*.partial
   part="$REL/.$2.partial"; mkdir -p "$part"
@@ -124,38 +167,29 @@ receive) # receive SHA256 NAME RECEIPT_JSON: the binary on stdin becomes release
   chmod 755 "$part/vehicleconnect"
   printf '%s\n' "$3" > "$part/release.json"
   mv -T "$part" "$REL/$2"
-  ;;
+}
 
-candidate) # candidate NAME: run NAME beside the serving release, on 127.0.0.1 only, to check it
-           # before it takes any traffic. Its socket starts it at the first connection.
+# candidate NAME: run NAME beside the serving release, on 127.0.0.1 only, to check it before
+# it takes any traffic. Its socket starts it at the first connection.
+candidate() {
   check_name "$1"
   [ -x "$REL/$1/vehicleconnect" ] || die "no release $1 on this host"
-  systemctl stop $CANDIDATE.socket $CANDIDATE.service 2>/dev/null || true
-  systemctl reset-failed $CANDIDATE.service 2>/dev/null || true
+  candidate_stop
   ln -sfn "releases/$1" "$BASE/candidate.new"
   mv -T "$BASE/candidate.new" "$BASE/candidate"
   echo "since $(date +%s)"
   systemctl start $CANDIDATE.socket
-  ;;
+}
 
-candidate-stop)
+candidate_stop() {
   systemctl stop $CANDIDATE.socket $CANDIDATE.service 2>/dev/null || true
   systemctl reset-failed $CANDIDATE.service $CANDIDATE.socket 2>/dev/null || true
   rm -f "$BASE/candidate"
-  ;;
+}
 
-cleanup) # after a deploy that was killed: stop its candidate, drop its unfinished releases
-  "$0" candidate-stop
-  cur=$(current)
-  for d in $(ls -1 "$REL" 2>/dev/null); do
-    [ "$d" = "$cur" ] && continue
-    if grep -q '"verdict": *"pending"' "$REL/$d/release.json" 2>/dev/null; then rm -rf "${REL:?}/$d"; echo "pruned $d"; fi
-  done
-  rm -rf "$REL"/.*.partial
-  ;;
-
-switch) # switch NAME: point `current` at NAME with one rename, then restart the service. The
-        # socket stays open meanwhile: connections wait in its queue for the new process.
+# switch NAME: point `current` at NAME with one rename, then restart the service. The socket
+# stays open meanwhile: connections wait in its queue for the new process.
+switch() {
   check_name "$1"
   [ -x "$REL/$1/vehicleconnect" ] || die "no release $1 on this host"
   ln -sfn "releases/$1" "$BASE/current.new"
@@ -163,48 +197,59 @@ switch) # switch NAME: point `current` at NAME with one rename, then restart the
   systemctl reset-failed $UNIT 2>/dev/null || true
   echo "since $(date +%s)"
   systemctl restart $UNIT || true
-  ;;
+}
 
-probe) # probe PORT UNIT: the service's own answer on the host, and what systemd says of it.
+# probe PORT UNIT: the service's own answer on the host, and what systemd says of it.
+probe() {
   body=$(curl -s -m 2 -w '\nhttp %{http_code}' "http://127.0.0.1:$1/api/status") && rc=0 || rc=$?
   echo "curl $rc"
   printf '%s\n' "$body" | sed -n '$!s/^/body /p;$p'
   systemctl show "$2.service" -p ActiveState -p SubState -p NRestarts -p ExecMainStatus
   echo "SocketState=$(systemctl is-active "$2.socket" 2>/dev/null || true)"
-  ;;
+}
 
-diagnose) # diagnose SINCE_EPOCH UNIT: systemctl status and the journal since the start.
+# diagnose SINCE_EPOCH UNIT: systemctl status and the journal since the start.
+diagnose() {
   systemctl status "$2.service" --no-pager -l -n 0 2>&1 || true
   echo "--- journal"
   journalctl -u "$2.service" --no-pager -o short-iso -n 30 --since "@$1" 2>&1 || true
-  ;;
+}
 
-finish) # finish NAME VERDICT KEEP: the final receipt (stdin); failed releases are moved aside,
-        # good ones beyond the newest KEEP deleted (never the current one).
+# finish NAME: the release's final receipt, from stdin.
+finish() {
+  dir=$(release_dir "$1")
+  cat > "$dir/release.json.new"
+  mv -f "$dir/release.json.new" "$dir/release.json"
+}
+
+# set-aside NAME: move a failed release out of releases/ into failed/.
+set_aside() {
   check_name "$1"
+  [ "$1" != "$(current)" ] || die "release $1 serves: it cannot be set aside"
   [ -d "$REL/$1" ] || die "no release $1 on this host"
-  cat > "$REL/$1/release.json.new"; mv -f "$REL/$1/release.json.new" "$REL/$1/release.json"
-  cur=$(current)
-  if [ "$2" = failed ] && [ "$1" != "$cur" ]; then
-    install -d -m 755 "$FAILED"; rm -rf "$FAILED/$1"; mv "$REL/$1" "$FAILED/$1"
-    ls -1 "$FAILED" | sort -r | tail -n +6 | while read -r old; do rm -rf "$FAILED/$old"; done
-  fi
-  n=0
-  for d in $(ls -1 "$REL" | sort -r); do
-    [ "$d" = "$cur" ] && { n=$((n + 1)); continue; }
-    # (Pending releases left by a killed deploy are dropped by `cleanup`, before any deploy.)
-    if grep -q '"verdict": *"healthy"' "$REL/$d/release.json" 2>/dev/null; then
-      n=$((n + 1)); [ $n -le "$3" ] || { rm -rf "${REL:?}/$d"; echo "pruned $d"; }
-    fi
-  done
-  ;;
+  install -d -m 755 "$FAILED"
+  rm -rf "${FAILED:?}/$1"
+  mv -T "$REL/$1" "$FAILED/$1"
+}
 
-logs) # logs LINES [follow]
+# remove NAME...: delete releases (from releases/ or failed/), never the current one.
+remove() {
+  for name in "$@"; do
+    check_name "$name"
+    [ "$name" != "$(current)" ] || die "release $name serves: it cannot be removed"
+    rm -rf "${REL:?}/$name" "${FAILED:?}/$name"
+    echo "removed $name"
+  done
+}
+
+# logs LINES [follow]
+logs() {
   if [ "${2:-}" = follow ]; then exec journalctl -u $UNIT --no-pager -o short-iso -n "$1" -f; fi
   exec journalctl -u $UNIT --no-pager -o short-iso -n "$1"
-  ;;
+}
 
-destroy) # destroy keep-data|delete-data: remove the service; PostgreSQL and Prometheus stay.
+# destroy keep-data|delete-data: remove the service; PostgreSQL and Prometheus stay.
+destroy() {
   systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service >/dev/null 2>&1 || true
   rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.*
   systemctl daemon-reload
@@ -214,7 +259,30 @@ destroy) # destroy keep-data|delete-data: remove the service; PostgreSQL and Pro
     rm -rf /var/lib/vehicleconnect "$ETC"
   fi
   rm -rf "$REL" "$FAILED" "$BASE/current" "$BASE/candidate"
-  ;;
+}
 
-*) die "unknown command: $cmd" ;;
+cmd=${1:-}; [ $# -gt 0 ] && shift
+case $cmd in
+  lock) lock "$1" "$2" ;;
+  state) state ;;
+  put) put "$1" "$2" ;;
+  packages) packages ;;
+  account) account ;;
+  env) write_env "$1" ;;
+  database) database ;;
+  prometheus) prometheus "$1" ;;
+  units) units "$1" ;;
+  token) env_value VC_INGEST_TOKEN ;;
+  receive) receive "$1" "$2" "$3" ;;
+  candidate) candidate "$1" ;;
+  candidate-stop) candidate_stop ;;
+  switch) switch "$1" ;;
+  probe) probe "$1" "$2" ;;
+  diagnose) diagnose "$1" "$2" ;;
+  finish) finish "$1" ;;
+  set-aside) set_aside "$1" ;;
+  remove) remove "$@" ;;
+  logs) logs "$1" "${2:-}" ;;
+  destroy) destroy "$1" ;;
+  *) die "unknown command: $cmd" ;;
 esac

@@ -89,6 +89,22 @@ pub enum Command {
     Completions { shell: clap_complete::Shell },
 }
 
+impl Command {
+    /// The flags that override the stack file (none for `completions`).
+    pub fn overrides(&self) -> &OverrideArgs {
+        static NONE: OverrideArgs = OverrideArgs { port: None };
+        match self {
+            Command::Up(a) | Command::Plan(a) | Command::Deploy(a) => &a.overrides,
+            Command::Status(o) => o,
+            Command::Logs(a) => &a.overrides,
+            Command::Rollback(a) => &a.overrides,
+            Command::Destroy(a) => &a.overrides,
+            Command::Simulate(a) => &a.overrides,
+            Command::Completions { .. } => &NONE,
+        }
+    }
+}
+
 /// Settings a flag (or its environment variable) can override over the stack file.
 #[derive(Debug, Clone, Args, Default)]
 pub struct OverrideArgs {

@@ -72,38 +72,37 @@ pub async fn status(client: &reqwest::Client, base: &str) -> Result<(u16, Status
     Ok((code, s))
 }
 
-/// Polls until healthy. `alive` says whether the process still runs (None: cannot tell);
-/// `log_tail` gives its last output for the diagnosis.
-pub async fn wait(
-    base: &str,
-    want: Option<(&str, &str)>,
-    deadline: Duration,
-    alive: impl Fn() -> Option<bool>,
-    log_tail: impl Fn() -> String,
-) -> Result<Status, Unhealthy> {
-    let client = client();
+/// One look at a release while it is checked.
+pub enum Look {
+    /// Healthy, with the version wanted.
+    Healthy(Status),
+    /// Not yet: why, should time run out.
+    NotYet(Unhealthy),
+    /// It will not be: the process exited, or keeps crashing.
+    Dead(Unhealthy),
+}
+
+/// How often a check looks.
+const POLL: Duration = Duration::from_millis(250);
+
+/// Looks until healthy, dead, or `timeout` has passed (a zero timeout looks once). The one
+/// polling loop of every target; each says what a look is.
+pub async fn wait(timeout: Duration, mut look: impl AsyncFnMut() -> Look) -> Result<Status, Unhealthy> {
     let started = Instant::now();
     loop {
-        let last;
-        match status(&client, base).await {
-            Ok((code, s)) if is_healthy(code, &s) => match version_mismatch(&s, want) {
-                Some((got, want)) => {
-                    last = format!("version {got}");
-                    if started.elapsed() > deadline {
-                        return Err(Unhealthy::WrongVersion { url: base.to_string(), got, want });
-                    }
-                }
-                None => return Ok(s),
-            },
-            Ok((code, s)) => last = format!("HTTP {code}, database {}", s.database),
-            Err(e) => last = e,
+        match look().await {
+            Look::Healthy(s) => return Ok(s),
+            Look::Dead(why) => return Err(why),
+            Look::NotYet(why) if started.elapsed() >= timeout => return Err(why),
+            Look::NotYet(_) => tokio::time::sleep(POLL).await,
         }
-        if alive() == Some(false) {
-            return Err(Unhealthy::Exited(log_tail()));
-        }
-        if started.elapsed() > deadline {
-            return Err(Unhealthy::Timeout { url: base.to_string(), waited: deadline, last });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A healthy answer at `url` is a good look when it is the version wanted.
+pub fn judge(s: Status, want: Option<(&str, &str)>, url: &str) -> Look {
+    match version_mismatch(&s, want) {
+        Some((got, want)) => Look::NotYet(Unhealthy::WrongVersion { url: url.to_string(), got, want }),
+        None => Look::Healthy(s),
     }
 }

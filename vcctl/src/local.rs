@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! .vcctl/local/<stack>/
-//!   releases/<UTC time>-<sha12>/vehicleconnect, release.json   (kept: the last 5 good)
+//!   releases/<UTC time>-<sha12>/vehicleconnect, release.json   (kept: deploy::prune)
 //!   current -> releases/...                                      (switched atomically)
 //!   service.pid, service.log, data/, secrets/ingest_token (0600)
 //! ```
@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::artifact::Artifact;
 use crate::error::Failure;
-use crate::release::{KEEP_RELEASES, Receipt};
+use crate::release::Receipt;
 use crate::settings::Settings;
 use crate::stack::Provider;
 
@@ -41,6 +41,11 @@ impl LocalStack {
             port: settings.port,
             settings: settings.clone(),
         }
+    }
+
+    /// The stack's name.
+    pub fn name(&self) -> &str {
+        &self.settings.stack
     }
 
     pub fn base_url(&self) -> String {
@@ -128,31 +133,16 @@ impl LocalStack {
         self.releases().into_iter().find(|r| r.name == name)
     }
 
-    fn write_receipt(&self, r: &Receipt) -> Result<()> {
+    pub fn write_receipt(&self, r: &Receipt) -> Result<()> {
         let path = self.releases_dir().join(&r.name).join("release.json");
         fs::write(&path, serde_json::to_string_pretty(r)?).with_context(|| format!("writing `{}`", path.display()))
     }
 
-    pub fn set_verdict(&self, name: &str, verdict: &str) -> Result<()> {
-        if let Some(mut r) = self.releases().into_iter().find(|r| r.name == name) {
-            r.verdict = verdict.to_string();
-            self.write_receipt(&r)?;
-        }
-        Ok(())
-    }
-
-    /// Copies the artifact in as a new release (or finds the release that has it already).
-    pub fn install(&self, artifact: &Artifact) -> Result<Receipt> {
-        if let Some(existing) =
-            self.releases().into_iter().rev().find(|r| r.sha256 == artifact.sha256 && r.verdict != "failed")
-        {
-            return Ok(existing);
-        }
-        let receipt = Receipt::new(artifact);
-        let name = receipt.name.clone();
-        let dir = self.releases_dir().join(&name);
+    /// Copies the artifact in as the release `receipt` names: to a temporary name, checked,
+    /// then renamed, so a half-copied binary never looks installed.
+    pub fn install(&self, artifact: &Artifact, receipt: &Receipt) -> Result<()> {
+        let dir = self.releases_dir().join(&receipt.name);
         fs::create_dir_all(&dir).with_context(|| format!("creating `{}`", dir.display()))?;
-        // Copy to a temporary name, check, then rename: a half-copied binary never looks installed.
         let tmp = dir.join("vehicleconnect.tmp");
         fs::copy(&artifact.path, &tmp).with_context(|| format!("copying `{}`", artifact.path.display()))?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
@@ -167,8 +157,16 @@ impl LocalStack {
             );
         }
         fs::rename(&tmp, dir.join("vehicleconnect"))?;
-        self.write_receipt(&receipt)?;
-        Ok(receipt)
+        self.write_receipt(receipt)
+    }
+
+    /// Deletes a release (never the current one: the caller's policy keeps it).
+    pub fn remove(&self, release: &str) -> Result<()> {
+        if self.current().is_some_and(|c| c.name == release) {
+            bail!("release {release} serves: it cannot be removed");
+        }
+        let dir = self.releases_dir().join(release);
+        fs::remove_dir_all(&dir).with_context(|| format!("removing `{}`", dir.display()))
     }
 
     /// Points `current` at `release`, atomically (a new link renamed over the old one).
@@ -180,17 +178,28 @@ impl LocalStack {
         Ok(())
     }
 
-    /// Starts `current` in the background, detached from this terminal.
-    pub fn start(&self) -> Result<u32> {
-        let bin = self.current_link().join("vehicleconnect");
-        let addr = format!("{}:{}", self.address, self.port);
-        if std::net::TcpListener::bind(&addr).is_err() {
+    /// Refuses a port another program holds (call it with the service stopped).
+    pub fn check_port_free(&self) -> Result<()> {
+        if std::net::TcpListener::bind((self.address.as_str(), self.port)).is_err() {
             return Err(Failure::invalid(
                 format!("port {} on {} is already in use by another program", self.port, self.address),
                 Some("stop it, or pick another port with --port or `service.port` in the stack file".to_string()),
             )
             .into());
         }
+        Ok(())
+    }
+
+    /// The address the service listens on.
+    pub fn listen(&self) -> String {
+        format!("{}:{}", self.address, self.port)
+    }
+
+    /// Starts `current` in the background, detached from this terminal.
+    pub fn start(&self) -> Result<u32> {
+        let bin = self.current_link().join("vehicleconnect");
+        self.check_port_free()?;
+        let addr = self.listen();
         fs::create_dir_all(self.data_dir())?;
         let log = OpenOptions::new().create(true).append(true).open(self.log_file())?;
         let mut cmd = std::process::Command::new(&bin);
@@ -250,23 +259,6 @@ impl LocalStack {
     /// The last `n` lines written to the service log after `offset`.
     pub fn log_since(&self, offset: u64, n: usize) -> String {
         tail_after(&self.log_file(), offset, n).unwrap_or_default()
-    }
-
-    /// Deletes failed releases and all but the newest `KEEP_RELEASES` good ones (never `current`).
-    pub fn prune(&self) -> Result<()> {
-        let current = self.current().map(|r| r.name);
-        let releases = self.releases();
-        let good: Vec<&Receipt> = releases.iter().filter(|r| r.is_good()).collect();
-        let keep_from = good.len().saturating_sub(KEEP_RELEASES);
-        for r in &releases {
-            let keep = Some(&r.name) == current.as_ref()
-                || r.verdict == "pending"
-                || good.iter().position(|g| g.name == r.name).is_some_and(|i| i >= keep_from);
-            if !keep {
-                fs::remove_dir_all(self.releases_dir().join(&r.name))?;
-            }
-        }
-        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ mod artifact;
 mod cli;
 mod cloud;
 mod commands;
+mod deploy;
 mod error;
 mod health;
 mod host;
@@ -16,6 +17,7 @@ mod settings;
 mod simulate;
 mod ssh;
 mod stack;
+mod targets;
 mod templates;
 
 use std::process::ExitCode;
@@ -62,60 +64,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, printer: Printer) -> Result<u8> {
+    // Two commands need no stack file.
+    match &cli.command {
+        Command::Completions { shell } => return Ok(commands::completions(*shell)),
+        Command::Simulate(args) if args.target.is_some() => {
+            let target = args.target.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
+            return commands::simulate::run(&printer, args, target, None).await;
+        }
+        _ => {}
+    }
     let root = std::env::current_dir()?;
-    if let Command::Completions { shell } = &cli.command {
-        clap_complete::generate(*shell, &mut Cli::command(), "vcctl", &mut std::io::stdout());
-        return Ok(0);
-    }
-    if let Command::Simulate(args) = &cli.command
-        && let Some(target) = &args.target
-    {
-        return commands::simulate::run(&printer, args, target.trim_end_matches('/').to_string(), None).await;
-    }
-    let overrides = match &cli.command {
-        Command::Up(a) | Command::Plan(a) | Command::Deploy(a) => a.overrides.clone(),
-        Command::Status(o) => o.clone(),
-        Command::Logs(a) => a.overrides.clone(),
-        Command::Rollback(a) => a.overrides.clone(),
-        Command::Destroy(a) => a.overrides.clone(),
-        Command::Simulate(a) => a.overrides.clone(),
-        Command::Completions { .. } => unreachable!("handled above"),
-    };
     let file = stack::locate(&root, &cli.stack);
     let stack = stack::load_file(&file)?;
-    let settings = settings::Settings::resolve(&root, stack, &overrides);
+    let settings = settings::Settings::resolve(&root, stack, cli.command.overrides());
     let ctx = Ctx { printer, root, settings, yes: cli.yes };
-    if let stack::Provider::Aws(a) = &ctx.settings.provider {
-        let a = a.clone();
-        return match &cli.command {
-            Command::Up(args) => commands::aws::up(&ctx, &a, args).await,
-            Command::Plan(_) => commands::aws::plan(&ctx, &a).await,
-            Command::Status(_) => commands::aws::status(&ctx, &a).await,
-            Command::Destroy(_) => commands::aws::destroy(&ctx, &a).await,
-            // deploy, rollback, logs, simulate: on the instance, over SSH.
-            other => {
-                let remote = commands::aws::remote(&ctx, &a).await?;
-                commands::remote::run(&ctx, &remote, other).await
-            }
-        };
-    }
-    if let stack::Provider::Ssh(s) = &ctx.settings.provider {
-        let remote = commands::remote::Remote::of_ssh(&ctx.settings, s);
-        return commands::remote::run(&ctx, &remote, &cli.command).await;
-    }
-    match &cli.command {
-        Command::Up(a) => commands::up::run(&ctx, a).await,
-        Command::Plan(a) => commands::plan::run(&ctx, a).await,
-        Command::Deploy(a) => commands::deploy::run(&ctx, a).await,
-        Command::Status(_) => commands::status::run(&ctx).await,
-        Command::Logs(a) => commands::logs::run(&ctx, a).await,
-        Command::Rollback(a) => commands::deploy::rollback(&ctx, a).await,
-        Command::Destroy(a) => commands::destroy::run(&ctx, a).await,
-        Command::Simulate(a) => {
-            let stack = ctx.local()?;
-            let token = stack.ingest_token()?;
-            commands::simulate::run(&ctx.printer, a, stack.base_url(), token).await
-        }
-        Command::Completions { .. } => unreachable!("handled above"),
-    }
+    commands::dispatch(&ctx, &cli.command).await
 }

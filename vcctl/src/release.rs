@@ -8,8 +8,26 @@ use serde::{Deserialize, Serialize};
 use crate::artifact::Artifact;
 use crate::error::Failure;
 
-/// Good releases kept for rollback, the current one included; failed ones are moved aside.
-pub const KEEP_RELEASES: usize = 5;
+/// What a deploy found out about a release. Written into its receipt as `pending`,
+/// `healthy` or `failed`; the host side never reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Installed, not checked yet (or its deploy was killed).
+    Pending,
+    Healthy,
+    Failed,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Pending => "pending",
+            Verdict::Healthy => "healthy",
+            Verdict::Failed => "failed",
+        })
+    }
+}
 
 /// What vcctl knows about one release.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,11 +45,14 @@ pub struct Receipt {
     /// `laptop`, or the URL of the CI run that shipped it.
     #[serde(default)]
     pub from: String,
-    /// `pending`, `healthy` or `failed`.
-    pub verdict: String,
+    pub verdict: Verdict,
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<String>,
+    /// The hash of the configuration it was checked with (`deploy::config`): the same binary
+    /// with another configuration is a change to deploy, not a no-op.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
     /// Seconds each step of its deploy took.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timings: BTreeMap<String, f64>,
@@ -54,14 +75,15 @@ impl Receipt {
             source: artifact.path.display().to_string(),
             by: origin.by,
             from: origin.from,
-            verdict: "pending".into(),
+            verdict: Verdict::Pending,
             diagnosis: None,
+            config: None,
             timings: BTreeMap::new(),
         }
     }
 
     pub fn is_good(&self) -> bool {
-        self.verdict == "healthy"
+        self.verdict == Verdict::Healthy
     }
 
     /// The version and commit this release must report when healthy, when it said.

@@ -3,10 +3,12 @@
 //! trip and not a handshake. Host keys are always checked, against the stack's own
 //! `known_hosts` under `.vcctl/`: a key given in the stack is pinned before the first contact;
 //! otherwise the key seen at first contact is pinned and its fingerprint printed. A changed
-//! key is refused, with what to do about it.
+//! key is refused, with what to do about it. This is transport only: what runs on the host is
+//! `host`'s business.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -15,10 +17,6 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::Failure;
 use crate::printer::Printer;
-
-/// Where the host side of vcctl (templates/host/vc-host.sh) is installed on every host.
-pub const HELPER: &str = "/opt/vehicleconnect/bin/vc-host";
-const HELPER_SCRIPT: &str = include_str!("../../templates/host/vc-host.sh");
 
 /// Whom to connect to, and how to trust it.
 #[derive(Debug, Clone)]
@@ -68,11 +66,15 @@ impl Target {
     }
 }
 
-/// An open connection; commands run as root (through `sudo -n` for other users).
+/// An open connection; commands run as root (through `sudo -n` for other users). The session
+/// is shared, so a long-running command (the deploy lock) can outlive the borrow that made it.
 pub struct Ssh {
-    session: Session,
+    session: Arc<Session>,
     pub target: Target,
 }
+
+/// A command running on the host.
+pub type Child = openssh::Child<Arc<Session>>;
 
 impl Ssh {
     pub async fn connect(target: Target, printer: &Printer) -> Result<Ssh> {
@@ -106,75 +108,56 @@ impl Ssh {
                 target.known_hosts.display()
             ));
         }
-        let ssh = Ssh { session, target };
-        ssh.install_helper().await?;
-        Ok(ssh)
+        Ok(Ssh { session: Arc::new(session), target })
     }
 
-    /// The remote program with its arguments, as root.
-    fn command(&self, program: &str) -> openssh::OwningCommand<&Session> {
-        if self.target.user == "root" {
-            self.session.command(program.to_string())
+    /// `argv` as root on the host.
+    fn command(&self, argv: &[&str]) -> openssh::OwningCommand<Arc<Session>> {
+        let mut c = if self.target.user == "root" {
+            self.session.clone().arc_command(argv[0].to_string())
         } else {
-            let mut c = self.session.command("sudo");
-            c.arg("-n").arg(program);
+            let mut c = self.session.clone().arc_command("sudo");
+            c.arg("-n").arg(argv[0]);
             c
-        }
+        };
+        c.args(&argv[1..]);
+        c
     }
 
-    /// Installs (refreshes) the host side of vcctl: one round trip.
-    async fn install_helper(&self) -> Result<()> {
-        let script = format!(
-            "install -d -m 755 /opt/vehicleconnect/bin && cat > {HELPER}.new && chmod 755 {HELPER}.new && mv -f {HELPER}.new {HELPER}"
-        );
-        let mut cmd = self.command("sh");
-        cmd.arg("-c").arg(script);
-        let out = feed(cmd, HELPER_SCRIPT.as_bytes(), None).await?;
-        self.check("installing vc-host", out).map(|_| ()).map_err(|e| {
-            if self.target.user != "root" {
-                e.context(format!("`{}` needs passwordless sudo on the host", self.target.user))
-            } else {
-                e
-            }
-        })
-    }
-
-    /// Runs `vc-host ARGS...` and returns its stdout; a non-zero exit is an error with its stderr.
-    pub async fn run(&self, args: &[&str]) -> Result<String> {
-        let mut cmd = self.command(HELPER);
-        cmd.args(args);
-        let out = cmd.output().await.with_context(|| format!("running vc-host {} on {}", args[0], self.target.host))?;
-        self.check(&format!("vc-host {}", args[0]), out)
+    /// Runs `argv` and returns its stdout; a non-zero exit is an error with its stderr.
+    pub async fn run(&self, argv: &[&str]) -> Result<String> {
+        let out = self
+            .command(argv)
+            .output()
+            .await
+            .with_context(|| format!("running {} on {}", what(argv), self.target.host))?;
+        self.check(&what(argv), out)
     }
 
     /// Like `run`, with `input` on stdin.
-    pub async fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<String> {
-        let mut cmd = self.command(HELPER);
-        cmd.args(args);
-        let out = feed(cmd, input, None).await?;
-        self.check(&format!("vc-host {}", args[0]), out)
+    pub async fn run_with_input(&self, argv: &[&str], input: &[u8]) -> Result<String> {
+        let out = feed(self.command(argv), input, None).await?;
+        self.check(&what(argv), out)
     }
 
     /// Like `run`, streaming the file at `path` to stdin and counting bytes on `progress`.
-    pub async fn run_with_file(&self, args: &[&str], path: &Path, progress: &indicatif::ProgressBar) -> Result<String> {
-        let mut cmd = self.command(HELPER);
-        cmd.args(args);
+    pub async fn run_with_file(&self, argv: &[&str], path: &Path, progress: &indicatif::ProgressBar) -> Result<String> {
         let file = tokio::fs::File::open(path).await.with_context(|| format!("reading `{}`", path.display()))?;
-        let out = feed(cmd, file, Some(progress)).await?;
-        self.check(&format!("vc-host {}", args[0]), out)
+        let out = feed(self.command(argv), file, Some(progress)).await?;
+        self.check(&what(argv), out)
     }
 
-    /// Starts `vc-host ARGS...` and hands back the running child (stdin, stdout piped).
-    pub async fn spawn(&self, args: &[&str]) -> Result<openssh::Child<&Session>> {
-        let mut cmd = self.command(HELPER);
-        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    /// Starts `argv` and hands back the running child (stdin, stdout piped).
+    pub async fn spawn(&self, argv: &[&str]) -> Result<Child> {
+        let mut cmd = self.command(argv);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         Ok(cmd.spawn().await?)
     }
 
-    /// Starts `vc-host ARGS...` with its output going straight to ours (for `logs -f`).
-    pub async fn stream(&self, args: &[&str]) -> Result<std::process::ExitStatus> {
-        let mut cmd = self.command(HELPER);
-        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    /// Starts `argv` with its output going straight to ours (for `logs -f`).
+    pub async fn stream(&self, argv: &[&str]) -> Result<std::process::ExitStatus> {
+        let mut cmd = self.command(argv);
+        cmd.stdin(Stdio::null()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
         Ok(cmd.status().await?)
     }
 
@@ -192,14 +175,26 @@ impl Ssh {
         )
     }
 
+    /// Closes the master connection, once nothing else holds the session.
     pub async fn close(self) {
-        let _ = self.session.close().await;
+        if let Ok(session) = Arc::try_unwrap(self.session) {
+            let _ = session.close().await;
+        }
+    }
+}
+
+/// A command in messages: the program's file name and its first argument.
+fn what(argv: &[&str]) -> String {
+    let program = argv[0].rsplit('/').next().unwrap_or(argv[0]);
+    match argv.get(1) {
+        Some(first) => format!("{program} {first}"),
+        None => program.to_string(),
     }
 }
 
 /// Runs `cmd` with `input` streamed to its stdin (counted on `progress`), and collects its output.
 async fn feed(
-    mut cmd: openssh::OwningCommand<&Session>,
+    mut cmd: openssh::OwningCommand<Arc<Session>>,
     mut input: impl tokio::io::AsyncRead + Unpin,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<Output> {

@@ -8,14 +8,13 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Ctx;
-use super::remote::Remote;
-use crate::cli::ReleaseArgs;
 use crate::cloud::aws::{Aws, cloudwatch, ec2, iam};
 use crate::error::{self, Failure};
 use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
 use crate::settings::expand_home;
 use crate::stack::AwsSettings;
+use crate::targets::remote::Remote;
 use crate::templates;
 
 pub const DEFAULT_REGION: &str = "eu-central-1";
@@ -118,8 +117,9 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     Ok(error::PLAN_HAS_CHANGES)
 }
 
-/// `vcctl up`: provision, then (on real AWS) wait for the instance to answer on SSH and deploy.
-pub async fn up(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Result<u8> {
+/// The provisioning half of `vcctl up`: the instance to deploy to, or `None` on an emulator
+/// (its instances are not real hosts).
+pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<Option<Remote>> {
     let started = Instant::now();
     let (aws, w, found, changes) = survey(ctx, a).await?;
     let instance_id = if changes.is_empty() {
@@ -152,10 +152,9 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Result<u8> {
     if aws.emulated {
         ctx.printer
             .info("AWS_ENDPOINT_URL is set (an emulator): its instances are not real hosts, so no deploy follows");
-        return Ok(error::OK);
+        return Ok(None);
     }
-    let remote = remote_of(ctx, a, &aws).await?;
-    super::remote::deploy_when_reachable(ctx, &remote, args).await
+    Ok(Some(remote_of(ctx, a, &aws).await?))
 }
 
 /// The stack's instance as a host to deploy to: its public address, its login, and its host
@@ -185,7 +184,7 @@ async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
         Some(&identity.to_string_lossy()),
     );
     let console = ec2::console_output(&aws.ec2, &instance.id).await.unwrap_or_default();
-    target.host_key = crate::host::host_keys_from_console(&console).into_iter().find(|k| k.starts_with("ssh-ed25519"));
+    target.host_key = ec2::host_keys_from_console(&console).into_iter().find(|k| k.starts_with("ssh-ed25519"));
     Ok(Remote {
         target,
         public_url: format!("http://{ip}:{}", ctx.settings.port),

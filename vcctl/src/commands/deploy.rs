@@ -1,6 +1,8 @@
-//! `vcctl deploy` (and the deploy step of `up`): install the artifact as a release, switch
-//! to it, health-check it, and put the previous release back when it is unhealthy.
+//! `vcctl up` (after provisioning, on AWS), `vcctl deploy` and `vcctl rollback` on any
+//! target: the workflow is `deploy`'s; this file resolves the artifact, holds the lock and
+//! prints the outcome (text, `--json`, and the GitHub step summary).
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -9,151 +11,160 @@ use serde_json::json;
 use super::Ctx;
 use crate::artifact::{self, Artifact};
 use crate::cli::{ReleaseArgs, RollbackArgs};
+use crate::deploy::{self, Ending, Outcome};
 use crate::error::Failure;
-use crate::health;
-use crate::local::LocalStack;
-use crate::release;
+use crate::targets::Target;
 
-/// How a deploy ended when it did not fail.
-pub struct Deployed {
-    pub release: String,
-    pub changed: bool,
-    pub status: health::Status,
-}
-
-pub async fn run(ctx: &Ctx, args: &ReleaseArgs) -> Result<u8> {
+/// Ships the artifact to `target` (once reached); its GitHub step summary whatever ends it:
+/// the report of a release that was checked (healthy or not), or the error that stopped the
+/// deploy first, reaching the target included.
+pub async fn run(ctx: &Ctx, target: Result<Box<dyn Target>>, args: &ReleaseArgs) -> Result<u8> {
     let started = Instant::now();
-    let stack = ctx.local()?;
-    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
-    let d = deploy(ctx, &stack, &artifact, args.health_timeout).await?;
-    report(ctx, &stack, &d, started.elapsed());
-    Ok(0)
+    let mut target = match target {
+        Ok(target) => target,
+        Err(e) => {
+            summary_of_error(ctx, None, &e);
+            return Err(e);
+        }
+    };
+    let result = steps(ctx, target.as_mut(), args).await;
+    let host = target.host().map(str::to_string);
+    let url = target.url().to_string();
+    target.close().await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            summary_of_error(ctx, host.as_deref(), &e);
+            return Err(e);
+        }
+    };
+    summary(ctx, host.as_deref(), &url, &outcome, started.elapsed());
+    report(ctx, host.as_deref(), &url, &outcome, started.elapsed());
+    match outcome.error() {
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
 }
 
-pub fn report(ctx: &Ctx, stack: &LocalStack, d: &Deployed, elapsed: Duration) {
-    let url = stack.base_url();
+async fn steps(ctx: &Ctx, target: &mut dyn Target, args: &ReleaseArgs) -> Result<Outcome> {
+    // The target first: an unreachable host or a foreign architecture is said before a build.
+    let arch = target.arch().await?;
+    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    check_arch(&artifact, arch.as_deref(), target.host().unwrap_or("this machine"))?;
+    target.lock(args.lock_timeout, &ctx.printer).await?;
+    let shipped = deploy::ship(target, &artifact, args.health_timeout, &ctx.printer).await;
+    target.unlock().await;
+    shipped
+}
+
+fn check_arch(artifact: &Artifact, arch: Option<&str>, host: &str) -> Result<()> {
+    match (artifact::elf_machine(&artifact.path), arch) {
+        (Some(built), Some(arch)) if built != arch => Err(Failure::invalid(
+            format!("`{}` is built for {built}, but {host} runs {arch}", artifact.path.display()),
+            Some(format!("build for the host (e.g. `cargo build --release --target {arch}-unknown-linux-gnu`) and pass it with --artifact")),
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+fn report(ctx: &Ctx, host: Option<&str>, url: &str, o: &Outcome, elapsed: Duration) {
+    let status = o.status.as_ref();
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack,
-        "changed": d.changed,
-        "release": d.release,
-        "version": d.status.version,
-        "git_sha": d.status.git_sha,
+        "host": host,
+        "changed": o.changed(),
+        "release": o.release.name,
+        "verdict": o.release.verdict,
+        "previous": o.previous(),
+        "version": status.map(|s| &s.version),
+        "git_sha": status.map(|s| &s.git_sha),
         "url": url,
         "dashboard": format!("{url}/dashboard"),
+        "timings_s": o.release.timings,
+        "diagnosis": o.diagnosis(),
         "elapsed_s": elapsed.as_secs_f64(),
     }));
-    let what = if d.changed { "deployed" } else { "already running, nothing changed:" };
+    if o.diagnosis().is_some() {
+        return;
+    }
+    let what = if o.changed() { "deployed" } else { "already runs, nothing changed:" };
+    let on = host.map(|h| format!(" on {h}")).unwrap_or_default();
+    let version = status.map(|s| format!(" (v{} {})", s.version, s.git_sha)).unwrap_or_default();
     ctx.printer.info(format!(
-        "\nstack `{}` {what} release {} (v{} {}) in {}\n  dashboard: {url}/dashboard\n  API:       {url}/docs",
+        "\nstack `{}`{on} {what} release {}{version} in {}\n  dashboard: {url}/dashboard\n  API:       {url}/docs",
         ctx.settings.stack,
-        d.release,
-        d.status.version,
-        d.status.git_sha,
+        o.release.name,
         crate::printer::format_duration(elapsed)
     ));
     ctx.printer.out(format!("{url}/dashboard"));
 }
 
-/// Makes `artifact` the running, healthy release, or restores the previous one.
-pub async fn deploy(ctx: &Ctx, stack: &LocalStack, artifact: &Artifact, timeout: Duration) -> Result<Deployed> {
+/// When run by GitHub Actions: the deploy as Markdown in the run's summary page.
+fn summary(ctx: &Ctx, host: Option<&str>, url: &str, o: &Outcome, elapsed: Duration) {
+    let verdict = match &o.ending {
+        Ending::RolledBack { to, .. } => format!("❌ unhealthy, rolled back to `{to}`"),
+        Ending::Refused { serving, .. } => {
+            format!("❌ unhealthy, refused before taking traffic; `{serving}` serves as before")
+        }
+        Ending::Deployed { .. } => "✅ healthy".to_string(),
+        Ending::Unchanged => "✅ already running, nothing changed".to_string(),
+    };
+    let mut md = format!(
+        "### VehicleConnect deploy: stack `{}`\n\n| | |\n|---|---|\n| Host | `{}` |\n| Release | `{}` |\n| Version | {} |\n| Artifact sha256 | `{}` |\n| Verdict | {verdict} |\n| Service | {url} |\n| Total | {} |\n",
+        ctx.settings.stack,
+        host.unwrap_or("this machine"),
+        o.release.name,
+        o.release.version.as_deref().unwrap_or("?"),
+        o.release.sha256,
+        crate::printer::format_duration(elapsed),
+    );
+    if !o.release.timings.is_empty() {
+        md.push_str("\n| Step | Seconds |\n|---|---|\n");
+        for (step, secs) in &o.release.timings {
+            md.push_str(&format!("| {step} | {secs:.1} |\n"));
+        }
+    }
+    if let Some(f) = o.diagnosis() {
+        md.push_str(&format!("\n<details><summary>Diagnosis</summary>\n\n```\n{f}\n```\n</details>\n"));
+    }
+    append_summary(ctx, &md);
+}
+
+/// When run by GitHub Actions: a deploy that ended in an error, as Markdown.
+fn summary_of_error(ctx: &Ctx, host: Option<&str>, e: &anyhow::Error) {
+    let md = format!(
+        "### VehicleConnect deploy: stack `{}`\n\n❌ **failed** on `{}` (exit {})\n\n```\n{e:#}\n```\n",
+        ctx.settings.stack,
+        host.unwrap_or(&ctx.settings.stack),
+        crate::error::classify(e).0
+    );
+    append_summary(ctx, &md);
+}
+
+fn append_summary(ctx: &Ctx, md: &str) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
+    let written =
+        std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(md.as_bytes()));
+    if let Err(e) = written {
+        ctx.printer.warn(format!("could not write the GitHub step summary: {e}"));
+    }
+}
+
+/// `vcctl rollback [--to RELEASE]`, under the target's lock.
+pub async fn rollback(ctx: &Ctx, mut target: Box<dyn Target>, args: &RollbackArgs) -> Result<u8> {
     let p = &ctx.printer;
-    let previous = stack.current();
-    let running = stack.running_pid().is_some();
-    if running && previous.as_ref().is_some_and(|r| r.sha256 == artifact.sha256) {
-        let client = health::client();
-        if let Ok((code, s)) = health::status(&client, &stack.base_url()).await
-            && health::is_healthy(code, &s)
-        {
-            return Ok(Deployed { release: previous.unwrap().name, changed: false, status: s });
-        }
-    }
-    let release = stack.install(artifact)?;
-    p.detail(format!("release {} from `{}`", release.name, artifact.path.display()));
-    if running {
-        let step = p.step("stopping the running release");
-        stack.stop(Duration::from_secs(30))?;
-        step.done(previous.as_ref().map_or("", |r| r.name.as_str()));
-    }
-    stack.switch(&release.name)?;
-    let step = p.step(format!("starting release {}", release.name));
-    let want = artifact.want();
-    match start_and_check(stack, want, timeout).await? {
-        Ok(status) => {
-            step.done("healthy");
-            stack.set_verdict(&release.name, "healthy")?;
-            stack.prune()?;
-            Ok(Deployed { release: release.name, changed: true, status })
-        }
-        Err(unhealthy) => {
-            step.fail("unhealthy");
-            stack.set_verdict(&release.name, "failed")?;
-            stack.stop(Duration::from_secs(10))?;
-            let diagnosis = unhealthy.to_string();
-            p.warn(format!("release {} is unhealthy: {diagnosis}", release.name));
-            let Some(prev) = previous.filter(|r| r.name != release.name) else {
-                anyhow::bail!(
-                    "release {} is unhealthy and there is no previous release to go back to: {diagnosis}",
-                    release.name
-                );
-            };
-            let step = p.step(format!("rolling back to {}", prev.name));
-            stack.switch(&prev.name)?;
-            let back = match start_and_check(stack, None, timeout).await {
-                Ok(health) => health.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("{e:#}")),
-            };
-            match back {
-                Ok(_) => {
-                    step.done("healthy again");
-                    Err(Failure::RolledBack { release: release.name, previous: prev.name, diagnosis }.into())
-                }
-                Err(rollback) => {
-                    step.fail("unhealthy");
-                    Err(Failure::RollbackFailed { release: release.name, diagnosis, rollback }.into())
-                }
-            }
-        }
-    }
-}
-
-/// Starts `current` and waits for it to be healthy (reporting `want`, when given). The outer
-/// error is a failure to start at all; the inner one says why it did not become healthy,
-/// with only the log lines this start wrote.
-async fn start_and_check(
-    stack: &LocalStack,
-    want: Option<(&str, &str)>,
-    timeout: Duration,
-) -> Result<Result<health::Status, health::Unhealthy>> {
-    let log_start = stack.log_len();
-    stack.start()?;
-    Ok(health::wait(&stack.base_url(), want, timeout, || stack.alive(), || stack.log_since(log_start, 15)).await)
-}
-
-/// `vcctl rollback [--to RELEASE]`.
-pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<u8> {
-    let stack = ctx.local()?;
-    let current = stack.current();
-    let target = release::rollback_target(
-        &stack.releases(),
-        current.as_ref().map(|r| r.name.as_str()),
-        args.to.as_deref(),
-        "in this stack",
-    )?;
-    let step = ctx.printer.step(format!("switching to release {}", target.name));
-    stack.stop(Duration::from_secs(30))?;
-    stack.switch(&target.name)?;
-    let want = target.want();
-    match start_and_check(&stack, want, args.health_timeout).await? {
-        Ok(s) => {
-            step.done("healthy");
-            stack.set_verdict(&target.name, "healthy")?;
-            ctx.printer.json(&json!({"stack": ctx.settings.stack, "release": target.name, "previous": current.map(|r| r.name), "version": s.version}));
-            ctx.printer.info(format!("stack `{}` now runs release {}", ctx.settings.stack, target.name));
-            Ok(0)
-        }
-        Err(e) => {
-            step.fail("unhealthy");
-            Err(release::requested_rollback_failed(target.name, e))
-        }
-    }
+    let locked = target.lock(args.lock_timeout, p).await;
+    let result = match locked {
+        Ok(()) => deploy::rollback(target.as_mut(), args.to.as_deref(), args.health_timeout, p).await,
+        Err(e) => Err(e),
+    };
+    let on = target.host().map(|h| format!(" on {h}")).unwrap_or_default();
+    target.close().await;
+    let (release, previous, status) = result?;
+    p.json(
+        &json!({"stack": ctx.settings.stack, "release": release.name, "previous": previous, "version": status.version}),
+    );
+    p.info(format!("stack `{}`{on} now runs release {}", ctx.settings.stack, release.name));
+    Ok(0)
 }

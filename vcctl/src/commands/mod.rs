@@ -1,24 +1,26 @@
-//! One file per subcommand, each a short script over the modules below it.
+//! The commands: `dispatch` chooses, in one `match (provider, command)`, what runs where;
+//! each command file is a short script that prints. The workflows are in `deploy`, the
+//! places they run in are `targets`.
 
 pub mod aws;
 pub mod deploy;
-pub mod destroy;
-pub mod logs;
 pub mod plan;
-pub mod remote;
 pub mod simulate;
-pub mod status;
-pub mod up;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
+use serde_json::json;
 
+use crate::cli::{Command, DestroyArgs, LogsArgs};
 use crate::error::Failure;
-use crate::local::LocalStack;
 use crate::printer::Printer;
 use crate::settings::Settings;
 use crate::stack::Provider;
+use crate::targets::Target;
+use crate::targets::local::LocalTarget;
+use crate::targets::remote::{HostTarget, Remote};
 
 /// What every command receives.
 pub struct Ctx {
@@ -29,19 +31,109 @@ pub struct Ctx {
     pub yes: bool,
 }
 
-impl Ctx {
-    /// The local stack, or a clear refusal for providers this build cannot drive yet.
-    pub fn local(&self) -> Result<LocalStack> {
-        match &self.settings.provider {
-            Provider::Local(_) => Ok(LocalStack::new(&self.settings)),
-            other => Err(anyhow::anyhow!(
-                "the `{}` provider is not available in this build of vcctl yet; stack `{}` cannot be driven",
-                other.name(),
-                self.settings.stack
-            )),
-        }
-    }
+/// How long `up` on AWS waits for a new instance to answer on SSH.
+const BOOT_PATIENCE: Duration = Duration::from_secs(300);
 
+/// Runs `command` on the stack of `ctx`.
+pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
+    use Provider::{Aws, Local, Ssh};
+    match (&ctx.settings.provider, command) {
+        (Aws(a), Command::Up(args)) => match aws::up(ctx, a).await? {
+            Some(remote) => deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await,
+            None => Ok(crate::error::OK),
+        },
+        (Aws(a), Command::Plan(_)) => aws::plan(ctx, a).await,
+        (Aws(a), Command::Status(_)) => aws::status(ctx, a).await,
+        (Aws(a), Command::Destroy(_)) => aws::destroy(ctx, a).await,
+        (Local(_), Command::Plan(args)) => plan::run(ctx, args).await,
+        (Ssh(_), Command::Plan(_)) => Err(Failure::invalid(
+            "`plan` compares cloud resources; an `ssh` stack has none (its host exists already)",
+            Some("`vcctl status` shows the host, `vcctl deploy` ships a release".to_string()),
+        )
+        .into()),
+        (_, Command::Up(args) | Command::Deploy(args)) => deploy::run(ctx, target(ctx).await, args).await,
+        (_, Command::Rollback(args)) => deploy::rollback(ctx, target(ctx).await?, args).await,
+        (_, Command::Status(_)) => status(ctx, target(ctx).await?).await,
+        (_, Command::Logs(args)) => logs(target(ctx).await?, args).await,
+        (_, Command::Destroy(args)) => destroy(ctx, target(ctx).await?, args).await,
+        (_, Command::Simulate(args)) => {
+            let mut t = target(ctx).await?;
+            let token = if ctx.settings.ingest_token { t.ingest_token().await } else { Ok(None) };
+            let url = t.url().to_string();
+            t.close().await;
+            simulate::run(&ctx.printer, args, url, token?).await
+        }
+        (_, Command::Completions { shell }) => Ok(completions(*shell)),
+    }
+}
+
+/// Prints the shell completion script.
+pub fn completions(shell: clap_complete::Shell) -> u8 {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "vcctl", &mut std::io::stdout());
+    crate::error::OK
+}
+
+/// Where the stack's service runs: this machine, its SSH host, or its AWS instance.
+async fn target(ctx: &Ctx) -> Result<Box<dyn Target>> {
+    match &ctx.settings.provider {
+        Provider::Local(_) => Ok(Box::new(LocalTarget::new(&ctx.settings))),
+        Provider::Ssh(s) => host(ctx, Remote::of_ssh(&ctx.settings, s), Duration::ZERO).await,
+        Provider::Aws(a) => host(ctx, aws::remote(ctx, a).await?, Duration::ZERO).await,
+    }
+}
+
+async fn host(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {
+    Ok(Box::new(HostTarget::connect(&ctx.settings, remote, patience, &ctx.printer).await?))
+}
+
+/// `vcctl status` of a target: exit 0 when healthy, 1 when not.
+async fn status(ctx: &Ctx, mut target: Box<dyn Target>) -> Result<u8> {
+    let view = target.status().await;
+    target.close().await;
+    let view = view?;
+    let mut json = view.json;
+    json["stack"] = json!(ctx.settings.stack);
+    json["provider"] = json!(ctx.settings.provider_name);
+    ctx.printer.json(&json);
+    if let Some(host) = json["host"].as_str() {
+        ctx.printer.out(format!("stack:    {} ({} on {host})", ctx.settings.stack, ctx.settings.provider_name));
+    }
+    for line in &view.lines {
+        ctx.printer.out(line);
+    }
+    for line in &view.details {
+        ctx.printer.detail(line);
+    }
+    Ok(if view.healthy { 0 } else { 1 })
+}
+
+/// `vcctl logs [-f] [-n N]`: the service's log, on stdout (it is the data asked for).
+async fn logs(mut target: Box<dyn Target>, args: &LogsArgs) -> Result<u8> {
+    let code = target.logs(args.lines, args.follow).await;
+    target.close().await;
+    code
+}
+
+/// `vcctl destroy` of a target: the service, its releases and (unless `--keep-data`) its
+/// data. On a host, PostgreSQL and Prometheus themselves stay installed.
+async fn destroy(ctx: &Ctx, mut target: Box<dyn Target>, args: &DestroyArgs) -> Result<u8> {
+    let what = if args.keep_data { "remove the service (its data kept)" } else { "remove the service and its data" };
+    let place = target.place();
+    if let Err(e) = ctx.confirm_destruction(&format!("{what} {place}")) {
+        target.close().await;
+        return Err(e);
+    }
+    let done = target.destroy(args.keep_data, &ctx.printer).await;
+    target.close().await;
+    let mut json = done?;
+    json["stack"] = json!(ctx.settings.stack);
+    ctx.printer.json(&json);
+    ctx.printer.info(format!("stack `{}`: service removed {place}", ctx.settings.stack));
+    Ok(0)
+}
+
+impl Ctx {
     /// Asks before destroying; `--yes` answers for scripts, and is required without a terminal.
     pub fn confirm_destruction(&self, what: &str) -> Result<()> {
         if self.yes {

@@ -1,4 +1,5 @@
-//! `vcctl plan`: what `up` would change, without changing anything. Exit 2 when something.
+//! `vcctl plan` of a local stack: what `up` would change, without changing anything. Exit 2
+//! when something. (An AWS stack's plan is in `aws.rs`; an `ssh` stack has none.)
 
 use anyhow::Result;
 use serde_json::json;
@@ -7,7 +8,7 @@ use super::Ctx;
 use crate::{artifact, error, health};
 
 pub async fn run(ctx: &Ctx, args: &crate::cli::ReleaseArgs) -> Result<u8> {
-    let stack = ctx.local()?;
+    let stack = crate::local::LocalStack::new(&ctx.settings);
     let mut changes: Vec<String> = Vec::new();
     let running = stack.running_pid().is_some();
     let current = stack.current();
@@ -29,6 +30,11 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::ReleaseArgs) -> Result<u8> {
             a.short_sha(),
             a.version.as_deref().unwrap_or("?")
         )),
+        (Some(c), _)
+            if c.config.as_deref() != Some(&crate::deploy::config::local_hash(&ctx.settings, &stack.listen())) =>
+        {
+            changes.push(format!("restart release {} with the stack file's configuration", c.name))
+        }
         _ => {}
     }
     if !running {

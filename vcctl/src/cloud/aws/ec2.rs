@@ -431,3 +431,32 @@ pub async fn console_output(ec2: &Client, instance_id: &str) -> Result<String> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
+
+/// `ssh-ed25519 AAAA...` host keys in an EC2 console output (cloud-init prints them between
+/// `-----BEGIN SSH HOST KEY KEYS-----` and `-----END SSH HOST KEY KEYS-----`).
+pub fn host_keys_from_console(console: &str) -> Vec<String> {
+    let Some(start) = console.find("-----BEGIN SSH HOST KEY KEYS-----") else { return Vec::new() };
+    let rest = &console[start..];
+    let end = rest.find("-----END SSH HOST KEY KEYS-----").unwrap_or(rest.len());
+    rest[..end]
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (kind, key) = (w.next()?, w.next()?);
+            kind.starts_with("ssh-")
+                .then(|| format!("{kind} {key}"))
+                .or_else(|| kind.starts_with("ecdsa-").then(|| format!("{kind} {key}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod console_tests {
+    #[test]
+    fn host_keys_are_read_from_the_console() {
+        let console = "boot...\n-----BEGIN SSH HOST KEY KEYS-----\necdsa-sha2-nistp256 AAAAE2 root@ip\nssh-ed25519 AAAAC3 root@ip\n-----END SSH HOST KEY KEYS-----\n";
+        assert_eq!(super::host_keys_from_console(console), vec!["ecdsa-sha2-nistp256 AAAAE2", "ssh-ed25519 AAAAC3"]);
+        assert!(super::host_keys_from_console("nothing yet").is_empty());
+    }
+}

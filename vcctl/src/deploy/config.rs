@@ -1,0 +1,84 @@
+//! The configuration a release runs with, rendered here and hashed. The hash goes into the
+//! release's receipt: a redeploy of the same binary with another configuration (an ingest
+//! token turned on, another retention) is a change, checked and switched like a new binary.
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+
+use crate::settings::Settings;
+use crate::templates;
+
+/// What a file on a host configures: a changed one restarts that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Prometheus,
+    Unit,
+}
+
+#[derive(Debug, Clone)]
+pub struct File {
+    pub path: String,
+    pub mode: &'static str,
+    pub text: String,
+    pub kind: FileKind,
+}
+
+/// Everything of a host's configuration that vcctl decides: its files, and whether the
+/// service takes an ingest token (the token itself is made on the host).
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub files: Vec<File>,
+    pub ingest_token: bool,
+}
+
+impl HostConfig {
+    pub fn of(settings: &Settings, prometheus_listen: &str) -> Result<HostConfig> {
+        let port = settings.port.to_string();
+        let prometheus =
+            templates::render(templates::PROMETHEUS, &[("stack", &settings.stack), ("service_port", &port)])?;
+        let defaults = format!(
+            "# Written by vcctl (stack {}).\nARGS=\"--web.listen-address={prometheus_listen}\"\n",
+            settings.stack
+        );
+        let mut files = vec![
+            File {
+                path: "/etc/prometheus/prometheus.yml".into(),
+                mode: "644",
+                text: prometheus,
+                kind: FileKind::Prometheus,
+            },
+            File { path: "/etc/default/prometheus".into(), mode: "644", text: defaults, kind: FileKind::Prometheus },
+        ];
+        for (path, text) in templates::units(settings)? {
+            files.push(File { path, mode: "644", text, kind: FileKind::Unit });
+        }
+        Ok(HostConfig { files, ingest_token: settings.ingest_token })
+    }
+
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for f in &self.files {
+            for part in [f.path.as_str(), f.mode, f.text.as_str()] {
+                h.update(part.len().to_le_bytes());
+                h.update(part.as_bytes());
+            }
+        }
+        h.update([u8::from(self.ingest_token)]);
+        short(h)
+    }
+}
+
+/// The hash of what a local stack's process is started with (its environment, `local.rs`).
+pub fn local_hash(settings: &Settings, listen: &str) -> String {
+    let mut h = Sha256::new();
+    let env = format!(
+        "listen={listen}\nkpi_interval={:?}\nretention={:?}\ningest_token={}\n",
+        settings.kpi_interval, settings.retention, settings.ingest_token
+    );
+    h.update(env.as_bytes());
+    short(h)
+}
+
+fn short(h: Sha256) -> String {
+    format!("{:x}", h.finalize())[..16].to_string()
+}

@@ -1,0 +1,302 @@
+//! A VehicleConnect host reached over SSH (the `ssh` provider, and the AWS stack's instance):
+//! typed steps over `vc-host` (templates/host/vc-host.sh), the host side of vcctl, whose
+//! answers `protocol` reads. The host does what it is told; `deploy` decides.
+//!
+//! ```text
+//! /opt/vehicleconnect/bin/vc-host                    (installed at every connection)
+//! /opt/vehicleconnect/releases/<UTC time>-<sha12>/{vehicleconnect,release.json}
+//! /opt/vehicleconnect/current -> releases/...        (one rename)
+//! /opt/vehicleconnect/failed/<release>/              (failed releases, set aside)
+//! /etc/vehicleconnect/env                            (0600, made on the host)
+//! /etc/systemd/system/vehicleconnect{,-candidate}.{socket,service}
+//! ```
+
+pub mod protocol;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::artifact::Artifact;
+use crate::deploy::config::HostConfig;
+use crate::error::Failure;
+use crate::printer::Printer;
+use crate::release::{Origin, Receipt};
+use crate::settings::Settings;
+use crate::ssh::{Ssh, Target};
+use protocol::{LockLine, Probe, State};
+
+/// Where the host side of vcctl is installed on every host.
+const HELPER: &str = "/opt/vehicleconnect/bin/vc-host";
+const HELPER_SCRIPT: &str = include_str!("../../../templates/host/vc-host.sh");
+
+pub struct Host {
+    ssh: Ssh,
+}
+
+/// The lock of one deploy on a host, held by a `vc-host lock` on this run's SSH connection:
+/// released when dropped, and by the host when this process dies however it dies.
+pub struct Lock {
+    child: Option<crate::ssh::Child>,
+}
+
+impl Lock {
+    pub async fn release(mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin().take());
+            let _ = child.wait().await;
+        }
+    }
+}
+
+impl Host {
+    /// The SSH target of a stack's host.
+    pub fn target(settings: &Settings, host: &str, user: &str, port: u16, identity: Option<&str>) -> Target {
+        Target {
+            host: host.to_string(),
+            port,
+            user: user.to_string(),
+            identity: identity.map(crate::settings::expand_home),
+            known_hosts: settings.state_dir.join("known_hosts"),
+            host_key: None,
+        }
+    }
+
+    /// Connects, retrying for up to `patience` while the host does not answer yet (a new
+    /// instance booting); refused logins and host keys fail at once.
+    pub async fn connect_within(target: Target, printer: &Printer, patience: Duration) -> Result<Host> {
+        let started = std::time::Instant::now();
+        loop {
+            match Host::connect(target.clone(), printer).await {
+                Ok(host) => return Ok(host),
+                Err(e) if started.elapsed() < patience && e.downcast_ref::<Failure>().is_none() => {
+                    printer.detail(format!("{} does not answer yet ({e:#}); retrying", target.host));
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub async fn connect(target: Target, printer: &Printer) -> Result<Host> {
+        let step = printer.step(format!("connecting to {}", target.display()));
+        let connected = match Ssh::connect(target, printer).await {
+            Ok(ssh) => Host::install_helper(Host { ssh }).await,
+            Err(e) => Err(e),
+        };
+        match &connected {
+            Ok(_) => step.done(""),
+            Err(_) => step.fail(""),
+        }
+        connected
+    }
+
+    /// Installs (refreshes) vc-host: one round trip, so the host always runs the helper of
+    /// this vcctl.
+    async fn install_helper(host: Host) -> Result<Host> {
+        let script = format!(
+            "install -d -m 755 /opt/vehicleconnect/bin && cat > {HELPER}.new && chmod 755 {HELPER}.new && mv -f {HELPER}.new {HELPER}"
+        );
+        let installed = host.ssh.run_with_input(&["sh", "-c", &script], HELPER_SCRIPT.as_bytes()).await;
+        match installed {
+            Ok(_) => Ok(host),
+            Err(e) if host.ssh.target.user != "root" => {
+                Err(e.context(format!("`{}` needs passwordless sudo on the host", host.ssh.target.user)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.ssh.target.host
+    }
+
+    /// `vc-host ARGS...`.
+    async fn run(&self, args: &[&str]) -> Result<String> {
+        self.ssh.run(&helper(args)).await
+    }
+
+    async fn run_with_input(&self, args: &[&str], input: &[u8]) -> Result<String> {
+        self.ssh.run_with_input(&helper(args), input).await
+    }
+
+    /// Takes the host's deploy lock, waiting up to `timeout` for another deploy to finish.
+    pub async fn lock(&self, timeout: Duration, printer: &Printer) -> Result<Lock> {
+        let origin = Origin::here();
+        let holder = serde_json::json!({
+            "by": origin.by,
+            "from": origin.from,
+            "since": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).expect("formats"),
+            "pid": std::process::id(),
+        })
+        .to_string();
+        let secs = timeout.as_secs().to_string();
+        let mut child = self.ssh.spawn(&helper(&["lock", &secs, &holder])).await?;
+        let stdout = child.stdout().take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut step: Option<crate::printer::Step> = None;
+        while let Some(line) = lines.next_line().await? {
+            match protocol::lock_line(&line) {
+                LockLine::Locked => {
+                    if let Some(s) = step.take() {
+                        s.done("");
+                    }
+                    return Ok(Lock { child: Some(child) });
+                }
+                LockLine::Waiting(h) => {
+                    step = Some(printer.step(format!(
+                        "waiting up to {} for the deploy lock on {}, held by {}",
+                        humantime::format_duration(timeout),
+                        self.name(),
+                        protocol::describe_holder(h)
+                    )))
+                }
+                LockLine::Busy(h) => {
+                    if let Some(s) = step.take() {
+                        s.fail("still held");
+                    }
+                    let message =
+                        format!("another deploy holds the lock on {}: {}", self.name(), protocol::describe_holder(h));
+                    return Err(Failure::Locked { message }.into());
+                }
+                LockLine::Other => {}
+            }
+        }
+        let out = child.wait_with_output().await?;
+        anyhow::bail!(
+            "could not take the deploy lock on {}: {}",
+            self.name(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    }
+
+    pub async fn state(&self) -> Result<State> {
+        let state = protocol::state(&self.run(&["state"]).await?);
+        for warning in &state.unreadable {
+            eprintln!("warning: {} on {}", warning, self.name());
+        }
+        Ok(state)
+    }
+
+    /// Writes `content` to `path` on the host when it differs; true when it changed.
+    async fn put(&self, path: &str, mode: &str, content: &str) -> Result<bool> {
+        Ok(protocol::changed(&self.run_with_input(&["put", path, mode], content.as_bytes()).await?))
+    }
+
+    /// Everything but the release, one step each: packages, account, files, secrets,
+    /// database, Prometheus, units. Idempotent; restarts only what changed.
+    pub async fn prepare(&self, config: &HostConfig) -> Result<()> {
+        self.run(&["packages"]).await?;
+        self.run(&["account"]).await?;
+        let (mut prometheus_changed, mut units_changed) = (false, false);
+        for f in &config.files {
+            let changed = self.put(&f.path, f.mode, &f.text).await?;
+            match f.kind {
+                crate::deploy::config::FileKind::Prometheus => prometheus_changed |= changed,
+                crate::deploy::config::FileKind::Unit => units_changed |= changed,
+            }
+        }
+        self.run(&["env", yes(config.ingest_token)]).await?;
+        self.run(&["database"]).await?;
+        self.run(&["prometheus", yes(prometheus_changed)]).await?;
+        self.run(&["units", yes(units_changed)]).await?;
+        Ok(())
+    }
+
+    /// Sends the artifact as a new release (to a temporary name, checked by hash, renamed).
+    pub async fn receive(&self, artifact: &Artifact, receipt: &Receipt, printer: &Printer) -> Result<()> {
+        let size = std::fs::metadata(&artifact.path)?.len();
+        let bar = printer.bar(size, "  uploading {bar:30} {bytes}/{total_bytes} {bytes_per_sec}");
+        let json = serde_json::to_string(receipt)?;
+        let argv = helper(&["receive", &artifact.sha256, &receipt.name, &json]);
+        self.ssh.run_with_file(&argv, &artifact.path, &bar).await?;
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Points `current` at `release` and restarts the service; returns the host's clock at
+    /// the switch (for the journal lines of this start only).
+    pub async fn switch(&self, release: &str) -> Result<i64> {
+        Ok(protocol::since(&self.run(&["switch", release]).await?))
+    }
+
+    /// Starts `release` as the candidate, beside the serving one (loopback only); returns the
+    /// host's clock at the start.
+    pub async fn candidate(&self, release: &str) -> Result<i64> {
+        Ok(protocol::since(&self.run(&["candidate", release]).await?))
+    }
+
+    pub async fn candidate_stop(&self) -> Result<()> {
+        self.run(&["candidate-stop"]).await.map(|_| ())
+    }
+
+    /// The service `unit` (without `.service`) answering on `port`, seen from the host.
+    pub async fn probe(&self, port: u16, unit: &str) -> Result<Probe> {
+        Ok(protocol::probe(&self.run(&["probe", &port.to_string(), unit]).await?))
+    }
+
+    /// `systemctl status` of `unit` and its journal since `since`.
+    pub async fn diagnose(&self, since: i64, unit: &str) -> String {
+        match self.run(&["diagnose", &since.to_string(), unit]).await {
+            Ok(text) => text,
+            Err(e) => format!("(could not read the journal: {e:#})"),
+        }
+    }
+
+    /// Records the release's final receipt.
+    pub async fn finish(&self, receipt: &Receipt) -> Result<()> {
+        let json = serde_json::to_string_pretty(receipt)?;
+        self.run_with_input(&["finish", &receipt.name], json.as_bytes()).await.map(|_| ())
+    }
+
+    /// Moves a failed release out of `releases/`, into `failed/`.
+    pub async fn set_aside(&self, release: &str) -> Result<()> {
+        self.run(&["set-aside", release]).await.map(|_| ())
+    }
+
+    /// Deletes releases (never the current one).
+    pub async fn remove(&self, releases: &[String]) -> Result<()> {
+        if releases.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["remove"];
+        args.extend(releases.iter().map(String::as_str));
+        self.run(&args).await.map(|_| ())
+    }
+
+    /// The ingest token the host generated, when the stack asks for one.
+    pub async fn ingest_token(&self) -> Result<Option<String>> {
+        let t = self.run(&["token"]).await?;
+        Ok(Some(t.trim().to_string()).filter(|t| !t.is_empty()))
+    }
+
+    pub async fn logs(&self, lines: usize, follow: bool) -> Result<std::process::ExitStatus> {
+        let n = lines.to_string();
+        let mut args = vec!["logs", n.as_str()];
+        if follow {
+            args.push("follow");
+        }
+        self.ssh.stream(&helper(&args)).await
+    }
+
+    pub async fn destroy(&self, keep_data: bool) -> Result<()> {
+        self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
+    }
+
+    pub async fn close(self) {
+        self.ssh.close().await;
+    }
+}
+
+/// `vc-host` with `args`.
+fn helper<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = Vec::with_capacity(args.len() + 1);
+    argv.push(HELPER);
+    argv.extend_from_slice(args);
+    argv
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}

@@ -1,0 +1,343 @@
+//! The local stack as a deploy target: one process on this machine (`local.rs`). It has no
+//! room for a candidate beside the serving release (one port, one embedded store), so the
+//! workflow switches and checks, and rolls back when the check fails.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{Mark, Slot, Snapshot, StatusView, Target};
+use crate::artifact::Artifact;
+use crate::deploy::config;
+use crate::error::Failure;
+use crate::health::{self, Look, Status, Unhealthy};
+use crate::local::{LocalStack, tail};
+use crate::printer::Printer;
+use crate::release::Receipt;
+use crate::settings::Settings;
+
+pub struct LocalTarget {
+    stack: LocalStack,
+    url: String,
+    config: String,
+    /// The log's length at the last start: its diagnosis shows only what that start wrote.
+    log_mark: u64,
+    lock: Option<File>,
+    /// A pid file was left by a service that had stopped (seen before anything removes it).
+    stale: bool,
+}
+
+impl LocalTarget {
+    pub fn new(settings: &Settings) -> LocalTarget {
+        let stack = LocalStack::new(settings);
+        let config = config::local_hash(settings, &stack.listen());
+        let stale = stack.has_stale_pid_file();
+        LocalTarget { url: stack.base_url(), stack, config, log_mark: 0, lock: None, stale }
+    }
+
+    fn stop(&self, p: &Printer) -> Result<()> {
+        if self.stack.running_pid().is_none() {
+            return Ok(());
+        }
+        let step = p.step("stopping the running release");
+        self.stack.stop(Duration::from_secs(30))?;
+        step.done(self.stack.current().map(|r| r.name).unwrap_or_default());
+        Ok(())
+    }
+
+    /// One look at the serving process: its answer, or why there is none.
+    async fn look(&self, client: &reqwest::Client, want: Option<(&str, &str)>, timeout: Duration) -> Look {
+        let last = match health::status(client, &self.url).await {
+            Ok((code, s)) if health::is_healthy(code, &s) => return health::judge(s, want, &self.url),
+            Ok((code, s)) => format!("HTTP {code}, database {}", s.database),
+            Err(e) => e,
+        };
+        if self.stack.alive() == Some(false) {
+            return Look::Dead(Unhealthy::Exited(self.stack.log_since(self.log_mark, 15)));
+        }
+        Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last })
+    }
+}
+
+#[async_trait(?Send)]
+impl Target for LocalTarget {
+    fn host(&self) -> Option<&str> {
+        None
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn has_candidate(&self) -> bool {
+        false
+    }
+
+    fn config_hash(&self) -> &str {
+        &self.config
+    }
+
+    async fn arch(&mut self) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// A file lock in the stack's directory: two deploys of one local stack take turns.
+    async fn lock(&mut self, timeout: Duration, p: &Printer) -> Result<()> {
+        std::fs::create_dir_all(&self.stack.dir)?;
+        let path = self.stack.dir.join("deploy.lock");
+        let file = File::options().create(true).truncate(false).write(true).open(&path)?;
+        let started = Instant::now();
+        let mut step = None;
+        while file.try_lock().is_err() {
+            if started.elapsed() >= timeout {
+                let message =
+                    format!("another deploy holds the lock of stack `{}` (`{}`)", self.stack.name(), path.display());
+                return Err(Failure::Locked { message }.into());
+            }
+            step.get_or_insert_with(|| p.step(format!("waiting for the deploy lock `{}`", path.display())));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if let Some(s) = step {
+            s.done("");
+        }
+        self.lock = Some(file);
+        Ok(())
+    }
+
+    async fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    async fn state(&mut self) -> Result<Snapshot> {
+        std::fs::create_dir_all(&self.stack.dir)?;
+        Ok(Snapshot {
+            releases: self.stack.releases(),
+            failed: Vec::new(),
+            current: self.stack.current().map(|r| r.name),
+            serving: self.stack.running_pid().is_some(),
+            candidate: None,
+        })
+    }
+
+    async fn clean_up(&mut self, unfinished: &[String]) -> Result<()> {
+        self.remove(unfinished).await
+    }
+
+    async fn prepare(&mut self, p: &Printer) -> Result<()> {
+        if self.stale {
+            p.warn("found a stale pid file (the service had stopped); starting it again");
+        }
+        Ok(())
+    }
+
+    async fn install(&mut self, artifact: &Artifact, receipt: &Receipt, _p: &Printer) -> Result<()> {
+        self.stack.install(artifact, receipt)
+    }
+
+    async fn start_candidate(&mut self, _release: &str) -> Result<Mark> {
+        anyhow::bail!("the local stack checks releases in place, without a candidate")
+    }
+
+    async fn stop_candidate(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn switch(&mut self, release: &str, p: &Printer) -> Result<Mark> {
+        self.stop(p)?;
+        // Before the link moves: a busy port leaves `current` as it was.
+        self.stack.check_port_free()?;
+        self.stack.switch(release)?;
+        self.log_mark = self.stack.log_len();
+        self.stack.start()?;
+        Ok(self.log_mark as Mark)
+    }
+
+    async fn check(
+        &mut self,
+        _slot: Slot,
+        want: Option<(&str, &str)>,
+        _outside: bool,
+        timeout: Duration,
+    ) -> Result<Status, Unhealthy> {
+        let client = health::client();
+        let this = &*self;
+        health::wait(timeout, async || this.look(&client, want, timeout).await).await
+    }
+
+    async fn reachable(&mut self) -> bool {
+        matches!(health::status(&health::client(), &self.url).await, Ok((code, s)) if health::is_healthy(code, &s))
+    }
+
+    async fn diagnose(&mut self, _slot: Slot, _since: Mark) -> String {
+        // The check's own verdict has the log lines of the start already.
+        String::new()
+    }
+
+    async fn record(&mut self, receipt: &Receipt) -> Result<()> {
+        self.stack.write_receipt(receipt)
+    }
+
+    async fn set_aside(&mut self, _release: &str) -> Result<()> {
+        // A failed release stays among the others, marked failed: nothing reuses it, and
+        // the pruning policy removes it in its turn.
+        Ok(())
+    }
+
+    async fn remove(&mut self, releases: &[String]) -> Result<()> {
+        releases.iter().try_for_each(|r| self.stack.remove(r))
+    }
+
+    async fn status(&mut self) -> Result<StatusView> {
+        status(&self.stack, self.stale).await
+    }
+
+    async fn logs(&mut self, lines: usize, follow: bool) -> Result<u8> {
+        logs(&self.stack, lines, follow).await
+    }
+
+    async fn destroy(&mut self, keep_data: bool, p: &Printer) -> Result<Value> {
+        destroy(&self.stack, keep_data, p)
+    }
+
+    async fn ingest_token(&mut self) -> Result<Option<String>> {
+        self.stack.ingest_token()
+    }
+
+    async fn close(self: Box<Self>) {}
+}
+
+/// Is it running, healthy, which release, and how is traffic doing.
+async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
+    let pid = stack.running_pid();
+    let base = stack.base_url();
+    let client = health::client();
+    let health = match pid {
+        Some(_) => health::status(&client, &base).await.ok(),
+        None => None,
+    };
+    let kpis: Option<Value> = match &health {
+        Some(_) => match client.get(format!("{base}/api/analytics/kpis?window=1h")).send().await {
+            Ok(r) => r.json::<Value>().await.ok().map(|k| k["overall"].clone()),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let healthy = matches!(&health, Some((code, s)) if health::is_healthy(*code, s));
+    let current = stack.current();
+    let releases = stack.releases();
+    let json = json!({
+        "stack": stack.name(),
+        "provider": "local",
+        "running": pid.is_some(),
+        "pid": pid,
+        "healthy": healthy,
+        "url": base,
+        "dashboard": format!("{base}/dashboard"),
+        "status": health.as_ref().map(|(_, s)| s),
+        "kpis_1h": kpis,
+        "release": current.as_ref().map(|r| &r.name),
+        "releases": releases,
+    });
+    let mut lines = vec![format!("stack:    {} (local)", stack.name())];
+    match (&pid, &health) {
+        (None, _) => {
+            lines.push(format!("service:  not running{}", if stale { " (stale pid file removed)" } else { "" }))
+        }
+        (Some(pid), None) => lines.push(format!("service:  running (pid {pid}) but not answering on {base}")),
+        (Some(pid), Some((code, s))) => {
+            lines.push(format!("service:  {} (HTTP {code}), pid {pid}, up {}s", s.status, s.uptime_s));
+            lines.push(format!("version:  {} ({}), database {}", s.version, s.git_sha, s.database));
+        }
+    }
+    lines.push(format!("release:  {}", current.as_ref().map_or("none".to_string(), |r| r.name.clone())));
+    lines.push(format!("url:      {base}/dashboard"));
+    if let Some(k) = &kpis {
+        let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
+        lines.push(format!(
+            "last 1 h: {} events, {} req/min, avg {} ms, p95 {} ms, errors {} %",
+            k["count"],
+            f("requests_per_min"),
+            f("avg_latency_ms"),
+            f("p95_latency_ms"),
+            f("error_rate_pct")
+        ));
+    }
+    let details = releases
+        .iter()
+        .rev()
+        .map(|r| {
+            let mark = if Some(&r.name) == current.as_ref().map(|c| &c.name) { "*" } else { " " };
+            format!("{mark} {} {} v{}", r.name, r.verdict, r.version.as_deref().unwrap_or("?"))
+        })
+        .collect();
+    Ok(StatusView { json, lines, details, healthy })
+}
+
+/// The service log on stdout, the last `lines` of it, then (with `follow`) what comes.
+async fn logs(stack: &LocalStack, lines: usize, follow: bool) -> Result<u8> {
+    let path = stack.log_file();
+    if !path.exists() {
+        eprintln!("warning: no log yet at `{}`: the stack has not been started (`vcctl up`)", path.display());
+        return Ok(1);
+    }
+    let text = tail(&path, lines).with_context(|| format!("reading `{}`", path.display()))?;
+    let mut out = std::io::stdout().lock();
+    if !text.is_empty() {
+        writeln!(out, "{text}")?;
+    }
+    out.flush()?;
+    drop(out);
+    if !follow {
+        return Ok(0);
+    }
+    let mut f = File::open(&path)?;
+    let mut pos = f.seek(SeekFrom::End(0))?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if len < pos {
+            // Truncated or replaced: start again from the top.
+            f = File::open(&path)?;
+            pos = 0;
+        }
+        if len > pos {
+            f.seek(SeekFrom::Start(pos))?;
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            pos += buf.len() as u64;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&buf)?;
+            out.flush()?;
+        }
+    }
+}
+
+/// Stops the service and deletes the stack's directory (all but its data with `keep_data`).
+fn destroy(stack: &LocalStack, keep_data: bool, p: &Printer) -> Result<Value> {
+    if !stack.dir.exists() {
+        return Ok(json!({"stopped": false, "deleted": false}));
+    }
+    let step = p.step("stopping the service");
+    let stopped = stack.stop(Duration::from_secs(30))?;
+    step.done(if stopped { "stopped" } else { "was not running" });
+    if keep_data {
+        for entry in std::fs::read_dir(&stack.dir)? {
+            let path = entry?.path();
+            if path == stack.data_dir() || path.ends_with("secrets") {
+                continue;
+            }
+            if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)?
+            } else {
+                std::fs::remove_file(&path)?
+            }
+        }
+    } else {
+        std::fs::remove_dir_all(&stack.dir)?;
+    }
+    Ok(json!({"stopped": stopped, "deleted": true, "kept_data": keep_data, "data": stack.data_dir()}))
+}

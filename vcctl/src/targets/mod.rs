@@ -1,0 +1,120 @@
+//! The places the service runs in, behind one trait: small steps, no order and no policy.
+//! The local stack (`local.rs`) and a host over SSH (`remote.rs`) are the two targets;
+//! `deploy::ship` and `deploy::rollback` drive either, and the commands choose which.
+
+pub mod local;
+pub mod remote;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+
+use crate::artifact::Artifact;
+use crate::health::{Status, Unhealthy};
+use crate::printer::Printer;
+use crate::release::Receipt;
+
+/// Which process a check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The release that takes the traffic.
+    Serving,
+    /// A release checked beside it, on loopback, before it takes any.
+    Candidate,
+}
+
+/// Where a start began in the target's log (a host's clock, a log file's length): a
+/// diagnosis shows only that start's lines.
+pub type Mark = i64;
+
+/// The releases of a target and what serves.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Installed releases, oldest first.
+    pub releases: Vec<Receipt>,
+    /// Failed releases set aside (a host's `failed/`), oldest first.
+    pub failed: Vec<Receipt>,
+    pub current: Option<String>,
+    /// The serving process runs (it may still be unhealthy).
+    pub serving: bool,
+    /// A candidate left running by a deploy that was killed.
+    pub candidate: Option<String>,
+}
+
+impl Snapshot {
+    pub fn current(&self) -> Option<&Receipt> {
+        self.releases.iter().find(|r| Some(&r.name) == self.current.as_ref())
+    }
+}
+
+/// What `vcctl status` prints of a target.
+pub struct StatusView {
+    pub json: serde_json::Value,
+    pub lines: Vec<String>,
+    /// More lines for `--verbose`.
+    pub details: Vec<String>,
+    pub healthy: bool,
+}
+
+// Not `Send`: vcctl drives one deploy on one task, and a check's polling closure borrows.
+#[async_trait(?Send)]
+pub trait Target {
+    /// The host the service runs on; `None` for this machine.
+    fn host(&self) -> Option<&str>;
+    /// The service as its users reach it.
+    fn url(&self) -> &str;
+    /// Whether a release can be checked beside the serving one before the switch.
+    fn has_candidate(&self) -> bool;
+    /// The hash of the configuration a release would run with now (`deploy::config`).
+    fn config_hash(&self) -> &str;
+
+    /// The machine's architecture (`uname -m`), when it can differ from this one's.
+    async fn arch(&mut self) -> Result<Option<String>>;
+    /// Waits up to `timeout` for this target's deploy lock and holds it until `unlock`.
+    async fn lock(&mut self, timeout: Duration, p: &Printer) -> Result<()>;
+    async fn unlock(&mut self);
+    async fn state(&mut self) -> Result<Snapshot>;
+    /// Stops a candidate a killed deploy left running, and deletes `unfinished` releases.
+    async fn clean_up(&mut self, unfinished: &[String]) -> Result<()>;
+    /// Everything the release needs beside itself (packages, database, secrets, units).
+    async fn prepare(&mut self, p: &Printer) -> Result<()>;
+    /// Copies `artifact` in as the release `receipt` names (checked by hash).
+    async fn install(&mut self, artifact: &Artifact, receipt: &Receipt, p: &Printer) -> Result<()>;
+    async fn start_candidate(&mut self, release: &str) -> Result<Mark>;
+    async fn stop_candidate(&mut self) -> Result<()>;
+    /// Makes `release` the serving one, and (re)starts it.
+    async fn switch(&mut self, release: &str, p: &Printer) -> Result<Mark>;
+    /// Looks at `slot` until it is healthy with the version `want`ed, dies, or `timeout`
+    /// passes; `outside`: it must answer at `url()` from here too.
+    async fn check(
+        &mut self,
+        slot: Slot,
+        want: Option<(&str, &str)>,
+        outside: bool,
+        timeout: Duration,
+    ) -> Result<Status, Unhealthy>;
+    /// Whether the serving release answers, healthy, at `url()` from here.
+    async fn reachable(&mut self) -> bool;
+    /// What the target's own logs say about a start (`since`), for the diagnosis.
+    async fn diagnose(&mut self, slot: Slot, since: Mark) -> String;
+    /// Writes a release's receipt (its verdict, diagnosis, timings).
+    async fn record(&mut self, receipt: &Receipt) -> Result<()>;
+    /// Keeps a failed release apart from those a rollback can go to.
+    async fn set_aside(&mut self, release: &str) -> Result<()>;
+    async fn remove(&mut self, releases: &[String]) -> Result<()>;
+
+    async fn status(&mut self) -> Result<StatusView>;
+    /// Prints the service's log on stdout (following it with `follow`); the exit code.
+    async fn logs(&mut self, lines: usize, follow: bool) -> Result<u8>;
+    /// Stops the service and deletes what the stack made there (its data too, unless
+    /// `keep_data`); what was done, as JSON.
+    async fn destroy(&mut self, keep_data: bool, p: &Printer) -> Result<serde_json::Value>;
+    async fn ingest_token(&mut self) -> Result<Option<String>>;
+    async fn close(self: Box<Self>);
+
+    /// Where, in messages: `on HOST` or `on this machine`.
+    fn place(&self) -> String {
+        format!("on {}", self.host().unwrap_or("this machine"))
+    }
+}

@@ -1,0 +1,297 @@
+//! A host over SSH as a deploy target: the `ssh` provider's host, and an AWS stack's
+//! instance. Every step is one `vc-host` call (`host`); a release is checked as a candidate
+//! on loopback before the switch, and judged from the host and from here.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::{Mark, Slot, Snapshot, StatusView, Target};
+use crate::artifact::Artifact;
+use crate::deploy::config::HostConfig;
+use crate::health::{self, Look, Status, Unhealthy};
+use crate::host::protocol::{Activity, Probe, Reply};
+use crate::host::{Host, Lock};
+use crate::printer::Printer;
+use crate::release::Receipt;
+use crate::settings::Settings;
+use crate::ssh;
+use crate::templates::{CANDIDATE_PORT, CANDIDATE_UNIT, SERVING_UNIT};
+
+/// A host and how its service is reached.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub target: ssh::Target,
+    /// The service as its users reach it (`http://<public address>:<port>`).
+    pub public_url: String,
+    /// Where Prometheus listens on the host.
+    pub prometheus_listen: String,
+}
+
+impl Remote {
+    /// The host of an `ssh` stack.
+    pub fn of_ssh(settings: &Settings, s: &crate::stack::SshSettings) -> Remote {
+        let mut target = Host::target(
+            settings,
+            &s.host,
+            s.user.as_deref().unwrap_or("root"),
+            s.port.unwrap_or(22),
+            s.identity.as_deref(),
+        );
+        target.host_key = s.host_key.clone();
+        let host = if s.host.contains(':') { format!("[{}]", s.host) } else { s.host.clone() };
+        Remote {
+            target,
+            public_url: format!("http://{host}:{}", settings.port),
+            prometheus_listen: if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" }.to_string(),
+        }
+    }
+}
+
+pub struct HostTarget {
+    host: Host,
+    remote: Remote,
+    port: u16,
+    config: HostConfig,
+    config_hash: String,
+    lock: Option<Lock>,
+}
+
+impl HostTarget {
+    /// Connects, retrying for up to `patience` while the host does not answer yet (a new
+    /// instance booting).
+    pub async fn connect(settings: &Settings, remote: Remote, patience: Duration, p: &Printer) -> Result<HostTarget> {
+        let config = HostConfig::of(settings, &remote.prometheus_listen)?;
+        let host = Host::connect_within(remote.target.clone(), p, patience).await?;
+        Ok(HostTarget { host, port: settings.port, config_hash: config.hash(), config, remote, lock: None })
+    }
+
+    /// The port and unit of a slot.
+    fn unit(&self, slot: Slot) -> (u16, &'static str) {
+        match slot {
+            Slot::Serving => (self.port, SERVING_UNIT),
+            Slot::Candidate => (CANDIDATE_PORT, CANDIDATE_UNIT),
+        }
+    }
+
+    /// One look at `unit` on `port`: from the host (over SSH), then from here at `outside`.
+    /// `baseline` is the unit's restart count at the first look: more means a crash.
+    async fn look(
+        &self,
+        port: u16,
+        unit: &str,
+        want: Option<(&str, &str)>,
+        outside: Option<&str>,
+        baseline: &mut Option<u32>,
+        timeout: Duration,
+    ) -> Look {
+        let probe = match self.host.probe(port, unit).await {
+            Ok(probe) => probe,
+            Err(e) => {
+                let url = format!("ssh://{}", self.host.name());
+                return Look::Dead(Unhealthy::Timeout { url, waited: timeout, last: format!("{e:#}") });
+            }
+        };
+        let before = *baseline.get_or_insert(probe.restarts);
+        if probe.exited(before) {
+            return Look::Dead(Unhealthy::CrashLoop { status: probe.exit_status, restarts: probe.restarts });
+        }
+        let url = format!("http://127.0.0.1:{port} on {}", self.host.name());
+        let Some(status) = probe.healthy().cloned() else { return Look::NotYet(not_yet(&probe, url, port, timeout)) };
+        match (health::judge(status, want, &url), outside) {
+            (Look::Healthy(s), None) => Look::Healthy(s),
+            (Look::Healthy(_), Some(public)) => match health::status(&health::client(), public).await {
+                Ok((code, s)) if health::is_healthy(code, &s) => Look::Healthy(s),
+                Ok((code, _)) => {
+                    Look::NotYet(Unhealthy::Unreachable { url: public.into(), error: format!("HTTP {code}") })
+                }
+                Err(error) => Look::NotYet(Unhealthy::Unreachable { url: public.into(), error }),
+            },
+            (other, _) => other,
+        }
+    }
+}
+
+/// Why a unit that does not answer healthy on the host is not healthy yet.
+fn not_yet(probe: &Probe, url: String, port: u16, timeout: Duration) -> Unhealthy {
+    match &probe.reply {
+        Reply::Refused => Unhealthy::NotListening { port },
+        Reply::Http(code) => Unhealthy::HttpError {
+            url,
+            code: *code,
+            detail: probe
+                .status
+                .as_ref()
+                .map_or("no status in the body".into(), |s| format!("status {}, database {}", s.status, s.database)),
+        },
+        _ => Unhealthy::Timeout { url, waited: timeout, last: probe.describe() },
+    }
+}
+
+#[async_trait(?Send)]
+impl Target for HostTarget {
+    fn host(&self) -> Option<&str> {
+        Some(self.host.name())
+    }
+
+    fn url(&self) -> &str {
+        &self.remote.public_url
+    }
+
+    fn has_candidate(&self) -> bool {
+        true
+    }
+
+    fn config_hash(&self) -> &str {
+        &self.config_hash
+    }
+
+    async fn arch(&mut self) -> Result<Option<String>> {
+        Ok(Some(self.host.state().await?.arch).filter(|a| !a.is_empty()))
+    }
+
+    async fn lock(&mut self, timeout: Duration, p: &Printer) -> Result<()> {
+        self.lock = Some(self.host.lock(timeout, p).await?);
+        Ok(())
+    }
+
+    async fn unlock(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            lock.release().await;
+        }
+    }
+
+    async fn state(&mut self) -> Result<Snapshot> {
+        let s = self.host.state().await?;
+        Ok(Snapshot {
+            releases: s.releases,
+            failed: s.failed,
+            current: s.current,
+            serving: s.active == Activity::Active,
+            candidate: s.candidate,
+        })
+    }
+
+    async fn clean_up(&mut self, unfinished: &[String]) -> Result<()> {
+        self.host.candidate_stop().await?;
+        self.host.remove(unfinished).await
+    }
+
+    async fn prepare(&mut self, _p: &Printer) -> Result<()> {
+        self.host.prepare(&self.config).await
+    }
+
+    async fn install(&mut self, artifact: &Artifact, receipt: &Receipt, p: &Printer) -> Result<()> {
+        self.host.receive(artifact, receipt, p).await
+    }
+
+    async fn start_candidate(&mut self, release: &str) -> Result<Mark> {
+        self.host.candidate(release).await
+    }
+
+    async fn stop_candidate(&mut self) -> Result<()> {
+        self.host.candidate_stop().await
+    }
+
+    async fn switch(&mut self, release: &str, _p: &Printer) -> Result<Mark> {
+        self.host.switch(release).await
+    }
+
+    async fn check(
+        &mut self,
+        slot: Slot,
+        want: Option<(&str, &str)>,
+        outside: bool,
+        timeout: Duration,
+    ) -> Result<Status, Unhealthy> {
+        let (port, unit) = self.unit(slot);
+        let public = self.remote.public_url.clone();
+        let outside = outside.then_some(public.as_str());
+        let mut baseline = None;
+        let this = &*self;
+        health::wait(timeout, async || this.look(port, unit, want, outside, &mut baseline, timeout).await).await
+    }
+
+    async fn reachable(&mut self) -> bool {
+        let answer = health::status(&health::client(), &self.remote.public_url).await;
+        matches!(answer, Ok((code, s)) if health::is_healthy(code, &s))
+    }
+
+    async fn diagnose(&mut self, slot: Slot, since: Mark) -> String {
+        self.host.diagnose(since, self.unit(slot).1).await
+    }
+
+    async fn record(&mut self, receipt: &Receipt) -> Result<()> {
+        self.host.finish(receipt).await
+    }
+
+    async fn set_aside(&mut self, release: &str) -> Result<()> {
+        self.host.set_aside(release).await
+    }
+
+    async fn remove(&mut self, releases: &[String]) -> Result<()> {
+        self.host.remove(releases).await
+    }
+
+    async fn status(&mut self) -> Result<StatusView> {
+        status(&self.host, &self.remote, self.port).await
+    }
+
+    async fn logs(&mut self, lines: usize, follow: bool) -> Result<u8> {
+        let status = self.host.logs(lines, follow).await?;
+        Ok(if status.success() { 0 } else { 1 })
+    }
+
+    async fn destroy(&mut self, keep_data: bool, p: &Printer) -> Result<Value> {
+        self.lock(Duration::from_secs(60), p).await?;
+        let step = p.step(format!("removing the service from {}", self.host.name()));
+        let result = self.host.destroy(keep_data).await;
+        self.unlock().await;
+        result?;
+        step.done(if keep_data { "data kept" } else { "data deleted" });
+        Ok(json!({"host": self.remote.target.host, "destroyed": true, "kept_data": keep_data}))
+    }
+
+    async fn ingest_token(&mut self) -> Result<Option<String>> {
+        self.host.ingest_token().await
+    }
+
+    async fn close(mut self: Box<Self>) {
+        self.unlock().await;
+        self.host.close().await;
+    }
+}
+
+/// Releases, the unit, and health from both sides.
+async fn status(host: &Host, remote: &Remote, port: u16) -> Result<StatusView> {
+    let state = host.state().await?;
+    let probe = host.probe(port, SERVING_UNIT).await?;
+    let outside = health::status(&health::client(), &remote.public_url).await;
+    let healthy = probe.healthy().is_some() && matches!(&outside, Ok((code, s)) if health::is_healthy(*code, s));
+    let json = json!({
+        "host": remote.target.host,
+        "healthy": healthy,
+        "unit": {"active": probe.active.as_str(), "sub": probe.sub_state, "restarts": probe.restarts, "socket": probe.socket.as_str()},
+        "status": probe.status,
+        "reachable_from_here": outside.is_ok(),
+        "url": remote.public_url,
+        "release": state.current,
+        "releases": state.releases,
+    });
+    let mut lines = vec![format!("service:  {}", probe.describe())];
+    if let Some(s) = &probe.status {
+        lines.push(format!("version:  {} ({}), database {}, up {}s", s.version, s.git_sha, s.database, s.uptime_s));
+    }
+    lines.push(match &outside {
+        Ok((code, _)) => format!("outside:  HTTP {code} at {}", remote.public_url),
+        Err(e) => format!("outside:  unreachable at {}: {e}", remote.public_url),
+    });
+    lines.push(format!("release:  {}", state.current.as_deref().unwrap_or("none")));
+    for r in state.releases.iter().rev() {
+        let mark = if Some(&r.name) == state.current.as_ref() { "*" } else { " " };
+        lines.push(format!("  {mark} {} {} v{} by {}", r.name, r.verdict, r.version.as_deref().unwrap_or("?"), r.by));
+    }
+    Ok(StatusView { json, lines, details: Vec::new(), healthy })
+}

@@ -1,0 +1,143 @@
+//! `vc-host`'s file steps in a temporary root (VC_HOST_ROOT), without a host: receive,
+//! state, finish, set-aside, remove, put and the lock. The systemd steps are tested on a
+//! real host in ssh.rs.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/host/vc-host.sh")
+}
+
+struct Root(tempfile::TempDir);
+
+impl Root {
+    fn new() -> Root {
+        let root = Root(tempfile::tempdir().unwrap());
+        std::fs::create_dir_all(root.path("opt/vehicleconnect/releases")).unwrap();
+        root
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.0.path().join(p)
+    }
+
+    fn run(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new("sh")
+            .arg(script())
+            .args(args)
+            .env("VC_HOST_ROOT", self.0.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], input: &[u8]) -> String {
+        let out = self.run(args, input);
+        assert!(out.status.success(), "vc-host {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn receive(&self, name: &str, binary: &[u8]) {
+        let sha = sha256(binary);
+        let receipt = format!(r#"{{"name":"{name}","sha256":"{sha}","verdict":"pending"}}"#);
+        self.ok(&["receive", &sha, name, &receipt], binary);
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum");
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()[..64].to_string()
+}
+
+#[test]
+fn a_received_release_is_whole_or_absent() {
+    let root = Root::new();
+    root.receive("20261130T100000Z-aaaaaaaaaaaa", b"#!/bin/sh\necho v1\n");
+    let state = root.ok(&["state"], b"");
+    assert!(state.contains(r#"receipt {"name":"20261130T100000Z-aaaaaaaaaaaa""#), "{state}");
+    assert!(state.contains("current \n"), "nothing is current yet: {state}");
+
+    // A damaged upload leaves nothing behind, not even its partial directory.
+    let out = root.run(&["receive", &"0".repeat(64), "20261130T100001Z-bbbbbbbbbbbb", "{}"], b"other bytes");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upload damaged"));
+    let left: Vec<_> = std::fs::read_dir(root.path("opt/vehicleconnect/releases")).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the good release: {left:?}");
+
+    // A release name is never a path.
+    let out = root.run(&["receive", &"0".repeat(64), "../../etc", "{}"], b"x");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad release name"), "{out:?}");
+}
+
+#[test]
+fn finish_set_aside_and_remove_do_what_vcctl_decided_and_never_touch_current() {
+    let root = Root::new();
+    let (a, b) = ("20261130T100000Z-aaaaaaaaaaaa", "20261130T100001Z-bbbbbbbbbbbb");
+    root.receive(a, b"a");
+    root.receive(b, b"b");
+    std::os::unix::fs::symlink(format!("releases/{a}"), root.path("opt/vehicleconnect/current")).unwrap();
+
+    root.ok(&["finish", b], br#"{"name":"x","verdict":"failed"}"#);
+    root.ok(&["set-aside", b], b"");
+    let state = root.ok(&["state"], b"");
+    assert!(state.contains(r#"failed {"name":"x","verdict":"failed"}"#), "{state}");
+    assert!(state.contains(&format!("current {a}\n")), "{state}");
+    // A receipt of a release set aside can still be written.
+    root.ok(&["finish", b], br#"{"name":"y","verdict":"failed"}"#);
+
+    for refused in [&["set-aside", a][..], &["remove", a][..]] {
+        let out = root.run(refused, b"");
+        assert_eq!(out.status.code(), Some(1), "{refused:?} of the current release");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("serves"), "{out:?}");
+    }
+    assert_eq!(root.ok(&["remove", b], b""), format!("removed {b}\n"));
+    assert!(!root.path(&format!("opt/vehicleconnect/failed/{b}")).exists());
+    assert!(root.path(&format!("opt/vehicleconnect/releases/{a}/vehicleconnect")).exists());
+}
+
+#[test]
+fn put_says_whether_a_file_changed() {
+    let root = Root::new();
+    assert_eq!(root.ok(&["put", "/etc/prometheus/prometheus.yml", "644"], b"one"), "changed\n");
+    assert_eq!(root.ok(&["put", "/etc/prometheus/prometheus.yml", "644"], b"one"), "unchanged\n");
+    assert_eq!(root.ok(&["put", "/etc/prometheus/prometheus.yml", "600"], b"two"), "changed\n");
+    assert_eq!(std::fs::read_to_string(root.path("etc/prometheus/prometheus.yml")).unwrap(), "two");
+    let out = root.run(&["put", "relative/path", "644"], b"x");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an absolute path"), "{out:?}");
+}
+
+#[test]
+fn the_lock_is_held_until_stdin_closes_and_names_its_holder() {
+    let root = Root::new();
+    let mut first = Command::new("sh")
+        .arg(script())
+        .args(["lock", "5", r#"{"by":"first"}"#])
+        .env("VC_HOST_ROOT", root.0.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(first.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "LOCKED\n");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(root.path("run/vehicleconnect-deploy")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the lock's directory is its owner's only");
+
+    let second = root.run(&["lock", "0", r#"{"by":"second"}"#], b"");
+    assert_eq!(second.status.code(), Some(75));
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(said.contains(r#"WAITING {"by":"first"}"#) && said.contains(r#"BUSY {"by":"first"}"#), "{said}");
+
+    drop(first.stdin.take());
+    first.wait().unwrap();
+    let third = root.run(&["lock", "0", r#"{"by":"third"}"#], b"");
+    assert_eq!(String::from_utf8_lossy(&third.stdout), "LOCKED\n", "released when the first one's stdin closed");
+}
