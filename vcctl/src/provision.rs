@@ -197,104 +197,113 @@ fn change(action: Action, resource: impl Into<String>, detail: impl Into<String>
 
 /// The changes that turn `found` into `wanted`, in the order they must be made. Pure.
 pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
-    use Action::*;
-    let n = &w.names;
     let mut out = Vec::new();
     if !f.key_pair {
         out.push(change(
-            Create,
-            format!("key pair {}", n.key_pair),
+            Action::Create,
+            format!("key pair {}", w.names.key_pair),
             "imported from the stack's ssh_public_key",
             Op::ImportKeyPair,
         ));
     }
-    match &f.security_group {
-        None => {
-            out.push(change(
-                Create,
-                format!("security group {}", n.security_group),
-                format!("with {} rules", w.rules.len()),
-                Op::CreateSecurityGroup,
-            ));
-            out.push(change(
-                Create,
-                "security group rules",
-                w.rules.iter().map(Rule::to_string).collect::<Vec<_>>().join("; "),
-                Op::AddRules(w.rules.clone()),
-            ));
-        }
-        Some(sg) => {
-            let extra: Vec<Rule> = sg.rules.iter().filter(|r| !w.rules.contains(r)).cloned().collect();
-            let missing: Vec<Rule> = w.rules.iter().filter(|r| !sg.rules.contains(r)).cloned().collect();
-            for r in &extra {
-                out.push(change(
-                    Delete,
-                    format!("rule on {}", sg.id),
-                    format!("{r}: not in the stack file (changed outside vcctl)"),
-                    Op::RemoveRules(vec![r.clone()]),
-                ));
-            }
-            for r in &missing {
-                out.push(change(Create, format!("rule on {}", sg.id), format!("{r}"), Op::AddRules(vec![r.clone()])));
-            }
-        }
+    plan_security_group(w, f, &mut out);
+    plan_role(w, f, &mut out);
+    plan_instance_profile(w, f, &mut out);
+    let instance_id = plan_instance(w, f, region, &mut out);
+    plan_alarms(w, f, region, &instance_id, &mut out);
+    out
+}
+
+fn plan_security_group(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+    use Action::*;
+    let Some(sg) = &f.security_group else {
+        out.push(change(
+            Create,
+            format!("security group {}", w.names.security_group),
+            format!("with {} rules", w.rules.len()),
+            Op::CreateSecurityGroup,
+        ));
+        out.push(change(
+            Create,
+            "security group rules",
+            w.rules.iter().map(Rule::to_string).collect::<Vec<_>>().join("; "),
+            Op::AddRules(w.rules.clone()),
+        ));
+        return;
+    };
+    for r in sg.rules.iter().filter(|r| !w.rules.contains(r)) {
+        out.push(change(
+            Delete,
+            format!("rule on {}", sg.id),
+            format!("{r}: not in the stack file (changed outside vcctl)"),
+            Op::RemoveRules(vec![r.clone()]),
+        ));
     }
-    match &f.role {
-        None => {
-            out.push(change(
-                Create,
-                format!("IAM role {}", n.role),
-                format!("path {}, trusted by ec2.amazonaws.com only", iam::path(&w.stack)),
-                Op::CreateRole,
-            ));
-            out.push(change(
-                Create,
-                format!("inline policy {}", n.policy),
-                "PutMetricData to VehicleConnect, logs to /vcctl/<stack>",
-                Op::PutPolicy,
-            ));
-        }
-        Some(role) => {
-            if role.trust != iam::trust_policy() {
-                out.push(change(
-                    Update,
-                    format!("IAM role {}", n.role),
-                    "trust policy changed outside vcctl; restore ec2.amazonaws.com only",
-                    Op::RestoreTrust,
-                ));
-            }
-            if f.policy.as_ref() != Some(&w.policy) {
-                let what = if f.policy.is_none() { "missing" } else { "changed outside vcctl" };
-                out.push(change(
-                    Update,
-                    format!("inline policy {}", n.policy),
-                    format!("{what}; restore least privilege"),
-                    Op::PutPolicy,
-                ));
-            }
-            for p in &f.other_policies {
-                out.push(change(
-                    Delete,
-                    format!("policy {p} on {}", n.role),
-                    "not vcctl's: the role stays least-privilege",
-                    Op::RemovePolicy(p.clone()),
-                ));
-            }
-        }
+    for r in w.rules.iter().filter(|r| !sg.rules.contains(r)) {
+        out.push(change(Create, format!("rule on {}", sg.id), format!("{r}"), Op::AddRules(vec![r.clone()])));
     }
+}
+
+fn plan_role(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+    use Action::*;
+    let n = &w.names;
+    let Some(role) = &f.role else {
+        out.push(change(
+            Create,
+            format!("IAM role {}", n.role),
+            format!("path {}, trusted by ec2.amazonaws.com only", iam::path(&w.stack)),
+            Op::CreateRole,
+        ));
+        out.push(change(
+            Create,
+            format!("inline policy {}", n.policy),
+            "PutMetricData to VehicleConnect, logs to /vcctl/<stack>",
+            Op::PutPolicy,
+        ));
+        return;
+    };
+    if role.trust != iam::trust_policy() {
+        out.push(change(
+            Update,
+            format!("IAM role {}", n.role),
+            "trust policy changed outside vcctl; restore ec2.amazonaws.com only",
+            Op::RestoreTrust,
+        ));
+    }
+    if f.policy.as_ref() != Some(&w.policy) {
+        let what = if f.policy.is_none() { "missing" } else { "changed outside vcctl" };
+        out.push(change(
+            Update,
+            format!("inline policy {}", n.policy),
+            format!("{what}; restore least privilege"),
+            Op::PutPolicy,
+        ));
+    }
+    for p in &f.other_policies {
+        out.push(change(
+            Delete,
+            format!("policy {p} on {}", n.role),
+            "not vcctl's: the role stays least-privilege",
+            Op::RemovePolicy(p.clone()),
+        ));
+    }
+}
+
+fn plan_instance_profile(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+    let n = &w.names;
     match &f.instance_profile {
         None => {
             out.push(change(
-                Create,
+                Action::Create,
                 format!("instance profile {}", n.instance_profile),
                 format!("holding role {}", n.role),
                 Op::CreateInstanceProfile,
             ));
-            out.push(change(Create, format!("role {} in profile", n.role), "", Op::AddRoleToProfile));
+            out.push(change(Action::Create, format!("role {} in profile", n.role), "", Op::AddRoleToProfile));
         }
         Some(p) if !p.roles.contains(&n.role) => {
             out.push(change(
-                Update,
+                Action::Update,
                 format!("instance profile {}", n.instance_profile),
                 format!("add role {}", n.role),
                 Op::AddRoleToProfile,
@@ -302,50 +311,50 @@ pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
         }
         Some(_) => {}
     }
-    let instance_id = match &f.instance {
-        None => {
-            out.push(change(
-                Create,
-                format!("instance {}", n.instance),
-                format!(
-                    "{} in {region}, Debian 12 ({}), IMDSv2, encrypted gp3{}",
-                    w.instance_type,
-                    architecture(&w.instance_type),
-                    if w.termination_protection { ", termination protection" } else { "" }
-                ),
-                Op::RunInstance,
-            ));
-            "(new instance)".to_string()
-        }
-        Some(i) => {
-            if i.instance_type != w.instance_type {
-                out.push(change(
-                    Update,
-                    format!("instance {}", i.id),
-                    format!("type {} → {} (stop, modify, start)", i.instance_type, w.instance_type),
-                    Op::ChangeType(w.instance_type.clone()),
-                ));
-            }
-            if !i.imds_tokens_required || i.imds_hop_limit != 1 {
-                out.push(change(
-                    Update,
-                    format!("instance {}", i.id),
-                    "require IMDSv2 with hop limit 1",
-                    Op::RequireImdsV2,
-                ));
-            }
-            if f.termination_protection != Some(w.termination_protection) {
-                out.push(change(
-                    Update,
-                    format!("instance {}", i.id),
-                    format!("termination protection {}", if w.termination_protection { "on" } else { "off" }),
-                    Op::SetTerminationProtection(w.termination_protection),
-                ));
-            }
-            i.id.clone()
-        }
+}
+
+/// The instance's changes; its id (or a placeholder for one to be made), for the alarms.
+fn plan_instance(w: &Wanted, f: &Found, region: &str, out: &mut Vec<Change>) -> String {
+    use Action::*;
+    let Some(i) = &f.instance else {
+        out.push(change(
+            Create,
+            format!("instance {}", w.names.instance),
+            format!(
+                "{} in {region}, Debian 12 ({}), IMDSv2, encrypted gp3{}",
+                w.instance_type,
+                architecture(&w.instance_type),
+                if w.termination_protection { ", termination protection" } else { "" }
+            ),
+            Op::RunInstance,
+        ));
+        return "(new instance)".to_string();
     };
-    let wanted_alarms = cloudwatch::wanted(&w.stack, region, &instance_id);
+    if i.instance_type != w.instance_type {
+        out.push(change(
+            Update,
+            format!("instance {}", i.id),
+            format!("type {} → {} (stop, modify, start)", i.instance_type, w.instance_type),
+            Op::ChangeType(w.instance_type.clone()),
+        ));
+    }
+    if !i.imds_tokens_required || i.imds_hop_limit != 1 {
+        out.push(change(Update, format!("instance {}", i.id), "require IMDSv2 with hop limit 1", Op::RequireImdsV2));
+    }
+    if f.termination_protection != Some(w.termination_protection) {
+        out.push(change(
+            Update,
+            format!("instance {}", i.id),
+            format!("termination protection {}", if w.termination_protection { "on" } else { "off" }),
+            Op::SetTerminationProtection(w.termination_protection),
+        ));
+    }
+    i.id.clone()
+}
+
+fn plan_alarms(w: &Wanted, f: &Found, region: &str, instance_id: &str, out: &mut Vec<Change>) {
+    use Action::*;
+    let wanted_alarms = cloudwatch::wanted(&w.stack, region, instance_id);
     for a in &wanted_alarms {
         match f.alarms.iter().find(|x| x.name == a.name) {
             None => out.push(change(
@@ -365,7 +374,6 @@ pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
     if !stray.is_empty() {
         out.push(change(Delete, "alarms", stray.join(", "), Op::DeleteAlarms(stray)));
     }
-    out
 }
 
 /// Makes the changes, in order. Needs what `find` saw for the ids it already knows.

@@ -234,6 +234,42 @@ struct Counters {
     requests: AtomicU64,
 }
 
+/// Failed events by reason.
+type Errors = std::sync::Mutex<std::collections::BTreeMap<String, u64>>;
+
+/// Sends one request of `n` events and counts how it went; a request whose kept-alive
+/// connection closed before the answer is sent once more, on a `fresh` connection.
+async fn send(req: reqwest::RequestBuilder, n: u64, fresh: &reqwest::Client, counters: &Counters, errors: &Errors) {
+    let again = req.try_clone().and_then(|r| r.build().ok());
+    let mut outcome = req.send().await;
+    if let (Err(e), Some(again)) = (&outcome, again)
+        && closed_before_answer(e)
+    {
+        counters.retried.fetch_add(1, Ordering::Relaxed);
+        outcome = fresh.execute(again).await;
+    }
+    counters.requests.fetch_add(1, Ordering::Relaxed);
+    let reason = match outcome {
+        Ok(r) if r.status() == 201 => None,
+        Ok(r) => {
+            let code = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.unwrap_or_default();
+            let what = body["error"].as_str().unwrap_or("").chars().take(120).collect::<String>();
+            Some(format!("HTTP {code}: {what}"))
+        }
+        Err(e) if e.is_timeout() => Some("timed out".to_string()),
+        Err(e) if e.is_connect() => Some("connection refused or failed".to_string()),
+        Err(e) => Some(crate::error::chain(&e)),
+    };
+    match reason {
+        None => counters.acked.fetch_add(n, Ordering::Relaxed),
+        Some(r) => {
+            *errors.lock().unwrap().entry(r).or_default() += n;
+            counters.failed.fetch_add(n, Ordering::Relaxed)
+        }
+    };
+}
+
 /// Sends the planned traffic; `progress` is called about every 100 ms with (sent events, acked, failed).
 pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Report> {
     let batch = plan.batch.max(1) as u64;
@@ -246,7 +282,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
     let fresh = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build()?;
     let url = format!("{}/api/events", plan.target.trim_end_matches('/'));
     let counters = Arc::new(Counters::default());
-    let errors: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
+    let errors: Arc<Errors> = Default::default();
     let in_flight = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let started = Instant::now();
@@ -275,34 +311,7 @@ pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Rep
             }
             let (counters, errors, fresh) = (counters.clone(), errors.clone(), fresh.clone());
             tasks.spawn(async move {
-                let again = req.try_clone().and_then(|r| r.build().ok());
-                let mut outcome = req.send().await;
-                if let (Err(e), Some(again)) = (&outcome, again)
-                    && closed_before_answer(e)
-                {
-                    counters.retried.fetch_add(1, Ordering::Relaxed);
-                    outcome = fresh.execute(again).await;
-                }
-                counters.requests.fetch_add(1, Ordering::Relaxed);
-                let reason = match outcome {
-                    Ok(r) if r.status() == 201 => None,
-                    Ok(r) => {
-                        let code = r.status().as_u16();
-                        let body: serde_json::Value = r.json().await.unwrap_or_default();
-                        let what = body["error"].as_str().unwrap_or("").chars().take(120).collect::<String>();
-                        Some(format!("HTTP {code}: {what}"))
-                    }
-                    Err(e) if e.is_timeout() => Some("timed out".to_string()),
-                    Err(e) if e.is_connect() => Some("connection refused or failed".to_string()),
-                    Err(e) => Some(crate::error::chain(&e)),
-                };
-                match reason {
-                    None => counters.acked.fetch_add(n, Ordering::Relaxed),
-                    Some(r) => {
-                        *errors.lock().unwrap().entry(r).or_default() += n;
-                        counters.failed.fetch_add(n, Ordering::Relaxed)
-                    }
-                };
+                send(req, n, &fresh, &counters, &errors).await;
                 drop(permit);
             });
             while tasks.try_join_next().is_some() {}

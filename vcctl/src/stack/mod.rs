@@ -98,6 +98,9 @@ pub struct AwsSettings {
     pub ssh_identity: Option<String>,
     /// The login user of the image (Debian's: `admin`).
     pub ssh_user: Option<String>,
+    /// The instance's host key (`ssh-ed25519 AAAA...`), when known from elsewhere than its
+    /// console output; pinned before the first contact.
+    pub host_key: Option<String>,
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub termination_protection: bool,
@@ -158,33 +161,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         ));
     }
     let (provider, provider_span) = root.req_str("provider")?;
-
-    // On a host the service port must not be one the stack uses for something else; the
-    // error is kept until the provider is known (the local stack uses none of them).
-    let mut port_taken = None;
-    let service = match root.opt_section("service")? {
-        None => ServiceSettings { port: None, retention: None, kpi_interval: None, ingest_token: None },
-        Some(mut s) => {
-            let settings = ServiceSettings {
-                port: s.opt_port("port")?,
-                retention: s.opt_duration("retention")?,
-                kpi_interval: s.opt_duration("kpi_interval")?,
-                ingest_token: s.opt_bool("ingest_token")?,
-            };
-            if let Some((_, what)) = settings.port.and_then(|p| HOST_PORTS.iter().find(|(used, _)| *used == p)) {
-                port_taken = Some(s.value_error(
-                    "port",
-                    format!(
-                        "port {} is the host's {what}; the service cannot use it",
-                        settings.port.unwrap_or_default()
-                    ),
-                    Some("choose another port, e.g. 8000".into()),
-                ));
-            }
-            s.finish()?;
-            settings
-        }
-    };
+    let (service, port_taken) = service_settings(&mut root)?;
 
     let sections = ["local", "aws", "ssh"];
     for other in sections.iter().filter(|s| **s != provider) {
@@ -195,114 +172,22 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             return Err(err);
         }
     }
-
     let provider = match provider.as_str() {
-        "local" => {
-            let mut local = LocalSettings::default();
-            if let Some(mut s) = root.opt_section("local")? {
-                local.listen_address = s.opt_parsed("listen_address", "an IP address", |v| {
-                    v.parse::<std::net::IpAddr>()
-                        .map(|_| v.to_string())
-                        .map_err(|_| format!("expected an IP address such as 127.0.0.1, got {v:?}"))
-                })?;
-                s.finish()?;
-            }
-            Provider::Local(local)
-        }
+        "local" => Provider::Local(match root.opt_section("local")? {
+            Some(s) => local_settings(s)?,
+            None => LocalSettings::default(),
+        }),
         "aws" => {
-            let Some(mut s) = root.opt_section("aws")? else {
+            let Some(s) = root.opt_section("aws")? else {
                 return Err(root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)"));
             };
-            let region = s.opt_parsed("region", "a region name", |r| {
-                if AWS_REGIONS.contains(&r) {
-                    return Ok(r.to_string());
-                }
-                let close = AWS_REGIONS
-                    .iter()
-                    .min_by_key(|k| strsim::damerau_levenshtein(r, k))
-                    .copied()
-                    .unwrap_or("eu-central-1");
-                Err(format!("{r:?} is not an AWS region; did you mean {close:?}?"))
-            })?;
-            let instance_type = s.opt_parsed("instance_type", "an instance type", |t| {
-                let ok = t.split_once('.').is_some_and(|(family, size)| {
-                    !family.is_empty()
-                        && !size.is_empty()
-                        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-                });
-                if ok {
-                    Ok(t.to_string())
-                } else {
-                    Err(format!("expected an EC2 instance type such as t2.micro, got {t:?}"))
-                }
-            })?;
-            let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
-            let allow_admin_from_anywhere = s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
-            let hint = "use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it";
-            let world = admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0");
-            if world && !allow_admin_from_anywhere {
-                return Err(s.value_error(
-                    "admin_cidrs",
-                    "admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet",
-                    Some(hint.into()),
-                ));
-            }
-            // Compared as networks, not strings: 0.0.0.0/1 with 128.0.0.0/1 is the world too.
-            if let Some(wide) = admin_cidrs.iter().find(|c| yaml::is_too_wide(c))
-                && !allow_admin_from_anywhere
-            {
-                return Err(s.value_error(
-                    "admin_cidrs",
-                    format!("{wide} opens SSH (22) and Prometheus (9090) to a large part of the internet (prefixes shorter than /8 for IPv4 or /32 for IPv6)"),
-                    Some(hint.into()),
-                ));
-            }
-            let settings = AwsSettings {
-                region,
-                instance_type,
-                admin_cidrs,
-                allow_admin_from_anywhere,
-                ssh_public_key: s.opt_str("ssh_public_key")?,
-                ssh_identity: s.opt_str("ssh_identity")?,
-                ssh_user: s.opt_str("ssh_user")?,
-                vpc_id: s.opt_str("vpc_id")?,
-                subnet_id: s.opt_str("subnet_id")?,
-                termination_protection: s.opt_bool("termination_protection")?.unwrap_or(false),
-            };
-            if settings.admin_cidrs.is_empty() {
-                return Err(s.value_error(
-                    "admin_cidrs",
-                    "`admin_cidrs` is empty: nobody could reach SSH (22) or Prometheus (9090)",
-                    Some("add the networks you administer from, e.g. `admin_cidrs: [203.0.113.7/32]`".into()),
-                ));
-            }
-            s.finish()?;
-            Provider::Aws(settings)
+            Provider::Aws(aws_settings(s)?)
         }
         "ssh" => {
-            let Some(mut s) = root.opt_section("ssh")? else {
+            let Some(s) = root.opt_section("ssh")? else {
                 return Err(root.error("provider `ssh` needs an `ssh:` section with at least `host`"));
             };
-            let settings = SshSettings {
-                host: s.req_str("host")?.0,
-                user: s.opt_str("user")?,
-                port: s.opt_port("port")?,
-                identity: s.opt_str("identity")?,
-                host_key: s.opt_parsed("host_key", "a public key", |k| {
-                    let mut w = k.split_whitespace();
-                    match (w.next(), w.next()) {
-                        (Some(kind), Some(_)) if kind.starts_with("ssh-") || kind.starts_with("ecdsa-") => {
-                            Ok(k.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-                        }
-                        _ => Err(format!(
-                            "expected a public key line such as `ssh-ed25519 AAAA...` (the host's /etc/ssh/ssh_host_ed25519_key.pub), got {k:?}"
-                        )),
-                    }
-                })?,
-                expose_prometheus: s.opt_bool("expose_prometheus")?.unwrap_or(false),
-            };
-            s.finish()?;
-            Provider::Ssh(settings)
+            Provider::Ssh(ssh_settings(s)?)
         }
         other => {
             let mut err = root.error_at(&provider_span, "provider".into(), format!("unknown provider {other:?}"));
@@ -321,6 +206,134 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         return Err(err);
     }
     Ok(Stack { file: file.to_path_buf(), name, provider, service })
+}
+
+/// The `service:` section, and the error of a port a host uses for something else: kept
+/// until the provider is known (the local stack uses none of them).
+fn service_settings(root: &mut Section) -> Result<(ServiceSettings, Option<StackError>), StackError> {
+    let Some(mut s) = root.opt_section("service")? else {
+        return Ok((ServiceSettings { port: None, retention: None, kpi_interval: None, ingest_token: None }, None));
+    };
+    let settings = ServiceSettings {
+        port: s.opt_port("port")?,
+        retention: s.opt_duration("retention")?,
+        kpi_interval: s.opt_duration("kpi_interval")?,
+        ingest_token: s.opt_bool("ingest_token")?,
+    };
+    let mut port_taken = None;
+    if let Some((_, what)) = settings.port.and_then(|p| HOST_PORTS.iter().find(|(used, _)| *used == p)) {
+        port_taken = Some(s.value_error(
+            "port",
+            format!("port {} is the host's {what}; the service cannot use it", settings.port.unwrap_or_default()),
+            Some("choose another port, e.g. 8000".into()),
+        ));
+    }
+    s.finish()?;
+    Ok((settings, port_taken))
+}
+
+fn local_settings(mut s: Section) -> Result<LocalSettings, StackError> {
+    let listen_address = s.opt_parsed("listen_address", "an IP address", |v| {
+        v.parse::<std::net::IpAddr>()
+            .map(|_| v.to_string())
+            .map_err(|_| format!("expected an IP address such as 127.0.0.1, got {v:?}"))
+    })?;
+    s.finish()?;
+    Ok(LocalSettings { listen_address })
+}
+
+fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
+    let region = s.opt_parsed("region", "a region name", |r| {
+        if AWS_REGIONS.contains(&r) {
+            return Ok(r.to_string());
+        }
+        let close =
+            AWS_REGIONS.iter().min_by_key(|k| strsim::damerau_levenshtein(r, k)).copied().unwrap_or("eu-central-1");
+        Err(format!("{r:?} is not an AWS region; did you mean {close:?}?"))
+    })?;
+    let instance_type = s.opt_parsed("instance_type", "an instance type", |t| {
+        let ok = t.split_once('.').is_some_and(|(family, size)| {
+            !family.is_empty()
+                && !size.is_empty()
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        });
+        if ok { Ok(t.to_string()) } else { Err(format!("expected an EC2 instance type such as t2.micro, got {t:?}")) }
+    })?;
+    let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
+    let allow_admin_from_anywhere = s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
+    check_admin_cidrs(&s, &admin_cidrs, allow_admin_from_anywhere)?;
+    let settings = AwsSettings {
+        region,
+        instance_type,
+        admin_cidrs,
+        allow_admin_from_anywhere,
+        ssh_public_key: s.opt_str("ssh_public_key")?,
+        ssh_identity: s.opt_str("ssh_identity")?,
+        ssh_user: s.opt_str("ssh_user")?,
+        host_key: s.opt_parsed("host_key", "a public key", parse_host_key)?,
+        vpc_id: s.opt_str("vpc_id")?,
+        subnet_id: s.opt_str("subnet_id")?,
+        termination_protection: s.opt_bool("termination_protection")?.unwrap_or(false),
+    };
+    s.finish()?;
+    Ok(settings)
+}
+
+/// Admin networks: some, and none wider than /8 (IPv4) or /32 (IPv6) unless the stack says
+/// it means it. Compared as networks, not strings: 0.0.0.0/1 with 128.0.0.0/1 is the world.
+fn check_admin_cidrs(s: &Section, cidrs: &[String], anywhere: bool) -> Result<(), StackError> {
+    let hint =
+        "use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it";
+    if !anywhere && cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0") {
+        return Err(s.value_error(
+            "admin_cidrs",
+            "admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet",
+            Some(hint.into()),
+        ));
+    }
+    if let Some(wide) = cidrs.iter().find(|c| yaml::is_too_wide(c))
+        && !anywhere
+    {
+        return Err(s.value_error(
+            "admin_cidrs",
+            format!("{wide} opens SSH (22) and Prometheus (9090) to a large part of the internet (prefixes shorter than /8 for IPv4 or /32 for IPv6)"),
+            Some(hint.into()),
+        ));
+    }
+    if cidrs.is_empty() {
+        return Err(s.value_error(
+            "admin_cidrs",
+            "`admin_cidrs` is empty: nobody could reach SSH (22) or Prometheus (9090)",
+            Some("add the networks you administer from, e.g. `admin_cidrs: [203.0.113.7/32]`".into()),
+        ));
+    }
+    Ok(())
+}
+
+fn ssh_settings(mut s: Section) -> Result<SshSettings, StackError> {
+    let settings = SshSettings {
+        host: s.req_str("host")?.0,
+        user: s.opt_str("user")?,
+        port: s.opt_port("port")?,
+        identity: s.opt_str("identity")?,
+        host_key: s.opt_parsed("host_key", "a public key", parse_host_key)?,
+        expose_prometheus: s.opt_bool("expose_prometheus")?.unwrap_or(false),
+    };
+    s.finish()?;
+    Ok(settings)
+}
+
+/// A host's public key line, `TYPE BASE64` (a comment after it dropped).
+fn parse_host_key(k: &str) -> Result<String, String> {
+    let mut w = k.split_whitespace();
+    match (w.next(), w.next()) {
+        (Some(kind), Some(_)) if kind.starts_with("ssh-") || kind.starts_with("ecdsa-") => {
+            Ok(k.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        }
+        _ => Err(format!(
+            "expected a public key line such as `ssh-ed25519 AAAA...` (the host's /etc/ssh/ssh_host_ed25519_key.pub), got {k:?}"
+        )),
+    }
 }
 
 /// Ports a host stack uses for other things than the service's own port.
@@ -385,18 +398,6 @@ mod tests {
             "name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32]\nservice:\n  port: 9090\n",
             "stacks/t.yaml:6:9: service.port: port 9090 is the host's Prometheus port; the service cannot use it\nhint: choose another port, e.g. 8000",
         );
-        for wide in ["0.0.0.0/1", "128.0.0.0/1", "::/1", "2000::/3"] {
-            check(
-                &format!("name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32, \"{wide}\"]\n"),
-                &format!(
-                    "stacks/t.yaml:4:16: aws.admin_cidrs: {wide} opens SSH (22) and Prometheus (9090) to a large part of the internet (prefixes shorter than /8 for IPv4 or /32 for IPv6)\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it"
-                ),
-            );
-        }
-        check(
-            "name: a\nprovider: aws\naws:\n  admin_cidrs: [\"0::/0\"]\n",
-            "stacks/t.yaml:4:16: aws.admin_cidrs: admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it",
-        );
         check(
             "name: a\nprovider: local\nservice:\n  retention: forever\n",
             "stacks/t.yaml:4:14: service.retention: expected a duration such as 60s, 5m or 30days, got \"forever\"",
@@ -408,6 +409,40 @@ mod tests {
         check(
             "name: a\nprovider: local\nservice:\n  ingest_token: maybe\n",
             "stacks/t.yaml:4:17: service.ingest_token: expected true or false, got \"maybe\"",
+        );
+        check(
+            "name: a\nprovider: local\naws:\n  region: eu-central-1\n",
+            "stacks/t.yaml:1:1: aws: section `aws` does not apply to provider `local`\nhint: remove it, or set `provider: aws`",
+        );
+        check("name: a\nprovider: ssh\nssh:\n  user: admin\n", "stacks/t.yaml:3:1: ssh: missing required field `host`");
+        check("name: a\nname: b\nprovider: local\n", "stacks/t.yaml:2:1: (top level): duplicate field `name`");
+        check(
+            "name: a\nprovider: local\n  bad indent: [\n",
+            "stacks/t.yaml:3:13: (top level): invalid YAML: mapping values are not allowed in this context",
+        );
+        check(
+            "- a\n",
+            "stacks/t.yaml:1:1: (top level): a stack file must be a mapping of fields (name:, provider:, ...)",
+        );
+        check(
+            "name: a\nprovider: local\nreigon: x\n",
+            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, service, local",
+        );
+    }
+
+    #[test]
+    fn broken_aws_sections_are_explained_with_positions() {
+        for wide in ["0.0.0.0/1", "128.0.0.0/1", "::/1", "2000::/3"] {
+            check(
+                &format!("name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32, \"{wide}\"]\n"),
+                &format!(
+                    "stacks/t.yaml:4:16: aws.admin_cidrs: {wide} opens SSH (22) and Prometheus (9090) to a large part of the internet (prefixes shorter than /8 for IPv4 or /32 for IPv6)\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it"
+                ),
+            );
+        }
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs: [\"0::/0\"]\n",
+            "stacks/t.yaml:4:16: aws.admin_cidrs: admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it",
         );
         check(
             "name: a\nprovider: aws\n",
@@ -436,24 +471,6 @@ mod tests {
         check(
             "name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32]\n  instance_type: micro\n",
             "stacks/t.yaml:5:18: aws.instance_type: expected an EC2 instance type such as t2.micro, got \"micro\"",
-        );
-        check(
-            "name: a\nprovider: local\naws:\n  region: eu-central-1\n",
-            "stacks/t.yaml:1:1: aws: section `aws` does not apply to provider `local`\nhint: remove it, or set `provider: aws`",
-        );
-        check("name: a\nprovider: ssh\nssh:\n  user: admin\n", "stacks/t.yaml:3:1: ssh: missing required field `host`");
-        check("name: a\nname: b\nprovider: local\n", "stacks/t.yaml:2:1: (top level): duplicate field `name`");
-        check(
-            "name: a\nprovider: local\n  bad indent: [\n",
-            "stacks/t.yaml:3:13: (top level): invalid YAML: mapping values are not allowed in this context",
-        );
-        check(
-            "- a\n",
-            "stacks/t.yaml:1:1: (top level): a stack file must be a mapping of fields (name:, provider:, ...)",
-        );
-        check(
-            "name: a\nprovider: local\nreigon: x\n",
-            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, service, local",
         );
     }
 
