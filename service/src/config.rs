@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "VC_KPI_MEMORY", default_value = "64MiB", value_parser = parse_size)]
     pub kpi_memory: usize,
 
+    /// Run as a release under check beside the serving one: serve and store as usual, but
+    /// write no KPI snapshots and delete nothing for retention (the serving release does).
+    #[arg(long, env = "VC_CANDIDATE")]
+    pub candidate: bool,
+
     /// Log format: text for people, json for log shippers.
     #[arg(long, env = "VC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -133,5 +138,6 @@ mod tests {
         assert_eq!(parse_size("2097152"), Ok(2 << 20));
         assert_eq!(parse_size("64MB"), Err("unknown unit \"MB\"; use KiB, MiB or GiB (e.g. 64MiB)".to_string()));
         assert_eq!(parse_size("12KiB"), Err("must be at least 1MiB".to_string()));
+        assert!(!c.candidate);
     }
 }

@@ -64,43 +64,45 @@ async fn wait_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 /// The KPI rebuild (events up to `rebuild_up_to`), the snapshot loop and retention; the
-/// last two run until `stopped` turns true.
+/// last two run until `stopped` turns true, and not in a candidate: it shares the store with
+/// the serving release, which alone writes snapshots and deletes.
 fn start_background(
     config: &Config,
     store: &Store,
     kpis: &Arc<KpiEngine>,
     rebuild_up_to: i64,
     stopped: &watch::Receiver<bool>,
-) -> [tokio::task::JoinHandle<()>; 3] {
-    [
-        tokio::spawn({
-            let (kpis, store) = (kpis.clone(), store.clone());
-            async move {
-                let t = Instant::now();
-                match kpis.rebuild(&store, rebuild_up_to).await {
-                    Ok(n) => tracing::info!(
-                        events = n,
-                        elapsed_ms = t.elapsed().as_millis() as u64,
-                        "KPI aggregates rebuilt"
-                    ),
-                    Err(e) => {
-                        tracing::error!(error = %format!("{e:#}"), "rebuilding the KPI aggregates failed; KPIs cover new events only")
-                    }
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![tokio::spawn({
+        let (kpis, store) = (kpis.clone(), store.clone());
+        async move {
+            let t = Instant::now();
+            match kpis.rebuild(&store, rebuild_up_to).await {
+                Ok(n) => {
+                    tracing::info!(events = n, elapsed_ms = t.elapsed().as_millis() as u64, "KPI aggregates rebuilt")
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "rebuilding the KPI aggregates failed; KPIs cover new events only")
                 }
             }
-        }),
-        tokio::spawn({
-            let (kpis, store, stopped) = (kpis.clone(), store.clone(), stopped.clone());
-            let interval = config.kpi_interval;
-            async move { kpis.run_snapshots(store, interval, stopped).await }
-        }),
-        tokio::spawn(kpi_engine::run_retention(
-            store.clone(),
-            config.retention,
-            Duration::from_secs(60).min(config.retention),
-            stopped.clone(),
-        )),
-    ]
+        }
+    })];
+    if config.candidate {
+        tracing::info!("running as a candidate: no KPI snapshots, no retention");
+        return tasks;
+    }
+    tasks.push(tokio::spawn({
+        let (kpis, store, stopped) = (kpis.clone(), store.clone(), stopped.clone());
+        let interval = config.kpi_interval;
+        async move { kpis.run_snapshots(store, interval, stopped).await }
+    }));
+    tasks.push(tokio::spawn(kpi_engine::run_retention(
+        store.clone(),
+        config.retention,
+        Duration::from_secs(60).min(config.retention),
+        stopped.clone(),
+    )));
+    tasks
 }
 
 /// Serves on every listener until `shutdown` completes, then stops accepting, finishes the

@@ -157,3 +157,28 @@ async fn retention_deletes_old_events_only(backend: Backend) {
     .await;
 }
 both_stores!(retention_deletes_old_events_only);
+
+/// A release under check shares the store with the serving one: it stores what it is sent,
+/// but writes no KPI snapshots and deletes nothing for retention.
+async fn a_candidate_writes_no_snapshots_and_deletes_nothing(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    // Events 3 hours old, stored by a release that keeps them for a day.
+    let mut serving = Service::start(&store, &["--retention", "24h", "--kpi-interval", "1h"]).await;
+    let old = (OffsetDateTime::now_utc() - time::Duration::hours(3)).format(&Rfc3339).unwrap();
+    let body: Vec<Value> = (0..100)
+        .map(|_| json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "timestamp": old}))
+        .collect();
+    assert_eq!(client().post(serving.url("/api/events")).json(&body).send().await.unwrap().status(), 201);
+    assert_eq!(serving.terminate().await, Some(0));
+    let snapshots = store.snapshot_rows().await;
+
+    // A candidate whose own settings would snapshot every 100 ms and delete them all.
+    let svc = Service::start(&store, &["--candidate", "--kpi-interval", "100ms", "--retention", "2h"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(store.snapshot_rows().await, snapshots, "a candidate wrote KPI snapshots; log:\n{}", svc.log());
+    assert_eq!(store.count("").await, 100, "a candidate deleted events for retention; log:\n{}", svc.log());
+    assert!(svc.log().contains("running as a candidate"), "{}", svc.log());
+    let status: Value = client().get(svc.url("/api/status")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["status"], "ok", "a candidate is checked like any release: {status}");
+}
+both_stores!(a_candidate_writes_no_snapshots_and_deletes_nothing);

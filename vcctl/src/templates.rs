@@ -35,6 +35,7 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
             ("retention", &retention),
             ("unit", unit),
             ("role", role),
+            ("candidate", if unit == CANDIDATE_UNIT { "true" } else { "false" }),
             ("link", link),
             ("listen", listen),
         ];
@@ -107,6 +108,7 @@ mod tests {
             "Requires=vehicleconnect.socket",
             "ExecStart=/opt/vehicleconnect/current/vehicleconnect",
             "Environment=VC_DATA_DIR=/var/lib/vehicleconnect VC_KPI_INTERVAL=1m VC_RETENTION=30days VC_LOG_FORMAT=json",
+            "Environment=VC_CANDIDATE=false",
         ] {
             assert!(service.lines().any(|l| l == line), "the service unit lacks `{line}`:\n{service}");
         }
@@ -118,6 +120,7 @@ mod tests {
         let candidate = file("/etc/systemd/system/vehicleconnect-candidate.service");
         assert!(candidate.lines().any(|l| l == "ExecStart=/opt/vehicleconnect/candidate/vehicleconnect"));
         assert!(candidate.lines().any(|l| l == "Requires=vehicleconnect-candidate.socket"));
+        assert!(candidate.lines().any(|l| l == "Environment=VC_CANDIDATE=true"), "the candidate writes no snapshots");
         assert!(candidate.lines().any(|l| l == "ProtectSystem=strict"));
         let socket = file("/etc/systemd/system/vehicleconnect-candidate.socket");
         assert_eq!(
