@@ -89,6 +89,14 @@ impl Project {
         self.dir.path().join(p)
     }
 
+    /// Replaces the stack file's `service:` section with `yaml` (its indented lines).
+    fn set_service(&self, yaml: &str) {
+        let file = self.path("stacks/edge.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (head, _) = text.split_once("service:\n").unwrap();
+        std::fs::write(&file, format!("{head}service:\n{yaml}")).unwrap();
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
         cmd.args(["--stack", "edge"])
@@ -669,4 +677,105 @@ fn only_the_five_newest_good_releases_are_kept() {
     assert_eq!(status["release"], deployed[5].as_str());
     let on_disk = on_host("ls /opt/vehicleconnect/releases | wc -l");
     assert_eq!(on_disk.trim(), "5");
+}
+
+#[test]
+fn a_configuration_change_of_the_same_binary_is_checked_and_switched() {
+    let h = test_host();
+    let p = Project::new("");
+    let bin = service_bin();
+    let first = p.deploy_good();
+    let main_env = |var: &str| {
+        on_host(&format!(
+            "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vehicleconnect.service)/environ | grep '^{var}=' || true"
+        ))
+        .trim()
+        .to_string()
+    };
+
+    // Another retention: the same release, restarted through the candidate check.
+    p.set_service("  port: 8000\n  ingest_token: true\n  retention: 3days\n");
+    let d = p.json(&["deploy", "--artifact", bin.to_str().unwrap()]);
+    assert_eq!((d["changed"].as_bool(), d["release"].as_str()), (Some(true), first["release"].as_str()), "{d}");
+    assert!(d["timings_s"]["check"].is_number(), "checked as a candidate before the switch: {d}");
+    assert_eq!(main_env("VC_RETENTION"), "VC_RETENTION=3days");
+
+    // The ingest token turned off: the service takes events without one.
+    p.set_service("  port: 8000\n  ingest_token: false\n  retention: 3days\n");
+    assert_eq!(p.json(&["deploy", "--artifact", bin.to_str().unwrap()])["changed"], true);
+    assert_eq!(main_env("VC_INGEST_TOKEN"), "");
+    let event = r#"{"endpoint":"/v1/x","response_time_ms":5,"status_code":200,"client_id":"c"}"#;
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "content-type: application/json", "-d", event])
+        .arg(format!("http://{}:8000/api/events", h.addr))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+
+    // Nothing changed since: nothing to do.
+    assert_eq!(p.json(&["deploy", "--artifact", bin.to_str().unwrap()])["changed"], false);
+}
+
+#[test]
+fn the_database_password_reaches_postgresql_only_as_a_scram_verifier() {
+    let p = Project::new("");
+    p.deploy_good();
+    // Every statement logged, and the role's password gone: the next deploy must set it.
+    on_host(
+        "runuser -u postgres -- psql -qc \"ALTER SYSTEM SET log_statement = 'all'\" -c 'SELECT pg_reload_conf()' \
+         -c 'ALTER ROLE vehicleconnect PASSWORD NULL'",
+    );
+    let v2 = p.new_build("v2", 7);
+    let deployed = p.vcctl(&["deploy", "--artifact", &v2]);
+    on_host("runuser -u postgres -- psql -qc 'ALTER SYSTEM RESET log_statement' -c 'SELECT pg_reload_conf()'");
+    assert_eq!(deployed.status.code(), Some(0), "{}", show(&deployed));
+    let password =
+        on_host("sed -n 's|^DATABASE_URL=postgres://vehicleconnect:\\([^@]*\\)@.*|\\1|p' /etc/vehicleconnect/env");
+    let password = password.trim();
+    assert!(password.len() >= 32, "a generated password: {password:?}");
+    let stored = on_host(
+        "runuser -u postgres -- psql -tAc \"SELECT rolpassword FROM pg_authid WHERE rolname = 'vehicleconnect'\"",
+    );
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    let logged = on_host("cat /var/log/postgresql/*.log");
+    assert!(logged.contains("PASSWORD 'SCRAM-SHA-256$"), "the statement setting it was logged:\n{logged}");
+    assert!(!logged.contains(password), "the plain password is in PostgreSQL's log");
+}
+
+#[test]
+fn an_older_release_rolled_back_to_runs_on_the_schema_a_newer_one_expanded() {
+    let p = Project::new("");
+    let n = p.deploy_good()["release"].as_str().unwrap().to_string();
+    // Release N+1: N's binary behind a wrapper that first migrates as a newer release would
+    // (an added nullable column and table, schema version 3). The password stays off argv.
+    let local_bin = service_bin();
+    let next = p.script(
+        "next",
+        &format!(
+            r#"#!/bin/sh
+if [ "${{1:-}}" = --version ]; then exec {local} --version; fi
+PGPASSWORD=$(printf '%s' "$DATABASE_URL" | sed 's|^postgres://[^:]*:\([^@]*\)@.*|\1|')
+export PGPASSWORD PGHOST=127.0.0.1 PGUSER=vehicleconnect PGDATABASE=vehicleconnect
+psql -q -v ON_ERROR_STOP=1 -c 'ALTER TABLE api_events ADD COLUMN IF NOT EXISTS firmware TEXT' \
+  -c 'CREATE TABLE IF NOT EXISTS vehicles (id BIGSERIAL PRIMARY KEY)' \
+  -c 'INSERT INTO schema_migrations (version) VALUES (3) ON CONFLICT DO NOTHING' || exit 1
+exec /opt/vehicleconnect/releases/{n}/vehicleconnect "$@"
+"#,
+            local = local_bin.display()
+        ),
+    );
+    let d = p.json(&["deploy", "--artifact", &next]);
+    assert_eq!(d["verdict"], "healthy", "{d}");
+    let schema = "runuser -u postgres -- psql -d vehicleconnect -tAc 'SELECT max(version) FROM schema_migrations'";
+    assert_eq!(on_host(schema).trim(), "3");
+
+    // Back to N, on the schema N+1 left; and N again after a restart.
+    let back = p.json(&["rollback", "--to", &n]);
+    assert_eq!(back["release"], n.as_str());
+    on_host("systemctl restart vehicleconnect.service");
+    let status = p.json(&["status"]);
+    assert_eq!((status["healthy"].as_bool(), status["release"].as_str()), (Some(true), Some(n.as_str())), "{status}");
+    assert_eq!(on_host(schema).trim(), "3", "N did not undo N+1's expansion");
+    let journal = on_host("journalctl -u vehicleconnect.service --no-pager -n 200 -o cat");
+    assert!(journal.contains("schema is newer than this release knows"), "{journal}");
 }
