@@ -320,6 +320,15 @@ fn a_stack_with_an_ingest_token_requires_it_and_simulate_uses_it() {
     p.ok(&["destroy", "--stack", "secure", "--yes"]);
 }
 
+/// Every scalar value under `node`.
+fn scalars(node: &marked_yaml::Node) -> Vec<String> {
+    match node {
+        marked_yaml::Node::Scalar(s) => vec![s.as_str().to_string()],
+        marked_yaml::Node::Mapping(m) => m.values().flat_map(scalars).collect(),
+        marked_yaml::Node::Sequence(q) => q.iter().flat_map(scalars).collect(),
+    }
+}
+
 #[test]
 fn the_github_workflow_is_a_valid_workflow_that_deploys_with_oidc_one_at_a_time() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/github/deploy.yml");
@@ -364,6 +373,33 @@ fn the_github_workflow_is_a_valid_workflow_that_deploys_with_oidc_one_at_a_time(
         "{runs:?}"
     );
     assert!(runs.iter().any(|r| r.contains("cargo build --release --locked")), "{runs:?}");
+    // The SSH key is the `production` environment's secret, read by the deploy job only.
+    assert_eq!(deploy.get_scalar("environment").unwrap().as_str(), "production");
+    let secret_users: Vec<&str> = jobs
+        .iter()
+        .filter(|(_, job)| scalars(job).iter().any(|v| v.contains("secrets.VCCTL_SSH_KEY")))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(secret_users, ["deploy"], "only the deploy job reads the key");
+    // The job holding the key and id-token: write restores no cache, third-party or not.
+    let uses: Vec<String> =
+        steps.iter().filter_map(|s| s.as_mapping()?.get_scalar("uses").map(|u| u.as_str().to_string())).collect();
+    assert!(uses.iter().all(|u| !u.contains("cache")), "a cache action in the deploy job: {uses:?}");
+    // Every action of every job pinned by commit SHA, its tag in a comment.
+    for (name, job) in jobs.iter() {
+        let name = name.as_str();
+        for step in job.as_mapping().unwrap().get_sequence("steps").unwrap().iter() {
+            let Some(uses) = step.as_mapping().unwrap().get_scalar("uses") else { continue };
+            let (action, sha) = uses.as_str().split_once('@').expect("action@ref");
+            assert!(
+                sha.len() == 40 && sha.chars().all(|c| c.is_ascii_hexdigit()),
+                "job {name}: {action} is pinned by `{sha}`, not a commit SHA"
+            );
+            let line = text.lines().find(|l| l.contains(uses.as_str())).unwrap();
+            assert!(line.contains(" # v"), "job {name}: `{line}` names no tag in a comment");
+        }
+    }
+
     // The stack it names exists and is an AWS stack.
     let stack =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt.yaml")).unwrap();
