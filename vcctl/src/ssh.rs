@@ -48,7 +48,7 @@ impl Target {
     }
 
     /// Whether known_hosts already has a key for this host (hashed entries included).
-    fn is_known(&self) -> bool {
+    pub fn is_known(&self) -> bool {
         self.known_hosts.exists()
             && std::process::Command::new("ssh-keygen")
                 .arg("-F")
@@ -86,6 +86,9 @@ impl Ssh {
             target.pin(key)?;
         }
         let learn = first_contact && target.host_key.is_none();
+        if learn && std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            return Err(refuse_first_use(&target));
+        }
         let mut b = SessionBuilder::default();
         b.user(target.user.clone())
             .port(target.port)
@@ -225,6 +228,23 @@ fn fingerprint(known_hosts: &Path, name: &str) -> Option<String> {
         .lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.split_whitespace().find(|w| w.starts_with("SHA256:")).map(str::to_string))
+}
+
+/// Under CI nobody compares a fingerprint: a key seen for the first time is not trusted.
+fn refuse_first_use(target: &Target) -> anyhow::Error {
+    Failure::Credentials {
+        message: format!(
+            "{} is not in `{}` and CI=true: refusing to trust its host key on first use (nobody checks a fingerprint in CI)",
+            target.host,
+            target.known_hosts.display()
+        ),
+        hint: Some(
+            "set `host_key:` in the stack file to the host's /etc/ssh/ssh_host_ed25519_key.pub (an AWS stack reads it from \
+             the instance's console output by itself)"
+                .into(),
+        ),
+    }
+    .into()
 }
 
 /// What a failed connection means, in words that say what to do.

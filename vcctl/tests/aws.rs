@@ -416,6 +416,25 @@ async fn admin_cidrs_in_any_spelling_converge() {
     p.json(&["destroy", "--yes"], 0);
 }
 
+/// moto's console output has no host keys, like a real instance's before cloud-init prints
+/// them: vcctl waits for them, then refuses to connect to a host it cannot identify (and
+/// sends nothing to the instance's address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_waits_for_the_instance_host_key_and_never_trusts_one_blindly() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    p.json(&["up"], 0);
+    let started = std::time::Instant::now();
+    let out =
+        p.command(&["deploy", "--artifact", "no-such-file"]).env("VCCTL_HOST_KEY_TIMEOUT", "3s").output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("has printed no SSH host key to its console output within 3s"), "{e}");
+    assert!(e.contains("hint:") && e.contains("`aws.host_key`"), "{e}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3), "it waited for the key");
+    assert!(!p.dir.path().join(".vcctl/aws/fra/known_hosts").exists(), "nothing pinned");
+    p.json(&["destroy", "--yes"], 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn termination_protection_blocks_destroy_and_names_the_setting() {
     let stack = STACK.replace("termination_protection: false", "termination_protection: true");

@@ -779,3 +779,21 @@ exec /opt/vehicleconnect/releases/{n}/vehicleconnect "$@"
     let journal = on_host("journalctl -u vehicleconnect.service --no-pager -n 200 -o cat");
     assert!(journal.contains("schema is newer than this release knows"), "{journal}");
 }
+
+#[test]
+fn under_ci_a_host_key_is_never_trusted_on_first_use() {
+    let h = test_host();
+    let fresh = Project::new("");
+    let out = fresh.command(&["status"]).env("CI", "true").output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let e = stderr(&out);
+    assert!(e.contains("refusing to trust its host key on first use") && e.contains("host_key:"), "{e}");
+    let known = std::fs::read_to_string(fresh.path(".vcctl/ssh/edge/known_hosts")).unwrap_or_default();
+    assert!(known.is_empty(), "nothing pinned: {known}");
+
+    // The key from the stack file is trusted, CI or not.
+    let pinned = Project::new(&format!("  host_key: {}\n", h.host_key));
+    let out = pinned.command(&["status"]).env("CI", "true").output().unwrap();
+    assert!(!stderr(&out).contains("refusing to trust"), "{}", show(&out));
+    assert!(!stderr(&out).contains("first contact"), "{}", show(&out));
+}

@@ -2,7 +2,7 @@
 //! thin SDK wrappers in `cloud::aws`.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::json;
@@ -183,13 +183,58 @@ async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
         22,
         Some(&identity.to_string_lossy()),
     );
-    let console = ec2::console_output(&aws.ec2, &instance.id).await.unwrap_or_default();
-    target.host_key = ec2::host_keys_from_console(&console).into_iter().find(|k| k.starts_with("ssh-ed25519"));
+    // A key known before the first contact: the stack's, else the one the instance printed
+    // at boot. Once pinned, known_hosts decides.
+    target.host_key = match &a.host_key {
+        Some(key) => Some(key.clone()),
+        None if target.is_known() => None,
+        None => Some(console_host_key(ctx, aws, &instance.id).await?),
+    };
     Ok(Remote {
         target,
         public_url: format!("http://{ip}:{}", ctx.settings.port),
         prometheus_listen: "0.0.0.0:9090".into(),
     })
+}
+
+/// How long to wait for an instance's host key in its console output (cloud-init prints it
+/// a minute or two after boot; EC2 shows the output some minutes later).
+fn host_key_timeout() -> Duration {
+    std::env::var("VCCTL_HOST_KEY_TIMEOUT")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .unwrap_or(Duration::from_secs(600))
+}
+
+/// The instance's ed25519 host key from its console output, read until it appears.
+async fn console_host_key(ctx: &Ctx, aws: &Aws, instance: &str) -> Result<String> {
+    let timeout = host_key_timeout();
+    let step = ctx.printer.step(format!("reading the host key of {instance} from its console output"));
+    let started = Instant::now();
+    loop {
+        let console = ec2::console_output(&aws.ec2, instance).await.unwrap_or_default();
+        if let Some(key) = ec2::host_keys_from_console(&console).into_iter().find(|k| k.starts_with("ssh-ed25519")) {
+            step.done("");
+            return Ok(key);
+        }
+        if started.elapsed() >= timeout {
+            step.fail("not there");
+            return Err(Failure::Credentials {
+                message: format!(
+                    "instance {instance} has printed no SSH host key to its console output within {}: \
+                     vcctl does not connect to a host it cannot identify",
+                    humantime::format_duration(timeout)
+                ),
+                hint: Some(format!(
+                    "wait a few minutes and run it again (VCCTL_HOST_KEY_TIMEOUT waits longer), or set `aws.host_key` in `{}` \
+                     to the instance's /etc/ssh/ssh_host_ed25519_key.pub, read over a channel you trust",
+                    ctx.settings.stack_file.display()
+                )),
+            }
+            .into());
+        }
+        tokio::time::sleep(Duration::from_secs(5).min(timeout.saturating_sub(started.elapsed()))).await;
+    }
 }
 
 /// `deploy`, `rollback` and `logs` on an AWS stack: the SSH commands, on its instance.

@@ -432,6 +432,10 @@ mod tests {
 
     #[test]
     fn broken_aws_sections_are_explained_with_positions() {
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32]\n  host_key: AAAAC3\n",
+            "stacks/t.yaml:5:13: aws.host_key: expected a public key line such as `ssh-ed25519 AAAA...` (the host's /etc/ssh/ssh_host_ed25519_key.pub), got \"AAAAC3\"",
+        );
         for wide in ["0.0.0.0/1", "128.0.0.0/1", "::/1", "2000::/3"] {
             check(
                 &format!("name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32, \"{wide}\"]\n"),
