@@ -161,6 +161,7 @@ pub enum Op {
     AddRoleToProfile,
     RunInstance,
     ChangeType(String),
+    StartInstance,
     RequireImdsV2,
     SetTerminationProtection(bool),
     PutAlarm(Alarm),
@@ -183,6 +184,7 @@ impl Op {
             Op::AddRoleToProfile => "profile_role",
             Op::RunInstance => "instance",
             Op::ChangeType(_) => "instance_type",
+            Op::StartInstance => "start_instance",
             Op::RequireImdsV2 => "imds",
             Op::SetTerminationProtection(_) => "termination_protection",
             Op::PutAlarm(_) => "alarm",
@@ -330,13 +332,20 @@ fn plan_instance(w: &Wanted, f: &Found, region: &str, out: &mut Vec<Change>) -> 
         ));
         return "(new instance)".to_string();
     };
-    if i.instance_type != w.instance_type {
+    let retype = i.instance_type != w.instance_type;
+    if retype {
         out.push(change(
             Update,
             format!("instance {}", i.id),
-            format!("type {} → {} (stop, modify, start)", i.instance_type, w.instance_type),
+            format!("type {} → {} (stop, modify)", i.instance_type, w.instance_type),
             Op::ChangeType(w.instance_type.clone()),
         ));
+    }
+    // Stopped by hand, or by a type change that was interrupted: it serves nothing.
+    let stopped = matches!(i.state.as_str(), "stopped" | "stopping");
+    if retype || stopped {
+        let why = if retype { "after its type change" } else { "it is stopped" };
+        out.push(change(Update, format!("instance {}", i.id), format!("start ({why})"), Op::StartInstance));
     }
     if !i.imds_tokens_required || i.imds_hop_limit != 1 {
         out.push(change(Update, format!("instance {}", i.id), "require IMDSv2 with hop limit 1", Op::RequireImdsV2));
@@ -440,6 +449,7 @@ pub async fn apply(
             Op::ChangeType(t) => {
                 ec2::change_instance_type(&aws.ec2, instance_id.as_deref().context("no instance")?, t).await?
             }
+            Op::StartInstance => ec2::start_instance(&aws.ec2, instance_id.as_deref().context("no instance")?).await?,
             Op::RequireImdsV2 => ec2::require_imdsv2(&aws.ec2, instance_id.as_deref().context("no instance")?).await?,
             Op::SetTerminationProtection(on) => {
                 ec2::set_termination_protection(&aws.ec2, instance_id.as_deref().context("no instance")?, *on).await?

@@ -416,6 +416,42 @@ async fn admin_cidrs_in_any_spelling_converge() {
     p.json(&["destroy", "--yes"], 0);
 }
 
+/// A type change interrupted between its stop and its start leaves the instance stopped:
+/// `plan` shows the start, and the next `up` starts it and waits until it runs with a public
+/// address. An instance stopped by hand is started the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_instance_is_a_change_and_up_starts_it() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let state = |ec2: aws_sdk_ec2::Client| async move {
+        let i = live_instances(&ec2).await.remove(0);
+        let name = i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default();
+        (name, i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(), i.public_ip_address().is_some())
+    };
+
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK.replace("t2.micro", "t2.small")).unwrap();
+    let out = p.command(&["up"]).env("VCCTL_FAULT", "abort-after:instance_type").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aborting after instance_type"), "{}", show(&out));
+    assert_eq!(state(ec2.clone()).await, ("stopped".to_string(), "t2.small".to_string(), false));
+    let plan = p.json(&["plan"], 2);
+    let changes = plan["changes"].to_string();
+    assert!(changes.contains("start (it is stopped)"), "{plan}");
+    let up = p.json(&["up"], 0);
+    assert_eq!(up["instance"]["state"], "running", "{up}");
+    assert!(up["instance"]["public_ip"].is_string(), "{up}");
+    assert_eq!(state(ec2.clone()).await, ("running".to_string(), "t2.small".to_string(), true));
+    assert_eq!(p.json(&["up"], 0)["changed"], false);
+
+    // Stopped by hand: the same.
+    let id = live_instances(&ec2).await.remove(0).instance_id().unwrap().to_string();
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    p.expect(&["plan"], 2);
+    p.json(&["up"], 0);
+    assert_eq!(state(ec2.clone()).await.0, "running");
+    p.json(&["destroy", "--yes"], 0);
+}
+
 /// moto's console output has no host keys, like a real instance's before cloud-init prints
 /// them: vcctl waits for them, then refuses to connect to a host it cannot identify (and
 /// sends nothing to the instance's address).

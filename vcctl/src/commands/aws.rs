@@ -18,6 +18,8 @@ use crate::targets::remote::Remote;
 use crate::templates;
 
 pub const DEFAULT_REGION: &str = "eu-central-1";
+/// How long `up` waits for its instance to run and have a public address.
+const INSTANCE_READY_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_INSTANCE_TYPE: &str = "t2.micro";
 /// The login of Debian's official images.
 pub const DEFAULT_SSH_USER: &str = "admin";
@@ -127,7 +129,17 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<Option<Remote>> {
     } else {
         provision::apply(&aws, &w, &found, &changes, &ctx.printer).await?
     };
-    let instance = ec2::find_instance(&aws.ec2, &w.stack).await?;
+    let step = ctx.printer.step("waiting for the instance to run, with a public address");
+    let instance = match ec2::wait_ready(&aws.ec2, &w.stack, INSTANCE_READY_TIMEOUT).await {
+        Ok(i) => {
+            step.done(i.public_ip.as_deref().unwrap_or_default());
+            Some(i)
+        }
+        Err(e) => {
+            step.fail("not ready");
+            return Err(e);
+        }
+    };
     ctx.printer.json(&json!({
         "stack": w.stack,
         "region": w.region,

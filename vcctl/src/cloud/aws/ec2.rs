@@ -314,7 +314,9 @@ pub async fn require_imdsv2(ec2: &Client, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Changes the instance type: stop, modify, start (the instance keeps its disk and id).
+/// Changes the instance type: stop, then modify (the instance keeps its disk and id). It is
+/// left stopped: `start` is a step of its own, so an interrupted change is finished by the
+/// next `up`, which sees a stopped instance.
 pub async fn change_instance_type(ec2: &Client, id: &str, instance_type: &str) -> Result<()> {
     ec2.stop_instances()
         .instance_ids(id)
@@ -329,12 +331,37 @@ pub async fn change_instance_type(ec2: &Client, id: &str, instance_type: &str) -
     ec2.modify_instance_attribute().instance_id(id).instance_type(AttributeValue(instance_type)).send().await.map_err(
         |e| error("ec2:ModifyInstanceAttribute", &format!("changing the type of {id} to {instance_type}"), e),
     )?;
+    Ok(())
+}
+
+/// Starts a stopped instance (a no-op for a running one).
+pub async fn start_instance(ec2: &Client, id: &str) -> Result<()> {
     ec2.start_instances()
         .instance_ids(id)
         .send()
         .await
-        .map_err(|e| error("ec2:StartInstances", &format!("starting {id} again"), e))?;
+        .map_err(|e| error("ec2:StartInstances", &format!("starting {id}"), e))?;
     Ok(())
+}
+
+/// Waits until the stack's instance runs and has a public address; `timeout` bounds it.
+pub async fn wait_ready(ec2: &Client, stack: &str, timeout: Duration) -> Result<Instance> {
+    let started = std::time::Instant::now();
+    loop {
+        let instance = find_instance(ec2, stack).await?;
+        match instance {
+            Some(i) if i.state == "running" && i.public_ip.is_some() => return Ok(i),
+            Some(i) if started.elapsed() >= timeout => anyhow::bail!(
+                "instance {} is {} {} after {}; run `vcctl up` again to wait longer",
+                i.id,
+                i.state,
+                if i.public_ip.is_some() { "(with a public address)" } else { "without a public address" },
+                humantime::format_duration(timeout)
+            ),
+            None => anyhow::bail!("stack `{stack}` has no instance"),
+            Some(_) => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
 }
 
 #[allow(non_snake_case)]
