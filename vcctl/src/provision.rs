@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cloud::aws::cloudwatch::{self, Alarm};
-use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, Rule, SecurityGroup};
+use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec};
 use crate::cloud::aws::iam::{self, InstanceProfile, Role};
+use crate::cloud::aws::security_group::{self, Rule, SecurityGroup};
 use crate::cloud::aws::{self as aws, Aws};
 use crate::printer::Printer;
 
@@ -58,12 +59,12 @@ pub struct Wanted {
 /// The inbound rules: the API and HTTP for everyone, SSH and Prometheus for admins only.
 pub fn rules(admin_cidrs: &[String], service_port: u16) -> Vec<Rule> {
     let mut rules = vec![
-        Rule { port: 80, cidr: "0.0.0.0/0".into(), description: "HTTP for vehicle apps and gateways".into() },
-        Rule { port: service_port, cidr: "0.0.0.0/0".into(), description: "vehicleconnect API".into() },
+        Rule::tcp(80, "0.0.0.0/0", "HTTP for vehicle apps and gateways"),
+        Rule::tcp(service_port, "0.0.0.0/0", "vehicleconnect API"),
     ];
     for cidr in admin_cidrs {
-        rules.push(Rule { port: 22, cidr: cidr.clone(), description: "SSH from an admin network".into() });
-        rules.push(Rule { port: 9090, cidr: cidr.clone(), description: "Prometheus from an admin network".into() });
+        rules.push(Rule::tcp(22, cidr, "SSH from an admin network"));
+        rules.push(Rule::tcp(9090, cidr, "Prometheus from an admin network"));
     }
     rules.sort();
     rules.dedup();
@@ -118,7 +119,7 @@ pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
     };
     Ok(Found {
         key_pair: ec2::find_key_pair(&aws.ec2, &names.key_pair).await?,
-        security_group: ec2::find_security_group(&aws.ec2, stack).await?,
+        security_group: security_group::find(&aws.ec2, stack).await?,
         role,
         policy,
         other_policies,
@@ -406,13 +407,13 @@ pub async fn apply(
                     Some(v) => v.clone(),
                     None => ec2::default_vpc(&aws.ec2).await?,
                 };
-                sg_id = Some(ec2::create_security_group(&aws.ec2, &n.security_group, &vpc, &w.stack).await?);
+                sg_id = Some(security_group::create(&aws.ec2, &n.security_group, &vpc, &w.stack).await?);
             }
             Op::AddRules(rules) => {
-                ec2::authorize(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
+                security_group::authorize(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
             }
             Op::RemoveRules(rules) => {
-                ec2::revoke(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
+                security_group::revoke(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
             }
             Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stack).await?,
             Op::RestoreTrust => iam::update_trust(&aws.iam, &n.role).await?,
@@ -570,10 +571,12 @@ mod tests {
     #[test]
     fn admin_ports_are_only_for_admin_networks() {
         let r = rules(&["203.0.113.7/32".into(), "2001:db8::/32".into()], 8000);
+        let world = security_group::Source::Cidr("0.0.0.0/0".into());
         for rule in &r {
-            match rule.port {
-                22 | 9090 => assert_ne!(rule.cidr, "0.0.0.0/0"),
-                80 | 8000 => assert_eq!(rule.cidr, "0.0.0.0/0"),
+            assert_eq!((rule.protocol.as_str(), rule.from_port), ("tcp", rule.to_port), "one TCP port: {rule}");
+            match rule.from_port {
+                22 | 9090 => assert_ne!(rule.source, world),
+                80 | 8000 => assert_eq!(rule.source, world),
                 p => panic!("unexpected port {p}"),
             }
             assert!(!rule.description.is_empty());
@@ -585,8 +588,8 @@ mod tests {
     fn drift_in_rules_is_planned_both_ways() {
         let w = wanted();
         let mut found_rules = w.rules.clone();
-        found_rules.retain(|r| r.port != 9090);
-        found_rules.push(Rule { port: 22, cidr: "0.0.0.0/0".into(), description: "opened by hand".into() });
+        found_rules.retain(|r| r.from_port != 9090);
+        found_rules.push(Rule::tcp(22, "0.0.0.0/0", "opened by hand"));
         let f = Found {
             security_group: Some(SecurityGroup {
                 id: "sg-1".into(),

@@ -416,6 +416,95 @@ async fn admin_cidrs_in_any_spelling_converge() {
     p.json(&["destroy", "--yes"], 0);
 }
 
+/// Every inbound rule of the stack's group, as AWS lists them: protocol, ports, source.
+async fn every_rule(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    let id = groups.security_groups()[0].group_id().unwrap().to_string();
+    let out = ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(&id).build())
+        .send()
+        .await
+        .unwrap();
+    let mut rules: Vec<String> = out
+        .security_group_rules()
+        .iter()
+        .filter(|r| r.is_egress() != Some(true))
+        .map(|r| {
+            let source = r
+                .cidr_ipv4()
+                .or(r.cidr_ipv6())
+                .or(r.prefix_list_id())
+                .or(r.referenced_group_info().and_then(|g| g.group_id()))
+                .unwrap_or("?");
+            let (from, to) = (r.from_port().unwrap_or(-1), r.to_port().unwrap_or(-1));
+            format!("{} {from}-{to} {source}", r.ip_protocol().unwrap_or("?"))
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
+/// Rules made by hand that open more than the stack says: all traffic, another protocol
+/// on an admin port, a port range, another security group and a prefix list as sources.
+/// `plan` sees every one (exit 2), `up` revokes every one by its id, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_hand_made_rule_is_drift_and_up_revokes_it() {
+    use aws_sdk_ec2::types::{IpPermission, IpRange, PrefixListId, UserIdGroupPair};
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let made = every_rule(&ec2).await;
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    let (sg, vpc) = (groups.security_groups()[0].group_id().unwrap(), groups.security_groups()[0].vpc_id().unwrap());
+    let other =
+        ec2.create_security_group().group_name("someone-else").description("x").vpc_id(vpc).send().await.unwrap();
+    let list = ec2
+        .create_managed_prefix_list()
+        .prefix_list_name("offices")
+        .address_family("IPv4")
+        .max_entries(5)
+        .send()
+        .await
+        .unwrap();
+    let list_id = list.prefix_list().unwrap().prefix_list_id().unwrap();
+    let cidr = |c: &str| IpRange::builder().cidr_ip(c).description("SSH from an admin network").build();
+    let by_hand = [
+        IpPermission::builder().ip_protocol("-1").ip_ranges(cidr("0.0.0.0/0")).build(),
+        IpPermission::builder().ip_protocol("udp").from_port(22).to_port(22).ip_ranges(cidr("203.0.113.7/32")).build(),
+        IpPermission::builder().ip_protocol("tcp").from_port(20).to_port(25).ip_ranges(cidr("203.0.113.7/32")).build(),
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(8000)
+            .to_port(8000)
+            .user_id_group_pairs(UserIdGroupPair::builder().group_id(other.group_id().unwrap()).build())
+            .build(),
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(9090)
+            .to_port(9090)
+            .prefix_list_ids(PrefixListId::builder().prefix_list_id(list_id).build())
+            .build(),
+    ];
+    for permission in by_hand {
+        ec2.authorize_security_group_ingress().group_id(sg).ip_permissions(permission).send().await.unwrap();
+    }
+    assert_eq!(every_rule(&ec2).await.len(), made.len() + 5);
+
+    let plan = p.json(&["plan"], 2);
+    let said = plan["changes"].to_string();
+    for drift in ["all traffic from 0.0.0.0/0", "udp/22 from 203.0.113.7/32", "tcp/20-25 from 203.0.113.7/32"] {
+        assert!(said.contains(drift), "plan misses `{drift}`: {plan}");
+    }
+    assert!(said.contains(&format!("from security group {}", other.group_id().unwrap())), "{plan}");
+    assert!(said.contains(&format!("from prefix list {list_id}")), "{plan}");
+    let up = p.json(&["up"], 0);
+    assert_eq!(up["changes"].as_array().unwrap().len(), 5, "{up}");
+    assert_eq!(every_rule(&ec2).await, made, "exactly the stack's rules again");
+    p.expect(&["plan"], 0);
+    p.json(&["destroy", "--yes"], 0);
+}
+
 /// A type change interrupted between its stop and its start leaves the instance stopped:
 /// `plan` shows the start, and the next `up` starts it and waits until it runs with a public
 /// address. An instance stopped by hand is started the same way.

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use super::Ctx;
-use crate::cloud::aws::{Aws, cloudwatch, ec2, iam};
+use crate::cloud::aws::{Aws, cloudwatch, ec2, iam, security_group};
 use crate::error::{self, Failure};
 use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
@@ -259,7 +259,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let (aws, _) = connect(ctx, a).await?;
     let stack = &ctx.settings.stack;
     let instance = ec2::find_instance(&aws.ec2, stack).await?;
-    let sg = ec2::find_security_group(&aws.ec2, stack).await?;
+    let sg = security_group::find(&aws.ec2, stack).await?;
     let alarms = cloudwatch::find(&aws.cloudwatch, stack).await?;
     let mut health = json!(null);
     if let Some(ip) = instance.as_ref().and_then(|i| i.public_ip.clone()) {
@@ -355,7 +355,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     }
     if let Some(g) = &found.security_group {
         if instance_gone {
-            attempt!(format!("security group {}", g.id), ec2::delete_security_group(&aws.ec2, &g.id));
+            attempt!(format!("security group {}", g.id), security_group::delete(&aws.ec2, &g.id));
         } else {
             failed.push((format!("security group {}", g.id), "still used by the instance".into()));
         }

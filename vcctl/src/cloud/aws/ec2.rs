@@ -10,7 +10,7 @@ use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, BlockDeviceMapping, EbsBlockDevice, Filter, HttpTokensState,
     IamInstanceProfileSpecification, InstanceMetadataEndpointState, InstanceMetadataOptionsRequest, InstanceType,
-    IpPermission, IpRange, Ipv6Range, ResourceType, Tag, TagSpecification, VolumeType,
+    ResourceType, Tag, TagSpecification, VolumeType,
 };
 use serde::Serialize;
 
@@ -31,11 +31,11 @@ pub fn tags(resource: ResourceType, stack: &str, name: &str, extra: &[(&str, &st
     spec.build()
 }
 
-fn filter(name: &str, value: &str) -> Filter {
+pub(super) fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
-fn stack_filter(stack: &str) -> Filter {
+pub(super) fn stack_filter(stack: &str) -> Filter {
     filter(&format!("tag:{TAG_STACK}"), stack)
 }
 
@@ -81,128 +81,6 @@ pub async fn default_vpc(ec2: &Client) -> Result<String> {
         .and_then(|v| v.vpc_id())
         .map(str::to_string)
         .context("this region has no default VPC; set `aws.vpc_id` (and `aws.subnet_id`) in the stack file")
-}
-
-/// One inbound TCP rule: a port, a source network and why it is open.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct Rule {
-    pub port: u16,
-    pub cidr: String,
-    pub description: String,
-}
-
-impl std::fmt::Display for Rule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "tcp/{} from {} ({})", self.port, self.cidr, self.description)
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SecurityGroup {
-    pub id: String,
-    pub name: String,
-    pub vpc_id: String,
-    pub rules: Vec<Rule>,
-}
-
-pub async fn find_security_group(ec2: &Client, stack: &str) -> Result<Option<SecurityGroup>> {
-    let out = ec2.describe_security_groups().filters(stack_filter(stack)).send().await.map_err(|e| {
-        error("ec2:DescribeSecurityGroups", &format!("looking up the security group of stack `{stack}`"), e)
-    })?;
-    let Some(g) = out.security_groups().first() else { return Ok(None) };
-    let mut rules = Vec::new();
-    for p in g.ip_permissions() {
-        let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else { continue };
-        // Rules vcctl did not make (port ranges, other protocols) still show, as port `from`.
-        let _ = to;
-        for r in p.ip_ranges() {
-            rules.push(Rule {
-                port: from as u16,
-                cidr: r.cidr_ip().unwrap_or_default().to_string(),
-                description: r.description().unwrap_or_default().to_string(),
-            });
-        }
-        for r in p.ipv6_ranges() {
-            rules.push(Rule {
-                port: from as u16,
-                cidr: r.cidr_ipv6().unwrap_or_default().to_string(),
-                description: r.description().unwrap_or_default().to_string(),
-            });
-        }
-    }
-    rules.sort();
-    Ok(Some(SecurityGroup {
-        id: g.group_id().unwrap_or_default().to_string(),
-        name: g.group_name().unwrap_or_default().to_string(),
-        vpc_id: g.vpc_id().unwrap_or_default().to_string(),
-        rules,
-    }))
-}
-
-pub async fn create_security_group(ec2: &Client, name: &str, vpc_id: &str, stack: &str) -> Result<String> {
-    let out = ec2
-        .create_security_group()
-        .group_name(name)
-        .description(format!("VehicleConnect stack {stack}, managed by vcctl"))
-        .vpc_id(vpc_id)
-        .tag_specifications(tags(ResourceType::SecurityGroup, stack, name, &[]))
-        .send()
-        .await
-        .map_err(|e| error("ec2:CreateSecurityGroup", &format!("creating security group `{name}`"), e))?;
-    out.group_id().map(str::to_string).context("CreateSecurityGroup returned no group id")
-}
-
-fn permissions(rules: &[Rule]) -> Vec<IpPermission> {
-    rules
-        .iter()
-        .map(|r| {
-            let p = IpPermission::builder().ip_protocol("tcp").from_port(r.port as i32).to_port(r.port as i32);
-            if r.cidr.contains(':') {
-                p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(&r.cidr).description(&r.description).build()).build()
-            } else {
-                p.ip_ranges(IpRange::builder().cidr_ip(&r.cidr).description(&r.description).build()).build()
-            }
-        })
-        .collect()
-}
-
-pub async fn authorize(ec2: &Client, group_id: &str, rules: &[Rule]) -> Result<()> {
-    if rules.is_empty() {
-        return Ok(());
-    }
-    ec2.authorize_security_group_ingress()
-        .group_id(group_id)
-        .set_ip_permissions(Some(permissions(rules)))
-        .send()
-        .await
-        .map_err(|e| {
-            error("ec2:AuthorizeSecurityGroupIngress", &format!("opening {} rule(s) on {group_id}", rules.len()), e)
-        })?;
-    Ok(())
-}
-
-pub async fn revoke(ec2: &Client, group_id: &str, rules: &[Rule]) -> Result<()> {
-    if rules.is_empty() {
-        return Ok(());
-    }
-    ec2.revoke_security_group_ingress()
-        .group_id(group_id)
-        .set_ip_permissions(Some(permissions(rules)))
-        .send()
-        .await
-        .map_err(|e| {
-            error("ec2:RevokeSecurityGroupIngress", &format!("closing {} rule(s) on {group_id}", rules.len()), e)
-        })?;
-    Ok(())
-}
-
-pub async fn delete_security_group(ec2: &Client, group_id: &str) -> Result<()> {
-    ec2.delete_security_group()
-        .group_id(group_id)
-        .send()
-        .await
-        .map_err(|e| error("ec2:DeleteSecurityGroup", &format!("deleting security group {group_id}"), e))?;
-    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,6 +5,7 @@
 pub mod cloudwatch;
 pub mod ec2;
 pub mod iam;
+pub mod security_group;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
