@@ -13,6 +13,7 @@ mod error;
 mod health;
 mod host;
 mod local;
+mod owners;
 mod printer;
 mod provision;
 mod release;

@@ -10,11 +10,14 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cloud::aws::Stamp;
 use crate::cloud::aws::cloudwatch::{self, Alarm};
-use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec};
+use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, KeyPair};
 use crate::cloud::aws::iam::{self, InstanceProfile, Role};
 use crate::cloud::aws::security_group::{self, Rule, SecurityGroup};
 use crate::cloud::aws::{self as aws, Aws};
+use crate::error::Failure;
+use crate::owners::{self, Claim};
 use crate::printer::Printer;
 
 /// Names of the stack's resources: the same on every run, so they can be found again.
@@ -44,6 +47,8 @@ impl Names {
 #[derive(Debug, Clone)]
 pub struct Wanted {
     pub stack: String,
+    /// The tags of everything made for the stack, its id included.
+    pub stamp: Stamp,
     pub region: String,
     pub names: Names,
     pub instance_type: String,
@@ -81,7 +86,7 @@ pub fn architecture(instance_type: &str) -> &'static str {
 
 #[derive(Debug, Clone, Default)]
 pub struct Found {
-    pub key_pair: bool,
+    pub key_pair: Option<KeyPair>,
     pub security_group: Option<SecurityGroup>,
     pub role: Option<Role>,
     pub policy: Option<Value>,
@@ -94,13 +99,77 @@ pub struct Found {
 
 impl Found {
     pub fn is_empty(&self) -> bool {
-        !self.key_pair
+        self.key_pair.is_none()
             && self.security_group.is_none()
             && self.role.is_none()
             && self.instance_profile.is_none()
             && self.instance.is_none()
             && self.alarms.is_empty()
     }
+
+    /// Every resource found, with what its tags say and how to tag it as the stack's.
+    pub fn claims(&self, n: &Names) -> Vec<(Claim<'_>, Adopt)> {
+        let mut out = Vec::new();
+        let mut claim = |what: String, owner, adopt| out.push((Claim { what, owner }, adopt));
+        if let Some(k) = &self.key_pair {
+            claim(format!("key pair {}", n.key_pair), &k.owner, Adopt::Ec2(k.id.clone()));
+        }
+        if let Some(g) = &self.security_group {
+            claim(format!("security group {}", g.id), &g.owner, Adopt::Ec2(g.id.clone()));
+        }
+        if let Some(r) = &self.role {
+            claim(format!("IAM role {}", n.role), &r.owner, Adopt::Role);
+        }
+        if let Some(p) = &self.instance_profile {
+            claim(format!("instance profile {}", n.instance_profile), &p.owner, Adopt::InstanceProfile);
+        }
+        if let Some(i) = &self.instance {
+            claim(format!("instance {}", i.id), &i.owner, Adopt::Ec2(i.id.clone()));
+        }
+        for a in &self.alarms {
+            if let (Some(owner), Some(arn)) = (&a.owner, &a.arn) {
+                claim(format!("alarm {}", a.name), owner, Adopt::Alarm(arn.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// How a resource an older vcctl made is tagged with the stack's id.
+#[derive(Debug, Clone)]
+pub enum Adopt {
+    /// A key pair, security group or instance, by its id.
+    Ec2(String),
+    Role,
+    InstanceProfile,
+    /// An alarm, by its ARN.
+    Alarm(String),
+}
+
+/// Checks that every resource found is this stack's (exit 3 naming those that are not),
+/// and returns the changes that tag an older vcctl's resources with the stack's id.
+pub fn ownership(
+    names: &Names,
+    stack: &str,
+    f: &Found,
+    id: Option<&str>,
+    file: &std::path::Path,
+) -> Result<Vec<Change>, Failure> {
+    let claims = f.claims(names);
+    let only: Vec<Claim> = claims.iter().map(|(c, _)| Claim { what: c.what.clone(), owner: c.owner }).collect();
+    let adopt = owners::check(&only, stack, id, file)?;
+    Ok(adopt
+        .into_iter()
+        .map(|i| {
+            let (claim, how) = &claims[i];
+            change(
+                Action::Update,
+                claim.what.clone(),
+                "made by vcctl before stack ids: tag it with this stack's id",
+                Op::Adopt(how.clone()),
+            )
+        })
+        .collect())
 }
 
 pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
@@ -165,8 +234,9 @@ pub enum Op {
     StartInstance,
     RequireImdsV2,
     SetTerminationProtection(bool),
-    PutAlarm(Alarm),
+    PutAlarm(Box<Alarm>),
     DeleteAlarms(Vec<String>),
+    Adopt(Adopt),
 }
 
 impl Op {
@@ -190,6 +260,7 @@ impl Op {
             Op::SetTerminationProtection(_) => "termination_protection",
             Op::PutAlarm(_) => "alarm",
             Op::DeleteAlarms(_) => "delete_alarms",
+            Op::Adopt(_) => "adopt",
         }
     }
 }
@@ -201,7 +272,7 @@ fn change(action: Action, resource: impl Into<String>, detail: impl Into<String>
 /// The changes that turn `found` into `wanted`, in the order they must be made. Pure.
 pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
     let mut out = Vec::new();
-    if !f.key_pair {
+    if f.key_pair.is_none() {
         out.push(change(
             Action::Create,
             format!("key pair {}", w.names.key_pair),
@@ -371,11 +442,14 @@ fn plan_alarms(w: &Wanted, f: &Found, region: &str, instance_id: &str, out: &mut
                 Create,
                 format!("alarm {}", a.name),
                 format!("{} > {} for {} x {}s", a.metric, a.threshold, a.evaluation_periods, a.period_s),
-                Op::PutAlarm(a.clone()),
+                Op::PutAlarm(Box::new(a.clone())),
             )),
-            Some(found) if !found.matches(a) => {
-                out.push(change(Update, format!("alarm {}", a.name), "changed outside vcctl", Op::PutAlarm(a.clone())))
-            }
+            Some(found) if !found.matches(a) => out.push(change(
+                Update,
+                format!("alarm {}", a.name),
+                "changed outside vcctl",
+                Op::PutAlarm(Box::new(a.clone())),
+            )),
             Some(_) => {}
         }
     }
@@ -401,13 +475,13 @@ pub async fn apply(
     for c in changes {
         let step = printer.step(format!("{} {}", verb(c.action), c.resource));
         match &c.op {
-            Op::ImportKeyPair => ec2::import_key_pair(&aws.ec2, &n.key_pair, &w.public_key, &w.stack).await?,
+            Op::ImportKeyPair => ec2::import_key_pair(&aws.ec2, &n.key_pair, &w.public_key, &w.stamp).await?,
             Op::CreateSecurityGroup => {
                 let vpc = match &w.vpc_id {
                     Some(v) => v.clone(),
                     None => ec2::default_vpc(&aws.ec2).await?,
                 };
-                sg_id = Some(security_group::create(&aws.ec2, &n.security_group, &vpc, &w.stack).await?);
+                sg_id = Some(security_group::create(&aws.ec2, &n.security_group, &vpc, &w.stamp).await?);
             }
             Op::AddRules(rules) => {
                 security_group::authorize(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
@@ -415,18 +489,18 @@ pub async fn apply(
             Op::RemoveRules(rules) => {
                 security_group::revoke(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
             }
-            Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stack).await?,
+            Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stamp).await?,
             Op::RestoreTrust => iam::update_trust(&aws.iam, &n.role).await?,
             Op::PutPolicy => iam::put_role_policy(&aws.iam, &n.role, &n.policy, &w.policy).await?,
             Op::RemovePolicy(p) => iam::remove_policy(&aws.iam, &n.role, p).await?,
-            Op::CreateInstanceProfile => iam::create_instance_profile(&aws.iam, &n.instance_profile, &w.stack).await?,
+            Op::CreateInstanceProfile => iam::create_instance_profile(&aws.iam, &n.instance_profile, &w.stamp).await?,
             Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
             Op::RunInstance => {
                 let image = resolve_ami(aws, &w.instance_type).await?;
                 step.note(format!("{} ({})", image.id, image.name));
                 let sg = sg_id.clone().context("no security group")?;
                 let spec = InstanceSpec {
-                    stack: &w.stack,
+                    stamp: &w.stamp,
                     name: &n.instance,
                     image: &image,
                     instance_type: &w.instance_type,
@@ -456,11 +530,12 @@ pub async fn apply(
                 ec2::set_termination_protection(&aws.ec2, instance_id.as_deref().context("no instance")?, *on).await?
             }
             Op::PutAlarm(a) => {
-                let mut a = a.clone();
+                let mut a = (**a).clone();
                 a.instance_id = instance_id.clone().context("no instance for the alarm")?;
-                cloudwatch::put(&aws.cloudwatch, &w.stack, &a).await?;
+                cloudwatch::put(&aws.cloudwatch, &w.stamp, &a).await?;
             }
             Op::DeleteAlarms(names) => cloudwatch::delete(&aws.cloudwatch, names).await?,
+            Op::Adopt(how) => adopt(aws, w, how).await?,
         }
         step.done(&c.detail);
         if fault.as_deref() == Some(&format!("abort-after:{}", c.op.name())) {
@@ -469,6 +544,16 @@ pub async fn apply(
         }
     }
     Ok(instance_id)
+}
+
+/// Tags a resource an older vcctl made with the stack's id.
+async fn adopt(aws: &Aws, w: &Wanted, how: &Adopt) -> Result<()> {
+    match how {
+        Adopt::Ec2(id) => ec2::tag(&aws.ec2, id, &w.stamp).await,
+        Adopt::Role => iam::tag_role(&aws.iam, &w.names.role, &w.stamp).await,
+        Adopt::InstanceProfile => iam::tag_instance_profile(&aws.iam, &w.names.instance_profile, &w.stamp).await,
+        Adopt::Alarm(arn) => cloudwatch::tag(&aws.cloudwatch, arn, &w.stamp).await,
+    }
 }
 
 /// The `RunInstances` idempotency token: the SDK's retries of one call, and a re-run within
@@ -534,6 +619,7 @@ mod tests {
     fn wanted() -> Wanted {
         Wanted {
             stack: "fra".into(),
+            stamp: Stamp { stack: "fra".into(), id: "0123456789abcdef".into() },
             region: "eu-central-1".into(),
             names: Names::new("fra"),
             instance_type: "t2.micro".into(),
@@ -596,6 +682,7 @@ mod tests {
                 name: "x".into(),
                 vpc_id: "v".into(),
                 rules: found_rules,
+                owner: Default::default(),
             }),
             ..Found::default()
         };

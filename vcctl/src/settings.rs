@@ -26,6 +26,8 @@ pub enum Source {
 pub struct Settings {
     pub stack: String,
     pub stack_file: PathBuf,
+    /// The stack's own id (`id:`), when it has one yet.
+    pub stack_id: Option<String>,
     #[serde(skip)]
     pub provider: Provider,
     pub provider_name: &'static str,
@@ -67,6 +69,7 @@ impl Settings {
             state_dir: root.join(".vcctl").join(provider_name).join(&stack.name),
             stack: stack.name,
             stack_file: stack.file,
+            stack_id: stack.id,
             provider_name,
             provider: stack.provider,
             port,

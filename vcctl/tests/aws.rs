@@ -66,7 +66,8 @@ impl Drop for Moto {
 
 struct Project {
     dir: tempfile::TempDir,
-    moto: Moto,
+    /// Shared by the projects of one account (`beside`).
+    moto: std::sync::Arc<Moto>,
 }
 
 const STACK: &str = "name: fra
@@ -83,12 +84,26 @@ service:
 
 impl Project {
     fn new(stack: &str, moto: Moto) -> Project {
+        Project::in_account(stack, std::sync::Arc::new(moto))
+    }
+
+    fn in_account(stack: &str, moto: std::sync::Arc<Moto>) -> Project {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("stacks")).unwrap();
         std::fs::create_dir_all(dir.path().join("keys")).unwrap();
         std::fs::write(dir.path().join("keys/id_ed25519.pub"), PUBLIC_KEY).unwrap();
         std::fs::write(dir.path().join("stacks/fra.yaml"), stack).unwrap();
         Project { dir, moto }
+    }
+
+    /// Another project, with its own checkout and `stack`, in the same AWS account.
+    fn beside(&self, stack: &str) -> Project {
+        Project::in_account(stack, self.moto.clone())
+    }
+
+    fn stack_id(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("stacks/fra.yaml")).unwrap();
+        text.lines().find_map(|l| l.strip_prefix("id: ")).expect("the first up wrote an id").to_string()
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -416,6 +431,137 @@ async fn admin_cidrs_in_any_spelling_converge() {
     p.json(&["destroy", "--yes"], 0);
 }
 
+/// The vcctl tags of every EC2 resource of the stack (instance, security group, key pair).
+async fn ec2_stack_ids(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
+    let out = ec2
+        .describe_tags()
+        .filters(Filter::builder().name("key").values("vcctl:stack-id").build())
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = out
+        .tags()
+        .iter()
+        .map(|t| format!("{} {}", t.resource_type().map(|r| r.as_str()).unwrap_or("?"), t.value().unwrap_or("?")))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Two projects that both call their stack `fra`, in one account: the second sees the
+/// first's resources under its names and tags, and refuses to plan, change or destroy any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_projects_with_one_stack_name_never_touch_each_others_resources() {
+    let first = Project::new(STACK, Moto::start(&[]));
+    let (ec2, iam, cw) = first.sdk().await;
+    first.json(&["up"], 0);
+    let id = first.stack_id();
+    assert_eq!(
+        ec2_stack_ids(&ec2).await,
+        [format!("instance {id}"), format!("key-pair {id}"), format!("security-group {id}"), format!("volume {id}")],
+        "everything carries the stack id"
+    );
+    let role = iam.get_role().role_name("vcctl-fra-host").send().await.unwrap();
+    assert!(role.role().unwrap().tags().iter().any(|t| t.key() == "vcctl:stack-id" && t.value() == id));
+    let alarms = cw.describe_alarms().send().await.unwrap();
+    for a in alarms.metric_alarms() {
+        let tags = cw.list_tags_for_resource().resource_arn(a.alarm_arn().unwrap()).send().await.unwrap();
+        assert!(tags.tags().iter().any(|t| t.key() == Some("vcctl:stack-id") && t.value() == Some(id.as_str())));
+    }
+
+    let second = first.beside(STACK);
+    for (args, what) in [(&["plan"][..], "plan"), (&["up"][..], "up"), (&["destroy", "--yes"][..], "destroy")] {
+        let out = second.expect(args, 3);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("because these are not its own"), "{what}: {e}");
+        assert!(e.contains(&format!("stack id {id}")) && e.contains("security group sg-"), "{what}: {e}");
+    }
+    assert!(!std::fs::read_to_string(second.dir.path().join("stacks/fra.yaml")).unwrap().contains("rename"));
+    // The first project's stack is untouched and converged.
+    first.expect(&["plan"], 0);
+    assert_eq!(live_instances(&ec2).await.len(), 1);
+    first.json(&["destroy", "--yes"], 0);
+}
+
+/// "Launch more like this" copies an instance's tags, stack id included: with two instances
+/// under its tags, vcctl changes nothing and names both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_instance_stops_every_change_and_is_named() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let original = live_instances(&ec2).await.remove(0);
+    let tags: Vec<aws_sdk_ec2::types::Tag> = original.tags().to_vec();
+    let copy = ec2
+        .run_instances()
+        .image_id(original.image_id().unwrap())
+        .instance_type(aws_sdk_ec2::types::InstanceType::T2Micro)
+        .min_count(1)
+        .max_count(1)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::Instance)
+                .set_tags(Some(tags))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let copy_id = copy.instances()[0].instance_id().unwrap().to_string();
+    for args in [&["plan"][..], &["up"][..], &["destroy", "--yes"][..]] {
+        let out = p.expect(args, 3);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("2 instances carry the tags of stack `fra`"), "{args:?}: {e}");
+        assert!(e.contains(original.instance_id().unwrap()) && e.contains(&copy_id), "{args:?}: {e}");
+    }
+    assert_eq!(live_instances(&ec2).await.len(), 2, "nothing was terminated");
+    ec2.terminate_instances().instance_ids(&copy_id).send().await.unwrap();
+    p.json(&["destroy", "--yes"], 0);
+}
+
+/// An alarm with a name vcctl gives this stack's alarms, made by hand without its tags, is
+/// neither overwritten nor deleted; one an older vcctl made (tags, no stack id) is adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_are_changed_only_when_their_tags_say_they_are_the_stacks() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, cw) = p.sdk().await;
+    let by_hand = |threshold: f64| {
+        cw.put_metric_alarm()
+            .alarm_name("vcctl-fra-cpu-high")
+            .namespace("AWS/EC2")
+            .metric_name("CPUUtilization")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Average)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(threshold)
+            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold)
+            .send()
+    };
+    by_hand(12.0).await.unwrap();
+    let out = p.expect(&["up"], 3);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("alarm vcctl-fra-cpu-high: it has the name vcctl gives stack `fra`'s resources"), "{e}");
+    let alarm = cw.describe_alarms().alarm_names("vcctl-fra-cpu-high").send().await.unwrap();
+    assert_eq!(alarm.metric_alarms()[0].threshold(), Some(12.0), "the hand-made alarm is untouched");
+    assert!(live_instances(&ec2).await.is_empty(), "nothing was made");
+    cw.delete_alarms().alarm_names("vcctl-fra-cpu-high").send().await.unwrap();
+    p.json(&["up"], 0);
+
+    // An older vcctl's resources (its tags without a stack id) are tagged, not refused.
+    let instance = live_instances(&ec2).await.remove(0).instance_id().unwrap().to_string();
+    ec2.delete_tags()
+        .resources(&instance)
+        .tags(aws_sdk_ec2::types::Tag::builder().key("vcctl:stack-id").build())
+        .send()
+        .await
+        .unwrap();
+    let plan = p.json(&["plan"], 2);
+    assert!(plan["changes"].to_string().contains("tag it with this stack's id"), "{plan}");
+    p.json(&["up"], 0);
+    p.expect(&["plan"], 0);
+    p.json(&["destroy", "--yes"], 0);
+}
+
 /// Every inbound rule of the stack's group, as AWS lists them: protocol, ports, source.
 async fn every_rule(ec2: &aws_sdk_ec2::Client) -> Vec<String> {
     let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
@@ -519,7 +665,8 @@ async fn a_stopped_instance_is_a_change_and_up_starts_it() {
         (name, i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(), i.public_ip_address().is_some())
     };
 
-    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK.replace("t2.micro", "t2.small")).unwrap();
+    let file = p.dir.path().join("stacks/fra.yaml");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("t2.micro", "t2.small")).unwrap();
     let out = p.command(&["up"]).env("VCCTL_FAULT", "abort-after:instance_type").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("aborting after instance_type"), "{}", show(&out));
     assert_eq!(state(ec2.clone()).await, ("stopped".to_string(), "t2.small".to_string(), false));
@@ -571,8 +718,10 @@ async fn termination_protection_blocks_destroy_and_names_the_setting() {
     assert!(err.contains("hint: set `aws.termination_protection: false`"), "{err}");
     let (ec2, _, _) = p.sdk().await;
     assert_eq!(live_instances(&ec2).await.len(), 1);
-    // Turning it off in the stack file and running up makes destroy possible.
-    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK).unwrap();
+    // Turning it off in the stack file (its id kept) and running up makes destroy possible.
+    let file = p.dir.path().join("stacks/fra.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("termination_protection: true", "termination_protection: false")).unwrap();
     p.json(&["up"], 0);
     p.json(&["destroy", "--yes"], 0);
     assert!(live_instances(&ec2).await.is_empty());

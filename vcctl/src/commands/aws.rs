@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::Ctx;
-use crate::cloud::aws::{Aws, cloudwatch, ec2, iam, security_group};
+use crate::cloud::aws::{Aws, Stamp, cloudwatch, ec2, iam, security_group};
 use crate::error::{self, Failure};
 use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
@@ -49,7 +49,8 @@ fn public_key_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
     ctx.root.join(expand_home(a.ssh_public_key.as_deref().unwrap_or("~/.ssh/id_ed25519.pub")))
 }
 
-fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str) -> Result<Wanted> {
+/// What the stack wants; `id` is its stack id (a placeholder for `plan` before the first up).
+fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str) -> Result<Wanted> {
     let stack = &ctx.settings.stack;
     let key_path = public_key_path(ctx, a);
     let public_key = std::fs::read_to_string(&key_path).map_err(|e| {
@@ -70,6 +71,7 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str) -> Result<Wanted> {
     let region = region(a);
     Ok(Wanted {
         stack: stack.clone(),
+        stamp: Stamp { stack: stack.clone(), id: id.to_string() },
         names: Names::new(stack),
         instance_type: a.instance_type.clone().unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
         public_key,
@@ -96,19 +98,54 @@ fn print_changes(ctx: &Ctx, changes: &[provision::Change]) {
 }
 
 /// What `plan` and `up` both start from: the clients, what the stack wants, what exists,
-/// and the changes between them.
-async fn survey(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
+/// and the changes between them: tagging an older vcctl's resources with the stack id
+/// first. Refused (exit 3) when anything found is not this stack's.
+async fn survey(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    id: Option<&str>,
+) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
     let (aws, account) = connect(ctx, a).await?;
-    let w = wanted(ctx, a, &account)?;
+    let w = wanted(ctx, a, &account, id.unwrap_or("(made by the first up)"))?;
     let step = ctx.printer.step("reading what exists");
     let found = provision::find(&aws, &w.names, &w.stack).await?;
     step.done("");
-    let changes = provision::plan(&w, &found, &w.region);
+    let mut changes = provision::ownership(&w.names, &w.stack, &found, id, &ctx.settings.stack_file)?;
+    if id.is_some() {
+        changes.extend(provision::plan(&w, &found, &w.region));
+    } else {
+        changes = provision::plan(&w, &found, &w.region);
+    }
     Ok((aws, w, found, changes))
 }
 
+/// The stack's id: from its file, or made now and written into it (before anything is
+/// created, so an interrupted first `up` goes on with the same id).
+fn stack_id(ctx: &Ctx) -> Result<String> {
+    if let Some(id) = &ctx.settings.stack_id {
+        return Ok(id.clone());
+    }
+    let id = crate::owners::new_id();
+    let file = &ctx.settings.stack_file;
+    crate::stack::write_id(file, &id).with_context(|| format!("writing the stack id into `{}`", file.display()))?;
+    ctx.printer.warn(format!(
+        "stack `{}` has the id {id} now, written into `{}`: commit it, so CI and your team use the same",
+        ctx.settings.stack,
+        file.display()
+    ));
+    Ok(id)
+}
+
 pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
-    let (_, w, _, changes) = survey(ctx, a).await?;
+    let id = ctx.settings.stack_id.as_deref();
+    let (_, w, _, changes) = survey(ctx, a, id).await?;
+    if id.is_none() {
+        ctx.printer.info(format!(
+            "stack `{}` has no `id:` yet: `vcctl up` makes one and writes it into `{}`",
+            w.stack,
+            ctx.settings.stack_file.display()
+        ));
+    }
     ctx.printer.json(&json!({"stack": w.stack, "region": w.region, "changes": changes, "settings": ctx.settings}));
     if changes.is_empty() {
         ctx.printer.out(format!("stack `{}`: no changes; AWS matches the stack file", w.stack));
@@ -123,7 +160,8 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
 /// (its instances are not real hosts).
 pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<Option<Remote>> {
     let started = Instant::now();
-    let (aws, w, found, changes) = survey(ctx, a).await?;
+    let id = stack_id(ctx)?;
+    let (aws, w, found, changes) = survey(ctx, a, Some(&id)).await?;
     let instance_id = if changes.is_empty() {
         found.instance.as_ref().map(|i| i.id.clone())
     } else {
@@ -181,6 +219,11 @@ async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
         )
         .into());
     };
+    if let crate::owners::Standing::Foreign(why) =
+        crate::owners::standing(&instance.owner, stack, ctx.settings.stack_id.as_deref())
+    {
+        return Err(Failure::invalid(format!("instance {} is not stack `{stack}`'s: {why}", instance.id), None).into());
+    }
     let Some(ip) = instance.public_ip.clone() else {
         anyhow::bail!("instance {} ({}) has no public address yet; try again in a minute", instance.id, instance.state);
     };
@@ -309,6 +352,8 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let stack = ctx.settings.stack.clone();
     let names = Names::new(&stack);
     let found = provision::find(&aws, &names, &stack).await?;
+    // Only what is this stack's: a refusal here deletes nothing at all.
+    provision::ownership(&names, &stack, &found, ctx.settings.stack_id.as_deref(), &ctx.settings.stack_file)?;
     if found.is_empty() {
         ctx.printer.json(&json!({"stack": stack, "deleted": [], "failed": []}));
         ctx.printer.info(format!("stack `{stack}` has nothing left to destroy"));
@@ -366,7 +411,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
             iam::delete_role_and_profile(&aws.iam, &names.role, &names.instance_profile)
         );
     }
-    if found.key_pair {
+    if found.key_pair.is_some() {
         attempt!(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair));
     }
     ctx.printer.json(&json!({"stack": stack, "deleted": deleted, "failed": failed}));

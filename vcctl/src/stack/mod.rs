@@ -48,6 +48,9 @@ pub const AWS_REGIONS: &[&str] = &[
 pub struct Stack {
     pub file: PathBuf,
     pub name: String,
+    /// The stack's own random id, made by the first `vcctl up` of an AWS stack and written
+    /// into its file: every AWS resource carries it (`vcctl:stack-id`).
+    pub id: Option<String>,
     pub provider: Provider,
     pub service: ServiceSettings,
 }
@@ -118,6 +121,21 @@ pub struct SshSettings {
     pub expose_prometheus: bool,
 }
 
+/// Writes a new stack id into the stack file: one line appended, the rest untouched.
+pub fn write_id(file: &Path, id: &str) -> std::io::Result<()> {
+    let mut text = std::fs::read_to_string(file)?;
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "# Made by the first `vcctl up`: this stack's AWS resources carry it, so no other\n\
+         # project's stack of the same name can take them. Keep it, and commit it.\nid: {id}\n"
+    ));
+    let tmp = file.with_extension("yaml.vcctl-new");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, file)
+}
+
 /// Resolves `--stack`: a path to a file, or a name for `stacks/<name>.yaml` under `root`.
 pub fn locate(root: &Path, stack: &str) -> PathBuf {
     let as_path = Path::new(stack);
@@ -161,6 +179,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         ));
     }
     let (provider, provider_span) = root.req_str("provider")?;
+    let id = root.opt_parsed("id", "a stack id", |v| {
+        if v.len() == 16 && v.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+            Ok(v.to_string())
+        } else {
+            Err(format!("expected the id `vcctl up` made (16 hex digits), got {v:?}"))
+        }
+    })?;
     let (service, port_taken) = service_settings(&mut root)?;
 
     let sections = ["local", "aws", "ssh"];
@@ -205,7 +230,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     {
         return Err(err);
     }
-    Ok(Stack { file: file.to_path_buf(), name, provider, service })
+    Ok(Stack { file: file.to_path_buf(), name, id, provider, service })
 }
 
 /// The `service:` section, and the error of a port a host uses for something else: kept
@@ -426,7 +451,7 @@ mod tests {
         );
         check(
             "name: a\nprovider: local\nreigon: x\n",
-            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, service, local",
+            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, id, service, local",
         );
     }
 

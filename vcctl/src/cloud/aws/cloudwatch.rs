@@ -6,7 +6,7 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic, Tag};
 use serde::Serialize;
 
-use super::{TAG_MANAGED_BY, TAG_STACK, error};
+use super::{Owner, Stamp, error};
 
 /// One alarm as vcctl wants it, and as it compares what it finds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,11 +22,17 @@ pub struct Alarm {
     /// OK, ALARM or INSUFFICIENT_DATA (as found; ignored when comparing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// As found: its ARN, and who its tags say made it (ignored when comparing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 impl Alarm {
     pub fn matches(&self, other: &Alarm) -> bool {
-        Alarm { state: None, ..self.clone() } == Alarm { state: None, ..other.clone() }
+        let bare = |a: &Alarm| Alarm { state: None, arn: None, owner: None, ..a.clone() };
+        bare(self) == bare(other)
     }
 }
 
@@ -56,6 +62,8 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
             // EC2's own action: move the instance to healthy hardware, same id and disk.
             actions: vec![format!("arn:aws:automate:{region}:ec2:recover")],
             state: None,
+            arn: None,
+            owner: None,
         },
         Alarm {
             name: format!("{}{}", prefix(stack), ALARMS[1]),
@@ -67,10 +75,13 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
             instance_id: instance_id.into(),
             actions: vec![],
             state: None,
+            arn: None,
+            owner: None,
         },
     ]
 }
 
+/// The alarms with the stack's names, each with who its tags say made it.
 pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
     let out = cw
         .describe_alarms()
@@ -78,7 +89,7 @@ pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
         .send()
         .await
         .map_err(|e| error("cloudwatch:DescribeAlarms", "listing the stack's alarms", e))?;
-    Ok(out
+    let mut alarms: Vec<Alarm> = out
         .metric_alarms()
         .iter()
         .map(|a| Alarm {
@@ -97,11 +108,37 @@ pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
                 .to_string(),
             actions: a.alarm_actions().to_vec(),
             state: a.state_value().map(|s| s.as_str().to_string()),
+            arn: a.alarm_arn().map(str::to_string),
+            owner: None,
         })
-        .collect())
+        .collect();
+    for alarm in &mut alarms {
+        let Some(arn) = &alarm.arn else { continue };
+        let tags = cw.list_tags_for_resource().resource_arn(arn).send().await.map_err(|e| {
+            error("cloudwatch:ListTagsForResource", &format!("reading the tags of alarm `{}`", alarm.name), e)
+        })?;
+        alarm.owner = Some(Owner::from_tags(tags.tags().iter().map(|t| (t.key(), t.value()))));
+    }
+    Ok(alarms)
 }
 
-pub async fn put(cw: &Client, stack: &str, alarm: &Alarm) -> Result<()> {
+/// Puts the stack's tags on an alarm.
+pub async fn tag(cw: &Client, arn: &str, stamp: &Stamp) -> Result<()> {
+    cw.tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(tags(stamp)))
+        .send()
+        .await
+        .map_err(|e| error("cloudwatch:TagResource", &format!("tagging alarm {arn}"), e))?;
+    Ok(())
+}
+
+fn tags(stamp: &Stamp) -> Vec<Tag> {
+    stamp.pairs().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
+}
+
+pub async fn put(cw: &Client, stamp: &Stamp, alarm: &Alarm) -> Result<()> {
+    let stack = &stamp.stack;
     cw.put_metric_alarm()
         .alarm_name(&alarm.name)
         .alarm_description(format!("VehicleConnect stack {stack}, managed by vcctl"))
@@ -114,8 +151,7 @@ pub async fn put(cw: &Client, stack: &str, alarm: &Alarm) -> Result<()> {
         .threshold(alarm.threshold)
         .comparison_operator(ComparisonOperator::GreaterThanThreshold)
         .set_alarm_actions(Some(alarm.actions.clone()))
-        .tags(Tag::builder().key(TAG_STACK).value(stack).build())
-        .tags(Tag::builder().key(TAG_MANAGED_BY).value("vcctl").build())
+        .set_tags(Some(tags(stamp)))
         .send()
         .await
         .map_err(|e| error("cloudwatch:PutMetricAlarm", &format!("writing alarm `{}`", alarm.name), e))?;

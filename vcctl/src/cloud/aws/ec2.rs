@@ -14,18 +14,15 @@ use aws_sdk_ec2::types::{
 };
 use serde::Serialize;
 
-use super::{TAG_AMI, TAG_MANAGED_BY, TAG_STACK, error};
+use super::{Owner, Stamp, TAG_AMI, TAG_STACK, error};
 
 /// Debian's AWS account, which publishes the official Debian AMIs.
 pub const DEBIAN_OWNER: &str = "136693071363";
 
-pub fn tags(resource: ResourceType, stack: &str, name: &str, extra: &[(&str, &str)]) -> TagSpecification {
-    let mut spec = TagSpecification::builder()
-        .resource_type(resource)
-        .tags(Tag::builder().key(TAG_STACK).value(stack).build())
-        .tags(Tag::builder().key(TAG_MANAGED_BY).value("vcctl").build())
-        .tags(Tag::builder().key("Name").value(name).build());
-    for (k, v) in extra {
+pub fn tags(resource: ResourceType, stamp: &Stamp, name: &str, extra: &[(&str, &str)]) -> TagSpecification {
+    let mut spec =
+        TagSpecification::builder().resource_type(resource).tags(Tag::builder().key("Name").value(name).build());
+    for (k, v) in stamp.pairs().iter().chain(extra) {
         spec = spec.tags(Tag::builder().key(*k).value(*v).build());
     }
     spec.build()
@@ -39,21 +36,43 @@ pub(super) fn stack_filter(stack: &str) -> Filter {
     filter(&format!("tag:{TAG_STACK}"), stack)
 }
 
-pub async fn find_key_pair(ec2: &Client, name: &str) -> Result<bool> {
+/// A key pair found by its name.
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    pub id: String,
+    pub owner: Owner,
+}
+
+pub async fn find_key_pair(ec2: &Client, name: &str) -> Result<Option<KeyPair>> {
     let out = ec2
         .describe_key_pairs()
         .filters(filter("key-name", name))
         .send()
         .await
         .map_err(|e| error("ec2:DescribeKeyPairs", &format!("looking up key pair `{name}`"), e))?;
-    Ok(!out.key_pairs().is_empty())
+    Ok(out.key_pairs().first().map(|k| KeyPair {
+        id: k.key_pair_id().unwrap_or_default().to_string(),
+        owner: Owner::from_tags(k.tags().iter().map(|t| (t.key(), t.value()))),
+    }))
 }
 
-pub async fn import_key_pair(ec2: &Client, name: &str, public_key: &str, stack: &str) -> Result<()> {
+/// Puts the stack's tags on an EC2 resource (a key pair, a security group, an instance).
+pub async fn tag(ec2: &Client, resource_id: &str, stamp: &Stamp) -> Result<()> {
+    let tags: Vec<Tag> = stamp.pairs().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect();
+    ec2.create_tags()
+        .resources(resource_id)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| error("ec2:CreateTags", &format!("tagging {resource_id}"), e))?;
+    Ok(())
+}
+
+pub async fn import_key_pair(ec2: &Client, name: &str, public_key: &str, stamp: &Stamp) -> Result<()> {
     ec2.import_key_pair()
         .key_name(name)
         .public_key_material(Blob::new(public_key.trim().as_bytes().to_vec()))
-        .tag_specifications(tags(ResourceType::KeyPair, stack, name, &[]))
+        .tag_specifications(tags(ResourceType::KeyPair, stamp, name, &[]))
         .send()
         .await
         .map_err(|e| error("ec2:ImportKeyPair", &format!("importing key pair `{name}`"), e))?;
@@ -123,6 +142,7 @@ pub struct Instance {
     pub imds_hop_limit: i32,
     pub security_groups: Vec<String>,
     pub instance_profile_arn: Option<String>,
+    pub owner: Owner,
 }
 
 /// The stack's instance that is not terminated (or shutting down), if any.
@@ -142,7 +162,24 @@ pub async fn find_instance(ec2: &Client, stack: &str) -> Result<Option<Instance>
         .send()
         .await
         .map_err(|e| error("ec2:DescribeInstances", &format!("looking up the instance of stack `{stack}`"), e))?;
-    let Some(i) = out.reservations().iter().flat_map(|r| r.instances()).next() else { return Ok(None) };
+    let all: Vec<_> = out.reservations().iter().flat_map(|r| r.instances()).collect();
+    if all.len() > 1 {
+        let ids: Vec<&str> = all.iter().filter_map(|i| i.instance_id()).collect();
+        return Err(crate::error::Failure::invalid(
+            format!(
+                "{} instances carry the tags of stack `{stack}` ({}): vcctl changes none of them",
+                ids.len(),
+                ids.join(", ")
+            ),
+            Some(
+                "a copy (\"launch more like this\" copies tags) or another project's instance shares them: terminate \
+                 the one that is not this stack's, or remove its vcctl:* tags"
+                    .into(),
+            ),
+        )
+        .into());
+    }
+    let Some(i) = all.first() else { return Ok(None) };
     let metadata = i.metadata_options();
     Ok(Some(Instance {
         id: i.instance_id().unwrap_or_default().to_string(),
@@ -156,6 +193,7 @@ pub async fn find_instance(ec2: &Client, stack: &str) -> Result<Option<Instance>
         imds_hop_limit: metadata.and_then(|m| m.http_put_response_hop_limit()).unwrap_or(0),
         security_groups: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_string).collect(),
         instance_profile_arn: i.iam_instance_profile().and_then(|p| p.arn()).map(str::to_string),
+        owner: Owner::from_tags(i.tags().iter().map(|t| (t.key(), t.value()))),
     }))
 }
 
@@ -249,7 +287,7 @@ fn AttributeValue(v: &str) -> aws_sdk_ec2::types::AttributeValue {
 
 /// What `RunInstances` needs.
 pub struct InstanceSpec<'a> {
-    pub stack: &'a str,
+    pub stamp: &'a Stamp,
     pub name: &'a str,
     pub image: &'a Image,
     pub instance_type: &'a str,
@@ -301,8 +339,8 @@ pub async fn run_instance(
         )
         .disable_api_termination(spec.termination_protection)
         .client_token(&spec.client_token)
-        .tag_specifications(tags(ResourceType::Instance, spec.stack, spec.name, &[(TAG_AMI, &spec.image.id)]))
-        .tag_specifications(tags(ResourceType::Volume, spec.stack, spec.name, &[]))
+        .tag_specifications(tags(ResourceType::Instance, spec.stamp, spec.name, &[(TAG_AMI, &spec.image.id)]))
+        .tag_specifications(tags(ResourceType::Volume, spec.stamp, spec.name, &[]))
         .send()
         .await?;
     Ok(out.instances().first().and_then(|i| i.instance_id()).unwrap_or_default().to_string())

@@ -6,7 +6,7 @@ use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 use serde_json::{Value, json};
 
-use super::{TAG_MANAGED_BY, TAG_STACK, error};
+use super::{Owner, Stamp, error};
 
 pub fn path(stack: &str) -> String {
     format!("/vcctl/{stack}/")
@@ -45,8 +45,9 @@ pub fn instance_policy(stack: &str, region: &str, account: &str) -> Value {
     })
 }
 
-fn tags(stack: &str) -> Vec<Tag> {
-    [(TAG_STACK, stack), (TAG_MANAGED_BY, "vcctl")]
+fn tags(stamp: &Stamp) -> Vec<Tag> {
+    stamp
+        .pairs()
         .iter()
         .map(|(k, v)| Tag::builder().key(*k).value(*v).build().expect("key and value are set"))
         .collect()
@@ -75,23 +76,28 @@ fn decode(doc: &str) -> Value {
 #[derive(Debug, Clone)]
 pub struct Role {
     pub trust: Value,
+    pub owner: Owner,
 }
 
 pub async fn get_role(iam: &Client, name: &str) -> Result<Option<Role>> {
     match iam.get_role().role_name(name).send().await {
-        Ok(out) => Ok(out.role().map(|r| Role { trust: decode(r.assume_role_policy_document().unwrap_or("")) })),
+        Ok(out) => Ok(out.role().map(|r| Role {
+            trust: decode(r.assume_role_policy_document().unwrap_or("")),
+            owner: Owner::from_tags(r.tags().iter().map(|t| (Some(t.key()), Some(t.value())))),
+        })),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
         Err(e) => Err(error("iam:GetRole", &format!("looking up role `{name}`"), e)),
     }
 }
 
-pub async fn create_role(iam: &Client, name: &str, stack: &str) -> Result<()> {
+pub async fn create_role(iam: &Client, name: &str, stamp: &Stamp) -> Result<()> {
+    let stack = &stamp.stack;
     iam.create_role()
         .role_name(name)
         .path(path(stack))
         .assume_role_policy_document(trust_policy().to_string())
         .description(format!("VehicleConnect host of stack {stack}, managed by vcctl"))
-        .set_tags(Some(tags(stack)))
+        .set_tags(Some(tags(stamp)))
         .send()
         .await
         .map_err(|e| error("iam:CreateRole", &format!("creating role `{name}`"), e))?;
@@ -174,26 +180,51 @@ pub async fn remove_policy(iam: &Client, role: &str, policy: &str) -> Result<()>
 #[derive(Debug, Clone)]
 pub struct InstanceProfile {
     pub roles: Vec<String>,
+    pub owner: Owner,
 }
 
 pub async fn get_instance_profile(iam: &Client, name: &str) -> Result<Option<InstanceProfile>> {
     match iam.get_instance_profile().instance_profile_name(name).send().await {
-        Ok(out) => Ok(out
-            .instance_profile()
-            .map(|p| InstanceProfile { roles: p.roles().iter().map(|r| r.role_name().to_string()).collect() })),
+        Ok(out) => Ok(out.instance_profile().map(|p| InstanceProfile {
+            roles: p.roles().iter().map(|r| r.role_name().to_string()).collect(),
+            owner: Owner::from_tags(p.tags().iter().map(|t| (Some(t.key()), Some(t.value())))),
+        })),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => Ok(None),
         Err(e) => Err(error("iam:GetInstanceProfile", &format!("looking up instance profile `{name}`"), e)),
     }
 }
 
-pub async fn create_instance_profile(iam: &Client, name: &str, stack: &str) -> Result<()> {
+pub async fn create_instance_profile(iam: &Client, name: &str, stamp: &Stamp) -> Result<()> {
+    let stack = &stamp.stack;
     iam.create_instance_profile()
         .instance_profile_name(name)
         .path(path(stack))
-        .set_tags(Some(tags(stack)))
+        .set_tags(Some(tags(stamp)))
         .send()
         .await
         .map_err(|e| error("iam:CreateInstanceProfile", &format!("creating instance profile `{name}`"), e))?;
+    Ok(())
+}
+
+/// Puts the stack's tags on its role.
+pub async fn tag_role(iam: &Client, name: &str, stamp: &Stamp) -> Result<()> {
+    iam.tag_role()
+        .role_name(name)
+        .set_tags(Some(tags(stamp)))
+        .send()
+        .await
+        .map_err(|e| error("iam:TagRole", &format!("tagging role `{name}`"), e))?;
+    Ok(())
+}
+
+/// Puts the stack's tags on its instance profile.
+pub async fn tag_instance_profile(iam: &Client, name: &str, stamp: &Stamp) -> Result<()> {
+    iam.tag_instance_profile()
+        .instance_profile_name(name)
+        .set_tags(Some(tags(stamp)))
+        .send()
+        .await
+        .map_err(|e| error("iam:TagInstanceProfile", &format!("tagging instance profile `{name}`"), e))?;
     Ok(())
 }
 

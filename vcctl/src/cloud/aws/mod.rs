@@ -18,6 +18,46 @@ use crate::error::Failure;
 /// Tags on everything vcctl creates. The cloud is the source of truth: no state file.
 pub const TAG_STACK: &str = "vcctl:stack";
 pub const TAG_MANAGED_BY: &str = "vcctl:managed-by";
+/// The stack's own random id (`id:` in its stack file): two projects with a stack of one
+/// name in one account never take each other's resources.
+pub const TAG_STACK_ID: &str = "vcctl:stack-id";
+
+/// The tags vcctl puts on what it makes for a stack.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub stack: String,
+    pub id: String,
+}
+
+impl Stamp {
+    pub fn pairs(&self) -> [(&'static str, &str); 3] {
+        [(TAG_STACK, &self.stack), (TAG_MANAGED_BY, "vcctl"), (TAG_STACK_ID, &self.id)]
+    }
+}
+
+/// What a found resource's tags say about who made it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Owner {
+    pub stack: Option<String>,
+    pub managed_by: Option<String>,
+    pub stack_id: Option<String>,
+}
+
+impl Owner {
+    pub fn from_tags<'a>(tags: impl IntoIterator<Item = (Option<&'a str>, Option<&'a str>)>) -> Owner {
+        let mut owner = Owner::default();
+        for (k, v) in tags {
+            let v = v.map(str::to_string);
+            match k {
+                Some(TAG_STACK) => owner.stack = v,
+                Some(TAG_MANAGED_BY) => owner.managed_by = v,
+                Some(TAG_STACK_ID) => owner.stack_id = v,
+                _ => {}
+            }
+        }
+        owner
+    }
+}
 /// The AMI an instance was created from, pinned so later runs never replace it implicitly.
 pub const TAG_AMI: &str = "vcctl:ami";
 

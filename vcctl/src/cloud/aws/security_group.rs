@@ -8,7 +8,7 @@ use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, PrefixListId, Resourc
 use serde::Serialize;
 
 use super::ec2::{filter, stack_filter, tags};
-use super::error;
+use super::{Owner, Stamp, error};
 
 /// Where an inbound rule admits traffic from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -100,6 +100,7 @@ pub struct SecurityGroup {
     pub vpc_id: String,
     /// Inbound rules, every kind.
     pub rules: Vec<Rule>,
+    pub owner: Owner,
 }
 
 pub async fn find(ec2: &Client, stack: &str) -> Result<Option<SecurityGroup>> {
@@ -113,6 +114,7 @@ pub async fn find(ec2: &Client, stack: &str) -> Result<Option<SecurityGroup>> {
         id,
         name: g.group_name().unwrap_or_default().to_string(),
         vpc_id: g.vpc_id().unwrap_or_default().to_string(),
+        owner: Owner::from_tags(g.tags().iter().map(|t| (t.key(), t.value()))),
     }))
 }
 
@@ -156,13 +158,14 @@ fn protocol(p: &str) -> String {
     }
 }
 
-pub async fn create(ec2: &Client, name: &str, vpc_id: &str, stack: &str) -> Result<String> {
+pub async fn create(ec2: &Client, name: &str, vpc_id: &str, stamp: &Stamp) -> Result<String> {
+    let stack = &stamp.stack;
     let out = ec2
         .create_security_group()
         .group_name(name)
         .description(format!("VehicleConnect stack {stack}, managed by vcctl"))
         .vpc_id(vpc_id)
-        .tag_specifications(tags(ResourceType::SecurityGroup, stack, name, &[]))
+        .tag_specifications(tags(ResourceType::SecurityGroup, stamp, name, &[]))
         .send()
         .await
         .map_err(|e| error("ec2:CreateSecurityGroup", &format!("creating security group `{name}`"), e))?;
