@@ -204,7 +204,7 @@ probe() {
   body=$(curl -s -m 2 -w '\nhttp %{http_code}' "http://127.0.0.1:$1/api/status") && rc=0 || rc=$?
   echo "curl $rc"
   printf '%s\n' "$body" | sed -n '$!s/^/body /p;$p'
-  systemctl show "$2.service" -p ActiveState -p SubState -p NRestarts -p ExecMainStatus
+  systemctl show "$2.service" -p ActiveState -p SubState -p NRestarts -p ExecMainStatus -p MainPID
   echo "SocketState=$(systemctl is-active "$2.socket" 2>/dev/null || true)"
 }
 

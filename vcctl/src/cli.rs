@@ -92,7 +92,7 @@ pub enum Command {
 impl Command {
     /// The flags that override the stack file (none for `completions`).
     pub fn overrides(&self) -> &OverrideArgs {
-        static NONE: OverrideArgs = OverrideArgs { port: None };
+        static NONE: OverrideArgs = OverrideArgs { port: None, port_from_env: false };
         match self {
             Command::Up(a) | Command::Plan(a) | Command::Deploy(a) => &a.overrides,
             Command::Status(o) => o,
@@ -105,12 +105,36 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Records where each override came from, which clap knows only in `matches`.
+    pub fn note_sources(&mut self, matches: &clap::ArgMatches) {
+        let Some(o) = self.overrides_mut() else { return };
+        let source = matches.subcommand().and_then(|(_, sub)| sub.value_source("port"));
+        o.port_from_env = source == Some(clap::parser::ValueSource::EnvVariable);
+    }
+
+    fn overrides_mut(&mut self) -> Option<&mut OverrideArgs> {
+        match self {
+            Command::Up(a) | Command::Plan(a) | Command::Deploy(a) => Some(&mut a.overrides),
+            Command::Status(o) => Some(o),
+            Command::Logs(a) => Some(&mut a.overrides),
+            Command::Rollback(a) => Some(&mut a.overrides),
+            Command::Destroy(a) => Some(&mut a.overrides),
+            Command::Simulate(a) => Some(&mut a.overrides),
+            Command::Completions { .. } => None,
+        }
+    }
+}
+
 /// Settings a flag (or its environment variable) can override over the stack file.
 #[derive(Debug, Clone, Args, Default)]
 pub struct OverrideArgs {
-    /// Port the service listens on (overrides `service.port`).
-    #[arg(long, env = "VCCTL_PORT")]
+    /// Port the service listens on, 1-65535 (overrides `service.port`; the same rules apply).
+    #[arg(long, env = "VCCTL_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
+    /// Whether `port` came from `VCCTL_PORT` rather than `--port` (set after parsing).
+    #[arg(skip)]
+    pub port_from_env: bool,
 }
 
 #[derive(Debug, Clone, Args)]

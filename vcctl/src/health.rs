@@ -12,6 +12,9 @@ pub struct Status {
     pub git_sha: String,
     pub uptime_s: u64,
     pub database: String,
+    /// The answering process (releases before it was reported: none).
+    #[serde(default)]
+    pub pid: Option<u32>,
 }
 
 /// Why a release is not healthy, in words an operator can act on.
@@ -33,6 +36,8 @@ pub enum Unhealthy {
     Unreachable { url: String, error: String },
     #[error("{url} answers, but reports version {got}, not {want}: an older process may still hold the port")]
     WrongVersion { url: String, got: String, want: String },
+    #[error("{url} answers from process {got}, not from the one started ({want}): another process holds the port")]
+    WrongProcess { url: String, got: u32, want: u32 },
 }
 
 fn crash(status: i32, restarts: u32) -> String {
@@ -99,8 +104,14 @@ pub async fn wait(timeout: Duration, mut look: impl AsyncFnMut() -> Look) -> Res
     }
 }
 
-/// A healthy answer at `url` is a good look when it is the version wanted.
-pub fn judge(s: Status, want: Option<(&str, &str)>, url: &str) -> Look {
+/// A healthy answer at `url` is a good look when it is the version wanted, from the process
+/// started (`pid`, when the target knows it and the release reports its own).
+pub fn judge(s: Status, want: Option<(&str, &str)>, pid: Option<u32>, url: &str) -> Look {
+    if let (Some(got), Some(want)) = (s.pid, pid)
+        && got != want
+    {
+        return Look::NotYet(Unhealthy::WrongProcess { url: url.to_string(), got, want });
+    }
     match version_mismatch(&s, want) {
         Some((got, want)) => Look::NotYet(Unhealthy::WrongVersion { url: url.to_string(), got, want }),
         None => Look::Healthy(s),

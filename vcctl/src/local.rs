@@ -228,21 +228,13 @@ impl LocalStack {
         Ok(pid)
     }
 
-    /// SIGTERM, then SIGKILL after `grace`.
+    /// Stops the running service and everything it started: SIGTERM to its process group,
+    /// then SIGKILL after `grace`.
     pub fn stop(&self, grace: Duration) -> Result<bool> {
         let Some(pid) = self.running_pid() else {
             return Ok(false);
         };
-        signal(pid, "TERM");
-        let started = Instant::now();
-        while process_alive(pid) {
-            if started.elapsed() > grace {
-                signal(pid, "KILL");
-                std::thread::sleep(Duration::from_millis(200));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop_group(pid, grace);
         let _ = fs::remove_file(self.pid_file());
         Ok(true)
     }
@@ -262,8 +254,44 @@ impl LocalStack {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+/// Ends process group `pgid` (a start of ours: `start` makes each its own group): SIGTERM to
+/// every member, SIGKILL after `grace` to what is left. A release whose own process exited
+/// leaves nothing behind this way, not even a child that holds the port.
+pub fn stop_group(pgid: u32, grace: Duration) {
+    signal_group(pgid, "TERM");
+    let started = Instant::now();
+    while !group_members(pgid).is_empty() {
+        if started.elapsed() > grace {
+            signal_group(pgid, "KILL");
+            std::thread::sleep(Duration::from_millis(200));
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal_group(pgid: u32, sig: &str) {
+    let group = format!("-{pgid}");
+    let _ = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), "--", &group])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The live (not zombie) processes of process group `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // After the command's `)`: state, ppid, pgrp, ...
+            let fields: Vec<&str> =
+                stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+            fields.first() != Some(&"Z") && fields.get(2) == Some(&pgid.to_string().as_str())
+        })
+        .collect()
 }
 
 /// Alive and not a zombie.

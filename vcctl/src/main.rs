@@ -1,8 +1,9 @@
 //! `vcctl`: parse the command line, resolve settings once, run one command, map the
 //! outcome to an exit code (docs/reference/exit-codes.md) in this one place.
 
-// Functions stay short enough to read at once (threshold in clippy.toml).
-#![warn(clippy::too_many_lines)]
+// Functions stay short enough to read at once (threshold in clippy.toml). Output goes through
+// `printer`, which never panics on a closed pipe.
+#![warn(clippy::too_many_lines, clippy::print_stdout, clippy::print_stderr)]
 
 mod artifact;
 mod cli;
@@ -12,6 +13,7 @@ mod deploy;
 mod error;
 mod health;
 mod host;
+mod keys;
 mod local;
 mod owners;
 mod printer;
@@ -34,7 +36,11 @@ use commands::Ctx;
 use printer::{Printer, Verbosity};
 
 fn main() -> ExitCode {
-    let parsed = Cli::command().after_help(cli::after_help()).try_get_matches().and_then(|m| Cli::from_arg_matches(&m));
+    let parsed = Cli::command().after_help(cli::after_help()).try_get_matches().and_then(|m| {
+        let mut cli = Cli::from_arg_matches(&m)?;
+        cli.command.note_sources(&m);
+        Ok(cli)
+    });
     let cli = match parsed {
         Ok(cli) => cli,
         // Help and version are not errors; every argument error is exit 3, like a bad stack
@@ -58,9 +64,9 @@ fn main() -> ExitCode {
             let (code, hint) = error::classify(&err);
             let label =
                 if printer.is_fancy() { console::style("error:").red().bold().to_string() } else { "error:".into() };
-            eprintln!("{label} {err:#}");
+            printer::say(format!("{label} {err:#}"));
             if let Some(h) = hint {
-                eprintln!("hint: {h}");
+                printer::say(format!("hint: {h}"));
             }
             error::exit(code)
         }

@@ -1,11 +1,28 @@
 //! One `Printer` owns what the user sees: data on stdout, everything else on stderr;
 //! spinners with elapsed time on a terminal, plain log lines in CI, under `NO_COLOR`, or
 //! when stderr is redirected; nothing but the JSON result on stdout with `--json`.
+//!
+//! Nothing here fails or panics when stdout or stderr is gone (a closed pipe, `| head`):
+//! output is for people and scripts, the work is what matters, and a deploy or rollback
+//! must finish whoever stopped reading. All of vcctl prints through `say` and `say_out`.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A line on stderr; a write error (EPIPE) is ignored.
+pub fn say(line: impl AsRef<str>) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{}", line.as_ref());
+}
+
+/// Text on stdout as it is (no newline added); a write error (EPIPE) is ignored.
+pub fn say_out(text: impl AsRef<[u8]>) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_ref());
+    let _ = stdout.flush();
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -37,20 +54,20 @@ impl Printer {
     /// Progress and results for people, on stderr.
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.verbosity != Verbosity::Quiet {
-            eprintln!("{}", msg.as_ref());
+            say(msg);
         }
     }
 
     pub fn detail(&self, msg: impl AsRef<str>) {
         if self.verbosity == Verbosity::Verbose {
-            eprintln!("  {}", msg.as_ref());
+            say(format!("  {}", msg.as_ref()));
         }
     }
 
     pub fn warn(&self, msg: impl AsRef<str>) {
         let prefix =
             if self.fancy { console::style("warning:").yellow().bold().to_string() } else { "warning:".into() };
-        eprintln!("{prefix} {}", msg.as_ref());
+        say(format!("{prefix} {}", msg.as_ref()));
     }
 
     /// Data, on stdout: the result of a command a script may read. Suppressed under `--json`,
@@ -83,7 +100,7 @@ impl Printer {
             Some(bar)
         } else {
             if self.verbosity != Verbosity::Quiet {
-                eprintln!("{msg}...");
+                say(format!("{msg}..."));
             }
             None
         };
@@ -138,7 +155,7 @@ impl Step {
         };
         let sep = if outcome.is_empty() { String::new() } else { format!(": {outcome}") };
         if self.printer.verbosity != Verbosity::Quiet || !ok {
-            eprintln!("{mark} {}{sep} ({elapsed})", self.msg);
+            say(format!("{mark} {}{sep} ({elapsed})", self.msg));
         }
     }
 }

@@ -539,7 +539,7 @@ pub async fn apply(
         }
         step.done(&c.detail);
         if fault.as_deref() == Some(&format!("abort-after:{}", c.op.name())) {
-            eprintln!("VCCTL_FAULT: aborting after {}", c.op.name());
+            crate::printer::say(format!("VCCTL_FAULT: aborting after {}", c.op.name()));
             std::process::abort();
         }
     }

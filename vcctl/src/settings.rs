@@ -18,6 +18,8 @@ pub const DEFAULT_KPI_INTERVAL: Duration = Duration::from_secs(60);
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Flag,
+    /// The flag's environment variable (`VCCTL_PORT`).
+    Env,
     Default,
     Stack,
 }
@@ -60,6 +62,7 @@ impl Settings {
     /// `root` is the project directory (where `stacks/` and `.vcctl/` live).
     pub fn resolve(root: &Path, stack: Stack, overrides: &OverrideArgs) -> Settings {
         let (port, port_source) = match (overrides.port, stack.service.port) {
+            (Some(p), _) if overrides.port_from_env => (p, Source::Env),
             (Some(p), _) => (p, Source::Flag),
             (None, Some(p)) => (p, Source::Stack),
             (None, None) => (DEFAULT_PORT, Source::Default),

@@ -92,6 +92,8 @@ impl Project {
         std::fs::create_dir_all(dir.path().join("stacks")).unwrap();
         std::fs::create_dir_all(dir.path().join("keys")).unwrap();
         std::fs::write(dir.path().join("keys/id_ed25519.pub"), PUBLIC_KEY).unwrap();
+        // The identity deploys would log in with: plan checks that it is there (no test logs in).
+        std::fs::write(dir.path().join("keys/id_ed25519"), "(the private half, never read by these tests)\n").unwrap();
         std::fs::write(dir.path().join("stacks/fra.yaml"), stack).unwrap();
         Project { dir, moto }
     }
@@ -651,6 +653,52 @@ async fn every_kind_of_hand_made_rule_is_drift_and_up_revokes_it() {
     p.json(&["destroy", "--yes"], 0);
 }
 
+/// A private key where the public key belongs is refused before any AWS call (nothing is
+/// imported), and so is a missing identity file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_key_given_as_the_public_key_is_refused_before_any_aws_call() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n-----END OPENSSH PRIVATE KEY-----\n";
+    std::fs::write(p.dir.path().join("keys/id_ed25519.pub"), private).unwrap();
+    for args in [&["plan"][..], &["up"][..]] {
+        let started = Instant::now();
+        let out = p.expect(args, 3);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            e.contains("keys/id_ed25519.pub` (aws.ssh_public_key in") && e.contains("this is a private key"),
+            "{e}"
+        );
+        assert!(e.contains("hint: write its public half with `ssh-keygen -y -f"), "{e}");
+        assert!(!e.contains("checking AWS credentials"), "refused before any AWS call: {e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    let pairs = ec2.describe_key_pairs().send().await.unwrap();
+    assert!(pairs.key_pairs().is_empty(), "nothing was imported");
+
+    std::fs::write(p.dir.path().join("keys/id_ed25519.pub"), PUBLIC_KEY).unwrap();
+    std::fs::remove_file(p.dir.path().join("keys/id_ed25519")).unwrap();
+    let out = p.expect(&["plan"], 3);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("keys/id_ed25519`, the private key deploys log in with"), "{e}");
+}
+
+/// Under the emulator, instance addresses are made up: no command contacts one; each says
+/// so and exits 3 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_command_contacts_an_address_the_emulator_made_up() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    p.json(&["up"], 0);
+    for args in [&["deploy"][..], &["logs"][..], &["rollback"][..], &["simulate", "--duration", "1s"][..]] {
+        let started = Instant::now();
+        let out = p.expect(args, 3);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("was made up by it, so vcctl does not contact it"), "{args:?}: {e}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?} waited: {:?}", started.elapsed());
+    }
+    p.json(&["destroy", "--yes"], 0);
+}
+
 /// A type change interrupted between its stop and its start leaves the instance stopped:
 /// `plan` shows the start, and the next `up` starts it and waits until it runs with a public
 /// address. An instance stopped by hand is started the same way.
@@ -696,8 +744,13 @@ async fn a_deploy_waits_for_the_instance_host_key_and_never_trusts_one_blindly()
     let p = Project::new(STACK, Moto::start(&[]));
     p.json(&["up"], 0);
     let started = std::time::Instant::now();
-    let out =
-        p.command(&["deploy", "--artifact", "no-such-file"]).env("VCCTL_HOST_KEY_TIMEOUT", "3s").output().unwrap();
+    let out = p
+        .command(&["deploy", "--artifact", "no-such-file"])
+        .env("VCCTL_HOST_KEY_TIMEOUT", "3s")
+        // Under the emulator a test maps the stack's host; its key is looked for first.
+        .env("VCCTL_TEST_AWS_HOST", "127.0.0.1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("has printed no SSH host key to its console output within 3s"), "{e}");

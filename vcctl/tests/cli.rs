@@ -47,6 +47,25 @@ impl Project {
         cmd.output().unwrap()
     }
 
+    /// Runs vcctl with nobody reading its stdout or stderr (both pipes closed at once), as
+    /// under `vcctl ... 2>&1 | head -1` once `head` has gone.
+    fn unread(&self, args: &[&str]) -> std::process::ExitStatus {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vcctl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("VCCTL_PORT", self.port.to_string())
+            .env_remove("VCCTL_STACK")
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        child.wait().unwrap()
+    }
+
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.vcctl(args);
         assert_eq!(out.status.code(), Some(0), "vcctl {args:?}\n{}", show(&out));
@@ -145,7 +164,7 @@ fn settings_resolve_flag_over_environment_over_stack_over_default() {
     let s = plan(&["plan", "--stack", "prec", "--port", "8125"], Some("8124"));
     assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8125), Some("flag")));
     let s = plan(&["plan", "--stack", "prec"], Some("8124"));
-    assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8124), Some("flag")));
+    assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8124), Some("env")));
     let s = plan(&["plan", "--stack", "prec"], None);
     assert_eq!((s["port"].as_u64(), s["port_source"].as_str()), (Some(8123), Some("stack")));
     let s = plan(&["plan", "--stack", "bare"], None);
@@ -239,6 +258,62 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     p.ok(&["destroy", "--yes"]);
     let out = p.vcctl(&["status"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// Nobody reading vcctl's output (a closed pipe) never stops its work: a deploy that rolls
+/// back finishes the rollback, and leaves the stack consistent.
+#[test]
+fn a_closed_pipe_never_stops_a_deploy_or_its_rollback() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    let first = p.json(&["up", "--artifact", v1.to_str().unwrap()])["release"].as_str().unwrap().to_string();
+    std::fs::write(
+        p.path("broken"),
+        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'vehicleconnect 9.9.9 (b0rken)' && exit 0\nexit 1\n",
+    )
+    .unwrap();
+    Command::new("chmod").args(["755"]).arg(p.path("broken")).status().unwrap();
+    let status = p.unread(&["deploy", "--artifact", "broken"]);
+    assert_eq!(status.code(), Some(6), "rolled back, not killed by a closed pipe: {status:?}");
+    let s = p.json(&["status"]);
+    assert_eq!((s["healthy"].as_bool(), s["release"].as_str()), (Some(true), Some(first.as_str())), "{s}");
+    assert_eq!(p.unread(&["completions", "bash"]).code(), Some(0));
+    assert_eq!(p.unread(&["status", "--json"]).code(), Some(0));
+}
+
+/// A failed start leaves no process behind, even one it started that holds the port, and
+/// a rollback is healthy only when the process vcctl started answers.
+#[test]
+fn a_failed_start_leaves_nothing_on_the_port_and_the_rollback_is_judged_by_its_own_process() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    let first = p.json(&["up", "--artifact", v1.to_str().unwrap()])["release"].as_str().unwrap().to_string();
+    // A release that starts the good binary in the background on the same port, then fails.
+    let stray = format!(
+        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'vehicleconnect 9.9.5 (leaves a stray)' && exit 0\n{} &\nsleep 2\nexit 1\n",
+        v1.display()
+    );
+    std::fs::write(p.path("stray"), stray).unwrap();
+    Command::new("chmod").args(["755"]).arg(p.path("stray")).status().unwrap();
+    let out = p.vcctl(&["deploy", "--artifact", "stray"]);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let s = p.json(&["status"]);
+    assert_eq!((s["healthy"].as_bool(), s["release"].as_str()), (Some(true), Some(first.as_str())), "{s}");
+    assert_eq!(s["status"]["pid"], s["pid"], "the answer comes from the process vcctl started: {s}");
+}
+
+#[test]
+fn ports_from_flags_and_the_environment_follow_the_stack_file_rules() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    p.json(&["up", "--artifact", v1.to_str().unwrap()]);
+    let out = p.vcctl(&["up", "--port", "0"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains("invalid value '0' for '--port <PORT>': 0 is not in 1..=65535"), "{}", show(&out));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
+    let out = cmd.args(["up"]).current_dir(p.path("")).env("VCCTL_PORT", "0").env("NO_COLOR", "1").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_eq!(p.json(&["status"])["healthy"], true, "the serving release was not touched");
 }
 
 #[test]

@@ -20,6 +20,9 @@ pub struct Status {
     /// The git commit the binary was built from.
     pub git_sha: &'static str,
     pub uptime_s: u64,
+    /// This process's id: a health check tells the process it started from whatever else
+    /// may hold the port.
+    pub pid: u32,
     /// `ok` or `unavailable`.
     pub database: &'static str,
     /// `postgres` or `embedded`.
@@ -45,6 +48,7 @@ pub async fn get_status(State(state): State<Arc<AppState>>) -> (StatusCode, Json
         version: build::VERSION,
         git_sha: build::GIT_SHA,
         uptime_s: state.started.elapsed().as_secs(),
+        pid: std::process::id(),
         database: if healthy { "ok" } else { "unavailable" },
         store: match state.store {
             crate::store::Store::Postgres(_) => "postgres",

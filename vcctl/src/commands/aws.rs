@@ -50,19 +50,51 @@ fn public_key_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
 }
 
 /// What the stack wants; `id` is its stack id (a placeholder for `plan` before the first up).
-fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str) -> Result<Wanted> {
-    let stack = &ctx.settings.stack;
+/// The private key deploys log in with: `aws.ssh_identity`, else the public key's path
+/// without `.pub`.
+fn identity_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
+    match &a.ssh_identity {
+        Some(id) => ctx.root.join(expand_home(id)),
+        None => public_key_path(ctx, a).with_extension(""),
+    }
+}
+
+/// The stack's SSH keys, checked here before any AWS call: the public key (a private key
+/// is refused, never uploaded) and the identity deploys will log in with.
+fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
+    let file = ctx.settings.stack_file.display();
     let key_path = public_key_path(ctx, a);
-    let public_key = std::fs::read_to_string(&key_path).map_err(|e| {
+    let text = std::fs::read_to_string(&key_path).map_err(|e| {
         Failure::invalid(
-            format!(
-                "cannot read the SSH public key `{}` (aws.ssh_public_key in `{}`): {e}",
-                key_path.display(),
-                ctx.settings.stack_file.display()
-            ),
+            format!("cannot read the SSH public key `{}` (aws.ssh_public_key in `{file}`): {e}", key_path.display()),
             Some("create one with `ssh-keygen -t ed25519`, or point aws.ssh_public_key at yours".to_string()),
         )
     })?;
+    let public_key = crate::keys::parse_public_key(&text).map_err(|why| {
+        let key = key_path.display();
+        Failure::invalid(
+            format!("`{key}` (aws.ssh_public_key in `{file}`) is not an SSH public key: {why}"),
+            Some(format!(
+                "write its public half with `ssh-keygen -y -f {key} > {key}.pub` and point aws.ssh_public_key at the .pub file"
+            )),
+        )
+    })?;
+    let identity = identity_path(ctx, a);
+    std::fs::File::open(&identity).map_err(|e| {
+        Failure::invalid(
+            format!(
+                "cannot read `{}`, the private key deploys log in with (aws.ssh_identity in `{file}`; by default the \
+                 public key's path without .pub): {e}",
+                identity.display()
+            ),
+            Some("point aws.ssh_identity at the private half of aws.ssh_public_key".to_string()),
+        )
+    })?;
+    Ok(public_key)
+}
+
+fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: String) -> Result<Wanted> {
+    let stack = &ctx.settings.stack;
     if a.admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0") {
         ctx.printer.warn(
             "SSH (22) and Prometheus (9090) are open to the whole internet (aws.allow_admin_from_anywhere: true)",
@@ -105,8 +137,9 @@ async fn survey(
     a: &AwsSettings,
     id: Option<&str>,
 ) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
+    let public_key = local_keys(ctx, a)?;
     let (aws, account) = connect(ctx, a).await?;
-    let w = wanted(ctx, a, &account, id.unwrap_or("(made by the first up)"))?;
+    let w = wanted(ctx, a, &account, id.unwrap_or("(made by the first up)"), public_key)?;
     let step = ctx.printer.step("reading what exists");
     let found = provision::find(&aws, &w.names, &w.stack).await?;
     step.done("");
@@ -227,10 +260,8 @@ async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
     let Some(ip) = instance.public_ip.clone() else {
         anyhow::bail!("instance {} ({}) has no public address yet; try again in a minute", instance.id, instance.state);
     };
-    let identity = match &a.ssh_identity {
-        Some(id) => ctx.root.join(expand_home(id)),
-        None => public_key_path(ctx, a).with_extension(""),
-    };
+    let ip = address(aws, &instance.id, ip)?;
+    let identity = identity_path(ctx, a);
     let mut target = Host::target(
         &ctx.settings,
         &ip,
@@ -289,6 +320,29 @@ async fn console_host_key(ctx: &Ctx, aws: &Aws, instance: &str) -> Result<String
             .into());
         }
         tokio::time::sleep(Duration::from_secs(5).min(timeout.saturating_sub(started.elapsed()))).await;
+    }
+}
+
+/// The address to reach an instance at. An emulator's addresses are made up (and may be
+/// anyone's on the internet): vcctl never contacts them; tests map the stack's host to a
+/// test host of their own with `VCCTL_TEST_AWS_HOST`, honoured under an emulator only.
+fn address(aws: &Aws, instance: &str, ip: String) -> Result<String> {
+    if !aws.emulated {
+        return Ok(ip);
+    }
+    match std::env::var("VCCTL_TEST_AWS_HOST") {
+        Ok(host) if !host.is_empty() => Ok(host),
+        _ => Err(Failure::invalid(
+            format!(
+                "AWS_ENDPOINT_URL is set (an emulator): instance {instance}'s address {ip} was made up by it, so vcctl \
+                 does not contact it"
+            ),
+            Some(
+                "unset AWS_ENDPOINT_URL to work with real AWS (tests map the stack's host with VCCTL_TEST_AWS_HOST)"
+                    .into(),
+            ),
+        )
+        .into()),
     }
 }
 

@@ -70,7 +70,9 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
 /// Prints the shell completion script.
 pub fn completions(shell: clap_complete::Shell) -> u8 {
     use clap::CommandFactory;
-    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "vcctl", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "vcctl", &mut script);
+    crate::printer::say_out(script);
     crate::error::OK
 }
 
@@ -147,7 +149,11 @@ impl Ctx {
             )
             .into());
         }
-        eprint!("This will {what}. Type the stack name (`{}`) to confirm: ", self.settings.stack);
+        {
+            use std::io::Write;
+            let mut stderr = std::io::stderr().lock();
+            let _ = write!(stderr, "This will {what}. Type the stack name (`{}`) to confirm: ", self.settings.stack);
+        }
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != self.settings.stack {

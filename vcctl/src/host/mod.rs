@@ -174,7 +174,7 @@ impl Host {
     pub async fn state(&self) -> Result<State> {
         let state = protocol::state(&self.run(&["state"]).await?);
         for warning in &state.unreadable {
-            eprintln!("warning: {} on {}", warning, self.name());
+            crate::printer::say(format!("warning: {} on {}", warning, self.name()));
         }
         Ok(state)
     }

@@ -104,6 +104,8 @@ pub struct Probe {
     pub restarts: u32,
     pub exit_status: i32,
     pub socket: Activity,
+    /// The unit's main process, when it runs.
+    pub main_pid: Option<u32>,
 }
 
 pub fn probe(text: &str) -> Probe {
@@ -116,6 +118,7 @@ pub fn probe(text: &str) -> Probe {
         restarts: 0,
         exit_status: 0,
         socket: Activity::Inactive,
+        main_pid: None,
     };
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("curl ") {
@@ -130,6 +133,7 @@ pub fn probe(text: &str) -> Probe {
                 "SubState" => p.sub_state = v.into(),
                 "NRestarts" => p.restarts = v.parse().unwrap_or(0),
                 "ExecMainStatus" => p.exit_status = v.parse().unwrap_or(0),
+                "MainPID" => p.main_pid = v.parse().ok().filter(|pid| *pid != 0),
                 "SocketState" => p.socket = Activity::parse(v),
                 _ => {}
             }
@@ -227,9 +231,10 @@ mod tests {
     #[test]
     fn a_probe_of_a_healthy_unit() {
         let p = probe(
-            "curl 0\nbody {\"status\":\"ok\",\"version\":\"0.1.0\",\"git_sha\":\"abc\",\"database\":\"ok\",\"uptime_s\":3}\nhttp 200\nActiveState=active\nSubState=running\nResult=success\nNRestarts=0\nExecMainStatus=0\nSocketState=active\n",
+            "curl 0\nbody {\"status\":\"ok\",\"version\":\"0.1.0\",\"git_sha\":\"abc\",\"database\":\"ok\",\"uptime_s\":3}\nhttp 200\nActiveState=active\nSubState=running\nResult=success\nNRestarts=0\nExecMainStatus=0\nMainPID=4242\nSocketState=active\n",
         );
         assert_eq!(p.reply, Reply::Http(200));
+        assert_eq!(p.main_pid, Some(4242));
         assert_eq!(p.healthy().map(|s| s.version.as_str()), Some("0.1.0"));
         assert!(!p.exited(0));
         assert_eq!(p.describe(), "HTTP 200; unit active/running (restarts 0), socket active");

@@ -15,7 +15,7 @@ use crate::artifact::Artifact;
 use crate::deploy::config;
 use crate::error::Failure;
 use crate::health::{self, Look, Status, Unhealthy};
-use crate::local::{LocalStack, tail};
+use crate::local::{self, LocalStack, tail};
 use crate::printer::Printer;
 use crate::release::Receipt;
 use crate::settings::Settings;
@@ -27,6 +27,8 @@ pub struct LocalTarget {
     /// The log's length at the last start: its diagnosis shows only what that start wrote.
     log_mark: u64,
     lock: Option<File>,
+    /// The process (and process group) this run started last.
+    started: Option<u32>,
     /// A pid file was left by a service that had stopped (seen before anything removes it).
     stale: bool,
 }
@@ -36,7 +38,7 @@ impl LocalTarget {
         let stack = LocalStack::new(settings);
         let config = config::local_hash(settings, &stack.listen());
         let stale = stack.has_stale_pid_file();
-        LocalTarget { url: stack.base_url(), stack, config, log_mark: 0, lock: None, stale }
+        LocalTarget { url: stack.base_url(), stack, config, log_mark: 0, lock: None, started: None, stale }
     }
 
     fn stop(&self, p: &Printer) -> Result<()> {
@@ -51,15 +53,21 @@ impl LocalTarget {
 
     /// One look at the serving process: its answer, or why there is none.
     async fn look(&self, client: &reqwest::Client, want: Option<(&str, &str)>, timeout: Duration) -> Look {
-        let last = match health::status(client, &self.url).await {
-            Ok((code, s)) if health::is_healthy(code, &s) => return health::judge(s, want, &self.url),
-            Ok((code, s)) => format!("HTTP {code}, database {}", s.database),
-            Err(e) => e,
+        let look = match health::status(client, &self.url).await {
+            Ok((code, s)) if health::is_healthy(code, &s) => health::judge(s, want, self.started, &self.url),
+            Ok((code, s)) => {
+                let last = format!("HTTP {code}, database {}", s.database);
+                Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last })
+            }
+            Err(last) => Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last }),
         };
-        if self.stack.alive() == Some(false) {
-            return Look::Dead(Unhealthy::Exited(self.stack.log_since(self.log_mark, 15)));
+        // Whatever answers, a start whose process exited is dead.
+        match look {
+            Look::NotYet(_) if self.stack.alive() == Some(false) => {
+                Look::Dead(Unhealthy::Exited(self.stack.log_since(self.log_mark, 15)))
+            }
+            look => look,
         }
-        Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last })
     }
 }
 
@@ -147,12 +155,15 @@ impl Target for LocalTarget {
     }
 
     async fn switch(&mut self, release: &str, p: &Printer) -> Result<Mark> {
+        if let Some(group) = self.started.take() {
+            local::stop_group(group, Duration::from_secs(10));
+        }
         self.stop(p)?;
         // Before the link moves: a busy port leaves `current` as it was.
         self.stack.check_port_free()?;
         self.stack.switch(release)?;
         self.log_mark = self.stack.log_len();
-        self.stack.start()?;
+        self.started = Some(self.stack.start()?);
         Ok(self.log_mark as Mark)
     }
 
@@ -165,7 +176,12 @@ impl Target for LocalTarget {
     ) -> Result<Status, Unhealthy> {
         let client = health::client();
         let this = &*self;
-        health::wait(timeout, async || this.look(&client, want, timeout).await).await
+        let checked = health::wait(timeout, async || this.look(&client, want, timeout).await).await;
+        // A start that died leaves nothing behind: not even a child holding the port.
+        if let (Err(Unhealthy::Exited(_)), Some(group)) = (&checked, self.started) {
+            local::stop_group(group, Duration::from_secs(5));
+        }
+        checked
     }
 
     async fn reachable(&mut self) -> bool {
@@ -281,16 +297,17 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
 async fn logs(stack: &LocalStack, lines: usize, follow: bool) -> Result<u8> {
     let path = stack.log_file();
     if !path.exists() {
-        eprintln!("warning: no log yet at `{}`: the stack has not been started (`vcctl up`)", path.display());
+        crate::printer::say(format!(
+            "warning: no log yet at `{}`: the stack has not been started (`vcctl up`)",
+            path.display()
+        ));
         return Ok(1);
     }
     let text = tail(&path, lines).with_context(|| format!("reading `{}`", path.display()))?;
-    let mut out = std::io::stdout().lock();
-    if !text.is_empty() {
-        writeln!(out, "{text}")?;
+    // A reader that went away (`| head`) ends the command, like any Unix filter.
+    if !text.is_empty() && !emit(format!("{text}\n").as_bytes()) {
+        return Ok(0);
     }
-    out.flush()?;
-    drop(out);
     if !follow {
         return Ok(0);
     }
@@ -309,11 +326,17 @@ async fn logs(stack: &LocalStack, lines: usize, follow: bool) -> Result<u8> {
             let mut buf = Vec::new();
             f.read_to_end(&mut buf)?;
             pos += buf.len() as u64;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&buf)?;
-            out.flush()?;
+            if !emit(&buf) {
+                return Ok(0);
+            }
         }
     }
+}
+
+/// Writes to stdout; false when nobody reads it any more.
+fn emit(bytes: &[u8]) -> bool {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).is_ok()
 }
 
 /// Stops the service and deletes the stack's directory (all but its data with `keep_data`).

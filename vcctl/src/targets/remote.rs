@@ -100,7 +100,7 @@ impl HostTarget {
         }
         let url = format!("http://127.0.0.1:{port} on {}", self.host.name());
         let Some(status) = probe.healthy().cloned() else { return Look::NotYet(not_yet(&probe, url, port, timeout)) };
-        match (health::judge(status, want, &url), outside) {
+        match (health::judge(status, want, probe.main_pid, &url), outside) {
             (Look::Healthy(s), None) => Look::Healthy(s),
             (Look::Healthy(_), Some(public)) => match health::status(&health::client(), public).await {
                 Ok((code, s)) if health::is_healthy(code, &s) => Look::Healthy(s),
