@@ -13,6 +13,7 @@ pub const CREDENTIALS: u8 = 4;
 pub const LOCKED: u8 = 5;
 pub const ROLLED_BACK: u8 = 6;
 pub const ROLLBACK_FAILED: u8 = 7;
+pub const INTERRUPTED: u8 = 130;
 
 /// Every exit code and its meaning, as docs/reference/exit-codes.md lists them.
 pub const EXIT_CODES: &[(u8, &str)] = &[
@@ -24,6 +25,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (LOCKED, "another deploy holds the lock"),
     (ROLLED_BACK, "the new release failed its health check and was rolled back; the old release is serving"),
     (ROLLBACK_FAILED, "the rollback failed too; a person is needed"),
+    (INTERRUPTED, "interrupted by Ctrl-C (`simulate` prints what it did first)"),
 ];
 
 /// A failure with a meaning of its own for scripts and CI.

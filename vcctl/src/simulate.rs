@@ -2,6 +2,7 @@
 //! distributions with long tails, error rates, optional incidents) sent at a steady
 //! open-loop rate, single or in NDJSON batches, so it doubles as the load generator.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -206,8 +207,14 @@ pub struct Report {
     /// Requests sent a second time because the connection closed under them before any
     /// answer (a kept-alive connection closed by a restarting server at that very moment).
     pub retried: u64,
-    /// Events not sent because `--concurrency` requests were already waiting.
+    /// Events not sent: `--concurrency` requests were already waiting when they were due,
+    /// or the run ended (its duration, Ctrl-C) before they were.
     pub skipped_late: u64,
+    /// Events of requests that had not answered within the grace period after the end: they
+    /// may or may not be stored.
+    pub unconfirmed: u64,
+    /// Ctrl-C ended the run early.
+    pub interrupted: bool,
     pub requests: u64,
     pub duration_s: f64,
     pub achieved_events_per_s: f64,
@@ -270,83 +277,182 @@ async fn send(req: reqwest::RequestBuilder, n: u64, fresh: &reqwest::Client, cou
     };
 }
 
-/// Sends the planned traffic; `progress` is called about every 100 ms with (sent events, acked, failed).
-pub async fn run(mut plan: Plan, progress: impl Fn(u64, u64, u64)) -> Result<Report> {
-    let batch = plan.batch.max(1) as u64;
-    let planned_events = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
-    let planned_requests = planned_events.div_ceil(batch);
-    let requests_per_s = plan.rate / batch as f64;
-    let client =
-        reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(plan.concurrency).build()?;
-    // Resends go on a new connection: the other idle ones may be closing at the same moment.
-    let fresh = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build()?;
-    let url = format!("{}/api/events", plan.target.trim_end_matches('/'));
-    let counters = Arc::new(Counters::default());
-    let errors: Arc<Errors> = Default::default();
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
+/// How long requests still in flight when `--duration` ends may take to answer; what has
+/// not answered by then is counted as unconfirmed. After Ctrl-C: one second.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Sends the planned traffic; `progress` is called about every 100 ms with (sent events,
+/// acked, failed). The run lasts `plan.duration` (a hard bound, plus `GRACE` for answers),
+/// or until `stop` completes (Ctrl-C).
+pub async fn run(plan: Plan, progress: impl Fn(u64, u64, u64), stop: impl Future<Output = ()>) -> Result<Report> {
+    let mut sender = Sender::new(plan)?;
     let started = Instant::now();
-    let mut sent = 0u64;
     let mut last_progress = Instant::now();
-    while sent < planned_requests {
-        // Open loop: what is due is set by the clock, not by how fast the service answers.
-        let due = ((started.elapsed().as_secs_f64() * requests_per_s).floor() as u64 + 1).min(planned_requests);
-        while sent < due {
-            let n = batch.min(planned_events - sent * batch);
-            let at = started.elapsed();
-            sent += 1;
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                counters.late.fetch_add(n, Ordering::Relaxed);
-                continue;
-            };
-            let events: Vec<serde_json::Value> = (0..n).map(|_| plan.traffic.event(at)).collect();
-            let mut req = if batch == 1 {
-                client.post(&url).json(&events[0])
-            } else {
-                let body: String = events.iter().map(|e| format!("{e}\n")).collect();
-                client.post(&url).header("content-type", "application/x-ndjson").body(body)
-            };
-            if let Some(t) = &plan.token {
-                req = req.bearer_auth(t);
-            }
-            let (counters, errors, fresh) = (counters.clone(), errors.clone(), fresh.clone());
-            tasks.spawn(async move {
-                send(req, n, &fresh, &counters, &errors).await;
-                drop(permit);
-            });
-            while tasks.try_join_next().is_some() {}
-        }
+    let mut interrupted = false;
+    tokio::pin!(stop);
+    // Open loop: what is due is set by the clock, not by how fast the service answers.
+    while started.elapsed() < sender.plan.duration {
+        sender.send_due(started.elapsed());
         if last_progress.elapsed() > Duration::from_millis(100) {
             last_progress = Instant::now();
-            progress(
-                (sent * batch).min(planned_events),
-                counters.acked.load(Ordering::Relaxed),
-                counters.failed.load(Ordering::Relaxed) + counters.late.load(Ordering::Relaxed),
-            );
+            progress(sender.sent_events(), sender.acked(), sender.failed_or_late());
         }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(2)) => {}
+            () = &mut stop => { interrupted = true; break; }
+        }
     }
-    while tasks.join_next().await.is_some() {}
-    let elapsed = started.elapsed().as_secs_f64();
-    let acknowledged = counters.acked.load(Ordering::Relaxed);
-    progress(
-        planned_events,
-        acknowledged,
-        counters.failed.load(Ordering::Relaxed) + counters.late.load(Ordering::Relaxed),
-    );
-    let errors = errors.lock().unwrap().iter().map(|(k, v)| (k.clone(), *v)).collect();
-    Ok(Report {
-        target: plan.target,
-        planned_events,
-        acknowledged,
-        failed: counters.failed.load(Ordering::Relaxed),
-        retried: counters.retried.load(Ordering::Relaxed),
-        skipped_late: counters.late.load(Ordering::Relaxed),
-        requests: counters.requests.load(Ordering::Relaxed),
-        duration_s: (elapsed * 1000.0).round() / 1000.0,
-        achieved_events_per_s: (acknowledged as f64 / elapsed * 10.0).round() / 10.0,
-        errors,
-    })
+    if !interrupted {
+        // What fell due in the last tick before the end.
+        sender.send_due(sender.plan.duration);
+    }
+    sender.skip_the_rest();
+    let unconfirmed = sender.finish(if interrupted { Duration::from_secs(1) } else { GRACE }).await;
+    progress(sender.sent_events(), sender.acked(), sender.failed_or_late());
+    Ok(sender.report(started.elapsed(), unconfirmed, interrupted))
+}
+
+/// The sending side of a run: the plan, what was sent, the requests in flight.
+struct Sender {
+    plan: Plan,
+    batch: u64,
+    planned_events: u64,
+    planned_requests: u64,
+    requests_per_s: f64,
+    sent: u64,
+    client: reqwest::Client,
+    /// Resends go on a new connection: the other idle ones may be closing at the same moment.
+    fresh: reqwest::Client,
+    url: String,
+    counters: Arc<Counters>,
+    errors: Arc<Errors>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Events of the requests in flight.
+    pending_events: Arc<AtomicU64>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Sender {
+    fn new(plan: Plan) -> Result<Sender> {
+        let batch = plan.batch.max(1) as u64;
+        let planned_events = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(plan.concurrency)
+            .build()?;
+        let fresh = reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build()?;
+        Ok(Sender {
+            batch,
+            planned_events,
+            planned_requests: planned_events.div_ceil(batch),
+            requests_per_s: plan.rate / batch as f64,
+            sent: 0,
+            client,
+            fresh,
+            url: format!("{}/api/events", plan.target.trim_end_matches('/')),
+            counters: Arc::default(),
+            errors: Arc::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(plan.concurrency.max(1))),
+            pending_events: Arc::default(),
+            tasks: tokio::task::JoinSet::new(),
+            plan,
+        })
+    }
+
+    /// Events in the first `requests` requests.
+    fn events_in(&self, requests: u64) -> u64 {
+        (requests * self.batch).min(self.planned_events)
+    }
+
+    fn sent_events(&self) -> u64 {
+        self.events_in(self.sent)
+    }
+
+    fn acked(&self) -> u64 {
+        self.counters.acked.load(Ordering::Relaxed)
+    }
+
+    fn failed_or_late(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed) + self.counters.late.load(Ordering::Relaxed)
+    }
+
+    /// Sends every request due at `at`. When `--concurrency` requests are waiting already,
+    /// the rest of what is due is late: counted at once, never queued.
+    fn send_due(&mut self, at: Duration) {
+        let due = ((at.as_secs_f64() * self.requests_per_s).floor() as u64 + 1).min(self.planned_requests);
+        while self.sent < due {
+            let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+                let late = self.events_in(due) - self.sent_events();
+                self.counters.late.fetch_add(late, Ordering::Relaxed);
+                self.sent = due;
+                return;
+            };
+            let n = self.events_in(self.sent + 1) - self.sent_events();
+            self.sent += 1;
+            let req = self.request(n, at);
+            let (counters, errors, fresh, pending) =
+                (self.counters.clone(), self.errors.clone(), self.fresh.clone(), self.pending_events.clone());
+            pending.fetch_add(n, Ordering::Relaxed);
+            self.tasks.spawn(async move {
+                send(req, n, &fresh, &counters, &errors).await;
+                pending.fetch_sub(n, Ordering::Relaxed);
+                drop(permit);
+            });
+            while self.tasks.try_join_next().is_some() {}
+        }
+    }
+
+    fn request(&mut self, n: u64, at: Duration) -> reqwest::RequestBuilder {
+        let events: Vec<serde_json::Value> = (0..n).map(|_| self.plan.traffic.event(at)).collect();
+        let mut req = if self.batch == 1 {
+            self.client.post(&self.url).json(&events[0])
+        } else {
+            let body: String = events.iter().map(|e| format!("{e}\n")).collect();
+            self.client.post(&self.url).header("content-type", "application/x-ndjson").body(body)
+        };
+        if let Some(t) = &self.plan.token {
+            req = req.bearer_auth(t);
+        }
+        req
+    }
+
+    /// What was planned but never sent (the run ended first) is late.
+    fn skip_the_rest(&mut self) {
+        let rest = self.planned_events - self.sent_events();
+        self.counters.late.fetch_add(rest, Ordering::Relaxed);
+        self.sent = self.planned_requests;
+    }
+
+    /// Waits up to `grace` for the requests in flight; the events of those still waiting
+    /// then are unconfirmed (they may or may not be stored).
+    async fn finish(&mut self, grace: Duration) -> u64 {
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            self.tasks.abort_all();
+        }
+        self.pending_events.load(Ordering::Relaxed)
+    }
+
+    fn report(&self, elapsed: Duration, unconfirmed: u64, interrupted: bool) -> Report {
+        let elapsed = elapsed.as_secs_f64();
+        let acknowledged = self.acked();
+        let errors = self.errors.lock().unwrap().iter().map(|(k, v)| (k.clone(), *v)).collect();
+        Report {
+            target: self.plan.target.clone(),
+            planned_events: self.planned_events,
+            acknowledged,
+            failed: self.counters.failed.load(Ordering::Relaxed),
+            retried: self.counters.retried.load(Ordering::Relaxed),
+            skipped_late: self.counters.late.load(Ordering::Relaxed),
+            unconfirmed,
+            interrupted,
+            requests: self.counters.requests.load(Ordering::Relaxed),
+            duration_s: (elapsed * 1000.0).round() / 1000.0,
+            // Over the whole run, not over the time the requests took.
+            achieved_events_per_s: (acknowledged as f64 / elapsed.max(0.001) * 10.0).round() / 10.0,
+            errors,
+        }
+    }
 }
 
 /// Whether a request failed because its kept-alive connection was closed by the server as it

@@ -316,6 +316,53 @@ fn ports_from_flags_and_the_environment_follow_the_stack_file_rules() {
     assert_eq!(p.json(&["status"])["healthy"], true, "the serving release was not touched");
 }
 
+/// `--duration` bounds a run (plus its 2 s grace for answers), what cannot be sent in time
+/// is late and never queued, the rate is over the whole run, and Ctrl-C stops it at once
+/// with the partial report (exit 130).
+#[test]
+fn simulate_keeps_to_its_duration_and_stops_on_ctrl_c() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    p.json(&["up", "--artifact", v1.to_str().unwrap()]);
+    let report =
+        |out: &Output| -> Value { serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(out))) };
+
+    let t = std::time::Instant::now();
+    let out = p.vcctl(&["simulate", "--rate", "1e9", "--duration", "1s", "--json"]);
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(1), "not everything was acknowledged\n{}", show(&out));
+    let r = report(&out);
+    assert!(took < std::time::Duration::from_secs(5), "a 1 s run took {took:?}: {r}");
+    assert!(r["skipped_late"].as_u64().unwrap() > 900_000_000, "{r}");
+    let accounted: u64 =
+        ["acknowledged", "failed", "skipped_late", "unconfirmed"].iter().map(|k| r[k].as_u64().unwrap()).sum();
+    assert_eq!(accounted, 1_000_000_000, "every planned event is accounted for: {r}");
+
+    let r = report(&p.ok(&["simulate", "--rate", "100", "--batch", "100000", "--duration", "2s", "--json"]));
+    assert_eq!(r["acknowledged"], 200, "{r}");
+    let rate = r["achieved_events_per_s"].as_f64().unwrap();
+    assert!((90.0..=110.0).contains(&rate), "the rate is over the whole run, not the request's 0.1 s: {r}");
+
+    let child = Command::new(env!("CARGO_BIN_EXE_vcctl"))
+        .args(["simulate", "--rate", "200", "--duration", "60s", "--json"])
+        .current_dir(p.path(""))
+        .env("VCCTL_PORT", p.port.to_string())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let t = std::time::Instant::now();
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_millis(2500), "Ctrl-C took {:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
+    let r = report(&out);
+    assert_eq!(r["interrupted"], true, "{r}");
+    assert!(r["acknowledged"].as_u64().unwrap() > 100, "the partial report: {r}");
+}
+
 #[test]
 fn a_stale_pid_file_is_detected_and_replaced() {
     let p = Project::new();

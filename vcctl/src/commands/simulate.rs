@@ -38,22 +38,30 @@ pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: 
         concurrency: args.concurrency,
         traffic: Traffic::new(args.seed, args.vehicles, incidents),
     };
-    let report = simulate::run(plan, |sent, acked, failed| {
+    let progress = |sent, acked, failed| {
         bar.set_position(sent);
         let rate = acked as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{rate:.0}/s acknowledged, {failed} failed"));
-    })
-    .await?;
+    };
+    // Ctrl-C ends the run early, with the report of what was done.
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = simulate::run(plan, progress, ctrl_c).await?;
     bar.finish_and_clear();
     printer.json(&json!(report));
     printer.out(format!(
-        "{} of {} events acknowledged, {} failed, {} skipped (late) in {:.1}s: {:.0} events/s",
+        "{} of {} events acknowledged, {} failed, {} skipped (late), {} unconfirmed in {:.1}s: {:.0} events/s{}",
         report.acknowledged,
         report.planned_events,
         report.failed,
         report.skipped_late,
+        report.unconfirmed,
         report.duration_s,
-        report.achieved_events_per_s
+        report.achieved_events_per_s,
+        if report.interrupted { " (interrupted)" } else { "" }
     ));
     if report.retried > 0 {
         printer.info(format!(
@@ -64,5 +72,9 @@ pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: 
     for (reason, n) in &report.errors {
         printer.info(format!("  {n} events: {reason}"));
     }
-    Ok(if report.failed + report.skipped_late == 0 { 0 } else { 1 })
+    Ok(match (report.interrupted, report.failed + report.skipped_late + report.unconfirmed) {
+        (true, _) => crate::error::INTERRUPTED,
+        (false, 0) => 0,
+        _ => 1,
+    })
 }
