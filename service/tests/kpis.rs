@@ -182,3 +182,42 @@ async fn a_candidate_writes_no_snapshots_and_deletes_nothing(backend: Backend) {
     assert_eq!(status["status"], "ok", "a candidate is checked like any release: {status}");
 }
 both_stores!(a_candidate_writes_no_snapshots_and_deletes_nothing);
+
+/// After a restart the KPIs are rebuilt from the store: until they are, the API says it is
+/// warming up (503, Retry-After) and `/api/status` says `kpis_ready: false`; it never
+/// answers with a count short of what is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpis_are_never_read_short_while_they_warm_up() {
+    const STORED: i64 = 1_000_000;
+    let store = TestStore::new(Backend::Postgres).await;
+    let mut svc = Service::start(&store, &[]).await;
+    assert_eq!(svc.terminate().await, Some(0));
+    store
+        .execute(&format!(
+            "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id)
+             SELECT now() - (g % 3600) * interval '1 second', '/a', 'GET', 200, 5, 'c' FROM generate_series(1, {STORED}) g"
+        ))
+        .await;
+    let svc = Service::start(&store, &[]).await;
+    let (mut warming, started) = (0, std::time::Instant::now());
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(60), "the KPIs were not ready within 60 s");
+        let r = client().get(svc.url("/api/analytics/kpis?window=24h")).send().await.unwrap();
+        if r.status() == 503 {
+            assert_eq!(r.headers()["retry-after"], "1");
+            let body: Value = r.json().await.unwrap();
+            assert!(body["error"].as_str().unwrap().contains("warming up"), "{body}");
+            let status: Value = client().get(svc.url("/api/status")).send().await.unwrap().json().await.unwrap();
+            if status["kpis_ready"] == false {
+                warming += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["overall"]["count"], STORED, "a report short of what is stored");
+        break;
+    }
+    assert!(warming > 0, "the warm-up was never seen: the test proves nothing");
+}

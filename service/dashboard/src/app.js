@@ -175,6 +175,9 @@
       const since = state.updatedAt ? `showing data from ${state.updatedAt.toLocaleTimeString()}` : 'no data yet';
       banner.textContent = `The service is unreachable (${state.failure}); ${since}. Retrying every ${state.refreshSeconds} s.`;
       banner.hidden = false;
+    } else if (state.warming) {
+      banner.textContent = 'Warming up: the KPIs are being rebuilt from the stored events after a start; they appear in a moment.';
+      banner.hidden = false;
     } else {
       banner.hidden = true;
     }
@@ -211,19 +214,24 @@
       };
       try {
         const [all, view, status] = await Promise.all([
-          getJSON(q(null)),
-          state.endpoint ? getJSON(q(state.endpoint)) : null,
+          getJSON(q(null), [503]),
+          state.endpoint ? getJSON(q(state.endpoint), [503]) : null,
           getJSON('/api/status', [503]),
         ]);
-        state.all = all;
-        state.view = view || all;
         state.status = status;
         state.failure = null;
-        state.updatedAt = new Date();
-        state.refreshes += 1;
-        drawCards(state.view);
-        drawCharts(state.view);
-        drawTable(state.all);
+        // 503 without a report: the KPIs are being rebuilt after a start. Say so; never
+        // draw the empty aggregates as zero traffic.
+        state.warming = !all || !all.overall || (view && !view.overall);
+        if (!state.warming) {
+          state.all = all;
+          state.view = view || all;
+          state.updatedAt = new Date();
+          state.refreshes += 1;
+          drawCards(state.view);
+          drawCharts(state.view);
+          drawTable(state.all);
+        }
       } catch (e) {
         state.failure = e instanceof TypeError ? 'network error' : e.message;
       } finally {

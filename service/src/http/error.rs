@@ -89,6 +89,17 @@ impl ApiError {
         e
     }
 
+    /// 503: the KPI aggregates are still being rebuilt from the store after a start; an
+    /// answer now would read as zero traffic.
+    pub fn warming_up() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the KPIs are warming up: they are being rebuilt from the stored events after a start; retry in a moment",
+        );
+        e.retry_after_s = Some(1);
+        e
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }

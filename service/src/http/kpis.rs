@@ -38,7 +38,8 @@ struct KpiQuery {
     params(KpiQuery),
     responses(
         (status = 200, description = "KPIs", body = KpiReport),
-        (status = 400, description = "Bad query parameter", body = ErrorBody),
+        (status = 400, description = "Bad or unknown query parameter", body = ErrorBody),
+        (status = 503, description = "Warming up: the KPIs are being rebuilt from the stored events after a start (`Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn get_kpis(
@@ -57,6 +58,17 @@ pub async fn get_kpis(
         }
         Some(e) => Some(e),
     };
+    if let Some(unknown) = params.keys().find(|k| !matches!(k.as_str(), "window" | "endpoint")) {
+        let shown: String = unknown.chars().take(64).collect();
+        let close = ["window", "endpoint"].into_iter().find(|k| strsim::levenshtein(k, unknown) <= 2);
+        let hint = close.map(|k| format!("; did you mean `{k}`?")).unwrap_or_default();
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{shown}` (this endpoint takes `window` and `endpoint`){hint}"
+        )));
+    }
+    if !state.kpis.is_rebuilt() {
+        return Err(ApiError::warming_up());
+    }
     let key = (window, endpoint.map(str::to_string));
     if let Some(json) = state.kpi_cache.get(&key) {
         return Ok(answer(json));

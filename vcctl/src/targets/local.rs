@@ -235,12 +235,14 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         Some(_) => health::status(&client, &base).await.ok(),
         None => None,
     };
-    let kpis: Option<Value> = match &health {
+    // 503 while the service rebuilds its KPIs after a start: "warming up", never zeros.
+    let (kpis, kpis_ready): (Option<Value>, bool) = match &health {
         Some(_) => match client.get(format!("{base}/api/analytics/kpis?window=1h")).send().await {
-            Ok(r) => r.json::<Value>().await.ok().map(|k| k["overall"].clone()),
-            Err(_) => None,
+            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => (None, false),
+            Ok(r) => (r.json::<Value>().await.ok().map(|k| k["overall"].clone()), true),
+            Err(_) => (None, true),
         },
-        None => None,
+        None => (None, true),
     };
     let healthy = matches!(&health, Some((code, s)) if health::is_healthy(*code, s));
     let current = stack.current();
@@ -255,6 +257,7 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         "dashboard": format!("{base}/dashboard"),
         "status": health.as_ref().map(|(_, s)| s),
         "kpis_1h": kpis,
+        "kpis_ready": kpis_ready,
         "release": current.as_ref().map(|r| &r.name),
         "releases": releases,
     });
@@ -271,6 +274,9 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
     }
     lines.push(format!("release:  {}", current.as_ref().map_or("none".to_string(), |r| r.name.clone())));
     lines.push(format!("url:      {base}/dashboard"));
+    if !kpis_ready {
+        lines.push("last 1 h: warming up (the KPIs are being rebuilt from the stored events)".into());
+    }
     if let Some(k) = &kpis {
         let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
         lines.push(format!(
