@@ -16,6 +16,8 @@ async fn metrics_pass_promtool_and_count_what_happened() {
     assert_eq!(http.post(svc.url("/api/events")).json(&batch).send().await.unwrap().status(), 201);
     assert_eq!(http.post(svc.url("/api/events")).body("{").send().await.unwrap().status(), 400);
     http.get(svc.url("/api/status")).send().await.unwrap();
+    assert_eq!(http.delete(svc.url("/api/events")).send().await.unwrap().status(), 405);
+    assert_eq!(http.put(svc.url("/dashboard/app.js")).send().await.unwrap().status(), 405);
 
     let r = http.get(svc.url("/metrics")).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
@@ -24,6 +26,8 @@ async fn metrics_pass_promtool_and_count_what_happened() {
     for line in [
         r#"api_requests_total{method="POST",endpoint="/api/events",status="201"} 1"#,
         r#"api_requests_total{method="POST",endpoint="/api/events",status="400"} 1"#,
+        r#"api_requests_total{method="DELETE",endpoint="/api/events",status="405"} 1"#,
+        r#"api_requests_total{method="PUT",endpoint="/dashboard/{file}",status="405"} 1"#,
         r#"vehicle_events_total{endpoint="/e0",status_class="2xx"} 5"#,
         r#"vehicle_events_total{endpoint="/e0",status_class="5xx"} 5"#,
         r#"vehicle_event_response_time_seconds_count{endpoint="/e1"} 10"#,
@@ -58,6 +62,20 @@ async fn status_openapi_and_docs() {
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let page = r.text().await.unwrap();
     assert!(page.contains("/api/analytics/kpis") && page.contains("response_time_ms"));
+
+    // With a trailing slash too.
+    let r = http.get(svc.url("/docs/")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.url().path()), (200, "/docs"), "/docs/ leads to the docs");
+    // A query parameter the endpoint does not take is refused, like an unknown field.
+    let r = http.get(svc.url("/api/analytics/kpis?windw=1h")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("unknown query parameter `windw`")
+            && body["error"].as_str().unwrap().contains("did you mean `window`"),
+        "{body}"
+    );
+    assert!(status["pid"].is_u64(), "the process answering: {status}");
 
     // The docs page is compressed for clients that ask.
     let r = http.get(svc.url("/docs")).header("accept-encoding", "gzip").send().await.unwrap();

@@ -104,9 +104,16 @@ async fn bad_requests_are_refused_clearly(backend: Backend) {
             "application/x-ndjson",
             format!("{}\nnope\n", event("/a", 1.0, 200, "c")),
             400,
-            "malformed JSON on NDJSON line 2",
+            "malformed JSON at NDJSON line 2 column",
         ),
         ("wrong content type", "text/csv", "a,b".into(), 415, "unsupported Content-Type"),
+        (
+            "a number out of range (valid JSON)",
+            "application/json",
+            r#"{"endpoint":"/a","response_time_ms":1e309,"status_code":200,"client_id":"c"}"#.into(),
+            422,
+            "`response_time_ms`: the number at line 1 column 41 is out of range",
+        ),
     ];
     for (what, ct, body, status, message) in cases {
         let r = http.post(&url).header("content-type", ct).body(body).send().await.unwrap();
@@ -143,6 +150,9 @@ async fn ingest_token_is_required_when_set() {
         (Some("Bearer wrong"), 401),
         (Some("Basic s3cret-token"), 401),
         (Some("Bearer s3cret-token"), 201),
+        // The scheme is case-insensitive (RFC 7235).
+        (Some("bearer s3cret-token"), 201),
+        (Some("BEARER s3cret-token"), 201),
     ] {
         let mut req = http.post(svc.url("/api/events")).json(&e);
         if let Some(a) = auth {
@@ -155,7 +165,7 @@ async fn ingest_token_is_required_when_set() {
             assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("token"));
         }
     }
-    assert_eq!(store.count("").await, 1);
+    assert_eq!(store.count("").await, 3);
     assert!(!svc.log().contains("s3cret-token"), "the token must never be logged");
     // Reads stay open: the dashboard and monitoring need no token.
     assert_eq!(http.get(svc.url("/api/status")).send().await.unwrap().status(), 200);

@@ -120,7 +120,11 @@ fn authorize(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized("Authorization header is required: `Authorization: Bearer <ingest token>`"));
     };
-    let given = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+    // The scheme is case-insensitive (RFC 7235): `bearer`, `Bearer` and `BEARER` are one.
+    let given = value.to_str().ok().and_then(|v| {
+        let (scheme, token) = v.trim_start().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
     match given {
         None => Err(unauthorized("Authorization header must be `Bearer <ingest token>`")),
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),

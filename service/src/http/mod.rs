@@ -59,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(get_metrics))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::docs_page))
+        .route("/docs/", get(|| async { Redirect::permanent("/docs") }))
         .route("/", get(|| async { Redirect::temporary("/dashboard") }))
         .route("/dashboard", get(crate::dashboard::index))
         .route("/dashboard/", get(|| async { Redirect::permanent("/dashboard") }))
@@ -91,7 +92,10 @@ async fn not_found(State(state): State<Arc<AppState>>, request: Request) -> ApiE
     )
 }
 
-async fn method_not_allowed(request: Request) -> ApiError {
+/// Counted like every answer, under its route when axum knows it (never the raw path).
+async fn method_not_allowed(State(state): State<Arc<AppState>>, request: Request) -> ApiError {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+    state.metrics.observe_request(request.method().as_str(), route, 405, 0.0);
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}; see /docs for the API", request.method(), request.uri().path()),

@@ -118,7 +118,7 @@ fn read_json(body: &[u8], events: &mut Collector) -> Result<(), BodyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let top = de.deserialize_any(TopLevel(events)).and_then(|top| de.end().map(|()| top));
     match top {
-        Err(e) => Err(BodyError::Malformed(format!("malformed JSON: {e}"))),
+        Err(e) => Err(malformed(&e, None)),
         Ok(false) => Err(BodyError::Invalid("body must be an event object or an array of event objects".to_string())),
         Ok(true) => Ok(()),
     }
@@ -133,10 +133,32 @@ fn read_ndjson(body: &[u8], events: &mut Collector) -> Result<(), BodyError> {
         let mut de = serde_json::Deserializer::from_slice(line);
         let read = OneEvent(events).deserialize(&mut de).and_then(|()| de.end());
         if let Err(e) = read {
-            return Err(BodyError::Malformed(format!("malformed JSON on NDJSON line {} (event {index}): {e}", n + 1)));
+            return Err(malformed(&e, Some((n + 1, index))));
         }
     }
     Ok(())
+}
+
+/// A body serde_json could not read: 400 with where, or 422 for a number out of range
+/// (valid JSON, a value no number holds). `ndjson`: the body's line and the event's index;
+/// serde_json's own position is then within that line.
+fn malformed(e: &serde_json::Error, ndjson: Option<(usize, usize)>) -> BodyError {
+    let text = e.to_string();
+    // serde_json ends every message with " at line L column C": said once, our way.
+    let message = match text.rfind(" at line ") {
+        Some(at) if e.line() > 0 => &text[..at],
+        _ => text.as_str(),
+    };
+    let place = match ndjson {
+        Some((line, index)) => format!("NDJSON line {line} column {} (event {index})", e.column()),
+        None => format!("line {} column {}", e.line(), e.column()),
+    };
+    match message.strip_prefix(crate::ingest::raw::OUT_OF_RANGE) {
+        Some(field) => BodyError::Invalid(format!(
+            "{field}: the number at {place} is out of range (too large for any number type)"
+        )),
+        None => BodyError::Malformed(format!("malformed JSON at {place}: {message}")),
+    }
 }
 
 /// The whole body: an event object (true), an array of events (true), or anything else (false).
@@ -212,7 +234,7 @@ mod tests {
 
     #[test]
     fn body_errors() {
-        let cases: Vec<(Format, String, BodyError)> = vec![
+        let mut cases: Vec<(Format, String, BodyError)> = vec![
             (
                 Format::Json,
                 "".into(),
@@ -223,7 +245,7 @@ mod tests {
             (
                 Format::Json,
                 "{".into(),
-                BodyError::Malformed("malformed JSON: EOF while parsing an object at line 1 column 1".into()),
+                BodyError::Malformed("malformed JSON at line 1 column 1: EOF while parsing an object".into()),
             ),
             (Format::Json, "[]".into(), BodyError::Invalid("batch is empty; send at least one event".into())),
             (
@@ -234,11 +256,18 @@ mod tests {
             (
                 Format::Ndjson,
                 format!("{E}\n{{oops\n"),
-                BodyError::Malformed(
-                    "malformed JSON on NDJSON line 2 (event 1): key must be a string at line 1 column 2".into(),
-                ),
+                BodyError::Malformed("malformed JSON at NDJSON line 2 column 2 (event 1): key must be a string".into()),
             ),
         ];
+        let huge = r#"{"endpoint":"/a","response_time_ms":1e309,"status_code":200,"client_id":"c"}"#;
+        cases.push((
+            Format::Json,
+            huge.into(),
+            BodyError::Invalid(
+                "`response_time_ms`: the number at line 1 column 41 is out of range (too large for any number type)"
+                    .into(),
+            ),
+        ));
         for (format, body, want) in cases {
             assert_eq!(parse_events(format, body.as_bytes(), NOW).unwrap_err(), want, "body {body:?}");
         }

@@ -180,7 +180,7 @@ pub fn read_fields<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawFields, A::E
     while let Some(key) = map.next_key_seed(KeySeed)? {
         match key {
             Key::Known(field) => {
-                let value = map.next_value::<Raw>()?;
+                let value = map.next_value::<Raw>().map_err(|e| out_of_range(field, e))?;
                 fields.set(field, value);
             }
             Key::Unknown(name) => {
@@ -190,6 +190,18 @@ pub fn read_fields<'de, A: MapAccess<'de>>(mut map: A) -> Result<RawFields, A::E
         }
     }
     Ok(fields)
+}
+
+/// What starts the error of a number JSON allows but no number type holds (`1e309`): valid
+/// JSON, so the body reader turns it into a 422 naming the field, not a 400.
+pub const OUT_OF_RANGE: &str = "number out of range in field ";
+
+fn out_of_range<E: de::Error>(field: Field, e: E) -> E {
+    if e.to_string().starts_with("number out of range") {
+        E::custom(format!("{OUT_OF_RANGE}`{}`", field.name()))
+    } else {
+        e
+    }
 }
 
 fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
