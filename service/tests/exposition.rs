@@ -56,6 +56,38 @@ async fn status_openapi_and_docs() {
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     assert!(spec["paths"]["/api/events"]["post"]["responses"]["422"].is_object());
     assert!(spec["components"]["schemas"]["KpiReport"].is_object());
+    // The document says exactly what the server takes.
+    let schemas = &spec["components"]["schemas"];
+    let post = &spec["paths"]["/api/events"]["post"];
+    assert_eq!(post["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/EventsBody");
+    let one_of = schemas["EventsBody"]["oneOf"].as_array().unwrap();
+    assert_eq!(one_of[0]["$ref"], "#/components/schemas/EventInput", "a single object is the main case");
+    assert_eq!(
+        (one_of[1]["type"].as_str(), one_of[1]["minItems"].as_u64(), one_of[1]["maxItems"].as_u64()),
+        (Some("array"), Some(1), Some(10_000))
+    );
+    let event = &schemas["EventInput"];
+    assert_eq!(event["additionalProperties"], false);
+    assert_eq!(
+        (
+            event["properties"]["status_code"]["minimum"].as_u64(),
+            event["properties"]["status_code"]["maximum"].as_u64()
+        ),
+        (Some(100), Some(599))
+    );
+    assert_eq!(schemas["HttpMethod"]["enum"].as_array().map(Vec::len), Some(9));
+    assert_eq!(spec["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(post["responses"]["401"].is_object());
+    let window = spec["paths"]["/api/analytics/kpis"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "window")
+        .cloned()
+        .unwrap();
+    assert_eq!(window["schema"]["$ref"], "#/components/schemas/Window");
+    let text = spec.to_string();
+    assert!(!text.contains("serde") && !text.contains("raw value"), "the document describes the API, not its code");
 
     let r = http.get(svc.url("/docs")).send().await.unwrap();
     assert_eq!(r.status(), 200);

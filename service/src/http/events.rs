@@ -59,8 +59,7 @@ pub enum EventsAnswer {
     request_body(
         description = "One event, an array of events, or NDJSON",
         content(
-            (crate::ingest::event::EventInput = "application/json"),
-            (Vec<crate::ingest::event::EventInput> = "application/json"),
+            (crate::ingest::event::EventsBody = "application/json"),
             (String = "application/x-ndjson"),
         )
     ),

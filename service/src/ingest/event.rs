@@ -43,9 +43,10 @@ impl Event {
     }
 }
 
-/// The JSON shape of an event, for the OpenAPI document. Validation does not go through
-/// serde: it reads the raw value so that it can report every bad field at once.
+/// One API call a vehicle or app made. Fields not listed here are refused.
+// (The OpenAPI document's shape; the body reader in `raw.rs` checks the same rules.)
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"endpoint": "/vehicles/lock", "response_time_ms": 182.5, "status_code": 200, "client_id": "vin-WVWZZZ1JZXW000001", "method": "POST"}))]
 #[allow(dead_code)]
 pub struct EventInput {
@@ -63,7 +64,7 @@ pub struct EventInput {
     #[schema(min_length = 1, max_length = 128)]
     pub client_id: String,
     /// HTTP method, upper case.
-    #[schema(pattern = "^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|TRACE|CONNECT)$")]
+    #[schema(value_type = Option<HttpMethod>)]
     pub method: Option<String>,
     /// When the call happened (RFC 3339); defaults to the time of receipt. At most 5 minutes
     /// ahead, and not older than the service's retention period.
@@ -74,6 +75,45 @@ pub struct EventInput {
     /// answer gives the stored event's id. Makes retries safe.
     #[schema(pattern = "^[!-~]{1,128}$")]
     pub event_id: Option<String>,
+}
+
+/// The body of `POST /api/events` as JSON: one event, or a batch of 1 to 10 000 (written
+/// by hand: the derive cannot bound an array inside a `oneOf`).
+pub struct EventsBody;
+
+impl utoipa::PartialSchema for EventsBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        use utoipa::openapi::{Ref, RefOr};
+        let event = || RefOr::Ref(Ref::from_schema_name("EventInput"));
+        let batch = ArrayBuilder::new()
+            .items(event())
+            .min_items(Some(1))
+            .max_items(Some(crate::ingest::body::MAX_EVENTS_PER_REQUEST))
+            .description(Some("A batch: all stored, or none."));
+        OneOfBuilder::new()
+            .item(event())
+            .item(batch)
+            .description(Some("One event, or a batch of 1 to 10 000 events."))
+            .into()
+    }
+}
+
+impl ToSchema for EventsBody {}
+
+/// The HTTP methods an event's `method` may name.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)]
+pub enum HttpMethod {
+    GET,
+    HEAD,
+    POST,
+    PUT,
+    PATCH,
+    DELETE,
+    OPTIONS,
+    TRACE,
+    CONNECT,
 }
 
 /// One problem with one field of one event.
