@@ -24,7 +24,11 @@ pub fn after_help() -> String {
 #[derive(Debug, Parser)]
 #[command(name = "vcctl", version, about = "Deploy and operate VehicleConnect: locally, on AWS, or on any SSH host")]
 pub struct Cli {
-    /// Stack name (stacks/NAME.yaml) or path to a stack file.
+    /// Run as if started in DIR (the project is the nearest directory with `stacks/`).
+    #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+
+    /// Stack name (stacks/NAME.yaml in the project) or path to a stack file.
     #[arg(long, global = true, env = "VCCTL_STACK", default_value = "local")]
     pub stack: String,
 

@@ -26,6 +26,7 @@ mod stack;
 mod targets;
 mod templates;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -83,8 +84,21 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         }
         _ => {}
     }
-    let root = std::env::current_dir()?;
-    let file = stack::locate(&root, &cli.stack);
+    let here = match &cli.directory {
+        Some(dir) => std::env::current_dir()?.join(dir),
+        None => std::env::current_dir()?,
+    };
+    let by_path = stack::locate(Path::new(""), &cli.stack) == Path::new(&cli.stack);
+    // A stack given by path belongs to the project around it; a name, to the project here.
+    let root = match by_path {
+        true => stack::project_root(here.join(&cli.stack).parent().unwrap_or(&here)),
+        false => stack::project_root(&here),
+    };
+    let file = if by_path { here.join(&cli.stack) } else { stack::locate(&root, &cli.stack) };
+    if !by_path && !file.exists() {
+        let (message, hint) = stack::missing(&root, &cli.stack);
+        return Err(error::Failure::invalid(message, Some(hint)).into());
+    }
     let stack = stack::load_file(&file)?;
     let settings = settings::Settings::resolve(&root, stack, cli.command.overrides());
     let ctx = Ctx { printer, root, settings, yes: cli.yes };

@@ -75,7 +75,7 @@ provider: aws
 aws:
   region: eu-central-1
   instance_type: t2.micro
-  admin_cidrs: [203.0.113.7/32]
+  admin_cidrs: [198.18.7.7/32]
   ssh_public_key: keys/id_ed25519.pub
   termination_protection: false
 service:
@@ -187,10 +187,10 @@ async fn sg_rules(ec2: &aws_sdk_ec2::Client) -> Vec<(i32, String, String)> {
 
 fn expected_rules() -> Vec<(i32, String, String)> {
     let mut r = vec![
-        (22, "203.0.113.7/32".to_string(), "SSH from an admin network".to_string()),
+        (22, "198.18.7.7/32".to_string(), "SSH from an admin network".to_string()),
         (80, "0.0.0.0/0".into(), "HTTP for vehicle apps and gateways".into()),
         (8000, "0.0.0.0/0".into(), "vehicleconnect API".into()),
-        (9090, "203.0.113.7/32".into(), "Prometheus from an admin network".into()),
+        (9090, "198.18.7.7/32".into(), "Prometheus from an admin network".into()),
     ];
     r.sort();
     r
@@ -315,7 +315,7 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
         .unwrap();
     ec2.revoke_security_group_ingress()
         .group_id(sg_id)
-        .ip_permissions(perm(9090, "203.0.113.7/32", "Prometheus from an admin network"))
+        .ip_permissions(perm(9090, "198.18.7.7/32", "Prometheus from an admin network"))
         .send()
         .await
         .unwrap();
@@ -329,7 +329,7 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
         .collect();
     let text = changes.join("\n");
     assert!(text.contains("tcp/22 from 0.0.0.0/0 (by hand): not in the stack file"), "{text}");
-    assert!(text.contains("tcp/9090 from 203.0.113.7/32"), "{text}");
+    assert!(text.contains("tcp/9090 from 198.18.7.7/32"), "{text}");
     assert!(text.contains("alarm vcctl-fra-cpu-high"), "{text}");
     assert_eq!(changes.len(), 3, "{text}");
     assert_eq!(p.json(&["up"], 0)["changed"], true);
@@ -422,12 +422,12 @@ async fn alarms_of_a_stack_with_a_longer_name_are_left_alone() {
 /// revoking and re-adding the rule every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_cidrs_in_any_spelling_converge() {
-    let stack = STACK.replace("admin_cidrs: [203.0.113.7/32]", "admin_cidrs: [203.0.113.7/32, \"2001:DB8:0:0::/48\"]");
+    let stack = STACK.replace("admin_cidrs: [198.18.7.7/32]", "admin_cidrs: [198.18.7.7/32, \"2A00:1450:0:0::/48\"]");
     let p = Project::new(&stack, Moto::start(&[]));
     let (ec2, _, _) = p.sdk().await;
     p.json(&["up"], 0);
     let rules = sg_rules(&ec2).await;
-    assert!(rules.iter().any(|(port, cidr, _)| *port == 22 && cidr == "2001:db8::/48"), "{rules:?}");
+    assert!(rules.iter().any(|(port, cidr, _)| *port == 22 && cidr == "2a00:1450::/48"), "{rules:?}");
     assert_eq!(p.json(&["up"], 0)["changed"], false);
     p.expect(&["plan"], 0);
     p.json(&["destroy", "--yes"], 0);
@@ -619,8 +619,8 @@ async fn every_kind_of_hand_made_rule_is_drift_and_up_revokes_it() {
     let cidr = |c: &str| IpRange::builder().cidr_ip(c).description("SSH from an admin network").build();
     let by_hand = [
         IpPermission::builder().ip_protocol("-1").ip_ranges(cidr("0.0.0.0/0")).build(),
-        IpPermission::builder().ip_protocol("udp").from_port(22).to_port(22).ip_ranges(cidr("203.0.113.7/32")).build(),
-        IpPermission::builder().ip_protocol("tcp").from_port(20).to_port(25).ip_ranges(cidr("203.0.113.7/32")).build(),
+        IpPermission::builder().ip_protocol("udp").from_port(22).to_port(22).ip_ranges(cidr("198.18.7.7/32")).build(),
+        IpPermission::builder().ip_protocol("tcp").from_port(20).to_port(25).ip_ranges(cidr("198.18.7.7/32")).build(),
         IpPermission::builder()
             .ip_protocol("tcp")
             .from_port(8000)
@@ -641,7 +641,7 @@ async fn every_kind_of_hand_made_rule_is_drift_and_up_revokes_it() {
 
     let plan = p.json(&["plan"], 2);
     let said = plan["changes"].to_string();
-    for drift in ["all traffic from 0.0.0.0/0", "udp/22 from 203.0.113.7/32", "tcp/20-25 from 203.0.113.7/32"] {
+    for drift in ["all traffic from 0.0.0.0/0", "udp/22 from 198.18.7.7/32", "tcp/20-25 from 198.18.7.7/32"] {
         assert!(said.contains(drift), "plan misses `{drift}`: {plan}");
     }
     assert!(said.contains(&format!("from security group {}", other.group_id().unwrap())), "{plan}");

@@ -36,9 +36,14 @@ impl Project {
 
     /// Runs vcctl with `args` plus `--port`, stdin closed, no terminal, no colour.
     fn vcctl(&self, args: &[&str]) -> Output {
+        self.vcctl_in(self.dir.path(), args)
+    }
+
+    /// `vcctl` started in `dir`.
+    fn vcctl_in(&self, dir: &Path, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
         cmd.args(args)
-            .current_dir(self.dir.path())
+            .current_dir(dir)
             .env("VCCTL_PORT", self.port.to_string())
             .env_remove("VCCTL_STACK")
             .env_remove("VCCTL_ARTIFACT")
@@ -361,6 +366,37 @@ fn simulate_keeps_to_its_duration_and_stops_on_ctrl_c() {
     let r = report(&out);
     assert_eq!(r["interrupted"], true, "{r}");
     assert!(r["acknowledged"].as_u64().unwrap() > 100, "the partial report: {r}");
+}
+
+/// vcctl finds its project from any directory in it, from `-C DIR`, and from a stack file's
+/// path, and names the stacks there are when one is mistyped.
+#[test]
+fn the_project_is_found_from_anywhere_and_a_mistyped_stack_is_named() {
+    let p = Project::new();
+    let out = p.vcctl(&["status", "--stack", "lcoal"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("there is no stack `lcoal`") && stderr(&out).contains("did you mean `local`?"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stderr(&out).contains(":0:0"), "{}", show(&out));
+
+    let v1 = new_build(&p, "build-1");
+    p.json(&["up", "--artifact", v1.to_str().unwrap()]);
+    std::fs::create_dir_all(p.path("docs/deep")).unwrap();
+    let elsewhere = std::env::temp_dir();
+    let local = p.path("stacks/local.yaml");
+    for (dir, args) in [
+        (p.path("docs/deep"), vec!["status", "--json"]),
+        (elsewhere.clone(), vec!["-C", p.path("docs").to_str().unwrap(), "status", "--json"]),
+        (elsewhere, vec!["status", "--json", "--stack", local.to_str().unwrap()]),
+    ] {
+        let out = p.vcctl_in(&dir, &args);
+        assert_eq!(out.status.code(), Some(0), "{args:?} in {}\n{}", dir.display(), show(&out));
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(s["healthy"], true, "the same stack's state: {s}");
+    }
 }
 
 #[test]

@@ -100,6 +100,13 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
             "SSH (22) and Prometheus (9090) are open to the whole internet (aws.allow_admin_from_anywhere: true)",
         );
     }
+    for private in a.admin_cidrs.iter().filter(|c| crate::stack::yaml::is_private(c)) {
+        ctx.printer.warn(format!(
+            "admin_cidrs has the private network {private} (`{}`): AWS sees your public address, so SSH from it reaches \
+             the instance only through a VPN or Direct Connect into its VPC",
+            ctx.settings.stack_file.display()
+        ));
+    }
     let region = region(a);
     Ok(Wanted {
         stack: stack.clone(),
@@ -137,6 +144,9 @@ async fn survey(
     a: &AwsSettings,
     id: Option<&str>,
 ) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
+    if let Some(placeholder) = &a.placeholder {
+        return Err(placeholder.clone().into());
+    }
     let public_key = local_keys(ctx, a)?;
     let (aws, account) = connect(ctx, a).await?;
     let w = wanted(ctx, a, &account, id.unwrap_or("(made by the first up)"), public_key)?;

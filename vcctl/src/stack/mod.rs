@@ -12,6 +12,35 @@ pub use yaml::StackError;
 use yaml::{Section, parse_cidr};
 
 /// The AWS regions a stack may name.
+/// Regions by the city (or country) people call them by.
+const REGION_CITIES: &[(&str, &str)] = &[
+    ("Frankfurt", "eu-central-1"),
+    ("Zurich", "eu-central-2"),
+    ("Ireland", "eu-west-1"),
+    ("Dublin", "eu-west-1"),
+    ("London", "eu-west-2"),
+    ("Paris", "eu-west-3"),
+    ("Stockholm", "eu-north-1"),
+    ("Milan", "eu-south-1"),
+    ("Spain", "eu-south-2"),
+    ("Virginia", "us-east-1"),
+    ("Ohio", "us-east-2"),
+    ("California", "us-west-1"),
+    ("Oregon", "us-west-2"),
+    ("Canada", "ca-central-1"),
+    ("Montreal", "ca-central-1"),
+    ("Sao Paulo", "sa-east-1"),
+    ("Tokyo", "ap-northeast-1"),
+    ("Seoul", "ap-northeast-2"),
+    ("Osaka", "ap-northeast-3"),
+    ("Singapore", "ap-southeast-1"),
+    ("Sydney", "ap-southeast-2"),
+    ("Mumbai", "ap-south-1"),
+    ("Hong Kong", "ap-east-1"),
+    ("Bahrain", "me-south-1"),
+    ("Cape Town", "af-south-1"),
+];
+
 pub const AWS_REGIONS: &[&str] = &[
     "af-south-1",
     "ap-east-1",
@@ -107,6 +136,8 @@ pub struct AwsSettings {
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub termination_protection: bool,
+    /// An admin network left as an example (TEST-NET): `plan` and `up` refuse with this.
+    pub placeholder: Option<StackError>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +168,37 @@ pub fn write_id(file: &Path, id: &str) -> std::io::Result<()> {
 }
 
 /// Resolves `--stack`: a path to a file, or a name for `stacks/<name>.yaml` under `root`.
+/// The project directory: the nearest directory at or above `start` that has a `stacks/`
+/// directory (as git finds its repository), else `start`.
+pub fn project_root(start: &Path) -> PathBuf {
+    start.ancestors().find(|d| d.join("stacks").is_dir()).unwrap_or(start).to_path_buf()
+}
+
+/// Why `--stack NAME` names no stack, with the stacks there are and the closest one.
+pub fn missing(root: &Path, name: &str) -> (String, String) {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("stacks"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let ext = path.extension()?.to_str()?;
+            (ext == "yaml" || ext == "yml").then(|| path.file_stem()?.to_str().map(str::to_string))?
+        })
+        .collect();
+    names.sort();
+    let message = format!("there is no stack `{name}`: `{}` does not exist", locate(root, name).display());
+    let close = names
+        .iter()
+        .filter(|n| strsim::damerau_levenshtein(n, name) <= 2)
+        .min_by_key(|n| strsim::damerau_levenshtein(n, name));
+    let hint = match (close, names.is_empty()) {
+        (Some(c), _) => format!("did you mean `{c}`? (stacks here: {})", names.join(", ")),
+        (None, false) => format!("stacks here: {}", names.join(", ")),
+        (None, true) => format!("`{}` has no stacks; see docs/reference/stack.md", root.join("stacks").display()),
+    };
+    (message, hint)
+}
+
 pub fn locate(root: &Path, stack: &str) -> PathBuf {
     let as_path = Path::new(stack);
     if stack.ends_with(".yaml") || stack.ends_with(".yml") || stack.contains('/') {
@@ -272,6 +334,9 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
         if AWS_REGIONS.contains(&r) {
             return Ok(r.to_string());
         }
+        if let Some((city, code)) = REGION_CITIES.iter().find(|(city, _)| city.eq_ignore_ascii_case(r.trim())) {
+            return Err(format!("{r:?} is not a region name; {city} is {code:?}"));
+        }
         let close =
             AWS_REGIONS.iter().min_by_key(|k| strsim::damerau_levenshtein(r, k)).copied().unwrap_or("eu-central-1");
         Err(format!("{r:?} is not an AWS region; did you mean {close:?}?"))
@@ -286,7 +351,6 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
     })?;
     let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
     let allow_admin_from_anywhere = s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
-    check_admin_cidrs(&s, &admin_cidrs, allow_admin_from_anywhere)?;
     let settings = AwsSettings {
         region,
         instance_type,
@@ -299,9 +363,26 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
         vpc_id: s.opt_str("vpc_id")?,
         subnet_id: s.opt_str("subnet_id")?,
         termination_protection: s.opt_bool("termination_protection")?.unwrap_or(false),
+        placeholder: None,
     };
-    s.finish()?;
-    Ok(settings)
+    s.check_unknown()?;
+    check_admin_cidrs(&s, &settings.admin_cidrs, allow_admin_from_anywhere)?;
+    Ok(AwsSettings { placeholder: placeholder(&s, &settings.admin_cidrs), ..settings })
+}
+
+/// The first admin network that is an example one, as the error `plan` and `up` give: an
+/// unedited placeholder would leave SSH closed to everyone, and `up` waiting for minutes.
+/// (The file stays valid: `status` and `destroy` work with it.)
+fn placeholder(s: &Section, cidrs: &[String]) -> Option<StackError> {
+    cidrs.iter().enumerate().find_map(|(i, cidr)| {
+        let range = yaml::documentation_range(cidr)?;
+        Some(s.item_error(
+            "admin_cidrs",
+            i,
+            format!("{cidr} is in {range}, an address range for documentation: a placeholder to replace"),
+            Some("put the public address you administer from here, as a /32 (`curl -s https://checkip.amazonaws.com` shows it)".into()),
+        ))
+    })
 }
 
 /// Admin networks: some, and none wider than /8 (IPv4) or /32 (IPv6) unless the stack says
@@ -440,7 +521,11 @@ mod tests {
             "stacks/t.yaml:1:1: aws: section `aws` does not apply to provider `local`\nhint: remove it, or set `provider: aws`",
         );
         check("name: a\nprovider: ssh\nssh:\n  user: admin\n", "stacks/t.yaml:3:1: ssh: missing required field `host`");
-        check("name: a\nname: b\nprovider: local\n", "stacks/t.yaml:2:1: (top level): duplicate field `name`");
+        check("name: a\nname: b\nprovider: local\n", "stacks/t.yaml:2:1: name: duplicate field `name`");
+        check(
+            "name: a\nprovider: local\nservice:\n  port: 8000\n  port: 8001\n",
+            "stacks/t.yaml:5:3: service.port: duplicate field `port`",
+        );
         check(
             "name: a\nprovider: local\n  bad indent: [\n",
             "stacks/t.yaml:3:13: (top level): invalid YAML: mapping values are not allowed in this context",
@@ -457,6 +542,14 @@ mod tests {
 
     #[test]
     fn broken_aws_sections_are_explained_with_positions() {
+        check(
+            "name: a\nprovider: aws\naws:\n  region: Frankfurt\n  admin_cidrs: [10.0.0.1/32]\n",
+            "stacks/t.yaml:4:11: aws.region: \"Frankfurt\" is not a region name; Frankfurt is \"eu-central-1\"",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  admin_cidr: [10.0.0.1/32]\n",
+            "stacks/t.yaml:4:3: aws.admin_cidr: unknown field `admin_cidr`\nhint: did you mean `admin_cidrs`?",
+        );
         check(
             "name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32]\n  host_key: AAAAC3\n",
             "stacks/t.yaml:5:13: aws.host_key: expected a public key line such as `ssh-ed25519 AAAA...` (the host's /etc/ssh/ssh_host_ed25519_key.pub), got \"AAAAC3\"",
@@ -510,6 +603,9 @@ mod tests {
         assert_eq!(local.provider, Provider::Local(LocalSettings::default()));
         let frankfurt = load_file(&locate(&root, "frankfurt")).unwrap();
         let Provider::Aws(aws) = frankfurt.provider else { panic!("frankfurt is an aws stack") };
+        // Shipped with a placeholder admin network, which plan and up refuse at its line.
+        let err = aws.placeholder.clone().expect("the placeholder is noticed").to_string();
+        assert!(err.contains("frankfurt.yaml:11:7: aws.admin_cidrs[0]: 203.0.113.10/32 is in TEST-NET-3"), "{err}");
         assert_eq!(aws.region.as_deref(), Some("eu-central-1"));
         assert_eq!(aws.instance_type.as_deref(), Some("t2.micro"));
     }

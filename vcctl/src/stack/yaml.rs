@@ -71,6 +71,20 @@ impl<'a> Section<'a> {
     }
 
     /// An error about the value of `key` (at the value when present, else at the section).
+    /// An error about item `index` of the list under `key`, at that item.
+    pub fn item_error(&self, key: &str, index: usize, message: impl Into<String>, hint: Option<String>) -> StackError {
+        let item = match self.map.get_node(key) {
+            Some(Node::Sequence(seq)) => seq.get(index).map(|n| n.span()),
+            _ => None,
+        };
+        let mut err = match item {
+            Some(span) => self.error_at(span, format!("{}[{index}]", self.child_path(key)), message),
+            None => self.value_error(key, message, None),
+        };
+        err.hint = hint;
+        err
+    }
+
     pub fn value_error(&self, key: &str, message: impl Into<String>, hint: Option<String>) -> StackError {
         let span = self.map.get_node(key).map_or(self.key_span.unwrap_or(self.map.span()), |n| n.span());
         let mut err = self.error_at(span, self.child_path(key), message);
@@ -185,6 +199,13 @@ impl<'a> Section<'a> {
 
     /// Refuses every key that was not read, suggesting the closest known one.
     pub fn finish(self) -> Result<(), StackError> {
+        self.check_unknown()
+    }
+
+    /// The first field of this section no reader asked for, as an error with the closest
+    /// known name: called before checks that span fields, so a typo (`admin_cidr`) is
+    /// reported as a typo and not as the field it should have been being empty.
+    pub fn check_unknown(&self) -> Result<(), StackError> {
         for (key, _) in self.map.iter() {
             let name = key.as_str();
             if self.known.contains(&name) {
@@ -258,10 +279,58 @@ pub fn parse_cidr(s: &str) -> Result<String, String> {
 
 /// Whether a CIDR (as `parse_cidr` returns it) is wider than an admin network should be:
 /// a prefix shorter than /8 for IPv4 or /32 for IPv6.
+/// The documentation range (RFC 5737, RFC 3849) a canonical CIDR lies in: example
+/// addresses, never anyone's network.
+pub fn documentation_range(cidr: &str) -> Option<&'static str> {
+    let addr = cidr.split_once('/').map_or(cidr, |(a, _)| a);
+    match addr.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => match v4.octets() {
+            [192, 0, 2, _] => Some("TEST-NET-1 (192.0.2.0/24)"),
+            [198, 51, 100, _] => Some("TEST-NET-2 (198.51.100.0/24)"),
+            [203, 0, 113, _] => Some("TEST-NET-3 (203.0.113.0/24)"),
+            _ => None,
+        },
+        std::net::IpAddr::V6(v6) => (v6.segments()[..2] == [0x2001, 0x0db8]).then_some("2001:db8::/32"),
+    }
+}
+
+/// A private network (RFC 1918, RFC 4193): not what AWS sees of a laptop on the internet.
+pub fn is_private(cidr: &str) -> bool {
+    let addr = cidr.split_once('/').map_or(cidr, |(a, _)| a);
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v4)) => v4.is_private(),
+        Ok(std::net::IpAddr::V6(v6)) => (v6.segments()[0] & 0xfe00) == 0xfc00,
+        Err(_) => false,
+    }
+}
+
 pub fn is_too_wide(cidr: &str) -> bool {
     let Some((addr, prefix)) = cidr.split_once('/') else { return false };
     let prefix: u8 = prefix.parse().unwrap_or(u8::MAX);
     if addr.contains(':') { prefix < 32 } else { prefix < 8 }
+}
+
+/// The dotted path of the key at `line`:`column` (1-based) of a block-style document: its
+/// parents are the nearest lines above it that are less indented. For errors the YAML
+/// loader reports with a position only.
+fn path_at(text: &str, line: usize, column: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let key = |l: &str| l.trim_start().trim_start_matches("- ").split(':').next().unwrap_or("").trim().to_string();
+    let Some(here) = lines.get(line.saturating_sub(1)) else { return String::new() };
+    let mut path = vec![key(here)];
+    let mut indent = column.saturating_sub(1);
+    for l in lines[..line.saturating_sub(1)].iter().rev() {
+        let i = l.len() - l.trim_start().len();
+        if !l.trim().is_empty() && !l.trim_start().starts_with('#') && i < indent {
+            path.push(key(l));
+            indent = i;
+        }
+        if indent == 0 {
+            break;
+        }
+    }
+    path.reverse();
+    path.join(".")
 }
 
 /// Parses a whole document into its top-level section.
@@ -269,17 +338,20 @@ pub fn load(file: &Path, text: &str) -> Result<Node, StackError> {
     let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
     marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| {
         use marked_yaml::LoadError;
-        let (marker, message) = match &e {
+        let top = || "(top level)".to_string();
+        let (marker, path, message) = match &e {
             LoadError::TopLevelMustBeMapping(m) => {
-                (Some(*m), "a stack file must be a mapping of fields (name:, provider:, ...)".to_string())
+                (Some(*m), top(), "a stack file must be a mapping of fields (name:, provider:, ...)".to_string())
             }
             LoadError::DuplicateKey(inner) => {
-                (inner.key.span().start().copied(), format!("duplicate field `{}`", inner.key.as_str()))
+                let at = inner.key.span().start().copied();
+                let path = at.map(|m| path_at(text, m.line(), m.column())).filter(|p| !p.is_empty());
+                (at, path.unwrap_or_else(top), format!("duplicate field `{}`", inner.key.as_str()))
             }
-            LoadError::ScanError(m, se) => (Some(*m), format!("invalid YAML: {}", se.info())),
-            other => (None, format!("invalid YAML: {other}")),
+            LoadError::ScanError(m, se) => (Some(*m), top(), format!("invalid YAML: {}", se.info())),
+            other => (None, top(), format!("invalid YAML: {other}")),
         };
         let (line, column) = marker.map(|m| (m.line(), m.column())).unwrap_or((1, 1));
-        StackError { file: file.to_path_buf(), line, column, path: "(top level)".to_string(), message, hint: None }
+        StackError { file: file.to_path_buf(), line, column, path, message, hint: None }
     })
 }
