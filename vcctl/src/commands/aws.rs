@@ -145,7 +145,7 @@ async fn survey(
     id: Option<&str>,
 ) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
     if let Some(placeholder) = &a.placeholder {
-        return Err(placeholder.clone().into());
+        return Err((**placeholder).clone().into());
     }
     let public_key = local_keys(ctx, a)?;
     let (aws, account) = connect(ctx, a).await?;

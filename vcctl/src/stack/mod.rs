@@ -137,7 +137,7 @@ pub struct AwsSettings {
     pub subnet_id: Option<String>,
     pub termination_protection: bool,
     /// An admin network left as an example (TEST-NET): `plan` and `up` refuse with this.
-    pub placeholder: Option<StackError>,
+    pub placeholder: Option<Box<StackError>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -373,15 +373,15 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
 /// The first admin network that is an example one, as the error `plan` and `up` give: an
 /// unedited placeholder would leave SSH closed to everyone, and `up` waiting for minutes.
 /// (The file stays valid: `status` and `destroy` work with it.)
-fn placeholder(s: &Section, cidrs: &[String]) -> Option<StackError> {
+fn placeholder(s: &Section, cidrs: &[String]) -> Option<Box<StackError>> {
     cidrs.iter().enumerate().find_map(|(i, cidr)| {
         let range = yaml::documentation_range(cidr)?;
-        Some(s.item_error(
+        Some(Box::new(s.item_error(
             "admin_cidrs",
             i,
             format!("{cidr} is in {range}, an address range for documentation: a placeholder to replace"),
             Some("put the public address you administer from here, as a /32 (`curl -s https://checkip.amazonaws.com` shows it)".into()),
-        ))
+        )))
     })
 }
 
