@@ -242,10 +242,11 @@ remove() {
   done
 }
 
-# logs LINES [follow]
+# logs LINES follow|once text|json
 logs() {
-  if [ "${2:-}" = follow ]; then exec journalctl -u $UNIT --no-pager -o short-iso -n "$1" -f; fi
-  exec journalctl -u $UNIT --no-pager -o short-iso -n "$1"
+  format=short-iso; [ "${3:-}" = json ] && format=json
+  if [ "${2:-}" = follow ]; then exec journalctl -u $UNIT --no-pager -o "$format" -n "$1" -f; fi
+  exec journalctl -u $UNIT --no-pager -o "$format" -n "$1"
 }
 
 # destroy keep-data|delete-data: remove the service; PostgreSQL and Prometheus stay.
@@ -282,7 +283,7 @@ case $cmd in
   finish) finish "$1" ;;
   set-aside) set_aside "$1" ;;
   remove) remove "$@" ;;
-  logs) logs "$1" "${2:-}" ;;
+  logs) logs "$1" "${2:-}" "${3:-}" ;;
   destroy) destroy "$1" ;;
   *) die "unknown command: $cmd" ;;
 esac

@@ -13,6 +13,8 @@ pub const CREDENTIALS: u8 = 4;
 pub const LOCKED: u8 = 5;
 pub const ROLLED_BACK: u8 = 6;
 pub const ROLLBACK_FAILED: u8 = 7;
+pub const NOT_CONFIRMED: u8 = 8;
+pub const PROTECTED: u8 = 9;
 pub const INTERRUPTED: u8 = 130;
 
 /// Every exit code and its meaning, as docs/reference/exit-codes.md lists them.
@@ -25,6 +27,11 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (LOCKED, "another deploy holds the lock"),
     (ROLLED_BACK, "the new release failed its health check and was rolled back; the old release is serving"),
     (ROLLBACK_FAILED, "the rollback failed too; a person is needed"),
+    (
+        NOT_CONFIRMED,
+        "a destructive command was not confirmed (declined, or no terminal and no `--yes`); nothing was changed",
+    ),
+    (PROTECTED, "refused: the resource is protected (termination protection); nothing was changed"),
     (INTERRUPTED, "interrupted by Ctrl-C (`simulate` prints what it did first)"),
 ];
 
@@ -37,6 +44,12 @@ pub enum Failure {
     /// Missing, expired or refused credentials (exit 4).
     #[error("{message}")]
     Credentials { message: String, hint: Option<String> },
+    /// A destructive command was not confirmed (exit 8).
+    #[error("{message}")]
+    NotConfirmed { message: String, hint: Option<String> },
+    /// A protected resource was not touched (exit 9).
+    #[error("{message}")]
+    Protected { message: String, hint: Option<String> },
     /// Another deploy holds the host's lock (exit 5).
     #[error("{message}")]
     Locked { message: String },
@@ -66,6 +79,8 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
             return match f {
                 Failure::Invalid { hint, .. } => (INVALID, hint.clone()),
                 Failure::Credentials { hint, .. } => (CREDENTIALS, hint.clone()),
+                Failure::NotConfirmed { hint, .. } => (NOT_CONFIRMED, hint.clone()),
+                Failure::Protected { hint, .. } => (PROTECTED, hint.clone()),
                 Failure::Locked { .. } => (
                     LOCKED,
                     Some("wait for it to finish (or pass a longer --lock-timeout); a killed deploy releases the lock by itself".into()),

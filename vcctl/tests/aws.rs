@@ -341,7 +341,7 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     assert_eq!(status["service"]["checked"], false, "never contacts an emulated instance");
 
     // Destroy: nothing tagged for the stack remains; a second destroy is a no-op.
-    p.expect(&["destroy"], 3);
+    p.expect(&["destroy"], 8);
     p.json(&["destroy", "--yes"], 0);
     assert!(live_instances(&ec2).await.is_empty());
     let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
@@ -765,7 +765,7 @@ async fn termination_protection_blocks_destroy_and_names_the_setting() {
     let stack = STACK.replace("termination_protection: false", "termination_protection: true");
     let p = Project::new(&stack, Moto::start(&[]));
     p.json(&["up"], 0);
-    let out = p.expect(&["destroy", "--yes"], 3);
+    let out = p.expect(&["destroy", "--yes"], 9);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("termination protection on; nothing was deleted"), "{err}");
     assert!(err.contains("hint: set `aws.termination_protection: false`"), "{err}");

@@ -230,6 +230,10 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
 
     let logs = p.ok(&["logs", "-n", "5"]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("vehicleconnect"), "{}", show(&logs));
+    let logs = p.ok(&["logs", "-n", "5", "--json"]);
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&logs.stdout).lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert!(!lines.is_empty() && lines.iter().all(|l| l["line"].is_string()), "{}", show(&logs));
 
     // Rollback goes back to the first release.
     let rb = p.json(&["rollback"]);
@@ -254,7 +258,7 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
 
     // Destroy: refused without a terminal or --yes, then done, and idempotent.
     let out = p.vcctl(&["destroy"]);
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(8), "not confirmed: its own exit code\n{}", show(&out));
     assert!(stderr(&out).contains("hint: pass --yes"));
     let d = p.json(&["destroy", "--yes"]);
     assert_eq!(d["stopped"], true);

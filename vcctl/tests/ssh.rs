@@ -495,6 +495,12 @@ fn rollback_to_the_previous_or_a_named_release_and_logs_from_the_journal() {
     let out = p.ok(&["logs", "-n", "20"]);
     let logs = String::from_utf8_lossy(&out.stdout);
     assert!(logs.lines().count() >= 2 && logs.contains("vehicleconnect"), "{logs}");
+    // --json: journald's JSON, one object per line.
+    let out = p.ok(&["logs", "-n", "5", "--json"]);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["MESSAGE"].is_string(), "{line}");
+    }
 }
 
 #[test]
@@ -548,7 +554,7 @@ fn destroy_removes_the_service_keeping_data_when_asked_and_up_brings_it_back() {
     let p = Project::new("");
     p.deploy_good();
     let out = p.vcctl(&["destroy"]);
-    assert_eq!(out.status.code(), Some(3), "refused without --yes and a terminal:\n{}", show(&out));
+    assert_eq!(out.status.code(), Some(8), "refused without --yes and a terminal:\n{}", show(&out));
     assert_eq!(on_host("systemctl is-active vehicleconnect.socket || true").trim(), "active");
 
     p.ok(&["destroy", "--yes", "--keep-data"]);

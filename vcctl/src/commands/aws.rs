@@ -424,13 +424,13 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         return Ok(0);
     }
     if let (Some(i), Some(true)) = (&found.instance, found.termination_protection) {
-        return Err(Failure::invalid(
-            format!("instance {} of stack `{stack}` has termination protection on; nothing was deleted", i.id),
-            Some(format!(
+        return Err(Failure::Protected {
+            message: format!("instance {} of stack `{stack}` has termination protection on; nothing was deleted", i.id),
+            hint: Some(format!(
                 "set `aws.termination_protection: false` in `{}` and run `vcctl up`, then destroy",
                 ctx.settings.stack_file.display()
             )),
-        )
+        }
         .into());
     }
     ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", region(a)))?;

@@ -54,7 +54,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         (_, Command::Up(args) | Command::Deploy(args)) => deploy::run(ctx, target(ctx).await, args).await,
         (_, Command::Rollback(args)) => deploy::rollback(ctx, target(ctx).await?, args).await,
         (_, Command::Status(_)) => status(ctx, target(ctx).await?).await,
-        (_, Command::Logs(args)) => logs(target(ctx).await?, args).await,
+        (_, Command::Logs(args)) => logs(target(ctx).await?, args, ctx.printer.json).await,
         (_, Command::Destroy(args)) => destroy(ctx, target(ctx).await?, args).await,
         (_, Command::Simulate(args)) => {
             let mut t = target(ctx).await?;
@@ -111,8 +111,8 @@ async fn status(ctx: &Ctx, mut target: Box<dyn Target>) -> Result<u8> {
 }
 
 /// `vcctl logs [-f] [-n N]`: the service's log, on stdout (it is the data asked for).
-async fn logs(mut target: Box<dyn Target>, args: &LogsArgs) -> Result<u8> {
-    let code = target.logs(args.lines, args.follow).await;
+async fn logs(mut target: Box<dyn Target>, args: &LogsArgs, json: bool) -> Result<u8> {
+    let code = target.logs(args.lines, args.follow, json).await;
     target.close().await;
     code
 }
@@ -143,10 +143,10 @@ impl Ctx {
         }
         use std::io::IsTerminal;
         if !std::io::stdin().is_terminal() {
-            return Err(Failure::invalid(
-                format!("refusing to {what} without confirmation: stdin is not a terminal"),
-                Some("pass --yes to confirm".to_string()),
-            )
+            return Err(Failure::NotConfirmed {
+                message: format!("refusing to {what} without confirmation: stdin is not a terminal"),
+                hint: Some("pass --yes to confirm".to_string()),
+            }
             .into());
         }
         {
@@ -157,7 +157,9 @@ impl Ctx {
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if answer.trim() != self.settings.stack {
-            return Err(Failure::invalid("not confirmed; nothing was changed", None).into());
+            return Err(
+                Failure::NotConfirmed { message: "not confirmed; nothing was changed".into(), hint: None }.into()
+            );
         }
         Ok(())
     }

@@ -271,12 +271,10 @@ impl Host {
         Ok(Some(t.trim().to_string()).filter(|t| !t.is_empty()))
     }
 
-    pub async fn logs(&self, lines: usize, follow: bool) -> Result<std::process::ExitStatus> {
+    /// The journal on our stdout; `json`: journald's own JSON, one object per line.
+    pub async fn logs(&self, lines: usize, follow: bool, json: bool) -> Result<std::process::ExitStatus> {
         let n = lines.to_string();
-        let mut args = vec!["logs", n.as_str()];
-        if follow {
-            args.push("follow");
-        }
+        let args = vec!["logs", n.as_str(), if follow { "follow" } else { "once" }, if json { "json" } else { "text" }];
         self.ssh.stream(&helper(&args)).await
     }
 

@@ -211,8 +211,8 @@ impl Target for LocalTarget {
         status(&self.stack, self.stale).await
     }
 
-    async fn logs(&mut self, lines: usize, follow: bool) -> Result<u8> {
-        logs(&self.stack, lines, follow).await
+    async fn logs(&mut self, lines: usize, follow: bool, json: bool) -> Result<u8> {
+        logs(&self.stack, lines, follow, json).await
     }
 
     async fn destroy(&mut self, keep_data: bool, p: &Printer) -> Result<Value> {
@@ -299,8 +299,10 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
     Ok(StatusView { json, lines, details, healthy })
 }
 
-/// The service log on stdout, the last `lines` of it, then (with `follow`) what comes.
-async fn logs(stack: &LocalStack, lines: usize, follow: bool) -> Result<u8> {
+/// The service log on stdout, the last `lines` of it, then (with `follow`) what comes;
+/// with `json`, each line as `{"line": ...}` (NDJSON).
+async fn logs(stack: &LocalStack, lines: usize, follow: bool, json: bool) -> Result<u8> {
+    let emit = |bytes: &[u8]| emit(&as_json_lines(bytes, json));
     let path = stack.log_file();
     if !path.exists() {
         crate::printer::say(format!(
@@ -337,6 +339,18 @@ async fn logs(stack: &LocalStack, lines: usize, follow: bool) -> Result<u8> {
             }
         }
     }
+}
+
+/// `bytes` as they are, or each of their lines as a JSON object.
+fn as_json_lines(bytes: &[u8], json: bool) -> Vec<u8> {
+    if !json {
+        return bytes.to_vec();
+    }
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| format!("{}\n", serde_json::json!({ "line": l })))
+        .collect::<String>()
+        .into_bytes()
 }
 
 /// Writes to stdout; false when nobody reads it any more.

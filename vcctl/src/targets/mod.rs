@@ -105,8 +105,9 @@ pub trait Target {
     async fn remove(&mut self, releases: &[String]) -> Result<()>;
 
     async fn status(&mut self) -> Result<StatusView>;
-    /// Prints the service's log on stdout (following it with `follow`); the exit code.
-    async fn logs(&mut self, lines: usize, follow: bool) -> Result<u8>;
+    /// Prints the service's log on stdout (following it with `follow`; with `json`, one
+    /// JSON object per line); the exit code.
+    async fn logs(&mut self, lines: usize, follow: bool, json: bool) -> Result<u8>;
     /// Stops the service and deletes what the stack made there (its data too, unless
     /// `keep_data`); what was done, as JSON.
     async fn destroy(&mut self, keep_data: bool, p: &Printer) -> Result<serde_json::Value>;

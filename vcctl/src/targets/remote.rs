@@ -239,8 +239,8 @@ impl Target for HostTarget {
         status(&self.host, &self.remote, self.port).await
     }
 
-    async fn logs(&mut self, lines: usize, follow: bool) -> Result<u8> {
-        let status = self.host.logs(lines, follow).await?;
+    async fn logs(&mut self, lines: usize, follow: bool, json: bool) -> Result<u8> {
+        let status = self.host.logs(lines, follow, json).await?;
         Ok(if status.success() { 0 } else { 1 })
     }
 
