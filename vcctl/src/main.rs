@@ -66,9 +66,10 @@ fn main() -> ExitCode {
             let label =
                 if printer.is_fancy() { console::style("error:").red().bold().to_string() } else { "error:".into() };
             printer::say(format!("{label} {err:#}"));
-            if let Some(h) = hint {
+            if let Some(h) = &hint {
                 printer::say(format!("hint: {h}"));
             }
+            printer.json_error(&format!("{err:#}"), code, hint.as_deref());
             error::exit(code)
         }
     }

@@ -36,6 +36,8 @@ pub struct Printer {
     pub json: bool,
     verbosity: Verbosity,
     fancy: bool,
+    /// Whether a result went to stdout: a failure then prints no second JSON document.
+    printed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Printer {
@@ -44,7 +46,7 @@ impl Printer {
             && std::env::var_os("NO_COLOR").is_none()
             && std::env::var("TERM").map_or(true, |t| t != "dumb")
             && verbosity != Verbosity::Quiet;
-        Printer { json, verbosity, fancy }
+        Printer { json, verbosity, fancy, printed: Default::default() }
     }
 
     pub fn is_fancy(&self) -> bool {
@@ -71,9 +73,9 @@ impl Printer {
     }
 
     /// Data, on stdout: the result of a command a script may read. Suppressed under `--json`,
-    /// where `json` prints the result instead.
+    /// where `json` prints the result instead, and under `-q`, where the exit code says it.
     pub fn out(&self, text: impl AsRef<str>) {
-        if !self.json {
+        if !self.json && self.verbosity != Verbosity::Quiet {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{}", text.as_ref());
         }
@@ -81,8 +83,17 @@ impl Printer {
 
     pub fn json(&self, value: &serde_json::Value) {
         if self.json {
+            self.printed.store(true, std::sync::atomic::Ordering::Relaxed);
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{}", serde_json::to_string_pretty(value).expect("JSON values serialise"));
+        }
+    }
+
+    /// Under `--json`, a failure as a JSON object on stdout, unless a result was printed
+    /// there already (a deploy's report says how it failed): scripts parse one thing.
+    pub fn json_error(&self, error: &str, exit_code: u8, hint: Option<&str>) {
+        if self.json && !self.printed.load(std::sync::atomic::Ordering::Relaxed) {
+            self.json(&serde_json::json!({"error": error, "exit_code": exit_code, "hint": hint}));
         }
     }
 

@@ -336,9 +336,14 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     assert_eq!(sg_rules(&ec2).await, expected_rules(), "up repaired the rules");
     p.expect(&["plan"], 0);
 
-    let status = p.json(&["status"], 0);
+    // Under the emulator nothing is checked, so nothing is known healthy: exit 1.
+    let status = p.json(&["status"], 1);
     assert_eq!(status["instance"]["state"], "running");
-    assert_eq!(status["service"]["checked"], false, "never contacts an emulated instance");
+    assert_eq!((status["service"]["checked"].as_bool(), status["healthy"].as_bool()), (Some(false), Some(false)));
+    let out = p.expect(&["status"], 1);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("service:  not checked: AWS_ENDPOINT_URL is set"), "words, not raw JSON:\n{text}");
+    assert!(p.expect(&["status", "-q"], 1).stdout.is_empty(), "-q prints nothing; the exit code says it");
 
     // Destroy: nothing tagged for the stack remains; a second destroy is a no-op.
     p.expect(&["destroy"], 8);

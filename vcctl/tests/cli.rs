@@ -385,6 +385,11 @@ fn the_project_is_found_from_anywhere_and_a_mistyped_stack_is_named() {
         show(&out)
     );
     assert!(!stderr(&out).contains(":0:0"), "{}", show(&out));
+    // With --json, the failure is one JSON object on stdout too.
+    let out = p.vcctl(&["status", "--stack", "lcoal", "--json"]);
+    let e: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", show(&out)));
+    assert_eq!(e["exit_code"], 3);
+    assert!(e["error"].as_str().unwrap().contains("there is no stack `lcoal`") && e["hint"].is_string(), "{e}");
 
     let v1 = new_build(&p, "build-1");
     p.json(&["up", "--artifact", v1.to_str().unwrap()]);

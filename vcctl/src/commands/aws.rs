@@ -368,20 +368,12 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let instance = ec2::find_instance(&aws.ec2, stack).await?;
     let sg = security_group::find(&aws.ec2, stack).await?;
     let alarms = cloudwatch::find(&aws.cloudwatch, stack).await?;
-    let mut health = json!(null);
-    if let Some(ip) = instance.as_ref().and_then(|i| i.public_ip.clone()) {
-        if aws.emulated {
-            health = json!({"checked": false, "reason": "AWS_ENDPOINT_URL is set (an emulator): instance addresses are not real"});
-        } else {
-            let client = crate::health::client();
-            let base = format!("http://{ip}:{}", ctx.settings.port);
-            health = match crate::health::status(&client, &base).await {
-                Ok((code, s)) => json!({"checked": true, "http": code, "status": s}),
-                Err(e) => json!({"checked": true, "error": e}),
-            };
-        }
-    }
-    ctx.printer.json(&json!({"stack": stack, "region": region(a), "instance": instance, "security_group": sg, "alarms": alarms, "service": health}));
+    let ip = instance.as_ref().and_then(|i| i.public_ip.clone());
+    let (service, healthy) = service_health(ctx, &aws, ip.as_deref()).await;
+    ctx.printer.json(&json!({
+        "stack": stack, "region": region(a), "healthy": healthy, "instance": instance,
+        "security_group": sg, "alarms": alarms, "service": service.json,
+    }));
     let p = &ctx.printer;
     p.out(format!("stack:    {stack} (aws, {})", region(a)));
     match &instance {
@@ -395,7 +387,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
                 i.ami,
                 i.launch_time.clone().unwrap_or_default()
             ));
-            p.out(format!("address:  {}", i.public_ip.clone().unwrap_or_else(|| "none".into())));
+            p.out(format!("address:  {}", ip.as_deref().unwrap_or("none")));
         }
     }
     if let Some(g) = &sg {
@@ -407,8 +399,41 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     for a in &alarms {
         p.out(format!("alarm:    {} {}", a.name, a.state.clone().unwrap_or_default()));
     }
-    p.out(format!("service:  {}", health));
-    Ok(if instance.as_ref().is_some_and(|i| i.state == "running") { 0 } else { 1 })
+    p.out(format!("service:  {}", service.line));
+    // Healthy is something seen: an instance running and a service answering healthy.
+    let running = instance.as_ref().is_some_and(|i| i.state == "running");
+    Ok(if running && healthy { 0 } else { 1 })
+}
+
+/// How the service looks from here, in words and as JSON.
+struct ServiceView {
+    line: String,
+    json: serde_json::Value,
+}
+
+/// The service at the instance's address: checked from here, unless there is no address or
+/// the addresses are an emulator's.
+async fn service_health(ctx: &Ctx, aws: &Aws, ip: Option<&str>) -> (ServiceView, bool) {
+    let Some(ip) = ip else {
+        let line = "not checked: no instance address".to_string();
+        return (ServiceView { json: json!({"checked": false, "reason": line}), line }, false);
+    };
+    if aws.emulated {
+        let line = "not checked: AWS_ENDPOINT_URL is set (an emulator), its addresses are not real".to_string();
+        return (ServiceView { json: json!({"checked": false, "reason": line}), line }, false);
+    }
+    let base = format!("http://{ip}:{}", ctx.settings.port);
+    match crate::health::status(&crate::health::client(), &base).await {
+        Ok((code, s)) => {
+            let healthy = crate::health::is_healthy(code, &s);
+            let line = format!("{} (HTTP {code}) at {base}, v{} ({}), database {}", s.status, s.version, s.git_sha, s.database);
+            (ServiceView { line, json: json!({"checked": true, "http": code, "status": s}) }, healthy)
+        }
+        Err(e) => {
+            let line = format!("unreachable at {base}: {e}");
+            (ServiceView { line, json: json!({"checked": true, "error": e}) }, false)
+        }
+    }
 }
 
 pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
