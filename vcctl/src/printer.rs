@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `-v` was given: for the few messages built far from any `Printer`.
+pub fn is_verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A line on stderr; a write error (EPIPE) is ignored.
 pub fn say(line: impl AsRef<str>) {
     let mut stderr = std::io::stderr().lock();
@@ -46,6 +53,7 @@ impl Printer {
             && std::env::var_os("NO_COLOR").is_none()
             && std::env::var("TERM").map_or(true, |t| t != "dumb")
             && verbosity != Verbosity::Quiet;
+        VERBOSE.store(verbosity == Verbosity::Verbose, std::sync::atomic::Ordering::Relaxed);
         Printer { json, verbosity, fancy, printed: Default::default() }
     }
 

@@ -792,17 +792,29 @@ async fn missing_or_refused_credentials_exit_4_with_a_clear_message() {
     let out = p.run(&["plan"]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("AWS refused sts:GetCallerIdentity for the credentials of profile `default`"), "{err}");
+    assert!(
+        err.contains("AWS refused sts:GetCallerIdentity for the credentials from the environment (AWS_ACCESS_KEY_ID)"),
+        "names where the refused credentials came from: {err}"
+    );
     assert!(err.contains("hint: check `aws sts get-caller-identity`"), "{err}");
 
     let out =
         p.command(&["plan"]).env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("error: no AWS credentials: tried the environment"), "{err}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no usable AWS credentials (profile `default`)"),
-        "{}",
-        show(&out)
+        err.contains("found no profile, no AWS_* variables") && err.contains("hint: run `aws configure sso`"),
+        "{err}"
     );
+    assert!(!err.contains("DispatchFailure") && err.lines().count() <= 4, "one or two lines, no SDK dump:\n{err}");
+    let out = p
+        .command(&["plan", "-v"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).lines().count() > 4, "-v shows the SDK's account:\n{}", show(&out));
 }
 
 fn urldecode(s: &str) -> Value {

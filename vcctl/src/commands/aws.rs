@@ -30,7 +30,7 @@ fn region(a: &AwsSettings) -> String {
 
 async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
     let aws = Aws::connect(&region(a)).await;
-    let step = ctx.printer.step(format!("checking AWS credentials (profile `{}`)", crate::cloud::aws::profile_name()));
+    let step = ctx.printer.step(format!("checking AWS credentials ({})", crate::cloud::aws::credential_source()));
     match aws.identity().await {
         Ok(arn) => {
             step.done(&arn);
@@ -39,7 +39,7 @@ async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
             Ok((aws, account))
         }
         Err(e) => {
-            step.fail("refused");
+            step.fail("");
             Err(e)
         }
     }
@@ -426,7 +426,10 @@ async fn service_health(ctx: &Ctx, aws: &Aws, ip: Option<&str>) -> (ServiceView,
     match crate::health::status(&crate::health::client(), &base).await {
         Ok((code, s)) => {
             let healthy = crate::health::is_healthy(code, &s);
-            let line = format!("{} (HTTP {code}) at {base}, v{} ({}), database {}", s.status, s.version, s.git_sha, s.database);
+            let line = format!(
+                "{} (HTTP {code}) at {base}, v{} ({}), database {}",
+                s.status, s.version, s.git_sha, s.database
+            );
             (ServiceView { line, json: json!({"checked": true, "http": code, "status": s}) }, healthy)
         }
         Err(e) => {

@@ -71,9 +71,30 @@ pub struct Aws {
     pub emulated: bool,
 }
 
-/// The profile the default credential chain uses, for messages.
-pub fn profile_name() -> String {
-    std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into())
+/// Where the default credential chain takes credentials from first, for messages: what
+/// vcctl can tell without asking AWS.
+pub fn credential_source() -> String {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID") {
+        return "the environment (AWS_ACCESS_KEY_ID)".into();
+    }
+    if set("AWS_WEB_IDENTITY_TOKEN_FILE") {
+        return "a web identity (AWS_WEB_IDENTITY_TOKEN_FILE)".into();
+    }
+    if let Some(profile) = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()) {
+        return format!("profile `{profile}` (AWS_PROFILE)");
+    }
+    if default_profile_exists() { "profile `default` (~/.aws)".into() } else { "no profile, no AWS_* variables".into() }
+}
+
+/// Whether `~/.aws/config` or `~/.aws/credentials` (or their AWS_* overrides) has `default`.
+fn default_profile_exists() -> bool {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let file = |var: &str, name: &str| std::env::var_os(var).map_or_else(|| home.join(".aws").join(name), Into::into);
+    [file("AWS_CONFIG_FILE", "config"), file("AWS_SHARED_CREDENTIALS_FILE", "credentials")].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .is_ok_and(|t| t.lines().any(|l| matches!(l.trim(), "[default]" | "[profile default]")))
+    })
 }
 
 impl Aws {
@@ -141,16 +162,32 @@ where
     };
     let no_credentials = code.is_none() && status == 0 && detail.to_lowercase().contains("credential");
     let refused = code.as_deref().is_some_and(|c| AUTH_CODES.contains(&c)) || status == 401 || status == 403;
-    if refused || no_credentials {
-        let message = if no_credentials {
-            format!("no usable AWS credentials (profile `{}`) while {doing}: {detail}", profile_name())
-        } else {
-            format!("AWS refused {action} for the credentials of profile `{}` while {doing}: {detail}", profile_name())
-        };
+    if no_credentials {
+        // The SDK's own account of every provider it tried is long: `-v` shows it.
+        let more = if crate::printer::is_verbose() { format!("\n{detail}") } else { String::new() };
         return Failure::Credentials {
-            message,
+            message: format!(
+                "no AWS credentials: tried the environment (AWS_ACCESS_KEY_ID), a web identity, the profiles in \
+                 ~/.aws, SSO and the instance metadata; found {}{more}",
+                credential_source()
+            ),
             hint: Some(
-                "check `aws sts get-caller-identity`; set AWS_PROFILE or run `aws sso login`; in GitHub Actions use aws-actions/configure-aws-credentials with role-to-assume"
+                "run `aws configure sso` (then `aws sso login`) or set AWS_PROFILE; in GitHub Actions, \
+                 aws-actions/configure-aws-credentials with role-to-assume; `-v` shows every source tried"
+                    .into(),
+            ),
+        }
+        .into();
+    }
+    if refused {
+        return Failure::Credentials {
+            message: format!(
+                "AWS refused {action} for the credentials from {} while {doing}: {detail}",
+                credential_source()
+            ),
+            hint: Some(
+                "check `aws sts get-caller-identity`; set AWS_PROFILE or run `aws sso login`; in GitHub Actions use \
+                 aws-actions/configure-aws-credentials with role-to-assume"
                     .into(),
             ),
         }
