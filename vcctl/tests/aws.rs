@@ -346,7 +346,17 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     assert!(p.expect(&["status", "-q"], 1).stdout.is_empty(), "-q prints nothing; the exit code says it");
 
     // Destroy: nothing tagged for the stack remains; a second destroy is a no-op.
-    p.expect(&["destroy"], 8);
+    let out = p.expect(&["destroy"], 8);
+    let e = String::from_utf8_lossy(&out.stderr);
+    for doomed in [
+        "key pair vcctl-fra",
+        "security group sg-",
+        "IAM role vcctl-fra-host",
+        "instance i-",
+        "alarm vcctl-fra-cpu-high",
+    ] {
+        assert!(e.contains(&format!("  - {doomed}")), "the prompt lists `{doomed}`:\n{e}");
+    }
     p.json(&["destroy", "--yes"], 0);
     assert!(live_instances(&ec2).await.is_empty());
     let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();

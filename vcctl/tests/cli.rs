@@ -259,6 +259,12 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     // Destroy: refused without a terminal or --yes, then done, and idempotent.
     let out = p.vcctl(&["destroy"]);
     assert_eq!(out.status.code(), Some(8), "not confirmed: its own exit code\n{}", show(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("1 release(s) in") || e.contains("2 release(s) in") || e.contains("3 release(s) in"),
+        "the prompt lists what goes:\n{e}"
+    );
+    assert!(e.contains("the stored events: the embedded store") && e.contains("the running service (pid"), "{e}");
     assert!(stderr(&out).contains("hint: pass --yes"));
     let d = p.json(&["destroy", "--yes"]);
     assert_eq!(d["stopped"], true);

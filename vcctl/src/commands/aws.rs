@@ -461,6 +461,10 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         }
         .into());
     }
+    ctx.printer.info(format!("`vcctl destroy` deletes, in {}:", region(a)));
+    for (claim, _) in found.claims(&names) {
+        ctx.printer.info(format!("  - {}", claim.what));
+    }
     ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", region(a)))?;
     let mut deleted = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();

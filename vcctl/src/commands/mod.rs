@@ -122,6 +122,17 @@ async fn logs(mut target: Box<dyn Target>, args: &LogsArgs, json: bool) -> Resul
 async fn destroy(ctx: &Ctx, mut target: Box<dyn Target>, args: &DestroyArgs) -> Result<u8> {
     let what = if args.keep_data { "remove the service (its data kept)" } else { "remove the service and its data" };
     let place = target.place();
+    let doomed = match target.doomed(args.keep_data).await {
+        Ok(lines) => lines,
+        Err(e) => {
+            target.close().await;
+            return Err(e);
+        }
+    };
+    ctx.printer.info(format!("`vcctl destroy` deletes {place}:"));
+    for line in &doomed {
+        ctx.printer.info(format!("  - {line}"));
+    }
     if let Err(e) = ctx.confirm_destruction(&format!("{what} {place}")) {
         target.close().await;
         return Err(e);

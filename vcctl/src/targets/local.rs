@@ -219,6 +219,27 @@ impl Target for LocalTarget {
         destroy(&self.stack, keep_data, p)
     }
 
+    async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>> {
+        let mut lines = Vec::new();
+        if let Some(pid) = self.stack.running_pid() {
+            lines.push(format!("the running service (pid {pid}, {})", self.url));
+        }
+        lines.push(format!(
+            "{} release(s) in `{}`",
+            self.stack.releases().len(),
+            self.stack.dir.join("releases").display()
+        ));
+        if !keep_data {
+            let bytes = dir_size(&self.stack.data_dir());
+            lines.push(format!(
+                "the stored events: the embedded store, {:.1} MiB in `{}`",
+                bytes as f64 / 1_048_576.0,
+                self.stack.data_dir().display()
+            ));
+        }
+        Ok(lines)
+    }
+
     async fn ingest_token(&mut self) -> Result<Option<String>> {
         self.stack.ingest_token()
     }
@@ -357,6 +378,19 @@ fn as_json_lines(bytes: &[u8], json: bool) -> Vec<u8> {
 fn emit(bytes: &[u8]) -> bool {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes).and_then(|()| out.flush()).is_ok()
+}
+
+/// The bytes of the files under `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Stops the service and deletes the stack's directory (all but its data with `keep_data`).

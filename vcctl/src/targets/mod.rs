@@ -111,6 +111,8 @@ pub trait Target {
     /// Stops the service and deletes what the stack made there (its data too, unless
     /// `keep_data`); what was done, as JSON.
     async fn destroy(&mut self, keep_data: bool, p: &Printer) -> Result<serde_json::Value>;
+    /// What `destroy` would delete, one line each, for its prompt.
+    async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>>;
     async fn ingest_token(&mut self) -> Result<Option<String>>;
     async fn close(self: Box<Self>);
 

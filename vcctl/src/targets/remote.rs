@@ -254,6 +254,22 @@ impl Target for HostTarget {
         Ok(json!({"host": self.remote.target.host, "destroyed": true, "kept_data": keep_data}))
     }
 
+    async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>> {
+        let state = self.host.state().await?;
+        let mut lines = vec![
+            format!("the service's units on {} ({})", self.host.name(), state.active.as_str()),
+            format!(
+                "{} release(s) and {} failed one(s) in /opt/vehicleconnect",
+                state.releases.len(),
+                state.failed.len()
+            ),
+        ];
+        if !keep_data {
+            lines.push("the PostgreSQL database `vehicleconnect` (every stored event) and its role".into());
+        }
+        Ok(lines)
+    }
+
     async fn ingest_token(&mut self) -> Result<Option<String>> {
         self.host.ingest_token().await
     }
