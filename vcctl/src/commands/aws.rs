@@ -439,6 +439,26 @@ async fn service_health(ctx: &Ctx, aws: &Aws, ip: Option<&str>) -> (ServiceView,
     }
 }
 
+/// Refuses a protected stack (exit 9), lists what would go, and asks.
+fn confirm_destroy(ctx: &Ctx, a: &AwsSettings, found: &provision::Found, names: &Names) -> Result<()> {
+    let stack = &ctx.settings.stack;
+    if let (Some(i), Some(true)) = (&found.instance, found.termination_protection) {
+        return Err(Failure::Protected {
+            message: format!("instance {} of stack `{stack}` has termination protection on; nothing was deleted", i.id),
+            hint: Some(format!(
+                "set `aws.termination_protection: false` in `{}` and run `vcctl up`, then destroy",
+                ctx.settings.stack_file.display()
+            )),
+        }
+        .into());
+    }
+    ctx.printer.info(format!("`vcctl destroy` deletes, in {}:", region(a)));
+    for (claim, _) in found.claims(names) {
+        ctx.printer.info(format!("  - {}", claim.what));
+    }
+    ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", region(a)))
+}
+
 pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let (aws, _) = connect(ctx, a).await?;
     let stack = ctx.settings.stack.clone();
@@ -451,21 +471,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         ctx.printer.info(format!("stack `{stack}` has nothing left to destroy"));
         return Ok(0);
     }
-    if let (Some(i), Some(true)) = (&found.instance, found.termination_protection) {
-        return Err(Failure::Protected {
-            message: format!("instance {} of stack `{stack}` has termination protection on; nothing was deleted", i.id),
-            hint: Some(format!(
-                "set `aws.termination_protection: false` in `{}` and run `vcctl up`, then destroy",
-                ctx.settings.stack_file.display()
-            )),
-        }
-        .into());
-    }
-    ctx.printer.info(format!("`vcctl destroy` deletes, in {}:", region(a)));
-    for (claim, _) in found.claims(&names) {
-        ctx.printer.info(format!("  - {}", claim.what));
-    }
-    ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", region(a)))?;
+    confirm_destroy(ctx, a, &found, &names)?;
     let mut deleted = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
     macro_rules! attempt {
