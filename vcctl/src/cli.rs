@@ -91,6 +91,12 @@ pub enum Command {
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  vcctl completions bash > /etc/bash_completion.d/vcctl")]
     Completions { shell: clap_complete::Shell },
+    /// The stack's ingest token, for scripts and other clients.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  vcctl token show --stack frankfurt > token  # asks first on a terminal"
+    )]
+    Token(TokenCommand),
 }
 
 impl Command {
@@ -104,6 +110,7 @@ impl Command {
             Command::Rollback(a) => &a.overrides,
             Command::Destroy(a) => &a.overrides,
             Command::Simulate(a) => &a.overrides,
+            Command::Token(TokenCommand::Show(o)) => o,
             Command::Completions { .. } => &NONE,
         }
     }
@@ -113,7 +120,12 @@ impl Command {
     /// Records where each override came from, which clap knows only in `matches`.
     pub fn note_sources(&mut self, matches: &clap::ArgMatches) {
         let Some(o) = self.overrides_mut() else { return };
-        let source = matches.subcommand().and_then(|(_, sub)| sub.value_source("port"));
+        // The deepest subcommand's matches hold the flags (`token show --port`).
+        let mut sub = matches;
+        while let Some((_, inner)) = sub.subcommand() {
+            sub = inner;
+        }
+        let source = sub.try_get_raw("port").ok().flatten().and_then(|_| sub.value_source("port"));
         o.port_from_env = source == Some(clap::parser::ValueSource::EnvVariable);
     }
 
@@ -125,9 +137,16 @@ impl Command {
             Command::Rollback(a) => Some(&mut a.overrides),
             Command::Destroy(a) => Some(&mut a.overrides),
             Command::Simulate(a) => Some(&mut a.overrides),
+            Command::Token(TokenCommand::Show(o)) => Some(o),
             Command::Completions { .. } => None,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print the ingest token on stdout (after a confirmation on a terminal).
+    Show(OverrideArgs),
 }
 
 /// Settings a flag (or its environment variable) can override over the stack file.
@@ -200,6 +219,9 @@ pub struct SimulateArgs {
     /// Service base URL; by default the stack's service.
     #[arg(long)]
     pub target: Option<String>,
+    /// With --target: a file holding the service's ingest token (never on the command line).
+    #[arg(long, requires = "target", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Events per second, sent at a steady (open-loop) pace.
     #[arg(long, default_value_t = 100.0)]
     pub rate: f64,

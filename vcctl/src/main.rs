@@ -81,7 +81,8 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Completions { shell } => return Ok(commands::completions(*shell)),
         Command::Simulate(args) if args.target.is_some() => {
             let target = args.target.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
-            return commands::simulate::run(&printer, args, target, None).await;
+            let token = commands::simulate::token_file(args.token_file.as_deref())?;
+            return commands::simulate::run(&printer, args, target, token).await;
         }
         _ => {}
     }

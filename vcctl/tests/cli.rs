@@ -106,7 +106,7 @@ fn every_command_explains_itself_with_an_example() {
     let p = Project::new();
     let top = p.ok(&["--help"]);
     let text = String::from_utf8_lossy(&top.stdout);
-    for cmd in ["up", "plan", "deploy", "status", "logs", "rollback", "destroy", "simulate", "completions"] {
+    for cmd in ["up", "plan", "deploy", "status", "logs", "rollback", "destroy", "simulate", "completions", "token"] {
         assert!(text.contains(cmd), "--help lists {cmd}");
         let out = p.ok(&[cmd, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout);
@@ -490,6 +490,24 @@ fn a_stack_with_an_ingest_token_requires_it_and_simulate_uses_it() {
     assert_eq!(sim["acknowledged"], 100, "{sim}");
     let log = std::fs::read_to_string(p.path(".vcctl/local/secure/service.log")).unwrap();
     assert!(!log.contains(token.trim()), "the token never reaches the log");
+
+    // For scripts: `token show` prints it, and `simulate --target` takes it from a file.
+    let shown = p.ok(&["token", "show", "--stack", "secure"]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), token.trim());
+    let sim = p.json(&[
+        "simulate",
+        "--target",
+        url,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(sim["acknowledged"], 50, "{sim}");
+    let out = p.vcctl(&["token", "show"]);
+    assert_eq!(out.status.code(), Some(3), "the local stack has no token\n{}", show(&out));
     p.ok(&["destroy", "--stack", "secure", "--yes"]);
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cli::{Command, DestroyArgs, LogsArgs};
+use crate::cli::{Command, DestroyArgs, LogsArgs, TokenCommand};
 use crate::error::Failure;
 use crate::printer::Printer;
 use crate::settings::Settings;
@@ -63,6 +63,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             t.close().await;
             simulate::run(&ctx.printer, args, url, token?).await
         }
+        (_, Command::Token(TokenCommand::Show(_))) => token_show(ctx, target(ctx).await?).await,
         (_, Command::Completions { shell }) => Ok(completions(*shell)),
     }
 }
@@ -108,6 +109,37 @@ async fn status(ctx: &Ctx, mut target: Box<dyn Target>) -> Result<u8> {
         ctx.printer.detail(line);
     }
     Ok(if view.healthy { 0 } else { 1 })
+}
+
+/// `vcctl token show`: the ingest token on stdout, for scripts; on a terminal, only after
+/// the user confirms (a token on a screen is a token in a screenshot).
+async fn token_show(ctx: &Ctx, mut target: Box<dyn Target>) -> Result<u8> {
+    if !ctx.settings.ingest_token {
+        target.close().await;
+        return Err(Failure::invalid(
+            format!("stack `{}` has no ingest token (`service.ingest_token` is not true)", ctx.settings.stack),
+            Some(format!(
+                "set `service.ingest_token: true` in `{}` and run `vcctl up`",
+                ctx.settings.stack_file.display()
+            )),
+        )
+        .into());
+    }
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal()
+        && let Err(e) = ctx.confirm_destruction("print the ingest token on this screen")
+    {
+        target.close().await;
+        return Err(e);
+    }
+    let token = target.ingest_token().await;
+    target.close().await;
+    let Some(token) = token? else { anyhow::bail!("the service has no ingest token yet: run `vcctl up` first") };
+    ctx.printer.json(&json!({"stack": ctx.settings.stack, "ingest_token": token}));
+    if !ctx.printer.json {
+        crate::printer::say_out(format!("{token}\n"));
+    }
+    Ok(0)
 }
 
 /// `vcctl logs [-f] [-n N]`: the service's log, on stdout (it is the data asked for).

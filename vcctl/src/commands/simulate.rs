@@ -8,6 +8,18 @@ use crate::error::Failure;
 use crate::printer::Printer;
 use crate::simulate::{self, Plan, Traffic};
 
+/// The token in `--token-file`, trimmed; a file that cannot be read or is empty is refused.
+pub fn token_file(path: Option<&std::path::Path>) -> Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| Failure::invalid(format!("cannot read the token file `{}`: {e}", path.display()), None))?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(Failure::invalid(format!("the token file `{}` is empty", path.display()), None).into());
+    }
+    Ok(Some(token))
+}
+
 /// `target` and `token` come from `--target`, or from the stack.
 pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: Option<String>) -> Result<u8> {
     let incidents = args
