@@ -16,6 +16,7 @@ mod host;
 mod keys;
 mod local;
 mod owners;
+mod preflight;
 mod printer;
 mod provision;
 mod release;

@@ -714,6 +714,29 @@ async fn no_command_contacts_an_address_the_emulator_made_up() {
     p.json(&["destroy", "--yes"], 0);
 }
 
+/// `plan` checks what it can before anything is paid for: the instance type is sold in the
+/// region and runs the artifact's architecture, and the subnet exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_checks_the_type_the_architecture_and_the_network_first() {
+    let stack =
+        STACK.replace("instance_type: t2.micro", "instance_type: t4g.micro\n  subnet_id: subnet-0123456789abcdef0");
+    let p = Project::new(&stack, Moto::start(&[]));
+    let artifact = common::service_bin();
+    let out = p.expect(&["plan", "--artifact", artifact.to_str().unwrap()], 3);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("instance type t4g.micro runs aarch64, but") && e.contains("is built for x86_64"), "{e}");
+    assert!(e.contains("subnet subnet-0123456789abcdef0 does not exist in eu-central-1 (aws.subnet_id)"), "{e}");
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK.replace("t2.micro", "t2.nonesuch")).unwrap();
+    let out = p.expect(&["plan"], 3);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("instance type t2.nonesuch is not offered in eu-central-1"),
+        "{}",
+        show(&out)
+    );
+    let (ec2, _, _) = p.sdk().await;
+    assert!(live_instances(&ec2).await.is_empty(), "nothing was made");
+}
+
 /// A type change interrupted between its stop and its start leaves the instance stopped:
 /// `plan` shows the start, and the next `up` starts it and waits until it runs with a public
 /// address. An instance stopped by hand is started the same way.

@@ -1,7 +1,7 @@
 //! The AWS provider's `up`, `plan`, `status` and `destroy`: scripts over `provision` and the
 //! thin SDK wrappers in `cloud::aws`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -143,6 +143,7 @@ async fn survey(
     ctx: &Ctx,
     a: &AwsSettings,
     id: Option<&str>,
+    artifact: Option<PathBuf>,
 ) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
     if let Some(placeholder) = &a.placeholder {
         return Err((**placeholder).clone().into());
@@ -150,6 +151,9 @@ async fn survey(
     let public_key = local_keys(ctx, a)?;
     let (aws, account) = connect(ctx, a).await?;
     let w = wanted(ctx, a, &account, id.unwrap_or("(made by the first up)"), public_key)?;
+    // Plan never builds: the artifact is --artifact, or this checkout's last release build.
+    let artifact = artifact.or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
+    crate::preflight::check(&aws, &w, artifact.as_deref(), &ctx.settings.stack_file).await?;
     let step = ctx.printer.step("reading what exists");
     let found = provision::find(&aws, &w.names, &w.stack).await?;
     step.done("");
@@ -179,9 +183,9 @@ fn stack_id(ctx: &Ctx) -> Result<String> {
     Ok(id)
 }
 
-pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<u8> {
     let id = ctx.settings.stack_id.as_deref();
-    let (_, w, _, changes) = survey(ctx, a, id).await?;
+    let (_, w, _, changes) = survey(ctx, a, id, artifact.map(Path::to_path_buf)).await?;
     if id.is_none() {
         ctx.printer.info(format!(
             "stack `{}` has no `id:` yet: `vcctl up` makes one and writes it into `{}`",
@@ -201,10 +205,10 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
 
 /// The provisioning half of `vcctl up`: the instance to deploy to, or `None` on an emulator
 /// (its instances are not real hosts).
-pub async fn up(ctx: &Ctx, a: &AwsSettings) -> Result<Option<Remote>> {
+pub async fn up(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<Option<Remote>> {
     let started = Instant::now();
     let id = stack_id(ctx)?;
-    let (aws, w, found, changes) = survey(ctx, a, Some(&id)).await?;
+    let (aws, w, found, changes) = survey(ctx, a, Some(&id), artifact.map(Path::to_path_buf)).await?;
     let instance_id = if changes.is_empty() {
         found.instance.as_ref().map(|i| i.id.clone())
     } else {

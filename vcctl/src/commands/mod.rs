@@ -38,11 +38,11 @@ const BOOT_PATIENCE: Duration = Duration::from_secs(300);
 pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     match (&ctx.settings.provider, command) {
-        (Aws(a), Command::Up(args)) => match aws::up(ctx, a).await? {
+        (Aws(a), Command::Up(args)) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
             Some(remote) => deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await,
             None => Ok(crate::error::OK),
         },
-        (Aws(a), Command::Plan(_)) => aws::plan(ctx, a).await,
+        (Aws(a), Command::Plan(args)) => aws::plan(ctx, a, args.artifact.as_deref()).await,
         (Aws(a), Command::Status(_)) => aws::status(ctx, a).await,
         (Aws(a), Command::Destroy(_)) => aws::destroy(ctx, a).await,
         (Local(_), Command::Plan(args)) => plan::run(ctx, args).await,

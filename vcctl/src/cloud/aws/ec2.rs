@@ -88,6 +88,40 @@ pub async fn delete_key_pair(ec2: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether the region sells `instance_type`.
+pub async fn instance_type_offered(ec2: &Client, instance_type: &str) -> Result<bool> {
+    let out = ec2
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::Region)
+        .filters(filter("instance-type", instance_type))
+        .send()
+        .await
+        .map_err(|e| {
+            error("ec2:DescribeInstanceTypeOfferings", &format!("checking that {instance_type} is offered"), e)
+        })?;
+    Ok(!out.instance_type_offerings().is_empty())
+}
+
+pub async fn vpc_exists(ec2: &Client, vpc: &str) -> Result<bool> {
+    let out = ec2
+        .describe_vpcs()
+        .filters(filter("vpc-id", vpc))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeVpcs", &format!("looking up VPC {vpc}"), e))?;
+    Ok(!out.vpcs().is_empty())
+}
+
+pub async fn subnet_exists(ec2: &Client, subnet: &str) -> Result<bool> {
+    let out = ec2
+        .describe_subnets()
+        .filters(filter("subnet-id", subnet))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeSubnets", &format!("looking up subnet {subnet}"), e))?;
+    Ok(!out.subnets().is_empty())
+}
+
 pub async fn default_vpc(ec2: &Client) -> Result<String> {
     let out = ec2
         .describe_vpcs()
