@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::engine::{ArgValueCompleter, CompletionCandidate};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -29,7 +30,7 @@ pub struct Cli {
     pub directory: Option<PathBuf>,
 
     /// Stack name (stacks/NAME.yaml in the project) or path to a stack file.
-    #[arg(long, global = true, env = "VCCTL_STACK", default_value = "local")]
+    #[arg(long, global = true, env = "VCCTL_STACK", default_value = "local", add = ArgValueCompleter::new(complete_stacks))]
     pub stack: String,
 
     /// Print the result as JSON on stdout, and nothing else there.
@@ -193,7 +194,7 @@ pub struct LogsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
     /// The release to switch to (see `vcctl status`); the previous good one when absent.
-    #[arg(long)]
+    #[arg(long, add = ArgValueCompleter::new(complete_releases))]
     pub to: Option<String>,
     /// How long the release has to become healthy.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -249,4 +250,35 @@ pub struct SimulateArgs {
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::stack::yaml::parse_duration(s)
+}
+
+/// `--stack <TAB>`: the stacks of the project around the current directory.
+fn complete_stacks(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let root = crate::stack::project_root(&std::env::current_dir().unwrap_or_default());
+    let prefix = current.to_string_lossy();
+    let Ok(entries) = std::fs::read_dir(root.join("stacks")) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(str::to_string))
+        .filter(|n| n.starts_with(prefix.as_ref()))
+        .collect();
+    names.sort();
+    names.into_iter().map(CompletionCandidate::new).collect()
+}
+
+/// `rollback --to <TAB>`: the releases this project's state knows (a host's are on the
+/// host: `vcctl status` lists them).
+fn complete_releases(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
+    let root = crate::stack::project_root(&std::env::current_dir().unwrap_or_default());
+    let prefix = current.to_string_lossy();
+    let mut names: Vec<String> = std::fs::read_dir(root.join(".vcctl/local"))
+        .into_iter()
+        .flatten()
+        .filter_map(|stack| std::fs::read_dir(stack.ok()?.path().join("releases")).ok())
+        .flatten()
+        .filter_map(|r| r.ok()?.file_name().to_str().map(str::to_string))
+        .filter(|n| n.starts_with(prefix.as_ref()) && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names.dedup();
+    names.into_iter().map(CompletionCandidate::new).collect()
 }

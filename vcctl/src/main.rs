@@ -38,6 +38,8 @@ use commands::Ctx;
 use printer::{Printer, Verbosity};
 
 fn main() -> ExitCode {
+    // `COMPLETE=bash vcctl ...`: the shell asking for completions (`vcctl completions`).
+    clap_complete::CompleteEnv::with_factory(Cli::command).complete();
     let parsed = Cli::command().after_help(cli::after_help()).try_get_matches().and_then(|m| {
         let mut cli = Cli::from_arg_matches(&m)?;
         cli.command.note_sources(&m);

@@ -114,7 +114,10 @@ fn every_command_explains_itself_with_an_example() {
     }
     assert!(text.contains("6  the new release failed its health check and was rolled back"));
     let out = p.ok(&["completions", "bash"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("_vcctl()"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("_clap_complete_vcctl()"),
+        "dynamic completion: the shell asks vcctl"
+    );
 }
 
 #[test]
@@ -376,6 +379,34 @@ fn simulate_keeps_to_its_duration_and_stops_on_ctrl_c() {
     let r = report(&out);
     assert_eq!(r["interrupted"], true, "{r}");
     assert!(r["acknowledged"].as_u64().unwrap() > 100, "the partial report: {r}");
+}
+
+/// `--stack <TAB>` lists the project's stacks and `rollback --to <TAB>` its releases: the
+/// shell asks vcctl (clap's dynamic completion, registered by `vcctl completions`).
+#[test]
+fn completions_list_stacks_and_releases() {
+    let p = Project::new();
+    std::fs::write(p.path("stacks/lab.yaml"), "name: lab\nprovider: local\n").unwrap();
+    let complete = |words: &[&str]| -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_vcctl"))
+            .args(["--", "vcctl"])
+            .args(words)
+            .current_dir(p.path(""))
+            .env("COMPLETE", "bash")
+            .env("_CLAP_COMPLETE_INDEX", words.len().to_string())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split(['\n', '\u{b}'])
+            .filter(|w| !w.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(complete(&["status", "--stack", ""]), ["lab", "local"]);
+    assert_eq!(complete(&["status", "--stack", "la"]), ["lab"]);
+    let v1 = new_build(&p, "build-1");
+    let release = p.json(&["up", "--artifact", v1.to_str().unwrap()])["release"].as_str().unwrap().to_string();
+    assert_eq!(complete(&["rollback", "--to", "2"]), [release]);
 }
 
 /// vcctl finds its project from any directory in it, from `-C DIR`, and from a stack file's

@@ -70,9 +70,18 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
 
 /// Prints the shell completion script.
 pub fn completions(shell: clap_complete::Shell) -> u8 {
-    use clap::CommandFactory;
+    // The registration of clap's dynamic completion: the shell calls `vcctl` for each
+    // completion, so `--stack <TAB>` lists the project's stacks and `--to <TAB>` releases.
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut crate::cli::Cli::command(), "vcctl", &mut script);
+    let shells = clap_complete::env::Shells::builtins();
+    let written = shells
+        .completer(&shell.to_string())
+        .map(|c| c.write_registration("COMPLETE", "vcctl", "vcctl", "vcctl", &mut script));
+    if !matches!(written, Some(Ok(()))) {
+        use clap::CommandFactory;
+        script.clear();
+        clap_complete::generate(shell, &mut crate::cli::Cli::command(), "vcctl", &mut script);
+    }
     crate::printer::say_out(script);
     crate::error::OK
 }
