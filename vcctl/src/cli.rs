@@ -12,9 +12,15 @@ Examples:
   vcctl status --stack local --json      # health, version, KPIs, for scripts
   vcctl simulate --stack local --rate 200 --duration 2m
   vcctl plan --stack frankfurt           # what `up` would change on AWS (exit 2 when something)
-  vcctl deploy --stack frankfurt --artifact target/release/vehicleconnect --yes
+  vcctl deploy --stack frankfurt --artifact target/release/vehicleconnect
 
 A stack is a YAML file: --stack NAME reads stacks/NAME.yaml (docs/reference/stack.md).";
+
+/// The command line as clap parses it, with the examples and exit codes after `--help`.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().after_help(after_help())
+}
 
 /// `--help`'s closing text: the examples and every exit code.
 pub fn after_help() -> String {
@@ -44,10 +50,6 @@ pub struct Cli {
     /// More detail on stderr.
     #[arg(short, long, global = true)]
     pub verbose: bool,
-
-    /// Answer yes to confirmations; needed for destructive commands when stdin is not a terminal.
-    #[arg(long, global = true)]
-    pub yes: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -101,6 +103,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// `--yes`, for the commands that ask before they act.
+    pub fn yes(&self) -> bool {
+        match self {
+            Command::Destroy(a) => a.yes,
+            Command::Token(TokenCommand::Show(a)) => a.yes,
+            _ => false,
+        }
+    }
+
     /// The flags that override the stack file (none for `completions`).
     pub fn overrides(&self) -> &OverrideArgs {
         static NONE: OverrideArgs = OverrideArgs { port: None, port_from_env: false };
@@ -111,7 +122,7 @@ impl Command {
             Command::Rollback(a) => &a.overrides,
             Command::Destroy(a) => &a.overrides,
             Command::Simulate(a) => &a.overrides,
-            Command::Token(TokenCommand::Show(o)) => o,
+            Command::Token(TokenCommand::Show(a)) => &a.overrides,
             Command::Completions { .. } => &NONE,
         }
     }
@@ -138,7 +149,7 @@ impl Command {
             Command::Rollback(a) => Some(&mut a.overrides),
             Command::Destroy(a) => Some(&mut a.overrides),
             Command::Simulate(a) => Some(&mut a.overrides),
-            Command::Token(TokenCommand::Show(o)) => Some(o),
+            Command::Token(TokenCommand::Show(a)) => Some(&mut a.overrides),
             Command::Completions { .. } => None,
         }
     }
@@ -147,7 +158,16 @@ impl Command {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Print the ingest token on stdout (after a confirmation on a terminal).
-    Show(OverrideArgs),
+    Show(TokenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// Print it on a terminal without the prompt.
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
 }
 
 /// Settings a flag (or its environment variable) can override over the stack file.
@@ -211,6 +231,9 @@ pub struct DestroyArgs {
     /// Stop the service but keep the stored events.
     #[arg(long)]
     pub keep_data: bool,
+    /// Confirm without the prompt; needed when stdin is not a terminal.
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

@@ -40,7 +40,7 @@ use printer::{Printer, Verbosity};
 fn main() -> ExitCode {
     // `COMPLETE=bash vcctl ...`: the shell asking for completions (`vcctl completions`).
     clap_complete::CompleteEnv::with_factory(Cli::command).complete();
-    let parsed = Cli::command().after_help(cli::after_help()).try_get_matches().and_then(|m| {
+    let parsed = cli::command().try_get_matches().and_then(|m| {
         let mut cli = Cli::from_arg_matches(&m)?;
         cli.command.note_sources(&m);
         Ok(cli)
@@ -99,13 +99,18 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         true => stack::project_root(here.join(&cli.stack).parent().unwrap_or(&here)),
         false => stack::project_root(&here),
     };
-    let file = if by_path { here.join(&cli.stack) } else { stack::locate(&root, &cli.stack) };
+    // A path as the user wrote it (messages name it so), unless -C moved where it starts.
+    let file = match (by_path, &cli.directory) {
+        (true, None) => Path::new(&cli.stack).to_path_buf(),
+        (true, Some(_)) => here.join(&cli.stack),
+        (false, _) => stack::locate(&root, &cli.stack),
+    };
     if !by_path && !file.exists() {
         let (message, hint) = stack::missing(&root, &cli.stack);
         return Err(error::Failure::invalid(message, Some(hint)).into());
     }
     let stack = stack::load_file(&file)?;
     let settings = settings::Settings::resolve(&root, stack, cli.command.overrides());
-    let ctx = Ctx { printer, root, settings, yes: cli.yes };
+    let ctx = Ctx { printer, root, settings, yes: cli.command.yes() };
     commands::dispatch(&ctx, &cli.command).await
 }

@@ -111,7 +111,10 @@ fn every_command_explains_itself_with_an_example() {
         let out = p.ok(&[cmd, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(help.contains("Example"), "`vcctl {cmd} --help` has an example:\n{help}");
+        // Only the flags that apply: `--yes` belongs to the commands that ask first.
+        assert_eq!(help.contains("--yes"), cmd == "destroy", "`vcctl {cmd} --help`:\n{help}");
     }
+    assert!(String::from_utf8_lossy(&p.ok(&["token", "show", "--help"]).stdout).contains("--yes"));
     assert!(text.contains("6  the new release failed its health check and was rolled back"));
     let out = p.ok(&["completions", "bash"]);
     assert!(
@@ -589,9 +592,8 @@ fn the_github_workflow_is_a_valid_workflow_that_deploys_with_oidc_one_at_a_time(
     let runs: Vec<String> =
         steps.iter().filter_map(|s| s.as_mapping()?.get_scalar("run").map(|r| r.as_str().to_string())).collect();
     assert!(
-        runs.iter().any(
-            |r| r == "target/release/vcctl deploy --stack frankfurt --artifact target/release/vehicleconnect --yes"
-        ),
+        runs.iter()
+            .any(|r| r == "target/release/vcctl deploy --stack frankfurt --artifact target/release/vehicleconnect"),
         "{runs:?}"
     );
     assert!(runs.iter().any(|r| r.contains("cargo build --release --locked")), "{runs:?}");
