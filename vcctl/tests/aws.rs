@@ -3,6 +3,7 @@
 //! `AWS_ENDPOINT_URL` at it, runs the real vcctl, and checks the result with the real SDK.
 //! Moto's instance addresses are fake: nothing here ever connects to them.
 
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -712,6 +713,30 @@ async fn no_command_contacts_an_address_the_emulator_made_up() {
         assert!(started.elapsed() < Duration::from_secs(5), "{args:?} waited: {:?}", started.elapsed());
     }
     p.json(&["destroy", "--yes"], 0);
+}
+
+/// The shipped frankfurt.yaml, unedited: its example admin network is refused by plan and
+/// up at its line before any AWS call; a private one is only warned about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_example_admin_network_is_refused_at_its_line_and_a_private_one_warned_about() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt.yaml")).unwrap();
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), shipped.replace("name: frankfurt", "name: fra")).unwrap();
+    for args in [&["plan"][..], &["up"][..]] {
+        let out = p.expect(args, 3);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("stacks/fra.yaml:11:7: aws.admin_cidrs[0]: 203.0.113.10/32 is in TEST-NET-3"), "{e}");
+        assert!(e.contains("hint: put the public address you administer from here"), "{e}");
+        assert!(!e.contains("checking AWS credentials"), "refused before any AWS call: {e}");
+    }
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK.replace("198.18.7.7/32", "10.1.2.3/32")).unwrap();
+    let out = p.expect(&["plan"], 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: admin_cidrs has the private network 10.1.2.3/32"),
+        "{}",
+        show(&out)
+    );
 }
 
 /// `plan` checks what it can before anything is paid for: the instance type is sold in the
