@@ -100,6 +100,15 @@ pub enum Command {
         after_help = "Example:\n  vcctl token show --stack frankfurt > token  # asks first on a terminal"
     )]
     Token(TokenCommand),
+    /// (Internal) Run a local release under vcctl's supervisor; `vcctl up` starts it.
+    #[command(hide = true)]
+    Supervise {
+        /// The local stack's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The release binary.
+        bin: PathBuf,
+    },
 }
 
 impl Command {
@@ -123,7 +132,7 @@ impl Command {
             Command::Destroy(a) => &a.overrides,
             Command::Simulate(a) => &a.overrides,
             Command::Token(TokenCommand::Show(a)) => &a.overrides,
-            Command::Completions { .. } => &NONE,
+            Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
     }
 }
@@ -150,7 +159,7 @@ impl Command {
             Command::Destroy(a) => Some(&mut a.overrides),
             Command::Simulate(a) => Some(&mut a.overrides),
             Command::Token(TokenCommand::Show(a)) => Some(&mut a.overrides),
-            Command::Completions { .. } => None,
+            Command::Completions { .. } | Command::Supervise { .. } => None,
         }
     }
 }

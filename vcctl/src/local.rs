@@ -6,6 +6,7 @@
 //!   releases/<UTC time>-<sha12>/vehicleconnect, release.json   (kept: deploy::prune)
 //!   current -> releases/...                                      (switched atomically)
 //!   service.pid, service.log, data/, secrets/ingest_token (0600)
+//!   supervisor.pid, supervisor.json                             (supervise.rs: restarts a crash)
 //! ```
 
 use std::fs::{self, OpenOptions};
@@ -195,17 +196,22 @@ impl LocalStack {
         format!("{}:{}", self.address, self.port)
     }
 
-    /// Starts `current` in the background, detached from this terminal.
+    /// Starts `current` in the background, detached from this terminal, under vcctl's
+    /// supervisor (`supervise.rs`), which restarts it when it crashes. Returns the
+    /// supervisor's pid: its process group holds the service.
     pub fn start(&self) -> Result<u32> {
         let bin = self.current_link().join("vehicleconnect");
         self.check_port_free()?;
         let addr = self.listen();
         fs::create_dir_all(self.data_dir())?;
+        let _ = fs::remove_file(self.pid_file());
+        let _ = fs::remove_file(self.dir.join("supervisor.json"));
         let log = OpenOptions::new().create(true).append(true).open(self.log_file())?;
-        let mut cmd = std::process::Command::new(&bin);
+        let mut cmd = std::process::Command::new(std::env::current_exe().context("finding vcctl itself")?);
+        cmd.arg("supervise").arg("--dir").arg(&self.dir).arg(&bin);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().into_owned();
-            if k.starts_with("VC_") || k == "DATABASE_URL" {
+            if k.starts_with("VC_") || k.starts_with("VCCTL_") || k == "DATABASE_URL" {
                 cmd.env_remove(k);
             }
         }
@@ -222,25 +228,46 @@ impl LocalStack {
         if let Some(token) = self.ingest_token()? {
             cmd.env("VC_INGEST_TOKEN", token);
         }
-        let child = cmd.spawn().with_context(|| format!("starting `{}`", bin.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting `{}` under vcctl's supervisor", bin.display()))?;
         let pid = child.id();
-        fs::write(self.pid_file(), format!("{pid}\n"))?;
+        fs::write(self.dir.join("supervisor.pid"), format!("{pid}\n"))?;
+        // The supervisor writes the service's pid as it starts it.
+        let started = Instant::now();
+        while !self.pid_file().exists() && process_alive(pid) && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Ok(pid)
+    }
+
+    /// The supervisor of this stack, when one runs.
+    fn supervisor_pid(&self) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(self.dir.join("supervisor.pid")).ok()?.trim().parse().ok()?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let ours = cmdline.split(|b| *b == 0).any(|a| Path::new(std::ffi::OsStr::from_bytes(a)).starts_with(&self.dir));
+        (process_alive(pid) && ours).then_some(pid)
+    }
+
+    /// How many times the supervisor restarted the service since it started it.
+    pub fn restarts(&self) -> crate::supervise::Record {
+        crate::supervise::record(&self.dir)
     }
 
     /// Stops the running service and everything it started: SIGTERM to its process group,
     /// then SIGKILL after `grace`.
     pub fn stop(&self, grace: Duration) -> Result<bool> {
-        let Some(pid) = self.running_pid() else {
+        // The supervisor's group holds it and the service; a service started before the
+        // supervisor existed is a group of its own.
+        let Some(group) = self.supervisor_pid().or_else(|| self.running_pid()) else {
             return Ok(false);
         };
-        stop_group(pid, grace);
+        stop_group(group, grace);
         let _ = fs::remove_file(self.pid_file());
+        let _ = fs::remove_file(self.dir.join("supervisor.pid"));
         Ok(true)
     }
 
     pub fn alive(&self) -> Option<bool> {
-        Some(self.running_pid().is_some())
+        Some(self.supervisor_pid().is_some() || self.running_pid().is_some())
     }
 
     /// The log's length now: pass it to `log_since` to see only what a start wrote.

@@ -24,6 +24,7 @@ mod settings;
 mod simulate;
 mod ssh;
 mod stack;
+mod supervise;
 mod targets;
 mod templates;
 
@@ -79,9 +80,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, printer: Printer) -> Result<u8> {
-    // Two commands need no stack file.
+    // These need no stack file.
     match &cli.command {
         Command::Completions { shell } => return Ok(commands::completions(*shell)),
+        Command::Supervise { dir, bin } => return supervise::run(dir, bin).await,
         Command::Simulate(args) if args.target.is_some() => {
             let target = args.target.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
             let token = commands::simulate::token_file(args.token_file.as_deref())?;

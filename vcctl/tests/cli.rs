@@ -412,6 +412,34 @@ fn completions_list_stacks_and_releases() {
     assert_eq!(complete(&["rollback", "--to", "2"]), [release]);
 }
 
+/// A local service that crashes is started again by vcctl's supervisor, with back-off, and
+/// `status` counts it; `destroy` stops the supervisor with it.
+#[test]
+fn a_crashed_local_service_is_restarted_and_status_counts_it() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    p.json(&["up", "--artifact", v1.to_str().unwrap()]);
+    let before = p.json(&["status"]);
+    let pid = before["status"]["pid"].as_u64().unwrap();
+    assert_eq!(before["restarts"], 0);
+    Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    let started = std::time::Instant::now();
+    let after = loop {
+        assert!(started.elapsed() < std::time::Duration::from_secs(15), "not restarted within 15 s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let out = p.vcctl(&["status", "--json"]);
+        let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if s["healthy"] == true && s["status"]["pid"].as_u64() != Some(pid) {
+            break s;
+        }
+    };
+    assert_eq!((after["restarts"].as_u64(), after["last_exit"].as_str()), (Some(1), Some("signal 9")), "{after}");
+    let text = String::from_utf8_lossy(&p.vcctl(&["status"]).stdout).to_string();
+    assert!(text.contains("restarts: 1 by the supervisor (last: signal 9"), "{text}");
+    p.ok(&["destroy", "--yes"]);
+    assert!(std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(), "the supervisor went with it");
+}
+
 /// vcctl finds its project from any directory in it, from `-C DIR`, and from a stack file's
 /// path, and names the stacks there are when one is mistyped.
 #[test]

@@ -65,6 +65,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         }
         (_, Command::Token(TokenCommand::Show(_))) => token_show(ctx, target(ctx).await?).await,
         (_, Command::Completions { shell }) => Ok(completions(*shell)),
+        (_, Command::Supervise { dir, bin }) => crate::supervise::run(dir, bin).await,
     }
 }
 

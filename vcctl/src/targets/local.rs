@@ -53,21 +53,22 @@ impl LocalTarget {
 
     /// One look at the serving process: its answer, or why there is none.
     async fn look(&self, client: &reqwest::Client, want: Option<(&str, &str)>, timeout: Duration) -> Look {
+        // A start whose service exited (the supervisor restarts it, and counts) is dead,
+        // whatever answers on the port.
+        if self.stack.alive() == Some(false) || self.stack.restarts().restarts > 0 {
+            return Look::Dead(Unhealthy::Exited(self.stack.log_since(self.log_mark, 15)));
+        }
+        // The answer must come from the service the supervisor runs now (0: none runs).
+        let expected = self.started.map(|_| self.stack.running_pid().unwrap_or(0));
         let look = match health::status(client, &self.url).await {
-            Ok((code, s)) if health::is_healthy(code, &s) => health::judge(s, want, self.started, &self.url),
+            Ok((code, s)) if health::is_healthy(code, &s) => health::judge(s, want, expected, &self.url),
             Ok((code, s)) => {
                 let last = format!("HTTP {code}, database {}", s.database);
                 Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last })
             }
             Err(last) => Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last }),
         };
-        // Whatever answers, a start whose process exited is dead.
-        match look {
-            Look::NotYet(_) if self.stack.alive() == Some(false) => {
-                Look::Dead(Unhealthy::Exited(self.stack.log_since(self.log_mark, 15)))
-            }
-            look => look,
-        }
+        look
     }
 }
 
@@ -268,6 +269,7 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
     let healthy = matches!(&health, Some((code, s)) if health::is_healthy(*code, s));
     let current = stack.current();
     let releases = stack.releases();
+    let restarts = stack.restarts();
     let json = json!({
         "stack": stack.name(),
         "provider": "local",
@@ -279,6 +281,8 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         "status": health.as_ref().map(|(_, s)| s),
         "kpis_1h": kpis,
         "kpis_ready": kpis_ready,
+        "restarts": restarts.restarts,
+        "last_exit": restarts.last_exit,
         "release": current.as_ref().map(|r| &r.name),
         "releases": releases,
     });
@@ -292,6 +296,14 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
             lines.push(format!("service:  {} (HTTP {code}), pid {pid}, up {}s", s.status, s.uptime_s));
             lines.push(format!("version:  {} ({}), database {}", s.version, s.git_sha, s.database));
         }
+    }
+    if restarts.restarts > 0 {
+        lines.push(format!(
+            "restarts: {} by the supervisor (last: {} at {})",
+            restarts.restarts,
+            restarts.last_exit.as_deref().unwrap_or("?"),
+            restarts.at.as_deref().unwrap_or("?")
+        ));
     }
     lines.push(format!("release:  {}", current.as_ref().map_or("none".to_string(), |r| r.name.clone())));
     lines.push(format!("url:      {base}/dashboard"));
