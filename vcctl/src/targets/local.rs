@@ -60,15 +60,14 @@ impl LocalTarget {
         }
         // The answer must come from the service the supervisor runs now (0: none runs).
         let expected = self.started.map(|_| self.stack.running_pid().unwrap_or(0));
-        let look = match health::status(client, &self.url).await {
+        match health::status(client, &self.url).await {
             Ok((code, s)) if health::is_healthy(code, &s) => health::judge(s, want, expected, &self.url),
             Ok((code, s)) => {
                 let last = format!("HTTP {code}, database {}", s.database);
                 Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last })
             }
             Err(last) => Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last }),
-        };
-        look
+        }
     }
 }
 
@@ -286,8 +285,32 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         "release": current.as_ref().map(|r| &r.name),
         "releases": releases,
     });
+    let lines = status_lines(stack, stale, pid, health.as_ref(), kpis.as_ref(), kpis_ready, &restarts);
+    let details = releases
+        .iter()
+        .rev()
+        .map(|r| {
+            let mark = if Some(&r.name) == current.as_ref().map(|c| &c.name) { "*" } else { " " };
+            format!("{mark} {} {} v{}", r.name, r.verdict, r.version.as_deref().unwrap_or("?"))
+        })
+        .collect();
+    Ok(StatusView { json, lines, details, healthy })
+}
+
+/// `vcctl status` of a local stack in words.
+fn status_lines(
+    stack: &LocalStack,
+    stale: bool,
+    pid: Option<u32>,
+    health: Option<&(u16, health::Status)>,
+    kpis: Option<&Value>,
+    kpis_ready: bool,
+    restarts: &crate::supervise::Record,
+) -> Vec<String> {
+    let base = stack.base_url();
+    let current = stack.current();
     let mut lines = vec![format!("stack:    {} (local)", stack.name())];
-    match (&pid, &health) {
+    match (&pid, health) {
         (None, _) => {
             lines.push(format!("service:  not running{}", if stale { " (stale pid file removed)" } else { "" }))
         }
@@ -310,7 +333,7 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
     if !kpis_ready {
         lines.push("last 1 h: warming up (the KPIs are being rebuilt from the stored events)".into());
     }
-    if let Some(k) = &kpis {
+    if let Some(k) = kpis {
         let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
         lines.push(format!(
             "last 1 h: {} events, {} req/min, avg {} ms, p95 {} ms, errors {} %",
@@ -321,15 +344,7 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
             f("error_rate_pct")
         ));
     }
-    let details = releases
-        .iter()
-        .rev()
-        .map(|r| {
-            let mark = if Some(&r.name) == current.as_ref().map(|c| &c.name) { "*" } else { " " };
-            format!("{mark} {} {} v{}", r.name, r.verdict, r.version.as_deref().unwrap_or("?"))
-        })
-        .collect();
-    Ok(StatusView { json, lines, details, healthy })
+    lines
 }
 
 /// The service log on stdout, the last `lines` of it, then (with `follow`) what comes;
