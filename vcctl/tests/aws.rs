@@ -685,12 +685,23 @@ async fn a_private_key_given_as_the_public_key_is_refused_before_any_aws_call() 
             e.contains("keys/id_ed25519.pub` (aws.ssh_public_key in") && e.contains("this is a private key"),
             "{e}"
         );
-        assert!(e.contains("hint: write its public half with `ssh-keygen -y -f"), "{e}");
+        assert!(e.contains("hint: `") && e.contains("holds a private key under a public key's name"), "{e}");
         assert!(!e.contains("checking AWS credentials"), "refused before any AWS call: {e}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
     let pairs = ec2.describe_key_pairs().send().await.unwrap();
     assert!(pairs.key_pairs().is_empty(), "nothing was imported");
+
+    // The private key itself given as the public one: the hint derives the public half.
+    std::fs::write(p.dir.path().join("keys/id_ed25519"), private).unwrap();
+    let stack = STACK.replace("keys/id_ed25519.pub", "keys/id_ed25519");
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), &stack).unwrap();
+    let e = String::from_utf8_lossy(&p.expect(&["plan"], 3).stderr).to_string();
+    assert!(
+        e.contains("ssh-keygen -y -f ") && e.contains("keys/id_ed25519.pub` and point aws.ssh_public_key at"),
+        "{e}"
+    );
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK).unwrap();
 
     std::fs::write(p.dir.path().join("keys/id_ed25519.pub"), PUBLIC_KEY).unwrap();
     std::fs::remove_file(p.dir.path().join("keys/id_ed25519")).unwrap();

@@ -71,13 +71,17 @@ fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
         )
     })?;
     let public_key = crate::keys::parse_public_key(&text).map_err(|why| {
-        let key = key_path.display();
-        Failure::invalid(
-            format!("`{key}` (aws.ssh_public_key in `{file}`) is not an SSH public key: {why}"),
-            Some(format!(
-                "write its public half with `ssh-keygen -y -f {key} > {key}.pub` and point aws.ssh_public_key at the .pub file"
-            )),
-        )
+        let key = key_path.display().to_string();
+        // Never suggest a redirect onto the file that holds the private key.
+        let hint = match key.strip_suffix(".pub") {
+            Some(stem) => format!(
+                "`{key}` holds a private key under a public key's name: rename it to `{stem}`, then `ssh-keygen -y -f {stem} > {key}`"
+            ),
+            None => format!(
+                "write its public half with `ssh-keygen -y -f {key} > {key}.pub` and point aws.ssh_public_key at `{key}.pub`"
+            ),
+        };
+        Failure::invalid(format!("`{key}` (aws.ssh_public_key in `{file}`) is not an SSH public key: {why}"), Some(hint))
     })?;
     let identity = identity_path(ctx, a);
     std::fs::File::open(&identity).map_err(|e| {
