@@ -263,3 +263,30 @@ test('assets are served with content types, ETags and compression', async () => 
     stopService(svc);
   }
 });
+
+test('while the KPIs warm up after a start, the dashboard says so and never shows zeros', async () => {
+  const svc = await startService();
+  try {
+    await post(svc.base, [{ endpoint: '/vehicles/lock', response_time_ms: 120, status_code: 200, client_id: 'car-1' }]);
+    const context = await browser.newContext({ viewport: { width: 1024, height: 800 } });
+    // The service's own answer while it rebuilds its aggregates (error injection).
+    const warming = { error: 'the KPIs are warming up: they are being rebuilt from the stored events after a start; retry in a moment' };
+    await context.route('**/api/analytics/kpis*', (route) =>
+      route.fulfill({ status: 503, headers: { 'retry-after': '1' }, contentType: 'application/json', body: JSON.stringify(warming) }));
+    const page = await context.newPage();
+    await page.goto(`${svc.base}/dashboard?refresh=1`);
+    await page.waitForSelector('#banner:not([hidden])');
+    const banner = await page.textContent('#banner');
+    assert.match(banner, /Warming up/);
+    assert.doesNotMatch(banner, /unreachable/);
+    assert.equal(await page.textContent('#health'), 'healthy');
+    assert.equal(await page.textContent('.card[data-kpi="requests_per_min"] .value'), '—', 'no zeros while warming up');
+    // Once the KPIs are ready, they show and the banner goes.
+    await context.unroute('**/api/analytics/kpis*');
+    await page.waitForSelector('#banner[hidden]', { state: 'attached', timeout: 20_000 });
+    assert.notEqual(await page.textContent('.card[data-kpi="requests_per_min"] .value'), '—');
+    await context.close();
+  } finally {
+    stopService(svc);
+  }
+});
