@@ -100,6 +100,12 @@ pub enum Command {
         after_help = "Example:\n  vcctl token show --stack frankfurt > token  # asks first on a terminal"
     )]
     Token(TokenCommand),
+    /// Set up GitHub Actions deploys of an AWS stack (OIDC provider, deploy role, workflow).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  vcctl ci init --stack frankfurt --repo acme/vehicleconnect --environment production"
+    )]
+    Ci(CiCommand),
     /// (Internal) Run a local release under vcctl's supervisor; `vcctl up` starts it.
     #[command(hide = true)]
     Supervise {
@@ -132,6 +138,7 @@ impl Command {
             Command::Destroy(a) => &a.overrides,
             Command::Simulate(a) => &a.overrides,
             Command::Token(TokenCommand::Show(a)) => &a.overrides,
+            Command::Ci(CiCommand::Init(a)) => &a.overrides,
             Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
     }
@@ -159,6 +166,7 @@ impl Command {
             Command::Destroy(a) => Some(&mut a.overrides),
             Command::Simulate(a) => Some(&mut a.overrides),
             Command::Token(TokenCommand::Show(a)) => Some(&mut a.overrides),
+            Command::Ci(CiCommand::Init(a)) => Some(&mut a.overrides),
             Command::Completions { .. } | Command::Supervise { .. } => None,
         }
     }
@@ -168,6 +176,24 @@ impl Command {
 pub enum TokenCommand {
     /// Print the ingest token on stdout (after a confirmation on a terminal).
     Show(TokenArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CiCommand {
+    /// Make (or repair) the OIDC provider, the deploy role and .github/workflows/deploy.yml.
+    Init(CiInitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CiInitArgs {
+    /// The GitHub repository that deploys: OWNER/REPO.
+    #[arg(long)]
+    pub repo: String,
+    /// The GitHub environment the deploy job runs in (its secrets and protection rules).
+    #[arg(long, default_value = "production")]
+    pub environment: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
 }
 
 #[derive(Debug, Clone, Args)]

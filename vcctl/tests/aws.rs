@@ -773,6 +773,63 @@ async fn plan_checks_the_type_the_architecture_and_the_network_first() {
     assert!(live_instances(&ec2).await.is_empty(), "nothing was made");
 }
 
+/// `ci init` makes the GitHub OIDC provider, a deploy role only the repository's environment
+/// may assume, with exactly the least privilege deploys need, and a valid workflow; a second
+/// run changes nothing, and a changed trust policy is restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_init_makes_the_oidc_provider_the_deploy_role_and_the_workflow() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (_, iam, _) = p.sdk().await;
+    let first = p.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
+    assert_eq!(first["changed"], true, "{first}");
+    let providers = iam.list_open_id_connect_providers().send().await.unwrap();
+    let provider = providers.open_id_connect_provider_list()[0].arn().unwrap().to_string();
+    assert!(provider.ends_with(":oidc-provider/token.actions.githubusercontent.com"), "{provider}");
+    let role = iam.get_role().role_name("vcctl-deploy-fra").send().await.unwrap();
+    let trust = urldecode(role.role().unwrap().assume_role_policy_document().unwrap());
+    assert_eq!(
+        trust,
+        serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Federated": provider}, "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+                "token.actions.githubusercontent.com:sub": "repo:acme/vehicleconnect:environment:production"}}}]})
+    );
+    let policy = iam.get_role_policy().role_name("vcctl-deploy-fra").policy_name("vcctl-deploy").send().await.unwrap();
+    let policy = urldecode(policy.policy_document());
+    let actions: Vec<&str> =
+        policy["Statement"].as_array().unwrap().iter().map(|s| s["Action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["ec2:DescribeInstances", "ec2:GetConsoleOutput"]);
+    assert_eq!(policy["Statement"][1]["Condition"]["StringEquals"]["aws:ResourceTag/vcctl:stack"], "fra");
+    assert!(first["role_arn"].as_str().unwrap().ends_with(":role/vcctl-deploy-fra"));
+
+    let workflow = p.dir.path().join(".github/workflows/deploy.yml");
+    let checker = std::env::var("VC_CHECK_JSONSCHEMA").expect("VC_CHECK_JSONSCHEMA (scripts/test-services)");
+    let out =
+        Command::new(&checker).args(["--builtin-schema", "vendor.github-workflows"]).arg(&workflow).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(std::fs::read_to_string(&workflow).unwrap().contains("deploy --stack fra "));
+
+    assert_eq!(
+        p.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0)["changed"],
+        false,
+        "a second run is a no-op"
+    );
+    iam.update_assume_role_policy()
+        .role_name("vcctl-deploy-fra")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"*"},"Action":"sts:AssumeRole"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    let repaired = p.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
+    assert_eq!(
+        repaired["changes"],
+        serde_json::json!(["restored the trust policy of role vcctl-deploy-fra"]),
+        "{repaired}"
+    );
+    p.expect(&["ci", "init", "--repo", "not-a-repo"], 3);
+}
+
 /// A type change interrupted between its stop and its start leaves the instance stopped:
 /// `plan` shows the start, and the next `up` starts it and waits until it runs with a public
 /// address. An instance stopped by hand is started the same way.

@@ -106,7 +106,9 @@ fn every_command_explains_itself_with_an_example() {
     let p = Project::new();
     let top = p.ok(&["--help"]);
     let text = String::from_utf8_lossy(&top.stdout);
-    for cmd in ["up", "plan", "deploy", "status", "logs", "rollback", "destroy", "simulate", "completions", "token"] {
+    for cmd in
+        ["up", "plan", "deploy", "status", "logs", "rollback", "destroy", "simulate", "completions", "token", "ci"]
+    {
         assert!(text.contains(cmd), "--help lists {cmd}");
         let out = p.ok(&[cmd, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout);

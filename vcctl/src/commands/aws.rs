@@ -28,7 +28,7 @@ fn region(a: &AwsSettings) -> String {
     a.region.clone().unwrap_or_else(|| DEFAULT_REGION.into())
 }
 
-async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
+pub async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
     let aws = Aws::connect(&region(a)).await;
     let step = ctx.printer.step(format!("checking AWS credentials ({})", crate::cloud::aws::credential_source()));
     match aws.identity().await {

@@ -3,6 +3,7 @@
 //! places they run in are `targets`.
 
 pub mod aws;
+pub mod ci;
 pub mod deploy;
 pub mod plan;
 pub mod simulate;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cli::{Command, DestroyArgs, LogsArgs, TokenCommand};
+use crate::cli::{CiCommand, Command, DestroyArgs, LogsArgs, TokenCommand};
 use crate::error::Failure;
 use crate::printer::Printer;
 use crate::settings::Settings;
@@ -45,6 +46,15 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         (Aws(a), Command::Plan(args)) => aws::plan(ctx, a, args.artifact.as_deref()).await,
         (Aws(a), Command::Status(_)) => aws::status(ctx, a).await,
         (Aws(a), Command::Destroy(_)) => aws::destroy(ctx, a).await,
+        (Aws(a), Command::Ci(CiCommand::Init(args))) => ci::init(ctx, a, args).await,
+        (_, Command::Ci(_)) => Err(Failure::invalid(
+            format!(
+                "`ci init` sets up AWS deploys; stack `{}` is a `{}` stack",
+                ctx.settings.stack, ctx.settings.provider_name
+            ),
+            Some("run it with an AWS stack, e.g. --stack frankfurt".to_string()),
+        )
+        .into()),
         (Local(_), Command::Plan(args)) => plan::run(ctx, args).await,
         (Ssh(_), Command::Plan(_)) => Err(Failure::invalid(
             "`plan` compares cloud resources; an `ssh` stack has none (its host exists already)",

@@ -1,7 +1,7 @@
 //! IAM: the instance's role, its one inline least-privilege policy, and the instance
 //! profile that carries the role, all under the path `/vcctl/<stack>/`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use aws_sdk_iam::Client;
 use aws_sdk_iam::types::Tag;
 use serde_json::{Value, json};
@@ -105,9 +105,14 @@ pub async fn create_role(iam: &Client, name: &str, stamp: &Stamp) -> Result<()> 
 }
 
 pub async fn update_trust(iam: &Client, name: &str) -> Result<()> {
+    set_trust(iam, name, &trust_policy()).await
+}
+
+/// Replaces a role's trust policy.
+pub async fn set_trust(iam: &Client, name: &str, trust: &Value) -> Result<()> {
     iam.update_assume_role_policy()
         .role_name(name)
-        .policy_document(trust_policy().to_string())
+        .policy_document(trust.to_string())
         .send()
         .await
         .map_err(|e| error("iam:UpdateAssumeRolePolicy", &format!("restoring the trust policy of `{name}`"), e))?;
@@ -131,6 +136,54 @@ pub async fn put_role_policy(iam: &Client, role: &str, policy: &str, document: &
         .await
         .map_err(|e| error("iam:PutRolePolicy", &format!("writing policy `{policy}` of role `{role}`"), e))?;
     Ok(())
+}
+
+/// A role trusted as `trust` says (a CI deploy role), tagged for `stamp`'s stack.
+pub async fn create_trusted_role(
+    iam: &Client,
+    name: &str,
+    trust: &Value,
+    description: &str,
+    stamp: &Stamp,
+) -> Result<()> {
+    iam.create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .description(description)
+        .max_session_duration(3600)
+        .set_tags(Some(tags(stamp)))
+        .send()
+        .await
+        .map_err(|e| error("iam:CreateRole", &format!("creating role `{name}`"), e))?;
+    Ok(())
+}
+
+/// The account's OIDC provider for `host` (e.g. `token.actions.githubusercontent.com`).
+pub async fn find_oidc_provider(iam: &Client, host: &str) -> Result<Option<String>> {
+    let out = iam
+        .list_open_id_connect_providers()
+        .send()
+        .await
+        .map_err(|e| error("iam:ListOpenIDConnectProviders", "looking up the OIDC providers", e))?;
+    let suffix = format!("oidc-provider/{host}");
+    Ok(out
+        .open_id_connect_provider_list()
+        .iter()
+        .filter_map(|p| p.arn())
+        .find(|a| a.ends_with(&suffix))
+        .map(str::to_string))
+}
+
+/// Creates the OIDC provider for `host`, trusted for tokens whose audience is `audience`.
+pub async fn create_oidc_provider(iam: &Client, host: &str, audience: &str) -> Result<String> {
+    let out = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://{host}"))
+        .client_id_list(audience)
+        .send()
+        .await
+        .map_err(|e| error("iam:CreateOpenIDConnectProvider", &format!("creating the OIDC provider for {host}"), e))?;
+    out.open_id_connect_provider_arn().map(str::to_string).context("CreateOpenIDConnectProvider returned no ARN")
 }
 
 /// The role's inline policy names and managed policy ARNs.

@@ -1,0 +1,163 @@
+//! `vcctl ci init --repo OWNER/REPO`: what GitHub Actions needs to deploy an AWS stack,
+//! made and kept as it should be: the account's GitHub OIDC provider, a deploy role only
+//! that repository's environment can assume, with the least privilege `vcctl deploy`
+//! needs, and `.github/workflows/deploy.yml`. A second run changes nothing; drift is
+//! repaired.
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::cli::CiInitArgs;
+use crate::cloud::aws::{Aws, Stamp, iam};
+use crate::error::Failure;
+use crate::stack::AwsSettings;
+
+/// GitHub's OIDC issuer, and the audience AWS's action asks tokens for.
+const GITHUB_OIDC: &str = "token.actions.githubusercontent.com";
+const AUDIENCE: &str = "sts.amazonaws.com";
+/// The deploy workflow, with `frankfurt` where the stack's name goes.
+const WORKFLOW: &str = include_str!("../../../templates/github/deploy.yml");
+
+/// Who may assume the deploy role: tokens of `repo`'s `environment` only.
+pub fn trust_policy(provider_arn: &str, repo: &str, environment: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": provider_arn},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{GITHUB_OIDC}:aud"): AUDIENCE,
+                format!("{GITHUB_OIDC}:sub"): format!("repo:{repo}:environment:{environment}"),
+            }}
+        }]
+    })
+}
+
+/// What `vcctl deploy` needs on AWS: find the stack's instance, read its console output
+/// (for its host key), the latter only on instances tagged with the stack.
+pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "FindTheStacksInstance", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+            {
+                "Sid": "ReadItsHostKeys",
+                "Effect": "Allow",
+                "Action": "ec2:GetConsoleOutput",
+                "Resource": format!("arn:aws:ec2:{region}:{account}:instance/*"),
+                "Condition": {"StringEquals": {"aws:ResourceTag/vcctl:stack": stack}}
+            }
+        ]
+    })
+}
+
+/// `OWNER/REPO`, as GitHub names a repository.
+fn check_repo(repo: &str) -> Result<(), Failure> {
+    let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    match repo.split_once('/') {
+        Some((owner, name)) if ok(owner) && ok(name) => Ok(()),
+        _ => Err(Failure::invalid(
+            format!("--repo must be OWNER/REPO as GitHub names it, got {repo:?}"),
+            Some("e.g. --repo acme/vehicleconnect".into()),
+        )),
+    }
+}
+
+pub async fn init(ctx: &Ctx, a: &AwsSettings, args: &CiInitArgs) -> Result<u8> {
+    check_repo(&args.repo)?;
+    let region = a.region.clone().unwrap_or_else(|| super::aws::DEFAULT_REGION.into());
+    let (aws, account) = super::aws::connect(ctx, a).await?;
+    let stack = &ctx.settings.stack;
+    let mut changes = Vec::new();
+    let provider = match iam::find_oidc_provider(&aws.iam, GITHUB_OIDC).await? {
+        Some(arn) => arn,
+        None => {
+            changes.push(format!("created the OIDC provider for {GITHUB_OIDC}"));
+            iam::create_oidc_provider(&aws.iam, GITHUB_OIDC, AUDIENCE).await?
+        }
+    };
+    let role = format!("vcctl-deploy-{stack}");
+    let trust = trust_policy(&provider, &args.repo, &args.environment);
+    role_and_policy(&aws, ctx, &role, &trust, &deploy_policy(&region, &account, stack), &mut changes).await?;
+    let workflow = write_workflow(ctx)?;
+    if let Some(w) = &workflow {
+        changes.push(format!("wrote `{w}`"));
+    }
+    let role_arn = format!("arn:aws:iam::{account}:role/{role}");
+    report(ctx, &args.environment, &provider, &role_arn, &changes);
+    Ok(crate::error::OK)
+}
+
+/// The deploy role with exactly `trust` and `policy`: made, or repaired.
+async fn role_and_policy(
+    aws: &Aws,
+    ctx: &Ctx,
+    role: &str,
+    trust: &Value,
+    policy: &Value,
+    changes: &mut Vec<String>,
+) -> Result<()> {
+    let stamp = Stamp { stack: ctx.settings.stack.clone(), id: ctx.settings.stack_id.clone().unwrap_or_default() };
+    match iam::get_role(&aws.iam, role).await? {
+        None => {
+            let about = format!("GitHub Actions deploys of stack {}, managed by vcctl", ctx.settings.stack);
+            iam::create_trusted_role(&aws.iam, role, trust, &about, &stamp).await?;
+            changes.push(format!("created role {role}"));
+        }
+        Some(found) if found.trust != *trust => {
+            iam::set_trust(&aws.iam, role, trust).await?;
+            changes.push(format!("restored the trust policy of role {role}"));
+        }
+        Some(_) => {}
+    }
+    if iam::get_role_policy(&aws.iam, role, "vcctl-deploy").await?.as_ref() != Some(policy) {
+        iam::put_role_policy(&aws.iam, role, "vcctl-deploy", policy).await?;
+        changes.push(format!("wrote the least-privilege policy vcctl-deploy of role {role}"));
+    }
+    Ok(())
+}
+
+/// `.github/workflows/deploy.yml` for this stack, when it differs from what is there.
+fn write_workflow(ctx: &Ctx) -> Result<Option<String>> {
+    let text = WORKFLOW.replace("frankfurt", &ctx.settings.stack);
+    let path = ctx.root.join(".github/workflows/deploy.yml");
+    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(path.parent().expect("a parent"))
+        .with_context(|| format!("creating `{}`", path.display()))?;
+    std::fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
+    Ok(Some(path.display().to_string()))
+}
+
+fn report(ctx: &Ctx, environment: &str, provider: &str, role_arn: &str, changes: &[String]) {
+    let p = &ctx.printer;
+    p.json(&json!({
+        "stack": ctx.settings.stack, "changed": !changes.is_empty(), "changes": changes,
+        "oidc_provider": provider, "role_arn": role_arn, "environment": environment,
+    }));
+    if changes.is_empty() {
+        p.info("nothing to change: the OIDC provider, the deploy role and the workflow are as they should be");
+    }
+    for c in changes {
+        p.info(format!("  {c}"));
+    }
+    p.out(format!(
+        "Still to do in the repository's settings on GitHub:\n  1. variable AWS_DEPLOY_ROLE_ARN = {role_arn}\n  \
+         2. environment `{environment}`: secret VCCTL_SSH_KEY, the private half of aws.ssh_public_key \
+         (`gh secret set VCCTL_SSH_KEY --env {environment} < KEY`), and its protection rules"
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_owner_slash_repo_is_a_repository() {
+        assert!(super::check_repo("acme/vehicleconnect").is_ok());
+        for bad in ["acme", "acme/", "/x", "acme/a b", "a/b/c"] {
+            assert!(super::check_repo(bad).is_err(), "{bad}");
+        }
+    }
+}
