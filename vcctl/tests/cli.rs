@@ -9,8 +9,16 @@ use serde_json::Value;
 mod common;
 use common::{show, stderr};
 
+/// A port for a test's service. Not from the kernel's ephemeral range (32768-60999), where
+/// the ports of every other test's `bind(0)` (moto, services, clients) come from and may be
+/// handed out again before this test binds: from 20000-29999, spread by process id (nextest
+/// runs each test in a process of its own).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let offset = (std::process::id() % 10_000) as u16;
+    (0..10_000u16)
+        .map(|i| 20_000 + (offset + i) % 10_000)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port in 20000-29999")
 }
 
 struct Project {
