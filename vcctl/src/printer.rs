@@ -24,11 +24,11 @@ pub fn say(line: impl AsRef<str>) {
     let _ = writeln!(stderr, "{}", line.as_ref());
 }
 
-/// Text on stdout as it is (no newline added); a write error (EPIPE) is ignored.
-pub fn say_out(text: impl AsRef<[u8]>) {
+/// Text on stdout as it is (no newline added); a write error (EPIPE) is not an error, but
+/// the answer is false: nobody reads any more.
+pub fn say_out(text: impl AsRef<[u8]>) -> bool {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_ref());
-    let _ = stdout.flush();
+    stdout.write_all(text.as_ref()).and_then(|()| stdout.flush()).is_ok()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,7 @@ pub const DEFAULT_INSTANCE_TYPE: &str = "t2.micro";
 /// The login of Debian's official images.
 pub const DEFAULT_SSH_USER: &str = "admin";
 
-fn region(a: &AwsSettings) -> String {
+pub fn region(a: &AwsSettings) -> String {
     a.region.clone().unwrap_or_else(|| DEFAULT_REGION.into())
 }
 

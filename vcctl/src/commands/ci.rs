@@ -67,7 +67,7 @@ fn check_repo(repo: &str) -> Result<(), Failure> {
 
 pub async fn init(ctx: &Ctx, a: &AwsSettings, args: &CiInitArgs) -> Result<u8> {
     check_repo(&args.repo)?;
-    let region = a.region.clone().unwrap_or_else(|| super::aws::DEFAULT_REGION.into());
+    let region = super::aws::region(a);
     let (aws, account) = super::aws::connect(ctx, a).await?;
     let stack = &ctx.settings.stack;
     let mut changes = Vec::new();

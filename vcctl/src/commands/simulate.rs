@@ -90,3 +90,19 @@ pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: 
         _ => 1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_file_is_read_trimmed_and_refused_when_missing_or_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (good, empty) = (dir.path().join("token"), dir.path().join("empty"));
+        std::fs::write(&good, "s3cret\n").unwrap();
+        std::fs::write(&empty, " \n").unwrap();
+        assert_eq!(super::token_file(Some(&good)).unwrap().as_deref(), Some("s3cret"));
+        assert!(super::token_file(Some(&empty)).unwrap_err().to_string().contains("is empty"));
+        let missing = super::token_file(Some(&dir.path().join("nope"))).unwrap_err().to_string();
+        assert!(missing.contains("cannot read the token file"), "{missing}");
+        assert_eq!(super::token_file(None).unwrap(), None);
+    }
+}

@@ -523,6 +523,10 @@ mod tests {
         check("name: a\nprovider: ssh\nssh:\n  user: admin\n", "stacks/t.yaml:3:1: ssh: missing required field `host`");
         check("name: a\nname: b\nprovider: local\n", "stacks/t.yaml:2:1: name: duplicate field `name`");
         check(
+            "name: a\nprovider: aws\nid: ../../etc\n",
+            "stacks/t.yaml:3:5: id: expected the id `vcctl up` made (16 hex digits), got \"../../etc\"",
+        );
+        check(
             "name: a\nprovider: local\nservice:\n  port: 8000\n  port: 8001\n",
             "stacks/t.yaml:5:3: service.port: duplicate field `port`",
         );

@@ -3,7 +3,7 @@
 //! workflow switches and checks, and rolls back when the check fails.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -42,7 +42,8 @@ impl LocalTarget {
     }
 
     fn stop(&self, p: &Printer) -> Result<()> {
-        if self.stack.running_pid().is_none() {
+        // `alive`, not the service's pid: a supervisor waiting to restart runs no service.
+        if self.stack.alive() != Some(true) {
             return Ok(());
         }
         let step = p.step("stopping the running release");
@@ -182,10 +183,6 @@ impl Target for LocalTarget {
             local::stop_group(group, Duration::from_secs(5));
         }
         checked
-    }
-
-    async fn reachable(&mut self) -> bool {
-        matches!(health::status(&health::client(), &self.url).await, Ok((code, s)) if health::is_healthy(code, &s))
     }
 
     async fn diagnose(&mut self, _slot: Slot, _since: Mark) -> String {
@@ -350,7 +347,7 @@ fn status_lines(
 /// The service log on stdout, the last `lines` of it, then (with `follow`) what comes;
 /// with `json`, each line as `{"line": ...}` (NDJSON).
 async fn logs(stack: &LocalStack, lines: usize, follow: bool, json: bool) -> Result<u8> {
-    let emit = |bytes: &[u8]| emit(&as_json_lines(bytes, json));
+    let emit = |bytes: &[u8]| crate::printer::say_out(as_json_lines(bytes, json));
     let path = stack.log_file();
     if !path.exists() {
         crate::printer::say(format!(
@@ -399,12 +396,6 @@ fn as_json_lines(bytes: &[u8], json: bool) -> Vec<u8> {
         .map(|l| format!("{}\n", serde_json::json!({ "line": l })))
         .collect::<String>()
         .into_bytes()
-}
-
-/// Writes to stdout; false when nobody reads it any more.
-fn emit(bytes: &[u8]) -> bool {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes).and_then(|()| out.flush()).is_ok()
 }
 
 /// The bytes of the files under `dir`.

@@ -95,7 +95,10 @@ pub trait Target {
         timeout: Duration,
     ) -> Result<Status, Unhealthy>;
     /// Whether the serving release answers, healthy, at `url()` from here.
-    async fn reachable(&mut self) -> bool;
+    async fn reachable(&mut self) -> bool {
+        let answer = crate::health::status(&crate::health::client(), self.url()).await;
+        matches!(answer, Ok((code, s)) if crate::health::is_healthy(code, &s))
+    }
     /// What the target's own logs say about a start (`since`), for the diagnosis.
     async fn diagnose(&mut self, slot: Slot, since: Mark) -> String;
     /// Writes a release's receipt (its verdict, diagnosis, timings).

@@ -214,11 +214,6 @@ impl Target for HostTarget {
         health::wait(timeout, async || this.look(port, unit, want, outside, &mut baseline, timeout).await).await
     }
 
-    async fn reachable(&mut self) -> bool {
-        let answer = health::status(&health::client(), &self.remote.public_url).await;
-        matches!(answer, Ok((code, s)) if health::is_healthy(code, &s))
-    }
-
     async fn diagnose(&mut self, slot: Slot, since: Mark) -> String {
         self.host.diagnose(since, self.unit(slot).1).await
     }
