@@ -51,6 +51,11 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// On-demand SSH (AWS): admit this address or network on port 22 while the command runs,
+    /// instead of asking the address detector (`aws.address_detector`).
+    #[arg(long, global = true, env = "VCCTL_SSH_FROM", value_name = "CIDR", value_parser = parse_ssh_from)]
+    pub ssh_from: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -91,6 +96,11 @@ pub enum Command {
         after_help = "Examples:\n  vcctl simulate --stack local --rate 100 --duration 60s\n  vcctl simulate --target http://127.0.0.1:8000 --rate 50000 --batch 500 --duration 30s\n  vcctl simulate --stack local --incident /vehicles/unlock:x3:2m@1m"
     )]
     Simulate(SimulateArgs),
+    /// Forward a port of this machine to Prometheus (or the service) on the stack's host, over SSH.
+    #[command(
+        after_help = "Examples:\n  vcctl tunnel prometheus --stack frankfurt       # http://127.0.0.1:9090 until Ctrl-C\n  vcctl tunnel dashboard --stack frankfurt --local-port 18000\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the tunnel is."
+    )]
+    Tunnel(TunnelArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  vcctl completions bash > /etc/bash_completion.d/vcctl")]
     Completions { shell: clap_complete::Shell },
@@ -139,12 +149,32 @@ impl Command {
             Command::Simulate(a) => &a.overrides,
             Command::Token(TokenCommand::Show(a)) => &a.overrides,
             Command::Ci(CiCommand::Init(a)) => &a.overrides,
+            Command::Tunnel(a) => &a.overrides,
             Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
     }
 }
 
 impl Command {
+    /// The command as a user typed it, for messages and the on-demand SSH rule.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Up(_) => "vcctl up",
+            Command::Plan(_) => "vcctl plan",
+            Command::Deploy(_) => "vcctl deploy",
+            Command::Status(_) => "vcctl status",
+            Command::Logs(_) => "vcctl logs",
+            Command::Rollback(_) => "vcctl rollback",
+            Command::Destroy(_) => "vcctl destroy",
+            Command::Simulate(_) => "vcctl simulate",
+            Command::Tunnel(_) => "vcctl tunnel",
+            Command::Token(_) => "vcctl token show",
+            Command::Ci(_) => "vcctl ci init",
+            Command::Completions { .. } => "vcctl completions",
+            Command::Supervise { .. } => "vcctl supervise",
+        }
+    }
+
     /// Records where each override came from, which clap knows only in `matches`.
     pub fn note_sources(&mut self, matches: &clap::ArgMatches) {
         let Some(o) = self.overrides_mut() else { return };
@@ -167,6 +197,7 @@ impl Command {
             Command::Simulate(a) => Some(&mut a.overrides),
             Command::Token(TokenCommand::Show(a)) => Some(&mut a.overrides),
             Command::Ci(CiCommand::Init(a)) => Some(&mut a.overrides),
+            Command::Tunnel(a) => Some(&mut a.overrides),
             Command::Completions { .. } | Command::Supervise { .. } => None,
         }
     }
@@ -192,6 +223,26 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+/// What `vcctl tunnel` reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TunnelTo {
+    /// Prometheus (port 9090 on the host), closed to the world.
+    Prometheus,
+    /// The service itself (its port on the host): the dashboard of a stack without `tls:`.
+    Dashboard,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TunnelArgs {
+    pub to: TunnelTo,
+    /// The port on this machine's loopback (default: the same as on the host, or any free one
+    /// when that is taken; 0 for any).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }
@@ -339,4 +390,9 @@ fn complete_releases(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
     names.sort();
     names.dedup();
     names.into_iter().map(CompletionCandidate::new).collect()
+}
+
+/// `--ssh-from`: an address or a narrow network (`access::ssh_from`).
+fn parse_ssh_from(v: &str) -> Result<String, String> {
+    crate::access::ssh_from(v)
 }

@@ -51,10 +51,6 @@ fn last_lines(log: &str) -> String {
     if log.trim().is_empty() { String::new() } else { format!("; its last log lines:\n{log}") }
 }
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("a client with a timeout builds")
-}
-
 /// A healthy answer: 200, and the service says `ok` (its store works).
 pub fn is_healthy(code: u16, s: &Status) -> bool {
     code == 200 && s.status == "ok"

@@ -5,6 +5,7 @@
 // `printer`, which never panics on a closed pipe.
 #![warn(clippy::too_many_lines, clippy::print_stdout, clippy::print_stderr)]
 
+mod access;
 mod artifact;
 mod cli;
 mod cloud;
@@ -27,6 +28,7 @@ mod stack;
 mod supervise;
 mod targets;
 mod templates;
+mod web;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -62,6 +64,8 @@ fn main() -> ExitCode {
         _ => Verbosity::Normal,
     };
     let printer = Printer::new(cli.json, verbosity);
+    // Every HTTPS client of vcctl (its own and the AWS SDK's) uses aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli, printer.clone())) {
         Ok(code) => error::exit(code),
@@ -87,7 +91,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
         Command::Simulate(args) if args.target.is_some() => {
             let target = args.target.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
             let token = commands::simulate::token_file(args.token_file.as_deref())?;
-            return commands::simulate::run(&printer, args, target, token).await;
+            return commands::simulate::run(&printer, args, target, token, web::Trust::default()).await;
         }
         _ => {}
     }
@@ -113,6 +117,6 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
     }
     let stack = stack::load_file(&file)?;
     let settings = settings::Settings::resolve(&root, stack, cli.command.overrides());
-    let ctx = Ctx { printer, root, settings, yes: cli.command.yes() };
+    let ctx = Ctx { printer, root, settings, yes: cli.command.yes(), ssh_from: cli.ssh_from.clone() };
     commands::dispatch(&ctx, &cli.command).await
 }

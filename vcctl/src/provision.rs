@@ -10,6 +10,7 @@ use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::access;
 use crate::cloud::aws::Stamp;
 use crate::cloud::aws::cloudwatch::{self, Alarm};
 use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, KeyPair};
@@ -61,12 +62,17 @@ pub struct Wanted {
     pub user_data: String,
 }
 
-/// The inbound rules: the API and HTTP for everyone, SSH and Prometheus for admins only.
-pub fn rules(admin_cidrs: &[String], service_port: u16) -> Vec<Rule> {
-    let mut rules = vec![
-        Rule::tcp(80, "0.0.0.0/0", "HTTP for vehicle apps and gateways"),
-        Rule::tcp(service_port, "0.0.0.0/0", "vehicleconnect API"),
-    ];
+/// The inbound rules at rest. With TLS, HTTPS (443) and HTTP (80, which redirects and answers
+/// ACME challenges) for everyone, and the service's port for nobody: Caddy reaches it on
+/// loopback. Without, HTTP and the service's port. SSH and Prometheus only for `admin_cidrs`
+/// (none with on-demand SSH, whose rules are temporary and never planned).
+pub fn rules(admin_cidrs: &[String], service_port: u16, tls: bool) -> Vec<Rule> {
+    let mut rules = vec![Rule::tcp(80, "0.0.0.0/0", "HTTP for vehicle apps and gateways")];
+    if tls {
+        rules.push(Rule::tcp(443, "0.0.0.0/0", "HTTPS for vehicle apps and gateways"));
+    } else {
+        rules.push(Rule::tcp(service_port, "0.0.0.0/0", "vehicleconnect API"));
+    }
     for cidr in admin_cidrs {
         rules.push(Rule::tcp(22, cidr, "SSH from an admin network"));
         rules.push(Rule::tcp(9090, cidr, "Prometheus from an admin network"));
@@ -95,6 +101,8 @@ pub struct Found {
     pub instance: Option<Instance>,
     pub termination_protection: Option<bool>,
     pub alarms: Vec<Alarm>,
+    /// When this was read: what temporary SSH rules are judged expired at.
+    pub read_at: Option<time::OffsetDateTime>,
 }
 
 impl Found {
@@ -196,7 +204,20 @@ pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
         instance,
         termination_protection,
         alarms: cloudwatch::find(&aws.cloudwatch, stack).await?,
+        read_at: Some(time::OffsetDateTime::now_utc()),
     })
+}
+
+/// The temporary SSH rules still held (on-demand SSH of commands running now, or killed
+/// less than a lease ago), with when their last lease ends: left alone by `up`.
+pub fn held_temporary_rules(f: &Found) -> Vec<(Rule, String)> {
+    let now = f.read_at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let Some(sg) = &f.security_group else { return Vec::new() };
+    sg.rules
+        .iter()
+        .filter(|r| access::is_temporary(&r.tags) && !access::expired(&r.tags, now))
+        .map(|r| (r.clone(), access::held_until(&r.tags).map(access::stamp).unwrap_or_default()))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -305,7 +326,21 @@ fn plan_security_group(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
         ));
         return;
     };
+    let now = f.read_at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     for r in sg.rules.iter().filter(|r| !w.rules.contains(r)) {
+        if access::is_temporary(&r.tags) {
+            if access::expired(&r.tags, now) {
+                let ended = access::held_until(&r.tags)
+                    .map_or("no lease left".into(), |t| format!("expired {}", access::stamp(t)));
+                out.push(change(
+                    Delete,
+                    format!("rule on {}", sg.id),
+                    format!("{r}: temporary SSH access, {ended}"),
+                    Op::RemoveRules(vec![r.clone()]),
+                ));
+            }
+            continue;
+        }
         out.push(change(
             Delete,
             format!("rule on {}", sg.id),
@@ -627,7 +662,7 @@ mod tests {
             vpc_id: None,
             subnet_id: None,
             termination_protection: false,
-            rules: rules(&["203.0.113.7/32".into()], 8000),
+            rules: rules(&["203.0.113.7/32".into()], 8000, false),
             policy: iam::instance_policy("fra", "eu-central-1", "123456789012"),
             user_data: String::new(),
         }
@@ -656,7 +691,7 @@ mod tests {
 
     #[test]
     fn admin_ports_are_only_for_admin_networks() {
-        let r = rules(&["203.0.113.7/32".into(), "2001:db8::/32".into()], 8000);
+        let r = rules(&["203.0.113.7/32".into(), "2001:db8::/32".into()], 8000, false);
         let world = security_group::Source::Cidr("0.0.0.0/0".into());
         for rule in &r {
             assert_eq!((rule.protocol.as_str(), rule.from_port), ("tcp", rule.to_port), "one TCP port: {rule}");
@@ -668,6 +703,56 @@ mod tests {
             assert!(!rule.description.is_empty());
         }
         assert_eq!(r.len(), 6);
+    }
+
+    #[test]
+    fn with_tls_the_world_gets_https_and_http_and_never_the_service_port() {
+        let r = rules(&[], 8000, true);
+        let ports: Vec<i32> = r.iter().map(|r| r.from_port).collect();
+        assert_eq!(ports, [80, 443], "{r:?}");
+        assert!(rules(&[], 8000, false).iter().any(|r| r.from_port == 8000));
+    }
+
+    #[test]
+    fn temporary_ssh_rules_are_left_while_held_and_removed_once_expired() {
+        let at = |s: &str| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap();
+        let temporary = |cidr: &str, until: &str| {
+            let mut r = Rule::tcp(22, cidr, "vcctl on-demand SSH");
+            r.tags.insert(access::TAG_TEMPORARY.into(), "ssh".into());
+            r.tags.insert(format!("{}abcd", access::TAG_LEASE), until.into());
+            r
+        };
+        let mut w = wanted();
+        w.rules = rules(&[], 8000, false);
+        let mut found_rules = w.rules.clone();
+        found_rules.push(temporary("198.51.100.1/32", "2026-11-30T10:15:00Z"));
+        found_rules.push(temporary("198.51.100.2/32", "2026-11-30T09:59:00Z"));
+        let f = Found {
+            security_group: Some(SecurityGroup {
+                id: "sg-1".into(),
+                name: "x".into(),
+                vpc_id: "v".into(),
+                rules: found_rules,
+                owner: Default::default(),
+            }),
+            read_at: Some(at("2026-11-30T10:00:00Z")),
+            ..Found::default()
+        };
+        let details: Vec<String> = plan(&w, &f, "eu-central-1")
+            .iter()
+            .filter(|c| c.resource == "rule on sg-1")
+            .map(|c| c.detail.clone())
+            .collect();
+        assert_eq!(
+            details,
+            ["tcp/22 from 198.51.100.2/32 (vcctl on-demand SSH): temporary SSH access, expired 2026-11-30T09:59:00Z"]
+        );
+        let held = held_temporary_rules(&f);
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            (held[0].0.to_string(), held[0].1.as_str()),
+            ("tcp/22 from 198.51.100.1/32 (vcctl on-demand SSH)".into(), "2026-11-30T10:15:00Z")
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Settings {
     #[serde(with = "humantime_serde_compat")]
     pub kpi_interval: Duration,
     pub ingest_token: bool,
+    /// HTTPS in front of the service, when the stack has `tls:`.
+    pub tls: Option<crate::stack::TlsSettings>,
     /// Where vcctl keeps this stack's local state (`.vcctl/<provider>/<stack>`).
     pub state_dir: PathBuf,
 }
@@ -80,6 +82,7 @@ impl Settings {
             retention: stack.service.retention.unwrap_or(DEFAULT_RETENTION),
             kpi_interval: stack.service.kpi_interval.unwrap_or(DEFAULT_KPI_INTERVAL),
             ingest_token: stack.service.ingest_token.unwrap_or(false),
+            tls: stack.tls,
         }
     }
 }

@@ -178,6 +178,21 @@ impl Ssh {
         )
     }
 
+    /// Forwards `local` (on this machine's loopback) to `remote_port` on the host's loopback,
+    /// over the master connection, until it closes.
+    pub async fn forward(&self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
+        let remote = std::net::SocketAddr::from(([127, 0, 0, 1], remote_port));
+        self.session
+            .request_port_forward(openssh::ForwardType::Local, local, remote)
+            .await
+            .with_context(|| format!("forwarding {local} to port {remote_port} on {}", self.target.host))
+    }
+
+    /// Whether the master connection still works.
+    pub async fn alive(&self) -> bool {
+        self.session.check().await.is_ok()
+    }
+
     /// Closes the master connection, once nothing else holds the session.
     pub async fn close(self) {
         if let Ok(session) = Arc::try_unwrap(self.session) {

@@ -529,7 +529,7 @@ fn wait_for_count(url: &str, n: u64) {
 
 fn reqwest_get(url: &str) -> Value {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() })
+    rt.block_on(async { common::http().get(url).send().await.unwrap().json().await.unwrap() })
 }
 
 #[test]
@@ -549,7 +549,7 @@ fn a_stack_with_an_ingest_token_requires_it_and_simulate_uses_it() {
     let token = std::fs::read_to_string(&token_file).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let status = rt.block_on(async {
-        reqwest::Client::new()
+        common::http()
             .post(format!("{url}/api/events"))
             .json(&serde_json::json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c"}))
             .send()

@@ -228,6 +228,8 @@ impl Service {
 }
 
 pub fn client() -> reqwest::Client {
+    // reqwest's TLS is built without a default provider in this workspace.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 

@@ -121,7 +121,7 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
         vpc_id: a.vpc_id.clone(),
         subnet_id: a.subnet_id.clone(),
         termination_protection: a.termination_protection,
-        rules: provision::rules(&a.admin_cidrs, ctx.settings.port),
+        rules: provision::rules(&a.admin_cidrs, ctx.settings.port, ctx.settings.tls.is_some()),
         policy: iam::instance_policy(stack, &region, account),
         user_data: templates::user_data(stack, ctx.settings.port)?,
         region,
@@ -189,7 +189,12 @@ fn stack_id(ctx: &Ctx) -> Result<String> {
 
 pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<u8> {
     let id = ctx.settings.stack_id.as_deref();
-    let (_, w, _, changes) = survey(ctx, a, id, artifact.map(Path::to_path_buf)).await?;
+    let (_, w, found, changes) = survey(ctx, a, id, artifact.map(Path::to_path_buf)).await?;
+    let held = provision::held_temporary_rules(&found);
+    for (rule, until) in &held {
+        ctx.printer
+            .info(format!("temporary SSH rule {rule}: held until {until}, left alone (removed once it expires)"));
+    }
     if id.is_none() {
         ctx.printer.info(format!(
             "stack `{}` has no `id:` yet: `vcctl up` makes one and writes it into `{}`",
@@ -197,7 +202,10 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result
             ctx.settings.stack_file.display()
         ));
     }
-    ctx.printer.json(&json!({"stack": w.stack, "region": w.region, "changes": changes, "settings": ctx.settings}));
+    let held: Vec<_> = held.iter().map(|(rule, until)| json!({"rule": rule, "held_until": until})).collect();
+    ctx.printer.json(&json!({
+        "stack": w.stack, "region": w.region, "changes": changes, "temporary_ssh_rules": held, "settings": ctx.settings,
+    }));
     if changes.is_empty() {
         ctx.printer.out(format!("stack `{}`: no changes; AWS matches the stack file", w.stack));
         return Ok(error::OK);
@@ -207,10 +215,17 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result
     Ok(error::PLAN_HAS_CHANGES)
 }
 
-/// The provisioning half of `vcctl up`: the instance to deploy to, or `None` on an emulator
-/// (its instances are not real hosts).
-pub async fn up(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<Option<Remote>> {
+/// The provisioning half of `vcctl up`: the instance to deploy to (and the clients to reach
+/// it with), or `None` on an emulator (its instances are not real hosts).
+pub async fn up(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<Option<(Aws, Remote)>> {
     let started = Instant::now();
+    if ctx.settings.tls.is_none() {
+        ctx.printer.warn(format!(
+            "stack `{}` has no `tls:` section: vehicles' tokens and VINs cross the internet unencrypted \
+             (docs/aws.md, HTTPS)",
+            ctx.settings.stack
+        ));
+    }
     let id = stack_id(ctx)?;
     let (aws, w, found, changes) = survey(ctx, a, Some(&id), artifact.map(Path::to_path_buf)).await?;
     let instance_id = if changes.is_empty() {
@@ -255,12 +270,13 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<O
             .info("AWS_ENDPOINT_URL is set (an emulator): its instances are not real hosts, so no deploy follows");
         return Ok(None);
     }
-    Ok(Some(remote_of(ctx, a, &aws).await?))
+    let remote = remote_of(ctx, a, &aws).await?;
+    Ok(Some((aws, remote)))
 }
 
 /// The stack's instance as a host to deploy to: its public address, its login, and its host
 /// key from the console output when cloud-init has printed it there.
-async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
+pub async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
     let stack = &ctx.settings.stack;
     let instance = ec2::find_instance(&aws.ec2, stack).await?.filter(|i| i.state != "terminated");
     let Some(instance) = instance else {
@@ -294,11 +310,14 @@ async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
         None if target.is_known() => None,
         None => Some(console_host_key(ctx, aws, &instance.id).await?),
     };
-    Ok(Remote {
-        target,
-        public_url: format!("http://{ip}:{}", ctx.settings.port),
-        prometheus_listen: "0.0.0.0:9090".into(),
-    })
+    let (public_url, trust) = crate::targets::remote::public_endpoint(&ctx.settings, &ip);
+    // Prometheus is reached through SSH (`vcctl tunnel prometheus`) unless the stack keeps
+    // it open to admin networks.
+    let prometheus_listen = match a.ssh_access {
+        crate::stack::SshAccess::AdminCidrs => "0.0.0.0:9090",
+        crate::stack::SshAccess::OnDemand => "127.0.0.1:9090",
+    };
+    Ok(Remote { target, public_url, prometheus_listen: prometheus_listen.into(), trust })
 }
 
 /// How long to wait for an instance's host key in its console output (cloud-init prints it
@@ -364,12 +383,6 @@ fn address(aws: &Aws, instance: &str, ip: String) -> Result<String> {
     }
 }
 
-/// `deploy`, `rollback` and `logs` on an AWS stack: the SSH commands, on its instance.
-pub async fn remote(ctx: &Ctx, a: &AwsSettings) -> Result<Remote> {
-    let (aws, _) = connect(ctx, a).await?;
-    remote_of(ctx, a, &aws).await
-}
-
 pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let (aws, _) = connect(ctx, a).await?;
     let stack = &ctx.settings.stack;
@@ -430,8 +443,15 @@ async fn service_health(ctx: &Ctx, aws: &Aws, ip: Option<&str>) -> (ServiceView,
         let line = "not checked: AWS_ENDPOINT_URL is set (an emulator), its addresses are not real".to_string();
         return (ServiceView { json: json!({"checked": false, "reason": line}), line }, false);
     }
-    let base = format!("http://{ip}:{}", ctx.settings.port);
-    match crate::health::status(&crate::health::client(), &base).await {
+    let (base, trust) = crate::targets::remote::public_endpoint(&ctx.settings, ip);
+    let client = match crate::web::client_for(&trust) {
+        Ok(c) => c,
+        Err(e) => {
+            let line = format!("not checked: {e:#}");
+            return (ServiceView { json: json!({"checked": false, "reason": line}), line }, false);
+        }
+    };
+    match crate::health::status(&client, &base).await {
         Ok((code, s)) => {
             let healthy = crate::health::is_healthy(code, &s);
             let line = format!(

@@ -142,7 +142,7 @@ fn summary_of_error(ctx: &Ctx, host: Option<&str>, e: &anyhow::Error) {
     append_summary(ctx, &md);
 }
 
-fn append_summary(ctx: &Ctx, md: &str) {
+pub fn append_summary(ctx: &Ctx, md: &str) {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
     let written =
         std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(md.as_bytes()));

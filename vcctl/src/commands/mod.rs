@@ -5,8 +5,10 @@
 pub mod aws;
 pub mod ci;
 pub mod deploy;
+pub mod on_demand;
 pub mod plan;
 pub mod simulate;
+pub mod tunnel;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +32,8 @@ pub struct Ctx {
     pub root: PathBuf,
     pub settings: Settings,
     pub yes: bool,
+    /// `--ssh-from`: the network on-demand SSH admits, instead of the detected address.
+    pub ssh_from: Option<String>,
 }
 
 /// How long `up` on AWS waits for a new instance to answer on SSH.
@@ -40,7 +44,10 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     match (&ctx.settings.provider, command) {
         (Aws(a), Command::Up(args)) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
-            Some(remote) => deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await,
+            Some((cloud, remote)) => {
+                let work = async { deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await };
+                on_demand::around(ctx, a, &cloud, command.name(), work).await
+            }
             None => Ok(crate::error::OK),
         },
         (Aws(a), Command::Plan(args)) => aws::plan(ctx, a, args.artifact.as_deref()).await,
@@ -61,21 +68,45 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             Some("`vcctl status` shows the host, `vcctl deploy` ships a release".to_string()),
         )
         .into()),
-        (_, Command::Up(args) | Command::Deploy(args)) => deploy::run(ctx, target(ctx).await, args).await,
-        (_, Command::Rollback(args)) => deploy::rollback(ctx, target(ctx).await?, args).await,
-        (_, Command::Status(_)) => status(ctx, target(ctx).await?).await,
-        (_, Command::Logs(args)) => logs(target(ctx).await?, args, ctx.printer.json).await,
-        (_, Command::Destroy(args)) => destroy(ctx, target(ctx).await?, args).await,
-        (_, Command::Simulate(args)) => {
-            let mut t = target(ctx).await?;
-            let token = if ctx.settings.ingest_token { t.ingest_token().await } else { Ok(None) };
-            let url = t.url().to_string();
-            t.close().await;
-            simulate::run(&ctx.printer, args, url, token?).await
-        }
-        (_, Command::Token(TokenCommand::Show(_))) => token_show(ctx, target(ctx).await?).await,
         (_, Command::Completions { shell }) => Ok(completions(*shell)),
         (_, Command::Supervise { dir, bin }) => crate::supervise::run(dir, bin).await,
+        // The rest run on the stack's host; an AWS instance's through on-demand SSH.
+        (Aws(a), _) => {
+            let (cloud, _) = aws::connect(ctx, a).await?;
+            let work = async {
+                let target = match aws::remote_of(ctx, a, &cloud).await {
+                    Ok(remote) => host(ctx, remote, Duration::ZERO).await,
+                    Err(e) => Err(e),
+                };
+                on_target(ctx, command, target).await
+            };
+            on_demand::around(ctx, a, &cloud, command.name(), work).await
+        }
+        (Local(_), _) => on_target(ctx, command, Ok(Box::new(LocalTarget::new(&ctx.settings)))).await,
+        (Ssh(s), _) => on_target(ctx, command, host(ctx, Remote::of_ssh(&ctx.settings, s), Duration::ZERO).await).await,
+    }
+}
+
+/// The commands that run on the stack's host, whichever provider put it there.
+async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>) -> Result<u8> {
+    match command {
+        Command::Up(args) | Command::Deploy(args) => deploy::run(ctx, target, args).await,
+        Command::Rollback(args) => deploy::rollback(ctx, target?, args).await,
+        Command::Status(_) => status(ctx, target?).await,
+        Command::Logs(args) => logs(target?, args, ctx.printer.json).await,
+        Command::Destroy(args) => destroy(ctx, target?, args).await,
+        Command::Simulate(args) => {
+            let mut t = target?;
+            let token = if ctx.settings.ingest_token { t.ingest_token().await } else { Ok(None) };
+            let (url, trust) = (t.url().to_string(), t.trust());
+            t.close().await;
+            simulate::run(&ctx.printer, args, url, token?, trust).await
+        }
+        Command::Token(TokenCommand::Show(_)) => token_show(ctx, target?).await,
+        Command::Tunnel(args) => tunnel::run(ctx, target?, args).await,
+        Command::Plan(_) | Command::Ci(_) | Command::Completions { .. } | Command::Supervise { .. } => {
+            anyhow::bail!("`{}` does not run on a host", command.name())
+        }
     }
 }
 
@@ -95,15 +126,6 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
     }
     crate::printer::say_out(script);
     crate::error::OK
-}
-
-/// Where the stack's service runs: this machine, its SSH host, or its AWS instance.
-async fn target(ctx: &Ctx) -> Result<Box<dyn Target>> {
-    match &ctx.settings.provider {
-        Provider::Local(_) => Ok(Box::new(LocalTarget::new(&ctx.settings))),
-        Provider::Ssh(s) => host(ctx, Remote::of_ssh(&ctx.settings, s), Duration::ZERO).await,
-        Provider::Aws(a) => host(ctx, aws::remote(ctx, a).await?, Duration::ZERO).await,
-    }
 }
 
 async fn host(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {

@@ -40,7 +40,7 @@ pub async fn run(ctx: &Ctx, args: &crate::cli::ReleaseArgs) -> Result<u8> {
     if !running {
         changes.push(format!("start the service on {}", stack.base_url()));
     } else if changes.is_empty() {
-        let healthy = matches!(health::status(&health::client(), &stack.base_url()).await, Ok((200, _)));
+        let healthy = matches!(health::status(&crate::web::client(), &stack.base_url()).await, Ok((200, _)));
         if !healthy {
             changes.push("restart the unhealthy service".into());
         }

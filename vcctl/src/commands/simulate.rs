@@ -21,7 +21,13 @@ pub fn token_file(path: Option<&std::path::Path>) -> Result<Option<String>> {
 }
 
 /// `target` and `token` come from `--target`, or from the stack.
-pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: Option<String>) -> Result<u8> {
+pub async fn run(
+    printer: &Printer,
+    args: &SimulateArgs,
+    target: String,
+    token: Option<String>,
+    trust: crate::web::Trust,
+) -> Result<u8> {
     let incidents = args
         .incident
         .iter()
@@ -44,6 +50,7 @@ pub async fn run(printer: &Printer, args: &SimulateArgs, target: String, token: 
     let plan = Plan {
         target: target.clone(),
         token,
+        trust,
         rate: args.rate,
         duration: args.duration,
         batch: args.batch,

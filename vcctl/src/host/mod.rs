@@ -282,6 +282,15 @@ impl Host {
         self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
     }
 
+    /// Forwards `local` here to `remote_port` on the host's loopback (`vcctl tunnel`).
+    pub async fn forward(&self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
+        self.ssh.forward(local, remote_port).await
+    }
+
+    pub async fn alive(&self) -> bool {
+        self.ssh.alive().await
+    }
+
     pub async fn close(self) {
         self.ssh.close().await;
     }

@@ -82,6 +82,24 @@ pub struct Stack {
     pub id: Option<String>,
     pub provider: Provider,
     pub service: ServiceSettings,
+    /// HTTPS in front of the service (`tls:`), for the `aws` and `ssh` providers.
+    pub tls: Option<TlsSettings>,
+}
+
+/// Let's Encrypt's production directory: `tls.acme_ca` when the stack names none.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+/// The `tls:` section: Caddy on the host serves `domain` with a certificate from `acme_ca`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TlsSettings {
+    pub domain: String,
+    /// The ACME account's contact (expiry warnings from the CA go there).
+    pub email: String,
+    /// The ACME directory URL.
+    pub acme_ca: String,
+    /// A PEM file of roots trusted beside the system's: by vcctl for the service's
+    /// certificate, and by Caddy for the ACME server (a private CA; tests use Pebble's).
+    pub trust_ca: Option<PathBuf>,
 }
 
 /// What the service runs with, whatever the provider.
@@ -117,10 +135,25 @@ pub struct LocalSettings {
     pub listen_address: Option<String>,
 }
 
+/// `aws.ssh_access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SshAccess {
+    /// No rule for port 22 at rest; each command that needs SSH admits its own address for
+    /// as long as it runs (the default).
+    OnDemand,
+    /// SSH and Prometheus always open to `admin_cidrs`.
+    AdminCidrs,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct AwsSettings {
     pub region: Option<String>,
     pub instance_type: Option<String>,
+    /// How SSH (22) is reached: opened per command, or always open to `admin_cidrs`.
+    pub ssh_access: SshAccess,
+    /// Where on-demand SSH asks for this machine's public address (a plain-text answer).
+    pub address_detector: Option<String>,
     pub admin_cidrs: Vec<String>,
     /// Opening SSH and Prometheus to 0.0.0.0/0 must be asked for explicitly.
     pub allow_admin_from_anywhere: bool,
@@ -249,6 +282,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         }
     })?;
     let (service, port_taken) = service_settings(&mut root)?;
+    let tls = match root.opt_section("tls")? {
+        Some(_) if provider == "local" => {
+            let mut err =
+                root.error("section `tls` does not apply to provider `local` (it serves on this machine only)");
+            err.path = "tls".into();
+            err.hint = Some("remove it; HTTPS is for the `aws` and `ssh` providers".into());
+            return Err(err);
+        }
+        Some(s) => Some(tls_settings(s, file)?),
+        None => None,
+    };
 
     let sections = ["local", "aws", "ssh"];
     for other in sections.iter().filter(|s| **s != provider) {
@@ -292,7 +336,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     {
         return Err(err);
     }
-    Ok(Stack { file: file.to_path_buf(), name, id, provider, service })
+    Ok(Stack { file: file.to_path_buf(), name, id, provider, service, tls })
 }
 
 /// The `service:` section, and the error of a port a host uses for something else: kept
@@ -317,6 +361,46 @@ fn service_settings(root: &mut Section) -> Result<(ServiceSettings, Option<Stack
     }
     s.finish()?;
     Ok((settings, port_taken))
+}
+
+fn tls_settings(mut s: Section, file: &Path) -> Result<TlsSettings, StackError> {
+    let domain = s.req_str("domain")?;
+    let ok = domain.0.len() <= 253
+        && domain.0.contains('.')
+        && domain.0.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if !ok || domain.0.parse::<std::net::IpAddr>().is_ok() {
+        return Err(s.error_at(
+            &domain.1,
+            "tls.domain".into(),
+            format!(
+                "expected a DNS name such as vc.example.com, got {:?} (ACME certifies names, not addresses)",
+                domain.0
+            ),
+        ));
+    }
+    let email = s.req_str("email")?;
+    if !email.0.contains('@') || email.0.contains(char::is_whitespace) {
+        return Err(s.error_at(&email.1, "tls.email".into(), format!("expected an email address, got {:?}", email.0)));
+    }
+    let acme_ca = s
+        .opt_parsed("acme_ca", "a URL", |v| match v.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => Ok(v.to_string()),
+            _ => Err(format!("expected the https URL of an ACME directory, such as {LETS_ENCRYPT}, got {v:?}")),
+        })?
+        .unwrap_or_else(|| LETS_ENCRYPT.to_string());
+    // Relative to the stack file's project, as the other paths of a stack are read.
+    let trust_ca = s.opt_str("trust_ca")?.map(|p| {
+        let p = crate::settings::expand_home(&p);
+        if p.is_absolute() { p } else { project_root(file.parent().unwrap_or(Path::new("."))).join(p) }
+    });
+    s.finish()?;
+    Ok(TlsSettings { domain: domain.0.to_ascii_lowercase(), email: email.0, acme_ca, trust_ca })
 }
 
 fn local_settings(mut s: Section) -> Result<LocalSettings, StackError> {
@@ -351,9 +435,12 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
     })?;
     let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
     let allow_admin_from_anywhere = s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
+    let ssh_access = ssh_access(&mut s, !admin_cidrs.is_empty())?;
     let settings = AwsSettings {
         region,
         instance_type,
+        ssh_access,
+        address_detector: s.opt_parsed("address_detector", "a URL", parse_detector)?,
         admin_cidrs,
         allow_admin_from_anywhere,
         ssh_public_key: s.opt_str("ssh_public_key")?,
@@ -366,8 +453,39 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
         placeholder: None,
     };
     s.check_unknown()?;
+    if ssh_access == SshAccess::OnDemand {
+        return Ok(settings);
+    }
     check_admin_cidrs(&s, &settings.admin_cidrs, allow_admin_from_anywhere)?;
     Ok(AwsSettings { placeholder: placeholder(&s, &settings.admin_cidrs), ..settings })
+}
+
+/// `aws.ssh_access`: on-demand unless the stack says otherwise, or has `admin_cidrs` and
+/// no `ssh_access` (a stack written before on-demand keeps what it had).
+fn ssh_access(s: &mut Section, has_admin_cidrs: bool) -> Result<SshAccess, StackError> {
+    let access = s.opt_parsed("ssh_access", "on-demand or admin_cidrs", |v| match v {
+        "on-demand" => Ok(SshAccess::OnDemand),
+        "admin_cidrs" => Ok(SshAccess::AdminCidrs),
+        other => Err(format!("expected `on-demand` or `admin_cidrs`, got {other:?}")),
+    })?;
+    match access {
+        Some(SshAccess::OnDemand) if has_admin_cidrs => Err(s.value_error(
+            "admin_cidrs",
+            "`admin_cidrs` keeps SSH (22) and Prometheus (9090) open, which `ssh_access: on-demand` means not to",
+            Some("remove `admin_cidrs` (each command opens SSH for your address while it runs), or set `ssh_access: admin_cidrs`".into()),
+        )),
+        Some(a) => Ok(a),
+        None if has_admin_cidrs => Ok(SshAccess::AdminCidrs),
+        None => Ok(SshAccess::OnDemand),
+    }
+}
+
+/// An address detector: an http(s) URL answering with the caller's address in plain text.
+fn parse_detector(v: &str) -> Result<String, String> {
+    match v.split_once("://") {
+        Some(("https" | "http", rest)) if !rest.is_empty() && !rest.contains(char::is_whitespace) => Ok(v.to_string()),
+        _ => Err(format!("expected an http(s) URL such as https://checkip.amazonaws.com, got {v:?}")),
+    }
 }
 
 /// The first admin network that is an example one, as the error `plan` and `up` give: an
@@ -540,8 +658,48 @@ mod tests {
         );
         check(
             "name: a\nprovider: local\nreigon: x\n",
-            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, id, service, local",
+            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, id, service, tls, local",
         );
+    }
+
+    #[test]
+    fn ssh_access_and_tls_are_checked_where_they_are_written() {
+        check(
+            "name: a\nprovider: aws\naws:\n  ssh_access: sometimes\n",
+            "stacks/t.yaml:4:15: aws.ssh_access: expected `on-demand` or `admin_cidrs`, got \"sometimes\"",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  ssh_access: on-demand\n  admin_cidrs: [10.0.0.1/32]\n",
+            "stacks/t.yaml:5:16: aws.admin_cidrs: `admin_cidrs` keeps SSH (22) and Prometheus (9090) open, which `ssh_access: on-demand` means not to\nhint: remove `admin_cidrs` (each command opens SSH for your address while it runs), or set `ssh_access: admin_cidrs`",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  address_detector: checkip\n",
+            "stacks/t.yaml:4:21: aws.address_detector: expected an http(s) URL such as https://checkip.amazonaws.com, got \"checkip\"",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: 203.0.113.7\n  email: ops@example.com\n",
+            "stacks/t.yaml:6:11: tls.domain: expected a DNS name such as vc.example.com, got \"203.0.113.7\" (ACME certifies names, not addresses)",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: vc.example.com\n  email: ops\n",
+            "stacks/t.yaml:7:10: tls.email: expected an email address, got \"ops\"",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: vc.example.com\n  email: o@example.com\n  acme_ca: http://ca\n",
+            "stacks/t.yaml:8:12: tls.acme_ca: expected the https URL of an ACME directory, such as https://acme-v02.api.letsencrypt.org/directory, got \"http://ca\"",
+        );
+        check(
+            "name: a\nprovider: local\ntls:\n  domain: vc.example.com\n  email: o@example.com\n",
+            "stacks/t.yaml:1:1: tls: section `tls` does not apply to provider `local` (it serves on this machine only)\nhint: remove it; HTTPS is for the `aws` and `ssh` providers",
+        );
+        let on_demand =
+            parse(Path::new("stacks/t.yaml"), "name: a\nprovider: aws\naws:\n  region: eu-central-1\n").unwrap();
+        let Provider::Aws(a) = on_demand.provider else { panic!("an aws stack") };
+        assert_eq!(a.ssh_access, SshAccess::OnDemand, "the default for a new stack");
+        let older =
+            parse(Path::new("stacks/t.yaml"), "name: a\nprovider: aws\naws:\n  admin_cidrs: [10.0.0.1/32]\n").unwrap();
+        let Provider::Aws(a) = older.provider else { panic!("an aws stack") };
+        assert_eq!(a.ssh_access, SshAccess::AdminCidrs, "a stack written before on-demand keeps its admin networks");
     }
 
     #[test]
@@ -591,7 +749,7 @@ mod tests {
             "stacks/t.yaml:4:16: aws.admin_cidrs: admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it",
         );
         check(
-            "name: a\nprovider: aws\naws:\n  region: eu-central-1\n",
+            "name: a\nprovider: aws\naws:\n  region: eu-central-1\n  ssh_access: admin_cidrs\n",
             "stacks/t.yaml:3:1: aws.admin_cidrs: `admin_cidrs` is empty: nobody could reach SSH (22) or Prometheus (9090)\nhint: add the networks you administer from, e.g. `admin_cidrs: [203.0.113.7/32]`",
         );
         check(

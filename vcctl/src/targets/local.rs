@@ -175,7 +175,7 @@ impl Target for LocalTarget {
         _outside: bool,
         timeout: Duration,
     ) -> Result<Status, Unhealthy> {
-        let client = health::client();
+        let client = crate::web::client();
         let this = &*self;
         let checked = health::wait(timeout, async || this.look(&client, want, timeout).await).await;
         // A start that died leaves nothing behind: not even a child holding the port.
@@ -248,7 +248,7 @@ impl Target for LocalTarget {
 async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
     let pid = stack.running_pid();
     let base = stack.base_url();
-    let client = health::client();
+    let client = crate::web::client();
     let health = match pid {
         Some(_) => health::status(&client, &base).await.ok(),
         None => None,

@@ -94,9 +94,14 @@ pub trait Target {
         outside: bool,
         timeout: Duration,
     ) -> Result<Status, Unhealthy>;
+    /// What `url()`'s certificate is checked against, and the address its name goes to.
+    fn trust(&self) -> crate::web::Trust {
+        crate::web::Trust::default()
+    }
     /// Whether the serving release answers, healthy, at `url()` from here.
     async fn reachable(&mut self) -> bool {
-        let answer = crate::health::status(&crate::health::client(), self.url()).await;
+        let Ok(client) = crate::web::client_for(&self.trust()) else { return false };
+        let answer = crate::health::status(&client, self.url()).await;
         matches!(answer, Ok((code, s)) if crate::health::is_healthy(code, &s))
     }
     /// What the target's own logs say about a start (`since`), for the diagnosis.
@@ -117,6 +122,16 @@ pub trait Target {
     /// What `destroy` would delete, one line each, for its prompt.
     async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>>;
     async fn ingest_token(&mut self) -> Result<Option<String>>;
+    /// Forwards `local` on this machine to `remote_port` on the target's loopback, for as
+    /// long as the connection lasts; `false` once it has dropped.
+    async fn forward(&mut self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
+        let _ = (local, remote_port);
+        anyhow::bail!("the service runs {}: there is nothing to tunnel to", self.place())
+    }
+    /// Whether the target's connection still works (a tunnel's).
+    async fn alive(&mut self) -> bool {
+        true
+    }
     async fn close(self: Box<Self>);
 
     /// Where, in messages: `on HOST` or `on this machine`.

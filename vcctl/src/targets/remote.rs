@@ -28,6 +28,24 @@ pub struct Remote {
     pub public_url: String,
     /// Where Prometheus listens on the host.
     pub prometheus_listen: String,
+    /// What `public_url`'s certificate is checked against, and the host's address for it.
+    pub trust: crate::web::Trust,
+}
+
+/// The service as users reach it on `host`, and how to check it there: `https://<domain>`
+/// (sent to this host, whatever DNS says yet) with `tls:`, else `http://<host>:<port>`.
+pub fn public_endpoint(settings: &Settings, host: &str) -> (String, crate::web::Trust) {
+    use std::net::ToSocketAddrs;
+    match &settings.tls {
+        None => {
+            let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+            (format!("http://{host}:{}", settings.port), crate::web::Trust::default())
+        }
+        Some(tls) => {
+            let pin = (host, 443).to_socket_addrs().ok().and_then(|mut a| a.next()).map(|a| (tls.domain.clone(), a));
+            (format!("https://{}", tls.domain), crate::web::Trust { ca: tls.trust_ca.clone(), pin })
+        }
+    }
 }
 
 impl Remote {
@@ -41,11 +59,12 @@ impl Remote {
             s.identity.as_deref(),
         );
         target.host_key = s.host_key.clone();
-        let host = if s.host.contains(':') { format!("[{}]", s.host) } else { s.host.clone() };
+        let (public_url, trust) = public_endpoint(settings, &s.host);
         Remote {
             target,
-            public_url: format!("http://{host}:{}", settings.port),
+            public_url,
             prometheus_listen: if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" }.to_string(),
+            trust,
         }
     }
 }
@@ -57,6 +76,8 @@ pub struct HostTarget {
     config: HostConfig,
     config_hash: String,
     lock: Option<Lock>,
+    /// Checks the service from here (`remote.trust`).
+    client: reqwest::Client,
 }
 
 impl HostTarget {
@@ -64,8 +85,9 @@ impl HostTarget {
     /// instance booting).
     pub async fn connect(settings: &Settings, remote: Remote, patience: Duration, p: &Printer) -> Result<HostTarget> {
         let config = HostConfig::of(settings, &remote.prometheus_listen)?;
+        let client = crate::web::client_for(&remote.trust)?;
         let host = Host::connect_within(remote.target.clone(), p, patience).await?;
-        Ok(HostTarget { host, port: settings.port, config_hash: config.hash(), config, remote, lock: None })
+        Ok(HostTarget { host, port: settings.port, config_hash: config.hash(), config, remote, lock: None, client })
     }
 
     /// The port and unit of a slot.
@@ -102,7 +124,7 @@ impl HostTarget {
         let Some(status) = probe.healthy().cloned() else { return Look::NotYet(not_yet(&probe, url, port, timeout)) };
         match (health::judge(status, want, probe.main_pid, &url), outside) {
             (Look::Healthy(s), None) => Look::Healthy(s),
-            (Look::Healthy(_), Some(public)) => match health::status(&health::client(), public).await {
+            (Look::Healthy(_), Some(public)) => match health::status(&self.client, public).await {
                 Ok((code, s)) if health::is_healthy(code, &s) => Look::Healthy(s),
                 Ok((code, _)) => {
                     Look::NotYet(Unhealthy::Unreachable { url: public.into(), error: format!("HTTP {code}") })
@@ -138,6 +160,18 @@ impl Target for HostTarget {
 
     fn url(&self) -> &str {
         &self.remote.public_url
+    }
+
+    fn trust(&self) -> crate::web::Trust {
+        self.remote.trust.clone()
+    }
+
+    async fn forward(&mut self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
+        self.host.forward(local, remote_port).await
+    }
+
+    async fn alive(&mut self) -> bool {
+        self.host.alive().await
     }
 
     fn has_candidate(&self) -> bool {
@@ -231,7 +265,7 @@ impl Target for HostTarget {
     }
 
     async fn status(&mut self) -> Result<StatusView> {
-        status(&self.host, &self.remote, self.port).await
+        status(&self.host, &self.remote, self.port, &self.client).await
     }
 
     async fn logs(&mut self, lines: usize, follow: bool, json: bool) -> Result<u8> {
@@ -276,10 +310,10 @@ impl Target for HostTarget {
 }
 
 /// Releases, the unit, and health from both sides.
-async fn status(host: &Host, remote: &Remote, port: u16) -> Result<StatusView> {
+async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Client) -> Result<StatusView> {
     let state = host.state().await?;
     let probe = host.probe(port, SERVING_UNIT).await?;
-    let outside = health::status(&health::client(), &remote.public_url).await;
+    let outside = health::status(client, &remote.public_url).await;
     let healthy = probe.healthy().is_some() && matches!(&outside, Ok((code, s)) if health::is_healthy(*code, s));
     let json = json!({
         "host": remote.target.host,

@@ -38,3 +38,10 @@ pub fn show(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// An HTTP client for the tests (reqwest's TLS is built without a default crypto provider
+/// in this workspace: the aws-lc-rs one is installed first).
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build().unwrap()
+}

@@ -6,6 +6,7 @@ pub mod cloudwatch;
 pub mod ec2;
 pub mod iam;
 pub mod security_group;
+pub mod ssh_window;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;

@@ -4,7 +4,11 @@
 
 use anyhow::{Context, Result};
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, UserIdGroupPair};
+use std::collections::BTreeMap;
+
+use aws_sdk_ec2::types::{
+    IpPermission, IpRange, Ipv6Range, PrefixListId, ResourceType, Tag, TagSpecification, UserIdGroupPair,
+};
 use serde::Serialize;
 
 use super::ec2::{filter, stack_filter, tags};
@@ -35,6 +39,9 @@ pub struct Rule {
     /// AWS's id of a rule read back (`sgr-...`): what revoking names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The rule's own tags (on-demand SSH marks its temporary rules with them).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 impl Rule {
@@ -47,6 +54,7 @@ impl Rule {
             source: Source::Cidr(cidr.into()),
             description: description.into(),
             id: None,
+            tags: BTreeMap::new(),
         }
     }
 
@@ -119,7 +127,7 @@ pub async fn find(ec2: &Client, stack: &str) -> Result<Option<SecurityGroup>> {
 }
 
 /// Every inbound rule of a group, by `DescribeSecurityGroupRules` (page by page).
-async fn inbound_rules(ec2: &Client, group_id: &str) -> Result<Vec<Rule>> {
+pub async fn inbound_rules(ec2: &Client, group_id: &str) -> Result<Vec<Rule>> {
     let mut rules = Vec::new();
     let mut pages = ec2.describe_security_group_rules().filters(filter("group-id", group_id)).into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -140,6 +148,11 @@ async fn inbound_rules(ec2: &Client, group_id: &str) -> Result<Vec<Rule>> {
                 source,
                 description: r.description().unwrap_or_default().to_string(),
                 id: r.security_group_rule_id().map(str::to_string),
+                tags: r
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+                    .collect(),
             });
         }
     }
@@ -197,6 +210,55 @@ pub async fn authorize(ec2: &Client, group_id: &str, rules: &[Rule]) -> Result<(
         .map_err(|e| {
             error("ec2:AuthorizeSecurityGroupIngress", &format!("opening {} rule(s) on {group_id}", rules.len()), e)
         })?;
+    Ok(())
+}
+
+/// Opens one rule tagged with `tags`: its id, or `None` when AWS has a rule for that
+/// protocol, port and source already (another command may have opened it a moment ago).
+pub async fn authorize_tagged(
+    ec2: &Client,
+    group_id: &str,
+    rule: &Rule,
+    tags: &BTreeMap<String, String>,
+) -> Result<Option<String>> {
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::SecurityGroupRule);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(k).value(v).build());
+    }
+    let sent = ec2
+        .authorize_security_group_ingress()
+        .group_id(group_id)
+        .ip_permissions(permission(rule))
+        .tag_specifications(spec.build())
+        .send()
+        .await;
+    match sent {
+        Ok(out) => Ok(out.security_group_rules().first().and_then(|r| r.security_group_rule_id()).map(str::to_string)),
+        Err(e) if super::code_of(&e) == Some("InvalidPermission.Duplicate") => Ok(None),
+        Err(e) => Err(error("ec2:AuthorizeSecurityGroupIngress", &format!("opening `{rule}` on {group_id}"), e)),
+    }
+}
+
+/// Sets tags on a rule (by its `sgr-` id), leaving its other tags as they are.
+pub async fn tag_rule(ec2: &Client, rule_id: &str, tags: &[(&str, &str)]) -> Result<()> {
+    let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect();
+    ec2.create_tags()
+        .resources(rule_id)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| error("ec2:CreateTags", &format!("tagging security group rule {rule_id}"), e))?;
+    Ok(())
+}
+
+/// Removes one tag (by key) from a rule.
+pub async fn untag_rule(ec2: &Client, rule_id: &str, key: &str) -> Result<()> {
+    ec2.delete_tags()
+        .resources(rule_id)
+        .tags(Tag::builder().key(key).build())
+        .send()
+        .await
+        .map_err(|e| error("ec2:DeleteTags", &format!("untagging security group rule {rule_id}"), e))?;
     Ok(())
 }
 

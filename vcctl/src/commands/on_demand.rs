@@ -1,0 +1,163 @@
+//! On-demand SSH around an AWS command: find this machine's address, open port 22 for it,
+//! run the command, and close the port again on every way out: success, failure, Ctrl-C
+//! (SIGINT) and SIGTERM (a cancelled GitHub Actions job). A SIGKILL cannot be caught: the
+//! rule's lease then expires, and the next command removes it.
+
+use std::future::Future;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::cloud::aws::ssh_window::{self, Closed, Window};
+use crate::cloud::aws::{Aws, Stamp, security_group};
+use crate::error::Failure;
+use crate::stack::{AwsSettings, SshAccess};
+
+/// Where vcctl asks for this machine's public address, unless the stack says otherwise.
+pub const DEFAULT_DETECTOR: &str = "https://checkip.amazonaws.com";
+/// The most an address detector may answer.
+const DETECTOR_LIMIT: usize = 256;
+
+/// Runs `work` with SSH open for this machine (when the stack's access is on-demand).
+pub async fn around<F>(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str, work: F) -> Result<u8>
+where
+    F: Future<Output = Result<u8>>,
+{
+    if a.ssh_access == SshAccess::AdminCidrs {
+        return work.await;
+    }
+    let started = Instant::now();
+    let window = open(ctx, a, aws, command).await?;
+    let opened_in = started.elapsed();
+    let result = tokio::select! {
+        r = work => r,
+        signal = interrupted() => {
+            ctx.printer.warn(format!("{signal}: stopping, and closing SSH for {}", window.cidr));
+            Ok(crate::error::INTERRUPTED)
+        }
+    };
+    close(ctx, window, opened_in).await;
+    result
+}
+
+/// The first SIGINT or SIGTERM, by name.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "interrupted (SIGINT)",
+        _ = term.recv() => "terminated (SIGTERM)",
+    }
+}
+
+async fn open(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str) -> Result<Window> {
+    let stack = &ctx.settings.stack;
+    let Some(group) = security_group::find(&aws.ec2, stack).await? else {
+        return Err(Failure::invalid(
+            format!("stack `{stack}` has no security group in {} to open SSH on", aws.region),
+            Some("`vcctl up` creates it".into()),
+        )
+        .into());
+    };
+    if let crate::owners::Standing::Foreign(why) =
+        crate::owners::standing(&group.owner, stack, ctx.settings.stack_id.as_deref())
+    {
+        return Err(
+            Failure::invalid(format!("security group {} is not stack `{stack}`'s: {why}", group.id), None).into()
+        );
+    }
+    let cidr = address(ctx, a).await?;
+    let stamp = Stamp { stack: stack.clone(), id: ctx.settings.stack_id.clone().unwrap_or_default() };
+    let step = ctx.printer.step(format!("opening SSH (22) on {} for {cidr}", group.id));
+    match ssh_window::open(&aws.ec2, &group.id, &stamp, &cidr, command).await {
+        Ok(w) => {
+            step.done(match &w.rule_id {
+                Some(id) => format!("rule {id}, until this command ends"),
+                None => "a permanent rule admits it already".into(),
+            });
+            Ok(w)
+        }
+        Err(e) => {
+            step.fail("");
+            Err(e)
+        }
+    }
+}
+
+async fn close(ctx: &Ctx, window: Window, opened_in: std::time::Duration) {
+    let cidr = window.cidr.clone();
+    let step = ctx.printer.step(format!("closing SSH (22) for {cidr}"));
+    let started = Instant::now();
+    let closed = window.close().await;
+    let timing = format!(
+        "opening took {}, closing {}",
+        crate::printer::format_duration(opened_in),
+        crate::printer::format_duration(started.elapsed())
+    );
+    let line = match closed {
+        Ok(Closed::Revoked) => {
+            step.done("");
+            format!("SSH (22) was opened for `{cidr}` during this run and is closed again ({timing}).")
+        }
+        Ok(Closed::KeptForOthers) => {
+            step.done("another vcctl command from this address still uses it");
+            format!("SSH (22) was opened for `{cidr}`; another vcctl command from that address still holds it open.")
+        }
+        Ok(Closed::Permanent) => {
+            step.done("permanent rule left as it is");
+            format!("SSH (22) for `{cidr}` came from a permanent rule of the stack.")
+        }
+        Err(e) => {
+            step.fail("");
+            ctx.printer.warn(format!(
+                "could not close SSH (22) for {cidr}: {e:#}; the rule expires within {} and the next vcctl command removes it",
+                humantime::format_duration(crate::access::LEASE)
+            ));
+            format!("SSH (22) was opened for `{cidr}` and could **not** be closed: it expires within 15 minutes.")
+        }
+    };
+    ctx.printer.detail(&line);
+    super::deploy::append_summary(ctx, &format!("{line}\n"));
+}
+
+/// The network to admit: `--ssh-from`, else this machine's address as the detector sees it.
+async fn address(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
+    if let Some(cidr) = &ctx.ssh_from {
+        return Ok(cidr.clone());
+    }
+    let url = std::env::var("VCCTL_ADDRESS_DETECTOR")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| a.address_detector.clone())
+        .unwrap_or_else(|| DEFAULT_DETECTOR.to_string());
+    let step = ctx.printer.step(format!("finding this machine's public address ({url})"));
+    let asked = async {
+        let answer = crate::web::client().get(&url).send().await.map_err(|e| format!("{e}"))?;
+        if !answer.status().is_success() {
+            return Err(format!("HTTP {}", answer.status().as_u16()));
+        }
+        let body = crate::web::bounded_text(answer, DETECTOR_LIMIT).await.map_err(|e| format!("{e:#}"))?;
+        crate::access::detected(&body)
+    };
+    match asked.await {
+        Ok(cidr) => {
+            step.done(&cidr);
+            Ok(cidr)
+        }
+        Err(why) => {
+            step.fail("");
+            Err(Failure::invalid(
+                format!("could not learn this machine's public address from {url}: {why}"),
+                Some(format!(
+                    "pass --ssh-from ADDRESS (or VCCTL_SSH_FROM), or point aws.address_detector in `{}` at a service \
+                     that answers with your address",
+                    ctx.settings.stack_file.display()
+                )),
+            )
+            .into())
+        }
+    }
+}
