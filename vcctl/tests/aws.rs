@@ -797,10 +797,30 @@ async fn ci_init_makes_the_oidc_provider_the_deploy_role_and_the_workflow() {
     );
     let policy = iam.get_role_policy().role_name("vcctl-deploy-fra").policy_name("vcctl-deploy").send().await.unwrap();
     let policy = urldecode(policy.policy_document());
-    let actions: Vec<&str> =
-        policy["Statement"].as_array().unwrap().iter().map(|s| s["Action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["ec2:DescribeInstances", "ec2:GetConsoleOutput"]);
-    assert_eq!(policy["Statement"][1]["Condition"]["StringEquals"]["aws:ResourceTag/vcctl:stack"], "fra");
+    // The whole document: what the role may do, and on which of the account's resources.
+    let of_stack = serde_json::json!({"StringEquals": {"aws:ResourceTag/vcctl:stack": "fra"}});
+    let arn = |kind: &str| format!("arn:aws:ec2:eu-central-1:123456789012:{kind}/*");
+    assert_eq!(
+        policy,
+        serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "FindTheStacksInstanceAndFirewall", "Effect": "Allow", "Resource": "*",
+             "Action": ["ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"]},
+            {"Sid": "ReadItsHostKeys", "Effect": "Allow", "Action": "ec2:GetConsoleOutput",
+             "Resource": arn("instance"), "Condition": of_stack},
+            {"Sid": "OpenAndCloseSshOnItsSecurityGroupOnly", "Effect": "Allow",
+             "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+             "Resource": arn("security-group"), "Condition": of_stack},
+            {"Sid": "MakeTheTemporaryRuleTaggedAsItsStacks", "Effect": "Allow",
+             "Action": "ec2:AuthorizeSecurityGroupIngress", "Resource": arn("security-group-rule"),
+             "Condition": {"StringEquals": {"aws:RequestTag/vcctl:stack": "fra"}}},
+            {"Sid": "TagItAsItIsMade", "Effect": "Allow", "Action": "ec2:CreateTags",
+             "Resource": arn("security-group-rule"),
+             "Condition": {"StringEquals": {"ec2:CreateAction": "AuthorizeSecurityGroupIngress",
+                                            "aws:RequestTag/vcctl:stack": "fra"}}},
+            {"Sid": "TakeAndEndLeasesOnItsRules", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+             "Resource": arn("security-group-rule"), "Condition": of_stack}
+        ]})
+    );
     assert!(first["role_arn"].as_str().unwrap().ends_with(":role/vcctl-deploy-fra"));
 
     let workflow = p.dir.path().join(".github/workflows/deploy.yml");
@@ -962,4 +982,188 @@ fn urldecode(s: &str) -> Value {
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// An on-demand stack whose instance is the SSH test host (under the emulator, tests map
+/// the stack's host with VCCTL_TEST_AWS_HOST; the host key is pinned in the stack).
+fn on_demand_stack() -> String {
+    let h = common::test_host();
+    format!(
+        "name: fra\nprovider: aws\naws:\n  region: eu-central-1\n  ssh_public_key: keys/id_ed25519.pub\n  ssh_identity: {}\n  ssh_user: root\n  host_key: {}\n  termination_protection: false\nservice:\n  port: 8000\n",
+        h.key, h.host_key
+    )
+}
+
+/// The stack's port-22 rules as moto keeps them: (cidr, description, tags).
+async fn ssh_rules(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String, Vec<(String, String)>)> {
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    let group = groups.security_groups()[0].group_id().unwrap().to_string();
+    let rules = ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(group).build())
+        .send()
+        .await
+        .unwrap();
+    rules
+        .security_group_rules()
+        .iter()
+        .filter(|r| r.is_egress() != Some(true) && r.from_port() == Some(22))
+        .map(|r| {
+            let tags =
+                r.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
+            (r.cidr_ipv4().unwrap_or_default().to_string(), r.description().unwrap_or_default().to_string(), tags)
+        })
+        .collect()
+}
+
+fn leases(tags: &[(String, String)]) -> Vec<&(String, String)> {
+    tags.iter().filter(|(k, _)| k.starts_with("vcctl:lease:")).collect()
+}
+
+impl Project {
+    /// `vcctl tunnel prometheus` from `from`, running: its child and the URL it printed.
+    fn tunnel(&self, from: &[(&str, &str)]) -> (Child, String) {
+        let mut cmd = self.command(&["tunnel", "prometheus", "--local-port", "0"]);
+        cmd.env("VCCTL_TEST_AWS_HOST", common::test_host().addr).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in from {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        assert!(line.starts_with("http://127.0.0.1:"), "the tunnel prints its URL: {line:?}");
+        (child, line.trim().to_string())
+    }
+}
+
+/// Sends `signal` to `child` and returns its exit code.
+fn signal(child: &mut Child, signal: &str) -> Option<i32> {
+    Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap().code()
+}
+
+/// A one-answer HTTP server on loopback, as an address detector: it says `address`.
+fn detector(address: &'static str) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+            let body = format!("{address}\n");
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+                    .as_bytes(),
+            );
+        }
+    });
+    url
+}
+
+/// On-demand SSH against moto and the real SSH test host: no port 22 at rest; one tagged
+/// /32 rule while commands run, shared by two from one address; SIGINT closes it at once;
+/// SIGKILL leaves it until its lease ends, which `plan` reports and `up` then removes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_test_host_ssh_opens_per_command_and_closes_on_every_way_out() {
+    let p = Project::new(&on_demand_stack(), Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let ports: Vec<i32> = sg_rules(&ec2).await.iter().map(|r| r.0).collect();
+    assert_eq!(ports, [80, 8000], "no SSH and no Prometheus at rest");
+    common::on_host("systemctl start prometheus");
+
+    let from = [("VCCTL_SSH_FROM", "198.18.0.9")];
+    let (mut a, url) = p.tunnel(&from);
+    let rules = ssh_rules(&ec2).await;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].0, "198.18.0.9/32");
+    assert!(
+        rules[0].1.starts_with("vcctl on-demand SSH for ") && rules[0].1.contains("(vcctl tunnel) until 20"),
+        "{}",
+        rules[0].1
+    );
+    assert!(rules[0].2.contains(&("vcctl:temporary".into(), "ssh".into())), "{:?}", rules[0].2);
+    assert!(rules[0].2.iter().any(|(k, v)| k == "vcctl:stack-id" && *v == p.stack_id()));
+    let answer = common::http().get(format!("{url}-/healthy")).send().await.expect("Prometheus through the tunnel");
+    assert_eq!(answer.status(), 200);
+
+    // A second command from the same address shares the rule (AWS keeps one per address).
+    let (mut b, _) = p.tunnel(&from);
+    let rules = ssh_rules(&ec2).await;
+    assert_eq!((rules.len(), leases(&rules[0].2).len()), (1, 2), "{rules:?}");
+    assert_eq!(signal(&mut a, "INT"), Some(130));
+    let rules = ssh_rules(&ec2).await;
+    assert_eq!((rules.len(), leases(&rules[0].2).len()), (1, 1), "the other command still holds it: {rules:?}");
+    assert_eq!(signal(&mut b, "INT"), Some(130));
+    assert_eq!(ssh_rules(&ec2).await.len(), 0, "the last one out closed it");
+
+    // SIGKILL: nothing closes the rule; its lease ends, then `up` removes it.
+    let (mut c, _) = p.tunnel(&[("VCCTL_ADDRESS_DETECTOR", &detector("198.18.0.10"))]);
+    assert_eq!(signal(&mut c, "KILL"), None);
+    let rules = ssh_rules(&ec2).await;
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].0, "198.18.0.10/32", "the detector's answer was admitted");
+    let plan = p.json(&["plan"], 0);
+    assert_eq!(plan["temporary_ssh_rules"].as_array().unwrap().len(), 1, "{plan}");
+    // Fifteen minutes later, as far as the lease says.
+    let rule_id = ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("tag:vcctl:temporary").values("ssh").build())
+        .send()
+        .await
+        .unwrap()
+        .security_group_rules()[0]
+        .security_group_rule_id()
+        .unwrap()
+        .to_string();
+    let (key, _) = leases(&rules[0].2)[0].clone();
+    let ended = aws_sdk_ec2::types::Tag::builder().key(key).value("2026-01-01T00:00:00Z").build();
+    ec2.create_tags().resources(&rule_id).tags(ended).send().await.unwrap();
+    let plan = p.json(&["plan"], 2);
+    let detail = plan["changes"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("temporary SSH access, expired 2026-01-01T00:00:00Z"), "{plan}");
+    p.json(&["up"], 0);
+    assert_eq!(ssh_rules(&ec2).await.len(), 0, "up removed the expired rule");
+    p.json(&["destroy", "--yes"], 0);
+}
+
+/// A deploy through on-demand SSH: exactly one rule while it runs, none after, and the
+/// GitHub step summary says which address was admitted and that it was closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
+    let p = Project::new(&on_demand_stack(), Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let summary = p.dir.path().join("summary.md");
+    let mut deploy = p
+        .command(&["deploy", "--artifact", common::service_bin().to_str().unwrap(), "--ssh-from", "198.18.0.11"])
+        .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let status = loop {
+        for (cidr, description, _) in ssh_rules(&ec2).await {
+            seen.insert((cidr, description.split(" until ").next().unwrap().to_string()));
+        }
+        if let Some(status) = deploy.try_wait().unwrap() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = deploy.wait_with_output().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", show(&out));
+    let who = seen.iter().next().map(|(_, d)| d.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 1, "one rule during the deploy: {seen:?}");
+    assert_eq!(seen.iter().next().unwrap().0, "198.18.0.11/32");
+    assert!(who.starts_with("vcctl on-demand SSH for ") && who.ends_with("(vcctl deploy)"), "{who}");
+    assert_eq!(ssh_rules(&ec2).await.len(), 0, "closed after the deploy");
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(md.contains("SSH (22) was opened for `198.18.0.11/32` during this run and is closed again"), "{md}");
+    eprintln!("on-demand SSH timings: {}", md.lines().find(|l| l.contains("opening took")).unwrap_or_default());
+    p.json(&["destroy", "--yes"], 0);
 }

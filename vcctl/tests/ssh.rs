@@ -13,23 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{service_bin, show, stderr};
-
-struct TestHost {
-    addr: String,
-    key: String,
-    host_key: String,
-}
-
-/// The test host from the environment, or a loud failure saying how to get one.
-fn test_host() -> TestHost {
-    let var = |k: &str| {
-        std::env::var(k).unwrap_or_else(|_| {
-            panic!("{k} is not set: these tests need the SSH test host; run them through scripts/test, or `eval \"$(scripts/test-host start)\"` first")
-        })
-    };
-    TestHost { addr: var("VC_TEST_SSH_HOST"), key: var("VC_TEST_SSH_KEY"), host_key: var("VC_TEST_SSH_HOST_KEY") }
-}
+use common::{on_host, service_bin, show, stderr, test_host};
 
 /// A pristine host: a fresh copy of its rootfs, booted (about 20 s).
 fn reset_host() {
@@ -38,30 +22,12 @@ fn reset_host() {
     assert!(out.status.success(), "resetting the test host failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Runs `script` as root on the test host (our own ssh, not vcctl's), returns stdout.
 /// The figure of `systemd-analyze security`'s last line: "→ Overall exposure level for
 /// vehicleconnect.service: 1.1 OK :-)".
 fn exposure_level(analysis: &str) -> f64 {
     let line = analysis.lines().find(|l| l.contains("Overall exposure level")).expect("an overall exposure line");
     let figure = line.split_once(".service:").map_or("", |(_, rest)| rest).split_whitespace().next().unwrap_or("");
     figure.parse().unwrap_or_else(|_| panic!("no figure in {line:?}"))
-}
-
-fn on_host(script: &str) -> String {
-    let h = test_host();
-    let kh = std::env::temp_dir().join(format!("vc-test-known-hosts-{}", std::process::id()));
-    std::fs::write(&kh, format!("{} {}\n", h.addr, h.host_key)).unwrap();
-    let out = Command::new("ssh")
-        .args(["-i", &h.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", kh.display()))
-        .arg(format!("root@{}", h.addr))
-        .arg(script)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "on the host: {script}\n{}", show(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 struct Project {

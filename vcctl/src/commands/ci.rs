@@ -38,16 +38,56 @@ pub fn trust_policy(provider_arn: &str, repo: &str, environment: &str) -> Value 
 /// What `vcctl deploy` needs on AWS: find the stack's instance, read its console output
 /// (for its host key), the latter only on instances tagged with the stack.
 pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
+    let arn = |kind: &str| format!("arn:aws:ec2:{region}:{account}:{kind}/*");
+    let of_stack = json!({"StringEquals": {"aws:ResourceTag/vcctl:stack": stack}});
     json!({
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "FindTheStacksInstance", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+            {
+                "Sid": "FindTheStacksInstanceAndFirewall",
+                "Effect": "Allow",
+                // Describe calls cannot be limited to resources; they change nothing.
+                "Action": ["ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"],
+                "Resource": "*"
+            },
             {
                 "Sid": "ReadItsHostKeys",
                 "Effect": "Allow",
                 "Action": "ec2:GetConsoleOutput",
-                "Resource": format!("arn:aws:ec2:{region}:{account}:instance/*"),
-                "Condition": {"StringEquals": {"aws:ResourceTag/vcctl:stack": stack}}
+                "Resource": arn("instance"),
+                "Condition": of_stack
+            },
+            {
+                "Sid": "OpenAndCloseSshOnItsSecurityGroupOnly",
+                "Effect": "Allow",
+                "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+                "Resource": arn("security-group"),
+                "Condition": of_stack
+            },
+            {
+                "Sid": "MakeTheTemporaryRuleTaggedAsItsStacks",
+                "Effect": "Allow",
+                "Action": "ec2:AuthorizeSecurityGroupIngress",
+                "Resource": arn("security-group-rule"),
+                "Condition": {"StringEquals": {"aws:RequestTag/vcctl:stack": stack}}
+            },
+            {
+                // Tags at creation only: never a way to make another stack's rule look ours.
+                "Sid": "TagItAsItIsMade",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": arn("security-group-rule"),
+                "Condition": {"StringEquals": {
+                    "ec2:CreateAction": "AuthorizeSecurityGroupIngress",
+                    "aws:RequestTag/vcctl:stack": stack
+                }}
+            },
+            {
+                "Sid": "TakeAndEndLeasesOnItsRules",
+                "Effect": "Allow",
+                "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+                "Resource": arn("security-group-rule"),
+                "Condition": of_stack
             }
         ]
     })

@@ -92,11 +92,8 @@ async fn close(ctx: &Ctx, window: Window, opened_in: std::time::Duration) {
     let step = ctx.printer.step(format!("closing SSH (22) for {cidr}"));
     let started = Instant::now();
     let closed = window.close().await;
-    let timing = format!(
-        "opening took {}, closing {}",
-        crate::printer::format_duration(opened_in),
-        crate::printer::format_duration(started.elapsed())
-    );
+    let ms = |d: std::time::Duration| d.as_millis();
+    let timing = format!("opening took {} ms, closing {} ms", ms(opened_in), ms(started.elapsed()));
     let line = match closed {
         Ok(Closed::Revoked) => {
             step.done("");
