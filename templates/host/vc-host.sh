@@ -82,12 +82,12 @@ put() {
   if cmp -s "$tmp" "$path"; then rm -f "$tmp"; echo unchanged; else chmod "$2" "$tmp"; mv -f "$tmp" "$path"; echo changed; fi
 }
 
-# packages: what the service needs beside itself. A new cloud instance may still be
-# installing them: cloud-init finishes first.
+# packages [EXTRA...]: what the service needs beside itself (and caddy, for HTTPS). A new
+# cloud instance may still be installing them: cloud-init finishes first.
 packages() {
   if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
   missing=""
-  for p in postgresql prometheus curl; do installed $p || missing="$missing $p"; done
+  for p in postgresql prometheus curl "$@"; do installed "$p" || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     echo "installing$missing" >&2
     apt-get update -qq >&2
@@ -154,6 +154,26 @@ units() {
     systemctl restart $SOCKET
   fi
   systemctl start $SOCKET
+}
+
+# caddy on RELOAD(yes|no) | caddy off: HTTPS in front of the service. Its configuration was
+# written by `put`; a change reloads Caddy (no connection dropped, the certificate kept), and
+# a deploy never restarts it. `off` stops a Caddy that vcctl configured (a stack that dropped
+# `tls:`), so the service's socket can take port 80 back.
+caddy() {
+  if [ "$1" = off ]; then
+    if grep -qs '^# Written by vcctl' /etc/caddy/Caddyfile; then
+      systemctl disable --now caddy >/dev/null 2>&1 || true
+      rm -f /etc/caddy/Caddyfile /etc/caddy/vcctl-acme-roots.pem
+    fi
+    return 0
+  fi
+  systemctl enable caddy >/dev/null 2>&1 || true
+  if ! systemctl is-active --quiet caddy; then
+    systemctl restart caddy
+  elif [ "$2" = yes ]; then
+    systemctl reload caddy
+  fi
 }
 
 # receive SHA256 NAME RECEIPT_JSON: the binary on stdin becomes releases/NAME, or nothing.
@@ -254,6 +274,7 @@ destroy() {
   systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service >/dev/null 2>&1 || true
   rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.*
   systemctl daemon-reload
+  caddy off
   if [ "$1" = delete-data ]; then
     runuser -u postgres -- psql -q -c 'DROP DATABASE IF EXISTS vehicleconnect' >/dev/null
     runuser -u postgres -- psql -q -c 'DROP ROLE IF EXISTS vehicleconnect' >/dev/null
@@ -267,12 +288,13 @@ case $cmd in
   lock) lock "$1" "$2" ;;
   state) state ;;
   put) put "$1" "$2" ;;
-  packages) packages ;;
+  packages) packages "$@" ;;
   account) account ;;
   env) write_env "$1" ;;
   database) database ;;
   prometheus) prometheus "$1" ;;
   units) units "$1" ;;
+  caddy) caddy "$1" "${2:-no}" ;;
   token) env_value VC_INGEST_TOKEN ;;
   receive) receive "$1" "$2" "$3" ;;
   candidate) candidate "$1" ;;

@@ -30,14 +30,24 @@ pub enum Unhealthy {
     NotListening { port: u16 },
     #[error("{url} answers HTTP {code}: {detail}")]
     HttpError { url: String, code: u16, detail: String },
-    #[error(
-        "the service is healthy on the host, but {url} cannot be reached from here ({error}): a firewall or security group blocks the port"
-    )]
+    #[error("the service is healthy on the host, but {url} cannot be reached from here ({error}): {}", unreachable_cause(.url, .error))]
     Unreachable { url: String, error: String },
     #[error("{url} answers, but reports version {got}, not {want}: an older process may still hold the port")]
     WrongVersion { url: String, got: String, want: String },
     #[error("{url} answers from process {got}, not from the one started ({want}): another process holds the port")]
     WrongProcess { url: String, got: u32, want: u32 },
+}
+
+/// What most likely stands between here and a service healthy on its host.
+fn unreachable_cause(url: &str, error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    if e.contains("certificate") || e.contains("unknownissuer") || e.contains("tls") {
+        "its certificate is not trusted yet (Caddy may still be obtaining it; a private ACME CA's root goes in tls.trust_ca)"
+    } else if url.starts_with("https://") && e.starts_with("http ") {
+        "Caddy answers, but not with the service's status (its log: `journalctl -u caddy`)"
+    } else {
+        "a firewall or security group blocks the port"
+    }
 }
 
 fn crash(status: i32, restarts: u32) -> String {
@@ -67,10 +77,25 @@ pub fn version_mismatch(s: &Status, want: Option<(&str, &str)>) -> Option<(Strin
 }
 
 pub async fn status(client: &reqwest::Client, base: &str) -> Result<(u16, Status), String> {
-    let r = client.get(format!("{base}/api/status")).send().await.map_err(|e| format!("{e}"))?;
+    let r = client.get(format!("{base}/api/status")).send().await.map_err(|e| chain(&e))?;
     let code = r.status().as_u16();
     let s: Status = r.json().await.map_err(|e| format!("HTTP {code} with a body that is not a status: {e}"))?;
     Ok((code, s))
+}
+
+/// An error with its causes (reqwest's own message hides why: refused, TLS, DNS).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// One look at a release while it is checked.

@@ -6,6 +6,10 @@ use anyhow::{Result, bail};
 pub const CLOUD_INIT: &str = include_str!("../../templates/cloud-init.yaml");
 pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
 
+pub const CADDYFILE: &str = include_str!("../../templates/caddy/Caddyfile");
+/// Where Caddy finds the roots it trusts for the ACME server (`tls.trust_ca`).
+pub const ACME_ROOTS: &str = "/etc/caddy/vcctl-acme-roots.pem";
+
 pub const SERVICE_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.service");
 pub const SOCKET_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.socket");
 
@@ -21,7 +25,11 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
     let port = settings.port.to_string();
     let kpi = humantime::format_duration(settings.kpi_interval).to_string().replace(' ', "");
     let retention = humantime::format_duration(settings.retention).to_string().replace(' ', "");
-    let serving = format!("ListenStream=0.0.0.0:{port}\nListenStream=0.0.0.0:80");
+    // Behind Caddy (`tls:`) on loopback only; else on every address, port 80 too.
+    let serving = match settings.tls {
+        Some(_) => format!("ListenStream=127.0.0.1:{port}"),
+        None => format!("ListenStream=0.0.0.0:{port}\nListenStream=0.0.0.0:80"),
+    };
     let candidate = format!("ListenStream=127.0.0.1:{CANDIDATE_PORT}");
     let mut out = Vec::new();
     for (unit, role, link, listen) in [
@@ -43,6 +51,23 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
         out.push((format!("/etc/systemd/system/{unit}.socket"), render(SOCKET_UNIT, &values)?));
     }
     Ok(out)
+}
+
+/// Caddy's configuration for a stack with `tls:`; `roots`: whether the ACME server's roots
+/// are shipped to [`ACME_ROOTS`].
+pub fn caddyfile(settings: &crate::settings::Settings, tls: &crate::stack::TlsSettings, roots: bool) -> Result<String> {
+    let root_line = if roots { format!("\tacme_ca_root {ACME_ROOTS}") } else { String::new() };
+    render(
+        CADDYFILE,
+        &[
+            ("stack", &settings.stack),
+            ("domain", &tls.domain),
+            ("email", &tls.email),
+            ("acme_ca", &tls.acme_ca),
+            ("acme_ca_root", &root_line),
+            ("service_port", &settings.port.to_string()),
+        ],
+    )
 }
 
 /// Replaces every `{{name}}` with its value.

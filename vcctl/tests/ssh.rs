@@ -769,3 +769,183 @@ fn under_ci_a_host_key_is_never_trusted_on_first_use() {
     assert!(!stderr(&out).contains("refusing to trust"), "{}", show(&out));
     assert!(!stderr(&out).contains("first contact"), "{}", show(&out));
 }
+
+/// Pebble (Debian's `pebble`), a test ACME CA, on this machine's side of the test host's
+/// namespace, with pebble-challtestsrv as the DNS its validator asks: every name resolves to
+/// the test host, so Pebble validates on the host's ports 80/443 as Let's Encrypt would.
+struct Pebble {
+    children: Vec<std::process::Child>,
+    dir: tempfile::TempDir,
+    /// Pebble's API's own CA and the root it issues under: what Caddy and vcctl trust.
+    bundle: PathBuf,
+    directory: String,
+}
+
+impl Pebble {
+    fn start() -> Pebble {
+        let peer = std::env::var("VC_TEST_HOST_PEER").expect("VC_TEST_HOST_PEER (scripts/test-host)");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = |script: &str| {
+            let out = Command::new("sh").arg("-ec").arg(script).current_dir(d).output().unwrap();
+            assert!(out.status.success(), "{script}\n{}", show(&out));
+        };
+        // Pebble's API is HTTPS: a listener certificate for its address, from a CA of our own.
+        sh(&format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=pebble listener CA' 2>/dev/null
+             openssl req -newkey rsa:2048 -nodes -keyout key.pem -out req.csr -subj '/CN={peer}' 2>/dev/null
+             printf 'subjectAltName=IP:{peer}\\n' > ext.cnf
+             openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null"
+        ));
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("{peer}:14000"), "managementListenAddress": format!("{peer}:15000"),
+            "certificate": d.join("cert.pem"), "privateKey": d.join("key.pem"), "httpPort": 80, "tlsPort": 443,
+            "ocspResponderURL": "", "externalAccountBindingRequired": false}});
+        std::fs::write(d.join("pebble.json"), config.to_string()).unwrap();
+        let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).unwrap());
+        let host = test_host().addr;
+        let dns = Command::new("pebble-challtestsrv")
+            .args([
+                "-defaultIPv4",
+                &host,
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                "127.0.0.1:8053",
+                "-http01",
+                "",
+                "-https01",
+                "",
+            ])
+            .args(["-tlsalpn01", "", "-management", "127.0.0.1:8055"])
+            .stdout(log("dns.log"))
+            .stderr(log("dns.err"))
+            .spawn()
+            .expect("pebble-challtestsrv (Debian's pebble; scripts/test-services installs it)");
+        let ca = Command::new("pebble")
+            .args(["-config", "pebble.json", "-dnsserver", "127.0.0.1:8053"])
+            .current_dir(d)
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .expect("pebble");
+        let started = Instant::now();
+        while std::net::TcpStream::connect((peer.as_str(), 15000)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "Pebble did not start; see {}", d.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Certificates are issued under a root made at Pebble's start.
+        sh(&format!(
+            "curl -sSf --cacert ca.pem https://{peer}:15000/roots/0 > root.pem && cat ca.pem root.pem > bundle.pem"
+        ));
+        Pebble {
+            children: vec![dns, ca],
+            bundle: d.join("bundle.pem"),
+            directory: format!("https://{peer}:14000/dir"),
+            dir,
+        }
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = &self.dir;
+    }
+}
+
+/// `curl` over HTTPS to the test host as `vc.test`, verified with Pebble's roots: (code, headers).
+fn https(pebble: &Pebble, path: &str) -> (String, String) {
+    let h = test_host();
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "10", "-o", "/dev/null", "-D", "-", "-w", "%{http_code}"])
+        .arg("--cacert")
+        .arg(&pebble.bundle)
+        .args(["--resolve", &format!("vc.test:443:{}", h.addr), &format!("https://vc.test{path}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "https://vc.test{path}\n{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (headers, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().to_string(), headers.to_ascii_lowercase())
+}
+
+/// `tls:` on an ssh stack: Caddy on the host gets a certificate from Pebble over ACME, serves
+/// HTTPS with HSTS, redirects http://, and is the only way in: the service listens on
+/// loopback. A deploy under load over HTTPS fails no request and does not restart Caddy.
+#[test]
+fn https_from_an_acme_ca_redirects_and_hsts_and_deploys_without_a_failed_request_or_a_caddy_restart() {
+    let pebble = Pebble::start();
+    // A fresh CA at the address of an earlier test's: certificates Caddy kept from that one
+    // would not verify with this one's root.
+    on_host("systemctl stop caddy; rm -rf /var/lib/caddy/.local/share/caddy");
+    let p = Project::new("");
+    let file = p.path("stacks/edge.yaml");
+    let tls = format!(
+        "tls:\n  domain: vc.test\n  email: ops@example.com\n  acme_ca: {}\n  trust_ca: {}\n",
+        pebble.directory,
+        pebble.bundle.display()
+    );
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + &tls).unwrap();
+    let v1 = p.new_build("v1", 1);
+    let first = p.json(&["deploy", "--artifact", &v1]);
+    assert_eq!(first["url"], "https://vc.test", "{first}");
+
+    let (code, headers) = https(&pebble, "/api/status");
+    assert_eq!(code, "200");
+    assert!(headers.contains("strict-transport-security: max-age=31536000"), "{headers}");
+    for path in ["/dashboard", "/docs", "/metrics", "/api/analytics/kpis?window=1h"] {
+        let (code, _) = https(&pebble, path);
+        assert!(code == "200" || code == "503", "{path} through Caddy: HTTP {code}");
+    }
+    let h = test_host();
+    let redirect = Command::new("curl")
+        .args(["-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}"])
+        .args(["--resolve", &format!("vc.test:80:{}", h.addr), "http://vc.test/api/status"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&redirect.stdout), "308 https://vc.test/api/status");
+    let service = std::net::SocketAddr::new(h.addr.parse().unwrap(), 8000);
+    assert!(
+        std::net::TcpStream::connect_timeout(&service, Duration::from_secs(2)).is_err(),
+        "the service's port is closed from outside the host"
+    );
+    assert_eq!(on_host("ss -Htln 'sport = :8000' | awk '{print $4}'").trim(), "127.0.0.1:8000");
+
+    // A new build while vehicles send over HTTPS: none fails, and Caddy keeps running.
+    let caddy = || on_host("systemctl show -p MainPID -p NRestarts --value caddy");
+    let before = caddy();
+    let sim = p
+        .command(&["simulate", "--rate", "300", "--duration", "8s", "--concurrency", "512", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let v2 = p.new_build("v2", 2);
+    let second = p.json(&["deploy", "--artifact", &v2]);
+    assert_eq!(second["changed"], true, "{second}");
+    let sim = sim.wait_with_output().unwrap();
+    assert_eq!(sim.status.code(), Some(0), "simulate over HTTPS\n{}", show(&sim));
+    let report: Value = serde_json::from_slice(&sim.stdout).unwrap();
+    assert_eq!((report["failed"].as_u64(), report["acknowledged"].as_u64()), (Some(0), Some(2400)), "{report}");
+    assert_eq!(caddy(), before, "the deploy did not restart Caddy");
+
+    let status = p.json(&["status"]);
+    assert_eq!(
+        (status["healthy"].as_bool(), status["url"].as_str()),
+        (Some(true), Some("https://vc.test")),
+        "{status}"
+    );
+    p.ok(&["destroy", "--yes"]);
+    assert_eq!(
+        on_host("systemctl is-active caddy || true").trim(),
+        "inactive",
+        "destroy stops the Caddy it configured"
+    );
+}

@@ -2,7 +2,7 @@
 //! release's receipt: a redeploy of the same binary with another configuration (an ingest
 //! token turned on, another retention) is a change, checked and switched like a new binary.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::settings::Settings;
@@ -13,6 +13,8 @@ use crate::templates;
 pub enum FileKind {
     Prometheus,
     Unit,
+    /// Caddy's configuration: a change reloads Caddy, never restarts it.
+    Caddy,
 }
 
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub struct File {
 pub struct HostConfig {
     pub files: Vec<File>,
     pub ingest_token: bool,
+    /// Caddy serves HTTPS in front of the service (`tls:`).
+    pub tls: bool,
 }
 
 impl HostConfig {
@@ -52,7 +56,23 @@ impl HostConfig {
         for (path, text) in templates::units(settings)? {
             files.push(File { path, mode: "644", text, kind: FileKind::Unit });
         }
-        Ok(HostConfig { files, ingest_token: settings.ingest_token })
+        if let Some(tls) = &settings.tls {
+            if let Some(ca) = &tls.trust_ca {
+                let text = std::fs::read_to_string(ca).with_context(|| {
+                    format!("reading `{}` (tls.trust_ca in `{}`)", ca.display(), settings.stack_file.display())
+                })?;
+                anyhow::ensure!(
+                    text.contains("-----BEGIN CERTIFICATE-----"),
+                    "`{}` (tls.trust_ca in `{}`) holds no PEM certificate",
+                    ca.display(),
+                    settings.stack_file.display()
+                );
+                files.push(File { path: templates::ACME_ROOTS.into(), mode: "644", text, kind: FileKind::Caddy });
+            }
+            let text = templates::caddyfile(settings, tls, tls.trust_ca.is_some())?;
+            files.push(File { path: "/etc/caddy/Caddyfile".into(), mode: "644", text, kind: FileKind::Caddy });
+        }
+        Ok(HostConfig { files, ingest_token: settings.ingest_token, tls: settings.tls.is_some() })
     }
 
     pub fn hash(&self) -> String {
@@ -64,6 +84,7 @@ impl HostConfig {
             }
         }
         h.update([u8::from(self.ingest_token)]);
+        h.update([u8::from(self.tls)]);
         short(h)
     }
 }

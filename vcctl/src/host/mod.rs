@@ -187,20 +187,29 @@ impl Host {
     /// Everything but the release, one step each: packages, account, files, secrets,
     /// database, Prometheus, units. Idempotent; restarts only what changed.
     pub async fn prepare(&self, config: &HostConfig) -> Result<()> {
-        self.run(&["packages"]).await?;
+        use crate::deploy::config::FileKind;
+        self.run(&if config.tls { vec!["packages", "caddy"] } else { vec!["packages"] }).await?;
         self.run(&["account"]).await?;
-        let (mut prometheus_changed, mut units_changed) = (false, false);
+        let (mut prometheus_changed, mut units_changed, mut caddy_changed) = (false, false, false);
         for f in &config.files {
             let changed = self.put(&f.path, f.mode, &f.text).await?;
             match f.kind {
-                crate::deploy::config::FileKind::Prometheus => prometheus_changed |= changed,
-                crate::deploy::config::FileKind::Unit => units_changed |= changed,
+                FileKind::Prometheus => prometheus_changed |= changed,
+                FileKind::Unit => units_changed |= changed,
+                FileKind::Caddy => caddy_changed |= changed,
             }
         }
         self.run(&["env", yes(config.ingest_token)]).await?;
         self.run(&["database"]).await?;
         self.run(&["prometheus", yes(prometheus_changed)]).await?;
-        self.run(&["units", yes(units_changed)]).await?;
+        // Port 80 passes between the service's socket and Caddy: whoever lets go goes first.
+        if config.tls {
+            self.run(&["units", yes(units_changed)]).await?;
+            self.run(&["caddy", "on", yes(caddy_changed)]).await?;
+        } else {
+            self.run(&["caddy", "off"]).await?;
+            self.run(&["units", yes(units_changed)]).await?;
+        }
         Ok(())
     }
 
