@@ -344,7 +344,7 @@ fn plan_security_group(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
         out.push(change(
             Delete,
             format!("rule on {}", sg.id),
-            format!("{r}: not in the stack file (changed outside vcctl)"),
+            format!("{r}: not in the stack file (added by hand, or no longer asked for)"),
             Op::RemoveRules(vec![r.clone()]),
         ));
     }
@@ -780,7 +780,7 @@ mod tests {
         assert_eq!(
             details,
             [
-                "Delete tcp/22 from 0.0.0.0/0 (opened by hand): not in the stack file (changed outside vcctl)",
+                "Delete tcp/22 from 0.0.0.0/0 (opened by hand): not in the stack file (added by hand, or no longer asked for)",
                 "Create tcp/9090 from 203.0.113.7/32 (Prometheus from an admin network)",
             ]
         );

@@ -726,18 +726,16 @@ async fn no_command_contacts_an_address_the_emulator_made_up() {
     p.json(&["destroy", "--yes"], 0);
 }
 
-/// The shipped frankfurt.yaml, unedited: its example admin network is refused by plan and
-/// up at its line before any AWS call; a private one is only warned about.
+/// An example admin network left in a stack is refused by plan and up at its line before
+/// any AWS call; a private one is only warned about.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_example_admin_network_is_refused_at_its_line_and_a_private_one_warned_about() {
     let p = Project::new(STACK, Moto::start(&[]));
-    let shipped =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt.yaml")).unwrap();
-    std::fs::write(p.dir.path().join("stacks/fra.yaml"), shipped.replace("name: frankfurt", "name: fra")).unwrap();
+    std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK.replace("198.18.7.7/32", "203.0.113.10/32")).unwrap();
     for args in [&["plan"][..], &["up"][..]] {
         let out = p.expect(args, 3);
         let e = String::from_utf8_lossy(&out.stderr);
-        assert!(e.contains("stacks/fra.yaml:11:7: aws.admin_cidrs[0]: 203.0.113.10/32 is in TEST-NET-3"), "{e}");
+        assert!(e.contains("stacks/fra.yaml:6:17: aws.admin_cidrs[0]: 203.0.113.10/32 is in TEST-NET-3"), "{e}");
         assert!(e.contains("hint: put the public address you administer from here"), "{e}");
         assert!(!e.contains("checking AWS credentials"), "refused before any AWS call: {e}");
     }
@@ -1165,5 +1163,41 @@ async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("SSH (22) was opened for `198.18.0.11/32` during this run and is closed again"), "{md}");
     eprintln!("on-demand SSH timings: {}", md.lines().find(|l| l.contains("opening took")).unwrap_or_default());
+    p.json(&["destroy", "--yes"], 0);
+}
+
+/// `tls:` on an AWS stack: 443 and 80 open to the world and the service's port closed, shown
+/// by `plan` as changes and made by `up`; without it, `up` warns that traffic is unencrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_opens_https_closes_the_service_port_and_plain_http_is_warned_about() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    let out = p.expect(&["up"], 0);
+    assert!(
+        common::stderr(&out)
+            .contains("has no `tls:` section: vehicles' tokens and VINs cross the internet unencrypted")
+    );
+    let file = p.dir.path().join("stacks/fra.yaml");
+    let tls = "tls:\n  domain: vc.example.com\n  email: ops@example.com\n";
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + tls).unwrap();
+    let plan = p.json(&["plan"], 2);
+    let mut changes: Vec<String> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["action"].as_str().unwrap(), c["detail"].as_str().unwrap()))
+        .collect();
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            "create tcp/443 from 0.0.0.0/0 (HTTPS for vehicle apps and gateways)",
+            "delete tcp/8000 from 0.0.0.0/0 (vehicleconnect API): not in the stack file (added by hand, or no longer asked for)",
+        ]
+    );
+    let out = p.expect(&["up"], 0);
+    assert!(!common::stderr(&out).contains("unencrypted"), "{}", show(&out));
+    let ports: Vec<i32> = sg_rules(&ec2).await.iter().map(|r| r.0).collect();
+    assert_eq!(ports, [22, 80, 443, 9090]);
     p.json(&["destroy", "--yes"], 0);
 }

@@ -765,9 +765,9 @@ mod tests {
         assert_eq!(local.provider, Provider::Local(LocalSettings::default()));
         let frankfurt = load_file(&locate(&root, "frankfurt")).unwrap();
         let Provider::Aws(aws) = frankfurt.provider else { panic!("frankfurt is an aws stack") };
-        // Shipped with a placeholder admin network, which plan and up refuse at its line.
-        let err = aws.placeholder.clone().expect("the placeholder is noticed").to_string();
-        assert!(err.contains("frankfurt.yaml:11:7: aws.admin_cidrs[0]: 203.0.113.10/32 is in TEST-NET-3"), "{err}");
+        // Shipped closed at rest, with HTTPS left for the user to switch on (commented).
+        assert_eq!((aws.ssh_access, aws.placeholder.is_none()), (SshAccess::OnDemand, true));
+        assert!(frankfurt.tls.is_none());
         assert_eq!(aws.region.as_deref(), Some("eu-central-1"));
         assert_eq!(aws.instance_type.as_deref(), Some("t2.micro"));
     }
