@@ -156,6 +156,36 @@ mod tests {
     }
 
     #[test]
+    fn with_tls_caddy_fronts_the_service_which_listens_on_loopback_only() {
+        let text =
+            "name: edge\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: vc.example.com\n  email: ops@example.com\n";
+        let stack = crate::stack::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        let settings = crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default());
+        let units = units(&settings).unwrap();
+        let socket = &units.iter().find(|(p, _)| p == "/etc/systemd/system/vehicleconnect.socket").unwrap().1;
+        assert_eq!(
+            socket.lines().filter(|l| l.starts_with("ListenStream=")).collect::<Vec<_>>(),
+            ["ListenStream=127.0.0.1:8000"],
+            "Caddy takes 80 and 443"
+        );
+        let tls = settings.tls.clone().unwrap();
+        let caddy = caddyfile(&settings, &tls, false).unwrap();
+        assert!(caddy.starts_with("# Written by vcctl (stack edge)"), "vc-host recognises its own file by this line");
+        for line in [
+            "\temail ops@example.com",
+            "\tacme_ca https://acme-v02.api.letsencrypt.org/directory",
+            "vc.example.com {",
+            "\theader Strict-Transport-Security \"max-age=31536000; includeSubDomains\"",
+            "\treverse_proxy 127.0.0.1:8000 {",
+        ] {
+            assert!(caddy.lines().any(|l| l == line), "the Caddyfile lacks `{line}`:\n{caddy}");
+        }
+        assert!(!caddy.contains("acme_ca_root") && !caddy.contains("{{"));
+        let with_roots = caddyfile(&settings, &tls, true).unwrap();
+        assert!(with_roots.lines().any(|l| l == format!("\tacme_ca_root {ACME_ROOTS}")), "{with_roots}");
+    }
+
+    #[test]
     fn user_data_is_cloud_config_with_prometheus_scraping_the_service() {
         let u = user_data("frankfurt", 8000).unwrap();
         assert!(u.starts_with("#cloud-config\n"));

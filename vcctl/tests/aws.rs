@@ -3,7 +3,6 @@
 //! `AWS_ENDPOINT_URL` at it, runs the real vcctl, and checks the result with the real SDK.
 //! Moto's instance addresses are fake: nothing here ever connects to them.
 
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
