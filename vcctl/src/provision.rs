@@ -705,6 +705,13 @@ mod tests {
         assert_eq!(r.len(), 6);
     }
 
+    /// An account with only the stack's security group, holding `rules`.
+    fn with_rules(rules: Vec<Rule>) -> Found {
+        let group =
+            SecurityGroup { id: "sg-1".into(), name: "x".into(), vpc_id: "v".into(), rules, owner: Default::default() };
+        Found { security_group: Some(group), ..Found::default() }
+    }
+
     #[test]
     fn with_tls_the_world_gets_https_and_http_and_never_the_service_port() {
         let r = rules(&[], 8000, true);
@@ -727,17 +734,7 @@ mod tests {
         let mut found_rules = w.rules.clone();
         found_rules.push(temporary("198.51.100.1/32", "2026-11-30T10:15:00Z"));
         found_rules.push(temporary("198.51.100.2/32", "2026-11-30T09:59:00Z"));
-        let f = Found {
-            security_group: Some(SecurityGroup {
-                id: "sg-1".into(),
-                name: "x".into(),
-                vpc_id: "v".into(),
-                rules: found_rules,
-                owner: Default::default(),
-            }),
-            read_at: Some(at("2026-11-30T10:00:00Z")),
-            ..Found::default()
-        };
+        let f = Found { read_at: Some(at("2026-11-30T10:00:00Z")), ..with_rules(found_rules) };
         let details: Vec<String> = plan(&w, &f, "eu-central-1")
             .iter()
             .filter(|c| c.resource == "rule on sg-1")
@@ -761,17 +758,7 @@ mod tests {
         let mut found_rules = w.rules.clone();
         found_rules.retain(|r| r.from_port != 9090);
         found_rules.push(Rule::tcp(22, "0.0.0.0/0", "opened by hand"));
-        let f = Found {
-            security_group: Some(SecurityGroup {
-                id: "sg-1".into(),
-                name: "x".into(),
-                vpc_id: "v".into(),
-                rules: found_rules,
-                owner: Default::default(),
-            }),
-            ..Found::default()
-        };
-        let changes = plan(&w, &f, "eu-central-1");
+        let changes = plan(&w, &with_rules(found_rules), "eu-central-1");
         let details: Vec<String> = changes
             .iter()
             .filter(|c| c.resource == "rule on sg-1")
