@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::access;
 use crate::cloud::aws::Stamp;
+use crate::cloud::aws::address::{self, Address};
 use crate::cloud::aws::cloudwatch::{self, Alarm};
 use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, KeyPair};
 use crate::cloud::aws::iam::{self, InstanceProfile, Role};
@@ -30,6 +31,7 @@ pub struct Names {
     pub policy: String,
     pub instance_profile: String,
     pub instance: String,
+    pub address: String,
 }
 
 impl Names {
@@ -41,6 +43,7 @@ impl Names {
             policy: format!("vcctl-{stack}-least-privilege"),
             instance_profile: format!("vcctl-{stack}-host"),
             instance: format!("vcctl-{stack}"),
+            address: format!("vcctl-{stack}"),
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct Found {
     pub instance: Option<Instance>,
     pub termination_protection: Option<bool>,
     pub alarms: Vec<Alarm>,
+    /// The stack's Elastic IP.
+    pub address: Option<Address>,
     /// When this was read: what temporary SSH rules are judged expired at.
     pub read_at: Option<time::OffsetDateTime>,
 }
@@ -113,6 +118,7 @@ impl Found {
             && self.instance_profile.is_none()
             && self.instance.is_none()
             && self.alarms.is_empty()
+            && self.address.is_none()
     }
 
     /// Every resource found, with what its tags say and how to tag it as the stack's.
@@ -133,6 +139,13 @@ impl Found {
         }
         if let Some(i) = &self.instance {
             claim(format!("instance {}", i.id), &i.owner, Adopt::Ec2(i.id.clone()));
+        }
+        if let Some(a) = &self.address {
+            claim(
+                format!("Elastic IP {} ({})", a.public_ip, a.allocation_id),
+                &a.owner,
+                Adopt::Ec2(a.allocation_id.clone()),
+            );
         }
         for a in &self.alarms {
             if let (Some(owner), Some(arn)) = (&a.owner, &a.arn) {
@@ -204,6 +217,7 @@ pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
         instance,
         termination_protection,
         alarms: cloudwatch::find(&aws.cloudwatch, stack).await?,
+        address: address::find(&aws.ec2, stack).await?,
         read_at: Some(time::OffsetDateTime::now_utc()),
     })
 }
@@ -251,6 +265,8 @@ pub enum Op {
     CreateInstanceProfile,
     AddRoleToProfile,
     RunInstance,
+    AllocateAddress,
+    AssociateAddress,
     ChangeType(String),
     StartInstance,
     RequireImdsV2,
@@ -275,6 +291,8 @@ impl Op {
             Op::CreateInstanceProfile => "instance_profile",
             Op::AddRoleToProfile => "profile_role",
             Op::RunInstance => "instance",
+            Op::AllocateAddress => "address",
+            Op::AssociateAddress => "associate_address",
             Op::ChangeType(_) => "instance_type",
             Op::StartInstance => "start_instance",
             Op::RequireImdsV2 => "imds",
@@ -305,6 +323,7 @@ pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
     plan_role(w, f, &mut out);
     plan_instance_profile(w, f, &mut out);
     let instance_id = plan_instance(w, f, region, &mut out);
+    plan_address(w, f, &mut out);
     plan_alarms(w, f, region, &instance_id, &mut out);
     out
 }
@@ -468,6 +487,35 @@ fn plan_instance(w: &Wanted, f: &Found, region: &str, out: &mut Vec<Change>) -> 
     i.id.clone()
 }
 
+/// The Elastic IP: allocated once, associated with the stack's instance (a new one too).
+fn plan_address(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+    let Some(a) = &f.address else {
+        out.push(change(
+            Action::Create,
+            format!("Elastic IP {}", w.names.address),
+            "a stable address",
+            Op::AllocateAddress,
+        ));
+        out.push(change(
+            Action::Update,
+            format!("Elastic IP {}", w.names.address),
+            "associate with the instance",
+            Op::AssociateAddress,
+        ));
+        return;
+    };
+    let instance = f.instance.as_ref().map(|i| i.id.as_str());
+    if instance.is_none() || a.instance_id.as_deref() != instance {
+        let now = a.instance_id.as_deref().map_or("not associated".to_string(), |i| format!("associated with {i}"));
+        out.push(change(
+            Action::Update,
+            format!("Elastic IP {} ({})", a.public_ip, a.allocation_id),
+            format!("associate with the instance ({now})"),
+            Op::AssociateAddress,
+        ));
+    }
+}
+
 fn plan_alarms(w: &Wanted, f: &Found, region: &str, instance_id: &str, out: &mut Vec<Change>) {
     use Action::*;
     let wanted_alarms = cloudwatch::wanted(&w.stack, region, instance_id);
@@ -506,6 +554,7 @@ pub async fn apply(
     let n = &w.names;
     let mut sg_id = found.security_group.as_ref().map(|g| g.id.clone());
     let mut instance_id = found.instance.as_ref().map(|i| i.id.clone());
+    let mut allocation = found.address.as_ref().map(|a| a.allocation_id.clone());
     let fault = std::env::var("VCCTL_FAULT").ok();
     for c in changes {
         let step = printer.step(format!("{} {}", verb(c.action), c.resource));
@@ -555,6 +604,13 @@ pub async fn apply(
                     ec2::set_termination_protection(&aws.ec2, &id, true).await?;
                 }
                 instance_id = Some(id);
+            }
+            Op::AllocateAddress => allocation = Some(address::allocate(&aws.ec2, &n.address, &w.stamp).await?),
+            Op::AssociateAddress => {
+                // An instance takes an address once it runs (or is stopped), not while pending.
+                let instance = instance_id.as_deref().context("no instance for the Elastic IP")?;
+                ec2::wait_running(&aws.ec2, instance, Duration::from_secs(300)).await?;
+                address::associate(&aws.ec2, allocation.as_deref().context("no Elastic IP")?, instance).await?
             }
             Op::ChangeType(t) => {
                 ec2::change_instance_type(&aws.ec2, instance_id.as_deref().context("no instance")?, t).await?
@@ -683,6 +739,8 @@ mod tests {
                 "instance_profile",
                 "profile_role",
                 "instance",
+                "address",
+                "associate_address",
                 "alarm",
                 "alarm"
             ]

@@ -354,6 +354,7 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
         "IAM role vcctl-fra-host",
         "instance i-",
         "alarm vcctl-fra-cpu-high",
+        "Elastic IP ",
     ] {
         assert!(e.contains(&format!("  - {doomed}")), "the prompt lists `{doomed}`:\n{e}");
     }
@@ -374,6 +375,7 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     assert!(profiles.instance_profiles().is_empty());
     let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
     assert!(alarms.metric_alarms().is_empty());
+    assert!(stack_addresses(&ec2).await.is_empty(), "the Elastic IP is released");
     p.expect(&["destroy", "--yes"], 0);
     // Nothing to ship to any more: said before anything is built or uploaded.
     let out = p.expect(&["deploy"], 3);
@@ -475,7 +477,13 @@ async fn two_projects_with_one_stack_name_never_touch_each_others_resources() {
     let id = first.stack_id();
     assert_eq!(
         ec2_stack_ids(&ec2).await,
-        [format!("instance {id}"), format!("key-pair {id}"), format!("security-group {id}"), format!("volume {id}")],
+        [
+            format!("instance {id}"),
+            format!("key-pair {id}"),
+            format!("security-group {id}"),
+            format!("volume {id}"),
+            format!("vpc-elastic-ip {id}")
+        ],
         "everything carries the stack id"
     );
     let role = iam.get_role().role_name("vcctl-fra-host").send().await.unwrap();
@@ -1199,4 +1207,54 @@ async fn tls_opens_https_closes_the_service_port_and_plain_http_is_warned_about(
     let ports: Vec<i32> = sg_rules(&ec2).await.iter().map(|r| r.0).collect();
     assert_eq!(ports, [22, 80, 443, 9090]);
     p.json(&["destroy", "--yes"], 0);
+}
+
+/// The stack's Elastic IPs: (allocation id, address, associated instance).
+async fn stack_addresses(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String, Option<String>)> {
+    let out = ec2.describe_addresses().filters(stack_filter()).send().await.unwrap();
+    out.addresses()
+        .iter()
+        .map(|a| {
+            let instance = a.instance_id().filter(|i| !i.is_empty()).map(str::to_string);
+            (a.allocation_id().unwrap().to_string(), a.public_ip().unwrap().to_string(), instance)
+        })
+        .collect()
+}
+
+/// The Elastic IP: the instance's address, the same after a stop and start, kept by
+/// `destroy --keep-data` and taken by the next instance, released by a plain `destroy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_elastic_ip_outlives_a_stop_and_start_and_a_destroy_that_keeps_data() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    let up = p.json(&["up"], 0);
+    let addresses = stack_addresses(&ec2).await;
+    assert_eq!(addresses.len(), 1, "{addresses:?}");
+    let (allocation, ip, instance) = addresses[0].clone();
+    assert_eq!(instance.as_deref(), up["instance"]["id"].as_str(), "associated with the stack's instance");
+    let public_ip = |i: &aws_sdk_ec2::types::Instance| i.public_ip_address().unwrap_or_default().to_string();
+    assert_eq!(public_ip(&live_instances(&ec2).await[0]), ip, "the instance's address is the Elastic IP");
+    let id = instance.unwrap();
+    ec2.stop_instances().instance_ids(&id).send().await.unwrap();
+    ec2.start_instances().instance_ids(&id).send().await.unwrap();
+    // (moto makes up a new public address at a start even so; AWS keeps the Elastic IP's.)
+    assert_eq!(stack_addresses(&ec2).await, [(allocation.clone(), ip.clone(), Some(id.clone()))], "still associated");
+    assert_eq!(p.json(&["plan"], 0)["changes"], serde_json::json!([]), "nothing to repair");
+    let status = p.json(&["status"], 1);
+    assert_eq!(status["elastic_ip"]["public_ip"], ip.as_str(), "{status}");
+
+    let gone = p.json(&["destroy", "--yes", "--keep-data"], 0);
+    assert_eq!(gone["kept"], serde_json::json!([format!("Elastic IP {ip} ({allocation})")]), "{gone}");
+    assert!(live_instances(&ec2).await.is_empty());
+    let kept: Vec<(String, String)> = stack_addresses(&ec2).await.into_iter().map(|(a, i, _)| (a, i)).collect();
+    assert_eq!(kept, [(allocation.clone(), ip.clone())], "the address is kept");
+
+    let up = p.json(&["up"], 0);
+    assert_eq!(
+        stack_addresses(&ec2).await,
+        [(allocation, ip.clone(), up["instance"]["id"].as_str().map(str::to_string))],
+        "the new instance takes the kept address"
+    );
+    p.json(&["destroy", "--yes"], 0);
+    assert!(stack_addresses(&ec2).await.is_empty());
 }

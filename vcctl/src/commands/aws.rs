@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::Ctx;
-use crate::cloud::aws::{Aws, Stamp, cloudwatch, ec2, iam, security_group};
+use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group};
 use crate::error::{self, Failure};
 use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
@@ -389,11 +389,12 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let instance = ec2::find_instance(&aws.ec2, stack).await?;
     let sg = security_group::find(&aws.ec2, stack).await?;
     let alarms = cloudwatch::find(&aws.cloudwatch, stack).await?;
+    let elastic_ip = address::find(&aws.ec2, stack).await?;
     let ip = instance.as_ref().and_then(|i| i.public_ip.clone());
     let (service, healthy) = service_health(ctx, &aws, ip.as_deref()).await;
     ctx.printer.json(&json!({
         "stack": stack, "region": region(a), "healthy": healthy, "instance": instance,
-        "security_group": sg, "alarms": alarms, "service": service.json,
+        "security_group": sg, "alarms": alarms, "service": service.json, "elastic_ip": elastic_ip,
     }));
     let p = &ctx.printer;
     p.out(format!("stack:    {stack} (aws, {})", region(a)));
@@ -408,7 +409,17 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
                 i.ami,
                 i.launch_time.clone().unwrap_or_default()
             ));
-            p.out(format!("address:  {}", ip.as_deref().unwrap_or("none")));
+            let stable = match &elastic_ip {
+                Some(e) if e.instance_id.as_deref() == Some(i.id.as_str()) => {
+                    format!(" (Elastic IP {})", e.allocation_id)
+                }
+                Some(e) => format!(
+                    " (Elastic IP {} {} is not associated with it: run `vcctl up`)",
+                    e.public_ip, e.allocation_id
+                ),
+                None => " (no Elastic IP: it changes at a stop and start; `vcctl up` allocates one)".into(),
+            };
+            p.out(format!("address:  {}{stable}", ip.as_deref().unwrap_or("none")));
         }
     }
     if let Some(g) = &sg {
@@ -467,8 +478,9 @@ async fn service_health(ctx: &Ctx, aws: &Aws, ip: Option<&str>) -> (ServiceView,
     }
 }
 
-/// Refuses a protected stack (exit 9), lists what would go, and asks.
-fn confirm_destroy(ctx: &Ctx, a: &AwsSettings, found: &provision::Found, names: &Names) -> Result<()> {
+/// Refuses a protected stack (exit 9), lists what would go (and what `--keep-data` keeps),
+/// and asks.
+fn confirm_destroy(ctx: &Ctx, a: &AwsSettings, found: &provision::Found, names: &Names, keep_data: bool) -> Result<()> {
     let stack = &ctx.settings.stack;
     if let (Some(i), Some(true)) = (&found.instance, found.termination_protection) {
         return Err(Failure::Protected {
@@ -481,13 +493,29 @@ fn confirm_destroy(ctx: &Ctx, a: &AwsSettings, found: &provision::Found, names: 
         .into());
     }
     ctx.printer.info(format!("`vcctl destroy` deletes, in {}:", region(a)));
+    let kept = kept(found, keep_data);
     for (claim, _) in found.claims(names) {
-        ctx.printer.info(format!("  - {}", claim.what));
+        if !kept.contains(&claim.what) {
+            ctx.printer.info(format!("  - {}", claim.what));
+        }
+    }
+    for k in &kept {
+        ctx.printer.info(format!("and keeps (--keep-data): {k}"));
     }
     ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", region(a)))
 }
 
-pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+/// What `--keep-data` keeps, as the claims name it: the Elastic IP (so the address, and
+/// the DNS records naming it, survive a new instance).
+fn kept(found: &provision::Found, keep_data: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (true, Some(a)) = (keep_data, &found.address) {
+        out.push(format!("Elastic IP {} ({})", a.public_ip, a.allocation_id));
+    }
+    out
+}
+
+pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
     let (aws, _) = connect(ctx, a).await?;
     let stack = ctx.settings.stack.clone();
     let names = Names::new(&stack);
@@ -499,7 +527,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         ctx.printer.info(format!("stack `{stack}` has nothing left to destroy"));
         return Ok(0);
     }
-    confirm_destroy(ctx, a, &found, &names)?;
+    confirm_destroy(ctx, a, &found, &names, keep_data)?;
     let mut deleted = Vec::new();
     let mut failed: Vec<(String, String)> = Vec::new();
     macro_rules! attempt {
@@ -544,9 +572,25 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     if found.key_pair.is_some() {
         attempt!(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair));
     }
-    ctx.printer.json(&json!({"stack": stack, "deleted": deleted, "failed": failed}));
+    let kept = kept(&found, keep_data);
+    if let (Some(addr), false) = (&found.address, keep_data) {
+        if instance_gone {
+            attempt!(format!("Elastic IP {}", addr.public_ip), address::release(&aws.ec2, &addr.allocation_id));
+        } else {
+            failed.push((format!("Elastic IP {}", addr.public_ip), "still associated with the instance".into()));
+        }
+    }
+    for k in &kept {
+        ctx.printer
+            .info(format!("kept (--keep-data): {k}; `vcctl up` takes it again, a plain `vcctl destroy` deletes it"));
+    }
+    ctx.printer.json(&json!({"stack": stack, "deleted": deleted, "failed": failed, "kept": kept}));
     if failed.is_empty() {
-        ctx.printer.info(format!("stack `{stack}` destroyed: nothing tagged for it remains"));
+        if kept.is_empty() {
+            ctx.printer.info(format!("stack `{stack}` destroyed: nothing tagged for it remains"));
+        } else {
+            ctx.printer.info(format!("stack `{stack}` destroyed, but for what --keep-data keeps"));
+        }
         Ok(0)
     } else {
         for (what, why) in &failed {

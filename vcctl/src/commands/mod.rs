@@ -52,7 +52,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         },
         (Aws(a), Command::Plan(args)) => aws::plan(ctx, a, args.artifact.as_deref()).await,
         (Aws(a), Command::Status(_)) => aws::status(ctx, a).await,
-        (Aws(a), Command::Destroy(_)) => aws::destroy(ctx, a).await,
+        (Aws(a), Command::Destroy(args)) => aws::destroy(ctx, a, args.keep_data).await,
         (Aws(a), Command::Ci(CiCommand::Init(args))) => ci::init(ctx, a, args).await,
         (_, Command::Ci(_)) => Err(Failure::invalid(
             format!(

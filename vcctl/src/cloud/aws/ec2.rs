@@ -294,6 +294,32 @@ pub async fn start_instance(ec2: &Client, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Waits until instance `id` is past `pending` (running or stopped); `timeout` bounds it.
+pub async fn wait_running(ec2: &Client, id: &str, timeout: Duration) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        let out = ec2
+            .describe_instances()
+            .instance_ids(id)
+            .send()
+            .await
+            .map_err(|e| error("ec2:DescribeInstances", &format!("reading the state of {id}"), e))?;
+        let state = out
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()))
+            .unwrap_or_default();
+        match state.as_str() {
+            "running" | "stopped" => return Ok(()),
+            _ if started.elapsed() >= timeout => {
+                anyhow::bail!("instance {id} is still {state} after {}", humantime::format_duration(timeout))
+            }
+            _ => tokio::time::sleep(Duration::from_secs(2)).await,
+        }
+    }
+}
+
 /// Waits until the stack's instance runs and has a public address; `timeout` bounds it.
 pub async fn wait_ready(ec2: &Client, stack: &str, timeout: Duration) -> Result<Instance> {
     let started = std::time::Instant::now();

@@ -2,6 +2,7 @@
 //! mapping of SDK errors to messages and exit codes, and one thin wrapper per service.
 //! The provisioning workflow lives apart, in `provision.rs`.
 
+pub mod address;
 pub mod cloudwatch;
 pub mod ec2;
 pub mod iam;
