@@ -96,6 +96,16 @@ pub enum Command {
         after_help = "Examples:\n  vcctl simulate --stack local --rate 100 --duration 60s\n  vcctl simulate --target http://127.0.0.1:8000 --rate 50000 --batch 500 --duration 30s\n  vcctl simulate --stack local --incident /vehicles/unlock:x3:2m@1m"
     )]
     Simulate(SimulateArgs),
+    /// Run one command on the stack's host (as the SSH login user) and exit with its exit code.
+    #[command(
+        after_help = "Examples:\n  vcctl exec --stack frankfurt -- df -h /\n  vcctl exec --stack frankfurt -- sudo journalctl -u caddy -n 50\n\nThe exit code is the command's own (255 when a signal ended it, as with ssh)."
+    )]
+    Exec(ExecArgs),
+    /// Open an interactive shell on the stack's host, over vcctl's checked SSH connection.
+    #[command(
+        after_help = "Example:\n  vcctl ssh --stack frankfurt\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the shell is."
+    )]
+    Ssh(OverrideArgs),
     /// Forward a port of this machine to Prometheus (or the service) on the stack's host, over SSH.
     #[command(
         after_help = "Examples:\n  vcctl tunnel prometheus --stack frankfurt       # http://127.0.0.1:9090 until Ctrl-C\n  vcctl tunnel dashboard --stack frankfurt --local-port 18000\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the tunnel is."
@@ -150,6 +160,8 @@ impl Command {
             Command::Token(TokenCommand::Show(a)) => &a.overrides,
             Command::Ci(CiCommand::Init(a)) => &a.overrides,
             Command::Tunnel(a) => &a.overrides,
+            Command::Exec(a) => &a.overrides,
+            Command::Ssh(o) => o,
             Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
     }
@@ -168,6 +180,8 @@ impl Command {
             Command::Destroy(_) => "vcctl destroy",
             Command::Simulate(_) => "vcctl simulate",
             Command::Tunnel(_) => "vcctl tunnel",
+            Command::Exec(_) => "vcctl exec",
+            Command::Ssh(_) => "vcctl ssh",
             Command::Token(_) => "vcctl token show",
             Command::Ci(_) => "vcctl ci init",
             Command::Completions { .. } => "vcctl completions",
@@ -198,6 +212,8 @@ impl Command {
             Command::Token(TokenCommand::Show(a)) => Some(&mut a.overrides),
             Command::Ci(CiCommand::Init(a)) => Some(&mut a.overrides),
             Command::Tunnel(a) => Some(&mut a.overrides),
+            Command::Exec(a) => Some(&mut a.overrides),
+            Command::Ssh(o) => Some(o),
             Command::Completions { .. } | Command::Supervise { .. } => None,
         }
     }
@@ -223,6 +239,15 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// The command and its arguments (after `--`).
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

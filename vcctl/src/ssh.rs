@@ -178,6 +178,35 @@ impl Ssh {
         )
     }
 
+    /// `argv` as the login user (no sudo: `vcctl exec` is the operator's own command), its
+    /// output going straight to ours; its exit code. A command ended by a signal (whose number
+    /// SSH does not pass on) is 255, as `ssh` itself says.
+    pub async fn exec_as_login(&self, argv: &[String]) -> Result<u8> {
+        let mut cmd = self.session.clone().arc_command(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        match cmd.status().await {
+            Ok(status) => Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(255)),
+            Err(openssh::Error::RemoteProcessTerminated) => Ok(255),
+            // openssh turns a shell's 127 into an error; the shell has said why already.
+            Err(openssh::Error::Remote(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(127),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An interactive login shell over the master connection (already authenticated, its host
+    /// key checked): the system `ssh` with a terminal, until the user leaves it.
+    pub async fn shell(&self) -> Result<std::process::ExitStatus> {
+        let socket = self.session.control_socket();
+        tokio::process::Command::new("ssh")
+            .arg("-S")
+            .arg(socket)
+            .args(["-o", "ControlMaster=no", "-t", "-l", &self.target.user, &self.target.host])
+            .status()
+            .await
+            .context("running ssh for the shell")
+    }
+
     /// Forwards `local` (on this machine's loopback) to `remote_port` on the host's loopback,
     /// over the master connection, until it closes.
     pub async fn forward(&self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {

@@ -949,3 +949,25 @@ fn https_from_an_acme_ca_redirects_and_hsts_and_deploys_without_a_failed_request
         "destroy stops the Caddy it configured"
     );
 }
+
+/// `vcctl exec` runs one command as the login user with our streams and exits with its code;
+/// `vcctl ssh` opens a shell over the same checked connection.
+#[test]
+fn exec_exits_with_the_commands_code_and_ssh_opens_a_shell_on_the_host() {
+    let p = Project::new("");
+    let out = p.vcctl(&["exec", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(stderr(&out).contains("err"), "{}", show(&out));
+    assert_eq!(p.vcctl(&["exec", "--", "test", "-d", "/opt"]).status.code(), Some(0));
+    assert_eq!(p.vcctl(&["exec", "--", "sh", "-c", "kill -TERM $$"]).status.code(), Some(255), "a signal, as ssh says");
+    let missing = p.vcctl(&["exec", "--", "no-such-command-here"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", show(&missing));
+
+    let mut shell =
+        p.command(&["ssh"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(shell.stdin.as_mut().unwrap(), b"echo hello from $(hostname); exit 7\n").unwrap();
+    let out = shell.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hello from vc-host"), "{}", show(&out));
+}

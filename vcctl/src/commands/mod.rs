@@ -104,6 +104,18 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
         }
         Command::Token(TokenCommand::Show(_)) => token_show(ctx, target?).await,
         Command::Tunnel(args) => tunnel::run(ctx, target?, args).await,
+        Command::Exec(args) => {
+            let mut t = target?;
+            let code = t.exec(&args.command).await;
+            t.close().await;
+            code
+        }
+        Command::Ssh(_) => {
+            let mut t = target?;
+            let code = t.shell().await;
+            t.close().await;
+            code
+        }
         Command::Plan(_) | Command::Ci(_) | Command::Completions { .. } | Command::Supervise { .. } => {
             anyhow::bail!("`{}` does not run on a host", command.name())
         }

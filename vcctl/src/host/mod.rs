@@ -291,6 +291,14 @@ impl Host {
         self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
     }
 
+    pub async fn exec(&self, argv: &[String]) -> Result<u8> {
+        self.ssh.exec_as_login(argv).await
+    }
+
+    pub async fn shell(&self) -> Result<std::process::ExitStatus> {
+        self.ssh.shell().await
+    }
+
     /// Forwards `local` here to `remote_port` on the host's loopback (`vcctl tunnel`).
     pub async fn forward(&self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
         self.ssh.forward(local, remote_port).await

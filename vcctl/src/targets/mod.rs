@@ -122,6 +122,15 @@ pub trait Target {
     /// What `destroy` would delete, one line each, for its prompt.
     async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>>;
     async fn ingest_token(&mut self) -> Result<Option<String>>;
+    /// Runs `argv` on the target as the login user, with our terminal's streams; its exit code.
+    async fn exec(&mut self, argv: &[String]) -> Result<u8> {
+        let _ = argv;
+        anyhow::bail!("the service runs {}: run the command here directly", self.place())
+    }
+    /// An interactive shell on the target; the shell's exit code.
+    async fn shell(&mut self) -> Result<u8> {
+        anyhow::bail!("the service runs {}: there is no host to log in to", self.place())
+    }
     /// Forwards `local` on this machine to `remote_port` on the target's loopback, for as
     /// long as the connection lasts; `false` once it has dropped.
     async fn forward(&mut self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {

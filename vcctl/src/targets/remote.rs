@@ -166,6 +166,15 @@ impl Target for HostTarget {
         self.remote.trust.clone()
     }
 
+    async fn exec(&mut self, argv: &[String]) -> Result<u8> {
+        self.host.exec(argv).await
+    }
+
+    async fn shell(&mut self) -> Result<u8> {
+        let status = self.host.shell().await?;
+        Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+    }
+
     async fn forward(&mut self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
         self.host.forward(local, remote_port).await
     }
