@@ -23,6 +23,8 @@ ETC=$ROOT/etc/vehicleconnect
 # Root's own directory, not the world-writable /run/lock: nobody else can create, replace
 # or hold the lock file.
 LOCK_DIR=$ROOT/run/vehicleconnect-deploy
+# The audit trail outlives releases and `destroy`: it is the host's history.
+AUDIT=$ROOT/var/log/vehicleconnect/audit.log
 UNIT=vehicleconnect.service
 SOCKET=vehicleconnect.socket
 CANDIDATE=vehicleconnect-candidate
@@ -176,6 +178,21 @@ caddy() {
   fi
 }
 
+# audit-append: one JSON object on stdin (vcctl's entry), appended with the host's time first.
+audit_append() {
+  install -d -m 750 "$(dirname "$AUDIT")"
+  line=$(head -c 8192 | tr -d '\r\n')
+  case $line in '{'*'}') ;; *) die "audit: not one JSON object";; esac
+  printf '{"time":"%s",%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${line#?}" >> "$AUDIT"
+  chmod 640 "$AUDIT"
+}
+
+# audit-show N: the last N entries.
+audit_show() {
+  case $1 in *[!0-9]*|'') die "audit-show: not a count: $1";; esac
+  if [ -f "$AUDIT" ]; then tail -n "$1" "$AUDIT"; fi
+}
+
 # receive SHA256 NAME RECEIPT_JSON: the binary on stdin becomes releases/NAME, or nothing.
 receive() {
   check_name "$2"
@@ -295,6 +312,8 @@ case $cmd in
   prometheus) prometheus "$1" ;;
   units) units "$1" ;;
   caddy) caddy "$1" "${2:-no}" ;;
+  audit-append) audit_append ;;
+  audit-show) audit_show "$1" ;;
   token) env_value VC_INGEST_TOKEN ;;
   receive) receive "$1" "$2" "$3" ;;
   candidate) candidate "$1" ;;

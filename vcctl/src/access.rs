@@ -116,17 +116,6 @@ pub fn ssh_from(value: &str) -> Result<String, String> {
     Ok(cidr)
 }
 
-/// Who runs this command, for the description: `user@host`, or the GitHub Actions run.
-pub fn who() -> String {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    if let (Some(repo), Some(run)) = (env("GITHUB_REPOSITORY"), env("GITHUB_RUN_ID")) {
-        return format!("GitHub Actions {repo} run {run}");
-    }
-    let user = env("USER").or_else(|| env("LOGNAME")).unwrap_or_else(|| "someone".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    if host.is_empty() { user } else { format!("{user}@{host}") }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,11 @@ pub enum Command {
         after_help = "Examples:\n  vcctl simulate --stack local --rate 100 --duration 60s\n  vcctl simulate --target http://127.0.0.1:8000 --rate 50000 --batch 500 --duration 30s\n  vcctl simulate --stack local --incident /vehicles/unlock:x3:2m@1m"
     )]
     Simulate(SimulateArgs),
+    /// Show the audit trail: every deploy, rollback and destroy, who ran it, from where, and how it ended.
+    #[command(
+        after_help = "Example:\n  vcctl audit --stack frankfurt -n 20\n  vcctl audit --stack frankfurt --json | jq '.entries[] | select(.action == \"rollback\")'"
+    )]
+    Audit(AuditArgs),
     /// Run one command on the stack's host (as the SSH login user) and exit with its exit code.
     #[command(
         after_help = "Examples:\n  vcctl exec --stack frankfurt -- df -h /\n  vcctl exec --stack frankfurt -- sudo journalctl -u caddy -n 50\n\nThe exit code is the command's own (255 when a signal ended it, as with ssh)."
@@ -161,6 +166,7 @@ impl Command {
             Command::Ci(CiCommand::Init(a)) => &a.overrides,
             Command::Tunnel(a) => &a.overrides,
             Command::Exec(a) => &a.overrides,
+            Command::Audit(a) => &a.overrides,
             Command::Ssh(o) => o,
             Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
@@ -181,6 +187,7 @@ impl Command {
             Command::Simulate(_) => "vcctl simulate",
             Command::Tunnel(_) => "vcctl tunnel",
             Command::Exec(_) => "vcctl exec",
+            Command::Audit(_) => "vcctl audit",
             Command::Ssh(_) => "vcctl ssh",
             Command::Token(_) => "vcctl token show",
             Command::Ci(_) => "vcctl ci init",
@@ -213,6 +220,7 @@ impl Command {
             Command::Ci(CiCommand::Init(a)) => Some(&mut a.overrides),
             Command::Tunnel(a) => Some(&mut a.overrides),
             Command::Exec(a) => Some(&mut a.overrides),
+            Command::Audit(a) => Some(&mut a.overrides),
             Command::Ssh(o) => Some(o),
             Command::Completions { .. } | Command::Supervise { .. } => None,
         }
@@ -239,6 +247,15 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// How many of the newest entries (at most 10000).
+    #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub lines: u16,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

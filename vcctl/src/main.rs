@@ -7,6 +7,7 @@
 
 mod access;
 mod artifact;
+mod audit;
 mod cli;
 mod cloud;
 mod commands;

@@ -289,6 +289,14 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     p.ok(&["destroy", "--yes"]);
     let out = p.vcctl(&["status"]);
     assert_eq!(out.status.code(), Some(1));
+    // The audit trail outlives the stack's directory: the last entries are the broken
+    // release's deploy, rolled back, and the two destroys.
+    let audit = p.json(&["audit", "-n", "3"]);
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["deploy", "destroy", "destroy"], "{audit}");
+    assert!(audit["entries"][0]["result"].as_str().unwrap().starts_with("unhealthy, rolled back to "), "{audit}");
+    assert_eq!(audit["entries"][1]["subject"], "delete-data");
 }
 
 /// Nobody reading vcctl's output (a closed pipe) never stops its work: a deploy that rolls

@@ -467,6 +467,33 @@ fn rollback_to_the_previous_or_a_named_release_and_logs_from_the_journal() {
         let entry: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(entry["MESSAGE"].is_string(), "{line}");
     }
+
+    // The audit trail on the host: the two deploys, the two rollbacks and the refused one,
+    // oldest first, each with who, from where and how it ended.
+    let audit = p.json(&["audit", "-n", "5"]);
+    let entries = audit["entries"].as_array().unwrap();
+    let said: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["action"].as_str().unwrap(), e["subject"].as_str().unwrap())).collect();
+    assert_eq!(
+        said,
+        [
+            ("deploy", a.as_str()),
+            ("deploy", b.as_str()),
+            ("rollback", a.as_str()),
+            ("rollback", b.as_str()),
+            ("rollback", "20200101T000000Z-000000000000")
+        ],
+        "{audit}"
+    );
+    assert_eq!(entries[1]["result"], "healthy, serving");
+    assert_eq!(entries[2]["result"], format!("healthy, serving (was {b})").as_str());
+    assert!(entries[4]["result"].as_str().unwrap().starts_with("failed: "), "{audit}");
+    for e in entries {
+        assert_eq!(e["from"], "laptop");
+        assert!(e["by"].as_str().unwrap().contains('@') && e["time"].as_str().unwrap().ends_with('Z'), "{e}");
+    }
+    let text = String::from_utf8_lossy(&p.ok(&["audit", "-n", "1"]).stdout).into_owned();
+    assert!(text.contains("rollback") && text.contains("failed: "), "{text}");
 }
 
 #[test]

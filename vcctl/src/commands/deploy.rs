@@ -28,6 +28,7 @@ pub async fn run(ctx: &Ctx, target: Result<Box<dyn Target>>, args: &ReleaseArgs)
         }
     };
     let result = steps(ctx, target.as_mut(), args).await;
+    audit(ctx, target.as_mut(), "deploy", &deploy_entry(&result)).await;
     let host = target.host().map(str::to_string);
     let url = target.url().to_string();
     target.close().await;
@@ -55,6 +56,31 @@ async fn steps(ctx: &Ctx, target: &mut dyn Target, args: &ReleaseArgs) -> Result
     let shipped = deploy::ship(target, &artifact, args.health_timeout, &ctx.printer).await;
     target.unlock().await;
     shipped
+}
+
+/// What a deploy's audit line says: (the release, how it ended).
+fn deploy_entry(result: &Result<Outcome>) -> (String, String) {
+    match result {
+        Ok(o) => {
+            let how = match &o.ending {
+                Ending::Unchanged => "unchanged (already serving)".to_string(),
+                Ending::Deployed { .. } => "healthy, serving".to_string(),
+                Ending::Refused { serving, .. } => format!("refused before taking traffic; {serving} serves"),
+                Ending::RolledBack { to, .. } => format!("unhealthy, rolled back to {to}"),
+            };
+            (o.release.name.clone(), how)
+        }
+        Err(e) => (String::new(), format!("failed: {e:#}")),
+    }
+}
+
+/// Appends to the target's audit trail; a trail that cannot be written is said, never fatal
+/// (the deploy, rollback or destroy it records has happened).
+pub async fn audit(ctx: &Ctx, target: &mut dyn Target, action: &str, (subject, result): &(String, String)) {
+    let entry = crate::audit::Entry::now(action, subject, result);
+    if let Err(e) = target.audit(&entry).await {
+        ctx.printer.warn(format!("could not write the audit trail {}: {e:#}", target.place()));
+    }
 }
 
 fn check_arch(artifact: &Artifact, arch: Option<&str>, host: &str) -> Result<()> {
@@ -159,6 +185,13 @@ pub async fn rollback(ctx: &Ctx, mut target: Box<dyn Target>, args: &RollbackArg
         Ok(()) => deploy::rollback(target.as_mut(), args.to.as_deref(), args.health_timeout, p).await,
         Err(e) => Err(e),
     };
+    let entry = match &result {
+        Ok((release, previous, _)) => {
+            (release.name.clone(), format!("healthy, serving (was {})", previous.as_deref().unwrap_or("nothing")))
+        }
+        Err(e) => (args.to.clone().unwrap_or_default(), format!("failed: {e:#}")),
+    };
+    audit(ctx, target.as_mut(), "rollback", &entry).await;
     let on = target.host().map(|h| format!(" on {h}")).unwrap_or_default();
     target.close().await;
     let (release, previous, status) = result?;

@@ -104,6 +104,7 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
         }
         Command::Token(TokenCommand::Show(_)) => token_show(ctx, target?).await,
         Command::Tunnel(args) => tunnel::run(ctx, target?, args).await,
+        Command::Audit(args) => audit_log(ctx, target?, args.lines.into()).await,
         Command::Exec(args) => {
             let mut t = target?;
             let code = t.exec(&args.command).await;
@@ -142,6 +143,21 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
 
 async fn host(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {
     Ok(Box::new(HostTarget::connect(&ctx.settings, remote, patience, &ctx.printer).await?))
+}
+
+/// `vcctl audit`: the last entries of the target's audit trail, oldest first.
+async fn audit_log(ctx: &Ctx, mut target: Box<dyn Target>, n: usize) -> Result<u8> {
+    let entries = target.audit_log(n).await;
+    target.close().await;
+    let entries = entries?;
+    ctx.printer.json(&json!({"stack": ctx.settings.stack, "entries": entries}));
+    if entries.is_empty() {
+        ctx.printer.info(format!("stack `{}` has no audit entries yet", ctx.settings.stack));
+    }
+    for e in &entries {
+        ctx.printer.out(e.display());
+    }
+    Ok(0)
 }
 
 /// `vcctl status` of a target: exit 0 when healthy, 1 when not.
@@ -224,6 +240,12 @@ async fn destroy(ctx: &Ctx, mut target: Box<dyn Target>, args: &DestroyArgs) -> 
         return Err(e);
     }
     let done = target.destroy(args.keep_data, &ctx.printer).await;
+    let subject = if args.keep_data { "keep-data" } else { "delete-data" }.to_string();
+    let result = match &done {
+        Ok(_) => "service removed".to_string(),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    deploy::audit(ctx, target.as_mut(), "destroy", &(subject, result)).await;
     target.close().await;
     let mut json = done?;
     json["stack"] = json!(ctx.settings.stack);

@@ -291,6 +291,17 @@ impl Host {
         self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
     }
 
+    /// Appends an entry to the host's audit trail (the host stamps the time).
+    pub async fn audit(&self, entry: &crate::audit::Entry) -> Result<()> {
+        self.run_with_input(&["audit-append"], entry.line().as_bytes()).await.map(|_| ())
+    }
+
+    /// The last `n` entries of the host's audit trail, oldest first.
+    pub async fn audit_log(&self, n: usize) -> Result<Vec<crate::audit::Entry>> {
+        let out = self.run(&["audit-show", &n.to_string()]).await?;
+        Ok(out.lines().filter(|l| !l.trim().is_empty()).map(crate::audit::Entry::parse).collect())
+    }
+
     pub async fn exec(&self, argv: &[String]) -> Result<u8> {
         self.ssh.exec_as_login(argv).await
     }

@@ -241,7 +241,31 @@ impl Target for LocalTarget {
         self.stack.ingest_token()
     }
 
+    async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()> {
+        use std::io::Write;
+        let mut entry = entry.clone();
+        entry.time = crate::access::stamp(time::OffsetDateTime::now_utc());
+        let path = audit_file(&self.stack.dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        writeln!(f, "{}", entry.line()).map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))
+    }
+
+    async fn audit_log(&mut self, n: usize) -> Result<Vec<crate::audit::Entry>> {
+        let text = std::fs::read_to_string(audit_file(&self.stack.dir)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        Ok(lines[lines.len().saturating_sub(n)..].iter().map(|l| crate::audit::Entry::parse(l)).collect())
+    }
+
     async fn close(self: Box<Self>) {}
+}
+
+/// The local stack's audit trail: beside its directory, which `destroy` deletes.
+fn audit_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.with_file_name(format!("{name}.audit.log"))
 }
 
 /// Is it running, healthy, which release, and how is traffic doing.

@@ -122,6 +122,10 @@ pub trait Target {
     /// What `destroy` would delete, one line each, for its prompt.
     async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>>;
     async fn ingest_token(&mut self) -> Result<Option<String>>;
+    /// Appends `entry` to the target's audit trail.
+    async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()>;
+    /// The last `n` entries of the audit trail, oldest first.
+    async fn audit_log(&mut self, n: usize) -> Result<Vec<crate::audit::Entry>>;
     /// Runs `argv` on the target as the login user, with our terminal's streams; its exit code.
     async fn exec(&mut self, argv: &[String]) -> Result<u8> {
         let _ = argv;

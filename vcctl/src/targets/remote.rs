@@ -166,6 +166,14 @@ impl Target for HostTarget {
         self.remote.trust.clone()
     }
 
+    async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()> {
+        self.host.audit(entry).await
+    }
+
+    async fn audit_log(&mut self, n: usize) -> Result<Vec<crate::audit::Entry>> {
+        self.host.audit_log(n).await
+    }
+
     async fn exec(&mut self, argv: &[String]) -> Result<u8> {
         self.host.exec(argv).await
     }

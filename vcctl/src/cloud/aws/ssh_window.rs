@@ -86,7 +86,7 @@ pub async fn open(ec2: &Client, group_id: &str, stamp: &Stamp, cidr: &str, comma
             continue;
         }
         let until = now + access::LEASE;
-        let rule = Rule::tcp(22, cidr, &access::description(&access::who(), command, until));
+        let rule = Rule::tcp(22, cidr, &access::description(&crate::release::Origin::here().by, command, until));
         let mut tags: BTreeMap<String, String> =
             stamp.pairs().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         tags.insert(access::TAG_TEMPORARY.into(), "ssh".into());
