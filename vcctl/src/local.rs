@@ -228,6 +228,7 @@ impl LocalStack {
         if let Some(token) = self.ingest_token()? {
             cmd.env("VC_INGEST_TOKEN", token);
         }
+        cmd.envs(self.settings.env.iter().map(|(k, v)| (k, v)));
         let child = cmd.spawn().with_context(|| format!("starting `{}` under vcctl's supervisor", bin.display()))?;
         let pid = child.id();
         fs::write(self.dir.join("supervisor.pid"), format!("{pid}\n"))?;

@@ -40,6 +40,8 @@ pub struct Settings {
     #[serde(with = "humantime_serde_compat")]
     pub kpi_interval: Duration,
     pub ingest_token: bool,
+    /// Plain environment variables for the service (`service.env`).
+    pub env: Vec<(String, String)>,
     /// HTTPS in front of the service, when the stack has `tls:`.
     pub tls: Option<crate::stack::TlsSettings>,
     /// Where vcctl keeps this stack's local state (`.vcctl/<provider>/<stack>`).
@@ -82,6 +84,7 @@ impl Settings {
             retention: stack.service.retention.unwrap_or(DEFAULT_RETENTION),
             kpi_interval: stack.service.kpi_interval.unwrap_or(DEFAULT_KPI_INTERVAL),
             ingest_token: stack.service.ingest_token.unwrap_or(false),
+            env: stack.service.env,
             tls: stack.tls,
         }
     }

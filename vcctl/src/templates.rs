@@ -31,6 +31,7 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
         None => format!("ListenStream=0.0.0.0:{port}\nListenStream=0.0.0.0:80"),
     };
     let candidate = format!("ListenStream=127.0.0.1:{CANDIDATE_PORT}");
+    let environment = environment_lines(&settings.env);
     let mut out = Vec::new();
     for (unit, role, link, listen) in [
         (SERVING_UNIT, "serving", "current", serving.as_str()),
@@ -46,11 +47,27 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
             ("candidate", if unit == CANDIDATE_UNIT { "true" } else { "false" }),
             ("link", link),
             ("listen", listen),
+            ("environment", &environment),
         ];
         out.push((format!("/etc/systemd/system/{unit}.service"), render(SERVICE_UNIT, &values)?));
         out.push((format!("/etc/systemd/system/{unit}.socket"), render(SOCKET_UNIT, &values)?));
     }
     Ok(out)
+}
+
+/// `service.env` as systemd `Environment=` lines: each quoted, with `\\`, `"` and `%` (a
+/// specifier) escaped, so a value reaches the service exactly as written.
+fn environment_lines(env: &[(String, String)]) -> String {
+    if env.is_empty() {
+        return "# (none)".into();
+    }
+    env.iter()
+        .map(|(k, v)| {
+            let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%");
+            format!("Environment=\"{k}={v}\"")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Caddy's configuration for a stack with `tls:`; `roots`: whether the ACME server's roots

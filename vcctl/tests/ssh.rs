@@ -699,6 +699,14 @@ fn a_configuration_change_of_the_same_binary_is_checked_and_switched() {
     assert!(d["timings_s"]["check"].is_number(), "checked as a candidate before the switch: {d}");
     assert_eq!(main_env("VC_RETENTION"), "VC_RETENTION=3days");
 
+    // service.env reaches the process exactly as written (quotes, %, backslashes).
+    p.set_service(
+        "  port: 8000\n  ingest_token: true\n  retention: 3days\n  env:\n    VC_THRESHOLDS: avg_latency_ms=100:200\n    EXTRA_NOTE: 'say \"hi\" at 100% \\ done'\n",
+    );
+    assert_eq!(p.json(&["deploy", "--artifact", bin.to_str().unwrap()])["changed"], true);
+    assert_eq!(main_env("VC_THRESHOLDS"), "VC_THRESHOLDS=avg_latency_ms=100:200");
+    assert_eq!(main_env("EXTRA_NOTE"), "EXTRA_NOTE=say \"hi\" at 100% \\ done");
+
     // The ingest token turned off: the service takes events without one.
     p.set_service("  port: 8000\n  ingest_token: false\n  retention: 3days\n");
     assert_eq!(p.json(&["deploy", "--artifact", bin.to_str().unwrap()])["changed"], true);

@@ -97,6 +97,9 @@ pub fn local_hash(settings: &Settings, listen: &str) -> String {
         settings.kpi_interval, settings.retention, settings.ingest_token
     );
     h.update(env.as_bytes());
+    for (k, v) in &settings.env {
+        h.update(format!("{k}={v}\n").as_bytes());
+    }
     short(h)
 }
 

@@ -110,6 +110,8 @@ pub struct ServiceSettings {
     pub kpi_interval: Option<Duration>,
     /// Require a bearer token on ingest (generated and kept by vcctl).
     pub ingest_token: Option<bool>,
+    /// Plain environment variables for the service (`service.env`), in file order.
+    pub env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -343,13 +345,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
 /// until the provider is known (the local stack uses none of them).
 fn service_settings(root: &mut Section) -> Result<(ServiceSettings, Option<StackError>), StackError> {
     let Some(mut s) = root.opt_section("service")? else {
-        return Ok((ServiceSettings { port: None, retention: None, kpi_interval: None, ingest_token: None }, None));
+        return Ok((
+            ServiceSettings { port: None, retention: None, kpi_interval: None, ingest_token: None, env: Vec::new() },
+            None,
+        ));
     };
     let settings = ServiceSettings {
         port: s.opt_port("port")?,
         retention: s.opt_duration("retention")?,
         kpi_interval: s.opt_duration("kpi_interval")?,
         ingest_token: s.opt_bool("ingest_token")?,
+        env: service_env(&mut s)?,
     };
     let mut port_taken = None;
     if let Some((_, what)) = settings.port.and_then(|p| HOST_PORTS.iter().find(|(used, _)| *used == p)) {
@@ -401,6 +407,50 @@ fn tls_settings(mut s: Section, file: &Path) -> Result<TlsSettings, StackError> 
     });
     s.finish()?;
     Ok(TlsSettings { domain: domain.0.to_ascii_lowercase(), email: email.0, acme_ca, trust_ca })
+}
+
+/// What vcctl sets itself, from the stack's other fields or on the host: `service.env` may
+/// not name these (the field to use instead, if any).
+const RESERVED_ENV: &[(&str, &str)] = &[
+    ("DATABASE_URL", "made on the host; an external database is a later stack field"),
+    ("VC_INGEST_TOKEN", "made on the host: set `service.ingest_token: true`"),
+    ("VC_LISTEN", "set `service.port`"),
+    ("VC_DATA_DIR", "vcctl's choice on the host"),
+    ("VC_KPI_INTERVAL", "set `service.kpi_interval`"),
+    ("VC_RETENTION", "set `service.retention`"),
+    ("VC_LOG_FORMAT", "vcctl's choice (json, for the journal)"),
+    ("VC_CANDIDATE", "vcctl's choice (candidate checks)"),
+    ("LISTEN_FDS", "systemd's socket activation"),
+    ("LISTEN_PID", "systemd's socket activation"),
+    ("LISTEN_FDNAMES", "systemd's socket activation"),
+];
+
+/// `service.env`: plain settings (never secrets: those are `vcctl secrets`), NAME: value.
+fn service_env(s: &mut Section) -> Result<Vec<(String, String)>, StackError> {
+    let Some(pairs) = s.opt_scalar_map("env")? else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for (name, value, span) in pairs {
+        let path = format!("service.env.{name}");
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(s.error_at(
+                &span,
+                path,
+                format!("`{name}` is not an environment variable name: use A-Z, 0-9 and _, not starting with a digit"),
+            ));
+        }
+        if let Some((_, instead)) = RESERVED_ENV.iter().find(|(n, _)| *n == name) {
+            let mut err = s.error_at(&span, path, format!("`{name}` is set by vcctl"));
+            err.hint = Some((*instead).to_string());
+            return Err(err);
+        }
+        if value.len() > 4096 || value.chars().any(|c| c.is_control()) {
+            return Err(s.error_at(&span, path, "a value is one line of at most 4096 characters"));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 fn local_settings(mut s: Section) -> Result<LocalSettings, StackError> {
@@ -660,6 +710,30 @@ mod tests {
             "name: a\nprovider: local\nreigon: x\n",
             "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, id, service, tls, local",
         );
+    }
+
+    #[test]
+    fn service_env_takes_plain_settings_and_never_what_vcctl_sets() {
+        check(
+            "name: a\nprovider: local\nservice:\n  env:\n    lower: x\n",
+            "stacks/t.yaml:5:5: service.env.lower: `lower` is not an environment variable name: use A-Z, 0-9 and _, not starting with a digit",
+        );
+        check(
+            "name: a\nprovider: local\nservice:\n  env:\n    DATABASE_URL: postgres://x\n",
+            "stacks/t.yaml:5:5: service.env.DATABASE_URL: `DATABASE_URL` is set by vcctl\nhint: made on the host; an external database is a later stack field",
+        );
+        check(
+            "name: a\nprovider: local\nservice:\n  env:\n    VC_RETENTION: 3days\n",
+            "stacks/t.yaml:5:5: service.env.VC_RETENTION: `VC_RETENTION` is set by vcctl\nhint: set `service.retention`",
+        );
+        check(
+            "name: a\nprovider: local\nservice:\n  env:\n    A: [1, 2]\n",
+            "stacks/t.yaml:5:8: service.env.A: expected a string, found a list",
+        );
+        let ok =
+            parse(Path::new("stacks/t.yaml"), "name: a\nprovider: local\nservice:\n  env:\n    B: 2\n    A: one\n")
+                .unwrap();
+        assert_eq!(ok.service.env, [("B".to_string(), "2".to_string()), ("A".into(), "one".into())], "in file order");
     }
 
     #[test]

@@ -181,6 +181,31 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A mapping of names the stack chooses to scalars (`service.env`): (name, value, the
+    /// position of its key), in file order.
+    pub fn opt_scalar_map(&mut self, key: &'static str) -> Result<Option<Vec<(String, String, Span)>>, StackError> {
+        let path = self.child_path(key);
+        match self.node(key) {
+            None => Ok(None),
+            Some(Node::Mapping(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Node::Scalar(s) => Ok((k.as_str().to_string(), s.as_str().to_string(), *k.span())),
+                    other => Err(self.error_at(
+                        other.span(),
+                        format!("{path}.{}", k.as_str()),
+                        format!("expected a string, found a {}", kind(other)),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
+            Some(other) => {
+                Err(self.error_at(other.span(), path, format!("expected a mapping, found a {}", kind(other))))
+            }
+        }
+    }
+
     /// A nested mapping, if present.
     pub fn opt_section(&mut self, key: &'static str) -> Result<Option<Section<'a>>, StackError> {
         let path = self.child_path(key);
