@@ -178,6 +178,40 @@ caddy() {
   fi
 }
 
+# The service's secrets (`vcctl secrets`): /etc/vehicleconnect/secrets, 0600 root, read by
+# the units as an EnvironmentFile. Each is a comment with its name and when it was set, then
+# NAME="value" with \ " ` $ escaped (systemd's double-quote rules). Values never leave the host.
+SECRETS=$ETC/secrets
+check_secret_name() { case $1 in ''|[!A-Z_]*|*[!A-Z0-9_]*) die "bad secret name: $1";; esac; }
+
+# secret-set NAME: the value on stdin (one line, at most 64 KiB).
+secret_set() {
+  check_secret_name "$1"; umask 077; install -d -m 700 "$ETC"
+  value=$(head -c 65536 | tr -d '\n')
+  escaped=$(printf '%s' "$value" | sed 's/[\\"`$]/\\&/g')
+  { secret_others "$1"
+    printf '# %s set %s\n%s="%s"\n' "$1" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$1" "$escaped"; } > "$SECRETS.new"
+  mv -f "$SECRETS.new" "$SECRETS"
+}
+
+# The secrets file without NAME (its comment and its line).
+secret_others() {
+  [ -f "$SECRETS" ] || return 0
+  awk -v n="$1" '($1 == "#" && $2 == n && $3 == "set") || index($0, n "=") == 1 { next } { print }' "$SECRETS"
+}
+
+# secret-unset NAME
+secret_unset() {
+  check_secret_name "$1"; umask 077
+  if [ ! -f "$SECRETS" ] || ! grep -q "^$1=" "$SECRETS"; then die "no secret named $1"; fi
+  secret_others "$1" > "$SECRETS.new"; mv -f "$SECRETS.new" "$SECRETS"
+}
+
+# secret-list: NAME TIME, one per line; never a value.
+secret_list() {
+  if [ -f "$SECRETS" ]; then sed -n 's/^# \([A-Z0-9_]*\) set \(.*\)$/\1 \2/p' "$SECRETS"; fi
+}
+
 # audit-append: one JSON object on stdin (vcctl's entry), appended with the host's time first.
 audit_append() {
   install -d -m 750 "$(dirname "$AUDIT")"
@@ -313,6 +347,9 @@ case $cmd in
   units) units "$1" ;;
   caddy) caddy "$1" "${2:-no}" ;;
   audit-append) audit_append ;;
+  secret-set) secret_set "$1" ;;
+  secret-unset) secret_unset "$1" ;;
+  secret-list) secret_list ;;
   audit-show) audit_show "$1" ;;
   token) env_value VC_INGEST_TOKEN ;;
   receive) receive "$1" "$2" "$3" ;;

@@ -96,6 +96,12 @@ pub enum Command {
         after_help = "Examples:\n  vcctl simulate --stack local --rate 100 --duration 60s\n  vcctl simulate --target http://127.0.0.1:8000 --rate 50000 --batch 500 --duration 30s\n  vcctl simulate --stack local --incident /vehicles/unlock:x3:2m@1m"
     )]
     Simulate(SimulateArgs),
+    /// Keep the service's secrets on its host: set (value from stdin), list (names only), unset.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vcctl secrets set PARTNER_API_KEY --stack frankfurt < key.txt\n  vcctl secrets list --stack frankfurt\n  vcctl secrets unset PARTNER_API_KEY --stack frankfurt\n\nA change is applied by the next `vcctl deploy`, which checks the release with it as a candidate first."
+    )]
+    Secrets(SecretsCommand),
     /// Show the audit trail: every deploy, rollback and destroy, who ran it, from where, and how it ended.
     #[command(
         after_help = "Example:\n  vcctl audit --stack frankfurt -n 20\n  vcctl audit --stack frankfurt --json | jq '.entries[] | select(.action == \"rollback\")'"
@@ -167,6 +173,8 @@ impl Command {
             Command::Tunnel(a) => &a.overrides,
             Command::Exec(a) => &a.overrides,
             Command::Audit(a) => &a.overrides,
+            Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => &a.overrides,
+            Command::Secrets(SecretsCommand::List(o)) => o,
             Command::Ssh(o) => o,
             Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
@@ -188,6 +196,9 @@ impl Command {
             Command::Tunnel(_) => "vcctl tunnel",
             Command::Exec(_) => "vcctl exec",
             Command::Audit(_) => "vcctl audit",
+            Command::Secrets(SecretsCommand::Set(_)) => "vcctl secrets set",
+            Command::Secrets(SecretsCommand::Unset(_)) => "vcctl secrets unset",
+            Command::Secrets(SecretsCommand::List(_)) => "vcctl secrets list",
             Command::Ssh(_) => "vcctl ssh",
             Command::Token(_) => "vcctl token show",
             Command::Ci(_) => "vcctl ci init",
@@ -221,6 +232,8 @@ impl Command {
             Command::Tunnel(a) => Some(&mut a.overrides),
             Command::Exec(a) => Some(&mut a.overrides),
             Command::Audit(a) => Some(&mut a.overrides),
+            Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => Some(&mut a.overrides),
+            Command::Secrets(SecretsCommand::List(o)) => Some(o),
             Command::Ssh(o) => Some(o),
             Command::Completions { .. } | Command::Supervise { .. } => None,
         }
@@ -247,6 +260,24 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Store NAME's value, read from stdin (never from the command line); asks without echo on a terminal.
+    Set(SecretArgs),
+    /// The secrets' names and when each was set; never a value.
+    List(OverrideArgs),
+    /// Remove NAME.
+    Unset(SecretArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SecretArgs {
+    /// The environment variable the service reads it from (A-Z, 0-9, _).
+    pub name: String,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

@@ -1006,3 +1006,71 @@ fn exec_exits_with_the_commands_code_and_ssh_opens_a_shell_on_the_host() {
     assert_eq!(out.status.code(), Some(7), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("hello from vc-host"), "{}", show(&out));
 }
+
+/// The environment variable `var` of the serving process, as `VAR=value` (empty when unset).
+fn serving_env(var: &str) -> String {
+    on_host(&format!(
+        "tr '\\0' '\\n' < /proc/$(systemctl show -p MainPID --value vehicleconnect.service)/environ | grep '^{var}=' || true"
+    ))
+    .trim_end_matches('\n')
+    .to_string()
+}
+
+/// `vcctl secrets`: a value from stdin reaches the service exactly, through a deploy that
+/// checks the release with it; names are listed, values are never in any output, log, receipt
+/// or audit line; the file is root's alone.
+#[test]
+fn secrets_come_from_stdin_reach_the_service_through_a_deploy_and_are_never_shown() {
+    let p = Project::new("");
+    let bin = service_bin();
+    p.deploy_good();
+    let secret = "marker-7f3a9c \"quoted\" $HOME `x` 100% \\ end";
+    let mut outputs = String::new();
+    let mut set = p
+        .command(&["secrets", "set", "PARTNER_API_KEY"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(set.stdin.as_mut().unwrap(), format!("{secret}\n").as_bytes()).unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    outputs.push_str(&show(&out));
+    assert!(stderr(&out).contains("`vcctl deploy` applies it"), "{}", show(&out));
+
+    let listed = p.json(&["secrets", "list"]);
+    assert_eq!(listed["secrets"][0]["name"], "PARTNER_API_KEY", "{listed}");
+    assert!(listed["secrets"][0]["set"].as_str().unwrap().ends_with('Z'));
+    outputs.push_str(&listed.to_string());
+    assert_eq!(on_host("stat -c '%a %U' /etc/vehicleconnect/secrets").trim(), "600 root");
+
+    // Applied by a deploy of the same release: checked as a candidate, then switched.
+    let d = p.json(&["deploy", "--artifact", bin.to_str().unwrap()]);
+    assert_eq!(d["changed"], true, "{d}");
+    assert!(d["timings_s"]["check"].is_number(), "{d}");
+    outputs.push_str(&d.to_string());
+    assert_eq!(serving_env("PARTNER_API_KEY"), format!("PARTNER_API_KEY={secret}"));
+    let audit = p.json(&["audit", "-n", "5"]);
+    outputs.push_str(&audit.to_string());
+    let set = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "secret-set").expect("audited");
+    assert_eq!(
+        (set["subject"].as_str(), set["result"].as_str()),
+        (Some("PARTNER_API_KEY"), Some("stored; applied by the next deploy"))
+    );
+    for place in
+        ["journalctl --no-pager", "cat /opt/vehicleconnect/releases/*/release.json /var/log/vehicleconnect/audit.log"]
+    {
+        assert_eq!(on_host(&format!("{place} | grep -c marker-7f3a9c || true")).trim(), "0", "the value in `{place}`");
+    }
+    assert!(!outputs.contains("marker-7f3a9c"), "the value in vcctl's output:\n{outputs}");
+
+    // Unset: gone from the list, and from the service after the next deploy.
+    p.ok(&["secrets", "unset", "PARTNER_API_KEY"]);
+    assert_eq!(p.json(&["secrets", "list"])["secrets"], serde_json::json!([]));
+    assert_eq!(p.json(&["deploy", "--artifact", bin.to_str().unwrap()])["changed"], true);
+    assert_eq!(serving_env("PARTNER_API_KEY"), "");
+    let bad = p.vcctl(&["secrets", "set", "DATABASE_URL"]);
+    assert_eq!(bad.status.code(), Some(3), "{}", show(&bad));
+    assert!(stderr(&bad).contains("`DATABASE_URL` is set by vcctl"), "{}", show(&bad));
+}

@@ -7,6 +7,7 @@ pub mod ci;
 pub mod deploy;
 pub mod on_demand;
 pub mod plan;
+pub mod secrets;
 pub mod simulate;
 pub mod tunnel;
 
@@ -105,6 +106,7 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
         Command::Token(TokenCommand::Show(_)) => token_show(ctx, target?).await,
         Command::Tunnel(args) => tunnel::run(ctx, target?, args).await,
         Command::Audit(args) => audit_log(ctx, target?, args.lines.into()).await,
+        Command::Secrets(sub) => secrets::run(ctx, target?, sub).await,
         Command::Exec(args) => {
             let mut t = target?;
             let code = t.exec(&args.command).await;

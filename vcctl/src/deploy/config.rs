@@ -75,6 +75,20 @@ impl HostConfig {
         Ok(HostConfig { files, ingest_token: settings.ingest_token, tls: settings.tls.is_some() })
     }
 
+    /// The hash with the host's secrets (their names and when each was set, never a value):
+    /// the plain hash when there are none, so hosts without secrets keep theirs.
+    pub fn hash_with_secrets(&self, secrets: &[(String, String)]) -> String {
+        if secrets.is_empty() {
+            return self.hash();
+        }
+        let mut h = Sha256::new();
+        h.update(self.hash().as_bytes());
+        for (name, set) in secrets {
+            h.update(format!("\n{name} {set}").as_bytes());
+        }
+        short(h)
+    }
+
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
         for f in &self.files {

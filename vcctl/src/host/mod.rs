@@ -291,6 +291,21 @@ impl Host {
         self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
     }
 
+    /// Stores a secret on the host (the value goes over the connection's stdin, never argv).
+    pub async fn secret_set(&self, name: &str, value: &str) -> Result<()> {
+        self.run_with_input(&["secret-set", name], value.as_bytes()).await.map(|_| ())
+    }
+
+    pub async fn secret_unset(&self, name: &str) -> Result<()> {
+        self.run(&["secret-unset", name]).await.map(|_| ())
+    }
+
+    /// The secrets' names and when each was set (never their values).
+    pub async fn secret_list(&self) -> Result<Vec<(String, String)>> {
+        let out = self.run(&["secret-list"]).await?;
+        Ok(out.lines().filter_map(|l| l.split_once(' ')).map(|(n, t)| (n.to_string(), t.to_string())).collect())
+    }
+
     /// Appends an entry to the host's audit trail (the host stamps the time).
     pub async fn audit(&self, entry: &crate::audit::Entry) -> Result<()> {
         self.run_with_input(&["audit-append"], entry.line().as_bytes()).await.map(|_| ())

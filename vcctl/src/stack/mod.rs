@@ -425,6 +425,24 @@ const RESERVED_ENV: &[(&str, &str)] = &[
     ("LISTEN_FDNAMES", "systemd's socket activation"),
 ];
 
+/// A name the service's environment may take from the stack or `vcctl secrets`: the error
+/// and a hint otherwise.
+pub fn check_env_name(name: &str) -> Result<(), (String, Option<String>)> {
+    let valid = name.len() <= 128
+        && name.chars().next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err((
+            format!("`{name}` is not an environment variable name: use A-Z, 0-9 and _, not starting with a digit"),
+            None,
+        ));
+    }
+    match RESERVED_ENV.iter().find(|(n, _)| *n == name) {
+        Some((_, instead)) => Err((format!("`{name}` is set by vcctl"), Some((*instead).to_string()))),
+        None => Ok(()),
+    }
+}
+
 /// `service.env`: plain settings (never secrets: those are `vcctl secrets`), NAME: value.
 fn service_env(s: &mut Section) -> Result<Vec<(String, String)>, StackError> {
     let Some(pairs) = s.opt_scalar_map("env")? else { return Ok(Vec::new()) };

@@ -57,6 +57,15 @@ pub struct StatusView {
     pub healthy: bool,
 }
 
+/// Why a target without a host keeps no secrets.
+fn no_secrets() -> anyhow::Error {
+    crate::error::Failure::invalid(
+        "secrets are kept on a stack's host; the local stack has none",
+        Some("the local service reads this machine's environment: export the variable before `vcctl up`".into()),
+    )
+    .into()
+}
+
 // Not `Send`: vcctl drives one deploy on one task, and a check's polling closure borrows.
 #[async_trait(?Send)]
 pub trait Target {
@@ -122,6 +131,19 @@ pub trait Target {
     /// What `destroy` would delete, one line each, for its prompt.
     async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>>;
     async fn ingest_token(&mut self) -> Result<Option<String>>;
+    /// Stores a secret for the service (applied by the next deploy, checked as a candidate).
+    async fn secret_set(&mut self, name: &str, value: &str) -> Result<()> {
+        let _ = (name, value);
+        Err(no_secrets())
+    }
+    async fn secret_unset(&mut self, name: &str) -> Result<()> {
+        let _ = name;
+        Err(no_secrets())
+    }
+    /// The secrets' names and when each was set.
+    async fn secret_list(&mut self) -> Result<Vec<(String, String)>> {
+        Err(no_secrets())
+    }
     /// Appends `entry` to the target's audit trail.
     async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()>;
     /// The last `n` entries of the audit trail, oldest first.

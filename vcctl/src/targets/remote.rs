@@ -87,7 +87,10 @@ impl HostTarget {
         let config = HostConfig::of(settings, &remote.prometheus_listen)?;
         let client = crate::web::client_for(&remote.trust)?;
         let host = Host::connect_within(remote.target.clone(), p, patience).await?;
-        Ok(HostTarget { host, port: settings.port, config_hash: config.hash(), config, remote, lock: None, client })
+        // The secrets' names and times are part of the configuration: a changed secret makes
+        // the next deploy check the release with it before it serves.
+        let config_hash = config.hash_with_secrets(&host.secret_list().await?);
+        Ok(HostTarget { host, port: settings.port, config_hash, config, remote, lock: None, client })
     }
 
     /// The port and unit of a slot.
@@ -164,6 +167,18 @@ impl Target for HostTarget {
 
     fn trust(&self) -> crate::web::Trust {
         self.remote.trust.clone()
+    }
+
+    async fn secret_set(&mut self, name: &str, value: &str) -> Result<()> {
+        self.host.secret_set(name, value).await
+    }
+
+    async fn secret_unset(&mut self, name: &str) -> Result<()> {
+        self.host.secret_unset(name).await
+    }
+
+    async fn secret_list(&mut self) -> Result<Vec<(String, String)>> {
+        self.host.secret_list().await
     }
 
     async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()> {

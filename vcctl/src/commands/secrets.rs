@@ -1,0 +1,104 @@
+//! `vcctl secrets set|list|unset`: the service's secrets, kept on its host (0600, root) and
+//! read by its units. A value comes from stdin (without echo on a terminal), goes to the host
+//! over the SSH connection's stdin, and is never in argv, a log, the stack file or vcctl's
+//! output. A change is applied by the next deploy, which checks the release with it first:
+//! the secrets' names and times are part of the configuration hash.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::SecretsCommand;
+use crate::error::Failure;
+use crate::targets::Target;
+
+/// The longest value accepted.
+const VALUE_MAX: usize = 64 * 1024;
+
+pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, command: &SecretsCommand) -> Result<u8> {
+    let result = match command {
+        SecretsCommand::List(_) => list(ctx, target.as_mut()).await,
+        SecretsCommand::Set(a) => change(ctx, target.as_mut(), &a.name, true).await,
+        SecretsCommand::Unset(a) => change(ctx, target.as_mut(), &a.name, false).await,
+    };
+    target.close().await;
+    result
+}
+
+async fn list(ctx: &Ctx, target: &mut dyn Target) -> Result<u8> {
+    let secrets = target.secret_list().await?;
+    let json: Vec<_> = secrets.iter().map(|(name, set)| json!({"name": name, "set": set})).collect();
+    ctx.printer.json(&json!({"stack": ctx.settings.stack, "secrets": json}));
+    if secrets.is_empty() {
+        ctx.printer.info(format!("stack `{}` has no secrets {}", ctx.settings.stack, target.place()));
+    }
+    for (name, set) in &secrets {
+        ctx.printer.out(format!("{name}  set {set}"));
+    }
+    Ok(0)
+}
+
+/// Sets (with the value from stdin) or unsets `name`, under the deploy lock, and audits it.
+async fn change(ctx: &Ctx, target: &mut dyn Target, name: &str, set: bool) -> Result<u8> {
+    if let Err((message, hint)) = crate::stack::check_env_name(name) {
+        return Err(Failure::invalid(format!("secret {message}"), hint).into());
+    }
+    let value = if set { Some(read_value(name)?) } else { None };
+    target.lock(Duration::from_secs(60), &ctx.printer).await?;
+    let done = match &value {
+        Some(v) => target.secret_set(name, v).await,
+        None => target.secret_unset(name).await,
+    };
+    let (action, how) = if set { ("secret-set", "stored") } else { ("secret-unset", "removed") };
+    let result = match &done {
+        Ok(()) => format!("{how}; applied by the next deploy"),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    super::deploy::audit(ctx, target, action, &(name.to_string(), result)).await;
+    target.unlock().await;
+    done?;
+    ctx.printer.json(&json!({"stack": ctx.settings.stack, "name": name, "action": action}));
+    ctx.printer.info(format!(
+        "secret {name} {how} {}; `vcctl deploy` applies it (the release is checked with it as a candidate first)",
+        target.place()
+    ));
+    Ok(0)
+}
+
+/// The value: typed without echo on a terminal, else all of stdin (one trailing newline
+/// dropped); one line, not empty, at most 64 KiB.
+fn read_value(name: &str) -> Result<String> {
+    let term = console::Term::stderr();
+    let value = if console::user_attended_stderr() && atty_stdin() {
+        term.write_str(&format!("value of {name} (not shown): "))?;
+        term.read_secure_line()?
+    } else {
+        let mut buf = Vec::new();
+        std::io::stdin().take(VALUE_MAX as u64 + 2).read_to_end(&mut buf)?;
+        let text = String::from_utf8(buf).map_err(|_| Failure::invalid("a secret's value must be UTF-8 text", None))?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        text.strip_suffix('\r').unwrap_or(text).to_string()
+    };
+    let refuse = |why: &str| {
+        Failure::invalid(format!("the value of {name} {why}"), Some(format!("vcctl secrets set {name} < file")))
+    };
+    if value.is_empty() {
+        return Err(refuse("is empty (stdin gave nothing)").into());
+    }
+    if value.len() > VALUE_MAX {
+        return Err(refuse("is longer than 64 KiB").into());
+    }
+    if value.chars().any(|c| c == '\n' || c == '\0') {
+        return Err(refuse("must be one line").into());
+    }
+    Ok(value)
+}
+
+/// Whether stdin is a terminal.
+fn atty_stdin() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
+}
