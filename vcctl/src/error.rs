@@ -61,6 +61,9 @@ pub enum Failure {
     /// The new release was unhealthy and the previous one serves again (exit 6).
     #[error("release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}")]
     RolledBack { release: String, previous: String, diagnosis: String },
+    /// Stopped by SIGINT or SIGTERM, after cleaning up (exit 130).
+    #[error("{message}")]
+    Interrupted { message: String },
     /// The new release was unhealthy and so was the way back (exit 7).
     #[error("release {release} failed its health check ({diagnosis}) and the rollback failed too: {rollback}")]
     RollbackFailed { release: String, diagnosis: String, rollback: String },
@@ -88,6 +91,7 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
                 Failure::RolledBack { .. } | Failure::Refused { .. } => {
                     (ROLLED_BACK, Some("see `vcctl logs` for the failed release's output; fix it and deploy again".into()))
                 }
+                Failure::Interrupted { .. } => (INTERRUPTED, None),
                 Failure::RollbackFailed { .. } => (
                     ROLLBACK_FAILED,
                     Some("nothing healthy is serving: check `vcctl logs` and `vcctl status`, then `vcctl rollback --to RELEASE`".into()),

@@ -77,25 +77,10 @@ pub fn version_mismatch(s: &Status, want: Option<(&str, &str)>) -> Option<(Strin
 }
 
 pub async fn status(client: &reqwest::Client, base: &str) -> Result<(u16, Status), String> {
-    let r = client.get(format!("{base}/api/status")).send().await.map_err(|e| chain(&e))?;
+    let r = client.get(format!("{base}/api/status")).send().await.map_err(|e| crate::error::chain(&e))?;
     let code = r.status().as_u16();
     let s: Status = r.json().await.map_err(|e| format!("HTTP {code} with a body that is not a status: {e}"))?;
     Ok((code, s))
-}
-
-/// An error with its causes (reqwest's own message hides why: refused, TLS, DNS).
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let more = s.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// One look at a release while it is checked.
@@ -137,4 +122,31 @@ pub fn judge(s: Status, want: Option<(&str, &str)>, pid: Option<u32>, url: &str)
         Some((got, want)) => Look::NotYet(Unhealthy::WrongVersion { url: url.to_string(), got, want }),
         None => Look::Healthy(s),
     }
+}
+
+/// The last hour's overall KPIs at `base`, and whether they are ready: a 503 while the
+/// service rebuilds them after a start is "warming up", never zeros.
+pub async fn kpis_1h(client: &reqwest::Client, base: &str) -> (Option<serde_json::Value>, bool) {
+    match client.get(format!("{base}/api/analytics/kpis?window=1h")).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => (None, false),
+        Ok(r) => (r.json::<serde_json::Value>().await.ok().map(|k| k["overall"].clone()), true),
+        Err(_) => (None, true),
+    }
+}
+
+/// `status`'s line for the last hour's KPIs.
+pub fn kpi_line(kpis: Option<&serde_json::Value>, ready: bool) -> Option<String> {
+    if !ready {
+        return Some("last 1 h: warming up (the KPIs are being rebuilt from the stored events)".into());
+    }
+    let k = kpis?;
+    let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
+    Some(format!(
+        "last 1 h: {} events, {} req/min, avg {} ms, p95 {} ms, errors {} %",
+        k["count"],
+        f("requests_per_min"),
+        f("avg_latency_ms"),
+        f("p95_latency_ms"),
+        f("error_rate_pct")
+    ))
 }

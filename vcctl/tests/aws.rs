@@ -1170,6 +1170,23 @@ async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
     let md = std::fs::read_to_string(&summary).unwrap();
     assert!(md.contains("SSH (22) was opened for `198.18.0.11/32` during this run and is closed again"), "{md}");
     eprintln!("on-demand SSH timings: {}", md.lines().find(|l| l.contains("opening took")).unwrap_or_default());
+
+    // `status` as on the other providers: the infrastructure, then the host's view (over
+    // SSH opened for the command): releases, what a rollback would pick, KPIs.
+    let out = p
+        .command(&["status", "--json", "--ssh-from", "198.18.0.11"])
+        .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "healthy: {}", show(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["instance", "elastic_ip", "security_group", "alarms", "service"] {
+        assert!(!status[key].is_null(), "status has `{key}`: {status}");
+    }
+    assert!(status["service"]["release"].is_string() && status["service"]["releases"].is_array(), "{status}");
+    assert!(status["service"]["kpis_ready"].is_boolean() && status["service"].get("rollback_to").is_some(), "{status}");
+    assert_eq!(status["service"]["healthy"], true);
+    assert_eq!(ssh_rules(&ec2).await.len(), 0, "status closed SSH again");
     p.json(&["destroy", "--yes"], 0);
 }
 

@@ -3,6 +3,7 @@
 //! places they run in are `targets`.
 
 pub mod aws;
+pub mod aws_status;
 pub mod ci;
 pub mod deploy;
 pub mod on_demand;
@@ -52,7 +53,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             None => Ok(crate::error::OK),
         },
         (Aws(a), Command::Plan(args)) => aws::plan(ctx, a, args.artifact.as_deref()).await,
-        (Aws(a), Command::Status(_)) => aws::status(ctx, a).await,
+        (Aws(a), Command::Status(_)) => aws_status::status(ctx, a).await,
         (Aws(a), Command::Destroy(args)) => aws::destroy(ctx, a, args.keep_data).await,
         (Aws(a), Command::Ci(CiCommand::Init(args))) => ci::init(ctx, a, args).await,
         (_, Command::Ci(_)) => Err(Failure::invalid(
@@ -143,7 +144,7 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
     crate::error::OK
 }
 
-async fn host(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {
+pub(super) async fn host(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {
     Ok(Box::new(HostTarget::connect(&ctx.settings, remote, patience, &ctx.printer).await?))
 }
 

@@ -19,10 +19,11 @@ pub const DEFAULT_DETECTOR: &str = "https://checkip.amazonaws.com";
 /// The most an address detector may answer.
 const DETECTOR_LIMIT: usize = 256;
 
-/// Runs `work` with SSH open for this machine (when the stack's access is on-demand).
-pub async fn around<F>(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str, work: F) -> Result<u8>
+/// Runs `work` with SSH open for this machine (when the stack's access is on-demand); a
+/// SIGINT or SIGTERM stops it, closes SSH, and ends in exit 130.
+pub async fn around<T, F>(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str, work: F) -> Result<T>
 where
-    F: Future<Output = Result<u8>>,
+    F: Future<Output = Result<T>>,
 {
     if a.ssh_access == SshAccess::AdminCidrs {
         return work.await;
@@ -33,8 +34,8 @@ where
     let result = tokio::select! {
         r = work => r,
         signal = interrupted() => {
-            ctx.printer.warn(format!("{signal}: stopping, and closing SSH for {}", window.cidr));
-            Ok(crate::error::INTERRUPTED)
+            let message = format!("{signal}: stopped, and SSH closed for {}", window.cidr);
+            Err(crate::error::Failure::Interrupted { message }.into())
         }
     };
     close(ctx, window, opened_in).await;

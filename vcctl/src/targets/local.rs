@@ -279,11 +279,7 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
     };
     // 503 while the service rebuilds its KPIs after a start: "warming up", never zeros.
     let (kpis, kpis_ready): (Option<Value>, bool) = match &health {
-        Some(_) => match client.get(format!("{base}/api/analytics/kpis?window=1h")).send().await {
-            Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => (None, false),
-            Ok(r) => (r.json::<Value>().await.ok().map(|k| k["overall"].clone()), true),
-            Err(_) => (None, true),
-        },
+        Some(_) => health::kpis_1h(&client, &base).await,
         None => (None, true),
     };
     let healthy = matches!(&health, Some((code, s)) if health::is_healthy(*code, s));
@@ -351,20 +347,7 @@ fn status_lines(
     }
     lines.push(format!("release:  {}", current.as_ref().map_or("none".to_string(), |r| r.name.clone())));
     lines.push(format!("url:      {base}/dashboard"));
-    if !kpis_ready {
-        lines.push("last 1 h: warming up (the KPIs are being rebuilt from the stored events)".into());
-    }
-    if let Some(k) = kpis {
-        let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
-        lines.push(format!(
-            "last 1 h: {} events, {} req/min, avg {} ms, p95 {} ms, errors {} %",
-            k["count"],
-            f("requests_per_min"),
-            f("avg_latency_ms"),
-            f("p95_latency_ms"),
-            f("error_rate_pct")
-        ));
-    }
+    lines.extend(health::kpi_line(kpis, kpis_ready));
     lines
 }
 

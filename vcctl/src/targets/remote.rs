@@ -347,6 +347,12 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
     let probe = host.probe(port, SERVING_UNIT).await?;
     let outside = health::status(client, &remote.public_url).await;
     let healthy = probe.healthy().is_some() && matches!(&outside, Ok((code, s)) if health::is_healthy(*code, s));
+    let (kpis, kpis_ready) = match &outside {
+        Ok(_) => health::kpis_1h(client, &remote.public_url).await,
+        Err(_) => (None, true),
+    };
+    // What `vcctl rollback` would go back to.
+    let rollback_to = crate::release::previous_good(&state.releases, state.current.as_deref()).map(|r| r.name.clone());
     let json = json!({
         "host": remote.target.host,
         "healthy": healthy,
@@ -356,6 +362,9 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
         "url": remote.public_url,
         "release": state.current,
         "releases": state.releases,
+        "rollback_to": rollback_to,
+        "kpis_1h": kpis,
+        "kpis_ready": kpis_ready,
     });
     let mut lines = vec![format!("service:  {}", probe.describe())];
     if let Some(s) = &probe.status {
@@ -370,5 +379,7 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
         let mark = if Some(&r.name) == state.current.as_ref() { "*" } else { " " };
         lines.push(format!("  {mark} {} {} v{} by {}", r.name, r.verdict, r.version.as_deref().unwrap_or("?"), r.by));
     }
+    lines.push(format!("rollback: {}", rollback_to.as_deref().unwrap_or("no earlier good release")));
+    lines.extend(health::kpi_line(kpis.as_ref(), kpis_ready));
     Ok(StatusView { json, lines, details: Vec::new(), healthy })
 }
