@@ -15,6 +15,8 @@
 # VC_HOST_ROOT (tests only) puts every path under another directory, so the file steps run
 # in a temporary directory without a host.
 set -eu
+# Out of the login's home, which the postgres user may not enter (psql, pg_dump complain).
+cd /
 ROOT=${VC_HOST_ROOT:-}
 BASE=$ROOT/opt/vehicleconnect
 REL=$BASE/releases
@@ -176,6 +178,30 @@ caddy() {
   elif [ "$2" = yes ]; then
     systemctl reload caddy
   fi
+}
+
+# db-dump: the stack's database as a pg_dump custom-format archive, on stdout.
+db_dump() {
+  runuser -u postgres -- pg_dump -Fc -d vehicleconnect
+}
+
+# db-restore: a pg_dump custom-format archive on stdin, restored into a new database while
+# the service keeps serving; only a whole restore is swapped in, with the service stopped
+# around the swap. The database it replaces is kept as vehicleconnect_previous (the one kept
+# before that is dropped).
+db_restore() {
+  pg() { runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 "$@" >/dev/null; }
+  pg -c 'DROP DATABASE IF EXISTS vehicleconnect_restore' -c 'CREATE DATABASE vehicleconnect_restore OWNER vehicleconnect'
+  if ! runuser -u postgres -- pg_restore --no-owner --role=vehicleconnect --exit-on-error -d vehicleconnect_restore; then
+    pg -c 'DROP DATABASE IF EXISTS vehicleconnect_restore'
+    die "the archive did not restore; the stack's database is as it was"
+  fi
+  systemctl stop $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service
+  pg -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'vehicleconnect'" \
+     -c 'DROP DATABASE IF EXISTS vehicleconnect_previous' \
+     -c 'ALTER DATABASE vehicleconnect RENAME TO vehicleconnect_previous' \
+     -c 'ALTER DATABASE vehicleconnect_restore RENAME TO vehicleconnect'
+  systemctl start $SOCKET $UNIT
 }
 
 # The service's secrets (`vcctl secrets`): /etc/vehicleconnect/secrets, 0600 root, read by
@@ -347,6 +373,8 @@ case $cmd in
   units) units "$1" ;;
   caddy) caddy "$1" "${2:-no}" ;;
   audit-append) audit_append ;;
+  db-dump) db_dump ;;
+  db-restore) db_restore ;;
   secret-set) secret_set "$1" ;;
   secret-unset) secret_unset "$1" ;;
   secret-list) secret_list ;;

@@ -96,6 +96,12 @@ pub enum Command {
         after_help = "Examples:\n  vcctl simulate --stack local --rate 100 --duration 60s\n  vcctl simulate --target http://127.0.0.1:8000 --rate 50000 --batch 500 --duration 30s\n  vcctl simulate --stack local --incident /vehicles/unlock:x3:2m@1m"
     )]
     Simulate(SimulateArgs),
+    /// Dump the stack's database to stdout (pg_dump -Fc), or restore such a dump into it.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  vcctl db dump --stack frankfurt > frankfurt.dump\n  vcctl db restore frankfurt.dump --stack staging     # asks first; --yes in scripts"
+    )]
+    Db(DbCommand),
     /// Keep the service's secrets on its host: set (value from stdin), list (names only), unset.
     #[command(
         subcommand,
@@ -154,6 +160,7 @@ impl Command {
         match self {
             Command::Destroy(a) => a.yes,
             Command::Token(TokenCommand::Show(a)) => a.yes,
+            Command::Db(DbCommand::Restore(a)) => a.yes,
             _ => false,
         }
     }
@@ -173,6 +180,8 @@ impl Command {
             Command::Tunnel(a) => &a.overrides,
             Command::Exec(a) => &a.overrides,
             Command::Audit(a) => &a.overrides,
+            Command::Db(DbCommand::Dump(o)) => o,
+            Command::Db(DbCommand::Restore(a)) => &a.overrides,
             Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => &a.overrides,
             Command::Secrets(SecretsCommand::List(o)) => o,
             Command::Ssh(o) => o,
@@ -196,6 +205,8 @@ impl Command {
             Command::Tunnel(_) => "vcctl tunnel",
             Command::Exec(_) => "vcctl exec",
             Command::Audit(_) => "vcctl audit",
+            Command::Db(DbCommand::Dump(_)) => "vcctl db dump",
+            Command::Db(DbCommand::Restore(_)) => "vcctl db restore",
             Command::Secrets(SecretsCommand::Set(_)) => "vcctl secrets set",
             Command::Secrets(SecretsCommand::Unset(_)) => "vcctl secrets unset",
             Command::Secrets(SecretsCommand::List(_)) => "vcctl secrets list",
@@ -232,6 +243,8 @@ impl Command {
             Command::Tunnel(a) => Some(&mut a.overrides),
             Command::Exec(a) => Some(&mut a.overrides),
             Command::Audit(a) => Some(&mut a.overrides),
+            Command::Db(DbCommand::Dump(o)) => Some(o),
+            Command::Db(DbCommand::Restore(a)) => Some(&mut a.overrides),
             Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => Some(&mut a.overrides),
             Command::Secrets(SecretsCommand::List(o)) => Some(o),
             Command::Ssh(o) => Some(o),
@@ -260,6 +273,25 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// The database as a pg_dump custom-format archive on stdout (redirect it to a file).
+    Dump(OverrideArgs),
+    /// Restore such an archive as the stack's database, after a confirmation.
+    Restore(DbRestoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbRestoreArgs {
+    /// A `vcctl db dump` (pg_dump -Fc) file.
+    pub file: PathBuf,
+    /// Restore without the prompt (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

@@ -150,6 +150,35 @@ impl Ssh {
         self.check(&what(argv), out)
     }
 
+    /// Runs `argv` and copies its stdout to `out`, counting bytes on `progress`; the bytes.
+    pub async fn run_to(
+        &self,
+        argv: &[&str],
+        out: &mut (dyn std::io::Write + Send),
+        progress: &indicatif::ProgressBar,
+    ) -> Result<u64> {
+        use tokio::io::AsyncReadExt;
+        let mut cmd = self.command(argv);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().await?;
+        let mut stdout = child.stdout().take().context("no stdout")?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = stdout.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).context("writing the output")?;
+            total += n as u64;
+            progress.set_position(total);
+        }
+        out.flush()?;
+        let output = child.wait_with_output().await?;
+        self.check(&what(argv), output)?;
+        Ok(total)
+    }
+
     /// Starts `argv` and hands back the running child (stdin, stdout piped).
     pub async fn spawn(&self, argv: &[&str]) -> Result<Child> {
         let mut cmd = self.command(argv);

@@ -1074,3 +1074,66 @@ fn secrets_come_from_stdin_reach_the_service_through_a_deploy_and_are_never_show
     assert_eq!(bad.status.code(), Some(3), "{}", show(&bad));
     assert!(stderr(&bad).contains("`DATABASE_URL` is set by vcctl"), "{}", show(&bad));
 }
+
+/// The last hour's KPIs on the test host once they are ready: (overall, per endpoint).
+fn kpis_when_ready() -> (Value, Value) {
+    let h = test_host();
+    let started = Instant::now();
+    loop {
+        if let Ok((200, k)) = get_json(&format!("http://{}:8000/api/analytics/kpis?window=1h", h.addr)) {
+            let overall = k["overall"].clone();
+            let pick = |v: &Value| {
+                serde_json::json!([v["count"], v["avg_latency_ms"], v["p95_latency_ms"], v["error_rate_pct"]])
+            };
+            let endpoints: Vec<Value> = k["endpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| serde_json::json!([e["endpoint"], pick(e)]))
+                .collect();
+            return (pick(&overall), Value::Array(endpoints));
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no KPIs within 60 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `db dump` then `db restore`: every event back, the same KPIs, the service stopped only
+/// around the swap, the replaced database kept; refused without a confirmation or a dump.
+#[test]
+fn a_database_dump_restores_every_event_and_the_same_kpis() {
+    let p = Project::new("");
+    p.deploy_good();
+    on_host(
+        "runuser -u postgres -- psql -d vehicleconnect -qc \"INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id) \
+         SELECT now() - (i % 1800) * interval '1 second', '/v1/e' || (i % 7), 'GET', CASE WHEN i % 50 = 0 THEN 500 ELSE 200 END, 5 + (i % 400), 'vin-' || (i % 300) \
+         FROM generate_series(1, 20000) i\" && systemctl restart vehicleconnect",
+    );
+    let (count, kpis) = (stored_events(), kpis_when_ready());
+    assert!(count >= 20_000);
+
+    let file = p.path("edge.dump");
+    let out = p.command(&["db", "dump"]).stdout(std::fs::File::create(&file).unwrap()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(std::fs::read(&file).unwrap().starts_with(b"PGDMP"), "a pg_dump custom-format archive");
+
+    on_host(
+        "runuser -u postgres -- psql -d vehicleconnect -qc 'DELETE FROM api_events WHERE id % 2 = 0' && systemctl restart vehicleconnect",
+    );
+    assert!(stored_events() < count);
+    let refused = p.vcctl(&["db", "restore", file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(8), "no terminal, no --yes: {}", show(&refused));
+    let not_a_dump = p.path("stacks/edge.yaml");
+    assert_eq!(p.vcctl(&["db", "restore", not_a_dump.to_str().unwrap(), "--yes"]).status.code(), Some(3));
+
+    let restored = p.json(&["db", "restore", file.to_str().unwrap(), "--yes"]);
+    assert!(restored["elapsed_s"].is_number(), "{restored}");
+    assert_eq!(stored_events(), count, "every event is back");
+    assert_eq!(kpis_when_ready(), kpis, "the same KPIs");
+    assert!(
+        on_host("runuser -u postgres -- psql -tAc 'SELECT datname FROM pg_database'")
+            .contains("vehicleconnect_previous")
+    );
+    let audit = p.json(&["audit", "-n", "1"]);
+    assert_eq!(audit["entries"][0]["action"], "restore", "{audit}");
+}

@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod aws_status;
 pub mod ci;
+pub mod db;
 pub mod deploy;
 pub mod on_demand;
 pub mod plan;
@@ -108,6 +109,7 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
         Command::Tunnel(args) => tunnel::run(ctx, target?, args).await,
         Command::Audit(args) => audit_log(ctx, target?, args.lines.into()).await,
         Command::Secrets(sub) => secrets::run(ctx, target?, sub).await,
+        Command::Db(sub) => db::run(ctx, target?, sub).await,
         Command::Exec(args) => {
             let mut t = target?;
             let code = t.exec(&args.command).await;

@@ -291,6 +291,24 @@ impl Host {
         self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
     }
 
+    /// The database as a pg_dump custom-format archive, written to `out`; its size.
+    pub async fn db_dump(&self, out: &mut (dyn std::io::Write + Send), printer: &Printer) -> Result<u64> {
+        let bar = printer.bar(0, "  dumping {bytes} {bytes_per_sec} {elapsed}");
+        let n = self.ssh.run_to(&helper(&["db-dump"]), out, &bar).await;
+        bar.finish_and_clear();
+        n
+    }
+
+    /// Restores the archive at `file` into a new database and swaps it in (the service stopped
+    /// around the swap only).
+    pub async fn db_restore(&self, file: &std::path::Path, printer: &Printer) -> Result<()> {
+        let size = std::fs::metadata(file)?.len();
+        let bar = printer.bar(size, "  restoring {bar:30} {bytes}/{total_bytes} {bytes_per_sec}");
+        let done = self.ssh.run_with_file(&helper(&["db-restore"]), file, &bar).await;
+        bar.finish_and_clear();
+        done.map(|_| ())
+    }
+
     /// Stores a secret on the host (the value goes over the connection's stdin, never argv).
     pub async fn secret_set(&self, name: &str, value: &str) -> Result<()> {
         self.run_with_input(&["secret-set", name], value.as_bytes()).await.map(|_| ())

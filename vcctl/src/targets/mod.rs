@@ -57,6 +57,15 @@ pub struct StatusView {
     pub healthy: bool,
 }
 
+/// Why the local stack has no database to dump.
+fn no_database() -> anyhow::Error {
+    crate::error::Failure::invalid(
+        "the local stack keeps its events in an embedded store, not PostgreSQL",
+        Some("stop it (`vcctl destroy --keep-data`) and copy its directory under .vcctl/local/".into()),
+    )
+    .into()
+}
+
 /// Why a target without a host keeps no secrets.
 fn no_secrets() -> anyhow::Error {
     crate::error::Failure::invalid(
@@ -131,6 +140,17 @@ pub trait Target {
     /// What `destroy` would delete, one line each, for its prompt.
     async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>>;
     async fn ingest_token(&mut self) -> Result<Option<String>>;
+    /// The database as a `pg_dump -Fc` archive, written to `out`; its size in bytes.
+    async fn db_dump(&mut self, out: &mut (dyn std::io::Write + Send), p: &Printer) -> Result<u64> {
+        let _ = (out, p);
+        Err(no_database())
+    }
+    /// Restores a `pg_dump -Fc` archive as the stack's database (the service stopped around
+    /// the swap); the replaced database is kept as `vehicleconnect_previous`.
+    async fn db_restore(&mut self, file: &std::path::Path, p: &Printer) -> Result<()> {
+        let _ = (file, p);
+        Err(no_database())
+    }
     /// Stores a secret for the service (applied by the next deploy, checked as a candidate).
     async fn secret_set(&mut self, name: &str, value: &str) -> Result<()> {
         let _ = (name, value);

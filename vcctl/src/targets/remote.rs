@@ -169,6 +169,14 @@ impl Target for HostTarget {
         self.remote.trust.clone()
     }
 
+    async fn db_dump(&mut self, out: &mut (dyn std::io::Write + Send), p: &Printer) -> Result<u64> {
+        self.host.db_dump(out, p).await
+    }
+
+    async fn db_restore(&mut self, file: &std::path::Path, p: &Printer) -> Result<()> {
+        self.host.db_restore(file, p).await
+    }
+
     async fn secret_set(&mut self, name: &str, value: &str) -> Result<()> {
         self.host.secret_set(name, value).await
     }

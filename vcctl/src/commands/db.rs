@@ -1,0 +1,103 @@
+//! `vcctl db dump` and `vcctl db restore FILE`: logical backups of a host's PostgreSQL
+//! database, streamed over SSH (`pg_dump -Fc`). A restore goes into a new database while the
+//! service serves; only a whole one is swapped in, with the service stopped around the swap,
+//! then checked; the database it replaced is kept as `vehicleconnect_previous`.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::{DbCommand, DbRestoreArgs};
+use crate::error::Failure;
+use crate::targets::{Slot, Target};
+
+/// How long the restored service has to answer healthy.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, command: &DbCommand) -> Result<u8> {
+    let result = match command {
+        DbCommand::Dump(_) => dump(ctx, target.as_mut()).await,
+        DbCommand::Restore(args) => restore(ctx, target.as_mut(), args).await,
+    };
+    target.close().await;
+    result
+}
+
+async fn dump(ctx: &Ctx, target: &mut dyn Target) -> Result<u8> {
+    if std::io::stdout().is_terminal() {
+        return Err(Failure::invalid(
+            "`vcctl db dump` writes a binary archive to stdout, which is a terminal",
+            Some(format!("redirect it: vcctl db dump --stack {} > {}.dump", ctx.settings.stack, ctx.settings.stack)),
+        )
+        .into());
+    }
+    let started = Instant::now();
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+    let bytes = target.db_dump(&mut out, &ctx.printer).await?;
+    ctx.printer.info(format!(
+        "dumped the database of stack `{}` {}: {} in {}",
+        ctx.settings.stack,
+        target.place(),
+        indicatif::HumanBytes(bytes),
+        crate::printer::format_duration(started.elapsed())
+    ));
+    Ok(0)
+}
+
+async fn restore(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Result<u8> {
+    let size = std::fs::metadata(&args.file)
+        .map_err(|e| Failure::invalid(format!("cannot read `{}`: {e}", args.file.display()), None))?
+        .len();
+    let mut magic = [0u8; 5];
+    let read = std::io::Read::read_exact(&mut std::fs::File::open(&args.file)?, &mut magic);
+    if read.is_err() || &magic != b"PGDMP" {
+        return Err(Failure::invalid(
+            format!("`{}` is not a pg_dump custom-format archive", args.file.display()),
+            Some("make one with `vcctl db dump > FILE` (pg_dump -Fc)".into()),
+        )
+        .into());
+    }
+    let place = target.place();
+    ctx.printer.info(format!(
+        "`vcctl db restore` replaces the database of stack `{}` {place} with `{}` ({}); the service stops while \
+         it is swapped in, and the current database is kept as vehicleconnect_previous",
+        ctx.settings.stack,
+        args.file.display(),
+        indicatif::HumanBytes(size)
+    ));
+    ctx.confirm_destruction(&format!("replace the database of stack `{}` {place}", ctx.settings.stack))?;
+    target.lock(Duration::from_secs(60), &ctx.printer).await?;
+    let started = Instant::now();
+    let done = restore_and_check(ctx, target, args).await;
+    let result = match &done {
+        Ok(()) => format!("restored from {}; healthy", args.file.display()),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    super::deploy::audit(ctx, target, "restore", &("database".to_string(), result)).await;
+    target.unlock().await;
+    done?;
+    let elapsed = started.elapsed();
+    ctx.printer.json(
+        &json!({"stack": ctx.settings.stack, "restored": args.file, "bytes": size, "elapsed_s": elapsed.as_secs_f64()}),
+    );
+    ctx.printer.info(format!("restored in {}; the service is healthy", crate::printer::format_duration(elapsed)));
+    Ok(0)
+}
+
+async fn restore_and_check(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Result<()> {
+    target.db_restore(&args.file, &ctx.printer).await?;
+    let step = ctx.printer.step("checking the service on the restored database");
+    match target.check(Slot::Serving, None, true, HEALTH_TIMEOUT).await {
+        Ok(s) => {
+            step.done(format!("v{} ({})", s.version, s.git_sha));
+            Ok(())
+        }
+        Err(why) => {
+            step.fail("unhealthy");
+            Err(anyhow::anyhow!("the service is unhealthy on the restored database: {why}"))
+        }
+    }
+}
