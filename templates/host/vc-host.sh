@@ -180,6 +180,58 @@ caddy() {
   fi
 }
 
+# data VOLUME_ID: PostgreSQL's data directory on the stack's data volume (AWS), which outlives
+# the instance. Found by its filesystem label once it has one (never by device name, which
+# can change between boots); a new, empty volume is found by its id (Nitro: the NVMe serial)
+# or as the one attached as sdf (Xen: /dev/xvdf), formatted with the label, and given the
+# instance's cluster. A device with any other filesystem is never touched. Grown online when
+# the volume was (resize2fs is a no-op otherwise).
+DATA_LABEL=vcdata
+data() {
+  if ! blkid -L $DATA_LABEL >/dev/null 2>&1; then
+    dev=$(data_device "$1") || die "the data volume $1 is not attached yet (no device for it)"
+    if blkid -p "$dev" >/dev/null 2>&1; then die "$dev holds a filesystem without the $DATA_LABEL label: not touching it"; fi
+    echo "formatting the new data volume $1 ($dev)" >&2
+    mkfs.ext4 -q -L $DATA_LABEL "$dev"
+  fi
+  grep -q "^LABEL=$DATA_LABEL " /etc/fstab \
+    || echo "LABEL=$DATA_LABEL /var/lib/postgresql ext4 defaults,nofail 0 2" >> /etc/fstab
+  if ! mountpoint -q /var/lib/postgresql; then
+    # The clusters themselves (postgresql@15-main), not only the wrapper unit, which returns
+    # before they have stopped: nothing may write while the data is copied.
+    systemctl stop postgresql 'postgresql@*'
+    install -d -m 700 /run/vcctl-data
+    # (Mounted there still when an earlier run was interrupted: it goes on from there.)
+    mountpoint -q /run/vcctl-data || mount LABEL=$DATA_LABEL /run/vcctl-data
+    # A new volume takes the instance's cluster, whole (the mark comes last); a kept one
+    # keeps its own.
+    if [ ! -e /run/vcctl-data/.vcctl-data ]; then
+      cp -a /var/lib/postgresql/. /run/vcctl-data/
+      touch /run/vcctl-data/.vcctl-data
+    fi
+    umount /run/vcctl-data
+    mount /var/lib/postgresql
+    systemctl start postgresql
+  fi
+  resize2fs "$(blkid -L $DATA_LABEL)" >/dev/null 2>&1 || true
+}
+
+data_device() {
+  serial=$(echo "$1" | tr -d -)
+  for d in /dev/disk/by-id/*"$serial"*; do
+    if [ -e "$d" ]; then readlink -f "$d"; return 0; fi
+  done
+  for d in /dev/xvdf /dev/sdf; do
+    if [ -b "$d" ]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
+
+# data-usage: the data volume's size and use in bytes, `SIZE USED` (nothing without one).
+data_usage() {
+  if mountpoint -q /var/lib/postgresql; then df -B1 --output=size,used /var/lib/postgresql | tail -n 1; fi
+}
+
 # db-dump: the stack's database as a pg_dump custom-format archive, on stdout.
 db_dump() {
   runuser -u postgres -- pg_dump -Fc -d vehicleconnect
@@ -373,6 +425,8 @@ case $cmd in
   units) units "$1" ;;
   caddy) caddy "$1" "${2:-no}" ;;
   audit-append) audit_append ;;
+  data) data "$1" ;;
+  data-usage) data_usage ;;
   db-dump) db_dump ;;
   db-restore) db_restore ;;
   secret-set) secret_set "$1" ;;

@@ -17,6 +17,7 @@ use crate::cloud::aws::cloudwatch::{self, Alarm};
 use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, KeyPair};
 use crate::cloud::aws::iam::{self, InstanceProfile, Role};
 use crate::cloud::aws::security_group::{self, Rule, SecurityGroup};
+use crate::cloud::aws::volume::{self, Volume};
 use crate::cloud::aws::{self as aws, Aws};
 use crate::error::Failure;
 use crate::owners::{self, Claim};
@@ -32,6 +33,7 @@ pub struct Names {
     pub instance_profile: String,
     pub instance: String,
     pub address: String,
+    pub data_volume: String,
 }
 
 impl Names {
@@ -44,6 +46,7 @@ impl Names {
             instance_profile: format!("vcctl-{stack}-host"),
             instance: format!("vcctl-{stack}"),
             address: format!("vcctl-{stack}"),
+            data_volume: format!("vcctl-{stack}-data"),
         }
     }
 }
@@ -63,6 +66,8 @@ pub struct Wanted {
     pub rules: Vec<Rule>,
     pub policy: Value,
     pub user_data: String,
+    /// The data volume's size (`aws.data_volume_gb`).
+    pub data_volume_gb: i32,
 }
 
 /// The inbound rules at rest. With TLS, HTTPS (443) and HTTP (80, which redirects and answers
@@ -106,6 +111,8 @@ pub struct Found {
     pub alarms: Vec<Alarm>,
     /// The stack's Elastic IP.
     pub address: Option<Address>,
+    /// The stack's data volume (PostgreSQL's data).
+    pub data_volume: Option<Volume>,
     /// When this was read: what temporary SSH rules are judged expired at.
     pub read_at: Option<time::OffsetDateTime>,
 }
@@ -119,6 +126,7 @@ impl Found {
             && self.instance.is_none()
             && self.alarms.is_empty()
             && self.address.is_none()
+            && self.data_volume.is_none()
     }
 
     /// Every resource found, with what its tags say and how to tag it as the stack's.
@@ -139,6 +147,9 @@ impl Found {
         }
         if let Some(i) = &self.instance {
             claim(format!("instance {}", i.id), &i.owner, Adopt::Ec2(i.id.clone()));
+        }
+        if let Some(v) = &self.data_volume {
+            claim(format!("data volume {} ({} GB)", v.id, v.size_gb), &v.owner, Adopt::Ec2(v.id.clone()));
         }
         if let Some(a) = &self.address {
             claim(
@@ -218,6 +229,7 @@ pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
         termination_protection,
         alarms: cloudwatch::find(&aws.cloudwatch, stack).await?,
         address: address::find(&aws.ec2, stack).await?,
+        data_volume: volume::find(&aws.ec2, stack, "data").await?,
         read_at: Some(time::OffsetDateTime::now_utc()),
     })
 }
@@ -267,6 +279,9 @@ pub enum Op {
     RunInstance,
     AllocateAddress,
     AssociateAddress,
+    CreateVolume,
+    AttachVolume,
+    GrowVolume(i32),
     ChangeType(String),
     StartInstance,
     RequireImdsV2,
@@ -293,6 +308,9 @@ impl Op {
             Op::RunInstance => "instance",
             Op::AllocateAddress => "address",
             Op::AssociateAddress => "associate_address",
+            Op::CreateVolume => "data_volume",
+            Op::AttachVolume => "attach_volume",
+            Op::GrowVolume(_) => "grow_volume",
             Op::ChangeType(_) => "instance_type",
             Op::StartInstance => "start_instance",
             Op::RequireImdsV2 => "imds",
@@ -324,6 +342,7 @@ pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
     plan_instance_profile(w, f, &mut out);
     let instance_id = plan_instance(w, f, region, &mut out);
     plan_address(w, f, &mut out);
+    plan_data_volume(w, f, &mut out);
     plan_alarms(w, f, region, &instance_id, &mut out);
     out
 }
@@ -487,6 +506,50 @@ fn plan_instance(w: &Wanted, f: &Found, region: &str, out: &mut Vec<Change>) -> 
     i.id.clone()
 }
 
+/// The data volume: made once in the instance's zone, attached to it (a new instance too,
+/// launched in the volume's zone), grown when the stack asks for more (never shrunk: `up`
+/// refuses that before planning, `check_data_volume`).
+fn plan_data_volume(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+    let attach = |out: &mut Vec<Change>, what: String| {
+        out.push(change(Action::Update, what, "attach to the instance", Op::AttachVolume));
+    };
+    let Some(v) = &f.data_volume else {
+        let what = format!("data volume {}", w.names.data_volume);
+        let detail = format!("{} GB gp3, encrypted, kept when the instance goes", w.data_volume_gb);
+        out.push(change(Action::Create, what.clone(), detail, Op::CreateVolume));
+        attach(out, what);
+        return;
+    };
+    let instance = f.instance.as_ref().map(|i| i.id.as_str());
+    if instance.is_none() || v.instance_id.as_deref() != instance {
+        attach(out, format!("data volume {}", v.id));
+    }
+    if w.data_volume_gb > v.size_gb {
+        let detail = format!("{} GB → {} GB (online; the filesystem grows at the deploy)", v.size_gb, w.data_volume_gb);
+        out.push(change(Action::Update, format!("data volume {}", v.id), detail, Op::GrowVolume(w.data_volume_gb)));
+    }
+}
+
+/// A data volume can grow, never shrink: refused, naming the setting.
+pub fn check_data_volume(w: &Wanted, f: &Found, file: &std::path::Path) -> Result<(), Failure> {
+    match &f.data_volume {
+        Some(v) if w.data_volume_gb < v.size_gb => Err(Failure::invalid(
+            format!(
+                "aws.data_volume_gb in `{}` is {} GB, but data volume {} has {} GB: EBS volumes cannot shrink",
+                file.display(),
+                w.data_volume_gb,
+                v.id,
+                v.size_gb
+            ),
+            Some(format!(
+                "set aws.data_volume_gb: {} (or more); to move to a smaller volume, `vcctl db dump`, a new stack, `vcctl db restore`",
+                v.size_gb
+            )),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The Elastic IP: allocated once, associated with the stack's instance (a new one too).
 fn plan_address(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
     let Some(a) = &f.address else {
@@ -555,6 +618,7 @@ pub async fn apply(
     let mut sg_id = found.security_group.as_ref().map(|g| g.id.clone());
     let mut instance_id = found.instance.as_ref().map(|i| i.id.clone());
     let mut allocation = found.address.as_ref().map(|a| a.allocation_id.clone());
+    let mut data_volume = found.data_volume.as_ref().map(|v| v.id.clone());
     let fault = std::env::var("VCCTL_FAULT").ok();
     for c in changes {
         let step = printer.step(format!("{} {}", verb(c.action), c.resource));
@@ -591,6 +655,8 @@ pub async fn apply(
                     key_name: &n.key_pair,
                     security_group_id: &sg,
                     subnet_id: w.subnet_id.as_deref(),
+                    // A kept data volume attaches only in its own zone.
+                    availability_zone: found.data_volume.as_ref().map(|v| v.availability_zone.as_str()),
                     instance_profile: &n.instance_profile,
                     user_data_base64: base64::engine::general_purpose::STANDARD.encode(&w.user_data),
                     termination_protection: w.termination_protection,
@@ -611,6 +677,21 @@ pub async fn apply(
                 let instance = instance_id.as_deref().context("no instance for the Elastic IP")?;
                 ec2::wait_running(&aws.ec2, instance, Duration::from_secs(300)).await?;
                 address::associate(&aws.ec2, allocation.as_deref().context("no Elastic IP")?, instance).await?
+            }
+            Op::CreateVolume => {
+                let instance = instance_id.as_deref().context("no instance for the data volume")?;
+                let zone = ec2::availability_zone(&aws.ec2, instance).await?;
+                let id = volume::create(&aws.ec2, &n.data_volume, &zone, w.data_volume_gb, &w.stamp).await?;
+                step.note(&id);
+                data_volume = Some(id);
+            }
+            Op::AttachVolume => {
+                let instance = instance_id.as_deref().context("no instance for the data volume")?;
+                ec2::wait_running(&aws.ec2, instance, Duration::from_secs(300)).await?;
+                volume::attach(&aws.ec2, data_volume.as_deref().context("no data volume")?, instance).await?
+            }
+            Op::GrowVolume(gb) => {
+                volume::grow(&aws.ec2, data_volume.as_deref().context("no data volume")?, *gb).await?
             }
             Op::ChangeType(t) => {
                 ec2::change_instance_type(&aws.ec2, instance_id.as_deref().context("no instance")?, t).await?
@@ -721,6 +802,7 @@ mod tests {
             rules: rules(&["203.0.113.7/32".into()], 8000, false),
             policy: iam::instance_policy("fra", "eu-central-1", "123456789012"),
             user_data: String::new(),
+            data_volume_gb: 20,
         }
     }
 
@@ -741,6 +823,8 @@ mod tests {
                 "instance",
                 "address",
                 "associate_address",
+                "data_volume",
+                "attach_volume",
                 "alarm",
                 "alarm"
             ]

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::Ctx;
-use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group};
+use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group, volume};
 use crate::error::{self, Failure};
 use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
@@ -124,6 +124,7 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
         rules: provision::rules(&a.admin_cidrs, ctx.settings.port, ctx.settings.tls.is_some()),
         policy: iam::instance_policy(stack, &region, account),
         user_data: templates::user_data(stack, ctx.settings.port)?,
+        data_volume_gb: a.data_volume_gb,
         region,
     })
 }
@@ -162,6 +163,7 @@ async fn survey(
     let found = provision::find(&aws, &w.names, &w.stack).await?;
     step.done("");
     let mut changes = provision::ownership(&w.names, &w.stack, &found, id, &ctx.settings.stack_file)?;
+    provision::check_data_volume(&w, &found, &ctx.settings.stack_file)?;
     if id.is_some() {
         changes.extend(provision::plan(&w, &found, &w.region));
     } else {
@@ -317,7 +319,8 @@ pub async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> 
         crate::stack::SshAccess::AdminCidrs => "0.0.0.0:9090",
         crate::stack::SshAccess::OnDemand => "127.0.0.1:9090",
     };
-    Ok(Remote { target, public_url, prometheus_listen: prometheus_listen.into(), trust })
+    let data_volume = volume::find(&aws.ec2, stack, "data").await?.map(|v| v.id);
+    Ok(Remote { target, public_url, prometheus_listen: prometheus_listen.into(), trust, data_volume })
 }
 
 /// How long to wait for an instance's host key in its console output (cloud-init prints it
@@ -410,10 +413,13 @@ fn confirm_destroy(ctx: &Ctx, a: &AwsSettings, found: &provision::Found, names: 
     ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", region(a)))
 }
 
-/// What `--keep-data` keeps, as the claims name it: the Elastic IP (so the address, and
-/// the DNS records naming it, survive a new instance).
+/// What `--keep-data` keeps, as the claims name it: the data volume (the events) and the
+/// Elastic IP (so the address, and the DNS records naming it, survive a new instance).
 fn kept(found: &provision::Found, keep_data: bool) -> Vec<String> {
     let mut out = Vec::new();
+    if let (true, Some(v)) = (keep_data, &found.data_volume) {
+        out.push(format!("data volume {} ({} GB)", v.id, v.size_gb));
+    }
     if let (true, Some(a)) = (keep_data, &found.address) {
         out.push(format!("Elastic IP {} ({})", a.public_ip, a.allocation_id));
     }
@@ -478,6 +484,13 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         attempt!(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair));
     }
     let kept = kept(&found, keep_data);
+    if let (Some(v), false) = (&found.data_volume, keep_data) {
+        if instance_gone {
+            attempt!(format!("data volume {} (the events)", v.id), volume::delete(&aws.ec2, &v.id));
+        } else {
+            failed.push((format!("data volume {}", v.id), "still attached to the instance".into()));
+        }
+    }
     if let (Some(addr), false) = (&found.address, keep_data) {
         if instance_gone {
             attempt!(format!("Elastic IP {}", addr.public_ip), address::release(&aws.ec2, &addr.allocation_id));

@@ -12,7 +12,7 @@ use super::Ctx;
 use super::aws::{connect, region, remote_of};
 use crate::cloud::aws::address::Address;
 use crate::cloud::aws::ec2::Instance;
-use crate::cloud::aws::{Aws, address, cloudwatch, ec2, security_group};
+use crate::cloud::aws::{Aws, address, cloudwatch, ec2, security_group, volume};
 use crate::stack::AwsSettings;
 use crate::targets::StatusView;
 
@@ -23,6 +23,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let sg = security_group::find(&aws.ec2, stack).await?;
     let alarms = cloudwatch::find(&aws.cloudwatch, stack).await?;
     let elastic_ip = address::find(&aws.ec2, stack).await?;
+    let data_volume = volume::find(&aws.ec2, stack, "data").await?;
     let running = instance.as_ref().is_some_and(|i| i.state == "running");
     let (service, healthy) = match on_host(ctx, a, &aws, running).await {
         Ok(view) => (ServiceView { lines: view.lines, json: view.json }, view.healthy),
@@ -36,12 +37,24 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     };
     ctx.printer.json(&json!({
         "stack": stack, "region": region(a), "healthy": healthy, "instance": instance,
-        "elastic_ip": elastic_ip, "security_group": sg, "alarms": alarms, "service": service.json,
+        "elastic_ip": elastic_ip, "data_volume": data_volume, "security_group": sg, "alarms": alarms, "service": service.json,
     }));
     let p = &ctx.printer;
     p.out(format!("stack:    {stack} (aws, {})", region(a)));
     for line in infrastructure(instance.as_ref(), elastic_ip.as_ref()) {
         p.out(line);
+    }
+    match &data_volume {
+        Some(v) => p.out(format!(
+            "data:     volume {} {} GB {} ({}{}), {}",
+            v.id,
+            v.size_gb,
+            v.volume_type,
+            if v.encrypted { "encrypted" } else { "NOT encrypted" },
+            v.instance_id.as_deref().map_or(", not attached".to_string(), |i| format!(", attached to {i}")),
+            v.state
+        )),
+        None => p.out("data:     no data volume (PostgreSQL on the root volume; `vcctl up` adds one)"),
     }
     if let Some(g) = &sg {
         p.out(format!("firewall: {} ({})", g.id, g.name));

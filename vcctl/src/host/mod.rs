@@ -186,10 +186,14 @@ impl Host {
 
     /// Everything but the release, one step each: packages, account, files, secrets,
     /// database, Prometheus, units. Idempotent; restarts only what changed.
-    pub async fn prepare(&self, config: &HostConfig) -> Result<()> {
+    pub async fn prepare(&self, config: &HostConfig, data_volume: Option<&str>) -> Result<()> {
         use crate::deploy::config::FileKind;
         self.run(&if config.tls { vec!["packages", "caddy"] } else { vec!["packages"] }).await?;
         self.run(&["account"]).await?;
+        // PostgreSQL's data on its own volume before anything writes to the database.
+        if let Some(volume) = data_volume {
+            self.run(&["data", volume]).await?;
+        }
         let (mut prometheus_changed, mut units_changed, mut caddy_changed) = (false, false, false);
         for f in &config.files {
             let changed = self.put(&f.path, f.mode, &f.text).await?;
@@ -289,6 +293,16 @@ impl Host {
 
     pub async fn destroy(&self, keep_data: bool) -> Result<()> {
         self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
+    }
+
+    /// The data volume's size and use in bytes, when PostgreSQL's data is on one.
+    pub async fn data_usage(&self) -> Result<Option<(u64, u64)>> {
+        let out = self.run(&["data-usage"]).await?;
+        let mut w = out.split_whitespace().map(str::parse::<u64>);
+        Ok(match (w.next(), w.next()) {
+            (Some(Ok(size)), Some(Ok(used))) => Some((size, used)),
+            _ => None,
+        })
     }
 
     /// The database as a pg_dump custom-format archive, written to `out`; its size.

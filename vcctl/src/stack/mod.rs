@@ -171,6 +171,8 @@ pub struct AwsSettings {
     pub vpc_id: Option<String>,
     pub subnet_id: Option<String>,
     pub termination_protection: bool,
+    /// The data volume's size in GB (`aws.data_volume_gb`, default 20).
+    pub data_volume_gb: i32,
     /// An admin network left as an example (TEST-NET): `plan` and `up` refuse with this.
     pub placeholder: Option<Box<StackError>>,
 }
@@ -518,6 +520,12 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
         vpc_id: s.opt_str("vpc_id")?,
         subnet_id: s.opt_str("subnet_id")?,
         termination_protection: s.opt_bool("termination_protection")?.unwrap_or(false),
+        data_volume_gb: s
+            .opt_parsed("data_volume_gb", "a size in GB", |v| match v.parse::<i32>() {
+                Ok(n) if (1..=16384).contains(&n) => Ok(n),
+                _ => Err(format!("expected a size in GB from 1 to 16384 (gp3's limits), got {v:?}")),
+            })?
+            .unwrap_or(20),
         placeholder: None,
     };
     s.check_unknown()?;

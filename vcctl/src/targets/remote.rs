@@ -30,6 +30,8 @@ pub struct Remote {
     pub prometheus_listen: String,
     /// What `public_url`'s certificate is checked against, and the host's address for it.
     pub trust: crate::web::Trust,
+    /// The EBS volume PostgreSQL's data lives on (an AWS instance's), by its id.
+    pub data_volume: Option<String>,
 }
 
 /// The service as users reach it on `host`, and how to check it there: `https://<domain>`
@@ -65,6 +67,7 @@ impl Remote {
             public_url,
             prometheus_listen: if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" }.to_string(),
             trust,
+            data_volume: None,
         }
     }
 }
@@ -254,7 +257,7 @@ impl Target for HostTarget {
     }
 
     async fn prepare(&mut self, _p: &Printer) -> Result<()> {
-        self.host.prepare(&self.config).await
+        self.host.prepare(&self.config, self.remote.data_volume.as_deref()).await
     }
 
     async fn install(&mut self, artifact: &Artifact, receipt: &Receipt, p: &Printer) -> Result<()> {
@@ -359,6 +362,7 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
         Ok(_) => health::kpis_1h(client, &remote.public_url).await,
         Err(_) => (None, true),
     };
+    let usage = host.data_usage().await?;
     // What `vcctl rollback` would go back to.
     let rollback_to = crate::release::previous_good(&state.releases, state.current.as_deref()).map(|r| r.name.clone());
     let json = json!({
@@ -373,6 +377,7 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
         "rollback_to": rollback_to,
         "kpis_1h": kpis,
         "kpis_ready": kpis_ready,
+        "data_volume_usage": usage.map(|(size, used)| json!({"size_bytes": size, "used_bytes": used})),
     });
     let mut lines = vec![format!("service:  {}", probe.describe())];
     if let Some(s) = &probe.status {
@@ -388,6 +393,14 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
         lines.push(format!("  {mark} {} {} v{} by {}", r.name, r.verdict, r.version.as_deref().unwrap_or("?"), r.by));
     }
     lines.push(format!("rollback: {}", rollback_to.as_deref().unwrap_or("no earlier good release")));
+    if let Some((size, used)) = usage {
+        let pct = if size > 0 { used as f64 * 100.0 / size as f64 } else { 0.0 };
+        lines.push(format!(
+            "data:     {} of {} used ({pct:.0} %), PostgreSQL on its own volume",
+            indicatif::HumanBytes(used),
+            indicatif::HumanBytes(size)
+        ));
+    }
     lines.extend(health::kpi_line(kpis.as_ref(), kpis_ready));
     Ok(StatusView { json, lines, details: Vec::new(), healthy })
 }

@@ -294,6 +294,21 @@ pub async fn start_instance(ec2: &Client, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// The availability zone instance `id` runs in.
+pub async fn availability_zone(ec2: &Client, id: &str) -> Result<String> {
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeInstances", &format!("reading the zone of {id}"), e))?;
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| i.placement().and_then(|p| p.availability_zone()).map(str::to_string))
+        .with_context(|| format!("instance {id} has no availability zone"))
+}
+
 /// Waits until instance `id` is past `pending` (running or stopped); `timeout` bounds it.
 pub async fn wait_running(ec2: &Client, id: &str, timeout: Duration) -> Result<()> {
     let started = std::time::Instant::now();
@@ -354,6 +369,8 @@ pub struct InstanceSpec<'a> {
     pub key_name: &'a str,
     pub security_group_id: &'a str,
     pub subnet_id: Option<&'a str>,
+    /// The zone to launch in: a kept data volume's (a volume attaches only in its own zone).
+    pub availability_zone: Option<&'a str>,
     pub instance_profile: &'a str,
     pub user_data_base64: String,
     pub termination_protection: bool,
@@ -375,6 +392,9 @@ pub async fn run_instance(
         .key_name(spec.key_name)
         .security_group_ids(spec.security_group_id)
         .set_subnet_id(spec.subnet_id.map(str::to_string))
+        .set_placement(
+            spec.availability_zone.map(|z| aws_sdk_ec2::types::Placement::builder().availability_zone(z).build()),
+        )
         .iam_instance_profile(IamInstanceProfileSpecification::builder().name(spec.instance_profile).build())
         .user_data(&spec.user_data_base64)
         .metadata_options(

@@ -8,6 +8,7 @@ pub mod ec2;
 pub mod iam;
 pub mod security_group;
 pub mod ssh_window;
+pub mod volume;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
