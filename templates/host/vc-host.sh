@@ -227,6 +227,18 @@ data_device() {
   return 1
 }
 
+# data-release: the service and PostgreSQL stopped, the data volume unmounted, so that it can
+# be detached (`vcctl restore`); `data VOLUME_ID` then `start` bring the new one up.
+data_release() {
+  systemctl stop $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service postgresql 'postgresql@*'
+  if mountpoint -q /var/lib/postgresql; then umount /var/lib/postgresql; fi
+}
+
+# start: the service's socket and unit (after `data-release`).
+start() {
+  systemctl start $SOCKET $UNIT
+}
+
 # data-usage: the data volume's size and use in bytes, `SIZE USED` (nothing without one).
 data_usage() {
   if mountpoint -q /var/lib/postgresql; then df -B1 --output=size,used /var/lib/postgresql | tail -n 1; fi
@@ -427,6 +439,8 @@ case $cmd in
   audit-append) audit_append ;;
   data) data "$1" ;;
   data-usage) data_usage ;;
+  data-release) data_release ;;
+  start) start ;;
   db-dump) db_dump ;;
   db-restore) db_restore ;;
   secret-set) secret_set "$1" ;;

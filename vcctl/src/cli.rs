@@ -96,6 +96,16 @@ pub enum Command {
         after_help = "Examples:\n  vcctl simulate --stack local --rate 100 --duration 60s\n  vcctl simulate --target http://127.0.0.1:8000 --rate 50000 --batch 500 --duration 30s\n  vcctl simulate --stack local --incident /vehicles/unlock:x3:2m@1m"
     )]
     Simulate(SimulateArgs),
+    /// Snapshot the data volume of an AWS stack (EBS), or list the snapshots with --list.
+    #[command(
+        after_help = "Examples:\n  vcctl backup --stack frankfurt          # prints the snapshot id when it is complete\n  vcctl backup --stack frankfurt --list"
+    )]
+    Backup(BackupArgs),
+    /// Replace an AWS stack's data with a snapshot (a new volume swapped in; the old one kept).
+    #[command(
+        after_help = "Example:\n  vcctl restore snap-0123456789abcdef0 --stack frankfurt   # asks first; --yes in scripts"
+    )]
+    Restore(RestoreArgs),
     /// Dump the stack's database to stdout (pg_dump -Fc), or restore such a dump into it.
     #[command(
         subcommand,
@@ -161,6 +171,7 @@ impl Command {
             Command::Destroy(a) => a.yes,
             Command::Token(TokenCommand::Show(a)) => a.yes,
             Command::Db(DbCommand::Restore(a)) => a.yes,
+            Command::Restore(a) => a.yes,
             _ => false,
         }
     }
@@ -180,6 +191,8 @@ impl Command {
             Command::Tunnel(a) => &a.overrides,
             Command::Exec(a) => &a.overrides,
             Command::Audit(a) => &a.overrides,
+            Command::Backup(a) => &a.overrides,
+            Command::Restore(a) => &a.overrides,
             Command::Db(DbCommand::Dump(o)) => o,
             Command::Db(DbCommand::Restore(a)) => &a.overrides,
             Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => &a.overrides,
@@ -205,6 +218,8 @@ impl Command {
             Command::Tunnel(_) => "vcctl tunnel",
             Command::Exec(_) => "vcctl exec",
             Command::Audit(_) => "vcctl audit",
+            Command::Backup(_) => "vcctl backup",
+            Command::Restore(_) => "vcctl restore",
             Command::Db(DbCommand::Dump(_)) => "vcctl db dump",
             Command::Db(DbCommand::Restore(_)) => "vcctl db restore",
             Command::Secrets(SecretsCommand::Set(_)) => "vcctl secrets set",
@@ -243,6 +258,8 @@ impl Command {
             Command::Tunnel(a) => Some(&mut a.overrides),
             Command::Exec(a) => Some(&mut a.overrides),
             Command::Audit(a) => Some(&mut a.overrides),
+            Command::Backup(a) => Some(&mut a.overrides),
+            Command::Restore(a) => Some(&mut a.overrides),
             Command::Db(DbCommand::Dump(o)) => Some(o),
             Command::Db(DbCommand::Restore(a)) => Some(&mut a.overrides),
             Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => Some(&mut a.overrides),
@@ -273,6 +290,26 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// List the stack's snapshots instead of taking one.
+    #[arg(long)]
+    pub list: bool,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The snapshot (`snap-...`, from `vcctl backup --list`).
+    pub snapshot: String,
+    /// Restore without the prompt (required when stdin is not a terminal).
+    #[arg(long)]
+    pub yes: bool,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

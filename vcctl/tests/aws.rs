@@ -1391,3 +1391,51 @@ async fn the_data_volume_outlives_the_instance_grows_and_never_shrinks() {
     p.json(&["destroy", "--yes"], 0);
     assert!(data_volumes(&ec2).await.is_empty());
 }
+
+/// `vcctl backup` snapshots the data volume (tagged, listed); `vcctl restore` makes a volume
+/// from the snapshot and swaps it in on the instance (the test host, whose loop device stands
+/// in for both volumes: the swap's orchestration is what is checked there, the data in a
+/// snapshot is EBS's), keeps the old one tagged, and checks the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_test_host_backup_and_restore_swap_the_data_volume() {
+    let p = Project::new(&on_demand_stack(), Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let host = common::test_host().addr;
+    let on_host = |args: &[&str]| {
+        p.command(args).env("VCCTL_TEST_AWS_HOST", &host).args(["--ssh-from", "198.18.0.12"]).output().unwrap()
+    };
+    let out = on_host(&["deploy", "--artifact", common::service_bin().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let old = data_volumes(&ec2).await[0].volume_id().unwrap().to_string();
+
+    let out = p.expect(&["backup"], 0);
+    let snap = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(snap.starts_with("snap-"), "{}", show(&out));
+    let listed = p.json(&["backup", "--list"], 0);
+    assert_eq!(listed["snapshots"][0]["id"], snap.as_str(), "{listed}");
+    assert_eq!(listed["snapshots"][0]["volume_id"], old.as_str());
+    let refused = p.run(&["restore", &snap]);
+    assert_eq!(refused.status.code(), Some(8), "asks first: {}", show(&refused));
+
+    let out = on_host(&["restore", &snap, "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new = done["volume"].as_str().unwrap().to_string();
+    assert_eq!(done["replaced"], old.as_str());
+    let volumes = data_volumes(&ec2).await;
+    assert_eq!(volumes.len(), 1, "one data volume serves");
+    assert_eq!((volumes[0].volume_id(), volumes[0].snapshot_id()), (Some(new.as_str()), Some(snap.as_str())));
+    assert_eq!(volumes[0].attachments()[0].instance_id(), live_instances(&ec2).await[0].instance_id());
+    let kept = ec2.describe_volumes().volume_ids(&old).send().await.unwrap();
+    let role = kept.volumes()[0].tags().iter().find(|t| t.key() == Some("vcctl:role")).and_then(|t| t.value());
+    assert_eq!(role, Some("data-replaced"), "the old volume is kept, tagged");
+    assert_eq!(common::on_host("findmnt -no SOURCE /var/lib/postgresql").trim(), "/dev/xvdf", "mounted again by label");
+    let audit = on_host(&["audit", "-n", "1", "--json"]);
+    let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(
+        (audit["entries"][0]["action"].as_str(), audit["entries"][0]["subject"].as_str()),
+        (Some("restore"), Some(snap.as_str()))
+    );
+    p.json(&["destroy", "--yes"], 0);
+}

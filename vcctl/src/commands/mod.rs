@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod aws_status;
+pub mod backup;
 pub mod ci;
 pub mod db;
 pub mod deploy;
@@ -57,6 +58,18 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         (Aws(a), Command::Status(_)) => aws_status::status(ctx, a).await,
         (Aws(a), Command::Destroy(args)) => aws::destroy(ctx, a, args.keep_data).await,
         (Aws(a), Command::Ci(CiCommand::Init(args))) => ci::init(ctx, a, args).await,
+        (Aws(a), Command::Backup(args)) => backup::backup(ctx, a, args.list).await,
+        (Aws(a), Command::Restore(args)) => backup::restore(ctx, a, &args.snapshot).await,
+        (_, Command::Backup(_) | Command::Restore(_)) => Err(Failure::invalid(
+            format!(
+                "`{}` takes EBS snapshots of an AWS stack's data volume; stack `{}` is a `{}` stack",
+                command.name(),
+                ctx.settings.stack,
+                ctx.settings.provider_name
+            ),
+            Some("`vcctl db dump > FILE` and `vcctl db restore FILE` back up any host's database".to_string()),
+        )
+        .into()),
         (_, Command::Ci(_)) => Err(Failure::invalid(
             format!(
                 "`ci init` sets up AWS deploys; stack `{}` is a `{}` stack",
@@ -122,7 +135,12 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
             t.close().await;
             code
         }
-        Command::Plan(_) | Command::Ci(_) | Command::Completions { .. } | Command::Supervise { .. } => {
+        Command::Plan(_)
+        | Command::Ci(_)
+        | Command::Backup(_)
+        | Command::Restore(_)
+        | Command::Completions { .. }
+        | Command::Supervise { .. } => {
             anyhow::bail!("`{}` does not run on a host", command.name())
         }
     }

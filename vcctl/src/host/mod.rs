@@ -295,6 +295,17 @@ impl Host {
         self.run(&["destroy", if keep_data { "keep-data" } else { "delete-data" }]).await.map(|_| ())
     }
 
+    /// Stops the service and PostgreSQL and unmounts the data volume, so it can be detached.
+    pub async fn data_release(&self) -> Result<()> {
+        self.run(&["data-release"]).await.map(|_| ())
+    }
+
+    /// Mounts the data volume `volume` (attached now) and starts PostgreSQL and the service.
+    pub async fn data_mount(&self, volume: &str) -> Result<()> {
+        self.run(&["data", volume]).await?;
+        self.run(&["start"]).await.map(|_| ())
+    }
+
     /// The data volume's size and use in bytes, when PostgreSQL's data is on one.
     pub async fn data_usage(&self) -> Result<Option<(u64, u64)>> {
         let out = self.run(&["data-usage"]).await?;

@@ -151,6 +151,14 @@ pub trait Target {
         let _ = (file, p);
         Err(no_database())
     }
+    /// Stops the service and releases its data volume (to swap it: `vcctl restore`).
+    async fn data_release(&mut self) -> Result<()> {
+        anyhow::bail!("{} has no data volume to release", self.place())
+    }
+    /// Mounts the (new) data volume and starts the service on it.
+    async fn data_mount(&mut self, volume: &str) -> Result<()> {
+        anyhow::bail!("{} has no data volume {volume} to mount", self.place())
+    }
     /// Stores a secret for the service (applied by the next deploy, checked as a candidate).
     async fn secret_set(&mut self, name: &str, value: &str) -> Result<()> {
         let _ = (name, value);

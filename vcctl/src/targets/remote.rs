@@ -172,6 +172,14 @@ impl Target for HostTarget {
         self.remote.trust.clone()
     }
 
+    async fn data_release(&mut self) -> Result<()> {
+        self.host.data_release().await
+    }
+
+    async fn data_mount(&mut self, volume: &str) -> Result<()> {
+        self.host.data_mount(volume).await
+    }
+
     async fn db_dump(&mut self, out: &mut (dyn std::io::Write + Send), p: &Printer) -> Result<u64> {
         self.host.db_dump(out, p).await
     }

@@ -7,6 +7,7 @@ pub mod cloudwatch;
 pub mod ec2;
 pub mod iam;
 pub mod security_group;
+pub mod snapshot;
 pub mod ssh_window;
 pub mod volume;
 

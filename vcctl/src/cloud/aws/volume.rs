@@ -112,7 +112,7 @@ pub async fn delete(ec2: &Client, volume_id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn wait_state(ec2: &Client, volume_id: &str, want: &str, timeout: Duration) -> Result<()> {
+pub async fn wait_state(ec2: &Client, volume_id: &str, want: &str, timeout: Duration) -> Result<()> {
     let started = std::time::Instant::now();
     loop {
         let out = ec2
