@@ -1415,6 +1415,8 @@ async fn on_the_test_host_backup_and_restore_swap_the_data_volume() {
     let listed = p.json(&["backup", "--list"], 0);
     assert_eq!(listed["snapshots"][0]["id"], snap.as_str(), "{listed}");
     assert_eq!(listed["snapshots"][0]["volume_id"], old.as_str());
+    let status = p.json(&["status"], 1);
+    assert_eq!(status["last_backup"]["id"], snap.as_str(), "{status}");
     let refused = p.run(&["restore", &snap]);
     assert_eq!(refused.status.code(), Some(8), "asks first: {}", show(&refused));
 

@@ -12,7 +12,7 @@ use super::Ctx;
 use super::aws::{connect, region, remote_of};
 use crate::cloud::aws::address::Address;
 use crate::cloud::aws::ec2::Instance;
-use crate::cloud::aws::{Aws, address, cloudwatch, ec2, security_group, volume};
+use crate::cloud::aws::{Aws, address, cloudwatch, ec2, security_group, snapshot, volume};
 use crate::stack::AwsSettings;
 use crate::targets::StatusView;
 
@@ -24,6 +24,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let alarms = cloudwatch::find(&aws.cloudwatch, stack).await?;
     let elastic_ip = address::find(&aws.ec2, stack).await?;
     let data_volume = volume::find(&aws.ec2, stack, "data").await?;
+    let last_backup = snapshot::list(&aws.ec2, stack).await?.pop();
     let running = instance.as_ref().is_some_and(|i| i.state == "running");
     let (service, healthy) = match on_host(ctx, a, &aws, running).await {
         Ok(view) => (ServiceView { lines: view.lines, json: view.json }, view.healthy),
@@ -37,7 +38,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     };
     ctx.printer.json(&json!({
         "stack": stack, "region": region(a), "healthy": healthy, "instance": instance,
-        "elastic_ip": elastic_ip, "data_volume": data_volume, "security_group": sg, "alarms": alarms, "service": service.json,
+        "elastic_ip": elastic_ip, "data_volume": data_volume, "last_backup": last_backup, "security_group": sg, "alarms": alarms, "service": service.json,
     }));
     let p = &ctx.printer;
     p.out(format!("stack:    {stack} (aws, {})", region(a)));
@@ -55,6 +56,10 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
             v.state
         )),
         None => p.out("data:     no data volume (PostgreSQL on the root volume; `vcctl up` adds one)"),
+    }
+    match &last_backup {
+        Some(b) => p.out(format!("backup:   {} taken {} ({}, {})", b.id, b.started, b.state, b.progress)),
+        None => p.out("backup:   none yet (`vcctl backup` takes a snapshot)"),
     }
     if let Some(g) = &sg {
         p.out(format!("firewall: {} ({})", g.id, g.name));
