@@ -187,12 +187,25 @@ caddy() {
 # instance's cluster. A device with any other filesystem is never touched. Grown online when
 # the volume was (resize2fs is a no-op otherwise).
 DATA_LABEL=vcdata
+# The device that has the label now: probed, not from blkid's cache, which nothing updates on
+# a host without udev; else each disk's own superblock (a container's devices may carry other
+# names than the kernel's, which is all blkid -L knows).
+labelled() {
+  if blkid -c /dev/null -L $DATA_LABEL 2>/dev/null; then return 0; fi
+  for d in /dev/xvd? /dev/sd? /dev/nvme?n1; do
+    if [ -b "$d" ] && [ "$(blkid -p -s LABEL -o value "$d" 2>/dev/null)" = $DATA_LABEL ]; then echo "$d"; return 0; fi
+  done
+  return 1
+}
 data() {
-  if ! blkid -L $DATA_LABEL >/dev/null 2>&1; then
+  if ! labelled >/dev/null 2>&1; then
     dev=$(data_device "$1") || die "the data volume $1 is not attached yet (no device for it)"
     if blkid -p "$dev" >/dev/null 2>&1; then die "$dev holds a filesystem without the $DATA_LABEL label: not touching it"; fi
     echo "formatting the new data volume $1 ($dev)" >&2
-    mkfs.ext4 -q -L $DATA_LABEL "$dev"
+    # No discard (a new EBS volume, or a test's loop device, has nothing to discard, and a
+    # failed discard fails mkfs); its output goes to stderr, where vcctl shows it on failure.
+    mkfs.ext4 -F -E nodiscard -L $DATA_LABEL "$dev" >&2
+    [ "$(blkid -p -s LABEL -o value "$dev")" = $DATA_LABEL ] || die "formatting $dev did not leave the $DATA_LABEL label"
   fi
   grep -q "^LABEL=$DATA_LABEL " /etc/fstab \
     || echo "LABEL=$DATA_LABEL /var/lib/postgresql ext4 defaults,nofail 0 2" >> /etc/fstab
@@ -202,7 +215,8 @@ data() {
     systemctl stop postgresql 'postgresql@*'
     install -d -m 700 /run/vcctl-data
     # (Mounted there still when an earlier run was interrupted: it goes on from there.)
-    mountpoint -q /run/vcctl-data || mount LABEL=$DATA_LABEL /run/vcctl-data
+    dev=$(labelled) || die "no device has the $DATA_LABEL label"
+    mountpoint -q /run/vcctl-data || mount "$dev" /run/vcctl-data
     # A new volume takes the instance's cluster, whole (the mark comes last); a kept one
     # keeps its own.
     if [ ! -e /run/vcctl-data/.vcctl-data ]; then
@@ -210,10 +224,10 @@ data() {
       touch /run/vcctl-data/.vcctl-data
     fi
     umount /run/vcctl-data
-    mount /var/lib/postgresql
+    mount "$dev" /var/lib/postgresql
     systemctl start postgresql
   fi
-  resize2fs "$(blkid -L $DATA_LABEL)" >/dev/null 2>&1 || true
+  if dev=$(labelled); then resize2fs "$dev" >/dev/null 2>&1 || true; fi
 }
 
 data_device() {

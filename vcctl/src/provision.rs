@@ -17,6 +17,7 @@ use crate::cloud::aws::cloudwatch::{self, Alarm};
 use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, KeyPair};
 use crate::cloud::aws::iam::{self, InstanceProfile, Role};
 use crate::cloud::aws::security_group::{self, Rule, SecurityGroup};
+use crate::cloud::aws::sns::{self, Topic};
 use crate::cloud::aws::volume::{self, Volume};
 use crate::cloud::aws::{self as aws, Aws};
 use crate::error::Failure;
@@ -34,6 +35,7 @@ pub struct Names {
     pub instance: String,
     pub address: String,
     pub data_volume: String,
+    pub topic: String,
 }
 
 impl Names {
@@ -47,6 +49,7 @@ impl Names {
             instance: format!("vcctl-{stack}"),
             address: format!("vcctl-{stack}"),
             data_volume: format!("vcctl-{stack}-data"),
+            topic: format!("vcctl-{stack}-alerts"),
         }
     }
 }
@@ -68,6 +71,15 @@ pub struct Wanted {
     pub user_data: String,
     /// The data volume's size (`aws.data_volume_gb`).
     pub data_volume_gb: i32,
+    /// Who the alarms notify, through the stack's topic.
+    pub alerts: Option<Alerts>,
+}
+
+/// `alerts: {email}`: the stack's SNS topic (its ARN known before it exists) and its address.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub topic_arn: String,
+    pub email: String,
 }
 
 /// The inbound rules at rest. With TLS, HTTPS (443) and HTTP (80, which redirects and answers
@@ -113,6 +125,8 @@ pub struct Found {
     pub address: Option<Address>,
     /// The stack's data volume (PostgreSQL's data).
     pub data_volume: Option<Volume>,
+    /// The stack's alert topic.
+    pub topic: Option<Topic>,
     /// When this was read: what temporary SSH rules are judged expired at.
     pub read_at: Option<time::OffsetDateTime>,
 }
@@ -127,6 +141,7 @@ impl Found {
             && self.alarms.is_empty()
             && self.address.is_none()
             && self.data_volume.is_none()
+            && self.topic.is_none()
     }
 
     /// Every resource found, with what its tags say and how to tag it as the stack's.
@@ -150,6 +165,9 @@ impl Found {
         }
         if let Some(v) = &self.data_volume {
             claim(format!("data volume {} ({} GB)", v.id, v.size_gb), &v.owner, Adopt::Ec2(v.id.clone()));
+        }
+        if let Some(t) = &self.topic {
+            claim(format!("alert topic {}", t.arn), &t.owner, Adopt::Topic(t.arn.clone()));
         }
         if let Some(a) = &self.address {
             claim(
@@ -176,6 +194,8 @@ pub enum Adopt {
     InstanceProfile,
     /// An alarm, by its ARN.
     Alarm(String),
+    /// An SNS topic, by its ARN.
+    Topic(String),
 }
 
 /// Checks that every resource found is this stack's (exit 3 naming those that are not),
@@ -204,7 +224,7 @@ pub fn ownership(
         .collect())
 }
 
-pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
+pub async fn find(aws: &Aws, names: &Names, stack: &str, topic_arn: &str) -> Result<Found> {
     let role = iam::get_role(&aws.iam, &names.role).await?;
     let (policy, other_policies) = match &role {
         Some(_) => (
@@ -230,6 +250,7 @@ pub async fn find(aws: &Aws, names: &Names, stack: &str) -> Result<Found> {
         alarms: cloudwatch::find(&aws.cloudwatch, stack).await?,
         address: address::find(&aws.ec2, stack).await?,
         data_volume: volume::find(&aws.ec2, stack, "data").await?,
+        topic: sns::find(&aws.sns, topic_arn).await?,
         read_at: Some(time::OffsetDateTime::now_utc()),
     })
 }
@@ -282,6 +303,10 @@ pub enum Op {
     CreateVolume,
     AttachVolume,
     GrowVolume(i32),
+    CreateTopic,
+    Subscribe(String),
+    Unsubscribe(String),
+    DeleteTopic(String),
     ChangeType(String),
     StartInstance,
     RequireImdsV2,
@@ -311,6 +336,10 @@ impl Op {
             Op::CreateVolume => "data_volume",
             Op::AttachVolume => "attach_volume",
             Op::GrowVolume(_) => "grow_volume",
+            Op::CreateTopic => "topic",
+            Op::Subscribe(_) => "subscribe",
+            Op::Unsubscribe(_) => "unsubscribe",
+            Op::DeleteTopic(_) => "delete_topic",
             Op::ChangeType(_) => "instance_type",
             Op::StartInstance => "start_instance",
             Op::RequireImdsV2 => "imds",
@@ -343,6 +372,7 @@ pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
     let instance_id = plan_instance(w, f, region, &mut out);
     plan_address(w, f, &mut out);
     plan_data_volume(w, f, &mut out);
+    plan_alerts(w, f, &mut out);
     plan_alarms(w, f, region, &instance_id, &mut out);
     out
 }
@@ -530,6 +560,43 @@ fn plan_data_volume(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
     }
 }
 
+/// The alert topic and its one email subscription; other subscriptions (an address the
+/// stack no longer names) go; no `alerts:`, no topic.
+fn plan_alerts(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+    use Action::*;
+    let Some(alerts) = &w.alerts else {
+        if let Some(t) = &f.topic {
+            out.push(change(
+                Delete,
+                format!("alert topic {}", t.arn),
+                "no `alerts:` in the stack file",
+                Op::DeleteTopic(t.arn.clone()),
+            ));
+        }
+        return;
+    };
+    let subs = f.topic.as_ref().map_or(&[][..], |t| t.subscriptions.as_slice());
+    if f.topic.is_none() {
+        out.push(change(
+            Create,
+            format!("alert topic {}", alerts.topic_arn),
+            "SNS, the action of every alarm",
+            Op::CreateTopic,
+        ));
+    }
+    if !subs.iter().any(|s| s.protocol == "email" && s.endpoint == alerts.email) {
+        let detail = format!("{} (AWS mails a confirmation link first)", alerts.email);
+        out.push(change(Create, "alert subscription", detail, Op::Subscribe(alerts.email.clone())));
+    }
+    for s in subs.iter().filter(|s| s.endpoint != alerts.email) {
+        // A pending subscription has no ARN to remove by; it lapses by itself in 3 days.
+        if let Some(arn) = &s.arn {
+            let detail = format!("{} {}: not in the stack file", s.protocol, s.endpoint);
+            out.push(change(Delete, "alert subscription", detail, Op::Unsubscribe(arn.clone())));
+        }
+    }
+}
+
 /// A data volume can grow, never shrink: refused, naming the setting.
 pub fn check_data_volume(w: &Wanted, f: &Found, file: &std::path::Path) -> Result<(), Failure> {
     match &f.data_volume {
@@ -581,7 +648,8 @@ fn plan_address(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
 
 fn plan_alarms(w: &Wanted, f: &Found, region: &str, instance_id: &str, out: &mut Vec<Change>) {
     use Action::*;
-    let wanted_alarms = cloudwatch::wanted(&w.stack, region, instance_id);
+    let topic = w.alerts.as_ref().map(|a| a.topic_arn.as_str());
+    let wanted_alarms = cloudwatch::wanted(&w.stack, region, instance_id, topic);
     for a in &wanted_alarms {
         match f.alarms.iter().find(|x| x.name == a.name) {
             None => out.push(change(
@@ -690,6 +758,15 @@ pub async fn apply(
                 ec2::wait_running(&aws.ec2, instance, Duration::from_secs(300)).await?;
                 volume::attach(&aws.ec2, data_volume.as_deref().context("no data volume")?, instance).await?
             }
+            Op::CreateTopic => {
+                let name = w.alerts.as_ref().map(|a| a.topic_arn.rsplit(':').next().unwrap_or_default().to_string());
+                sns::create(&aws.sns, &name.context("no alerts")?, &w.stamp).await?;
+            }
+            Op::Subscribe(email) => {
+                sns::subscribe(&aws.sns, &w.alerts.as_ref().context("no alerts")?.topic_arn, email).await?
+            }
+            Op::Unsubscribe(arn) => sns::unsubscribe(&aws.sns, arn).await?,
+            Op::DeleteTopic(arn) => sns::delete(&aws.sns, arn).await?,
             Op::GrowVolume(gb) => {
                 volume::grow(&aws.ec2, data_volume.as_deref().context("no data volume")?, *gb).await?
             }
@@ -725,6 +802,7 @@ async fn adopt(aws: &Aws, w: &Wanted, how: &Adopt) -> Result<()> {
         Adopt::Role => iam::tag_role(&aws.iam, &w.names.role, &w.stamp).await,
         Adopt::InstanceProfile => iam::tag_instance_profile(&aws.iam, &w.names.instance_profile, &w.stamp).await,
         Adopt::Alarm(arn) => cloudwatch::tag(&aws.cloudwatch, arn, &w.stamp).await,
+        Adopt::Topic(arn) => sns::tag(&aws.sns, arn, &w.stamp).await,
     }
 }
 
@@ -803,6 +881,7 @@ mod tests {
             policy: iam::instance_policy("fra", "eu-central-1", "123456789012"),
             user_data: String::new(),
             data_volume_gb: 20,
+            alerts: None,
         }
     }
 

@@ -44,6 +44,8 @@ pub struct Settings {
     pub env: Vec<(String, String)>,
     /// HTTPS in front of the service, when the stack has `tls:`.
     pub tls: Option<crate::stack::TlsSettings>,
+    /// Who the alarms notify (`alerts.email`).
+    pub alert_email: Option<String>,
     /// Where vcctl keeps this stack's local state (`.vcctl/<provider>/<stack>`).
     pub state_dir: PathBuf,
 }
@@ -86,6 +88,7 @@ impl Settings {
             ingest_token: stack.service.ingest_token.unwrap_or(false),
             env: stack.service.env,
             tls: stack.tls,
+            alert_email: stack.alert_email,
         }
     }
 }

@@ -144,14 +144,18 @@ impl Project {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(&out)))
     }
 
-    async fn sdk(&self) -> (aws_sdk_ec2::Client, aws_sdk_iam::Client, aws_sdk_cloudwatch::Client) {
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
         let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "test");
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("eu-central-1"))
             .endpoint_url(&self.moto.url)
             .credentials_provider(creds)
             .load()
-            .await;
+            .await
+    }
+
+    async fn sdk(&self) -> (aws_sdk_ec2::Client, aws_sdk_iam::Client, aws_sdk_cloudwatch::Client) {
+        let config = self.sdk_config().await;
         (aws_sdk_ec2::Client::new(&config), aws_sdk_iam::Client::new(&config), aws_sdk_cloudwatch::Client::new(&config))
     }
 }
@@ -483,6 +487,7 @@ async fn two_projects_with_one_stack_name_never_touch_each_others_resources() {
             format!("instance {id}"),
             format!("key-pair {id}"),
             format!("security-group {id}"),
+            format!("volume {id}"),
             format!("volume {id}"),
             format!("vpc-elastic-ip {id}")
         ],
@@ -1440,4 +1445,41 @@ async fn on_the_test_host_backup_and_restore_swap_the_data_volume() {
         (Some("restore"), Some(snap.as_str()))
     );
     p.json(&["destroy", "--yes"], 0);
+}
+
+/// `alerts: {email}`: an SNS topic per stack, tagged, subscribed by that address, the action
+/// of every alarm; `status` says the subscription awaits confirmation; a changed address is
+/// subscribed (the old one removed once it had confirmed); `destroy` deletes the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_notify_the_stacks_topic_and_its_email() {
+    let p = Project::new(&format!("{STACK}alerts:\n  email: ops@example.com\n"), Moto::start(&[]));
+    let (_, _, cw) = p.sdk().await;
+    let sns = aws_sdk_sns::Client::new(&p.sdk_config().await);
+    p.json(&["up"], 0);
+    let topics = sns.list_topics().send().await.unwrap();
+    let arns: Vec<&str> = topics.topics().iter().filter_map(|t| t.topic_arn()).collect();
+    assert_eq!(arns, ["arn:aws:sns:eu-central-1:123456789012:vcctl-fra-alerts"]);
+    let topic = arns[0].to_string();
+    let tags = sns.list_tags_for_resource().resource_arn(&topic).send().await.unwrap();
+    assert!(tags.tags().iter().any(|t| t.key() == "vcctl:stack-id" && t.value() == p.stack_id()));
+    let subs = sns.list_subscriptions_by_topic().topic_arn(&topic).send().await.unwrap();
+    let endpoints: Vec<(&str, &str)> =
+        subs.subscriptions().iter().map(|s| (s.protocol().unwrap(), s.endpoint().unwrap())).collect();
+    assert_eq!(endpoints, [("email", "ops@example.com")]);
+    let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
+    assert_eq!(alarms.metric_alarms().len(), 2);
+    for a in alarms.metric_alarms() {
+        assert!(
+            a.alarm_actions().contains(&topic),
+            "{} notifies the topic: {:?}",
+            a.alarm_name().unwrap(),
+            a.alarm_actions()
+        );
+    }
+    assert_eq!(p.json(&["plan"], 0)["changes"], serde_json::json!([]), "converged");
+    let status = p.json(&["status"], 1);
+    assert_eq!(status["alerts"]["subscriptions"][0]["endpoint"], "ops@example.com", "{status}");
+
+    p.json(&["destroy", "--yes"], 0);
+    assert!(sns.list_topics().send().await.unwrap().topics().is_empty(), "the topic is deleted");
 }

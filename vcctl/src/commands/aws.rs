@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::Ctx;
-use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group, volume};
+use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group, sns, volume};
 use crate::error::{self, Failure};
 use crate::host::Host;
 use crate::provision::{self, Action, Names, Wanted};
@@ -125,6 +125,11 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
         policy: iam::instance_policy(stack, &region, account),
         user_data: templates::user_data(stack, ctx.settings.port)?,
         data_volume_gb: a.data_volume_gb,
+        alerts: ctx
+            .settings
+            .alert_email
+            .clone()
+            .map(|email| provision::Alerts { topic_arn: sns::arn(&region, account, &Names::new(stack).topic), email }),
         region,
     })
 }
@@ -160,7 +165,8 @@ async fn survey(
     let artifact = artifact.or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
     crate::preflight::check(&aws, &w, artifact.as_deref(), &ctx.settings.stack_file).await?;
     let step = ctx.printer.step("reading what exists");
-    let found = provision::find(&aws, &w.names, &w.stack).await?;
+    let topic_arn = sns::arn(&w.region, &account, &w.names.topic);
+    let found = provision::find(&aws, &w.names, &w.stack, &topic_arn).await?;
     step.done("");
     let mut changes = provision::ownership(&w.names, &w.stack, &found, id, &ctx.settings.stack_file)?;
     provision::check_data_volume(&w, &found, &ctx.settings.stack_file)?;
@@ -427,10 +433,10 @@ fn kept(found: &provision::Found, keep_data: bool) -> Vec<String> {
 }
 
 pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
-    let (aws, _) = connect(ctx, a).await?;
+    let (aws, account) = connect(ctx, a).await?;
     let stack = ctx.settings.stack.clone();
     let names = Names::new(&stack);
-    let found = provision::find(&aws, &names, &stack).await?;
+    let found = provision::find(&aws, &names, &stack, &sns::arn(&region(a), &account, &names.topic)).await?;
     // Only what is this stack's: a refusal here deletes nothing at all.
     provision::ownership(&names, &stack, &found, ctx.settings.stack_id.as_deref(), &ctx.settings.stack_file)?;
     if found.is_empty() {
@@ -482,6 +488,9 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     }
     if found.key_pair.is_some() {
         attempt!(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair));
+    }
+    if let Some(t) = &found.topic {
+        attempt!(format!("alert topic {} and its subscriptions", t.arn), sns::delete(&aws.sns, &t.arn));
     }
     let kept = kept(&found, keep_data);
     if let (Some(v), false) = (&found.data_volume, keep_data) {

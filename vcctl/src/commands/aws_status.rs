@@ -12,12 +12,12 @@ use super::Ctx;
 use super::aws::{connect, region, remote_of};
 use crate::cloud::aws::address::Address;
 use crate::cloud::aws::ec2::Instance;
-use crate::cloud::aws::{Aws, address, cloudwatch, ec2, security_group, snapshot, volume};
+use crate::cloud::aws::{Aws, address, cloudwatch, ec2, security_group, snapshot, sns, volume};
 use crate::stack::AwsSettings;
 use crate::targets::StatusView;
 
 pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
-    let (aws, _) = connect(ctx, a).await?;
+    let (aws, account) = connect(ctx, a).await?;
     let stack = &ctx.settings.stack;
     let instance = ec2::find_instance(&aws.ec2, stack).await?;
     let sg = security_group::find(&aws.ec2, stack).await?;
@@ -25,6 +25,8 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let elastic_ip = address::find(&aws.ec2, stack).await?;
     let data_volume = volume::find(&aws.ec2, stack, "data").await?;
     let last_backup = snapshot::list(&aws.ec2, stack).await?.pop();
+    let topic_arn = sns::arn(&region(a), &account, &crate::provision::Names::new(stack).topic);
+    let topic = sns::find(&aws.sns, &topic_arn).await?;
     let running = instance.as_ref().is_some_and(|i| i.state == "running");
     let (service, healthy) = match on_host(ctx, a, &aws, running).await {
         Ok(view) => (ServiceView { lines: view.lines, json: view.json }, view.healthy),
@@ -38,7 +40,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     };
     ctx.printer.json(&json!({
         "stack": stack, "region": region(a), "healthy": healthy, "instance": instance,
-        "elastic_ip": elastic_ip, "data_volume": data_volume, "last_backup": last_backup, "security_group": sg, "alarms": alarms, "service": service.json,
+        "elastic_ip": elastic_ip, "data_volume": data_volume, "last_backup": last_backup, "alerts": topic, "security_group": sg, "alarms": alarms, "service": service.json,
     }));
     let p = &ctx.printer;
     p.out(format!("stack:    {stack} (aws, {})", region(a)));
@@ -69,6 +71,18 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     }
     for a in &alarms {
         p.out(format!("alarm:    {} {}", a.name, a.state.clone().unwrap_or_default()));
+    }
+    match &topic {
+        None => p.out("alerts:   nobody is notified (add `alerts: {email: ...}` to the stack file)"),
+        Some(t) if t.subscriptions.is_empty() => {
+            p.out(format!("alerts:   {} has no subscription: run `vcctl up`", t.arn))
+        }
+        Some(t) => {
+            for s in &t.subscriptions {
+                let state = if s.confirmed() { "confirmed" } else { "NOT confirmed yet: open the link AWS mailed" };
+                p.out(format!("alerts:   {} {} ({state})", s.protocol, s.endpoint));
+            }
+        }
     }
     for line in &service.lines {
         p.out(line);

@@ -84,6 +84,8 @@ pub struct Stack {
     pub service: ServiceSettings,
     /// HTTPS in front of the service (`tls:`), for the `aws` and `ssh` providers.
     pub tls: Option<TlsSettings>,
+    /// Who the alarms notify (`alerts: {email: ...}`), for the `aws` provider.
+    pub alert_email: Option<String>,
 }
 
 /// Let's Encrypt's production directory: `tls.acme_ca` when the stack names none.
@@ -297,6 +299,27 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         Some(s) => Some(tls_settings(s, file)?),
         None => None,
     };
+    let alert_email = match root.opt_section("alerts")? {
+        Some(_) if provider != "aws" => {
+            let mut err = root.error(format!("section `alerts` does not apply to provider `{provider}`"));
+            err.path = "alerts".into();
+            err.hint = Some("alarms (and who they notify) are made for `aws` stacks; remove it".into());
+            return Err(err);
+        }
+        Some(mut s) => {
+            let (email, span) = s.req_str("email")?;
+            if !email.contains('@') || email.contains(char::is_whitespace) {
+                return Err(s.error_at(
+                    &span,
+                    "alerts.email".into(),
+                    format!("expected an email address, got {email:?}"),
+                ));
+            }
+            s.finish()?;
+            Some(email)
+        }
+        None => None,
+    };
 
     let sections = ["local", "aws", "ssh"];
     for other in sections.iter().filter(|s| **s != provider) {
@@ -340,7 +363,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     {
         return Err(err);
     }
-    Ok(Stack { file: file.to_path_buf(), name, id, provider, service, tls })
+    Ok(Stack { file: file.to_path_buf(), name, id, provider, service, tls, alert_email })
 }
 
 /// The `service:` section, and the error of a port a host uses for something else: kept

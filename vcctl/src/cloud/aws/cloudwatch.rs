@@ -49,7 +49,12 @@ fn names(stack: &str) -> Vec<String> {
 }
 
 /// The alarms a stack's instance gets.
-pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
+/// The stack's alarms; each also notifies `topic` (the stack's alert topic), when it has one.
+pub fn wanted(stack: &str, region: &str, instance_id: &str, topic: Option<&str>) -> Vec<Alarm> {
+    let notify = |mut actions: Vec<String>| {
+        actions.extend(topic.map(str::to_string));
+        actions
+    };
     vec![
         Alarm {
             name: format!("{}{}", prefix(stack), ALARMS[0]),
@@ -60,7 +65,7 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
             threshold: 0.0,
             instance_id: instance_id.into(),
             // EC2's own action: move the instance to healthy hardware, same id and disk.
-            actions: vec![format!("arn:aws:automate:{region}:ec2:recover")],
+            actions: notify(vec![format!("arn:aws:automate:{region}:ec2:recover")]),
             state: None,
             arn: None,
             owner: None,
@@ -73,7 +78,7 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str) -> Vec<Alarm> {
             evaluation_periods: 2,
             threshold: 80.0,
             instance_id: instance_id.into(),
-            actions: vec![],
+            actions: notify(vec![]),
             state: None,
             arn: None,
             owner: None,

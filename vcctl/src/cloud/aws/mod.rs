@@ -8,6 +8,7 @@ pub mod ec2;
 pub mod iam;
 pub mod security_group;
 pub mod snapshot;
+pub mod sns;
 pub mod ssh_window;
 pub mod volume;
 
@@ -70,6 +71,7 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub sts: aws_sdk_sts::Client,
+    pub sns: aws_sdk_sns::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -114,6 +116,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
             region: region.to_string(),
             emulated: std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         }
