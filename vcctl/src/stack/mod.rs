@@ -757,7 +757,7 @@ mod tests {
         );
         check(
             "name: a\nprovider: local\nreigon: x\n",
-            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, id, service, tls, local",
+            "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, id, service, tls, alerts, local",
         );
     }
 
