@@ -682,109 +682,18 @@ pub async fn apply(
     changes: &[Change],
     printer: &Printer,
 ) -> Result<Option<String>> {
-    let n = &w.names;
-    let mut sg_id = found.security_group.as_ref().map(|g| g.id.clone());
-    let mut instance_id = found.instance.as_ref().map(|i| i.id.clone());
-    let mut allocation = found.address.as_ref().map(|a| a.allocation_id.clone());
-    let mut data_volume = found.data_volume.as_ref().map(|v| v.id.clone());
+    let mut ids = Ids {
+        sg: found.security_group.as_ref().map(|g| g.id.clone()),
+        instance: found.instance.as_ref().map(|i| i.id.clone()),
+        allocation: found.address.as_ref().map(|a| a.allocation_id.clone()),
+        data_volume: found.data_volume.as_ref().map(|v| v.id.clone()),
+    };
     let fault = std::env::var("VCCTL_FAULT").ok();
     for c in changes {
         let step = printer.step(format!("{} {}", verb(c.action), c.resource));
-        match &c.op {
-            Op::ImportKeyPair => ec2::import_key_pair(&aws.ec2, &n.key_pair, &w.public_key, &w.stamp).await?,
-            Op::CreateSecurityGroup => {
-                let vpc = match &w.vpc_id {
-                    Some(v) => v.clone(),
-                    None => ec2::default_vpc(&aws.ec2).await?,
-                };
-                sg_id = Some(security_group::create(&aws.ec2, &n.security_group, &vpc, &w.stamp).await?);
-            }
-            Op::AddRules(rules) => {
-                security_group::authorize(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
-            }
-            Op::RemoveRules(rules) => {
-                security_group::revoke(&aws.ec2, sg_id.as_deref().context("no security group")?, rules).await?
-            }
-            Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stamp).await?,
-            Op::RestoreTrust => iam::update_trust(&aws.iam, &n.role).await?,
-            Op::PutPolicy => iam::put_role_policy(&aws.iam, &n.role, &n.policy, &w.policy).await?,
-            Op::RemovePolicy(p) => iam::remove_policy(&aws.iam, &n.role, p).await?,
-            Op::CreateInstanceProfile => iam::create_instance_profile(&aws.iam, &n.instance_profile, &w.stamp).await?,
-            Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
-            Op::RunInstance => {
-                let image = resolve_ami(aws, &w.instance_type).await?;
-                step.note(format!("{} ({})", image.id, image.name));
-                let sg = sg_id.clone().context("no security group")?;
-                let spec = InstanceSpec {
-                    stamp: &w.stamp,
-                    name: &n.instance,
-                    image: &image,
-                    instance_type: &w.instance_type,
-                    key_name: &n.key_pair,
-                    security_group_id: &sg,
-                    subnet_id: w.subnet_id.as_deref(),
-                    // A kept data volume attaches only in its own zone.
-                    availability_zone: found.data_volume.as_ref().map(|v| v.availability_zone.as_str()),
-                    instance_profile: &n.instance_profile,
-                    user_data_base64: base64::engine::general_purpose::STANDARD.encode(&w.user_data),
-                    termination_protection: w.termination_protection,
-                    volume_gb: 16,
-                    client_token: client_token(&w.stack, &sg, time::OffsetDateTime::now_utc()),
-                };
-                let id = run_instance_when_profile_ready(aws, &spec).await?;
-                if w.termination_protection {
-                    // Set again explicitly: cheap, idempotent, and not every endpoint honours
-                    // RunInstances' DisableApiTermination.
-                    ec2::set_termination_protection(&aws.ec2, &id, true).await?;
-                }
-                instance_id = Some(id);
-            }
-            Op::AllocateAddress => allocation = Some(address::allocate(&aws.ec2, &n.address, &w.stamp).await?),
-            Op::AssociateAddress => {
-                // An instance takes an address once it runs (or is stopped), not while pending.
-                let instance = instance_id.as_deref().context("no instance for the Elastic IP")?;
-                ec2::wait_running(&aws.ec2, instance, Duration::from_secs(300)).await?;
-                address::associate(&aws.ec2, allocation.as_deref().context("no Elastic IP")?, instance).await?
-            }
-            Op::CreateVolume => {
-                let instance = instance_id.as_deref().context("no instance for the data volume")?;
-                let zone = ec2::availability_zone(&aws.ec2, instance).await?;
-                let id = volume::create(&aws.ec2, &n.data_volume, &zone, w.data_volume_gb, &w.stamp).await?;
-                step.note(&id);
-                data_volume = Some(id);
-            }
-            Op::AttachVolume => {
-                let instance = instance_id.as_deref().context("no instance for the data volume")?;
-                ec2::wait_running(&aws.ec2, instance, Duration::from_secs(300)).await?;
-                volume::attach(&aws.ec2, data_volume.as_deref().context("no data volume")?, instance).await?
-            }
-            Op::CreateTopic => {
-                let name = w.alerts.as_ref().map(|a| a.topic_arn.rsplit(':').next().unwrap_or_default().to_string());
-                sns::create(&aws.sns, &name.context("no alerts")?, &w.stamp).await?;
-            }
-            Op::Subscribe(email) => {
-                sns::subscribe(&aws.sns, &w.alerts.as_ref().context("no alerts")?.topic_arn, email).await?
-            }
-            Op::Unsubscribe(arn) => sns::unsubscribe(&aws.sns, arn).await?,
-            Op::DeleteTopic(arn) => sns::delete(&aws.sns, arn).await?,
-            Op::GrowVolume(gb) => {
-                volume::grow(&aws.ec2, data_volume.as_deref().context("no data volume")?, *gb).await?
-            }
-            Op::ChangeType(t) => {
-                ec2::change_instance_type(&aws.ec2, instance_id.as_deref().context("no instance")?, t).await?
-            }
-            Op::StartInstance => ec2::start_instance(&aws.ec2, instance_id.as_deref().context("no instance")?).await?,
-            Op::RequireImdsV2 => ec2::require_imdsv2(&aws.ec2, instance_id.as_deref().context("no instance")?).await?,
-            Op::SetTerminationProtection(on) => {
-                ec2::set_termination_protection(&aws.ec2, instance_id.as_deref().context("no instance")?, *on).await?
-            }
-            Op::PutAlarm(a) => {
-                let mut a = (**a).clone();
-                a.instance_id = instance_id.clone().context("no instance for the alarm")?;
-                cloudwatch::put(&aws.cloudwatch, &w.stamp, &a).await?;
-            }
-            Op::DeleteAlarms(names) => cloudwatch::delete(&aws.cloudwatch, names).await?,
-            Op::Adopt(how) => adopt(aws, w, how).await?,
+        if !apply_base(aws, w, &c.op, &mut ids).await? && !apply_instance(aws, w, found, &c.op, &mut ids, &step).await?
+        {
+            apply_data(aws, w, &c.op, &mut ids, &step).await?;
         }
         step.done(&c.detail);
         if fault.as_deref() == Some(&format!("abort-after:{}", c.op.name())) {
@@ -792,7 +701,144 @@ pub async fn apply(
             std::process::abort();
         }
     }
-    Ok(instance_id)
+    Ok(ids.instance)
+}
+
+/// The ids `apply` learns as it makes things, for the changes after.
+struct Ids {
+    sg: Option<String>,
+    instance: Option<String>,
+    allocation: Option<String>,
+    data_volume: Option<String>,
+}
+
+impl Ids {
+    fn instance(&self) -> Result<&str> {
+        self.instance.as_deref().context("no instance")
+    }
+}
+
+/// The key pair, the firewall, IAM, the alarms and adoption; `false`: not one of those.
+async fn apply_base(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids) -> Result<bool> {
+    let n = &w.names;
+    match op {
+        Op::ImportKeyPair => ec2::import_key_pair(&aws.ec2, &n.key_pair, &w.public_key, &w.stamp).await?,
+        Op::CreateSecurityGroup => {
+            let vpc = match &w.vpc_id {
+                Some(v) => v.clone(),
+                None => ec2::default_vpc(&aws.ec2).await?,
+            };
+            ids.sg = Some(security_group::create(&aws.ec2, &n.security_group, &vpc, &w.stamp).await?);
+        }
+        Op::AddRules(rules) => {
+            security_group::authorize(&aws.ec2, ids.sg.as_deref().context("no security group")?, rules).await?
+        }
+        Op::RemoveRules(rules) => {
+            security_group::revoke(&aws.ec2, ids.sg.as_deref().context("no security group")?, rules).await?
+        }
+        Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stamp).await?,
+        Op::RestoreTrust => iam::update_trust(&aws.iam, &n.role).await?,
+        Op::PutPolicy => iam::put_role_policy(&aws.iam, &n.role, &n.policy, &w.policy).await?,
+        Op::RemovePolicy(p) => iam::remove_policy(&aws.iam, &n.role, p).await?,
+        Op::CreateInstanceProfile => iam::create_instance_profile(&aws.iam, &n.instance_profile, &w.stamp).await?,
+        Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
+        Op::PutAlarm(a) => {
+            let mut a = (**a).clone();
+            a.instance_id = ids.instance.clone().context("no instance for the alarm")?;
+            cloudwatch::put(&aws.cloudwatch, &w.stamp, &a).await?;
+        }
+        Op::DeleteAlarms(names) => cloudwatch::delete(&aws.cloudwatch, names).await?,
+        Op::Adopt(how) => adopt(aws, w, how).await?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The instance's own changes; `false`: not one of those.
+async fn apply_instance(
+    aws: &Aws,
+    w: &Wanted,
+    found: &Found,
+    op: &Op,
+    ids: &mut Ids,
+    step: &crate::printer::Step,
+) -> Result<bool> {
+    match op {
+        Op::RunInstance => ids.instance = Some(launch(aws, w, found, ids.sg.as_deref(), step).await?),
+        Op::ChangeType(t) => ec2::change_instance_type(&aws.ec2, ids.instance()?, t).await?,
+        Op::StartInstance => ec2::start_instance(&aws.ec2, ids.instance()?).await?,
+        Op::RequireImdsV2 => ec2::require_imdsv2(&aws.ec2, ids.instance()?).await?,
+        Op::SetTerminationProtection(on) => ec2::set_termination_protection(&aws.ec2, ids.instance()?, *on).await?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// What outlives the instance or reaches people: the address, the data volume, the alerts.
+async fn apply_data(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids, step: &crate::printer::Step) -> Result<()> {
+    let n = &w.names;
+    match op {
+        Op::AllocateAddress => ids.allocation = Some(address::allocate(&aws.ec2, &n.address, &w.stamp).await?),
+        Op::AssociateAddress => {
+            // An instance takes an address once it runs (or is stopped), not while pending.
+            ec2::wait_running(&aws.ec2, ids.instance()?, Duration::from_secs(300)).await?;
+            address::associate(&aws.ec2, ids.allocation.as_deref().context("no Elastic IP")?, ids.instance()?).await?
+        }
+        Op::CreateVolume => {
+            let zone = ec2::availability_zone(&aws.ec2, ids.instance()?).await?;
+            let id = volume::create(&aws.ec2, &n.data_volume, &zone, w.data_volume_gb, &w.stamp).await?;
+            step.note(&id);
+            ids.data_volume = Some(id);
+        }
+        Op::AttachVolume => {
+            ec2::wait_running(&aws.ec2, ids.instance()?, Duration::from_secs(300)).await?;
+            volume::attach(&aws.ec2, ids.data_volume.as_deref().context("no data volume")?, ids.instance()?).await?
+        }
+        Op::GrowVolume(gb) => {
+            volume::grow(&aws.ec2, ids.data_volume.as_deref().context("no data volume")?, *gb).await?
+        }
+        Op::CreateTopic => {
+            sns::create(&aws.sns, &n.topic, &w.stamp).await?;
+        }
+        Op::Subscribe(email) => {
+            sns::subscribe(&aws.sns, &w.alerts.as_ref().context("no alerts")?.topic_arn, email).await?
+        }
+        Op::Unsubscribe(arn) => sns::unsubscribe(&aws.sns, arn).await?,
+        Op::DeleteTopic(arn) => sns::delete(&aws.sns, arn).await?,
+        other => anyhow::bail!("no way to apply `{}`", other.name()),
+    }
+    Ok(())
+}
+
+/// Launches the stack's instance: the pinned Debian image, in a kept data volume's zone.
+async fn launch(aws: &Aws, w: &Wanted, found: &Found, sg: Option<&str>, step: &crate::printer::Step) -> Result<String> {
+    let n = &w.names;
+    let image = resolve_ami(aws, &w.instance_type).await?;
+    step.note(format!("{} ({})", image.id, image.name));
+    let sg = sg.context("no security group")?;
+    let spec = InstanceSpec {
+        stamp: &w.stamp,
+        name: &n.instance,
+        image: &image,
+        instance_type: &w.instance_type,
+        key_name: &n.key_pair,
+        security_group_id: sg,
+        subnet_id: w.subnet_id.as_deref(),
+        // A kept data volume attaches only in its own zone.
+        availability_zone: found.data_volume.as_ref().map(|v| v.availability_zone.as_str()),
+        instance_profile: &n.instance_profile,
+        user_data_base64: base64::engine::general_purpose::STANDARD.encode(&w.user_data),
+        termination_protection: w.termination_protection,
+        volume_gb: 16,
+        client_token: client_token(&w.stack, sg, time::OffsetDateTime::now_utc()),
+    };
+    let id = run_instance_when_profile_ready(aws, &spec).await?;
+    if w.termination_protection {
+        // Set again explicitly: cheap, idempotent, and not every endpoint honours
+        // RunInstances' DisableApiTermination.
+        ec2::set_termination_protection(&aws.ec2, &id, true).await?;
+    }
+    Ok(id)
 }
 
 /// Tags a resource an older vcctl made with the stack's id.

@@ -445,87 +445,104 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         return Ok(0);
     }
     confirm_destroy(ctx, a, &found, &names, keep_data)?;
-    let mut deleted = Vec::new();
-    let mut failed: Vec<(String, String)> = Vec::new();
-    macro_rules! attempt {
-        ($what:expr, $fut:expr) => {{
-            let step = ctx.printer.step(format!("deleting {}", $what));
-            match $fut.await {
-                Ok(()) => {
-                    step.done("");
-                    deleted.push($what.to_string());
-                    true
-                }
-                Err(e) => {
-                    step.fail("failed");
-                    failed.push(($what.to_string(), format!("{e:#}")));
-                    false
-                }
-            }
-        }};
-    }
-    if !found.alarms.is_empty() {
-        let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
-        attempt!(format!("alarms {}", names.join(", ")), cloudwatch::delete(&aws.cloudwatch, &names));
-    }
-    let mut instance_gone = true;
-    if let Some(i) = &found.instance {
-        instance_gone =
-            attempt!(format!("instance {} (waiting until terminated)", i.id), ec2::terminate(&aws.ec2, &i.id));
-    }
-    if let Some(g) = &found.security_group {
-        if instance_gone {
-            attempt!(format!("security group {}", g.id), security_group::delete(&aws.ec2, &g.id));
-        } else {
-            failed.push((format!("security group {}", g.id), "still used by the instance".into()));
-        }
-    }
-    if found.role.is_some() || found.instance_profile.is_some() {
-        attempt!(
-            format!("instance profile {} and role {}", names.instance_profile, names.role),
-            iam::delete_role_and_profile(&aws.iam, &names.role, &names.instance_profile)
-        );
-    }
-    if found.key_pair.is_some() {
-        attempt!(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair));
-    }
-    if let Some(t) = &found.topic {
-        attempt!(format!("alert topic {} and its subscriptions", t.arn), sns::delete(&aws.sns, &t.arn));
-    }
+    let mut d = Deletions { ctx, deleted: Vec::new(), failed: Vec::new() };
+    let instance_gone = delete_infrastructure(&mut d, &aws, &found, &names).await;
+    delete_data(&mut d, &aws, &found, keep_data, instance_gone).await;
     let kept = kept(&found, keep_data);
-    if let (Some(v), false) = (&found.data_volume, keep_data) {
-        if instance_gone {
-            attempt!(format!("data volume {} (the events)", v.id), volume::delete(&aws.ec2, &v.id));
-        } else {
-            failed.push((format!("data volume {}", v.id), "still attached to the instance".into()));
-        }
-    }
-    if let (Some(addr), false) = (&found.address, keep_data) {
-        if instance_gone {
-            attempt!(format!("Elastic IP {}", addr.public_ip), address::release(&aws.ec2, &addr.allocation_id));
-        } else {
-            failed.push((format!("Elastic IP {}", addr.public_ip), "still associated with the instance".into()));
-        }
-    }
     for k in &kept {
         ctx.printer
             .info(format!("kept (--keep-data): {k}; `vcctl up` takes it again, a plain `vcctl destroy` deletes it"));
     }
-    ctx.printer.json(&json!({"stack": stack, "deleted": deleted, "failed": failed, "kept": kept}));
-    if failed.is_empty() {
-        if kept.is_empty() {
-            ctx.printer.info(format!("stack `{stack}` destroyed: nothing tagged for it remains"));
-        } else {
-            ctx.printer.info(format!("stack `{stack}` destroyed, but for what --keep-data keeps"));
-        }
-        Ok(0)
-    } else {
-        for (what, why) in &failed {
+    ctx.printer.json(&json!({"stack": stack, "deleted": d.deleted, "failed": d.failed, "kept": kept}));
+    if !d.failed.is_empty() {
+        for (what, why) in &d.failed {
             ctx.printer.warn(format!("could not delete {what}: {why}"));
         }
         anyhow::bail!(
             "{} resource(s) of stack `{stack}` could not be deleted; run `vcctl destroy` again to finish",
-            failed.len()
+            d.failed.len()
         )
+    }
+    match kept.is_empty() {
+        true => ctx.printer.info(format!("stack `{stack}` destroyed: nothing tagged for it remains")),
+        false => ctx.printer.info(format!("stack `{stack}` destroyed, but for what --keep-data keeps")),
+    }
+    Ok(0)
+}
+
+/// What `destroy` deleted and what it could not, as it goes.
+struct Deletions<'a> {
+    ctx: &'a Ctx,
+    deleted: Vec<String>,
+    failed: Vec<(String, String)>,
+}
+
+impl Deletions<'_> {
+    /// Deletes `what` with `fut`; whether it is gone.
+    async fn attempt(&mut self, what: String, fut: impl std::future::Future<Output = Result<()>>) -> bool {
+        let step = self.ctx.printer.step(format!("deleting {what}"));
+        match fut.await {
+            Ok(()) => {
+                step.done("");
+                self.deleted.push(what);
+                true
+            }
+            Err(e) => {
+                step.fail("failed");
+                self.failed.push((what, format!("{e:#}")));
+                false
+            }
+        }
+    }
+}
+
+/// Alarms, the instance, its firewall, IAM and key pair; whether the instance is gone.
+async fn delete_infrastructure(d: &mut Deletions<'_>, aws: &Aws, found: &provision::Found, names: &Names) -> bool {
+    if !found.alarms.is_empty() {
+        let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
+        d.attempt(format!("alarms {}", names.join(", ")), cloudwatch::delete(&aws.cloudwatch, &names)).await;
+    }
+    let mut instance_gone = true;
+    if let Some(i) = &found.instance {
+        let what = format!("instance {} (waiting until terminated)", i.id);
+        instance_gone = d.attempt(what, ec2::terminate(&aws.ec2, &i.id)).await;
+    }
+    if let Some(g) = &found.security_group {
+        match instance_gone {
+            true => _ = d.attempt(format!("security group {}", g.id), security_group::delete(&aws.ec2, &g.id)).await,
+            false => d.failed.push((format!("security group {}", g.id), "still used by the instance".into())),
+        }
+    }
+    if found.role.is_some() || found.instance_profile.is_some() {
+        let what = format!("instance profile {} and role {}", names.instance_profile, names.role);
+        d.attempt(what, iam::delete_role_and_profile(&aws.iam, &names.role, &names.instance_profile)).await;
+    }
+    if found.key_pair.is_some() {
+        d.attempt(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair)).await;
+    }
+    instance_gone
+}
+
+/// The alert topic, and (unless `--keep-data`) the data volume and the Elastic IP, once the
+/// instance has let go of them.
+async fn delete_data(d: &mut Deletions<'_>, aws: &Aws, found: &provision::Found, keep_data: bool, instance_gone: bool) {
+    if let Some(t) = &found.topic {
+        d.attempt(format!("alert topic {} and its subscriptions", t.arn), sns::delete(&aws.sns, &t.arn)).await;
+    }
+    if keep_data {
+        return;
+    }
+    if let Some(v) = &found.data_volume {
+        match instance_gone {
+            true => _ = d.attempt(format!("data volume {} (the events)", v.id), volume::delete(&aws.ec2, &v.id)).await,
+            false => d.failed.push((format!("data volume {}", v.id), "still attached to the instance".into())),
+        }
+    }
+    if let Some(addr) = &found.address {
+        let what = format!("Elastic IP {}", addr.public_ip);
+        match instance_gone {
+            true => _ = d.attempt(what, address::release(&aws.ec2, &addr.allocation_id)).await,
+            false => d.failed.push((what, "still associated with the instance".into())),
+        }
     }
 }

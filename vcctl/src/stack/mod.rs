@@ -288,38 +288,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         }
     })?;
     let (service, port_taken) = service_settings(&mut root)?;
-    let tls = match root.opt_section("tls")? {
-        Some(_) if provider == "local" => {
-            let mut err =
-                root.error("section `tls` does not apply to provider `local` (it serves on this machine only)");
-            err.path = "tls".into();
-            err.hint = Some("remove it; HTTPS is for the `aws` and `ssh` providers".into());
-            return Err(err);
-        }
-        Some(s) => Some(tls_settings(s, file)?),
-        None => None,
-    };
-    let alert_email = match root.opt_section("alerts")? {
-        Some(_) if provider != "aws" => {
-            let mut err = root.error(format!("section `alerts` does not apply to provider `{provider}`"));
-            err.path = "alerts".into();
-            err.hint = Some("alarms (and who they notify) are made for `aws` stacks; remove it".into());
-            return Err(err);
-        }
-        Some(mut s) => {
-            let (email, span) = s.req_str("email")?;
-            if !email.contains('@') || email.contains(char::is_whitespace) {
-                return Err(s.error_at(
-                    &span,
-                    "alerts.email".into(),
-                    format!("expected an email address, got {email:?}"),
-                ));
-            }
-            s.finish()?;
-            Some(email)
-        }
-        None => None,
-    };
+    let (tls, alert_email) = edge_settings(&mut root, &provider, file)?;
 
     let sections = ["local", "aws", "ssh"];
     for other in sections.iter().filter(|s| **s != provider) {
@@ -364,6 +333,47 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
         return Err(err);
     }
     Ok(Stack { file: file.to_path_buf(), name, id, provider, service, tls, alert_email })
+}
+
+/// `tls:` (aws and ssh) and `alerts:` (aws): what a stack shows the world and who hears of it.
+fn edge_settings(
+    root: &mut Section,
+    provider: &str,
+    file: &Path,
+) -> Result<(Option<TlsSettings>, Option<String>), StackError> {
+    let tls = match root.opt_section("tls")? {
+        Some(_) if provider == "local" => {
+            let mut err =
+                root.error("section `tls` does not apply to provider `local` (it serves on this machine only)");
+            err.path = "tls".into();
+            err.hint = Some("remove it; HTTPS is for the `aws` and `ssh` providers".into());
+            return Err(err);
+        }
+        Some(s) => Some(tls_settings(s, file)?),
+        None => None,
+    };
+    let alert_email = match root.opt_section("alerts")? {
+        Some(_) if provider != "aws" => {
+            let mut err = root.error(format!("section `alerts` does not apply to provider `{provider}`"));
+            err.path = "alerts".into();
+            err.hint = Some("alarms (and who they notify) are made for `aws` stacks; remove it".into());
+            return Err(err);
+        }
+        Some(mut s) => {
+            let (email, span) = s.req_str("email")?;
+            if !email.contains('@') || email.contains(char::is_whitespace) {
+                return Err(s.error_at(
+                    &span,
+                    "alerts.email".into(),
+                    format!("expected an email address, got {email:?}"),
+                ));
+            }
+            s.finish()?;
+            Some(email)
+        }
+        None => None,
+    };
+    Ok((tls, alert_email))
 }
 
 /// The `service:` section, and the error of a port a host uses for something else: kept

@@ -25,6 +25,9 @@ pub struct StackError {
     pub hint: Option<String>,
 }
 
+/// (name, value, the position of its key), in file order.
+pub type ScalarMap = Vec<(String, String, Span)>;
+
 /// Reads one mapping, remembering which keys were read so that `finish` can refuse the rest.
 pub struct Section<'a> {
     file: &'a Path,
@@ -183,7 +186,7 @@ impl<'a> Section<'a> {
 
     /// A mapping of names the stack chooses to scalars (`service.env`): (name, value, the
     /// position of its key), in file order.
-    pub fn opt_scalar_map(&mut self, key: &'static str) -> Result<Option<Vec<(String, String, Span)>>, StackError> {
+    pub fn opt_scalar_map(&mut self, key: &'static str) -> Result<Option<ScalarMap>, StackError> {
         let path = self.child_path(key);
         match self.node(key) {
             None => Ok(None),
