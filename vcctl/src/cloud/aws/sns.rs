@@ -73,9 +73,13 @@ async fn subscriptions(sns: &Client, arn: &str) -> Result<Vec<Subscription>> {
     Ok(out)
 }
 
+/// The stack's tags, as SNS takes them.
+fn tags(stamp: &Stamp) -> Result<Vec<Tag>> {
+    Ok(stamp.pairs().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?)
+}
+
 pub async fn create(sns: &Client, name: &str, stamp: &Stamp) -> Result<String> {
-    let tags: Vec<Tag> =
-        stamp.pairs().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
+    let tags = tags(stamp)?;
     let out = sns
         .create_topic()
         .name(name)
@@ -88,8 +92,7 @@ pub async fn create(sns: &Client, name: &str, stamp: &Stamp) -> Result<String> {
 
 /// Puts the stack's tags on a topic an older vcctl made.
 pub async fn tag(sns: &Client, arn: &str, stamp: &Stamp) -> Result<()> {
-    let tags: Vec<Tag> =
-        stamp.pairs().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
+    let tags = tags(stamp)?;
     sns.tag_resource()
         .resource_arn(arn)
         .set_tags(Some(tags))
