@@ -32,7 +32,10 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         "a destructive command was not confirmed (declined, or no terminal and no `--yes`); nothing was changed",
     ),
     (PROTECTED, "refused: the resource is protected (termination protection); nothing was changed"),
-    (INTERRUPTED, "interrupted by Ctrl-C (`simulate` prints what it did first)"),
+    (
+        INTERRUPTED,
+        "interrupted by Ctrl-C or SIGTERM (`simulate` prints what it did first; on AWS, SSH opened for the command is closed first)",
+    ),
 ];
 
 /// A failure with a meaning of its own for scripts and CI.
