@@ -25,6 +25,11 @@ pub const LEASE: Duration = Duration::from_secs(15 * 60);
 /// How often a running command renews its lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5 * 60);
 
+/// The tag key of lease `id`.
+pub fn lease_key(id: &str) -> String {
+    format!("{TAG_LEASE}{id}")
+}
+
 /// The end of a lease taken or renewed at `now`, as its tag value.
 pub fn lease_end(now: OffsetDateTime) -> String {
     stamp(now + LEASE)

@@ -25,6 +25,14 @@ pub enum Standing {
     Foreign(String),
 }
 
+/// Refuses (exit 3) to act on `what` unless it is stack `stack`'s (or an older vcctl's).
+pub fn ensure_ours(owner: &Owner, what: &str, stack: &str, id: Option<&str>) -> Result<(), Failure> {
+    match standing(owner, stack, id) {
+        Standing::Foreign(why) => Err(Failure::invalid(format!("{what} is not stack `{stack}`'s: {why}"), None)),
+        Standing::Ours | Standing::Unclaimed => Ok(()),
+    }
+}
+
 pub fn standing(owner: &Owner, stack: &str, id: Option<&str>) -> Standing {
     match (&owner.stack_id, id) {
         (Some(theirs), Some(ours)) if theirs == ours => Standing::Ours,

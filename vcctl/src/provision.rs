@@ -993,7 +993,7 @@ mod tests {
         let temporary = |cidr: &str, until: &str| {
             let mut r = Rule::tcp(22, cidr, "vcctl on-demand SSH");
             r.tags.insert(access::TAG_TEMPORARY.into(), "ssh".into());
-            r.tags.insert(format!("{}abcd", access::TAG_LEASE), until.into());
+            r.tags.insert(access::lease_key("abcd"), until.into());
             r
         };
         let mut w = wanted();

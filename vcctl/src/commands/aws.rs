@@ -294,11 +294,8 @@ pub async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> 
         )
         .into());
     };
-    if let crate::owners::Standing::Foreign(why) =
-        crate::owners::standing(&instance.owner, stack, ctx.settings.stack_id.as_deref())
-    {
-        return Err(Failure::invalid(format!("instance {} is not stack `{stack}`'s: {why}", instance.id), None).into());
-    }
+    let what = format!("instance {}", instance.id);
+    crate::owners::ensure_ours(&instance.owner, &what, stack, ctx.settings.stack_id.as_deref())?;
     let Some(ip) = instance.public_ip.clone() else {
         anyhow::bail!("instance {} ({}) has no public address yet; try again in a minute", instance.id, instance.state);
     };

@@ -20,10 +20,6 @@ use crate::targets::{Slot, Target};
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
 const VOLUME_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn stamp(ctx: &Ctx) -> Stamp {
-    Stamp { stack: ctx.settings.stack.clone(), id: ctx.settings.stack_id.clone().unwrap_or_default() }
-}
-
 async fn data_volume(ctx: &Ctx, aws: &Aws) -> Result<Volume> {
     volume::find(&aws.ec2, &ctx.settings.stack, "data").await?.ok_or_else(|| {
         Failure::invalid(
@@ -44,7 +40,7 @@ pub async fn backup(ctx: &Ctx, a: &AwsSettings, list: bool) -> Result<u8> {
     let now = crate::access::stamp(time::OffsetDateTime::now_utc());
     let description = format!("vcctl backup of stack {} by {} at {now}", ctx.settings.stack, origin.by);
     let name = format!("vcctl-{}-backup", ctx.settings.stack);
-    let id = snapshot::create(&aws.ec2, &v.id, &name, &description, &stamp(ctx)).await?;
+    let id = snapshot::create(&aws.ec2, &v.id, &name, &description, &Stamp::of(&ctx.settings)).await?;
     let bar = ctx.printer.bar(100, "  snapshot {bar:30} {pos}% {elapsed} {msg}");
     bar.set_message(id.clone());
     let done = snapshot::wait(&aws.ec2, &id, SNAPSHOT_TIMEOUT, |p| {
@@ -84,11 +80,7 @@ async fn checked_snapshot(ctx: &Ctx, aws: &Aws, id: &str) -> Result<Snapshot> {
         )
         .into());
     };
-    if let crate::owners::Standing::Foreign(why) =
-        crate::owners::standing(&s.owner, stack, ctx.settings.stack_id.as_deref())
-    {
-        return Err(Failure::invalid(format!("snapshot {id} is not stack `{stack}`'s: {why}"), None).into());
-    }
+    crate::owners::ensure_ours(&s.owner, &format!("snapshot {id}"), stack, ctx.settings.stack_id.as_deref())?;
     if s.state != "completed" {
         return Err(
             Failure::invalid(format!("snapshot {id} is {} ({}), not complete yet", s.state, s.progress), None).into()
@@ -112,7 +104,7 @@ pub async fn restore(ctx: &Ctx, a: &AwsSettings, id: &str) -> Result<u8> {
     let step = ctx.printer.step(format!("making a volume from {}", s.id));
     let zone = ec2::availability_zone(&aws.ec2, &instance).await?;
     let name = format!("vcctl-{}-data", ctx.settings.stack);
-    let new = snapshot::volume_from(&aws.ec2, &s.id, &zone, &name, "data-restoring", &stamp(ctx)).await?;
+    let new = snapshot::volume_from(&aws.ec2, &s.id, &zone, &name, "data-restoring", &Stamp::of(&ctx.settings)).await?;
     volume::wait_state(&aws.ec2, &new, "available", VOLUME_TIMEOUT).await?;
     step.done(&new);
     let work = async {

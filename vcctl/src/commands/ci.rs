@@ -139,7 +139,7 @@ async fn role_and_policy(
     policy: &Value,
     changes: &mut Vec<String>,
 ) -> Result<()> {
-    let stamp = Stamp { stack: ctx.settings.stack.clone(), id: ctx.settings.stack_id.clone().unwrap_or_default() };
+    let stamp = Stamp::of(&ctx.settings);
     match iam::get_role(&aws.iam, role).await? {
         None => {
             let about = format!("GitHub Actions deploys of stack {}, managed by vcctl", ctx.settings.stack);

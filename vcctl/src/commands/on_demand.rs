@@ -63,15 +63,10 @@ async fn open(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str) -> Result<Wi
         )
         .into());
     };
-    if let crate::owners::Standing::Foreign(why) =
-        crate::owners::standing(&group.owner, stack, ctx.settings.stack_id.as_deref())
-    {
-        return Err(
-            Failure::invalid(format!("security group {} is not stack `{stack}`'s: {why}", group.id), None).into()
-        );
-    }
+    let what = format!("security group {}", group.id);
+    crate::owners::ensure_ours(&group.owner, &what, stack, ctx.settings.stack_id.as_deref())?;
     let cidr = address(ctx, a).await?;
-    let stamp = Stamp { stack: stack.clone(), id: ctx.settings.stack_id.clone().unwrap_or_default() };
+    let stamp = Stamp::of(&ctx.settings);
     let step = ctx.printer.step(format!("opening SSH (22) on {} for {cidr}", group.id));
     match ssh_window::open(&aws.ec2, &group.id, &stamp, &cidr, command).await {
         Ok(w) => {

@@ -35,6 +35,11 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The stamp of the stack `settings` describe (its id empty before the first `up`).
+    pub fn of(settings: &crate::settings::Settings) -> Stamp {
+        Stamp { stack: settings.stack.clone(), id: settings.stack_id.clone().unwrap_or_default() }
+    }
+
     pub fn pairs(&self) -> [(&'static str, &str); 3] {
         [(TAG_STACK, &self.stack), (TAG_MANAGED_BY, "vcctl"), (TAG_STACK_ID, &self.id)]
     }

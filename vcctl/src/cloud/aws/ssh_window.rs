@@ -65,7 +65,7 @@ async fn revoke_if_there(ec2: &Client, group_id: &str, r: &Rule) -> Result<()> {
 /// go into its description. Expired temporary rules of anyone go first.
 pub async fn open(ec2: &Client, group_id: &str, stamp: &Stamp, cidr: &str, command: &str) -> Result<Window> {
     let lease = crate::owners::new_id()[..8].to_string();
-    let key = format!("{}{lease}", access::TAG_LEASE);
+    let key = access::lease_key(&lease);
     // Three rounds: a rule revoked or created by another command between our read and our
     // write sends us round once more.
     for _ in 0..3 {
@@ -101,7 +101,7 @@ pub async fn open(ec2: &Client, group_id: &str, stamp: &Stamp, cidr: &str, comma
 impl Window {
     fn new(ec2: &Client, group_id: &str, cidr: &str, rule_id: Option<String>, lease: String) -> Window {
         let renewal = rule_id.clone().map(|id| {
-            let (ec2, key) = (ec2.clone(), format!("{}{lease}", access::TAG_LEASE));
+            let (ec2, key) = (ec2.clone(), access::lease_key(&lease));
             // A command that runs for long (logs -f, tunnel) keeps its lease; one killed
             // stops renewing, and its rule expires.
             tokio::spawn(async move {
@@ -121,7 +121,7 @@ impl Window {
             r.abort();
         }
         let Some(id) = self.rule_id.clone() else { return Ok(Closed::Permanent) };
-        security_group::untag_rule(&self.ec2, &id, &format!("{}{}", access::TAG_LEASE, self.lease)).await?;
+        security_group::untag_rule(&self.ec2, &id, &access::lease_key(&self.lease)).await?;
         let rules = security_group::inbound_rules(&self.ec2, &self.group_id).await?;
         let Some(rule) = rules.iter().find(|r| r.id.as_deref() == Some(&id)) else { return Ok(Closed::Revoked) };
         if access::held_by_others(&rule.tags, &self.lease, OffsetDateTime::now_utc()) {
