@@ -107,7 +107,7 @@ pub async fn settle(t: &mut dyn Target, p: &Printer) -> Result<Snapshot> {
 /// The caller holds the target's lock.
 pub async fn ship(t: &mut dyn Target, artifact: &Artifact, timeout: Duration, p: &Printer) -> Result<Outcome> {
     let state = settle(t, p).await?;
-    let config = t.config_hash().to_string();
+    let config = t.config_hash().await?;
     if let Some(current) = state.current()
         && current.sha256 == artifact.sha256
         && current.is_good()

@@ -86,8 +86,8 @@ impl Target for LocalTarget {
         false
     }
 
-    fn config_hash(&self) -> &str {
-        &self.config
+    async fn config_hash(&mut self) -> Result<String> {
+        Ok(self.config.clone())
     }
 
     async fn arch(&mut self) -> Result<Option<String>> {

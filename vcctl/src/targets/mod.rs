@@ -84,8 +84,9 @@ pub trait Target {
     fn url(&self) -> &str;
     /// Whether a release can be checked beside the serving one before the switch.
     fn has_candidate(&self) -> bool;
-    /// The hash of the configuration a release would run with now (`deploy::config`).
-    fn config_hash(&self) -> &str;
+    /// The hash of the configuration a release would run with now (`deploy::config`); read
+    /// by a deploy under the target's lock (a host's secrets are part of it).
+    async fn config_hash(&mut self) -> Result<String>;
 
     /// The machine's architecture (`uname -m`), when it can differ from this one's.
     async fn arch(&mut self) -> Result<Option<String>>;

@@ -77,7 +77,6 @@ pub struct HostTarget {
     remote: Remote,
     port: u16,
     config: HostConfig,
-    config_hash: String,
     lock: Option<Lock>,
     /// Checks the service from here (`remote.trust`).
     client: reqwest::Client,
@@ -90,10 +89,7 @@ impl HostTarget {
         let config = HostConfig::of(settings, &remote.prometheus_listen)?;
         let client = crate::web::client_for(&remote.trust)?;
         let host = Host::connect_within(remote.target.clone(), p, patience).await?;
-        // The secrets' names and times are part of the configuration: a changed secret makes
-        // the next deploy check the release with it before it serves.
-        let config_hash = config.hash_with_secrets(&host.secret_list().await?);
-        Ok(HostTarget { host, port: settings.port, config_hash, config, remote, lock: None, client })
+        Ok(HostTarget { host, port: settings.port, config, remote, lock: None, client })
     }
 
     /// The port and unit of a slot.
@@ -229,8 +225,10 @@ impl Target for HostTarget {
         true
     }
 
-    fn config_hash(&self) -> &str {
-        &self.config_hash
+    async fn config_hash(&mut self) -> Result<String> {
+        // The secrets' names and times are part of the configuration: a changed secret makes
+        // the next deploy check the release with it before it serves.
+        Ok(self.config.hash_with_secrets(&self.host.secret_list().await?))
     }
 
     async fn arch(&mut self) -> Result<Option<String>> {
