@@ -1483,3 +1483,23 @@ async fn alarms_notify_the_stacks_topic_and_its_email() {
     p.json(&["destroy", "--yes"], 0);
     assert!(sns.list_topics().send().await.unwrap().topics().is_empty(), "the topic is deleted");
 }
+
+/// An address detector that answers nonsense, or far too much, is refused with what it said
+/// and the way around it, before any rule is opened (its answer is read up to 256 bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detector_answering_nonsense_or_too_much_opens_nothing() {
+    let p = Project::new(&STACK.replace("  admin_cidrs: [198.18.7.7/32]\n", ""), Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    p.json(&["up"], 0);
+    let long: &'static str = Box::leak("9".repeat(100_000).into_boxed_str());
+    for (answer, said) in [("<html>captive portal</html>", "expected one IP address"), (long, "longer than 256 bytes")]
+    {
+        let out = p.command(&["logs", "-n", "1"]).env("VCCTL_ADDRESS_DETECTOR", detector(answer)).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+        let e = common::stderr(&out);
+        assert!(e.contains("could not learn this machine's public address") && e.contains(said), "{e}");
+        assert!(e.contains("hint: pass --ssh-from ADDRESS"), "{e}");
+        assert!(ssh_rules(&ec2).await.is_empty(), "nothing opened");
+    }
+    p.json(&["destroy", "--yes"], 0);
+}

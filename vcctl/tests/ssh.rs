@@ -1070,6 +1070,23 @@ fn secrets_come_from_stdin_reach_the_service_through_a_deploy_and_are_never_show
     assert_eq!(p.json(&["secrets", "list"])["secrets"], serde_json::json!([]));
     assert_eq!(p.json(&["deploy", "--artifact", bin.to_str().unwrap()])["changed"], true);
     assert_eq!(serving_env("PARTNER_API_KEY"), "");
+    // Nothing, two lines, or more than 64 KiB on stdin: refused before the host is touched.
+    for (input, said) in
+        [(String::new(), "is empty"), ("a\nb\n".into(), "must be one line"), ("x".repeat(70_000), "longer than 64 KiB")]
+    {
+        let mut set = p
+            .command(&["secrets", "set", "OTHER_KEY"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _ = std::io::Write::write_all(set.stdin.as_mut().unwrap(), input.as_bytes());
+        let out = set.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+        assert!(stderr(&out).contains(said), "{}", show(&out));
+    }
+    assert_eq!(p.json(&["secrets", "list"])["secrets"], serde_json::json!([]));
     let bad = p.vcctl(&["secrets", "set", "DATABASE_URL"]);
     assert_eq!(bad.status.code(), Some(3), "{}", show(&bad));
     assert!(stderr(&bad).contains("`DATABASE_URL` is set by vcctl"), "{}", show(&bad));

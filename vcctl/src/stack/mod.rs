@@ -789,6 +789,22 @@ mod tests {
             "name: a\nprovider: local\nservice:\n  env:\n    A: [1, 2]\n",
             "stacks/t.yaml:5:8: service.env.A: expected a string, found a list",
         );
+        check(
+            "name: a\nprovider: aws\naws:\n  data_volume_gb: 0\n",
+            "stacks/t.yaml:4:19: aws.data_volume_gb: expected a size in GB from 1 to 16384 (gp3's limits), got \"0\"",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  data_volume_gb: 99999999999\n",
+            "stacks/t.yaml:4:19: aws.data_volume_gb: expected a size in GB from 1 to 16384 (gp3's limits), got \"99999999999\"",
+        );
+        check(
+            "name: a\nprovider: aws\naws:\n  region: eu-central-1\nalerts:\n  email: ops\n",
+            "stacks/t.yaml:6:10: alerts.email: expected an email address, got \"ops\"",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\nalerts:\n  email: ops@example.com\n",
+            "stacks/t.yaml:1:1: alerts: section `alerts` does not apply to provider `ssh`\nhint: alarms (and who they notify) are made for `aws` stacks; remove it",
+        );
         let ok =
             parse(Path::new("stacks/t.yaml"), "name: a\nprovider: local\nservice:\n  env:\n    B: 2\n    A: one\n")
                 .unwrap();
