@@ -68,7 +68,7 @@ async fn open(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str) -> Result<Wi
     let cidr = address(ctx, a).await?;
     let stamp = Stamp::of(&ctx.settings);
     let step = ctx.printer.step(format!("opening SSH (22) on {} for {cidr}", group.id));
-    match ssh_window::open(&aws.ec2, &group.id, &stamp, &cidr, command).await {
+    match ssh_window::open(&aws.ec2, &group, &stamp, &cidr, command).await {
         Ok(w) => {
             step.done(match &w.rule_id {
                 Some(id) => format!("rule {id}, until this command ends"),

@@ -9,7 +9,7 @@ use aws_sdk_ec2::Client;
 use time::OffsetDateTime;
 
 use super::Stamp;
-use super::security_group::{self, Rule, Source};
+use super::security_group::{self, Rule, SecurityGroup, Source};
 use crate::access;
 
 /// A command's SSH access while it runs.
@@ -61,16 +61,22 @@ async fn revoke_if_there(ec2: &Client, group_id: &str, r: &Rule) -> Result<()> {
     Ok(())
 }
 
-/// Opens (or joins) the temporary rule for `cidr` on the stack's group. `command` and `who`
-/// go into its description. Expired temporary rules of anyone go first.
-pub async fn open(ec2: &Client, group_id: &str, stamp: &Stamp, cidr: &str, command: &str) -> Result<Window> {
+/// Opens (or joins) the temporary rule for `cidr` on the stack's group, whose rules were
+/// just read. `command` and who runs it go into its description. Expired temporary rules of
+/// anyone go first.
+pub async fn open(ec2: &Client, group: &SecurityGroup, stamp: &Stamp, cidr: &str, command: &str) -> Result<Window> {
+    let group_id = group.id.as_str();
+    let mut fresh = Some(group.rules.clone());
     let lease = crate::owners::new_id()[..8].to_string();
     let key = access::lease_key(&lease);
     // Three rounds: a rule revoked or created by another command between our read and our
     // write sends us round once more.
     for _ in 0..3 {
         let now = OffsetDateTime::now_utc();
-        let rules = security_group::inbound_rules(ec2, group_id).await?;
+        let rules = match fresh.take() {
+            Some(rules) => rules,
+            None => security_group::inbound_rules(ec2, group_id).await?,
+        };
         let swept = sweep(ec2, group_id, &rules, now).await?;
         let live = rules.iter().filter(|r| !swept.contains(r));
         if let Some(r) = live.clone().find(|r| admits_ssh(r, cidr)) {
