@@ -30,6 +30,7 @@ AUDIT=$ROOT/var/log/vehicleconnect/audit.log
 UNIT=vehicleconnect.service
 SOCKET=vehicleconnect.socket
 CANDIDATE=vehicleconnect-candidate
+DISK_METRIC=vehicleconnect-disk-metric
 export LC_ALL=C SYSTEMD_PAGER='' SYSTEMD_COLORS=0
 
 die() { echo "vc-host: $*" >&2; exit 1; }
@@ -158,6 +159,8 @@ units() {
     systemctl restart $SOCKET
   fi
   systemctl start $SOCKET
+  # AWS: the data volume's use to CloudWatch (the disk-nearly-full alarm's metric).
+  if [ -e /etc/systemd/system/$DISK_METRIC.timer ]; then systemctl enable --now $DISK_METRIC.timer >/dev/null 2>&1; fi
 }
 
 # caddy on RELOAD(yes|no) | caddy off: HTTPS in front of the service. Its configuration was
@@ -246,6 +249,32 @@ data_device() {
 data_release() {
   systemctl stop $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service postgresql 'postgresql@*'
   if mountpoint -q /var/lib/postgresql; then umount /var/lib/postgresql; fi
+}
+
+# disk-metric STACK: the data volume's use in percent (used / (used + available), as df
+# counts it) to CloudWatch, VehicleConnect/DataVolumeUsedPercent with dimension Stack=STACK,
+# with the instance role's credentials. Run by vehicleconnect-disk-metric.timer, unprivileged.
+# botocore (python3-botocore) signs the call; bounded: 5 s to connect, 10 s to read.
+disk_metric() {
+  mountpoint -q /var/lib/postgresql || die "no data volume is mounted at /var/lib/postgresql"
+  # shellcheck disable=SC2046 # two numbers, split on purpose
+  set -- "$1" $(df -B1 --output=used,avail /var/lib/postgresql | tail -n 1)
+  python3 - "$@" <<'PY'
+import os, sys
+import botocore.session
+from botocore.config import Config
+stack, used, avail = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+pct = round(100.0 * used / max(used + avail, 1), 2)
+client = botocore.session.get_session().create_client(
+    "cloudwatch",
+    endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+    config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3}),
+)
+client.put_metric_data(Namespace="VehicleConnect", MetricData=[{
+    "MetricName": "DataVolumeUsedPercent", "Dimensions": [{"Name": "Stack", "Value": stack}],
+    "Value": pct, "Unit": "Percent"}])
+print(f"DataVolumeUsedPercent {pct} (stack {stack})")
+PY
 }
 
 # start: the service's socket and unit (after `data-release`).
@@ -426,8 +455,8 @@ logs() {
 
 # destroy keep-data|delete-data: remove the service; PostgreSQL and Prometheus stay.
 destroy() {
-  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service >/dev/null 2>&1 || true
-  rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.*
+  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service $DISK_METRIC.timer >/dev/null 2>&1 || true
+  rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.* /etc/systemd/system/$DISK_METRIC.*
   systemctl daemon-reload
   caddy off
   if [ "$1" = delete-data ]; then
@@ -453,6 +482,7 @@ case $cmd in
   audit-append) audit_append ;;
   data) data "$1" ;;
   data-usage) data_usage ;;
+  disk-metric) disk_metric "$1" ;;
   data-release) data_release ;;
   start) start ;;
   db-dump) db_dump ;;

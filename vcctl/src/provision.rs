@@ -744,7 +744,9 @@ async fn apply_base(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids) -> Result<boo
         Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
         Op::PutAlarm(a) => {
             let mut a = (**a).clone();
-            a.instance_id = ids.instance.clone().context("no instance for the alarm")?;
+            if a.dimension == "InstanceId" {
+                a.dimension_value = ids.instance.clone().context("no instance for the alarm")?;
+            }
             cloudwatch::put(&aws.cloudwatch, &w.stamp, &a).await?;
         }
         Op::DeleteAlarms(names) => cloudwatch::delete(&aws.cloudwatch, names).await?,
@@ -950,6 +952,7 @@ mod tests {
                 "associate_address",
                 "data_volume",
                 "attach_volume",
+                "alarm",
                 "alarm",
                 "alarm"
             ]

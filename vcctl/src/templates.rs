@@ -12,6 +12,8 @@ pub const ACME_ROOTS: &str = "/etc/caddy/vcctl-acme-roots.pem";
 
 pub const SERVICE_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.service");
 pub const SOCKET_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect.socket");
+pub const DISK_METRIC_SERVICE: &str = include_str!("../../templates/systemd/vehicleconnect-disk-metric.service");
+pub const DISK_METRIC_TIMER: &str = include_str!("../../templates/systemd/vehicleconnect-disk-metric.timer");
 
 /// The systemd units (without `.service` or `.socket`) of the serving release and of a
 /// candidate release, which listens on its host while it is checked (loopback only).
@@ -19,8 +21,8 @@ pub const SERVING_UNIT: &str = "vehicleconnect";
 pub const CANDIDATE_UNIT: &str = "vehicleconnect-candidate";
 pub const CANDIDATE_PORT: u16 = 18000;
 
-/// The units of a stack's host, as (path, content): the service and its socket, and the
-/// same pair for a candidate release.
+/// The units of a stack's host, as (path, content): the service and its socket, the same
+/// pair for a candidate release and, on AWS, the data volume's metric and its timer.
 pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String)>> {
     let port = settings.port.to_string();
     let kpi = humantime::format_duration(settings.kpi_interval).to_string().replace(' ', "");
@@ -51,6 +53,13 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
         ];
         out.push((format!("/etc/systemd/system/{unit}.service"), render(SERVICE_UNIT, &values)?));
         out.push((format!("/etc/systemd/system/{unit}.socket"), render(SOCKET_UNIT, &values)?));
+    }
+    // AWS: the data volume's use to CloudWatch, for the disk-nearly-full alarm.
+    if let crate::stack::Provider::Aws(aws) = &settings.provider {
+        let values = [("stack", settings.stack.as_str()), ("region", &crate::commands::aws::region(aws))];
+        for (ext, template) in [("service", DISK_METRIC_SERVICE), ("timer", DISK_METRIC_TIMER)] {
+            out.push((format!("/etc/systemd/system/vehicleconnect-disk-metric.{ext}"), render(template, &values)?));
+        }
     }
     Ok(out)
 }
@@ -170,6 +179,24 @@ mod tests {
             ["ListenStream=127.0.0.1:18000"]
         );
         assert!(units.iter().all(|(_, text)| !text.contains("{{")));
+    }
+
+    #[test]
+    fn aws_hosts_publish_the_data_volumes_use_and_other_hosts_do_not() {
+        let units_of = |text: &str| {
+            let stack = crate::stack::parse(std::path::Path::new("t.yaml"), text).unwrap();
+            units(&crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default())).unwrap()
+        };
+        let aws = units_of("name: fra\nprovider: aws\naws:\n  region: eu-west-1\n");
+        let service = &aws.iter().find(|(p, _)| p.ends_with("vehicleconnect-disk-metric.service")).unwrap().1;
+        assert!(service.contains("\nExecStart=/opt/vehicleconnect/bin/vc-host disk-metric fra\n"), "{service}");
+        assert!(
+            service.contains("\nEnvironment=AWS_DEFAULT_REGION=eu-west-1\n") && service.contains("\nDynamicUser=yes\n")
+        );
+        let timer = &aws.iter().find(|(p, _)| p.ends_with("vehicleconnect-disk-metric.timer")).unwrap().1;
+        assert!(timer.contains("\nOnUnitActiveSec=5min\n"), "the alarm's period: {timer}");
+        let ssh = units_of("name: edge\nprovider: ssh\nssh:\n  host: h\n");
+        assert!(!ssh.iter().any(|(p, _)| p.contains("disk-metric")), "no instance role, no data volume");
     }
 
     #[test]

@@ -31,15 +31,20 @@ struct Moto {
 
 impl Moto {
     fn start(extra_env: &[(&str, &str)]) -> Moto {
+        Moto::start_on("127.0.0.1", extra_env)
+    }
+
+    /// On `host`: the test host's peer address, for a test whose host calls AWS itself.
+    fn start_on(host: &str, extra_env: &[(&str, &str)]) -> Moto {
         let server = std::env::var("VC_MOTO_SERVER").unwrap_or_else(|_| {
             panic!("VC_MOTO_SERVER is not set: these tests need moto_server (run them with scripts/test, which installs it)")
         });
         let dir = tempfile::tempdir().unwrap();
         let amis = dir.path().join("amis.json");
         std::fs::write(&amis, AMIS).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port();
         let mut cmd = Command::new(&server);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        cmd.args(["-H", host, "-p", &port.to_string()])
             .env("MOTO_AMIS_PATH", &amis)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap());
@@ -47,9 +52,9 @@ impl Moto {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {server}: {e}"));
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!("http://{host}:{port}");
         let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((host, port)).is_err() {
             assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not start on {url}");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -290,12 +295,17 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
     let mut names: Vec<&str> = alarms.metric_alarms().iter().filter_map(|a| a.alarm_name()).collect();
     names.sort();
-    assert_eq!(names, ["vcctl-fra-cpu-high", "vcctl-fra-system-status"]);
+    assert_eq!(names, ["vcctl-fra-cpu-high", "vcctl-fra-data-disk-full", "vcctl-fra-system-status"]);
     let status_alarm =
         alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some("vcctl-fra-system-status")).unwrap();
     assert_eq!(status_alarm.alarm_actions(), ["arn:aws:automate:eu-central-1:ec2:recover"]);
     let cpu = alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some("vcctl-fra-cpu-high")).unwrap();
     assert_eq!((cpu.threshold(), cpu.period(), cpu.evaluation_periods()), (Some(80.0), Some(300), Some(2)));
+    // What the host publishes (checked on the test host), by stack: it outlives the instance.
+    let disk = alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some("vcctl-fra-data-disk-full")).unwrap();
+    assert_eq!((disk.namespace(), disk.metric_name()), (Some("VehicleConnect"), Some("DataVolumeUsedPercent")));
+    assert_eq!((disk.threshold(), disk.period(), disk.evaluation_periods()), (Some(85.0), Some(300), Some(2)));
+    assert_eq!(disk.dimensions()[0].value(), Some("fra"));
 
     // A second up changes nothing; plan agrees.
     assert_eq!(p.json(&["up"], 0)["changed"], false);
@@ -1145,8 +1155,10 @@ async fn on_the_test_host_ssh_opens_per_command_and_closes_on_every_way_out() {
 /// GitHub step summary says which address was admitted and that it was closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
-    let p = Project::new(&on_demand_stack(), Moto::start(&[]));
-    let (ec2, _, _) = p.sdk().await;
+    // Where the host reaches it: the host publishes the data volume's use to CloudWatch.
+    let peer = std::env::var("VC_TEST_HOST_PEER").expect("VC_TEST_HOST_PEER (scripts/test-host)");
+    let p = Project::new(&on_demand_stack(), Moto::start_on(&peer, &[]));
+    let (ec2, _, cw) = p.sdk().await;
     p.json(&["up"], 0);
     let summary = p.dir.path().join("summary.md");
     let mut deploy = p
@@ -1200,6 +1212,7 @@ async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
     assert_eq!(common::on_host("findmnt -no SOURCE /var/lib/postgresql").trim(), "/dev/xvdf");
     assert!(common::on_host("cat /etc/fstab").contains("LABEL=vcdata /var/lib/postgresql ext4"));
     assert!(status["service"]["data_volume_usage"]["size_bytes"].as_u64().unwrap() > 0, "{status}");
+    the_host_publishes_the_data_volumes_use(&p, &cw).await;
     let psql = "runuser -u postgres -- psql -d vehicleconnect -tAc";
     common::on_host(&format!(
         "{psql} \"INSERT INTO api_events (ts, endpoint, status_code, response_time_ms, client_id) VALUES (now(), '/kept-marker', 200, 1, 'c')\""
@@ -1224,6 +1237,44 @@ async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(common::on_host(&marker).trim(), on_volume, "the kept volume's events are there");
     p.json(&["destroy", "--yes"], 0);
+}
+
+/// The disk-nearly-full alarm's metric: the deploy enabled the host's timer; its service, run
+/// now (with the emulator's endpoint and keys instead of the instance role), puts the volume's
+/// use as df counts it, under the dimension the alarm watches.
+async fn the_host_publishes_the_data_volumes_use(p: &Project, cw: &aws_sdk_cloudwatch::Client) {
+    assert_eq!(common::on_host("systemctl is-enabled vehicleconnect-disk-metric.timer").trim(), "enabled");
+    let alarms = cw.describe_alarms().alarm_names("vcctl-fra-data-disk-full").send().await.unwrap();
+    let alarm = &alarms.metric_alarms()[0];
+    assert_eq!((alarm.namespace(), alarm.metric_name()), (Some("VehicleConnect"), Some("DataVolumeUsedPercent")));
+    let dimension = &alarm.dimensions()[0];
+    assert_eq!((dimension.name(), dimension.value()), (Some("Stack"), Some("fra")));
+    common::on_host(&format!(
+        "printf 'AWS_ENDPOINT_URL={}\\nAWS_ACCESS_KEY_ID=testing\\nAWS_SECRET_ACCESS_KEY=testing\\n' > /etc/vehicleconnect/aws.env",
+        p.moto.url
+    ));
+    let ran = common::on_host(
+        "systemctl start vehicleconnect-disk-metric.service; r=$?; rm -f /etc/vehicleconnect/aws.env; journalctl -u vehicleconnect-disk-metric -n 5 --no-pager -o cat; exit $r",
+    );
+    let df = common::on_host("df --output=pcent /var/lib/postgresql | tail -n 1");
+    let df: f64 = df.trim().trim_end_matches('%').parse().unwrap();
+    let now = aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now());
+    let stats = cw
+        .get_metric_statistics()
+        .namespace("VehicleConnect")
+        .metric_name("DataVolumeUsedPercent")
+        .dimensions(aws_sdk_cloudwatch::types::Dimension::builder().name("Stack").value("fra").build())
+        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now.secs() - 600))
+        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now.secs() + 60))
+        .period(60)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Maximum)
+        .send()
+        .await
+        .unwrap();
+    let published: Vec<f64> = stats.datapoints().iter().filter_map(|d| d.maximum()).collect();
+    assert_eq!(published.len(), 1, "one datapoint: {ran}");
+    // df rounds its percentage up.
+    assert!((published[0] - df).abs() <= 1.0, "published {} %, df says {df} %: {ran}", published[0]);
 }
 
 /// `tls:` on an AWS stack: 443 and 80 open to the world and the service's port closed, shown
@@ -1467,7 +1518,7 @@ async fn alarms_notify_the_stacks_topic_and_its_email() {
         subs.subscriptions().iter().map(|s| (s.protocol().unwrap(), s.endpoint().unwrap())).collect();
     assert_eq!(endpoints, [("email", "ops@example.com")]);
     let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
-    assert_eq!(alarms.metric_alarms().len(), 2);
+    assert_eq!(alarms.metric_alarms().len(), 3, "CPU, status check, disk");
     for a in alarms.metric_alarms() {
         assert!(
             a.alarm_actions().contains(&topic),

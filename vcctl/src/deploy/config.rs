@@ -33,6 +33,9 @@ pub struct HostConfig {
     pub ingest_token: bool,
     /// Caddy serves HTTPS in front of the service (`tls:`).
     pub tls: bool,
+    /// Debian packages beyond the service's own: Caddy for `tls:`, botocore on AWS (the
+    /// data volume's metric).
+    pub packages: Vec<&'static str>,
 }
 
 impl HostConfig {
@@ -72,7 +75,14 @@ impl HostConfig {
             let text = templates::caddyfile(settings, tls, tls.trust_ca.is_some())?;
             files.push(File { path: "/etc/caddy/Caddyfile".into(), mode: "644", text, kind: FileKind::Caddy });
         }
-        Ok(HostConfig { files, ingest_token: settings.ingest_token, tls: settings.tls.is_some() })
+        let mut packages = Vec::new();
+        if settings.tls.is_some() {
+            packages.push("caddy");
+        }
+        if matches!(settings.provider, crate::stack::Provider::Aws(_)) {
+            packages.push("python3-botocore");
+        }
+        Ok(HostConfig { files, ingest_token: settings.ingest_token, tls: settings.tls.is_some(), packages })
     }
 
     /// The hash with the host's secrets (their names and when each was set, never a value):

@@ -188,7 +188,8 @@ impl Host {
     /// database, Prometheus, units. Idempotent; restarts only what changed.
     pub async fn prepare(&self, config: &HostConfig, data_volume: Option<&str>) -> Result<()> {
         use crate::deploy::config::FileKind;
-        self.run(&if config.tls { vec!["packages", "caddy"] } else { vec!["packages"] }).await?;
+        let packages: Vec<&str> = std::iter::once("packages").chain(config.packages.iter().copied()).collect();
+        self.run(&packages).await?;
         self.run(&["account"]).await?;
         // PostgreSQL's data on its own volume before anything writes to the database.
         if let Some(volume) = data_volume {

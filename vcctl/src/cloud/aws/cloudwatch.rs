@@ -1,5 +1,6 @@
 //! CloudWatch alarms named `vcctl-<stack>-…`: the EC2 system status check with the recover
-//! action, and CPU above 80 % for 10 minutes.
+//! action, CPU above 80 % for 10 minutes, and the data volume nearly full (a metric the host
+//! publishes itself: `vc-host disk-metric`, every 5 minutes, with the instance role).
 
 use anyhow::Result;
 use aws_sdk_cloudwatch::Client;
@@ -12,12 +13,16 @@ use super::{Owner, Stamp, error};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alarm {
     pub name: String,
+    /// `AWS/EC2`, or `VehicleConnect` for what the host publishes.
+    pub namespace: String,
     pub metric: String,
     pub statistic: String,
     pub period_s: i32,
     pub evaluation_periods: i32,
     pub threshold: f64,
-    pub instance_id: String,
+    /// The one dimension: `InstanceId` (the value follows the instance) or `Stack`.
+    pub dimension: String,
+    pub dimension_value: String,
     pub actions: Vec<String>,
     /// OK, ALARM or INSUFFICIENT_DATA (as found; ignored when comparing).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -42,48 +47,52 @@ pub fn prefix(stack: &str) -> String {
 
 /// The names of a stack's alarms, exactly: a name prefix would also match the alarms of a
 /// stack whose name starts with this one's (`prod` and `prod-eu`).
-pub const ALARMS: [&str; 2] = ["system-status", "cpu-high"];
+pub const ALARMS: [&str; 3] = ["system-status", "cpu-high", "data-disk-full"];
+
+/// What the host publishes (templates/host/vc-host.sh `disk_metric`) and the alarm watches.
+pub const NAMESPACE: &str = "VehicleConnect";
+pub const DISK_METRIC: &str = "DataVolumeUsedPercent";
+/// Room to act before PostgreSQL stops on a full disk: at 20 GB, 3 GB left.
+pub const DISK_FULL_PCT: f64 = 85.0;
 
 fn names(stack: &str) -> Vec<String> {
     ALARMS.iter().map(|a| format!("{}{a}", prefix(stack))).collect()
 }
 
-/// The alarms a stack's instance gets.
 /// The stack's alarms; each also notifies `topic` (the stack's alert topic), when it has one.
 pub fn wanted(stack: &str, region: &str, instance_id: &str, topic: Option<&str>) -> Vec<Alarm> {
     let notify = |mut actions: Vec<String>| {
         actions.extend(topic.map(str::to_string));
         actions
     };
-    vec![
-        Alarm {
-            name: format!("{}{}", prefix(stack), ALARMS[0]),
-            metric: "StatusCheckFailed_System".into(),
-            statistic: "Maximum".into(),
-            period_s: 60,
-            evaluation_periods: 2,
-            threshold: 0.0,
-            instance_id: instance_id.into(),
-            // EC2's own action: move the instance to healthy hardware, same id and disk.
-            actions: notify(vec![format!("arn:aws:automate:{region}:ec2:recover")]),
-            state: None,
-            arn: None,
-            owner: None,
-        },
-        Alarm {
-            name: format!("{}{}", prefix(stack), ALARMS[1]),
-            metric: "CPUUtilization".into(),
-            statistic: "Average".into(),
-            period_s: 300,
-            evaluation_periods: 2,
-            threshold: 80.0,
-            instance_id: instance_id.into(),
-            actions: notify(vec![]),
-            state: None,
-            arn: None,
-            owner: None,
-        },
-    ]
+    let alarm = |name: &str, namespace: &str, metric: &str, statistic: &str, period_s, threshold| Alarm {
+        name: format!("{}{name}", prefix(stack)),
+        namespace: namespace.into(),
+        metric: metric.into(),
+        statistic: statistic.into(),
+        period_s,
+        evaluation_periods: 2,
+        threshold,
+        dimension: "InstanceId".into(),
+        dimension_value: instance_id.into(),
+        actions: notify(vec![]),
+        state: None,
+        arn: None,
+        owner: None,
+    };
+    let status = Alarm {
+        // EC2's own action: move the instance to healthy hardware, same id and disk.
+        actions: notify(vec![format!("arn:aws:automate:{region}:ec2:recover")]),
+        ..alarm(ALARMS[0], "AWS/EC2", "StatusCheckFailed_System", "Maximum", 60, 0.0)
+    };
+    let cpu = alarm(ALARMS[1], "AWS/EC2", "CPUUtilization", "Average", 300, 80.0);
+    // By stack, not instance: the volume, and what is on it, outlive the instance.
+    let disk = Alarm {
+        dimension: "Stack".into(),
+        dimension_value: stack.into(),
+        ..alarm(ALARMS[2], NAMESPACE, DISK_METRIC, "Maximum", 300, DISK_FULL_PCT)
+    };
+    vec![status, cpu, disk]
 }
 
 /// The alarms with the stack's names, each with who its tags say made it.
@@ -99,18 +108,14 @@ pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
         .iter()
         .map(|a| Alarm {
             name: a.alarm_name().unwrap_or_default().to_string(),
+            namespace: a.namespace().unwrap_or_default().to_string(),
             metric: a.metric_name().unwrap_or_default().to_string(),
             statistic: a.statistic().map(|s| s.as_str().to_string()).unwrap_or_default(),
             period_s: a.period().unwrap_or(0),
             evaluation_periods: a.evaluation_periods().unwrap_or(0),
             threshold: a.threshold().unwrap_or(0.0),
-            instance_id: a
-                .dimensions()
-                .iter()
-                .find(|d| d.name() == Some("InstanceId"))
-                .and_then(|d| d.value())
-                .unwrap_or_default()
-                .to_string(),
+            dimension: a.dimensions().first().and_then(|d| d.name()).unwrap_or_default().to_string(),
+            dimension_value: a.dimensions().first().and_then(|d| d.value()).unwrap_or_default().to_string(),
             actions: a.alarm_actions().to_vec(),
             state: a.state_value().map(|s| s.as_str().to_string()),
             arn: a.alarm_arn().map(str::to_string),
@@ -147,9 +152,9 @@ pub async fn put(cw: &Client, stamp: &Stamp, alarm: &Alarm) -> Result<()> {
     cw.put_metric_alarm()
         .alarm_name(&alarm.name)
         .alarm_description(format!("VehicleConnect stack {stack}, managed by vcctl"))
-        .namespace("AWS/EC2")
+        .namespace(&alarm.namespace)
         .metric_name(&alarm.metric)
-        .dimensions(Dimension::builder().name("InstanceId").value(&alarm.instance_id).build())
+        .dimensions(Dimension::builder().name(&alarm.dimension).value(&alarm.dimension_value).build())
         .statistic(Statistic::from(alarm.statistic.as_str()))
         .period(alarm.period_s)
         .evaluation_periods(alarm.evaluation_periods)
