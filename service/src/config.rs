@@ -67,6 +67,13 @@ pub struct Config {
     #[arg(long, env = "VC_KPI_MEMORY", default_value = "64MiB", value_parser = parse_size)]
     pub kpi_memory: usize,
 
+    /// On PostgreSQL: how long after its end a minute's KPIs are computed again from the raw
+    /// events, which covers a replica that died before sharing its last second. Events for a
+    /// minute over for two thirds of this are late (counted when the minute is computed
+    /// again). Every replica of a fleet must use the same.
+    #[arg(long, env = "VC_KPI_CLOSE_AFTER", default_value = "90s", value_parser = parse_close_after)]
+    pub kpi_close_after: Duration,
+
     /// Run as a release under check beside the serving one: serve and store as usual, but
     /// write no KPI snapshots and delete nothing for retention (the serving release does).
     #[arg(long, env = "VC_CANDIDATE")]
@@ -75,6 +82,15 @@ pub struct Config {
     /// Log format: text for people, json for log shippers.
     #[arg(long, env = "VC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// At least 3 s: a third of it is the margin for an insert in flight and clock skew.
+fn parse_close_after(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(3) {
+        return Err(format!("must be at least 3s, got {s}"));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

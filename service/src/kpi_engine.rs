@@ -2,6 +2,7 @@
 //! window to `kpi_snapshots` each `--kpi-interval`, rebuilds the aggregates from the store
 //! after a restart, and applies retention.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -27,29 +28,78 @@ const RETENTION_CHUNK: usize = 10_000;
 const REBUILD_CHUNK: usize = 10_000;
 
 pub struct KpiEngine {
+    /// What the reports are computed from: this process's events on the embedded store; on
+    /// PostgreSQL, the fleet's (`fleet.rs`): closed minutes as the leader computed them, open
+    /// ones as every replica's partials add up.
     aggregates: Mutex<Aggregates>,
+    /// On PostgreSQL: this replica's own events of the minutes still open, and which of
+    /// those minutes changed since they were last written to `kpi_partials`.
+    own: Option<Mutex<Own>>,
     /// The latest report of each window (unfiltered), in `Window::ALL` order.
     latest: RwLock<Arc<Vec<KpiReport>>>,
     /// False until the aggregates hold every event committed before start-up.
     rebuilt: watch::Sender<bool>,
 }
 
+/// A replica's own share of the open minutes.
+pub struct Own {
+    pub aggregates: Aggregates,
+    pub changed: BTreeSet<i64>,
+}
+
 impl KpiEngine {
+    /// One process's KPIs, from its own events (the embedded store).
     pub fn new(limits: KpiLimits) -> KpiEngine {
+        KpiEngine::with_own(limits, None)
+    }
+
+    /// A replica of a fleet on PostgreSQL: its own events go to `kpi_partials`, its
+    /// reports are the fleet's (`fleet.rs`).
+    pub fn replica(limits: KpiLimits) -> KpiEngine {
+        KpiEngine::with_own(
+            limits,
+            Some(Mutex::new(Own { aggregates: Aggregates::new(limits), changed: BTreeSet::new() })),
+        )
+    }
+
+    fn with_own(limits: KpiLimits, own: Option<Mutex<Own>>) -> KpiEngine {
         let now = OffsetDateTime::now_utc();
         let aggregates = Aggregates::new(limits);
         let latest = Window::ALL.iter().map(|w| aggregates.report(*w, now, None)).collect();
         KpiEngine {
             aggregates: Mutex::new(aggregates),
+            own,
             latest: RwLock::new(Arc::new(latest)),
             rebuilt: watch::Sender::new(false),
         }
     }
 
-    /// Adds committed events to the aggregates.
+    /// Adds committed events to the aggregates (a replica's: to its own share).
     pub fn record(&self, events: &[Event]) {
         let now_us = unix_us(OffsetDateTime::now_utc());
-        self.lock().record(now_us, events.iter().map(Event::observation));
+        match &self.own {
+            None => self.lock().record(now_us, events.iter().map(Event::observation)),
+            Some(own) => {
+                let mut own = own.lock().unwrap_or_else(|p| p.into_inner());
+                own.aggregates.record(now_us, events.iter().map(Event::observation));
+                own.changed.extend(events.iter().map(|e| crate::kpi::minute_of(e.ts_us)));
+            }
+        }
+    }
+
+    /// A replica's own share (`None` on the embedded store).
+    pub fn own(&self) -> Option<std::sync::MutexGuard<'_, Own>> {
+        self.own.as_ref().map(|o| o.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The aggregates the reports are computed from.
+    pub fn view(&self) -> std::sync::MutexGuard<'_, Aggregates> {
+        self.lock()
+    }
+
+    /// Says the KPIs are complete (`kpis_ready`).
+    pub fn set_ready(&self) {
+        self.rebuilt.send_if_modified(|ready| !std::mem::replace(ready, true));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Aggregates> {
@@ -104,6 +154,11 @@ impl KpiEngine {
         }
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(reports);
         rows
+    }
+
+    /// Computes every window's report now and publishes it (a replica, after each sync).
+    pub fn publish(&self, now: OffsetDateTime) {
+        let _ = self.compute(now);
     }
 
     /// Reads back the events of the longest window committed before start-up (ids up to
@@ -188,7 +243,11 @@ pub async fn run_retention(store: Store, retention: Duration, every: Duration, m
     }
 }
 
-async fn delete_all_before(store: &Store, cutoff_us: i64, shutdown: &mut watch::Receiver<bool>) -> Result<(u64, u64)> {
+pub(crate) async fn delete_all_before(
+    store: &Store,
+    cutoff_us: i64,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(u64, u64)> {
     let mut events = 0;
     loop {
         let n = store.delete_events_before(cutoff_us, RETENTION_CHUNK).await?;

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod dashboard;
 pub mod drain;
+pub mod fleet;
 pub mod http;
 pub mod ingest;
 pub mod kpi;
@@ -63,16 +64,29 @@ async fn wait_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// The KPI rebuild (events up to `rebuild_up_to`), the snapshot loop and retention; the
-/// last two run until `stopped` turns true, and not in a candidate: it shares the store with
-/// the serving release, which alone writes snapshots and deletes.
+/// The KPIs' background work. On PostgreSQL, the fleet's sync and leader loop (fleet.rs); on
+/// the embedded store, the rebuild (events up to `rebuild_up_to`), the snapshot loop and
+/// retention. What writes (snapshots, retention) never runs in a candidate: it shares the
+/// store with the serving release.
 fn start_background(
     config: &Config,
     store: &Store,
     kpis: &Arc<KpiEngine>,
+    replica: &Arc<fleet::Replica>,
     rebuild_up_to: i64,
     stopped: &watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    if config.candidate {
+        tracing::info!("running as a candidate: no KPI snapshots, no retention");
+    }
+    if let Store::Postgres(pg) = store {
+        let duties = fleet::Duties {
+            may_lead: !config.candidate,
+            snapshot_every: config.kpi_interval,
+            retention: config.retention,
+        };
+        return vec![tokio::spawn(fleet::run(kpis.clone(), pg.clone(), replica.clone(), duties, stopped.clone()))];
+    }
     let mut tasks = vec![tokio::spawn({
         let (kpis, store) = (kpis.clone(), store.clone());
         async move {
@@ -88,7 +102,6 @@ fn start_background(
         }
     })];
     if config.candidate {
-        tracing::info!("running as a candidate: no KPI snapshots, no retention");
         return tasks;
     }
     tasks.push(tokio::spawn({
@@ -113,13 +126,21 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let started = Instant::now();
-    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout).await?;
-    let kpis = Arc::new(KpiEngine::new(kpi_engine::kpi_limits(config.kpi_memory)));
-    let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA));
-
-    // Everything committed up to here is read back into the aggregates; everything after is
-    // recorded as it commits. Read the boundary before the writers start.
-    let rebuild_up_to = store.max_event_id().await.context("reading the newest event id")?;
+    let timing = store::fleet::Timing::closing_after(config.kpi_close_after);
+    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout, timing).await?;
+    let limits = kpi_engine::kpi_limits(config.kpi_memory);
+    let (kpis, rebuild_up_to) = match &store {
+        // A replica reads the fleet's aggregates, never the raw events: its start does not
+        // grow with them.
+        Store::Postgres(_) => (Arc::new(KpiEngine::replica(limits)), 0),
+        // Everything committed up to here is read back into the aggregates; everything after
+        // is recorded as it commits. Read the boundary before the writers start.
+        Store::Sqlite(_) => {
+            (Arc::new(KpiEngine::new(limits)), store.max_event_id().await.context("reading the newest event id")?)
+        }
+    };
+    let replica = Arc::new(fleet::Replica::new());
+    let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA, &replica.id));
     let on_commit: OnCommit = {
         let (kpis, metrics) = (kpis.clone(), metrics.clone());
         Arc::new(move |events| {
@@ -130,7 +151,7 @@ pub async fn run(
     let (ingest, writers) = GroupCommit::start(store.clone(), on_commit);
 
     let (stop, stopped) = watch::channel(false);
-    let background = start_background(&config, &store, &kpis, rebuild_up_to, &stopped);
+    let background = start_background(&config, &store, &kpis, &replica, rebuild_up_to, &stopped);
 
     let limits = config.limits();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -138,6 +159,8 @@ pub async fn run(
         ingest,
         store: store.clone(),
         kpis,
+        replica,
+        candidate: config.candidate,
         metrics,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         retention_us: config.retention.as_micros().min(i64::MAX as u128) as i64,

@@ -80,6 +80,11 @@ struct BuildLabels {
     git_sha: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    replica: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -92,6 +97,24 @@ pub struct Metrics {
     kpi_state_bytes: Gauge,
     kpi_budget: Gauge,
     connections_open: Gauge,
+    fleet: FleetGauges,
+}
+
+/// This replica in the fleet (fleet.rs): whether it leads, the leader's reconciliation lag,
+/// and how many replicas report.
+#[derive(Default)]
+struct FleetGauges {
+    leader: Gauge,
+    lag_s: Gauge,
+    reporting: Gauge,
+}
+
+/// What the fleet gauges show, read at scrape time.
+pub struct FleetFigures {
+    pub leader: bool,
+    /// Seconds; -1 when this replica does not lead.
+    pub lag_s: i64,
+    pub reporting: i64,
 }
 
 fn http_duration_histogram() -> Histogram {
@@ -105,7 +128,7 @@ fn vehicle_latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(version: &'static str, git_sha: &'static str) -> Metrics {
+    pub fn new(version: &'static str, git_sha: &'static str, replica: &str) -> Metrics {
         let mut registry = Registry::default();
         let requests = Family::<HttpLabels, Counter>::default();
         registry.register("api_requests", "HTTP requests served by this service", requests.clone());
@@ -147,6 +170,29 @@ impl Metrics {
             "HTTP connections open now (limit: --max-connections)",
             connections_open.clone(),
         );
+        let fleet = FleetGauges::default();
+        registry.register(
+            "vehicleconnect_kpi_leader",
+            "1 when this replica is the fleet's KPI leader (closes minutes, writes snapshots, applies retention)",
+            fleet.leader.clone(),
+        );
+        registry.register(
+            "vehicleconnect_kpi_reconcile_lag_seconds",
+            "On the leader: seconds from the end of the newest minute closed from the raw events to now (-1 elsewhere)",
+            fleet.lag_s.clone(),
+        );
+        registry.register(
+            "vehicleconnect_replicas_reporting",
+            "Replicas that reported to the shared store in the last 10 s",
+            fleet.reporting.clone(),
+        );
+        let replica_info = Family::<ReplicaLabels, Gauge>::default();
+        replica_info.get_or_create(&ReplicaLabels { replica: replica.to_string() }).set(1);
+        registry.register(
+            "vehicleconnect_replica_info",
+            "This process's replica id (its ingest counters are this replica's)",
+            replica_info,
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version, git_sha }).set(1);
         registry.register("vehicleconnect_build_info", "Version of the running vehicleconnect build", build_info);
@@ -160,6 +206,7 @@ impl Metrics {
             kpi_state_bytes,
             kpi_budget,
             connections_open,
+            fleet,
         }
     }
 
@@ -238,7 +285,15 @@ impl Metrics {
     }
 
     /// Gauges read at scrape time.
-    pub fn set_gauges(&self, (kpi_state_bytes, kpi_budget): (usize, usize), connections_open: usize) {
+    pub fn set_gauges(
+        &self,
+        (kpi_state_bytes, kpi_budget): (usize, usize),
+        connections_open: usize,
+        fleet: FleetFigures,
+    ) {
+        self.fleet.leader.set(i64::from(fleet.leader));
+        self.fleet.lag_s.set(fleet.lag_s);
+        self.fleet.reporting.set(fleet.reporting);
         self.kpi_state_bytes.set(kpi_state_bytes as i64);
         self.kpi_budget.set(kpi_budget as i64);
         self.connections_open.set(connections_open as i64);
@@ -313,7 +368,7 @@ mod tests {
 
     #[test]
     fn vehicle_endpoints_are_bounded_and_client_ids_never_exported() {
-        let m = Metrics::new("1.0.0", "abc");
+        let m = Metrics::new("1.0.0", "abc", "host-1-abcdef");
         let events: Vec<Event> = (0..150).map(|i| event(&format!("/e{i}"), 200 + (i % 4) * 100)).collect();
         m.observe_events(&events);
         let text = m.encode();

@@ -31,6 +31,10 @@ pub struct AppState {
     pub ingest: GroupCommit,
     pub store: Store,
     pub kpis: Arc<KpiEngine>,
+    /// This process in the fleet of replicas (fleet.rs).
+    pub replica: Arc<crate::fleet::Replica>,
+    /// `--candidate`: a release under check, which never leads.
+    pub candidate: bool,
     pub metrics: Arc<Metrics>,
     pub ingest_token: Option<String>,
     /// `--retention` in microseconds: older events are refused.
@@ -107,10 +111,15 @@ async fn method_not_allowed(State(state): State<Arc<AppState>>, request: Request
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text format: api_requests_total, api_request_duration_seconds, vehicle_events_total, vehicle_event_response_time_seconds, vehicleconnect_build_info", content_type = "text/plain"))
+    responses((status = 200, description = "Prometheus text format: api_requests_total, api_request_duration_seconds, vehicle_events_total, vehicle_event_response_time_seconds, vehicleconnect_build_info, vehicleconnect_replica_info, vehicleconnect_kpi_leader, vehicleconnect_kpi_reconcile_lag_seconds, vehicleconnect_replicas_reporting", content_type = "text/plain"))
 )]
 async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let open = state.max_connections - state.connection_slots.available_permits();
-    state.metrics.set_gauges(state.kpis.state_bytes(), open);
+    let fleet = crate::metrics::FleetFigures {
+        leader: state.replica.is_leader(&state.store, state.candidate),
+        lag_s: state.replica.lag_s.load(std::sync::atomic::Ordering::Relaxed),
+        reporting: state.replica.reporting(&state.store),
+    };
+    state.metrics.set_gauges(state.kpis.state_bytes(), open, fleet);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())
 }

@@ -27,8 +27,18 @@ pub struct Status {
     pub database: &'static str,
     /// `postgres` or `embedded`.
     pub store: &'static str,
-    /// False while the KPI aggregates are still being rebuilt after a start.
+    /// False while the KPI aggregates are still being rebuilt after a start (on PostgreSQL:
+    /// until this replica has read the fleet's, and every minute before the open ones is
+    /// closed).
     pub kpis_ready: bool,
+    /// This replica's id: host, pid and a random part, new at every start.
+    pub replica: String,
+    /// Whether this replica is the fleet's KPI leader (closes minutes, writes the KPI
+    /// snapshots, applies retention). The embedded store's single process always is.
+    pub kpi_leader: bool,
+    /// Replicas that reported to the shared store in the last 10 s (PostgreSQL; 1 on the
+    /// embedded store).
+    pub replicas_reporting: i64,
 }
 
 /// Service health.
@@ -55,6 +65,9 @@ pub async fn get_status(State(state): State<Arc<AppState>>) -> (StatusCode, Json
             crate::store::Store::Sqlite(_) => "embedded",
         },
         kpis_ready: state.kpis.is_rebuilt(),
+        replica: state.replica.id.clone(),
+        kpi_leader: state.replica.is_leader(&state.store, state.candidate),
+        replicas_reporting: state.replica.reporting(&state.store),
     };
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(status))

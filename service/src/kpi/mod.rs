@@ -5,6 +5,7 @@
 //! cost depends on the window and the number of endpoints, never on the number of events.
 
 mod bins;
+pub mod codec;
 pub mod sketch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -93,7 +94,16 @@ impl Agg {
         self.heap_bytes() as isize - before
     }
 
-    fn merge(&mut self, other: &Agg) {
+    /// An aggregate from its parts (a minute computed by PostgreSQL, `store/fleet.rs`).
+    pub fn from_parts(count: u64, sum_ms: f64, server_errors: u64, client_errors: u64, sketch: Sketch) -> Agg {
+        Agg { count, sum_ms, server_errors, client_errors, sketch }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn merge(&mut self, other: &Agg) {
         self.count += other.count;
         self.sum_ms += other.sum_ms;
         self.server_errors += other.server_errors;
@@ -181,14 +191,52 @@ pub struct KpiReport {
     pub series: Vec<SeriesPoint>,
 }
 
-#[derive(Debug, Default)]
-struct Minute {
+/// One minute's aggregates: of all endpoints, and of each.
+#[derive(Debug, Default, Clone)]
+pub struct Minute {
     /// Spare capacity was freed once the minute was over.
     shrunk: bool,
     all: Agg,
     /// At most [`KpiLimits::endpoints_per_minute`] endpoints, plus [`OTHER_ENDPOINT`]; empty
     /// once the minute's detail was dropped to keep the budget.
     by_endpoint: HashMap<Box<str>, Agg>,
+}
+
+impl Minute {
+    /// From each endpoint's aggregate: the busiest `limit` keep their own, the rest are
+    /// summed as [`OTHER_ENDPOINT`].
+    pub fn from_endpoints(mut endpoints: Vec<(String, Agg)>, limit: usize) -> Minute {
+        endpoints.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+        let mut minute = Minute::default();
+        for (i, (name, agg)) in endpoints.into_iter().enumerate() {
+            minute.all.merge(&agg);
+            let name: Box<str> = if i < limit { name.into() } else { OTHER_ENDPOINT.into() };
+            minute.by_endpoint.entry(name).or_default().merge(&agg);
+        }
+        minute
+    }
+
+    /// Adds `other`'s events, as if they had been recorded here; endpoints past `limit`
+    /// are counted as [`OTHER_ENDPOINT`].
+    pub fn merge(&mut self, other: &Minute, limit: usize) {
+        self.all.merge(&other.all);
+        for (name, agg) in &other.by_endpoint {
+            if let Some(mine) = self.by_endpoint.get_mut(name) {
+                mine.merge(agg);
+                continue;
+            }
+            let name: Box<str> = if self.by_endpoint.len() < limit { name.clone() } else { OTHER_ENDPOINT.into() };
+            self.by_endpoint.entry(name).or_default().merge(agg);
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.all.count
+    }
+
+    fn heap_bytes(&self) -> usize {
+        MINUTE_OVERHEAD + self.all.heap_bytes() + detail_bytes(self)
+    }
 }
 
 /// The name under which endpoints past the tracking limit are aggregated.
@@ -328,6 +376,48 @@ impl Aggregates {
 
     pub fn budget_bytes(&self) -> usize {
         self.limits.budget_bytes
+    }
+
+    pub fn limits(&self) -> KpiLimits {
+        self.limits
+    }
+
+    /// Minute `minute`'s aggregates, if it has any.
+    pub fn minute(&self, minute: i64) -> Option<&Minute> {
+        self.minutes.get(&minute)
+    }
+
+    /// The minutes from `first` on, oldest first.
+    pub fn minutes_from(&self, first: i64) -> impl Iterator<Item = (i64, &Minute)> {
+        self.minutes.range(first..).map(|(m, b)| (*m, b))
+    }
+
+    /// Puts `bucket` in place of whatever minute `minute` held (the fleet's figures for it,
+    /// read from the store); outside the longest window (as of `now_us`), drops it.
+    pub fn replace_minute(&mut self, now_us: i64, minute: i64, mut bucket: Minute) {
+        if minute < self.detail_from {
+            // Like the minutes around it: their detail went for the budget.
+            bucket.by_endpoint = HashMap::new();
+        }
+        if let Some(old) = self.minutes.remove(&minute) {
+            self.bytes -= old.heap_bytes();
+        }
+        if minute <= minute_of(now_us) - Window::LONGEST_MINUTES
+            || (bucket.all.count == 0 && bucket.by_endpoint.is_empty())
+        {
+            return;
+        }
+        self.bytes += bucket.heap_bytes();
+        self.minutes.insert(minute, bucket);
+        self.keep_budget();
+    }
+
+    /// Forgets the minutes before `first`.
+    pub fn forget_before(&mut self, first: i64) {
+        let kept = self.minutes.split_off(&first);
+        for bucket in std::mem::replace(&mut self.minutes, kept).into_values() {
+            self.bytes -= bucket.heap_bytes();
+        }
     }
 
     /// Heap bytes held by the aggregates (an estimate: their own accounting, see

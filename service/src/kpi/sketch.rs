@@ -12,9 +12,11 @@
 pub const ALPHA: f64 = 0.005;
 
 /// Values below this (in ms) are counted in the zero bucket and reported as 0.
-const MIN_INDEXABLE: f64 = 1e-3;
+pub const MIN_INDEXABLE: f64 = 1e-3;
 
-fn ln_gamma() -> f64 {
+/// The log of the bins' growth factor: a value v > MIN_INDEXABLE is in bin ceil(ln v / this).
+/// PostgreSQL computes the same bins (`store/fleet.rs`) with the same IEEE operations.
+pub fn ln_gamma() -> f64 {
     ((1.0 + ALPHA) / (1.0 - ALPHA)).ln()
 }
 
@@ -75,6 +77,27 @@ impl Sketch {
             return;
         }
         self.bins.add(bucket_index(value), 1, MAX_BINS);
+    }
+
+    /// A sketch from its parts: values below [`MIN_INDEXABLE`] (`zero`), the smallest and
+    /// largest value, and the count of each bin. For sketches stored or computed elsewhere.
+    pub fn from_parts(zero: u64, min: f64, max: f64, bins: impl IntoIterator<Item = (i32, u32)>) -> Sketch {
+        let mut sketch = Sketch { zero, count: zero, min, max, ..Sketch::default() };
+        for (index, n) in bins {
+            sketch.count += u64::from(n);
+            sketch.bins.add(index, n, MAX_BINS);
+        }
+        sketch
+    }
+
+    /// The parts [`Sketch::from_parts`] takes: `(zero, min, max)` and the bins.
+    pub fn parts(&self) -> ((u64, f64, f64), impl Iterator<Item = (i32, u32)> + '_) {
+        ((self.zero, self.min, self.max), self.bins.iter())
+    }
+
+    /// Bins in use.
+    pub fn bins_in_use(&self) -> usize {
+        self.bins.in_use()
     }
 
     /// Adds every value of `other` to `self`, as if they had been inserted here.

@@ -2,6 +2,7 @@
 //! file by default. Both hold the same tables (`api_events`, `kpi_snapshots`) and run their
 //! migrations at start-up.
 
+pub mod fleet;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use anyhow::Result;
 use crate::ingest::Event;
 use crate::kpi::Figures;
 
+pub use fleet::{FleetState, Leader, MinuteRow};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -57,9 +59,15 @@ pub enum Store {
 impl Store {
     /// Opens the store named by `database` (a `postgres://` URL), or the embedded store in
     /// `data_dir` when there is none, and brings its schema up to date.
-    pub async fn open(database: Option<&str>, data_dir: &Path, connect_timeout: Duration) -> Result<Store> {
+    /// `timing`: when minutes close, for the replicas of a fleet on PostgreSQL.
+    pub async fn open(
+        database: Option<&str>,
+        data_dir: &Path,
+        connect_timeout: Duration,
+        timing: fleet::Timing,
+    ) -> Result<Store> {
         match database {
-            Some(url) => Ok(Store::Postgres(PgStore::open(url, connect_timeout).await?)),
+            Some(url) => Ok(Store::Postgres(PgStore::open(url, connect_timeout, timing).await?)),
             None => Ok(Store::Sqlite(SqliteStore::open(&data_dir.join("vehicleconnect.db")).await?)),
         }
     }

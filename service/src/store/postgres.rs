@@ -51,6 +51,29 @@ const MIGRATIONS: &[(i32, &str)] = &[
         "ALTER TABLE api_events ADD COLUMN event_id TEXT;
     CREATE UNIQUE INDEX api_events_event_id_idx ON api_events (event_id) WHERE event_id IS NOT NULL;",
     ),
+    (
+        3,
+        // The replicas' shared KPI state (store/fleet.rs); new tables only: a release
+        // before it runs on this schema and ignores them.
+        "CREATE TABLE kpi_minutes (
+        minute BIGINT PRIMARY KEY,
+        version BIGINT NOT NULL,
+        data BYTEA NOT NULL
+    );
+    CREATE INDEX kpi_minutes_version_idx ON kpi_minutes (version);
+    CREATE SEQUENCE kpi_minutes_version_seq;
+    CREATE TABLE kpi_partials (
+        minute BIGINT NOT NULL,
+        replica TEXT NOT NULL,
+        data BYTEA NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (minute, replica)
+    );
+    CREATE TABLE kpi_dirty (minute BIGINT NOT NULL);
+    CREATE INDEX kpi_dirty_minute_idx ON kpi_dirty (minute);
+    CREATE TABLE kpi_state (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+    CREATE TABLE kpi_replicas (replica TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL, leader BOOLEAN NOT NULL);",
+    ),
 ];
 
 /// Any number will do, as long as it is ours: serialises migrations of concurrent starts.
@@ -71,16 +94,20 @@ const INSERT_EVENTS_ONCE: &str =
 
 #[derive(Clone)]
 pub struct PgStore {
-    pool: Pool,
+    pub(super) pool: Pool,
+    /// For connections of their own, outside the pool (the KPI leader's, store/fleet.rs).
+    pub(super) config: std::sync::Arc<tokio_postgres::Config>,
+    pub(super) timing: super::fleet::Timing,
     description: String,
 }
 
 impl PgStore {
-    pub async fn open(url: &str, connect_timeout: Duration) -> Result<PgStore> {
+    pub async fn open(url: &str, connect_timeout: Duration, timing: super::fleet::Timing) -> Result<PgStore> {
         let config = tokio_postgres::Config::from_str(url)
             .context("invalid --database URL; expected postgres://user:password@host:port/dbname")?;
         let description = describe(&config);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let timeout = Some(Duration::from_secs(5));
         let pool = Pool::builder(manager)
             .max_size(8)
@@ -90,7 +117,7 @@ impl PgStore {
             .recycle_timeout(timeout)
             .build()
             .context("building the PostgreSQL pool")?;
-        let store = PgStore { pool, description };
+        let store = PgStore { pool, config: std::sync::Arc::new(config), timing, description };
         store.wait_until_reachable(connect_timeout).await?;
         store.migrate().await?;
         Ok(store)
@@ -156,52 +183,26 @@ impl PgStore {
         self.description.clone()
     }
 
+    pub fn timing(&self) -> super::fleet::Timing {
+        self.timing
+    }
+
     /// Inserts `events` in one statement; an event whose `event_id` is stored already (or
     /// earlier in `events`) is skipped, and its answer is the stored id.
     pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<Stored>> {
-        let client = self.pool.get().await?;
-        let ts: Vec<OffsetDateTime> = events.iter().map(|e| from_unix_us(e.ts_us)).collect();
-        let endpoints: Vec<&str> = events.iter().map(|e| e.endpoint.as_str()).collect();
-        let methods: Vec<Option<&str>> = events.iter().map(|e| e.method.as_deref()).collect();
-        let codes: Vec<i16> = events.iter().map(|e| e.status_code as i16).collect();
-        let times: Vec<f64> = events.iter().map(|e| e.response_time_ms).collect();
-        let clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
-        let event_ids: Vec<Option<&str>> = events.iter().map(|e| e.event_id.as_deref()).collect();
-        let rows = if event_ids.iter().any(Option::is_some) {
-            let stmt = client.prepare_cached(INSERT_EVENTS_ONCE).await?;
-            client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients, &event_ids]).await?
-        } else {
-            let stmt = client.prepare_cached(INSERT_EVENTS).await?;
-            client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients]).await?
-        };
-        // UNNEST yields rows in array order and the sequence numbers them in that order
-        // (a skipped duplicate only leaves a gap); sorting makes the mapping independent of
-        // the order RETURNING lists them in.
-        let mut inserted: Vec<(i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        inserted.sort_unstable_by_key(|r| r.0);
-        let mut stored = match_inserted(events, &inserted);
-        let missing: Vec<&str> = events
-            .iter()
-            .zip(&stored)
-            .filter(|(_, s)| s.is_none())
-            .filter_map(|(e, _)| e.event_id.as_deref())
-            .collect();
-        if !missing.is_empty() {
-            let rows =
-                client.query("SELECT event_id, id FROM api_events WHERE event_id = ANY($1)", &[&missing]).await?;
-            let existing: std::collections::HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            for (slot, e) in stored.iter_mut().zip(events) {
-                if slot.is_none() {
-                    let key = e.event_id.as_deref().unwrap_or_default();
-                    let id =
-                        existing.get(key).with_context(|| format!("event_id {key:?} neither inserted nor found"))?;
-                    *slot = Some(Stored { id: *id, duplicate: true });
-                }
-            }
+        let mut client = self.pool.get().await?;
+        // Events for minutes already closed: their minutes are marked, in the same
+        // transaction, for the KPI leader to compute again (store/fleet.rs). Rare.
+        let late = self.timing.late_minutes(events.iter().map(|e| e.ts_us), unix_us(OffsetDateTime::now_utc()));
+        if late.is_empty() {
+            return insert_and_match(&client, events).await;
         }
-        Ok(stored.into_iter().map(|s| s.expect("every event has an id")).collect())
+        let tx = client.transaction().await?;
+        let stored = insert_and_match(&tx, events).await?;
+        tx.execute("INSERT INTO kpi_dirty (minute) SELECT * FROM UNNEST($1::int8[])", &[&late]).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
-
     pub async fn ping(&self) -> Result<()> {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
@@ -251,16 +252,28 @@ impl PgStore {
     pub async fn insert_snapshots(&self, rows: &[SnapshotRow]) -> Result<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO kpi_snapshots (computed_at, window_s, endpoint, count, avg_latency_ms, p50_latency_ms,
-                    p95_latency_ms, p99_latency_ms, error_rate_pct, client_error_rate_pct, requests_per_min)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .await?;
-        for r in rows {
-            let f = &r.figures;
-            tx.execute(
+        insert_snapshot_rows(&*tx, rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Inserts snapshot rows with `client` (a transaction: all or none).
+pub(super) async fn insert_snapshot_rows(
+    client: &impl tokio_postgres::GenericClient,
+    rows: &[SnapshotRow],
+) -> Result<()> {
+    let stmt = client
+        .prepare(
+            "INSERT INTO kpi_snapshots (computed_at, window_s, endpoint, count, avg_latency_ms, p50_latency_ms,
+                p95_latency_ms, p99_latency_ms, error_rate_pct, client_error_rate_pct, requests_per_min)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .await?;
+    for r in rows {
+        let f = &r.figures;
+        client
+            .execute(
                 &stmt,
                 &[
                     &from_unix_us(r.computed_at_us),
@@ -277,10 +290,47 @@ impl PgStore {
                 ],
             )
             .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
+    Ok(())
+}
+
+/// Inserts `events` in one statement; an event whose `event_id` is stored already (or
+/// earlier in `events`) is skipped, and its answer is the stored id.
+async fn insert_and_match(client: &impl deadpool_postgres::GenericClient, events: &[Event]) -> Result<Vec<Stored>> {
+    let ts: Vec<OffsetDateTime> = events.iter().map(|e| from_unix_us(e.ts_us)).collect();
+    let endpoints: Vec<&str> = events.iter().map(|e| e.endpoint.as_str()).collect();
+    let methods: Vec<Option<&str>> = events.iter().map(|e| e.method.as_deref()).collect();
+    let codes: Vec<i16> = events.iter().map(|e| e.status_code as i16).collect();
+    let times: Vec<f64> = events.iter().map(|e| e.response_time_ms).collect();
+    let clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
+    let event_ids: Vec<Option<&str>> = events.iter().map(|e| e.event_id.as_deref()).collect();
+    let rows = if event_ids.iter().any(Option::is_some) {
+        let stmt = client.prepare_cached(INSERT_EVENTS_ONCE).await?;
+        client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients, &event_ids]).await?
+    } else {
+        let stmt = client.prepare_cached(INSERT_EVENTS).await?;
+        client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients]).await?
+    };
+    // UNNEST yields rows in array order and the sequence numbers them in that order
+    // (a skipped duplicate only leaves a gap); sorting makes the mapping independent of
+    // the order RETURNING lists them in.
+    let mut inserted: Vec<(i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    inserted.sort_unstable_by_key(|r| r.0);
+    let mut stored = match_inserted(events, &inserted);
+    let missing: Vec<&str> =
+        events.iter().zip(&stored).filter(|(_, s)| s.is_none()).filter_map(|(e, _)| e.event_id.as_deref()).collect();
+    if !missing.is_empty() {
+        let rows = client.query("SELECT event_id, id FROM api_events WHERE event_id = ANY($1)", &[&missing]).await?;
+        let existing: std::collections::HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        for (slot, e) in stored.iter_mut().zip(events) {
+            if slot.is_none() {
+                let key = e.event_id.as_deref().unwrap_or_default();
+                let id = existing.get(key).with_context(|| format!("event_id {key:?} neither inserted nor found"))?;
+                *slot = Some(Stored { id: *id, duplicate: true });
+            }
+        }
+    }
+    Ok(stored.into_iter().map(|s| s.expect("every event has an id")).collect())
 }
 
 /// The rows an insert returned (in input order), matched to the events they came from;

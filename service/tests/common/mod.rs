@@ -50,7 +50,7 @@ pub fn pg_admin_url() -> String {
     })
 }
 
-async fn pg_connect(url: &str) -> tokio_postgres::Client {
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| {
         panic!("cannot connect to PostgreSQL at {url}: {e}; is it running? (scripts/test starts it)")
     });

@@ -1,0 +1,267 @@
+//! Replicas on one PostgreSQL: every replica shares its own aggregates of the open minutes
+//! and reads everyone's, every second; one of them, the leader (an advisory lock), closes
+//! minutes from the raw events, computes again the minutes that got late events, writes
+//! the KPI snapshots and applies retention. The tables are in `store/fleet.rs`; the why is
+//! in ARCHITECTURE.md, "KPIs across replicas".
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use crate::kpi::{Minute, US_PER_MINUTE, Window, codec, minute_of, unix_us};
+use crate::kpi_engine::{ENDPOINTS_PER_MINUTE, KpiEngine};
+use crate::store::{Leader, PgStore, Store};
+
+/// How often a replica shares its partials and reads the fleet's: what bounds how fresh
+/// another replica's events are in this one's KPIs (two of these, and the read itself).
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// A replica counts as reporting when it said so this recently.
+const REPORTING_WITHIN_S: f64 = 10.0;
+/// How long one tick of the leader may spend closing minutes (a first start on a day of
+/// events closes up to 1 440): the replicas' reads go on between ticks.
+const CLOSE_BUDGET: Duration = Duration::from_secs(2);
+/// Closed minutes with late events computed again per tick, at most.
+const RECOMPUTE_PER_TICK: i64 = 100;
+
+/// What this replica is in the fleet, for `/api/status` and `/metrics`.
+pub struct Replica {
+    /// Unique per process start: a restarted replica must not overwrite the partials its
+    /// previous life wrote (they count committed events).
+    pub id: String,
+    pub leader: AtomicBool,
+    /// Replicas that reported in the last [`REPORTING_WITHIN_S`] seconds (0: not known yet).
+    pub reporting: AtomicI64,
+    /// The leader's reconciliation lag: seconds from the end of the newest closed minute to
+    /// now (-1: not the leader).
+    pub lag_s: AtomicI64,
+}
+
+impl Replica {
+    pub fn new() -> Replica {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
+        let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos() as u64;
+        let id = format!(
+            "{}-{}-{:06x}",
+            if host.is_empty() { "replica" } else { &host },
+            std::process::id(),
+            nanos & 0xff_ffff
+        );
+        Replica { id, leader: AtomicBool::new(false), reporting: AtomicI64::new(0), lag_s: AtomicI64::new(-1) }
+    }
+}
+
+impl Replica {
+    /// Whether this process leads: on the embedded store it is alone, and leads unless it
+    /// is a candidate.
+    pub fn is_leader(&self, store: &Store, candidate: bool) -> bool {
+        match store {
+            Store::Postgres(_) => self.leader.load(Ordering::Relaxed),
+            Store::Sqlite(_) => !candidate,
+        }
+    }
+
+    /// Replicas reporting (the embedded store has one).
+    pub fn reporting(&self, store: &Store) -> i64 {
+        match store {
+            Store::Postgres(_) => self.reporting.load(Ordering::Relaxed),
+            Store::Sqlite(_) => 1,
+        }
+    }
+}
+
+impl Default for Replica {
+    fn default() -> Replica {
+        Replica::new()
+    }
+}
+
+/// The settings the leader needs.
+pub struct Duties {
+    /// A candidate release never leads: it shares the store with the serving one.
+    pub may_lead: bool,
+    pub snapshot_every: Duration,
+    pub retention: Duration,
+}
+
+/// Runs until `stopped` turns true: a sync every tick, and the leader's work when this
+/// replica holds the lock.
+pub async fn run(
+    engine: Arc<KpiEngine>,
+    store: PgStore,
+    replica: Arc<Replica>,
+    duties: Duties,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(SYNC_EVERY.min(duties.snapshot_every));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sync = Sync { version: 0 };
+    let mut leader: Option<Leader> = None;
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if let Err(e) = sync.run(&engine, &store, &replica).await {
+            tracing::warn!(error = %format!("{e:#}"), "KPI sync with the fleet failed; will retry");
+        }
+        if !duties.may_lead {
+            continue;
+        }
+        match lead(&engine, &store, &replica, &duties, &mut leader, &mut last_retention).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "KPI leader work failed; letting go of the lead");
+                // Dropping the connection lets go of the lock: another replica may take it.
+                leader = None;
+                replica.leader.store(false, Ordering::Relaxed);
+                replica.lag_s.store(-1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A replica's reads of the fleet: where it got to in `kpi_minutes`.
+struct Sync {
+    version: i64,
+}
+
+impl Sync {
+    async fn run(&mut self, engine: &KpiEngine, store: &PgStore, replica: &Replica) -> Result<()> {
+        let now_us = unix_us(OffsetDateTime::now_utc());
+        let reporting =
+            store.heartbeat(&replica.id, replica.leader.load(Ordering::Relaxed), REPORTING_WITHIN_S).await?;
+        replica.reporting.store(reporting, Ordering::Relaxed);
+        let state = store.fleet_state().await?;
+        let Some(closed) = state.closed_through else {
+            return Ok(()); // No leader has started closing minutes yet.
+        };
+        write_own(engine, store, &replica.id, closed).await?;
+        let since = minute_of(now_us) - Window::LONGEST_MINUTES;
+        let rows = store.read_minutes(self.version, since).await?;
+        let others = store.read_partials(closed, &replica.id).await?;
+        // Open minutes: this replica's share (fresher than what it wrote) and the others'.
+        let mut open: BTreeMap<i64, Minute> = BTreeMap::new();
+        if let Some(own) = engine.own() {
+            for (m, minute) in own.aggregates.minutes_from(closed + 1) {
+                open.insert(m, minute.clone());
+            }
+        }
+        for (m, data) in others {
+            match codec::decode(&data) {
+                Ok(theirs) => open.entry(m).or_default().merge(&theirs, ENDPOINTS_PER_MINUTE),
+                Err(e) => tracing::warn!(minute = m, error = %e, "skipping a damaged KPI partial"),
+            }
+        }
+        {
+            let mut view = engine.view();
+            let stale: Vec<i64> =
+                view.minutes_from(closed + 1).map(|(m, _)| m).filter(|m| !open.contains_key(m)).collect();
+            for m in stale {
+                view.replace_minute(now_us, m, Minute::default());
+            }
+            for (m, minute) in open {
+                view.replace_minute(now_us, m, minute);
+            }
+            // Last: a minute the leader closed since `closed` was read is in `rows`, and
+            // its closed figures win over the partials read for it.
+            for row in rows {
+                self.version = self.version.max(row.version);
+                match codec::decode(&row.data) {
+                    Ok(minute) => view.replace_minute(now_us, row.minute, minute),
+                    Err(e) => tracing::warn!(minute = row.minute, error = %e, "skipping a damaged KPI minute"),
+                }
+            }
+        }
+        engine.publish(OffsetDateTime::now_utc());
+        // Ready once every minute before the open ones is closed (a first start on a day
+        // of events closes them over a few ticks).
+        if state.complete(now_us, store.timing()) {
+            engine.set_ready();
+        }
+        Ok(())
+    }
+}
+
+/// Writes this replica's changed open minutes to `kpi_partials`; forgets closed ones.
+async fn write_own(engine: &KpiEngine, store: &PgStore, replica: &str, closed: i64) -> Result<()> {
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let Some(mut own) = engine.own() else { return Ok(()) };
+        own.aggregates.forget_before(closed + 1);
+        let changed = std::mem::take(&mut own.changed);
+        changed
+            .into_iter()
+            .filter(|m| *m > closed)
+            .filter_map(|m| own.aggregates.minute(m).map(|minute| (m, codec::encode(minute))))
+            .collect()
+    };
+    if let Err(e) = store.write_partials(replica, &rows).await {
+        // Written again at the next tick.
+        if let Some(mut own) = engine.own() {
+            own.changed.extend(rows.iter().map(|r| r.0));
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The leader's work, when this replica holds (or now takes) the lock.
+async fn lead(
+    engine: &KpiEngine,
+    store: &PgStore,
+    replica: &Replica,
+    duties: &Duties,
+    slot: &mut Option<Leader>,
+    last_retention: &mut Option<Instant>,
+) -> Result<()> {
+    if slot.as_ref().is_none_or(|l| !l.is_alive()) {
+        *slot = Some(store.contender().await?);
+    }
+    let leader = slot.as_mut().expect("just set");
+    if !leader.try_lead().await? {
+        return Ok(());
+    }
+    if !replica.leader.swap(true, Ordering::Relaxed) {
+        tracing::info!(replica = %replica.id, "this replica is now the KPI leader");
+    }
+    let now_us = unix_us(OffsetDateTime::now_utc());
+    let state = leader.state().await?;
+    let mut closed = match state.closed_through {
+        Some(c) => c,
+        None => leader.start_closing(now_us, store.timing()).await?,
+    };
+    let started = Instant::now();
+    while closed < store.timing().closable_through(now_us) && started.elapsed() < CLOSE_BUDGET {
+        closed += 1;
+        leader.close(closed, ENDPOINTS_PER_MINUTE).await?;
+    }
+    for minute in leader.dirty(closed, RECOMPUTE_PER_TICK).await? {
+        leader.recompute(minute, ENDPOINTS_PER_MINUTE).await?;
+    }
+    replica.lag_s.store((now_us - (closed + 1) * US_PER_MINUTE) / 1_000_000, Ordering::Relaxed);
+    let interval_us = duties.snapshot_every.as_micros().max(1) as i64;
+    let interval = now_us / interval_us;
+    if engine.is_rebuilt() && state.snapshot_through.is_none_or(|s| s < interval) {
+        // Stamped with the time its interval was picked by: one snapshot per interval.
+        let rows = engine.compute(crate::kpi::from_unix_us(now_us));
+        leader.write_snapshot(interval, &rows).await?;
+    }
+    if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(60).min(duties.retention)) {
+        *last_retention = Some(Instant::now());
+        leader.tidy(now_us, closed).await?;
+        let cutoff_us = now_us - duties.retention.as_micros() as i64;
+        let (_, mut no_stop) = watch::channel(false);
+        let (events, snapshots) =
+            crate::kpi_engine::delete_all_before(&Store::Postgres(store.clone()), cutoff_us, &mut no_stop).await?;
+        if events + snapshots > 0 {
+            tracing::info!(events, snapshots, "retention removed old rows");
+        }
+    }
+    Ok(())
+}
