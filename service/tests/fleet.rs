@@ -261,3 +261,68 @@ async fn killed_replicas_lose_nothing_and_the_leaders_work_moves_on() {
     let per_second: HashSet<i64> = times.iter().map(|t| t.unix_timestamp()).collect();
     assert_eq!(per_second.len(), times.len(), "an interval was written twice: {times:?}");
 }
+
+/// Spawn to `kpis_ready: true`, in seconds.
+async fn seconds_to_ready(store: &TestStore) -> f64 {
+    let started = Instant::now();
+    let mut svc = Service::start(store, &[]).await;
+    eventually(Duration::from_secs(60), "kpis_ready after a restart", || async {
+        let s: Value = client().get(svc.url("/api/status")).send().await.ok()?.json().await.ok()?;
+        (s["kpis_ready"] == true).then_some(())
+    })
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(svc.terminate().await, Some(0));
+    seconds
+}
+
+/// Fills the store to `total` events over the last 23 hours (closed minutes), as a release
+/// before the shared aggregates would have left them, lets a first replica compute every
+/// minute, and checks its 24-hour count.
+async fn fill_to(store: &TestStore, total: i64) {
+    let have = store.count("").await;
+    store
+        .execute(&format!(
+            "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id)
+             SELECT now() - interval '5 minutes' - (g % 82800) * interval '1 second', '/e' || (g % 7), 'GET',
+                    CASE WHEN g % 23 = 0 THEN 503 ELSE 200 END, (g % 53) * 7.1 + 0.5, 'c'
+             FROM generate_series({have} + 1, {total}) g;
+             TRUNCATE kpi_state, kpi_minutes, kpi_partials, kpi_dirty;"
+        ))
+        .await;
+    let mut svc = Service::start(store, &[]).await;
+    let report = eventually(Duration::from_secs(600), "the first replica to compute every minute", || async {
+        let r = client().get(svc.url("/api/analytics/kpis?window=24h")).send().await.ok()?;
+        (r.status() == 200).then_some(())?;
+        r.json::<Value>().await.ok()
+    })
+    .await;
+    assert_eq!(report["overall"]["count"], total, "every stored event is counted");
+    assert_eq!(svc.terminate().await, Some(0));
+}
+
+/// A replica's start reads the fleet's aggregates, not the events: from 1 M to 10 M events
+/// its time to `kpis_ready` grows by less than 2× (of the 1 M figure, or of 0.25 s if that
+/// is less: a process start on two busy cores varies by that much). What it reads is
+/// bounded by minutes × endpoints × sketch bins; these latencies fill the same 53 bins at
+/// both sizes, so only the number of events differs (the service before the shared
+/// aggregates read them all: ten times as long). The absolute figures, with latencies that
+/// fill more bins, are scripts/bench-restart's, in docs/performance.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_start_does_not_grow_with_the_events_stored() {
+    let store = TestStore::new(Backend::Postgres).await;
+    let mut first = Service::start(&store, &[]).await;
+    assert_eq!(first.terminate().await, Some(0));
+    let mut medians = Vec::new();
+    for total in [1_000_000, 10_000_000] {
+        fill_to(&store, total).await;
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            runs.push(seconds_to_ready(&store).await);
+        }
+        runs.sort_by(f64::total_cmp);
+        eprintln!("{total} events: spawn to kpis_ready {runs:?} s");
+        medians.push(runs[2]);
+    }
+    assert!(medians[1] <= 2.0 * medians[0].max(0.25), "start-up grew from {} s to {} s", medians[0], medians[1]);
+}

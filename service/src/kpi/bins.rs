@@ -125,6 +125,21 @@ impl Bins {
         }
     }
 
+    /// From distinct bins, lowest first: in one pass, in whichever form is smaller.
+    pub fn from_sorted(pairs: Vec<(i32, u32)>, max_bins: usize) -> Bins {
+        if pairs.is_empty() {
+            return Bins::default();
+        }
+        let mut bins = Bins::Sparse(pairs);
+        if bins.in_use() > max_bins {
+            bins.collapse(max_bins);
+            return bins;
+        }
+        let Bins::Sparse(pairs) = &bins else { unreachable!() };
+        let span = (pairs[pairs.len() - 1].0 - pairs[0].0) as usize + 1;
+        if span <= TO_DENSE * pairs.len() { Bins::dense_from(pairs) } else { bins }
+    }
+
     fn dense_from(pairs: &[(i32, u32)]) -> Bins {
         let offset = pairs[0].0;
         let mut counts = vec![0; (pairs[pairs.len() - 1].0 - offset) as usize + 1];

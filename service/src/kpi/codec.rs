@@ -5,8 +5,12 @@
 //! ```text
 //! minute   = u8 version(1), agg all, u32 n, n × (u16 len, name bytes, agg)
 //! agg      = u64 count, f64 sum_ms, u64 server_errors, u64 client_errors, sketch
-//! sketch   = u64 zero, f64 min, f64 max, u32 n, n × (i32 bin, u32 count)
+//! sketch   = u64 zero, f64 min, f64 max, u32 n, [i32 first bin, n × (varint gap, varint count)]
 //! ```
+//!
+//! Bins go lowest first, each as its distance from the one before (0 for the first) and its
+//! count, both LEB128 varints: a busy minute's bins are consecutive with small counts, so
+//! about two bytes a bin instead of eight (a day of minutes is read at every start).
 
 use super::sketch::{MAX_BINS, Sketch};
 use super::{Agg, Minute};
@@ -41,10 +45,23 @@ fn put_agg(out: &mut Vec<u8>, agg: &Agg) {
     out.extend(min.to_le_bytes());
     out.extend(max.to_le_bytes());
     out.extend((agg.sketch.bins_in_use() as u32).to_le_bytes());
+    let mut previous = None;
     for (index, n) in bins {
-        out.extend(index.to_le_bytes());
-        out.extend(n.to_le_bytes());
+        match previous {
+            None => out.extend(index.to_le_bytes()),
+            Some(p) => put_varint(out, (index - p) as u32),
+        }
+        put_varint(out, n);
+        previous = Some(index);
     }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Minute, String> {
@@ -85,8 +102,16 @@ fn get_agg(r: &mut Reader<'_>) -> Result<Agg, String> {
         return Err(format!("{n} bins in one sketch (at most {MAX_BINS})"));
     }
     let mut bins = Vec::with_capacity(n);
-    for _ in 0..n {
-        bins.push((i32::from_le_bytes(r.array()?), r.u32()?));
+    let mut index = 0i32;
+    for i in 0..n {
+        index = if i == 0 {
+            i32::from_le_bytes(r.array()?)
+        } else {
+            let gap = r.varint()?;
+            // Strictly increasing and in range: what `from_parts` may take as sorted.
+            index.checked_add_unsigned(gap).filter(|_| gap > 0).ok_or("bins out of order")?
+        };
+        bins.push((index, r.varint()?));
     }
     let sketch = Sketch::from_parts(zero, min, max, bins);
     Ok(Agg { count, sum_ms, server_errors, client_errors, sketch })
@@ -115,6 +140,18 @@ impl Reader<'_> {
 
     fn u64(&mut self) -> Result<u64, String> {
         Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn varint(&mut self) -> Result<u32, String> {
+        let mut v: u64 = 0;
+        for shift in (0..35).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return u32::try_from(v).map_err(|_| "a varint past 32 bits".to_string());
+            }
+        }
+        Err("a varint longer than 5 bytes".into())
     }
 
     fn f64(&mut self) -> Result<f64, String> {

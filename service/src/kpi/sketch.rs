@@ -82,12 +82,17 @@ impl Sketch {
     /// A sketch from its parts: values below [`MIN_INDEXABLE`] (`zero`), the smallest and
     /// largest value, and the count of each bin. For sketches stored or computed elsewhere.
     pub fn from_parts(zero: u64, min: f64, max: f64, bins: impl IntoIterator<Item = (i32, u32)>) -> Sketch {
-        let mut sketch = Sketch { zero, count: zero, min, max, ..Sketch::default() };
-        for (index, n) in bins {
-            sketch.count += u64::from(n);
-            sketch.bins.add(index, n, MAX_BINS);
-        }
-        sketch
+        let mut pairs: Vec<(i32, u32)> = bins.into_iter().filter(|b| b.1 > 0).collect();
+        pairs.sort_unstable_by_key(|b| b.0);
+        pairs.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                kept.1 = kept.1.saturating_add(later.1);
+            }
+            same
+        });
+        let count = zero + pairs.iter().map(|b| u64::from(b.1)).sum::<u64>();
+        Sketch { bins: Bins::from_sorted(pairs, MAX_BINS), zero, count, min, max }
     }
 
     /// The parts [`Sketch::from_parts`] takes: `(zero, min, max)` and the bins.
