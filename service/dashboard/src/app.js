@@ -45,6 +45,17 @@
 
   // ---- charts (uPlot) -------------------------------------------------------------------
   const charts = {};
+  // A minute with data between empty ones has no line to either side: uPlot draws a dot
+  // for exactly these indices (a burst in one minute would otherwise leave a chart blank).
+  function isolated(u, seriesIdx, show) {
+    if (show) return null;
+    const ys = u.data[seriesIdx];
+    const idxs = [];
+    for (let i = 0; i < ys.length; i++) {
+      if (ys[i] != null && (i === 0 || ys[i - 1] == null) && (i === ys.length - 1 || ys[i + 1] == null)) idxs.push(i);
+    }
+    return idxs.length ? idxs : null;
+  }
   function makeChart(id, series, yFormat) {
     const el = document.getElementById(id);
     const opts = {
@@ -62,7 +73,7 @@
         { label: 'time', value: (u, ts) => (ts == null ? '—' : new Date(ts * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })) },
         ...series.map((s) => ({
           label: s.label, stroke: css(s.color), width: 2, spanGaps: false,
-          points: { show: false },
+          points: { show: false, filter: isolated, size: 7, fill: css(s.color) },
           value: (u, v) => (v == null ? '—' : yFormat(v)),
         })),
       ],
@@ -169,6 +180,8 @@
       h.className = `health ${ok ? 'ok' : 'degraded'}`;
       h.textContent = ok ? 'healthy' : `degraded: database ${state.status.database}`;
       $('#version').textContent = `v${state.status.version} (${state.status.git_sha})`;
+      const n = state.status.replicas_reporting;
+      $('#replicas').textContent = n > 0 ? `${n} ${n === 1 ? 'replica' : 'replicas'} reporting` : '';
     }
     const banner = $('#banner');
     if (state.failure) {

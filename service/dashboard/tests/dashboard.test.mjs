@@ -224,6 +224,33 @@ test('dashboard shows the API figures, filters, switches windows, refreshes, and
   }
 });
 
+test('a lone busy minute is drawn as a dot, and the header counts the replicas', async () => {
+  const svc = await startService();
+  try {
+    // Events in one minute only, three minutes ago: empty minutes on both sides.
+    const minute = Math.floor(Date.now() / 60_000) * 60_000 - 3 * 60_000;
+    await post(svc.base, [120, 130, 900].map((ms, i) => ({ endpoint: '/vehicles/lock', response_time_ms: ms, status_code: 200, client_id: 'car-1', timestamp: new Date(minute + 1000 * (i + 1)).toISOString() })));
+    await until('KPIs to cover the burst', async () => (await kpis(svc.base, 'window=15m')).overall.count === 3);
+    const { page, errors, context } = await open(`${svc.base}/dashboard?refresh=1&window=15m`, { width: 1000, height: 800 });
+    await page.waitForFunction(() => window.vcDashboard?.charts.latency.data[0].length === 15 && window.vcDashboard.charts.latency.data[1].some((v) => v != null));
+    // uPlot drew points for the average's series, and the pixel at the minute's average is
+    // inked (a line needs two neighbours: without the dot, nothing is drawn there).
+    const drawn = await page.evaluate(() => {
+      const u = window.vcDashboard.charts.latency;
+      const i = u.data[1].findIndex((v) => v != null);
+      const x = Math.round(u.valToPos(u.data[0][i], 'x', true)), y = Math.round(u.valToPos(u.data[1][i], 'y', true));
+      return { points: u.series[1].points._paths != null, alpha: u.ctx.getImageData(x, y, 1, 1).data[3] };
+    });
+    assert.equal(drawn.points, true, 'the lone minute is drawn as a point');
+    assert.ok(drawn.alpha > 200, `the lone minute is visible on the latency chart (alpha ${drawn.alpha})`);
+    assert.equal(await page.textContent('#replicas'), '1 replica reporting');
+    assert.deepEqual(errors, []);
+    await context.close();
+  } finally {
+    stopService(svc);
+  }
+});
+
 test('an empty service shows how to send the first event', async () => {
   const svc = await startService();
   try {
