@@ -234,7 +234,7 @@ async fn lead(
     let state = leader.state().await?;
     let mut closed = match state.closed_through {
         Some(c) => c,
-        None => leader.start_closing(now_us, store.timing()).await?,
+        None => leader.start_closing(now_us, store.timing(), store.opened_at()).await?,
     };
     let started = Instant::now();
     while closed < store.timing().closable_through(now_us) && started.elapsed() < CLOSE_BUDGET {

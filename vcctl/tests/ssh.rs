@@ -754,7 +754,8 @@ fn an_older_release_rolled_back_to_runs_on_the_schema_a_newer_one_expanded() {
     let p = Project::new("");
     let n = p.deploy_good()["release"].as_str().unwrap().to_string();
     // Release N+1: N's binary behind a wrapper that first migrates as a newer release would
-    // (an added nullable column and table, schema version 3). The password stays off argv.
+    // (an added nullable column and table, a schema version past any this tree has). The
+    // password stays off argv.
     let local_bin = service_bin();
     let next = p.script(
         "next",
@@ -765,7 +766,7 @@ PGPASSWORD=$(printf '%s' "$DATABASE_URL" | sed 's|^postgres://[^:]*:\([^@]*\)@.*
 export PGPASSWORD PGHOST=127.0.0.1 PGUSER=vehicleconnect PGDATABASE=vehicleconnect
 psql -q -v ON_ERROR_STOP=1 -c 'ALTER TABLE api_events ADD COLUMN IF NOT EXISTS firmware TEXT' \
   -c 'CREATE TABLE IF NOT EXISTS vehicles (id BIGSERIAL PRIMARY KEY)' \
-  -c 'INSERT INTO schema_migrations (version) VALUES (3) ON CONFLICT DO NOTHING' || exit 1
+  -c 'INSERT INTO schema_migrations (version) VALUES (1000) ON CONFLICT DO NOTHING' || exit 1
 exec /opt/vehicleconnect/releases/{n}/vehicleconnect "$@"
 "#,
             local = local_bin.display()
@@ -774,7 +775,7 @@ exec /opt/vehicleconnect/releases/{n}/vehicleconnect "$@"
     let d = p.json(&["deploy", "--artifact", &next]);
     assert_eq!(d["verdict"], "healthy", "{d}");
     let schema = "runuser -u postgres -- psql -d vehicleconnect -tAc 'SELECT max(version) FROM schema_migrations'";
-    assert_eq!(on_host(schema).trim(), "3");
+    assert_eq!(on_host(schema).trim(), "1000");
 
     // Back to N, on the schema N+1 left; and N again after a restart.
     let back = p.json(&["rollback", "--to", &n]);
@@ -782,7 +783,7 @@ exec /opt/vehicleconnect/releases/{n}/vehicleconnect "$@"
     on_host("systemctl restart vehicleconnect.service");
     let status = p.json(&["status"]);
     assert_eq!((status["healthy"].as_bool(), status["release"].as_str()), (Some(true), Some(n.as_str())), "{status}");
-    assert_eq!(on_host(schema).trim(), "3", "N did not undo N+1's expansion");
+    assert_eq!(on_host(schema).trim(), "1000", "N did not undo N+1's expansion");
     let journal = on_host("journalctl -u vehicleconnect.service --no-pager -n 200 -o cat");
     assert!(journal.contains("schema is newer than this release knows"), "{journal}");
 }

@@ -214,13 +214,18 @@ impl Leader {
 
     /// The first leader of a database decides where closing starts: after the last minute
     /// before its oldest event of the longest window (those minutes are computed from the
-    /// raw events, once), or at the newest closable minute when there are none. The newest
-    /// such event's minute has no partials for them: the KPIs are ready once it is closed.
-    pub async fn start_closing(&self, now_us: i64, timing: Timing) -> Result<i64> {
-        let oldest = (minute_of(now_us) - crate::kpi::Window::LONGEST_MINUTES) * US_PER_MINUTE;
+    /// raw events, once), or at the newest closable minute when there are none. Events
+    /// received before this process opened the store may be in no replica's partials (a
+    /// release before them wrote them): the KPIs are ready once the newest one's minute is
+    /// closed. Events received since are this replica's, or another's, and in its partials.
+    pub async fn start_closing(&self, now_us: i64, timing: Timing, opened_at: time::OffsetDateTime) -> Result<i64> {
+        let oldest = from_unix_us((minute_of(now_us) - crate::kpi::Window::LONGEST_MINUTES) * US_PER_MINUTE);
         let row = self
             .client
-            .query_one("SELECT min(ts), max(ts) FROM api_events WHERE ts >= $1", &[&from_unix_us(oldest)])
+            .query_one(
+                "SELECT min(ts), max(ts) FILTER (WHERE received_at < $2) FROM api_events WHERE ts >= $1",
+                &[&oldest, &opened_at],
+            )
             .await?;
         let (first, last): (Option<time::OffsetDateTime>, Option<time::OffsetDateTime>) = (row.get(0), row.get(1));
         let closed = first.map_or(timing.closable_through(now_us), |ts| minute_of(crate::kpi::unix_us(ts)) - 1);

@@ -98,6 +98,9 @@ pub struct PgStore {
     /// For connections of their own, outside the pool (the KPI leader's, store/fleet.rs).
     pub(super) config: std::sync::Arc<tokio_postgres::Config>,
     pub(super) timing: super::fleet::Timing,
+    /// The database's clock when this process opened the store: events it received before
+    /// were committed by others (store/fleet.rs, `start_closing`).
+    pub(super) opened_at: OffsetDateTime,
     description: String,
 }
 
@@ -117,9 +120,16 @@ impl PgStore {
             .recycle_timeout(timeout)
             .build()
             .context("building the PostgreSQL pool")?;
-        let store = PgStore { pool, config: std::sync::Arc::new(config), timing, description };
+        let mut store = PgStore {
+            pool,
+            config: std::sync::Arc::new(config),
+            timing,
+            opened_at: OffsetDateTime::UNIX_EPOCH,
+            description,
+        };
         store.wait_until_reachable(connect_timeout).await?;
         store.migrate().await?;
+        store.opened_at = store.pool.get().await?.query_one("SELECT now()", &[]).await?.get(0);
         Ok(store)
     }
 
@@ -185,6 +195,10 @@ impl PgStore {
 
     pub fn timing(&self) -> super::fleet::Timing {
         self.timing
+    }
+
+    pub fn opened_at(&self) -> OffsetDateTime {
+        self.opened_at
     }
 
     /// Inserts `events` in one statement; an event whose `event_id` is stored already (or
