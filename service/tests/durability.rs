@@ -170,3 +170,38 @@ async fn an_older_release_runs_on_a_newer_schema(backend: Backend) {
     assert!(svc.log().contains("newer than this release knows; running on it"), "{}", svc.log());
 }
 both_stores!(an_older_release_runs_on_a_newer_schema);
+
+/// A schema that an older release cannot live with (its `schema_compat.min_release` past
+/// the release's level) is refused at start, with the fix, before anything is served: a
+/// rollback to that release fails its candidate check instead of failing requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_refuses_a_schema_that_needs_a_newer_one() {
+    let store = TestStore::new(Backend::Postgres).await;
+    let mut svc = Service::start(&store, &[]).await;
+    assert_eq!(svc.terminate().await, Some(0));
+    store
+        .execute(
+            "INSERT INTO schema_migrations (version) VALUES (999);
+             UPDATE schema_compat SET value = 2 WHERE key = 'min_release'",
+        )
+        .await;
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vehicleconnect"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(store.args())
+            .env_remove("DATABASE_URL")
+            .output(),
+    )
+    .await
+    .expect("it exits instead of serving")
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the database schema (version 999) needs a newer release of vehicleconnect (compatibility level 2; this release has 1)")
+            && err.contains("restore a dump taken before that upgrade"),
+        "{err}"
+    );
+    assert!(!err.contains("listening"), "nothing was served: {err}");
+}

@@ -74,7 +74,22 @@ const MIGRATIONS: &[(i32, &str)] = &[
     CREATE TABLE kpi_state (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
     CREATE TABLE kpi_replicas (replica TEXT PRIMARY KEY, seen_at TIMESTAMPTZ NOT NULL, leader BOOLEAN NOT NULL);",
     ),
+    (
+        4,
+        // Which releases may run on this schema (see RELEASE_COMPAT).
+        "CREATE TABLE schema_compat (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO schema_compat (key, value) VALUES ('min_release', 1);",
+    ),
 ];
+
+/// What this release can run on: a schema whose `schema_compat.min_release` is at most
+/// this. Migrations are expand-only, so an older release normally runs on a newer schema;
+/// a migration that an older release cannot live with (one that changes how events are
+/// inserted, such as partitioning `api_events`) raises `min_release` past the older
+/// releases' level, and they refuse to start on it, naming the fix, instead of failing
+/// requests. A deploy or rollback to such a release fails its candidate check and leaves
+/// the serving one in place.
+pub const RELEASE_COMPAT: i32 = 1;
 
 /// Any number will do, as long as it is ours: serialises migrations of concurrent starts.
 const MIGRATION_LOCK: i64 = 0x7663_6d69_6772;
@@ -185,8 +200,10 @@ impl PgStore {
             tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[version]).await?;
             tracing::info!(version, "applied PostgreSQL migration");
         }
+        let needed: Option<i32> =
+            tx.query_opt("SELECT value FROM schema_compat WHERE key = 'min_release'", &[]).await?.map(|r| r.get(0));
         tx.commit().await?;
-        Ok(())
+        refuse_if_incompatible(needed, applied.iter().max().copied())
     }
 
     pub fn describe(&self) -> String {
@@ -269,6 +286,19 @@ impl PgStore {
         insert_snapshot_rows(&*tx, rows).await?;
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// An error naming the fix when the schema needs a newer release than this one.
+fn refuse_if_incompatible(needed: Option<i32>, schema: Option<i32>) -> Result<()> {
+    match needed {
+        Some(level) if level > RELEASE_COMPAT => anyhow::bail!(
+            "the database schema (version {}) needs a newer release of vehicleconnect (compatibility level \
+             {level}; this release has {RELEASE_COMPAT}): deploy the release that upgraded it or a newer one, \
+             or restore a dump taken before that upgrade",
+            schema.unwrap_or(0)
+        ),
+        _ => Ok(()),
     }
 }
 
