@@ -15,6 +15,22 @@ pub struct Status {
     /// The answering process (releases before it was reported: none).
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The replica's id, whether it is the KPI leader, and how many replicas report
+    /// (releases before replicas shared their KPIs: none).
+    #[serde(default)]
+    pub replica: Option<String>,
+    #[serde(default)]
+    pub kpi_leader: Option<bool>,
+    #[serde(default)]
+    pub replicas_reporting: Option<i64>,
+}
+
+/// `replica:  <id>, KPI leader, 3 replicas reporting`; nothing for a release before replicas.
+pub fn replica_line(s: &Status) -> Option<String> {
+    let id = s.replica.as_deref()?;
+    let role = if s.kpi_leader == Some(true) { "KPI leader" } else { "not the KPI leader" };
+    let n = s.replicas_reporting.unwrap_or(0);
+    Some(format!("replica:  {id}, {role}, {n} {} reporting", if n == 1 { "replica" } else { "replicas" }))
 }
 
 /// Why a release is not healthy, in words an operator can act on.
@@ -137,7 +153,7 @@ pub async fn kpis_1h(client: &reqwest::Client, base: &str) -> (Option<serde_json
 /// `status`'s line for the last hour's KPIs.
 pub fn kpi_line(kpis: Option<&serde_json::Value>, ready: bool) -> Option<String> {
     if !ready {
-        return Some("last 1 h: warming up (the KPIs are being rebuilt from the stored events)".into());
+        return Some("last 1 h: warming up (the service is reading its KPIs after a start)".into());
     }
     let k = kpis?;
     let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));

@@ -227,6 +227,10 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     assert_eq!(status["healthy"], true);
     assert_eq!(status["status"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["release"], first.as_str());
+    // The embedded store's one process: the KPI leader, one replica.
+    let text = String::from_utf8(p.ok(&["status"]).stdout).unwrap();
+    let replica = text.lines().find(|l| l.starts_with("replica:  ")).unwrap_or_default();
+    assert!(replica.ends_with(", KPI leader, 1 replica reporting"), "{text}");
 
     let sim = p.json(&["simulate", "--rate", "400", "--duration", "2s", "--vehicles", "50"]);
     assert_eq!(sim["planned_events"], 800);

@@ -189,7 +189,7 @@
       banner.textContent = `The service is unreachable (${state.failure}); ${since}. Retrying every ${state.refreshSeconds} s.`;
       banner.hidden = false;
     } else if (state.warming) {
-      banner.textContent = 'Warming up: the KPIs are being rebuilt from the stored events after a start; they appear in a moment.';
+      banner.textContent = 'Warming up: the service is reading its KPIs after a start; they appear in a moment.';
       banner.hidden = false;
     } else {
       banner.hidden = true;

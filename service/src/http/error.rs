@@ -94,7 +94,7 @@ impl ApiError {
     pub fn warming_up() -> ApiError {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the KPIs are warming up: they are being rebuilt from the stored events after a start; retry in a moment",
+            "the KPIs are warming up: the service is reading them after a start; retry in a moment",
         );
         e.retry_after_s = Some(1);
         e

@@ -39,7 +39,7 @@ struct KpiQuery {
     responses(
         (status = 200, description = "KPIs", body = KpiReport),
         (status = 400, description = "Bad or unknown query parameter", body = ErrorBody),
-        (status = 503, description = "Warming up: the KPIs are being rebuilt from the stored events after a start (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Warming up: the KPIs are being read after a start (`Retry-After`)", body = ErrorBody),
     )
 )]
 pub async fn get_kpis(

@@ -335,6 +335,7 @@ fn status_lines(
         (Some(pid), Some((code, s))) => {
             lines.push(format!("service:  {} (HTTP {code}), pid {pid}, up {}s", s.status, s.uptime_s));
             lines.push(format!("version:  {} ({}), database {}", s.version, s.git_sha, s.database));
+            lines.extend(health::replica_line(s));
         }
     }
     if restarts.restarts > 0 {

@@ -388,6 +388,7 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
     let mut lines = vec![format!("service:  {}", probe.describe())];
     if let Some(s) = &probe.status {
         lines.push(format!("version:  {} ({}), database {}, up {}s", s.version, s.git_sha, s.database, s.uptime_s));
+        lines.extend(health::replica_line(s));
     }
     lines.push(match &outside {
         Ok((code, _)) => format!("outside:  HTTP {code} at {}", remote.public_url),
