@@ -103,25 +103,51 @@ pub async fn run(
     let mut sync = Sync { version: 0 };
     let mut leader: Option<Leader> = None;
     let mut last_retention: Option<Instant> = None;
+    let (mut sync_failing, mut lead_failing) = (Failing::default(), Failing::default());
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stopped.changed() => return,
         }
-        if let Err(e) = sync.run(&engine, &store, &replica).await {
-            tracing::warn!(error = %format!("{e:#}"), "KPI sync with the fleet failed; will retry");
-        }
+        let synced = sync.run(&engine, &store, &replica).await;
+        sync_failing.report(synced, "KPI sync with the fleet");
         if !duties.may_lead {
             continue;
         }
-        match lead(&engine, &store, &replica, &duties, &mut leader, &mut last_retention).await {
-            Ok(()) => {}
+        let led = lead(&engine, &store, &replica, &duties, &mut leader, &mut last_retention).await;
+        if led.is_err() {
+            // Dropping the connection lets go of the lock: another replica may take it.
+            leader = None;
+            replica.leader.store(false, Ordering::Relaxed);
+            replica.lag_s.store(-1, Ordering::Relaxed);
+        }
+        lead_failing.report(led, "KPI leader work (the lead is let go)");
+    }
+}
+
+/// Failures of a task that runs every second, logged once a minute at most while they last
+/// (PostgreSQL down would otherwise log two lines a second), and the recovery once.
+#[derive(Default)]
+struct Failing {
+    since: Option<Instant>,
+    logged: Option<Instant>,
+}
+
+impl Failing {
+    fn report(&mut self, outcome: Result<()>, what: &str) {
+        match outcome {
+            Ok(()) => {
+                if let Some(since) = self.since.take() {
+                    tracing::info!(after_s = since.elapsed().as_secs(), "{what} works again");
+                }
+                self.logged = None;
+            }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "KPI leader work failed; letting go of the lead");
-                // Dropping the connection lets go of the lock: another replica may take it.
-                leader = None;
-                replica.leader.store(false, Ordering::Relaxed);
-                replica.lag_s.store(-1, Ordering::Relaxed);
+                self.since.get_or_insert_with(Instant::now);
+                if self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    self.logged = Some(Instant::now());
+                    tracing::warn!(error = %format!("{e:#}"), "{what} failed; retrying every second");
+                }
             }
         }
     }

@@ -154,6 +154,14 @@ async fn postgres_outage_answers_503_then_recovers() {
     stop.store(true, Ordering::Relaxed);
     workers.join_all().await;
     assert_every_ack_stored(&store, &tally).await;
+    // The KPI loop, which retries every second, said it failed once (not every second) and
+    // that it works again.
+    let log = eventually(Duration::from_secs(10), "the KPI sync's recovery in the log", || async {
+        let log = svc.log();
+        log.contains("KPI sync with the fleet works again").then_some(log)
+    })
+    .await;
+    assert_eq!(log.matches("KPI sync with the fleet failed").count(), 1, "{log}");
 }
 
 /// Migrations only add, so a release runs on the schema a newer release left (a rollback):
