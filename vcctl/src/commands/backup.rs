@@ -15,7 +15,7 @@ use crate::cloud::aws::volume::{self, Volume};
 use crate::cloud::aws::{Aws, Stamp, ec2};
 use crate::error::Failure;
 use crate::stack::AwsSettings;
-use crate::targets::{Slot, Target};
+use crate::targets::Target;
 
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
 const VOLUME_TIMEOUT: Duration = Duration::from_secs(600);
@@ -147,17 +147,9 @@ async fn swap(ctx: &Ctx, aws: &Aws, target: &mut dyn Target, old: &str, new: &st
         return Err(e);
     }
     step.done("");
-    let check = ctx.printer.step("checking the service on the restored data");
-    match target.check(Slot::Serving, None, true, Duration::from_secs(60)).await {
-        Ok(st) => {
-            check.done(format!("v{} ({})", st.version, st.git_sha));
-            Ok(())
-        }
-        Err(why) => {
-            check.fail("unhealthy");
-            Err(anyhow::anyhow!("the service is unhealthy on the restored data: {why}; the old volume {old} is kept"))
-        }
-    }
+    super::check_restored(ctx, target, "the restored data").await.map_err(|why| {
+        anyhow::anyhow!("the service is unhealthy on the restored data: {why}; the old volume {old} is kept")
+    })
 }
 
 /// Best effort: the old volume attached and serving again, the new one set aside.

@@ -12,10 +12,7 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::{DbCommand, DbRestoreArgs};
 use crate::error::Failure;
-use crate::targets::{Slot, Target};
-
-/// How long the restored service has to answer healthy.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::targets::Target;
 
 pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, command: &DbCommand) -> Result<u8> {
     let result = match command {
@@ -89,15 +86,7 @@ async fn restore(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Re
 
 async fn restore_and_check(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Result<()> {
     target.db_restore(&args.file, &ctx.printer).await?;
-    let step = ctx.printer.step("checking the service on the restored database");
-    match target.check(Slot::Serving, None, true, HEALTH_TIMEOUT).await {
-        Ok(s) => {
-            step.done(format!("v{} ({})", s.version, s.git_sha));
-            Ok(())
-        }
-        Err(why) => {
-            step.fail("unhealthy");
-            Err(anyhow::anyhow!("the service is unhealthy on the restored database: {why}"))
-        }
-    }
+    super::check_restored(ctx, target, "the restored database")
+        .await
+        .map_err(|why| anyhow::anyhow!("the service is unhealthy on the restored database: {why}"))
 }

@@ -147,6 +147,29 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
 }
 
 /// Prints the shell completion script.
+/// How long a restored service has to answer healthy.
+const RESTORED_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After a restore changed the serving release's data under it: its health, as a step
+/// ("checking the service on {what}"); `Err` is why it is unhealthy.
+pub async fn check_restored(
+    ctx: &Ctx,
+    target: &mut dyn Target,
+    what: &str,
+) -> std::result::Result<(), crate::health::Unhealthy> {
+    let step = ctx.printer.step(format!("checking the service on {what}"));
+    match target.check(crate::targets::Slot::Serving, None, true, RESTORED_HEALTH_TIMEOUT).await {
+        Ok(s) => {
+            step.done(format!("v{} ({})", s.version, s.git_sha));
+            Ok(())
+        }
+        Err(why) => {
+            step.fail("unhealthy");
+            Err(why)
+        }
+    }
+}
+
 pub fn completions(shell: clap_complete::Shell) -> u8 {
     // The registration of clap's dynamic completion: the shell calls `vcctl` for each
     // completion, so `--stack <TAB>` lists the project's stacks and `--to <TAB>` releases.
