@@ -42,6 +42,8 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// A replica among others on PostgreSQL: whether it leads and how many report are
+    /// learnt by its sync.
     pub fn new() -> Replica {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let host: String = host.trim().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(40).collect();
@@ -54,24 +56,13 @@ impl Replica {
         );
         Replica { id, leader: AtomicBool::new(false), reporting: AtomicI64::new(0), lag_s: AtomicI64::new(-1) }
     }
-}
 
-impl Replica {
-    /// Whether this process leads: on the embedded store it is alone, and leads unless it
-    /// is a candidate.
-    pub fn is_leader(&self, store: &Store, candidate: bool) -> bool {
-        match store {
-            Store::Postgres(_) => self.leader.load(Ordering::Relaxed),
-            Store::Sqlite(_) => !candidate,
-        }
-    }
-
-    /// Replicas reporting (the embedded store has one).
-    pub fn reporting(&self, store: &Store) -> i64 {
-        match store {
-            Store::Postgres(_) => self.reporting.load(Ordering::Relaxed),
-            Store::Sqlite(_) => 1,
-        }
+    /// The embedded store's one process: it reports alone, and leads unless it is a candidate.
+    pub fn alone(candidate: bool) -> Replica {
+        let replica = Replica::new();
+        replica.leader.store(!candidate, Ordering::Relaxed);
+        replica.reporting.store(1, Ordering::Relaxed);
+        replica
     }
 }
 
@@ -114,7 +105,7 @@ pub async fn run(
         if !duties.may_lead {
             continue;
         }
-        let led = lead(&engine, &store, &replica, &duties, &mut leader, &mut last_retention).await;
+        let led = lead(&engine, &store, &replica, &duties, &mut leader, &mut last_retention, &stopped).await;
         if led.is_err() {
             // Dropping the connection lets go of the lock: another replica may take it.
             leader = None;
@@ -245,6 +236,7 @@ async fn lead(
     duties: &Duties,
     slot: &mut Option<Leader>,
     last_retention: &mut Option<Instant>,
+    stopped: &watch::Receiver<bool>,
 ) -> Result<()> {
     if slot.as_ref().is_none_or(|l| !l.is_alive()) {
         *slot = Some(store.contender().await?);
@@ -281,13 +273,8 @@ async fn lead(
     if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(60).min(duties.retention)) {
         *last_retention = Some(Instant::now());
         leader.tidy(now_us, closed).await?;
-        let cutoff_us = now_us - duties.retention.as_micros() as i64;
-        let (_, mut no_stop) = watch::channel(false);
-        let (events, snapshots) =
-            crate::kpi_engine::delete_all_before(&Store::Postgres(store.clone()), cutoff_us, &mut no_stop).await?;
-        if events + snapshots > 0 {
-            tracing::info!(events, snapshots, "retention removed old rows");
-        }
+        let mut stopped = stopped.clone();
+        crate::kpi_engine::retention_pass(&Store::Postgres(store.clone()), duties.retention, &mut stopped).await?;
     }
     Ok(())
 }

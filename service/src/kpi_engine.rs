@@ -1,6 +1,7 @@
-//! The KPI engine: keeps the per-minute aggregates current, writes a snapshot of every
-//! window to `kpi_snapshots` each `--kpi-interval`, rebuilds the aggregates from the store
-//! after a restart, and applies retention.
+//! The KPI engine: keeps the per-minute aggregates current and publishes every window's
+//! report. On the embedded store it also writes a snapshot to `kpi_snapshots` each
+//! `--kpi-interval`, rebuilds the aggregates from the store after a restart, and applies
+//! retention; on PostgreSQL the fleet loop (`fleet.rs`) does the equivalent for the fleet.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -78,7 +79,7 @@ impl KpiEngine {
     pub fn record(&self, events: &[Event]) {
         let now_us = unix_us(OffsetDateTime::now_utc());
         match &self.own {
-            None => self.lock().record(now_us, events.iter().map(Event::observation)),
+            None => self.view().record(now_us, events.iter().map(Event::observation)),
             Some(own) => {
                 let mut own = own.lock().unwrap_or_else(|p| p.into_inner());
                 own.aggregates.record(now_us, events.iter().map(Event::observation));
@@ -92,17 +93,13 @@ impl KpiEngine {
         self.own.as_ref().map(|o| o.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The aggregates the reports are computed from.
-    pub fn view(&self) -> std::sync::MutexGuard<'_, Aggregates> {
-        self.lock()
-    }
-
     /// Says the KPIs are complete (`kpis_ready`).
     pub fn set_ready(&self) {
         self.rebuilt.send_if_modified(|ready| !std::mem::replace(ready, true));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Aggregates> {
+    /// The aggregates the reports are computed from.
+    pub fn view(&self) -> std::sync::MutexGuard<'_, Aggregates> {
         // A panic while holding the lock leaves the aggregates as they were after the last
         // complete record; they remain usable.
         self.aggregates.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -116,13 +113,13 @@ impl KpiEngine {
                 let i = Window::ALL.iter().position(|w| *w == window).expect("every window has a report");
                 latest[i].clone()
             }
-            Some(e) => self.lock().report(window, OffsetDateTime::now_utc(), Some(e)),
+            Some(e) => self.view().report(window, OffsetDateTime::now_utc(), Some(e)),
         }
     }
 
     /// Heap bytes the aggregates hold (their own accounting, bounded by the budget), and the budget.
     pub fn state_bytes(&self) -> (usize, usize) {
-        let aggregates = self.lock();
+        let aggregates = self.view();
         (aggregates.heap_bytes(), aggregates.budget_bytes())
     }
 
@@ -130,17 +127,24 @@ impl KpiEngine {
         *self.rebuilt.borrow()
     }
 
-    /// One KPI pass: computes every window's report, publishes it, and returns the rows for
-    /// `kpi_snapshots`.
-    pub fn compute(&self, now: OffsetDateTime) -> Vec<SnapshotRow> {
+    /// Computes every window's report now and publishes it (what unfiltered reports answer).
+    pub fn publish(&self, now: OffsetDateTime) -> Arc<Vec<KpiReport>> {
         let reports: Vec<KpiReport> = {
-            let mut aggregates = self.lock();
+            let mut aggregates = self.view();
             aggregates.prune(unix_us(now));
             Window::ALL.iter().map(|w| aggregates.report(*w, now, None)).collect()
         };
+        let reports = Arc::new(reports);
+        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = reports.clone();
+        reports
+    }
+
+    /// One KPI pass: publishes every window's report, and returns the rows for `kpi_snapshots`.
+    pub fn compute(&self, now: OffsetDateTime) -> Vec<SnapshotRow> {
+        let reports = self.publish(now);
         let computed_at_us = unix_us(now);
         let mut rows = Vec::new();
-        for r in &reports {
+        for r in reports.iter() {
             let window_s = (r.window.minutes() * 60) as i32;
             rows.push(SnapshotRow { computed_at_us, window_s, endpoint: None, figures: r.overall.clone() });
             for e in &r.endpoints {
@@ -152,13 +156,7 @@ impl KpiEngine {
                 });
             }
         }
-        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(reports);
         rows
-    }
-
-    /// Computes every window's report now and publishes it (a replica, after each sync).
-    pub fn publish(&self, now: OffsetDateTime) {
-        let _ = self.compute(now);
     }
 
     /// Reads back the events of the longest window committed before start-up (ids up to
@@ -175,7 +173,7 @@ impl KpiEngine {
             cursor = (last.ts_us, last.id);
             total += chunk.len() as u64;
             let now_us = unix_us(OffsetDateTime::now_utc());
-            self.lock().record(
+            self.view().record(
                 now_us,
                 chunk.iter().map(|e| crate::kpi::Observation {
                     ts_us: e.ts_us,
@@ -230,24 +228,28 @@ pub async fn run_retention(store: Store, retention: Duration, every: Duration, m
             _ = ticker.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let cutoff_us = unix_us(OffsetDateTime::now_utc()) - retention.as_micros() as i64;
-        match delete_all_before(&store, cutoff_us, &mut shutdown).await {
-            Ok((0, 0)) => {}
-            Ok((events, snapshots)) => {
-                tracing::info!(events, snapshots, "retention removed old rows")
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "retention pass failed; will retry")
-            }
+        if let Err(e) = retention_pass(&store, retention, &mut shutdown).await {
+            tracing::warn!(error = %format!("{e:#}"), "retention pass failed; will retry")
         }
     }
 }
 
-pub(crate) async fn delete_all_before(
+/// Deletes events and snapshots older than `retention` (stopping early when `shutdown`
+/// flips), and says how many went.
+pub(crate) async fn retention_pass(
     store: &Store,
-    cutoff_us: i64,
+    retention: Duration,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(u64, u64)> {
+) -> Result<()> {
+    let cutoff_us = unix_us(OffsetDateTime::now_utc()) - retention.as_micros() as i64;
+    let (events, snapshots) = delete_all_before(store, cutoff_us, shutdown).await?;
+    if events + snapshots > 0 {
+        tracing::info!(events, snapshots, "retention removed old rows");
+    }
+    Ok(())
+}
+
+async fn delete_all_before(store: &Store, cutoff_us: i64, shutdown: &mut watch::Receiver<bool>) -> Result<(u64, u64)> {
     let mut events = 0;
     loop {
         let n = store.delete_events_before(cutoff_us, RETENTION_CHUNK).await?;

@@ -139,7 +139,10 @@ pub async fn run(
             (Arc::new(KpiEngine::new(limits)), store.max_event_id().await.context("reading the newest event id")?)
         }
     };
-    let replica = Arc::new(fleet::Replica::new());
+    let replica = Arc::new(match &store {
+        Store::Postgres(_) => fleet::Replica::new(),
+        Store::Sqlite(_) => fleet::Replica::alone(config.candidate),
+    });
     let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA, &replica.id));
     let on_commit: OnCommit = {
         let (kpis, metrics) = (kpis.clone(), metrics.clone());
@@ -160,7 +163,6 @@ pub async fn run(
         store: store.clone(),
         kpis,
         replica,
-        candidate: config.candidate,
         metrics,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         retention_us: config.retention.as_micros().min(i64::MAX as u128) as i64,

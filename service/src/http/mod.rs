@@ -8,6 +8,7 @@ mod kpis;
 mod status;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
@@ -33,8 +34,6 @@ pub struct AppState {
     pub kpis: Arc<KpiEngine>,
     /// This process in the fleet of replicas (fleet.rs).
     pub replica: Arc<crate::fleet::Replica>,
-    /// `--candidate`: a release under check, which never leads.
-    pub candidate: bool,
     pub metrics: Arc<Metrics>,
     pub ingest_token: Option<String>,
     /// `--retention` in microseconds: older events are refused.
@@ -116,9 +115,9 @@ async fn method_not_allowed(State(state): State<Arc<AppState>>, request: Request
 async fn get_metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let open = state.max_connections - state.connection_slots.available_permits();
     let fleet = crate::metrics::FleetFigures {
-        leader: state.replica.is_leader(&state.store, state.candidate),
-        lag_s: state.replica.lag_s.load(std::sync::atomic::Ordering::Relaxed),
-        reporting: state.replica.reporting(&state.store),
+        leader: state.replica.leader.load(Ordering::Relaxed),
+        lag_s: state.replica.lag_s.load(Ordering::Relaxed),
+        reporting: state.replica.reporting.load(Ordering::Relaxed),
     };
     state.metrics.set_gauges(state.kpis.state_bytes(), open, fleet);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.encode())

@@ -2,6 +2,7 @@
 //! `status_probe`), for health checks and `vcctl status`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
@@ -66,8 +67,8 @@ pub async fn get_status(State(state): State<Arc<AppState>>) -> (StatusCode, Json
         },
         kpis_ready: state.kpis.is_rebuilt(),
         replica: state.replica.id.clone(),
-        kpi_leader: state.replica.is_leader(&state.store, state.candidate),
-        replicas_reporting: state.replica.reporting(&state.store),
+        kpi_leader: state.replica.leader.load(Ordering::Relaxed),
+        replicas_reporting: state.replica.reporting.load(Ordering::Relaxed),
     };
     let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(status))

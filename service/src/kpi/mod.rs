@@ -393,7 +393,8 @@ impl Aggregates {
     }
 
     /// Puts `bucket` in place of whatever minute `minute` held (the fleet's figures for it,
-    /// read from the store); outside the longest window (as of `now_us`), drops it.
+    /// read from the store); an empty bucket, or one outside the longest window (as of
+    /// `now_us`), only removes what was there.
     pub fn replace_minute(&mut self, now_us: i64, minute: i64, mut bucket: Minute) {
         if minute < self.detail_from {
             // Like the minutes around it: their detail went for the budget.

@@ -218,8 +218,8 @@ impl PgStore {
         self.opened_at
     }
 
-    /// Inserts `events` in one statement; an event whose `event_id` is stored already (or
-    /// earlier in `events`) is skipped, and its answer is the stored id.
+    /// Inserts `events` (see [`insert_and_match`]) and marks the closed minutes they are late
+    /// for, all in one transaction.
     pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<Stored>> {
         let mut client = self.pool.get().await?;
         // Events for minutes already closed: their minutes are marked, in the same
@@ -234,6 +234,7 @@ impl PgStore {
         tx.commit().await?;
         Ok(stored)
     }
+
     pub async fn ping(&self) -> Result<()> {
         let client = self.pool.get().await?;
         client.simple_query("SELECT 1").await?;
