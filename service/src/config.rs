@@ -156,4 +156,16 @@ mod tests {
         assert_eq!(parse_size("12KiB"), Err("must be at least 1MiB".to_string()));
         assert!(!c.candidate);
     }
+
+    #[test]
+    fn kpi_close_after_is_at_least_three_seconds() {
+        let c = Config::try_parse_from(["vehicleconnect"]).unwrap();
+        assert_eq!(c.kpi_close_after, Duration::from_secs(90));
+        let c = Config::try_parse_from(["vehicleconnect", "--kpi-close-after", "6s"]).unwrap();
+        assert_eq!(c.kpi_close_after, Duration::from_secs(6));
+        for (bad, says) in [("2s", "must be at least 3s, got 2s"), ("soon", "soon"), ("", "")] {
+            let err = Config::try_parse_from(["vehicleconnect", "--kpi-close-after", bad]).unwrap_err().to_string();
+            assert!(err.contains("--kpi-close-after") && err.contains(says), "{bad:?}: {err}");
+        }
+    }
 }
