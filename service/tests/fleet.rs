@@ -134,7 +134,8 @@ async fn three_replicas_serve_the_kpis_of_every_event_any_of_them_took() {
     // Per minute: the late events are in their own minutes.
     let db = pg_connect(store.pg_url.as_deref().unwrap()).await;
     let per_minute: BTreeMap<i64, i64> = db
-        .query("SELECT (extract(epoch FROM ts)::int8 / 60), count(*) FROM api_events GROUP BY 1", &[])
+        // floor: a numeric cast to int8 rounds, moving xx:59.5 into the next minute.
+        .query("SELECT floor(extract(epoch FROM ts) / 60)::int8, count(*) FROM api_events GROUP BY 1", &[])
         .await
         .unwrap()
         .iter()
