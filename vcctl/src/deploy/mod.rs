@@ -137,7 +137,7 @@ pub async fn ship(t: &mut dyn Target, artifact: &Artifact, timeout: Duration, p:
 
     if t.has_candidate() {
         let started = Instant::now();
-        let refused = check_candidate(t, &mut release, artifact, timeout, p).await?;
+        let refused = check_candidate(t, &mut release, timeout, p).await?;
         timings.since("check", started);
         if let Some(diagnosis) = refused {
             return refuse(t, &state, release, timings, diagnosis).await;
@@ -193,13 +193,12 @@ async fn install(t: &mut dyn Target, state: &Snapshot, artifact: &Artifact, p: &
 async fn check_candidate(
     t: &mut dyn Target,
     release: &mut Receipt,
-    artifact: &Artifact,
     timeout: Duration,
     p: &Printer,
 ) -> Result<Option<String>> {
     let step = p.step(format!("checking {} beside the serving release", release.name));
     let since = t.start_candidate(&release.name).await?;
-    let checked = t.check(Slot::Candidate, artifact.want(), false, timeout).await;
+    let checked = t.check(Slot::Candidate, release.want(), false, timeout).await;
     let refused = match &checked {
         Ok(_) => None,
         Err(unhealthy) => {
@@ -292,7 +291,9 @@ async fn prune(t: &mut dyn Target, current: &str, p: &Printer) -> Result<()> {
 }
 
 /// `vcctl rollback [--to RELEASE]`: switch to the release named, or the newest good one
-/// before the current; checked like a deploy. The release and what served before.
+/// before the current; checked like a deploy: beside the serving release first (an older
+/// release may refuse the schema a newer one migrated), and after the switch, with the
+/// serving release back when it fails. The release and what served before.
 pub async fn rollback(
     t: &mut dyn Target,
     to: Option<&str>,
@@ -301,8 +302,18 @@ pub async fn rollback(
 ) -> Result<(Receipt, Option<String>, Status)> {
     let state = settle(t, p).await?;
     let mut target = release::rollback_target(&state.releases, state.current.as_deref(), to, &t.place())?;
+    let serving = state.current().filter(|r| state.serving && r.is_good()).cloned();
+    if t.has_candidate()
+        && let Some(diagnosis) = check_candidate(t, &mut target, timeout, p).await?
+    {
+        let Some(serving) = serving else {
+            return Err(release::requested_rollback_failed(target.name, diagnosis));
+        };
+        return Err(Failure::Refused { release: target.name, serving: serving.name, diagnosis }.into());
+    }
+    let reachable_before = serving.is_some() && t.reachable().await;
     let step = p.step(format!("switching to release {}", target.name));
-    t.switch(&target.name, p).await?;
+    let since = t.switch(&target.name, p).await?;
     match t.check(Slot::Serving, target.want(), true, timeout).await {
         Ok(status) => {
             step.done("healthy");
@@ -310,9 +321,14 @@ pub async fn rollback(
             t.record(&target).await?;
             Ok((target, state.current, status))
         }
-        Err(e) => {
+        Err(unhealthy) => {
             step.fail("unhealthy");
-            Err(release::requested_rollback_failed(target.name, e))
+            let diagnosis = diagnosis(&unhealthy, &t.diagnose(Slot::Serving, since).await);
+            p.warn(format!("release {} is unhealthy: {diagnosis}", target.name));
+            target.verdict = Verdict::Failed;
+            target.diagnosis = Some(unhealthy.to_string());
+            let outcome = roll_back(t, target, serving, diagnosis, reachable_before, timeout, p).await?;
+            Err(outcome.error().expect("a rollback that went back is a failure"))
         }
     }
 }
