@@ -30,7 +30,8 @@ pub struct Config {
     #[arg(long, env = "VC_KPI_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub kpi_interval: Duration,
 
-    /// How long raw events and KPI snapshots are kept (e.g. 30days, 12h).
+    /// How long raw events and KPI snapshots are kept (e.g. 30days, 12h). PostgreSQL drops
+    /// events by whole UTC days, so it keeps them up to a day longer.
     #[arg(long, env = "VC_RETENTION", default_value = "30days", value_parser = parse_duration)]
     pub retention: Duration,
 

@@ -271,10 +271,12 @@ async fn lead(
         leader.write_snapshot(interval, &rows).await?;
     }
     if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(60).min(duties.retention)) {
-        *last_retention = Some(Instant::now());
         leader.tidy(now_us, closed).await?;
+        store.make_partitions_ahead().await?;
         let mut stopped = stopped.clone();
         crate::kpi_engine::retention_pass(&Store::Postgres(store.clone()), duties.retention, &mut stopped).await?;
+        // Only once done: a failed pass is tried again at the next tick.
+        *last_retention = Some(Instant::now());
     }
     Ok(())
 }

@@ -252,7 +252,7 @@ pub(crate) async fn retention_pass(
 async fn delete_all_before(store: &Store, cutoff_us: i64, shutdown: &mut watch::Receiver<bool>) -> Result<(u64, u64)> {
     let mut events = 0;
     loop {
-        let n = store.delete_events_before(cutoff_us, RETENTION_CHUNK).await?;
+        let n = store.expire_events(cutoff_us, RETENTION_CHUNK).await?;
         events += n;
         if n < RETENTION_CHUNK as u64 || *shutdown.borrow() {
             break;

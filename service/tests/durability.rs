@@ -190,7 +190,7 @@ async fn a_release_refuses_a_schema_that_needs_a_newer_one() {
     store
         .execute(
             "INSERT INTO schema_migrations (version) VALUES (999);
-             UPDATE schema_compat SET value = 2 WHERE key = 'min_release'",
+             UPDATE schema_compat SET value = 3 WHERE key = 'min_release'",
         )
         .await;
     let out = tokio::time::timeout(
@@ -207,7 +207,7 @@ async fn a_release_refuses_a_schema_that_needs_a_newer_one() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("the database schema (version 999) needs a newer release of vehicleconnect (compatibility level 2; this release has 1)")
+        err.contains("the database schema (version 999) needs a newer release of vehicleconnect (compatibility level 3; this release has 2)")
             && err.contains("restore a dump taken before that upgrade"),
         "{err}"
     );

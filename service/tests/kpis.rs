@@ -136,29 +136,49 @@ async fn kpis_match_an_exact_computation_before_and_after_restart(backend: Backe
 }
 both_stores!(kpis_match_an_exact_computation_before_and_after_restart);
 
+/// Events five days old (their day had no partition: one is made as they come) and one day
+/// old; retention at three days takes the first and leaves the second. PostgreSQL drops the
+/// old day's partition whole, and forgets its `event_id`s.
 async fn retention_deletes_old_events_only(backend: Backend) {
     let store = TestStore::new(backend).await;
-    let mut svc = Service::start(&store, &[]).await;
+    let mut svc = Service::start(&store, &["--retention", "240h"]).await;
     let now = OffsetDateTime::now_utc();
     let at = |age_h: i64| (now - time::Duration::hours(age_h)).format(&Rfc3339).unwrap();
     let mut body = Vec::new();
     for i in 0..25_000 {
-        let ts = if i % 5 == 0 { at(1) } else { at(3) };
-        body.push(
-            json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "timestamp": ts}),
-        );
+        let ts = if i % 5 == 0 { at(24) } else { at(120) };
+        let mut e = json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "timestamp": ts});
+        if i % 10 < 2 {
+            e["event_id"] = json!(format!("retention-{i}"));
+        }
+        body.push(e);
     }
     for chunk in body.chunks(5000) {
         assert_eq!(client().post(svc.url("/api/events")).json(&chunk).send().await.unwrap().status(), 201);
     }
     assert_eq!(store.count("").await, 25_000);
     assert_eq!(svc.terminate().await, Some(0));
+    let old_day = format!("api_events_p{}", (now - time::Duration::hours(120)).date().to_string().replace('-', ""));
+    if backend == Backend::Postgres {
+        assert!(store.partitions().await.contains(&old_day), "{:?}", store.partitions().await);
+    }
     // Retention runs at start-up, then every minute; 20 000 old rows take two chunks.
-    let _svc = Service::start(&store, &["--retention", "2h"]).await;
+    let svc = Service::start(&store, &["--retention", "72h"]).await;
     eventually(Duration::from_secs(30), "retention to delete 20 000 old events", || async {
         (store.count("").await == 5_000).then_some(())
     })
     .await;
+    if backend == Backend::Postgres {
+        let partitions = store.partitions().await;
+        assert!(!partitions.contains(&old_day), "{partitions:?}");
+        let yesterday = format!("api_events_p{}", (now - time::Duration::hours(24)).date().to_string().replace('-', ""));
+        assert!(partitions.contains(&yesterday), "{partitions:?}");
+        assert!(svc.log().contains(&format!("retention dropped a day of events partition={old_day}")), "{}", svc.log());
+        eventually(Duration::from_secs(10), "the old event_ids to be forgotten", || async {
+            (store.scalar("SELECT count(*) FROM api_event_ids").await == 2_500).then_some(())
+        })
+        .await;
+    }
 }
 both_stores!(retention_deletes_old_events_only);
 

@@ -3,6 +3,7 @@
 //! migrations at start-up.
 
 pub mod fleet;
+pub mod partitions;
 mod postgres;
 mod sqlite;
 
@@ -16,7 +17,7 @@ use crate::ingest::Event;
 use crate::kpi::Figures;
 
 pub use fleet::{FleetState, Leader, MinuteRow};
-pub use postgres::PgStore;
+pub use postgres::{MIGRATIONS as POSTGRES_MIGRATIONS, PgStore};
 pub use sqlite::SqliteStore;
 
 /// An event as read back for rebuilding the KPI aggregates.
@@ -126,10 +127,12 @@ impl Store {
         }
     }
 
-    /// Deletes up to `limit` events older than `cutoff_us`; returns how many went.
-    pub async fn delete_events_before(&self, cutoff_us: i64, limit: usize) -> Result<u64> {
+    /// Removes events older than `cutoff_us`, a chunk of at most `limit` rows a call;
+    /// returns how many rows went (0 when done). PostgreSQL drops whole days, which it
+    /// logs, and counts the `event_id`s it forgets.
+    pub async fn expire_events(&self, cutoff_us: i64, limit: usize) -> Result<u64> {
         match self {
-            Store::Postgres(s) => s.delete_before("api_events", "ts", cutoff_us, limit).await,
+            Store::Postgres(s) => s.expire_events(cutoff_us, limit).await,
             Store::Sqlite(s) => s.delete_before("api_events", "ts", cutoff_us, limit).await,
         }
     }

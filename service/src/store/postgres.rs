@@ -10,12 +10,12 @@ use time::OffsetDateTime;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::Host;
 
-use super::{ScanCursor, SnapshotRow, Stored, StoredEvent};
+use super::{ScanCursor, SnapshotRow, Stored, StoredEvent, partitions};
 use crate::ingest::Event;
 use crate::kpi::{from_unix_us, unix_us};
 
 /// Schema versions, applied in order, each once. Never edit a released entry: add one.
-const MIGRATIONS: &[(i32, &str)] = &[
+pub const MIGRATIONS: &[(i32, &str)] = &[
     (
         1,
         "CREATE TABLE api_events (
@@ -80,6 +80,50 @@ const MIGRATIONS: &[(i32, &str)] = &[
         "CREATE TABLE schema_compat (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     INSERT INTO schema_compat (key, value) VALUES ('min_release', 1);",
     ),
+    (
+        5,
+        // `api_events` partitioned by day (store/partitions.rs). The old table becomes the
+        // partition of everything before the day after its newest event, as it is: no row
+        // is copied, one scan checks the range. `event_id`s move to a table of their own,
+        // since a unique index on a partitioned table must hold the partition key. An older
+        // release's `ON CONFLICT (event_id)` has no index to infer any more: it must not run
+        // on this schema (min_release 2, see RELEASE_COMPAT).
+        "ALTER TABLE api_events RENAME TO api_events_unpartitioned;
+    ALTER INDEX api_events_ts_id_idx RENAME TO api_events_unpartitioned_ts_id_idx;
+    ALTER INDEX api_events_event_id_idx RENAME TO api_events_unpartitioned_event_id_idx;
+    CREATE TABLE api_events (
+        id BIGINT NOT NULL DEFAULT nextval('api_events_id_seq'),
+        ts TIMESTAMPTZ NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        endpoint TEXT NOT NULL,
+        method TEXT,
+        status_code SMALLINT NOT NULL,
+        response_time_ms DOUBLE PRECISION NOT NULL,
+        client_id TEXT NOT NULL,
+        event_id TEXT
+    ) PARTITION BY RANGE (ts);
+    ALTER SEQUENCE api_events_id_seq OWNED BY api_events.id;
+    CREATE INDEX api_events_ts_id_idx ON api_events (ts, id);
+    CREATE TABLE api_event_ids (event_id TEXT PRIMARY KEY, id BIGINT NOT NULL, ts TIMESTAMPTZ NOT NULL);
+    INSERT INTO api_event_ids (event_id, id, ts)
+        SELECT event_id, id, ts FROM api_events_unpartitioned WHERE event_id IS NOT NULL;
+    CREATE INDEX api_event_ids_ts_idx ON api_event_ids (ts);
+    DROP INDEX api_events_unpartitioned_event_id_idx;
+    DO $$
+    DECLARE
+        bound date := (SELECT (max(ts) AT TIME ZONE 'UTC')::date + 1 FROM api_events_unpartitioned);
+        name text := 'api_events_until_' || to_char(bound, 'YYYYMMDD');
+    BEGIN
+        IF bound IS NULL THEN
+            DROP TABLE api_events_unpartitioned;
+        ELSE
+            EXECUTE format('ALTER TABLE api_events_unpartitioned RENAME TO %I', name);
+            EXECUTE format('ALTER TABLE api_events ATTACH PARTITION %I FOR VALUES FROM (MINVALUE) TO (%L)',
+                name, bound::timestamp AT TIME ZONE 'UTC');
+        END IF;
+    END $$;
+    UPDATE schema_compat SET value = 2 WHERE key = 'min_release';",
+    ),
 ];
 
 /// What this release can run on: a schema whose `schema_compat.min_release` is at most
@@ -89,7 +133,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
 /// releases' level, and they refuse to start on it, naming the fix, instead of failing
 /// requests. A deploy or rollback to such a release fails its candidate check and leaves
 /// the serving one in place.
-pub const RELEASE_COMPAT: i32 = 1;
+pub const RELEASE_COMPAT: i32 = 2;
 
 /// Any number will do, as long as it is ours: serialises migrations of concurrent starts.
 const MIGRATION_LOCK: i64 = 0x7663_6d69_6772;
@@ -98,14 +142,27 @@ const MIGRATION_LOCK: i64 = 0x7663_6d69_6772;
 /// insertion per row even when no row can conflict (7 % of batch throughput, measured).
 const INSERT_EVENTS: &str = "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id)
     SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[])
-    RETURNING id, NULL::text";
+    RETURNING id";
 
-/// A group where some events carry an `event_id`: those already stored are skipped.
-const INSERT_EVENTS_ONCE: &str =
-    "INSERT INTO api_events (ts, endpoint, method, status_code, response_time_ms, client_id, event_id)
-    SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[], $7::text[])
-    ON CONFLICT (event_id) WHERE event_id IS NOT NULL DO NOTHING
-    RETURNING id, event_id";
+/// A group where some events carry an `event_id`: each `event_id` is claimed in
+/// `api_event_ids` (the first of a repeated one within the group), and an event is stored
+/// when it has none or claimed its own; one row per event, in order, says which. The ids
+/// are drawn before the claim so the claim can name the event that made it.
+const INSERT_EVENTS_ONCE: &str = "WITH input AS MATERIALIZED (
+        SELECT u.*, nextval('api_events_id_seq') AS id
+        FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[], $7::text[])
+            WITH ORDINALITY AS u(ts, endpoint, method, status_code, response_time_ms, client_id, event_id, ord)
+    ), claimed AS (
+        INSERT INTO api_event_ids (event_id, id, ts)
+        SELECT DISTINCT ON (event_id) event_id, id, ts FROM input WHERE event_id IS NOT NULL ORDER BY event_id, ord
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING id
+    ), stored AS (
+        INSERT INTO api_events (id, ts, endpoint, method, status_code, response_time_ms, client_id, event_id)
+        SELECT id, ts, endpoint, method, status_code, response_time_ms, client_id, event_id FROM input
+        WHERE event_id IS NULL OR id IN (SELECT id FROM claimed)
+    )
+    SELECT i.id, i.event_id IS NULL OR c.id IS NOT NULL FROM input i LEFT JOIN claimed c ON c.id = i.id ORDER BY i.ord";
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -144,6 +201,7 @@ impl PgStore {
         };
         store.wait_until_reachable(connect_timeout).await?;
         store.migrate().await?;
+        store.make_partitions_ahead().await?;
         store.opened_at = store.pool.get().await?.query_one("SELECT now()", &[]).await?.get(0);
         Ok(store)
     }
@@ -219,8 +277,20 @@ impl PgStore {
     }
 
     /// Inserts `events` (see [`insert_and_match`]) and marks the closed minutes they are late
-    /// for, all in one transaction.
+    /// for, all in one transaction. An event for a day with no partition yet (days late)
+    /// gets one made, and the insert is tried again.
     pub async fn insert_events(&self, events: &[Event]) -> Result<Vec<Stored>> {
+        match self.try_insert_events(events).await {
+            Err(e) if e.chain().any(|c| c.downcast_ref().is_some_and(partitions::is_missing_partition)) => {
+                let days: Vec<_> = events.iter().map(|e| partitions::day_of(e.ts_us)).collect();
+                partitions::make(&mut self.pool.get().await?, &days).await?;
+                self.try_insert_events(events).await
+            }
+            other => other,
+        }
+    }
+
+    async fn try_insert_events(&self, events: &[Event]) -> Result<Vec<Stored>> {
         let mut client = self.pool.get().await?;
         // Events for minutes already closed: their minutes are marked, in the same
         // transaction, for the KPI leader to compute again (store/fleet.rs). Rare.
@@ -233,6 +303,23 @@ impl PgStore {
         tx.execute("INSERT INTO kpi_dirty (minute) SELECT * FROM UNNEST($1::int8[])", &[&late]).await?;
         tx.commit().await?;
         Ok(stored)
+    }
+
+    /// Makes the partitions of the days around now that have none (store/partitions.rs).
+    pub async fn make_partitions_ahead(&self) -> Result<()> {
+        partitions::make(&mut self.pool.get().await?, &partitions::wanted(OffsetDateTime::now_utc())).await?;
+        Ok(())
+    }
+
+    /// Drops the days of events older than `cutoff_us`, then deletes up to `limit` of
+    /// their `event_id`s (from then on such an event is refused as too old, not as a
+    /// duplicate); returns how many `event_id`s went.
+    pub async fn expire_events(&self, cutoff_us: i64, limit: usize) -> Result<u64> {
+        let client = self.pool.get().await?;
+        partitions::drop_expired(&client, cutoff_us).await?;
+        let sql = "DELETE FROM api_event_ids WHERE event_id IN
+            (SELECT event_id FROM api_event_ids WHERE ts < $1 LIMIT $2)";
+        Ok(client.execute(sql, &[&from_unix_us(cutoff_us), &(limit as i64)]).await?)
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -349,23 +436,24 @@ async fn insert_and_match(client: &impl deadpool_postgres::GenericClient, events
     let times: Vec<f64> = events.iter().map(|e| e.response_time_ms).collect();
     let clients: Vec<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
     let event_ids: Vec<Option<&str>> = events.iter().map(|e| e.event_id.as_deref()).collect();
-    let rows = if event_ids.iter().any(Option::is_some) {
-        let stmt = client.prepare_cached(INSERT_EVENTS_ONCE).await?;
-        client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients, &event_ids]).await?
-    } else {
+    if !event_ids.iter().any(Option::is_some) {
         let stmt = client.prepare_cached(INSERT_EVENTS).await?;
-        client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients]).await?
-    };
-    // UNNEST yields rows in array order and the sequence numbers them in that order
-    // (a skipped duplicate only leaves a gap); sorting makes the mapping independent of
-    // the order RETURNING lists them in.
-    let mut inserted: Vec<(i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    inserted.sort_unstable_by_key(|r| r.0);
-    let mut stored = match_inserted(events, &inserted);
+        let rows = client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients]).await?;
+        // UNNEST yields rows in array order and the sequence numbers them in that order;
+        // sorting makes the mapping independent of the order RETURNING lists them in.
+        let mut ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        ids.sort_unstable();
+        anyhow::ensure!(ids.len() == events.len(), "{} events inserted, {} ids returned", events.len(), ids.len());
+        return Ok(ids.into_iter().map(|id| Stored { id, duplicate: false }).collect());
+    }
+    let stmt = client.prepare_cached(INSERT_EVENTS_ONCE).await?;
+    let rows = client.query(&stmt, &[&ts, &endpoints, &methods, &codes, &times, &clients, &event_ids]).await?;
+    let mut stored: Vec<Option<Stored>> =
+        rows.iter().map(|r| r.get::<_, bool>(1).then(|| Stored { id: r.get(0), duplicate: false })).collect();
     let missing: Vec<&str> =
         events.iter().zip(&stored).filter(|(_, s)| s.is_none()).filter_map(|(e, _)| e.event_id.as_deref()).collect();
     if !missing.is_empty() {
-        let rows = client.query("SELECT event_id, id FROM api_events WHERE event_id = ANY($1)", &[&missing]).await?;
+        let rows = client.query("SELECT event_id, id FROM api_event_ids WHERE event_id = ANY($1)", &[&missing]).await?;
         let existing: std::collections::HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         for (slot, e) in stored.iter_mut().zip(events) {
             if slot.is_none() {
@@ -376,19 +464,6 @@ async fn insert_and_match(client: &impl deadpool_postgres::GenericClient, events
         }
     }
     Ok(stored.into_iter().map(|s| s.expect("every event has an id")).collect())
-}
-
-/// The rows an insert returned (in input order), matched to the events they came from;
-/// `None` for an event skipped as a duplicate.
-fn match_inserted(events: &[Event], inserted: &[(i64, Option<String>)]) -> Vec<Option<Stored>> {
-    let mut rows = inserted.iter().peekable();
-    events
-        .iter()
-        .map(|e| {
-            let (id, _) = rows.next_if(|(_, key)| key.as_deref() == e.event_id.as_deref())?;
-            Some(Stored { id: *id, duplicate: false })
-        })
-        .collect()
 }
 
 /// `postgres://user@host:port/db`, without the password.

@@ -141,6 +141,19 @@ impl TestStore {
         }
     }
 
+    /// PostgreSQL only: one number a query returns.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        pg_connect(self.pg_url.as_deref().expect("a PostgreSQL store")).await.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    /// PostgreSQL only: the tables attached to `api_events`, by name, sorted.
+    pub async fn partitions(&self) -> Vec<String> {
+        let client = pg_connect(self.pg_url.as_deref().expect("a PostgreSQL store")).await;
+        let sql = "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                   WHERE i.inhparent = 'api_events'::regclass ORDER BY 1";
+        client.query(sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+    }
+
     pub async fn snapshot_rows(&self) -> i64 {
         let sql = "SELECT count(*) FROM kpi_snapshots";
         match &self.pg_url {
