@@ -30,6 +30,24 @@ async fn concurrent_single_posts_store_exactly_n_rows(backend: Backend) {
 }
 both_stores!(concurrent_single_posts_store_exactly_n_rows);
 
+/// A large batch (on PostgreSQL it goes by COPY, with ids drawn beforehand) answers each
+/// event with the id of its own row, in order.
+async fn a_large_batch_answers_each_events_own_id(backend: Backend) {
+    let store = TestStore::new(backend).await;
+    let svc = Service::start(&store, &[]).await;
+    let body: Vec<Value> = (0..3000).map(|i| event("/bulk", i as f64, 200, "c")).collect();
+    let r = client().post(svc.url("/api/events")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let answer: Value = r.json().await.unwrap();
+    let ids: Vec<i64> = answer["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let times = store.times_by_id().await;
+    assert_eq!(times.len(), 3000);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(times.get(id), Some(&(i as f64)), "event {i} answered with id {id}");
+    }
+}
+both_stores!(a_large_batch_answers_each_events_own_id);
+
 /// Arrays and NDJSON are stored whole, or not at all.
 async fn batches_are_all_or_nothing(backend: Backend) {
     let store = TestStore::new(backend).await;

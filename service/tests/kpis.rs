@@ -147,8 +147,10 @@ async fn retention_deletes_old_events_only(backend: Backend) {
     let mut body = Vec::new();
     for i in 0..25_000 {
         let ts = if i % 5 == 0 { at(24) } else { at(120) };
-        let mut e = json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "timestamp": ts});
-        if i % 10 < 2 {
+        let mut e =
+            json!({"endpoint": "/a", "response_time_ms": 1, "status_code": 200, "client_id": "c", "timestamp": ts});
+        // The first chunks carry none: they go by COPY, which makes the old day's partition.
+        if i >= 15_000 && i % 10 < 2 {
             e["event_id"] = json!(format!("retention-{i}"));
         }
         body.push(e);
@@ -171,11 +173,12 @@ async fn retention_deletes_old_events_only(backend: Backend) {
     if backend == Backend::Postgres {
         let partitions = store.partitions().await;
         assert!(!partitions.contains(&old_day), "{partitions:?}");
-        let yesterday = format!("api_events_p{}", (now - time::Duration::hours(24)).date().to_string().replace('-', ""));
+        let yesterday =
+            format!("api_events_p{}", (now - time::Duration::hours(24)).date().to_string().replace('-', ""));
         assert!(partitions.contains(&yesterday), "{partitions:?}");
         assert!(svc.log().contains(&format!("retention dropped a day of events partition={old_day}")), "{}", svc.log());
         eventually(Duration::from_secs(10), "the old event_ids to be forgotten", || async {
-            (store.scalar("SELECT count(*) FROM api_event_ids").await == 2_500).then_some(())
+            (store.scalar("SELECT count(*) FROM api_event_ids").await == 1_000).then_some(())
         })
         .await;
     }

@@ -803,7 +803,9 @@ fn a_rollback_to_a_release_the_schema_has_outgrown_is_refused_and_the_serving_on
     // As b's migrations would have, had b been a newer release than a; undone at the end,
     // pass or fail, for the tests after this one on the same host.
     let level = |change: &str| {
-        format!("runuser -u postgres -- psql -d vehicleconnect -c \"UPDATE schema_compat SET value = value {change} WHERE key = 'min_release'\"")
+        format!(
+            "runuser -u postgres -- psql -d vehicleconnect -c \"UPDATE schema_compat SET value = value {change} WHERE key = 'min_release'\""
+        )
     };
     struct Undo(String);
     impl Drop for Undo {

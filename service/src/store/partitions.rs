@@ -13,8 +13,8 @@
 //! alone, here, apart from the I/O.
 
 use anyhow::{Context, Result};
-use time::{Date, Duration, OffsetDateTime, Time, format_description::FormatItem, macros::format_description};
 use deadpool_postgres::GenericClient;
+use time::{Date, Duration, OffsetDateTime, Time, format_description::FormatItem, macros::format_description};
 
 use crate::kpi::{from_unix_us, unix_us};
 
@@ -73,10 +73,8 @@ fn midnight_us(day: Date) -> i64 {
 /// The days in `days` that no partition in `existing` holds.
 pub fn missing(existing: &[Partition], days: impl IntoIterator<Item = Date>) -> Vec<Date> {
     let until = existing.iter().filter_map(|p| if let Partition::Until(d) = p { Some(*d) } else { None }).max();
-    let mut out: Vec<Date> = days
-        .into_iter()
-        .filter(|d| until.is_none_or(|u| *d >= u) && !existing.contains(&Partition::Day(*d)))
-        .collect();
+    let mut out: Vec<Date> =
+        days.into_iter().filter(|d| until.is_none_or(|u| *d >= u) && !existing.contains(&Partition::Day(*d))).collect();
     out.sort_unstable();
     out.dedup();
     out

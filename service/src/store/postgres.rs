@@ -144,6 +144,11 @@ const INSERT_EVENTS: &str = "INSERT INTO api_events (ts, endpoint, method, statu
     SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::int2[], $5::float8[], $6::text[])
     RETURNING id";
 
+/// Groups of this many events or more, none with an `event_id`, go by COPY ([`copy_in`]):
+/// below it, its extra round trips cost more than its batched inserts save (measured in
+/// docs/performance.md).
+const COPY_FROM: usize = 1000;
+
 /// A group where some events carry an `event_id`: each `event_id` is claimed in
 /// `api_event_ids` (the first of a repeated one within the group), and an event is stored
 /// when it has none or claimed its own; one row per event, in order, says which. The ids
@@ -295,12 +300,15 @@ impl PgStore {
         // Events for minutes already closed: their minutes are marked, in the same
         // transaction, for the KPI leader to compute again (store/fleet.rs). Rare.
         let late = self.timing.late_minutes(events.iter().map(|e| e.ts_us), unix_us(OffsetDateTime::now_utc()));
-        if late.is_empty() {
+        let by_copy = events.len() >= COPY_FROM && events.iter().all(|e| e.event_id.is_none());
+        if late.is_empty() && !by_copy {
             return insert_and_match(&client, events).await;
         }
         let tx = client.transaction().await?;
-        let stored = insert_and_match(&tx, events).await?;
-        tx.execute("INSERT INTO kpi_dirty (minute) SELECT * FROM UNNEST($1::int8[])", &[&late]).await?;
+        let stored = if by_copy { copy_in(&tx, events).await? } else { insert_and_match(&tx, events).await? };
+        if !late.is_empty() {
+            tx.execute("INSERT INTO kpi_dirty (minute) SELECT * FROM UNNEST($1::int8[])", &[&late]).await?;
+        }
         tx.commit().await?;
         Ok(stored)
     }
@@ -424,6 +432,34 @@ pub(super) async fn insert_snapshot_rows(
             .await?;
     }
     Ok(())
+}
+
+/// Inserts `events` (none with an `event_id`) with the binary COPY protocol: PostgreSQL
+/// inserts its rows in batches, not one by one as an `INSERT` does. COPY returns no ids, so
+/// they are drawn from the sequence first, one round trip for all.
+async fn copy_in(tx: &deadpool_postgres::Transaction<'_>, events: &[Event]) -> Result<Vec<Stored>> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let n = events.len() as i64;
+    let ids: Vec<i64> = tx
+        .query_one("SELECT array_agg(nextval('api_events_id_seq')) FROM generate_series(1, $1::int8)", &[&n])
+        .await?
+        .get(0);
+    anyhow::ensure!(ids.len() == events.len(), "{} ids drawn for {} events", ids.len(), events.len());
+    let sink = tx
+        .copy_in(
+            "COPY api_events (id, ts, endpoint, method, status_code, response_time_ms, client_id) FROM STDIN BINARY",
+        )
+        .await?;
+    let types = [Type::INT8, Type::TIMESTAMPTZ, Type::TEXT, Type::TEXT, Type::INT2, Type::FLOAT8, Type::TEXT];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for (e, id) in events.iter().zip(&ids) {
+        let (ts, code) = (from_unix_us(e.ts_us), e.status_code as i16);
+        writer.as_mut().write(&[id, &ts, &e.endpoint, &e.method, &code, &e.response_time_ms, &e.client_id]).await?;
+    }
+    writer.finish().await?;
+    Ok(ids.into_iter().map(|id| Stored { id, duplicate: false }).collect())
 }
 
 /// Inserts `events` in one statement; an event whose `event_id` is stored already (or

@@ -129,6 +129,21 @@ impl TestStore {
         }
     }
 
+    /// Each event's `response_time_ms`, by id.
+    pub async fn times_by_id(&self) -> std::collections::HashMap<i64, f64> {
+        let sql = "SELECT id, response_time_ms FROM api_events";
+        match &self.pg_url {
+            Some(url) => {
+                pg_connect(url).await.query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+            }
+            None => {
+                let conn = self.sqlite();
+                let mut stmt = conn.prepare(sql).unwrap();
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+            }
+        }
+    }
+
     /// Runs one SQL statement on the store, beside the service.
     pub async fn execute(&self, sql: &str) {
         match &self.pg_url {
