@@ -112,10 +112,15 @@ pub async fn make(client: &mut deadpool_postgres::Client, days: &[Date]) -> Resu
     let made = missing(&list(&tx).await?, days.iter().copied());
     for day in &made {
         let (from, to) = (from_unix_us(midnight_us(*day)), from_unix_us(midnight_us(day.next_day().expect("a day"))));
-        // DDL takes no parameters; the bounds are our own timestamps, quoted by PostgreSQL.
+        // Made apart, then attached: `CREATE TABLE ... PARTITION OF` would take an ACCESS
+        // EXCLUSIVE lock on api_events, and inserts would queue behind it (and behind any long
+        // reader it waits for); ATTACH takes SHARE UPDATE EXCLUSIVE, which inserts pass.
+        // DDL takes no parameters: the bounds are our own timestamps, quoted by PostgreSQL.
         let sql: String = tx
             .query_one(
-                "SELECT format('CREATE TABLE %I PARTITION OF api_events FOR VALUES FROM (%L) TO (%L)', $1::text, $2::timestamptz, $3::timestamptz)",
+                "SELECT format('CREATE TABLE %1$I (LIKE api_events INCLUDING DEFAULTS);
+                    ALTER TABLE api_events ATTACH PARTITION %1$I FOR VALUES FROM (%2$L) TO (%3$L)',
+                    $1::text, $2::timestamptz, $3::timestamptz)",
                 &[&Partition::Day(*day).name(), &from, &to],
             )
             .await?
