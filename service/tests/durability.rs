@@ -143,6 +143,16 @@ async fn postgres_outage_answers_503_then_recovers() {
         (code == 503 && body["database"] == "unavailable").then_some(())
     })
     .await;
+    // The client is told what to do, never the database's own words (logged instead).
+    let r = http.post(svc.url("/api/events")).json(&event("/a", 1.0, 200, "c")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "the event store is unavailable, nothing was stored; retry later \
+         (the database did not commit the events; the cause is in the service's log)"
+    );
+    assert!(svc.log().contains("group commit failed; answering 503"), "{}", svc.log());
     let acked_during_outage = tally.acked.lock().await.len();
 
     cluster.start();

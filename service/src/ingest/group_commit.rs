@@ -115,7 +115,10 @@ async fn commit(store: &Store, group: Vec<Pending>, on_commit: &OnCommit) {
         }
         Err(err) => {
             tracing::warn!(events = events.len(), error = %format!("{err:#}"), "group commit failed; answering 503");
-            let failure = StoreFailure(format!("{err:#}"));
+            // The cause is logged above; a client gets no database internals (row values
+            // and names can be in PostgreSQL's messages).
+            let failure =
+                StoreFailure("the database did not commit the events; the cause is in the service's log".into());
             for reply in replies {
                 let _ = reply.send(Err(failure.clone()));
             }
