@@ -146,7 +146,6 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
     }
 }
 
-/// Prints the shell completion script.
 /// How long a restored service has to answer healthy.
 const RESTORED_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -170,6 +169,7 @@ pub async fn check_restored(
     }
 }
 
+/// Prints the shell completion script.
 pub fn completions(shell: clap_complete::Shell) -> u8 {
     // The registration of clap's dynamic completion: the shell calls `vcctl` for each
     // completion, so `--stack <TAB>` lists the project's stacks and `--to <TAB>` releases.
