@@ -165,10 +165,7 @@ pub async fn ship(t: &mut dyn Target, artifact: &Artifact, timeout: Duration, p:
         }
         Err(unhealthy) => {
             step.fail("unhealthy");
-            let diagnosis = diagnosis(&unhealthy, &t.diagnose(Slot::Serving, since).await);
-            p.warn(format!("release {} is unhealthy: {diagnosis}", release.name));
-            release.verdict = Verdict::Failed;
-            release.diagnosis = Some(unhealthy.to_string());
+            let diagnosis = failed_after_switch(t, &mut release, &unhealthy, since, p).await;
             roll_back(t, release, back_to, diagnosis, reachable_before, timeout, p).await
         }
     }
@@ -232,6 +229,22 @@ async fn refuse(
         anyhow::bail!("release {} is unhealthy, and nothing was serving before it: {diagnosis}", release.name);
     };
     Ok(Outcome { release, ending: Ending::Refused { serving, diagnosis }, status: None })
+}
+
+/// A release unhealthy after the switch (since `since`): marked failed, and the diagnosis
+/// with what its logs add, said now and returned for the rollback's report.
+async fn failed_after_switch(
+    t: &mut dyn Target,
+    release: &mut Receipt,
+    unhealthy: &Unhealthy,
+    since: crate::targets::Mark,
+    p: &Printer,
+) -> String {
+    let diagnosis = diagnosis(unhealthy, &t.diagnose(Slot::Serving, since).await);
+    p.warn(format!("release {} is unhealthy: {diagnosis}", release.name));
+    release.verdict = Verdict::Failed;
+    release.diagnosis = Some(unhealthy.to_string());
+    diagnosis
 }
 
 /// After a failed switch: back to `back_to`, checked from here when it could be reached
@@ -323,10 +336,7 @@ pub async fn rollback(
         }
         Err(unhealthy) => {
             step.fail("unhealthy");
-            let diagnosis = diagnosis(&unhealthy, &t.diagnose(Slot::Serving, since).await);
-            p.warn(format!("release {} is unhealthy: {diagnosis}", target.name));
-            target.verdict = Verdict::Failed;
-            target.diagnosis = Some(unhealthy.to_string());
+            let diagnosis = failed_after_switch(t, &mut target, &unhealthy, since, p).await;
             let outcome = roll_back(t, target, serving, diagnosis, reachable_before, timeout, p).await?;
             Err(outcome.error().expect("a rollback that went back is a failure"))
         }
