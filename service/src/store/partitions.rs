@@ -91,25 +91,26 @@ pub fn wanted(now: OffsetDateTime) -> Vec<Date> {
     (-1..=DAYS_AHEAD).map(|n| now.date() + Duration::days(n)).collect()
 }
 
-/// The tables attached to `api_events` (a table being detached included: dropping it
-/// finishes the detach).
-pub async fn list(client: &impl GenericClient) -> Result<Vec<Partition>> {
+/// The tables attached to `api_events`, each with whether it is being detached (a detach
+/// interrupted by a crash, which dropping it finishes).
+pub async fn list(client: &impl GenericClient) -> Result<Vec<(Partition, bool)>> {
     let rows = client
         .query(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            "SELECT c.relname, i.inhdetachpending FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
              WHERE i.inhparent = 'api_events'::regclass",
             &[],
         )
         .await
         .context("listing the partitions of api_events")?;
-    Ok(rows.iter().filter_map(|r| Partition::parse(r.get(0))).collect())
+    Ok(rows.iter().filter_map(|r| Some((Partition::parse(r.get(0))?, r.get(1)))).collect())
 }
 
 /// Makes a partition for each of `days` that has none; says which it made.
 pub async fn make(client: &mut deadpool_postgres::Client, days: &[Date]) -> Result<Vec<Date>> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PARTITION_LOCK]).await?;
-    let made = missing(&list(&tx).await?, days.iter().copied());
+    let existing: Vec<Partition> = list(&tx).await?.into_iter().map(|(p, _)| p).collect();
+    let made = missing(&existing, days.iter().copied());
     for day in &made {
         let (from, to) = (from_unix_us(midnight_us(*day)), from_unix_us(midnight_us(day.next_day().expect("a day"))));
         // Made apart, then attached: `CREATE TABLE ... PARTITION OF` would take an ACCESS
@@ -138,21 +139,13 @@ pub async fn make(client: &mut deadpool_postgres::Client, days: &[Date]) -> Resu
 /// Each is detached first without blocking inserts (`DETACH ... CONCURRENTLY`, which
 /// cannot run in a transaction), then dropped.
 pub async fn drop_expired(client: &deadpool_postgres::Client, cutoff_us: i64) -> Result<Vec<Partition>> {
-    let pending: Vec<String> = client
-        .query(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'api_events'::regclass AND i.inhdetachpending",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let gone = expired(&list(client).await?, cutoff_us);
+    let attached = list(client).await?;
+    let existing: Vec<Partition> = attached.iter().map(|(p, _)| *p).collect();
+    let gone = expired(&existing, cutoff_us);
     for p in &gone {
         let name = p.name();
         // A detach interrupted before (a crash) is finished instead of started again.
-        let how = if pending.contains(&name) { "FINALIZE" } else { "CONCURRENTLY" };
+        let how = if attached.contains(&(*p, true)) { "FINALIZE" } else { "CONCURRENTLY" };
         // Two statements, two calls: one string would make them one transaction.
         for sql in [format!("ALTER TABLE api_events DETACH PARTITION {name} {how}"), format!("DROP TABLE {name}")] {
             client.batch_execute(&sql).await.with_context(|| format!("dropping the expired partition {name}"))?;
