@@ -87,12 +87,12 @@ put() {
   if cmp -s "$tmp" "$path"; then rm -f "$tmp"; echo unchanged; else chmod "$2" "$tmp"; mv -f "$tmp" "$path"; echo changed; fi
 }
 
-# packages [EXTRA...]: what the service needs beside itself (and caddy, for HTTPS). A new
+# packages NAME...: the Debian packages this host's roles need (vcctl decides which). A new
 # cloud instance may still be installing them: cloud-init finishes first.
 packages() {
   if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
   missing=""
-  for p in postgresql prometheus curl "$@"; do installed "$p" || missing="$missing $p"; done
+  for p in "$@"; do installed "$p" || missing="$missing $p"; done
   if [ -n "$missing" ]; then
     echo "installing$missing" >&2
     apt-get update -qq >&2
@@ -142,6 +142,64 @@ SQL
   # No terminal (setsid): \password reads the new password twice from stdin.
   printf '%s\n%s\n' "$pw" "$pw" | setsid -w runuser -u postgres -- psql -q -c '\password vehicleconnect' >/dev/null 2>&1 \
     || die "could not set the database password"
+}
+
+# db-serve APP_ADDRESS...: PostgreSQL of a fleet's db host serves the app hosts: it listens
+# on this host's addresses and admits the vehicleconnect role from the app hosts only, by
+# SCRAM. (TLS is on, with Debian's self-signed certificate, but not required yet: the
+# service's client does not speak it; see docs/deploy.md.)
+# Restarts PostgreSQL only when what it listens on changed; a new host list is a reload.
+db_serve() {
+  conf=""
+  for d in /etc/postgresql/*/main; do if [ -d "$d" ]; then conf=$d; fi; done
+  [ -n "$conf" ] || die "no PostgreSQL cluster configuration under /etc/postgresql"
+  install -d -m 755 "$conf/conf.d"
+  { echo "# Written by vcctl: the fleet's database, for its app hosts."
+    echo "listen_addresses = '*'"
+    echo "ssl = on"
+    echo "password_encryption = scram-sha-256"; } > "$conf/conf.d/vehicleconnect.conf.new"
+  restart=no
+  if cmp -s "$conf/conf.d/vehicleconnect.conf.new" "$conf/conf.d/vehicleconnect.conf"; then
+    rm -f "$conf/conf.d/vehicleconnect.conf.new"
+  else
+    mv -f "$conf/conf.d/vehicleconnect.conf.new" "$conf/conf.d/vehicleconnect.conf"; restart=yes
+  fi
+  hba=$conf/pg_hba.conf
+  { sed '/^# vcctl begin/,/^# vcctl end/d' "$hba"
+    echo "# vcctl begin: the app hosts (written by vcctl, replaced at every up)"
+    for a in "$@"; do
+      case $a in *[!0-9a-fA-F.:]*|'') die "not an address: $a";; esac
+      case $a in *:*) bits=128;; *) bits=32;; esac
+      echo "host vehicleconnect vehicleconnect $a/$bits scram-sha-256"
+    done
+    echo "# vcctl end"; } > "$hba.new"
+  if cmp -s "$hba.new" "$hba"; then rm -f "$hba.new"; else chown --reference="$hba" "$hba.new"; chmod 640 "$hba.new"; mv -f "$hba.new" "$hba"; [ $restart = yes ] || systemctl reload postgresql; fi
+  if [ $restart = yes ]; then systemctl restart postgresql; fi
+  for _ in $(seq 120); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && return 0; sleep 0.5; done
+  die "PostgreSQL did not come back after its configuration changed"
+}
+
+# fleet-secrets: the database password and the ingest token this (db) host keeps for the
+# fleet, `PASSWORD TOKEN` on one line, for vcctl to hand to the app hosts over their stdin.
+fleet_secrets() {
+  pw=$(env_value DATABASE_URL | sed -n 's|^postgres://vehicleconnect:\([^@]*\)@.*|\1|p')
+  [ -n "$pw" ] || die "no database password in $ETC/env: run \`env\` first"
+  echo "$pw $(env_value VC_INGEST_TOKEN)"
+}
+
+# firewall CHANGED(yes|no): load /etc/vehicleconnect/firewall.nft (written by `put`) now and
+# at every boot (vehicleconnect-firewall.service); a change is applied atomically.
+firewall() {
+  systemctl enable vehicleconnect-firewall.service >/dev/null 2>&1
+  if [ "$1" = yes ]; then systemctl daemon-reload; systemctl restart vehicleconnect-firewall.service
+  else systemctl start vehicleconnect-firewall.service; fi
+}
+
+# lb-reload: Caddy of a fleet's lb host takes the configuration `put` wrote. A reload lets
+# the requests in flight finish on the upstreams they started on (a drained host's too).
+lb_reload() {
+  systemctl enable caddy >/dev/null 2>&1 || true
+  if systemctl is-active --quiet caddy; then systemctl reload caddy; else systemctl restart caddy; fi
 }
 
 # prometheus RESTART(yes|no): its config was written by `put`; restart it when it changed.
@@ -476,6 +534,10 @@ case $cmd in
   account) account ;;
   env) write_env "$1" ;;
   database) database ;;
+  db-serve) db_serve "$@" ;;
+  fleet-secrets) fleet_secrets ;;
+  firewall) firewall "$1" ;;
+  lb-reload) lb_reload ;;
   prometheus) prometheus "$1" ;;
   units) units "$1" ;;
   caddy) caddy "$1" "${2:-no}" ;;

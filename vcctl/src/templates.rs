@@ -7,6 +7,9 @@ pub const CLOUD_INIT: &str = include_str!("../../templates/cloud-init.yaml");
 pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
 
 pub const CADDYFILE: &str = include_str!("../../templates/caddy/Caddyfile");
+pub const CADDYFILE_LB: &str = include_str!("../../templates/caddy/Caddyfile.lb");
+pub const APP_FIREWALL: &str = include_str!("../../templates/nftables/app.nft");
+pub const FIREWALL_UNIT: &str = include_str!("../../templates/systemd/vehicleconnect-firewall.service");
 /// Where Caddy finds the roots it trusts for the ACME server (`tls.trust_ca`).
 pub const ACME_ROOTS: &str = "/etc/caddy/vcctl-acme-roots.pem";
 
@@ -23,15 +26,19 @@ pub const CANDIDATE_PORT: u16 = 18000;
 
 /// The units of a stack's host, as (path, content): the service and its socket, the same
 /// pair for a candidate release and, on AWS, the data volume's metric and its timer.
-pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String)>> {
+/// `fleet_app`: an app host of a fleet, whose database is on another host and which only the
+/// load balancer reaches (its own port only; port 80 is the load balancer's).
+pub fn units(settings: &crate::settings::Settings, fleet_app: bool) -> Result<Vec<(String, String)>> {
     let port = settings.port.to_string();
     let kpi = humantime::format_duration(settings.kpi_interval).to_string().replace(' ', "");
     let retention = humantime::format_duration(settings.retention).to_string().replace(' ', "");
     // Behind Caddy (`tls:`) on loopback only; else on every address, port 80 too.
-    let serving = match settings.tls {
-        Some(_) => format!("ListenStream=127.0.0.1:{port}"),
-        None => format!("ListenStream=0.0.0.0:{port}\nListenStream=0.0.0.0:80"),
+    let serving = match (&settings.tls, fleet_app) {
+        (_, true) => format!("ListenStream=0.0.0.0:{port}"),
+        (Some(_), false) => format!("ListenStream=127.0.0.1:{port}"),
+        (None, false) => format!("ListenStream=0.0.0.0:{port}\nListenStream=0.0.0.0:80"),
     };
+    let database_unit = if fleet_app { "" } else { " postgresql.service" };
     let candidate = format!("ListenStream=127.0.0.1:{CANDIDATE_PORT}");
     let environment = environment_lines(&settings.env);
     let mut out = Vec::new();
@@ -50,6 +57,7 @@ pub fn units(settings: &crate::settings::Settings) -> Result<Vec<(String, String
             ("link", link),
             ("listen", listen),
             ("environment", &environment),
+            ("database_unit", database_unit),
         ];
         out.push((format!("/etc/systemd/system/{unit}.service"), render(SERVICE_UNIT, &values)?));
         out.push((format!("/etc/systemd/system/{unit}.socket"), render(SOCKET_UNIT, &values)?));
@@ -96,6 +104,60 @@ pub fn caddyfile(settings: &crate::settings::Settings, tls: &crate::stack::TlsSe
     )
 }
 
+/// Prometheus's configuration: it scrapes the service at each of `targets` (`host:port`).
+pub fn prometheus(stack: &str, targets: &[String]) -> Result<String> {
+    let targets = targets.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
+    render(PROMETHEUS, &[("stack", stack), ("service_targets", &targets)])
+}
+
+/// The fleet's load balancer: Caddy on the lb host in front of `upstreams` (`host:port`), on
+/// the service's port and 80, or HTTPS for `tls.domain`.
+pub fn caddyfile_lb(settings: &crate::settings::Settings, upstreams: &[String], roots: bool) -> Result<String> {
+    let (global, site, hsts) = match &settings.tls {
+        Some(tls) => {
+            let root_line = if roots { format!("\n\tacme_ca_root {ACME_ROOTS}") } else { String::new() };
+            (
+                format!("\temail {}\n\tacme_ca {}{root_line}", tls.email, tls.acme_ca),
+                tls.domain.clone(),
+                "\theader Strict-Transport-Security \"max-age=31536000; includeSubDomains\"".to_string(),
+            )
+        }
+        None => (
+            "\tauto_https off".to_string(),
+            format!("http://:{}, http://:80", settings.port),
+            "\t# (HTTP only: set `tls:` in the stack for HTTPS)".to_string(),
+        ),
+    };
+    // No upstream (every app host out of rotation) is not a valid Caddyfile: answer 503.
+    let upstreams = if upstreams.is_empty() { "127.0.0.1:9".to_string() } else { upstreams.join(" ") };
+    render(
+        CADDYFILE_LB,
+        &[
+            ("stack", &settings.stack),
+            ("global", &global),
+            ("site", &site),
+            ("hsts", &hsts),
+            ("upstreams", &upstreams),
+            ("health_interval", "1s"),
+            ("health_timeout", "2s"),
+        ],
+    )
+}
+
+/// The nftables ruleset of an app host: the service's port admits only `admitted` addresses
+/// (the load balancer's and Prometheus's hosts).
+pub fn app_firewall(stack: &str, service_port: u16, admitted: &[String]) -> Result<String> {
+    let (v6, v4): (Vec<&String>, Vec<&String>) = admitted.iter().partition(|a| a.contains(':'));
+    let mut admit = Vec::new();
+    for (family, list) in [("ip", v4), ("ip6", v6)] {
+        if !list.is_empty() {
+            let set = list.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ");
+            admit.push(format!("\t\ttcp dport {service_port} {family} saddr {{ {set} }} accept"));
+        }
+    }
+    render(APP_FIREWALL, &[("stack", stack), ("service_port", &service_port.to_string()), ("admit", &admit.join("\n"))])
+}
+
 /// Replaces every `{{name}}` with its value.
 pub fn render(template: &str, values: &[(&str, &str)]) -> Result<String> {
     let mut out = String::with_capacity(template.len());
@@ -123,7 +185,7 @@ pub fn indent(text: &str, n: usize) -> String {
 /// The cloud-init user data of a stack's host.
 pub fn user_data(stack: &str, service_port: u16) -> Result<String> {
     let port = service_port.to_string();
-    let prometheus = render(PROMETHEUS, &[("stack", stack), ("service_port", &port)])?;
+    let prometheus = prometheus(stack, &[format!("127.0.0.1:{port}")])?;
     render(CLOUD_INIT, &[("stack", stack), ("service_port", &port), ("prometheus_yml", &indent(&prometheus, 6))])
 }
 
@@ -142,7 +204,7 @@ mod tests {
     fn systemd_units_are_hardened_and_socket_activated() {
         let stack = crate::stack::parse(std::path::Path::new("t.yaml"), "name: fra\nprovider: local\n").unwrap();
         let settings = crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default());
-        let units = units(&settings).unwrap();
+        let units = units(&settings, false).unwrap();
         let file = |path: &str| &units.iter().find(|(p, _)| p == path).unwrap().1;
         let service = file("/etc/systemd/system/vehicleconnect.service");
         for line in [
@@ -185,7 +247,8 @@ mod tests {
     fn aws_hosts_publish_the_data_volumes_use_and_other_hosts_do_not() {
         let units_of = |text: &str| {
             let stack = crate::stack::parse(std::path::Path::new("t.yaml"), text).unwrap();
-            units(&crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default())).unwrap()
+            units(&crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default()), false)
+                .unwrap()
         };
         let aws = units_of("name: fra\nprovider: aws\naws:\n  region: eu-west-1\n");
         let service = &aws.iter().find(|(p, _)| p.ends_with("vehicleconnect-disk-metric.service")).unwrap().1;
@@ -205,7 +268,7 @@ mod tests {
             "name: edge\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: vc.example.com\n  email: ops@example.com\n";
         let stack = crate::stack::parse(std::path::Path::new("t.yaml"), text).unwrap();
         let settings = crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default());
-        let units = units(&settings).unwrap();
+        let units = units(&settings, false).unwrap();
         let socket = &units.iter().find(|(p, _)| p == "/etc/systemd/system/vehicleconnect.socket").unwrap().1;
         assert_eq!(
             socket.lines().filter(|l| l.starts_with("ListenStream=")).collect::<Vec<_>>(),

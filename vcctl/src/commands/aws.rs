@@ -323,7 +323,14 @@ pub async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> 
         crate::stack::SshAccess::OnDemand => "127.0.0.1:9090",
     };
     let data_volume = volume::find(&aws.ec2, stack, "data").await?.map(|v| v.id);
-    Ok(Remote { target, public_url, prometheus_listen: prometheus_listen.into(), trust, data_volume })
+    Ok(Remote {
+        target,
+        public_url,
+        prometheus_listen: prometheus_listen.into(),
+        trust,
+        data_volume,
+        check_outside: true,
+    })
 }
 
 /// How long to wait for an instance's host key in its console output (cloud-init prints it

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod ci;
 pub mod db;
 pub mod deploy;
+pub mod fleet;
 pub mod on_demand;
 pub mod plan;
 pub mod secrets;
@@ -99,7 +100,11 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             on_demand::around(ctx, a, &cloud, command.name(), work).await
         }
         (Local(_), _) => on_target(ctx, command, Ok(Box::new(LocalTarget::new(&ctx.settings)))).await,
-        (Ssh(s), _) => on_target(ctx, command, host(ctx, Remote::of_ssh(&ctx.settings, s), Duration::ZERO).await).await,
+        (Ssh(s), _) if s.is_fleet() => fleet::run(ctx, s, command).await,
+        (Ssh(s), _) => {
+            let remote = Remote::of_ssh(&ctx.settings, &s.hosts[0], s.expose_prometheus);
+            on_target(ctx, command, host(ctx, remote, Duration::ZERO).await).await
+        }
     }
 }
 

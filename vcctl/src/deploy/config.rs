@@ -15,6 +15,8 @@ pub enum FileKind {
     Unit,
     /// Caddy's configuration: a change reloads Caddy, never restarts it.
     Caddy,
+    /// An app host's nftables ruleset (and its unit): a change loads it at once.
+    Firewall,
 }
 
 #[derive(Debug, Clone)]
@@ -33,9 +35,16 @@ pub struct HostConfig {
     pub ingest_token: bool,
     /// Caddy serves HTTPS in front of the service (`tls:`).
     pub tls: bool,
-    /// Debian packages beyond the service's own: Caddy for `tls:`, botocore on AWS (the
-    /// data volume's metric).
+    /// The Debian packages the host needs: PostgreSQL, Prometheus and curl on a single host,
+    /// Caddy for `tls:`, botocore on AWS (the data volume's metric); curl and nftables on a
+    /// fleet's app host.
     pub packages: Vec<&'static str>,
+    /// An app host of a fleet: its env file as vcctl writes it (the database on the db host,
+    /// the fleet's ingest token; secrets the db host made, never shown), instead of the
+    /// single host's own database and Prometheus.
+    pub fleet_env: Option<String>,
+    /// The fleet's database host, hashed (the env file is not: it holds secrets).
+    pub database_host: Option<String>,
 }
 
 impl HostConfig {
@@ -56,7 +65,7 @@ impl HostConfig {
             },
             File { path: "/etc/default/prometheus".into(), mode: "644", text: defaults, kind: FileKind::Prometheus },
         ];
-        for (path, text) in templates::units(settings)? {
+        for (path, text) in templates::units(settings, false)? {
             files.push(File { path, mode: "644", text, kind: FileKind::Unit });
         }
         if let Some(tls) = &settings.tls {
@@ -75,14 +84,50 @@ impl HostConfig {
             let text = templates::caddyfile(settings, tls, tls.trust_ca.is_some())?;
             files.push(File { path: "/etc/caddy/Caddyfile".into(), mode: "644", text, kind: FileKind::Caddy });
         }
-        let mut packages = Vec::new();
+        let mut packages = vec!["postgresql", "prometheus", "curl"];
         if settings.tls.is_some() {
             packages.push("caddy");
         }
         if matches!(settings.provider, crate::stack::Provider::Aws(_)) {
             packages.push("python3-botocore");
         }
-        Ok(HostConfig { files, ingest_token: settings.ingest_token, tls: settings.tls.is_some(), packages })
+        Ok(HostConfig {
+            files,
+            ingest_token: settings.ingest_token,
+            tls: settings.tls.is_some(),
+            packages,
+            fleet_env: None,
+            database_host: None,
+        })
+    }
+
+    /// An app host of a fleet: the service and its firewall (its port admits `admitted`
+    /// only: the load balancer's and Prometheus's hosts); `env` is its env file.
+    pub fn fleet_app(settings: &Settings, env: String, database_host: &str, admitted: &[String]) -> Result<HostConfig> {
+        let mut files: Vec<File> = templates::units(settings, true)?
+            .into_iter()
+            .map(|(path, text)| File { path, mode: "644", text, kind: FileKind::Unit })
+            .collect();
+        files.push(File {
+            path: "/etc/vehicleconnect/firewall.nft".into(),
+            mode: "644",
+            text: templates::app_firewall(&settings.stack, settings.port, admitted)?,
+            kind: FileKind::Firewall,
+        });
+        files.push(File {
+            path: "/etc/systemd/system/vehicleconnect-firewall.service".into(),
+            mode: "644",
+            text: templates::render(templates::FIREWALL_UNIT, &[("stack", &settings.stack)])?,
+            kind: FileKind::Firewall,
+        });
+        Ok(HostConfig {
+            files,
+            ingest_token: settings.ingest_token,
+            tls: false,
+            packages: vec!["curl", "nftables"],
+            fleet_env: Some(env),
+            database_host: Some(database_host.to_string()),
+        })
     }
 
     /// The hash with the host's secrets (their names and when each was set, never a value):
@@ -109,6 +154,9 @@ impl HostConfig {
         }
         h.update([u8::from(self.ingest_token)]);
         h.update([u8::from(self.tls)]);
+        if let Some(db) = &self.database_host {
+            h.update(format!("\ndatabase {db}").as_bytes());
+        }
         short(h)
     }
 }

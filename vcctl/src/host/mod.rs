@@ -188,8 +188,10 @@ impl Host {
     /// database, Prometheus, units. Idempotent; restarts only what changed.
     pub async fn prepare(&self, config: &HostConfig, data_volume: Option<&str>) -> Result<()> {
         use crate::deploy::config::FileKind;
-        let packages: Vec<&str> = std::iter::once("packages").chain(config.packages.iter().copied()).collect();
-        self.run(&packages).await?;
+        if let Some(env) = &config.fleet_env {
+            return self.prepare_app(config, env).await;
+        }
+        self.packages(&config.packages).await?;
         self.run(&["account"]).await?;
         // PostgreSQL's data on its own volume before anything writes to the database.
         if let Some(volume) = data_volume {
@@ -202,6 +204,7 @@ impl Host {
                 FileKind::Prometheus => prometheus_changed |= changed,
                 FileKind::Unit => units_changed |= changed,
                 FileKind::Caddy => caddy_changed |= changed,
+                FileKind::Firewall => {}
             }
         }
         self.run(&["env", yes(config.ingest_token)]).await?;
@@ -216,6 +219,67 @@ impl Host {
             self.run(&["units", yes(units_changed)]).await?;
         }
         Ok(())
+    }
+
+    pub async fn packages(&self, packages: &[&str]) -> Result<()> {
+        let argv: Vec<&str> = std::iter::once("packages").chain(packages.iter().copied()).collect();
+        self.run(&argv).await.map(|_| ())
+    }
+
+    /// An app host of a fleet: the service's units, its env file (from vcctl: the database
+    /// is on the db host) and its firewall; no database, Prometheus or Caddy of its own.
+    async fn prepare_app(&self, config: &HostConfig, env: &str) -> Result<()> {
+        use crate::deploy::config::FileKind;
+        self.packages(&config.packages).await?;
+        self.run(&["account"]).await?;
+        let (mut units_changed, mut firewall_changed) = (false, false);
+        for f in &config.files {
+            let changed = self.put(&f.path, f.mode, &f.text).await?;
+            match f.kind {
+                FileKind::Firewall => firewall_changed |= changed,
+                _ => units_changed |= changed,
+            }
+        }
+        self.put("/etc/vehicleconnect/env", "600", env).await?;
+        self.run(&["firewall", yes(firewall_changed)]).await?;
+        self.run(&["caddy", "off"]).await?;
+        self.run(&["units", yes(units_changed)]).await.map(|_| ())
+    }
+
+    /// A fleet's db host: PostgreSQL with the service's role and database (the password and
+    /// the ingest token made here and kept in its env file), serving `apps` over TLS.
+    pub async fn serve_database(&self, ingest_token: bool, apps: &[&str]) -> Result<()> {
+        self.packages(&["postgresql"]).await?;
+        self.run(&["account"]).await?;
+        self.run(&["env", yes(ingest_token)]).await?;
+        self.run(&["database"]).await?;
+        let argv: Vec<&str> = std::iter::once("db-serve").chain(apps.iter().copied()).collect();
+        self.run(&argv).await.map(|_| ())
+    }
+
+    /// The fleet's secrets kept on its db host: (database password, ingest token). Read to
+    /// be written to the app hosts' env files; never printed.
+    pub async fn fleet_secrets(&self) -> Result<(String, Option<String>)> {
+        let out = self.run(&["fleet-secrets"]).await?;
+        let mut w = out.split_whitespace();
+        let password = w.next().ok_or_else(|| anyhow::anyhow!("{} keeps no database password", self.name()))?;
+        Ok((password.to_string(), w.next().map(str::to_string)))
+    }
+
+    /// A fleet's lb host: Caddy with `caddyfile` (written when it differs, then reloaded).
+    pub async fn serve_lb(&self, caddyfile: &str) -> Result<()> {
+        self.packages(&["caddy"]).await?;
+        self.put("/etc/caddy/Caddyfile", "644", caddyfile).await?;
+        self.run(&["lb-reload"]).await.map(|_| ())
+    }
+
+    /// A fleet's monitoring host: Prometheus with `config` (restarted when it changed).
+    pub async fn serve_prometheus(&self, config: &str, listen: &str) -> Result<()> {
+        self.packages(&["prometheus"]).await?;
+        let defaults = format!("# Written by vcctl.\nARGS=\"--web.listen-address={listen}\"\n");
+        let a = self.put("/etc/prometheus/prometheus.yml", "644", config).await?;
+        let b = self.put("/etc/default/prometheus", "644", &defaults).await?;
+        self.run(&["prometheus", yes(a || b)]).await.map(|_| ())
     }
 
     /// Sends the artifact as a new release (to a temporary name, checked by hash, renamed).

@@ -1,6 +1,7 @@
 //! Stack files (`stacks/<name>.yaml`): the schema, parsing with positions, and validation.
 //! Pure: reading the file is the only I/O. The schema is documented in docs/reference/stack.md.
 
+pub mod hosts;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use marked_yaml::Node;
 
+use hosts::parse_host_key;
+pub use hosts::{Database, HostSpec, Role, SshSettings};
 pub use yaml::StackError;
 use yaml::{Section, parse_cidr};
 
@@ -179,18 +182,6 @@ pub struct AwsSettings {
     pub placeholder: Option<Box<StackError>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct SshSettings {
-    pub host: String,
-    pub user: Option<String>,
-    pub port: Option<u16>,
-    pub identity: Option<String>,
-    /// The host's public key (`ssh-ed25519 AAAA...`), pinned before the first contact.
-    pub host_key: Option<String>,
-    /// Let Prometheus (9090) listen on every address instead of 127.0.0.1 only.
-    pub expose_prometheus: bool,
-}
-
 /// Writes a new stack id into the stack file: one line appended, the rest untouched.
 pub fn write_id(file: &Path, id: &str) -> std::io::Result<()> {
     let mut text = std::fs::read_to_string(file)?;
@@ -291,11 +282,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     let (tls, alert_email) = edge_settings(&mut root, &provider, file)?;
 
     let sections = ["local", "aws", "ssh"];
-    for other in sections.iter().filter(|s| **s != provider) {
+    let ssh_only = ["hosts", "database"].into_iter().filter(|_| provider != "ssh");
+    for other in sections.into_iter().filter(|s| *s != provider).chain(ssh_only) {
         if root.has(other) {
             let mut err = root.error(format!("section `{other}` does not apply to provider `{provider}`"));
             err.path = other.to_string();
-            err.hint = Some(format!("remove it, or set `provider: {other}`"));
+            let needs = if sections.contains(&other) { other } else { "ssh" };
+            err.hint = Some(format!("remove it, or set `provider: {needs}`"));
             return Err(err);
         }
     }
@@ -310,12 +303,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             };
             Provider::Aws(aws_settings(s)?)
         }
-        "ssh" => {
-            let Some(s) = root.opt_section("ssh")? else {
-                return Err(root.error("provider `ssh` needs an `ssh:` section with at least `host`"));
-            };
-            Provider::Ssh(ssh_settings(s)?)
-        }
+        "ssh" => Provider::Ssh(hosts::ssh_settings(&mut root)?),
         other => {
             let mut err = root.error_at(&provider_span, "provider".into(), format!("unknown provider {other:?}"));
             let close = sections.iter().find(|s| strsim::damerau_levenshtein(other, s) <= 2);
@@ -643,32 +631,6 @@ fn check_admin_cidrs(s: &Section, cidrs: &[String], anywhere: bool) -> Result<()
     Ok(())
 }
 
-fn ssh_settings(mut s: Section) -> Result<SshSettings, StackError> {
-    let settings = SshSettings {
-        host: s.req_str("host")?.0,
-        user: s.opt_str("user")?,
-        port: s.opt_port("port")?,
-        identity: s.opt_str("identity")?,
-        host_key: s.opt_parsed("host_key", "a public key", parse_host_key)?,
-        expose_prometheus: s.opt_bool("expose_prometheus")?.unwrap_or(false),
-    };
-    s.finish()?;
-    Ok(settings)
-}
-
-/// A host's public key line, `TYPE BASE64` (a comment after it dropped).
-fn parse_host_key(k: &str) -> Result<String, String> {
-    let mut w = k.split_whitespace();
-    match (w.next(), w.next()) {
-        (Some(kind), Some(_)) if kind.starts_with("ssh-") || kind.starts_with("ecdsa-") => {
-            Ok(k.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-        }
-        _ => Err(format!(
-            "expected a public key line such as `ssh-ed25519 AAAA...` (the host's /etc/ssh/ssh_host_ed25519_key.pub), got {k:?}"
-        )),
-    }
-}
-
 /// Ports a host stack uses for other things than the service's own port.
 const HOST_PORTS: [(u16, &str); 5] = [
     (22, "SSH port"),
@@ -692,7 +654,10 @@ mod tests {
             names.push((stack.name, stack.provider.name()));
         }
         names.sort();
-        assert_eq!(names, [("edge".into(), "ssh"), ("frankfurt".into(), "aws"), ("local".into(), "local")]);
+        assert_eq!(
+            names,
+            [("edge".into(), "ssh"), ("fleet".into(), "ssh"), ("frankfurt".into(), "aws"), ("local".into(), "local")]
+        );
     }
 
     fn check(text: &str, expected: &str) {
@@ -769,6 +734,86 @@ mod tests {
             "name: a\nprovider: local\nreigon: x\n",
             "stacks/t.yaml:3:1: reigon: unknown field `reigon`\nhint: valid fields here: name, provider, id, service, tls, alerts, local",
         );
+    }
+
+    #[test]
+    fn fleets_are_checked_host_by_host_and_role_by_role() {
+        let fleet = "name: a\nprovider: ssh\nhosts:\n";
+        check(
+            &format!("{fleet}  - {{host: h1, roles: [app]}}\n  - {{host: h1, roles: [lb, db, monitoring]}}\n"),
+            "stacks/t.yaml:5:5: hosts[1]: host `h1` is listed twice (also hosts[0])\nhint: list each host once, with all its roles",
+        );
+        check(
+            &format!("{fleet}  - {{host: h1, roles: [ap]}}\n"),
+            "stacks/t.yaml:4:24: hosts[0].roles[0]: unknown role \"ap\": did you mean `app`? (roles: app, lb, db, monitoring)",
+        );
+        check(
+            &format!("{fleet}  - {{host: h1}}\n"),
+            "stacks/t.yaml:4:5: hosts[0]: missing `roles`: give this host at least one of app, lb, db, monitoring",
+        );
+        check(
+            &format!("{fleet}  - {{host: h1, roles: [app]}}\n  - {{host: h2, roles: [db, monitoring]}}\n"),
+            "stacks/t.yaml:4:3: hosts: no host has the `lb` role\nhint: add `lb` to one host's roles",
+        );
+        check(
+            &format!("{fleet}  - {{host: h1, roles: [app, lb]}}\n  - {{host: h2, roles: [db, monitoring]}}\n"),
+            "stacks/t.yaml:4:5: hosts[0]: a host cannot be both `app` and `lb` beside other hosts: the load balancer and the service both take port 80\nhint: give `lb` to a host without `app`",
+        );
+        check(
+            &format!("{fleet}  - {{host: h1, roles: [app, lb, db, monitoring]}}\n  - {{host: h2, roles: [lb]}}\n"),
+            "stacks/t.yaml:4:5: hosts[0]: a host cannot be both `app` and `lb` beside other hosts: the load balancer and the service both take port 80\nhint: give `lb` to a host without `app`",
+        );
+        check(
+            &format!(
+                "{fleet}  - {{host: h1, roles: [app]}}\n  - {{host: h2, roles: [lb, monitoring]}}\n  - {{host: h3, roles: [db, db]}}\n"
+            ),
+            "stacks/t.yaml:6:28: hosts[2].roles[1]: role `db` is listed twice",
+        );
+        check(
+            &format!(
+                "{fleet}  - {{host: h1, roles: [app]}}\n  - {{host: h2, roles: [lb, db, monitoring]}}\n  - {{host: h3, roles: [db]}}\n"
+            ),
+            "stacks/t.yaml:6:5: hosts[2]: a second host with the `db` role (also hosts[1]): a stack has one",
+        );
+        check(
+            &format!(
+                "{fleet}  - {{host: h1, roles: [app]}}\n  - {{host: h2, roles: [lb, db, monitoring]}}\ndatabase:\n  url_secret: EXTERNAL_DB_URL\n"
+            ),
+            "stacks/t.yaml:5:5: hosts[1]: role `db` beside `database.url_secret`: the database is external, so no host runs it\nhint: remove `db` from this host's roles",
+        );
+        check(
+            &format!("ssh:\n  host: h0\n{fleet}  - {{host: h1, roles: [app]}}\n"),
+            "stacks/t.yaml:2:9: ssh.host: `ssh.host` cannot be used beside `hosts:`: the hosts are listed under `hosts:`",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\ndatabase:\n  host_role: db\n",
+            "stacks/t.yaml:5:1: database: `database:` goes with a `hosts:` list; a single host runs its own PostgreSQL\nhint: remove `database:`, or list the hosts under `hosts:` with their roles",
+        );
+        check(
+            "name: a\nprovider: local\nhosts: []\n",
+            "stacks/t.yaml:1:1: hosts: section `hosts` does not apply to provider `local`\nhint: remove it, or set `provider: ssh`",
+        );
+    }
+
+    #[test]
+    fn one_host_with_every_role_is_the_single_box_and_defaults_reach_every_host() {
+        let single = parse(Path::new("t.yaml"), "name: a\nprovider: ssh\nssh:\n  host: h\n  user: admin\n").unwrap();
+        let listed = parse(
+            Path::new("t.yaml"),
+            "name: a\nprovider: ssh\nssh:\n  user: admin\nhosts:\n  - {host: h, roles: [db, app, monitoring, lb]}\n",
+        )
+        .unwrap();
+        let (Provider::Ssh(single), Provider::Ssh(listed)) = (single.provider, listed.provider) else { panic!() };
+        assert!(!single.is_fleet() && !listed.is_fleet());
+        assert_eq!(single.hosts[0].user.as_deref(), Some("admin"));
+        assert_eq!(listed.hosts[0].user.as_deref(), Some("admin"));
+        let fleet = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/fleet.yaml")).unwrap();
+        let Provider::Ssh(fleet) = fleet.provider else { panic!("fleet is an ssh stack") };
+        assert!(fleet.is_fleet());
+        assert_eq!(fleet.with(Role::App).count(), 2);
+        assert_eq!(fleet.the(Role::Lb).map(|h| h.host.as_str()), Some("198.51.100.10"));
+        assert!(fleet.hosts.iter().all(|h| h.user.as_deref() == Some("admin") && h.identity.is_some()));
+        assert_eq!(fleet.database, Database::OnHost);
     }
 
     #[test]

@@ -225,6 +225,35 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A list of mappings (`hosts:`), each read as its own section `key[i]`.
+    pub fn opt_sections(&mut self, key: &'static str) -> Result<Option<Vec<Section<'a>>>, StackError> {
+        let path = self.child_path(key);
+        match self.node(key) {
+            None => Ok(None),
+            Some(Node::Sequence(seq)) => seq
+                .iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Node::Mapping(m) => Ok(Section {
+                        file: self.file,
+                        path: format!("{path}[{i}]"),
+                        map: m,
+                        key_span: Some(m.span()),
+                        known: Vec::new(),
+                    }),
+                    other => Err(self.error_at(
+                        other.span(),
+                        format!("{path}[{i}]"),
+                        format!("expected a mapping, found a {}", kind(other)),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
+            Some(other) => Err(self.error_at(other.span(), path, format!("expected a list, found a {}", kind(other)))),
+        }
+    }
+
     /// Refuses every key that was not read, suggesting the closest known one.
     pub fn finish(self) -> Result<(), StackError> {
         self.check_unknown()

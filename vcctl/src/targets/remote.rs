@@ -32,6 +32,9 @@ pub struct Remote {
     pub trust: crate::web::Trust,
     /// The EBS volume PostgreSQL's data lives on (an AWS instance's), by its id.
     pub data_volume: Option<String>,
+    /// Whether the service is checked from here too, at `public_url`: not on a fleet's app
+    /// host, whose port admits only the load balancer (checked through it instead).
+    pub check_outside: bool,
 }
 
 /// The service as users reach it on `host`, and how to check it there: `https://<domain>`
@@ -51,23 +54,24 @@ pub fn public_endpoint(settings: &Settings, host: &str) -> (String, crate::web::
 }
 
 impl Remote {
-    /// The host of an `ssh` stack.
-    pub fn of_ssh(settings: &Settings, s: &crate::stack::SshSettings) -> Remote {
+    /// A host of an `ssh` stack.
+    pub fn of_ssh(settings: &Settings, h: &crate::stack::HostSpec, expose_prometheus: bool) -> Remote {
         let mut target = Host::target(
             settings,
-            &s.host,
-            s.user.as_deref().unwrap_or("root"),
-            s.port.unwrap_or(22),
-            s.identity.as_deref(),
+            &h.host,
+            h.user.as_deref().unwrap_or("root"),
+            h.port.unwrap_or(22),
+            h.identity.as_deref(),
         );
-        target.host_key = s.host_key.clone();
-        let (public_url, trust) = public_endpoint(settings, &s.host);
+        target.host_key = h.host_key.clone();
+        let (public_url, trust) = public_endpoint(settings, &h.host);
         Remote {
             target,
             public_url,
-            prometheus_listen: if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" }.to_string(),
+            prometheus_listen: if expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" }.to_string(),
             trust,
             data_volume: None,
+            check_outside: true,
         }
     }
 }
@@ -87,6 +91,17 @@ impl HostTarget {
     /// instance booting).
     pub async fn connect(settings: &Settings, remote: Remote, patience: Duration, p: &Printer) -> Result<HostTarget> {
         let config = HostConfig::of(settings, &remote.prometheus_listen)?;
+        HostTarget::connect_with(settings, remote, config, patience, p).await
+    }
+
+    /// Connects to a host whose configuration is `config` (a fleet's app host).
+    pub async fn connect_with(
+        settings: &Settings,
+        remote: Remote,
+        config: HostConfig,
+        patience: Duration,
+        p: &Printer,
+    ) -> Result<HostTarget> {
         let client = crate::web::client_for(&remote.trust)?;
         let host = Host::connect_within(remote.target.clone(), p, patience).await?;
         Ok(HostTarget { host, port: settings.port, config, remote, lock: None, client })
@@ -291,7 +306,7 @@ impl Target for HostTarget {
     ) -> Result<Status, Unhealthy> {
         let (port, unit) = self.unit(slot);
         let public = self.remote.public_url.clone();
-        let outside = outside.then_some(public.as_str());
+        let outside = (outside && self.remote.check_outside).then_some(public.as_str());
         let mut baseline = None;
         let this = &*self;
         health::wait(timeout, async || this.look(port, unit, want, outside, &mut baseline, timeout).await).await

@@ -1,0 +1,427 @@
+//! An `ssh` stack of several hosts (`hosts:`): PostgreSQL on the `db` host, Caddy on the `lb`
+//! host in front of the `app` hosts, Prometheus on the `monitoring` host scraping them, and
+//! a rolling deploy: one app host at a time leaves the rotation, takes the release through
+//! the one deploy workflow (`deploy::ship`: candidate check, switch, check), and comes back
+//! once healthy, from the host and through the load balancer. The first host that fails
+//! stops the deploy; the hosts switched before it go back to what they served (exit 6).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::Ctx;
+use crate::artifact::{self, Artifact};
+use crate::cli::{Command, ReleaseArgs};
+use crate::deploy::config::HostConfig;
+use crate::deploy::{self, Ending};
+use crate::error::Failure;
+use crate::host::Host;
+use crate::stack::{Database, HostSpec, Role, SshSettings};
+use crate::targets::Target;
+use crate::targets::remote::{HostTarget, Remote, public_endpoint};
+use crate::templates;
+
+/// The commands a fleet answers; the rest say so.
+pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
+    if let Database::UrlSecret(name) = &s.database {
+        return Err(Failure::invalid(
+            format!("`database.url_secret: {name}` (an external database) is not supported by vcctl yet"),
+            Some("use `database: {host_role: db}`, which runs PostgreSQL on the `db` host".into()),
+        )
+        .into());
+    }
+    match command {
+        Command::Up(args) | Command::Deploy(args) => up(ctx, s, args).await,
+        Command::Status(_) => status(ctx, s).await,
+        Command::Simulate(args) => {
+            let token = if ctx.settings.ingest_token {
+                let db = connect(ctx, s, s.the(Role::Db).expect("checked by the stack")).await?;
+                let secrets = db.fleet_secrets().await;
+                db.close().await;
+                secrets?.1
+            } else {
+                None
+            };
+            let (url, trust) = lb_endpoint(ctx, s);
+            crate::commands::simulate::run(&ctx.printer, args, url, token, trust).await
+        }
+        other => Err(Failure::invalid(
+            format!("`{}` does not work on a stack of several hosts yet", other.name()),
+            Some("`vcctl up`, `deploy`, `status` and `simulate` do; for one host, `vcctl ssh` with its address".into()),
+        )
+        .into()),
+    }
+}
+
+/// Where users reach the fleet: the load balancer.
+fn lb_endpoint(ctx: &Ctx, s: &SshSettings) -> (String, crate::web::Trust) {
+    public_endpoint(&ctx.settings, &s.the(Role::Lb).expect("checked by the stack").host)
+}
+
+fn remote(ctx: &Ctx, s: &SshSettings, h: &HostSpec) -> Remote {
+    Remote::of_ssh(&ctx.settings, h, s.expose_prometheus)
+}
+
+async fn connect(ctx: &Ctx, s: &SshSettings, h: &HostSpec) -> Result<Host> {
+    Host::connect(remote(ctx, s, h).target, &ctx.printer).await
+}
+
+/// The hosts that are not app hosts, each connected once (one host may have several roles).
+struct Infra {
+    hosts: Vec<(String, Host)>,
+}
+
+impl Infra {
+    async fn connect(ctx: &Ctx, s: &SshSettings) -> Result<Infra> {
+        let mut hosts: Vec<(String, Host)> = Vec::new();
+        for role in [Role::Lb, Role::Db, Role::Monitoring] {
+            let Some(h) = s.the(role) else { continue };
+            if !hosts.iter().any(|(name, _)| *name == h.host) {
+                hosts.push((h.host.clone(), connect(ctx, s, h).await?));
+            }
+        }
+        Ok(Infra { hosts })
+    }
+
+    fn get(&self, s: &SshSettings, role: Role) -> &Host {
+        let spec = s.the(role).expect("checked by the stack");
+        &self.hosts.iter().find(|(name, _)| *name == spec.host).expect("connected").1
+    }
+
+    async fn close(self) {
+        for (_, h) in self.hosts {
+            h.close().await;
+        }
+    }
+}
+
+/// One app host: its place in the stack and its deploy target.
+struct App {
+    spec: HostSpec,
+    target: HostTarget,
+}
+
+impl App {
+    fn upstream(&self, port: u16) -> String {
+        upstream(&self.spec.host, port)
+    }
+}
+
+fn upstream(host: &str, port: u16) -> String {
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+}
+
+/// `vcctl up` and `vcctl deploy` on a fleet.
+async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
+    let started = Instant::now();
+    let p = &ctx.printer;
+    // Every host first: one that does not answer stops the deploy before anything changed.
+    let infra = Infra::connect(ctx, s).await?;
+    let lb = infra.get(s, Role::Lb);
+    let lock = lb.lock(args.lock_timeout, p).await?;
+    let result = async {
+        let env = database(ctx, s, &infra).await?;
+        let mut apps = connect_apps(ctx, s, &env).await?;
+        let artifact = resolve_artifact(ctx, &mut apps[0], args).await?;
+        let shipped = roll(ctx, lb, &mut apps, &artifact, args).await;
+        monitoring(ctx, s, &infra).await?;
+        for app in apps {
+            Box::new(app.target).close().await;
+        }
+        shipped
+    }
+    .await;
+    lock.release().await;
+    infra.close().await;
+    let shipped = result?;
+    report(ctx, s, &shipped, started.elapsed());
+    match shipped.failure {
+        Some(e) => Err(e),
+        None => Ok(crate::error::OK),
+    }
+}
+
+/// The database on the db host; the app hosts' env file (its URL, the ingest token).
+async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<String> {
+    let db = infra.get(s, Role::Db);
+    let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
+    let step = ctx.printer.step(format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len()));
+    let served = match db.serve_database(ctx.settings.ingest_token, &apps).await {
+        Ok(()) => db.fleet_secrets().await,
+        Err(e) => Err(e),
+    };
+    let (password, token) = match served {
+        Ok(secrets) => {
+            step.done("");
+            secrets
+        }
+        Err(e) => {
+            step.fail("");
+            return Err(e);
+        }
+    };
+    let host = s.the(Role::Db).expect("checked by the stack").host.as_str();
+    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    let mut env = format!("DATABASE_URL=postgres://vehicleconnect:{password}@{host}:5432/vehicleconnect\n");
+    if let Some(t) = token.filter(|_| ctx.settings.ingest_token) {
+        env.push_str(&format!("VC_INGEST_TOKEN={t}\n"));
+    }
+    Ok(env)
+}
+
+async fn connect_apps(ctx: &Ctx, s: &SshSettings, env: &str) -> Result<Vec<App>> {
+    let mut admitted: Vec<String> = Vec::new();
+    for role in [Role::Lb, Role::Monitoring] {
+        let h = &s.the(role).expect("checked by the stack").host;
+        if !admitted.contains(h) {
+            admitted.push(h.clone());
+        }
+    }
+    let db = &s.the(Role::Db).expect("checked by the stack").host;
+    let mut apps = Vec::new();
+    for spec in s.with(Role::App) {
+        let config = HostConfig::fleet_app(&ctx.settings, env.to_string(), db, &admitted)?;
+        let mut remote = remote(ctx, s, spec);
+        remote.check_outside = false;
+        let target = HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer).await?;
+        apps.push(App { spec: spec.clone(), target });
+    }
+    Ok(apps)
+}
+
+async fn resolve_artifact(ctx: &Ctx, first: &mut App, args: &ReleaseArgs) -> Result<Artifact> {
+    let arch = first.target.arch().await?;
+    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    if let (Some(built), Some(arch)) = (artifact::elf_machine(&artifact.path), arch)
+        && built != arch
+    {
+        bail!(Failure::invalid(
+            format!("`{}` is built for {built}, but {} runs {arch}", artifact.path.display(), first.spec.host),
+            Some(format!("build for the hosts (`--target {arch}-unknown-linux-gnu`) and pass it with --artifact")),
+        ));
+    }
+    Ok(artifact)
+}
+
+/// What a rolling deploy did, host by host.
+struct Shipped {
+    release: String,
+    /// (host, what happened there), in order.
+    hosts: Vec<(String, String)>,
+    failure: Option<anyhow::Error>,
+}
+
+/// The rolling deploy: each app host out of the rotation, shipped, checked, and back.
+async fn roll(ctx: &Ctx, lb: &Host, apps: &mut [App], artifact: &Artifact, args: &ReleaseArgs) -> Result<Shipped> {
+    let p = &ctx.printer;
+    let port = ctx.settings.port;
+    let mut rotation = Vec::new();
+    for app in apps.iter_mut() {
+        if app.target.state().await?.serving {
+            rotation.push(app.upstream(port));
+        }
+    }
+    set_rotation(ctx, lb, &rotation).await?;
+    let mut shipped = Shipped { release: String::new(), hosts: Vec::new(), failure: None };
+    let mut switched: Vec<(usize, String)> = Vec::new();
+    for i in 0..apps.len() {
+        let up = apps[i].upstream(port);
+        p.info(format!("\n{} ({} of {})", apps[i].spec.host, i + 1, apps.len()));
+        rotation.retain(|u| *u != up);
+        set_rotation(ctx, lb, &rotation).await?;
+        let outcome = deploy::ship(&mut apps[i].target, artifact, args.health_timeout, p).await;
+        let serving = apps[i].target.state().await.map(|s| s.serving).unwrap_or(false);
+        if serving {
+            rotation.push(up.clone());
+            set_rotation(ctx, lb, &rotation).await?;
+        }
+        let host = apps[i].spec.host.clone();
+        let failure = match outcome {
+            Ok(o) => {
+                shipped.release = o.release.name.clone();
+                shipped.hosts.push((host.clone(), ending(&o.ending)));
+                match (&o.ending, o.error()) {
+                    (_, Some(e)) => Some(e),
+                    (Ending::Deployed { replaced: Some(prev) }, None) => {
+                        switched.push((i, prev.clone()));
+                        None
+                    }
+                    _ => None,
+                }
+            }
+            Err(e) => Some(e),
+        };
+        if failure.is_none() && serving {
+            through_lb(ctx, args.health_timeout).await.map_err(|e| e.context(format!("after {host} came back")))?;
+        }
+        if let Some(e) = failure {
+            let e = e.context(format!("the deploy stopped at {host}"));
+            roll_back(ctx, lb, apps, &switched, &mut rotation, args, &mut shipped).await;
+            shipped.failure = Some(e);
+            return Ok(shipped);
+        }
+    }
+    Ok(shipped)
+}
+
+/// The hosts switched before the one that failed go back to what they served.
+async fn roll_back(
+    ctx: &Ctx,
+    lb: &Host,
+    apps: &mut [App],
+    switched: &[(usize, String)],
+    rotation: &mut Vec<String>,
+    args: &ReleaseArgs,
+    shipped: &mut Shipped,
+) {
+    let p = &ctx.printer;
+    let port = ctx.settings.port;
+    for (i, previous) in switched.iter().rev() {
+        let app = &mut apps[*i];
+        let up = app.upstream(port);
+        p.info(format!("\n{}: back to {previous}", app.spec.host));
+        rotation.retain(|u| *u != up);
+        let back = match set_rotation(ctx, lb, rotation).await {
+            Ok(()) => deploy::rollback(&mut app.target, Some(previous), args.health_timeout, p).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let what = match &back {
+            Ok(()) => format!("rolled back to {previous}"),
+            Err(e) => format!("could not roll back to {previous}: {e:#}"),
+        };
+        shipped.hosts.push((app.spec.host.clone(), what));
+        if app.target.state().await.map(|s| s.serving).unwrap_or(false) {
+            rotation.push(up);
+            if let Err(e) = set_rotation(ctx, lb, rotation).await {
+                p.warn(format!("could not put {} back in the load balancer: {e:#}", app.spec.host));
+            }
+        }
+    }
+}
+
+fn ending(e: &Ending) -> String {
+    match e {
+        Ending::Unchanged => "unchanged (already serving)".into(),
+        Ending::Deployed { .. } => "deployed, healthy".into(),
+        Ending::Refused { serving, .. } => format!("refused as a candidate; {serving} serves"),
+        Ending::RolledBack { to, .. } => format!("unhealthy after the switch; {to} serves again"),
+    }
+}
+
+/// The load balancer sends requests to `rotation` only (a reload: requests in flight finish).
+async fn set_rotation(ctx: &Ctx, lb: &Host, rotation: &[String]) -> Result<()> {
+    let roots = ctx.settings.tls.as_ref().is_some_and(|t| t.trust_ca.is_some());
+    let caddyfile = templates::caddyfile_lb(&ctx.settings, rotation, roots)?;
+    let step = ctx.printer.step(format!("load balancer: {} in rotation", rotation.len()));
+    let done = lb.serve_lb(&caddyfile).await;
+    match &done {
+        Ok(()) => step.done(&rotation.join(" ")),
+        Err(_) => step.fail(""),
+    }
+    done
+}
+
+/// Healthy through the load balancer: three answers in a row.
+async fn through_lb(ctx: &Ctx, timeout: Duration) -> Result<()> {
+    let s = match &ctx.settings.provider {
+        crate::stack::Provider::Ssh(s) => s,
+        _ => unreachable!("fleets are ssh stacks"),
+    };
+    let (url, trust) = lb_endpoint(ctx, s);
+    let client = crate::web::client_for(&trust)?;
+    let started = Instant::now();
+    let mut streak = 0;
+    let mut last = String::new();
+    while started.elapsed() < timeout {
+        match crate::health::status(&client, &url).await {
+            Ok((code, st)) if crate::health::is_healthy(code, &st) => streak += 1,
+            Ok((code, _)) => (streak, last) = (0, format!("HTTP {code}")),
+            Err(e) => (streak, last) = (0, e),
+        }
+        if streak == 3 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the load balancer at {url} did not answer healthy within {timeout:?}: {last}")
+}
+
+/// Prometheus on the monitoring host scrapes every app host.
+async fn monitoring(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<()> {
+    let targets: Vec<String> = s.with(Role::App).map(|h| upstream(&h.host, ctx.settings.port)).collect();
+    let config = templates::prometheus(&ctx.settings.stack, &targets)?;
+    let listen = if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" };
+    let host = infra.get(s, Role::Monitoring);
+    let step = ctx.printer.step(format!("Prometheus on {} scraping {} app host(s)", host.name(), targets.len()));
+    let done = host.serve_prometheus(&config, listen).await;
+    match &done {
+        Ok(()) => step.done(""),
+        Err(_) => step.fail(""),
+    }
+    done
+}
+
+fn report(ctx: &Ctx, s: &SshSettings, shipped: &Shipped, elapsed: Duration) {
+    let (url, _) = lb_endpoint(ctx, s);
+    let hosts: Vec<_> = shipped.hosts.iter().map(|(h, what)| json!({"host": h, "result": what})).collect();
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack,
+        "release": shipped.release,
+        "hosts": hosts,
+        "url": url,
+        "dashboard": format!("{url}/dashboard"),
+        "ok": shipped.failure.is_none(),
+        "elapsed_s": elapsed.as_secs_f64(),
+    }));
+    let mut lines = vec![format!("\nstack `{}`: release {}", ctx.settings.stack, shipped.release)];
+    lines.extend(shipped.hosts.iter().map(|(h, what)| format!("  {h}: {what}")));
+    lines.push(format!("in {}", crate::printer::format_duration(elapsed)));
+    if shipped.failure.is_none() {
+        lines.push(format!("  dashboard: {url}/dashboard\n  API:       {url}/docs"));
+        ctx.printer.out(format!("{url}/dashboard"));
+    }
+    ctx.printer.info(lines.join("\n"));
+}
+
+/// `vcctl status` on a fleet: every host, its release, health and whether it is in rotation.
+async fn status(ctx: &Ctx, s: &SshSettings) -> Result<u8> {
+    let mut hosts = Vec::new();
+    let mut healthy = true;
+    for spec in &s.hosts {
+        let roles: Vec<&str> = spec.roles.iter().map(|r| r.name()).collect();
+        let mut entry = json!({"host": spec.host, "roles": roles});
+        if spec.has(Role::App) {
+            match HostTarget::connect(&ctx.settings, remote(ctx, s, spec), Duration::ZERO, &ctx.printer).await {
+                Ok(mut t) => {
+                    let state = t.state().await;
+                    Box::new(t).close().await;
+                    let state = state?;
+                    healthy &= state.serving;
+                    entry["release"] = json!(state.current);
+                    entry["serving"] = json!(state.serving);
+                }
+                Err(e) => {
+                    healthy = false;
+                    entry["error"] = json!(format!("{e:#}"));
+                }
+            }
+        }
+        hosts.push(entry);
+    }
+    let (url, trust) = lb_endpoint(ctx, s);
+    let client = crate::web::client_for(&trust)?;
+    let lb = crate::health::status(&client, &url).await;
+    healthy &= matches!(&lb, Ok((code, st)) if crate::health::is_healthy(*code, st));
+    ctx.printer.json(&json!({"stack": ctx.settings.stack, "url": url, "healthy": healthy, "hosts": hosts}));
+    let mut lines = vec![format!("stack `{}` ({} hosts), {url}", ctx.settings.stack, s.hosts.len())];
+    for h in &hosts {
+        lines.push(format!("  {}", h));
+    }
+    lines.push(match &lb {
+        Ok((code, _)) => format!("load balancer: HTTP {code}"),
+        Err(e) => format!("load balancer: unreachable: {e}"),
+    });
+    ctx.printer.info(lines.join("\n"));
+    Ok(if healthy { crate::error::OK } else { crate::error::ERROR })
+}
