@@ -202,6 +202,12 @@ lb_reload() {
   if systemctl is-active --quiet caddy; then systemctl reload caddy; else systemctl restart caddy; fi
 }
 
+# lb-upstreams: the upstreams Caddy proxies to now, from its admin API (on loopback), as JSON.
+lb_upstreams() {
+  if ! systemctl is-active --quiet caddy; then echo '[]'; return 0; fi
+  curl -sf -m 5 http://127.0.0.1:2019/reverse_proxy/upstreams || die "Caddy's admin API did not answer"
+}
+
 # prometheus RESTART(yes|no): its config was written by `put`; restart it when it changed.
 prometheus() {
   systemctl enable prometheus >/dev/null 2>&1 || true
@@ -538,6 +544,7 @@ case $cmd in
   fleet-secrets) fleet_secrets ;;
   firewall) firewall "$1" ;;
   lb-reload) lb_reload ;;
+  lb-upstreams) lb_upstreams ;;
   prometheus) prometheus "$1" ;;
   units) units "$1" ;;
   caddy) caddy "$1" "${2:-no}" ;;

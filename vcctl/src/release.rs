@@ -59,10 +59,13 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// A new, pending release of `artifact`, named `<UTC time>-<sha12>`.
+    /// A new, pending release of `artifact`, named `<UTC time>-<sha12>` (the time of
+    /// `artifact.named_at` when set).
     pub fn new(artifact: &Artifact) -> Receipt {
         let now = time::OffsetDateTime::now_utc();
-        let stamp = now
+        let stamp = artifact
+            .named_at
+            .unwrap_or(now)
             .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
             .expect("formats");
         let origin = Origin::here();

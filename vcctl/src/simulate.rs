@@ -133,6 +133,11 @@ pub fn parse_incident(s: &str) -> Result<Incident, String> {
 /// Generates events. Deterministic for a seed.
 pub struct Traffic {
     rng: SmallRng,
+    /// This run's own prefix of event ids (random, whatever the seed), and the events made:
+    /// each event has an `event_id`, so a request sent again after its connection closed
+    /// under it is stored once.
+    run: String,
+    made: u64,
     vehicles: u32,
     total_weight: u32,
     latency: Vec<LogNormal<f64>>,
@@ -143,6 +148,8 @@ impl Traffic {
     pub fn new(seed: u64, vehicles: u32, incidents: Vec<Incident>) -> Traffic {
         Traffic {
             rng: SmallRng::seed_from_u64(seed),
+            run: format!("{:016x}", rand::random::<u64>()),
+            made: 0,
             vehicles: vehicles.max(1),
             total_weight: PROFILES.iter().map(|p| p.weight).sum(),
             latency: PROFILES
@@ -188,7 +195,9 @@ impl Traffic {
             200
         };
         let vehicle = self.rng.random_range(0..self.vehicles);
+        self.made += 1;
         serde_json::json!({
+            "event_id": format!("sim-{}-{}", self.run, self.made),
             "endpoint": p.endpoint,
             "method": p.method,
             "response_time_ms": (ms.min(3_600_000.0) * 100.0).round() / 100.0,

@@ -243,6 +243,45 @@ mod tests {
         assert!(units.iter().all(|(_, text)| !text.contains("{{")));
     }
 
+    fn settings_of(text: &str) -> crate::settings::Settings {
+        let stack = crate::stack::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default())
+    }
+
+    #[test]
+    fn a_fleets_load_balancer_firewall_and_prometheus_name_their_hosts() {
+        let s = settings_of("name: f\nprovider: ssh\nssh:\n  host: h\nservice:\n  port: 8000\n");
+        let lb = caddyfile_lb(&s, &["10.0.0.11:8000".into(), "[fd00::12]:8000".into()], false).unwrap();
+        assert!(lb.contains("\nhttp://:8000, http://:80 {\n"), "{lb}");
+        assert!(lb.contains("\treverse_proxy 10.0.0.11:8000 [fd00::12]:8000 {\n"), "{lb}");
+        assert!(lb.contains("\t\thealth_uri /api/status\n") && lb.contains("\t\thealth_interval 1s\n"), "{lb}");
+        // Every host out of rotation is still a valid configuration: nothing listens on port 9.
+        assert!(caddyfile_lb(&s, &[], false).unwrap().contains("\treverse_proxy 127.0.0.1:9 {\n"));
+        let fw = app_firewall("f", 8000, &["10.0.0.10".into(), "10.0.0.20".into(), "fd00::10".into()]).unwrap();
+        assert!(fw.contains("\t\ttcp dport 8000 ip saddr { 10.0.0.10, 10.0.0.20 } accept\n"), "{fw}");
+        assert!(fw.contains("\t\ttcp dport 8000 ip6 saddr { fd00::10 } accept\n"), "{fw}");
+        assert!(
+            fw.contains("\t\ttcp dport 8000 counter drop\n") && fw.contains("\ndelete table inet vehicleconnect\n"),
+            "{fw}"
+        );
+        let prom = prometheus("f", &["10.0.0.11:8000".into(), "10.0.0.12:8000".into()]).unwrap();
+        assert!(prom.contains("- targets: [\"10.0.0.11:8000\", \"10.0.0.12:8000\"]"), "{prom}");
+        // A fleet's app host: its own port only (80 is the load balancer's), no local database.
+        let app = units(&s, true).unwrap();
+        let service = &app.iter().find(|(p, _)| p.ends_with("/vehicleconnect.service")).unwrap().1;
+        assert!(service.contains("\nWants=network-online.target\n"), "{service}");
+        let socket = &app.iter().find(|(p, _)| p.ends_with("/vehicleconnect.socket")).unwrap().1;
+        assert_eq!(
+            socket.lines().filter(|l| l.starts_with("ListenStream=")).collect::<Vec<_>>(),
+            ["ListenStream=0.0.0.0:8000"]
+        );
+        // The single host's files render whole (Prometheus scrapes the service on loopback).
+        let single = crate::deploy::config::HostConfig::of(&s, "127.0.0.1:9090").unwrap();
+        let prom = &single.files.iter().find(|f| f.path == "/etc/prometheus/prometheus.yml").unwrap().text;
+        assert!(prom.contains("- targets: [\"127.0.0.1:8000\"]"), "{prom}");
+        assert_eq!(single.packages, ["postgresql", "prometheus", "curl"]);
+    }
+
     #[test]
     fn aws_hosts_publish_the_data_volumes_use_and_other_hosts_do_not() {
         let units_of = |text: &str| {

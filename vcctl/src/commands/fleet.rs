@@ -192,7 +192,9 @@ async fn connect_apps(ctx: &Ctx, s: &SshSettings, env: &str) -> Result<Vec<App>>
 
 async fn resolve_artifact(ctx: &Ctx, first: &mut App, args: &ReleaseArgs) -> Result<Artifact> {
     let arch = first.target.arch().await?;
-    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    let mut artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    // One release name on every host.
+    artifact.named_at = Some(time::OffsetDateTime::now_utc());
     if let (Some(built), Some(arch)) = (artifact::elf_machine(&artifact.path), arch)
         && built != arch
     {
@@ -384,44 +386,84 @@ fn report(ctx: &Ctx, s: &SshSettings, shipped: &Shipped, elapsed: Duration) {
     ctx.printer.info(lines.join("\n"));
 }
 
-/// `vcctl status` on a fleet: every host, its release, health and whether it is in rotation.
+/// `vcctl status` on a fleet: every host, its roles; an app host's release, health (from
+/// the host), whether the load balancer sends it requests, and its last deploy; then the
+/// service through the load balancer. Exit 1 when anything is not healthy.
 async fn status(ctx: &Ctx, s: &SshSettings) -> Result<u8> {
+    let port = ctx.settings.port;
+    let lb = connect(ctx, s, s.the(Role::Lb).expect("checked by the stack")).await?;
+    let rotation = lb.lb_upstreams().await;
+    lb.close().await;
+    let rotation = rotation?;
     let mut hosts = Vec::new();
     let mut healthy = true;
     for spec in &s.hosts {
         let roles: Vec<&str> = spec.roles.iter().map(|r| r.name()).collect();
         let mut entry = json!({"host": spec.host, "roles": roles});
         if spec.has(Role::App) {
-            match HostTarget::connect(&ctx.settings, remote(ctx, s, spec), Duration::ZERO, &ctx.printer).await {
-                Ok(mut t) => {
-                    let state = t.state().await;
-                    Box::new(t).close().await;
-                    let state = state?;
-                    healthy &= state.serving;
-                    entry["release"] = json!(state.current);
-                    entry["serving"] = json!(state.serving);
-                }
-                Err(e) => {
-                    healthy = false;
-                    entry["error"] = json!(format!("{e:#}"));
-                }
-            }
+            let app = app_status(ctx, s, spec, rotation.contains(&upstream(&spec.host, port))).await;
+            healthy &= app["healthy"] == true && app["in_rotation"] == true;
+            entry.as_object_mut().expect("an object").extend(app.as_object().expect("an object").clone());
         }
         hosts.push(entry);
     }
     let (url, trust) = lb_endpoint(ctx, s);
     let client = crate::web::client_for(&trust)?;
-    let lb = crate::health::status(&client, &url).await;
-    healthy &= matches!(&lb, Ok((code, st)) if crate::health::is_healthy(*code, st));
-    ctx.printer.json(&json!({"stack": ctx.settings.stack, "url": url, "healthy": healthy, "hosts": hosts}));
-    let mut lines = vec![format!("stack `{}` ({} hosts), {url}", ctx.settings.stack, s.hosts.len())];
-    for h in &hosts {
-        lines.push(format!("  {}", h));
-    }
-    lines.push(match &lb {
-        Ok((code, _)) => format!("load balancer: HTTP {code}"),
-        Err(e) => format!("load balancer: unreachable: {e}"),
-    });
+    let through = crate::health::status(&client, &url).await;
+    healthy &= matches!(&through, Ok((code, st)) if crate::health::is_healthy(*code, st));
+    let lb_line = match &through {
+        Ok((code, _)) => format!("HTTP {code} at {url}"),
+        Err(e) => format!("unreachable at {url}: {e}"),
+    };
+    ctx.printer.json(
+        &json!({"stack": ctx.settings.stack, "url": url, "healthy": healthy, "load_balancer": lb_line, "hosts": hosts}),
+    );
+    let mut lines = vec![format!("stack `{}`: {} host(s), load balancer {lb_line}", ctx.settings.stack, s.hosts.len())];
+    lines.extend(hosts.iter().map(host_line));
     ctx.printer.info(lines.join("\n"));
     Ok(if healthy { crate::error::OK } else { crate::error::ERROR })
+}
+
+/// One app host's view, as JSON fields.
+async fn app_status(ctx: &Ctx, s: &SshSettings, spec: &HostSpec, in_rotation: bool) -> serde_json::Value {
+    let seen = async {
+        let host = connect(ctx, s, spec).await?;
+        let state = host.state().await;
+        let probe = host.probe(ctx.settings.port, templates::SERVING_UNIT).await;
+        host.close().await;
+        anyhow::Ok((state?, probe?))
+    };
+    match seen.await {
+        Ok((state, probe)) => {
+            let current = state.releases.iter().find(|r| Some(&r.name) == state.current.as_ref());
+            json!({
+                "release": state.current,
+                "version": probe.status.as_ref().map(|st| st.version.clone()),
+                "healthy": probe.healthy().is_some(),
+                "service": probe.describe(),
+                "in_rotation": in_rotation,
+                "last_deploy": current.map(|r| json!({"at": r.installed_at, "by": r.by, "from": r.from})),
+            })
+        }
+        Err(e) => json!({"healthy": false, "in_rotation": in_rotation, "error": format!("{e:#}")}),
+    }
+}
+
+fn host_line(h: &serde_json::Value) -> String {
+    let roles: Vec<&str> = h["roles"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+    let mut line = format!("  {} [{}]", h["host"].as_str().unwrap_or("?"), roles.join(", "));
+    if let Some(e) = h["error"].as_str() {
+        line.push_str(&format!(": unreachable: {e}"));
+    } else if h.get("release").is_some() {
+        let rotation = if h["in_rotation"] == true { "in rotation" } else { "OUT of rotation" };
+        line.push_str(&format!(
+            ": {} ({}), {rotation}, release {}, deployed {} by {}",
+            if h["healthy"] == true { "healthy" } else { "UNHEALTHY" },
+            h["service"].as_str().unwrap_or("?"),
+            h["release"].as_str().unwrap_or("none"),
+            h["last_deploy"]["at"].as_str().unwrap_or("?"),
+            h["last_deploy"]["by"].as_str().unwrap_or("?"),
+        ));
+    }
+    line
 }

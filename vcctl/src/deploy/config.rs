@@ -49,9 +49,7 @@ pub struct HostConfig {
 
 impl HostConfig {
     pub fn of(settings: &Settings, prometheus_listen: &str) -> Result<HostConfig> {
-        let port = settings.port.to_string();
-        let prometheus =
-            templates::render(templates::PROMETHEUS, &[("stack", &settings.stack), ("service_port", &port)])?;
+        let prometheus = templates::prometheus(&settings.stack, &[format!("127.0.0.1:{}", settings.port)])?;
         let defaults = format!(
             "# Written by vcctl (stack {}).\nARGS=\"--web.listen-address={prometheus_listen}\"\n",
             settings.stack

@@ -119,7 +119,7 @@ pub async fn ship(t: &mut dyn Target, artifact: &Artifact, timeout: Duration, p:
     }
     let mut timings = Timings::default();
     let started = Instant::now();
-    let step = p.step(format!("preparing {} (packages, database, secrets, Prometheus, units)", t.place()));
+    let step = p.step(format!("preparing {} (packages, configuration, units)", t.place()));
     t.prepare(p).await?;
     step.done("");
     timings.since("prepare", started);

@@ -273,6 +273,14 @@ impl Host {
         self.run(&["lb-reload"]).await.map(|_| ())
     }
 
+    /// The upstreams the lb host's Caddy sends requests to now (`host:port`), from its admin API.
+    pub async fn lb_upstreams(&self) -> Result<Vec<String>> {
+        let out = self.run(&["lb-upstreams"]).await?;
+        let v: serde_json::Value = serde_json::from_str(out.trim())
+            .map_err(|e| anyhow::anyhow!("Caddy's admin API on {} answered no JSON ({e}): {out:.200}", self.name()))?;
+        Ok(v.as_array().into_iter().flatten().filter_map(|u| u["address"].as_str().map(str::to_string)).collect())
+    }
+
     /// A fleet's monitoring host: Prometheus with `config` (restarted when it changed).
     pub async fn serve_prometheus(&self, config: &str, listen: &str) -> Result<()> {
         self.packages(&["prometheus"]).await?;

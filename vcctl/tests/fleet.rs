@@ -1,0 +1,272 @@
+//! `vcctl up` and `vcctl deploy` of a stack of several hosts, against real hosts: Debian
+//! booted by systemd-nspawn from the SSH test host's rootfs, each in its own network
+//! namespace on one bridge (`scripts/test-fleet`): one host is the load balancer, the
+//! database and the monitoring, the others are app hosts. Each test boots its own fresh
+//! hosts (a few seconds) and stops them at the end; the tests run one at a time
+//! (.config/nextest.toml: they share the addresses).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+use common::{service_bin, show};
+
+const NET: &str = "10.233.0";
+const LB: u8 = 10;
+
+/// Fresh hosts 10.233.0.N, powered off when dropped.
+struct Fleet {
+    ids: Vec<u8>,
+    /// The hosts' keys (`hostN/ssh_host_ed25519_key.pub`).
+    keys: PathBuf,
+    /// The key root logs in with on every host.
+    client_key: String,
+}
+
+impl Fleet {
+    fn boot(ids: &[u8]) -> Fleet {
+        let out = Command::new(script("test-fleet")).arg("start").args(ids.iter().map(u8::to_string)).output().unwrap();
+        assert!(out.status.success(), "scripts/test-fleet start\n{}", show(&out));
+        let env = String::from_utf8_lossy(&out.stdout);
+        let var = |k: &str| {
+            let prefix = format!("export {k}=");
+            env.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {k} in\n{env}")).to_string()
+        };
+        Fleet {
+            ids: ids.to_vec(),
+            keys: PathBuf::from(var("VC_TEST_FLEET_KEYS")),
+            client_key: var("VC_TEST_FLEET_CLIENT_KEY"),
+        }
+    }
+
+    fn host_key(&self, id: u8) -> String {
+        let key = std::fs::read_to_string(self.keys.join(format!("host{id}/ssh_host_ed25519_key.pub"))).unwrap();
+        key.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Runs `script` as root on host `id`; its output, whatever its exit.
+    fn on(&self, id: u8, script: &str) -> Output {
+        let kh = std::env::temp_dir().join(format!("vc-fleet-known-hosts-{}-{id}", std::process::id()));
+        std::fs::write(&kh, format!("{NET}.{id} {}\n", self.host_key(id))).unwrap();
+        Command::new("ssh")
+            .args(["-i", &self.client_key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5", "-o"])
+            .arg(format!("UserKnownHostsFile={}", kh.display()))
+            .arg(format!("root@{NET}.{id}"))
+            .arg(script)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, id: u8, script: &str) -> String {
+        let out = self.on(id, script);
+        assert!(out.status.success(), "on {NET}.{id}: {script}\n{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn stored_events(&self) -> u64 {
+        let sql = "runuser -u postgres -- psql -d vehicleconnect -tAc 'SELECT count(*) FROM api_events'";
+        self.ok(LB, sql).trim().parse().unwrap()
+    }
+
+    fn current(&self, id: u8) -> String {
+        self.ok(id, "readlink /opt/vehicleconnect/current").trim().trim_start_matches("releases/").to_string()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = Command::new(script("test-fleet")).arg("stop").args(self.ids.iter().map(u8::to_string)).output();
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
+}
+
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// `stacks/fleet.yaml`: host 10 is lb, db and monitoring; `apps` are app hosts.
+    fn new(fleet: &Fleet, apps: &[u8]) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("stacks")).unwrap();
+        let p = Project { dir };
+        p.write_stack(fleet, apps);
+        p
+    }
+
+    fn write_stack(&self, fleet: &Fleet, apps: &[u8]) {
+        let item = |id: u8, roles: &str| {
+            format!("  - {{host: {NET}.{id}, roles: [{roles}], host_key: {}}}\n", fleet.host_key(id))
+        };
+        let mut hosts = item(LB, "lb, db, monitoring");
+        for id in apps {
+            hosts.push_str(&item(*id, "app"));
+        }
+        let stack = format!(
+            "name: fleet\nprovider: ssh\nssh:\n  user: root\n  identity: {}\nhosts:\n{hosts}database:\n  host_role: db\nservice:\n  port: 8000\n  ingest_token: true\n",
+            fleet.client_key
+        );
+        std::fs::write(self.dir.path().join("stacks/fleet.yaml"), stack).unwrap();
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
+        cmd.args(["--stack", "fleet"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("VCCTL_STACK")
+            .env_remove("VCCTL_ARTIFACT")
+            .env_remove("VCCTL_PORT")
+            .env_remove("CI")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn json(&self, args: &[&str], code: i32) -> Value {
+        let out = self.command(args).arg("--json").output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "vcctl {args:?}\n{}", show(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} is not JSON ({e}):\n{}", show(&out)))
+    }
+
+    /// The real service with `n` bytes appended: runs the same, hashes differently.
+    fn new_build(&self, name: &str, n: usize) -> String {
+        common::new_build(&self.path(name), &vec![b'\n'; n]);
+        self.path(name).to_string_lossy().into_owned()
+    }
+
+    /// `vcctl simulate` through the load balancer, in the background.
+    fn simulate(&self, rate: u32, secs: u32) -> std::process::Child {
+        let (rate, duration) = (rate.to_string(), format!("{secs}s"));
+        self.command(&["simulate", "--rate", &rate, "--duration", &duration, "--concurrency", "256", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// The simulator's report: every planned event acknowledged, none failed.
+fn no_failed_request(sim: std::process::Child) -> u64 {
+    let out = sim.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "simulate\n{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("simulate: {report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["skipped_late"], 0, "{report}");
+    assert_eq!(report["acknowledged"], report["planned_events"], "{report}");
+    report["acknowledged"].as_u64().unwrap()
+}
+
+fn curl_status(url: &str) -> Option<u16> {
+    let out =
+        Command::new("curl").args(["-s", "-o", "/dev/null", "-m", "3", "-w", "%{http_code}", url]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|c| *c != 0)
+}
+
+/// Waits until Prometheus on the monitoring host has scraped every app host (`up == 1`).
+fn prometheus_sees(fleet: &Fleet, apps: &[u8]) {
+    let started = Instant::now();
+    loop {
+        let q = fleet.ok(LB, "curl -s 'http://127.0.0.1:9090/api/v1/query?query=up%7Bjob%3D%22vehicleconnect%22%7D'");
+        let v: Value = serde_json::from_str(&q).unwrap();
+        let mut up: Vec<String> = v["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["value"][1] == "1")
+            .map(|r| r["metric"]["instance"].as_str().unwrap_or("").to_string())
+            .collect();
+        up.sort();
+        let want: Vec<String> = apps.iter().map(|id| format!("{NET}.{id}:8000")).collect();
+        if up == want {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "Prometheus does not see {want:?} up in 60 s: {q}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_failed_request() {
+    let fleet = Fleet::boot(&[LB, 11, 12]);
+    let p = Project::new(&fleet, &[11, 12]);
+    let bin = service_bin();
+    let started = Instant::now();
+    let up = p.json(&["up", "--artifact", bin.to_str().unwrap()], 0);
+    eprintln!("fresh up of 1 + 2 hosts: {:?}", started.elapsed());
+    let v1 = up["release"].as_str().unwrap().to_string();
+    assert_eq!(up["hosts"].as_array().unwrap().len(), 2, "{up}");
+    assert!(up["hosts"].as_array().unwrap().iter().all(|h| h["result"] == "deployed, healthy"), "{up}");
+    assert_eq!((fleet.current(11), fleet.current(12)), (v1.clone(), v1.clone()));
+
+    // Users reach the service through the load balancer only; the app hosts admit the
+    // load balancer (and Prometheus), never this machine.
+    let lb = format!("http://{NET}.{LB}:8000");
+    assert_eq!(curl_status(&format!("{lb}/api/status")), Some(200));
+    assert_eq!(curl_status(&format!("http://{NET}.{LB}:80/api/status")), Some(200));
+    assert_eq!(curl_status(&format!("http://{NET}.11:8000/api/status")), None, "an app host answers this machine");
+    assert!(fleet.ok(LB, &format!("curl -s -m 3 http://{NET}.11:8000/api/status")).contains("\"database\":\"ok\""));
+    // One database, on the db host, with the password and token made there.
+    let env = fleet.ok(11, "cat /etc/vehicleconnect/env");
+    assert!(env.contains(&format!("@{NET}.{LB}:5432/vehicleconnect")), "{env}");
+    let clients = "runuser -u postgres -- psql -tAc \"SELECT string_agg(DISTINCT host(client_addr), ' ' ORDER BY host(client_addr)) FROM pg_stat_activity WHERE datname = 'vehicleconnect'\"";
+    assert_eq!(fleet.ok(LB, clients).trim(), format!("{NET}.11 {NET}.12"));
+    // Only the app hosts may log in, by SCRAM.
+    let hba = fleet.ok(LB, "grep '^host vehicleconnect' /etc/postgresql/*/main/pg_hba.conf");
+    assert_eq!(
+        hba.trim(),
+        format!(
+            "host vehicleconnect vehicleconnect {NET}.11/32 scram-sha-256\nhost vehicleconnect vehicleconnect {NET}.12/32 scram-sha-256"
+        )
+    );
+    prometheus_sees(&fleet, &[11, 12]);
+
+    // A rolling deploy under load: no failed request, every acknowledged event stored.
+    let before = fleet.stored_events();
+    let sim = p.simulate(300, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let v2 = p.new_build("v2", 1);
+    let started = Instant::now();
+    let d = p.json(&["deploy", "--artifact", &v2], 0);
+    eprintln!("rolling deploy of 2 app hosts: {:?}", started.elapsed());
+    let v2 = d["release"].as_str().unwrap().to_string();
+    assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2.clone()));
+    let acked = no_failed_request(sim);
+    assert_eq!(fleet.stored_events() - before, acked);
+
+    // A release that refuses to start on the second host only: the deploy stops there (exit
+    // 6, naming it), the first host goes back to v2, and no request fails meanwhile.
+    let broken = p.path("v3");
+    let text = format!(
+        "#!/bin/sh\n# Refuses to start on fleet12 only.\n[ \"$(uname -n)\" = fleet12 ] && {{ echo 'fleet12: refusing' >&2; exit 1; }}\nexec /opt/vehicleconnect/releases/{v2}/vehicleconnect \"$@\"\n"
+    );
+    std::fs::write(&broken, text).unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = fleet.stored_events();
+    let sim = p.simulate(300, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = p.command(&["deploy", "--artifact", broken.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("the deploy stopped at {NET}.12")), "{err}");
+    assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2.clone()));
+    let acked = no_failed_request(sim);
+    assert_eq!(fleet.stored_events() - before, acked);
+
+    let status = p.json(&["status"], 0);
+    assert_eq!(status["healthy"], true, "{status}");
+}
