@@ -157,7 +157,12 @@ db_serve() {
   { echo "# Written by vcctl: the fleet's database, for its app hosts."
     echo "listen_addresses = '*'"
     echo "ssl = on"
-    echo "password_encryption = scram-sha-256"; } > "$conf/conf.d/vehicleconnect.conf.new"
+    echo "password_encryption = scram-sha-256"
+    # An app host that loses power leaves its sessions open (and the KPI leader's advisory
+    # lock held) until TCP notices: probe idle clients, and drop one silent for ~25 s.
+    echo "tcp_keepalives_idle = 10"
+    echo "tcp_keepalives_interval = 5"
+    echo "tcp_keepalives_count = 3"; } > "$conf/conf.d/vehicleconnect.conf.new"
   restart=no
   if cmp -s "$conf/conf.d/vehicleconnect.conf.new" "$conf/conf.d/vehicleconnect.conf"; then
     rm -f "$conf/conf.d/vehicleconnect.conf.new"
@@ -200,6 +205,12 @@ firewall() {
 lb_reload() {
   systemctl enable caddy >/dev/null 2>&1 || true
   if systemctl is-active --quiet caddy; then systemctl reload caddy; else systemctl restart caddy; fi
+}
+
+# retire: this app host left its fleet: the service stopped and disabled, the firewall off.
+retire() {
+  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service vehicleconnect-firewall.service >/dev/null 2>&1 || true
+  if command -v nft >/dev/null 2>&1; then nft delete table inet vehicleconnect 2>/dev/null || true; fi
 }
 
 # lb-upstreams: the upstreams Caddy proxies to now, from its admin API (on loopback), as JSON.
@@ -545,6 +556,7 @@ case $cmd in
   firewall) firewall "$1" ;;
   lb-reload) lb_reload ;;
   lb-upstreams) lb_upstreams ;;
+  retire) retire ;;
   prometheus) prometheus "$1" ;;
   units) units "$1" ;;
   caddy) caddy "$1" "${2:-no}" ;;

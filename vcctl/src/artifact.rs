@@ -19,9 +19,9 @@ pub struct Artifact {
     pub version: Option<String>,
     /// The git commit it was built from, as it reports it.
     pub git_sha: Option<String>,
-    /// The time its release is named for, when one name must hold on several hosts (a
-    /// fleet's rolling deploy); else the time of each upload.
-    pub named_at: Option<time::OffsetDateTime>,
+    /// The name its release takes, when one name must hold on several hosts (a fleet's
+    /// rolling deploy); else `<UTC time of the upload>-<sha12>`.
+    pub release_name: Option<String>,
 }
 
 impl Artifact {
@@ -94,7 +94,7 @@ pub async fn probe(path: &Path) -> Result<Artifact> {
         Ok(Ok(out)) if out.status.success() => parse_version(&String::from_utf8_lossy(&out.stdout)),
         _ => (None, None),
     };
-    Ok(Artifact { path: path.to_path_buf(), sha256, version, git_sha, named_at: None })
+    Ok(Artifact { path: path.to_path_buf(), sha256, version, git_sha, release_name: None })
 }
 
 /// The machine an ELF binary is built for, as `uname -m` names it; `None` for anything

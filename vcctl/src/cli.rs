@@ -423,6 +423,11 @@ pub struct ReleaseArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
 
+    /// Stacks of several hosts: deploy to the app hosts that answer and report the others,
+    /// instead of refusing before anything changes when one does not answer.
+    #[arg(long)]
+    pub skip_unreachable: bool,
+
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

@@ -59,18 +59,16 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    /// A new, pending release of `artifact`, named `<UTC time>-<sha12>` (the time of
-    /// `artifact.named_at` when set).
+    /// A new, pending release of `artifact`, named `<UTC time>-<sha12>` (or
+    /// `artifact.release_name`).
     pub fn new(artifact: &Artifact) -> Receipt {
         let now = time::OffsetDateTime::now_utc();
-        let stamp = artifact
-            .named_at
-            .unwrap_or(now)
+        let stamp = now
             .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
             .expect("formats");
         let origin = Origin::here();
         Receipt {
-            name: format!("{stamp}-{}", artifact.short_sha()),
+            name: artifact.release_name.clone().unwrap_or_else(|| format!("{stamp}-{}", artifact.short_sha())),
             sha256: artifact.sha256.clone(),
             version: artifact.version.clone(),
             git_sha: artifact.git_sha.clone(),

@@ -139,7 +139,7 @@ pub fn caddyfile_lb(settings: &crate::settings::Settings, upstreams: &[String], 
             ("hsts", &hsts),
             ("upstreams", &upstreams),
             ("health_interval", "1s"),
-            ("health_timeout", "2s"),
+            ("health_timeout", "1s"),
         ],
     )
 }

@@ -122,14 +122,21 @@ async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
     let lock = lb.lock(args.lock_timeout, p).await?;
     let result = async {
         let env = database(ctx, s, &infra).await?;
-        let mut apps = connect_apps(ctx, s, &env).await?;
-        let artifact = resolve_artifact(ctx, &mut apps[0], args).await?;
+        let (mut apps, skipped) = connect_apps(ctx, s, &env, args.skip_unreachable).await?;
+        let mut artifact = resolve_artifact(ctx, &mut apps[0], args).await?;
+        artifact.release_name = Some(release_name(&mut apps, &artifact).await?);
+        let leaving = leaving(ctx, s, lb).await?;
         let shipped = roll(ctx, lb, &mut apps, &artifact, args).await;
-        monitoring(ctx, s, &infra).await?;
         for app in apps {
             Box::new(app.target).close().await;
         }
-        shipped
+        let mut shipped = shipped?;
+        shipped.hosts.extend(skipped.into_iter().map(|h| (h, "skipped: did not answer".to_string())));
+        if shipped.failure.is_none() {
+            retire(ctx, s, &leaving, &mut shipped).await;
+        }
+        monitoring(ctx, s, &infra).await?;
+        anyhow::Ok(shipped)
     }
     .await;
     lock.release().await;
@@ -170,7 +177,14 @@ async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<String> {
     Ok(env)
 }
 
-async fn connect_apps(ctx: &Ctx, s: &SshSettings, env: &str) -> Result<Vec<App>> {
+/// The app hosts, each connected; one that does not answer stops the deploy before anything
+/// changed on the app hosts, unless `skip_unreachable` (then it is reported and left out).
+async fn connect_apps(
+    ctx: &Ctx,
+    s: &SshSettings,
+    env: &str,
+    skip_unreachable: bool,
+) -> Result<(Vec<App>, Vec<String>)> {
     let mut admitted: Vec<String> = Vec::new();
     for role in [Role::Lb, Role::Monitoring] {
         let h = &s.the(role).expect("checked by the stack").host;
@@ -179,22 +193,36 @@ async fn connect_apps(ctx: &Ctx, s: &SshSettings, env: &str) -> Result<Vec<App>>
         }
     }
     let db = &s.the(Role::Db).expect("checked by the stack").host;
-    let mut apps = Vec::new();
+    let (mut apps, mut skipped) = (Vec::new(), Vec::new());
     for spec in s.with(Role::App) {
         let config = HostConfig::fleet_app(&ctx.settings, env.to_string(), db, &admitted)?;
         let mut remote = remote(ctx, s, spec);
         remote.check_outside = false;
-        let target = HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer).await?;
-        apps.push(App { spec: spec.clone(), target });
+        match HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer).await {
+            Ok(target) => apps.push(App { spec: spec.clone(), target }),
+            Err(e) if skip_unreachable && e.downcast_ref::<Failure>().is_none() => {
+                ctx.printer.warn(format!("skipping {}, which does not answer: {e:#}", spec.host));
+                skipped.push(spec.host.clone());
+            }
+            Err(e) => {
+                let hint =
+                    "bring it back, or pass --skip-unreachable to deploy to the others (it stays out of rotation)";
+                return Err(e.context(format!(
+                    "app host {} does not answer; nothing was changed on the app hosts ({hint})",
+                    spec.host
+                )));
+            }
+        }
     }
-    Ok(apps)
+    if apps.is_empty() {
+        bail!("no app host answers: nothing to deploy to");
+    }
+    Ok((apps, skipped))
 }
 
 async fn resolve_artifact(ctx: &Ctx, first: &mut App, args: &ReleaseArgs) -> Result<Artifact> {
     let arch = first.target.arch().await?;
-    let mut artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
-    // One release name on every host.
-    artifact.named_at = Some(time::OffsetDateTime::now_utc());
+    let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
     if let (Some(built), Some(arch)) = (artifact::elf_machine(&artifact.path), arch)
         && built != arch
     {
@@ -204,6 +232,57 @@ async fn resolve_artifact(ctx: &Ctx, first: &mut App, args: &ReleaseArgs) -> Res
         ));
     }
     Ok(artifact)
+}
+
+/// The upstreams the load balancer has now that are no app host of the stack any more:
+/// hosts removed from the file. The first rotation change drains them.
+async fn leaving(ctx: &Ctx, s: &SshSettings, lb: &Host) -> Result<Vec<String>> {
+    let port = ctx.settings.port;
+    let kept: Vec<String> = s.with(Role::App).map(|h| upstream(&h.host, port)).collect();
+    Ok(lb.lb_upstreams().await?.into_iter().filter(|u| !kept.contains(u) && !u.starts_with("127.0.0.1:")).collect())
+}
+
+/// Stops the service on hosts removed from the stack (out of rotation since the start of
+/// this deploy), logging in with the stack's defaults; one that does not answer is said.
+async fn retire(ctx: &Ctx, s: &SshSettings, leaving: &[String], shipped: &mut Shipped) {
+    let port = format!(":{}", ctx.settings.port);
+    for up in leaving {
+        let addr = up.strip_suffix(&port).unwrap_or(up).trim_start_matches('[').trim_end_matches(']').to_string();
+        let defaults = s.with(Role::App).next().expect("checked by the stack");
+        let spec = HostSpec { host: addr.clone(), host_key: None, roles: vec![Role::App], ..defaults.clone() };
+        let step = ctx.printer.step(format!("stopping the service on {addr}, removed from the stack"));
+        let stopped = match connect(ctx, s, &spec).await {
+            Ok(host) => {
+                let r = host.retire().await;
+                host.close().await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        let what = match stopped {
+            Ok(()) => {
+                step.done("");
+                "removed: drained, then stopped".to_string()
+            }
+            Err(e) => {
+                step.fail("");
+                format!("removed from the load balancer; could not stop its service: {e:#}")
+            }
+        };
+        shipped.hosts.push((addr, what));
+    }
+}
+
+/// One name for the release on every host: the name a host has it under already (a host
+/// joining a fleet gets the serving release under its name), else a new one.
+async fn release_name(apps: &mut [App], artifact: &Artifact) -> Result<String> {
+    for app in apps.iter_mut() {
+        let state = app.target.state().await?;
+        if let Some(r) = state.releases.iter().rev().find(|r| r.sha256 == artifact.sha256 && r.is_good()) {
+            return Ok(r.name.clone());
+        }
+    }
+    Ok(crate::release::Receipt::new(artifact).name)
 }
 
 /// What a rolling deploy did, host by host.
@@ -224,17 +303,25 @@ async fn roll(ctx: &Ctx, lb: &Host, apps: &mut [App], artifact: &Artifact, args:
             rotation.push(app.upstream(port));
         }
     }
+    // Hosts out of rotation (new ones) first: they take the release without taking any
+    // traffic, then relieve the others.
+    apps.sort_by_key(|a| rotation.contains(&a.upstream(port)));
     set_rotation(ctx, lb, &rotation).await?;
     let mut shipped = Shipped { release: String::new(), hosts: Vec::new(), failure: None };
     let mut switched: Vec<(usize, String)> = Vec::new();
     for i in 0..apps.len() {
         let up = apps[i].upstream(port);
         p.info(format!("\n{} ({} of {})", apps[i].spec.host, i + 1, apps.len()));
-        rotation.retain(|u| *u != up);
-        set_rotation(ctx, lb, &rotation).await?;
+        // Out of rotation for the switch, unless nothing would change, or it is the only
+        // host serving (then its socket holds requests while it restarts, as on one host).
+        let others = rotation.iter().filter(|u| **u != up).count();
+        if rotation.contains(&up) && others > 0 && !deploy::would_be_unchanged(&mut apps[i].target, artifact).await? {
+            rotation.retain(|u| *u != up);
+            set_rotation(ctx, lb, &rotation).await?;
+        }
         let outcome = deploy::ship(&mut apps[i].target, artifact, args.health_timeout, p).await;
         let serving = apps[i].target.state().await.map(|s| s.serving).unwrap_or(false);
-        if serving {
+        if serving && !rotation.contains(&up) {
             rotation.push(up.clone());
             set_rotation(ctx, lb, &rotation).await?;
         }
@@ -283,7 +370,9 @@ async fn roll_back(
         let app = &mut apps[*i];
         let up = app.upstream(port);
         p.info(format!("\n{}: back to {previous}", app.spec.host));
-        rotation.retain(|u| *u != up);
+        if rotation.iter().any(|u| *u != up) {
+            rotation.retain(|u| *u != up);
+        }
         let back = match set_rotation(ctx, lb, rotation).await {
             Ok(()) => deploy::rollback(&mut app.target, Some(previous), args.health_timeout, p).await.map(|_| ()),
             Err(e) => Err(e),
@@ -293,7 +382,7 @@ async fn roll_back(
             Err(e) => format!("could not roll back to {previous}: {e:#}"),
         };
         shipped.hosts.push((app.spec.host.clone(), what));
-        if app.target.state().await.map(|s| s.serving).unwrap_or(false) {
+        if app.target.state().await.map(|s| s.serving).unwrap_or(false) && !rotation.contains(&up) {
             rotation.push(up);
             if let Err(e) = set_rotation(ctx, lb, rotation).await {
                 p.warn(format!("could not put {} back in the load balancer: {e:#}", app.spec.host));

@@ -108,14 +108,8 @@ pub async fn settle(t: &mut dyn Target, p: &Printer) -> Result<Snapshot> {
 pub async fn ship(t: &mut dyn Target, artifact: &Artifact, timeout: Duration, p: &Printer) -> Result<Outcome> {
     let state = settle(t, p).await?;
     let config = t.config_hash().await?;
-    if let Some(current) = state.current()
-        && current.sha256 == artifact.sha256
-        && current.is_good()
-        && current.config.as_deref() == Some(config.as_str())
-        && state.serving
-        && let Ok(status) = t.check(Slot::Serving, artifact.want(), true, Duration::ZERO).await
-    {
-        return Ok(Outcome { release: current.clone(), ending: Ending::Unchanged, status: Some(status) });
+    if let Some(unchanged) = already_serving(t, &state, artifact, &config).await {
+        return Ok(unchanged);
     }
     let mut timings = Timings::default();
     let started = Instant::now();
@@ -169,6 +163,29 @@ pub async fn ship(t: &mut dyn Target, artifact: &Artifact, timeout: Duration, p:
             roll_back(t, release, back_to, diagnosis, reachable_before, timeout, p).await
         }
     }
+}
+
+/// The outcome of a deploy with nothing to do: `artifact` serves already, healthy, with
+/// this configuration.
+async fn already_serving(t: &mut dyn Target, state: &Snapshot, artifact: &Artifact, config: &str) -> Option<Outcome> {
+    let current = state.current()?;
+    if current.sha256 != artifact.sha256
+        || !current.is_good()
+        || current.config.as_deref() != Some(config)
+        || !state.serving
+    {
+        return None;
+    }
+    let status = t.check(Slot::Serving, artifact.want(), true, Duration::ZERO).await.ok()?;
+    Some(Outcome { release: current.clone(), ending: Ending::Unchanged, status: Some(status) })
+}
+
+/// Whether a deploy of `artifact` to `t` would have nothing to do (a fleet does not take
+/// such a host out of rotation).
+pub async fn would_be_unchanged(t: &mut dyn Target, artifact: &Artifact) -> Result<bool> {
+    let state = t.state().await?;
+    let config = t.config_hash().await?;
+    Ok(already_serving(t, &state, artifact, &config).await.is_some())
 }
 
 /// The release of `artifact`: one the target has already (not failed), or a new one sent.

@@ -273,6 +273,12 @@ impl Host {
         self.run(&["lb-reload"]).await.map(|_| ())
     }
 
+    /// A host removed from a fleet: its service stopped and disabled, its firewall lifted;
+    /// its releases stay (`vcctl destroy` is for the whole stack).
+    pub async fn retire(&self) -> Result<()> {
+        self.run(&["retire"]).await.map(|_| ())
+    }
+
     /// The upstreams the lb host's Caddy sends requests to now (`host:port`), from its admin API.
     pub async fn lb_upstreams(&self) -> Result<Vec<String>> {
         let out = self.run(&["lb-upstreams"]).await?;
