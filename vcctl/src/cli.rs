@@ -440,6 +440,9 @@ pub struct LogsArgs {
     /// How many of the last lines to show.
     #[arg(short = 'n', long, default_value_t = 100)]
     pub lines: usize,
+    /// Stacks of several hosts: only this app host (its `host:` in the stack); all when absent.
+    #[arg(long)]
+    pub host: Option<String>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }
@@ -455,6 +458,9 @@ pub struct RollbackArgs {
     /// How long to wait for a deploy to the same host to finish (exit 5 after).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    /// Stacks of several hosts: only this app host (its `host:` in the stack); all when absent.
+    #[arg(long)]
+    pub host: Option<String>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

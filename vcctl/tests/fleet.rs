@@ -202,7 +202,7 @@ fn prometheus_sees(fleet: &Fleet, apps: &[u8]) {
 
 #[test]
 fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_failed_request() {
-    let fleet = Fleet::boot(&[LB, 11, 12]);
+    let fleet = Fleet::boot(&[LB, 11, 12, 13]);
     let p = Project::new(&fleet, &[11, 12]);
     let bin = service_bin();
     let started = Instant::now();
@@ -272,6 +272,41 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     // Load spread over both hosts: the KPIs from either equal the database's within seconds.
     let waited = kpis_match(&fleet, Duration::from_secs(10));
     eprintln!("the KPIs matched the database {waited:?} after the load");
+
+    // A third app host joins (with the serving release, under its name), then a new release
+    // rolls over the three, under load.
+    p.write_stack(&fleet, &[11, 12, 13]);
+    let v2_path = p.path("v2");
+    let up = p.json(&["up", "--artifact", v2_path.to_str().unwrap()], 0);
+    assert_eq!(up["hosts"][0]["host"], format!("{NET}.13"), "{up}");
+    assert_eq!(fleet.current(13), v2);
+    let before = fleet.stored_events();
+    let sim = p.simulate(300, 30);
+    std::thread::sleep(Duration::from_secs(2));
+    let v4 = p.new_build("v4", 4);
+    let started = Instant::now();
+    let d = p.json(&["deploy", "--artifact", &v4], 0);
+    eprintln!("rolling deploy of 3 app hosts: {:?}", started.elapsed());
+    let v4 = d["release"].as_str().unwrap().to_string();
+    assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (v4.clone(), v4.clone(), v4.clone()));
+    let acked = no_failed_request(sim);
+    assert_eq!(fleet.stored_events() - before, acked);
+
+    // Rollback: one host, then all of them, each out of rotation while it switches.
+    let r = p.json(&["rollback", "--host", &format!("{NET}.12")], 0);
+    assert_eq!(r["hosts"], serde_json::json!([format!("{NET}.12")]), "{r}");
+    assert_eq!((fleet.current(11), fleet.current(12)), (v4.clone(), v2.clone()));
+    p.json(&["rollback", "--to", &v2], 0);
+    assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (v2.clone(), v2.clone(), v2.clone()));
+    let out = p.command(&["rollback", "--host", "10.9.9.9"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    // Logs: one host's journal, or each host's in turn.
+    let out = p.command(&["logs", "-n", "3"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    for id in [11, 12, 13] {
+        assert!(text.contains(&format!("==> {NET}.{id} <==")), "{text}");
+    }
 }
 
 /// The fleet's KPIs through the load balancer: (events, error rate %) over the last hour.

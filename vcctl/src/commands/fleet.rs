@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::artifact::{self, Artifact};
-use crate::cli::{Command, ReleaseArgs};
+use crate::cli::{Command, LogsArgs, ReleaseArgs, RollbackArgs};
 use crate::deploy::config::HostConfig;
 use crate::deploy::{self, Ending};
 use crate::error::Failure;
@@ -34,6 +34,8 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
     match command {
         Command::Up(args) | Command::Deploy(args) => up(ctx, s, args).await,
         Command::Status(_) => status(ctx, s).await,
+        Command::Rollback(args) => rollback(ctx, s, args).await,
+        Command::Logs(args) => logs(ctx, s, args).await,
         Command::Simulate(args) => {
             let token = if ctx.settings.ingest_token {
                 let db = connect(ctx, s, s.the(Role::Db).expect("checked by the stack")).await?;
@@ -48,7 +50,7 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
         }
         other => Err(Failure::invalid(
             format!("`{}` does not work on a stack of several hosts yet", other.name()),
-            Some("`vcctl up`, `deploy`, `status` and `simulate` do; for one host, `vcctl ssh` with its address".into()),
+            Some("`up`, `deploy`, `rollback`, `status`, `logs` and `simulate` do; on one host, plain `ssh`".into()),
         )
         .into()),
     }
@@ -555,4 +557,98 @@ fn host_line(h: &serde_json::Value) -> String {
         ));
     }
     line
+}
+
+/// The app hosts `--host` names (all when absent); an address that is no app host is refused.
+fn chosen<'a>(s: &'a SshSettings, host: Option<&str>) -> Result<Vec<&'a HostSpec>> {
+    let apps: Vec<&HostSpec> = s.with(Role::App).collect();
+    match host {
+        None => Ok(apps),
+        Some(h) => match apps.iter().find(|a| a.host == h) {
+            Some(a) => Ok(vec![*a]),
+            None => {
+                let known: Vec<&str> = apps.iter().map(|a| a.host.as_str()).collect();
+                Err(Failure::invalid(
+                    format!("`{h}` is no app host of this stack"),
+                    Some(format!("one of: {}", known.join(", "))),
+                )
+                .into())
+            }
+        },
+    }
+}
+
+/// `vcctl rollback` on a fleet: host by host, each out of rotation while it switches back,
+/// all to one release (`--to`, else the one before the first host's current); the first
+/// that fails stops it (exit 6, or 7 when nothing healthy serves there).
+async fn rollback(ctx: &Ctx, s: &SshSettings, args: &RollbackArgs) -> Result<u8> {
+    let p = &ctx.printer;
+    let port = ctx.settings.port;
+    let specs = chosen(s, args.host.as_deref())?;
+    let infra = Infra::connect(ctx, s).await?;
+    let lb = infra.get(s, Role::Lb);
+    let lock = lb.lock(args.lock_timeout, p).await?;
+    let result = async {
+        let env = database(ctx, s, &infra).await?;
+        let (mut apps, _) = connect_apps(ctx, s, &env, false).await?;
+        apps.retain(|a| specs.iter().any(|h| h.host == a.spec.host));
+        let state = apps[0].target.state().await?;
+        let to = match &args.to {
+            Some(to) => to.clone(),
+            None => crate::release::previous_good(&state.releases, state.current.as_deref())
+                .map(|r| r.name.clone())
+                .ok_or_else(|| Failure::invalid(format!("{} has no earlier good release", apps[0].spec.host), None))?,
+        };
+        let mut rotation = lb.lb_upstreams().await?;
+        let mut done = Vec::new();
+        for app in apps.iter_mut() {
+            let up = app.upstream(port);
+            if rotation.iter().any(|u| *u != up) {
+                rotation.retain(|u| *u != up);
+                set_rotation(ctx, lb, &rotation).await?;
+            }
+            let back = deploy::rollback(&mut app.target, Some(&to), args.health_timeout, p).await;
+            if app.target.state().await.map(|st| st.serving).unwrap_or(false) && !rotation.contains(&up) {
+                rotation.push(up);
+                set_rotation(ctx, lb, &rotation).await?;
+            }
+            back.map_err(|e| e.context(format!("the rollback stopped at {}", app.spec.host)))?;
+            done.push(app.spec.host.clone());
+        }
+        for app in apps {
+            Box::new(app.target).close().await;
+        }
+        anyhow::Ok((to, done))
+    }
+    .await;
+    lock.release().await;
+    infra.close().await;
+    let (to, done) = result?;
+    p.json(&json!({"stack": ctx.settings.stack, "release": to, "hosts": done}));
+    p.info(format!("stack `{}`: {} now run release {to}", ctx.settings.stack, done.join(", ")));
+    Ok(crate::error::OK)
+}
+
+/// `vcctl logs` on a fleet: one app host's journal (`--host`, which `--follow` needs), or the
+/// last lines of each, one after the other.
+async fn logs(ctx: &Ctx, s: &SshSettings, args: &LogsArgs) -> Result<u8> {
+    let specs = chosen(s, args.host.as_deref())?;
+    if args.follow && specs.len() > 1 {
+        return Err(
+            Failure::invalid("`--follow` follows one host", Some("add `--host ADDRESS` (an app host)".into())).into()
+        );
+    }
+    let mut code = crate::error::OK;
+    for spec in specs {
+        if args.host.is_none() {
+            ctx.printer.out(format!("==> {} <==", spec.host));
+        }
+        let host = connect(ctx, s, spec).await?;
+        let status = host.logs(args.lines, args.follow, ctx.printer.json).await;
+        host.close().await;
+        if !status?.success() {
+            code = crate::error::ERROR;
+        }
+    }
+    Ok(code)
 }

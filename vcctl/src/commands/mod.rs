@@ -47,6 +47,7 @@ const BOOT_PATIENCE: Duration = Duration::from_secs(300);
 /// Runs `command` on the stack of `ctx`.
 pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
+    check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
         (Aws(a), Command::Up(args)) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
             Some((cloud, remote)) => {
@@ -105,6 +106,25 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             let remote = Remote::of_ssh(&ctx.settings, &s.hosts[0], s.expose_prometheus);
             on_target(ctx, command, host(ctx, remote, Duration::ZERO).await).await
         }
+    }
+}
+
+/// `--host` (logs, rollback) names an app host of a stack of several hosts; on one host it
+/// may name that host only.
+fn check_host_filter(ctx: &Ctx, command: &Command) -> Result<()> {
+    let host = match command {
+        Command::Logs(a) => a.host.as_deref(),
+        Command::Rollback(a) => a.host.as_deref(),
+        _ => None,
+    };
+    let Some(host) = host else { return Ok(()) };
+    match &ctx.settings.provider {
+        Provider::Ssh(s) if s.is_fleet() || s.hosts[0].host == host => Ok(()),
+        _ => Err(Failure::invalid(
+            format!("`--host {host}`: stack `{}` has no such host", ctx.settings.stack),
+            Some("`--host` picks one app host of a stack with `hosts:`".into()),
+        )
+        .into()),
     }
 }
 
