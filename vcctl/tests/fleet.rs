@@ -358,6 +358,11 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     // A new host beside the dead one: refused before anything changes, unless the dead one is
     // skipped; then the new host serves the release and joins the rotation, under load.
     p.write_stack(&fleet, &[11, 12, 13]);
+    let plan = p.json(&["plan", "--artifact", bin], 2);
+    let changes: Vec<&str> = plan["changes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(changes.iter().any(|c| c.starts_with(&format!("? {NET}.12: does not answer"))), "{plan}");
+    assert!(changes.contains(&format!("+ {NET}.13: prepare, deploy, add to the load balancer").as_str()), "{plan}");
+    assert_eq!(changes.len(), 2, "{plan}");
     let out = p.command(&["up", "--artifact", bin]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
@@ -391,6 +396,11 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
 
     // Host 11 leaves the stack (and 12, dead): drained, then stopped, under load.
     p.write_stack(&fleet, &[13]);
+    let plan = p.json(&["plan", "--artifact", bin], 2);
+    assert_eq!(
+        plan["changes"],
+        serde_json::json!([format!("- {NET}.11:8000: gone from the stack file; drain it, then stop its service")])
+    );
     let before = fleet.stored_events();
     let sim = p.simulate(300, 15);
     std::thread::sleep(Duration::from_secs(2));

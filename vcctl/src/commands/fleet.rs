@@ -409,7 +409,7 @@ async fn set_rotation(ctx: &Ctx, lb: &Host, rotation: &[String]) -> Result<()> {
     let step = ctx.printer.step(format!("load balancer: {} in rotation", rotation.len()));
     let done = lb.serve_lb(&caddyfile).await;
     match &done {
-        Ok(()) => step.done(&rotation.join(" ")),
+        Ok(()) => step.done(rotation.join(" ")),
         Err(_) => step.fail(""),
     }
     done
@@ -651,4 +651,62 @@ async fn logs(ctx: &Ctx, s: &SshSettings, args: &LogsArgs) -> Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// `vcctl plan` on a fleet: which app hosts `up` would add to the load balancer (new, or out
+/// of rotation), deploy to (another release than `--artifact`, or the last build of this
+/// checkout), or drain and stop (gone from the stack file); unreachable hosts are said.
+/// Changes nothing; exit 2 when `up` would change something.
+pub async fn plan(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
+    let port = ctx.settings.port;
+    let candidate =
+        args.artifact.clone().or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
+    let artifact = match candidate {
+        Some(p) => Some(artifact::probe(&p).await?),
+        None => None,
+    };
+    let lb = connect(ctx, s, s.the(Role::Lb).expect("checked by the stack")).await?;
+    let rotation = lb.lb_upstreams().await;
+    lb.close().await;
+    let rotation = rotation?;
+    let mut changes = Vec::new();
+    for spec in s.with(Role::App) {
+        let up = upstream(&spec.host, port);
+        let seen = async {
+            let host = connect(ctx, s, spec).await?;
+            let state = host.state().await;
+            host.close().await;
+            state
+        };
+        let change = match seen.await {
+            Err(e) => Some(format!("? {}: does not answer ({e:#}); `up` refuses unless --skip-unreachable", spec.host)),
+            Ok(state) => {
+                let current = state.releases.iter().find(|r| Some(&r.name) == state.current.as_ref());
+                match (current, &artifact) {
+                    (None, _) => Some(format!("+ {}: prepare, deploy, add to the load balancer", spec.host)),
+                    (Some(c), Some(a)) if c.sha256 != a.sha256 => {
+                        Some(format!("~ {}: {} -> release {} (rolling)", spec.host, c.name, a.short_sha()))
+                    }
+                    (Some(c), _) if !rotation.contains(&up) => {
+                        Some(format!("+ {}: runs {}; check it and add it to the load balancer", spec.host, c.name))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        changes.extend(change);
+    }
+    let kept: Vec<String> = s.with(Role::App).map(|h| upstream(&h.host, port)).collect();
+    for gone in rotation.iter().filter(|u| !kept.contains(u) && !u.starts_with("127.0.0.1:")) {
+        changes.push(format!("- {gone}: gone from the stack file; drain it, then stop its service"));
+    }
+    if artifact.is_none() {
+        changes.push("(no --artifact and no release build in target/release: `up` builds one)".into());
+    }
+    let real = changes.iter().filter(|c| !c.starts_with('(')).count();
+    ctx.printer.json(&json!({"stack": ctx.settings.stack, "changes": changes, "changed": real > 0}));
+    let mut lines = vec![format!("stack `{}`: {} change(s)", ctx.settings.stack, real)];
+    lines.extend(changes.iter().map(|c| format!("  {c}")));
+    ctx.printer.info(lines.join("\n"));
+    Ok(if real > 0 { crate::error::PLAN_HAS_CHANGES } else { crate::error::OK })
 }

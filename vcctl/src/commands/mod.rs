@@ -81,6 +81,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         )
         .into()),
         (Local(_), Command::Plan(args)) => plan::run(ctx, args).await,
+        (Ssh(s), Command::Plan(args)) if s.is_fleet() => fleet::plan(ctx, s, args).await,
         (Ssh(_), Command::Plan(_)) => Err(Failure::invalid(
             "`plan` compares cloud resources; an `ssh` stack has none (its host exists already)",
             Some("`vcctl status` shows the host, `vcctl deploy` ships a release".to_string()),
