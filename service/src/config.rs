@@ -22,6 +22,11 @@ pub struct Config {
     #[arg(long = "database", env = "DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
 
+    /// The PostgreSQL server's certificate (PEM): connect over TLS and accept exactly this
+    /// certificate (pinned; a fleet's db host has a self-signed one, which vcctl copies).
+    #[arg(long, env = "VC_DATABASE_CERT")]
+    pub database_cert: Option<PathBuf>,
+
     /// Directory of the embedded store (used when no --database is given).
     #[arg(long, env = "VC_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,

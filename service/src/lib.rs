@@ -127,7 +127,9 @@ pub async fn run(
 ) -> Result<()> {
     let started = Instant::now();
     let timing = store::fleet::Timing::closing_after(config.kpi_close_after);
-    let store = Store::open(config.database.as_deref(), &config.data_dir, config.db_connect_timeout, timing).await?;
+    let tls = config.database_cert.as_deref().map(store::PinnedTls::from_pem_file).transpose()?;
+    let store =
+        Store::open(config.database.as_deref(), tls, &config.data_dir, config.db_connect_timeout, timing).await?;
     let limits = kpi_engine::kpi_limits(config.kpi_memory);
     let (kpis, rebuild_up_to) = match &store {
         // A replica reads the fleet's aggregates, never the raw events: its start does not

@@ -145,9 +145,8 @@ SQL
 }
 
 # db-serve APP_ADDRESS...: PostgreSQL of a fleet's db host serves the app hosts: it listens
-# on this host's addresses and admits the vehicleconnect role from the app hosts only, by
-# SCRAM. (TLS is on, with Debian's self-signed certificate, but not required yet: the
-# service's client does not speak it; see docs/deploy.md.)
+# on this host's addresses and admits the vehicleconnect role from the app hosts only, over
+# TLS (hostssl; the cluster's certificate, which the app hosts pin: `db-cert`), by SCRAM.
 # Restarts PostgreSQL only when what it listens on changed; a new host list is a reload.
 db_serve() {
   conf=""
@@ -175,13 +174,21 @@ db_serve() {
     for a in "$@"; do
       case $a in *[!0-9a-fA-F.:]*|'') die "not an address: $a";; esac
       case $a in *:*) bits=128;; *) bits=32;; esac
-      echo "host vehicleconnect vehicleconnect $a/$bits scram-sha-256"
+      echo "hostssl vehicleconnect vehicleconnect $a/$bits scram-sha-256"
     done
     echo "# vcctl end"; } > "$hba.new"
   if cmp -s "$hba.new" "$hba"; then rm -f "$hba.new"; else chown --reference="$hba" "$hba.new"; chmod 640 "$hba.new"; mv -f "$hba.new" "$hba"; [ $restart = yes ] || systemctl reload postgresql; fi
   if [ $restart = yes ]; then systemctl restart postgresql; fi
   for _ in $(seq 120); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && return 0; sleep 0.5; done
   die "PostgreSQL did not come back after its configuration changed"
+}
+
+# db-cert: the certificate PostgreSQL presents (PEM; public), for the app hosts to pin.
+db_cert() {
+  f=$(runuser -u postgres -- psql -qAtc 'show ssl_cert_file') || die "PostgreSQL does not answer"
+  case $f in /*) ;; *) f=$(runuser -u postgres -- psql -qAtc 'show data_directory')/$f;; esac
+  grep -q 'BEGIN CERTIFICATE' "$f" 2>/dev/null || die "no certificate at $f (ssl_cert_file)"
+  cat "$f"
 }
 
 # fleet-secrets: the database password and the ingest token this (db) host keeps for the
@@ -553,6 +560,7 @@ case $cmd in
   database) database ;;
   db-serve) db_serve "$@" ;;
   fleet-secrets) fleet_secrets ;;
+  db-cert) db_cert ;;
   firewall) firewall "$1" ;;
   lb-reload) lb_reload ;;
   lb-upstreams) lb_upstreams ;;

@@ -225,14 +225,18 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     assert!(env.contains(&format!("@{NET}.{LB}:5432/vehicleconnect")), "{env}");
     let clients = "runuser -u postgres -- psql -tAc \"SELECT string_agg(DISTINCT host(client_addr), ' ' ORDER BY host(client_addr)) FROM pg_stat_activity WHERE datname = 'vehicleconnect'\"";
     assert_eq!(fleet.ok(LB, clients).trim(), format!("{NET}.11 {NET}.12"));
-    // Only the app hosts may log in, by SCRAM.
-    let hba = fleet.ok(LB, "grep '^host vehicleconnect' /etc/postgresql/*/main/pg_hba.conf");
-    assert_eq!(
-        hba.trim(),
-        format!(
-            "host vehicleconnect vehicleconnect {NET}.11/32 scram-sha-256\nhost vehicleconnect vehicleconnect {NET}.12/32 scram-sha-256"
-        )
-    );
+    // Only the app hosts may log in, over TLS, by SCRAM; they do, with the db host's
+    // certificate pinned, and a service given another certificate refuses to connect.
+    let hba = fleet.ok(LB, "grep '^hostssl vehicleconnect' /etc/postgresql/*/main/pg_hba.conf");
+    let line = |id: u8| format!("hostssl vehicleconnect vehicleconnect {NET}.{id}/32 scram-sha-256");
+    assert_eq!(hba.trim(), format!("{}\n{}", line(11), line(12)));
+    let ssl = "runuser -u postgres -- psql -tAc \"SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'vehicleconnect' AND a.client_addr IS NOT NULL\"";
+    let sessions = fleet.ok(LB, ssl);
+    let (n, all_tls) = sessions.trim().split_once('|').unwrap();
+    assert!(n.parse::<u32>().unwrap() >= 2 && all_tls == "t", "app host sessions: {n}, all over TLS: {all_tls}");
+    let other = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other -keyout /tmp/k.pem -out /tmp/other.pem -days 1 2>/dev/null && set -a && . /etc/vehicleconnect/env && set +a && timeout 30 /opt/vehicleconnect/current/vehicleconnect --listen 127.0.0.1:18999 --database-cert /tmp/other.pem --db-connect-timeout 2s 2>&1; echo \"exit $?\"";
+    let refused = fleet.ok(11, other);
+    assert!(refused.contains("certificate") && !refused.contains("exit 0"), "{refused}");
     prometheus_sees(&fleet, &[11, 12]);
 
     // A rolling deploy under load: no failed request, every acknowledged event stored.

@@ -147,12 +147,20 @@ impl PgStore {
 
     /// A connection of its own, from which to contend for leadership ([`Leader::try_lead`]).
     pub async fn contender(&self) -> Result<Leader> {
-        let (client, connection) = self.config.connect(NoTls).await.context("connecting for the KPI leader lock")?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "the KPI leader lock's connection ended");
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) =
+                    self.config.connect(tls.clone()).await.context("connecting for the KPI leader lock")?;
+                tokio::spawn(watch(connection));
+                client
             }
-        });
+            None => {
+                let (client, connection) =
+                    self.config.connect(NoTls).await.context("connecting for the KPI leader lock")?;
+                tokio::spawn(watch(connection));
+                client
+            }
+        };
         Ok(Leader { client, held: false })
     }
 
@@ -399,6 +407,13 @@ impl Parts {
     fn agg(self) -> Agg {
         let sketch = Sketch::from_parts(self.zero, self.min, self.max, self.bins);
         Agg::from_parts(self.count, self.sum_ms, self.server_errors, self.client_errors, sketch)
+    }
+}
+
+/// Drives the leader lock's connection; says when it ends.
+async fn watch<F: std::future::Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "the KPI leader lock's connection ended");
     }
 }
 

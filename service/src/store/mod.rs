@@ -6,6 +6,9 @@ pub mod fleet;
 pub mod partitions;
 mod postgres;
 mod sqlite;
+mod tls;
+
+pub use tls::PinnedTls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -61,14 +64,16 @@ impl Store {
     /// Opens the store named by `database` (a `postgres://` URL), or the embedded store in
     /// `data_dir` when there is none, and brings its schema up to date.
     /// `timing`: when minutes close, for the replicas of a fleet on PostgreSQL.
+    /// `tls`: PostgreSQL over TLS with the server's certificate pinned.
     pub async fn open(
         database: Option<&str>,
+        tls: Option<PinnedTls>,
         data_dir: &Path,
         connect_timeout: Duration,
         timing: fleet::Timing,
     ) -> Result<Store> {
         match database {
-            Some(url) => Ok(Store::Postgres(PgStore::open(url, connect_timeout, timing).await?)),
+            Some(url) => Ok(Store::Postgres(PgStore::open(url, tls, connect_timeout, timing).await?)),
             None => Ok(Store::Sqlite(SqliteStore::open(&data_dir.join("vehicleconnect.db")).await?)),
         }
     }

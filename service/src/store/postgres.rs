@@ -174,6 +174,8 @@ pub struct PgStore {
     pub(super) pool: Pool,
     /// For connections of their own, outside the pool (the KPI leader's, store/fleet.rs).
     pub(super) config: std::sync::Arc<tokio_postgres::Config>,
+    /// TLS with the server's certificate pinned, or none.
+    pub(super) tls: Option<super::PinnedTls>,
     pub(super) timing: super::fleet::Timing,
     /// The database's clock when this process opened the store: events it received before
     /// were committed by others (store/fleet.rs, `start_closing`).
@@ -182,12 +184,24 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    pub async fn open(url: &str, connect_timeout: Duration, timing: super::fleet::Timing) -> Result<PgStore> {
-        let config = tokio_postgres::Config::from_str(url)
+    pub async fn open(
+        url: &str,
+        tls: Option<super::PinnedTls>,
+        connect_timeout: Duration,
+        timing: super::fleet::Timing,
+    ) -> Result<PgStore> {
+        let mut config = tokio_postgres::Config::from_str(url)
             .context("invalid --database URL; expected postgres://user:password@host:port/dbname")?;
+        if tls.is_some() {
+            // A pinned certificate is asked for to be used: never fall back to plain TCP.
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         let description = describe(&config);
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match &tls {
+            Some(t) => Manager::from_config(config.clone(), t.clone(), manager_config),
+            None => Manager::from_config(config.clone(), NoTls, manager_config),
+        };
         let timeout = Some(Duration::from_secs(5));
         let pool = Pool::builder(manager)
             .max_size(8)
@@ -200,6 +214,7 @@ impl PgStore {
         let mut store = PgStore {
             pool,
             config: std::sync::Arc::new(config),
+            tls,
             timing,
             opened_at: OffsetDateTime::UNIX_EPOCH,
             description,

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::Ctx;
 use crate::artifact::{self, Artifact};
 use crate::cli::{Command, LogsArgs, ReleaseArgs, RollbackArgs};
-use crate::deploy::config::HostConfig;
+use crate::deploy::config::{FleetDatabase, HostConfig};
 use crate::deploy::{self, Ending};
 use crate::error::Failure;
 use crate::host::Host;
@@ -151,16 +151,20 @@ async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
     }
 }
 
-/// The database on the db host; the app hosts' env file (its URL, the ingest token).
-async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<String> {
+/// The database on the db host; the app hosts' env file (its URL, the pinned certificate,
+/// the ingest token) and the database as they see it.
+async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(String, FleetDatabase)> {
     let db = infra.get(s, Role::Db);
     let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
     let step = ctx.printer.step(format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len()));
     let served = match db.serve_database(ctx.settings.ingest_token, &apps).await {
-        Ok(()) => db.fleet_secrets().await,
+        Ok(()) => match db.fleet_secrets().await {
+            Ok(secrets) => db.db_cert().await.map(|cert| (secrets, cert)),
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
-    let (password, token) = match served {
+    let ((password, token), cert) = match served {
         Ok(secrets) => {
             step.done("");
             secrets
@@ -172,11 +176,15 @@ async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<String> {
     };
     let host = s.the(Role::Db).expect("checked by the stack").host.as_str();
     let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-    let mut env = format!("DATABASE_URL=postgres://vehicleconnect:{password}@{host}:5432/vehicleconnect\n");
+    let mut env = format!(
+        "DATABASE_URL=postgres://vehicleconnect:{password}@{host}:5432/vehicleconnect?sslmode=require\nVC_DATABASE_CERT={}\n",
+        crate::deploy::config::DATABASE_CERT
+    );
     if let Some(t) = token.filter(|_| ctx.settings.ingest_token) {
         env.push_str(&format!("VC_INGEST_TOKEN={t}\n"));
     }
-    Ok(env)
+    let db = FleetDatabase { host: s.the(Role::Db).expect("checked by the stack").host.clone(), cert };
+    Ok((env, db))
 }
 
 /// The app hosts, each connected; one that does not answer stops the deploy before anything
@@ -184,7 +192,7 @@ async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<String> {
 async fn connect_apps(
     ctx: &Ctx,
     s: &SshSettings,
-    env: &str,
+    (env, db): &(String, FleetDatabase),
     skip_unreachable: bool,
 ) -> Result<(Vec<App>, Vec<String>)> {
     let mut admitted: Vec<String> = Vec::new();
@@ -194,10 +202,9 @@ async fn connect_apps(
             admitted.push(h.clone());
         }
     }
-    let db = &s.the(Role::Db).expect("checked by the stack").host;
     let (mut apps, mut skipped) = (Vec::new(), Vec::new());
     for spec in s.with(Role::App) {
-        let config = HostConfig::fleet_app(&ctx.settings, env.to_string(), db, &admitted)?;
+        let config = HostConfig::fleet_app(&ctx.settings, env.clone(), db, &admitted)?;
         let mut remote = remote(ctx, s, spec);
         remote.check_outside = false;
         match HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer).await {

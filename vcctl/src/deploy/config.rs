@@ -8,6 +8,17 @@ use sha2::{Digest, Sha256};
 use crate::settings::Settings;
 use crate::templates;
 
+/// Where an app host of a fleet keeps the db host's certificate, which its service pins.
+pub const DATABASE_CERT: &str = "/opt/vehicleconnect/database.pem";
+
+/// A fleet's database as its app hosts see it: the db host, and the certificate its
+/// PostgreSQL presents (pinned by the service: `VC_DATABASE_CERT`).
+#[derive(Debug, Clone)]
+pub struct FleetDatabase {
+    pub host: String,
+    pub cert: String,
+}
+
 /// What a file on a host configures: a changed one restarts that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -101,11 +112,13 @@ impl HostConfig {
 
     /// An app host of a fleet: the service and its firewall (its port admits `admitted`
     /// only: the load balancer's and Prometheus's hosts); `env` is its env file.
-    pub fn fleet_app(settings: &Settings, env: String, database_host: &str, admitted: &[String]) -> Result<HostConfig> {
+    pub fn fleet_app(settings: &Settings, env: String, db: &FleetDatabase, admitted: &[String]) -> Result<HostConfig> {
         let mut files: Vec<File> = templates::units(settings, true)?
             .into_iter()
             .map(|(path, text)| File { path, mode: "644", text, kind: FileKind::Unit })
             .collect();
+        // Read by the service itself (not root): outside /etc/vehicleconnect (0700).
+        files.push(File { path: DATABASE_CERT.into(), mode: "644", text: db.cert.clone(), kind: FileKind::Unit });
         files.push(File {
             path: "/etc/vehicleconnect/firewall.nft".into(),
             mode: "644",
@@ -124,7 +137,7 @@ impl HostConfig {
             tls: false,
             packages: vec!["curl", "nftables"],
             fleet_env: Some(env),
-            database_host: Some(database_host.to_string()),
+            database_host: Some(db.host.clone()),
         })
     }
 

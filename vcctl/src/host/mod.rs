@@ -266,6 +266,11 @@ impl Host {
         Ok((password.to_string(), w.next().map(str::to_string)))
     }
 
+    /// The certificate the db host's PostgreSQL presents (PEM), for the app hosts to pin.
+    pub async fn db_cert(&self) -> Result<String> {
+        self.run(&["db-cert"]).await
+    }
+
     /// A fleet's lb host: Caddy with `caddyfile` (written when it differs, then reloaded).
     pub async fn serve_lb(&self, caddyfile: &str) -> Result<()> {
         self.packages(&["caddy"]).await?;
