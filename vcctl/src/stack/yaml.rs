@@ -161,23 +161,27 @@ impl<'a> Section<'a> {
         key: &'static str,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<Option<Vec<T>>, StackError> {
+        self.list(key, |this, item, path| match item {
+            Node::Scalar(s) => parse(s.as_str()).map_err(|m| this.error_at(s.span(), path, m)),
+            other => Err(this.error_at(other.span(), path, format!("expected a string, found a {}", kind(other)))),
+        })
+    }
+
+    /// The list under `key` (absent or empty: `None`), each item read by `each(self, item,
+    /// its path)`.
+    fn list<T>(
+        &mut self,
+        key: &'static str,
+        each: impl Fn(&Self, &'a Node, String) -> Result<T, StackError>,
+    ) -> Result<Option<Vec<T>>, StackError> {
         let path = self.child_path(key);
         match self.node(key) {
             None => Ok(None),
             Some(Node::Sequence(seq)) => seq
                 .iter()
                 .enumerate()
-                .map(|(i, item)| match item {
-                    Node::Scalar(s) => {
-                        parse(s.as_str()).map_err(|m| self.error_at(s.span(), format!("{path}[{i}]"), m))
-                    }
-                    other => Err(self.error_at(
-                        other.span(),
-                        format!("{path}[{i}]"),
-                        format!("expected a string, found a {}", kind(other)),
-                    )),
-                })
-                .collect::<Result<Vec<T>, _>>()
+                .map(|(i, item)| each(self, item, format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()
                 .map(Some),
             Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
             Some(other) => Err(self.error_at(other.span(), path, format!("expected a list, found a {}", kind(other)))),
@@ -227,31 +231,12 @@ impl<'a> Section<'a> {
 
     /// A list of mappings (`hosts:`), each read as its own section `key[i]`.
     pub fn opt_sections(&mut self, key: &'static str) -> Result<Option<Vec<Section<'a>>>, StackError> {
-        let path = self.child_path(key);
-        match self.node(key) {
-            None => Ok(None),
-            Some(Node::Sequence(seq)) => seq
-                .iter()
-                .enumerate()
-                .map(|(i, item)| match item {
-                    Node::Mapping(m) => Ok(Section {
-                        file: self.file,
-                        path: format!("{path}[{i}]"),
-                        map: m,
-                        key_span: Some(m.span()),
-                        known: Vec::new(),
-                    }),
-                    other => Err(self.error_at(
-                        other.span(),
-                        format!("{path}[{i}]"),
-                        format!("expected a mapping, found a {}", kind(other)),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
-            Some(Node::Scalar(s)) if s.as_str().is_empty() => Ok(None),
-            Some(other) => Err(self.error_at(other.span(), path, format!("expected a list, found a {}", kind(other)))),
-        }
+        self.list(key, |this, item, path| match item {
+            Node::Mapping(m) => {
+                Ok(Section { file: this.file, path, map: m, key_span: Some(m.span()), known: Vec::new() })
+            }
+            other => Err(this.error_at(other.span(), path, format!("expected a mapping, found a {}", kind(other)))),
+        })
     }
 
     /// Refuses every key that was not read, suggesting the closest known one.
