@@ -144,17 +144,19 @@ SQL
     || die "could not set the database password"
 }
 
-# db-serve APP_ADDRESS...: PostgreSQL of a fleet's db host serves the app hosts: it listens
-# on this host's addresses and admits the vehicleconnect role from the app hosts only, over
+# db-serve ADDRESS APP_ADDRESS...: PostgreSQL of a fleet's db host serves the app hosts: it
+# listens on ADDRESS (the host's private address in the stack) and loopback, and admits the vehicleconnect role from the app hosts only, over
 # TLS (hostssl; the cluster's certificate, which the app hosts pin: `db-cert`), by SCRAM.
 # Restarts PostgreSQL only when what it listens on changed; a new host list is a reload.
 db_serve() {
+  listen=$1; shift
+  case $listen in *[!0-9a-zA-Z.:-]*|'') die "not an address: $listen";; esac
   conf=""
   for d in /etc/postgresql/*/main; do if [ -d "$d" ]; then conf=$d; fi; done
   [ -n "$conf" ] || die "no PostgreSQL cluster configuration under /etc/postgresql"
   install -d -m 755 "$conf/conf.d"
   { echo "# Written by vcctl: the fleet's database, for its app hosts."
-    echo "listen_addresses = '*'"
+    echo "listen_addresses = 'localhost,$listen'"
     echo "ssl = on"
     echo "password_encryption = scram-sha-256"
     # An app host that loses power leaves its sessions open (and the KPI leader's advisory

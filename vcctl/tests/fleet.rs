@@ -227,6 +227,8 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     assert_eq!(fleet.ok(LB, clients).trim(), format!("{NET}.11 {NET}.12"));
     // Only the app hosts may log in, over TLS, by SCRAM; they do, with the db host's
     // certificate pinned, and a service given another certificate refuses to connect.
+    let listen = fleet.ok(LB, "runuser -u postgres -- psql -tAc 'show listen_addresses'");
+    assert_eq!(listen.trim(), format!("localhost,{NET}.{LB}"), "PostgreSQL listens on the private address only");
     let hba = fleet.ok(LB, "grep '^hostssl vehicleconnect' /etc/postgresql/*/main/pg_hba.conf");
     let line = |id: u8| format!("hostssl vehicleconnect vehicleconnect {NET}.{id}/32 scram-sha-256");
     assert_eq!(hba.trim(), format!("{}\n{}", line(11), line(12)));

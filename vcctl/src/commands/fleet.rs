@@ -157,7 +157,8 @@ async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(String, 
     let db = infra.get(s, Role::Db);
     let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
     let step = ctx.printer.step(format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len()));
-    let served = match db.serve_database(ctx.settings.ingest_token, &apps).await {
+    let address = &s.the(Role::Db).expect("checked by the stack").host;
+    let served = match db.serve_database(address, ctx.settings.ingest_token, &apps).await {
         Ok(()) => match db.fleet_secrets().await {
             Ok(secrets) => db.db_cert().await.map(|cert| (secrets, cert)),
             Err(e) => Err(e),

@@ -248,12 +248,13 @@ impl Host {
 
     /// A fleet's db host: PostgreSQL with the service's role and database (the password and
     /// the ingest token made here and kept in its env file), serving `apps` over TLS.
-    pub async fn serve_database(&self, ingest_token: bool, apps: &[&str]) -> Result<()> {
+    /// It listens on `address` (and loopback).
+    pub async fn serve_database(&self, address: &str, ingest_token: bool, apps: &[&str]) -> Result<()> {
         self.packages(&["postgresql"]).await?;
         self.run(&["account"]).await?;
         self.run(&["env", yes(ingest_token)]).await?;
         self.run(&["database"]).await?;
-        let argv: Vec<&str> = std::iter::once("db-serve").chain(apps.iter().copied()).collect();
+        let argv: Vec<&str> = ["db-serve", address].into_iter().chain(apps.iter().copied()).collect();
         self.run(&argv).await.map(|_| ())
     }
 
