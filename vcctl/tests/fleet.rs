@@ -313,6 +313,23 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     for id in [11, 12, 13] {
         assert!(text.contains(&format!("==> {NET}.{id} <==")), "{text}");
     }
+    // A secret reaches every app host (from stdin, never shown).
+    let mut set = p
+        .command(&["secrets", "set", "PARTNER_KEY"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut set.stdin.take().unwrap(), b"s3cr3t-value\n").unwrap();
+    let out = set.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!show(&out).contains("s3cr3t-value"));
+    for id in [11, 12, 13] {
+        assert_eq!(fleet.ok(id, "grep -c '^PARTNER_KEY=\"s3cr3t-value\"$' /etc/vehicleconnect/secrets").trim(), "1");
+    }
+    let list = p.json(&["secrets", "list"], 0);
+    assert_eq!(list["secrets"][0]["name"], "PARTNER_KEY", "{list}");
 }
 
 /// The fleet's KPIs through the load balancer: (events, error rate %) over the last hour.

@@ -36,6 +36,7 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
         Command::Status(_) => status(ctx, s).await,
         Command::Rollback(args) => rollback(ctx, s, args).await,
         Command::Logs(args) => logs(ctx, s, args).await,
+        Command::Secrets(sub) => secrets(ctx, s, sub).await,
         Command::Simulate(args) => {
             let token = if ctx.settings.ingest_token {
                 let db = connect(ctx, s, s.the(Role::Db).expect("checked by the stack")).await?;
@@ -50,7 +51,7 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
         }
         other => Err(Failure::invalid(
             format!("`{}` does not work on a stack of several hosts yet", other.name()),
-            Some("`up`, `deploy`, `rollback`, `status`, `logs` and `simulate` do; on one host, plain `ssh`".into()),
+            Some("`up`, `plan`, `deploy`, `rollback`, `status`, `logs`, `secrets` and `simulate` do; on one host, plain `ssh`".into()),
         )
         .into()),
     }
@@ -717,4 +718,44 @@ pub async fn plan(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> 
     lines.extend(changes.iter().map(|c| format!("  {c}")));
     ctx.printer.info(lines.join("\n"));
     Ok(if real > 0 { crate::error::PLAN_HAS_CHANGES } else { crate::error::OK })
+}
+
+/// `vcctl secrets` on a fleet: every app host runs the service, so every one keeps the
+/// secret (set or unset on each in turn, under the stack's lock; the value read once);
+/// `list` shows the first app host's. The next deploy applies a change.
+async fn secrets(ctx: &Ctx, s: &SshSettings, command: &crate::cli::SecretsCommand) -> Result<u8> {
+    use crate::cli::SecretsCommand;
+    let (name, set) = match command {
+        SecretsCommand::List(_) => {
+            let first = s.with(Role::App).next().expect("checked by the stack");
+            let target =
+                HostTarget::connect(&ctx.settings, remote(ctx, s, first), Duration::ZERO, &ctx.printer).await?;
+            return super::secrets::run(ctx, Box::new(target), command).await;
+        }
+        SecretsCommand::Set(a) => (&a.name, true),
+        SecretsCommand::Unset(a) => (&a.name, false),
+    };
+    let value = super::secrets::value_of(name, set)?;
+    let lb = connect(ctx, s, s.the(Role::Lb).expect("checked by the stack")).await?;
+    let lock = lb.lock(Duration::from_secs(60), &ctx.printer).await?;
+    let mut done = Ok(());
+    for spec in s.with(Role::App) {
+        let target = HostTarget::connect(&ctx.settings, remote(ctx, s, spec), Duration::ZERO, &ctx.printer).await;
+        done = match target {
+            Ok(mut t) => {
+                let r = super::secrets::apply(ctx, &mut t, name, value.as_deref()).await;
+                Box::new(t).close().await;
+                r.map_err(|e| e.context(format!("on {}", spec.host)))
+            }
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            break;
+        }
+    }
+    lock.release().await;
+    lb.close().await;
+    done?;
+    super::secrets::said(ctx, name, set, &format!("on every app host of stack `{}`", ctx.settings.stack));
+    Ok(crate::error::OK)
 }

@@ -43,29 +43,46 @@ async fn list(ctx: &Ctx, target: &mut dyn Target) -> Result<u8> {
 
 /// Sets (with the value from stdin) or unsets `name`, under the deploy lock, and audits it.
 async fn change(ctx: &Ctx, target: &mut dyn Target, name: &str, set: bool) -> Result<u8> {
+    let value = value_of(name, set)?;
+    target.lock(Duration::from_secs(60), &ctx.printer).await?;
+    let done = apply(ctx, target, name, value.as_deref()).await;
+    target.unlock().await;
+    done?;
+    said(ctx, name, set, &target.place());
+    Ok(0)
+}
+
+/// The checked name's new value from stdin (`set`), or none (unset).
+pub fn value_of(name: &str, set: bool) -> Result<Option<String>> {
     if let Err((message, hint)) = crate::stack::check_env_name(name) {
         return Err(Failure::invalid(format!("secret {message}"), hint).into());
     }
-    let value = if set { Some(read_value(name)?) } else { None };
-    target.lock(Duration::from_secs(60), &ctx.printer).await?;
-    let done = match &value {
+    if set { Ok(Some(read_value(name)?)) } else { Ok(None) }
+}
+
+/// Sets `name` to `value` (or unsets it) on `target`, and audits it there. The caller holds
+/// the deploy lock (the host's, or a fleet's).
+pub async fn apply(ctx: &Ctx, target: &mut dyn Target, name: &str, value: Option<&str>) -> Result<()> {
+    let done = match value {
         Some(v) => target.secret_set(name, v).await,
         None => target.secret_unset(name).await,
     };
-    let (action, how) = if set { ("secret-set", "stored") } else { ("secret-unset", "removed") };
+    let (action, how) = if value.is_some() { ("secret-set", "stored") } else { ("secret-unset", "removed") };
     let result = match &done {
         Ok(()) => format!("{how}; applied by the next deploy"),
         Err(e) => format!("failed: {e:#}"),
     };
     super::deploy::audit(ctx, target, action, &(name.to_string(), result)).await;
-    target.unlock().await;
-    done?;
+    done
+}
+
+/// What a change says once done, in JSON and in words.
+pub fn said(ctx: &Ctx, name: &str, set: bool, place: &str) {
+    let (action, how) = if set { ("secret-set", "stored") } else { ("secret-unset", "removed") };
     ctx.printer.json(&json!({"stack": ctx.settings.stack, "name": name, "action": action}));
     ctx.printer.info(format!(
-        "secret {name} {how} {}; `vcctl deploy` applies it (the release is checked with it as a candidate first)",
-        target.place()
+        "secret {name} {how} {place}; `vcctl deploy` applies it (the release is checked with it as a candidate first)"
     ));
-    Ok(0)
 }
 
 /// The value: typed without echo on a terminal, else all of stdin (one trailing newline
