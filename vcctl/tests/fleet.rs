@@ -451,6 +451,19 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     // by a leader; the dead host's sessions, and its leadership, end within ~25 s).
     let waited = kpis_match(&fleet, Duration::from_secs(240));
     eprintln!("the KPIs matched the database {waited:?} after the last load (a host died mid-load)");
+
+    // Destroy: only with confirmation; then nothing serves and the data is gone.
+    let out = p.command(&["destroy"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(8), "{}", show(&out));
+    assert_eq!(curl_status(&format!("http://{NET}.{LB}:8000/api/status")), Some(200), "destroyed without confirmation");
+    p.json(&["destroy", "--yes"], 0);
+    assert_eq!(curl_status(&format!("http://{NET}.{LB}:8000/api/status")), None, "the load balancer still answers");
+    assert_eq!(fleet.on(13, "systemctl is-active vehicleconnect.socket").status.code(), Some(3));
+    let dbs = fleet.ok(
+        LB,
+        "runuser -u postgres -- psql -tAc \"SELECT count(*) FROM pg_database WHERE datname = 'vehicleconnect'\"",
+    );
+    assert_eq!(dbs.trim(), "0");
 }
 
 /// Waits until the KPIs through the load balancer equal the database's; how long it took.

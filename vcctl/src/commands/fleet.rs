@@ -37,6 +37,7 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
         Command::Rollback(args) => rollback(ctx, s, args).await,
         Command::Logs(args) => logs(ctx, s, args).await,
         Command::Secrets(sub) => secrets(ctx, s, sub).await,
+        Command::Destroy(args) => destroy(ctx, s, args.keep_data).await,
         Command::Simulate(args) => {
             let token = if ctx.settings.ingest_token {
                 let db = connect(ctx, s, s.the(Role::Db).expect("checked by the stack")).await?;
@@ -51,7 +52,7 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
         }
         other => Err(Failure::invalid(
             format!("`{}` does not work on a stack of several hosts yet", other.name()),
-            Some("`up`, `plan`, `deploy`, `rollback`, `status`, `logs`, `secrets` and `simulate` do; on one host, plain `ssh`".into()),
+            Some("`up`, `plan`, `deploy`, `rollback`, `status`, `logs`, `secrets`, `simulate` and `destroy` do; on one host, plain `ssh`".into()),
         )
         .into()),
     }
@@ -758,4 +759,76 @@ async fn secrets(ctx: &Ctx, s: &SshSettings, command: &crate::cli::SecretsComman
     done?;
     super::secrets::said(ctx, name, set, &format!("on every app host of stack `{}`", ctx.settings.stack));
     Ok(crate::error::OK)
+}
+
+/// `vcctl destroy` on a fleet, after confirmation: the load balancer's configuration (Caddy
+/// stopped), then the service on every app host (units, releases, firewall), then, unless
+/// `keep_data`, the database and its role on the db host. PostgreSQL, Prometheus and Caddy
+/// stay installed; nothing but what vcctl made is touched.
+async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> {
+    let p = &ctx.printer;
+    let lb = s.the(Role::Lb).expect("checked by the stack");
+    let db = s.the(Role::Db).expect("checked by the stack");
+    let apps: Vec<&HostSpec> = s.with(Role::App).collect();
+    p.info(format!("`vcctl destroy` deletes, on the hosts of stack `{}`:", ctx.settings.stack));
+    p.info(format!("  - the load balancer's configuration on {} (Caddy stopped)", lb.host));
+    for a in &apps {
+        p.info(format!("  - the service on {} (units, releases, firewall)", a.host));
+    }
+    if !keep_data {
+        p.info(format!(
+            "  - the PostgreSQL database `vehicleconnect` on {} (every stored event), its role and the stack's secrets",
+            db.host
+        ));
+    }
+    let what = if keep_data {
+        "remove the service from every host (data kept)"
+    } else {
+        "remove the service and its data from every host"
+    };
+    ctx.confirm_destruction(what)?;
+    let lb_host = connect(ctx, s, lb).await?;
+    let lock = lb_host.lock(Duration::from_secs(60), p).await?;
+    let result = async {
+        step(p, &format!("stopping the load balancer on {}", lb.host), lb_host.destroy(true)).await?;
+        for a in &apps {
+            let host = connect(ctx, s, a).await?;
+            let done = async {
+                host.retire().await?;
+                host.destroy(true).await
+            };
+            let done = step(p, &format!("removing the service from {}", a.host), done).await;
+            host.close().await;
+            done?;
+        }
+        if !keep_data {
+            let host = connect(ctx, s, db).await?;
+            let done = step(p, &format!("dropping the database on {}", db.host), host.destroy(false)).await;
+            host.close().await;
+            done?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    lock.release().await;
+    lb_host.close().await;
+    result?;
+    p.json(&json!({"stack": ctx.settings.stack, "destroyed": true, "kept_data": keep_data}));
+    p.info(format!("stack `{}`: service removed from {} host(s)", ctx.settings.stack, s.hosts.len()));
+    Ok(crate::error::OK)
+}
+
+/// Runs `work` as a step that says what it does and how it ended.
+async fn step(
+    p: &crate::printer::Printer,
+    what: &str,
+    work: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    let step = p.step(what.to_string());
+    let done = work.await;
+    match &done {
+        Ok(()) => step.done(""),
+        Err(_) => step.fail(""),
+    }
+    done
 }
