@@ -163,7 +163,9 @@ db_serve() {
     # lock held) until TCP notices: probe idle clients, and drop one silent for ~25 s.
     echo "tcp_keepalives_idle = 10"
     echo "tcp_keepalives_interval = 5"
-    echo "tcp_keepalives_count = 3"; } > "$conf/conf.d/vehicleconnect.conf.new"
+    echo "tcp_keepalives_count = 3"
+    # ... and one that stops acknowledging what it was sent (no keepalive runs then).
+    echo "tcp_user_timeout = 30000"; } > "$conf/conf.d/vehicleconnect.conf.new"
   restart=no
   if cmp -s "$conf/conf.d/vehicleconnect.conf.new" "$conf/conf.d/vehicleconnect.conf"; then
     rm -f "$conf/conf.d/vehicleconnect.conf.new"
@@ -544,7 +546,8 @@ destroy() {
   systemctl daemon-reload
   caddy off
   if [ "$1" = delete-data ]; then
-    runuser -u postgres -- psql -q -c 'DROP DATABASE IF EXISTS vehicleconnect' >/dev/null
+    # FORCE: sessions left by app hosts that died or left (the service is stopped on all).
+    runuser -u postgres -- psql -q -c 'DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE)' >/dev/null
     runuser -u postgres -- psql -q -c 'DROP ROLE IF EXISTS vehicleconnect' >/dev/null
     rm -rf /var/lib/vehicleconnect "$ETC"
   fi

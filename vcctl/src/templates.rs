@@ -139,7 +139,9 @@ pub fn caddyfile_lb(settings: &crate::settings::Settings, upstreams: &[String], 
             ("hsts", &hsts),
             ("upstreams", &upstreams),
             ("health_interval", "1s"),
-            ("health_timeout", "1s"),
+            // Not 1 s: a host busy for a second (a deploy's checks beside it, on a small
+            // machine) left the rotation, and with it, when it served alone, the service.
+            ("health_timeout", "2s"),
         ],
     )
 }

@@ -368,10 +368,10 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("power cut on one of 2 app hosts at 300 events/s: {report}");
     // The bound (docs/deploy.md): what the load balancer sends the dead host until a health
-    // check fails (interval 1 s + timeout 1 s), at 150 requests/s per host, and what was in
+    // check fails (interval 1 s + timeout 2 s), at 150 requests/s per host, and what was in
     // flight there.
     let failed = report["failed"].as_u64().unwrap();
-    assert!(failed <= 2 * 150 + 50, "{failed} failed requests: {report}");
+    assert!(failed <= 3 * 150 + 50, "{failed} failed requests: {report}");
     assert_eq!(
         report["acknowledged"].as_u64().unwrap() + failed,
         report["planned_events"].as_u64().unwrap(),
