@@ -110,6 +110,11 @@ pub fn prometheus(stack: &str, targets: &[String]) -> Result<String> {
     render(PROMETHEUS, &[("stack", stack), ("service_targets", &targets)])
 }
 
+/// Prometheus's `/etc/default/prometheus`: where it listens (`listen`, `host:port`).
+pub fn prometheus_defaults(stack: &str, listen: &str) -> String {
+    format!("# Written by vcctl (stack {stack}).\nARGS=\"--web.listen-address={listen}\"\n")
+}
+
 /// The fleet's load balancer: Caddy on the lb host in front of `upstreams` (`host:port`), on
 /// the service's port and 80, or HTTPS for `tls.domain`.
 pub fn caddyfile_lb(settings: &crate::settings::Settings, upstreams: &[String], roots: bool) -> Result<String> {

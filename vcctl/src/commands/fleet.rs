@@ -129,8 +129,8 @@ async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
         let (mut apps, skipped) = connect_apps(ctx, s, &env, args.skip_unreachable).await?;
         let mut artifact = resolve_artifact(ctx, &mut apps[0], args).await?;
         artifact.release_name = Some(release_name(&mut apps, &artifact).await?);
-        let leaving = leaving(ctx, s, lb).await?;
-        let shipped = roll(ctx, lb, &mut apps, &artifact, args).await;
+        let leaving = leaving(s, ctx.settings.port, &lb.lb_upstreams().await?);
+        let shipped = roll(ctx, s, lb, &mut apps, &artifact, args).await;
         for app in apps {
             Box::new(app.target).close().await;
         }
@@ -153,32 +153,24 @@ async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
     }
 }
 
-/// The database on the db host; the app hosts' env file (its URL, the pinned certificate,
-/// the ingest token) and the database as they see it.
+/// Serves the database on the db host (PostgreSQL, its role and database, the app hosts
+/// admitted), then what the app hosts need of it ([`app_database`]).
 async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(String, FleetDatabase)> {
     let db = infra.get(s, Role::Db);
-    let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
-    let step = ctx.printer.step(format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len()));
     let address = &s.the(Role::Db).expect("checked by the stack").host;
-    let served = match db.serve_database(address, ctx.settings.ingest_token, &apps).await {
-        Ok(()) => match db.fleet_secrets().await {
-            Ok(secrets) => db.db_cert().await.map(|cert| (secrets, cert)),
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(e),
-    };
-    let ((password, token), cert) = match served {
-        Ok(secrets) => {
-            step.done("");
-            secrets
-        }
-        Err(e) => {
-            step.fail("");
-            return Err(e);
-        }
-    };
-    let host = s.the(Role::Db).expect("checked by the stack").host.as_str();
-    let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+    let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
+    let what = format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len());
+    step(&ctx.printer, &what, db.serve_database(address, ctx.settings.ingest_token, &apps)).await?;
+    app_database(ctx, s, db).await
+}
+
+/// The app hosts' env file (the database's URL, the pinned certificate, the ingest token)
+/// and the database as they see it, read from the db host `db` (secrets made there).
+async fn app_database(ctx: &Ctx, s: &SshSettings, db: &Host) -> Result<(String, FleetDatabase)> {
+    let (password, token) = db.fleet_secrets().await?;
+    let cert = db.db_cert().await?;
+    let address = &s.the(Role::Db).expect("checked by the stack").host;
+    let host = if address.contains(':') { format!("[{address}]") } else { address.clone() };
     let mut env = format!(
         "DATABASE_URL=postgres://vehicleconnect:{password}@{host}:5432/vehicleconnect?sslmode=require\nVC_DATABASE_CERT={}\n",
         crate::deploy::config::DATABASE_CERT
@@ -186,8 +178,7 @@ async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(String, 
     if let Some(t) = token.filter(|_| ctx.settings.ingest_token) {
         env.push_str(&format!("VC_INGEST_TOKEN={t}\n"));
     }
-    let db = FleetDatabase { host: s.the(Role::Db).expect("checked by the stack").host.clone(), cert };
-    Ok((env, db))
+    Ok((env, FleetDatabase { host: address.clone(), cert }))
 }
 
 /// The app hosts, each connected; one that does not answer stops the deploy before anything
@@ -246,12 +237,20 @@ async fn resolve_artifact(ctx: &Ctx, first: &mut App, args: &ReleaseArgs) -> Res
     Ok(artifact)
 }
 
-/// The upstreams the load balancer has now that are no app host of the stack any more:
-/// hosts removed from the file. The first rotation change drains them.
-async fn leaving(ctx: &Ctx, s: &SshSettings, lb: &Host) -> Result<Vec<String>> {
-    let port = ctx.settings.port;
+/// The upstreams in `rotation` that are no app host of the stack any more: hosts removed
+/// from the file (the first rotation change of `up` drains them). The placeholder upstream
+/// of an empty rotation (127.0.0.1) is none.
+fn leaving(s: &SshSettings, port: u16, rotation: &[String]) -> Vec<String> {
     let kept: Vec<String> = s.with(Role::App).map(|h| upstream(&h.host, port)).collect();
-    Ok(lb.lb_upstreams().await?.into_iter().filter(|u| !kept.contains(u) && !u.starts_with("127.0.0.1:")).collect())
+    rotation.iter().filter(|u| !kept.contains(u) && !u.starts_with("127.0.0.1:")).cloned().collect()
+}
+
+/// The upstreams the load balancer sends requests to now, read on the lb host.
+async fn rotation_now(ctx: &Ctx, s: &SshSettings) -> Result<Vec<String>> {
+    let lb = connect(ctx, s, s.the(Role::Lb).expect("checked by the stack")).await?;
+    let rotation = lb.lb_upstreams().await;
+    lb.close().await;
+    rotation
 }
 
 /// Stops the service on hosts removed from the stack (out of rotation since the start of
@@ -262,24 +261,16 @@ async fn retire(ctx: &Ctx, s: &SshSettings, leaving: &[String], shipped: &mut Sh
         let addr = up.strip_suffix(&port).unwrap_or(up).trim_start_matches('[').trim_end_matches(']').to_string();
         let defaults = s.with(Role::App).next().expect("checked by the stack");
         let spec = HostSpec { host: addr.clone(), host_key: None, roles: vec![Role::App], ..defaults.clone() };
-        let step = ctx.printer.step(format!("stopping the service on {addr}, removed from the stack"));
-        let stopped = match connect(ctx, s, &spec).await {
-            Ok(host) => {
-                let r = host.retire().await;
-                host.close().await;
-                r
-            }
-            Err(e) => Err(e),
+        let stopping = async {
+            let host = connect(ctx, s, &spec).await?;
+            let r = host.retire().await;
+            host.close().await;
+            r
         };
-        let what = match stopped {
-            Ok(()) => {
-                step.done("");
-                "removed: drained, then stopped".to_string()
-            }
-            Err(e) => {
-                step.fail("");
-                format!("removed from the load balancer; could not stop its service: {e:#}")
-            }
+        let what = format!("stopping the service on {addr}, removed from the stack");
+        let what = match step(&ctx.printer, &what, stopping).await {
+            Ok(()) => "removed: drained, then stopped".to_string(),
+            Err(e) => format!("removed from the load balancer; could not stop its service: {e:#}"),
         };
         shipped.hosts.push((addr, what));
     }
@@ -306,7 +297,14 @@ struct Shipped {
 }
 
 /// The rolling deploy: each app host out of the rotation, shipped, checked, and back.
-async fn roll(ctx: &Ctx, lb: &Host, apps: &mut [App], artifact: &Artifact, args: &ReleaseArgs) -> Result<Shipped> {
+async fn roll(
+    ctx: &Ctx,
+    s: &SshSettings,
+    lb: &Host,
+    apps: &mut [App],
+    artifact: &Artifact,
+    args: &ReleaseArgs,
+) -> Result<Shipped> {
     let p = &ctx.printer;
     let port = ctx.settings.port;
     let mut rotation = Vec::new();
@@ -354,7 +352,7 @@ async fn roll(ctx: &Ctx, lb: &Host, apps: &mut [App], artifact: &Artifact, args:
             Err(e) => Some(e),
         };
         if failure.is_none() && serving {
-            through_lb(ctx, args.health_timeout).await.map_err(|e| e.context(format!("after {host} came back")))?;
+            through_lb(ctx, s, args.health_timeout).await.map_err(|e| e.context(format!("after {host} came back")))?;
         }
         if let Some(e) = failure {
             let e = e.context(format!("the deploy stopped at {host}"));
@@ -426,11 +424,7 @@ async fn set_rotation(ctx: &Ctx, lb: &Host, rotation: &[String]) -> Result<()> {
 }
 
 /// Healthy through the load balancer: three answers in a row.
-async fn through_lb(ctx: &Ctx, timeout: Duration) -> Result<()> {
-    let s = match &ctx.settings.provider {
-        crate::stack::Provider::Ssh(s) => s,
-        _ => unreachable!("fleets are ssh stacks"),
-    };
+async fn through_lb(ctx: &Ctx, s: &SshSettings, timeout: Duration) -> Result<()> {
     let (url, trust) = lb_endpoint(ctx, s);
     let client = crate::web::client_for(&trust)?;
     let started = Instant::now();
@@ -454,15 +448,11 @@ async fn through_lb(ctx: &Ctx, timeout: Duration) -> Result<()> {
 async fn monitoring(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<()> {
     let targets: Vec<String> = s.with(Role::App).map(|h| upstream(&h.host, ctx.settings.port)).collect();
     let config = templates::prometheus(&ctx.settings.stack, &targets)?;
-    let listen = if s.expose_prometheus { "0.0.0.0:9090" } else { "127.0.0.1:9090" };
     let host = infra.get(s, Role::Monitoring);
-    let step = ctx.printer.step(format!("Prometheus on {} scraping {} app host(s)", host.name(), targets.len()));
-    let done = host.serve_prometheus(&config, listen).await;
-    match &done {
-        Ok(()) => step.done(""),
-        Err(_) => step.fail(""),
-    }
-    done
+    let what = format!("Prometheus on {} scraping {} app host(s)", host.name(), targets.len());
+    let listen = remote(ctx, s, s.the(Role::Monitoring).expect("checked by the stack")).prometheus_listen;
+    let defaults = templates::prometheus_defaults(&ctx.settings.stack, &listen);
+    step(&ctx.printer, &what, host.serve_prometheus(&config, &defaults)).await
 }
 
 fn report(ctx: &Ctx, s: &SshSettings, shipped: &Shipped, elapsed: Duration) {
@@ -492,10 +482,7 @@ fn report(ctx: &Ctx, s: &SshSettings, shipped: &Shipped, elapsed: Duration) {
 /// service through the load balancer. Exit 1 when anything is not healthy.
 async fn status(ctx: &Ctx, s: &SshSettings) -> Result<u8> {
     let port = ctx.settings.port;
-    let lb = connect(ctx, s, s.the(Role::Lb).expect("checked by the stack")).await?;
-    let rotation = lb.lb_upstreams().await;
-    lb.close().await;
-    let rotation = rotation?;
+    let rotation = rotation_now(ctx, s).await?;
     let mut hosts = Vec::new();
     let mut healthy = true;
     for spec in &s.hosts {
@@ -599,7 +586,8 @@ async fn rollback(ctx: &Ctx, s: &SshSettings, args: &RollbackArgs) -> Result<u8>
     let lb = infra.get(s, Role::Lb);
     let lock = lb.lock(args.lock_timeout, p).await?;
     let result = async {
-        let env = database(ctx, s, &infra).await?;
+        // What the app hosts' configuration holds; a rollback changes nothing on the db host.
+        let env = app_database(ctx, s, infra.get(s, Role::Db)).await?;
         let (mut apps, _) = connect_apps(ctx, s, &env, false).await?;
         apps.retain(|a| specs.iter().any(|h| h.host == a.spec.host));
         let state = apps[0].target.state().await?;
@@ -675,10 +663,7 @@ pub async fn plan(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> 
         Some(p) => Some(artifact::probe(&p).await?),
         None => None,
     };
-    let lb = connect(ctx, s, s.the(Role::Lb).expect("checked by the stack")).await?;
-    let rotation = lb.lb_upstreams().await;
-    lb.close().await;
-    let rotation = rotation?;
+    let rotation = rotation_now(ctx, s).await?;
     let mut changes = Vec::new();
     for spec in s.with(Role::App) {
         let up = upstream(&spec.host, port);
@@ -706,8 +691,7 @@ pub async fn plan(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> 
         };
         changes.extend(change);
     }
-    let kept: Vec<String> = s.with(Role::App).map(|h| upstream(&h.host, port)).collect();
-    for gone in rotation.iter().filter(|u| !kept.contains(u) && !u.starts_with("127.0.0.1:")) {
+    for gone in leaving(s, port, &rotation) {
         changes.push(format!("- {gone}: gone from the stack file; drain it, then stop its service"));
     }
     if artifact.is_none() {
@@ -819,15 +803,15 @@ async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> {
 }
 
 /// Runs `work` as a step that says what it does and how it ended.
-async fn step(
+async fn step<T>(
     p: &crate::printer::Printer,
     what: &str,
-    work: impl std::future::Future<Output = Result<()>>,
-) -> Result<()> {
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
     let step = p.step(what.to_string());
     let done = work.await;
     match &done {
-        Ok(()) => step.done(""),
+        Ok(_) => step.done(""),
         Err(_) => step.fail(""),
     }
     done

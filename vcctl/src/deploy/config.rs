@@ -61,10 +61,7 @@ pub struct HostConfig {
 impl HostConfig {
     pub fn of(settings: &Settings, prometheus_listen: &str) -> Result<HostConfig> {
         let prometheus = templates::prometheus(&settings.stack, &[format!("127.0.0.1:{}", settings.port)])?;
-        let defaults = format!(
-            "# Written by vcctl (stack {}).\nARGS=\"--web.listen-address={prometheus_listen}\"\n",
-            settings.stack
-        );
+        let defaults = templates::prometheus_defaults(&settings.stack, prometheus_listen);
         let mut files = vec![
             File {
                 path: "/etc/prometheus/prometheus.yml".into(),

@@ -293,12 +293,12 @@ impl Host {
         Ok(v.as_array().into_iter().flatten().filter_map(|u| u["address"].as_str().map(str::to_string)).collect())
     }
 
-    /// A fleet's monitoring host: Prometheus with `config` (restarted when it changed).
-    pub async fn serve_prometheus(&self, config: &str, listen: &str) -> Result<()> {
+    /// A fleet's monitoring host: Prometheus with `config` and `defaults` (its
+    /// `/etc/default` file), restarted when either changed.
+    pub async fn serve_prometheus(&self, config: &str, defaults: &str) -> Result<()> {
         self.packages(&["prometheus"]).await?;
-        let defaults = format!("# Written by vcctl.\nARGS=\"--web.listen-address={listen}\"\n");
         let a = self.put("/etc/prometheus/prometheus.yml", "644", config).await?;
-        let b = self.put("/etc/default/prometheus", "644", &defaults).await?;
+        let b = self.put("/etc/default/prometheus", "644", defaults).await?;
         self.run(&["prometheus", yes(a || b)]).await.map(|_| ())
     }
 
