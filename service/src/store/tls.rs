@@ -156,3 +156,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_file_that_is_no_certificate_or_too_large_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let err = PinnedTls::from_pem_file(&junk).err().expect("junk accepted").to_string();
+        assert!(err.starts_with(&format!("{}: no PEM certificate", junk.display())), "{err}");
+        let huge = dir.path().join("huge.pem");
+        std::fs::write(&huge, vec![b'a'; 64 * 1024 + 1]).unwrap();
+        let err = PinnedTls::from_pem_file(&huge).err().expect("a huge file accepted").to_string();
+        assert!(err.contains("is larger than 65536 bytes: not a certificate"), "{err}");
+        let missing = dir.path().join("missing.pem");
+        let err = format!("{:#}", PinnedTls::from_pem_file(&missing).err().expect("a missing file accepted"));
+        assert!(err.contains(&format!("opening --database-cert {}", missing.display())), "{err}");
+    }
+}
