@@ -428,6 +428,12 @@ pub struct ReleaseArgs {
     #[arg(long)]
     pub skip_unreachable: bool,
 
+    /// Stacks of several hosts: how many app hosts take the release at once. A batch leaves
+    /// the load balancer together, so the others must carry the load meanwhile; one host
+    /// serving stays in rotation whatever the number.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }

@@ -45,6 +45,9 @@ pub struct Printer {
     fancy: bool,
     /// Whether a result went to stdout: a failure then prints no second JSON document.
     printed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// `[host] ` before each line on stderr, for work on several hosts at once
+    /// ([`Printer::for_host`]); no spinners then, as they would draw over each other.
+    prefix: Option<std::sync::Arc<str>>,
 }
 
 impl Printer {
@@ -54,30 +57,43 @@ impl Printer {
             && std::env::var("TERM").map_or(true, |t| t != "dumb")
             && verbosity != Verbosity::Quiet;
         VERBOSE.store(verbosity == Verbosity::Verbose, std::sync::atomic::Ordering::Relaxed);
-        Printer { json, verbosity, fancy, printed: Default::default() }
+        Printer { json, verbosity, fancy, printed: Default::default(), prefix: None }
     }
 
     pub fn is_fancy(&self) -> bool {
         self.fancy
     }
 
+    /// This printer for work on `host` beside work on others: each line on stderr says
+    /// which host it is about, and steps print start and end lines instead of spinning.
+    pub fn for_host(&self, host: &str) -> Printer {
+        Printer { prefix: Some(format!("[{host}] ").into()), ..self.clone() }
+    }
+
+    fn tagged(&self, msg: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => msg.lines().map(|l| format!("{prefix}{l}")).collect::<Vec<_>>().join("\n"),
+            None => msg.to_string(),
+        }
+    }
+
     /// Progress and results for people, on stderr.
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.verbosity != Verbosity::Quiet {
-            say(msg);
+            say(self.tagged(msg.as_ref()));
         }
     }
 
     pub fn detail(&self, msg: impl AsRef<str>) {
         if self.verbosity == Verbosity::Verbose {
-            say(format!("  {}", msg.as_ref()));
+            say(self.tagged(&format!("  {}", msg.as_ref())));
         }
     }
 
     pub fn warn(&self, msg: impl AsRef<str>) {
         let prefix =
             if self.fancy { console::style("warning:").yellow().bold().to_string() } else { "warning:".into() };
-        say(format!("{prefix} {}", msg.as_ref()));
+        say(self.tagged(&format!("{prefix} {}", msg.as_ref())));
     }
 
     /// Data, on stdout: the result of a command a script may read. Suppressed under `--json`,
@@ -108,8 +124,8 @@ impl Printer {
     /// A step that can take more than a second: a spinner with elapsed time on a terminal,
     /// a start line and an end line otherwise.
     pub fn step(&self, msg: impl Into<String>) -> Step {
-        let msg = msg.into();
-        let bar = if self.fancy {
+        let msg = self.tagged(&msg.into());
+        let bar = if self.fancy && self.prefix.is_none() {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template("{spinner:.cyan} {msg} {elapsed:.dim}").expect("valid template"),
@@ -128,7 +144,7 @@ impl Printer {
 
     /// A progress bar of `len` units, hidden unless on a terminal.
     pub fn bar(&self, len: u64, template: &str) -> ProgressBar {
-        if !self.fancy {
+        if !self.fancy || self.prefix.is_some() {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
@@ -198,5 +214,19 @@ pub fn format_duration(d: Duration) -> String {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_printer_for_a_host_tags_every_line_it_says() {
+        let p = Printer::new(false, Verbosity::Normal);
+        assert_eq!(p.tagged("one\ntwo"), "one\ntwo");
+        let h = p.for_host("10.0.0.11");
+        assert_eq!(h.tagged("\nchecking\nok"), "[10.0.0.11] \n[10.0.0.11] checking\n[10.0.0.11] ok");
+        assert!(h.bar(10, "{bar}").is_hidden(), "bars of hosts side by side would draw over each other");
     }
 }

@@ -298,10 +298,48 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     let acked = no_failed_request(sim);
     assert_eq!(fleet.stored_events() - before, acked);
 
-    // Rollback: one host, then all of them, each out of rotation while it switches.
+    // Release N+1, which first expands the schema as a newer release would (a column, a
+    // table, a schema version past any this tree has), two hosts at a time, under load.
+    let next = p.path("next");
+    let text = format!(
+        r#"#!/bin/sh
+if [ "${{1:-}}" = --version ]; then exec {local} --version; fi
+PGPASSWORD=$(printf '%s' "$DATABASE_URL" | sed 's|^postgres://[^:]*:\([^@]*\)@.*|\1|')
+export PGPASSWORD PGHOST={NET}.{LB} PGSSLMODE=require PGUSER=vehicleconnect PGDATABASE=vehicleconnect
+psql -q -v ON_ERROR_STOP=1 -c 'ALTER TABLE api_events ADD COLUMN IF NOT EXISTS firmware TEXT' \
+  -c 'CREATE TABLE IF NOT EXISTS vehicles (id BIGSERIAL PRIMARY KEY)' \
+  -c 'INSERT INTO schema_migrations (version) VALUES (1000) ON CONFLICT DO NOTHING' || exit 1
+exec /opt/vehicleconnect/releases/{v4}/vehicleconnect "$@"
+"#,
+        local = bin.display()
+    );
+    std::fs::write(&next, text).unwrap();
+    std::fs::set_permissions(&next, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = fleet.stored_events();
+    let sim = p.simulate(300, 30);
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    let d = p.json(&["deploy", "--artifact", next.to_str().unwrap(), "--parallel", "2"], 0);
+    eprintln!("rolling deploy of 3 app hosts, 2 at a time: {:?}", started.elapsed());
+    let n1 = d["release"].as_str().unwrap().to_string();
+    assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (n1.clone(), n1.clone(), n1.clone()));
+    let acked = no_failed_request(sim);
+    assert_eq!(fleet.stored_events() - before, acked);
+    let schema = "runuser -u postgres -- psql -d vehicleconnect -tAc 'SELECT max(version) FROM schema_migrations'";
+    assert_eq!(fleet.ok(LB, schema).trim(), "1000");
+
+    // N and N+1 at once: one host back on N, on the schema N+1 expanded, beside two on N+1;
+    // load spread over the three loses nothing.
     let r = p.json(&["rollback", "--host", &format!("{NET}.12")], 0);
     assert_eq!(r["hosts"], serde_json::json!([format!("{NET}.12")]), "{r}");
-    assert_eq!((fleet.current(11), fleet.current(12)), (v4.clone(), v2.clone()));
+    assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (n1.clone(), v4.clone(), n1.clone()));
+    let before = fleet.stored_events();
+    let acked = no_failed_request(p.simulate(300, 10));
+    assert_eq!(fleet.stored_events() - before, acked);
+    let journal = fleet.ok(12, "journalctl -u vehicleconnect.service --no-pager -n 300 -o cat");
+    assert!(journal.contains("schema is newer than this release knows"), "{journal}");
+
+    // Rollback of every host, each out of rotation while it switches.
     p.json(&["rollback", "--to", &v2], 0);
     assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (v2.clone(), v2.clone(), v2.clone()));
     let out = p.command(&["rollback", "--host", "10.9.9.9"]).output().unwrap();

@@ -296,7 +296,8 @@ struct Shipped {
     failure: Option<anyhow::Error>,
 }
 
-/// The rolling deploy: each app host out of the rotation, shipped, checked, and back.
+/// The rolling deploy: each app host (or batch of `--parallel` hosts) out of the rotation,
+/// shipped, checked, and back; the first batch with a failure stops it.
 async fn roll(
     ctx: &Ctx,
     s: &SshSettings,
@@ -305,7 +306,6 @@ async fn roll(
     artifact: &Artifact,
     args: &ReleaseArgs,
 ) -> Result<Shipped> {
-    let p = &ctx.printer;
     let port = ctx.settings.port;
     let mut rotation = Vec::new();
     for app in apps.iter_mut() {
@@ -319,49 +319,105 @@ async fn roll(
     set_rotation(ctx, lb, &rotation).await?;
     let mut shipped = Shipped { release: String::new(), hosts: Vec::new(), failure: None };
     let mut switched: Vec<(usize, String)> = Vec::new();
-    for i in 0..apps.len() {
-        let up = apps[i].upstream(port);
-        p.info(format!("\n{} ({} of {})", apps[i].spec.host, i + 1, apps.len()));
-        // Out of rotation for the switch, unless nothing would change, or it is the only
-        // host serving (then its socket holds requests while it restarts, as on one host).
-        let others = rotation.iter().filter(|u| **u != up).count();
-        if rotation.contains(&up) && others > 0 && !deploy::would_be_unchanged(&mut apps[i].target, artifact).await? {
-            rotation.retain(|u| *u != up);
-            set_rotation(ctx, lb, &rotation).await?;
-        }
-        let outcome = deploy::ship(&mut apps[i].target, artifact, args.health_timeout, p).await;
-        let serving = apps[i].target.state().await.map(|s| s.serving).unwrap_or(false);
-        if serving && !rotation.contains(&up) {
-            rotation.push(up.clone());
-            set_rotation(ctx, lb, &rotation).await?;
-        }
-        let host = apps[i].spec.host.clone();
-        let failure = match outcome {
-            Ok(o) => {
-                shipped.release = o.release.name.clone();
-                shipped.hosts.push((host.clone(), ending(&o.ending)));
-                match (&o.ending, o.error()) {
-                    (_, Some(e)) => Some(e),
-                    (Ending::Deployed { replaced: Some(prev) }, None) => {
-                        switched.push((i, prev.clone()));
-                        None
-                    }
-                    _ => None,
-                }
-            }
-            Err(e) => Some(e),
+    let total = apps.len();
+    let mut first = 0;
+    while first < total {
+        let batch = &mut apps[first..total.min(first + usize::from(args.parallel.max(1)))];
+        let names = batch.iter().map(|a| a.spec.host.as_str()).collect::<Vec<_>>().join(", ");
+        let of = match batch.len() {
+            1 => format!("{} of {total}", first + 1),
+            n => format!("{}-{} of {total}", first + 1, first + n),
         };
-        if failure.is_none() && serving {
-            through_lb(ctx, s, args.health_timeout).await.map_err(|e| e.context(format!("after {host} came back")))?;
-        }
-        if let Some(e) = failure {
+        ctx.printer.info(format!("\n{names} ({of})"));
+        let size = batch.len();
+        drain(ctx, lb, batch, artifact, &mut rotation).await?;
+        let failure =
+            ship_batch(ctx, lb, batch, first, artifact, args, &mut rotation, &mut shipped, &mut switched).await?;
+        let failure = match failure {
+            None => through_lb(ctx, s, args.health_timeout).await.err().map(|e| (names, e)),
+            some => some,
+        };
+        if let Some((host, e)) = failure {
             let e = e.context(format!("the deploy stopped at {host}"));
             roll_back(ctx, lb, apps, &switched, &mut rotation, args, &mut shipped).await;
             shipped.failure = Some(e);
             return Ok(shipped);
         }
+        first += size;
     }
     Ok(shipped)
+}
+
+/// Takes the hosts of `batch` that will change out of the rotation, unless nothing would
+/// change on one, and never the last host serving: that one restarts in place, its socket
+/// holding the requests meanwhile, as on one host.
+async fn drain(ctx: &Ctx, lb: &Host, batch: &mut [App], artifact: &Artifact, rotation: &mut Vec<String>) -> Result<()> {
+    let port = ctx.settings.port;
+    let before = rotation.len();
+    for app in batch.iter_mut() {
+        let up = app.upstream(port);
+        if rotation.contains(&up)
+            && rotation.len() > 1
+            && !deploy::would_be_unchanged(&mut app.target, artifact).await?
+        {
+            rotation.retain(|u| *u != up);
+        }
+    }
+    if rotation.len() != before {
+        set_rotation(ctx, lb, rotation).await?;
+    }
+    Ok(())
+}
+
+/// Ships the release to every host of `batch` at once, each checked on its own, and puts
+/// those serving back in rotation. The first failure, with its host, is the answer; the
+/// hosts that switched are added to `switched` (their index from `first`) either way.
+#[allow(clippy::too_many_arguments)]
+async fn ship_batch(
+    ctx: &Ctx,
+    lb: &Host,
+    batch: &mut [App],
+    first: usize,
+    artifact: &Artifact,
+    args: &ReleaseArgs,
+    rotation: &mut Vec<String>,
+    shipped: &mut Shipped,
+    switched: &mut Vec<(usize, String)>,
+) -> Result<Option<(String, anyhow::Error)>> {
+    let port = ctx.settings.port;
+    let alone = batch.len() == 1;
+    let outcomes = futures_util::future::join_all(batch.iter_mut().map(|app| {
+        let p = if alone { ctx.printer.clone() } else { ctx.printer.for_host(&app.spec.host) };
+        async move { deploy::ship(&mut app.target, artifact, args.health_timeout, &p).await }
+    }))
+    .await;
+    let before = rotation.len();
+    let mut failure = None;
+    for (k, (app, outcome)) in batch.iter_mut().zip(outcomes).enumerate() {
+        let up = app.upstream(port);
+        if app.target.state().await.map(|s| s.serving).unwrap_or(false) && !rotation.contains(&up) {
+            rotation.push(up);
+        }
+        let host = app.spec.host.clone();
+        let error = match outcome {
+            Ok(o) => {
+                shipped.release = o.release.name.clone();
+                shipped.hosts.push((host.clone(), ending(&o.ending)));
+                if let (Ending::Deployed { replaced: Some(prev) }, None) = (&o.ending, o.error()) {
+                    switched.push((first + k, prev.clone()));
+                }
+                o.error()
+            }
+            Err(e) => Some(e),
+        };
+        if let (None, Some(e)) = (&failure, error) {
+            failure = Some((host, e));
+        }
+    }
+    if rotation.len() != before {
+        set_rotation(ctx, lb, rotation).await?;
+    }
+    Ok(failure)
 }
 
 /// The hosts switched before the one that failed go back to what they served.
