@@ -27,6 +27,12 @@ pub struct Config {
     #[arg(long, env = "VC_DATABASE_CERT")]
     pub database_cert: Option<PathBuf>,
 
+    /// The certificate authorities (PEM bundle) the PostgreSQL server's certificate must
+    /// chain to, for the host name or address in the URL: connect over TLS and verify it (an
+    /// external database, such as RDS with its region's bundle).
+    #[arg(long, env = "VC_DATABASE_CA", conflicts_with = "database_cert")]
+    pub database_ca: Option<PathBuf>,
+
     /// Directory of the embedded store (used when no --database is given).
     #[arg(long, env = "VC_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,

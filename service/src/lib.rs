@@ -127,7 +127,11 @@ pub async fn run(
 ) -> Result<()> {
     let started = Instant::now();
     let timing = store::fleet::Timing::closing_after(config.kpi_close_after);
-    let tls = config.database_cert.as_deref().map(store::PinnedTls::from_pem_file).transpose()?;
+    let tls = match (&config.database_cert, &config.database_ca) {
+        (Some(cert), _) => Some(store::DatabaseTls::pinned(cert)?),
+        (None, Some(ca)) => Some(store::DatabaseTls::verified(ca)?),
+        (None, None) => None,
+    };
     let store =
         Store::open(config.database.as_deref(), tls, &config.data_dir, config.db_connect_timeout, timing).await?;
     let limits = kpi_engine::kpi_limits(config.kpi_memory);

@@ -203,6 +203,32 @@ fleet_secrets() {
   echo "$pw $(env_value VC_INGEST_TOKEN)"
 }
 
+# fleet-token: the ingest token of a fleet whose database is external, kept (made once) in
+# this (lb) host's env file; with a db host, that host's `env` keeps it instead.
+fleet_token() {
+  umask 077; install -d -m 700 "$ETC"
+  token=$(env_value VC_INGEST_TOKEN)
+  if [ -z "$token" ]; then token=$(secret); echo "VC_INGEST_TOKEN=$token" >> "$ETC/env"; fi
+  echo "$token"
+}
+
+# app-env [URL_SECRET]: a fleet app host's env file, from stdin; with URL_SECRET, plus the
+# external database's URL kept in that secret (`vcctl secrets set`), copied on the host (the
+# two files quote alike), so the value never leaves it. Says `changed` when the file changed.
+app_env() {
+  umask 077; install -d -m 700 "$ETC"
+  cat > "$ETC/env.new"
+  if [ -n "${1:-}" ]; then
+    check_secret_name "$1"
+    line=$(grep -m1 "^$1=" "$SECRETS" 2>/dev/null) || { rm -f "$ETC/env.new"
+      die "no secret $1 on this host, which database.url_secret names: set it with \`vcctl secrets set $1\` (the database's URL, postgres://...), then run \`vcctl up\` again"; }
+    case ${line#*=} in '"postgres://'*|'"postgresql://'*) ;; *) rm -f "$ETC/env.new"
+      die "secret $1 (database.url_secret) is no PostgreSQL URL: set it to postgres://USER:PASSWORD@HOST:5432/DATABASE";; esac
+    printf 'DATABASE_URL=%s\n' "${line#*=}" >> "$ETC/env.new"
+  fi
+  if cmp -s "$ETC/env.new" "$ETC/env"; then rm -f "$ETC/env.new"; echo unchanged; else mv -f "$ETC/env.new" "$ETC/env"; echo changed; fi
+}
+
 # firewall CHANGED(yes|no): load /etc/vehicleconnect/firewall.nft (written by `put`) now and
 # at every boot (vehicleconnect-firewall.service); a change is applied atomically.
 firewall() {
@@ -565,6 +591,8 @@ case $cmd in
   database) database ;;
   db-serve) db_serve "$@" ;;
   fleet-secrets) fleet_secrets ;;
+  fleet-token) fleet_token ;;
+  app-env) app_env "${1:-}" ;;
   db-cert) db_cert ;;
   firewall) firewall "$1" ;;
   lb-reload) lb_reload ;;

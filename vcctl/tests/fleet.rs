@@ -103,18 +103,40 @@ impl Project {
     }
 
     fn write_stack(&self, fleet: &Fleet, apps: &[u8]) {
+        self.write_stack_with(fleet, apps, "lb, db, monitoring", "host_role: db");
+    }
+
+    /// Host 10 with `lb_roles`, `apps` as app hosts, and `database:` holding `database`.
+    fn write_stack_with(&self, fleet: &Fleet, apps: &[u8], lb_roles: &str, database: &str) {
         let item = |id: u8, roles: &str| {
             format!("  - {{host: {NET}.{id}, roles: [{roles}], host_key: {}}}\n", fleet.host_key(id))
         };
-        let mut hosts = item(LB, "lb, db, monitoring");
+        let mut hosts = item(LB, lb_roles);
         for id in apps {
             hosts.push_str(&item(*id, "app"));
         }
+        let database = database.replace('\n', "\n  ");
         let stack = format!(
-            "name: fleet\nprovider: ssh\nssh:\n  user: root\n  identity: {}\nhosts:\n{hosts}database:\n  host_role: db\nservice:\n  port: 8000\n  ingest_token: true\n",
+            "name: fleet\nprovider: ssh\nssh:\n  user: root\n  identity: {}\nhosts:\n{hosts}database:\n  {database}\nservice:\n  port: 8000\n  ingest_token: true\n",
             fleet.client_key
         );
         std::fs::write(self.dir.path().join("stacks/fleet.yaml"), stack).unwrap();
+    }
+
+    /// `vcctl secrets set NAME`, the value on stdin; vcctl's output.
+    fn set_secret(&self, name: &str, value: &str) -> Output {
+        let mut set = self
+            .command(&["secrets", "set", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut set.stdin.take().unwrap(), format!("{value}\n").as_bytes()).unwrap();
+        let out = set.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        assert!(!show(&out).contains(value), "the value is shown:\n{}", show(&out));
+        out
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -352,22 +374,86 @@ exec /opt/vehicleconnect/releases/{v4}/vehicleconnect "$@"
         assert!(text.contains(&format!("==> {NET}.{id} <==")), "{text}");
     }
     // A secret reaches every app host (from stdin, never shown).
-    let mut set = p
-        .command(&["secrets", "set", "PARTNER_KEY"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut set.stdin.take().unwrap(), b"s3cr3t-value\n").unwrap();
-    let out = set.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(!show(&out).contains("s3cr3t-value"));
+    p.set_secret("PARTNER_KEY", "s3cr3t-value");
     for id in [11, 12, 13] {
         assert_eq!(fleet.ok(id, "grep -c '^PARTNER_KEY=\"s3cr3t-value\"$' /etc/vehicleconnect/secrets").trim(), "1");
     }
     let list = p.json(&["secrets", "list"], 0);
     assert_eq!(list["secrets"][0]["name"], "PARTNER_KEY", "{list}");
+}
+
+/// Makes host 12 an external database server, as a managed one is: PostgreSQL over TLS with
+/// a certificate for its address from a CA of its own, a role and a database, host 11 (the
+/// app host) admitted by SCRAM. Prints the CA's certificate.
+const EXTERNAL_DATABASE: &str = r#"set -e
+systemctl enable --now postgresql >/dev/null 2>&1
+for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
+mkdir -p /etc/postgresql/ext && cd /etc/postgresql/ext
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=test-db-ca -days 2 \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=10.233.0.12 -keyout server.key -out server.csr 2>/dev/null
+echo 'subjectAltName=IP:10.233.0.12' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
+chown postgres: server.key server.pem && chmod 600 server.key
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
+ALTER SYSTEM SET listen_addresses = '*';
+ALTER SYSTEM SET ssl = on;
+ALTER SYSTEM SET ssl_cert_file = '/etc/postgresql/ext/server.pem';
+ALTER SYSTEM SET ssl_key_file = '/etc/postgresql/ext/server.key';
+CREATE ROLE ext LOGIN PASSWORD 'ext-Pa55-w0rd';
+CREATE DATABASE extdb OWNER ext;
+SQL
+echo 'hostssl extdb ext 10.233.0.11/32 scram-sha-256' >> "$(ls /etc/postgresql/*/main/pg_hba.conf)"
+systemctl restart postgresql
+cat ca.pem
+"#;
+
+/// A fleet whose database is not vcctl's: its URL a secret, its certificate verified against
+/// the CA the stack names. `up` refuses until the secret is set, then the app hosts store
+/// there over verified TLS; `destroy` leaves it and its events alone.
+#[test]
+fn an_external_database_named_by_a_secret_serves_the_fleet_and_outlives_destroy() {
+    let fleet = Fleet::boot(&[LB, 11, 12]);
+    let ca = fleet.ok(12, EXTERNAL_DATABASE);
+    let p = Project::new(&fleet, &[11]);
+    std::fs::write(p.path("db-ca.pem"), &ca).unwrap();
+    p.write_stack_with(&fleet, &[11], "lb, monitoring", "url_secret: EXT_DB_URL\nca_file: db-ca.pem");
+    let bin = service_bin();
+    let bin = bin.to_str().unwrap();
+
+    let out = p.command(&["up", "--artifact", bin]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the secret EXT_DB_URL (database.url_secret in `"), "{err}");
+    assert!(err.contains(&format!("stacks/fleet.yaml`) is not set on {NET}.11")), "{err}");
+    assert!(err.contains("vcctl secrets set EXT_DB_URL"), "{err}");
+    assert!(fleet.on(11, "test -e /opt/vehicleconnect/current").status.code() == Some(1), "something was deployed");
+
+    let url = format!("postgres://ext:ext-Pa55-w0rd@{NET}.12:5432/extdb?sslmode=require");
+    p.set_secret("EXT_DB_URL", &url);
+    let out = p.command(&["up", "--artifact", bin, "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!show(&out).contains("ext-Pa55-w0rd"), "the password is shown:\n{}", show(&out));
+    let env = fleet.ok(11, "cat /etc/vehicleconnect/env");
+    assert!(env.contains(&format!("DATABASE_URL=\"{url}\"")) && env.contains("VC_DATABASE_CA="), "{env}");
+    assert!(!env.contains("VC_DATABASE_CERT"), "{env}");
+
+    let acked = no_failed_request(p.simulate(300, 5));
+    let count = "PGPASSWORD=ext-Pa55-w0rd psql -h 127.0.0.1 -U ext -d extdb -tAc 'SELECT count(*) FROM api_events'";
+    let stored = || fleet.ok(12, count).trim().parse::<u64>().unwrap();
+    assert_eq!(stored(), acked);
+    let ssl = "runuser -u postgres -- psql -tAc \"SELECT count(*), bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = 'extdb' AND a.client_addr IS NOT NULL\"";
+    let sessions = fleet.ok(12, ssl);
+    let (n, all_tls) = sessions.trim().split_once('|').unwrap();
+    assert!(n.parse::<u32>().unwrap() >= 1 && all_tls == "t", "app host sessions: {n}, all over TLS: {all_tls}");
+    // Another CA than the one that signed the server's certificate: the service refuses.
+    let other = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other -keyout /tmp/k.pem -out /tmp/other.pem -days 1 2>/dev/null && set -a && . /etc/vehicleconnect/env && set +a && timeout 30 /opt/vehicleconnect/current/vehicleconnect --listen 127.0.0.1:18999 --database-ca /tmp/other.pem --db-connect-timeout 2s 2>&1; echo \"exit $?\"";
+    let refused = fleet.ok(11, other);
+    assert!(refused.contains("certificate") && !refused.contains("exit 0"), "{refused}");
+
+    let destroyed = p.json(&["destroy", "--yes"], 0);
+    assert_eq!(destroyed["destroyed"], true, "{destroyed}");
+    assert_eq!(stored(), acked, "destroy touched the external database");
 }
 
 /// The fleet's KPIs through the load balancer: (events, error rate %) over the last hour.

@@ -8,7 +8,7 @@ mod postgres;
 mod sqlite;
 mod tls;
 
-pub use tls::PinnedTls;
+pub use tls::DatabaseTls;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,7 +67,7 @@ impl Store {
     /// `tls`: PostgreSQL over TLS with the server's certificate pinned.
     pub async fn open(
         database: Option<&str>,
-        tls: Option<PinnedTls>,
+        tls: Option<DatabaseTls>,
         data_dir: &Path,
         connect_timeout: Duration,
         timing: fleet::Timing,

@@ -175,7 +175,7 @@ pub struct PgStore {
     /// For connections of their own, outside the pool (the KPI leader's, store/fleet.rs).
     pub(super) config: std::sync::Arc<tokio_postgres::Config>,
     /// TLS with the server's certificate pinned, or none.
-    pub(super) tls: Option<super::PinnedTls>,
+    pub(super) tls: Option<super::DatabaseTls>,
     pub(super) timing: super::fleet::Timing,
     /// The database's clock when this process opened the store: events it received before
     /// were committed by others (store/fleet.rs, `start_closing`).
@@ -186,7 +186,7 @@ pub struct PgStore {
 impl PgStore {
     pub async fn open(
         url: &str,
-        tls: Option<super::PinnedTls>,
+        tls: Option<super::DatabaseTls>,
         connect_timeout: Duration,
         timing: super::fleet::Timing,
     ) -> Result<PgStore> {

@@ -1,8 +1,11 @@
-//! TLS to PostgreSQL with the server's certificate pinned (`--database-cert`): the
-//! connection is encrypted, and accepted only when the server presents exactly that
-//! certificate. A fleet's db host has a self-signed certificate, named for its hostname
-//! rather than the address the app hosts dial, so neither a CA nor a name can vouch for it;
-//! the certificate itself can, as SSH pins a host key. vcctl copies it from the db host.
+//! TLS to PostgreSQL, one of two ways. With the server's certificate pinned
+//! (`--database-cert`): the connection is encrypted, and accepted only when the server
+//! presents exactly that certificate. A fleet's db host has a self-signed certificate, named
+//! for its hostname rather than the address the app hosts dial, so neither a CA nor a name
+//! can vouch for it; the certificate itself can, as SSH pins a host key. vcctl copies it from
+//! the db host. With certificate authorities (`--database-ca`): the server's chain is
+//! verified against them for the host in the URL, as libpq's `verify-full` does; for an
+//! external database (RDS publishes its bundle).
 
 use std::future::Future;
 use std::io;
@@ -19,23 +22,44 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
-/// Connects to PostgreSQL over TLS, trusting one certificate.
+/// Connects to PostgreSQL over TLS, trusting one certificate or some authorities.
 #[derive(Clone)]
-pub struct PinnedTls {
+pub struct DatabaseTls {
     config: Arc<rustls::ClientConfig>,
 }
 
-impl PinnedTls {
-    /// The certificate in the PEM file at `path` (its first one).
-    pub fn from_pem_file(path: &Path) -> Result<PinnedTls> {
+impl DatabaseTls {
+    /// Trusting the certificate in the PEM file at `path` (its first one), and it only.
+    pub fn pinned(path: &Path) -> Result<DatabaseTls> {
         // A certificate is a few KiB; the bound keeps a wrong path (a device, a log) cheap.
-        let text = read_bounded(path, 64 * 1024)?;
+        let text = read_bounded(path, "--database-cert", 64 * 1024)?;
         let cert = <CertificateDer as rustls_pki_types::pem::PemObject>::from_pem_slice(text.as_bytes())
             .map_err(|e| anyhow::anyhow!("{}: no PEM certificate ({e:?})", path.display()))?;
-        Ok(PinnedTls::new(cert))
+        Ok(DatabaseTls::new(cert))
     }
 
-    pub fn new(cert: CertificateDer<'static>) -> PinnedTls {
+    /// Trusting the authorities in the PEM bundle at `path` for the URL's host.
+    pub fn verified(path: &Path) -> Result<DatabaseTls> {
+        use rustls_pki_types::pem::PemObject;
+        // RDS's bundle of every region is about 150 KiB.
+        let text = read_bounded(path, "--database-ca", 1024 * 1024)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
+            let cert =
+                cert.map_err(|e| anyhow::anyhow!("{}: a certificate that does not parse ({e:?})", path.display()))?;
+            roots.add(cert).with_context(|| format!("{}: a certificate that is no authority", path.display()))?;
+        }
+        anyhow::ensure!(!roots.is_empty(), "{}: no PEM certificate", path.display());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the default protocol versions are supported")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(DatabaseTls { config: Arc::new(config) })
+    }
+
+    pub fn new(cert: CertificateDer<'static>) -> DatabaseTls {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = Arc::new(Pinned { cert, provider: provider.clone() });
         let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -44,16 +68,16 @@ impl PinnedTls {
             .dangerous()
             .with_custom_certificate_verifier(verifier)
             .with_no_client_auth();
-        PinnedTls { config: Arc::new(config) }
+        DatabaseTls { config: Arc::new(config) }
     }
 }
 
-fn read_bounded(path: &Path, limit: u64) -> Result<String> {
+fn read_bounded(path: &Path, option: &str, limit: u64) -> Result<String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).with_context(|| format!("opening --database-cert {}", path.display()))?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {option} {}", path.display()))?;
     let mut text = String::new();
     file.take(limit + 1).read_to_string(&mut text).with_context(|| format!("reading {}", path.display()))?;
-    anyhow::ensure!(text.len() as u64 <= limit, "{} is larger than {limit} bytes: not a certificate", path.display());
+    anyhow::ensure!(text.len() as u64 <= limit, "{} is larger than {limit} bytes: not certificates", path.display());
     Ok(text)
 }
 
@@ -103,7 +127,7 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MakeTlsConnect<S> for PinnedTls {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> MakeTlsConnect<S> for DatabaseTls {
     type Stream = TlsStream<S>;
     type TlsConnect = Connect;
     type Error = rustls::pki_types::InvalidDnsNameError;
@@ -166,14 +190,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let junk = dir.path().join("junk.pem");
         std::fs::write(&junk, "not a certificate\n").unwrap();
-        let err = PinnedTls::from_pem_file(&junk).err().expect("junk accepted").to_string();
+        let err = DatabaseTls::pinned(&junk).err().expect("junk accepted").to_string();
+        assert!(err.starts_with(&format!("{}: no PEM certificate", junk.display())), "{err}");
+        let err = DatabaseTls::verified(&junk).err().expect("junk accepted as authorities").to_string();
         assert!(err.starts_with(&format!("{}: no PEM certificate", junk.display())), "{err}");
         let huge = dir.path().join("huge.pem");
         std::fs::write(&huge, vec![b'a'; 64 * 1024 + 1]).unwrap();
-        let err = PinnedTls::from_pem_file(&huge).err().expect("a huge file accepted").to_string();
-        assert!(err.contains("is larger than 65536 bytes: not a certificate"), "{err}");
+        let err = DatabaseTls::pinned(&huge).err().expect("a huge file accepted").to_string();
+        assert!(err.contains("is larger than 65536 bytes: not certificates"), "{err}");
         let missing = dir.path().join("missing.pem");
-        let err = format!("{:#}", PinnedTls::from_pem_file(&missing).err().expect("a missing file accepted"));
+        let err = format!("{:#}", DatabaseTls::pinned(&missing).err().expect("a missing file accepted"));
         assert!(err.contains(&format!("opening --database-cert {}", missing.display())), "{err}");
+        let err = format!("{:#}", DatabaseTls::verified(&missing).err().expect("a missing bundle accepted"));
+        assert!(err.contains(&format!("opening --database-ca {}", missing.display())), "{err}");
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use serde_json::json;
 
 use super::Ctx;
@@ -24,13 +24,6 @@ use crate::templates;
 
 /// The commands a fleet answers; the rest say so.
 pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
-    if let Database::UrlSecret(name) = &s.database {
-        return Err(Failure::invalid(
-            format!("`database.url_secret: {name}` (an external database) is not supported by vcctl yet"),
-            Some("use `database: {host_role: db}`, which runs PostgreSQL on the `db` host".into()),
-        )
-        .into());
-    }
     match command {
         Command::Up(args) | Command::Deploy(args) => up(ctx, s, args).await,
         Command::Status(_) => status(ctx, s).await,
@@ -40,10 +33,10 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
         Command::Destroy(args) => destroy(ctx, s, args.keep_data).await,
         Command::Simulate(args) => {
             let token = if ctx.settings.ingest_token {
-                let db = connect(ctx, s, s.the(Role::Db).expect("checked by the stack")).await?;
-                let secrets = db.fleet_secrets().await;
-                db.close().await;
-                secrets?.1
+                let keeper = connect(ctx, s, token_keeper(s)).await?;
+                let token = keeper.fleet_token().await;
+                keeper.close().await;
+                Some(token?)
             } else {
                 None
             };
@@ -61,6 +54,12 @@ pub async fn run(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
 /// Where users reach the fleet: the load balancer.
 fn lb_endpoint(ctx: &Ctx, s: &SshSettings) -> (String, crate::web::Trust) {
     public_endpoint(&ctx.settings, &s.the(Role::Lb).expect("checked by the stack").host)
+}
+
+/// The host that keeps the fleet's ingest token: the db host, else (an external database)
+/// the lb host.
+fn token_keeper(s: &SshSettings) -> &HostSpec {
+    s.the(Role::Db).or_else(|| s.the(Role::Lb)).expect("checked by the stack")
 }
 
 fn remote(ctx: &Ctx, s: &SshSettings, h: &HostSpec) -> Remote {
@@ -127,6 +126,9 @@ async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
     let result = async {
         let env = database(ctx, s, &infra).await?;
         let (mut apps, skipped) = connect_apps(ctx, s, &env, args.skip_unreachable).await?;
+        if let Some(name) = env.1.url_secret() {
+            url_secret_everywhere(ctx, &mut apps, name).await?;
+        }
         let mut artifact = resolve_artifact(ctx, &mut apps[0], args).await?;
         artifact.release_name = Some(release_name(&mut apps, &artifact).await?);
         let leaving = leaving(s, ctx.settings.port, &lb.lb_upstreams().await?);
@@ -154,31 +156,72 @@ async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
 }
 
 /// Serves the database on the db host (PostgreSQL, its role and database, the app hosts
-/// admitted), then what the app hosts need of it ([`app_database`]).
+/// admitted), unless it is external; then what the app hosts need of it ([`app_database`]).
 async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(String, FleetDatabase)> {
-    let db = infra.get(s, Role::Db);
-    let address = &s.the(Role::Db).expect("checked by the stack").host;
-    let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
-    let what = format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len());
-    step(&ctx.printer, &what, db.serve_database(address, ctx.settings.ingest_token, &apps)).await?;
-    app_database(ctx, s, db).await
+    match (&s.database, s.the(Role::Db)) {
+        (Database::OnHost, Some(spec)) => {
+            let db = infra.get(s, Role::Db);
+            let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
+            let what = format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len());
+            step(&ctx.printer, &what, db.serve_database(&spec.host, ctx.settings.ingest_token, &apps)).await?;
+        }
+        (Database::UrlSecret { name, ca_file: None }, _) => ctx.printer.warn(format!(
+            "the app hosts reach the external database as the secret {name} says, without TLS (the service does \
+             TLS only with authorities to verify it by): name them with `database.ca_file` in {}",
+            ctx.settings.stack_file.display()
+        )),
+        _ => {}
+    }
+    app_database(ctx, s, infra).await
 }
 
-/// The app hosts' env file (the database's URL, the pinned certificate, the ingest token)
-/// and the database as they see it, read from the db host `db` (secrets made there).
-async fn app_database(ctx: &Ctx, s: &SshSettings, db: &Host) -> Result<(String, FleetDatabase)> {
-    let (password, token) = db.fleet_secrets().await?;
-    let cert = db.db_cert().await?;
-    let address = &s.the(Role::Db).expect("checked by the stack").host;
-    let host = if address.contains(':') { format!("[{address}]") } else { address.clone() };
-    let mut env = format!(
-        "DATABASE_URL=postgres://vehicleconnect:{password}@{host}:5432/vehicleconnect?sslmode=require\nVC_DATABASE_CERT={}\n",
-        crate::deploy::config::DATABASE_CERT
-    );
+/// The app hosts' env file (the database's URL unless external, what to trust it by, the
+/// ingest token; secrets made on the db host, or the lb host) and the database as they see
+/// it.
+async fn app_database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(String, FleetDatabase)> {
+    let (mut env, db, token) = match &s.database {
+        Database::OnHost => {
+            let db = infra.get(s, Role::Db);
+            let (password, token) = db.fleet_secrets().await?;
+            let address = &s.the(Role::Db).expect("checked by the stack").host;
+            let host = if address.contains(':') { format!("[{address}]") } else { address.clone() };
+            let env = format!(
+                "DATABASE_URL=postgres://vehicleconnect:{password}@{host}:5432/vehicleconnect?sslmode=require\n"
+            );
+            (env, FleetDatabase::Host { host: address.clone(), cert: db.db_cert().await? }, token)
+        }
+        Database::UrlSecret { name, ca_file } => {
+            let ca = ca_file.as_deref().map(|f| read_ca(ctx, f)).transpose()?;
+            let token = match ctx.settings.ingest_token {
+                true => Some(infra.get(s, Role::Lb).fleet_token().await?),
+                false => None,
+            };
+            (String::new(), FleetDatabase::External { secret: name.clone(), ca }, token)
+        }
+    };
+    env.extend(db.trust().map(|(_, line)| line));
     if let Some(t) = token.filter(|_| ctx.settings.ingest_token) {
         env.push_str(&format!("VC_INGEST_TOKEN={t}\n"));
     }
-    Ok((env, FleetDatabase { host: address.clone(), cert }))
+    Ok((env, db))
+}
+
+/// The authorities of `database.ca_file` (PEM), bounded: RDS's bundle is about 150 KiB.
+fn read_ca(ctx: &Ctx, path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let field = format!("database.ca_file in `{}`", ctx.settings.stack_file.display());
+    let file = std::fs::File::open(path).with_context(|| format!("reading `{}` ({field})", path.display()))?;
+    let mut text = String::new();
+    file.take(1024 * 1024 + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading `{}` ({field})", path.display()))?;
+    if text.len() > 1024 * 1024 || !text.contains("-----BEGIN CERTIFICATE-----") {
+        bail!(Failure::invalid(
+            format!("`{}` ({field}) holds no PEM certificates, or more than 1 MiB", path.display()),
+            Some("name the PEM bundle of the authorities the database's certificate chains to".into()),
+        ));
+    }
+    Ok(text)
 }
 
 /// The app hosts, each connected; one that does not answer stops the deploy before anything
@@ -221,6 +264,29 @@ async fn connect_apps(
         bail!("no app host answers: nothing to deploy to");
     }
     Ok((apps, skipped))
+}
+
+/// Every app host keeps the secret with the external database's URL; else the deploy stops
+/// before anything changed on them, saying how to set it.
+async fn url_secret_everywhere(ctx: &Ctx, apps: &mut [App], name: &str) -> Result<()> {
+    let mut missing = Vec::new();
+    for app in apps.iter_mut() {
+        if !app.target.secret_list().await?.iter().any(|(n, _)| n == name) {
+            missing.push(app.spec.host.clone());
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::invalid(
+        format!(
+            "the secret {name} (database.url_secret in `{}`) is not set on {}: the app hosts have no database URL; nothing was changed",
+            ctx.settings.stack_file.display(),
+            missing.join(", ")
+        ),
+        Some(format!("`vcctl secrets set {name}` (the URL, postgres://USER:PASSWORD@HOST:5432/DATABASE, on stdin), then `vcctl up` again")),
+    )
+    .into())
 }
 
 async fn resolve_artifact(ctx: &Ctx, first: &mut App, args: &ReleaseArgs) -> Result<Artifact> {
@@ -643,7 +709,7 @@ async fn rollback(ctx: &Ctx, s: &SshSettings, args: &RollbackArgs) -> Result<u8>
     let lock = lb.lock(args.lock_timeout, p).await?;
     let result = async {
         // What the app hosts' configuration holds; a rollback changes nothing on the db host.
-        let env = app_database(ctx, s, infra.get(s, Role::Db)).await?;
+        let env = app_database(ctx, s, &infra).await?;
         let (mut apps, _) = connect_apps(ctx, s, &env, false).await?;
         apps.retain(|a| specs.iter().any(|h| h.host == a.spec.host));
         let state = apps[0].target.state().await?;
@@ -808,18 +874,22 @@ async fn secrets(ctx: &Ctx, s: &SshSettings, command: &crate::cli::SecretsComman
 async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> {
     let p = &ctx.printer;
     let lb = s.the(Role::Lb).expect("checked by the stack");
-    let db = s.the(Role::Db).expect("checked by the stack");
+    let db = s.the(Role::Db);
     let apps: Vec<&HostSpec> = s.with(Role::App).collect();
     p.info(format!("`vcctl destroy` deletes, on the hosts of stack `{}`:", ctx.settings.stack));
     p.info(format!("  - the load balancer's configuration on {} (Caddy stopped)", lb.host));
     for a in &apps {
         p.info(format!("  - the service on {} (units, releases, firewall)", a.host));
     }
-    if !keep_data {
-        p.info(format!(
+    match (db, &s.database) {
+        (Some(db), _) if !keep_data => p.info(format!(
             "  - the PostgreSQL database `vehicleconnect` on {} (every stored event), its role and the stack's secrets",
             db.host
-        ));
+        )),
+        (_, Database::UrlSecret { name, .. }) => {
+            p.info(format!("  (not the external database the secret {name} names: vcctl did not make it)"))
+        }
+        _ => {}
     }
     let what = if keep_data {
         "remove the service from every host (data kept)"
@@ -841,7 +911,7 @@ async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> {
             host.close().await;
             done?;
         }
-        if !keep_data {
+        if let Some(db) = db.filter(|_| !keep_data) {
             let host = connect(ctx, s, db).await?;
             let done = step(p, &format!("dropping the database on {}", db.host), host.destroy(false)).await;
             host.close().await;

@@ -8,15 +8,51 @@ use sha2::{Digest, Sha256};
 use crate::settings::Settings;
 use crate::templates;
 
-/// Where an app host of a fleet keeps the db host's certificate, which its service pins.
+/// Where an app host of a fleet keeps the db host's certificate, which its service pins, or
+/// an external database's authorities. Read by the service itself (not root): outside
+/// /etc/vehicleconnect (0700).
 pub const DATABASE_CERT: &str = "/opt/vehicleconnect/database.pem";
+pub const DATABASE_CA: &str = "/opt/vehicleconnect/database-ca.pem";
 
-/// A fleet's database as its app hosts see it: the db host, and the certificate its
-/// PostgreSQL presents (pinned by the service: `VC_DATABASE_CERT`).
+/// A fleet's database as its app hosts see it.
 #[derive(Debug, Clone)]
-pub struct FleetDatabase {
-    pub host: String,
-    pub cert: String,
+pub enum FleetDatabase {
+    /// PostgreSQL on the stack's db host: its address, and the certificate it presents
+    /// (pinned by the service: `VC_DATABASE_CERT`).
+    Host { host: String, cert: String },
+    /// An external database: its URL is the app hosts' secret `secret`, copied into their
+    /// env file on each host; `ca`, the authorities its certificate chains to
+    /// (`VC_DATABASE_CA`: TLS verified), when the stack names them.
+    External { secret: String, ca: Option<String> },
+}
+
+impl FleetDatabase {
+    /// The file the service reads to trust the database, and the env line naming it.
+    pub fn trust(&self) -> Option<(File, String)> {
+        let (path, text, var) = match self {
+            FleetDatabase::Host { cert, .. } => (DATABASE_CERT, cert, "VC_DATABASE_CERT"),
+            FleetDatabase::External { ca: Some(ca), .. } => (DATABASE_CA, ca, "VC_DATABASE_CA"),
+            FleetDatabase::External { ca: None, .. } => return None,
+        };
+        let file = File { path: path.into(), mode: "644", text: text.clone(), kind: FileKind::Unit };
+        Some((file, format!("{var}={path}\n")))
+    }
+
+    /// The secret holding an external database's URL.
+    pub fn url_secret(&self) -> Option<&str> {
+        match self {
+            FleetDatabase::Host { .. } => None,
+            FleetDatabase::External { secret, .. } => Some(secret),
+        }
+    }
+
+    /// What the configuration hash takes of it (the files are hashed as files).
+    fn describe(&self) -> String {
+        match self {
+            FleetDatabase::Host { host, .. } => format!("database {host}"),
+            FleetDatabase::External { secret, .. } => format!("database from secret {secret}"),
+        }
+    }
 }
 
 /// What a file on a host configures: a changed one restarts that.
@@ -54,8 +90,10 @@ pub struct HostConfig {
     /// the fleet's ingest token; secrets the db host made, never shown), instead of the
     /// single host's own database and Prometheus.
     pub fleet_env: Option<String>,
-    /// The fleet's database host, hashed (the env file is not: it holds secrets).
-    pub database_host: Option<String>,
+    /// The secret an app host copies its `DATABASE_URL` from (an external database).
+    pub database_url_secret: Option<String>,
+    /// Where the fleet's database is, hashed (the env file is not: it holds secrets).
+    pub fleet_database: Option<String>,
 }
 
 impl HostConfig {
@@ -103,7 +141,8 @@ impl HostConfig {
             tls: settings.tls.is_some(),
             packages,
             fleet_env: None,
-            database_host: None,
+            database_url_secret: None,
+            fleet_database: None,
         })
     }
 
@@ -114,8 +153,7 @@ impl HostConfig {
             .into_iter()
             .map(|(path, text)| File { path, mode: "644", text, kind: FileKind::Unit })
             .collect();
-        // Read by the service itself (not root): outside /etc/vehicleconnect (0700).
-        files.push(File { path: DATABASE_CERT.into(), mode: "644", text: db.cert.clone(), kind: FileKind::Unit });
+        files.extend(db.trust().map(|(file, _)| file));
         files.push(File {
             path: "/etc/vehicleconnect/firewall.nft".into(),
             mode: "644",
@@ -134,7 +172,8 @@ impl HostConfig {
             tls: false,
             packages: vec!["curl", "nftables"],
             fleet_env: Some(env),
-            database_host: Some(db.host.clone()),
+            database_url_secret: db.url_secret().map(str::to_string),
+            fleet_database: Some(db.describe()),
         })
     }
 
@@ -162,8 +201,8 @@ impl HostConfig {
         }
         h.update([u8::from(self.ingest_token)]);
         h.update([u8::from(self.tls)]);
-        if let Some(db) = &self.database_host {
-            h.update(format!("\ndatabase {db}").as_bytes());
+        if let Some(db) = &self.fleet_database {
+            h.update(format!("\n{db}").as_bytes());
         }
         short(h)
     }

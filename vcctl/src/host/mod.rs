@@ -240,7 +240,8 @@ impl Host {
                 _ => units_changed |= changed,
             }
         }
-        self.put("/etc/vehicleconnect/env", "600", env).await?;
+        let argv: Vec<&str> = ["app-env"].into_iter().chain(config.database_url_secret.as_deref()).collect();
+        self.run_with_input(&argv, env.as_bytes()).await?;
         self.run(&["firewall", yes(firewall_changed)]).await?;
         self.run(&["caddy", "off"]).await?;
         self.run(&["units", yes(units_changed)]).await.map(|_| ())
@@ -265,6 +266,11 @@ impl Host {
         let mut w = out.split_whitespace();
         let password = w.next().ok_or_else(|| anyhow::anyhow!("{} keeps no database password", self.name()))?;
         Ok((password.to_string(), w.next().map(str::to_string)))
+    }
+
+    /// The fleet's ingest token, kept on this host (the db host, else the lb host).
+    pub async fn fleet_token(&self) -> Result<String> {
+        Ok(self.run(&["fleet-token"]).await?.trim().to_string())
     }
 
     /// The certificate the db host's PostgreSQL presents (PEM), for the app hosts to pin.

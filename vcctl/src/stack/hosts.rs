@@ -2,6 +2,8 @@
 //! each with its roles, and `database:`). Checked here, with the position of every problem:
 //! a host listed twice, an unknown or repeated role, a role no host has or two hosts claim.
 
+use std::path::{Path, PathBuf};
+
 use super::yaml::{Section, StackError};
 
 /// What a host does in a fleet.
@@ -50,8 +52,10 @@ impl HostSpec {
 pub enum Database {
     /// PostgreSQL installed and run by vcctl on the `db` host (the single host's own).
     OnHost,
-    /// An external database: its URL is the secret of this name (`vcctl secrets set`).
-    UrlSecret(String),
+    /// An external database: its URL is the app hosts' secret `name` (`vcctl secrets set`);
+    /// its certificate chains to an authority of `ca_file` (a local PEM bundle), which the
+    /// service then requires (TLS verified for the URL's host).
+    UrlSecret { name: String, ca_file: Option<PathBuf> },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -88,7 +92,7 @@ struct Defaults {
 }
 
 /// Reads `ssh:`, `hosts:` and `database:` of an `ssh` stack.
-pub fn ssh_settings(root: &mut Section) -> Result<SshSettings, StackError> {
+pub fn ssh_settings(root: &mut Section, file: &Path) -> Result<SshSettings, StackError> {
     let ssh = root.opt_section("ssh")?;
     let items = root.opt_sections("hosts")?;
     let database = root.opt_section("database")?;
@@ -109,7 +113,7 @@ pub fn ssh_settings(root: &mut Section) -> Result<SshSettings, StackError> {
     };
     let hosts = items.into_iter().map(|s| host(s, &defaults)).collect::<Result<Vec<_>, _>>()?;
     let database = match database {
-        Some(s) => database_settings(s)?,
+        Some(s) => database_settings(s, file)?,
         None => Database::OnHost,
     };
     check_fleet(root, &hosts, &database)?;
@@ -176,7 +180,7 @@ fn parse_role(v: &str) -> Result<Role, String> {
     })
 }
 
-fn database_settings(mut s: Section) -> Result<Database, StackError> {
+fn database_settings(mut s: Section, file: &Path) -> Result<Database, StackError> {
     let role = s.opt_parsed("host_role", "a role", |v| match v {
         "db" => Ok(()),
         other => Err(format!("`host_role` names the role of the host that runs PostgreSQL: `db`, not {other:?}")),
@@ -184,13 +188,19 @@ fn database_settings(mut s: Section) -> Result<Database, StackError> {
     let secret = s.opt_parsed("url_secret", "a secret's name", |v| {
         super::check_env_name(v).map(|()| v.to_string()).map_err(|(m, _)| m)
     })?;
+    let ca_file = s.opt_str("ca_file")?.map(|p| super::project_path(file, &p));
     let database = match (role, secret) {
         (Some(()), Some(_)) => {
             return Err(
                 s.error("set `host_role` (vcctl runs PostgreSQL) or `url_secret` (an external database), not both")
             );
         }
-        (_, Some(name)) => Database::UrlSecret(name),
+        (_, Some(name)) => Database::UrlSecret { name, ca_file },
+        (_, None) if ca_file.is_some() => {
+            let mut err = s.error("`ca_file` goes with `url_secret`: the db host's certificate is pinned by vcctl");
+            err.hint = Some("remove `ca_file`, or name the external database's URL with `url_secret`".into());
+            return Err(err);
+        }
         _ => Database::OnHost,
     };
     s.finish()?;
@@ -208,7 +218,7 @@ fn check_fleet(root: &Section, hosts: &[HostSpec], database: &Database) -> Resul
             let msg = "a host cannot be both `app` and `lb` beside other hosts: the load balancer and the service both take port 80";
             return Err(root.item_error("hosts", i, msg, Some("give `lb` to a host without `app`".into())));
         }
-        if h.has(Role::Db) && matches!(database, Database::UrlSecret(_)) {
+        if h.has(Role::Db) && matches!(database, Database::UrlSecret { .. }) {
             let msg = "role `db` beside `database.url_secret`: the database is external, so no host runs it";
             return Err(root.item_error("hosts", i, msg, Some("remove `db` from this host's roles".into())));
         }

@@ -197,11 +197,17 @@ pub fn write_id(file: &Path, id: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, file)
 }
 
-/// Resolves `--stack`: a path to a file, or a name for `stacks/<name>.yaml` under `root`.
 /// The project directory: the nearest directory at or above `start` that has a `stacks/`
 /// directory (as git finds its repository), else `start`.
 pub fn project_root(start: &Path) -> PathBuf {
     start.ancestors().find(|d| d.join("stacks").is_dir()).unwrap_or(start).to_path_buf()
+}
+
+/// A path given in the stack file `file`: `~` is the home directory, and a relative path is
+/// relative to the stack file's project, as every path of a stack is read.
+pub fn project_path(file: &Path, p: &str) -> PathBuf {
+    let p = crate::settings::expand_home(p);
+    if p.is_absolute() { p } else { project_root(file.parent().unwrap_or(Path::new("."))).join(p) }
 }
 
 /// Why `--stack NAME` names no stack, with the stacks there are and the closest one.
@@ -303,7 +309,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             };
             Provider::Aws(aws_settings(s)?)
         }
-        "ssh" => Provider::Ssh(hosts::ssh_settings(&mut root)?),
+        "ssh" => Provider::Ssh(hosts::ssh_settings(&mut root, file)?),
         other => {
             let mut err = root.error_at(&provider_span, "provider".into(), format!("unknown provider {other:?}"));
             let close = sections.iter().find(|s| strsim::damerau_levenshtein(other, s) <= 2);
@@ -423,11 +429,7 @@ fn tls_settings(mut s: Section, file: &Path) -> Result<TlsSettings, StackError> 
             _ => Err(format!("expected the https URL of an ACME directory, such as {LETS_ENCRYPT}, got {v:?}")),
         })?
         .unwrap_or_else(|| LETS_ENCRYPT.to_string());
-    // Relative to the stack file's project, as the other paths of a stack are read.
-    let trust_ca = s.opt_str("trust_ca")?.map(|p| {
-        let p = crate::settings::expand_home(&p);
-        if p.is_absolute() { p } else { project_root(file.parent().unwrap_or(Path::new("."))).join(p) }
-    });
+    let trust_ca = s.opt_str("trust_ca")?.map(|p| project_path(file, &p));
     s.finish()?;
     Ok(TlsSettings { domain: domain.0.to_ascii_lowercase(), email: email.0, acme_ca, trust_ca })
 }
@@ -781,6 +783,22 @@ mod tests {
             ),
             "stacks/t.yaml:5:5: hosts[1]: role `db` beside `database.url_secret`: the database is external, so no host runs it\nhint: remove `db` from this host's roles",
         );
+        check(
+            &format!(
+                "{fleet}  - {{host: h1, roles: [app]}}\n  - {{host: h2, roles: [lb, db, monitoring]}}\ndatabase:\n  ca_file: ca.pem\n"
+            ),
+            "stacks/t.yaml:6:1: database: `ca_file` goes with `url_secret`: the db host's certificate is pinned by vcctl\nhint: remove `ca_file`, or name the external database's URL with `url_secret`",
+        );
+        // An external database: its URL a secret, its authorities a file of the project.
+        let text = format!(
+            "{fleet}  - {{host: h1, roles: [app]}}\n  - {{host: h2, roles: [lb, monitoring]}}\ndatabase:\n  url_secret: DB_URL\n  ca_file: certs/ca.pem\n"
+        );
+        let project = tempfile::tempdir().unwrap();
+        std::fs::create_dir(project.path().join("stacks")).unwrap();
+        let stack = parse(&project.path().join("stacks/t.yaml"), &text).unwrap();
+        let Provider::Ssh(ssh) = stack.provider else { panic!("not ssh") };
+        let want = Database::UrlSecret { name: "DB_URL".into(), ca_file: Some(project.path().join("certs/ca.pem")) };
+        assert_eq!(ssh.database, want);
         check(
             &format!("ssh:\n  host: h0\n{fleet}  - {{host: h1, roles: [app]}}\n"),
             "stacks/t.yaml:2:9: ssh.host: `ssh.host` cannot be used beside `hosts:`: the hosts are listed under `hosts:`",
