@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{service_bin, show};
+use common::{Pebble, service_bin, show};
 
 const NET: &str = "10.233.0";
 const LB: u8 = 10;
@@ -380,6 +380,57 @@ exec /opt/vehicleconnect/releases/{v4}/vehicleconnect "$@"
     }
     let list = p.json(&["secrets", "list"], 0);
     assert_eq!(list["secrets"][0]["name"], "PARTNER_KEY", "{list}");
+}
+
+/// `tls:` on a fleet: Caddy on the lb host gets its certificate from an ACME CA (Pebble, on
+/// this machine's side of the bridge) and terminates HTTPS in front of the app hosts, with
+/// HSTS and http:// redirected; a rolling deploy over HTTPS fails no request.
+#[test]
+fn the_load_balancer_terminates_https_from_an_acme_ca_and_rolls_a_release_without_a_failed_request() {
+    let fleet = Fleet::boot(&[LB, 11, 12]);
+    let pebble = Pebble::start(&format!("{NET}.1"), &format!("{NET}.{LB}"));
+    let p = Project::new(&fleet, &[11, 12]);
+    let file = p.path("stacks/fleet.yaml");
+    let tls = format!(
+        "tls:\n  domain: vc.test\n  email: ops@example.com\n  acme_ca: {}\n  trust_ca: {}\n",
+        pebble.directory,
+        pebble.bundle.display()
+    );
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + &tls).unwrap();
+    let bin = service_bin();
+    let up = p.json(&["up", "--artifact", bin.to_str().unwrap()], 0);
+    assert_eq!(up["url"], "https://vc.test", "{up}");
+
+    let curl = |args: &[&str]| {
+        let out =
+            Command::new("curl").args(["-sS", "-m", "10", "--cacert"]).arg(&pebble.bundle).args(args).output().unwrap();
+        assert!(out.status.success(), "curl {args:?}\n{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+    };
+    let resolve = |port: u16| format!("vc.test:{port}:{NET}.{LB}");
+    let headers = curl(&["-D", "-", "-o", "/dev/null", "--resolve", &resolve(443), "https://vc.test/api/status"]);
+    assert!(headers.starts_with("http/2 200") || headers.starts_with("http/1.1 200"), "{headers}");
+    assert!(headers.contains("strict-transport-security: max-age=31536000"), "{headers}");
+    let redirect = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "--resolve",
+        &resolve(80),
+        "http://vc.test/api/status",
+    ]);
+    assert_eq!(redirect, "308 https://vc.test/api/status");
+
+    let before = fleet.stored_events();
+    let sim = p.simulate(300, 20);
+    std::thread::sleep(Duration::from_secs(2));
+    let v2 = p.new_build("v2", 1);
+    let d = p.json(&["deploy", "--artifact", &v2], 0);
+    let v2 = d["release"].as_str().unwrap().to_string();
+    assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2));
+    let acked = no_failed_request(sim);
+    assert_eq!(fleet.stored_events() - before, acked);
 }
 
 /// Makes host 12 an external database server, as a managed one is: PostgreSQL over TLS with

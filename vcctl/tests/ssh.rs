@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{on_host, service_bin, show, stderr, test_host};
+use common::{Pebble, on_host, service_bin, show, stderr, test_host};
 
 /// A pristine host: a fresh copy of its rootfs, booted (about 20 s).
 fn reset_host() {
@@ -843,95 +843,6 @@ fn under_ci_a_host_key_is_never_trusted_on_first_use() {
     assert!(!stderr(&out).contains("first contact"), "{}", show(&out));
 }
 
-/// Pebble (Debian's `pebble`), a test ACME CA, on this machine's side of the test host's
-/// namespace, with pebble-challtestsrv as the DNS its validator asks: every name resolves to
-/// the test host, so Pebble validates on the host's ports 80/443 as Let's Encrypt would.
-struct Pebble {
-    children: Vec<std::process::Child>,
-    dir: tempfile::TempDir,
-    /// Pebble's API's own CA and the root it issues under: what Caddy and vcctl trust.
-    bundle: PathBuf,
-    directory: String,
-}
-
-impl Pebble {
-    fn start() -> Pebble {
-        let peer = std::env::var("VC_TEST_HOST_PEER").expect("VC_TEST_HOST_PEER (scripts/test-host)");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let sh = |script: &str| {
-            let out = Command::new("sh").arg("-ec").arg(script).current_dir(d).output().unwrap();
-            assert!(out.status.success(), "{script}\n{}", show(&out));
-        };
-        // Pebble's API is HTTPS: a listener certificate for its address, from a CA of our own.
-        sh(&format!(
-            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=pebble listener CA' 2>/dev/null
-             openssl req -newkey rsa:2048 -nodes -keyout key.pem -out req.csr -subj '/CN={peer}' 2>/dev/null
-             printf 'subjectAltName=IP:{peer}\\n' > ext.cnf
-             openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null"
-        ));
-        let config = serde_json::json!({"pebble": {
-            "listenAddress": format!("{peer}:14000"), "managementListenAddress": format!("{peer}:15000"),
-            "certificate": d.join("cert.pem"), "privateKey": d.join("key.pem"), "httpPort": 80, "tlsPort": 443,
-            "ocspResponderURL": "", "externalAccountBindingRequired": false}});
-        std::fs::write(d.join("pebble.json"), config.to_string()).unwrap();
-        let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).unwrap());
-        let host = test_host().addr;
-        let dns = Command::new("pebble-challtestsrv")
-            .args([
-                "-defaultIPv4",
-                &host,
-                "-defaultIPv6",
-                "",
-                "-dns01",
-                "127.0.0.1:8053",
-                "-http01",
-                "",
-                "-https01",
-                "",
-            ])
-            .args(["-tlsalpn01", "", "-management", "127.0.0.1:8055"])
-            .stdout(log("dns.log"))
-            .stderr(log("dns.err"))
-            .spawn()
-            .expect("pebble-challtestsrv (Debian's pebble; scripts/test-services installs it)");
-        let ca = Command::new("pebble")
-            .args(["-config", "pebble.json", "-dnsserver", "127.0.0.1:8053"])
-            .current_dir(d)
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(log("pebble.log"))
-            .stderr(log("pebble.err"))
-            .spawn()
-            .expect("pebble");
-        let started = Instant::now();
-        while std::net::TcpStream::connect((peer.as_str(), 15000)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "Pebble did not start; see {}", d.display());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // Certificates are issued under a root made at Pebble's start.
-        sh(&format!(
-            "curl -sSf --cacert ca.pem https://{peer}:15000/roots/0 > root.pem && cat ca.pem root.pem > bundle.pem"
-        ));
-        Pebble {
-            children: vec![dns, ca],
-            bundle: d.join("bundle.pem"),
-            directory: format!("https://{peer}:14000/dir"),
-            dir,
-        }
-    }
-}
-
-impl Drop for Pebble {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = &self.dir;
-    }
-}
-
 /// `curl` over HTTPS to the test host as `vc.test`, verified with Pebble's roots: (code, headers).
 fn https(pebble: &Pebble, path: &str) -> (String, String) {
     let h = test_host();
@@ -953,7 +864,8 @@ fn https(pebble: &Pebble, path: &str) -> (String, String) {
 /// loopback. A deploy under load over HTTPS fails no request and does not restart Caddy.
 #[test]
 fn https_from_an_acme_ca_redirects_and_hsts_and_deploys_without_a_failed_request_or_a_caddy_restart() {
-    let pebble = Pebble::start();
+    let peer = std::env::var("VC_TEST_HOST_PEER").expect("VC_TEST_HOST_PEER (scripts/test-host)");
+    let pebble = Pebble::start(&peer, &test_host().addr);
     // A fresh CA at the address of an earlier test's: certificates Caddy kept from that one
     // would not verify with this one's root.
     on_host("systemctl stop caddy; rm -rf /var/lib/caddy/.local/share/caddy");

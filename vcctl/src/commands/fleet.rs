@@ -534,10 +534,10 @@ fn ending(e: &Ending) -> String {
 
 /// The load balancer sends requests to `rotation` only (a reload: requests in flight finish).
 async fn set_rotation(ctx: &Ctx, lb: &Host, rotation: &[String]) -> Result<()> {
-    let roots = ctx.settings.tls.as_ref().is_some_and(|t| t.trust_ca.is_some());
-    let caddyfile = templates::caddyfile_lb(&ctx.settings, rotation, roots)?;
+    let roots = crate::deploy::config::acme_roots(&ctx.settings)?;
+    let caddyfile = templates::caddyfile_lb(&ctx.settings, rotation, roots.is_some())?;
     let step = ctx.printer.step(format!("load balancer: {} in rotation", rotation.len()));
-    let done = lb.serve_lb(&caddyfile).await;
+    let done = lb.serve_lb(&caddyfile, roots.as_deref()).await;
     match &done {
         Ok(()) => step.done(rotation.join(" ")),
         Err(_) => step.fail(""),

@@ -113,16 +113,7 @@ impl HostConfig {
             files.push(File { path, mode: "644", text, kind: FileKind::Unit });
         }
         if let Some(tls) = &settings.tls {
-            if let Some(ca) = &tls.trust_ca {
-                let text = std::fs::read_to_string(ca).with_context(|| {
-                    format!("reading `{}` (tls.trust_ca in `{}`)", ca.display(), settings.stack_file.display())
-                })?;
-                anyhow::ensure!(
-                    text.contains("-----BEGIN CERTIFICATE-----"),
-                    "`{}` (tls.trust_ca in `{}`) holds no PEM certificate",
-                    ca.display(),
-                    settings.stack_file.display()
-                );
+            if let Some(text) = acme_roots(settings)? {
                 files.push(File { path: templates::ACME_ROOTS.into(), mode: "644", text, kind: FileKind::Caddy });
             }
             let text = templates::caddyfile(settings, tls, tls.trust_ca.is_some())?;
@@ -206,6 +197,20 @@ impl HostConfig {
         }
         short(h)
     }
+}
+
+/// The roots Caddy trusts for a private ACME CA (`tls.trust_ca`), read from the project.
+pub fn acme_roots(settings: &Settings) -> Result<Option<String>> {
+    let Some(ca) = settings.tls.as_ref().and_then(|t| t.trust_ca.as_ref()) else { return Ok(None) };
+    let text = std::fs::read_to_string(ca)
+        .with_context(|| format!("reading `{}` (tls.trust_ca in `{}`)", ca.display(), settings.stack_file.display()))?;
+    anyhow::ensure!(
+        text.contains("-----BEGIN CERTIFICATE-----"),
+        "`{}` (tls.trust_ca in `{}`) holds no PEM certificate",
+        ca.display(),
+        settings.stack_file.display()
+    );
+    Ok(Some(text))
 }
 
 /// The hash of what a local stack's process is started with (its environment, `local.rs`).

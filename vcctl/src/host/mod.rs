@@ -278,9 +278,13 @@ impl Host {
         self.run(&["db-cert"]).await
     }
 
-    /// A fleet's lb host: Caddy with `caddyfile` (written when it differs, then reloaded).
-    pub async fn serve_lb(&self, caddyfile: &str) -> Result<()> {
+    /// A fleet's lb host: Caddy with `caddyfile` (written when it differs, then reloaded),
+    /// trusting `acme_roots` for a private ACME CA.
+    pub async fn serve_lb(&self, caddyfile: &str, acme_roots: Option<&str>) -> Result<()> {
         self.packages(&["caddy"]).await?;
+        if let Some(roots) = acme_roots {
+            self.put(crate::templates::ACME_ROOTS, "644", roots).await?;
+        }
         self.put("/etc/caddy/Caddyfile", "644", caddyfile).await?;
         self.run(&["lb-reload"]).await.map(|_| ())
     }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The `vehicleconnect` binary built beside the tests (`cargo nextest run --workspace`).
 pub fn service_bin() -> PathBuf {
@@ -79,4 +80,92 @@ pub fn on_host(script: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "on the host: {script}\n{}", show(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pebble (Debian's `pebble`), a test ACME CA, at this machine's address `peer` on the test
+/// hosts' network, with pebble-challtestsrv as the DNS its validator asks: every name
+/// resolves to the host `target`, so Pebble validates on its ports 80/443 as Let's Encrypt
+/// would. Stopped when dropped.
+pub struct Pebble {
+    children: Vec<std::process::Child>,
+    dir: tempfile::TempDir,
+    /// Pebble's API's own CA and the root it issues under: what Caddy and vcctl trust.
+    pub bundle: PathBuf,
+    pub directory: String,
+}
+
+impl Pebble {
+    pub fn start(peer: &str, target: &str) -> Pebble {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let sh = |script: &str| {
+            let out = Command::new("sh").arg("-ec").arg(script).current_dir(d).output().unwrap();
+            assert!(out.status.success(), "{script}\n{}", show(&out));
+        };
+        // Pebble's API is HTTPS: a listener certificate for its address, from a CA of our own.
+        sh(&format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=pebble listener CA' 2>/dev/null
+             openssl req -newkey rsa:2048 -nodes -keyout key.pem -out req.csr -subj '/CN={peer}' 2>/dev/null
+             printf 'subjectAltName=IP:{peer}\\n' > ext.cnf
+             openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null"
+        ));
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("{peer}:14000"), "managementListenAddress": format!("{peer}:15000"),
+            "certificate": d.join("cert.pem"), "privateKey": d.join("key.pem"), "httpPort": 80, "tlsPort": 443,
+            "ocspResponderURL": "", "externalAccountBindingRequired": false}});
+        std::fs::write(d.join("pebble.json"), config.to_string()).unwrap();
+        let log = |name: &str| Stdio::from(std::fs::File::create(d.join(name)).unwrap());
+        let dns = Command::new("pebble-challtestsrv")
+            .args([
+                "-defaultIPv4",
+                target,
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                "127.0.0.1:8053",
+                "-http01",
+                "",
+                "-https01",
+                "",
+            ])
+            .args(["-tlsalpn01", "", "-management", "127.0.0.1:8055"])
+            .stdout(log("dns.log"))
+            .stderr(log("dns.err"))
+            .spawn()
+            .expect("pebble-challtestsrv (Debian's pebble; scripts/test-services installs it)");
+        let ca = Command::new("pebble")
+            .args(["-config", "pebble.json", "-dnsserver", "127.0.0.1:8053"])
+            .current_dir(d)
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .expect("pebble");
+        let started = Instant::now();
+        while std::net::TcpStream::connect((peer, 15000)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "Pebble did not start; see {}", d.display());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Certificates are issued under a root made at Pebble's start.
+        sh(&format!(
+            "curl -sSf --cacert ca.pem https://{peer}:15000/roots/0 > root.pem && cat ca.pem root.pem > bundle.pem"
+        ));
+        Pebble {
+            children: vec![dns, ca],
+            bundle: d.join("bundle.pem"),
+            directory: format!("https://{peer}:14000/dir"),
+            dir,
+        }
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = &self.dir;
+    }
 }
