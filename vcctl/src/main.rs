@@ -11,6 +11,7 @@ mod audit;
 mod cli;
 mod cloud;
 mod commands;
+mod cost;
 mod deploy;
 mod error;
 mod health;

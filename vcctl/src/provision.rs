@@ -24,6 +24,10 @@ use crate::error::Failure;
 use crate::owners::{self, Claim};
 use crate::printer::Printer;
 
+/// The instance's root volume (gp3, encrypted): the OS and the releases; the events are on
+/// the data volume.
+pub const ROOT_VOLUME_GB: i32 = 16;
+
 /// Names of the stack's resources: the same on every run, so they can be found again.
 #[derive(Debug, Clone, Serialize)]
 pub struct Names {
@@ -831,7 +835,7 @@ async fn launch(aws: &Aws, w: &Wanted, found: &Found, sg: Option<&str>, step: &c
         instance_profile: &n.instance_profile,
         user_data_base64: base64::engine::general_purpose::STANDARD.encode(&w.user_data),
         termination_protection: w.termination_protection,
-        volume_gb: 16,
+        volume_gb: ROOT_VOLUME_GB,
         client_token: client_token(&w.stack, sg, time::OffsetDateTime::now_utc()),
     };
     let id = run_instance_when_profile_ready(aws, &spec).await?;

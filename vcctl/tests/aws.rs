@@ -1554,3 +1554,39 @@ async fn a_detector_answering_nonsense_or_too_much_opens_nothing() {
     }
     p.json(&["destroy", "--yes"], 0);
 }
+
+/// `plan` gives the monthly cost, from the dated table, for the single box and for a scaled
+/// stack (hand-computed in `vcctl/src/cost.rs`'s tests). A scaled stack is not built yet:
+/// `up` says so and makes nothing; and a stack running as a single box is refused `scale:`
+/// with the way to move its data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_prices_both_shapes_and_a_single_box_does_not_turn_into_a_group_in_place() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    let plan = p.json(&["plan"], 2);
+    // t2.micro, 16 GB root, 20 GB data, the Elastic IP: 9.782 + 1.5232 + 1.904 + 3.65.
+    assert_eq!(plan["cost"]["total_usd"], 16.86, "{plan}");
+    assert_eq!(plan["cost"]["prices_as_of"].as_str().map(str::len), Some(10), "{plan}");
+    let text = String::from_utf8_lossy(&p.expect(&["plan"], 2).stdout).into_owned();
+    assert!(text.contains("monthly cost, on demand in eu-central-1: about $16.86 (prices of 20"), "{text}");
+
+    let scaled = STACK.replace("instance_type: t2.micro", "instance_type: t3.small")
+        + "tls:\n  domain: vc.example.com\n  email: ops@example.com\nscale:\n  replicas: {min: 2, desired: 2, max: 6}\n  cpu_target_pct: 60\n  database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}\n";
+    let s = p.beside(&scaled);
+    let plan = s.json(&["plan"], 2);
+    assert_eq!((plan["built"].as_bool(), plan["cost"]["total_usd"].as_f64()), (Some(false), Some(81.63)), "{plan}");
+    let out = s.expect(&["up"], 3);
+    assert!(show(&out).contains("vcctl does not build `scale:` stacks yet"), "{}", show(&out));
+    assert!(live_instances(&ec2).await.is_empty(), "up of a scaled stack made an instance");
+    assert!(ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap().security_groups().is_empty());
+
+    // The single box runs; the same stack with `scale:` is refused, naming the way out.
+    p.json(&["up"], 0);
+    let text = std::fs::read_to_string(p.dir.path().join("stacks/fra.yaml")).unwrap();
+    std::fs::write(s.dir.path().join("stacks/fra.yaml"), format!("{scaled}id: {}\n", p.stack_id())).unwrap();
+    let out = s.expect(&["plan"], 3);
+    let err = show(&out);
+    assert!(err.contains("stack `fra` runs as a single box (instance i-"), "{err}");
+    assert!(err.contains("vcctl db dump > events.dump") && err.contains("docs/aws.md, Scaling out"), "{err}");
+    assert!(text.contains("id: "), "{text}");
+}

@@ -211,16 +211,24 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result
         ));
     }
     let held: Vec<_> = held.iter().map(|(rule, until)| json!({"rule": rule, "held_until": until})).collect();
+    let cost = crate::cost::covers(&w.region)
+        .then(|| crate::cost::single_box(&w.instance_type, provision::ROOT_VOLUME_GB as u32, w.data_volume_gb as u32));
     ctx.printer.json(&json!({
-        "stack": w.stack, "region": w.region, "changes": changes, "temporary_ssh_rules": held, "settings": ctx.settings,
+        "stack": w.stack, "region": w.region, "changes": changes, "temporary_ssh_rules": held, "cost": cost,
+        "settings": ctx.settings,
     }));
     if changes.is_empty() {
         ctx.printer.out(format!("stack `{}`: no changes; AWS matches the stack file", w.stack));
-        return Ok(error::OK);
+    } else {
+        let n = changes.len();
+        ctx.printer.out(format!("stack `{}` in {}: `vcctl up` would make {n} change(s):", w.stack, w.region));
+        print_changes(ctx, &changes);
     }
-    ctx.printer.out(format!("stack `{}` in {}: `vcctl up` would make {} change(s):", w.stack, w.region, changes.len()));
-    print_changes(ctx, &changes);
-    Ok(error::PLAN_HAS_CHANGES)
+    match &cost {
+        Some(c) => ctx.printer.out(crate::cost::describe(c).join("\n")),
+        None => ctx.printer.out(format!("(no cost estimate: the price table covers eu-central-1, not {})", w.region)),
+    }
+    Ok(if changes.is_empty() { error::OK } else { error::PLAN_HAS_CHANGES })
 }
 
 /// The provisioning half of `vcctl up`: the instance to deploy to (and the clients to reach

@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod fleet;
 pub mod on_demand;
 pub mod plan;
+pub mod scale;
 pub mod secrets;
 pub mod simulate;
 pub mod tunnel;
@@ -49,6 +50,8 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
+        (Aws(a), Command::Plan(_)) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
+        (Aws(a), _) if a.scale.is_some() => scale::refuse(ctx, a).await,
         (Aws(a), Command::Up(args)) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
             Some((cloud, remote)) => {
                 let work = async { deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await };

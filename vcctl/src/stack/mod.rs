@@ -2,6 +2,7 @@
 //! Pure: reading the file is the only I/O. The schema is documented in docs/reference/stack.md.
 
 pub mod hosts;
+pub mod scale;
 pub mod yaml;
 
 use std::path::{Path, PathBuf};
@@ -178,6 +179,8 @@ pub struct AwsSettings {
     pub termination_protection: bool,
     /// The data volume's size in GB (`aws.data_volume_gb`, default 20).
     pub data_volume_gb: i32,
+    /// Past one box: an Auto Scaling group behind a load balancer, RDS (`scale:`).
+    pub scale: Option<Box<scale::ScaleSettings>>,
     /// An admin network left as an example (TEST-NET): `plan` and `up` refuse with this.
     pub placeholder: Option<Box<StackError>>,
 }
@@ -289,11 +292,16 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
 
     let sections = ["local", "aws", "ssh"];
     let ssh_only = ["hosts", "database"].into_iter().filter(|_| provider != "ssh");
-    for other in sections.into_iter().filter(|s| *s != provider).chain(ssh_only) {
+    let aws_only = ["scale"].into_iter().filter(|_| provider != "aws");
+    for other in sections.into_iter().filter(|s| *s != provider).chain(ssh_only).chain(aws_only) {
         if root.has(other) {
             let mut err = root.error(format!("section `{other}` does not apply to provider `{provider}`"));
             err.path = other.to_string();
-            let needs = if sections.contains(&other) { other } else { "ssh" };
+            let needs = match other {
+                "hosts" | "database" => "ssh",
+                "scale" => "aws",
+                section => section,
+            };
             err.hint = Some(format!("remove it, or set `provider: {needs}`"));
             return Err(err);
         }
@@ -307,7 +315,17 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             let Some(s) = root.opt_section("aws")? else {
                 return Err(root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)"));
             };
-            Provider::Aws(aws_settings(s)?)
+            let scale = root.opt_section("scale")?.map(scale::scale_settings).transpose()?.map(Box::new);
+            if scale.is_some() && tls.is_none() {
+                let mut err = root.value_error(
+                    "scale",
+                    "`scale:` needs `tls:`: the load balancer serves HTTPS with an ACM certificate for `tls.domain`",
+                    Some("add `tls: {domain: ..., email: ...}`".into()),
+                );
+                err.path = "scale".into();
+                return Err(err);
+            }
+            Provider::Aws(AwsSettings { scale, ..aws_settings(s)? })
         }
         "ssh" => Provider::Ssh(hosts::ssh_settings(&mut root, file)?),
         other => {
@@ -550,6 +568,7 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
             })?
             .unwrap_or(20),
         placeholder: None,
+        scale: None,
     };
     s.check_unknown()?;
     if ssh_access == SshAccess::OnDemand {
@@ -658,7 +677,13 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            [("edge".into(), "ssh"), ("fleet".into(), "ssh"), ("frankfurt".into(), "aws"), ("local".into(), "local")]
+            [
+                ("edge".into(), "ssh"),
+                ("fleet".into(), "ssh"),
+                ("frankfurt".into(), "aws"),
+                ("frankfurt-scale".into(), "aws"),
+                ("local".into(), "local")
+            ]
         );
     }
 
@@ -832,6 +857,54 @@ mod tests {
         assert_eq!(fleet.the(Role::Lb).map(|h| h.host.as_str()), Some("198.51.100.10"));
         assert!(fleet.hosts.iter().all(|h| h.user.as_deref() == Some("admin") && h.identity.is_some()));
         assert_eq!(fleet.database, Database::OnHost);
+    }
+
+    #[test]
+    fn scale_is_checked_field_by_field_and_the_example_parses() {
+        let aws = "name: a\nprovider: aws\naws:\n  ssh_access: on-demand\n";
+        let tls = "tls:\n  domain: vc.example.com\n  email: ops@example.com\n";
+        let with = |scale: &str| format!("{aws}{tls}scale:\n{scale}");
+        check(
+            &format!("{aws}scale:\n  replicas: {{min: 2, max: 4}}\n  database: {{engine: rds}}\n"),
+            "stacks/t.yaml:6:11: scale: `scale:` needs `tls:`: the load balancer serves HTTPS with an ACM certificate for `tls.domain`\nhint: add `tls: {domain: ..., email: ...}`",
+        );
+        check(
+            &with("  replicas: {min: 3, desired: 2, max: 6}\n  database: {engine: rds}\n"),
+            "stacks/t.yaml:9:3: scale.replicas: expected min <= desired <= max, got min 3, desired 2, max 6\nhint: the group runs `desired` instances, never fewer than `min` nor more than `max`",
+        );
+        check(
+            &with("  replicas: {min: 0, max: 6}\n  database: {engine: rds}\n"),
+            "stacks/t.yaml:9:19: scale.replicas.min: expected a number of instances from 1 to 100, got \"0\"",
+        );
+        check(
+            &with("  replicas: {min: 2, max: 2}\n  cpu_target_pct: 60\n  database: {engine: rds}\n"),
+            "stacks/t.yaml:10:19: scale.cpu_target_pct: `cpu_target_pct` scales between `replicas.min` and `replicas.max`, which are equal\nhint: raise `replicas.max`, or remove `cpu_target_pct` for a fixed size",
+        );
+        check(
+            &with("  replicas: {min: 2, max: 6}\n  database: {engine: aurora}\n"),
+            "stacks/t.yaml:10:22: scale.database.engine: the replicas' database is RDS for PostgreSQL: `engine: rds`, not \"aurora\"",
+        );
+        check(
+            &with("  replicas: {min: 2, max: 6}\n  database: {engine: rds, backup_retention_days: 0}\n"),
+            "stacks/t.yaml:10:50: scale.database.backup_retention_days: expected from 1 to 35 days of automated backups (0 would turn them off), got \"0\"",
+        );
+        check(
+            &with("  replicas: {min: 2, max: 6}\n"),
+            "stacks/t.yaml:8:1: scale: `scale:` needs `database:`: the replicas share one RDS database\nhint: add `database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}`",
+        );
+        check(
+            "name: a\nprovider: local\nscale:\n  replicas: {min: 1, max: 1}\n",
+            "stacks/t.yaml:1:1: scale: section `scale` does not apply to provider `local`\nhint: remove it, or set `provider: aws`",
+        );
+        let example = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt-scale.yaml")).unwrap();
+        let Provider::Aws(a) = example.provider else { panic!("frankfurt-scale is an aws stack") };
+        let scale = a.scale.expect("scale:");
+        assert_eq!(scale.replicas, scale::Replicas { min: 2, desired: 2, max: 6 });
+        assert_eq!((scale.cpu_target_pct, scale.database.instance_class.as_str()), (Some(60), "db.t4g.micro"));
+        assert_eq!(
+            (scale.database.storage_gb, scale.database.multi_az, scale.database.backup_retention_days),
+            (20, false, 7)
+        );
     }
 
     #[test]
