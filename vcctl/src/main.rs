@@ -23,6 +23,7 @@ mod preflight;
 mod printer;
 mod provision;
 mod release;
+mod scaled;
 mod settings;
 mod simulate;
 mod ssh;

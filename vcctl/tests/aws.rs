@@ -1556,37 +1556,138 @@ async fn a_detector_answering_nonsense_or_too_much_opens_nothing() {
 }
 
 /// `plan` gives the monthly cost, from the dated table, for the single box and for a scaled
-/// stack (hand-computed in `vcctl/src/cost.rs`'s tests). A scaled stack is not built yet:
-/// `up` says so and makes nothing; and a stack running as a single box is refused `scale:`
-/// with the way to move its data.
+/// stack (hand-computed in `vcctl/src/cost.rs`'s tests). A stack running as a single box is
+/// refused `scale:`, with the way to move its data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_prices_both_shapes_and_a_single_box_does_not_turn_into_a_group_in_place() {
     let p = Project::new(STACK, Moto::start(&[]));
-    let (ec2, _, _) = p.sdk().await;
     let plan = p.json(&["plan"], 2);
     // t2.micro, 16 GB root, 20 GB data, the Elastic IP: 9.782 + 1.5232 + 1.904 + 3.65.
     assert_eq!(plan["cost"]["total_usd"], 16.86, "{plan}");
     assert_eq!(plan["cost"]["prices_as_of"].as_str().map(str::len), Some(10), "{plan}");
     let text = String::from_utf8_lossy(&p.expect(&["plan"], 2).stdout).into_owned();
     assert!(text.contains("monthly cost, on demand in eu-central-1: about $16.86 (prices of 20"), "{text}");
-
-    let scaled = STACK.replace("instance_type: t2.micro", "instance_type: t3.small")
-        + "tls:\n  domain: vc.example.com\n  email: ops@example.com\nscale:\n  replicas: {min: 2, desired: 2, max: 6}\n  cpu_target_pct: 60\n  database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}\n";
-    let s = p.beside(&scaled);
+    let s = p.beside(&scaled_stack());
     let plan = s.json(&["plan"], 2);
-    assert_eq!((plan["built"].as_bool(), plan["cost"]["total_usd"].as_f64()), (Some(false), Some(81.63)), "{plan}");
-    let out = s.expect(&["up"], 3);
-    assert!(show(&out).contains("vcctl does not build `scale:` stacks yet"), "{}", show(&out));
-    assert!(live_instances(&ec2).await.is_empty(), "up of a scaled stack made an instance");
-    assert!(ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap().security_groups().is_empty());
+    assert_eq!(plan["cost"]["total_usd"].as_f64(), Some(81.63), "{plan}");
 
     // The single box runs; the same stack with `scale:` is refused, naming the way out.
     p.json(&["up"], 0);
-    let text = std::fs::read_to_string(p.dir.path().join("stacks/fra.yaml")).unwrap();
-    std::fs::write(s.dir.path().join("stacks/fra.yaml"), format!("{scaled}id: {}\n", p.stack_id())).unwrap();
-    let out = s.expect(&["plan"], 3);
-    let err = show(&out);
+    std::fs::write(s.dir.path().join("stacks/fra.yaml"), format!("{}id: {}\n", scaled_stack(), p.stack_id())).unwrap();
+    let err = show(&s.expect(&["plan"], 3));
     assert!(err.contains("stack `fra` runs as a single box (instance i-"), "{err}");
     assert!(err.contains("vcctl db dump > events.dump") && err.contains("docs/aws.md, Scaling out"), "{err}");
-    assert!(text.contains("id: "), "{text}");
+}
+
+fn scaled_stack() -> String {
+    STACK.replace("instance_type: t2.micro", "instance_type: t3.small")
+        + "tls:\n  domain: vc.example.com\n  email: ops@example.com\nscale:\n  replicas: {min: 2, desired: 2, max: 6}\n  cpu_target_pct: 60\n  database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}\n"
+}
+
+/// The inbound rules of the stack's group `name`: (port, source) with the source a network or
+/// another group's name.
+async fn chain(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<(i32, String)> {
+    let groups = ec2.describe_security_groups().send().await.unwrap();
+    let by_id = |id: &str| {
+        groups
+            .security_groups()
+            .iter()
+            .find(|g| g.group_id() == Some(id))
+            .and_then(|g| g.group_name())
+            .unwrap_or(id)
+            .to_string()
+    };
+    let g = groups
+        .security_groups()
+        .iter()
+        .find(|g| g.group_name() == Some(name))
+        .unwrap_or_else(|| panic!("no group {name}"));
+    let mut out = Vec::new();
+    for perm in g.ip_permissions() {
+        let port = perm.from_port().unwrap_or(-1);
+        out.extend(perm.ip_ranges().iter().map(|r| (port, r.cidr_ip().unwrap_or_default().to_string())));
+        out.extend(perm.ipv6_ranges().iter().map(|r| (port, r.cidr_ipv6().unwrap_or_default().to_string())));
+        out.extend(perm.user_id_group_pairs().iter().map(|u| (port, by_id(u.group_id().unwrap_or_default()))));
+    }
+    out.sort();
+    out
+}
+
+/// A `scale:` stack's network and data tier against moto: three groups, each admitting only
+/// the one before it, and RDS as the issue asks (encrypted, not public, backups, deletion
+/// protection, the password RDS's own); a second `up` changes nothing, drift is repaired,
+/// and `destroy` leaves nothing but the named final snapshot. `up` exits 3: the load
+/// balancer and the group are not built yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destroy_keeps_a_final_snapshot() {
+    let s = Project::new(&scaled_stack(), Moto::start(&[]));
+    let (ec2, _, _) = s.sdk().await;
+    let rds = aws_sdk_rds::Client::new(&s.sdk_config().await);
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(5), "{plan}");
+    let up = s.json(&["up"], 3);
+    assert_eq!(up["changed"], true, "{up}");
+    assert!(up["not_built"].as_str().unwrap().contains("the load balancer"), "{up}");
+
+    let world = |port: i32| [(port, "0.0.0.0/0".to_string()), (port, "::/0".to_string())];
+    let mut lb: Vec<(i32, String)> = world(80).into_iter().chain(world(443)).collect();
+    lb.sort();
+    assert_eq!(chain(&ec2, "vcctl-fra-lb").await, lb);
+    assert_eq!(chain(&ec2, "vcctl-fra-app").await, [(8000, "vcctl-fra-lb".to_string())]);
+    assert_eq!(chain(&ec2, "vcctl-fra-db").await, [(5432, "vcctl-fra-app".to_string())]);
+    let dbs = rds.describe_db_instances().db_instance_identifier("vcctl-fra").send().await.unwrap();
+    let d = &dbs.db_instances()[0];
+    assert_eq!(
+        (d.engine(), d.db_instance_class(), d.allocated_storage()),
+        (Some("postgres"), Some("db.t4g.micro"), Some(20))
+    );
+    assert_eq!(
+        (d.storage_encrypted(), d.publicly_accessible(), d.deletion_protection()),
+        (Some(true), Some(false), Some(true))
+    );
+    assert_eq!((d.backup_retention_period(), d.multi_az()), (Some(7), Some(false)));
+    assert!(d.master_user_secret().and_then(|m| m.secret_arn()).is_some(), "no password kept by RDS: {d:?}");
+    let db_group = ec2.describe_security_groups().group_names("vcctl-fra-db").send().await.unwrap();
+    let db_group = db_group.security_groups()[0].group_id().unwrap().to_string();
+    assert_eq!(
+        d.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id()).collect::<Vec<_>>(),
+        [db_group.as_str()]
+    );
+    assert!(d.tag_list().iter().any(|t| t.key() == Some("vcctl:stack-id") && t.value() == Some(s.stack_id().as_str())));
+
+    let again = s.json(&["up"], 3);
+    assert_eq!(again["changed"], false, "{again}");
+    // The app group opened to the world by hand: planned as drift, and closed by `up`.
+    let app = ec2.describe_security_groups().group_names("vcctl-fra-app").send().await.unwrap();
+    let app = app.security_groups()[0].group_id().unwrap().to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&app)
+        .ip_protocol("tcp")
+        .from_port(8000)
+        .to_port(8000)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    let plan = s.json(&["plan"], 2);
+    assert!(plan["changes"].to_string().contains("not in the stack: drift"), "{plan}");
+    s.json(&["up"], 3);
+    assert_eq!(chain(&ec2, "vcctl-fra-app").await, [(8000, "vcctl-fra-lb".to_string())]);
+
+    let gone = s.json(&["destroy", "--yes"], 0);
+    let snapshot = gone["final_snapshot"].as_str().unwrap().to_string();
+    assert!(snapshot.starts_with("vcctl-fra-final-"), "{gone}");
+    let snaps = rds.describe_db_snapshots().db_snapshot_identifier(&snapshot).send().await.unwrap();
+    assert_eq!(snaps.db_snapshots().len(), 1, "the final snapshot is kept");
+    assert!(rds.describe_db_instances().send().await.unwrap().db_instances().is_empty());
+    assert!(
+        rds.describe_db_subnet_groups()
+            .send()
+            .await
+            .unwrap()
+            .db_subnet_groups()
+            .iter()
+            .all(|g| g.db_subnet_group_name() != Some("vcctl-fra"))
+    );
+    assert!(ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap().security_groups().is_empty());
 }

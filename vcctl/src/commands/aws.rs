@@ -180,7 +180,7 @@ async fn survey(
 
 /// The stack's id: from its file, or made now and written into it (before anything is
 /// created, so an interrupted first `up` goes on with the same id).
-fn stack_id(ctx: &Ctx) -> Result<String> {
+pub(super) fn stack_id(ctx: &Ctx) -> Result<String> {
     if let Some(id) = &ctx.settings.stack_id {
         return Ok(id.clone());
     }

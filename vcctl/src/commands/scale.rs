@@ -1,16 +1,17 @@
 //! An `aws` stack with `scale:`: an Auto Scaling group behind an Application Load Balancer,
-//! its database on RDS. Built so far: the schema, `plan`'s list of what the stack is made of
-//! and its monthly cost, and the refusal to turn a running single box into a group in place.
-//! `up` (and every other command) does not build or run them yet, and says so before
-//! touching anything.
+//! its database on RDS. Built so far (`scaled.rs`): the network and data tier, the chained
+//! security groups, the DB subnet group and RDS, planned, made, repaired and destroyed;
+//! `plan` also gives the monthly cost. Not built yet: the load balancer, the group and the
+//! release bucket; `up` says so after the tier (exit 3), and nothing serves the stack.
 
 use anyhow::Result;
 use serde_json::json;
 
 use super::Ctx;
 use super::aws::{self, DEFAULT_INSTANCE_TYPE};
-use crate::cloud::aws::ec2;
+use crate::cloud::aws::{Aws, Stamp, ec2};
 use crate::error::{self, Failure};
+use crate::scaled::{self, Names};
 use crate::stack::AwsSettings;
 use crate::stack::scale::ScaleSettings;
 
@@ -19,45 +20,120 @@ const MIGRATION: &str = "`vcctl db dump > events.dump` on the single-box stack, 
      file with `scale:`, `vcctl db restore events.dump` there, then `vcctl destroy` of the single box \
      (docs/aws.md, Scaling out)";
 
-/// `vcctl plan` of a `scale:` stack: what it is made of, and what it costs a month.
+/// What `up` does not build yet, as it says.
+const NOT_BUILT: &str = "the load balancer, the Auto Scaling group and the release bucket";
+
+/// `vcctl plan` of a `scale:` stack: the changes `up` would make to the tier, what is not
+/// built yet, and the monthly cost.
 pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u8> {
-    single_box_absent(ctx, a).await?;
+    let (cloud, stamp) = connect(ctx, a).await?;
+    let names = Names::of(&ctx.settings.stack);
+    let found = scaled::survey(&cloud, &names, &stamp).await?;
+    let changes = scaled::plan(&names, &found, &scale.database, ctx.settings.port)?;
     let region = aws::region(a);
     let instance_type = a.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
     let root = crate::provision::ROOT_VOLUME_GB as u32;
     let cost = crate::cost::covers(&region).then(|| crate::cost::scaled(instance_type, root, scale));
-    let parts = parts(scale, instance_type, ctx.settings.tls.as_ref().map(|t| t.domain.as_str()).unwrap_or("?"));
     ctx.printer.json(&json!({
-        "stack": ctx.settings.stack, "region": region, "scale": scale, "parts": parts, "cost": cost, "built": false,
+        "stack": ctx.settings.stack, "region": region, "scale": scale, "changes": changes, "cost": cost,
+        "not_built": NOT_BUILT,
     }));
-    let mut lines = vec![format!("stack `{}` in {region}, scaled out, is made of:", ctx.settings.stack)];
-    lines.extend(parts.iter().map(|p| format!("  + {p}")));
+    let mut lines = match changes.len() {
+        0 => vec![format!("stack `{}`: the security groups and the database match the stack file", ctx.settings.stack)],
+        n => vec![format!("stack `{}` in {region}: `vcctl up` would make {n} change(s):", ctx.settings.stack)],
+    };
+    lines.extend(changes.iter().map(|c| format!("  {} {}: {}", c.action, c.what, c.detail)));
+    lines.push(format!("not built by vcctl yet: {NOT_BUILT}"));
     match &cost {
         Some(c) => lines.extend(crate::cost::describe(c)),
         None => lines.push(format!("(no cost estimate: the price table covers eu-central-1, not {region})")),
     }
-    lines.push("vcctl does not build these yet: `vcctl up` refuses this stack and changes nothing".into());
     ctx.printer.out(lines.join("\n"));
-    Ok(error::PLAN_HAS_CHANGES)
+    Ok(if changes.is_empty() { error::OK } else { error::PLAN_HAS_CHANGES })
 }
 
-/// `vcctl up`, and every command but `plan`, on a `scale:` stack: refused, before anything
-/// is made or changed.
-pub async fn refuse(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
-    single_box_absent(ctx, a).await?;
+/// `vcctl up` of a `scale:` stack: the tier made or repaired, then exit 3, since the rest
+/// is not built and nothing serves the stack.
+pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u8> {
+    let (cloud, _) = connect(ctx, a).await?;
+    let stamp = Stamp { stack: ctx.settings.stack.clone(), id: aws::stack_id(ctx)? };
+    let names = Names::of(&ctx.settings.stack);
+    let mut found = scaled::survey(&cloud, &names, &stamp).await?;
+    let changes = scaled::plan(&names, &found, &scale.database, ctx.settings.port)?;
+    if !changes.is_empty() {
+        scaled::apply(&cloud, &names, &mut found, &scale.database, ctx.settings.port, &stamp, &ctx.printer).await?;
+    }
+    let db = crate::cloud::aws::rds::find(&cloud.rds, &names.db).await?;
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack, "changed": !changes.is_empty(), "changes": changes, "database": db,
+        "not_built": NOT_BUILT,
+    }));
     Err(Failure::invalid(
         format!(
-            "vcctl does not build `scale:` stacks yet (the load balancer, the Auto Scaling group and RDS); nothing was made for stack `{}`",
-            ctx.settings.stack
+            "stack `{}`: the security groups and the database are {}; vcctl does not build {NOT_BUILT} yet, so nothing serves it",
+            ctx.settings.stack,
+            if changes.is_empty() { "as the file says" } else { "made" }
         ),
-        Some("remove `scale:` for a single box; `vcctl plan` shows what a scaled stack is made of and its monthly cost".into()),
+        Some("`vcctl destroy` removes them (the database after a final snapshot); docs/aws.md, Scaling out".into()),
     )
     .into())
 }
 
+/// `vcctl destroy` of a `scale:` stack, after confirmation: the tier, the database after a
+/// final snapshot (named), unless `keep_data`.
+pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
+    let (cloud, stamp) = connect(ctx, a).await?;
+    let names = Names::of(&ctx.settings.stack);
+    let found = scaled::survey(&cloud, &names, &stamp).await?;
+    let p = &ctx.printer;
+    p.info(format!("`vcctl destroy` deletes, of stack `{}`:", ctx.settings.stack));
+    for g in found.groups.iter().flatten() {
+        p.info(format!("  - security group {} ({})", g.name, g.id));
+    }
+    if let (Some(d), false) = (&found.db, keep_data) {
+        p.info(format!(
+            "  - DB instance {} and every event in it, after a final snapshot (kept), and its subnet group",
+            d.id
+        ));
+    }
+    ctx.confirm_destruction(if keep_data {
+        "delete the stack (the database kept)"
+    } else {
+        "delete the stack and its database"
+    })?;
+    let snapshot = scaled::destroy(&cloud, &names, &found, keep_data, p).await?;
+    p.json(
+        &json!({"stack": ctx.settings.stack, "destroyed": true, "kept_data": keep_data, "final_snapshot": snapshot}),
+    );
+    match &snapshot {
+        Some(s) => p.out(format!("stack `{}` destroyed; the database's final snapshot: {s}", ctx.settings.stack)),
+        None => p.out(format!("stack `{}` destroyed", ctx.settings.stack)),
+    }
+    Ok(error::OK)
+}
+
+/// The other commands on a `scale:` stack: refused, before anything is changed.
+pub async fn refuse(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    connect(ctx, a).await?;
+    Err(Failure::invalid(
+        format!(
+            "vcctl does not run `scale:` stacks yet ({NOT_BUILT} are not built); stack `{}` has nothing to run it on",
+            ctx.settings.stack
+        ),
+        Some("`vcctl plan`, `vcctl up` and `vcctl destroy` work on it; remove `scale:` for a single box".into()),
+    )
+    .into())
+}
+
+/// The clients and the stamp, once a stack that runs as a single box is ruled out.
+async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, Stamp)> {
+    let cloud = single_box_absent(ctx, a).await?;
+    Ok((cloud, Stamp::of(&ctx.settings)))
+}
+
 /// A stack that runs as a single box does not become a group in place: refused, with the way
 /// to move its data.
-async fn single_box_absent(ctx: &Ctx, a: &AwsSettings) -> Result<()> {
+async fn single_box_absent(ctx: &Ctx, a: &AwsSettings) -> Result<Aws> {
     let (cloud, _) = aws::connect(ctx, a).await?;
     if let Some(i) = ec2::find_instance(&cloud.ec2, &ctx.settings.stack).await? {
         return Err(Failure::invalid(
@@ -71,30 +147,5 @@ async fn single_box_absent(ctx: &Ctx, a: &AwsSettings) -> Result<()> {
         )
         .into());
     }
-    Ok(())
-}
-
-/// What a scaled stack is made of, one line each.
-fn parts(scale: &ScaleSettings, instance_type: &str, domain: &str) -> Vec<String> {
-    let r = scale.replicas;
-    let db = &scale.database;
-    let sizing = match scale.cpu_target_pct {
-        Some(pct) => format!("target tracking at {pct} % average CPU"),
-        None => "a fixed size".into(),
-    };
-    vec![
-        format!("Application Load Balancer in two or more zones: HTTPS (ACM certificate for {domain}), HTTP redirected"),
-        "target group: health check GET /api/status, deregistration delay sized to the service's drain".into(),
-        format!("Auto Scaling group of {instance_type}: min {}, desired {}, max {}, {sizing}", r.min, r.desired, r.max),
-        "launch template: IMDSv2, encrypted gp3, the instance profile, user data fetching the serving release".into(),
-        format!(
-            "RDS for PostgreSQL {}: {} GB, {}, encrypted, not public, {} days of backups, deletion protection",
-            db.instance_class,
-            db.storage_gb,
-            if db.multi_az { "Multi-AZ" } else { "Single-AZ" },
-            db.backup_retention_days
-        ),
-        "security groups: load balancer 443 and 80 from anywhere; app port from the load balancer only; RDS 5432 from the app only".into(),
-        "S3 bucket for releases: versioned, encrypted, public access blocked".into(),
-    ]
+    Ok(cloud)
 }

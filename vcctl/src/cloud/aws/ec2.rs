@@ -122,6 +122,23 @@ pub async fn subnet_exists(ec2: &Client, subnet: &str) -> Result<bool> {
     Ok(!out.subnets().is_empty())
 }
 
+/// The subnets of `vpc`, each with its availability zone.
+pub async fn subnets(ec2: &Client, vpc: &str) -> Result<Vec<(String, String)>> {
+    let out = ec2
+        .describe_subnets()
+        .filters(filter("vpc-id", vpc))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeSubnets", &format!("listing the subnets of {vpc}"), e))?;
+    let mut subnets: Vec<(String, String)> = out
+        .subnets()
+        .iter()
+        .filter_map(|s| Some((s.subnet_id()?.to_string(), s.availability_zone()?.to_string())))
+        .collect();
+    subnets.sort();
+    Ok(subnets)
+}
+
 pub async fn default_vpc(ec2: &Client) -> Result<String> {
     let out = ec2
         .describe_vpcs()

@@ -6,6 +6,7 @@ pub mod address;
 pub mod cloudwatch;
 pub mod ec2;
 pub mod iam;
+pub mod rds;
 pub mod security_group;
 pub mod snapshot;
 pub mod sns;
@@ -77,6 +78,7 @@ pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub sts: aws_sdk_sts::Client,
     pub sns: aws_sdk_sns::Client,
+    pub rds: aws_sdk_rds::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -122,6 +124,7 @@ impl Aws {
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
             region: region.to_string(),
             emulated: std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         }

@@ -45,6 +45,11 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// An inbound TCP port from the members of security group `group`.
+    pub fn tcp_from_group(port: u16, group: &str, description: &str) -> Rule {
+        Rule { source: Source::Group(group.into()), ..Rule::tcp(port, "", description) }
+    }
+
     /// An inbound TCP port from a network.
     pub fn tcp(port: u16, cidr: &str, description: &str) -> Rule {
         Rule {
@@ -112,9 +117,21 @@ pub struct SecurityGroup {
 }
 
 pub async fn find(ec2: &Client, stack: &str) -> Result<Option<SecurityGroup>> {
-    let out = ec2.describe_security_groups().filters(stack_filter(stack)).send().await.map_err(|e| {
-        error("ec2:DescribeSecurityGroups", &format!("looking up the security group of stack `{stack}`"), e)
-    })?;
+    find_by(ec2, vec![stack_filter(stack)], &format!("the security group of stack `{stack}`")).await
+}
+
+/// The group of stack `stack` named `name` (a `scale:` stack has several).
+pub async fn find_named(ec2: &Client, stack: &str, name: &str) -> Result<Option<SecurityGroup>> {
+    find_by(ec2, vec![stack_filter(stack), filter("group-name", name)], &format!("security group `{name}`")).await
+}
+
+async fn find_by(ec2: &Client, filters: Vec<aws_sdk_ec2::types::Filter>, what: &str) -> Result<Option<SecurityGroup>> {
+    let out = ec2
+        .describe_security_groups()
+        .set_filters(Some(filters))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeSecurityGroups", &format!("looking up {what}"), e))?;
     let Some(g) = out.security_groups().first() else { return Ok(None) };
     let id = g.group_id().unwrap_or_default().to_string();
     Ok(Some(SecurityGroup {
@@ -192,7 +209,9 @@ fn permission(r: &Rule) -> IpPermission {
             p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c).description(&r.description).build())
         }
         Source::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).description(&r.description).build()),
-        Source::Group(g) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).build()),
+        Source::Group(g) => {
+            p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).description(&r.description).build())
+        }
         Source::PrefixList(l) => p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).build()),
     };
     p.build()

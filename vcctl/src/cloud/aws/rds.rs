@@ -1,0 +1,182 @@
+//! RDS for PostgreSQL of a `scale:` stack: one DB instance and its subnet group, tagged with
+//! the stack. Encrypted, not public, automated backups, deletion protection; the master
+//! password made by RDS and kept in Secrets Manager (`ManageMasterUserPassword`), so it is
+//! in no request, answer or output of vcctl. Destroyed with a final snapshot.
+
+use anyhow::Result;
+use aws_sdk_rds::Client;
+use aws_sdk_rds::types::Tag;
+use serde::Serialize;
+
+use super::{Owner, Stamp, code_of, error};
+use crate::stack::scale::RdsSettings;
+
+/// The engine and its major version: what the service is tested on (Debian 12's PostgreSQL
+/// is 15; RDS keeps 15 in standard support).
+pub const ENGINE: &str = "postgres";
+pub const ENGINE_VERSION: &str = "15";
+/// The master user and the database the service uses.
+pub const MASTER_USER: &str = "vehicleconnect";
+pub const DATABASE: &str = "vehicleconnect";
+
+/// A DB instance as vcctl compares it with the stack file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Db {
+    pub id: String,
+    pub status: String,
+    pub instance_class: String,
+    pub storage_gb: i32,
+    pub multi_az: bool,
+    pub backup_retention_days: i32,
+    pub encrypted: bool,
+    pub public: bool,
+    pub deletion_protection: bool,
+    pub security_groups: Vec<String>,
+    /// `host:port`, once RDS has made it.
+    pub endpoint: Option<String>,
+    /// The Secrets Manager secret holding the master password (RDS made both).
+    pub secret_arn: Option<String>,
+    #[serde(skip)]
+    pub owner: Owner,
+}
+
+fn tags(stamp: &Stamp, name: &str) -> Vec<Tag> {
+    let mut out = vec![Tag::builder().key("Name").value(name).build()];
+    out.extend(stamp.pairs().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()));
+    out
+}
+
+/// The DB instance `id`, if it exists.
+pub async fn find(rds: &Client, id: &str) -> Result<Option<Db>> {
+    let out = match rds.describe_db_instances().db_instance_identifier(id).send().await {
+        Ok(out) => out,
+        Err(e) if code_of(&e) == Some("DBInstanceNotFound") => return Ok(None),
+        Err(e) => return Err(error("rds:DescribeDBInstances", &format!("looking up DB instance {id}"), e)),
+    };
+    let Some(d) = out.db_instances().first() else { return Ok(None) };
+    Ok(Some(Db {
+        id: id.to_string(),
+        status: d.db_instance_status().unwrap_or_default().to_string(),
+        instance_class: d.db_instance_class().unwrap_or_default().to_string(),
+        storage_gb: d.allocated_storage().unwrap_or(0),
+        multi_az: d.multi_az().unwrap_or(false),
+        backup_retention_days: d.backup_retention_period().unwrap_or(0),
+        encrypted: d.storage_encrypted().unwrap_or(false),
+        public: d.publicly_accessible().unwrap_or(false),
+        deletion_protection: d.deletion_protection().unwrap_or(false),
+        security_groups: d
+            .vpc_security_groups()
+            .iter()
+            .filter_map(|g| g.vpc_security_group_id())
+            .map(str::to_string)
+            .collect(),
+        endpoint: d.endpoint().and_then(|e| Some(format!("{}:{}", e.address()?, e.port().unwrap_or(5432)))),
+        secret_arn: d.master_user_secret().and_then(|s| s.secret_arn()).map(str::to_string),
+        owner: Owner::from_tags(d.tag_list().iter().map(|t| (t.key(), t.value()))),
+    }))
+}
+
+/// Whether the subnet group `name` exists.
+pub async fn subnet_group_exists(rds: &Client, name: &str) -> Result<bool> {
+    match rds.describe_db_subnet_groups().db_subnet_group_name(name).send().await {
+        Ok(out) => Ok(!out.db_subnet_groups().is_empty()),
+        Err(e) if code_of(&e) == Some("DBSubnetGroupNotFoundFault") => Ok(false),
+        Err(e) => Err(error("rds:DescribeDBSubnetGroups", &format!("looking up DB subnet group {name}"), e)),
+    }
+}
+
+/// The subnet group `name` over `subnets` (the default VPC's, in two zones or more).
+pub async fn create_subnet_group(rds: &Client, name: &str, subnets: &[String], stamp: &Stamp) -> Result<()> {
+    rds.create_db_subnet_group()
+        .db_subnet_group_name(name)
+        .db_subnet_group_description(format!("VehicleConnect stack {}, managed by vcctl", stamp.stack))
+        .set_subnet_ids(Some(subnets.to_vec()))
+        .set_tags(Some(tags(stamp, name)))
+        .send()
+        .await
+        .map_err(|e| error("rds:CreateDBSubnetGroup", &format!("creating DB subnet group {name}"), e))?;
+    Ok(())
+}
+
+pub async fn delete_subnet_group(rds: &Client, name: &str) -> Result<()> {
+    match rds.delete_db_subnet_group().db_subnet_group_name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if code_of(&e) == Some("DBSubnetGroupNotFoundFault") => Ok(()),
+        Err(e) => Err(error("rds:DeleteDBSubnetGroup", &format!("deleting DB subnet group {name}"), e)),
+    }
+}
+
+/// What a new DB instance is made of.
+pub struct DbSpec<'a> {
+    pub id: &'a str,
+    pub settings: &'a RdsSettings,
+    pub subnet_group: &'a str,
+    pub security_group: &'a str,
+    pub stamp: &'a Stamp,
+}
+
+pub async fn create(rds: &Client, spec: &DbSpec<'_>) -> Result<()> {
+    let s = spec.settings;
+    rds.create_db_instance()
+        .db_instance_identifier(spec.id)
+        .engine(ENGINE)
+        .engine_version(ENGINE_VERSION)
+        .db_instance_class(&s.instance_class)
+        .allocated_storage(s.storage_gb as i32)
+        .storage_type("gp3")
+        .storage_encrypted(true)
+        .publicly_accessible(false)
+        .multi_az(s.multi_az)
+        .backup_retention_period(i32::from(s.backup_retention_days))
+        .deletion_protection(true)
+        .copy_tags_to_snapshot(true)
+        .master_username(MASTER_USER)
+        .manage_master_user_password(true)
+        .db_name(DATABASE)
+        .db_subnet_group_name(spec.subnet_group)
+        .vpc_security_group_ids(spec.security_group)
+        .set_tags(Some(tags(spec.stamp, spec.id)))
+        .send()
+        .await
+        .map_err(|e| error("rds:CreateDBInstance", &format!("creating DB instance {}", spec.id), e))?;
+    Ok(())
+}
+
+/// Brings an existing instance to the stack file's class, size, zones and backups, and back
+/// to its safety settings, at once (`ApplyImmediately`). RDS cannot shrink storage.
+pub async fn modify(rds: &Client, id: &str, s: &RdsSettings, security_group: &str) -> Result<()> {
+    rds.modify_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class(&s.instance_class)
+        .allocated_storage(s.storage_gb as i32)
+        .multi_az(s.multi_az)
+        .backup_retention_period(i32::from(s.backup_retention_days))
+        .deletion_protection(true)
+        .publicly_accessible(false)
+        .vpc_security_group_ids(security_group)
+        .apply_immediately(true)
+        .send()
+        .await
+        .map_err(|e| error("rds:ModifyDBInstance", &format!("changing DB instance {id}"), e))?;
+    Ok(())
+}
+
+/// Deletes the instance after a final snapshot named `snapshot`; deletion protection is
+/// lifted first (`destroy` asked for confirmation before).
+pub async fn delete(rds: &Client, id: &str, snapshot: &str) -> Result<()> {
+    rds.modify_db_instance()
+        .db_instance_identifier(id)
+        .deletion_protection(false)
+        .apply_immediately(true)
+        .send()
+        .await
+        .map_err(|e| error("rds:ModifyDBInstance", &format!("lifting the deletion protection of {id}"), e))?;
+    rds.delete_db_instance()
+        .db_instance_identifier(id)
+        .skip_final_snapshot(false)
+        .final_db_snapshot_identifier(snapshot)
+        .send()
+        .await
+        .map_err(|e| error("rds:DeleteDBInstance", &format!("deleting DB instance {id}"), e))?;
+    Ok(())
+}
