@@ -13,6 +13,7 @@ mod cloud;
 mod commands;
 mod cost;
 mod deploy;
+mod edge;
 mod error;
 mod health;
 mod host;

@@ -61,7 +61,7 @@ pub struct Found {
 }
 
 impl Found {
-    fn group(&self, tier: Tier) -> Option<&SecurityGroup> {
+    pub fn group(&self, tier: Tier) -> Option<&SecurityGroup> {
         self.groups[tier as usize].as_ref()
     }
 }
@@ -192,7 +192,7 @@ pub async fn survey(aws: &Aws, names: &Names, stamp: &Stamp) -> Result<Found> {
     Ok(found)
 }
 
-fn owned(what: &str, id: Option<&str>, stamp: &Stamp) -> Result<()> {
+pub(crate) fn owned(what: &str, id: Option<&str>, stamp: &Stamp) -> Result<()> {
     if id == Some(stamp.id.as_str()) {
         return Ok(());
     }
@@ -316,7 +316,7 @@ async fn gone(aws: &Aws, id: &str) -> Result<()> {
     Ok(())
 }
 
-async fn step<T>(p: &Printer, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) async fn step<T>(p: &Printer, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let step = p.step(what.to_string());
     let done = work.await;
     match &done {

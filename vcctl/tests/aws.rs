@@ -1613,21 +1613,38 @@ async fn chain(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<(i32, String)> {
     out
 }
 
-/// A `scale:` stack's network and data tier against moto: three groups, each admitting only
-/// the one before it, and RDS as the issue asks (encrypted, not public, backups, deletion
-/// protection, the password RDS's own); a second `up` changes nothing, drift is repaired,
-/// and `destroy` leaves nothing but the named final snapshot. `up` exits 3: the load
-/// balancer and the group are not built yet.
+/// A `scale:` stack's network, data and load balancer tiers against moto: three groups,
+/// each admitting only the one before it; RDS as the issue asks (encrypted, not public,
+/// backups, deletion protection, the password RDS's own); the certificate requested with its
+/// DNS record said, HTTPS opened once it is issued, HTTP redirected. A second `up` changes
+/// nothing, drift is repaired, and `destroy` leaves nothing but the named final snapshot.
+/// `up` exits 3: the Auto Scaling group is not built yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destroy_keeps_a_final_snapshot() {
-    let s = Project::new(&scaled_stack(), Moto::start(&[]));
+    // ACM issues a certificate 3 s after it is requested (DNS validation, emulated).
+    let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "3")]));
     let (ec2, _, _) = s.sdk().await;
-    let rds = aws_sdk_rds::Client::new(&s.sdk_config().await);
+    let config = s.sdk_config().await;
+    let (rds, elb) = (aws_sdk_rds::Client::new(&config), aws_sdk_elasticloadbalancingv2::Client::new(&config));
     let plan = s.json(&["plan"], 2);
-    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(5), "{plan}");
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(9), "{plan}");
     let up = s.json(&["up"], 3);
     assert_eq!(up["changed"], true, "{up}");
-    assert!(up["not_built"].as_str().unwrap().contains("the load balancer"), "{up}");
+    assert!(up["not_built"].as_str().unwrap().contains("the Auto Scaling group"), "{up}");
+    assert_eq!(up["certificate"]["status"], "PENDING_VALIDATION", "{up}");
+    // Nothing to do but wait for the certificate: exit 0, with the record to create.
+    let plan = String::from_utf8_lossy(&s.expect(&["plan"], 0).stdout).into_owned();
+    assert!(plan.contains("PENDING_VALIDATION: create the DNS record `"), "{plan}");
+    assert!(!plan.contains("listener 443"), "{plan}");
+    std::thread::sleep(Duration::from_secs(4));
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(
+        plan["changes"].as_array().unwrap().iter().map(|c| c["what"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["listener 443"],
+        "{plan}"
+    );
+    s.json(&["up"], 3);
+    check_load_balancer(&ec2, &elb).await;
 
     let world = |port: i32| [(port, "0.0.0.0/0".to_string()), (port, "::/0".to_string())];
     let mut lb: Vec<(i32, String)> = world(80).into_iter().chain(world(443)).collect();
@@ -1674,7 +1691,31 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     s.json(&["up"], 3);
     assert_eq!(chain(&ec2, "vcctl-fra-app").await, [(8000, "vcctl-fra-lb".to_string())]);
 
+    // The redirect removed by hand (HTTP forwarded instead): put back.
+    let lbs = elb.describe_load_balancers().names("vcctl-fra").send().await.unwrap();
+    let listeners = elb
+        .describe_listeners()
+        .load_balancer_arn(lbs.load_balancers()[0].load_balancer_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let http = listeners.listeners().iter().find(|l| l.port() == Some(80)).unwrap();
+    let tg = elb.describe_target_groups().names("vcctl-fra").send().await.unwrap();
+    let forward = aws_sdk_elasticloadbalancingv2::types::Action::builder()
+        .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+        .target_group_arn(tg.target_groups()[0].target_group_arn().unwrap())
+        .build();
+    elb.modify_listener().listener_arn(http.listener_arn().unwrap()).default_actions(forward).send().await.unwrap();
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(plan["changes"][0]["what"], "listener 80", "{plan}");
+    s.json(&["up"], 3);
+    check_load_balancer(&ec2, &elb).await;
+
     let gone = s.json(&["destroy", "--yes"], 0);
+    assert!(elb.describe_load_balancers().send().await.unwrap().load_balancers().is_empty());
+    assert!(elb.describe_target_groups().send().await.unwrap().target_groups().is_empty());
+    let acm = aws_sdk_acm::Client::new(&config);
+    assert!(acm.list_certificates().send().await.unwrap().certificate_summary_list().is_empty());
     let snapshot = gone["final_snapshot"].as_str().unwrap().to_string();
     assert!(snapshot.starts_with("vcctl-fra-final-"), "{gone}");
     let snaps = rds.describe_db_snapshots().db_snapshot_identifier(&snapshot).send().await.unwrap();
@@ -1690,4 +1731,61 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
             .all(|g| g.db_subnet_group_name() != Some("vcctl-fra"))
     );
     assert!(ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap().security_groups().is_empty());
+}
+
+/// The load balancer as the stack wants it: internet-facing in two zones or more, in the lb
+/// group; its target group on the service's port, healthy on /api/status, drained for 30 s;
+/// HTTP 80 redirected to HTTPS, HTTPS 443 with the certificate to the group.
+async fn check_load_balancer(ec2: &aws_sdk_ec2::Client, elb: &aws_sdk_elasticloadbalancingv2::Client) {
+    use aws_sdk_elasticloadbalancingv2::types::{ActionTypeEnum, LoadBalancerSchemeEnum, ProtocolEnum};
+    let lbs = elb.describe_load_balancers().names("vcctl-fra").send().await.unwrap();
+    let lb = &lbs.load_balancers()[0];
+    assert_eq!(lb.scheme(), Some(&LoadBalancerSchemeEnum::InternetFacing));
+    assert!(lb.availability_zones().len() >= 2, "{lb:?}");
+    let groups = ec2.describe_security_groups().group_names("vcctl-fra-lb").send().await.unwrap();
+    assert_eq!(lb.security_groups(), [groups.security_groups()[0].group_id().unwrap().to_string()]);
+    let tgs = elb.describe_target_groups().names("vcctl-fra").send().await.unwrap();
+    let tg = &tgs.target_groups()[0];
+    assert_eq!(
+        (tg.port(), tg.health_check_path(), tg.protocol()),
+        (Some(8000), Some("/api/status"), Some(&ProtocolEnum::Http))
+    );
+    let attrs =
+        elb.describe_target_group_attributes().target_group_arn(tg.target_group_arn().unwrap()).send().await.unwrap();
+    let delay = attrs
+        .attributes()
+        .iter()
+        .find(|a| a.key() == Some("deregistration_delay.timeout_seconds"))
+        .and_then(|a| a.value());
+    assert_eq!(delay, Some("30"));
+    let listeners = elb.describe_listeners().load_balancer_arn(lb.load_balancer_arn().unwrap()).send().await.unwrap();
+    let mut seen: Vec<(i32, String, String)> = listeners
+        .listeners()
+        .iter()
+        .map(|l| {
+            let a = &l.default_actions()[0];
+            let to = match a.r#type() {
+                Some(ActionTypeEnum::Redirect) => {
+                    let r = a.redirect_config().unwrap();
+                    format!("redirect {}:{} {:?}", r.protocol().unwrap(), r.port().unwrap(), r.status_code().unwrap())
+                }
+                _ => format!("forward {}", a.target_group_arn() == tg.target_group_arn()),
+            };
+            // (moto gives an HTTP listener a policy too; AWS keeps none there.)
+            let policy =
+                if l.protocol() == Some(&ProtocolEnum::Https) { l.ssl_policy().unwrap_or("none") } else { "-" };
+            let tls = format!("{} {policy}", l.protocol().unwrap().as_str());
+            (l.port().unwrap(), tls, to)
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (80, "HTTP -".to_string(), "redirect HTTPS:443 Http301".to_string()),
+            (443, "HTTPS ELBSecurityPolicy-TLS13-1-2-2021-06".to_string(), "forward true".to_string())
+        ]
+    );
+    let https = listeners.listeners().iter().find(|l| l.port() == Some(443)).unwrap();
+    assert!(https.certificates()[0].certificate_arn().unwrap().contains(":certificate/"), "{https:?}");
 }

@@ -2,9 +2,11 @@
 //! mapping of SDK errors to messages and exit codes, and one thin wrapper per service.
 //! The provisioning workflow lives apart, in `provision.rs`.
 
+pub mod acm;
 pub mod address;
 pub mod cloudwatch;
 pub mod ec2;
+pub mod elb;
 pub mod iam;
 pub mod rds;
 pub mod security_group;
@@ -79,6 +81,8 @@ pub struct Aws {
     pub sts: aws_sdk_sts::Client,
     pub sns: aws_sdk_sns::Client,
     pub rds: aws_sdk_rds::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub acm: aws_sdk_acm::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -125,6 +129,8 @@ impl Aws {
             sts: aws_sdk_sts::Client::new(&config),
             sns: aws_sdk_sns::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
+            acm: aws_sdk_acm::Client::new(&config),
             region: region.to_string(),
             emulated: std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         }
