@@ -160,11 +160,13 @@ pub async fn apply(
     if found.target_group.is_none() {
         step(p, &format!("target group {n}"), elb::create_target_group(&aws.elb, &n, port, &vpc, stamp)).await?;
         found.target_group = elb::find_target_group(&aws.elb, &n).await?;
+        crate::scaled::fault_point("target_group");
     }
     if found.balancer.is_none() {
         let subnets = zones_apart(ec2::subnets(&aws.ec2, &vpc).await?)?;
         step(p, &format!("load balancer {n}"), elb::create_balancer(&aws.elb, &n, &subnets, lb_group, stamp)).await?;
         found.balancer = elb::find_balancer(&aws.elb, &n).await?;
+        crate::scaled::fault_point("load_balancer");
     }
     let Some(b) = found.balancer.clone() else { bail!("load balancer {n} is not found after its creation") };
     for w in wanted_listeners(found) {

@@ -227,6 +227,7 @@ pub async fn apply(
                 found.group(tier).is_some(),
                 "security group {name} ({id}) is not found after its creation"
             );
+            fault_point(&format!("{}_group", tier.name()));
         }
         let wanted = wanted_rules(tier, port, found);
         let g = found.group(tier).expect("made above");
@@ -262,7 +263,9 @@ async fn database(aws: &Aws, names: &Names, found: &Found, db: &RdsSettings, sta
     match &found.db {
         None => {
             let spec = DbSpec { id: &names.db, settings: db, subnet_group: &names.db, security_group: &group, stamp };
-            step(p, &format!("DB instance {} ({})", names.db, db.instance_class), rds::create(&aws.rds, &spec)).await
+            step(p, &format!("DB instance {} ({})", names.db, db.instance_class), rds::create(&aws.rds, &spec)).await?;
+            fault_point("database");
+            Ok(())
         }
         Some(d) if db_changes(d, db, Some(&group))?.is_empty() => Ok(()),
         Some(d) if d.status != "available" => bail!(
@@ -314,6 +317,15 @@ async fn gone(aws: &Aws, id: &str) -> Result<()> {
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     }
     Ok(())
+}
+
+/// Fault injection for tests (`VCCTL_FAULT=abort-after:<point>`): the process stops dead
+/// there, as an `up` killed at that moment would.
+pub(crate) fn fault_point(point: &str) {
+    if std::env::var("VCCTL_FAULT").ok().as_deref() == Some(&format!("abort-after:{point}")) {
+        crate::printer::say(format!("VCCTL_FAULT: aborting after {point}"));
+        std::process::abort();
+    }
 }
 
 pub(crate) async fn step<T>(p: &Printer, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {

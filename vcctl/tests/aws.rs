@@ -1789,3 +1789,34 @@ async fn check_load_balancer(ec2: &aws_sdk_ec2::Client, elb: &aws_sdk_elasticloa
     let https = listeners.listeners().iter().find(|l| l.port() == Some(443)).unwrap();
     assert!(https.certificates()[0].certificate_arn().unwrap().contains(":certificate/"), "{https:?}");
 }
+
+/// A `scale:` stack's `up` killed after each thing it makes converges when run again, with
+/// one of each: groups, database, target group, load balancer, certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_up_of_a_scaled_stack_converges_without_duplicates() {
+    let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    let (ec2, _, _) = s.sdk().await;
+    let config = s.sdk_config().await;
+    let (rds, elb, acm) = (
+        aws_sdk_rds::Client::new(&config),
+        aws_sdk_elasticloadbalancingv2::Client::new(&config),
+        aws_sdk_acm::Client::new(&config),
+    );
+    for point in ["lb_group", "app_group", "database", "target_group", "load_balancer"] {
+        let out = s.command(&["up"]).env("VCCTL_FAULT", format!("abort-after:{point}")).output().unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("aborting after {point}")), "{}", show(&out));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    s.json(&["up"], 3);
+    assert_eq!(s.json(&["up"], 3)["changed"], false);
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    let mut names: Vec<&str> = groups.security_groups().iter().filter_map(|g| g.group_name()).collect();
+    names.sort();
+    assert_eq!(names, ["vcctl-fra-app", "vcctl-fra-db", "vcctl-fra-lb"]);
+    assert_eq!(rds.describe_db_instances().send().await.unwrap().db_instances().len(), 1);
+    assert_eq!(elb.describe_load_balancers().send().await.unwrap().load_balancers().len(), 1);
+    assert_eq!(elb.describe_target_groups().send().await.unwrap().target_groups().len(), 1);
+    assert_eq!(acm.list_certificates().send().await.unwrap().certificate_summary_list().len(), 1);
+    check_load_balancer(&ec2, &elb).await;
+    s.json(&["destroy", "--yes"], 0);
+}
