@@ -6,6 +6,7 @@
 #![warn(clippy::too_many_lines, clippy::print_stdout, clippy::print_stderr)]
 
 mod access;
+mod alerts;
 mod artifact;
 mod audit;
 mod cli;

@@ -748,8 +748,8 @@ async fn apply_base(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids) -> Result<boo
         Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
         Op::PutAlarm(a) => {
             let mut a = (**a).clone();
-            if a.dimension == "InstanceId" {
-                a.dimension_value = ids.instance.clone().context("no instance for the alarm")?;
+            if let Some((_, value)) = a.dimensions.iter_mut().find(|(k, _)| k == "InstanceId") {
+                *value = ids.instance.clone().context("no instance for the alarm")?;
             }
             cloudwatch::put(&aws.cloudwatch, &w.stamp, &a).await?;
         }

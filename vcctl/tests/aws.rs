@@ -1581,7 +1581,7 @@ async fn plan_prices_both_shapes_and_a_single_box_does_not_turn_into_a_group_in_
 
 fn scaled_stack() -> String {
     STACK.replace("instance_type: t2.micro", "instance_type: t3.small")
-        + "tls:\n  domain: vc.example.com\n  email: ops@example.com\nscale:\n  replicas: {min: 2, desired: 2, max: 6}\n  cpu_target_pct: 60\n  database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}\n"
+        + "alerts:\n  email: ops@example.com\ntls:\n  domain: vc.example.com\n  email: ops@example.com\nscale:\n  replicas: {min: 2, desired: 2, max: 6}\n  cpu_target_pct: 60\n  database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}\n"
 }
 
 /// The inbound rules of the stack's group `name`: (port, source) with the source a network or
@@ -1627,7 +1627,9 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let config = s.sdk_config().await;
     let (rds, elb) = (aws_sdk_rds::Client::new(&config), aws_sdk_elasticloadbalancingv2::Client::new(&config));
     let plan = s.json(&["plan"], 2);
-    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(9), "{plan}");
+    // 3 groups, the subnet group, RDS, the certificate, the target group, the load balancer,
+    // HTTP's listener, the alert topic and 6 alarms.
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(16), "{plan}");
     let up = s.json(&["up"], 3);
     assert_eq!(up["changed"], true, "{up}");
     assert!(up["not_built"].as_str().unwrap().contains("the Auto Scaling group"), "{up}");
@@ -1645,6 +1647,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     );
     s.json(&["up"], 3);
     check_load_balancer(&ec2, &elb).await;
+    check_alarms(&s, &elb).await;
 
     let world = |port: i32| [(port, "0.0.0.0/0".to_string()), (port, "::/0".to_string())];
     let mut lb: Vec<(i32, String)> = world(80).into_iter().chain(world(443)).collect();
@@ -1716,6 +1719,10 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     assert!(elb.describe_target_groups().send().await.unwrap().target_groups().is_empty());
     let acm = aws_sdk_acm::Client::new(&config);
     assert!(acm.list_certificates().send().await.unwrap().certificate_summary_list().is_empty());
+    let (_, _, cw) = s.sdk().await;
+    assert!(cw.describe_alarms().send().await.unwrap().metric_alarms().is_empty());
+    let sns = aws_sdk_sns::Client::new(&config);
+    assert!(sns.list_topics().send().await.unwrap().topics().is_empty());
     let snapshot = gone["final_snapshot"].as_str().unwrap().to_string();
     assert!(snapshot.starts_with("vcctl-fra-final-"), "{gone}");
     let snaps = rds.describe_db_snapshots().db_snapshot_identifier(&snapshot).send().await.unwrap();
@@ -1819,4 +1826,72 @@ async fn an_interrupted_up_of_a_scaled_stack_converges_without_duplicates() {
     assert_eq!(acm.list_certificates().send().await.unwrap().certificate_summary_list().len(), 1);
     check_load_balancer(&ec2, &elb).await;
     s.json(&["destroy", "--yes"], 0);
+}
+
+/// The six alarms, on what CloudWatch calls the load balancer, its target group and the DB
+/// instance, each notifying the stack's topic, which the stack's address subscribes to; an
+/// alarm changed by hand is put back.
+async fn check_alarms(s: &Project, elb: &aws_sdk_elasticloadbalancingv2::Client) {
+    let (_, _, cw) = s.sdk().await;
+    let sns = aws_sdk_sns::Client::new(&s.sdk_config().await);
+    let topics = sns.list_topics().send().await.unwrap();
+    let topic = topics.topics()[0].topic_arn().unwrap().to_string();
+    assert!(topic.ends_with(":vcctl-fra-alerts"), "{topic}");
+    let subs = sns.list_subscriptions_by_topic().topic_arn(&topic).send().await.unwrap();
+    assert_eq!(subs.subscriptions()[0].endpoint(), Some("ops@example.com"));
+    let lbs = elb.describe_load_balancers().names("vcctl-fra").send().await.unwrap();
+    let lb_arn = lbs.load_balancers()[0].load_balancer_arn().unwrap();
+    let lb = lb_arn.split_once(":loadbalancer/").unwrap().1;
+    let alarms = cw.describe_alarms().alarm_name_prefix("vcctl-fra-").send().await.unwrap();
+    let mut seen: Vec<(String, String, Vec<String>)> = alarms
+        .metric_alarms()
+        .iter()
+        .map(|a| {
+            assert_eq!(a.alarm_actions(), [topic.clone()], "{a:?}");
+            let dims = a.dimensions().iter().map(|d| format!("{}={}", d.name().unwrap(), d.value().unwrap())).collect();
+            (a.alarm_name().unwrap().to_string(), a.comparison_operator().unwrap().as_str().to_string(), dims)
+        })
+        .collect();
+    seen.sort();
+    let tg = elb.describe_target_groups().names("vcctl-fra").send().await.unwrap();
+    let tg = tg.target_groups()[0].target_group_arn().unwrap().rsplit(':').next().unwrap().to_string();
+    let on_lb = vec![format!("LoadBalancer={lb}")];
+    let on_db = vec!["DBInstanceIdentifier=vcctl-fra".to_string()];
+    let gt = "GreaterThanThreshold".to_string();
+    assert_eq!(
+        seen,
+        [
+            ("vcctl-fra-db-connections-high".to_string(), gt.clone(), on_db.clone()),
+            ("vcctl-fra-db-cpu-high".to_string(), gt.clone(), on_db.clone()),
+            ("vcctl-fra-db-storage-low".to_string(), "LessThanThreshold".to_string(), on_db),
+            ("vcctl-fra-lb-5xx".to_string(), gt.clone(), on_lb.clone()),
+            ("vcctl-fra-targets-5xx".to_string(), gt.clone(), on_lb),
+            (
+                "vcctl-fra-unhealthy-targets".to_string(),
+                gt,
+                vec![format!("TargetGroup={tg}"), format!("LoadBalancer={lb}")]
+            ),
+        ]
+    );
+    // The 5xx alarm loosened by hand: put back by `up`.
+    let a = alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some("vcctl-fra-lb-5xx")).unwrap().clone();
+    cw.put_metric_alarm()
+        .alarm_name("vcctl-fra-lb-5xx")
+        .namespace(a.namespace().unwrap())
+        .metric_name(a.metric_name().unwrap())
+        .set_dimensions(Some(a.dimensions().to_vec()))
+        .statistic(a.statistic().unwrap().clone())
+        .period(60)
+        .evaluation_periods(2)
+        .threshold(10000.0)
+        .comparison_operator(a.comparison_operator().unwrap().clone())
+        .set_alarm_actions(Some(a.alarm_actions().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(plan["changes"][0]["what"], "alarm vcctl-fra-lb-5xx", "{plan}");
+    s.json(&["up"], 3);
+    let back = cw.describe_alarms().alarm_names("vcctl-fra-lb-5xx").send().await.unwrap();
+    assert_eq!(back.metric_alarms()[0].threshold(), Some(10.0));
 }

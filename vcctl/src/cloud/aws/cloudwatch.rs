@@ -20,9 +20,12 @@ pub struct Alarm {
     pub period_s: i32,
     pub evaluation_periods: i32,
     pub threshold: f64,
-    /// The one dimension: `InstanceId` (the value follows the instance) or `Stack`.
-    pub dimension: String,
-    pub dimension_value: String,
+    /// What it watches, every dimension in order: `InstanceId` (the value follows the
+    /// instance) or `Stack` on a single box; the load balancer, its target group or the DB
+    /// instance on a `scale:` stack.
+    pub dimensions: Vec<(String, String)>,
+    /// `GreaterThanThreshold`, or `LessThanThreshold` (space left).
+    pub comparison: String,
     pub actions: Vec<String>,
     /// OK, ALARM or INSUFFICIENT_DATA (as found; ignored when comparing).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,8 +76,8 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str, topic: Option<&str>)
         period_s,
         evaluation_periods: 2,
         threshold,
-        dimension: "InstanceId".into(),
-        dimension_value: instance_id.into(),
+        dimensions: vec![("InstanceId".into(), instance_id.into())],
+        comparison: GREATER.into(),
         actions: notify(vec![]),
         state: None,
         arn: None,
@@ -88,18 +91,25 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str, topic: Option<&str>)
     let cpu = alarm(ALARMS[1], "AWS/EC2", "CPUUtilization", "Average", 300, 80.0);
     // By stack, not instance: the volume, and what is on it, outlive the instance.
     let disk = Alarm {
-        dimension: "Stack".into(),
-        dimension_value: stack.into(),
+        dimensions: vec![("Stack".into(), stack.into())],
         ..alarm(ALARMS[2], NAMESPACE, DISK_METRIC, "Maximum", 300, DISK_FULL_PCT)
     };
     vec![status, cpu, disk]
 }
 
+pub const GREATER: &str = "GreaterThanThreshold";
+pub const LESS: &str = "LessThanThreshold";
+
 /// The alarms with the stack's names, each with who its tags say made it.
 pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
+    find_named(cw, &names(stack)).await
+}
+
+/// The alarms named `names`, each with who its tags say made it.
+pub async fn find_named(cw: &Client, names: &[String]) -> Result<Vec<Alarm>> {
     let out = cw
         .describe_alarms()
-        .set_alarm_names(Some(names(stack)))
+        .set_alarm_names(Some(names.to_vec()))
         .send()
         .await
         .map_err(|e| error("cloudwatch:DescribeAlarms", "listing the stack's alarms", e))?;
@@ -114,8 +124,12 @@ pub async fn find(cw: &Client, stack: &str) -> Result<Vec<Alarm>> {
             period_s: a.period().unwrap_or(0),
             evaluation_periods: a.evaluation_periods().unwrap_or(0),
             threshold: a.threshold().unwrap_or(0.0),
-            dimension: a.dimensions().first().and_then(|d| d.name()).unwrap_or_default().to_string(),
-            dimension_value: a.dimensions().first().and_then(|d| d.value()).unwrap_or_default().to_string(),
+            dimensions: a
+                .dimensions()
+                .iter()
+                .map(|d| (d.name().unwrap_or_default().to_string(), d.value().unwrap_or_default().to_string()))
+                .collect(),
+            comparison: a.comparison_operator().map(|c| c.as_str().to_string()).unwrap_or_default(),
             actions: a.alarm_actions().to_vec(),
             state: a.state_value().map(|s| s.as_str().to_string()),
             arn: a.alarm_arn().map(str::to_string),
@@ -154,12 +168,14 @@ pub async fn put(cw: &Client, stamp: &Stamp, alarm: &Alarm) -> Result<()> {
         .alarm_description(format!("VehicleConnect stack {stack}, managed by vcctl"))
         .namespace(&alarm.namespace)
         .metric_name(&alarm.metric)
-        .dimensions(Dimension::builder().name(&alarm.dimension).value(&alarm.dimension_value).build())
+        .set_dimensions(Some(
+            alarm.dimensions.iter().map(|(k, v)| Dimension::builder().name(k).value(v).build()).collect(),
+        ))
         .statistic(Statistic::from(alarm.statistic.as_str()))
         .period(alarm.period_s)
         .evaluation_periods(alarm.evaluation_periods)
         .threshold(alarm.threshold)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .comparison_operator(ComparisonOperator::from(alarm.comparison.as_str()))
         .set_alarm_actions(Some(alarm.actions.clone()))
         .set_tags(Some(tags(stamp)))
         .send()
