@@ -97,8 +97,16 @@ pub fn wanted(stack: &str, w: &Watched, db: &RdsSettings, topic: Option<&str>) -
     ]
 }
 
+/// The topic and the alarms as they are.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub topic: Option<Topic>,
+    pub alarms: Vec<Alarm>,
+}
+
 /// What `up` would change: alarms missing or different, the topic and its subscription.
-pub fn plan(wanted: &[Alarm], found: &[Alarm], email: Option<&str>, topic: Option<&Topic>) -> Vec<Change> {
+pub fn plan(wanted: &[Alarm], found: &Found, email: Option<&str>) -> Vec<Change> {
+    let topic = found.topic.as_ref();
     let change = |action, what: String, detail: String| Change { action, what, detail };
     let mut out = Vec::new();
     match (email, topic) {
@@ -110,7 +118,7 @@ pub fn plan(wanted: &[Alarm], found: &[Alarm], email: Option<&str>, topic: Optio
         _ => {}
     }
     for w in wanted {
-        match found.iter().find(|f| f.name == w.name) {
+        match found.alarms.iter().find(|f| f.name == w.name) {
             None => out.push(change(
                 '+',
                 format!("alarm {}", w.name),
@@ -126,7 +134,7 @@ pub fn plan(wanted: &[Alarm], found: &[Alarm], email: Option<&str>, topic: Optio
 }
 
 /// The topic (by its ARN, known before it exists) and the alarms as they are.
-pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Result<(Option<Topic>, Vec<Alarm>)> {
+pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Result<Found> {
     let arn = sns::arn(&aws.region, account, &topic_name(stack));
     let topic = sns::find(&aws.sns, &arn).await?;
     if let Some(t) = &topic {
@@ -136,7 +144,7 @@ pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Res
     for a in &alarms {
         owned(&format!("alarm {}", a.name), a.owner.as_ref().and_then(|o| o.stack_id.as_deref()), stamp)?;
     }
-    Ok((topic, alarms))
+    Ok(Found { topic, alarms })
 }
 
 /// Makes and repairs the topic and the alarms (`wanted` name the topic by its ARN).
@@ -144,13 +152,12 @@ pub async fn apply(
     aws: &Aws,
     stack: &str,
     email: Option<&str>,
-    topic: Option<&Topic>,
     wanted: &[Alarm],
-    found: &[Alarm],
+    found: &Found,
     stamp: &Stamp,
     p: &crate::printer::Printer,
 ) -> Result<()> {
-    match (email, topic) {
+    match (email, found.topic.as_ref()) {
         (Some(e), None) => {
             let arn = step(p, "alert topic", sns::create(&aws.sns, &topic_name(stack), stamp)).await?;
             step(p, &format!("subscribing {e} (AWS mails a confirmation link)"), sns::subscribe(&aws.sns, &arn, e))
@@ -162,19 +169,19 @@ pub async fn apply(
         (None, Some(t)) => step(p, &format!("deleting alert topic {}", t.arn), sns::delete(&aws.sns, &t.arn)).await?,
         _ => {}
     }
-    for w in wanted.iter().filter(|w| !found.iter().any(|f| f.matches(w))) {
+    for w in wanted.iter().filter(|w| !found.alarms.iter().any(|f| f.matches(w))) {
         step(p, &format!("alarm {}", w.name), cloudwatch::put(&aws.cloudwatch, stamp, w)).await?;
     }
     Ok(())
 }
 
 /// Deletes the alarms and the topic.
-pub async fn destroy(aws: &Aws, topic: Option<&Topic>, found: &[Alarm], p: &crate::printer::Printer) -> Result<()> {
-    let names: Vec<String> = found.iter().map(|a| a.name.clone()).collect();
+pub async fn destroy(aws: &Aws, found: &Found, p: &crate::printer::Printer) -> Result<()> {
+    let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
     if !names.is_empty() {
         step(p, &format!("deleting {} alarm(s)", names.len()), cloudwatch::delete(&aws.cloudwatch, &names)).await?;
     }
-    if let Some(t) = topic {
+    if let Some(t) = &found.topic {
         step(p, &format!("deleting alert topic {}", t.arn), sns::delete(&aws.sns, &t.arn)).await?;
     }
     Ok(())
@@ -216,7 +223,9 @@ mod tests {
         // db.t4g.micro: 1 GiB / 9.5 MB = 112 connections; 80 % of it.
         let conns = alarms.iter().find(|a| a.name == "vcctl-fra-db-connections-high").unwrap();
         assert_eq!(conns.threshold, 90.0);
-        assert_eq!(plan(&alarms, &alarms, None, None), vec![]);
-        assert_eq!(plan(&alarms, &alarms[1..], None, None).len(), 1);
+        let all = Found { topic: None, alarms: alarms.clone() };
+        assert_eq!(plan(&alarms, &all, None), vec![]);
+        let one_missing = Found { topic: None, alarms: alarms[1..].to_vec() };
+        assert_eq!(plan(&alarms, &one_missing, None).len(), 1);
     }
 }

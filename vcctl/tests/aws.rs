@@ -1847,7 +1847,7 @@ async fn check_alarms(s: &Project, elb: &aws_sdk_elasticloadbalancingv2::Client)
         .metric_alarms()
         .iter()
         .map(|a| {
-            assert_eq!(a.alarm_actions(), [topic.clone()], "{a:?}");
+            assert_eq!(a.alarm_actions(), std::slice::from_ref(&topic), "{a:?}");
             let dims = a.dimensions().iter().map(|d| format!("{}={}", d.name().unwrap(), d.value().unwrap())).collect();
             (a.alarm_name().unwrap().to_string(), a.comparison_operator().unwrap().as_str().to_string(), dims)
         })

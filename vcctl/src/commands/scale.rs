@@ -13,7 +13,6 @@ use super::Ctx;
 use super::aws::{self, DEFAULT_INSTANCE_TYPE};
 use crate::alerts::{self, Watched};
 use crate::cloud::aws::cloudwatch::Alarm;
-use crate::cloud::aws::sns::Topic;
 use crate::cloud::aws::{Aws, Stamp, ec2, sns};
 use crate::edge;
 use crate::error::{self, Failure};
@@ -37,8 +36,7 @@ struct Survey {
     names: Names,
     data: scaled::Found,
     edge: edge::Found,
-    topic: Option<Topic>,
-    alarms: Vec<Alarm>,
+    alerts: alerts::Found,
 }
 
 async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
@@ -46,8 +44,8 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let names = Names::of(&ctx.settings.stack);
     let data = scaled::survey(&cloud, &names, &stamp).await?;
     let edge = edge::survey(&cloud, &ctx.settings.stack, domain(ctx), &stamp).await?;
-    let (topic, alarms) = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
-    Ok(Survey { cloud, account, stamp, names, data, edge, topic, alarms })
+    let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
+    Ok(Survey { cloud, account, stamp, names, data, edge, alerts })
 }
 
 fn domain(ctx: &Ctx) -> &str {
@@ -78,7 +76,7 @@ fn changes(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Result<Vec<Change>> 
     let mut out = scaled::plan(&s.names, &s.data, &scale.database, port)?;
     out.extend(edge::plan(stack, domain(ctx), &s.edge, &lb_group(&s.data)));
     let email = ctx.settings.alert_email.as_deref();
-    out.extend(alerts::plan(&wanted_alarms(ctx, scale, s), &s.alarms, email, s.topic.as_ref()));
+    out.extend(alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email));
     Ok(out)
 }
 
@@ -150,7 +148,7 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     edge::apply(&s.cloud, stack, domain(ctx), &mut s.edge, &lb, port, &s.stamp, p).await?;
     let wanted = wanted_alarms(ctx, scale, s);
     let email = ctx.settings.alert_email.as_deref();
-    alerts::apply(&s.cloud, stack, email, s.topic.as_ref(), &wanted, &s.alarms, &s.stamp, p).await
+    alerts::apply(&s.cloud, stack, email, &wanted, &s.alerts, &s.stamp, p).await
 }
 
 /// `vcctl destroy` of a `scale:` stack, after confirmation: the alarms and topic, the load
@@ -169,7 +167,8 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     for g in s.data.groups.iter().flatten() {
         p.info(format!("  - security group {} ({})", g.name, g.id));
     }
-    p.info(format!("  - {} alarm(s){}", s.alarms.len(), if s.topic.is_some() { " and the alert topic" } else { "" }));
+    let topic = if s.alerts.topic.is_some() { " and the alert topic" } else { "" };
+    p.info(format!("  - {} alarm(s){topic}", s.alerts.alarms.len()));
     if let (Some(d), false) = (&s.data.db, keep_data) {
         p.info(format!(
             "  - DB instance {} and every event in it, after a final snapshot (kept), and its subnet group",
@@ -178,7 +177,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     }
     let what = if keep_data { "delete the stack (the database kept)" } else { "delete the stack and its database" };
     ctx.confirm_destruction(what)?;
-    alerts::destroy(&s.cloud, s.topic.as_ref(), &s.alarms, p).await?;
+    alerts::destroy(&s.cloud, &s.alerts, p).await?;
     edge::destroy(&s.cloud, &s.edge, p).await?;
     let snapshot = scaled::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
     p.json(
