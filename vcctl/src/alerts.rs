@@ -5,10 +5,10 @@
 
 use anyhow::Result;
 
-use crate::cloud::aws::cloudwatch::{self, Alarm, GREATER, LESS};
+use crate::cloud::aws::cloudwatch::{self, Alarm, LESS, Watch};
 use crate::cloud::aws::sns::{self, Topic};
 use crate::cloud::aws::{Aws, Stamp};
-use crate::scaled::{Change, owned, step};
+use crate::scaled::{Change, owned};
 use crate::stack::scale::RdsSettings;
 
 /// The names, exactly (a prefix would take the alarms of `prod-eu` for `prod`'s).
@@ -61,24 +61,11 @@ fn connections_threshold(class: &str) -> f64 {
 
 /// The stack's alarms, each notifying `topic` when there is one.
 pub fn wanted(stack: &str, w: &Watched, db: &RdsSettings, topic: Option<&str>) -> Vec<Alarm> {
-    let alarm =
-        |i: usize, namespace: &str, metric: &str, statistic: &str, period_s, threshold, dims: Vec<(&str, &str)>| {
-            Alarm {
-                name: format!("{}{}", cloudwatch::prefix(stack), ALARMS[i]),
-                namespace: namespace.into(),
-                metric: metric.into(),
-                statistic: statistic.into(),
-                period_s,
-                evaluation_periods: 2,
-                threshold,
-                dimensions: dims.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                comparison: GREATER.into(),
-                actions: topic.map(str::to_string).into_iter().collect(),
-                state: None,
-                arn: None,
-                owner: None,
-            }
-        };
+    let alarm = |i: usize, namespace, metric, statistic, period_s, threshold, dims: Vec<(&str, &str)>| {
+        let name = format!("{}{}", cloudwatch::prefix(stack), ALARMS[i]);
+        let actions = topic.map(str::to_string).into_iter().collect();
+        Alarm::above(name, Watch { namespace, metric, statistic, period_s }, threshold, &dims, actions)
+    };
     let (lb, tg) = (dimension_of(w.balancer), dimension_of(w.target_group));
     let elb = "AWS/ApplicationELB";
     let on_db = vec![("DBInstanceIdentifier", w.db)];
@@ -159,18 +146,18 @@ pub async fn apply(
 ) -> Result<()> {
     match (email, found.topic.as_ref()) {
         (Some(e), None) => {
-            let arn = step(p, "alert topic", sns::create(&aws.sns, &topic_name(stack), stamp)).await?;
-            step(p, &format!("subscribing {e} (AWS mails a confirmation link)"), sns::subscribe(&aws.sns, &arn, e))
+            let arn = p.doing("alert topic", sns::create(&aws.sns, &topic_name(stack), stamp)).await?;
+            p.doing(&format!("subscribing {e} (AWS mails a confirmation link)"), sns::subscribe(&aws.sns, &arn, e))
                 .await?;
         }
         (Some(e), Some(t)) if !t.subscriptions.iter().any(|s| s.endpoint == e) => {
-            step(p, &format!("subscribing {e}"), sns::subscribe(&aws.sns, &t.arn, e)).await?;
+            p.doing(&format!("subscribing {e}"), sns::subscribe(&aws.sns, &t.arn, e)).await?;
         }
-        (None, Some(t)) => step(p, &format!("deleting alert topic {}", t.arn), sns::delete(&aws.sns, &t.arn)).await?,
+        (None, Some(t)) => p.doing(&format!("deleting alert topic {}", t.arn), sns::delete(&aws.sns, &t.arn)).await?,
         _ => {}
     }
     for w in wanted.iter().filter(|w| !found.alarms.iter().any(|f| f.matches(w))) {
-        step(p, &format!("alarm {}", w.name), cloudwatch::put(&aws.cloudwatch, stamp, w)).await?;
+        p.doing(&format!("alarm {}", w.name), cloudwatch::put(&aws.cloudwatch, stamp, w)).await?;
     }
     Ok(())
 }
@@ -179,10 +166,10 @@ pub async fn apply(
 pub async fn destroy(aws: &Aws, found: &Found, p: &crate::printer::Printer) -> Result<()> {
     let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
     if !names.is_empty() {
-        step(p, &format!("deleting {} alarm(s)", names.len()), cloudwatch::delete(&aws.cloudwatch, &names)).await?;
+        p.doing(&format!("deleting {} alarm(s)", names.len()), cloudwatch::delete(&aws.cloudwatch, &names)).await?;
     }
     if let Some(t) = &found.topic {
-        step(p, &format!("deleting alert topic {}", t.arn), sns::delete(&aws.sns, &t.arn)).await?;
+        p.doing(&format!("deleting alert topic {}", t.arn), sns::delete(&aws.sns, &t.arn)).await?;
     }
     Ok(())
 }

@@ -152,19 +152,19 @@ pub async fn apply(
     let n = name(stack);
     if found.certificate.is_none() {
         found.certificate = Some(
-            step(p, &format!("requesting a certificate for {domain} (ACM)"), acm::request(&aws.acm, domain, stamp))
+            p.doing(&format!("requesting a certificate for {domain} (ACM)"), acm::request(&aws.acm, domain, stamp))
                 .await?,
         );
     }
     let vpc = ec2::default_vpc(&aws.ec2).await?;
     if found.target_group.is_none() {
-        step(p, &format!("target group {n}"), elb::create_target_group(&aws.elb, &n, port, &vpc, stamp)).await?;
+        p.doing(&format!("target group {n}"), elb::create_target_group(&aws.elb, &n, port, &vpc, stamp)).await?;
         found.target_group = elb::find_target_group(&aws.elb, &n).await?;
         crate::scaled::fault_point("target_group");
     }
     if found.balancer.is_none() {
         let subnets = zones_apart(ec2::subnets(&aws.ec2, &vpc).await?)?;
-        step(p, &format!("load balancer {n}"), elb::create_balancer(&aws.elb, &n, &subnets, lb_group, stamp)).await?;
+        p.doing(&format!("load balancer {n}"), elb::create_balancer(&aws.elb, &n, &subnets, lb_group, stamp)).await?;
         found.balancer = elb::find_balancer(&aws.elb, &n).await?;
         crate::scaled::fault_point("load_balancer");
     }
@@ -172,16 +172,14 @@ pub async fn apply(
     for w in wanted_listeners(found) {
         match found.listeners.iter().find(|l| l.port == w.port) {
             None => {
-                step(
-                    p,
+                p.doing(
                     &format!("listener {}", describe(&w)),
                     elb::create_listener(&aws.elb, &b.arn, w.port, w.certificate.as_deref(), &w.does),
                 )
                 .await?
             }
             Some(l) if l.does != w.does || l.certificate != w.certificate => {
-                step(
-                    p,
+                p.doing(
                     &format!("putting back listener {}", describe(&w)),
                     elb::modify_listener(&aws.elb, &l.arn, w.certificate.as_deref(), &w.does),
                 )
@@ -208,13 +206,13 @@ fn zones_apart(subnets: Vec<(String, String)>) -> Result<Vec<String>> {
 /// balancer is gone, then the certificate.
 pub async fn destroy(aws: &Aws, found: &Found, p: &Printer) -> Result<()> {
     if let Some(b) = &found.balancer {
-        step(p, &format!("deleting load balancer {}", b.dns_name), elb::delete_balancer(&aws.elb, &b.arn)).await?;
+        p.doing(&format!("deleting load balancer {}", b.dns_name), elb::delete_balancer(&aws.elb, &b.arn)).await?;
     }
     if let Some(g) = &found.target_group {
-        step(p, "deleting the target group", retry_in_use(|| elb::delete_target_group(&aws.elb, &g.arn))).await?;
+        p.doing("deleting the target group", retry_in_use(|| elb::delete_target_group(&aws.elb, &g.arn))).await?;
     }
     if let Some(c) = &found.certificate {
-        step(p, &format!("deleting certificate {}", c.arn), retry_in_use(|| acm::delete(&aws.acm, &c.arn))).await?;
+        p.doing(&format!("deleting certificate {}", c.arn), retry_in_use(|| acm::delete(&aws.acm, &c.arn))).await?;
     }
     Ok(())
 }
@@ -235,10 +233,6 @@ where
             other => return other,
         }
     }
-}
-
-async fn step<T>(p: &Printer, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    crate::scaled::step(p, what, work).await
 }
 
 #[cfg(test)]

@@ -142,6 +142,21 @@ impl Printer {
         Step { msg, bar, started: Instant::now(), printer: self.clone(), finished: false }
     }
 
+    /// Runs `work` as a step that says what it does and how it ended.
+    pub async fn doing<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        let step = self.step(what.to_string());
+        let done = work.await;
+        match &done {
+            Ok(_) => step.done(""),
+            Err(_) => step.fail(""),
+        }
+        done
+    }
+
     /// A progress bar of `len` units, hidden unless on a terminal.
     pub fn bar(&self, len: u64, template: &str) -> ProgressBar {
         if !self.fancy || self.prefix.is_some() {

@@ -221,7 +221,7 @@ pub async fn apply(
     for tier in TIERS {
         let name = names.group(tier);
         if found.group(tier).is_none() {
-            let id = step(p, &format!("security group {name}"), sg::create(&aws.ec2, &name, &vpc, stamp)).await?;
+            let id = p.doing(&format!("security group {name}"), sg::create(&aws.ec2, &name, &vpc, stamp)).await?;
             found.groups[tier as usize] = sg::find_named(&aws.ec2, &names.stack, &name).await?;
             anyhow::ensure!(
                 found.group(tier).is_some(),
@@ -235,15 +235,14 @@ pub async fn apply(
         let missing: Vec<Rule> = wanted.iter().filter(|r| !admits(&g.rules, r)).cloned().collect();
         let id = g.id.clone();
         if !drift.is_empty() {
-            step(
-                p,
+            p.doing(
                 &format!("closing {} rule(s) on {name} that the stack does not have", drift.len()),
                 sg::revoke(&aws.ec2, &id, &drift),
             )
             .await?;
         }
         if !missing.is_empty() {
-            step(p, &format!("opening {} rule(s) on {name}", missing.len()), sg::authorize(&aws.ec2, &id, &missing))
+            p.doing(&format!("opening {} rule(s) on {name}", missing.len()), sg::authorize(&aws.ec2, &id, &missing))
                 .await?;
         }
     }
@@ -256,14 +255,14 @@ async fn database(aws: &Aws, names: &Names, found: &Found, db: &RdsSettings, sta
         let zones: std::collections::BTreeSet<&str> = subnets.iter().map(|(_, z)| z.as_str()).collect();
         anyhow::ensure!(zones.len() >= 2, "the default VPC has subnets in {} zone(s); RDS needs two", zones.len());
         let ids: Vec<String> = subnets.into_iter().map(|(id, _)| id).collect();
-        step(p, &format!("DB subnet group {}", names.db), rds::create_subnet_group(&aws.rds, &names.db, &ids, stamp))
+        p.doing(&format!("DB subnet group {}", names.db), rds::create_subnet_group(&aws.rds, &names.db, &ids, stamp))
             .await?;
     }
     let group = found.group(Tier::Db).map(|g| g.id.clone()).expect("made before the database");
     match &found.db {
         None => {
             let spec = DbSpec { id: &names.db, settings: db, subnet_group: &names.db, security_group: &group, stamp };
-            step(p, &format!("DB instance {} ({})", names.db, db.instance_class), rds::create(&aws.rds, &spec)).await?;
+            p.doing(&format!("DB instance {} ({})", names.db, db.instance_class), rds::create(&aws.rds, &spec)).await?;
             fault_point("database");
             Ok(())
         }
@@ -273,7 +272,7 @@ async fn database(aws: &Aws, names: &Names, found: &Found, db: &RdsSettings, sta
             d.id,
             d.status
         ),
-        Some(d) => step(p, &format!("changing DB instance {}", d.id), rds::modify(&aws.rds, &d.id, db, &group)).await,
+        Some(d) => p.doing(&format!("changing DB instance {}", d.id), rds::modify(&aws.rds, &d.id, db, &group)).await,
     }
 }
 
@@ -284,22 +283,21 @@ pub async fn destroy(aws: &Aws, names: &Names, found: &Found, keep_data: bool, p
     let mut snapshot = None;
     if let (Some(d), false) = (&found.db, keep_data) {
         let name = format!("{}-final-{}", d.id, time::OffsetDateTime::now_utc().unix_timestamp());
-        step(
-            p,
+        p.doing(
             &format!("deleting DB instance {} after a final snapshot {name}", d.id),
             rds::delete(&aws.rds, &d.id, &name),
         )
         .await?;
-        step(p, &format!("waiting for DB instance {} to be gone", d.id), gone(aws, &d.id)).await?;
+        p.doing(&format!("waiting for DB instance {} to be gone", d.id), gone(aws, &d.id)).await?;
         snapshot = Some(name);
     }
     if found.subnet_group && !keep_data {
-        step(p, &format!("deleting DB subnet group {}", names.db), rds::delete_subnet_group(&aws.rds, &names.db))
+        p.doing(&format!("deleting DB subnet group {}", names.db), rds::delete_subnet_group(&aws.rds, &names.db))
             .await?;
     }
     for tier in TIERS.iter().rev().filter(|t| !(keep_data && **t == Tier::Db)) {
         if let Some(g) = found.group(*tier) {
-            step(p, &format!("deleting security group {}", g.name), sg::delete(&aws.ec2, &g.id)).await?;
+            p.doing(&format!("deleting security group {}", g.name), sg::delete(&aws.ec2, &g.id)).await?;
         }
     }
     Ok(snapshot)
@@ -326,16 +324,6 @@ pub(crate) fn fault_point(point: &str) {
         crate::printer::say(format!("VCCTL_FAULT: aborting after {point}"));
         std::process::abort();
     }
-}
-
-pub(crate) async fn step<T>(p: &Printer, what: &str, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    let step = p.step(what.to_string());
-    let done = work.await;
-    match &done {
-        Ok(_) => step.done(""),
-        Err(_) => step.fail(""),
-    }
-    done
 }
 
 #[cfg(test)]

@@ -163,7 +163,7 @@ async fn database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(String, 
             let db = infra.get(s, Role::Db);
             let apps: Vec<&str> = s.with(Role::App).map(|h| h.host.as_str()).collect();
             let what = format!("PostgreSQL on {} for {} app host(s)", db.name(), apps.len());
-            step(&ctx.printer, &what, db.serve_database(&spec.host, ctx.settings.ingest_token, &apps)).await?;
+            ctx.printer.doing(&what, db.serve_database(&spec.host, ctx.settings.ingest_token, &apps)).await?;
         }
         (Database::UrlSecret { name, ca_file: None }, _) => ctx.printer.warn(format!(
             "the app hosts reach the external database as the secret {name} says, without TLS (the service does \
@@ -334,7 +334,7 @@ async fn retire(ctx: &Ctx, s: &SshSettings, leaving: &[String], shipped: &mut Sh
             r
         };
         let what = format!("stopping the service on {addr}, removed from the stack");
-        let what = match step(&ctx.printer, &what, stopping).await {
+        let what = match ctx.printer.doing(&what, stopping).await {
             Ok(()) => "removed: drained, then stopped".to_string(),
             Err(e) => format!("removed from the load balancer; could not stop its service: {e:#}"),
         };
@@ -574,7 +574,7 @@ async fn monitoring(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<()> {
     let what = format!("Prometheus on {} scraping {} app host(s)", host.name(), targets.len());
     let listen = remote(ctx, s, s.the(Role::Monitoring).expect("checked by the stack")).prometheus_listen;
     let defaults = templates::prometheus_defaults(&ctx.settings.stack, &listen);
-    step(&ctx.printer, &what, host.serve_prometheus(&config, &defaults)).await
+    ctx.printer.doing(&what, host.serve_prometheus(&config, &defaults)).await
 }
 
 fn report(ctx: &Ctx, s: &SshSettings, shipped: &Shipped, elapsed: Duration) {
@@ -900,20 +900,20 @@ async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> {
     let lb_host = connect(ctx, s, lb).await?;
     let lock = lb_host.lock(Duration::from_secs(60), p).await?;
     let result = async {
-        step(p, &format!("stopping the load balancer on {}", lb.host), lb_host.destroy(true)).await?;
+        p.doing(&format!("stopping the load balancer on {}", lb.host), lb_host.destroy(true)).await?;
         for a in &apps {
             let host = connect(ctx, s, a).await?;
             let done = async {
                 host.retire().await?;
                 host.destroy(true).await
             };
-            let done = step(p, &format!("removing the service from {}", a.host), done).await;
+            let done = p.doing(&format!("removing the service from {}", a.host), done).await;
             host.close().await;
             done?;
         }
         if let Some(db) = db.filter(|_| !keep_data) {
             let host = connect(ctx, s, db).await?;
-            let done = step(p, &format!("dropping the database on {}", db.host), host.destroy(false)).await;
+            let done = p.doing(&format!("dropping the database on {}", db.host), host.destroy(false)).await;
             host.close().await;
             done?;
         }
@@ -926,19 +926,4 @@ async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> {
     p.json(&json!({"stack": ctx.settings.stack, "destroyed": true, "kept_data": keep_data}));
     p.info(format!("stack `{}`: service removed from {} host(s)", ctx.settings.stack, s.hosts.len()));
     Ok(crate::error::OK)
-}
-
-/// Runs `work` as a step that says what it does and how it ended.
-async fn step<T>(
-    p: &crate::printer::Printer,
-    what: &str,
-    work: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let step = p.step(what.to_string());
-    let done = work.await;
-    match &done {
-        Ok(_) => step.done(""),
-        Err(_) => step.fail(""),
-    }
-    done
 }

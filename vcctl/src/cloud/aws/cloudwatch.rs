@@ -37,7 +37,41 @@ pub struct Alarm {
     pub owner: Option<Owner>,
 }
 
+/// What an alarm watches: a metric of a namespace, as a statistic over a period.
+pub struct Watch<'a> {
+    pub namespace: &'a str,
+    pub metric: &'a str,
+    pub statistic: &'a str,
+    pub period_s: i32,
+}
+
 impl Alarm {
+    /// The alarm `name` on `watch` of `dimensions`, above `threshold` two periods running,
+    /// notifying `actions`.
+    pub fn above(
+        name: String,
+        watch: Watch,
+        threshold: f64,
+        dimensions: &[(&str, &str)],
+        actions: Vec<String>,
+    ) -> Alarm {
+        Alarm {
+            name,
+            namespace: watch.namespace.into(),
+            metric: watch.metric.into(),
+            statistic: watch.statistic.into(),
+            period_s: watch.period_s,
+            evaluation_periods: 2,
+            threshold,
+            dimensions: dimensions.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            comparison: GREATER.into(),
+            actions,
+            state: None,
+            arn: None,
+            owner: None,
+        }
+    }
+
     pub fn matches(&self, other: &Alarm) -> bool {
         let bare = |a: &Alarm| Alarm { state: None, arn: None, owner: None, ..a.clone() };
         bare(self) == bare(other)
@@ -68,20 +102,15 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str, topic: Option<&str>)
         actions.extend(topic.map(str::to_string));
         actions
     };
-    let alarm = |name: &str, namespace: &str, metric: &str, statistic: &str, period_s, threshold| Alarm {
-        name: format!("{}{name}", prefix(stack)),
-        namespace: namespace.into(),
-        metric: metric.into(),
-        statistic: statistic.into(),
-        period_s,
-        evaluation_periods: 2,
-        threshold,
-        dimensions: vec![("InstanceId".into(), instance_id.into())],
-        comparison: GREATER.into(),
-        actions: notify(vec![]),
-        state: None,
-        arn: None,
-        owner: None,
+    let alarm = |name: &str, namespace, metric, statistic, period_s, threshold| {
+        let watch = Watch { namespace, metric, statistic, period_s };
+        Alarm::above(
+            format!("{}{name}", prefix(stack)),
+            watch,
+            threshold,
+            &[("InstanceId", instance_id)],
+            notify(vec![]),
+        )
     };
     let status = Alarm {
         // EC2's own action: move the instance to healthy hardware, same id and disk.
