@@ -1648,6 +1648,18 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     s.json(&["up"], 3);
     check_load_balancer(&ec2, &elb).await;
     check_alarms(&s, &elb).await;
+    let status = s.json(&["status"], 1);
+    assert_eq!(
+        (status["serving"].as_bool(), status["certificate"]["status"].as_str()),
+        (Some(false), Some("ISSUED")),
+        "{status}"
+    );
+    assert!(status["load_balancer"]["dns_name"].as_str().is_some_and(|d| !d.is_empty()), "{status}");
+    assert_eq!(
+        (status["database"]["instance_class"].as_str(), status["alarms"].as_array().map(Vec::len)),
+        (Some("db.t4g.micro"), Some(6)),
+        "{status}"
+    );
 
     let world = |port: i32| [(port, "0.0.0.0/0".to_string()), (port, "::/0".to_string())];
     let mut lb: Vec<(i32, String)> = world(80).into_iter().chain(world(443)).collect();

@@ -190,6 +190,49 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     Ok(error::OK)
 }
 
+/// `vcctl status` of a `scale:` stack: the load balancer and its address, the certificate,
+/// the database, the alarms and their states, and what is not built. Exit 1: nothing serves
+/// the stack while vcctl does not build its group.
+pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    let s = survey(ctx, a, Stamp::of(&ctx.settings)).await?;
+    let domain = domain(ctx);
+    let alarming: Vec<&str> =
+        s.alerts.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.as_str()).collect();
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack, "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
+        "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
+        "serving": false, "not_built": NOT_BUILT,
+    }));
+    let mut lines = vec![format!("stack `{}`: https://{domain}", ctx.settings.stack)];
+    lines.push(match &s.edge.balancer {
+        Some(b) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
+        None => "  load balancer: none (`vcctl up` makes it)".into(),
+    });
+    lines.push(match &s.edge.certificate {
+        Some(c) if c.issued() => format!("  certificate: issued ({})", c.arn),
+        Some(c) => format!("  certificate: {}", edge::waiting(c)),
+        None => "  certificate: none".into(),
+    });
+    lines.push(match &s.data.db {
+        Some(d) => format!(
+            "  database: {} {} ({}), {} GB, {}{}",
+            d.id,
+            d.status,
+            d.instance_class,
+            d.storage_gb,
+            if d.multi_az { "Multi-AZ" } else { "Single-AZ" },
+            d.endpoint.as_ref().map(|e| format!(", at {e}")).unwrap_or_default()
+        ),
+        None => "  database: none".into(),
+    });
+    let states: Vec<String> =
+        s.alerts.alarms.iter().map(|a| format!("{} {}", a.name, a.state.as_deref().unwrap_or("?"))).collect();
+    lines.push(format!("  alarms ({}): {}", states.len(), states.join(", ")));
+    lines.push(format!("  not built by vcctl yet: {NOT_BUILT}; nothing serves the stack"));
+    ctx.printer.info(lines.join("\n"));
+    Ok(error::ERROR)
+}
+
 /// The other commands on a `scale:` stack: refused, before anything is changed.
 pub async fn refuse(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     single_box_absent(ctx, a).await?;
@@ -198,7 +241,7 @@ pub async fn refuse(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
             "vcctl does not run `scale:` stacks yet ({NOT_BUILT} are not built); stack `{}` has nothing to run it on",
             ctx.settings.stack
         ),
-        Some("`vcctl plan`, `vcctl up` and `vcctl destroy` work on it; remove `scale:` for a single box".into()),
+        Some("`vcctl plan`, `up`, `status` and `destroy` work on it; remove `scale:` for a single box".into()),
     )
     .into())
 }
