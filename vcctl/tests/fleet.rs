@@ -261,7 +261,6 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     let other = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other -keyout /tmp/k.pem -out /tmp/other.pem -days 1 2>/dev/null && set -a && . /etc/vehicleconnect/env && set +a && timeout 30 /opt/vehicleconnect/current/vehicleconnect --listen 127.0.0.1:18999 --database-cert /tmp/other.pem --db-connect-timeout 2s 2>&1; echo \"exit $?\"";
     let refused = fleet.ok(11, other);
     assert!(refused.contains("certificate") && !refused.contains("exit 0"), "{refused}");
-    prometheus_sees(&fleet, &[11, 12]);
 
     // A rolling deploy under load: no failed request, every acknowledged event stored.
     let before = fleet.stored_events();
@@ -275,6 +274,8 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2.clone()));
     let acked = no_failed_request(sim);
     assert_eq!(fleet.stored_events() - before, acked);
+    // Checked here rather than right after `up`: Prometheus has scraped a few times by now.
+    prometheus_sees(&fleet, &[11, 12]);
 
     // A release that refuses to start on the second host only: the deploy stops there (exit
     // 6, naming it), the first host goes back to v2, and no request fails meanwhile.
