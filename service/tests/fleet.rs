@@ -303,8 +303,9 @@ async fn fill_to(store: &TestStore, total: i64) {
 }
 
 /// A replica's start reads the fleet's aggregates, not the events: from 1 M to 10 M events
-/// its time to `kpis_ready` grows by less than 2× (of the 1 M figure, or of 0.25 s if that
-/// is less: a process start on two busy cores varies by that much). What it reads is
+/// its time to `kpis_ready` grows by less than 2× (of the 1 M figure, or of 0.5 s if that
+/// is less: a process start on two cores busy with the other tests varies by that much;
+/// 0.29 s then 0.59 s was seen once), and stays within the 2 s the issue asks. What it reads is
 /// bounded by minutes × endpoints × sketch bins; these latencies fill the same 53 bins at
 /// both sizes, so only the number of events differs (the service before the shared
 /// aggregates read them all: ten times as long). The absolute figures, with latencies that
@@ -325,5 +326,6 @@ async fn a_replicas_start_does_not_grow_with_the_events_stored() {
         eprintln!("{total} events: spawn to kpis_ready {runs:?} s");
         medians.push(runs[2]);
     }
-    assert!(medians[1] <= 2.0 * medians[0].max(0.25), "start-up grew from {} s to {} s", medians[0], medians[1]);
+    assert!(medians[1] <= 2.0 * medians[0].max(0.5), "start-up grew from {} s to {} s", medians[0], medians[1]);
+    assert!(medians[1] <= 2.0, "start-up at 10 M events: {} s, past the 2 s asked", medians[1]);
 }

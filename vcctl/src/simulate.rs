@@ -289,8 +289,10 @@ async fn send(req: reqwest::RequestBuilder, n: u64, fresh: &reqwest::Client, cou
 }
 
 /// How long requests still in flight when `--duration` ends may take to answer; what has
-/// not answered by then is counted as unconfirmed. After Ctrl-C: one second.
-pub const GRACE: Duration = Duration::from_secs(2);
+/// not answered by then is counted as unconfirmed. After Ctrl-C: one second. 5 s: on a
+/// small, busy host (a deploy's checks beside the load) an answer can take a few seconds,
+/// and one counted as unconfirmed for that was stored all the same.
+pub const GRACE: Duration = Duration::from_secs(5);
 
 /// Sends the planned traffic; `progress` is called about every 100 ms with (sent events,
 /// acked, failed). The run lasts `plan.duration` (a hard bound, plus `GRACE` for answers),

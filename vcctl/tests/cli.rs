@@ -359,7 +359,7 @@ fn ports_from_flags_and_the_environment_follow_the_stack_file_rules() {
     assert_eq!(p.json(&["status"])["healthy"], true, "the serving release was not touched");
 }
 
-/// `--duration` bounds a run (plus its 2 s grace for answers), what cannot be sent in time
+/// `--duration` bounds a run (plus its 5 s grace for answers), what cannot be sent in time
 /// is late and never queued, the rate is over the whole run, and Ctrl-C stops it at once
 /// with the partial report (exit 130).
 #[test]
@@ -375,7 +375,7 @@ fn simulate_keeps_to_its_duration_and_stops_on_ctrl_c() {
     let took = t.elapsed();
     assert_eq!(out.status.code(), Some(1), "not everything was acknowledged\n{}", show(&out));
     let r = report(&out);
-    assert!(took < std::time::Duration::from_secs(5), "a 1 s run took {took:?}: {r}");
+    assert!(took < std::time::Duration::from_secs(8), "a 1 s run took {took:?}: {r}");
     assert!(r["skipped_late"].as_u64().unwrap() > 900_000_000, "{r}");
     let accounted: u64 =
         ["acknowledged", "failed", "skipped_late", "unconfirmed"].iter().map(|k| r[k].as_u64().unwrap()).sum();
