@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::cloud::aws::rds::{self, Db, DbSpec};
+use crate::cloud::aws::s3::{self, Bucket};
 use crate::cloud::aws::security_group::{self as sg, Rule, SecurityGroup};
 use crate::cloud::aws::{Aws, Stamp, ec2};
 use crate::error::Failure;
@@ -39,11 +40,15 @@ pub struct Names {
     pub stack: String,
     /// The DB instance and its subnet group.
     pub db: String,
+    /// The release bucket: bucket names are global, so the stack's id is in it.
+    pub bucket: String,
 }
 
 impl Names {
-    pub fn of(stack: &str) -> Names {
-        Names { stack: stack.to_string(), db: format!("vcctl-{stack}") }
+    /// The names of stack `stack` with the id `id` (empty before the first `up`).
+    pub fn of(stack: &str, id: &str) -> Names {
+        let bucket = if id.is_empty() { format!("vcctl-{stack}-(id)") } else { format!("vcctl-{stack}-{id}") };
+        Names { stack: stack.to_string(), db: format!("vcctl-{stack}"), bucket }
     }
 
     pub fn group(&self, tier: Tier) -> String {
@@ -58,6 +63,7 @@ pub struct Found {
     pub groups: [Option<SecurityGroup>; 3],
     pub subnet_group: bool,
     pub db: Option<Db>,
+    pub bucket: Option<Bucket>,
 }
 
 impl Found {
@@ -119,6 +125,15 @@ pub fn plan(names: &Names, found: &Found, db: &RdsSettings, port: u16) -> Result
         for r in wanted.iter().filter(|r| !admits(&g.rules, r)) {
             out.push(change('+', format!("rule on {name}"), r.to_string()));
         }
+    }
+    match &found.bucket {
+        None => {
+            out.push(change('+', format!("bucket {}", names.bucket), "the releases: versioned, encrypted, private"))
+        }
+        Some(b) if !b.lacks().is_empty() => {
+            out.push(change('~', format!("bucket {}", b.name), format!("put back: {}", b.lacks().join(", "))))
+        }
+        Some(_) => {}
     }
     if !found.subnet_group {
         out.push(change('+', format!("DB subnet group {}", names.db), "the default VPC's subnets"));
@@ -189,6 +204,12 @@ pub async fn survey(aws: &Aws, names: &Names, stamp: &Stamp) -> Result<Found> {
     if let Some(d) = &found.db {
         owned(&format!("DB instance {}", d.id), d.owner.stack_id.as_deref(), stamp)?;
     }
+    if !stamp.id.is_empty() {
+        found.bucket = s3::find(&aws.s3, &names.bucket).await?;
+    }
+    if let Some(b) = &found.bucket {
+        owned(&format!("bucket {}", b.name), b.owner.stack_id.as_deref(), stamp)?;
+    }
     Ok(found)
 }
 
@@ -246,6 +267,21 @@ pub async fn apply(
                 .await?;
         }
     }
+    match &found.bucket {
+        Some(b) if b.lacks().is_empty() => {}
+        Some(b) => {
+            p.doing(&format!("bucket {}: {}", b.name, b.lacks().join(", ")), s3::secure(&aws.s3, &b.name, stamp))
+                .await?
+        }
+        None => {
+            p.doing(&format!("bucket {} (the releases)", names.bucket), async {
+                s3::create(&aws.s3, &names.bucket, &aws.region).await?;
+                s3::secure(&aws.s3, &names.bucket, stamp).await
+            })
+            .await?;
+            fault_point("bucket");
+        }
+    }
     database(aws, names, found, db, stamp, p).await
 }
 
@@ -290,6 +326,9 @@ pub async fn destroy(aws: &Aws, names: &Names, found: &Found, keep_data: bool, p
         .await?;
         p.doing(&format!("waiting for DB instance {} to be gone", d.id), gone(aws, &d.id)).await?;
         snapshot = Some(name);
+    }
+    if let Some(b) = &found.bucket {
+        p.doing(&format!("deleting bucket {} and the releases in it", b.name), s3::delete(&aws.s3, &b.name)).await?;
     }
     if found.subnet_group && !keep_data {
         p.doing(&format!("deleting DB subnet group {}", names.db), rds::delete_subnet_group(&aws.rds, &names.db))
@@ -342,7 +381,7 @@ mod tests {
 
     #[test]
     fn each_group_admits_only_the_one_before_it() {
-        let names = Names::of("fra");
+        let names = Names::of("fra", "0123456789abcdef");
         let nothing = Found::default();
         let changes = plan(&names, &nothing, &settings(), 8000).unwrap();
         let made: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
@@ -352,6 +391,7 @@ mod tests {
                 "security group vcctl-fra-lb",
                 "security group vcctl-fra-app",
                 "security group vcctl-fra-db",
+                "bucket vcctl-fra-0123456789abcdef",
                 "DB subnet group vcctl-fra",
                 "DB instance vcctl-fra"
             ]

@@ -1628,8 +1628,8 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let (rds, elb) = (aws_sdk_rds::Client::new(&config), aws_sdk_elasticloadbalancingv2::Client::new(&config));
     let plan = s.json(&["plan"], 2);
     // 3 groups, the subnet group, RDS, the certificate, the target group, the load balancer,
-    // HTTP's listener, the alert topic and 6 alarms.
-    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(16), "{plan}");
+    // HTTP's listener, the alert topic and 6 alarms (the bucket's name waits for the id).
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(17), "{plan}");
     let up = s.json(&["up"], 3);
     assert_eq!(up["changed"], true, "{up}");
     assert!(up["not_built"].as_str().unwrap().contains("the Auto Scaling group"), "{up}");
@@ -1686,6 +1686,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
         [db_group.as_str()]
     );
     assert!(d.tag_list().iter().any(|t| t.key() == Some("vcctl:stack-id") && t.value() == Some(s.stack_id().as_str())));
+    check_bucket(&s).await;
 
     let again = s.json(&["up"], 3);
     assert_eq!(again["changed"], false, "{again}");
@@ -1726,7 +1727,27 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     s.json(&["up"], 3);
     check_load_balancer(&ec2, &elb).await;
 
+    // The bucket's versioning suspended by hand: put back.
+    let s3 = s3_client(&s).await;
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    let suspended = aws_sdk_s3::types::VersioningConfiguration::builder()
+        .status(aws_sdk_s3::types::BucketVersioningStatus::Suspended)
+        .build();
+    s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(suspended).send().await.unwrap();
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(plan["changes"][0]["detail"], "put back: versioning", "{plan}");
+    s.json(&["up"], 3);
+    check_bucket(&s).await;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("releases/x/vehicleconnect")
+        .body(b"a release".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
     let gone = s.json(&["destroy", "--yes"], 0);
+    assert!(s3.list_buckets().send().await.unwrap().buckets().is_empty(), "the bucket and its releases are gone");
     assert!(elb.describe_load_balancers().send().await.unwrap().load_balancers().is_empty());
     assert!(elb.describe_target_groups().send().await.unwrap().target_groups().is_empty());
     let acm = aws_sdk_acm::Client::new(&config);
@@ -1821,7 +1842,7 @@ async fn an_interrupted_up_of_a_scaled_stack_converges_without_duplicates() {
         aws_sdk_elasticloadbalancingv2::Client::new(&config),
         aws_sdk_acm::Client::new(&config),
     );
-    for point in ["lb_group", "app_group", "database", "target_group", "load_balancer"] {
+    for point in ["lb_group", "app_group", "bucket", "database", "target_group", "load_balancer"] {
         let out = s.command(&["up"]).env("VCCTL_FAULT", format!("abort-after:{point}")).output().unwrap();
         assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("aborting after {point}")), "{}", show(&out));
     }
@@ -1836,6 +1857,7 @@ async fn an_interrupted_up_of_a_scaled_stack_converges_without_duplicates() {
     assert_eq!(elb.describe_load_balancers().send().await.unwrap().load_balancers().len(), 1);
     assert_eq!(elb.describe_target_groups().send().await.unwrap().target_groups().len(), 1);
     assert_eq!(acm.list_certificates().send().await.unwrap().certificate_summary_list().len(), 1);
+    assert_eq!(s3_client(&s).await.list_buckets().send().await.unwrap().buckets().len(), 1);
     check_load_balancer(&ec2, &elb).await;
     s.json(&["destroy", "--yes"], 0);
 }
@@ -1906,4 +1928,34 @@ async fn check_alarms(s: &Project, elb: &aws_sdk_elasticloadbalancingv2::Client)
     s.json(&["up"], 3);
     let back = cw.describe_alarms().alarm_names("vcctl-fra-lb-5xx").send().await.unwrap();
     assert_eq!(back.metric_alarms()[0].threshold(), Some(10.0));
+}
+
+async fn s3_client(s: &Project) -> aws_sdk_s3::Client {
+    let config = s.sdk_config().await;
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build())
+}
+
+/// The release bucket: versioned, encrypted by default, every public access blocked, tagged.
+async fn check_bucket(s: &Project) {
+    let s3 = s3_client(s).await;
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    // moto 5.2.5 names this answer's root so that the SDK refuses it; its body says the status.
+    let enabled = match s3.get_bucket_versioning().bucket(&bucket).send().await {
+        Ok(v) => v.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled),
+        Err(e) => e
+            .raw_response()
+            .and_then(|r| r.body().bytes())
+            .is_some_and(|b| String::from_utf8_lossy(b).contains("<Status>Enabled</Status>")),
+    };
+    assert!(enabled, "versioning of {bucket}");
+    let e = s3.get_bucket_encryption().bucket(&bucket).send().await.unwrap();
+    let rule = &e.server_side_encryption_configuration().unwrap().rules()[0];
+    let algorithm = rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm();
+    assert_eq!(algorithm, &aws_sdk_s3::types::ServerSideEncryption::Aes256);
+    let b = s3.get_public_access_block().bucket(&bucket).send().await.unwrap();
+    let c = b.public_access_block_configuration().unwrap();
+    let all = [c.block_public_acls(), c.ignore_public_acls(), c.block_public_policy(), c.restrict_public_buckets()];
+    assert_eq!(all, [Some(true); 4]);
+    let t = s3.get_bucket_tagging().bucket(&bucket).send().await.unwrap();
+    assert!(t.tag_set().iter().any(|t| t.key() == "vcctl:stack-id" && t.value() == s.stack_id()));
 }

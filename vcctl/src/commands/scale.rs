@@ -26,7 +26,7 @@ const MIGRATION: &str = "`vcctl db dump > events.dump` on the single-box stack, 
      (docs/aws.md, Scaling out)";
 
 /// What `up` does not build yet, as it says.
-const NOT_BUILT: &str = "the Auto Scaling group (the instances) and the release bucket";
+const NOT_BUILT: &str = "the Auto Scaling group (the instances) and the releases in the bucket";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -41,7 +41,7 @@ struct Survey {
 
 async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let (cloud, account) = single_box_absent(ctx, a).await?;
-    let names = Names::of(&ctx.settings.stack);
+    let names = Names::of(&ctx.settings.stack, &stamp.id);
     let data = scaled::survey(&cloud, &names, &stamp).await?;
     let edge = edge::survey(&cloud, &ctx.settings.stack, domain(ctx), &stamp).await?;
     let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;

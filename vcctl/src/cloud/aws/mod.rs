@@ -9,6 +9,7 @@ pub mod ec2;
 pub mod elb;
 pub mod iam;
 pub mod rds;
+pub mod s3;
 pub mod security_group;
 pub mod snapshot;
 pub mod sns;
@@ -83,6 +84,7 @@ pub struct Aws {
     pub rds: aws_sdk_rds::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub acm: aws_sdk_acm::Client,
+    pub s3: aws_sdk_s3::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -122,6 +124,7 @@ impl Aws {
             .retry_config(RetryConfig::standard().with_max_attempts(6))
             .load()
             .await;
+        let emulated = std::env::var_os("AWS_ENDPOINT_URL").is_some();
         Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
@@ -131,8 +134,12 @@ impl Aws {
             rds: aws_sdk_rds::Client::new(&config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
             acm: aws_sdk_acm::Client::new(&config),
+            // An emulator answers at one address: buckets in the path, not the host name.
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&config).force_path_style(emulated).build(),
+            ),
             region: region.to_string(),
-            emulated: std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+            emulated,
         }
     }
 
