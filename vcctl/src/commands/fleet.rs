@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 
 use super::Ctx;
 use crate::artifact::{self, Artifact};
 use crate::cli::{Command, LogsArgs, ReleaseArgs, RollbackArgs};
-use crate::deploy::config::{FleetDatabase, HostConfig};
+use crate::deploy::config::{FleetDatabase, HostConfig, read_pem};
 use crate::deploy::{self, Ending};
 use crate::error::Failure;
 use crate::host::Host;
@@ -191,7 +191,7 @@ async fn app_database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(Stri
             (env, FleetDatabase::Host { host: address.clone(), cert: db.db_cert().await? }, token)
         }
         Database::UrlSecret { name, ca_file } => {
-            let ca = ca_file.as_deref().map(|f| read_ca(ctx, f)).transpose()?;
+            let ca = ca_file.as_deref().map(|f| read_pem(&ctx.settings, f, "database.ca_file")).transpose()?;
             let token = match ctx.settings.ingest_token {
                 true => Some(infra.get(s, Role::Lb).fleet_token().await?),
                 false => None,
@@ -204,24 +204,6 @@ async fn app_database(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<(Stri
         env.push_str(&format!("VC_INGEST_TOKEN={t}\n"));
     }
     Ok((env, db))
-}
-
-/// The authorities of `database.ca_file` (PEM), bounded: RDS's bundle is about 150 KiB.
-fn read_ca(ctx: &Ctx, path: &std::path::Path) -> Result<String> {
-    use std::io::Read;
-    let field = format!("database.ca_file in `{}`", ctx.settings.stack_file.display());
-    let file = std::fs::File::open(path).with_context(|| format!("reading `{}` ({field})", path.display()))?;
-    let mut text = String::new();
-    file.take(1024 * 1024 + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("reading `{}` ({field})", path.display()))?;
-    if text.len() > 1024 * 1024 || !text.contains("-----BEGIN CERTIFICATE-----") {
-        bail!(Failure::invalid(
-            format!("`{}` ({field}) holds no PEM certificates, or more than 1 MiB", path.display()),
-            Some("name the PEM bundle of the authorities the database's certificate chains to".into()),
-        ));
-    }
-    Ok(text)
 }
 
 /// The app hosts, each connected; one that does not answer stops the deploy before anything

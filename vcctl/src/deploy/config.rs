@@ -202,15 +202,29 @@ impl HostConfig {
 /// The roots Caddy trusts for a private ACME CA (`tls.trust_ca`), read from the project.
 pub fn acme_roots(settings: &Settings) -> Result<Option<String>> {
     let Some(ca) = settings.tls.as_ref().and_then(|t| t.trust_ca.as_ref()) else { return Ok(None) };
-    let text = std::fs::read_to_string(ca)
-        .with_context(|| format!("reading `{}` (tls.trust_ca in `{}`)", ca.display(), settings.stack_file.display()))?;
-    anyhow::ensure!(
-        text.contains("-----BEGIN CERTIFICATE-----"),
-        "`{}` (tls.trust_ca in `{}`) holds no PEM certificate",
-        ca.display(),
-        settings.stack_file.display()
-    );
-    Ok(Some(text))
+    read_pem(settings, ca, "tls.trust_ca").map(Some)
+}
+
+/// What a PEM file a stack names may weigh: RDS's bundle of every region is about 150 KiB.
+const PEM_LIMIT: u64 = 1024 * 1024;
+
+/// The certificates (PEM) in `path`, named by the stack's `field`: bounded, and refused
+/// (exit 3, naming the file and the field) when missing, too large or holding none.
+pub fn read_pem(settings: &Settings, path: &std::path::Path, field: &str) -> Result<String> {
+    use std::io::Read;
+    let field = format!("{field} in `{}`", settings.stack_file.display());
+    let file = std::fs::File::open(path).with_context(|| format!("reading `{}` ({field})", path.display()))?;
+    let mut text = String::new();
+    file.take(PEM_LIMIT + 1)
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading `{}` ({field})", path.display()))?;
+    if text.len() as u64 > PEM_LIMIT || !text.contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!(crate::error::Failure::invalid(
+            format!("`{}` ({field}) holds no PEM certificate, or more than {PEM_LIMIT} bytes", path.display()),
+            Some("name a PEM file of the certificates (`-----BEGIN CERTIFICATE-----`)".into()),
+        ));
+    }
+    Ok(text)
 }
 
 /// The hash of what a local stack's process is started with (its environment, `local.rs`).
@@ -229,4 +243,41 @@ pub fn local_hash(settings: &Settings, listen: &str) -> String {
 
 fn short(h: Sha256) -> String {
     format!("{:x}", h.finalize())[..16].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file the stack names as certificates that is none, too large or missing: refused,
+    /// naming the file and the field, after reading at most the limit.
+    #[test]
+    fn a_pem_file_that_is_junk_too_large_or_missing_is_refused_naming_it() {
+        let text = "name: s\nprovider: local\n";
+        let stack = crate::stack::parse(std::path::Path::new("stacks/s.yaml"), text).unwrap();
+        let settings = Settings::resolve(std::path::Path::new("."), stack, &Default::default());
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let err = format!("{:#}", read_pem(&settings, &junk, "database.ca_file").unwrap_err());
+        assert!(
+            err.contains(&format!(
+                "`{}` (database.ca_file in `stacks/s.yaml`) holds no PEM certificate",
+                junk.display()
+            )),
+            "{err}"
+        );
+        let huge = dir.path().join("huge.pem");
+        let mut big = "-----BEGIN CERTIFICATE-----\n".to_string();
+        big.push_str(&"A".repeat(PEM_LIMIT as usize));
+        std::fs::write(&huge, big).unwrap();
+        let err = format!("{:#}", read_pem(&settings, &huge, "tls.trust_ca").unwrap_err());
+        assert!(err.contains("or more than 1048576 bytes"), "{err}");
+        let missing = dir.path().join("missing.pem");
+        let err = format!("{:#}", read_pem(&settings, &missing, "tls.trust_ca").unwrap_err());
+        assert!(err.contains(&format!("reading `{}` (tls.trust_ca in `stacks/s.yaml`)", missing.display())), "{err}");
+        let good = dir.path().join("good.pem");
+        std::fs::write(&good, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
+        assert!(read_pem(&settings, &good, "tls.trust_ca").unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    }
 }
