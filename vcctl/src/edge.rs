@@ -163,7 +163,7 @@ pub async fn apply(
         crate::scaled::fault_point("target_group");
     }
     if found.balancer.is_none() {
-        let subnets = zones_apart(ec2::subnets(&aws.ec2, &vpc).await?)?;
+        let subnets = ec2::subnets_across_zones(&aws.ec2, &vpc, "a load balancer").await?;
         p.doing(&format!("load balancer {n}"), elb::create_balancer(&aws.elb, &n, &subnets, lb_group, stamp)).await?;
         found.balancer = elb::find_balancer(&aws.elb, &n).await?;
         crate::scaled::fault_point("load_balancer");
@@ -190,16 +190,6 @@ pub async fn apply(
     }
     found.listeners = elb::listeners(&aws.elb, &b.arn).await?;
     Ok(())
-}
-
-/// One subnet per zone, in two zones or more: what a load balancer spans.
-fn zones_apart(subnets: Vec<(String, String)>) -> Result<Vec<String>> {
-    let mut seen = std::collections::BTreeSet::new();
-    let ids: Vec<String> = subnets.into_iter().filter(|(_, z)| seen.insert(z.clone())).map(|(id, _)| id).collect();
-    if ids.len() < 2 {
-        bail!("the default VPC has subnets in {} zone(s); a load balancer needs two", ids.len());
-    }
-    Ok(ids)
 }
 
 /// Removes the tier: the load balancer (its listeners with it), the target group once the

@@ -136,7 +136,7 @@ pub fn plan(names: &Names, found: &Found, db: &RdsSettings, port: u16) -> Result
         Some(_) => {}
     }
     if !found.subnet_group {
-        out.push(change('+', format!("DB subnet group {}", names.db), "the default VPC's subnets"));
+        out.push(change('+', format!("DB subnet group {}", names.db), "one subnet per zone of the default VPC"));
     }
     match &found.db {
         None => out.push(change('+', format!("DB instance {}", names.db), describe(db))),
@@ -282,15 +282,20 @@ pub async fn apply(
             fault_point("bucket");
         }
     }
-    database(aws, names, found, db, stamp, p).await
+    database(aws, names, found, db, &vpc, stamp, p).await
 }
 
-async fn database(aws: &Aws, names: &Names, found: &Found, db: &RdsSettings, stamp: &Stamp, p: &Printer) -> Result<()> {
+async fn database(
+    aws: &Aws,
+    names: &Names,
+    found: &Found,
+    db: &RdsSettings,
+    vpc: &str,
+    stamp: &Stamp,
+    p: &Printer,
+) -> Result<()> {
     if !found.subnet_group {
-        let subnets = ec2::subnets(&aws.ec2, &ec2::default_vpc(&aws.ec2).await?).await?;
-        let zones: std::collections::BTreeSet<&str> = subnets.iter().map(|(_, z)| z.as_str()).collect();
-        anyhow::ensure!(zones.len() >= 2, "the default VPC has subnets in {} zone(s); RDS needs two", zones.len());
-        let ids: Vec<String> = subnets.into_iter().map(|(id, _)| id).collect();
+        let ids = ec2::subnets_across_zones(&aws.ec2, vpc, "RDS").await?;
         p.doing(&format!("DB subnet group {}", names.db), rds::create_subnet_group(&aws.rds, &names.db, &ids, stamp))
             .await?;
     }

@@ -122,8 +122,18 @@ pub async fn subnet_exists(ec2: &Client, subnet: &str) -> Result<bool> {
     Ok(!out.subnets().is_empty())
 }
 
+/// One subnet of `vpc` per availability zone, in two zones or more: what a load balancer
+/// and a DB subnet group span (`what`, for the error when the VPC has fewer zones).
+pub async fn subnets_across_zones(ec2: &Client, vpc: &str, what: &str) -> Result<Vec<String>> {
+    let mut seen = std::collections::BTreeSet::new();
+    let ids: Vec<String> =
+        subnets(ec2, vpc).await?.into_iter().filter(|(_, z)| seen.insert(z.clone())).map(|(id, _)| id).collect();
+    anyhow::ensure!(ids.len() >= 2, "{vpc} has subnets in {} zone(s); {what} needs two", ids.len());
+    Ok(ids)
+}
+
 /// The subnets of `vpc`, each with its availability zone.
-pub async fn subnets(ec2: &Client, vpc: &str) -> Result<Vec<(String, String)>> {
+async fn subnets(ec2: &Client, vpc: &str) -> Result<Vec<(String, String)>> {
     let out = ec2
         .describe_subnets()
         .filters(filter("vpc-id", vpc))
