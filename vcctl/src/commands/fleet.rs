@@ -365,8 +365,8 @@ async fn roll(
     // traffic, then relieve the others.
     apps.sort_by_key(|a| rotation.contains(&a.upstream(port)));
     set_rotation(ctx, lb, &rotation).await?;
-    let mut shipped = Shipped { release: String::new(), hosts: Vec::new(), failure: None };
-    let mut switched: Vec<(usize, String)> = Vec::new();
+    let shipped = Shipped { release: String::new(), hosts: Vec::new(), failure: None };
+    let mut r = Rolling { rotation, shipped, switched: Vec::new() };
     let total = apps.len();
     let mut first = 0;
     while first < total {
@@ -378,22 +378,29 @@ async fn roll(
         };
         ctx.printer.info(format!("\n{names} ({of})"));
         let size = batch.len();
-        drain(ctx, lb, batch, artifact, &mut rotation).await?;
-        let failure =
-            ship_batch(ctx, lb, batch, first, artifact, args, &mut rotation, &mut shipped, &mut switched).await?;
+        drain(ctx, lb, batch, artifact, &mut r.rotation).await?;
+        let failure = ship_batch(ctx, lb, batch, first, artifact, args, &mut r).await?;
         let failure = match failure {
             None => through_lb(ctx, s, args.health_timeout).await.err().map(|e| (names, e)),
             some => some,
         };
         if let Some((host, e)) = failure {
             let e = e.context(format!("the deploy stopped at {host}"));
-            roll_back(ctx, lb, apps, &switched, &mut rotation, args, &mut shipped).await;
-            shipped.failure = Some(e);
-            return Ok(shipped);
+            roll_back(ctx, lb, apps, args, &mut r).await;
+            r.shipped.failure = Some(e);
+            return Ok(r.shipped);
         }
         first += size;
     }
-    Ok(shipped)
+    Ok(r.shipped)
+}
+
+/// What a rolling deploy keeps as it goes: the rotation the load balancer has, the report,
+/// and the hosts switched so far (index, the release each served before).
+struct Rolling {
+    rotation: Vec<String>,
+    shipped: Shipped,
+    switched: Vec<(usize, String)>,
 }
 
 /// Takes the hosts of `batch` that will change out of the rotation, unless nothing would
@@ -419,8 +426,7 @@ async fn drain(ctx: &Ctx, lb: &Host, batch: &mut [App], artifact: &Artifact, rot
 
 /// Ships the release to every host of `batch` at once, each checked on its own, and puts
 /// those serving back in rotation. The first failure, with its host, is the answer; the
-/// hosts that switched are added to `switched` (their index from `first`) either way.
-#[allow(clippy::too_many_arguments)]
+/// hosts that switched are added to `r.switched` (their index from `first`) either way.
 async fn ship_batch(
     ctx: &Ctx,
     lb: &Host,
@@ -428,9 +434,7 @@ async fn ship_batch(
     first: usize,
     artifact: &Artifact,
     args: &ReleaseArgs,
-    rotation: &mut Vec<String>,
-    shipped: &mut Shipped,
-    switched: &mut Vec<(usize, String)>,
+    r: &mut Rolling,
 ) -> Result<Option<(String, anyhow::Error)>> {
     let port = ctx.settings.port;
     let alone = batch.len() == 1;
@@ -439,22 +443,23 @@ async fn ship_batch(
         async move { deploy::ship(&mut app.target, artifact, args.health_timeout, &p).await }
     }))
     .await;
-    let before = rotation.len();
+    let before = r.rotation.len();
     let mut failure = None;
     for (k, (app, outcome)) in batch.iter_mut().zip(outcomes).enumerate() {
         let up = app.upstream(port);
-        if app.target.state().await.map(|s| s.serving).unwrap_or(false) && !rotation.contains(&up) {
-            rotation.push(up);
+        if app.target.state().await.map(|s| s.serving).unwrap_or(false) && !r.rotation.contains(&up) {
+            r.rotation.push(up);
         }
         let host = app.spec.host.clone();
         let error = match outcome {
             Ok(o) => {
-                shipped.release = o.release.name.clone();
-                shipped.hosts.push((host.clone(), ending(&o.ending)));
-                if let (Ending::Deployed { replaced: Some(prev) }, None) = (&o.ending, o.error()) {
-                    switched.push((first + k, prev.clone()));
+                r.shipped.release = o.release.name.clone();
+                r.shipped.hosts.push((host.clone(), ending(&o.ending)));
+                let error = o.error();
+                if let (Ending::Deployed { replaced: Some(prev) }, None) = (&o.ending, &error) {
+                    r.switched.push((first + k, prev.clone()));
                 }
-                o.error()
+                error
             }
             Err(e) => Some(e),
         };
@@ -462,24 +467,17 @@ async fn ship_batch(
             failure = Some((host, e));
         }
     }
-    if rotation.len() != before {
-        set_rotation(ctx, lb, rotation).await?;
+    if r.rotation.len() != before {
+        set_rotation(ctx, lb, &r.rotation).await?;
     }
     Ok(failure)
 }
 
 /// The hosts switched before the one that failed go back to what they served.
-async fn roll_back(
-    ctx: &Ctx,
-    lb: &Host,
-    apps: &mut [App],
-    switched: &[(usize, String)],
-    rotation: &mut Vec<String>,
-    args: &ReleaseArgs,
-    shipped: &mut Shipped,
-) {
+async fn roll_back(ctx: &Ctx, lb: &Host, apps: &mut [App], args: &ReleaseArgs, r: &mut Rolling) {
     let p = &ctx.printer;
     let port = ctx.settings.port;
+    let Rolling { rotation, shipped, switched } = r;
     for (i, previous) in switched.iter().rev() {
         let app = &mut apps[*i];
         let up = app.upstream(port);
