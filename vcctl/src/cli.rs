@@ -555,3 +555,20 @@ fn complete_releases(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
 fn parse_ssh_from(v: &str) -> Result<String, String> {
     crate::access::ssh_from(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn parallel_takes_1_to_64_hosts_and_says_so_otherwise() {
+        let parsed = Cli::try_parse_from(["vcctl", "deploy", "--parallel", "3"]).unwrap();
+        assert!(matches!(parsed.command, Command::Deploy(ReleaseArgs { parallel: 3, .. })));
+        for bad in ["0", "65", "two"] {
+            let err = Cli::try_parse_from(["vcctl", "deploy", "--parallel", bad]).expect_err(bad).to_string();
+            assert!(err.contains(&format!("invalid value '{bad}' for '--parallel <PARALLEL>'")), "{err}");
+        }
+    }
+}
