@@ -87,9 +87,14 @@ pub fn check(claims: &[Claim], stack: &str, id: Option<&str>, file: &Path) -> Re
 
 /// A new stack id: 16 random hex digits.
 pub fn new_id() -> String {
+    random_hex(16)
+}
+
+/// `len` random hex digits, from the thread's CSPRNG (ids, and the secrets vcctl makes).
+pub fn random_hex(len: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..16).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
+    (0..len).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use anyhow::{Result, bail};
 
 pub const CLOUD_INIT: &str = include_str!("../../templates/cloud-init.yaml");
 pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
+pub const BOOT: &str = include_str!("../../templates/boot.sh");
 
 pub const CADDYFILE: &str = include_str!("../../templates/caddy/Caddyfile");
 pub const CADDYFILE_LB: &str = include_str!("../../templates/caddy/Caddyfile.lb");
@@ -166,6 +167,15 @@ pub fn app_firewall(stack: &str, service_port: u16, admitted: &[String]) -> Resu
 }
 
 /// Replaces every `{{name}}` with its value.
+/// The user data of a `scale:` stack's instances (templates/boot.sh), base64 as EC2 takes it.
+/// EC2 takes at most 16 KiB of it.
+pub fn boot_script(values: &[(&str, &str)]) -> Result<String> {
+    use base64::Engine;
+    let script = render(BOOT, values)?;
+    anyhow::ensure!(script.len() <= 16 * 1024, "the boot script is {} bytes, more than EC2's 16 KiB", script.len());
+    Ok(base64::engine::general_purpose::STANDARD.encode(script))
+}
+
 pub fn render(template: &str, values: &[(&str, &str)]) -> Result<String> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;

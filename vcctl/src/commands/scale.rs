@@ -1,10 +1,13 @@
 //! An `aws` stack with `scale:`: an Auto Scaling group behind an Application Load Balancer,
-//! its database on RDS. Built so far, planned, made, repaired and destroyed: the network and
-//! data tier (`scaled.rs`: the chained security groups, the DB subnet group, RDS), the load
-//! balancer tier (`edge.rs`: the certificate, the target group, the load balancer and its
-//! listeners) and the alarms with their topic (`alerts.rs`); `plan` also gives the monthly
-//! cost. Not built yet: the Auto Scaling group and the release bucket; `up` says so after
-//! the tiers (exit 3): nothing serves the stack.
+//! its database on RDS. Planned, made, repaired and destroyed tier by tier: the network and
+//! data tier (`scaled.rs`: the chained security groups, the release bucket, the DB subnet
+//! group, RDS), the load balancer tier (`edge.rs`: the certificate, the target group, the
+//! load balancer and its listeners), the alarms with their topic (`alerts.rs`), the host kit
+//! and the first release in the bucket (`shelf.rs`), and the instances (`group.rs`: their
+//! role, the launch template, the group). `plan` also gives the monthly cost. Not built yet:
+//! the rolling deploy across the group (`deploy` and `rollback` refuse).
+
+use std::path::Path;
 
 use anyhow::Result;
 use serde_json::json;
@@ -12,11 +15,15 @@ use serde_json::json;
 use super::Ctx;
 use super::aws::{self, DEFAULT_INSTANCE_TYPE};
 use crate::alerts::{self, Watched};
+use crate::cloud::aws::autoscaling::Size;
 use crate::cloud::aws::cloudwatch::Alarm;
+use crate::cloud::aws::launch_template::Launch;
 use crate::cloud::aws::{Aws, Stamp, ec2, sns};
 use crate::edge;
 use crate::error::{self, Failure};
+use crate::group;
 use crate::scaled::{self, Change, Names};
+use crate::shelf;
 use crate::stack::AwsSettings;
 use crate::stack::scale::ScaleSettings;
 
@@ -25,8 +32,8 @@ const MIGRATION: &str = "`vcctl db dump > events.dump` on the single-box stack, 
      file with `scale:`, `vcctl db restore events.dump` there, then `vcctl destroy` of the single box \
      (docs/aws.md, Scaling out)";
 
-/// What `up` does not build yet, as it says.
-const NOT_BUILT: &str = "the Auto Scaling group (the instances) and the releases in the bucket";
+/// What vcctl does not do yet on such a stack, as it says.
+const NOT_BUILT: &str = "the rolling deploy of a new release across the group (`deploy`, `rollback`)";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -37,6 +44,9 @@ struct Survey {
     data: scaled::Found,
     edge: edge::Found,
     alerts: alerts::Found,
+    group: group::Found,
+    /// The release the bucket's pointer names.
+    serving: Option<shelf::Serving>,
 }
 
 async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
@@ -45,7 +55,12 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let data = scaled::survey(&cloud, &names, &stamp).await?;
     let edge = edge::survey(&cloud, &ctx.settings.stack, domain(ctx), &stamp).await?;
     let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
-    Ok(Survey { cloud, account, stamp, names, data, edge, alerts })
+    let group = group::survey(&cloud, &group::Names::of(&ctx.settings.stack), &stamp).await?;
+    let serving = match &data.bucket {
+        Some(b) => shelf::serving(&cloud.s3, &b.name).await?,
+        None => None,
+    };
+    Ok(Survey { cloud, account, stamp, names, data, edge, alerts, group, serving })
 }
 
 fn domain(ctx: &Ctx) -> &str {
@@ -71,20 +86,81 @@ fn wanted_alarms(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Vec<Alarm> {
 }
 
 /// Every change `up` would make, tier by tier.
-fn changes(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Result<Vec<Change>> {
+fn changes(ctx: &Ctx, scale: &ScaleSettings, s: &Survey, instances: &group::Wanted) -> Result<Vec<Change>> {
     let (stack, port) = (&ctx.settings.stack, ctx.settings.port);
     let mut out = scaled::plan(&s.names, &s.data, &scale.database, port)?;
     out.extend(edge::plan(stack, domain(ctx), &s.edge, &lb_group(&s.data)));
     let email = ctx.settings.alert_email.as_deref();
     out.extend(alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email));
+    if s.serving.is_none() {
+        out.push(Change {
+            action: '+',
+            what: "release".into(),
+            detail: "the first: uploaded to the bucket, and `serving` pointed at it".into(),
+        });
+    }
+    out.extend(group::plan(&group::Names::of(stack), instances, &s.group));
     Ok(out)
+}
+
+/// What the stack wants of its instances, on what exists (placeholders before it does).
+/// The image is the template's once there is one: a newer Debian image is no change.
+async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: &Survey) -> Result<group::Wanted> {
+    let names = group::Names::of(&ctx.settings.stack);
+    let instance_type = a.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
+    let (image, root_device) = match &s.group.template {
+        Some(t) => (t.launch.image.clone(), t.launch.root_device.clone()),
+        None => {
+            let arch = crate::provision::architecture(instance_type);
+            let i = ec2::latest_debian(&s.cloud.ec2, arch).await?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no official Debian 12 AMI (owner {}) for {arch} in {}",
+                    ec2::DEBIAN_OWNER,
+                    s.cloud.region
+                )
+            })?;
+            (i.id, i.root_device)
+        }
+    };
+    let db = s.data.db.as_ref();
+    let endpoint = db.and_then(|d| d.endpoint.clone()).unwrap_or_else(|| "(the database's address)".into());
+    let secret = db.and_then(|d| d.secret_arn.clone()).unwrap_or_else(|| "(the database's secret)".into());
+    let user_data = crate::templates::boot_script(&[
+        ("stack", &ctx.settings.stack),
+        ("bucket", &s.names.bucket),
+        ("region", &s.cloud.region),
+        ("port", &ctx.settings.port.to_string()),
+        ("db_endpoint", &endpoint),
+        ("db_name", crate::cloud::aws::rds::DATABASE),
+        ("db_secret", &secret),
+    ])?;
+    let r = &scale.replicas;
+    Ok(group::Wanted {
+        policy: group::policy(&s.names.bucket, &secret),
+        launch: Launch {
+            image,
+            instance_type: instance_type.to_string(),
+            instance_profile: names.role.clone(),
+            security_group: s.data.group(scaled::Tier::App).map_or_else(|| "(group app)".into(), |g| g.id.clone()),
+            user_data,
+            http_tokens: "required".into(),
+            root_device,
+            root_gb: crate::provision::ROOT_VOLUME_GB,
+            root_encrypted: true,
+            root_type: "gp3".into(),
+        },
+        size: Size { min: i32::from(r.min), desired: i32::from(r.desired), max: i32::from(r.max) },
+        cpu_target: scale.cpu_target_pct,
+        target_group: s.edge.target_group.as_ref().map_or_else(|| "(target group)".into(), |g| g.arn.clone()),
+    })
 }
 
 /// `vcctl plan` of a `scale:` stack: the changes `up` would make, what is not built yet,
 /// and the monthly cost.
 pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u8> {
     let s = survey(ctx, a, Stamp::of(&ctx.settings)).await?;
-    let changes = changes(ctx, scale, &s)?;
+    let instances = wanted_instances(ctx, a, scale, &s).await?;
+    let changes = changes(ctx, scale, &s, &instances)?;
     let region = aws::region(a);
     let instance_type = a.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
     let root = crate::provision::ROOT_VOLUME_GB as u32;
@@ -108,36 +184,91 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u
     Ok(if real == 0 { error::OK } else { error::PLAN_HAS_CHANGES })
 }
 
-/// `vcctl up` of a `scale:` stack: the tiers made or repaired, then exit 3, since the rest
-/// is not built and nothing serves the stack.
-pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u8> {
+/// `vcctl up` of a `scale:` stack: every tier made or repaired in order, the host kit and,
+/// when nothing serves yet, the first release put in the bucket, then the group that boots
+/// from it.
+pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, artifact: Option<&Path>) -> Result<u8> {
     let stamp = Stamp { stack: ctx.settings.stack.clone(), id: aws::stack_id(ctx)? };
     let mut s = survey(ctx, a, stamp).await?;
-    let changes = changes(ctx, scale, &s)?;
-    let changed = changes.iter().any(|c| c.action != '!');
+    // The first release is built (or checked) before anything changes: a bad one changes nothing.
+    let first = match &s.serving {
+        None => Some(crate::artifact::resolve(&ctx.root, artifact, &ctx.printer).await?),
+        Some(_) => None,
+    };
+    let changes = changes(ctx, scale, &s, &wanted_instances(ctx, a, scale, &s).await?)?;
+    let mut changed = changes.iter().any(|c| c.action != '!');
     if changed {
         apply(ctx, scale, &mut s).await?;
     }
+    let bucket = s.names.bucket.clone();
+    let kit = crate::shelf::kit(&ctx.settings)?;
+    let written = ctx.printer.doing("the host kit in the bucket", shelf::stock_kit(&s.cloud.s3, &bucket, kit)).await?;
+    changed |= !written.is_empty();
+    if let Some(artifact) = &first {
+        let receipt = ctx
+            .printer
+            .doing(
+                &format!("release {} to the bucket", artifact.short_sha()),
+                shelf::upload(&s.cloud.s3, &bucket, artifact),
+            )
+            .await?;
+        shelf::point(&s.cloud.s3, &bucket, &receipt).await?;
+        scaled::fault_point("release");
+        s.serving = Some(shelf::Serving { release: receipt.name, sha256: receipt.sha256 });
+    }
+    let (endpoint, secret) = group::database_ready(&s.cloud, &s.names.db, &ctx.printer).await?;
+    s.data.db = crate::cloud::aws::rds::find(&s.cloud.rds, &s.names.db).await?;
+    debug_assert!(s.data.db.as_ref().is_some_and(
+        |d| d.endpoint.as_deref() == Some(endpoint.as_str()) && d.secret_arn.as_deref() == Some(secret.as_str())
+    ));
+    let instances = wanted_instances(ctx, a, scale, &s).await?;
+    let names = group::Names::of(&ctx.settings.stack);
+    let vpc = ec2::default_vpc(&s.cloud.ec2).await?;
+    let subnets = ec2::subnets_across_zones(&s.cloud.ec2, &vpc, "the Auto Scaling group").await?;
+    group::apply(&s.cloud, &names, &instances, &mut s.group, &subnets, &s.stamp, &ctx.printer).await?;
+    s.group = group::survey(&s.cloud, &names, &s.stamp).await?;
+    report_up(ctx, &s, changed, &changes);
+    Ok(error::OK)
+}
+
+/// What `up` says when it is done: where the stack answers, what serves, what to do next.
+fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
     let domain = domain(ctx);
-    let db = crate::cloud::aws::rds::find(&s.cloud.rds, &s.names.db).await?;
-    let url = s.edge.balancer.as_ref().map(|b| format!("https://{domain} (the load balancer: {})", b.dns_name));
+    let url = s
+        .edge
+        .balancer
+        .as_ref()
+        .map(|b| format!("https://{domain} (point {domain} at the load balancer {})", b.dns_name));
     let waiting = s.edge.certificate.as_ref().filter(|c| !c.issued()).map(edge::waiting);
     ctx.printer.json(&json!({
-        "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": db,
-        "load_balancer": s.edge.balancer, "certificate": s.edge.certificate, "not_built": NOT_BUILT,
+        "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": s.data.db,
+        "load_balancer": s.edge.balancer, "certificate": s.edge.certificate, "serving": s.serving,
+        "group": s.group.group, "not_built": NOT_BUILT,
     }));
-    let mut said = vec![format!("stack `{}`: {}", ctx.settings.stack, url.unwrap_or_default())];
-    said.extend(waiting.map(|w| format!("certificate for {domain}: {w}")));
+    let mut said = vec![format!(
+        "stack `{}` {}: {}",
+        ctx.settings.stack,
+        if changed { "is up" } else { "is as the file says" },
+        url.unwrap_or_default()
+    )];
+    if let Some(r) = &s.serving {
+        said.push(format!(
+            "  release {} serves: every instance the group launches boots it from the bucket",
+            r.release
+        ));
+    }
+    if let Some(g) = &s.group.group {
+        said.push(format!(
+            "  group {}: {} wanted ({}..{}), {} launched",
+            g.name,
+            g.desired,
+            g.min,
+            g.max,
+            g.instances.len()
+        ));
+    }
+    said.extend(waiting.map(|w| format!("  certificate for {domain}: {w}")));
     ctx.printer.info(said.join("\n"));
-    Err(Failure::invalid(
-        format!(
-            "stack `{}`: the load balancer, the security groups, the database and the alarms are {}; vcctl does not build {NOT_BUILT} yet, so nothing serves it",
-            ctx.settings.stack,
-            if changed { "made" } else { "as the file says" }
-        ),
-        Some("`vcctl destroy` removes them (the database after a final snapshot); docs/aws.md, Scaling out".into()),
-    )
-    .into())
 }
 
 /// The tiers in order: each needs what the one before made.
@@ -158,6 +289,13 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     let s = survey(ctx, a, Stamp::of(&ctx.settings)).await?;
     let p = &ctx.printer;
     p.info(format!("`vcctl destroy` deletes, of stack `{}`:", ctx.settings.stack));
+    if let Some(g) = &s.group.group {
+        p.info(format!(
+            "  - Auto Scaling group {} and its {} instance(s), its launch template",
+            g.name,
+            g.instances.len()
+        ));
+    }
     if let Some(b) = &s.edge.balancer {
         p.info(format!("  - load balancer {} and its listeners, the target group", b.dns_name));
     }
@@ -178,6 +316,8 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     let what = if keep_data { "delete the stack (the database kept)" } else { "delete the stack and its database" };
     ctx.confirm_destruction(what)?;
     alerts::destroy(&s.cloud, &s.alerts, p).await?;
+    // The instances first: they hold the target group and the app security group.
+    group::destroy(&s.cloud, &group::Names::of(&ctx.settings.stack), &s.group, p).await?;
     edge::destroy(&s.cloud, &s.edge, p).await?;
     let snapshot = scaled::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
     p.json(
@@ -191,17 +331,26 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
 }
 
 /// `vcctl status` of a `scale:` stack: the load balancer and its address, the certificate,
-/// the database, the alarms and their states, and what is not built. Exit 1: nothing serves
-/// the stack while vcctl does not build its group.
+/// the group (desired, in service, healthy targets) and each instance, the release the
+/// bucket serves, the database and the alarms. Exit 0 when as many targets are healthy as
+/// the group wants (at least one), else 1.
 pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let s = survey(ctx, a, Stamp::of(&ctx.settings)).await?;
     let domain = domain(ctx);
     let alarming: Vec<&str> =
         s.alerts.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.as_str()).collect();
+    let targets = match &s.edge.target_group {
+        Some(tg) => crate::cloud::aws::elb::targets(&s.cloud.elb, &tg.arn).await?,
+        None => Vec::new(),
+    };
+    let healthy = targets.iter().filter(|t| t.state == "healthy").count();
+    let wanted = s.group.group.as_ref().map_or(0, |g| g.desired.max(0) as usize);
+    let serving = wanted > 0 && healthy >= wanted;
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
         "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
-        "serving": false, "not_built": NOT_BUILT,
+        "group": s.group.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
+        "serving": serving, "not_built": NOT_BUILT,
     }));
     let mut lines = vec![format!("stack `{}`: https://{domain}", ctx.settings.stack)];
     lines.push(match &s.edge.balancer {
@@ -213,6 +362,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         Some(c) => format!("  certificate: {}", edge::waiting(c)),
         None => "  certificate: none".into(),
     });
+    lines.extend(group_lines(&s, &targets, healthy));
     lines.push(match &s.data.db {
         Some(d) => format!(
             "  database: {} {} ({}), {} GB, {}{}",
@@ -228,9 +378,32 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let states: Vec<String> =
         s.alerts.alarms.iter().map(|a| format!("{} {}", a.name, a.state.as_deref().unwrap_or("?"))).collect();
     lines.push(format!("  alarms ({}): {}", states.len(), states.join(", ")));
-    lines.push(format!("  not built by vcctl yet: {NOT_BUILT}; nothing serves the stack"));
     ctx.printer.info(lines.join("\n"));
-    Ok(error::ERROR)
+    Ok(if serving { error::OK } else { error::ERROR })
+}
+
+/// The group, its instances with their health as the load balancer sees it, and the release
+/// they boot.
+fn group_lines(s: &Survey, targets: &[crate::cloud::aws::elb::Target], healthy: usize) -> Vec<String> {
+    let Some(g) = &s.group.group else { return vec!["  group: none (`vcctl up` makes it)".into()] };
+    let in_service = g.instances.iter().filter(|i| i.lifecycle == "InService").count();
+    let mut out = vec![format!(
+        "  group {}: {} wanted ({}..{}), {in_service} in service, {healthy} healthy behind the load balancer",
+        g.name, g.desired, g.min, g.max
+    )];
+    for i in &g.instances {
+        let target = targets.iter().find(|t| t.id == i.id);
+        let health = target.map_or("not registered".to_string(), |t| match &t.reason {
+            Some(r) => format!("{} ({r})", t.state),
+            None => t.state.clone(),
+        });
+        out.push(format!("    {} {} {}: {health}", i.id, i.zone, i.lifecycle));
+    }
+    out.push(match &s.serving {
+        Some(r) => format!("  release: {} (the bucket's `serving`: what every instance boots)", r.release),
+        None => "  release: none in the bucket (`vcctl up` puts the first)".into(),
+    });
+    out
 }
 
 /// The other commands on a `scale:` stack: refused, before anything is changed.
@@ -238,10 +411,10 @@ pub async fn refuse(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     single_box_absent(ctx, a).await?;
     Err(Failure::invalid(
         format!(
-            "vcctl does not run `scale:` stacks yet ({NOT_BUILT} are not built); stack `{}` has nothing to run it on",
+            "vcctl does not do this on `scale:` stacks yet ({NOT_BUILT} is not built; stack `{}`)",
             ctx.settings.stack
         ),
-        Some("`vcctl plan`, `up`, `status` and `destroy` work on it; remove `scale:` for a single box".into()),
+        Some("`vcctl plan`, `up`, `status` and `destroy` work on it (docs/aws.md, Scaling out)".into()),
     )
     .into())
 }

@@ -29,7 +29,7 @@ use protocol::{LockLine, Probe, State};
 
 /// Where the host side of vcctl is installed on every host.
 const HELPER: &str = "/opt/vehicleconnect/bin/vc-host";
-const HELPER_SCRIPT: &str = include_str!("../../../templates/host/vc-host.sh");
+pub const HELPER_SCRIPT: &str = include_str!("../../../templates/host/vc-host.sh");
 
 pub struct Host {
     ssh: Ssh,

@@ -16,6 +16,9 @@ use serde::Serialize;
 
 use super::{Owner, Stamp, TAG_AMI, TAG_STACK, error};
 
+/// The tag Auto Scaling puts on the instances it launches.
+pub const AUTOSCALING_TAG: &str = "aws:autoscaling:groupName";
+
 /// Debian's AWS account, which publishes the official Debian AMIs.
 pub const DEBIAN_OWNER: &str = "136693071363";
 
@@ -223,7 +226,10 @@ pub async fn find_instance(ec2: &Client, stack: &str) -> Result<Option<Instance>
         .send()
         .await
         .map_err(|e| error("ec2:DescribeInstances", &format!("looking up the instance of stack `{stack}`"), e))?;
-    let all: Vec<_> = out.reservations().iter().flat_map(|r| r.instances()).collect();
+    // An Auto Scaling group's instances carry the stack's tags too (a `scale:` stack's): they
+    // are the group's, never the single box.
+    let in_group = |i: &&aws_sdk_ec2::types::Instance| i.tags().iter().any(|t| t.key() == Some(AUTOSCALING_TAG));
+    let all: Vec<_> = out.reservations().iter().flat_map(|r| r.instances()).filter(|i| !in_group(i)).collect();
     if all.len() > 1 {
         let ids: Vec<&str> = all.iter().filter_map(|i| i.instance_id()).collect();
         return Err(crate::error::Failure::invalid(

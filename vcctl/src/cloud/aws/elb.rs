@@ -283,3 +283,31 @@ pub async fn delete_target_group(elb: &Client, arn: &str) -> Result<()> {
         .map_err(|e| error("elasticloadbalancing:DeleteTargetGroup", &format!("deleting target group {arn}"), e))?;
     Ok(())
 }
+
+/// A target of a target group and what the load balancer's health check says of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub id: String,
+    /// `initial`, `healthy`, `unhealthy`, `draining`, `unused`...
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+/// The targets of the group `arn`, with their health.
+pub async fn targets(elb: &Client, arn: &str) -> Result<Vec<Target>> {
+    let out = elb
+        .describe_target_health()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(|e| error("elasticloadbalancing:DescribeTargetHealth", "reading the targets' health", e))?;
+    Ok(out
+        .target_health_descriptions()
+        .iter()
+        .map(|d| Target {
+            id: d.target().and_then(|t| t.id()).unwrap_or_default().to_string(),
+            state: d.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_string()).unwrap_or_default(),
+            reason: d.target_health().and_then(|h| h.description()).map(str::to_string),
+        })
+        .collect())
+}

@@ -4,10 +4,12 @@
 
 pub mod acm;
 pub mod address;
+pub mod autoscaling;
 pub mod cloudwatch;
 pub mod ec2;
 pub mod elb;
 pub mod iam;
+pub mod launch_template;
 pub mod rds;
 pub mod s3;
 pub mod security_group;
@@ -85,6 +87,7 @@ pub struct Aws {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub acm: aws_sdk_acm::Client,
     pub s3: aws_sdk_s3::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -138,6 +141,7 @@ impl Aws {
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&config).force_path_style(emulated).build(),
             ),
+            autoscaling: aws_sdk_autoscaling::Client::new(&config),
             region: region.to_string(),
             emulated,
         }

@@ -168,3 +168,46 @@ pub async fn delete(s3: &Client, name: &str) -> Result<()> {
         .map_err(|e| error("s3:DeleteBucket", &format!("deleting {name}"), e))?;
     Ok(())
 }
+
+/// The object `key` of `bucket`, if it exists and is at most `limit` bytes: a small object
+/// vcctl wrote (the serving pointer, the host kit). Larger is an error, never read whole.
+pub async fn get_small(s3: &Client, bucket: &str, key: &str, limit: usize) -> Result<Option<Vec<u8>>> {
+    let out = match s3.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if matches!(code_of(&e), Some("NoSuchKey" | "NotFound")) || is_404(&e) => return Ok(None),
+        Err(e) => return Err(error("s3:GetObject", &format!("reading s3://{bucket}/{key}"), e)),
+    };
+    let size = usize::try_from(out.content_length().unwrap_or(0)).unwrap_or(usize::MAX);
+    anyhow::ensure!(size <= limit, "s3://{bucket}/{key} is {size} bytes, more than the {limit} vcctl reads");
+    let bytes = out.body.collect().await.map_err(|e| anyhow::anyhow!("reading s3://{bucket}/{key}: {e}"))?;
+    let bytes = bytes.into_bytes();
+    anyhow::ensure!(bytes.len() <= limit, "s3://{bucket}/{key} is more than the {limit} bytes vcctl reads");
+    Ok(Some(bytes.to_vec()))
+}
+
+/// Writes `body` as the object `key` (encrypted by the bucket's default).
+pub async fn put(s3: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Result<()> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .map_err(|e| error("s3:PutObject", &format!("writing s3://{bucket}/{key}"), e))?;
+    Ok(())
+}
+
+/// Uploads the file `path` as the object `key`, streamed from disk.
+pub async fn put_file(s3: &Client, bucket: &str, key: &str, path: &std::path::Path) -> Result<()> {
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| error("s3:PutObject", &format!("uploading {} to s3://{bucket}/{key}", path.display()), e))?;
+    Ok(())
+}

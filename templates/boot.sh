@@ -1,0 +1,102 @@
+#!/bin/sh
+# The user data of a `scale:` stack's instances (rendered by vcctl from templates/boot.sh into
+# the launch template). cloud-init runs it once, as root, at an instance's first boot, whether
+# Auto Scaling launched it to scale out or to replace a failed one; nobody runs vcctl for it.
+# It fetches the host kit and the *serving* release from the stack's bucket (the object
+# `serving` names it, and only a deploy that left every instance healthy moves it), writes the
+# database's URL from the secret RDS keeps, and starts the service. The load balancer sends
+# it requests once its health check passes (/api/status).
+#
+# S3 and Secrets Manager are called with curl's own SigV4 signing and the instance role's
+# credentials from IMDSv2: a Debian AMI has curl and python3 (for JSON), and nothing else is
+# installed. The stack's values below are defaults: tests run this script on a test host
+# with AWS_ENDPOINT_URL (an emulator), static keys and the database's address set.
+set -eu
+export LC_ALL=C
+: "${VC_STACK:={{stack}}}" "${VC_BUCKET:={{bucket}}}" "${VC_REGION:={{region}}}" "${VC_PORT:={{port}}}"
+: "${VC_DB_ENDPOINT:={{db_endpoint}}}" "${VC_DB_NAME:={{db_name}}}" "${VC_DB_SECRET:={{db_secret}}}"
+: "${VC_HEALTH_TIMEOUT_S:=120}"
+BASE=/opt/vehicleconnect
+WORK=$(mktemp -d /run/vcctl-boot.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+# SHA-256 of nothing: the payload hash of a GET, which S3 wants signed.
+EMPTY=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+log() { echo "vcctl-boot: $*" >&2; }
+die() { log "$*"; exit 1; }
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# The instance role's temporary credentials, from IMDSv2 (a token first: IMDSv1 is off).
+credentials() {
+  [ -z "${AWS_ACCESS_KEY_ID:-}" ] || return 0
+  imds=http://169.254.169.254/latest
+  token=$(curl -fsS -m 5 --retry 10 --retry-connrefused -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 600' "$imds/api/token")
+  role=$(curl -fsS -m 5 --retry 5 -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/iam/security-credentials/")
+  curl -fsS -m 5 --retry 5 -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/iam/security-credentials/$role" > "$WORK/creds"
+  AWS_ACCESS_KEY_ID=$(json "['AccessKeyId']" < "$WORK/creds")
+  AWS_SECRET_ACCESS_KEY=$(json "['SecretAccessKey']" < "$WORK/creds")
+  AWS_SESSION_TOKEN=$(json "['Token']" < "$WORK/creds")
+  rm -f "$WORK/creds"
+}
+
+# aws SERVICE URL CURL-ARGS...: a signed request; the keys go to curl in a file, never argv.
+aws() {
+  service=$1 url=$2; shift 2
+  umask 077
+  { printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+    [ -z "${AWS_SESSION_TOKEN:-}" ] || printf 'header = "x-amz-security-token: %s"\n' "$AWS_SESSION_TOKEN"; } > "$WORK/curlrc"
+  curl -fsS -m 120 --retry 5 --retry-connrefused -K "$WORK/curlrc" --aws-sigv4 "aws:amz:$VC_REGION:$service" "$@" "$url"
+}
+
+# get KEY FILE: an object of the stack's bucket.
+get() {
+  if [ -n "${AWS_ENDPOINT_URL:-}" ]; then url=$AWS_ENDPOINT_URL/$VC_BUCKET/$1
+  else url=https://$VC_BUCKET.s3.$VC_REGION.amazonaws.com/$1; fi
+  aws s3 "$url" -H "x-amz-content-sha256: $EMPTY" -o "$2" || die "could not fetch s3://$VC_BUCKET/$1"
+}
+
+# The database's URL, from the secret RDS made for its master user.
+database_url() {
+  url=${AWS_ENDPOINT_URL:-https://secretsmanager.$VC_REGION.amazonaws.com}
+  printf '{"SecretId": "%s"}' "$VC_DB_SECRET" > "$WORK/ask"
+  aws secretsmanager "$url/" -X POST -H 'Content-Type: application/x-amz-json-1.1' \
+    -H 'X-Amz-Target: secretsmanager.GetSecretValue' --data-binary "@$WORK/ask" > "$WORK/secret" \
+    || die "could not read the database's secret $VC_DB_SECRET"
+  python3 - "$VC_DB_ENDPOINT" "$VC_DB_NAME" "$WORK/secret" <<'PY'
+import json, sys, urllib.parse
+endpoint, name, path = sys.argv[1:]
+with open(path) as f:
+    secret = json.loads(json.load(f)["SecretString"])
+user, password = (urllib.parse.quote(secret[k], safe="") for k in ("username", "password"))
+print(f"postgres://{user}:{password}@{endpoint}/{name}")
+PY
+  rm -f "$WORK/secret"
+}
+
+credentials
+get host/vc-host "$WORK/vc-host"
+install -D -m 755 "$WORK/vc-host" "$BASE/bin/vc-host"
+VC_HOST=$BASE/bin/vc-host
+"$VC_HOST" account
+for unit in vehicleconnect.service vehicleconnect.socket vehicleconnect-candidate.service vehicleconnect-candidate.socket; do
+  get "host/systemd/$unit" "$WORK/$unit"
+  "$VC_HOST" put "/etc/systemd/system/$unit" 0644 < "$WORK/$unit" >/dev/null
+done
+get host/ingest-token "$WORK/token"
+{ printf 'DATABASE_URL=%s\n' "$(database_url)"
+  printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
+
+get serving "$WORK/serving"
+read -r release sha256 < "$WORK/serving" || die "the bucket's serving pointer is empty"
+log "stack $VC_STACK: release $release serves; fetching it"
+get "releases/$release/vehicleconnect" "$WORK/vehicleconnect"
+get "releases/$release/release.json" "$WORK/release.json"
+"$VC_HOST" receive "$sha256" "$release" "$(cat "$WORK/release.json")" < "$WORK/vehicleconnect"
+"$VC_HOST" units yes
+"$VC_HOST" switch "$release" >/dev/null
+for _ in $(seq "$VC_HEALTH_TIMEOUT_S"); do
+  if curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$VC_PORT/api/status"; then
+    log "release $release healthy on port $VC_PORT"; exit 0
+  fi
+  sleep 1
+done
+die "release $release did not become healthy on port $VC_PORT in ${VC_HEALTH_TIMEOUT_S} s (journalctl -u vehicleconnect)"
