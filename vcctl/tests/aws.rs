@@ -1628,12 +1628,13 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let (rds, elb) = (aws_sdk_rds::Client::new(&config), aws_sdk_elasticloadbalancingv2::Client::new(&config));
     let plan = s.json(&["plan"], 2);
     // 3 groups, the subnet group, RDS, the certificate, the target group, the load balancer,
-    // HTTP's listener, the alert topic and 6 alarms (the bucket's name waits for the id).
-    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(17), "{plan}");
-    let up = s.json(&["up"], 3);
+    // HTTP's listener, the alert topic, 6 alarms (the bucket's name waits for the id), the
+    // first release, the instances' role, the launch template and the group.
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(21), "{plan}");
+    let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     assert_eq!(up["changed"], true, "{up}");
-    assert!(up["not_built"].as_str().unwrap().contains("the Auto Scaling group"), "{up}");
     assert_eq!(up["certificate"]["status"], "PENDING_VALIDATION", "{up}");
+    let release = up["serving"]["release"].as_str().unwrap().to_string();
     // Nothing to do but wait for the certificate: exit 0, with the record to create.
     let plan = String::from_utf8_lossy(&s.expect(&["plan"], 0).stdout).into_owned();
     assert!(plan.contains("PENDING_VALIDATION: create the DNS record `"), "{plan}");
@@ -1645,13 +1646,19 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
         ["listener 443"],
         "{plan}"
     );
-    s.json(&["up"], 3);
+    s.json(&["up"], 0);
     check_load_balancer(&ec2, &elb).await;
     check_alarms(&s, &elb).await;
-    let status = s.json(&["status"], 1);
+    check_instances(&s, &release).await;
+    let status = s.json(&["status"], 0);
     assert_eq!(
         (status["serving"].as_bool(), status["certificate"]["status"].as_str()),
-        (Some(false), Some("ISSUED")),
+        (Some(true), Some("ISSUED")),
+        "{status}"
+    );
+    assert_eq!(
+        (status["healthy_targets"].as_u64(), status["release"]["release"].as_str()),
+        (Some(2), Some(release.as_str())),
         "{status}"
     );
     assert!(status["load_balancer"]["dns_name"].as_str().is_some_and(|d| !d.is_empty()), "{status}");
@@ -1688,8 +1695,9 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     assert!(d.tag_list().iter().any(|t| t.key() == Some("vcctl:stack-id") && t.value() == Some(s.stack_id().as_str())));
     check_bucket(&s).await;
 
-    let again = s.json(&["up"], 3);
+    let again = s.json(&["up"], 0);
     assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(again["serving"]["release"], release.as_str(), "a second up uploads nothing: {again}");
     // The app group opened to the world by hand: planned as drift, and closed by `up`.
     let app = ec2.describe_security_groups().group_names("vcctl-fra-app").send().await.unwrap();
     let app = app.security_groups()[0].group_id().unwrap().to_string();
@@ -1704,8 +1712,47 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
         .unwrap();
     let plan = s.json(&["plan"], 2);
     assert!(plan["changes"].to_string().contains("not in the stack: drift"), "{plan}");
-    s.json(&["up"], 3);
+    s.json(&["up"], 0);
     assert_eq!(chain(&ec2, "vcctl-fra-app").await, [(8000, "vcctl-fra-lb".to_string())]);
+
+    // The group resized by hand: its bounds are put back; its desired count is the CPU
+    // target's to move, so it is left, until the stack asks for a fixed size.
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    let resize = |desired: i32, max: i32| {
+        let asg = asg.clone();
+        async move {
+            let req = asg.update_auto_scaling_group().auto_scaling_group_name("vcctl-fra");
+            req.desired_capacity(desired).max_size(max).send().await.unwrap();
+        }
+    };
+    let size = || {
+        let asg = asg.clone();
+        async move {
+            let out = asg.describe_auto_scaling_groups().auto_scaling_group_names("vcctl-fra").send().await.unwrap();
+            let g = &out.auto_scaling_groups()[0];
+            (g.min_size().unwrap(), g.desired_capacity().unwrap(), g.max_size().unwrap())
+        }
+    };
+    resize(3, 6).await;
+    s.expect(&["plan"], 0);
+    resize(3, 9).await;
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(plan["changes"][0]["detail"], "size 2..9 → 2..6", "{plan}");
+    s.json(&["up"], 0);
+    assert_eq!(size().await, (2, 3, 6));
+    let file = s.dir.path().join("stacks/fra.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("  cpu_target_pct: 60\n", "")).unwrap();
+    let plan = s.json(&["plan"], 2);
+    let what: Vec<&str> = plan["changes"].as_array().unwrap().iter().map(|c| c["what"].as_str().unwrap()).collect();
+    assert_eq!(what, ["Auto Scaling group vcctl-fra", "scaling policy vcctl-fra-cpu"], "{plan}");
+    assert_eq!(plan["changes"][0]["detail"], "desired 3 → 2 (a fixed size)", "{plan}");
+    s.json(&["up"], 0);
+    assert_eq!(size().await, (2, 2, 6));
+    let policies = asg.describe_policies().auto_scaling_group_name("vcctl-fra").send().await.unwrap();
+    assert!(policies.scaling_policies().is_empty());
+    std::fs::write(&file, text).unwrap();
+    s.json(&["up"], 0);
 
     // The redirect removed by hand (HTTP forwarded instead): put back.
     let lbs = elb.describe_load_balancers().names("vcctl-fra").send().await.unwrap();
@@ -1724,7 +1771,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     elb.modify_listener().listener_arn(http.listener_arn().unwrap()).default_actions(forward).send().await.unwrap();
     let plan = s.json(&["plan"], 2);
     assert_eq!(plan["changes"][0]["what"], "listener 80", "{plan}");
-    s.json(&["up"], 3);
+    s.json(&["up"], 0);
     check_load_balancer(&ec2, &elb).await;
 
     // The bucket's versioning suspended by hand: put back.
@@ -1736,7 +1783,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     s3.put_bucket_versioning().bucket(&bucket).versioning_configuration(suspended).send().await.unwrap();
     let plan = s.json(&["plan"], 2);
     assert_eq!(plan["changes"][0]["detail"], "put back: versioning", "{plan}");
-    s.json(&["up"], 3);
+    s.json(&["up"], 0);
     check_bucket(&s).await;
     s3.put_object()
         .bucket(&bucket)
@@ -1771,6 +1818,115 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
             .all(|g| g.db_subnet_group_name() != Some("vcctl-fra"))
     );
     assert!(ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap().security_groups().is_empty());
+    assert!(asg.describe_auto_scaling_groups().send().await.unwrap().auto_scaling_groups().is_empty());
+    assert!(ec2.describe_launch_templates().send().await.unwrap().launch_templates().is_empty());
+    assert!(live_instances(&ec2).await.is_empty(), "the group's instances are terminated");
+    let (_, iam, _) = s.sdk().await;
+    assert!(iam.list_roles().send().await.unwrap().roles().iter().all(|r| !r.role_name().starts_with("vcctl-fra")));
+    assert!(iam.list_instance_profiles().send().await.unwrap().instance_profiles().is_empty());
+}
+
+/// The instances' tier as the stack wants it: the group (2..6, 2 now, in the target group,
+/// replaced on the load balancer's word, in two zones or more), its CPU target, the launch
+/// template (IMDSv2 only, an encrypted gp3 root, the app group, the role's profile, the boot
+/// script), the role's one least-privilege policy, and the bucket holding the serving release,
+/// the host kit and the ingest token.
+async fn check_instances(s: &Project, release: &str) {
+    let config = s.sdk_config().await;
+    let (ec2, iam, _) = s.sdk().await;
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let groups = asg.describe_auto_scaling_groups().auto_scaling_group_names("vcctl-fra").send().await.unwrap();
+    let g = &groups.auto_scaling_groups()[0];
+    assert_eq!((g.min_size(), g.desired_capacity(), g.max_size()), (Some(2), Some(2), Some(6)));
+    assert_eq!((g.health_check_type(), g.health_check_grace_period()), (Some("ELB"), Some(300)));
+    let tg = elb.describe_target_groups().names("vcctl-fra").send().await.unwrap();
+    assert_eq!(g.target_group_arns(), [tg.target_groups()[0].target_group_arn().unwrap().to_string()]);
+    assert!(g.vpc_zone_identifier().unwrap().split(',').count() >= 2, "{g:?}");
+    assert!(
+        g.tags().iter().any(|t| t.key() == Some("vcctl:stack-id")
+            && t.value() == Some(s.stack_id().as_str())
+            && t.propagate_at_launch() == Some(true)),
+        "{g:?}"
+    );
+    let policies = asg.describe_policies().auto_scaling_group_name("vcctl-fra").send().await.unwrap();
+    let tracking = policies.scaling_policies()[0].target_tracking_configuration().unwrap();
+    assert_eq!(tracking.target_value(), Some(60.0));
+    let template = g.launch_template().unwrap().launch_template_id().unwrap();
+    let versions =
+        ec2.describe_launch_template_versions().launch_template_id(template).versions("$Latest").send().await.unwrap();
+    let data = versions.launch_template_versions()[0].launch_template_data().unwrap();
+    let imds = data.metadata_options().unwrap();
+    assert_eq!(imds.http_tokens().map(|t| t.as_str()), Some("required"));
+    assert_eq!(imds.http_put_response_hop_limit(), Some(1));
+    let ebs = data.block_device_mappings()[0].ebs().unwrap();
+    assert_eq!(
+        (ebs.volume_type().map(|t| t.as_str()), ebs.encrypted(), ebs.volume_size()),
+        (Some("gp3"), Some(true), Some(16))
+    );
+    assert_eq!(data.iam_instance_profile().and_then(|p| p.name()), Some("vcctl-fra-app"));
+    let app = ec2.describe_security_groups().group_names("vcctl-fra-app").send().await.unwrap();
+    assert_eq!(data.security_group_ids(), [app.security_groups()[0].group_id().unwrap().to_string()]);
+    let boot = String::from_utf8(base64_decode(data.user_data().unwrap())).unwrap();
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    assert!(boot.starts_with("#!/bin/sh") && boot.contains(&format!("VC_BUCKET:={bucket}")), "{boot}");
+    let rds = aws_sdk_rds::Client::new(&config);
+    let db = rds.describe_db_instances().db_instance_identifier("vcctl-fra").send().await.unwrap();
+    let secret = db.db_instances()[0].master_user_secret().unwrap().secret_arn().unwrap().to_string();
+    assert!(boot.contains(&format!("VC_DB_SECRET:={secret}")), "{boot}");
+
+    let role = iam.get_role().role_name("vcctl-fra-app").send().await.unwrap();
+    let trust = urldecode(role.role().unwrap().assume_role_policy_document().unwrap());
+    assert_eq!(trust["Statement"][0]["Principal"]["Service"], "ec2.amazonaws.com");
+    let names = iam.list_role_policies().role_name("vcctl-fra-app").send().await.unwrap();
+    assert_eq!(names.policy_names(), ["vcctl-fra-app-least-privilege"]);
+    let attached = iam.list_attached_role_policies().role_name("vcctl-fra-app").send().await.unwrap();
+    assert!(attached.attached_policies().is_empty());
+    let doc = iam
+        .get_role_policy()
+        .role_name("vcctl-fra-app")
+        .policy_name("vcctl-fra-app-least-privilege")
+        .send()
+        .await
+        .unwrap();
+    let doc = urldecode(doc.policy_document());
+    let statements: Vec<(String, Value)> = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| (st["Action"].as_str().unwrap().to_string(), st["Resource"].clone()))
+        .collect();
+    let objects: Vec<String> =
+        ["host/*", "releases/*", "serving"].iter().map(|k| format!("arn:aws:s3:::{bucket}/{k}")).collect();
+    assert_eq!(
+        statements,
+        [
+            ("s3:GetObject".to_string(), serde_json::json!(objects)),
+            ("secretsmanager:GetSecretValue".to_string(), Value::from(secret)),
+            ("cloudwatch:PutMetricData".to_string(), Value::from("*")),
+        ]
+    );
+
+    let s3 = s3_client(s).await;
+    let get = |key: &str| {
+        let (s3, bucket, key) = (s3.clone(), bucket.clone(), key.to_string());
+        async move {
+            let out = s3.get_object().bucket(&bucket).key(&key).send().await.unwrap_or_else(|e| panic!("{key}: {e:?}"));
+            out.body.collect().await.unwrap().into_bytes().to_vec()
+        }
+    };
+    let bin = std::fs::read(common::service_bin()).unwrap();
+    let sha = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(&bin))
+    };
+    assert_eq!(String::from_utf8(get("serving").await).unwrap(), format!("{release} {sha}\n"));
+    assert_eq!(get(&format!("releases/{release}/vehicleconnect")).await.len(), bin.len());
+    let token = String::from_utf8(get("host/ingest-token").await).unwrap();
+    assert!(token.len() == 48 && token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    assert!(String::from_utf8(get("host/vc-host").await).unwrap().starts_with("#!/bin/sh"));
+    let unit = String::from_utf8(get("host/systemd/vehicleconnect.socket").await).unwrap();
+    assert!(unit.contains("ListenStream=0.0.0.0:8000"), "{unit}");
 }
 
 /// The load balancer as the stack wants it: internet-facing in two zones or more, in the lb
@@ -1842,13 +1998,16 @@ async fn an_interrupted_up_of_a_scaled_stack_converges_without_duplicates() {
         aws_sdk_elasticloadbalancingv2::Client::new(&config),
         aws_sdk_acm::Client::new(&config),
     );
-    for point in ["lb_group", "app_group", "bucket", "database", "target_group", "load_balancer"] {
-        let out = s.command(&["up"]).env("VCCTL_FAULT", format!("abort-after:{point}")).output().unwrap();
+    let bin = common::service_bin();
+    let up = ["up", "--artifact", bin.to_str().unwrap()];
+    let points = ["lb_group", "app_group", "bucket", "database", "target_group", "load_balancer", "release"];
+    for point in points.iter().chain(&["instance_role", "launch_template", "group"]) {
+        let out = s.command(&up).env("VCCTL_FAULT", format!("abort-after:{point}")).output().unwrap();
         assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("aborting after {point}")), "{}", show(&out));
     }
     std::thread::sleep(Duration::from_secs(2));
-    s.json(&["up"], 3);
-    assert_eq!(s.json(&["up"], 3)["changed"], false);
+    s.json(&up, 0);
+    assert_eq!(s.json(&up, 0)["changed"], false);
     let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
     let mut names: Vec<&str> = groups.security_groups().iter().filter_map(|g| g.group_name()).collect();
     names.sort();
@@ -1859,7 +2018,22 @@ async fn an_interrupted_up_of_a_scaled_stack_converges_without_duplicates() {
     assert_eq!(acm.list_certificates().send().await.unwrap().certificate_summary_list().len(), 1);
     assert_eq!(s3_client(&s).await.list_buckets().send().await.unwrap().buckets().len(), 1);
     check_load_balancer(&ec2, &elb).await;
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    assert_eq!(asg.describe_auto_scaling_groups().send().await.unwrap().auto_scaling_groups().len(), 1);
+    let templates = ec2.describe_launch_templates().send().await.unwrap();
+    assert_eq!(templates.launch_templates().len(), 1);
+    assert_eq!(templates.launch_templates()[0].latest_version_number(), Some(1), "no version for nothing");
+    let releases = s3_client(&s)
+        .await
+        .list_objects_v2()
+        .bucket(format!("vcctl-fra-{}", s.stack_id()))
+        .prefix("releases/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(releases.contents().len(), 2, "one release (binary and receipt), uploaded once: {releases:?}");
     s.json(&["destroy", "--yes"], 0);
+    assert!(asg.describe_auto_scaling_groups().send().await.unwrap().auto_scaling_groups().is_empty());
 }
 
 /// The six alarms, on what CloudWatch calls the load balancer, its target group and the DB
@@ -1925,7 +2099,7 @@ async fn check_alarms(s: &Project, elb: &aws_sdk_elasticloadbalancingv2::Client)
         .unwrap();
     let plan = s.json(&["plan"], 2);
     assert_eq!(plan["changes"][0]["what"], "alarm vcctl-fra-lb-5xx", "{plan}");
-    s.json(&["up"], 3);
+    s.json(&["up"], 0);
     let back = cw.describe_alarms().alarm_names("vcctl-fra-lb-5xx").send().await.unwrap();
     assert_eq!(back.metric_alarms()[0].threshold(), Some(10.0));
 }

@@ -193,7 +193,15 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, artifact: Opt
     // The first release is built (or checked) before anything changes: a bad one changes nothing.
     let first = match &s.serving {
         None => Some(crate::artifact::resolve(&ctx.root, artifact, &ctx.printer).await?),
-        Some(_) => None,
+        Some(r) => {
+            if artifact.is_some() {
+                ctx.printer.warn(format!(
+                    "release {} serves the group; `up` does not replace it, so --artifact is not used (a rolling deploy across the group is not built yet)",
+                    r.release
+                ));
+            }
+            None
+        }
     };
     let changes = changes(ctx, scale, &s, &wanted_instances(ctx, a, scale, &s).await?)?;
     let mut changed = changes.iter().any(|c| c.action != '!');
