@@ -41,9 +41,9 @@ credentials() {
 # aws SERVICE URL CURL-ARGS...: a signed request; the keys go to curl in a file, never argv.
 aws() {
   service=$1 url=$2; shift 2
-  umask 077
-  { printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
-    [ -z "${AWS_SESSION_TOKEN:-}" ] || printf 'header = "x-amz-security-token: %s"\n' "$AWS_SESSION_TOKEN"; } > "$WORK/curlrc"
+  (umask 077
+   { printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
+     [ -z "${AWS_SESSION_TOKEN:-}" ] || printf 'header = "x-amz-security-token: %s"\n' "$AWS_SESSION_TOKEN"; } > "$WORK/curlrc")
   curl -fsS -m 120 --retry 5 --retry-connrefused -K "$WORK/curlrc" --aws-sigv4 "aws:amz:$VC_REGION:$service" "$@" "$url"
 }
 
@@ -93,10 +93,13 @@ get "releases/$release/release.json" "$WORK/release.json"
 "$VC_HOST" receive "$sha256" "$release" "$(cat "$WORK/release.json")" < "$WORK/vehicleconnect"
 "$VC_HOST" units yes
 "$VC_HOST" switch "$release" >/dev/null
-for _ in $(seq "$VC_HEALTH_TIMEOUT_S"); do
-  if curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$VC_PORT/api/status"; then
+deadline=$(( $(date +%s) + VC_HEALTH_TIMEOUT_S ))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+  if curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$VC_PORT/api/status" 2>/dev/null; then
     log "release $release healthy on port $VC_PORT"; exit 0
   fi
   sleep 1
 done
-die "release $release did not become healthy on port $VC_PORT in ${VC_HEALTH_TIMEOUT_S} s (journalctl -u vehicleconnect)"
+# What went wrong, where cloud-init keeps the output (/var/log/cloud-init-output.log).
+journalctl -u vehicleconnect --no-pager -n 20 >&2 || true
+die "release $release did not become healthy on port $VC_PORT in ${VC_HEALTH_TIMEOUT_S} s"

@@ -2133,3 +2133,100 @@ async fn check_bucket(s: &Project) {
     let t = s3.get_bucket_tagging().bucket(&bucket).send().await.unwrap();
     assert!(t.tag_set().iter().any(|t| t.key() == "vcctl:stack-id" && t.value() == s.stack_id()));
 }
+
+/// The host side of a new instance of a `scale:` stack, on the systemd test host: the user
+/// data of the stack's launch template, run as cloud-init runs it (a script, as root), fetches
+/// the host kit and the serving release from the bucket (moto's S3, signed by curl), the
+/// database's URL from the secret RDS keeps (moto's Secrets Manager), and ends serving that
+/// release, taking events with the bucket's ingest token into PostgreSQL. Only what an
+/// instance gets from EC2 is given here: the emulator's address and keys for the instance
+/// role's, and the test host's PostgreSQL for the RDS endpoint. A pointer to a damaged
+/// release is refused, and nothing is switched to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_bucket() {
+    let peer = std::env::var("VC_TEST_HOST_PEER").expect("VC_TEST_HOST_PEER (scripts/test-host)");
+    let s = Project::new(&scaled_stack(), Moto::start_on(&peer, &[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
+    let release = up["serving"]["release"].as_str().unwrap().to_string();
+    let (ec2, _, _) = s.sdk().await;
+    let templates = ec2.describe_launch_templates().launch_template_names("vcctl-fra").send().await.unwrap();
+    let id = templates.launch_templates()[0].launch_template_id().unwrap();
+    let versions =
+        ec2.describe_launch_template_versions().launch_template_id(id).versions("$Latest").send().await.unwrap();
+    let user_data =
+        versions.launch_template_versions()[0].launch_template_data().unwrap().user_data().unwrap().to_string();
+
+    // The database RDS would be: the secret's user and password, on the host's PostgreSQL.
+    let secret = up["database"]["secret_arn"].as_str().unwrap();
+    let answer = common::http()
+        .post(format!("{}/", s.moto.url))
+        .header("X-Amz-Target", "secretsmanager.GetSecretValue")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20261130/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
+        .body(serde_json::json!({"SecretId": secret}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let value: Value = answer.json().await.unwrap();
+    let login: Value = serde_json::from_str(value["SecretString"].as_str().unwrap()).unwrap();
+    let (user, password) = (login["username"].as_str().unwrap(), login["password"].as_str().unwrap());
+    common::on_host(&format!(
+        "systemctl start postgresql && for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done; \
+         printf '%s' \"CREATE ROLE \\\"{user}\\\" LOGIN PASSWORD '{password}'; CREATE DATABASE vehicleconnect OWNER \\\"{user}\\\";\" | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
+    ));
+    let boot = |extra: &str| {
+        format!(
+            "mkdir -p /var/lib/cloud/instance/scripts && echo {user_data} | base64 -d > /var/lib/cloud/instance/scripts/part-001 \
+             && chmod 700 /var/lib/cloud/instance/scripts/part-001 && env AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing \
+             AWS_SECRET_ACCESS_KEY=testing VC_DB_ENDPOINT=127.0.0.1:5432 VC_HEALTH_TIMEOUT_S=30 {extra} \
+             /var/lib/cloud/instance/scripts/part-001 2>&1; echo \"exit $?\"",
+            s.moto.url
+        )
+    };
+    let cleanup = format!(
+        "/opt/vehicleconnect/bin/vc-host destroy delete-data; runuser -u postgres -- psql -qc 'DROP ROLE IF EXISTS \"{user}\"'; rm -rf /var/lib/cloud"
+    );
+    let out = common::on_host(&boot(""));
+    let outcome = std::panic::catch_unwind(|| {
+        assert!(out.trim_end().ends_with("exit 0"), "{out}");
+        assert!(out.contains(&format!("release {release} healthy on port 8000")), "{out}");
+        assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{release}"));
+        let status = common::on_host("curl -s http://127.0.0.1:8000/api/status");
+        let status: Value = serde_json::from_str(&status).unwrap();
+        assert_eq!((status["store"].as_str(), status["database"].as_str()), (Some("postgres"), Some("ok")), "{status}");
+        assert_eq!(common::on_host("stat -c '%a %U' /etc/vehicleconnect/env").trim(), "600 root");
+        assert!(!out.contains(password), "the password in the boot script's output");
+        let event = r#"{"endpoint":"/v1/boot","response_time_ms":5,"status_code":200,"client_id":"c"}"#;
+        let token = common::on_host("sed -n 's/^VC_INGEST_TOKEN=//p' /etc/vehicleconnect/env");
+        let posted = common::on_host(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' -H 'content-type: application/json' -H 'Authorization: Bearer {}' -d '{event}' http://127.0.0.1:8000/api/events",
+            token.trim()
+        ));
+        assert_eq!(posted, "201");
+        let stored = common::on_host(
+            "runuser -u postgres -- psql -qAt -d vehicleconnect -c \"SELECT count(*) FROM api_events WHERE endpoint = '/v1/boot'\"",
+        );
+        assert_eq!(stored.trim(), "1");
+    });
+    if let Err(e) = outcome {
+        common::on_host(&cleanup);
+        std::panic::resume_unwind(e);
+    }
+
+    // The pointer moved to a release whose binary is not what it says: refused, not switched.
+    let s3 = s3_client(&s).await;
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    let bad = "20991231T000000Z-badbadbadbad";
+    for (key, body) in [
+        (format!("releases/{bad}/vehicleconnect"), b"not the release".to_vec()),
+        (format!("releases/{bad}/release.json"), b"{}".to_vec()),
+        ("serving".to_string(), format!("{bad} {}\n", "0".repeat(64)).into_bytes()),
+    ] {
+        s3.put_object().bucket(&bucket).key(key).body(body.into()).send().await.unwrap();
+    }
+    let out = common::on_host(&boot(""));
+    let current = common::on_host("readlink /opt/vehicleconnect/current");
+    common::on_host(&cleanup);
+    assert!(out.contains("upload damaged") && out.trim_end().ends_with("exit 1"), "{out}");
+    assert_eq!(current.trim(), format!("releases/{release}"), "nothing switched to the damaged release");
+}
