@@ -15,7 +15,7 @@ set -eu
 export LC_ALL=C
 : "${VC_STACK:={{stack}}}" "${VC_BUCKET:={{bucket}}}" "${VC_REGION:={{region}}}" "${VC_PORT:={{port}}}"
 : "${VC_DB_ENDPOINT:={{db_endpoint}}}" "${VC_DB_NAME:={{db_name}}}" "${VC_DB_SECRET:={{db_secret}}}"
-: "${VC_HEALTH_TIMEOUT_S:=120}"
+: "${VC_INGEST_TOKEN_ON:={{ingest_token}}}" "${VC_HEALTH_TIMEOUT_S:=120}"
 BASE=/opt/vehicleconnect
 WORK=$(mktemp -d /run/vcctl-boot.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -81,9 +81,10 @@ for unit in vehicleconnect.service vehicleconnect.socket vehicleconnect-candidat
   get "host/systemd/$unit" "$WORK/$unit"
   "$VC_HOST" put "/etc/systemd/system/$unit" 0644 < "$WORK/$unit" >/dev/null
 done
-get host/ingest-token "$WORK/token"
+# `service.ingest_token: false` in the stack: the service takes events without one.
+[ "$VC_INGEST_TOKEN_ON" = yes ] && get host/ingest-token "$WORK/token"
 { printf 'DATABASE_URL=%s\n' "$(database_url)"
-  printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
+  [ ! -s "$WORK/token" ] || printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
 
 get serving "$WORK/serving"
 read -r release sha256 < "$WORK/serving" || die "the bucket's serving pointer is empty"

@@ -56,9 +56,14 @@ pub fn kit(settings: &Settings) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Writes what of the kit differs from the bucket's, and the ingest token when there is none
-/// (made here, never shown); the keys written.
-pub async fn stock_kit(client: &aws_sdk_s3::Client, bucket: &str, kit: Vec<(String, Vec<u8>)>) -> Result<Vec<String>> {
+/// Writes what of the kit differs from the bucket's, and, when the service takes a token,
+/// the ingest token if there is none (made here, never shown); the keys written.
+pub async fn stock_kit(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    kit: Vec<(String, Vec<u8>)>,
+    token: bool,
+) -> Result<Vec<String>> {
     let mut written = Vec::new();
     for (key, content) in kit {
         if s3::get_small(client, bucket, &key, SMALL).await?.as_deref() != Some(content.as_slice()) {
@@ -66,7 +71,7 @@ pub async fn stock_kit(client: &aws_sdk_s3::Client, bucket: &str, kit: Vec<(Stri
             written.push(key);
         }
     }
-    if s3::get_small(client, bucket, TOKEN, SMALL).await?.is_none() {
+    if token && s3::get_small(client, bucket, TOKEN, SMALL).await?.is_none() {
         s3::put(client, bucket, TOKEN, crate::owners::random_hex(48).into_bytes()).await?;
         written.push(TOKEN.to_string());
     }

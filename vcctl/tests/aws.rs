@@ -1580,7 +1580,9 @@ async fn plan_prices_both_shapes_and_a_single_box_does_not_turn_into_a_group_in_
 }
 
 fn scaled_stack() -> String {
-    STACK.replace("instance_type: t2.micro", "instance_type: t3.small")
+    STACK
+        .replace("instance_type: t2.micro", "instance_type: t3.small")
+        .replace("  port: 8000\n", "  port: 8000\n  ingest_token: true\n")
         + "alerts:\n  email: ops@example.com\ntls:\n  domain: vc.example.com\n  email: ops@example.com\nscale:\n  replicas: {min: 2, desired: 2, max: 6}\n  cpu_target_pct: 60\n  database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}\n"
 }
 
@@ -1621,8 +1623,9 @@ async fn chain(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<(i32, String)> {
 /// `up` exits 3: the Auto Scaling group is not built yet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destroy_keeps_a_final_snapshot() {
-    // ACM issues a certificate 3 s after it is requested (DNS validation, emulated).
-    let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "3")]));
+    // ACM issues a certificate 10 s after it is requested (DNS validation, emulated): time
+    // for `up`, which uploads the first release, and a `plan` before it is issued.
+    let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "10")]));
     let (ec2, _, _) = s.sdk().await;
     let config = s.sdk_config().await;
     let (rds, elb) = (aws_sdk_rds::Client::new(&config), aws_sdk_elasticloadbalancingv2::Client::new(&config));
@@ -1631,6 +1634,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     // HTTP's listener, the alert topic, 6 alarms (the bucket's name waits for the id), the
     // first release, the instances' role, the launch template and the group.
     assert_eq!(plan["changes"].as_array().map(Vec::len), Some(21), "{plan}");
+    let requested = Instant::now();
     let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     assert_eq!(up["changed"], true, "{up}");
     assert_eq!(up["certificate"]["status"], "PENDING_VALIDATION", "{up}");
@@ -1639,7 +1643,10 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let plan = String::from_utf8_lossy(&s.expect(&["plan"], 0).stdout).into_owned();
     assert!(plan.contains("PENDING_VALIDATION: create the DNS record `"), "{plan}");
     assert!(!plan.contains("listener 443"), "{plan}");
-    std::thread::sleep(Duration::from_secs(4));
+    while s.run(&["plan"]).status.code() == Some(0) {
+        assert!(requested.elapsed() < Duration::from_secs(40), "ACM has not issued the certificate");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let plan = s.json(&["plan"], 2);
     assert_eq!(
         plan["changes"].as_array().unwrap().iter().map(|c| c["what"].as_str().unwrap()).collect::<Vec<_>>(),
@@ -2170,9 +2177,13 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let value: Value = answer.json().await.unwrap();
     let login: Value = serde_json::from_str(value["SecretString"].as_str().unwrap()).unwrap();
     let (user, password) = (login["username"].as_str().unwrap(), login["password"].as_str().unwrap());
+    // The host is shared by the tests on it: whatever an earlier one left serving goes first.
     common::on_host(&format!(
-        "systemctl start postgresql && for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done; \
-         printf '%s' \"CREATE ROLE \\\"{user}\\\" LOGIN PASSWORD '{password}'; CREATE DATABASE vehicleconnect OWNER \\\"{user}\\\";\" | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
+        "cd / && systemctl stop vehicleconnect.socket vehicleconnect.service 2>/dev/null; systemctl start postgresql \
+         && for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done; \
+         printf '%s' \"DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE); DROP ROLE IF EXISTS \\\"{user}\\\"; \
+         CREATE ROLE \\\"{user}\\\" LOGIN PASSWORD '{password}'; CREATE DATABASE vehicleconnect OWNER \\\"{user}\\\";\" \
+         | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
     ));
     let boot = |extra: &str| {
         format!(
@@ -2184,7 +2195,7 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
         )
     };
     let cleanup = format!(
-        "/opt/vehicleconnect/bin/vc-host destroy delete-data; runuser -u postgres -- psql -qc 'DROP ROLE IF EXISTS \"{user}\"'; rm -rf /var/lib/cloud"
+        "cd / && /opt/vehicleconnect/bin/vc-host destroy delete-data; runuser -u postgres -- psql -qc 'DROP ROLE IF EXISTS \"{user}\"'; rm -rf /var/lib/cloud"
     );
     let out = common::on_host(&boot(""));
     let outcome = std::panic::catch_unwind(|| {

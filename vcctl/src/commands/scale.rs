@@ -133,6 +133,7 @@ async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: 
         ("db_endpoint", &endpoint),
         ("db_name", crate::cloud::aws::rds::DATABASE),
         ("db_secret", &secret),
+        ("ingest_token", if ctx.settings.ingest_token { "yes" } else { "no" }),
     ])?;
     let r = &scale.replicas;
     Ok(group::Wanted {
@@ -210,7 +211,9 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, artifact: Opt
     }
     let bucket = s.names.bucket.clone();
     let kit = crate::shelf::kit(&ctx.settings)?;
-    let written = ctx.printer.doing("the host kit in the bucket", shelf::stock_kit(&s.cloud.s3, &bucket, kit)).await?;
+    let token = ctx.settings.ingest_token;
+    let written =
+        ctx.printer.doing("the host kit in the bucket", shelf::stock_kit(&s.cloud.s3, &bucket, kit, token)).await?;
     changed |= !written.is_empty();
     if let Some(artifact) = &first {
         let receipt = ctx
