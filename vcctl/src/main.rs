@@ -26,6 +26,7 @@ mod preflight;
 mod printer;
 mod provision;
 mod release;
+mod rolling;
 mod scaled;
 mod settings;
 mod shelf;

@@ -1,8 +1,8 @@
 //! An `ssh` stack of several hosts (`hosts:`): PostgreSQL on the `db` host, Caddy on the `lb`
 //! host in front of the `app` hosts, Prometheus on the `monitoring` host scraping them, and
-//! a rolling deploy: one app host at a time leaves the rotation, takes the release through
-//! the one deploy workflow (`deploy::ship`: candidate check, switch, check), and comes back
-//! once healthy, from the host and through the load balancer. The first host that fails
+//! the rolling deploy (`rolling.rs`) with Caddy's upstreams as its rotation: one app host at
+//! a time leaves the rotation, takes the release through the one deploy workflow, and comes
+//! back once healthy, from the host and through the load balancer. The first host that fails
 //! stops the deploy; the hosts switched before it go back to what they served (exit 6).
 
 use std::time::{Duration, Instant};
@@ -13,10 +13,11 @@ use serde_json::json;
 use super::Ctx;
 use crate::artifact::{self, Artifact};
 use crate::cli::{Command, LogsArgs, ReleaseArgs, RollbackArgs};
+use crate::deploy;
 use crate::deploy::config::{FleetDatabase, HostConfig, read_pem};
-use crate::deploy::{self, Ending};
 use crate::error::Failure;
 use crate::host::Host;
+use crate::rolling::{self, Member};
 use crate::stack::{Database, HostSpec, Role, SshSettings};
 use crate::targets::Target;
 use crate::targets::remote::{HostTarget, Remote, public_endpoint};
@@ -99,18 +100,6 @@ impl Infra {
     }
 }
 
-/// One app host: its place in the stack and its deploy target.
-struct App {
-    spec: HostSpec,
-    target: HostTarget,
-}
-
-impl App {
-    fn upstream(&self, port: u16) -> String {
-        upstream(&self.spec.host, port)
-    }
-}
-
 fn upstream(host: &str, port: u16) -> String {
     if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
@@ -132,7 +121,8 @@ async fn up(ctx: &Ctx, s: &SshSettings, args: &ReleaseArgs) -> Result<u8> {
         let mut artifact = resolve_artifact(ctx, &mut apps[0], args).await?;
         artifact.release_name = Some(release_name(&mut apps, &artifact).await?);
         let leaving = leaving(s, ctx.settings.port, &lb.lb_upstreams().await?);
-        let shipped = roll(ctx, s, lb, &mut apps, &artifact, args).await;
+        let mut rotation = Caddy { ctx, s, lb };
+        let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut apps, &artifact, args).await;
         for app in apps {
             Box::new(app.target).close().await;
         }
@@ -213,7 +203,7 @@ async fn connect_apps(
     s: &SshSettings,
     (env, db): &(String, FleetDatabase),
     skip_unreachable: bool,
-) -> Result<(Vec<App>, Vec<String>)> {
+) -> Result<(Vec<Member>, Vec<String>)> {
     let mut admitted: Vec<String> = Vec::new();
     for role in [Role::Lb, Role::Monitoring] {
         let h = &s.the(role).expect("checked by the stack").host;
@@ -227,7 +217,9 @@ async fn connect_apps(
         let mut remote = remote(ctx, s, spec);
         remote.check_outside = false;
         match HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer).await {
-            Ok(target) => apps.push(App { spec: spec.clone(), target }),
+            Ok(target) => {
+                apps.push(Member { name: spec.host.clone(), key: upstream(&spec.host, ctx.settings.port), target })
+            }
             Err(e) if skip_unreachable && e.downcast_ref::<Failure>().is_none() => {
                 ctx.printer.warn(format!("skipping {}, which does not answer: {e:#}", spec.host));
                 skipped.push(spec.host.clone());
@@ -250,11 +242,11 @@ async fn connect_apps(
 
 /// Every app host keeps the secret with the external database's URL; else the deploy stops
 /// before anything changed on them, saying how to set it.
-async fn url_secret_everywhere(ctx: &Ctx, apps: &mut [App], name: &str) -> Result<()> {
+async fn url_secret_everywhere(ctx: &Ctx, apps: &mut [Member], name: &str) -> Result<()> {
     let mut missing = Vec::new();
     for app in apps.iter_mut() {
         if !app.target.secret_list().await?.iter().any(|(n, _)| n == name) {
-            missing.push(app.spec.host.clone());
+            missing.push(app.name.clone());
         }
     }
     if missing.is_empty() {
@@ -271,14 +263,14 @@ async fn url_secret_everywhere(ctx: &Ctx, apps: &mut [App], name: &str) -> Resul
     .into())
 }
 
-async fn resolve_artifact(ctx: &Ctx, first: &mut App, args: &ReleaseArgs) -> Result<Artifact> {
+async fn resolve_artifact(ctx: &Ctx, first: &mut Member, args: &ReleaseArgs) -> Result<Artifact> {
     let arch = first.target.arch().await?;
     let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
     if let (Some(built), Some(arch)) = (artifact::elf_machine(&artifact.path), arch)
         && built != arch
     {
         bail!(Failure::invalid(
-            format!("`{}` is built for {built}, but {} runs {arch}", artifact.path.display(), first.spec.host),
+            format!("`{}` is built for {built}, but {} runs {arch}", artifact.path.display(), first.name),
             Some(format!("build for the hosts (`--target {arch}-unknown-linux-gnu`) and pass it with --artifact")),
         ));
     }
@@ -303,7 +295,7 @@ async fn rotation_now(ctx: &Ctx, s: &SshSettings) -> Result<Vec<String>> {
 
 /// Stops the service on hosts removed from the stack (out of rotation since the start of
 /// this deploy), logging in with the stack's defaults; one that does not answer is said.
-async fn retire(ctx: &Ctx, s: &SshSettings, leaving: &[String], shipped: &mut Shipped) {
+async fn retire(ctx: &Ctx, s: &SshSettings, leaving: &[String], shipped: &mut rolling::Shipped) {
     let port = format!(":{}", ctx.settings.port);
     for up in leaving {
         let addr = up.strip_suffix(&port).unwrap_or(up).trim_start_matches('[').trim_end_matches(']').to_string();
@@ -326,7 +318,7 @@ async fn retire(ctx: &Ctx, s: &SshSettings, leaving: &[String], shipped: &mut Sh
 
 /// One name for the release on every host: the name a host has it under already (a host
 /// joining a fleet gets the serving release under its name), else a new one.
-async fn release_name(apps: &mut [App], artifact: &Artifact) -> Result<String> {
+async fn release_name(apps: &mut [Member], artifact: &Artifact) -> Result<String> {
     for app in apps.iter_mut() {
         let state = app.target.state().await?;
         if let Some(r) = state.releases.iter().rev().find(|r| r.sha256 == artifact.sha256 && r.is_good()) {
@@ -336,179 +328,21 @@ async fn release_name(apps: &mut [App], artifact: &Artifact) -> Result<String> {
     Ok(crate::release::Receipt::new(artifact).name)
 }
 
-/// What a rolling deploy did, host by host.
-struct Shipped {
-    release: String,
-    /// (host, what happened there), in order.
-    hosts: Vec<(String, String)>,
-    failure: Option<anyhow::Error>,
+/// A fleet's rotation: the upstreams of Caddy on the lb host.
+struct Caddy<'a> {
+    ctx: &'a Ctx,
+    s: &'a SshSettings,
+    lb: &'a Host,
 }
 
-/// The rolling deploy: each app host (or batch of `--parallel` hosts) out of the rotation,
-/// shipped, checked, and back; the first batch with a failure stops it.
-async fn roll(
-    ctx: &Ctx,
-    s: &SshSettings,
-    lb: &Host,
-    apps: &mut [App],
-    artifact: &Artifact,
-    args: &ReleaseArgs,
-) -> Result<Shipped> {
-    let port = ctx.settings.port;
-    let mut rotation = Vec::new();
-    for app in apps.iter_mut() {
-        if app.target.state().await?.serving {
-            rotation.push(app.upstream(port));
-        }
+#[async_trait::async_trait]
+impl rolling::Rotation for Caddy<'_> {
+    async fn set(&mut self, keys: &[String], _p: &crate::printer::Printer) -> Result<()> {
+        set_rotation(self.ctx, self.lb, keys).await
     }
-    // Hosts out of rotation (new ones) first: they take the release without taking any
-    // traffic, then relieve the others.
-    apps.sort_by_key(|a| rotation.contains(&a.upstream(port)));
-    set_rotation(ctx, lb, &rotation).await?;
-    let shipped = Shipped { release: String::new(), hosts: Vec::new(), failure: None };
-    let mut r = Rolling { rotation, shipped, switched: Vec::new() };
-    let total = apps.len();
-    let mut first = 0;
-    while first < total {
-        let batch = &mut apps[first..total.min(first + usize::from(args.parallel.max(1)))];
-        let names = batch.iter().map(|a| a.spec.host.as_str()).collect::<Vec<_>>().join(", ");
-        let of = match batch.len() {
-            1 => format!("{} of {total}", first + 1),
-            n => format!("{}-{} of {total}", first + 1, first + n),
-        };
-        ctx.printer.info(format!("\n{names} ({of})"));
-        let size = batch.len();
-        drain(ctx, lb, batch, artifact, &mut r.rotation).await?;
-        let failure = ship_batch(ctx, lb, batch, first, artifact, args, &mut r).await?;
-        let failure = match failure {
-            None => through_lb(ctx, s, args.health_timeout).await.err().map(|e| (names, e)),
-            some => some,
-        };
-        if let Some((host, e)) = failure {
-            let e = e.context(format!("the deploy stopped at {host}"));
-            roll_back(ctx, lb, apps, args, &mut r).await;
-            r.shipped.failure = Some(e);
-            return Ok(r.shipped);
-        }
-        first += size;
-    }
-    Ok(r.shipped)
-}
 
-/// What a rolling deploy keeps as it goes: the rotation the load balancer has, the report,
-/// and the hosts switched so far (index, the release each served before).
-struct Rolling {
-    rotation: Vec<String>,
-    shipped: Shipped,
-    switched: Vec<(usize, String)>,
-}
-
-/// Takes the hosts of `batch` that will change out of the rotation, unless nothing would
-/// change on one, and never the last host serving: that one restarts in place, its socket
-/// holding the requests meanwhile, as on one host.
-async fn drain(ctx: &Ctx, lb: &Host, batch: &mut [App], artifact: &Artifact, rotation: &mut Vec<String>) -> Result<()> {
-    let port = ctx.settings.port;
-    let before = rotation.len();
-    for app in batch.iter_mut() {
-        let up = app.upstream(port);
-        if rotation.contains(&up)
-            && rotation.len() > 1
-            && !deploy::would_be_unchanged(&mut app.target, artifact).await?
-        {
-            rotation.retain(|u| *u != up);
-        }
-    }
-    if rotation.len() != before {
-        set_rotation(ctx, lb, rotation).await?;
-    }
-    Ok(())
-}
-
-/// Ships the release to every host of `batch` at once, each checked on its own, and puts
-/// those serving back in rotation. The first failure, with its host, is the answer; the
-/// hosts that switched are added to `r.switched` (their index from `first`) either way.
-async fn ship_batch(
-    ctx: &Ctx,
-    lb: &Host,
-    batch: &mut [App],
-    first: usize,
-    artifact: &Artifact,
-    args: &ReleaseArgs,
-    r: &mut Rolling,
-) -> Result<Option<(String, anyhow::Error)>> {
-    let port = ctx.settings.port;
-    let alone = batch.len() == 1;
-    let outcomes = futures_util::future::join_all(batch.iter_mut().map(|app| {
-        let p = if alone { ctx.printer.clone() } else { ctx.printer.for_host(&app.spec.host) };
-        async move { deploy::ship(&mut app.target, artifact, args.health_timeout, &p).await }
-    }))
-    .await;
-    let before = r.rotation.len();
-    let mut failure = None;
-    for (k, (app, outcome)) in batch.iter_mut().zip(outcomes).enumerate() {
-        let up = app.upstream(port);
-        if app.target.state().await.map(|s| s.serving).unwrap_or(false) && !r.rotation.contains(&up) {
-            r.rotation.push(up);
-        }
-        let host = app.spec.host.clone();
-        let error = match outcome {
-            Ok(o) => {
-                r.shipped.release = o.release.name.clone();
-                r.shipped.hosts.push((host.clone(), ending(&o.ending)));
-                let error = o.error();
-                if let (Ending::Deployed { replaced: Some(prev) }, None) = (&o.ending, &error) {
-                    r.switched.push((first + k, prev.clone()));
-                }
-                error
-            }
-            Err(e) => Some(e),
-        };
-        if let (None, Some(e)) = (&failure, error) {
-            failure = Some((host, e));
-        }
-    }
-    if r.rotation.len() != before {
-        set_rotation(ctx, lb, &r.rotation).await?;
-    }
-    Ok(failure)
-}
-
-/// The hosts switched before the one that failed go back to what they served.
-async fn roll_back(ctx: &Ctx, lb: &Host, apps: &mut [App], args: &ReleaseArgs, r: &mut Rolling) {
-    let p = &ctx.printer;
-    let port = ctx.settings.port;
-    let Rolling { rotation, shipped, switched } = r;
-    for (i, previous) in switched.iter().rev() {
-        let app = &mut apps[*i];
-        let up = app.upstream(port);
-        p.info(format!("\n{}: back to {previous}", app.spec.host));
-        if rotation.iter().any(|u| *u != up) {
-            rotation.retain(|u| *u != up);
-        }
-        let back = match set_rotation(ctx, lb, rotation).await {
-            Ok(()) => deploy::rollback(&mut app.target, Some(previous), args.health_timeout, p).await.map(|_| ()),
-            Err(e) => Err(e),
-        };
-        let what = match &back {
-            Ok(()) => format!("rolled back to {previous}"),
-            Err(e) => format!("could not roll back to {previous}: {e:#}"),
-        };
-        shipped.hosts.push((app.spec.host.clone(), what));
-        if app.target.state().await.map(|s| s.serving).unwrap_or(false) && !rotation.contains(&up) {
-            rotation.push(up);
-            if let Err(e) = set_rotation(ctx, lb, rotation).await {
-                p.warn(format!("could not put {} back in the load balancer: {e:#}", app.spec.host));
-            }
-        }
-    }
-}
-
-fn ending(e: &Ending) -> String {
-    match e {
-        Ending::Unchanged => "unchanged (already serving)".into(),
-        Ending::Deployed { .. } => "deployed, healthy".into(),
-        Ending::Refused { serving, .. } => format!("refused as a candidate; {serving} serves"),
-        Ending::RolledBack { to, .. } => format!("unhealthy after the switch; {to} serves again"),
+    async fn healthy(&mut self, timeout: Duration, _p: &crate::printer::Printer) -> Result<()> {
+        through_lb(self.ctx, self.s, timeout).await
     }
 }
 
@@ -557,7 +391,7 @@ async fn monitoring(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<()> {
     ctx.printer.doing(&what, host.serve_prometheus(&config, &defaults)).await
 }
 
-fn report(ctx: &Ctx, s: &SshSettings, shipped: &Shipped, elapsed: Duration) {
+fn report(ctx: &Ctx, s: &SshSettings, shipped: &rolling::Shipped, elapsed: Duration) {
     let (url, _) = lb_endpoint(ctx, s);
     let hosts: Vec<_> = shipped.hosts.iter().map(|(h, what)| json!({"host": h, "result": what})).collect();
     ctx.printer.json(&json!({
@@ -682,7 +516,6 @@ fn chosen<'a>(s: &'a SshSettings, host: Option<&str>) -> Result<Vec<&'a HostSpec
 /// that fails stops it (exit 6, or 7 when nothing healthy serves there).
 async fn rollback(ctx: &Ctx, s: &SshSettings, args: &RollbackArgs) -> Result<u8> {
     let p = &ctx.printer;
-    let port = ctx.settings.port;
     let specs = chosen(s, args.host.as_deref())?;
     let infra = Infra::connect(ctx, s).await?;
     let lb = infra.get(s, Role::Lb);
@@ -691,18 +524,18 @@ async fn rollback(ctx: &Ctx, s: &SshSettings, args: &RollbackArgs) -> Result<u8>
         // What the app hosts' configuration holds; a rollback changes nothing on the db host.
         let env = app_database(ctx, s, &infra).await?;
         let (mut apps, _) = connect_apps(ctx, s, &env, false).await?;
-        apps.retain(|a| specs.iter().any(|h| h.host == a.spec.host));
+        apps.retain(|a| specs.iter().any(|h| h.host == a.name));
         let state = apps[0].target.state().await?;
         let to = match &args.to {
             Some(to) => to.clone(),
             None => crate::release::previous_good(&state.releases, state.current.as_deref())
                 .map(|r| r.name.clone())
-                .ok_or_else(|| Failure::invalid(format!("{} has no earlier good release", apps[0].spec.host), None))?,
+                .ok_or_else(|| Failure::invalid(format!("{} has no earlier good release", apps[0].name), None))?,
         };
         let mut rotation = lb.lb_upstreams().await?;
         let mut done = Vec::new();
         for app in apps.iter_mut() {
-            let up = app.upstream(port);
+            let up = app.key.clone();
             if rotation.iter().any(|u| *u != up) {
                 rotation.retain(|u| *u != up);
                 set_rotation(ctx, lb, &rotation).await?;
@@ -712,8 +545,8 @@ async fn rollback(ctx: &Ctx, s: &SshSettings, args: &RollbackArgs) -> Result<u8>
                 rotation.push(up);
                 set_rotation(ctx, lb, &rotation).await?;
             }
-            back.map_err(|e| e.context(format!("the rollback stopped at {}", app.spec.host)))?;
-            done.push(app.spec.host.clone());
+            back.map_err(|e| e.context(format!("the rollback stopped at {}", app.name)))?;
+            done.push(app.name.clone());
         }
         for app in apps {
             Box::new(app.target).close().await;
