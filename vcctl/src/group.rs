@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::cloud::aws::autoscaling::{self, Group, GroupSpec, Size};
+use crate::cloud::aws::ec2::{self, KeyPair};
 use crate::cloud::aws::iam::{self, InstanceProfile, Role};
 use crate::cloud::aws::launch_template::{self, Launch, Template};
 use crate::cloud::aws::{Aws, Stamp};
@@ -16,6 +17,8 @@ use crate::scaled::{Change, fault_point, owned};
 
 /// The names of the tier's resources.
 pub struct Names {
+    /// The key pair instances let log in with (the stack's public key).
+    pub key_pair: String,
     /// The role, its instance profile, the launch template and the group.
     pub role: String,
     pub policy: String,
@@ -26,6 +29,7 @@ pub struct Names {
 impl Names {
     pub fn of(stack: &str) -> Names {
         Names {
+            key_pair: format!("vcctl-{stack}"),
             role: format!("vcctl-{stack}-app"),
             policy: format!("vcctl-{stack}-app-least-privilege"),
             group: format!("vcctl-{stack}"),
@@ -37,6 +41,7 @@ impl Names {
 /// What exists of the tier.
 #[derive(Debug, Default)]
 pub struct Found {
+    pub key_pair: Option<KeyPair>,
     pub role: Option<Role>,
     pub policy: Option<Value>,
     pub profile: Option<InstanceProfile>,
@@ -47,6 +52,8 @@ pub struct Found {
 
 /// What the stack wants of the tier.
 pub struct Wanted {
+    /// The stack's SSH public key (`aws.ssh_public_key`).
+    pub public_key: String,
     pub policy: Value,
     pub launch: Launch,
     pub size: Size,
@@ -82,6 +89,10 @@ pub fn policy(bucket: &str, secret_arn: &str) -> Value {
 
 pub async fn survey(aws: &Aws, names: &Names, stamp: &Stamp) -> Result<Found> {
     let mut found = Found { role: iam::get_role(&aws.iam, &names.role).await?, ..Found::default() };
+    found.key_pair = ec2::find_key_pair(&aws.ec2, &names.key_pair).await?;
+    if let Some(k) = &found.key_pair {
+        owned(&format!("key pair {}", names.key_pair), k.owner.stack_id.as_deref(), stamp)?;
+    }
     if let Some(r) = &found.role {
         owned(&format!("IAM role {}", names.role), r.owner.stack_id.as_deref(), stamp)?;
         found.policy = iam::get_role_policy(&aws.iam, &names.role, &names.policy).await?;
@@ -105,6 +116,9 @@ fn change(action: char, what: impl Into<String>, detail: impl Into<String>) -> C
 /// What `up` would change in the tier.
 pub fn plan(names: &Names, w: &Wanted, f: &Found) -> Vec<Change> {
     let mut out = Vec::new();
+    if f.key_pair.is_none() {
+        out.push(change('+', format!("key pair {}", names.key_pair), "the stack's SSH public key, for deploys"));
+    }
     let role = format!("IAM role {}", names.role);
     match (&f.role, &f.policy) {
         (None, _) => out.push(change('+', role, "with its instance profile; trusted by ec2.amazonaws.com only")),
@@ -143,6 +157,7 @@ fn launch_differences(found: &Launch, wanted: &Launch) -> Vec<&'static str> {
         ("instance type", found.instance_type != wanted.instance_type),
         ("instance profile", found.instance_profile != wanted.instance_profile),
         ("security group", found.security_group != wanted.security_group),
+        ("key pair", found.key_name != wanted.key_name),
         ("user data", found.user_data != wanted.user_data),
         ("IMDSv2", found.http_tokens != wanted.http_tokens),
         (
@@ -203,6 +218,10 @@ pub async fn apply(
     stamp: &Stamp,
     p: &Printer,
 ) -> Result<()> {
+    if f.key_pair.is_none() {
+        let import = ec2::import_key_pair(&aws.ec2, &names.key_pair, &w.public_key, stamp);
+        p.doing(&format!("key pair {}", names.key_pair), import).await?;
+    }
     if f.role.is_none() {
         p.doing(&format!("IAM role {}", names.role), iam::create_role(&aws.iam, &names.role, stamp)).await?;
     }
@@ -320,6 +339,10 @@ pub async fn destroy(aws: &Aws, names: &Names, f: &Found, p: &Printer) -> Result
     }
     if let Some(t) = &f.template {
         p.doing(&format!("deleting launch template {}", t.name), launch_template::delete(&aws.ec2, &t.id)).await?;
+    }
+    if f.key_pair.is_some() {
+        p.doing(&format!("deleting key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair))
+            .await?;
     }
     if f.role.is_some() || f.profile.is_some() {
         p.doing(

@@ -119,7 +119,7 @@ pub fn plan(names: &Names, found: &Found, db: &RdsSettings, port: u16) -> Result
             out.push(change('+', format!("security group {name}"), rules.join("; ")));
             continue;
         };
-        for r in g.rules.iter().filter(|r| !admits(&wanted, r)) {
+        for r in g.rules.iter().filter(|r| !admits(&wanted, r) && !crate::access::is_temporary(&r.tags)) {
             out.push(change('-', format!("rule on {name}"), format!("{r} (not in the stack: drift)")));
         }
         for r in wanted.iter().filter(|r| !admits(&g.rules, r)) {
@@ -252,7 +252,9 @@ pub async fn apply(
         }
         let wanted = wanted_rules(tier, port, found);
         let g = found.group(tier).expect("made above");
-        let drift: Vec<Rule> = g.rules.iter().filter(|r| !admits(&wanted, r)).cloned().collect();
+        // On-demand SSH (a deploy's, for its address, tagged and leased) is no drift.
+        let drift: Vec<Rule> =
+            g.rules.iter().filter(|r| !admits(&wanted, r) && !crate::access::is_temporary(&r.tags)).cloned().collect();
         let missing: Vec<Rule> = wanted.iter().filter(|r| !admits(&g.rules, r)).cloned().collect();
         let id = g.id.clone();
         if !drift.is_empty() {

@@ -46,12 +46,10 @@ pub async fn serving(client: &aws_sdk_s3::Client, bucket: &str) -> Result<Option
 /// an app instance (its database elsewhere, reached only through the load balancer).
 pub fn kit(settings: &Settings) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = vec![("host/vc-host".to_string(), crate::host::HELPER_SCRIPT.as_bytes().to_vec())];
-    for (path, content) in crate::templates::units(settings, true)? {
-        let name = path.rsplit('/').next().unwrap_or_default();
-        // The data volume's metric is a single box's: instances of a group have none.
-        if name.starts_with(crate::templates::SERVING_UNIT) && !name.contains("disk-metric") {
-            out.push((format!("host/systemd/{name}"), content.into_bytes()));
-        }
+    // The same units a deploy writes on an instance (HostConfig::group_instance).
+    for f in crate::deploy::config::HostConfig::group_instance(settings)?.files {
+        let name = f.path.rsplit('/').next().unwrap_or_default();
+        out.push((format!("host/systemd/{name}"), f.text.into_bytes()));
     }
     Ok(out)
 }

@@ -1632,8 +1632,8 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let plan = s.json(&["plan"], 2);
     // 3 groups, the subnet group, RDS, the certificate, the target group, the load balancer,
     // HTTP's listener, the alert topic, 6 alarms (the bucket's name waits for the id), the
-    // first release, the instances' role, the launch template and the group.
-    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(21), "{plan}");
+    // first release, the key pair, the instances' role, the launch template and the group.
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(22), "{plan}");
     let requested = Instant::now();
     let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     assert_eq!(up["changed"], true, "{up}");
@@ -1831,6 +1831,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let (_, iam, _) = s.sdk().await;
     assert!(iam.list_roles().send().await.unwrap().roles().iter().all(|r| !r.role_name().starts_with("vcctl-fra")));
     assert!(iam.list_instance_profiles().send().await.unwrap().instance_profiles().is_empty());
+    assert!(ec2.describe_key_pairs().send().await.unwrap().key_pairs().is_empty());
 }
 
 /// The instances' tier as the stack wants it: the group (2..6, 2 now, in the target group,
@@ -1872,6 +1873,7 @@ async fn check_instances(s: &Project, release: &str) {
         (Some("gp3"), Some(true), Some(16))
     );
     assert_eq!(data.iam_instance_profile().and_then(|p| p.name()), Some("vcctl-fra-app"));
+    assert_eq!(data.key_name(), Some("vcctl-fra"));
     let app = ec2.describe_security_groups().group_names("vcctl-fra-app").send().await.unwrap();
     assert_eq!(data.security_group_ids(), [app.security_groups()[0].group_id().unwrap().to_string()]);
     let boot = String::from_utf8(base64_decode(data.user_data().unwrap())).unwrap();
@@ -2152,7 +2154,13 @@ async fn check_bucket(s: &Project) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_bucket() {
     let peer = std::env::var("VC_TEST_HOST_PEER").expect("VC_TEST_HOST_PEER (scripts/test-host)");
-    let s = Project::new(&scaled_stack(), Moto::start_on(&peer, &[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    // Deploys log in to the test host, which stands for the group's instances.
+    let h = common::test_host();
+    let login =
+        format!("  ssh_identity: {}\n  ssh_user: root\n  host_key: {}\n  termination_protection", h.key, h.host_key);
+    let stack =
+        scaled_stack().replace("  admin_cidrs: [198.18.7.7/32]\n", "").replace("  termination_protection", &login);
+    let s = Project::new(&stack, Moto::start_on(&peer, &[("MOTO_ACM_VALIDATION_WAIT", "0")]));
     let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     let release = up["serving"]["release"].as_str().unwrap().to_string();
     let (ec2, _, _) = s.sdk().await;
@@ -2197,32 +2205,30 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let cleanup = format!(
         "cd / && /opt/vehicleconnect/bin/vc-host destroy delete-data; runuser -u postgres -- psql -qc 'DROP ROLE IF EXISTS \"{user}\"'; rm -rf /var/lib/cloud"
     );
+    let _cleanup = OnHostAtEnd(cleanup);
     let out = common::on_host(&boot(""));
-    let outcome = std::panic::catch_unwind(|| {
-        assert!(out.trim_end().ends_with("exit 0"), "{out}");
-        assert!(out.contains(&format!("release {release} healthy on port 8000")), "{out}");
-        assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{release}"));
-        let status = common::on_host("curl -s http://127.0.0.1:8000/api/status");
-        let status: Value = serde_json::from_str(&status).unwrap();
-        assert_eq!((status["store"].as_str(), status["database"].as_str()), (Some("postgres"), Some("ok")), "{status}");
-        assert_eq!(common::on_host("stat -c '%a %U' /etc/vehicleconnect/env").trim(), "600 root");
-        assert!(!out.contains(password), "the password in the boot script's output");
-        let event = r#"{"endpoint":"/v1/boot","response_time_ms":5,"status_code":200,"client_id":"c"}"#;
-        let token = common::on_host("sed -n 's/^VC_INGEST_TOKEN=//p' /etc/vehicleconnect/env");
-        let posted = common::on_host(&format!(
-            "curl -s -o /dev/null -w '%{{http_code}}' -H 'content-type: application/json' -H 'Authorization: Bearer {}' -d '{event}' http://127.0.0.1:8000/api/events",
-            token.trim()
-        ));
-        assert_eq!(posted, "201");
-        let stored = common::on_host(
-            "runuser -u postgres -- psql -qAt -d vehicleconnect -c \"SELECT count(*) FROM api_events WHERE endpoint = '/v1/boot'\"",
-        );
-        assert_eq!(stored.trim(), "1");
-    });
-    if let Err(e) = outcome {
-        common::on_host(&cleanup);
-        std::panic::resume_unwind(e);
-    }
+    assert!(out.trim_end().ends_with("exit 0"), "{out}");
+    assert!(out.contains(&format!("release {release} healthy on port 8000")), "{out}");
+    assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{release}"));
+    let status = common::on_host("curl -s http://127.0.0.1:8000/api/status");
+    let status: Value = serde_json::from_str(&status).unwrap();
+    assert_eq!((status["store"].as_str(), status["database"].as_str()), (Some("postgres"), Some("ok")), "{status}");
+    assert_eq!(common::on_host("stat -c '%a %U' /etc/vehicleconnect/env").trim(), "600 root");
+    assert!(!out.contains(password), "the password in the boot script's output");
+    let event = r#"{"endpoint":"/v1/boot","response_time_ms":5,"status_code":200,"client_id":"c"}"#;
+    let token = common::on_host("sed -n 's/^VC_INGEST_TOKEN=//p' /etc/vehicleconnect/env");
+    let posted = common::on_host(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' -H 'content-type: application/json' -H 'Authorization: Bearer {}' -d '{event}' http://127.0.0.1:8000/api/events",
+        token.trim()
+    ));
+    assert_eq!(posted, "201");
+    let stored = common::on_host(
+        "runuser -u postgres -- psql -qAt -d vehicleconnect -c \"SELECT count(*) FROM api_events WHERE endpoint = '/v1/boot'\"",
+    );
+    assert_eq!(stored.trim(), "1");
+
+    rolls_out_through_the_target_group(&s, &ec2).await;
+    let release = serving(&s).await;
 
     // The pointer moved to a release whose binary is not what it says: refused, not switched.
     let s3 = s3_client(&s).await;
@@ -2237,7 +2243,86 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     }
     let out = common::on_host(&boot(""));
     let current = common::on_host("readlink /opt/vehicleconnect/current");
-    common::on_host(&cleanup);
     assert!(out.contains("upload damaged") && out.trim_end().ends_with("exit 1"), "{out}");
     assert_eq!(current.trim(), format!("releases/{release}"), "nothing switched to the damaged release");
+}
+
+/// Runs a script on the test host when dropped, a failed test's included.
+struct OnHostAtEnd(String);
+
+impl Drop for OnHostAtEnd {
+    fn drop(&mut self) {
+        let script = self.0.clone();
+        if std::panic::catch_unwind(move || common::on_host(&script)).is_err() {
+            eprintln!("could not clean the test host up");
+        }
+    }
+}
+
+/// The release the bucket's pointer names.
+async fn serving(s: &Project) -> String {
+    let s3 = s3_client(s).await;
+    let out = s3.get_object().bucket(format!("vcctl-fra-{}", s.stack_id())).key("serving").send().await.unwrap();
+    let text = String::from_utf8(out.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+    text.split_whitespace().next().unwrap().to_string()
+}
+
+/// The group's targets and their states, as moto's target group has them.
+async fn target_states(s: &Project) -> Vec<String> {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&s.sdk_config().await);
+    let tg = elb.describe_target_groups().names("vcctl-fra").send().await.unwrap();
+    let arn = tg.target_groups()[0].target_group_arn().unwrap();
+    let health = elb.describe_target_health().target_group_arn(arn).send().await.unwrap();
+    let mut out: Vec<String> = health
+        .target_health_descriptions()
+        .iter()
+        .map(|d| d.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_string()).unwrap_or_default())
+        .collect();
+    out.sort();
+    out
+}
+
+/// `vcctl deploy` of a `scale:` stack, with moto's two instances both standing for the test
+/// host (VCCTL_TEST_AWS_HOST): the first is deregistered, drained, switched over on-demand
+/// SSH and registered again once healthy; the second has nothing left to do; the pointer
+/// moves. Then a release that cannot start: refused on the first instance, which goes back
+/// in the target group; exit 6, and the pointer stays.
+async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().join("vehicleconnect-v2");
+    common::new_build(&v2, b"\nv2");
+    let deploy = |artifact: &std::path::Path| {
+        s.command(&["deploy", "--artifact", artifact.to_str().unwrap(), "--ssh-from", "198.18.0.11", "--json"])
+            .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+            .output()
+            .unwrap()
+    };
+    let out = deploy(&v2);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<&str> =
+        report["instances"].as_array().unwrap().iter().map(|i| i["result"].as_str().unwrap()).collect();
+    assert_eq!(results, ["deployed, healthy", "unchanged (already serving)"], "{report}");
+    let err = common::stderr(&out);
+    assert!(err.contains("deregistering") && err.contains("waiting for it to drain"), "{err}");
+    assert!(err.contains("registering") && err.contains("waiting until healthy"), "{err}");
+    let v2_release = report["release"].as_str().unwrap().to_string();
+    assert_eq!((report["pointer_moved"].as_bool(), serving(s).await), (Some(true), v2_release.clone()), "{report}");
+    assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{v2_release}"));
+    assert_eq!(target_states(s).await, ["healthy", "healthy"]);
+    assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
+
+    let broken = dir.path().join("broken");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\n[ \"$1\" = --version ] && echo 'vehicleconnect 9.9.9 (b0rken)' && exit 0\necho 'fatal: cannot start' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = deploy(&broken);
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    assert_eq!(serving(s).await, v2_release, "the pointer stays on the release every instance runs");
+    assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{v2_release}"));
+    assert_eq!(target_states(s).await, ["healthy", "healthy"], "the instance is back in the target group");
+    assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
 }

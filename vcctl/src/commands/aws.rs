@@ -52,7 +52,7 @@ fn public_key_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
 /// What the stack wants; `id` is its stack id (a placeholder for `plan` before the first up).
 /// The private key deploys log in with: `aws.ssh_identity`, else the public key's path
 /// without `.pub`.
-fn identity_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
+pub(crate) fn identity_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
     match &a.ssh_identity {
         Some(id) => ctx.root.join(expand_home(id)),
         None => public_key_path(ctx, a).with_extension(""),
@@ -61,7 +61,7 @@ fn identity_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
 
 /// The stack's SSH keys, checked here before any AWS call: the public key (a private key
 /// is refused, never uploaded) and the identity deploys will log in with.
-fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
+pub(crate) fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
     let file = ctx.settings.stack_file.display();
     let key_path = public_key_path(ctx, a);
     let text = std::fs::read_to_string(&key_path).map_err(|e| {
@@ -351,7 +351,7 @@ fn host_key_timeout() -> Duration {
 }
 
 /// The instance's ed25519 host key from its console output, read until it appears.
-async fn console_host_key(ctx: &Ctx, aws: &Aws, instance: &str) -> Result<String> {
+pub(crate) async fn console_host_key(ctx: &Ctx, aws: &Aws, instance: &str) -> Result<String> {
     let timeout = host_key_timeout();
     let step = ctx.printer.step(format!("reading the host key of {instance} from its console output"));
     let started = Instant::now();
@@ -384,7 +384,7 @@ async fn console_host_key(ctx: &Ctx, aws: &Aws, instance: &str) -> Result<String
 /// The address to reach an instance at. An emulator's addresses are made up (and may be
 /// anyone's on the internet): vcctl never contacts them; tests map the stack's host to a
 /// test host of their own with `VCCTL_TEST_AWS_HOST`, honoured under an emulator only.
-fn address(aws: &Aws, instance: &str, ip: String) -> Result<String> {
+pub(crate) fn address(aws: &Aws, instance: &str, ip: String) -> Result<String> {
     if !aws.emulated {
         return Ok(ip);
     }

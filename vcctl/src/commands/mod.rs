@@ -9,6 +9,7 @@ pub mod ci;
 pub mod db;
 pub mod deploy;
 pub mod fleet;
+pub mod group_deploy;
 pub mod on_demand;
 pub mod plan;
 pub mod scale;
@@ -51,7 +52,8 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
         (Aws(a), Command::Plan(_)) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
-        (Aws(a), Command::Up(r)) if let Some(s) = &a.scale => scale::up(ctx, a, s, r.artifact.as_deref()).await,
+        (Aws(a), Command::Up(r)) if let Some(s) = &a.scale => scale::up(ctx, a, s, r).await,
+        (Aws(a), Command::Deploy(r)) if a.scale.is_some() => scale::deploy(ctx, a, r).await,
         (Aws(a), Command::Destroy(args)) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
         (Aws(a), Command::Status(_)) if a.scale.is_some() => scale::status(ctx, a).await,
         (Aws(a), _) if a.scale.is_some() => scale::refuse(ctx, a).await,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use super::Ctx;
+use crate::cloud::aws::security_group::SecurityGroup;
 use crate::cloud::aws::ssh_window::{self, Closed, Window};
 use crate::cloud::aws::{Aws, Stamp, security_group};
 use crate::error::Failure;
@@ -25,11 +26,27 @@ pub async fn around<T, F>(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str, 
 where
     F: Future<Output = Result<T>>,
 {
+    around_on(ctx, a, aws, None, command, work).await
+}
+
+/// [`around`], on the security group `group` (a `scale:` stack's app group) instead of the
+/// single box's.
+pub async fn around_on<T, F>(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    aws: &Aws,
+    group: Option<&SecurityGroup>,
+    command: &str,
+    work: F,
+) -> Result<T>
+where
+    F: Future<Output = Result<T>>,
+{
     if a.ssh_access == SshAccess::AdminCidrs {
         return work.await;
     }
     let started = Instant::now();
-    let window = open(ctx, a, aws, command).await?;
+    let window = open(ctx, a, aws, group, command).await?;
     let opened_in = started.elapsed();
     let result = tokio::select! {
         r = work => r,
@@ -54,9 +71,13 @@ async fn interrupted() -> &'static str {
     }
 }
 
-async fn open(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str) -> Result<Window> {
+async fn open(ctx: &Ctx, a: &AwsSettings, aws: &Aws, given: Option<&SecurityGroup>, command: &str) -> Result<Window> {
     let stack = &ctx.settings.stack;
-    let Some(group) = security_group::find(&aws.ec2, stack).await? else {
+    let found = match given {
+        Some(g) => Some(g.clone()),
+        None => security_group::find(&aws.ec2, stack).await?,
+    };
+    let Some(group) = found else {
         return Err(Failure::invalid(
             format!("stack `{stack}` has no security group in {} to open SSH on", aws.region),
             Some("`vcctl up` creates it".into()),

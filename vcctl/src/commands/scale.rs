@@ -7,14 +7,13 @@
 //! role, the launch template, the group). `plan` also gives the monthly cost. Not built yet:
 //! the rolling deploy across the group (`deploy` and `rollback` refuse).
 
-use std::path::Path;
-
 use anyhow::Result;
 use serde_json::json;
 
 use super::Ctx;
 use super::aws::{self, DEFAULT_INSTANCE_TYPE};
 use crate::alerts::{self, Watched};
+use crate::cli::ReleaseArgs;
 use crate::cloud::aws::autoscaling::Size;
 use crate::cloud::aws::cloudwatch::Alarm;
 use crate::cloud::aws::launch_template::Launch;
@@ -33,23 +32,23 @@ const MIGRATION: &str = "`vcctl db dump > events.dump` on the single-box stack, 
      (docs/aws.md, Scaling out)";
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "the rolling deploy of a new release across the group (`deploy`, `rollback`)";
+const NOT_BUILT: &str = "`rollback`, `logs` and the other per-host commands across the group";
 
 /// Everything of the stack that exists, read once.
-struct Survey {
-    cloud: Aws,
-    account: String,
-    stamp: Stamp,
-    names: Names,
-    data: scaled::Found,
-    edge: edge::Found,
-    alerts: alerts::Found,
-    group: group::Found,
+pub(super) struct Survey {
+    pub(super) cloud: Aws,
+    pub(super) account: String,
+    pub(super) stamp: Stamp,
+    pub(super) names: Names,
+    pub(super) data: scaled::Found,
+    pub(super) edge: edge::Found,
+    pub(super) alerts: alerts::Found,
+    pub(super) group: group::Found,
     /// The release the bucket's pointer names.
-    serving: Option<shelf::Serving>,
+    pub(super) serving: Option<shelf::Serving>,
 }
 
-async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
+pub(super) async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let (cloud, account) = single_box_absent(ctx, a).await?;
     let names = Names::of(&ctx.settings.stack, &stamp.id);
     let data = scaled::survey(&cloud, &names, &stamp).await?;
@@ -137,12 +136,14 @@ async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: 
     ])?;
     let r = &scale.replicas;
     Ok(group::Wanted {
+        public_key: aws::local_keys(ctx, a)?,
         policy: group::policy(&s.names.bucket, &secret),
         launch: Launch {
             image,
             instance_type: instance_type.to_string(),
             instance_profile: names.role.clone(),
             security_group: s.data.group(scaled::Tier::App).map_or_else(|| "(group app)".into(), |g| g.id.clone()),
+            key_name: names.key_pair.clone(),
             user_data,
             http_tokens: "required".into(),
             root_device,
@@ -188,21 +189,14 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u
 /// `vcctl up` of a `scale:` stack: every tier made or repaired in order, the host kit and,
 /// when nothing serves yet, the first release put in the bucket, then the group that boots
 /// from it.
-pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, artifact: Option<&Path>) -> Result<u8> {
+pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &ReleaseArgs) -> Result<u8> {
+    let artifact = args.artifact.as_deref();
     let stamp = Stamp { stack: ctx.settings.stack.clone(), id: aws::stack_id(ctx)? };
     let mut s = survey(ctx, a, stamp).await?;
     // The first release is built (or checked) before anything changes: a bad one changes nothing.
     let first = match &s.serving {
         None => Some(crate::artifact::resolve(&ctx.root, artifact, &ctx.printer).await?),
-        Some(r) => {
-            if artifact.is_some() {
-                ctx.printer.warn(format!(
-                    "release {} serves the group; `up` does not replace it, so --artifact is not used (a rolling deploy across the group is not built yet)",
-                    r.release
-                ));
-            }
-            None
-        }
+        Some(_) => None,
     };
     let changes = changes(ctx, scale, &s, &wanted_instances(ctx, a, scale, &s).await?)?;
     let mut changed = changes.iter().any(|c| c.action != '!');
@@ -239,7 +233,21 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, artifact: Opt
     group::apply(&s.cloud, &names, &instances, &mut s.group, &subnets, &s.stamp, &ctx.printer).await?;
     s.group = group::survey(&s.cloud, &names, &s.stamp).await?;
     report_up(ctx, &s, changed, &changes);
+    // Another release given while one serves: rolled out across the group, as `deploy` does.
+    if let (None, Some(given), Some(serving)) = (&first, artifact, &s.serving) {
+        if crate::artifact::probe(given).await?.sha256 != serving.sha256 {
+            return super::group_deploy::deploy(ctx, a, &s, args).await;
+        }
+        ctx.printer.detail(format!("--artifact is release {}, which serves already", serving.release));
+    }
     Ok(error::OK)
+}
+
+/// `vcctl deploy` of a `scale:` stack: the rolling deploy across the group
+/// (`group_deploy.rs`).
+pub async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Result<u8> {
+    let s = survey(ctx, a, Stamp::of(&ctx.settings)).await?;
+    super::group_deploy::deploy(ctx, a, &s, args).await
 }
 
 /// What `up` says when it is done: where the stack answers, what serves, what to do next.

@@ -94,6 +94,9 @@ pub struct HostConfig {
     pub database_url_secret: Option<String>,
     /// Where the fleet's database is, hashed (the env file is not: it holds secrets).
     pub fleet_database: Option<String>,
+    /// An instance of a `scale:` stack's group: its env file is its boot's (templates/boot.sh:
+    /// the RDS secret, the bucket's token) and stays as it is; vcctl writes only the units.
+    pub group_instance: bool,
 }
 
 impl HostConfig {
@@ -134,6 +137,7 @@ impl HostConfig {
             fleet_env: None,
             database_url_secret: None,
             fleet_database: None,
+            group_instance: false,
         })
     }
 
@@ -165,6 +169,27 @@ impl HostConfig {
             fleet_env: Some(env),
             database_url_secret: db.url_secret().map(str::to_string),
             fleet_database: Some(db.describe()),
+            group_instance: false,
+        })
+    }
+
+    /// An instance of a `scale:` stack's group: the service's units as its boot wrote them
+    /// (the bucket's kit); its database (RDS) and token came with its boot.
+    pub fn group_instance(settings: &Settings) -> Result<HostConfig> {
+        let files = templates::units(settings, true)?
+            .into_iter()
+            .filter(|(path, _)| !path.contains("disk-metric"))
+            .map(|(path, text)| File { path, mode: "644", text, kind: FileKind::Unit })
+            .collect();
+        Ok(HostConfig {
+            files,
+            ingest_token: settings.ingest_token,
+            tls: false,
+            packages: vec!["curl"],
+            fleet_env: None,
+            database_url_secret: None,
+            fleet_database: Some("RDS, from the instance's boot".into()),
+            group_instance: true,
         })
     }
 

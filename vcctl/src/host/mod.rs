@@ -191,6 +191,9 @@ impl Host {
         if let Some(env) = &config.fleet_env {
             return self.prepare_app(config, env).await;
         }
+        if config.group_instance {
+            return self.prepare_instance(config).await;
+        }
         self.packages(&config.packages).await?;
         self.run(&["account"]).await?;
         // PostgreSQL's data on its own volume before anything writes to the database.
@@ -224,6 +227,17 @@ impl Host {
     pub async fn packages(&self, packages: &[&str]) -> Result<()> {
         let argv: Vec<&str> = std::iter::once("packages").chain(packages.iter().copied()).collect();
         self.run(&argv).await.map(|_| ())
+    }
+
+    /// An instance of a `scale:` stack's group: the service's units only (its env file is
+    /// its boot's).
+    async fn prepare_instance(&self, config: &HostConfig) -> Result<()> {
+        self.run(&["account"]).await?;
+        let mut units_changed = false;
+        for f in &config.files {
+            units_changed |= self.put(&f.path, f.mode, &f.text).await?;
+        }
+        self.run(&["units", yes(units_changed)]).await.map(|_| ())
     }
 
     /// An app host of a fleet: the service's units, its env file (from vcctl: the database

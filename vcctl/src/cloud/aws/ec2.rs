@@ -516,3 +516,22 @@ mod console_tests {
         assert!(super::host_keys_from_console("nothing yet").is_empty());
     }
 }
+
+/// The public address of each instance of `ids` (none while it has not one yet).
+pub async fn public_addresses(ec2: &Client, ids: &[String]) -> Result<Vec<(String, Option<String>)>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let out = ec2
+        .describe_instances()
+        .set_instance_ids(Some(ids.to_vec()))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeInstances", "looking up the group's instances", e))?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .map(|i| (i.instance_id().unwrap_or_default().to_string(), i.public_ip_address().map(str::to_string)))
+        .collect())
+}

@@ -311,3 +311,29 @@ pub async fn targets(elb: &Client, arn: &str) -> Result<Vec<Target>> {
         })
         .collect())
 }
+
+fn target(id: &str, port: u16) -> aws_sdk_elasticloadbalancingv2::types::TargetDescription {
+    aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(id).port(i32::from(port)).build()
+}
+
+/// Registers instances `ids` in the group `arn` on `port`: the load balancer sends them
+/// requests once its health check passes.
+pub async fn register(elb: &Client, arn: &str, ids: &[String], port: u16) -> Result<()> {
+    let mut req = elb.register_targets().target_group_arn(arn);
+    for id in ids {
+        req = req.targets(target(id, port));
+    }
+    req.send().await.map_err(|e| error("elasticloadbalancing:RegisterTargets", "registering instances", e))?;
+    Ok(())
+}
+
+/// Deregisters instances `ids`: the load balancer sends them no new request, and lets those
+/// in flight finish (the deregistration delay).
+pub async fn deregister(elb: &Client, arn: &str, ids: &[String], port: u16) -> Result<()> {
+    let mut req = elb.deregister_targets().target_group_arn(arn);
+    for id in ids {
+        req = req.targets(target(id, port));
+    }
+    req.send().await.map_err(|e| error("elasticloadbalancing:DeregisterTargets", "deregistering instances", e))?;
+    Ok(())
+}

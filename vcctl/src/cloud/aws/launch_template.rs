@@ -22,6 +22,8 @@ pub struct Launch {
     pub instance_type: String,
     pub instance_profile: String,
     pub security_group: String,
+    /// The key pair the image lets log in (the stack's `aws.ssh_public_key`).
+    pub key_name: String,
     /// Base64, as EC2 keeps it.
     #[serde(skip)]
     pub user_data: String,
@@ -74,6 +76,7 @@ pub async fn find(ec2: &Client, name: &str, stack_id: &str) -> Result<Option<Tem
             .unwrap_or_default()
             .to_string(),
         security_group: data.and_then(|d| d.security_group_ids().first()).cloned().unwrap_or_default(),
+        key_name: data.and_then(|d| d.key_name()).unwrap_or_default().to_string(),
         user_data: data.and_then(|d| d.user_data()).unwrap_or_default().to_string(),
         http_tokens: data
             .and_then(|d| d.metadata_options())
@@ -105,6 +108,7 @@ fn data(launch: &Launch, stamp: &Stamp, name: &str) -> RequestLaunchTemplateData
             LaunchTemplateIamInstanceProfileSpecificationRequest::builder().name(&launch.instance_profile).build(),
         )
         .security_group_ids(&launch.security_group)
+        .key_name(&launch.key_name)
         .user_data(&launch.user_data)
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()

@@ -1,0 +1,215 @@
+//! `vcctl deploy` (and `up` with a new release) of a `scale:` stack: the release goes to the
+//! bucket, then across the group's instances with the one rolling deploy (`rolling.rs`),
+//! whose rotation is the target group: an instance is deregistered and drained, takes the
+//! release through the deploy workflow over on-demand SSH, and is registered again and
+//! waited for until healthy. The bucket's `serving` pointer moves only when every instance
+//! is healthy on the new release: an instance launched during a failed deploy never boots
+//! the bad one.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::Ctx;
+use super::aws::{self, DEFAULT_SSH_USER};
+use super::scale::Survey;
+use crate::artifact::{self, Artifact};
+use crate::cli::ReleaseArgs;
+use crate::cloud::aws::{Aws, ec2, elb};
+use crate::deploy::config::HostConfig;
+use crate::error::Failure;
+use crate::host::Host;
+use crate::printer::Printer;
+use crate::rolling::{self, Member, Rotation};
+use crate::scaled::Tier;
+use crate::shelf;
+use crate::stack::AwsSettings;
+use crate::targets::Target;
+use crate::targets::remote::{HostTarget, Remote};
+
+/// How long a deregistered instance may take to drain: the target group's delay, and a margin.
+const DRAIN_PATIENCE: Duration = Duration::from_secs(elb::DEREGISTRATION_DELAY_S as u64 + 60);
+
+/// The target group as the rolling deploy's rotation: keys are instance ids.
+struct TargetGroup<'a> {
+    aws: &'a Aws,
+    arn: String,
+    port: u16,
+}
+
+#[async_trait]
+impl Rotation for TargetGroup<'_> {
+    async fn set(&mut self, keys: &[String], p: &Printer) -> Result<()> {
+        let registered: Vec<String> = elb::targets(&self.aws.elb, &self.arn)
+            .await?
+            .into_iter()
+            .filter(|t| t.state != "draining" && t.state != "unused")
+            .map(|t| t.id)
+            .collect();
+        let leaving: Vec<String> = registered.iter().filter(|id| !keys.contains(id)).cloned().collect();
+        let joining: Vec<String> = keys.iter().filter(|id| !registered.contains(id)).cloned().collect();
+        if !leaving.is_empty() {
+            let what = format!("target group: deregistering {} and waiting for it to drain", leaving.join(", "));
+            p.doing(&what, async {
+                elb::deregister(&self.aws.elb, &self.arn, &leaving, self.port).await?;
+                self.wait(&leaving, |state| state.is_none(), DRAIN_PATIENCE, "drained").await
+            })
+            .await?;
+        }
+        if !joining.is_empty() {
+            let what = format!("target group: registering {} and waiting until healthy", joining.join(", "));
+            p.doing(&what, async {
+                elb::register(&self.aws.elb, &self.arn, &joining, self.port).await?;
+                self.wait(&joining, |state| state == Some("healthy"), Duration::from_secs(300), "healthy").await
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn healthy(&mut self, timeout: Duration, _p: &Printer) -> Result<()> {
+        let targets = elb::targets(&self.aws.elb, &self.arn).await?;
+        let serving: Vec<String> = targets.iter().filter(|t| t.state != "draining").map(|t| t.id.clone()).collect();
+        self.wait(&serving, |state| state == Some("healthy"), timeout, "healthy").await
+    }
+}
+
+impl TargetGroup<'_> {
+    /// Waits until every target of `ids` is in a state `done` accepts (`None`: gone).
+    async fn wait(&self, ids: &[String], done: fn(Option<&str>) -> bool, patience: Duration, what: &str) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            let targets = elb::targets(&self.aws.elb, &self.arn).await?;
+            let state = |id: &String| targets.iter().find(|t| t.id == *id).map(|t| t.state.as_str());
+            let waiting: Vec<String> = ids
+                .iter()
+                .filter(|id| !done(state(id)))
+                .map(|id| format!("{id} ({})", state(id).unwrap_or("not registered")))
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() > patience {
+                bail!("not {what} after {}: {}", crate::printer::format_duration(patience), waiting.join(", "));
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// `vcctl deploy` of a `scale:` stack.
+pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, s: &Survey, args: &ReleaseArgs) -> Result<u8> {
+    let started = Instant::now();
+    let stack = &ctx.settings.stack;
+    let (Some(group), Some(tg), Some(bucket), Some(serving)) =
+        (&s.group.group, &s.edge.target_group, &s.data.bucket, &s.serving)
+    else {
+        return Err(Failure::invalid(
+            format!("stack `{stack}` has no group, target group, bucket or serving release yet"),
+            Some("`vcctl up` makes them and puts the first release".into()),
+        )
+        .into());
+    };
+    let mut artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
+    let receipt = if artifact.sha256 == serving.sha256 {
+        ctx.printer.detail(format!("release {} in the bucket is this artifact: no upload", serving.release));
+        artifact.release_name = Some(serving.release.clone());
+        None
+    } else {
+        let upload = shelf::upload(&s.cloud.s3, &bucket.name, &artifact);
+        let r = ctx.printer.doing(&format!("release {} to the bucket", artifact.short_sha()), upload).await?;
+        artifact.release_name = Some(r.name.clone());
+        Some(r)
+    };
+    let ids: Vec<String> =
+        group.instances.iter().filter(|i| i.lifecycle == "InService").map(|i| i.id.clone()).collect();
+    if ids.is_empty() {
+        bail!("group {} has no instance in service to deploy to", group.name);
+    }
+    let app_group = s.data.group(Tier::App);
+    let mut rotation = TargetGroup { aws: &s.cloud, arn: tg.arn.clone(), port: ctx.settings.port };
+    let shipped = super::on_demand::around_on(ctx, a, &s.cloud, app_group, "vcctl deploy", async {
+        let mut members = connect(ctx, a, &s.cloud, &ids).await?;
+        let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut members, &artifact, args).await;
+        for m in members {
+            Box::new(m.target).close().await;
+        }
+        shipped
+    })
+    .await?;
+    let moved = match (&shipped.failure, &receipt) {
+        (None, Some(r)) => {
+            shelf::point(&s.cloud.s3, &bucket.name, r).await?;
+            true
+        }
+        _ => false,
+    };
+    report(ctx, &artifact, &shipped, moved, serving, started.elapsed());
+    match shipped.failure {
+        Some(e) => Err(e),
+        None => Ok(crate::error::OK),
+    }
+}
+
+/// Every instance of `ids` as a deploy target over SSH: its address, the stack's login, its
+/// host key (the stack's, else from its console output), the units of a group's instance.
+async fn connect(ctx: &Ctx, a: &AwsSettings, cloud: &Aws, ids: &[String]) -> Result<Vec<Member>> {
+    let mut members = Vec::new();
+    let identity = aws::identity_path(ctx, a);
+    for (id, ip) in ec2::public_addresses(&cloud.ec2, ids).await? {
+        let Some(ip) = ip else { bail!("instance {id} has no public address yet; try again in a minute") };
+        let ip = aws::address(cloud, &id, ip)?;
+        let user = a.ssh_user.as_deref().unwrap_or(DEFAULT_SSH_USER);
+        let mut target = Host::target(&ctx.settings, &ip, user, 22, Some(&identity.to_string_lossy()));
+        target.host_key = match &a.host_key {
+            Some(key) => Some(key.clone()),
+            None if target.is_known() => None,
+            None => Some(aws::console_host_key(ctx, cloud, &id).await?),
+        };
+        let (public_url, trust) = crate::targets::remote::public_endpoint(&ctx.settings, &ip);
+        let remote = Remote {
+            target,
+            public_url,
+            prometheus_listen: "127.0.0.1:9090".into(),
+            trust,
+            data_volume: None,
+            // The service's port admits the load balancer only: checked on the instance, and
+            // through the target group's own health check.
+            check_outside: false,
+        };
+        let config = HostConfig::group_instance(&ctx.settings)?;
+        let target = HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer)
+            .await
+            .map_err(|e| e.context(format!("instance {id} ({ip}) does not answer; nothing was changed on it")))?;
+        members.push(Member { name: id.clone(), key: id, target });
+    }
+    Ok(members)
+}
+
+fn report(
+    ctx: &Ctx,
+    artifact: &Artifact,
+    shipped: &rolling::Shipped,
+    moved: bool,
+    before: &shelf::Serving,
+    elapsed: Duration,
+) {
+    let release = artifact.release_name.clone().unwrap_or_default();
+    let hosts: Vec<_> = shipped.hosts.iter().map(|(h, what)| json!({"instance": h, "result": what})).collect();
+    let serving = if shipped.failure.is_none() { release.clone() } else { before.release.clone() };
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack, "release": release, "instances": hosts, "ok": shipped.failure.is_none(),
+        "serving": serving, "pointer_moved": moved, "elapsed_s": elapsed.as_secs_f64(),
+    }));
+    let mut lines = vec![format!("\nstack `{}`: release {release}", ctx.settings.stack)];
+    lines.extend(shipped.hosts.iter().map(|(h, what)| format!("  {h}: {what}")));
+    lines.push(match (&shipped.failure, moved) {
+        (None, true) => format!("  the bucket serves {release} now: new instances boot it"),
+        (None, false) => format!("  the bucket serves {release}, as before"),
+        (Some(_), _) => format!("  the bucket still serves {}: new instances boot it, not {release}", before.release),
+    });
+    lines.push(format!("in {}", crate::printer::format_duration(elapsed)));
+    ctx.printer.info(lines.join("\n"));
+}
