@@ -1657,6 +1657,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     check_load_balancer(&ec2, &elb).await;
     check_alarms(&s, &elb).await;
     check_instances(&s, &release).await;
+    check_ci_role(&s).await;
     let status = s.json(&["status"], 0);
     assert_eq!(
         (status["serving"].as_bool(), status["certificate"]["status"].as_str()),
@@ -1832,6 +1833,35 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     assert!(iam.list_roles().send().await.unwrap().roles().iter().all(|r| !r.role_name().starts_with("vcctl-fra")));
     assert!(iam.list_instance_profiles().send().await.unwrap().instance_profiles().is_empty());
     assert!(ec2.describe_key_pairs().send().await.unwrap().key_pairs().is_empty());
+}
+
+/// `ci init` of a `scale:` stack: the deploy role may also write releases and the pointer in
+/// the stack's bucket (nothing else there), read the pointer, and take instances out of the
+/// stack's target group and back (no other).
+async fn check_ci_role(s: &Project) {
+    s.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
+    let (_, iam, _) = s.sdk().await;
+    let doc = iam.get_role_policy().role_name("vcctl-deploy-fra").policy_name("vcctl-deploy").send().await.unwrap();
+    let doc = urldecode(doc.policy_document());
+    let by_sid = |sid: &str| {
+        doc["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|st| st["Sid"] == sid)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {sid} in {doc}"))
+    };
+    let bucket = format!("arn:aws:s3:::vcctl-fra-{}", s.stack_id());
+    let ship = by_sid("ShipReleasesToItsBucket");
+    assert_eq!(ship["Action"], "s3:PutObject");
+    assert_eq!(ship["Resource"], serde_json::json!([format!("{bucket}/releases/*"), format!("{bucket}/serving")]));
+    assert_eq!(by_sid("ReadWhatServes")["Resource"], format!("{bucket}/serving"));
+    let roll = by_sid("RollThroughItsTargetGroupOnly");
+    assert_eq!(roll["Resource"], "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/vcctl-fra/*");
+    // The single box's statements stay: SSH on the stack's tagged groups, host keys.
+    by_sid("OpenAndCloseSshOnItsSecurityGroupOnly");
+    by_sid("ReadItsHostKeys");
 }
 
 /// The instances' tier as the stack wants it: the group (2..6, 2 now, in the target group,
@@ -2185,9 +2215,13 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let value: Value = answer.json().await.unwrap();
     let login: Value = serde_json::from_str(value["SecretString"].as_str().unwrap()).unwrap();
     let (user, password) = (login["username"].as_str().unwrap(), login["password"].as_str().unwrap());
-    // The host is shared by the tests on it: whatever an earlier one left serving goes first.
+    // The host is shared by the tests on it: whatever the tests before left there (releases,
+    // units, the env file, the database) goes first, and what this one makes goes at its end.
+    let leftovers = "cd / && systemctl disable --now vehicleconnect.socket vehicleconnect.service \
+         vehicleconnect-candidate.socket vehicleconnect-candidate.service 2>/dev/null; rm -rf /opt/vehicleconnect \
+         /etc/vehicleconnect /etc/systemd/system/vehicleconnect* /var/lib/cloud; systemctl daemon-reload";
     common::on_host(&format!(
-        "cd / && systemctl stop vehicleconnect.socket vehicleconnect.service 2>/dev/null; systemctl start postgresql \
+        "{leftovers}; systemctl start postgresql \
          && for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done; \
          printf '%s' \"DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE); DROP ROLE IF EXISTS \\\"{user}\\\"; \
          CREATE ROLE \\\"{user}\\\" LOGIN PASSWORD '{password}'; CREATE DATABASE vehicleconnect OWNER \\\"{user}\\\";\" \
@@ -2203,7 +2237,8 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
         )
     };
     let cleanup = format!(
-        "cd / && /opt/vehicleconnect/bin/vc-host destroy delete-data; runuser -u postgres -- psql -qc 'DROP ROLE IF EXISTS \"{user}\"'; rm -rf /var/lib/cloud"
+        "{leftovers}; runuser -u postgres -- psql -qc 'DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE)' \
+         -c 'DROP ROLE IF EXISTS \"{user}\"'"
     );
     let _cleanup = OnHostAtEnd(cleanup);
     let out = common::on_host(&boot(""));

@@ -93,6 +93,41 @@ pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
     })
 }
 
+/// What `vcctl deploy` of a `scale:` stack needs besides: put a release in the stack's
+/// bucket and move its pointer, read the group and its target group, and take instances
+/// out of that target group and back. SSH and host keys are the statements above (the
+/// group's instances and its app security group carry the stack's tag).
+pub fn group_deploy_statements(region: &str, account: &str, stack: &str, bucket: &str) -> Vec<Value> {
+    let object = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
+    vec![
+        json!({
+            "Sid": "ShipReleasesToItsBucket",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": [object("releases/*"), object(crate::shelf::POINTER)]
+        }),
+        json!({"Sid": "ReadWhatServes", "Effect": "Allow", "Action": "s3:GetObject", "Resource": object(crate::shelf::POINTER)}),
+        json!({
+            "Sid": "FindTheGroupAndItsTargets",
+            "Effect": "Allow",
+            // Describe calls cannot be limited to resources; they change nothing.
+            "Action": [
+                "autoscaling:DescribeAutoScalingGroups",
+                "elasticloadbalancing:DescribeTargetGroups",
+                "elasticloadbalancing:DescribeTargetHealth",
+                "elasticloadbalancing:DescribeTags"
+            ],
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "RollThroughItsTargetGroupOnly",
+            "Effect": "Allow",
+            "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+            "Resource": format!("arn:aws:elasticloadbalancing:{region}:{account}:targetgroup/{}/*", crate::edge::name(stack))
+        }),
+    ]
+}
+
 /// `OWNER/REPO`, as GitHub names a repository.
 fn check_repo(repo: &str) -> Result<(), Failure> {
     let ok = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
@@ -120,7 +155,20 @@ pub async fn init(ctx: &Ctx, a: &AwsSettings, args: &CiInitArgs) -> Result<u8> {
     };
     let role = format!("vcctl-deploy-{stack}");
     let trust = trust_policy(&provider, &args.repo, &args.environment);
-    role_and_policy(&aws, ctx, &role, &trust, &deploy_policy(&region, &account, stack), &mut changes).await?;
+    let mut policy = deploy_policy(&region, &account, stack);
+    if a.scale.is_some() {
+        let Some(id) = ctx.settings.stack_id.as_deref() else {
+            return Err(Failure::invalid(
+                format!("stack `{stack}` has no id yet, so its bucket has no name: CI could not deploy to it"),
+                Some("`vcctl up` first, then `vcctl ci init`".into()),
+            )
+            .into());
+        };
+        let bucket = crate::scaled::Names::of(stack, id).bucket;
+        let statements = policy["Statement"].as_array_mut().expect("a list");
+        statements.extend(group_deploy_statements(&region, &account, stack, &bucket));
+    }
+    role_and_policy(&aws, ctx, &role, &trust, &policy, &mut changes).await?;
     let workflow = write_workflow(ctx)?;
     if let Some(w) = &workflow {
         changes.push(format!("wrote `{w}`"));

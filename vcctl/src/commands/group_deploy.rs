@@ -14,16 +14,18 @@ use serde_json::json;
 
 use super::Ctx;
 use super::aws::{self, DEFAULT_SSH_USER};
-use super::scale::Survey;
 use crate::artifact::{self, Artifact};
 use crate::cli::ReleaseArgs;
-use crate::cloud::aws::{Aws, ec2, elb};
+use crate::cloud::aws::autoscaling::{self, Group};
+use crate::cloud::aws::security_group::{self as sg, SecurityGroup};
+use crate::cloud::aws::{Aws, Stamp, ec2, elb};
 use crate::deploy::config::HostConfig;
 use crate::error::Failure;
+use crate::group;
 use crate::host::Host;
 use crate::printer::Printer;
 use crate::rolling::{self, Member, Rotation};
-use crate::scaled::Tier;
+use crate::scaled::{self, Tier};
 use crate::shelf;
 use crate::stack::AwsSettings;
 use crate::targets::Target;
@@ -99,39 +101,63 @@ impl TargetGroup<'_> {
     }
 }
 
-/// `vcctl deploy` of a `scale:` stack.
-pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, s: &Survey, args: &ReleaseArgs) -> Result<u8> {
-    let started = Instant::now();
+/// What a deploy reads of the stack, and nothing more: the role `ci init` makes allows
+/// exactly these reads.
+struct Found {
+    group: Group,
+    target_group: String,
+    bucket: String,
+    serving: shelf::Serving,
+    app_group: Option<SecurityGroup>,
+}
+
+async fn find(ctx: &Ctx, cloud: &Aws) -> Result<Found> {
     let stack = &ctx.settings.stack;
-    let (Some(group), Some(tg), Some(bucket), Some(serving)) =
-        (&s.group.group, &s.edge.target_group, &s.data.bucket, &s.serving)
-    else {
-        return Err(Failure::invalid(
-            format!("stack `{stack}` has no group, target group, bucket or serving release yet"),
-            Some("`vcctl up` makes them and puts the first release".into()),
+    let stamp = Stamp::of(&ctx.settings);
+    let names = scaled::Names::of(stack, &stamp.id);
+    let missing = |what: &str| -> anyhow::Error {
+        Failure::invalid(
+            format!("stack `{stack}` has no {what} yet: nothing to deploy to"),
+            Some("`vcctl up` makes the stack and puts its first release".into()),
         )
-        .into());
+        .into()
     };
+    let group = autoscaling::find(&cloud.autoscaling, &group::Names::of(stack).group).await?;
+    let group = group.ok_or_else(|| missing("Auto Scaling group"))?;
+    scaled::owned(&format!("Auto Scaling group {}", group.name), group.owner.stack_id.as_deref(), &stamp)?;
+    let tg = elb::find_target_group(&cloud.elb, &crate::edge::name(stack)).await?;
+    let tg = tg.ok_or_else(|| missing("target group"))?;
+    scaled::owned("the target group", tg.owner.stack_id.as_deref(), &stamp)?;
+    let serving = if stamp.id.is_empty() { None } else { shelf::serving(&cloud.s3, &names.bucket).await? };
+    let serving = serving.ok_or_else(|| missing("release in its bucket"))?;
+    let app_group = sg::find_named(&cloud.ec2, stack, &names.group(Tier::App)).await?;
+    Ok(Found { group, target_group: tg.arn, bucket: names.bucket, serving, app_group })
+}
+
+/// `vcctl deploy` of a `scale:` stack (and `up` given another release than the one serving).
+pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Result<u8> {
+    let started = Instant::now();
+    let (cloud, _) = aws::connect(ctx, a).await?;
+    let f = find(ctx, &cloud).await?;
     let mut artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
-    let receipt = if artifact.sha256 == serving.sha256 {
-        ctx.printer.detail(format!("release {} in the bucket is this artifact: no upload", serving.release));
-        artifact.release_name = Some(serving.release.clone());
+    let receipt = if artifact.sha256 == f.serving.sha256 {
+        ctx.printer.detail(format!("release {} in the bucket is this artifact: no upload", f.serving.release));
+        artifact.release_name = Some(f.serving.release.clone());
         None
     } else {
-        let upload = shelf::upload(&s.cloud.s3, &bucket.name, &artifact);
+        let upload = shelf::upload(&cloud.s3, &f.bucket, &artifact);
         let r = ctx.printer.doing(&format!("release {} to the bucket", artifact.short_sha()), upload).await?;
         artifact.release_name = Some(r.name.clone());
         Some(r)
     };
     let ids: Vec<String> =
-        group.instances.iter().filter(|i| i.lifecycle == "InService").map(|i| i.id.clone()).collect();
+        f.group.instances.iter().filter(|i| i.lifecycle == "InService").map(|i| i.id.clone()).collect();
     if ids.is_empty() {
-        bail!("group {} has no instance in service to deploy to", group.name);
+        bail!("group {} has no instance in service to deploy to", f.group.name);
     }
-    let app_group = s.data.group(Tier::App);
-    let mut rotation = TargetGroup { aws: &s.cloud, arn: tg.arn.clone(), port: ctx.settings.port };
-    let shipped = super::on_demand::around_on(ctx, a, &s.cloud, app_group, "vcctl deploy", async {
-        let mut members = connect(ctx, a, &s.cloud, &ids).await?;
+    let mut rotation = TargetGroup { aws: &cloud, arn: f.target_group.clone(), port: ctx.settings.port };
+    let shipped = super::on_demand::around_on(ctx, a, &cloud, f.app_group.as_ref(), "vcctl deploy", async {
+        let mut members = connect(ctx, a, &cloud, &ids).await?;
         let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut members, &artifact, args).await;
         for m in members {
             Box::new(m.target).close().await;
@@ -141,12 +167,12 @@ pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, s: &Survey, args: &Releas
     .await?;
     let moved = match (&shipped.failure, &receipt) {
         (None, Some(r)) => {
-            shelf::point(&s.cloud.s3, &bucket.name, r).await?;
+            shelf::point(&cloud.s3, &f.bucket, r).await?;
             true
         }
         _ => false,
     };
-    report(ctx, &artifact, &shipped, moved, serving, started.elapsed());
+    report(ctx, &artifact, &shipped, moved, &f.serving, started.elapsed());
     match shipped.failure {
         Some(e) => Err(e),
         None => Ok(crate::error::OK),

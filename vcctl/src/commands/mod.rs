@@ -56,6 +56,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         (Aws(a), Command::Deploy(r)) if a.scale.is_some() => scale::deploy(ctx, a, r).await,
         (Aws(a), Command::Destroy(args)) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
         (Aws(a), Command::Status(_)) if a.scale.is_some() => scale::status(ctx, a).await,
+        (Aws(a), Command::Ci(CiCommand::Init(args))) if a.scale.is_some() => ci::init(ctx, a, args).await,
         (Aws(a), _) if a.scale.is_some() => scale::refuse(ctx, a).await,
         (Aws(a), Command::Up(args)) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
             Some((cloud, remote)) => {

@@ -35,20 +35,20 @@ const MIGRATION: &str = "`vcctl db dump > events.dump` on the single-box stack, 
 const NOT_BUILT: &str = "`rollback`, `logs` and the other per-host commands across the group";
 
 /// Everything of the stack that exists, read once.
-pub(super) struct Survey {
-    pub(super) cloud: Aws,
-    pub(super) account: String,
-    pub(super) stamp: Stamp,
-    pub(super) names: Names,
-    pub(super) data: scaled::Found,
-    pub(super) edge: edge::Found,
-    pub(super) alerts: alerts::Found,
-    pub(super) group: group::Found,
+struct Survey {
+    cloud: Aws,
+    account: String,
+    stamp: Stamp,
+    names: Names,
+    data: scaled::Found,
+    edge: edge::Found,
+    alerts: alerts::Found,
+    group: group::Found,
     /// The release the bucket's pointer names.
-    pub(super) serving: Option<shelf::Serving>,
+    serving: Option<shelf::Serving>,
 }
 
-pub(super) async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
+async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let (cloud, account) = single_box_absent(ctx, a).await?;
     let names = Names::of(&ctx.settings.stack, &stamp.id);
     let data = scaled::survey(&cloud, &names, &stamp).await?;
@@ -236,7 +236,7 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &Releas
     // Another release given while one serves: rolled out across the group, as `deploy` does.
     if let (None, Some(given), Some(serving)) = (&first, artifact, &s.serving) {
         if crate::artifact::probe(given).await?.sha256 != serving.sha256 {
-            return super::group_deploy::deploy(ctx, a, &s, args).await;
+            return super::group_deploy::deploy(ctx, a, args).await;
         }
         ctx.printer.detail(format!("--artifact is release {}, which serves already", serving.release));
     }
@@ -246,8 +246,7 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &Releas
 /// `vcctl deploy` of a `scale:` stack: the rolling deploy across the group
 /// (`group_deploy.rs`).
 pub async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Result<u8> {
-    let s = survey(ctx, a, Stamp::of(&ctx.settings)).await?;
-    super::group_deploy::deploy(ctx, a, &s, args).await
+    super::group_deploy::deploy(ctx, a, args).await
 }
 
 /// What `up` says when it is done: where the stack answers, what serves, what to do next.

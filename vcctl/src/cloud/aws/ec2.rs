@@ -507,16 +507,6 @@ pub fn host_keys_from_console(console: &str) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod console_tests {
-    #[test]
-    fn host_keys_are_read_from_the_console() {
-        let console = "boot...\n-----BEGIN SSH HOST KEY KEYS-----\necdsa-sha2-nistp256 AAAAE2 root@ip\nssh-ed25519 AAAAC3 root@ip\n-----END SSH HOST KEY KEYS-----\n";
-        assert_eq!(super::host_keys_from_console(console), vec!["ecdsa-sha2-nistp256 AAAAE2", "ssh-ed25519 AAAAC3"]);
-        assert!(super::host_keys_from_console("nothing yet").is_empty());
-    }
-}
-
 /// The public address of each instance of `ids` (none while it has not one yet).
 pub async fn public_addresses(ec2: &Client, ids: &[String]) -> Result<Vec<(String, Option<String>)>> {
     if ids.is_empty() {
@@ -534,4 +524,14 @@ pub async fn public_addresses(ec2: &Client, ids: &[String]) -> Result<Vec<(Strin
         .flat_map(|r| r.instances())
         .map(|i| (i.instance_id().unwrap_or_default().to_string(), i.public_ip_address().map(str::to_string)))
         .collect())
+}
+
+#[cfg(test)]
+mod console_tests {
+    #[test]
+    fn host_keys_are_read_from_the_console() {
+        let console = "boot...\n-----BEGIN SSH HOST KEY KEYS-----\necdsa-sha2-nistp256 AAAAE2 root@ip\nssh-ed25519 AAAAC3 root@ip\n-----END SSH HOST KEY KEYS-----\n";
+        assert_eq!(super::host_keys_from_console(console), vec!["ecdsa-sha2-nistp256 AAAAE2", "ssh-ed25519 AAAAC3"]);
+        assert!(super::host_keys_from_console("nothing yet").is_empty());
+    }
 }
