@@ -9,6 +9,7 @@ mod access;
 mod alerts;
 mod artifact;
 mod audit;
+mod bucket_lock;
 mod cli;
 mod cloud;
 mod commands;

@@ -1669,6 +1669,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
         (Some(2), Some(release.as_str())),
         "{status}"
     );
+    assert!(status["instances_unread"].as_str().unwrap().contains("an emulator"), "{status}");
     assert!(status["load_balancer"]["dns_name"].as_str().is_some_and(|d| !d.is_empty()), "{status}");
     assert_eq!(
         (status["database"]["instance_class"].as_str(), status["alarms"].as_array().map(Vec::len)),
@@ -1857,6 +1858,7 @@ async fn check_ci_role(s: &Project) {
     assert_eq!(ship["Action"], "s3:PutObject");
     assert_eq!(ship["Resource"], serde_json::json!([format!("{bucket}/releases/*"), format!("{bucket}/serving")]));
     assert_eq!(by_sid("ReadWhatServes")["Resource"], format!("{bucket}/serving"));
+    assert_eq!(by_sid("HoldTheDeployLock")["Resource"], format!("{bucket}/deploy.lock"));
     let roll = by_sid("RollThroughItsTargetGroupOnly");
     assert_eq!(roll["Resource"], "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/vcctl-fra/*");
     // The single box's statements stay: SSH on the stack's tagged groups, host keys.
@@ -2332,8 +2334,32 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
             .output()
             .unwrap()
     };
+    // Another deploy holds the stack's lock: this one waits, then gives up (exit 5), naming it.
+    let s3 = s3_client(s).await;
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    let lock = |until: &str| {
+        let body = serde_json::json!({"by": "ci@runner", "from": "https://github.com/acme/vc/actions/runs/7", "since": "2026-11-30T00:00:00Z", "until": until});
+        s3.put_object().bucket(&bucket).key("deploy.lock").body(body.to_string().into_bytes().into()).send()
+    };
+    lock("2099-01-01T00:00:00Z").await.unwrap();
+    let before = serving(s).await;
+    let out = s
+        .command(&["deploy", "--artifact", v2.to_str().unwrap(), "--lock-timeout", "2s"])
+        .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert!(common::stderr(&out).contains("ci@runner since 2026-11-30T00:00:00Z"), "{}", show(&out));
+    assert_eq!(serving(s).await, before, "nothing moved");
+    let releases = s3.list_objects_v2().bucket(&bucket).prefix("releases/").send().await.unwrap();
+    assert_eq!(releases.contents().len(), 2, "no release uploaded while another deploy holds the lock");
+    // Its lease over (a deploy that was killed): taken over.
+    lock("2026-01-01T00:00:00Z").await.unwrap();
     let out = deploy(&v2);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(common::stderr(&out).contains("outlived its lease"), "{}", show(&out));
+    let gone = s3.get_object().bucket(&bucket).key("deploy.lock").send().await;
+    assert!(gone.is_err(), "the lock is released");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let results: Vec<&str> =
         report["instances"].as_array().unwrap().iter().map(|i| i["result"].as_str().unwrap()).collect();
@@ -2345,6 +2371,22 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
     assert_eq!((report["pointer_moved"].as_bool(), serving(s).await), (Some(true), v2_release.clone()), "{report}");
     assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{v2_release}"));
     assert_eq!(target_states(s).await, ["healthy", "healthy"]);
+    assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
+    // `status` reads each instance's release over SSH.
+    let out = s
+        .command(&["status", "--ssh-from", "198.18.0.11", "--json"])
+        .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let on: Vec<(&str, bool)> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["release"].as_str().unwrap(), i["running"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(on, [(v2_release.as_str(), true), (v2_release.as_str(), true)], "{status}");
     assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
 
     let broken = dir.path().join("broken");

@@ -108,6 +108,12 @@ pub fn group_deploy_statements(region: &str, account: &str, stack: &str, bucket:
         }),
         json!({"Sid": "ReadWhatServes", "Effect": "Allow", "Action": "s3:GetObject", "Resource": object(crate::shelf::POINTER)}),
         json!({
+            "Sid": "HoldTheDeployLock",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": object(crate::bucket_lock::KEY)
+        }),
+        json!({
             "Sid": "FindTheGroupAndItsTargets",
             "Effect": "Allow",
             // Describe calls cannot be limited to resources; they change nothing.

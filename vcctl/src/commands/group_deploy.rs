@@ -139,6 +139,25 @@ pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Re
     let started = Instant::now();
     let (cloud, _) = aws::connect(ctx, a).await?;
     let f = find(ctx, &cloud).await?;
+    let lock = crate::bucket_lock::take(&cloud.s3, &f.bucket, args.lock_timeout, &ctx.printer).await?;
+    let result = roll_out(ctx, a, &cloud, &f, args).await;
+    lock.release(&ctx.printer).await;
+    let (artifact, shipped, moved) = result?;
+    report(ctx, &artifact, &shipped, moved, &f.serving, started.elapsed());
+    match shipped.failure {
+        Some(e) => Err(e),
+        None => Ok(crate::error::OK),
+    }
+}
+
+/// Under the lock: the release to the bucket, rolled across the group, the pointer moved.
+async fn roll_out(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    cloud: &Aws,
+    f: &Found,
+    args: &ReleaseArgs,
+) -> Result<(Artifact, rolling::Shipped, bool)> {
     let mut artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
     let receipt = if artifact.sha256 == f.serving.sha256 {
         ctx.printer.detail(format!("release {} in the bucket is this artifact: no upload", f.serving.release));
@@ -155,9 +174,9 @@ pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Re
     if ids.is_empty() {
         bail!("group {} has no instance in service to deploy to", f.group.name);
     }
-    let mut rotation = TargetGroup { aws: &cloud, arn: f.target_group.clone(), port: ctx.settings.port };
-    let shipped = super::on_demand::around_on(ctx, a, &cloud, f.app_group.as_ref(), "vcctl deploy", async {
-        let mut members = connect(ctx, a, &cloud, &ids).await?;
+    let mut rotation = TargetGroup { aws: cloud, arn: f.target_group.clone(), port: ctx.settings.port };
+    let shipped = super::on_demand::around_on(ctx, a, cloud, f.app_group.as_ref(), "vcctl deploy", async {
+        let mut members = connect(ctx, a, cloud, &ids).await?;
         let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut members, &artifact, args).await;
         for m in members {
             Box::new(m.target).close().await;
@@ -172,11 +191,7 @@ pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &ReleaseArgs) -> Re
         }
         _ => false,
     };
-    report(ctx, &artifact, &shipped, moved, &f.serving, started.elapsed());
-    match shipped.failure {
-        Some(e) => Err(e),
-        None => Ok(crate::error::OK),
-    }
+    Ok((artifact, shipped, moved))
 }
 
 /// Every instance of `ids` as a deploy target over SSH: its address, the stack's login, its
@@ -238,4 +253,32 @@ fn report(
     });
     lines.push(format!("in {}", crate::printer::format_duration(elapsed)));
     ctx.printer.info(lines.join("\n"));
+}
+
+/// What each instance of `ids` runs, over SSH (opened on demand on the app group): the
+/// release `current` names and whether its service runs; why not, for the whole group.
+pub(super) async fn releases(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    cloud: &Aws,
+    app_group: Option<&SecurityGroup>,
+    ids: &[String],
+) -> Result<Vec<(String, Option<String>, bool)>, String> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    if cloud.emulated && std::env::var("VCCTL_TEST_AWS_HOST").is_err() {
+        return Err("AWS_ENDPOINT_URL is set (an emulator): its instances are not real hosts".into());
+    }
+    let work = async {
+        let mut out = Vec::new();
+        for mut m in connect(ctx, a, cloud, ids).await? {
+            let state = m.target.state().await;
+            Box::new(m.target).close().await;
+            let state = state?;
+            out.push((m.name, state.current, state.serving));
+        }
+        anyhow::Ok(out)
+    };
+    super::on_demand::around_on(ctx, a, cloud, app_group, "vcctl status", work).await.map_err(|e| format!("{e:#}"))
 }

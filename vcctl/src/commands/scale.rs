@@ -364,10 +364,20 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let healthy = targets.iter().filter(|t| t.state == "healthy").count();
     let wanted = s.group.group.as_ref().map_or(0, |g| g.desired.max(0) as usize);
     let serving = wanted > 0 && healthy >= wanted;
+    let ids: Vec<String> = s.group.group.iter().flat_map(|g| &g.instances).map(|i| i.id.clone()).collect();
+    let app = s.data.group(scaled::Tier::App);
+    let releases = super::group_deploy::releases(ctx, a, &s.cloud, app, &ids).await;
+    let on_instances: Vec<_> = match &releases {
+        Ok(r) => {
+            r.iter().map(|(id, release, runs)| json!({"instance": id, "release": release, "running": runs})).collect()
+        }
+        Err(_) => Vec::new(),
+    };
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
         "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
         "group": s.group.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
+        "instances": on_instances, "instances_unread": releases.as_ref().err(),
         "serving": serving, "not_built": NOT_BUILT,
     }));
     let mut lines = vec![format!("stack `{}`: https://{domain}", ctx.settings.stack)];
@@ -380,7 +390,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         Some(c) => format!("  certificate: {}", edge::waiting(c)),
         None => "  certificate: none".into(),
     });
-    lines.extend(group_lines(&s, &targets, healthy));
+    lines.extend(group_lines(&s, &targets, healthy, &releases));
     lines.push(match &s.data.db {
         Some(d) => format!(
             "  database: {} {} ({}), {} GB, {}{}",
@@ -402,7 +412,12 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
 
 /// The group, its instances with their health as the load balancer sees it, and the release
 /// they boot.
-fn group_lines(s: &Survey, targets: &[crate::cloud::aws::elb::Target], healthy: usize) -> Vec<String> {
+fn group_lines(
+    s: &Survey,
+    targets: &[crate::cloud::aws::elb::Target],
+    healthy: usize,
+    releases: &Result<Vec<(String, Option<String>, bool)>, String>,
+) -> Vec<String> {
     let Some(g) = &s.group.group else { return vec!["  group: none (`vcctl up` makes it)".into()] };
     let in_service = g.instances.iter().filter(|i| i.lifecycle == "InService").count();
     let mut out = vec![format!(
@@ -415,7 +430,19 @@ fn group_lines(s: &Survey, targets: &[crate::cloud::aws::elb::Target], healthy: 
             Some(r) => format!("{} ({r})", t.state),
             None => t.state.clone(),
         });
-        out.push(format!("    {} {} {}: {health}", i.id, i.zone, i.lifecycle));
+        let release = match releases {
+            Ok(r) => match r.iter().find(|(id, ..)| *id == i.id) {
+                Some((_, Some(name), true)) => format!(", release {name}"),
+                Some((_, Some(name), false)) => format!(", release {name} (its service is not running)"),
+                Some((_, None, _)) => ", no release".into(),
+                None => String::new(),
+            },
+            Err(_) => String::new(),
+        };
+        out.push(format!("    {} {} {}: {health}{release}", i.id, i.zone, i.lifecycle));
+    }
+    if let Err(why) = releases {
+        out.push(format!("    (the instances' releases not read: {why})"));
     }
     out.push(match &s.serving {
         Some(r) => format!("  release: {} (the bucket's `serving`: what every instance boots)", r.release),
