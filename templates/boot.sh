@@ -15,7 +15,7 @@ set -eu
 export LC_ALL=C
 : "${VC_STACK:={{stack}}}" "${VC_BUCKET:={{bucket}}}" "${VC_REGION:={{region}}}" "${VC_PORT:={{port}}}"
 : "${VC_DB_ENDPOINT:={{db_endpoint}}}" "${VC_DB_NAME:={{db_name}}}" "${VC_DB_SECRET:={{db_secret}}}"
-: "${VC_INGEST_TOKEN_ON:={{ingest_token}}}" "${VC_HEALTH_TIMEOUT_S:=120}"
+: "${VC_INGEST_TOKEN_ON:={{ingest_token}}}" "${VC_DB_CA_FROM:={{database_ca}}}" "${VC_HEALTH_TIMEOUT_S:=120}"
 BASE=/opt/vehicleconnect
 WORK=$(mktemp -d /run/vcctl-boot.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -81,9 +81,16 @@ for unit in vehicleconnect.service vehicleconnect.socket vehicleconnect-candidat
   get "host/systemd/$unit" "$WORK/$unit"
   "$VC_HOST" put "/etc/systemd/system/$unit" 0644 < "$WORK/$unit" >/dev/null
 done
+# TLS to RDS, its certificate verified: with the stack's bundle (scale.database.ca_file),
+# else the region's from AWS's trust store (over HTTPS, checked against the system's roots).
+CA=$BASE/database-ca.pem
+if [ "$VC_DB_CA_FROM" = bucket ]; then get host/database-ca.pem "$WORK/ca.pem"
+else curl -fsS -m 60 --retry 5 -o "$WORK/ca.pem" "https://truststore.pki.rds.amazonaws.com/$VC_REGION/$VC_REGION-bundle.pem" \
+  || die "could not fetch RDS's certificate bundle for $VC_REGION from truststore.pki.rds.amazonaws.com"; fi
+"$VC_HOST" put "$CA" 0644 < "$WORK/ca.pem" >/dev/null
 # `service.ingest_token: false` in the stack: the service takes events without one.
 [ "$VC_INGEST_TOKEN_ON" = yes ] && get host/ingest-token "$WORK/token"
-{ printf 'DATABASE_URL=%s\n' "$(database_url)"
+{ printf 'DATABASE_URL=%s\nVC_DATABASE_CA=%s\n' "$(database_url)" "$CA"
   [ ! -s "$WORK/token" ] || printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
 
 get serving "$WORK/serving"
@@ -94,10 +101,29 @@ get "releases/$release/release.json" "$WORK/release.json"
 "$VC_HOST" receive "$sha256" "$release" "$(cat "$WORK/release.json")" < "$WORK/vehicleconnect"
 "$VC_HOST" units yes
 "$VC_HOST" switch "$release" >/dev/null
+# Prometheus, finding the replicas by the stack's tag (templates/prometheus-group.yml).
+prometheus() {
+  # Not `vc-host packages`, which first waits for cloud-init: this script is cloud-init's.
+  if ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'ok installed'; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } >&2 || return 1
+  fi
+  get host/prometheus.yml "$WORK/prometheus.yml"
+  get host/prometheus.default "$WORK/prometheus.default"
+  if [ -n "${AWS_ENDPOINT_URL:-}" ]; then   # tests: the emulator, and its keys
+    sed -i "s|^\( *\)# (an emulator's endpoint and keys, in tests only)|\1endpoint: $AWS_ENDPOINT_URL\n\1access_key: $AWS_ACCESS_KEY_ID\n\1secret_key: $AWS_SECRET_ACCESS_KEY|" "$WORK/prometheus.yml"
+  fi
+  "$VC_HOST" put /etc/prometheus/prometheus.yml 0644 < "$WORK/prometheus.yml" >/dev/null || return 1
+  "$VC_HOST" put /etc/default/prometheus 0644 < "$WORK/prometheus.default" >/dev/null || return 1
+  "$VC_HOST" prometheus yes
+}
+
 deadline=$(( $(date +%s) + VC_HEALTH_TIMEOUT_S ))
 while [ "$(date +%s)" -lt "$deadline" ]; do
   if curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$VC_PORT/api/status" 2>/dev/null; then
-    log "release $release healthy on port $VC_PORT"; exit 0
+    log "release $release healthy on port $VC_PORT"
+    # After the service: the instance serves without it.
+    prometheus || log "Prometheus is not set up on this instance (the service serves regardless)"
+    exit 0
   fi
   sleep 1
 done

@@ -18,6 +18,11 @@ pub struct Config {
     #[arg(long, env = "VC_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
 
+    /// A second address that serves only `/metrics` and `/api/status`, for Prometheus where
+    /// the API's port is for the load balancer only (an Auto Scaling group's instances).
+    #[arg(long, env = "VC_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// PostgreSQL URL (postgres://user:password@host:port/db). Without it, an embedded store in --data-dir.
     #[arg(long = "database", env = "DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,

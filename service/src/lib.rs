@@ -183,9 +183,18 @@ pub async fn run(
         max_connections: limits.max_connections,
     });
     let (draining, serving) = shutdown_phases(shutdown);
+    // Built only when asked for: it holds the state too, which must go with the servers.
+    let metrics_app = config.metrics_listen.map(|_| http::metrics_router(state.clone()));
     let app =
         http::router(state).layer(axum::middleware::from_fn_with_state(draining.clone(), drain::close_when_draining));
     let mut servers = tokio::task::JoinSet::new();
+    if let (Some(addr), Some(metrics_app)) = (config.metrics_listen, metrics_app) {
+        let listener =
+            TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} (--metrics-listen)"))?;
+        tracing::info!(%addr, "serving /metrics and /api/status only");
+        let (draining, serving) = (draining.clone(), serving.clone());
+        servers.spawn(serve::serve(listener, metrics_app, limits, slots.clone(), draining, serving));
+    }
     for listener in listeners {
         tracing::info!(
             addr = %listener.local_addr()?,

@@ -40,6 +40,27 @@ async fn metrics_pass_promtool_and_count_what_happened() {
     assert!(text.contains(&format!("vehicleconnect_build_info{{version=\"{}\"", env!("CARGO_PKG_VERSION"))));
 }
 
+/// `--metrics-listen`: a second port with the metrics and the status only, for a scraper that
+/// may not reach the API's port; the API's port serves everything as before.
+#[tokio::test]
+async fn a_metrics_port_serves_the_metrics_and_the_status_only() {
+    let store = TestStore::new(Backend::Embedded).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{port}");
+    let svc = Service::start(&store, &["--metrics-listen", &metrics]).await;
+    let http = client();
+    let at = |path: &str| format!("http://{metrics}{path}");
+    assert_eq!(http.post(svc.url("/api/events")).json(&event("/m", 5.0, 200, "c")).send().await.unwrap().status(), 201);
+    let text = http.get(at("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"vehicle_events_total{endpoint="/m",status_class="2xx"} 1"#), "{text}");
+    assert_eq!(http.get(at("/api/status")).send().await.unwrap().status(), 200);
+    assert_eq!(http.post(at("/api/events")).json(&event("/m", 5.0, 200, "c")).send().await.unwrap().status(), 404);
+    for path in ["/api/analytics/kpis", "/dashboard", "/docs"] {
+        assert_eq!(http.get(at(path)).send().await.unwrap().status(), 404, "{path}");
+    }
+    assert!(svc.log().contains(&format!("serving /metrics and /api/status only addr={metrics}")), "{}", svc.log());
+}
+
 #[tokio::test]
 async fn status_openapi_and_docs() {
     let store = TestStore::new(Backend::Embedded).await;

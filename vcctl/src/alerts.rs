@@ -189,6 +189,7 @@ mod tests {
             "targetgroup/vcctl-fra/73e2d6bc24d8a067"
         );
         let db = RdsSettings {
+            ca_file: None,
             instance_class: "db.t4g.micro".into(),
             storage_gb: 20,
             multi_az: false,

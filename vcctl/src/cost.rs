@@ -192,6 +192,7 @@ mod tests {
             replicas: Replicas { min: 2, desired: 2, max: 6 },
             cpu_target_pct: Some(60),
             database: RdsSettings {
+                ca_file: None,
                 instance_class: "db.t4g.micro".into(),
                 storage_gb: 20,
                 multi_az: false,

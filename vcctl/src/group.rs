@@ -62,7 +62,8 @@ pub struct Wanted {
 }
 
 /// The instances' one inline policy: read the stack's kit, releases and pointer, read the
-/// database's password, publish metrics in the service's namespace. Nothing else, and no
+/// database's password, find the other replicas (Prometheus), publish metrics in the
+/// service's namespace. Nothing else, and no
 /// write to the bucket: an instance cannot change what the others boot.
 pub fn policy(bucket: &str, secret_arn: &str) -> Value {
     let object = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
@@ -76,6 +77,9 @@ pub fn policy(bucket: &str, secret_arn: &str) -> Value {
                 "Resource": [object("host/*"), object("releases/*"), object(crate::shelf::POINTER)]
             },
             {"Sid": "ReadTheDatabasePassword", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
+            // Prometheus finds the replicas by tag (ec2_sd_configs); a describe call cannot
+            // be limited to resources, and changes nothing.
+            {"Sid": "FindTheReplicas", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
             {
                 "Sid": "MetricsInOwnNamespace",
                 "Effect": "Allow",

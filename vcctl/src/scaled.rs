@@ -80,7 +80,15 @@ pub fn wanted_rules(tier: Tier, port: u16, found: &Found) -> Vec<Rule> {
             .iter()
             .flat_map(|c| [Rule::tcp(443, c, "HTTPS"), Rule::tcp(80, c, "HTTP, redirected to HTTPS")])
             .collect(),
-        Tier::App => vec![Rule::tcp_from_group(port, &id(Tier::Lb), "the service, from the load balancer only")],
+        Tier::App => vec![
+            Rule::tcp_from_group(port, &id(Tier::Lb), "the service, from the load balancer only"),
+            // The instances' Prometheus scrape each other's metrics port, never the API's.
+            Rule::tcp_from_group(
+                crate::templates::METRICS_PORT,
+                &id(Tier::App),
+                "the metrics, from the stack's instances (Prometheus)",
+            ),
+        ],
         Tier::Db => vec![Rule::tcp_from_group(5432, &id(Tier::App), "PostgreSQL, from the app instances only")],
     };
     rules.sort();
@@ -383,7 +391,13 @@ mod tests {
     }
 
     fn settings() -> RdsSettings {
-        RdsSettings { instance_class: "db.t4g.micro".into(), storage_gb: 20, multi_az: false, backup_retention_days: 7 }
+        RdsSettings {
+            ca_file: None,
+            instance_class: "db.t4g.micro".into(),
+            storage_gb: 20,
+            multi_az: false,
+            backup_retention_days: 7,
+        }
     }
 
     #[test]
@@ -406,8 +420,13 @@ mod tests {
         let mut found = Found::default();
         found.groups[0] = group("vcctl-fra-lb", "sg-lb", wanted_rules(Tier::Lb, 8000, &found));
         let app = wanted_rules(Tier::App, 8000, &found);
-        assert_eq!(app.len(), 1);
-        assert_eq!((app[0].from_port, &app[0].source), (8000, &Source::Group("sg-lb".into())));
+        // The service's port from the load balancer; the metrics port from the app group
+        // itself (its placeholder until the group exists).
+        let admitted: Vec<(i32, &Source)> = app.iter().map(|r| (r.from_port, &r.source)).collect();
+        assert_eq!(admitted, [(8000, &Source::Group("sg-lb".into())), (9464, &Source::Group("(group app)".into()))]);
+        found.groups[1] = group("vcctl-fra-app", "sg-app", app);
+        let app = wanted_rules(Tier::App, 8000, &found);
+        assert_eq!((app[1].from_port, &app[1].source), (9464, &Source::Group("sg-app".into())));
         found.groups[1] = group("vcctl-fra-app", "sg-app", app);
         let db = wanted_rules(Tier::Db, 8000, &found);
         assert_eq!((db[0].from_port, &db[0].source), (5432, &Source::Group("sg-app".into())));

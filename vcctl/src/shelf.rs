@@ -16,6 +16,16 @@ use crate::settings::Settings;
 const SMALL: usize = 256 * 1024;
 pub const POINTER: &str = "serving";
 pub const TOKEN: &str = "host/ingest-token";
+/// The authorities RDS's certificate is verified with, when the stack names them.
+pub const DATABASE_CA: &str = "host/database-ca.pem";
+
+/// `scale.database.ca_file`, if the stack names one.
+pub fn database_ca(settings: &Settings) -> Option<&std::path::Path> {
+    match &settings.provider {
+        crate::stack::Provider::Aws(a) => a.scale.as_ref()?.database.ca_file.as_deref(),
+        _ => None,
+    }
+}
 
 /// The release the bucket says serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,14 +52,27 @@ pub async fn serving(client: &aws_sdk_s3::Client, bucket: &str) -> Result<Option
         .with_context(|| format!("s3://{bucket}/{POINTER} is not `<release> <sha256>`: {:.80}", text.trim()))
 }
 
-/// The host kit as (key, content): vc-host and the serving and candidate units, rendered for
-/// an app instance (its database elsewhere, reached only through the load balancer).
-pub fn kit(settings: &Settings) -> Result<Vec<(String, Vec<u8>)>> {
+/// The host kit as (key, content): vc-host, the serving and candidate units, rendered for an
+/// instance of the group (its database elsewhere, reached only through the load balancer),
+/// Prometheus's configuration (the replicas of stack id `stack_id`), and the database's
+/// authorities when the stack names them.
+pub fn kit(settings: &Settings, stack_id: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = vec![("host/vc-host".to_string(), crate::host::HELPER_SCRIPT.as_bytes().to_vec())];
     // The same units a deploy writes on an instance (HostConfig::group_instance).
     for f in crate::deploy::config::HostConfig::group_instance(settings)?.files {
         let name = f.path.rsplit('/').next().unwrap_or_default();
         out.push((format!("host/systemd/{name}"), f.text.into_bytes()));
+    }
+    if let crate::stack::Provider::Aws(a) = &settings.provider {
+        let region = crate::commands::aws::region(a);
+        let config = crate::templates::prometheus_group(&settings.stack, &region, stack_id)?;
+        out.push(("host/prometheus.yml".into(), config.into_bytes()));
+        let defaults = crate::templates::prometheus_defaults(&settings.stack, "127.0.0.1:9090");
+        out.push(("host/prometheus.default".into(), defaults.into_bytes()));
+    }
+    if let Some(ca) = database_ca(settings) {
+        let pem = crate::deploy::config::read_pem(settings, ca, "scale.database.ca_file")?;
+        out.push((DATABASE_CA.to_string(), pem.into_bytes()));
     }
     Ok(out)
 }

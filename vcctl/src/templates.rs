@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 pub const CLOUD_INIT: &str = include_str!("../../templates/cloud-init.yaml");
 pub const PROMETHEUS: &str = include_str!("../../templates/prometheus.yml");
 pub const BOOT: &str = include_str!("../../templates/boot.sh");
+pub const PROMETHEUS_GROUP: &str = include_str!("../../templates/prometheus-group.yml");
 
 pub const CADDYFILE: &str = include_str!("../../templates/caddy/Caddyfile");
 pub const CADDYFILE_LB: &str = include_str!("../../templates/caddy/Caddyfile.lb");
@@ -30,6 +31,20 @@ pub const CANDIDATE_PORT: u16 = 18000;
 /// `fleet_app`: an app host of a fleet, whose database is on another host and which only the
 /// load balancer reaches (its own port only; port 80 is the load balancer's).
 pub fn units(settings: &crate::settings::Settings, fleet_app: bool) -> Result<Vec<(String, String)>> {
+    units_with_metrics(settings, fleet_app, None)
+}
+
+/// The port an Auto Scaling group's instances serve `/metrics` on, apart from the service's
+/// (which admits the load balancer only): the instances' Prometheus scrape each other there.
+pub const METRICS_PORT: u16 = 9464;
+
+/// [`units`], the serving release also serving its metrics on `metrics` (`host:port`,
+/// `--metrics-listen`); never the candidate, which runs beside it.
+pub fn units_with_metrics(
+    settings: &crate::settings::Settings,
+    fleet_app: bool,
+    metrics: Option<&str>,
+) -> Result<Vec<(String, String)>> {
     let port = settings.port.to_string();
     let kpi = humantime::format_duration(settings.kpi_interval).to_string().replace(' ', "");
     let retention = humantime::format_duration(settings.retention).to_string().replace(' ', "");
@@ -59,6 +74,7 @@ pub fn units(settings: &crate::settings::Settings, fleet_app: bool) -> Result<Ve
             ("listen", listen),
             ("environment", &environment),
             ("database_unit", database_unit),
+            ("metrics_listen", &metrics_line(unit, metrics)),
         ];
         out.push((format!("/etc/systemd/system/{unit}.service"), render(SERVICE_UNIT, &values)?));
         out.push((format!("/etc/systemd/system/{unit}.socket"), render(SOCKET_UNIT, &values)?));
@@ -71,6 +87,15 @@ pub fn units(settings: &crate::settings::Settings, fleet_app: bool) -> Result<Ve
         }
     }
     Ok(out)
+}
+
+/// The serving unit's `--metrics-listen`, on a line of its own; nothing otherwise, so the
+/// other units are as they were.
+fn metrics_line(unit: &str, metrics: Option<&str>) -> String {
+    match metrics {
+        Some(addr) if unit == SERVING_UNIT => format!("\nEnvironment=VC_METRICS_LISTEN={addr}"),
+        _ => String::new(),
+    }
 }
 
 /// `service.env` as systemd `Environment=` lines: each quoted, with `\\`, `"` and `%` (a
@@ -109,6 +134,13 @@ pub fn caddyfile(settings: &crate::settings::Settings, tls: &crate::stack::TlsSe
 pub fn prometheus(stack: &str, targets: &[String]) -> Result<String> {
     let targets = targets.iter().map(|t| format!("\"{t}\"")).collect::<Vec<_>>().join(", ");
     render(PROMETHEUS, &[("stack", stack), ("service_targets", &targets)])
+}
+
+/// Prometheus on each instance of a `scale:` stack: the replicas found by the stack's id tag
+/// in `region`, scraped on [`METRICS_PORT`].
+pub fn prometheus_group(stack: &str, region: &str, stack_id: &str) -> Result<String> {
+    let port = METRICS_PORT.to_string();
+    render(PROMETHEUS_GROUP, &[("stack", stack), ("region", region), ("metrics_port", &port), ("stack_id", stack_id)])
 }
 
 /// Prometheus's `/etc/default/prometheus`: where it listens (`listen`, `host:port`).
@@ -215,6 +247,21 @@ mod tests {
         assert_eq!(render("a {{x}} b {{ y }}", &[("x", "1"), ("y", "2")]).unwrap(), "a 1 b 2");
         assert_eq!(render("{{x}}", &[]).unwrap_err().to_string(), "template placeholder `{{x}}` has no value");
         assert!(render("{{x", &[("x", "1")]).is_err());
+    }
+
+    #[test]
+    fn only_the_serving_unit_serves_a_metrics_port_and_only_when_asked() {
+        let stack = crate::stack::parse(std::path::Path::new("t.yaml"), "name: fra\nprovider: local\n").unwrap();
+        let settings = crate::settings::Settings::resolve(std::path::Path::new("."), stack, &Default::default());
+        let line = "Environment=VC_METRICS_LISTEN=0.0.0.0:9464";
+        let with = units_with_metrics(&settings, true, Some("0.0.0.0:9464")).unwrap();
+        let has = |units: &[(String, String)], path: &str| {
+            units.iter().find(|(p, _)| p == path).unwrap().1.lines().any(|l| l == line)
+        };
+        assert!(has(&with, "/etc/systemd/system/vehicleconnect.service"));
+        assert!(!has(&with, "/etc/systemd/system/vehicleconnect-candidate.service"), "it would take the port twice");
+        let without = units(&settings, true).unwrap();
+        assert!(!has(&without, "/etc/systemd/system/vehicleconnect.service"));
     }
 
     #[test]

@@ -1586,6 +1586,12 @@ fn scaled_stack() -> String {
         + "alerts:\n  email: ops@example.com\ntls:\n  domain: vc.example.com\n  email: ops@example.com\nscale:\n  replicas: {min: 2, desired: 2, max: 6}\n  cpu_target_pct: 60\n  database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}\n"
 }
 
+/// The app group's rules: the service's port from the load balancer's group, the metrics
+/// port from the app group itself (the instances' Prometheus).
+fn app_chain() -> Vec<(i32, String)> {
+    vec![(8000, "vcctl-fra-lb".to_string()), (9464, "vcctl-fra-app".to_string())]
+}
+
 /// The inbound rules of the stack's group `name`: (port, source) with the source a network or
 /// another group's name.
 async fn chain(ec2: &aws_sdk_ec2::Client, name: &str) -> Vec<(i32, String)> {
@@ -1681,7 +1687,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let mut lb: Vec<(i32, String)> = world(80).into_iter().chain(world(443)).collect();
     lb.sort();
     assert_eq!(chain(&ec2, "vcctl-fra-lb").await, lb);
-    assert_eq!(chain(&ec2, "vcctl-fra-app").await, [(8000, "vcctl-fra-lb".to_string())]);
+    assert_eq!(chain(&ec2, "vcctl-fra-app").await, app_chain());
     assert_eq!(chain(&ec2, "vcctl-fra-db").await, [(5432, "vcctl-fra-app".to_string())]);
     let dbs = rds.describe_db_instances().db_instance_identifier("vcctl-fra").send().await.unwrap();
     let d = &dbs.db_instances()[0];
@@ -1722,7 +1728,7 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     let plan = s.json(&["plan"], 2);
     assert!(plan["changes"].to_string().contains("not in the stack: drift"), "{plan}");
     s.json(&["up"], 0);
-    assert_eq!(chain(&ec2, "vcctl-fra-app").await, [(8000, "vcctl-fra-lb".to_string())]);
+    assert_eq!(chain(&ec2, "vcctl-fra-app").await, app_chain());
 
     // The group resized by hand: its bounds are put back; its desired count is the CPU
     // target's to move, so it is left, until the stack asks for a fixed size.
@@ -1915,6 +1921,7 @@ async fn check_instances(s: &Project, release: &str) {
     let db = rds.describe_db_instances().db_instance_identifier("vcctl-fra").send().await.unwrap();
     let secret = db.db_instances()[0].master_user_secret().unwrap().secret_arn().unwrap().to_string();
     assert!(boot.contains(&format!("VC_DB_SECRET:={secret}")), "{boot}");
+    assert!(boot.contains("VC_DB_CA_FROM:=trust-store"), "no ca_file: RDS's bundle from AWS's trust store");
 
     let role = iam.get_role().role_name("vcctl-fra-app").send().await.unwrap();
     let trust = urldecode(role.role().unwrap().assume_role_policy_document().unwrap());
@@ -1944,6 +1951,7 @@ async fn check_instances(s: &Project, release: &str) {
         [
             ("s3:GetObject".to_string(), serde_json::json!(objects)),
             ("secretsmanager:GetSecretValue".to_string(), Value::from(secret)),
+            ("ec2:DescribeInstances".to_string(), Value::from("*")),
             ("cloudwatch:PutMetricData".to_string(), Value::from("*")),
         ]
     );
@@ -2192,7 +2200,12 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
         format!("  ssh_identity: {}\n  ssh_user: root\n  host_key: {}\n  termination_protection", h.key, h.host_key);
     let stack =
         scaled_stack().replace("  admin_cidrs: [198.18.7.7/32]\n", "").replace("  termination_protection", &login);
+    // RDS as the instances see it: PostgreSQL over TLS, its certificate from a CA of its own,
+    // which the stack names (scale.database.ca_file).
+    let stack = stack.replace("storage_gb: 20}", "storage_gb: 20, ca_file: certs/db-ca.pem}");
     let s = Project::new(&stack, Moto::start_on(&peer, &[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    std::fs::create_dir_all(s.dir.path().join("certs")).unwrap();
+    std::fs::write(s.dir.path().join("certs/db-ca.pem"), common::on_host(DATABASE_TLS)).unwrap();
     let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     let release = up["serving"]["release"].as_str().unwrap().to_string();
     let (ec2, _, _) = s.sdk().await;
@@ -2219,7 +2232,7 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let (user, password) = (login["username"].as_str().unwrap(), login["password"].as_str().unwrap());
     // The host is shared by the tests on it: whatever the tests before left there (releases,
     // units, the env file, the database) goes first, and what this one makes goes at its end.
-    let leftovers = "cd / && systemctl disable --now vehicleconnect.socket vehicleconnect.service \
+    let leftovers = "cd / && systemctl stop prometheus; systemctl disable --now vehicleconnect.socket vehicleconnect.service \
          vehicleconnect-candidate.socket vehicleconnect-candidate.service 2>/dev/null; rm -rf /opt/vehicleconnect \
          /etc/vehicleconnect /etc/systemd/system/vehicleconnect* /var/lib/cloud; systemctl daemon-reload";
     common::on_host(&format!(
@@ -2240,7 +2253,8 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     };
     let cleanup = format!(
         "{leftovers}; runuser -u postgres -- psql -qc 'DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE)' \
-         -c 'DROP ROLE IF EXISTS \"{user}\"'"
+         -c 'DROP ROLE IF EXISTS \"{user}\"' -c 'ALTER SYSTEM RESET ssl_cert_file' -c 'ALTER SYSTEM RESET ssl_key_file' \
+         -c 'SELECT pg_reload_conf()'"
     );
     let _cleanup = OnHostAtEnd(cleanup);
     let out = common::on_host(&boot(""));
@@ -2263,6 +2277,11 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
         "runuser -u postgres -- psql -qAt -d vehicleconnect -c \"SELECT count(*) FROM api_events WHERE endpoint = '/v1/boot'\"",
     );
     assert_eq!(stored.trim(), "1");
+    let tls = common::on_host(
+        "runuser -u postgres -- psql -qAt -c \"SELECT count(*) > 0 AND bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = 'vehicleconnect' AND backend_type = 'client backend' AND pid <> pg_backend_pid()\"",
+    );
+    assert_eq!(tls.trim(), "t", "every session of the service is TLS");
+    prometheus_finds_the_replicas(&s);
 
     rolls_out_through_the_target_group(&s, &ec2).await;
     let release = serving(&s).await;
@@ -2283,6 +2302,56 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     assert!(out.contains("upload damaged") && out.trim_end().ends_with("exit 1"), "{out}");
     assert_eq!(current.trim(), format!("releases/{release}"), "nothing switched to the damaged release");
 }
+
+/// Prometheus on the instance finds the group's replicas by the stack's id tag, through
+/// EC2 service discovery (moto's two instances: their addresses are made up, so they are
+/// down, but found), and the instance's service answers on its metrics port.
+fn prometheus_finds_the_replicas(s: &Project) {
+    let started = Instant::now();
+    let found = loop {
+        let answer = common::on_host("curl -s http://127.0.0.1:9090/api/v1/targets || true");
+        let v: Value = serde_json::from_str(&answer).unwrap_or_default();
+        let found: Vec<Value> = v["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["labels"]["job"] == "vehicleconnect")
+            .cloned()
+            .collect();
+        if found.len() == 2 || started.elapsed() > Duration::from_secs(60) {
+            break found;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(found.len(), 2, "Prometheus found {found:?}");
+    for t in &found {
+        assert_eq!(t["discoveredLabels"]["__meta_ec2_tag_vcctl_stack_id"], s.stack_id().as_str(), "{t}");
+        assert!(t["scrapeUrl"].as_str().unwrap().contains(":9464/metrics"), "{t}");
+        assert!(t["labels"]["instance"].as_str().unwrap().starts_with("i-"), "{t}");
+    }
+    let metrics = common::on_host("curl -s http://127.0.0.1:9464/metrics");
+    assert!(metrics.contains("vehicleconnect_build_info"), "{metrics}");
+    let events = common::on_host("curl -s -o /dev/null -w '%{http_code}' -X POST http://127.0.0.1:9464/api/events");
+    assert_eq!(events, "404", "the metrics port serves no events");
+}
+
+/// TLS for the test host's PostgreSQL, as RDS has it: a certificate for 127.0.0.1 from a CA
+/// of its own. Prints the CA's certificate.
+const DATABASE_TLS: &str = r#"set -e
+mkdir -p /etc/postgresql/vc-rds && cd /etc/postgresql/vc-rds
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=test-rds-ca -days 2 \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+echo 'subjectAltName=IP:127.0.0.1' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
+chown postgres: server.key server.pem && chmod 600 server.key
+cd / && systemctl start postgresql
+for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c 'ALTER SYSTEM SET ssl = on' \
+  -c "ALTER SYSTEM SET ssl_cert_file = '/etc/postgresql/vc-rds/server.pem'" \
+  -c "ALTER SYSTEM SET ssl_key_file = '/etc/postgresql/vc-rds/server.key'" -c 'SELECT pg_reload_conf()' >/dev/null
+cat /etc/postgresql/vc-rds/ca.pem
+"#;
 
 /// Runs a script on the test host when dropped, a failed test's included.
 struct OnHostAtEnd(String);

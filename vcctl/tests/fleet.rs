@@ -548,11 +548,14 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     // flight there.
     let failed = report["failed"].as_u64().unwrap();
     assert!(failed <= 3 * 150 + 50, "{failed} failed requests: {report}");
-    assert_eq!(
-        report["acknowledged"].as_u64().unwrap() + failed,
-        report["planned_events"].as_u64().unwrap(),
-        "{report}"
-    );
+    // Every request sent is acknowledged or failed. While requests to the dead host wait for
+    // their timeout, the simulator's connections are taken and it may fall behind its
+    // schedule: what it skips as too late was never sent (27 in one CI run), bounded to half
+    // a second of load.
+    let (requests, skipped) = (report["requests"].as_u64().unwrap(), report["skipped_late"].as_u64().unwrap());
+    assert_eq!(report["acknowledged"].as_u64().unwrap() + failed, requests, "{report}");
+    assert_eq!(requests + skipped, report["planned_events"].as_u64().unwrap(), "{report}");
+    assert!(skipped <= 150, "{report}");
 
     // A new host beside the dead one: refused before anything changes, unless the dead one is
     // skipped; then the new host serves the release and joins the rotation, under load.

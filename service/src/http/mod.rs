@@ -74,6 +74,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// What `--metrics-listen` serves: the metrics and the status, nothing that reads or writes
+/// events.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/api/status", get(status::get_status))
+        .route("/metrics", get(get_metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CompressionLayer::new())
+        .with_state(state)
+}
+
 /// Counts and times every routed request under its route pattern, never the raw path.
 async fn track_request(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();

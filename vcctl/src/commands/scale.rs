@@ -133,6 +133,8 @@ async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: 
         ("db_name", crate::cloud::aws::rds::DATABASE),
         ("db_secret", &secret),
         ("ingest_token", if ctx.settings.ingest_token { "yes" } else { "no" }),
+        // The stack's bundle from the bucket, else the region's from AWS's trust store.
+        ("database_ca", if shelf::database_ca(&ctx.settings).is_some() { "bucket" } else { "trust-store" }),
     ])?;
     let r = &scale.replicas;
     Ok(group::Wanted {
@@ -204,7 +206,7 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &Releas
         apply(ctx, scale, &mut s).await?;
     }
     let bucket = s.names.bucket.clone();
-    let kit = crate::shelf::kit(&ctx.settings)?;
+    let kit = crate::shelf::kit(&ctx.settings, &s.stamp.id)?;
     let token = ctx.settings.ingest_token;
     let written =
         ctx.printer.doing("the host kit in the bucket", shelf::stock_kit(&s.cloud.s3, &bucket, kit, token)).await?;

@@ -176,7 +176,8 @@ impl HostConfig {
     /// An instance of a `scale:` stack's group: the service's units as its boot wrote them
     /// (the bucket's kit); its database (RDS) and token came with its boot.
     pub fn group_instance(settings: &Settings) -> Result<HostConfig> {
-        let files = templates::units(settings, true)?
+        let metrics = format!("0.0.0.0:{}", templates::METRICS_PORT);
+        let files = templates::units_with_metrics(settings, true, Some(&metrics))?
             .into_iter()
             .filter(|(path, _)| !path.contains("disk-metric"))
             .map(|(path, text)| File { path, mode: "644", text, kind: FileKind::Unit })

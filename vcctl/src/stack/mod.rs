@@ -315,7 +315,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             let Some(s) = root.opt_section("aws")? else {
                 return Err(root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)"));
             };
-            let scale = root.opt_section("scale")?.map(scale::scale_settings).transpose()?.map(Box::new);
+            let scale = root.opt_section("scale")?.map(|s| scale::scale_settings(s, file)).transpose()?.map(Box::new);
             if scale.is_some() && tls.is_none() {
                 let mut err = root.value_error(
                     "scale",

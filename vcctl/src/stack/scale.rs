@@ -22,6 +22,9 @@ pub struct Replicas {
 /// RDS for PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RdsSettings {
+    /// The authorities the instances verify RDS's certificate with (a local PEM bundle);
+    /// without, each instance fetches its region's bundle from AWS's trust store at boot.
+    pub ca_file: Option<std::path::PathBuf>,
     pub instance_class: String,
     pub storage_gb: u32,
     pub multi_az: bool,
@@ -31,7 +34,7 @@ pub struct RdsSettings {
 /// A group needs two replicas to lose one; the bound keeps a typo from launching a fleet.
 const MAX_REPLICAS: u16 = 100;
 
-pub fn scale_settings(mut s: Section) -> Result<ScaleSettings, StackError> {
+pub fn scale_settings(mut s: Section, file: &std::path::Path) -> Result<ScaleSettings, StackError> {
     let Some(r) = s.opt_section("replicas")? else {
         let mut err = s.error("`scale:` needs `replicas:`, the Auto Scaling group's size");
         err.hint = Some("add `replicas: {min: 2, desired: 2, max: 6}`".into());
@@ -54,7 +57,7 @@ pub fn scale_settings(mut s: Section) -> Result<ScaleSettings, StackError> {
         err.hint = Some("add `database: {engine: rds, instance_class: db.t4g.micro, storage_gb: 20}`".into());
         return Err(err);
     };
-    let database = rds(d)?;
+    let database = rds(d, file)?;
     s.finish()?;
     Ok(ScaleSettings { replicas, cpu_target_pct, database })
 }
@@ -80,7 +83,7 @@ fn replicas(mut r: Section) -> Result<Replicas, StackError> {
     Ok(Replicas { min, desired, max })
 }
 
-fn rds(mut d: Section) -> Result<RdsSettings, StackError> {
+fn rds(mut d: Section, file: &std::path::Path) -> Result<RdsSettings, StackError> {
     d.opt_parsed("engine", "a database engine", |v| match v {
         "rds" => Ok(()),
         other => Err(format!("the replicas' database is RDS for PostgreSQL: `engine: rds`, not {other:?}")),
@@ -106,6 +109,7 @@ fn rds(mut d: Section) -> Result<RdsSettings, StackError> {
             _ => Err(format!("expected from 1 to 35 days of automated backups (0 would turn them off), got {v:?}")),
         })?;
     let settings = RdsSettings {
+        ca_file: d.opt_str("ca_file")?.map(|p| super::project_path(file, &p)),
         instance_class: instance_class.unwrap_or_else(|| "db.t4g.micro".into()),
         storage_gb: storage_gb.unwrap_or(20),
         multi_az: d.opt_bool("multi_az")?.unwrap_or(false),
