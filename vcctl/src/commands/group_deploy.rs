@@ -255,15 +255,25 @@ fn report(
     ctx.printer.info(lines.join("\n"));
 }
 
-/// What each instance of `ids` runs, over SSH (opened on demand on the app group): the
-/// release `current` names and whether its service runs; why not, for the whole group.
+/// What an instance runs, as it says over SSH.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(super) struct OnInstance {
+    pub instance: String,
+    /// The release `current` names.
+    pub release: Option<String>,
+    /// Whether its service runs.
+    pub running: bool,
+}
+
+/// What each instance of `ids` runs, over SSH (opened on demand on the app group); why not,
+/// for the whole group.
 pub(super) async fn releases(
     ctx: &Ctx,
     a: &AwsSettings,
     cloud: &Aws,
     app_group: Option<&SecurityGroup>,
     ids: &[String],
-) -> Result<Vec<(String, Option<String>, bool)>, String> {
+) -> Result<Vec<OnInstance>, String> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -276,7 +286,7 @@ pub(super) async fn releases(
             let state = m.target.state().await;
             Box::new(m.target).close().await;
             let state = state?;
-            out.push((m.name, state.current, state.serving));
+            out.push(OnInstance { instance: m.name, release: state.current, running: state.serving });
         }
         anyhow::Ok(out)
     };

@@ -369,12 +369,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let ids: Vec<String> = s.group.group.iter().flat_map(|g| &g.instances).map(|i| i.id.clone()).collect();
     let app = s.data.group(scaled::Tier::App);
     let releases = super::group_deploy::releases(ctx, a, &s.cloud, app, &ids).await;
-    let on_instances: Vec<_> = match &releases {
-        Ok(r) => {
-            r.iter().map(|(id, release, runs)| json!({"instance": id, "release": release, "running": runs})).collect()
-        }
-        Err(_) => Vec::new(),
-    };
+    let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
         "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
@@ -418,7 +413,7 @@ fn group_lines(
     s: &Survey,
     targets: &[crate::cloud::aws::elb::Target],
     healthy: usize,
-    releases: &Result<Vec<(String, Option<String>, bool)>, String>,
+    releases: &Result<Vec<super::group_deploy::OnInstance>, String>,
 ) -> Vec<String> {
     let Some(g) = &s.group.group else { return vec!["  group: none (`vcctl up` makes it)".into()] };
     let in_service = g.instances.iter().filter(|i| i.lifecycle == "InService").count();
@@ -433,10 +428,12 @@ fn group_lines(
             None => t.state.clone(),
         });
         let release = match releases {
-            Ok(r) => match r.iter().find(|(id, ..)| *id == i.id) {
-                Some((_, Some(name), true)) => format!(", release {name}"),
-                Some((_, Some(name), false)) => format!(", release {name} (its service is not running)"),
-                Some((_, None, _)) => ", no release".into(),
+            Ok(r) => match r.iter().find(|o| o.instance == i.id) {
+                Some(o) => match (&o.release, o.running) {
+                    (Some(name), true) => format!(", release {name}"),
+                    (Some(name), false) => format!(", release {name} (its service is not running)"),
+                    (None, _) => ", no release".into(),
+                },
                 None => String::new(),
             },
             Err(_) => String::new(),
