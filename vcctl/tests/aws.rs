@@ -1664,7 +1664,29 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     check_alarms(&s, &elb).await;
     check_instances(&s, &release).await;
     check_ci_role(&s).await;
+    // What RDS measures and keeps: 15 GiB of 20 free, and a snapshot.
+    let (_, _, cw) = s.sdk().await;
+    let free = aws_sdk_cloudwatch::types::MetricDatum::builder()
+        .metric_name("FreeStorageSpace")
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder().name("DBInstanceIdentifier").value("vcctl-fra").build(),
+        )
+        .value(15.0 * 1024.0 * 1024.0 * 1024.0)
+        .timestamp(aws_smithy_types::DateTime::from(std::time::SystemTime::now()))
+        .build();
+    cw.put_metric_data().namespace("AWS/RDS").metric_data(free).send().await.unwrap();
+    rds.create_db_snapshot()
+        .db_instance_identifier("vcctl-fra")
+        .db_snapshot_identifier("before-launch")
+        .send()
+        .await
+        .unwrap();
     let status = s.json(&["status"], 0);
+    assert_eq!(
+        (status["database_storage_used_gb"].as_f64(), status["last_snapshot"]["id"].as_str()),
+        (Some(5.0), Some("before-launch")),
+        "{status}"
+    );
     assert_eq!(
         (status["serving"].as_bool(), status["certificate"]["status"].as_str()),
         (Some(true), Some("ISSUED")),

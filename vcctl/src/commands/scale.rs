@@ -370,11 +370,13 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let app = s.data.group(scaled::Tier::App);
     let releases = super::group_deploy::releases(ctx, a, &s.cloud, app, &ids).await;
     let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
+    let db = database_view(&s).await?;
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
         "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
         "group": s.group.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
         "instances": on_instances, "instances_unread": releases.as_ref().err(),
+        "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
         "serving": serving, "not_built": NOT_BUILT,
     }));
     let mut lines = vec![format!("stack `{}`: https://{domain}", ctx.settings.stack)];
@@ -388,23 +390,49 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         None => "  certificate: none".into(),
     });
     lines.extend(group_lines(&s, &targets, healthy, &releases));
-    lines.push(match &s.data.db {
-        Some(d) => format!(
-            "  database: {} {} ({}), {} GB, {}{}",
-            d.id,
-            d.status,
-            d.instance_class,
-            d.storage_gb,
-            if d.multi_az { "Multi-AZ" } else { "Single-AZ" },
-            d.endpoint.as_ref().map(|e| format!(", at {e}")).unwrap_or_default()
-        ),
-        None => "  database: none".into(),
-    });
+    lines.extend(database_lines(&s, &db));
     let states: Vec<String> =
         s.alerts.alarms.iter().map(|a| format!("{} {}", a.name, a.state.as_deref().unwrap_or("?"))).collect();
     lines.push(format!("  alarms ({}): {}", states.len(), states.join(", ")));
     ctx.printer.info(lines.join("\n"));
     Ok(if serving { error::OK } else { error::ERROR })
+}
+
+/// What `status` says of the database beside what RDS describes: the storage used (from
+/// its free storage in CloudWatch) and its newest snapshot.
+struct DatabaseView {
+    used_gb: Option<f64>,
+    snapshot: Option<crate::cloud::aws::rds::Snapshot>,
+}
+
+async fn database_view(s: &Survey) -> Result<DatabaseView> {
+    let Some(d) = &s.data.db else { return Ok(DatabaseView { used_gb: None, snapshot: None }) };
+    let dims = [("DBInstanceIdentifier", d.id.as_str())];
+    let free = crate::cloud::aws::cloudwatch::latest_average(&s.cloud.cloudwatch, "AWS/RDS", "FreeStorageSpace", &dims)
+        .await?;
+    let gb = 1024.0 * 1024.0 * 1024.0;
+    let used_gb = free.map(|free| ((f64::from(d.storage_gb) - free / gb).max(0.0) * 10.0).round() / 10.0);
+    let snapshot = crate::cloud::aws::rds::latest_snapshot(&s.cloud.rds, &d.id).await?;
+    Ok(DatabaseView { used_gb, snapshot })
+}
+
+fn database_lines(s: &Survey, view: &DatabaseView) -> Vec<String> {
+    let Some(d) = &s.data.db else { return vec!["  database: none".into()] };
+    let used = view.used_gb.map_or_else(|| " (use not measured yet)".to_string(), |u| format!(", {u} GB used"));
+    let mut out = vec![format!(
+        "  database: {} {} ({}), {} GB{used}, {}{}",
+        d.id,
+        d.status,
+        d.instance_class,
+        d.storage_gb,
+        if d.multi_az { "Multi-AZ" } else { "Single-AZ" },
+        d.endpoint.as_ref().map(|e| format!(", at {e}")).unwrap_or_default()
+    )];
+    out.push(match &view.snapshot {
+        Some(snap) => format!("    last snapshot: {} ({}, {})", snap.id, snap.kind, snap.taken_at),
+        None => "    last snapshot: none yet (RDS takes the first in its backup window)".into(),
+    });
+    out
 }
 
 /// The group, its instances with their health as the load balancer sees it, and the release

@@ -224,3 +224,32 @@ pub async fn delete(cw: &Client, names: &[String]) -> Result<()> {
         .map_err(|e| error("cloudwatch:DeleteAlarms", &format!("deleting alarms {}", names.join(", ")), e))?;
     Ok(())
 }
+
+/// The newest average of `metric` over the last hour (5-minute periods), if CloudWatch has
+/// one: what `status` shows of a resource AWS measures itself (RDS's free storage).
+pub async fn latest_average(
+    cw: &Client,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+) -> Result<Option<f64>> {
+    let now = std::time::SystemTime::now();
+    let mut req = cw
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(metric)
+        .start_time(aws_smithy_types::DateTime::from(now - std::time::Duration::from_secs(3600)))
+        .end_time(aws_smithy_types::DateTime::from(now))
+        .period(300)
+        .statistics(Statistic::Average);
+    for (name, value) in dimensions {
+        req = req.dimensions(Dimension::builder().name(*name).value(*value).build());
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| error("cloudwatch:GetMetricStatistics", &format!("reading {namespace} {metric}"), e))?;
+    let newest =
+        out.datapoints().iter().filter(|d| d.timestamp().is_some()).max_by_key(|d| d.timestamp().map(|t| t.secs()));
+    Ok(newest.and_then(|d| d.average()))
+}

@@ -180,3 +180,36 @@ pub async fn delete(rds: &Client, id: &str, snapshot: &str) -> Result<()> {
         .map_err(|e| error("rds:DeleteDBInstance", &format!("deleting DB instance {id}"), e))?;
     Ok(())
 }
+
+/// A snapshot of the DB instance, automated or manual.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub id: String,
+    /// RFC 3339.
+    pub taken_at: String,
+    /// `automated` or `manual`.
+    pub kind: String,
+}
+
+/// The newest snapshot of the DB instance `id`, if it has one.
+pub async fn latest_snapshot(rds: &Client, id: &str) -> Result<Option<Snapshot>> {
+    let out = rds
+        .describe_db_snapshots()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(|e| error("rds:DescribeDBSnapshots", &format!("listing the snapshots of {id}"), e))?;
+    let newest = out
+        .db_snapshots()
+        .iter()
+        .filter(|s| s.snapshot_create_time().is_some())
+        .max_by_key(|s| s.snapshot_create_time().map(|t| (t.secs(), t.subsec_nanos())));
+    Ok(newest.map(|s| Snapshot {
+        id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
+        taken_at: s
+            .snapshot_create_time()
+            .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+            .unwrap_or_default(),
+        kind: s.snapshot_type().unwrap_or_default().to_string(),
+    }))
+}
