@@ -64,12 +64,12 @@ fn describe(w: &Wanted) -> String {
 
 /// What `up` would change in the tier, from what exists. `lb_group` is the load balancer's
 /// security group (its id once it exists).
-pub fn plan(stack: &str, domain: &str, found: &Found, lb_group: &str) -> Vec<Change> {
+pub fn plan(stack: &str, domain: &str, zone: Option<&str>, found: &Found, lb_group: &str) -> Vec<Change> {
     let n = name(stack);
     let mut out = Vec::new();
     match &found.certificate {
         None => out.push(change('+', format!("certificate for {domain}"), "ACM, validated by DNS")),
-        Some(c) if !c.issued() => out.push(change('!', format!("certificate {}", c.arn), waiting(c))),
+        Some(c) if !c.issued() => out.push(change('!', format!("certificate {}", c.arn), waiting(c, zone))),
         Some(_) => {}
     }
     if found.target_group.is_none() {
@@ -103,13 +103,18 @@ pub fn plan(stack: &str, domain: &str, found: &Found, lb_group: &str) -> Vec<Cha
 }
 
 /// What to do while ACM validates: the record that proves the domain.
-pub fn waiting(c: &Certificate) -> String {
-    match &c.validation {
-        Some((name, kind, value)) => format!(
+/// `zone`: the hosted zone vcctl keeps the record in (`tls.route53_zone`), if any.
+pub fn waiting(c: &Certificate, zone: Option<&str>) -> String {
+    match (&c.validation, zone) {
+        (Some(_), Some(zone)) => format!(
+            "{}: its DNS record is in the hosted zone {zone}; ACM issues it within minutes, and HTTPS on 443 opens at the `vcctl up` after",
+            c.status
+        ),
+        (Some((name, kind, value)), None) => format!(
             "{}: create the DNS record `{name} {kind} {value}`; HTTPS on 443 opens at the `vcctl up` after ACM issues it",
             c.status
         ),
-        None => {
+        (None, _) => {
             format!("{}: ACM has not given its validation record yet; run `vcctl plan` again in a minute", c.status)
         }
     }
@@ -250,7 +255,7 @@ mod tests {
     #[test]
     fn https_waits_for_the_certificate_and_the_redirect_is_put_back() {
         let mut found = Found { certificate: Some(cert("PENDING_VALIDATION")), ..Found::default() };
-        let changes = plan("fra", "vc.example.com", &found, "sg-lb");
+        let changes = plan("fra", "vc.example.com", None, &found, "sg-lb");
         let waiting = changes.iter().find(|c| c.action == '!').expect("the wait is said");
         assert!(
             waiting.detail.contains("create the DNS record `_x.vc.example.com. CNAME _y.acm-validations.aws.`"),
@@ -276,14 +281,15 @@ mod tests {
         found.balancer = Some(Balancer {
             arn: "arn:lb".into(),
             dns_name: "x".into(),
+            zone_id: "Z1".into(),
             security_groups: vec!["sg-lb".into()],
             zones: 2,
             owner: Owner::default(),
         });
-        assert_eq!(plan("fra", "vc.example.com", &found, "sg-lb"), vec![]);
+        assert_eq!(plan("fra", "vc.example.com", None, &found, "sg-lb"), vec![]);
         // The redirect replaced by hand with a forward: put back.
         found.listeners[0].does = Does::Forward("arn:tg".into());
-        let changes = plan("fra", "vc.example.com", &found, "sg-lb");
+        let changes = plan("fra", "vc.example.com", None, &found, "sg-lb");
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!((changes[0].action, changes[0].what.as_str()), ('~', "listener 80"));
     }

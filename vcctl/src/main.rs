@@ -15,6 +15,7 @@ mod cloud;
 mod commands;
 mod cost;
 mod deploy;
+mod dns;
 mod edge;
 mod error;
 mod group;

@@ -2494,3 +2494,80 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
     assert_eq!(target_states(s).await, ["healthy", "healthy"], "the instance is back in the target group");
     assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
 }
+
+/// `tls.route53_zone`: the certificate's validation record and the domain's alias of the load
+/// balancer kept in the hosted zone (made, unchanged by a second `up`, put back when changed
+/// by hand), and `destroy` takes back only those: the zone and its other records stay. A zone
+/// the account does not have is refused before anything is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scaled_stack_keeps_its_records_in_its_hosted_zone_and_destroy_takes_only_those_back() {
+    let stack =
+        scaled_stack().replace("  domain: vc.example.com\n", "  domain: vc.example.com\n  route53_zone: example.com\n");
+    let s = Project::new(&stack, Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    let config = s.sdk_config().await;
+    let r53 = aws_sdk_route53::Client::new(&config);
+    let err = show(&s.expect(&["plan"], 3));
+    assert!(err.contains("no Route 53 hosted zone example.com (tls.route53_zone)"), "{err}");
+    let zone = r53.create_hosted_zone().name("example.com").caller_reference("vcctl-test").send().await.unwrap();
+    let zone = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    use aws_sdk_route53::types::{Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType};
+    let record = |name: &str, kind: RrType, value: &str| {
+        let set = ResourceRecordSet::builder().name(name).r#type(kind).ttl(60);
+        set.resource_records(ResourceRecord::builder().value(value).build().unwrap()).build().unwrap()
+    };
+    let upsert = |set: ResourceRecordSet| {
+        let change = Change::builder().action(ChangeAction::Upsert).resource_record_set(set).build().unwrap();
+        r53.change_resource_record_sets()
+            .hosted_zone_id(&zone)
+            .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+            .send()
+    };
+    upsert(record("www.example.com", RrType::A, "192.0.2.1")).await.unwrap();
+    let listed = || async {
+        let out = r53.list_resource_record_sets().hosted_zone_id(&zone).send().await.unwrap();
+        let mut all: Vec<(String, String, String)> = out
+            .resource_record_sets()
+            .iter()
+            .map(|r| {
+                let value = match r.alias_target() {
+                    Some(a) => format!("alias {}", a.dns_name().to_ascii_lowercase()),
+                    None => r.resource_records().iter().map(|v| v.value().to_string()).collect::<Vec<_>>().join(" "),
+                };
+                (r.name().to_string(), r.r#type().as_str().to_string(), value)
+            })
+            .filter(|(_, kind, _)| kind != "SOA" && kind != "NS")
+            .collect();
+        all.sort();
+        all
+    };
+
+    let plan = s.json(&["plan"], 2);
+    assert!(plan["changes"].to_string().contains("DNS record vc.example.com. A"), "{plan}");
+    let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
+    let lb = format!("alias {}.", up["load_balancer"]["dns_name"].as_str().unwrap().to_ascii_lowercase());
+    let (check, kind, target) = up["certificate"]["validation"]
+        .as_array()
+        .map(|v| {
+            (v[0].as_str().unwrap().to_string(), v[1].as_str().unwrap().to_string(), v[2].as_str().unwrap().to_string())
+        })
+        .unwrap();
+    let ours = vec![
+        (check.to_ascii_lowercase(), kind, target.to_ascii_lowercase()),
+        ("vc.example.com.".to_string(), "A".to_string(), lb.clone()),
+        ("www.example.com.".to_string(), "A".to_string(), "192.0.2.1".to_string()),
+    ];
+    let mut ours = ours;
+    ours.sort();
+    assert_eq!(listed().await, ours);
+    assert_eq!(s.json(&["up"], 0)["changed"], false);
+
+    // The domain pointed elsewhere by hand: planned, and put back.
+    upsert(record("vc.example.com", RrType::A, "198.51.100.7")).await.unwrap();
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(plan["changes"][0]["what"], "DNS record vc.example.com. A", "{plan}");
+    s.json(&["up"], 0);
+    assert_eq!(listed().await, ours);
+
+    s.json(&["destroy", "--yes"], 0);
+    assert_eq!(listed().await, [("www.example.com.".to_string(), "A".to_string(), "192.0.2.1".to_string())]);
+}

@@ -17,7 +17,9 @@ use crate::cli::ReleaseArgs;
 use crate::cloud::aws::autoscaling::Size;
 use crate::cloud::aws::cloudwatch::Alarm;
 use crate::cloud::aws::launch_template::Launch;
+use crate::cloud::aws::route53::Record;
 use crate::cloud::aws::{Aws, Stamp, ec2, sns};
+use crate::dns;
 use crate::edge;
 use crate::error::{self, Failure};
 use crate::group;
@@ -42,6 +44,8 @@ struct Survey {
     names: Names,
     data: scaled::Found,
     edge: edge::Found,
+    /// The records in `tls.route53_zone`, when the stack names one: wanted, and as found.
+    dns: Option<(Vec<Record>, dns::Found)>,
     alerts: alerts::Found,
     group: group::Found,
     /// The release the bucket's pointer names.
@@ -59,7 +63,21 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
         Some(b) => shelf::serving(&cloud.s3, &b.name).await?,
         None => None,
     };
-    Ok(Survey { cloud, account, stamp, names, data, edge, alerts, group, serving })
+    let dns = survey_dns(ctx, &cloud, &edge).await?;
+    Ok(Survey { cloud, account, stamp, names, data, edge, dns, alerts, group, serving })
+}
+
+/// The records the stack keeps in its hosted zone, and what the zone has, when it names one.
+async fn survey_dns(ctx: &Ctx, cloud: &Aws, edge: &edge::Found) -> Result<Option<(Vec<Record>, dns::Found)>> {
+    let Some(zone) = zone(ctx) else { return Ok(None) };
+    let wanted = dns::wanted(domain(ctx), edge.certificate.as_ref(), edge.balancer.as_ref());
+    let found = dns::survey(cloud, zone, domain(ctx), &wanted).await?;
+    Ok(Some((wanted, found)))
+}
+
+/// `tls.route53_zone`: the hosted zone vcctl keeps the stack's records in.
+fn zone(ctx: &Ctx) -> Option<&str> {
+    ctx.settings.tls.as_ref().and_then(|t| t.route53_zone.as_deref())
 }
 
 fn domain(ctx: &Ctx) -> &str {
@@ -88,7 +106,17 @@ fn wanted_alarms(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Vec<Alarm> {
 fn changes(ctx: &Ctx, scale: &ScaleSettings, s: &Survey, instances: &group::Wanted) -> Result<Vec<Change>> {
     let (stack, port) = (&ctx.settings.stack, ctx.settings.port);
     let mut out = scaled::plan(&s.names, &s.data, &scale.database, port)?;
-    out.extend(edge::plan(stack, domain(ctx), &s.edge, &lb_group(&s.data)));
+    out.extend(edge::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb_group(&s.data)));
+    if let Some((wanted, found)) = &s.dns {
+        out.extend(dns::plan(wanted, found));
+        if s.edge.balancer.is_none() {
+            out.push(Change {
+                action: '+',
+                what: format!("DNS record {} A", crate::cloud::aws::route53::normal(domain(ctx))),
+                detail: "alias of the load balancer, once it exists".into(),
+            });
+        }
+    }
     let email = ctx.settings.alert_email.as_deref();
     out.extend(alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email));
     if s.serving.is_none() {
@@ -259,7 +287,7 @@ fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
         .balancer
         .as_ref()
         .map(|b| format!("https://{domain} (point {domain} at the load balancer {})", b.dns_name));
-    let waiting = s.edge.certificate.as_ref().filter(|c| !c.issued()).map(edge::waiting);
+    let waiting = s.edge.certificate.as_ref().filter(|c| !c.issued()).map(|c| edge::waiting(c, zone(ctx)));
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": s.data.db,
         "load_balancer": s.edge.balancer, "certificate": s.edge.certificate, "serving": s.serving,
@@ -297,6 +325,11 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     scaled::apply(&s.cloud, &s.names, &mut s.data, &scale.database, port, &s.stamp, p).await?;
     let lb = lb_group(&s.data);
     edge::apply(&s.cloud, stack, domain(ctx), &mut s.edge, &lb, port, &s.stamp, p).await?;
+    // The records name what the load balancer tier made: surveyed again after it.
+    s.dns = survey_dns(ctx, &s.cloud, &s.edge).await?;
+    if let Some((wanted, found)) = &s.dns {
+        dns::apply(&s.cloud, wanted, found, p).await?;
+    }
     let wanted = wanted_alarms(ctx, scale, s);
     let email = ctx.settings.alert_email.as_deref();
     alerts::apply(&s.cloud, stack, email, &wanted, &s.alerts, &s.stamp, p).await
@@ -322,6 +355,17 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     if let Some(c) = &s.edge.certificate {
         p.info(format!("  - certificate {} ({})", c.arn, c.domain));
     }
+    if let Some((wanted, found)) = &s.dns {
+        let ours: Vec<String> = wanted
+            .iter()
+            .zip(&found.records)
+            .filter(|(w, f)| f.as_ref() == Some(*w))
+            .map(|(w, _)| format!("{} {}", w.name, w.kind))
+            .collect();
+        if !ours.is_empty() {
+            p.info(format!("  - DNS records {} (the hosted zone stays)", ours.join(", ")));
+        }
+    }
     for g in s.data.groups.iter().flatten() {
         p.info(format!("  - security group {} ({})", g.name, g.id));
     }
@@ -338,6 +382,9 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     alerts::destroy(&s.cloud, &s.alerts, p).await?;
     // The instances first: they hold the target group and the app security group.
     group::destroy(&s.cloud, &group::Names::of(&ctx.settings.stack), &s.group, p).await?;
+    if let Some((wanted, found)) = &s.dns {
+        dns::destroy(&s.cloud, wanted, found, p).await?;
+    }
     edge::destroy(&s.cloud, &s.edge, p).await?;
     let snapshot = scaled::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
     p.json(
@@ -386,7 +433,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     });
     lines.push(match &s.edge.certificate {
         Some(c) if c.issued() => format!("  certificate: issued ({})", c.arn),
-        Some(c) => format!("  certificate: {}", edge::waiting(c)),
+        Some(c) => format!("  certificate: {}", edge::waiting(c, zone(ctx))),
         None => "  certificate: none".into(),
     });
     lines.extend(group_lines(&s, &targets, healthy, &releases));

@@ -106,6 +106,9 @@ pub struct TlsSettings {
     /// A PEM file of roots trusted beside the system's: by vcctl for the service's
     /// certificate, and by Caddy for the ACME server (a private CA; tests use Pebble's).
     pub trust_ca: Option<PathBuf>,
+    /// The Route 53 hosted zone `tls.domain` is in (a `scale:` stack): vcctl keeps the
+    /// certificate's validation record and the domain's alias to the load balancer there.
+    pub route53_zone: Option<String>,
 }
 
 /// What the service runs with, whatever the provider.
@@ -306,27 +309,21 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             return Err(err);
         }
     }
+    if provider != "aws" && tls.as_ref().is_some_and(|t| t.route53_zone.is_some()) {
+        let mut err = root.value_error(
+            "tls",
+            "`tls.route53_zone` is for an `aws` stack with `scale:`, whose load balancer and certificate get records there",
+            Some("remove it: the host's A record is yours to make".into()),
+        );
+        err.path = "tls.route53_zone".into();
+        return Err(err);
+    }
     let provider = match provider.as_str() {
         "local" => Provider::Local(match root.opt_section("local")? {
             Some(s) => local_settings(s)?,
             None => LocalSettings::default(),
         }),
-        "aws" => {
-            let Some(s) = root.opt_section("aws")? else {
-                return Err(root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)"));
-            };
-            let scale = root.opt_section("scale")?.map(|s| scale::scale_settings(s, file)).transpose()?.map(Box::new);
-            if scale.is_some() && tls.is_none() {
-                let mut err = root.value_error(
-                    "scale",
-                    "`scale:` needs `tls:`: the load balancer serves HTTPS with an ACM certificate for `tls.domain`",
-                    Some("add `tls: {domain: ..., email: ...}`".into()),
-                );
-                err.path = "scale".into();
-                return Err(err);
-            }
-            Provider::Aws(AwsSettings { scale, ..aws_settings(s)? })
-        }
+        "aws" => Provider::Aws(aws_provider(&mut root, tls.as_ref(), file)?),
         "ssh" => Provider::Ssh(hosts::ssh_settings(&mut root, file)?),
         other => {
             let mut err = root.error_at(&provider_span, "provider".into(), format!("unknown provider {other:?}"));
@@ -348,6 +345,33 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
 }
 
 /// `tls:` (aws and ssh) and `alerts:` (aws): what a stack shows the world and who hears of it.
+/// The `aws:` section, and `scale:` with what it needs of `tls:`.
+fn aws_provider(root: &mut Section, tls: Option<&TlsSettings>, file: &Path) -> Result<AwsSettings, StackError> {
+    let Some(s) = root.opt_section("aws")? else {
+        return Err(root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)"));
+    };
+    let scale = root.opt_section("scale")?.map(|s| scale::scale_settings(s, file)).transpose()?.map(Box::new);
+    if scale.is_some() && tls.is_none() {
+        let mut err = root.value_error(
+            "scale",
+            "`scale:` needs `tls:`: the load balancer serves HTTPS with an ACM certificate for `tls.domain`",
+            Some("add `tls: {domain: ..., email: ...}`".into()),
+        );
+        err.path = "scale".into();
+        return Err(err);
+    }
+    if scale.is_none() && tls.is_some_and(|t| t.route53_zone.is_some()) {
+        let mut err = root.value_error(
+            "tls",
+            "`tls.route53_zone` is for a `scale:` stack, whose load balancer and certificate get records there",
+            Some("remove it, or add `scale:`".into()),
+        );
+        err.path = "tls.route53_zone".into();
+        return Err(err);
+    }
+    Ok(AwsSettings { scale, ..aws_settings(s)? })
+}
+
 fn edge_settings(
     root: &mut Section,
     provider: &str,
@@ -448,8 +472,18 @@ fn tls_settings(mut s: Section, file: &Path) -> Result<TlsSettings, StackError> 
         })?
         .unwrap_or_else(|| LETS_ENCRYPT.to_string());
     let trust_ca = s.opt_str("trust_ca")?.map(|p| project_path(file, &p));
+    let route53_zone = s.opt_parsed("route53_zone", "a hosted zone's name", |v| {
+        let v = v.trim_end_matches('.').to_ascii_lowercase();
+        let ok = v.contains('.')
+            && v.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if ok {
+            Ok(v)
+        } else {
+            Err(format!("expected the name of a Route 53 hosted zone such as example.com, got {v:?}"))
+        }
+    })?;
     s.finish()?;
-    Ok(TlsSettings { domain: domain.0.to_ascii_lowercase(), email: email.0, acme_ca, trust_ca })
+    Ok(TlsSettings { domain: domain.0.to_ascii_lowercase(), email: email.0, acme_ca, trust_ca, route53_zone })
 }
 
 /// What vcctl sets itself, from the stack's other fields or on the host: `service.env` may
@@ -895,6 +929,16 @@ mod tests {
         check(
             "name: a\nprovider: local\nscale:\n  replicas: {min: 1, max: 1}\n",
             "stacks/t.yaml:1:1: scale: section `scale` does not apply to provider `local`\nhint: remove it, or set `provider: aws`",
+        );
+        check(
+            &format!("{aws}{tls}  route53_zone: example.com\n"),
+            "stacks/t.yaml:6:9: tls.route53_zone: `tls.route53_zone` is for a `scale:` stack, whose load balancer and certificate get records there\nhint: remove it, or add `scale:`",
+        );
+        check(
+            &format!(
+                "{aws}{tls}  route53_zone: not a zone\nscale:\n  replicas: {{min: 2, max: 6}}\n  database: {{engine: rds}}\n"
+            ),
+            "stacks/t.yaml:8:17: tls.route53_zone: expected the name of a Route 53 hosted zone such as example.com, got \"not a zone\"",
         );
         let example = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt-scale.yaml")).unwrap();
         let Provider::Aws(a) = example.provider else { panic!("frankfurt-scale is an aws stack") };

@@ -21,6 +21,8 @@ pub const DEREGISTRATION_DELAY_S: u32 = 30;
 pub struct Balancer {
     pub arn: String,
     pub dns_name: String,
+    /// Its canonical hosted zone: what a Route 53 alias to it names.
+    pub zone_id: String,
     pub security_groups: Vec<String>,
     pub zones: usize,
     #[serde(skip)]
@@ -89,6 +91,7 @@ pub async fn find_balancer(elb: &Client, name: &str) -> Result<Option<Balancer>>
     let arn = b.load_balancer_arn().context("a load balancer without an ARN")?.to_string();
     Ok(Some(Balancer {
         dns_name: b.dns_name().unwrap_or_default().to_string(),
+        zone_id: b.canonical_hosted_zone_id().unwrap_or_default().to_string(),
         security_groups: b.security_groups().to_vec(),
         zones: b.availability_zones().len(),
         owner: owner(elb, &arn).await?,

@@ -11,6 +11,7 @@ pub mod elb;
 pub mod iam;
 pub mod launch_template;
 pub mod rds;
+pub mod route53;
 pub mod s3;
 pub mod security_group;
 pub mod snapshot;
@@ -88,6 +89,7 @@ pub struct Aws {
     pub acm: aws_sdk_acm::Client,
     pub s3: aws_sdk_s3::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
+    pub route53: aws_sdk_route53::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -142,6 +144,7 @@ impl Aws {
                 aws_sdk_s3::config::Builder::from(&config).force_path_style(emulated).build(),
             ),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
+            route53: aws_sdk_route53::Client::new(&config),
             region: region.to_string(),
             emulated,
         }
