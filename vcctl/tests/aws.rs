@@ -1672,7 +1672,9 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
             aws_sdk_cloudwatch::types::Dimension::builder().name("DBInstanceIdentifier").value("vcctl-fra").build(),
         )
         .value(15.0 * 1024.0 * 1024.0 * 1024.0)
-        .timestamp(aws_smithy_types::DateTime::from(std::time::SystemTime::now()))
+        // A minute ago, as RDS reports: moto compares with the end of the query cut to the
+        // second, which a datapoint of this very second would be past.
+        .timestamp(aws_smithy_types::DateTime::from(std::time::SystemTime::now() - Duration::from_secs(60)))
         .build();
     cw.put_metric_data().namespace("AWS/RDS").metric_data(free).send().await.unwrap();
     rds.create_db_snapshot()
