@@ -371,17 +371,17 @@ async fn group_gone(aws: &Aws, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The DB instance's endpoint and secret, waited for: RDS takes minutes to make a new one,
+/// The DB instance once it has its endpoint and secret, waited for: RDS takes minutes to make a new one,
 /// and an instance cannot boot without them.
-pub async fn database_ready(aws: &Aws, id: &str, p: &Printer) -> Result<(String, String)> {
+pub async fn database_ready(aws: &Aws, id: &str, p: &Printer) -> Result<crate::cloud::aws::rds::Db> {
     p.doing(&format!("waiting for DB instance {id} to be available"), async {
         let started = std::time::Instant::now();
         loop {
             let db = crate::cloud::aws::rds::find(&aws.rds, id)
                 .await?
                 .with_context(|| format!("DB instance {id} is gone"))?;
-            if let (Some(e), Some(s)) = (&db.endpoint, &db.secret_arn) {
-                return Ok((e.clone(), s.clone()));
+            if db.endpoint.is_some() && db.secret_arn.is_some() {
+                return Ok(db);
             }
             if started.elapsed() > std::time::Duration::from_secs(40 * 60) {
                 bail!(

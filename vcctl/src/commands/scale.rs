@@ -251,11 +251,7 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &Releas
         scaled::fault_point("release");
         s.serving = Some(shelf::Serving { release: receipt.name, sha256: receipt.sha256 });
     }
-    let (endpoint, secret) = group::database_ready(&s.cloud, &s.names.db, &ctx.printer).await?;
-    s.data.db = crate::cloud::aws::rds::find(&s.cloud.rds, &s.names.db).await?;
-    debug_assert!(s.data.db.as_ref().is_some_and(
-        |d| d.endpoint.as_deref() == Some(endpoint.as_str()) && d.secret_arn.as_deref() == Some(secret.as_str())
-    ));
+    s.data.db = Some(group::database_ready(&s.cloud, &s.names.db, &ctx.printer).await?);
     let instances = wanted_instances(ctx, a, scale, &s).await?;
     let names = group::Names::of(&ctx.settings.stack);
     let vpc = ec2::default_vpc(&s.cloud.ec2).await?;
