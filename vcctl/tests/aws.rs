@@ -2229,7 +2229,7 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let stack = stack.replace("storage_gb: 20}", "storage_gb: 20, ca_file: certs/db-ca.pem}");
     let s = Project::new(&stack, Moto::start_on(&peer, &[("MOTO_ACM_VALIDATION_WAIT", "0")]));
     std::fs::create_dir_all(s.dir.path().join("certs")).unwrap();
-    std::fs::write(s.dir.path().join("certs/db-ca.pem"), common::on_host(DATABASE_TLS)).unwrap();
+    std::fs::write(s.dir.path().join("certs/db-ca.pem"), common::on_host(&database_tls())).unwrap();
     let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     let release = up["serving"]["release"].as_str().unwrap().to_string();
     let (ec2, _, _) = s.sdk().await;
@@ -2361,21 +2361,19 @@ fn prometheus_finds_the_replicas(s: &Project) {
 
 /// TLS for the test host's PostgreSQL, as RDS has it: a certificate for 127.0.0.1 from a CA
 /// of its own. Prints the CA's certificate.
-const DATABASE_TLS: &str = r#"set -e
-mkdir -p /etc/postgresql/vc-rds && cd /etc/postgresql/vc-rds
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=test-rds-ca -days 2 \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.pem 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
-echo 'subjectAltName=IP:127.0.0.1' > ext.cnf
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
-chown postgres: server.key server.pem && chmod 600 server.key
-cd / && systemctl start postgresql
+fn database_tls() -> String {
+    let certificate = common::database_certificate("/etc/postgresql/vc-rds", "test-rds-ca", "127.0.0.1");
+    format!(
+        r#"set -e
+{certificate}cd / && systemctl start postgresql
 for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
 runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -c 'ALTER SYSTEM SET ssl = on' \
   -c "ALTER SYSTEM SET ssl_cert_file = '/etc/postgresql/vc-rds/server.pem'" \
   -c "ALTER SYSTEM SET ssl_key_file = '/etc/postgresql/vc-rds/server.key'" -c 'SELECT pg_reload_conf()' >/dev/null
 cat /etc/postgresql/vc-rds/ca.pem
-"#;
+"#
+    )
+}
 
 /// Runs a script on the test host when dropped, a failed test's included.
 struct OnHostAtEnd(String);

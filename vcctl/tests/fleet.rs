@@ -455,17 +455,13 @@ fn the_load_balancer_terminates_https_from_an_acme_ca_and_rolls_a_release_withou
 /// Makes host 12 an external database server, as a managed one is: PostgreSQL over TLS with
 /// a certificate for its address from a CA of its own, a role and a database, host 11 (the
 /// app host) admitted by SCRAM. Prints the CA's certificate.
-const EXTERNAL_DATABASE: &str = r#"set -e
+fn external_database() -> String {
+    let certificate = common::database_certificate("/etc/postgresql/ext", "test-db-ca", "10.233.0.12");
+    format!(
+        r#"set -e
 systemctl enable --now postgresql >/dev/null 2>&1
 for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done
-mkdir -p /etc/postgresql/ext && cd /etc/postgresql/ext
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=test-db-ca -days 2 \
-  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.pem 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=10.233.0.12 -keyout server.key -out server.csr 2>/dev/null
-echo 'subjectAltName=IP:10.233.0.12' > ext.cnf
-openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
-chown postgres: server.key server.pem && chmod 600 server.key
-runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
+{certificate}runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<'SQL'
 ALTER SYSTEM SET listen_addresses = '*';
 ALTER SYSTEM SET ssl = on;
 ALTER SYSTEM SET ssl_cert_file = '/etc/postgresql/ext/server.pem';
@@ -476,7 +472,9 @@ SQL
 echo 'hostssl extdb ext 10.233.0.11/32 scram-sha-256' >> "$(ls /etc/postgresql/*/main/pg_hba.conf)"
 systemctl restart postgresql
 cat ca.pem
-"#;
+"#
+    )
+}
 
 /// A fleet whose database is not vcctl's: its URL a secret, its certificate verified against
 /// the CA the stack names. `up` refuses until the secret is set, then the app hosts store
@@ -484,7 +482,7 @@ cat ca.pem
 #[test]
 fn an_external_database_named_by_a_secret_serves_the_fleet_and_outlives_destroy() {
     let fleet = Fleet::boot(&[LB, 11, 12]);
-    let ca = fleet.ok(12, EXTERNAL_DATABASE);
+    let ca = fleet.ok(12, &external_database());
     let p = Project::new(&fleet, &[11]);
     std::fs::write(p.path("db-ca.pem"), &ca).unwrap();
     p.write_stack_with(&fleet, &[11], "lb, monitoring", "url_secret: EXT_DB_URL\nca_file: db-ca.pem");

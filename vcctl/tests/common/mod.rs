@@ -169,3 +169,19 @@ impl Drop for Pebble {
         let _ = &self.dir;
     }
 }
+
+/// A shell script's lines that make, in `dir`, a CA of its own (`ca.pem`) and a certificate
+/// for `address` it signed (`server.pem`, its key `server.key`, PostgreSQL's to read): what
+/// a managed database presents.
+pub fn database_certificate(dir: &str, ca: &str, address: &str) -> String {
+    format!(
+        r#"mkdir -p {dir} && cd {dir}
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN={ca} -days 2 \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign -keyout ca.key -out ca.pem 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN={address} -keyout server.key -out server.csr 2>/dev/null
+echo 'subjectAltName=IP:{address}' > ext.cnf
+openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile ext.cnf -out server.pem 2>/dev/null
+chown postgres: server.key server.pem && chmod 600 server.key
+"#
+    )
+}
