@@ -47,8 +47,11 @@ impl Stamp {
         Stamp { stack: settings.stack.clone(), id: settings.stack_id.clone().unwrap_or_default() }
     }
 
-    pub fn pairs(&self) -> [(&'static str, &str); 3] {
-        [(TAG_STACK, &self.stack), (TAG_MANAGED_BY, "vcctl"), (TAG_STACK_ID, &self.id)]
+    /// The tags to put on what the stack makes; no stack id before the first `up` gives it
+    /// one (`ci init` may come first), since an empty id would claim it for no stack.
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let id = (!self.id.is_empty()).then_some((TAG_STACK_ID, self.id.as_str()));
+        [(TAG_STACK, self.stack.as_str()), (TAG_MANAGED_BY, "vcctl")].into_iter().chain(id).collect()
     }
 }
 
@@ -68,7 +71,8 @@ impl Owner {
             match k {
                 Some(TAG_STACK) => owner.stack = v,
                 Some(TAG_MANAGED_BY) => owner.managed_by = v,
-                Some(TAG_STACK_ID) => owner.stack_id = v,
+                // An empty id (an older `ci init` before the first `up`) is no id.
+                Some(TAG_STACK_ID) => owner.stack_id = v.filter(|id| !id.is_empty()),
                 _ => {}
             }
         }
@@ -242,4 +246,19 @@ fn code_in_body(body: &[u8]) -> Option<String> {
 /// The service error code of an SDK error, if AWS answered with one.
 pub fn code_of<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> Option<&str> {
     err.code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_without_an_id_yet_tags_none_and_an_empty_id_tag_is_no_id() {
+        let before_up = Stamp { stack: "fra".into(), id: String::new() };
+        assert_eq!(before_up.pairs(), [(TAG_STACK, "fra"), (TAG_MANAGED_BY, "vcctl")]);
+        let after_up = Stamp { stack: "fra".into(), id: "k3x".into() };
+        assert_eq!(after_up.pairs().last(), Some(&(TAG_STACK_ID, "k3x")));
+        let older = Owner::from_tags([(Some(TAG_STACK), Some("fra")), (Some(TAG_STACK_ID), Some(""))]);
+        assert_eq!((older.stack.as_deref(), older.stack_id), (Some("fra"), None));
+    }
 }
