@@ -24,6 +24,8 @@ pub struct Names {
     pub policy: String,
     pub group: String,
     pub cpu_policy: String,
+    /// The CI deploy role of `vcctl ci init`, if it was run.
+    pub deploy_role: String,
 }
 
 impl Names {
@@ -34,6 +36,7 @@ impl Names {
             policy: format!("vcctl-{stack}-app-least-privilege"),
             group: format!("vcctl-{stack}"),
             cpu_policy: format!("vcctl-{stack}-cpu"),
+            deploy_role: crate::commands::ci::role_name(stack),
         }
     }
 }
@@ -48,6 +51,8 @@ pub struct Found {
     pub template: Option<Template>,
     pub group: Option<Group>,
     pub cpu_target: Option<f64>,
+    /// The CI deploy role (`vcctl ci init`).
+    pub deploy_role: Option<Role>,
 }
 
 /// What the stack wants of the tier.
@@ -104,6 +109,10 @@ pub async fn survey(aws: &Aws, names: &Names, stamp: &Stamp) -> Result<Found> {
     found.profile = iam::get_instance_profile(&aws.iam, &names.role).await?;
     if !stamp.id.is_empty() {
         found.template = launch_template::find(&aws.ec2, &names.group, &stamp.id).await?;
+    }
+    found.deploy_role = iam::get_role(&aws.iam, &names.deploy_role).await?;
+    if let Some(r) = &found.deploy_role {
+        owned(&format!("CI deploy role {}", names.deploy_role), r.owner.stack_id.as_deref(), stamp)?;
     }
     found.group = autoscaling::find(&aws.autoscaling, &names.group).await?;
     if let Some(g) = &found.group {
@@ -332,7 +341,7 @@ async fn create_when_profile_ready(aws: &Aws, spec: &GroupSpec<'_>, stamp: &Stam
 }
 
 /// Deletes the group (its instances terminated, waited for), the template, then the role and
-/// its profile.
+/// its profile, and the CI deploy role.
 pub async fn destroy(aws: &Aws, names: &Names, f: &Found, p: &Printer) -> Result<()> {
     if let Some(g) = &f.group {
         p.doing(&format!("deleting Auto Scaling group {} and its {} instance(s)", g.name, g.instances.len()), async {
@@ -352,6 +361,13 @@ pub async fn destroy(aws: &Aws, names: &Names, f: &Found, p: &Printer) -> Result
         p.doing(
             &format!("deleting IAM role {} and its profile", names.role),
             iam::delete_role_and_profile(&aws.iam, &names.role, &names.role),
+        )
+        .await?;
+    }
+    if f.deploy_role.is_some() {
+        p.doing(
+            &format!("deleting CI deploy role {}", names.deploy_role),
+            iam::delete_role(&aws.iam, &names.deploy_role),
         )
         .await?;
     }

@@ -40,6 +40,8 @@ pub struct Names {
     pub address: String,
     pub data_volume: String,
     pub topic: String,
+    /// The CI deploy role of `vcctl ci init`, if it was run.
+    pub deploy_role: String,
 }
 
 impl Names {
@@ -54,6 +56,7 @@ impl Names {
             address: format!("vcctl-{stack}"),
             data_volume: format!("vcctl-{stack}-data"),
             topic: format!("vcctl-{stack}-alerts"),
+            deploy_role: crate::commands::ci::role_name(stack),
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct Found {
     pub data_volume: Option<Volume>,
     /// The stack's alert topic.
     pub topic: Option<Topic>,
+    /// The CI deploy role (`vcctl ci init`).
+    pub deploy_role: Option<Role>,
     /// When this was read: what temporary SSH rules are judged expired at.
     pub read_at: Option<time::OffsetDateTime>,
 }
@@ -146,6 +151,7 @@ impl Found {
             && self.address.is_none()
             && self.data_volume.is_none()
             && self.topic.is_none()
+            && self.deploy_role.is_none()
     }
 
     /// Every resource found, with what its tags say and how to tag it as the stack's.
@@ -159,7 +165,7 @@ impl Found {
             claim(format!("security group {}", g.id), &g.owner, Adopt::Ec2(g.id.clone()));
         }
         if let Some(r) = &self.role {
-            claim(format!("IAM role {}", n.role), &r.owner, Adopt::Role);
+            claim(format!("IAM role {}", n.role), &r.owner, Adopt::Role(n.role.clone()));
         }
         if let Some(p) = &self.instance_profile {
             claim(format!("instance profile {}", n.instance_profile), &p.owner, Adopt::InstanceProfile);
@@ -180,6 +186,9 @@ impl Found {
                 Adopt::Ec2(a.allocation_id.clone()),
             );
         }
+        if let Some(r) = &self.deploy_role {
+            claim(format!("CI deploy role {}", n.deploy_role), &r.owner, Adopt::Role(n.deploy_role.clone()));
+        }
         for a in &self.alarms {
             if let (Some(owner), Some(arn)) = (&a.owner, &a.arn) {
                 claim(format!("alarm {}", a.name), owner, Adopt::Alarm(arn.clone()));
@@ -194,7 +203,8 @@ impl Found {
 pub enum Adopt {
     /// A key pair, security group or instance, by its id.
     Ec2(String),
-    Role,
+    /// A role, by its name.
+    Role(String),
     InstanceProfile,
     /// An alarm, by its ARN.
     Alarm(String),
@@ -255,6 +265,7 @@ pub async fn find(aws: &Aws, names: &Names, stack: &str, topic_arn: &str) -> Res
         address: address::find(&aws.ec2, stack).await?,
         data_volume: volume::find(&aws.ec2, stack, "data").await?,
         topic: sns::find(&aws.sns, topic_arn).await?,
+        deploy_role: iam::get_role(&aws.iam, &names.deploy_role).await?,
         read_at: Some(time::OffsetDateTime::now_utc()),
     })
 }
@@ -851,7 +862,7 @@ async fn launch(aws: &Aws, w: &Wanted, found: &Found, sg: Option<&str>, step: &c
 async fn adopt(aws: &Aws, w: &Wanted, how: &Adopt) -> Result<()> {
     match how {
         Adopt::Ec2(id) => ec2::tag(&aws.ec2, id, &w.stamp).await,
-        Adopt::Role => iam::tag_role(&aws.iam, &w.names.role, &w.stamp).await,
+        Adopt::Role(name) => iam::tag_role(&aws.iam, name, &w.stamp).await,
         Adopt::InstanceProfile => iam::tag_instance_profile(&aws.iam, &w.names.instance_profile, &w.stamp).await,
         Adopt::Alarm(arn) => cloudwatch::tag(&aws.cloudwatch, arn, &w.stamp).await,
         Adopt::Topic(arn) => sns::tag(&aws.sns, arn, &w.stamp).await,

@@ -870,6 +870,13 @@ async fn ci_init_makes_the_oidc_provider_the_deploy_role_and_the_workflow() {
         "{repaired}"
     );
     p.expect(&["ci", "init", "--repo", "not-a-repo"], 3);
+
+    // The role is the stack's: `destroy` deletes it; the account's provider stays.
+    let gone = p.json(&["destroy", "--yes"], 0);
+    assert_eq!(gone["deleted"], serde_json::json!(["CI deploy role vcctl-deploy-fra"]), "{gone}");
+    assert!(iam.get_role().role_name("vcctl-deploy-fra").send().await.is_err(), "the role is gone");
+    let providers = iam.list_open_id_connect_providers().send().await.unwrap();
+    assert_eq!(providers.open_id_connect_provider_list().len(), 1, "the OIDC provider stays");
 }
 
 /// A type change interrupted between its stop and its start leaves the instance stopped:
@@ -1861,7 +1868,11 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     assert!(ec2.describe_launch_templates().send().await.unwrap().launch_templates().is_empty());
     assert!(live_instances(&ec2).await.is_empty(), "the group's instances are terminated");
     let (_, iam, _) = s.sdk().await;
-    assert!(iam.list_roles().send().await.unwrap().roles().iter().all(|r| !r.role_name().starts_with("vcctl-fra")));
+    let roles = iam.list_roles().send().await.unwrap();
+    assert!(
+        roles.roles().iter().all(|r| !r.role_name().starts_with("vcctl-fra") && r.role_name() != "vcctl-deploy-fra"),
+        "the app role and the CI deploy role are gone"
+    );
     assert!(iam.list_instance_profiles().send().await.unwrap().instance_profiles().is_empty());
     assert!(ec2.describe_key_pairs().send().await.unwrap().key_pairs().is_empty());
 }

@@ -508,7 +508,8 @@ impl Deletions<'_> {
     }
 }
 
-/// Alarms, the instance, its firewall, IAM and key pair; whether the instance is gone.
+/// Alarms, the instance, its firewall, IAM, key pair and CI deploy role; whether the
+/// instance is gone.
 async fn delete_infrastructure(d: &mut Deletions<'_>, aws: &Aws, found: &provision::Found, names: &Names) -> bool {
     if !found.alarms.is_empty() {
         let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
@@ -531,6 +532,10 @@ async fn delete_infrastructure(d: &mut Deletions<'_>, aws: &Aws, found: &provisi
     }
     if found.key_pair.is_some() {
         d.attempt(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair)).await;
+    }
+    if found.deploy_role.is_some() {
+        d.attempt(format!("CI deploy role {}", names.deploy_role), iam::delete_role(&aws.iam, &names.deploy_role))
+            .await;
     }
     instance_gone
 }

@@ -19,6 +19,12 @@ const AUDIENCE: &str = "sts.amazonaws.com";
 /// The deploy workflow, with `frankfurt` where the stack's name goes.
 const WORKFLOW: &str = include_str!("../../../templates/github/deploy.yml");
 
+/// The deploy role `ci init` makes for `stack`; `destroy` deletes it with the stack (the
+/// account's OIDC provider stays: other stacks and repositories may use it).
+pub fn role_name(stack: &str) -> String {
+    format!("vcctl-deploy-{stack}")
+}
+
 /// Who may assume the deploy role: tokens of `repo`'s `environment` only.
 pub fn trust_policy(provider_arn: &str, repo: &str, environment: &str) -> Value {
     json!({
@@ -159,7 +165,7 @@ pub async fn init(ctx: &Ctx, a: &AwsSettings, args: &CiInitArgs) -> Result<u8> {
             iam::create_oidc_provider(&aws.iam, GITHUB_OIDC, AUDIENCE).await?
         }
     };
-    let role = format!("vcctl-deploy-{stack}");
+    let role = role_name(stack);
     let trust = trust_policy(&provider, &args.repo, &args.environment);
     let mut policy = deploy_policy(&region, &account, stack);
     if a.scale.is_some() {

@@ -365,6 +365,12 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     for g in s.data.groups.iter().flatten() {
         p.info(format!("  - security group {} ({})", g.name, g.id));
     }
+    if s.group.deploy_role.is_some() {
+        p.info(format!(
+            "  - CI deploy role {} (the account's GitHub OIDC provider stays)",
+            group::Names::of(&ctx.settings.stack).deploy_role
+        ));
+    }
     let topic = if s.alerts.topic.is_some() { " and the alert topic" } else { "" };
     p.info(format!("  - {} alarm(s){topic}", s.alerts.alarms.len()));
     if let (Some(d), false) = (&s.data.db, keep_data) {

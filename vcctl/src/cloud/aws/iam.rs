@@ -305,6 +305,11 @@ pub async fn delete_role_and_profile(iam: &Client, role: &str, profile: &str) ->
             .await
             .map_err(|e| error("iam:DeleteInstanceProfile", &format!("deleting instance profile `{profile}`"), e))?;
     }
+    delete_role(iam, role).await
+}
+
+/// Deletes the role after its policies, inline and managed; a missing role is skipped.
+pub async fn delete_role(iam: &Client, role: &str) -> Result<()> {
     if get_role(iam, role).await?.is_some() {
         let (inline, managed) = policies(iam, role).await?;
         for p in inline.iter().chain(&managed) {
