@@ -75,12 +75,24 @@ fn describe(r: &Record) -> String {
     }
 }
 
+/// Each wanted record and what the zone has in its place.
+fn pairs<'a>(wanted: &'a [Record], found: &'a Found) -> impl Iterator<Item = (&'a Record, Option<&'a Record>)> {
+    wanted.iter().zip(found.records.iter().map(Option::as_ref))
+}
+
+/// The wanted records the zone lacks or holds otherwise, with what it holds: to make or put back.
+fn differing<'a>(wanted: &'a [Record], found: &'a Found) -> impl Iterator<Item = (&'a Record, Option<&'a Record>)> {
+    pairs(wanted, found).filter(|(w, f)| *f != Some(*w))
+}
+
+/// The stack's records as it made them, still in the zone: what `destroy` deletes.
+pub fn as_made<'a>(wanted: &'a [Record], found: &'a Found) -> Vec<&'a Record> {
+    pairs(wanted, found).filter(|(w, f)| *f == Some(*w)).map(|(w, _)| w).collect()
+}
+
 /// The records to make or put back.
 pub fn plan(wanted: &[Record], found: &Found) -> Vec<Change> {
-    wanted
-        .iter()
-        .zip(&found.records)
-        .filter(|(w, f)| f.as_ref() != Some(*w))
+    differing(wanted, found)
         .map(|(w, f)| Change {
             action: if f.is_some() { '~' } else { '+' },
             what: format!("DNS record {} {}", w.name, w.kind),
@@ -91,8 +103,7 @@ pub fn plan(wanted: &[Record], found: &Found) -> Vec<Change> {
 
 /// Makes or puts back every record that differs, in one change.
 pub async fn apply(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> Result<()> {
-    let differ: Vec<Record> =
-        wanted.iter().zip(&found.records).filter(|(w, f)| f.as_ref() != Some(*w)).map(|(w, _)| w.clone()).collect();
+    let differ: Vec<Record> = differing(wanted, found).map(|(w, _)| w.clone()).collect();
     if differ.is_empty() {
         return Ok(());
     }
@@ -104,8 +115,7 @@ pub async fn apply(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> 
 /// Deletes the stack's records: only those exactly as the stack made them (a record changed
 /// by hand to point elsewhere is someone's, and stays).
 pub async fn destroy(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> Result<()> {
-    let ours: Vec<Record> =
-        wanted.iter().zip(&found.records).filter(|(w, f)| f.as_ref() == Some(*w)).map(|(w, _)| w.clone()).collect();
+    let ours: Vec<Record> = as_made(wanted, found).into_iter().cloned().collect();
     if ours.is_empty() {
         return Ok(());
     }

@@ -336,7 +336,7 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
 /// `keep_data`.
 pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
     let s = survey(ctx, a, Stamp::of(&ctx.settings)).await?;
-    let p = &ctx.printer;
+    let (p, group_names) = (&ctx.printer, group::Names::of(&ctx.settings.stack));
     p.info(format!("`vcctl destroy` deletes, of stack `{}`:", ctx.settings.stack));
     if let Some(g) = &s.group.group {
         p.info(format!(
@@ -352,12 +352,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         p.info(format!("  - certificate {} ({})", c.arn, c.domain));
     }
     if let Some((wanted, found)) = &s.dns {
-        let ours: Vec<String> = wanted
-            .iter()
-            .zip(&found.records)
-            .filter(|(w, f)| f.as_ref() == Some(*w))
-            .map(|(w, _)| format!("{} {}", w.name, w.kind))
-            .collect();
+        let ours: Vec<String> = dns::as_made(wanted, found).iter().map(|w| format!("{} {}", w.name, w.kind)).collect();
         if !ours.is_empty() {
             p.info(format!("  - DNS records {} (the hosted zone stays)", ours.join(", ")));
         }
@@ -366,10 +361,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         p.info(format!("  - security group {} ({})", g.name, g.id));
     }
     if s.group.deploy_role.is_some() {
-        p.info(format!(
-            "  - CI deploy role {} (the account's GitHub OIDC provider stays)",
-            group::Names::of(&ctx.settings.stack).deploy_role
-        ));
+        p.info(format!("  - CI deploy role {} (the account's GitHub OIDC provider stays)", group_names.deploy_role));
     }
     let topic = if s.alerts.topic.is_some() { " and the alert topic" } else { "" };
     p.info(format!("  - {} alarm(s){topic}", s.alerts.alarms.len()));
@@ -383,7 +375,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     ctx.confirm_destruction(what)?;
     alerts::destroy(&s.cloud, &s.alerts, p).await?;
     // The instances first: they hold the target group and the app security group.
-    group::destroy(&s.cloud, &group::Names::of(&ctx.settings.stack), &s.group, p).await?;
+    group::destroy(&s.cloud, &group_names, &s.group, p).await?;
     if let Some((wanted, found)) = &s.dns {
         dns::destroy(&s.cloud, wanted, found, p).await?;
     }
