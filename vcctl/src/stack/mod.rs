@@ -309,15 +309,6 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             return Err(err);
         }
     }
-    if provider != "aws" && tls.as_ref().is_some_and(|t| t.route53_zone.is_some()) {
-        let mut err = root.value_error(
-            "tls",
-            "`tls.route53_zone` is for an `aws` stack with `scale:`, whose load balancer and certificate get records there",
-            Some("remove it: the host's A record is yours to make".into()),
-        );
-        err.path = "tls.route53_zone".into();
-        return Err(err);
-    }
     let provider = match provider.as_str() {
         "local" => Provider::Local(match root.opt_section("local")? {
             Some(s) => local_settings(s)?,
@@ -335,6 +326,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             return Err(err);
         }
     };
+    if tls.as_ref().is_some_and(|t| t.route53_zone.is_some()) {
+        zone_needs_scale(&root, &provider)?;
+    }
     root.finish()?;
     if let Some(err) = port_taken
         && !matches!(provider, Provider::Local(_))
@@ -344,7 +338,23 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     Ok(Stack { file: file.to_path_buf(), name, id, provider, service, tls, alert_email })
 }
 
-/// `tls:` (aws and ssh) and `alerts:` (aws): what a stack shows the world and who hears of it.
+/// `tls.route53_zone` names where a `scale:` stack's load balancer and certificate get their
+/// records: refused on any other stack.
+fn zone_needs_scale(root: &Section, provider: &Provider) -> Result<(), StackError> {
+    let (what, hint) = match provider {
+        Provider::Aws(a) if a.scale.is_some() => return Ok(()),
+        Provider::Aws(_) => ("a `scale:` stack", "remove it, or add `scale:`"),
+        _ => ("an `aws` stack with `scale:`", "remove it: the host's A record is yours to make"),
+    };
+    let mut err = root.value_error(
+        "tls",
+        format!("`tls.route53_zone` is for {what}, whose load balancer and certificate get records there"),
+        Some(hint.into()),
+    );
+    err.path = "tls.route53_zone".into();
+    Err(err)
+}
+
 /// The `aws:` section, and `scale:` with what it needs of `tls:`.
 fn aws_provider(root: &mut Section, tls: Option<&TlsSettings>, file: &Path) -> Result<AwsSettings, StackError> {
     let Some(s) = root.opt_section("aws")? else {
@@ -360,18 +370,10 @@ fn aws_provider(root: &mut Section, tls: Option<&TlsSettings>, file: &Path) -> R
         err.path = "scale".into();
         return Err(err);
     }
-    if scale.is_none() && tls.is_some_and(|t| t.route53_zone.is_some()) {
-        let mut err = root.value_error(
-            "tls",
-            "`tls.route53_zone` is for a `scale:` stack, whose load balancer and certificate get records there",
-            Some("remove it, or add `scale:`".into()),
-        );
-        err.path = "tls.route53_zone".into();
-        return Err(err);
-    }
     Ok(AwsSettings { scale, ..aws_settings(s)? })
 }
 
+/// `tls:` (aws and ssh) and `alerts:` (aws): what a stack shows the world and who hears of it.
 fn edge_settings(
     root: &mut Section,
     provider: &str,
@@ -939,6 +941,10 @@ mod tests {
                 "{aws}{tls}  route53_zone: not a zone\nscale:\n  replicas: {{min: 2, max: 6}}\n  database: {{engine: rds}}\n"
             ),
             "stacks/t.yaml:8:17: tls.route53_zone: expected the name of a Route 53 hosted zone such as example.com, got \"not a zone\"",
+        );
+        check(
+            &format!("name: a\nprovider: ssh\nssh:\n  host: h\n{tls}  route53_zone: example.com\n"),
+            "stacks/t.yaml:6:9: tls.route53_zone: `tls.route53_zone` is for an `aws` stack with `scale:`, whose load balancer and certificate get records there\nhint: remove it: the host's A record is yours to make",
         );
         let example = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt-scale.yaml")).unwrap();
         let Provider::Aws(a) = example.provider else { panic!("frankfurt-scale is an aws stack") };
