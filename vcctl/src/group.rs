@@ -68,8 +68,8 @@ pub struct Wanted {
 
 /// The instances' one inline policy: read the stack's kit, releases and pointer, read the
 /// database's password, find the other replicas (Prometheus), publish metrics in the
-/// service's namespace. Nothing else, and no
-/// write to the bucket: an instance cannot change what the others boot.
+/// service's namespace. Nothing else, and no write to the bucket: an instance cannot change
+/// what the others boot.
 pub fn policy(bucket: &str, secret_arn: &str) -> Value {
     let object = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
     json!({
@@ -387,8 +387,8 @@ async fn group_gone(aws: &Aws, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The DB instance once it has its endpoint and secret, waited for: RDS takes minutes to make a new one,
-/// and an instance cannot boot without them.
+/// The DB instance once it has its endpoint and secret, waited for: RDS takes minutes to make
+/// a new one, and an instance cannot boot without them.
 pub async fn database_ready(aws: &Aws, id: &str, p: &Printer) -> Result<crate::cloud::aws::rds::Db> {
     p.doing(&format!("waiting for DB instance {id} to be available"), async {
         let started = std::time::Instant::now();
