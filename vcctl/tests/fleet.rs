@@ -186,17 +186,24 @@ impl Project {
 /// the lone host's 503 (a slow health check of the one host in rotation leaves Caddy 2.6
 /// none until the next, about a second: docs/deploy.md, "A host serving alone"), at most 5.
 /// Seen: 2 of 6 000 once in CI, in the HTTPS test, and 2 and 3 in two of about ten runs of
-/// a host joining beside a dead one; none in most runs.
-fn few_lone_host_503s(sim: std::process::Child) -> u64 {
+/// a host joining beside a dead one; none in most runs. A request of that window near the
+/// run's end, which Caddy holds for up to `lb_try_duration` (5 s) waiting for a host, can
+/// outlast the simulator's 5 s of grace: it is unconfirmed (seen once in CI, 1 of 6 000),
+/// may or may not be stored, and counts within the same 5. Returns how many of the events
+/// may be stored: the acknowledged ones, and up to all the unconfirmed.
+fn few_lone_host_503s(sim: std::process::Child) -> std::ops::RangeInclusive<u64> {
     let out = sim.wait_with_output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
     eprintln!("simulate: {report}");
-    let failed = report["failed"].as_u64().unwrap();
-    assert!(failed <= 5 && report["errors"].as_array().unwrap().iter().all(|e| e[0] == "HTTP 503: "), "{report}");
+    let (failed, unconfirmed) = (report["failed"].as_u64().unwrap(), report["unconfirmed"].as_u64().unwrap());
+    assert!(
+        failed + unconfirmed <= 5 && report["errors"].as_array().unwrap().iter().all(|e| e[0] == "HTTP 503: "),
+        "{report}"
+    );
     assert_eq!(report["skipped_late"], 0, "{report}");
     let acked = report["acknowledged"].as_u64().unwrap();
-    assert_eq!(acked + failed, report["planned_events"].as_u64().unwrap(), "{report}");
-    acked
+    assert_eq!(acked + failed + unconfirmed, report["planned_events"].as_u64().unwrap(), "{report}");
+    acked..=acked + unconfirmed
 }
 
 /// The simulator's report: every planned event acknowledged, none failed.
@@ -290,8 +297,9 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     eprintln!("rolling deploy of 2 app hosts: {:?}", started.elapsed());
     let v2 = d["release"].as_str().unwrap().to_string();
     assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2.clone()));
-    let acked = few_lone_host_503s(sim);
-    assert_eq!(fleet.stored_events() - before, acked);
+    let may_be_stored = few_lone_host_503s(sim);
+    let stored = fleet.stored_events() - before;
+    assert!(may_be_stored.contains(&stored), "{stored} stored, {may_be_stored:?} may be");
     // Checked here rather than right after `up`: Prometheus has scraped a few times by now.
     prometheus_sees(&fleet, &[11, 12]);
 
@@ -311,8 +319,9 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("the deploy stopped at {NET}.12")), "{err}");
     assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2.clone()));
-    let acked = few_lone_host_503s(sim);
-    assert_eq!(fleet.stored_events() - before, acked);
+    let may_be_stored = few_lone_host_503s(sim);
+    let stored = fleet.stored_events() - before;
+    assert!(may_be_stored.contains(&stored), "{stored} stored, {may_be_stored:?} may be");
 
     let status = p.json(&["status"], 0);
     assert_eq!(status["healthy"], true, "{status}");
@@ -448,8 +457,9 @@ fn the_load_balancer_terminates_https_from_an_acme_ca_and_rolls_a_release_withou
     let d = p.json(&["deploy", "--artifact", &v2], 0);
     let v2 = d["release"].as_str().unwrap().to_string();
     assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2));
-    let acked = few_lone_host_503s(sim);
-    assert_eq!(fleet.stored_events() - before, acked);
+    let may_be_stored = few_lone_host_503s(sim);
+    let stored = fleet.stored_events() - before;
+    assert!(may_be_stored.contains(&stored), "{stored} stored, {may_be_stored:?} may be");
 }
 
 /// Makes host 12 an external database server, as a managed one is: PostgreSQL over TLS with
@@ -611,8 +621,9 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     assert_eq!(fleet.current(13), fleet.current(11));
     // One host serves alone here (the other is dead): seen 2 and 3 of 6 000 in two of about
     // ten runs; bounded, as every step where one host serves alone.
-    let acked = few_lone_host_503s(sim);
-    assert_eq!(fleet.stored_events() - before, acked);
+    let may_be_stored = few_lone_host_503s(sim);
+    let stored = fleet.stored_events() - before;
+    assert!(may_be_stored.contains(&stored), "{stored} stored, {may_be_stored:?} may be");
 
     // Host 11 leaves the stack (and 12, dead): drained, then stopped, under load.
     p.write_stack(&fleet, &[13]);
