@@ -120,20 +120,37 @@ fn start_background(
 
 /// Serves on every listener until `shutdown` completes, then stops accepting, finishes the
 /// requests in flight, commits what they queued, and returns.
-pub async fn run(
-    listeners: Vec<TcpListener>,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let started = Instant::now();
+/// The store the flags name: PostgreSQL (with TLS as `--database-cert` or `--database-ca`
+/// ask) or the embedded one.
+async fn open_store(config: &Config) -> Result<Store> {
     let timing = store::fleet::Timing::closing_after(config.kpi_close_after);
     let tls = match (&config.database_cert, &config.database_ca) {
         (Some(cert), _) => Some(store::DatabaseTls::pinned(cert)?),
         (None, Some(ca)) => Some(store::DatabaseTls::verified(ca)?),
         (None, None) => None,
     };
-    let store =
-        Store::open(config.database.as_deref(), tls, &config.data_dir, config.db_connect_timeout, timing).await?;
+    Store::open(config.database.as_deref(), tls, &config.data_dir, config.db_connect_timeout, timing).await
+}
+
+fn log_listening(listener: &TcpListener, store: &Store, config: &Config) -> Result<()> {
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        store = %store.describe(),
+        version = build::VERSION,
+        git_sha = build::GIT_SHA,
+        ingest_token = config.ingest_token.is_some(),
+        "listening"
+    );
+    Ok(())
+}
+
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let started = Instant::now();
+    let store = open_store(&config).await?;
     let limits = kpi_engine::kpi_limits(config.kpi_memory);
     let (kpis, rebuild_up_to) = match &store {
         // A replica reads the fleet's aggregates, never the raw events: its start does not
@@ -196,14 +213,7 @@ pub async fn run(
         servers.spawn(serve::serve(listener, metrics_app, limits, slots.clone(), draining, serving));
     }
     for listener in listeners {
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            store = %store.describe(),
-            version = build::VERSION,
-            git_sha = build::GIT_SHA,
-            ingest_token = config.ingest_token.is_some(),
-            "listening"
-        );
+        log_listening(&listener, &store, &config)?;
         servers.spawn(serve::serve(listener, app.clone(), limits, slots.clone(), draining.clone(), serving.clone()));
     }
     // The servers hold the only other references to the state: once they end, the event

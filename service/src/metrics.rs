@@ -127,6 +127,29 @@ fn vehicle_latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 15))
 }
 
+impl FleetGauges {
+    /// The fleet's gauges, registered in `registry`.
+    fn registered(registry: &mut Registry) -> FleetGauges {
+        let fleet = FleetGauges::default();
+        registry.register(
+            "vehicleconnect_kpi_leader",
+            "1 when this replica is the fleet's KPI leader (closes minutes, writes snapshots, applies retention)",
+            fleet.leader.clone(),
+        );
+        registry.register(
+            "vehicleconnect_kpi_reconcile_lag_seconds",
+            "On the leader: seconds from the end of the newest minute closed from the raw events to now (-1 elsewhere)",
+            fleet.lag_s.clone(),
+        );
+        registry.register(
+            "vehicleconnect_replicas_reporting",
+            "Replicas that reported to the shared store in the last 10 s",
+            fleet.reporting.clone(),
+        );
+        fleet
+    }
+}
+
 impl Metrics {
     pub fn new(version: &'static str, git_sha: &'static str, replica: &str) -> Metrics {
         let mut registry = Registry::default();
@@ -170,22 +193,7 @@ impl Metrics {
             "HTTP connections open now (limit: --max-connections)",
             connections_open.clone(),
         );
-        let fleet = FleetGauges::default();
-        registry.register(
-            "vehicleconnect_kpi_leader",
-            "1 when this replica is the fleet's KPI leader (closes minutes, writes snapshots, applies retention)",
-            fleet.leader.clone(),
-        );
-        registry.register(
-            "vehicleconnect_kpi_reconcile_lag_seconds",
-            "On the leader: seconds from the end of the newest minute closed from the raw events to now (-1 elsewhere)",
-            fleet.lag_s.clone(),
-        );
-        registry.register(
-            "vehicleconnect_replicas_reporting",
-            "Replicas that reported to the shared store in the last 10 s",
-            fleet.reporting.clone(),
-        );
+        let fleet = FleetGauges::registered(&mut registry);
         let replica_info = Family::<ReplicaLabels, Gauge>::default();
         replica_info.get_or_create(&ReplicaLabels { replica: replica.to_string() }).set(1);
         registry.register(

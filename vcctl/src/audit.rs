@@ -75,6 +75,12 @@ impl Entry {
     }
 }
 
+/// A time as the tags and descriptions write it: RFC 3339, UTC, whole seconds.
+pub fn stamp(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,7 +69,7 @@ pub enum Command {
     Up(ReleaseArgs),
     /// Show what `up` would change, without changing anything. Exit 2 when there are changes.
     #[command(after_help = "Example:\n  vcctl plan --stack frankfurt --json")]
-    Plan(ReleaseArgs),
+    Plan(PlanArgs),
     /// Ship a new release of the service, health-check it, and roll back by itself if it is unhealthy.
     #[command(
         after_help = "Example:\n  vcctl deploy --stack local --artifact target/release/vehicleconnect\n\nExit 6: the new release was unhealthy and the previous one serves again."
@@ -132,7 +132,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  vcctl ssh --stack frankfurt\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the shell is."
     )]
-    Ssh(OverrideArgs),
+    Ssh,
     /// Forward a port of this machine to Prometheus (or the service) on the stack's host, over SSH.
     #[command(
         after_help = "Examples:\n  vcctl tunnel prometheus --stack frankfurt       # http://127.0.0.1:9090 until Ctrl-C\n  vcctl tunnel dashboard --stack frankfurt --local-port 18000\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the tunnel is."
@@ -180,24 +180,26 @@ impl Command {
     pub fn overrides(&self) -> &OverrideArgs {
         static NONE: OverrideArgs = OverrideArgs { port: None, port_from_env: false };
         match self {
-            Command::Up(a) | Command::Plan(a) | Command::Deploy(a) => &a.overrides,
+            Command::Up(a) | Command::Deploy(a) => &a.overrides,
+            Command::Plan(a) => &a.overrides,
             Command::Status(o) => o,
             Command::Logs(a) => &a.overrides,
             Command::Rollback(a) => &a.overrides,
             Command::Destroy(a) => &a.overrides,
             Command::Simulate(a) => &a.overrides,
-            Command::Token(TokenCommand::Show(a)) => &a.overrides,
-            Command::Ci(CiCommand::Init(a)) => &a.overrides,
             Command::Tunnel(a) => &a.overrides,
-            Command::Exec(a) => &a.overrides,
-            Command::Audit(a) => &a.overrides,
-            Command::Backup(a) => &a.overrides,
             Command::Restore(a) => &a.overrides,
             Command::Db(DbCommand::Dump(o)) => o,
             Command::Db(DbCommand::Restore(a)) => &a.overrides,
             Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => &a.overrides,
             Command::Secrets(SecretsCommand::List(o)) => o,
-            Command::Ssh(o) => o,
+            // Commands that never reach the service by its port.
+            Command::Token(_)
+            | Command::Ci(_)
+            | Command::Exec(_)
+            | Command::Audit(_)
+            | Command::Backup(_)
+            | Command::Ssh => &NONE,
             Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
     }
@@ -225,7 +227,7 @@ impl Command {
             Command::Secrets(SecretsCommand::Set(_)) => "vcctl secrets set",
             Command::Secrets(SecretsCommand::Unset(_)) => "vcctl secrets unset",
             Command::Secrets(SecretsCommand::List(_)) => "vcctl secrets list",
-            Command::Ssh(_) => "vcctl ssh",
+            Command::Ssh => "vcctl ssh",
             Command::Token(_) => "vcctl token show",
             Command::Ci(_) => "vcctl ci init",
             Command::Completions { .. } => "vcctl completions",
@@ -247,24 +249,25 @@ impl Command {
 
     fn overrides_mut(&mut self) -> Option<&mut OverrideArgs> {
         match self {
-            Command::Up(a) | Command::Plan(a) | Command::Deploy(a) => Some(&mut a.overrides),
+            Command::Up(a) | Command::Deploy(a) => Some(&mut a.overrides),
+            Command::Plan(a) => Some(&mut a.overrides),
             Command::Status(o) => Some(o),
             Command::Logs(a) => Some(&mut a.overrides),
             Command::Rollback(a) => Some(&mut a.overrides),
             Command::Destroy(a) => Some(&mut a.overrides),
             Command::Simulate(a) => Some(&mut a.overrides),
-            Command::Token(TokenCommand::Show(a)) => Some(&mut a.overrides),
-            Command::Ci(CiCommand::Init(a)) => Some(&mut a.overrides),
             Command::Tunnel(a) => Some(&mut a.overrides),
-            Command::Exec(a) => Some(&mut a.overrides),
-            Command::Audit(a) => Some(&mut a.overrides),
-            Command::Backup(a) => Some(&mut a.overrides),
             Command::Restore(a) => Some(&mut a.overrides),
             Command::Db(DbCommand::Dump(o)) => Some(o),
             Command::Db(DbCommand::Restore(a)) => Some(&mut a.overrides),
             Command::Secrets(SecretsCommand::Set(a) | SecretsCommand::Unset(a)) => Some(&mut a.overrides),
             Command::Secrets(SecretsCommand::List(o)) => Some(o),
-            Command::Ssh(o) => Some(o),
+            Command::Token(_)
+            | Command::Ci(_)
+            | Command::Exec(_)
+            | Command::Audit(_)
+            | Command::Backup(_)
+            | Command::Ssh => None,
             Command::Completions { .. } | Command::Supervise { .. } => None,
         }
     }
@@ -290,8 +293,6 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -299,8 +300,6 @@ pub struct BackupArgs {
     /// List the stack's snapshots instead of taking one.
     #[arg(long)]
     pub list: bool,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -356,8 +355,6 @@ pub struct AuditArgs {
     /// How many of the newest entries (at most 10000).
     #[arg(short = 'n', long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=10000))]
     pub lines: u16,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -365,8 +362,6 @@ pub struct ExecArgs {
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
 }
 
 /// What `vcctl tunnel` reaches.
@@ -394,8 +389,6 @@ pub struct TokenArgs {
     /// Print it on a terminal without the prompt.
     #[arg(long)]
     pub yes: bool,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
 }
 
 /// Settings a flag (or its environment variable) can override over the stack file.
@@ -407,6 +400,12 @@ pub struct OverrideArgs {
     /// Whether `port` came from `VCCTL_PORT` rather than `--port` (set after parsing).
     #[arg(skip)]
     pub port_from_env: bool,
+}
+
+impl OverrideArgs {
+    pub fn settings(&self) -> crate::settings::Overrides {
+        crate::settings::Overrides { port: self.port, port_from_env: self.port_from_env }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -436,6 +435,29 @@ pub struct ReleaseArgs {
 
     #[command(flatten)]
     pub overrides: OverrideArgs,
+}
+
+/// `plan`: what it compares against, and nothing it would need to act.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// The vehicleconnect binary `up` would ship (its architecture and version are checked);
+    /// target/release/vehicleconnect when present.
+    #[arg(long, env = "VCCTL_ARTIFACT")]
+    pub artifact: Option<PathBuf>,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+}
+
+impl ReleaseArgs {
+    pub fn options(&self) -> crate::deploy::Options {
+        crate::deploy::Options {
+            artifact: self.artifact.clone(),
+            health_timeout: self.health_timeout,
+            lock_timeout: self.lock_timeout,
+            skip_unreachable: self.skip_unreachable,
+            parallel: self.parallel,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -469,6 +491,23 @@ pub struct RollbackArgs {
     pub host: Option<String>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
+}
+
+impl LogsArgs {
+    pub fn options(&self) -> crate::targets::LogOptions {
+        crate::targets::LogOptions { follow: self.follow, lines: self.lines, host: self.host.clone() }
+    }
+}
+
+impl RollbackArgs {
+    pub fn options(&self) -> crate::deploy::RollbackOptions {
+        crate::deploy::RollbackOptions {
+            to: self.to.clone(),
+            health_timeout: self.health_timeout,
+            lock_timeout: self.lock_timeout,
+            host: self.host.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -551,9 +590,9 @@ fn complete_releases(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
     names.into_iter().map(CompletionCandidate::new).collect()
 }
 
-/// `--ssh-from`: an address or a narrow network (`access::ssh_from`).
+/// `--ssh-from`: an address or a narrow network (`lease::ssh_from`).
 fn parse_ssh_from(v: &str) -> Result<String, String> {
-    crate::access::ssh_from(v)
+    crate::providers::aws::on_demand::lease::ssh_from(v)
 }
 
 #[cfg(test)]

@@ -123,6 +123,15 @@ pub fn exit(code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// A refused command line as one message and a hint: clap's first line, without its
+/// `error: ` label, and where the usage is.
+pub fn of_arguments(e: &clap::Error) -> (String, String) {
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    (message, "`vcctl <command> --help` lists each command's flags".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

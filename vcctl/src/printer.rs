@@ -51,6 +51,18 @@ pub struct Printer {
 }
 
 impl Printer {
+    pub fn step_summary(&self, md: &str) {
+        let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(md.as_bytes()));
+        if let Err(e) = written {
+            self.warn(format!("could not write the GitHub step summary: {e}"));
+        }
+    }
+
     pub fn new(json: bool, verbosity: Verbosity) -> Printer {
         let fancy = std::io::stderr().is_terminal()
             && std::env::var_os("NO_COLOR").is_none()
@@ -97,9 +109,9 @@ impl Printer {
     }
 
     /// Data, on stdout: the result of a command a script may read. Suppressed under `--json`,
-    /// where `json` prints the result instead, and under `-q`, where the exit code says it.
+    /// where `json` prints the result instead; `-q` hides progress, never results.
     pub fn out(&self, text: impl AsRef<str>) {
-        if !self.json && self.verbosity != Verbosity::Quiet {
+        if !self.json {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{}", text.as_ref());
         }

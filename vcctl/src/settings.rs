@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cli::OverrideArgs;
 use crate::stack::{Provider, Stack};
 
 pub const DEFAULT_PORT: u16 = 8000;
@@ -56,17 +55,17 @@ mod humantime_serde_compat {
     }
 }
 
-/// `~/x` → `$HOME/x`, as a shell would; other paths as they are.
-pub fn expand_home(path: &str) -> PathBuf {
-    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
-        _ => PathBuf::from(path),
-    }
+/// The port given on the command line or in `VCCTL_PORT`, which wins over the stack file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides {
+    pub port: Option<u16>,
+    /// The port came from the environment, not the flag.
+    pub port_from_env: bool,
 }
 
 impl Settings {
     /// `root` is the project directory (where `stacks/` and `.vcctl/` live).
-    pub fn resolve(root: &Path, stack: Stack, overrides: &OverrideArgs) -> Settings {
+    pub fn resolve(root: &Path, stack: Stack, overrides: &Overrides) -> Settings {
         let (port, port_source) = match (overrides.port, stack.service.port) {
             (Some(p), _) if overrides.port_from_env => (p, Source::Env),
             (Some(p), _) => (p, Source::Flag),

@@ -235,7 +235,7 @@ pub struct Plan {
     pub target: String,
     pub token: Option<String>,
     /// What an `https://` target's certificate is checked against, and where its name goes.
-    pub trust: crate::web::Trust,
+    pub trust: crate::http_client::Trust,
     pub rate: f64,
     pub duration: Duration,
     pub batch: u32,
@@ -349,12 +349,14 @@ impl Sender {
     fn new(plan: Plan) -> Result<Sender> {
         let batch = plan.batch.max(1) as u64;
         let planned_events = (plan.rate * plan.duration.as_secs_f64()).round() as u64;
-        let client = crate::web::builder(&plan.trust)?
+        let client = crate::http_client::builder(&plan.trust)?
             .timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(plan.concurrency)
             .build()?;
-        let fresh =
-            crate::web::builder(&plan.trust)?.timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build()?;
+        let fresh = crate::http_client::builder(&plan.trust)?
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
+            .build()?;
         Ok(Sender {
             batch,
             planned_events,

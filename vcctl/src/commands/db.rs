@@ -73,7 +73,7 @@ async fn restore(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Re
         Ok(()) => format!("restored from {}; healthy", args.file.display()),
         Err(e) => format!("failed: {e:#}"),
     };
-    super::deploy::audit(ctx, target, "restore", &("database".to_string(), result)).await;
+    crate::deploy::audit(&ctx.printer, target, "restore", &("database".to_string(), result)).await;
     target.unlock().await;
     done?;
     let elapsed = started.elapsed();
@@ -86,7 +86,7 @@ async fn restore(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Re
 
 async fn restore_and_check(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Result<()> {
     target.db_restore(&args.file, &ctx.printer).await?;
-    super::check_restored(ctx, target, "the restored database")
+    crate::deploy::check_restored(&ctx.printer, target, "the restored database")
         .await
         .map_err(|why| anyhow::anyhow!("the service is unhealthy on the restored database: {why}"))
 }

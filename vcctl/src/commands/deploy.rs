@@ -2,7 +2,6 @@
 //! target: the workflow is `deploy`'s; this file resolves the artifact, holds the lock and
 //! prints the outcome (text, `--json`, and the GitHub step summary).
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -28,7 +27,7 @@ pub async fn run(ctx: &Ctx, target: Result<Box<dyn Target>>, args: &ReleaseArgs)
         }
     };
     let result = steps(ctx, target.as_mut(), args).await;
-    audit(ctx, target.as_mut(), "deploy", &deploy_entry(&result)).await;
+    crate::deploy::audit(&ctx.printer, target.as_mut(), "deploy", &deploy_entry(&result)).await;
     let host = target.host().map(str::to_string);
     let url = target.url().to_string();
     target.close().await;
@@ -71,15 +70,6 @@ fn deploy_entry(result: &Result<Outcome>) -> (String, String) {
             (o.release.name.clone(), how)
         }
         Err(e) => (String::new(), format!("failed: {e:#}")),
-    }
-}
-
-/// Appends to the target's audit trail; a trail that cannot be written is said, never fatal
-/// (the deploy, rollback or destroy it records has happened).
-pub async fn audit(ctx: &Ctx, target: &mut dyn Target, action: &str, (subject, result): &(String, String)) {
-    let entry = crate::audit::Entry::now(action, subject, result);
-    if let Err(e) = target.audit(&entry).await {
-        ctx.printer.warn(format!("could not write the audit trail {}: {e:#}", target.place()));
     }
 }
 
@@ -154,7 +144,7 @@ fn summary(ctx: &Ctx, host: Option<&str>, url: &str, o: &Outcome, elapsed: Durat
     if let Some(f) = o.diagnosis() {
         md.push_str(&format!("\n<details><summary>Diagnosis</summary>\n\n```\n{f}\n```\n</details>\n"));
     }
-    append_summary(ctx, &md);
+    ctx.printer.step_summary(&md);
 }
 
 /// When run by GitHub Actions: a deploy that ended in an error, as Markdown.
@@ -165,16 +155,7 @@ fn summary_of_error(ctx: &Ctx, host: Option<&str>, e: &anyhow::Error) {
         host.unwrap_or(&ctx.settings.stack),
         crate::error::classify(e).0
     );
-    append_summary(ctx, &md);
-}
-
-pub fn append_summary(ctx: &Ctx, md: &str) {
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
-    let written =
-        std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|mut f| f.write_all(md.as_bytes()));
-    if let Err(e) = written {
-        ctx.printer.warn(format!("could not write the GitHub step summary: {e}"));
-    }
+    ctx.printer.step_summary(&md);
 }
 
 /// `vcctl rollback [--to RELEASE]`, under the target's lock.
@@ -191,7 +172,7 @@ pub async fn rollback(ctx: &Ctx, mut target: Box<dyn Target>, args: &RollbackArg
         }
         Err(e) => (args.to.clone().unwrap_or_default(), format!("failed: {e:#}")),
     };
-    audit(ctx, target.as_mut(), "rollback", &entry).await;
+    crate::deploy::audit(&ctx.printer, target.as_mut(), "rollback", &entry).await;
     let on = target.host().map(|h| format!(" on {h}")).unwrap_or_default();
     target.close().await;
     let (release, previous, status) = result?;

@@ -2,46 +2,28 @@
 //! each command file is a short script that prints. The workflows are in `deploy`, the
 //! places they run in are `targets`.
 
-pub mod aws;
-pub mod aws_status;
-pub mod backup;
-pub mod ci;
 pub mod db;
 pub mod deploy;
-pub mod fleet;
-pub mod group_deploy;
-pub mod on_demand;
-pub mod plan;
-pub mod scale;
 pub mod secrets;
 pub mod simulate;
 pub mod tunnel;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
 
 use crate::cli::{CiCommand, Command, DestroyArgs, LogsArgs, TokenCommand};
+pub use crate::context::Ctx;
 use crate::error::Failure;
-use crate::printer::Printer;
-use crate::settings::Settings;
-use crate::stack::Provider;
+use crate::providers::aws::single::{self as aws, backup, status as aws_status};
+use crate::providers::aws::{ci, on_demand, scale};
+use crate::providers::local::plan;
+use crate::providers::local::target::LocalTarget;
+use crate::providers::ssh::fleet;
+use crate::stack::{Provider, SshSettings};
 use crate::targets::Target;
-use crate::targets::local::LocalTarget;
-use crate::targets::remote::{HostTarget, Remote};
-
-/// What every command receives.
-pub struct Ctx {
-    pub printer: Printer,
-    /// The project directory: where `stacks/`, `.vcctl/` and the sources are.
-    pub root: PathBuf,
-    pub settings: Settings,
-    pub yes: bool,
-    /// `--ssh-from`: the network on-demand SSH admits, instead of the detected address.
-    pub ssh_from: Option<String>,
-}
+use crate::targets::remote::{Remote, connect as host};
 
 /// How long `up` on AWS waits for a new instance to answer on SSH.
 const BOOT_PATIENCE: Duration = Duration::from_secs(300);
@@ -52,11 +34,13 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
         (Aws(a), Command::Plan(_)) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
-        (Aws(a), Command::Up(r)) if let Some(s) = &a.scale => scale::up(ctx, a, s, r).await,
-        (Aws(a), Command::Deploy(r)) if a.scale.is_some() => scale::deploy(ctx, a, r).await,
+        (Aws(a), Command::Up(r)) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
+        (Aws(a), Command::Deploy(r)) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
         (Aws(a), Command::Destroy(args)) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
         (Aws(a), Command::Status(_)) if a.scale.is_some() => scale::status(ctx, a).await,
-        (Aws(a), Command::Ci(CiCommand::Init(args))) if a.scale.is_some() => ci::init(ctx, a, args).await,
+        (Aws(a), Command::Ci(CiCommand::Init(args))) if a.scale.is_some() => {
+            ci::init(ctx, a, &args.repo, &args.environment).await
+        }
         (Aws(a), _) if a.scale.is_some() => scale::refuse(ctx, a).await,
         (Aws(a), Command::Up(args)) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
             Some((cloud, remote)) => {
@@ -68,7 +52,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         (Aws(a), Command::Plan(args)) => aws::plan(ctx, a, args.artifact.as_deref()).await,
         (Aws(a), Command::Status(_)) => aws_status::status(ctx, a).await,
         (Aws(a), Command::Destroy(args)) => aws::destroy(ctx, a, args.keep_data).await,
-        (Aws(a), Command::Ci(CiCommand::Init(args))) => ci::init(ctx, a, args).await,
+        (Aws(a), Command::Ci(CiCommand::Init(args))) => ci::init(ctx, a, &args.repo, &args.environment).await,
         (Aws(a), Command::Backup(args)) => backup::backup(ctx, a, args.list).await,
         (Aws(a), Command::Restore(args)) => backup::restore(ctx, a, &args.snapshot).await,
         (_, Command::Backup(_) | Command::Restore(_)) => Err(Failure::invalid(
@@ -89,18 +73,18 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             Some("run it with an AWS stack, e.g. --stack frankfurt".to_string()),
         )
         .into()),
-        (Local(_), Command::Plan(args)) => plan::run(ctx, args).await,
-        (Ssh(s), Command::Plan(args)) if s.is_fleet() => fleet::plan(ctx, s, args).await,
+        (Local(_), Command::Plan(args)) => plan::run(ctx, args.artifact.as_deref()).await,
+        (Ssh(s), Command::Plan(args)) if s.is_fleet() => fleet::plan(ctx, s, args.artifact.as_deref()).await,
         (Ssh(_), Command::Plan(_)) => Err(Failure::invalid(
             "`plan` compares cloud resources; an `ssh` stack has none (its host exists already)",
             Some("`vcctl status` shows the host, `vcctl deploy` ships a release".to_string()),
         )
         .into()),
         (_, Command::Completions { shell }) => Ok(completions(*shell)),
-        (_, Command::Supervise { dir, bin }) => crate::supervise::run(dir, bin).await,
+        (_, Command::Supervise { dir, bin }) => crate::providers::local::supervise::run(dir, bin).await,
         // The rest run on the stack's host; an AWS instance's through on-demand SSH.
         (Aws(a), _) => {
-            let (cloud, _) = aws::connect(ctx, a).await?;
+            let (cloud, _) = crate::providers::aws::connect(ctx, a).await?;
             let work = async {
                 let target = match aws::remote_of(ctx, a, &cloud).await {
                     Ok(remote) => host(ctx, remote, Duration::ZERO).await,
@@ -111,7 +95,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             on_demand::around(ctx, a, &cloud, command.name(), work).await
         }
         (Local(_), _) => on_target(ctx, command, Ok(Box::new(LocalTarget::new(&ctx.settings)))).await,
-        (Ssh(s), _) if s.is_fleet() => fleet::run(ctx, s, command).await,
+        (Ssh(s), _) if s.is_fleet() => on_fleet(ctx, s, command).await,
         (Ssh(s), _) => {
             let remote = Remote::of_ssh(&ctx.settings, &s.hosts[0], s.expose_prometheus);
             on_target(ctx, command, host(ctx, remote, Duration::ZERO).await).await
@@ -164,7 +148,7 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
             t.close().await;
             code
         }
-        Command::Ssh(_) => {
+        Command::Ssh => {
             let mut t = target?;
             let code = t.shell().await;
             t.close().await;
@@ -177,29 +161,6 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>
         | Command::Completions { .. }
         | Command::Supervise { .. } => {
             anyhow::bail!("`{}` does not run on a host", command.name())
-        }
-    }
-}
-
-/// How long a restored service has to answer healthy.
-const RESTORED_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// After a restore changed the serving release's data under it: its health, as a step
-/// ("checking the service on {what}"); `Err` is why it is unhealthy.
-pub async fn check_restored(
-    ctx: &Ctx,
-    target: &mut dyn Target,
-    what: &str,
-) -> std::result::Result<(), crate::health::Unhealthy> {
-    let step = ctx.printer.step(format!("checking the service on {what}"));
-    match target.check(crate::targets::Slot::Serving, None, true, RESTORED_HEALTH_TIMEOUT).await {
-        Ok(s) => {
-            step.done(format!("v{} ({})", s.version, s.git_sha));
-            Ok(())
-        }
-        Err(why) => {
-            step.fail("unhealthy");
-            Err(why)
         }
     }
 }
@@ -220,10 +181,6 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
     }
     crate::printer::say_out(script);
     crate::error::OK
-}
-
-pub(super) async fn host(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {
-    Ok(Box::new(HostTarget::connect(&ctx.settings, remote, patience, &ctx.printer).await?))
 }
 
 /// `vcctl audit`: the last entries of the target's audit trail, oldest first.
@@ -326,7 +283,7 @@ async fn destroy(ctx: &Ctx, mut target: Box<dyn Target>, args: &DestroyArgs) -> 
         Ok(_) => "service removed".to_string(),
         Err(e) => format!("failed: {e:#}"),
     };
-    deploy::audit(ctx, target.as_mut(), "destroy", &(subject, result)).await;
+    crate::deploy::audit(&ctx.printer, target.as_mut(), "destroy", &(subject, result)).await;
     target.close().await;
     let mut json = done?;
     json["stack"] = json!(ctx.settings.stack);
@@ -362,5 +319,27 @@ impl Ctx {
             );
         }
         Ok(())
+    }
+}
+
+/// The commands a stack of several hosts answers; the rest say so.
+async fn on_fleet(ctx: &Ctx, s: &SshSettings, command: &Command) -> Result<u8> {
+    match command {
+        Command::Up(args) | Command::Deploy(args) => fleet::up(ctx, s, &args.options()).await,
+        Command::Status(_) => fleet::status(ctx, s).await,
+        Command::Rollback(args) => fleet::rollback(ctx, s, &args.options()).await,
+        Command::Logs(args) => fleet::logs(ctx, s, &args.options()).await,
+        Command::Secrets(sub) => secrets::fleet(ctx, s, sub).await,
+        Command::Destroy(args) => fleet::destroy(ctx, s, args.keep_data).await,
+        Command::Simulate(args) => {
+            let token = fleet::token(ctx, s).await?;
+            let (url, trust) = fleet::lb_endpoint(ctx, s);
+            simulate::run(&ctx.printer, args, url, token, trust).await
+        }
+        other => Err(Failure::invalid(
+            format!("`{}` does not work on a stack of several hosts yet", other.name()),
+            Some("`up`, `plan`, `deploy`, `rollback`, `status`, `logs`, `secrets`, `simulate` and `destroy` do; on one host, plain `ssh`".into()),
+        )
+        .into()),
     }
 }

@@ -13,7 +13,10 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::SecretsCommand;
 use crate::error::Failure;
+use crate::providers::ssh::fleet;
+use crate::stack::{Role, SshSettings};
 use crate::targets::Target;
+use crate::targets::remote::HostTarget;
 
 /// The longest value accepted.
 const VALUE_MAX: usize = 64 * 1024;
@@ -72,7 +75,7 @@ pub async fn apply(ctx: &Ctx, target: &mut dyn Target, name: &str, value: Option
         Ok(()) => format!("{how}; applied by the next deploy"),
         Err(e) => format!("failed: {e:#}"),
     };
-    super::deploy::audit(ctx, target, action, &(name.to_string(), result)).await;
+    crate::deploy::audit(&ctx.printer, target, action, &(name.to_string(), result)).await;
     done
 }
 
@@ -118,4 +121,44 @@ fn read_value(name: &str) -> Result<String> {
 fn atty_stdin() -> bool {
     use std::io::IsTerminal;
     std::io::stdin().is_terminal()
+}
+
+/// `vcctl secrets` on a fleet: every app host runs the service, so every one keeps the
+/// secret (set or unset on each in turn, under the stack's lock; the value read once);
+/// `list` shows the first app host's. The next deploy applies a change.
+pub async fn fleet(ctx: &Ctx, s: &SshSettings, command: &SecretsCommand) -> Result<u8> {
+    let (name, set) = match command {
+        SecretsCommand::List(_) => {
+            let first = s.with(Role::App).next().expect("checked by the stack");
+            let target =
+                HostTarget::connect(&ctx.settings, fleet::remote(ctx, s, first), Duration::ZERO, &ctx.printer).await?;
+            return run(ctx, Box::new(target), command).await;
+        }
+        SecretsCommand::Set(a) => (&a.name, true),
+        SecretsCommand::Unset(a) => (&a.name, false),
+    };
+    let value = value_of(name, set)?;
+    let lb = fleet::connect(ctx, s, s.the(Role::Lb).expect("checked by the stack")).await?;
+    let lock = lb.lock(Duration::from_secs(60), &ctx.printer).await?;
+    let mut done = Ok(());
+    for spec in s.with(Role::App) {
+        let target =
+            HostTarget::connect(&ctx.settings, fleet::remote(ctx, s, spec), Duration::ZERO, &ctx.printer).await;
+        done = match target {
+            Ok(mut t) => {
+                let r = apply(ctx, &mut t, name, value.as_deref()).await;
+                Box::new(t).close().await;
+                r.map_err(|e| e.context(format!("on {}", spec.host)))
+            }
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            break;
+        }
+    }
+    lock.release().await;
+    lb.close().await;
+    done?;
+    said(ctx, name, set, &format!("on every app host of stack `{}`", ctx.settings.stack));
+    Ok(crate::error::OK)
 }

@@ -26,7 +26,7 @@ pub async fn run(
     args: &SimulateArgs,
     target: String,
     token: Option<String>,
-    trust: crate::web::Trust,
+    trust: crate::http_client::Trust,
 ) -> Result<u8> {
     let incidents = args
         .incident

@@ -3,8 +3,8 @@
 //! target can), switch, check again, roll back, record and prune. The order, the rollback
 //! rules and the outcome live here; a `Target` only carries out steps.
 
-pub mod config;
 pub mod prune;
+pub mod rolling;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -17,6 +17,28 @@ use crate::health::{Status, Unhealthy};
 use crate::printer::Printer;
 use crate::release::{self, Receipt, Verdict};
 use crate::targets::{Slot, Snapshot, Target};
+
+/// How a release is shipped: what `up` and `deploy` take, whatever the shape.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The binary to ship; built from the checkout when absent.
+    pub artifact: Option<std::path::PathBuf>,
+    pub health_timeout: Duration,
+    pub lock_timeout: Duration,
+    /// Several hosts: deploy to those that answer and report the others.
+    pub skip_unreachable: bool,
+    /// Several hosts: how many take the release at once.
+    pub parallel: u16,
+}
+
+/// Where `rollback` goes: the release (`None`: the previous good one) and on which host.
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub to: Option<String>,
+    pub health_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub host: Option<String>,
+}
 
 /// How a deploy ended, when it did not fail outright.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,4 +391,36 @@ fn diagnosis(unhealthy: &Unhealthy, logs: &str) -> String {
 fn size(a: &Artifact) -> String {
     let bytes = std::fs::metadata(&a.path).map(|m| m.len()).unwrap_or(0);
     format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// How long a restored service has to answer healthy.
+pub const RESTORED_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// After a restore changed the serving release's data under it: its health, as a step
+/// ("checking the service on {what}"); `Err` is why it is unhealthy.
+pub async fn check_restored(
+    printer: &Printer,
+    target: &mut dyn Target,
+    what: &str,
+) -> std::result::Result<(), crate::health::Unhealthy> {
+    let step = printer.step(format!("checking the service on {what}"));
+    match target.check(crate::targets::Slot::Serving, None, true, RESTORED_HEALTH_TIMEOUT).await {
+        Ok(s) => {
+            step.done(format!("v{} ({})", s.version, s.git_sha));
+            Ok(())
+        }
+        Err(why) => {
+            step.fail("unhealthy");
+            Err(why)
+        }
+    }
+}
+
+/// Appends to the target's audit trail; a trail that cannot be written is said, never fatal
+/// (the deploy, rollback or destroy it records has happened).
+pub async fn audit(printer: &Printer, target: &mut dyn Target, action: &str, (subject, result): &(String, String)) {
+    let entry = crate::audit::Entry::now(action, subject, result);
+    if let Err(e) = target.audit(&entry).await {
+        printer.warn(format!("could not write the audit trail {}: {e:#}", target.place()));
+    }
 }

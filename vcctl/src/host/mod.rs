@@ -12,6 +12,7 @@
 //! ```
 
 pub mod protocol;
+pub mod ssh;
 
 use std::time::Duration;
 
@@ -19,12 +20,12 @@ use anyhow::Result;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::artifact::Artifact;
-use crate::deploy::config::HostConfig;
 use crate::error::Failure;
+use crate::host::ssh::{Ssh, Target};
 use crate::printer::Printer;
 use crate::release::{Origin, Receipt};
+use crate::render::config::HostConfig;
 use crate::settings::Settings;
-use crate::ssh::{Ssh, Target};
 use protocol::{LockLine, Probe, State};
 
 /// Where the host side of vcctl is installed on every host.
@@ -38,7 +39,7 @@ pub struct Host {
 /// The lock of one deploy on a host, held by a `vc-host lock` on this run's SSH connection:
 /// released when dropped, and by the host when this process dies however it dies.
 pub struct Lock {
-    child: Option<crate::ssh::Child>,
+    child: Option<crate::host::ssh::Child>,
 }
 
 impl Lock {
@@ -57,7 +58,7 @@ impl Host {
             host: host.to_string(),
             port,
             user: user.to_string(),
-            identity: identity.map(crate::settings::expand_home),
+            identity: identity.map(crate::stack::expand_home),
             known_hosts: settings.state_dir.join("known_hosts"),
             host_key: None,
         }
@@ -187,7 +188,7 @@ impl Host {
     /// Everything but the release, one step each: packages, account, files, secrets,
     /// database, Prometheus, units. Idempotent; restarts only what changed.
     pub async fn prepare(&self, config: &HostConfig, data_volume: Option<&str>) -> Result<()> {
-        use crate::deploy::config::FileKind;
+        use crate::render::config::FileKind;
         if let Some(env) = &config.fleet_env {
             return self.prepare_app(config, env).await;
         }
@@ -243,7 +244,7 @@ impl Host {
     /// An app host of a fleet: the service's units, its env file (from vcctl: the database
     /// is on the db host) and its firewall; no database, Prometheus or Caddy of its own.
     async fn prepare_app(&self, config: &HostConfig, env: &str) -> Result<()> {
-        use crate::deploy::config::FileKind;
+        use crate::render::config::FileKind;
         self.packages(&config.packages).await?;
         self.run(&["account"]).await?;
         let (mut units_changed, mut firewall_changed) = (false, false);
@@ -297,7 +298,7 @@ impl Host {
     pub async fn serve_lb(&self, caddyfile: &str, acme_roots: Option<&str>) -> Result<()> {
         self.packages(&["caddy"]).await?;
         if let Some(roots) = acme_roots {
-            self.put(crate::templates::ACME_ROOTS, "644", roots).await?;
+            self.put(crate::render::ACME_ROOTS, "644", roots).await?;
         }
         self.put("/etc/caddy/Caddyfile", "644", caddyfile).await?;
         self.run(&["lb-reload"]).await.map(|_| ())

@@ -188,6 +188,15 @@ pub struct AwsSettings {
     pub placeholder: Option<Box<StackError>>,
 }
 
+/// The region a stack runs in when it names none: Frankfurt.
+pub const DEFAULT_REGION: &str = "eu-central-1";
+
+impl AwsSettings {
+    pub fn region(&self) -> String {
+        self.region.clone().unwrap_or_else(|| DEFAULT_REGION.into())
+    }
+}
+
 /// Writes a new stack id into the stack file: one line appended, the rest untouched.
 pub fn write_id(file: &Path, id: &str) -> std::io::Result<()> {
     let mut text = std::fs::read_to_string(file)?;
@@ -212,7 +221,7 @@ pub fn project_root(start: &Path) -> PathBuf {
 /// A path given in the stack file `file`: `~` is the home directory, and a relative path is
 /// relative to the stack file's project, as every path of a stack is read.
 pub fn project_path(file: &Path, p: &str) -> PathBuf {
-    let p = crate::settings::expand_home(p);
+    let p = expand_home(p);
     if p.is_absolute() { p } else { project_root(file.parent().unwrap_or(Path::new("."))).join(p) }
 }
 
@@ -696,6 +705,14 @@ const HOST_PORTS: [(u16, &str); 5] = [
     (9090, "Prometheus port"),
     (18000, "candidate port (a new release is checked there)"),
 ];
+
+/// `~/x` → `$HOME/x`, as a shell would; other paths as they are.
+pub fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => std::path::PathBuf::from(home).join(rest),
+        _ => std::path::PathBuf::from(path),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,6 @@
 //! The local stack (`local.rs`) and a host over SSH (`remote.rs`) are the two targets;
 //! `deploy::ship` and `deploy::rollback` drive either, and the commands choose which.
 
-pub mod local;
 pub mod remote;
 
 use std::time::Duration;
@@ -14,6 +13,15 @@ use crate::artifact::Artifact;
 use crate::health::{Status, Unhealthy};
 use crate::printer::Printer;
 use crate::release::Receipt;
+
+/// Which log lines to show: the last `lines`, then new ones with `follow`; on several
+/// hosts, one `host` or all.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub lines: usize,
+    pub host: Option<String>,
+}
 
 /// Which process a check looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,12 +122,12 @@ pub trait Target {
         timeout: Duration,
     ) -> Result<Status, Unhealthy>;
     /// What `url()`'s certificate is checked against, and the address its name goes to.
-    fn trust(&self) -> crate::web::Trust {
-        crate::web::Trust::default()
+    fn trust(&self) -> crate::http_client::Trust {
+        crate::http_client::Trust::default()
     }
     /// Whether the serving release answers, healthy, at `url()` from here.
     async fn reachable(&mut self) -> bool {
-        let Ok(client) = crate::web::client_for(&self.trust()) else { return false };
+        let Ok(client) = crate::http_client::client_for(&self.trust()) else { return false };
         let answer = crate::health::status(&client, self.url()).await;
         matches!(answer, Ok((code, s)) if crate::health::is_healthy(code, &s))
     }

@@ -10,15 +10,16 @@ use serde_json::{Value, json};
 
 use super::{Mark, Slot, Snapshot, StatusView, Target};
 use crate::artifact::Artifact;
-use crate::deploy::config::HostConfig;
+use crate::context::Ctx;
 use crate::health::{self, Look, Status, Unhealthy};
 use crate::host::protocol::{Activity, Probe, Reply};
+use crate::host::ssh;
 use crate::host::{Host, Lock};
 use crate::printer::Printer;
 use crate::release::Receipt;
+use crate::render::config::HostConfig;
+use crate::render::{CANDIDATE_PORT, CANDIDATE_UNIT, SERVING_UNIT};
 use crate::settings::Settings;
-use crate::ssh;
-use crate::templates::{CANDIDATE_PORT, CANDIDATE_UNIT, SERVING_UNIT};
 
 /// A host and how its service is reached.
 #[derive(Debug, Clone)]
@@ -29,7 +30,7 @@ pub struct Remote {
     /// Where Prometheus listens on the host.
     pub prometheus_listen: String,
     /// What `public_url`'s certificate is checked against, and the host's address for it.
-    pub trust: crate::web::Trust,
+    pub trust: crate::http_client::Trust,
     /// The EBS volume PostgreSQL's data lives on (an AWS instance's), by its id.
     pub data_volume: Option<String>,
     /// Whether the service is checked from here too, at `public_url`: not on a fleet's app
@@ -39,16 +40,16 @@ pub struct Remote {
 
 /// The service as users reach it on `host`, and how to check it there: `https://<domain>`
 /// (sent to this host, whatever DNS says yet) with `tls:`, else `http://<host>:<port>`.
-pub fn public_endpoint(settings: &Settings, host: &str) -> (String, crate::web::Trust) {
+pub fn public_endpoint(settings: &Settings, host: &str) -> (String, crate::http_client::Trust) {
     use std::net::ToSocketAddrs;
     match &settings.tls {
         None => {
             let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-            (format!("http://{host}:{}", settings.port), crate::web::Trust::default())
+            (format!("http://{host}:{}", settings.port), crate::http_client::Trust::default())
         }
         Some(tls) => {
             let pin = (host, 443).to_socket_addrs().ok().and_then(|mut a| a.next()).map(|a| (tls.domain.clone(), a));
-            (format!("https://{}", tls.domain), crate::web::Trust { ca: tls.trust_ca.clone(), pin })
+            (format!("https://{}", tls.domain), crate::http_client::Trust { ca: tls.trust_ca.clone(), pin })
         }
     }
 }
@@ -102,7 +103,7 @@ impl HostTarget {
         patience: Duration,
         p: &Printer,
     ) -> Result<HostTarget> {
-        let client = crate::web::client_for(&remote.trust)?;
+        let client = crate::http_client::client_for(&remote.trust)?;
         let host = Host::connect_within(remote.target.clone(), p, patience).await?;
         Ok(HostTarget { host, port: settings.port, config, remote, lock: None, client })
     }
@@ -179,7 +180,7 @@ impl Target for HostTarget {
         &self.remote.public_url
     }
 
-    fn trust(&self) -> crate::web::Trust {
+    fn trust(&self) -> crate::http_client::Trust {
         self.remote.trust.clone()
     }
 
@@ -425,4 +426,9 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
     }
     lines.extend(health::kpi_line(kpis.as_ref(), kpis_ready));
     Ok(StatusView { json, lines, details: Vec::new(), healthy })
+}
+
+/// A host's target, connected (waiting up to `patience` for it to answer on SSH).
+pub async fn connect(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {
+    Ok(Box::new(HostTarget::connect(&ctx.settings, remote, patience, &ctx.printer).await?))
 }

@@ -16,7 +16,6 @@ pub mod s3;
 pub mod security_group;
 pub mod snapshot;
 pub mod sns;
-pub mod ssh_window;
 pub mod volume;
 
 use aws_config::BehaviorVersion;
@@ -42,11 +41,6 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// The stamp of the stack `settings` describe (its id empty before the first `up`).
-    pub fn of(settings: &crate::settings::Settings) -> Stamp {
-        Stamp { stack: settings.stack.clone(), id: settings.stack_id.clone().unwrap_or_default() }
-    }
-
     /// The tags to put on what the stack makes; no stack id before the first `up` gives it
     /// one (`ci init` may come first), since an empty id would claim it for no stack.
     pub fn pairs(&self) -> Vec<(&'static str, &str)> {

@@ -9,7 +9,6 @@ use aws_sdk_rds::types::Tag;
 use serde::Serialize;
 
 use super::{Owner, Stamp, code_of, error};
-use crate::stack::scale::RdsSettings;
 
 /// The engine and its major version: what the service is tested on (Debian 12's PostgreSQL
 /// is 15; RDS keeps 15 in standard support).
@@ -106,10 +105,18 @@ pub async fn delete_subnet_group(rds: &Client, name: &str) -> Result<()> {
     }
 }
 
+/// A DB instance's class, storage, zones and backups.
+pub struct Size<'a> {
+    pub instance_class: &'a str,
+    pub storage_gb: u32,
+    pub multi_az: bool,
+    pub backup_retention_days: u8,
+}
+
 /// What a new DB instance is made of.
 pub struct DbSpec<'a> {
     pub id: &'a str,
-    pub settings: &'a RdsSettings,
+    pub settings: &'a Size<'a>,
     pub subnet_group: &'a str,
     pub security_group: &'a str,
     pub stamp: &'a Stamp,
@@ -121,7 +128,7 @@ pub async fn create(rds: &Client, spec: &DbSpec<'_>) -> Result<()> {
         .db_instance_identifier(spec.id)
         .engine(ENGINE)
         .engine_version(ENGINE_VERSION)
-        .db_instance_class(&s.instance_class)
+        .db_instance_class(s.instance_class)
         .allocated_storage(s.storage_gb as i32)
         .storage_type("gp3")
         .storage_encrypted(true)
@@ -144,10 +151,10 @@ pub async fn create(rds: &Client, spec: &DbSpec<'_>) -> Result<()> {
 
 /// Brings an existing instance to the stack file's class, size, zones and backups, and back
 /// to its safety settings, at once (`ApplyImmediately`). RDS cannot shrink storage.
-pub async fn modify(rds: &Client, id: &str, s: &RdsSettings, security_group: &str) -> Result<()> {
+pub async fn modify(rds: &Client, id: &str, s: &Size<'_>, security_group: &str) -> Result<()> {
     rds.modify_db_instance()
         .db_instance_identifier(id)
-        .db_instance_class(&s.instance_class)
+        .db_instance_class(s.instance_class)
         .allocated_storage(s.storage_gb as i32)
         .multi_az(s.multi_az)
         .backup_retention_period(i32::from(s.backup_retention_days))

@@ -1,0 +1,166 @@
+//! The DNS tier of a `scale:` stack whose `tls.route53_zone` names a hosted zone: the
+//! certificate's validation record (ACM issues it without anyone copying a record) and
+//! `tls.domain` as an alias of the load balancer. Without a zone, `up` prints the record to
+//! create instead. Planned apart from the calls, as the other tiers are.
+
+use anyhow::Result;
+
+use crate::cloud::aws::Aws;
+use crate::cloud::aws::acm::Certificate;
+use crate::cloud::aws::elb::Balancer;
+use crate::cloud::aws::route53::{self, Record};
+use crate::error::Failure;
+use crate::printer::Printer;
+use crate::providers::aws::scale::tiers::Change;
+
+/// The records the stack wants, from what exists: none before the certificate has its
+/// validation record and the load balancer its name.
+pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<&Balancer>) -> Vec<Record> {
+    let mut out = Vec::new();
+    if let Some((name, kind, value)) = certificate.and_then(|c| c.validation.as_ref()) {
+        out.push(Record {
+            name: route53::normal(name),
+            kind: kind.clone(),
+            value: route53::normal(value),
+            alias_zone: None,
+        });
+    }
+    if let Some(b) = balancer.filter(|b| !b.zone_id.is_empty()) {
+        out.push(Record {
+            name: route53::normal(domain),
+            kind: "A".into(),
+            value: route53::normal(&b.dns_name),
+            alias_zone: Some(b.zone_id.clone()),
+        });
+    }
+    out
+}
+
+/// The zone and the stack's records in it.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub zone_id: String,
+    /// By the wanted record's name and type: what the zone has there.
+    pub records: Vec<Option<Record>>,
+}
+
+/// The hosted zone `zone` (an error naming the field when the account has none) and what it
+/// holds where the stack wants its records.
+pub async fn survey(aws: &Aws, zone: &str, domain: &str, wanted: &[Record]) -> Result<Found> {
+    if !route53::normal(domain).ends_with(&format!(".{}", route53::normal(zone))) {
+        return Err(Failure::invalid(
+            format!("tls.domain {domain} is not in the hosted zone {zone} that tls.route53_zone names"),
+            Some(format!("name the zone {domain} is in, or remove tls.route53_zone to create the records by hand")),
+        )
+        .into());
+    }
+    let Some(zone_id) = route53::zone_id(&aws.route53, zone).await? else {
+        return Err(Failure::invalid(
+            format!("this AWS account has no Route 53 hosted zone {zone} (tls.route53_zone)"),
+            Some("create the zone, or remove tls.route53_zone: `up` then prints the records to create".into()),
+        )
+        .into());
+    };
+    let mut records = Vec::new();
+    for w in wanted {
+        records.push(route53::find(&aws.route53, &zone_id, &w.name, &w.kind).await?);
+    }
+    Ok(Found { zone_id, records })
+}
+
+fn describe(r: &Record) -> String {
+    match &r.alias_zone {
+        Some(_) => format!("alias of the load balancer {}", r.value),
+        None => format!("{} {}", r.kind, r.value),
+    }
+}
+
+/// Each wanted record and what the zone has in its place.
+fn pairs<'a>(wanted: &'a [Record], found: &'a Found) -> impl Iterator<Item = (&'a Record, Option<&'a Record>)> {
+    wanted.iter().zip(found.records.iter().map(Option::as_ref))
+}
+
+/// The wanted records the zone lacks or holds otherwise, with what it holds: to make or put back.
+fn differing<'a>(wanted: &'a [Record], found: &'a Found) -> impl Iterator<Item = (&'a Record, Option<&'a Record>)> {
+    pairs(wanted, found).filter(|(w, f)| *f != Some(*w))
+}
+
+/// The stack's records as it made them, still in the zone: what `destroy` deletes.
+pub fn as_made<'a>(wanted: &'a [Record], found: &'a Found) -> Vec<&'a Record> {
+    pairs(wanted, found).filter(|(w, f)| *f == Some(*w)).map(|(w, _)| w).collect()
+}
+
+/// The records to make or put back.
+pub fn plan(wanted: &[Record], found: &Found) -> Vec<Change> {
+    differing(wanted, found)
+        .map(|(w, f)| Change {
+            action: if f.is_some() { '~' } else { '+' },
+            what: format!("DNS record {} {}", w.name, w.kind),
+            detail: describe(w),
+        })
+        .collect()
+}
+
+/// Makes or puts back every record that differs, in one change.
+pub async fn apply(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> Result<()> {
+    let differ: Vec<Record> = differing(wanted, found).map(|(w, _)| w.clone()).collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = differ.iter().map(|r| r.name.as_str()).collect();
+    p.doing(&format!("DNS records {}", names.join(", ")), route53::change(&aws.route53, &found.zone_id, true, &differ))
+        .await
+}
+
+/// Deletes the stack's records: only those exactly as the stack made them (a record changed
+/// by hand to point elsewhere is someone's, and stays).
+pub async fn destroy(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> Result<()> {
+    let ours: Vec<Record> = as_made(wanted, found).into_iter().cloned().collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = ours.iter().map(|r| r.name.as_str()).collect();
+    p.doing(
+        &format!("deleting DNS records {}", names.join(", ")),
+        route53::change(&aws.route53, &found.zone_id, false, &ours),
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn balancer() -> Balancer {
+        Balancer {
+            arn: "arn".into(),
+            dns_name: "vcctl-fra-1.eu-central-1.elb.amazonaws.com".into(),
+            zone_id: "Z215JYRZR1TBD5".into(),
+            security_groups: vec![],
+            zones: 2,
+            owner: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_validation_record_and_the_alias_once_they_exist_and_drift_is_put_back() {
+        assert!(wanted("vc.example.com", None, None).is_empty());
+        let cert = Certificate {
+            arn: "arn".into(),
+            domain: "vc.example.com".into(),
+            status: "PENDING_VALIDATION".into(),
+            validation: Some(("_a.vc.example.com.".into(), "CNAME".into(), "_b.acm-validations.aws.".into())),
+            owner: Default::default(),
+        };
+        let w = wanted("VC.example.com", Some(&cert), Some(&balancer()));
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[1].name.as_str(), w[1].alias_zone.as_deref()), ("vc.example.com.", Some("Z215JYRZR1TBD5")));
+        let none = Found { zone_id: "Z1".into(), records: vec![None, None] };
+        assert_eq!(plan(&w, &none).iter().map(|c| c.action).collect::<String>(), "++");
+        let mut elsewhere = w[1].clone();
+        elsewhere.value = "other.example.net.".into();
+        let found = Found { zone_id: "Z1".into(), records: vec![Some(w[0].clone()), Some(elsewhere)] };
+        let changes = plan(&w, &found);
+        assert_eq!((changes.len(), changes[0].action), (1, '~'), "{changes:?}");
+    }
+}

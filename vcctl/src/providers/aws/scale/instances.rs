@@ -1,0 +1,388 @@
+//! The instances tier of a `scale:` stack: the instances' role and profile (least privilege:
+//! the bucket's kit and releases, the database's secret, metrics), the launch template
+//! (IMDSv2 only, an encrypted gp3 root, templates/boot.sh as user data), the Auto Scaling
+//! group in the target group, and its CPU target. Planned apart from the calls, as the other
+//! tiers are.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::cloud::aws::autoscaling::{self, Group, GroupSpec, Size};
+use crate::cloud::aws::ec2::{self, KeyPair};
+use crate::cloud::aws::iam::{self, InstanceProfile, Role};
+use crate::cloud::aws::launch_template::{self, Launch, Template};
+use crate::cloud::aws::{Aws, Stamp};
+use crate::printer::Printer;
+use crate::providers::aws::names;
+use crate::providers::aws::names::InstanceNames;
+use crate::providers::aws::scale::tiers::{Change, fault_point, owned};
+
+/// What exists of the tier.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub key_pair: Option<KeyPair>,
+    pub role: Option<Role>,
+    pub policy: Option<Value>,
+    pub profile: Option<InstanceProfile>,
+    pub template: Option<Template>,
+    pub group: Option<Group>,
+    pub cpu_target: Option<f64>,
+    /// The CI deploy role (`vcctl ci init`).
+    pub deploy_role: Option<Role>,
+}
+
+/// What the stack wants of the tier.
+pub struct Wanted {
+    /// The stack's SSH public key (`aws.ssh_public_key`).
+    pub public_key: String,
+    pub policy: Value,
+    pub launch: Launch,
+    pub size: Size,
+    pub cpu_target: Option<u8>,
+    pub target_group: String,
+}
+
+/// The instances' one inline policy: read the stack's kit, releases and pointer, read the
+/// database's password, find the other replicas (Prometheus), publish metrics in the
+/// service's namespace. Nothing else, and no write to the bucket: an instance cannot change
+/// what the others boot.
+pub fn policy(bucket: &str, secret_arn: &str) -> Value {
+    let object = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadTheStacksReleases",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [object("host/*"), object("releases/*"), object(names::POINTER)]
+            },
+            {"Sid": "ReadTheDatabasePassword", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
+            // Prometheus finds the replicas by tag (ec2_sd_configs); a describe call cannot
+            // be limited to resources, and changes nothing.
+            {"Sid": "FindTheReplicas", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+            {
+                "Sid": "MetricsInOwnNamespace",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": "VehicleConnect"}}
+            }
+        ]
+    })
+}
+
+pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<Found> {
+    let mut found = Found { role: iam::get_role(&aws.iam, &names.role).await?, ..Found::default() };
+    found.key_pair = ec2::find_key_pair(&aws.ec2, &names.key_pair).await?;
+    if let Some(k) = &found.key_pair {
+        owned(&format!("key pair {}", names.key_pair), k.owner.stack_id.as_deref(), stamp)?;
+    }
+    if let Some(r) = &found.role {
+        owned(&format!("IAM role {}", names.role), r.owner.stack_id.as_deref(), stamp)?;
+        found.policy = iam::get_role_policy(&aws.iam, &names.role, &names.policy).await?;
+    }
+    found.profile = iam::get_instance_profile(&aws.iam, &names.role).await?;
+    if !stamp.id.is_empty() {
+        found.template = launch_template::find(&aws.ec2, &names.group, &stamp.id).await?;
+    }
+    found.deploy_role = iam::get_role(&aws.iam, &names.deploy_role).await?;
+    if let Some(r) = &found.deploy_role {
+        owned(&format!("CI deploy role {}", names.deploy_role), r.owner.stack_id.as_deref(), stamp)?;
+    }
+    found.group = autoscaling::find(&aws.autoscaling, &names.group).await?;
+    if let Some(g) = &found.group {
+        owned(&format!("Auto Scaling group {}", g.name), g.owner.stack_id.as_deref(), stamp)?;
+        found.cpu_target = autoscaling::cpu_target(&aws.autoscaling, &g.name, &names.cpu_policy).await?;
+    }
+    Ok(found)
+}
+
+fn change(action: char, what: impl Into<String>, detail: impl Into<String>) -> Change {
+    Change { action, what: what.into(), detail: detail.into() }
+}
+
+/// What `up` would change in the tier.
+pub fn plan(names: &InstanceNames, w: &Wanted, f: &Found) -> Vec<Change> {
+    let mut out = Vec::new();
+    if f.key_pair.is_none() {
+        out.push(change('+', format!("key pair {}", names.key_pair), "the stack's SSH public key, for deploys"));
+    }
+    let role = format!("IAM role {}", names.role);
+    match (&f.role, &f.policy) {
+        (None, _) => out.push(change('+', role, "with its instance profile; trusted by ec2.amazonaws.com only")),
+        (Some(_), p) if p.as_ref() != Some(&w.policy) => {
+            out.push(change('~', format!("policy {}", names.policy), "put back: the bucket, the secret, metrics"))
+        }
+        _ => {}
+    }
+    if f.role.is_some() && f.profile.as_ref().is_none_or(|p| !p.roles.contains(&names.role)) {
+        out.push(change('~', format!("instance profile {}", names.role), format!("holding role {}", names.role)));
+    }
+    let template = format!("launch template {}", names.group);
+    match &f.template {
+        None => out.push(change('+', template, describe_launch(&w.launch))),
+        Some(t) if t.launch != w.launch => out.push(change(
+            '~',
+            template,
+            format!("version {}: {}", t.latest_version + 1, launch_differences(&t.launch, &w.launch).join(", ")),
+        )),
+        Some(_) => {}
+    }
+    out.extend(plan_group(names, w, f));
+    out
+}
+
+fn describe_launch(l: &Launch) -> String {
+    format!(
+        "{} from {}, IMDSv2 only, {} GB {} encrypted root, boots the serving release",
+        l.instance_type, l.image, l.root_gb, l.root_type
+    )
+}
+
+fn launch_differences(found: &Launch, wanted: &Launch) -> Vec<&'static str> {
+    let fields = [
+        ("image", found.image != wanted.image),
+        ("instance type", found.instance_type != wanted.instance_type),
+        ("instance profile", found.instance_profile != wanted.instance_profile),
+        ("security group", found.security_group != wanted.security_group),
+        ("key pair", found.key_name != wanted.key_name),
+        ("user data", found.user_data != wanted.user_data),
+        ("IMDSv2", found.http_tokens != wanted.http_tokens),
+        (
+            "root volume",
+            (&found.root_device, found.root_gb, found.root_encrypted, &found.root_type)
+                != (&wanted.root_device, wanted.root_gb, wanted.root_encrypted, &wanted.root_type),
+        ),
+    ];
+    fields.iter().filter(|(_, differs)| *differs).map(|(name, _)| *name).collect()
+}
+
+/// A group whose size a CPU target owns keeps the desired count Auto Scaling gave it: only
+/// a fixed size puts it back.
+fn plan_group(names: &InstanceNames, w: &Wanted, f: &Found) -> Vec<Change> {
+    let what = format!("Auto Scaling group {}", names.group);
+    let s = w.size;
+    let Some(g) = &f.group else {
+        return vec![change(
+            '+',
+            what,
+            format!("{}..{} instances, {} now, replaced when unhealthy", s.min, s.max, s.desired),
+        )];
+    };
+    let mut out = Vec::new();
+    let mut differs = Vec::new();
+    if (g.min, g.max) != (s.min, s.max) {
+        differs.push(format!("size {}..{} → {}..{}", g.min, g.max, s.min, s.max));
+    }
+    if w.cpu_target.is_none() && g.desired != s.desired {
+        differs.push(format!("desired {} → {} (a fixed size)", g.desired, s.desired));
+    }
+    if !g.target_groups.contains(&w.target_group) {
+        differs.push("back in the target group".into());
+    }
+    if g.health_check != "ELB" {
+        differs.push("health from the load balancer".into());
+    }
+    if !differs.is_empty() {
+        out.push(change('~', what, differs.join("; ")));
+    }
+    let policy = format!("scaling policy {}", names.cpu_policy);
+    match (w.cpu_target, f.cpu_target) {
+        (Some(t), Some(found)) if (found - f64::from(t)).abs() < 0.01 => {}
+        (Some(t), _) => out.push(change('~', policy, format!("average CPU {t}%"))),
+        (None, Some(_)) => out.push(change('-', policy, "the stack has a fixed size")),
+        (None, None) => {}
+    }
+    out
+}
+
+/// Makes and repairs the tier.
+pub async fn apply(
+    aws: &Aws,
+    names: &InstanceNames,
+    w: &Wanted,
+    f: &mut Found,
+    subnets: &[String],
+    stamp: &Stamp,
+    p: &Printer,
+) -> Result<()> {
+    if f.key_pair.is_none() {
+        let import = ec2::import_key_pair(&aws.ec2, &names.key_pair, &w.public_key, stamp);
+        p.doing(&format!("key pair {}", names.key_pair), import).await?;
+    }
+    if f.role.is_none() {
+        p.doing(&format!("IAM role {}", names.role), iam::create_role(&aws.iam, &names.role, stamp)).await?;
+    }
+    if f.role.is_none() || f.policy.as_ref() != Some(&w.policy) {
+        p.doing(
+            &format!("policy {}", names.policy),
+            iam::put_role_policy(&aws.iam, &names.role, &names.policy, &w.policy),
+        )
+        .await?;
+    }
+    if f.profile.is_none() {
+        iam::create_instance_profile(&aws.iam, &names.role, stamp).await?;
+    }
+    if f.profile.as_ref().is_none_or(|p| !p.roles.contains(&names.role)) {
+        iam::add_role(&aws.iam, &names.role, &names.role).await?;
+    }
+    fault_point("instance_role");
+    let template_id = match &f.template {
+        None => {
+            let id = p
+                .doing(
+                    &format!("launch template {}", names.group),
+                    launch_template::create(&aws.ec2, &names.group, &w.launch, stamp),
+                )
+                .await?;
+            fault_point("launch_template");
+            id
+        }
+        Some(t) if t.launch != w.launch => {
+            p.doing(
+                &format!("launch template {}: a new version", t.name),
+                launch_template::add_version(&aws.ec2, t, &w.launch, stamp),
+            )
+            .await?;
+            t.id.clone()
+        }
+        Some(t) => t.id.clone(),
+    };
+    let spec = GroupSpec {
+        name: &names.group,
+        launch_template_id: &template_id,
+        size: w.size,
+        subnets,
+        target_group: &w.target_group,
+    };
+    apply_group(aws, names, w, f, &spec, stamp, p).await
+}
+
+async fn apply_group(
+    aws: &Aws,
+    names: &InstanceNames,
+    w: &Wanted,
+    f: &Found,
+    spec: &GroupSpec<'_>,
+    stamp: &Stamp,
+    p: &Printer,
+) -> Result<()> {
+    let asg = &aws.autoscaling;
+    match &f.group {
+        None => {
+            let what = format!("Auto Scaling group {} ({} instances)", names.group, w.size.desired);
+            p.doing(&what, create_when_profile_ready(aws, spec, stamp)).await?;
+            fault_point("group");
+        }
+        Some(g) => {
+            let desired = w.cpu_target.is_none().then_some(w.size.desired);
+            let resized = (g.min, g.max) != (w.size.min, w.size.max) || desired.is_some_and(|d| d != g.desired);
+            if resized || g.health_check != "ELB" || g.launch_template.as_deref() != Some(spec.launch_template_id) {
+                p.doing(&format!("Auto Scaling group {}", g.name), autoscaling::update(asg, spec, desired)).await?;
+            }
+            if !g.target_groups.contains(&w.target_group) {
+                autoscaling::attach_target_group(asg, &g.name, &w.target_group).await?;
+            }
+        }
+    }
+    match (w.cpu_target, f.cpu_target) {
+        (Some(t), Some(found)) if (found - f64::from(t)).abs() < 0.01 => {}
+        (Some(t), _) => {
+            p.doing(
+                &format!("CPU target {t}%"),
+                autoscaling::put_cpu_target(asg, &names.group, &names.cpu_policy, f64::from(t)),
+            )
+            .await?
+        }
+        (None, Some(_)) => autoscaling::delete_policy(asg, &names.group, &names.cpu_policy).await?,
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// A new instance profile takes seconds to be usable (IAM is eventually consistent): the
+/// group's creation is retried on exactly that error, for up to a minute.
+async fn create_when_profile_ready(aws: &Aws, spec: &GroupSpec<'_>, stamp: &Stamp) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match autoscaling::create(&aws.autoscaling, spec, stamp).await {
+            Ok(()) => return Ok(()),
+            Err(e) if format!("{e:#}").contains("nstance profile") && started.elapsed().as_secs() < 60 => {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Deletes the group (its instances terminated, waited for), the template, then the role and
+/// its profile, and the CI deploy role.
+pub async fn destroy(aws: &Aws, names: &InstanceNames, f: &Found, p: &Printer) -> Result<()> {
+    if let Some(g) = &f.group {
+        p.doing(&format!("deleting Auto Scaling group {} and its {} instance(s)", g.name, g.instances.len()), async {
+            autoscaling::delete(&aws.autoscaling, &g.name).await?;
+            group_gone(aws, &g.name).await
+        })
+        .await?;
+    }
+    if let Some(t) = &f.template {
+        p.doing(&format!("deleting launch template {}", t.name), launch_template::delete(&aws.ec2, &t.id)).await?;
+    }
+    if f.key_pair.is_some() {
+        p.doing(&format!("deleting key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair))
+            .await?;
+    }
+    if f.role.is_some() || f.profile.is_some() {
+        p.doing(
+            &format!("deleting IAM role {} and its profile", names.role),
+            iam::delete_role_and_profile(&aws.iam, &names.role, &names.role),
+        )
+        .await?;
+    }
+    if f.deploy_role.is_some() {
+        p.doing(
+            &format!("deleting CI deploy role {}", names.deploy_role),
+            iam::delete_role(&aws.iam, &names.deploy_role),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn group_gone(aws: &Aws, name: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    while autoscaling::find(&aws.autoscaling, name).await?.is_some() {
+        if started.elapsed() > std::time::Duration::from_secs(20 * 60) {
+            bail!(
+                "Auto Scaling group {name} is still deleting after 20 minutes; `vcctl destroy` again removes the rest"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
+    Ok(())
+}
+
+/// The DB instance once it has its endpoint and secret, waited for: RDS takes minutes to make
+/// a new one, and an instance cannot boot without them.
+pub async fn database_ready(aws: &Aws, id: &str, p: &Printer) -> Result<crate::cloud::aws::rds::Db> {
+    p.doing(&format!("waiting for DB instance {id} to be available"), async {
+        let started = std::time::Instant::now();
+        loop {
+            let db = crate::cloud::aws::rds::find(&aws.rds, id)
+                .await?
+                .with_context(|| format!("DB instance {id} is gone"))?;
+            if db.endpoint.is_some() && db.secret_arn.is_some() {
+                return Ok(db);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(40 * 60) {
+                bail!(
+                    "DB instance {id} has no endpoint after 40 minutes (status {}); `vcctl up` again goes on",
+                    db.status
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(15)).await;
+        }
+    })
+    .await
+}

@@ -1,0 +1,279 @@
+//! The load balancer tier of a `scale:` stack: the ACM certificate for `tls.domain`, the
+//! target group, the Application Load Balancer and its two listeners (HTTPS on 443 to the
+//! group, HTTP on 80 redirected to HTTPS). What to change is computed apart from the calls
+//! (`plan`), as in `scaled.rs`.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::cloud::aws::acm::{self, Certificate};
+use crate::cloud::aws::elb::{self, Balancer, Does, Listener, TargetGroup};
+use crate::cloud::aws::{Aws, Stamp, ec2};
+use crate::printer::Printer;
+use crate::providers::aws::scale::tiers::{Change, owned};
+
+/// What exists of the tier.
+#[derive(Debug, Default, Serialize)]
+pub struct Found {
+    pub certificate: Option<Certificate>,
+    pub target_group: Option<TargetGroup>,
+    pub balancer: Option<Balancer>,
+    pub listeners: Vec<Listener>,
+}
+
+/// One listener as the stack wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub port: i32,
+    pub certificate: Option<String>,
+    pub does: Does,
+}
+
+/// The listeners the stack wants: HTTP 80 redirected, and HTTPS 443 to the group once the
+/// certificate is issued (AWS refuses a listener with a certificate still being validated).
+pub fn wanted_listeners(found: &Found) -> Vec<Wanted> {
+    let mut out = vec![Wanted { port: 80, certificate: None, does: Does::RedirectToHttps }];
+    if let Some(c) = found.certificate.as_ref().filter(|c| c.issued()) {
+        let tg = found.target_group.as_ref().map_or_else(|| "(target group)".to_string(), |g| g.arn.clone());
+        out.push(Wanted { port: 443, certificate: Some(c.arn.clone()), does: Does::Forward(tg) });
+    }
+    out
+}
+
+fn change(action: char, what: impl Into<String>, detail: impl Into<String>) -> Change {
+    Change { action, what: what.into(), detail: detail.into() }
+}
+
+fn describe(w: &Wanted) -> String {
+    match &w.does {
+        Does::RedirectToHttps => format!("HTTP {}: redirect to HTTPS 443 (301)", w.port),
+        Does::Forward(_) => format!("HTTPS {}: to the target group ({})", w.port, elb::SSL_POLICY),
+        Does::Other(o) => format!("{}: {o}", w.port),
+    }
+}
+
+/// What `up` would change in the tier, from what exists. `lb_group` is the load balancer's
+/// security group (its id once it exists).
+pub fn plan(stack: &str, domain: &str, zone: Option<&str>, found: &Found, lb_group: &str) -> Vec<Change> {
+    let n = crate::providers::aws::names::load_balancer(stack);
+    let mut out = Vec::new();
+    match &found.certificate {
+        None => out.push(change('+', format!("certificate for {domain}"), "ACM, validated by DNS")),
+        Some(c) if !c.issued() => out.push(change('!', format!("certificate {}", c.arn), waiting(c, zone))),
+        Some(_) => {}
+    }
+    if found.target_group.is_none() {
+        out.push(change('+', format!("target group {n}"), "HTTP to the service's port; healthy on GET /api/status"));
+    }
+    match &found.balancer {
+        None => {
+            out.push(change('+', format!("load balancer {n}"), "internet-facing, in every zone of the default VPC"))
+        }
+        Some(b) if b.security_groups != [lb_group.to_string()] => out.push(change(
+            '~',
+            format!("load balancer {n}"),
+            format!("security groups {:?} -> [{lb_group}]", b.security_groups),
+        )),
+        Some(_) => {}
+    }
+    let wanted = wanted_listeners(found);
+    for w in &wanted {
+        match found.listeners.iter().find(|l| l.port == w.port) {
+            None => out.push(change('+', format!("listener {}", w.port), describe(w))),
+            Some(l) if l.does != w.does || l.certificate != w.certificate => {
+                out.push(change('~', format!("listener {}", w.port), format!("{:?} -> {}", l.does, describe(w))))
+            }
+            Some(_) => {}
+        }
+    }
+    for l in found.listeners.iter().filter(|l| !wanted.iter().any(|w| w.port == l.port) && l.port != 443) {
+        out.push(change('-', format!("listener {}", l.port), "not in the stack: drift"));
+    }
+    out
+}
+
+/// What to do while ACM validates: the record that proves the domain.
+/// `zone`: the hosted zone vcctl keeps the record in (`tls.route53_zone`), if any.
+pub fn waiting(c: &Certificate, zone: Option<&str>) -> String {
+    match (&c.validation, zone) {
+        (Some(_), Some(zone)) => format!(
+            "{}: its DNS record is in the hosted zone {zone}; ACM issues it within minutes, and HTTPS on 443 opens at the `vcctl up` after",
+            c.status
+        ),
+        (Some((name, kind, value)), None) => format!(
+            "{}: create the DNS record `{name} {kind} {value}`; HTTPS on 443 opens at the `vcctl up` after ACM issues it",
+            c.status
+        ),
+        (None, _) => {
+            format!("{}: ACM has not given its validation record yet; run `vcctl plan` again in a minute", c.status)
+        }
+    }
+}
+
+/// Reads what exists; a resource tagged with another stack id is refused before any change.
+pub async fn survey(aws: &Aws, stack: &str, domain: &str, stamp: &Stamp) -> Result<Found> {
+    let n = crate::providers::aws::names::load_balancer(stack);
+    let mut found = Found {
+        certificate: acm::find(&aws.acm, stack, domain).await?,
+        target_group: elb::find_target_group(&aws.elb, &n).await?,
+        balancer: elb::find_balancer(&aws.elb, &n).await?,
+        listeners: Vec::new(),
+    };
+    if let Some(c) = &found.certificate {
+        owned(&format!("certificate {}", c.arn), c.owner.stack_id.as_deref(), stamp)?;
+    }
+    if let Some(g) = &found.target_group {
+        owned(&format!("target group {n}"), g.owner.stack_id.as_deref(), stamp)?;
+    }
+    if let Some(b) = &found.balancer {
+        owned(&format!("load balancer {n}"), b.owner.stack_id.as_deref(), stamp)?;
+        found.listeners = elb::listeners(&aws.elb, &b.arn).await?;
+    }
+    Ok(found)
+}
+
+/// Makes and repairs the tier. `lb_group` is the load balancer's security group.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply(
+    aws: &Aws,
+    stack: &str,
+    domain: &str,
+    found: &mut Found,
+    lb_group: &str,
+    port: u16,
+    stamp: &Stamp,
+    p: &Printer,
+) -> Result<()> {
+    let n = crate::providers::aws::names::load_balancer(stack);
+    if found.certificate.is_none() {
+        found.certificate = Some(
+            p.doing(&format!("requesting a certificate for {domain} (ACM)"), acm::request(&aws.acm, domain, stamp))
+                .await?,
+        );
+    }
+    let vpc = ec2::default_vpc(&aws.ec2).await?;
+    if found.target_group.is_none() {
+        p.doing(&format!("target group {n}"), elb::create_target_group(&aws.elb, &n, port, &vpc, stamp)).await?;
+        found.target_group = elb::find_target_group(&aws.elb, &n).await?;
+        crate::providers::aws::scale::tiers::fault_point("target_group");
+    }
+    if found.balancer.is_none() {
+        let subnets = ec2::subnets_across_zones(&aws.ec2, &vpc, "a load balancer").await?;
+        p.doing(&format!("load balancer {n}"), elb::create_balancer(&aws.elb, &n, &subnets, lb_group, stamp)).await?;
+        found.balancer = elb::find_balancer(&aws.elb, &n).await?;
+        crate::providers::aws::scale::tiers::fault_point("load_balancer");
+    }
+    let Some(b) = found.balancer.clone() else { bail!("load balancer {n} is not found after its creation") };
+    for w in wanted_listeners(found) {
+        match found.listeners.iter().find(|l| l.port == w.port) {
+            None => {
+                p.doing(
+                    &format!("listener {}", describe(&w)),
+                    elb::create_listener(&aws.elb, &b.arn, w.port, w.certificate.as_deref(), &w.does),
+                )
+                .await?
+            }
+            Some(l) if l.does != w.does || l.certificate != w.certificate => {
+                p.doing(
+                    &format!("putting back listener {}", describe(&w)),
+                    elb::modify_listener(&aws.elb, &l.arn, w.certificate.as_deref(), &w.does),
+                )
+                .await?
+            }
+            Some(_) => {}
+        }
+    }
+    found.listeners = elb::listeners(&aws.elb, &b.arn).await?;
+    Ok(())
+}
+
+/// Removes the tier: the load balancer (its listeners with it), the target group once the
+/// balancer is gone, then the certificate.
+pub async fn destroy(aws: &Aws, found: &Found, p: &Printer) -> Result<()> {
+    if let Some(b) = &found.balancer {
+        p.doing(&format!("deleting load balancer {}", b.dns_name), elb::delete_balancer(&aws.elb, &b.arn)).await?;
+    }
+    if let Some(g) = &found.target_group {
+        p.doing("deleting the target group", retry_in_use(|| elb::delete_target_group(&aws.elb, &g.arn))).await?;
+    }
+    if let Some(c) = &found.certificate {
+        p.doing(&format!("deleting certificate {}", c.arn), retry_in_use(|| acm::delete(&aws.acm, &c.arn))).await?;
+    }
+    Ok(())
+}
+
+/// AWS lets go of a deleted load balancer's group and certificate a little after: a call
+/// that finds them still in use is tried again for up to 5 minutes.
+async fn retry_in_use<F, Fut>(call: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match call().await {
+            Err(e) if format!("{e:#}").contains("InUse") && started.elapsed() < std::time::Duration::from_secs(300) => {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::aws::Owner;
+
+    fn cert(status: &str) -> Certificate {
+        Certificate {
+            arn: "arn:cert".into(),
+            domain: "vc.example.com".into(),
+            status: status.into(),
+            validation: Some(("_x.vc.example.com.".into(), "CNAME".into(), "_y.acm-validations.aws.".into())),
+            owner: Owner::default(),
+        }
+    }
+
+    #[test]
+    fn https_waits_for_the_certificate_and_the_redirect_is_put_back() {
+        let mut found = Found { certificate: Some(cert("PENDING_VALIDATION")), ..Found::default() };
+        let changes = plan("fra", "vc.example.com", None, &found, "sg-lb");
+        let waiting = changes.iter().find(|c| c.action == '!').expect("the wait is said");
+        assert!(
+            waiting.detail.contains("create the DNS record `_x.vc.example.com. CNAME _y.acm-validations.aws.`"),
+            "{waiting:?}"
+        );
+        assert!(!changes.iter().any(|c| c.what == "listener 443"), "no HTTPS before the certificate: {changes:?}");
+        found.certificate = Some(cert("ISSUED"));
+        found.target_group = Some(TargetGroup {
+            arn: "arn:tg".into(),
+            port: 8000,
+            health_path: "/api/status".into(),
+            owner: Owner::default(),
+        });
+        let l = |port: i32, certificate: Option<&str>, does: Does| Listener {
+            arn: format!("arn:l{port}"),
+            port,
+            protocol: String::new(),
+            certificate: certificate.map(str::to_string),
+            does,
+        };
+        found.listeners =
+            vec![l(80, None, Does::RedirectToHttps), l(443, Some("arn:cert"), Does::Forward("arn:tg".into()))];
+        found.balancer = Some(Balancer {
+            arn: "arn:lb".into(),
+            dns_name: "x".into(),
+            zone_id: "Z1".into(),
+            security_groups: vec!["sg-lb".into()],
+            zones: 2,
+            owner: Owner::default(),
+        });
+        assert_eq!(plan("fra", "vc.example.com", None, &found, "sg-lb"), vec![]);
+        // The redirect replaced by hand with a forward: put back.
+        found.listeners[0].does = Does::Forward("arn:tg".into());
+        let changes = plan("fra", "vc.example.com", None, &found, "sg-lb");
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!((changes[0].action, changes[0].what.as_str()), ('~', "listener 80"));
+    }
+}

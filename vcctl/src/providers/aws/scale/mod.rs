@@ -1,0 +1,561 @@
+//! An `aws` stack with `scale:`: an Auto Scaling group behind an Application Load Balancer,
+//! its database on RDS. Planned, made, repaired and destroyed tier by tier: the network and
+//! data tier (`scaled.rs`: the chained security groups, the release bucket, the DB subnet
+//! group, RDS), the load balancer tier (`edge.rs`: the certificate, the target group, the
+//! load balancer and its listeners), the alarms with their topic (`alerts.rs`), the host kit
+//! and the first release in the bucket (`shelf.rs`), and the instances (`group.rs`: their
+//! role, the launch template, the group). `plan` also gives the monthly cost. Not built yet:
+//! the rolling deploy across the group (`deploy` and `rollback` refuse).
+
+pub mod alerts;
+pub mod deploy;
+pub mod dns;
+pub mod instances;
+pub mod load_balancer;
+pub mod lock;
+pub mod release_bucket;
+pub mod tiers;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cloud::aws::autoscaling::Size;
+use crate::cloud::aws::cloudwatch::Alarm;
+use crate::cloud::aws::launch_template::Launch;
+use crate::cloud::aws::route53::Record;
+use crate::cloud::aws::{Aws, Stamp, ec2, sns};
+use crate::context::Ctx;
+use crate::error::{self, Failure};
+use crate::providers::aws::names;
+use crate::providers::aws::names::TierNames;
+use crate::providers::aws::{self, DEFAULT_INSTANCE_TYPE};
+use crate::stack::AwsSettings;
+use crate::stack::scale::ScaleSettings;
+use alerts::Watched;
+use tiers::Change;
+
+/// How a single box becomes a group: its data moves, the stack does not.
+const MIGRATION: &str = "`vcctl db dump > events.dump` on the single-box stack, `vcctl up` of a new stack \
+     file with `scale:`, `vcctl db restore events.dump` there, then `vcctl destroy` of the single box \
+     (docs/aws.md, Scaling out)";
+
+/// What vcctl does not do yet on such a stack, as it says.
+const NOT_BUILT: &str = "`rollback`, `logs` and the other per-host commands across the group";
+
+/// Everything of the stack that exists, read once.
+struct Survey {
+    cloud: Aws,
+    account: String,
+    stamp: Stamp,
+    names: TierNames,
+    data: tiers::Found,
+    edge: load_balancer::Found,
+    /// The records in `tls.route53_zone`, when the stack names one: wanted, and as found.
+    dns: Option<(Vec<Record>, dns::Found)>,
+    alerts: alerts::Found,
+    group: instances::Found,
+    /// The release the bucket's pointer names.
+    serving: Option<release_bucket::Serving>,
+}
+
+async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
+    let (cloud, account) = single_box_absent(ctx, a).await?;
+    let names = TierNames::of(&ctx.settings.stack, &stamp.id);
+    let data = tiers::survey(&cloud, &names, &stamp).await?;
+    let edge = load_balancer::survey(&cloud, &ctx.settings.stack, domain(ctx), &stamp).await?;
+    let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
+    let group = instances::survey(&cloud, &names::InstanceNames::of(&ctx.settings.stack), &stamp).await?;
+    let serving = match &data.bucket {
+        Some(b) => release_bucket::serving(&cloud.s3, &b.name).await?,
+        None => None,
+    };
+    let dns = survey_dns(ctx, &cloud, &edge).await?;
+    Ok(Survey { cloud, account, stamp, names, data, edge, dns, alerts, group, serving })
+}
+
+/// The records the stack keeps in its hosted zone, and what the zone has, when it names one.
+async fn survey_dns(ctx: &Ctx, cloud: &Aws, edge: &load_balancer::Found) -> Result<Option<(Vec<Record>, dns::Found)>> {
+    let Some(zone) = zone(ctx) else { return Ok(None) };
+    let wanted = dns::wanted(domain(ctx), edge.certificate.as_ref(), edge.balancer.as_ref());
+    let found = dns::survey(cloud, zone, domain(ctx), &wanted).await?;
+    Ok(Some((wanted, found)))
+}
+
+/// `tls.route53_zone`: the hosted zone vcctl keeps the stack's records in.
+fn zone(ctx: &Ctx) -> Option<&str> {
+    ctx.settings.tls.as_ref().and_then(|t| t.route53_zone.as_deref())
+}
+
+fn domain(ctx: &Ctx) -> &str {
+    ctx.settings.tls.as_ref().map(|t| t.domain.as_str()).expect("`scale:` needs `tls:` (checked by the stack)")
+}
+
+/// The load balancer's security group: its id, or its name before it exists.
+fn lb_group(found: &tiers::Found) -> String {
+    found.group(tiers::Tier::Lb).map_or_else(|| "(group lb)".into(), |g| g.id.clone())
+}
+
+/// The alarms the stack wants, on what exists (placeholders before it does).
+fn wanted_alarms(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Vec<Alarm> {
+    let balancer = s.edge.balancer.as_ref().map_or("(load balancer)", |b| b.arn.as_str());
+    let target_group = s.edge.target_group.as_ref().map_or("(target group)", |g| g.arn.as_str());
+    let watched = Watched { balancer, target_group, db: &s.names.db };
+    let topic = ctx
+        .settings
+        .alert_email
+        .as_ref()
+        .map(|_| sns::arn(&s.cloud.region, &s.account, &names::alerts_topic(&ctx.settings.stack)));
+    alerts::wanted(&ctx.settings.stack, &watched, &scale.database, topic.as_deref())
+}
+
+/// Every change `up` would make, tier by tier.
+fn changes(ctx: &Ctx, scale: &ScaleSettings, s: &Survey, instances: &instances::Wanted) -> Result<Vec<Change>> {
+    let (stack, port) = (&ctx.settings.stack, ctx.settings.port);
+    let mut out = tiers::plan(&s.names, &s.data, &scale.database, port)?;
+    out.extend(load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb_group(&s.data)));
+    if let Some((wanted, found)) = &s.dns {
+        out.extend(dns::plan(wanted, found));
+        if s.edge.balancer.is_none() {
+            out.push(Change {
+                action: '+',
+                what: format!("DNS record {} A", crate::cloud::aws::route53::normal(domain(ctx))),
+                detail: "alias of the load balancer, once it exists".into(),
+            });
+        }
+    }
+    let email = ctx.settings.alert_email.as_deref();
+    out.extend(alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email));
+    if s.serving.is_none() {
+        out.push(Change {
+            action: '+',
+            what: "release".into(),
+            detail: "the first: uploaded to the bucket, and `serving` pointed at it".into(),
+        });
+    }
+    out.extend(instances::plan(&names::InstanceNames::of(stack), instances, &s.group));
+    Ok(out)
+}
+
+/// What the stack wants of its instances, on what exists (placeholders before it does).
+/// The image is the template's once there is one: a newer Debian image is no change.
+async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: &Survey) -> Result<instances::Wanted> {
+    let names = names::InstanceNames::of(&ctx.settings.stack);
+    let instance_type = a.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
+    let (image, root_device) = match &s.group.template {
+        Some(t) => (t.launch.image.clone(), t.launch.root_device.clone()),
+        None => {
+            let arch = crate::providers::aws::architecture(instance_type);
+            let i = ec2::latest_debian(&s.cloud.ec2, arch).await?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no official Debian 12 AMI (owner {}) for {arch} in {}",
+                    ec2::DEBIAN_OWNER,
+                    s.cloud.region
+                )
+            })?;
+            (i.id, i.root_device)
+        }
+    };
+    let db = s.data.db.as_ref();
+    let endpoint = db.and_then(|d| d.endpoint.clone()).unwrap_or_else(|| "(the database's address)".into());
+    let secret = db.and_then(|d| d.secret_arn.clone()).unwrap_or_else(|| "(the database's secret)".into());
+    let user_data = crate::render::boot_script(&[
+        ("stack", &ctx.settings.stack),
+        ("bucket", &s.names.bucket),
+        ("region", &s.cloud.region),
+        ("port", &ctx.settings.port.to_string()),
+        ("db_endpoint", &endpoint),
+        ("db_name", crate::cloud::aws::rds::DATABASE),
+        ("db_secret", &secret),
+        ("ingest_token", if ctx.settings.ingest_token { "yes" } else { "no" }),
+        // The stack's bundle from the bucket, else the region's from AWS's trust store.
+        ("database_ca", if release_bucket::database_ca(&ctx.settings).is_some() { "bucket" } else { "trust-store" }),
+    ])?;
+    let r = &scale.replicas;
+    Ok(instances::Wanted {
+        public_key: crate::providers::aws::reach::local_keys(ctx, a)?,
+        policy: instances::policy(&s.names.bucket, &secret),
+        launch: Launch {
+            image,
+            instance_type: instance_type.to_string(),
+            instance_profile: names.role.clone(),
+            security_group: s.data.group(tiers::Tier::App).map_or_else(|| "(group app)".into(), |g| g.id.clone()),
+            key_name: names.key_pair.clone(),
+            user_data,
+            http_tokens: "required".into(),
+            root_device,
+            root_gb: crate::providers::aws::ROOT_VOLUME_GB,
+            root_encrypted: true,
+            root_type: "gp3".into(),
+        },
+        size: Size { min: i32::from(r.min), desired: i32::from(r.desired), max: i32::from(r.max) },
+        cpu_target: scale.cpu_target_pct,
+        target_group: s.edge.target_group.as_ref().map_or_else(|| "(target group)".into(), |g| g.arn.clone()),
+    })
+}
+
+/// `vcctl plan` of a `scale:` stack: the changes `up` would make, what is not built yet,
+/// and the monthly cost.
+pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u8> {
+    let s = survey(ctx, a, crate::providers::aws::stamp(&ctx.settings)).await?;
+    let instances = wanted_instances(ctx, a, scale, &s).await?;
+    let changes = changes(ctx, scale, &s, &instances)?;
+    let region = a.region();
+    let instance_type = a.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
+    let root = crate::providers::aws::ROOT_VOLUME_GB as u32;
+    let cost = crate::providers::aws::cost::covers(&region)
+        .then(|| crate::providers::aws::cost::scaled(instance_type, root, scale));
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack, "region": region, "scale": scale, "changes": changes, "cost": cost,
+        "not_built": NOT_BUILT,
+    }));
+    let real = changes.iter().filter(|c| c.action != '!').count();
+    let mut lines = match real {
+        0 => vec![format!("stack `{}`: what vcctl builds matches the stack file", ctx.settings.stack)],
+        n => vec![format!("stack `{}` in {region}: `vcctl up` would make {n} change(s):", ctx.settings.stack)],
+    };
+    lines.extend(changes.iter().map(|c| format!("  {} {}: {}", c.action, c.what, c.detail)));
+    lines.push(format!("not built by vcctl yet: {NOT_BUILT}"));
+    match &cost {
+        Some(c) => lines.extend(crate::providers::aws::cost::describe(c)),
+        None => lines.push(format!("(no cost estimate: the price table covers eu-central-1, not {region})")),
+    }
+    ctx.printer.out(lines.join("\n"));
+    Ok(if real == 0 { error::OK } else { error::PLAN_HAS_CHANGES })
+}
+
+/// `vcctl up` of a `scale:` stack: every tier made or repaired in order, the host kit and,
+/// when nothing serves yet, the first release put in the bucket, then the group that boots
+/// from it.
+pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate::deploy::Options) -> Result<u8> {
+    let artifact = args.artifact.as_deref();
+    let stamp = Stamp { stack: ctx.settings.stack.clone(), id: crate::providers::aws::stack_id(ctx)? };
+    let mut s = survey(ctx, a, stamp).await?;
+    // The first release is built (or checked) before anything changes: a bad one changes nothing.
+    let first = match &s.serving {
+        None => Some(crate::artifact::resolve(&ctx.root, artifact, &ctx.printer).await?),
+        Some(_) => None,
+    };
+    let changes = changes(ctx, scale, &s, &wanted_instances(ctx, a, scale, &s).await?)?;
+    let mut changed = changes.iter().any(|c| c.action != '!');
+    if changed {
+        apply(ctx, scale, &mut s).await?;
+    }
+    let bucket = s.names.bucket.clone();
+    let kit = crate::providers::aws::scale::release_bucket::kit(&ctx.settings, &s.stamp.id)?;
+    let token = ctx.settings.ingest_token;
+    let written = ctx
+        .printer
+        .doing("the host kit in the bucket", release_bucket::stock_kit(&s.cloud.s3, &bucket, kit, token))
+        .await?;
+    changed |= !written.is_empty();
+    if let Some(artifact) = &first {
+        let receipt = ctx
+            .printer
+            .doing(
+                &format!("release {} to the bucket", artifact.short_sha()),
+                release_bucket::upload(&s.cloud.s3, &bucket, artifact),
+            )
+            .await?;
+        release_bucket::point(&s.cloud.s3, &bucket, &receipt).await?;
+        tiers::fault_point("release");
+        s.serving = Some(release_bucket::Serving { release: receipt.name, sha256: receipt.sha256 });
+    }
+    s.data.db = Some(instances::database_ready(&s.cloud, &s.names.db, &ctx.printer).await?);
+    let instances = wanted_instances(ctx, a, scale, &s).await?;
+    let names = names::InstanceNames::of(&ctx.settings.stack);
+    let vpc = ec2::default_vpc(&s.cloud.ec2).await?;
+    let subnets = ec2::subnets_across_zones(&s.cloud.ec2, &vpc, "the Auto Scaling group").await?;
+    instances::apply(&s.cloud, &names, &instances, &mut s.group, &subnets, &s.stamp, &ctx.printer).await?;
+    s.group = instances::survey(&s.cloud, &names, &s.stamp).await?;
+    report_up(ctx, &s, changed, &changes);
+    // Another release given while one serves: rolled out across the group, as `deploy` does.
+    if let (None, Some(given), Some(serving)) = (&first, artifact, &s.serving) {
+        if crate::artifact::probe(given).await?.sha256 != serving.sha256 {
+            return crate::providers::aws::scale::deploy::deploy(ctx, a, args).await;
+        }
+        ctx.printer.detail(format!("--artifact is release {}, which serves already", serving.release));
+    }
+    Ok(error::OK)
+}
+
+/// `vcctl deploy` of a `scale:` stack: the rolling deploy across the group
+/// (`group_deploy.rs`).
+pub async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Options) -> Result<u8> {
+    crate::providers::aws::scale::deploy::deploy(ctx, a, args).await
+}
+
+/// What `up` says when it is done: where the stack answers, what serves, what to do next.
+fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
+    let domain = domain(ctx);
+    let url = s
+        .edge
+        .balancer
+        .as_ref()
+        .map(|b| format!("https://{domain} (point {domain} at the load balancer {})", b.dns_name));
+    let waiting = s.edge.certificate.as_ref().filter(|c| !c.issued()).map(|c| load_balancer::waiting(c, zone(ctx)));
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": s.data.db,
+        "load_balancer": s.edge.balancer, "certificate": s.edge.certificate, "serving": s.serving,
+        "group": s.group.group, "not_built": NOT_BUILT,
+    }));
+    let mut said = vec![format!(
+        "stack `{}` {}: {}",
+        ctx.settings.stack,
+        if changed { "is up" } else { "is as the file says" },
+        url.unwrap_or_default()
+    )];
+    if let Some(r) = &s.serving {
+        said.push(format!(
+            "  release {} serves: every instance the group launches boots it from the bucket",
+            r.release
+        ));
+    }
+    if let Some(g) = &s.group.group {
+        said.push(format!(
+            "  group {}: {} wanted ({}..{}), {} launched",
+            g.name,
+            g.desired,
+            g.min,
+            g.max,
+            g.instances.len()
+        ));
+    }
+    said.extend(waiting.map(|w| format!("  certificate for {domain}: {w}")));
+    ctx.printer.info(said.join("\n"));
+}
+
+/// The tiers in order: each needs what the one before made.
+async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
+    let (stack, port, p) = (&ctx.settings.stack, ctx.settings.port, &ctx.printer);
+    tiers::apply(&s.cloud, &s.names, &mut s.data, &scale.database, port, &s.stamp, p).await?;
+    let lb = lb_group(&s.data);
+    load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.edge, &lb, port, &s.stamp, p).await?;
+    // The records name what the load balancer tier made: surveyed again after it.
+    s.dns = survey_dns(ctx, &s.cloud, &s.edge).await?;
+    if let Some((wanted, found)) = &s.dns {
+        dns::apply(&s.cloud, wanted, found, p).await?;
+    }
+    let wanted = wanted_alarms(ctx, scale, s);
+    let email = ctx.settings.alert_email.as_deref();
+    alerts::apply(&s.cloud, stack, email, &wanted, &s.alerts, &s.stamp, p).await
+}
+
+/// `vcctl destroy` of a `scale:` stack, after confirmation: the alarms and topic, the load
+/// balancer tier, then the groups and the database after a final snapshot (named), unless
+/// `keep_data`.
+pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
+    let s = survey(ctx, a, crate::providers::aws::stamp(&ctx.settings)).await?;
+    let (p, group_names) = (&ctx.printer, names::InstanceNames::of(&ctx.settings.stack));
+    p.info(format!("`vcctl destroy` deletes, of stack `{}`:", ctx.settings.stack));
+    if let Some(g) = &s.group.group {
+        p.info(format!(
+            "  - Auto Scaling group {} and its {} instance(s), its launch template",
+            g.name,
+            g.instances.len()
+        ));
+    }
+    if let Some(b) = &s.edge.balancer {
+        p.info(format!("  - load balancer {} and its listeners, the target group", b.dns_name));
+    }
+    if let Some(c) = &s.edge.certificate {
+        p.info(format!("  - certificate {} ({})", c.arn, c.domain));
+    }
+    if let Some((wanted, found)) = &s.dns {
+        let ours: Vec<String> = dns::as_made(wanted, found).iter().map(|w| format!("{} {}", w.name, w.kind)).collect();
+        if !ours.is_empty() {
+            p.info(format!("  - DNS records {} (the hosted zone stays)", ours.join(", ")));
+        }
+    }
+    for g in s.data.groups.iter().flatten() {
+        p.info(format!("  - security group {} ({})", g.name, g.id));
+    }
+    if s.group.deploy_role.is_some() {
+        p.info(format!("  - CI deploy role {} (the account's GitHub OIDC provider stays)", group_names.deploy_role));
+    }
+    let topic = if s.alerts.topic.is_some() { " and the alert topic" } else { "" };
+    p.info(format!("  - {} alarm(s){topic}", s.alerts.alarms.len()));
+    if let (Some(d), false) = (&s.data.db, keep_data) {
+        p.info(format!(
+            "  - DB instance {} and every event in it, after a final snapshot (kept), and its subnet group",
+            d.id
+        ));
+    }
+    let what = if keep_data { "delete the stack (the database kept)" } else { "delete the stack and its database" };
+    ctx.confirm_destruction(what)?;
+    alerts::destroy(&s.cloud, &s.alerts, p).await?;
+    // The instances first: they hold the target group and the app security group.
+    instances::destroy(&s.cloud, &group_names, &s.group, p).await?;
+    if let Some((wanted, found)) = &s.dns {
+        dns::destroy(&s.cloud, wanted, found, p).await?;
+    }
+    load_balancer::destroy(&s.cloud, &s.edge, p).await?;
+    let snapshot = tiers::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
+    p.json(
+        &json!({"stack": ctx.settings.stack, "destroyed": true, "kept_data": keep_data, "final_snapshot": snapshot}),
+    );
+    match &snapshot {
+        Some(snap) => p.out(format!("stack `{}` destroyed; the database's final snapshot: {snap}", ctx.settings.stack)),
+        None => p.out(format!("stack `{}` destroyed", ctx.settings.stack)),
+    }
+    Ok(error::OK)
+}
+
+/// `vcctl status` of a `scale:` stack: the load balancer and its address, the certificate,
+/// the group (desired, in service, healthy targets) and each instance, the release the
+/// bucket serves, the database and the alarms. Exit 0 when as many targets are healthy as
+/// the group wants (at least one), else 1.
+pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    let s = survey(ctx, a, crate::providers::aws::stamp(&ctx.settings)).await?;
+    let domain = domain(ctx);
+    let alarming: Vec<&str> =
+        s.alerts.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.as_str()).collect();
+    let targets = match &s.edge.target_group {
+        Some(tg) => crate::cloud::aws::elb::targets(&s.cloud.elb, &tg.arn).await?,
+        None => Vec::new(),
+    };
+    let healthy = targets.iter().filter(|t| t.state == "healthy").count();
+    let wanted = s.group.group.as_ref().map_or(0, |g| g.desired.max(0) as usize);
+    let serving = wanted > 0 && healthy >= wanted;
+    let ids: Vec<String> = s.group.group.iter().flat_map(|g| &g.instances).map(|i| i.id.clone()).collect();
+    let app = s.data.group(tiers::Tier::App);
+    let releases = crate::providers::aws::scale::deploy::releases(ctx, a, &s.cloud, app, &ids).await;
+    let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
+    let db = database_view(&s).await?;
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack, "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
+        "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
+        "group": s.group.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
+        "instances": on_instances, "instances_unread": releases.as_ref().err(),
+        "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
+        "serving": serving, "not_built": NOT_BUILT,
+    }));
+    let mut lines = vec![format!("stack `{}`: https://{domain}", ctx.settings.stack)];
+    lines.push(match &s.edge.balancer {
+        Some(b) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
+        None => "  load balancer: none (`vcctl up` makes it)".into(),
+    });
+    lines.push(match &s.edge.certificate {
+        Some(c) if c.issued() => format!("  certificate: issued ({})", c.arn),
+        Some(c) => format!("  certificate: {}", load_balancer::waiting(c, zone(ctx))),
+        None => "  certificate: none".into(),
+    });
+    lines.extend(group_lines(&s, &targets, healthy, &releases));
+    lines.extend(database_lines(&s, &db));
+    let states: Vec<String> =
+        s.alerts.alarms.iter().map(|a| format!("{} {}", a.name, a.state.as_deref().unwrap_or("?"))).collect();
+    lines.push(format!("  alarms ({}): {}", states.len(), states.join(", ")));
+    ctx.printer.out(lines.join("\n"));
+    Ok(if serving { error::OK } else { error::ERROR })
+}
+
+/// What `status` says of the database beside what RDS describes: the storage used (from
+/// its free storage in CloudWatch) and its newest snapshot.
+struct DatabaseView {
+    used_gb: Option<f64>,
+    snapshot: Option<crate::cloud::aws::rds::Snapshot>,
+}
+
+async fn database_view(s: &Survey) -> Result<DatabaseView> {
+    let Some(d) = &s.data.db else { return Ok(DatabaseView { used_gb: None, snapshot: None }) };
+    let dims = [("DBInstanceIdentifier", d.id.as_str())];
+    let free = crate::cloud::aws::cloudwatch::latest_average(&s.cloud.cloudwatch, "AWS/RDS", "FreeStorageSpace", &dims)
+        .await?;
+    let gb = 1024.0 * 1024.0 * 1024.0;
+    let used_gb = free.map(|free| ((f64::from(d.storage_gb) - free / gb).max(0.0) * 10.0).round() / 10.0);
+    let snapshot = crate::cloud::aws::rds::latest_snapshot(&s.cloud.rds, &d.id).await?;
+    Ok(DatabaseView { used_gb, snapshot })
+}
+
+fn database_lines(s: &Survey, view: &DatabaseView) -> Vec<String> {
+    let Some(d) = &s.data.db else { return vec!["  database: none".into()] };
+    let used = view.used_gb.map_or_else(|| " (use not measured yet)".to_string(), |u| format!(", {u} GB used"));
+    let mut out = vec![format!(
+        "  database: {} {} ({}), {} GB{used}, {}{}",
+        d.id,
+        d.status,
+        d.instance_class,
+        d.storage_gb,
+        if d.multi_az { "Multi-AZ" } else { "Single-AZ" },
+        d.endpoint.as_ref().map(|e| format!(", at {e}")).unwrap_or_default()
+    )];
+    out.push(match &view.snapshot {
+        Some(snap) => format!("    last snapshot: {} ({}, {})", snap.id, snap.kind, snap.taken_at),
+        None => "    last snapshot: none yet (RDS takes the first in its backup window)".into(),
+    });
+    out
+}
+
+/// The group, its instances with their health as the load balancer sees it, and the release
+/// they boot.
+fn group_lines(
+    s: &Survey,
+    targets: &[crate::cloud::aws::elb::Target],
+    healthy: usize,
+    releases: &Result<Vec<crate::providers::aws::scale::deploy::OnInstance>, String>,
+) -> Vec<String> {
+    let Some(g) = &s.group.group else { return vec!["  group: none (`vcctl up` makes it)".into()] };
+    let in_service = g.instances.iter().filter(|i| i.lifecycle == "InService").count();
+    let mut out = vec![format!(
+        "  group {}: {} wanted ({}..{}), {in_service} in service, {healthy} healthy behind the load balancer",
+        g.name, g.desired, g.min, g.max
+    )];
+    for i in &g.instances {
+        let target = targets.iter().find(|t| t.id == i.id);
+        let health = target.map_or("not registered".to_string(), |t| match &t.reason {
+            Some(r) => format!("{} ({r})", t.state),
+            None => t.state.clone(),
+        });
+        let release = match releases {
+            Ok(r) => match r.iter().find(|o| o.instance == i.id) {
+                Some(o) => match (&o.release, o.running) {
+                    (Some(name), true) => format!(", release {name}"),
+                    (Some(name), false) => format!(", release {name} (its service is not running)"),
+                    (None, _) => ", no release".into(),
+                },
+                None => String::new(),
+            },
+            Err(_) => String::new(),
+        };
+        out.push(format!("    {} {} {}: {health}{release}", i.id, i.zone, i.lifecycle));
+    }
+    if let Err(why) = releases {
+        out.push(format!("    (the instances' releases not read: {why})"));
+    }
+    out.push(match &s.serving {
+        Some(r) => format!("  release: {} (the bucket's `serving`: what every instance boots)", r.release),
+        None => "  release: none in the bucket (`vcctl up` puts the first)".into(),
+    });
+    out
+}
+
+/// The other commands on a `scale:` stack: refused, before anything is changed.
+pub async fn refuse(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+    single_box_absent(ctx, a).await?;
+    Err(Failure::invalid(
+        format!(
+            "vcctl does not do this on `scale:` stacks yet ({NOT_BUILT} is not built; stack `{}`)",
+            ctx.settings.stack
+        ),
+        Some("`vcctl plan`, `up`, `status` and `destroy` work on it (docs/aws.md, Scaling out)".into()),
+    )
+    .into())
+}
+
+/// The clients and the account, once a stack that runs as a single box is ruled out: it does
+/// not become a group in place (refused, with the way to move its data).
+async fn single_box_absent(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
+    let (cloud, account) = aws::connect(ctx, a).await?;
+    if let Some(i) = ec2::find_instance(&cloud.ec2, &ctx.settings.stack).await? {
+        return Err(Failure::invalid(
+            format!(
+                "stack `{}` runs as a single box (instance {}), and `scale:` in `{}` would make it a group: a stack does not change shape in place",
+                ctx.settings.stack,
+                i.id,
+                ctx.settings.stack_file.display()
+            ),
+            Some(format!("remove `scale:` to keep the single box, or move its data: {MIGRATION}")),
+        )
+        .into());
+    }
+    Ok((cloud, account))
+}

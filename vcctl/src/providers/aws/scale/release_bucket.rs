@@ -1,0 +1,140 @@
+//! The stack's bucket as the store new instances boot from (templates/boot.sh): the host kit
+//! (`host/`: vc-host, the systemd units, the ingest token), the releases
+//! (`releases/<name>/{vehicleconnect,release.json}`) and the `serving` pointer, one line
+//! `<name> <sha256>`. The pointer is written last, after its release is whole: an instance
+//! launched at any moment finds a complete release or the one before.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::artifact::Artifact;
+use crate::cloud::aws::s3;
+use crate::providers::aws::names::POINTER;
+use crate::release::{Receipt, Verdict};
+use crate::settings::Settings;
+
+/// The most vcctl reads of an object it wrote (the pointer, a unit, the token).
+const SMALL: usize = 256 * 1024;
+pub const TOKEN: &str = "host/ingest-token";
+/// The authorities RDS's certificate is verified with, when the stack names them.
+pub const DATABASE_CA: &str = "host/database-ca.pem";
+
+/// `scale.database.ca_file`, if the stack names one.
+pub fn database_ca(settings: &Settings) -> Option<&std::path::Path> {
+    match &settings.provider {
+        crate::stack::Provider::Aws(a) => a.scale.as_ref()?.database.ca_file.as_deref(),
+        _ => None,
+    }
+}
+
+/// The release the bucket says serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Serving {
+    pub release: String,
+    pub sha256: String,
+}
+
+/// Parses the pointer; `None` when it is not one line of a release name and a sha256.
+pub fn parse_pointer(text: &str) -> Option<Serving> {
+    let mut words = text.split_whitespace();
+    let (release, sha256) = (words.next()?, words.next()?);
+    let named = !release.is_empty() && release.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let hashed = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    (named && hashed && words.next().is_none()).then(|| Serving { release: release.into(), sha256: sha256.into() })
+}
+
+/// The release the bucket's pointer names, if there is one.
+pub async fn serving(client: &aws_sdk_s3::Client, bucket: &str) -> Result<Option<Serving>> {
+    let Some(bytes) = s3::get_small(client, bucket, POINTER, SMALL).await? else { return Ok(None) };
+    let text = String::from_utf8_lossy(&bytes);
+    parse_pointer(&text)
+        .map(Some)
+        .with_context(|| format!("s3://{bucket}/{POINTER} is not `<release> <sha256>`: {:.80}", text.trim()))
+}
+
+/// The host kit as (key, content): vc-host, the serving and candidate units, rendered for an
+/// instance of the group (its database elsewhere, reached only through the load balancer),
+/// Prometheus's configuration (the replicas of stack id `stack_id`), and the database's
+/// authorities when the stack names them.
+pub fn kit(settings: &Settings, stack_id: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = vec![("host/vc-host".to_string(), crate::host::HELPER_SCRIPT.as_bytes().to_vec())];
+    // The same units a deploy writes on an instance (HostConfig::group_instance).
+    for f in crate::render::config::HostConfig::group_instance(settings)?.files {
+        let name = f.path.rsplit('/').next().unwrap_or_default();
+        out.push((format!("host/systemd/{name}"), f.text.into_bytes()));
+    }
+    if let crate::stack::Provider::Aws(a) = &settings.provider {
+        let region = a.region();
+        let config = crate::render::prometheus_group(&settings.stack, &region, stack_id)?;
+        out.push(("host/prometheus.yml".into(), config.into_bytes()));
+        let defaults = crate::render::prometheus_defaults(&settings.stack, "127.0.0.1:9090");
+        out.push(("host/prometheus.default".into(), defaults.into_bytes()));
+    }
+    if let Some(ca) = database_ca(settings) {
+        let pem = crate::render::config::read_pem(settings, ca, "scale.database.ca_file")?;
+        out.push((DATABASE_CA.to_string(), pem.into_bytes()));
+    }
+    Ok(out)
+}
+
+/// Writes what of the kit differs from the bucket's, and, when the service takes a token,
+/// the ingest token if there is none (made here, never shown); the keys written.
+pub async fn stock_kit(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    kit: Vec<(String, Vec<u8>)>,
+    token: bool,
+) -> Result<Vec<String>> {
+    let mut written = Vec::new();
+    for (key, content) in kit {
+        if s3::get_small(client, bucket, &key, SMALL).await?.as_deref() != Some(content.as_slice()) {
+            s3::put(client, bucket, &key, content).await?;
+            written.push(key);
+        }
+    }
+    if token && s3::get_small(client, bucket, TOKEN, SMALL).await?.is_none() {
+        s3::put(client, bucket, TOKEN, crate::providers::aws::owners::random_hex(48).into_bytes()).await?;
+        written.push(TOKEN.to_string());
+    }
+    Ok(written)
+}
+
+/// Uploads `artifact` as a release, its receipt beside it; the release's name.
+pub async fn upload(client: &aws_sdk_s3::Client, bucket: &str, artifact: &Artifact) -> Result<Receipt> {
+    let mut receipt = Receipt::new(artifact);
+    receipt.verdict = Verdict::Pending;
+    let dir = format!("releases/{}", receipt.name);
+    s3::put_file(client, bucket, &format!("{dir}/vehicleconnect"), &artifact.path).await?;
+    s3::put(client, bucket, &format!("{dir}/release.json"), serde_json::to_vec(&receipt)?).await?;
+    Ok(receipt)
+}
+
+/// Points `serving` at `receipt`'s release: what every instance launched from now on runs.
+pub async fn point(client: &aws_sdk_s3::Client, bucket: &str, receipt: &Receipt) -> Result<()> {
+    let line = format!("{} {}\n", receipt.name, receipt.sha256);
+    s3::put(client, bucket, POINTER, line.into_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pointer_is_one_release_and_its_sha256() {
+        let sha = "a".repeat(64);
+        assert_eq!(
+            parse_pointer(&format!("20261130T200000Z-aaaaaaaaaaaa {sha}\n")),
+            Some(Serving { release: "20261130T200000Z-aaaaaaaaaaaa".into(), sha256: sha.clone() })
+        );
+        for bad in [
+            String::new(),
+            "only-a-name".into(),
+            format!("../etc {sha}"),
+            format!("name {}", "a".repeat(63)),
+            format!("name {sha} extra"),
+            format!("name {}", "g".repeat(64)),
+        ] {
+            assert_eq!(parse_pointer(&bad), None, "{bad}");
+        }
+    }
+}

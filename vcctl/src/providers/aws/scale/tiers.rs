@@ -1,0 +1,490 @@
+//! The provisioning workflow of a `scale:` stack, so far its network and data tier: three
+//! security groups that chain the load balancer to the app instances and those to RDS (each
+//! admits only the one before it), the DB subnet group and the DB instance. What to change
+//! is computed apart from the calls (`plan`), so `plan` and `up` say the same.
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use crate::cloud::aws::rds::{self, Db, DbSpec};
+use crate::cloud::aws::s3::{self, Bucket};
+use crate::cloud::aws::security_group::{self as sg, Rule, SecurityGroup};
+use crate::cloud::aws::{Aws, Stamp, ec2};
+use crate::error::Failure;
+use crate::printer::Printer;
+use crate::providers::aws::names::TierNames;
+use crate::stack::scale::RdsSettings;
+
+/// The tiers, in the order of the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Lb,
+    App,
+    Db,
+}
+
+pub const TIERS: [Tier; 3] = [Tier::Lb, Tier::App, Tier::Db];
+
+impl Tier {
+    fn name(self) -> &'static str {
+        match self {
+            Tier::Lb => "lb",
+            Tier::App => "app",
+            Tier::Db => "db",
+        }
+    }
+}
+
+impl TierNames {
+    pub fn group(&self, tier: Tier) -> String {
+        self.security_group(tier.name())
+    }
+}
+
+/// What exists of the stack.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// By tier: lb, app, db.
+    pub groups: [Option<SecurityGroup>; 3],
+    pub subnet_group: bool,
+    pub db: Option<Db>,
+    pub bucket: Option<Bucket>,
+}
+
+impl Found {
+    pub fn group(&self, tier: Tier) -> Option<&SecurityGroup> {
+        self.groups[tier as usize].as_ref()
+    }
+}
+
+/// The rules a tier's group must have, exactly: its sources are the group before it.
+pub fn wanted_rules(tier: Tier, port: u16, found: &Found) -> Vec<Rule> {
+    let id = |t: Tier| found.group(t).map_or_else(|| format!("(group {})", t.name()), |g| g.id.clone());
+    let mut rules = match tier {
+        Tier::Lb => ["0.0.0.0/0", "::/0"]
+            .iter()
+            .flat_map(|c| [Rule::tcp(443, c, "HTTPS"), Rule::tcp(80, c, "HTTP, redirected to HTTPS")])
+            .collect(),
+        Tier::App => vec![
+            Rule::tcp_from_group(port, &id(Tier::Lb), "the service, from the load balancer only"),
+            // The instances' Prometheus scrape each other's metrics port, never the API's.
+            Rule::tcp_from_group(
+                crate::render::METRICS_PORT,
+                &id(Tier::App),
+                "the metrics, from the stack's instances (Prometheus)",
+            ),
+        ],
+        Tier::Db => vec![Rule::tcp_from_group(5432, &id(Tier::App), "PostgreSQL, from the app instances only")],
+    };
+    rules.sort();
+    rules
+}
+
+/// Whether `rules` has a rule that lets in what `r` lets in. The description is not part of
+/// it: it changes nothing of the access, and moto forgets it on rules whose source is a group.
+fn admits(rules: &[Rule], r: &Rule) -> bool {
+    rules
+        .iter()
+        .any(|x| (&x.protocol, x.from_port, x.to_port, &x.source) == (&r.protocol, r.from_port, r.to_port, &r.source))
+}
+
+/// One change `up` would make.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// `+` make, `~` change, `-` remove.
+    pub action: char,
+    pub what: String,
+    pub detail: String,
+}
+
+fn change(action: char, what: impl Into<String>, detail: impl Into<String>) -> Change {
+    Change { action, what: what.into(), detail: detail.into() }
+}
+
+/// What `up` would change, from what exists; an impossible change is an error naming the fix.
+pub fn plan(names: &TierNames, found: &Found, db: &RdsSettings, port: u16) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    for tier in TIERS {
+        let name = names.group(tier);
+        let wanted = wanted_rules(tier, port, found);
+        let Some(g) = found.group(tier) else {
+            let rules: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+            out.push(change('+', format!("security group {name}"), rules.join("; ")));
+            continue;
+        };
+        for r in g
+            .rules
+            .iter()
+            .filter(|r| !admits(&wanted, r) && !crate::providers::aws::on_demand::lease::is_temporary(&r.tags))
+        {
+            out.push(change('-', format!("rule on {name}"), format!("{r} (not in the stack: drift)")));
+        }
+        for r in wanted.iter().filter(|r| !admits(&g.rules, r)) {
+            out.push(change('+', format!("rule on {name}"), r.to_string()));
+        }
+    }
+    match &found.bucket {
+        None => {
+            out.push(change('+', format!("bucket {}", names.bucket), "the releases: versioned, encrypted, private"))
+        }
+        Some(b) if !b.lacks().is_empty() => {
+            out.push(change('~', format!("bucket {}", b.name), format!("put back: {}", b.lacks().join(", "))))
+        }
+        Some(_) => {}
+    }
+    if !found.subnet_group {
+        out.push(change('+', format!("DB subnet group {}", names.db), "one subnet per zone of the default VPC"));
+    }
+    match &found.db {
+        None => out.push(change('+', format!("DB instance {}", names.db), describe(db))),
+        Some(d) => out.extend(db_changes(d, db, found.group(Tier::Db).map(|g| g.id.as_str()))?),
+    }
+    Ok(out)
+}
+
+fn describe(db: &RdsSettings) -> String {
+    format!(
+        "PostgreSQL {} on {}, {} GB gp3, {}, encrypted, not public, {} days of backups, deletion protection, password kept by RDS in Secrets Manager",
+        rds::ENGINE_VERSION,
+        db.instance_class,
+        db.storage_gb,
+        if db.multi_az { "Multi-AZ" } else { "Single-AZ" },
+        db.backup_retention_days
+    )
+}
+
+/// How an existing DB instance differs from the stack file.
+fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<Change>> {
+    if !d.encrypted {
+        bail!(Failure::invalid(
+            format!("DB instance {} is not encrypted, and RDS cannot encrypt one in place", d.id),
+            Some("`vcctl db dump`, delete the instance, `vcctl up`, `vcctl db restore`".into()),
+        ));
+    }
+    if (want.storage_gb as i32) < d.storage_gb {
+        bail!(Failure::invalid(
+            format!(
+                "scale.database.storage_gb is {}, but DB instance {} has {} GB: RDS storage cannot shrink",
+                want.storage_gb, d.id, d.storage_gb
+            ),
+            Some(format!("set scale.database.storage_gb: {} (or more)", d.storage_gb)),
+        ));
+    }
+    let mut diffs = Vec::new();
+    let mut differ = |field: &str, has: String, wants: String| {
+        if has != wants {
+            diffs.push(change('~', format!("DB instance {}", d.id), format!("{field}: {has} -> {wants}")));
+        }
+    };
+    differ("class", d.instance_class.clone(), want.instance_class.clone());
+    differ("storage GB", d.storage_gb.to_string(), want.storage_gb.to_string());
+    differ("Multi-AZ", d.multi_az.to_string(), want.multi_az.to_string());
+    differ("backup days", d.backup_retention_days.to_string(), want.backup_retention_days.to_string());
+    differ("deletion protection", d.deletion_protection.to_string(), "true".into());
+    differ("public", d.public.to_string(), "false".into());
+    differ("security groups", d.security_groups.join(","), group.unwrap_or("(group db)").to_string());
+    Ok(diffs)
+}
+
+/// Reads what exists; a resource tagged with another stack id is refused before any change.
+pub async fn survey(aws: &Aws, names: &TierNames, stamp: &Stamp) -> Result<Found> {
+    let mut found = Found::default();
+    for tier in TIERS {
+        let g = sg::find_named(&aws.ec2, &names.stack, &names.group(tier)).await?;
+        if let Some(g) = &g {
+            owned(&g.name, g.owner.stack_id.as_deref(), stamp)?;
+        }
+        found.groups[tier as usize] = g;
+    }
+    found.subnet_group = rds::subnet_group_exists(&aws.rds, &names.db).await?;
+    found.db = rds::find(&aws.rds, &names.db).await?;
+    if let Some(d) = &found.db {
+        owned(&format!("DB instance {}", d.id), d.owner.stack_id.as_deref(), stamp)?;
+    }
+    if !stamp.id.is_empty() {
+        found.bucket = s3::find(&aws.s3, &names.bucket).await?;
+    }
+    if let Some(b) = &found.bucket {
+        owned(&format!("bucket {}", b.name), b.owner.stack_id.as_deref(), stamp)?;
+    }
+    Ok(found)
+}
+
+pub(crate) fn owned(what: &str, id: Option<&str>, stamp: &Stamp) -> Result<()> {
+    if id == Some(stamp.id.as_str()) {
+        return Ok(());
+    }
+    bail!(Failure::invalid(
+        format!(
+            "{what} carries stack id {}, not this stack's {}: another project's stack `{}`, or a copy",
+            id.unwrap_or("(none)"),
+            stamp.id,
+            stamp.stack
+        ),
+        Some("give this stack another `name:`, or remove what the other one made with its own `vcctl destroy`".into()),
+    ))
+}
+
+/// Makes and repairs the tier: groups and their rules, the subnet group, the DB instance.
+pub async fn apply(
+    aws: &Aws,
+    names: &TierNames,
+    found: &mut Found,
+    db: &RdsSettings,
+    port: u16,
+    stamp: &Stamp,
+    p: &Printer,
+) -> Result<()> {
+    let vpc = ec2::default_vpc(&aws.ec2).await?;
+    for tier in TIERS {
+        let name = names.group(tier);
+        if found.group(tier).is_none() {
+            let id = p.doing(&format!("security group {name}"), sg::create(&aws.ec2, &name, &vpc, stamp)).await?;
+            found.groups[tier as usize] = sg::find_named(&aws.ec2, &names.stack, &name).await?;
+            anyhow::ensure!(
+                found.group(tier).is_some(),
+                "security group {name} ({id}) is not found after its creation"
+            );
+            fault_point(&format!("{}_group", tier.name()));
+        }
+        let wanted = wanted_rules(tier, port, found);
+        let g = found.group(tier).expect("made above");
+        // On-demand SSH (a deploy's, for its address, tagged and leased) is no drift.
+        let drift: Vec<Rule> = g
+            .rules
+            .iter()
+            .filter(|r| !admits(&wanted, r) && !crate::providers::aws::on_demand::lease::is_temporary(&r.tags))
+            .cloned()
+            .collect();
+        let missing: Vec<Rule> = wanted.iter().filter(|r| !admits(&g.rules, r)).cloned().collect();
+        let id = g.id.clone();
+        if !drift.is_empty() {
+            p.doing(
+                &format!("closing {} rule(s) on {name} that the stack does not have", drift.len()),
+                sg::revoke(&aws.ec2, &id, &drift),
+            )
+            .await?;
+        }
+        if !missing.is_empty() {
+            p.doing(&format!("opening {} rule(s) on {name}", missing.len()), sg::authorize(&aws.ec2, &id, &missing))
+                .await?;
+        }
+    }
+    match &found.bucket {
+        Some(b) if b.lacks().is_empty() => {}
+        Some(b) => {
+            p.doing(&format!("bucket {}: {}", b.name, b.lacks().join(", ")), s3::secure(&aws.s3, &b.name, stamp))
+                .await?
+        }
+        None => {
+            p.doing(&format!("bucket {} (the releases)", names.bucket), async {
+                s3::create(&aws.s3, &names.bucket, &aws.region).await?;
+                s3::secure(&aws.s3, &names.bucket, stamp).await
+            })
+            .await?;
+            fault_point("bucket");
+        }
+    }
+    database(aws, names, found, db, &vpc, stamp, p).await
+}
+
+async fn database(
+    aws: &Aws,
+    names: &TierNames,
+    found: &Found,
+    db: &RdsSettings,
+    vpc: &str,
+    stamp: &Stamp,
+    p: &Printer,
+) -> Result<()> {
+    if !found.subnet_group {
+        let ids = ec2::subnets_across_zones(&aws.ec2, vpc, "RDS").await?;
+        p.doing(&format!("DB subnet group {}", names.db), rds::create_subnet_group(&aws.rds, &names.db, &ids, stamp))
+            .await?;
+    }
+    let group = found.group(Tier::Db).map(|g| g.id.clone()).expect("made before the database");
+    let size = size(db);
+    match &found.db {
+        None => {
+            let spec =
+                DbSpec { id: &names.db, settings: &size, subnet_group: &names.db, security_group: &group, stamp };
+            p.doing(&format!("DB instance {} ({})", names.db, db.instance_class), rds::create(&aws.rds, &spec)).await?;
+            fault_point("database");
+            Ok(())
+        }
+        Some(d) if db_changes(d, db, Some(&group))?.is_empty() => Ok(()),
+        Some(d) if d.status != "available" => bail!(
+            "DB instance {} is {}; RDS changes it once it is available: run `vcctl up` again then",
+            d.id,
+            d.status
+        ),
+        Some(d) => {
+            p.doing(&format!("changing DB instance {}", d.id), rds::modify(&aws.rds, &d.id, &size, &group)).await
+        }
+    }
+}
+
+fn size(db: &RdsSettings) -> rds::Size<'_> {
+    rds::Size {
+        instance_class: &db.instance_class,
+        storage_gb: db.storage_gb,
+        multi_az: db.multi_az,
+        backup_retention_days: db.backup_retention_days,
+    }
+}
+
+/// Removes the tier: the DB instance after a final snapshot (its name is the answer), the
+/// subnet group, the groups from the last of the chain. With `keep_data`, the database,
+/// its subnet group and its group stay.
+pub async fn destroy(
+    aws: &Aws,
+    names: &TierNames,
+    found: &Found,
+    keep_data: bool,
+    p: &Printer,
+) -> Result<Option<String>> {
+    let mut snapshot = None;
+    if let (Some(d), false) = (&found.db, keep_data) {
+        let name = format!("{}-final-{}", d.id, time::OffsetDateTime::now_utc().unix_timestamp());
+        p.doing(
+            &format!("deleting DB instance {} after a final snapshot {name}", d.id),
+            rds::delete(&aws.rds, &d.id, &name),
+        )
+        .await?;
+        p.doing(&format!("waiting for DB instance {} to be gone", d.id), gone(aws, &d.id)).await?;
+        snapshot = Some(name);
+    }
+    if let Some(b) = &found.bucket {
+        p.doing(&format!("deleting bucket {} and the releases in it", b.name), s3::delete(&aws.s3, &b.name)).await?;
+    }
+    if found.subnet_group && !keep_data {
+        p.doing(&format!("deleting DB subnet group {}", names.db), rds::delete_subnet_group(&aws.rds, &names.db))
+            .await?;
+    }
+    for tier in TIERS.iter().rev().filter(|t| !(keep_data && **t == Tier::Db)) {
+        if let Some(g) = found.group(*tier) {
+            p.doing(&format!("deleting security group {}", g.name), sg::delete(&aws.ec2, &g.id)).await?;
+        }
+    }
+    Ok(snapshot)
+}
+
+/// RDS takes minutes to delete an instance; its group and subnet group go after it.
+async fn gone(aws: &Aws, id: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    while rds::find(&aws.rds, id).await?.is_some() {
+        if started.elapsed() > std::time::Duration::from_secs(30 * 60) {
+            bail!(
+                "DB instance {id} is still there after 30 minutes; `vcctl destroy` again removes the rest once it is gone"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
+    Ok(())
+}
+
+/// Fault injection for tests (`VCCTL_FAULT=abort-after:<point>`): the process stops dead
+/// there, as an `up` killed at that moment would.
+pub(crate) fn fault_point(point: &str) {
+    if std::env::var("VCCTL_FAULT").ok().as_deref() == Some(&format!("abort-after:{point}")) {
+        crate::printer::say(format!("VCCTL_FAULT: aborting after {point}"));
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::aws::Owner;
+    use crate::cloud::aws::security_group::Source;
+
+    fn group(name: &str, id: &str, rules: Vec<Rule>) -> Option<SecurityGroup> {
+        Some(SecurityGroup { id: id.into(), name: name.into(), vpc_id: "vpc-1".into(), rules, owner: Owner::default() })
+    }
+
+    fn settings() -> RdsSettings {
+        RdsSettings {
+            ca_file: None,
+            instance_class: "db.t4g.micro".into(),
+            storage_gb: 20,
+            multi_az: false,
+            backup_retention_days: 7,
+        }
+    }
+
+    #[test]
+    fn each_group_admits_only_the_one_before_it() {
+        let names = TierNames::of("fra", "0123456789abcdef");
+        let nothing = Found::default();
+        let changes = plan(&names, &nothing, &settings(), 8000).unwrap();
+        let made: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
+        assert_eq!(
+            made,
+            [
+                "security group vcctl-fra-lb",
+                "security group vcctl-fra-app",
+                "security group vcctl-fra-db",
+                "bucket vcctl-fra-0123456789abcdef",
+                "DB subnet group vcctl-fra",
+                "DB instance vcctl-fra"
+            ]
+        );
+        let mut found = Found::default();
+        found.groups[0] = group("vcctl-fra-lb", "sg-lb", wanted_rules(Tier::Lb, 8000, &found));
+        let app = wanted_rules(Tier::App, 8000, &found);
+        // The service's port from the load balancer; the metrics port from the app group
+        // itself (its placeholder until the group exists).
+        let admitted: Vec<(i32, &Source)> = app.iter().map(|r| (r.from_port, &r.source)).collect();
+        assert_eq!(admitted, [(8000, &Source::Group("sg-lb".into())), (9464, &Source::Group("(group app)".into()))]);
+        found.groups[1] = group("vcctl-fra-app", "sg-app", app);
+        let app = wanted_rules(Tier::App, 8000, &found);
+        assert_eq!((app[1].from_port, &app[1].source), (9464, &Source::Group("sg-app".into())));
+        found.groups[1] = group("vcctl-fra-app", "sg-app", app);
+        let db = wanted_rules(Tier::Db, 8000, &found);
+        assert_eq!((db[0].from_port, &db[0].source), (5432, &Source::Group("sg-app".into())));
+        // The app group opened to the world by hand: drift, revoked.
+        let mut hand = found.groups[1].clone().unwrap();
+        hand.rules.push(Rule::tcp(8000, "0.0.0.0/0", "by hand"));
+        found.groups[1] = Some(hand);
+        let changes = plan(&names, &found, &settings(), 8000).unwrap();
+        assert!(
+            changes.contains(&change(
+                '-',
+                "rule on vcctl-fra-app",
+                "tcp/8000 from 0.0.0.0/0 (by hand) (not in the stack: drift)"
+            )),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn a_database_is_changed_toward_the_file_and_never_shrunk_or_left_unencrypted() {
+        let d = Db {
+            id: "vcctl-fra".into(),
+            status: "available".into(),
+            instance_class: "db.t4g.micro".into(),
+            storage_gb: 20,
+            multi_az: false,
+            backup_retention_days: 7,
+            encrypted: true,
+            public: false,
+            deletion_protection: true,
+            security_groups: vec!["sg-db".into()],
+            endpoint: None,
+            secret_arn: None,
+            owner: Owner::default(),
+        };
+        assert!(db_changes(&d, &settings(), Some("sg-db")).unwrap().is_empty());
+        let bigger = RdsSettings { instance_class: "db.t4g.small".into(), multi_az: true, ..settings() };
+        let details: Vec<String> =
+            db_changes(&d, &bigger, Some("sg-db")).unwrap().into_iter().map(|c| c.detail).collect();
+        assert_eq!(details, ["class: db.t4g.micro -> db.t4g.small", "Multi-AZ: false -> true"]);
+        let unprotected = Db { deletion_protection: false, public: true, ..d.clone() };
+        assert_eq!(db_changes(&unprotected, &settings(), Some("sg-db")).unwrap().len(), 2);
+        let err = db_changes(&Db { storage_gb: 50, ..d.clone() }, &settings(), Some("sg-db")).unwrap_err();
+        assert!(err.to_string().contains("RDS storage cannot shrink"), "{err}");
+        let err = db_changes(&Db { encrypted: false, ..d }, &settings(), Some("sg-db")).unwrap_err();
+        assert!(err.to_string().contains("RDS cannot encrypt one in place"), "{err}");
+    }
+}

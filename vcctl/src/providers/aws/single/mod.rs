@@ -1,0 +1,424 @@
+//! The AWS provider's `up`, `plan`, `status` and `destroy`: scripts over `provision` and the
+//! thin SDK wrappers in `cloud::aws`.
+
+pub mod backup;
+pub mod preflight;
+pub mod provision;
+pub mod status;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group, sns, volume};
+use crate::context::Ctx;
+use crate::error::{self, Failure};
+use crate::host::Host;
+use crate::providers::aws::names::BoxNames;
+use crate::providers::aws::{DEFAULT_INSTANCE_TYPE, DEFAULT_SSH_USER, connect};
+use crate::render;
+use crate::stack::AwsSettings;
+use crate::targets::remote::Remote;
+use provision::{Action, Wanted};
+
+/// How long `up` waits for its instance to run and have a public address.
+const INSTANCE_READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: String) -> Result<Wanted> {
+    let stack = &ctx.settings.stack;
+    if a.admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0") {
+        ctx.printer.warn(
+            "SSH (22) and Prometheus (9090) are open to the whole internet (aws.allow_admin_from_anywhere: true)",
+        );
+    }
+    for private in a.admin_cidrs.iter().filter(|c| crate::stack::yaml::is_private(c)) {
+        ctx.printer.warn(format!(
+            "admin_cidrs has the private network {private} (`{}`): AWS sees your public address, so SSH from it reaches \
+             the instance only through a VPN or Direct Connect into its VPC",
+            ctx.settings.stack_file.display()
+        ));
+    }
+    let region = a.region();
+    Ok(Wanted {
+        stack: stack.clone(),
+        stamp: Stamp { stack: stack.clone(), id: id.to_string() },
+        names: BoxNames::of(stack),
+        instance_type: a.instance_type.clone().unwrap_or_else(|| DEFAULT_INSTANCE_TYPE.into()),
+        public_key,
+        vpc_id: a.vpc_id.clone(),
+        subnet_id: a.subnet_id.clone(),
+        termination_protection: a.termination_protection,
+        rules: provision::rules(&a.admin_cidrs, ctx.settings.port, ctx.settings.tls.is_some()),
+        policy: iam::instance_policy(stack, &region, account),
+        user_data: render::user_data(stack, ctx.settings.port)?,
+        data_volume_gb: a.data_volume_gb,
+        alerts: ctx.settings.alert_email.clone().map(|email| provision::Alerts {
+            topic_arn: sns::arn(&region, account, &BoxNames::of(stack).topic),
+            email,
+        }),
+        region,
+    })
+}
+
+fn print_changes(ctx: &Ctx, changes: &[provision::Change]) {
+    for c in changes {
+        let sign = match c.action {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Delete => "-",
+        };
+        let detail = if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) };
+        ctx.printer.out(format!("  {sign} {}{detail}", c.resource));
+    }
+}
+
+/// What `plan` and `up` both start from: the clients, what the stack wants, what exists,
+/// and the changes between them: tagging an older vcctl's resources with the stack id
+/// first. Refused (exit 3) when anything found is not this stack's.
+async fn survey(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    id: Option<&str>,
+    artifact: Option<PathBuf>,
+) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
+    if let Some(placeholder) = &a.placeholder {
+        return Err((**placeholder).clone().into());
+    }
+    let public_key = crate::providers::aws::reach::local_keys(ctx, a)?;
+    let (aws, account) = connect(ctx, a).await?;
+    let w = wanted(ctx, a, &account, id.unwrap_or("(made by the first up)"), public_key)?;
+    // Plan never builds: the artifact is --artifact, or this checkout's last release build.
+    let artifact = artifact.or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
+    preflight::check(&aws, &w, artifact.as_deref(), &ctx.settings.stack_file).await?;
+    let step = ctx.printer.step("reading what exists");
+    let topic_arn = sns::arn(&w.region, &account, &w.names.topic);
+    let found = provision::find(&aws, &w.names, &w.stack, &topic_arn).await?;
+    step.done("");
+    let mut changes = provision::ownership(&w.names, &w.stack, &found, id, &ctx.settings.stack_file)?;
+    provision::check_data_volume(&w, &found, &ctx.settings.stack_file)?;
+    if id.is_some() {
+        changes.extend(provision::plan(&w, &found, &w.region));
+    } else {
+        changes = provision::plan(&w, &found, &w.region);
+    }
+    Ok((aws, w, found, changes))
+}
+
+pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<u8> {
+    let id = ctx.settings.stack_id.as_deref();
+    let (_, w, found, changes) = survey(ctx, a, id, artifact.map(Path::to_path_buf)).await?;
+    let held = provision::held_temporary_rules(&found);
+    for (rule, until) in &held {
+        ctx.printer
+            .info(format!("temporary SSH rule {rule}: held until {until}, left alone (removed once it expires)"));
+    }
+    if id.is_none() {
+        ctx.printer.info(format!(
+            "stack `{}` has no `id:` yet: `vcctl up` makes one and writes it into `{}`",
+            w.stack,
+            ctx.settings.stack_file.display()
+        ));
+    }
+    let held: Vec<_> = held.iter().map(|(rule, until)| json!({"rule": rule, "held_until": until})).collect();
+    let cost = crate::providers::aws::cost::covers(&w.region).then(|| {
+        crate::providers::aws::cost::single_box(
+            &w.instance_type,
+            crate::providers::aws::ROOT_VOLUME_GB as u32,
+            w.data_volume_gb as u32,
+        )
+    });
+    ctx.printer.json(&json!({
+        "stack": w.stack, "region": w.region, "changes": changes, "temporary_ssh_rules": held, "cost": cost,
+        "settings": ctx.settings,
+    }));
+    if changes.is_empty() {
+        ctx.printer.out(format!("stack `{}`: no changes; AWS matches the stack file", w.stack));
+    } else {
+        let n = changes.len();
+        ctx.printer.out(format!("stack `{}` in {}: `vcctl up` would make {n} change(s):", w.stack, w.region));
+        print_changes(ctx, &changes);
+    }
+    match &cost {
+        Some(c) => ctx.printer.out(crate::providers::aws::cost::describe(c).join("\n")),
+        None => ctx.printer.out(format!("(no cost estimate: the price table covers eu-central-1, not {})", w.region)),
+    }
+    Ok(if changes.is_empty() { error::OK } else { error::PLAN_HAS_CHANGES })
+}
+
+/// The provisioning half of `vcctl up`: the instance to deploy to (and the clients to reach
+/// it with), or `None` on an emulator (its instances are not real hosts).
+pub async fn up(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<Option<(Aws, Remote)>> {
+    let started = Instant::now();
+    if ctx.settings.tls.is_none() {
+        ctx.printer.warn(format!(
+            "stack `{}` has no `tls:` section: vehicles' tokens and VINs cross the internet unencrypted \
+             (docs/aws.md, HTTPS)",
+            ctx.settings.stack
+        ));
+    }
+    let id = crate::providers::aws::stack_id(ctx)?;
+    let (aws, w, found, changes) = survey(ctx, a, Some(&id), artifact.map(Path::to_path_buf)).await?;
+    let instance_id = if changes.is_empty() {
+        found.instance.as_ref().map(|i| i.id.clone())
+    } else {
+        provision::apply(&aws, &w, &found, &changes, &ctx.printer).await?
+    };
+    let step = ctx.printer.step("waiting for the instance to run, with a public address");
+    let instance = match ec2::wait_ready(&aws.ec2, &w.stack, INSTANCE_READY_TIMEOUT).await {
+        Ok(i) => {
+            step.done(i.public_ip.as_deref().unwrap_or_default());
+            Some(i)
+        }
+        Err(e) => {
+            step.fail("not ready");
+            return Err(e);
+        }
+    };
+    ctx.printer.json(&json!({
+        "stack": w.stack,
+        "region": w.region,
+        "changed": !changes.is_empty(),
+        "changes": changes,
+        "instance": instance,
+        "elapsed_s": started.elapsed().as_secs_f64(),
+    }));
+    if changes.is_empty() {
+        ctx.printer.info(format!("stack `{}`: no changes; everything matches the stack file", w.stack));
+    } else {
+        ctx.printer.info(format!(
+            "\nstack `{}` in {}: {} change(s) made in {}",
+            w.stack,
+            w.region,
+            changes.len(),
+            crate::printer::format_duration(started.elapsed())
+        ));
+    }
+    let ip = instance.as_ref().and_then(|i| i.public_ip.clone()).unwrap_or_else(|| "(no public address yet)".into());
+    ctx.printer.out(format!("instance {} at {ip}", instance_id.unwrap_or_default()));
+    if aws.emulated {
+        ctx.printer
+            .info("AWS_ENDPOINT_URL is set (an emulator): its instances are not real hosts, so no deploy follows");
+        return Ok(None);
+    }
+    let remote = remote_of(ctx, a, &aws).await?;
+    Ok(Some((aws, remote)))
+}
+
+/// The stack's instance as a host to deploy to: its public address, its login, and its host
+/// key from the console output when cloud-init has printed it there.
+pub async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> {
+    let stack = &ctx.settings.stack;
+    let instance = ec2::find_instance(&aws.ec2, stack).await?.filter(|i| i.state != "terminated");
+    let Some(instance) = instance else {
+        return Err(Failure::invalid(
+            format!("stack `{stack}` has no instance in {}", a.region()),
+            Some("`vcctl up` creates it".to_string()),
+        )
+        .into());
+    };
+    let what = format!("instance {}", instance.id);
+    crate::providers::aws::owners::ensure_ours(&instance.owner, &what, stack, ctx.settings.stack_id.as_deref())?;
+    let Some(ip) = instance.public_ip.clone() else {
+        anyhow::bail!("instance {} ({}) has no public address yet; try again in a minute", instance.id, instance.state);
+    };
+    let ip = crate::providers::aws::reach::address(aws, &instance.id, ip)?;
+    let identity = crate::providers::aws::reach::identity_path(ctx, a);
+    let mut target = Host::target(
+        &ctx.settings,
+        &ip,
+        a.ssh_user.as_deref().unwrap_or(DEFAULT_SSH_USER),
+        22,
+        Some(&identity.to_string_lossy()),
+    );
+    // A key known before the first contact: the stack's, else the one the instance printed
+    // at boot. Once pinned, known_hosts decides.
+    target.host_key = match &a.host_key {
+        Some(key) => Some(key.clone()),
+        None if target.is_known() => None,
+        None => Some(crate::providers::aws::reach::console_host_key(ctx, aws, &instance.id).await?),
+    };
+    let (public_url, trust) = crate::targets::remote::public_endpoint(&ctx.settings, &ip);
+    // Prometheus is reached through SSH (`vcctl tunnel prometheus`) unless the stack keeps
+    // it open to admin networks.
+    let prometheus_listen = match a.ssh_access {
+        crate::stack::SshAccess::AdminCidrs => "0.0.0.0:9090",
+        crate::stack::SshAccess::OnDemand => "127.0.0.1:9090",
+    };
+    let data_volume = volume::find(&aws.ec2, stack, "data").await?.map(|v| v.id);
+    Ok(Remote {
+        target,
+        public_url,
+        prometheus_listen: prometheus_listen.into(),
+        trust,
+        data_volume,
+        check_outside: true,
+    })
+}
+
+/// Refuses a protected stack (exit 9), lists what would go (and what `--keep-data` keeps),
+/// and asks.
+fn confirm_destroy(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    found: &provision::Found,
+    names: &BoxNames,
+    keep_data: bool,
+) -> Result<()> {
+    let stack = &ctx.settings.stack;
+    if let (Some(i), Some(true)) = (&found.instance, found.termination_protection) {
+        return Err(Failure::Protected {
+            message: format!("instance {} of stack `{stack}` has termination protection on; nothing was deleted", i.id),
+            hint: Some(format!(
+                "set `aws.termination_protection: false` in `{}` and run `vcctl up`, then destroy",
+                ctx.settings.stack_file.display()
+            )),
+        }
+        .into());
+    }
+    ctx.printer.info(format!("`vcctl destroy` deletes, in {}:", a.region()));
+    let kept = kept(found, keep_data);
+    for (claim, _) in found.claims(names) {
+        if !kept.contains(&claim.what) {
+            ctx.printer.info(format!("  - {}", claim.what));
+        }
+    }
+    for k in &kept {
+        ctx.printer.info(format!("and keeps (--keep-data): {k}"));
+    }
+    ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", a.region()))
+}
+
+/// What `--keep-data` keeps, as the claims name it: the data volume (the events) and the
+/// Elastic IP (so the address, and the DNS records naming it, survive a new instance).
+fn kept(found: &provision::Found, keep_data: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (true, Some(v)) = (keep_data, &found.data_volume) {
+        out.push(format!("data volume {} ({} GB)", v.id, v.size_gb));
+    }
+    if let (true, Some(a)) = (keep_data, &found.address) {
+        out.push(format!("Elastic IP {} ({})", a.public_ip, a.allocation_id));
+    }
+    out
+}
+
+pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
+    let (aws, account) = connect(ctx, a).await?;
+    let stack = ctx.settings.stack.clone();
+    let names = BoxNames::of(&stack);
+    let found = provision::find(&aws, &names, &stack, &sns::arn(&a.region(), &account, &names.topic)).await?;
+    // Only what is this stack's: a refusal here deletes nothing at all.
+    provision::ownership(&names, &stack, &found, ctx.settings.stack_id.as_deref(), &ctx.settings.stack_file)?;
+    if found.is_empty() {
+        ctx.printer.json(&json!({"stack": stack, "deleted": [], "failed": []}));
+        ctx.printer.info(format!("stack `{stack}` has nothing left to destroy"));
+        return Ok(0);
+    }
+    confirm_destroy(ctx, a, &found, &names, keep_data)?;
+    let mut d = Deletions { ctx, deleted: Vec::new(), failed: Vec::new() };
+    let instance_gone = delete_infrastructure(&mut d, &aws, &found, &names).await;
+    delete_data(&mut d, &aws, &found, keep_data, instance_gone).await;
+    let kept = kept(&found, keep_data);
+    for k in &kept {
+        ctx.printer
+            .info(format!("kept (--keep-data): {k}; `vcctl up` takes it again, a plain `vcctl destroy` deletes it"));
+    }
+    ctx.printer.json(&json!({"stack": stack, "deleted": d.deleted, "failed": d.failed, "kept": kept}));
+    if !d.failed.is_empty() {
+        for (what, why) in &d.failed {
+            ctx.printer.warn(format!("could not delete {what}: {why}"));
+        }
+        anyhow::bail!(
+            "{} resource(s) of stack `{stack}` could not be deleted; run `vcctl destroy` again to finish",
+            d.failed.len()
+        )
+    }
+    match kept.is_empty() {
+        true => ctx.printer.info(format!("stack `{stack}` destroyed: nothing tagged for it remains")),
+        false => ctx.printer.info(format!("stack `{stack}` destroyed, but for what --keep-data keeps")),
+    }
+    Ok(0)
+}
+
+/// What `destroy` deleted and what it could not, as it goes.
+struct Deletions<'a> {
+    ctx: &'a Ctx,
+    deleted: Vec<String>,
+    failed: Vec<(String, String)>,
+}
+
+impl Deletions<'_> {
+    /// Deletes `what` with `fut`; whether it is gone.
+    async fn attempt(&mut self, what: String, fut: impl std::future::Future<Output = Result<()>>) -> bool {
+        let step = self.ctx.printer.step(format!("deleting {what}"));
+        match fut.await {
+            Ok(()) => {
+                step.done("");
+                self.deleted.push(what);
+                true
+            }
+            Err(e) => {
+                step.fail("failed");
+                self.failed.push((what, format!("{e:#}")));
+                false
+            }
+        }
+    }
+}
+
+/// Alarms, the instance, its firewall, IAM, key pair and CI deploy role; whether the
+/// instance is gone.
+async fn delete_infrastructure(d: &mut Deletions<'_>, aws: &Aws, found: &provision::Found, names: &BoxNames) -> bool {
+    if !found.alarms.is_empty() {
+        let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
+        d.attempt(format!("alarms {}", names.join(", ")), cloudwatch::delete(&aws.cloudwatch, &names)).await;
+    }
+    let mut instance_gone = true;
+    if let Some(i) = &found.instance {
+        let what = format!("instance {} (waiting until terminated)", i.id);
+        instance_gone = d.attempt(what, ec2::terminate(&aws.ec2, &i.id)).await;
+    }
+    if let Some(g) = &found.security_group {
+        match instance_gone {
+            true => _ = d.attempt(format!("security group {}", g.id), security_group::delete(&aws.ec2, &g.id)).await,
+            false => d.failed.push((format!("security group {}", g.id), "still used by the instance".into())),
+        }
+    }
+    if found.role.is_some() || found.instance_profile.is_some() {
+        let what = format!("instance profile {} and role {}", names.instance_profile, names.role);
+        d.attempt(what, iam::delete_role_and_profile(&aws.iam, &names.role, &names.instance_profile)).await;
+    }
+    if found.key_pair.is_some() {
+        d.attempt(format!("key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair)).await;
+    }
+    if found.deploy_role.is_some() {
+        d.attempt(format!("CI deploy role {}", names.deploy_role), iam::delete_role(&aws.iam, &names.deploy_role))
+            .await;
+    }
+    instance_gone
+}
+
+/// The alert topic, and (unless `--keep-data`) the data volume and the Elastic IP, once the
+/// instance has let go of them.
+async fn delete_data(d: &mut Deletions<'_>, aws: &Aws, found: &provision::Found, keep_data: bool, instance_gone: bool) {
+    if let Some(t) = &found.topic {
+        d.attempt(format!("alert topic {} and its subscriptions", t.arn), sns::delete(&aws.sns, &t.arn)).await;
+    }
+    if keep_data {
+        return;
+    }
+    if let Some(v) = &found.data_volume {
+        match instance_gone {
+            true => _ = d.attempt(format!("data volume {} (the events)", v.id), volume::delete(&aws.ec2, &v.id)).await,
+            false => d.failed.push((format!("data volume {}", v.id), "still attached to the instance".into())),
+        }
+    }
+    if let Some(addr) = &found.address {
+        let what = format!("Elastic IP {}", addr.public_ip);
+        match instance_gone {
+            true => _ = d.attempt(what, address::release(&aws.ec2, &addr.allocation_id)).await,
+            false => d.failed.push((what, "still associated with the instance".into())),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The `local` stack: releases under `.vcctl/local/<stack>`, a supervised process, its
+//! target for the deploy workflow and its plan.
+
+pub mod plan;
+pub mod process;
+pub mod supervise;
+pub mod target;
