@@ -132,8 +132,57 @@ pub fn of_arguments(e: &clap::Error) -> (String, String) {
     (message, "`vcctl <command> --help` lists each command's flags".to_string())
 }
 
+/// `hint` with `--stack STACK` in every vcctl command it names (`` `vcctl up` ``), so that a
+/// pasted hint acts on the stack it is about: at the end of the command, before any
+/// redirection. A hint that names stacks itself (`--stack`) is left as it is.
+pub fn with_stack(hint: &str, stack: &str) -> String {
+    if hint.contains("--stack") {
+        return hint.to_string();
+    }
+    let mut out = String::with_capacity(hint.len() + 32);
+    let mut rest = hint;
+    while let Some(i) = rest.find("`vcctl ") {
+        let (before, from) = rest.split_at(i);
+        out.push_str(before);
+        let Some(end) = from[1..].find('`').map(|e| e + 1) else {
+            out.push_str(from);
+            return out;
+        };
+        let command = &from[1..end];
+        if command["vcctl ".len()..].starts_with('-') {
+            out.push_str(&from[..=end]);
+        } else {
+            // Before ` > FILE`, ` < FILE` or ` | ...`, else at the end.
+            let at = [" > ", " < ", " | "].iter().filter_map(|op| command.find(op)).min().unwrap_or(command.len());
+            out.push_str(&format!("`{} --stack {stack}{}`", &command[..at], &command[at..]));
+        }
+        rest = &from[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hints_name_the_stack_they_are_about() {
+        let with = super::with_stack;
+        assert_eq!(with("run `vcctl up` again", "frankfurt"), "run `vcctl up --stack frankfurt` again");
+        assert_eq!(
+            with("`vcctl db dump > FILE`, then `vcctl secrets set KEY`", "stacks/x.yaml"),
+            "`vcctl db dump --stack stacks/x.yaml > FILE`, then `vcctl secrets set KEY --stack stacks/x.yaml`"
+        );
+        assert_eq!(
+            with("`vcctl status --stack other`, then `vcctl up`", "fra"),
+            "`vcctl status --stack other`, then `vcctl up`"
+        );
+        assert_eq!(
+            with("`vcctl --help` lists them; `ssh-keygen -y`", "fra"),
+            "`vcctl --help` lists them; `ssh-keygen -y`"
+        );
+        assert_eq!(with("an odd ` vcctl` and `vcctl up", "fra"), "an odd ` vcctl` and `vcctl up");
+    }
+
     #[test]
     fn exit_codes_are_documented() {
         let doc =

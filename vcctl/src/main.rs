@@ -16,14 +16,16 @@ mod error;
 mod health;
 mod host;
 mod http_client;
-mod keys;
+mod plan;
 mod printer;
 mod providers;
 mod release;
 mod render;
 mod settings;
+mod signals;
 mod simulate;
 mod stack;
+mod status;
 mod targets;
 
 use std::path::Path;
@@ -68,10 +70,25 @@ fn main() -> ExitCode {
     // Every HTTPS client of vcctl (its own and the AWS SDK's) uses aws-lc-rs.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match runtime.block_on(run(cli, printer.clone())) {
+    // Every command ends the same way on SIGINT or SIGTERM: 130, unless the work holds a
+    // `signals::Guard` and says so itself (signals.rs).
+    let command = cli.command.name();
+    // Hints name commands; on another stack than the default, with `--stack`, so they paste.
+    let stack = Some(cli.stack.clone()).filter(|s| s != "local");
+    let work = async {
+        tokio::select! {
+            r = run(cli, printer.clone()) => r,
+            why = signals::unguarded() => Err(error::Failure::Interrupted { message: signals::stopped(command, why) }.into()),
+        }
+    };
+    match runtime.block_on(work) {
         Ok(code) => error::exit(code),
         Err(err) => {
             let (code, hint) = error::classify(&err);
+            let hint = match (&stack, hint) {
+                (Some(stack), Some(h)) => Some(error::with_stack(&h, stack)),
+                (_, h) => h,
+            };
             let label =
                 if printer.is_fancy() { console::style("error:").red().bold().to_string() } else { "error:".into() };
             printer::say(format!("{label} {err:#}"));

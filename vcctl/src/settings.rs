@@ -15,7 +15,7 @@ pub const DEFAULT_KPI_INTERVAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Source {
+pub enum SettingSource {
     Flag,
     /// The flag's environment variable (`VCCTL_PORT`).
     Env,
@@ -33,7 +33,7 @@ pub struct Settings {
     pub provider: Provider,
     pub provider_name: &'static str,
     pub port: u16,
-    pub port_source: Source,
+    pub port_source: SettingSource,
     #[serde(with = "humantime_serde_compat")]
     pub retention: Duration,
     #[serde(with = "humantime_serde_compat")]
@@ -67,10 +67,10 @@ impl Settings {
     /// `root` is the project directory (where `stacks/` and `.vcctl/` live).
     pub fn resolve(root: &Path, stack: Stack, overrides: &Overrides) -> Settings {
         let (port, port_source) = match (overrides.port, stack.service.port) {
-            (Some(p), _) if overrides.port_from_env => (p, Source::Env),
-            (Some(p), _) => (p, Source::Flag),
-            (None, Some(p)) => (p, Source::Stack),
-            (None, None) => (DEFAULT_PORT, Source::Default),
+            (Some(p), _) if overrides.port_from_env => (p, SettingSource::Env),
+            (Some(p), _) => (p, SettingSource::Flag),
+            (None, Some(p)) => (p, SettingSource::Stack),
+            (None, None) => (DEFAULT_PORT, SettingSource::Default),
         };
         let provider_name = stack.provider.name();
         Settings {

@@ -259,7 +259,16 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     assert_eq!(up["hosts"].as_array().unwrap().len(), 2, "{up}");
     assert!(up["hosts"].as_array().unwrap().iter().all(|h| h["result"] == "deployed, healthy"), "{up}");
     assert_eq!((fleet.current(11), fleet.current(12)), (v1.clone(), v1.clone()));
+    only_the_load_balancer_is_public_and_only_app_hosts_reach_the_database(&fleet);
+    let v2 = a_release_rolls_and_a_broken_one_stops_and_goes_back(&fleet, &p);
+    let v4 = a_third_host_joins_then_a_release_rolls_over_three(&fleet, &p, &v2);
+    a_release_that_expands_the_schema_rolls_two_at_a_time_beside_the_old(&fleet, &p, &bin, &v4);
+    rollback_logs_and_secrets_act_on_every_host(&fleet, &p, &v2);
+}
 
+/// Users reach the service through the load balancer only; the app hosts admit it (and
+/// Prometheus), never this machine; one database on the db host, over TLS, by SCRAM.
+fn only_the_load_balancer_is_public_and_only_app_hosts_reach_the_database(fleet: &Fleet) {
     // Users reach the service through the load balancer only; the app hosts admit the
     // load balancer (and Prometheus), never this machine.
     let lb = format!("http://{NET}.{LB}:8000");
@@ -286,7 +295,11 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     let other = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=other -keyout /tmp/k.pem -out /tmp/other.pem -days 1 2>/dev/null && set -a && . /etc/vehicleconnect/env && set +a && timeout 30 /opt/vehicleconnect/current/vehicleconnect --listen 127.0.0.1:18999 --database-cert /tmp/other.pem --db-connect-timeout 2s 2>&1; echo \"exit $?\"";
     let refused = fleet.ok(11, other);
     assert!(refused.contains("certificate") && !refused.contains("exit 0"), "{refused}");
+}
 
+/// A rolling deploy under load fails no request; a release that refuses to start on the
+/// second host stops there (exit 6) and the first goes back. The release that serves.
+fn a_release_rolls_and_a_broken_one_stops_and_goes_back(fleet: &Fleet, p: &Project) -> String {
     // A rolling deploy under load: no failed request, every acknowledged event stored.
     let before = fleet.stored_events();
     let sim = p.simulate(300, 20);
@@ -324,11 +337,18 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     assert!(may_be_stored.contains(&stored), "{stored} stored, {may_be_stored:?} may be");
 
     let status = p.json(&["status"], 0);
+    common::check_schema("status", &status);
+    assert_eq!(status["shape"], "fleet", "{status}");
     assert_eq!(status["healthy"], true, "{status}");
     // Load spread over both hosts: the KPIs from either equal the database's within seconds.
     let waited = kpis_match(&fleet, Duration::from_secs(10));
     eprintln!("the KPIs matched the database {waited:?} after the load");
 
+    v2
+}
+
+/// A third app host joins with the serving release, then a new release rolls over three.
+fn a_third_host_joins_then_a_release_rolls_over_three(fleet: &Fleet, p: &Project, v2: &str) -> String {
     // A third app host joins (with the serving release, under its name), then a new release
     // rolls over the three, under load.
     p.write_stack(&fleet, &[11, 12, 13]);
@@ -348,6 +368,16 @@ fn a_fleet_comes_up_behind_its_load_balancer_and_rolls_a_release_without_a_faile
     let acked = no_failed_request(sim);
     assert_eq!(fleet.stored_events() - before, acked);
 
+    v4
+}
+
+/// Release N+1 expands the schema, two hosts at a time, under load; then N and N+1 at once.
+fn a_release_that_expands_the_schema_rolls_two_at_a_time_beside_the_old(
+    fleet: &Fleet,
+    p: &Project,
+    bin: &std::path::Path,
+    v4: &str,
+) {
     // Release N+1, which first expands the schema as a newer release would (a column, a
     // table, a schema version past any this tree has), two hosts at a time, under load.
     let next = p.path("next");
@@ -382,16 +412,22 @@ exec /opt/vehicleconnect/releases/{v4}/vehicleconnect "$@"
     // load spread over the three loses nothing.
     let r = p.json(&["rollback", "--host", &format!("{NET}.12")], 0);
     assert_eq!(r["hosts"], serde_json::json!([format!("{NET}.12")]), "{r}");
-    assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (n1.clone(), v4.clone(), n1.clone()));
+    assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (n1.clone(), v4.to_string(), n1.clone()));
     let before = fleet.stored_events();
     let acked = no_failed_request(p.simulate(300, 10));
     assert_eq!(fleet.stored_events() - before, acked);
     let journal = fleet.ok(12, "journalctl -u vehicleconnect.service --no-pager -n 300 -o cat");
     assert!(journal.contains("schema is newer than this release knows"), "{journal}");
+}
 
+/// Rollback of every host, logs of each, and a secret on every app host.
+fn rollback_logs_and_secrets_act_on_every_host(fleet: &Fleet, p: &Project, v2: &str) {
     // Rollback of every host, each out of rotation while it switches.
     p.json(&["rollback", "--to", &v2], 0);
-    assert_eq!((fleet.current(11), fleet.current(12), fleet.current(13)), (v2.clone(), v2.clone(), v2.clone()));
+    assert_eq!(
+        (fleet.current(11), fleet.current(12), fleet.current(13)),
+        (v2.to_string(), v2.to_string(), v2.to_string())
+    );
     let out = p.command(&["rollback", "--host", "10.9.9.9"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     // Logs: one host's journal, or each host's in turn.
@@ -587,9 +623,10 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     // skipped; then the new host serves the release and joins the rotation, under load.
     p.write_stack(&fleet, &[11, 12, 13]);
     let plan = p.json(&["plan", "--artifact", bin], 2);
-    let changes: Vec<&str> = plan["changes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    common::check_schema("plan", &plan);
+    let changes = plan_lines(&plan);
     assert!(changes.iter().any(|c| c.starts_with(&format!("? {NET}.12: does not answer"))), "{plan}");
-    assert!(changes.contains(&format!("+ {NET}.13: prepare, deploy, add to the load balancer").as_str()), "{plan}");
+    assert!(changes.contains(&format!("+ {NET}.13: prepare, deploy, add to the load balancer")), "{plan}");
     assert_eq!(changes.len(), 2, "{plan}");
     let out = p.command(&["up", "--artifact", bin]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -629,8 +666,8 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     p.write_stack(&fleet, &[13]);
     let plan = p.json(&["plan", "--artifact", bin], 2);
     assert_eq!(
-        plan["changes"],
-        serde_json::json!([format!("- {NET}.11:8000: gone from the stack file; drain it, then stop its service")])
+        plan_lines(&plan),
+        [format!("- {NET}.11:8000: gone from the stack file; drain it, then stop its service")]
     );
     let before = fleet.stored_events();
     let sim = p.simulate(300, 15);
@@ -690,4 +727,27 @@ fn kpis_match(fleet: &Fleet, within: Duration) -> Duration {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// A plan's changes as its text shows them (`+ host: detail`).
+fn plan_lines(plan: &serde_json::Value) -> Vec<String> {
+    let sign = |a: &str| match a {
+        "create" => '+',
+        "update" => '~',
+        "delete" => '-',
+        "unknown" => '?',
+        _ => '!',
+    };
+    let changes = plan["changes"].as_array().expect("a plan's changes");
+    changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}: {}",
+                sign(c["action"].as_str().unwrap()),
+                c["resource"].as_str().unwrap(),
+                c["detail"].as_str().unwrap()
+            )
+        })
+        .collect()
 }

@@ -348,6 +348,8 @@ while (accept(my $c, $srv)) {
 
     // The host still runs the good release; the broken ones are set aside, not kept as releases.
     let status = p.json(&["status"]);
+    common::check_schema("status", &status);
+    assert_eq!(status["shape"], "ssh", "{status}");
     assert_eq!(status["release"], good["release"]);
     assert_eq!(status["healthy"], true);
     let failed = on_host("ls /opt/vehicleconnect/failed");

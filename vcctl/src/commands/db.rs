@@ -12,9 +12,9 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::{DbCommand, DbRestoreArgs};
 use crate::error::Failure;
-use crate::targets::Target;
+use crate::targets::Operations;
 
-pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, command: &DbCommand) -> Result<u8> {
+pub async fn run(ctx: &Ctx, mut target: Box<dyn Operations>, command: &DbCommand) -> Result<u8> {
     let result = match command {
         DbCommand::Dump(_) => dump(ctx, target.as_mut()).await,
         DbCommand::Restore(args) => restore(ctx, target.as_mut(), args).await,
@@ -23,7 +23,7 @@ pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, command: &DbCommand) ->
     result
 }
 
-async fn dump(ctx: &Ctx, target: &mut dyn Target) -> Result<u8> {
+async fn dump(ctx: &Ctx, target: &mut dyn Operations) -> Result<u8> {
     if std::io::stdout().is_terminal() {
         return Err(Failure::invalid(
             "`vcctl db dump` writes a binary archive to stdout, which is a terminal",
@@ -44,7 +44,7 @@ async fn dump(ctx: &Ctx, target: &mut dyn Target) -> Result<u8> {
     Ok(0)
 }
 
-async fn restore(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Result<u8> {
+async fn restore(ctx: &Ctx, target: &mut dyn Operations, args: &DbRestoreArgs) -> Result<u8> {
     let size = std::fs::metadata(&args.file)
         .map_err(|e| Failure::invalid(format!("cannot read `{}`: {e}", args.file.display()), None))?
         .len();
@@ -84,7 +84,7 @@ async fn restore(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Re
     Ok(0)
 }
 
-async fn restore_and_check(ctx: &Ctx, target: &mut dyn Target, args: &DbRestoreArgs) -> Result<()> {
+async fn restore_and_check(ctx: &Ctx, target: &mut dyn Operations, args: &DbRestoreArgs) -> Result<()> {
     target.db_restore(&args.file, &ctx.printer).await?;
     crate::deploy::check_restored(&ctx.printer, target, "the restored database")
         .await

@@ -12,12 +12,12 @@ use crate::artifact::{self, Artifact};
 use crate::cli::{ReleaseArgs, RollbackArgs};
 use crate::deploy::{self, Ending, Outcome};
 use crate::error::Failure;
-use crate::targets::Target;
+use crate::targets::Operations;
 
 /// Ships the artifact to `target` (once reached); its GitHub step summary whatever ends it:
 /// the report of a release that was checked (healthy or not), or the error that stopped the
 /// deploy first, reaching the target included.
-pub async fn run(ctx: &Ctx, target: Result<Box<dyn Target>>, args: &ReleaseArgs) -> Result<u8> {
+pub async fn run(ctx: &Ctx, target: Result<Box<dyn Operations>>, args: &ReleaseArgs) -> Result<u8> {
     let started = Instant::now();
     let mut target = match target {
         Ok(target) => target,
@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx, target: Result<Box<dyn Target>>, args: &ReleaseArgs)
     }
 }
 
-async fn steps(ctx: &Ctx, target: &mut dyn Target, args: &ReleaseArgs) -> Result<Outcome> {
+async fn steps(ctx: &Ctx, target: &mut dyn Operations, args: &ReleaseArgs) -> Result<Outcome> {
     // The target first: an unreachable host or a foreign architecture is said before a build.
     let arch = target.arch().await?;
     let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
@@ -159,7 +159,7 @@ fn summary_of_error(ctx: &Ctx, host: Option<&str>, e: &anyhow::Error) {
 }
 
 /// `vcctl rollback [--to RELEASE]`, under the target's lock.
-pub async fn rollback(ctx: &Ctx, mut target: Box<dyn Target>, args: &RollbackArgs) -> Result<u8> {
+pub async fn rollback(ctx: &Ctx, mut target: Box<dyn Operations>, args: &RollbackArgs) -> Result<u8> {
     let p = &ctx.printer;
     let locked = target.lock(args.lock_timeout, p).await;
     let result = match locked {

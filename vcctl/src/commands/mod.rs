@@ -22,7 +22,7 @@ use crate::providers::local::plan;
 use crate::providers::local::target::LocalTarget;
 use crate::providers::ssh::fleet;
 use crate::stack::{Provider, SshSettings};
-use crate::targets::Target;
+use crate::targets::Operations;
 use crate::targets::remote::{Remote, connect as host};
 
 /// How long `up` on AWS waits for a new instance to answer on SSH.
@@ -123,7 +123,7 @@ fn check_host_filter(ctx: &Ctx, command: &Command) -> Result<()> {
 }
 
 /// The commands that run on the stack's host, whichever provider put it there.
-async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Target>>) -> Result<u8> {
+async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Operations>>) -> Result<u8> {
     match command {
         Command::Up(args) | Command::Deploy(args) => deploy::run(ctx, target, args).await,
         Command::Rollback(args) => deploy::rollback(ctx, target?, args).await,
@@ -184,7 +184,7 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
 }
 
 /// `vcctl audit`: the last entries of the target's audit trail, oldest first.
-async fn audit_log(ctx: &Ctx, mut target: Box<dyn Target>, n: usize) -> Result<u8> {
+async fn audit_log(ctx: &Ctx, mut target: Box<dyn Operations>, n: usize) -> Result<u8> {
     let entries = target.audit_log(n).await;
     target.close().await;
     let entries = entries?;
@@ -199,29 +199,26 @@ async fn audit_log(ctx: &Ctx, mut target: Box<dyn Target>, n: usize) -> Result<u
 }
 
 /// `vcctl status` of a target: exit 0 when healthy, 1 when not.
-async fn status(ctx: &Ctx, mut target: Box<dyn Target>) -> Result<u8> {
+async fn status(ctx: &Ctx, mut target: Box<dyn Operations>) -> Result<u8> {
     let view = target.status().await;
     target.close().await;
     let view = view?;
     let mut json = view.json;
-    json["stack"] = json!(ctx.settings.stack);
     json["provider"] = json!(ctx.settings.provider_name);
-    ctx.printer.json(&json);
-    if let Some(host) = json["host"].as_str() {
-        ctx.printer.out(format!("stack:    {} ({} on {host})", ctx.settings.stack, ctx.settings.provider_name));
-    }
-    for line in &view.lines {
-        ctx.printer.out(line);
-    }
+    let host = json["host"].as_str().map(str::to_string);
+    let shape = ctx.settings.provider.shape();
+    let subject =
+        crate::status::Subject { stack: &ctx.settings.stack, shape, place: host.as_deref(), healthy: view.healthy };
+    let code = crate::status::print(&ctx.printer, &subject, json, &view.lines);
     for line in &view.details {
         ctx.printer.detail(line);
     }
-    Ok(if view.healthy { 0 } else { 1 })
+    Ok(code)
 }
 
 /// `vcctl token show`: the ingest token on stdout, for scripts; on a terminal, only after
 /// the user confirms (a token on a screen is a token in a screenshot).
-async fn token_show(ctx: &Ctx, mut target: Box<dyn Target>) -> Result<u8> {
+async fn token_show(ctx: &Ctx, mut target: Box<dyn Operations>) -> Result<u8> {
     if !ctx.settings.ingest_token {
         target.close().await;
         return Err(Failure::invalid(
@@ -251,7 +248,7 @@ async fn token_show(ctx: &Ctx, mut target: Box<dyn Target>) -> Result<u8> {
 }
 
 /// `vcctl logs [-f] [-n N]`: the service's log, on stdout (it is the data asked for).
-async fn logs(mut target: Box<dyn Target>, args: &LogsArgs, json: bool) -> Result<u8> {
+async fn logs(mut target: Box<dyn Operations>, args: &LogsArgs, json: bool) -> Result<u8> {
     let code = target.logs(args.lines, args.follow, json).await;
     target.close().await;
     code
@@ -259,7 +256,7 @@ async fn logs(mut target: Box<dyn Target>, args: &LogsArgs, json: bool) -> Resul
 
 /// `vcctl destroy` of a target: the service, its releases and (unless `--keep-data`) its
 /// data. On a host, PostgreSQL and Prometheus themselves stay installed.
-async fn destroy(ctx: &Ctx, mut target: Box<dyn Target>, args: &DestroyArgs) -> Result<u8> {
+async fn destroy(ctx: &Ctx, mut target: Box<dyn Operations>, args: &DestroyArgs) -> Result<u8> {
     let what = if args.keep_data { "remove the service (its data kept)" } else { "remove the service and its data" };
     let place = target.place();
     let doomed = match target.doomed(args.keep_data).await {

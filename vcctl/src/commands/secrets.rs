@@ -15,13 +15,13 @@ use crate::cli::SecretsCommand;
 use crate::error::Failure;
 use crate::providers::ssh::fleet;
 use crate::stack::{Role, SshSettings};
-use crate::targets::Target;
 use crate::targets::remote::HostTarget;
+use crate::targets::{Operations, Target};
 
 /// The longest value accepted.
 const VALUE_MAX: usize = 64 * 1024;
 
-pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, command: &SecretsCommand) -> Result<u8> {
+pub async fn run(ctx: &Ctx, mut target: Box<dyn Operations>, command: &SecretsCommand) -> Result<u8> {
     let result = match command {
         SecretsCommand::List(_) => list(ctx, target.as_mut()).await,
         SecretsCommand::Set(a) => change(ctx, target.as_mut(), &a.name, true).await,
@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, command: &SecretsComman
     result
 }
 
-async fn list(ctx: &Ctx, target: &mut dyn Target) -> Result<u8> {
+async fn list(ctx: &Ctx, target: &mut dyn Operations) -> Result<u8> {
     let secrets = target.secret_list().await?;
     let json: Vec<_> = secrets.iter().map(|(name, set)| json!({"name": name, "set": set})).collect();
     ctx.printer.json(&json!({"stack": ctx.settings.stack, "secrets": json}));
@@ -45,7 +45,7 @@ async fn list(ctx: &Ctx, target: &mut dyn Target) -> Result<u8> {
 }
 
 /// Sets (with the value from stdin) or unsets `name`, under the deploy lock, and audits it.
-async fn change(ctx: &Ctx, target: &mut dyn Target, name: &str, set: bool) -> Result<u8> {
+async fn change(ctx: &Ctx, target: &mut dyn Operations, name: &str, set: bool) -> Result<u8> {
     let value = value_of(name, set)?;
     target.lock(Duration::from_secs(60), &ctx.printer).await?;
     let done = apply(ctx, target, name, value.as_deref()).await;
@@ -65,7 +65,7 @@ pub fn value_of(name: &str, set: bool) -> Result<Option<String>> {
 
 /// Sets `name` to `value` (or unsets it) on `target`, and audits it there. The caller holds
 /// the deploy lock (the host's, or a fleet's).
-pub async fn apply(ctx: &Ctx, target: &mut dyn Target, name: &str, value: Option<&str>) -> Result<()> {
+pub async fn apply(ctx: &Ctx, target: &mut dyn Operations, name: &str, value: Option<&str>) -> Result<()> {
     let done = match value {
         Some(v) => target.secret_set(name, v).await,
         None => target.secret_unset(name).await,

@@ -62,13 +62,12 @@ pub async fn run(
         let rate = acked as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!("{rate:.0}/s acknowledged, {failed} failed"));
     };
-    // Ctrl-C ends the run early, with the report of what was done.
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    // SIGINT or SIGTERM ends the run early, with the report of what was done.
+    let _guard = crate::signals::Guard::new();
+    let stop = async {
+        crate::signals::interrupted().await;
     };
-    let report = simulate::run(plan, progress, ctrl_c).await?;
+    let report = simulate::run(plan, progress, stop).await?;
     bar.finish_and_clear();
     printer.json(&json!(report));
     printer.out(format!(

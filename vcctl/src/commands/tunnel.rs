@@ -10,18 +10,18 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::{TunnelArgs, TunnelTo};
 use crate::error::Failure;
-use crate::targets::Target;
+use crate::targets::Operations;
 
 /// Prometheus's port on the host.
 const PROMETHEUS_PORT: u16 = 9090;
 
-pub async fn run(ctx: &Ctx, mut target: Box<dyn Target>, args: &TunnelArgs) -> Result<u8> {
+pub async fn run(ctx: &Ctx, mut target: Box<dyn Operations>, args: &TunnelArgs) -> Result<u8> {
     let result = forward(ctx, target.as_mut(), args).await;
     target.close().await;
     result
 }
 
-async fn forward(ctx: &Ctx, target: &mut dyn Target, args: &TunnelArgs) -> Result<u8> {
+async fn forward(ctx: &Ctx, target: &mut dyn Operations, args: &TunnelArgs) -> Result<u8> {
     let (remote_port, what, path) = match args.to {
         TunnelTo::Prometheus => (PROMETHEUS_PORT, "Prometheus", "/"),
         TunnelTo::Dashboard if ctx.settings.tls.is_some() => {

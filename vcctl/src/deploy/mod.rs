@@ -424,3 +424,126 @@ pub async fn audit(printer: &Printer, target: &mut dyn Target, action: &str, (su
         printer.warn(format!("could not write the audit trail {}: {e:#}", target.place()));
     }
 }
+
+/// The workflow's order, step by step, on a target that records what it is asked
+/// (`targets::fake`): every branch without a host.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::Verbosity;
+    use crate::targets::fake::{FakeTarget, artifact};
+
+    fn quiet() -> Printer {
+        Printer::new(false, Verbosity::Quiet)
+    }
+
+    fn ship_to(t: &mut FakeTarget, release: &str) -> Result<Outcome> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(ship(t, &artifact(release), Duration::from_secs(1), &quiet()))
+    }
+
+    #[test]
+    fn a_release_is_prepared_installed_checked_beside_switched_checked_recorded_then_pruned() {
+        let mut t = FakeTarget::serving("r1");
+        let o = ship_to(&mut t, "r2").unwrap();
+        assert_eq!(o.ending, Ending::Deployed { replaced: Some("r1".into()) });
+        assert_eq!(
+            t.steps(),
+            [
+                "prepare",
+                "install r2",
+                "start_candidate r2",
+                "check candidate r2",
+                "stop_candidate",
+                "switch r2",
+                "check serving r2",
+                "record r2 healthy",
+                "remove",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_release_that_serves_healthy_already_is_no_change() {
+        let mut t = FakeTarget::serving("r1");
+        let o = ship_to(&mut t, "r1").unwrap();
+        assert_eq!(o.ending, Ending::Unchanged);
+        assert_eq!(t.steps(), ["check serving r1"], "looked at, nothing changed");
+    }
+
+    #[test]
+    fn a_bad_candidate_never_takes_traffic_and_is_set_aside() {
+        let mut t = FakeTarget::serving("r1");
+        t.bad_candidate.insert("r2".into());
+        let o = ship_to(&mut t, "r2").unwrap();
+        assert!(matches!(&o.ending, Ending::Refused { serving, .. } if serving == "r1"), "{:?}", o.ending);
+        assert_eq!(
+            t.steps(),
+            [
+                "prepare",
+                "install r2",
+                "start_candidate r2",
+                "check candidate r2",
+                "diagnose",
+                "stop_candidate",
+                "record r2 failed",
+                "set_aside r2",
+            ]
+        );
+        assert!(!t.calls.iter().any(|c| c.starts_with("switch")), "no switch: {:?}", t.calls);
+        assert_eq!(t.current.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn unhealthy_after_the_switch_goes_back_then_records_sets_aside_and_prunes() {
+        let mut t = FakeTarget::serving("r1");
+        t.has_candidate = false;
+        t.bad_serving.insert("r2".into());
+        let o = ship_to(&mut t, "r2").unwrap();
+        assert!(matches!(&o.ending, Ending::RolledBack { to, .. } if to == "r1"), "{:?}", o.ending);
+        assert_eq!(
+            t.steps(),
+            [
+                "prepare",
+                "install r2",
+                "switch r2",
+                "check serving r2",
+                "diagnose",
+                "switch r1",
+                "check serving r1",
+                "record r2 failed",
+                "set_aside r2",
+                "remove",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_rollback_is_its_own_error_and_nothing_bad_is_recorded_good() {
+        let mut t = FakeTarget::serving("r1");
+        t.has_candidate = false;
+        t.bad_serving.extend(["r1".to_string(), "r2".to_string()]);
+        let e = ship_to(&mut t, "r2").unwrap_err();
+        assert!(matches!(e.downcast_ref::<Failure>(), Some(Failure::RollbackFailed { .. })), "{e:#}");
+        assert!(t.calls.contains(&"record r2 failed".to_string()), "{:?}", t.calls);
+        assert!(!t.calls.iter().any(|c| c.ends_with("healthy")), "{:?}", t.calls);
+    }
+
+    #[test]
+    fn what_a_killed_deploy_left_is_settled_first() {
+        let mut t = FakeTarget::serving("r1");
+        t.releases.push(Receipt::new(&artifact("r0-pending")));
+        t.candidate = Some("r0-pending".into());
+        ship_to(&mut t, "r2").unwrap();
+        assert_eq!(t.steps().first(), Some(&"clean_up r0-pending"), "{:?}", t.calls);
+    }
+
+    #[test]
+    fn a_first_release_with_nothing_to_go_back_to_fails_and_is_recorded_failed() {
+        let mut t = FakeTarget { has_candidate: false, ..FakeTarget::default() };
+        t.bad_serving.insert("r1".into());
+        let e = ship_to(&mut t, "r1").unwrap_err();
+        assert!(format!("{e:#}").contains("no previous good release"), "{e:#}");
+        assert_eq!(t.steps().last(), Some(&"record r1 failed"));
+    }
+}

@@ -28,10 +28,10 @@ pub trait Rotation: Send {
 
 /// One host of a rolling deploy: its name (what is said), its key in the rotation, and its
 /// deploy target.
-pub struct Member {
+pub struct RollingHost<T = HostTarget> {
     pub name: String,
     pub key: String,
-    pub target: HostTarget,
+    pub target: T,
 }
 
 /// What a rolling deploy did, host by host.
@@ -43,10 +43,10 @@ pub struct Shipped {
 }
 
 /// The rolling deploy of `artifact` over `members`, in rotation `rotation`.
-pub async fn roll(
+pub async fn roll<T: Target>(
     p: &Printer,
     rotation: &mut dyn Rotation,
-    members: &mut [Member],
+    members: &mut [RollingHost<T>],
     artifact: &Artifact,
     args: &crate::deploy::Options,
 ) -> Result<Shipped> {
@@ -101,10 +101,10 @@ struct Rolling {
 /// Takes the hosts of `batch` that will change out of the rotation, unless nothing would
 /// change on one, and never the last host serving: that one restarts in place, its socket
 /// holding the requests meanwhile, as on one host.
-async fn drain(
+async fn drain<T: Target>(
     p: &Printer,
     rotation: &mut dyn Rotation,
-    batch: &mut [Member],
+    batch: &mut [RollingHost<T>],
     artifact: &Artifact,
     keys: &mut Vec<String>,
 ) -> Result<()> {
@@ -123,10 +123,10 @@ async fn drain(
 /// Ships the release to every host of `batch` at once, each checked on its own, and puts
 /// those serving back in rotation. The first failure, with its host, is the answer; the
 /// hosts that switched are added to `r.switched` (their index from `first`) either way.
-async fn ship_batch(
+async fn ship_batch<T: Target>(
     p: &Printer,
     rotation: &mut dyn Rotation,
-    batch: &mut [Member],
+    batch: &mut [RollingHost<T>],
     first: usize,
     artifact: &Artifact,
     args: &crate::deploy::Options,
@@ -167,10 +167,10 @@ async fn ship_batch(
 }
 
 /// The hosts switched before the one that failed go back to what they served.
-async fn roll_back(
+async fn roll_back<T: Target>(
     p: &Printer,
     rotation: &mut dyn Rotation,
-    members: &mut [Member],
+    members: &mut [RollingHost<T>],
     args: &crate::deploy::Options,
     r: &mut Rolling,
 ) {
@@ -205,5 +205,105 @@ fn ending(e: &Ending) -> String {
         Ending::Deployed { .. } => "deployed, healthy".into(),
         Ending::Refused { serving, .. } => format!("refused as a candidate; {serving} serves"),
         Ending::RolledBack { to, .. } => format!("unhealthy after the switch; {to} serves again"),
+    }
+}
+
+/// The rolling order on recording targets (`targets::fake`) behind a recording rotation.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::printer::Verbosity;
+    use crate::targets::fake::{FakeTarget, artifact};
+
+    /// The rotation's sets and checks, in order.
+    #[derive(Default)]
+    struct Recorded(Vec<String>);
+
+    #[async_trait]
+    impl Rotation for Recorded {
+        async fn set(&mut self, keys: &[String], _p: &Printer) -> Result<()> {
+            self.0.push(format!("set [{}]", keys.join(" ")));
+            Ok(())
+        }
+        async fn healthy(&mut self, _timeout: Duration, _p: &Printer) -> Result<()> {
+            self.0.push("healthy".into());
+            Ok(())
+        }
+    }
+
+    fn hosts(n: usize, bad: Option<usize>) -> Vec<RollingHost<FakeTarget>> {
+        (1..=n)
+            .map(|i| {
+                let mut target = FakeTarget::serving("r1");
+                if bad == Some(i) {
+                    target.bad_candidate.insert("r2".into());
+                }
+                RollingHost { name: format!("h{i}"), key: format!("h{i}:8000"), target }
+            })
+            .collect()
+    }
+
+    fn roll_out(members: &mut [RollingHost<FakeTarget>], parallel: u16) -> (Shipped, Vec<String>) {
+        let options = crate::deploy::Options {
+            artifact: None,
+            health_timeout: Duration::from_secs(1),
+            lock_timeout: Duration::from_secs(1),
+            skip_unreachable: false,
+            parallel,
+        };
+        let mut rotation = Recorded::default();
+        let p = Printer::new(false, Verbosity::Quiet);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let shipped = rt.block_on(roll(&p, &mut rotation, members, &artifact("r2"), &options)).unwrap();
+        (shipped, rotation.0)
+    }
+
+    #[test]
+    fn one_host_at_a_time_leaves_the_rotation_takes_the_release_and_comes_back() {
+        let mut members = hosts(3, None);
+        let (shipped, rotation) = roll_out(&mut members, 1);
+        assert!(shipped.failure.is_none());
+        assert_eq!(
+            rotation,
+            [
+                "set [h1:8000 h2:8000 h3:8000]",
+                "set [h2:8000 h3:8000]",
+                "set [h2:8000 h3:8000 h1:8000]",
+                "healthy",
+                "set [h3:8000 h1:8000]",
+                "set [h3:8000 h1:8000 h2:8000]",
+                "healthy",
+                "set [h1:8000 h2:8000]",
+                "set [h1:8000 h2:8000 h3:8000]",
+                "healthy",
+            ]
+        );
+        assert!(members.iter().all(|m| m.target.current.as_deref() == Some("r2")));
+    }
+
+    #[test]
+    fn the_first_failure_stops_it_and_the_hosts_switched_before_go_back() {
+        let mut members = hosts(3, Some(2));
+        let (shipped, _) = roll_out(&mut members, 1);
+        let failure = format!("{:#}", shipped.failure.expect("stopped"));
+        assert!(failure.contains("the deploy stopped at h2"), "{failure}");
+        let said: Vec<(&str, &str)> = shipped.hosts.iter().map(|(h, w)| (h.as_str(), w.as_str())).collect();
+        assert_eq!(
+            said,
+            [("h1", "deployed, healthy"), ("h2", "refused as a candidate; r1 serves"), ("h1", "rolled back to r1"),]
+        );
+        let serving: Vec<_> = members.iter().map(|m| m.target.current.clone().unwrap()).collect();
+        assert_eq!(serving, ["r1", "r1", "r1"], "h3 never changed, h1 went back");
+        assert!(!members[2].target.calls.iter().any(|c| c.starts_with("install")));
+    }
+
+    #[test]
+    fn a_batch_ships_together_and_one_host_always_serves() {
+        let mut members = hosts(2, None);
+        let (shipped, rotation) = roll_out(&mut members, 2);
+        assert!(shipped.failure.is_none());
+        // Both could leave, but the last one serving stays and restarts in place.
+        assert_eq!(rotation[1], "set [h2:8000]", "{rotation:?}");
+        assert!(members.iter().all(|m| m.target.current.as_deref() == Some("r2")));
     }
 }

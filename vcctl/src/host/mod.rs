@@ -21,7 +21,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::artifact::Artifact;
 use crate::error::Failure;
-use crate::host::ssh::{Ssh, Target};
+use crate::host::ssh::{Destination, Ssh};
 use crate::printer::Printer;
 use crate::release::{Origin, Receipt};
 use crate::render::config::HostConfig;
@@ -38,11 +38,11 @@ pub struct Host {
 
 /// The lock of one deploy on a host, held by a `vc-host lock` on this run's SSH connection:
 /// released when dropped, and by the host when this process dies however it dies.
-pub struct Lock {
+pub struct HostLock {
     child: Option<crate::host::ssh::Child>,
 }
 
-impl Lock {
+impl HostLock {
     pub async fn release(mut self) {
         if let Some(mut child) = self.child.take() {
             drop(child.stdin().take());
@@ -53,8 +53,8 @@ impl Lock {
 
 impl Host {
     /// The SSH target of a stack's host.
-    pub fn target(settings: &Settings, host: &str, user: &str, port: u16, identity: Option<&str>) -> Target {
-        Target {
+    pub fn target(settings: &Settings, host: &str, user: &str, port: u16, identity: Option<&str>) -> Destination {
+        Destination {
             host: host.to_string(),
             port,
             user: user.to_string(),
@@ -66,7 +66,7 @@ impl Host {
 
     /// Connects, retrying for up to `patience` while the host does not answer yet (a new
     /// instance booting); refused logins and host keys fail at once.
-    pub async fn connect_within(target: Target, printer: &Printer, patience: Duration) -> Result<Host> {
+    pub async fn connect_within(target: Destination, printer: &Printer, patience: Duration) -> Result<Host> {
         let started = std::time::Instant::now();
         loop {
             match Host::connect(target.clone(), printer).await {
@@ -80,7 +80,7 @@ impl Host {
         }
     }
 
-    pub async fn connect(target: Target, printer: &Printer) -> Result<Host> {
+    pub async fn connect(target: Destination, printer: &Printer) -> Result<Host> {
         let step = printer.step(format!("connecting to {}", target.display()));
         let connected = match Ssh::connect(target, printer).await {
             Ok(ssh) => Host::install_helper(Host { ssh }).await,
@@ -123,7 +123,7 @@ impl Host {
     }
 
     /// Takes the host's deploy lock, waiting up to `timeout` for another deploy to finish.
-    pub async fn lock(&self, timeout: Duration, printer: &Printer) -> Result<Lock> {
+    pub async fn lock(&self, timeout: Duration, printer: &Printer) -> Result<HostLock> {
         let origin = Origin::here();
         let holder = serde_json::json!({
             "by": origin.by,
@@ -143,7 +143,7 @@ impl Host {
                     if let Some(s) = step.take() {
                         s.done("");
                     }
-                    return Ok(Lock { child: Some(child) });
+                    return Ok(HostLock { child: Some(child) });
                 }
                 LockLine::Waiting(h) => {
                     step = Some(printer.step(format!(

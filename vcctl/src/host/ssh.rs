@@ -20,7 +20,7 @@ use crate::printer::Printer;
 
 /// Whom to connect to, and how to trust it.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Destination {
     pub host: String,
     pub port: u16,
     pub user: String,
@@ -32,7 +32,7 @@ pub struct Target {
     pub host_key: Option<String>,
 }
 
-impl Target {
+impl Destination {
     /// The host as known_hosts names it.
     pub fn known_hosts_name(&self) -> String {
         if self.port == 22 { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) }
@@ -70,14 +70,14 @@ impl Target {
 /// is shared, so a long-running command (the deploy lock) can outlive the borrow that made it.
 pub struct Ssh {
     session: Arc<Session>,
-    pub target: Target,
+    pub target: Destination,
 }
 
 /// A command running on the host.
 pub type Child = openssh::Child<Arc<Session>>;
 
 impl Ssh {
-    pub async fn connect(target: Target, printer: &Printer) -> Result<Ssh> {
+    pub async fn connect(target: Destination, printer: &Printer) -> Result<Ssh> {
         if let Some(dir) = target.known_hosts.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating `{}`", dir.display()))?;
         }
@@ -304,7 +304,7 @@ fn fingerprint(known_hosts: &Path, name: &str) -> Option<String> {
 }
 
 /// Under CI nobody compares a fingerprint: a key seen for the first time is not trusted.
-fn refuse_first_use(target: &Target) -> anyhow::Error {
+fn refuse_first_use(target: &Destination) -> anyhow::Error {
     Failure::Credentials {
         message: format!(
             "{} is not in `{}` and CI=true: refusing to trust its host key on first use (nobody checks a fingerprint in CI)",
@@ -321,7 +321,7 @@ fn refuse_first_use(target: &Target) -> anyhow::Error {
 }
 
 /// What a failed connection means, in words that say what to do.
-fn connect_error(target: &Target, e: openssh::Error) -> anyhow::Error {
+fn connect_error(target: &Destination, e: openssh::Error) -> anyhow::Error {
     let detail = crate::error::chain(&e);
     let kh = target.known_hosts.display();
     if detail.contains("IDENTIFICATION HAS CHANGED") || detail.contains("Host key verification failed") {

@@ -131,6 +131,18 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The stack's shape, as plans and statuses name it: `local`, `ssh` (one host), `fleet`
+    /// (several), `aws` (one box) or `scale` (an Auto Scaling group).
+    pub fn shape(&self) -> &'static str {
+        match self {
+            Provider::Local(_) => "local",
+            Provider::Ssh(s) if s.is_fleet() => "fleet",
+            Provider::Ssh(_) => "ssh",
+            Provider::Aws(a) if a.scale.is_some() => "scale",
+            Provider::Aws(_) => "aws",
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Provider::Local(_) => "local",

@@ -1,7 +1,11 @@
-//! The places the service runs in, behind one trait: small steps, no order and no policy.
-//! The local stack (`local.rs`) and a host over SSH (`remote.rs`) are the two targets;
-//! `deploy::ship` and `deploy::rollback` drive either, and the commands choose which.
+//! The places the service runs in, behind two traits: `Target`, the small steps a deploy
+//! is made of (no order and no policy: `deploy` owns those), and `Operations`, what else a
+//! place offers (status, logs, destroy, database, secrets, exec, shell, tunnel). The local
+//! stack (`providers/local/target.rs`) and a host over SSH (`remote.rs`) implement both;
+//! `fake.rs`, for tests, records the deploy steps it is asked for.
 
+#[cfg(test)]
+pub mod fake;
 pub mod remote;
 
 use std::time::Duration;
@@ -83,6 +87,7 @@ fn no_secrets() -> anyhow::Error {
     .into()
 }
 
+/// The steps of a deploy, as one place carries them out.
 // Not `Send`: vcctl drives one deploy on one task, and a check's polling closure borrows.
 #[async_trait(?Send)]
 pub trait Target {
@@ -139,6 +144,21 @@ pub trait Target {
     async fn set_aside(&mut self, release: &str) -> Result<()>;
     async fn remove(&mut self, releases: &[String]) -> Result<()>;
 
+    /// Appends `entry` to the target's audit trail.
+    async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()>;
+    async fn close(self: Box<Self>);
+
+    /// Where, in messages: `on HOST` or `on this machine`.
+    fn place(&self) -> String {
+        format!("on {}", self.host().unwrap_or("this machine"))
+    }
+}
+
+/// What a place the service runs in offers beside the deploy steps: its status, logs and
+/// destruction, its database, secrets and data volume, a command, a shell, a tunnel. A
+/// target implements what it supports; the rest answer why not.
+#[async_trait(?Send)]
+pub trait Operations: Target {
     async fn status(&mut self) -> Result<StatusView>;
     /// Prints the service's log on stdout (following it with `follow`; with `json`, one
     /// JSON object per line); the exit code.
@@ -181,8 +201,6 @@ pub trait Target {
     async fn secret_list(&mut self) -> Result<Vec<(String, String)>> {
         Err(no_secrets())
     }
-    /// Appends `entry` to the target's audit trail.
-    async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()>;
     /// The last `n` entries of the audit trail, oldest first.
     async fn audit_log(&mut self, n: usize) -> Result<Vec<crate::audit::Entry>>;
     /// Runs `argv` on the target as the login user, with our terminal's streams; its exit code.
@@ -203,11 +221,5 @@ pub trait Target {
     /// Whether the target's connection still works (a tunnel's).
     async fn alive(&mut self) -> bool {
         true
-    }
-    async fn close(self: Box<Self>);
-
-    /// Where, in messages: `on HOST` or `on this machine`.
-    fn place(&self) -> String {
-        format!("on {}", self.host().unwrap_or("this machine"))
     }
 }

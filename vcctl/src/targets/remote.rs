@@ -8,13 +8,13 @@ use anyhow::Result;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{Mark, Slot, Snapshot, StatusView, Target};
+use super::{Mark, Operations, Slot, Snapshot, StatusView, Target};
 use crate::artifact::Artifact;
 use crate::context::Ctx;
 use crate::health::{self, Look, Status, Unhealthy};
 use crate::host::protocol::{Activity, Probe, Reply};
 use crate::host::ssh;
-use crate::host::{Host, Lock};
+use crate::host::{Host, HostLock};
 use crate::printer::Printer;
 use crate::release::Receipt;
 use crate::render::config::HostConfig;
@@ -24,7 +24,7 @@ use crate::settings::Settings;
 /// A host and how its service is reached.
 #[derive(Debug, Clone)]
 pub struct Remote {
-    pub target: ssh::Target,
+    pub target: ssh::Destination,
     /// The service as its users reach it (`http://<public address>:<port>`).
     pub public_url: String,
     /// Where Prometheus listens on the host.
@@ -82,7 +82,7 @@ pub struct HostTarget {
     remote: Remote,
     port: u16,
     config: HostConfig,
-    lock: Option<Lock>,
+    lock: Option<HostLock>,
     /// Checks the service from here (`remote.trust`).
     client: reqwest::Client,
 }
@@ -184,57 +184,8 @@ impl Target for HostTarget {
         self.remote.trust.clone()
     }
 
-    async fn data_release(&mut self) -> Result<()> {
-        self.host.data_release().await
-    }
-
-    async fn data_mount(&mut self, volume: &str) -> Result<()> {
-        self.host.data_mount(volume).await
-    }
-
-    async fn db_dump(&mut self, out: &mut (dyn std::io::Write + Send), p: &Printer) -> Result<u64> {
-        self.host.db_dump(out, p).await
-    }
-
-    async fn db_restore(&mut self, file: &std::path::Path, p: &Printer) -> Result<()> {
-        self.host.db_restore(file, p).await
-    }
-
-    async fn secret_set(&mut self, name: &str, value: &str) -> Result<()> {
-        self.host.secret_set(name, value).await
-    }
-
-    async fn secret_unset(&mut self, name: &str) -> Result<()> {
-        self.host.secret_unset(name).await
-    }
-
-    async fn secret_list(&mut self) -> Result<Vec<(String, String)>> {
-        self.host.secret_list().await
-    }
-
     async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()> {
         self.host.audit(entry).await
-    }
-
-    async fn audit_log(&mut self, n: usize) -> Result<Vec<crate::audit::Entry>> {
-        self.host.audit_log(n).await
-    }
-
-    async fn exec(&mut self, argv: &[String]) -> Result<u8> {
-        self.host.exec(argv).await
-    }
-
-    async fn shell(&mut self) -> Result<u8> {
-        let status = self.host.shell().await?;
-        Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
-    }
-
-    async fn forward(&mut self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
-        self.host.forward(local, remote_port).await
-    }
-
-    async fn alive(&mut self) -> bool {
-        self.host.alive().await
     }
 
     fn has_candidate(&self) -> bool {
@@ -329,6 +280,63 @@ impl Target for HostTarget {
         self.host.remove(releases).await
     }
 
+    async fn close(mut self: Box<Self>) {
+        self.unlock().await;
+        self.host.close().await;
+    }
+}
+
+#[async_trait(?Send)]
+impl Operations for HostTarget {
+    async fn data_release(&mut self) -> Result<()> {
+        self.host.data_release().await
+    }
+
+    async fn data_mount(&mut self, volume: &str) -> Result<()> {
+        self.host.data_mount(volume).await
+    }
+
+    async fn db_dump(&mut self, out: &mut (dyn std::io::Write + Send), p: &Printer) -> Result<u64> {
+        self.host.db_dump(out, p).await
+    }
+
+    async fn db_restore(&mut self, file: &std::path::Path, p: &Printer) -> Result<()> {
+        self.host.db_restore(file, p).await
+    }
+
+    async fn secret_set(&mut self, name: &str, value: &str) -> Result<()> {
+        self.host.secret_set(name, value).await
+    }
+
+    async fn secret_unset(&mut self, name: &str) -> Result<()> {
+        self.host.secret_unset(name).await
+    }
+
+    async fn secret_list(&mut self) -> Result<Vec<(String, String)>> {
+        self.host.secret_list().await
+    }
+
+    async fn audit_log(&mut self, n: usize) -> Result<Vec<crate::audit::Entry>> {
+        self.host.audit_log(n).await
+    }
+
+    async fn exec(&mut self, argv: &[String]) -> Result<u8> {
+        self.host.exec(argv).await
+    }
+
+    async fn shell(&mut self) -> Result<u8> {
+        let status = self.host.shell().await?;
+        Ok(status.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1))
+    }
+
+    async fn forward(&mut self, local: std::net::SocketAddr, remote_port: u16) -> Result<()> {
+        self.host.forward(local, remote_port).await
+    }
+
+    async fn alive(&mut self) -> bool {
+        self.host.alive().await
+    }
+
     async fn status(&mut self) -> Result<StatusView> {
         status(&self.host, &self.remote, self.port, &self.client).await
     }
@@ -366,11 +374,6 @@ impl Target for HostTarget {
 
     async fn ingest_token(&mut self) -> Result<Option<String>> {
         self.host.ingest_token().await
-    }
-
-    async fn close(mut self: Box<Self>) {
-        self.unlock().await;
-        self.host.close().await;
     }
 }
 
@@ -429,6 +432,6 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
 }
 
 /// A host's target, connected (waiting up to `patience` for it to answer on SSH).
-pub async fn connect(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Target>> {
+pub async fn connect(ctx: &Ctx, remote: Remote, patience: Duration) -> Result<Box<dyn Operations>> {
     Ok(Box::new(HostTarget::connect(&ctx.settings, remote, patience, &ctx.printer).await?))
 }

@@ -185,3 +185,18 @@ chown postgres: server.key server.pem && chmod 600 server.key
 "#
     )
 }
+
+/// Checks `value` against the schema `docs/reference/schemas/<name>.schema.json` with
+/// check-jsonschema (scripts/test-services installs it): the JSON a command prints is the
+/// JSON its reference documents.
+pub fn check_schema(name: &str, value: &serde_json::Value) {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../docs/reference/schemas/{name}.schema.json"));
+    let checker = std::env::var("VC_CHECK_JSONSCHEMA").expect(
+        "VC_CHECK_JSONSCHEMA is not set: scripts/test-services installs check-jsonschema; run through scripts/test",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let instance = dir.path().join(format!("{name}.json"));
+    std::fs::write(&instance, serde_json::to_vec(value).unwrap()).unwrap();
+    let out = Command::new(&checker).arg("--schemafile").arg(&schema).arg(&instance).output().unwrap();
+    assert!(out.status.success(), "{name} does not match {}:\n{value:#}\n{}", schema.display(), show(&out));
+}

@@ -25,14 +25,14 @@ pub struct Group {
     pub launch_template: Option<String>,
     pub target_groups: Vec<String>,
     pub health_check: String,
-    pub instances: Vec<Member>,
+    pub instances: Vec<GroupInstance>,
     #[serde(skip)]
     pub owner: Owner,
 }
 
 /// One of the group's instances, as Auto Scaling sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Member {
+pub struct GroupInstance {
     pub id: String,
     pub lifecycle: String,
     pub health: String,
@@ -41,7 +41,7 @@ pub struct Member {
 
 /// The size the stack file asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Size {
+pub struct GroupSize {
     pub min: i32,
     pub desired: i32,
     pub max: i32,
@@ -51,7 +51,7 @@ pub struct Size {
 pub struct GroupSpec<'a> {
     pub name: &'a str,
     pub launch_template_id: &'a str,
-    pub size: Size,
+    pub size: GroupSize,
     pub subnets: &'a [String],
     pub target_group: &'a str,
 }
@@ -70,7 +70,7 @@ pub async fn find(asg: &Client, name: &str) -> Result<Option<Group>> {
     let instances = g
         .instances()
         .iter()
-        .map(|i| Member {
+        .map(|i| GroupInstance {
             id: i.instance_id().unwrap_or_default().to_string(),
             lifecycle: i.lifecycle_state().map(|l| l.as_str().to_string()).unwrap_or_default(),
             health: i.health_status().unwrap_or_default().to_string(),

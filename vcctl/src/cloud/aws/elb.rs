@@ -289,7 +289,7 @@ pub async fn delete_target_group(elb: &Client, arn: &str) -> Result<()> {
 
 /// A target of a target group and what the load balancer's health check says of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Target {
+pub struct TargetHealth {
     pub id: String,
     /// `initial`, `healthy`, `unhealthy`, `draining`, `unused`...
     pub state: String,
@@ -297,7 +297,7 @@ pub struct Target {
 }
 
 /// The targets of the group `arn`, with their health.
-pub async fn targets(elb: &Client, arn: &str) -> Result<Vec<Target>> {
+pub async fn targets(elb: &Client, arn: &str) -> Result<Vec<TargetHealth>> {
     let out = elb
         .describe_target_health()
         .target_group_arn(arn)
@@ -307,7 +307,7 @@ pub async fn targets(elb: &Client, arn: &str) -> Result<Vec<Target>> {
     Ok(out
         .target_health_descriptions()
         .iter()
-        .map(|d| Target {
+        .map(|d| TargetHealth {
             id: d.target().and_then(|t| t.id()).unwrap_or_default().to_string(),
             state: d.target_health().and_then(|h| h.state()).map(|s| s.as_str().to_string()).unwrap_or_default(),
             reason: d.target_health().and_then(|h| h.description()).map(str::to_string),

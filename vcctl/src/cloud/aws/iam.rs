@@ -74,14 +74,14 @@ fn decode(doc: &str) -> Value {
 }
 
 #[derive(Debug, Clone)]
-pub struct Role {
+pub struct IamRole {
     pub trust: Value,
     pub owner: Owner,
 }
 
-pub async fn get_role(iam: &Client, name: &str) -> Result<Option<Role>> {
+pub async fn get_role(iam: &Client, name: &str) -> Result<Option<IamRole>> {
     match iam.get_role().role_name(name).send().await {
-        Ok(out) => Ok(out.role().map(|r| Role {
+        Ok(out) => Ok(out.role().map(|r| IamRole {
             trust: decode(r.assume_role_policy_document().unwrap_or("")),
             owner: Owner::from_tags(r.tags().iter().map(|t| (Some(t.key()), Some(t.value())))),
         })),

@@ -106,7 +106,7 @@ pub async fn delete_subnet_group(rds: &Client, name: &str) -> Result<()> {
 }
 
 /// A DB instance's class, storage, zones and backups.
-pub struct Size<'a> {
+pub struct DbSize<'a> {
     pub instance_class: &'a str,
     pub storage_gb: u32,
     pub multi_az: bool,
@@ -116,7 +116,7 @@ pub struct Size<'a> {
 /// What a new DB instance is made of.
 pub struct DbSpec<'a> {
     pub id: &'a str,
-    pub settings: &'a Size<'a>,
+    pub settings: &'a DbSize<'a>,
     pub subnet_group: &'a str,
     pub security_group: &'a str,
     pub stamp: &'a Stamp,
@@ -151,7 +151,7 @@ pub async fn create(rds: &Client, spec: &DbSpec<'_>) -> Result<()> {
 
 /// Brings an existing instance to the stack file's class, size, zones and backups, and back
 /// to its safety settings, at once (`ApplyImmediately`). RDS cannot shrink storage.
-pub async fn modify(rds: &Client, id: &str, s: &Size<'_>, security_group: &str) -> Result<()> {
+pub async fn modify(rds: &Client, id: &str, s: &DbSize<'_>, security_group: &str) -> Result<()> {
     rds.modify_db_instance()
         .db_instance_identifier(id)
         .db_instance_class(s.instance_class)
@@ -190,7 +190,7 @@ pub async fn delete(rds: &Client, id: &str, snapshot: &str) -> Result<()> {
 
 /// A snapshot of the DB instance, automated or manual.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Snapshot {
+pub struct DbSnapshot {
     pub id: String,
     /// RFC 3339.
     pub taken_at: String,
@@ -199,7 +199,7 @@ pub struct Snapshot {
 }
 
 /// The newest snapshot of the DB instance `id`, if it has one.
-pub async fn latest_snapshot(rds: &Client, id: &str) -> Result<Option<Snapshot>> {
+pub async fn latest_snapshot(rds: &Client, id: &str) -> Result<Option<DbSnapshot>> {
     let out = rds
         .describe_db_snapshots()
         .db_instance_identifier(id)
@@ -211,7 +211,7 @@ pub async fn latest_snapshot(rds: &Client, id: &str) -> Result<Option<Snapshot>>
         .iter()
         .filter(|s| s.snapshot_create_time().is_some())
         .max_by_key(|s| s.snapshot_create_time().map(|t| (t.secs(), t.subsec_nanos())));
-    Ok(newest.map(|s| Snapshot {
+    Ok(newest.map(|s| DbSnapshot {
         id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
         taken_at: s
             .snapshot_create_time()

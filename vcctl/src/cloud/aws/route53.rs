@@ -13,7 +13,7 @@ use super::error;
 
 /// A record as vcctl makes and compares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Record {
+pub struct DnsRecord {
     /// Lower case, with the root's dot: `vc.example.com.`.
     pub name: String,
     /// `CNAME`, or `A` (an alias).
@@ -44,7 +44,7 @@ pub async fn zone_id(r53: &Client, zone: &str) -> Result<Option<String>> {
 }
 
 /// The record `name` of type `kind` in zone `zone_id`, if there is one.
-pub async fn find(r53: &Client, zone_id: &str, name: &str, kind: &str) -> Result<Option<Record>> {
+pub async fn find(r53: &Client, zone_id: &str, name: &str, kind: &str) -> Result<Option<DnsRecord>> {
     let out = r53
         .list_resource_record_sets()
         .hosted_zone_id(zone_id)
@@ -62,10 +62,10 @@ pub async fn find(r53: &Client, zone_id: &str, name: &str, kind: &str) -> Result
         Some(a) => (normal(a.dns_name()), Some(a.hosted_zone_id().to_string())),
         None => (r.resource_records().first().map(|v| normal(v.value())).unwrap_or_default(), None),
     };
-    Ok(Some(Record { name: normal(r.name()), kind: kind.to_string(), value, alias_zone }))
+    Ok(Some(DnsRecord { name: normal(r.name()), kind: kind.to_string(), value, alias_zone }))
 }
 
-fn record_set(r: &Record) -> Result<ResourceRecordSet> {
+fn record_set(r: &DnsRecord) -> Result<ResourceRecordSet> {
     let set = ResourceRecordSet::builder().name(&r.name).r#type(RrType::from(r.kind.as_str()));
     let set = match &r.alias_zone {
         Some(zone) => set.alias_target(
@@ -77,7 +77,7 @@ fn record_set(r: &Record) -> Result<ResourceRecordSet> {
 }
 
 /// Makes or replaces (`upsert`), or deletes, `records`, in one change.
-pub async fn change(r53: &Client, zone_id: &str, upsert: bool, records: &[Record]) -> Result<()> {
+pub async fn change(r53: &Client, zone_id: &str, upsert: bool, records: &[DnsRecord]) -> Result<()> {
     let action = if upsert { ChangeAction::Upsert } else { ChangeAction::Delete };
     let mut batch = ChangeBatch::builder().comment("vcctl");
     for r in records {

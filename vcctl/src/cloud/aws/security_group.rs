@@ -17,7 +17,7 @@ use super::{Owner, Stamp, error};
 /// Where an inbound rule admits traffic from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Source {
+pub enum RuleSource {
     /// An IPv4 or IPv6 network.
     Cidr(String),
     /// Members of another security group.
@@ -34,7 +34,7 @@ pub struct Rule {
     /// The port range; `-1` for "every port" (all traffic, ICMP).
     pub from_port: i32,
     pub to_port: i32,
-    pub source: Source,
+    pub source: RuleSource,
     pub description: String,
     /// AWS's id of a rule read back (`sgr-...`): what revoking names.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,7 +47,7 @@ pub struct Rule {
 impl Rule {
     /// An inbound TCP port from the members of security group `group`.
     pub fn tcp_from_group(port: u16, group: &str, description: &str) -> Rule {
-        Rule { source: Source::Group(group.into()), ..Rule::tcp(port, "", description) }
+        Rule { source: RuleSource::Group(group.into()), ..Rule::tcp(port, "", description) }
     }
 
     /// An inbound TCP port from a network.
@@ -56,7 +56,7 @@ impl Rule {
             protocol: "tcp".into(),
             from_port: port.into(),
             to_port: port.into(),
-            source: Source::Cidr(cidr.into()),
+            source: RuleSource::Cidr(cidr.into()),
             description: description.into(),
             id: None,
             tags: BTreeMap::new(),
@@ -64,7 +64,7 @@ impl Rule {
     }
 
     /// What makes two rules the same rule (not the id AWS gave one of them).
-    fn key(&self) -> (&str, i32, i32, &Source, &str) {
+    fn key(&self) -> (&str, i32, i32, &RuleSource, &str) {
         (&self.protocol, self.from_port, self.to_port, &self.source, &self.description)
     }
 }
@@ -98,9 +98,9 @@ impl std::fmt::Display for Rule {
             (p, from, to) => format!("{p}/{from}-{to}"),
         };
         let from = match &self.source {
-            Source::Cidr(c) => c.clone(),
-            Source::Group(g) => format!("security group {g}"),
-            Source::PrefixList(p) => format!("prefix list {p}"),
+            RuleSource::Cidr(c) => c.clone(),
+            RuleSource::Group(g) => format!("security group {g}"),
+            RuleSource::PrefixList(p) => format!("prefix list {p}"),
         };
         write!(f, "{what} from {from} ({})", self.description)
     }
@@ -153,10 +153,10 @@ pub async fn inbound_rules(ec2: &Client, group_id: &str) -> Result<Vec<Rule>> {
         })?;
         for r in page.security_group_rules().iter().filter(|r| r.is_egress() != Some(true)) {
             let source = match (r.cidr_ipv4(), r.cidr_ipv6(), r.referenced_group_info(), r.prefix_list_id()) {
-                (Some(c), _, _, _) | (None, Some(c), _, _) => Source::Cidr(c.to_string()),
-                (None, None, Some(g), _) => Source::Group(g.group_id().unwrap_or_default().to_string()),
-                (None, None, None, Some(p)) => Source::PrefixList(p.to_string()),
-                (None, None, None, None) => Source::Cidr(String::new()),
+                (Some(c), _, _, _) | (None, Some(c), _, _) => RuleSource::Cidr(c.to_string()),
+                (None, None, Some(g), _) => RuleSource::Group(g.group_id().unwrap_or_default().to_string()),
+                (None, None, None, Some(p)) => RuleSource::PrefixList(p.to_string()),
+                (None, None, None, None) => RuleSource::Cidr(String::new()),
             };
             rules.push(Rule {
                 protocol: protocol(r.ip_protocol().unwrap_or("-1")),
@@ -205,14 +205,14 @@ pub async fn create(ec2: &Client, name: &str, vpc_id: &str, stamp: &Stamp) -> Re
 fn permission(r: &Rule) -> IpPermission {
     let p = IpPermission::builder().ip_protocol(&r.protocol).from_port(r.from_port).to_port(r.to_port);
     let p = match &r.source {
-        Source::Cidr(c) if c.contains(':') => {
+        RuleSource::Cidr(c) if c.contains(':') => {
             p.ipv6_ranges(Ipv6Range::builder().cidr_ipv6(c).description(&r.description).build())
         }
-        Source::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).description(&r.description).build()),
-        Source::Group(g) => {
+        RuleSource::Cidr(c) => p.ip_ranges(IpRange::builder().cidr_ip(c).description(&r.description).build()),
+        RuleSource::Group(g) => {
             p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).description(&r.description).build())
         }
-        Source::PrefixList(l) => p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).build()),
+        RuleSource::PrefixList(l) => p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).build()),
     };
     p.build()
 }

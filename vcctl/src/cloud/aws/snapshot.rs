@@ -16,7 +16,7 @@ use super::{Owner, Stamp, error};
 pub const ROLE: &str = "data-snapshot";
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
+pub struct VolumeSnapshot {
     pub id: String,
     pub volume_id: String,
     pub state: String,
@@ -29,8 +29,8 @@ pub struct Snapshot {
     pub owner: Owner,
 }
 
-fn snapshot(s: &aws_sdk_ec2::types::Snapshot) -> Snapshot {
-    Snapshot {
+fn snapshot(s: &aws_sdk_ec2::types::Snapshot) -> VolumeSnapshot {
+    VolumeSnapshot {
         id: s.snapshot_id().unwrap_or_default().to_string(),
         volume_id: s.volume_id().unwrap_or_default().to_string(),
         state: s.state().map(|x| x.as_str().to_string()).unwrap_or_default(),
@@ -43,7 +43,7 @@ fn snapshot(s: &aws_sdk_ec2::types::Snapshot) -> Snapshot {
 }
 
 /// The stack's snapshots, oldest first.
-pub async fn list(ec2: &Client, stack: &str) -> Result<Vec<Snapshot>> {
+pub async fn list(ec2: &Client, stack: &str) -> Result<Vec<VolumeSnapshot>> {
     let out = ec2
         .describe_snapshots()
         .owner_ids("self")
@@ -52,12 +52,12 @@ pub async fn list(ec2: &Client, stack: &str) -> Result<Vec<Snapshot>> {
         .send()
         .await
         .map_err(|e| error("ec2:DescribeSnapshots", &format!("listing the snapshots of stack `{stack}`"), e))?;
-    let mut all: Vec<Snapshot> = out.snapshots().iter().map(snapshot).collect();
+    let mut all: Vec<VolumeSnapshot> = out.snapshots().iter().map(snapshot).collect();
     all.sort_by(|a, b| a.started.cmp(&b.started));
     Ok(all)
 }
 
-pub async fn find(ec2: &Client, id: &str) -> Result<Option<Snapshot>> {
+pub async fn find(ec2: &Client, id: &str) -> Result<Option<VolumeSnapshot>> {
     let out = ec2.describe_snapshots().snapshot_ids(id).send().await;
     match out {
         Ok(out) => Ok(out.snapshots().first().map(snapshot)),
@@ -80,7 +80,7 @@ pub async fn create(ec2: &Client, volume_id: &str, name: &str, description: &str
 
 /// Waits until the snapshot is complete, telling `progress` how far it is; fails if AWS
 /// says it failed.
-pub async fn wait(ec2: &Client, id: &str, timeout: Duration, progress: impl Fn(&str)) -> Result<Snapshot> {
+pub async fn wait(ec2: &Client, id: &str, timeout: Duration, progress: impl Fn(&str)) -> Result<VolumeSnapshot> {
     let started = std::time::Instant::now();
     loop {
         let s = find(ec2, id).await?.with_context(|| format!("snapshot {id} is gone"))?;

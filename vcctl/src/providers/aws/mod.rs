@@ -3,6 +3,7 @@
 
 pub mod ci;
 pub mod cost;
+pub mod keys;
 pub mod names;
 pub mod on_demand;
 pub mod owners;

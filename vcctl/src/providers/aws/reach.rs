@@ -36,7 +36,7 @@ pub fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
             Some("create one with `ssh-keygen -t ed25519`, or point aws.ssh_public_key at yours".to_string()),
         )
     })?;
-    let public_key = crate::keys::parse_public_key(&text).map_err(|why| {
+    let public_key = crate::providers::aws::keys::parse_public_key(&text).map_err(|why| {
         let key = key_path.display().to_string();
         // Never suggest a redirect onto the file that holds the private key.
         let hint = match key.strip_suffix(".pub") {

@@ -1,15 +1,16 @@
 //! `vcctl plan` of a local stack: what `up` would change, without changing anything. Exit 2
-//! when something. (An AWS stack's plan is in `aws.rs`; an `ssh` stack has none.)
+//! when something. Printed as every plan is (`crate::plan`).
 
 use anyhow::Result;
 use serde_json::json;
 
 use crate::context::Ctx;
-use crate::{artifact, error, health};
+use crate::plan::{Action, Change, Scope};
+use crate::{artifact, health};
 
 pub async fn run(ctx: &Ctx, artifact: Option<&std::path::Path>) -> Result<u8> {
     let stack = crate::providers::local::process::LocalStack::new(&ctx.settings);
-    let mut changes: Vec<String> = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
     let running = stack.running_pid().is_some();
     let current = stack.current();
     // Plan never builds: it compares with --artifact, or with the last build of this checkout.
@@ -21,44 +22,37 @@ pub async fn run(ctx: &Ctx, artifact: Option<&std::path::Path>) -> Result<u8> {
         None => None,
     };
     match (&current, &artifact) {
-        (None, Some(a)) => {
-            changes.push(format!("install release {} (v{})", a.short_sha(), a.version.as_deref().unwrap_or("?")))
-        }
-        (None, None) => changes.push("build the service and install its first release".into()),
-        (Some(c), Some(a)) if c.sha256 != a.sha256 => changes.push(format!(
-            "replace release {} with {} (v{})",
-            c.name,
-            a.short_sha(),
-            a.version.as_deref().unwrap_or("?")
+        (None, Some(a)) => changes.push(Change::new(
+            Action::Create,
+            "release",
+            format!("install {} (v{})", a.short_sha(), a.version.as_deref().unwrap_or("?")),
+        )),
+        (None, None) => changes.push(Change::new(Action::Create, "release", "build the service and install it")),
+        (Some(c), Some(a)) if c.sha256 != a.sha256 => changes.push(Change::new(
+            Action::Update,
+            "release",
+            format!("{} -> {} (v{})", c.name, a.short_sha(), a.version.as_deref().unwrap_or("?")),
         )),
         (Some(c), _)
             if c.config.as_deref() != Some(&crate::render::config::local_hash(&ctx.settings, &stack.listen())) =>
         {
-            changes.push(format!("restart release {} with the stack file's configuration", c.name))
+            changes.push(Change::new(
+                Action::Update,
+                "service",
+                format!("restart {} with the stack file's configuration", c.name),
+            ))
         }
         _ => {}
     }
     if !running {
-        changes.push(format!("start the service on {}", stack.base_url()));
+        changes.push(Change::new(Action::Create, "service", format!("start it on {}", stack.base_url())));
     } else if changes.is_empty() {
         let healthy = matches!(health::status(&crate::http_client::client(), &stack.base_url()).await, Ok((200, _)));
         if !healthy {
-            changes.push("restart the unhealthy service".into());
+            changes.push(Change::new(Action::Update, "service", "restart it: it is unhealthy"));
         }
     }
-    ctx.printer.json(&json!({
-        "stack": ctx.settings.stack,
-        "changes": changes,
-        "settings": ctx.settings,
-    }));
-    if changes.is_empty() {
-        ctx.printer.out(format!("stack `{}`: no changes; everything matches the stack file", ctx.settings.stack));
-        Ok(error::OK)
-    } else {
-        ctx.printer.out(format!("stack `{}`: `vcctl up` would", ctx.settings.stack));
-        for c in &changes {
-            ctx.printer.out(format!("  + {c}"));
-        }
-        Ok(error::PLAN_HAS_CHANGES)
-    }
+    let subject = Scope { stack: &ctx.settings.stack, shape: "local", place: None };
+    let extra = crate::plan::extra(json!({"settings": ctx.settings}));
+    Ok(crate::plan::print(&ctx.printer, &subject, &changes, extra, &[]))
 }

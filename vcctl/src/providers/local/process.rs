@@ -249,7 +249,7 @@ impl LocalStack {
     }
 
     /// How many times the supervisor restarted the service since it started it.
-    pub fn restarts(&self) -> crate::providers::local::supervise::Record {
+    pub fn restarts(&self) -> crate::providers::local::supervise::Restarts {
         crate::providers::local::supervise::record(&self.dir)
     }
 

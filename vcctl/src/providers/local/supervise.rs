@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// What the supervisor says about its service.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Record {
+pub struct Restarts {
     pub restarts: u32,
     /// How the service last exited unasked (`exit status 1`, `signal 9`).
     pub last_exit: Option<String>,
@@ -25,7 +25,7 @@ pub struct Record {
 }
 
 /// The record in `dir`, or none yet.
-pub fn record(dir: &Path) -> Record {
+pub fn record(dir: &Path) -> Restarts {
     std::fs::read_to_string(dir.join("supervisor.json"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -39,10 +39,12 @@ pub fn backoff(n: u32) -> Duration {
 
 /// Runs `bin` from `dir` until SIGTERM (or SIGINT), restarting it when it exits.
 pub async fn run(dir: &Path, bin: &Path) -> Result<u8> {
+    // Its signals stop the child first (below), never drop it where it stands.
+    let _guard = crate::signals::Guard::new();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     std::fs::write(dir.join("supervisor.pid"), format!("{}\n", std::process::id()))?;
-    let mut rec = Record::default();
+    let mut rec = Restarts::default();
     let mut streak = 0;
     loop {
         let mut child =

@@ -18,7 +18,7 @@ use crate::providers::local::process::{self, LocalStack, tail};
 use crate::release::Receipt;
 use crate::render::config;
 use crate::settings::Settings;
-use crate::targets::{Mark, Slot, Snapshot, StatusView, Target};
+use crate::targets::{Mark, Operations, Slot, Snapshot, StatusView, Target};
 
 pub struct LocalTarget {
     stack: LocalStack,
@@ -204,6 +204,23 @@ impl Target for LocalTarget {
         releases.iter().try_for_each(|r| self.stack.remove(r))
     }
 
+    async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()> {
+        use std::io::Write;
+        let mut entry = entry.clone();
+        entry.time = crate::audit::stamp(time::OffsetDateTime::now_utc());
+        let path = audit_file(&self.stack.dir);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        writeln!(f, "{}", entry.line()).map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))
+    }
+
+    async fn close(self: Box<Self>) {}
+}
+
+#[async_trait(?Send)]
+impl Operations for LocalTarget {
     async fn status(&mut self) -> Result<StatusView> {
         status(&self.stack, self.stale).await
     }
@@ -241,25 +258,11 @@ impl Target for LocalTarget {
         self.stack.ingest_token()
     }
 
-    async fn audit(&mut self, entry: &crate::audit::Entry) -> Result<()> {
-        use std::io::Write;
-        let mut entry = entry.clone();
-        entry.time = crate::audit::stamp(time::OffsetDateTime::now_utc());
-        let path = audit_file(&self.stack.dir);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-        writeln!(f, "{}", entry.line()).map_err(|e| anyhow::anyhow!("writing `{}`: {e}", path.display()))
-    }
-
     async fn audit_log(&mut self, n: usize) -> Result<Vec<crate::audit::Entry>> {
         let text = std::fs::read_to_string(audit_file(&self.stack.dir)).unwrap_or_default();
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         Ok(lines[lines.len().saturating_sub(n)..].iter().map(|l| crate::audit::Entry::parse(l)).collect())
     }
-
-    async fn close(self: Box<Self>) {}
 }
 
 /// The local stack's audit trail: beside its directory, which `destroy` deletes.
@@ -322,11 +325,11 @@ fn status_lines(
     health: Option<&(u16, health::Status)>,
     kpis: Option<&Value>,
     kpis_ready: bool,
-    restarts: &crate::providers::local::supervise::Record,
+    restarts: &crate::providers::local::supervise::Restarts,
 ) -> Vec<String> {
     let base = stack.base_url();
     let current = stack.current();
-    let mut lines = vec![format!("stack:    {} (local)", stack.name())];
+    let mut lines = Vec::new();
     match (&pid, health) {
         (None, _) => {
             lines.push(format!("service:  not running{}", if stale { " (stale pid file removed)" } else { "" }))

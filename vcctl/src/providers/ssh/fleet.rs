@@ -13,14 +13,15 @@ use serde_json::json;
 use crate::artifact::{self, Artifact};
 use crate::context::Ctx;
 use crate::deploy;
-use crate::deploy::rolling::{self, Member};
+use crate::deploy::rolling::{self, RollingHost};
 use crate::error::Failure;
 use crate::host::Host;
+use crate::plan::{Action, Change, Scope};
 use crate::render;
 use crate::render::config::{FleetDatabase, HostConfig, read_pem};
 use crate::stack::{Database, HostSpec, Role, SshSettings};
-use crate::targets::Target;
 use crate::targets::remote::{HostTarget, Remote, public_endpoint};
+use crate::targets::{Operations, Target};
 
 /// The fleet's ingest token, when the service takes one: kept on the db host (or the lb
 /// host, with an external database).
@@ -185,7 +186,7 @@ async fn connect_apps(
     s: &SshSettings,
     (env, db): &(String, FleetDatabase),
     skip_unreachable: bool,
-) -> Result<(Vec<Member>, Vec<String>)> {
+) -> Result<(Vec<RollingHost>, Vec<String>)> {
     let mut admitted: Vec<String> = Vec::new();
     for role in [Role::Lb, Role::Monitoring] {
         let h = &s.the(role).expect("checked by the stack").host;
@@ -200,7 +201,7 @@ async fn connect_apps(
         remote.check_outside = false;
         match HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer).await {
             Ok(target) => {
-                apps.push(Member { name: spec.host.clone(), key: upstream(&spec.host, ctx.settings.port), target })
+                apps.push(RollingHost { name: spec.host.clone(), key: upstream(&spec.host, ctx.settings.port), target })
             }
             Err(e) if skip_unreachable && e.downcast_ref::<Failure>().is_none() => {
                 ctx.printer.warn(format!("skipping {}, which does not answer: {e:#}", spec.host));
@@ -224,7 +225,7 @@ async fn connect_apps(
 
 /// Every app host keeps the secret with the external database's URL; else the deploy stops
 /// before anything changed on them, saying how to set it.
-async fn url_secret_everywhere(ctx: &Ctx, apps: &mut [Member], name: &str) -> Result<()> {
+async fn url_secret_everywhere(ctx: &Ctx, apps: &mut [RollingHost], name: &str) -> Result<()> {
     let mut missing = Vec::new();
     for app in apps.iter_mut() {
         if !app.target.secret_list().await?.iter().any(|(n, _)| n == name) {
@@ -245,7 +246,7 @@ async fn url_secret_everywhere(ctx: &Ctx, apps: &mut [Member], name: &str) -> Re
     .into())
 }
 
-async fn resolve_artifact(ctx: &Ctx, first: &mut Member, args: &crate::deploy::Options) -> Result<Artifact> {
+async fn resolve_artifact(ctx: &Ctx, first: &mut RollingHost, args: &crate::deploy::Options) -> Result<Artifact> {
     let arch = first.target.arch().await?;
     let artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
     if let (Some(built), Some(arch)) = (artifact::elf_machine(&artifact.path), arch)
@@ -300,7 +301,7 @@ async fn retire(ctx: &Ctx, s: &SshSettings, leaving: &[String], shipped: &mut ro
 
 /// One name for the release on every host: the name a host has it under already (a host
 /// joining a fleet gets the serving release under its name), else a new one.
-async fn release_name(apps: &mut [Member], artifact: &Artifact) -> Result<String> {
+async fn release_name(apps: &mut [RollingHost], artifact: &Artifact) -> Result<String> {
     for app in apps.iter_mut() {
         let state = app.target.state().await?;
         if let Some(r) = state.releases.iter().rev().find(|r| r.sha256 == artifact.sha256 && r.is_good()) {
@@ -421,13 +422,11 @@ pub async fn status(ctx: &Ctx, s: &SshSettings) -> Result<u8> {
         Ok((code, _)) => format!("HTTP {code} at {url}"),
         Err(e) => format!("unreachable at {url}: {e}"),
     };
-    ctx.printer.json(
-        &json!({"stack": ctx.settings.stack, "url": url, "healthy": healthy, "load_balancer": lb_line, "hosts": hosts}),
-    );
-    let mut lines = vec![format!("stack `{}`: {} host(s), load balancer {lb_line}", ctx.settings.stack, s.hosts.len())];
+    let body = json!({"url": url, "load_balancer": lb_line, "hosts": hosts});
+    let mut lines = vec![format!("hosts:    {}, load balancer {lb_line}", s.hosts.len())];
     lines.extend(hosts.iter().map(host_line));
-    ctx.printer.out(lines.join("\n"));
-    Ok(if healthy { crate::error::OK } else { crate::error::ERROR })
+    let subject = crate::status::Subject { stack: &ctx.settings.stack, shape: "fleet", place: Some(&url), healthy };
+    Ok(crate::status::print(&ctx.printer, &subject, body, &lines))
 }
 
 /// One app host's view, as JSON fields.
@@ -582,7 +581,7 @@ pub async fn plan(ctx: &Ctx, s: &SshSettings, artifact: Option<&std::path::Path>
         None => None,
     };
     let rotation = rotation_now(ctx, s).await?;
-    let mut changes = Vec::new();
+    let mut changes: Vec<Change> = Vec::new();
     for spec in s.with(Role::App) {
         let up = upstream(&spec.host, port);
         let seen = async {
@@ -592,17 +591,27 @@ pub async fn plan(ctx: &Ctx, s: &SshSettings, artifact: Option<&std::path::Path>
             state
         };
         let change = match seen.await {
-            Err(e) => Some(format!("? {}: does not answer ({e:#}); `up` refuses unless --skip-unreachable", spec.host)),
+            Err(e) => Some(Change::new(
+                Action::Unknown,
+                &spec.host,
+                format!("does not answer ({e:#}); `up` refuses unless --skip-unreachable"),
+            )),
             Ok(state) => {
                 let current = state.releases.iter().find(|r| Some(&r.name) == state.current.as_ref());
                 match (current, &artifact) {
-                    (None, _) => Some(format!("+ {}: prepare, deploy, add to the load balancer", spec.host)),
-                    (Some(c), Some(a)) if c.sha256 != a.sha256 => {
-                        Some(format!("~ {}: {} -> release {} (rolling)", spec.host, c.name, a.short_sha()))
+                    (None, _) => {
+                        Some(Change::new(Action::Create, &spec.host, "prepare, deploy, add to the load balancer"))
                     }
-                    (Some(c), _) if !rotation.contains(&up) => {
-                        Some(format!("+ {}: runs {}; check it and add it to the load balancer", spec.host, c.name))
-                    }
+                    (Some(c), Some(a)) if c.sha256 != a.sha256 => Some(Change::new(
+                        Action::Update,
+                        &spec.host,
+                        format!("{} -> release {} (rolling)", c.name, a.short_sha()),
+                    )),
+                    (Some(c), _) if !rotation.contains(&up) => Some(Change::new(
+                        Action::Create,
+                        &spec.host,
+                        format!("runs {}; check it and add it to the load balancer", c.name),
+                    )),
                     _ => None,
                 }
             }
@@ -610,17 +619,17 @@ pub async fn plan(ctx: &Ctx, s: &SshSettings, artifact: Option<&std::path::Path>
         changes.extend(change);
     }
     for gone in leaving(s, port, &rotation) {
-        changes.push(format!("- {gone}: gone from the stack file; drain it, then stop its service"));
+        changes.push(Change::new(Action::Delete, gone, "gone from the stack file; drain it, then stop its service"));
     }
     if artifact.is_none() {
-        changes.push("(no --artifact and no release build in target/release: `up` builds one)".into());
+        changes.push(Change::new(
+            Action::Note,
+            "release",
+            "no --artifact and no release build in target/release: `up` builds one",
+        ));
     }
-    let real = changes.iter().filter(|c| !c.starts_with('(')).count();
-    ctx.printer.json(&json!({"stack": ctx.settings.stack, "changes": changes, "changed": real > 0}));
-    let mut lines = vec![format!("stack `{}`: {} change(s)", ctx.settings.stack, real)];
-    lines.extend(changes.iter().map(|c| format!("  {c}")));
-    ctx.printer.out(lines.join("\n"));
-    Ok(if real > 0 { crate::error::PLAN_HAS_CHANGES } else { crate::error::OK })
+    let subject = Scope { stack: &ctx.settings.stack, shape: "fleet", place: None };
+    Ok(crate::plan::print(&ctx.printer, &subject, &changes, serde_json::Map::new(), &[]))
 }
 
 /// `vcctl destroy` on a fleet, after confirmation: the load balancer's configuration (Caddy

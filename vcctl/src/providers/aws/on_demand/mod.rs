@@ -48,30 +48,29 @@ where
     if a.ssh_access == SshAccess::AdminCidrs {
         return work.await;
     }
+    // Held from before the rule exists: a signal while it is being opened is answered here
+    // too (the rule closed), not by dropping the work half-way.
+    let _guard = crate::signals::Guard::new();
+    let signal = crate::signals::interrupted();
+    tokio::pin!(signal);
     let started = Instant::now();
-    let window = open(ctx, a, aws, group, command).await?;
+    let window = tokio::select! {
+        w = open(ctx, a, aws, group, command) => w?,
+        why = &mut signal => {
+            let message = format!("{why} while SSH was being opened: run it again (any rule left ends with its lease)");
+            return Err(crate::error::Failure::Interrupted { message }.into());
+        }
+    };
     let opened_in = started.elapsed();
     let result = tokio::select! {
         r = work => r,
-        signal = interrupted() => {
-            let message = format!("{signal}: stopped, and SSH closed for {}", window.cidr);
+        why = &mut signal => {
+            let message = format!("{why}: stopped, and SSH closed for {}", window.cidr);
             Err(crate::error::Failure::Interrupted { message }.into())
         }
     };
     close(ctx, window, opened_in).await;
     result
-}
-
-/// The first SIGINT or SIGTERM, by name.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "interrupted (SIGINT)",
-        _ = term.recv() => "terminated (SIGTERM)",
-    }
 }
 
 async fn open(ctx: &Ctx, a: &AwsSettings, aws: &Aws, given: Option<&SecurityGroup>, command: &str) -> Result<Window> {

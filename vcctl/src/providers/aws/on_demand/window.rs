@@ -9,7 +9,7 @@ use aws_sdk_ec2::Client;
 use time::OffsetDateTime;
 
 use crate::cloud::aws::Stamp;
-use crate::cloud::aws::security_group::{self, Rule, SecurityGroup, Source};
+use crate::cloud::aws::security_group::{self, Rule, RuleSource, SecurityGroup};
 use crate::providers::aws::on_demand::lease;
 
 /// A command's SSH access while it runs.
@@ -37,7 +37,7 @@ pub enum Closed {
 
 /// Whether `r` admits `cidr` on port 22 over TCP.
 fn admits_ssh(r: &Rule, cidr: &str) -> bool {
-    r.protocol == "tcp" && r.from_port <= 22 && r.to_port >= 22 && r.source == Source::Cidr(cidr.to_string())
+    r.protocol == "tcp" && r.from_port <= 22 && r.to_port >= 22 && r.source == RuleSource::Cidr(cidr.to_string())
 }
 
 /// Revokes the temporary rules of a group whose leases have all ended; returns them.

@@ -8,8 +8,9 @@ use anyhow::Result;
 use crate::cloud::aws::cloudwatch::{self, Alarm, LESS, Watch};
 use crate::cloud::aws::sns::{self, Topic};
 use crate::cloud::aws::{Aws, Stamp};
+use crate::plan::{Action, Change};
 use crate::providers::aws::names;
-use crate::providers::aws::scale::tiers::{Change, owned};
+use crate::providers::aws::scale::tiers::owned;
 use crate::stack::scale::RdsSettings;
 
 /// The names, exactly (a prefix would take the alarms of `prod-eu` for `prod`'s).
@@ -83,33 +84,34 @@ pub fn wanted(stack: &str, w: &Watched, db: &RdsSettings, topic: Option<&str>) -
 
 /// The topic and the alarms as they are.
 #[derive(Debug, Default)]
-pub struct Found {
+pub struct AlarmsFound {
     pub topic: Option<Topic>,
     pub alarms: Vec<Alarm>,
 }
 
 /// What `up` would change: alarms missing or different, the topic and its subscription.
-pub fn plan(wanted: &[Alarm], found: &Found, email: Option<&str>) -> Vec<Change> {
+pub fn plan(wanted: &[Alarm], found: &AlarmsFound, email: Option<&str>) -> Vec<Change> {
     let topic = found.topic.as_ref();
-    let change = |action, what: String, detail: String| Change { action, what, detail };
     let mut out = Vec::new();
     match (email, topic) {
-        (Some(e), None) => out.push(change('+', "alert topic".into(), format!("SNS, subscribed by {e}"))),
+        (Some(e), None) => out.push(Change::new(Action::Create, "alert topic", format!("SNS, subscribed by {e}"))),
         (Some(e), Some(t)) if !t.subscriptions.iter().any(|s| s.endpoint == e) => {
-            out.push(change('+', format!("subscription of {e}"), format!("to {}", t.arn)))
+            out.push(Change::new(Action::Create, format!("subscription of {e}"), format!("to {}", t.arn)))
         }
-        (None, Some(t)) => out.push(change('-', format!("alert topic {}", t.arn), "no `alerts:` in the stack".into())),
+        (None, Some(t)) => {
+            out.push(Change::new(Action::Delete, format!("alert topic {}", t.arn), "no `alerts:` in the stack"))
+        }
         _ => {}
     }
     for w in wanted {
         match found.alarms.iter().find(|f| f.name == w.name) {
-            None => out.push(change(
-                '+',
+            None => out.push(Change::new(
+                Action::Create,
                 format!("alarm {}", w.name),
                 format!("{} {} {}", w.metric, w.comparison, w.threshold),
             )),
             Some(f) if !f.matches(w) => {
-                out.push(change('~', format!("alarm {}", w.name), "put back as the stack says".into()))
+                out.push(Change::new(Action::Update, format!("alarm {}", w.name), "put back as the stack says"))
             }
             Some(_) => {}
         }
@@ -118,7 +120,7 @@ pub fn plan(wanted: &[Alarm], found: &Found, email: Option<&str>) -> Vec<Change>
 }
 
 /// The topic (by its ARN, known before it exists) and the alarms as they are.
-pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Result<Found> {
+pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Result<AlarmsFound> {
     let arn = sns::arn(&aws.region, account, &names::alerts_topic(stack));
     let topic = sns::find(&aws.sns, &arn).await?;
     if let Some(t) = &topic {
@@ -128,7 +130,7 @@ pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Res
     for a in &alarms {
         owned(&format!("alarm {}", a.name), a.owner.as_ref().and_then(|o| o.stack_id.as_deref()), stamp)?;
     }
-    Ok(Found { topic, alarms })
+    Ok(AlarmsFound { topic, alarms })
 }
 
 /// Makes and repairs the topic and the alarms (`wanted` name the topic by its ARN).
@@ -137,7 +139,7 @@ pub async fn apply(
     stack: &str,
     email: Option<&str>,
     wanted: &[Alarm],
-    found: &Found,
+    found: &AlarmsFound,
     stamp: &Stamp,
     p: &crate::printer::Printer,
 ) -> Result<()> {
@@ -160,7 +162,7 @@ pub async fn apply(
 }
 
 /// Deletes the alarms and the topic.
-pub async fn destroy(aws: &Aws, found: &Found, p: &crate::printer::Printer) -> Result<()> {
+pub async fn destroy(aws: &Aws, found: &AlarmsFound, p: &crate::printer::Printer) -> Result<()> {
     let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
     if !names.is_empty() {
         p.doing(&format!("deleting {} alarm(s)", names.len()), cloudwatch::delete(&aws.cloudwatch, &names)).await?;
@@ -208,9 +210,9 @@ mod tests {
         // db.t4g.micro: 1 GiB / 9.5 MB = 112 connections; 80 % of it.
         let conns = alarms.iter().find(|a| a.name == "vcctl-fra-db-connections-high").unwrap();
         assert_eq!(conns.threshold, 90.0);
-        let all = Found { topic: None, alarms: alarms.clone() };
+        let all = AlarmsFound { topic: None, alarms: alarms.clone() };
         assert_eq!(plan(&alarms, &all, None), vec![]);
-        let one_missing = Found { topic: None, alarms: alarms[1..].to_vec() };
+        let one_missing = AlarmsFound { topic: None, alarms: alarms[1..].to_vec() };
         assert_eq!(plan(&alarms, &one_missing, None).len(), 1);
     }
 }

@@ -17,7 +17,7 @@ use crate::cloud::aws::autoscaling::{self, Group};
 use crate::cloud::aws::security_group::{self as sg, SecurityGroup};
 use crate::cloud::aws::{Aws, ec2, elb};
 use crate::context::Ctx;
-use crate::deploy::rolling::{self, Member, Rotation};
+use crate::deploy::rolling::{self, RollingHost, Rotation};
 use crate::error::Failure;
 use crate::host::Host;
 use crate::printer::Printer;
@@ -102,7 +102,7 @@ impl TargetGroup<'_> {
 
 /// What a deploy reads of the stack, and nothing more: the role `ci init` makes allows
 /// exactly these reads.
-struct Found {
+struct GroupFound {
     group: Group,
     target_group: String,
     bucket: String,
@@ -110,7 +110,7 @@ struct Found {
     app_group: Option<SecurityGroup>,
 }
 
-async fn find(ctx: &Ctx, cloud: &Aws) -> Result<Found> {
+async fn find(ctx: &Ctx, cloud: &Aws) -> Result<GroupFound> {
     let stack = &ctx.settings.stack;
     let stamp = crate::providers::aws::stamp(&ctx.settings);
     let names = names::TierNames::of(stack, &stamp.id);
@@ -130,7 +130,7 @@ async fn find(ctx: &Ctx, cloud: &Aws) -> Result<Found> {
     let serving = if stamp.id.is_empty() { None } else { release_bucket::serving(&cloud.s3, &names.bucket).await? };
     let serving = serving.ok_or_else(|| missing("release in its bucket"))?;
     let app_group = sg::find_named(&cloud.ec2, stack, &names.group(Tier::App)).await?;
-    Ok(Found { group, target_group: tg.arn, bucket: names.bucket, serving, app_group })
+    Ok(GroupFound { group, target_group: tg.arn, bucket: names.bucket, serving, app_group })
 }
 
 /// `vcctl deploy` of a `scale:` stack (and `up` given another release than the one serving).
@@ -154,7 +154,7 @@ async fn roll_out(
     ctx: &Ctx,
     a: &AwsSettings,
     cloud: &Aws,
-    f: &Found,
+    f: &GroupFound,
     args: &crate::deploy::Options,
 ) -> Result<(Artifact, rolling::Shipped, bool)> {
     let mut artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
@@ -196,7 +196,7 @@ async fn roll_out(
 
 /// Every instance of `ids` as a deploy target over SSH: its address, the stack's login, its
 /// host key (the stack's, else from its console output), the units of a group's instance.
-async fn connect(ctx: &Ctx, a: &AwsSettings, cloud: &Aws, ids: &[String]) -> Result<Vec<Member>> {
+async fn connect(ctx: &Ctx, a: &AwsSettings, cloud: &Aws, ids: &[String]) -> Result<Vec<RollingHost>> {
     let mut members = Vec::new();
     let identity = crate::providers::aws::reach::identity_path(ctx, a);
     for (id, ip) in ec2::public_addresses(&cloud.ec2, ids).await? {
@@ -224,7 +224,7 @@ async fn connect(ctx: &Ctx, a: &AwsSettings, cloud: &Aws, ids: &[String]) -> Res
         let target = HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer)
             .await
             .map_err(|e| e.context(format!("instance {id} ({ip}) does not answer; nothing was changed on it")))?;
-        members.push(Member { name: id.clone(), key: id, target });
+        members.push(RollingHost { name: id.clone(), key: id, target });
     }
     Ok(members)
 }

@@ -8,17 +8,17 @@ use anyhow::Result;
 use crate::cloud::aws::Aws;
 use crate::cloud::aws::acm::Certificate;
 use crate::cloud::aws::elb::Balancer;
-use crate::cloud::aws::route53::{self, Record};
+use crate::cloud::aws::route53::{self, DnsRecord};
 use crate::error::Failure;
+use crate::plan::{Action, Change};
 use crate::printer::Printer;
-use crate::providers::aws::scale::tiers::Change;
 
 /// The records the stack wants, from what exists: none before the certificate has its
 /// validation record and the load balancer its name.
-pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<&Balancer>) -> Vec<Record> {
+pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<&Balancer>) -> Vec<DnsRecord> {
     let mut out = Vec::new();
     if let Some((name, kind, value)) = certificate.and_then(|c| c.validation.as_ref()) {
-        out.push(Record {
+        out.push(DnsRecord {
             name: route53::normal(name),
             kind: kind.clone(),
             value: route53::normal(value),
@@ -26,7 +26,7 @@ pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<
         });
     }
     if let Some(b) = balancer.filter(|b| !b.zone_id.is_empty()) {
-        out.push(Record {
+        out.push(DnsRecord {
             name: route53::normal(domain),
             kind: "A".into(),
             value: route53::normal(&b.dns_name),
@@ -38,15 +38,15 @@ pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<
 
 /// The zone and the stack's records in it.
 #[derive(Debug, Default)]
-pub struct Found {
+pub struct ZoneFound {
     pub zone_id: String,
     /// By the wanted record's name and type: what the zone has there.
-    pub records: Vec<Option<Record>>,
+    pub records: Vec<Option<DnsRecord>>,
 }
 
 /// The hosted zone `zone` (an error naming the field when the account has none) and what it
 /// holds where the stack wants its records.
-pub async fn survey(aws: &Aws, zone: &str, domain: &str, wanted: &[Record]) -> Result<Found> {
+pub async fn survey(aws: &Aws, zone: &str, domain: &str, wanted: &[DnsRecord]) -> Result<ZoneFound> {
     if !route53::normal(domain).ends_with(&format!(".{}", route53::normal(zone))) {
         return Err(Failure::invalid(
             format!("tls.domain {domain} is not in the hosted zone {zone} that tls.route53_zone names"),
@@ -65,10 +65,10 @@ pub async fn survey(aws: &Aws, zone: &str, domain: &str, wanted: &[Record]) -> R
     for w in wanted {
         records.push(route53::find(&aws.route53, &zone_id, &w.name, &w.kind).await?);
     }
-    Ok(Found { zone_id, records })
+    Ok(ZoneFound { zone_id, records })
 }
 
-fn describe(r: &Record) -> String {
+fn describe(r: &DnsRecord) -> String {
     match &r.alias_zone {
         Some(_) => format!("alias of the load balancer {}", r.value),
         None => format!("{} {}", r.kind, r.value),
@@ -76,34 +76,39 @@ fn describe(r: &Record) -> String {
 }
 
 /// Each wanted record and what the zone has in its place.
-fn pairs<'a>(wanted: &'a [Record], found: &'a Found) -> impl Iterator<Item = (&'a Record, Option<&'a Record>)> {
+fn pairs<'a>(
+    wanted: &'a [DnsRecord],
+    found: &'a ZoneFound,
+) -> impl Iterator<Item = (&'a DnsRecord, Option<&'a DnsRecord>)> {
     wanted.iter().zip(found.records.iter().map(Option::as_ref))
 }
 
 /// The wanted records the zone lacks or holds otherwise, with what it holds: to make or put back.
-fn differing<'a>(wanted: &'a [Record], found: &'a Found) -> impl Iterator<Item = (&'a Record, Option<&'a Record>)> {
+fn differing<'a>(
+    wanted: &'a [DnsRecord],
+    found: &'a ZoneFound,
+) -> impl Iterator<Item = (&'a DnsRecord, Option<&'a DnsRecord>)> {
     pairs(wanted, found).filter(|(w, f)| *f != Some(*w))
 }
 
 /// The stack's records as it made them, still in the zone: what `destroy` deletes.
-pub fn as_made<'a>(wanted: &'a [Record], found: &'a Found) -> Vec<&'a Record> {
+pub fn as_made<'a>(wanted: &'a [DnsRecord], found: &'a ZoneFound) -> Vec<&'a DnsRecord> {
     pairs(wanted, found).filter(|(w, f)| *f == Some(*w)).map(|(w, _)| w).collect()
 }
 
 /// The records to make or put back.
-pub fn plan(wanted: &[Record], found: &Found) -> Vec<Change> {
+pub fn plan(wanted: &[DnsRecord], found: &ZoneFound) -> Vec<Change> {
     differing(wanted, found)
-        .map(|(w, f)| Change {
-            action: if f.is_some() { '~' } else { '+' },
-            what: format!("DNS record {} {}", w.name, w.kind),
-            detail: describe(w),
+        .map(|(w, f)| {
+            let action = if f.is_some() { Action::Update } else { Action::Create };
+            Change::new(action, format!("DNS record {} {}", w.name, w.kind), describe(w))
         })
         .collect()
 }
 
 /// Makes or puts back every record that differs, in one change.
-pub async fn apply(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> Result<()> {
-    let differ: Vec<Record> = differing(wanted, found).map(|(w, _)| w.clone()).collect();
+pub async fn apply(aws: &Aws, wanted: &[DnsRecord], found: &ZoneFound, p: &Printer) -> Result<()> {
+    let differ: Vec<DnsRecord> = differing(wanted, found).map(|(w, _)| w.clone()).collect();
     if differ.is_empty() {
         return Ok(());
     }
@@ -114,8 +119,8 @@ pub async fn apply(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> 
 
 /// Deletes the stack's records: only those exactly as the stack made them (a record changed
 /// by hand to point elsewhere is someone's, and stays).
-pub async fn destroy(aws: &Aws, wanted: &[Record], found: &Found, p: &Printer) -> Result<()> {
-    let ours: Vec<Record> = as_made(wanted, found).into_iter().cloned().collect();
+pub async fn destroy(aws: &Aws, wanted: &[DnsRecord], found: &ZoneFound, p: &Printer) -> Result<()> {
+    let ours: Vec<DnsRecord> = as_made(wanted, found).into_iter().cloned().collect();
     if ours.is_empty() {
         return Ok(());
     }
@@ -155,12 +160,12 @@ mod tests {
         let w = wanted("VC.example.com", Some(&cert), Some(&balancer()));
         assert_eq!(w.len(), 2);
         assert_eq!((w[1].name.as_str(), w[1].alias_zone.as_deref()), ("vc.example.com.", Some("Z215JYRZR1TBD5")));
-        let none = Found { zone_id: "Z1".into(), records: vec![None, None] };
-        assert_eq!(plan(&w, &none).iter().map(|c| c.action).collect::<String>(), "++");
+        let none = ZoneFound { zone_id: "Z1".into(), records: vec![None, None] };
+        assert_eq!(plan(&w, &none).iter().map(|c| c.action.sign()).collect::<String>(), "++");
         let mut elsewhere = w[1].clone();
         elsewhere.value = "other.example.net.".into();
-        let found = Found { zone_id: "Z1".into(), records: vec![Some(w[0].clone()), Some(elsewhere)] };
+        let found = ZoneFound { zone_id: "Z1".into(), records: vec![Some(w[0].clone()), Some(elsewhere)] };
         let changes = plan(&w, &found);
-        assert_eq!((changes.len(), changes[0].action), (1, '~'), "{changes:?}");
+        assert_eq!((changes.len(), changes[0].action), (1, Action::Update), "{changes:?}");
     }
 }

@@ -7,37 +7,38 @@
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::cloud::aws::autoscaling::{self, Group, GroupSpec, Size};
+use crate::cloud::aws::autoscaling::{self, Group, GroupSize, GroupSpec};
 use crate::cloud::aws::ec2::{self, KeyPair};
-use crate::cloud::aws::iam::{self, InstanceProfile, Role};
+use crate::cloud::aws::iam::{self, IamRole, InstanceProfile};
 use crate::cloud::aws::launch_template::{self, Launch, Template};
 use crate::cloud::aws::{Aws, Stamp};
+use crate::plan::{Action, Change};
 use crate::printer::Printer;
 use crate::providers::aws::names;
 use crate::providers::aws::names::InstanceNames;
-use crate::providers::aws::scale::tiers::{Change, fault_point, owned};
+use crate::providers::aws::scale::tiers::{fault_point, owned};
 
 /// What exists of the tier.
 #[derive(Debug, Default)]
-pub struct Found {
+pub struct InstancesFound {
     pub key_pair: Option<KeyPair>,
-    pub role: Option<Role>,
+    pub role: Option<IamRole>,
     pub policy: Option<Value>,
     pub profile: Option<InstanceProfile>,
     pub template: Option<Template>,
     pub group: Option<Group>,
     pub cpu_target: Option<f64>,
     /// The CI deploy role (`vcctl ci init`).
-    pub deploy_role: Option<Role>,
+    pub deploy_role: Option<IamRole>,
 }
 
 /// What the stack wants of the tier.
-pub struct Wanted {
+pub struct InstancesWanted {
     /// The stack's SSH public key (`aws.ssh_public_key`).
     pub public_key: String,
     pub policy: Value,
     pub launch: Launch,
-    pub size: Size,
+    pub size: GroupSize,
     pub cpu_target: Option<u8>,
     pub target_group: String,
 }
@@ -72,8 +73,8 @@ pub fn policy(bucket: &str, secret_arn: &str) -> Value {
     })
 }
 
-pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<Found> {
-    let mut found = Found { role: iam::get_role(&aws.iam, &names.role).await?, ..Found::default() };
+pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<InstancesFound> {
+    let mut found = InstancesFound { role: iam::get_role(&aws.iam, &names.role).await?, ..InstancesFound::default() };
     found.key_pair = ec2::find_key_pair(&aws.ec2, &names.key_pair).await?;
     if let Some(k) = &found.key_pair {
         owned(&format!("key pair {}", names.key_pair), k.owner.stack_id.as_deref(), stamp)?;
@@ -98,32 +99,40 @@ pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<F
     Ok(found)
 }
 
-fn change(action: char, what: impl Into<String>, detail: impl Into<String>) -> Change {
-    Change { action, what: what.into(), detail: detail.into() }
-}
-
 /// What `up` would change in the tier.
-pub fn plan(names: &InstanceNames, w: &Wanted, f: &Found) -> Vec<Change> {
+pub fn plan(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> Vec<Change> {
     let mut out = Vec::new();
     if f.key_pair.is_none() {
-        out.push(change('+', format!("key pair {}", names.key_pair), "the stack's SSH public key, for deploys"));
+        out.push(Change::new(
+            Action::Create,
+            format!("key pair {}", names.key_pair),
+            "the stack's SSH public key, for deploys",
+        ));
     }
     let role = format!("IAM role {}", names.role);
     match (&f.role, &f.policy) {
-        (None, _) => out.push(change('+', role, "with its instance profile; trusted by ec2.amazonaws.com only")),
-        (Some(_), p) if p.as_ref() != Some(&w.policy) => {
-            out.push(change('~', format!("policy {}", names.policy), "put back: the bucket, the secret, metrics"))
+        (None, _) => {
+            out.push(Change::new(Action::Create, role, "with its instance profile; trusted by ec2.amazonaws.com only"))
         }
+        (Some(_), p) if p.as_ref() != Some(&w.policy) => out.push(Change::new(
+            Action::Update,
+            format!("policy {}", names.policy),
+            "put back: the bucket, the secret, metrics",
+        )),
         _ => {}
     }
     if f.role.is_some() && f.profile.as_ref().is_none_or(|p| !p.roles.contains(&names.role)) {
-        out.push(change('~', format!("instance profile {}", names.role), format!("holding role {}", names.role)));
+        out.push(Change::new(
+            Action::Update,
+            format!("instance profile {}", names.role),
+            format!("holding role {}", names.role),
+        ));
     }
     let template = format!("launch template {}", names.group);
     match &f.template {
-        None => out.push(change('+', template, describe_launch(&w.launch))),
-        Some(t) if t.launch != w.launch => out.push(change(
-            '~',
+        None => out.push(Change::new(Action::Create, template, describe_launch(&w.launch))),
+        Some(t) if t.launch != w.launch => out.push(Change::new(
+            Action::Update,
             template,
             format!("version {}: {}", t.latest_version + 1, launch_differences(&t.launch, &w.launch).join(", ")),
         )),
@@ -160,12 +169,12 @@ fn launch_differences(found: &Launch, wanted: &Launch) -> Vec<&'static str> {
 
 /// A group whose size a CPU target owns keeps the desired count Auto Scaling gave it: only
 /// a fixed size puts it back.
-fn plan_group(names: &InstanceNames, w: &Wanted, f: &Found) -> Vec<Change> {
+fn plan_group(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> Vec<Change> {
     let what = format!("Auto Scaling group {}", names.group);
     let s = w.size;
     let Some(g) = &f.group else {
-        return vec![change(
-            '+',
+        return vec![Change::new(
+            Action::Create,
             what,
             format!("{}..{} instances, {} now, replaced when unhealthy", s.min, s.max, s.desired),
         )];
@@ -185,13 +194,13 @@ fn plan_group(names: &InstanceNames, w: &Wanted, f: &Found) -> Vec<Change> {
         differs.push("health from the load balancer".into());
     }
     if !differs.is_empty() {
-        out.push(change('~', what, differs.join("; ")));
+        out.push(Change::new(Action::Update, what, differs.join("; ")));
     }
     let policy = format!("scaling policy {}", names.cpu_policy);
     match (w.cpu_target, f.cpu_target) {
         (Some(t), Some(found)) if (found - f64::from(t)).abs() < 0.01 => {}
-        (Some(t), _) => out.push(change('~', policy, format!("average CPU {t}%"))),
-        (None, Some(_)) => out.push(change('-', policy, "the stack has a fixed size")),
+        (Some(t), _) => out.push(Change::new(Action::Update, policy, format!("average CPU {t}%"))),
+        (None, Some(_)) => out.push(Change::new(Action::Delete, policy, "the stack has a fixed size")),
         (None, None) => {}
     }
     out
@@ -201,8 +210,8 @@ fn plan_group(names: &InstanceNames, w: &Wanted, f: &Found) -> Vec<Change> {
 pub async fn apply(
     aws: &Aws,
     names: &InstanceNames,
-    w: &Wanted,
-    f: &mut Found,
+    w: &InstancesWanted,
+    f: &mut InstancesFound,
     subnets: &[String],
     stamp: &Stamp,
     p: &Printer,
@@ -262,8 +271,8 @@ pub async fn apply(
 async fn apply_group(
     aws: &Aws,
     names: &InstanceNames,
-    w: &Wanted,
-    f: &Found,
+    w: &InstancesWanted,
+    f: &InstancesFound,
     spec: &GroupSpec<'_>,
     stamp: &Stamp,
     p: &Printer,
@@ -318,7 +327,7 @@ async fn create_when_profile_ready(aws: &Aws, spec: &GroupSpec<'_>, stamp: &Stam
 
 /// Deletes the group (its instances terminated, waited for), the template, then the role and
 /// its profile, and the CI deploy role.
-pub async fn destroy(aws: &Aws, names: &InstanceNames, f: &Found, p: &Printer) -> Result<()> {
+pub async fn destroy(aws: &Aws, names: &InstanceNames, f: &InstancesFound, p: &Printer) -> Result<()> {
     if let Some(g) = &f.group {
         p.doing(&format!("deleting Auto Scaling group {} and its {} instance(s)", g.name, g.instances.len()), async {
             autoscaling::delete(&aws.autoscaling, &g.name).await?;

@@ -9,12 +9,13 @@ use serde::Serialize;
 use crate::cloud::aws::acm::{self, Certificate};
 use crate::cloud::aws::elb::{self, Balancer, Does, Listener, TargetGroup};
 use crate::cloud::aws::{Aws, Stamp, ec2};
+use crate::plan::{Action, Change};
 use crate::printer::Printer;
-use crate::providers::aws::scale::tiers::{Change, owned};
+use crate::providers::aws::scale::tiers::owned;
 
 /// What exists of the tier.
 #[derive(Debug, Default, Serialize)]
-pub struct Found {
+pub struct BalancerFound {
     pub certificate: Option<Certificate>,
     pub target_group: Option<TargetGroup>,
     pub balancer: Option<Balancer>,
@@ -23,7 +24,7 @@ pub struct Found {
 
 /// One listener as the stack wants it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Wanted {
+pub struct BalancerWanted {
     pub port: i32,
     pub certificate: Option<String>,
     pub does: Does,
@@ -31,20 +32,16 @@ pub struct Wanted {
 
 /// The listeners the stack wants: HTTP 80 redirected, and HTTPS 443 to the group once the
 /// certificate is issued (AWS refuses a listener with a certificate still being validated).
-pub fn wanted_listeners(found: &Found) -> Vec<Wanted> {
-    let mut out = vec![Wanted { port: 80, certificate: None, does: Does::RedirectToHttps }];
+pub fn wanted_listeners(found: &BalancerFound) -> Vec<BalancerWanted> {
+    let mut out = vec![BalancerWanted { port: 80, certificate: None, does: Does::RedirectToHttps }];
     if let Some(c) = found.certificate.as_ref().filter(|c| c.issued()) {
         let tg = found.target_group.as_ref().map_or_else(|| "(target group)".to_string(), |g| g.arn.clone());
-        out.push(Wanted { port: 443, certificate: Some(c.arn.clone()), does: Does::Forward(tg) });
+        out.push(BalancerWanted { port: 443, certificate: Some(c.arn.clone()), does: Does::Forward(tg) });
     }
     out
 }
 
-fn change(action: char, what: impl Into<String>, detail: impl Into<String>) -> Change {
-    Change { action, what: what.into(), detail: detail.into() }
-}
-
-fn describe(w: &Wanted) -> String {
+fn describe(w: &BalancerWanted) -> String {
     match &w.does {
         Does::RedirectToHttps => format!("HTTP {}: redirect to HTTPS 443 (301)", w.port),
         Does::Forward(_) => format!("HTTPS {}: to the target group ({})", w.port, elb::SSL_POLICY),
@@ -54,23 +51,31 @@ fn describe(w: &Wanted) -> String {
 
 /// What `up` would change in the tier, from what exists. `lb_group` is the load balancer's
 /// security group (its id once it exists).
-pub fn plan(stack: &str, domain: &str, zone: Option<&str>, found: &Found, lb_group: &str) -> Vec<Change> {
+pub fn plan(stack: &str, domain: &str, zone: Option<&str>, found: &BalancerFound, lb_group: &str) -> Vec<Change> {
     let n = crate::providers::aws::names::load_balancer(stack);
     let mut out = Vec::new();
     match &found.certificate {
-        None => out.push(change('+', format!("certificate for {domain}"), "ACM, validated by DNS")),
-        Some(c) if !c.issued() => out.push(change('!', format!("certificate {}", c.arn), waiting(c, zone))),
+        None => out.push(Change::new(Action::Create, format!("certificate for {domain}"), "ACM, validated by DNS")),
+        Some(c) if !c.issued() => {
+            out.push(Change::new(Action::Note, format!("certificate {}", c.arn), waiting(c, zone)))
+        }
         Some(_) => {}
     }
     if found.target_group.is_none() {
-        out.push(change('+', format!("target group {n}"), "HTTP to the service's port; healthy on GET /api/status"));
+        out.push(Change::new(
+            Action::Create,
+            format!("target group {n}"),
+            "HTTP to the service's port; healthy on GET /api/status",
+        ));
     }
     match &found.balancer {
-        None => {
-            out.push(change('+', format!("load balancer {n}"), "internet-facing, in every zone of the default VPC"))
-        }
-        Some(b) if b.security_groups != [lb_group.to_string()] => out.push(change(
-            '~',
+        None => out.push(Change::new(
+            Action::Create,
+            format!("load balancer {n}"),
+            "internet-facing, in every zone of the default VPC",
+        )),
+        Some(b) if b.security_groups != [lb_group.to_string()] => out.push(Change::new(
+            Action::Update,
             format!("load balancer {n}"),
             format!("security groups {:?} -> [{lb_group}]", b.security_groups),
         )),
@@ -79,15 +84,17 @@ pub fn plan(stack: &str, domain: &str, zone: Option<&str>, found: &Found, lb_gro
     let wanted = wanted_listeners(found);
     for w in &wanted {
         match found.listeners.iter().find(|l| l.port == w.port) {
-            None => out.push(change('+', format!("listener {}", w.port), describe(w))),
-            Some(l) if l.does != w.does || l.certificate != w.certificate => {
-                out.push(change('~', format!("listener {}", w.port), format!("{:?} -> {}", l.does, describe(w))))
-            }
+            None => out.push(Change::new(Action::Create, format!("listener {}", w.port), describe(w))),
+            Some(l) if l.does != w.does || l.certificate != w.certificate => out.push(Change::new(
+                Action::Update,
+                format!("listener {}", w.port),
+                format!("{:?} -> {}", l.does, describe(w)),
+            )),
             Some(_) => {}
         }
     }
     for l in found.listeners.iter().filter(|l| !wanted.iter().any(|w| w.port == l.port) && l.port != 443) {
-        out.push(change('-', format!("listener {}", l.port), "not in the stack: drift"));
+        out.push(Change::new(Action::Delete, format!("listener {}", l.port), "not in the stack: drift"));
     }
     out
 }
@@ -111,9 +118,9 @@ pub fn waiting(c: &Certificate, zone: Option<&str>) -> String {
 }
 
 /// Reads what exists; a resource tagged with another stack id is refused before any change.
-pub async fn survey(aws: &Aws, stack: &str, domain: &str, stamp: &Stamp) -> Result<Found> {
+pub async fn survey(aws: &Aws, stack: &str, domain: &str, stamp: &Stamp) -> Result<BalancerFound> {
     let n = crate::providers::aws::names::load_balancer(stack);
-    let mut found = Found {
+    let mut found = BalancerFound {
         certificate: acm::find(&aws.acm, stack, domain).await?,
         target_group: elb::find_target_group(&aws.elb, &n).await?,
         balancer: elb::find_balancer(&aws.elb, &n).await?,
@@ -138,7 +145,7 @@ pub async fn apply(
     aws: &Aws,
     stack: &str,
     domain: &str,
-    found: &mut Found,
+    found: &mut BalancerFound,
     lb_group: &str,
     port: u16,
     stamp: &Stamp,
@@ -189,7 +196,7 @@ pub async fn apply(
 
 /// Removes the tier: the load balancer (its listeners with it), the target group once the
 /// balancer is gone, then the certificate.
-pub async fn destroy(aws: &Aws, found: &Found, p: &Printer) -> Result<()> {
+pub async fn destroy(aws: &Aws, found: &BalancerFound, p: &Printer) -> Result<()> {
     if let Some(b) = &found.balancer {
         p.doing(&format!("deleting load balancer {}", b.dns_name), elb::delete_balancer(&aws.elb, &b.arn)).await?;
     }
@@ -237,14 +244,14 @@ mod tests {
 
     #[test]
     fn https_waits_for_the_certificate_and_the_redirect_is_put_back() {
-        let mut found = Found { certificate: Some(cert("PENDING_VALIDATION")), ..Found::default() };
+        let mut found = BalancerFound { certificate: Some(cert("PENDING_VALIDATION")), ..BalancerFound::default() };
         let changes = plan("fra", "vc.example.com", None, &found, "sg-lb");
-        let waiting = changes.iter().find(|c| c.action == '!').expect("the wait is said");
+        let waiting = changes.iter().find(|c| c.action == Action::Note).expect("the wait is said");
         assert!(
             waiting.detail.contains("create the DNS record `_x.vc.example.com. CNAME _y.acm-validations.aws.`"),
             "{waiting:?}"
         );
-        assert!(!changes.iter().any(|c| c.what == "listener 443"), "no HTTPS before the certificate: {changes:?}");
+        assert!(!changes.iter().any(|c| c.resource == "listener 443"), "no HTTPS before the certificate: {changes:?}");
         found.certificate = Some(cert("ISSUED"));
         found.target_group = Some(TargetGroup {
             arn: "arn:tg".into(),
@@ -274,6 +281,6 @@ mod tests {
         found.listeners[0].does = Does::Forward("arn:tg".into());
         let changes = plan("fra", "vc.example.com", None, &found, "sg-lb");
         assert_eq!(changes.len(), 1, "{changes:?}");
-        assert_eq!((changes[0].action, changes[0].what.as_str()), ('~', "listener 80"));
+        assert_eq!((changes[0].action, changes[0].resource.as_str()), (Action::Update, "listener 80"));
     }
 }

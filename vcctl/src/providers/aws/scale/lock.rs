@@ -37,14 +37,14 @@ pub fn ended(text: &str, now: OffsetDateTime) -> bool {
 }
 
 /// A held lock; `release` deletes it.
-pub struct Lock {
+pub struct BucketLock {
     client: aws_sdk_s3::Client,
     bucket: String,
     renewal: tokio::task::JoinHandle<()>,
 }
 
 /// Takes the stack's deploy lock in `bucket`, waiting up to `timeout` for another deploy.
-pub async fn take(client: &aws_sdk_s3::Client, bucket: &str, timeout: Duration, p: &Printer) -> Result<Lock> {
+pub async fn take(client: &aws_sdk_s3::Client, bucket: &str, timeout: Duration, p: &Printer) -> Result<BucketLock> {
     let since = OffsetDateTime::now_utc();
     let started = std::time::Instant::now();
     let mut step: Option<crate::printer::Step> = None;
@@ -53,7 +53,11 @@ pub async fn take(client: &aws_sdk_s3::Client, bucket: &str, timeout: Duration, 
             if let Some(s) = step.take() {
                 s.done("");
             }
-            return Ok(Lock { client: client.clone(), bucket: bucket.into(), renewal: renew(client, bucket, since) });
+            return Ok(BucketLock {
+                client: client.clone(),
+                bucket: bucket.into(),
+                renewal: renew(client, bucket, since),
+            });
         }
         let text = s3::get_small(client, bucket, LOCK_KEY, 4096).await?.unwrap_or_default();
         let text = String::from_utf8_lossy(&text).into_owned();
@@ -89,7 +93,7 @@ fn renew(client: &aws_sdk_s3::Client, bucket: &str, since: OffsetDateTime) -> to
     })
 }
 
-impl Lock {
+impl BucketLock {
     pub async fn release(self, p: &Printer) {
         self.renewal.abort();
         if let Err(e) = s3::delete_object(&self.client, &self.bucket, LOCK_KEY).await {

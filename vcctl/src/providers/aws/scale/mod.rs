@@ -19,25 +19,29 @@ pub mod tiers;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cloud::aws::autoscaling::Size;
+use crate::cloud::aws::autoscaling::GroupSize;
 use crate::cloud::aws::cloudwatch::Alarm;
 use crate::cloud::aws::launch_template::Launch;
-use crate::cloud::aws::route53::Record;
+use crate::cloud::aws::route53::DnsRecord;
 use crate::cloud::aws::{Aws, Stamp, ec2, sns};
 use crate::context::Ctx;
 use crate::error::{self, Failure};
+use crate::plan::{Action, Change};
 use crate::providers::aws::names;
 use crate::providers::aws::names::TierNames;
 use crate::providers::aws::{self, DEFAULT_INSTANCE_TYPE};
 use crate::stack::AwsSettings;
 use crate::stack::scale::ScaleSettings;
 use alerts::Watched;
-use tiers::Change;
 
 /// How a single box becomes a group: its data moves, the stack does not.
-const MIGRATION: &str = "`vcctl db dump > events.dump` on the single-box stack, `vcctl up` of a new stack \
-     file with `scale:`, `vcctl db restore events.dump` there, then `vcctl destroy` of the single box \
-     (docs/aws.md, Scaling out)";
+/// `{old}` is the single box's stack.
+fn migration(old: &str) -> String {
+    format!(
+        "`vcctl db dump --stack {old} > events.dump`, `vcctl up --stack NEW` of a new stack file with `scale:`, \
+         `vcctl db restore events.dump --stack NEW`, then `vcctl destroy --stack {old}` (docs/aws.md, Scaling out)"
+    )
+}
 
 /// What vcctl does not do yet on such a stack, as it says.
 const NOT_BUILT: &str = "`rollback`, `logs` and the other per-host commands across the group";
@@ -48,12 +52,12 @@ struct Survey {
     account: String,
     stamp: Stamp,
     names: TierNames,
-    data: tiers::Found,
-    edge: load_balancer::Found,
+    data: tiers::TiersFound,
+    edge: load_balancer::BalancerFound,
     /// The records in `tls.route53_zone`, when the stack names one: wanted, and as found.
-    dns: Option<(Vec<Record>, dns::Found)>,
-    alerts: alerts::Found,
-    group: instances::Found,
+    dns: Option<(Vec<DnsRecord>, dns::ZoneFound)>,
+    alerts: alerts::AlarmsFound,
+    group: instances::InstancesFound,
     /// The release the bucket's pointer names.
     serving: Option<release_bucket::Serving>,
 }
@@ -74,7 +78,11 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
 }
 
 /// The records the stack keeps in its hosted zone, and what the zone has, when it names one.
-async fn survey_dns(ctx: &Ctx, cloud: &Aws, edge: &load_balancer::Found) -> Result<Option<(Vec<Record>, dns::Found)>> {
+async fn survey_dns(
+    ctx: &Ctx,
+    cloud: &Aws,
+    edge: &load_balancer::BalancerFound,
+) -> Result<Option<(Vec<DnsRecord>, dns::ZoneFound)>> {
     let Some(zone) = zone(ctx) else { return Ok(None) };
     let wanted = dns::wanted(domain(ctx), edge.certificate.as_ref(), edge.balancer.as_ref());
     let found = dns::survey(cloud, zone, domain(ctx), &wanted).await?;
@@ -91,7 +99,7 @@ fn domain(ctx: &Ctx) -> &str {
 }
 
 /// The load balancer's security group: its id, or its name before it exists.
-fn lb_group(found: &tiers::Found) -> String {
+fn lb_group(found: &tiers::TiersFound) -> String {
     found.group(tiers::Tier::Lb).map_or_else(|| "(group lb)".into(), |g| g.id.clone())
 }
 
@@ -109,28 +117,33 @@ fn wanted_alarms(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Vec<Alarm> {
 }
 
 /// Every change `up` would make, tier by tier.
-fn changes(ctx: &Ctx, scale: &ScaleSettings, s: &Survey, instances: &instances::Wanted) -> Result<Vec<Change>> {
+fn changes(
+    ctx: &Ctx,
+    scale: &ScaleSettings,
+    s: &Survey,
+    instances: &instances::InstancesWanted,
+) -> Result<Vec<Change>> {
     let (stack, port) = (&ctx.settings.stack, ctx.settings.port);
     let mut out = tiers::plan(&s.names, &s.data, &scale.database, port)?;
     out.extend(load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb_group(&s.data)));
     if let Some((wanted, found)) = &s.dns {
         out.extend(dns::plan(wanted, found));
         if s.edge.balancer.is_none() {
-            out.push(Change {
-                action: '+',
-                what: format!("DNS record {} A", crate::cloud::aws::route53::normal(domain(ctx))),
-                detail: "alias of the load balancer, once it exists".into(),
-            });
+            out.push(Change::new(
+                Action::Create,
+                format!("DNS record {} A", crate::cloud::aws::route53::normal(domain(ctx))),
+                "alias of the load balancer, once it exists",
+            ));
         }
     }
     let email = ctx.settings.alert_email.as_deref();
     out.extend(alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email));
     if s.serving.is_none() {
-        out.push(Change {
-            action: '+',
-            what: "release".into(),
-            detail: "the first: uploaded to the bucket, and `serving` pointed at it".into(),
-        });
+        out.push(Change::new(
+            Action::Create,
+            "release",
+            "the first: uploaded to the bucket, and `serving` pointed at it",
+        ));
     }
     out.extend(instances::plan(&names::InstanceNames::of(stack), instances, &s.group));
     Ok(out)
@@ -138,7 +151,12 @@ fn changes(ctx: &Ctx, scale: &ScaleSettings, s: &Survey, instances: &instances::
 
 /// What the stack wants of its instances, on what exists (placeholders before it does).
 /// The image is the template's once there is one: a newer Debian image is no change.
-async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: &Survey) -> Result<instances::Wanted> {
+async fn wanted_instances(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    scale: &ScaleSettings,
+    s: &Survey,
+) -> Result<instances::InstancesWanted> {
     let names = names::InstanceNames::of(&ctx.settings.stack);
     let instance_type = a.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
     let (image, root_device) = match &s.group.template {
@@ -171,7 +189,7 @@ async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: 
         ("database_ca", if release_bucket::database_ca(&ctx.settings).is_some() { "bucket" } else { "trust-store" }),
     ])?;
     let r = &scale.replicas;
-    Ok(instances::Wanted {
+    Ok(instances::InstancesWanted {
         public_key: crate::providers::aws::reach::local_keys(ctx, a)?,
         policy: instances::policy(&s.names.bucket, &secret),
         launch: Launch {
@@ -187,7 +205,7 @@ async fn wanted_instances(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, s: 
             root_encrypted: true,
             root_type: "gp3".into(),
         },
-        size: Size { min: i32::from(r.min), desired: i32::from(r.desired), max: i32::from(r.max) },
+        size: GroupSize { min: i32::from(r.min), desired: i32::from(r.desired), max: i32::from(r.max) },
         cpu_target: scale.cpu_target_pct,
         target_group: s.edge.target_group.as_ref().map_or_else(|| "(target group)".into(), |g| g.arn.clone()),
     })
@@ -204,23 +222,14 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u
     let root = crate::providers::aws::ROOT_VOLUME_GB as u32;
     let cost = crate::providers::aws::cost::covers(&region)
         .then(|| crate::providers::aws::cost::scaled(instance_type, root, scale));
-    ctx.printer.json(&json!({
-        "stack": ctx.settings.stack, "region": region, "scale": scale, "changes": changes, "cost": cost,
-        "not_built": NOT_BUILT,
-    }));
-    let real = changes.iter().filter(|c| c.action != '!').count();
-    let mut lines = match real {
-        0 => vec![format!("stack `{}`: what vcctl builds matches the stack file", ctx.settings.stack)],
-        n => vec![format!("stack `{}` in {region}: `vcctl up` would make {n} change(s):", ctx.settings.stack)],
-    };
-    lines.extend(changes.iter().map(|c| format!("  {} {}: {}", c.action, c.what, c.detail)));
-    lines.push(format!("not built by vcctl yet: {NOT_BUILT}"));
+    let mut trailer = vec![format!("not built by vcctl yet: {NOT_BUILT}")];
     match &cost {
-        Some(c) => lines.extend(crate::providers::aws::cost::describe(c)),
-        None => lines.push(format!("(no cost estimate: the price table covers eu-central-1, not {region})")),
+        Some(c) => trailer.extend(crate::providers::aws::cost::describe(c)),
+        None => trailer.push(format!("(no cost estimate: the price table covers eu-central-1, not {region})")),
     }
-    ctx.printer.out(lines.join("\n"));
-    Ok(if real == 0 { error::OK } else { error::PLAN_HAS_CHANGES })
+    let subject = crate::plan::Scope { stack: &ctx.settings.stack, shape: "scale", place: Some(&region) };
+    let extra = json!({"region": region, "scale": scale, "cost": cost, "not_built": NOT_BUILT});
+    Ok(crate::plan::print(&ctx.printer, &subject, &changes, crate::plan::extra(extra), &trailer))
 }
 
 /// `vcctl up` of a `scale:` stack: every tier made or repaired in order, the host kit and,
@@ -236,7 +245,7 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
         Some(_) => None,
     };
     let changes = changes(ctx, scale, &s, &wanted_instances(ctx, a, scale, &s).await?)?;
-    let mut changed = changes.iter().any(|c| c.action != '!');
+    let mut changed = changes.iter().any(|c| c.is_change());
     if changed {
         apply(ctx, scale, &mut s).await?;
     }
@@ -347,38 +356,8 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     let s = survey(ctx, a, crate::providers::aws::stamp(&ctx.settings)).await?;
     let (p, group_names) = (&ctx.printer, names::InstanceNames::of(&ctx.settings.stack));
     p.info(format!("`vcctl destroy` deletes, of stack `{}`:", ctx.settings.stack));
-    if let Some(g) = &s.group.group {
-        p.info(format!(
-            "  - Auto Scaling group {} and its {} instance(s), its launch template",
-            g.name,
-            g.instances.len()
-        ));
-    }
-    if let Some(b) = &s.edge.balancer {
-        p.info(format!("  - load balancer {} and its listeners, the target group", b.dns_name));
-    }
-    if let Some(c) = &s.edge.certificate {
-        p.info(format!("  - certificate {} ({})", c.arn, c.domain));
-    }
-    if let Some((wanted, found)) = &s.dns {
-        let ours: Vec<String> = dns::as_made(wanted, found).iter().map(|w| format!("{} {}", w.name, w.kind)).collect();
-        if !ours.is_empty() {
-            p.info(format!("  - DNS records {} (the hosted zone stays)", ours.join(", ")));
-        }
-    }
-    for g in s.data.groups.iter().flatten() {
-        p.info(format!("  - security group {} ({})", g.name, g.id));
-    }
-    if s.group.deploy_role.is_some() {
-        p.info(format!("  - CI deploy role {} (the account's GitHub OIDC provider stays)", group_names.deploy_role));
-    }
-    let topic = if s.alerts.topic.is_some() { " and the alert topic" } else { "" };
-    p.info(format!("  - {} alarm(s){topic}", s.alerts.alarms.len()));
-    if let (Some(d), false) = (&s.data.db, keep_data) {
-        p.info(format!(
-            "  - DB instance {} and every event in it, after a final snapshot (kept), and its subnet group",
-            d.id
-        ));
+    for line in doomed(&s, &group_names, keep_data) {
+        p.info(format!("  - {line}"));
     }
     let what = if keep_data { "delete the stack (the database kept)" } else { "delete the stack and its database" };
     ctx.confirm_destruction(what)?;
@@ -398,6 +377,56 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         None => p.out(format!("stack `{}` destroyed", ctx.settings.stack)),
     }
     Ok(error::OK)
+}
+
+/// Everything `destroy` deletes, in words, for its confirmation: what the survey found,
+/// nothing less (the bucket holds the ingest token, the role the instances' rights).
+fn doomed(s: &Survey, names: &names::InstanceNames, keep_data: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(g) = &s.group.group {
+        out.push(format!("Auto Scaling group {} and its {} instance(s)", g.name, g.instances.len()));
+    }
+    if let Some(t) = &s.group.template {
+        out.push(format!("launch template {}", t.name));
+    }
+    if s.group.key_pair.is_some() {
+        out.push(format!("key pair {}", names.key_pair));
+    }
+    if s.group.role.is_some() || s.group.profile.is_some() {
+        out.push(format!("IAM role {} of the instances, its instance profile and its policy", names.role));
+    }
+    if s.group.deploy_role.is_some() {
+        out.push(format!("CI deploy role {} (the account's GitHub OIDC provider stays)", names.deploy_role));
+    }
+    if let Some(b) = &s.edge.balancer {
+        out.push(format!("load balancer {} and its listeners, the target group", b.dns_name));
+    }
+    if let Some(c) = &s.edge.certificate {
+        out.push(format!("certificate {} ({})", c.arn, c.domain));
+    }
+    if let Some((wanted, found)) = &s.dns {
+        let ours: Vec<String> = dns::as_made(wanted, found).iter().map(|w| format!("{} {}", w.name, w.kind)).collect();
+        if !ours.is_empty() {
+            out.push(format!("DNS records {} (the hosted zone stays)", ours.join(", ")));
+        }
+    }
+    if let Some(b) = &s.data.bucket {
+        out.push(format!("bucket {}: every release, the host kit and the ingest token", b.name));
+    }
+    for tier in tiers::TIERS.iter().filter(|t| !(keep_data && **t == tiers::Tier::Db)) {
+        if let Some(g) = s.data.group(*tier) {
+            out.push(format!("security group {} ({})", g.name, g.id));
+        }
+    }
+    let topic = if s.alerts.topic.is_some() { " and the alert topic" } else { "" };
+    out.push(format!("{} alarm(s){topic}", s.alerts.alarms.len()));
+    if let (Some(d), false) = (&s.data.db, keep_data) {
+        out.push(format!(
+            "DB instance {} and every event in it, after a final snapshot (kept), and its subnet group",
+            d.id
+        ));
+    }
+    out
 }
 
 /// `vcctl status` of a `scale:` stack: the load balancer and its address, the certificate,
@@ -421,15 +450,15 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let releases = crate::providers::aws::scale::deploy::releases(ctx, a, &s.cloud, app, &ids).await;
     let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
     let db = database_view(&s).await?;
-    ctx.printer.json(&json!({
-        "stack": ctx.settings.stack, "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
+    let body = json!({
+        "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
         "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
         "group": s.group.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
         "instances": on_instances, "instances_unread": releases.as_ref().err(),
         "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
         "serving": serving, "not_built": NOT_BUILT,
-    }));
-    let mut lines = vec![format!("stack `{}`: https://{domain}", ctx.settings.stack)];
+    });
+    let mut lines = vec![format!("url:      https://{domain}")];
     lines.push(match &s.edge.balancer {
         Some(b) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
         None => "  load balancer: none (`vcctl up` makes it)".into(),
@@ -444,15 +473,17 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let states: Vec<String> =
         s.alerts.alarms.iter().map(|a| format!("{} {}", a.name, a.state.as_deref().unwrap_or("?"))).collect();
     lines.push(format!("  alarms ({}): {}", states.len(), states.join(", ")));
-    ctx.printer.out(lines.join("\n"));
-    Ok(if serving { error::OK } else { error::ERROR })
+    let region = a.region();
+    let subject =
+        crate::status::Subject { stack: &ctx.settings.stack, shape: "scale", place: Some(&region), healthy: serving };
+    Ok(crate::status::print(&ctx.printer, &subject, body, &lines))
 }
 
 /// What `status` says of the database beside what RDS describes: the storage used (from
 /// its free storage in CloudWatch) and its newest snapshot.
 struct DatabaseView {
     used_gb: Option<f64>,
-    snapshot: Option<crate::cloud::aws::rds::Snapshot>,
+    snapshot: Option<crate::cloud::aws::rds::DbSnapshot>,
 }
 
 async fn database_view(s: &Survey) -> Result<DatabaseView> {
@@ -489,7 +520,7 @@ fn database_lines(s: &Survey, view: &DatabaseView) -> Vec<String> {
 /// they boot.
 fn group_lines(
     s: &Survey,
-    targets: &[crate::cloud::aws::elb::Target],
+    targets: &[crate::cloud::aws::elb::TargetHealth],
     healthy: usize,
     releases: &Result<Vec<crate::providers::aws::scale::deploy::OnInstance>, String>,
 ) -> Vec<String> {
@@ -553,7 +584,7 @@ async fn single_box_absent(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> 
                 i.id,
                 ctx.settings.stack_file.display()
             ),
-            Some(format!("remove `scale:` to keep the single box, or move its data: {MIGRATION}")),
+            Some(format!("remove `scale:` to keep the single box, or move its data: {}", migration(&ctx.settings.stack))),
         )
         .into());
     }

@@ -11,6 +11,7 @@ use crate::cloud::aws::s3::{self, Bucket};
 use crate::cloud::aws::security_group::{self as sg, Rule, SecurityGroup};
 use crate::cloud::aws::{Aws, Stamp, ec2};
 use crate::error::Failure;
+use crate::plan::{Action, Change};
 use crate::printer::Printer;
 use crate::providers::aws::names::TierNames;
 use crate::stack::scale::RdsSettings;
@@ -44,7 +45,7 @@ impl TierNames {
 
 /// What exists of the stack.
 #[derive(Debug, Default)]
-pub struct Found {
+pub struct TiersFound {
     /// By tier: lb, app, db.
     pub groups: [Option<SecurityGroup>; 3],
     pub subnet_group: bool,
@@ -52,14 +53,14 @@ pub struct Found {
     pub bucket: Option<Bucket>,
 }
 
-impl Found {
+impl TiersFound {
     pub fn group(&self, tier: Tier) -> Option<&SecurityGroup> {
         self.groups[tier as usize].as_ref()
     }
 }
 
 /// The rules a tier's group must have, exactly: its sources are the group before it.
-pub fn wanted_rules(tier: Tier, port: u16, found: &Found) -> Vec<Rule> {
+pub fn wanted_rules(tier: Tier, port: u16, found: &TiersFound) -> Vec<Rule> {
     let id = |t: Tier| found.group(t).map_or_else(|| format!("(group {})", t.name()), |g| g.id.clone());
     let mut rules = match tier {
         Tier::Lb => ["0.0.0.0/0", "::/0"]
@@ -89,28 +90,15 @@ fn admits(rules: &[Rule], r: &Rule) -> bool {
         .any(|x| (&x.protocol, x.from_port, x.to_port, &x.source) == (&r.protocol, r.from_port, r.to_port, &r.source))
 }
 
-/// One change `up` would make.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Change {
-    /// `+` make, `~` change, `-` remove.
-    pub action: char,
-    pub what: String,
-    pub detail: String,
-}
-
-fn change(action: char, what: impl Into<String>, detail: impl Into<String>) -> Change {
-    Change { action, what: what.into(), detail: detail.into() }
-}
-
 /// What `up` would change, from what exists; an impossible change is an error naming the fix.
-pub fn plan(names: &TierNames, found: &Found, db: &RdsSettings, port: u16) -> Result<Vec<Change>> {
+pub fn plan(names: &TierNames, found: &TiersFound, db: &RdsSettings, port: u16) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     for tier in TIERS {
         let name = names.group(tier);
         let wanted = wanted_rules(tier, port, found);
         let Some(g) = found.group(tier) else {
             let rules: Vec<String> = wanted.iter().map(ToString::to_string).collect();
-            out.push(change('+', format!("security group {name}"), rules.join("; ")));
+            out.push(Change::new(Action::Create, format!("security group {name}"), rules.join("; ")));
             continue;
         };
         for r in g
@@ -118,26 +106,34 @@ pub fn plan(names: &TierNames, found: &Found, db: &RdsSettings, port: u16) -> Re
             .iter()
             .filter(|r| !admits(&wanted, r) && !crate::providers::aws::on_demand::lease::is_temporary(&r.tags))
         {
-            out.push(change('-', format!("rule on {name}"), format!("{r} (not in the stack: drift)")));
+            out.push(Change::new(Action::Delete, format!("rule on {name}"), format!("{r} (not in the stack: drift)")));
         }
         for r in wanted.iter().filter(|r| !admits(&g.rules, r)) {
-            out.push(change('+', format!("rule on {name}"), r.to_string()));
+            out.push(Change::new(Action::Create, format!("rule on {name}"), r.to_string()));
         }
     }
     match &found.bucket {
-        None => {
-            out.push(change('+', format!("bucket {}", names.bucket), "the releases: versioned, encrypted, private"))
-        }
-        Some(b) if !b.lacks().is_empty() => {
-            out.push(change('~', format!("bucket {}", b.name), format!("put back: {}", b.lacks().join(", "))))
-        }
+        None => out.push(Change::new(
+            Action::Create,
+            format!("bucket {}", names.bucket),
+            "the releases: versioned, encrypted, private",
+        )),
+        Some(b) if !b.lacks().is_empty() => out.push(Change::new(
+            Action::Update,
+            format!("bucket {}", b.name),
+            format!("put back: {}", b.lacks().join(", ")),
+        )),
         Some(_) => {}
     }
     if !found.subnet_group {
-        out.push(change('+', format!("DB subnet group {}", names.db), "one subnet per zone of the default VPC"));
+        out.push(Change::new(
+            Action::Create,
+            format!("DB subnet group {}", names.db),
+            "one subnet per zone of the default VPC",
+        ));
     }
     match &found.db {
-        None => out.push(change('+', format!("DB instance {}", names.db), describe(db))),
+        None => out.push(Change::new(Action::Create, format!("DB instance {}", names.db), describe(db))),
         Some(d) => out.extend(db_changes(d, db, found.group(Tier::Db).map(|g| g.id.as_str()))?),
     }
     Ok(out)
@@ -174,7 +170,11 @@ fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<Cha
     let mut diffs = Vec::new();
     let mut differ = |field: &str, has: String, wants: String| {
         if has != wants {
-            diffs.push(change('~', format!("DB instance {}", d.id), format!("{field}: {has} -> {wants}")));
+            diffs.push(Change::new(
+                Action::Update,
+                format!("DB instance {}", d.id),
+                format!("{field}: {has} -> {wants}"),
+            ));
         }
     };
     differ("class", d.instance_class.clone(), want.instance_class.clone());
@@ -188,8 +188,8 @@ fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<Cha
 }
 
 /// Reads what exists; a resource tagged with another stack id is refused before any change.
-pub async fn survey(aws: &Aws, names: &TierNames, stamp: &Stamp) -> Result<Found> {
-    let mut found = Found::default();
+pub async fn survey(aws: &Aws, names: &TierNames, stamp: &Stamp) -> Result<TiersFound> {
+    let mut found = TiersFound::default();
     for tier in TIERS {
         let g = sg::find_named(&aws.ec2, &names.stack, &names.group(tier)).await?;
         if let Some(g) = &g {
@@ -230,7 +230,7 @@ pub(crate) fn owned(what: &str, id: Option<&str>, stamp: &Stamp) -> Result<()> {
 pub async fn apply(
     aws: &Aws,
     names: &TierNames,
-    found: &mut Found,
+    found: &mut TiersFound,
     db: &RdsSettings,
     port: u16,
     stamp: &Stamp,
@@ -292,7 +292,7 @@ pub async fn apply(
 async fn database(
     aws: &Aws,
     names: &TierNames,
-    found: &Found,
+    found: &TiersFound,
     db: &RdsSettings,
     vpc: &str,
     stamp: &Stamp,
@@ -325,8 +325,8 @@ async fn database(
     }
 }
 
-fn size(db: &RdsSettings) -> rds::Size<'_> {
-    rds::Size {
+fn size(db: &RdsSettings) -> rds::DbSize<'_> {
+    rds::DbSize {
         instance_class: &db.instance_class,
         storage_gb: db.storage_gb,
         multi_az: db.multi_az,
@@ -340,7 +340,7 @@ fn size(db: &RdsSettings) -> rds::Size<'_> {
 pub async fn destroy(
     aws: &Aws,
     names: &TierNames,
-    found: &Found,
+    found: &TiersFound,
     keep_data: bool,
     p: &Printer,
 ) -> Result<Option<String>> {
@@ -397,7 +397,7 @@ pub(crate) fn fault_point(point: &str) {
 mod tests {
     use super::*;
     use crate::cloud::aws::Owner;
-    use crate::cloud::aws::security_group::Source;
+    use crate::cloud::aws::security_group::RuleSource;
 
     fn group(name: &str, id: &str, rules: Vec<Rule>) -> Option<SecurityGroup> {
         Some(SecurityGroup { id: id.into(), name: name.into(), vpc_id: "vpc-1".into(), rules, owner: Owner::default() })
@@ -416,9 +416,9 @@ mod tests {
     #[test]
     fn each_group_admits_only_the_one_before_it() {
         let names = TierNames::of("fra", "0123456789abcdef");
-        let nothing = Found::default();
+        let nothing = TiersFound::default();
         let changes = plan(&names, &nothing, &settings(), 8000).unwrap();
-        let made: Vec<&str> = changes.iter().map(|c| c.what.as_str()).collect();
+        let made: Vec<&str> = changes.iter().map(|c| c.resource.as_str()).collect();
         assert_eq!(
             made,
             [
@@ -430,27 +430,30 @@ mod tests {
                 "DB instance vcctl-fra"
             ]
         );
-        let mut found = Found::default();
+        let mut found = TiersFound::default();
         found.groups[0] = group("vcctl-fra-lb", "sg-lb", wanted_rules(Tier::Lb, 8000, &found));
         let app = wanted_rules(Tier::App, 8000, &found);
         // The service's port from the load balancer; the metrics port from the app group
         // itself (its placeholder until the group exists).
-        let admitted: Vec<(i32, &Source)> = app.iter().map(|r| (r.from_port, &r.source)).collect();
-        assert_eq!(admitted, [(8000, &Source::Group("sg-lb".into())), (9464, &Source::Group("(group app)".into()))]);
+        let admitted: Vec<(i32, &RuleSource)> = app.iter().map(|r| (r.from_port, &r.source)).collect();
+        assert_eq!(
+            admitted,
+            [(8000, &RuleSource::Group("sg-lb".into())), (9464, &RuleSource::Group("(group app)".into()))]
+        );
         found.groups[1] = group("vcctl-fra-app", "sg-app", app);
         let app = wanted_rules(Tier::App, 8000, &found);
-        assert_eq!((app[1].from_port, &app[1].source), (9464, &Source::Group("sg-app".into())));
+        assert_eq!((app[1].from_port, &app[1].source), (9464, &RuleSource::Group("sg-app".into())));
         found.groups[1] = group("vcctl-fra-app", "sg-app", app);
         let db = wanted_rules(Tier::Db, 8000, &found);
-        assert_eq!((db[0].from_port, &db[0].source), (5432, &Source::Group("sg-app".into())));
+        assert_eq!((db[0].from_port, &db[0].source), (5432, &RuleSource::Group("sg-app".into())));
         // The app group opened to the world by hand: drift, revoked.
         let mut hand = found.groups[1].clone().unwrap();
         hand.rules.push(Rule::tcp(8000, "0.0.0.0/0", "by hand"));
         found.groups[1] = Some(hand);
         let changes = plan(&names, &found, &settings(), 8000).unwrap();
         assert!(
-            changes.contains(&change(
-                '-',
+            changes.contains(&Change::new(
+                Action::Delete,
                 "rule on vcctl-fra-app",
                 "tcp/8000 from 0.0.0.0/0 (by hand) (not in the stack: drift)"
             )),

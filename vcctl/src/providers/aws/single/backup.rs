@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::cloud::aws::snapshot::{self, Snapshot};
+use crate::cloud::aws::snapshot::{self, VolumeSnapshot};
 use crate::cloud::aws::volume::{self, Volume};
 use crate::cloud::aws::{Aws, ec2};
 use crate::context::Ctx;
@@ -16,7 +16,7 @@ use crate::error::Failure;
 use crate::providers::aws::connect;
 use crate::providers::aws::single::remote_of;
 use crate::stack::AwsSettings;
-use crate::targets::Target;
+use crate::targets::Operations;
 
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(3600);
 const VOLUME_TIMEOUT: Duration = Duration::from_secs(600);
@@ -60,7 +60,7 @@ pub async fn backup(ctx: &Ctx, a: &AwsSettings, list: bool) -> Result<u8> {
     Ok(0)
 }
 
-fn print_list(ctx: &Ctx, snapshots: &[Snapshot]) -> Result<u8> {
+fn print_list(ctx: &Ctx, snapshots: &[VolumeSnapshot]) -> Result<u8> {
     ctx.printer.json(&json!({"stack": ctx.settings.stack, "snapshots": snapshots}));
     if snapshots.is_empty() {
         ctx.printer.info(format!("stack `{}` has no snapshots yet: `vcctl backup` takes one", ctx.settings.stack));
@@ -73,7 +73,7 @@ fn print_list(ctx: &Ctx, snapshots: &[Snapshot]) -> Result<u8> {
 }
 
 /// The snapshot, if it is this stack's and complete.
-async fn checked_snapshot(ctx: &Ctx, aws: &Aws, id: &str) -> Result<Snapshot> {
+async fn checked_snapshot(ctx: &Ctx, aws: &Aws, id: &str) -> Result<VolumeSnapshot> {
     let stack = &ctx.settings.stack;
     let Some(s) = snapshot::find(&aws.ec2, id).await? else {
         return Err(Failure::invalid(
@@ -143,7 +143,7 @@ pub async fn restore(ctx: &Ctx, a: &AwsSettings, id: &str) -> Result<u8> {
 
 /// Swaps `new` in for `old` on the instance, then checks the service; on a failure before
 /// the new volume serves, puts `old` back.
-async fn swap(ctx: &Ctx, aws: &Aws, target: &mut dyn Target, old: &str, new: &str, instance: &str) -> Result<()> {
+async fn swap(ctx: &Ctx, aws: &Aws, target: &mut dyn Operations, old: &str, new: &str, instance: &str) -> Result<()> {
     let step = ctx.printer.step(format!("swapping {new} in for {old} on {instance}"));
     target.data_release().await?;
     let swapped = async {
@@ -168,7 +168,7 @@ async fn swap(ctx: &Ctx, aws: &Aws, target: &mut dyn Target, old: &str, new: &st
 }
 
 /// Best effort: the old volume attached and serving again, the new one set aside.
-async fn put_back(aws: &Aws, target: &mut dyn Target, old: &str, new: &str, instance: &str) {
+async fn put_back(aws: &Aws, target: &mut dyn Operations, old: &str, new: &str, instance: &str) {
     let _ = target.data_release().await;
     let _ = snapshot::detach(&aws.ec2, new, instance).await;
     let _ = volume::wait_state(&aws.ec2, new, "available", VOLUME_TIMEOUT).await;

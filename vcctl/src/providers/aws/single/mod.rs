@@ -14,19 +14,19 @@ use serde_json::json;
 
 use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group, sns, volume};
 use crate::context::Ctx;
-use crate::error::{self, Failure};
+use crate::error::Failure;
 use crate::host::Host;
 use crate::providers::aws::names::BoxNames;
 use crate::providers::aws::{DEFAULT_INSTANCE_TYPE, DEFAULT_SSH_USER, connect};
 use crate::render;
 use crate::stack::AwsSettings;
 use crate::targets::remote::Remote;
-use provision::{Action, Wanted};
+use provision::BoxWanted;
 
 /// How long `up` waits for its instance to run and have a public address.
 const INSTANCE_READY_TIMEOUT: Duration = Duration::from_secs(600);
 
-fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: String) -> Result<Wanted> {
+fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: String) -> Result<BoxWanted> {
     let stack = &ctx.settings.stack;
     if a.admin_cidrs.iter().any(|c| c == "0.0.0.0/0" || c == "::/0") {
         ctx.printer.warn(
@@ -41,7 +41,7 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
         ));
     }
     let region = a.region();
-    Ok(Wanted {
+    Ok(BoxWanted {
         stack: stack.clone(),
         stamp: Stamp { stack: stack.clone(), id: id.to_string() },
         names: BoxNames::of(stack),
@@ -62,18 +62,6 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
     })
 }
 
-fn print_changes(ctx: &Ctx, changes: &[provision::Change]) {
-    for c in changes {
-        let sign = match c.action {
-            Action::Create => "+",
-            Action::Update => "~",
-            Action::Delete => "-",
-        };
-        let detail = if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) };
-        ctx.printer.out(format!("  {sign} {}{detail}", c.resource));
-    }
-}
-
 /// What `plan` and `up` both start from: the clients, what the stack wants, what exists,
 /// and the changes between them: tagging an older vcctl's resources with the stack id
 /// first. Refused (exit 3) when anything found is not this stack's.
@@ -82,7 +70,7 @@ async fn survey(
     a: &AwsSettings,
     id: Option<&str>,
     artifact: Option<PathBuf>,
-) -> Result<(Aws, Wanted, provision::Found, Vec<provision::Change>)> {
+) -> Result<(Aws, BoxWanted, provision::BoxFound, Vec<provision::Change>)> {
     if let Some(placeholder) = &a.placeholder {
         return Err((**placeholder).clone().into());
     }
@@ -129,22 +117,13 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result
             w.data_volume_gb as u32,
         )
     });
-    ctx.printer.json(&json!({
-        "stack": w.stack, "region": w.region, "changes": changes, "temporary_ssh_rules": held, "cost": cost,
-        "settings": ctx.settings,
-    }));
-    if changes.is_empty() {
-        ctx.printer.out(format!("stack `{}`: no changes; AWS matches the stack file", w.stack));
-    } else {
-        let n = changes.len();
-        ctx.printer.out(format!("stack `{}` in {}: `vcctl up` would make {n} change(s):", w.stack, w.region));
-        print_changes(ctx, &changes);
-    }
-    match &cost {
-        Some(c) => ctx.printer.out(crate::providers::aws::cost::describe(c).join("\n")),
-        None => ctx.printer.out(format!("(no cost estimate: the price table covers eu-central-1, not {})", w.region)),
-    }
-    Ok(if changes.is_empty() { error::OK } else { error::PLAN_HAS_CHANGES })
+    let trailer = match &cost {
+        Some(c) => crate::providers::aws::cost::describe(c),
+        None => vec![format!("(no cost estimate: the price table covers eu-central-1, not {})", w.region)],
+    };
+    let subject = crate::plan::Scope { stack: &w.stack, shape: "aws", place: Some(&w.region) };
+    let extra = json!({"region": w.region, "temporary_ssh_rules": held, "cost": cost, "settings": ctx.settings});
+    Ok(crate::plan::print(&ctx.printer, &subject, &changes, crate::plan::extra(extra), &trailer))
 }
 
 /// The provisioning half of `vcctl up`: the instance to deploy to (and the clients to reach
@@ -262,7 +241,7 @@ pub async fn remote_of(ctx: &Ctx, a: &AwsSettings, aws: &Aws) -> Result<Remote> 
 fn confirm_destroy(
     ctx: &Ctx,
     a: &AwsSettings,
-    found: &provision::Found,
+    found: &provision::BoxFound,
     names: &BoxNames,
     keep_data: bool,
 ) -> Result<()> {
@@ -292,7 +271,7 @@ fn confirm_destroy(
 
 /// What `--keep-data` keeps, as the claims name it: the data volume (the events) and the
 /// Elastic IP (so the address, and the DNS records naming it, survive a new instance).
-fn kept(found: &provision::Found, keep_data: bool) -> Vec<String> {
+fn kept(found: &provision::BoxFound, keep_data: bool) -> Vec<String> {
     let mut out = Vec::new();
     if let (true, Some(v)) = (keep_data, &found.data_volume) {
         out.push(format!("data volume {} ({} GB)", v.id, v.size_gb));
@@ -369,7 +348,12 @@ impl Deletions<'_> {
 
 /// Alarms, the instance, its firewall, IAM, key pair and CI deploy role; whether the
 /// instance is gone.
-async fn delete_infrastructure(d: &mut Deletions<'_>, aws: &Aws, found: &provision::Found, names: &BoxNames) -> bool {
+async fn delete_infrastructure(
+    d: &mut Deletions<'_>,
+    aws: &Aws,
+    found: &provision::BoxFound,
+    names: &BoxNames,
+) -> bool {
     if !found.alarms.is_empty() {
         let names: Vec<String> = found.alarms.iter().map(|a| a.name.clone()).collect();
         d.attempt(format!("alarms {}", names.join(", ")), cloudwatch::delete(&aws.cloudwatch, &names)).await;
@@ -401,7 +385,13 @@ async fn delete_infrastructure(d: &mut Deletions<'_>, aws: &Aws, found: &provisi
 
 /// The alert topic, and (unless `--keep-data`) the data volume and the Elastic IP, once the
 /// instance has let go of them.
-async fn delete_data(d: &mut Deletions<'_>, aws: &Aws, found: &provision::Found, keep_data: bool, instance_gone: bool) {
+async fn delete_data(
+    d: &mut Deletions<'_>,
+    aws: &Aws,
+    found: &provision::BoxFound,
+    keep_data: bool,
+    instance_gone: bool,
+) {
     if let Some(t) = &found.topic {
         d.attempt(format!("alert topic {} and its subscriptions", t.arn), sns::delete(&aws.sns, &t.arn)).await;
     }

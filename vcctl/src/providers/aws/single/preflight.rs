@@ -9,10 +9,10 @@ use anyhow::Result;
 use crate::cloud::aws::{Aws, ec2};
 use crate::error::Failure;
 use crate::providers::aws::architecture;
-use crate::providers::aws::single::provision::Wanted;
+use crate::providers::aws::single::provision::BoxWanted;
 
 /// The problems found, all at once; none means go.
-pub async fn check(aws: &Aws, w: &Wanted, artifact: Option<&Path>, file: &Path) -> Result<()> {
+pub async fn check(aws: &Aws, w: &BoxWanted, artifact: Option<&Path>, file: &Path) -> Result<()> {
     let mut problems = Vec::new();
     if let Some(problem) = arch_mismatch(&w.instance_type, artifact) {
         problems.push(problem);

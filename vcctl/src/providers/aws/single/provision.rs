@@ -1,4 +1,4 @@
-//! The AWS workflow: what a stack wants (`Wanted`, from settings), what exists (`Found`,
+//! The AWS workflow: what a stack wants (`BoxWanted`, from settings), what exists (`BoxFound`,
 //! read from AWS by tags and names), the changes between them (`plan`, pure), and
 //! `apply`, which makes them in dependency order. Every step looks before it creates, so
 //! an interrupted `up` converges when run again.
@@ -7,19 +7,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::cloud::aws::Stamp;
 use crate::cloud::aws::address::{self, Address};
 use crate::cloud::aws::cloudwatch::{self, Alarm};
 use crate::cloud::aws::ec2::{self, Image, Instance, InstanceSpec, KeyPair};
-use crate::cloud::aws::iam::{self, InstanceProfile, Role};
+use crate::cloud::aws::iam::{self, IamRole, InstanceProfile};
 use crate::cloud::aws::security_group::{self, Rule, SecurityGroup};
 use crate::cloud::aws::sns::{self, Topic};
 use crate::cloud::aws::volume::{self, Volume};
 use crate::cloud::aws::{self as aws, Aws};
 use crate::error::Failure;
+use crate::plan::Action;
 use crate::printer::Printer;
 use crate::providers::aws::names::BoxNames;
 use crate::providers::aws::on_demand::lease;
@@ -27,7 +27,7 @@ use crate::providers::aws::owners::{self, Claim};
 use crate::providers::aws::{ROOT_VOLUME_GB, architecture};
 
 #[derive(Debug, Clone)]
-pub struct Wanted {
+pub struct BoxWanted {
     pub stack: String,
     /// The tags of everything made for the stack, its id included.
     pub stamp: Stamp,
@@ -75,10 +75,10 @@ pub fn rules(admin_cidrs: &[String], service_port: u16, tls: bool) -> Vec<Rule> 
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Found {
+pub struct BoxFound {
     pub key_pair: Option<KeyPair>,
     pub security_group: Option<SecurityGroup>,
-    pub role: Option<Role>,
+    pub role: Option<IamRole>,
     pub policy: Option<Value>,
     pub other_policies: Vec<String>,
     pub instance_profile: Option<InstanceProfile>,
@@ -92,12 +92,12 @@ pub struct Found {
     /// The stack's alert topic.
     pub topic: Option<Topic>,
     /// The CI deploy role (`vcctl ci init`).
-    pub deploy_role: Option<Role>,
+    pub deploy_role: Option<IamRole>,
     /// When this was read: what temporary SSH rules are judged expired at.
     pub read_at: Option<time::OffsetDateTime>,
 }
 
-impl Found {
+impl BoxFound {
     pub fn is_empty(&self) -> bool {
         self.key_pair.is_none()
             && self.security_group.is_none()
@@ -174,7 +174,7 @@ pub enum Adopt {
 pub fn ownership(
     names: &BoxNames,
     stack: &str,
-    f: &Found,
+    f: &BoxFound,
     id: Option<&str>,
     file: &std::path::Path,
 ) -> Result<Vec<Change>, Failure> {
@@ -195,7 +195,7 @@ pub fn ownership(
         .collect())
 }
 
-pub async fn find(aws: &Aws, names: &BoxNames, stack: &str, topic_arn: &str) -> Result<Found> {
+pub async fn find(aws: &Aws, names: &BoxNames, stack: &str, topic_arn: &str) -> Result<BoxFound> {
     let role = iam::get_role(&aws.iam, &names.role).await?;
     let (policy, other_policies) = match &role {
         Some(_) => (
@@ -209,7 +209,7 @@ pub async fn find(aws: &Aws, names: &BoxNames, stack: &str, topic_arn: &str) -> 
         Some(i) => Some(ec2::termination_protection(&aws.ec2, &i.id).await?),
         None => None,
     };
-    Ok(Found {
+    Ok(BoxFound {
         key_pair: ec2::find_key_pair(&aws.ec2, &names.key_pair).await?,
         security_group: security_group::find(&aws.ec2, stack).await?,
         role,
@@ -229,7 +229,7 @@ pub async fn find(aws: &Aws, names: &BoxNames, stack: &str, topic_arn: &str) -> 
 
 /// The temporary SSH rules still held (on-demand SSH of commands running now, or killed
 /// less than a lease ago), with when their last lease ends: left alone by `up`.
-pub fn held_temporary_rules(f: &Found) -> Vec<(Rule, String)> {
+pub fn held_temporary_rules(f: &BoxFound) -> Vec<(Rule, String)> {
     let now = f.read_at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let Some(sg) = &f.security_group else { return Vec::new() };
     sg.rules
@@ -239,23 +239,8 @@ pub fn held_temporary_rules(f: &Found) -> Vec<(Rule, String)> {
         .collect()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Update,
-    Delete,
-}
-
-/// One change and how to make it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Change {
-    pub action: Action,
-    pub resource: String,
-    pub detail: String,
-    #[serde(skip)]
-    pub op: Op,
-}
+/// One change of the box and the operation that makes it.
+pub type Change = crate::plan::Change<Op>;
 
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -328,7 +313,7 @@ fn change(action: Action, resource: impl Into<String>, detail: impl Into<String>
 }
 
 /// The changes that turn `found` into `wanted`, in the order they must be made. Pure.
-pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
+pub fn plan(w: &BoxWanted, f: &BoxFound, region: &str) -> Vec<Change> {
     let mut out = Vec::new();
     if f.key_pair.is_none() {
         out.push(change(
@@ -349,7 +334,7 @@ pub fn plan(w: &Wanted, f: &Found, region: &str) -> Vec<Change> {
     out
 }
 
-fn plan_security_group(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+fn plan_security_group(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
     use Action::*;
     let Some(sg) = &f.security_group else {
         out.push(change(
@@ -393,7 +378,7 @@ fn plan_security_group(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
     }
 }
 
-fn plan_role(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+fn plan_role(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
     use Action::*;
     let n = &w.names;
     let Some(role) = &f.role else {
@@ -438,7 +423,7 @@ fn plan_role(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
     }
 }
 
-fn plan_instance_profile(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+fn plan_instance_profile(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
     let n = &w.names;
     match &f.instance_profile {
         None => {
@@ -463,7 +448,7 @@ fn plan_instance_profile(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
 }
 
 /// The instance's changes; its id (or a placeholder for one to be made), for the alarms.
-fn plan_instance(w: &Wanted, f: &Found, region: &str, out: &mut Vec<Change>) -> String {
+fn plan_instance(w: &BoxWanted, f: &BoxFound, region: &str, out: &mut Vec<Change>) -> String {
     use Action::*;
     let Some(i) = &f.instance else {
         out.push(change(
@@ -511,7 +496,7 @@ fn plan_instance(w: &Wanted, f: &Found, region: &str, out: &mut Vec<Change>) -> 
 /// The data volume: made once in the instance's zone, attached to it (a new instance too,
 /// launched in the volume's zone), grown when the stack asks for more (never shrunk: `up`
 /// refuses that before planning, `check_data_volume`).
-fn plan_data_volume(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+fn plan_data_volume(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
     let attach = |out: &mut Vec<Change>, what: String| {
         out.push(change(Action::Update, what, "attach to the instance", Op::AttachVolume));
     };
@@ -534,7 +519,7 @@ fn plan_data_volume(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
 
 /// The alert topic and its one email subscription; other subscriptions (an address the
 /// stack no longer names) go; no `alerts:`, no topic.
-fn plan_alerts(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+fn plan_alerts(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
     use Action::*;
     let Some(alerts) = &w.alerts else {
         if let Some(t) = &f.topic {
@@ -570,7 +555,7 @@ fn plan_alerts(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
 }
 
 /// A data volume can grow, never shrink: refused, naming the setting.
-pub fn check_data_volume(w: &Wanted, f: &Found, file: &std::path::Path) -> Result<(), Failure> {
+pub fn check_data_volume(w: &BoxWanted, f: &BoxFound, file: &std::path::Path) -> Result<(), Failure> {
     match &f.data_volume {
         Some(v) if w.data_volume_gb < v.size_gb => Err(Failure::invalid(
             format!(
@@ -590,7 +575,7 @@ pub fn check_data_volume(w: &Wanted, f: &Found, file: &std::path::Path) -> Resul
 }
 
 /// The Elastic IP: allocated once, associated with the stack's instance (a new one too).
-fn plan_address(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
+fn plan_address(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
     let Some(a) = &f.address else {
         out.push(change(
             Action::Create,
@@ -618,7 +603,7 @@ fn plan_address(w: &Wanted, f: &Found, out: &mut Vec<Change>) {
     }
 }
 
-fn plan_alarms(w: &Wanted, f: &Found, region: &str, instance_id: &str, out: &mut Vec<Change>) {
+fn plan_alarms(w: &BoxWanted, f: &BoxFound, region: &str, instance_id: &str, out: &mut Vec<Change>) {
     use Action::*;
     let topic = w.alerts.as_ref().map(|a| a.topic_arn.as_str());
     let wanted_alarms = cloudwatch::wanted(&w.stack, region, instance_id, topic);
@@ -649,8 +634,8 @@ fn plan_alarms(w: &Wanted, f: &Found, region: &str, instance_id: &str, out: &mut
 /// Makes the changes, in order. Needs what `find` saw for the ids it already knows.
 pub async fn apply(
     aws: &Aws,
-    w: &Wanted,
-    found: &Found,
+    w: &BoxWanted,
+    found: &BoxFound,
     changes: &[Change],
     printer: &Printer,
 ) -> Result<Option<String>> {
@@ -691,7 +676,7 @@ impl Ids {
 }
 
 /// The key pair, the firewall, IAM, the alarms and adoption; `false`: not one of those.
-async fn apply_base(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids) -> Result<bool> {
+async fn apply_base(aws: &Aws, w: &BoxWanted, op: &Op, ids: &mut Ids) -> Result<bool> {
     let n = &w.names;
     match op {
         Op::ImportKeyPair => ec2::import_key_pair(&aws.ec2, &n.key_pair, &w.public_key, &w.stamp).await?,
@@ -731,8 +716,8 @@ async fn apply_base(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids) -> Result<boo
 /// The instance's own changes; `false`: not one of those.
 async fn apply_instance(
     aws: &Aws,
-    w: &Wanted,
-    found: &Found,
+    w: &BoxWanted,
+    found: &BoxFound,
     op: &Op,
     ids: &mut Ids,
     step: &crate::printer::Step,
@@ -749,7 +734,7 @@ async fn apply_instance(
 }
 
 /// What outlives the instance or reaches people: the address, the data volume, the alerts.
-async fn apply_data(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids, step: &crate::printer::Step) -> Result<()> {
+async fn apply_data(aws: &Aws, w: &BoxWanted, op: &Op, ids: &mut Ids, step: &crate::printer::Step) -> Result<()> {
     let n = &w.names;
     match op {
         Op::AllocateAddress => ids.allocation = Some(address::allocate(&aws.ec2, &n.address, &w.stamp).await?),
@@ -785,7 +770,13 @@ async fn apply_data(aws: &Aws, w: &Wanted, op: &Op, ids: &mut Ids, step: &crate:
 }
 
 /// Launches the stack's instance: the pinned Debian image, in a kept data volume's zone.
-async fn launch(aws: &Aws, w: &Wanted, found: &Found, sg: Option<&str>, step: &crate::printer::Step) -> Result<String> {
+async fn launch(
+    aws: &Aws,
+    w: &BoxWanted,
+    found: &BoxFound,
+    sg: Option<&str>,
+    step: &crate::printer::Step,
+) -> Result<String> {
     let n = &w.names;
     let image = resolve_ami(aws, &w.instance_type).await?;
     step.note(format!("{} ({})", image.id, image.name));
@@ -816,7 +807,7 @@ async fn launch(aws: &Aws, w: &Wanted, found: &Found, sg: Option<&str>, step: &c
 }
 
 /// Tags a resource an older vcctl made with the stack's id.
-async fn adopt(aws: &Aws, w: &Wanted, how: &Adopt) -> Result<()> {
+async fn adopt(aws: &Aws, w: &BoxWanted, how: &Adopt) -> Result<()> {
     match how {
         Adopt::Ec2(id) => ec2::tag(&aws.ec2, id, &w.stamp).await,
         Adopt::Role(name) => iam::tag_role(&aws.iam, name, &w.stamp).await,
@@ -844,6 +835,7 @@ fn verb(a: Action) -> &'static str {
         Action::Create => "creating",
         Action::Update => "updating",
         Action::Delete => "removing",
+        Action::Unknown | Action::Note => "checking",
     }
 }
 
@@ -886,8 +878,8 @@ async fn run_instance_when_profile_ready(aws: &Aws, spec: &InstanceSpec<'_>) -> 
 mod tests {
     use super::*;
 
-    fn wanted() -> Wanted {
-        Wanted {
+    fn wanted() -> BoxWanted {
+        BoxWanted {
             stack: "fra".into(),
             stamp: Stamp { stack: "fra".into(), id: "0123456789abcdef".into() },
             region: "eu-central-1".into(),
@@ -907,7 +899,7 @@ mod tests {
 
     #[test]
     fn an_empty_account_needs_everything_in_dependency_order() {
-        let changes = plan(&wanted(), &Found::default(), "eu-central-1");
+        let changes = plan(&wanted(), &BoxFound::default(), "eu-central-1");
         let ops: Vec<&str> = changes.iter().map(|c| c.op.name()).collect();
         assert_eq!(
             ops,
@@ -934,7 +926,7 @@ mod tests {
     #[test]
     fn admin_ports_are_only_for_admin_networks() {
         let r = rules(&["203.0.113.7/32".into(), "2001:db8::/32".into()], 8000, false);
-        let world = security_group::Source::Cidr("0.0.0.0/0".into());
+        let world = security_group::RuleSource::Cidr("0.0.0.0/0".into());
         for rule in &r {
             assert_eq!((rule.protocol.as_str(), rule.from_port), ("tcp", rule.to_port), "one TCP port: {rule}");
             match rule.from_port {
@@ -948,10 +940,10 @@ mod tests {
     }
 
     /// An account with only the stack's security group, holding `rules`.
-    fn with_rules(rules: Vec<Rule>) -> Found {
+    fn with_rules(rules: Vec<Rule>) -> BoxFound {
         let group =
             SecurityGroup { id: "sg-1".into(), name: "x".into(), vpc_id: "v".into(), rules, owner: Default::default() };
-        Found { security_group: Some(group), ..Found::default() }
+        BoxFound { security_group: Some(group), ..BoxFound::default() }
     }
 
     #[test]
@@ -976,7 +968,7 @@ mod tests {
         let mut found_rules = w.rules.clone();
         found_rules.push(temporary("198.51.100.1/32", "2026-11-30T10:15:00Z"));
         found_rules.push(temporary("198.51.100.2/32", "2026-11-30T09:59:00Z"));
-        let f = Found { read_at: Some(at("2026-11-30T10:00:00Z")), ..with_rules(found_rules) };
+        let f = BoxFound { read_at: Some(at("2026-11-30T10:00:00Z")), ..with_rules(found_rules) };
         let details: Vec<String> = plan(&w, &f, "eu-central-1")
             .iter()
             .filter(|c| c.resource == "rule on sg-1")

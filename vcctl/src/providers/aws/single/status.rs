@@ -40,17 +40,14 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
             (view, healthy)
         }
     };
-    ctx.printer.json(&json!({
-        "stack": stack, "region": a.region(), "healthy": healthy, "instance": instance,
+    let body = json!({
+        "region": a.region(), "instance": instance,
         "elastic_ip": elastic_ip, "data_volume": data_volume, "last_backup": last_backup, "alerts": topic, "security_group": sg, "alarms": alarms, "service": service.json,
-    }));
-    let p = &ctx.printer;
-    p.out(format!("stack:    {stack} (aws, {})", a.region()));
-    for line in infrastructure(instance.as_ref(), elastic_ip.as_ref()) {
-        p.out(line);
-    }
+    });
+    let mut out = Vec::new();
+    out.extend(infrastructure(instance.as_ref(), elastic_ip.as_ref()));
     match &data_volume {
-        Some(v) => p.out(format!(
+        Some(v) => out.push(format!(
             "data:     volume {} {} GB {} ({}{}), {}",
             v.id,
             v.size_gb,
@@ -59,38 +56,38 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
             v.instance_id.as_deref().map_or(", not attached".to_string(), |i| format!(", attached to {i}")),
             v.state
         )),
-        None => p.out("data:     no data volume (PostgreSQL on the root volume; `vcctl up` adds one)"),
+        None => out.push("data:     no data volume (PostgreSQL on the root volume; `vcctl up` adds one)".into()),
     }
     match &last_backup {
-        Some(b) => p.out(format!("backup:   {} taken {} ({}, {})", b.id, b.started, b.state, b.progress)),
-        None => p.out("backup:   none yet (`vcctl backup` takes a snapshot)"),
+        Some(b) => out.push(format!("backup:   {} taken {} ({}, {})", b.id, b.started, b.state, b.progress)),
+        None => out.push("backup:   none yet (`vcctl backup` takes a snapshot)".into()),
     }
     if let Some(g) = &sg {
-        p.out(format!("firewall: {} ({})", g.id, g.name));
+        out.push(format!("firewall: {} ({})", g.id, g.name));
         for r in &g.rules {
-            p.out(format!("  {r}"));
+            out.push(format!("  {r}"));
         }
     }
     for a in &alarms {
-        p.out(format!("alarm:    {} {}", a.name, a.state.clone().unwrap_or_default()));
+        out.push(format!("alarm:    {} {}", a.name, a.state.clone().unwrap_or_default()));
     }
     match &topic {
-        None => p.out("alerts:   nobody is notified (add `alerts: {email: ...}` to the stack file)"),
+        None => out.push("alerts:   nobody is notified (add `alerts: {email: ...}` to the stack file)".into()),
         Some(t) if t.subscriptions.is_empty() => {
-            p.out(format!("alerts:   {} has no subscription: run `vcctl up`", t.arn))
+            out.push(format!("alerts:   {} has no subscription: run `vcctl up`", t.arn))
         }
         Some(t) => {
             for s in &t.subscriptions {
                 let state = if s.confirmed() { "confirmed" } else { "NOT confirmed yet: open the link AWS mailed" };
-                p.out(format!("alerts:   {} {} ({state})", s.protocol, s.endpoint));
+                out.push(format!("alerts:   {} {} ({state})", s.protocol, s.endpoint));
             }
         }
     }
-    for line in &service.lines {
-        p.out(line);
-    }
+    out.extend(service.lines);
     // Healthy is something seen: an instance running and a service answering healthy.
-    Ok(if running && healthy { 0 } else { 1 })
+    let region = a.region();
+    let subject = crate::status::Subject { stack, shape: "aws", place: Some(&region), healthy: running && healthy };
+    Ok(crate::status::print(&ctx.printer, &subject, body, &out))
 }
 
 /// The instance and its address, in words.

@@ -134,6 +134,56 @@ fn every_command_explains_itself_with_an_example() {
 }
 
 #[test]
+fn each_help_lists_only_its_own_flags() {
+    let p = Project::new();
+    let help = |args: &[&str]| String::from_utf8_lossy(&p.ok(args).stdout).into_owned();
+    let plan = help(&["plan", "--help"]);
+    for flag in ["--lock-timeout", "--parallel", "--health-timeout", "--skip-unreachable"] {
+        assert!(!plan.contains(flag), "`plan` never deploys, so no {flag}:\n{plan}");
+    }
+    assert!(plan.contains("--artifact") && plan.contains("--port"), "{plan}");
+    for cmd in [&["backup"][..], &["exec"], &["ssh"], &["audit"], &["token", "show"], &["ci", "init"]] {
+        let text = help(&[cmd, &["--help"]].concat());
+        assert!(!text.contains("--port"), "`{}` never reaches the service by its port:\n{text}", cmd.join(" "));
+    }
+    assert!(help(&["deploy", "--help"]).contains("--lock-timeout"));
+}
+
+#[test]
+fn json_answers_an_error_object_even_for_a_refused_command_line() {
+    let p = Project::new();
+    for args in
+        [&["status", "--json", "--bogus"][..], &["--json", "plan", "--parallel", "2"], &["--json", "nosuchcommand"]]
+    {
+        let out = p.vcctl(args);
+        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+        let answer: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}):\n{}", show(&out)));
+        assert_eq!(answer["exit_code"], 3, "{answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty() && !e.starts_with("error:")), "{answer}");
+        assert!(answer["hint"].as_str().is_some_and(|h| h.contains("--help")), "{answer}");
+        assert!(!stderr(&out).is_empty(), "people still read clap's message on stderr");
+    }
+    // Without --json, stdout stays empty.
+    assert!(p.vcctl(&["status", "--bogus"]).stdout.is_empty());
+}
+
+#[test]
+fn hints_name_the_stack_when_it_is_not_the_default() {
+    let p = Project::new();
+    std::fs::write(p.path("stacks/lab.yaml"), "name: lab\nprovider: local\n").unwrap();
+    let out = p.vcctl(&["backup", "--stack", "lab"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("hint: `vcctl db dump --stack lab > FILE`"),
+        "a pasted hint acts on `lab`:\n{}",
+        show(&out)
+    );
+    let out = p.vcctl(&["backup"]);
+    assert!(stderr(&out).contains("hint: `vcctl db dump > FILE`"), "the default stack needs no flag:\n{}", show(&out));
+}
+
+#[test]
 fn broken_stacks_exit_3_naming_file_line_field_and_fix() {
     let p = Project::new();
     let cases = [
@@ -210,6 +260,10 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     // plan before anything: changes, exit 2.
     let out = p.vcctl(&["plan", "--artifact", v1s]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = p.vcctl(&["plan", "--artifact", v1s, "--json"]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::check_schema("plan", &plan);
+    assert_eq!((plan["shape"].as_str(), plan["changed"].as_bool()), (Some("local"), Some(true)), "{plan}");
 
     let up = p.json(&["up", "--artifact", v1s]);
     assert_eq!(up["changed"], true);
@@ -225,6 +279,12 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
 
     let status = p.json(&["status"]);
     assert_eq!(status["healthy"], true);
+    common::check_schema("status", &status);
+    // -q hides progress, never the result: the status is on stdout, stderr is silent.
+    let quiet = p.vcctl(&["status", "-q"]);
+    let text = String::from_utf8_lossy(&quiet.stdout).into_owned();
+    assert!(text.starts_with("stack:    local (local): healthy\n"), "{}", show(&quiet));
+    assert!(quiet.stderr.is_empty(), "{}", show(&quiet));
     assert_eq!(status["status"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(status["release"], first.as_str());
     // The embedded store's one process: the KPI leader, one replica.
@@ -386,24 +446,34 @@ fn simulate_keeps_to_its_duration_and_stops_on_ctrl_c() {
     let rate = r["achieved_events_per_s"].as_f64().unwrap();
     assert!((90.0..=110.0).contains(&rate), "the rate is over the whole run, not the request's 0.1 s: {r}");
 
-    let child = Command::new(env!("CARGO_BIN_EXE_vcctl"))
-        .args(["simulate", "--rate", "200", "--duration", "60s", "--json"])
-        .current_dir(p.path(""))
-        .env("VCCTL_PORT", p.port.to_string())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    let t = std::time::Instant::now();
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(t.elapsed() < std::time::Duration::from_millis(2500), "Ctrl-C took {:?}", t.elapsed());
-    assert_eq!(out.status.code(), Some(130), "{}", show(&out));
-    let r = report(&out);
-    assert_eq!(r["interrupted"], true, "{r}");
-    assert!(r["acknowledged"].as_u64().unwrap() > 100, "the partial report: {r}");
+    // SIGINT and SIGTERM end a long command the same way: exit 130, with what it did.
+    let interrupt = |args: &[&str], signal: &str| {
+        let child = Command::new(env!("CARGO_BIN_EXE_vcctl"))
+            .args(args)
+            .current_dir(p.path(""))
+            .env("VCCTL_PORT", p.port.to_string())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        let t = std::time::Instant::now();
+        Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(t.elapsed() < std::time::Duration::from_millis(2500), "{signal} took {:?}", t.elapsed());
+        assert_eq!(out.status.code(), Some(130), "{signal}: {}", show(&out));
+        out
+    };
+    for signal in ["-INT", "-TERM"] {
+        let out = interrupt(&["simulate", "--rate", "200", "--duration", "60s", "--json"], signal);
+        let r = report(&out);
+        assert_eq!(r["interrupted"], true, "{r}");
+        assert!(r["acknowledged"].as_u64().unwrap() > 100, "the partial report: {r}");
+    }
+    // A command with nothing to report says what stopped it.
+    let out = interrupt(&["logs", "-f"], "-TERM");
+    assert!(stderr(&out).contains("error: `vcctl logs` stopped: terminated (SIGTERM)"), "{}", show(&out));
 }
 
 /// `--stack <TAB>` lists the project's stacks and `rollback --to <TAB>` its releases: the
