@@ -151,21 +151,7 @@ pub async fn run(
 ) -> Result<()> {
     let started = Instant::now();
     let store = open_store(&config).await?;
-    let limits = kpi_engine::kpi_limits(config.kpi_memory);
-    let (kpis, rebuild_up_to) = match &store {
-        // A replica reads the fleet's aggregates, never the raw events: its start does not
-        // grow with them.
-        Store::Postgres(_) => (Arc::new(KpiEngine::replica(limits)), 0),
-        // Everything committed up to here is read back into the aggregates; everything after
-        // is recorded as it commits. Read the boundary before the writers start.
-        Store::Sqlite(_) => {
-            (Arc::new(KpiEngine::new(limits)), store.max_event_id().await.context("reading the newest event id")?)
-        }
-    };
-    let replica = Arc::new(match &store {
-        Store::Postgres(_) => fleet::Replica::new(),
-        Store::Sqlite(_) => fleet::Replica::alone(config.candidate),
-    });
+    let (kpis, rebuild_up_to, replica) = kpis_of(&store, &config).await?;
     let metrics = Arc::new(Metrics::new(build::VERSION, build::GIT_SHA, &replica.id));
     let on_commit: OnCommit = {
         let (kpis, metrics) = (kpis.clone(), metrics.clone());
@@ -235,4 +221,25 @@ pub async fn run(
     }
     tracing::info!(uptime_s = started.elapsed().as_secs(), "stopped");
     Ok(())
+}
+
+/// The KPI engine for `store`, the event id up to which it rebuilds from the events (the
+/// embedded store), and this process's replica.
+async fn kpis_of(store: &Store, config: &Config) -> Result<(Arc<KpiEngine>, i64, Arc<fleet::Replica>)> {
+    let limits = kpi_engine::kpi_limits(config.kpi_memory);
+    let (kpis, rebuild_up_to) = match store {
+        // A replica reads the fleet's aggregates, never the raw events: its start does not
+        // grow with them.
+        Store::Postgres(_) => (Arc::new(KpiEngine::replica(limits)), 0),
+        // Everything committed up to here is read back into the aggregates; everything after
+        // is recorded as it commits. Read the boundary before the writers start.
+        Store::Sqlite(_) => {
+            (Arc::new(KpiEngine::new(limits)), store.max_event_id().await.context("reading the newest event id")?)
+        }
+    };
+    let replica = Arc::new(match store {
+        Store::Postgres(_) => fleet::Replica::new(),
+        Store::Sqlite(_) => fleet::Replica::alone(config.candidate),
+    });
+    Ok((kpis, rebuild_up_to, replica))
 }

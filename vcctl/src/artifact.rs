@@ -82,6 +82,18 @@ async fn build(root: &Path, printer: &Printer) -> Result<PathBuf> {
 }
 
 /// Hashes the file and asks it for its version.
+/// What a plan compares with, without building: `given` (`--artifact`), else the last
+/// release build of the checkout at `root`, else nothing.
+pub async fn planned(root: &Path, given: Option<&Path>) -> Result<Option<Artifact>> {
+    let candidate = given
+        .map(Path::to_path_buf)
+        .or_else(|| Some(root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
+    match candidate {
+        Some(p) => Ok(Some(probe(&p).await?)),
+        None => Ok(None),
+    }
+}
+
 pub async fn probe(path: &Path) -> Result<Artifact> {
     let data = std::fs::read(path).with_context(|| format!("reading the artifact `{}`", path.display()))?;
     let sha256 = format!("{:x}", Sha256::digest(&data));

@@ -21,6 +21,7 @@ mod printer;
 mod providers;
 mod release;
 mod render;
+mod report;
 mod settings;
 mod signals;
 mod simulate;

@@ -308,6 +308,8 @@ fn a_release_rolls_and_a_broken_one_stops_and_goes_back(fleet: &Fleet, p: &Proje
     let started = Instant::now();
     let d = p.json(&["deploy", "--artifact", &v2], 0);
     eprintln!("rolling deploy of 2 app hosts: {:?}", started.elapsed());
+    common::check_schema("deploy", &d);
+    assert_eq!((d["shape"].as_str(), d["ok"].as_bool()), (Some("fleet"), Some(true)), "{d}");
     let v2 = d["release"].as_str().unwrap().to_string();
     assert_eq!((fleet.current(11), fleet.current(12)), (v2.clone(), v2.clone()));
     let may_be_stored = few_lone_host_503s(sim);

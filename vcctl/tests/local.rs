@@ -304,6 +304,12 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     // A new build deploys and keeps the data.
     let v2 = new_build(&p, "build-2");
     let dep = p.json(&["deploy", "--artifact", v2.to_str().unwrap()]);
+    common::check_schema("deploy", &dep);
+    assert_eq!(
+        (dep["shape"].as_str(), dep["hosts"][0]["host"].as_str()),
+        (Some("local"), Some("this machine")),
+        "{dep}"
+    );
     assert_eq!(dep["changed"], true);
     let second = dep["release"].as_str().unwrap().to_string();
     assert_ne!(second, first);

@@ -263,6 +263,11 @@ fn a_fresh_host_gets_the_service_with_postgres_and_prometheus_then_redeploys_wit
     assert_eq!(again["changed"], false);
     assert_eq!(again["release"], release.as_str());
     assert!(took < Duration::from_secs(3), "a no-op redeploy took {took:?}");
+    common::check_schema("deploy", &again);
+    assert_eq!(
+        (again["shape"].as_str(), again["hosts"][0]["result"].as_str()),
+        (Some("ssh"), Some("unchanged (already serving)"))
+    );
 
     // A new build while vehicles send 600 events/s: no request fails, every ack is stored.
     // (Requests wait in the socket's queue while the service restarts: up to 1024 vehicles

@@ -86,34 +86,29 @@ fn check_arch(artifact: &Artifact, arch: Option<&str>, host: &str) -> Result<()>
 
 fn report(ctx: &Ctx, host: Option<&str>, url: &str, o: &Outcome, elapsed: Duration) {
     let status = o.status.as_ref();
-    ctx.printer.json(&json!({
-        "stack": ctx.settings.stack,
+    let places = [(host.unwrap_or("this machine").to_string(), o.ending.describe())];
+    let shipment = crate::report::Shipment {
+        stack: &ctx.settings.stack,
+        shape: ctx.settings.provider.shape(),
+        release: &o.release.name,
+        ok: o.diagnosis().is_none(),
+        places: &places,
+        url: Some(url),
+        elapsed,
+    };
+    let extra = json!({
         "host": host,
         "changed": o.changed(),
-        "release": o.release.name,
         "verdict": o.release.verdict,
         "previous": o.previous(),
         "version": status.map(|s| &s.version),
         "git_sha": status.map(|s| &s.git_sha),
-        "url": url,
         "dashboard": format!("{url}/dashboard"),
         "timings_s": o.release.timings,
         "diagnosis": o.diagnosis(),
-        "elapsed_s": elapsed.as_secs_f64(),
-    }));
-    if o.diagnosis().is_some() {
-        return;
-    }
-    let what = if o.changed() { "deployed" } else { "already runs, nothing changed:" };
-    let on = host.map(|h| format!(" on {h}")).unwrap_or_default();
-    let version = status.map(|s| format!(" (v{} {})", s.version, s.git_sha)).unwrap_or_default();
-    ctx.printer.info(format!(
-        "\nstack `{}`{on} {what} release {}{version} in {}\n  dashboard: {url}/dashboard\n  API:       {url}/docs",
-        ctx.settings.stack,
-        o.release.name,
-        crate::printer::format_duration(elapsed)
-    ));
-    ctx.printer.out(format!("{url}/dashboard"));
+    });
+    let version = status.map(|s| format!("  version:   v{} ({})", s.version, s.git_sha));
+    crate::report::print(&ctx.printer, &shipment, crate::plan::extra(extra), &Vec::from_iter(version));
 }
 
 /// When run by GitHub Actions: the deploy as Markdown in the run's summary page.

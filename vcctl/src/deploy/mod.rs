@@ -53,6 +53,18 @@ pub enum Ending {
     RolledBack { to: String, diagnosis: String },
 }
 
+impl Ending {
+    /// What happened to the place, in the report's words.
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::Unchanged => "unchanged (already serving)".into(),
+            Ending::Deployed { .. } => "deployed, healthy".into(),
+            Ending::Refused { serving, .. } => format!("refused as a candidate; {serving} serves"),
+            Ending::RolledBack { to, .. } => format!("unhealthy after the switch; {to} serves again"),
+        }
+    }
+}
+
 /// A deploy's result, for the report, `--json` and the GitHub step summary.
 #[derive(Debug)]
 pub struct Outcome {

@@ -147,7 +147,7 @@ async fn ship_batch<T: Target>(
         let error = match outcome {
             Ok(o) => {
                 r.shipped.release = o.release.name.clone();
-                r.shipped.hosts.push((m.name.clone(), ending(&o.ending)));
+                r.shipped.hosts.push((m.name.clone(), o.ending.describe()));
                 let error = o.error();
                 if let (Ending::Deployed { replaced: Some(prev) }, None) = (&o.ending, &error) {
                     r.switched.push((first + k, prev.clone()));
@@ -196,15 +196,6 @@ async fn roll_back<T: Target>(
                 p.warn(format!("could not put {} back in the load balancer: {e:#}", m.name));
             }
         }
-    }
-}
-
-fn ending(e: &Ending) -> String {
-    match e {
-        Ending::Unchanged => "unchanged (already serving)".into(),
-        Ending::Deployed { .. } => "deployed, healthy".into(),
-        Ending::Refused { serving, .. } => format!("refused as a candidate; {serving} serves"),
-        Ending::RolledBack { to, .. } => format!("unhealthy after the switch; {to} serves again"),
     }
 }
 

@@ -1,13 +1,16 @@
 //! What both AWS shapes share: on-demand SSH, owners, preflight, cost and the CI role. The
 //! single box is `single/`, the `scale:` stack `scale/`.
 
+pub mod alert_topic;
 pub mod ci;
 pub mod cost;
+pub mod firewall;
 pub mod keys;
 pub mod names;
 pub mod on_demand;
 pub mod owners;
 pub mod reach;
+pub mod role;
 pub mod scale;
 pub mod single;
 

@@ -62,6 +62,7 @@ impl TierNames {
 
 /// A `scale:` stack's instances: their key pair, role, launch template and group.
 pub struct InstanceNames {
+    pub stack: String,
     /// The key pair instances let log in with (the stack's public key).
     pub key_pair: String,
     /// The role, its instance profile, the launch template and the group.
@@ -76,6 +77,7 @@ pub struct InstanceNames {
 impl InstanceNames {
     pub fn of(stack: &str) -> InstanceNames {
         InstanceNames {
+            stack: stack.to_string(),
             key_pair: format!("vcctl-{stack}"),
             role: format!("vcctl-{stack}-app"),
             policy: format!("vcctl-{stack}-app-least-privilege"),

@@ -14,13 +14,7 @@ pub async fn run(ctx: &Ctx, artifact: Option<&std::path::Path>) -> Result<u8> {
     let running = stack.running_pid().is_some();
     let current = stack.current();
     // Plan never builds: it compares with --artifact, or with the last build of this checkout.
-    let candidate = artifact
-        .map(std::path::Path::to_path_buf)
-        .or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
-    let artifact = match candidate {
-        Some(p) => Some(artifact::probe(&p).await?),
-        None => None,
-    };
+    let artifact = artifact::planned(&ctx.root, artifact).await?;
     match (&current, &artifact) {
         (None, Some(a)) => changes.push(Change::new(
             Action::Create,

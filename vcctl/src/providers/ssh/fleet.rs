@@ -376,24 +376,17 @@ async fn monitoring(ctx: &Ctx, s: &SshSettings, infra: &Infra) -> Result<()> {
 
 fn report(ctx: &Ctx, s: &SshSettings, shipped: &rolling::Shipped, elapsed: Duration) {
     let (url, _) = lb_endpoint(ctx, s);
-    let hosts: Vec<_> = shipped.hosts.iter().map(|(h, what)| json!({"host": h, "result": what})).collect();
-    ctx.printer.json(&json!({
-        "stack": ctx.settings.stack,
-        "release": shipped.release,
-        "hosts": hosts,
-        "url": url,
-        "dashboard": format!("{url}/dashboard"),
-        "ok": shipped.failure.is_none(),
-        "elapsed_s": elapsed.as_secs_f64(),
-    }));
-    let mut lines = vec![format!("\nstack `{}`: release {}", ctx.settings.stack, shipped.release)];
-    lines.extend(shipped.hosts.iter().map(|(h, what)| format!("  {h}: {what}")));
-    lines.push(format!("in {}", crate::printer::format_duration(elapsed)));
-    if shipped.failure.is_none() {
-        lines.push(format!("  dashboard: {url}/dashboard\n  API:       {url}/docs"));
-        ctx.printer.out(format!("{url}/dashboard"));
-    }
-    ctx.printer.info(lines.join("\n"));
+    let shipment = crate::report::Shipment {
+        stack: &ctx.settings.stack,
+        shape: "fleet",
+        release: &shipped.release,
+        ok: shipped.failure.is_none(),
+        places: &shipped.hosts,
+        url: Some(&url),
+        elapsed,
+    };
+    let extra = crate::plan::extra(json!({"dashboard": format!("{url}/dashboard")}));
+    crate::report::print(&ctx.printer, &shipment, extra, &[]);
 }
 
 /// `vcctl status` on a fleet: every host, its roles; an app host's release, health (from
@@ -573,13 +566,7 @@ pub async fn logs(ctx: &Ctx, s: &SshSettings, args: &crate::targets::LogOptions)
 /// Changes nothing; exit 2 when `up` would change something.
 pub async fn plan(ctx: &Ctx, s: &SshSettings, artifact: Option<&std::path::Path>) -> Result<u8> {
     let port = ctx.settings.port;
-    let candidate = artifact
-        .map(std::path::Path::to_path_buf)
-        .or_else(|| Some(ctx.root.join("target/release/vehicleconnect")).filter(|p| p.is_file()));
-    let artifact = match candidate {
-        Some(p) => Some(artifact::probe(&p).await?),
-        None => None,
-    };
+    let artifact = artifact::planned(&ctx.root, artifact).await?;
     let rotation = rotation_now(ctx, s).await?;
     let mut changes: Vec<Change> = Vec::new();
     for spec in s.with(Role::App) {

@@ -9,6 +9,7 @@ use crate::cloud::aws::cloudwatch::{self, Alarm, LESS, Watch};
 use crate::cloud::aws::sns::{self, Topic};
 use crate::cloud::aws::{Aws, Stamp};
 use crate::plan::{Action, Change};
+use crate::providers::aws::alert_topic;
 use crate::providers::aws::names;
 use crate::providers::aws::scale::tiers::owned;
 use crate::stack::scale::RdsSettings;
@@ -85,24 +86,16 @@ pub fn wanted(stack: &str, w: &Watched, db: &RdsSettings, topic: Option<&str>) -
 /// The topic and the alarms as they are.
 #[derive(Debug, Default)]
 pub struct AlarmsFound {
+    /// The topic's ARN, known before it exists.
+    pub topic_arn: String,
     pub topic: Option<Topic>,
     pub alarms: Vec<Alarm>,
 }
 
 /// What `up` would change: alarms missing or different, the topic and its subscription.
 pub fn plan(wanted: &[Alarm], found: &AlarmsFound, email: Option<&str>) -> Vec<Change> {
-    let topic = found.topic.as_ref();
-    let mut out = Vec::new();
-    match (email, topic) {
-        (Some(e), None) => out.push(Change::new(Action::Create, "alert topic", format!("SNS, subscribed by {e}"))),
-        (Some(e), Some(t)) if !t.subscriptions.iter().any(|s| s.endpoint == e) => {
-            out.push(Change::new(Action::Create, format!("subscription of {e}"), format!("to {}", t.arn)))
-        }
-        (None, Some(t)) => {
-            out.push(Change::new(Action::Delete, format!("alert topic {}", t.arn), "no `alerts:` in the stack"))
-        }
-        _ => {}
-    }
+    let topic = alert_topic::plan(&found.topic_arn, email, found.topic.as_ref());
+    let mut out: Vec<Change> = topic.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)).collect();
     for w in wanted {
         match found.alarms.iter().find(|f| f.name == w.name) {
             None => out.push(Change::new(
@@ -130,7 +123,7 @@ pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Res
     for a in &alarms {
         owned(&format!("alarm {}", a.name), a.owner.as_ref().and_then(|o| o.stack_id.as_deref()), stamp)?;
     }
-    Ok(AlarmsFound { topic, alarms })
+    Ok(AlarmsFound { topic_arn: arn, topic, alarms })
 }
 
 /// Makes and repairs the topic and the alarms (`wanted` name the topic by its ARN).
@@ -143,17 +136,11 @@ pub async fn apply(
     stamp: &Stamp,
     p: &crate::printer::Printer,
 ) -> Result<()> {
-    match (email, found.topic.as_ref()) {
-        (Some(e), None) => {
-            let arn = p.doing("alert topic", sns::create(&aws.sns, &names::alerts_topic(stack), stamp)).await?;
-            p.doing(&format!("subscribing {e} (AWS mails a confirmation link)"), sns::subscribe(&aws.sns, &arn, e))
-                .await?;
-        }
-        (Some(e), Some(t)) if !t.subscriptions.iter().any(|s| s.endpoint == e) => {
-            p.doing(&format!("subscribing {e}"), sns::subscribe(&aws.sns, &t.arn, e)).await?;
-        }
-        (None, Some(t)) => p.doing(&format!("deleting alert topic {}", t.arn), sns::delete(&aws.sns, &t.arn)).await?,
-        _ => {}
+    // The topic's changes are exactly those `plan` said (the one topic resource of both shapes).
+    let name = names::alerts_topic(stack);
+    for c in alert_topic::plan(&found.topic_arn, email, found.topic.as_ref()) {
+        let doing = format!("{}: {}", c.resource, c.detail);
+        p.doing(&doing, alert_topic::apply(&aws.sns, &name, &found.topic_arn, &c.op, stamp)).await?;
     }
     for w in wanted.iter().filter(|w| !found.alarms.iter().any(|f| f.matches(w))) {
         p.doing(&format!("alarm {}", w.name), cloudwatch::put(&aws.cloudwatch, stamp, w)).await?;
@@ -210,9 +197,9 @@ mod tests {
         // db.t4g.micro: 1 GiB / 9.5 MB = 112 connections; 80 % of it.
         let conns = alarms.iter().find(|a| a.name == "vcctl-fra-db-connections-high").unwrap();
         assert_eq!(conns.threshold, 90.0);
-        let all = AlarmsFound { topic: None, alarms: alarms.clone() };
+        let all = AlarmsFound { topic_arn: String::new(), topic: None, alarms: alarms.clone() };
         assert_eq!(plan(&alarms, &all, None), vec![]);
-        let one_missing = AlarmsFound { topic: None, alarms: alarms[1..].to_vec() };
+        let one_missing = AlarmsFound { topic_arn: String::new(), topic: None, alarms: alarms[1..].to_vec() };
         assert_eq!(plan(&alarms, &one_missing, None).len(), 1);
     }
 }

@@ -238,21 +238,24 @@ fn report(
     elapsed: Duration,
 ) {
     let release = artifact.release_name.clone().unwrap_or_default();
-    let hosts: Vec<_> = shipped.hosts.iter().map(|(h, what)| json!({"instance": h, "result": what})).collect();
     let serving = if shipped.failure.is_none() { release.clone() } else { before.release.clone() };
-    ctx.printer.json(&json!({
-        "stack": ctx.settings.stack, "release": release, "instances": hosts, "ok": shipped.failure.is_none(),
-        "serving": serving, "pointer_moved": moved, "elapsed_s": elapsed.as_secs_f64(),
-    }));
-    let mut lines = vec![format!("\nstack `{}`: release {release}", ctx.settings.stack)];
-    lines.extend(shipped.hosts.iter().map(|(h, what)| format!("  {h}: {what}")));
-    lines.push(match (&shipped.failure, moved) {
+    let bucket = match (&shipped.failure, moved) {
         (None, true) => format!("  the bucket serves {release} now: new instances boot it"),
         (None, false) => format!("  the bucket serves {release}, as before"),
         (Some(_), _) => format!("  the bucket still serves {}: new instances boot it, not {release}", before.release),
-    });
-    lines.push(format!("in {}", crate::printer::format_duration(elapsed)));
-    ctx.printer.info(lines.join("\n"));
+    };
+    let url = format!("https://{}", super::domain(ctx));
+    let shipment = crate::report::Shipment {
+        stack: &ctx.settings.stack,
+        shape: "scale",
+        release: &release,
+        ok: shipped.failure.is_none(),
+        places: &shipped.hosts,
+        url: Some(&url),
+        elapsed,
+    };
+    let extra = crate::plan::extra(json!({"serving": serving, "pointer_moved": moved}));
+    crate::report::print(&ctx.printer, &shipment, extra, &[bucket]);
 }
 
 /// What an instance runs, as it says over SSH.

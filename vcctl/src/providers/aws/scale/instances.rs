@@ -16,14 +16,15 @@ use crate::plan::{Action, Change};
 use crate::printer::Printer;
 use crate::providers::aws::names;
 use crate::providers::aws::names::InstanceNames;
+use crate::providers::aws::role::{self, RoleFound, RoleWanted};
 use crate::providers::aws::scale::tiers::{fault_point, owned};
 
 /// What exists of the tier.
 #[derive(Debug, Default)]
 pub struct InstancesFound {
     pub key_pair: Option<KeyPair>,
-    pub role: Option<IamRole>,
-    pub policy: Option<Value>,
+    /// The instances' role, its policy and whatever else is attached to it.
+    pub role: RoleFound,
     pub profile: Option<InstanceProfile>,
     pub template: Option<Template>,
     pub group: Option<Group>,
@@ -41,6 +42,18 @@ pub struct InstancesWanted {
     pub size: GroupSize,
     pub cpu_target: Option<u8>,
     pub target_group: String,
+}
+
+impl InstancesWanted {
+    /// The instances' role as the shared role resource sees it.
+    fn role<'a>(&'a self, names: &'a InstanceNames) -> RoleWanted<'a> {
+        RoleWanted {
+            name: &names.role,
+            policy_name: &names.policy,
+            policy: &self.policy,
+            path: iam::path(&names.stack),
+        }
+    }
 }
 
 /// The instances' one inline policy: read the stack's kit, releases and pointer, read the
@@ -74,14 +87,14 @@ pub fn policy(bucket: &str, secret_arn: &str) -> Value {
 }
 
 pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<InstancesFound> {
-    let mut found = InstancesFound { role: iam::get_role(&aws.iam, &names.role).await?, ..InstancesFound::default() };
+    let role = role::survey(&aws.iam, &names.role, &names.policy).await?;
+    let mut found = InstancesFound { role, ..InstancesFound::default() };
     found.key_pair = ec2::find_key_pair(&aws.ec2, &names.key_pair).await?;
     if let Some(k) = &found.key_pair {
         owned(&format!("key pair {}", names.key_pair), k.owner.stack_id.as_deref(), stamp)?;
     }
-    if let Some(r) = &found.role {
+    if let Some(r) = &found.role.role {
         owned(&format!("IAM role {}", names.role), r.owner.stack_id.as_deref(), stamp)?;
-        found.policy = iam::get_role_policy(&aws.iam, &names.role, &names.policy).await?;
     }
     found.profile = iam::get_instance_profile(&aws.iam, &names.role).await?;
     if !stamp.id.is_empty() {
@@ -109,19 +122,8 @@ pub fn plan(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> V
             "the stack's SSH public key, for deploys",
         ));
     }
-    let role = format!("IAM role {}", names.role);
-    match (&f.role, &f.policy) {
-        (None, _) => {
-            out.push(Change::new(Action::Create, role, "with its instance profile; trusted by ec2.amazonaws.com only"))
-        }
-        (Some(_), p) if p.as_ref() != Some(&w.policy) => out.push(Change::new(
-            Action::Update,
-            format!("policy {}", names.policy),
-            "put back: the bucket, the secret, metrics",
-        )),
-        _ => {}
-    }
-    if f.role.is_some() && f.profile.as_ref().is_none_or(|p| !p.roles.contains(&names.role)) {
+    out.extend(role::plan(&w.role(names), &f.role).into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
+    if f.role.exists() && f.profile.as_ref().is_none_or(|p| !p.roles.contains(&names.role)) {
         out.push(Change::new(
             Action::Update,
             format!("instance profile {}", names.role),
@@ -220,15 +222,10 @@ pub async fn apply(
         let import = ec2::import_key_pair(&aws.ec2, &names.key_pair, &w.public_key, stamp);
         p.doing(&format!("key pair {}", names.key_pair), import).await?;
     }
-    if f.role.is_none() {
-        p.doing(&format!("IAM role {}", names.role), iam::create_role(&aws.iam, &names.role, stamp)).await?;
-    }
-    if f.role.is_none() || f.policy.as_ref() != Some(&w.policy) {
-        p.doing(
-            &format!("policy {}", names.policy),
-            iam::put_role_policy(&aws.iam, &names.role, &names.policy, &w.policy),
-        )
-        .await?;
+    // The role's changes are exactly those `plan` said (the one role resource of both shapes).
+    let role = w.role(names);
+    for c in role::plan(&role, &f.role) {
+        p.doing(&format!("{}: {}", c.resource, c.detail), role::apply(&aws.iam, &role, &c.op, stamp)).await?;
     }
     if f.profile.is_none() {
         iam::create_instance_profile(&aws.iam, &names.role, stamp).await?;
@@ -342,7 +339,7 @@ pub async fn destroy(aws: &Aws, names: &InstanceNames, f: &InstancesFound, p: &P
         p.doing(&format!("deleting key pair {}", names.key_pair), ec2::delete_key_pair(&aws.ec2, &names.key_pair))
             .await?;
     }
-    if f.role.is_some() || f.profile.is_some() {
+    if f.role.exists() || f.profile.is_some() {
         p.doing(
             &format!("deleting IAM role {} and its profile", names.role),
             iam::delete_role_and_profile(&aws.iam, &names.role, &names.role),

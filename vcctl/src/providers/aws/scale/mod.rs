@@ -94,7 +94,7 @@ fn zone(ctx: &Ctx) -> Option<&str> {
     ctx.settings.tls.as_ref().and_then(|t| t.route53_zone.as_deref())
 }
 
-fn domain(ctx: &Ctx) -> &str {
+pub(super) fn domain(ctx: &Ctx) -> &str {
     ctx.settings.tls.as_ref().map(|t| t.domain.as_str()).expect("`scale:` needs `tls:` (checked by the stack)")
 }
 
@@ -392,7 +392,7 @@ fn doomed(s: &Survey, names: &names::InstanceNames, keep_data: bool) -> Vec<Stri
     if s.group.key_pair.is_some() {
         out.push(format!("key pair {}", names.key_pair));
     }
-    if s.group.role.is_some() || s.group.profile.is_some() {
+    if s.group.role.exists() || s.group.profile.is_some() {
         out.push(format!("IAM role {} of the instances, its instance profile and its policy", names.role));
     }
     if s.group.deploy_role.is_some() {

@@ -13,6 +13,7 @@ use crate::cloud::aws::{Aws, Stamp, ec2};
 use crate::error::Failure;
 use crate::plan::{Action, Change};
 use crate::printer::Printer;
+use crate::providers::aws::firewall;
 use crate::providers::aws::names::TierNames;
 use crate::stack::scale::RdsSettings;
 
@@ -82,14 +83,6 @@ pub fn wanted_rules(tier: Tier, port: u16, found: &TiersFound) -> Vec<Rule> {
     rules
 }
 
-/// Whether `rules` has a rule that lets in what `r` lets in. The description is not part of
-/// it: it changes nothing of the access, and moto forgets it on rules whose source is a group.
-fn admits(rules: &[Rule], r: &Rule) -> bool {
-    rules
-        .iter()
-        .any(|x| (&x.protocol, x.from_port, x.to_port, &x.source) == (&r.protocol, r.from_port, r.to_port, &r.source))
-}
-
 /// What `up` would change, from what exists; an impossible change is an error naming the fix.
 pub fn plan(names: &TierNames, found: &TiersFound, db: &RdsSettings, port: u16) -> Result<Vec<Change>> {
     let mut out = Vec::new();
@@ -101,16 +94,12 @@ pub fn plan(names: &TierNames, found: &TiersFound, db: &RdsSettings, port: u16) 
             out.push(Change::new(Action::Create, format!("security group {name}"), rules.join("; ")));
             continue;
         };
-        for r in g
-            .rules
-            .iter()
-            .filter(|r| !admits(&wanted, r) && !crate::providers::aws::on_demand::lease::is_temporary(&r.tags))
-        {
-            out.push(Change::new(Action::Delete, format!("rule on {name}"), format!("{r} (not in the stack: drift)")));
-        }
-        for r in wanted.iter().filter(|r| !admits(&g.rules, r)) {
-            out.push(Change::new(Action::Create, format!("rule on {name}"), r.to_string()));
-        }
+        let now = time::OffsetDateTime::now_utc();
+        out.extend(
+            firewall::plan(&name, &wanted, &g.rules, now)
+                .into_iter()
+                .map(|c| Change::new(c.action, c.resource, c.detail)),
+        );
     }
     match &found.bucket {
         None => out.push(Change::new(
@@ -248,27 +237,13 @@ pub async fn apply(
             );
             fault_point(&format!("{}_group", tier.name()));
         }
+        // The rules' changes are exactly those `plan` says, now that every group of the
+        // chain has its id (the one rule resource of both shapes).
         let wanted = wanted_rules(tier, port, found);
         let g = found.group(tier).expect("made above");
-        // On-demand SSH (a deploy's, for its address, tagged and leased) is no drift.
-        let drift: Vec<Rule> = g
-            .rules
-            .iter()
-            .filter(|r| !admits(&wanted, r) && !crate::providers::aws::on_demand::lease::is_temporary(&r.tags))
-            .cloned()
-            .collect();
-        let missing: Vec<Rule> = wanted.iter().filter(|r| !admits(&g.rules, r)).cloned().collect();
-        let id = g.id.clone();
-        if !drift.is_empty() {
-            p.doing(
-                &format!("closing {} rule(s) on {name} that the stack does not have", drift.len()),
-                sg::revoke(&aws.ec2, &id, &drift),
-            )
-            .await?;
-        }
-        if !missing.is_empty() {
-            p.doing(&format!("opening {} rule(s) on {name}", missing.len()), sg::authorize(&aws.ec2, &id, &missing))
-                .await?;
+        let (id, now) = (g.id.clone(), time::OffsetDateTime::now_utc());
+        for c in firewall::plan(&name, &wanted, &g.rules, now) {
+            p.doing(&format!("{}: {}", c.resource, c.detail), firewall::apply(&aws.ec2, &id, &c.op)).await?;
         }
     }
     match &found.bucket {
@@ -455,7 +430,7 @@ mod tests {
             changes.contains(&Change::new(
                 Action::Delete,
                 "rule on vcctl-fra-app",
-                "tcp/8000 from 0.0.0.0/0 (by hand) (not in the stack: drift)"
+                "tcp/8000 from 0.0.0.0/0 (by hand): not in the stack file (added by hand, or no longer asked for)"
             )),
             "{changes:?}"
         );

@@ -369,7 +369,7 @@ async fn delete_infrastructure(
             false => d.failed.push((format!("security group {}", g.id), "still used by the instance".into())),
         }
     }
-    if found.role.is_some() || found.instance_profile.is_some() {
+    if found.role.exists() || found.instance_profile.is_some() {
         let what = format!("instance profile {} and role {}", names.instance_profile, names.role);
         d.attempt(what, iam::delete_role_and_profile(&aws.iam, &names.role, &names.instance_profile)).await;
     }

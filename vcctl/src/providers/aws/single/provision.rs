@@ -21,9 +21,12 @@ use crate::cloud::aws::{self as aws, Aws};
 use crate::error::Failure;
 use crate::plan::Action;
 use crate::printer::Printer;
+use crate::providers::aws::alert_topic::{self, TopicOp};
+use crate::providers::aws::firewall::{self, RuleOp};
 use crate::providers::aws::names::BoxNames;
 use crate::providers::aws::on_demand::lease;
 use crate::providers::aws::owners::{self, Claim};
+use crate::providers::aws::role::{self, RoleFound, RoleOp, RoleWanted};
 use crate::providers::aws::{ROOT_VOLUME_GB, architecture};
 
 #[derive(Debug, Clone)]
@@ -74,13 +77,24 @@ pub fn rules(admin_cidrs: &[String], service_port: u16, tls: bool) -> Vec<Rule> 
     rules
 }
 
+impl BoxWanted {
+    /// The host role as the shared role resource sees it.
+    fn role(&self) -> RoleWanted<'_> {
+        RoleWanted {
+            name: &self.names.role,
+            policy_name: &self.names.policy,
+            policy: &self.policy,
+            path: iam::path(&self.stack),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct BoxFound {
     pub key_pair: Option<KeyPair>,
     pub security_group: Option<SecurityGroup>,
-    pub role: Option<IamRole>,
-    pub policy: Option<Value>,
-    pub other_policies: Vec<String>,
+    /// The host role, its policy and whatever else is attached to it.
+    pub role: RoleFound,
     pub instance_profile: Option<InstanceProfile>,
     pub instance: Option<Instance>,
     pub termination_protection: Option<bool>,
@@ -101,7 +115,7 @@ impl BoxFound {
     pub fn is_empty(&self) -> bool {
         self.key_pair.is_none()
             && self.security_group.is_none()
-            && self.role.is_none()
+            && !self.role.exists()
             && self.instance_profile.is_none()
             && self.instance.is_none()
             && self.alarms.is_empty()
@@ -121,7 +135,7 @@ impl BoxFound {
         if let Some(g) = &self.security_group {
             claim(format!("security group {}", g.id), &g.owner, Adopt::Ec2(g.id.clone()));
         }
-        if let Some(r) = &self.role {
+        if let Some(r) = &self.role.role {
             claim(format!("IAM role {}", n.role), &r.owner, Adopt::Role(n.role.clone()));
         }
         if let Some(p) = &self.instance_profile {
@@ -196,14 +210,7 @@ pub fn ownership(
 }
 
 pub async fn find(aws: &Aws, names: &BoxNames, stack: &str, topic_arn: &str) -> Result<BoxFound> {
-    let role = iam::get_role(&aws.iam, &names.role).await?;
-    let (policy, other_policies) = match &role {
-        Some(_) => (
-            iam::get_role_policy(&aws.iam, &names.role, &names.policy).await?,
-            iam::other_policies(&aws.iam, &names.role, &names.policy).await?,
-        ),
-        None => (None, Vec::new()),
-    };
+    let role = role::survey(&aws.iam, &names.role, &names.policy).await?;
     let instance = ec2::find_instance(&aws.ec2, stack).await?;
     let termination_protection = match &instance {
         Some(i) => Some(ec2::termination_protection(&aws.ec2, &i.id).await?),
@@ -213,8 +220,6 @@ pub async fn find(aws: &Aws, names: &BoxNames, stack: &str, topic_arn: &str) -> 
         key_pair: ec2::find_key_pair(&aws.ec2, &names.key_pair).await?,
         security_group: security_group::find(&aws.ec2, stack).await?,
         role,
-        policy,
-        other_policies,
         instance_profile: iam::get_instance_profile(&aws.iam, &names.instance_profile).await?,
         instance,
         termination_protection,
@@ -248,10 +253,7 @@ pub enum Op {
     CreateSecurityGroup,
     AddRules(Vec<Rule>),
     RemoveRules(Vec<Rule>),
-    CreateRole,
-    RestoreTrust,
-    PutPolicy,
-    RemovePolicy(String),
+    Role(RoleOp),
     CreateInstanceProfile,
     AddRoleToProfile,
     RunInstance,
@@ -260,10 +262,7 @@ pub enum Op {
     CreateVolume,
     AttachVolume,
     GrowVolume(i32),
-    CreateTopic,
-    Subscribe(String),
-    Unsubscribe(String),
-    DeleteTopic(String),
+    Topic(TopicOp),
     ChangeType(String),
     StartInstance,
     RequireImdsV2,
@@ -281,10 +280,7 @@ impl Op {
             Op::CreateSecurityGroup => "security_group",
             Op::AddRules(_) => "add_rules",
             Op::RemoveRules(_) => "remove_rules",
-            Op::CreateRole => "role",
-            Op::RestoreTrust => "trust",
-            Op::PutPolicy => "policy",
-            Op::RemovePolicy(_) => "remove_policy",
+            Op::Role(op) => op.name(),
             Op::CreateInstanceProfile => "instance_profile",
             Op::AddRoleToProfile => "profile_role",
             Op::RunInstance => "instance",
@@ -293,10 +289,7 @@ impl Op {
             Op::CreateVolume => "data_volume",
             Op::AttachVolume => "attach_volume",
             Op::GrowVolume(_) => "grow_volume",
-            Op::CreateTopic => "topic",
-            Op::Subscribe(_) => "subscribe",
-            Op::Unsubscribe(_) => "unsubscribe",
-            Op::DeleteTopic(_) => "delete_topic",
+            Op::Topic(op) => op.name(),
             Op::ChangeType(_) => "instance_type",
             Op::StartInstance => "start_instance",
             Op::RequireImdsV2 => "imds",
@@ -352,75 +345,24 @@ fn plan_security_group(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
         return;
     };
     let now = f.read_at.unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    for r in sg.rules.iter().filter(|r| !w.rules.contains(r)) {
-        if lease::is_temporary(&r.tags) {
-            if lease::expired(&r.tags, now) {
-                let ended = lease::held_until(&r.tags)
-                    .map_or("no lease left".into(), |t| format!("expired {}", crate::audit::stamp(t)));
-                out.push(change(
-                    Delete,
-                    format!("rule on {}", sg.id),
-                    format!("{r}: temporary SSH access, {ended}"),
-                    Op::RemoveRules(vec![r.clone()]),
-                ));
-            }
-            continue;
-        }
-        out.push(change(
-            Delete,
-            format!("rule on {}", sg.id),
-            format!("{r}: not in the stack file (added by hand, or no longer asked for)"),
-            Op::RemoveRules(vec![r.clone()]),
-        ));
-    }
-    for r in w.rules.iter().filter(|r| !sg.rules.contains(r)) {
-        out.push(change(Create, format!("rule on {}", sg.id), format!("{r}"), Op::AddRules(vec![r.clone()])));
-    }
+    let planned = firewall::plan(&sg.id, &w.rules, &sg.rules, now);
+    out.extend(planned.into_iter().map(|c| {
+        let op = match c.op {
+            RuleOp::Authorize(rules) => Op::AddRules(rules),
+            RuleOp::Revoke(rules) => Op::RemoveRules(rules),
+        };
+        Change { action: c.action, resource: c.resource, detail: c.detail, op }
+    }));
 }
 
 fn plan_role(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
-    use Action::*;
-    let n = &w.names;
-    let Some(role) = &f.role else {
-        out.push(change(
-            Create,
-            format!("IAM role {}", n.role),
-            format!("path {}, trusted by ec2.amazonaws.com only", iam::path(&w.stack)),
-            Op::CreateRole,
-        ));
-        out.push(change(
-            Create,
-            format!("inline policy {}", n.policy),
-            "PutMetricData to VehicleConnect, logs to /vcctl/<stack>",
-            Op::PutPolicy,
-        ));
-        return;
-    };
-    if role.trust != iam::trust_policy() {
-        out.push(change(
-            Update,
-            format!("IAM role {}", n.role),
-            "trust policy changed outside vcctl; restore ec2.amazonaws.com only",
-            Op::RestoreTrust,
-        ));
-    }
-    if f.policy.as_ref() != Some(&w.policy) {
-        let what = if f.policy.is_none() { "missing" } else { "changed outside vcctl" };
-        out.push(change(
-            Update,
-            format!("inline policy {}", n.policy),
-            format!("{what}; restore least privilege"),
-            Op::PutPolicy,
-        ));
-    }
-    for p in &f.other_policies {
-        out.push(change(
-            Delete,
-            format!("policy {p} on {}", n.role),
-            "not vcctl's: the role stays least-privilege",
-            Op::RemovePolicy(p.clone()),
-        ));
-    }
+    let planned = role::plan(&w.role(), &f.role);
+    out.extend(planned.into_iter().map(|c| Change {
+        action: c.action,
+        resource: c.resource,
+        detail: c.detail,
+        op: Op::Role(c.op),
+    }));
 }
 
 fn plan_instance_profile(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
@@ -517,41 +459,19 @@ fn plan_data_volume(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
     }
 }
 
-/// The alert topic and its one email subscription; other subscriptions (an address the
-/// stack no longer names) go; no `alerts:`, no topic.
+/// The alert topic and its one email subscription (the one topic resource of both shapes).
 fn plan_alerts(w: &BoxWanted, f: &BoxFound, out: &mut Vec<Change>) {
-    use Action::*;
-    let Some(alerts) = &w.alerts else {
-        if let Some(t) = &f.topic {
-            out.push(change(
-                Delete,
-                format!("alert topic {}", t.arn),
-                "no `alerts:` in the stack file",
-                Op::DeleteTopic(t.arn.clone()),
-            ));
-        }
-        return;
-    };
-    let subs = f.topic.as_ref().map_or(&[][..], |t| t.subscriptions.as_slice());
-    if f.topic.is_none() {
-        out.push(change(
-            Create,
-            format!("alert topic {}", alerts.topic_arn),
-            "SNS, the action of every alarm",
-            Op::CreateTopic,
-        ));
-    }
-    if !subs.iter().any(|s| s.protocol == "email" && s.endpoint == alerts.email) {
-        let detail = format!("{} (AWS mails a confirmation link first)", alerts.email);
-        out.push(change(Create, "alert subscription", detail, Op::Subscribe(alerts.email.clone())));
-    }
-    for s in subs.iter().filter(|s| s.endpoint != alerts.email) {
-        // A pending subscription has no ARN to remove by; it lapses by itself in 3 days.
-        if let Some(arn) = &s.arn {
-            let detail = format!("{} {}: not in the stack file", s.protocol, s.endpoint);
-            out.push(change(Delete, "alert subscription", detail, Op::Unsubscribe(arn.clone())));
-        }
-    }
+    let arn = w
+        .alerts
+        .as_ref()
+        .map_or_else(|| f.topic.as_ref().map(|t| t.arn.clone()).unwrap_or_default(), |a| a.topic_arn.clone());
+    let planned = alert_topic::plan(&arn, w.alerts.as_ref().map(|a| a.email.as_str()), f.topic.as_ref());
+    out.extend(planned.into_iter().map(|c| Change {
+        action: c.action,
+        resource: c.resource,
+        detail: c.detail,
+        op: Op::Topic(c.op),
+    }));
 }
 
 /// A data volume can grow, never shrink: refused, naming the setting.
@@ -693,10 +613,7 @@ async fn apply_base(aws: &Aws, w: &BoxWanted, op: &Op, ids: &mut Ids) -> Result<
         Op::RemoveRules(rules) => {
             security_group::revoke(&aws.ec2, ids.sg.as_deref().context("no security group")?, rules).await?
         }
-        Op::CreateRole => iam::create_role(&aws.iam, &n.role, &w.stamp).await?,
-        Op::RestoreTrust => iam::update_trust(&aws.iam, &n.role).await?,
-        Op::PutPolicy => iam::put_role_policy(&aws.iam, &n.role, &n.policy, &w.policy).await?,
-        Op::RemovePolicy(p) => iam::remove_policy(&aws.iam, &n.role, p).await?,
+        Op::Role(op) => role::apply(&aws.iam, &w.role(), op, &w.stamp).await?,
         Op::CreateInstanceProfile => iam::create_instance_profile(&aws.iam, &n.instance_profile, &w.stamp).await?,
         Op::AddRoleToProfile => iam::add_role(&aws.iam, &n.instance_profile, &n.role).await?,
         Op::PutAlarm(a) => {
@@ -756,14 +673,10 @@ async fn apply_data(aws: &Aws, w: &BoxWanted, op: &Op, ids: &mut Ids, step: &cra
         Op::GrowVolume(gb) => {
             volume::grow(&aws.ec2, ids.data_volume.as_deref().context("no data volume")?, *gb).await?
         }
-        Op::CreateTopic => {
-            sns::create(&aws.sns, &n.topic, &w.stamp).await?;
+        Op::Topic(op) => {
+            let arn = w.alerts.as_ref().map_or("", |a| a.topic_arn.as_str());
+            alert_topic::apply(&aws.sns, &n.topic, arn, op, &w.stamp).await?
         }
-        Op::Subscribe(email) => {
-            sns::subscribe(&aws.sns, &w.alerts.as_ref().context("no alerts")?.topic_arn, email).await?
-        }
-        Op::Unsubscribe(arn) => sns::unsubscribe(&aws.sns, arn).await?,
-        Op::DeleteTopic(arn) => sns::delete(&aws.sns, arn).await?,
         other => anyhow::bail!("no way to apply `{}`", other.name()),
     }
     Ok(())
