@@ -124,7 +124,8 @@ fn changes(
     instances: &instances::InstancesWanted,
 ) -> Result<Vec<Change>> {
     let (stack, port) = (&ctx.settings.stack, ctx.settings.port);
-    let mut out = tiers::plan(&s.names, &s.data, &scale.database, port)?;
+    let tiers = tiers::plan(&s.names, &s.data, &scale.database, port)?;
+    let mut out: Vec<Change> = tiers.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)).collect();
     out.extend(load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb_group(&s.data)));
     if let Some((wanted, found)) = &s.dns {
         out.extend(dns::plan(wanted, found));
@@ -336,7 +337,10 @@ fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
 /// The tiers in order: each needs what the one before made.
 async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     let (stack, port, p) = (&ctx.settings.stack, ctx.settings.port, &ctx.printer);
-    tiers::apply(&s.cloud, &s.names, &mut s.data, &scale.database, port, &s.stamp, p).await?;
+    let planned = tiers::plan(&s.names, &s.data, &scale.database, port)?;
+    tiers::apply(&s.cloud, &s.names, &s.data, &planned, &scale.database, &s.stamp, p).await?;
+    // What the next tiers name (the groups' ids), as made.
+    s.data = tiers::survey(&s.cloud, &s.names, &s.stamp).await?;
     let lb = lb_group(&s.data);
     load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.edge, &lb, port, &s.stamp, p).await?;
     // The records name what the load balancer tier made: surveyed again after it.

@@ -13,7 +13,7 @@ use crate::cloud::aws::{Aws, Stamp, ec2};
 use crate::error::Failure;
 use crate::plan::{Action, Change};
 use crate::printer::Printer;
-use crate::providers::aws::firewall;
+use crate::providers::aws::firewall::{self, RuleOp};
 use crate::providers::aws::names::TierNames;
 use crate::stack::scale::RdsSettings;
 
@@ -83,46 +83,65 @@ pub fn wanted_rules(tier: Tier, port: u16, found: &TiersFound) -> Vec<Rule> {
     rules
 }
 
-/// What `up` would change, from what exists; an impossible change is an error naming the fix.
-pub fn plan(names: &TierNames, found: &TiersFound, db: &RdsSettings, port: u16) -> Result<Vec<Change>> {
+/// How `up` makes one planned change of the tier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TierOp {
+    /// The group and its rules; a rule whose source is a group made in the same run names
+    /// it `(group TIER)` until then (`resolve`).
+    CreateGroup(Tier, Vec<Rule>),
+    Rules(Tier, RuleOp),
+    CreateBucket,
+    SecureBucket,
+    CreateSubnetGroup,
+    CreateDb,
+    /// Every field that differs, in one call (several changes may name it: applied once).
+    ModifyDb,
+}
+
+pub type TierChange = Change<TierOp>;
+
+fn change(action: Action, resource: String, detail: String, op: TierOp) -> TierChange {
+    Change { action, resource, detail, op }
+}
+
+/// What `up` would change, from what exists, and how; an impossible change is an error
+/// naming the fix. `up` applies exactly these (`apply`).
+pub fn plan(names: &TierNames, found: &TiersFound, db: &RdsSettings, port: u16) -> Result<Vec<TierChange>> {
     let mut out = Vec::new();
+    let now = time::OffsetDateTime::now_utc();
     for tier in TIERS {
         let name = names.group(tier);
         let wanted = wanted_rules(tier, port, found);
         let Some(g) = found.group(tier) else {
             let rules: Vec<String> = wanted.iter().map(ToString::to_string).collect();
-            out.push(Change::new(Action::Create, format!("security group {name}"), rules.join("; ")));
+            let what = format!("security group {name}");
+            out.push(change(Action::Create, what, rules.join("; "), TierOp::CreateGroup(tier, wanted)));
             continue;
         };
-        let now = time::OffsetDateTime::now_utc();
-        out.extend(
-            firewall::plan(&name, &wanted, &g.rules, now)
-                .into_iter()
-                .map(|c| Change::new(c.action, c.resource, c.detail)),
-        );
+        let rules = firewall::plan(&name, &wanted, &g.rules, now);
+        out.extend(rules.into_iter().map(|c| change(c.action, c.resource, c.detail, TierOp::Rules(tier, c.op))));
     }
     match &found.bucket {
-        None => out.push(Change::new(
+        None => out.push(change(
             Action::Create,
             format!("bucket {}", names.bucket),
-            "the releases: versioned, encrypted, private",
+            "the releases: versioned, encrypted, private".into(),
+            TierOp::CreateBucket,
         )),
-        Some(b) if !b.lacks().is_empty() => out.push(Change::new(
+        Some(b) if !b.lacks().is_empty() => out.push(change(
             Action::Update,
             format!("bucket {}", b.name),
             format!("put back: {}", b.lacks().join(", ")),
+            TierOp::SecureBucket,
         )),
         Some(_) => {}
     }
     if !found.subnet_group {
-        out.push(Change::new(
-            Action::Create,
-            format!("DB subnet group {}", names.db),
-            "one subnet per zone of the default VPC",
-        ));
+        let detail = "one subnet per zone of the default VPC".to_string();
+        out.push(change(Action::Create, format!("DB subnet group {}", names.db), detail, TierOp::CreateSubnetGroup));
     }
     match &found.db {
-        None => out.push(Change::new(Action::Create, format!("DB instance {}", names.db), describe(db))),
+        None => out.push(change(Action::Create, format!("DB instance {}", names.db), describe(db), TierOp::CreateDb)),
         Some(d) => out.extend(db_changes(d, db, found.group(Tier::Db).map(|g| g.id.as_str()))?),
     }
     Ok(out)
@@ -140,7 +159,7 @@ fn describe(db: &RdsSettings) -> String {
 }
 
 /// How an existing DB instance differs from the stack file.
-fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<Change>> {
+fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<TierChange>> {
     if !d.encrypted {
         bail!(Failure::invalid(
             format!("DB instance {} is not encrypted, and RDS cannot encrypt one in place", d.id),
@@ -159,11 +178,8 @@ fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<Cha
     let mut diffs = Vec::new();
     let mut differ = |field: &str, has: String, wants: String| {
         if has != wants {
-            diffs.push(Change::new(
-                Action::Update,
-                format!("DB instance {}", d.id),
-                format!("{field}: {has} -> {wants}"),
-            ));
+            let (what, detail) = (format!("DB instance {}", d.id), format!("{field}: {has} -> {wants}"));
+            diffs.push(change(Action::Update, what, detail, TierOp::ModifyDb));
         }
     };
     differ("class", d.instance_class.clone(), want.instance_class.clone());
@@ -215,89 +231,99 @@ pub(crate) fn owned(what: &str, id: Option<&str>, stamp: &Stamp) -> Result<()> {
     ))
 }
 
-/// Makes and repairs the tier: groups and their rules, the subnet group, the DB instance.
+/// The group ids of the chain: found, or made by this run.
+struct Ids([Option<String>; 3]);
+
+impl Ids {
+    fn of(&self, tier: Tier) -> Result<&str> {
+        self.0[tier as usize]
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("security group {} is not made yet", tier.name()))
+    }
+
+    /// `rule` with a `(group TIER)` source (a group not made when it was planned) given the
+    /// group's id.
+    fn resolve(&self, rule: &Rule) -> Result<Rule> {
+        let mut r = rule.clone();
+        if let sg::RuleSource::Group(g) = &r.source
+            && let Some(tier) = TIERS.iter().find(|t| *g == format!("(group {})", t.name()))
+        {
+            r.source = sg::RuleSource::Group(self.of(*tier)?.to_string());
+        }
+        Ok(r)
+    }
+}
+
+/// Makes and repairs the tier: exactly the `planned` changes, in order.
 pub async fn apply(
     aws: &Aws,
     names: &TierNames,
-    found: &mut TiersFound,
-    db: &RdsSettings,
-    port: u16,
-    stamp: &Stamp,
-    p: &Printer,
-) -> Result<()> {
-    let vpc = ec2::default_vpc(&aws.ec2).await?;
-    for tier in TIERS {
-        let name = names.group(tier);
-        if found.group(tier).is_none() {
-            let id = p.doing(&format!("security group {name}"), sg::create(&aws.ec2, &name, &vpc, stamp)).await?;
-            found.groups[tier as usize] = sg::find_named(&aws.ec2, &names.stack, &name).await?;
-            anyhow::ensure!(
-                found.group(tier).is_some(),
-                "security group {name} ({id}) is not found after its creation"
-            );
-            fault_point(&format!("{}_group", tier.name()));
-        }
-        // The rules' changes are exactly those `plan` says, now that every group of the
-        // chain has its id (the one rule resource of both shapes).
-        let wanted = wanted_rules(tier, port, found);
-        let g = found.group(tier).expect("made above");
-        let (id, now) = (g.id.clone(), time::OffsetDateTime::now_utc());
-        for c in firewall::plan(&name, &wanted, &g.rules, now) {
-            p.doing(&format!("{}: {}", c.resource, c.detail), firewall::apply(&aws.ec2, &id, &c.op)).await?;
-        }
-    }
-    match &found.bucket {
-        Some(b) if b.lacks().is_empty() => {}
-        Some(b) => {
-            p.doing(&format!("bucket {}: {}", b.name, b.lacks().join(", ")), s3::secure(&aws.s3, &b.name, stamp))
-                .await?
-        }
-        None => {
-            p.doing(&format!("bucket {} (the releases)", names.bucket), async {
-                s3::create(&aws.s3, &names.bucket, &aws.region).await?;
-                s3::secure(&aws.s3, &names.bucket, stamp).await
-            })
-            .await?;
-            fault_point("bucket");
-        }
-    }
-    database(aws, names, found, db, &vpc, stamp, p).await
-}
-
-async fn database(
-    aws: &Aws,
-    names: &TierNames,
     found: &TiersFound,
+    planned: &[TierChange],
     db: &RdsSettings,
-    vpc: &str,
     stamp: &Stamp,
     p: &Printer,
 ) -> Result<()> {
-    if !found.subnet_group {
-        let ids = ec2::subnets_across_zones(&aws.ec2, vpc, "RDS").await?;
-        p.doing(&format!("DB subnet group {}", names.db), rds::create_subnet_group(&aws.rds, &names.db, &ids, stamp))
-            .await?;
-    }
-    let group = found.group(Tier::Db).map(|g| g.id.clone()).expect("made before the database");
-    let size = size(db);
-    match &found.db {
-        None => {
-            let spec =
-                DbSpec { id: &names.db, settings: &size, subnet_group: &names.db, security_group: &group, stamp };
-            p.doing(&format!("DB instance {} ({})", names.db, db.instance_class), rds::create(&aws.rds, &spec)).await?;
-            fault_point("database");
-            Ok(())
+    let mut ids = Ids(TIERS.map(|t| found.group(t).map(|g| g.id.clone())));
+    let mut modified = false;
+    for c in planned {
+        let doing = format!("{}: {}", c.resource, c.detail);
+        match &c.op {
+            TierOp::CreateGroup(tier, rules) => {
+                let vpc = ec2::default_vpc(&aws.ec2).await?;
+                let id = p.doing(&doing, sg::create(&aws.ec2, &names.group(*tier), &vpc, stamp)).await?;
+                ids.0[*tier as usize] = Some(id.clone());
+                let rules = rules.iter().map(|r| ids.resolve(r)).collect::<Result<Vec<_>>>()?;
+                sg::authorize(&aws.ec2, &id, &rules).await?;
+                fault_point(&format!("{}_group", tier.name()));
+            }
+            TierOp::Rules(tier, op) => {
+                let op = match op {
+                    RuleOp::Authorize(rules) => {
+                        RuleOp::Authorize(rules.iter().map(|r| ids.resolve(r)).collect::<Result<_>>()?)
+                    }
+                    RuleOp::Revoke(rules) => RuleOp::Revoke(rules.clone()),
+                };
+                p.doing(&doing, firewall::apply(&aws.ec2, ids.of(*tier)?, &op)).await?;
+            }
+            TierOp::CreateBucket => {
+                p.doing(&doing, async {
+                    s3::create(&aws.s3, &names.bucket, &aws.region).await?;
+                    s3::secure(&aws.s3, &names.bucket, stamp).await
+                })
+                .await?;
+                fault_point("bucket");
+            }
+            TierOp::SecureBucket => p.doing(&doing, s3::secure(&aws.s3, &names.bucket, stamp)).await?,
+            TierOp::CreateSubnetGroup => {
+                let vpc = ec2::default_vpc(&aws.ec2).await?;
+                let subnets = ec2::subnets_across_zones(&aws.ec2, &vpc, "RDS").await?;
+                p.doing(&doing, rds::create_subnet_group(&aws.rds, &names.db, &subnets, stamp)).await?;
+            }
+            TierOp::CreateDb => {
+                let (size, group) = (size(db), ids.of(Tier::Db)?);
+                let spec =
+                    DbSpec { id: &names.db, settings: &size, subnet_group: &names.db, security_group: group, stamp };
+                p.doing(&doing, rds::create(&aws.rds, &spec)).await?;
+                fault_point("database");
+            }
+            TierOp::ModifyDb if modified => {}
+            TierOp::ModifyDb => {
+                let d = found.db.as_ref().expect("planned on a found instance");
+                if d.status != "available" {
+                    bail!(
+                        "DB instance {} is {}; RDS changes it once it is available: run `vcctl up` again then",
+                        d.id,
+                        d.status
+                    );
+                }
+                let message = format!("changing DB instance {}", d.id);
+                p.doing(&message, rds::modify(&aws.rds, &d.id, &size(db), ids.of(Tier::Db)?)).await?;
+                modified = true;
+            }
         }
-        Some(d) if db_changes(d, db, Some(&group))?.is_empty() => Ok(()),
-        Some(d) if d.status != "available" => bail!(
-            "DB instance {} is {}; RDS changes it once it is available: run `vcctl up` again then",
-            d.id,
-            d.status
-        ),
-        Some(d) => {
-            p.doing(&format!("changing DB instance {}", d.id), rds::modify(&aws.rds, &d.id, &size, &group)).await
-        }
     }
+    Ok(())
 }
 
 fn size(db: &RdsSettings) -> rds::DbSize<'_> {
@@ -426,14 +452,32 @@ mod tests {
         hand.rules.push(Rule::tcp(8000, "0.0.0.0/0", "by hand"));
         found.groups[1] = Some(hand);
         let changes = plan(&names, &found, &settings(), 8000).unwrap();
+        let hand_rule = Rule::tcp(8000, "0.0.0.0/0", "by hand");
         assert!(
-            changes.contains(&Change::new(
+            changes.contains(&change(
                 Action::Delete,
-                "rule on vcctl-fra-app",
+                "rule on vcctl-fra-app".into(),
                 "tcp/8000 from 0.0.0.0/0 (by hand): not in the stack file (added by hand, or no longer asked for)"
+                    .into(),
+                TierOp::Rules(Tier::App, RuleOp::Revoke(vec![hand_rule])),
             )),
             "{changes:?}"
         );
+    }
+
+    #[test]
+    fn a_new_chain_is_planned_with_placeholders_its_apply_resolves_in_order() {
+        let names = TierNames::of("fra", "0123456789abcdef");
+        let planned = plan(&names, &TiersFound::default(), &settings(), 8000).unwrap();
+        let TierOp::CreateGroup(Tier::App, rules) = &planned[1].op else { panic!("{planned:?}") };
+        assert_eq!(rules[0].source, RuleSource::Group("(group lb)".into()));
+        let mut ids = Ids([Some("sg-lb".into()), None, None]);
+        assert_eq!(ids.resolve(&rules[0]).unwrap().source, RuleSource::Group("sg-lb".into()));
+        assert!(ids.resolve(&rules[1]).is_err(), "the app group is not made yet: {:?}", rules[1]);
+        ids.0[1] = Some("sg-app".into());
+        assert_eq!(ids.resolve(&rules[1]).unwrap().source, RuleSource::Group("sg-app".into()));
+        let ops: Vec<&TierOp> = planned.iter().map(|c| &c.op).skip(3).collect();
+        assert_eq!(ops, [&TierOp::CreateBucket, &TierOp::CreateSubnetGroup, &TierOp::CreateDb]);
     }
 
     #[test]
