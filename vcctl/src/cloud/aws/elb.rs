@@ -269,6 +269,23 @@ pub async fn modify_listener(elb: &Client, arn: &str, certificate: Option<&str>,
     Ok(())
 }
 
+/// Puts the balancer behind exactly `group`.
+pub async fn set_security_groups(elb: &Client, arn: &str, group: &str) -> Result<()> {
+    elb.set_security_groups().load_balancer_arn(arn).security_groups(group).send().await.map_err(|e| {
+        error("elasticloadbalancing:SetSecurityGroups", &format!("setting the security group of {arn}"), e)
+    })?;
+    Ok(())
+}
+
+pub async fn delete_listener(elb: &Client, arn: &str) -> Result<()> {
+    elb.delete_listener()
+        .listener_arn(arn)
+        .send()
+        .await
+        .map_err(|e| error("elasticloadbalancing:DeleteListener", &format!("deleting listener {arn}"), e))?;
+    Ok(())
+}
+
 pub async fn delete_balancer(elb: &Client, arn: &str) -> Result<()> {
     elb.delete_load_balancer()
         .load_balancer_arn(arn)

@@ -49,52 +49,90 @@ fn describe(w: &BalancerWanted) -> String {
     }
 }
 
-/// What `up` would change in the tier, from what exists. `lb_group` is the load balancer's
-/// security group (its id once it exists).
-pub fn plan(stack: &str, domain: &str, zone: Option<&str>, found: &BalancerFound, lb_group: &str) -> Vec<Change> {
+/// How `up` makes one planned change of the tier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BalancerOp {
+    RequestCertificate,
+    CreateTargetGroup,
+    CreateBalancer,
+    SetSecurityGroup,
+    /// A listener; one that forwards to `(target group)` gets the group made in this run.
+    CreateListener(BalancerWanted),
+    ModifyListener(String, BalancerWanted),
+    DeleteListener(String),
+    /// Nothing to do but wait (the certificate's validation).
+    Wait,
+}
+
+pub type BalancerChange = Change<BalancerOp>;
+
+fn change(action: Action, resource: String, detail: impl Into<String>, op: BalancerOp) -> BalancerChange {
+    Change { action, resource, detail: detail.into(), op }
+}
+
+/// What `up` would change in the tier, from what exists, and how. `lb_group` is the load
+/// balancer's security group (its id once it exists).
+pub fn plan(
+    stack: &str,
+    domain: &str,
+    zone: Option<&str>,
+    found: &BalancerFound,
+    lb_group: &str,
+) -> Vec<BalancerChange> {
     let n = crate::providers::aws::names::load_balancer(stack);
     let mut out = Vec::new();
     match &found.certificate {
-        None => out.push(Change::new(Action::Create, format!("certificate for {domain}"), "ACM, validated by DNS")),
+        None => out.push(change(
+            Action::Create,
+            format!("certificate for {domain}"),
+            "ACM, validated by DNS",
+            BalancerOp::RequestCertificate,
+        )),
         Some(c) if !c.issued() => {
-            out.push(Change::new(Action::Note, format!("certificate {}", c.arn), waiting(c, zone)))
+            out.push(change(Action::Note, format!("certificate {}", c.arn), waiting(c, zone), BalancerOp::Wait))
         }
         Some(_) => {}
     }
     if found.target_group.is_none() {
-        out.push(Change::new(
-            Action::Create,
-            format!("target group {n}"),
-            "HTTP to the service's port; healthy on GET /api/status",
-        ));
+        let detail = "HTTP to the service's port; healthy on GET /api/status";
+        out.push(change(Action::Create, format!("target group {n}"), detail, BalancerOp::CreateTargetGroup));
     }
     match &found.balancer {
-        None => out.push(Change::new(
-            Action::Create,
-            format!("load balancer {n}"),
-            "internet-facing, in every zone of the default VPC",
-        )),
-        Some(b) if b.security_groups != [lb_group.to_string()] => out.push(Change::new(
+        None => {
+            let detail = "internet-facing, in every zone of the default VPC";
+            out.push(change(Action::Create, format!("load balancer {n}"), detail, BalancerOp::CreateBalancer))
+        }
+        Some(b) if b.security_groups != [lb_group.to_string()] => out.push(change(
             Action::Update,
             format!("load balancer {n}"),
             format!("security groups {:?} -> [{lb_group}]", b.security_groups),
+            BalancerOp::SetSecurityGroup,
         )),
         Some(_) => {}
     }
+    out.extend(plan_listeners(found));
+    out
+}
+
+fn plan_listeners(found: &BalancerFound) -> Vec<BalancerChange> {
+    let mut out = Vec::new();
     let wanted = wanted_listeners(found);
     for w in &wanted {
+        let what = format!("listener {}", w.port);
         match found.listeners.iter().find(|l| l.port == w.port) {
-            None => out.push(Change::new(Action::Create, format!("listener {}", w.port), describe(w))),
-            Some(l) if l.does != w.does || l.certificate != w.certificate => out.push(Change::new(
+            None => out.push(change(Action::Create, what, describe(w), BalancerOp::CreateListener(w.clone()))),
+            Some(l) if l.does != w.does || l.certificate != w.certificate => out.push(change(
                 Action::Update,
-                format!("listener {}", w.port),
+                what,
                 format!("{:?} -> {}", l.does, describe(w)),
+                BalancerOp::ModifyListener(l.arn.clone(), w.clone()),
             )),
             Some(_) => {}
         }
     }
     for l in found.listeners.iter().filter(|l| !wanted.iter().any(|w| w.port == l.port) && l.port != 443) {
-        out.push(Change::new(Action::Delete, format!("listener {}", l.port), "not in the stack: drift"));
+        let op = BalancerOp::DeleteListener(l.arn.clone());
+        out.push(change(Action::Delete, format!("listener {}", l.port), "not in the stack: drift", op));
     }
     out
 }
@@ -139,59 +177,77 @@ pub async fn survey(aws: &Aws, stack: &str, domain: &str, stamp: &Stamp) -> Resu
     Ok(found)
 }
 
-/// Makes and repairs the tier. `lb_group` is the load balancer's security group.
+/// Makes and repairs the tier: exactly the `planned` changes, in order. `lb_group` is the
+/// load balancer's security group.
 #[allow(clippy::too_many_arguments)]
 pub async fn apply(
     aws: &Aws,
     stack: &str,
     domain: &str,
     found: &mut BalancerFound,
+    planned: &[BalancerChange],
     lb_group: &str,
     port: u16,
     stamp: &Stamp,
     p: &Printer,
 ) -> Result<()> {
     let n = crate::providers::aws::names::load_balancer(stack);
-    if found.certificate.is_none() {
-        found.certificate = Some(
-            p.doing(&format!("requesting a certificate for {domain} (ACM)"), acm::request(&aws.acm, domain, stamp))
-                .await?,
-        );
-    }
-    let vpc = ec2::default_vpc(&aws.ec2).await?;
-    if found.target_group.is_none() {
-        p.doing(&format!("target group {n}"), elb::create_target_group(&aws.elb, &n, port, &vpc, stamp)).await?;
-        found.target_group = elb::find_target_group(&aws.elb, &n).await?;
-        crate::providers::aws::scale::tiers::fault_point("target_group");
-    }
-    if found.balancer.is_none() {
-        let subnets = ec2::subnets_across_zones(&aws.ec2, &vpc, "a load balancer").await?;
-        p.doing(&format!("load balancer {n}"), elb::create_balancer(&aws.elb, &n, &subnets, lb_group, stamp)).await?;
-        found.balancer = elb::find_balancer(&aws.elb, &n).await?;
-        crate::providers::aws::scale::tiers::fault_point("load_balancer");
-    }
-    let Some(b) = found.balancer.clone() else { bail!("load balancer {n} is not found after its creation") };
-    for w in wanted_listeners(found) {
-        match found.listeners.iter().find(|l| l.port == w.port) {
-            None => {
-                p.doing(
-                    &format!("listener {}", describe(&w)),
-                    elb::create_listener(&aws.elb, &b.arn, w.port, w.certificate.as_deref(), &w.does),
-                )
-                .await?
+    for c in planned {
+        let doing = format!("{}: {}", c.resource, c.detail);
+        match &c.op {
+            BalancerOp::Wait => {}
+            BalancerOp::RequestCertificate => {
+                found.certificate = Some(p.doing(&doing, acm::request(&aws.acm, domain, stamp)).await?);
             }
-            Some(l) if l.does != w.does || l.certificate != w.certificate => {
-                p.doing(
-                    &format!("putting back listener {}", describe(&w)),
-                    elb::modify_listener(&aws.elb, &l.arn, w.certificate.as_deref(), &w.does),
-                )
-                .await?
+            BalancerOp::CreateTargetGroup => {
+                let vpc = ec2::default_vpc(&aws.ec2).await?;
+                p.doing(&doing, elb::create_target_group(&aws.elb, &n, port, &vpc, stamp)).await?;
+                found.target_group = elb::find_target_group(&aws.elb, &n).await?;
+                crate::providers::aws::scale::tiers::fault_point("target_group");
             }
-            Some(_) => {}
+            BalancerOp::CreateBalancer => {
+                let vpc = ec2::default_vpc(&aws.ec2).await?;
+                let subnets = ec2::subnets_across_zones(&aws.ec2, &vpc, "a load balancer").await?;
+                p.doing(&doing, elb::create_balancer(&aws.elb, &n, &subnets, lb_group, stamp)).await?;
+                found.balancer = elb::find_balancer(&aws.elb, &n).await?;
+                crate::providers::aws::scale::tiers::fault_point("load_balancer");
+            }
+            BalancerOp::SetSecurityGroup => {
+                p.doing(&doing, elb::set_security_groups(&aws.elb, &balancer_arn(found, &n)?, lb_group)).await?
+            }
+            BalancerOp::CreateListener(w) => {
+                let (arn, w) = (balancer_arn(found, &n)?, resolved(w, found)?);
+                let create = elb::create_listener(&aws.elb, &arn, w.port, w.certificate.as_deref(), &w.does);
+                p.doing(&doing, create).await?
+            }
+            BalancerOp::ModifyListener(arn, w) => {
+                let w = resolved(w, found)?;
+                p.doing(&doing, elb::modify_listener(&aws.elb, arn, w.certificate.as_deref(), &w.does)).await?
+            }
+            BalancerOp::DeleteListener(arn) => p.doing(&doing, elb::delete_listener(&aws.elb, arn)).await?,
         }
     }
-    found.listeners = elb::listeners(&aws.elb, &b.arn).await?;
+    if let Some(b) = &found.balancer {
+        found.listeners = elb::listeners(&aws.elb, &b.arn).await?;
+    }
     Ok(())
+}
+
+fn balancer_arn(found: &BalancerFound, n: &str) -> Result<String> {
+    match &found.balancer {
+        Some(b) => Ok(b.arn.clone()),
+        None => bail!("load balancer {n} is not found after its creation"),
+    }
+}
+
+/// `w` forwarding to the target group made in this run, when it was planned before it.
+fn resolved(w: &BalancerWanted, found: &BalancerFound) -> Result<BalancerWanted> {
+    let mut w = w.clone();
+    if w.does == Does::Forward("(target group)".into()) {
+        let Some(tg) = &found.target_group else { bail!("the target group is not found after its creation") };
+        w.does = Does::Forward(tg.arn.clone());
+    }
+    Ok(w)
 }
 
 /// Removes the tier: the load balancer (its listeners with it), the target group once the

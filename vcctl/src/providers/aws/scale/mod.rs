@@ -126,7 +126,8 @@ fn changes(
     let (stack, port) = (&ctx.settings.stack, ctx.settings.port);
     let tiers = tiers::plan(&s.names, &s.data, &scale.database, port)?;
     let mut out: Vec<Change> = tiers.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)).collect();
-    out.extend(load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb_group(&s.data)));
+    let balancer = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb_group(&s.data));
+    out.extend(balancer.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
     if let Some((wanted, found)) = &s.dns {
         out.extend(dns::plan(wanted, found));
         if s.edge.balancer.is_none() {
@@ -342,7 +343,15 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     // What the next tiers name (the groups' ids), as made.
     s.data = tiers::survey(&s.cloud, &s.names, &s.stamp).await?;
     let lb = lb_group(&s.data);
-    load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.edge, &lb, port, &s.stamp, p).await?;
+    // Twice at most: what the first pass makes known (a certificate ACM issues at once, for
+    // a domain whose records vcctl keeps) can call for a listener the first plan could not.
+    for _ in 0..2 {
+        let planned = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb);
+        if !planned.iter().any(|c| c.is_change()) {
+            break;
+        }
+        load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.edge, &planned, &lb, port, &s.stamp, p).await?;
+    }
     // The records name what the load balancer tier made: surveyed again after it.
     s.dns = survey_dns(ctx, &s.cloud, &s.edge).await?;
     if let Some((wanted, found)) = &s.dns {
