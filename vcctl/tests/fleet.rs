@@ -316,7 +316,7 @@ fn a_release_rolls_and_a_broken_one_stops_and_goes_back(fleet: &Fleet, p: &Proje
     let stored = fleet.stored_events() - before;
     assert!(may_be_stored.contains(&stored), "{stored} stored, {may_be_stored:?} may be");
     // Checked here rather than right after `up`: Prometheus has scraped a few times by now.
-    prometheus_sees(&fleet, &[11, 12]);
+    prometheus_sees(fleet, &[11, 12]);
 
     // A release that refuses to start on the second host only: the deploy stops there (exit
     // 6, naming it), the first host goes back to v2, and no request fails meanwhile.
@@ -343,7 +343,7 @@ fn a_release_rolls_and_a_broken_one_stops_and_goes_back(fleet: &Fleet, p: &Proje
     assert_eq!(status["shape"], "fleet", "{status}");
     assert_eq!(status["healthy"], true, "{status}");
     // Load spread over both hosts: the KPIs from either equal the database's within seconds.
-    let waited = kpis_match(&fleet, Duration::from_secs(10));
+    let waited = kpis_match(fleet, Duration::from_secs(10));
     eprintln!("the KPIs matched the database {waited:?} after the load");
 
     v2
@@ -353,7 +353,7 @@ fn a_release_rolls_and_a_broken_one_stops_and_goes_back(fleet: &Fleet, p: &Proje
 fn a_third_host_joins_then_a_release_rolls_over_three(fleet: &Fleet, p: &Project, v2: &str) -> String {
     // A third app host joins (with the serving release, under its name), then a new release
     // rolls over the three, under load.
-    p.write_stack(&fleet, &[11, 12, 13]);
+    p.write_stack(fleet, &[11, 12, 13]);
     let v2_path = p.path("v2");
     let up = p.json(&["up", "--artifact", v2_path.to_str().unwrap()], 0);
     assert_eq!(up["hosts"][0]["host"], format!("{NET}.13"), "{up}");
@@ -425,7 +425,7 @@ exec /opt/vehicleconnect/releases/{v4}/vehicleconnect "$@"
 /// Rollback of every host, logs of each, and a secret on every app host.
 fn rollback_logs_and_secrets_act_on_every_host(fleet: &Fleet, p: &Project, v2: &str) {
     // Rollback of every host, each out of rotation while it switches.
-    p.json(&["rollback", "--to", &v2], 0);
+    p.json(&["rollback", "--to", v2], 0);
     assert_eq!(
         (fleet.current(11), fleet.current(12), fleet.current(13)),
         (v2.to_string(), v2.to_string(), v2.to_string())
@@ -597,7 +597,14 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     let bin = service_bin();
     let bin = bin.to_str().unwrap();
     p.json(&["up", "--artifact", bin], 0);
+    a_power_cut_on_an_app_host_fails_only_what_it_held(&p);
+    a_new_host_joins_beside_the_dead_one_when_it_is_skipped(&fleet, &p, bin);
+    a_host_that_leaves_is_drained_then_stopped(&fleet, &p, bin);
+}
 
+/// A power cut on an app host mid-load: the load balancer routes around it; what fails is
+/// at most what was in flight on that host (docs/deploy.md states the bound).
+fn a_power_cut_on_an_app_host_fails_only_what_it_held(p: &Project) {
     // A power cut on an app host mid-load: the load balancer routes around it; what fails is
     // at most what was in flight on that host (docs/deploy.md states the bound).
     let sim = p.simulate(300, 25);
@@ -620,10 +627,14 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     assert_eq!(report["acknowledged"].as_u64().unwrap() + failed, requests, "{report}");
     assert_eq!(requests + skipped, report["planned_events"].as_u64().unwrap(), "{report}");
     assert!(skipped <= 150, "{report}");
+}
 
+/// A new host beside the dead one: refused before anything changes, unless the dead one is
+/// skipped; then the new host serves the release and joins the rotation, under load.
+fn a_new_host_joins_beside_the_dead_one_when_it_is_skipped(fleet: &Fleet, p: &Project, bin: &str) {
     // A new host beside the dead one: refused before anything changes, unless the dead one is
     // skipped; then the new host serves the release and joins the rotation, under load.
-    p.write_stack(&fleet, &[11, 12, 13]);
+    p.write_stack(fleet, &[11, 12, 13]);
     let plan = p.json(&["plan", "--artifact", bin], 2);
     common::check_schema("plan", &plan);
     let changes = plan_lines(&plan);
@@ -663,9 +674,12 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     let may_be_stored = few_lone_host_503s(sim);
     let stored = fleet.stored_events() - before;
     assert!(may_be_stored.contains(&stored), "{stored} stored, {may_be_stored:?} may be");
+}
 
+/// Host 11 leaves the stack (and 12, dead): drained, then stopped, under load.
+fn a_host_that_leaves_is_drained_then_stopped(fleet: &Fleet, p: &Project, bin: &str) {
     // Host 11 leaves the stack (and 12, dead): drained, then stopped, under load.
-    p.write_stack(&fleet, &[13]);
+    p.write_stack(fleet, &[13]);
     let plan = p.json(&["plan", "--artifact", bin], 2);
     assert_eq!(
         plan_lines(&plan),
@@ -696,7 +710,7 @@ fn a_dead_app_host_is_routed_around_and_app_hosts_join_and_leave_under_load() {
     // The fleet's KPIs equal the database's own figures, the dead host's events included:
     // what it had not shared yet is counted when its minute closes (90 s after the minute,
     // by a leader; the dead host's sessions, and its leadership, end within ~25 s).
-    let waited = kpis_match(&fleet, Duration::from_secs(240));
+    let waited = kpis_match(fleet, Duration::from_secs(240));
     eprintln!("the KPIs matched the database {waited:?} after the last load (a host died mid-load)");
 
     // Destroy: only with confirmation; then nothing serves and the data is gone.

@@ -251,6 +251,54 @@ fn settings_resolve_flag_over_environment_over_stack_over_default() {
     assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["stack"], "bare");
 }
 
+/// `status` of the healthy stack serving `release`: the schema's fields, the same first
+/// line, on stdout even under `-q` (which hides progress only).
+fn status_says_healthy_on_stdout_even_quiet(p: &Project, release: &str) {
+    let status = p.json(&["status"]);
+    assert_eq!(status["healthy"], true);
+    common::check_schema("status", &status);
+    // -q hides progress, never the result: the status is on stdout, stderr is silent.
+    let quiet = p.vcctl(&["status", "-q"]);
+    let text = String::from_utf8_lossy(&quiet.stdout).into_owned();
+    assert!(text.starts_with("stack:    local (local): healthy\n"), "{}", show(&quiet));
+    assert!(quiet.stderr.is_empty(), "{}", show(&quiet));
+    assert_eq!(status["status"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["release"], release);
+    // The embedded store's one process: the KPI leader, one replica.
+    let text = String::from_utf8(p.ok(&["status"]).stdout).unwrap();
+    let replica = text.lines().find(|l| l.starts_with("replica:  ")).unwrap_or_default();
+    assert!(replica.ends_with(", KPI leader, 1 replica reporting"), "{text}");
+}
+
+/// Destroy: refused without a terminal or --yes (listing what goes), then done, and
+/// idempotent.
+fn destroy_asks_then_leaves_nothing(p: &Project) {
+    let out = p.vcctl(&["destroy"]);
+    assert_eq!(out.status.code(), Some(8), "not confirmed: its own exit code\n{}", show(&out));
+    let e = stderr(&out);
+    assert!(
+        e.contains("1 release(s) in") || e.contains("2 release(s) in") || e.contains("3 release(s) in"),
+        "the prompt lists what goes:\n{e}"
+    );
+    assert!(e.contains("the stored events: the embedded store") && e.contains("the running service (pid"), "{e}");
+    assert!(stderr(&out).contains("hint: pass --yes"));
+    let d = p.json(&["destroy", "--yes"]);
+    assert_eq!(d["stopped"], true);
+    assert!(!p.path(".vcctl/local/local").exists());
+    assert!(std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(), "the port is free again");
+    p.ok(&["destroy", "--yes"]);
+    let out = p.vcctl(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    // The audit trail outlives the stack's directory: the last entries are the broken
+    // release's deploy, rolled back, and the two destroys.
+    let audit = p.json(&["audit", "-n", "3"]);
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["deploy", "destroy", "destroy"], "{audit}");
+    assert!(audit["entries"][0]["result"].as_str().unwrap().starts_with("unhealthy, rolled back to "), "{audit}");
+    assert_eq!(audit["entries"][1]["subject"], "delete-data");
+}
+
 #[test]
 fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     let p = Project::new();
@@ -277,20 +325,7 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     let out = p.vcctl(&["plan", "--artifact", v1s]);
     assert_eq!(out.status.code(), Some(0), "plan after up: no changes\n{}", show(&out));
 
-    let status = p.json(&["status"]);
-    assert_eq!(status["healthy"], true);
-    common::check_schema("status", &status);
-    // -q hides progress, never the result: the status is on stdout, stderr is silent.
-    let quiet = p.vcctl(&["status", "-q"]);
-    let text = String::from_utf8_lossy(&quiet.stdout).into_owned();
-    assert!(text.starts_with("stack:    local (local): healthy\n"), "{}", show(&quiet));
-    assert!(quiet.stderr.is_empty(), "{}", show(&quiet));
-    assert_eq!(status["status"]["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(status["release"], first.as_str());
-    // The embedded store's one process: the KPI leader, one replica.
-    let text = String::from_utf8(p.ok(&["status"]).stdout).unwrap();
-    let replica = text.lines().find(|l| l.starts_with("replica:  ")).unwrap_or_default();
-    assert!(replica.ends_with(", KPI leader, 1 replica reporting"), "{text}");
+    status_says_healthy_on_stdout_even_quiet(&p, &first);
 
     let sim = p.json(&["simulate", "--rate", "400", "--duration", "2s", "--vehicles", "50"]);
     assert_eq!(sim["planned_events"], 800);
@@ -342,31 +377,7 @@ fn local_cycle_up_status_simulate_deploy_rollback_destroy() {
     assert_eq!(status["release"], first.as_str());
     wait_for_count(&url, 5800);
 
-    // Destroy: refused without a terminal or --yes, then done, and idempotent.
-    let out = p.vcctl(&["destroy"]);
-    assert_eq!(out.status.code(), Some(8), "not confirmed: its own exit code\n{}", show(&out));
-    let e = stderr(&out);
-    assert!(
-        e.contains("1 release(s) in") || e.contains("2 release(s) in") || e.contains("3 release(s) in"),
-        "the prompt lists what goes:\n{e}"
-    );
-    assert!(e.contains("the stored events: the embedded store") && e.contains("the running service (pid"), "{e}");
-    assert!(stderr(&out).contains("hint: pass --yes"));
-    let d = p.json(&["destroy", "--yes"]);
-    assert_eq!(d["stopped"], true);
-    assert!(!p.path(".vcctl/local/local").exists());
-    assert!(std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(), "the port is free again");
-    p.ok(&["destroy", "--yes"]);
-    let out = p.vcctl(&["status"]);
-    assert_eq!(out.status.code(), Some(1));
-    // The audit trail outlives the stack's directory: the last entries are the broken
-    // release's deploy, rolled back, and the two destroys.
-    let audit = p.json(&["audit", "-n", "3"]);
-    let actions: Vec<&str> =
-        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["deploy", "destroy", "destroy"], "{audit}");
-    assert!(audit["entries"][0]["result"].as_str().unwrap().starts_with("unhealthy, rolled back to "), "{audit}");
-    assert_eq!(audit["entries"][1]["subject"], "delete-data");
+    destroy_asks_then_leaves_nothing(&p);
 }
 
 /// Nobody reading vcctl's output (a closed pipe) never stops its work: a deploy that rolls

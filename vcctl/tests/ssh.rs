@@ -185,21 +185,9 @@ impl Watcher {
     }
 }
 
-#[test]
-fn a_fresh_host_gets_the_service_with_postgres_and_prometheus_then_redeploys_without_a_failed_request() {
-    reset_host();
-    let h = test_host();
-    let p = Project::new(&format!("  host_key: {}\n", h.host_key));
-    let bin = service_bin();
-    let out = p.vcctl(&["deploy", "--artifact", bin.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(0), "first deploy\n{}", show(&out));
-    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(d["changed"], true);
-    assert_eq!(d["verdict"], "healthy");
-    let release = d["release"].as_str().unwrap().to_string();
-    assert!(release.ends_with(&sha12(&bin)), "{release}");
-
-    // The units: installed, enabled, hardened; the service as its own user, on PostgreSQL.
+/// The units: installed, enabled, hardened; the service as its own user, on PostgreSQL,
+/// `release` serving on 8000 and 80.
+fn the_units_are_hardened_and_serve_from_postgres(h: &common::TestHost, release: &str) {
     assert_eq!(on_host("systemctl is-enabled vehicleconnect.socket").trim(), "enabled");
     let mut props: Vec<String> =
         on_host("systemctl show vehicleconnect.service -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp")
@@ -222,6 +210,23 @@ fn a_fresh_host_gets_the_service_with_postgres_and_prometheus_then_redeploys_wit
     assert_eq!((code, status["store"].as_str(), status["database"].as_str()), (200, Some("postgres"), Some("ok")));
     // Port 80 is served by the same socket unit.
     assert_eq!(get_json(&format!("http://{}:80/api/status", h.addr)).unwrap().0, 200);
+}
+
+#[test]
+fn a_fresh_host_gets_the_service_with_postgres_and_prometheus_then_redeploys_without_a_failed_request() {
+    reset_host();
+    let h = test_host();
+    let p = Project::new(&format!("  host_key: {}\n", h.host_key));
+    let bin = service_bin();
+    let out = p.vcctl(&["deploy", "--artifact", bin.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "first deploy\n{}", show(&out));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["changed"], true);
+    assert_eq!(d["verdict"], "healthy");
+    let release = d["release"].as_str().unwrap().to_string();
+    assert!(release.ends_with(&sha12(&bin)), "{release}");
+
+    the_units_are_hardened_and_serve_from_postgres(&h, &release);
 
     // Secrets: made on the host, 0600, never in vcctl's output.
     assert_eq!(on_host("stat -c '%a %U' /etc/vehicleconnect/env").trim(), "600 root");

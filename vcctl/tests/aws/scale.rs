@@ -212,12 +212,17 @@ async fn the_tiers_chain_to_an_encrypted_private_database(s: &Project) {
 /// A second `up` changes nothing; what is changed by hand (a rule, the group's size, the
 /// redirect, the bucket's versioning) is planned as drift and put back.
 async fn drift_by_hand_is_planned_and_put_back(s: &Project, release: &str) {
-    let (ec2, _, _) = s.sdk().await;
-    let config = s.sdk_config().await;
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
     let again = s.json(&["up"], 0);
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["serving"]["release"], release, "a second up uploads nothing: {again}");
+    a_rule_opened_by_hand_is_closed(s).await;
+    the_groups_size_is_put_back_unless_the_cpu_target_owns_it(s).await;
+    the_listeners_are_put_back_and_one_added_by_hand_goes(s).await;
+    the_buckets_versioning_is_put_back(s).await;
+}
+
+async fn a_rule_opened_by_hand_is_closed(s: &Project) {
+    let (ec2, _, _) = s.sdk().await;
     // The app group opened to the world by hand: planned as drift, and closed by `up`.
     let app = ec2.describe_security_groups().group_names("vcctl-fra-app").send().await.unwrap();
     let app = app.security_groups()[0].group_id().unwrap().to_string();
@@ -234,7 +239,10 @@ async fn drift_by_hand_is_planned_and_put_back(s: &Project, release: &str) {
     assert!(plan["changes"].to_string().contains("not in the stack file"), "{plan}");
     s.json(&["up"], 0);
     assert_eq!(chain(&ec2, "vcctl-fra-app").await, app_chain());
+}
 
+async fn the_groups_size_is_put_back_unless_the_cpu_target_owns_it(s: &Project) {
+    let config = s.sdk_config().await;
     // The group resized by hand: its bounds are put back; its desired count is the CPU
     // target's to move, so it is left, until the stack asks for a fixed size.
     let asg = aws_sdk_autoscaling::Client::new(&config);
@@ -273,7 +281,11 @@ async fn drift_by_hand_is_planned_and_put_back(s: &Project, release: &str) {
     assert!(policies.scaling_policies().is_empty());
     std::fs::write(&file, text).unwrap();
     s.json(&["up"], 0);
+}
 
+async fn the_listeners_are_put_back_and_one_added_by_hand_goes(s: &Project) {
+    let (ec2, _, _) = s.sdk().await;
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&s.sdk_config().await);
     // The redirect removed by hand (HTTP forwarded instead): put back.
     let lbs = elb.describe_load_balancers().names("vcctl-fra").send().await.unwrap();
     let listeners = elb
@@ -294,6 +306,31 @@ async fn drift_by_hand_is_planned_and_put_back(s: &Project, release: &str) {
     s.json(&["up"], 0);
     check_load_balancer(&ec2, &elb).await;
 
+    // A listener added by hand (8080 to the group, around HTTPS): planned as drift, and
+    // deleted by `up` (it was planned but never applied before one engine).
+    let balancer = lbs.load_balancers()[0].load_balancer_arn().unwrap();
+    let forward = aws_sdk_elasticloadbalancingv2::types::Action::builder()
+        .r#type(aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum::Forward)
+        .target_group_arn(tg.target_groups()[0].target_group_arn().unwrap())
+        .build();
+    let http = aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http;
+    let extra = elb.create_listener().load_balancer_arn(balancer).port(8080).protocol(http);
+    extra.default_actions(forward).send().await.unwrap();
+    let plan = s.json(&["plan"], 2);
+    assert_eq!(
+        (plan["changes"][0]["resource"].as_str(), plan["changes"][0]["action"].as_str()),
+        (Some("listener 8080"), Some("delete")),
+        "{plan}"
+    );
+    s.json(&["up"], 0);
+    let ports = elb.describe_listeners().load_balancer_arn(balancer).send().await.unwrap();
+    let mut ports: Vec<i32> = ports.listeners().iter().filter_map(|l| l.port()).collect();
+    ports.sort();
+    assert_eq!(ports, [80, 443], "the hand-made listener is gone");
+    s.expect(&["plan"], 0);
+}
+
+async fn the_buckets_versioning_is_put_back(s: &Project) {
     // The bucket's versioning suspended by hand: put back.
     let s3 = s3_client(s).await;
     let bucket = format!("vcctl-fra-{}", s.stack_id());
@@ -748,19 +785,8 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
         versions.launch_template_versions()[0].launch_template_data().unwrap().user_data().unwrap().to_string();
 
     // The database RDS would be: the secret's user and password, on the host's PostgreSQL.
-    let secret = up["database"]["secret_arn"].as_str().unwrap();
-    let answer = common::http()
-        .post(format!("{}/", s.moto.url))
-        .header("X-Amz-Target", "secretsmanager.GetSecretValue")
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20261130/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
-        .body(serde_json::json!({"SecretId": secret}).to_string())
-        .send()
-        .await
-        .unwrap();
-    let value: Value = answer.json().await.unwrap();
-    let login: Value = serde_json::from_str(value["SecretString"].as_str().unwrap()).unwrap();
-    let (user, password) = (login["username"].as_str().unwrap(), login["password"].as_str().unwrap());
+    let (user, password) = rds_login(&s, &up).await;
+    let (user, password) = (user.as_str(), password.as_str());
     // The host is shared by the tests on it: whatever the tests before left there (releases,
     // units, the env file, the database) goes first, and what this one makes goes at its end.
     let leftovers = "cd / && systemctl stop prometheus; systemctl disable --now vehicleconnect.socket vehicleconnect.service \
@@ -789,6 +815,49 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     );
     let _cleanup = OnHostAtEnd(cleanup);
     let out = common::on_host(&boot(""));
+    the_instance_serves_and_stores_over_tls(&out, &release, password);
+    prometheus_finds_the_replicas(&s);
+
+    rolls_out_through_the_target_group(&s, &ec2).await;
+    let release = serving(&s).await;
+
+    // The pointer moved to a release whose binary is not what it says: refused, not switched.
+    let s3 = s3_client(&s).await;
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    let bad = "20991231T000000Z-badbadbadbad";
+    for (key, body) in [
+        (format!("releases/{bad}/vehicleconnect"), b"not the release".to_vec()),
+        (format!("releases/{bad}/release.json"), b"{}".to_vec()),
+        ("serving".to_string(), format!("{bad} {}\n", "0".repeat(64)).into_bytes()),
+    ] {
+        s3.put_object().bucket(&bucket).key(key).body(body.into()).send().await.unwrap();
+    }
+    let out = common::on_host(&boot(""));
+    let current = common::on_host("readlink /opt/vehicleconnect/current");
+    assert!(out.contains("upload damaged") && out.trim_end().ends_with("exit 1"), "{out}");
+    assert_eq!(current.trim(), format!("releases/{release}"), "nothing switched to the damaged release");
+}
+
+/// The user and password of the RDS secret `up` made, as an instance reads them.
+async fn rds_login(s: &Project, up: &Value) -> (String, String) {
+    let secret = up["database"]["secret_arn"].as_str().unwrap();
+    let answer = common::http()
+        .post(format!("{}/", s.moto.url))
+        .header("X-Amz-Target", "secretsmanager.GetSecretValue")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20261130/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
+        .body(serde_json::json!({"SecretId": secret}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let value: Value = answer.json().await.unwrap();
+    let login: Value = serde_json::from_str(value["SecretString"].as_str().unwrap()).unwrap();
+    (login["username"].as_str().unwrap().to_string(), login["password"].as_str().unwrap().to_string())
+}
+
+/// What the boot script printed (`out`) and what the instance does after: `release` serves
+/// from PostgreSQL over TLS, stores an event, and the password is in no output.
+fn the_instance_serves_and_stores_over_tls(out: &str, release: &str, password: &str) {
     assert!(out.trim_end().ends_with("exit 0"), "{out}");
     assert!(out.contains(&format!("release {release} healthy on port 8000")), "{out}");
     assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{release}"));
@@ -812,26 +881,6 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
         "runuser -u postgres -- psql -qAt -c \"SELECT count(*) > 0 AND bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = 'vehicleconnect' AND backend_type = 'client backend' AND pid <> pg_backend_pid()\"",
     );
     assert_eq!(tls.trim(), "t", "every session of the service is TLS");
-    prometheus_finds_the_replicas(&s);
-
-    rolls_out_through_the_target_group(&s, &ec2).await;
-    let release = serving(&s).await;
-
-    // The pointer moved to a release whose binary is not what it says: refused, not switched.
-    let s3 = s3_client(&s).await;
-    let bucket = format!("vcctl-fra-{}", s.stack_id());
-    let bad = "20991231T000000Z-badbadbadbad";
-    for (key, body) in [
-        (format!("releases/{bad}/vehicleconnect"), b"not the release".to_vec()),
-        (format!("releases/{bad}/release.json"), b"{}".to_vec()),
-        ("serving".to_string(), format!("{bad} {}\n", "0".repeat(64)).into_bytes()),
-    ] {
-        s3.put_object().bucket(&bucket).key(key).body(body.into()).send().await.unwrap();
-    }
-    let out = common::on_host(&boot(""));
-    let current = common::on_host("readlink /opt/vehicleconnect/current");
-    assert!(out.contains("upload damaged") && out.trim_end().ends_with("exit 1"), "{out}");
-    assert_eq!(current.trim(), format!("releases/{release}"), "nothing switched to the damaged release");
 }
 
 /// Prometheus on the instance finds the group's replicas by the stack's id tag, through

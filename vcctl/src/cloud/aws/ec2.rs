@@ -1,5 +1,5 @@
 //! EC2: key pairs, security groups, AMIs and instances. One function per operation; the
-//! workflow that calls them is `provision.rs`.
+//! workflow that calls them is in `providers/aws`.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! AWS: the clients (the SDK's default credential chain and its standard retries), the
 //! mapping of SDK errors to messages and exit codes, and one thin wrapper per service.
-//! The provisioning workflow lives apart, in `provision.rs`.
+//! The provisioning workflows live apart, in `providers/aws`.
 
 pub mod acm;
 pub mod address;

@@ -1,6 +1,6 @@
 //! An `ssh` stack of several hosts (`hosts:`): PostgreSQL on the `db` host, Caddy on the `lb`
 //! host in front of the `app` hosts, Prometheus on the `monitoring` host scraping them, and
-//! the rolling deploy (`rolling.rs`) with Caddy's upstreams as its rotation: one app host at
+//! the rolling deploy (`deploy/rolling.rs`) with Caddy's upstreams as its rotation: one app host at
 //! a time leaves the rotation, takes the release through the one deploy workflow, and comes
 //! back once healthy, from the host and through the load balancer. The first host that fails
 //! stops the deploy; the hosts switched before it go back to what they served (exit 6).

@@ -1,5 +1,5 @@
 //! On-demand SSH, the pure half: what a temporary port-22 rule says about itself, when it has
-//! expired, and who still holds it. The AWS calls are in `cloud::aws::ssh_window`.
+//! expired, and who still holds it. The AWS calls are in `window.rs`.
 //!
 //! A temporary rule is an inbound rule for one address on port 22, tagged `vcctl:temporary`.
 //! Every command that uses it holds a *lease*: a tag `vcctl:lease:<id>` whose value is the

@@ -1,7 +1,7 @@
 //! The alarms of a `scale:` stack and the topic they notify: the load balancer's and the
 //! targets' 5xx, unhealthy targets, and RDS's CPU, free storage and connections, each
 //! notifying the stack's alert topic (`alerts: {email}`), when it has one. What to change is
-//! computed apart from the calls (`plan`), as in `scaled.rs`.
+//! computed apart from the calls (`plan`); the topic is the one of both shapes (`alert_topic.rs`).
 
 use anyhow::Result;
 

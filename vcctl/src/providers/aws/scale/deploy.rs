@@ -1,5 +1,5 @@
 //! `vcctl deploy` (and `up` with a new release) of a `scale:` stack: the release goes to the
-//! bucket, then across the group's instances with the one rolling deploy (`rolling.rs`),
+//! bucket, then across the group's instances with the one rolling deploy (`deploy/rolling.rs`),
 //! whose rotation is the target group: an instance is deregistered and drained, takes the
 //! release through the deploy workflow over on-demand SSH, and is registered again and
 //! waited for until healthy. The bucket's `serving` pointer moves only when every instance

@@ -1,7 +1,7 @@
 //! The load balancer tier of a `scale:` stack: the ACM certificate for `tls.domain`, the
 //! target group, the Application Load Balancer and its two listeners (HTTPS on 443 to the
-//! group, HTTP on 80 redirected to HTTPS). What to change is computed apart from the calls
-//! (`plan`), as in `scaled.rs`.
+//! group, HTTP on 80 redirected to HTTPS). `plan` gives each change its operation;
+//! `apply` carries out exactly those.
 
 use anyhow::{Result, bail};
 use serde::Serialize;

@@ -1,11 +1,11 @@
 //! An `aws` stack with `scale:`: an Auto Scaling group behind an Application Load Balancer,
 //! its database on RDS. Planned, made, repaired and destroyed tier by tier: the network and
-//! data tier (`scaled.rs`: the chained security groups, the release bucket, the DB subnet
-//! group, RDS), the load balancer tier (`edge.rs`: the certificate, the target group, the
-//! load balancer and its listeners), the alarms with their topic (`alerts.rs`), the host kit
-//! and the first release in the bucket (`shelf.rs`), and the instances (`group.rs`: their
-//! role, the launch template, the group). `plan` also gives the monthly cost. Not built yet:
-//! the rolling deploy across the group (`deploy` and `rollback` refuse).
+//! data tier (`tiers.rs`: the chained security groups, the release bucket, the DB subnet
+//! group, RDS), the load balancer tier (`load_balancer.rs`: the certificate, the target
+//! group, the load balancer and its listeners), the records (`dns.rs`), the alarms with
+//! their topic (`alerts.rs`), the host kit and the first release in the bucket
+//! (`release_bucket.rs`), and the instances (`instances.rs`: their role, the launch
+//! template, the group). `plan` also gives the monthly cost; `deploy.rs` rolls a release.
 
 pub mod alerts;
 pub mod deploy;
@@ -53,11 +53,11 @@ struct Survey {
     stamp: Stamp,
     names: TierNames,
     data: tiers::TiersFound,
-    edge: load_balancer::BalancerFound,
+    lb: load_balancer::BalancerFound,
     /// The records in `tls.route53_zone`, when the stack names one: wanted, and as found.
     dns: Option<(Vec<DnsRecord>, dns::ZoneFound)>,
     alerts: alerts::AlarmsFound,
-    group: instances::InstancesFound,
+    instances: instances::InstancesFound,
     /// The release the bucket's pointer names.
     serving: Option<release_bucket::Serving>,
 }
@@ -66,25 +66,25 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let (cloud, account) = single_box_absent(ctx, a).await?;
     let names = TierNames::of(&ctx.settings.stack, &stamp.id);
     let data = tiers::survey(&cloud, &names, &stamp).await?;
-    let edge = load_balancer::survey(&cloud, &ctx.settings.stack, domain(ctx), &stamp).await?;
+    let lb = load_balancer::survey(&cloud, &ctx.settings.stack, domain(ctx), &stamp).await?;
     let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
-    let group = instances::survey(&cloud, &names::InstanceNames::of(&ctx.settings.stack), &stamp).await?;
+    let instances = instances::survey(&cloud, &names::InstanceNames::of(&ctx.settings.stack), &stamp).await?;
     let serving = match &data.bucket {
         Some(b) => release_bucket::serving(&cloud.s3, &b.name).await?,
         None => None,
     };
-    let dns = survey_dns(ctx, &cloud, &edge).await?;
-    Ok(Survey { cloud, account, stamp, names, data, edge, dns, alerts, group, serving })
+    let dns = survey_dns(ctx, &cloud, &lb).await?;
+    Ok(Survey { cloud, account, stamp, names, data, lb, dns, alerts, instances, serving })
 }
 
 /// The records the stack keeps in its hosted zone, and what the zone has, when it names one.
 async fn survey_dns(
     ctx: &Ctx,
     cloud: &Aws,
-    edge: &load_balancer::BalancerFound,
+    lb: &load_balancer::BalancerFound,
 ) -> Result<Option<(Vec<DnsRecord>, dns::ZoneFound)>> {
     let Some(zone) = zone(ctx) else { return Ok(None) };
-    let wanted = dns::wanted(domain(ctx), edge.certificate.as_ref(), edge.balancer.as_ref());
+    let wanted = dns::wanted(domain(ctx), lb.certificate.as_ref(), lb.balancer.as_ref());
     let found = dns::survey(cloud, zone, domain(ctx), &wanted).await?;
     Ok(Some((wanted, found)))
 }
@@ -105,8 +105,8 @@ fn lb_group(found: &tiers::TiersFound) -> String {
 
 /// The alarms the stack wants, on what exists (placeholders before it does).
 fn wanted_alarms(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Vec<Alarm> {
-    let balancer = s.edge.balancer.as_ref().map_or("(load balancer)", |b| b.arn.as_str());
-    let target_group = s.edge.target_group.as_ref().map_or("(target group)", |g| g.arn.as_str());
+    let balancer = s.lb.balancer.as_ref().map_or("(load balancer)", |b| b.arn.as_str());
+    let target_group = s.lb.target_group.as_ref().map_or("(target group)", |g| g.arn.as_str());
     let watched = Watched { balancer, target_group, db: &s.names.db };
     let topic = ctx
         .settings
@@ -126,11 +126,11 @@ fn changes(
     let (stack, port) = (&ctx.settings.stack, ctx.settings.port);
     let tiers = tiers::plan(&s.names, &s.data, &scale.database, port)?;
     let mut out: Vec<Change> = tiers.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)).collect();
-    let balancer = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb_group(&s.data));
+    let balancer = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.lb, &lb_group(&s.data));
     out.extend(balancer.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
     if let Some((wanted, found)) = &s.dns {
         out.extend(dns::plan(wanted, found));
-        if s.edge.balancer.is_none() {
+        if s.lb.balancer.is_none() {
             out.push(Change::new(
                 Action::Create,
                 format!("DNS record {} A", crate::cloud::aws::route53::normal(domain(ctx))),
@@ -147,7 +147,7 @@ fn changes(
             "the first: uploaded to the bucket, and `serving` pointed at it",
         ));
     }
-    out.extend(instances::plan(&names::InstanceNames::of(stack), instances, &s.group));
+    out.extend(instances::plan(&names::InstanceNames::of(stack), instances, &s.instances));
     Ok(out)
 }
 
@@ -161,7 +161,7 @@ async fn wanted_instances(
 ) -> Result<instances::InstancesWanted> {
     let names = names::InstanceNames::of(&ctx.settings.stack);
     let instance_type = a.instance_type.as_deref().unwrap_or(DEFAULT_INSTANCE_TYPE);
-    let (image, root_device) = match &s.group.template {
+    let (image, root_device) = match &s.instances.template {
         Some(t) => (t.launch.image.clone(), t.launch.root_device.clone()),
         None => {
             let arch = crate::providers::aws::architecture(instance_type);
@@ -209,7 +209,7 @@ async fn wanted_instances(
         },
         size: GroupSize { min: i32::from(r.min), desired: i32::from(r.desired), max: i32::from(r.max) },
         cpu_target: scale.cpu_target_pct,
-        target_group: s.edge.target_group.as_ref().map_or_else(|| "(target group)".into(), |g| g.arn.clone()),
+        target_group: s.lb.target_group.as_ref().map_or_else(|| "(target group)".into(), |g| g.arn.clone()),
     })
 }
 
@@ -276,8 +276,8 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
     let names = names::InstanceNames::of(&ctx.settings.stack);
     let vpc = ec2::default_vpc(&s.cloud.ec2).await?;
     let subnets = ec2::subnets_across_zones(&s.cloud.ec2, &vpc, "the Auto Scaling group").await?;
-    instances::apply(&s.cloud, &names, &instances, &mut s.group, &subnets, &s.stamp, &ctx.printer).await?;
-    s.group = instances::survey(&s.cloud, &names, &s.stamp).await?;
+    instances::apply(&s.cloud, &names, &instances, &mut s.instances, &subnets, &s.stamp, &ctx.printer).await?;
+    s.instances = instances::survey(&s.cloud, &names, &s.stamp).await?;
     report_up(ctx, &s, changed, &changes);
     // Another release given while one serves: rolled out across the group, as `deploy` does.
     if let (None, Some(given), Some(serving)) = (&first, artifact, &s.serving) {
@@ -290,7 +290,7 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
 }
 
 /// `vcctl deploy` of a `scale:` stack: the rolling deploy across the group
-/// (`group_deploy.rs`).
+/// (`deploy.rs`).
 pub async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Options) -> Result<u8> {
     crate::providers::aws::scale::deploy::deploy(ctx, a, args).await
 }
@@ -298,16 +298,15 @@ pub async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Options) -
 /// What `up` says when it is done: where the stack answers, what serves, what to do next.
 fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
     let domain = domain(ctx);
-    let url = s
-        .edge
-        .balancer
-        .as_ref()
-        .map(|b| format!("https://{domain} (point {domain} at the load balancer {})", b.dns_name));
-    let waiting = s.edge.certificate.as_ref().filter(|c| !c.issued()).map(|c| load_balancer::waiting(c, zone(ctx)));
+    let url =
+        s.lb.balancer
+            .as_ref()
+            .map(|b| format!("https://{domain} (point {domain} at the load balancer {})", b.dns_name));
+    let waiting = s.lb.certificate.as_ref().filter(|c| !c.issued()).map(|c| load_balancer::waiting(c, zone(ctx)));
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": s.data.db,
-        "load_balancer": s.edge.balancer, "certificate": s.edge.certificate, "serving": s.serving,
-        "group": s.group.group, "not_built": NOT_BUILT,
+        "load_balancer": s.lb.balancer, "certificate": s.lb.certificate, "serving": s.serving,
+        "group": s.instances.group, "not_built": NOT_BUILT,
     }));
     let mut said = vec![format!(
         "stack `{}` {}: {}",
@@ -321,7 +320,7 @@ fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
             r.release
         ));
     }
-    if let Some(g) = &s.group.group {
+    if let Some(g) = &s.instances.group {
         said.push(format!(
             "  group {}: {} wanted ({}..{}), {} launched",
             g.name,
@@ -346,14 +345,14 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     // Twice at most: what the first pass makes known (a certificate ACM issues at once, for
     // a domain whose records vcctl keeps) can call for a listener the first plan could not.
     for _ in 0..2 {
-        let planned = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.edge, &lb);
+        let planned = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.lb, &lb);
         if !planned.iter().any(|c| c.is_change()) {
             break;
         }
-        load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.edge, &planned, &lb, port, &s.stamp, p).await?;
+        load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.lb, &planned, &lb, port, &s.stamp, p).await?;
     }
     // The records name what the load balancer tier made: surveyed again after it.
-    s.dns = survey_dns(ctx, &s.cloud, &s.edge).await?;
+    s.dns = survey_dns(ctx, &s.cloud, &s.lb).await?;
     if let Some((wanted, found)) = &s.dns {
         dns::apply(&s.cloud, wanted, found, p).await?;
     }
@@ -376,11 +375,11 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     ctx.confirm_destruction(what)?;
     alerts::destroy(&s.cloud, &s.alerts, p).await?;
     // The instances first: they hold the target group and the app security group.
-    instances::destroy(&s.cloud, &group_names, &s.group, p).await?;
+    instances::destroy(&s.cloud, &group_names, &s.instances, p).await?;
     if let Some((wanted, found)) = &s.dns {
         dns::destroy(&s.cloud, wanted, found, p).await?;
     }
-    load_balancer::destroy(&s.cloud, &s.edge, p).await?;
+    load_balancer::destroy(&s.cloud, &s.lb, p).await?;
     let snapshot = tiers::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
     p.json(
         &json!({"stack": ctx.settings.stack, "destroyed": true, "kept_data": keep_data, "final_snapshot": snapshot}),
@@ -396,25 +395,25 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
 /// nothing less (the bucket holds the ingest token, the role the instances' rights).
 fn doomed(s: &Survey, names: &names::InstanceNames, keep_data: bool) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(g) = &s.group.group {
+    if let Some(g) = &s.instances.group {
         out.push(format!("Auto Scaling group {} and its {} instance(s)", g.name, g.instances.len()));
     }
-    if let Some(t) = &s.group.template {
+    if let Some(t) = &s.instances.template {
         out.push(format!("launch template {}", t.name));
     }
-    if s.group.key_pair.is_some() {
+    if s.instances.key_pair.is_some() {
         out.push(format!("key pair {}", names.key_pair));
     }
-    if s.group.role.exists() || s.group.profile.is_some() {
+    if s.instances.role.exists() || s.instances.profile.is_some() {
         out.push(format!("IAM role {} of the instances, its instance profile and its policy", names.role));
     }
-    if s.group.deploy_role.is_some() {
+    if s.instances.deploy_role.is_some() {
         out.push(format!("CI deploy role {} (the account's GitHub OIDC provider stays)", names.deploy_role));
     }
-    if let Some(b) = &s.edge.balancer {
+    if let Some(b) = &s.lb.balancer {
         out.push(format!("load balancer {} and its listeners, the target group", b.dns_name));
     }
-    if let Some(c) = &s.edge.certificate {
+    if let Some(c) = &s.lb.certificate {
         out.push(format!("certificate {} ({})", c.arn, c.domain));
     }
     if let Some((wanted, found)) = &s.dns {
@@ -451,32 +450,32 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let domain = domain(ctx);
     let alarming: Vec<&str> =
         s.alerts.alarms.iter().filter(|a| a.state.as_deref() == Some("ALARM")).map(|a| a.name.as_str()).collect();
-    let targets = match &s.edge.target_group {
+    let targets = match &s.lb.target_group {
         Some(tg) => crate::cloud::aws::elb::targets(&s.cloud.elb, &tg.arn).await?,
         None => Vec::new(),
     };
     let healthy = targets.iter().filter(|t| t.state == "healthy").count();
-    let wanted = s.group.group.as_ref().map_or(0, |g| g.desired.max(0) as usize);
+    let wanted = s.instances.group.as_ref().map_or(0, |g| g.desired.max(0) as usize);
     let serving = wanted > 0 && healthy >= wanted;
-    let ids: Vec<String> = s.group.group.iter().flat_map(|g| &g.instances).map(|i| i.id.clone()).collect();
+    let ids: Vec<String> = s.instances.group.iter().flat_map(|g| &g.instances).map(|i| i.id.clone()).collect();
     let app = s.data.group(tiers::Tier::App);
     let releases = crate::providers::aws::scale::deploy::releases(ctx, a, &s.cloud, app, &ids).await;
     let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
     let db = database_view(&s).await?;
     let body = json!({
-        "url": format!("https://{domain}"), "load_balancer": s.edge.balancer,
-        "certificate": s.edge.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
-        "group": s.group.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
+        "url": format!("https://{domain}"), "load_balancer": s.lb.balancer,
+        "certificate": s.lb.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
+        "group": s.instances.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
         "instances": on_instances, "instances_unread": releases.as_ref().err(),
         "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
         "serving": serving, "not_built": NOT_BUILT,
     });
     let mut lines = vec![format!("url:      https://{domain}")];
-    lines.push(match &s.edge.balancer {
+    lines.push(match &s.lb.balancer {
         Some(b) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
         None => "  load balancer: none (`vcctl up` makes it)".into(),
     });
-    lines.push(match &s.edge.certificate {
+    lines.push(match &s.lb.certificate {
         Some(c) if c.issued() => format!("  certificate: issued ({})", c.arn),
         Some(c) => format!("  certificate: {}", load_balancer::waiting(c, zone(ctx))),
         None => "  certificate: none".into(),
@@ -537,7 +536,7 @@ fn group_lines(
     healthy: usize,
     releases: &Result<Vec<crate::providers::aws::scale::deploy::OnInstance>, String>,
 ) -> Vec<String> {
-    let Some(g) = &s.group.group else { return vec!["  group: none (`vcctl up` makes it)".into()] };
+    let Some(g) = &s.instances.group else { return vec!["  group: none (`vcctl up` makes it)".into()] };
     let in_service = g.instances.iter().filter(|i| i.lifecycle == "InService").count();
     let mut out = vec![format!(
         "  group {}: {} wanted ({}..{}), {in_service} in service, {healthy} healthy behind the load balancer",
