@@ -244,7 +244,8 @@ fn report(
         (None, false) => format!("  the bucket serves {release}, as before"),
         (Some(_), _) => format!("  the bucket still serves {}: new instances boot it, not {release}", before.release),
     };
-    let url = format!("https://{}", super::domain(ctx));
+    // `scale:` needs `tls:` (checked by the stack).
+    let url = format!("https://{}", ctx.settings.tls.as_ref().map_or("", |t| t.domain.as_str()));
     let shipment = crate::report::Shipment {
         stack: &ctx.settings.stack,
         shape: "scale",

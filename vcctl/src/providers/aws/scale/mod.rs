@@ -94,7 +94,7 @@ fn zone(ctx: &Ctx) -> Option<&str> {
     ctx.settings.tls.as_ref().and_then(|t| t.route53_zone.as_deref())
 }
 
-pub(super) fn domain(ctx: &Ctx) -> &str {
+fn domain(ctx: &Ctx) -> &str {
     ctx.settings.tls.as_ref().map(|t| t.domain.as_str()).expect("`scale:` needs `tls:` (checked by the stack)")
 }
 
