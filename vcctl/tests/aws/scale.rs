@@ -99,8 +99,9 @@ async fn planned_then_made_once_the_certificate_is_issued(s: &Project) -> String
     // 3 groups, the subnet group, RDS, the certificate, the target group, the load balancer,
     // HTTP's listener, the alert topic and its subscription (two changes, as on the box), 6
     // alarms (the bucket's name waits for the id), the first release, the key pair, the
-    // instances' role and its policy (two, as on the box), the launch template and the group.
-    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(24), "{plan}");
+    // instances' role, its policy and its instance profile (three, as on the box), the
+    // launch template, the group and its CPU target: every change `up` makes, said.
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(26), "{plan}");
     let requested = Instant::now();
     let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     assert_eq!(up["changed"], true, "{up}");

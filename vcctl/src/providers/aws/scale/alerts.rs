@@ -9,7 +9,7 @@ use crate::cloud::aws::cloudwatch::{self, Alarm, LESS, Watch};
 use crate::cloud::aws::sns::{self, Topic};
 use crate::cloud::aws::{Aws, Stamp};
 use crate::plan::{Action, Change};
-use crate::providers::aws::alert_topic;
+use crate::providers::aws::alert_topic::{self, TopicOp};
 use crate::providers::aws::names;
 use crate::providers::aws::scale::tiers::owned;
 use crate::stack::scale::RdsSettings;
@@ -92,22 +92,29 @@ pub struct AlarmsFound {
     pub alarms: Vec<Alarm>,
 }
 
-/// What `up` would change: alarms missing or different, the topic and its subscription.
-pub fn plan(wanted: &[Alarm], found: &AlarmsFound, email: Option<&str>) -> Vec<Change> {
+/// How `up` makes one planned change of the alarms and their topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertOp {
+    Topic(TopicOp),
+    PutAlarm(Box<Alarm>),
+}
+
+/// What `up` would change, and how: the topic and its subscription, alarms missing or
+/// different.
+pub fn plan(wanted: &[Alarm], found: &AlarmsFound, email: Option<&str>) -> Vec<Change<AlertOp>> {
     let topic = alert_topic::plan(&found.topic_arn, email, found.topic.as_ref());
-    let mut out: Vec<Change> = topic.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)).collect();
+    let mut out: Vec<Change<AlertOp>> = topic
+        .into_iter()
+        .map(|c| Change { action: c.action, resource: c.resource, detail: c.detail, op: AlertOp::Topic(c.op) })
+        .collect();
     for w in wanted {
-        match found.alarms.iter().find(|f| f.name == w.name) {
-            None => out.push(Change::new(
-                Action::Create,
-                format!("alarm {}", w.name),
-                format!("{} {} {}", w.metric, w.comparison, w.threshold),
-            )),
-            Some(f) if !f.matches(w) => {
-                out.push(Change::new(Action::Update, format!("alarm {}", w.name), "put back as the stack says"))
-            }
-            Some(_) => {}
-        }
+        let (action, detail) = match found.alarms.iter().find(|f| f.name == w.name) {
+            None => (Action::Create, format!("{} {} {}", w.metric, w.comparison, w.threshold)),
+            Some(f) if !f.matches(w) => (Action::Update, "put back as the stack says".to_string()),
+            Some(_) => continue,
+        };
+        let op = AlertOp::PutAlarm(Box::new(w.clone()));
+        out.push(Change { action, resource: format!("alarm {}", w.name), detail, op });
     }
     out
 }
@@ -126,24 +133,24 @@ pub async fn survey(aws: &Aws, stack: &str, account: &str, stamp: &Stamp) -> Res
     Ok(AlarmsFound { topic_arn: arn, topic, alarms })
 }
 
-/// Makes and repairs the topic and the alarms (`wanted` name the topic by its ARN).
+/// Makes and repairs the topic and the alarms: exactly the `planned` changes, in order.
 pub async fn apply(
     aws: &Aws,
     stack: &str,
-    email: Option<&str>,
-    wanted: &[Alarm],
     found: &AlarmsFound,
+    planned: &[Change<AlertOp>],
     stamp: &Stamp,
     p: &crate::printer::Printer,
 ) -> Result<()> {
-    // The topic's changes are exactly those `plan` said (the one topic resource of both shapes).
     let name = names::alerts_topic(stack);
-    for c in alert_topic::plan(&found.topic_arn, email, found.topic.as_ref()) {
+    for c in planned {
         let doing = format!("{}: {}", c.resource, c.detail);
-        p.doing(&doing, alert_topic::apply(&aws.sns, &name, &found.topic_arn, &c.op, stamp)).await?;
-    }
-    for w in wanted.iter().filter(|w| !found.alarms.iter().any(|f| f.matches(w))) {
-        p.doing(&format!("alarm {}", w.name), cloudwatch::put(&aws.cloudwatch, stamp, w)).await?;
+        match &c.op {
+            AlertOp::Topic(op) => {
+                p.doing(&doing, alert_topic::apply(&aws.sns, &name, &found.topic_arn, op, stamp)).await?
+            }
+            AlertOp::PutAlarm(alarm) => p.doing(&doing, cloudwatch::put(&aws.cloudwatch, stamp, alarm)).await?,
+        }
     }
     Ok(())
 }

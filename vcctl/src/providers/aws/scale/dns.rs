@@ -96,25 +96,25 @@ pub fn as_made<'a>(wanted: &'a [DnsRecord], found: &'a ZoneFound) -> Vec<&'a Dns
     pairs(wanted, found).filter(|(w, f)| *f == Some(*w)).map(|(w, _)| w).collect()
 }
 
-/// The records to make or put back.
-pub fn plan(wanted: &[DnsRecord], found: &ZoneFound) -> Vec<Change> {
+/// The records to make or put back; each change's operation is the record to upsert.
+pub fn plan(wanted: &[DnsRecord], found: &ZoneFound) -> Vec<Change<DnsRecord>> {
     differing(wanted, found)
         .map(|(w, f)| {
             let action = if f.is_some() { Action::Update } else { Action::Create };
-            Change::new(action, format!("DNS record {} {}", w.name, w.kind), describe(w))
+            Change { action, resource: format!("DNS record {} {}", w.name, w.kind), detail: describe(w), op: w.clone() }
         })
         .collect()
 }
 
-/// Makes or puts back every record that differs, in one change.
-pub async fn apply(aws: &Aws, wanted: &[DnsRecord], found: &ZoneFound, p: &Printer) -> Result<()> {
-    let differ: Vec<DnsRecord> = differing(wanted, found).map(|(w, _)| w.clone()).collect();
-    if differ.is_empty() {
+/// Makes or puts back exactly the `planned` records, in one change of the zone.
+pub async fn apply(aws: &Aws, found: &ZoneFound, planned: &[Change<DnsRecord>], p: &Printer) -> Result<()> {
+    let records: Vec<DnsRecord> = planned.iter().map(|c| c.op.clone()).collect();
+    if records.is_empty() {
         return Ok(());
     }
-    let names: Vec<&str> = differ.iter().map(|r| r.name.as_str()).collect();
-    p.doing(&format!("DNS records {}", names.join(", ")), route53::change(&aws.route53, &found.zone_id, true, &differ))
-        .await
+    let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    let upsert = route53::change(&aws.route53, &found.zone_id, true, &records);
+    p.doing(&format!("DNS records {}", names.join(", ")), upsert).await
 }
 
 /// Deletes the stack's records: only those exactly as the stack made them (a record changed

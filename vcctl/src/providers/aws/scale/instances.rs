@@ -16,7 +16,7 @@ use crate::plan::{Action, Change};
 use crate::printer::Printer;
 use crate::providers::aws::names;
 use crate::providers::aws::names::InstanceNames;
-use crate::providers::aws::role::{self, RoleFound, RoleWanted};
+use crate::providers::aws::role::{self, RoleFound, RoleOp, RoleWanted};
 use crate::providers::aws::scale::tiers::{fault_point, owned};
 
 /// What exists of the tier.
@@ -112,31 +112,63 @@ pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<I
     Ok(found)
 }
 
-/// What `up` would change in the tier.
-pub fn plan(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> Vec<Change> {
+/// How `up` makes one planned change of the tier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InstanceOp {
+    ImportKeyPair,
+    Role(RoleOp),
+    /// The instance profile, made if missing, holding the role.
+    Profile,
+    CreateTemplate,
+    NewTemplateVersion,
+    CreateGroup,
+    /// The group's size, health check and template (`update`), its target group (`attach`).
+    UpdateGroup {
+        update: bool,
+        attach: bool,
+    },
+    PutCpuTarget(u8),
+    DeleteCpuTarget,
+}
+
+pub type InstanceChange = Change<InstanceOp>;
+
+fn change(action: Action, resource: String, detail: impl Into<String>, op: InstanceOp) -> InstanceChange {
+    Change { action, resource, detail: detail.into(), op }
+}
+
+/// What `up` would change in the tier, and how; `apply` carries out exactly these.
+pub fn plan(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> Vec<InstanceChange> {
     let mut out = Vec::new();
     if f.key_pair.is_none() {
-        out.push(Change::new(
-            Action::Create,
-            format!("key pair {}", names.key_pair),
-            "the stack's SSH public key, for deploys",
-        ));
+        let detail = "the stack's SSH public key, for deploys";
+        out.push(change(Action::Create, format!("key pair {}", names.key_pair), detail, InstanceOp::ImportKeyPair));
     }
-    out.extend(role::plan(&w.role(names), &f.role).into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
-    if f.role.exists() && f.profile.as_ref().is_none_or(|p| !p.roles.contains(&names.role)) {
-        out.push(Change::new(
+    let role = role::plan(&w.role(names), &f.role);
+    out.extend(role.into_iter().map(|c| change(c.action, c.resource, c.detail, InstanceOp::Role(c.op))));
+    match &f.profile {
+        None => out.push(change(
+            Action::Create,
+            format!("instance profile {}", names.role),
+            format!("holding role {}", names.role),
+            InstanceOp::Profile,
+        )),
+        Some(p) if !p.roles.contains(&names.role) => out.push(change(
             Action::Update,
             format!("instance profile {}", names.role),
             format!("holding role {}", names.role),
-        ));
+            InstanceOp::Profile,
+        )),
+        Some(_) => {}
     }
     let template = format!("launch template {}", names.group);
     match &f.template {
-        None => out.push(Change::new(Action::Create, template, describe_launch(&w.launch))),
-        Some(t) if t.launch != w.launch => out.push(Change::new(
+        None => out.push(change(Action::Create, template, describe_launch(&w.launch), InstanceOp::CreateTemplate)),
+        Some(t) if t.launch != w.launch => out.push(change(
             Action::Update,
             template,
             format!("version {}: {}", t.latest_version + 1, launch_differences(&t.launch, &w.launch).join(", ")),
+            InstanceOp::NewTemplateVersion,
         )),
         Some(_) => {}
     }
@@ -171,15 +203,17 @@ fn launch_differences(found: &Launch, wanted: &Launch) -> Vec<&'static str> {
 
 /// A group whose size a CPU target owns keeps the desired count Auto Scaling gave it: only
 /// a fixed size puts it back.
-fn plan_group(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> Vec<Change> {
+fn plan_group(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> Vec<InstanceChange> {
     let what = format!("Auto Scaling group {}", names.group);
     let s = w.size;
     let Some(g) = &f.group else {
-        return vec![Change::new(
-            Action::Create,
-            what,
-            format!("{}..{} instances, {} now, replaced when unhealthy", s.min, s.max, s.desired),
-        )];
+        let detail = format!("{}..{} instances, {} now, replaced when unhealthy", s.min, s.max, s.desired);
+        let mut out = vec![change(Action::Create, what, detail, InstanceOp::CreateGroup)];
+        if let Some(t) = w.cpu_target {
+            let policy = format!("scaling policy {}", names.cpu_policy);
+            out.push(change(Action::Create, policy, format!("average CPU {t}%"), InstanceOp::PutCpuTarget(t)));
+        }
+        return out;
     };
     let mut out = Vec::new();
     let mut differs = Vec::new();
@@ -189,120 +223,118 @@ fn plan_group(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) ->
     if w.cpu_target.is_none() && g.desired != s.desired {
         differs.push(format!("desired {} → {} (a fixed size)", g.desired, s.desired));
     }
-    if !g.target_groups.contains(&w.target_group) {
-        differs.push("back in the target group".into());
-    }
     if g.health_check != "ELB" {
         differs.push("health from the load balancer".into());
     }
+    let template = f.template.as_ref().map(|t| t.id.as_str());
+    if template.is_some() && g.launch_template.as_deref() != template {
+        differs.push("the stack's launch template".into());
+    }
+    let update = !differs.is_empty();
+    let attach = !g.target_groups.contains(&w.target_group);
+    if attach {
+        differs.push("back in the target group".into());
+    }
     if !differs.is_empty() {
-        out.push(Change::new(Action::Update, what, differs.join("; ")));
+        out.push(change(Action::Update, what, differs.join("; "), InstanceOp::UpdateGroup { update, attach }));
     }
     let policy = format!("scaling policy {}", names.cpu_policy);
     match (w.cpu_target, f.cpu_target) {
         (Some(t), Some(found)) if (found - f64::from(t)).abs() < 0.01 => {}
-        (Some(t), _) => out.push(Change::new(Action::Update, policy, format!("average CPU {t}%"))),
-        (None, Some(_)) => out.push(Change::new(Action::Delete, policy, "the stack has a fixed size")),
+        (Some(t), _) => {
+            out.push(change(Action::Update, policy, format!("average CPU {t}%"), InstanceOp::PutCpuTarget(t)))
+        }
+        (None, Some(_)) => {
+            out.push(change(Action::Delete, policy, "the stack has a fixed size", InstanceOp::DeleteCpuTarget))
+        }
         (None, None) => {}
     }
     out
 }
 
-/// Makes and repairs the tier.
+/// Makes and repairs the tier: exactly the `planned` changes, in order.
 pub async fn apply(
     aws: &Aws,
     names: &InstanceNames,
     w: &InstancesWanted,
-    f: &mut InstancesFound,
+    f: &InstancesFound,
+    planned: &[InstanceChange],
     subnets: &[String],
     stamp: &Stamp,
     p: &Printer,
 ) -> Result<()> {
-    if f.key_pair.is_none() {
-        let import = ec2::import_key_pair(&aws.ec2, &names.key_pair, &w.public_key, stamp);
-        p.doing(&format!("key pair {}", names.key_pair), import).await?;
-    }
-    // The role's changes are exactly those `plan` said (the one role resource of both shapes).
-    let role = w.role(names);
-    for c in role::plan(&role, &f.role) {
-        p.doing(&format!("{}: {}", c.resource, c.detail), role::apply(&aws.iam, &role, &c.op, stamp)).await?;
-    }
-    if f.profile.is_none() {
-        iam::create_instance_profile(&aws.iam, &names.role, stamp).await?;
-    }
-    if f.profile.as_ref().is_none_or(|p| !p.roles.contains(&names.role)) {
-        iam::add_role(&aws.iam, &names.role, &names.role).await?;
-    }
-    fault_point("instance_role");
-    let template_id = match &f.template {
-        None => {
-            let id = p
-                .doing(
-                    &format!("launch template {}", names.group),
-                    launch_template::create(&aws.ec2, &names.group, &w.launch, stamp),
-                )
-                .await?;
-            fault_point("launch_template");
-            id
+    let mut template_id = f.template.as_ref().map(|t| t.id.clone());
+    for c in planned {
+        let doing = format!("{}: {}", c.resource, c.detail);
+        match &c.op {
+            InstanceOp::ImportKeyPair => {
+                p.doing(&doing, ec2::import_key_pair(&aws.ec2, &names.key_pair, &w.public_key, stamp)).await?
+            }
+            InstanceOp::Role(op) => p.doing(&doing, role::apply(&aws.iam, &w.role(names), op, stamp)).await?,
+            InstanceOp::Profile => {
+                if f.profile.is_none() {
+                    iam::create_instance_profile(&aws.iam, &names.role, stamp).await?;
+                }
+                p.doing(&doing, iam::add_role(&aws.iam, &names.role, &names.role)).await?;
+                fault_point("instance_role");
+            }
+            InstanceOp::CreateTemplate => {
+                let create = launch_template::create(&aws.ec2, &names.group, &w.launch, stamp);
+                template_id = Some(p.doing(&doing, create).await?);
+                fault_point("launch_template");
+            }
+            InstanceOp::NewTemplateVersion => {
+                let t = f.template.as_ref().expect("planned on a found template");
+                p.doing(&doing, launch_template::add_version(&aws.ec2, t, &w.launch, stamp)).await?;
+            }
+            InstanceOp::CreateGroup | InstanceOp::UpdateGroup { .. } => {
+                let id = template_id.as_deref().context("the launch template is not made")?;
+                let spec = GroupSpec {
+                    name: &names.group,
+                    launch_template_id: id,
+                    size: w.size,
+                    subnets,
+                    target_group: &w.target_group,
+                };
+                apply_group(aws, w, &c.op, &spec, stamp, p, &doing).await?;
+            }
+            InstanceOp::PutCpuTarget(t) => {
+                let put = autoscaling::put_cpu_target(&aws.autoscaling, &names.group, &names.cpu_policy, f64::from(*t));
+                p.doing(&doing, put).await?
+            }
+            InstanceOp::DeleteCpuTarget => {
+                p.doing(&doing, autoscaling::delete_policy(&aws.autoscaling, &names.group, &names.cpu_policy)).await?
+            }
         }
-        Some(t) if t.launch != w.launch => {
-            p.doing(
-                &format!("launch template {}: a new version", t.name),
-                launch_template::add_version(&aws.ec2, t, &w.launch, stamp),
-            )
-            .await?;
-            t.id.clone()
-        }
-        Some(t) => t.id.clone(),
-    };
-    let spec = GroupSpec {
-        name: &names.group,
-        launch_template_id: &template_id,
-        size: w.size,
-        subnets,
-        target_group: &w.target_group,
-    };
-    apply_group(aws, names, w, f, &spec, stamp, p).await
+    }
+    Ok(())
 }
 
 async fn apply_group(
     aws: &Aws,
-    names: &InstanceNames,
     w: &InstancesWanted,
-    f: &InstancesFound,
+    op: &InstanceOp,
     spec: &GroupSpec<'_>,
     stamp: &Stamp,
     p: &Printer,
+    doing: &str,
 ) -> Result<()> {
     let asg = &aws.autoscaling;
-    match &f.group {
-        None => {
-            let what = format!("Auto Scaling group {} ({} instances)", names.group, w.size.desired);
-            p.doing(&what, create_when_profile_ready(aws, spec, stamp)).await?;
+    match op {
+        InstanceOp::CreateGroup => {
+            p.doing(doing, create_when_profile_ready(aws, spec, stamp)).await?;
             fault_point("group");
         }
-        Some(g) => {
-            let desired = w.cpu_target.is_none().then_some(w.size.desired);
-            let resized = (g.min, g.max) != (w.size.min, w.size.max) || desired.is_some_and(|d| d != g.desired);
-            if resized || g.health_check != "ELB" || g.launch_template.as_deref() != Some(spec.launch_template_id) {
-                p.doing(&format!("Auto Scaling group {}", g.name), autoscaling::update(asg, spec, desired)).await?;
+        InstanceOp::UpdateGroup { update, attach } => {
+            if *update {
+                let desired = w.cpu_target.is_none().then_some(w.size.desired);
+                p.doing(doing, autoscaling::update(asg, spec, desired)).await?;
             }
-            if !g.target_groups.contains(&w.target_group) {
-                autoscaling::attach_target_group(asg, &g.name, &w.target_group).await?;
+            if *attach {
+                autoscaling::attach_target_group(asg, spec.name, &w.target_group).await?;
             }
         }
-    }
-    match (w.cpu_target, f.cpu_target) {
-        (Some(t), Some(found)) if (found - f64::from(t)).abs() < 0.01 => {}
-        (Some(t), _) => {
-            p.doing(
-                &format!("CPU target {t}%"),
-                autoscaling::put_cpu_target(asg, &names.group, &names.cpu_policy, f64::from(t)),
-            )
-            .await?
-        }
-        (None, Some(_)) => autoscaling::delete_policy(asg, &names.group, &names.cpu_policy).await?,
-        (None, None) => {}
+        _ => {}
     }
     Ok(())
 }

@@ -129,7 +129,7 @@ fn changes(
     let balancer = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.lb, &lb_group(&s.data));
     out.extend(balancer.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
     if let Some((wanted, found)) = &s.dns {
-        out.extend(dns::plan(wanted, found));
+        out.extend(dns::plan(wanted, found).into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
         if s.lb.balancer.is_none() {
             out.push(Change::new(
                 Action::Create,
@@ -139,7 +139,8 @@ fn changes(
         }
     }
     let email = ctx.settings.alert_email.as_deref();
-    out.extend(alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email));
+    let alarms = alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email);
+    out.extend(alarms.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
     if s.serving.is_none() {
         out.push(Change::new(
             Action::Create,
@@ -147,7 +148,8 @@ fn changes(
             "the first: uploaded to the bucket, and `serving` pointed at it",
         ));
     }
-    out.extend(instances::plan(&names::InstanceNames::of(stack), instances, &s.instances));
+    let planned = instances::plan(&names::InstanceNames::of(stack), instances, &s.instances);
+    out.extend(planned.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
     Ok(out)
 }
 
@@ -276,7 +278,8 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
     let names = names::InstanceNames::of(&ctx.settings.stack);
     let vpc = ec2::default_vpc(&s.cloud.ec2).await?;
     let subnets = ec2::subnets_across_zones(&s.cloud.ec2, &vpc, "the Auto Scaling group").await?;
-    instances::apply(&s.cloud, &names, &instances, &mut s.instances, &subnets, &s.stamp, &ctx.printer).await?;
+    let planned = instances::plan(&names, &instances, &s.instances);
+    instances::apply(&s.cloud, &names, &instances, &s.instances, &planned, &subnets, &s.stamp, &ctx.printer).await?;
     s.instances = instances::survey(&s.cloud, &names, &s.stamp).await?;
     report_up(ctx, &s, changed, &changes);
     // Another release given while one serves: rolled out across the group, as `deploy` does.
@@ -354,11 +357,12 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     // The records name what the load balancer tier made: surveyed again after it.
     s.dns = survey_dns(ctx, &s.cloud, &s.lb).await?;
     if let Some((wanted, found)) = &s.dns {
-        dns::apply(&s.cloud, wanted, found, p).await?;
+        dns::apply(&s.cloud, found, &dns::plan(wanted, found), p).await?;
     }
     let wanted = wanted_alarms(ctx, scale, s);
     let email = ctx.settings.alert_email.as_deref();
-    alerts::apply(&s.cloud, stack, email, &wanted, &s.alerts, &s.stamp, p).await
+    let planned = alerts::plan(&wanted, &s.alerts, email);
+    alerts::apply(&s.cloud, stack, &s.alerts, &planned, &s.stamp, p).await
 }
 
 /// `vcctl destroy` of a `scale:` stack, after confirmation: the alarms and topic, the load
