@@ -259,7 +259,6 @@ pub async fn apply(
     w: &InstancesWanted,
     f: &InstancesFound,
     planned: &[InstanceChange],
-    subnets: &[String],
     stamp: &Stamp,
     p: &Printer,
 ) -> Result<()> {
@@ -289,11 +288,13 @@ pub async fn apply(
             }
             InstanceOp::CreateGroup | InstanceOp::UpdateGroup { .. } => {
                 let id = template_id.as_deref().context("the launch template is not made")?;
+                let vpc = ec2::default_vpc(&aws.ec2).await?;
+                let subnets = ec2::subnets_across_zones(&aws.ec2, &vpc, "the Auto Scaling group").await?;
                 let spec = GroupSpec {
                     name: &names.group,
                     launch_template_id: id,
                     size: w.size,
-                    subnets,
+                    subnets: &subnets,
                     target_group: &w.target_group,
                 };
                 apply_group(aws, w, &c.op, &spec, stamp, p, &doing).await?;

@@ -276,10 +276,8 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
     s.data.db = Some(instances::database_ready(&s.cloud, &s.names.db, &ctx.printer).await?);
     let instances = wanted_instances(ctx, a, scale, &s).await?;
     let names = names::InstanceNames::of(&ctx.settings.stack);
-    let vpc = ec2::default_vpc(&s.cloud.ec2).await?;
-    let subnets = ec2::subnets_across_zones(&s.cloud.ec2, &vpc, "the Auto Scaling group").await?;
     let planned = instances::plan(&names, &instances, &s.instances);
-    instances::apply(&s.cloud, &names, &instances, &s.instances, &planned, &subnets, &s.stamp, &ctx.printer).await?;
+    instances::apply(&s.cloud, &names, &instances, &s.instances, &planned, &s.stamp, &ctx.printer).await?;
     s.instances = instances::survey(&s.cloud, &names, &s.stamp).await?;
     report_up(ctx, &s, changed, &changes);
     // Another release given while one serves: rolled out across the group, as `deploy` does.
