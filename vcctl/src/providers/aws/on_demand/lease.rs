@@ -57,14 +57,21 @@ pub fn held_until(tags: &BTreeMap<String, String>) -> Option<OffsetDateTime> {
     leases(tags).into_values().max()
 }
 
-/// Whether a temporary rule can go: no lease on it lasts past `now`.
+/// The furthest a lease can honestly end from `now`: one lease, plus a minute for clocks.
+/// An end past that (a skewed clock, a tag written by hand or by the CI role) holds nothing:
+/// it must not keep port 22 open for ever, nor keep sweeps from removing the rule.
+fn holds(end: OffsetDateTime, now: OffsetDateTime) -> bool {
+    end > now && end <= now + LEASE + Duration::from_secs(60)
+}
+
+/// Whether a temporary rule can go: no lease on it holds at `now`.
 pub fn expired(tags: &BTreeMap<String, String>, now: OffsetDateTime) -> bool {
-    held_until(tags).is_none_or(|end| end <= now)
+    !leases(tags).into_values().any(|end| holds(end, now))
 }
 
 /// Whether anyone but lease `mine` still holds the rule at `now`.
 pub fn held_by_others(tags: &BTreeMap<String, String>, mine: &str, now: OffsetDateTime) -> bool {
-    leases(tags).into_iter().any(|(id, end)| id != mine && end > now)
+    leases(tags).into_iter().any(|(id, end)| id != mine && holds(end, now))
 }
 
 /// The rule's description: who opened it, for which command, and until when. AWS allows
@@ -118,6 +125,20 @@ pub fn ssh_from(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_ending_further_than_one_lease_ahead_holds_nothing() {
+        let now = OffsetDateTime::parse("2026-11-30T10:00:00Z", &Rfc3339).unwrap();
+        let tags = |end: OffsetDateTime| -> BTreeMap<String, String> {
+            [(TAG_TEMPORARY.to_string(), "true".to_string()), (lease_key("x"), crate::audit::stamp(end))].into()
+        };
+        assert!(!expired(&tags(now + LEASE), now), "a lease just taken holds");
+        assert!(!expired(&tags(now + LEASE + Duration::from_secs(59)), now), "a minute of clock skew is allowed");
+        assert!(expired(&tags(now + LEASE + Duration::from_secs(61)), now), "further ahead holds nothing");
+        assert!(expired(&tags(now + Duration::from_secs(365 * 86_400)), now), "a year ahead: nothing");
+        assert!(!held_by_others(&tags(now + Duration::from_secs(86_400)), "mine", now));
+        assert!(held_by_others(&tags(now + Duration::from_secs(60)), "mine", now));
+    }
 
     fn at(s: &str) -> OffsetDateTime {
         OffsetDateTime::parse(s, &Rfc3339).unwrap()
