@@ -51,6 +51,8 @@ pub struct Printer {
 }
 
 impl Printer {
+    /// Appends `md` to the GitHub step summary, when GitHub Actions runs this
+    /// (`GITHUB_STEP_SUMMARY`); a summary that cannot be written is a warning, not a failure.
     pub fn step_summary(&self, md: &str) {
         let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else { return };
         let written = std::fs::OpenOptions::new()

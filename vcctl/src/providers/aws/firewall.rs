@@ -6,7 +6,7 @@
 
 use time::OffsetDateTime;
 
-use crate::cloud::aws::security_group::Rule;
+use crate::cloud::aws::security_group::{Rule, RuleSource};
 use crate::plan::{Action, Change};
 use crate::providers::aws::on_demand::lease;
 
@@ -16,13 +16,19 @@ pub enum RuleOp {
     Revoke(Vec<Rule>),
 }
 
-/// Whether `found` is the rule `wanted` is: the same access, and the same description
-/// unless `found` has none (a description the API did not keep, or none set, changes no
-/// access; a different one is a rule someone edited).
+/// Whether `found` is the rule `wanted` is: the same rule, description included (a rule
+/// someone edited is drift), except that a rule whose source is a security group and that
+/// reads back without a description is the same (the emulator keeps none for those, and
+/// it changes no access).
 fn same(found: &Rule, wanted: &Rule) -> bool {
-    (&found.protocol, found.from_port, found.to_port, &found.source)
-        == (&wanted.protocol, wanted.from_port, wanted.to_port, &wanted.source)
-        && (found.description.is_empty() || found.description == wanted.description)
+    let bare_group_rule = found.description.is_empty() && matches!(found.source, RuleSource::Group(_));
+    match bare_group_rule {
+        true => {
+            (&found.protocol, found.from_port, found.to_port, &found.source)
+                == (&wanted.protocol, wanted.from_port, wanted.to_port, &wanted.source)
+        }
+        false => found == wanted,
+    }
 }
 
 /// The changes that make `found` (the rules of the group `group`, read at `now`) exactly
@@ -71,9 +77,13 @@ mod tests {
         let https = Rule::tcp(443, "0.0.0.0/0", "HTTPS");
         let ssh = Rule::tcp(22, "0.0.0.0/0", "by hand");
         assert!(plan("g", std::slice::from_ref(&https), std::slice::from_ref(&https), now).is_empty());
-        // A description the API did not keep is the same rule; another one is an edit.
+        // A group-sourced rule the API keeps no description for is the same rule; an address
+        // rule without its description, or with another one, is an edit.
+        let from_lb = Rule::tcp_from_group(8000, "sg-lb", "the service");
+        let from_lb_bare = Rule::tcp_from_group(8000, "sg-lb", "");
+        assert!(plan("g", std::slice::from_ref(&from_lb), &[from_lb_bare], now).is_empty());
         let bare = Rule::tcp(443, "0.0.0.0/0", "");
-        assert!(plan("g", std::slice::from_ref(&https), &[bare], now).is_empty());
+        assert_eq!(plan("g", std::slice::from_ref(&https), &[bare], now).len(), 2, "revoked and added back");
         let edited = Rule::tcp(443, "0.0.0.0/0", "someone's");
         assert_eq!(
             ops(plan("g", std::slice::from_ref(&https), std::slice::from_ref(&edited), now)),

@@ -17,7 +17,7 @@ use crate::printer::Printer;
 use crate::providers::aws::names;
 use crate::providers::aws::names::InstanceNames;
 use crate::providers::aws::role::{self, RoleFound, RoleOp, RoleWanted};
-use crate::providers::aws::scale::tiers::{fault_point, owned};
+use crate::providers::aws::scale::tiers::{fault_point, owned, until_gone};
 
 /// What exists of the tier.
 #[derive(Debug, Default)]
@@ -361,7 +361,9 @@ pub async fn destroy(aws: &Aws, names: &InstanceNames, f: &InstancesFound, p: &P
     if let Some(g) = &f.group {
         p.doing(&format!("deleting Auto Scaling group {} and its {} instance(s)", g.name, g.instances.len()), async {
             autoscaling::delete(&aws.autoscaling, &g.name).await?;
-            group_gone(aws, &g.name).await
+            let exists = async || Ok(autoscaling::find(&aws.autoscaling, &g.name).await?.is_some());
+            let what = format!("Auto Scaling group {}", g.name);
+            until_gone(&what, std::time::Duration::from_secs(20 * 60), exists).await
         })
         .await?;
     }
@@ -385,19 +387,6 @@ pub async fn destroy(aws: &Aws, names: &InstanceNames, f: &InstancesFound, p: &P
             iam::delete_role(&aws.iam, &names.deploy_role),
         )
         .await?;
-    }
-    Ok(())
-}
-
-async fn group_gone(aws: &Aws, name: &str) -> Result<()> {
-    let started = std::time::Instant::now();
-    while autoscaling::find(&aws.autoscaling, name).await?.is_some() {
-        if started.elapsed() > std::time::Duration::from_secs(20 * 60) {
-            bail!(
-                "Auto Scaling group {name} is still deleting after 20 minutes; `vcctl destroy` again removes the rest"
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     }
     Ok(())
 }

@@ -22,6 +22,9 @@ pub struct BalancerFound {
     pub listeners: Vec<Listener>,
 }
 
+/// How a plan names the target group before it exists; `apply` puts its ARN in its place.
+pub const PENDING_TARGET_GROUP: &str = "(target group)";
+
 /// One listener as the stack wants it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BalancerWanted {
@@ -35,7 +38,7 @@ pub struct BalancerWanted {
 pub fn wanted_listeners(found: &BalancerFound) -> Vec<BalancerWanted> {
     let mut out = vec![BalancerWanted { port: 80, certificate: None, does: Does::RedirectToHttps }];
     if let Some(c) = found.certificate.as_ref().filter(|c| c.issued()) {
-        let tg = found.target_group.as_ref().map_or_else(|| "(target group)".to_string(), |g| g.arn.clone());
+        let tg = found.target_group.as_ref().map_or_else(|| PENDING_TARGET_GROUP.to_string(), |g| g.arn.clone());
         out.push(BalancerWanted { port: 443, certificate: Some(c.arn.clone()), does: Does::Forward(tg) });
     }
     out
@@ -243,7 +246,7 @@ fn balancer_arn(found: &BalancerFound, n: &str) -> Result<String> {
 /// `w` forwarding to the target group made in this run, when it was planned before it.
 fn resolved(w: &BalancerWanted, found: &BalancerFound) -> Result<BalancerWanted> {
     let mut w = w.clone();
-    if w.does == Does::Forward("(target group)".into()) {
+    if w.does == Does::Forward(PENDING_TARGET_GROUP.into()) {
         let Some(tg) = &found.target_group else { bail!("the target group is not found after its creation") };
         w.does = Does::Forward(tg.arn.clone());
     }

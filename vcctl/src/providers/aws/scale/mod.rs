@@ -106,7 +106,7 @@ fn lb_group(found: &tiers::TiersFound) -> String {
 /// The alarms the stack wants, on what exists (placeholders before it does).
 fn wanted_alarms(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Vec<Alarm> {
     let balancer = s.lb.balancer.as_ref().map_or("(load balancer)", |b| b.arn.as_str());
-    let target_group = s.lb.target_group.as_ref().map_or("(target group)", |g| g.arn.as_str());
+    let target_group = s.lb.target_group.as_ref().map_or(load_balancer::PENDING_TARGET_GROUP, |g| g.arn.as_str());
     let watched = Watched { balancer, target_group, db: &s.names.db };
     let topic = ctx
         .settings
@@ -211,7 +211,11 @@ async fn wanted_instances(
         },
         size: GroupSize { min: i32::from(r.min), desired: i32::from(r.desired), max: i32::from(r.max) },
         cpu_target: scale.cpu_target_pct,
-        target_group: s.lb.target_group.as_ref().map_or_else(|| "(target group)".into(), |g| g.arn.clone()),
+        target_group: s
+            .lb
+            .target_group
+            .as_ref()
+            .map_or_else(|| load_balancer::PENDING_TARGET_GROUP.into(), |g| g.arn.clone()),
     })
 }
 
@@ -339,9 +343,11 @@ fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
 async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     let (stack, port, p) = (&ctx.settings.stack, ctx.settings.port, &ctx.printer);
     let planned = tiers::plan(&s.names, &s.data, &scale.database, port)?;
-    tiers::apply(&s.cloud, &s.names, &s.data, &planned, &scale.database, &s.stamp, p).await?;
-    // What the next tiers name (the groups' ids), as made.
-    s.data = tiers::survey(&s.cloud, &s.names, &s.stamp).await?;
+    if !planned.is_empty() {
+        tiers::apply(&s.cloud, &s.names, &s.data, &planned, &scale.database, &s.stamp, p).await?;
+        // What the next tiers name (the groups' ids), as made.
+        s.data = tiers::survey(&s.cloud, &s.names, &s.stamp).await?;
+    }
     let lb = lb_group(&s.data);
     // Twice at most: what the first pass makes known (a certificate ACM issues at once, for
     // a domain whose records vcctl keeps) can call for a listener the first plan could not.

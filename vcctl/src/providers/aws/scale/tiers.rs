@@ -29,6 +29,11 @@ pub enum Tier {
 pub const TIERS: [Tier; 3] = [Tier::Lb, Tier::App, Tier::Db];
 
 impl Tier {
+    /// How a plan names the tier's group before it exists; `apply` puts its id in its place.
+    fn placeholder(self) -> String {
+        format!("(group {})", self.name())
+    }
+
     fn name(self) -> &'static str {
         match self {
             Tier::Lb => "lb",
@@ -62,7 +67,7 @@ impl TiersFound {
 
 /// The rules a tier's group must have, exactly: its sources are the group before it.
 pub fn wanted_rules(tier: Tier, port: u16, found: &TiersFound) -> Vec<Rule> {
-    let id = |t: Tier| found.group(t).map_or_else(|| format!("(group {})", t.name()), |g| g.id.clone());
+    let id = |t: Tier| found.group(t).map_or_else(|| t.placeholder(), |g| g.id.clone());
     let mut rules = match tier {
         Tier::Lb => ["0.0.0.0/0", "::/0"]
             .iter()
@@ -188,7 +193,8 @@ fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<Tie
     differ("backup days", d.backup_retention_days.to_string(), want.backup_retention_days.to_string());
     differ("deletion protection", d.deletion_protection.to_string(), "true".into());
     differ("public", d.public.to_string(), "false".into());
-    differ("security groups", d.security_groups.join(","), group.unwrap_or("(group db)").to_string());
+    let wanted_group = group.map_or_else(|| Tier::Db.placeholder(), str::to_string);
+    differ("security groups", d.security_groups.join(","), wanted_group);
     Ok(diffs)
 }
 
@@ -246,7 +252,7 @@ impl Ids {
     fn resolve(&self, rule: &Rule) -> Result<Rule> {
         let mut r = rule.clone();
         if let sg::RuleSource::Group(g) = &r.source
-            && let Some(tier) = TIERS.iter().find(|t| *g == format!("(group {})", t.name()))
+            && let Some(tier) = TIERS.iter().find(|t| *g == t.placeholder())
         {
             r.source = sg::RuleSource::Group(self.of(*tier)?.to_string());
         }
@@ -353,7 +359,10 @@ pub async fn destroy(
             rds::delete(&aws.rds, &d.id, &name),
         )
         .await?;
-        p.doing(&format!("waiting for DB instance {} to be gone", d.id), gone(aws, &d.id)).await?;
+        let exists = async || Ok(rds::find(&aws.rds, &d.id).await?.is_some());
+        let what = format!("DB instance {}", d.id);
+        let wait = until_gone(&what, std::time::Duration::from_secs(30 * 60), exists);
+        p.doing(&format!("waiting for DB instance {} to be gone", d.id), wait).await?;
         snapshot = Some(name);
     }
     if let Some(b) = &found.bucket {
@@ -371,13 +380,19 @@ pub async fn destroy(
     Ok(snapshot)
 }
 
-/// RDS takes minutes to delete an instance; its group and subnet group go after it.
-async fn gone(aws: &Aws, id: &str) -> Result<()> {
+/// Waits until `exists` says no more, looking every 10 s, for at most `patience`: AWS
+/// takes minutes to delete a DB instance or a group, and what depends on it goes after it.
+pub(crate) async fn until_gone(
+    what: &str,
+    patience: std::time::Duration,
+    mut exists: impl AsyncFnMut() -> Result<bool>,
+) -> Result<()> {
     let started = std::time::Instant::now();
-    while rds::find(&aws.rds, id).await?.is_some() {
-        if started.elapsed() > std::time::Duration::from_secs(30 * 60) {
+    while exists().await? {
+        if started.elapsed() > patience {
             bail!(
-                "DB instance {id} is still there after 30 minutes; `vcctl destroy` again removes the rest once it is gone"
+                "{what} is still there after {} minutes; `vcctl destroy` again removes the rest once it is gone",
+                patience.as_secs() / 60
             );
         }
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
