@@ -382,13 +382,17 @@ fn a_release_that_expands_the_schema_rolls_two_at_a_time_beside_the_old(
 ) {
     // Release N+1, which first expands the schema as a newer release would (a column, a
     // table, a schema version past any this tree has), two hosts at a time, under load.
+    // Like the service's own migrations (store/postgres.rs MIGRATION_LOCK), it holds the
+    // migration lock in one transaction: two candidates expanding at once otherwise race on
+    // CREATE TABLE IF NOT EXISTS (a duplicate pg_type row), which CI once hit.
     let next = p.path("next");
     let text = format!(
         r#"#!/bin/sh
 if [ "${{1:-}}" = --version ]; then exec {local} --version; fi
 PGPASSWORD=$(printf '%s' "$DATABASE_URL" | sed 's|^postgres://[^:]*:\([^@]*\)@.*|\1|')
 export PGPASSWORD PGHOST={NET}.{LB} PGSSLMODE=require PGUSER=vehicleconnect PGDATABASE=vehicleconnect
-psql -q -v ON_ERROR_STOP=1 -c 'ALTER TABLE api_events ADD COLUMN IF NOT EXISTS firmware TEXT' \
+psql -q -1 -v ON_ERROR_STOP=1 -c 'SELECT pg_advisory_xact_lock(130169409464178)' \
+  -c 'ALTER TABLE api_events ADD COLUMN IF NOT EXISTS firmware TEXT' \
   -c 'CREATE TABLE IF NOT EXISTS vehicles (id BIGSERIAL PRIMARY KEY)' \
   -c 'INSERT INTO schema_migrations (version) VALUES (1000) ON CONFLICT DO NOTHING' || exit 1
 exec /opt/vehicleconnect/releases/{v4}/vehicleconnect "$@"

@@ -776,7 +776,8 @@ fn an_older_release_rolled_back_to_runs_on_the_schema_a_newer_one_expanded() {
 if [ "${{1:-}}" = --version ]; then exec {local} --version; fi
 PGPASSWORD=$(printf '%s' "$DATABASE_URL" | sed 's|^postgres://[^:]*:\([^@]*\)@.*|\1|')
 export PGPASSWORD PGHOST=127.0.0.1 PGUSER=vehicleconnect PGDATABASE=vehicleconnect
-psql -q -v ON_ERROR_STOP=1 -c 'ALTER TABLE api_events ADD COLUMN IF NOT EXISTS firmware TEXT' \
+psql -q -1 -v ON_ERROR_STOP=1 -c 'SELECT pg_advisory_xact_lock(130169409464178)' \
+  -c 'ALTER TABLE api_events ADD COLUMN IF NOT EXISTS firmware TEXT' \
   -c 'CREATE TABLE IF NOT EXISTS vehicles (id BIGSERIAL PRIMARY KEY)' \
   -c 'INSERT INTO schema_migrations (version) VALUES (1000) ON CONFLICT DO NOTHING' || exit 1
 exec /opt/vehicleconnect/releases/{n}/vehicleconnect "$@"
