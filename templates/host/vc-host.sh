@@ -364,7 +364,7 @@ data_release() {
 }
 
 # disk-metric STACK: the data volume's use in percent (used / (used + available), as df
-# counts it) to CloudWatch, VehicleConnect/DataVolumeUsedPercent with dimension Stack=STACK,
+# counts it) to CloudWatch, VehicleConnect/STACK DataVolumeUsedPercent with dimension Stack=STACK,
 # with the instance role's credentials. Run by vehicleconnect-disk-metric.timer, unprivileged.
 # botocore (python3-botocore) signs the call; bounded: 5 s to connect, 10 s to read.
 disk_metric() {
@@ -382,7 +382,8 @@ client = botocore.session.get_session().create_client(
     endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
     config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3}),
 )
-client.put_metric_data(Namespace="VehicleConnect", MetricData=[{
+# The stack's own namespace: the instance role may publish in no other.
+client.put_metric_data(Namespace=f"VehicleConnect/{stack}", MetricData=[{
     "MetricName": "DataVolumeUsedPercent", "Dimensions": [{"Name": "Stack", "Value": stack}],
     "Value": pct, "Unit": "Percent"}])
 print(f"DataVolumeUsedPercent {pct} (stack {stack})")

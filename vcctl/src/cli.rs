@@ -153,6 +153,13 @@ pub enum Command {
         after_help = "Example:\n  vcctl ci init --stack frankfurt --repo acme/vehicleconnect --environment production"
     )]
     Ci(CiCommand),
+    /// Print the least-privilege IAM policy for running vcctl on an AWS stack (JSON on stdout).
+    #[command(
+        name = "iam-policy",
+        after_help = "Example:\n  vcctl iam-policy --stack frankfurt > policy.json\n  \
+                      aws iam put-user-policy --user-name deployer --policy-name vcctl-frankfurt --policy-document file://policy.json"
+    )]
+    IamPolicy(IamPolicyArgs),
     /// (Internal) Run a local release under vcctl's supervisor; `vcctl up` starts it.
     #[command(hide = true)]
     Supervise {
@@ -196,6 +203,7 @@ impl Command {
             // Commands that never reach the service by its port.
             Command::Token(_)
             | Command::Ci(_)
+            | Command::IamPolicy(_)
             | Command::Exec(_)
             | Command::Audit(_)
             | Command::Backup(_)
@@ -230,6 +238,7 @@ impl Command {
             Command::Ssh => "vcctl ssh",
             Command::Token(_) => "vcctl token show",
             Command::Ci(_) => "vcctl ci init",
+            Command::IamPolicy(_) => "vcctl iam-policy",
             Command::Completions { .. } => "vcctl completions",
             Command::Supervise { .. } => "vcctl supervise",
         }
@@ -264,6 +273,7 @@ impl Command {
             Command::Secrets(SecretsCommand::List(o)) => Some(o),
             Command::Token(_)
             | Command::Ci(_)
+            | Command::IamPolicy(_)
             | Command::Exec(_)
             | Command::Audit(_)
             | Command::Backup(_)
@@ -283,6 +293,13 @@ pub enum TokenCommand {
 pub enum CiCommand {
     /// Make (or repair) the OIDC provider, the deploy role and .github/workflows/deploy.yml.
     Init(CiInitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IamPolicyArgs {
+    /// The AWS account the policy is for (default: the account of the current credentials).
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,6 +33,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
+        (Aws(a), Command::IamPolicy(args)) => iam_policy(ctx, a, args.account.as_deref()).await,
         (Aws(a), Command::Plan(_)) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
         (Aws(a), Command::Up(r)) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
         (Aws(a), Command::Deploy(r)) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
@@ -63,6 +64,14 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
                 ctx.settings.provider_name
             ),
             Some("`vcctl db dump > FILE` and `vcctl db restore FILE` back up any host's database".to_string()),
+        )
+        .into()),
+        (_, Command::IamPolicy(_)) => Err(Failure::invalid(
+            format!(
+                "`iam-policy` is the AWS policy for running vcctl; stack `{}` is a `{}` stack",
+                ctx.settings.stack, ctx.settings.provider_name
+            ),
+            Some("run it with an AWS stack, e.g. --stack frankfurt".to_string()),
         )
         .into()),
         (_, Command::Ci(_)) => Err(Failure::invalid(
@@ -101,6 +110,37 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             on_target(ctx, command, host(ctx, remote, Duration::ZERO).await).await
         }
     }
+}
+
+/// `vcctl iam-policy`: the operator's least-privilege policy, as JSON on stdout.
+async fn iam_policy(ctx: &Ctx, a: &crate::stack::AwsSettings, account: Option<&str>) -> Result<u8> {
+    let account = match account {
+        Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => id.to_string(),
+        Some(id) => {
+            return Err(Failure::invalid(
+                format!("--account must be a 12-digit AWS account id, got {id:?}"),
+                Some("e.g. --account 123456789012, or leave it out to use the current credentials' account".into()),
+            )
+            .into());
+        }
+        None => crate::providers::aws::connect(ctx, a).await?.1,
+    };
+    let region = a.region();
+    let bucket = ctx
+        .settings
+        .stack_id
+        .as_deref()
+        .map(|id| crate::providers::aws::names::TierNames::of(&ctx.settings.stack, id).bucket);
+    let of = crate::providers::aws::operator::For {
+        stack: &ctx.settings.stack,
+        region: &region,
+        account: &account,
+        scale: a.scale.is_some(),
+        bucket: bucket.as_deref(),
+    };
+    let policy = crate::providers::aws::operator::policy(&of);
+    ctx.printer.out(serde_json::to_string_pretty(&policy)?);
+    Ok(crate::error::OK)
 }
 
 /// `--host` (logs, rollback) names an app host of a stack of several hosts; on one host it
@@ -156,6 +196,7 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Operatio
         }
         Command::Plan(_)
         | Command::Ci(_)
+        | Command::IamPolicy(_)
         | Command::Backup(_)
         | Command::Restore(_)
         | Command::Completions { .. }

@@ -33,7 +33,8 @@ async fn ci_init_makes_the_oidc_provider_the_deploy_role_and_the_workflow() {
         policy,
         serde_json::json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "FindTheStacksInstanceAndFirewall", "Effect": "Allow", "Resource": "*",
-             "Action": ["ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"]},
+             "Action": ["ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeSecurityGroupRules"]},
             {"Sid": "ReadItsHostKeys", "Effect": "Allow", "Action": "ec2:GetConsoleOutput",
              "Resource": arn("instance"), "Condition": of_stack},
             {"Sid": "OpenAndCloseSshOnItsSecurityGroupOnly", "Effect": "Allow",
@@ -46,7 +47,8 @@ async fn ci_init_makes_the_oidc_provider_the_deploy_role_and_the_workflow() {
              "Resource": arn("security-group-rule"),
              "Condition": {"StringEquals": {"ec2:CreateAction": "AuthorizeSecurityGroupIngress",
                                             "aws:RequestTag/vcctl:stack": "fra"}}},
-            {"Sid": "TakeAndEndLeasesOnItsRules", "Effect": "Allow", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+            {"Sid": "TakeEndAndCloseLeasesOnItsRules", "Effect": "Allow",
+             "Action": ["ec2:CreateTags", "ec2:DeleteTags", "ec2:RevokeSecurityGroupIngress"],
              "Resource": arn("security-group-rule"), "Condition": of_stack}
         ]})
     );

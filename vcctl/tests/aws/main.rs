@@ -4,7 +4,10 @@
 //! Moto's instance addresses are fake: nothing here ever connects to them.
 
 mod ci;
+mod iam_eval;
+mod least_privilege;
 mod on_demand;
+mod recorded;
 mod scale;
 mod single;
 
@@ -53,6 +56,8 @@ impl Moto {
         let mut cmd = Command::new(&server);
         cmd.args(["-H", host, "-p", &port.to_string()])
             .env("MOTO_AMIS_PATH", &amis)
+            // Where `record` (recorded.rs) writes what was asked; nothing is written until then.
+            .env("MOTO_RECORDER_FILEPATH", dir.path().join("recording.jsonl"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap());
         for (k, v) in extra_env {
@@ -66,6 +71,12 @@ impl Moto {
             std::thread::sleep(Duration::from_millis(100));
         }
         Moto { child, url, _dir: dir }
+    }
+}
+
+impl Moto {
+    fn recording(&self) -> std::path::PathBuf {
+        self._dir.path().join("recording.jsonl")
     }
 }
 
@@ -126,7 +137,9 @@ impl Project {
             .args(["--stack", "fra"])
             .current_dir(self.dir.path())
             .env("AWS_ENDPOINT_URL", &self.moto.url)
-            .env("AWS_ACCESS_KEY_ID", "testing")
+            // vcctl signs as the operator; the tests' own SDK calls as `testing` (recorded.rs
+            // tells them apart).
+            .env("AWS_ACCESS_KEY_ID", recorded::OPERATOR_KEY)
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", "eu-central-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -108,11 +108,15 @@ async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
     let p = Project::new(&on_demand_stack(), Moto::start_on(&peer, &[]));
     let (ec2, _, cw) = p.sdk().await;
     p.json(&["up"], 0);
+    p.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
     let summary = p.dir.path().join("summary.md");
+    let watch = recorded::Watch::start(&p).await;
+    // As GitHub Actions runs it: with the deploy role's credentials (its own key here).
     let mut deploy = p
         .command(&["deploy", "--artifact", common::service_bin().to_str().unwrap(), "--ssh-from", "198.18.0.11"])
         .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
         .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("AWS_ACCESS_KEY_ID", recorded::CI_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -128,6 +132,12 @@ async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let out = deploy.wait_with_output().unwrap();
+    let (_, asked) = watch.authorizations(recorded::CI_KEY).await;
+    let policy = recorded::role_policy(&p, "vcctl-deploy-fra", "vcctl-deploy").await;
+    // The stack pins the host key, so its console output is not read here: ReadItsHostKeys
+    // is shown needed by single::a_deploy_waits_for_the_instance_host_key_and_never_trusts_one_blindly.
+    let wrong = iam_eval::exactly_needed_but(&policy, &asked, &["ReadItsHostKeys"]);
+    assert!(wrong.is_empty(), "the CI deploy role's policy against what a deploy asks:\n{}", wrong.join("\n"));
     assert_eq!(status.code(), Some(0), "{}", show(&out));
     let who = seen.iter().next().map(|(_, d)| d.clone()).unwrap_or_default();
     assert_eq!(seen.len(), 1, "one rule during the deploy: {seen:?}");
@@ -194,22 +204,30 @@ async fn the_host_publishes_the_data_volumes_use(p: &Project, cw: &aws_sdk_cloud
     assert_eq!(common::on_host("systemctl is-enabled vehicleconnect-disk-metric.timer").trim(), "enabled");
     let alarms = cw.describe_alarms().alarm_names("vcctl-fra-data-disk-full").send().await.unwrap();
     let alarm = &alarms.metric_alarms()[0];
-    assert_eq!((alarm.namespace(), alarm.metric_name()), (Some("VehicleConnect"), Some("DataVolumeUsedPercent")));
+    assert_eq!((alarm.namespace(), alarm.metric_name()), (Some("VehicleConnect/fra"), Some("DataVolumeUsedPercent")));
     let dimension = &alarm.dimensions()[0];
     assert_eq!((dimension.name(), dimension.value()), (Some("Stack"), Some("fra")));
     common::on_host(&format!(
-        "printf 'AWS_ENDPOINT_URL={}\\nAWS_ACCESS_KEY_ID=testing\\nAWS_SECRET_ACCESS_KEY=testing\\n' > /etc/vehicleconnect/aws.env",
-        p.moto.url
+        "printf 'AWS_ENDPOINT_URL={}\\nAWS_ACCESS_KEY_ID={}\\nAWS_SECRET_ACCESS_KEY=testing\\n' > /etc/vehicleconnect/aws.env",
+        p.moto.url,
+        recorded::INSTANCE_KEY
     ));
+    p.moto.record().await;
     let ran = common::on_host(
         "systemctl start vehicleconnect-disk-metric.service; r=$?; rm -f /etc/vehicleconnect/aws.env; journalctl -u vehicleconnect-disk-metric -n 5 --no-pager -o cat; exit $r",
     );
+    // What the host asked, against the instance role's policy as vcctl wrote it.
+    let calls = p.moto.recorded(recorded::INSTANCE_KEY).await;
+    assert!(!calls.is_empty(), "the host called AWS: {ran}");
+    let policy = recorded::role_policy(p, "vcctl-fra-host", "vcctl-fra-least-privilege").await;
+    let wrong = iam_eval::exactly_needed(&policy, &recorded::all_authorizations(&calls, &recorded::Tags::new()));
+    assert!(wrong.is_empty(), "the instance role's policy against what the host asks:\n{}", wrong.join("\n"));
     let df = common::on_host("df --output=pcent /var/lib/postgresql | tail -n 1");
     let df: f64 = df.trim().trim_end_matches('%').parse().unwrap();
     let now = aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now());
     let stats = cw
         .get_metric_statistics()
-        .namespace("VehicleConnect")
+        .namespace("VehicleConnect/fra")
         .metric_name("DataVolumeUsedPercent")
         .dimensions(aws_sdk_cloudwatch::types::Dimension::builder().name("Stack").value("fra").build())
         .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now.secs() - 600))

@@ -29,7 +29,7 @@ async fn plan_prices_both_shapes_and_a_single_box_does_not_turn_into_a_group_in_
     );
 }
 
-fn scaled_stack() -> String {
+pub fn scaled_stack() -> String {
     STACK
         .replace("instance_type: t2.micro", "instance_type: t3.small")
         .replace("  port: 8000\n", "  port: 8000\n  ingest_token: true\n")
@@ -82,11 +82,16 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     // ACM issues a certificate 10 s after it is requested (DNS validation, emulated): time
     // for `up`, which uploads the first release, and a `plan` before it is issued.
     let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "10")]));
+    let watch = recorded::Watch::start(&s).await;
     let release = planned_then_made_once_the_certificate_is_issued(&s).await;
     status_says_storage_snapshot_targets_and_release(&s, &release).await;
     the_tiers_chain_to_an_encrypted_private_database(&s).await;
     drift_by_hand_is_planned_and_put_back(&s, &release).await;
+    let policy = least_privilege::operator_policy(&s);
     destroy_lists_everything_and_keeps_a_final_snapshot(&s).await;
+    // Every call of that life, drift repairs included, allowed by `vcctl iam-policy`.
+    let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
+    least_privilege::check_operator(&policy, &asked);
 }
 
 /// The plan of a new stack, `up`, the wait for the certificate, then the HTTPS listener.
@@ -511,7 +516,9 @@ async fn check_instances(s: &Project, release: &str) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|st| (st["Action"].as_str().unwrap().to_string(), st["Resource"].clone()))
+        .map(|st| {
+            (st["Action"].as_str().map_or_else(|| st["Action"].to_string(), str::to_string), st["Resource"].clone())
+        })
         .collect();
     let objects: Vec<String> =
         ["host/*", "releases/*", "serving"].iter().map(|k| format!("arn:aws:s3:::{bucket}/{k}")).collect();
@@ -520,8 +527,7 @@ async fn check_instances(s: &Project, release: &str) {
         [
             ("s3:GetObject".to_string(), serde_json::json!(objects)),
             ("secretsmanager:GetSecretValue".to_string(), Value::from(secret)),
-            ("ec2:DescribeInstances".to_string(), Value::from("*")),
-            ("cloudwatch:PutMetricData".to_string(), Value::from("*")),
+            (r#"["ec2:DescribeInstances","ec2:DescribeAvailabilityZones"]"#.to_string(), Value::from("*")),
         ]
     );
 
@@ -803,10 +809,11 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let boot = |extra: &str| {
         format!(
             "mkdir -p /var/lib/cloud/instance/scripts && echo {user_data} | base64 -d > /var/lib/cloud/instance/scripts/part-001 \
-             && chmod 700 /var/lib/cloud/instance/scripts/part-001 && env AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID=testing \
+             && chmod 700 /var/lib/cloud/instance/scripts/part-001 && env AWS_ENDPOINT_URL={} AWS_ACCESS_KEY_ID={} \
              AWS_SECRET_ACCESS_KEY=testing VC_DB_ENDPOINT=127.0.0.1:5432 VC_HEALTH_TIMEOUT_S=30 {extra} \
              /var/lib/cloud/instance/scripts/part-001 2>&1; echo \"exit $?\"",
-            s.moto.url
+            s.moto.url,
+            recorded::INSTANCE_KEY
         )
     };
     let cleanup = format!(
@@ -815,11 +822,26 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
          -c 'SELECT pg_reload_conf()'"
     );
     let _cleanup = OnHostAtEnd(cleanup);
+    // What an instance asks with its role (the boot script; Prometheus finding the replicas),
+    // against the policy vcctl wrote for that role.
+    let watch = recorded::Watch::start(&s).await;
     let out = common::on_host(&boot(""));
     the_instance_serves_and_stores_over_tls(&out, &release, password);
     prometheus_finds_the_replicas(&s);
+    let (_, asked) = watch.authorizations(recorded::INSTANCE_KEY).await;
+    let policy = recorded::role_policy(&s, "vcctl-fra-app", "vcctl-fra-app-least-privilege").await;
+    let wrong = iam_eval::exactly_needed(&policy, &asked);
+    assert!(wrong.is_empty(), "the instance role's policy against what an instance asks:\n{}", wrong.join("\n"));
 
+    // Deploys as GitHub Actions runs them, with the role `ci init` made (its own key here).
+    s.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
+    let watch = recorded::Watch::start(&s).await;
     rolls_out_through_the_target_group(&s, &ec2).await;
+    let (_, asked) = watch.authorizations(recorded::CI_KEY).await;
+    let policy = recorded::role_policy(&s, "vcctl-deploy-fra", "vcctl-deploy").await;
+    // The stack pins the host key (as the box's on-demand test does; see there).
+    let wrong = iam_eval::exactly_needed_but(&policy, &asked, &["ReadItsHostKeys"]);
+    assert!(wrong.is_empty(), "the CI deploy role's policy against what deploys ask:\n{}", wrong.join("\n"));
     let release = serving(&s).await;
 
     // The pointer moved to a release whose binary is not what it says: refused, not switched.
@@ -967,6 +989,7 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
     let deploy = |artifact: &std::path::Path| {
         s.command(&["deploy", "--artifact", artifact.to_str().unwrap(), "--ssh-from", "198.18.0.11", "--json"])
             .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+            .env("AWS_ACCESS_KEY_ID", recorded::CI_KEY)
             .output()
             .unwrap()
     };
@@ -982,6 +1005,7 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
     let out = s
         .command(&["deploy", "--artifact", v2.to_str().unwrap(), "--lock-timeout", "2s"])
         .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+        .env("AWS_ACCESS_KEY_ID", recorded::CI_KEY)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));

@@ -16,6 +16,7 @@ fn expected_rules() -> Vec<(i32, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves_nothing() {
     let p = Project::new(STACK, Moto::start(&[]));
+    let watch = recorded::Watch::start(&p).await;
     let out = p.expect(&["plan"], 2);
     assert!(String::from_utf8_lossy(&out.stdout).contains("+ instance vcctl-fra"), "{}", show(&out));
     let up = p.json(&["up"], 0);
@@ -26,6 +27,9 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     drift_by_hand_is_planned_and_repaired(&p).await;
     status_under_the_emulator_is_not_healthy(&p);
     destroy_lists_everything_then_leaves_nothing(&p).await;
+    // Every call of that life, drift repairs included, allowed by `vcctl iam-policy`.
+    let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
+    least_privilege::check_operator(&least_privilege::operator_policy(&p), &asked);
 }
 
 /// The key pair, the security group's rules, and the role with its one inline policy.
@@ -58,8 +62,8 @@ async fn the_key_pair_group_and_role_are_exactly_the_stacks(p: &Project) {
         .unwrap();
     let policy = urldecode(policy.policy_document());
     assert_eq!(policy["Statement"][0]["Action"], "cloudwatch:PutMetricData");
-    assert_eq!(policy["Statement"][0]["Condition"]["StringEquals"]["cloudwatch:namespace"], "VehicleConnect");
-    assert!(policy["Statement"][2]["Resource"].as_str().unwrap().ends_with(":log-group:/vcctl/fra:*"));
+    assert_eq!(policy["Statement"][0]["Condition"]["StringEquals"]["cloudwatch:namespace"], "VehicleConnect/fra");
+    assert_eq!(policy["Statement"].as_array().unwrap().len(), 1, "{policy}");
     assert!(!policy.to_string().contains("FullAccess"));
     let attached = iam.list_attached_role_policies().role_name("vcctl-fra-host").send().await.unwrap();
     assert!(attached.attached_policies().is_empty(), "no managed policies");
@@ -112,7 +116,7 @@ async fn the_alarms_watch_the_instance_and_its_disk(p: &Project) {
     assert_eq!((cpu.threshold(), cpu.period(), cpu.evaluation_periods()), (Some(80.0), Some(300), Some(2)));
     // What the host publishes (checked on the test host), by stack: it outlives the instance.
     let disk = alarms.metric_alarms().iter().find(|a| a.alarm_name() == Some("vcctl-fra-data-disk-full")).unwrap();
-    assert_eq!((disk.namespace(), disk.metric_name()), (Some("VehicleConnect"), Some("DataVolumeUsedPercent")));
+    assert_eq!((disk.namespace(), disk.metric_name()), (Some("VehicleConnect/fra"), Some("DataVolumeUsedPercent")));
     assert_eq!((disk.threshold(), disk.period(), disk.evaluation_periods()), (Some(85.0), Some(300), Some(2)));
     assert_eq!(disk.dimensions()[0].value(), Some("fra"));
 }
@@ -666,15 +670,27 @@ async fn a_stopped_instance_is_a_change_and_up_starts_it() {
 async fn a_deploy_waits_for_the_instance_host_key_and_never_trusts_one_blindly() {
     let p = Project::new(STACK, Moto::start(&[]));
     p.json(&["up"], 0);
+    p.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
     let started = std::time::Instant::now();
+    let watch = recorded::Watch::start(&p).await;
     let out = p
         .command(&["deploy", "--artifact", "no-such-file"])
         .env("VCCTL_HOST_KEY_TIMEOUT", "3s")
         // Under the emulator a test maps the stack's host; its key is looked for first.
         .env("VCCTL_TEST_AWS_HOST", "127.0.0.1")
+        // As GitHub Actions runs it, with the deploy role (recorded.rs).
+        .env("AWS_ACCESS_KEY_ID", recorded::CI_KEY)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    // Reading the console output is what the role's ReadItsHostKeys allows, and needs.
+    let (_, asked) = watch.authorizations(recorded::CI_KEY).await;
+    let policy = recorded::role_policy(&p, "vcctl-deploy-fra", "vcctl-deploy").await;
+    assert_eq!(iam_eval::denials(&policy, &asked), Vec::<String>::new());
+    let mut without = policy.clone();
+    without["Statement"].as_array_mut().unwrap().retain(|s| s["Sid"] != "ReadItsHostKeys");
+    let denied = iam_eval::denials(&without, &asked);
+    assert!(denied.iter().any(|d| d.contains("ec2:GetConsoleOutput")), "{denied:?}");
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("has printed no SSH host key to its console output within 3s"), "{e}");
     assert!(e.contains("hint:") && e.contains("`aws.host_key`"), "{e}");

@@ -86,8 +86,13 @@ pub fn prefix(stack: &str) -> String {
 /// stack whose name starts with this one's (`prod` and `prod-eu`).
 pub const ALARMS: [&str; 3] = ["system-status", "cpu-high", "data-disk-full"];
 
-/// What the host publishes (templates/host/vc-host.sh `disk_metric`) and the alarm watches.
-pub const NAMESPACE: &str = "VehicleConnect";
+/// What the host publishes (templates/host/vc-host.sh `disk_metric`) and the alarm watches,
+/// in a namespace of the stack's own: `cloudwatch:namespace` is the one condition
+/// PutMetricData knows, so the instance role is pinned to it, and no other stack's host can
+/// publish a value that raises or silences this stack's alarm.
+pub fn namespace(stack: &str) -> String {
+    format!("VehicleConnect/{stack}")
+}
 pub const DISK_METRIC: &str = "DataVolumeUsedPercent";
 /// Room to act before PostgreSQL stops on a full disk: at 20 GB, 3 GB left.
 pub const DISK_FULL_PCT: f64 = 85.0;
@@ -119,9 +124,10 @@ pub fn wanted(stack: &str, region: &str, instance_id: &str, topic: Option<&str>)
     };
     let cpu = alarm(ALARMS[1], "AWS/EC2", "CPUUtilization", "Average", 300, 80.0);
     // By stack, not instance: the volume, and what is on it, outlive the instance.
+    let namespace = namespace(stack);
     let disk = Alarm {
         dimensions: vec![("Stack".into(), stack.into())],
-        ..alarm(ALARMS[2], NAMESPACE, DISK_METRIC, "Maximum", 300, DISK_FULL_PCT)
+        ..alarm(ALARMS[2], &namespace, DISK_METRIC, "Maximum", 300, DISK_FULL_PCT)
     };
     vec![status, cpu, disk]
 }

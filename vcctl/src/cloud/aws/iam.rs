@@ -20,26 +20,19 @@ pub fn trust_policy() -> Value {
     })
 }
 
-/// Metrics into the `VehicleConnect` namespace and logs into the stack's own log group:
-/// nothing else. Never a `*FullAccess` policy.
-pub fn instance_policy(stack: &str, region: &str, account: &str) -> Value {
-    let group = format!("arn:aws:logs:{region}:{account}:log-group:/vcctl/{stack}");
+/// The data volume's use, into the stack's own metric namespace: nothing else (the
+/// least-privilege tests record what the host asks and find every statement needed).
+/// Never a `*FullAccess` policy.
+pub fn instance_policy(stack: &str) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "MetricsInOwnNamespace",
+                "Sid": "MetricsInItsStacksNamespace",
                 "Effect": "Allow",
                 "Action": "cloudwatch:PutMetricData",
                 "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": "VehicleConnect"}}
-            },
-            {"Sid": "CreateOwnLogGroup", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": group},
-            {
-                "Sid": "WriteOwnLogGroup",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                "Resource": format!("{group}:*")
+                "Condition": {"StringEquals": {"cloudwatch:namespace": super::cloudwatch::namespace(stack)}}
             }
         ]
     })
@@ -330,12 +323,10 @@ mod tests {
 
     #[test]
     fn policy_documents_decode_and_stay_least_privilege() {
-        let p = instance_policy("frankfurt", "eu-central-1", "123456789012");
+        let p = instance_policy("frankfurt");
         let encoded = p.to_string().replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace(' ', "+");
         assert_eq!(decode(&encoded), p);
-        let text = p.to_string();
-        assert!(!text.contains("FullAccess"));
-        assert!(text.contains("arn:aws:logs:eu-central-1:123456789012:log-group:/vcctl/frankfurt:*"));
-        assert_eq!(p["Statement"][0]["Condition"]["StringEquals"]["cloudwatch:namespace"], "VehicleConnect");
+        assert!(!p.to_string().contains("FullAccess"));
+        assert_eq!(p["Statement"][0]["Condition"]["StringEquals"]["cloudwatch:namespace"], "VehicleConnect/frankfurt");
     }
 }

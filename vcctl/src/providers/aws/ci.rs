@@ -35,8 +35,9 @@ pub fn trust_policy(provider_arn: &str, repo: &str, environment: &str) -> Value 
     })
 }
 
-/// What `vcctl deploy` needs on AWS: find the stack's instance, read its console output
-/// (for its host key), the latter only on instances tagged with the stack.
+/// What `vcctl deploy` needs on AWS: find the stack's instance and its data volume, read
+/// its console output (for its host key), open and close SSH on its tagged group only.
+/// Recorded deploys prove it is exactly this (vcctl/tests/aws/on_demand.rs, scale.rs).
 pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
     let arn = |kind: &str| format!("arn:aws:ec2:{region}:{account}:{kind}/*");
     let of_stack = json!({"StringEquals": {"aws:ResourceTag/vcctl:stack": stack}});
@@ -47,7 +48,12 @@ pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
                 "Sid": "FindTheStacksInstanceAndFirewall",
                 "Effect": "Allow",
                 // Describe calls cannot be limited to resources; they change nothing.
-                "Action": ["ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"],
+                "Action": [
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeVolumes",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSecurityGroupRules"
+                ],
                 "Resource": "*"
             },
             {
@@ -83,9 +89,10 @@ pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
                 }}
             },
             {
-                "Sid": "TakeAndEndLeasesOnItsRules",
+                // Closing a rule by its id is authorized on the rule too.
+                "Sid": "TakeEndAndCloseLeasesOnItsRules",
                 "Effect": "Allow",
-                "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+                "Action": ["ec2:CreateTags", "ec2:DeleteTags", "ec2:RevokeSecurityGroupIngress"],
                 "Resource": arn("security-group-rule"),
                 "Condition": of_stack
             }

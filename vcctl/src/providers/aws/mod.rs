@@ -8,6 +8,7 @@ pub mod firewall;
 pub mod keys;
 pub mod names;
 pub mod on_demand;
+pub mod operator;
 pub mod owners;
 pub mod reach;
 pub mod role;

@@ -57,9 +57,9 @@ impl InstancesWanted {
 }
 
 /// The instances' one inline policy: read the stack's kit, releases and pointer, read the
-/// database's password, find the other replicas (Prometheus), publish metrics in the
-/// service's namespace. Nothing else, and no write to the bucket: an instance cannot change
-/// what the others boot.
+/// database's password, find the other replicas (Prometheus). Nothing else (the
+/// least-privilege tests record what an instance asks and find every statement needed), and
+/// no write to the bucket: an instance cannot change what the others boot.
 pub fn policy(bucket: &str, secret_arn: &str) -> Value {
     let object = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
     json!({
@@ -74,13 +74,12 @@ pub fn policy(bucket: &str, secret_arn: &str) -> Value {
             {"Sid": "ReadTheDatabasePassword", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret_arn},
             // Prometheus finds the replicas by tag (ec2_sd_configs); a describe call cannot
             // be limited to resources, and changes nothing.
-            {"Sid": "FindTheReplicas", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+            // (Prometheus asks for the zones too, for its labels; without them it finds none.)
             {
-                "Sid": "MetricsInOwnNamespace",
+                "Sid": "FindTheReplicas",
                 "Effect": "Allow",
-                "Action": "cloudwatch:PutMetricData",
-                "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": "VehicleConnect"}}
+                "Action": ["ec2:DescribeInstances", "ec2:DescribeAvailabilityZones"],
+                "Resource": "*"
             }
         ]
     })

@@ -51,7 +51,7 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
         subnet_id: a.subnet_id.clone(),
         termination_protection: a.termination_protection,
         rules: provision::rules(&a.admin_cidrs, ctx.settings.port, ctx.settings.tls.is_some()),
-        policy: iam::instance_policy(stack, &region, account),
+        policy: iam::instance_policy(stack),
         user_data: render::user_data(stack, ctx.settings.port)?,
         data_volume_gb: a.data_volume_gb,
         alerts: ctx.settings.alert_email.clone().map(|email| provision::Alerts {

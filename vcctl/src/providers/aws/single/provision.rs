@@ -803,7 +803,7 @@ mod tests {
             subnet_id: None,
             termination_protection: false,
             rules: rules(&["203.0.113.7/32".into()], 8000, false),
-            policy: iam::instance_policy("fra", "eu-central-1", "123456789012"),
+            policy: iam::instance_policy("fra"),
             user_data: String::new(),
             data_volume_gb: 20,
             alerts: None,

@@ -1,0 +1,272 @@
+//! `vcctl iam-policy`: the least privilege of the person (or pipeline) that runs `plan`,
+//! `up`, `deploy`, `status`, `backup`, `ci init` and `destroy` on one stack. The tests
+//! record every call those commands make against the emulator and evaluate each against
+//! this document (vcctl/tests/aws/least_privilege.rs).
+//!
+//! IAM, S3, SNS and CloudWatch alarms are limited to the stack's own names: IAM is where a
+//! broad grant becomes every other grant. The other services are limited by action: EC2,
+//! ELB, Auto Scaling, RDS, ACM and Route 53 name their resources by generated ids, and
+//! their describe calls cannot be limited at all.
+
+use serde_json::{Value, json};
+
+use crate::providers::aws::names;
+
+/// Which stack the policy is for: its name, region, account and shape.
+pub struct For<'a> {
+    pub stack: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub scale: bool,
+    /// The release bucket's name, once the stack has an id (`vcctl-<stack>-<id>`).
+    pub bucket: Option<&'a str>,
+}
+
+const EC2: &[&str] = &[
+    "DescribeAddresses",
+    "DescribeImages",
+    "DescribeInstanceTypeOfferings",
+    "DescribeInstances",
+    "DescribeInstanceAttribute",
+    "DescribeKeyPairs",
+    "DescribeSecurityGroupRules",
+    "DescribeSecurityGroups",
+    "DescribeSnapshots",
+    "DescribeSubnets",
+    "DescribeVolumes",
+    "DescribeVpcs",
+    "AllocateAddress",
+    "AssociateAddress",
+    "ReleaseAddress",
+    "ImportKeyPair",
+    "DeleteKeyPair",
+    "CreateSecurityGroup",
+    "DeleteSecurityGroup",
+    "AuthorizeSecurityGroupIngress",
+    "RevokeSecurityGroupIngress",
+    "RevokeSecurityGroupEgress",
+    "CreateTags",
+    "DeleteTags",
+    "RunInstances",
+    "StartInstances",
+    "StopInstances",
+    "TerminateInstances",
+    "ModifyInstanceAttribute",
+    "ModifyInstanceMetadataOptions",
+    "GetConsoleOutput",
+    "CreateVolume",
+    "AttachVolume",
+    "DetachVolume",
+    "ModifyVolume",
+    "DeleteVolume",
+    "CreateSnapshot",
+    "DeleteSnapshot",
+];
+
+/// EC2 calls only a `scale:` stack makes.
+const EC2_SCALE: &[&str] = &[
+    "DescribeLaunchTemplates",
+    "DescribeLaunchTemplateVersions",
+    "CreateLaunchTemplate",
+    "CreateLaunchTemplateVersion",
+    "DeleteLaunchTemplate",
+];
+
+const IAM_ROLES: &[&str] = &[
+    "GetRole",
+    "CreateRole",
+    "TagRole",
+    "UpdateAssumeRolePolicy",
+    "GetRolePolicy",
+    "PutRolePolicy",
+    "ListRolePolicies",
+    "ListAttachedRolePolicies",
+    "DeleteRolePolicy",
+    "DetachRolePolicy",
+    "DeleteRole",
+    "GetInstanceProfile",
+    "CreateInstanceProfile",
+    "TagInstanceProfile",
+    "AddRoleToInstanceProfile",
+    "RemoveRoleFromInstanceProfile",
+    "DeleteInstanceProfile",
+];
+
+const SCALE: &[(&str, &[&str])] = &[
+    (
+        "elasticloadbalancing",
+        &[
+            "DescribeLoadBalancers",
+            "DescribeListeners",
+            "DescribeTargetGroups",
+            "DescribeTargetHealth",
+            "DescribeTags",
+            "CreateLoadBalancer",
+            "DeleteLoadBalancer",
+            "SetSecurityGroups",
+            "CreateListener",
+            "ModifyListener",
+            "DeleteListener",
+            "CreateTargetGroup",
+            "ModifyTargetGroupAttributes",
+            "DeleteTargetGroup",
+            "RegisterTargets",
+            "DeregisterTargets",
+            "AddTags",
+        ],
+    ),
+    (
+        "autoscaling",
+        &[
+            "DescribeAutoScalingGroups",
+            "DescribePolicies",
+            "CreateAutoScalingGroup",
+            "UpdateAutoScalingGroup",
+            "AttachLoadBalancerTargetGroups",
+            "PutScalingPolicy",
+            "DeletePolicy",
+            "DeleteAutoScalingGroup",
+        ],
+    ),
+    (
+        "rds",
+        &[
+            "DescribeDBInstances",
+            "DescribeDBSubnetGroups",
+            "DescribeDBSnapshots",
+            "CreateDBSubnetGroup",
+            "CreateDBInstance",
+            "ModifyDBInstance",
+            "DeleteDBInstance",
+            "DeleteDBSubnetGroup",
+            "AddTagsToResource",
+        ],
+    ),
+    (
+        "acm",
+        &[
+            "ListCertificates",
+            "DescribeCertificate",
+            "ListTagsForCertificate",
+            "RequestCertificate",
+            "DeleteCertificate",
+            "AddTagsToCertificate",
+        ],
+    ),
+    ("route53", &["ListHostedZones", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetChange"]),
+];
+
+fn actions(service: &str, names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| format!("{service}:{n}")).collect()
+}
+
+/// The policy document, its statements named for what they allow.
+pub fn policy(f: &For) -> Value {
+    let (stack, region, account) = (f.stack, f.region, f.account);
+    let mut ec2 = actions("ec2", EC2);
+    if f.scale {
+        ec2.extend(actions("ec2", EC2_SCALE));
+    }
+    // The instance role by its name and path, and by its name alone (how IAM names one
+    // asked for before it exists); the deploy role has no path.
+    let instance_role = if f.scale { names::InstanceNames::of(stack).role } else { names::BoxNames::of(stack).role };
+    let iam = |kind: &str, path: &str, name: &str| format!("arn:aws:iam::{account}:{kind}/{path}{name}");
+    let in_path = format!("vcctl/{stack}/");
+    let roles = [
+        iam("role", &in_path, &instance_role),
+        iam("role", "", &instance_role),
+        iam("instance-profile", &in_path, &instance_role),
+        iam("instance-profile", "", &instance_role),
+        iam("role", "", &names::deploy_role(stack)),
+    ];
+    let mut statements = vec![
+        json!({"Sid": "Ec2ByAction", "Effect": "Allow", "Action": ec2, "Resource": "*"}),
+        json!({"Sid": "ItsRolesAndProfilesOnly", "Effect": "Allow", "Action": actions("iam", IAM_ROLES), "Resource": roles}),
+        json!({
+            "Sid": "PassItsInstanceRoleToEc2Only",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": iam("role", &in_path, &instance_role),
+            "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+        }),
+        json!({"Sid": "FindOidcProviders", "Effect": "Allow", "Action": "iam:ListOpenIDConnectProviders", "Resource": "*"}),
+        json!({
+            "Sid": "MakeGitHubsOidcProvider",
+            "Effect": "Allow",
+            "Action": "iam:CreateOpenIDConnectProvider",
+            "Resource": format!("arn:aws:iam::{account}:oidc-provider/token.actions.githubusercontent.com")
+        }),
+        json!({
+            "Sid": "ItsAlarmsOnly",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:TagResource", "cloudwatch:ListTagsForResource"],
+            "Resource": format!("arn:aws:cloudwatch:{region}:{account}:alarm:vcctl-{stack}-*")
+        }),
+        json!({
+            "Sid": "ReadAlarmsAndMetrics",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:DescribeAlarms", "cloudwatch:GetMetricStatistics"],
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "ItsAlertTopicOnly",
+            "Effect": "Allow",
+            "Action": ["sns:CreateTopic", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic", "sns:Subscribe",
+                       "sns:DeleteTopic", "sns:TagResource", "sns:ListTagsForResource"],
+            "Resource": format!("arn:aws:sns:{region}:{account}:{}", names::alerts_topic(stack))
+        }),
+        // Unsubscribe has no resource type in IAM: it cannot be limited to the topic.
+        json!({"Sid": "EndSubscriptions", "Effect": "Allow", "Action": "sns:Unsubscribe", "Resource": "*"}),
+    ];
+    if f.scale {
+        statements.extend(scale_statements(f.bucket.map_or_else(|| format!("vcctl-{stack}-*"), str::to_string)));
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// `bucket`: the stack's release bucket, or a pattern before its first `up`.
+fn scale_statements(bucket: String) -> Vec<Value> {
+    let mut out: Vec<Value> = SCALE
+        .iter()
+        .map(|(service, names)| {
+            let sid: String = service.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+            json!({"Sid": format!("{sid}ByAction"), "Effect": "Allow", "Action": actions(service, names), "Resource": "*"})
+        })
+        .collect();
+    out.push(json!({
+        "Sid": "ItsBucketOnly",
+        "Effect": "Allow",
+        "Action": ["s3:CreateBucket", "s3:DeleteBucket", "s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning",
+                   "s3:PutBucketVersioning", "s3:GetBucketTagging", "s3:PutBucketTagging", "s3:GetEncryptionConfiguration",
+                   "s3:PutEncryptionConfiguration", "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock",
+                   "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+        "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
+    }));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_is_limited_to_the_stacks_own_names() {
+        let p = policy(&For { stack: "fra", region: "eu-central-1", account: "1", scale: false, bucket: None });
+        let text = p.to_string();
+        assert!(!text.contains("\"iam:*\"") && !text.contains("\"*:*\""), "{text}");
+        let iam = &p["Statement"][1];
+        assert_eq!(iam["Resource"][0], "arn:aws:iam::1:role/vcctl/fra/vcctl-fra-host");
+        assert!(!iam["Resource"].to_string().contains('*'), "{iam}");
+        assert!(!text.contains("s3:"), "a single box has no bucket: {text}");
+        let scaled = policy(&For { stack: "fra", region: "eu-central-1", account: "1", scale: true, bucket: None });
+        assert!(scaled.to_string().contains("arn:aws:s3:::vcctl-fra-*/*"));
+        let known = policy(&For {
+            stack: "fra",
+            region: "eu-central-1",
+            account: "1",
+            scale: true,
+            bucket: Some("vcctl-fra-ab12"),
+        });
+        assert!(known.to_string().contains("\"arn:aws:s3:::vcctl-fra-ab12/*\""));
+    }
+}
