@@ -77,7 +77,8 @@ get host/vc-host "$WORK/vc-host"
 install -D -m 755 "$WORK/vc-host" "$BASE/bin/vc-host"
 VC_HOST=$BASE/bin/vc-host
 "$VC_HOST" account
-for unit in vehicleconnect.service vehicleconnect.socket vehicleconnect-candidate.service vehicleconnect-candidate.socket; do
+for unit in vehicleconnect.service vehicleconnect.socket vehicleconnect-candidate.service vehicleconnect-candidate.socket \
+    vehicleconnect-ssh-sweep.service vehicleconnect-ssh-sweep.timer; do
   get "host/systemd/$unit" "$WORK/$unit"
   "$VC_HOST" put "/etc/systemd/system/$unit" 0644 < "$WORK/$unit" >/dev/null
 done
@@ -104,8 +105,14 @@ get "releases/$release/release.json" "$WORK/release.json"
 # Prometheus, finding the replicas by the stack's tag (templates/prometheus-group.yml).
 prometheus() {
   # Not `vc-host packages`, which first waits for cloud-init: this script is cloud-init's.
-  if ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'ok installed'; then
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } >&2 || return 1
+  # (python3-botocore: the SSH sweep's timer, vehicleconnect-ssh-sweep, signs with it.)
+  missing=""
+  for p in prometheus python3-botocore; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+  done
+  if [ -n "$missing" ]; then
+    # shellcheck disable=SC2086 # one word per package
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } >&2 || return 1
   fi
   get host/prometheus.yml "$WORK/prometheus.yml"
   get host/prometheus.default "$WORK/prometheus.default"

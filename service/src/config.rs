@@ -52,7 +52,7 @@ pub struct Config {
     pub retention: Duration,
 
     /// When set, POST /api/events requires `Authorization: Bearer <token>`. Prefer the environment variable.
-    #[arg(long, env = "VC_INGEST_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "VC_INGEST_TOKEN", hide_env_values = true, value_parser = non_empty_token)]
     pub ingest_token: Option<String>,
 
     /// Dashboard colours: KPI=WARN:CRIT pairs; amber from WARN, red from CRIT.
@@ -144,6 +144,17 @@ fn parse_size(s: &str) -> Result<usize, String> {
         return Err("must be at least 1MiB".to_string());
     }
     Ok(bytes)
+}
+
+/// A set token that is empty would turn authentication off while the log says it is on;
+/// the error never shows the value (it is a secret; an empty one shows as '').
+fn non_empty_token(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "the ingest token is empty: set a token, or unset VC_INGEST_TOKEN to accept events without one".into()
+        );
+    }
+    Ok(s.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

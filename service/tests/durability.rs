@@ -223,3 +223,28 @@ async fn a_release_refuses_a_schema_that_needs_a_newer_one() {
     );
     assert!(!err.contains("listening"), "nothing was served: {err}");
 }
+
+/// An empty ingest token is refused at start, before anything is served: it would turn
+/// authentication off while the log says it is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_ingest_token_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for token in ["", "  "] {
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_vehicleconnect"))
+                .args(["--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path())
+                .env_remove("DATABASE_URL")
+                .env("VC_INGEST_TOKEN", token)
+                .output(),
+        )
+        .await
+        .expect("it exits instead of serving")
+        .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("the ingest token is empty") && err.contains("unset VC_INGEST_TOKEN"), "{err}");
+        assert!(!err.contains("listening"), "nothing was served: {err}");
+    }
+}

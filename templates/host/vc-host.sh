@@ -31,6 +31,8 @@ UNIT=vehicleconnect.service
 SOCKET=vehicleconnect.socket
 CANDIDATE=vehicleconnect-candidate
 DISK_METRIC=vehicleconnect-disk-metric
+SSH_SWEEP=vehicleconnect-ssh-sweep
+CADDY_ADMIN=/var/lib/caddy/admin.sock
 export LC_ALL=C SYSTEMD_PAGER='' SYSTEMD_COLORS=0
 
 die() { echo "vc-host: $*" >&2; exit 1; }
@@ -81,10 +83,22 @@ state() {
 # put PATH MODE: install stdin as PATH when it differs; says `changed` or `unchanged`.
 put() {
   case $1 in /*) ;; *) die "not an absolute path: $1";; esac
+  case $2 in [0-7][0-7][0-7]|0[0-7][0-7][0-7]) ;; *) die "not a mode: $2";; esac
   path=$ROOT$1
-  install -d -m 755 "$(dirname "$path")"
-  tmp="$path.vcctl-new"; cat > "$tmp"
-  if cmp -s "$tmp" "$path"; then rm -f "$tmp"; echo unchanged; else chmod "$2" "$tmp"; mv -f "$tmp" "$path"; echo changed; fi
+  # A missing directory is made 0755; one that exists keeps its mode: /etc/vehicleconnect
+  # is 0700, and put never loosens it.
+  [ -d "$(dirname "$path")" ] || install -d -m 755 "$(dirname "$path")"
+  tmp="$path.vcctl-new"
+  rm -f "$tmp"
+  # Written under umask 077 whatever the caller's (cloud-init's is 022), then given its mode:
+  # a secret is never readable by another user, not even while it is written.
+  (umask 077 && cat > "$tmp")
+  if cmp -s "$tmp" "$path"; then
+    rm -f "$tmp"
+    if [ "$(stat -c %a "$path")" = "${2#0}" ]; then echo unchanged; else chmod "$2" "$path"; echo changed; fi
+  else
+    chmod "$2" "$tmp"; mv -f "$tmp" "$path"; echo changed
+  fi
 }
 
 # packages NAME...: the Debian packages this host's roles need (vcctl decides which). A new
@@ -241,7 +255,13 @@ firewall() {
 # the requests in flight finish on the upstreams they started on (a drained host's too).
 lb_reload() {
   systemctl enable caddy >/dev/null 2>&1 || true
-  if systemctl is-active --quiet caddy; then systemctl reload caddy; else systemctl restart caddy; fi
+  if systemctl is-active --quiet caddy; then caddy_reload; else systemctl restart caddy; fi
+}
+
+# caddy_reload: a reload reads the admin API's address from the new file; a Caddy started
+# before its admin API moved to the socket is not listening there yet: restarted, once.
+caddy_reload() {
+  systemctl reload caddy 2>/dev/null || systemctl restart caddy
 }
 
 # retire: this app host left its fleet: the service stopped and disabled, the firewall off.
@@ -250,10 +270,12 @@ retire() {
   if command -v nft >/dev/null 2>&1; then nft delete table inet vehicleconnect 2>/dev/null || true; fi
 }
 
-# lb-upstreams: the upstreams Caddy proxies to now, from its admin API (on loopback), as JSON.
+# lb-upstreams: the upstreams Caddy proxies to now, from its admin API (its socket, which
+# only root and Caddy open; an empty Host, as Caddy asks of a socket's clients), as JSON.
 lb_upstreams() {
   if ! systemctl is-active --quiet caddy; then echo '[]'; return 0; fi
-  curl -sf -m 5 http://127.0.0.1:2019/reverse_proxy/upstreams || die "Caddy's admin API did not answer"
+  curl -sf -m 5 -H 'Host;' --unix-socket "$CADDY_ADMIN" http://localhost/reverse_proxy/upstreams \
+    || die "Caddy's admin API did not answer on $CADDY_ADMIN"
 }
 
 # prometheus RESTART(yes|no): its config was written by `put`; restart it when it changed.
@@ -273,6 +295,8 @@ units() {
   systemctl start $SOCKET
   # AWS: the data volume's use to CloudWatch (the disk-nearly-full alarm's metric).
   if [ -e /etc/systemd/system/$DISK_METRIC.timer ]; then systemctl enable --now $DISK_METRIC.timer >/dev/null 2>&1; fi
+  # AWS: expired on-demand SSH rules closed by the host itself.
+  if [ -e /etc/systemd/system/$SSH_SWEEP.timer ]; then systemctl enable --now $SSH_SWEEP.timer >/dev/null 2>&1; fi
 }
 
 # caddy on RELOAD(yes|no) | caddy off: HTTPS in front of the service. Its configuration was
@@ -291,7 +315,7 @@ caddy() {
   if ! systemctl is-active --quiet caddy; then
     systemctl restart caddy
   elif [ "$2" = yes ]; then
-    systemctl reload caddy
+    caddy_reload
   fi
 }
 
@@ -387,6 +411,45 @@ client.put_metric_data(Namespace=f"VehicleConnect/{stack}", MetricData=[{
     "MetricName": "DataVolumeUsedPercent", "Dimensions": [{"Name": "Stack", "Value": stack}],
     "Value": pct, "Unit": "Percent"}])
 print(f"DataVolumeUsedPercent {pct} (stack {stack})")
+PY
+}
+
+# ssh-sweep STACK: revoke the temporary SSH rules of the stack's security groups whose
+# leases have all ended, or end further ahead than one lease and a minute (a skewed clock, a
+# hand-written tag): the same rule as vcctl's (on_demand/lease.rs). Run every minute by
+# vehicleconnect-ssh-sweep.timer, unprivileged, with the instance role, which may revoke only
+# rules tagged for STACK and `vcctl:temporary`. Bounded: 5 s to connect, 10 s to read.
+ssh_sweep() {
+  python3 - "$1" <<'PY'
+import datetime, os, sys
+import botocore.session
+from botocore.config import Config
+stack = sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc)
+furthest = now + datetime.timedelta(minutes=16)
+client = botocore.session.get_session().create_client(
+    "ec2",
+    endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+    config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3}),
+)
+def holds(end):
+    try:
+        end = datetime.datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return now < end <= furthest
+groups = client.describe_security_groups(Filters=[{"Name": "tag:vcctl:stack", "Values": [stack]}])["SecurityGroups"]
+for group in groups:
+    gid = group["GroupId"]
+    rules = client.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [gid]}])["SecurityGroupRules"]
+    for r in rules:
+        tags = {t["Key"]: t["Value"] for t in r.get("Tags", [])}
+        if r.get("IsEgress") or "vcctl:temporary" not in tags or tags.get("vcctl:stack") != stack:
+            continue
+        if any(holds(v) for k, v in tags.items() if k.startswith("vcctl:lease:")):
+            continue
+        client.revoke_security_group_ingress(GroupId=gid, SecurityGroupRuleIds=[r["SecurityGroupRuleId"]])
+        print(f"revoked {r['SecurityGroupRuleId']} on {gid}: its leases ended")
 PY
 }
 
@@ -568,8 +631,9 @@ logs() {
 
 # destroy keep-data|delete-data: remove the service; PostgreSQL and Prometheus stay.
 destroy() {
-  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service $DISK_METRIC.timer >/dev/null 2>&1 || true
-  rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.* /etc/systemd/system/$DISK_METRIC.*
+  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service $DISK_METRIC.timer $SSH_SWEEP.timer >/dev/null 2>&1 || true
+  rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.* /etc/systemd/system/$DISK_METRIC.* \
+    /etc/systemd/system/$SSH_SWEEP.*
   systemctl daemon-reload
   caddy off
   if [ "$1" = delete-data ]; then
@@ -606,6 +670,7 @@ case $cmd in
   data) data "$1" ;;
   data-usage) data_usage ;;
   disk-metric) disk_metric "$1" ;;
+  ssh-sweep) ssh_sweep "$1" ;;
   data-release) data_release ;;
   start) start ;;
   db-dump) db_dump ;;

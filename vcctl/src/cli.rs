@@ -150,7 +150,8 @@ pub enum Command {
     /// Set up GitHub Actions deploys of an AWS stack (OIDC provider, deploy role, workflow).
     #[command(
         subcommand,
-        after_help = "Example:\n  vcctl ci init --stack frankfurt --repo acme/vehicleconnect --environment production"
+        after_help = "Examples:\n  vcctl ci init --stack frankfurt --repo acme/vehicleconnect --environment production --branch main\n  \
+                      vcctl ci init --stack frankfurt --repo acme/vehicleconnect --check   # exit 2 when not bound"
     )]
     Ci(CiCommand),
     /// Print the least-privilege IAM policy for running vcctl on an AWS stack (JSON on stdout).
@@ -291,7 +292,8 @@ pub enum TokenCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CiCommand {
-    /// Make (or repair) the OIDC provider, the deploy role and .github/workflows/deploy.yml.
+    /// Make (or repair, or --check) the OIDC provider, the deploy role bound to one branch,
+    /// GitHub's side of that binding and .github/workflows/deploy-<stack>.yml.
     Init(CiInitArgs),
 }
 
@@ -310,6 +312,32 @@ pub struct CiInitArgs {
     /// The GitHub environment the deploy job runs in (its secrets and protection rules).
     #[arg(long, default_value = "production")]
     pub environment: String,
+    /// The only branch that may deploy: bound in the role's trust and the environment's
+    /// deployment branches.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// Replace a workflow file edited by hand (its difference is shown otherwise).
+    #[arg(long)]
+    pub force: bool,
+    /// Change nothing: check the role, the workflow and GitHub's side; exit 2 when any is
+    /// not as it should be.
+    #[arg(long, conflicts_with = "force")]
+    pub check: bool,
+}
+
+impl CiInitArgs {
+    pub fn request(&self) -> crate::providers::aws::ci::Request {
+        crate::providers::aws::ci::Request {
+            binding: crate::providers::aws::github::Binding {
+                repo: self.repo.clone(),
+                environment: self.environment.clone(),
+                branch: self.branch.clone(),
+            },
+            force: self.force,
+            check: self.check,
+            github_token: crate::providers::aws::github::token(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -532,6 +560,10 @@ pub struct DestroyArgs {
     /// Stop the service but keep the stored events.
     #[arg(long)]
     pub keep_data: bool,
+    /// AWS stacks: how long to wait for another `up` or `destroy` of the stack to finish
+    /// before giving up (exit 5).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
     /// Confirm without the prompt; needed when stdin is not a terminal.
     #[arg(long)]
     pub yes: bool,

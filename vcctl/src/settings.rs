@@ -73,6 +73,7 @@ impl Settings {
             (None, None) => (DEFAULT_PORT, SettingSource::Default),
         };
         let provider_name = stack.provider.name();
+        let public = matches!(stack.provider, crate::stack::Provider::Aws(_));
         Settings {
             state_dir: root.join(".vcctl").join(provider_name).join(&stack.name),
             stack: stack.name,
@@ -84,7 +85,9 @@ impl Settings {
             port_source,
             retention: stack.service.retention.unwrap_or(DEFAULT_RETENTION),
             kpi_interval: stack.service.kpi_interval.unwrap_or(DEFAULT_KPI_INTERVAL),
-            ingest_token: stack.service.ingest_token.unwrap_or(false),
+            // On by default where the service has a public address (an AWS stack): writes
+            // from anyone are opted into (`service.ingest_token: false`), never the default.
+            ingest_token: stack.service.ingest_token.unwrap_or(public),
             env: stack.service.env,
             tls: stack.tls,
             alert_email: stack.alert_email,

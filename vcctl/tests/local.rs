@@ -710,8 +710,13 @@ fn the_github_workflow_is_a_valid_workflow_that_deploys_with_oidc_one_at_a_time(
     assert_eq!(concurrency.get_scalar("cancel-in-progress").unwrap().as_str(), "false");
     let jobs = root.get_mapping("jobs").unwrap();
     let deploy = jobs.get_mapping("deploy").unwrap();
-    assert_eq!(deploy.get_scalar("needs").unwrap().as_str(), "test", "deploys only after the tests pass");
+    assert_eq!(deploy.get_scalar("needs").unwrap().as_str(), "build", "deploys only after the tests pass");
     assert_eq!(deploy.get_mapping("permissions").unwrap().get_scalar("id-token").unwrap().as_str(), "write");
+    // The build runs every dependency's build script: no token, no environment, no secret.
+    let build = jobs.get_mapping("build").unwrap();
+    assert!(build.get_mapping("permissions").is_none() && build.get_scalar("environment").is_none());
+    let top = root.get_mapping("permissions").unwrap();
+    assert_eq!((top.get_scalar("contents").unwrap().as_str(), top.get_scalar("id-token")), ("read", None));
     let steps = deploy.get_sequence("steps").unwrap();
     let step = |uses: &str| {
         steps.iter().find_map(|s| {
@@ -729,11 +734,11 @@ fn the_github_workflow_is_a_valid_workflow_that_deploys_with_oidc_one_at_a_time(
     let runs: Vec<String> =
         steps.iter().filter_map(|s| s.as_mapping()?.get_scalar("run").map(|r| r.as_str().to_string())).collect();
     assert!(
-        runs.iter()
-            .any(|r| r == "target/release/vcctl deploy --stack frankfurt --artifact target/release/vehicleconnect"),
+        runs.iter().any(|r| r == "release/vcctl deploy --stack frankfurt --artifact release/vehicleconnect"),
         "{runs:?}"
     );
-    assert!(runs.iter().any(|r| r.contains("cargo build --release --locked")), "{runs:?}");
+    assert!(!runs.iter().any(|r| r.contains("cargo ")), "the deploy job builds nothing: {runs:?}");
+    assert!(step("actions/download-artifact@").is_some(), "it takes the build job's binaries");
     // The SSH key is the `production` environment's secret, read by the deploy job only.
     assert_eq!(deploy.get_scalar("environment").unwrap().as_str(), "production");
     let secret_users: Vec<&str> = jobs

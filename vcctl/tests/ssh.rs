@@ -204,6 +204,12 @@ fn the_units_are_hardened_and_serve_from_postgres(h: &common::TestHost, release:
     let mut limits: Vec<&str> = limits.lines().collect();
     limits.sort();
     assert_eq!(limits, ["LimitNOFILE=16384", "MemoryMax=536870912", "OOMScoreAdjust=500"]);
+    // Never the instance metadata service (enforced by cgroup BPF, which EC2's kernels have
+    // and this nspawn host, on cgroup v1, has not: docs/security.md).
+    assert_eq!(
+        on_host("systemctl show -P IPAddressDeny vehicleconnect.service").trim(),
+        "169.254.169.254/32 fd00:ec2::254/128"
+    );
     assert_eq!(on_host("ps -o user= -C vehicleconnect").trim(), "vehicleconnect");
     assert_eq!(on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{release}"));
     let (code, status) = get_json(&format!("http://{}:8000/api/status", h.addr)).unwrap();
@@ -933,6 +939,13 @@ fn https_from_an_acme_ca_redirects_and_hsts_and_deploys_without_a_failed_request
     let report: Value = serde_json::from_slice(&sim.stdout).unwrap();
     assert_eq!((report["failed"].as_u64(), report["acknowledged"].as_u64()), (Some(0), Some(2400)), "{report}");
     assert_eq!(caddy(), before, "the deploy did not restart Caddy");
+    // Caddy's admin API: not on 127.0.0.1:2019, and its socket refuses other users; a
+    // reload (how vcctl changes Caddy) still works.
+    let tcp = on_host("curl -s -m 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:2019/config/ || true");
+    assert_eq!(tcp.trim(), "000", "no admin API on TCP");
+    let other = "runuser -u nobody -- curl -s -m 2 -o /dev/null -w '%{http_code}' --unix-socket /var/lib/caddy/admin.sock http://caddy/config/ || true";
+    assert_eq!(on_host(other).trim(), "000", "another user cannot open the admin socket");
+    assert!(on_host("systemctl reload caddy && echo reloaded").contains("reloaded"));
 
     let status = p.json(&["status"]);
     assert_eq!(

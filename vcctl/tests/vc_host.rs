@@ -115,6 +115,48 @@ fn put_says_whether_a_file_changed() {
     assert_eq!(std::fs::read_to_string(root.path("etc/prometheus/prometheus.yml")).unwrap(), "two");
     let out = root.run(&["put", "relative/path", "644"], b"x");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an absolute path"), "{out:?}");
+    let out = root.run(&["put", "/etc/x", "u+rwx"], b"x");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a mode"), "{out:?}");
+}
+
+/// `put` never loosens a directory's mode, and a secret is never readable by others, not
+/// even while it is written under a caller's umask of 022 (cloud-init's).
+#[test]
+fn put_never_loosens_a_directory_nor_shows_a_secret_while_writing_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = Root::new();
+    let dir = root.path("etc/vehicleconnect");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut child = Command::new("sh")
+        .args(["-c", "umask 022 && exec sh \"$0\" put /etc/vehicleconnect/env 600"])
+        .arg(script())
+        .env("VC_HOST_ROOT", root.0.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"DATABASE_URL=postgres://u:secret@h/db\n").unwrap();
+    stdin.flush().unwrap();
+    let tmp = dir.join("env.vcctl-new");
+    let started = std::time::Instant::now();
+    while !tmp.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "put made no file");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mode = std::fs::metadata(&tmp).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "the half-written secret is {mode:o}");
+    drop(stdin);
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(std::fs::metadata(dir.join("env")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700, "the directory kept its mode");
+    // The same content with another mode is a change, and the mode is applied.
+    assert_eq!(
+        root.ok(&["put", "/etc/vehicleconnect/env", "640"], b"DATABASE_URL=postgres://u:secret@h/db\n"),
+        "changed\n"
+    );
+    assert_eq!(std::fs::metadata(dir.join("env")).unwrap().permissions().mode() & 0o777, 0o640);
 }
 
 #[test]

@@ -17,11 +17,11 @@ use crate::cli::{CiCommand, Command, DestroyArgs, LogsArgs, TokenCommand};
 pub use crate::context::Ctx;
 use crate::error::Failure;
 use crate::providers::aws::single::{self as aws, backup, status as aws_status};
-use crate::providers::aws::{ci, on_demand, scale};
+use crate::providers::aws::{ci, lock, on_demand, scale};
 use crate::providers::local::plan;
 use crate::providers::local::target::LocalTarget;
 use crate::providers::ssh::fleet;
-use crate::stack::{Provider, SshSettings};
+use crate::stack::{AwsSettings, Provider, SshSettings};
 use crate::targets::Operations;
 use crate::targets::remote::{Remote, connect as host};
 
@@ -33,29 +33,13 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
-        (Aws(a), Command::IamPolicy(args)) => iam_policy(ctx, a, args.account.as_deref()).await,
-        (Aws(a), Command::Plan(_)) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
-        (Aws(a), Command::Up(r)) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
-        (Aws(a), Command::Deploy(r)) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
-        (Aws(a), Command::Destroy(args)) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
-        (Aws(a), Command::Status(_)) if a.scale.is_some() => scale::status(ctx, a).await,
-        (Aws(a), Command::Ci(CiCommand::Init(args))) if a.scale.is_some() => {
-            ci::init(ctx, a, &args.repo, &args.environment).await
+        (Aws(a), Command::Up(r)) => {
+            lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await).await
         }
-        (Aws(a), _) if a.scale.is_some() => scale::refuse(ctx, a).await,
-        (Aws(a), Command::Up(args)) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
-            Some((cloud, remote)) => {
-                let work = async { deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await };
-                on_demand::around(ctx, a, &cloud, command.name(), work).await
-            }
-            None => Ok(crate::error::OK),
-        },
-        (Aws(a), Command::Plan(args)) => aws::plan(ctx, a, args.artifact.as_deref()).await,
-        (Aws(a), Command::Status(_)) => aws_status::status(ctx, a).await,
-        (Aws(a), Command::Destroy(args)) => aws::destroy(ctx, a, args.keep_data).await,
-        (Aws(a), Command::Ci(CiCommand::Init(args))) => ci::init(ctx, a, &args.repo, &args.environment).await,
-        (Aws(a), Command::Backup(args)) => backup::backup(ctx, a, args.list).await,
-        (Aws(a), Command::Restore(args)) => backup::restore(ctx, a, &args.snapshot).await,
+        (Aws(a), Command::Destroy(d)) => {
+            lock::around(ctx, a, command.name(), d.lock_timeout, async |c| on_aws(&c, a, command).await).await
+        }
+        (Aws(a), _) => on_aws(ctx, a, command).await,
         (_, Command::Backup(_) | Command::Restore(_)) => Err(Failure::invalid(
             format!(
                 "`{}` takes EBS snapshots of an AWS stack's data volume; stack `{}` is a `{}` stack",
@@ -66,18 +50,12 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             Some("`vcctl db dump > FILE` and `vcctl db restore FILE` back up any host's database".to_string()),
         )
         .into()),
-        (_, Command::IamPolicy(_)) => Err(Failure::invalid(
+        (_, Command::Ci(_) | Command::IamPolicy(_)) => Err(Failure::invalid(
             format!(
-                "`iam-policy` is the AWS policy for running vcctl; stack `{}` is a `{}` stack",
-                ctx.settings.stack, ctx.settings.provider_name
-            ),
-            Some("run it with an AWS stack, e.g. --stack frankfurt".to_string()),
-        )
-        .into()),
-        (_, Command::Ci(_)) => Err(Failure::invalid(
-            format!(
-                "`ci init` sets up AWS deploys; stack `{}` is a `{}` stack",
-                ctx.settings.stack, ctx.settings.provider_name
+                "`{}` is for AWS stacks; stack `{}` is a `{}` stack",
+                command.name(),
+                ctx.settings.stack,
+                ctx.settings.provider_name
             ),
             Some("run it with an AWS stack, e.g. --stack frankfurt".to_string()),
         )
@@ -91,8 +69,42 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         .into()),
         (_, Command::Completions { shell }) => Ok(completions(*shell)),
         (_, Command::Supervise { dir, bin }) => crate::providers::local::supervise::run(dir, bin).await,
-        // The rest run on the stack's host; an AWS instance's through on-demand SSH.
-        (Aws(a), _) => {
+        (Local(_), _) => on_target(ctx, command, Ok(Box::new(LocalTarget::new(&ctx.settings)))).await,
+        (Ssh(s), _) if s.is_fleet() => on_fleet(ctx, s, command).await,
+        (Ssh(s), _) => {
+            let remote = Remote::of_ssh(&ctx.settings, &s.hosts[0], s.expose_prometheus);
+            on_target(ctx, command, host(ctx, remote, Duration::ZERO).await).await
+        }
+    }
+}
+
+/// The commands of an AWS stack, either shape (`up` and `destroy` under the stack's lock).
+async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
+    match command {
+        Command::IamPolicy(args) => iam_policy(ctx, a, args.account.as_deref()).await,
+        Command::Ci(CiCommand::Init(args)) => ci::init(ctx, a, &args.request()).await,
+        Command::Plan(_) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
+        Command::Up(r) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
+        Command::Deploy(r) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
+        Command::Destroy(args) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
+        Command::Status(_) if a.scale.is_some() => scale::status(ctx, a).await,
+        _ if a.scale.is_some() => scale::refuse(ctx, a).await,
+        Command::Up(args) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
+            Some((cloud, remote)) => {
+                let work = async { deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await };
+                on_demand::around(ctx, a, &cloud, command.name(), work).await
+            }
+            None => Ok(crate::error::OK),
+        },
+        Command::Plan(args) => aws::plan(ctx, a, args.artifact.as_deref()).await,
+        Command::Status(_) => aws_status::status(ctx, a).await,
+        Command::Destroy(args) => aws::destroy(ctx, a, args.keep_data).await,
+        Command::Backup(args) => backup::backup(ctx, a, args.list).await,
+        Command::Restore(args) => backup::restore(ctx, a, &args.snapshot).await,
+        Command::Completions { shell } => Ok(completions(*shell)),
+        Command::Supervise { dir, bin } => crate::providers::local::supervise::run(dir, bin).await,
+        // The rest run on the stack's host, through on-demand SSH.
+        _ => {
             let (cloud, _) = crate::providers::aws::connect(ctx, a).await?;
             let work = async {
                 let target = match aws::remote_of(ctx, a, &cloud).await {
@@ -103,17 +115,11 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             };
             on_demand::around(ctx, a, &cloud, command.name(), work).await
         }
-        (Local(_), _) => on_target(ctx, command, Ok(Box::new(LocalTarget::new(&ctx.settings)))).await,
-        (Ssh(s), _) if s.is_fleet() => on_fleet(ctx, s, command).await,
-        (Ssh(s), _) => {
-            let remote = Remote::of_ssh(&ctx.settings, &s.hosts[0], s.expose_prometheus);
-            on_target(ctx, command, host(ctx, remote, Duration::ZERO).await).await
-        }
     }
 }
 
 /// `vcctl iam-policy`: the operator's least-privilege policy, as JSON on stdout.
-async fn iam_policy(ctx: &Ctx, a: &crate::stack::AwsSettings, account: Option<&str>) -> Result<u8> {
+async fn iam_policy(ctx: &Ctx, a: &AwsSettings, account: Option<&str>) -> Result<u8> {
     let account = match account {
         Some(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => id.to_string(),
         Some(id) => {

@@ -186,7 +186,8 @@ impl HostConfig {
             files,
             ingest_token: settings.ingest_token,
             tls: false,
-            packages: vec!["curl"],
+            // python3-botocore: the SSH sweep signs its calls with it.
+            packages: vec!["curl", "python3-botocore"],
             fleet_env: None,
             database_url_secret: None,
             fleet_database: Some("RDS, from the instance's boot".into()),

@@ -21,6 +21,8 @@ pub const SERVICE_UNIT: &str = include_str!("../../../templates/systemd/vehiclec
 pub const SOCKET_UNIT: &str = include_str!("../../../templates/systemd/vehicleconnect.socket");
 pub const DISK_METRIC_SERVICE: &str = include_str!("../../../templates/systemd/vehicleconnect-disk-metric.service");
 pub const DISK_METRIC_TIMER: &str = include_str!("../../../templates/systemd/vehicleconnect-disk-metric.timer");
+pub const SSH_SWEEP_SERVICE: &str = include_str!("../../../templates/systemd/vehicleconnect-ssh-sweep.service");
+pub const SSH_SWEEP_TIMER: &str = include_str!("../../../templates/systemd/vehicleconnect-ssh-sweep.timer");
 
 /// The systemd units (without `.service` or `.socket`) of the serving release and of a
 /// candidate release, which listens on its host while it is checked (loopback only).
@@ -81,11 +83,17 @@ pub fn units_with_metrics(
         out.push((format!("/etc/systemd/system/{unit}.service"), render(SERVICE_UNIT, &values)?));
         out.push((format!("/etc/systemd/system/{unit}.socket"), render(SOCKET_UNIT, &values)?));
     }
-    // AWS: the data volume's use to CloudWatch, for the disk-nearly-full alarm.
+    // AWS: the data volume's use to CloudWatch, for the disk-nearly-full alarm; and the
+    // host closing expired on-demand SSH rules, every minute.
     if let crate::stack::Provider::Aws(aws) = &settings.provider {
         let values = [("stack", settings.stack.as_str()), ("region", &aws.region())];
-        for (ext, template) in [("service", DISK_METRIC_SERVICE), ("timer", DISK_METRIC_TIMER)] {
-            out.push((format!("/etc/systemd/system/vehicleconnect-disk-metric.{ext}"), render(template, &values)?));
+        for (name, ext, template) in [
+            ("disk-metric", "service", DISK_METRIC_SERVICE),
+            ("disk-metric", "timer", DISK_METRIC_TIMER),
+            ("ssh-sweep", "service", SSH_SWEEP_SERVICE),
+            ("ssh-sweep", "timer", SSH_SWEEP_TIMER),
+        ] {
+            out.push((format!("/etc/systemd/system/vehicleconnect-{name}.{ext}"), render(template, &values)?));
         }
     }
     Ok(out)
@@ -205,6 +213,15 @@ pub fn app_firewall(stack: &str, service_port: u16, admitted: &[String]) -> Resu
 /// EC2 takes at most 16 KiB of it.
 pub fn boot_script(values: &[(&str, &str)]) -> Result<String> {
     use base64::Engine;
+    // Each value lands inside a double-quoted shell word (`: "${VC_X:={{x}}}"`): nothing
+    // that could end it or expand there, whatever an AWS answer (an endpoint, an ARN) holds.
+    for (name, value) in values {
+        let unsafe_char = value.chars().find(|c| c.is_control() || "\"$`\\}".contains(*c));
+        anyhow::ensure!(
+            unsafe_char.is_none(),
+            "the boot script's `{name}` holds {unsafe_char:?}, which a shell word cannot hold: {value:?}"
+        );
+    }
     let script = render(BOOT, values)?;
     anyhow::ensure!(script.len() <= 16 * 1024, "the boot script is {} bytes, more than EC2's 16 KiB", script.len());
     Ok(base64::engine::general_purpose::STANDARD.encode(script))
@@ -242,6 +259,14 @@ pub fn user_data(stack: &str, service_port: u16) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_boot_script_value_that_could_end_its_shell_word_is_refused() {
+        for bad in ["x\"; rm -rf /", "$(id)", "`id`", "a}b", "line\nbreak"] {
+            let err = super::boot_script(&[("db_endpoint", bad)]).unwrap_err().to_string();
+            assert!(err.contains("`db_endpoint`"), "{bad}: {err}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -463,6 +463,14 @@ fn service_settings(root: &mut Section) -> Result<(ServiceSettings, Option<Stack
     Ok((settings, port_taken))
 }
 
+/// A value written into a Caddyfile as one word: no space, control character, quote, brace
+/// or comment sign, which could end the word and start a directive of the value's choosing.
+fn caddy_word(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 1024
+        && !v.chars().any(|c| c.is_whitespace() || c.is_control() || "{}\"'`#\\".contains(c))
+}
+
 fn tls_settings(mut s: Section, file: &Path) -> Result<TlsSettings, StackError> {
     let domain = s.req_str("domain")?;
     let ok = domain.0.len() <= 253
@@ -485,12 +493,13 @@ fn tls_settings(mut s: Section, file: &Path) -> Result<TlsSettings, StackError> 
         ));
     }
     let email = s.req_str("email")?;
-    if !email.0.contains('@') || email.0.contains(char::is_whitespace) {
+    if !email.0.contains('@') || !caddy_word(&email.0) {
         return Err(s.error_at(&email.1, "tls.email".into(), format!("expected an email address, got {:?}", email.0)));
     }
     let acme_ca = s
         .opt_parsed("acme_ca", "a URL", |v| match v.split_once("://") {
-            Some(("https", rest)) if !rest.is_empty() => Ok(v.to_string()),
+            // One Caddyfile word: a newline or a brace could add a directive or a site.
+            Some(("https", rest)) if !rest.is_empty() && caddy_word(v) => Ok(v.to_string()),
             _ => Err(format!("expected the https URL of an ACME directory, such as {LETS_ENCRYPT}, got {v:?}")),
         })?
         .unwrap_or_else(|| LETS_ENCRYPT.to_string());
@@ -1051,6 +1060,16 @@ mod tests {
         check(
             "name: a\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: vc.example.com\n  email: o@example.com\n  acme_ca: http://ca\n",
             "stacks/t.yaml:8:12: tls.acme_ca: expected the https URL of an ACME directory, such as https://acme-v02.api.letsencrypt.org/directory, got \"http://ca\"",
+        );
+        // A newline or a brace in a value written into the Caddyfile could add a directive
+        // (`admin 0.0.0.0:2019`) or a site: refused where it is written.
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: vc.example.com\n  email: o@example.com\n  acme_ca: \"https://ca/dir\\n}\\nadmin 0.0.0.0:2019\"\n",
+            "stacks/t.yaml:8:12: tls.acme_ca: expected the https URL of an ACME directory, such as https://acme-v02.api.letsencrypt.org/directory, got \"https://ca/dir\\n}\\nadmin 0.0.0.0:2019\"",
+        );
+        check(
+            "name: a\nprovider: ssh\nssh:\n  host: h\ntls:\n  domain: vc.example.com\n  email: \"o@example.com}\"\n",
+            "stacks/t.yaml:7:10: tls.email: expected an email address, got \"o@example.com}\"",
         );
         check(
             "name: a\nprovider: local\ntls:\n  domain: vc.example.com\n  email: o@example.com\n",

@@ -146,6 +146,11 @@ impl Project {
             .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
             .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("no-aws-credentials"))
             .env_remove("AWS_PROFILE")
+            // No GitHub here: `ci init` prints the `gh api` commands (ci.rs tests GitHub's
+            // side against a recorded exchange).
+            .env_remove("GH_TOKEN")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_API_URL")
             .env_remove("AWS_SESSION_TOKEN")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
@@ -259,6 +264,43 @@ fn on_demand_stack() -> String {
 }
 
 /// The stack's port-22 rules as moto keeps them: (cidr, description, tags).
+/// Temporary SSH rules on the stack's group as killed commands leave them: a lease ended, a
+/// lease that ends too far ahead to be honest, and one still held (198.18.0.21, .22 and .23);
+/// the group's id.
+async fn leftover_rules(ec2: &aws_sdk_ec2::Client) -> String {
+    let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
+    let group = groups.security_groups()[0].group_id().unwrap().to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let at = |offset: i64| {
+        let t = time::OffsetDateTime::from_unix_timestamp(now + offset).unwrap();
+        t.format(&time::format_description::well_known::Rfc3339).unwrap()
+    };
+    for (cidr, until) in [("198.18.0.21/32", at(-60)), ("198.18.0.22/32", at(86_400)), ("198.18.0.23/32", at(300))] {
+        let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+        let spec = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroupRule)
+            .tags(tag("vcctl:stack", "fra"))
+            .tags(tag("vcctl:temporary", "ssh"))
+            .tags(tag("vcctl:lease:killed", &until))
+            .build();
+        let range = aws_sdk_ec2::types::IpRange::builder().cidr_ip(cidr).build();
+        let permission = aws_sdk_ec2::types::IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22)
+            .ip_ranges(range)
+            .build();
+        ec2.authorize_security_group_ingress()
+            .group_id(&group)
+            .ip_permissions(permission)
+            .tag_specifications(spec)
+            .send()
+            .await
+            .unwrap();
+    }
+    group
+}
+
 async fn ssh_rules(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String, Vec<(String, String)>)> {
     let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
     let group = groups.security_groups()[0].group_id().unwrap().to_string();

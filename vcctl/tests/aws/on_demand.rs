@@ -197,11 +197,16 @@ async fn on_the_test_host_a_deploy_opens_ssh_for_its_address_and_closes_it() {
     p.json(&["destroy", "--yes"], 0);
 }
 
-/// The disk-nearly-full alarm's metric: the deploy enabled the host's timer; its service, run
-/// now (with the emulator's endpoint and keys instead of the instance role), puts the volume's
-/// use as df counts it, under the dimension the alarm watches.
+/// The host's two timers, their services run now (with the emulator's endpoint and keys
+/// instead of the instance role): the disk-nearly-full alarm's metric, the volume's use as df
+/// counts it under the dimension the alarm watches; and the SSH sweep, which closes the
+/// temporary rules whose leases ended (or end too far ahead) and keeps the one still held.
+/// Every call is one the instance role's policy allows, and each of its statements is needed.
 async fn the_host_publishes_the_data_volumes_use(p: &Project, cw: &aws_sdk_cloudwatch::Client) {
     assert_eq!(common::on_host("systemctl is-enabled vehicleconnect-disk-metric.timer").trim(), "enabled");
+    assert_eq!(common::on_host("systemctl is-enabled vehicleconnect-ssh-sweep.timer").trim(), "enabled");
+    let (ec2, _, _) = p.sdk().await;
+    leftover_rules(&ec2).await;
     let alarms = cw.describe_alarms().alarm_names("vcctl-fra-data-disk-full").send().await.unwrap();
     let alarm = &alarms.metric_alarms()[0];
     assert_eq!((alarm.namespace(), alarm.metric_name()), (Some("VehicleConnect/fra"), Some("DataVolumeUsedPercent")));
@@ -212,16 +217,19 @@ async fn the_host_publishes_the_data_volumes_use(p: &Project, cw: &aws_sdk_cloud
         p.moto.url,
         recorded::INSTANCE_KEY
     ));
-    p.moto.record().await;
+    let watch = recorded::Watch::start(p).await;
     let ran = common::on_host(
-        "systemctl start vehicleconnect-disk-metric.service; r=$?; rm -f /etc/vehicleconnect/aws.env; journalctl -u vehicleconnect-disk-metric -n 5 --no-pager -o cat; exit $r",
+        "systemctl start vehicleconnect-disk-metric.service vehicleconnect-ssh-sweep.service; r=$?; rm -f /etc/vehicleconnect/aws.env; \
+         journalctl -u vehicleconnect-disk-metric -u vehicleconnect-ssh-sweep -n 10 --no-pager -o cat; exit $r",
     );
     // What the host asked, against the instance role's policy as vcctl wrote it.
-    let calls = p.moto.recorded(recorded::INSTANCE_KEY).await;
+    let (calls, asked) = watch.authorizations(recorded::INSTANCE_KEY).await;
     assert!(!calls.is_empty(), "the host called AWS: {ran}");
     let policy = recorded::role_policy(p, "vcctl-fra-host", "vcctl-fra-least-privilege").await;
-    let wrong = iam_eval::exactly_needed(&policy, &recorded::all_authorizations(&calls, &recorded::Tags::new()));
+    let wrong = iam_eval::exactly_needed(&policy, &asked);
     assert!(wrong.is_empty(), "the instance role's policy against what the host asks:\n{}", wrong.join("\n"));
+    let left: Vec<String> = ssh_rules(&ec2).await.into_iter().map(|(cidr, ..)| cidr).collect();
+    assert_eq!(left, ["198.18.0.23/32"], "the sweep closed the ended and the dishonest lease: {ran}");
     let df = common::on_host("df --output=pcent /var/lib/postgresql | tail -n 1");
     let df: f64 = df.trim().trim_end_matches('%').parse().unwrap();
     let now = aws_sdk_cloudwatch::primitives::DateTime::from(std::time::SystemTime::now());

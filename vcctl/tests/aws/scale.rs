@@ -528,6 +528,15 @@ async fn check_instances(s: &Project, release: &str) {
             ("s3:GetObject".to_string(), serde_json::json!(objects)),
             ("secretsmanager:GetSecretValue".to_string(), Value::from(secret)),
             (r#"["ec2:DescribeInstances","ec2:DescribeAvailabilityZones"]"#.to_string(), Value::from("*")),
+            (r#"["ec2:DescribeSecurityGroups","ec2:DescribeSecurityGroupRules"]"#.to_string(), Value::from("*")),
+            (
+                "ec2:RevokeSecurityGroupIngress".to_string(),
+                Value::from("arn:aws:ec2:eu-central-1:123456789012:security-group/*")
+            ),
+            (
+                "ec2:RevokeSecurityGroupIngress".to_string(),
+                Value::from("arn:aws:ec2:eu-central-1:123456789012:security-group-rule/*")
+            ),
         ]
     );
 
@@ -822,16 +831,9 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
          -c 'SELECT pg_reload_conf()'"
     );
     let _cleanup = OnHostAtEnd(cleanup);
-    // What an instance asks with its role (the boot script; Prometheus finding the replicas),
-    // against the policy vcctl wrote for that role.
-    let watch = recorded::Watch::start(&s).await;
-    let out = common::on_host(&boot(""));
+    // What an instance asks with its role, against the policy vcctl wrote for that role.
+    let out = an_instance_asks_only_what_its_role_allows(&s, &ec2, &boot("")).await;
     the_instance_serves_and_stores_over_tls(&out, &release, password);
-    prometheus_finds_the_replicas(&s);
-    let (_, asked) = watch.authorizations(recorded::INSTANCE_KEY).await;
-    let policy = recorded::role_policy(&s, "vcctl-fra-app", "vcctl-fra-app-least-privilege").await;
-    let wrong = iam_eval::exactly_needed(&policy, &asked);
-    assert!(wrong.is_empty(), "the instance role's policy against what an instance asks:\n{}", wrong.join("\n"));
 
     // Deploys as GitHub Actions runs them, with the role `ci init` made (its own key here).
     s.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
@@ -859,6 +861,51 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let current = common::on_host("readlink /opt/vehicleconnect/current");
     assert!(out.contains("upload damaged") && out.trim_end().ends_with("exit 1"), "{out}");
     assert_eq!(current.trim(), format!("releases/{release}"), "nothing switched to the damaged release");
+}
+
+/// What an instance asks with its role (the boot script `boot`; Prometheus finding the
+/// replicas; the SSH sweep closing the temporary rules whose leases ended), evaluated against
+/// the policy vcctl wrote for that role: every call allowed, every statement needed. The
+/// boot's output.
+async fn an_instance_asks_only_what_its_role_allows(s: &Project, ec2: &aws_sdk_ec2::Client, boot: &str) -> String {
+    let group = leftover_rules(ec2).await;
+    let watch = recorded::Watch::start(s).await;
+    let out = common::on_host(boot);
+    prometheus_finds_the_replicas(s);
+    let swept = common::on_host(&format!(
+        "printf 'AWS_ENDPOINT_URL={}\\nAWS_ACCESS_KEY_ID={}\\nAWS_SECRET_ACCESS_KEY=testing\\n' > /etc/vehicleconnect/aws.env; \
+         systemctl start vehicleconnect-ssh-sweep.service; r=$?; rm -f /etc/vehicleconnect/aws.env; \
+         journalctl -u vehicleconnect-ssh-sweep -n 5 --no-pager -o cat; exit $r",
+        s.moto.url,
+        recorded::INSTANCE_KEY
+    ));
+    let (_, asked) = watch.authorizations(recorded::INSTANCE_KEY).await;
+    let left = ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(&group).build())
+        .send()
+        .await
+        .unwrap();
+    let left: Vec<&str> = left
+        .security_group_rules()
+        .iter()
+        .filter(|r| r.from_port() == Some(22))
+        .filter_map(|r| r.cidr_ipv4())
+        .collect();
+    assert_eq!(left, ["198.18.0.23/32"], "the sweep closed the ended and the dishonest lease: {swept}");
+    let range = aws_sdk_ec2::types::IpRange::builder().cidr_ip("198.18.0.23/32").build();
+    let held = aws_sdk_ec2::types::IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .ip_ranges(range)
+        .build();
+    ec2.revoke_security_group_ingress().group_id(&group).ip_permissions(held).send().await.unwrap();
+    let policy = recorded::role_policy(s, "vcctl-fra-app", "vcctl-fra-app-least-privilege").await;
+    let wrong = iam_eval::exactly_needed(&policy, &asked);
+    assert!(wrong.is_empty(), "the instance role's policy against what an instance asks:\n{}", wrong.join("\n"));
+
+    out
 }
 
 /// The user and password of the RDS secret `up` made, as an instance reads them.

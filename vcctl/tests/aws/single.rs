@@ -63,7 +63,16 @@ async fn the_key_pair_group_and_role_are_exactly_the_stacks(p: &Project) {
     let policy = urldecode(policy.policy_document());
     assert_eq!(policy["Statement"][0]["Action"], "cloudwatch:PutMetricData");
     assert_eq!(policy["Statement"][0]["Condition"]["StringEquals"]["cloudwatch:namespace"], "VehicleConnect/fra");
-    assert_eq!(policy["Statement"].as_array().unwrap().len(), 1, "{policy}");
+    let sids: Vec<&str> = policy["Statement"].as_array().unwrap().iter().filter_map(|s| s["Sid"].as_str()).collect();
+    assert_eq!(
+        sids,
+        [
+            "MetricsInItsStacksNamespace",
+            "FindItsTemporarySshRules",
+            "CloseExpiredSshOnItsGroups",
+            "OnlyItsTemporaryRules"
+        ]
+    );
     assert!(!policy.to_string().contains("FullAccess"));
     let attached = iam.list_attached_role_policies().role_name("vcctl-fra-host").send().await.unwrap();
     assert!(attached.attached_policies().is_empty(), "no managed policies");
@@ -231,6 +240,69 @@ async fn destroy_lists_everything_then_leaves_nothing(p: &Project) {
         "{}",
         show(&out)
     );
+}
+
+/// One `up` or `destroy` of a stack at a time, held by AWS (a security group of the lock's
+/// name): two `up`s started together make one instance; a held lock makes `up` and
+/// `destroy` wait, then exit 5 naming the holder; a lock whose lease ended is taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_up_at_a_time_and_a_dead_holders_lock_is_taken_over() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let (ec2, _, _) = p.sdk().await;
+    let both: Vec<_> = (0..2)
+        .map(|_| p.command(&["up", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    let outs: Vec<Output> = both.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    for out in &outs {
+        assert_eq!(out.status.code(), Some(0), "{}", show(out));
+    }
+    assert!(
+        outs.iter().any(|o| common::stderr(o).contains("waiting up to 1m for the lock of stack `fra`")),
+        "one waited"
+    );
+    assert_eq!(live_instances(&ec2).await.len(), 1, "one instance, not two");
+    let lock = |ec2: aws_sdk_ec2::Client| async move {
+        let f = Filter::builder().name("group-name").values("vcctl-fra.lock").build();
+        ec2.describe_security_groups().filters(f).send().await.unwrap().security_groups().to_vec()
+    };
+    assert!(lock(ec2.clone()).await.is_empty(), "released");
+
+    // Held by another (as a CI run would hold it): both wait, then exit 5 naming it.
+    let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
+    let hold = |until: &str| {
+        let holder = format!(
+            r#"{{"by":"ci@runner","from":"https://github.com/acme/vc/actions/runs/9","command":"vcctl up","since":"2026-12-01T00:00:00Z","until":"{until}"}}"#
+        );
+        let tags = aws_sdk_ec2::types::TagSpecification::builder()
+            .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
+            .tags(aws_sdk_ec2::types::Tag::builder().key("vcctl:lock").value(holder).build())
+            .build();
+        ec2.create_security_group()
+            .group_name("vcctl-fra.lock")
+            .description("held")
+            .vpc_id(&vpc)
+            .tag_specifications(tags)
+            .send()
+    };
+    hold("2099-01-01T00:00:00Z").await.unwrap();
+    for args in [&["up", "--lock-timeout", "2s"][..], &["destroy", "--yes", "--lock-timeout", "2s"]] {
+        let out = p.expect(args, 5);
+        let err = common::stderr(&out);
+        assert!(
+            err.contains("another vcctl holds the lock of stack `fra`")
+                && err.contains("ci@runner since 2026-12-01T00:00:00Z"),
+            "{err}"
+        );
+    }
+    assert_eq!(live_instances(&ec2).await.len(), 1, "destroy changed nothing");
+    // Its lease over (the holder was killed): taken over, and released after.
+    let held = lock(ec2.clone()).await[0].group_id().unwrap().to_string();
+    ec2.delete_security_group().group_id(&held).send().await.unwrap();
+    hold("2026-01-01T00:00:00Z").await.unwrap();
+    let out = p.expect(&["up"], 0);
+    assert!(common::stderr(&out).contains("outlived its lease"), "{}", show(&out));
+    assert!(lock(ec2.clone()).await.is_empty(), "released");
+    p.json(&["destroy", "--yes"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,6 +71,17 @@ pub async fn tag(ec2: &Client, resource_id: &str, stamp: &Stamp) -> Result<()> {
     Ok(())
 }
 
+/// Sets tag `key` of resource `id` to `value`.
+pub async fn set_tag(ec2: &Client, id: &str, key: &str, value: &str) -> Result<()> {
+    ec2.create_tags()
+        .resources(id)
+        .tags(Tag::builder().key(key).value(value).build())
+        .send()
+        .await
+        .map_err(|e| error("ec2:CreateTags", &format!("tagging {id}"), e))?;
+    Ok(())
+}
+
 pub async fn import_key_pair(ec2: &Client, name: &str, public_key: &str, stamp: &Stamp) -> Result<()> {
     ec2.import_key_pair()
         .key_name(name)

@@ -83,22 +83,26 @@ pub async fn get_role(iam: &Client, name: &str) -> Result<Option<IamRole>> {
     }
 }
 
-pub async fn create_role(iam: &Client, name: &str, stamp: &Stamp) -> Result<()> {
-    let stack = &stamp.stack;
+/// Makes role `name` under `path`, trusted as `trust` says, tagged with the stack.
+pub async fn create_role(
+    iam: &Client,
+    name: &str,
+    path: &str,
+    trust: &Value,
+    description: &str,
+    stamp: &Stamp,
+) -> Result<()> {
     iam.create_role()
         .role_name(name)
-        .path(path(stack))
-        .assume_role_policy_document(trust_policy().to_string())
-        .description(format!("VehicleConnect host of stack {stack}, managed by vcctl"))
+        .path(path)
+        .assume_role_policy_document(trust.to_string())
+        .description(description)
+        .max_session_duration(3600)
         .set_tags(Some(tags(stamp)))
         .send()
         .await
         .map_err(|e| error("iam:CreateRole", &format!("creating role `{name}`"), e))?;
     Ok(())
-}
-
-pub async fn update_trust(iam: &Client, name: &str) -> Result<()> {
-    set_trust(iam, name, &trust_policy()).await
 }
 
 /// Replaces a role's trust policy.
@@ -132,25 +136,6 @@ pub async fn put_role_policy(iam: &Client, role: &str, policy: &str, document: &
 }
 
 /// A role trusted as `trust` says (a CI deploy role), tagged for `stamp`'s stack.
-pub async fn create_trusted_role(
-    iam: &Client,
-    name: &str,
-    trust: &Value,
-    description: &str,
-    stamp: &Stamp,
-) -> Result<()> {
-    iam.create_role()
-        .role_name(name)
-        .assume_role_policy_document(trust.to_string())
-        .description(description)
-        .max_session_duration(3600)
-        .set_tags(Some(tags(stamp)))
-        .send()
-        .await
-        .map_err(|e| error("iam:CreateRole", &format!("creating role `{name}`"), e))?;
-    Ok(())
-}
-
 /// The account's OIDC provider for `host` (e.g. `token.actions.githubusercontent.com`).
 pub async fn find_oidc_provider(iam: &Client, host: &str) -> Result<Option<String>> {
     let out = iam

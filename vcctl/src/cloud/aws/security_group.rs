@@ -311,6 +311,59 @@ pub async fn revoke(ec2: &Client, group_id: &str, rules: &[Rule]) -> Result<()> 
     Ok(())
 }
 
+/// Makes group `name` only if no group of that name exists in `vpc` (EC2 makes it for one
+/// caller only): its id, or `None` when another has it. Tagged `tag`, not with the stack's
+/// tag, so that nothing that finds the stack's groups by their tag ever finds it.
+pub async fn create_exclusive(
+    ec2: &Client,
+    name: &str,
+    vpc_id: &str,
+    stamp: &Stamp,
+    tag: (&str, &str),
+) -> Result<Option<String>> {
+    let mut spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(ResourceType::SecurityGroup);
+    for (k, v) in [("Name", name), ("vcctl:lock-of", stamp.stack.as_str()), ("vcctl:managed-by", "vcctl"), tag] {
+        spec = spec.tags(aws_sdk_ec2::types::Tag::builder().key(k).value(v).build());
+    }
+    let made = ec2
+        .create_security_group()
+        .group_name(name)
+        .description(format!("The lock of VehicleConnect stack {}, held while one vcctl changes it", stamp.stack))
+        .vpc_id(vpc_id)
+        .tag_specifications(spec.build())
+        .send()
+        .await;
+    match made {
+        Ok(out) => out.group_id().map(|id| Some(id.to_string())).context("CreateSecurityGroup returned no group id"),
+        Err(e) if super::code_of(&e) == Some("InvalidGroup.Duplicate") => Ok(None),
+        Err(e) => Err(error("ec2:CreateSecurityGroup", &format!("taking the lock `{name}`"), e)),
+    }
+}
+
+/// The id of group `name` and the value of its tag `key` (empty when it has none), if the
+/// group exists.
+pub async fn holder(ec2: &Client, name: &str, key: &str) -> Result<Option<(String, String)>> {
+    let out = ec2
+        .describe_security_groups()
+        .filters(filter("group-name", name))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeSecurityGroups", &format!("reading the lock `{name}`"), e))?;
+    Ok(out.security_groups().first().map(|g| {
+        let value = g.tags().iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).unwrap_or_default();
+        (g.group_id().unwrap_or_default().to_string(), value.to_string())
+    }))
+}
+
+/// Deletes group `group_id`; one already gone is no error.
+pub async fn delete_if_there(ec2: &Client, group_id: &str) -> Result<()> {
+    match ec2.delete_security_group().group_id(group_id).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if super::code_of(&e) == Some("InvalidGroup.NotFound") => Ok(()),
+        Err(e) => Err(error("ec2:DeleteSecurityGroup", &format!("deleting security group {group_id}"), e)),
+    }
+}
+
 pub async fn delete(ec2: &Client, group_id: &str) -> Result<()> {
     ec2.delete_security_group()
         .group_id(group_id)

@@ -1,8 +1,10 @@
 //! `vcctl ci init --repo OWNER/REPO`: what GitHub Actions needs to deploy an AWS stack,
-//! made and kept as it should be: the account's GitHub OIDC provider, a deploy role only
-//! that repository's environment can assume, with the least privilege `vcctl deploy`
-//! needs, and `.github/workflows/deploy.yml`. A second run changes nothing; drift is
-//! repaired.
+//! made and kept as it should be: the account's GitHub OIDC provider; a deploy role that
+//! only the repository's environment on one branch can assume (github.rs binds GitHub's
+//! side), with the least privilege `vcctl deploy` needs; and the stack's own workflow,
+//! `.github/workflows/deploy-<stack>.yml`, never overwritten once edited by hand. A second
+//! run changes nothing; drift is repaired. `--check` changes nothing and exits 2 when
+//! anything is not as it should be.
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
@@ -10,7 +12,9 @@ use serde_json::{Value, json};
 use crate::cloud::aws::{Aws, iam};
 use crate::context::Ctx;
 use crate::error::Failure;
+use crate::providers::aws::github::{self, Binding};
 use crate::providers::aws::names;
+use crate::providers::aws::role::{self, RoleWanted};
 use crate::stack::AwsSettings;
 
 /// GitHub's OIDC issuer, and the audience AWS's action asks tokens for.
@@ -18,9 +22,21 @@ const GITHUB_OIDC: &str = "token.actions.githubusercontent.com";
 const AUDIENCE: &str = "sts.amazonaws.com";
 /// The deploy workflow, with `frankfurt` where the stack's name goes.
 const WORKFLOW: &str = include_str!("../../../../templates/github/deploy.yml");
+/// The first line of a workflow vcctl wrote: the hash of the rest, so that a hand edit shows.
+const MARK: &str = "# Written by vcctl ci init; edits are kept (vcctl asks for --force). sha256:";
+const POLICY_NAME: &str = "vcctl-deploy";
 
-/// Who may assume the deploy role: tokens of `repo`'s `environment` only.
-pub fn trust_policy(provider_arn: &str, repo: &str, environment: &str) -> Value {
+/// What `ci init` is asked to do.
+pub struct Request {
+    pub binding: Binding,
+    pub force: bool,
+    pub check: bool,
+    /// How GitHub's side is reached: a token, or none (print the commands).
+    pub github_token: Option<String>,
+}
+
+/// Who may assume the deploy role: tokens of `b`'s environment on `b`'s branch only.
+pub fn trust_policy(provider_arn: &str, b: &Binding) -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -29,10 +45,15 @@ pub fn trust_policy(provider_arn: &str, repo: &str, environment: &str) -> Value 
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {"StringEquals": {
                 format!("{GITHUB_OIDC}:aud"): AUDIENCE,
-                format!("{GITHUB_OIDC}:sub"): format!("repo:{repo}:environment:{environment}"),
+                format!("{GITHUB_OIDC}:sub"): b.subject(),
             }}
         }]
     })
+}
+
+/// The repository variable that holds the stack's deploy role: one per stack.
+pub fn role_variable(stack: &str) -> String {
+    format!("AWS_DEPLOY_ROLE_ARN_{}", stack.to_ascii_uppercase().replace('-', "_"))
 }
 
 /// What `vcctl deploy` needs on AWS: find the stack's instance and its data volume, read
@@ -153,22 +174,43 @@ fn check_repo(repo: &str) -> Result<(), Failure> {
     }
 }
 
-pub async fn init(ctx: &Ctx, a: &AwsSettings, repo: &str, environment: &str) -> Result<u8> {
-    check_repo(repo)?;
-    let region = a.region();
+pub async fn init(ctx: &Ctx, a: &AwsSettings, req: &Request) -> Result<u8> {
+    let b = &req.binding;
+    check_repo(&b.repo)?;
+    check_name("--environment", &b.environment, " ")?;
+    check_name("--branch", &b.branch, "/")?;
     let (aws, account) = crate::providers::aws::connect(ctx, a).await?;
-    let stack = &ctx.settings.stack;
     let mut changes = Vec::new();
+    let mut missing = Vec::new();
     let provider = match iam::find_oidc_provider(&aws.iam, GITHUB_OIDC).await? {
         Some(arn) => arn,
+        None if req.check => {
+            missing.push(format!("the account has no OIDC provider for {GITHUB_OIDC}"));
+            format!("arn:aws:iam::{account}:oidc-provider/{GITHUB_OIDC}")
+        }
         None => {
             changes.push(format!("created the OIDC provider for {GITHUB_OIDC}"));
             iam::create_oidc_provider(&aws.iam, GITHUB_OIDC, AUDIENCE).await?
         }
     };
-    let role = names::deploy_role(stack);
-    let trust = trust_policy(&provider, repo, environment);
-    let mut policy = deploy_policy(&region, &account, stack);
+    let policy = deploy_role_policy(ctx, a, &account)?;
+    let trust = trust_policy(&provider, b);
+    deploy_role(ctx, &aws, &trust, &policy, req.check, &mut changes, &mut missing).await?;
+    let workflow = workflow(ctx, a, b, req, &mut changes, &mut missing)?;
+    let github = github_side(b, req, &mut changes, &mut missing).await?;
+    let role_arn = format!("arn:aws:iam::{account}:role/{}", names::deploy_role(&ctx.settings.stack));
+    // The identity deploys log in with: the private half of `aws.ssh_public_key`.
+    let key =
+        a.ssh_identity.clone().or_else(|| a.ssh_public_key.as_deref().map(|k| k.trim_end_matches(".pub").to_string()));
+    let done = Done { role_arn, workflow, changes, missing, gh_commands: github, key };
+    report(ctx, req, &done);
+    Ok(if req.check && !done.missing.is_empty() { crate::error::PLAN_HAS_CHANGES } else { crate::error::OK })
+}
+
+/// The deploy role's policy: the box's statements, and a `scale:` stack's besides.
+fn deploy_role_policy(ctx: &Ctx, a: &AwsSettings, account: &str) -> Result<Value> {
+    let (region, stack) = (a.region(), &ctx.settings.stack);
+    let mut policy = deploy_policy(&region, account, stack);
     if a.scale.is_some() {
         let Some(id) = ctx.settings.stack_id.as_deref() else {
             return Err(Failure::invalid(
@@ -179,77 +221,269 @@ pub async fn init(ctx: &Ctx, a: &AwsSettings, repo: &str, environment: &str) -> 
         };
         let bucket = names::TierNames::of(stack, id).bucket;
         let statements = policy["Statement"].as_array_mut().expect("a list");
-        statements.extend(group_deploy_statements(&region, &account, stack, &bucket));
+        statements.extend(group_deploy_statements(&region, account, stack, &bucket));
     }
-    role_and_policy(&aws, ctx, &role, &trust, &policy, &mut changes).await?;
-    let workflow = write_workflow(ctx)?;
-    if let Some(w) = &workflow {
-        changes.push(format!("wrote `{w}`"));
-    }
-    let role_arn = format!("arn:aws:iam::{account}:role/{role}");
-    report(ctx, environment, &provider, &role_arn, &changes);
-    Ok(crate::error::OK)
+    Ok(policy)
 }
 
-/// The deploy role with exactly `trust` and `policy`: made, or repaired.
-async fn role_and_policy(
-    aws: &Aws,
+/// The deploy role, exactly `trust` and `policy`, through the one role resource; a role of
+/// that name made for another stack (IAM names are account-wide) is refused.
+async fn deploy_role(
     ctx: &Ctx,
-    role: &str,
+    aws: &Aws,
     trust: &Value,
     policy: &Value,
+    check: bool,
     changes: &mut Vec<String>,
+    missing: &mut Vec<String>,
 ) -> Result<()> {
     let stamp = crate::providers::aws::stamp(&ctx.settings);
-    match iam::get_role(&aws.iam, role).await? {
-        None => {
-            let about = format!("GitHub Actions deploys of stack {}, managed by vcctl", ctx.settings.stack);
-            iam::create_trusted_role(&aws.iam, role, trust, &about, &stamp).await?;
-            changes.push(format!("created role {role}"));
+    let name = names::deploy_role(&ctx.settings.stack);
+    let found = role::survey(&aws.iam, &name, POLICY_NAME).await?;
+    match found.role.as_ref().map(|r| r.owner.stack_id.as_deref()) {
+        // Made before its stack had an id (or by an older vcctl): the stack's, tagged so.
+        Some(None) if !stamp.id.is_empty() && !check => {
+            iam::tag_role(&aws.iam, &name, &stamp).await?;
+            changes.push(format!("tagged role {name} with the stack's id"));
         }
-        Some(found) if found.trust != *trust => {
-            iam::set_trust(&aws.iam, role, trust).await?;
-            changes.push(format!("restored the trust policy of role {role}"));
+        Some(Some(theirs)) if theirs != stamp.id => {
+            crate::providers::aws::owners::owned(&format!("CI deploy role {name}"), Some(theirs), &stamp)?;
         }
-        Some(_) => {}
+        _ => {}
     }
-    if iam::get_role_policy(&aws.iam, role, "vcctl-deploy").await?.as_ref() != Some(policy) {
-        iam::put_role_policy(&aws.iam, role, "vcctl-deploy", policy).await?;
-        changes.push(format!("wrote the least-privilege policy vcctl-deploy of role {role}"));
+    let wanted = RoleWanted {
+        name: &name,
+        policy_name: POLICY_NAME,
+        policy,
+        path: "/".into(),
+        trust: trust.clone(),
+        about: format!("GitHub Actions deploys of stack {}, managed by vcctl", ctx.settings.stack),
+        trusted_by: "the repository's environment on its branch only",
+    };
+    for c in role::plan(&wanted, &found) {
+        let said = c.line();
+        if check {
+            missing.push(said);
+            continue;
+        }
+        role::apply(&aws.iam, &wanted, &c.op, &stamp).await?;
+        changes.push(said);
     }
     Ok(())
 }
 
-/// `.github/workflows/deploy.yml` for this stack, when it differs from what is there.
-fn write_workflow(ctx: &Ctx) -> Result<Option<String>> {
-    let text = WORKFLOW.replace("frankfurt", &ctx.settings.stack);
-    let path = ctx.root.join(".github/workflows/deploy.yml");
-    if std::fs::read_to_string(&path).is_ok_and(|t| t == text) {
-        return Ok(None);
+/// What the workflow file holds: as vcctl would write it, as vcctl wrote it (an older
+/// template), edited by hand, or absent.
+#[derive(Debug, PartialEq)]
+pub enum Workflow {
+    Same,
+    Absent,
+    Ours,
+    Edited(String),
+}
+
+/// The workflow for the stack, as vcctl writes it (its first line the hash of the rest).
+pub fn workflow_text(stack: &str, region: &str, b: &Binding) -> String {
+    let body = WORKFLOW
+        .replace("AWS_DEPLOY_ROLE_ARN_FRANKFURT", &role_variable(stack))
+        .replace("frankfurt", stack)
+        .replace("aws-region: eu-central-1", &format!("aws-region: {region}"))
+        .replace("branches: [main]", &format!("branches: [{}]", b.branch))
+        .replace("branch `main`", &format!("branch `{}`", b.branch))
+        .replace("from `main` only", &format!("from `{}` only", b.branch))
+        .replace("production", &b.environment);
+    format!(
+        "{MARK}{}
+{body}",
+        sha256(&body)
+    )
+}
+
+fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which of the four `text` (what is on disk) is, against `wanted`.
+pub fn classify(text: Option<&str>, wanted: &str) -> Workflow {
+    let Some(text) = text else { return Workflow::Absent };
+    if text == wanted {
+        return Workflow::Same;
+    }
+    let ours = text.split_once('\n').is_some_and(|(first, rest)| first.strip_prefix(MARK) == Some(&sha256(rest)));
+    if ours { Workflow::Ours } else { Workflow::Edited(text.to_string()) }
+}
+
+/// `.github/workflows/deploy-<stack>.yml`: written when absent or vcctl's own; an edited
+/// one only with `--force`, else its difference is shown and it is left alone.
+fn workflow(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    b: &Binding,
+    req: &Request,
+    changes: &mut Vec<String>,
+    missing: &mut Vec<String>,
+) -> Result<String> {
+    let stack = &ctx.settings.stack;
+    let path = ctx.root.join(format!(".github/workflows/deploy-{stack}.yml"));
+    let shown = path.strip_prefix(&ctx.root).unwrap_or(&path).display().to_string();
+    let wanted = workflow_text(stack, &a.region(), b);
+    let on_disk = std::fs::read_to_string(&path).ok();
+    let state = classify(on_disk.as_deref(), &wanted);
+    match (&state, req.check, req.force) {
+        (Workflow::Same, _, _) => return Ok(shown),
+        (_, true, _) => {
+            missing.push(format!("`{shown}` is not what vcctl would write"));
+            return Ok(shown);
+        }
+        (Workflow::Edited(old), false, false) => {
+            ctx.printer.info(format!("`{shown}` was edited by hand; what vcctl would change:\n{}", diff(old, &wanted)));
+            return Err(Failure::invalid(
+                format!("`{shown}` was edited by hand: vcctl leaves it as it is"),
+                Some("keep your edits, or run `vcctl ci init` again with --force to replace it".into()),
+            )
+            .into());
+        }
+        _ => {}
     }
     std::fs::create_dir_all(path.parent().expect("a parent"))
         .with_context(|| format!("creating `{}`", path.display()))?;
-    std::fs::write(&path, text).with_context(|| format!("writing `{}`", path.display()))?;
-    Ok(Some(path.display().to_string()))
+    std::fs::write(&path, &wanted).with_context(|| format!("writing `{}`", path.display()))?;
+    changes.push(format!("wrote `{shown}`"));
+    Ok(shown)
 }
 
-fn report(ctx: &Ctx, environment: &str, provider: &str, role_arn: &str, changes: &[String]) {
-    let p = &ctx.printer;
-    p.json(&json!({
-        "stack": ctx.settings.stack, "changed": !changes.is_empty(), "changes": changes,
-        "oidc_provider": provider, "role_arn": role_arn, "environment": environment,
-    }));
-    if changes.is_empty() {
-        p.info("nothing to change: the OIDC provider, the deploy role and the workflow are as they should be");
+/// A line diff of `old` and `new` (`-` and `+` lines, common ones left out), bounded.
+pub fn diff(old: &str, new: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
+    // Longest common subsequence, over at most 2000 lines each (a workflow is ~100).
+    let (n, m) = (a.len().min(2000), b.len().min(2000));
+    let mut lcs = vec![vec![0u16; m + 1]; n + 1];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
     }
-    for c in changes {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < n || j < m {
+        if i < n && j < m && a[i] == b[j] {
+            (i, j) = (i + 1, j + 1);
+        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        } else {
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        }
+    }
+    out.join("\n")
+}
+
+/// What GitHub's side needs: applied with a token; otherwise the commands, to run by hand.
+async fn github_side(
+    b: &Binding,
+    req: &Request,
+    changes: &mut Vec<String>,
+    missing: &mut Vec<String>,
+) -> Result<Vec<String>> {
+    let Some(token) = &req.github_token else {
+        if req.check {
+            missing.push("GitHub's side could not be checked: no GH_TOKEN, GITHUB_TOKEN or `gh auth token`".into());
+        }
+        return Ok(github::steps(b, &github::Found::default()).iter().map(github::gh_command).collect());
+    };
+    let gh = github::GitHub::new(token.clone())?;
+    let steps = github::steps(b, &gh.survey(b).await?);
+    for step in &steps {
+        if req.check {
+            missing.push(format!("GitHub: {}", step.why));
+            continue;
+        }
+        gh.apply(step).await?;
+        changes.push(format!("GitHub: {}", step.why));
+    }
+    Ok(Vec::new())
+}
+
+/// What `init` did and found, for the report.
+struct Done {
+    role_arn: String,
+    workflow: String,
+    changes: Vec<String>,
+    missing: Vec<String>,
+    /// The `gh api` commands to run by hand, when no GitHub token was at hand.
+    gh_commands: Vec<String>,
+    key: Option<String>,
+}
+
+fn report(ctx: &Ctx, req: &Request, d: &Done) {
+    let (p, b, stack) = (&ctx.printer, &req.binding, &ctx.settings.stack);
+    let variable = role_variable(stack);
+    p.json(&json!({
+        "stack": stack, "changed": !d.changes.is_empty(), "changes": d.changes, "missing": d.missing,
+        "role_arn": d.role_arn, "role_variable": variable, "workflow": d.workflow,
+        "environment": b.environment, "branch": b.branch, "subject": b.subject(),
+        "github_commands": d.gh_commands,
+    }));
+    for c in &d.changes {
         p.info(format!("  {c}"));
     }
-    p.out(format!(
-        "Still to do in the repository's settings on GitHub:\n  1. variable AWS_DEPLOY_ROLE_ARN = {role_arn}\n  \
-         2. environment `{environment}`: secret VCCTL_SSH_KEY, the private half of aws.ssh_public_key \
-         (`gh secret set VCCTL_SSH_KEY --env {environment} < KEY`), and its protection rules"
-    ));
+    if req.check {
+        for m in &d.missing {
+            p.info(format!("  missing: {m}"));
+        }
+        p.out(match d.missing.len() {
+            0 => "bound: the deploy role, the workflow and GitHub's side are as they should be".to_string(),
+            n => format!("{n} thing(s) not as they should be; `vcctl ci init` without --check repairs them"),
+        });
+        return;
+    }
+    if d.changes.is_empty() {
+        p.info("nothing to change: the OIDC provider, the deploy role, the workflow and GitHub's side are as they should be");
+    }
+    let env = shell_quote(&b.environment);
+    let key = d.key.as_deref().map_or_else(|| "KEY".to_string(), shell_quote);
+    let mut todo = vec![
+        format!("variable {variable}: gh variable set {variable} --body {}", d.role_arn),
+        format!("secret VCCTL_SSH_KEY of environment {env}: gh secret set VCCTL_SSH_KEY --env {env} < {key}"),
+    ];
+    if !d.gh_commands.is_empty() {
+        todo.push(format!(
+            "bind environment {env} to branch `{}` (with GH_TOKEN set, or after `gh auth login`, vcctl does it):\n{}",
+            b.branch,
+            d.gh_commands.join("\n")
+        ));
+    }
+    let numbered: Vec<String> = todo.iter().enumerate().map(|(i, t)| format!("  {}. {t}", i + 1)).collect();
+    p.out(format!("Still to do on GitHub:\n{}", numbered.join("\n")));
+}
+
+/// `s` as one shell word.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./~".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A name GitHub accepts and that stays one word where vcctl writes it (YAML, a path, a
+/// subject): no control character, and nothing of `more`'s characters but those allowed.
+fn check_name(flag: &str, value: &str, allowed: &str) -> Result<(), Failure> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || allowed.contains(c))
+        && !value.starts_with(['-', '.', ' ']);
+    if ok {
+        return Ok(());
+    }
+    Err(Failure::invalid(
+        format!(
+            "{flag} {value:?} is not a name vcctl can bind: letters, digits, `-`, `_`, `.`{}",
+            if allowed.is_empty() { String::new() } else { format!(" and {allowed:?}") }
+        ),
+        Some(format!("e.g. {flag} {}", if flag == "--branch" { "main" } else { "production" })),
+    ))
 }
 
 #[cfg(test)]

@@ -5,7 +5,9 @@ pub mod alert_topic;
 pub mod ci;
 pub mod cost;
 pub mod firewall;
+pub mod github;
 pub mod keys;
+pub mod lock;
 pub mod names;
 pub mod on_demand;
 pub mod operator;
@@ -39,6 +41,15 @@ pub async fn connect(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, String)> {
             step.fail("");
             Err(e)
         }
+    }
+}
+
+/// What `plan` says of the ingest token, on by default on AWS.
+pub fn ingest_token_line(on: bool) -> String {
+    if on {
+        "ingest token: on (the default on AWS; `service.ingest_token: false` lets anyone who reaches the service write events)".into()
+    } else {
+        "ingest token: off (`service.ingest_token: false`): anyone who reaches the service can write events".into()
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::cloud::aws::Owner;
+use crate::cloud::aws::{Owner, Stamp};
 use crate::error::Failure;
 
 /// A found resource: what it is, in words, and what its tags say.
@@ -95,6 +95,22 @@ pub fn random_hex(len: usize) -> String {
     use rand::Rng;
     let mut rng = rand::rng();
     (0..len).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect()
+}
+
+/// A resource found by its name is this stack's (its stack-id tag), or an error naming it.
+pub fn owned(what: &str, id: Option<&str>, stamp: &Stamp) -> anyhow::Result<()> {
+    if id == Some(stamp.id.as_str()) {
+        return Ok(());
+    }
+    anyhow::bail!(Failure::invalid(
+        format!(
+            "{what} carries stack id {}, not this stack's {}: another project's stack `{}`, or a copy",
+            id.unwrap_or("(none)"),
+            stamp.id,
+            stamp.stack
+        ),
+        Some("give this stack another `name:`, or remove what the other one made with its own `vcctl destroy`".into()),
+    ))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! An instance role vcctl makes, the same way in both AWS shapes (the box's host role, a
-//! group's app role): trusted by EC2 only, one inline least-privilege policy, nothing else
-//! attached. Planned into `Change<RoleOp>` and applied op by op, so drift is repaired alike
-//! everywhere: a trust policy changed by hand, our policy changed or gone, and any policy
-//! attached by hand, inline or managed.
+//! A role vcctl makes, the same way for every role (the box's host role, a group's app
+//! role, the CI deploy role): exactly its trust policy, one inline least-privilege policy,
+//! nothing else attached. Planned into `Change<RoleOp>` and applied op by op, so drift is
+//! repaired alike everywhere: a trust policy changed by hand, our policy changed or gone,
+//! and any policy attached by hand, inline or managed. The caller checks the role's owner
+//! (its stack-id tag) before it plans.
 
 use anyhow::Result;
 use serde_json::Value;
@@ -16,8 +17,28 @@ pub struct RoleWanted<'a> {
     pub name: &'a str,
     pub policy_name: &'a str,
     pub policy: &'a Value,
-    /// The stack's IAM path (`/vcctl/<stack>/`).
+    /// The IAM path (`/vcctl/<stack>/` for instance roles, `/` for the CI deploy role).
     pub path: String,
+    /// Who may assume it.
+    pub trust: Value,
+    /// Its description, and who trusts it, in a few words.
+    pub about: String,
+    pub trusted_by: &'static str,
+}
+
+impl<'a> RoleWanted<'a> {
+    /// An instance role: trusted by EC2 only, under the stack's path.
+    pub fn instance(stack: &str, name: &'a str, policy_name: &'a str, policy: &'a Value) -> RoleWanted<'a> {
+        RoleWanted {
+            name,
+            policy_name,
+            policy,
+            path: iam::path(stack),
+            trust: iam::trust_policy(),
+            about: format!("VehicleConnect host of stack {stack}, managed by vcctl"),
+            trusted_by: "ec2.amazonaws.com only",
+        }
+    }
 }
 
 /// What exists of a role: itself, our inline policy, and every other policy on it.
@@ -79,13 +100,13 @@ pub fn plan(w: &RoleWanted<'_>, f: &RoleFound) -> Vec<Change<RoleOp>> {
     let (role, policy) = (format!("IAM role {}", w.name), format!("inline policy {}", w.policy_name));
     let Some(found) = &f.role else {
         return vec![
-            change(Action::Create, role, format!("path {}, trusted by ec2.amazonaws.com only", w.path), RoleOp::Create),
+            change(Action::Create, role, format!("path {}, trusted by {}", w.path, w.trusted_by), RoleOp::Create),
             change(Action::Create, policy, format!("least privilege: {}", summary(w.policy)), RoleOp::PutPolicy),
         ];
     };
     let mut out = Vec::new();
-    if found.trust != iam::trust_policy() {
-        let detail = "trust policy changed outside vcctl; restore ec2.amazonaws.com only".to_string();
+    if found.trust != w.trust {
+        let detail = format!("trust policy changed outside vcctl; restore {}", w.trusted_by);
         out.push(change(Action::Update, role, detail, RoleOp::RestoreTrust));
     }
     if f.policy.as_ref() != Some(w.policy) {
@@ -102,8 +123,8 @@ pub fn plan(w: &RoleWanted<'_>, f: &RoleFound) -> Vec<Change<RoleOp>> {
 /// Carries out one planned operation.
 pub async fn apply(iam: &aws_sdk_iam::Client, w: &RoleWanted<'_>, op: &RoleOp, stamp: &Stamp) -> Result<()> {
     match op {
-        RoleOp::Create => iam::create_role(iam, w.name, stamp).await,
-        RoleOp::RestoreTrust => iam::update_trust(iam, w.name).await,
+        RoleOp::Create => iam::create_role(iam, w.name, &w.path, &w.trust, &w.about, stamp).await,
+        RoleOp::RestoreTrust => iam::set_trust(iam, w.name, &w.trust).await,
         RoleOp::PutPolicy => iam::put_role_policy(iam, w.name, w.policy_name, w.policy).await,
         RoleOp::RemovePolicy(p) => iam::remove_policy(iam, w.name, p).await,
     }
@@ -115,12 +136,7 @@ mod tests {
     use serde_json::json;
 
     fn wanted(policy: &Value) -> RoleWanted<'_> {
-        RoleWanted {
-            name: "vcctl-fra-app",
-            policy_name: "vcctl-fra-app-least-privilege",
-            policy,
-            path: "/vcctl/fra/".into(),
-        }
+        RoleWanted::instance("fra", "vcctl-fra-app", "vcctl-fra-app-least-privilege", policy)
     }
 
     fn ops(changes: &[Change<RoleOp>]) -> Vec<RoleOp> {

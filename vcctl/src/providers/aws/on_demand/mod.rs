@@ -25,6 +25,37 @@ const DETECTOR_LIMIT: usize = 256;
 
 /// Runs `work` with SSH open for this machine (when the stack's access is on-demand); a
 /// SIGINT or SIGTERM stops it, closes SSH, and ends in exit 130.
+/// What an instance role needs to close its stack's expired temporary SSH rules itself
+/// (vc-host `ssh-sweep`, every minute): find the rules, and revoke only rules tagged for the
+/// stack and as temporary, on the stack's groups.
+pub fn sweep_statements(region: &str, account: &str, stack: &str) -> Vec<serde_json::Value> {
+    let arn = |kind: &str| format!("arn:aws:ec2:{region}:{account}:{kind}/*");
+    let stack_tag = serde_json::json!({"aws:ResourceTag/vcctl:stack": stack});
+    vec![
+        serde_json::json!({
+            "Sid": "FindItsTemporarySshRules",
+            "Effect": "Allow",
+            // Describe calls cannot be limited to resources; they change nothing.
+            "Action": ["ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"],
+            "Resource": "*"
+        }),
+        serde_json::json!({
+            "Sid": "CloseExpiredSshOnItsGroups",
+            "Effect": "Allow",
+            "Action": "ec2:RevokeSecurityGroupIngress",
+            "Resource": arn("security-group"),
+            "Condition": {"StringEquals": stack_tag}
+        }),
+        serde_json::json!({
+            "Sid": "OnlyItsTemporaryRules",
+            "Effect": "Allow",
+            "Action": "ec2:RevokeSecurityGroupIngress",
+            "Resource": arn("security-group-rule"),
+            "Condition": {"StringEquals": {"aws:ResourceTag/vcctl:stack": stack, "aws:ResourceTag/vcctl:temporary": "ssh"}}
+        }),
+    ]
+}
+
 pub async fn around<T, F>(ctx: &Ctx, a: &AwsSettings, aws: &Aws, command: &str, work: F) -> Result<T>
 where
     F: Future<Output = Result<T>>,

@@ -47,12 +47,7 @@ pub struct InstancesWanted {
 impl InstancesWanted {
     /// The instances' role as the shared role resource sees it.
     fn role<'a>(&'a self, names: &'a InstanceNames) -> RoleWanted<'a> {
-        RoleWanted {
-            name: &names.role,
-            policy_name: &names.policy,
-            policy: &self.policy,
-            path: iam::path(&names.stack),
-        }
+        RoleWanted::instance(&names.stack, &names.role, &names.policy, &self.policy)
     }
 }
 
@@ -60,9 +55,9 @@ impl InstancesWanted {
 /// database's password, find the other replicas (Prometheus). Nothing else (the
 /// least-privilege tests record what an instance asks and find every statement needed), and
 /// no write to the bucket: an instance cannot change what the others boot.
-pub fn policy(bucket: &str, secret_arn: &str) -> Value {
+pub fn policy(bucket: &str, secret_arn: &str, region: &str, account: &str, stack: &str) -> Value {
     let object = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
-    json!({
+    let mut policy = json!({
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -82,7 +77,11 @@ pub fn policy(bucket: &str, secret_arn: &str) -> Value {
                 "Resource": "*"
             }
         ]
-    })
+    });
+    // The host closes the stack's expired on-demand SSH rules itself (vc-host ssh-sweep).
+    let sweep = crate::providers::aws::on_demand::sweep_statements(region, account, stack);
+    policy["Statement"].as_array_mut().expect("a list").extend(sweep);
+    policy
 }
 
 pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<InstancesFound> {

@@ -30,11 +30,7 @@ fn holder(since: OffsetDateTime, now: OffsetDateTime) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Whether a lock's lease has ended at `now` (an unreadable lock has: nobody renews it).
-pub fn ended(text: &str, now: OffsetDateTime) -> bool {
-    let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
-    v["until"].as_str().and_then(|u| OffsetDateTime::parse(u, &Rfc3339).ok()).is_none_or(|until| until <= now)
-}
+pub use crate::providers::aws::lock::ended;
 
 /// A held lock; `release` deletes it.
 pub struct BucketLock {

@@ -195,7 +195,7 @@ async fn wanted_instances(
     let r = &scale.replicas;
     Ok(instances::InstancesWanted {
         public_key: crate::providers::aws::reach::local_keys(ctx, a)?,
-        policy: instances::policy(&s.names.bucket, &secret),
+        policy: instances::policy(&s.names.bucket, &secret, &s.cloud.region, &s.account, &ctx.settings.stack),
         launch: Launch {
             image,
             instance_type: instance_type.to_string(),
@@ -230,7 +230,10 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u
     let root = crate::providers::aws::ROOT_VOLUME_GB as u32;
     let cost = crate::providers::aws::cost::covers(&region)
         .then(|| crate::providers::aws::cost::scaled(instance_type, root, scale));
-    let mut trailer = vec![format!("not built by vcctl yet: {NOT_BUILT}")];
+    let mut trailer = vec![
+        crate::providers::aws::ingest_token_line(ctx.settings.ingest_token),
+        format!("not built by vcctl yet: {NOT_BUILT}"),
+    ];
     match &cost {
         Some(c) => trailer.extend(crate::providers::aws::cost::describe(c)),
         None => trailer.push(format!("(no cost estimate: the price table covers eu-central-1, not {region})")),

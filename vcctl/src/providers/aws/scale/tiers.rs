@@ -222,20 +222,7 @@ pub async fn survey(aws: &Aws, names: &TierNames, stamp: &Stamp) -> Result<Tiers
     Ok(found)
 }
 
-pub(crate) fn owned(what: &str, id: Option<&str>, stamp: &Stamp) -> Result<()> {
-    if id == Some(stamp.id.as_str()) {
-        return Ok(());
-    }
-    bail!(Failure::invalid(
-        format!(
-            "{what} carries stack id {}, not this stack's {}: another project's stack `{}`, or a copy",
-            id.unwrap_or("(none)"),
-            stamp.id,
-            stamp.stack
-        ),
-        Some("give this stack another `name:`, or remove what the other one made with its own `vcctl destroy`".into()),
-    ))
-}
+pub(crate) use crate::providers::aws::owners::owned;
 
 /// The group ids of the chain: found, or made by this run.
 struct Ids([Option<String>; 3]);

@@ -17,7 +17,7 @@ use crate::context::Ctx;
 use crate::error::Failure;
 use crate::host::Host;
 use crate::providers::aws::names::BoxNames;
-use crate::providers::aws::{DEFAULT_INSTANCE_TYPE, DEFAULT_SSH_USER, connect};
+use crate::providers::aws::{DEFAULT_INSTANCE_TYPE, DEFAULT_SSH_USER, connect, on_demand};
 use crate::render;
 use crate::stack::AwsSettings;
 use crate::targets::remote::Remote;
@@ -51,7 +51,7 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
         subnet_id: a.subnet_id.clone(),
         termination_protection: a.termination_protection,
         rules: provision::rules(&a.admin_cidrs, ctx.settings.port, ctx.settings.tls.is_some()),
-        policy: iam::instance_policy(stack),
+        policy: with_statements(iam::instance_policy(stack), on_demand::sweep_statements(&region, account, stack)),
         user_data: render::user_data(stack, ctx.settings.port)?,
         data_volume_gb: a.data_volume_gb,
         alerts: ctx.settings.alert_email.clone().map(|email| provision::Alerts {
@@ -117,13 +117,20 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result
             w.data_volume_gb as u32,
         )
     });
-    let trailer = match &cost {
-        Some(c) => crate::providers::aws::cost::describe(c),
-        None => vec![format!("(no cost estimate: the price table covers eu-central-1, not {})", w.region)],
-    };
+    let mut trailer = vec![crate::providers::aws::ingest_token_line(ctx.settings.ingest_token)];
+    match &cost {
+        Some(c) => trailer.extend(crate::providers::aws::cost::describe(c)),
+        None => trailer.push(format!("(no cost estimate: the price table covers eu-central-1, not {})", w.region)),
+    }
     let subject = crate::plan::Scope { stack: &w.stack, shape: "aws", place: Some(&w.region) };
     let extra = json!({"region": w.region, "temporary_ssh_rules": held, "cost": cost, "settings": ctx.settings});
     Ok(crate::plan::print(&ctx.printer, &subject, &changes, crate::plan::extra(extra), &trailer))
+}
+
+/// `policy` with `more` statements.
+fn with_statements(mut policy: serde_json::Value, more: Vec<serde_json::Value>) -> serde_json::Value {
+    policy["Statement"].as_array_mut().expect("a list").extend(more);
+    policy
 }
 
 /// The provisioning half of `vcctl up`: the instance to deploy to (and the clients to reach

@@ -80,12 +80,7 @@ pub fn rules(admin_cidrs: &[String], service_port: u16, tls: bool) -> Vec<Rule> 
 impl BoxWanted {
     /// The host role as the shared role resource sees it.
     fn role(&self) -> RoleWanted<'_> {
-        RoleWanted {
-            name: &self.names.role,
-            policy_name: &self.names.policy,
-            policy: &self.policy,
-            path: iam::path(&self.stack),
-        }
+        RoleWanted::instance(&self.stack, &self.names.role, &self.names.policy, &self.policy)
     }
 }
 
