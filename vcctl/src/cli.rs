@@ -564,6 +564,10 @@ pub struct DestroyArgs {
     /// before giving up (exit 5).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    /// AWS box: terminate only this instance, one of several that carry the stack's tags (a
+    /// copy, or a second one); the stack and its other resources stay.
+    #[arg(long, value_name = "INSTANCE_ID", conflicts_with = "keep_data")]
+    pub instance: Option<String>,
     /// Confirm without the prompt; needed when stdin is not a terminal.
     #[arg(long)]
     pub yes: bool,

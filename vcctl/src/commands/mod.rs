@@ -40,6 +40,14 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             lock::around(ctx, a, command.name(), d.lock_timeout, async |c| on_aws(&c, a, command).await).await
         }
         (Aws(a), _) => on_aws(ctx, a, command).await,
+        (_, Command::Destroy(d)) if d.instance.is_some() => Err(Failure::invalid(
+            format!(
+                "`destroy --instance` is for AWS stacks; stack `{}` is a `{}` stack",
+                ctx.settings.stack, ctx.settings.provider_name
+            ),
+            Some("`vcctl destroy` removes the whole stack".into()),
+        )
+        .into()),
         (_, Command::Backup(_) | Command::Restore(_)) => Err(Failure::invalid(
             format!(
                 "`{}` takes EBS snapshots of an AWS stack's data volume; stack `{}` is a `{}` stack",
@@ -86,6 +94,11 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Plan(_) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
         Command::Up(r) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
         Command::Deploy(r) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
+        Command::Destroy(args) if args.instance.is_some() && a.scale.is_some() => Err(Failure::invalid(
+            "`destroy --instance` terminates one of a single box's instances; a `scale:` stack's group owns its instances",
+            Some("the group replaces an instance it finds unhealthy; `vcctl destroy` removes the whole stack".into()),
+        )
+        .into()),
         Command::Destroy(args) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
         Command::Status(_) if a.scale.is_some() => scale::status(ctx, a).await,
         _ if a.scale.is_some() => scale::refuse(ctx, a).await,
@@ -98,6 +111,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         },
         Command::Plan(args) => aws::plan(ctx, a, args.artifact.as_deref()).await,
         Command::Status(_) => aws_status::status(ctx, a).await,
+        Command::Destroy(args) if let Some(id) = &args.instance => aws::destroy_instance(ctx, a, id).await,
         Command::Destroy(args) => aws::destroy(ctx, a, args.keep_data).await,
         Command::Backup(args) => backup::backup(ctx, a, args.list).await,
         Command::Restore(args) => backup::restore(ctx, a, &args.snapshot).await,

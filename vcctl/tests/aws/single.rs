@@ -249,10 +249,17 @@ async fn destroy_lists_everything_then_leaves_nothing(p: &Project) {
 async fn one_up_at_a_time_and_a_dead_holders_lock_is_taken_over() {
     let p = Project::new(STACK, Moto::start(&[]));
     let (ec2, _, _) = p.sdk().await;
+    p.moto.record().await;
     let both: Vec<_> = (0..2)
         .map(|_| p.command(&["up", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
         .collect();
     let outs: Vec<Output> = both.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    // One RunInstances between them (moto ignores its idempotency token: the lock is what
+    // keeps the second away), and it carries a token.
+    let runs: Vec<recorded::Call> =
+        p.moto.recorded(recorded::OPERATOR_KEY).await.into_iter().filter(|c| c.action == "ec2:RunInstances").collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].params.get("ClientToken").is_some_and(|t| t.starts_with("vcctl-")), "{runs:?}");
     for out in &outs {
         assert_eq!(out.status.code(), Some(0), "{}", show(out));
     }
@@ -458,9 +465,17 @@ async fn a_copied_instance_stops_every_change_and_is_named() {
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(e.contains("2 instances carry the tags of stack `fra`"), "{args:?}: {e}");
         assert!(e.contains(original.instance_id().unwrap()) && e.contains(&copy_id), "{args:?}: {e}");
+        assert!(e.contains("Two `up`s run at once") && e.contains("a copy"), "how it can happen: {e}");
+        assert!(e.contains(&format!("hint: `vcctl destroy --instance {copy_id} --stack fra`")), "the way out: {e}");
     }
     assert_eq!(live_instances(&ec2).await.len(), 2, "nothing was terminated");
-    ec2.terminate_instances().instance_ids(&copy_id).send().await.unwrap();
+    // The way out: that one instance, after a confirmation; the stack goes on.
+    p.expect(&["destroy", "--instance", "i-0000000000000dead", "--yes"], 3);
+    let gone = p.json(&["destroy", "--instance", &copy_id, "--yes"], 0);
+    assert_eq!(gone["terminated"], copy_id.as_str());
+    let left: Vec<String> = live_instances(&ec2).await.iter().map(|i| i.instance_id().unwrap().to_string()).collect();
+    assert_eq!(left, [original.instance_id().unwrap()]);
+    assert_eq!(p.json(&["up"], 0)["changed"], false, "the stack is whole again");
     p.json(&["destroy", "--yes"], 0);
 }
 

@@ -220,6 +220,43 @@ pub struct Instance {
     pub owner: Owner,
 }
 
+/// The refusal when several instances carry one stack's tags: each with its launch time and
+/// stack id, how it can have happened, and the way out.
+fn several_instances(stack: &str, all: &[&aws_sdk_ec2::types::Instance]) -> crate::error::Failure {
+    let describe = |i: &&aws_sdk_ec2::types::Instance| {
+        let id = i.tags().iter().find(|t| t.key() == Some(super::TAG_STACK_ID)).and_then(|t| t.value());
+        let launched = i.launch_time().map(|t| t.to_string()).unwrap_or_else(|| "?".into());
+        format!("{} (launched {launched}, stack id {})", i.instance_id().unwrap_or("?"), id.unwrap_or("none"))
+    };
+    let newest = all.iter().max_by_key(|i| i.launch_time().map(|t| t.secs())).and_then(|i| i.instance_id());
+    crate::error::Failure::invalid(
+        format!(
+            "{} instances carry the tags of stack `{stack}`: {}. vcctl changes none of them. Two `up`s run at once \
+             by a vcctl older than the stack's lock, a copy (\"launch more like this\" copies tags), or another \
+             project's stack of this name can make a second one",
+            all.len(),
+            all.iter().map(describe).collect::<Vec<_>>().join(", ")
+        ),
+        Some(format!(
+            "`vcctl destroy --instance {}` terminates the one that is not the stack's (the newest here), after a \
+             confirmation; or remove its vcctl:* tags to keep it apart from the stack",
+            newest.unwrap_or("ID")
+        )),
+    )
+}
+
+/// One instance by id, with its tags (`None` when it does not exist or is terminated).
+pub async fn describe_instance(ec2: &Client, id: &str) -> Result<Option<aws_sdk_ec2::types::Instance>> {
+    let out = ec2.describe_instances().instance_ids(id).send().await;
+    let out = match out {
+        Ok(o) => o,
+        Err(e) if super::code_of(&e).is_some_and(|c| c.starts_with("InvalidInstanceID")) => return Ok(None),
+        Err(e) => return Err(error("ec2:DescribeInstances", &format!("looking up instance {id}"), e)),
+    };
+    let found = out.reservations().iter().flat_map(|r| r.instances()).next().cloned();
+    Ok(found.filter(|i| i.state().and_then(|s| s.name()).is_some_and(|n| n.as_str() != "terminated")))
+}
+
 /// The stack's instance that is not terminated (or shutting down), if any.
 pub async fn find_instance(ec2: &Client, stack: &str) -> Result<Option<Instance>> {
     let out = ec2
@@ -242,20 +279,7 @@ pub async fn find_instance(ec2: &Client, stack: &str) -> Result<Option<Instance>
     let in_group = |i: &&aws_sdk_ec2::types::Instance| i.tags().iter().any(|t| t.key() == Some(AUTOSCALING_TAG));
     let all: Vec<_> = out.reservations().iter().flat_map(|r| r.instances()).filter(|i| !in_group(i)).collect();
     if all.len() > 1 {
-        let ids: Vec<&str> = all.iter().filter_map(|i| i.instance_id()).collect();
-        return Err(crate::error::Failure::invalid(
-            format!(
-                "{} instances carry the tags of stack `{stack}` ({}): vcctl changes none of them",
-                ids.len(),
-                ids.join(", ")
-            ),
-            Some(
-                "a copy (\"launch more like this\" copies tags) or another project's instance shares them: terminate \
-                 the one that is not this stack's, or remove its vcctl:* tags"
-                    .into(),
-            ),
-        )
-        .into());
+        return Err(several_instances(stack, &all).into());
     }
     let Some(i) = all.first() else { return Ok(None) };
     let metadata = i.metadata_options();

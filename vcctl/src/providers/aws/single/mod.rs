@@ -289,6 +289,36 @@ fn kept(found: &provision::BoxFound, keep_data: bool) -> Vec<String> {
     out
 }
 
+/// `destroy --instance ID`: terminates one instance that carries the stack's tags (one of
+/// several, which stop every other command), after a confirmation naming it. The stack's
+/// other resources stay; the next `up` finds the one left.
+pub async fn destroy_instance(ctx: &Ctx, a: &AwsSettings, id: &str) -> Result<u8> {
+    let (aws, _) = connect(ctx, a).await?;
+    let stack = &ctx.settings.stack;
+    let Some(instance) = ec2::describe_instance(&aws.ec2, id).await? else {
+        return Err(Failure::invalid(format!("no instance {id} in {}", a.region()), None).into());
+    };
+    let tag = |k: &str| instance.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+    if tag(crate::cloud::aws::TAG_STACK).as_deref() != Some(stack.as_str()) {
+        return Err(Failure::invalid(
+            format!("instance {id} does not carry the tags of stack `{stack}`: vcctl terminates only its own"),
+            None,
+        )
+        .into());
+    }
+    let launched = instance.launch_time().map(|t| t.to_string()).unwrap_or_default();
+    ctx.printer.info(format!(
+        "`vcctl destroy --instance` terminates instance {id} of stack `{stack}` (launched {launched}, stack id {}); \
+         the stack's other resources stay",
+        tag(crate::cloud::aws::TAG_STACK_ID).unwrap_or_else(|| "none".into())
+    ));
+    ctx.confirm_destruction(&format!("terminate instance {id}"))?;
+    ctx.printer.doing(&format!("terminating {id}"), ec2::terminate(&aws.ec2, id)).await?;
+    ctx.printer.json(&json!({"stack": stack, "terminated": id}));
+    ctx.printer.out(id);
+    Ok(0)
+}
+
 pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
     let (aws, account) = connect(ctx, a).await?;
     let stack = ctx.settings.stack.clone();

@@ -703,7 +703,7 @@ async fn launch(
         user_data_base64: base64::engine::general_purpose::STANDARD.encode(&w.user_data),
         termination_protection: w.termination_protection,
         volume_gb: ROOT_VOLUME_GB,
-        client_token: client_token(&w.stack, sg, time::OffsetDateTime::now_utc()),
+        client_token: client_token(&w.stamp.id, sg, time::OffsetDateTime::now_utc()),
     };
     let id = run_instance_when_profile_ready(aws, &spec).await?;
     if w.termination_protection {
@@ -725,14 +725,15 @@ async fn adopt(aws: &Aws, w: &BoxWanted, how: &Adopt) -> Result<()> {
     }
 }
 
-/// The `RunInstances` idempotency token: the SDK's retries of one call, and a re-run within
-/// the hour, can never start a second instance. (A re-run also finds a started instance by
-/// its tags first.) The hour keeps a stack whose instance was terminated by hand from being
-/// answered with that dead instance for as long as AWS remembers tokens.
-pub fn client_token(stack: &str, security_group: &str, now: time::OffsetDateTime) -> String {
+/// The `RunInstances` idempotency token, from the stack's id, its group and the hour: the
+/// SDK's retries of one call, and a re-run within the hour, can never start a second
+/// instance. (A re-run also finds a started instance by its tags first, and the stack's lock
+/// keeps two `up`s apart.) The hour keeps a stack whose instance was terminated by hand from
+/// being answered with that dead instance for as long as AWS remembers tokens.
+pub fn client_token(stack_id: &str, security_group: &str, now: time::OffsetDateTime) -> String {
     use sha2::Digest;
     let hour = format!("{:04}{:02}{:02}{:02}", now.year(), now.month() as u8, now.day(), now.hour());
-    let digest = sha2::Sha256::digest(format!("{stack}/{security_group}/{hour}"));
+    let digest = sha2::Sha256::digest(format!("{stack_id}/{security_group}/{hour}"));
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     // At most 64 ASCII characters, whatever the stack's name.
     format!("vcctl-{hex}-{hour}")
