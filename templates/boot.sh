@@ -54,22 +54,58 @@ get() {
   aws s3 "$url" -H "x-amz-content-sha256: $EMPTY" -o "$2" || die "could not fetch s3://$VC_BUCKET/$1"
 }
 
-# The database's URL, from the secret RDS made for its master user.
-database_url() {
+# The master's login, from the secret RDS keeps for it (and rotates), as libpq's variables
+# in $WORK/master.env (0600). Used by this script only, to make the service's own role.
+master_login() {
   url=${AWS_ENDPOINT_URL:-https://secretsmanager.$VC_REGION.amazonaws.com}
   printf '{"SecretId": "%s"}' "$VC_DB_SECRET" > "$WORK/ask"
   aws secretsmanager "$url/" -X POST -H 'Content-Type: application/x-amz-json-1.1' \
     -H 'X-Amz-Target: secretsmanager.GetSecretValue' --data-binary "@$WORK/ask" > "$WORK/secret" \
     || die "could not read the database's secret $VC_DB_SECRET"
-  python3 - "$VC_DB_ENDPOINT" "$VC_DB_NAME" "$WORK/secret" <<'PY'
-import json, sys, urllib.parse
+  (umask 077 && python3 - "$VC_DB_ENDPOINT" "$VC_DB_NAME" "$WORK/secret" > "$WORK/master.env") <<'PY'
+import json, shlex, sys
 endpoint, name, path = sys.argv[1:]
 with open(path) as f:
     secret = json.loads(json.load(f)["SecretString"])
-user, password = (urllib.parse.quote(secret[k], safe="") for k in ("username", "password"))
-print(f"postgres://{user}:{password}@{endpoint}/{name}")
+host, _, port = endpoint.rpartition(":") if ":" in endpoint else (endpoint, "", "5432")
+for k, v in (("PGHOST", host), ("PGPORT", port), ("PGDATABASE", name), ("PGUSER", secret["username"]), ("PGPASSWORD", secret["password"])):
+    print(f"{k}={shlex.quote(v)}")
 PY
   rm -f "$WORK/secret"
+}
+
+# The service's own role, `vehicleconnect_app`, owning the database and what is in it: made at
+# the first boot with the master's login, its password (the bucket's host/db-password) set
+# when it does not log in with it. The password reaches PostgreSQL only as psql's \password
+# sends it, a SCRAM verifier. The service never uses the master's login, so RDS rotating it
+# changes nothing the service holds.
+app_role() {
+  get host/db-password "$WORK/app-password"
+  # shellcheck disable=SC1091 # written just above
+  (. "$WORK/master.env"; export PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE=verify-full PGSSLROOTCERT="$CA" PGCONNECT_TIMEOUT=10
+   psql -q -v ON_ERROR_STOP=1 -v role=vehicleconnect_app >/dev/null <<'SQL'
+SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
+SELECT format('GRANT %I TO %I', :'role', current_user) WHERE NOT pg_has_role(current_user, :'role', 'MEMBER') \gexec
+SELECT format('ALTER DATABASE %I OWNER TO %I', current_database(), :'role') \gexec
+SELECT format('ALTER TABLE %I.%I OWNER TO %I', schemaname, tablename, :'role') FROM pg_tables
+  WHERE schemaname = 'public' AND tableowner = current_user \gexec
+SQL
+   pw=$(cat "$WORK/app-password")
+   PGUSER=vehicleconnect_app PGPASSWORD=$pw psql -qAtc 'select 1' >/dev/null 2>&1 && exit 0
+   # No terminal (setsid): \password reads the new password twice from stdin.
+   printf '%s\n%s\n' "$pw" "$pw" | setsid -w psql -q -c '\password vehicleconnect_app' >/dev/null) \
+    || die "could not make the service's database role with the master's login (secret $VC_DB_SECRET)"
+}
+
+# The service's database URL: its own role, never the master.
+database_url() {
+  python3 - "$VC_DB_ENDPOINT" "$VC_DB_NAME" "$WORK/app-password" <<'PY'
+import sys, urllib.parse
+endpoint, name, path = sys.argv[1:]
+with open(path) as f:
+    password = urllib.parse.quote(f.read().strip(), safe="")
+print(f"postgres://vehicleconnect_app:{password}@{endpoint}/{name}")
+PY
 }
 
 credentials
@@ -91,6 +127,11 @@ else curl -fsS -m 60 --retry 5 -o "$WORK/ca.pem" "https://truststore.pki.rds.ama
 "$VC_HOST" put "$CA" 0644 < "$WORK/ca.pem" >/dev/null
 # `service.ingest_token: false` in the stack: the service takes events without one.
 [ "$VC_INGEST_TOKEN_ON" = yes ] && get host/ingest-token "$WORK/token"
+# psql, for the role (Debian's AMI has no PostgreSQL client).
+command -v psql >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client; } >&2 \
+  || die "could not install postgresql-client"
+master_login
+app_role
 { printf 'DATABASE_URL=%s\nVC_DATABASE_CA=%s\n' "$(database_url)" "$CA"
   [ ! -s "$WORK/token" ] || printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
 

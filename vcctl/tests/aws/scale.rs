@@ -811,8 +811,9 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     common::on_host(&format!(
         "{leftovers}; systemctl start postgresql \
          && for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done; \
-         printf '%s' \"DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE); DROP ROLE IF EXISTS \\\"{user}\\\"; \
-         CREATE ROLE \\\"{user}\\\" LOGIN PASSWORD '{password}'; CREATE DATABASE vehicleconnect OWNER \\\"{user}\\\";\" \
+         printf '%s' \"DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE); DROP ROLE IF EXISTS vehicleconnect_app; \
+         DROP ROLE IF EXISTS \\\"{user}\\\"; CREATE ROLE \\\"{user}\\\" LOGIN CREATEROLE CREATEDB PASSWORD '{password}'; \
+         CREATE DATABASE vehicleconnect OWNER \\\"{user}\\\";\" \
          | runuser -u postgres -- psql -q -v ON_ERROR_STOP=1"
     ));
     let boot = |extra: &str| {
@@ -827,13 +828,14 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     };
     let cleanup = format!(
         "{leftovers}; runuser -u postgres -- psql -qc 'DROP DATABASE IF EXISTS vehicleconnect WITH (FORCE)' \
-         -c 'DROP ROLE IF EXISTS \"{user}\"' -c 'ALTER SYSTEM RESET ssl_cert_file' -c 'ALTER SYSTEM RESET ssl_key_file' \
+         -c 'DROP ROLE IF EXISTS vehicleconnect_app' -c 'DROP ROLE IF EXISTS \"{user}\"' -c 'ALTER SYSTEM RESET ssl_cert_file' -c 'ALTER SYSTEM RESET ssl_key_file' \
          -c 'SELECT pg_reload_conf()'"
     );
     let _cleanup = OnHostAtEnd(cleanup);
     // What an instance asks with its role, against the policy vcctl wrote for that role.
     let out = an_instance_asks_only_what_its_role_allows(&s, &ec2, &boot("")).await;
     the_instance_serves_and_stores_over_tls(&out, &release, password);
+    a_rotated_master_password_changes_nothing_the_service_holds(&s, &up, &format!("{leftovers}; {}", boot(""))).await;
 
     // Deploys as GitHub Actions runs them, with the role `ci init` made (its own key here).
     s.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
@@ -951,6 +953,47 @@ fn the_instance_serves_and_stores_over_tls(out: &str, release: &str, password: &
         "runuser -u postgres -- psql -qAt -c \"SELECT count(*) > 0 AND bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = 'vehicleconnect' AND backend_type = 'client backend' AND pid <> pg_backend_pid()\"",
     );
     assert_eq!(tls.trim(), "t", "every session of the service is TLS");
+    // The service logs in as its own role, which owns the database; never as the master.
+    let users = common::on_host(
+        "runuser -u postgres -- psql -qAt -c \"SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity WHERE datname = 'vehicleconnect' AND backend_type = 'client backend' AND pid <> pg_backend_pid()\"",
+    );
+    assert_eq!(users.trim(), "vehicleconnect_app");
+    let owner = common::on_host("runuser -u postgres -- psql -qAt -c \"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'vehicleconnect'\"");
+    assert_eq!(owner.trim(), "vehicleconnect_app");
+    assert!(!common::on_host("cat /etc/vehicleconnect/env").contains(password), "no master password on the instance");
+}
+
+/// RDS rotates the master's password (every 7 days by default): the secret changes, and so
+/// does the database's password. The running service holds nothing of the master's, so no
+/// request fails; an instance booted afterwards reads the new secret and serves.
+async fn a_rotated_master_password_changes_nothing_the_service_holds(s: &Project, up: &Value, new_instance: &str) {
+    let (user, _) = rds_login(s, up).await;
+    let secret = up["database"]["secret_arn"].as_str().unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let rotated = format!("rotated{nanos}");
+    let load = "for i in $(seq 200); do curl -s -o /dev/null -w '%{http_code}\\n' -H 'content-type: application/json' \
+         -H \"Authorization: Bearer $(sed -n 's/^VC_INGEST_TOKEN=//p' /etc/vehicleconnect/env)\" \
+         -d '{\"endpoint\":\"/v1/rotation\",\"response_time_ms\":5,\"status_code\":200,\"client_id\":\"c\"}' \
+         http://127.0.0.1:8000/api/events; sleep 0.02; done | sort | uniq -c";
+    let under_load = std::thread::spawn(move || common::on_host(load));
+    std::thread::sleep(Duration::from_millis(500));
+    let answer = common::http()
+        .post(format!("{}/", s.moto.url))
+        .header("X-Amz-Target", "secretsmanager.PutSecretValue")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20261130/eu-central-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
+        .body(serde_json::json!({"SecretId": secret, "SecretString": serde_json::json!({"username": user, "password": rotated}).to_string()}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    common::on_host(&format!("runuser -u postgres -- psql -qc \"ALTER ROLE \\\"{user}\\\" PASSWORD '{rotated}'\""));
+    let codes = under_load.join().unwrap();
+    assert_eq!(codes.split_whitespace().collect::<Vec<_>>(), ["200", "201"], "every request stored: {codes}");
+    // A new instance (the host emptied of the service, then booted): the new secret, the
+    // role's password kept, healthy.
+    let out = common::on_host(new_instance);
+    assert!(out.trim_end().ends_with("exit 0"), "{out}");
 }
 
 /// Prometheus on the instance finds the group's replicas by the stack's id tag, through

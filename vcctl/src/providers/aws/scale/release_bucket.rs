@@ -16,6 +16,9 @@ use crate::settings::Settings;
 /// The most vcctl reads of an object it wrote (the pointer, a unit, the token).
 const SMALL: usize = 256 * 1024;
 pub const TOKEN: &str = "host/ingest-token";
+/// The password of the service's own database role, which each instance's boot sets with
+/// the master's login (RDS's secret); the service never logs in as the master.
+pub const DB_PASSWORD: &str = "host/db-password";
 /// The authorities RDS's certificate is verified with, when the stack names them.
 pub const DATABASE_CA: &str = "host/database-ca.pem";
 
@@ -77,8 +80,8 @@ pub fn kit(settings: &Settings, stack_id: &str) -> Result<Vec<(String, Vec<u8>)>
     Ok(out)
 }
 
-/// Writes what of the kit differs from the bucket's, and, when the service takes a token,
-/// the ingest token if there is none (made here, never shown); the keys written.
+/// Writes what of the kit differs from the bucket's, and the secrets the instances read that
+/// are not there yet (made here, never shown); the keys written.
 pub async fn stock_kit(
     client: &aws_sdk_s3::Client,
     bucket: &str,
@@ -92,9 +95,14 @@ pub async fn stock_kit(
             written.push(key);
         }
     }
-    if token && s3::get_small(client, bucket, TOKEN, SMALL).await?.is_none() {
-        s3::put(client, bucket, TOKEN, crate::providers::aws::owners::random_hex(48).into_bytes()).await?;
-        written.push(TOKEN.to_string());
+    // Made once, never shown, kept: a token when the service takes one, and the password of
+    // the service's database role.
+    let secrets = [(TOKEN, token), (DB_PASSWORD, true)];
+    for (key, wanted) in secrets {
+        if wanted && s3::get_small(client, bucket, key, SMALL).await?.is_none() {
+            s3::put(client, bucket, key, crate::providers::aws::owners::random_hex(48).into_bytes()).await?;
+            written.push(key.to_string());
+        }
     }
     Ok(written)
 }
