@@ -453,6 +453,17 @@ for group in groups:
 PY
 }
 
+# instance-token: a `scale:` instance's ingest token, from stdin (empty: the service takes
+# none), set in its env file beside what its boot wrote; a deploy runs it, so turning the
+# token on or off reaches running instances. Says `changed` when the file changed.
+instance_token() {
+  token=$(head -c 256)
+  case $token in *[!0-9a-zA-Z_-]*) die "an ingest token is letters, digits, - and _";; esac
+  [ -f "$ETC/env" ] || die "no $ETC/env: this instance's boot did not finish"
+  (umask 077 && { grep -v '^VC_INGEST_TOKEN=' "$ETC/env" || true; [ -z "$token" ] || printf 'VC_INGEST_TOKEN=%s\n' "$token"; } > "$ETC/env.new")
+  if cmp -s "$ETC/env.new" "$ETC/env"; then rm -f "$ETC/env.new"; echo unchanged; else mv -f "$ETC/env.new" "$ETC/env"; echo changed; fi
+}
+
 # start: the service's socket and unit (after `data-release`).
 start() {
   systemctl start $SOCKET $UNIT
@@ -671,6 +682,7 @@ case $cmd in
   data-usage) data_usage ;;
   disk-metric) disk_metric "$1" ;;
   ssh-sweep) ssh_sweep "$1" ;;
+  instance-token) instance_token ;;
   data-release) data_release ;;
   start) start ;;
   db-dump) db_dump ;;

@@ -238,6 +238,9 @@ impl Host {
         for f in &config.files {
             units_changed |= self.put(&f.path, f.mode, &f.text).await?;
         }
+        // The token as the stack wants it now (on, off), beside what the boot wrote.
+        let token = config.instance_token.as_deref().unwrap_or_default();
+        self.run_with_input(&["instance-token"], token.as_bytes()).await?;
         self.run(&["units", yes(units_changed)]).await.map(|_| ())
     }
 

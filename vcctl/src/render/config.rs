@@ -95,8 +95,12 @@ pub struct HostConfig {
     /// Where the fleet's database is, hashed (the env file is not: it holds secrets).
     pub fleet_database: Option<String>,
     /// An instance of a `scale:` stack's group: its env file is its boot's (templates/boot.sh:
-    /// the RDS secret, the bucket's token) and stays as it is; vcctl writes only the units.
+    /// its database role, the bucket's token); vcctl writes the units, and the token line.
     pub group_instance: bool,
+    /// A group instance's ingest token, as the bucket holds it (`None`: the service takes
+    /// none), written into its env file by every deploy, so that turning the token on or off
+    /// reaches the running instances. A secret: never hashed.
+    pub instance_token: Option<String>,
 }
 
 impl HostConfig {
@@ -138,6 +142,7 @@ impl HostConfig {
             database_url_secret: None,
             fleet_database: None,
             group_instance: false,
+            instance_token: None,
         })
     }
 
@@ -170,6 +175,7 @@ impl HostConfig {
             database_url_secret: db.url_secret().map(str::to_string),
             fleet_database: Some(db.describe()),
             group_instance: false,
+            instance_token: None,
         })
     }
 
@@ -192,6 +198,7 @@ impl HostConfig {
             database_url_secret: None,
             fleet_database: Some("RDS, from the instance's boot".into()),
             group_instance: true,
+            instance_token: None,
         })
     }
 

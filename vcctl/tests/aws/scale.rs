@@ -437,7 +437,10 @@ async fn check_ci_role(s: &Project) {
     let ship = by_sid("ShipReleasesToItsBucket");
     assert_eq!(ship["Action"], "s3:PutObject");
     assert_eq!(ship["Resource"], serde_json::json!([format!("{bucket}/releases/*"), format!("{bucket}/serving")]));
-    assert_eq!(by_sid("ReadWhatServes")["Resource"], format!("{bucket}/serving"));
+    assert_eq!(
+        by_sid("ReadWhatServes")["Resource"],
+        serde_json::json!([format!("{bucket}/serving"), format!("{bucket}/host/ingest-token")])
+    );
     assert_eq!(by_sid("HoldTheDeployLock")["Resource"], format!("{bucket}/deploy.lock"));
     let roll = by_sid("RollThroughItsTargetGroupOnly");
     assert_eq!(roll["Resource"], "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/vcctl-fra/*");
@@ -846,6 +849,7 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     // The stack pins the host key (as the box's on-demand test does; see there).
     let wrong = iam_eval::exactly_needed_but(&policy, &asked, &["ReadItsHostKeys"]);
     assert!(wrong.is_empty(), "the CI deploy role's policy against what deploys ask:\n{}", wrong.join("\n"));
+    a_token_turned_off_and_on_reaches_the_running_instances(&s).await;
     let release = serving(&s).await;
 
     // The pointer moved to a release whose binary is not what it says: refused, not switched.
@@ -910,6 +914,32 @@ async fn an_instance_asks_only_what_its_role_allows(s: &Project, ec2: &aws_sdk_e
     out
 }
 
+/// `service.ingest_token` turned off, then on again, in the stack: each `deploy` brings the
+/// running instance's env file with it (not only the instances launched later), and the
+/// service takes events as it says.
+async fn a_token_turned_off_and_on_reaches_the_running_instances(s: &Project) {
+    let file = s.dir.path().join("stacks/fra.yaml");
+    let post = "curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+         -d '{\"endpoint\":\"/v1/token\",\"response_time_ms\":5,\"status_code\":200,\"client_id\":\"c\"}' http://127.0.0.1:8000/api/events";
+    for (on, without_token) in [(false, "201"), (true, "401")] {
+        let artifact = s.dir.path().join(format!("token-{on}"));
+        common::new_build(&artifact, format!("\ntoken {on}").as_bytes());
+        let text = std::fs::read_to_string(&file).unwrap();
+        let text = text.replace(&format!("ingest_token: {}", !on), &format!("ingest_token: {on}"));
+        std::fs::write(&file, text).unwrap();
+        let out = s
+            .command(&["deploy", "--artifact", artifact.to_str().unwrap(), "--ssh-from", "198.18.0.11", "--json"])
+            .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let env = common::on_host("cat /etc/vehicleconnect/env");
+        assert_eq!(env.contains("VC_INGEST_TOKEN="), on, "token {on}: {env}");
+        assert!(env.contains("DATABASE_URL=postgres://vehicleconnect_app:"), "the boot's lines stay: {env}");
+        assert_eq!(common::on_host(post), without_token, "token {on}: an event without a token");
+    }
+}
+
 /// The user and password of the RDS secret `up` made, as an instance reads them.
 async fn rds_login(s: &Project, up: &Value) -> (String, String) {
     let secret = up["database"]["secret_arn"].as_str().unwrap();
@@ -958,7 +988,9 @@ fn the_instance_serves_and_stores_over_tls(out: &str, release: &str, password: &
         "runuser -u postgres -- psql -qAt -c \"SELECT string_agg(DISTINCT usename, ',') FROM pg_stat_activity WHERE datname = 'vehicleconnect' AND backend_type = 'client backend' AND pid <> pg_backend_pid()\"",
     );
     assert_eq!(users.trim(), "vehicleconnect_app");
-    let owner = common::on_host("runuser -u postgres -- psql -qAt -c \"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'vehicleconnect'\"");
+    let owner = common::on_host(
+        "runuser -u postgres -- psql -qAt -c \"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'vehicleconnect'\"",
+    );
     assert_eq!(owner.trim(), "vehicleconnect_app");
     assert!(!common::on_host("cat /etc/vehicleconnect/env").contains(password), "no master password on the instance");
 }

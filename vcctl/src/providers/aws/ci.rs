@@ -134,7 +134,13 @@ pub fn group_deploy_statements(region: &str, account: &str, stack: &str, bucket:
             "Action": "s3:PutObject",
             "Resource": [object("releases/*"), object(names::POINTER)]
         }),
-        json!({"Sid": "ReadWhatServes", "Effect": "Allow", "Action": "s3:GetObject", "Resource": object(names::POINTER)}),
+        // What serves, and the ingest token a deploy gives the running instances.
+        json!({
+            "Sid": "ReadWhatServes",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [object(names::POINTER), object(names::TOKEN)]
+        }),
         json!({
             "Sid": "HoldTheDeployLock",
             "Effect": "Allow",

@@ -116,6 +116,11 @@ pub fn backup(stack: &str) -> String {
 /// In a `scale:` stack's bucket: the deploy lock and the serving release's pointer.
 pub const LOCK_KEY: &str = "deploy.lock";
 pub const POINTER: &str = "serving";
+/// The bucket's ingest token (made by `up`, read by instances and deploys).
+pub const TOKEN: &str = "host/ingest-token";
+/// The password of the service's own database role, which each instance's boot sets with
+/// the master's login (RDS's secret); the service never logs in as the master.
+pub const DB_PASSWORD: &str = "host/db-password";
 
 #[cfg(test)]
 mod tests {

@@ -176,7 +176,8 @@ async fn roll_out(
     let mut rotation = TargetGroup { aws: cloud, arn: f.target_group.clone(), port: ctx.settings.port };
     let shipped =
         crate::providers::aws::on_demand::around_on(ctx, a, cloud, f.app_group.as_ref(), "vcctl deploy", async {
-            let mut members = connect(ctx, a, cloud, &ids).await?;
+            let token = instance_token(ctx, cloud, &f.bucket).await?;
+            let mut members = connect(ctx, a, cloud, &ids, token).await?;
             let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut members, &artifact, args).await;
             for m in members {
                 Box::new(m.target).close().await;
@@ -194,9 +195,33 @@ async fn roll_out(
     Ok((artifact, shipped, moved))
 }
 
+/// The ingest token the instances take, from the bucket (`up` made it), when the stack wants
+/// one.
+async fn instance_token(ctx: &Ctx, cloud: &Aws, bucket: &str) -> Result<Option<String>> {
+    if !ctx.settings.ingest_token {
+        return Ok(None);
+    }
+    let token = crate::cloud::aws::s3::get_small(&cloud.s3, bucket, release_bucket::TOKEN, 4096).await?;
+    let token = token.map(|t| String::from_utf8_lossy(&t).trim().to_string()).filter(|t| !t.is_empty());
+    token.map(Some).ok_or_else(|| {
+        Failure::invalid(
+            format!("the stack takes an ingest token and its bucket {bucket} holds none"),
+            Some("`vcctl up` makes it (and the launch template that gives it to new instances); then deploy".into()),
+        )
+        .into()
+    })
+}
+
 /// Every instance of `ids` as a deploy target over SSH: its address, the stack's login, its
-/// host key (the stack's, else from its console output), the units of a group's instance.
-async fn connect(ctx: &Ctx, a: &AwsSettings, cloud: &Aws, ids: &[String]) -> Result<Vec<RollingHost>> {
+/// host key (the stack's, else from its console output), the units of a group's instance and
+/// the token it takes.
+async fn connect(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    cloud: &Aws,
+    ids: &[String],
+    token: Option<String>,
+) -> Result<Vec<RollingHost>> {
     let mut members = Vec::new();
     let identity = crate::providers::aws::reach::identity_path(ctx, a);
     for (id, ip) in ec2::public_addresses(&cloud.ec2, ids).await? {
@@ -220,7 +245,7 @@ async fn connect(ctx: &Ctx, a: &AwsSettings, cloud: &Aws, ids: &[String]) -> Res
             // through the target group's own health check.
             check_outside: false,
         };
-        let config = HostConfig::group_instance(&ctx.settings)?;
+        let config = HostConfig { instance_token: token.clone(), ..HostConfig::group_instance(&ctx.settings)? };
         let target = HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer)
             .await
             .map_err(|e| e.context(format!("instance {id} ({ip}) does not answer; nothing was changed on it")))?;
@@ -286,7 +311,8 @@ pub(super) async fn releases(
     }
     let work = async {
         let mut out = Vec::new();
-        for mut m in connect(ctx, a, cloud, ids).await? {
+        // (status reads; it writes nothing, the token included)
+        for mut m in connect(ctx, a, cloud, ids, None).await? {
             let state = m.target.state().await;
             Box::new(m.target).close().await;
             let state = state?;

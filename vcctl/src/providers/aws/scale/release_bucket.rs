@@ -15,10 +15,7 @@ use crate::settings::Settings;
 
 /// The most vcctl reads of an object it wrote (the pointer, a unit, the token).
 const SMALL: usize = 256 * 1024;
-pub const TOKEN: &str = "host/ingest-token";
-/// The password of the service's own database role, which each instance's boot sets with
-/// the master's login (RDS's secret); the service never logs in as the master.
-pub const DB_PASSWORD: &str = "host/db-password";
+pub use crate::providers::aws::names::{DB_PASSWORD, TOKEN};
 /// The authorities RDS's certificate is verified with, when the stack names them.
 pub const DATABASE_CA: &str = "host/database-ca.pem";
 
