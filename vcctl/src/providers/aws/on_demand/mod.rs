@@ -159,11 +159,17 @@ async fn close(ctx: &Ctx, window: Window, opened_in: std::time::Duration) {
         }
         Err(e) => {
             step.fail("");
+            // What is true of a rule left behind: its lease ends, then the stack's hosts revoke it
+            // (their SSH sweep, every minute), or the next vcctl command does.
+            let lease = humantime::format_duration(crate::providers::aws::on_demand::lease::LEASE);
             ctx.printer.warn(format!(
-                "could not close SSH (22) for {cidr}: {e:#}; the rule expires within {} and the next vcctl command removes it",
-                humantime::format_duration(crate::providers::aws::on_demand::lease::LEASE)
+                "could not close SSH (22) for {cidr}: {e:#}; its lease ends within {lease}, and the stack's hosts \
+                 revoke it at most 2 minutes later (as does the next vcctl command)"
             ));
-            format!("SSH (22) was opened for `{cidr}` and could **not** be closed: it expires within 15 minutes.")
+            format!(
+                "SSH (22) was opened for `{cidr}` and could **not** be closed: its lease ends within {lease}, and the \
+                 stack's hosts revoke it at most 2 minutes later."
+            )
         }
     };
     ctx.printer.detail(&line);
