@@ -33,7 +33,10 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
-        (Aws(a), Command::Up(r)) => {
+        (Aws(a), Command::Up(r) | Command::Deploy(r)) => {
+            lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await).await
+        }
+        (Aws(a), Command::Rollback(r)) => {
             lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await).await
         }
         (Aws(a), Command::Destroy(d)) => {

@@ -301,6 +301,41 @@ async fn leftover_rules(ec2: &aws_sdk_ec2::Client) -> String {
     group
 }
 
+/// The stack's lock as another vcctl (a CI run) holds it until `until`: the lock's group in the
+/// default VPC, tagged with its holder; its id.
+async fn hold_stack_lock(ec2: &aws_sdk_ec2::Client, until: &str) -> String {
+    let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
+    let holder = format!(
+        r#"{{"by":"ci@runner","from":"https://github.com/acme/vc/actions/runs/9","command":"vcctl deploy","since":"2026-12-01T00:00:00Z","until":"{until}"}}"#
+    );
+    // Tagged as a vcctl killed while holding it leaves it.
+    let mut tags =
+        aws_sdk_ec2::types::TagSpecification::builder().resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup);
+    for (k, v) in
+        [("Name", "vcctl-fra.lock"), ("vcctl:lock-of", "fra"), ("vcctl:managed-by", "vcctl"), ("vcctl:lock", &holder)]
+    {
+        tags = tags.tags(aws_sdk_ec2::types::Tag::builder().key(k).value(v).build());
+    }
+    let tags = tags.build();
+    let made = ec2
+        .create_security_group()
+        .group_name("vcctl-fra.lock")
+        .description("held")
+        .vpc_id(&vpc)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .unwrap();
+    made.group_id().unwrap().to_string()
+}
+
+/// The lock's group, if it exists.
+async fn stack_lock(ec2: &aws_sdk_ec2::Client) -> Option<String> {
+    let f = Filter::builder().name("group-name").values("vcctl-fra.lock").build();
+    let groups = ec2.describe_security_groups().filters(f).send().await.unwrap();
+    groups.security_groups().first().map(|g| g.group_id().unwrap().to_string())
+}
+
 async fn ssh_rules(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String, Vec<(String, String)>)> {
     let groups = ec2.describe_security_groups().filters(stack_filter()).send().await.unwrap();
     let group = groups.security_groups()[0].group_id().unwrap().to_string();

@@ -289,6 +289,18 @@ pub fn authorizations(call: &Call, tags: &Tags) -> Vec<Authz> {
             }
             all
         }
+        "ec2:CreateSecurityGroup" => {
+            // In a VPC, and the group it makes, tagged as it is made.
+            let tags = pairs(&call.params, "TagSpecification.1.Tag");
+            let group = format!("arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/*");
+            let create = Authz::new("ec2:CreateTags", &group).with("ec2:CreateAction", "CreateSecurityGroup");
+            vec![
+                Authz::new(&call.action, &format!("arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/{}", param("VpcId"))),
+                request_tags(Authz::new(&call.action, &group), &tags),
+                request_tags(create, &tags),
+            ]
+        }
+        "ec2:DeleteSecurityGroup" => vec![on(&param("GroupId"))],
         "ec2:CreateTags" | "ec2:DeleteTags" => {
             let tags = pairs(&call.params, "Tag");
             numbered(&call.params, "ResourceId").iter().map(|id| request_tags(on(id), &tags)).collect()

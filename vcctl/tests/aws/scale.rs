@@ -441,7 +441,6 @@ async fn check_ci_role(s: &Project) {
         by_sid("ReadWhatServes")["Resource"],
         serde_json::json!([format!("{bucket}/serving"), format!("{bucket}/host/ingest-token")])
     );
-    assert_eq!(by_sid("HoldTheDeployLock")["Resource"], format!("{bucket}/deploy.lock"));
     let roll = by_sid("RollThroughItsTargetGroupOnly");
     assert_eq!(roll["Resource"], "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/vcctl-fra/*");
     // The single box's statements stay: SSH on the stack's tagged groups, host keys.
@@ -1118,11 +1117,7 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
     // Another deploy holds the stack's lock: this one waits, then gives up (exit 5), naming it.
     let s3 = s3_client(s).await;
     let bucket = format!("vcctl-fra-{}", s.stack_id());
-    let lock = |until: &str| {
-        let body = serde_json::json!({"by": "ci@runner", "from": "https://github.com/acme/vc/actions/runs/7", "since": "2026-11-30T00:00:00Z", "until": until});
-        s3.put_object().bucket(&bucket).key("deploy.lock").body(body.to_string().into_bytes().into()).send()
-    };
-    lock("2099-01-01T00:00:00Z").await.unwrap();
+    let held = hold_stack_lock(ec2, "2099-01-01T00:00:00Z").await;
     let before = serving(s).await;
     let out = s
         .command(&["deploy", "--artifact", v2.to_str().unwrap(), "--lock-timeout", "2s"])
@@ -1131,17 +1126,17 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
-    assert!(common::stderr(&out).contains("ci@runner since 2026-11-30T00:00:00Z"), "{}", show(&out));
+    assert!(common::stderr(&out).contains("ci@runner since 2026-12-01T00:00:00Z"), "{}", show(&out));
     assert_eq!(serving(s).await, before, "nothing moved");
     let releases = s3.list_objects_v2().bucket(&bucket).prefix("releases/").send().await.unwrap();
     assert_eq!(releases.contents().len(), 2, "no release uploaded while another deploy holds the lock");
     // Its lease over (a deploy that was killed): taken over.
-    lock("2026-01-01T00:00:00Z").await.unwrap();
+    ec2.delete_security_group().group_id(&held).send().await.unwrap();
+    hold_stack_lock(ec2, "2026-01-01T00:00:00Z").await;
     let out = deploy(&v2);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(common::stderr(&out).contains("outlived its lease"), "{}", show(&out));
-    let gone = s3.get_object().bucket(&bucket).key("deploy.lock").send().await;
-    assert!(gone.is_err(), "the lock is released");
+    assert_eq!(stack_lock(ec2).await, None, "the lock is released");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     common::check_schema("deploy", &report);
     let results: Vec<&str> =

@@ -268,47 +268,31 @@ async fn one_up_at_a_time_and_a_dead_holders_lock_is_taken_over() {
         "one waited"
     );
     assert_eq!(live_instances(&ec2).await.len(), 1, "one instance, not two");
-    let lock = |ec2: aws_sdk_ec2::Client| async move {
-        let f = Filter::builder().name("group-name").values("vcctl-fra.lock").build();
-        ec2.describe_security_groups().filters(f).send().await.unwrap().security_groups().to_vec()
-    };
-    assert!(lock(ec2.clone()).await.is_empty(), "released");
+    assert_eq!(stack_lock(&ec2).await, None, "released");
 
-    // Held by another (as a CI run would hold it): both wait, then exit 5 naming it.
-    let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0].vpc_id().unwrap().to_string();
-    let hold = |until: &str| {
-        let holder = format!(
-            r#"{{"by":"ci@runner","from":"https://github.com/acme/vc/actions/runs/9","command":"vcctl up","since":"2026-12-01T00:00:00Z","until":"{until}"}}"#
-        );
-        let tags = aws_sdk_ec2::types::TagSpecification::builder()
-            .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
-            .tags(aws_sdk_ec2::types::Tag::builder().key("vcctl:lock").value(holder).build())
-            .build();
-        ec2.create_security_group()
-            .group_name("vcctl-fra.lock")
-            .description("held")
-            .vpc_id(&vpc)
-            .tag_specifications(tags)
-            .send()
-    };
-    hold("2099-01-01T00:00:00Z").await.unwrap();
-    for args in [&["up", "--lock-timeout", "2s"][..], &["destroy", "--yes", "--lock-timeout", "2s"]] {
+    // Held by another (as a CI run would hold it): each waits, then exits 5 naming it.
+    let held = hold_stack_lock(&ec2, "2099-01-01T00:00:00Z").await;
+    let waits = [
+        &["up", "--lock-timeout", "2s"][..],
+        &["destroy", "--yes", "--lock-timeout", "2s"],
+        &["deploy", "--lock-timeout", "2s"],
+    ];
+    for args in waits {
         let out = p.expect(args, 5);
         let err = common::stderr(&out);
         assert!(
             err.contains("another vcctl holds the lock of stack `fra`")
                 && err.contains("ci@runner since 2026-12-01T00:00:00Z"),
-            "{err}"
+            "{args:?}: {err}"
         );
     }
     assert_eq!(live_instances(&ec2).await.len(), 1, "destroy changed nothing");
     // Its lease over (the holder was killed): taken over, and released after.
-    let held = lock(ec2.clone()).await[0].group_id().unwrap().to_string();
     ec2.delete_security_group().group_id(&held).send().await.unwrap();
-    hold("2026-01-01T00:00:00Z").await.unwrap();
+    hold_stack_lock(&ec2, "2026-01-01T00:00:00Z").await;
     let out = p.expect(&["up"], 0);
     assert!(common::stderr(&out).contains("outlived its lease"), "{}", show(&out));
-    assert!(lock(ec2.clone()).await.is_empty(), "released");
+    assert_eq!(stack_lock(&ec2).await, None, "released");
     p.json(&["destroy", "--yes"], 0);
 }
 

@@ -211,23 +211,3 @@ pub async fn put_file(s3: &Client, bucket: &str, key: &str, path: &std::path::Pa
         .map_err(|e| error("s3:PutObject", &format!("uploading {} to s3://{bucket}/{key}", path.display()), e))?;
     Ok(())
 }
-
-/// Writes `body` as `key` only if there is no such object (`If-None-Match: *`): `false`
-/// when there is one. What a lock is made of.
-pub async fn put_if_absent(s3: &Client, bucket: &str, key: &str, body: Vec<u8>) -> Result<bool> {
-    match s3.put_object().bucket(bucket).key(key).if_none_match("*").body(body.into()).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => Ok(false),
-        Err(e) => Err(error("s3:PutObject", &format!("writing s3://{bucket}/{key}"), e)),
-    }
-}
-
-pub async fn delete_object(s3: &Client, bucket: &str, key: &str) -> Result<()> {
-    s3.delete_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| error("s3:DeleteObject", &format!("deleting s3://{bucket}/{key}"), e))?;
-    Ok(())
-}

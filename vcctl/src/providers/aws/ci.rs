@@ -73,7 +73,8 @@ pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
                     "ec2:DescribeInstances",
                     "ec2:DescribeVolumes",
                     "ec2:DescribeSecurityGroups",
-                    "ec2:DescribeSecurityGroupRules"
+                    "ec2:DescribeSecurityGroupRules",
+                    "ec2:DescribeVpcs"
                 ],
                 "Resource": "*"
             },
@@ -110,6 +111,35 @@ pub fn deploy_policy(region: &str, account: &str, stack: &str) -> Value {
                 }}
             },
             {
+                // The stack's lock (providers/aws/lock.rs): a group of the lock's name, made in
+                // a VPC, tagged as the lock of this stack as it is made, renewed and deleted.
+                "Sid": "TakeTheStacksLockInAVpc",
+                "Effect": "Allow",
+                "Action": "ec2:CreateSecurityGroup",
+                "Resource": arn("vpc")
+            },
+            {
+                "Sid": "TakeTheStacksLockOnly",
+                "Effect": "Allow",
+                "Action": "ec2:CreateSecurityGroup",
+                "Resource": arn("security-group"),
+                "Condition": {"StringEquals": {"aws:RequestTag/vcctl:lock-of": stack}}
+            },
+            {
+                "Sid": "TagTheLockAsItIsMade",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": arn("security-group"),
+                "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup", "aws:RequestTag/vcctl:lock-of": stack}}
+            },
+            {
+                "Sid": "RenewAndReleaseTheStacksLock",
+                "Effect": "Allow",
+                "Action": ["ec2:CreateTags", "ec2:DeleteSecurityGroup"],
+                "Resource": arn("security-group"),
+                "Condition": {"StringEquals": {"aws:ResourceTag/vcctl:lock-of": stack}}
+            },
+            {
                 // Closing a rule by its id is authorized on the rule too.
                 "Sid": "TakeEndAndCloseLeasesOnItsRules",
                 "Effect": "Allow",
@@ -140,12 +170,6 @@ pub fn group_deploy_statements(region: &str, account: &str, stack: &str, bucket:
             "Effect": "Allow",
             "Action": "s3:GetObject",
             "Resource": [object(names::POINTER), object(names::TOKEN)]
-        }),
-        json!({
-            "Sid": "HoldTheDeployLock",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-            "Resource": object(names::LOCK_KEY)
         }),
         json!({
             "Sid": "FindTheGroupAndItsTargets",

@@ -113,8 +113,7 @@ pub fn backup(stack: &str) -> String {
     format!("vcctl-{stack}-backup")
 }
 
-/// In a `scale:` stack's bucket: the deploy lock and the serving release's pointer.
-pub const LOCK_KEY: &str = "deploy.lock";
+/// In a `scale:` stack's bucket: the serving release's pointer.
 pub const POINTER: &str = "serving";
 /// The bucket's ingest token (made by `up`, read by instances and deploys).
 pub const TOKEN: &str = "host/ingest-token";

@@ -138,10 +138,8 @@ pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Opt
     let started = Instant::now();
     let (cloud, _) = aws::connect(ctx, a).await?;
     let f = find(ctx, &cloud).await?;
-    let lock = crate::providers::aws::scale::lock::take(&cloud.s3, &f.bucket, args.lock_timeout, &ctx.printer).await?;
-    let result = roll_out(ctx, a, &cloud, &f, args).await;
-    lock.release(&ctx.printer).await;
-    let (artifact, shipped, moved) = result?;
+    // (Under the stack's lock, taken by the dispatch: providers/aws/lock.rs.)
+    let (artifact, shipped, moved) = roll_out(ctx, a, &cloud, &f, args).await?;
     report(ctx, &artifact, &shipped, moved, &f.serving, started.elapsed());
     match shipped.failure {
         Some(e) => Err(e),

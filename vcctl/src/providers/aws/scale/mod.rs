@@ -12,7 +12,6 @@ pub mod deploy;
 pub mod dns;
 pub mod instances;
 pub mod load_balancer;
-pub mod lock;
 pub mod release_bucket;
 pub mod tiers;
 
