@@ -463,7 +463,8 @@ pub struct ReleaseArgs {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub health_timeout: Duration,
 
-    /// How long to wait for another deploy to the same host to finish before giving up (exit 5).
+    /// How long to wait for another vcctl changing the same host or AWS stack to finish before
+    /// giving up (exit 5, naming the holder).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
 
@@ -528,7 +529,8 @@ pub struct RollbackArgs {
     /// How long the release has to become healthy.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub health_timeout: Duration,
-    /// How long to wait for a deploy to the same host to finish (exit 5 after).
+    /// How long to wait for another vcctl changing the same host or AWS stack to finish before
+    /// giving up (exit 5, naming the holder).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
     /// Stacks of several hosts: only this app host (its `host:` in the stack); all when absent.
@@ -560,8 +562,8 @@ pub struct DestroyArgs {
     /// Stop the service but keep the stored events.
     #[arg(long)]
     pub keep_data: bool,
-    /// AWS stacks: how long to wait for another `up` or `destroy` of the stack to finish
-    /// before giving up (exit 5).
+    /// AWS stacks: how long to wait for another vcctl changing the stack (`up`, `deploy`,
+    /// `rollback`, `destroy`) to finish before giving up (exit 5, naming the holder).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
     /// AWS box: terminate only this instance, one of several that carry the stack's tags (a

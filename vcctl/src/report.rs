@@ -1,7 +1,10 @@
-//! The one deploy report, whatever the shape: the release, each place it went to (this
-//! machine, a host, an instance) and what happened there, whether it all ended well, and
-//! how long it took; the same text on stdout and the same JSON
-//! (docs/reference/schemas/deploy.schema.json) for local, ssh, fleet, aws and scale.
+//! The reports of a change, whatever the shape, with the same text on stdout and the same
+//! JSON for local, ssh, fleet, aws and scale:
+//! - the deploy report (docs/reference/schemas/deploy.schema.json): the release, each place
+//!   it went to (this machine, a host, an instance) and what happened there, whether it all
+//!   ended well, and how long it took;
+//! - the destroy report (docs/reference/schemas/destroy.schema.json): what was deleted, what
+//!   stays and what could not be deleted.
 
 use std::time::Duration;
 
@@ -53,6 +56,49 @@ pub fn print(printer: &Printer, s: &Shipment<'_>, extra: Map<String, Value>, tra
     printer.out(text(s, trailer));
 }
 
+/// What `destroy` did.
+pub struct Removal<'a> {
+    pub stack: &'a str,
+    pub shape: &'a str,
+    pub deleted: &'a [String],
+    /// What stays on purpose (`--keep-data`, a final snapshot).
+    pub kept: &'a [String],
+    /// (what, why) for each deletion that failed.
+    pub failed: &'a [(String, String)],
+}
+
+pub fn removal_json(r: &Removal<'_>, extra: Map<String, Value>) -> Value {
+    let failed: Vec<Value> = r.failed.iter().map(|(what, why)| json!({"what": what, "why": why})).collect();
+    let mut out = json!({
+        "stack": r.stack, "shape": r.shape, "destroyed": r.failed.is_empty(),
+        "deleted": r.deleted, "kept": r.kept, "failed": failed,
+    });
+    let map = out.as_object_mut().expect("an object");
+    for (k, v) in extra {
+        map.entry(k).or_insert(v);
+    }
+    out
+}
+
+pub fn removal_text(r: &Removal<'_>) -> String {
+    let how = match (r.failed.is_empty(), r.deleted.is_empty() && r.kept.is_empty()) {
+        (false, _) => "NOT fully destroyed: run `vcctl destroy` again to finish",
+        (true, true) => "nothing to destroy",
+        (true, false) => "destroyed",
+    };
+    let mut lines = vec![format!("stack `{}` ({}): {how}", r.stack, r.shape)];
+    lines.extend(r.deleted.iter().map(|d| format!("  deleted: {d}")));
+    lines.extend(r.kept.iter().map(|k| format!("  kept:    {k}")));
+    lines.extend(r.failed.iter().map(|(what, why)| format!("  FAILED:  {what}: {why}")));
+    lines.join("\n")
+}
+
+/// Prints the destroy report: its text on stdout, or its JSON.
+pub fn print_removal(printer: &Printer, r: &Removal<'_>, extra: Map<String, Value>) {
+    printer.json(&removal_json(r, extra));
+    printer.out(removal_text(r));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +123,22 @@ mod tests {
         assert!(t.starts_with("stack `fra` (fleet): release r2 shipped in "), "{t}");
         assert!(t.contains("\n  10.0.0.11: deployed, healthy\n  dashboard: http://lb/dashboard\n"), "{t}");
         assert!(t.ends_with("\nthe bucket serves r2"), "{t}");
+    }
+
+    #[test]
+    fn a_destroy_report_says_what_went_what_stays_and_what_failed() {
+        let (deleted, kept) = (["bucket b".to_string()], ["data volume v".to_string()]);
+        let failed = [("role r".to_string(), "AccessDenied".to_string())];
+        let r = Removal { stack: "fra", shape: "aws", deleted: &deleted, kept: &kept, failed: &failed };
+        let j = removal_json(&r, crate::plan::extra(json!({"final_snapshot": "s1"})));
+        assert_eq!(j["destroyed"], false);
+        assert_eq!(j["failed"], json!([{"what": "role r", "why": "AccessDenied"}]));
+        assert_eq!((j["final_snapshot"].as_str(), j["shape"].as_str()), (Some("s1"), Some("aws")));
+        let t = removal_text(&r);
+        assert!(t.starts_with("stack `fra` (aws): NOT fully destroyed"), "{t}");
+        assert!(t.contains("\n  deleted: bucket b\n  kept:    data volume v\n  FAILED:  role r: AccessDenied"), "{t}");
+        let none = Removal { stack: "fra", shape: "local", deleted: &[], kept: &[], failed: &[] };
+        assert_eq!(removal_text(&none), "stack `fra` (local): nothing to destroy");
+        assert_eq!(removal_json(&none, Map::new())["destroyed"], true);
     }
 }

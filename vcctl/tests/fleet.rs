@@ -572,7 +572,9 @@ fn an_external_database_named_by_a_secret_serves_the_fleet_and_outlives_destroy(
     assert!(refused.contains("certificate") && !refused.contains("exit 0"), "{refused}");
 
     let destroyed = p.json(&["destroy", "--yes"], 0);
+    common::check_schema("destroy", &destroyed);
     assert_eq!(destroyed["destroyed"], true, "{destroyed}");
+    assert!(destroyed["kept"][0].as_str().unwrap().starts_with("the external database"), "{destroyed}");
     assert_eq!(stored(), acked, "destroy touched the external database");
 }
 

@@ -283,10 +283,14 @@ fn destroy_asks_then_leaves_nothing(p: &Project) {
     assert!(e.contains("the stored events: the embedded store") && e.contains("the running service (pid"), "{e}");
     assert!(stderr(&out).contains("hint: pass --yes"));
     let d = p.json(&["destroy", "--yes"]);
-    assert_eq!(d["stopped"], true);
+    common::check_schema("destroy", &d);
+    assert_eq!((d["stopped"].as_bool(), d["destroyed"].as_bool()), (Some(true), Some(true)), "{d}");
+    assert!(d["deleted"][0].as_str().unwrap().starts_with("the running service (pid"), "{d}");
     assert!(!p.path(".vcctl/local/local").exists());
     assert!(std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(), "the port is free again");
-    p.ok(&["destroy", "--yes"]);
+    // Again: nothing left, said on stdout like every result.
+    let again = p.ok(&["destroy", "--yes"]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "stack `local` (local): nothing to destroy");
     let out = p.vcctl(&["status"]);
     assert_eq!(out.status.code(), Some(1));
     // The audit trail outlives the stack's directory: the last entries are the broken

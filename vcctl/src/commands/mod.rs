@@ -346,10 +346,19 @@ async fn destroy(ctx: &Ctx, mut target: Box<dyn Operations>, args: &DestroyArgs)
     };
     crate::deploy::audit(&ctx.printer, target.as_mut(), "destroy", &(subject, result)).await;
     target.close().await;
-    let mut json = done?;
-    json["stack"] = json!(ctx.settings.stack);
-    ctx.printer.json(&json);
-    ctx.printer.info(format!("stack `{}`: service removed {place}", ctx.settings.stack));
+    let extra = crate::plan::extra(done?);
+    // A local stack that was never started has nothing to delete.
+    let deleted = if extra.get("existed") == Some(&json!(false)) { Vec::new() } else { doomed };
+    let kept = match args.keep_data && !deleted.is_empty() {
+        true => vec![format!(
+            "the stored events and the stack's secrets {place} (--keep-data): `vcctl up` takes them again"
+        )],
+        false => Vec::new(),
+    };
+    let shape = ctx.settings.provider.shape();
+    let removal =
+        crate::report::Removal { stack: &ctx.settings.stack, shape, deleted: &deleted, kept: &kept, failed: &[] };
+    crate::report::print_removal(&ctx.printer, &removal, extra);
     Ok(0)
 }
 

@@ -353,7 +353,7 @@ impl Operations for HostTarget {
         self.unlock().await;
         result?;
         step.done(if keep_data { "data kept" } else { "data deleted" });
-        Ok(json!({"host": self.remote.target.host, "destroyed": true, "kept_data": keep_data}))
+        Ok(json!({"host": self.remote.target.host}))
     }
 
     async fn doomed(&mut self, keep_data: bool) -> Result<Vec<String>> {

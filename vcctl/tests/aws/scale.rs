@@ -388,7 +388,9 @@ async fn destroy_lists_everything_and_keeps_a_final_snapshot(s: &Project) {
     assert!(cw.describe_alarms().send().await.unwrap().metric_alarms().is_empty());
     let sns = aws_sdk_sns::Client::new(&config);
     assert!(sns.list_topics().send().await.unwrap().topics().is_empty());
+    common::check_schema("destroy", &gone);
     let snapshot = gone["final_snapshot"].as_str().unwrap().to_string();
+    assert_eq!(gone["kept"], serde_json::json!([format!("the database's final snapshot {snapshot}")]), "{gone}");
     assert!(snapshot.starts_with("vcctl-fra-final-"), "{gone}");
     let snaps = rds.describe_db_snapshots().db_snapshot_identifier(&snapshot).send().await.unwrap();
     assert_eq!(snaps.db_snapshots().len(), 1, "the final snapshot is kept");

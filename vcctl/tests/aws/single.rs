@@ -973,6 +973,7 @@ async fn the_data_volume_outlives_the_instance_grows_and_never_shrinks() {
     set_data_volume_gb(&p, 30);
 
     let gone = p.json(&["destroy", "--yes", "--keep-data"], 0);
+    common::check_schema("destroy", &gone);
     assert!(gone["kept"].to_string().contains(&format!("data volume {id} (30 GB)")), "{gone}");
     let kept = data_volumes(&ec2).await;
     assert_eq!((kept.len(), kept[0].volume_id()), (1, Some(id.as_str())), "kept");

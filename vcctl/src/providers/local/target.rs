@@ -425,7 +425,7 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 /// Stops the service and deletes the stack's directory (all but its data with `keep_data`).
 fn destroy(stack: &LocalStack, keep_data: bool, p: &Printer) -> Result<Value> {
     if !stack.dir.exists() {
-        return Ok(json!({"stopped": false, "deleted": false}));
+        return Ok(json!({"stopped": false, "existed": false, "data": stack.data_dir()}));
     }
     let step = p.step("stopping the service");
     let stopped = stack.stop(Duration::from_secs(30))?;
@@ -445,5 +445,5 @@ fn destroy(stack: &LocalStack, keep_data: bool, p: &Printer) -> Result<Value> {
     } else {
         std::fs::remove_dir_all(&stack.dir)?;
     }
-    Ok(json!({"stopped": stopped, "deleted": true, "kept_data": keep_data, "data": stack.data_dir()}))
+    Ok(json!({"stopped": stopped, "data": stack.data_dir()}))
 }

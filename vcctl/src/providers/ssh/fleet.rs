@@ -628,20 +628,13 @@ pub async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> 
     let lb = s.the(Role::Lb).expect("checked by the stack");
     let db = s.the(Role::Db);
     let apps: Vec<&HostSpec> = s.with(Role::App).collect();
+    let (doomed, kept) = doomed(s, &apps, keep_data);
     p.info(format!("`vcctl destroy` deletes, on the hosts of stack `{}`:", ctx.settings.stack));
-    p.info(format!("  - the load balancer's configuration on {} (Caddy stopped)", lb.host));
-    for a in &apps {
-        p.info(format!("  - the service on {} (units, releases, firewall)", a.host));
+    for line in &doomed {
+        p.info(format!("  - {line}"));
     }
-    match (db, &s.database) {
-        (Some(db), _) if !keep_data => p.info(format!(
-            "  - the PostgreSQL database `vehicleconnect` on {} (every stored event), its role and the stack's secrets",
-            db.host
-        )),
-        (_, Database::UrlSecret { name, .. }) => {
-            p.info(format!("  (not the external database the secret {name} names: vcctl did not make it)"))
-        }
-        _ => {}
+    for line in &kept {
+        p.info(format!("  (not {line})"));
     }
     let what = if keep_data {
         "remove the service from every host (data kept)"
@@ -675,7 +668,34 @@ pub async fn destroy(ctx: &Ctx, s: &SshSettings, keep_data: bool) -> Result<u8> 
     lock.release().await;
     lb_host.close().await;
     result?;
-    p.json(&json!({"stack": ctx.settings.stack, "destroyed": true, "kept_data": keep_data}));
-    p.info(format!("stack `{}`: service removed from {} host(s)", ctx.settings.stack, s.hosts.len()));
+    let removal = crate::report::Removal {
+        stack: &ctx.settings.stack,
+        shape: "fleet",
+        deleted: &doomed,
+        kept: &kept,
+        failed: &[],
+    };
+    crate::report::print_removal(p, &removal, serde_json::Map::new());
     Ok(crate::error::OK)
+}
+
+/// What a fleet's `destroy` deletes, and what stays: the data with `keep_data`, and an
+/// external database, which vcctl did not make.
+fn doomed(s: &SshSettings, apps: &[&HostSpec], keep_data: bool) -> (Vec<String>, Vec<String>) {
+    let lb = s.the(Role::Lb).expect("checked by the stack");
+    let mut doomed = vec![format!("the load balancer's configuration on {} (Caddy stopped)", lb.host)];
+    doomed.extend(apps.iter().map(|a| format!("the service on {} (units, releases, firewall)", a.host)));
+    let mut kept = Vec::new();
+    match (s.the(Role::Db), &s.database) {
+        (Some(db), _) if !keep_data => doomed.push(format!(
+            "the PostgreSQL database `vehicleconnect` on {} (every stored event), its role and the stack's secrets",
+            db.host
+        )),
+        (Some(db), _) => kept.push(format!("the PostgreSQL database `vehicleconnect` on {} (--keep-data)", db.host)),
+        (_, Database::UrlSecret { name, .. }) => {
+            kept.push(format!("the external database the secret {name} names: vcctl did not make it"))
+        }
+        _ => {}
+    }
+    (doomed, kept)
 }

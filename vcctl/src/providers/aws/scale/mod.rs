@@ -378,7 +378,8 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     let s = survey(ctx, a, crate::providers::aws::stamp(&ctx.settings)).await?;
     let (p, group_names) = (&ctx.printer, names::InstanceNames::of(&ctx.settings.stack));
     p.info(format!("`vcctl destroy` deletes, of stack `{}`:", ctx.settings.stack));
-    for line in doomed(&s, &group_names, keep_data) {
+    let doomed = doomed(&s, &group_names, keep_data);
+    for line in &doomed {
         p.info(format!("  - {line}"));
     }
     let what = if keep_data { "delete the stack (the database kept)" } else { "delete the stack and its database" };
@@ -391,13 +392,18 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     }
     load_balancer::destroy(&s.cloud, &s.lb, p).await?;
     let snapshot = tiers::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
-    p.json(
-        &json!({"stack": ctx.settings.stack, "destroyed": true, "kept_data": keep_data, "final_snapshot": snapshot}),
-    );
-    match &snapshot {
-        Some(snap) => p.out(format!("stack `{}` destroyed; the database's final snapshot: {snap}", ctx.settings.stack)),
-        None => p.out(format!("stack `{}` destroyed", ctx.settings.stack)),
+    let mut kept: Vec<String> = snapshot.iter().map(|snap| format!("the database's final snapshot {snap}")).collect();
+    if let (true, Some(d)) = (keep_data, &s.data.db) {
+        kept.push(format!("DB instance {} and its security group (--keep-data)", d.id));
     }
+    let removal = crate::report::Removal {
+        stack: &ctx.settings.stack,
+        shape: "scale",
+        deleted: &doomed,
+        kept: &kept,
+        failed: &[],
+    };
+    crate::report::print_removal(p, &removal, crate::plan::extra(json!({"final_snapshot": snapshot})));
     Ok(error::OK)
 }
 

@@ -327,8 +327,8 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     // Only what is this stack's: a refusal here deletes nothing at all.
     provision::ownership(&names, &stack, &found, ctx.settings.stack_id.as_deref(), &ctx.settings.stack_file)?;
     if found.is_empty() {
-        ctx.printer.json(&json!({"stack": stack, "deleted": [], "failed": []}));
-        ctx.printer.info(format!("stack `{stack}` has nothing left to destroy"));
+        let removal = crate::report::Removal { stack: &stack, shape: "aws", deleted: &[], kept: &[], failed: &[] };
+        crate::report::print_removal(&ctx.printer, &removal, serde_json::Map::new());
         return Ok(0);
     }
     confirm_destroy(ctx, a, &found, &names, keep_data)?;
@@ -340,19 +340,14 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         ctx.printer
             .info(format!("kept (--keep-data): {k}; `vcctl up` takes it again, a plain `vcctl destroy` deletes it"));
     }
-    ctx.printer.json(&json!({"stack": stack, "deleted": d.deleted, "failed": d.failed, "kept": kept}));
+    let removal =
+        crate::report::Removal { stack: &stack, shape: "aws", deleted: &d.deleted, kept: &kept, failed: &d.failed };
+    crate::report::print_removal(&ctx.printer, &removal, serde_json::Map::new());
     if !d.failed.is_empty() {
-        for (what, why) in &d.failed {
-            ctx.printer.warn(format!("could not delete {what}: {why}"));
-        }
         anyhow::bail!(
             "{} resource(s) of stack `{stack}` could not be deleted; run `vcctl destroy` again to finish",
             d.failed.len()
         )
-    }
-    match kept.is_empty() {
-        true => ctx.printer.info(format!("stack `{stack}` destroyed: nothing tagged for it remains")),
-        false => ctx.printer.info(format!("stack `{stack}` destroyed, but for what --keep-data keeps")),
     }
     Ok(0)
 }
