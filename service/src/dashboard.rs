@@ -80,9 +80,17 @@ struct PageConfig<'a> {
     refresh_seconds: u32,
 }
 
+/// How often the page reads the KPIs: as often as the service computes them (a quicker
+/// refresh shows nothing new, a slower one lags), from 1 s to a minute. `?refresh=N` in
+/// the page's address overrides it.
+fn refresh_seconds(kpi_interval: std::time::Duration) -> u32 {
+    kpi_interval.as_secs_f64().ceil().clamp(1.0, 60.0) as u32
+}
+
 impl Dashboard {
-    pub fn new(thresholds: &Thresholds) -> Dashboard {
-        let config = serde_json::to_string(&PageConfig { thresholds, refresh_seconds: 30 })
+    pub fn new(thresholds: &Thresholds, kpi_interval: std::time::Duration) -> Dashboard {
+        let refresh_seconds = refresh_seconds(kpi_interval);
+        let config = serde_json::to_string(&PageConfig { thresholds, refresh_seconds })
             .expect("config serialises")
             // Inside <script>, "</" could close the element.
             .replace("</", "<\\/");
@@ -166,12 +174,14 @@ mod tests {
 
     #[test]
     fn index_carries_the_settings_and_assets_have_etags() {
-        let d = Dashboard::new(&parse_thresholds("error_rate_pct=2:7").unwrap());
+        let d = Dashboard::new(&parse_thresholds("error_rate_pct=2:7").unwrap(), std::time::Duration::from_secs(10));
         let html = String::from_utf8(d.index.body.clone()).unwrap();
         assert!(
-            html.contains(r#"{"thresholds":{"error_rate_pct":{"warn":2.0,"crit":7.0}},"refresh_seconds":30}"#),
-            "{html}"
+            html.contains(r#"{"thresholds":{"error_rate_pct":{"warn":2.0,"crit":7.0}},"refresh_seconds":10}"#),
+            "the page refreshes as often as the KPIs are computed: {html}"
         );
+        let secs = |ms: u64| refresh_seconds(std::time::Duration::from_millis(ms));
+        assert_eq!((secs(500), secs(1_500), secs(60_000), secs(600_000)), (1, 2, 60, 60));
         assert!(d.files["uPlot.iife.min.js"].body.len() > 10_000, "uPlot is embedded");
         assert_ne!(d.files["app.js"].etag, d.files["style.css"].etag);
     }

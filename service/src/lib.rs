@@ -176,7 +176,7 @@ pub async fn run(
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         retention_us: config.retention.as_micros().min(i64::MAX as u128) as i64,
         started,
-        dashboard: dashboard::Dashboard::new(&config.thresholds),
+        dashboard: dashboard::Dashboard::new(&config.thresholds, config.kpi_interval),
         body_read_timeout: config.body_read_timeout,
         store_health: status_probe::StoreHealth::start(store.clone(), stopped.clone()),
         body_budget: http::body_budget(),

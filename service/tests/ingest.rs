@@ -130,7 +130,7 @@ async fn bad_requests_are_refused_clearly(backend: Backend) {
             "application/json",
             r#"{"endpoint":"/a","response_time_ms":1e309,"status_code":200,"client_id":"c"}"#.into(),
             422,
-            "`response_time_ms`: the number at line 1 column 41 is out of range",
+            "response_time_ms: the number at line 1 column 41 is out of range",
         ),
     ];
     for (what, ct, body, status, message) in cases {
@@ -139,7 +139,17 @@ async fn bad_requests_are_refused_clearly(backend: Backend) {
         let body: Value = r.json().await.unwrap_or_else(|e| panic!("{what}: error body is not JSON: {e}"));
         let error = body["error"].as_str().unwrap_or_else(|| panic!("{what}: no `error` in {body}"));
         assert!(error.contains(message), "{what}: {error:?} does not contain {message:?}");
+        // Every 422 says which field, in `details`.
+        if status == 422 && what != "not an object" && what != "empty batch" {
+            assert!(body["details"][0]["field"].is_string(), "{what}: no details in {body}");
+        }
     }
+    // No Content-Type at all is JSON, as docs/api.md and the OpenAPI document say.
+    let r = http.post(&url).body(event("/a", 1.0, 200, "c").to_string()).send().await.unwrap();
+    assert_eq!(r.status(), 201, "no Content-Type");
+    let spec: Value = http.get(svc.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let said = spec["paths"]["/api/events"]["post"]["responses"]["415"]["description"].as_str().unwrap().to_string();
+    assert!(said.contains("none at all is read as JSON"), "{said}");
     let (status, body) = post_headers_only(&svc, 8 * 1024 * 1024 + 1).await;
     assert_eq!(status, 413);
     assert!(body["error"].as_str().unwrap().contains("larger than 8 MiB"), "{body}");
@@ -153,7 +163,11 @@ async fn bad_requests_are_refused_clearly(backend: Backend) {
     assert!(
         r.json::<Value>().await.unwrap()["error"].as_str().unwrap().starts_with("window: must be one of 15m, 1h, 24h")
     );
-    assert_eq!(store.count("").await, 0);
+    let r = http.get(svc.url("/api/analytics/kpis?window=1h&window=15m")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let said = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+    assert_eq!(said, "window: given more than once; give each query parameter once");
+    assert_eq!(store.count("").await, 1, "only the event sent without a Content-Type");
 }
 both_stores!(bad_requests_are_refused_clearly);
 

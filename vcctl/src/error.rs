@@ -47,6 +47,9 @@ pub enum Failure {
     /// Missing, expired or refused credentials (exit 4).
     #[error("{message}")]
     Credentials { message: String, hint: Option<String> },
+    /// A service that did not answer at all: no route, refused, DNS, a dead proxy (exit 1).
+    #[error("{message}")]
+    Unreachable { message: String, hint: Option<String> },
     /// A destructive command was not confirmed (exit 8).
     #[error("{message}")]
     NotConfirmed { message: String, hint: Option<String> },
@@ -86,6 +89,7 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
                 Failure::Invalid { hint, .. } => (INVALID, hint.clone()),
                 Failure::Credentials { hint, .. } => (CREDENTIALS, hint.clone()),
                 Failure::NotConfirmed { hint, .. } => (NOT_CONFIRMED, hint.clone()),
+                Failure::Unreachable { hint, .. } => (ERROR, hint.clone()),
                 Failure::Protected { hint, .. } => (PROTECTED, hint.clone()),
                 Failure::Locked { .. } => (
                     LOCKED,

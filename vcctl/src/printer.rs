@@ -225,9 +225,11 @@ impl Step {
 }
 
 impl Drop for Step {
+    /// A step dropped unfinished was cut short: by a signal, or by an error that the caller
+    /// reports next (`error: …`), which says why better than a word here could.
     fn drop(&mut self) {
         if !self.finished {
-            self.finish(false, "interrupted");
+            self.finish(false, if crate::signals::received() { "interrupted" } else { "" });
         }
     }
 }

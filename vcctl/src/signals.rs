@@ -3,9 +3,15 @@
 //! report, stop a supervised child) holds a [`Guard`] and answers the signal itself; the
 //! rest is dropped where it stands (`main`), which closes its SSH connections.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static GUARDS: AtomicUsize = AtomicUsize::new(0);
+/// Whether SIGINT or SIGTERM has arrived: a step cut short says "interrupted" only then.
+static RECEIVED: AtomicBool = AtomicBool::new(false);
+
+pub fn received() -> bool {
+    RECEIVED.load(Ordering::SeqCst)
+}
 
 /// While one lives, `main` leaves SIGINT and SIGTERM to the code that holds it.
 pub struct Guard(());
@@ -29,10 +35,12 @@ pub async fn interrupted() -> &'static str {
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         return std::future::pending().await;
     };
-    tokio::select! {
+    let why = tokio::select! {
         _ = int.recv() => "interrupted (SIGINT)",
         _ = term.recv() => "terminated (SIGTERM)",
-    }
+    };
+    RECEIVED.store(true, Ordering::SeqCst);
+    why
 }
 
 /// The first SIGINT or SIGTERM that arrives while no [`Guard`] lives.
@@ -46,6 +54,7 @@ pub async fn unguarded() -> &'static str {
             _ = int.recv() => "interrupted (SIGINT)",
             _ = term.recv() => "terminated (SIGTERM)",
         };
+        RECEIVED.store(true, Ordering::SeqCst);
         if GUARDS.load(Ordering::SeqCst) == 0 {
             return why;
         }

@@ -572,6 +572,18 @@ fn the_project_is_found_from_anywhere_and_a_mistyped_stack_is_named() {
     assert_eq!(e["exit_code"], 3);
     assert!(e["error"].as_str().unwrap().contains("there is no stack `lcoal`") && e["hint"].is_string(), "{e}");
 
+    // Outside any project: said as such, with the way to point at one.
+    let nowhere = tempfile::tempdir().unwrap();
+    let out = p.vcctl_in(nowhere.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains("error: no vcctl project here: neither `"), "{}", show(&out));
+    assert!(stderr(&out).contains("nor a directory above it has `stacks/`"), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("hint: run it from inside a project, or point at one with `vcctl -C DIR"),
+        "{}",
+        show(&out)
+    );
+
     let v1 = new_build(&p, "build-1");
     p.json(&["up", "--artifact", v1.to_str().unwrap()]);
     std::fs::create_dir_all(p.path("docs/deep")).unwrap();
@@ -774,4 +786,45 @@ fn the_github_workflow_is_a_valid_workflow_that_deploys_with_oidc_one_at_a_time(
     let stack =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt.yaml")).unwrap();
     assert!(stack.contains("provider: aws"));
+}
+
+/// `db dump` of a local stack copies its embedded store while it serves, and `db restore`
+/// brings that copy back whole, keeping the store it replaced; `backup` points there.
+#[test]
+fn a_local_stack_is_dumped_while_it_serves_and_restored_whole() {
+    let p = Project::new();
+    let v1 = new_build(&p, "build-1");
+    p.json(&["up", "--artifact", v1.to_str().unwrap()]);
+    let sent = p.json(&["simulate", "--duration", "2s", "--rate", "100"]);
+    let acked = sent["acknowledged"].as_u64().unwrap();
+    assert!(acked > 0, "{sent}");
+    let out = p.ok(&["db", "dump"]);
+    let dump = p.path("local.dump");
+    std::fs::write(&dump, &out.stdout).unwrap();
+    let events = |file: &Path| -> u64 {
+        let conn = rusqlite::Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        conn.query_row("SELECT count(*) FROM api_events", [], |r| r.get::<_, i64>(0)).unwrap() as u64
+    };
+    assert_eq!(events(&dump), acked, "every acknowledged event is in the dump");
+    let more = p.json(&["simulate", "--duration", "1s", "--rate", "50"])["acknowledged"].as_u64().unwrap();
+
+    let restored = p.json(&["db", "restore", dump.to_str().unwrap(), "--yes"]);
+    assert_eq!(restored["bytes"].as_u64(), Some(out.stdout.len() as u64), "{restored}");
+    let data = p.path(".vcctl/local/local/data");
+    assert_eq!(events(&data.join("vehicleconnect.db")), acked, "the dump's events, no more");
+    assert_eq!(events(&data.join("vehicleconnect.db.previous")), acked + more, "the replaced store is kept");
+    assert_eq!(p.json(&["status"])["healthy"], true);
+
+    let out = p.vcctl(&["db", "restore", v1.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("is not a dump of a local stack's embedded store: not an SQLite file"),
+        "{}",
+        show(&out)
+    );
+    let out = p.vcctl(&["backup"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("hint: `vcctl db dump > FILE` and `vcctl db restore FILE` back up any stack's database")
+    );
 }

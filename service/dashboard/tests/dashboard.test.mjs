@@ -203,6 +203,8 @@ test('dashboard shows the API figures, filters, switches windows, refreshes, and
     // A phone: no horizontal scroll.
     const phone = await open(`${svc.base}/dashboard?window=1h`, { width: 360, height: 780 });
     await phone.page.waitForFunction(() => window.vcDashboard?.state.refreshes > 0);
+    // Without ?refresh, the page reads the KPIs as often as the service computes them (500 ms → 1 s).
+    assert.equal(await phone.page.evaluate(() => window.vcDashboard.state.refreshSeconds), 1);
     const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.equal(overflow, 0, 'no horizontal scroll at 360 px');
     await phone.page.screenshot({ path: join(SHOTS, 'dashboard-phone.png'), fullPage: true });

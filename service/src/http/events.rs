@@ -50,8 +50,8 @@ pub enum EventsAnswer {
 /// Record API events.
 ///
 /// The body is one event object, a JSON array of events, or NDJSON (`Content-Type:
-/// application/x-ndjson`, one event per line). A batch is all or nothing. A 201 means the
-/// events are durably committed.
+/// application/x-ndjson`, one event per line). A request without a `Content-Type` is read as
+/// JSON. A batch is all or nothing. A 201 means the events are durably committed.
 #[utoipa::path(
     post,
     path = "/api/events",
@@ -69,7 +69,7 @@ pub enum EventsAnswer {
         (status = 401, description = "Missing or wrong bearer token (when the service has an ingest token)", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the body read timeout", body = ErrorBody),
         (status = 413, description = "Body over 8 MiB, or more than 10 000 events", body = ErrorBody),
-        (status = 415, description = "Content-Type is neither JSON nor NDJSON", body = ErrorBody),
+        (status = 415, description = "A Content-Type that is neither JSON nor NDJSON (none at all is read as JSON)", body = ErrorBody),
         (status = 422, description = "Invalid events: `details` lists each bad event's index, field and reason", body = ErrorBody),
         (status = 503, description = "Store unavailable, or too many bodies being received at once; nothing stored; see `Retry-After`", body = ErrorBody),
     ),

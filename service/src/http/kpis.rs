@@ -44,8 +44,9 @@ struct KpiQuery {
 )]
 pub async fn get_kpis(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let params = once_each(pairs)?;
     let window = match params.get("window").map(String::as_str) {
         None => Window::OneHour,
         Some(w) => Window::parse(w)
@@ -94,6 +95,22 @@ pub async fn get_kpis(
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("KPI report not serialisable: {e}")))?;
     state.kpi_cache.put(key, json.clone());
     Ok(answer(json))
+}
+
+/// The query's parameters, each given once: `window=1h&window=15m` would leave one of
+/// them unread, so it is refused, naming the parameter, rather than silently picking one.
+fn once_each(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, ApiError> {
+    let mut params = HashMap::new();
+    for (k, v) in pairs {
+        if params.contains_key(&k) {
+            let shown: String = k.chars().take(64).collect();
+            return Err(ApiError::bad_request(format!(
+                "{shown}: given more than once; give each query parameter once"
+            )));
+        }
+        params.insert(k, v);
+    }
+    Ok(params)
 }
 
 fn answer(json: Bytes) -> impl IntoResponse {

@@ -33,7 +33,8 @@ pub enum BodyError {
     UnsupportedType(String),
 }
 
-/// Which parser a `Content-Type` calls for.
+/// Which parser a `Content-Type` calls for. None at all is JSON: gateways and scripts that
+/// send none get what they almost always meant; a wrong one is named (415).
 pub fn format_of(content_type: Option<&str>) -> Result<Format, BodyError> {
     let Some(ct) = content_type else {
         return Ok(Format::Json);
@@ -118,7 +119,8 @@ fn read_json(body: &[u8], events: &mut Collector) -> Result<(), BodyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let top = de.deserialize_any(TopLevel(events)).and_then(|top| de.end().map(|()| top));
     match top {
-        Err(e) => Err(malformed(&e, None)),
+        // The event being read when it failed: the one after those taken.
+        Err(e) => Err(malformed(&e, None, (events.shape == Shape::Batch).then_some(events.seen))),
         Ok(false) => Err(BodyError::Invalid("body must be an event object or an array of event objects".to_string())),
         Ok(true) => Ok(()),
     }
@@ -133,16 +135,17 @@ fn read_ndjson(body: &[u8], events: &mut Collector) -> Result<(), BodyError> {
         let mut de = serde_json::Deserializer::from_slice(line);
         let read = OneEvent(events).deserialize(&mut de).and_then(|()| de.end());
         if let Err(e) = read {
-            return Err(malformed(&e, Some((n + 1, index))));
+            return Err(malformed(&e, Some((n + 1, index)), Some(index)));
         }
     }
     Ok(())
 }
 
 /// A body serde_json could not read: 400 with where, or 422 for a number out of range
-/// (valid JSON, a value no number holds). `ndjson`: the body's line and the event's index;
-/// serde_json's own position is then within that line.
-fn malformed(e: &serde_json::Error, ndjson: Option<(usize, usize)>) -> BodyError {
+/// (valid JSON, a value no number holds), with its `details` like every 422. `ndjson`: the
+/// body's line and the event's index; serde_json's own position is then within that line.
+/// `index`: the event being read, in a batch.
+fn malformed(e: &serde_json::Error, ndjson: Option<(usize, usize)>, index: Option<usize>) -> BodyError {
     let text = e.to_string();
     // serde_json ends every message with " at line L column C": said once, our way.
     let message = match text.rfind(" at line ") {
@@ -154,9 +157,13 @@ fn malformed(e: &serde_json::Error, ndjson: Option<(usize, usize)>) -> BodyError
         None => format!("line {} column {}", e.line(), e.column()),
     };
     match message.strip_prefix(crate::ingest::raw::OUT_OF_RANGE) {
-        Some(field) => BodyError::Invalid(format!(
-            "{field}: the number at {place} is out of range (too large for any number type)"
-        )),
+        Some(field) => {
+            let mut problems = Problems::default();
+            problems.push(index, field.trim_matches('`'), || {
+                format!("the number at {place} is out of range (too large for any number type)")
+            });
+            BodyError::Events(problems)
+        }
         None => BodyError::Malformed(format!("malformed JSON at {place}: {message}")),
     }
 }
@@ -260,17 +267,18 @@ mod tests {
             ),
         ];
         let huge = r#"{"endpoint":"/a","response_time_ms":1e309,"status_code":200,"client_id":"c"}"#;
-        cases.push((
-            Format::Json,
-            huge.into(),
-            BodyError::Invalid(
-                "`response_time_ms`: the number at line 1 column 41 is out of range (too large for any number type)"
-                    .into(),
-            ),
-        ));
         for (format, body, want) in cases {
             assert_eq!(parse_events(format, body.as_bytes(), NOW).unwrap_err(), want, "body {body:?}");
         }
+        // Out of range: a 422 with details, as every 422, naming the event in a batch.
+        let Err(BodyError::Events(p)) = parse_events(Format::Json, huge.as_bytes(), NOW) else { panic!() };
+        assert_eq!(
+            p.details[0].describe(),
+            "response_time_ms: the number at line 1 column 41 is out of range (too large for any number type)"
+        );
+        let batch = format!("[{E},{}]", huge.replace("1e309", "1e400"));
+        let Err(BodyError::Events(p)) = parse_events(Format::Json, batch.as_bytes(), NOW) else { panic!() };
+        assert_eq!((p.details[0].index, p.details[0].field.as_str()), (Some(1), "response_time_ms"), "{p:?}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! `vcctl db dump` and `vcctl db restore FILE`: logical backups of a host's PostgreSQL
-//! database, streamed over SSH (`pg_dump -Fc`). A restore goes into a new database while the
-//! service serves; only a whole one is swapped in, with the service stopped around the swap,
-//! then checked; the database it replaced is kept as `vehicleconnect_previous`.
+//! `vcctl db dump` and `vcctl db restore FILE`: backups of a stack's database. On a host,
+//! its PostgreSQL database streamed over SSH (`pg_dump -Fc`): a restore goes into a new
+//! database while the service serves; only a whole one is swapped in, with the service
+//! stopped around the swap, then checked; the database it replaced is kept as
+//! `vehicleconnect_previous`. On a local stack, a consistent copy of the embedded store
+//! (providers/local/store.rs), swapped in the same way.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -48,22 +50,15 @@ async fn restore(ctx: &Ctx, target: &mut dyn Operations, args: &DbRestoreArgs) -
     let size = std::fs::metadata(&args.file)
         .map_err(|e| Failure::invalid(format!("cannot read `{}`: {e}", args.file.display()), None))?
         .len();
-    let mut magic = [0u8; 5];
-    let read = std::io::Read::read_exact(&mut std::fs::File::open(&args.file)?, &mut magic);
-    if read.is_err() || &magic != b"PGDMP" {
-        return Err(Failure::invalid(
-            format!("`{}` is not a pg_dump custom-format archive", args.file.display()),
-            Some("make one with `vcctl db dump > FILE` (pg_dump -Fc)".into()),
-        )
-        .into());
-    }
+    target.check_dump(&args.file)?;
     let place = target.place();
     ctx.printer.info(format!(
         "`vcctl db restore` replaces the database of stack `{}` {place} with `{}` ({}); the service stops while \
-         it is swapped in, and the current database is kept as vehicleconnect_previous",
+         it is swapped in, and the current database is kept ({})",
         ctx.settings.stack,
         args.file.display(),
-        indicatif::HumanBytes(size)
+        indicatif::HumanBytes(size),
+        target.kept_database()
     ));
     ctx.confirm_destruction(&format!("replace the database of stack `{}` {place}", ctx.settings.stack))?;
     target.lock(Duration::from_secs(60), &ctx.printer).await?;

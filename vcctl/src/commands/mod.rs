@@ -58,7 +58,11 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
                 ctx.settings.stack,
                 ctx.settings.provider_name
             ),
-            Some("`vcctl db dump > FILE` and `vcctl db restore FILE` back up any host's database".to_string()),
+            Some(
+                "`vcctl db dump > FILE` and `vcctl db restore FILE` back up any stack's database (a local stack's \
+                 embedded store too)"
+                    .to_string(),
+            ),
         )
         .into()),
         (_, Command::Ci(_) | Command::IamPolicy(_)) => Err(Failure::invalid(

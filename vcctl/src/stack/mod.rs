@@ -239,6 +239,17 @@ pub fn project_path(file: &Path, p: &str) -> PathBuf {
 
 /// Why `--stack NAME` names no stack, with the stacks there are and the closest one.
 pub fn missing(root: &Path, name: &str) -> (String, String) {
+    if !root.join("stacks").is_dir() {
+        return (
+            format!(
+                "no vcctl project here: neither `{}` nor a directory above it has `stacks/` (looking for stack `{name}`)",
+                root.display()
+            ),
+            "run it from inside a project, or point at one with `vcctl -C DIR …`; a new project starts with \
+             `stacks/local.yaml` (docs/reference/stack.md)"
+                .into(),
+        );
+    }
     let mut names: Vec<String> = std::fs::read_dir(root.join("stacks"))
         .into_iter()
         .flatten()

@@ -174,6 +174,28 @@ pub trait Operations: Target {
         let _ = (out, p);
         Err(no_database())
     }
+    /// Where `db_restore` keeps the database it replaces, in words.
+    fn kept_database(&self) -> String {
+        "as `vehicleconnect_previous`".into()
+    }
+    /// Refuses a file `db_restore` cannot take, naming what it is (before anything changes).
+    fn check_dump(&self, file: &std::path::Path) -> Result<()> {
+        let mut magic = [0u8; 5];
+        let read = std::io::Read::read_exact(&mut std::fs::File::open(file)?, &mut magic);
+        if read.is_err() || &magic != b"PGDMP" {
+            let sqlite = magic.starts_with(b"SQLit");
+            return Err(crate::error::Failure::invalid(
+                format!(
+                    "`{}` is not a pg_dump custom-format archive{}",
+                    file.display(),
+                    if sqlite { ": it is a local stack's embedded store" } else { "" }
+                ),
+                Some("make one with `vcctl db dump > FILE` (pg_dump -Fc) of a stack on PostgreSQL".into()),
+            )
+            .into());
+        }
+        Ok(())
+    }
     /// Restores a `pg_dump -Fc` archive as the stack's database (the service stopped around
     /// the swap); the replaced database is kept as `vehicleconnect_previous`.
     async fn db_restore(&mut self, file: &std::path::Path, p: &Printer) -> Result<()> {

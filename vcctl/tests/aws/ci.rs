@@ -312,6 +312,11 @@ async fn workflows_are_per_stack_kept_when_edited_and_the_role_is_the_stacks_own
     assert!(std::fs::read_to_string(&file).unwrap().contains("timeout-minutes: 45"), "kept");
     p.expect(&["ci", "init", "--repo", "acme/vehicleconnect", "--force"], 0);
     assert!(std::fs::read_to_string(&file).unwrap().contains("timeout-minutes: 30"), "replaced with --force");
+    // What it prints can be pasted as it is: an environment with a space is one shell word.
+    let out = p.expect(&["ci", "init", "--repo", "acme/vehicleconnect", "--environment", "prod eu", "--force"], 0);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("gh secret set VCCTL_SSH_KEY --env 'prod eu' < keys/id_ed25519"), "{said}");
+    p.expect(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
 
     // A policy attached by hand is removed; a role made for another stack is refused.
     let (_, iam, _) = p.sdk().await;

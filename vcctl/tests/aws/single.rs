@@ -19,6 +19,9 @@ async fn up_creates_exactly_the_stack_converges_repairs_drift_and_destroy_leaves
     let watch = recorded::Watch::start(&p).await;
     let out = p.expect(&["plan"], 2);
     assert!(String::from_utf8_lossy(&out.stdout).contains("+ instance vcctl-fra"), "{}", show(&out));
+    // Every name filled in: no `<stack>`-like placeholder reaches the user.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("/vcctl/<") && !text.contains("<stack>"), "a placeholder in the plan:\n{text}");
     let up = p.json(&["up"], 0);
     assert_eq!(up["changed"], true);
     the_key_pair_group_and_role_are_exactly_the_stacks(&p).await;
@@ -629,11 +632,21 @@ async fn a_private_key_given_as_the_public_key_is_refused_before_any_aws_call() 
     );
     std::fs::write(p.dir.path().join("stacks/fra.yaml"), STACK).unwrap();
 
+    // Garbage is named as what it is, not as a private key.
+    std::fs::write(p.dir.path().join("keys/id_ed25519.pub"), "hello world\n").unwrap();
+    let e = String::from_utf8_lossy(&p.expect(&["plan"], 3).stderr).to_string();
+    assert!(e.contains("is not an SSH public key: `hello` is not an SSH public key type"), "{e}");
+    assert!(!e.contains("private key under a public key's name"), "{e}");
+    assert!(e.contains("hint: a public key is one line such as `ssh-ed25519 AAAAC3"), "{e}");
+
+    // Plan never logs in: a reviewer with the public key only can plan; up cannot deploy.
     std::fs::write(p.dir.path().join("keys/id_ed25519.pub"), PUBLIC_KEY).unwrap();
     std::fs::remove_file(p.dir.path().join("keys/id_ed25519")).unwrap();
-    let out = p.expect(&["plan"], 3);
+    p.expect(&["plan"], 2);
+    let out = p.expect(&["up"], 3);
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("keys/id_ed25519`, the private key deploys log in with"), "{e}");
+    assert!(!e.contains("checking AWS credentials"), "refused before any AWS call: {e}");
 }
 
 /// Under the emulator, instance addresses are made up: no command contacts one; each says
@@ -807,11 +820,11 @@ async fn missing_or_refused_credentials_exit_4_with_a_clear_message() {
         p.command(&["plan"]).env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("error: no AWS credentials: tried the environment"), "{err}");
-    assert!(
-        err.contains("found no profile, no AWS_* variables") && err.contains("hint: run `aws configure sso`"),
-        "{err}"
-    );
+    // What was there is said as it was: the region is set, the metadata was not asked.
+    assert!(err.contains("error: no AWS credentials: the environment has no AWS_ACCESS_KEY_ID (only "), "{err}");
+    assert!(err.contains("AWS_REGION") && err.contains("~/.aws has no profiles"), "{err}");
+    assert!(err.contains("the instance metadata was not asked (AWS_EC2_METADATA_DISABLED=true)"), "{err}");
+    assert!(err.contains("hint: run `aws configure sso`"), "{err}");
     assert!(!err.contains("DispatchFailure") && err.lines().count() <= 4, "one or two lines, no SDK dump:\n{err}");
     let out = p
         .command(&["plan", "-v"])
@@ -820,6 +833,40 @@ async fn missing_or_refused_credentials_exit_4_with_a_clear_message() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).lines().count() > 4, "-v shows the SDK's account:\n{}", show(&out));
+    a_missing_profile_and_an_unreachable_endpoint_are_named(&p);
+}
+
+fn a_missing_profile_and_an_unreachable_endpoint_are_named(p: &Project) {
+    let out = p
+        .command(&["plan"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_PROFILE", "prod")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AWS_PROFILE names profile `prod`, which neither ~/.aws/config nor ~/.aws/credentials has"),
+        "{err}"
+    );
+    assert!(err.contains("hint: make it (`aws configure sso --profile prod`"), "{err}");
+
+    // Nothing listens there: said within seconds, with the endpoint and the cause.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let started = std::time::Instant::now();
+    let out = p.command(&["plan"]).env("AWS_ENDPOINT_URL", format!("http://{dead}")).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        err.contains(&format!("error: cannot reach http://{dead} (AWS_ENDPOINT_URL) for sts:GetCallerIdentity")),
+        "{err}"
+    );
+    assert!(
+        err.contains("Connection refused") && !err.contains("DispatchFailure") && err.lines().count() <= 4,
+        "{err}"
+    );
 }
 
 /// `tls:` on an AWS stack: 443 and 80 open to the world and the service's port closed, shown
@@ -828,11 +875,11 @@ async fn missing_or_refused_credentials_exit_4_with_a_clear_message() {
 async fn tls_opens_https_closes_the_service_port_and_plain_http_is_warned_about() {
     let p = Project::new(STACK, Moto::start(&[]));
     let (ec2, _, _) = p.sdk().await;
+    // Said at the first plan already, before anything exists.
+    let warning = "has no `tls:` section: vehicles' tokens and VINs cross the internet unencrypted";
+    assert!(common::stderr(&p.expect(&["plan"], 2)).contains(warning));
     let out = p.expect(&["up"], 0);
-    assert!(
-        common::stderr(&out)
-            .contains("has no `tls:` section: vehicles' tokens and VINs cross the internet unencrypted")
-    );
+    assert!(common::stderr(&out).contains(warning));
     let file = p.dir.path().join("stacks/fra.yaml");
     let tls = "tls:\n  domain: vc.example.com\n  email: ops@example.com\n";
     std::fs::write(&file, std::fs::read_to_string(&file).unwrap() + tls).unwrap();

@@ -6,6 +6,7 @@ pub mod acm;
 pub mod address;
 pub mod autoscaling;
 pub mod cloudwatch;
+pub mod credentials;
 pub mod ec2;
 pub mod elb;
 pub mod iam;
@@ -20,9 +21,11 @@ pub mod volume;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::error::display::DisplayErrorContext;
+use std::time::Duration;
 
 use crate::error::Failure;
 
@@ -93,30 +96,9 @@ pub struct Aws {
     pub emulated: bool,
 }
 
-/// Where the default credential chain takes credentials from first, for messages: what
-/// vcctl can tell without asking AWS.
+/// Where the default credential chain takes credentials from first, for messages.
 pub fn credential_source() -> String {
-    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-    if set("AWS_ACCESS_KEY_ID") {
-        return "the environment (AWS_ACCESS_KEY_ID)".into();
-    }
-    if set("AWS_WEB_IDENTITY_TOKEN_FILE") {
-        return "a web identity (AWS_WEB_IDENTITY_TOKEN_FILE)".into();
-    }
-    if let Some(profile) = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()) {
-        return format!("profile `{profile}` (AWS_PROFILE)");
-    }
-    if default_profile_exists() { "profile `default` (~/.aws)".into() } else { "no profile, no AWS_* variables".into() }
-}
-
-/// Whether `~/.aws/config` or `~/.aws/credentials` (or their AWS_* overrides) has `default`.
-fn default_profile_exists() -> bool {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
-    let file = |var: &str, name: &str| std::env::var_os(var).map_or_else(|| home.join(".aws").join(name), Into::into);
-    [file("AWS_CONFIG_FILE", "config"), file("AWS_SHARED_CREDENTIALS_FILE", "credentials")].iter().any(|f| {
-        std::fs::read_to_string(f)
-            .is_ok_and(|t| t.lines().any(|l| matches!(l.trim(), "[default]" | "[profile default]")))
-    })
+    credentials::Sources::of_this_process().first()
 }
 
 impl Aws {
@@ -125,6 +107,8 @@ impl Aws {
             .region(aws_config::Region::new(region.to_string()))
             // Standard mode: exponential backoff with jitter on throttling and transient errors.
             .retry_config(RetryConfig::standard().with_max_attempts(6))
+            // An endpoint that takes longer than this to accept a connection is not there.
+            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).build())
             .load()
             .await;
         let emulated = std::env::var_os("AWS_ENDPOINT_URL").is_some();
@@ -132,7 +116,13 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
             cloudwatch: aws_sdk_cloudwatch::Client::new(&config),
-            sts: aws_sdk_sts::Client::new(&config),
+            // The first call of every command: an endpoint that does not answer is said after
+            // one retry, within seconds, not after the six tries the other calls get.
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(&config)
+                    .retry_config(RetryConfig::standard().with_max_attempts(2))
+                    .build(),
+            ),
             sns: aws_sdk_sns::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(&config),
@@ -193,24 +183,18 @@ where
         (Some(c), None) => c.to_string(),
         _ => format!("{}", DisplayErrorContext(&err)),
     };
+    if let SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) = &err
+        && !detail.to_lowercase().contains("credential")
+    {
+        return unreachable(action, doing, &err);
+    }
     let no_credentials = code.is_none() && status == 0 && detail.to_lowercase().contains("credential");
     let refused = code.as_deref().is_some_and(|c| AUTH_CODES.contains(&c)) || status == 401 || status == 403;
     if no_credentials {
         // The SDK's own account of every provider it tried is long: `-v` shows it.
         let more = if crate::printer::is_verbose() { format!("\n{detail}") } else { String::new() };
-        return Failure::Credentials {
-            message: format!(
-                "no AWS credentials: tried the environment (AWS_ACCESS_KEY_ID), a web identity, the profiles in \
-                 ~/.aws, SSO and the instance metadata; found {}{more}",
-                credential_source()
-            ),
-            hint: Some(
-                "run `aws configure sso` (then `aws sso login`) or set AWS_PROFILE; in GitHub Actions, \
-                 aws-actions/configure-aws-credentials with role-to-assume; `-v` shows every source tried"
-                    .into(),
-            ),
-        }
-        .into();
+        let (message, hint) = credentials::Sources::of_this_process().none_found();
+        return Failure::Credentials { message: format!("{message}{more}"), hint: Some(hint) }.into();
     }
     if refused {
         return Failure::Credentials {
@@ -227,6 +211,41 @@ where
         .into();
     }
     anyhow::anyhow!("{doing} ({action}): {detail}")
+}
+
+/// AWS did not answer at all (no route, refused, DNS, a dead proxy): the endpoint and the
+/// innermost cause, in one line, instead of the SDK's dump.
+fn unreachable(action: &str, doing: &str, err: &(dyn std::error::Error + 'static)) -> anyhow::Error {
+    let mut cause = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    let service = action.split(':').next().unwrap_or("aws");
+    let endpoint = match std::env::var("AWS_ENDPOINT_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => format!("{url} (AWS_ENDPOINT_URL)"),
+        None => format!("AWS's {service} endpoint"),
+    };
+    let proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()).map(|v| format!(" through the proxy {v} ({k})")));
+    let more = match crate::printer::is_verbose() {
+        true => format!("\n{}", DisplayErrorContext(err)),
+        false => String::new(),
+    };
+    Failure::Unreachable {
+        message: format!(
+            "cannot reach {endpoint}{} for {action} while {doing}: {cause}{more}",
+            proxy.unwrap_or_default()
+        ),
+        hint: Some(
+            "check the network, AWS_ENDPOINT_URL and any HTTPS_PROXY (`curl -sI` of the endpoint shows the same); \
+             `-v` shows the SDK's account"
+                .into(),
+        ),
+    }
+    .into()
 }
 
 /// `<Code>X</Code>` in an XML error body.

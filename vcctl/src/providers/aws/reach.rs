@@ -26,8 +26,17 @@ pub fn identity_path(ctx: &Ctx, a: &AwsSettings) -> PathBuf {
 }
 
 /// The stack's SSH keys, checked here before any AWS call: the public key (a private key
-/// is refused, never uploaded) and the identity deploys will log in with.
-pub fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
+/// is refused, never uploaded) and the identity deploys will log in with. `plan` never logs
+/// in, so it needs the public key only: a reviewer without the private key can plan.
+pub fn local_keys(ctx: &Ctx, a: &AwsSettings, logs_in: bool) -> Result<String> {
+    let public_key = public_key(ctx, a)?;
+    if logs_in {
+        check_identity(ctx, a)?;
+    }
+    Ok(public_key)
+}
+
+fn public_key(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
     let file = ctx.settings.stack_file.display();
     let key_path = public_key_path(ctx, a);
     let text = std::fs::read_to_string(&key_path).map_err(|e| {
@@ -36,19 +45,29 @@ pub fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
             Some("create one with `ssh-keygen -t ed25519`, or point aws.ssh_public_key at yours".to_string()),
         )
     })?;
-    let public_key = crate::providers::aws::keys::parse_public_key(&text).map_err(|why| {
+    crate::providers::aws::keys::parse_public_key(&text).map_err(|why| {
         let key = key_path.display().to_string();
-        // Never suggest a redirect onto the file that holds the private key.
-        let hint = match key.strip_suffix(".pub") {
-            Some(stem) => format!(
+        let hint = match (text.contains("PRIVATE KEY"), key.strip_suffix(".pub")) {
+            // Never suggest a redirect onto the file that holds the private key.
+            (true, Some(stem)) => format!(
                 "`{key}` holds a private key under a public key's name: rename it to `{stem}`, then `ssh-keygen -y -f {stem} > {key}`"
             ),
-            None => format!(
+            (true, None) => format!(
                 "write its public half with `ssh-keygen -y -f {key} > {key}.pub` and point aws.ssh_public_key at `{key}.pub`"
+            ),
+            (false, _) => format!(
+                "a public key is one line such as `ssh-ed25519 AAAAC3… you@laptop`: write it from its private key with \
+                 `ssh-keygen -y -f PRIVATE_KEY > {key}`, or point aws.ssh_public_key at the `.pub` file `ssh-keygen` made"
             ),
         };
         Failure::invalid(format!("`{key}` (aws.ssh_public_key in `{file}`) is not an SSH public key: {why}"), Some(hint))
-    })?;
+            .into()
+    })
+}
+
+/// The private key deploys log in with is there and readable.
+pub fn check_identity(ctx: &Ctx, a: &AwsSettings) -> Result<()> {
+    let file = ctx.settings.stack_file.display();
     let identity = identity_path(ctx, a);
     std::fs::File::open(&identity).map_err(|e| {
         Failure::invalid(
@@ -60,7 +79,7 @@ pub fn local_keys(ctx: &Ctx, a: &AwsSettings) -> Result<String> {
             Some("point aws.ssh_identity at the private half of aws.ssh_public_key".to_string()),
         )
     })?;
-    Ok(public_key)
+    Ok(())
 }
 
 /// How long to wait for an instance's host key in its console output (cloud-init prints it

@@ -3,5 +3,6 @@
 
 pub mod plan;
 pub mod process;
+pub mod store;
 pub mod supervise;
 pub mod target;

@@ -225,6 +225,33 @@ impl Operations for LocalTarget {
         status(&self.stack, self.stale).await
     }
 
+    async fn db_dump(&mut self, out: &mut (dyn std::io::Write + Send), p: &Printer) -> Result<u64> {
+        let step = p.step("copying the embedded store (one consistent snapshot; the service keeps serving)");
+        let bytes = super::store::dump(&self.stack.data_dir(), out)?;
+        step.done("");
+        Ok(bytes)
+    }
+
+    fn check_dump(&self, file: &std::path::Path) -> Result<()> {
+        super::store::check(file)
+    }
+
+    fn kept_database(&self) -> String {
+        format!("as `{}.previous`", self.stack.data_dir().join(super::store::FILE).display())
+    }
+
+    async fn db_restore(&mut self, file: &std::path::Path, p: &Printer) -> Result<()> {
+        self.stop(p)?;
+        let step = p.step("swapping the store in");
+        let previous = super::store::swap_in(&self.stack.data_dir(), file)?;
+        step.done(format!("the replaced one kept as {}", previous.display()));
+        if self.stack.current().is_some() {
+            self.log_mark = self.stack.log_len();
+            self.started = Some(self.stack.start()?);
+        }
+        Ok(())
+    }
+
     async fn logs(&mut self, lines: usize, follow: bool, json: bool) -> Result<u8> {
         logs(&self.stack, lines, follow, json).await
     }

@@ -193,7 +193,8 @@ async fn wanted_instances(
     ])?;
     let r = &scale.replicas;
     Ok(instances::InstancesWanted {
-        public_key: crate::providers::aws::reach::local_keys(ctx, a)?,
+        // The group's instances boot from the bucket: only the public key is needed here.
+        public_key: crate::providers::aws::reach::local_keys(ctx, a, false)?,
         policy: instances::policy(&s.names.bucket, &secret, &s.cloud.region, &s.account, &ctx.settings.stack),
         launch: Launch {
             image,

@@ -70,11 +70,12 @@ async fn survey(
     a: &AwsSettings,
     id: Option<&str>,
     artifact: Option<PathBuf>,
+    logs_in: bool,
 ) -> Result<(Aws, BoxWanted, provision::BoxFound, Vec<provision::Change>)> {
     if let Some(placeholder) = &a.placeholder {
         return Err((**placeholder).clone().into());
     }
-    let public_key = crate::providers::aws::reach::local_keys(ctx, a)?;
+    let public_key = crate::providers::aws::reach::local_keys(ctx, a, logs_in)?;
     let (aws, account) = connect(ctx, a).await?;
     let w = wanted(ctx, a, &account, id.unwrap_or("(made by the first up)"), public_key)?;
     // Plan never builds: the artifact is --artifact, or this checkout's last release build.
@@ -94,9 +95,21 @@ async fn survey(
     Ok((aws, w, found, changes))
 }
 
+/// Said by `plan` and `up` alike, from the first: nothing needs to exist for it to be true.
+fn warn_of_plain_http(ctx: &Ctx) {
+    if ctx.settings.tls.is_none() {
+        ctx.printer.warn(format!(
+            "stack `{}` has no `tls:` section: vehicles' tokens and VINs cross the internet unencrypted \
+             (docs/aws.md, HTTPS)",
+            ctx.settings.stack
+        ));
+    }
+}
+
 pub async fn plan(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<u8> {
+    warn_of_plain_http(ctx);
     let id = ctx.settings.stack_id.as_deref();
-    let (_, w, found, changes) = survey(ctx, a, id, artifact.map(Path::to_path_buf)).await?;
+    let (_, w, found, changes) = survey(ctx, a, id, artifact.map(Path::to_path_buf), false).await?;
     let held = provision::held_temporary_rules(&found);
     for (rule, until) in &held {
         ctx.printer
@@ -137,15 +150,9 @@ fn with_statements(mut policy: serde_json::Value, more: Vec<serde_json::Value>) 
 /// it with), or `None` on an emulator (its instances are not real hosts).
 pub async fn up(ctx: &Ctx, a: &AwsSettings, artifact: Option<&Path>) -> Result<Option<(Aws, Remote)>> {
     let started = Instant::now();
-    if ctx.settings.tls.is_none() {
-        ctx.printer.warn(format!(
-            "stack `{}` has no `tls:` section: vehicles' tokens and VINs cross the internet unencrypted \
-             (docs/aws.md, HTTPS)",
-            ctx.settings.stack
-        ));
-    }
+    warn_of_plain_http(ctx);
     let id = crate::providers::aws::stack_id(ctx)?;
-    let (aws, w, found, changes) = survey(ctx, a, Some(&id), artifact.map(Path::to_path_buf)).await?;
+    let (aws, w, found, changes) = survey(ctx, a, Some(&id), artifact.map(Path::to_path_buf), true).await?;
     let instance_id = if changes.is_empty() {
         found.instance.as_ref().map(|i| i.id.clone())
     } else {
