@@ -1,5 +1,6 @@
 //! Command-line flags, each also read from an environment variable.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -101,6 +102,36 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Checks the value of one environment variable the service reads (`VC_THRESHOLDS`,
+/// `VC_KPI_MEMORY`, …) with the very parser the service starts with, so that vcctl refuses
+/// a bad `service.env` when it reads the stack file, not at the start on a host. `Ok(false)`
+/// for a name the service does not read; the error is the parser's own words.
+pub fn check_env(name: &str, value: &str) -> Result<bool, String> {
+    use clap::CommandFactory;
+    let cmd = Config::command();
+    let Some(arg) = cmd.get_arguments().find(|a| a.get_env().is_some_and(|e| e == name)) else {
+        return Ok(false);
+    };
+    let Some(long) = arg.get_long().map(str::to_string) else { return Ok(true) };
+    if !arg.get_action().takes_values() {
+        // A switch: clap reads its variable as a boolean.
+        let boolish = ["true", "false", "yes", "no", "on", "off", "1", "0"].contains(&value.to_lowercase().as_str());
+        return if boolish { Ok(true) } else { Err(format!("expected true or false, got {value:?}")) };
+    }
+    // The flag's own parser, through clap, with no variable of this process read beside it.
+    let cmd = cmd.mut_args(|a| a.env(None::<&str>));
+    // `--flag=value`: a value that starts with `-` is still the value.
+    match cmd.try_get_matches_from([OsString::from("vehicleconnect"), format!("--{long}={value}").into()]) {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            // "invalid value 'x' for '--flag <FLAG>': why" → "why": the value is the user's.
+            Err(first.split_once("': ").map_or(first, |(_, why)| why).to_string())
+        }
+    }
+}
+
 /// At least 3 s: a third of it is the margin for an insert in flight and clock skew.
 fn parse_close_after(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
@@ -183,6 +214,20 @@ mod tests {
         assert_eq!(parse_size("64MB"), Err("unknown unit \"MB\"; use KiB, MiB or GiB (e.g. 64MiB)".to_string()));
         assert_eq!(parse_size("12KiB"), Err("must be at least 1MiB".to_string()));
         assert!(!c.candidate);
+    }
+
+    #[test]
+    fn an_environment_value_is_checked_by_the_flags_own_parser() {
+        assert_eq!(check_env("VC_KPI_MEMORY", "128MiB"), Ok(true));
+        assert_eq!(
+            check_env("VC_KPI_MEMORY", "64MB"),
+            Err("unknown unit \"MB\"; use KiB, MiB or GiB (e.g. 64MiB)".into())
+        );
+        assert!(check_env("VC_THRESHOLDS", "error_rate_pct=5:1").unwrap_err().contains("must not be above CRIT"));
+        assert_eq!(check_env("VC_MAX_CONNECTIONS", "0").map_err(|e| e.contains("0 is not in 1..")), Err(true));
+        assert_eq!(check_env("VC_LOG_FORMAT", "json"), Ok(true));
+        assert!(check_env("VC_RETENTION", "-5").is_err());
+        assert_eq!(check_env("RUST_LOG", "debug"), Ok(false), "not the service's: anything goes");
     }
 
     #[test]

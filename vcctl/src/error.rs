@@ -112,6 +112,17 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
     (ERROR, None)
 }
 
+/// What to say of `err`, each problem with its hint: one, or each problem of a stack file
+/// that has several (they are independent: a user fixes them in one go). `hint` is the
+/// first's, as [`classify`] found it.
+pub fn problems(err: &anyhow::Error, hint: Option<String>) -> Vec<(String, Option<String>)> {
+    let mut out = vec![(format!("{err:#}"), hint)];
+    if let Some(stack) = err.chain().find_map(|c| c.downcast_ref::<StackError>()) {
+        out.extend(stack.more.iter().map(|e| (e.to_string(), e.hint.clone())));
+    }
+    out
+}
+
 /// An error and its sources on one line, `outer: inner: innermost`.
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

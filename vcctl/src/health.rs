@@ -140,29 +140,72 @@ pub fn judge(s: Status, want: Option<(&str, &str)>, pid: Option<u32>, url: &str)
     }
 }
 
-/// The last hour's overall KPIs at `base`, and whether they are ready: a 503 while the
-/// service rebuilds them after a start is "warming up", never zeros.
-pub async fn kpis_1h(client: &reqwest::Client, base: &str) -> (Option<serde_json::Value>, bool) {
-    match client.get(format!("{base}/api/analytics/kpis?window=1h")).send().await {
-        Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => (None, false),
-        Ok(r) => (r.json::<serde_json::Value>().await.ok().map(|k| k["overall"].clone()), true),
-        Err(_) => (None, true),
+/// The last hour's KPIs as `status` shows them.
+pub enum Kpis {
+    /// The overall figures, and when the service computed them.
+    Read { overall: serde_json::Value, computed_at: Option<String> },
+    /// A 503 while the service rebuilds them after a start: "warming up", never zeros.
+    WarmingUp,
+    /// Nothing answered (a stopped service, an unreachable one).
+    Unavailable,
+}
+
+impl Kpis {
+    /// `kpis_1h`, `kpis_ready` and `kpis_as_of` of `status --json`: ready only when read.
+    pub fn add_to(&self, json: &mut serde_json::Value) {
+        let (overall, ready, as_of) = match self {
+            Kpis::Read { overall, computed_at } => (overall.clone(), true, computed_at.clone()),
+            _ => (serde_json::Value::Null, false, None),
+        };
+        json["kpis_1h"] = overall;
+        json["kpis_ready"] = ready.into();
+        json["kpis_as_of"] = as_of.into();
+    }
+
+    /// `status`'s line for them. The service computes them every KPI interval: the figures
+    /// lag the events by up to that, so the line says when they are from.
+    pub fn line(&self) -> Option<String> {
+        let (k, computed_at) = match self {
+            Kpis::WarmingUp => {
+                return Some("last 1 h: warming up (the service is reading its KPIs after a start)".into());
+            }
+            Kpis::Unavailable => return None,
+            Kpis::Read { overall, computed_at } => (overall, computed_at),
+        };
+        let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
+        let as_of = computed_at.as_deref().map(as_of).unwrap_or_default();
+        Some(format!(
+            "last 1 h: {} events, {} req/min, avg {} ms, p95 {} ms, errors {} %{as_of}",
+            k["count"],
+            f("requests_per_min"),
+            f("avg_latency_ms"),
+            f("p95_latency_ms"),
+            f("error_rate_pct")
+        ))
     }
 }
 
-/// `status`'s line for the last hour's KPIs.
-pub fn kpi_line(kpis: Option<&serde_json::Value>, ready: bool) -> Option<String> {
-    if !ready {
-        return Some("last 1 h: warming up (the service is reading its KPIs after a start)".into());
+/// ` (as of 12:00:05 UTC, 4 s ago)` for an RFC 3339 time.
+fn as_of(computed_at: &str) -> String {
+    let Ok(at) = time::OffsetDateTime::parse(computed_at, &time::format_description::well_known::Rfc3339) else {
+        return String::new();
+    };
+    let ago = (time::OffsetDateTime::now_utc() - at).whole_seconds().max(0);
+    let clock = format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second());
+    format!(" (as of {clock} UTC, {ago} s ago; computed every KPI interval)")
+}
+
+/// The last hour's KPIs at `base`.
+pub async fn kpis_1h(client: &reqwest::Client, base: &str) -> Kpis {
+    match client.get(format!("{base}/api/analytics/kpis?window=1h")).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => Kpis::WarmingUp,
+        Ok(r) => match r.json::<serde_json::Value>().await {
+            Ok(report) => Kpis::Read {
+                overall: report["overall"].clone(),
+                computed_at: report["computed_at"].as_str().map(str::to_string),
+            },
+            Err(_) => Kpis::Unavailable,
+        },
+        Err(_) => Kpis::Unavailable,
     }
-    let k = kpis?;
-    let f = |key: &str| k[key].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
-    Some(format!(
-        "last 1 h: {} events, {} req/min, avg {} ms, p95 {} ms, errors {} %",
-        k["count"],
-        f("requests_per_min"),
-        f("avg_latency_ms"),
-        f("p95_latency_ms"),
-        f("error_rate_pct")
-    ))
 }

@@ -92,11 +92,18 @@ fn main() -> ExitCode {
             };
             let label =
                 if printer.is_fancy() { console::style("error:").red().bold().to_string() } else { "error:".into() };
-            printer::say(format!("{label} {err:#}"));
-            if let Some(h) = &hint {
-                printer::say(format!("hint: {h}"));
+            let problems = error::problems(&err, hint);
+            for (message, hint) in &problems {
+                printer::say(format!("{label} {message}"));
+                if let Some(h) = hint {
+                    printer::say(format!("hint: {h}"));
+                }
             }
-            printer.json_error(&format!("{err:#}"), code, hint.as_deref());
+            if let [(_, _), _, ..] = problems.as_slice() {
+                printer::say(format!("{label} {} problems, each above; nothing was done", problems.len()));
+            }
+            let message = problems.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>().join("\n");
+            printer.json_error(&message, code, problems[0].1.as_deref());
             error::exit(code)
         }
     }

@@ -216,9 +216,11 @@ pub struct Report {
     /// Requests sent a second time because the connection closed under them before any
     /// answer (a kept-alive connection closed by a restarting server at that very moment).
     pub retried: u64,
-    /// Events not sent: `--concurrency` requests were already waiting when they were due,
-    /// or the run ended (its duration, Ctrl-C) before they were.
+    /// Events not sent because `--concurrency` requests were already waiting when they were
+    /// due: the target did not keep up.
     pub skipped_late: u64,
+    /// Events never sent because the run ended first (Ctrl-C, SIGTERM): not late, not sent.
+    pub unsent: u64,
     /// Events of requests that had not answered within the grace period after the end: they
     /// may or may not be stored.
     pub unconfirmed: u64,
@@ -249,6 +251,7 @@ struct Counters {
     failed: AtomicU64,
     retried: AtomicU64,
     late: AtomicU64,
+    unsent: AtomicU64,
     requests: AtomicU64,
 }
 
@@ -432,10 +435,10 @@ impl Sender {
         req
     }
 
-    /// What was planned but never sent (the run ended first) is late.
+    /// What was planned but never sent (the run ended first) is unsent.
     fn skip_the_rest(&mut self) {
         let rest = self.planned_events - self.sent_events();
-        self.counters.late.fetch_add(rest, Ordering::Relaxed);
+        self.counters.unsent.fetch_add(rest, Ordering::Relaxed);
         self.sent = self.planned_requests;
     }
 
@@ -460,6 +463,7 @@ impl Sender {
             failed: self.counters.failed.load(Ordering::Relaxed),
             retried: self.counters.retried.load(Ordering::Relaxed),
             skipped_late: self.counters.late.load(Ordering::Relaxed),
+            unsent: self.counters.unsent.load(Ordering::Relaxed),
             unconfirmed,
             interrupted,
             requests: self.counters.requests.load(Ordering::Relaxed),

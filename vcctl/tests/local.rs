@@ -131,6 +131,24 @@ fn every_command_explains_itself_with_an_example() {
         String::from_utf8_lossy(&out.stdout).contains("_clap_complete_vcctl()"),
         "dynamic completion: the shell asks vcctl"
     );
+    completion_works_with_vcctl_off_the_path(&p);
+}
+
+/// As the README has it: vcctl an alias (or not on PATH at all), its completion sourced.
+fn completion_works_with_vcctl_off_the_path(p: &Project) {
+    let script = format!(
+        "source <('{}' completions bash) && COMP_WORDS=(vcctl --st) COMP_CWORD=1 COMP_TYPE=9 && \
+         _clap_complete_vcctl vcctl --st vcctl && echo \"${{COMPREPLY[@]}}\"",
+        env!("CARGO_BIN_EXE_vcctl")
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .current_dir(p.dir.path())
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "--stack", "{}", show(&out));
 }
 
 #[test]
@@ -188,15 +206,15 @@ fn broken_stacks_exit_3_naming_file_line_field_and_fix() {
     let p = Project::new();
     let cases = [
         (
-            "name: x\nprovider: local\nservice:\n  prot: 8000\n",
+            "name: broken\nprovider: local\nservice:\n  prot: 8000\n",
             "error: stacks/broken.yaml:4:3: service.prot: unknown field `prot`\nhint: did you mean `port`?\n",
         ),
         (
-            "name: x\nprovider: aws\naws:\n  admin_cidrs: [0.0.0.0/0]\n",
+            "name: broken\nprovider: aws\naws:\n  admin_cidrs: [0.0.0.0/0]\n",
             "error: stacks/broken.yaml:4:16: aws.admin_cidrs: admin_cidrs opens SSH (22) and Prometheus (9090) to the whole internet\nhint: use your own address (e.g. 203.0.113.7/32), or set `allow_admin_from_anywhere: true` if you really mean it\n",
         ),
         (
-            "name: x\nprovider: local\nservice:\n  kpi_interval: soon\n",
+            "name: broken\nprovider: local\nservice:\n  kpi_interval: soon\n",
             "error: stacks/broken.yaml:4:17: service.kpi_interval: expected a duration such as 60s, 5m or 30days, got \"soon\"\n",
         ),
     ];
@@ -207,6 +225,7 @@ fn broken_stacks_exit_3_naming_file_line_field_and_fix() {
         assert_eq!(stderr(&out), expected);
         assert!(out.stdout.is_empty());
     }
+    every_problem_of_a_stack_file_at_once(&p);
     let out = p.vcctl(&["simulate", "--rate", "fast"]);
     assert_eq!(out.status.code(), Some(3), "argument errors exit 3\n{}", show(&out));
     let out = p.vcctl(&["simulate", "--target", "http://127.0.0.1:9", "--incident", "unlock:3"]);
@@ -215,6 +234,40 @@ fn broken_stacks_exit_3_naming_file_line_field_and_fix() {
     let out = p.vcctl(&["status", "--stack", "nosuch"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(stderr(&out).contains("stacks/nosuch.yaml"), "{}", show(&out));
+}
+
+/// Four independent mistakes, four errors, each at its place, as a compiler says them; YAML
+/// 1.2's `True` is a boolean; a name that is not the file's is refused.
+fn every_problem_of_a_stack_file_at_once(p: &Project) {
+    let text = "name: broken\nprovider: local\nservice:\n  port: 99999\n  kpi_interval: soon\n  ingest_token: True\n  env:\n    VC_KPI_MEMORY: 64MB\nlocall: {}\n";
+    std::fs::write(p.path("stacks/broken.yaml"), text).unwrap();
+    let out = p.vcctl(&["plan", "--stack", "stacks/broken.yaml"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let e = stderr(&out);
+    for said in [
+        "error: stacks/broken.yaml:4:9: service.port: expected a port between 1 and 65535, got \"99999\"\n",
+        "error: stacks/broken.yaml:5:17: service.kpi_interval: expected a duration such as 60s, 5m or 30days, got \"soon\"\n",
+        "error: stacks/broken.yaml:8:5: service.env.VC_KPI_MEMORY: the service would refuse \"64MB\": unknown unit \"MB\"",
+        "error: stacks/broken.yaml:9:1: locall: unknown field `locall`\nhint: did you mean `local`?\n",
+        "error: 4 problems, each above; nothing was done\n",
+    ] {
+        assert!(e.contains(said), "{said:?} in:\n{e}");
+    }
+    assert!(!e.contains("ingest_token"), "`True` is a boolean in YAML 1.2:\n{e}");
+    let out = p.vcctl(&["plan", "--stack", "stacks/broken.yaml", "--json"]);
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["error"].as_str().unwrap().lines().count(), 4, "{j}");
+
+    std::fs::write(p.path("stacks/t15.yaml"), "name: wrongname\nprovider: local\n").unwrap();
+    let out = p.vcctl(&["plan", "--stack", "t15"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("t15.yaml:1:7: name: the stack is named `wrongname` in a file named `t15`"),
+        "{}",
+        show(&out)
+    );
+    assert!(stderr(&out).contains("hint: rename the file to `"), "{}", show(&out));
+    std::fs::remove_file(p.path("stacks/t15.yaml")).unwrap();
 }
 
 #[test]
@@ -268,6 +321,10 @@ fn status_says_healthy_on_stdout_even_quiet(p: &Project, release: &str) {
     let text = String::from_utf8(p.ok(&["status"]).stdout).unwrap();
     let replica = text.lines().find(|l| l.starts_with("replica:  ")).unwrap_or_default();
     assert!(replica.ends_with(", KPI leader, 1 replica reporting"), "{text}");
+    // The KPIs lag the events by up to a KPI interval: the line says when they are from.
+    let kpis = text.lines().find(|l| l.starts_with("last 1 h: ")).unwrap_or_default();
+    assert!(kpis.contains(" (as of ") && kpis.contains(" UTC, "), "{text}");
+    assert!(status["kpis_ready"] == true && status["kpis_as_of"].is_string(), "{status}");
 }
 
 /// Destroy: refused without a terminal or --yes (listing what goes), then done, and
@@ -288,6 +345,14 @@ fn destroy_asks_then_leaves_nothing(p: &Project) {
     assert!(d["deleted"][0].as_str().unwrap().starts_with("the running service (pid"), "{d}");
     assert!(!p.path(".vcctl/local/local").exists());
     assert!(std::net::TcpListener::bind(("127.0.0.1", p.port)).is_ok(), "the port is free again");
+    // A stopped service has no KPIs ready.
+    let stopped = p.vcctl(&["status", "--json"]);
+    let stopped: Value = serde_json::from_slice(&stopped.stdout).unwrap();
+    assert_eq!(
+        (stopped["kpis_ready"].as_bool(), stopped["running"].as_bool()),
+        (Some(false), Some(false)),
+        "{stopped}"
+    );
     // Again: nothing left, said on stdout like every result.
     let again = p.ok(&["destroy", "--yes"]);
     assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "stack `local` (local): nothing to destroy");
@@ -458,8 +523,10 @@ fn simulate_keeps_to_its_duration_and_stops_on_ctrl_c() {
     let r = report(&out);
     assert!(took < std::time::Duration::from_secs(8), "a 1 s run took {took:?}: {r}");
     assert!(r["skipped_late"].as_u64().unwrap() > 900_000_000, "{r}");
-    let accounted: u64 =
-        ["acknowledged", "failed", "skipped_late", "unconfirmed"].iter().map(|k| r[k].as_u64().unwrap()).sum();
+    let accounted: u64 = ["acknowledged", "failed", "skipped_late", "unsent", "unconfirmed"]
+        .iter()
+        .map(|k| r[k].as_u64().unwrap())
+        .sum();
     assert_eq!(accounted, 1_000_000_000, "every planned event is accounted for: {r}");
 
     let r = report(&p.ok(&["simulate", "--rate", "100", "--batch", "100000", "--duration", "2s", "--json"]));
@@ -491,6 +558,9 @@ fn simulate_keeps_to_its_duration_and_stops_on_ctrl_c() {
         let r = report(&out);
         assert_eq!(r["interrupted"], true, "{r}");
         assert!(r["acknowledged"].as_u64().unwrap() > 100, "the partial report: {r}");
+        // What the stop kept from being sent is unsent, not late: the service kept up.
+        assert!(r["unsent"].as_u64().unwrap() > 10_000, "{r}");
+        assert_eq!(r["skipped_late"], 0, "{r}");
     }
     // A command with nothing to report says what stopped it.
     let out = interrupt(&["logs", "-f"], "-TERM");
@@ -827,4 +897,21 @@ fn a_local_stack_is_dumped_while_it_serves_and_restored_whole() {
     assert!(
         stderr(&out).contains("hint: `vcctl db dump > FILE` and `vcctl db restore FILE` back up any stack's database")
     );
+}
+
+/// `simulate --target` is checked before any traffic: not a URL exits 3 at once, and a
+/// target where nothing answers fails within seconds, naming it.
+#[test]
+fn simulate_checks_its_target_before_sending() {
+    let p = Project::new();
+    let started = std::time::Instant::now();
+    let out = p.vcctl(&["simulate", "--target", "127.0.0.1:8123", "--duration", "30s"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains("--target \"127.0.0.1:8123\" is not an http:// or https:// URL"), "{}", show(&out));
+    assert!(stderr(&out).contains("hint: e.g. --target http://127.0.0.1:8123"), "{}", show(&out));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = p.vcctl(&["simulate", "--target", &format!("http://{dead}"), "--duration", "30s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains(&format!("nothing answers at http://{dead}")), "{}", show(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }

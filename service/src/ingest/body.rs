@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn body_errors() {
-        let mut cases: Vec<(Format, String, BodyError)> = vec![
+        let cases: Vec<(Format, String, BodyError)> = vec![
             (
                 Format::Json,
                 "".into(),

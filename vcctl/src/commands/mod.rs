@@ -235,13 +235,16 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Operatio
 
 /// Prints the shell completion script.
 pub fn completions(shell: clap_complete::Shell) -> u8 {
-    // The registration of clap's dynamic completion: the shell calls `vcctl` for each
+    // The registration of clap's dynamic completion: the shell calls vcctl for each
     // completion, so `--stack <TAB>` lists the project's stacks and `--to <TAB>` releases.
+    // It calls this very binary by its path: vcctl may be an alias, or not on PATH.
+    let me = std::env::current_exe().ok().and_then(|p| p.to_str().map(str::to_string));
+    let completer = me.unwrap_or_else(|| "vcctl".into());
     let mut script = Vec::new();
     let shells = clap_complete::env::Shells::builtins();
     let written = shells
         .completer(&shell.to_string())
-        .map(|c| c.write_registration("COMPLETE", "vcctl", "vcctl", "vcctl", &mut script));
+        .map(|c| c.write_registration("COMPLETE", "vcctl", "vcctl", &completer, &mut script));
     if !matches!(written, Some(Ok(()))) {
         use clap::CommandFactory;
         script.clear();

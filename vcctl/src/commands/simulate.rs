@@ -37,6 +37,7 @@ pub async fn run(
     if args.rate.is_nan() || args.rate <= 0.0 || args.batch == 0 || args.vehicles == 0 {
         return Err(Failure::invalid("--rate, --batch and --vehicles must be more than 0", None).into());
     }
+    check_target(&target, &trust).await?;
     let planned = (args.rate * args.duration.as_secs_f64()).round() as u64;
     printer.info(format!(
         "sending {planned} events to {target} at {} events/s for {} ({} per request){}",
@@ -71,11 +72,15 @@ pub async fn run(
     bar.finish_and_clear();
     printer.json(&json!(report));
     printer.out(format!(
-        "{} of {} events acknowledged, {} failed, {} skipped (late), {} unconfirmed in {:.1}s: {:.0} events/s{}",
+        "{} of {} events acknowledged, {} failed, {} skipped (late), {}{} unconfirmed in {:.1}s: {:.0} events/s{}",
         report.acknowledged,
         report.planned_events,
         report.failed,
         report.skipped_late,
+        match report.unsent {
+            0 => String::new(),
+            n => format!("{n} unsent (the run was stopped first), "),
+        },
         report.unconfirmed,
         report.duration_s,
         report.achieved_events_per_s,
@@ -90,11 +95,39 @@ pub async fn run(
     for (reason, n) in &report.errors {
         printer.info(format!("  {n} events: {reason}"));
     }
-    Ok(match (report.interrupted, report.failed + report.skipped_late + report.unconfirmed) {
+    Ok(match (report.interrupted, report.failed + report.skipped_late + report.unsent + report.unconfirmed) {
         (true, _) => crate::error::INTERRUPTED,
         (false, 0) => 0,
         _ => 1,
     })
+}
+
+/// The target is a URL and something answers there, before any traffic: a typo exits 3 at
+/// once, and a target that does not answer fails within seconds, naming it, instead of after
+/// the whole run.
+async fn check_target(target: &str, trust: &crate::http_client::Trust) -> Result<()> {
+    let url = reqwest::Url::parse(target).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host());
+    let Some(url) = url else {
+        let example =
+            if target.contains("://") { "http://127.0.0.1:8000".to_string() } else { format!("http://{target}") };
+        return Err(Failure::invalid(
+            format!("--target {target:?} is not an http:// or https:// URL"),
+            Some(format!("e.g. --target {example}")),
+        )
+        .into());
+    };
+    let client = crate::http_client::builder(trust)?.timeout(std::time::Duration::from_secs(5)).build()?;
+    let status = url.join("api/status").unwrap_or(url.clone());
+    if let Err(e) = client.get(status).send().await {
+        let mut cause = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(inner) = source {
+            cause = inner.to_string();
+            source = inner.source();
+        }
+        anyhow::bail!("nothing answers at {target} (GET /api/status: {cause}); no event was sent");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

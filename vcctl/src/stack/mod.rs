@@ -289,8 +289,44 @@ pub fn load_file(path: &Path) -> Result<Stack, StackError> {
         path: "(file)".to_string(),
         message: format!("cannot read the stack file: {e}"),
         hint: Some("a stack name resolves to stacks/<name>.yaml; pass --stack with a name or a path".to_string()),
+        more: Vec::new(),
     })?;
-    parse(path, &text)
+    match (parse(path, &text), name_mismatch(path, &text)) {
+        (Ok(stack), None) => Ok(stack),
+        (Ok(_), Some(mismatch)) => Err(mismatch),
+        (Err(e), None) => Err(e),
+        (Err(mut e), Some(mismatch)) => {
+            e.more.push(mismatch);
+            Err(e)
+        }
+    }
+}
+
+/// A stack's `name:` differs from its file's name: refused, since `--stack FILE_NAME` finds
+/// the file while every resource is named from `name:`, and two names for one stack is how
+/// one ends up destroying the other.
+fn name_mismatch(path: &Path, text: &str) -> Option<StackError> {
+    let stem = path.file_stem()?.to_str()?;
+    let (n, line) = text.lines().enumerate().find(|(_, l)| l.starts_with("name:"))?;
+    let name = line["name:".len()..].split(" #").next()?.trim().trim_matches(['"', '\'']);
+    if name.is_empty() || name == stem {
+        return None;
+    }
+    Some(StackError {
+        file: path.to_path_buf(),
+        line: n + 1,
+        column: line.find(name).map_or(1, |c| c + 1),
+        path: "name".into(),
+        message: format!(
+            "the stack is named `{name}` in a file named `{stem}`: `--stack {stem}` finds it, while its resources \
+             would be named `{name}`"
+        ),
+        hint: Some(format!(
+            "rename the file to `{}`, or set `name: {stem}`",
+            path.with_file_name(format!("{name}.yaml")).display()
+        )),
+        more: Vec::new(),
+    })
 }
 
 fn is_valid_name(name: &str) -> bool {
@@ -301,11 +337,90 @@ fn is_valid_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// Reads a stack file. Every independent problem is reported at once, as a compiler does:
+/// the first as the error, the others in its `more` (each with its position). A problem
+/// that follows from another (a section of a provider that is itself wrong) is not.
 pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
     let doc = yaml::load(file, text)?;
     let Node::Mapping(map) = &doc else { unreachable!("the loader requires a top-level mapping") };
     let mut root = Section::root(file, map);
+    let mut found = Found::default();
+    let name = found.take(stack_name(&mut root));
+    let provider_field = found.take(root.req_str("provider"));
+    let id = found.take(stack_id(&mut root));
+    let service = found.take(service_settings(&mut root));
+    let kind = provider_field.as_ref().map_or("", |(p, _)| p.as_str());
+    let edge = found.take(edge_settings(&mut root, kind, file));
+    let provider = match &provider_field {
+        Some((kind, span)) => {
+            let misplaced = misplaced_sections(&root, kind);
+            // Said once, as misplaced, not again as unknown.
+            root.allow(&misplaced.iter().map(|(key, _)| *key).collect::<Vec<_>>());
+            found.extend(misplaced.into_iter().map(|(_, e)| e).collect());
+            found.take(provider_settings(&mut root, kind, span, edge.as_ref().map(|(tls, _)| tls.as_ref()), file))
+        }
+        // Which sections apply is unknown: none of them is reported as unknown.
+        None => {
+            root.allow(&TOP_LEVEL);
+            None
+        }
+    };
+    if let (Some(p), Some((Some(tls), _))) = (&provider, &edge)
+        && tls.route53_zone.is_some()
+    {
+        found.take(zone_needs_scale(&root, p));
+    }
+    found.take(root.finish());
+    if let (Some((_, Some(err))), Some(p)) = (&service, &provider)
+        && !matches!(p, Provider::Local(_))
+    {
+        found.add(err.clone());
+    }
+    found.result()?;
+    let (Some(name), Some(id), Some((service, _)), Some((tls, alert_email)), Some(provider)) =
+        (name, id, service, edge, provider)
+    else {
+        unreachable!("every part is read when nothing was found wrong")
+    };
+    Ok(Stack { file: file.to_path_buf(), name, id, provider, service, tls, alert_email })
+}
 
+/// Every field a stack file may have at its top level.
+const TOP_LEVEL: [&str; 12] =
+    ["name", "provider", "id", "service", "tls", "alerts", "local", "aws", "ssh", "scale", "hosts", "database"];
+
+/// Problems found while reading one stack file, in the order found.
+#[derive(Default)]
+struct Found(Vec<StackError>);
+
+impl Found {
+    fn take<T>(&mut self, r: Result<T, StackError>) -> Option<T> {
+        r.map_err(|e| self.add(e)).ok()
+    }
+
+    fn add(&mut self, mut e: StackError) {
+        let more = std::mem::take(&mut e.more);
+        self.0.push(e);
+        self.0.extend(more);
+    }
+
+    fn extend(&mut self, errors: Vec<StackError>) {
+        errors.into_iter().for_each(|e| self.add(e));
+    }
+
+    fn result(self) -> Result<(), StackError> {
+        let mut all = self.0.into_iter();
+        match all.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                first.more = all.collect();
+                Err(first)
+            }
+        }
+    }
+}
+
+fn stack_name(root: &mut Section) -> Result<String, StackError> {
     let (name, name_span) = root.req_str("name")?;
     if !is_valid_name(&name) {
         return Err(root.error_at(
@@ -314,60 +429,67 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
             format!("{name:?} is not a valid stack name: use 1-32 lower-case letters, digits and dashes, starting with a letter"),
         ));
     }
-    let (provider, provider_span) = root.req_str("provider")?;
-    let id = root.opt_parsed("id", "a stack id", |v| {
+    Ok(name)
+}
+
+fn stack_id(root: &mut Section) -> Result<Option<String>, StackError> {
+    root.opt_parsed("id", "a stack id", |v| {
         if v.len() == 16 && v.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
             Ok(v.to_string())
         } else {
             Err(format!("expected the id `vcctl up` made (16 hex digits), got {v:?}"))
         }
-    })?;
-    let (service, port_taken) = service_settings(&mut root)?;
-    let (tls, alert_email) = edge_settings(&mut root, &provider, file)?;
+    })
+}
 
+/// The sections of other providers, each an error.
+fn misplaced_sections(root: &Section, provider: &str) -> Vec<(&'static str, StackError)> {
     let sections = ["local", "aws", "ssh"];
     let ssh_only = ["hosts", "database"].into_iter().filter(|_| provider != "ssh");
     let aws_only = ["scale"].into_iter().filter(|_| provider != "aws");
-    for other in sections.into_iter().filter(|s| *s != provider).chain(ssh_only).chain(aws_only) {
-        if root.has(other) {
-            let mut err = root.error(format!("section `{other}` does not apply to provider `{provider}`"));
-            err.path = other.to_string();
-            let needs = match other {
-                "hosts" | "database" => "ssh",
-                "scale" => "aws",
-                section => section,
-            };
-            err.hint = Some(format!("remove it, or set `provider: {needs}`"));
-            return Err(err);
-        }
+    let others = sections.into_iter().filter(|s| *s != provider && sections.contains(&provider));
+    let mut errors = Vec::new();
+    for other in others.chain(ssh_only).chain(aws_only).filter(|s| root.has(s)) {
+        let mut err = root.error(format!("section `{other}` does not apply to provider `{provider}`"));
+        err.path = other.to_string();
+        let needs = match other {
+            "hosts" | "database" => "ssh",
+            "scale" => "aws",
+            section => section,
+        };
+        err.hint = Some(format!("remove it, or set `provider: {needs}`"));
+        errors.push((other, err));
     }
-    let provider = match provider.as_str() {
+    errors
+}
+
+/// The provider's own section. `tls`: `None` when `tls:` itself is wrong (reported already),
+/// so that nothing is said of what needs it.
+fn provider_settings(
+    root: &mut Section,
+    kind: &str,
+    span: &marked_yaml::Span,
+    tls: Option<Option<&TlsSettings>>,
+    file: &Path,
+) -> Result<Provider, StackError> {
+    Ok(match kind {
         "local" => Provider::Local(match root.opt_section("local")? {
             Some(s) => local_settings(s)?,
             None => LocalSettings::default(),
         }),
-        "aws" => Provider::Aws(aws_provider(&mut root, tls.as_ref(), file)?),
-        "ssh" => Provider::Ssh(hosts::ssh_settings(&mut root, file)?),
+        "aws" => Provider::Aws(aws_provider(root, tls, file)?),
+        "ssh" => Provider::Ssh(hosts::ssh_settings(root, file)?),
         other => {
-            let mut err = root.error_at(&provider_span, "provider".into(), format!("unknown provider {other:?}"));
-            let close = sections.iter().find(|s| strsim::damerau_levenshtein(other, s) <= 2);
+            root.allow(&TOP_LEVEL);
+            let mut err = root.error_at(span, "provider".into(), format!("unknown provider {other:?}"));
+            let close = ["local", "aws", "ssh"].into_iter().find(|s| strsim::damerau_levenshtein(other, s) <= 2);
             err.hint = Some(match close {
                 Some(c) => format!("did you mean `{c}`? (one of local, aws, ssh)"),
                 None => "use one of local, aws, ssh".to_string(),
             });
             return Err(err);
         }
-    };
-    if tls.as_ref().is_some_and(|t| t.route53_zone.is_some()) {
-        zone_needs_scale(&root, &provider)?;
-    }
-    root.finish()?;
-    if let Some(err) = port_taken
-        && !matches!(provider, Provider::Local(_))
-    {
-        return Err(err);
-    }
-    Ok(Stack { file: file.to_path_buf(), name, id, provider, service, tls, alert_email })
+    })
 }
 
 /// `tls.route53_zone` names where a `scale:` stack's load balancer and certificate get their
@@ -388,12 +510,12 @@ fn zone_needs_scale(root: &Section, provider: &Provider) -> Result<(), StackErro
 }
 
 /// The `aws:` section, and `scale:` with what it needs of `tls:`.
-fn aws_provider(root: &mut Section, tls: Option<&TlsSettings>, file: &Path) -> Result<AwsSettings, StackError> {
+fn aws_provider(root: &mut Section, tls: Option<Option<&TlsSettings>>, file: &Path) -> Result<AwsSettings, StackError> {
     let Some(s) = root.opt_section("aws")? else {
         return Err(root.error("provider `aws` needs an `aws:` section (at least `admin_cidrs`)"));
     };
     let scale = root.opt_section("scale")?.map(|s| scale::scale_settings(s, file)).transpose()?.map(Box::new);
-    if scale.is_some() && tls.is_none() {
+    if scale.is_some() && tls == Some(None) {
         let mut err = root.value_error(
             "scale",
             "`scale:` needs `tls:`: the load balancer serves HTTPS with an ACM certificate for `tls.domain`",
@@ -411,7 +533,16 @@ fn edge_settings(
     provider: &str,
     file: &Path,
 ) -> Result<(Option<TlsSettings>, Option<String>), StackError> {
-    let tls = match root.opt_section("tls")? {
+    // `tls:` and `alerts:` on their own: a file with both wrong hears of both.
+    let mut found = Found::default();
+    let tls = found.take(tls_section(root, provider, file));
+    let alerts = found.take(alerts_section(root, provider));
+    found.result()?;
+    Ok((tls.flatten(), alerts.flatten()))
+}
+
+fn tls_section(root: &mut Section, provider: &str, file: &Path) -> Result<Option<TlsSettings>, StackError> {
+    Ok(match root.opt_section("tls")? {
         Some(_) if provider == "local" => {
             let mut err =
                 root.error("section `tls` does not apply to provider `local` (it serves on this machine only)");
@@ -421,7 +552,10 @@ fn edge_settings(
         }
         Some(s) => Some(tls_settings(s, file)?),
         None => None,
-    };
+    })
+}
+
+fn alerts_section(root: &mut Section, provider: &str) -> Result<Option<String>, StackError> {
     let alert_email = match root.opt_section("alerts")? {
         Some(_) if provider != "aws" => {
             let mut err = root.error(format!("section `alerts` does not apply to provider `{provider}`"));
@@ -443,7 +577,7 @@ fn edge_settings(
         }
         None => None,
     };
-    Ok((tls, alert_email))
+    Ok(alert_email)
 }
 
 /// The `service:` section, and the error of a port a host uses for something else: kept
@@ -455,13 +589,16 @@ fn service_settings(root: &mut Section) -> Result<(ServiceSettings, Option<Stack
             None,
         ));
     };
-    let settings = ServiceSettings {
-        port: s.opt_port("port")?,
-        retention: s.opt_duration("retention")?,
-        kpi_interval: s.opt_duration("kpi_interval")?,
-        ingest_token: s.opt_bool("ingest_token")?,
-        env: service_env(&mut s)?,
-    };
+    // Each field on its own: a file with several wrong ones hears of each.
+    let mut found = Found::default();
+    let port = found.take(s.opt_port("port")).flatten();
+    let retention = found.take(s.opt_duration("retention")).flatten();
+    let kpi_interval = found.take(s.opt_duration("kpi_interval")).flatten();
+    let ingest_token = found.take(s.opt_bool("ingest_token")).flatten();
+    let env = found.take(service_env(&mut s)).unwrap_or_default();
+    found.take(s.check_unknown());
+    found.result()?;
+    let settings = ServiceSettings { port, retention, kpi_interval, ingest_token, env };
     let mut port_taken = None;
     if let Some((_, what)) = settings.port.and_then(|p| HOST_PORTS.iter().find(|(used, _)| *used == p)) {
         port_taken = Some(s.value_error(
@@ -586,6 +723,12 @@ fn service_env(s: &mut Section) -> Result<Vec<(String, String)>, StackError> {
         if value.len() > 4096 || value.chars().any(|c| c.is_control()) {
             return Err(s.error_at(&span, path, "a value is one line of at most 4096 characters"));
         }
+        // What the service reads, checked now with its own parser, not at its start on a host.
+        if let Err(why) = vehicleconnect::config::check_env(&name, &value) {
+            let mut err = s.error_at(&span, path, format!("the service would refuse {value:?}: {why}"));
+            err.hint = Some(format!("`vehicleconnect --help` describes {name}; see docs/reference/stack.md"));
+            return Err(err);
+        }
         out.push((name, value));
     }
     Ok(out)
@@ -612,7 +755,7 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
         let close =
             AWS_REGIONS.iter().min_by_key(|k| strsim::damerau_levenshtein(r, k)).copied().unwrap_or("eu-central-1");
         Err(format!("{r:?} is not an AWS region; did you mean {close:?}?"))
-    })?;
+    });
     let instance_type = s.opt_parsed("instance_type", "an instance type", |t| {
         let ok = t.split_once('.').is_some_and(|(family, size)| {
             !family.is_empty()
@@ -620,34 +763,42 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
                 && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
         });
         if ok { Ok(t.to_string()) } else { Err(format!("expected an EC2 instance type such as t2.micro, got {t:?}")) }
-    })?;
-    let admin_cidrs = s.opt_list("admin_cidrs", parse_cidr)?.unwrap_or_default();
-    let allow_admin_from_anywhere = s.opt_bool("allow_admin_from_anywhere")?.unwrap_or(false);
-    let ssh_access = ssh_access(&mut s, !admin_cidrs.is_empty())?;
+    });
+    // Each field on its own: a file with several wrong ones hears of each.
+    let mut found = Found::default();
+    let admin_cidrs = found.take(s.opt_list("admin_cidrs", parse_cidr)).flatten().unwrap_or_default();
+    let allow_admin_from_anywhere = found.take(s.opt_bool("allow_admin_from_anywhere")).flatten().unwrap_or(false);
+    let ssh_access = found.take(ssh_access(&mut s, !admin_cidrs.is_empty())).unwrap_or(SshAccess::OnDemand);
+    let mut str_field = |key| found.take(s.opt_str(key)).flatten();
+    let (ssh_public_key, ssh_identity, ssh_user) =
+        (str_field("ssh_public_key"), str_field("ssh_identity"), str_field("ssh_user"));
+    let (vpc_id, subnet_id) = (str_field("vpc_id"), str_field("subnet_id"));
     let settings = AwsSettings {
-        region,
-        instance_type,
+        region: found.take(region).flatten(),
+        instance_type: found.take(instance_type).flatten(),
         ssh_access,
-        address_detector: s.opt_parsed("address_detector", "a URL", parse_detector)?,
+        address_detector: found.take(s.opt_parsed("address_detector", "a URL", parse_detector)).flatten(),
         admin_cidrs,
         allow_admin_from_anywhere,
-        ssh_public_key: s.opt_str("ssh_public_key")?,
-        ssh_identity: s.opt_str("ssh_identity")?,
-        ssh_user: s.opt_str("ssh_user")?,
-        host_key: s.opt_parsed("host_key", "a public key", parse_host_key)?,
-        vpc_id: s.opt_str("vpc_id")?,
-        subnet_id: s.opt_str("subnet_id")?,
-        termination_protection: s.opt_bool("termination_protection")?.unwrap_or(false),
-        data_volume_gb: s
-            .opt_parsed("data_volume_gb", "a size in GB", |v| match v.parse::<i32>() {
+        ssh_public_key,
+        ssh_identity,
+        ssh_user,
+        host_key: found.take(s.opt_parsed("host_key", "a public key", parse_host_key)).flatten(),
+        vpc_id,
+        subnet_id,
+        termination_protection: found.take(s.opt_bool("termination_protection")).flatten().unwrap_or(false),
+        data_volume_gb: found
+            .take(s.opt_parsed("data_volume_gb", "a size in GB", |v| match v.parse::<i32>() {
                 Ok(n) if (1..=16384).contains(&n) => Ok(n),
                 _ => Err(format!("expected a size in GB from 1 to 16384 (gp3's limits), got {v:?}")),
-            })?
+            }))
+            .flatten()
             .unwrap_or(20),
         placeholder: None,
         scale: None,
     };
-    s.check_unknown()?;
+    found.take(s.check_unknown());
+    found.result()?;
     if ssh_access == SshAccess::OnDemand {
         return Ok(settings);
     }
@@ -1019,6 +1170,11 @@ mod tests {
         check(
             "name: a\nprovider: local\nservice:\n  env:\n    VC_RETENTION: 3days\n",
             "stacks/t.yaml:5:5: service.env.VC_RETENTION: `VC_RETENTION` is set by vcctl\nhint: set `service.retention`",
+        );
+        // What the service reads is checked with its own parser, where it is written.
+        check(
+            "name: a\nprovider: local\nservice:\n  env:\n    VC_THRESHOLDS: error_rate_pct=5:1\n",
+            "stacks/t.yaml:5:5: service.env.VC_THRESHOLDS: the service would refuse \"error_rate_pct=5:1\": \"error_rate_pct=5:1\": WARN (5) must not be above CRIT (1)\nhint: `vehicleconnect --help` describes VC_THRESHOLDS; see docs/reference/stack.md",
         );
         check(
             "name: a\nprovider: local\nservice:\n  env:\n    A: [1, 2]\n",

@@ -23,6 +23,9 @@ pub struct StackError {
     pub path: String,
     pub message: String,
     pub hint: Option<String>,
+    /// The other problems found in the same file, independent of this one (each printed as
+    /// its own error).
+    pub more: Vec<StackError>,
 }
 
 /// (name, value, the position of its key), in file order.
@@ -53,7 +56,15 @@ impl<'a> Section<'a> {
 
     pub fn error_at(&self, span: &Span, path: String, message: impl Into<String>) -> StackError {
         let (line, column) = position(span);
-        StackError { file: self.file.to_path_buf(), line, column, path, message: message.into(), hint: None }
+        StackError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            path,
+            message: message.into(),
+            hint: None,
+            more: Vec::new(),
+        }
     }
 
     /// An error about the section itself (e.g. a missing key).
@@ -68,6 +79,7 @@ impl<'a> Section<'a> {
                 path: "(top level)".into(),
                 message,
                 hint: None,
+                more: Vec::new(),
             };
         }
         self.error_at(self.key_span.unwrap_or(self.map.span()), self.path.clone(), message)
@@ -140,9 +152,11 @@ impl<'a> Section<'a> {
     }
 
     pub fn opt_bool(&mut self, key: &'static str) -> Result<Option<bool>, StackError> {
+        // YAML 1.2's core schema: true, True, TRUE and their false; and YAML 1.1's yes/on,
+        // which older files use.
         self.opt_parsed(key, "true or false", |s| match s {
-            "true" | "yes" | "on" => Ok(true),
-            "false" | "no" | "off" => Ok(false),
+            "true" | "True" | "TRUE" | "yes" | "on" => Ok(true),
+            "false" | "False" | "FALSE" | "no" | "off" => Ok(false),
             other => Err(format!("expected true or false, got {other:?}")),
         })
     }
@@ -244,29 +258,48 @@ impl<'a> Section<'a> {
         self.check_unknown()
     }
 
-    /// The first field of this section no reader asked for, as an error with the closest
-    /// known name: called before checks that span fields, so a typo (`admin_cidr`) is
-    /// reported as a typo and not as the field it should have been being empty.
+    /// Counts `keys` as read: sections whose reading depends on something already found
+    /// wrong are not reported as unknown.
+    pub fn allow(&mut self, keys: &[&'static str]) {
+        self.known.extend_from_slice(keys);
+    }
+
+    /// Every field of this section no reader asked for, each as an error with the closest
+    /// known name (the first, with the others in its `more`): called before checks that
+    /// span fields, so a typo (`admin_cidr`) is reported as a typo and not as the field it
+    /// should have been being empty.
     pub fn check_unknown(&self) -> Result<(), StackError> {
-        for (key, _) in self.map.iter() {
-            let name = key.as_str();
-            if self.known.contains(&name) {
-                continue;
-            }
-            let mut err = self.error_at(key.span(), self.child_path(name), format!("unknown field `{name}`"));
-            let best = self
-                .known
-                .iter()
-                .map(|k| (strsim::damerau_levenshtein(name, k), *k))
-                .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-                .min();
-            err.hint = Some(match best {
-                Some((_, k)) => format!("did you mean `{k}`?"),
-                None => format!("valid fields here: {}", self.known.join(", ")),
+        let mut unknown =
+            self.map.iter().map(|(key, _)| key).filter(|k| !self.known.contains(&k.as_str())).map(|key| {
+                let name = key.as_str();
+                let mut err = self.error_at(key.span(), self.child_path(name), format!("unknown field `{name}`"));
+                let best = self
+                    .known
+                    .iter()
+                    .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+                    .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+                    .min();
+                err.hint = Some(match best {
+                    Some((_, k)) => format!("did you mean `{k}`?"),
+                    None => {
+                        let mut valid: Vec<&str> = Vec::new();
+                        for k in &self.known {
+                            if !valid.contains(k) {
+                                valid.push(k);
+                            }
+                        }
+                        format!("valid fields here: {}", valid.join(", "))
+                    }
+                });
+                err
             });
-            return Err(err);
+        match unknown.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                first.more = unknown.collect();
+                Err(first)
+            }
         }
-        Ok(())
     }
 }
 
@@ -394,6 +427,6 @@ pub fn load(file: &Path, text: &str) -> Result<Node, StackError> {
             other => (None, top(), format!("invalid YAML: {other}")),
         };
         let (line, column) = marker.map(|m| (m.line(), m.column())).unwrap_or((1, 1));
-        StackError { file: file.to_path_buf(), line, column, path, message, hint: None }
+        StackError { file: file.to_path_buf(), line, column, path, message, hint: None, more: Vec::new() }
     })
 }

@@ -383,14 +383,14 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
     let probe = host.probe(port, SERVING_UNIT).await?;
     let outside = health::status(client, &remote.public_url).await;
     let healthy = probe.healthy().is_some() && matches!(&outside, Ok((code, s)) if health::is_healthy(*code, s));
-    let (kpis, kpis_ready) = match &outside {
+    let kpis = match &outside {
         Ok(_) => health::kpis_1h(client, &remote.public_url).await,
-        Err(_) => (None, true),
+        Err(_) => health::Kpis::Unavailable,
     };
     let usage = host.data_usage().await?;
     // What `vcctl rollback` would go back to.
     let rollback_to = crate::release::previous_good(&state.releases, state.current.as_deref()).map(|r| r.name.clone());
-    let json = json!({
+    let mut json = json!({
         "host": remote.target.host,
         "healthy": healthy,
         "unit": {"active": probe.active.as_str(), "sub": probe.sub_state, "restarts": probe.restarts, "socket": probe.socket.as_str()},
@@ -400,8 +400,6 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
         "release": state.current,
         "releases": state.releases,
         "rollback_to": rollback_to,
-        "kpis_1h": kpis,
-        "kpis_ready": kpis_ready,
         "data_volume_usage": usage.map(|(size, used)| json!({"size_bytes": size, "used_bytes": used})),
     });
     let mut lines = vec![format!("service:  {}", probe.describe())];
@@ -427,7 +425,8 @@ async fn status(host: &Host, remote: &Remote, port: u16, client: &reqwest::Clien
             indicatif::HumanBytes(size)
         ));
     }
-    lines.extend(health::kpi_line(kpis.as_ref(), kpis_ready));
+    kpis.add_to(&mut json);
+    lines.extend(kpis.line());
     Ok(StatusView { json, lines, details: Vec::new(), healthy })
 }
 

@@ -148,8 +148,10 @@ pub fn scaled(instance_type: &str, root_gb: u32, scale: &ScaleSettings) -> Estim
 
 /// The estimate in words: a total line, then one line per part.
 pub fn describe(e: &Estimate) -> Vec<String> {
+    // A part the table cannot price makes the total a floor, and the headline says so.
+    let how = if e.unpriced.is_empty() { "about" } else { "at least" };
     let mut out = vec![format!(
-        "monthly cost, on demand in {}: about ${:.2} (prices of {}, {})",
+        "monthly cost, on demand in {}: {how} ${:.2} (prices of {}, {})",
         e.region, e.total_usd, e.prices_as_of, e.table
     )];
     out.extend(e.lines.iter().map(|l| format!("  {:<52} ${:>8.2}", l.item, l.monthly_usd)));
@@ -215,5 +217,29 @@ mod tests {
         assert_eq!(e.unpriced, vec!["1 × x9.huge instance".to_string()]);
         assert_eq!(e.total_usd, 7.08);
         assert!(describe(&e).iter().any(|l| l.contains("not in the table, so not in the total: 1 × x9.huge")));
+        assert!(describe(&e)[0].contains(": at least $7.08 (prices of "), "{:?}", describe(&e));
+    }
+
+    /// The current generations a user picks, and RDS's classes of the same families.
+    #[test]
+    fn the_table_prices_every_current_generation_a_user_picks() {
+        let sizes = ["large", "xlarge", "2xlarge", "4xlarge"];
+        for family in
+            ["t3", "t3a", "t4g", "m5", "m6i", "m6g", "m7i", "m7g", "c5", "c6i", "c7i", "c7g", "r5", "r6i", "r7i"]
+        {
+            for size in sizes.iter().filter(|s| !family.starts_with('t') || **s != "4xlarge") {
+                let e = single_box(&format!("{family}.{size}"), 16, 20);
+                assert!(e.unpriced.is_empty(), "{family}.{size}");
+                assert!(describe(&e)[0].contains(": about $"), "{family}.{size}");
+            }
+        }
+        for family in ["t3", "t4g", "m5", "m6i", "m6g", "m7g", "r5", "r6i", "r6g", "r7g"] {
+            let class = format!("db.{family}.large");
+            assert!(prices().rds_postgres_per_hour.contains_key(&class), "{class}");
+        }
+        // A larger size of a family costs more, never less (a slip of the hand shows here).
+        let m5 = |s: &str| prices().ec2_per_hour[&format!("m5.{s}")];
+        assert!(m5("large") < m5("xlarge") && m5("xlarge") < m5("2xlarge"));
+        assert!(prices().ec2_per_hour.len() >= 70, "{}", prices().ec2_per_hour.len());
     }
 }

@@ -308,15 +308,15 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         None => None,
     };
     // 503 while the service rebuilds its KPIs after a start: "warming up", never zeros.
-    let (kpis, kpis_ready): (Option<Value>, bool) = match &health {
+    let kpis = match &health {
         Some(_) => health::kpis_1h(&client, &base).await,
-        None => (None, true),
+        None => health::Kpis::Unavailable,
     };
     let healthy = matches!(&health, Some((code, s)) if health::is_healthy(*code, s));
     let current = stack.current();
     let releases = stack.releases();
     let restarts = stack.restarts();
-    let json = json!({
+    let mut json = json!({
         "stack": stack.name(),
         "provider": "local",
         "running": pid.is_some(),
@@ -325,14 +325,13 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         "url": base,
         "dashboard": format!("{base}/dashboard"),
         "status": health.as_ref().map(|(_, s)| s),
-        "kpis_1h": kpis,
-        "kpis_ready": kpis_ready,
         "restarts": restarts.restarts,
         "last_exit": restarts.last_exit,
         "release": current.as_ref().map(|r| &r.name),
         "releases": releases,
     });
-    let lines = status_lines(stack, stale, pid, health.as_ref(), kpis.as_ref(), kpis_ready, &restarts);
+    kpis.add_to(&mut json);
+    let lines = status_lines(stack, stale, pid, health.as_ref(), &kpis, &restarts);
     let details = releases
         .iter()
         .rev()
@@ -350,8 +349,7 @@ fn status_lines(
     stale: bool,
     pid: Option<u32>,
     health: Option<&(u16, health::Status)>,
-    kpis: Option<&Value>,
-    kpis_ready: bool,
+    kpis: &health::Kpis,
     restarts: &crate::providers::local::supervise::Restarts,
 ) -> Vec<String> {
     let base = stack.base_url();
@@ -378,7 +376,7 @@ fn status_lines(
     }
     lines.push(format!("release:  {}", current.as_ref().map_or("none".to_string(), |r| r.name.clone())));
     lines.push(format!("url:      {base}/dashboard"));
-    lines.extend(health::kpi_line(kpis, kpis_ready));
+    lines.extend(kpis.line());
     lines
 }
 
