@@ -697,6 +697,9 @@ fn a_busy_port_is_refused_with_a_hint() {
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     assert!(stderr(&out).contains(&format!("port {} on 127.0.0.1 is already in use", p.port)), "{}", show(&out));
     assert!(stderr(&out).contains("hint: stop it, or pick another port with --port"));
+    // The step says it failed, and the error says why: nothing interrupted it.
+    assert!(stderr(&out).contains("failed: switching to "), "{}", show(&out));
+    assert!(!stderr(&out).contains("interrupted"), "{}", show(&out));
 }
 
 /// Waits for the KPIs to count `n` events: the data survived every switch.
