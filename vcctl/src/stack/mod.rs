@@ -289,14 +289,14 @@ pub fn load_file(path: &Path) -> Result<Stack, StackError> {
         path: "(file)".to_string(),
         message: format!("cannot read the stack file: {e}"),
         hint: Some("a stack name resolves to stacks/<name>.yaml; pass --stack with a name or a path".to_string()),
-        more: Vec::new(),
+        more: Box::default(),
     })?;
     match (parse(path, &text), name_mismatch(path, &text)) {
         (Ok(stack), None) => Ok(stack),
         (Ok(_), Some(mismatch)) => Err(mismatch),
         (Err(e), None) => Err(e),
         (Err(mut e), Some(mismatch)) => {
-            e.more.push(mismatch);
+            e.more = e.more.into_vec().into_iter().chain([mismatch]).collect::<Vec<_>>().into();
             Err(e)
         }
     }
@@ -314,8 +314,8 @@ fn name_mismatch(path: &Path, text: &str) -> Option<StackError> {
     }
     Some(StackError {
         file: path.to_path_buf(),
-        line: n + 1,
-        column: line.find(name).map_or(1, |c| c + 1),
+        line: n as u32 + 1,
+        column: line.find(name).map_or(1, |c| c as u32 + 1),
         path: "name".into(),
         message: format!(
             "the stack is named `{name}` in a file named `{stem}`: `--stack {stem}` finds it, while its resources \
@@ -325,7 +325,7 @@ fn name_mismatch(path: &Path, text: &str) -> Option<StackError> {
             "rename the file to `{}`, or set `name: {stem}`",
             path.with_file_name(format!("{name}.yaml")).display()
         )),
-        more: Vec::new(),
+        more: Box::default(),
     })
 }
 
@@ -401,7 +401,7 @@ impl Found {
     fn add(&mut self, mut e: StackError) {
         let more = std::mem::take(&mut e.more);
         self.0.push(e);
-        self.0.extend(more);
+        self.0.extend(more.into_vec());
     }
 
     fn extend(&mut self, errors: Vec<StackError>) {
@@ -413,7 +413,7 @@ impl Found {
         match all.next() {
             None => Ok(()),
             Some(mut first) => {
-                first.more = all.collect();
+                first.more = all.collect::<Vec<_>>().into();
                 Err(first)
             }
         }

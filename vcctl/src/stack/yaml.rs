@@ -17,15 +17,15 @@ use marked_yaml::{Node, Span};
 #[error("{file}:{line}:{column}: {path}: {message}")]
 pub struct StackError {
     pub file: PathBuf,
-    pub line: usize,
-    pub column: usize,
+    pub line: u32,
+    pub column: u32,
     /// `aws.region`, or `(top level)`.
     pub path: String,
     pub message: String,
     pub hint: Option<String>,
     /// The other problems found in the same file, independent of this one (each printed as
     /// its own error).
-    pub more: Vec<StackError>,
+    pub more: Box<[StackError]>,
 }
 
 /// (name, value, the position of its key), in file order.
@@ -41,8 +41,8 @@ pub struct Section<'a> {
     known: Vec<&'static str>,
 }
 
-fn position(span: &Span) -> (usize, usize) {
-    span.start().map(|m| (m.line(), m.column())).unwrap_or((1, 1))
+fn position(span: &Span) -> (u32, u32) {
+    span.start().map(|m| (m.line() as u32, m.column() as u32)).unwrap_or((1, 1))
 }
 
 impl<'a> Section<'a> {
@@ -63,7 +63,7 @@ impl<'a> Section<'a> {
             path,
             message: message.into(),
             hint: None,
-            more: Vec::new(),
+            more: Box::default(),
         }
     }
 
@@ -79,7 +79,7 @@ impl<'a> Section<'a> {
                 path: "(top level)".into(),
                 message,
                 hint: None,
-                more: Vec::new(),
+                more: Box::default(),
             };
         }
         self.error_at(self.key_span.unwrap_or(self.map.span()), self.path.clone(), message)
@@ -296,7 +296,7 @@ impl<'a> Section<'a> {
         match unknown.next() {
             None => Ok(()),
             Some(mut first) => {
-                first.more = unknown.collect();
+                first.more = unknown.collect::<Vec<_>>().into();
                 Err(first)
             }
         }
@@ -426,7 +426,7 @@ pub fn load(file: &Path, text: &str) -> Result<Node, StackError> {
             LoadError::ScanError(m, se) => (Some(*m), top(), format!("invalid YAML: {}", se.info())),
             other => (None, top(), format!("invalid YAML: {other}")),
         };
-        let (line, column) = marker.map(|m| (m.line(), m.column())).unwrap_or((1, 1));
-        StackError { file: file.to_path_buf(), line, column, path, message, hint: None, more: Vec::new() }
+        let (line, column) = marker.map(|m| (m.line() as u32, m.column() as u32)).unwrap_or((1, 1));
+        StackError { file: file.to_path_buf(), line, column, path, message, hint: None, more: Box::default() }
     })
 }
