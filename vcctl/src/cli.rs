@@ -83,9 +83,10 @@ pub enum Command {
     /// Show the service's log.
     #[command(after_help = "Example:\n  vcctl logs --stack local -f -n 50")]
     Logs(LogsArgs),
-    /// Switch back to the previous release (or the one given) and health-check it.
+    /// Switch back to the previous release (or the one given) and health-check it. Every
+    /// shape: on several hosts or a `scale:` group, one instance at a time out of rotation.
     #[command(
-        after_help = "Example:\n  vcctl rollback --stack local\n  vcctl rollback --stack local --to 20261128T101500Z-1a2b3c4d5e6f"
+        after_help = "Example:\n  vcctl rollback --stack local\n  vcctl rollback --stack local --to 20261128T101500Z-1a2b3c4d5e6f\n  vcctl rollback --stack frankfurt-scale        # the release the group served before, from its bucket"
     )]
     Rollback(RollbackArgs),
     /// Stop the service and delete what the stack created, data included (asks first).

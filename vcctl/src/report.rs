@@ -50,10 +50,21 @@ pub fn text(s: &Shipment<'_>, trailer: &[String]) -> String {
     lines.join("\n")
 }
 
-/// Prints the report: its text on stdout, or its JSON.
+/// Prints the report: its text on stdout, or its JSON. It is kept as the command's last
+/// report, for what tells others of it (providers/aws/notify.rs).
 pub fn print(printer: &Printer, s: &Shipment<'_>, extra: Map<String, Value>, trailer: &[String]) {
-    printer.json(&json(s, extra));
+    let report = json(s, extra);
+    printer.json(&report);
     printer.out(text(s, trailer));
+    *LAST.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+}
+
+/// The deploy report this process printed last.
+static LAST: std::sync::Mutex<Option<Value>> = std::sync::Mutex::new(None);
+
+/// The deploy report this command printed, if it printed one.
+pub fn last() -> Option<Value> {
+    LAST.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// What `destroy` did.

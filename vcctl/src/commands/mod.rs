@@ -34,11 +34,14 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     check_host_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
         (Aws(a), Command::Up(r) | Command::Deploy(r)) => {
-            lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await).await
+            let work = lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await);
+            told(ctx, a, command.name(), work).await
         }
         (Aws(a), Command::Rollback(r)) => {
-            lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await).await
+            let work = lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await);
+            told(ctx, a, command.name(), work).await
         }
+        (Aws(a), Command::Restore(_)) => told(ctx, a, command.name(), on_aws(ctx, a, command)).await,
         (Aws(a), Command::Destroy(d)) => {
             lock::around(ctx, a, command.name(), d.lock_timeout, async |c| on_aws(&c, a, command).await).await
         }
@@ -93,6 +96,16 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     }
 }
 
+/// Runs `work` (a deploy, rollback or restore of an AWS stack), then tells the stack's
+/// alert topic how it ended, whatever that was.
+async fn told(ctx: &Ctx, a: &AwsSettings, command: &str, work: impl Future<Output = Result<u8>>) -> Result<u8> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    let outcome = result.as_ref().map(|c| *c).map_err(|e| format!("{e:#}"));
+    crate::providers::aws::notify::send(ctx, a, command, &outcome, started.elapsed()).await;
+    result
+}
+
 /// The commands of an AWS stack, either shape (`up` and `destroy` under the stack's lock).
 async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
     match command {
@@ -101,6 +114,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Plan(_) if let Some(s) = &a.scale => scale::plan(ctx, a, s).await,
         Command::Up(r) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
         Command::Deploy(r) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
+        Command::Rollback(r) if a.scale.is_some() => scale::rollback(ctx, a, &r.options()).await,
         Command::Destroy(args) if args.instance.is_some() && a.scale.is_some() => Err(Failure::invalid(
             "`destroy --instance` terminates one of a single box's instances; a `scale:` stack's group owns its instances",
             Some("the group replaces an instance it finds unhealthy; `vcctl destroy` removes the whole stack".into()),

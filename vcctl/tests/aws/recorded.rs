@@ -118,6 +118,10 @@ fn parse(entry: &Value) -> Option<Call> {
         let (bucket, object) = path.split_once('/').unwrap_or((path, ""));
         (call.bucket, call.object) = (bucket.to_string(), decode(object));
         call.action = format!("s3:{}", s3_action(method, query, !object.is_empty()));
+        // The query's parameters: a listing's `prefix` is a condition key (s3:prefix).
+        for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
+            call.params.insert(decode(k), decode(v));
+        }
         for o in body.split("<Object>").skip(1) {
             let key = o.split("<Key>").nth(1).and_then(|k| k.split("</Key>").next()).unwrap_or("");
             call.deleted.push((key.to_string(), o.contains("<VersionId>")));
@@ -319,6 +323,13 @@ pub fn authorizations(call: &Call, tags: &Tags) -> Vec<Authz> {
                 Authz::new(if *version { "s3:DeleteObjectVersion" } else { "s3:DeleteObject" }, &arn(k))
             });
             each.collect()
+        }
+        "s3:ListBucket" => {
+            let on = Authz::new(&call.action, &format!("arn:aws:s3:::{}", call.bucket));
+            match call.params.get("prefix") {
+                Some(prefix) => vec![on.with("s3:prefix", prefix)],
+                None => vec![on],
+            }
         }
         a if a.starts_with("s3:") => {
             let arn = if call.object.is_empty() {

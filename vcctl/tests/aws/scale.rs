@@ -845,6 +845,7 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     s.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
     let watch = recorded::Watch::start(&s).await;
     rolls_out_through_the_target_group(&s, &ec2).await;
+    rolls_back_to_the_release_served_before(&s, &ec2, &release).await;
     let (_, asked) = watch.authorizations(recorded::CI_KEY).await;
     let policy = recorded::role_policy(&s, "vcctl-deploy-fra", "vcctl-deploy").await;
     // The stack pins the host key (as the box's on-demand test does; see there).
@@ -1182,6 +1183,35 @@ async fn rolls_out_through_the_target_group(s: &Project, ec2: &aws_sdk_ec2::Clie
     assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{v2_release}"));
     assert_eq!(target_states(s).await, ["healthy", "healthy"], "the instance is back in the target group");
     assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
+}
+
+/// `vcctl rollback` of a `scale:` stack, as CI runs it: the release served before `first`'s
+/// successor comes back from the bucket, rolled through the target group like a deploy, and
+/// the pointer moves back; a release the bucket does not keep is refused (exit 3).
+async fn rolls_back_to_the_release_served_before(s: &Project, ec2: &aws_sdk_ec2::Client, first: &str) {
+    let rollback = |args: &[&str]| {
+        let mut all = vec!["rollback", "--ssh-from", "198.18.0.11", "--json"];
+        all.extend_from_slice(args);
+        s.command(&all)
+            .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+            .env("AWS_ACCESS_KEY_ID", recorded::CI_KEY)
+            .output()
+            .unwrap()
+    };
+    let out = rollback(&["--to", "20200101T000000Z-nope"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(common::stderr(&out).contains("the bucket keeps no release 20200101T000000Z-nope"), "{}", show(&out));
+    let started = Instant::now();
+    let out = rollback(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    common::check_schema("deploy", &report);
+    assert_eq!((report["release"].as_str(), report["pointer_moved"].as_bool()), (Some(first), Some(true)), "{report}");
+    assert_eq!(serving(s).await, first, "the pointer is back");
+    assert_eq!(common::on_host("readlink /opt/vehicleconnect/current").trim(), format!("releases/{first}"));
+    assert_eq!(target_states(s).await, ["healthy", "healthy"]);
+    assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
+    eprintln!("rollback of a scale: stack across 2 instances: {:?}", started.elapsed());
 }
 
 /// `tls.route53_zone`: the certificate's validation record and the domain's alias of the load

@@ -1123,7 +1123,47 @@ async fn alarms_notify_the_stacks_topic_and_its_email() {
     assert_eq!(p.json(&["plan"], 0)["changes"], serde_json::json!([]), "converged");
     let status = p.json(&["status"], 1);
     assert_eq!(status["alerts"]["subscriptions"][0]["endpoint"], "ops@example.com", "{status}");
+    a_deploy_tells_the_topic_whatever_its_outcome(&p, &sns, &topic).await;
 
     p.json(&["destroy", "--yes"], 0);
     assert!(sns.list_topics().send().await.unwrap().topics().is_empty(), "the topic is deleted");
+}
+
+/// Every deploy tells the stack's topic who ran it, what, the release and how it ended,
+/// whatever the outcome: here a deploy the emulator's made-up address refuses (exit 3),
+/// read back through an HTTP subscription, which moto delivers to.
+async fn a_deploy_tells_the_topic_whatever_its_outcome(p: &Project, sns: &aws_sdk_sns::Client, topic: &str) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/sns", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = std::io::BufReader::new(&stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let _ = std::io::Write::write_all(&mut &stream, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        }
+    });
+    sns.subscribe().topic_arn(topic).protocol("http").endpoint(&url).send().await.unwrap();
+    p.expect(&["deploy"], 3);
+    let sent: Value = serde_json::from_str(&rx.recv_timeout(Duration::from_secs(10)).expect("a message")).unwrap();
+    let subject = sent["Subject"].as_str().unwrap_or_default();
+    assert_eq!(subject, "vcctl deploy of fra: FAILED (release none)", "{sent}");
+    let message = sent["Message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("vcctl deploy of stack fra failed: ") && message.contains("was made up by it"),
+        "{message}"
+    );
+    assert!(message.contains("\nby: ") && message.contains("\ntook: "), "{message}");
 }

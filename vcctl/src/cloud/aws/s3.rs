@@ -211,3 +211,75 @@ pub async fn put_file(s3: &Client, bucket: &str, key: &str, path: &std::path::Pa
         .map_err(|e| error("s3:PutObject", &format!("uploading {} to s3://{bucket}/{key}", path.display()), e))?;
     Ok(())
 }
+
+/// The "directories" directly under `prefix` (`releases/` → `releases/<name>/`), at most
+/// `limit` of them: a bucket vcctl fills, read a page at a time, never without bound.
+pub async fn list_dirs(s3: &Client, bucket: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| error("s3:ListBucket", &format!("listing s3://{bucket}/{prefix}"), e))?;
+        out.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)));
+        anyhow::ensure!(out.len() <= limit, "s3://{bucket}/{prefix} holds more than the {limit} entries vcctl reads");
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Downloads the object `key` to the file `path`, streamed, refusing more than `limit` bytes.
+pub async fn get_file(s3: &Client, bucket: &str, key: &str, path: &std::path::Path, limit: u64) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let out = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| error("s3:GetObject", &format!("downloading s3://{bucket}/{key}"), e))?;
+    let size = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(u64::MAX);
+    anyhow::ensure!(size <= limit, "s3://{bucket}/{key} is {size} bytes, more than the {limit} vcctl takes");
+    let mut file = tokio::fs::File::create(path).await?;
+    let mut body = out.body;
+    let mut written = 0u64;
+    while let Some(chunk) = body.try_next().await.map_err(|e| anyhow::anyhow!("reading s3://{bucket}/{key}: {e}"))? {
+        written += chunk.len() as u64;
+        anyhow::ensure!(written <= limit, "s3://{bucket}/{key} is more than the {limit} bytes vcctl takes");
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    Ok(written)
+}
+
+/// Deletes every object under `prefix` (its current versions: a versioned bucket keeps the
+/// older ones until its lifecycle or `destroy` removes them).
+pub async fn delete_prefix(s3: &Client, bucket: &str, prefix: &str) -> Result<()> {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .map_err(|e| error("s3:ListBucket", &format!("listing s3://{bucket}/{prefix}"), e))?;
+    let ids: Vec<ObjectIdentifier> =
+        listed.contents().iter().filter_map(|o| ObjectIdentifier::builder().key(o.key()?).build().ok()).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    s3.delete_objects()
+        .bucket(bucket)
+        .delete(Delete::builder().set_objects(Some(ids)).build()?)
+        .send()
+        .await
+        .map_err(|e| error("s3:DeleteObject", &format!("deleting s3://{bucket}/{prefix}"), e))?;
+    Ok(())
+}

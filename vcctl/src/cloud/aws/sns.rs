@@ -132,3 +132,16 @@ pub async fn delete(sns: &Client, arn: &str) -> Result<()> {
         .map_err(|e| error("sns:DeleteTopic", &format!("deleting topic {arn}"), e))?;
     Ok(())
 }
+
+/// Publishes one message (`subject`: at most 100 characters, as SNS takes).
+pub async fn publish(sns: &Client, arn: &str, subject: &str, message: &str) -> Result<()> {
+    let subject: String = subject.chars().filter(|c| !c.is_control()).take(100).collect();
+    sns.publish()
+        .topic_arn(arn)
+        .subject(subject)
+        .message(message)
+        .send()
+        .await
+        .map_err(|e| error("sns:Publish", &format!("publishing to {arn}"), e))?;
+    Ok(())
+}

@@ -171,6 +171,21 @@ pub fn group_deploy_statements(region: &str, account: &str, stack: &str, bucket:
             "Action": "s3:GetObject",
             "Resource": [object(names::POINTER), object(names::TOKEN)]
         }),
+        // `rollback` reads the releases kept (receipts and binaries); a deploy deletes those
+        // past the newest few.
+        json!({
+            "Sid": "ListItsReleases",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": format!("arn:aws:s3:::{bucket}"),
+            "Condition": {"StringLike": {"s3:prefix": ["releases/", "releases/*"]}}
+        }),
+        json!({
+            "Sid": "RollBackAndPruneItsReleases",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:DeleteObject"],
+            "Resource": object("releases/*")
+        }),
         json!({
             "Sid": "FindTheGroupAndItsTargets",
             "Effect": "Allow",
@@ -252,6 +267,13 @@ fn deploy_role_policy(ctx: &Ctx, a: &AwsSettings, account: &str) -> Result<Value
         let bucket = names::TierNames::of(stack, id).bucket;
         let statements = policy["Statement"].as_array_mut().expect("a list");
         statements.extend(group_deploy_statements(&region, account, stack, &bucket));
+    }
+    // With `alerts:`, every deploy and rollback tells the stack's topic (providers/aws/notify.rs).
+    if ctx.settings.alert_email.is_some() {
+        let topic = crate::cloud::aws::sns::arn(&region, account, &names::alerts_topic(stack));
+        let statements = policy["Statement"].as_array_mut().expect("a list");
+        statements
+            .push(json!({"Sid": "TellItsAlertTopic", "Effect": "Allow", "Action": "sns:Publish", "Resource": topic}));
     }
     Ok(policy)
 }

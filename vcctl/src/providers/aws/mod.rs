@@ -9,6 +9,7 @@ pub mod github;
 pub mod keys;
 pub mod lock;
 pub mod names;
+pub mod notify;
 pub mod on_demand;
 pub mod operator;
 pub mod owners;

@@ -212,7 +212,7 @@ pub fn policy(f: &For) -> Value {
             "Sid": "ItsAlertTopicOnly",
             "Effect": "Allow",
             "Action": ["sns:CreateTopic", "sns:GetTopicAttributes", "sns:ListSubscriptionsByTopic", "sns:Subscribe",
-                       "sns:DeleteTopic", "sns:TagResource", "sns:ListTagsForResource"],
+                       "sns:DeleteTopic", "sns:TagResource", "sns:ListTagsForResource", "sns:Publish"],
             "Resource": format!("arn:aws:sns:{region}:{account}:{}", names::alerts_topic(stack))
         }),
         // Unsubscribe has no resource type in IAM: it cannot be limited to the topic.

@@ -139,22 +139,6 @@ pub(super) async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Opt
     let (cloud, _) = aws::connect(ctx, a).await?;
     let f = find(ctx, &cloud).await?;
     // (Under the stack's lock, taken by the dispatch: providers/aws/lock.rs.)
-    let (artifact, shipped, moved) = roll_out(ctx, a, &cloud, &f, args).await?;
-    report(ctx, &artifact, &shipped, moved, &f.serving, started.elapsed());
-    match shipped.failure {
-        Some(e) => Err(e),
-        None => Ok(crate::error::OK),
-    }
-}
-
-/// Under the lock: the release to the bucket, rolled across the group, the pointer moved.
-async fn roll_out(
-    ctx: &Ctx,
-    a: &AwsSettings,
-    cloud: &Aws,
-    f: &GroupFound,
-    args: &crate::deploy::Options,
-) -> Result<(Artifact, rolling::Shipped, bool)> {
     let mut artifact = artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?;
     let receipt = if artifact.sha256 == f.serving.sha256 {
         ctx.printer.detail(format!("release {} in the bucket is this artifact: no upload", f.serving.release));
@@ -166,6 +150,62 @@ async fn roll_out(
         artifact.release_name = Some(r.name.clone());
         Some(r)
     };
+    let (shipped, moved) = roll_out(ctx, a, &cloud, &f, &artifact, receipt.as_ref(), args).await?;
+    report(ctx, &artifact, &shipped, moved, &f.serving, started.elapsed());
+    match shipped.failure {
+        Some(e) => Err(e),
+        None => Ok(crate::error::OK),
+    }
+}
+
+/// `vcctl rollback` of a `scale:` stack: a release the bucket keeps (`--to`, else the last
+/// one the group served before the serving one) rolled across the group by the same engine
+/// and candidate checks as a deploy; the pointer moves back once every instance is healthy.
+pub(super) async fn rollback(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::RollbackOptions) -> Result<u8> {
+    let started = Instant::now();
+    let (cloud, _) = aws::connect(ctx, a).await?;
+    let f = find(ctx, &cloud).await?;
+    let kept = release_bucket::releases(&cloud.s3, &f.bucket).await?;
+    let target = release_bucket::rollback_target(&kept, &f.serving.release, args.to.as_deref()).map_err(|why| {
+        Failure::invalid(
+            format!("cannot roll stack `{}` back: {why}", ctx.settings.stack),
+            Some("`vcctl rollback --to RELEASE` takes any release the bucket keeps (`vcctl status` names the serving one)".into()),
+        )
+    })?;
+    let dir = tempfile::tempdir()?;
+    let fetch = release_bucket::fetch(&cloud.s3, &f.bucket, &target.name, dir.path());
+    let path = ctx.printer.doing(&format!("release {} from the bucket", target.name), fetch).await?;
+    let mut artifact = artifact::resolve(&ctx.root, Some(&path), &ctx.printer).await?;
+    if artifact.sha256 != target.sha256 {
+        bail!("release {} in the bucket does not match its receipt's sha256; nothing was changed", target.name);
+    }
+    artifact.release_name = Some(target.name.clone());
+    let options = crate::deploy::Options {
+        artifact: Some(path.clone()),
+        health_timeout: args.health_timeout,
+        lock_timeout: args.lock_timeout,
+        skip_unreachable: false,
+        parallel: 1,
+    };
+    let (shipped, moved) = roll_out(ctx, a, &cloud, &f, &artifact, Some(target), &options).await?;
+    report(ctx, &artifact, &shipped, moved, &f.serving, started.elapsed());
+    match shipped.failure {
+        Some(e) => Err(crate::release::requested_rollback_failed(target.name.clone(), format!("{e:#}"))),
+        None => Ok(crate::error::OK),
+    }
+}
+
+/// Under the lock: `artifact` rolled across the group; on success the pointer moves to
+/// `receipt` (a release that does not serve yet) and the bucket keeps its newest releases.
+async fn roll_out(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    cloud: &Aws,
+    f: &GroupFound,
+    artifact: &Artifact,
+    receipt: Option<&crate::release::Receipt>,
+    args: &crate::deploy::Options,
+) -> Result<(rolling::Shipped, bool)> {
     let ids: Vec<String> =
         f.group.instances.iter().filter(|i| i.lifecycle == "InService").map(|i| i.id.clone()).collect();
     if ids.is_empty() {
@@ -176,21 +216,25 @@ async fn roll_out(
         crate::providers::aws::on_demand::around_on(ctx, a, cloud, f.app_group.as_ref(), "vcctl deploy", async {
             let token = instance_token(ctx, cloud, &f.bucket).await?;
             let mut members = connect(ctx, a, cloud, &ids, token).await?;
-            let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut members, &artifact, args).await;
+            let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut members, artifact, args).await;
             for m in members {
                 Box::new(m.target).close().await;
             }
             shipped
         })
         .await?;
-    let moved = match (&shipped.failure, &receipt) {
+    let moved = match (&shipped.failure, receipt) {
         (None, Some(r)) => {
             release_bucket::point(&cloud.s3, &f.bucket, r).await?;
+            let pruned = release_bucket::prune(&cloud.s3, &f.bucket, &r.name).await?;
+            if !pruned.is_empty() {
+                ctx.printer.detail(format!("the bucket keeps its newest releases: {} deleted", pruned.join(", ")));
+            }
             true
         }
         _ => false,
     };
-    Ok((artifact, shipped, moved))
+    Ok((shipped, moved))
 }
 
 /// The ingest token the instances take, from the bucket (`up` made it), when the stack wants

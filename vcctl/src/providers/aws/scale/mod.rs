@@ -43,7 +43,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`rollback`, `logs` and the other per-host commands across the group";
+const NOT_BUILT: &str = "`logs` and the other per-host commands across the group";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -301,6 +301,10 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
 /// (`deploy.rs`).
 pub async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Options) -> Result<u8> {
     crate::providers::aws::scale::deploy::deploy(ctx, a, args).await
+}
+
+pub async fn rollback(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::RollbackOptions) -> Result<u8> {
+    crate::providers::aws::scale::deploy::rollback(ctx, a, args).await
 }
 
 /// What `up` says when it is done: where the stack answers, what serves, what to do next.

@@ -115,14 +115,114 @@ pub async fn upload(client: &aws_sdk_s3::Client, bucket: &str, artifact: &Artifa
 }
 
 /// Points `serving` at `receipt`'s release: what every instance launched from now on runs.
+/// The receipt is marked healthy first: a release the group served is one `rollback` may
+/// go back to.
 pub async fn point(client: &aws_sdk_s3::Client, bucket: &str, receipt: &Receipt) -> Result<()> {
+    let healthy = Receipt { verdict: Verdict::Healthy, ..receipt.clone() };
+    let key = format!("releases/{}/release.json", receipt.name);
+    s3::put(client, bucket, &key, serde_json::to_vec(&healthy)?).await?;
     let line = format!("{} {}\n", receipt.name, receipt.sha256);
     s3::put(client, bucket, POINTER, line.into_bytes()).await
+}
+
+/// How many releases the bucket keeps (the serving one always among them): what `rollback
+/// --to` can reach.
+pub const KEPT: usize = 5;
+/// The most release directories vcctl reads.
+const MOST: usize = 1000;
+/// The largest release binary vcctl downloads back.
+const LARGEST: u64 = 512 << 20;
+
+/// The releases in the bucket, oldest first (names start with their UTC time). A directory
+/// without a readable receipt is left out.
+pub async fn releases(client: &aws_sdk_s3::Client, bucket: &str) -> Result<Vec<Receipt>> {
+    let mut out = Vec::new();
+    for dir in s3::list_dirs(client, bucket, "releases/", MOST).await? {
+        let Some(bytes) = s3::get_small(client, bucket, &format!("{dir}release.json"), SMALL).await? else { continue };
+        if let Ok(receipt) = serde_json::from_slice::<Receipt>(&bytes) {
+            out.push(receipt);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Which release `rollback` goes to: `to` when the bucket keeps it, else the newest one the
+/// group served before `serving`.
+pub fn rollback_target<'a>(releases: &'a [Receipt], serving: &str, to: Option<&str>) -> Result<&'a Receipt, String> {
+    let kept = || releases.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ");
+    match to {
+        Some(name) if name == serving => Err(format!("release {name} serves already")),
+        Some(name) => releases
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| format!("the bucket keeps no release {name} (it keeps: {})", kept())),
+        None => crate::release::previous_good(releases, Some(serving))
+            .filter(|r| r.name < serving.to_string())
+            .ok_or_else(|| format!("no release served before {serving} is kept (the bucket keeps: {})", kept())),
+    }
+}
+
+/// The release `name`'s binary, downloaded into `dir`.
+pub async fn fetch(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    name: &str,
+    dir: &std::path::Path,
+) -> Result<std::path::PathBuf> {
+    let path = dir.join("vehicleconnect");
+    s3::get_file(client, bucket, &format!("releases/{name}/vehicleconnect"), &path, LARGEST).await?;
+    Ok(path)
+}
+
+/// The releases past the newest [`KEPT`] (never `serving`): what `prune` deletes.
+pub fn past_keeping<'a>(releases: &'a [Receipt], serving: &str) -> Vec<&'a str> {
+    let newest: Vec<&str> = releases.iter().rev().take(KEPT).map(|r| r.name.as_str()).collect();
+    releases.iter().map(|r| r.name.as_str()).filter(|n| *n != serving && !newest.contains(n)).collect()
+}
+
+/// Deletes the releases past the newest [`KEPT`].
+pub async fn prune(client: &aws_sdk_s3::Client, bucket: &str, serving: &str) -> Result<Vec<String>> {
+    let all = releases(client, bucket).await?;
+    let doomed: Vec<String> = past_keeping(&all, serving).into_iter().map(str::to_string).collect();
+    for name in &doomed {
+        s3::delete_prefix(client, bucket, &format!("releases/{name}/")).await?;
+    }
+    Ok(doomed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn receipt(name: &str, verdict: Verdict) -> Receipt {
+        let artifact = Artifact {
+            path: "/x".into(),
+            sha256: "a".repeat(64),
+            version: None,
+            git_sha: None,
+            release_name: Some(name.into()),
+        };
+        Receipt { verdict, ..Receipt::new(&artifact) }
+    }
+
+    #[test]
+    fn rollback_goes_to_the_last_release_served_before_or_to_one_kept() {
+        let all = [
+            receipt("20261201T000000Z-a", Verdict::Healthy),
+            receipt("20261202T000000Z-b", Verdict::Healthy),
+            receipt("20261203T000000Z-c", Verdict::Pending),
+            receipt("20261204T000000Z-d", Verdict::Healthy),
+        ];
+        let to = |serving, to| rollback_target(&all, serving, to).map(|r| r.name.clone());
+        assert_eq!(to("20261204T000000Z-d", None), Ok("20261202T000000Z-b".into()), "never one that never served");
+        assert_eq!(to("20261204T000000Z-d", Some("20261201T000000Z-a")), Ok("20261201T000000Z-a".into()));
+        assert!(to("20261204T000000Z-d", Some("nope")).unwrap_err().contains("keeps no release nope"));
+        assert!(to("20261201T000000Z-a", None).unwrap_err().contains("no release served before"));
+        assert!(to("20261204T000000Z-d", Some("20261204T000000Z-d")).unwrap_err().contains("serves already"));
+        let keep: Vec<Receipt> = (1..=7).map(|d| receipt(&format!("2026120{d}T000000Z-x"), Verdict::Healthy)).collect();
+        assert_eq!(past_keeping(&keep, "20261201T000000Z-x"), ["20261202T000000Z-x"], "the serving one stays");
+    }
 
     #[test]
     fn a_pointer_is_one_release_and_its_sha256() {
