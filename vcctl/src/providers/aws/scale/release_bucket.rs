@@ -158,7 +158,7 @@ pub fn rollback_target<'a>(releases: &'a [Receipt], serving: &str, to: Option<&s
             .find(|r| r.name == name)
             .ok_or_else(|| format!("the bucket keeps no release {name} (it keeps: {})", kept())),
         None => crate::release::previous_good(releases, Some(serving))
-            .filter(|r| r.name < serving.to_string())
+            .filter(|r| r.name.as_str() < serving)
             .ok_or_else(|| format!("no release served before {serving} is kept (the bucket keeps: {})", kept())),
     }
 }
