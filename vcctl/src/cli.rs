@@ -126,14 +126,14 @@ pub enum Command {
     Audit(AuditArgs),
     /// Run one command on the stack's host (as the SSH login user) and exit with its exit code.
     #[command(
-        after_help = "Examples:\n  vcctl exec --stack frankfurt -- df -h /\n  vcctl exec --stack frankfurt -- sudo journalctl -u caddy -n 50\n\nThe exit code is the command's own (255 when a signal ended it, as with ssh)."
+        after_help = "Examples:\n  vcctl exec --stack frankfurt -- df -h /\n  vcctl exec --stack frankfurt -- sudo journalctl -u caddy -n 50\n  vcctl exec --stack frankfurt-scale --all -- uptime     # each instance in turn\n\nThe exit code is the command's own (255 when a signal ended it, as with ssh); with --all, the first one that is not 0."
     )]
     Exec(ExecArgs),
     /// Open an interactive shell on the stack's host, over vcctl's checked SSH connection.
     #[command(
-        after_help = "Example:\n  vcctl ssh --stack frankfurt\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the shell is."
+        after_help = "Example:\n  vcctl ssh --stack frankfurt\n  vcctl ssh --stack frankfurt-scale --instance i-0abc123\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the shell is."
     )]
-    Ssh,
+    Ssh(SshArgs),
     /// Forward a port of this machine to Prometheus (or the service) on the stack's host, over SSH.
     #[command(
         after_help = "Examples:\n  vcctl tunnel prometheus --stack frankfurt       # http://127.0.0.1:9090 until Ctrl-C\n  vcctl tunnel dashboard --stack frankfurt --local-port 18000\n\nOn an AWS stack with on-demand SSH, port 22 is open for your address while the tunnel is."
@@ -209,7 +209,7 @@ impl Command {
             | Command::Exec(_)
             | Command::Audit(_)
             | Command::Backup(_)
-            | Command::Ssh => &NONE,
+            | Command::Ssh(_) => &NONE,
             Command::Completions { .. } | Command::Supervise { .. } => &NONE,
         }
     }
@@ -237,7 +237,7 @@ impl Command {
             Command::Secrets(SecretsCommand::Set(_)) => "vcctl secrets set",
             Command::Secrets(SecretsCommand::Unset(_)) => "vcctl secrets unset",
             Command::Secrets(SecretsCommand::List(_)) => "vcctl secrets list",
-            Command::Ssh => "vcctl ssh",
+            Command::Ssh(_) => "vcctl ssh",
             Command::Token(_) => "vcctl token show",
             Command::Ci(_) => "vcctl ci init",
             Command::IamPolicy(_) => "vcctl iam-policy",
@@ -279,7 +279,7 @@ impl Command {
             | Command::Exec(_)
             | Command::Audit(_)
             | Command::Backup(_)
-            | Command::Ssh => None,
+            | Command::Ssh(_) => None,
             Command::Completions { .. } | Command::Supervise { .. } => None,
         }
     }
@@ -405,9 +405,30 @@ pub struct AuditArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ExecArgs {
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+    /// `scale:` stacks: run it on every instance in service, one after the other, and report
+    /// each exit code.
+    #[arg(long, conflicts_with = "instance")]
+    pub all: bool,
     /// The command and its arguments (after `--`).
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SshArgs {
+    #[command(flatten)]
+    pub instance: InstanceArgs,
+}
+
+/// Which of a `scale:` group's instances a command runs on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct InstanceArgs {
+    /// `scale:` stacks: the instance (i-…); without it, asked on a terminal, refused in a
+    /// script with the list. Other stacks have one host.
+    #[arg(long, value_name = "INSTANCE_ID")]
+    pub instance: Option<String>,
 }
 
 /// What `vcctl tunnel` reaches.
@@ -422,6 +443,8 @@ pub enum TunnelTo {
 #[derive(Debug, Clone, Args)]
 pub struct TunnelArgs {
     pub to: TunnelTo,
+    #[command(flatten)]
+    pub instance: InstanceArgs,
     /// The port on this machine's loopback (default: the same as on the host, or any free one
     /// when that is taken; 0 for any).
     #[arg(long, value_name = "PORT")]

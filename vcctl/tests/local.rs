@@ -700,6 +700,10 @@ fn a_busy_port_is_refused_with_a_hint() {
     // The step says it failed, and the error says why: nothing interrupted it.
     assert!(stderr(&out).contains("failed: switching to "), "{}", show(&out));
     assert!(!stderr(&out).contains("interrupted"), "{}", show(&out));
+    // `--instance` is for a `scale:` group: one host here.
+    let out = p.vcctl(&["exec", "--instance", "i-0123", "--", "true"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stderr(&out).contains("`--instance` picks instances of a `scale:` stack's group"), "{}", show(&out));
 }
 
 /// Waits for the KPIs to count `n` events: the data survived every switch.

@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod deploy;
+pub mod instances;
 pub mod secrets;
 pub mod simulate;
 pub mod tunnel;
@@ -32,6 +33,7 @@ const BOOT_PATIENCE: Duration = Duration::from_secs(300);
 pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     check_host_filter(ctx, command)?;
+    check_instance_filter(ctx, command)?;
     match (&ctx.settings.provider, command) {
         (Aws(a), Command::Up(r) | Command::Deploy(r)) => {
             let work = lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await);
@@ -115,6 +117,9 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Up(r) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
         Command::Deploy(r) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
         Command::Rollback(r) if a.scale.is_some() => scale::rollback(ctx, a, &r.options()).await,
+        Command::Exec(_) | Command::Ssh(_) | Command::Tunnel(_) if a.scale.is_some() => {
+            instances::run(ctx, a, command).await
+        }
         Command::Destroy(args) if args.instance.is_some() && a.scale.is_some() => Err(Failure::invalid(
             "`destroy --instance` terminates one of a single box's instances; a `scale:` stack's group owns its instances",
             Some("the group replaces an instance it finds unhealthy; `vcctl destroy` removes the whole stack".into()),
@@ -184,6 +189,31 @@ async fn iam_policy(ctx: &Ctx, a: &AwsSettings, account: Option<&str>) -> Result
     Ok(crate::error::OK)
 }
 
+/// `--instance` and `--all` (exec, ssh, tunnel) pick instances of a `scale:` group; every
+/// other stack has one host for them.
+fn check_instance_filter(ctx: &Ctx, command: &Command) -> Result<()> {
+    let (instance, all) = match command {
+        Command::Exec(e) => (e.instance.instance.as_deref(), e.all),
+        Command::Ssh(s) => (s.instance.instance.as_deref(), false),
+        Command::Tunnel(t) => (t.instance.instance.as_deref(), false),
+        _ => (None, false),
+    };
+    let scale = matches!(&ctx.settings.provider, Provider::Aws(a) if a.scale.is_some());
+    if scale || (instance.is_none() && !all) {
+        return Ok(());
+    }
+    let flag = if all { "--all" } else { "--instance" };
+    Err(Failure::invalid(
+        format!(
+            "`{flag}` picks instances of a `scale:` stack's group; stack `{}` is a `{}` stack, with one host",
+            ctx.settings.stack,
+            ctx.settings.provider.shape()
+        ),
+        Some(format!("leave out `{flag}`")),
+    )
+    .into())
+}
+
 /// `--host` (logs, rollback) names an app host of a stack of several hosts; on one host it
 /// may name that host only.
 fn check_host_filter(ctx: &Ctx, command: &Command) -> Result<()> {
@@ -229,7 +259,7 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Operatio
             t.close().await;
             code
         }
-        Command::Ssh => {
+        Command::Ssh(_) => {
             let mut t = target?;
             let code = t.shell().await;
             t.close().await;

@@ -846,6 +846,7 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let watch = recorded::Watch::start(&s).await;
     rolls_out_through_the_target_group(&s, &ec2).await;
     rolls_back_to_the_release_served_before(&s, &ec2, &release).await;
+    commands_run_on_the_instance_named_or_on_each(&s, &ec2, &release).await;
     let (_, asked) = watch.authorizations(recorded::CI_KEY).await;
     let policy = recorded::role_policy(&s, "vcctl-deploy-fra", "vcctl-deploy").await;
     // The stack pins the host key (as the box's on-demand test does; see there).
@@ -1212,6 +1213,60 @@ async fn rolls_back_to_the_release_served_before(s: &Project, ec2: &aws_sdk_ec2:
     assert_eq!(target_states(s).await, ["healthy", "healthy"]);
     assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
     eprintln!("rollback of a scale: stack across 2 instances: {:?}", started.elapsed());
+}
+
+/// `exec`, `tunnel` on a `scale:` stack: on the instance `--instance` names, or with `exec
+/// --all` on each in turn with each exit code; a script that names none is refused with the
+/// list; SSH is closed again after each.
+async fn commands_run_on_the_instance_named_or_on_each(s: &Project, ec2: &aws_sdk_ec2::Client, serving: &str) {
+    let group = aws_sdk_autoscaling::Client::new(&s.sdk_config().await);
+    let groups = group.describe_auto_scaling_groups().auto_scaling_group_names("vcctl-fra").send().await.unwrap();
+    let mut ids: Vec<String> =
+        groups.auto_scaling_groups()[0].instances().iter().map(|i| i.instance_id().unwrap().to_string()).collect();
+    ids.sort();
+    // (`--stack fra` first: what follows `--` is the command's own.)
+    let run = |args: &[&str]| {
+        let mut cmd = s.command(&[]);
+        cmd.args(["--ssh-from", "198.18.0.11"]).args(args);
+        cmd.env("VCCTL_TEST_AWS_HOST", common::test_host().addr).output().unwrap()
+    };
+    let out = run(&["exec", "--instance", &ids[1], "--", "readlink", "/opt/vehicleconnect/current"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("releases/{serving}"));
+    let out = run(&["exec", "--all", "--json", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<(String, i64)> = report["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["instance"].as_str().unwrap().to_string(), i["exit_code"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(codes.len(), 2, "{report}");
+    assert!(codes.iter().all(|(id, code)| ids.contains(id) && *code == 3), "{report}");
+    let out = run(&["exec", "--", "true"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        common::stderr(&out).contains(&format!("has 2 instances in service: {}", ids.join(", "))),
+        "{}",
+        show(&out)
+    );
+    assert!(common::stderr(&out).contains("hint: name one with --instance"), "{}", show(&out));
+    let out = run(&["exec", "--instance", "i-0000000000nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    // A tunnel to one instance's Prometheus, over the same on-demand SSH.
+    let mut cmd =
+        s.command(&["tunnel", "prometheus", "--local-port", "0", "--instance", &ids[0], "--ssh-from", "198.18.0.11"]);
+    cmd.env("VCCTL_TEST_AWS_HOST", common::test_host().addr).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert!(line.starts_with("http://127.0.0.1:"), "the tunnel prints its URL: {line:?}");
+    let ready = common::http().get(format!("{}/-/ready", line.trim())).send().await.unwrap();
+    assert!(ready.status().is_success(), "{}", ready.status());
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    assert!(ssh_rules(ec2).await.is_empty(), "on-demand SSH is closed again");
 }
 
 /// `tls.route53_zone`: the certificate's validation record and the domain's alias of the load

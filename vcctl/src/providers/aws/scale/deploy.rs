@@ -237,6 +237,31 @@ async fn roll_out(
     Ok((shipped, moved))
 }
 
+/// The group's instances in service, with the clients and the app security group (which
+/// on-demand SSH opens): what `exec`, `ssh` and `tunnel` choose from.
+pub async fn in_service(ctx: &Ctx, a: &AwsSettings) -> Result<(Aws, Vec<String>, Option<SecurityGroup>)> {
+    let (cloud, _) = aws::connect(ctx, a).await?;
+    let f = find(ctx, &cloud).await?;
+    let ids = f.group.instances.iter().filter(|i| i.lifecycle == "InService").map(|i| i.id.clone()).collect();
+    Ok((cloud, ids, f.app_group))
+}
+
+/// Each instance of `ids` as a target of the operations (a command, a shell, a tunnel), over
+/// SSH; call it within on-demand SSH on the app group.
+pub async fn operations_on(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    cloud: &Aws,
+    ids: &[String],
+) -> Result<Vec<(String, HostTarget)>> {
+    if cloud.emulated && std::env::var("VCCTL_TEST_AWS_HOST").is_err() {
+        bail!(
+            "AWS_ENDPOINT_URL is set (an emulator): its instances are not real hosts, so vcctl does not contact them"
+        );
+    }
+    Ok(connect(ctx, a, cloud, ids, None).await?.into_iter().map(|m| (m.name, m.target)).collect())
+}
+
 /// The ingest token the instances take, from the bucket (`up` made it), when the stack wants
 /// one.
 async fn instance_token(ctx: &Ctx, cloud: &Aws, bucket: &str) -> Result<Option<String>> {

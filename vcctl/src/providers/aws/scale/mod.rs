@@ -43,7 +43,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`logs` and the other per-host commands across the group";
+const NOT_BUILT: &str = "`logs` across the group, `db`, `backup` and `restore` through RDS, instance refresh";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -302,6 +302,8 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
 pub async fn deploy(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Options) -> Result<u8> {
     crate::providers::aws::scale::deploy::deploy(ctx, a, args).await
 }
+
+pub use deploy::{in_service, operations_on};
 
 pub async fn rollback(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::RollbackOptions) -> Result<u8> {
     crate::providers::aws::scale::deploy::rollback(ctx, a, args).await
