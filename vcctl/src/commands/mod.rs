@@ -117,6 +117,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Up(r) if let Some(s) = &a.scale => scale::up(ctx, a, s, &r.options()).await,
         Command::Deploy(r) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
         Command::Rollback(r) if a.scale.is_some() => scale::rollback(ctx, a, &r.options()).await,
+        Command::Backup(args) if a.scale.is_some() => scale::backup::backup(ctx, a, args.list).await,
         Command::Exec(_) | Command::Ssh(_) | Command::Tunnel(_) if a.scale.is_some() => {
             instances::run(ctx, a, command).await
         }

@@ -87,11 +87,28 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     status_says_storage_snapshot_targets_and_release(&s, &release).await;
     the_tiers_chain_to_an_encrypted_private_database(&s).await;
     drift_by_hand_is_planned_and_put_back(&s, &release).await;
+    a_backup_is_an_rds_snapshot_waited_for_and_listed(&s);
     let policy = least_privilege::operator_policy(&s);
     destroy_lists_everything_and_keeps_a_final_snapshot(&s).await;
     // Every call of that life, drift repairs included, allowed by `vcctl iam-policy`.
     let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
     least_privilege::check_operator(&policy, &asked);
+}
+
+/// `backup` of a `scale:` stack: a manual snapshot of its RDS instance, tagged, waited for,
+/// its id on stdout; `backup --list` shows it beside the automated ones.
+fn a_backup_is_an_rds_snapshot_waited_for_and_listed(s: &Project) {
+    let out = s.expect(&["backup"], 0);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(id.starts_with("vcctl-fra-2") && id.ends_with('z'), "{}", show(&out));
+    let list = s.json(&["backup", "--list"], 0);
+    let listed: Vec<(&str, &str, &str)> = list["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["id"].as_str().unwrap(), x["kind"].as_str().unwrap(), x["status"].as_str().unwrap()))
+        .collect();
+    assert!(listed.contains(&(id.as_str(), "manual", "available")), "{list}");
 }
 
 /// The plan of a new stack, `up`, the wait for the certificate, then the HTTPS listener.

@@ -196,27 +196,73 @@ pub struct DbSnapshot {
     pub taken_at: String,
     /// `automated` or `manual`.
     pub kind: String,
+    /// `creating`, `available`, ...
+    pub status: String,
 }
 
-/// The newest snapshot of the DB instance `id`, if it has one.
-pub async fn latest_snapshot(rds: &Client, id: &str) -> Result<Option<DbSnapshot>> {
-    let out = rds
-        .describe_db_snapshots()
-        .db_instance_identifier(id)
-        .send()
-        .await
-        .map_err(|e| error("rds:DescribeDBSnapshots", &format!("listing the snapshots of {id}"), e))?;
-    let newest = out
-        .db_snapshots()
-        .iter()
-        .filter(|s| s.snapshot_create_time().is_some())
-        .max_by_key(|s| s.snapshot_create_time().map(|t| (t.secs(), t.subsec_nanos())));
-    Ok(newest.map(|s| DbSnapshot {
+fn snapshot_of(s: &aws_sdk_rds::types::DbSnapshot) -> DbSnapshot {
+    DbSnapshot {
         id: s.db_snapshot_identifier().unwrap_or_default().to_string(),
         taken_at: s
             .snapshot_create_time()
             .and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
             .unwrap_or_default(),
         kind: s.snapshot_type().unwrap_or_default().to_string(),
-    }))
+        status: s.status().unwrap_or_default().to_string(),
+    }
+}
+
+/// The snapshots of the DB instance `id` (automated and manual), oldest first.
+pub async fn snapshots(rds: &Client, id: &str) -> Result<Vec<DbSnapshot>> {
+    let out = rds
+        .describe_db_snapshots()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(|e| error("rds:DescribeDBSnapshots", &format!("listing the snapshots of {id}"), e))?;
+    let mut all: Vec<DbSnapshot> = out.db_snapshots().iter().map(snapshot_of).collect();
+    // RFC 3339 times of one format sort as times.
+    all.sort_by(|a, b| a.taken_at.cmp(&b.taken_at));
+    Ok(all)
+}
+
+/// The newest snapshot of the DB instance `id`, if it has one.
+pub async fn latest_snapshot(rds: &Client, id: &str) -> Result<Option<DbSnapshot>> {
+    Ok(snapshots(rds, id).await?.into_iter().rfind(|s| !s.taken_at.is_empty()))
+}
+
+/// Takes a manual snapshot `snapshot` of the DB instance `id`, tagged as the stack's.
+pub async fn create_snapshot(rds: &Client, id: &str, snapshot: &str, stamp: &Stamp) -> Result<()> {
+    rds.create_db_snapshot()
+        .db_instance_identifier(id)
+        .db_snapshot_identifier(snapshot)
+        .set_tags(Some(tags(stamp, snapshot)))
+        .send()
+        .await
+        .map_err(|e| error("rds:CreateDBSnapshot", &format!("taking a snapshot of {id}"), e))?;
+    Ok(())
+}
+
+/// Waits until the snapshot `snapshot` of `id` is available (or `patience` is over).
+pub async fn wait_snapshot(
+    rds: &Client,
+    id: &str,
+    snapshot: &str,
+    patience: std::time::Duration,
+) -> Result<DbSnapshot> {
+    let started = std::time::Instant::now();
+    loop {
+        let found = snapshots(rds, id).await?.into_iter().find(|s| s.id == snapshot);
+        match found {
+            Some(s) if s.status == "available" => return Ok(s),
+            Some(s) if s.status == "failed" => anyhow::bail!("snapshot {snapshot} of {id} failed"),
+            _ if started.elapsed() > patience => {
+                anyhow::bail!(
+                    "snapshot {snapshot} of {id} is not available after {}s; it may still finish",
+                    patience.as_secs()
+                )
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_secs(5)).await,
+        }
+    }
 }

@@ -134,6 +134,7 @@ const SCALE: &[(&str, &[&str])] = &[
             "DescribeDBInstances",
             "DescribeDBSubnetGroups",
             "DescribeDBSnapshots",
+            "CreateDBSnapshot",
             "CreateDBSubnetGroup",
             "CreateDBInstance",
             "ModifyDBInstance",

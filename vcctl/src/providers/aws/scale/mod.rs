@@ -8,6 +8,7 @@
 //! template, the group). `plan` also gives the monthly cost; `deploy.rs` rolls a release.
 
 pub mod alerts;
+pub mod backup;
 pub mod deploy;
 pub mod dns;
 pub mod instances;
@@ -43,7 +44,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`logs` across the group, `db`, `backup` and `restore` through RDS, instance refresh";
+const NOT_BUILT: &str = "`logs` across the group, `db` and `restore` through RDS, instance refresh";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
