@@ -475,8 +475,15 @@ data_usage() {
 }
 
 # db-dump: the stack's database as a pg_dump custom-format archive, on stdout.
+# On a `scale:` group's instance the database is elsewhere (RDS, verified by its CA): dumped
+# as the service's own role, which owns it, over verified TLS; on a host, its own PostgreSQL.
 db_dump() {
-  runuser -u postgres -- pg_dump -Fc -d vehicleconnect
+  ca=$(env_value VC_DATABASE_CA)
+  if [ -n "$ca" ]; then
+    PGSSLMODE=verify-full PGSSLROOTCERT="$ca" pg_dump -Fc -d "$(env_value DATABASE_URL)"
+  else
+    runuser -u postgres -- pg_dump -Fc -d vehicleconnect
+  fi
 }
 
 # db-restore: a pg_dump custom-format archive on stdin, restored into a new database while

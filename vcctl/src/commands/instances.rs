@@ -1,7 +1,8 @@
 //! `exec`, `ssh` and `tunnel` on a `scale:` stack: on the instance `--instance` names (asked
 //! on a terminal, refused in a script with the list), or with `exec --all` on each instance
-//! in service in turn, each exit code reported. Port 22 of the app group opens for this
-//! machine's address while they run (on-demand SSH), as on a single box.
+//! in service in turn, each exit code reported; `db dump` of its RDS database through the
+//! first instance in service. Port 22 of the app group opens for this machine's address
+//! while they run (on-demand SSH), as on a single box.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -19,10 +20,18 @@ pub async fn run(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Exec(e) => (e.instance.instance.clone(), e.all),
         Command::Ssh(s) => (s.instance.instance.clone(), false),
         Command::Tunnel(t) => (t.instance.instance.clone(), false),
+        Command::Db(_) => (None, false),
         _ => anyhow::bail!("`{}` does not run on one instance", command.name()),
     };
     let (cloud, ids, app_group) = scale::in_service(ctx, a).await?;
-    let chosen = pick(&ctx.settings.stack, &ids, instance.as_deref(), all, command.name())?;
+    let chosen = match command {
+        // The database is the group's, not an instance's: any instance in service reaches it.
+        Command::Db(_) => ids.first().cloned().into_iter().collect(),
+        _ => pick(&ctx.settings.stack, &ids, instance.as_deref(), all, command.name())?,
+    };
+    if chosen.is_empty() {
+        anyhow::bail!("stack `{}`'s group has no instance in service", ctx.settings.stack);
+    }
     let work = async {
         let mut codes = Vec::new();
         for (id, target) in scale::operations_on(ctx, a, &cloud, &chosen).await? {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::cli::{CiCommand, Command, DestroyArgs, LogsArgs, TokenCommand};
+use crate::cli::{CiCommand, Command, DbCommand, DestroyArgs, LogsArgs, TokenCommand};
 pub use crate::context::Ctx;
 use crate::error::Failure;
 use crate::providers::aws::single::{self as aws, backup, status as aws_status};
@@ -121,6 +121,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Exec(_) | Command::Ssh(_) | Command::Tunnel(_) if a.scale.is_some() => {
             instances::run(ctx, a, command).await
         }
+        Command::Db(DbCommand::Dump(_)) if a.scale.is_some() => instances::run(ctx, a, command).await,
         Command::Destroy(args) if args.instance.is_some() && a.scale.is_some() => Err(Failure::invalid(
             "`destroy --instance` terminates one of a single box's instances; a `scale:` stack's group owns its instances",
             Some("the group replaces an instance it finds unhealthy; `vcctl destroy` removes the whole stack".into()),

@@ -1263,14 +1263,18 @@ async fn commands_run_on_the_instance_named_or_on_each(s: &Project, ec2: &aws_sd
     assert!(codes.iter().all(|(id, code)| ids.contains(id) && *code == 3), "{report}");
     let out = run(&["exec", "--", "true"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
-    assert!(
-        common::stderr(&out).contains(&format!("has 2 instances in service: {}", ids.join(", "))),
-        "{}",
-        show(&out)
-    );
+    let said = common::stderr(&out);
+    assert!(said.contains("has 2 instances in service: ") && ids.iter().all(|i| said.contains(i.as_str())), "{said}");
     assert!(common::stderr(&out).contains("hint: name one with --instance"), "{}", show(&out));
     let out = run(&["exec", "--instance", "i-0000000000nope", "--", "true"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    // The group's database (RDS, here the host's PostgreSQL over TLS), dumped through an
+    // instance as the service's own role.
+    let out = run(&["db", "dump"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(out.stdout.starts_with(b"PGDMP"), "a pg_dump archive: {}", show(&out));
+    let toc = String::from_utf8_lossy(&out.stdout);
+    assert!(toc.contains("api_events") && toc.contains("vehicleconnect_app"), "the service's tables, its role's");
     // A tunnel to one instance's Prometheus, over the same on-demand SSH.
     let mut cmd =
         s.command(&["tunnel", "prometheus", "--local-port", "0", "--instance", &ids[0], "--ssh-from", "198.18.0.11"]);

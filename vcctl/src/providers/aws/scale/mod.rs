@@ -44,7 +44,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`logs` across the group, `db` and `restore` through RDS, instance refresh";
+const NOT_BUILT: &str = "`logs` across the group, `db restore` and `restore` through RDS, instance refresh";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
