@@ -19,8 +19,39 @@ A stack is a YAML file: --stack NAME reads stacks/NAME.yaml (docs/reference/stac
 /// The command line as clap parses it, with the examples and exit codes after `--help`.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
-    Cli::command().after_help(after_help())
+    let mut cmd = Cli::command().after_help(after_help());
+    for (name, shapes) in SHAPES {
+        cmd = cmd.mut_subcommand(name, |c| {
+            let before = c.get_after_help().map(|h| format!("{h}\n\n")).unwrap_or_default();
+            c.after_help(format!("{before}Stack shapes: {shapes}"))
+        });
+    }
+    cmd
 }
+
+/// Which stack shapes each command works on, as its `--help` ends (and docs/reference/cli.md
+/// says); where it refuses one, why.
+pub const SHAPES: [(&str, &str); 19] = [
+    ("up", "every shape"),
+    ("plan", "every shape"),
+    ("deploy", "every shape"),
+    ("status", "every shape"),
+    ("logs", "local, ssh, fleet, aws; not scale yet (its instances' logs are to outlive them, in CloudWatch Logs)"),
+    ("rollback", "every shape"),
+    ("destroy", "every shape"),
+    ("simulate", "every shape, or any URL with --target"),
+    ("backup", "aws (EBS snapshots) and scale (RDS snapshots); local, ssh and fleet keep no snapshots: `db dump`"),
+    ("restore", "aws; not scale yet (a new DB instance from a snapshot)"),
+    ("db", "local, ssh (one host), aws; scale: `db dump` only, `db restore` not yet; not a fleet yet"),
+    ("secrets", "ssh, fleet, aws; a local stack and a scale group keep none on a host"),
+    ("audit", "local, ssh (one host), aws; not a fleet or scale yet"),
+    ("exec", "ssh (one host), aws, scale (--instance, --all); not a fleet yet; a local stack is this machine"),
+    ("ssh", "ssh (one host), aws, scale (--instance); not a fleet yet; a local stack is this machine"),
+    ("tunnel", "ssh (one host), aws, scale (--instance); not a fleet yet; a local stack listens here already"),
+    ("token", "local, ssh (one host), aws; not a fleet or scale yet"),
+    ("ci", "aws and scale"),
+    ("iam-policy", "aws and scale"),
+];
 
 /// `--help`'s closing text: the examples and every exit code.
 pub fn after_help() -> String {
@@ -672,6 +703,25 @@ fn complete_releases(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
 /// `--ssh-from`: an address or a narrow network (`lease::ssh_from`).
 fn parse_ssh_from(v: &str) -> Result<String, String> {
     crate::providers::aws::on_demand::lease::ssh_from(v)
+}
+
+#[cfg(test)]
+mod shapes {
+    /// Every command a user runs says which shapes it works on: a new one must too.
+    #[test]
+    fn every_command_names_its_shapes() {
+        let cmd = super::command();
+        let hidden_or_shapeless = ["completions", "supervise", "help"];
+        for sub in cmd.get_subcommands().filter(|s| !hidden_or_shapeless.contains(&s.get_name())) {
+            let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(help.contains("Stack shapes: "), "`vcctl {} --help` does not say its shapes", sub.get_name());
+        }
+        // docs/reference/cli.md's table says the same.
+        let doc = include_str!("../../docs/reference/cli.md");
+        for (name, shapes) in super::SHAPES {
+            assert!(doc.contains(&format!("| `{name}` | {shapes} |")), "docs/reference/cli.md's row of `{name}`");
+        }
+    }
 }
 
 #[cfg(test)]
