@@ -21,7 +21,9 @@ WORK=$(mktemp -d /run/vcctl-boot.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 # SHA-256 of nothing: the payload hash of a GET, which S3 wants signed.
 EMPTY=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
-log() { echo "vcctl-boot: $*" >&2; }
+# To cloud-init's output, and to the journal, from which the instance's lines are shipped to
+# CloudWatch Logs (vehicleconnect-logs): the boot's story outlives an instance that fails it.
+log() { echo "vcctl-boot: $*" >&2; logger -t vcctl-boot -- "$*" 2>/dev/null || true; }
 die() { log "$*"; exit 1; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
@@ -114,7 +116,7 @@ install -D -m 755 "$WORK/vc-host" "$BASE/bin/vc-host"
 VC_HOST=$BASE/bin/vc-host
 "$VC_HOST" account
 for unit in vehicleconnect.service vehicleconnect.socket vehicleconnect-candidate.service vehicleconnect-candidate.socket \
-    vehicleconnect-ssh-sweep.service vehicleconnect-ssh-sweep.timer; do
+    vehicleconnect-ssh-sweep.service vehicleconnect-ssh-sweep.timer vehicleconnect-logs.service; do
   get "host/systemd/$unit" "$WORK/$unit"
   "$VC_HOST" put "/etc/systemd/system/$unit" 0644 < "$WORK/$unit" >/dev/null
 done

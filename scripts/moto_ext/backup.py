@@ -10,6 +10,8 @@ only the handlers are new), and the rules AWS applies that vcctl relies on:
 - a recovery point in a locked vault cannot be deleted before `MinRetentionDays`;
 - a backup job runs as the selection's role, which must exist and trust
   backup.amazonaws.com, else the job FAILS (as it does on AWS);
+- `ListTags` answers for `/tags/{arn}` as well as `/tags/{arn}/` (moto reads the
+  trailing-slash form only, which the Rust SDK no longer sends);
 - an EBS recovery point is an EBS snapshot (`arn:aws:ec2:<region>::snapshot/snap-…`) that
   carries the volume's tags.
 
@@ -151,6 +153,13 @@ def _vault(backend: BackupBackend, name: str):
     return backend.vaults[name]
 
 
+def _count(vault, n: int) -> None:
+    # ListBackupVaults reads `num_of_recovery_points`; DescribeBackupVault serialises the
+    # vault by the model's member names (`number_of_recovery_points`).
+    vault.num_of_recovery_points = n
+    vault.number_of_recovery_points = n
+
+
 def recovery_points(backend: BackupBackend, vault: str) -> list[dict]:
     _vault(backend, vault)
     return list(_state(backend)["vc_recovery_points"].get(vault, {}).values())
@@ -172,7 +181,7 @@ def delete_recovery_point(backend: BackupBackend, vault_name: str, arn: str) -> 
     ec2 = ec2_backends[backend.account_id][backend.region_name]
     ec2.delete_snapshot(arn.rsplit("/", 1)[-1])
     del points[arn]
-    vault.num_of_recovery_points = len(points)
+    _count(vault, len(points))
 
 
 def _role_failure(backend: BackupBackend, role_arn: str) -> str | None:
@@ -225,7 +234,7 @@ def start_backup_job(backend: BackupBackend, vault_name: str, resource_arn: str,
         if "DeleteAfterDays" in lifecycle:
             point["CalculatedLifecycle"] = {"DeleteAt": now + lifecycle["DeleteAfterDays"] * DAY}
     _state(backend)["vc_recovery_points"].setdefault(vault_name, {})[arn] = point
-    vault.num_of_recovery_points = len(_state(backend)["vc_recovery_points"][vault_name])
+    _count(vault, len(_state(backend)["vc_recovery_points"][vault_name]))
     job.update(State="COMPLETED", CompletionDate=now, RecoveryPointArn=arn, PercentDone="100.0")
     return job
 
@@ -347,7 +356,14 @@ def _delete_recovery_point(self) -> EmptyResult:
     return EmptyResult()
 
 
+def _list_tags(self) -> str:
+    # moto reads the ARN as the path's second-to-last part, for botocore's `/tags/{arn}/`;
+    # AWS's current model (and the Rust SDK) sends `/tags/{arn}`: read botocore's own match.
+    return json.dumps({"Tags": self.backup_backend.list_tags(resource_arn=_uri(self, "resourceArn"))})
+
+
 HANDLERS = {
+    "list_tags": _list_tags,
     "create_backup_selection": _create_backup_selection,
     "get_backup_selection": _get_backup_selection,
     "list_backup_selections": _list_backup_selections,

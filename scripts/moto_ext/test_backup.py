@@ -130,6 +130,7 @@ class BackupAdditions(unittest.TestCase):
         self.assertTrue(jobs[0]["ResourceArn"].endswith(self.data), "only the stack's data volume")
         points = self.backup.list_recovery_points_by_backup_vault(BackupVaultName="vcctl-fra")["RecoveryPoints"]
         self.assertEqual(len(points), 1)
+        self.assertEqual(self.backup.describe_backup_vault(BackupVaultName="vcctl-fra")["NumberOfRecoveryPoints"], 1)
         p = points[0]
         self.assertEqual(p["CreatedBy"]["BackupPlanId"], self.plan)
         self.assertEqual(p["Lifecycle"]["DeleteAfterDays"], 7)
@@ -163,6 +164,19 @@ class BackupAdditions(unittest.TestCase):
         # A rule that keeps points fewer days than the lock fails its jobs.
         self.backup.update_backup_plan(BackupPlanId=self.plan, BackupPlan=plan_doc(days=3))
         self.assertEqual([j["State"] for j in self.server.run_schedule("daily")], ["FAILED"])
+
+    def test_tags_are_listed_with_and_without_a_trailing_slash(self):
+        arn = self.backup.describe_backup_vault(BackupVaultName="vcctl-fra")["BackupVaultArn"]
+        self.backup.tag_resource(ResourceArn=arn, Tags={"vcctl:stack": "fra"})
+        self.assertEqual(self.backup.list_tags(ResourceArn=arn)["Tags"], {"vcctl:stack": "fra"})
+        signed = urllib.request.Request(f"{self.server.url}/tags/{arn}")
+        # The Rust SDK's form, without the trailing slash, signed as boto3 would sign it.
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        req = AWSRequest(method="GET", url=f"{self.server.url}/tags/{arn}")
+        SigV4Auth(boto3.Session("testing", "testing").get_credentials(), "backup", REGION).add_auth(req)
+        signed.headers.update(dict(req.headers))
+        self.assertEqual(json.load(urllib.request.urlopen(signed))["Tags"], {"vcctl:stack": "fra"})
 
     def test_update_plan_makes_a_new_version(self):
         before = self.backup.get_backup_plan(BackupPlanId=self.plan)

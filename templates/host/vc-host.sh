@@ -32,6 +32,7 @@ SOCKET=vehicleconnect.socket
 CANDIDATE=vehicleconnect-candidate
 DISK_METRIC=vehicleconnect-disk-metric
 SSH_SWEEP=vehicleconnect-ssh-sweep
+SHIP_LOGS=vehicleconnect-logs
 CADDY_ADMIN=/var/lib/caddy/admin.sock
 export LC_ALL=C SYSTEMD_PAGER='' SYSTEMD_COLORS=0
 
@@ -297,6 +298,8 @@ units() {
   if [ -e /etc/systemd/system/$DISK_METRIC.timer ]; then systemctl enable --now $DISK_METRIC.timer >/dev/null 2>&1; fi
   # AWS: expired on-demand SSH rules closed by the host itself.
   if [ -e /etc/systemd/system/$SSH_SWEEP.timer ]; then systemctl enable --now $SSH_SWEEP.timer >/dev/null 2>&1; fi
+  # `scale:`: the service's lines to CloudWatch Logs, which outlive the instance.
+  if [ -e /etc/systemd/system/$SHIP_LOGS.service ]; then systemctl enable --now $SHIP_LOGS.service >/dev/null 2>&1; fi
 }
 
 # caddy on RELOAD(yes|no) | caddy off: HTTPS in front of the service. Its configuration was
@@ -411,6 +414,97 @@ client.put_metric_data(Namespace=f"VehicleConnect/{stack}", MetricData=[{
     "MetricName": "DataVolumeUsedPercent", "Dimensions": [{"Name": "Stack", "Value": stack}],
     "Value": pct, "Unit": "Percent"}])
 print(f"DataVolumeUsedPercent {pct} (stack {stack})")
+PY
+}
+
+# ship-logs STACK: the service's and the boot script's journal lines to the stack's
+# CloudWatch Logs group (/vcctl/STACK), in one stream named for the instance, so they
+# outlive it. Long-running (vehicleconnect-logs.service, unprivileged, in the journal's
+# group), with the instance role, which may write streams of that group only. Resumes after
+# the last line sent (its journal cursor, in $STATE_DIRECTORY), so a restart neither loses
+# nor repeats lines. Bounded: batches of at most 1 000 lines or 5 s, each line cut at
+# 64 KiB, and while CloudWatch does not answer, the journal keeps the lines, not memory.
+ship_logs() {
+  python3 - "$1" <<'PY'
+import json, os, select, subprocess, sys, time, urllib.request
+import botocore.session
+from botocore.config import Config
+stack = sys.argv[1]
+group = f"/vcctl/{stack}"
+state = os.environ.get("STATE_DIRECTORY", "/var/lib/vehicleconnect-logs")
+cursor_file = os.path.join(state, "cursor")
+def instance_id():
+    if os.environ.get("VC_INSTANCE_ID"):  # tests: the emulator's instances are not this host
+        return os.environ["VC_INSTANCE_ID"]
+    imds = "http://169.254.169.254/latest"
+    put = urllib.request.Request(f"{imds}/api/token", method="PUT",
+                                 headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+    token = urllib.request.urlopen(put, timeout=5).read().decode()
+    get = urllib.request.Request(f"{imds}/meta-data/instance-id", headers={"X-aws-ec2-metadata-token": token})
+    return urllib.request.urlopen(get, timeout=5).read().decode()
+client = botocore.session.get_session().create_client(
+    "logs", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+    config=Config(connect_timeout=5, read_timeout=20, retries={"max_attempts": 5, "mode": "standard"}))
+stream = instance_id()
+try:
+    client.create_log_stream(logGroupName=group, logStreamName=stream)
+except client.exceptions.ResourceAlreadyExistsException:
+    pass
+# The service (serving and candidate) and the boot script (logger -t vcctl-boot).
+cmd = ["journalctl", "-f", "-o", "json", "--no-pager", "_SYSTEMD_UNIT=vehicleconnect.service", "+",
+       "_SYSTEMD_UNIT=vehicleconnect-candidate.service", "+", "SYSLOG_IDENTIFIER=vcctl-boot"]
+try:
+    cmd.insert(1, "--after-cursor=" + open(cursor_file).read().strip())
+    resumed = True
+except OSError:
+    # Never shipped: everything the journal holds (a new instance's journal is its boot).
+    cmd.insert(1, "--lines=all")
+    resumed = False
+journal = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+batch, first, cursor = [], None, None
+def message(e):
+    m = e.get("MESSAGE", "")
+    if isinstance(m, list):  # bytes that are not UTF-8
+        m = bytes(m).decode("utf-8", "replace")
+    who = e.get("_SYSTEMD_UNIT", "").removesuffix(".service") or e.get("SYSLOG_IDENTIFIER", "")
+    return f"{who}: {m}"[:65536] or " "
+def flush():
+    global batch, first
+    if not batch:
+        return
+    events = sorted(batch, key=lambda x: x["timestamp"])
+    while True:
+        try:
+            client.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+            break
+        except Exception as err:  # CloudWatch away: the lines wait, in order
+            print(f"ship-logs: {err}; retrying in 10 s", file=sys.stderr, flush=True)
+            time.sleep(10)
+    with open(cursor_file + ".new", "w") as f:
+        f.write(cursor)
+    os.replace(cursor_file + ".new", cursor_file)
+    batch, first = [], None
+# Read from the descriptor, not a buffered file: select() knows nothing of lines a buffer
+# already holds, which would wait there for the next entry.
+fd, pending = journal.stdout.fileno(), b""
+while True:
+    ready, _, _ = select.select([fd], [], [], 1.0)
+    if ready:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            flush()
+            code = journal.wait()
+            if resumed and cursor is None and code != 0:
+                # The journal no longer has that line (vacuumed): start again from this boot.
+                os.remove(cursor_file)
+            sys.exit(f"ship-logs: journalctl ended ({code})")
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in filter(None, lines):
+            e = json.loads(line)
+            batch.append({"timestamp": int(e["__REALTIME_TIMESTAMP"]) // 1000, "message": message(e)})
+            cursor, first = e["__CURSOR"], first or time.monotonic()
+    if batch and (len(batch) >= 1000 or time.monotonic() - first >= 5):
+        flush()
 PY
 }
 
@@ -649,9 +743,10 @@ logs() {
 
 # destroy keep-data|delete-data: remove the service; PostgreSQL and Prometheus stay.
 destroy() {
-  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service $DISK_METRIC.timer $SSH_SWEEP.timer >/dev/null 2>&1 || true
+  systemctl disable --now $SOCKET $UNIT $CANDIDATE.socket $CANDIDATE.service $DISK_METRIC.timer $SSH_SWEEP.timer \
+    $SHIP_LOGS.service >/dev/null 2>&1 || true
   rm -f /etc/systemd/system/$UNIT /etc/systemd/system/$SOCKET /etc/systemd/system/$CANDIDATE.* /etc/systemd/system/$DISK_METRIC.* \
-    /etc/systemd/system/$SSH_SWEEP.*
+    /etc/systemd/system/$SSH_SWEEP.* /etc/systemd/system/$SHIP_LOGS.service
   systemctl daemon-reload
   caddy off
   if [ "$1" = delete-data ]; then
@@ -689,6 +784,7 @@ case $cmd in
   data-usage) data_usage ;;
   disk-metric) disk_metric "$1" ;;
   ssh-sweep) ssh_sweep "$1" ;;
+  ship-logs) ship_logs "$1" ;;
   instance-token) instance_token ;;
   data-release) data_release ;;
   start) start ;;

@@ -36,7 +36,7 @@ pub const SHAPES: [(&str, &str); 19] = [
     ("plan", "every shape"),
     ("deploy", "every shape"),
     ("status", "every shape"),
-    ("logs", "local, ssh, fleet, aws; not scale yet (its instances' logs are to outlive them, in CloudWatch Logs)"),
+    ("logs", "local, ssh, fleet, aws, scale (CloudWatch Logs: every instance's lines, replaced ones too)"),
     ("rollback", "every shape"),
     ("destroy", "every shape"),
     ("simulate", "every shape, or any URL with --target"),
@@ -572,6 +572,13 @@ pub struct LogsArgs {
     /// Stacks of several hosts: only this app host (its `host:` in the stack); all when absent.
     #[arg(long)]
     pub host: Option<String>,
+    /// `scale:` stacks: only this instance's lines (i-…), one the group has replaced too.
+    #[arg(long, value_name = "INSTANCE_ID", conflicts_with = "host")]
+    pub instance: Option<String>,
+    /// `scale:` stacks: lines from this long ago on (`15m`, `2h`, `3days`); without it, the
+    /// last `-n` lines, looked for in the last hour, then day, then the whole retention.
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
 }
@@ -597,7 +604,13 @@ pub struct RollbackArgs {
 
 impl LogsArgs {
     pub fn options(&self) -> crate::targets::LogOptions {
-        crate::targets::LogOptions { follow: self.follow, lines: self.lines, host: self.host.clone() }
+        crate::targets::LogOptions {
+            follow: self.follow,
+            lines: self.lines,
+            host: self.host.clone(),
+            instance: self.instance.clone(),
+            since: self.since,
+        }
     }
 }
 
@@ -625,6 +638,11 @@ pub struct DestroyArgs {
     /// copy, or a second one); the stack and its other resources stay.
     #[arg(long, value_name = "INSTANCE_ID", conflicts_with = "keep_data")]
     pub instance: Option<String>,
+    /// AWS box: delete the backup vault and its recovery points too (listed first). Without
+    /// it they are kept, and a later `destroy --delete-backups` deletes them. A vault lock
+    /// (`aws.backup.lock_days`) keeps a recovery point younger than its days whatever is asked.
+    #[arg(long, conflicts_with_all = ["keep_data", "instance"])]
+    pub delete_backups: bool,
     /// Confirm without the prompt; needed when stdin is not a terminal.
     #[arg(long)]
     pub yes: bool,

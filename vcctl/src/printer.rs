@@ -127,6 +127,15 @@ impl Printer {
         }
     }
 
+    /// Under `--json`, one object on a line of its own (NDJSON: a stream such as `logs -f`).
+    pub fn json_line(&self, value: &serde_json::Value) {
+        if self.json {
+            self.printed.store(true, std::sync::atomic::Ordering::Relaxed);
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{value}");
+        }
+    }
+
     /// Under `--json`, a failure as a JSON object on stdout, unless a result was printed
     /// there already (a deploy's report says how it failed): scripts parse one thing.
     pub fn json_error(&self, error: &str, exit_code: u8, hint: Option<&str>) {

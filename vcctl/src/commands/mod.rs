@@ -44,6 +44,18 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             told(ctx, a, command.name(), work).await
         }
         (Aws(a), Command::Restore(_)) => told(ctx, a, command.name(), on_aws(ctx, a, command)).await,
+        (Aws(a), Command::Destroy(d)) if d.delete_backups && a.scale.is_some() => Err(no_vault(ctx)),
+        (_, Command::Destroy(d)) if d.delete_backups && !matches!(&ctx.settings.provider, Aws(_)) => Err(no_vault(ctx)),
+        (p, Command::Logs(l)) if (l.instance.is_some() || l.since.is_some()) && !matches!(p, Aws(a) if a.scale.is_some()) => {
+            Err(Failure::invalid(
+                format!(
+                    "`logs --instance` and `--since` read a `scale:` stack's CloudWatch Logs; stack `{}` is a `{}` stack",
+                    ctx.settings.stack, ctx.settings.provider_name
+                ),
+                Some("`vcctl logs -n N` shows its last N lines (`--host` one host of a fleet)".into()),
+            )
+            .into())
+        }
         (Aws(a), Command::Destroy(d)) => {
             lock::around(ctx, a, command.name(), d.lock_timeout, async |c| on_aws(&c, a, command).await).await
         }
@@ -98,6 +110,18 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     }
 }
 
+/// `destroy --delete-backups` of a stack without a backup vault.
+fn no_vault(ctx: &Ctx) -> anyhow::Error {
+    Failure::invalid(
+        format!(
+            "`--delete-backups` deletes an AWS box's backup vault; stack `{}` ({}) has none",
+            ctx.settings.stack, ctx.settings.provider_name
+        ),
+        Some("a `scale:` stack's final database snapshot is deleted in the RDS console or with the AWS CLI".into()),
+    )
+    .into()
+}
+
 /// Runs `work` (a deploy, rollback or restore of an AWS stack), then tells the stack's
 /// alert topic how it ended, whatever that was.
 async fn told(ctx: &Ctx, a: &AwsSettings, command: &str, work: impl Future<Output = Result<u8>>) -> Result<u8> {
@@ -122,6 +146,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
             instances::run(ctx, a, command).await
         }
         Command::Db(DbCommand::Dump(_)) if a.scale.is_some() => instances::run(ctx, a, command).await,
+        Command::Logs(args) if a.scale.is_some() => scale::logs::logs(ctx, a, &args.options()).await,
         Command::Destroy(args) if args.instance.is_some() && a.scale.is_some() => Err(Failure::invalid(
             "`destroy --instance` terminates one of a single box's instances; a `scale:` stack's group owns its instances",
             Some("the group replaces an instance it finds unhealthy; `vcctl destroy` removes the whole stack".into()),
@@ -140,7 +165,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Plan(args) => aws::plan(ctx, a, args.artifact.as_deref()).await,
         Command::Status(_) => aws_status::status(ctx, a).await,
         Command::Destroy(args) if let Some(id) = &args.instance => aws::destroy_instance(ctx, a, id).await,
-        Command::Destroy(args) => aws::destroy(ctx, a, args.keep_data).await,
+        Command::Destroy(args) => aws::destroy(ctx, a, args.keep_data, args.delete_backups).await,
         Command::Backup(args) => backup::backup(ctx, a, args.list).await,
         Command::Restore(args) => backup::restore(ctx, a, &args.snapshot).await,
         Command::Completions { shell } => Ok(completions(*shell)),

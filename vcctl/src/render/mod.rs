@@ -20,6 +20,7 @@ pub const ACME_ROOTS: &str = "/etc/caddy/vcctl-acme-roots.pem";
 pub const SERVICE_UNIT: &str = include_str!("../../../templates/systemd/vehicleconnect.service");
 pub const SOCKET_UNIT: &str = include_str!("../../../templates/systemd/vehicleconnect.socket");
 pub const DISK_METRIC_SERVICE: &str = include_str!("../../../templates/systemd/vehicleconnect-disk-metric.service");
+pub const SHIP_LOGS_SERVICE: &str = include_str!("../../../templates/systemd/vehicleconnect-logs.service");
 pub const DISK_METRIC_TIMER: &str = include_str!("../../../templates/systemd/vehicleconnect-disk-metric.timer");
 pub const SSH_SWEEP_SERVICE: &str = include_str!("../../../templates/systemd/vehicleconnect-ssh-sweep.service");
 pub const SSH_SWEEP_TIMER: &str = include_str!("../../../templates/systemd/vehicleconnect-ssh-sweep.timer");
@@ -94,6 +95,10 @@ pub fn units_with_metrics(
             ("ssh-sweep", "timer", SSH_SWEEP_TIMER),
         ] {
             out.push((format!("/etc/systemd/system/vehicleconnect-{name}.{ext}"), render(template, &values)?));
+        }
+        // `scale:`: the instances' lines outlive them, in the stack's CloudWatch Logs group.
+        if aws.scale.is_some() {
+            out.push(("/etc/systemd/system/vehicleconnect-logs.service".into(), render(SHIP_LOGS_SERVICE, &values)?));
         }
     }
     Ok(out)

@@ -196,8 +196,26 @@ pub struct AwsSettings {
     pub data_volume_gb: i32,
     /// Past one box: an Auto Scaling group behind a load balancer, RDS (`scale:`).
     pub scale: Option<Box<scale::ScaleSettings>>,
+    /// The box's scheduled backups (AWS Backup), on unless `aws.backup: false`.
+    pub backup: Option<BackupSettings>,
     /// An admin network left as an example (TEST-NET): `plan` and `up` refuse with this.
     pub placeholder: Option<Box<StackError>>,
+}
+
+/// `aws.backup`: an AWS Backup plan for the box's data volume, daily, keeping `daily` daily
+/// and `weekly` weekly recovery points; with `lock_days`, a vault lock that stops anyone
+/// deleting a recovery point younger than that.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackupSettings {
+    pub daily: u32,
+    pub weekly: u32,
+    pub lock_days: Option<u32>,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings { daily: 7, weekly: 4, lock_days: None }
+    }
 }
 
 /// The region a stack runs in when it names none: Frankfurt.
@@ -524,7 +542,46 @@ fn aws_provider(root: &mut Section, tls: Option<Option<&TlsSettings>>, file: &Pa
         err.path = "scale".into();
         return Err(err);
     }
-    Ok(AwsSettings { scale, ..aws_settings(s)? })
+    if scale.is_some() && s.has("backup") {
+        return Err(s.value_error(
+            "backup",
+            "`aws.backup` schedules backups of the single box's data volume; a `scale:` stack's events are in RDS",
+            Some("remove `aws.backup`: RDS keeps automated backups (`vcctl backup` takes a snapshot)".into()),
+        ));
+    }
+    let a = aws_settings(s)?;
+    Ok(AwsSettings { backup: a.backup.clone().filter(|_| scale.is_none()), scale, ..a })
+}
+
+/// `aws.backup`: `false`, or `{daily, weekly, lock_days}`, each optional; absent: the default.
+fn backup_settings(s: &mut Section) -> Result<Option<BackupSettings>, StackError> {
+    if s.is_scalar("backup") {
+        return Ok(s.opt_bool("backup")?.unwrap_or(true).then(BackupSettings::default));
+    }
+    let Some(mut b) = s.opt_section("backup")? else { return Ok(Some(BackupSettings::default())) };
+    let count = |max: u32| {
+        move |v: &str| match v.parse::<u32>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(format!("expected a whole number from 1 to {max}, got {v:?}")),
+        }
+    };
+    let mut found = Found::default();
+    let daily = found.take(b.opt_parsed("daily", "a number of daily backups", count(35))).flatten();
+    let weekly = found.take(b.opt_parsed("weekly", "a number of weekly backups", count(52))).flatten();
+    let lock_days = found.take(b.opt_parsed("lock_days", "a number of days", count(36500))).flatten();
+    found.take(b.check_unknown());
+    found.result()?;
+    let settings = BackupSettings { daily: daily.unwrap_or(7), weekly: weekly.unwrap_or(4), lock_days };
+    if let Some(lock) = lock_days
+        && lock > settings.daily
+    {
+        return Err(b.value_error(
+            "lock_days",
+            format!("a vault lock of {lock} days refuses the daily backups, which are kept {} days", settings.daily),
+            Some(format!("keep `daily` at {lock} or more, or lower `lock_days`")),
+        ));
+    }
+    Ok(Some(settings))
 }
 
 /// `tls:` (aws and ssh) and `alerts:` (aws): what a stack shows the world and who hears of it.
@@ -796,6 +853,7 @@ fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
             .unwrap_or(20),
         placeholder: None,
         scale: None,
+        backup: found.take(backup_settings(&mut s)).flatten(),
     };
     found.take(s.check_unknown());
     found.result()?;
@@ -1093,6 +1151,37 @@ mod tests {
         assert_eq!(fleet.the(Role::Lb).map(|h| h.host.as_str()), Some("198.51.100.10"));
         assert!(fleet.hosts.iter().all(|h| h.user.as_deref() == Some("admin") && h.identity.is_some()));
         assert_eq!(fleet.database, Database::OnHost);
+    }
+
+    #[test]
+    fn aws_backup_is_on_by_default_off_with_false_and_checked_field_by_field() {
+        let aws = "name: a\nprovider: aws\naws:\n  ssh_access: on-demand\n";
+        let backup = |text: &str| match parse(Path::new("stacks/t.yaml"), text).unwrap().provider {
+            Provider::Aws(a) => a.backup,
+            _ => unreachable!(),
+        };
+        assert_eq!(backup(aws), Some(BackupSettings::default()));
+        assert_eq!(backup(&format!("{aws}  backup: false\n")), None);
+        assert_eq!(
+            backup(&format!("{aws}  backup: {{daily: 14, lock_days: 14}}\n")),
+            Some(BackupSettings { daily: 14, weekly: 4, lock_days: Some(14) })
+        );
+        let both = format!("{aws}  backup: {{daily: 0, weekly: many}}\n");
+        check(&both, "stacks/t.yaml:5:20: aws.backup.daily: expected a whole number from 1 to 35, got \"0\"");
+        let err = parse(Path::new("stacks/t.yaml"), &both).unwrap_err();
+        assert_eq!(err.more.len(), 1, "both fields are named: {err:?}");
+        assert_eq!(err.more[0].path, "aws.backup.weekly");
+        check(
+            &format!("{aws}  backup: {{lock_days: 8}}\n"),
+            "stacks/t.yaml:5:11: aws.backup.lock_days: a vault lock of 8 days refuses the daily backups, which are kept 7 days\nhint: keep `daily` at 8 or more, or lower `lock_days`",
+        );
+        let tls = "tls:\n  domain: vc.example.com\n  email: ops@example.com\n";
+        check(
+            &format!(
+                "{aws}  backup: {{daily: 9}}\n{tls}scale:\n  replicas: {{min: 2, max: 4}}\n  database: {{engine: rds}}\n"
+            ),
+            "stacks/t.yaml:5:11: aws.backup: `aws.backup` schedules backups of the single box's data volume; a `scale:` stack's events are in RDS\nhint: remove `aws.backup`: RDS keeps automated backups (`vcctl backup` takes a snapshot)",
+        );
     }
 
     #[test]

@@ -9,7 +9,13 @@ pub struct ScaleSettings {
     /// Target tracking on the group's average CPU; a fixed size when absent.
     pub cpu_target_pct: Option<u8>,
     pub database: RdsSettings,
+    /// How long CloudWatch Logs keeps the instances' lines (`log_retention_days`, default 30).
+    pub log_retention_days: i32,
 }
+
+/// The retentions CloudWatch Logs takes, in days.
+pub const LOG_RETENTIONS: [i32; 22] =
+    [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
 
 /// The Auto Scaling group's bounds: `min <= desired <= max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -58,8 +64,16 @@ pub fn scale_settings(mut s: Section, file: &std::path::Path) -> Result<ScaleSet
         return Err(err);
     };
     let database = rds(d, file)?;
+    let log_retention_days = s.opt_parsed("log_retention_days", "a number of days", |v| match v.parse::<i32>() {
+        Ok(n) if LOG_RETENTIONS.contains(&n) => Ok(n),
+        _ => {
+            let close = v.parse::<i32>().ok().and_then(|n| LOG_RETENTIONS.iter().find(|&&r| r >= n)).copied();
+            let hint = close.map(|c| format!("; the nearest above is {c}")).unwrap_or_default();
+            Err(format!("expected one of CloudWatch Logs' retentions (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, … days), got {v:?}{hint}"))
+        }
+    })?;
     s.finish()?;
-    Ok(ScaleSettings { replicas, cpu_target_pct, database })
+    Ok(ScaleSettings { replicas, cpu_target_pct, database, log_retention_days: log_retention_days.unwrap_or(30) })
 }
 
 fn replicas(mut r: Section) -> Result<Replicas, StackError> {

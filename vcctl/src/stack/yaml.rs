@@ -116,6 +116,11 @@ impl<'a> Section<'a> {
         self.map.get_node(key).is_some()
     }
 
+    /// Whether `key` is present as a scalar (`backup: false`) rather than a mapping.
+    pub fn is_scalar(&self, key: &str) -> bool {
+        matches!(self.map.get_node(key), Some(Node::Scalar(_)))
+    }
+
     fn scalar(&mut self, key: &'static str, what: &str) -> Result<Option<(&'a str, &'a Span)>, StackError> {
         let path = self.child_path(key);
         match self.node(key) {

@@ -25,6 +25,9 @@ pub struct LogOptions {
     pub follow: bool,
     pub lines: usize,
     pub host: Option<String>,
+    /// `scale:` only: one instance's stream, and how far back.
+    pub instance: Option<String>,
+    pub since: Option<std::time::Duration>,
 }
 
 /// Which process a check looks at.

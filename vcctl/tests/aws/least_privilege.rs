@@ -54,8 +54,12 @@ async fn the_operators_policy_allows_a_boxs_whole_life_and_each_statement_is_nee
     p.json(&["status"], 1);
     p.json(&["backup"], 0);
     p.json(&["backup", "--list"], 0);
+    // AWS Backup's scheduler makes a recovery point (its own calls, not the operator's).
+    assert_eq!(super::scheduled_backup::run_schedule(&p.moto, "daily").await.len(), 1);
+    p.json(&["backup", "--list"], 0);
     p.json(&["ci", "init", "--repo", "acme/vehicleconnect"], 0);
     p.json(&["destroy", "--yes"], 0);
+    p.json(&["destroy", "--yes", "--delete-backups"], 0);
     let (calls, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
     assert!(calls.len() > 50, "the recording holds the commands' calls: {}", calls.len());
     let policy = operator_policy(&p);
@@ -85,6 +89,10 @@ async fn parliament_finds_nothing_in_any_policy_vcctl_writes() {
             recorded::role_policy(&p, "vcctl-fra-host", "vcctl-fra-least-privilege").await,
         ),
         ("CI deploy role (box)".to_string(), recorded::role_policy(&p, "vcctl-deploy-fra", "vcctl-deploy").await),
+        (
+            "AWS Backup's role (box)".to_string(),
+            recorded::role_policy(&p, "vcctl-fra-backup", "vcctl-fra-backup-least-privilege").await,
+        ),
     ];
     // (Trust policies are resource policies, which parliament does not read: the tests
     // compare them whole, ci.rs and single.rs.)

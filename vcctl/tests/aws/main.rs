@@ -9,6 +9,7 @@ mod least_privilege;
 mod on_demand;
 mod recorded;
 mod scale;
+mod scheduled_backup;
 mod single;
 
 use std::process::{Child, Command, Output, Stdio};

@@ -134,12 +134,48 @@ fn parse(entry: &Value) -> Option<Call> {
             call.params.insert(decode(k), decode(v));
         }
         call.action = format!("{service}:{}", call.params.get("Action")?);
+    } else if service == "backup" {
+        flatten("", &serde_json::from_str(&body).unwrap_or(Value::Null), &mut call.params);
+        let (action, resource) = backup_route(method, path);
+        call.action = format!("backup:{action}");
+        call.params.insert("Resource".into(), resource);
     } else {
         // REST APIs other than S3 (Route 53): named by their path, which suffices for the
         // operator's policy (Route 53 statements there are by action).
         call.action = format!("{service}:{method} /{path}");
     }
     Some(call)
+}
+
+/// The IAM action and resource of an AWS Backup REST request, by botocore's routes for the
+/// calls vcctl makes (an unknown route is named so, and no policy allows it).
+fn backup_route(method: &str, path: &str) -> (String, String) {
+    let seg: Vec<String> = path.trim_end_matches('/').split('/').map(decode).collect();
+    let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+    let vault = |n: &str| format!("arn:aws:backup:{REGION}:{ACCOUNT}:backup-vault:{n}");
+    let plan = |id: &str| format!("arn:aws:backup:{REGION}:{ACCOUNT}:backup-plan:{id}");
+    let (action, resource) = match (method, seg.as_slice()) {
+        ("PUT", ["backup-vaults", n]) => ("CreateBackupVault", vault(n)),
+        ("GET", ["backup-vaults", n]) => ("DescribeBackupVault", vault(n)),
+        ("DELETE", ["backup-vaults", n]) => ("DeleteBackupVault", vault(n)),
+        ("PUT", ["backup-vaults", n, "vault-lock"]) => ("PutBackupVaultLockConfiguration", vault(n)),
+        ("DELETE", ["backup-vaults", n, "vault-lock"]) => ("DeleteBackupVaultLockConfiguration", vault(n)),
+        ("GET", ["backup-vaults", n, "recovery-points"]) => ("ListRecoveryPointsByBackupVault", vault(n)),
+        ("DELETE", ["backup-vaults", _, "recovery-points", arn]) => ("DeleteRecoveryPoint", arn.to_string()),
+        ("PUT", ["backup", "plans"]) => ("CreateBackupPlan", plan("*")),
+        ("GET", ["backup", "plans"]) => ("ListBackupPlans", "*".into()),
+        ("GET", ["backup", "plans", id]) => ("GetBackupPlan", plan(id)),
+        ("POST", ["backup", "plans", id]) => ("UpdateBackupPlan", plan(id)),
+        ("DELETE", ["backup", "plans", id]) => ("DeleteBackupPlan", plan(id)),
+        ("PUT", ["backup", "plans", id, "selections"]) => ("CreateBackupSelection", plan(id)),
+        ("GET", ["backup", "plans", id, "selections"]) => ("ListBackupSelections", plan(id)),
+        ("GET", ["backup", "plans", id, "selections", _]) => ("GetBackupSelection", plan(id)),
+        ("DELETE", ["backup", "plans", id, "selections", _]) => ("DeleteBackupSelection", plan(id)),
+        ("GET", ["tags", arn]) => ("ListTags", arn.to_string()),
+        ("POST", ["tags", arn]) => ("TagResource", arn.to_string()),
+        _ => return (format!("UnknownRoute({method} /{path})"), "*".into()),
+    };
+    (action.to_string(), resource)
 }
 
 fn decode(s: &str) -> String {
@@ -375,6 +411,24 @@ pub fn authorizations(call: &Call, tags: &Tags) -> Vec<Authz> {
                 .or_else(|| call.params.get("Name").map(|n| format!("arn:aws:sns:{REGION}:{ACCOUNT}:{n}")))
                 .unwrap_or_else(|| "*".into());
             vec![Authz::new(a, &topic)]
+        }
+        "backup:CreateBackupSelection" => vec![
+            Authz::new(&call.action, &param("Resource")),
+            Authz::new("iam:PassRole", &param("BackupSelection.IamRoleArn"))
+                .with("iam:PassedToService", "backup.amazonaws.com"),
+        ],
+        a if a.starts_with("backup:") => vec![Authz::new(a, &param("Resource"))],
+        "logs:DescribeLogGroups" => vec![Authz::new(&call.action, "*")],
+        a if a.starts_with("logs:") => {
+            let group = format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{}", param("logGroupName"));
+            let arn = match a {
+                "logs:CreateLogStream" | "logs:PutLogEvents" => {
+                    format!("{group}:log-stream:{}", param("logStreamName"))
+                }
+                "logs:TagResource" | "logs:ListTagsForResource" => param("resourceArn"),
+                _ => group,
+            };
+            vec![Authz::new(a, &arn)]
         }
         _ => vec![Authz::new(&call.action, "*")],
     }

@@ -88,11 +88,68 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     the_tiers_chain_to_an_encrypted_private_database(&s).await;
     drift_by_hand_is_planned_and_put_back(&s, &release).await;
     a_backup_is_an_rds_snapshot_waited_for_and_listed(&s);
+    logs_merge_every_instances_lines_gone_ones_too(&s).await;
     let policy = least_privilege::operator_policy(&s);
     destroy_lists_everything_and_keeps_a_final_snapshot(&s).await;
     // Every call of that life, drift repairs included, allowed by `vcctl iam-policy`.
     let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
     least_privilege::check_operator(&policy, &asked);
+}
+
+/// The log group `up` made (its retention, the stack's tags), holding lines of an instance
+/// the group no longer has and of one it has (written here as their shippers would: the
+/// shipper itself runs on the test host, below): `logs` merges them by time, each prefixed
+/// with its instance; `--instance`, `--since` and `-n` narrow it; `--json` is NDJSON.
+async fn logs_merge_every_instances_lines_gone_ones_too(s: &Project) {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&s.sdk_config().await);
+    let groups = logs.describe_log_groups().log_group_name_prefix("/vcctl/fra").send().await.unwrap();
+    let group = &groups.log_groups()[0];
+    assert_eq!((group.log_group_name(), group.retention_in_days()), (Some("/vcctl/fra"), Some(30)));
+    let arn = group.arn().unwrap().trim_end_matches(":*");
+    let tags = logs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+    assert_eq!(tags.tags().unwrap().get("vcctl:stack-id").map(String::as_str), Some(s.stack_id().as_str()));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    for (stream, lines) in [
+        (
+            "i-0gone0000000000a",
+            vec![(now - 7_200_000, "vcctl-boot: an old line"), (now - 3_000, "vcctl-boot: release failed")],
+        ),
+        (
+            "i-0live0000000000b",
+            vec![(now - 2_000, "vehicleconnect: listening"), (now - 1_000, "vehicleconnect: ready")],
+        ),
+    ] {
+        logs.create_log_stream().log_group_name("/vcctl/fra").log_stream_name(stream).send().await.unwrap();
+        let events = lines.into_iter().map(|(t, m)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder().timestamp(t).message(m).build().unwrap()
+        });
+        logs.put_log_events()
+            .log_group_name("/vcctl/fra")
+            .log_stream_name(stream)
+            .set_log_events(Some(events.collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = |args: &[&str]| String::from_utf8_lossy(&s.expect(args, 0).stdout).into_owned();
+    let all = text(&["logs"]);
+    let order: Vec<&str> = all.lines().map(|l| l.split_once("] ").map_or(l, |(_, m)| m)).collect();
+    assert_eq!(
+        order,
+        ["vcctl-boot: an old line", "vcctl-boot: release failed", "vehicleconnect: listening", "vehicleconnect: ready"]
+    );
+    assert!(all.lines().nth(1).unwrap().contains(" [i-0gone0000000000a] "), "prefixed with its instance:\n{all}");
+    let gone = text(&["logs", "--instance", "i-0gone0000000000a"]);
+    assert_eq!(gone.lines().count(), 2, "{gone}");
+    assert_eq!(text(&["logs", "--since", "1h"]).lines().count(), 3, "the 2-hour-old line is left out");
+    assert_eq!(text(&["logs", "-n", "1"]).trim_end().rsplit("] ").next(), Some("vehicleconnect: ready"));
+    let json = text(&["logs", "--json", "-n", "2"]);
+    let parsed: Vec<Value> = json.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(parsed.len(), 2, "one object per line: {json}");
+    assert_eq!(
+        (parsed[1]["instance"].as_str(), parsed[1]["message"].as_str()),
+        (Some("i-0live0000000000b"), Some("vehicleconnect: ready"))
+    );
 }
 
 /// `backup` of a `scale:` stack: a manual snapshot of its RDS instance, tagged, waited for,
@@ -122,8 +179,9 @@ async fn planned_then_made_once_the_certificate_is_issued(s: &Project) -> String
     // HTTP's listener, the alert topic and its subscription (two changes, as on the box), 6
     // alarms (the bucket's name waits for the id), the first release, the key pair, the
     // instances' role, its policy and its instance profile (three, as on the box), the
-    // launch template, the group and its CPU target: every change `up` makes, said.
-    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(26), "{plan}");
+    // launch template, the group and its CPU target, the log group and its retention:
+    // every change `up` makes, said.
+    assert_eq!(plan["changes"].as_array().map(Vec::len), Some(28), "{plan}");
     let requested = Instant::now();
     let up = s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
     assert_eq!(up["changed"], true, "{up}");
@@ -392,6 +450,7 @@ async fn destroy_lists_everything_and_keeps_a_final_snapshot(s: &Project) {
         "IAM role vcctl-fra-app of the instances".to_string(),
         "launch template vcctl-fra".to_string(),
         "security group vcctl-fra-db".to_string(),
+        "log group /vcctl/fra".to_string(),
     ] {
         assert!(listed.contains(&doomed), "the confirmation lists {doomed}:\n{listed}");
     }
@@ -433,6 +492,8 @@ async fn destroy_lists_everything_and_keeps_a_final_snapshot(s: &Project) {
     );
     assert!(iam.list_instance_profiles().send().await.unwrap().instance_profiles().is_empty());
     assert!(ec2.describe_key_pairs().send().await.unwrap().key_pairs().is_empty());
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
+    assert!(logs.describe_log_groups().send().await.unwrap().log_groups().is_empty(), "the log group is gone");
 }
 
 /// `ci init` of a `scale:` stack: the deploy role may also write releases and the pointer in
@@ -549,6 +610,10 @@ async fn check_instances(s: &Project, release: &str) {
             ("s3:GetObject".to_string(), serde_json::json!(objects)),
             ("secretsmanager:GetSecretValue".to_string(), Value::from(secret)),
             (r#"["ec2:DescribeInstances","ec2:DescribeAvailabilityZones"]"#.to_string(), Value::from("*")),
+            (
+                r#"["logs:CreateLogStream","logs:PutLogEvents"]"#.to_string(),
+                Value::from("arn:aws:logs:eu-central-1:123456789012:log-group:/vcctl/fra:log-stream:*")
+            ),
             (r#"["ec2:DescribeSecurityGroups","ec2:DescribeSecurityGroupRules"]"#.to_string(), Value::from("*")),
             (
                 "ec2:RevokeSecurityGroupIngress".to_string(),
@@ -827,8 +892,9 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     // The host is shared by the tests on it: whatever the tests before left there (releases,
     // units, the env file, the database) goes first, and what this one makes goes at its end.
     let leftovers = "cd / && systemctl stop prometheus; systemctl disable --now vehicleconnect.socket vehicleconnect.service \
-         vehicleconnect-candidate.socket vehicleconnect-candidate.service 2>/dev/null; rm -rf /opt/vehicleconnect \
-         /etc/vehicleconnect /etc/systemd/system/vehicleconnect* /var/lib/cloud; systemctl daemon-reload";
+         vehicleconnect-candidate.socket vehicleconnect-candidate.service vehicleconnect-logs.service 2>/dev/null; \
+         rm -rf /opt/vehicleconnect /etc/vehicleconnect /etc/systemd/system/vehicleconnect* /var/lib/cloud \
+         /var/lib/private/vehicleconnect-logs; systemctl daemon-reload";
     common::on_host(&format!(
         "{leftovers}; systemctl start postgresql \
          && for _ in $(seq 60); do runuser -u postgres -- psql -qAtc 'select 1' >/dev/null 2>&1 && break; sleep 0.5; done; \
@@ -905,6 +971,7 @@ async fn an_instance_asks_only_what_its_role_allows(s: &Project, ec2: &aws_sdk_e
         s.moto.url,
         recorded::INSTANCE_KEY
     ));
+    its_lines_reach_cloudwatch_logs_and_outlive_it(s);
     let (_, asked) = watch.authorizations(recorded::INSTANCE_KEY).await;
     let left = ec2
         .describe_security_group_rules()
@@ -937,6 +1004,61 @@ async fn an_instance_asks_only_what_its_role_allows(s: &Project, ec2: &aws_sdk_e
 /// `service.ingest_token` turned off, then on again, in the stack: each `deploy` brings the
 /// running instance's env file with it (not only the instances launched later), and the
 /// service takes events as it says.
+/// The instance's shipper (vehicleconnect-logs, started by the boot, unprivileged) sends
+/// the boot script's and the service's journal lines to the stack's log group, in a stream
+/// named for the instance, with the instance role (recorded, and checked against its policy
+/// by the caller); `vcctl logs` reads them back after the shipper is gone; a restarted
+/// shipper resumes after the last line it sent, repeating none.
+fn its_lines_reach_cloudwatch_logs_and_outlive_it(s: &Project) {
+    let env = format!(
+        "printf 'AWS_ENDPOINT_URL={}\\nAWS_ACCESS_KEY_ID={}\\nAWS_SECRET_ACCESS_KEY=testing\\nVC_INSTANCE_ID=i-0host000000000000\\n' \
+         > /etc/vehicleconnect/aws.env",
+        s.moto.url,
+        recorded::INSTANCE_KEY
+    );
+    let unit = common::on_host(&format!(
+        "{env}; systemctl restart vehicleconnect-logs.service; systemctl show -P User,DynamicUser,SupplementaryGroups vehicleconnect-logs"
+    ));
+    assert!(unit.contains("yes") && unit.contains("systemd-journal"), "unprivileged, in the journal's group: {unit}");
+    let shipped = |want: usize| {
+        let started = Instant::now();
+        loop {
+            let out = s.expect(&["logs", "--instance", "i-0host000000000000", "-n", "1000"], 0);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let lines = text.lines().filter(|l| l.contains(" [i-0host000000000000] ")).count();
+            if (text.contains("vcctl-boot: release") && text.contains("] vehicleconnect: ") && lines >= want)
+                || started.elapsed() > Duration::from_secs(30)
+            {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let first = shipped(1);
+    let diagnose = || {
+        let all = s.run(&["logs", "-n", "20"]);
+        format!(
+            "{}\n{}",
+            show(&all),
+            common::on_host(
+                "pkill -ABRT -f '^python3 - fra'; sleep 1; journalctl -u vehicleconnect-logs --no-pager -n 40 -o cat; cut -d= -f1 /etc/vehicleconnect/aws.env; \
+                 ls -la /var/lib/private/vehicleconnect-logs; systemctl cat vehicleconnect-logs | head -20"
+            )
+        )
+    };
+    assert!(first.contains("vcctl-boot: release") && first.contains("] vehicleconnect: "), "{first}\n{}", diagnose());
+    let before = first.lines().count();
+    common::on_host("systemctl restart vehicleconnect-logs.service; sleep 7");
+    let again = shipped(before);
+    let mut lines: Vec<&str> = again.lines().collect();
+    let all = lines.len();
+    lines.sort();
+    lines.dedup();
+    assert_eq!(lines.len(), all, "a restarted shipper repeats no line:\n{again}");
+    common::on_host("systemctl stop vehicleconnect-logs.service; rm -f /etc/vehicleconnect/aws.env");
+    assert!(shipped(before).contains("vcctl-boot: release"), "the lines outlive the shipper");
+}
+
 async fn a_token_turned_off_and_on_reaches_the_running_instances(s: &Project) {
     let file = s.dir.path().join("stacks/fra.yaml");
     let post = "curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \

@@ -959,7 +959,7 @@ async fn the_elastic_ip_outlives_a_stop_and_start_and_a_destroy_that_keeps_data(
 }
 
 /// The stack's data volumes, as the SDK reads them.
-async fn data_volumes(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Volume> {
+pub async fn data_volumes(ec2: &aws_sdk_ec2::Client) -> Vec<aws_sdk_ec2::types::Volume> {
     let out = ec2
         .describe_volumes()
         .filters(stack_filter())

@@ -5,12 +5,14 @@
 pub mod acm;
 pub mod address;
 pub mod autoscaling;
+pub mod backup;
 pub mod cloudwatch;
 pub mod credentials;
 pub mod ec2;
 pub mod elb;
 pub mod iam;
 pub mod launch_template;
+pub mod logs;
 pub mod rds;
 pub mod route53;
 pub mod s3;
@@ -91,6 +93,8 @@ pub struct Aws {
     pub s3: aws_sdk_s3::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub route53: aws_sdk_route53::Client,
+    pub backup: aws_sdk_backup::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -133,6 +137,8 @@ impl Aws {
             ),
             autoscaling: aws_sdk_autoscaling::Client::new(&config),
             route53: aws_sdk_route53::Client::new(&config),
+            backup: aws_sdk_backup::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             region: region.to_string(),
             emulated,
         }

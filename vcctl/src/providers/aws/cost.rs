@@ -201,6 +201,7 @@ mod tests {
                 multi_az: false,
                 backup_retention_days: 7,
             },
+            log_retention_days: 30,
         };
         // 2 × t3.small 0.024 × 730 = 35.04; 2 × 16 GB × 0.0952 = 3.0464; 2 × IPv4 0.005 × 730
         // = 7.30; db.t4g.micro 0.019 × 730 = 13.87; 20 GB × 0.133 = 2.66; ALB 0.027 × 730 =

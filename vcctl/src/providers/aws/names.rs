@@ -18,6 +18,11 @@ pub struct BoxNames {
     pub topic: String,
     /// The CI deploy role of `vcctl ci init`, if it was run.
     pub deploy_role: String,
+    /// AWS Backup's vault and plan (`aws.backup`), and the role AWS Backup works as.
+    pub backup_vault: String,
+    pub backup_plan: String,
+    pub backup_role: String,
+    pub backup_policy: String,
 }
 
 impl BoxNames {
@@ -33,6 +38,10 @@ impl BoxNames {
             data_volume: format!("vcctl-{stack}-data"),
             topic: alerts_topic(stack),
             deploy_role: deploy_role(stack),
+            backup_vault: format!("vcctl-{stack}"),
+            backup_plan: format!("vcctl-{stack}"),
+            backup_role: format!("vcctl-{stack}-backup"),
+            backup_policy: format!("vcctl-{stack}-backup-least-privilege"),
         }
     }
 }

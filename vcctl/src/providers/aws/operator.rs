@@ -155,6 +155,8 @@ const SCALE: &[(&str, &[&str])] = &[
         ],
     ),
     ("route53", &["ListHostedZones", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetChange"]),
+    // Finding the group by name cannot be narrowed to it.
+    ("logs", &["DescribeLogGroups"]),
 ];
 
 fn actions(service: &str, names: &[&str]) -> Vec<String> {
@@ -179,6 +181,7 @@ pub fn policy(f: &For) -> Value {
         iam("instance-profile", &in_path, &instance_role),
         iam("instance-profile", "", &instance_role),
         iam("role", "", &names::deploy_role(stack)),
+        iam("role", &in_path, &format!("vcctl-{stack}-backup")),
     ];
     let mut statements = vec![
         json!({"Sid": "Ec2ByAction", "Effect": "Allow", "Action": ec2, "Resource": "*"}),
@@ -219,14 +222,62 @@ pub fn policy(f: &For) -> Value {
         // Unsubscribe has no resource type in IAM: it cannot be limited to the topic.
         json!({"Sid": "EndSubscriptions", "Effect": "Allow", "Action": "sns:Unsubscribe", "Resource": "*"}),
     ];
+    if !f.scale {
+        statements.extend(backup_statements(
+            stack,
+            region,
+            account,
+            &iam("role", &in_path, &format!("vcctl-{stack}-backup")),
+        ));
+    }
     if f.scale {
-        statements.extend(scale_statements(f.bucket.map_or_else(|| format!("vcctl-{stack}-*"), str::to_string)));
+        let bucket = f.bucket.map_or_else(|| format!("vcctl-{stack}-*"), str::to_string);
+        statements.extend(scale_statements(bucket, stack, region, account));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
 
 /// `bucket`: the stack's release bucket, or a pattern before its first `up`.
-fn scale_statements(bucket: String) -> Vec<Value> {
+/// The box's scheduled backups (`aws.backup`): its vault, its plan and selection (plans
+/// have random ids, so any plan; listing them cannot be narrowed), and its role passed to
+/// AWS Backup only.
+fn backup_statements(stack: &str, region: &str, account: &str, role: &str) -> Vec<Value> {
+    let vault = format!("arn:aws:backup:{region}:{account}:backup-vault:vcctl-{stack}");
+    vec![
+        json!({
+            "Sid": "ItsBackupVaultOnly",
+            "Effect": "Allow",
+            "Action": ["backup:CreateBackupVault", "backup:DescribeBackupVault", "backup:DeleteBackupVault",
+                       "backup:PutBackupVaultLockConfiguration", "backup:DeleteBackupVaultLockConfiguration",
+                       "backup:ListRecoveryPointsByBackupVault", "backup:ListTags", "backup:TagResource"],
+            "Resource": vault
+        }),
+        json!({
+            "Sid": "DeleteItsRecoveryPoints",
+            "Effect": "Allow",
+            "Action": "backup:DeleteRecoveryPoint",
+            "Resource": [format!("arn:aws:ec2:{region}::snapshot/*"), format!("arn:aws:backup:{region}:{account}:recovery-point:*")]
+        }),
+        json!({
+            "Sid": "BackupPlans",
+            "Effect": "Allow",
+            "Action": ["backup:CreateBackupPlan", "backup:GetBackupPlan", "backup:UpdateBackupPlan", "backup:DeleteBackupPlan",
+                       "backup:CreateBackupSelection", "backup:GetBackupSelection", "backup:ListBackupSelections",
+                       "backup:DeleteBackupSelection", "backup:ListTags", "backup:TagResource"],
+            "Resource": format!("arn:aws:backup:{region}:{account}:backup-plan:*")
+        }),
+        json!({"Sid": "ListBackupPlans", "Effect": "Allow", "Action": "backup:ListBackupPlans", "Resource": "*"}),
+        json!({
+            "Sid": "PassItsBackupRoleToAwsBackupOnly",
+            "Effect": "Allow",
+            "Action": "iam:PassRole",
+            "Resource": role,
+            "Condition": {"StringEquals": {"iam:PassedToService": "backup.amazonaws.com"}}
+        }),
+    ]
+}
+
+fn scale_statements(bucket: String, stack: &str, region: &str, account: &str) -> Vec<Value> {
     let mut out: Vec<Value> = SCALE
         .iter()
         .map(|(service, names)| {
@@ -242,6 +293,15 @@ fn scale_statements(bucket: String) -> Vec<Value> {
                    "s3:PutEncryptionConfiguration", "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock",
                    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
         "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
+    }));
+    out.push(json!({
+        "Sid": "ItsLogGroupOnly",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:DeleteLogGroup", "logs:TagResource",
+                   "logs:ListTagsForResource", "logs:FilterLogEvents"],
+        // The group's ARN, and the form with `:*` that some of these calls are authorized on.
+        "Resource": [format!("arn:aws:logs:{region}:{account}:log-group:/vcctl/{stack}"),
+                     format!("arn:aws:logs:{region}:{account}:log-group:/vcctl/{stack}:*")]
     }));
     out
 }

@@ -41,6 +41,24 @@ impl<'a> RoleWanted<'a> {
     }
 }
 
+impl<'a> RoleWanted<'a> {
+    /// The role AWS Backup works as (`aws.backup`): trusted by AWS Backup only.
+    pub fn backup(stack: &str, name: &'a str, policy_name: &'a str, policy: &'a Value) -> RoleWanted<'a> {
+        RoleWanted {
+            name,
+            policy_name,
+            policy,
+            path: iam::path(stack),
+            trust: serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": "backup.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+            }),
+            about: format!("AWS Backup of stack {stack}'s data volume, managed by vcctl"),
+            trusted_by: "backup.amazonaws.com only",
+        }
+    }
+}
+
 /// What exists of a role: itself, our inline policy, and every other policy on it.
 #[derive(Debug, Clone, Default)]
 pub struct RoleFound {

@@ -75,6 +75,17 @@ pub fn policy(bucket: &str, secret_arn: &str, region: &str, account: &str, stack
                 "Effect": "Allow",
                 "Action": ["ec2:DescribeInstances", "ec2:DescribeAvailabilityZones"],
                 "Resource": "*"
+            },
+            // Its own lines to the stack's log group (vc-host ship-logs): streams in that
+            // group only, never the group itself (vcctl makes it, with its retention).
+            {
+                "Sid": "ShipItsLines",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": format!(
+                    "arn:aws:logs:{region}:{account}:log-group:{}:log-stream:*",
+                    super::log_group::name(stack)
+                )
             }
         ]
     });

@@ -13,6 +13,8 @@ pub mod deploy;
 pub mod dns;
 pub mod instances;
 pub mod load_balancer;
+pub mod log_group;
+pub mod logs;
 pub mod release_bucket;
 pub mod tiers;
 
@@ -44,7 +46,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`logs` across the group, `db restore` and `restore` through RDS, instance refresh";
+const NOT_BUILT: &str = "`db restore` and `restore` through RDS, instance refresh";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -57,6 +59,8 @@ struct Survey {
     /// The records in `tls.route53_zone`, when the stack names one: wanted, and as found.
     dns: Option<(Vec<DnsRecord>, dns::ZoneFound)>,
     alerts: alerts::AlarmsFound,
+    /// The log group the instances ship their lines to.
+    logs: Option<crate::cloud::aws::logs::LogGroup>,
     instances: instances::InstancesFound,
     /// The release the bucket's pointer names.
     serving: Option<release_bucket::Serving>,
@@ -74,7 +78,8 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
         None => None,
     };
     let dns = survey_dns(ctx, &cloud, &lb).await?;
-    Ok(Survey { cloud, account, stamp, names, data, lb, dns, alerts, instances, serving })
+    let logs = log_group::survey(&cloud, &ctx.settings.stack, &stamp).await?;
+    Ok(Survey { cloud, account, stamp, names, data, lb, dns, alerts, logs, instances, serving })
 }
 
 /// The records the stack keeps in its hosted zone, and what the zone has, when it names one.
@@ -141,6 +146,8 @@ fn changes(
     let email = ctx.settings.alert_email.as_deref();
     let alarms = alerts::plan(&wanted_alarms(ctx, scale, s), &s.alerts, email);
     out.extend(alarms.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
+    let logs = log_group::plan(stack, scale.log_retention_days, s.logs.as_ref());
+    out.extend(logs.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
     if s.serving.is_none() {
         out.push(Change::new(
             Action::Create,
@@ -376,7 +383,10 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     let wanted = wanted_alarms(ctx, scale, s);
     let email = ctx.settings.alert_email.as_deref();
     let planned = alerts::plan(&wanted, &s.alerts, email);
-    alerts::apply(&s.cloud, stack, &s.alerts, &planned, &s.stamp, p).await
+    alerts::apply(&s.cloud, stack, &s.alerts, &planned, &s.stamp, p).await?;
+    // Before the instances, which ship their lines to it from their first boot.
+    let planned = log_group::plan(stack, scale.log_retention_days, s.logs.as_ref());
+    log_group::apply(&s.cloud, stack, &planned, &s.stamp, p).await
 }
 
 /// `vcctl destroy` of a `scale:` stack, after confirmation: the alarms and topic, the load
@@ -399,6 +409,10 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         dns::destroy(&s.cloud, wanted, found, p).await?;
     }
     load_balancer::destroy(&s.cloud, &s.lb, p).await?;
+    if let Some(g) = &s.logs {
+        p.doing(&format!("deleting log group {}", g.name), crate::cloud::aws::logs::delete(&s.cloud.logs, &g.name))
+            .await?;
+    }
     let snapshot = tiers::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
     let mut kept: Vec<String> = snapshot.iter().map(|snap| format!("the database's final snapshot {snap}")).collect();
     if let (true, Some(d)) = (keep_data, &s.data.db) {
@@ -453,6 +467,9 @@ fn doomed(s: &Survey, names: &names::InstanceNames, keep_data: bool) -> Vec<Stri
         if let Some(g) = s.data.group(*tier) {
             out.push(format!("security group {} ({})", g.name, g.id));
         }
+    }
+    if let Some(g) = &s.logs {
+        out.push(format!("log group {}: every instance's lines ({} MB)", g.name, g.stored_bytes / 1_000_000));
     }
     let topic = if s.alerts.topic.is_some() { " and the alert topic" } else { "" };
     out.push(format!("{} alarm(s){topic}", s.alerts.alarms.len()));

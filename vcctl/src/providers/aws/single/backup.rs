@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use crate::cloud::aws::backup::{self, RecoveryPoint};
 use crate::cloud::aws::snapshot::{self, VolumeSnapshot};
 use crate::cloud::aws::volume::{self, Volume};
 use crate::cloud::aws::{Aws, ec2};
@@ -34,7 +35,12 @@ async fn data_volume(ctx: &Ctx, aws: &Aws) -> Result<Volume> {
 pub async fn backup(ctx: &Ctx, a: &AwsSettings, list: bool) -> Result<u8> {
     let (aws, _) = connect(ctx, a).await?;
     if list {
-        return print_list(ctx, &snapshot::list(&aws.ec2, &ctx.settings.stack).await?);
+        let vault = crate::providers::aws::names::BoxNames::of(&ctx.settings.stack).backup_vault;
+        let points = match backup::find_vault(&aws.backup, &vault).await? {
+            Some(_) => backup::recovery_points(&aws.backup, &vault).await?,
+            None => Vec::new(),
+        };
+        return print_list(ctx, &snapshot::list(&aws.ec2, &ctx.settings.stack).await?, &points);
     }
     let v = data_volume(ctx, &aws).await?;
     let origin = crate::release::Origin::here();
@@ -60,14 +66,42 @@ pub async fn backup(ctx: &Ctx, a: &AwsSettings, list: bool) -> Result<u8> {
     Ok(0)
 }
 
-fn print_list(ctx: &Ctx, snapshots: &[VolumeSnapshot]) -> Result<u8> {
-    ctx.printer.json(&json!({"stack": ctx.settings.stack, "snapshots": snapshots}));
-    if snapshots.is_empty() {
-        ctx.printer.info(format!("stack `{}` has no snapshots yet: `vcctl backup` takes one", ctx.settings.stack));
+/// On-demand snapshots (`vcctl backup`) and the vault's recovery points (the plan's, and
+/// any on-demand AWS Backup job's) in one list, oldest first: each restorable with
+/// `vcctl restore SNAPSHOT`.
+fn print_list(ctx: &Ctx, snapshots: &[VolumeSnapshot], points: &[RecoveryPoint]) -> Result<u8> {
+    ctx.printer.json(&json!({"stack": ctx.settings.stack, "snapshots": snapshots, "recovery_points": points}));
+    if snapshots.is_empty() && points.is_empty() {
+        ctx.printer.info(format!(
+            "stack `{}` has no backups yet: `vcctl backup` takes one now; the daily plan (`aws.backup`) makes one each night",
+            ctx.settings.stack
+        ));
     }
-    for s in snapshots {
-        ctx.printer
-            .out(format!("{}  {}  {} GB  {} {}  {}", s.id, s.started, s.size_gb, s.state, s.progress, s.description));
+    let mut rows: Vec<(String, String)> = snapshots
+        .iter()
+        .map(|s| {
+            let row = format!(
+                "{}  {}  {} GB  {} {}  on demand: {}",
+                s.id, s.started, s.size_gb, s.state, s.progress, s.description
+            );
+            (s.started.clone(), row)
+        })
+        .collect();
+    rows.extend(points.iter().map(|p| {
+        let kind = if p.plan_id.is_some() { "scheduled (AWS Backup plan)" } else { "on demand (AWS Backup job)" };
+        let until = p.delete_at.as_deref().map(|d| format!(", kept until {d}")).unwrap_or_default();
+        let row = format!(
+            "{}  {}  {:.0} GB  {}  {kind}{until}",
+            p.snapshot.as_deref().unwrap_or(&p.arn),
+            p.created,
+            p.size_gb,
+            p.status.to_lowercase()
+        );
+        (p.created.clone(), row)
+    }));
+    rows.sort();
+    for (_, row) in rows {
+        ctx.printer.out(row);
     }
     Ok(0)
 }

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod preflight;
 pub mod provision;
+pub mod scheduled;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use serde_json::json;
 
+use crate::cloud::aws::backup::RecoveryPoint;
 use crate::cloud::aws::{Aws, Stamp, address, cloudwatch, ec2, iam, security_group, sns, volume};
 use crate::context::Ctx;
 use crate::error::Failure;
@@ -58,6 +60,7 @@ fn wanted(ctx: &Ctx, a: &AwsSettings, account: &str, id: &str, public_key: Strin
             topic_arn: sns::arn(&region, account, &BoxNames::of(stack).topic),
             email,
         }),
+        backup: a.backup.clone().map(|b| scheduled::BackupWanted::of(stack, id, account, b)),
         region,
     })
 }
@@ -257,7 +260,8 @@ fn confirm_destroy(
     a: &AwsSettings,
     found: &provision::BoxFound,
     names: &BoxNames,
-    keep_data: bool,
+    keep: Keep,
+    points: &[RecoveryPoint],
 ) -> Result<()> {
     let stack = &ctx.settings.stack;
     if let (Some(i), Some(true)) = (&found.instance, found.termination_protection) {
@@ -271,27 +275,50 @@ fn confirm_destroy(
         .into());
     }
     ctx.printer.info(format!("`vcctl destroy` deletes, in {}:", a.region()));
-    let kept = kept(found, keep_data);
+    let kept = kept(found, keep);
     for (claim, _) in found.claims(names) {
-        if !kept.contains(&claim.what) {
+        if !kept.iter().any(|(k, _)| *k == claim.what) {
             ctx.printer.info(format!("  - {}", claim.what));
         }
     }
-    for k in &kept {
-        ctx.printer.info(format!("and keeps (--keep-data): {k}"));
+    if !points.is_empty() {
+        ctx.printer.info("  the backup vault's recovery points:");
+        for p in points {
+            let id = p.snapshot.as_deref().unwrap_or(&p.arn);
+            ctx.printer.info(format!("      recovery point {id} of {} ({:.1} GB, {})", p.created, p.size_gb, p.status));
+        }
+    }
+    for (k, why) in &kept {
+        ctx.printer.info(format!("and keeps ({why}): {k}"));
     }
     ctx.confirm_destruction(&format!("delete every AWS resource of stack `{stack}` in {}", a.region()))
 }
 
-/// What `--keep-data` keeps, as the claims name it: the data volume (the events) and the
-/// Elastic IP (so the address, and the DNS records naming it, survive a new instance).
-fn kept(found: &provision::BoxFound, keep_data: bool) -> Vec<String> {
+/// What `destroy` keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// `--keep-data`: the data volume and the Elastic IP.
+    pub data: bool,
+    /// Not `--delete-backups`: the backup vault and its recovery points.
+    pub backups: bool,
+}
+
+/// What `destroy` keeps, as the claims name it, and why: with `--keep-data`, the data
+/// volume (the events) and the Elastic IP (so the address, and the DNS records naming it,
+/// survive a new instance); without `--delete-backups`, the backup vault that holds
+/// recovery points.
+fn kept(found: &provision::BoxFound, keep: Keep) -> Vec<(String, &'static str)> {
     let mut out = Vec::new();
-    if let (true, Some(v)) = (keep_data, &found.data_volume) {
-        out.push(format!("data volume {} ({} GB)", v.id, v.size_gb));
+    if let (true, Some(v)) = (keep.data, &found.data_volume) {
+        out.push((format!("data volume {} ({} GB)", v.id, v.size_gb), "--keep-data"));
     }
-    if let (true, Some(a)) = (keep_data, &found.address) {
-        out.push(format!("Elastic IP {} ({})", a.public_ip, a.allocation_id));
+    if let (true, Some(a)) = (keep.data, &found.address) {
+        out.push((format!("Elastic IP {} ({})", a.public_ip, a.allocation_id), "--keep-data"));
+    }
+    // An empty vault protects nothing: it goes with the stack.
+    if let (true, Some(v)) = (keep.backups, found.backup.vault.as_ref().filter(|v| v.recovery_points > 0)) {
+        let what = format!("backup vault {} and its {} recovery point(s)", v.name, v.recovery_points);
+        out.push((what, "`--delete-backups` deletes them"));
     }
     out
 }
@@ -326,7 +353,8 @@ pub async fn destroy_instance(ctx: &Ctx, a: &AwsSettings, id: &str) -> Result<u8
     Ok(0)
 }
 
-pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> {
+pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool, delete_backups: bool) -> Result<u8> {
+    let keep = Keep { data: keep_data, backups: !delete_backups };
     let (aws, account) = connect(ctx, a).await?;
     let stack = ctx.settings.stack.clone();
     let names = BoxNames::of(&stack);
@@ -338,14 +366,23 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         crate::report::print_removal(&ctx.printer, &removal, serde_json::Map::new());
         return Ok(0);
     }
-    confirm_destroy(ctx, a, &found, &names, keep_data)?;
+    let points = match &found.backup.vault {
+        Some(v) => crate::cloud::aws::backup::recovery_points(&aws.backup, &v.name).await?,
+        None => Vec::new(),
+    };
+    confirm_destroy(ctx, a, &found, &names, keep, &points)?;
     let mut d = Deletions { ctx, deleted: Vec::new(), failed: Vec::new() };
     let instance_gone = delete_infrastructure(&mut d, &aws, &found, &names).await;
     delete_data(&mut d, &aws, &found, keep_data, instance_gone).await;
-    let kept = kept(&found, keep_data);
-    for k in &kept {
-        ctx.printer
-            .info(format!("kept (--keep-data): {k}; `vcctl up` takes it again, a plain `vcctl destroy` deletes it"));
+    for (what, result) in scheduled::delete(&aws, &found.backup, &names, &points, delete_backups).await {
+        match result {
+            Ok(()) => d.deleted.push(what),
+            Err(e) => d.failed.push((what, format!("{e:#}"))),
+        }
+    }
+    let kept: Vec<String> = kept(&found, keep).into_iter().map(|(k, _)| k).collect();
+    for (k, why) in crate::providers::aws::single::kept(&found, keep) {
+        ctx.printer.info(format!("kept ({why}): {k}; `vcctl up` takes it again"));
     }
     let removal =
         crate::report::Removal { stack: &stack, shape: "aws", deleted: &d.deleted, kept: &kept, failed: &d.failed };

@@ -27,6 +27,7 @@ use crate::providers::aws::names::BoxNames;
 use crate::providers::aws::on_demand::lease;
 use crate::providers::aws::owners::{self, Claim};
 use crate::providers::aws::role::{self, RoleFound, RoleOp, RoleWanted};
+use crate::providers::aws::single::scheduled::{self, BackupFound, BackupOp, BackupWanted};
 use crate::providers::aws::{ROOT_VOLUME_GB, architecture};
 
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct BoxWanted {
     pub data_volume_gb: i32,
     /// Who the alarms notify, through the stack's topic.
     pub alerts: Option<Alerts>,
+    /// Scheduled backups of the data volume (`aws.backup`); `None`: off.
+    pub backup: Option<BackupWanted>,
 }
 
 /// `alerts: {email}`: the stack's SNS topic (its ARN known before it exists) and its address.
@@ -104,6 +107,8 @@ pub struct BoxFound {
     pub deploy_role: Option<IamRole>,
     /// When this was read: what temporary SSH rules are judged expired at.
     pub read_at: Option<time::OffsetDateTime>,
+    /// AWS Backup's vault, plan, selection and role.
+    pub backup: BackupFound,
 }
 
 impl BoxFound {
@@ -118,6 +123,7 @@ impl BoxFound {
             && self.data_volume.is_none()
             && self.topic.is_none()
             && self.deploy_role.is_none()
+            && self.backup.is_empty()
     }
 
     /// Every resource found, with what its tags say and how to tag it as the stack's.
@@ -160,6 +166,17 @@ impl BoxFound {
                 claim(format!("alarm {}", a.name), owner, Adopt::Alarm(arn.clone()));
             }
         }
+        let b = &self.backup;
+        if let Some(p) = &b.plan {
+            claim(format!("backup plan {} and its selection", p.name), &p.owner, Adopt::Backup(p.arn.clone()));
+        }
+        if let Some(r) = &b.role.role {
+            claim(format!("IAM role {} of AWS Backup", n.backup_role), &r.owner, Adopt::Role(n.backup_role.clone()));
+        }
+        if let Some(v) = &b.vault {
+            let what = format!("backup vault {} and its {} recovery point(s)", v.name, v.recovery_points);
+            claim(what, &v.owner, Adopt::Backup(v.arn.clone()));
+        }
         out
     }
 }
@@ -176,6 +193,8 @@ pub enum Adopt {
     Alarm(String),
     /// An SNS topic, by its ARN.
     Topic(String),
+    /// An AWS Backup vault or plan, by its ARN.
+    Backup(String),
 }
 
 /// Checks that every resource found is this stack's (exit 3 naming those that are not),
@@ -224,6 +243,7 @@ pub async fn find(aws: &Aws, names: &BoxNames, stack: &str, topic_arn: &str) -> 
         topic: sns::find(&aws.sns, topic_arn).await?,
         deploy_role: iam::get_role(&aws.iam, &names.deploy_role).await?,
         read_at: Some(time::OffsetDateTime::now_utc()),
+        backup: scheduled::find(aws, names).await?,
     })
 }
 
@@ -265,6 +285,7 @@ pub enum Op {
     PutAlarm(Box<Alarm>),
     DeleteAlarms(Vec<String>),
     Adopt(Adopt),
+    Backup(BackupOp),
 }
 
 impl Op {
@@ -292,6 +313,7 @@ impl Op {
             Op::PutAlarm(_) => "alarm",
             Op::DeleteAlarms(_) => "delete_alarms",
             Op::Adopt(_) => "adopt",
+            Op::Backup(op) => op.name(),
         }
     }
 }
@@ -319,6 +341,11 @@ pub fn plan(w: &BoxWanted, f: &BoxFound, region: &str) -> Vec<Change> {
     plan_data_volume(w, f, &mut out);
     plan_alerts(w, f, &mut out);
     plan_alarms(w, f, region, &instance_id, &mut out);
+    out.extend(
+        scheduled::plan(w.backup.as_ref(), &f.backup, &w.names)
+            .into_iter()
+            .map(|c| change(c.action, c.resource, c.detail, Op::Backup(c.op))),
+    );
     out
 }
 
@@ -559,6 +586,7 @@ pub async fn apply(
         instance: found.instance.as_ref().map(|i| i.id.clone()),
         allocation: found.address.as_ref().map(|a| a.allocation_id.clone()),
         data_volume: found.data_volume.as_ref().map(|v| v.id.clone()),
+        backup_plan: found.backup.plan.as_ref().map(|p| p.id.clone()),
     };
     let fault = std::env::var("VCCTL_FAULT").ok();
     for c in changes {
@@ -582,6 +610,7 @@ struct Ids {
     instance: Option<String>,
     allocation: Option<String>,
     data_volume: Option<String>,
+    backup_plan: Option<String>,
 }
 
 impl Ids {
@@ -620,6 +649,7 @@ async fn apply_base(aws: &Aws, w: &BoxWanted, op: &Op, ids: &mut Ids) -> Result<
         }
         Op::DeleteAlarms(names) => cloudwatch::delete(&aws.cloudwatch, names).await?,
         Op::Adopt(how) => adopt(aws, w, how).await?,
+        Op::Backup(op) => scheduled::apply(aws, w.backup.as_ref(), op, &mut ids.backup_plan, &w.stamp).await?,
         _ => return Ok(false),
     }
     Ok(true)
@@ -722,6 +752,7 @@ async fn adopt(aws: &Aws, w: &BoxWanted, how: &Adopt) -> Result<()> {
         Adopt::InstanceProfile => iam::tag_instance_profile(&aws.iam, &w.names.instance_profile, &w.stamp).await,
         Adopt::Alarm(arn) => cloudwatch::tag(&aws.cloudwatch, arn, &w.stamp).await,
         Adopt::Topic(arn) => sns::tag(&aws.sns, arn, &w.stamp).await,
+        Adopt::Backup(arn) => crate::cloud::aws::backup::tag(&aws.backup, arn, &w.stamp).await,
     }
 }
 
@@ -803,6 +834,7 @@ mod tests {
             user_data: String::new(),
             data_volume_gb: 20,
             alerts: None,
+            backup: None,
         }
     }
 
