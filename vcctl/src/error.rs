@@ -67,6 +67,12 @@ pub enum Failure {
     /// The new release was unhealthy and the previous one serves again (exit 6).
     #[error("release {release} failed its health check and was rolled back; {previous} is serving: {diagnosis}")]
     RolledBack { release: String, previous: String, diagnosis: String },
+    /// New instances of a changed configuration were unhealthy and were terminated; the old
+    /// ones serve as before (exit 6).
+    #[error(
+        "the new configuration {config} was unhealthy on {instances}, which were terminated; the old instances serve as before: {diagnosis}"
+    )]
+    RefreshFailed { config: String, instances: String, diagnosis: String },
     /// Stopped by SIGINT or SIGTERM, after cleaning up (exit 130).
     #[error("{message}")]
     Interrupted { message: String },
@@ -98,6 +104,10 @@ pub fn classify(err: &anyhow::Error) -> (u8, Option<String>) {
                 Failure::RolledBack { .. } | Failure::Refused { .. } => {
                     (ROLLED_BACK, Some("see `vcctl logs` for the failed release's output; fix it and deploy again".into()))
                 }
+                Failure::RefreshFailed { .. } => (
+                    ROLLED_BACK,
+                    Some("`vcctl logs --instance ID` shows the new instance's boot; fix the stack file and run `vcctl up` again".into()),
+                ),
                 Failure::Interrupted { .. } => (INTERRUPTED, None),
                 Failure::RollbackFailed { .. } => (
                     ROLLBACK_FAILED,

@@ -83,6 +83,15 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        // A failed test shows the emulator's own errors (its tracebacks), which its answers hide.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self._dir.path().join("moto.log")).unwrap_or_default();
+            let errors: Vec<&str> = log.lines().filter(|l| !l.contains("HTTP/1.1\" 200")).collect();
+            eprintln!(
+                "--- the emulator's log, its last lines:\n{}",
+                errors[errors.len().saturating_sub(40)..].join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -707,6 +707,74 @@ async fn check_load_balancer(ec2: &aws_sdk_ec2::Client, elb: &aws_sdk_elasticloa
 
 /// A `scale:` stack's `up` killed after each thing it makes converges when run again, with
 /// one of each: groups, database, target group, load balancer, certificate.
+/// The group's instances: (id, their `vcctl:config` tag, lifecycle), and its (desired, max).
+async fn group_members(s: &Project) -> (Vec<(String, String, String)>, (i32, i32)) {
+    let config = s.sdk_config().await;
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    let groups = asg.describe_auto_scaling_groups().auto_scaling_group_names("vcctl-fra").send().await.unwrap();
+    let g = &groups.auto_scaling_groups()[0];
+    let (ec2, _, _) = s.sdk().await;
+    let mut out = Vec::new();
+    for i in g.instances() {
+        let id = i.instance_id().unwrap().to_string();
+        let d = ec2.describe_instances().instance_ids(&id).send().await.unwrap();
+        let tags = d.reservations()[0].instances()[0].tags().to_vec();
+        let tag = tags.iter().find(|t| t.key() == Some("vcctl:config")).and_then(|t| t.value()).unwrap_or("");
+        out.push((id, tag.to_string(), i.lifecycle_state().unwrap().as_str().to_string()));
+    }
+    (out, (g.desired_capacity().unwrap(), g.max_size().unwrap()))
+}
+
+/// A changed launch template (here the instance type) is planned with the instances it
+/// leaves on an older configuration (their `vcctl:config` tag); `up` replaces them one at a
+/// time, each new one healthy in the target group before an old one is drained and
+/// terminated, and the group ends at its own size. A new instance that is not healthy is
+/// terminated, the old ones keep serving, and `up` exits 6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_refresh_replaces_old_instances_healthy_first_and_stops_at_an_unhealthy_one() {
+    let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    let bin = common::service_bin();
+    s.json(&["up", "--artifact", bin.to_str().unwrap()], 0);
+    let (first, size) = group_members(&s).await;
+    assert_eq!((first.len(), size), (2, (2, 6)), "{first:?}");
+    let config = first[0].1.clone();
+    assert!(
+        config.len() == 12 && first.iter().all(|m| m.1 == config),
+        "each instance says its configuration: {first:?}"
+    );
+
+    let file = s.dir.path().join("stacks/fra.yaml");
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("t3.small", "t3.medium")).unwrap();
+    let plan = s.json(&["plan"], 2);
+    let refresh = plan["changes"].as_array().unwrap().iter().find(|c| c["resource"] == "instances of group vcctl-fra");
+    let detail = refresh.map(|c| c["detail"].to_string()).unwrap_or_default();
+    assert!(detail.contains("2 of 2 run an older configuration") && detail.contains(&first[0].0), "{plan}");
+    let started = Instant::now();
+    let out = s.expect(&["up"], 0);
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("instance refresh: 2 instance(s) replaced"), "{said}");
+    let (now, size) = group_members(&s).await;
+    assert_eq!(size, (2, 6), "the group's own size again");
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(now.iter().all(|m| !first.iter().any(|f| f.0 == m.0)), "every old instance replaced: {now:?}");
+    let new_config = now[0].1.clone();
+    assert!(new_config != config && now.iter().all(|m| m.1 == new_config && m.2 == "InService"), "{now:?}");
+    assert_eq!(s.json(&["plan"], 0)["changes"], serde_json::json!([]), "nothing left to refresh");
+    eprintln!("a rolling refresh of 2 instances (emulated, instances healthy at once) took {took:?}");
+
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace("t3.medium", "t3.large")).unwrap();
+    let out = s.command(&["up"]).env("VCCTL_FAULT", "refresh-unhealthy").output().unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the old instances serve as before"), "{err}");
+    let (after, size) = group_members(&s).await;
+    let serving: Vec<&String> = after.iter().filter(|m| m.2 == "InService").map(|m| &m.0).collect();
+    let kept: Vec<&String> = now.iter().map(|m| &m.0).collect();
+    assert_eq!(serving, kept, "the old instances serve, the new one is gone: {after:?}");
+    assert_eq!(size, (2, 6));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_up_of_a_scaled_stack_converges_without_duplicates() {
     let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));

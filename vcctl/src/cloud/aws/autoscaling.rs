@@ -147,6 +147,32 @@ pub async fn update(asg: &Client, spec: &GroupSpec<'_>, desired: Option<i32>) ->
     Ok(())
 }
 
+/// The group's desired count and its maximum (an instance refresh's extra instance, and
+/// back). Its launch template is named again, unchanged: the emulator the tests run
+/// against fails an update without one, which AWS takes.
+pub async fn set_capacity(asg: &Client, name: &str, launch_template_id: &str, desired: i32, max: i32) -> Result<()> {
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .launch_template(template(launch_template_id))
+        .desired_capacity(desired)
+        .max_size(max)
+        .send()
+        .await
+        .map_err(|e| error("autoscaling:UpdateAutoScalingGroup", &format!("sizing group {name}"), e))?;
+    Ok(())
+}
+
+/// Terminates one of the group's instances, the group one smaller: it launches none for it.
+pub async fn terminate_instance(asg: &Client, id: &str) -> Result<()> {
+    asg.terminate_instance_in_auto_scaling_group()
+        .instance_id(id)
+        .should_decrement_desired_capacity(true)
+        .send()
+        .await
+        .map_err(|e| error("autoscaling:TerminateInstanceInAutoScalingGroup", &format!("terminating {id}"), e))?;
+    Ok(())
+}
+
 /// Attaches the target group (the group had another, or none).
 pub async fn attach_target_group(asg: &Client, name: &str, target_group: &str) -> Result<()> {
     asg.attach_load_balancer_target_groups()

@@ -34,6 +34,24 @@ pub struct Launch {
     pub root_gb: i32,
     pub root_encrypted: bool,
     pub root_type: String,
+    /// The hash of everything above, tagged `vcctl:config` on each instance it launches:
+    /// which instances run an older configuration (Auto Scaling does not say which version
+    /// launched an instance).
+    pub config: String,
+}
+
+/// The tag that says which configuration launched an instance.
+pub const TAG_CONFIG: &str = "vcctl:config";
+
+impl Launch {
+    /// This launch with its `config`: 12 hex digits of SHA-256 over every other field.
+    pub fn hashed(mut self) -> Launch {
+        use sha2::Digest;
+        self.config = String::new();
+        let text = format!("{}\n{}", serde_json::to_string(&self).expect("serialisable"), self.user_data);
+        self.config = format!("{:x}", sha2::Sha256::digest(text.as_bytes()))[..12].to_string();
+        self
+    }
 }
 
 /// The stack's template as found: its id, latest version and what that version launches.
@@ -87,17 +105,31 @@ pub async fn find(ec2: &Client, name: &str, stack_id: &str) -> Result<Option<Tem
         root_gb: ebs.and_then(|e| e.volume_size()).unwrap_or(0),
         root_encrypted: ebs.and_then(|e| e.encrypted()).unwrap_or(false),
         root_type: ebs.and_then(|e| e.volume_type()).map(|t| t.as_str().to_string()).unwrap_or_default(),
+        config: data
+            .map(|d| d.tag_specifications())
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| s.resource_type().is_some_and(|r| r.as_str() == "instance"))
+            .flat_map(|s| s.tags())
+            .find(|t| t.key() == Some(TAG_CONFIG))
+            .and_then(|t| t.value())
+            .unwrap_or_default()
+            .to_string(),
     };
     Ok(Some(Template { id, name: name.to_string(), latest_version: t.latest_version_number().unwrap_or(0), launch }))
 }
 
 fn data(launch: &Launch, stamp: &Stamp, name: &str) -> RequestLaunchTemplateData {
     let instance_tags = |resource: ResourceType| {
+        let on_instance = resource == ResourceType::Instance;
         let mut spec = LaunchTemplateTagSpecificationRequest::builder()
             .resource_type(resource)
             .tags(Tag::builder().key("Name").value(name).build());
         for (k, v) in stamp.pairs() {
             spec = spec.tags(Tag::builder().key(k).value(v).build());
+        }
+        if on_instance {
+            spec = spec.tags(Tag::builder().key(TAG_CONFIG).value(&launch.config).build());
         }
         spec.build()
     };

@@ -125,6 +125,7 @@ const SCALE: &[(&str, &[&str])] = &[
             "AttachLoadBalancerTargetGroups",
             "PutScalingPolicy",
             "DeletePolicy",
+            "TerminateInstanceInAutoScalingGroup",
             "DeleteAutoScalingGroup",
         ],
     ),

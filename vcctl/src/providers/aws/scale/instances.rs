@@ -31,6 +31,8 @@ pub struct InstancesFound {
     pub cpu_target: Option<f64>,
     /// The CI deploy role (`vcctl ci init`).
     pub deploy_role: Option<IamRole>,
+    /// Each of the group's instances' configuration (its `vcctl:config` tag).
+    pub configs: std::collections::BTreeMap<String, String>,
 }
 
 /// What the stack wants of the tier.
@@ -117,6 +119,11 @@ pub async fn survey(aws: &Aws, names: &InstanceNames, stamp: &Stamp) -> Result<I
     if let Some(g) = &found.group {
         owned(&format!("Auto Scaling group {}", g.name), g.owner.stack_id.as_deref(), stamp)?;
         found.cpu_target = autoscaling::cpu_target(&aws.autoscaling, &g.name, &names.cpu_policy).await?;
+        for i in &g.instances {
+            let tags = ec2::describe_instance(&aws.ec2, &i.id).await?.map(|x| x.tags().to_vec()).unwrap_or_default();
+            let config = tags.iter().find(|t| t.key() == Some(launch_template::TAG_CONFIG)).and_then(|t| t.value());
+            found.configs.insert(i.id.clone(), config.unwrap_or_default().to_string());
+        }
     }
     Ok(found)
 }
@@ -138,6 +145,9 @@ pub enum InstanceOp {
     },
     PutCpuTarget(u8),
     DeleteCpuTarget,
+    /// Instances of an older configuration, replaced by new ones (`refresh.rs`), once the
+    /// rest of the stack is up: made by `scale::up`, not `apply`.
+    Refresh(Vec<String>),
 }
 
 pub type InstanceChange = Change<InstanceOp>;
@@ -182,7 +192,34 @@ pub fn plan(names: &InstanceNames, w: &InstancesWanted, f: &InstancesFound) -> V
         Some(_) => {}
     }
     out.extend(plan_group(names, w, f));
+    let old = outdated(w, f);
+    if let (false, Some(g)) = (old.is_empty(), &f.group) {
+        let detail = format!(
+            "{} of {} run an older configuration ({}): each replaced by a new one, healthy first (instance refresh)",
+            old.len(),
+            g.instances.len(),
+            old.join(", ")
+        );
+        out.push(change(
+            Action::Update,
+            format!("instances of group {}", names.group),
+            detail,
+            InstanceOp::Refresh(old),
+        ));
+    }
     out
+}
+
+/// The group's instances in service launched from another configuration than the one
+/// wanted (an instance launched before vcctl tagged configurations counts as another).
+pub fn outdated(w: &InstancesWanted, f: &InstancesFound) -> Vec<String> {
+    let Some(g) = &f.group else { return Vec::new() };
+    g.instances
+        .iter()
+        .filter(|i| i.lifecycle == "InService")
+        .filter(|i| f.configs.get(&i.id) != Some(&w.launch.config))
+        .map(|i| i.id.clone())
+        .collect()
 }
 
 fn describe_launch(l: &Launch) -> String {
@@ -201,6 +238,7 @@ fn launch_differences(found: &Launch, wanted: &Launch) -> Vec<&'static str> {
         ("key pair", found.key_name != wanted.key_name),
         ("user data", found.user_data != wanted.user_data),
         ("IMDSv2", found.http_tokens != wanted.http_tokens),
+        ("configuration tag", found.config != wanted.config),
         (
             "root volume",
             (&found.root_device, found.root_gb, found.root_encrypted, &found.root_type)
@@ -315,6 +353,7 @@ pub async fn apply(
             InstanceOp::DeleteCpuTarget => {
                 p.doing(&doing, autoscaling::delete_policy(&aws.autoscaling, &names.group, &names.cpu_policy)).await?
             }
+            InstanceOp::Refresh(_) => {}
         }
     }
     Ok(())

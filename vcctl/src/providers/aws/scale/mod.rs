@@ -15,6 +15,7 @@ pub mod instances;
 pub mod load_balancer;
 pub mod log_group;
 pub mod logs;
+pub mod refresh;
 pub mod release_bucket;
 pub mod tiers;
 
@@ -46,7 +47,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`db restore` and `restore` through RDS, instance refresh";
+const NOT_BUILT: &str = "`db restore` and `restore` through RDS";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -216,7 +217,9 @@ async fn wanted_instances(
             root_gb: crate::providers::aws::ROOT_VOLUME_GB,
             root_encrypted: true,
             root_type: "gp3".into(),
-        },
+            config: String::new(),
+        }
+        .hashed(),
         size: GroupSize { min: i32::from(r.min), desired: i32::from(r.desired), max: i32::from(r.max) },
         cpu_target: scale.cpu_target_pct,
         target_group: s
@@ -294,6 +297,7 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
     let planned = instances::plan(&names, &instances, &s.instances);
     instances::apply(&s.cloud, &names, &instances, &s.instances, &planned, &s.stamp, &ctx.printer).await?;
     s.instances = instances::survey(&s.cloud, &names, &s.stamp).await?;
+    refresh_outdated(ctx, &s, &instances, args).await?;
     report_up(ctx, &s, changed, &changes);
     // Another release given while one serves: rolled out across the group, as `deploy` does.
     if let (None, Some(given), Some(serving)) = (&first, artifact, &s.serving) {
@@ -354,6 +358,43 @@ fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
     }
     said.extend(waiting.map(|w| format!("  certificate for {domain}: {w}")));
     ctx.printer.info(said.join("\n"));
+}
+
+/// The group's instances of an older configuration replaced, once the rest is up (the new
+/// ones boot the serving release from the bucket).
+async fn refresh_outdated(
+    ctx: &Ctx,
+    s: &Survey,
+    wanted: &instances::InstancesWanted,
+    args: &crate::deploy::Options,
+) -> Result<()> {
+    let old = instances::outdated(wanted, &s.instances);
+    let (Some(tg), Some(template)) = (s.lb.target_group.as_ref(), s.instances.template.as_ref()) else {
+        return Ok(());
+    };
+    if old.is_empty() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let r = refresh::Refresh {
+        aws: &s.cloud,
+        group: &names::InstanceNames::of(&ctx.settings.stack).group,
+        launch_template: &template.id,
+        target_group: &tg.arn,
+        port: ctx.settings.port,
+        config: &wanted.launch.config,
+        // A new instance boots, installs and starts the service: minutes, not a deploy's seconds.
+        timeout: args.health_timeout.max(std::time::Duration::from_secs(900)),
+        parallel: usize::from(args.parallel.max(1)),
+    };
+    let replaced = refresh::run(&r, &old, &ctx.printer).await?;
+    ctx.printer.info(format!(
+        "instance refresh: {} instance(s) replaced in {} ({})",
+        replaced.len(),
+        crate::printer::format_duration(started.elapsed()),
+        replaced.iter().map(|(o, n)| format!("{o} → {n}")).collect::<Vec<_>>().join(", ")
+    ));
+    Ok(())
 }
 
 /// The tiers in order: each needs what the one before made.
