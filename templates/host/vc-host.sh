@@ -466,7 +466,10 @@ def message(e):
     m = e.get("MESSAGE", "")
     if isinstance(m, list):  # bytes that are not UTF-8
         m = bytes(m).decode("utf-8", "replace")
-    who = e.get("_SYSTEMD_UNIT", "").removesuffix(".service") or e.get("SYSLOG_IDENTIFIER", "")
+    # The service's unit; else the identifier (the boot script's lines come from cloud-init's
+    # unit, or whatever ran it).
+    unit = e.get("_SYSTEMD_UNIT", "")
+    who = unit.removesuffix(".service") if unit.startswith("vehicleconnect") else e.get("SYSLOG_IDENTIFIER", unit)
     return f"{who}: {m}"[:65536] or " "
 def flush():
     global batch, first

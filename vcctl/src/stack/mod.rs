@@ -1167,13 +1167,13 @@ mod tests {
             Some(BackupSettings { daily: 14, weekly: 4, lock_days: Some(14) })
         );
         let both = format!("{aws}  backup: {{daily: 0, weekly: many}}\n");
-        check(&both, "stacks/t.yaml:5:20: aws.backup.daily: expected a whole number from 1 to 35, got \"0\"");
+        check(&both, "stacks/t.yaml:5:19: aws.backup.daily: expected a whole number from 1 to 35, got \"0\"");
         let err = parse(Path::new("stacks/t.yaml"), &both).unwrap_err();
         assert_eq!(err.more.len(), 1, "both fields are named: {err:?}");
         assert_eq!(err.more[0].path, "aws.backup.weekly");
         check(
             &format!("{aws}  backup: {{lock_days: 8}}\n"),
-            "stacks/t.yaml:5:11: aws.backup.lock_days: a vault lock of 8 days refuses the daily backups, which are kept 7 days\nhint: keep `daily` at 8 or more, or lower `lock_days`",
+            "stacks/t.yaml:5:23: aws.backup.lock_days: a vault lock of 8 days refuses the daily backups, which are kept 7 days\nhint: keep `daily` at 8 or more, or lower `lock_days`",
         );
         let tls = "tls:\n  domain: vc.example.com\n  email: ops@example.com\n";
         check(
