@@ -374,16 +374,14 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool, delete_backups
     let mut d = Deletions { ctx, deleted: Vec::new(), failed: Vec::new() };
     let instance_gone = delete_infrastructure(&mut d, &aws, &found, &names).await;
     delete_data(&mut d, &aws, &found, keep_data, instance_gone).await;
-    for (what, result) in scheduled::delete(&aws, &found.backup, &names, &points, delete_backups).await {
-        match result {
-            Ok(()) => d.deleted.push(what),
-            Err(e) => d.failed.push((what, format!("{e:#}"))),
-        }
-    }
-    let kept: Vec<String> = kept(&found, keep).into_iter().map(|(k, _)| k).collect();
-    for (k, why) in crate::providers::aws::single::kept(&found, keep) {
-        ctx.printer.info(format!("kept ({why}): {k}; `vcctl up` takes it again"));
-    }
+    scheduled::delete(&mut d, &aws, &found.backup, &names, &points, delete_backups).await;
+    let kept: Vec<String> = kept(&found, keep)
+        .into_iter()
+        .map(|(k, why)| {
+            ctx.printer.info(format!("kept ({why}): {k}; `vcctl up` takes it again"));
+            k
+        })
+        .collect();
     let removal =
         crate::report::Removal { stack: &stack, shape: "aws", deleted: &d.deleted, kept: &kept, failed: &d.failed };
     crate::report::print_removal(&ctx.printer, &removal, serde_json::Map::new());

@@ -327,38 +327,34 @@ pub async fn apply(
 /// What `destroy` deletes of the backups: the selections and the plan (so nothing new is
 /// made), and the role; the vault when empty, or with `--delete-backups` after its
 /// recovery points.
-pub async fn delete(
+pub(super) async fn delete(
+    d: &mut super::Deletions<'_>,
     aws: &Aws,
     f: &BackupFound,
     n: &BoxNames,
     with_points: &[RecoveryPoint],
     delete_vault: bool,
-) -> Vec<(String, Result<()>)> {
-    let mut out = Vec::new();
+) {
     if let Some(p) = &f.plan {
         for s in &f.selections {
-            out.push((
-                format!("backup selection {}", s.name),
-                backup::delete_selection(&aws.backup, &p.id, &s.id).await,
-            ));
+            d.attempt(format!("backup selection {}", s.name), backup::delete_selection(&aws.backup, &p.id, &s.id))
+                .await;
         }
-        out.push((format!("backup plan {}", p.name), backup::delete_plan(&aws.backup, &p.id).await));
+        d.attempt(format!("backup plan {}", p.name), backup::delete_plan(&aws.backup, &p.id)).await;
     }
     if f.role.exists() {
-        out.push((format!("IAM role {}", n.backup_role), iam::delete_role(&aws.iam, &n.backup_role).await));
+        d.attempt(format!("IAM role {}", n.backup_role), iam::delete_role(&aws.iam, &n.backup_role)).await;
     }
     // An empty vault protects nothing: it goes with the stack, asked or not.
-    let Some(v) = f.vault.as_ref().filter(|_| delete_vault || with_points.is_empty()) else { return out };
+    let Some(v) = f.vault.as_ref().filter(|_| delete_vault || with_points.is_empty()) else { return };
     let mut all_gone = true;
     for p in with_points {
-        let r = backup::delete_recovery_point(&aws.backup, &v.name, &p.arn).await;
-        all_gone &= r.is_ok();
-        out.push((format!("recovery point {} of {}", p.snapshot.as_deref().unwrap_or(&p.arn), p.created), r));
+        let what = format!("recovery point {} of {}", p.snapshot.as_deref().unwrap_or(&p.arn), p.created);
+        all_gone &= d.attempt(what, backup::delete_recovery_point(&aws.backup, &v.name, &p.arn)).await;
     }
     if all_gone {
-        out.push((format!("backup vault {}", v.name), backup::delete_vault(&aws.backup, &v.name).await));
+        d.attempt(format!("backup vault {}", v.name), backup::delete_vault(&aws.backup, &v.name)).await;
     }
-    out
 }
 
 #[cfg(test)]
