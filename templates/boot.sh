@@ -77,8 +77,9 @@ PY
 }
 
 # The service's own role, `vehicleconnect_app`, owning the database and what is in it: made at
-# the first boot with the master's login, its password (the bucket's host/db-password) set
-# when it does not log in with it. The password reaches PostgreSQL only as psql's \password
+# the first boot with the master's login, allowed to create databases (`vcctl db restore`
+# restores into a new one beside the serving one, then points the group at it), its password
+# (the bucket's host/db-password) set when it does not log in with it. The password reaches PostgreSQL only as psql's \password
 # sends it, a SCRAM verifier. The service never uses the master's login, so RDS rotating it
 # changes nothing the service holds.
 app_role() {
@@ -88,6 +89,7 @@ app_role() {
    psql -q -v ON_ERROR_STOP=1 -v role=vehicleconnect_app >/dev/null <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
 SELECT format('GRANT %I TO %I', :'role', current_user) WHERE NOT pg_has_role(current_user, :'role', 'MEMBER') \gexec
+SELECT format('ALTER ROLE %I CREATEDB', :'role') FROM pg_roles WHERE rolname = :'role' AND NOT rolcreatedb \gexec
 SELECT format('ALTER DATABASE %I OWNER TO %I', current_database(), :'role') \gexec
 SELECT format('ALTER TABLE %I.%I OWNER TO %I', schemaname, tablename, :'role') FROM pg_tables
   WHERE schemaname = 'public' AND tableowner = current_user \gexec

@@ -577,7 +577,7 @@ data_usage() {
 db_dump() {
   ca=$(env_value VC_DATABASE_CA)
   if [ -n "$ca" ]; then
-    PGSSLMODE=verify-full PGSSLROOTCERT="$ca" pg_dump -Fc -d "$(env_value DATABASE_URL)"
+    rds_login && pg_dump -Fc
   else
     runuser -u postgres -- pg_dump -Fc -d vehicleconnect
   fi
@@ -600,6 +600,49 @@ db_restore() {
      -c 'ALTER DATABASE vehicleconnect RENAME TO vehicleconnect_previous' \
      -c 'ALTER DATABASE vehicleconnect_restore RENAME TO vehicleconnect'
   systemctl start $SOCKET $UNIT
+}
+
+# rds_login: libpq's variables for the env file's DATABASE_URL (a `scale:` instance's RDS,
+# over TLS verified by its CA), exported: the password never goes into a command's argv.
+rds_login() {
+  ca=$(env_value VC_DATABASE_CA)
+  [ -n "$ca" ] || die "this host's database is its own, not RDS (no VC_DATABASE_CA in $ETC/env)"
+  login=$(env_value DATABASE_URL | python3 -c '
+import shlex, sys, urllib.parse as u
+p = u.urlsplit(sys.stdin.read().strip())
+for k, v in (("PGHOST", p.hostname), ("PGPORT", str(p.port or 5432)), ("PGUSER", u.unquote(p.username or "")),
+             ("PGPASSWORD", u.unquote(p.password or "")), ("PGDATABASE", p.path.lstrip("/"))):
+    print("export %s=%s" % (k, shlex.quote(v or "")))') || die "DATABASE_URL in $ETC/env is not a PostgreSQL URL"
+  eval "$login"
+  export PGSSLMODE=verify-full PGSSLROOTCERT="$ca" PGCONNECT_TIMEOUT=10
+}
+
+check_db_name() { case $1 in [a-z]*) ;; *) die "bad database name: $1";; esac
+  case $1 in *[!a-z0-9_]*) die "bad database name: $1";; esac; }
+
+# db-restore-into NAME: on a `scale:` instance, a pg_dump custom-format archive on stdin
+# restored into a new database NAME on RDS beside the serving one, made and owned by the
+# service's own role (CREATEDB, granted at boot); the serving database is not touched. vcctl
+# then points the group at NAME, instance by instance. A failed restore drops NAME again.
+db_restore_into() {
+  check_db_name "$1"; rds_login
+  serving=$PGDATABASE
+  [ "$1" != "$serving" ] || die "database $1 is the one this instance serves from"
+  psql -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$1\"" >/dev/null || die "could not create database $1 on RDS"
+  if ! PGDATABASE=$1 pg_restore --no-owner --no-acl --exit-on-error -d "$1"; then
+    psql -q -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+    die "the archive did not restore; the stack's database is as it was"
+  fi
+  echo "restored $1"
+}
+
+# db-drop NAME: on a `scale:` instance, drops database NAME on RDS (one the stack kept after
+# a restore), never the one this instance serves from.
+db_drop() {
+  check_db_name "$1"; rds_login
+  [ "$1" != "$PGDATABASE" ] || die "database $1 is the one this instance serves from"
+  psql -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$1\" WITH (FORCE)" >/dev/null
+  echo "dropped $1"
 }
 
 # The service's secrets (`vcctl secrets`): /etc/vehicleconnect/secrets, 0600 root, read by
@@ -793,6 +836,8 @@ case $cmd in
   start) start ;;
   db-dump) db_dump ;;
   db-restore) db_restore ;;
+  db-restore-into) db_restore_into "$1" ;;
+  db-drop) db_drop "$1" ;;
   secret-set) secret_set "$1" ;;
   secret-unset) secret_unset "$1" ;;
   secret-list) secret_list ;;

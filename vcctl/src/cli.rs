@@ -41,8 +41,8 @@ pub const SHAPES: [(&str, &str); 19] = [
     ("destroy", "every shape"),
     ("simulate", "every shape, or any URL with --target"),
     ("backup", "aws (EBS snapshots) and scale (RDS snapshots); local, ssh and fleet keep no snapshots: `db dump`"),
-    ("restore", "aws; not scale yet (a new DB instance from a snapshot)"),
-    ("db", "local, ssh (one host), aws; scale: `db dump` only, `db restore` not yet; not a fleet yet"),
+    ("restore", "aws (a new data volume) and scale (a new DB instance, from a snapshot or a point in time)"),
+    ("db", "local, ssh (one host), aws, scale (through one instance); not a fleet yet"),
     ("secrets", "ssh, fleet, aws; a local stack and a scale group keep none on a host"),
     ("audit", "local, ssh (one host), aws; not a fleet or scale yet"),
     ("exec", "ssh (one host), aws, scale (--instance, --all); not a fleet yet; a local stack is this machine"),
@@ -133,10 +133,15 @@ pub enum Command {
         after_help = "Examples:\n  vcctl backup --stack frankfurt          # prints the snapshot id when it is complete\n  vcctl backup --stack frankfurt --list"
     )]
     Backup(BackupArgs),
-    /// Replace an AWS stack's data with a snapshot (a new volume swapped in; the old one kept).
-    #[command(
-        after_help = "Example:\n  vcctl restore snap-0123456789abcdef0 --stack frankfurt   # asks first; --yes in scripts"
-    )]
+    /// Replace an AWS stack's data with a snapshot: on a box a new volume swapped in, on a
+    /// `scale:` stack a new DB instance the group is pointed at, instance by instance; the old
+    /// one is kept either way.
+    #[command(after_help = "Examples:\n  \
+        vcctl restore snap-0123456789abcdef0 --stack frankfurt   # a box: asks first; --yes in scripts\n  \
+        vcctl restore vcctl-fra-20261207t030000z --stack fra      # scale: an RDS snapshot (`vcctl backup --list`)\n  \
+        vcctl restore --time 2026-12-07T09:55:00Z --stack fra      # scale: the database as it was then\n  \
+        vcctl restore --database vcctl-fra --stack fra             # scale: back to a database kept before\n  \
+        vcctl restore --delete-old --stack fra                     # scale: delete the kept ones (final snapshot each)")]
     Restore(RestoreArgs),
     /// Dump the stack's database to stdout (pg_dump -Fc), or restore such a dump into it.
     #[command(
@@ -380,9 +385,20 @@ pub struct BackupArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["snapshot", "time", "database", "delete_old"])))]
 pub struct RestoreArgs {
-    /// The snapshot (`snap-...`, from `vcctl backup --list`).
-    pub snapshot: String,
+    /// The snapshot, from `vcctl backup --list`: `snap-...` on a box, an RDS snapshot on `scale:`.
+    pub snapshot: Option<String>,
+    /// `scale:` only: a new DB instance with the serving one's data as it was at this UTC time
+    /// (RFC 3339, within its backup days).
+    #[arg(long, value_name = "TIME")]
+    pub time: Option<String>,
+    /// `scale:` only: point the group back at a database the stack kept (`vcctl status` lists them).
+    #[arg(long, value_name = "ID")]
+    pub database: Option<String>,
+    /// `scale:` only: delete the databases the stack kept after restores, each after a final snapshot.
+    #[arg(long)]
+    pub delete_old: bool,
     /// Restore without the prompt (required when stdin is not a terminal).
     #[arg(long)]
     pub yes: bool,

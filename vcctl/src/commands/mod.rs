@@ -28,6 +28,8 @@ use crate::targets::remote::{Remote, connect as host};
 
 /// How long `up` on AWS waits for a new instance to answer on SSH.
 const BOOT_PATIENCE: Duration = Duration::from_secs(300);
+/// How long a `scale:` restore waits for another command's hold on the stack's lock.
+const RESTORE_LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs `command` on the stack of `ctx`.
 pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
@@ -43,18 +45,18 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             let work = lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await);
             told(ctx, a, command.name(), work).await
         }
+        // A `scale:` stack's restore converges as `up` does: under the stack's lock.
+        (Aws(a), Command::Restore(_) | Command::Db(DbCommand::Restore(_))) if a.scale.is_some() => {
+            let work = lock::around(ctx, a, command.name(), RESTORE_LOCK_WAIT, async |c| on_aws(&c, a, command).await);
+            told(ctx, a, command.name(), work).await
+        }
         (Aws(a), Command::Restore(_)) => told(ctx, a, command.name(), on_aws(ctx, a, command)).await,
         (Aws(a), Command::Destroy(d)) if d.delete_backups && a.scale.is_some() => Err(no_vault(ctx)),
         (_, Command::Destroy(d)) if d.delete_backups && !matches!(&ctx.settings.provider, Aws(_)) => Err(no_vault(ctx)),
-        (p, Command::Logs(l)) if (l.instance.is_some() || l.since.is_some()) && !matches!(p, Aws(a) if a.scale.is_some()) => {
-            Err(Failure::invalid(
-                format!(
-                    "`logs --instance` and `--since` read a `scale:` stack's CloudWatch Logs; stack `{}` is a `{}` stack",
-                    ctx.settings.stack, ctx.settings.provider_name
-                ),
-                Some("`vcctl logs -n N` shows its last N lines (`--host` one host of a fleet)".into()),
-            )
-            .into())
+        (p, Command::Logs(l))
+            if (l.instance.is_some() || l.since.is_some()) && !matches!(p, Aws(a) if a.scale.is_some()) =>
+        {
+            Err(no_log_filters(ctx))
         }
         (Aws(a), Command::Destroy(d)) => {
             lock::around(ctx, a, command.name(), d.lock_timeout, async |c| on_aws(&c, a, command).await).await
@@ -110,6 +112,18 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     }
 }
 
+/// `logs --instance` or `--since` of a stack whose lines are not in CloudWatch Logs.
+fn no_log_filters(ctx: &Ctx) -> anyhow::Error {
+    Failure::invalid(
+        format!(
+            "`logs --instance` and `--since` read a `scale:` stack's CloudWatch Logs; stack `{}` is a `{}` stack",
+            ctx.settings.stack, ctx.settings.provider_name
+        ),
+        Some("`vcctl logs -n N` shows its last N lines (`--host` one host of a fleet)".into()),
+    )
+    .into()
+}
+
 /// `destroy --delete-backups` of a stack without a backup vault.
 fn no_vault(ctx: &Ctx) -> anyhow::Error {
     Failure::invalid(
@@ -146,6 +160,10 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
             instances::run(ctx, a, command).await
         }
         Command::Db(DbCommand::Dump(_)) if a.scale.is_some() => instances::run(ctx, a, command).await,
+        Command::Db(DbCommand::Restore(args)) if let Some(s) = &a.scale => {
+            scale::restore::db_restore(ctx, a, s, args).await
+        }
+        Command::Restore(args) if let Some(s) = &a.scale => scale::restore::restore(ctx, a, s, args).await,
         Command::Logs(args) if a.scale.is_some() => scale::logs::logs(ctx, a, &args.options()).await,
         Command::Destroy(args) if args.instance.is_some() && a.scale.is_some() => Err(Failure::invalid(
             "`destroy --instance` terminates one of a single box's instances; a `scale:` stack's group owns its instances",
@@ -154,7 +172,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         .into()),
         Command::Destroy(args) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
         Command::Status(_) if a.scale.is_some() => scale::status(ctx, a).await,
-        _ if a.scale.is_some() => scale::refuse(ctx, a).await,
+        _ if a.scale.is_some() => scale::refuse(ctx, a, command.name()).await,
         Command::Up(args) => match aws::up(ctx, a, args.artifact.as_deref()).await? {
             Some((cloud, remote)) => {
                 let work = async { deploy::run(ctx, host(ctx, remote, BOOT_PATIENCE).await, args).await };
@@ -167,7 +185,17 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Destroy(args) if let Some(id) = &args.instance => aws::destroy_instance(ctx, a, id).await,
         Command::Destroy(args) => aws::destroy(ctx, a, args.keep_data, args.delete_backups).await,
         Command::Backup(args) => backup::backup(ctx, a, args.list).await,
-        Command::Restore(args) => backup::restore(ctx, a, &args.snapshot).await,
+        Command::Restore(args) => match &args.snapshot {
+            Some(snapshot) => backup::restore(ctx, a, snapshot).await,
+            None => Err(Failure::invalid(
+                format!(
+                    "`restore --time`, `--database` and `--delete-old` are for a `scale:` stack's RDS; stack `{}` is a single box",
+                    ctx.settings.stack
+                ),
+                Some("`vcctl restore snap-...` replaces its data volume with a snapshot (`vcctl backup --list`)".into()),
+            )
+            .into()),
+        },
         Command::Completions { shell } => Ok(completions(*shell)),
         Command::Supervise { dir, bin } => crate::providers::local::supervise::run(dir, bin).await,
         // The rest run on the stack's host, through on-demand SSH.

@@ -447,6 +447,21 @@ impl Host {
         done.map(|_| ())
     }
 
+    /// A `scale:` instance: restores the archive at `file` into a new database `name` beside
+    /// the serving one, on RDS, as the service's own role; the serving database is untouched.
+    pub async fn db_restore_into(&self, file: &std::path::Path, name: &str, printer: &Printer) -> Result<()> {
+        let size = std::fs::metadata(file)?.len();
+        let bar = printer.bar(size, "  restoring {bar:30} {bytes}/{total_bytes} {bytes_per_sec}");
+        let done = self.ssh.run_with_file(&helper(&["db-restore-into", name]), file, &bar).await;
+        bar.finish_and_clear();
+        done.map(|_| ())
+    }
+
+    /// A `scale:` instance: drops the database `name` on RDS, never the one it serves from.
+    pub async fn db_drop(&self, name: &str) -> Result<()> {
+        self.run(&["db-drop", name]).await.map(|_| ())
+    }
+
     /// Stores a secret on the host (the value goes over the connection's stdin, never argv).
     pub async fn secret_set(&self, name: &str, value: &str) -> Result<()> {
         self.run_with_input(&["secret-set", name], value.as_bytes()).await.map(|_| ())

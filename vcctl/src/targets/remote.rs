@@ -88,6 +88,12 @@ pub struct HostTarget {
 }
 
 impl HostTarget {
+    /// The host itself, for what only a `scale:` instance does (restores beside the serving
+    /// database).
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
     /// Connects, retrying for up to `patience` while the host does not answer yet (a new
     /// instance booting).
     pub async fn connect(settings: &Settings, remote: Remote, patience: Duration, p: &Printer) -> Result<HostTarget> {

@@ -8,6 +8,7 @@ mod iam_eval;
 mod least_privilege;
 mod on_demand;
 mod recorded;
+mod restore;
 mod scale;
 mod scheduled_backup;
 mod single;

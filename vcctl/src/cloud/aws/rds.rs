@@ -266,3 +266,116 @@ pub async fn wait_snapshot(
         }
     }
 }
+
+/// What a restored DB instance is: the stack's size and safety settings, in its subnet group
+/// and security group, its master password made anew by RDS and kept in Secrets Manager.
+pub struct RestoreSpec<'a> {
+    pub id: &'a str,
+    pub settings: &'a DbSize<'a>,
+    pub subnet_group: &'a str,
+    pub security_group: &'a str,
+    pub stamp: &'a Stamp,
+}
+
+/// Where a restored instance's data comes from.
+pub enum RestoreFrom<'a> {
+    /// A snapshot of one of the stack's instances.
+    Snapshot(&'a str),
+    /// The instance `source` as it was at `time` (RFC 3339), from its automated backups.
+    PointInTime { source: &'a str, time: aws_smithy_types::DateTime },
+}
+
+/// A new DB instance `spec.id` from `from`; RDS makes it in minutes (`find` says when it is
+/// `available`). The snapshot's encryption key carries over.
+pub async fn restore(rds: &Client, spec: &RestoreSpec<'_>, from: &RestoreFrom<'_>) -> Result<()> {
+    let s = spec.settings;
+    let tags = Some(tags(spec.stamp, spec.id));
+    match from {
+        RestoreFrom::Snapshot(snapshot) => rds
+            .restore_db_instance_from_db_snapshot()
+            .db_snapshot_identifier(*snapshot)
+            .db_instance_identifier(spec.id)
+            .db_instance_class(s.instance_class)
+            .allocated_storage(s.storage_gb as i32)
+            .storage_type("gp3")
+            .multi_az(s.multi_az)
+            .backup_retention_period(i32::from(s.backup_retention_days))
+            .publicly_accessible(false)
+            .deletion_protection(true)
+            .copy_tags_to_snapshot(true)
+            .manage_master_user_password(true)
+            .db_subnet_group_name(spec.subnet_group)
+            .vpc_security_group_ids(spec.security_group)
+            .set_tags(tags)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                error("rds:RestoreDBInstanceFromDBSnapshot", &format!("restoring {snapshot} as {}", spec.id), e)
+            }),
+        RestoreFrom::PointInTime { source, time } => rds
+            .restore_db_instance_to_point_in_time()
+            .source_db_instance_identifier(*source)
+            .restore_time(*time)
+            .target_db_instance_identifier(spec.id)
+            .db_instance_class(s.instance_class)
+            .allocated_storage(s.storage_gb as i32)
+            .storage_type("gp3")
+            .multi_az(s.multi_az)
+            .backup_retention_period(i32::from(s.backup_retention_days))
+            .publicly_accessible(false)
+            .deletion_protection(true)
+            .copy_tags_to_snapshot(true)
+            .manage_master_user_password(true)
+            .db_subnet_group_name(spec.subnet_group)
+            .vpc_security_group_ids(spec.security_group)
+            .set_tags(tags)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| error("rds:RestoreDBInstanceToPointInTime", &format!("restoring {source} as {}", spec.id), e)),
+    }
+}
+
+/// The ids of the DB instances tagged with the stack id `stack_id` (RDS filters by no tag:
+/// every page is read, at most 100 instances each, and 50 pages at most).
+pub async fn owned(rds: &Client, stack_id: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut marker = None;
+    for _ in 0..50 {
+        let page = rds
+            .describe_db_instances()
+            .set_marker(marker.take())
+            .max_records(100)
+            .send()
+            .await
+            .map_err(|e| error("rds:DescribeDBInstances", "listing the DB instances", e))?;
+        for d in page.db_instances() {
+            let owner = Owner::from_tags(d.tag_list().iter().map(|t| (t.key(), t.value())));
+            if owner.stack_id.as_deref() == Some(stack_id)
+                && let Some(id) = d.db_instance_identifier()
+            {
+                out.push(id.to_string());
+            }
+        }
+        marker = page.marker().map(str::to_string);
+        if marker.is_none() {
+            break;
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The instance a snapshot was taken of, and the stack id it is tagged with, if it exists.
+pub async fn snapshot_source(rds: &Client, snapshot: &str) -> Result<Option<(String, Option<String>)>> {
+    let out = match rds.describe_db_snapshots().db_snapshot_identifier(snapshot).send().await {
+        Ok(out) => out,
+        Err(e) if code_of(&e) == Some("DBSnapshotNotFound") => return Ok(None),
+        Err(e) => return Err(error("rds:DescribeDBSnapshots", &format!("looking up snapshot {snapshot}"), e)),
+    };
+    Ok(out.db_snapshots().first().map(|s| {
+        let owner = Owner::from_tags(s.tag_list().iter().map(|t| (t.key(), t.value())));
+        (s.db_instance_identifier().unwrap_or_default().to_string(), owner.stack_id)
+    }))
+}

@@ -138,6 +138,8 @@ const SCALE: &[(&str, &[&str])] = &[
             "CreateDBSnapshot",
             "CreateDBSubnetGroup",
             "CreateDBInstance",
+            "RestoreDBInstanceFromDBSnapshot",
+            "RestoreDBInstanceToPointInTime",
             "ModifyDBInstance",
             "DeleteDBInstance",
             "DeleteDBSubnetGroup",

@@ -20,7 +20,8 @@ pub async fn backup(ctx: &Ctx, a: &AwsSettings, list: bool) -> Result<u8> {
     let stack = &ctx.settings.stack;
     let (cloud, _) = aws::connect(ctx, a).await?;
     let stamp = aws::stamp(&ctx.settings);
-    let db_id = names::TierNames::of(stack, &stamp.id).db;
+    let names = names::TierNames::of(stack, &stamp.id);
+    let db_id = super::database::read(&cloud.s3, &names.bucket, &names.db).await?.serving.instance;
     let Some(db) = rds::find(&cloud.rds, &db_id).await? else {
         return Err(Failure::invalid(
             format!("stack `{stack}` has no DB instance {db_id}: nothing to back up"),
@@ -30,7 +31,13 @@ pub async fn backup(ctx: &Ctx, a: &AwsSettings, list: bool) -> Result<u8> {
     };
     aws::owners::owned(&format!("DB instance {db_id}"), db.owner.stack_id.as_deref(), &stamp)?;
     if list {
-        return print_list(ctx, &rds::snapshots(&cloud.rds, &db_id).await?);
+        // Every DB instance of the stack: one restored from, or kept after a restore, too.
+        let mut all = rds::snapshots(&cloud.rds, &db_id).await?;
+        for other in rds::owned(&cloud.rds, &stamp.id).await?.iter().filter(|o| **o != db_id) {
+            all.extend(rds::snapshots(&cloud.rds, other).await?);
+        }
+        all.sort_by(|a, b| a.taken_at.cmp(&b.taken_at));
+        return print_list(ctx, &all);
     }
     let now = time::OffsetDateTime::now_utc();
     let snapshot = snapshot_name(stack, now);

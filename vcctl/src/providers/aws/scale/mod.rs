@@ -9,6 +9,7 @@
 
 pub mod alerts;
 pub mod backup;
+pub mod database;
 pub mod deploy;
 pub mod dns;
 pub mod instances;
@@ -17,6 +18,7 @@ pub mod log_group;
 pub mod logs;
 pub mod refresh;
 pub mod release_bucket;
+pub mod restore;
 pub mod tiers;
 
 use anyhow::Result;
@@ -47,7 +49,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`db restore` and `restore` through RDS";
+const NOT_BUILT: &str = "`simulate`, `secrets`, `audit` and `token show`";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -113,7 +115,7 @@ fn lb_group(found: &tiers::TiersFound) -> String {
 fn wanted_alarms(ctx: &Ctx, scale: &ScaleSettings, s: &Survey) -> Vec<Alarm> {
     let balancer = s.lb.balancer.as_ref().map_or("(load balancer)", |b| b.arn.as_str());
     let target_group = s.lb.target_group.as_ref().map_or(load_balancer::PENDING_TARGET_GROUP, |g| g.arn.as_str());
-    let watched = Watched { balancer, target_group, db: &s.names.db };
+    let watched = Watched { balancer, target_group, db: &s.data.pointer.serving.instance };
     let topic = ctx
         .settings
         .alert_email
@@ -194,7 +196,7 @@ async fn wanted_instances(
         ("region", &s.cloud.region),
         ("port", &ctx.settings.port.to_string()),
         ("db_endpoint", &endpoint),
-        ("db_name", crate::cloud::aws::rds::DATABASE),
+        ("db_name", &s.data.pointer.serving.database),
         ("db_secret", &secret),
         ("ingest_token", if ctx.settings.ingest_token { "yes" } else { "no" }),
         // The stack's bundle from the bucket, else the region's from AWS's trust store.
@@ -258,12 +260,33 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u
 /// when nothing serves yet, the first release put in the bucket, then the group that boots
 /// from it.
 pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate::deploy::Options) -> Result<u8> {
-    let artifact = args.artifact.as_deref();
+    let (s, changed, changes, first) = converge(ctx, a, scale, args).await?;
+    report_up(ctx, &s, changed, &changes);
+    // Another release given while one serves: rolled out across the group, as `deploy` does.
+    if let (false, Some(given), Some(serving)) = (first, args.artifact.as_deref(), &s.serving) {
+        if crate::artifact::probe(given).await?.sha256 != serving.sha256 {
+            return crate::providers::aws::scale::deploy::deploy(ctx, a, args).await;
+        }
+        ctx.printer.detail(format!("--artifact is release {}, which serves already", serving.release));
+    }
+    Ok(error::OK)
+}
+
+/// Brings the stack to its file: every tier, the host kit, the first release, the instances
+/// (refreshed when their configuration changed, the database they serve from included).
+/// What it found and did: the survey after, whether anything changed, the planned changes,
+/// and whether it put the first release in.
+async fn converge(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    scale: &ScaleSettings,
+    args: &crate::deploy::Options,
+) -> Result<(Survey, bool, Vec<Change>, bool)> {
     let stamp = Stamp { stack: ctx.settings.stack.clone(), id: crate::providers::aws::stack_id(ctx)? };
     let mut s = survey(ctx, a, stamp).await?;
     // The first release is built (or checked) before anything changes: a bad one changes nothing.
     let first = match &s.serving {
-        None => Some(crate::artifact::resolve(&ctx.root, artifact, &ctx.printer).await?),
+        None => Some(crate::artifact::resolve(&ctx.root, args.artifact.as_deref(), &ctx.printer).await?),
         Some(_) => None,
     };
     let changes = changes(ctx, scale, &s, &wanted_instances(ctx, a, scale, &s).await?)?;
@@ -291,22 +314,14 @@ pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate:
         tiers::fault_point("release");
         s.serving = Some(release_bucket::Serving { release: receipt.name, sha256: receipt.sha256 });
     }
-    s.data.db = Some(instances::database_ready(&s.cloud, &s.names.db, &ctx.printer).await?);
+    s.data.db = Some(instances::database_ready(&s.cloud, &s.data.pointer.serving.instance, &ctx.printer).await?);
     let instances = wanted_instances(ctx, a, scale, &s).await?;
     let names = names::InstanceNames::of(&ctx.settings.stack);
     let planned = instances::plan(&names, &instances, &s.instances);
     instances::apply(&s.cloud, &names, &instances, &s.instances, &planned, &s.stamp, &ctx.printer).await?;
     s.instances = instances::survey(&s.cloud, &names, &s.stamp).await?;
     refresh_outdated(ctx, &s, &instances, args).await?;
-    report_up(ctx, &s, changed, &changes);
-    // Another release given while one serves: rolled out across the group, as `deploy` does.
-    if let (None, Some(given), Some(serving)) = (&first, artifact, &s.serving) {
-        if crate::artifact::probe(given).await?.sha256 != serving.sha256 {
-            return crate::providers::aws::scale::deploy::deploy(ctx, a, args).await;
-        }
-        ctx.printer.detail(format!("--artifact is release {}, which serves already", serving.release));
-    }
-    Ok(error::OK)
+    Ok((s, changed, changes, first.is_some()))
 }
 
 /// `vcctl deploy` of a `scale:` stack: the rolling deploy across the group
@@ -454,10 +469,12 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         p.doing(&format!("deleting log group {}", g.name), crate::cloud::aws::logs::delete(&s.cloud.logs, &g.name))
             .await?;
     }
-    let snapshot = tiers::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
-    let mut kept: Vec<String> = snapshot.iter().map(|snap| format!("the database's final snapshot {snap}")).collect();
-    if let (true, Some(d)) = (keep_data, &s.data.db) {
-        kept.push(format!("DB instance {} and its security group (--keep-data)", d.id));
+    let snapshots = tiers::destroy(&s.cloud, &s.names, &s.data, keep_data, p).await?;
+    let mut kept: Vec<String> = snapshots.iter().map(|snap| format!("the database's final snapshot {snap}")).collect();
+    if keep_data {
+        for id in s.data.db.iter().map(|d| &d.id).chain(&s.data.others) {
+            kept.push(format!("DB instance {id} and its security group (--keep-data)"));
+        }
     }
     let removal = crate::report::Removal {
         stack: &ctx.settings.stack,
@@ -466,7 +483,11 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         kept: &kept,
         failed: &[],
     };
-    crate::report::print_removal(p, &removal, crate::plan::extra(json!({"final_snapshot": snapshot})));
+    crate::report::print_removal(
+        p,
+        &removal,
+        crate::plan::extra(json!({"final_snapshot": snapshots.first(), "final_snapshots": snapshots})),
+    );
     Ok(error::OK)
 }
 
@@ -520,6 +541,9 @@ fn doomed(s: &Survey, names: &names::InstanceNames, keep_data: bool) -> Vec<Stri
             d.id
         ));
     }
+    for id in s.data.others.iter().filter(|_| !keep_data) {
+        out.push(format!("DB instance {id}, kept after a restore, after a final snapshot (kept)"));
+    }
     out
 }
 
@@ -550,6 +574,8 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         "group": s.instances.group, "targets": targets, "healthy_targets": healthy, "release": s.serving,
         "instances": on_instances, "instances_unread": releases.as_ref().err(),
         "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
+        "database_serving": s.data.pointer.serving, "databases_kept": s.data.pointer.kept,
+        "db_instances_kept": s.data.others,
         "serving": serving, "not_built": NOT_BUILT,
     });
     let mut lines = vec![format!("url:      https://{domain}")];
@@ -607,6 +633,22 @@ fn database_lines(s: &Survey, view: &DatabaseView) -> Vec<String> {
         Some(snap) => format!("    last snapshot: {} ({}, {})", snap.id, snap.kind, snap.taken_at),
         None => "    last snapshot: none yet (RDS takes the first in its backup window)".into(),
     });
+    let p = &s.data.pointer;
+    if p.serving.database != crate::cloud::aws::rds::DATABASE || !p.kept.is_empty() {
+        out.push(format!("    serving from database {} (restored)", p.serving));
+    }
+    let kept: Vec<String> = p
+        .kept
+        .iter()
+        .map(ToString::to_string)
+        .chain(s.data.others.iter().filter(|o| !p.kept.iter().any(|k| k.instance == **o)).cloned())
+        .collect();
+    if !kept.is_empty() {
+        out.push(format!(
+            "    kept: {} (`vcctl restore --database ID` goes back, `--delete-old` deletes them)",
+            kept.join(", ")
+        ));
+    }
     out
 }
 
@@ -654,14 +696,14 @@ fn group_lines(
 }
 
 /// The other commands on a `scale:` stack: refused, before anything is changed.
-pub async fn refuse(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
+pub async fn refuse(ctx: &Ctx, a: &AwsSettings, command: &str) -> Result<u8> {
     single_box_absent(ctx, a).await?;
     Err(Failure::invalid(
         format!(
-            "vcctl does not do this on `scale:` stacks yet ({NOT_BUILT} is not built; stack `{}`)",
+            "`{command}` is not built for `scale:` stacks yet (stack `{}`; not built: {NOT_BUILT})",
             ctx.settings.stack
         ),
-        Some("`vcctl plan`, `up`, `status` and `destroy` work on it (docs/aws.md, Scaling out)".into()),
+        Some("docs/reference/cli.md says which shapes each command works on".into()),
     )
     .into())
 }

@@ -6,6 +6,7 @@
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+use super::database::DbPointer;
 use crate::cloud::aws::rds::{self, Db, DbSpec};
 use crate::cloud::aws::s3::{self, Bucket};
 use crate::cloud::aws::security_group::{self as sg, Rule, SecurityGroup};
@@ -50,16 +51,33 @@ impl TierNames {
 }
 
 /// What exists of the stack.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TiersFound {
     /// By tier: lb, app, db.
     pub groups: [Option<SecurityGroup>; 3],
     pub subnet_group: bool,
+    /// The database the group serves from (the bucket's `database`), and its instance.
+    pub pointer: DbPointer,
     pub db: Option<Db>,
+    /// The stack's other DB instances (by its id tag): kept after restores, or made by a
+    /// restore that stopped before it moved the pointer.
+    pub others: Vec<String>,
     pub bucket: Option<Bucket>,
 }
 
 impl TiersFound {
+    /// Nothing found yet: a stack serves from its first instance.
+    pub fn nothing(names: &TierNames) -> TiersFound {
+        TiersFound {
+            groups: [None, None, None],
+            subnet_group: false,
+            pointer: DbPointer::first(&names.db),
+            db: None,
+            others: vec![],
+            bucket: None,
+        }
+    }
+
     pub fn group(&self, tier: Tier) -> Option<&SecurityGroup> {
         self.groups[tier as usize].as_ref()
     }
@@ -146,6 +164,14 @@ pub fn plan(names: &TierNames, found: &TiersFound, db: &RdsSettings, port: u16) 
         out.push(change(Action::Create, format!("DB subnet group {}", names.db), detail, TierOp::CreateSubnetGroup));
     }
     match &found.db {
+        None if found.pointer.serving.instance != names.db => bail!(Failure::invalid(
+            format!(
+                "the stack serves from DB instance {} (its bucket's `{}`), which does not exist",
+                found.pointer.serving.instance,
+                super::database::KEY
+            ),
+            Some("`vcctl restore --database ID` points it at one the stack kept, or `vcctl restore SNAPSHOT`".into()),
+        )),
         None => out.push(change(Action::Create, format!("DB instance {}", names.db), describe(db), TierOp::CreateDb)),
         Some(d) => out.extend(db_changes(d, db, found.group(Tier::Db).map(|g| g.id.as_str()))?),
     }
@@ -200,7 +226,7 @@ fn db_changes(d: &Db, want: &RdsSettings, group: Option<&str>) -> Result<Vec<Tie
 
 /// Reads what exists; a resource tagged with another stack id is refused before any change.
 pub async fn survey(aws: &Aws, names: &TierNames, stamp: &Stamp) -> Result<TiersFound> {
-    let mut found = TiersFound::default();
+    let mut found = TiersFound::nothing(names);
     for tier in TIERS {
         let g = sg::find_named(&aws.ec2, &names.stack, &names.group(tier)).await?;
         if let Some(g) = &g {
@@ -209,15 +235,20 @@ pub async fn survey(aws: &Aws, names: &TierNames, stamp: &Stamp) -> Result<Tiers
         found.groups[tier as usize] = g;
     }
     found.subnet_group = rds::subnet_group_exists(&aws.rds, &names.db).await?;
-    found.db = rds::find(&aws.rds, &names.db).await?;
-    if let Some(d) = &found.db {
-        owned(&format!("DB instance {}", d.id), d.owner.stack_id.as_deref(), stamp)?;
-    }
     if !stamp.id.is_empty() {
         found.bucket = s3::find(&aws.s3, &names.bucket).await?;
     }
     if let Some(b) = &found.bucket {
         owned(&format!("bucket {}", b.name), b.owner.stack_id.as_deref(), stamp)?;
+        found.pointer = super::database::read(&aws.s3, &b.name, &names.db).await?;
+    }
+    found.db = rds::find(&aws.rds, &found.pointer.serving.instance).await?;
+    if let Some(d) = &found.db {
+        owned(&format!("DB instance {}", d.id), d.owner.stack_id.as_deref(), stamp)?;
+    }
+    if !stamp.id.is_empty() {
+        let serving = &found.pointer.serving.instance;
+        found.others = rds::owned(&aws.rds, &stamp.id).await?.into_iter().filter(|i| i != serving).collect();
     }
     Ok(found)
 }
@@ -319,7 +350,7 @@ pub async fn apply(
     Ok(())
 }
 
-fn size(db: &RdsSettings) -> rds::DbSize<'_> {
+pub(crate) fn size(db: &RdsSettings) -> rds::DbSize<'_> {
     rds::DbSize {
         instance_class: &db.instance_class,
         storage_gb: db.storage_gb,
@@ -328,29 +359,22 @@ fn size(db: &RdsSettings) -> rds::DbSize<'_> {
     }
 }
 
-/// Removes the tier: the DB instance after a final snapshot (its name is the answer), the
-/// subnet group, the groups from the last of the chain. With `keep_data`, the database,
-/// its subnet group and its group stay.
+/// Removes the tier: every DB instance of the stack (the serving one and those kept after
+/// restores) each after a final snapshot (their names are the answer), the subnet group, the
+/// groups from the last of the chain. With `keep_data`, the databases, their subnet group and
+/// their group stay.
 pub async fn destroy(
     aws: &Aws,
     names: &TierNames,
     found: &TiersFound,
     keep_data: bool,
     p: &Printer,
-) -> Result<Option<String>> {
-    let mut snapshot = None;
-    if let (Some(d), false) = (&found.db, keep_data) {
-        let name = format!("{}-final-{}", d.id, time::OffsetDateTime::now_utc().unix_timestamp());
-        p.doing(
-            &format!("deleting DB instance {} after a final snapshot {name}", d.id),
-            rds::delete(&aws.rds, &d.id, &name),
-        )
-        .await?;
-        let exists = async || Ok(rds::find(&aws.rds, &d.id).await?.is_some());
-        let what = format!("DB instance {}", d.id);
-        let wait = until_gone(&what, std::time::Duration::from_secs(30 * 60), exists);
-        p.doing(&format!("waiting for DB instance {} to be gone", d.id), wait).await?;
-        snapshot = Some(name);
+) -> Result<Vec<String>> {
+    let mut snapshots = Vec::new();
+    if !keep_data {
+        for id in found.db.iter().map(|d| &d.id).chain(&found.others) {
+            snapshots.push(delete_db(aws, id, p).await?);
+        }
     }
     if let Some(b) = &found.bucket {
         p.doing(&format!("deleting bucket {} and the releases in it", b.name), s3::delete(&aws.s3, &b.name)).await?;
@@ -364,7 +388,20 @@ pub async fn destroy(
             p.doing(&format!("deleting security group {}", g.name), sg::delete(&aws.ec2, &g.id)).await?;
         }
     }
-    Ok(snapshot)
+    Ok(snapshots)
+}
+
+/// Deletes the DB instance `id` after a final snapshot, and waits until it is gone; the
+/// snapshot's name.
+pub async fn delete_db(aws: &Aws, id: &str, p: &Printer) -> Result<String> {
+    let name = format!("{id}-final-{}", time::OffsetDateTime::now_utc().unix_timestamp());
+    p.doing(&format!("deleting DB instance {id} after a final snapshot {name}"), rds::delete(&aws.rds, id, &name))
+        .await?;
+    let exists = async || Ok(rds::find(&aws.rds, id).await?.is_some());
+    let what = format!("DB instance {id}");
+    let wait = until_gone(&what, std::time::Duration::from_secs(30 * 60), exists);
+    p.doing(&format!("waiting for DB instance {id} to be gone"), wait).await?;
+    Ok(name)
 }
 
 /// Waits until `exists` says no more, looking every 10 s, for at most `patience`: AWS
@@ -419,7 +456,7 @@ mod tests {
     #[test]
     fn each_group_admits_only_the_one_before_it() {
         let names = TierNames::of("fra", "0123456789abcdef");
-        let nothing = TiersFound::default();
+        let nothing = TiersFound::nothing(&names);
         let changes = plan(&names, &nothing, &settings(), 8000).unwrap();
         let made: Vec<&str> = changes.iter().map(|c| c.resource.as_str()).collect();
         assert_eq!(
@@ -433,7 +470,7 @@ mod tests {
                 "DB instance vcctl-fra"
             ]
         );
-        let mut found = TiersFound::default();
+        let mut found = TiersFound::nothing(&names);
         found.groups[0] = group("vcctl-fra-lb", "sg-lb", wanted_rules(Tier::Lb, 8000, &found));
         let app = wanted_rules(Tier::App, 8000, &found);
         // The service's port from the load balancer; the metrics port from the app group
@@ -470,7 +507,7 @@ mod tests {
     #[test]
     fn a_new_chain_is_planned_with_placeholders_its_apply_resolves_in_order() {
         let names = TierNames::of("fra", "0123456789abcdef");
-        let planned = plan(&names, &TiersFound::default(), &settings(), 8000).unwrap();
+        let planned = plan(&names, &TiersFound::nothing(&names), &settings(), 8000).unwrap();
         let TierOp::CreateGroup(Tier::App, rules) = &planned[1].op else { panic!("{planned:?}") };
         assert_eq!(rules[0].source, RuleSource::Group("(group lb)".into()));
         let mut ids = Ids([Some("sg-lb".into()), None, None]);
