@@ -142,6 +142,9 @@ async fn told(ctx: &Ctx, a: &AwsSettings, command: &str, work: impl Future<Outpu
     let started = std::time::Instant::now();
     let result = work.await;
     let outcome = result.as_ref().map(|c| *c).map_err(|e| format!("{e:#}"));
+    if a.scale.is_some() {
+        scale::audit::record(ctx, a, command, &outcome).await;
+    }
     crate::providers::aws::notify::send(ctx, a, command, &outcome, started.elapsed()).await;
     result
 }
@@ -156,6 +159,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         Command::Deploy(r) if a.scale.is_some() => scale::deploy(ctx, a, &r.options()).await,
         Command::Rollback(r) if a.scale.is_some() => scale::rollback(ctx, a, &r.options()).await,
         Command::Backup(args) if a.scale.is_some() => scale::backup::backup(ctx, a, args.list).await,
+        Command::Audit(args) if a.scale.is_some() => scale::audit::show(ctx, a, args.lines.into()).await,
         Command::Exec(_) | Command::Ssh(_) | Command::Tunnel(_) if a.scale.is_some() => {
             instances::run(ctx, a, command).await
         }
@@ -165,6 +169,14 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         }
         Command::Restore(args) if let Some(s) = &a.scale => scale::restore::restore(ctx, a, s, args).await,
         Command::Logs(args) if a.scale.is_some() => scale::logs::logs(ctx, a, &args.options()).await,
+        Command::Token(TokenCommand::Show(_)) if a.scale.is_some() => {
+            token_allowed(ctx)?;
+            token_print(ctx, scale::deploy::bucket_token(ctx, a).await?)
+        }
+        Command::Simulate(args) if a.scale.is_some() => {
+            let token = if ctx.settings.ingest_token { scale::deploy::bucket_token(ctx, a).await? } else { None };
+            simulate::run(&ctx.printer, args, scale::url(ctx), token, crate::http_client::Trust::default()).await
+        }
         Command::Destroy(args) if args.instance.is_some() && a.scale.is_some() => Err(Failure::invalid(
             "`destroy --instance` terminates one of a single box's instances; a `scale:` stack's group owns its instances",
             Some("the group replaces an instance it finds unhealthy; `vcctl destroy` removes the whole stack".into()),
@@ -389,8 +401,18 @@ async fn status(ctx: &Ctx, mut target: Box<dyn Operations>) -> Result<u8> {
 /// `vcctl token show`: the ingest token on stdout, for scripts; on a terminal, only after
 /// the user confirms (a token on a screen is a token in a screenshot).
 async fn token_show(ctx: &Ctx, mut target: Box<dyn Operations>) -> Result<u8> {
-    if !ctx.settings.ingest_token {
+    if let Err(e) = token_allowed(ctx) {
         target.close().await;
+        return Err(e);
+    }
+    let token = target.ingest_token().await;
+    target.close().await;
+    token_print(ctx, token?)
+}
+
+/// Whether `token show` may print: the stack has a token, and a person at a terminal said so.
+fn token_allowed(ctx: &Ctx) -> Result<()> {
+    if !ctx.settings.ingest_token {
         return Err(Failure::invalid(
             format!("stack `{}` has no ingest token (`service.ingest_token` is not true)", ctx.settings.stack),
             Some(format!(
@@ -401,15 +423,14 @@ async fn token_show(ctx: &Ctx, mut target: Box<dyn Operations>) -> Result<u8> {
         .into());
     }
     use std::io::IsTerminal;
-    if std::io::stdout().is_terminal()
-        && let Err(e) = ctx.confirm_destruction("print the ingest token on this screen")
-    {
-        target.close().await;
-        return Err(e);
+    if std::io::stdout().is_terminal() {
+        ctx.confirm_destruction("print the ingest token on this screen")?;
     }
-    let token = target.ingest_token().await;
-    target.close().await;
-    let Some(token) = token? else { anyhow::bail!("the service has no ingest token yet: run `vcctl up` first") };
+    Ok(())
+}
+
+fn token_print(ctx: &Ctx, token: Option<String>) -> Result<u8> {
+    let Some(token) = token else { anyhow::bail!("the service has no ingest token yet: run `vcctl up` first") };
     ctx.printer.json(&json!({"stack": ctx.settings.stack, "ingest_token": token}));
     if !ctx.printer.json {
         crate::printer::say_out(format!("{token}\n"));

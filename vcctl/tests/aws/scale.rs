@@ -1561,6 +1561,20 @@ async fn commands_run_on_the_instance_named_or_on_each(s: &Project, ec2: &aws_sd
     assert!(common::stderr(&out).contains("hint: name one with --instance"), "{}", show(&out));
     let out = run(&["exec", "--instance", "i-0000000000nope", "--", "true"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    // What was done to the group: its trail, in its bucket (each deploy and rollback wrote one).
+    let out = run(&["audit", "-n", "50", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"deploy") && actions.contains(&"rollback"), "{audit}");
+    let by = audit["entries"][0]["by"].as_str().unwrap_or_default();
+    assert!(!by.is_empty() && audit["entries"][0]["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{audit}");
+    // The group's ingest token, from its bucket, as the instances take it.
+    let out = run(&["token", "show", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let token: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let on_host = common::on_host("sed -n 's/^VC_INGEST_TOKEN=//p' /etc/vehicleconnect/env");
+    assert_eq!(token["ingest_token"].as_str(), Some(on_host.trim()), "{token}");
     // The group's database (RDS, here the host's PostgreSQL over TLS), dumped through an
     // instance as the service's own role.
     let out = run(&["db", "dump"]);

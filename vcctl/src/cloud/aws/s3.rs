@@ -236,6 +236,28 @@ pub async fn list_dirs(s3: &Client, bucket: &str, prefix: &str, limit: usize) ->
     }
 }
 
+/// The keys under `prefix`, in S3's order (by key), refusing more than `limit`.
+pub async fn list_keys(s3: &Client, bucket: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| error("s3:ListBucket", &format!("listing s3://{bucket}/{prefix}"), e))?;
+        out.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        anyhow::ensure!(out.len() <= limit, "s3://{bucket}/{prefix} holds more than the {limit} entries vcctl reads");
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// Downloads the object `key` to the file `path`, streamed, refusing more than `limit` bytes.
 pub async fn get_file(s3: &Client, bucket: &str, key: &str, path: &std::path::Path, limit: u64) -> Result<u64> {
     use tokio::io::AsyncWriteExt;

@@ -164,6 +164,13 @@ pub fn group_deploy_statements(region: &str, account: &str, stack: &str, bucket:
             "Action": "s3:PutObject",
             "Resource": [object("releases/*"), object(names::POINTER)]
         }),
+        // The group's audit trail: one object per deploy or rollback, never read back here.
+        json!({
+            "Sid": "AppendToItsAuditTrail",
+            "Effect": "Allow",
+            "Action": "s3:PutObject",
+            "Resource": object(&format!("{}*", names::AUDIT))
+        }),
         // What serves, and the ingest token a deploy gives the running instances.
         json!({
             "Sid": "ReadWhatServes",

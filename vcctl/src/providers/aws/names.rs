@@ -124,6 +124,9 @@ pub fn backup(stack: &str) -> String {
 
 /// In a `scale:` stack's bucket: the serving release's pointer.
 pub const POINTER: &str = "serving";
+/// A `scale:` stack's audit trail in its bucket: one object per entry, its key starting
+/// with the entry's UTC time.
+pub const AUDIT: &str = "audit/";
 /// The bucket's ingest token (made by `up`, read by instances and deploys).
 pub const TOKEN: &str = "host/ingest-token";
 /// The password of the service's own database role, which each instance's boot sets with

@@ -262,6 +262,17 @@ pub async fn operations_on(
     Ok(connect(ctx, a, cloud, ids, None).await?.into_iter().map(|m| (m.name, m.target)).collect())
 }
 
+/// The group's ingest token, from its bucket (`token show`, `simulate`).
+pub async fn bucket_token(ctx: &Ctx, a: &AwsSettings) -> Result<Option<String>> {
+    let (cloud, _) = aws::connect(ctx, a).await?;
+    let stamp = aws::stamp(&ctx.settings);
+    let bucket = crate::providers::aws::names::TierNames::of(&ctx.settings.stack, &stamp.id).bucket;
+    if stamp.id.is_empty() {
+        return Ok(None);
+    }
+    instance_token(ctx, &cloud, &bucket).await
+}
+
 /// The ingest token the instances take, from the bucket (`up` made it), when the stack wants
 /// one.
 async fn instance_token(ctx: &Ctx, cloud: &Aws, bucket: &str) -> Result<Option<String>> {

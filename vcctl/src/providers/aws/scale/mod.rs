@@ -8,6 +8,7 @@
 //! template, the group). `plan` also gives the monthly cost; `deploy.rs` rolls a release.
 
 pub mod alerts;
+pub mod audit;
 pub mod backup;
 pub mod database;
 pub mod deploy;
@@ -49,7 +50,7 @@ fn migration(old: &str) -> String {
 }
 
 /// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`simulate`, `secrets`, `audit` and `token show`";
+const NOT_BUILT: &str = "`secrets` (a group's instances are replaced at will: a secret kept on one would be lost)";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -100,6 +101,11 @@ async fn survey_dns(
 /// `tls.route53_zone`: the hosted zone vcctl keeps the stack's records in.
 fn zone(ctx: &Ctx) -> Option<&str> {
     ctx.settings.tls.as_ref().and_then(|t| t.route53_zone.as_deref())
+}
+
+/// Where the stack answers: its domain, through the load balancer.
+pub fn url(ctx: &Ctx) -> String {
+    format!("https://{}", domain(ctx))
 }
 
 fn domain(ctx: &Ctx) -> &str {
@@ -700,7 +706,7 @@ pub async fn refuse(ctx: &Ctx, a: &AwsSettings, command: &str) -> Result<u8> {
     single_box_absent(ctx, a).await?;
     Err(Failure::invalid(
         format!(
-            "`{command}` is not built for `scale:` stacks yet (stack `{}`; not built: {NOT_BUILT})",
+            "`{command}` does not run on a `scale:` stack (`{}`); not built there: {NOT_BUILT}",
             ctx.settings.stack
         ),
         Some("docs/reference/cli.md says which shapes each command works on".into()),
