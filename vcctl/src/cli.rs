@@ -716,19 +716,25 @@ fn complete_stacks(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
     names.into_iter().map(CompletionCandidate::new).collect()
 }
 
-/// `rollback --to <TAB>`: the releases this project's state knows (a host's are on the
-/// host: `vcctl status` lists them).
+/// `rollback --to <TAB>`: the releases this project's state knows: a local stack's, and
+/// those a `scale:` stack's bucket kept when `status` or `rollback` last read it (a host's
+/// are on the host: `vcctl status` lists them).
 fn complete_releases(current: &std::ffi::OsStr) -> Vec<CompletionCandidate> {
     let root = crate::stack::project_root(&std::env::current_dir().unwrap_or_default());
     let prefix = current.to_string_lossy();
-    let mut names: Vec<String> = std::fs::read_dir(root.join(".vcctl/local"))
+    let local = std::fs::read_dir(root.join(".vcctl/local"))
         .into_iter()
         .flatten()
         .filter_map(|stack| std::fs::read_dir(stack.ok()?.path().join("releases")).ok())
         .flatten()
-        .filter_map(|r| r.ok()?.file_name().to_str().map(str::to_string))
-        .filter(|n| n.starts_with(prefix.as_ref()) && !n.starts_with('.'))
-        .collect();
+        .filter_map(|r| r.ok()?.file_name().to_str().map(str::to_string));
+    let remembered = std::fs::read_dir(root.join(".vcctl/aws"))
+        .into_iter()
+        .flatten()
+        .filter_map(|stack| std::fs::read_to_string(stack.ok()?.path().join("releases")).ok())
+        .flat_map(|text| text.lines().map(str::to_string).collect::<Vec<_>>());
+    let mut names: Vec<String> =
+        local.chain(remembered).filter(|n| n.starts_with(prefix.as_ref()) && !n.starts_with('.')).collect();
     names.sort();
     names.dedup();
     names.into_iter().map(CompletionCandidate::new).collect()

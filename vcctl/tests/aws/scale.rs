@@ -250,6 +250,17 @@ async fn status_says_storage_snapshot_targets_and_release(s: &Project, release: 
         "{status}"
     );
     assert!(status["instances_unread"].as_str().unwrap().contains("an emulator"), "{status}");
+    assert_eq!(status["releases_kept"], serde_json::json!([release]), "{status}");
+    // `rollback --to <TAB>` offers them, as `status` last read them, without calling AWS.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vcctl"))
+        .args(["--", "vcctl", "rollback", "--to", ""])
+        .current_dir(s.dir.path())
+        .env("COMPLETE", "bash")
+        .env("_CLAP_COMPLETE_INDEX", "3")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), release, "{}", show(&out));
     assert!(status["load_balancer"]["dns_name"].as_str().is_some_and(|d| !d.is_empty()), "{status}");
     assert_eq!(
         (status["database"]["instance_class"].as_str(), status["alarms"].as_array().map(Vec::len)),

@@ -166,6 +166,7 @@ pub(super) async fn rollback(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::R
     let (cloud, _) = aws::connect(ctx, a).await?;
     let f = find(ctx, &cloud).await?;
     let kept = release_bucket::releases(&cloud.s3, &f.bucket).await?;
+    release_bucket::remember(&ctx.settings.state_dir, &kept);
     let target = release_bucket::rollback_target(&kept, &f.serving.release, args.to.as_deref()).map_err(|why| {
         Failure::invalid(
             format!("cannot roll stack `{}` back: {why}", ctx.settings.stack),

@@ -574,6 +574,12 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let releases = crate::providers::aws::scale::deploy::releases(ctx, a, &s.cloud, app, &ids).await;
     let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
     let db = database_view(&s).await?;
+    let kept = match &s.data.bucket {
+        Some(b) => release_bucket::releases(&s.cloud.s3, &b.name).await?,
+        None => Vec::new(),
+    };
+    release_bucket::remember(&ctx.settings.state_dir, &kept);
+    let kept: Vec<&str> = kept.iter().map(|r| r.name.as_str()).collect();
     let body = json!({
         "url": format!("https://{domain}"), "load_balancer": s.lb.balancer,
         "certificate": s.lb.certificate, "database": s.data.db, "alarms": s.alerts.alarms, "alarming": alarming,
@@ -581,7 +587,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         "instances": on_instances, "instances_unread": releases.as_ref().err(),
         "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
         "database_serving": s.data.pointer.serving, "databases_kept": s.data.pointer.kept,
-        "db_instances_kept": s.data.others,
+        "db_instances_kept": s.data.others, "releases_kept": kept,
         "serving": serving, "not_built": NOT_BUILT,
     });
     let mut lines = vec![format!("url:      https://{domain}")];
@@ -595,6 +601,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         None => "  certificate: none".into(),
     });
     lines.extend(group_lines(&s, &targets, healthy, &releases));
+    lines.push(format!("  releases kept: {} (`vcctl rollback --to NAME` takes any)", kept.join(", ")));
     lines.extend(database_lines(&s, &db));
     let states: Vec<String> =
         s.alerts.alarms.iter().map(|a| format!("{} {}", a.name, a.state.as_deref().unwrap_or("?"))).collect();

@@ -133,6 +133,16 @@ const MOST: usize = 1000;
 /// The largest release binary vcctl downloads back.
 const LARGEST: u64 = 512 << 20;
 
+/// The file under a stack's state directory that lists the releases its bucket keeps, as
+/// last read (`status`, `rollback`): what `rollback --to <TAB>` offers without calling AWS.
+pub const REMEMBERED: &str = "releases";
+
+/// Writes the names of `kept` for completion; a file that cannot be written is no failure.
+pub fn remember(state_dir: &std::path::Path, kept: &[Receipt]) {
+    let names: String = kept.iter().map(|r| format!("{}\n", r.name)).collect();
+    let _ = std::fs::create_dir_all(state_dir).and_then(|()| std::fs::write(state_dir.join(REMEMBERED), names));
+}
+
 /// The releases in the bucket, oldest first (names start with their UTC time). A directory
 /// without a readable receipt is left out.
 pub async fn releases(client: &aws_sdk_s3::Client, bucket: &str) -> Result<Vec<Receipt>> {
