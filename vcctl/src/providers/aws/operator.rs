@@ -306,6 +306,22 @@ fn scale_statements(bucket: String, stack: &str, region: &str, account: &str) ->
         "Resource": [format!("arn:aws:logs:{region}:{account}:log-group:/vcctl/{stack}"),
                      format!("arn:aws:logs:{region}:{account}:log-group:/vcctl/{stack}:*")]
     }));
+    // RDS makes each DB instance's master secret (`ManageMasterUserPassword`, on create and
+    // on restore) with the caller's rights, as the RDS User Guide's "Permissions required for
+    // Secrets Manager integration" says: these calls are RDS's, so no recording of vcctl's
+    // own requests shows them, and the emulator does not ask. RDS names its secrets `rds!…`.
+    out.push(json!({
+        "Sid": "LetRdsMakeTheMasterSecret",
+        "Effect": "Allow",
+        "Action": ["secretsmanager:CreateSecret", "secretsmanager:TagResource", "secretsmanager:RotateSecret"],
+        "Resource": format!("arn:aws:secretsmanager:{region}:{account}:secret:rds!*")
+    }));
+    out.push(json!({
+        "Sid": "LetRdsFindTheSecretsKey",
+        "Effect": "Allow",
+        "Action": "kms:DescribeKey",
+        "Resource": format!("arn:aws:kms:{region}:{account}:key/*")
+    }));
     out
 }
 
