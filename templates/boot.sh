@@ -161,9 +161,11 @@ prometheus() {
   fi
   get host/prometheus.yml "$WORK/prometheus.yml"
   get host/prometheus.default "$WORK/prometheus.default"
+  get host/prometheus-rules.yml "$WORK/prometheus-rules.yml"
   if [ -n "${AWS_ENDPOINT_URL:-}" ]; then   # tests: the emulator, and its keys
     sed -i "s|^\( *\)# (an emulator's endpoint and keys, in tests only)|\1endpoint: $AWS_ENDPOINT_URL\n\1access_key: $AWS_ACCESS_KEY_ID\n\1secret_key: $AWS_SECRET_ACCESS_KEY|" "$WORK/prometheus.yml"
   fi
+  "$VC_HOST" put /etc/prometheus/vehicleconnect-rules.yml 0644 < "$WORK/prometheus-rules.yml" >/dev/null || return 1
   "$VC_HOST" put /etc/prometheus/prometheus.yml 0644 < "$WORK/prometheus.yml" >/dev/null || return 1
   "$VC_HOST" put /etc/default/prometheus 0644 < "$WORK/prometheus.default" >/dev/null || return 1
   "$VC_HOST" prometheus yes

@@ -198,15 +198,10 @@ pub enum Command {
                       aws iam put-user-policy --user-name deployer --policy-name vcctl-frankfurt --policy-document file://policy.json"
     )]
     IamPolicy(IamPolicyArgs),
-    /// (Internal) Run a local release under vcctl's supervisor; `vcctl up` starts it.
+    /// (Internal) Run one of a local stack's processes under vcctl's supervisor; `vcctl up`
+    /// starts it.
     #[command(hide = true)]
-    Supervise {
-        /// The local stack's directory.
-        #[arg(long)]
-        dir: PathBuf,
-        /// The release binary.
-        bin: PathBuf,
-    },
+    Supervise(SuperviseArgs),
 }
 
 impl Command {
@@ -246,7 +241,7 @@ impl Command {
             | Command::Audit(_)
             | Command::Backup(_)
             | Command::Ssh(_) => &NONE,
-            Command::Completions { .. } | Command::Supervise { .. } => &NONE,
+            Command::Completions { .. } | Command::Supervise(_) => &NONE,
         }
     }
 }
@@ -278,7 +273,7 @@ impl Command {
             Command::Ci(_) => "vcctl ci init",
             Command::IamPolicy(_) => "vcctl iam-policy",
             Command::Completions { .. } => "vcctl completions",
-            Command::Supervise { .. } => "vcctl supervise",
+            Command::Supervise(_) => "vcctl supervise",
         }
     }
 
@@ -316,7 +311,7 @@ impl Command {
             | Command::Audit(_)
             | Command::Backup(_)
             | Command::Ssh(_) => None,
-            Command::Completions { .. } | Command::Supervise { .. } => None,
+            Command::Completions { .. } | Command::Supervise(_) => None,
         }
     }
 }
@@ -375,6 +370,25 @@ impl CiInitArgs {
             github_token: crate::providers::aws::github::token(),
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SuperviseArgs {
+    /// The local stack's directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Which process: `service` (the default), `service-2`..., `db`, `prometheus`.
+    #[arg(long, default_value = "service")]
+    pub name: String,
+    /// Run it as this user (PostgreSQL refuses to run as root).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The signal that stops it cleanly (PostgreSQL's fast shutdown is INT).
+    #[arg(long, default_value = "TERM")]
+    pub stop_signal: String,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -595,8 +609,21 @@ pub struct LogsArgs {
     /// last `-n` lines, looked for in the last hour, then day, then the whole retention.
     #[arg(long, value_parser = parse_duration)]
     pub since: Option<Duration>,
+    /// Local stacks: which process's log: `service` (the default), `service-2`..., `db`
+    /// (PostgreSQL) or `prometheus`.
+    #[arg(long, value_parser = parse_process)]
+    pub process: Option<String>,
     #[command(flatten)]
     pub overrides: OverrideArgs,
+}
+
+/// `logs --process`: `service`, `service-N`, `db` or `prometheus`.
+fn parse_process(v: &str) -> Result<String, String> {
+    let replica = v.strip_prefix("service-").is_some_and(|n| n.parse::<u8>().is_ok_and(|n| (2..=8).contains(&n)));
+    if matches!(v, "service" | "db" | "prometheus") || replica {
+        return Ok(v.to_string());
+    }
+    Err(format!("expected service, service-2 to service-8, db or prometheus, got {v:?}"))
 }
 
 #[derive(Debug, Clone, Args)]

@@ -36,6 +36,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     use Provider::{Aws, Local, Ssh};
     check_host_filter(ctx, command)?;
     check_instance_filter(ctx, command)?;
+    check_log_filters(ctx, command)?;
     match (&ctx.settings.provider, command) {
         (Aws(a), Command::Up(r) | Command::Deploy(r)) => {
             let work = lock::around(ctx, a, command.name(), r.lock_timeout, async |c| on_aws(&c, a, command).await);
@@ -53,11 +54,6 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         (Aws(a), Command::Restore(_)) => told(ctx, a, command.name(), on_aws(ctx, a, command)).await,
         (Aws(a), Command::Destroy(d)) if d.delete_backups && a.scale.is_some() => Err(no_vault(ctx)),
         (_, Command::Destroy(d)) if d.delete_backups && !matches!(&ctx.settings.provider, Aws(_)) => Err(no_vault(ctx)),
-        (p, Command::Logs(l))
-            if (l.instance.is_some() || l.since.is_some()) && !matches!(p, Aws(a) if a.scale.is_some()) =>
-        {
-            Err(no_log_filters(ctx))
-        }
         (Aws(a), Command::Destroy(d)) => {
             lock::around(ctx, a, command.name(), d.lock_timeout, async |c| on_aws(&c, a, command).await).await
         }
@@ -94,6 +90,11 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             Some("run it with an AWS stack, e.g. --stack frankfurt".to_string()),
         )
         .into()),
+        (Local(_), Command::Logs(args)) if let Some(process) = &args.process => {
+            let stack = crate::providers::local::process::LocalStack::new(&ctx.settings);
+            crate::providers::local::target::process_logs(&stack, process, args.lines, args.follow, ctx.printer.json)
+                .await
+        }
         (Local(_), Command::Plan(args)) => plan::run(ctx, args.artifact.as_deref()).await,
         (Ssh(s), Command::Plan(args)) if s.is_fleet() => fleet::plan(ctx, s, args.artifact.as_deref()).await,
         (Ssh(_), Command::Plan(_)) => Err(Failure::invalid(
@@ -102,7 +103,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         )
         .into()),
         (_, Command::Completions { shell }) => Ok(completions(*shell)),
-        (_, Command::Supervise { dir, bin }) => crate::providers::local::supervise::run(dir, bin).await,
+        (_, Command::Supervise(args)) => crate::providers::local::supervise::run(args).await,
         (Local(_), _) => on_target(ctx, command, Ok(Box::new(LocalTarget::new(&ctx.settings)))).await,
         (Ssh(s), _) if s.is_fleet() => on_fleet(ctx, s, command).await,
         (Ssh(s), _) => {
@@ -112,16 +113,30 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
     }
 }
 
-/// `logs --instance` or `--since` of a stack whose lines are not in CloudWatch Logs.
-fn no_log_filters(ctx: &Ctx) -> anyhow::Error {
-    Failure::invalid(
-        format!(
-            "`logs --instance` and `--since` read a `scale:` stack's CloudWatch Logs; stack `{}` is a `{}` stack",
-            ctx.settings.stack, ctx.settings.provider_name
-        ),
-        Some("`vcctl logs -n N` shows its last N lines (`--host` one host of a fleet)".into()),
-    )
-    .into()
+/// `logs --instance` and `--since` read a `scale:` stack's CloudWatch Logs; `--process`
+/// picks one of a local stack's processes.
+fn check_log_filters(ctx: &Ctx, command: &Command) -> Result<()> {
+    let Command::Logs(l) = command else { return Ok(()) };
+    let scale = matches!(&ctx.settings.provider, Provider::Aws(a) if a.scale.is_some());
+    let local = matches!(&ctx.settings.provider, Provider::Local(_));
+    let (stack, shape) = (&ctx.settings.stack, ctx.settings.provider.shape());
+    if (l.instance.is_some() || l.since.is_some()) && !scale {
+        return Err(Failure::invalid(
+            format!(
+                "`logs --instance` and `--since` read a `scale:` stack's CloudWatch Logs; stack `{stack}` is a `{shape}` stack"
+            ),
+            Some("`vcctl logs -n N` shows its last N lines (`--host` one host of a fleet)".into()),
+        )
+        .into());
+    }
+    if l.process.is_some() && !local {
+        return Err(Failure::invalid(
+            format!("`logs --process` picks one of a local stack's processes; stack `{stack}` is a `{shape}` stack"),
+            Some("leave out `--process`".into()),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// `destroy --delete-backups` of a stack without a backup vault.
@@ -209,7 +224,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
             .into()),
         },
         Command::Completions { shell } => Ok(completions(*shell)),
-        Command::Supervise { dir, bin } => crate::providers::local::supervise::run(dir, bin).await,
+        Command::Supervise(args) => crate::providers::local::supervise::run(args).await,
         // The rest run on the stack's host, through on-demand SSH.
         _ => {
             let (cloud, _) = crate::providers::aws::connect(ctx, a).await?;
@@ -338,7 +353,7 @@ async fn on_target(ctx: &Ctx, command: &Command, target: Result<Box<dyn Operatio
         | Command::Backup(_)
         | Command::Restore(_)
         | Command::Completions { .. }
-        | Command::Supervise { .. } => {
+        | Command::Supervise(_) => {
             anyhow::bail!("`{}` does not run on a host", command.name())
         }
     }

@@ -325,9 +325,10 @@ impl Host {
     /// `/etc/default` file), restarted when either changed.
     pub async fn serve_prometheus(&self, config: &str, defaults: &str) -> Result<()> {
         self.packages(&["prometheus"]).await?;
+        let rules = self.put(crate::render::PROMETHEUS_RULES_PATH, "644", crate::render::PROMETHEUS_RULES).await?;
         let a = self.put("/etc/prometheus/prometheus.yml", "644", config).await?;
         let b = self.put("/etc/default/prometheus", "644", defaults).await?;
-        self.run(&["prometheus", yes(a || b)]).await.map(|_| ())
+        self.run(&["prometheus", yes(a || b || rules)]).await.map(|_| ())
     }
 
     /// Sends the artifact as a new release (to a temporary name, checked by hash, renamed).

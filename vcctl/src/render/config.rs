@@ -115,6 +115,12 @@ impl HostConfig {
                 kind: FileKind::Prometheus,
             },
             File { path: "/etc/default/prometheus".into(), mode: "644", text: defaults, kind: FileKind::Prometheus },
+            File {
+                path: render::PROMETHEUS_RULES_PATH.into(),
+                mode: "644",
+                text: render::PROMETHEUS_RULES.into(),
+                kind: FileKind::Prometheus,
+            },
         ];
         for (path, text) in render::units(settings, false)? {
             files.push(File { path, mode: "644", text, kind: FileKind::Unit });
@@ -269,6 +275,13 @@ pub fn local_hash(settings: &Settings, listen: &str) -> String {
         settings.kpi_interval, settings.retention, settings.ingest_token
     );
     h.update(env.as_bytes());
+    // What the service is started with beyond the embedded store's one process (absent for
+    // it, so that a stack's hash stays what it was).
+    if let crate::stack::Provider::Local(l) = &settings.provider
+        && (l.database != crate::stack::LocalDatabase::Embedded || l.replicas > 1)
+    {
+        h.update(format!("database={:?}\nreplicas={}\n", l.database, l.replicas).as_bytes());
+    }
     for (k, v) in &settings.env {
         h.update(format!("{k}={v}\n").as_bytes());
     }

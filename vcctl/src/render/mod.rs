@@ -9,6 +9,9 @@ pub const CLOUD_INIT: &str = include_str!("../../../templates/cloud-init.yaml");
 pub const PROMETHEUS: &str = include_str!("../../../templates/prometheus.yml");
 pub const BOOT: &str = include_str!("../../../templates/boot.sh");
 pub const PROMETHEUS_GROUP: &str = include_str!("../../../templates/prometheus-group.yml");
+/// The alert rules every shape's Prometheus loads, and where a host keeps them.
+pub const PROMETHEUS_RULES: &str = include_str!("../../../templates/prometheus-rules.yml");
+pub const PROMETHEUS_RULES_PATH: &str = "/etc/prometheus/vehicleconnect-rules.yml";
 
 pub const CADDYFILE: &str = include_str!("../../../templates/caddy/Caddyfile");
 pub const CADDYFILE_LB: &str = include_str!("../../../templates/caddy/Caddyfile.lb");
@@ -259,7 +262,15 @@ pub fn indent(text: &str, n: usize) -> String {
 pub fn user_data(stack: &str, service_port: u16) -> Result<String> {
     let port = service_port.to_string();
     let prometheus = prometheus(stack, &[format!("127.0.0.1:{port}")])?;
-    render(CLOUD_INIT, &[("stack", stack), ("service_port", &port), ("prometheus_yml", &indent(&prometheus, 6))])
+    render(
+        CLOUD_INIT,
+        &[
+            ("stack", stack),
+            ("service_port", &port),
+            ("prometheus_yml", &indent(&prometheus, 6)),
+            ("prometheus_rules", &indent(PROMETHEUS_RULES, 6)),
+        ],
+    )
 }
 
 #[cfg(test)]

@@ -152,11 +152,36 @@ impl Provider {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LocalSettings {
     /// Address the service listens on; 127.0.0.1 unless the stack says otherwise.
     pub listen_address: Option<String>,
+    /// `local.database`: the embedded store (the default), or a PostgreSQL cluster of the
+    /// stack's own, on this port (`None`: a free loopback port, chosen once and kept).
+    pub database: LocalDatabase,
+    /// `local.prometheus`: Prometheus on this loopback port, scraping the service.
+    pub prometheus: Option<u16>,
+    /// `local.replicas`: service processes on consecutive ports (PostgreSQL only).
+    pub replicas: u8,
 }
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        LocalSettings { listen_address: None, database: LocalDatabase::Embedded, prometheus: None, replicas: 1 }
+    }
+}
+
+/// Where a local stack's service keeps its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalDatabase {
+    Embedded,
+    Postgres { port: Option<u16> },
+}
+
+/// Prometheus's port on a local stack, unless the stack gives one.
+pub const LOCAL_PROMETHEUS_PORT: u16 = 9090;
+/// The most service processes a local stack runs.
+pub const LOCAL_MOST_REPLICAS: u8 = 8;
 
 /// `aws.ssh_access`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -475,7 +500,12 @@ fn misplaced_sections(root: &Section, provider: &str) -> Vec<(&'static str, Stac
             "scale" => "aws",
             section => section,
         };
-        err.hint = Some(format!("remove it, or set `provider: {needs}`"));
+        err.hint = Some(match (other, provider) {
+            ("database", "local") => {
+                "a local stack's database goes under `local:` (`local:\n  database: postgres`)".into()
+            }
+            _ => format!("remove it, or set `provider: {needs}`"),
+        });
         errors.push((other, err));
     }
     errors
@@ -792,13 +822,67 @@ fn service_env(s: &mut Section) -> Result<Vec<(String, String)>, StackError> {
 }
 
 fn local_settings(mut s: Section) -> Result<LocalSettings, StackError> {
-    let listen_address = s.opt_parsed("listen_address", "an IP address", |v| {
-        v.parse::<std::net::IpAddr>()
-            .map(|_| v.to_string())
-            .map_err(|_| format!("expected an IP address such as 127.0.0.1, got {v:?}"))
+    let mut found = Found::default();
+    let listen_address = found
+        .take(s.opt_parsed("listen_address", "an IP address", |v| {
+            v.parse::<std::net::IpAddr>()
+                .map(|_| v.to_string())
+                .map_err(|_| format!("expected an IP address such as 127.0.0.1, got {v:?}"))
+        }))
+        .flatten();
+    let database = found.take(local_database(&mut s)).unwrap_or(LocalDatabase::Embedded);
+    let prometheus = found.take(local_prometheus(&mut s)).flatten();
+    let replicas = found
+        .take(s.opt_parsed("replicas", "a number of service processes", |v| match v.parse::<u8>() {
+            Ok(n) if (1..=LOCAL_MOST_REPLICAS).contains(&n) => Ok(n),
+            _ => Err(format!("expected a whole number from 1 to {LOCAL_MOST_REPLICAS}, got {v:?}")),
+        }))
+        .flatten()
+        .unwrap_or(1);
+    if replicas > 1 && database == LocalDatabase::Embedded {
+        found.add(s.value_error(
+            "replicas",
+            format!("{replicas} service processes would each keep their own embedded store"),
+            Some("add `database: postgres` under `local:`: the replicas share one PostgreSQL database".into()),
+        ));
+    }
+    found.take(s.check_unknown());
+    found.result()?;
+    Ok(LocalSettings { listen_address, database, prometheus, replicas })
+}
+
+/// `local.database`: `embedded`, `postgres`, or `{engine: postgres, port: N}`.
+fn local_database(s: &mut Section) -> Result<LocalDatabase, StackError> {
+    if !s.has("database") || s.is_scalar("database") {
+        let engine = s.opt_parsed("database", "a database", |v| match v {
+            "embedded" => Ok(LocalDatabase::Embedded),
+            "postgres" => Ok(LocalDatabase::Postgres { port: None }),
+            _ => Err(format!("expected `embedded` (the default) or `postgres`, got {v:?}")),
+        })?;
+        return Ok(engine.unwrap_or(LocalDatabase::Embedded));
+    }
+    let mut d = s.opt_section("database")?.expect("checked above");
+    let engine = d.opt_parsed("engine", "a database engine", |v| match v {
+        "postgres" => Ok(()),
+        _ => Err(format!("a local stack's own database is PostgreSQL: `engine: postgres`, not {v:?}")),
     })?;
-    s.finish()?;
-    Ok(LocalSettings { listen_address })
+    let port = d.opt_port("port")?;
+    d.check_unknown()?;
+    if engine.is_none() {
+        return Err(d.error("`engine: postgres` is the one engine a local stack runs; say it"));
+    }
+    Ok(LocalDatabase::Postgres { port })
+}
+
+/// `local.prometheus`: `true`, `false`, or `{port: N}`.
+fn local_prometheus(s: &mut Section) -> Result<Option<u16>, StackError> {
+    if !s.has("prometheus") || s.is_scalar("prometheus") {
+        return Ok(s.opt_bool("prometheus")?.unwrap_or(false).then_some(LOCAL_PROMETHEUS_PORT));
+    }
+    let mut p = s.opt_section("prometheus")?.expect("checked above");
+    let port = p.opt_port("port")?;
+    p.check_unknown()?;
+    Ok(Some(port.unwrap_or(LOCAL_PROMETHEUS_PORT)))
 }
 
 fn aws_settings(mut s: Section) -> Result<AwsSettings, StackError> {
@@ -1151,6 +1235,39 @@ mod tests {
         assert_eq!(fleet.the(Role::Lb).map(|h| h.host.as_str()), Some("198.51.100.10"));
         assert!(fleet.hosts.iter().all(|h| h.user.as_deref() == Some("admin") && h.identity.is_some()));
         assert_eq!(fleet.database, Database::OnHost);
+    }
+
+    #[test]
+    fn a_local_stack_runs_postgres_prometheus_and_replicas_when_asked() {
+        let local = |text: &str| match parse(Path::new("stacks/t.yaml"), text).unwrap().provider {
+            Provider::Local(l) => l,
+            _ => unreachable!(),
+        };
+        let head = "name: a\nprovider: local\n";
+        assert_eq!(local(head), LocalSettings::default());
+        let pg = local(&format!("{head}local:\n  database: postgres\n  prometheus: true\n  replicas: 3\n"));
+        assert_eq!(
+            (pg.database, pg.prometheus, pg.replicas),
+            (LocalDatabase::Postgres { port: None }, Some(LOCAL_PROMETHEUS_PORT), 3)
+        );
+        let ports = local(&format!(
+            "{head}local:\n  database: {{engine: postgres, port: 55433}}\n  prometheus: {{port: 9091}}\n"
+        ));
+        assert_eq!((ports.database, ports.prometheus), (LocalDatabase::Postgres { port: Some(55433) }, Some(9091)));
+        check(
+            &format!("{head}local:\n  replicas: 2\n"),
+            "stacks/t.yaml:4:13: local.replicas: 2 service processes would each keep their own embedded store\nhint: add `database: postgres` under `local:`: the replicas share one PostgreSQL database",
+        );
+        check(
+            &format!("{head}local:\n  database: mysql\n"),
+            "stacks/t.yaml:4:13: local.database: expected `embedded` (the default) or `postgres`, got \"mysql\"",
+        );
+        check(
+            &format!("{head}local:\n  replicas: 9\n"),
+            "stacks/t.yaml:4:13: local.replicas: expected a whole number from 1 to 8, got \"9\"",
+        );
+        let err = parse(Path::new("stacks/t.yaml"), &format!("{head}database: postgres\n")).unwrap_err();
+        assert!(err.hint.as_deref().is_some_and(|h| h.contains("goes under `local:`")), "{err:?}");
     }
 
     #[test]

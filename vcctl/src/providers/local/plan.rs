@@ -38,8 +38,13 @@ pub async fn run(ctx: &Ctx, artifact: Option<&std::path::Path>) -> Result<u8> {
         }
         _ => {}
     }
+    changes.extend(dependencies(&stack)?);
     if !running {
-        changes.push(Change::new(Action::Create, "service", format!("start it on {}", stack.base_url())));
+        let on = match stack.replicas().len() {
+            1 => stack.base_url(),
+            n => format!("{} and the {} ports after it ({n} processes)", stack.base_url(), n - 1),
+        };
+        changes.push(Change::new(Action::Create, "service", format!("start it on {on}")));
     } else if changes.is_empty() {
         let healthy = matches!(health::status(&crate::http_client::client(), &stack.base_url()).await, Ok((200, _)));
         if !healthy {
@@ -49,4 +54,33 @@ pub async fn run(ctx: &Ctx, artifact: Option<&std::path::Path>) -> Result<u8> {
     let subject = Scope { stack: &ctx.settings.stack, shape: "local", place: None };
     let extra = crate::plan::extra(json!({"settings": ctx.settings}));
     Ok(crate::plan::print(&ctx.printer, &subject, &changes, extra, &[]))
+}
+
+/// PostgreSQL and Prometheus, when the stack runs them and they do not run.
+fn dependencies(stack: &crate::providers::local::process::LocalStack) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    let running = |name: &str| stack.processes().iter().any(|p| p.name == name && p.pid.is_some());
+    if let Some(c) = stack.cluster()? {
+        let made = c.data().join("PG_VERSION").is_file();
+        if !running("db") {
+            let what =
+                if made { "start the stack's cluster" } else { "make a cluster of the stack's own and start it" };
+            out.push(Change::new(
+                if made { Action::Update } else { Action::Create },
+                "PostgreSQL",
+                format!("{what} in {} on 127.0.0.1:{} ({})", c.dir.display(), c.port, c.bindir.display()),
+            ));
+        }
+    }
+    if let Some(port) = stack.local.prometheus {
+        crate::providers::local::deps::prometheus_bin()?;
+        if !running("prometheus") {
+            out.push(Change::new(
+                Action::Create,
+                "Prometheus",
+                format!("start it on 127.0.0.1:{port}, scraping the service every 15 s with production's rules"),
+            ));
+        }
+    }
+    Ok(out)
 }

@@ -7,6 +7,8 @@
 //!   current -> releases/...                                      (switched atomically)
 //!   service.pid, service.log, data/, secrets/ingest_token (0600)
 //!   supervisor.pid, supervisor.json                             (supervise.rs: restarts a crash)
+//!   service-N.*, db.*, prometheus.*                              (replicas, PostgreSQL, Prometheus:
+//!                                                                 deps.rs; each its own supervisor)
 //! ```
 
 use std::fs::{self, OpenOptions};
@@ -24,13 +26,27 @@ use crate::artifact::Artifact;
 use crate::error::Failure;
 use crate::release::Receipt;
 use crate::settings::Settings;
-use crate::stack::Provider;
+use crate::stack::{LocalDatabase, LocalSettings, Provider};
+
+use super::deps;
+use super::supervise;
 
 pub struct LocalStack {
     pub dir: PathBuf,
     pub address: String,
     pub port: u16,
+    pub local: LocalSettings,
     settings: Settings,
+}
+
+/// One of the stack's processes as `status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProcessView {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub port: u16,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
 }
 
 impl LocalStack {
@@ -40,13 +56,61 @@ impl LocalStack {
             dir: settings.state_dir.clone(),
             address: local.listen_address.clone().unwrap_or_else(|| "127.0.0.1".into()),
             port: settings.port,
+            local: local.clone(),
             settings: settings.clone(),
         }
+    }
+
+    /// The service's processes: `service` on the stack's port, then `service-2`... on the
+    /// ports after it.
+    pub fn replicas(&self) -> Vec<(String, u16)> {
+        (0..self.local.replicas)
+            .map(|i| {
+                let name = if i == 0 { "service".to_string() } else { format!("service-{}", i + 1) };
+                (name, self.port + u16::from(i))
+            })
+            .collect()
+    }
+
+    /// The log of process `name`.
+    pub fn log_of(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
+    /// The stack's PostgreSQL, when it runs one.
+    pub fn cluster(&self) -> Result<Option<deps::Cluster>> {
+        match self.local.database {
+            LocalDatabase::Embedded => Ok(None),
+            LocalDatabase::Postgres { port } => deps::Cluster::of(&self.dir, port).map(Some),
+        }
+    }
+
+    /// The service's database login (0600 under `secrets/`), made at first use.
+    pub fn db_password(&self) -> Result<String> {
+        let path = self.dir.join("secrets/db_password");
+        if let Ok(t) = fs::read_to_string(&path) {
+            return Ok(t.trim().to_string());
+        }
+        fs::create_dir_all(path.parent().unwrap())?;
+        let pw = random_word(40);
+        deps::write_private(&path, &pw)?;
+        Ok(pw)
+    }
+
+    /// The service's `DATABASE_URL` with PostgreSQL; `None` with the embedded store.
+    pub fn database_url(&self) -> Result<Option<String>> {
+        let Some(c) = self.cluster()? else { return Ok(None) };
+        Ok(Some(c.url(&self.db_password()?)))
     }
 
     /// The stack's name.
     pub fn name(&self) -> &str {
         &self.settings.stack
+    }
+
+    /// How long the service keeps events.
+    pub fn retention(&self) -> Duration {
+        self.settings.retention
     }
 
     pub fn base_url(&self) -> String {
@@ -88,11 +152,7 @@ impl LocalStack {
             return Ok(Some(t.trim().to_string()));
         }
         fs::create_dir_all(path.parent().unwrap())?;
-        let token: String = {
-            use rand::Rng;
-            let mut rng = rand::rng();
-            (0..40).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
-        };
+        let token = random_word(40);
         let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
         std::io::Write::write_all(&mut f, token.as_bytes())?;
         Ok(Some(token))
@@ -179,96 +239,257 @@ impl LocalStack {
         Ok(())
     }
 
-    /// Refuses a port another program holds (call it with the service stopped).
+    /// Refuses a port another program holds (call it with the service stopped): each
+    /// replica's.
     pub fn check_port_free(&self) -> Result<()> {
-        if std::net::TcpListener::bind((self.address.as_str(), self.port)).is_err() {
-            return Err(Failure::invalid(
-                format!("port {} on {} is already in use by another program", self.port, self.address),
-                Some("stop it, or pick another port with --port or `service.port` in the stack file".to_string()),
-            )
-            .into());
+        for (_, port) in self.replicas() {
+            if std::net::TcpListener::bind((self.address.as_str(), port)).is_err() {
+                return Err(Failure::invalid(
+                    format!("port {port} on {} is already in use by another program", self.address),
+                    Some("stop it, or pick another port with --port or `service.port` in the stack file".to_string()),
+                )
+                .into());
+            }
         }
         Ok(())
     }
 
-    /// The address the service listens on.
+    /// The address the (first) service listens on.
     pub fn listen(&self) -> String {
         format!("{}:{}", self.address, self.port)
     }
 
-    /// Starts `current` in the background, detached from this terminal, under vcctl's
-    /// supervisor (`supervise.rs`), which restarts it when it crashes. Returns the
-    /// supervisor's pid: its process group holds the service.
-    pub fn start(&self) -> Result<u32> {
-        let bin = self.current_link().join("vehicleconnect");
-        self.check_port_free()?;
-        let addr = self.listen();
-        fs::create_dir_all(self.data_dir())?;
-        let _ = fs::remove_file(self.pid_file());
-        let _ = fs::remove_file(self.dir.join("supervisor.json"));
-        let log = OpenOptions::new().create(true).append(true).open(self.log_file())?;
+    /// Starts `command` as process `name` in the background, detached from this terminal,
+    /// under vcctl's supervisor (`supervise.rs`), which restarts it when it crashes; its
+    /// output goes to `log`. vcctl's own `VC_*` and `DATABASE_URL` are not passed on: the
+    /// process gets `env` only. Returns the supervisor's pid: its process group holds it.
+    fn spawn(&self, name: &str, how: &Supervised, env: &[(String, String)], log: &Path) -> Result<u32> {
+        let f = supervise::files(&self.dir, name);
+        let _ = fs::remove_file(&f.pid);
+        let _ = fs::remove_file(&f.record);
+        let log = OpenOptions::new().create(true).append(true).open(log)?;
         let mut cmd = std::process::Command::new(std::env::current_exe().context("finding vcctl itself")?);
-        cmd.arg("supervise").arg("--dir").arg(&self.dir).arg(&bin);
+        cmd.arg("supervise").arg("--dir").arg(&self.dir).args(["--name", name, "--stop-signal", how.stop_signal]);
+        if let Some(user) = &how.user {
+            cmd.args(["--user", user]);
+        }
+        cmd.arg("--").args(&how.command);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().into_owned();
             if k.starts_with("VC_") || k.starts_with("VCCTL_") || k == "DATABASE_URL" {
                 cmd.env_remove(k);
             }
         }
-        cmd.env("VC_LISTEN", &addr)
-            .env("VC_DATA_DIR", self.data_dir())
-            .env("VC_KPI_INTERVAL", humantime::format_duration(self.settings.kpi_interval).to_string())
-            .env("VC_RETENTION", humantime::format_duration(self.settings.retention).to_string())
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             // Its own process group: Ctrl-C in this terminal does not reach it.
             .process_group(0);
-        if let Some(token) = self.ingest_token()? {
-            cmd.env("VC_INGEST_TOKEN", token);
-        }
-        cmd.envs(self.settings.env.iter().map(|(k, v)| (k, v)));
-        let child = cmd.spawn().with_context(|| format!("starting `{}` under vcctl's supervisor", bin.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {name} under vcctl's supervisor"))?;
         let pid = child.id();
-        fs::write(self.dir.join("supervisor.pid"), format!("{pid}\n"))?;
-        // The supervisor writes the service's pid as it starts it.
+        fs::write(&f.supervisor, format!("{pid}\n"))?;
+        // The supervisor writes the program's pid as it starts it.
         let started = Instant::now();
-        while !self.pid_file().exists() && process_alive(pid) && started.elapsed() < Duration::from_secs(5) {
+        while !f.pid.exists() && process_alive(pid) && started.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(10));
         }
         Ok(pid)
     }
 
-    /// The supervisor of this stack, when one runs.
-    fn supervisor_pid(&self) -> Option<u32> {
-        let pid: u32 = fs::read_to_string(self.dir.join("supervisor.pid")).ok()?.trim().parse().ok()?;
+    /// Starts `current` in the background, one process per replica, each under vcctl's
+    /// supervisor. Returns the supervisors' pids: their process groups hold the service.
+    pub fn start(&self) -> Result<Vec<u32>> {
+        let bin = self.current_link().join("vehicleconnect");
+        self.check_port_free()?;
+        fs::create_dir_all(self.data_dir())?;
+        let database = self.database_url()?;
+        let mut env = vec![
+            ("VC_KPI_INTERVAL".to_string(), humantime::format_duration(self.settings.kpi_interval).to_string()),
+            ("VC_RETENTION".to_string(), humantime::format_duration(self.settings.retention).to_string()),
+        ];
+        if let Some(token) = self.ingest_token()? {
+            env.push(("VC_INGEST_TOKEN".into(), token));
+        }
+        if let Some(url) = database {
+            env.push(("DATABASE_URL".into(), url));
+        }
+        env.extend(self.settings.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let how = Supervised { command: vec![bin.into()], user: None, stop_signal: "TERM" };
+        let mut pids = Vec::new();
+        for (i, (name, port)) in self.replicas().into_iter().enumerate() {
+            let data = if i == 0 { self.data_dir() } else { self.dir.join(format!("data-{}", i + 1)) };
+            fs::create_dir_all(&data)?;
+            let mut env = env.clone();
+            env.push(("VC_LISTEN".into(), format!("{}:{port}", self.address)));
+            env.push(("VC_DATA_DIR".into(), data.display().to_string()));
+            let log = if i == 0 { self.log_file() } else { self.log_of(&name) };
+            pids.push(self.spawn(&name, &how, &env, &log)?);
+        }
+        Ok(pids)
+    }
+
+    /// The supervisor of process `name`, when one runs.
+    fn supervisor_of(&self, name: &str) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(supervise::files(&self.dir, name).supervisor).ok()?.trim().parse().ok()?;
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let ours = cmdline.split(|b| *b == 0).any(|a| Path::new(std::ffi::OsStr::from_bytes(a)).starts_with(&self.dir));
         (process_alive(pid) && ours).then_some(pid)
     }
 
-    /// How many times the supervisor restarted the service since it started it.
-    pub fn restarts(&self) -> crate::providers::local::supervise::Restarts {
-        crate::providers::local::supervise::record(&self.dir)
+    /// The pid of process `name`, while its supervisor runs it.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        let pid: u32 = fs::read_to_string(supervise::files(&self.dir, name).pid).ok()?.trim().parse().ok()?;
+        (self.supervisor_of(name).is_some() && process_alive(pid)).then_some(pid)
     }
 
-    /// Stops the running service and everything it started: SIGTERM to its process group,
-    /// then SIGKILL after `grace`.
+    /// How many times the supervisors restarted the service's replicas since they started
+    /// them (the last exit is the latest of theirs).
+    pub fn restarts(&self) -> supervise::Restarts {
+        let mut all = supervise::Restarts::default();
+        for (name, _) in self.replicas() {
+            let r = supervise::record(&self.dir, &name);
+            all.restarts += r.restarts;
+            if r.at > all.at {
+                (all.last_exit, all.at) = (r.last_exit, r.at);
+            }
+        }
+        all
+    }
+
+    /// The service's replicas that have supervisors, the wanted ones and any left by a
+    /// stack file that asked for more.
+    fn replica_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.replicas().into_iter().map(|(n, _)| n).collect();
+        for entry in fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".supervisor.pid").filter(|n| n.starts_with("service-"))
+                && !names.iter().any(|n| n == name)
+            {
+                names.push(name.to_string());
+            }
+        }
+        names
+    }
+
+    /// Stops the running service (every replica) and everything it started: SIGTERM to each
+    /// supervisor's process group, then SIGKILL after `grace`.
     pub fn stop(&self, grace: Duration) -> Result<bool> {
-        // The supervisor's group holds it and the service; a service started before the
-        // supervisor existed is a group of its own.
-        let Some(group) = self.supervisor_pid().or_else(|| self.running_pid()) else {
-            return Ok(false);
-        };
-        stop_group(group, grace);
-        let _ = fs::remove_file(self.pid_file());
-        let _ = fs::remove_file(self.dir.join("supervisor.pid"));
-        Ok(true)
+        let mut stopped = false;
+        for name in self.replica_names() {
+            // A service started before the supervisor existed is a group of its own.
+            let group = self.supervisor_of(&name).or_else(|| (name == "service").then(|| self.running_pid()).flatten());
+            if let Some(group) = group {
+                stop_group(group, grace);
+                stopped = true;
+            }
+            let f = supervise::files(&self.dir, &name);
+            let _ = fs::remove_file(f.pid);
+            let _ = fs::remove_file(f.supervisor);
+        }
+        Ok(stopped)
     }
 
+    /// Whether every replica's supervisor runs.
     pub fn alive(&self) -> Option<bool> {
-        Some(self.supervisor_pid().is_some() || self.running_pid().is_some())
+        let all = self
+            .replicas()
+            .iter()
+            .all(|(n, _)| self.supervisor_of(n).is_some() || (n == "service" && self.running_pid().is_some()));
+        Some(all)
+    }
+
+    /// Whether any replica's supervisor runs.
+    pub fn any_alive(&self) -> bool {
+        self.replica_names().iter().any(|n| self.supervisor_of(n).is_some()) || self.running_pid().is_some()
+    }
+
+    /// Starts what the service needs and is not running: PostgreSQL (made at first use,
+    /// waited for until it takes connections, its database made) and Prometheus.
+    pub async fn ensure_deps(&self, p: &crate::printer::Printer) -> Result<()> {
+        if let Some(c) = self.cluster()? {
+            let password = self.db_password()?;
+            if c.ensure(&password)? {
+                p.detail(format!("made a PostgreSQL cluster in {}", c.data().display()));
+            }
+            if self.supervisor_of("db").is_none() {
+                c.prepare_run()?;
+                let how = Supervised { command: c.command(), user: c.user.clone(), stop_signal: "INT" };
+                self.spawn("db", &how, &[], &self.log_of("db"))?;
+            }
+            let ready = c.wait_ready(Duration::from_secs(60));
+            p.doing(&format!("PostgreSQL on 127.0.0.1:{}", c.port), ready).await?;
+            c.ensure_database(&password)?;
+        }
+        if let Some(port) = self.local.prometheus {
+            self.ensure_prometheus(port, p).await?;
+        }
+        Ok(())
+    }
+
+    /// Prometheus on 127.0.0.1:`port`, scraping every replica with production's rules; a
+    /// changed configuration restarts it.
+    async fn ensure_prometheus(&self, port: u16, p: &crate::printer::Printer) -> Result<()> {
+        let bin = deps::prometheus_bin()?;
+        let dir = self.dir.join("prometheus");
+        fs::create_dir_all(dir.join("data"))?;
+        let rules = dir.join("rules.yml");
+        let targets: Vec<String> = self.replicas().iter().map(|(_, port)| format!("127.0.0.1:{port}")).collect();
+        let config = deps::prometheus_config(self.name(), &targets, &rules, port);
+        let changed = fs::read_to_string(dir.join("prometheus.yml")).ok().as_deref() != Some(config.as_str())
+            || fs::read_to_string(&rules).ok().as_deref() != Some(deps::RULES);
+        fs::write(&rules, deps::RULES)?;
+        fs::write(dir.join("prometheus.yml"), &config)?;
+        match self.supervisor_of("prometheus") {
+            Some(group) if changed => stop_group(group, Duration::from_secs(10)),
+            Some(_) => return Ok(()),
+            None => {}
+        }
+        let command: Vec<std::ffi::OsString> = vec![
+            bin.into(),
+            format!("--config.file={}", dir.join("prometheus.yml").display()).into(),
+            format!("--storage.tsdb.path={}", dir.join("data").display()).into(),
+            format!("--web.listen-address=127.0.0.1:{port}").into(),
+            "--storage.tsdb.retention.time=7d".into(),
+        ];
+        let how = Supervised { command, user: None, stop_signal: "TERM" };
+        self.spawn("prometheus", &how, &[], &self.log_of("prometheus"))?;
+        let ready = wait_http(format!("http://127.0.0.1:{port}/-/ready"), Duration::from_secs(60));
+        p.doing(&format!("Prometheus on 127.0.0.1:{port}"), ready).await
+    }
+
+    /// Stops Prometheus, then PostgreSQL (after the service: it drains into the database).
+    pub fn stop_deps(&self, grace: Duration) -> bool {
+        let mut stopped = false;
+        for name in ["prometheus", "db"] {
+            if let Some(group) = self.supervisor_of(name) {
+                stop_group(group, grace);
+                stopped = true;
+            }
+            let f = supervise::files(&self.dir, name);
+            let _ = fs::remove_file(f.pid);
+            let _ = fs::remove_file(f.supervisor);
+        }
+        stopped
+    }
+
+    /// Every process of the stack, as `status` shows them.
+    pub fn processes(&self) -> Vec<ProcessView> {
+        let mut out: Vec<(String, u16)> = self.replicas();
+        if let Ok(Some(c)) = self.cluster() {
+            out.push(("db".into(), c.port));
+        }
+        if let Some(port) = self.local.prometheus {
+            out.push(("prometheus".into(), port));
+        }
+        out.into_iter()
+            .map(|(name, port)| {
+                let r = supervise::record(&self.dir, &name);
+                let pid = if name == "service" { self.running_pid() } else { self.pid_of(&name) };
+                ProcessView { pid, port, restarts: r.restarts, last_exit: r.last_exit, name }
+            })
+            .collect()
     }
 
     /// The log's length now: pass it to `log_since` to see only what a start wrote.
@@ -280,6 +501,35 @@ impl LocalStack {
     pub fn log_since(&self, offset: u64, n: usize) -> String {
         tail_after(&self.log_file(), offset, n).unwrap_or_default()
     }
+}
+
+/// How a supervisor runs its program.
+struct Supervised {
+    command: Vec<std::ffi::OsString>,
+    user: Option<String>,
+    stop_signal: &'static str,
+}
+
+/// Waits until `url` answers 200, for at most `patience`.
+async fn wait_http(url: String, patience: Duration) -> Result<()> {
+    let client = crate::http_client::client();
+    let started = Instant::now();
+    loop {
+        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        if started.elapsed() > patience {
+            bail!("{url} did not answer within {patience:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `n` random lower-case letters and digits.
+fn random_word(n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..n).map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])).collect()
 }
 
 /// Ends process group `pgid` (a start of ours: `start` makes each its own group): SIGTERM to

@@ -27,8 +27,8 @@ pub struct LocalTarget {
     /// The log's length at the last start: its diagnosis shows only what that start wrote.
     log_mark: u64,
     lock: Option<File>,
-    /// The process (and process group) this run started last.
-    started: Option<u32>,
+    /// The supervisors (and process groups) this run started last, one per replica.
+    started: Vec<u32>,
     /// A pid file was left by a service that had stopped (seen before anything removes it).
     stale: bool,
 }
@@ -38,17 +38,84 @@ impl LocalTarget {
         let stack = LocalStack::new(settings);
         let config = config::local_hash(settings, &stack.listen());
         let stale = stack.has_stale_pid_file();
-        LocalTarget { url: stack.base_url(), stack, config, log_mark: 0, lock: None, started: None, stale }
+        LocalTarget { url: stack.base_url(), stack, config, log_mark: 0, lock: None, started: Vec::new(), stale }
     }
 
     fn stop(&self, p: &Printer) -> Result<()> {
-        // `alive`, not the service's pid: a supervisor waiting to restart runs no service.
-        if self.stack.alive() != Some(true) {
+        // Supervisors, not the service's pid: a supervisor waiting to restart runs no service.
+        if !self.stack.any_alive() {
             return Ok(());
         }
         let step = p.step("stopping the running release");
         self.stack.stop(Duration::from_secs(30))?;
         step.done(self.stack.current().map(|r| r.name).unwrap_or_default());
+        Ok(())
+    }
+
+    /// `db restore` on PostgreSQL: an archive restored beside the serving database, then
+    /// swapped in with the service stopped around the swap; an embedded store's events moved
+    /// in through the API.
+    async fn pg_restore(&mut self, c: &super::deps::Cluster, file: &std::path::Path, p: &Printer) -> Result<()> {
+        let password = self.stack.db_password()?;
+        if let super::pg_store::Archive::Embedded = super::pg_store::kind(file)? {
+            return self.move_in(c, &password, file, p).await;
+        }
+        let step = p.step("restoring the archive into a new database (the service keeps serving)");
+        super::pg_store::restore_beside(c, &password, file)?;
+        step.done("");
+        self.stop(p)?;
+        let step = p.step("swapping the restored database in");
+        super::pg_store::swap(c, &password)?;
+        step.done("the replaced one kept as vehicleconnect_previous");
+        if self.stack.current().is_some() {
+            self.log_mark = self.stack.log_len();
+            self.started = self.stack.start()?;
+        }
+        Ok(())
+    }
+
+    /// An embedded store's events into an empty PostgreSQL database, through the running
+    /// service's API (it stores, partitions and counts them as it does any event).
+    async fn move_in(
+        &mut self,
+        c: &super::deps::Cluster,
+        password: &str,
+        file: &std::path::Path,
+        p: &Printer,
+    ) -> Result<()> {
+        let held = super::pg_store::events(c, password)?;
+        if held > 0 {
+            return Err(Failure::invalid(
+                format!("the stack's PostgreSQL holds {held} events already; moving an embedded store's events in would mix them"),
+                Some("move them into a new stack (`vcctl up` of a stack file with `database: postgres`), whose database is empty".into()),
+            )
+            .into());
+        }
+        let client = crate::http_client::client();
+        let url = format!("{}/api/events", self.url);
+        let token = self.stack.ingest_token()?;
+        // Five minutes inside the retention: the service refuses what is past it.
+        let keep = self.stack.retention().saturating_sub(Duration::from_secs(300));
+        let cutoff = (time::OffsetDateTime::now_utc() - keep).unix_timestamp_nanos() / 1000;
+        let bar = p.bar(0, "  moving events {pos} {per_sec} {elapsed}");
+        let send = |lines: String, n: usize| -> Result<()> {
+            let mut req = client.post(&url).header("content-type", "application/x-ndjson").body(lines);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let handle = tokio::runtime::Handle::current();
+            let answer = tokio::task::block_in_place(|| handle.block_on(req.send()))?;
+            let status = answer.status();
+            if status.as_u16() != 201 {
+                let body = tokio::task::block_in_place(|| handle.block_on(answer.text())).unwrap_or_default();
+                anyhow::bail!("the service answered {status} to a batch: {body:.300}");
+            }
+            bar.inc(n as u64);
+            Ok(())
+        };
+        let (moved, skipped) = super::pg_store::each_batch(file, self.stack.name(), cutoff as i64, 10_000, send)?;
+        bar.finish_and_clear();
+        p.info(format!("moved {moved} events in through the service's API ({skipped} past the retention left out)"));
         Ok(())
     }
 
@@ -60,15 +127,32 @@ impl LocalTarget {
             return Look::Dead(Unhealthy::Exited(self.stack.log_since(self.log_mark, 15)));
         }
         // The answer must come from the service the supervisor runs now (0: none runs).
-        let expected = self.started.map(|_| self.stack.running_pid().unwrap_or(0));
-        match health::status(client, &self.url).await {
+        let expected = (!self.started.is_empty()).then(|| self.stack.running_pid().unwrap_or(0));
+        let first = match health::status(client, &self.url).await {
             Ok((code, s)) if health::is_healthy(code, &s) => health::judge(s, want, expected, &self.url),
             Ok((code, s)) => {
                 let last = format!("HTTP {code}, database {}", s.database);
-                Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last })
+                return Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last });
             }
-            Err(last) => Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last }),
+            Err(last) => return Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last }),
+        };
+        // The other replicas: each answers healthy with the same release, or it is not yet.
+        for (name, port) in self.stack.replicas().into_iter().skip(1) {
+            let url = format!("http://127.0.0.1:{port}");
+            let expected = (!self.started.is_empty()).then(|| self.stack.pid_of(&name).unwrap_or(0));
+            match health::status(client, &url).await {
+                Ok((code, s)) if health::is_healthy(code, &s) => match health::judge(s, want, expected, &url) {
+                    Look::Healthy(_) => {}
+                    other => return other,
+                },
+                Ok((code, s)) => {
+                    let last = format!("{name}: HTTP {code}, database {}", s.database);
+                    return Look::NotYet(Unhealthy::Timeout { url, waited: timeout, last });
+                }
+                Err(last) => return Look::NotYet(Unhealthy::Timeout { url, waited: timeout, last }),
+            }
         }
+        first
     }
 }
 
@@ -140,7 +224,8 @@ impl Target for LocalTarget {
         if self.stale {
             p.warn("found a stale pid file (the service had stopped); starting it again");
         }
-        Ok(())
+        check_no_switch(&self.stack)?;
+        self.stack.ensure_deps(p).await
     }
 
     async fn install(&mut self, artifact: &Artifact, receipt: &Receipt, _p: &Printer) -> Result<()> {
@@ -156,7 +241,7 @@ impl Target for LocalTarget {
     }
 
     async fn switch(&mut self, release: &str, p: &Printer) -> Result<Mark> {
-        if let Some(group) = self.started.take() {
+        for group in std::mem::take(&mut self.started) {
             process::stop_group(group, Duration::from_secs(10));
         }
         self.stop(p)?;
@@ -164,7 +249,7 @@ impl Target for LocalTarget {
         self.stack.check_port_free()?;
         self.stack.switch(release)?;
         self.log_mark = self.stack.log_len();
-        self.started = Some(self.stack.start()?);
+        self.started = self.stack.start()?;
         Ok(self.log_mark as Mark)
     }
 
@@ -179,8 +264,10 @@ impl Target for LocalTarget {
         let this = &*self;
         let checked = health::wait(timeout, async || this.look(&client, want, timeout).await).await;
         // A start that died leaves nothing behind: not even a child holding the port.
-        if let (Err(Unhealthy::Exited(_)), Some(group)) = (&checked, self.started) {
-            process::stop_group(group, Duration::from_secs(5));
+        if let Err(Unhealthy::Exited(_)) = &checked {
+            for group in &self.started {
+                process::stop_group(*group, Duration::from_secs(5));
+            }
         }
         checked
     }
@@ -226,6 +313,12 @@ impl Operations for LocalTarget {
     }
 
     async fn db_dump(&mut self, out: &mut (dyn std::io::Write + Send), p: &Printer) -> Result<u64> {
+        if let Some(c) = self.stack.cluster()? {
+            let step = p.step("pg_dump of the stack's PostgreSQL (the service keeps serving)");
+            let bytes = super::pg_store::dump(&c, &self.stack.db_password()?, out)?;
+            step.done("");
+            return Ok(bytes);
+        }
         let step = p.step("copying the embedded store (one consistent snapshot; the service keeps serving)");
         let bytes = super::store::dump(&self.stack.data_dir(), out)?;
         step.done("");
@@ -233,21 +326,32 @@ impl Operations for LocalTarget {
     }
 
     fn check_dump(&self, file: &std::path::Path) -> Result<()> {
-        super::store::check(file)
+        match self.stack.local.database {
+            crate::stack::LocalDatabase::Postgres { .. } => super::pg_store::kind(file).map(|_| ()),
+            crate::stack::LocalDatabase::Embedded => super::store::check(file),
+        }
     }
 
     fn kept_database(&self) -> String {
-        format!("as `{}.previous`", self.stack.data_dir().join(super::store::FILE).display())
+        match self.stack.local.database {
+            crate::stack::LocalDatabase::Postgres { .. } => "as database `vehicleconnect_previous`".into(),
+            crate::stack::LocalDatabase::Embedded => {
+                format!("as `{}.previous`", self.stack.data_dir().join(super::store::FILE).display())
+            }
+        }
     }
 
     async fn db_restore(&mut self, file: &std::path::Path, p: &Printer) -> Result<()> {
+        if let Some(c) = self.stack.cluster()? {
+            return self.pg_restore(&c, file, p).await;
+        }
         self.stop(p)?;
         let step = p.step("swapping the store in");
         let previous = super::store::swap_in(&self.stack.data_dir(), file)?;
         step.done(format!("the replaced one kept as {}", previous.display()));
         if self.stack.current().is_some() {
             self.log_mark = self.stack.log_len();
-            self.started = Some(self.stack.start()?);
+            self.started = self.stack.start()?;
         }
         Ok(())
     }
@@ -270,13 +374,24 @@ impl Operations for LocalTarget {
             self.stack.releases().len(),
             self.stack.dir.join("releases").display()
         ));
-        if !keep_data {
+        let pg = self.stack.dir.join("pg");
+        if !keep_data && pg.join("data").is_dir() {
+            lines.push(format!(
+                "the stored events: the stack's PostgreSQL cluster, {:.1} MiB in `{}` (stopped first)",
+                dir_size(&pg) as f64 / 1_048_576.0,
+                pg.display()
+            ));
+        } else if !keep_data {
             let bytes = dir_size(&self.stack.data_dir());
             lines.push(format!(
                 "the stored events: the embedded store, {:.1} MiB in `{}`",
                 bytes as f64 / 1_048_576.0,
                 self.stack.data_dir().display()
             ));
+        }
+        let prometheus = self.stack.dir.join("prometheus");
+        if prometheus.is_dir() {
+            lines.push(format!("the stack's Prometheus and its samples in `{}`", prometheus.display()));
         }
         Ok(lines)
     }
@@ -293,6 +408,29 @@ impl Operations for LocalTarget {
 }
 
 /// The local stack's audit trail: beside its directory, which `destroy` deletes.
+/// A local stack does not change its database in place: the events in the one it has would
+/// be left behind. Refused, with the way to move them.
+fn check_no_switch(stack: &LocalStack) -> Result<()> {
+    let embedded = stack.data_dir().join(super::store::FILE);
+    let cluster = stack.dir.join("pg/data/PG_VERSION");
+    let (has, says) = match stack.local.database {
+        crate::stack::LocalDatabase::Postgres { .. } if embedded.is_file() => ("the embedded store", "postgres"),
+        crate::stack::LocalDatabase::Embedded if cluster.is_file() => ("a PostgreSQL cluster", "embedded"),
+        _ => return Ok(()),
+    };
+    let name = stack.name();
+    Err(Failure::invalid(
+        format!(
+            "stack `{name}` keeps its events in {has} (under `{}`), and its file now says `local.database: {says}`:              a stack does not change its database in place",
+            stack.dir.display()
+        ),
+        Some(format!(
+            "put `local.database` back, then move the events to a new stack with the other database:              `vcctl db dump --stack {name} > {name}.dump`, `vcctl up --stack NEW`, `vcctl db restore {name}.dump --stack NEW`"
+        )),
+    )
+    .into())
+}
+
 fn audit_file(dir: &std::path::Path) -> std::path::PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dir.with_file_name(format!("{name}.audit.log"))
@@ -331,7 +469,19 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         "releases": releases,
     });
     kpis.add_to(&mut json);
-    let lines = status_lines(stack, stale, pid, health.as_ref(), &kpis, &restarts);
+    let mut lines = status_lines(stack, stale, pid, health.as_ref(), &kpis, &restarts);
+    let processes = process_views(stack, &client).await;
+    if processes.len() > 1 {
+        lines.push("processes:".into());
+        for p in &processes {
+            let pid = p.pid.map_or_else(|| "not running".to_string(), |pid| format!("pid {pid}"));
+            let restarts = if p.restarts > 0 { format!(", {} restart(s)", p.restarts) } else { String::new() };
+            lines.push(format!("  {:<12} {pid:<12} 127.0.0.1:{:<6} {}{restarts}", p.name, p.port, p.health));
+        }
+    }
+    json["processes"] = serde_json::to_value(&processes)?;
+    let healthy = healthy && processes.iter().all(|p| p.health == "healthy");
+    json["healthy"] = healthy.into();
     let details = releases
         .iter()
         .rev()
@@ -341,6 +491,52 @@ async fn status(stack: &LocalStack, stale: bool) -> Result<StatusView> {
         })
         .collect();
     Ok(StatusView { json, lines, details, healthy })
+}
+
+/// A process of the stack with its health, as `status` shows it.
+#[derive(serde::Serialize)]
+struct ProcessHealth {
+    #[serde(flatten)]
+    process: process::ProcessView,
+    /// `healthy`, `unhealthy` or `not running`.
+    health: String,
+}
+
+impl std::ops::Deref for ProcessHealth {
+    type Target = process::ProcessView;
+    fn deref(&self) -> &process::ProcessView {
+        &self.process
+    }
+}
+
+/// Each process and whether it answers: a service's `/api/status`, PostgreSQL's
+/// `pg_isready`, Prometheus's `/-/ready`.
+async fn process_views(stack: &LocalStack, client: &reqwest::Client) -> Vec<ProcessHealth> {
+    let mut out = Vec::new();
+    for view in stack.processes() {
+        let up = match (view.pid, view.name.as_str()) {
+            (None, _) => None,
+            (Some(_), "db") => Some(stack.cluster().ok().flatten().is_some_and(|c| c.is_ready())),
+            (Some(_), "prometheus") => Some(
+                client
+                    .get(format!("http://127.0.0.1:{}/-/ready", view.port))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
+            ),
+            (Some(_), _) => Some(matches!(
+                health::status(client, &format!("http://127.0.0.1:{}", view.port)).await,
+                Ok((code, s)) if health::is_healthy(code, &s)
+            )),
+        };
+        let health = match up {
+            None => "not running",
+            Some(true) => "healthy",
+            Some(false) => "unhealthy",
+        };
+        out.push(ProcessHealth { process: view, health: health.into() });
+    }
+    out
 }
 
 /// `vcctl status` of a local stack in words.
@@ -380,11 +576,30 @@ fn status_lines(
     lines
 }
 
+/// `logs --process NAME`: that process's log, as `logs` shows the service's.
+pub async fn process_logs(stack: &LocalStack, name: &str, lines: usize, follow: bool, json: bool) -> Result<u8> {
+    let known = stack.processes().iter().any(|p| p.name == name);
+    if !known {
+        let names: Vec<String> = stack.processes().into_iter().map(|p| p.name).collect();
+        return Err(Failure::invalid(
+            format!("stack `{}` runs no process `{name}` (it runs: {})", stack.name(), names.join(", ")),
+            Some("`local.database: postgres` runs `db`, `local.prometheus: true` runs `prometheus`".into()),
+        )
+        .into());
+    }
+    let path = if name == "service" { stack.log_file() } else { stack.log_of(name) };
+    log_file(&path, lines, follow, json).await
+}
+
 /// The service log on stdout, the last `lines` of it, then (with `follow`) what comes;
 /// with `json`, each line as `{"line": ...}` (NDJSON).
 async fn logs(stack: &LocalStack, lines: usize, follow: bool, json: bool) -> Result<u8> {
+    log_file(&stack.log_file(), lines, follow, json).await
+}
+
+async fn log_file(path: &std::path::Path, lines: usize, follow: bool, json: bool) -> Result<u8> {
     let emit = |bytes: &[u8]| crate::printer::say_out(as_json_lines(bytes, json));
-    let path = stack.log_file();
+    let path = path.to_path_buf();
     if !path.exists() {
         crate::printer::say(format!(
             "warning: no log yet at `{}`: the stack has not been started (`vcctl up`)",
@@ -455,10 +670,14 @@ fn destroy(stack: &LocalStack, keep_data: bool, p: &Printer) -> Result<Value> {
     let step = p.step("stopping the service");
     let stopped = stack.stop(Duration::from_secs(30))?;
     step.done(if stopped { "stopped" } else { "was not running" });
+    // After the service, which drains into the database.
+    if stack.stop_deps(Duration::from_secs(30)) {
+        p.detail("stopped the stack's PostgreSQL and Prometheus");
+    }
     if keep_data {
         for entry in std::fs::read_dir(&stack.dir)? {
             let path = entry?.path();
-            if path == stack.data_dir() || path.ends_with("secrets") {
+            if path == stack.data_dir() || path.ends_with("secrets") || path.ends_with("pg") {
                 continue;
             }
             if path.is_dir() && !path.is_symlink() {

@@ -67,6 +67,7 @@ pub fn kit(settings: &Settings, stack_id: &str) -> Result<Vec<(String, Vec<u8>)>
         let region = a.region();
         let config = crate::render::prometheus_group(&settings.stack, &region, stack_id)?;
         out.push(("host/prometheus.yml".into(), config.into_bytes()));
+        out.push(("host/prometheus-rules.yml".into(), crate::render::PROMETHEUS_RULES.as_bytes().to_vec()));
         let defaults = crate::render::prometheus_defaults(&settings.stack, "127.0.0.1:9090");
         out.push(("host/prometheus.default".into(), defaults.into_bytes()));
     }
