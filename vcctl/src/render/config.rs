@@ -275,12 +275,14 @@ pub fn local_hash(settings: &Settings, listen: &str) -> String {
         settings.kpi_interval, settings.retention, settings.ingest_token
     );
     h.update(env.as_bytes());
-    // What the service is started with beyond the embedded store's one process (absent for
-    // it, so that a stack's hash stays what it was).
+    // What the stack runs beyond the embedded store's one process (absent for it, so that
+    // such a stack's hash stays what it was).
+    // A change of them goes through `up`'s deploy, whose preparation starts what is missing.
     if let crate::stack::Provider::Local(l) = &settings.provider
-        && (l.database != crate::stack::LocalDatabase::Embedded || l.replicas > 1)
+        && (l.database != crate::stack::LocalDatabase::Embedded || l.replicas > 1 || l.prometheus.is_some())
     {
-        h.update(format!("database={:?}\nreplicas={}\n", l.database, l.replicas).as_bytes());
+        let line = format!("database={:?}\nreplicas={}\nprometheus={:?}\n", l.database, l.replicas, l.prometheus);
+        h.update(line.as_bytes());
     }
     for (k, v) in &settings.env {
         h.update(format!("{k}={v}\n").as_bytes());

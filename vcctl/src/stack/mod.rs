@@ -1060,7 +1060,8 @@ mod tests {
                 ("fleet".into(), "ssh"),
                 ("frankfurt".into(), "aws"),
                 ("frankfurt-scale".into(), "aws"),
-                ("local".into(), "local")
+                ("local".into(), "local"),
+                ("local-pg".into(), "local")
             ]
         );
     }
