@@ -391,6 +391,31 @@ pub struct SuperviseArgs {
     pub command: Vec<std::ffi::OsString>,
 }
 
+impl SuperviseArgs {
+    pub fn spec(&self) -> crate::providers::local::supervise::Spec {
+        crate::providers::local::supervise::Spec {
+            dir: self.dir.clone(),
+            name: self.name.clone(),
+            user: self.user.clone(),
+            stop_signal: self.stop_signal.clone(),
+            command: self.command.clone(),
+        }
+    }
+}
+
+impl RestoreArgs {
+    /// What a `scale:` stack's restore makes it serve from.
+    pub fn source(&self) -> crate::providers::aws::scale::restore::Source {
+        use crate::providers::aws::scale::restore::Source;
+        match (&self.snapshot, &self.time, &self.database) {
+            (Some(s), _, _) => Source::Snapshot(s.clone()),
+            (_, Some(t), _) => Source::Time(t.clone()),
+            (_, _, Some(d)) => Source::Kept(d.clone()),
+            _ => Source::DeleteOld,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BackupArgs {
     /// List the stack's snapshots instead of taking one.

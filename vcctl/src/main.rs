@@ -113,7 +113,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<u8> {
     // These need no stack file.
     match &cli.command {
         Command::Completions { shell } => return Ok(commands::completions(*shell)),
-        Command::Supervise(args) => return providers::local::supervise::run(args).await,
+        Command::Supervise(args) => return providers::local::supervise::run(&args.spec()).await,
         Command::Simulate(args) if args.target.is_some() => {
             let target = args.target.as_deref().unwrap_or_default().trim_end_matches('/').to_string();
             let token = commands::simulate::token_file(args.token_file.as_deref())?;

@@ -103,7 +103,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
         )
         .into()),
         (_, Command::Completions { shell }) => Ok(completions(*shell)),
-        (_, Command::Supervise(args)) => crate::providers::local::supervise::run(args).await,
+        (_, Command::Supervise(args)) => crate::providers::local::supervise::run(&args.spec()).await,
         (Local(_), _) => on_target(ctx, command, Ok(Box::new(LocalTarget::new(&ctx.settings)))).await,
         (Ssh(s), _) if s.is_fleet() => on_fleet(ctx, s, command).await,
         (Ssh(s), _) => {
@@ -180,9 +180,9 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         }
         Command::Db(DbCommand::Dump(_)) if a.scale.is_some() => instances::run(ctx, a, command).await,
         Command::Db(DbCommand::Restore(args)) if let Some(s) = &a.scale => {
-            scale::restore::db_restore(ctx, a, s, args).await
+            scale::restore::db_restore(ctx, a, s, &args.file).await
         }
-        Command::Restore(args) if let Some(s) = &a.scale => scale::restore::restore(ctx, a, s, args).await,
+        Command::Restore(args) if let Some(s) = &a.scale => scale::restore::restore(ctx, a, s, &args.source()).await,
         Command::Logs(args) if a.scale.is_some() => scale::logs::logs(ctx, a, &args.options()).await,
         Command::Token(TokenCommand::Show(_)) if a.scale.is_some() => {
             token_allowed(ctx)?;
@@ -224,7 +224,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
             .into()),
         },
         Command::Completions { shell } => Ok(completions(*shell)),
-        Command::Supervise(args) => crate::providers::local::supervise::run(args).await,
+        Command::Supervise(args) => crate::providers::local::supervise::run(&args.spec()).await,
         // The rest run on the stack's host, through on-demand SSH.
         _ => {
             let (cloud, _) = crate::providers::aws::connect(ctx, a).await?;

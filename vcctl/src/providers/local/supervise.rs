@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::cli::SuperviseArgs;
-
 /// What the supervisor says about its process.
 #[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Restarts {
@@ -78,8 +76,21 @@ fn ids_of(user: &str) -> Result<(u32, u32)> {
     Ok((id("-u")?, id("-g")?))
 }
 
+/// What one supervisor runs (`vcctl supervise`'s arguments).
+pub struct Spec {
+    /// The stack's directory.
+    pub dir: PathBuf,
+    pub name: String,
+    /// Run as this user.
+    pub user: Option<String>,
+    /// The signal that stops the program cleanly.
+    pub stop_signal: String,
+    /// The program and its arguments.
+    pub command: Vec<std::ffi::OsString>,
+}
+
 /// Runs the program until SIGTERM (or SIGINT), restarting it when it exits.
-pub async fn run(args: &SuperviseArgs) -> Result<u8> {
+pub async fn run(args: &Spec) -> Result<u8> {
     // Its signals stop the child first (below), never drop it where it stands.
     let _guard = crate::signals::Guard::new();
     let mut term = signal(SignalKind::terminate())?;

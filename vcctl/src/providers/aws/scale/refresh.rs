@@ -81,7 +81,12 @@ async fn add_healthy(r: &Refresh<'_>, count: usize, p: &Printer) -> Result<(Vec<
         }
         Err((new, diagnosis)) => {
             step.fail("unhealthy");
-            // Each terminated instance takes the desired count down; the maximum as it was.
+            // Out of the target group first: no request reaches an instance being terminated
+            // (AWS would deregister it as it goes; the emulator keeps it). Each terminated
+            // instance takes the desired count down; the maximum as it was.
+            if !new.is_empty() {
+                let _ = elb::deregister(&r.aws.elb, r.target_group, &new, r.port).await;
+            }
             for id in &new {
                 let _ = autoscaling::terminate_instance(&r.aws.autoscaling, id).await;
             }

@@ -16,7 +16,6 @@ use serde_json::json;
 
 use super::database::{self, DbPointer, DbRef};
 use super::{Survey, converge, survey, tiers};
-use crate::cli::{DbRestoreArgs, RestoreArgs};
 use crate::cloud::aws::rds::{self, RestoreFrom, RestoreSpec};
 use crate::context::Ctx;
 use crate::error::Failure;
@@ -24,26 +23,26 @@ use crate::stack::AwsSettings;
 use crate::stack::scale::ScaleSettings;
 
 /// What a restore makes the group serve from, as asked.
-enum Source<'a> {
-    Snapshot(&'a str),
-    Time(&'a str),
-    Kept(&'a str),
+pub enum Source {
+    /// An RDS snapshot of the stack's.
+    Snapshot(String),
+    /// The serving instance as it was at this time (RFC 3339).
+    Time(String),
+    /// A database the stack kept (`ID` or `ID/NAME`).
+    Kept(String),
+    /// None: the kept ones deleted.
+    DeleteOld,
 }
 
 /// `vcctl restore` of a `scale:` stack.
-pub async fn restore(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &RestoreArgs) -> Result<u8> {
-    if args.delete_old {
+pub async fn restore(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, source: &Source) -> Result<u8> {
+    if let Source::DeleteOld = source {
         return delete_old(ctx, a).await;
     }
-    let source = match (&args.snapshot, &args.time, &args.database) {
-        (Some(s), _, _) => Source::Snapshot(s),
-        (_, Some(t), _) => Source::Time(t),
-        (_, _, Some(d)) => Source::Kept(d),
-        _ => bail!("`vcctl restore` needs a snapshot, --time, --database or --delete-old"),
-    };
     let s = serving_survey(ctx, a).await?;
     let started = Instant::now();
     let (to, from) = match source {
+        Source::DeleteOld => unreachable!("handled above"),
         Source::Kept(id) => {
             let to = kept(&s.data.pointer, &s.data.others, id)?;
             confirm(ctx, &s, &format!("the database it kept, {to}"))?;
@@ -73,8 +72,7 @@ pub async fn restore(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &R
 
 /// `vcctl db restore FILE` of a `scale:` stack: the archive restored through one instance into
 /// a new database beside the serving one, on the same DB instance; then the group moves to it.
-pub async fn db_restore(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &DbRestoreArgs) -> Result<u8> {
-    let file = &args.file;
+pub async fn db_restore(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, file: &std::path::Path) -> Result<u8> {
     let size = std::fs::metadata(file)
         .map_err(|e| Failure::invalid(format!("cannot read `{}`: {e}", file.display()), None))?
         .len();
