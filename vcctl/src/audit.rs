@@ -35,6 +35,17 @@ fn short(s: &str) -> String {
     }
 }
 
+/// `vcctl audit`'s answer: the entries, oldest first (`--json`: `{"stack", "entries"}`).
+pub fn print(printer: &crate::printer::Printer, stack: &str, entries: &[Entry]) {
+    printer.json(&serde_json::json!({"stack": stack, "entries": entries}));
+    if entries.is_empty() {
+        printer.info(format!("stack `{stack}` has no audit entries yet"));
+    }
+    for e in entries {
+        printer.out(e.display());
+    }
+}
+
 impl Entry {
     /// An entry for what this run did; the time is set where it is written.
     pub fn now(action: &str, subject: &str, result: &str) -> Entry {

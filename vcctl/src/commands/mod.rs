@@ -384,14 +384,7 @@ pub fn completions(shell: clap_complete::Shell) -> u8 {
 async fn audit_log(ctx: &Ctx, mut target: Box<dyn Operations>, n: usize) -> Result<u8> {
     let entries = target.audit_log(n).await;
     target.close().await;
-    let entries = entries?;
-    ctx.printer.json(&json!({"stack": ctx.settings.stack, "entries": entries}));
-    if entries.is_empty() {
-        ctx.printer.info(format!("stack `{}` has no audit entries yet", ctx.settings.stack));
-    }
-    for e in &entries {
-        ctx.printer.out(e.display());
-    }
+    crate::audit::print(&ctx.printer, &ctx.settings.stack, &entries?);
     Ok(0)
 }
 

@@ -26,8 +26,8 @@ async fn instances(rds: &Rds) -> Vec<String> {
     ids
 }
 
-/// The user data of the launch template's latest version, decoded.
-async fn boot_script(s: &Project) -> String {
+/// The user data of the launch template's latest version, as EC2 keeps it (base64).
+pub async fn latest_user_data(s: &Project) -> String {
     let (ec2, _, _) = s.sdk().await;
     let versions = ec2
         .describe_launch_template_versions()
@@ -36,7 +36,12 @@ async fn boot_script(s: &Project) -> String {
         .send()
         .await
         .unwrap();
-    let data = versions.launch_template_versions()[0].launch_template_data().unwrap().user_data().unwrap().to_string();
+    versions.launch_template_versions()[0].launch_template_data().unwrap().user_data().unwrap().to_string()
+}
+
+/// That user data decoded: the boot script.
+async fn boot_script(s: &Project) -> String {
+    let data = latest_user_data(s).await;
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
 }
 

@@ -1236,16 +1236,8 @@ async fn a_db_restore_goes_into_a_new_database_the_group_then_serves_from(s: &Pr
     );
 
     // An instance booted now (from the launch template's new version) serves from it.
-    let (ec2, _, _) = s.sdk().await;
-    let versions = ec2
-        .describe_launch_template_versions()
-        .launch_template_name("vcctl-fra")
-        .versions("$Latest")
-        .send()
-        .await
-        .unwrap();
-    let user_data = versions.launch_template_versions()[0].launch_template_data().unwrap().user_data().unwrap();
-    let out = common::on_host(&boot.replace(booted, user_data));
+    let user_data = super::restore::latest_user_data(s).await;
+    let out = common::on_host(&boot.replace(booted, &user_data));
     assert!(out.trim_end().ends_with("exit 0"), "{out}");
     assert!(common::on_host("cat /etc/vehicleconnect/env").contains(&format!("/{name}\n")), "serves from {name}");
     let before = events(&name);

@@ -288,52 +288,41 @@ pub enum RestoreFrom<'a> {
 /// A new DB instance `spec.id` from `from`; RDS makes it in minutes (`find` says when it is
 /// `available`). The snapshot's encryption key carries over.
 pub async fn restore(rds: &Client, spec: &RestoreSpec<'_>, from: &RestoreFrom<'_>) -> Result<()> {
-    let s = spec.settings;
-    let tags = Some(tags(spec.stamp, spec.id));
+    // The two calls' builders are different types with the same setters: one list of them.
+    macro_rules! restored {
+        ($builder:expr) => {
+            $builder
+                .db_instance_class(spec.settings.instance_class)
+                .allocated_storage(spec.settings.storage_gb as i32)
+                .storage_type("gp3")
+                .multi_az(spec.settings.multi_az)
+                .backup_retention_period(i32::from(spec.settings.backup_retention_days))
+                .publicly_accessible(false)
+                .deletion_protection(true)
+                .copy_tags_to_snapshot(true)
+                .manage_master_user_password(true)
+                .db_subnet_group_name(spec.subnet_group)
+                .vpc_security_group_ids(spec.security_group)
+                .set_tags(Some(tags(spec.stamp, spec.id)))
+                .send()
+                .await
+                .map(|_| ())
+        };
+    }
     match from {
-        RestoreFrom::Snapshot(snapshot) => rds
-            .restore_db_instance_from_db_snapshot()
-            .db_snapshot_identifier(*snapshot)
-            .db_instance_identifier(spec.id)
-            .db_instance_class(s.instance_class)
-            .allocated_storage(s.storage_gb as i32)
-            .storage_type("gp3")
-            .multi_az(s.multi_az)
-            .backup_retention_period(i32::from(s.backup_retention_days))
-            .publicly_accessible(false)
-            .deletion_protection(true)
-            .copy_tags_to_snapshot(true)
-            .manage_master_user_password(true)
-            .db_subnet_group_name(spec.subnet_group)
-            .vpc_security_group_ids(spec.security_group)
-            .set_tags(tags)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                error("rds:RestoreDBInstanceFromDBSnapshot", &format!("restoring {snapshot} as {}", spec.id), e)
-            }),
-        RestoreFrom::PointInTime { source, time } => rds
-            .restore_db_instance_to_point_in_time()
-            .source_db_instance_identifier(*source)
-            .restore_time(*time)
-            .target_db_instance_identifier(spec.id)
-            .db_instance_class(s.instance_class)
-            .allocated_storage(s.storage_gb as i32)
-            .storage_type("gp3")
-            .multi_az(s.multi_az)
-            .backup_retention_period(i32::from(s.backup_retention_days))
-            .publicly_accessible(false)
-            .deletion_protection(true)
-            .copy_tags_to_snapshot(true)
-            .manage_master_user_password(true)
-            .db_subnet_group_name(spec.subnet_group)
-            .vpc_security_group_ids(spec.security_group)
-            .set_tags(tags)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| error("rds:RestoreDBInstanceToPointInTime", &format!("restoring {source} as {}", spec.id), e)),
+        RestoreFrom::Snapshot(snapshot) => restored!(
+            rds.restore_db_instance_from_db_snapshot()
+                .db_snapshot_identifier(*snapshot)
+                .db_instance_identifier(spec.id)
+        )
+        .map_err(|e| error("rds:RestoreDBInstanceFromDBSnapshot", &format!("restoring {snapshot} as {}", spec.id), e)),
+        RestoreFrom::PointInTime { source, time } => restored!(
+            rds.restore_db_instance_to_point_in_time()
+                .source_db_instance_identifier(*source)
+                .restore_time(*time)
+                .target_db_instance_identifier(spec.id)
+        )
+        .map_err(|e| error("rds:RestoreDBInstanceToPointInTime", &format!("restoring {source} as {}", spec.id), e)),
     }
 }
 

@@ -215,29 +215,16 @@ pub async fn put_file(s3: &Client, bucket: &str, key: &str, path: &std::path::Pa
 /// The "directories" directly under `prefix` (`releases/` → `releases/<name>/`), at most
 /// `limit` of them: a bucket vcctl fills, read a page at a time, never without bound.
 pub async fn list_dirs(s3: &Client, bucket: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .delimiter("/")
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| error("s3:ListBucket", &format!("listing s3://{bucket}/{prefix}"), e))?;
-        out.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)));
-        anyhow::ensure!(out.len() <= limit, "s3://{bucket}/{prefix} holds more than the {limit} entries vcctl reads");
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-            _ => return Ok(out),
-        }
-    }
+    list(s3, bucket, prefix, true, limit).await
 }
 
 /// The keys under `prefix`, in S3's order (by key), refusing more than `limit`.
 pub async fn list_keys(s3: &Client, bucket: &str, prefix: &str, limit: usize) -> Result<Vec<String>> {
+    list(s3, bucket, prefix, false, limit).await
+}
+
+/// What is under `prefix`: the "directories" (`dirs`), or the keys; at most `limit`.
+async fn list(s3: &Client, bucket: &str, prefix: &str, dirs: bool, limit: usize) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -245,11 +232,16 @@ pub async fn list_keys(s3: &Client, bucket: &str, prefix: &str, limit: usize) ->
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
+            .set_delimiter(dirs.then(|| "/".to_string()))
             .set_continuation_token(token.take())
             .send()
             .await
             .map_err(|e| error("s3:ListBucket", &format!("listing s3://{bucket}/{prefix}"), e))?;
-        out.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        if dirs {
+            out.extend(page.common_prefixes().iter().filter_map(|p| p.prefix().map(str::to_string)));
+        } else {
+            out.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        }
         anyhow::ensure!(out.len() <= limit, "s3://{bucket}/{prefix} holds more than the {limit} entries vcctl reads");
         match page.next_continuation_token() {
             Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),

@@ -5,7 +5,6 @@
 //! reads the newest back. Destroyed with the bucket.
 
 use anyhow::Result;
-use serde_json::json;
 
 use crate::audit::Entry;
 use crate::cloud::aws::s3;
@@ -71,13 +70,7 @@ pub async fn show(ctx: &Ctx, a: &AwsSettings, n: usize) -> Result<u8> {
             entries.push(Entry::parse(String::from_utf8_lossy(&bytes).trim()));
         }
     }
-    ctx.printer.json(&json!({"stack": ctx.settings.stack, "entries": entries}));
-    if entries.is_empty() {
-        ctx.printer.info(format!("stack `{}` has no audit entries yet", ctx.settings.stack));
-    }
-    for e in &entries {
-        ctx.printer.out(e.display());
-    }
+    crate::audit::print(&ctx.printer, &ctx.settings.stack, &entries);
     Ok(0)
 }
 
