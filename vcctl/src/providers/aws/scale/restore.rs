@@ -36,13 +36,10 @@ pub enum Source {
 
 /// `vcctl restore` of a `scale:` stack.
 pub async fn restore(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, source: &Source) -> Result<u8> {
-    if let Source::DeleteOld = source {
-        return delete_old(ctx, a).await;
-    }
     let s = serving_survey(ctx, a).await?;
     let started = Instant::now();
     let (to, from) = match source {
-        Source::DeleteOld => unreachable!("handled above"),
+        Source::DeleteOld => return delete_old(ctx, a, &s).await,
         Source::Kept(id) => {
             let to = kept(&s.data.pointer, &s.data.others, id)?;
             confirm(ctx, &s, &format!("the database it kept, {to}"))?;
@@ -86,17 +83,11 @@ pub async fn db_restore(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, file:
         &format!("a new database {to} restored from `{}` ({})", file.display(), indicatif::HumanBytes(size)),
     )?;
     let started = Instant::now();
-    let (cloud, ids, app_group) = super::in_service(ctx, a).await?;
-    let Some(id) = ids.first() else { bail!("stack `{}`'s group has no instance in service", ctx.settings.stack) };
-    let work = async {
-        let mut on = super::operations_on(ctx, a, &cloud, std::slice::from_ref(id)).await?;
-        let (_, target) = on.pop().context("no instance to restore through")?;
-        ctx.printer.info(format!("restoring `{}` into database {name} through instance {id}", file.display()));
-        let done = target.host().db_restore_into(file, &name, &ctx.printer).await;
-        crate::targets::Target::close(Box::new(target)).await;
-        done
-    };
-    crate::providers::aws::on_demand::around_on(ctx, a, &cloud, app_group.as_ref(), "vcctl db restore", work).await?;
+    through_an_instance(ctx, a, "vcctl db restore", async |host: &crate::host::Host| {
+        ctx.printer.info(format!("restoring `{}` into database {name} through an instance in service", file.display()));
+        host.db_restore_into(file, &name, &ctx.printer).await
+    })
+    .await?;
     ctx.printer.info(format!("restored in {}", crate::printer::format_duration(started.elapsed())));
     repoint(ctx, a, scale, &s, to, &format!("archive {}", file.display()), started).await
 }
@@ -134,8 +125,16 @@ fn kept(pointer: &DbPointer, others: &[String], asked: &str) -> Result<DbRef> {
         return Ok(k.clone());
     }
     if others.iter().any(|o| o == instance) {
-        let database = name.unwrap_or(rds::DATABASE).to_string();
-        return Ok(DbRef { instance: instance.to_string(), database });
+        let database = name.unwrap_or(rds::DATABASE);
+        // It goes into the bucket's pointer, then into the boot script and psql: checked.
+        if !database::database_name(database) {
+            return Err(Failure::invalid(
+                format!("{database:?} in `--database {asked}` is not a database name"),
+                Some("lower-case letters, digits and `_`, a letter first (`vcctl status` lists the kept ones)".into()),
+            )
+            .into());
+        }
+        return Ok(DbRef { instance: instance.to_string(), database: database.to_string() });
     }
     let listed: Vec<String> = pointer.kept.iter().map(ToString::to_string).chain(others.iter().cloned()).collect();
     Err(Failure::invalid(
@@ -239,8 +238,7 @@ async fn repoint(
 /// `restore --delete-old`: the stack's databases it no longer serves from, after confirmation;
 /// an instance after a final snapshot, a database beside the serving one dropped through an
 /// instance.
-async fn delete_old(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
-    let s = serving_survey(ctx, a).await?;
+async fn delete_old(ctx: &Ctx, a: &AwsSettings, s: &Survey) -> Result<u8> {
     let serving = s.data.pointer.serving.clone();
     let beside: Vec<&DbRef> = s.data.pointer.kept.iter().filter(|k| k.instance == serving.instance).collect();
     let p = &ctx.printer;
@@ -277,23 +275,34 @@ async fn delete_old(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
 
 /// Drops databases on the serving DB instance, through one instance in service.
 async fn drop_beside(ctx: &Ctx, a: &AwsSettings, beside: &[&DbRef]) -> Result<()> {
+    through_an_instance(ctx, a, "vcctl restore --delete-old", async |host: &crate::host::Host| {
+        for k in beside {
+            ctx.printer.doing(&format!("dropping database {k}"), host.db_drop(&k.database)).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `work` on the first instance of the group in service, over on-demand SSH (opened for
+/// `command` and closed after, as `exec` does): the database is the group's, so any instance
+/// in service reaches it.
+async fn through_an_instance(
+    ctx: &Ctx,
+    a: &AwsSettings,
+    command: &str,
+    work: impl AsyncFnOnce(&crate::host::Host) -> Result<()>,
+) -> Result<()> {
     let (cloud, ids, app_group) = super::in_service(ctx, a).await?;
     let Some(id) = ids.first() else { bail!("stack `{}`'s group has no instance in service", ctx.settings.stack) };
-    let work = async {
+    let run = async {
         let mut on = super::operations_on(ctx, a, &cloud, std::slice::from_ref(id)).await?;
-        let (_, target) = on.pop().context("no instance to drop through")?;
-        let mut done = Ok(());
-        for k in beside {
-            done = ctx.printer.doing(&format!("dropping database {k}"), target.host().db_drop(&k.database)).await;
-            if done.is_err() {
-                break;
-            }
-        }
+        let (_, target) = on.pop().context("no instance in service to work through")?;
+        let done = work(target.host()).await;
         crate::targets::Target::close(Box::new(target)).await;
         done
     };
-    crate::providers::aws::on_demand::around_on(ctx, a, &cloud, app_group.as_ref(), "vcctl restore --delete-old", work)
-        .await
+    crate::providers::aws::on_demand::around_on(ctx, a, &cloud, app_group.as_ref(), command, run).await
 }
 
 /// A pg_dump custom-format archive starts with `PGDMP`: anything else is refused before the
@@ -323,6 +332,8 @@ mod tests {
         let others = ["vcctl-fra-r2".to_string()];
         assert_eq!(kept(&p, &others, "vcctl-fra").unwrap().database, "vehicleconnect");
         assert_eq!(kept(&p, &others, "vcctl-fra-r2").unwrap().database, "vehicleconnect");
+        let hostile = kept(&p, &others, "vcctl-fra-r2/x; DROP TABLE api_events").unwrap_err().to_string();
+        assert!(hostile.contains("is not a database name"), "{hostile}");
         let err = kept(&p, &others, "vcctl-other").unwrap_err().to_string();
         assert!(err.contains("kept: vcctl-fra/vehicleconnect, vcctl-fra-r2"), "{err}");
     }
