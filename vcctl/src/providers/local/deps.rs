@@ -93,6 +93,7 @@ pub fn pg_user() -> Result<Option<String>> {
 }
 
 /// The stack's cluster: where it lives, its binaries, its port and who runs it.
+#[derive(Debug, Clone)]
 pub struct Cluster {
     pub dir: PathBuf,
     pub bindir: PathBuf,

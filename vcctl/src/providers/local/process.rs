@@ -37,6 +37,8 @@ pub struct LocalStack {
     pub port: u16,
     pub local: LocalSettings,
     settings: Settings,
+    /// The cluster, once found: its binaries looked for and its port chosen once a run.
+    cluster: std::sync::OnceLock<deps::Cluster>,
 }
 
 /// One of the stack's processes as `status` shows it.
@@ -58,6 +60,7 @@ impl LocalStack {
             port: settings.port,
             local: local.clone(),
             settings: settings.clone(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
@@ -79,10 +82,12 @@ impl LocalStack {
 
     /// The stack's PostgreSQL, when it runs one.
     pub fn cluster(&self) -> Result<Option<deps::Cluster>> {
-        match self.local.database {
-            LocalDatabase::Embedded => Ok(None),
-            LocalDatabase::Postgres { port } => deps::Cluster::of(&self.dir, port).map(Some),
+        let LocalDatabase::Postgres { port } = self.local.database else { return Ok(None) };
+        if let Some(c) = self.cluster.get() {
+            return Ok(Some(c.clone()));
         }
+        let found = deps::Cluster::of(&self.dir, port)?;
+        Ok(Some(self.cluster.get_or_init(|| found).clone()))
     }
 
     /// The service's database login (0600 under `secrets/`), made at first use.
@@ -114,8 +119,14 @@ impl LocalStack {
     }
 
     pub fn base_url(&self) -> String {
+        self.url_of(self.port)
+    }
+
+    /// Where a service process on `port` answers from this machine: the listen address
+    /// (`0.0.0.0` is reached on 127.0.0.1).
+    pub fn url_of(&self, port: u16) -> String {
         let host = if self.address == "0.0.0.0" { "127.0.0.1" } else { &self.address };
-        format!("http://{host}:{}", self.port)
+        format!("http://{host}:{port}")
     }
 
     fn pid_file(&self) -> PathBuf {
@@ -380,15 +391,21 @@ impl LocalStack {
         for name in self.replica_names() {
             // A service started before the supervisor existed is a group of its own.
             let group = self.supervisor_of(&name).or_else(|| (name == "service").then(|| self.running_pid()).flatten());
-            if let Some(group) = group {
-                stop_group(group, grace);
-                stopped = true;
-            }
-            let f = supervise::files(&self.dir, &name);
-            let _ = fs::remove_file(f.pid);
-            let _ = fs::remove_file(f.supervisor);
+            stopped |= self.end(&name, group, grace);
         }
         Ok(stopped)
+    }
+
+    /// Ends process `name`'s process group `group` (when it runs) and forgets its pid files;
+    /// whether it ran.
+    fn end(&self, name: &str, group: Option<u32>, grace: Duration) -> bool {
+        if let Some(group) = group {
+            stop_group(group, grace);
+        }
+        let f = supervise::files(&self.dir, name);
+        let _ = fs::remove_file(f.pid);
+        let _ = fs::remove_file(f.supervisor);
+        group.is_some()
     }
 
     /// Whether every replica's supervisor runs.
@@ -435,7 +452,11 @@ impl LocalStack {
         let dir = self.dir.join("prometheus");
         fs::create_dir_all(dir.join("data"))?;
         let rules = dir.join("rules.yml");
-        let targets: Vec<String> = self.replicas().iter().map(|(_, port)| format!("127.0.0.1:{port}")).collect();
+        let targets: Vec<String> = self
+            .replicas()
+            .iter()
+            .map(|(_, port)| self.url_of(*port).trim_start_matches("http://").to_string())
+            .collect();
         let config = deps::prometheus_config(self.name(), &targets, &rules, port);
         let changed = fs::read_to_string(dir.join("prometheus.yml")).ok().as_deref() != Some(config.as_str())
             || fs::read_to_string(&rules).ok().as_deref() != Some(deps::RULES);
@@ -463,13 +484,7 @@ impl LocalStack {
     pub fn stop_deps(&self, grace: Duration) -> bool {
         let mut stopped = false;
         for name in ["prometheus", "db"] {
-            if let Some(group) = self.supervisor_of(name) {
-                stop_group(group, grace);
-                stopped = true;
-            }
-            let f = supervise::files(&self.dir, name);
-            let _ = fs::remove_file(f.pid);
-            let _ = fs::remove_file(f.supervisor);
+            stopped |= self.end(name, self.supervisor_of(name), grace);
         }
         stopped
     }

@@ -126,33 +126,28 @@ impl LocalTarget {
         if self.stack.alive() == Some(false) || self.stack.restarts().restarts > 0 {
             return Look::Dead(Unhealthy::Exited(self.stack.log_since(self.log_mark, 15)));
         }
-        // The answer must come from the service the supervisor runs now (0: none runs).
-        let expected = (!self.started.is_empty()).then(|| self.stack.running_pid().unwrap_or(0));
-        let first = match health::status(client, &self.url).await {
-            Ok((code, s)) if health::is_healthy(code, &s) => health::judge(s, want, expected, &self.url),
-            Ok((code, s)) => {
-                let last = format!("HTTP {code}, database {}", s.database);
-                return Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last });
-            }
-            Err(last) => return Look::NotYet(Unhealthy::Timeout { url: self.url.clone(), waited: timeout, last }),
-        };
-        // The other replicas: each answers healthy with the same release, or it is not yet.
-        for (name, port) in self.stack.replicas().into_iter().skip(1) {
-            let url = format!("http://127.0.0.1:{port}");
-            let expected = (!self.started.is_empty()).then(|| self.stack.pid_of(&name).unwrap_or(0));
-            match health::status(client, &url).await {
-                Ok((code, s)) if health::is_healthy(code, &s) => match health::judge(s, want, expected, &url) {
-                    Look::Healthy(_) => {}
-                    other => return other,
-                },
+        // Every replica answers healthy with the release wanted, each from the process its
+        // supervisor runs now (0: none runs); the first one's answer is the look's.
+        let mut first = None;
+        for (name, port) in self.stack.replicas() {
+            let url = self.stack.url_of(port);
+            let pid = if name == "service" { self.stack.running_pid() } else { self.stack.pid_of(&name) };
+            let expected = (!self.started.is_empty()).then(|| pid.unwrap_or(0));
+            let look = match health::status(client, &url).await {
+                Ok((code, s)) if health::is_healthy(code, &s) => health::judge(s, want, expected, &url),
                 Ok((code, s)) => {
                     let last = format!("{name}: HTTP {code}, database {}", s.database);
-                    return Look::NotYet(Unhealthy::Timeout { url, waited: timeout, last });
+                    Look::NotYet(Unhealthy::Timeout { url, waited: timeout, last })
                 }
-                Err(last) => return Look::NotYet(Unhealthy::Timeout { url, waited: timeout, last }),
+                Err(last) => Look::NotYet(Unhealthy::Timeout { url, waited: timeout, last }),
+            };
+            match look {
+                Look::Healthy(_) if first.is_none() => first = Some(look),
+                Look::Healthy(_) => {}
+                other => return other,
             }
         }
-        first
+        first.expect("a stack runs one replica at least")
     }
 }
 
@@ -407,7 +402,6 @@ impl Operations for LocalTarget {
     }
 }
 
-/// The local stack's audit trail: beside its directory, which `destroy` deletes.
 /// A local stack does not change its database in place: the events in the one it has would
 /// be left behind. Refused, with the way to move them.
 fn check_no_switch(stack: &LocalStack) -> Result<()> {
@@ -421,16 +415,19 @@ fn check_no_switch(stack: &LocalStack) -> Result<()> {
     let name = stack.name();
     Err(Failure::invalid(
         format!(
-            "stack `{name}` keeps its events in {has} (under `{}`), and its file now says `local.database: {says}`:              a stack does not change its database in place",
+            "stack `{name}` keeps its events in {has} (under `{}`), and its file now says \
+             `local.database: {says}`: a stack does not change its database in place",
             stack.dir.display()
         ),
         Some(format!(
-            "put `local.database` back, then move the events to a new stack with the other database:              `vcctl db dump --stack {name} > {name}.dump`, `vcctl up --stack NEW`, `vcctl db restore {name}.dump --stack NEW`"
+            "put `local.database` back, then move the events to a new stack with the other database: \
+             `vcctl db dump --stack {name} > {name}.dump`, `vcctl up --stack NEW`, `vcctl db restore {name}.dump --stack NEW`"
         )),
     )
     .into())
 }
 
+/// The local stack's audit trail: beside its directory, which `destroy` deletes.
 fn audit_file(dir: &std::path::Path) -> std::path::PathBuf {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dir.with_file_name(format!("{name}.audit.log"))
@@ -525,7 +522,7 @@ async fn process_views(stack: &LocalStack, client: &reqwest::Client) -> Vec<Proc
                     .is_ok_and(|r| r.status().is_success()),
             ),
             (Some(_), _) => Some(matches!(
-                health::status(client, &format!("http://127.0.0.1:{}", view.port)).await,
+                health::status(client, &stack.url_of(view.port)).await,
                 Ok((code, s)) if health::is_healthy(code, &s)
             )),
         };
