@@ -823,6 +823,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn logs_process_names_one_of_a_local_stacks_processes_and_nothing_else() {
+        for ok in ["service", "service-2", "service-8", "db", "prometheus"] {
+            assert_eq!(parse_process(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["service-1", "service-9", "service-", "../db", "db\n", ""] {
+            let err = parse_process(bad).unwrap_err();
+            assert!(err.contains("expected service, service-2 to service-8, db or prometheus"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
     fn parallel_takes_1_to_64_hosts_and_says_so_otherwise() {
         let parsed = Cli::try_parse_from(["vcctl", "deploy", "--parallel", "3"]).unwrap();
         assert!(matches!(parsed.command, Command::Deploy(ReleaseArgs { parallel: 3, .. })));
