@@ -56,6 +56,25 @@ pub struct Config {
     #[arg(long, env = "VC_INGEST_TOKEN", hide_env_values = true, value_parser = non_empty_token)]
     pub ingest_token: Option<String>,
 
+    /// When set, GET /api/analytics/aggregates serves this region's KPI aggregates (their
+    /// mergeable form) to `Authorization: Bearer <token>`, and the token reads the `--peers`:
+    /// one token for every region of a global stack. Prefer the environment variable.
+    #[arg(long, env = "VC_READ_TOKEN", hide_env_values = true, value_parser = non_empty_read_token)]
+    pub read_token: Option<String>,
+
+    /// The other regions of a global stack, NAME=URL,... (us=https://us.vc.example.com):
+    /// `scope=global` on the KPI API and the dashboard merges their aggregates with this one's.
+    #[arg(long, env = "VC_PEERS", value_parser = crate::peers::parse_peers, requires = "read_token")]
+    pub peers: Option<crate::peers::PeerList>,
+
+    /// Authorities (PEM) for the peers' HTTPS certificates; the system's roots by default.
+    #[arg(long, env = "VC_PEER_CA")]
+    pub peer_ca: Option<PathBuf>,
+
+    /// This region's name in the global view.
+    #[arg(long, env = "VC_REGION_NAME", default_value = "this region")]
+    pub region_name: String,
+
     /// Dashboard colours: KPI=WARN:CRIT pairs; amber from WARN, red from CRIT.
     #[arg(long, env = "VC_THRESHOLDS", default_value = crate::dashboard::DEFAULT_THRESHOLDS,
           value_parser = crate::dashboard::parse_thresholds)]
@@ -184,6 +203,13 @@ fn non_empty_token(s: &str) -> Result<String, String> {
         return Err(
             "the ingest token is empty: set a token, or unset VC_INGEST_TOKEN to accept events without one".into()
         );
+    }
+    Ok(s.to_string())
+}
+
+fn non_empty_read_token(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("the read token is empty: set a token, or unset VC_READ_TOKEN to serve no aggregates".into());
     }
     Ok(s.to_string())
 }

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod kpi;
 pub mod kpi_engine;
 pub mod metrics;
+pub mod peers;
 pub mod serve;
 pub mod status_probe;
 pub mod store;
@@ -139,6 +140,8 @@ fn log_listening(listener: &TcpListener, store: &Store, config: &Config) -> Resu
         version = build::VERSION,
         git_sha = build::GIT_SHA,
         ingest_token = config.ingest_token.is_some(),
+        read_token = config.read_token.is_some(),
+        peers = config.peers.as_ref().map_or(0, |p| p.0.len()),
         "listening"
     );
     Ok(())
@@ -174,6 +177,11 @@ pub async fn run(
         replica,
         metrics,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
+        read_token: config.read_token.clone(),
+        peers: peers::start(config.peers.clone(), config.read_token.as_deref(), config.peer_ca.as_deref())?,
+        region_name: config.region_name.clone(),
+        shared_max_age: http::shared_max_age(config.kpi_interval),
+        global_reports: tokio::sync::Semaphore::new(1),
         retention_us: config.retention.as_micros().min(i64::MAX as u128) as i64,
         started,
         dashboard: dashboard::Dashboard::new(&config.thresholds, config.kpi_interval),

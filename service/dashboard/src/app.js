@@ -8,6 +8,8 @@
   const state = {
     window: WINDOWS[params.get('window')] ? params.get('window') : '1h',
     endpoint: params.get('endpoint') || null,
+    // `?scope=global`: every region of a global stack merged by the service (its peers).
+    scope: params.get('scope') === 'global' ? 'global' : null,
     paused: false,
     refreshSeconds: Math.max(1, Number(params.get('refresh')) || config.refresh_seconds),
     all: null,        // unfiltered report: the endpoints table
@@ -210,6 +212,17 @@
     $('#empty').hidden = !(empty && state.all && !state.endpoint);
   }
 
+  /** The regions behind a global view, and those that did not answer (their events are missing). */
+  function drawRegions(regions) {
+    const el = $('#regions');
+    el.hidden = !regions;
+    if (!regions) return;
+    const missing = regions.filter((r) => r.error);
+    el.textContent = `All regions: ${regions.map((r) => (r.error ? `${r.region} (no answer)` : `${r.region} ${number.format(r.count)}`)).join(' · ')}`;
+    el.title = missing.map((r) => `${r.region}: ${r.error}`).join('\n');
+    el.classList.toggle('warn', missing.length > 0);
+  }
+
   function drawFilter() {
     $('#filter').hidden = !state.endpoint;
     $('#filter-name').textContent = state.endpoint || '';
@@ -223,6 +236,7 @@
       const q = (endpoint) => {
         const p = new URLSearchParams({ window: state.window });
         if (endpoint) p.set('endpoint', endpoint);
+        if (state.scope) p.set('scope', state.scope);
         return `/api/analytics/kpis?${p}`;
       };
       try {
@@ -244,6 +258,7 @@
           drawCards(state.view);
           drawCharts(state.view);
           drawTable(state.all);
+          drawRegions(state.all.regions);
         }
       } catch (e) {
         state.failure = e instanceof TypeError ? 'network error' : e.message;

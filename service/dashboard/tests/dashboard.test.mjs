@@ -253,6 +253,38 @@ test('a lone busy minute is drawn as a dot, and the header counts the replicas',
   }
 });
 
+test('?scope=global shows every region merged, and names a region that does not answer', async () => {
+  const token = 'dashboard-test-read-token';
+  const us = await startService(['--read-token', token]);
+  const eu = await startService(['--read-token', token, '--region-name', 'eu', '--peers', `us=${us.base},gone=http://127.0.0.1:9`]);
+  try {
+    const events = (n, status) => Array.from({ length: n }, (_, i) => ({ endpoint: '/vehicles/lock', response_time_ms: 100 + i, status_code: status, client_id: 'car-1' }));
+    await post(us.base, events(30, 200));
+    await post(eu.base, events(20, 503));
+    const global = await until('the global view to count both regions', async () => {
+      const v = await kpis(eu.base, 'window=15m&scope=global');
+      return v.overall?.count === 50 && v;
+    });
+    assert.equal(global.overall.error_rate_pct, 40);
+    const { page, errors, context } = await open(`${eu.base}/dashboard?refresh=1&window=15m&scope=global`, { width: 1000, height: 800 });
+    await page.waitForFunction(() => /eu 20 · us 30 · gone \(no answer\)/.test(document.querySelector('#regions').textContent));
+    assert.equal(await page.getAttribute('#regions', 'class'), 'muted warn');
+    // The cards show the merged figures (the error rate of both regions' events: 20 of 50).
+    await until('the cards to show the global figures', async () =>
+      JSON.stringify(await cardTexts(page)) === JSON.stringify(expectedCards(global.overall)));
+    assert.deepEqual(errors, []);
+    await context.close();
+    // Without the scope, the region's own view (every event failed), and no regions line.
+    const own = await open(`${eu.base}/dashboard?refresh=1&window=15m`, { width: 1000, height: 800 });
+    await until('the cards to show the region\'s own figures', async () => (await cardTexts(own.page)).error_rate_pct === '100 %');
+    assert.equal(await own.page.isHidden('#regions'), true);
+    await own.context.close();
+  } finally {
+    stopService(eu);
+    stopService(us);
+  }
+});
+
 test('an empty service shows how to send the first event', async () => {
   const svc = await startService();
   try {

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         super::events::post_events,
         super::kpis::get_kpis,
+        super::aggregates::get_aggregates,
         super::status::get_status,
         super::get_metrics,
     ),
@@ -34,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         crate::kpi::EndpointFigures,
         crate::kpi::SeriesPoint,
         crate::kpi::Window,
+        crate::kpi::RegionRead,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -81,7 +81,7 @@ pub async fn post_events(
     body: Body,
 ) -> Result<(StatusCode, Json<EventsAnswer>), ApiError> {
     if let Some(token) = &state.ingest_token {
-        authorize(&headers, token)?;
+        super::auth::authorize(&headers, token, "ingest token")?;
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let format = format_of(content_type).map_err(body_error)?;
@@ -112,29 +112,4 @@ fn body_error(e: BodyError) -> ApiError {
         ),
         BodyError::UnsupportedType(m) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
     }
-}
-
-fn authorize(headers: &HeaderMap, token: &str) -> Result<(), ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized("Authorization header is required: `Authorization: Bearer <ingest token>`"));
-    };
-    // The scheme is case-insensitive (RFC 7235): `bearer`, `Bearer` and `BEARER` are one.
-    let given = value.to_str().ok().and_then(|v| {
-        let (scheme, token) = v.trim_start().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    match given {
-        None => Err(unauthorized("Authorization header must be `Bearer <ingest token>`")),
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(unauthorized("the bearer token is not the ingest token")),
-    }
-}
-
-/// Compares without an early exit, so response timing does not reveal a matching prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

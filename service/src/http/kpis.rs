@@ -11,7 +11,8 @@ use bytes::Bytes;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use crate::kpi::{KpiReport, Window};
+use crate::kpi::{Aggregates, KpiReport, RegionRead, Window, unix_us};
+use time::OffsetDateTime;
 
 /// The query parameters, for the OpenAPI document; the handler reads them itself so that a
 /// bad one gets the API's JSON error.
@@ -24,6 +25,10 @@ struct KpiQuery {
     /// Only this endpoint (e.g. /vehicles/lock), or `other`; empty means all.
     #[param(pattern = "^(/.*|other)?$")]
     endpoint: Option<String>,
+    /// `region` (this region's events; the default) or `global`: every region of a global
+    /// stack merged (`VC_PEERS`), with `regions` saying which answered.
+    #[param(pattern = "^(region|global)?$")]
+    scope: Option<String>,
 }
 
 /// KPIs over a window.
@@ -46,12 +51,8 @@ pub async fn get_kpis(
     State(state): State<Arc<AppState>>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = once_each(pairs)?;
-    let window = match params.get("window").map(String::as_str) {
-        None => Window::OneHour,
-        Some(w) => Window::parse(w)
-            .ok_or_else(|| ApiError::bad_request(format!("window: must be one of 15m, 1h, 24h, got {w:?}")))?,
-    };
+    let params = known_params(pairs, &["window", "endpoint", "scope"])?;
+    let window = window_of(&params)?;
     let endpoint = match params.get("endpoint").map(String::as_str) {
         None | Some("") => None,
         Some(e) if !e.starts_with('/') && e != crate::kpi::OTHER_ENDPOINT => {
@@ -59,42 +60,102 @@ pub async fn get_kpis(
         }
         Some(e) => Some(e),
     };
-    if let Some(unknown) = params.keys().find(|k| !matches!(k.as_str(), "window" | "endpoint")) {
-        let shown: String = unknown.chars().take(64).collect();
-        let close = ["window", "endpoint"].into_iter().find(|k| strsim::levenshtein(k, unknown) <= 2);
-        let hint = close.map(|k| format!("; did you mean `{k}`?")).unwrap_or_default();
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter `{shown}` (this endpoint takes `window` and `endpoint`){hint}"
-        )));
-    }
+    let global = match params.get("scope").map(String::as_str) {
+        None | Some("" | "region") => false,
+        Some("global") if state.peers.is_some() => true,
+        Some("global") => {
+            return Err(ApiError::bad_request(
+                "scope=global: this service knows no other region (VC_PEERS is not set)",
+            ));
+        }
+        Some(s) => return Err(ApiError::bad_request(format!("scope: must be region or global, got {s:?}"))),
+    };
     if !state.kpis.is_rebuilt() {
         return Err(ApiError::warming_up());
     }
-    let key = (window, endpoint.map(str::to_string));
+    let key = (window, endpoint.map(str::to_string), global);
     if let Some(json) = state.kpi_cache.get(&key) {
-        return Ok(answer(json));
+        return Ok(answer(json, state.shared_max_age));
     }
-    // One per-endpoint computation at a time: each holds the aggregates' lock that the
-    // writers need after every commit, so a flood of them queues here instead, and the
-    // ones that waited for the same report find it cached.
-    let _turn = match key.1 {
-        Some(_) => Some(state.kpi_reports.acquire().await.expect("the semaphore is never closed")),
-        None => None,
+    // One computation of a kind at a time: a per-endpoint one holds the aggregates' lock
+    // that the writers need after every commit, a global one reads every region; a flood of
+    // them queues here instead, and the ones that waited find the report cached.
+    let semaphore = if global { &state.global_reports } else { &state.kpi_reports };
+    let _turn = match (&key.1, global) {
+        (None, false) => None,
+        _ => Some(semaphore.acquire().await.expect("the semaphore is never closed")),
     };
     if let Some(json) = state.kpi_cache.get(&key) {
-        return Ok(answer(json));
+        return Ok(answer(json, state.shared_max_age));
     }
+    let report = if global {
+        global_report(&state, window, key.1.clone()).await
+    } else {
+        region_report(&state, window, key.1.clone()).await
+    }?;
+    let json =
+        Bytes::from(serde_json::to_vec(&report).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("KPI report not serialisable: {e}"))
+        })?);
+    state.kpi_cache.put(key, json.clone());
+    Ok(answer(json, state.shared_max_age))
+}
+
+async fn region_report(state: &AppState, window: Window, endpoint: Option<String>) -> Result<KpiReport, ApiError> {
     let kpis = state.kpis.clone();
-    let endpoint = key.1.clone();
     // A 24-hour report for one endpoint merges up to 1440 sketches: keep it off the I/O threads.
-    let json = tokio::task::spawn_blocking(move || {
-        serde_json::to_vec(&kpis.report(window, endpoint.as_deref())).map(Bytes::from)
+    tokio::task::spawn_blocking(move || kpis.report(window, endpoint.as_deref())).await.map_err(computation_failed)
+}
+
+/// Every region's minutes merged, then reported as if every event had been here; the
+/// regions that did not answer are named in `regions`, and the report is of the others.
+async fn global_report(state: &AppState, window: Window, endpoint: Option<String>) -> Result<KpiReport, ApiError> {
+    let peers = state.peers.clone().expect("checked by the caller");
+    let reads = peers.read(window).await;
+    let (kpis, here) = (state.kpis.clone(), state.region_name.clone());
+    tokio::task::spawn_blocking(move || {
+        let now = OffsetDateTime::now_utc();
+        let (limits, own) = {
+            let view = kpis.view();
+            (view.limits(), view.report_minutes(window, now).map(|(m, b)| (m, b.clone())).collect::<Vec<_>>())
+        };
+        let mut regions = vec![RegionRead::of(here, Ok(&own), window, now)];
+        regions.extend(reads.iter().map(|(name, got)| RegionRead::of(name.clone(), got.as_ref(), window, now)));
+        let parts = std::iter::once(own).chain(reads.into_iter().filter_map(|(_, got)| got.ok())).collect();
+        let mut report = Aggregates::merged(limits, unix_us(now), parts).report(window, now, endpoint.as_deref());
+        report.regions = Some(regions);
+        report
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("KPI computation failed: {e}")))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("KPI report not serialisable: {e}")))?;
-    state.kpi_cache.put(key, json.clone());
-    Ok(answer(json))
+    .map_err(computation_failed)
+}
+
+fn computation_failed(e: tokio::task::JoinError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("KPI computation failed: {e}"))
+}
+
+/// The query's parameters, each at most once and each one of `known` (a typo is named,
+/// with the parameter meant).
+pub(super) fn known_params(pairs: Vec<(String, String)>, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+    let params = once_each(pairs)?;
+    if let Some(unknown) = params.keys().find(|k| !known.contains(&k.as_str())) {
+        let shown: String = unknown.chars().take(64).collect();
+        let close = known.iter().find(|k| strsim::levenshtein(k, unknown) <= 2);
+        let hint = close.map(|k| format!("; did you mean `{k}`?")).unwrap_or_default();
+        let takes = known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{shown}` (this endpoint takes {takes}){hint}"
+        )));
+    }
+    Ok(params)
+}
+
+pub(super) fn window_of(params: &HashMap<String, String>) -> Result<Window, ApiError> {
+    match params.get("window").map(String::as_str) {
+        None => Ok(Window::OneHour),
+        Some(w) => Window::parse(w)
+            .ok_or_else(|| ApiError::bad_request(format!("window: must be one of 15m, 1h, 24h, got {w:?}"))),
+    }
 }
 
 /// The query's parameters, each given once: `window=1h&window=15m` would leave one of
@@ -113,8 +174,18 @@ fn once_each(pairs: Vec<(String, String)>) -> Result<HashMap<String, String>, Ap
     Ok(params)
 }
 
-fn answer(json: Bytes) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store"), (header::CONTENT_TYPE, "application/json")], json)
+/// A CDN in front may keep an answer `s-maxage` seconds (see [`shared_max_age`]); a browser
+/// asks again each time (`max-age=0`), so the dashboard's refresh shows what the edge has.
+fn answer(json: Bytes, shared_max_age: u64) -> impl IntoResponse {
+    let cache = format!("public, max-age=0, s-maxage={shared_max_age}");
+    ([(header::CACHE_CONTROL, cache), (header::CONTENT_TYPE, "application/json".to_string())], json)
+}
+
+/// How long a shared cache may keep a KPI answer: a twelfth of the KPI interval, between
+/// 1 and 5 seconds. The snapshot changes once an interval; per-endpoint and global reports
+/// move by the minute, so a few seconds hide nothing a person would see.
+pub fn shared_max_age(kpi_interval: Duration) -> u64 {
+    (kpi_interval.as_secs() / 12).clamp(1, 5)
 }
 
 /// Serialized reports, kept for [`REPORT_TTL`]: a flood of readers costs one computation
@@ -124,23 +195,28 @@ pub struct ReportCache {
     entries: Mutex<HashMap<ReportKey, (Instant, Bytes)>>,
 }
 
-type ReportKey = (Window, Option<String>);
+/// The window, the endpoint, and whether the report is global.
+type ReportKey = (Window, Option<String>, bool);
 
 /// How old an answer may be. KPIs move by the minute; a second is invisible.
 pub const REPORT_TTL: Duration = Duration::from_secs(1);
+/// A global report reads every region: kept longer, so a flood of global readers costs
+/// each region one frame per [`GLOBAL_REPORT_TTL`].
+pub const GLOBAL_REPORT_TTL: Duration = Duration::from_secs(5);
 /// Reports kept at most (every window, a few hundred endpoints).
 const MAX_CACHED_REPORTS: usize = 256;
 
 impl ReportCache {
     fn get(&self, key: &ReportKey) -> Option<Bytes> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(key).filter(|(at, _)| at.elapsed() < REPORT_TTL).map(|(_, json)| json.clone())
+        let ttl = if key.2 { GLOBAL_REPORT_TTL } else { REPORT_TTL };
+        entries.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, json)| json.clone())
     }
 
     fn put(&self, key: ReportKey, json: Bytes) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_CACHED_REPORTS {
-            entries.retain(|_, (at, _)| at.elapsed() < REPORT_TTL);
+            entries.retain(|key, (at, _)| at.elapsed() < if key.2 { GLOBAL_REPORT_TTL } else { REPORT_TTL });
             if entries.len() >= MAX_CACHED_REPORTS {
                 entries.clear();
             }

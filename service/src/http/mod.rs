@@ -1,5 +1,7 @@
 //! The HTTP API: routes, shared state, and request metrics.
 
+mod aggregates;
+mod auth;
 mod body;
 mod docs;
 pub mod error;
@@ -25,8 +27,10 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use error::ApiError;
 
+pub use aggregates::KPI_FRAME_TYPE;
 pub use body::body_budget;
 pub use docs::ApiDoc;
+pub use kpis::shared_max_age;
 
 pub struct AppState {
     pub ingest: GroupCommit,
@@ -36,6 +40,16 @@ pub struct AppState {
     pub replica: Arc<crate::fleet::Replica>,
     pub metrics: Arc<Metrics>,
     pub ingest_token: Option<String>,
+    /// `--read-token`: serves the aggregates (`aggregates.rs`) and reads the peers.
+    pub read_token: Option<String>,
+    /// The other regions of a global stack (`--peers`), for `scope=global`.
+    pub peers: Option<Arc<crate::peers::Peers>>,
+    /// `--region-name`: this region in a global report.
+    pub region_name: String,
+    /// `s-maxage` of KPI answers, from the KPI interval (`kpis::shared_max_age`).
+    pub shared_max_age: u64,
+    /// One global report computed at a time (each reads every region).
+    pub global_reports: tokio::sync::Semaphore,
     /// `--retention` in microseconds: older events are refused.
     pub retention_us: i64,
     pub started: Instant,
@@ -59,6 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/status", get(status::get_status))
         .route("/api/events", post(events::post_events))
         .route("/api/analytics/kpis", get(kpis::get_kpis))
+        .route("/api/analytics/aggregates", get(aggregates::get_aggregates))
         .route("/metrics", get(get_metrics))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::docs_page))

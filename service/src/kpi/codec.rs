@@ -64,6 +64,63 @@ fn put_varint(out: &mut Vec<u8>, mut v: u32) {
     out.push(v as u8);
 }
 
+const FRAME_MAGIC: &[u8; 4] = b"VCKM";
+/// Minutes in one frame: the longest window and the minute being filled.
+pub const MAX_FRAME_MINUTES: usize = super::Window::LONGEST_MINUTES as usize + 1;
+/// Bytes of one encoded minute: 4 096 endpoints of 2 048 bins is far past any real minute.
+const MAX_MINUTE_BYTES: usize = 16 << 20;
+
+pub fn encode_frame<'a>(minutes: impl Iterator<Item = (i64, &'a Minute)>) -> Vec<u8> {
+    let mut out = FRAME_MAGIC.to_vec();
+    out.push(VERSION);
+    let count_at = out.len();
+    out.extend(0u32.to_le_bytes());
+    let mut n = 0u32;
+    for (at, minute) in minutes {
+        let bytes = encode(minute);
+        out.extend(at.to_le_bytes());
+        out.extend((bytes.len() as u32).to_le_bytes());
+        out.extend(bytes);
+        n += 1;
+    }
+    out[count_at..count_at + 4].copy_from_slice(&n.to_le_bytes());
+    out
+}
+
+/// A frame's minutes, oldest first; refused whole if any part is damaged, repeated or out
+/// of order (it comes from another region, over the network).
+pub fn decode_frame(bytes: &[u8]) -> Result<Vec<(i64, Minute)>, String> {
+    let mut r = Reader { bytes, at: 0 };
+    if r.take(4)? != FRAME_MAGIC {
+        return Err("not a KPI frame (no VCKM magic)".into());
+    }
+    let version = r.take(1)?[0];
+    if version != VERSION {
+        return Err(format!("unknown KPI frame version {version}"));
+    }
+    let n = r.u32()? as usize;
+    if n > MAX_FRAME_MINUTES {
+        return Err(format!("{n} minutes in one frame (at most {MAX_FRAME_MINUTES})"));
+    }
+    let mut minutes: Vec<(i64, Minute)> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = i64::from_le_bytes(r.array()?);
+        if minutes.last().is_some_and(|(previous, _)| *previous >= at) {
+            return Err(format!("minute {at} out of order"));
+        }
+        let len = r.u32()? as usize;
+        if len > MAX_MINUTE_BYTES {
+            return Err(format!("minute {at}: {len} bytes (at most {MAX_MINUTE_BYTES})"));
+        }
+        let minute = decode(r.take(len)?).map_err(|e| format!("minute {at}: {e}"))?;
+        minutes.push((at, minute));
+    }
+    if r.at != bytes.len() {
+        return Err(format!("{} bytes after the frame", bytes.len() - r.at));
+    }
+    Ok(minutes)
+}
+
 pub fn decode(bytes: &[u8]) -> Result<Minute, String> {
     let mut r = Reader { bytes, at: 0 };
     let version = r.take(1)?[0];
@@ -182,6 +239,27 @@ mod tests {
         for (name, agg) in &m.by_endpoint {
             assert_eq!(back.by_endpoint[name].figures(1), agg.figures(1), "{name}");
         }
+    }
+
+    #[test]
+    fn a_frame_reads_back_and_damaged_frames_are_refused() {
+        let (a, b) = (minute(), minute());
+        let frame = encode_frame([(10, &a), (12, &b)].into_iter());
+        let back = decode_frame(&frame).unwrap();
+        assert_eq!(back.iter().map(|(m, _)| *m).collect::<Vec<_>>(), [10, 12]);
+        assert_eq!(back[1].1.all.figures(1), b.all.figures(1));
+        assert!(decode_frame(&encode_frame(std::iter::empty())).unwrap().is_empty());
+        for cut in [0, 3, 5, 9, frame.len() - 1] {
+            assert!(decode_frame(&frame[..cut]).is_err(), "truncated at {cut}");
+        }
+        let backwards = encode_frame([(12, &a), (10, &b)].into_iter());
+        assert!(decode_frame(&backwards).unwrap_err().contains("out of order"));
+        let twice = encode_frame([(10, &a), (10, &b)].into_iter());
+        assert!(decode_frame(&twice).unwrap_err().contains("out of order"));
+        let mut huge = b"VCKM\x01".to_vec();
+        huge.extend(u32::MAX.to_le_bytes());
+        assert!(decode_frame(&huge).unwrap_err().contains("minutes in one frame"));
+        assert!(decode_frame(b"GIF89a....").unwrap_err().contains("magic"));
     }
 
     #[test]

@@ -189,6 +189,32 @@ pub struct KpiReport {
     /// Sorted by request count, busiest first.
     pub endpoints: Vec<EndpointFigures>,
     pub series: Vec<SeriesPoint>,
+    /// `scope=global` only: every region read, this one first, and what each gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<RegionRead>>,
+}
+
+/// One region's part in a global report.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegionRead {
+    pub region: String,
+    /// Its events in the window; 0 when it did not answer.
+    pub count: u64,
+    /// Why it is missing from the report, when it is.
+    pub error: Option<String>,
+}
+
+impl RegionRead {
+    pub fn of(region: String, got: Result<&Vec<(i64, Minute)>, &String>, window: Window, now: OffsetDateTime) -> Self {
+        let first = minute_of(unix_us(now)) - window.minutes() + 1;
+        match got {
+            Ok(minutes) => {
+                let count = minutes.iter().filter(|(m, _)| *m >= first).map(|(_, b)| b.count()).sum();
+                RegionRead { region, count, error: None }
+            }
+            Err(e) => RegionRead { region, count: 0, error: Some(e.clone()) },
+        }
+    }
 }
 
 /// One minute's aggregates: of all endpoints, and of each.
@@ -427,6 +453,34 @@ impl Aggregates {
         self.bytes
     }
 
+    /// The minutes a report of `window` ending at `now` reads (the window and the one before
+    /// it, for `previous`), as a frame another region merges with its own (`merged`).
+    pub fn frame(&self, window: Window, now: OffsetDateTime) -> Vec<u8> {
+        codec::encode_frame(self.report_minutes(window, now))
+    }
+
+    /// The minutes a report of `window` ending at `now` reads, oldest first.
+    pub fn report_minutes(&self, window: Window, now: OffsetDateTime) -> impl Iterator<Item = (i64, &Minute)> {
+        let last = minute_of(unix_us(now));
+        let first = last - (2 * window.minutes()).min(Window::LONGEST_MINUTES) + 1;
+        self.minutes.range(first..=last).map(|(m, b)| (*m, b))
+    }
+
+    /// Several regions' minutes as one set of aggregates: each minute the merge of that
+    /// minute everywhere, as if every event had been recorded in one place. Counts and sums
+    /// add exactly; the sketches merge bin by bin, so a quantile keeps the sketch's error.
+    pub fn merged(limits: KpiLimits, now_us: i64, regions: Vec<Vec<(i64, Minute)>>) -> Aggregates {
+        let mut minutes: BTreeMap<i64, Minute> = BTreeMap::new();
+        for (at, minute) in regions.into_iter().flatten() {
+            minutes.entry(at).or_default().merge(&minute, limits.endpoints_per_minute);
+        }
+        let mut merged = Aggregates::new(limits);
+        for (at, minute) in minutes {
+            merged.replace_minute(now_us, at, minute);
+        }
+        merged
+    }
+
     /// The KPIs over `window` ending at `now`, for all endpoints or for one.
     ///
     /// The window is the `window.minutes()` minute buckets ending with the current (partial)
@@ -487,6 +541,7 @@ impl Aggregates {
             previous,
             endpoints,
             series,
+            regions: None,
         }
     }
 }
@@ -599,6 +654,40 @@ mod tests {
         assert!((got.error_rate_pct - want.error_rate_pct).abs() < 0.001, "{what}: error rate");
         assert!((got.client_error_rate_pct - want.client_error_rate_pct).abs() < 0.001, "{what}: client error rate");
         assert!((got.requests_per_min - want.requests_per_min).abs() < 0.001, "{what}: rpm");
+    }
+
+    #[test]
+    fn regions_merged_report_what_one_place_with_every_event_would() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_030).unwrap();
+        let now_us = unix_us(now);
+        let events = generate(now_us, 40_000, 3 * 60);
+        let observe = |e: &Generated| Observation {
+            ts_us: e.ts_us,
+            endpoint: e.endpoint,
+            response_time_ms: e.ms,
+            status_code: e.status,
+        };
+        let (mut eu, mut us, mut one) = (Aggregates::new(LIMITS), Aggregates::new(LIMITS), Aggregates::new(LIMITS));
+        eu.record(now_us, events.iter().step_by(3).map(observe));
+        us.record(now_us, events.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, e)| observe(e)));
+        one.record(now_us, events.iter().map(observe));
+        for window in Window::ALL {
+            let frames = [eu.frame(window, now), us.frame(window, now)];
+            let parts = frames.iter().map(|f| codec::decode_frame(f).unwrap()).collect();
+            let global = Aggregates::merged(LIMITS, now_us, parts).report(window, now, None);
+            let want = one.report(window, now, None);
+            let what = window.as_str();
+            assert_eq!(global.overall.count, want.overall.count, "{what}");
+            assert_eq!(global.overall.p95_latency_ms, want.overall.p95_latency_ms, "{what}");
+            assert_eq!(global.overall.error_rate_pct, want.overall.error_rate_pct, "{what}");
+            assert_close(&global.overall, &want.overall, what);
+            assert_eq!(global.previous.map(|p| p.count), want.previous.map(|p| p.count), "{what}");
+            assert_eq!(global.endpoints.len(), want.endpoints.len());
+            for (g, w) in global.endpoints.iter().zip(&want.endpoints) {
+                assert_eq!((&g.endpoint, g.figures.count), (&w.endpoint, w.figures.count));
+                assert_eq!(g.figures.p95_latency_ms, w.figures.p95_latency_ms, "{what} {}", g.endpoint);
+            }
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod fleet;
 pub mod partitions;
 mod postgres;
 mod sqlite;
-mod tls;
+pub mod tls;
 
 pub use tls::DatabaseTls;
 

@@ -40,23 +40,9 @@ impl DatabaseTls {
 
     /// Trusting the authorities in the PEM bundle at `path` for the URL's host.
     pub fn verified(path: &Path) -> Result<DatabaseTls> {
-        use rustls_pki_types::pem::PemObject;
         // RDS's bundle of every region is about 150 KiB.
-        let text = read_bounded(path, "--database-ca", 1024 * 1024)?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
-            let cert =
-                cert.map_err(|e| anyhow::anyhow!("{}: a certificate that does not parse ({e:?})", path.display()))?;
-            roots.add(cert).with_context(|| format!("{}: a certificate that is no authority", path.display()))?;
-        }
-        anyhow::ensure!(!roots.is_empty(), "{}: no PEM certificate", path.display());
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("the default protocol versions are supported")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Ok(DatabaseTls { config: Arc::new(config) })
+        let roots = roots_from_bundle(path, "--database-ca")?;
+        Ok(DatabaseTls { config: client_config(roots) })
     }
 
     pub fn new(cert: CertificateDer<'static>) -> DatabaseTls {
@@ -70,6 +56,31 @@ impl DatabaseTls {
             .with_no_client_auth();
         DatabaseTls { config: Arc::new(config) }
     }
+}
+
+/// The authorities of the PEM bundle at `path` (given as `option`), at most 1 MiB of it.
+pub fn roots_from_bundle(path: &Path, option: &str) -> Result<rustls::RootCertStore> {
+    use rustls_pki_types::pem::PemObject;
+    let text = read_bounded(path, option, 1024 * 1024)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(text.as_bytes()) {
+        let cert =
+            cert.map_err(|e| anyhow::anyhow!("{}: a certificate that does not parse ({e:?})", path.display()))?;
+        roots.add(cert).with_context(|| format!("{}: a certificate that is no authority", path.display()))?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "{}: no PEM certificate", path.display());
+    Ok(roots)
+}
+
+/// A TLS client trusting `roots`, on the aws-lc-rs provider (the one crypto library built).
+pub fn client_config(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the default protocol versions are supported")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 fn read_bounded(path: &Path, option: &str, limit: u64) -> Result<String> {
