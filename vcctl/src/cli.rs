@@ -32,14 +32,14 @@ pub fn command() -> clap::Command {
 /// Which stack shapes each command works on, as its `--help` ends (and docs/reference/cli.md
 /// says); where it refuses one, why.
 pub const SHAPES: [(&str, &str); 19] = [
-    ("up", "every shape"),
+    ("up", "every shape (global: its health checks and routed records; each region is `up` on its own)"),
     ("plan", "every shape"),
-    ("deploy", "every shape"),
-    ("status", "every shape"),
+    ("deploy", "every shape (global: region by region, the canary first, stopping at the first that fails)"),
+    ("status", "every shape (global: each region's health check, record and share, the KPIs merged)"),
     ("logs", "local, ssh, fleet, aws, scale (CloudWatch Logs: every instance's lines, replaced ones too)"),
-    ("rollback", "every shape"),
-    ("destroy", "every shape"),
-    ("simulate", "every shape (scale: through the load balancer at tls.domain), or any URL with --target"),
+    ("rollback", "every shape (global: region by region, in the reverse order)"),
+    ("destroy", "every shape (global: its own pieces; --regions every region's stack too)"),
+    ("simulate", "every shape but global (scale: through the load balancer at tls.domain), or any URL with --target"),
     ("backup", "aws (EBS snapshots) and scale (RDS snapshots); local, ssh and fleet keep no snapshots: `db dump`"),
     ("restore", "aws (a new data volume) and scale (a new DB instance, from a snapshot or a point in time)"),
     ("db", "local, ssh (one host), aws, scale (through one instance); not a fleet yet"),
@@ -711,11 +711,30 @@ pub struct DestroyArgs {
     /// (`aws.backup.lock_days`) keeps a recovery point younger than its days whatever is asked.
     #[arg(long, conflicts_with_all = ["keep_data", "instance"])]
     pub delete_backups: bool,
+    /// Global stack: destroy every region's stack too (listed first, confirmed once).
+    /// Without it only the global pieces go: the routed records and health checks.
+    #[arg(long, conflicts_with_all = ["keep_data", "instance", "delete_backups"])]
+    pub regions: bool,
     /// Confirm without the prompt; needed when stdin is not a terminal.
     #[arg(long)]
     pub yes: bool,
     #[command(flatten)]
     pub overrides: OverrideArgs,
+}
+
+impl DestroyArgs {
+    /// The whole stack, nothing kept (a region of a global `destroy --regions`).
+    pub fn all_of_it() -> DestroyArgs {
+        DestroyArgs {
+            keep_data: false,
+            lock_timeout: std::time::Duration::from_secs(60),
+            instance: None,
+            delete_backups: false,
+            regions: false,
+            yes: true,
+            overrides: OverrideArgs { port: None, port_from_env: false },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

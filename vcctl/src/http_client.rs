@@ -71,7 +71,12 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A body of at most `limit` bytes: an answer that goes on is cut there, not read to the end.
-pub async fn bounded_text(mut response: reqwest::Response, limit: usize) -> Result<String> {
+pub async fn bounded_text(response: reqwest::Response, limit: usize) -> Result<String> {
+    Ok(String::from_utf8_lossy(&bounded_bytes(response, limit).await?).into_owned())
+}
+
+/// The body's bytes, at most `limit` of them.
+pub async fn bounded_bytes(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         body.extend_from_slice(&chunk);
@@ -79,5 +84,5 @@ pub async fn bounded_text(mut response: reqwest::Response, limit: usize) -> Resu
             anyhow::bail!("the answer is longer than {limit} bytes");
         }
     }
-    Ok(String::from_utf8_lossy(&body).into_owned())
+    Ok(body)
 }

@@ -21,11 +21,11 @@ fn rank(module: &str) -> u8 {
 }
 
 /// The stack shape a provider module belongs to; the shapes share only `providers::aws`
-/// (both AWS shapes) and what lies below `providers`.
+/// (the AWS shapes: a box, a group, several regions) and what lies below `providers`.
 fn shape(module: &str) -> Option<&str> {
     let parts: Vec<&str> = module.split("::").collect();
     match parts.as_slice() {
-        ["providers", "aws", s @ ("single" | "scale"), ..] => Some(s),
+        ["providers", "aws", s @ ("single" | "scale" | "global"), ..] => Some(s),
         ["providers", "aws", ..] => Some("aws"),
         ["providers", s, ..] => Some(s),
         _ => None,
@@ -42,7 +42,7 @@ fn allowed(from: &str, to: &str) -> bool {
     }
     if top(from) == top(to) {
         return match (shape(from), shape(to)) {
-            (Some(a), Some(b)) => a == b || (b == "aws" && matches!(a, "single" | "scale")),
+            (Some(a), Some(b)) => a == b || (b == "aws" && matches!(a, "single" | "scale" | "global")),
             _ => true,
         };
     }

@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod deploy;
+pub mod global;
 pub mod instances;
 pub mod secrets;
 pub mod simulate;
@@ -31,9 +32,18 @@ const BOOT_PATIENCE: Duration = Duration::from_secs(300);
 /// How long a `scale:` restore waits for another command's hold on the stack's lock.
 const RESTORE_LOCK_WAIT: Duration = Duration::from_secs(60);
 
-/// Runs `command` on the stack of `ctx`.
+/// Runs `command` on the stack of `ctx`: a global stack's commands are its own
+/// (`global.rs`), and run the regions' through here.
 pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
-    use Provider::{Aws, Local, Ssh};
+    match &ctx.settings.provider {
+        Provider::Global(g) => global::run(ctx, g, command).await,
+        _ => on_stack(ctx, command).await,
+    }
+}
+
+/// Runs `command` on the stack of `ctx`, one of the five shapes that run the service.
+async fn on_stack(ctx: &Ctx, command: &Command) -> Result<u8> {
+    use Provider::{Aws, Global, Local, Ssh};
     check_host_filter(ctx, command)?;
     check_instance_filter(ctx, command)?;
     check_log_filters(ctx, command)?;
@@ -110,6 +120,7 @@ pub async fn dispatch(ctx: &Ctx, command: &Command) -> Result<u8> {
             let remote = Remote::of_ssh(&ctx.settings, &s.hosts[0], s.expose_prometheus);
             on_target(ctx, command, host(ctx, remote, Duration::ZERO).await).await
         }
+        (Global(_), _) => unreachable!("answered by `dispatch`"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Stack files (`stacks/<name>.yaml`): the schema, parsing with positions, and validation.
 //! Pure: reading the file is the only I/O. The schema is documented in docs/reference/stack.md.
 
+pub mod global;
 pub mod hosts;
 pub mod scale;
 pub mod yaml;
@@ -128,6 +129,8 @@ pub enum Provider {
     Local(LocalSettings),
     Aws(AwsSettings),
     Ssh(SshSettings),
+    /// Several region stacks behind one name (`global:`).
+    Global(global::GlobalSettings),
 }
 
 impl Provider {
@@ -140,6 +143,7 @@ impl Provider {
             Provider::Ssh(_) => "ssh",
             Provider::Aws(a) if a.scale.is_some() => "scale",
             Provider::Aws(_) => "aws",
+            Provider::Global(_) => "global",
         }
     }
 
@@ -148,6 +152,7 @@ impl Provider {
             Provider::Local(_) => "local",
             Provider::Aws(_) => "aws",
             Provider::Ssh(_) => "ssh",
+            Provider::Global(_) => "global",
         }
     }
 }
@@ -429,8 +434,9 @@ pub fn parse(file: &Path, text: &str) -> Result<Stack, StackError> {
 }
 
 /// Every field a stack file may have at its top level.
-const TOP_LEVEL: [&str; 12] =
-    ["name", "provider", "id", "service", "tls", "alerts", "local", "aws", "ssh", "scale", "hosts", "database"];
+const TOP_LEVEL: [&str; 13] = [
+    "name", "provider", "id", "service", "tls", "alerts", "local", "aws", "ssh", "scale", "hosts", "database", "global",
+];
 
 /// Problems found while reading one stack file, in the order found.
 #[derive(Default)]
@@ -487,7 +493,7 @@ fn stack_id(root: &mut Section) -> Result<Option<String>, StackError> {
 
 /// The sections of other providers, each an error.
 fn misplaced_sections(root: &Section, provider: &str) -> Vec<(&'static str, StackError)> {
-    let sections = ["local", "aws", "ssh"];
+    let sections = ["local", "aws", "ssh", "global"];
     let ssh_only = ["hosts", "database"].into_iter().filter(|_| provider != "ssh");
     let aws_only = ["scale"].into_iter().filter(|_| provider != "aws");
     let others = sections.into_iter().filter(|s| *s != provider && sections.contains(&provider));
@@ -527,13 +533,15 @@ fn provider_settings(
         }),
         "aws" => Provider::Aws(aws_provider(root, tls, file)?),
         "ssh" => Provider::Ssh(hosts::ssh_settings(root, file)?),
+        "global" => Provider::Global(global::global_settings(root, span)?),
         other => {
             root.allow(&TOP_LEVEL);
             let mut err = root.error_at(span, "provider".into(), format!("unknown provider {other:?}"));
-            let close = ["local", "aws", "ssh"].into_iter().find(|s| strsim::damerau_levenshtein(other, s) <= 2);
+            let close =
+                ["local", "aws", "ssh", "global"].into_iter().find(|s| strsim::damerau_levenshtein(other, s) <= 2);
             err.hint = Some(match close {
-                Some(c) => format!("did you mean `{c}`? (one of local, aws, ssh)"),
-                None => "use one of local, aws, ssh".to_string(),
+                Some(c) => format!("did you mean `{c}`? (one of local, aws, ssh, global)"),
+                None => "use one of local, aws, ssh, global".to_string(),
             });
             return Err(err);
         }
@@ -1084,7 +1092,7 @@ mod tests {
         );
         check(
             "name: a\nprovider: lokal\n",
-            "stacks/t.yaml:2:11: provider: unknown provider \"lokal\"\nhint: did you mean `local`? (one of local, aws, ssh)",
+            "stacks/t.yaml:2:11: provider: unknown provider \"lokal\"\nhint: did you mean `local`? (one of local, aws, ssh, global)",
         );
         check(
             "name: a\nprovider: local\nservice:\n  prot: 80\n",

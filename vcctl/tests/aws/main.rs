@@ -4,6 +4,7 @@
 //! Moto's instance addresses are fake: nothing here ever connects to them.
 
 mod ci;
+mod global;
 mod iam_eval;
 mod least_privilege;
 mod on_demand;
@@ -143,9 +144,14 @@ impl Project {
     }
 
     fn command(&self, args: &[&str]) -> Command {
+        self.command_on("fra", args)
+    }
+
+    /// `vcctl ARGS --stack STACK` in this project.
+    fn command_on(&self, stack: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vcctl"));
         cmd.args(args)
-            .args(["--stack", "fra"])
+            .args(["--stack", stack])
             .current_dir(self.dir.path())
             .env("AWS_ENDPOINT_URL", &self.moto.url)
             // vcctl signs as the operator; the tests' own SDK calls as `testing` (recorded.rs

@@ -29,6 +29,10 @@ struct Prices {
     alb_per_hour: f64,
     rds_postgres_per_hour: BTreeMap<String, f64>,
     rds_gp3_per_gb_month: f64,
+    route53_health_check_https_per_month: f64,
+    route53_health_check_http_per_month: f64,
+    route53_latency_queries_per_million: f64,
+    route53_queries_per_million: f64,
 }
 
 fn prices() -> &'static Prices {
@@ -144,6 +148,37 @@ pub fn scaled(instance_type: &str, root_gb: u32, scale: &ScaleSettings) -> Estim
     b.add(format!("RDS {} GB gp3 storage ({az})", db.storage_gb), Some(storage));
     b.add("Application Load Balancer (fixed hours)".into(), Some(p.alb_per_hour * p.hours_per_month));
     b.finish()
+}
+
+/// DNS queries of a global stack's name a month, assumed (and said): 100 000 vehicles each
+/// resolving the name about three times an hour (its records live 60 s).
+pub const GLOBAL_DNS_QUERIES_PER_MONTH: f64 = 200e6;
+
+/// What a global stack adds to its regions' own costs: a health check per region (HTTPS or
+/// HTTP, as it asks) and the queries of the routed name at [`GLOBAL_DNS_QUERIES_PER_MONTH`].
+/// The regions are priced by their own `plan`.
+/// `checks`: each region's name and whether its health check asks over HTTPS.
+pub fn global(checks: &[(&str, bool)], latency: bool) -> Estimate {
+    let p = prices();
+    let mut b = Builder::new();
+    for (region, https) in checks {
+        let (price, how) = match https {
+            true => (p.route53_health_check_https_per_month, "HTTPS"),
+            false => (p.route53_health_check_http_per_month, "HTTP"),
+        };
+        b.add(format!("Route 53 health check of {region} ({how})"), Some(price));
+    }
+    let (per_million, kind) = match latency {
+        true => (p.route53_latency_queries_per_million, "latency"),
+        false => (p.route53_queries_per_million, "failover"),
+    };
+    let millions = GLOBAL_DNS_QUERIES_PER_MONTH / 1e6;
+    b.add(format!("Route 53 {kind} queries ({millions:.0} million a month, assumed)"), Some(millions * per_million));
+    Estimate {
+        region: "Route 53 (global)".into(),
+        not_counted: "the regions (each priced by its own `vcctl plan`), the hosted zone (yours already)",
+        ..b.finish()
+    }
 }
 
 /// The estimate in words: a total line, then one line per part.

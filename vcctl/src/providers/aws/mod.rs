@@ -6,6 +6,7 @@ pub mod ci;
 pub mod cost;
 pub mod firewall;
 pub mod github;
+pub mod global;
 pub mod keys;
 pub mod lock;
 pub mod names;

@@ -23,6 +23,7 @@ pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<
             kind: kind.clone(),
             value: route53::normal(value),
             alias_zone: None,
+            routed: None,
         });
     }
     if let Some(b) = balancer.filter(|b| !b.zone_id.is_empty()) {
@@ -31,6 +32,7 @@ pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<
             kind: "A".into(),
             value: route53::normal(&b.dns_name),
             alias_zone: Some(b.zone_id.clone()),
+            routed: None,
         });
     }
     out

@@ -1,0 +1,433 @@
+//! `provider: global`: several region stacks behind one name. This stack owns only what is
+//! global: one Route 53 health check per region (on the region's `/api/status`) and one
+//! record of `global.domain` per region, routed by latency or failover and answered only
+//! while the region's check passes. The regions are their own stacks, made and changed by
+//! their own commands (`commands/global.rs` runs them region by region).
+
+pub mod kpis;
+pub mod records;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cloud::aws::route53;
+use crate::cloud::aws::{Aws, elb};
+use crate::context::Ctx;
+use crate::error::Failure;
+use crate::plan::Change;
+use crate::settings::{Overrides, Settings};
+use crate::stack::global::{GlobalSettings, Region};
+use crate::stack::{AwsSettings, Provider};
+use records::{Endpoint, Found, GlobalOp, RegionEndpoint};
+
+/// Route 53 is global; its API lives in us-east-1.
+const ROUTE53_REGION: &str = "us-east-1";
+
+/// A region's own stack, as its file says, with the context its commands run in.
+pub struct RegionStack {
+    pub region: Region,
+    pub ctx: Ctx,
+}
+
+impl RegionStack {
+    pub fn aws(&self) -> &AwsSettings {
+        match &self.ctx.settings.provider {
+            Provider::Aws(a) => a,
+            _ => unreachable!("checked when the regions are read"),
+        }
+    }
+}
+
+/// Reads every region's stack file: each must be an AWS stack (`scale:` or a single box),
+/// and the file errors name the region that names it.
+pub fn regions(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<RegionStack>> {
+    let mut out = Vec::new();
+    for region in &g.regions {
+        let file = crate::stack::locate(&ctx.root, &region.stack);
+        if !file.is_file() {
+            let (message, hint) = crate::stack::missing(&ctx.root, &region.stack);
+            return Err(Failure::invalid(format!("global.regions.{}: {message}", region.name), Some(hint)).into());
+        }
+        let stack = crate::stack::load_file(&file)?;
+        if !matches!(stack.provider, Provider::Aws(_)) {
+            return Err(Failure::invalid(
+                format!(
+                    "global.regions.{}: stack `{}` is a `{}` stack; a region is an AWS stack (`scale:` or a single box)",
+                    region.name,
+                    region.stack,
+                    stack.provider.shape()
+                ),
+                Some(format!("point `{}` at an AWS stack file", region.name)),
+            )
+            .into());
+        }
+        let settings = Settings::resolve(&ctx.root, stack, &Overrides::default());
+        out.push(RegionStack { region: region.clone(), ctx: Ctx { settings, ..ctx.clone() } });
+    }
+    Ok(out)
+}
+
+/// Where each region answers: its load balancer or its address, as its own stack made them.
+async fn endpoints(regions: &[RegionStack]) -> Result<Vec<RegionEndpoint>> {
+    let mut out = Vec::new();
+    for r in regions {
+        let a = r.aws();
+        let aws = Aws::connect(&a.region()).await;
+        let stack = &r.ctx.settings.stack;
+        let endpoint = if a.scale.is_some() {
+            let name = crate::providers::aws::names::load_balancer(stack);
+            match elb::find_balancer(&aws.elb, &name).await? {
+                Some(b) => Endpoint::Balancer {
+                    domain: r.ctx.settings.tls.as_ref().map(|t| t.domain.clone()).unwrap_or_default(),
+                    dns_name: b.dns_name,
+                    zone_id: b.zone_id,
+                },
+                None => {
+                    Endpoint::Missing { why: format!("no load balancer {name} yet: run `vcctl up --stack {stack}`") }
+                }
+            }
+        } else {
+            match crate::cloud::aws::address::find(&aws.ec2, stack).await? {
+                Some(addr) => Endpoint::Address {
+                    ip: addr.public_ip,
+                    domain: r.ctx.settings.tls.as_ref().map(|t| t.domain.clone()),
+                    port: r.ctx.settings.port,
+                },
+                None => Endpoint::Missing { why: format!("no Elastic IP yet: run `vcctl up --stack {stack}`") },
+            }
+        };
+        out.push(RegionEndpoint {
+            name: r.region.name.clone(),
+            stack: stack.clone(),
+            aws_region: a.region(),
+            endpoint,
+        });
+    }
+    Ok(out)
+}
+
+/// The zone, the stack's health checks and the global name's records.
+async fn survey(aws: &Aws, g: &GlobalSettings, stack_id: &str) -> Result<Found> {
+    let Some(zone_id) = route53::zone_id(&aws.route53, &g.route53_zone).await? else {
+        return Err(Failure::invalid(
+            format!("this AWS account has no Route 53 hosted zone {} (global.route53_zone)", g.route53_zone),
+            Some("create the zone, or name the one global.domain is in".into()),
+        )
+        .into());
+    };
+    let checks = if stack_id.is_empty() {
+        Vec::new()
+    } else {
+        route53::health_checks(&aws.route53, &format!("vcctl:{stack_id}:")).await?
+    };
+    let records = route53::find_all(&aws.route53, &zone_id, &route53::normal(&g.domain), "A").await?;
+    Ok(Found { zone_id, checks, records })
+}
+
+pub struct Survey {
+    pub aws: Aws,
+    pub regions: Vec<RegionEndpoint>,
+    pub found: Found,
+}
+
+pub async fn survey_all(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionStack]) -> Result<Survey> {
+    let aws = Aws::connect(ROUTE53_REGION).await;
+    let id = ctx.settings.stack_id.clone().unwrap_or_default();
+    let found = survey(&aws, g, &id).await?;
+    Ok(Survey { aws, regions: endpoints(regions).await?, found })
+}
+
+fn scope<'a>(ctx: &'a Ctx, g: &'a GlobalSettings) -> crate::plan::Scope<'a> {
+    crate::plan::Scope { stack: &ctx.settings.stack, shape: "global", place: Some(&g.domain) }
+}
+
+pub async fn plan(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
+    let regions = regions(ctx, g)?;
+    let s = survey_all(ctx, g, &regions).await?;
+    let id = ctx.settings.stack_id.clone().unwrap_or_default();
+    let changes = records::plan(g, &id, &s.regions, &s.found);
+    let trailer = trailer(g, &s.regions);
+    let extra =
+        json!({"domain": g.domain, "routing": g.routing.name(), "regions": s.regions, "cost": cost(g, &s.regions)});
+    Ok(crate::plan::print(&ctx.printer, &scope(ctx, g), &changes, crate::plan::extra(extra), &trailer))
+}
+
+fn trailer(g: &GlobalSettings, regions: &[RegionEndpoint]) -> Vec<String> {
+    let mut out = vec![format!(
+        "routing: {}{}; deploys go {}",
+        g.routing.name(),
+        match &g.routing {
+            crate::stack::global::Routing::Failover { primary } => format!(" (primary {primary})"),
+            crate::stack::global::Routing::Latency => String::new(),
+        },
+        g.deploy_order().iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(" → ")
+    )];
+    out.extend(crate::providers::aws::cost::describe(&cost(g, regions)));
+    out
+}
+
+fn cost(g: &GlobalSettings, regions: &[RegionEndpoint]) -> crate::providers::aws::cost::Estimate {
+    let latency = matches!(g.routing, crate::stack::global::Routing::Latency);
+    let checks: Vec<(&str, bool)> =
+        regions.iter().filter_map(|r| records::check_target(&r.endpoint).map(|t| (r.name.as_str(), t.https))).collect();
+    crate::providers::aws::cost::global(&checks, latency)
+}
+
+/// `vcctl up` of a global stack: exactly the planned changes, health checks first (a record
+/// names its check), then the records in one change, then what is no longer wanted.
+pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
+    let id = crate::providers::aws::stack_id(ctx)?;
+    let ctx = &ctx.with_current_id();
+    let regions = regions(ctx, g)?;
+    let mut s = survey_all(ctx, g, &regions).await?;
+    let changes = records::plan(g, &id, &s.regions, &s.found);
+    let stamp = crate::providers::aws::stamp(&ctx.settings);
+    let p = &ctx.printer;
+    for c in &changes {
+        if let GlobalOp::Check { region, target } = &c.op {
+            let reference = format!(
+                "{}{}",
+                records::reference_prefix(&id, region),
+                time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+            );
+            let name = format!("vcctl-{}-{region}", ctx.settings.stack);
+            let made = p
+                .doing(
+                    &format!("health check of region {region}"),
+                    route53::create_health_check(&s.aws.route53, &reference, target, &name, &stamp.pairs()),
+                )
+                .await?;
+            s.found.checks.push(route53::HealthCheck { id: made, reference, target: target.clone() });
+        }
+    }
+    let upserts: Vec<_> = changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            GlobalOp::Record { region } => {
+                let r = s.regions.iter().find(|e| e.name == *region)?;
+                let target = records::check_target(&r.endpoint)?;
+                let check = s.found.check_of(&id, region, &target)?;
+                records::wanted_record(g, r, &check.id)
+            }
+            _ => None,
+        })
+        .collect();
+    if !upserts.is_empty() {
+        let names =
+            upserts.iter().filter_map(|r| r.routed.as_ref().map(|x| x.set_identifier.as_str())).collect::<Vec<_>>();
+        p.doing(
+            &format!("DNS records of {} ({})", g.domain, names.join(", ")),
+            route53::change(&s.aws.route53, &s.found.zone_id, true, &upserts),
+        )
+        .await?;
+    }
+    remove(p, &s, changes.iter().map(|c| &c.op)).await?;
+    let made = changes.iter().filter(|c| c.is_change()).count();
+    print_up(ctx, g, &s.regions, &changes, made);
+    Ok(0)
+}
+
+/// Deletes the records and then the health checks among `ops`.
+async fn remove<'a>(
+    p: &crate::printer::Printer,
+    s: &Survey,
+    ops: impl Iterator<Item = &'a GlobalOp> + Clone,
+) -> Result<()> {
+    let stale: Vec<_> = ops
+        .clone()
+        .filter_map(|op| match op {
+            GlobalOp::DeleteRecord(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    if !stale.is_empty() {
+        p.doing(
+            &format!("deleting {} DNS record(s)", stale.len()),
+            route53::change(&s.aws.route53, &s.found.zone_id, false, &stale),
+        )
+        .await?;
+    }
+    for op in ops {
+        if let GlobalOp::DeleteCheck(c) = op {
+            p.doing(&format!("deleting health check {}", c.id), route53::delete_health_check(&s.aws.route53, &c.id))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn print_up(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionEndpoint], changes: &[Change<GlobalOp>], made: usize) {
+    let missing: Vec<&str> =
+        regions.iter().filter(|r| matches!(r.endpoint, Endpoint::Missing { .. })).map(|r| r.name.as_str()).collect();
+    ctx.printer.json(&json!({
+        "stack": ctx.settings.stack, "shape": "global", "domain": g.domain, "routing": g.routing.name(),
+        "changed": made, "changes": changes.iter().filter(|c| c.is_change()).map(Change::line).collect::<Vec<_>>(),
+        "regions": regions, "regions_not_made": missing,
+    }));
+    ctx.printer.out(format!(
+        "stack `{}` (global): {made} change(s); https://{} routes by {} to {} region(s)",
+        ctx.settings.stack,
+        g.domain,
+        g.routing.name(),
+        regions.len() - missing.len()
+    ));
+    for name in missing {
+        ctx.printer.out(format!("  region {name} has no endpoint yet: run its own `vcctl up`, then this one again"));
+    }
+}
+
+/// The global pieces the stack made, each with how it is named to people: the records of
+/// the name whose health check is the stack's, and the stack's health checks.
+async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<(Survey, Vec<(String, GlobalOp)>)>> {
+    let Some(id) = ctx.settings.stack_id.clone() else { return Ok(None) };
+    let aws = Aws::connect(ROUTE53_REGION).await;
+    let found = survey(&aws, g, &id).await?;
+    let mut out: Vec<(String, GlobalOp)> = found
+        .records
+        .iter()
+        .filter(|r| records::is_ours(r, &found))
+        .map(|r| {
+            let region = r.routed.as_ref().map_or("", |x| x.set_identifier.as_str());
+            (format!("DNS record {} A ({region})", g.domain), GlobalOp::DeleteRecord(r.clone()))
+        })
+        .collect();
+    out.extend(found.checks.iter().map(|c| {
+        (format!("health check {} ({})", c.id, records::describe_check(&c.target)), GlobalOp::DeleteCheck(c.clone()))
+    }));
+    Ok(Some((Survey { aws, regions: Vec::new(), found }, out)))
+}
+
+/// What `destroy` would delete, for the confirmation.
+pub async fn destroyable(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<String>> {
+    Ok(owned(ctx, g).await?.map(|(_, list)| list.into_iter().map(|(what, _)| what).collect()).unwrap_or_default())
+}
+
+/// Deletes the global pieces (records first, then the checks); answers what went.
+pub async fn destroy(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<String>> {
+    let Some((s, list)) = owned(ctx, g).await? else { return Ok(Vec::new()) };
+    remove(&ctx.printer, &s, list.iter().map(|(_, op)| op)).await?;
+    Ok(list.into_iter().map(|(what, _)| what).collect())
+}
+
+/// One region's health check and what Route 53's checkers last saw of it.
+struct Seen {
+    check: Option<String>,
+    /// (healthy checkers, checkers).
+    seen: Option<(usize, usize)>,
+}
+
+/// Each region's health as Route 53's checkers see it, in the regions' order.
+async fn check_health(s: &Survey, id: &str) -> Result<Vec<Seen>> {
+    let mut out = Vec::new();
+    for r in &s.regions {
+        let check = records::check_target(&r.endpoint).and_then(|t| s.found.check_of(id, &r.name, &t));
+        let seen = match check {
+            Some(c) => Some(route53::health_check_status(&s.aws.route53, &c.id).await?),
+            None => None,
+        };
+        out.push(Seen { check: check.map(|c| c.id.clone()), seen });
+    }
+    Ok(out)
+}
+
+/// `vcctl status` of a global stack: each region's health check as Route 53's checkers see
+/// it, its record, and its share of the last hour's traffic; the KPIs of every region merged
+/// when `VCCTL_READ_TOKEN` holds the regions' read token.
+pub async fn status(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
+    let regions = regions(ctx, g)?;
+    let s = survey_all(ctx, g, &regions).await?;
+    let id = ctx.settings.stack_id.clone().unwrap_or_default();
+    let health = check_health(&s, &id).await?;
+    let merged = match std::env::var(kpis::TOKEN_VAR) {
+        Ok(token) if !token.is_empty() => {
+            let urls: Vec<_> = s.regions.iter().map(|r| (r.name.clone(), kpis::url_of(r))).collect();
+            let client = crate::http_client::client();
+            let window = vehicleconnect::kpi::Window::OneHour;
+            let reads = kpis::read(&client, &urls, &token, window).await;
+            Some(kpis::merge(reads, window, time::OffsetDateTime::now_utc()))
+        }
+        _ => None,
+    };
+    let views = region_views(&s, &health, merged.as_ref());
+    let healthy = views.iter().all(|v| v.healthy);
+    let mut lines = vec![format!("domain:   https://{} ({} routing)", g.domain, g.routing.name())];
+    lines.extend(views.iter().map(RegionView::line));
+    match &merged {
+        Some(m) => lines.push(global_kpi_line(m)),
+        None => lines.push(format!("KPIs:     set {} to the regions' read token to merge them here", kpis::TOKEN_VAR)),
+    }
+    let subject =
+        crate::status::Subject { stack: &ctx.settings.stack, shape: "global", place: Some(&g.domain), healthy };
+    let body = json!({"domain": g.domain, "routing": g.routing.name(), "regions": views, "kpis": merged});
+    Ok(crate::status::print(&ctx.printer, &subject, body, &lines))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct RegionView {
+    region: String,
+    stack: String,
+    aws_region: String,
+    health_check: Option<String>,
+    /// Route 53's checkers that saw it healthy, and how many looked.
+    checkers_healthy: Option<(usize, usize)>,
+    record: bool,
+    /// Its share of the last hour's events, in percent, when the KPIs were read.
+    traffic_share_pct: Option<f64>,
+    healthy: bool,
+}
+
+impl RegionView {
+    fn line(&self) -> String {
+        let check = match (&self.health_check, self.checkers_healthy) {
+            (Some(id), Some((ok, n))) => format!("health check {id}: {ok} of {n} checkers see it healthy"),
+            _ => "no health check (run `vcctl up` of the global stack)".into(),
+        };
+        let record = if self.record { "in DNS" } else { "NOT in DNS" };
+        let share = self.traffic_share_pct.map(|p| format!(", {p:.1} % of the last hour's events")).unwrap_or_default();
+        format!("region:   {} ({}, {}): {check}; {record}{share}", self.region, self.stack, self.aws_region)
+    }
+}
+
+fn region_views(s: &Survey, health: &[Seen], merged: Option<&kpis::GlobalKpis>) -> Vec<RegionView> {
+    let total: u64 = merged.map_or(0, |m| m.regions.iter().map(|r| r.count).sum());
+    s.regions
+        .iter()
+        .zip(health)
+        .map(|(r, Seen { check, seen })| {
+            let record =
+                s.found.records.iter().any(|rec| {
+                    rec.routed.as_ref().is_some_and(|x| x.set_identifier == r.name && x.health_check == *check)
+                });
+            let share = merged.and_then(|m| m.regions.iter().find(|x| x.region == r.name)).filter(|_| total > 0);
+            let healthy = record && seen.is_some_and(|(ok, n)| n > 0 && ok * 2 > n);
+            RegionView {
+                region: r.name.clone(),
+                stack: r.stack.clone(),
+                aws_region: r.aws_region.clone(),
+                health_check: check.clone(),
+                checkers_healthy: *seen,
+                record,
+                traffic_share_pct: share.map(|x| (1000.0 * x.count as f64 / total as f64).round() / 10.0),
+                healthy,
+            }
+        })
+        .collect()
+}
+
+fn global_kpi_line(m: &kpis::GlobalKpis) -> String {
+    let o = &m.overall;
+    let missing: Vec<String> =
+        m.regions.iter().filter_map(|r| r.error.as_ref().map(|e| format!("{} ({e})", r.region))).collect();
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
+    let mut line = format!(
+        "KPIs:     every region, last hour: {} events, p95 {}, avg {}, errors {:.2} %",
+        o.count,
+        ms(o.p95_latency_ms),
+        ms(o.avg_latency_ms),
+        o.error_rate_pct
+    );
+    if !missing.is_empty() {
+        line.push_str(&format!("; without {}", missing.join(", ")));
+    }
+    line
+}

@@ -1,0 +1,338 @@
+//! What a global stack wants in Route 53, from where each region answers, and the plan from
+//! what exists. Pure: the calls are in `mod.rs`.
+
+use serde::Serialize;
+
+use crate::cloud::aws::route53::{self, CheckTarget, DnsRecord, HealthCheck, Routed};
+use crate::plan::{Action, Change};
+use crate::stack::global::{GlobalSettings, Routing};
+
+/// Where one region answers, as its own stack made it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Endpoint {
+    /// A `scale:` stack's load balancer, checked at the region's own name (`tls.domain`).
+    Balancer { domain: String, dns_name: String, zone_id: String },
+    /// A single box's Elastic IP; checked over HTTPS at its domain when it has `tls:`.
+    Address { ip: String, domain: Option<String>, port: u16 },
+    /// Not made yet: the region's own `up` comes first.
+    Missing { why: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionEndpoint {
+    pub name: String,
+    pub stack: String,
+    pub aws_region: String,
+    pub endpoint: Endpoint,
+}
+
+/// The path every health check asks: the service's own health.
+pub const HEALTH_PATH: &str = "/api/status";
+
+/// A health check's caller reference starts with this: the stack's id and the region.
+pub fn reference_prefix(stack_id: &str, region: &str) -> String {
+    format!("vcctl:{stack_id}:{region}:")
+}
+
+pub fn check_target(endpoint: &Endpoint) -> Option<CheckTarget> {
+    match endpoint {
+        Endpoint::Balancer { domain, .. } => {
+            Some(CheckTarget { fqdn: Some(domain.clone()), ip: None, port: 443, https: true, path: HEALTH_PATH.into() })
+        }
+        Endpoint::Address { ip, domain, port } => Some(CheckTarget {
+            fqdn: domain.clone(),
+            ip: Some(ip.clone()),
+            port: if domain.is_some() { 443 } else { i32::from(*port) },
+            https: domain.is_some(),
+            path: HEALTH_PATH.into(),
+        }),
+        Endpoint::Missing { .. } => None,
+    }
+}
+
+/// The region's record of the global name, answered while `check` passes.
+pub fn wanted_record(g: &GlobalSettings, r: &RegionEndpoint, check: &str) -> Option<DnsRecord> {
+    let (failover, region) = match &g.routing {
+        Routing::Latency => (None, Some(r.aws_region.clone())),
+        Routing::Failover { primary } => {
+            (Some(if *primary == r.name { "PRIMARY" } else { "SECONDARY" }.to_string()), None)
+        }
+    };
+    let routed = Some(Routed { set_identifier: r.name.clone(), region, failover, health_check: Some(check.into()) });
+    let name = route53::normal(&g.domain);
+    match &r.endpoint {
+        Endpoint::Balancer { dns_name, zone_id, .. } => Some(DnsRecord {
+            name,
+            kind: "A".into(),
+            value: route53::normal(dns_name),
+            alias_zone: Some(zone_id.clone()),
+            routed,
+        }),
+        Endpoint::Address { ip, .. } => {
+            Some(DnsRecord { name, kind: "A".into(), value: ip.clone(), alias_zone: None, routed })
+        }
+        Endpoint::Missing { .. } => None,
+    }
+}
+
+/// What `up` does to one piece.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GlobalOp {
+    /// A health check for the region (a new one when its target moved; the old one goes
+    /// once no record names it).
+    Check {
+        region: String,
+        target: CheckTarget,
+    },
+    /// The region's record, with the id of its health check filled in when it is made.
+    Record {
+        region: String,
+    },
+    /// A record of a region no longer in the file, or not reachable any more.
+    DeleteRecord(DnsRecord),
+    DeleteCheck(HealthCheck),
+    Nothing,
+}
+
+/// What exists: the stack's health checks (by caller reference) and the name's records.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub zone_id: String,
+    pub checks: Vec<HealthCheck>,
+    pub records: Vec<DnsRecord>,
+}
+
+impl Found {
+    /// The region's health check of `target`, if one exists.
+    pub fn check_of(&self, stack_id: &str, region: &str, target: &CheckTarget) -> Option<&HealthCheck> {
+        let prefix = reference_prefix(stack_id, region);
+        self.checks.iter().find(|c| c.reference.starts_with(&prefix) && c.target == *target)
+    }
+
+    fn record_of(&self, region: &str) -> Option<&DnsRecord> {
+        self.records.iter().find(|r| r.routed.as_ref().is_some_and(|x| x.set_identifier == region))
+    }
+}
+
+/// The changes `up` makes, in the order it makes them: health checks, records, then what
+/// no region wants any more (records first: a check goes once nothing names it).
+pub fn plan(g: &GlobalSettings, stack_id: &str, regions: &[RegionEndpoint], found: &Found) -> Vec<Change<GlobalOp>> {
+    let mut out = Vec::new();
+    let mut kept_checks: Vec<&str> = Vec::new();
+    let mut wanted_regions: Vec<&str> = Vec::new();
+    for r in regions {
+        let Some(target) = check_target(&r.endpoint) else {
+            let why = match &r.endpoint {
+                Endpoint::Missing { why } => why.clone(),
+                _ => String::new(),
+            };
+            out.push(Change {
+                action: Action::Note,
+                resource: format!("region {} ({})", r.name, r.stack),
+                detail: why,
+                op: GlobalOp::Nothing,
+            });
+            continue;
+        };
+        wanted_regions.push(&r.name);
+        let check = found.check_of(stack_id, &r.name, &target);
+        let asks = describe_check(&target);
+        match check {
+            Some(c) => kept_checks.push(&c.id),
+            None => out.push(Change {
+                action: Action::Create,
+                resource: format!("health check of region {}", r.name),
+                detail: asks,
+                op: GlobalOp::Check { region: r.name.clone(), target: target.clone() },
+            }),
+        }
+        let wanted = wanted_record(g, r, check.map_or("(the new health check)", |c| c.id.as_str()));
+        let existing = found.record_of(&r.name);
+        if check.is_none() || existing != wanted.as_ref() {
+            let w = wanted.expect("an endpoint that is not missing has a record");
+            out.push(Change {
+                action: if existing.is_some() { Action::Update } else { Action::Create },
+                resource: format!("DNS record {} A ({})", g.domain, r.name),
+                detail: describe_record(&w),
+                op: GlobalOp::Record { region: r.name.clone() },
+            });
+        }
+    }
+    for stale in found.records.iter().filter(|rec| {
+        rec.routed.as_ref().is_some_and(|x| !wanted_regions.contains(&x.set_identifier.as_str())) && is_ours(rec, found)
+    }) {
+        let id = stale.routed.as_ref().map_or("", |x| x.set_identifier.as_str());
+        out.push(Change {
+            action: Action::Delete,
+            resource: format!("DNS record {} A ({id})", g.domain),
+            detail: "its region is no longer in the stack file".into(),
+            op: GlobalOp::DeleteRecord(stale.clone()),
+        });
+    }
+    for c in found.checks.iter().filter(|c| !kept_checks.contains(&c.id.as_str())) {
+        out.push(Change {
+            action: Action::Delete,
+            resource: format!("health check {}", c.id),
+            detail: format!("{} (no record of the stack names it)", describe_check(&c.target)),
+            op: GlobalOp::DeleteCheck(c.clone()),
+        });
+    }
+    out
+}
+
+/// A record of the name is the stack's when its health check is one of the stack's: a
+/// record someone else made there (another set identifier, no check of ours) stays.
+pub fn is_ours(record: &DnsRecord, found: &Found) -> bool {
+    let check = record.routed.as_ref().and_then(|r| r.health_check.as_deref());
+    check.is_some_and(|id| found.checks.iter().any(|c| c.id == id))
+}
+
+pub fn describe_check(t: &CheckTarget) -> String {
+    let scheme = if t.https { "https" } else { "http" };
+    let host = match (&t.fqdn, &t.ip) {
+        (Some(f), Some(ip)) => format!("{f} at {ip}"),
+        (Some(f), None) => f.clone(),
+        (None, Some(ip)) => ip.clone(),
+        (None, None) => "?".into(),
+    };
+    format!(
+        "GET {scheme}://{host}:{}{} every {} s, unhealthy after {} failures",
+        t.port,
+        t.path,
+        route53::CHECK_INTERVAL_S,
+        route53::CHECK_FAILURES
+    )
+}
+
+fn describe_record(r: &DnsRecord) -> String {
+    let routed = r.routed.as_ref().expect("a global record is routed");
+    let how = match (&routed.region, &routed.failover) {
+        (Some(region), _) => format!("latency, {region}"),
+        (_, Some(f)) => format!("failover, {}", f.to_ascii_lowercase()),
+        _ => "simple".into(),
+    };
+    let to = match &r.alias_zone {
+        Some(_) => format!("alias of {}", r.value.trim_end_matches('.')),
+        None => r.value.clone(),
+    };
+    format!("{to} ({how}), while its health check passes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::global::Region;
+
+    fn global(routing: Routing) -> GlobalSettings {
+        GlobalSettings {
+            domain: "api.vc.example.com".into(),
+            route53_zone: "vc.example.com".into(),
+            routing,
+            regions: vec![
+                Region { name: "eu".into(), stack: "fra".into() },
+                Region { name: "us".into(), stack: "iad".into() },
+            ],
+            canary: "us".into(),
+        }
+    }
+
+    fn endpoints() -> Vec<RegionEndpoint> {
+        vec![
+            RegionEndpoint {
+                name: "eu".into(),
+                stack: "fra".into(),
+                aws_region: "eu-central-1".into(),
+                endpoint: Endpoint::Balancer {
+                    domain: "eu.vc.example.com".into(),
+                    dns_name: "vcctl-fra-1.eu-central-1.elb.amazonaws.com".into(),
+                    zone_id: "Z215JYRZR1TBD5".into(),
+                },
+            },
+            RegionEndpoint {
+                name: "us".into(),
+                stack: "iad".into(),
+                aws_region: "us-east-1".into(),
+                endpoint: Endpoint::Address { ip: "198.51.100.7".into(), domain: None, port: 8000 },
+            },
+        ]
+    }
+
+    /// `found` as `up` would leave it after running `plan`.
+    fn made(g: &GlobalSettings, regions: &[RegionEndpoint]) -> Found {
+        let mut found = Found { zone_id: "Z1".into(), ..Found::default() };
+        for (i, r) in regions.iter().enumerate() {
+            let target = check_target(&r.endpoint).unwrap();
+            let id = format!("check-{i}");
+            found.checks.push(HealthCheck {
+                id: id.clone(),
+                reference: format!("{}1", reference_prefix("abc", &r.name)),
+                target,
+            });
+            found.records.push(wanted_record(g, r, &id).unwrap());
+        }
+        found
+    }
+
+    #[test]
+    fn a_first_plan_makes_a_check_and_a_record_per_region_and_a_second_nothing() {
+        let g = global(Routing::Latency);
+        let plan1 = plan(&g, "abc", &endpoints(), &Found::default());
+        let lines: Vec<String> = plan1.iter().map(Change::line).collect();
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].contains("GET https://eu.vc.example.com:443/api/status"), "{}", lines[0]);
+        assert!(
+            lines[1].contains("alias of vcctl-fra-1") && lines[1].contains("latency, eu-central-1"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].contains("GET http://198.51.100.7:8000/api/status"), "{}", lines[2]);
+        let found = made(&g, &endpoints());
+        assert!(plan(&g, "abc", &endpoints(), &found).is_empty());
+        // Failover: the same checks, the records change to PRIMARY/SECONDARY.
+        let g = global(Routing::Failover { primary: "eu".into() });
+        let again = plan(&g, "abc", &endpoints(), &found);
+        assert_eq!(again.len(), 2);
+        assert!(again[0].detail.contains("failover, primary") && again[1].detail.contains("failover, secondary"));
+    }
+
+    #[test]
+    fn a_region_gone_from_the_file_loses_its_record_then_its_check_and_others_records_stay() {
+        let g = global(Routing::Latency);
+        let mut found = made(&g, &endpoints());
+        let someone_elses = DnsRecord {
+            name: route53::normal(&g.domain),
+            kind: "A".into(),
+            value: "203.0.113.9".into(),
+            alias_zone: None,
+            routed: Some(Routed {
+                set_identifier: "theirs".into(),
+                region: Some("ap-south-1".into()),
+                failover: None,
+                health_check: None,
+            }),
+        };
+        found.records.push(someone_elses);
+        let changes = plan(&g, "abc", &endpoints()[..1], &found);
+        let lines: Vec<String> = changes.iter().map(Change::line).collect();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(lines[0].starts_with("- DNS record api.vc.example.com A (us)"), "{}", lines[0]);
+        assert!(lines[1].starts_with("- health check check-1"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn a_region_not_made_yet_is_a_note_and_its_target_moving_makes_a_new_check() {
+        let g = global(Routing::Latency);
+        let found = made(&g, &endpoints());
+        let mut moved = endpoints();
+        moved[1].endpoint = Endpoint::Address { ip: "198.51.100.8".into(), domain: None, port: 8000 };
+        let changes = plan(&g, "abc", &moved, &found);
+        let actions: Vec<Action> = changes.iter().map(|c| c.action).collect();
+        assert_eq!(actions, [Action::Create, Action::Update, Action::Delete], "{changes:#?}");
+        let mut missing = endpoints();
+        missing[0].endpoint = Endpoint::Missing { why: "no load balancer: run `vcctl up --stack fra`".into() };
+        let changes = plan(&g, "abc", &missing, &Found::default());
+        assert_eq!(changes[0].action, Action::Note);
+        assert!(changes[0].line().contains("vcctl up --stack fra"));
+    }
+}

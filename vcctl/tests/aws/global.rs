@@ -1,0 +1,210 @@
+//! vcctl against moto: a global stack of two regions (two single boxes, in Frankfurt and
+//! Virginia) behind one name: its health checks and routed records, made once, changed when
+//! the routing changes, taken back by `destroy` (only its own); deploys region by region.
+
+use super::*;
+
+const WORLD: &str = "name: world
+provider: global
+global:
+  domain: api.example.com
+  route53_zone: example.com
+  routing: latency
+  canary: us
+  regions:
+    eu: fra
+    us: iad
+";
+
+fn on(p: &Project, stack: &str, args: &[&str], code: i32) -> Output {
+    let out = p.command_on(stack, args).output().unwrap();
+    assert_eq!(out.status.code(), Some(code), "vcctl {args:?} --stack {stack}\n{}", show(&out));
+    out
+}
+
+fn json_on(p: &Project, stack: &str, args: &[&str], code: i32) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = on(p, stack, &all, code);
+    // `deploy` of a global stack prints each region's document, then its own: the last one.
+    let docs: Result<Vec<Value>, _> = serde_json::Deserializer::from_slice(&out.stdout).into_iter().collect();
+    let docs = docs.unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", show(&out)));
+    docs.into_iter().last().unwrap_or_else(|| panic!("no JSON:\n{}", show(&out)))
+}
+
+async fn records(r53: &aws_sdk_route53::Client, zone: &str) -> Vec<aws_sdk_route53::types::ResourceRecordSet> {
+    let out = r53.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+    out.resource_record_sets().iter().filter(|r| r.name() == "api.example.com.").cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_stack_routes_one_name_to_its_healthy_regions_and_destroy_takes_back_only_its_own() {
+    let p = Project::new(STACK, Moto::start(&[]));
+    let iad = STACK.replace("name: fra", "name: iad").replace("region: eu-central-1", "region: us-east-1");
+    std::fs::write(p.dir.path().join("stacks/iad.yaml"), iad).unwrap();
+    std::fs::write(p.dir.path().join("stacks/world.yaml"), WORLD).unwrap();
+    let r53 = aws_sdk_route53::Client::new(&p.sdk_config().await);
+
+    // Before the zone and the regions: said, naming what to do.
+    let err = show(&on(&p, "world", &["plan"], 3));
+    assert!(err.contains("no Route 53 hosted zone example.com (global.route53_zone)"), "{err}");
+    let zone = r53.create_hosted_zone().name("example.com").caller_reference("vcctl-test").send().await.unwrap();
+    let zone = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    let plan = json_on(&p, "world", &["plan"], 0);
+    let notes: Vec<&str> = plan["changes"].as_array().unwrap().iter().filter_map(|c| c["detail"].as_str()).collect();
+    assert!(notes.iter().any(|n| n.contains("run `vcctl up --stack iad`")), "{plan}");
+
+    p.json(&["up"], 0);
+    json_on(&p, "iad", &["up"], 0);
+    let plan = json_on(&p, "world", &["plan"], 2);
+    let lines: Vec<String> =
+        plan["changes"].as_array().unwrap().iter().map(|c| c["resource"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "health check of region eu",
+            "DNS record api.example.com A (eu)",
+            "health check of region us",
+            "DNS record api.example.com A (us)"
+        ]
+    );
+    common::check_schema("plan", &plan);
+    // Two HTTP health checks at $0.50, 200 million latency queries at $0.60 a million.
+    assert_eq!(plan["cost"]["total_usd"].as_f64(), Some(121.0), "{plan}");
+    let text = String::from_utf8_lossy(&on(&p, "world", &["plan"], 2).stdout).into_owned();
+    assert!(text.contains("deploys go us → eu") && text.contains("200 million a month, assumed"), "{text}");
+
+    let up = json_on(&p, "world", &["up"], 0);
+    assert_eq!(up["changed"], 4, "{up}");
+    let (world_id, eu_ip) = the_checks_and_records_are_made_once(&p, &r53, &zone).await;
+    status_shows_each_regions_check_and_record(&p);
+    failover_changes_the_records_and_keeps_the_checks(&p, &r53, &zone, &world_id).await;
+    deploys_go_region_by_region_and_stop_at_the_first_failure(&p);
+    destroy_takes_back_only_the_stacks_own(&p, &r53, &zone, &eu_ip).await;
+}
+
+/// The health checks (found again by their caller reference) and the latency records; a
+/// second plan and up have nothing to do. Answers the stack's id and region eu's address.
+async fn the_checks_and_records_are_made_once(
+    p: &Project,
+    r53: &aws_sdk_route53::Client,
+    zone: &str,
+) -> (String, String) {
+    let checks = r53.list_health_checks().send().await.unwrap();
+    assert_eq!(checks.health_checks().len(), 2);
+    let world_id = std::fs::read_to_string(p.dir.path().join("stacks/world.yaml")).unwrap();
+    let world_id = world_id.lines().find_map(|l| l.strip_prefix("id: ")).expect("up wrote the stack's id").to_string();
+    for h in checks.health_checks() {
+        assert!(h.caller_reference().starts_with(&format!("vcctl:{world_id}:")), "{h:?}");
+        let c = h.health_check_config().unwrap();
+        assert_eq!((c.port(), c.resource_path(), c.r#type().as_str()), (Some(8000), Some("/api/status"), "HTTP"));
+        assert_eq!((c.request_interval(), c.failure_threshold()), (Some(30), Some(3)));
+    }
+    let made = records(r53, zone).await;
+    assert_eq!(made.len(), 2);
+    let eu = made.iter().find(|r| r.set_identifier() == Some("eu")).unwrap();
+    assert_eq!(eu.region().map(|r| r.as_str()), Some("eu-central-1"));
+    assert_eq!(eu.ttl(), Some(60));
+    assert!(checks.health_checks().iter().any(|h| Some(h.id()) == eu.health_check_id()));
+    let eu_ip = eu.resource_records()[0].value().to_string();
+    assert_eq!(
+        p.json(&["status"], 1)["elastic_ip"]["public_ip"].as_str(),
+        Some(eu_ip.as_str()),
+        "the record names the region's Elastic IP"
+    );
+    // Converged: nothing more to do.
+    assert_eq!(json_on(p, "world", &["plan"], 0)["changed"], false);
+    assert_eq!(json_on(p, "world", &["up"], 0)["changed"], 0);
+    (world_id, eu_ip)
+}
+
+/// Each region's check as the checkers see it (moto: one checker, healthy), its record.
+fn status_shows_each_regions_check_and_record(p: &Project) {
+    let status = json_on(p, "world", &["status"], 0);
+    assert_eq!(status["shape"], "global");
+    common::check_schema("status", &status);
+    let regions = status["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 2);
+    assert_eq!(regions[0]["checkers_healthy"], serde_json::json!([1, 1]));
+    assert_eq!(regions[1]["record"], true);
+    assert!(status["kpis"].is_null());
+    let text = String::from_utf8_lossy(&on(p, "world", &["status"], 0).stdout).into_owned();
+    assert!(text.contains("set VCCTL_READ_TOKEN"), "{text}");
+}
+
+/// Failover: the same checks, the records become PRIMARY and SECONDARY.
+async fn failover_changes_the_records_and_keeps_the_checks(
+    p: &Project,
+    r53: &aws_sdk_route53::Client,
+    zone: &str,
+    world_id: &str,
+) {
+    let failover = WORLD.replace("routing: latency", "routing: failover\n  primary: eu");
+    std::fs::write(p.dir.path().join("stacks/world.yaml"), format!("{failover}id: {world_id}\n")).unwrap();
+    let plan = json_on(p, "world", &["plan"], 2);
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 2, "{plan}");
+    json_on(p, "world", &["up"], 0);
+    let made = records(r53, zone).await;
+    let roles: Vec<(Option<&str>, Option<&str>)> =
+        made.iter().map(|r| (r.set_identifier(), r.failover().map(|f| f.as_str()))).collect();
+    assert!(
+        roles.contains(&(Some("eu"), Some("PRIMARY"))) && roles.contains(&(Some("us"), Some("SECONDARY"))),
+        "{roles:?}"
+    );
+    assert_eq!(r53.list_health_checks().send().await.unwrap().health_checks().len(), 2, "the checks were kept");
+}
+
+/// The canary (us) first; a failing canary stops the rest. One region's commands are
+/// refused, naming where to run them.
+fn deploys_go_region_by_region_and_stop_at_the_first_failure(p: &Project) {
+    let out = on(p, "world", &["deploy", "--artifact", "no-such-file"], 3);
+    let err = common::stderr(&out);
+    assert!(err.contains("region us (stack iad)"), "{err}");
+    let summary = json_on(p, "world", &["deploy", "--artifact", "no-such-file"], 3);
+    assert_eq!(summary["region_failed"], "us");
+    assert_eq!(summary["regions_not_reached"], serde_json::json!(["eu"]));
+    // The commands of one region are refused, naming where to run them.
+    let err = common::stderr(&on(p, "world", &["logs"], 3));
+    assert!(err.contains("run it with --stack fra"), "{err}");
+}
+
+/// Someone else's record at the name stays; destroy asks first, then takes only the stack's;
+/// with `--regions`, every region's stack too.
+async fn destroy_takes_back_only_the_stacks_own(p: &Project, r53: &aws_sdk_route53::Client, zone: &str, eu_ip: &str) {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, ResourceRecordSetRegion, RrType,
+    };
+    let theirs = ResourceRecordSet::builder()
+        .name("api.example.com.")
+        .r#type(RrType::A)
+        .set_identifier("theirs")
+        .region(ResourceRecordSetRegion::ApSouth1)
+        .ttl(60)
+        .resource_records(ResourceRecord::builder().value("203.0.113.9").build().unwrap())
+        .build()
+        .unwrap();
+    let change = Change::builder().action(ChangeAction::Create).resource_record_set(theirs).build().unwrap();
+    r53.change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(ChangeBatch::builder().changes(change).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let err = common::stderr(&on(p, "world", &["destroy"], 8));
+    assert!(err.contains("health check") && err.contains("DNS record api.example.com A (eu)"), "{err}");
+    let gone = json_on(p, "world", &["destroy", "--yes"], 0);
+    common::check_schema("destroy", &gone);
+    assert_eq!(gone["deleted"].as_array().unwrap().len(), 4, "{gone}");
+    assert_eq!(gone["kept"].as_array().unwrap().len(), 2, "the regions stay: {gone}");
+    let left = records(r53, zone).await;
+    assert_eq!(left.iter().map(|r| r.set_identifier()).collect::<Vec<_>>(), [Some("theirs")]);
+    assert!(r53.list_health_checks().send().await.unwrap().health_checks().is_empty());
+    assert_eq!(p.json(&["status"], 1)["elastic_ip"]["public_ip"].as_str(), Some(eu_ip), "region fra still stands");
+
+    // --regions: every region's stack goes too.
+    json_on(p, "world", &["up"], 0);
+    let gone = json_on(p, "world", &["destroy", "--regions", "--yes"], 0);
+    assert_eq!(gone["kept"].as_array().unwrap().len(), 0, "{gone}");
+    let (ec2, _, _) = p.sdk().await;
+    assert!(live_instances(&ec2).await.is_empty(), "region fra's instance is gone");
+}
