@@ -64,7 +64,7 @@ pub struct Config {
 
     /// The other regions of a global stack, NAME=URL,... (us=https://us.vc.example.com):
     /// `scope=global` on the KPI API and the dashboard merges their aggregates with this one's.
-    #[arg(long, env = "VC_PEERS", value_parser = crate::peers::parse_peers, requires = "read_token")]
+    #[arg(long, env = "VC_PEERS", value_parser = crate::peers::parse_peers)]
     pub peers: Option<crate::peers::PeerList>,
 
     /// Authorities (PEM) for the peers' HTTPS certificates; the system's roots by default.

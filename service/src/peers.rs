@@ -159,10 +159,24 @@ where
     Ok(body)
 }
 
-/// Whether `peers` came with what reading them needs (clap's `requires` checks the token).
-pub fn start(list: Option<PeerList>, token: Option<&str>, ca: Option<&Path>) -> Result<Option<Arc<Peers>>> {
-    let (Some(list), Some(token)) = (list, token) else { return Ok(None) };
-    Ok(Some(Arc::new(Peers::new(list, token.to_string(), ca).context("the peers (VC_PEERS)")?)))
+/// The peers, or why there is no global view: none named, or no read token to read them
+/// with. Peers without a token is a warning, not a refusal to start: the region serves its
+/// own traffic whatever the global view lacks.
+pub fn start(
+    list: Option<PeerList>,
+    token: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<Result<Arc<Peers>, &'static str>> {
+    match (list, token) {
+        (None, _) => Ok(Err("this service knows no other region (VC_PEERS is not set)")),
+        (Some(_), None) => {
+            tracing::warn!("VC_PEERS is set but VC_READ_TOKEN is not: no global view until it is");
+            Ok(Err("VC_PEERS is set but VC_READ_TOKEN is not: the other regions cannot be read"))
+        }
+        (Some(list), Some(token)) => {
+            Ok(Ok(Arc::new(Peers::new(list, token.to_string(), ca).context("the peers (VC_PEERS)")?)))
+        }
+    }
 }
 
 #[cfg(test)]

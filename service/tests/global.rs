@@ -176,4 +176,10 @@ async fn aggregates_are_served_to_the_read_token_only_and_a_missing_region_is_na
     assert_eq!(r.headers()["cache-control"], "public, max-age=0, s-maxage=1");
     let r = http.get(eu.url("/api/analytics/kpis?scope=world")).send().await.unwrap();
     assert_eq!(r.status(), 400);
+    // Peers without a read token: the region serves, and the global view says what is missing.
+    let tokenless = Service::start(&TestStore::new(Backend::Embedded).await, &["--peers", &peers]).await;
+    let r = http.get(tokenless.url("/api/analytics/kpis?scope=global")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("VC_READ_TOKEN is not"));
+    assert!(tokenless.log().contains("no global view until it is"), "{}", tokenless.log());
 }

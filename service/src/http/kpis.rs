@@ -62,12 +62,10 @@ pub async fn get_kpis(
     };
     let global = match params.get("scope").map(String::as_str) {
         None | Some("" | "region") => false,
-        Some("global") if state.peers.is_some() => true,
-        Some("global") => {
-            return Err(ApiError::bad_request(
-                "scope=global: this service knows no other region (VC_PEERS is not set)",
-            ));
-        }
+        Some("global") => match &state.peers {
+            Ok(_) => true,
+            Err(why) => return Err(ApiError::bad_request(format!("scope=global: {why}"))),
+        },
         Some(s) => return Err(ApiError::bad_request(format!("scope: must be region or global, got {s:?}"))),
     };
     if !state.kpis.is_rebuilt() {

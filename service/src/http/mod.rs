@@ -42,8 +42,8 @@ pub struct AppState {
     pub ingest_token: Option<String>,
     /// `--read-token`: serves the aggregates (`aggregates.rs`) and reads the peers.
     pub read_token: Option<String>,
-    /// The other regions of a global stack (`--peers`), for `scope=global`.
-    pub peers: Option<Arc<crate::peers::Peers>>,
+    /// The other regions of a global stack (`--peers`), for `scope=global`; or why not.
+    pub peers: Result<Arc<crate::peers::Peers>, &'static str>,
     /// `--region-name`: this region in a global report.
     pub region_name: String,
     /// `s-maxage` of KPI answers, from the KPI interval (`kpis::shared_max_age`).

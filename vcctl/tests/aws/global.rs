@@ -57,8 +57,20 @@ async fn a_global_stack_routes_one_name_to_its_healthy_regions_and_destroy_takes
     p.json(&["up"], 0);
     json_on(&p, "iad", &["up"], 0);
     let plan = json_on(&p, "world", &["plan"], 2);
+    let changes = plan["changes"].as_array().unwrap();
     let lines: Vec<String> =
-        plan["changes"].as_array().unwrap().iter().map(|c| c["resource"].as_str().unwrap().to_string()).collect();
+        changes.iter().filter(|c| c["action"] != "note").map(|c| c["resource"].as_str().unwrap().to_string()).collect();
+    // Each region's own file is told what its service needs for the global view.
+    let notes: Vec<String> = changes
+        .iter()
+        .filter(|c| c["action"] == "note")
+        .map(|c| format!("{} {}", c["resource"], c["detail"]))
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("region eu (stacks/fra.yaml)")
+            && n.contains("VC_REGION_NAME: eu and VC_PEERS: \\\"us=http://")),
+        "{notes:?}"
+    );
     assert_eq!(
         lines,
         [
@@ -141,8 +153,23 @@ async fn failover_changes_the_records_and_keeps_the_checks(
 ) {
     let failover = WORLD.replace("routing: latency", "routing: failover\n  primary: eu");
     std::fs::write(p.dir.path().join("stacks/world.yaml"), format!("{failover}id: {world_id}\n")).unwrap();
+    // With each region's file naming the other, no note is left either.
+    let ips: Vec<String> = json_on(p, "world", &["plan"], 2)["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["endpoint"]["ip"].as_str().unwrap().to_string())
+        .collect();
+    for (file, name, other) in
+        [("fra", "eu", format!("us=http://{}:8000", ips[1])), ("iad", "us", format!("eu=http://{}:8000", ips[0]))]
+    {
+        let path = p.dir.path().join(format!("stacks/{file}.yaml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let env = format!("  port: 8000\n  env:\n    VC_REGION_NAME: {name}\n    VC_PEERS: \"{other}\"\n");
+        std::fs::write(&path, text.replace("  port: 8000\n", &env)).unwrap();
+    }
     let plan = json_on(p, "world", &["plan"], 2);
-    assert_eq!(plan["changes"].as_array().unwrap().len(), 2, "{plan}");
+    assert_eq!(plan["changes"].as_array().unwrap().len(), 2, "two updates, no note: {plan}");
     json_on(p, "world", &["up"], 0);
     let made = records(r53, zone).await;
     let roles: Vec<(Option<&str>, Option<&str>)> =

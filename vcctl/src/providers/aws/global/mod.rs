@@ -67,6 +67,15 @@ pub fn regions(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<RegionStack>> {
     Ok(out)
 }
 
+/// Each region's stack file and its `service.env`, for `records::peer_notes`.
+fn envs(regions: &[RegionStack]) -> Vec<(String, Vec<(String, String)>)> {
+    let shown = |r: &RegionStack| {
+        let file = &r.ctx.settings.stack_file;
+        file.strip_prefix(&r.ctx.root).unwrap_or(file).display().to_string()
+    };
+    regions.iter().map(|r| (shown(r), r.ctx.settings.env.clone())).collect()
+}
+
 /// Where each region answers: its load balancer or its address, as its own stack made them.
 async fn endpoints(regions: &[RegionStack]) -> Result<Vec<RegionEndpoint>> {
     let mut out = Vec::new();
@@ -145,7 +154,8 @@ pub async fn plan(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     let regions = regions(ctx, g)?;
     let s = survey_all(ctx, g, &regions).await?;
     let id = ctx.settings.stack_id.clone().unwrap_or_default();
-    let changes = records::plan(g, &id, &s.regions, &s.found);
+    let mut changes = records::plan(g, &id, &s.regions, &s.found);
+    changes.extend(records::peer_notes(&s.regions, &envs(&regions)));
     let trailer = trailer(g, &s.regions);
     let extra =
         json!({"domain": g.domain, "routing": g.routing.name(), "regions": s.regions, "cost": cost(g, &s.regions)});
@@ -222,6 +232,9 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
         .await?;
     }
     remove(p, &s, changes.iter().map(|c| &c.op)).await?;
+    for note in records::peer_notes(&s.regions, &envs(&regions)) {
+        p.warn(note.line().trim_start_matches("! ").to_string());
+    }
     let made = changes.iter().filter(|c| c.is_change()).count();
     print_up(ctx, g, &s.regions, &changes, made);
     Ok(0)

@@ -181,6 +181,39 @@ pub fn plan(g: &GlobalSettings, stack_id: &str, regions: &[RegionEndpoint], foun
     out
 }
 
+/// What a region's own stack file needs for the global view (the dashboard's
+/// `?scope=global`): its name and every other region's address in its `service.env`. The
+/// region's file is its own, so vcctl says what to write there rather than writing it.
+/// `envs`: each region's file and `service.env`, in the order of `regions`.
+pub fn peer_notes(regions: &[RegionEndpoint], envs: &[(String, Vec<(String, String)>)]) -> Vec<Change<GlobalOp>> {
+    let url = |r: &RegionEndpoint| super::kpis::url_of(r).map(|u| format!("{}={u}", r.name));
+    let mut out = Vec::new();
+    for (r, (file, env)) in regions.iter().zip(envs) {
+        let others: Option<Vec<String>> = regions.iter().filter(|o| o.name != r.name).map(url).collect();
+        let Some(others) = others else { continue };
+        let value = |k: &str| env.iter().find(|(name, _)| name == k).map(|(_, v)| v.as_str());
+        let mut want: Vec<&str> = others.iter().map(String::as_str).collect();
+        want.sort_unstable();
+        let mut have: Vec<&str> = value("VC_PEERS").map(|v| v.split(',').map(str::trim).collect()).unwrap_or_default();
+        have.sort_unstable();
+        if have == want && value("VC_REGION_NAME") == Some(r.name.as_str()) {
+            continue;
+        }
+        out.push(Change {
+            action: Action::Note,
+            resource: format!("region {} ({file})", r.name),
+            detail: format!(
+                "for the global view, its service.env needs VC_REGION_NAME: {} and VC_PEERS: \"{}\" (and the \
+                 regions' shared read token as the secret VC_READ_TOKEN)",
+                r.name,
+                others.join(",")
+            ),
+            op: GlobalOp::Nothing,
+        });
+    }
+    out
+}
+
 /// A record of the name is the stack's when its health check is one of the stack's: a
 /// record someone else made there (another set identifier, no check of ours) stays.
 pub fn is_ours(record: &DnsRecord, found: &Found) -> bool {
@@ -318,6 +351,22 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:#?}");
         assert!(lines[0].starts_with("- DNS record api.vc.example.com A (us)"), "{}", lines[0]);
         assert!(lines[1].starts_with("- health check check-1"), "{}", lines[1]);
+    }
+
+    #[test]
+    fn a_region_whose_file_lacks_its_peers_is_told_what_to_write() {
+        let env = |peers: &str, name: &str| {
+            vec![("VC_PEERS".to_string(), peers.to_string()), ("VC_REGION_NAME".to_string(), name.to_string())]
+        };
+        let envs = vec![
+            ("stacks/fra.yaml".to_string(), env("us=http://198.51.100.7:8000", "eu")),
+            ("stacks/iad.yaml".to_string(), env("eu=https://eu.vc.example.com", "virginia")),
+        ];
+        let notes = peer_notes(&endpoints(), &envs);
+        assert_eq!(notes.len(), 1, "{notes:#?}");
+        assert!(notes[0].line().contains("region us (stacks/iad.yaml)"), "{}", notes[0].line());
+        assert!(notes[0].detail.contains("VC_REGION_NAME: us and VC_PEERS: \"eu=https://eu.vc.example.com\""));
+        assert_eq!(notes[0].action, Action::Note);
     }
 
     #[test]
