@@ -235,3 +235,69 @@ async fn destroy_takes_back_only_the_stacks_own(p: &Project, r53: &aws_sdk_route
     let (ec2, _, _) = p.sdk().await;
     assert!(live_instances(&ec2).await.is_empty(), "region fra's instance is gone");
 }
+
+/// A `scale:` region: the health check asks its load balancer over HTTPS at the region's own
+/// name, the record is an alias of the load balancer, and the global name gets a certificate
+/// of its own in the region (validated in the zone), served on the region's HTTPS listener
+/// beside the region's; `destroy` takes them off and deletes them, and leaves the region's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_region_serves_the_global_name_with_a_certificate_beside_its_own() {
+    let p = Project::new(&super::scale::scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    let iad = STACK.replace("name: fra", "name: iad").replace("region: eu-central-1", "region: us-east-1");
+    std::fs::write(p.dir.path().join("stacks/iad.yaml"), iad).unwrap();
+    std::fs::write(p.dir.path().join("stacks/world.yaml"), WORLD).unwrap();
+    let config = p.sdk_config().await;
+    let r53 = aws_sdk_route53::Client::new(&config);
+    let zone = r53.create_hosted_zone().name("example.com").caller_reference("vcctl-test").send().await.unwrap();
+    let zone = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    let up = p.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
+    let lb_dns = up["load_balancer"]["dns_name"].as_str().unwrap().to_ascii_lowercase();
+    json_on(&p, "iad", &["up"], 0);
+
+    let plan = json_on(&p, "world", &["plan"], 2);
+    let text = plan["changes"].to_string();
+    assert!(text.contains("certificate for api.example.com in eu-central-1 (region eu)"), "{plan}");
+    assert!(text.contains("GET https://vc.example.com:443/api/status"), "{plan}");
+    json_on(&p, "world", &["up"], 0);
+
+    let acm = aws_sdk_acm::Client::new(&config);
+    let certs = acm.list_certificates().send().await.unwrap();
+    let global_cert = certs
+        .certificate_summary_list()
+        .iter()
+        .find(|c| c.domain_name() == Some("api.example.com"))
+        .expect("a certificate for the global name in the region")
+        .certificate_arn()
+        .unwrap()
+        .to_string();
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let lb = elb.describe_load_balancers().names("vcctl-fra").send().await.unwrap();
+    let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap().to_string();
+    let listeners = elb.describe_listeners().load_balancer_arn(&lb_arn).send().await.unwrap();
+    let https =
+        listeners.listeners().iter().find(|l| l.port() == Some(443)).unwrap().listener_arn().unwrap().to_string();
+    let on_listener = |certs: aws_sdk_elasticloadbalancingv2::operation::describe_listener_certificates::DescribeListenerCertificatesOutput| {
+        certs.certificates().iter().map(|c| (c.certificate_arn().unwrap().to_string(), c.is_default())).collect::<Vec<_>>()
+    };
+    let served = on_listener(elb.describe_listener_certificates().listener_arn(&https).send().await.unwrap());
+    assert!(served.contains(&(global_cert.clone(), Some(false))), "beside the region's own: {served:?}");
+    assert_eq!(served.iter().filter(|(_, default)| *default == Some(true)).count(), 1, "{served:?}");
+    let made = records(&r53, &zone).await;
+    let eu = made.iter().find(|r| r.set_identifier() == Some("eu")).unwrap();
+    assert_eq!(eu.alias_target().map(|a| a.dns_name().trim_end_matches('.').to_ascii_lowercase()), Some(lb_dns));
+    let checks = r53.list_health_checks().send().await.unwrap();
+    let https_check =
+        checks.health_checks().iter().filter_map(|h| h.health_check_config()).find(|c| c.r#type().as_str() == "HTTPS");
+    assert_eq!(https_check.and_then(|c| c.fully_qualified_domain_name()), Some("vc.example.com"));
+    assert_eq!(json_on(&p, "world", &["plan"], 0)["changed"], false, "converged");
+    // The region's own stack does not take the global name's certificate for drift.
+    assert_eq!(p.json(&["plan"], 0)["changed"], false);
+
+    let gone = json_on(&p, "world", &["destroy", "--yes"], 0);
+    assert!(gone["deleted"].to_string().contains("certificate for api.example.com"), "{gone}");
+    let served = on_listener(elb.describe_listener_certificates().listener_arn(&https).send().await.unwrap());
+    assert!(!served.iter().any(|(arn, _)| *arn == global_cert), "{served:?}");
+    let left = acm.list_certificates().send().await.unwrap();
+    let domains: Vec<_> = left.certificate_summary_list().iter().filter_map(|c| c.domain_name()).collect();
+    assert_eq!(domains, ["vc.example.com"], "the region's own certificate stays");
+}

@@ -357,3 +357,35 @@ pub async fn deregister(elb: &Client, arn: &str, ids: &[String], port: u16) -> R
     req.send().await.map_err(|e| error("elasticloadbalancing:DeregisterTargets", "deregistering instances", e))?;
     Ok(())
 }
+
+/// The certificates a listener serves beside its default one (SNI picks by name): a global
+/// stack's name on a region's load balancer.
+pub async fn extra_certificates(elb: &Client, listener: &str) -> Result<Vec<String>> {
+    let out = elb.describe_listener_certificates().listener_arn(listener).send().await.map_err(|e| {
+        error(
+            "elasticloadbalancing:DescribeListenerCertificates",
+            &format!("reading the certificates of {listener}"),
+            e,
+        )
+    })?;
+    Ok(out
+        .certificates()
+        .iter()
+        .filter(|c| c.is_default() != Some(true))
+        .filter_map(|c| c.certificate_arn().map(str::to_string))
+        .collect())
+}
+
+/// Adds (`add`) or removes one certificate of a listener, beside its default one.
+pub async fn listener_certificate(elb: &Client, listener: &str, certificate: &str, add: bool) -> Result<()> {
+    let c = Certificate::builder().certificate_arn(certificate).build();
+    let what = format!("the certificates of listener {listener}");
+    if add {
+        let sent = elb.add_listener_certificates().listener_arn(listener).certificates(c).send().await;
+        sent.map_err(|e| error("elasticloadbalancing:AddListenerCertificates", &what, e))?;
+    } else {
+        let sent = elb.remove_listener_certificates().listener_arn(listener).certificates(c).send().await;
+        sent.map_err(|e| error("elasticloadbalancing:RemoveListenerCertificates", &what, e))?;
+    }
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! while the region's check passes. The regions are their own stacks, made and changed by
 //! their own commands (`commands/global.rs` runs them region by region).
 
+pub mod certs;
 pub mod kpis;
 pub mod records;
 
@@ -90,6 +91,7 @@ async fn endpoints(regions: &[RegionStack]) -> Result<Vec<RegionEndpoint>> {
                     domain: r.ctx.settings.tls.as_ref().map(|t| t.domain.clone()).unwrap_or_default(),
                     dns_name: b.dns_name,
                     zone_id: b.zone_id,
+                    arn: b.arn,
                 },
                 None => {
                     Endpoint::Missing { why: format!("no load balancer {name} yet: run `vcctl up --stack {stack}`") }
@@ -137,13 +139,24 @@ pub struct Survey {
     pub aws: Aws,
     pub regions: Vec<RegionEndpoint>,
     pub found: Found,
+    /// The global name's certificate in each region (`certs.rs`).
+    pub certs: Vec<certs::RegionCert>,
 }
 
 pub async fn survey_all(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionStack]) -> Result<Survey> {
     let aws = Aws::connect(ROUTE53_REGION).await;
     let id = ctx.settings.stack_id.clone().unwrap_or_default();
     let found = survey(&aws, g, &id).await?;
-    Ok(Survey { aws, regions: endpoints(regions).await?, found })
+    let regions = endpoints(regions).await?;
+    let certs = certs::survey(&regions, &ctx.settings.stack, &g.domain).await?;
+    Ok(Survey { aws, regions, found, certs })
+}
+
+/// Every change `up` would make: the routing (`records.rs`), then the certificates.
+fn changes(g: &GlobalSettings, id: &str, s: &Survey) -> Vec<Change<GlobalOp>> {
+    let mut out = records::plan(g, id, &s.regions, &s.found);
+    out.extend(certs::plan(&g.domain, &s.certs));
+    out
 }
 
 fn scope<'a>(ctx: &'a Ctx, g: &'a GlobalSettings) -> crate::plan::Scope<'a> {
@@ -154,7 +167,7 @@ pub async fn plan(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     let regions = regions(ctx, g)?;
     let s = survey_all(ctx, g, &regions).await?;
     let id = ctx.settings.stack_id.clone().unwrap_or_default();
-    let mut changes = records::plan(g, &id, &s.regions, &s.found);
+    let mut changes = changes(g, &id, &s);
     changes.extend(records::peer_notes(&s.regions, &envs(&regions)));
     let trailer = trailer(g, &s.regions);
     let extra =
@@ -190,9 +203,10 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     let ctx = &ctx.with_current_id();
     let regions = regions(ctx, g)?;
     let mut s = survey_all(ctx, g, &regions).await?;
-    let changes = records::plan(g, &id, &s.regions, &s.found);
+    let changes = changes(g, &id, &s);
     let stamp = crate::providers::aws::stamp(&ctx.settings);
     let p = &ctx.printer;
+    certs::apply(&mut s.certs, &changes, &g.domain, &stamp, p).await?;
     for c in &changes {
         if let GlobalOp::Check { region, target } = &c.op {
             let reference = format!(
@@ -210,7 +224,7 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
             s.found.checks.push(route53::HealthCheck { id: made, reference, target: target.clone() });
         }
     }
-    let upserts: Vec<_> = changes
+    let mut upserts: Vec<_> = changes
         .iter()
         .filter_map(|c| match &c.op {
             GlobalOp::Record { region } => {
@@ -222,6 +236,9 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
             _ => None,
         })
         .collect();
+    let validation = certs::validation_records(&s.certs);
+    let validation_changed = validation_missing(&s, &validation).await?;
+    upserts.extend(validation_changed);
     if !upserts.is_empty() {
         let names =
             upserts.iter().filter_map(|r| r.routed.as_ref().map(|x| x.set_identifier.as_str())).collect::<Vec<_>>();
@@ -232,12 +249,27 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
         .await?;
     }
     remove(p, &s, changes.iter().map(|c| &c.op)).await?;
+    // A certificate requested or validated just now may be issued already: on its listener now.
+    s.certs = certs::survey(&s.regions, &ctx.settings.stack, &g.domain).await?;
+    let attach = certs::plan(&g.domain, &s.certs);
+    certs::apply(&mut s.certs, &attach, &g.domain, &stamp, p).await?;
     for note in records::peer_notes(&s.regions, &envs(&regions)) {
-        p.warn(note.line().trim_start_matches("! ").to_string());
+        p.warn(note.line().trim_start_matches("! "));
     }
     let made = changes.iter().filter(|c| c.is_change()).count();
     print_up(ctx, g, &s.regions, &changes, made);
     Ok(0)
+}
+
+/// The certificates' validation records the zone lacks.
+async fn validation_missing(s: &Survey, wanted: &[route53::DnsRecord]) -> Result<Vec<route53::DnsRecord>> {
+    let mut out = Vec::new();
+    for w in wanted {
+        if route53::find(&s.aws.route53, &s.found.zone_id, &w.name, &w.kind).await?.as_ref() != Some(w) {
+            out.push(w.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes the records and then the health checks among `ops`.
@@ -290,15 +322,19 @@ fn print_up(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionEndpoint], changes: 
 }
 
 /// The global pieces the stack made, each with how it is named to people: the records of
-/// the name whose health check is the stack's, and the stack's health checks.
+/// the name whose health check is the stack's, the stack's health checks (its certificates
+/// are in `Survey::certs`).
 async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<(Survey, Vec<(String, GlobalOp)>)>> {
-    let Some(id) = ctx.settings.stack_id.clone() else { return Ok(None) };
-    let aws = Aws::connect(ROUTE53_REGION).await;
-    let found = survey(&aws, g, &id).await?;
+    if ctx.settings.stack_id.is_none() {
+        return Ok(None);
+    }
+    let regions = regions(ctx, g)?;
+    let s = survey_all(ctx, g, &regions).await?;
+    let found = &s.found;
     let mut out: Vec<(String, GlobalOp)> = found
         .records
         .iter()
-        .filter(|r| records::is_ours(r, &found))
+        .filter(|r| records::is_ours(r, found))
         .map(|r| {
             let region = r.routed.as_ref().map_or("", |x| x.set_identifier.as_str());
             (format!("DNS record {} A ({region})", g.domain), GlobalOp::DeleteRecord(r.clone()))
@@ -307,19 +343,36 @@ async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<(Survey, Vec<(Str
     out.extend(found.checks.iter().map(|c| {
         (format!("health check {} ({})", c.id, records::describe_check(&c.target)), GlobalOp::DeleteCheck(c.clone()))
     }));
-    Ok(Some((Survey { aws, regions: Vec::new(), found }, out)))
+    Ok(Some((s, out)))
 }
 
 /// What `destroy` would delete, for the confirmation.
 pub async fn destroyable(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<String>> {
-    Ok(owned(ctx, g).await?.map(|(_, list)| list.into_iter().map(|(what, _)| what).collect()).unwrap_or_default())
+    let Some((s, list)) = owned(ctx, g).await? else { return Ok(Vec::new()) };
+    let mut out: Vec<String> = list.into_iter().map(|(what, _)| what).collect();
+    out.extend(
+        s.certs.iter().filter_map(|c| c.cert.as_ref()).map(|c| format!("certificate for {} ({})", c.domain, c.arn)),
+    );
+    Ok(out)
 }
 
-/// Deletes the global pieces (records first, then the checks); answers what went.
+/// Deletes the global pieces: the records, then the checks, then the certificates (off the
+/// listeners first); answers what went.
 pub async fn destroy(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<String>> {
     let Some((s, list)) = owned(ctx, g).await? else { return Ok(Vec::new()) };
     remove(&ctx.printer, &s, list.iter().map(|(_, op)| op)).await?;
-    Ok(list.into_iter().map(|(what, _)| what).collect())
+    let mut gone: Vec<String> = list.into_iter().map(|(what, _)| what).collect();
+    gone.extend(certs::destroy(&s.certs, &ctx.printer).await?);
+    // Their validation records, where still as made.
+    let wanted = certs::validation_records(&s.certs);
+    let missing = validation_missing(&s, &wanted).await?;
+    let ours: Vec<_> = wanted.into_iter().filter(|w| !missing.contains(w)).collect();
+    if !ours.is_empty() {
+        let deleting = route53::change(&s.aws.route53, &s.found.zone_id, false, &ours);
+        ctx.printer.doing("deleting the certificates' validation records", deleting).await?;
+        gone.extend(ours.iter().map(|r| format!("DNS record {} {} (certificate validation)", r.name, r.kind)));
+    }
+    Ok(gone)
 }
 
 /// One region's health check and what Route 53's checkers last saw of it.

@@ -12,7 +12,7 @@ use crate::stack::global::{GlobalSettings, Routing};
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Endpoint {
     /// A `scale:` stack's load balancer, checked at the region's own name (`tls.domain`).
-    Balancer { domain: String, dns_name: String, zone_id: String },
+    Balancer { domain: String, dns_name: String, zone_id: String, arn: String },
     /// A single box's Elastic IP; checked over HTTPS at its domain when it has `tls:`.
     Address { ip: String, domain: Option<String>, port: u16 },
     /// Not made yet: the region's own `up` comes first.
@@ -92,6 +92,14 @@ pub enum GlobalOp {
     /// A record of a region no longer in the file, or not reachable any more.
     DeleteRecord(DnsRecord),
     DeleteCheck(HealthCheck),
+    /// The global name's certificate in a region whose load balancer serves it.
+    Certificate {
+        region: String,
+    },
+    /// That certificate, issued, on the region's HTTPS listener.
+    Attach {
+        region: String,
+    },
     Nothing,
 }
 
@@ -280,6 +288,7 @@ mod tests {
                     domain: "eu.vc.example.com".into(),
                     dns_name: "vcctl-fra-1.eu-central-1.elb.amazonaws.com".into(),
                     zone_id: "Z215JYRZR1TBD5".into(),
+                    arn: "arn:aws:elasticloadbalancing:eu-central-1:123456789012:loadbalancer/app/vcctl-fra/1".into(),
                 },
             },
             RegionEndpoint {
