@@ -56,12 +56,16 @@ struct Asset {
     body: Vec<u8>,
     content_type: &'static str,
     etag: HeaderValue,
+    /// Named by its content hash (`app.<hash>.js`): the name changes with the content, so
+    /// any cache may keep it for a year. The plain names and the page revalidate.
+    immutable: bool,
 }
 
 /// The dashboard's files, built once at start-up with the service's settings injected.
 pub struct Dashboard {
     index: Asset,
-    files: BTreeMap<&'static str, Asset>,
+    /// Each file under its plain name and under its hashed name (what the page links).
+    files: BTreeMap<String, Asset>,
 }
 
 /// FNV-1a: a stable content hash for ETags (not for security).
@@ -71,7 +75,13 @@ fn fnv1a(data: &[u8]) -> u64 {
 
 fn asset(body: Vec<u8>, content_type: &'static str) -> Asset {
     let etag = HeaderValue::from_str(&format!("\"{:016x}\"", fnv1a(&body))).expect("hex is a valid header");
-    Asset { body, content_type, etag }
+    Asset { body, content_type, etag, immutable: false }
+}
+
+/// `app.js` → `app.0123456789abcdef.js`: the name a page links, changing with the content.
+fn hashed_name(name: &str, body: &[u8]) -> String {
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+    format!("{stem}.{:016x}.{ext}", fnv1a(body))
 }
 
 #[derive(Serialize)]
@@ -94,11 +104,11 @@ impl Dashboard {
             .expect("config serialises")
             // Inside <script>, "</" could close the element.
             .replace("</", "<\\/");
-        let index = include_str!("../dashboard/src/index.html").replace(
+        let mut index = include_str!("../dashboard/src/index.html").replace(
             "<!--VC_CONFIG-->",
             &format!("<script id=\"vc-config\" type=\"application/json\">{config}</script>"),
         );
-        let files = BTreeMap::from([
+        let plain = [
             ("app.js", asset(include_bytes!("../dashboard/src/app.js").to_vec(), "text/javascript; charset=utf-8")),
             ("style.css", asset(include_bytes!("../dashboard/src/style.css").to_vec(), "text/css; charset=utf-8")),
             (
@@ -115,16 +125,28 @@ impl Dashboard {
                     "text/css; charset=utf-8",
                 ),
             ),
-        ]);
+        ];
+        let mut files = BTreeMap::new();
+        for (name, file) in plain {
+            let hashed = hashed_name(name, &file.body);
+            index = index.replace(&format!("\"/dashboard/{name}\""), &format!("\"/dashboard/{hashed}\""));
+            files.insert(hashed, Asset { immutable: true, ..asset(file.body.clone(), file.content_type) });
+            files.insert(name.to_string(), file);
+        }
         Dashboard { index: asset(index.into_bytes(), "text/html; charset=utf-8"), files }
     }
 }
 
+/// A year: what a hashed name may be kept for (RFC 9111's longest sensible `max-age`).
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
 fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
-    // `no-cache`: always revalidate, so a new release shows at once; the ETag makes that a 304.
+    // `no-cache`: always revalidate, so a new release shows at once; the ETag makes that a
+    // 304. A hashed name never changes content: kept for a year.
+    let cache = if asset.immutable { IMMUTABLE } else { "no-cache" };
     let common = [
         (header::ETAG, asset.etag.clone()),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
     ];
     let matches = headers
@@ -184,5 +206,13 @@ mod tests {
         assert_eq!((secs(500), secs(1_500), secs(60_000), secs(600_000)), (1, 2, 60, 60));
         assert!(d.files["uPlot.iife.min.js"].body.len() > 10_000, "uPlot is embedded");
         assert_ne!(d.files["app.js"].etag, d.files["style.css"].etag);
+        // The page links every file by its hashed name, which serves the same bytes forever.
+        for name in ["app.js", "style.css", "uPlot.iife.min.js", "uPlot.min.css"] {
+            let hashed = hashed_name(name, &d.files[name].body);
+            assert!(html.contains(&format!("\"/dashboard/{hashed}\"")), "{name} → {hashed}: {html}");
+            assert!(!html.contains(&format!("\"/dashboard/{name}\"")), "{name} still linked plainly");
+            assert!(d.files[&hashed].immutable && !d.files[name].immutable);
+            assert_eq!(d.files[&hashed].body, d.files[name].body);
+        }
     }
 }

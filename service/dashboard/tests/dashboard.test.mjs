@@ -320,6 +320,18 @@ test('assets are served with content types, ETags and compression', async () => 
       assert.equal(again.status, 304, `${path} revalidates`);
     }
     assert.equal((await fetch(`${svc.base}/dashboard/nope.js`)).status, 404);
+    // The page links its files by content hash: those may be cached a year, the page not.
+    const page = await fetch(`${svc.base}/dashboard`);
+    assert.equal(page.headers.get('cache-control'), 'no-cache');
+    const linked = [...(await page.text()).matchAll(/"\/dashboard\/([a-zA-Z.]+)\.([0-9a-f]{16})\.(js|css)"/g)];
+    assert.equal(linked.length, 4, 'every script and style sheet by its hash');
+    for (const [, stem, hash, ext] of linked) {
+      const r = await fetch(`${svc.base}/dashboard/${stem}.${hash}.${ext}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('cache-control'), 'public, max-age=31536000, immutable', stem);
+      const plain = await (await fetch(`${svc.base}/dashboard/${stem}.${ext}`)).text();
+      assert.equal(await r.text(), plain, `${stem}.${hash}.${ext} is ${stem}.${ext}`);
+    }
   } finally {
     stopService(svc);
   }
