@@ -20,6 +20,10 @@ pub async fn run(ctx: &Ctx, g: &GlobalSettings, command: &Command) -> Result<u8>
         Command::Deploy(_) => across(ctx, g, command, false).await,
         Command::Rollback(_) => across(ctx, g, command, true).await,
         Command::Destroy(d) => destroy(ctx, g, d.regions).await,
+        Command::IamPolicy(_) => {
+            ctx.printer.out(serde_json::to_string_pretty(&crate::providers::aws::operator::global_policy())?);
+            Ok(crate::error::OK)
+        }
         other => Err(Failure::invalid(
             format!(
                 "`{}` works on one region's stack; stack `{}` is a global stack of {}",

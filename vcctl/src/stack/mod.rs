@@ -1058,6 +1058,13 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let stack = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            // A global stack's regions are stacks of the repository too, each on AWS.
+            if let Provider::Global(g) = &stack.provider {
+                for r in &g.regions {
+                    let region = load_file(&dir.join(format!("{}.yaml", r.stack))).unwrap();
+                    assert!(matches!(region.provider, Provider::Aws(_)), "{}: {}", path.display(), r.stack);
+                }
+            }
             names.push((stack.name, stack.provider.name()));
         }
         names.sort();
@@ -1069,7 +1076,9 @@ mod tests {
                 ("frankfurt".into(), "aws"),
                 ("frankfurt-scale".into(), "aws"),
                 ("local".into(), "local"),
-                ("local-pg".into(), "local")
+                ("local-pg".into(), "local"),
+                ("virginia-scale".into(), "aws"),
+                ("world".into(), "global")
             ]
         );
     }

@@ -56,6 +56,9 @@ async fn a_global_stack_routes_one_name_to_its_healthy_regions_and_destroy_takes
 
     p.json(&["up"], 0);
     json_on(&p, "iad", &["up"], 0);
+    // From here to `destroy --regions`, every call the global stack's own commands make is
+    // checked against `vcctl iam-policy --stack world` at the end.
+    let watch = recorded::Watch::start(&p).await;
     let plan = json_on(&p, "world", &["plan"], 2);
     let changes = plan["changes"].as_array().unwrap();
     let lines: Vec<String> =
@@ -91,8 +94,27 @@ async fn a_global_stack_routes_one_name_to_its_healthy_regions_and_destroy_takes
     let (world_id, eu_ip) = the_checks_and_records_are_made_once(&p, &r53, &zone).await;
     status_shows_each_regions_check_and_record(&p);
     failover_changes_the_records_and_keeps_the_checks(&p, &r53, &zone, &world_id).await;
+    within_the_global_policy(&p, watch).await;
     deploys_go_region_by_region_and_stop_at_the_first_failure(&p);
-    destroy_takes_back_only_the_stacks_own(&p, &r53, &zone, &eu_ip).await;
+    let watch = recorded::Watch::start(&p).await;
+    destroy_takes_back_only_the_stacks_own(&p, &r53, &zone, &eu_ip, watch).await;
+}
+
+/// Region fra's Elastic IP, read with the SDK (not with vcctl: its calls are being watched).
+async fn fra_address(p: &Project) -> Option<String> {
+    let (ec2, _, _) = p.sdk().await;
+    let out = ec2.describe_addresses().filters(stack_filter()).send().await.unwrap();
+    out.addresses().first().and_then(|a| a.public_ip()).map(str::to_string)
+}
+
+/// Every call the global stack's own commands made since `watch` started allowed by
+/// `vcctl iam-policy --stack world` (the regions' commands have their own).
+async fn within_the_global_policy(p: &Project, watch: recorded::Watch) {
+    let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
+    let out = on(p, "world", &["iam-policy"], 0);
+    let policy: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(asked.iter().any(|a| a.action.starts_with("route53:")), "recorded: {asked:?}");
+    least_privilege::check_operator(&policy, &asked);
 }
 
 /// The health checks (found again by their caller reference) and the latency records; a
@@ -119,11 +141,7 @@ async fn the_checks_and_records_are_made_once(
     assert_eq!(eu.ttl(), Some(60));
     assert!(checks.health_checks().iter().any(|h| Some(h.id()) == eu.health_check_id()));
     let eu_ip = eu.resource_records()[0].value().to_string();
-    assert_eq!(
-        p.json(&["status"], 1)["elastic_ip"]["public_ip"].as_str(),
-        Some(eu_ip.as_str()),
-        "the record names the region's Elastic IP"
-    );
+    assert_eq!(fra_address(p).await.as_deref(), Some(eu_ip.as_str()), "the record names the region's Elastic IP");
     // Converged: nothing more to do.
     assert_eq!(json_on(p, "world", &["plan"], 0)["changed"], false);
     assert_eq!(json_on(p, "world", &["up"], 0)["changed"], 0);
@@ -197,7 +215,13 @@ fn deploys_go_region_by_region_and_stop_at_the_first_failure(p: &Project) {
 
 /// Someone else's record at the name stays; destroy asks first, then takes only the stack's;
 /// with `--regions`, every region's stack too.
-async fn destroy_takes_back_only_the_stacks_own(p: &Project, r53: &aws_sdk_route53::Client, zone: &str, eu_ip: &str) {
+async fn destroy_takes_back_only_the_stacks_own(
+    p: &Project,
+    r53: &aws_sdk_route53::Client,
+    zone: &str,
+    eu_ip: &str,
+    watch: recorded::Watch,
+) {
     use aws_sdk_route53::types::{
         Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, ResourceRecordSetRegion, RrType,
     };
@@ -226,7 +250,8 @@ async fn destroy_takes_back_only_the_stacks_own(p: &Project, r53: &aws_sdk_route
     let left = records(r53, zone).await;
     assert_eq!(left.iter().map(|r| r.set_identifier()).collect::<Vec<_>>(), [Some("theirs")]);
     assert!(r53.list_health_checks().send().await.unwrap().health_checks().is_empty());
-    assert_eq!(p.json(&["status"], 1)["elastic_ip"]["public_ip"].as_str(), Some(eu_ip), "region fra still stands");
+    assert_eq!(fra_address(p).await.as_deref(), Some(eu_ip), "region fra still stands");
+    within_the_global_policy(p, watch).await;
 
     // --regions: every region's stack goes too.
     json_on(p, "world", &["up"], 0);
@@ -254,6 +279,7 @@ async fn a_load_balancer_region_serves_the_global_name_with_a_certificate_beside
     let lb_dns = up["load_balancer"]["dns_name"].as_str().unwrap().to_ascii_lowercase();
     json_on(&p, "iad", &["up"], 0);
 
+    let watch = recorded::Watch::start(&p).await;
     let plan = json_on(&p, "world", &["plan"], 2);
     let text = plan["changes"].to_string();
     assert!(text.contains("certificate for api.example.com in eu-central-1 (region eu)"), "{plan}");
@@ -290,10 +316,13 @@ async fn a_load_balancer_region_serves_the_global_name_with_a_certificate_beside
         checks.health_checks().iter().filter_map(|h| h.health_check_config()).find(|c| c.r#type().as_str() == "HTTPS");
     assert_eq!(https_check.and_then(|c| c.fully_qualified_domain_name()), Some("vc.example.com"));
     assert_eq!(json_on(&p, "world", &["plan"], 0)["changed"], false, "converged");
+    within_the_global_policy(&p, watch).await;
     // The region's own stack does not take the global name's certificate for drift.
     assert_eq!(p.json(&["plan"], 0)["changed"], false);
 
+    let watch = recorded::Watch::start(&p).await;
     let gone = json_on(&p, "world", &["destroy", "--yes"], 0);
+    within_the_global_policy(&p, watch).await;
     assert!(gone["deleted"].to_string().contains("certificate for api.example.com"), "{gone}");
     let served = on_listener(elb.describe_listener_certificates().listener_arn(&https).send().await.unwrap());
     assert!(!served.iter().any(|(arn, _)| *arn == global_cert), "{served:?}");

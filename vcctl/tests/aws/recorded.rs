@@ -139,12 +139,34 @@ fn parse(entry: &Value) -> Option<Call> {
         let (action, resource) = backup_route(method, path);
         call.action = format!("backup:{action}");
         call.params.insert("Resource".into(), resource);
+    } else if service == "route53" {
+        call.action = format!("route53:{}", route53_action(method, path));
     } else {
-        // REST APIs other than S3 (Route 53): named by their path, which suffices for the
-        // operator's policy (Route 53 statements there are by action).
+        // Another REST API: named by its path, which no policy allows.
         call.action = format!("{service}:{method} /{path}");
     }
     Some(call)
+}
+
+/// The IAM action of a Route 53 REST request, by botocore's routes for the calls vcctl
+/// makes (an unknown route is named so, and no policy allows it). Route 53's statements are
+/// by action: its resources have ids made when they are.
+fn route53_action(method: &str, path: &str) -> String {
+    let seg: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let action = match (method, seg.as_slice()) {
+        ("GET", ["2013-04-01", "hostedzonesbyname"]) => "ListHostedZonesByName",
+        ("POST", ["2013-04-01", "hostedzone"]) => "CreateHostedZone",
+        ("GET", ["2013-04-01", "hostedzone", _, "rrset"]) => "ListResourceRecordSets",
+        ("POST", ["2013-04-01", "hostedzone", _, "rrset"]) => "ChangeResourceRecordSets",
+        ("GET", ["2013-04-01", "change", _]) => "GetChange",
+        ("GET", ["2013-04-01", "healthcheck"]) => "ListHealthChecks",
+        ("POST", ["2013-04-01", "healthcheck"]) => "CreateHealthCheck",
+        ("DELETE", ["2013-04-01", "healthcheck", _]) => "DeleteHealthCheck",
+        ("GET", ["2013-04-01", "healthcheck", _, "status"]) => "GetHealthCheckStatus",
+        ("POST", ["2013-04-01", "tags", _, _]) => "ChangeTagsForResource",
+        _ => return format!("UnknownRoute({method} /{path})"),
+    };
+    action.to_string()
 }
 
 /// The IAM action and resource of an AWS Backup REST request, by botocore's routes for the

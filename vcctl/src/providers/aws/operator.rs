@@ -157,10 +157,67 @@ const SCALE: &[(&str, &[&str])] = &[
             "AddTagsToCertificate",
         ],
     ),
-    ("route53", &["ListHostedZones", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetChange"]),
+    ("route53", &["ListHostedZonesByName", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetChange"]),
     // Finding the group by name cannot be narrowed to it.
     ("logs", &["DescribeLogGroups"]),
 ];
+
+/// What a global stack's own commands call (`plan`, `up`, `status`, `destroy`): the regions'
+/// commands run with each region's own policy.
+const GLOBAL: &[(&str, &str, &[&str])] = &[
+    (
+        // Health checks have random ids and are found by listing; records live in a zone
+        // found by name: neither can be named before it exists.
+        "RoutedRecordsAndHealthChecks",
+        "route53",
+        &[
+            "ListHostedZonesByName",
+            "ListResourceRecordSets",
+            "ChangeResourceRecordSets",
+            "GetChange",
+            "ListHealthChecks",
+            "CreateHealthCheck",
+            "DeleteHealthCheck",
+            "GetHealthCheckStatus",
+            "ChangeTagsForResource",
+        ],
+    ),
+    (
+        "TheGlobalNamesCertificates",
+        "acm",
+        &[
+            "ListCertificates",
+            "DescribeCertificate",
+            "ListTagsForCertificate",
+            "RequestCertificate",
+            "AddTagsToCertificate",
+            "DeleteCertificate",
+        ],
+    ),
+    (
+        "TheCertificatesOnTheRegionsListeners",
+        "elasticloadbalancing",
+        &[
+            "DescribeLoadBalancers",
+            // Whose load balancer it is (its tags), as every finding of one asks.
+            "DescribeTags",
+            "DescribeListeners",
+            "DescribeListenerCertificates",
+            "AddListenerCertificates",
+            "RemoveListenerCertificates",
+        ],
+    ),
+    ("FindTheRegionsAddresses", "ec2", &["DescribeAddresses"]),
+];
+
+/// `vcctl iam-policy` of a global stack.
+pub fn global_policy() -> Value {
+    let statements: Vec<Value> = GLOBAL
+        .iter()
+        .map(|(sid, service, names)| json!({"Sid": sid, "Effect": "Allow", "Action": actions(service, names), "Resource": "*"}))
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
 
 fn actions(service: &str, names: &[&str]) -> Vec<String> {
     names.iter().map(|n| format!("{service}:{n}")).collect()
