@@ -134,6 +134,7 @@ async fn aggregates_are_served_to_the_read_token_only_and_a_missing_region_is_na
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("VC_READ_TOKEN"));
     assert_eq!(http.get(aggregates(&us)).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(aggregates(&plain)).send().await.unwrap().status(), 401, "no credentials: 401 first");
     let wrong = http.get(aggregates(&us)).bearer_auth("not-the-token").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
     assert!(wrong.text().await.unwrap().contains("not the read token"));

@@ -50,7 +50,7 @@ pub const SHAPES: [(&str, &str); 19] = [
     ("tunnel", "ssh (one host), aws, scale (--instance); not a fleet yet; a local stack listens here already"),
     ("token", "local, ssh (one host), aws, scale (the group's, from its bucket); not a fleet yet"),
     ("ci", "aws and scale"),
-    ("iam-policy", "aws and scale"),
+    ("iam-policy", "aws, scale and global (its own pieces; each region has its own)"),
 ];
 
 /// `--help`'s closing text: the examples and every exit code.

@@ -52,6 +52,13 @@ pub async fn get_aggregates(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Some(token) = &state.read_token else {
+        // No credentials is a 401 whatever the service has; credentials it cannot check, 403.
+        if !headers.contains_key(header::AUTHORIZATION) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Authorization header is required: `Authorization: Bearer <read token>`",
+            ));
+        }
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "this service serves no aggregates: it has no read token (set VC_READ_TOKEN)",

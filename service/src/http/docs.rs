@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         crate::kpi::SeriesPoint,
         crate::kpi::Window,
         crate::kpi::RegionRead,
+        super::kpis::Scope,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -27,8 +27,16 @@ struct KpiQuery {
     endpoint: Option<String>,
     /// `region` (this region's events; the default) or `global`: every region of a global
     /// stack merged (`VC_PEERS`), with `regions` saying which answered.
-    #[param(pattern = "^(region|global)?$")]
-    scope: Option<String>,
+    scope: Option<Scope>,
+}
+
+/// Whose events a report is of.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Scope {
+    Region,
+    Global,
 }
 
 /// KPIs over a window.
@@ -61,7 +69,7 @@ pub async fn get_kpis(
         Some(e) => Some(e),
     };
     let global = match params.get("scope").map(String::as_str) {
-        None | Some("" | "region") => false,
+        None | Some("region") => false,
         Some("global") => match &state.peers {
             Ok(_) => true,
             Err(why) => return Err(ApiError::bad_request(format!("scope=global: {why}"))),

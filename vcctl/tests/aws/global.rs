@@ -90,7 +90,7 @@ async fn a_global_stack_routes_one_name_to_its_healthy_regions_and_destroy_takes
     assert!(text.contains("deploys go us → eu") && text.contains("200 million a month, assumed"), "{text}");
 
     let up = json_on(&p, "world", &["up"], 0);
-    assert_eq!(up["changed"], 4, "{up}");
+    assert_eq!((up["changed"].as_bool(), up["changes"].as_array().map(Vec::len)), (Some(true), Some(4)), "{up}");
     let (world_id, eu_ip) = the_checks_and_records_are_made_once(&p, &r53, &zone).await;
     status_shows_each_regions_check_and_record(&p);
     failover_changes_the_records_and_keeps_the_checks(&p, &r53, &zone, &world_id).await;
@@ -144,7 +144,7 @@ async fn the_checks_and_records_are_made_once(
     assert_eq!(fra_address(p).await.as_deref(), Some(eu_ip.as_str()), "the record names the region's Elastic IP");
     // Converged: nothing more to do.
     assert_eq!(json_on(p, "world", &["plan"], 0)["changed"], false);
-    assert_eq!(json_on(p, "world", &["up"], 0)["changed"], 0);
+    assert_eq!(json_on(p, "world", &["up"], 0)["changed"], false);
     (world_id, eu_ip)
 }
 

@@ -66,20 +66,32 @@ pub async fn zone_id(r53: &Client, zone: &str) -> Result<Option<String>> {
 
 /// The record `name` of type `kind` in zone `zone_id`, if there is one.
 pub async fn find(r53: &Client, zone_id: &str, name: &str, kind: &str) -> Result<Option<DnsRecord>> {
+    Ok(listed(r53, zone_id, name, kind, 1).await?.into_iter().next())
+}
+
+/// Every record of `name` and type `kind` in zone `zone_id`: the routed ones of a global
+/// stack, one per region (a zone's records are listed in order, so they come together).
+pub async fn find_all(r53: &Client, zone_id: &str, name: &str, kind: &str) -> Result<Vec<DnsRecord>> {
+    listed(r53, zone_id, name, kind, 100).await
+}
+
+/// The records of `name` and `kind` among the `most` listed from there on.
+async fn listed(r53: &Client, zone_id: &str, name: &str, kind: &str, most: i32) -> Result<Vec<DnsRecord>> {
     let out = r53
         .list_resource_record_sets()
         .hosted_zone_id(zone_id)
         .start_record_name(name)
         .start_record_type(RrType::from(kind))
-        .max_items(1)
+        .max_items(most)
         .send()
         .await
         .map_err(|e| error("route53:ListResourceRecordSets", &format!("looking up {name} {kind}"), e))?;
-    let Some(r) = out.resource_record_sets().first() else { return Ok(None) };
-    if normal(r.name()) != normal(name) || r.r#type().as_str() != kind {
-        return Ok(None);
-    }
-    Ok(Some(record_of(r)))
+    Ok(out
+        .resource_record_sets()
+        .iter()
+        .filter(|r| normal(r.name()) == normal(name) && r.r#type().as_str() == kind)
+        .map(record_of)
+        .collect())
 }
 
 fn record_of(r: &ResourceRecordSet) -> DnsRecord {
@@ -98,26 +110,6 @@ fn record_of(r: &ResourceRecordSet) -> DnsRecord {
         health_check: r.health_check_id().map(str::to_string),
     });
     DnsRecord { name: normal(r.name()), kind: r.r#type().as_str().to_string(), value, alias_zone, routed }
-}
-
-/// Every record of `name` and type `kind` in zone `zone_id`: the routed ones of a global
-/// stack, one per region (a zone's records are listed in order, so they come together).
-pub async fn find_all(r53: &Client, zone_id: &str, name: &str, kind: &str) -> Result<Vec<DnsRecord>> {
-    let out = r53
-        .list_resource_record_sets()
-        .hosted_zone_id(zone_id)
-        .start_record_name(name)
-        .start_record_type(RrType::from(kind))
-        .max_items(100)
-        .send()
-        .await
-        .map_err(|e| error("route53:ListResourceRecordSets", &format!("looking up {name} {kind}"), e))?;
-    Ok(out
-        .resource_record_sets()
-        .iter()
-        .filter(|r| normal(r.name()) == normal(name) && r.r#type().as_str() == kind)
-        .map(record_of)
-        .collect())
 }
 
 fn record_set(r: &DnsRecord) -> Result<ResourceRecordSet> {

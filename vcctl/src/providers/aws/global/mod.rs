@@ -306,7 +306,7 @@ fn print_up(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionEndpoint], changes: 
         regions.iter().filter(|r| matches!(r.endpoint, Endpoint::Missing { .. })).map(|r| r.name.as_str()).collect();
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "shape": "global", "domain": g.domain, "routing": g.routing.name(),
-        "changed": made, "changes": changes.iter().filter(|c| c.is_change()).map(Change::line).collect::<Vec<_>>(),
+        "changed": made > 0, "changes": changes.iter().filter(|c| c.is_change()).map(Change::line).collect::<Vec<_>>(),
         "regions": regions, "regions_not_made": missing,
     }));
     ctx.printer.out(format!(
