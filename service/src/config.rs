@@ -196,20 +196,19 @@ fn parse_size(s: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
-/// A set token that is empty would turn authentication off while the log says it is on;
-/// the error never shows the value (it is a secret; an empty one shows as '').
 fn non_empty_token(s: &str) -> Result<String, String> {
-    if s.trim().is_empty() {
-        return Err(
-            "the ingest token is empty: set a token, or unset VC_INGEST_TOKEN to accept events without one".into()
-        );
-    }
-    Ok(s.to_string())
+    non_empty(s, "the ingest token is empty: set a token, or unset VC_INGEST_TOKEN to accept events without one")
 }
 
 fn non_empty_read_token(s: &str) -> Result<String, String> {
+    non_empty(s, "the read token is empty: set a token, or unset VC_READ_TOKEN to serve no aggregates")
+}
+
+/// A set token that is empty would turn authentication off while the log says it is on;
+/// the error never shows the value (it is a secret; an empty one shows as '').
+fn non_empty(s: &str, empty: &str) -> Result<String, String> {
     if s.trim().is_empty() {
-        return Err("the read token is empty: set a token, or unset VC_READ_TOKEN to serve no aggregates".into());
+        return Err(empty.into());
     }
     Ok(s.to_string())
 }

@@ -36,6 +36,11 @@ pub struct Peer {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerList(pub Vec<Peer>);
 
+/// A region's name, in `VC_PEERS` and in a global stack file: 1-32 of a-z, 0-9 and `-`.
+pub fn is_region_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// `NAME=URL,NAME=URL`: names of lower-case letters, digits and `-` (at most 32), each
 /// once; URLs `http://` or `https://` with a host and nothing past the path.
 pub fn parse_peers(s: &str) -> Result<PeerList, String> {
@@ -43,9 +48,7 @@ pub fn parse_peers(s: &str) -> Result<PeerList, String> {
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let (name, url) = item.split_once('=').ok_or_else(|| format!("`{item}`: write NAME=URL"))?;
         let (name, url) = (name.trim(), url.trim());
-        let good_name = (1..=32).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !good_name {
+        if !is_region_name(name) {
             return Err(format!("`{name}`: a peer's name is 1-32 of a-z, 0-9 and -"));
         }
         let uri: Uri = url.parse().map_err(|e| format!("{name}: `{url}` is not a URL ({e})"))?;

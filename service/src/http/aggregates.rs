@@ -54,10 +54,7 @@ pub async fn get_aggregates(
     let Some(token) = &state.read_token else {
         // No credentials is a 401 whatever the service has; credentials it cannot check, 403.
         if !headers.contains_key(header::AUTHORIZATION) {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "Authorization header is required: `Authorization: Bearer <read token>`",
-            ));
+            return Err(super::auth::no_credentials("read token"));
         }
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -8,9 +8,7 @@ use super::error::ApiError;
 /// the 401's message.
 pub fn authorize(headers: &HeaderMap, token: &str, what: &str) -> Result<(), ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m);
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(&format!("Authorization header is required: `Authorization: Bearer <{what}>`")));
-    };
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Err(no_credentials(what)) };
     // The scheme is case-insensitive (RFC 7235): `bearer`, `Bearer` and `BEARER` are one.
     let given = value.to_str().ok().and_then(|v| {
         let (scheme, token) = v.trim_start().split_once(' ')?;
@@ -21,6 +19,14 @@ pub fn authorize(headers: &HeaderMap, token: &str, what: &str) -> Result<(), Api
         Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
         Some(_) => Err(unauthorized(&format!("the bearer token is not the {what}"))),
     }
+}
+
+/// The 401 of a request without `Authorization`.
+pub fn no_credentials(what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        format!("Authorization header is required: `Authorization: Bearer <{what}>`"),
+    )
 }
 
 /// Compares without an early exit, so response timing does not reveal a matching prefix.

@@ -212,17 +212,21 @@ pub const GLOBAL_REPORT_TTL: Duration = Duration::from_secs(5);
 /// Reports kept at most (every window, a few hundred endpoints).
 const MAX_CACHED_REPORTS: usize = 256;
 
+/// How long the report of `key` is kept.
+fn ttl(key: &ReportKey) -> Duration {
+    if key.2 { GLOBAL_REPORT_TTL } else { REPORT_TTL }
+}
+
 impl ReportCache {
     fn get(&self, key: &ReportKey) -> Option<Bytes> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let ttl = if key.2 { GLOBAL_REPORT_TTL } else { REPORT_TTL };
-        entries.get(key).filter(|(at, _)| at.elapsed() < ttl).map(|(_, json)| json.clone())
+        entries.get(key).filter(|(at, _)| at.elapsed() < ttl(key)).map(|(_, json)| json.clone())
     }
 
     fn put(&self, key: ReportKey, json: Bytes) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_CACHED_REPORTS {
-            entries.retain(|key, (at, _)| at.elapsed() < if key.2 { GLOBAL_REPORT_TTL } else { REPORT_TTL });
+            entries.retain(|key, (at, _)| at.elapsed() < ttl(key));
             if entries.len() >= MAX_CACHED_REPORTS {
                 entries.clear();
             }

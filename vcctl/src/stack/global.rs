@@ -141,8 +141,8 @@ fn regions(s: &mut Section) -> Result<Vec<Region>, StackError> {
     let mut out: Vec<Region> = Vec::new();
     for (name, stack, span) in map {
         let path = format!("global.regions.{name}");
-        let good = (1..=32).contains(&name.len())
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        // The service reads the same names in `VC_PEERS`.
+        let good = vehicleconnect::peers::is_region_name(&name);
         if !good {
             return Err(s.error_at(&span, path, format!("{name:?} is not a region name: use 1-32 of a-z, 0-9 and -")));
         }
