@@ -1,7 +1,7 @@
-//! The commands of a global stack. Its own pieces (health checks, routed records) are
-//! `providers/global`; `deploy` and `rollback` run each region's own command, with its own
-//! rolling engine, region by region: the canary first, and the first region that fails
-//! stops the rest (it rolled itself back: its old release serves).
+//! The commands of a global stack. Its own pieces (health checks, routed records,
+//! certificates) are `providers/aws/global`; `deploy` and `rollback` run each region's own
+//! command, with its own rolling engine, region by region: the canary first, and the first
+//! region that fails stops the rest (it rolled itself back: its old release serves).
 
 use anyhow::Result;
 use serde_json::json;
@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::cli::Command;
 use crate::context::Ctx;
 use crate::error::Failure;
-use crate::providers::aws::global::{self, RegionStack};
+use crate::providers::aws::global;
 use crate::stack::global::GlobalSettings;
 
 pub async fn run(ctx: &Ctx, g: &GlobalSettings, command: &Command) -> Result<u8> {
@@ -37,24 +37,13 @@ pub async fn run(ctx: &Ctx, g: &GlobalSettings, command: &Command) -> Result<u8>
     }
 }
 
-/// The regions in the order a deploy goes (the canary first), or the reverse for a rollback.
-fn ordered(g: &GlobalSettings, regions: Vec<RegionStack>, reverse: bool) -> Vec<RegionStack> {
-    let mut out: Vec<RegionStack> = Vec::new();
-    let mut rest = regions;
-    for r in g.deploy_order() {
-        if let Some(i) = rest.iter().position(|x| x.region.name == r.name) {
-            out.push(rest.remove(i));
-        }
-    }
-    if reverse {
-        out.reverse();
-    }
-    out
-}
-
 /// Runs `command` on every region in order; stops at the first that does not end well.
 async fn across(ctx: &Ctx, g: &GlobalSettings, command: &Command, reverse: bool) -> Result<u8> {
-    let regions = ordered(g, global::regions(ctx, g)?, reverse);
+    // The canary first; a rollback the other way round.
+    let mut regions = global::regions_in(ctx, g.deploy_order())?;
+    if reverse {
+        regions.reverse();
+    }
     let names: Vec<&str> = regions.iter().map(|r| r.region.name.as_str()).collect();
     ctx.printer.info(format!("{}: region by region, {}", command.name(), names.join(" → ")));
     let mut done: Vec<&str> = Vec::new();
@@ -93,7 +82,7 @@ fn summary(ctx: &Ctx, command: &Command, done: &[&str], failed: Option<&str>, le
                 list(done),
                 list(left)
             ));
-            if !done.is_empty() && command.name() == "vcctl deploy" {
+            if !done.is_empty() && matches!(command, Command::Deploy(_)) {
                 ctx.printer.out(format!(
                     "  the regions done serve the new release; `vcctl rollback --stack {}` takes them back",
                     ctx.settings.stack
@@ -106,9 +95,9 @@ fn summary(ctx: &Ctx, command: &Command, done: &[&str], failed: Option<&str>, le
 /// The global pieces, and with `--regions` every region's stack too, after one confirmation.
 async fn destroy(ctx: &Ctx, g: &GlobalSettings, with_regions: bool) -> Result<u8> {
     let regions = if with_regions { global::regions(ctx, g)? } else { Vec::new() };
-    let pieces = global::destroyable(ctx, g).await?;
+    let owned = global::owned(ctx, g).await?;
     ctx.printer.info(format!("`vcctl destroy` deletes, of global stack `{}`:", ctx.settings.stack));
-    for p in &pieces {
+    for p in owned.as_ref().map(global::Owned::names).unwrap_or_default() {
         ctx.printer.info(format!("  - {p}"));
     }
     for r in &regions {
@@ -123,10 +112,13 @@ async fn destroy(ctx: &Ctx, g: &GlobalSettings, with_regions: bool) -> Result<u8
     let what = if with_regions {
         "delete the global stack and every region's stack"
     } else {
-        "delete the global stack's records and health checks"
+        "delete the global stack's records, health checks and certificates"
     };
     ctx.confirm_destruction(what)?;
-    let deleted = global::destroy(ctx, g).await?;
+    let deleted = match owned {
+        Some(owned) => global::destroy(ctx, owned).await?,
+        None => Vec::new(),
+    };
     for r in &regions {
         ctx.printer.info(format!("region {}: destroying stack `{}`", r.region.name, r.ctx.settings.stack));
         // Confirmed once, above, for all of them.

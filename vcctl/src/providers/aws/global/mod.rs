@@ -39,11 +39,16 @@ impl RegionStack {
     }
 }
 
-/// Reads every region's stack file: each must be an AWS stack (`scale:` or a single box),
-/// and the file errors name the region that names it.
+/// Reads every region's stack file, in file order: each must be an AWS stack (`scale:` or a
+/// single box), and the file errors name the region that names it.
 pub fn regions(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<RegionStack>> {
+    regions_in(ctx, &g.regions)
+}
+
+/// The stacks of `list`, in its order (a deploy's: `GlobalSettings::deploy_order`).
+pub fn regions_in<'a>(ctx: &Ctx, list: impl IntoIterator<Item = &'a Region>) -> Result<Vec<RegionStack>> {
     let mut out = Vec::new();
-    for region in &g.regions {
+    for region in list {
         let file = crate::stack::locate(&ctx.root, &region.stack);
         if !file.is_file() {
             let (message, hint) = crate::stack::missing(&ctx.root, &region.stack);
@@ -249,10 +254,14 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
         .await?;
     }
     remove(p, &s, changes.iter().map(|c| &c.op)).await?;
-    // A certificate requested or validated just now may be issued already: on its listener now.
-    s.certs = certs::survey(&s.regions, &ctx.settings.stack, &g.domain).await?;
-    let attach = certs::plan(&g.domain, &s.certs);
-    certs::apply(&mut s.certs, &attach, &g.domain, &stamp, p).await?;
+    // A certificate requested just now, or waiting for its validation record, may be issued
+    // already: on its listener now. (Those issued before were attached above, by the plan.)
+    let requested = changes.iter().any(|c| matches!(c.op, GlobalOp::Certificate { .. }));
+    if requested || s.certs.iter().any(|f| f.cert.as_ref().is_some_and(|c| !c.issued())) {
+        s.certs = certs::survey(&s.regions, &ctx.settings.stack, &g.domain).await?;
+        let attach = certs::plan(&g.domain, &s.certs);
+        certs::apply(&mut s.certs, &attach, &g.domain, &stamp, p).await?;
+    }
     for note in records::peer_notes(&s.regions, &envs(&regions)) {
         p.warn(note.line().trim_start_matches("! "));
     }
@@ -321,17 +330,32 @@ fn print_up(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionEndpoint], changes: 
     }
 }
 
-/// The global pieces the stack made, each with how it is named to people: the records of
-/// the name whose health check is the stack's, the stack's health checks (its certificates
-/// are in `Survey::certs`).
-async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<(Survey, Vec<(String, GlobalOp)>)>> {
+/// What the stack made, as one survey found it: the records of the name whose health check
+/// is the stack's, the stack's health checks (each with how it is named to people), and the
+/// certificates (in `survey.certs`).
+pub struct Owned {
+    survey: Survey,
+    pieces: Vec<(String, GlobalOp)>,
+}
+
+impl Owned {
+    /// What `destroy` deletes, for the confirmation and the report.
+    pub fn names(&self) -> Vec<String> {
+        let certs = self.survey.certs.iter().filter_map(|c| c.cert.as_ref());
+        let certs = certs.map(|c| format!("certificate for {} ({})", c.domain, c.arn));
+        self.pieces.iter().map(|(what, _)| what.clone()).chain(certs).collect()
+    }
+}
+
+/// The global pieces the stack made; none before its first `up` gave it an id.
+pub async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<Owned>> {
     if ctx.settings.stack_id.is_none() {
         return Ok(None);
     }
     let regions = regions(ctx, g)?;
-    let s = survey_all(ctx, g, &regions).await?;
-    let found = &s.found;
-    let mut out: Vec<(String, GlobalOp)> = found
+    let survey = survey_all(ctx, g, &regions).await?;
+    let found = &survey.found;
+    let mut pieces: Vec<(String, GlobalOp)> = found
         .records
         .iter()
         .filter(|r| records::is_ours(r, found))
@@ -340,32 +364,22 @@ async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<(Survey, Vec<(Str
             (format!("DNS record {} A ({region})", g.domain), GlobalOp::DeleteRecord(r.clone()))
         })
         .collect();
-    out.extend(found.checks.iter().map(|c| {
+    pieces.extend(found.checks.iter().map(|c| {
         (format!("health check {} ({})", c.id, records::describe_check(&c.target)), GlobalOp::DeleteCheck(c.clone()))
     }));
-    Ok(Some((s, out)))
+    Ok(Some(Owned { survey, pieces }))
 }
 
-/// What `destroy` would delete, for the confirmation.
-pub async fn destroyable(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<String>> {
-    let Some((s, list)) = owned(ctx, g).await? else { return Ok(Vec::new()) };
-    let mut out: Vec<String> = list.into_iter().map(|(what, _)| what).collect();
-    out.extend(
-        s.certs.iter().filter_map(|c| c.cert.as_ref()).map(|c| format!("certificate for {} ({})", c.domain, c.arn)),
-    );
-    Ok(out)
-}
-
-/// Deletes the global pieces: the records, then the checks, then the certificates (off the
-/// listeners first); answers what went.
-pub async fn destroy(ctx: &Ctx, g: &GlobalSettings) -> Result<Vec<String>> {
-    let Some((s, list)) = owned(ctx, g).await? else { return Ok(Vec::new()) };
-    remove(&ctx.printer, &s, list.iter().map(|(_, op)| op)).await?;
-    let mut gone: Vec<String> = list.into_iter().map(|(what, _)| what).collect();
+/// Deletes what `owned` found: the records, then the checks, then the certificates (off the
+/// listeners first) and their validation records; answers what went.
+pub async fn destroy(ctx: &Ctx, owned: Owned) -> Result<Vec<String>> {
+    let s = &owned.survey;
+    remove(&ctx.printer, s, owned.pieces.iter().map(|(_, op)| op)).await?;
+    let mut gone: Vec<String> = owned.pieces.iter().map(|(what, _)| what.clone()).collect();
     gone.extend(certs::destroy(&s.certs, &ctx.printer).await?);
     // Their validation records, where still as made.
     let wanted = certs::validation_records(&s.certs);
-    let missing = validation_missing(&s, &wanted).await?;
+    let missing = validation_missing(s, &wanted).await?;
     let ours: Vec<_> = wanted.into_iter().filter(|w| !missing.contains(w)).collect();
     if !ours.is_empty() {
         let deleting = route53::change(&s.aws.route53, &s.found.zone_id, false, &ours);
