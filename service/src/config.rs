@@ -62,6 +62,12 @@ pub struct Config {
     #[arg(long, env = "VC_READ_TOKEN", hide_env_values = true, value_parser = non_empty_read_token)]
     pub read_token: Option<String>,
 
+    /// Behind a CDN: every request but GET /api/status must carry this value in the
+    /// `X-VC-Origin-Secret` header (the distribution adds it), else 403. Prefer the
+    /// environment variable.
+    #[arg(long, env = "VC_ORIGIN_SECRET", hide_env_values = true, value_parser = non_empty_origin_secret)]
+    pub origin_secret: Option<String>,
+
     /// The other regions of a global stack, NAME=URL,... (us=https://us.vc.example.com):
     /// `scope=global` on the KPI API and the dashboard merges their aggregates with this one's.
     #[arg(long, env = "VC_PEERS", value_parser = crate::peers::parse_peers)]
@@ -202,6 +208,10 @@ fn non_empty_token(s: &str) -> Result<String, String> {
 
 fn non_empty_read_token(s: &str) -> Result<String, String> {
     non_empty(s, "the read token is empty: set a token, or unset VC_READ_TOKEN to serve no aggregates")
+}
+
+fn non_empty_origin_secret(s: &str) -> Result<String, String> {
+    non_empty(s, "the origin secret is empty: set one, or unset VC_ORIGIN_SECRET to answer without it")
 }
 
 /// A set token that is empty would turn authentication off while the log says it is on;

@@ -141,6 +141,7 @@ fn log_listening(listener: &TcpListener, store: &Store, config: &Config) -> Resu
         git_sha = build::GIT_SHA,
         ingest_token = config.ingest_token.is_some(),
         read_token = config.read_token.is_some(),
+        origin_secret = config.origin_secret.is_some(),
         peers = config.peers.as_ref().map_or(0, |p| p.0.len()),
         "listening"
     );
@@ -178,6 +179,7 @@ pub async fn run(
         metrics,
         ingest_token: config.ingest_token.clone().filter(|t| !t.is_empty()),
         read_token: config.read_token.clone(),
+        origin_secret: config.origin_secret.clone(),
         peers: peers::start(config.peers.clone(), config.read_token.as_deref(), config.peer_ca.as_deref())?,
         region_name: config.region_name.clone(),
         shared_max_age: http::shared_max_age(config.kpi_interval),

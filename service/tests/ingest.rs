@@ -203,6 +203,44 @@ async fn ingest_token_is_required_when_set() {
     assert_eq!(http.get(svc.url("/api/status")).send().await.unwrap().status(), 200);
 }
 
+/// Behind a CDN: nothing but the status answers without the distribution's secret header,
+/// whatever the path, the method or the near miss; the secret never reaches the log.
+#[tokio::test]
+async fn origin_secret_is_required_when_set() {
+    let store = TestStore::new(Backend::Embedded).await;
+    let secret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let svc = Service::start_with_env(&store, &[], &[("VC_ORIGIN_SECRET", secret)]).await;
+    let http = client();
+    let e = event("/lock", 5.0, 200, "c");
+    for (path, header) in [
+        ("/api/events", None),
+        ("/api/events", Some("0f1e2d3c4b5a69788796a5b4c3d2e1f")),
+        ("/api/events", Some("0F1E2D3C4B5A69788796A5B4C3D2E1F0")),
+        ("/api/events", Some(secret)),
+    ] {
+        let mut req = http.post(svc.url(path)).json(&e);
+        if let Some(h) = header {
+            req = req.header("x-vc-origin-secret", h);
+        }
+        let r = req.send().await.unwrap();
+        let want = if header == Some(secret) { 201 } else { 403 };
+        assert_eq!(r.status().as_u16(), want, "{header:?}");
+        if want == 403 {
+            assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().contains("CDN"));
+        }
+    }
+    assert_eq!(store.count("").await, 1, "only the event that came with the secret");
+    for path in ["/api/analytics/kpis?window=1h", "/dashboard", "/metrics", "/docs", "/no-such-page"] {
+        let r = http.get(svc.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path} without the secret");
+    }
+    let r = http.get(svc.url("/api/analytics/kpis?window=1h")).header("x-vc-origin-secret", secret).send().await;
+    assert_eq!(r.unwrap().status(), 200);
+    // The health checks of the load balancer and of Route 53 come around the CDN.
+    assert_eq!(http.get(svc.url("/api/status")).send().await.unwrap().status(), 200);
+    assert!(!svc.log().contains(secret), "the secret must never be logged");
+}
+
 /// Events keep their own timestamp, method and fields exactly.
 #[tokio::test]
 async fn stored_rows_keep_every_field() {

@@ -30,7 +30,7 @@ pub fn no_credentials(what: &str) -> ApiError {
 }
 
 /// Compares without an early exit, so response timing does not reveal a matching prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -7,6 +7,7 @@ mod docs;
 pub mod error;
 mod events;
 mod kpis;
+mod origin;
 mod status;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use aggregates::KPI_FRAME_TYPE;
 pub use body::body_budget;
 pub use docs::ApiDoc;
 pub use kpis::shared_max_age;
+pub use origin::HEADER as ORIGIN_SECRET_HEADER;
 
 pub struct AppState {
     pub ingest: GroupCommit,
@@ -40,6 +42,9 @@ pub struct AppState {
     pub replica: Arc<crate::fleet::Replica>,
     pub metrics: Arc<Metrics>,
     pub ingest_token: Option<String>,
+    /// `--origin-secret`: behind a CDN, the header every request but the status carries
+    /// (`origin.rs`).
+    pub origin_secret: Option<String>,
     /// `--read-token`: serves the aggregates (`aggregates.rs`) and reads the peers.
     pub read_token: Option<String>,
     /// The other regions of a global stack (`--peers`), for `scope=global`; or why not.
@@ -85,6 +90,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), track_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outside the routes: an unknown path is refused too, not answered 404.
+        .layer(middleware::from_fn_with_state(state.clone(), origin::require_secret))
         .layer(CompressionLayer::new())
         .with_state(state)
 }

@@ -187,12 +187,19 @@ pub struct Service {
 
 impl Service {
     pub async fn start(store: &TestStore, extra: &[&str]) -> Service {
+        Service::start_with_env(store, extra, &[]).await
+    }
+
+    /// Started with these environment variables too (secrets, as production passes them).
+    pub async fn start_with_env(store: &TestStore, extra: &[&str], env: &[(&str, &str)]) -> Service {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vehicleconnect"));
         cmd.args(["--listen", "127.0.0.1:0"])
             .args(store.args())
             .args(extra)
             .env_remove("DATABASE_URL")
             .env_remove("VC_INGEST_TOKEN")
+            .env_remove("VC_ORIGIN_SECRET")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
