@@ -16,6 +16,7 @@ export LC_ALL=C
 : "${VC_STACK:={{stack}}}" "${VC_BUCKET:={{bucket}}}" "${VC_REGION:={{region}}}" "${VC_PORT:={{port}}}"
 : "${VC_DB_ENDPOINT:={{db_endpoint}}}" "${VC_DB_NAME:={{db_name}}}" "${VC_DB_SECRET:={{db_secret}}}"
 : "${VC_INGEST_TOKEN_ON:={{ingest_token}}}" "${VC_DB_CA_FROM:={{database_ca}}}" "${VC_HEALTH_TIMEOUT_S:=120}"
+: "${VC_ORIGIN_SECRET_ON:={{origin_secret}}}"
 BASE=/opt/vehicleconnect
 WORK=$(mktemp -d /run/vcctl-boot.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -131,13 +132,16 @@ else curl -fsS -m 60 --retry 5 -o "$WORK/ca.pem" "https://truststore.pki.rds.ama
 "$VC_HOST" put "$CA" 0644 < "$WORK/ca.pem" >/dev/null
 # `service.ingest_token: false` in the stack: the service takes events without one.
 [ "$VC_INGEST_TOKEN_ON" = yes ] && get host/ingest-token "$WORK/token"
+# `cdn: true`: the service answers only requests that carry the distribution's secret header.
+[ "$VC_ORIGIN_SECRET_ON" = yes ] && get host/origin-secret "$WORK/origin-secret"
 # psql, for the role (Debian's AMI has no PostgreSQL client).
 command -v psql >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client; } >&2 \
   || die "could not install postgresql-client"
 master_login
 app_role
 { printf 'DATABASE_URL=%s\nVC_DATABASE_CA=%s\n' "$(database_url)" "$CA"
-  [ ! -s "$WORK/token" ] || printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
+  [ ! -s "$WORK/token" ] || printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"
+  [ ! -s "$WORK/origin-secret" ] || printf 'VC_ORIGIN_SECRET=%s\n' "$(cat "$WORK/origin-secret")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
 
 get serving "$WORK/serving"
 read -r release sha256 < "$WORK/serving" || die "the bucket's serving pointer is empty"

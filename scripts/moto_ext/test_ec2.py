@@ -1,5 +1,6 @@
-"""The emulator's launch template fix, on its own: an Auto Scaling group on `$Latest`
-launches from a version made by CreateLaunchTemplateVersion, with that version's tags.
+"""The emulator's EC2 fixes, on their own: an Auto Scaling group on `$Latest` launches from
+a version made by CreateLaunchTemplateVersion, with that version's tags; a prefix-list rule
+keeps its description.
 
     target/test-services/moto/bin/python3 -m unittest scripts/moto_ext/test_ec2.py
 """
@@ -9,6 +10,26 @@ import unittest
 import urllib.request
 
 from test_backup import Server  # noqa: F401  (one way to start scripts/moto-server)
+
+
+class PrefixListRules(unittest.TestCase):
+    def test_a_prefix_list_rule_keeps_its_description_as_a_network_rule_does(self):
+        with Server() as s:
+            ec2 = s.client("ec2")
+            vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+            group = ec2.create_security_group(GroupName="g", Description="g", VpcId=vpc)["GroupId"]
+            lists = ec2.describe_managed_prefix_lists()["PrefixLists"]
+            cloudfront = next(p["PrefixListId"] for p in lists
+                              if p["PrefixListName"] == "com.amazonaws.global.cloudfront.origin-facing")
+            ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+                 "PrefixListIds": [{"PrefixListId": cloudfront, "Description": "from CloudFront"}]},
+                {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80,
+                 "IpRanges": [{"CidrIp": "10.0.0.0/8", "Description": "a network"}]}])
+            rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])
+            got = sorted((r.get("PrefixListId") or r.get("CidrIpv4"), r.get("Description"))
+                         for r in rules["SecurityGroupRules"] if not r["IsEgress"])
+            self.assertEqual(got, [("10.0.0.0/8", "a network"), (cloudfront, "from CloudFront")])
 
 
 class LaunchTemplateVersions(unittest.TestCase):

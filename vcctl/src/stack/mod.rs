@@ -1,6 +1,7 @@
 //! Stack files (`stacks/<name>.yaml`): the schema, parsing with positions, and validation.
 //! Pure: reading the file is the only I/O. The schema is documented in docs/reference/stack.md.
 
+pub mod edge;
 pub mod global;
 pub mod hosts;
 pub mod scale;

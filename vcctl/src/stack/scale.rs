@@ -11,6 +11,9 @@ pub struct ScaleSettings {
     pub database: RdsSettings,
     /// How long CloudWatch Logs keeps the instances' lines (`log_retention_days`, default 30).
     pub log_retention_days: i32,
+    /// `cdn`, `waf`: a distribution and a firewall in front of the load balancer.
+    #[serde(flatten)]
+    pub edge: super::edge::EdgeSettings,
 }
 
 /// The retentions CloudWatch Logs takes, in days.
@@ -72,8 +75,9 @@ pub fn scale_settings(mut s: Section, file: &std::path::Path) -> Result<ScaleSet
             Err(format!("expected one of CloudWatch Logs' retentions (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, … days), got {v:?}{hint}"))
         }
     })?;
+    let edge = super::edge::edge_settings(&mut s)?;
     s.finish()?;
-    Ok(ScaleSettings { replicas, cpu_target_pct, database, log_retention_days: log_retention_days.unwrap_or(30) })
+    Ok(ScaleSettings { replicas, cpu_target_pct, database, log_retention_days: log_retention_days.unwrap_or(30), edge })
 }
 
 fn replicas(mut r: Section) -> Result<Replicas, StackError> {

@@ -4,6 +4,7 @@
 //! Moto's instance addresses are fake: nothing here ever connects to them.
 
 mod ci;
+mod edge;
 mod global;
 mod iam_eval;
 mod least_privilege;

@@ -141,6 +141,8 @@ fn parse(entry: &Value) -> Option<Call> {
         call.params.insert("Resource".into(), resource);
     } else if service == "route53" {
         call.action = format!("route53:{}", route53_action(method, path));
+    } else if service == "cloudfront" {
+        call.action = format!("cloudfront:{}", cloudfront_action(method, path, query));
     } else {
         // Another REST API: named by its path, which no policy allows.
         call.action = format!("{service}:{method} /{path}");
@@ -167,6 +169,59 @@ fn route53_action(method: &str, path: &str) -> String {
         _ => return format!("UnknownRoute({method} /{path})"),
     };
     action.to_string()
+}
+
+/// The operation of a CloudFront REST request, by botocore's routes (2020-05-31) for the
+/// calls vcctl makes (an unknown route is named so, and no policy allows it).
+fn cloudfront_action(method: &str, path: &str, query: &str) -> String {
+    let seg: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let action = match (method, seg.as_slice()) {
+        ("GET", ["2020-05-31", "distribution"]) => "ListDistributions",
+        ("POST", ["2020-05-31", "distribution"]) if query.contains("WithTags") => "CreateDistributionWithTags",
+        ("POST", ["2020-05-31", "distribution"]) => "CreateDistribution",
+        ("GET", ["2020-05-31", "distribution", _]) => "GetDistribution",
+        ("GET", ["2020-05-31", "distribution", _, "config"]) => "GetDistributionConfig",
+        ("PUT", ["2020-05-31", "distribution", _, "config"]) => "UpdateDistribution",
+        ("DELETE", ["2020-05-31", "distribution", _]) => "DeleteDistribution",
+        ("GET", ["2020-05-31", "tagging"]) => "ListTagsForResource",
+        ("POST", ["2020-05-31", "tagging"]) if query.contains("Operation=Tag") => "TagResource",
+        _ => return format!("UnknownRoute({method} /{path})"),
+    };
+    action.to_string()
+}
+
+/// WAFv2's web ACLs by their ARNs: named by `Name` and `Scope` (CloudFront's live in
+/// us-east-1, `global/`), or given whole; the load balancer it goes on is ELB's `SetWebAcl`.
+fn wafv2(call: &Call) -> Vec<Authz> {
+    let param = |k: &str| call.params.get(k).cloned().unwrap_or_default();
+    let (region, scope) = match param("Scope").as_str() {
+        "CLOUDFRONT" => ("us-east-1", "global"),
+        _ => (REGION, "regional"),
+    };
+    let acl = match param("Id").as_str() {
+        "" => format!("arn:aws:wafv2:{region}:{ACCOUNT}:{scope}/webacl/{}/*", param("Name")),
+        id => format!("arn:aws:wafv2:{region}:{ACCOUNT}:{scope}/webacl/{}/{id}", param("Name")),
+    };
+    let rules = format!("arn:aws:wafv2:{region}:{ACCOUNT}:{scope}/managedruleset/AWS/AWSManagedRulesCommonRuleSet");
+    match call.action.as_str() {
+        "wafv2:ListWebACLs" | "wafv2:GetWebACLForResource" => vec![Authz::new(&call.action, "*")],
+        "wafv2:CreateWebACL" => vec![
+            Authz::new(&call.action, &acl),
+            Authz::new(&call.action, &rules),
+            Authz::new("wafv2:TagResource", &acl),
+        ],
+        "wafv2:UpdateWebACL" => vec![Authz::new(&call.action, &acl), Authz::new(&call.action, &rules)],
+        "wafv2:ListTagsForResource" => vec![Authz::new(&call.action, &param("ResourceARN"))],
+        "wafv2:AssociateWebACL" | "wafv2:DisassociateWebACL" => {
+            let mut all = vec![
+                Authz::new(&call.action, &param("ResourceArn")),
+                Authz::new("elasticloadbalancing:SetWebAcl", &param("ResourceArn")),
+            ];
+            all.extend(call.params.get("WebACLArn").map(|a| Authz::new(&call.action, a)));
+            all
+        }
+        _ => vec![Authz::new(&call.action, &acl)],
+    }
 }
 
 /// The IAM action and resource of an AWS Backup REST request, by botocore's routes for the
@@ -420,6 +475,11 @@ pub fn authorizations(call: &Call, tags: &Tags) -> Vec<Authz> {
             vec![Authz::new(a, &iam_arn(tags, "role", &param("RoleName")))]
         }
         a if a.starts_with("cloudwatch:") => cloudwatch(call),
+        a if a.starts_with("wafv2:") => wafv2(call),
+        // One call, two rights: the distribution and its tags (CloudFront's API reference).
+        "cloudfront:CreateDistributionWithTags" => {
+            vec![Authz::new("cloudfront:CreateDistribution", "*"), Authz::new("cloudfront:TagResource", "*")]
+        }
         // Unsubscribe names no resource type: it is authorized on `*`.
         "sns:Unsubscribe" => vec![Authz::new(&call.action, "*")],
         a if a.starts_with("sns:") => {

@@ -40,7 +40,7 @@ pub async fn latest_user_data(s: &Project) -> String {
 }
 
 /// That user data decoded: the boot script.
-async fn boot_script(s: &Project) -> String {
+pub async fn boot_script(s: &Project) -> String {
     let data = latest_user_data(s).await;
     String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data).unwrap()).unwrap()
 }

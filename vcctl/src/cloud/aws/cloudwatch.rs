@@ -239,6 +239,25 @@ pub async fn latest_average(
     metric: &str,
     dimensions: &[(&str, &str)],
 ) -> Result<Option<f64>> {
+    let points = last_hour(cw, namespace, metric, dimensions, Statistic::Average).await?;
+    let newest = points.iter().filter(|d| d.timestamp().is_some()).max_by_key(|d| d.timestamp().map(|t| t.secs()));
+    Ok(newest.and_then(|d| d.average()))
+}
+
+/// The sum of `metric` over the last hour (WAF's blocked requests); 0 when CloudWatch has
+/// no point (nothing was counted).
+pub async fn last_hour_sum(cw: &Client, namespace: &str, metric: &str, dimensions: &[(&str, &str)]) -> Result<f64> {
+    let points = last_hour(cw, namespace, metric, dimensions, Statistic::Sum).await?;
+    Ok(points.iter().filter_map(|d| d.sum()).fold(0.0, |a, b| a + b))
+}
+
+async fn last_hour(
+    cw: &Client,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[(&str, &str)],
+    statistic: Statistic,
+) -> Result<Vec<aws_sdk_cloudwatch::types::Datapoint>> {
     let now = std::time::SystemTime::now();
     let mut req = cw
         .get_metric_statistics()
@@ -247,7 +266,7 @@ pub async fn latest_average(
         .start_time(aws_smithy_types::DateTime::from(now - std::time::Duration::from_secs(3600)))
         .end_time(aws_smithy_types::DateTime::from(now))
         .period(300)
-        .statistics(Statistic::Average);
+        .statistics(statistic);
     for (name, value) in dimensions {
         req = req.dimensions(Dimension::builder().name(*name).value(*value).build());
     }
@@ -255,7 +274,5 @@ pub async fn latest_average(
         .send()
         .await
         .map_err(|e| error("cloudwatch:GetMetricStatistics", &format!("reading {namespace} {metric}"), e))?;
-    let newest =
-        out.datapoints().iter().filter(|d| d.timestamp().is_some()).max_by_key(|d| d.timestamp().map(|t| t.secs()));
-    Ok(newest.and_then(|d| d.average()))
+    Ok(out.datapoints().to_vec())
 }

@@ -177,6 +177,22 @@ pub async fn default_vpc(ec2: &Client) -> Result<String> {
         .context("this region has no default VPC; set `aws.vpc_id` (and `aws.subnet_id`) in the stack file")
 }
 
+/// The id of AWS's managed prefix list `name` in this region, if it has one.
+pub async fn managed_prefix_list(ec2: &Client, name: &str) -> Result<Option<String>> {
+    let out = ec2
+        .describe_managed_prefix_lists()
+        .filters(filter("prefix-list-name", name))
+        .send()
+        .await
+        .map_err(|e| error("ec2:DescribeManagedPrefixLists", &format!("looking up the prefix list {name}"), e))?;
+    Ok(out
+        .prefix_lists()
+        .iter()
+        .find(|p| p.prefix_list_name() == Some(name))
+        .and_then(|p| p.prefix_list_id())
+        .map(str::to_string))
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Image {
     pub id: String,

@@ -6,6 +6,7 @@ pub mod acm;
 pub mod address;
 pub mod autoscaling;
 pub mod backup;
+pub mod cloudfront;
 pub mod cloudwatch;
 pub mod credentials;
 pub mod ec2;
@@ -20,6 +21,7 @@ pub mod security_group;
 pub mod snapshot;
 pub mod sns;
 pub mod volume;
+pub mod waf;
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -95,6 +97,10 @@ pub struct Aws {
     pub route53: aws_sdk_route53::Client,
     pub backup: aws_sdk_backup::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// CloudFront is global: one endpoint, whatever the region.
+    pub cloudfront: aws_sdk_cloudfront::Client,
+    /// WAF in this region (scope `REGIONAL`); a distribution's ACLs are us-east-1's.
+    pub waf: aws_sdk_wafv2::Client,
     pub region: String,
     /// `AWS_ENDPOINT_URL` is set (an emulator in tests): never contact the instances.
     pub emulated: bool,
@@ -139,6 +145,8 @@ impl Aws {
             route53: aws_sdk_route53::Client::new(&config),
             backup: aws_sdk_backup::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            cloudfront: aws_sdk_cloudfront::Client::new(&config),
+            waf: aws_sdk_wafv2::Client::new(&config),
             region: region.to_string(),
             emulated,
         }

@@ -212,7 +212,9 @@ fn permission(r: &Rule) -> IpPermission {
         RuleSource::Group(g) => {
             p.user_id_group_pairs(UserIdGroupPair::builder().group_id(g).description(&r.description).build())
         }
-        RuleSource::PrefixList(l) => p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).build()),
+        RuleSource::PrefixList(l) => {
+            p.prefix_list_ids(PrefixListId::builder().prefix_list_id(l).description(&r.description).build())
+        }
     };
     p.build()
 }

@@ -33,6 +33,12 @@ struct Prices {
     route53_health_check_http_per_month: f64,
     route53_latency_queries_per_million: f64,
     route53_queries_per_million: f64,
+    cloudfront_out_per_gb: f64,
+    cloudfront_to_origin_per_gb: f64,
+    cloudfront_https_per_10k_requests: f64,
+    waf_web_acl_per_month: f64,
+    waf_rule_per_month: f64,
+    waf_per_million_requests: f64,
 }
 
 fn prices() -> &'static Prices {
@@ -147,7 +153,43 @@ pub fn scaled(instance_type: &str, root_gb: u32, scale: &ScaleSettings) -> Estim
     let storage = copies * f64::from(db.storage_gb) * p.rds_gp3_per_gb_month;
     b.add(format!("RDS {} GB gp3 storage ({az})", db.storage_gb), Some(storage));
     b.add("Application Load Balancer (fixed hours)".into(), Some(p.alb_per_hour * p.hours_per_month));
+    b.edge(&scale.edge);
     b.finish()
+}
+
+/// The traffic at the edge a month, assumed (and said): 100 000 vehicles each posting one
+/// batch a minute (the requests), of about 2 KB (to the origin), answered in about 200 bytes,
+/// with the dashboards' reads (out).
+pub const EDGE_REQUESTS_PER_MONTH: f64 = 4.38e9;
+pub const EDGE_GB_TO_ORIGIN_PER_MONTH: f64 = 8760.0;
+pub const EDGE_GB_OUT_PER_MONTH: f64 = 1000.0;
+
+impl Builder {
+    /// The distribution and the web ACL, at the assumed traffic.
+    fn edge(&mut self, edge: &crate::stack::edge::EdgeSettings) {
+        let p = prices();
+        let millions = EDGE_REQUESTS_PER_MONTH / 1e6;
+        if edge.cdn {
+            let requests = EDGE_REQUESTS_PER_MONTH / 1e4 * p.cloudfront_https_per_10k_requests;
+            self.add(format!("CloudFront HTTPS requests ({millions:.0} million a month, assumed)"), Some(requests));
+            let out = EDGE_GB_OUT_PER_MONTH * p.cloudfront_out_per_gb;
+            self.add(format!("CloudFront data out ({EDGE_GB_OUT_PER_MONTH:.0} GB a month, assumed)"), Some(out));
+            let origin = EDGE_GB_TO_ORIGIN_PER_MONTH * p.cloudfront_to_origin_per_gb;
+            self.add(
+                format!("CloudFront data to the origin ({EDGE_GB_TO_ORIGIN_PER_MONTH:.0} GB a month, assumed)"),
+                Some(origin),
+            );
+        }
+        if let Some(w) = &edge.waf {
+            let rules = if w.block_countries.is_empty() { 2.0 } else { 3.0 };
+            self.add("WAF web ACL".into(), Some(p.waf_web_acl_per_month));
+            self.add(format!("WAF rules ({rules:.0})"), Some(rules * p.waf_rule_per_month));
+            self.add(
+                format!("WAF requests ({millions:.0} million a month, assumed)"),
+                Some(millions * p.waf_per_million_requests),
+            );
+        }
+    }
 }
 
 /// DNS queries of a global stack's name a month, assumed (and said): 100 000 vehicles each
@@ -237,6 +279,7 @@ mod tests {
                 backup_retention_days: 7,
             },
             log_retention_days: 30,
+            edge: Default::default(),
         };
         // 2 × t3.small 0.024 × 730 = 35.04; 2 × 16 GB × 0.0952 = 3.0464; 2 × IPv4 0.005 × 730
         // = 7.30; db.t4g.micro 0.019 × 730 = 13.87; 20 GB × 0.133 = 2.66; ALB 0.027 × 730 =
@@ -245,6 +288,19 @@ mod tests {
         // Multi-AZ doubles the database and its storage: + 13.87 + 2.66.
         scale.database.multi_az = true;
         assert_eq!(total(&scaled("t3.small", 16, &scale)), 98.16);
+        // The edge at the assumed traffic: CloudFront 4.38e9 / 1e4 × 0.012 = 5256.00 requests,
+        // 1000 GB × 0.085 = 85.00 out, 8760 GB × 0.02 = 175.20 to the origin; WAF 5.00 + 3
+        // rules × 1.00 + 4380 M × 0.60 = 2628.00: + 8152.20.
+        scale.edge = crate::stack::edge::EdgeSettings {
+            cdn: true,
+            waf: Some(crate::stack::edge::WafSettings {
+                ingest_per_ip_5min: 6000,
+                block_countries: vec!["KP".into(), "RU".into()],
+            }),
+        };
+        let e = scaled("t3.small", 16, &scale);
+        assert_eq!(total(&e), 8250.36);
+        assert!(e.lines.iter().any(|l| l.item == "WAF rules (3)" && l.monthly_usd == 3.0), "{:?}", e.lines);
     }
 
     #[test]

@@ -70,6 +70,8 @@ const EC2_SCALE: &[&str] = &[
     "CreateLaunchTemplate",
     "CreateLaunchTemplateVersion",
     "DeleteLaunchTemplate",
+    // CloudFront's origin-facing prefix list, for the load balancer's group (`cdn: true`).
+    "DescribeManagedPrefixLists",
 ];
 
 const IAM_ROLES: &[&str] = &[
@@ -160,6 +162,22 @@ const SCALE: &[(&str, &[&str])] = &[
     ("route53", &["ListHostedZonesByName", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetChange"]),
     // Finding the group by name cannot be narrowed to it.
     ("logs", &["DescribeLogGroups"]),
+    // Distributions have generated ids and are found by listing (`cdn: true`); making one
+    // with its tags is CreateDistribution and TagResource to IAM.
+    (
+        "cloudfront",
+        &[
+            "ListDistributions",
+            "GetDistribution",
+            "ListTagsForResource",
+            "CreateDistribution",
+            "TagResource",
+            "UpdateDistribution",
+            "DeleteDistribution",
+        ],
+    ),
+    // Finding the web ACL and what is on the load balancer cannot be narrowed (`waf:`).
+    ("wafv2", &["ListWebACLs", "GetWebACLForResource"]),
 ];
 
 /// What a global stack's own commands call (`plan`, `up`, `status`, `destroy`): the regions'
@@ -353,6 +371,25 @@ fn scale_statements(bucket: String, stack: &str, region: &str, account: &str) ->
                    "s3:PutEncryptionConfiguration", "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock",
                    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
         "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
+    }));
+    // Its web ACL by name, in the stack's region (on the load balancer) and CloudFront's;
+    // the managed rule set it counts with; putting it on the load balancer is ELB's too.
+    let acl = |scope: &str, region: &str| format!("arn:aws:wafv2:{region}:{account}:{scope}/webacl/vcctl-{stack}/*");
+    out.push(json!({
+        "Sid": "ItsWebAclOnly",
+        "Effect": "Allow",
+        "Action": ["wafv2:CreateWebACL", "wafv2:GetWebACL", "wafv2:UpdateWebACL", "wafv2:DeleteWebACL",
+                   "wafv2:ListTagsForResource", "wafv2:TagResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL"],
+        "Resource": [acl("regional", region), acl("global", "us-east-1"),
+                     format!("arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/app/{}/*",
+                             names::load_balancer(stack)),
+                     "arn:aws:wafv2:*:*:*/managedruleset/*/*"]
+    }));
+    out.push(json!({
+        "Sid": "PutTheWebAclOnItsLoadBalancer",
+        "Effect": "Allow",
+        "Action": "elasticloadbalancing:SetWebAcl",
+        "Resource": format!("arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/app/{}/*", names::load_balancer(stack))
     }));
     out.push(json!({
         "Sid": "ItsLogGroupOnly",

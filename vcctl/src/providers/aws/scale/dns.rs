@@ -7,31 +7,35 @@ use anyhow::Result;
 
 use crate::cloud::aws::Aws;
 use crate::cloud::aws::acm::Certificate;
-use crate::cloud::aws::elb::Balancer;
 use crate::cloud::aws::route53::{self, DnsRecord};
 use crate::error::Failure;
 use crate::plan::{Action, Change};
 use crate::printer::Printer;
 
-/// The records the stack wants, from what exists: none before the certificate has its
-/// validation record and the load balancer its name.
-pub fn wanted(domain: &str, certificate: Option<&Certificate>, balancer: Option<&Balancer>) -> Vec<DnsRecord> {
-    let mut out = Vec::new();
-    if let Some((name, kind, value)) = certificate.and_then(|c| c.validation.as_ref()) {
-        out.push(DnsRecord {
+/// The records the stack wants, from what exists: each certificate's validation record
+/// (the load balancer's, and CloudFront's in us-east-1: ACM may give both one record, kept
+/// once), and `domain` as an alias of what serves it (`(DNS name, its hosted zone)`: the
+/// load balancer, or the distribution in front of it), none before it has its name.
+pub fn wanted(domain: &str, certificates: &[&Certificate], alias: Option<(&str, &str)>) -> Vec<DnsRecord> {
+    let mut out: Vec<DnsRecord> = Vec::new();
+    for (name, kind, value) in certificates.iter().filter_map(|c| c.validation.as_ref()) {
+        let record = DnsRecord {
             name: route53::normal(name),
             kind: kind.clone(),
             value: route53::normal(value),
             alias_zone: None,
             routed: None,
-        });
+        };
+        if !out.contains(&record) {
+            out.push(record);
+        }
     }
-    if let Some(b) = balancer.filter(|b| !b.zone_id.is_empty()) {
+    if let Some((dns_name, zone)) = alias.filter(|(_, zone)| !zone.is_empty()) {
         out.push(DnsRecord {
             name: route53::normal(domain),
             kind: "A".into(),
-            value: route53::normal(&b.dns_name),
-            alias_zone: Some(b.zone_id.clone()),
+            value: route53::normal(dns_name),
+            alias_zone: Some(zone.to_string()),
             routed: None,
         });
     }
@@ -138,20 +142,11 @@ pub async fn destroy(aws: &Aws, wanted: &[DnsRecord], found: &ZoneFound, p: &Pri
 mod tests {
     use super::*;
 
-    fn balancer() -> Balancer {
-        Balancer {
-            arn: "arn".into(),
-            dns_name: "vcctl-fra-1.eu-central-1.elb.amazonaws.com".into(),
-            zone_id: "Z215JYRZR1TBD5".into(),
-            security_groups: vec![],
-            zones: 2,
-            owner: Default::default(),
-        }
-    }
+    const BALANCER: (&str, &str) = ("vcctl-fra-1.eu-central-1.elb.amazonaws.com", "Z215JYRZR1TBD5");
 
     #[test]
     fn the_validation_record_and_the_alias_once_they_exist_and_drift_is_put_back() {
-        assert!(wanted("vc.example.com", None, None).is_empty());
+        assert!(wanted("vc.example.com", &[], None).is_empty());
         let cert = Certificate {
             arn: "arn".into(),
             domain: "vc.example.com".into(),
@@ -159,7 +154,8 @@ mod tests {
             validation: Some(("_a.vc.example.com.".into(), "CNAME".into(), "_b.acm-validations.aws.".into())),
             owner: Default::default(),
         };
-        let w = wanted("VC.example.com", Some(&cert), Some(&balancer()));
+        // The same validation record of two certificates (the load balancer's and CloudFront's) once.
+        let w = wanted("VC.example.com", &[&cert, &cert], Some(BALANCER));
         assert_eq!(w.len(), 2);
         assert_eq!((w[1].name.as_str(), w[1].alias_zone.as_deref()), ("vc.example.com.", Some("Z215JYRZR1TBD5")));
         let none = ZoneFound { zone_id: "Z1".into(), records: vec![None, None] };

@@ -13,6 +13,7 @@ pub mod backup;
 pub mod database;
 pub mod deploy;
 pub mod dns;
+pub mod edge;
 pub mod instances;
 pub mod load_balancer;
 pub mod log_group;
@@ -60,6 +61,10 @@ struct Survey {
     names: TierNames,
     data: tiers::TiersFound,
     lb: load_balancer::BalancerFound,
+    /// The clients of us-east-1, where CloudFront's certificates and web ACLs live.
+    edge_cloud: Aws,
+    /// The distribution and the web ACL in front of the load balancer (`edge.rs`).
+    edge: edge::EdgeFound,
     /// The records in `tls.route53_zone`, when the stack names one: wanted, and as found.
     dns: Option<(Vec<DnsRecord>, dns::ZoneFound)>,
     alerts: alerts::AlarmsFound,
@@ -75,15 +80,44 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let names = TierNames::of(&ctx.settings.stack, &stamp.id);
     let data = tiers::survey(&cloud, &names, &stamp).await?;
     let lb = load_balancer::survey(&cloud, &ctx.settings.stack, domain(ctx), &stamp).await?;
+    let edge_cloud = Aws::connect(edge::EDGE_REGION).await;
+    let bucket = data.bucket.as_ref().map(|b| b.name.as_str());
+    let balancer = lb.balancer.as_ref().map(|b| b.arn.as_str());
+    let edge = edge::survey(&cloud, &edge_cloud, &ctx.settings.stack, &stamp, domain(ctx), bucket, balancer).await?;
+    let mut data = data;
+    data.edge_only = edge.admits_only(edge_settings(a));
     let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
     let instances = instances::survey(&cloud, &names::InstanceNames::of(&ctx.settings.stack), &stamp).await?;
     let serving = match &data.bucket {
         Some(b) => release_bucket::serving(&cloud.s3, &b.name).await?,
         None => None,
     };
-    let dns = survey_dns(ctx, &cloud, &lb).await?;
+    let dns = survey_dns(ctx, &cloud, &lb, &edge, edge_settings(a)).await?;
     let logs = log_group::survey(&cloud, &ctx.settings.stack, &stamp).await?;
-    Ok(Survey { cloud, account, stamp, names, data, lb, dns, alerts, logs, instances, serving })
+    Ok(Survey { cloud, account, stamp, names, data, lb, edge_cloud, edge, dns, alerts, logs, instances, serving })
+}
+
+/// `cdn` and `waf` of the stack's `scale:`.
+fn edge_settings(a: &AwsSettings) -> &crate::stack::edge::EdgeSettings {
+    static NONE: crate::stack::edge::EdgeSettings = crate::stack::edge::EdgeSettings { cdn: false, waf: None };
+    a.scale.as_ref().map_or(&NONE, |s| &s.edge)
+}
+
+/// What the edge tier is asked for, on what exists.
+fn edge_wanted<'a>(
+    ctx: &'a Ctx,
+    scale: &'a ScaleSettings,
+    lb: &'a load_balancer::BalancerFound,
+    stamp: &'a Stamp,
+) -> edge::EdgeWanted<'a> {
+    edge::EdgeWanted {
+        stack: &ctx.settings.stack,
+        id: &stamp.id,
+        domain: domain(ctx),
+        zone: zone(ctx),
+        edge: &scale.edge,
+        balancer: lb.balancer.as_ref().map(|b| (b.dns_name.as_str(), b.arn.as_str())),
+    }
 }
 
 /// The records the stack keeps in its hosted zone, and what the zone has, when it names one.
@@ -91,9 +125,18 @@ async fn survey_dns(
     ctx: &Ctx,
     cloud: &Aws,
     lb: &load_balancer::BalancerFound,
+    edge: &edge::EdgeFound,
+    settings: &crate::stack::edge::EdgeSettings,
 ) -> Result<Option<(Vec<DnsRecord>, dns::ZoneFound)>> {
     let Some(zone) = zone(ctx) else { return Ok(None) };
-    let wanted = dns::wanted(domain(ctx), lb.certificate.as_ref(), lb.balancer.as_ref());
+    let certificates: Vec<&crate::cloud::aws::acm::Certificate> =
+        lb.certificate.iter().chain(edge.certificate.iter()).collect();
+    // The domain names the distribution once it serves, else the load balancer.
+    let alias = match (&edge.distribution, settings.cdn) {
+        (Some(d), true) => Some((d.domain_name.as_str(), crate::cloud::aws::cloudfront::ALIAS_ZONE)),
+        _ => lb.balancer.as_ref().map(|b| (b.dns_name.as_str(), b.zone_id.as_str())),
+    };
+    let wanted = dns::wanted(domain(ctx), &certificates, alias);
     let found = dns::survey(cloud, zone, domain(ctx), &wanted).await?;
     Ok(Some((wanted, found)))
 }
@@ -142,6 +185,8 @@ fn changes(
     let mut out: Vec<Change> = tiers.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)).collect();
     let balancer = load_balancer::plan(stack, domain(ctx), zone(ctx), &s.lb, &lb_group(&s.data));
     out.extend(balancer.into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
+    let w = edge_wanted(ctx, scale, &s.lb, &s.stamp);
+    out.extend(edge::plan(&w, &s.edge).into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
     if let Some((wanted, found)) = &s.dns {
         out.extend(dns::plan(wanted, found).into_iter().map(|c| Change::new(c.action, c.resource, c.detail)));
         if s.lb.balancer.is_none() {
@@ -205,6 +250,8 @@ async fn wanted_instances(
         ("db_name", &s.data.pointer.serving.database),
         ("db_secret", &secret),
         ("ingest_token", if ctx.settings.ingest_token { "yes" } else { "no" }),
+        // Only once a distribution sends it: before, the load balancer's clients have none.
+        ("origin_secret", if scale.edge.cdn && s.edge.distribution.is_some() { "yes" } else { "no" }),
         // The stack's bundle from the bucket, else the region's from AWS's trust store.
         ("database_ca", if release_bucket::database_ca(&ctx.settings).is_some() { "bucket" } else { "trust-store" }),
     ])?;
@@ -437,11 +484,23 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
         }
         load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.lb, &planned, &lb, port, &s.stamp, p).await?;
     }
-    // The records name what the load balancer tier made: surveyed again after it.
-    s.dns = survey_dns(ctx, &s.cloud, &s.lb).await?;
-    if let Some((wanted, found)) = &s.dns {
-        dns::apply(&s.cloud, found, &dns::plan(wanted, found), p).await?;
+    let w = edge_wanted(ctx, scale, &s.lb, &s.stamp);
+    edge::apply(&s.cloud, &s.edge_cloud, &w, &s.names.bucket, &mut s.edge, &s.stamp, p).await?;
+    // The records name what the load balancer and edge tiers made: surveyed again after them.
+    // Twice at most: a certificate's record lets ACM issue it, which the distribution waits for.
+    for _ in 0..2 {
+        s.dns = survey_dns(ctx, &s.cloud, &s.lb, &s.edge, &scale.edge).await?;
+        if let Some((wanted, found)) = &s.dns {
+            dns::apply(&s.cloud, found, &dns::plan(wanted, found), p).await?;
+        }
+        if !scale.edge.cdn || s.edge.distribution.is_some() {
+            break;
+        }
+        s.edge.certificate = crate::cloud::aws::acm::find(&s.edge_cloud.acm, stack, domain(ctx)).await?;
+        let w = edge_wanted(ctx, scale, &s.lb, &s.stamp);
+        edge::apply(&s.cloud, &s.edge_cloud, &w, &s.names.bucket, &mut s.edge, &s.stamp, p).await?;
     }
+    close_origin(scale, s, port, p).await?;
     let wanted = wanted_alarms(ctx, scale, s);
     let email = ctx.settings.alert_email.as_deref();
     let planned = alerts::plan(&wanted, &s.alerts, email);
@@ -449,6 +508,20 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
     // Before the instances, which ship their lines to it from their first boot.
     let planned = log_group::plan(stack, scale.log_retention_days, s.logs.as_ref());
     log_group::apply(&s.cloud, stack, &planned, &s.stamp, p).await
+}
+
+/// Once the distribution serves and the domain points at it, the load balancer admits
+/// CloudFront alone; with `cdn` turned off, everyone again (before the domain moves back).
+async fn close_origin(scale: &ScaleSettings, s: &mut Survey, port: u16, p: &crate::printer::Printer) -> Result<()> {
+    let only = s.edge.admits_only(&scale.edge);
+    if only == s.data.edge_only {
+        return Ok(());
+    }
+    s.data.edge_only = only;
+    let planned = tiers::plan(&s.names, &s.data, &scale.database, port)?;
+    tiers::apply(&s.cloud, &s.names, &s.data, &planned, &scale.database, &s.stamp, p).await?;
+    s.data.groups = tiers::survey(&s.cloud, &s.names, &s.stamp).await?.groups;
+    Ok(())
 }
 
 /// `vcctl destroy` of a `scale:` stack, after confirmation: the alarms and topic, the load
@@ -470,6 +543,8 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
     if let Some((wanted, found)) = &s.dns {
         dns::destroy(&s.cloud, wanted, found, p).await?;
     }
+    let balancer = s.lb.balancer.as_ref().map(|b| b.arn.as_str());
+    edge::destroy(&s.cloud, &s.edge_cloud, s.edge, balancer, p).await?;
     load_balancer::destroy(&s.cloud, &s.lb, p).await?;
     if let Some(g) = &s.logs {
         p.doing(&format!("deleting log group {}", g.name), crate::cloud::aws::logs::delete(&s.cloud.logs, &g.name))
@@ -519,6 +594,7 @@ fn doomed(s: &Survey, names: &names::InstanceNames, keep_data: bool) -> Vec<Stri
     if let Some(b) = &s.lb.balancer {
         out.push(format!("load balancer {} and its listeners, the target group", b.dns_name));
     }
+    out.extend(edge::doomed(&s.edge));
     if let Some(c) = &s.lb.certificate {
         out.push(format!("certificate {} ({})", c.arn, c.domain));
     }
@@ -574,6 +650,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let releases = crate::providers::aws::scale::deploy::releases(ctx, a, &s.cloud, app, &ids).await;
     let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
     let db = database_view(&s).await?;
+    let edge = edge::view(&s.cloud, &s.edge_cloud, &s.edge).await?;
     let kept = match &s.data.bucket {
         Some(b) => release_bucket::releases(&s.cloud.s3, &b.name).await?,
         None => Vec::new(),
@@ -588,7 +665,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
         "database_serving": s.data.pointer.serving, "databases_kept": s.data.pointer.kept,
         "db_instances_kept": s.data.others, "releases_kept": kept,
-        "serving": serving, "not_built": NOT_BUILT,
+        "serving": serving, "not_built": NOT_BUILT, "edge": edge,
     });
     let mut lines = vec![format!("url:      https://{domain}")];
     lines.push(match &s.lb.balancer {
@@ -600,6 +677,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         Some(c) => format!("  certificate: {}", load_balancer::waiting(c, zone(ctx))),
         None => "  certificate: none".into(),
     });
+    lines.extend(edge::lines(&s.edge, &edge, edge_settings(a)));
     lines.extend(group_lines(&s, &targets, healthy, &releases));
     lines.push(format!("  releases kept: {} (`vcctl rollback --to NAME` takes any)", kept.join(", ")));
     lines.extend(database_lines(&s, &db));

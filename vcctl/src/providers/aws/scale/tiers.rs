@@ -63,6 +63,9 @@ pub struct TiersFound {
     /// restore that stopped before it moved the pointer.
     pub others: Vec<String>,
     pub bucket: Option<Bucket>,
+    /// Behind a distribution that serves: CloudFront's origin-facing prefix list, the only
+    /// source the load balancer admits (set from the edge tier, `edge.rs`).
+    pub edge_only: Option<String>,
 }
 
 impl TiersFound {
@@ -75,6 +78,7 @@ impl TiersFound {
             db: None,
             others: vec![],
             bucket: None,
+            edge_only: None,
         }
     }
 
@@ -87,6 +91,12 @@ impl TiersFound {
 pub fn wanted_rules(tier: Tier, port: u16, found: &TiersFound) -> Vec<Rule> {
     let id = |t: Tier| found.group(t).map_or_else(|| t.placeholder(), |g| g.id.clone());
     let mut rules = match tier {
+        // HTTPS only: the distribution redirects viewers' HTTP itself. (A prefix list counts
+        // as its size against the group's rule quota: one rule, not two ports.)
+        Tier::Lb if let Some(list) = &found.edge_only => vec![Rule {
+            source: sg::RuleSource::PrefixList(list.clone()),
+            ..Rule::tcp(443, "", "HTTPS, from CloudFront only (the distribution)")
+        }],
         Tier::Lb => ["0.0.0.0/0", "::/0"]
             .iter()
             .flat_map(|c| [Rule::tcp(443, c, "HTTPS"), Rule::tcp(80, c, "HTTP, redirected to HTTPS")])
