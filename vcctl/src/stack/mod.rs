@@ -767,6 +767,7 @@ fn tls_settings(mut s: Section, file: &Path) -> Result<TlsSettings, StackError> 
 const RESERVED_ENV: &[(&str, &str)] = &[
     ("DATABASE_URL", "made on the host; an external database is a later stack field"),
     ("VC_INGEST_TOKEN", "made on the host: set `service.ingest_token: true`"),
+    ("VC_ORIGIN_SECRET", "made in the bucket and given to the distribution: set `scale.cdn: true`"),
     ("VC_LISTEN", "set `service.port`"),
     ("VC_DATA_DIR", "vcctl's choice on the host"),
     ("VC_KPI_INTERVAL", "set `service.kpi_interval`"),
@@ -1371,6 +1372,33 @@ mod tests {
             &format!("name: a\nprovider: ssh\nssh:\n  host: h\n{tls}  route53_zone: example.com\n"),
             "stacks/t.yaml:6:9: tls.route53_zone: `tls.route53_zone` is for an `aws` stack with `scale:`, whose load balancer and certificate get records there\nhint: remove it: the host's A record is yours to make",
         );
+        check(
+            &with("  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n  cdn: maybe\n"),
+            "stacks/t.yaml:11:8: scale.cdn: expected true or false, got \"maybe\"",
+        );
+        check(
+            &with("  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n  waf: {ingest_per_ip_5min: 5}\n"),
+            "stacks/t.yaml:11:29: scale.waf.ingest_per_ip_5min: expected the requests to /api/events one address may make in 5 minutes, from 10 to 2000000000 (WAF's bounds), got \"5\"",
+        );
+        check(
+            &with("  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n  waf: {block_countries: [RU, Russia]}\n"),
+            "stacks/t.yaml:11:31: scale.waf.block_countries[1]: \"Russia\" is not a country WAF knows: give ISO 3166 alpha-2 codes, such as RU or KP",
+        );
+        check(
+            &with("  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n  waf: {rate: 100}\n"),
+            "stacks/t.yaml:11:9: scale.waf.rate: unknown field `rate`\nhint: valid fields here: ingest_per_ip_5min, block_countries",
+        );
+        let edge = |text: &str| match parse(Path::new("stacks/t.yaml"), &with(text)).unwrap().provider {
+            Provider::Aws(a) => a.scale.unwrap().edge,
+            _ => unreachable!(),
+        };
+        let both = edge(
+            "  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n  cdn: true\n  waf: {block_countries: [ru, KP, RU]}\n",
+        );
+        assert!(both.cdn);
+        let waf = both.waf.unwrap();
+        assert_eq!((waf.ingest_per_ip_5min, waf.block_countries), (6000, vec!["KP".to_string(), "RU".to_string()]));
+        assert_eq!(edge("  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n"), edge::EdgeSettings::default());
         let example = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt-scale.yaml")).unwrap();
         let Provider::Aws(a) = example.provider else { panic!("frankfurt-scale is an aws stack") };
         let scale = a.scale.expect("scale:");

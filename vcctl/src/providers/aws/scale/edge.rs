@@ -557,3 +557,98 @@ pub fn lines(found: &EdgeFound, view: &EdgeView, edge: &EdgeSettings) -> Vec<Str
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::edge::WafSettings;
+
+    fn cert(status: &str) -> Certificate {
+        let owner = Default::default();
+        Certificate {
+            arn: "arn:cert".into(),
+            domain: "vc.example.com".into(),
+            status: status.into(),
+            validation: None,
+            owner,
+        }
+    }
+
+    fn wanted<'a>(edge: &'a EdgeSettings, balancer: bool) -> EdgeWanted<'a> {
+        EdgeWanted {
+            stack: "fra",
+            id: "k3x",
+            domain: "vc.example.com",
+            zone: Some("example.com"),
+            edge,
+            balancer: balancer.then_some(("lb.elb.amazonaws.com", "arn:lb")),
+        }
+    }
+
+    fn ops(w: &EdgeWanted, found: &EdgeFound) -> Vec<(Action, EdgeOp)> {
+        plan(w, found).into_iter().map(|c| (c.action, c.op)).collect()
+    }
+
+    /// What the distribution names comes first; it is made only once all of it exists, and
+    /// the load balancer admits CloudFront alone only once it serves.
+    #[test]
+    fn the_distribution_waits_for_what_it_names_and_the_origin_closes_only_once_it_serves() {
+        let waf = WafSettings { ingest_per_ip_5min: 100, block_countries: vec![] };
+        let edge = EdgeSettings { cdn: true, waf: Some(waf) };
+        let mut found = EdgeFound { prefix_list: Some("pl-cf".into()), ..EdgeFound::default() };
+        assert_eq!(
+            ops(&wanted(&edge, false), &found),
+            [
+                (Action::Create, EdgeOp::RequestCertificate),
+                (Action::Create, EdgeOp::MakeSecret),
+                (Action::Create, EdgeOp::Nothing),
+                (Action::Create, EdgeOp::CreateAcl { cloudfront: true }),
+            ]
+        );
+        found.certificate = Some(cert("PENDING_VALIDATION"));
+        found.origin_secret = Some("s".into());
+        let acl = WebAcl {
+            name: "vcctl-fra".into(),
+            id: "1".into(),
+            arn: "arn:acl".into(),
+            scope: "CLOUDFRONT".into(),
+            lock_token: "t".into(),
+            spec: wanted_acl(&edge).unwrap(),
+            owner: Default::default(),
+        };
+        found.cloudfront_acl = Some(acl);
+        let waiting = ops(&wanted(&edge, true), &found);
+        assert_eq!(waiting, [(Action::Note, EdgeOp::Nothing), (Action::Create, EdgeOp::Nothing)], "the certificate");
+        found.certificate = Some(cert("ISSUED"));
+        assert_eq!(ops(&wanted(&edge, true), &found), [(Action::Create, EdgeOp::CreateDistribution)]);
+        let spec = wanted_distribution(&wanted(&edge, true), &found).unwrap();
+        assert_eq!(spec.web_acl.as_deref(), Some("arn:acl"));
+        let mut d = Distribution {
+            id: "E1".into(),
+            arn: "arn:d".into(),
+            domain_name: "d1.cloudfront.net".into(),
+            status: "InProgress".into(),
+            etag: "e".into(),
+            caller_reference: "c".into(),
+            spec,
+            owner: Default::default(),
+        };
+        found.distribution = Some(d.clone());
+        assert!(ops(&wanted(&edge, true), &found).is_empty(), "as wanted");
+        assert_eq!(found.admits_only(&edge), None, "not while CloudFront deploys it");
+        d.status = "Deployed".into();
+        found.distribution = Some(d);
+        assert_eq!(found.admits_only(&edge).as_deref(), Some("pl-cf"));
+        // Off: everyone again first, then the distribution, its ACL and certificate go.
+        let off = EdgeSettings { cdn: false, waf: None };
+        assert_eq!(found.admits_only(&off), None);
+        assert_eq!(
+            ops(&wanted(&off, true), &found),
+            [
+                (Action::Delete, EdgeOp::DeleteDistribution),
+                (Action::Delete, EdgeOp::DeleteAcl { cloudfront: true }),
+                (Action::Delete, EdgeOp::DeleteCertificate),
+            ]
+        );
+    }
+}
