@@ -143,6 +143,13 @@ fn parse(entry: &Value) -> Option<Call> {
         call.action = format!("route53:{}", route53_action(method, path));
     } else if service == "cloudfront" {
         call.action = format!("cloudfront:{}", cloudfront_action(method, path, query));
+        // The distribution in the path, the tagged resource in the query.
+        if let ["2020-05-31", "distribution", id, ..] = path.split('/').collect::<Vec<_>>().as_slice() {
+            call.params.insert("Id".into(), id.to_string());
+        }
+        for (k, v) in query.split('&').filter_map(|p| p.split_once('=')) {
+            call.params.insert(decode(k), decode(v));
+        }
     } else {
         // Another REST API: named by its path, which no policy allows.
         call.action = format!("{service}:{method} /{path}");
@@ -204,7 +211,8 @@ fn wafv2(call: &Call) -> Vec<Authz> {
     };
     let rules = format!("arn:aws:wafv2:{region}:{ACCOUNT}:{scope}/managedruleset/AWS/AWSManagedRulesCommonRuleSet");
     match call.action.as_str() {
-        "wafv2:ListWebACLs" | "wafv2:GetWebACLForResource" => vec![Authz::new(&call.action, "*")],
+        "wafv2:ListWebACLs" => vec![Authz::new(&call.action, "*")],
+        "wafv2:GetWebACLForResource" => vec![Authz::new(&call.action, &param("ResourceArn"))],
         "wafv2:CreateWebACL" => vec![
             Authz::new(&call.action, &acl),
             Authz::new(&call.action, &rules),
@@ -215,12 +223,30 @@ fn wafv2(call: &Call) -> Vec<Authz> {
         "wafv2:AssociateWebACL" | "wafv2:DisassociateWebACL" => {
             let mut all = vec![
                 Authz::new(&call.action, &param("ResourceArn")),
-                Authz::new("elasticloadbalancing:SetWebAcl", &param("ResourceArn")),
+                Authz::new("elasticloadbalancing:SetWebAcl", "*"),
             ];
             all.extend(call.params.get("WebACLArn").map(|a| Authz::new(&call.action, a)));
             all
         }
         _ => vec![Authz::new(&call.action, &acl)],
+    }
+}
+
+/// CloudFront's distributions by their ARNs: the id in the path, or the tagged resource.
+fn cloudfront(call: &Call) -> Vec<Authz> {
+    let dist = |id: &str| format!("arn:aws:cloudfront::{ACCOUNT}:distribution/{id}");
+    match call.action.as_str() {
+        "cloudfront:ListDistributions" => vec![Authz::new(&call.action, "*")],
+        // One call, two rights: the distribution and its tags (CloudFront's API reference).
+        "cloudfront:CreateDistributionWithTags" => vec![
+            Authz::new("cloudfront:CreateDistribution", &dist("*")),
+            Authz::new("cloudfront:TagResource", &dist("*")),
+        ],
+        "cloudfront:CreateDistribution" => vec![Authz::new(&call.action, &dist("*"))],
+        "cloudfront:ListTagsForResource" | "cloudfront:TagResource" => {
+            vec![Authz::new(&call.action, call.params.get("Resource").map_or("*", String::as_str))]
+        }
+        a => vec![Authz::new(a, &dist(call.params.get("Id").map_or("*", String::as_str)))],
     }
 }
 
@@ -476,10 +502,7 @@ pub fn authorizations(call: &Call, tags: &Tags) -> Vec<Authz> {
         }
         a if a.starts_with("cloudwatch:") => cloudwatch(call),
         a if a.starts_with("wafv2:") => wafv2(call),
-        // One call, two rights: the distribution and its tags (CloudFront's API reference).
-        "cloudfront:CreateDistributionWithTags" => {
-            vec![Authz::new("cloudfront:CreateDistribution", "*"), Authz::new("cloudfront:TagResource", "*")]
-        }
+        a if a.starts_with("cloudfront:") => cloudfront(call),
         // Unsubscribe names no resource type: it is authorized on `*`.
         "sns:Unsubscribe" => vec![Authz::new(&call.action, "*")],
         a if a.starts_with("sns:") => {

@@ -162,22 +162,10 @@ const SCALE: &[(&str, &[&str])] = &[
     ("route53", &["ListHostedZonesByName", "ListResourceRecordSets", "ChangeResourceRecordSets", "GetChange"]),
     // Finding the group by name cannot be narrowed to it.
     ("logs", &["DescribeLogGroups"]),
-    // Distributions have generated ids and are found by listing (`cdn: true`); making one
-    // with its tags is CreateDistribution and TagResource to IAM.
-    (
-        "cloudfront",
-        &[
-            "ListDistributions",
-            "GetDistribution",
-            "ListTagsForResource",
-            "CreateDistribution",
-            "TagResource",
-            "UpdateDistribution",
-            "DeleteDistribution",
-        ],
-    ),
-    // Finding the web ACL and what is on the load balancer cannot be narrowed (`waf:`).
-    ("wafv2", &["ListWebACLs", "GetWebACLForResource"]),
+    // Distributions are found by listing (`cdn: true`): it cannot be narrowed.
+    ("cloudfront", &["ListDistributions"]),
+    // Nor can finding the web ACL by name (`waf:`).
+    ("wafv2", &["ListWebACLs"]),
 ];
 
 /// What a global stack's own commands call (`plan`, `up`, `status`, `destroy`): the regions'
@@ -372,6 +360,15 @@ fn scale_statements(bucket: String, stack: &str, region: &str, account: &str) ->
                    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
         "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
     }));
+    // The account's distributions (their ids are generated; vcctl trusts its own by its
+    // tags); making one with its tags is CreateDistribution and TagResource to IAM.
+    out.push(json!({
+        "Sid": "TheAccountsDistributions",
+        "Effect": "Allow",
+        "Action": ["cloudfront:GetDistribution", "cloudfront:ListTagsForResource", "cloudfront:CreateDistribution",
+                   "cloudfront:TagResource", "cloudfront:UpdateDistribution", "cloudfront:DeleteDistribution"],
+        "Resource": format!("arn:aws:cloudfront::{account}:distribution/*")
+    }));
     // Its web ACL by name, in the stack's region (on the load balancer) and CloudFront's;
     // the managed rule set it counts with; putting it on the load balancer is ELB's too.
     let acl = |scope: &str, region: &str| format!("arn:aws:wafv2:{region}:{account}:{scope}/webacl/vcctl-{stack}/*");
@@ -379,18 +376,15 @@ fn scale_statements(bucket: String, stack: &str, region: &str, account: &str) ->
         "Sid": "ItsWebAclOnly",
         "Effect": "Allow",
         "Action": ["wafv2:CreateWebACL", "wafv2:GetWebACL", "wafv2:UpdateWebACL", "wafv2:DeleteWebACL",
-                   "wafv2:ListTagsForResource", "wafv2:TagResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL"],
+                   "wafv2:ListTagsForResource", "wafv2:TagResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL",
+                   "wafv2:GetWebACLForResource"],
         "Resource": [acl("regional", region), acl("global", "us-east-1"),
                      format!("arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/app/{}/*",
                              names::load_balancer(stack)),
                      "arn:aws:wafv2:*:*:*/managedruleset/*/*"]
     }));
-    out.push(json!({
-        "Sid": "PutTheWebAclOnItsLoadBalancer",
-        "Effect": "Allow",
-        "Action": "elasticloadbalancing:SetWebAcl",
-        "Resource": format!("arn:aws:elasticloadbalancing:{region}:{account}:loadbalancer/app/{}/*", names::load_balancer(stack))
-    }));
+    // ELB's side of putting an ACL on a load balancer names no resource type in IAM.
+    out.push(json!({"Sid": "PutAWebAclOnALoadBalancer", "Effect": "Allow", "Action": "elasticloadbalancing:SetWebAcl", "Resource": "*"}));
     out.push(json!({
         "Sid": "ItsLogGroupOnly",
         "Effect": "Allow",
