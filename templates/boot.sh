@@ -134,6 +134,8 @@ else curl -fsS -m 60 --retry 5 -o "$WORK/ca.pem" "https://truststore.pki.rds.ama
 [ "$VC_INGEST_TOKEN_ON" = yes ] && get host/ingest-token "$WORK/token"
 # `cdn: true`: the service answers only requests that carry the distribution's secret header.
 [ "$VC_ORIGIN_SECRET_ON" = yes ] && get host/origin-secret "$WORK/origin-secret"
+# The service's secrets (`vcctl secrets`), as the bucket keeps them for every instance.
+get host/secrets "$WORK/secrets"
 # psql, for the role (Debian's AMI has no PostgreSQL client).
 command -v psql >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client; } >&2 \
   || die "could not install postgresql-client"
@@ -142,6 +144,7 @@ app_role
 { printf 'DATABASE_URL=%s\nVC_DATABASE_CA=%s\n' "$(database_url)" "$CA"
   [ ! -s "$WORK/token" ] || printf 'VC_INGEST_TOKEN=%s\n' "$(cat "$WORK/token")"
   [ ! -s "$WORK/origin-secret" ] || printf 'VC_ORIGIN_SECRET=%s\n' "$(cat "$WORK/origin-secret")"; } | "$VC_HOST" put /etc/vehicleconnect/env 0600 >/dev/null
+"$VC_HOST" put /etc/vehicleconnect/secrets 0600 < "$WORK/secrets" >/dev/null
 
 get serving "$WORK/serving"
 read -r release sha256 < "$WORK/serving" || die "the bucket's serving pointer is empty"

@@ -43,7 +43,7 @@ pub const SHAPES: [(&str, &str); 19] = [
     ("backup", "aws (EBS snapshots) and scale (RDS snapshots); local, ssh and fleet keep no snapshots: `db dump`"),
     ("restore", "aws (a new data volume) and scale (a new DB instance, from a snapshot or a point in time)"),
     ("db", "local, ssh (one host), aws, scale (through one instance); not a fleet yet"),
-    ("secrets", "ssh, fleet, aws; a local stack and a scale group keep none on a host"),
+    ("secrets", "ssh, fleet, aws (a scale group's in its bucket); a local stack keeps none"),
     ("audit", "local, ssh (one host), aws, scale (kept in its bucket: instances are replaced); not a fleet yet"),
     ("exec", "ssh (one host), aws, scale (--instance, --all); not a fleet yet; a local stack is this machine"),
     ("ssh", "ssh (one host), aws, scale (--instance); not a fleet yet; a local stack is this machine"),

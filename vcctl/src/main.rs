@@ -22,6 +22,7 @@ mod providers;
 mod release;
 mod render;
 mod report;
+mod secrets_file;
 mod settings;
 mod signals;
 mod simulate;

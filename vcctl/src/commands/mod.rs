@@ -209,6 +209,7 @@ async fn on_aws(ctx: &Ctx, a: &AwsSettings, command: &Command) -> Result<u8> {
         )
         .into()),
         Command::Destroy(args) if a.scale.is_some() => scale::destroy(ctx, a, args.keep_data).await,
+        Command::Secrets(sub) if a.scale.is_some() => secrets::scale(ctx, a, sub).await,
         Command::Status(_) if a.scale.is_some() => scale::status(ctx, a).await,
         _ if a.scale.is_some() => scale::refuse(ctx, a, command.name()).await,
         Command::Up(args) => match aws::up(ctx, a, args.artifact.as_deref()).await? {

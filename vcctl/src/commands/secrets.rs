@@ -33,14 +33,38 @@ pub async fn run(ctx: &Ctx, mut target: Box<dyn Operations>, command: &SecretsCo
 
 async fn list(ctx: &Ctx, target: &mut dyn Operations) -> Result<u8> {
     let secrets = target.secret_list().await?;
+    print_list(ctx, &secrets, &target.place());
+    Ok(0)
+}
+
+/// The secrets' names and times, in JSON and in words; never a value.
+fn print_list(ctx: &Ctx, secrets: &[(String, String)], place: &str) {
     let json: Vec<_> = secrets.iter().map(|(name, set)| json!({"name": name, "set": set})).collect();
     ctx.printer.json(&json!({"stack": ctx.settings.stack, "secrets": json}));
     if secrets.is_empty() {
-        ctx.printer.info(format!("stack `{}` has no secrets {}", ctx.settings.stack, target.place()));
+        ctx.printer.info(format!("stack `{}` has no secrets {place}", ctx.settings.stack));
     }
-    for (name, set) in &secrets {
+    for (name, set) in secrets {
         ctx.printer.out(format!("{name}  set {set}"));
     }
+}
+
+/// `vcctl secrets` on a `scale:` stack: kept in its bucket, for every instance the group
+/// runs or will launch (`providers/aws/scale/secrets.rs`).
+pub async fn scale(ctx: &Ctx, a: &crate::stack::AwsSettings, command: &SecretsCommand) -> Result<u8> {
+    use crate::providers::aws::scale::secrets;
+    let (name, set) = match command {
+        SecretsCommand::List(_) => {
+            let (list, place) = secrets::list(ctx, a).await?;
+            print_list(ctx, &list, &place);
+            return Ok(0);
+        }
+        SecretsCommand::Set(args) => (&args.name, true),
+        SecretsCommand::Unset(args) => (&args.name, false),
+    };
+    let value = value_of(name, set)?;
+    let place = secrets::change(ctx, a, name, value.as_deref()).await?;
+    said(ctx, name, set, &place);
     Ok(0)
 }
 

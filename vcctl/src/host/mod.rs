@@ -241,6 +241,9 @@ impl Host {
         // The token as the stack wants it now (on, off), beside what the boot wrote.
         let token = config.instance_token.as_deref().unwrap_or_default();
         self.run_with_input(&["instance-token"], token.as_bytes()).await?;
+        if let Some(secrets) = &config.instance_secrets {
+            units_changed |= self.put("/etc/vehicleconnect/secrets", "0600", secrets).await?;
+        }
         self.run(&["units", yes(units_changed)]).await.map(|_| ())
     }
 

@@ -101,6 +101,9 @@ pub struct HostConfig {
     /// none), written into its env file by every deploy, so that turning the token on or off
     /// reaches the running instances. A secret: never hashed.
     pub instance_token: Option<String>,
+    /// A group instance's secrets file, as the bucket holds it (`vcctl secrets`), written by
+    /// every deploy; its names and times, never its values, are in the hash.
+    pub instance_secrets: Option<String>,
 }
 
 impl HostConfig {
@@ -149,6 +152,7 @@ impl HostConfig {
             fleet_database: None,
             group_instance: false,
             instance_token: None,
+            instance_secrets: None,
         })
     }
 
@@ -182,6 +186,7 @@ impl HostConfig {
             fleet_database: Some(db.describe()),
             group_instance: false,
             instance_token: None,
+            instance_secrets: None,
         })
     }
 
@@ -205,6 +210,7 @@ impl HostConfig {
             fleet_database: Some("RDS, from the instance's boot".into()),
             group_instance: true,
             instance_token: None,
+            instance_secrets: None,
         })
     }
 

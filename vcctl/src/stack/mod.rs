@@ -1372,6 +1372,22 @@ mod tests {
             &format!("name: a\nprovider: ssh\nssh:\n  host: h\n{tls}  route53_zone: example.com\n"),
             "stacks/t.yaml:6:9: tls.route53_zone: `tls.route53_zone` is for an `aws` stack with `scale:`, whose load balancer and certificate get records there\nhint: remove it: the host's A record is yours to make",
         );
+        let example = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt-scale.yaml")).unwrap();
+        let Provider::Aws(a) = example.provider else { panic!("frankfurt-scale is an aws stack") };
+        let scale = a.scale.expect("scale:");
+        assert_eq!(scale.replicas, scale::Replicas { min: 2, desired: 2, max: 6 });
+        assert_eq!((scale.cpu_target_pct, scale.database.instance_class.as_str()), (Some(60), "db.t4g.micro"));
+        assert_eq!(
+            (scale.database.storage_gb, scale.database.multi_az, scale.database.backup_retention_days),
+            (20, false, 7)
+        );
+    }
+
+    #[test]
+    fn the_edge_of_a_scale_stack_is_checked_at_its_lines() {
+        let aws = "name: a\nprovider: aws\naws:\n  ssh_access: on-demand\n";
+        let tls = "tls:\n  domain: vc.example.com\n  email: ops@example.com\n";
+        let with = |scale: &str| format!("{aws}{tls}scale:\n{scale}");
         check(
             &with("  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n  cdn: maybe\n"),
             "stacks/t.yaml:11:8: scale.cdn: expected true or false, got \"maybe\"",
@@ -1399,15 +1415,6 @@ mod tests {
         let waf = both.waf.unwrap();
         assert_eq!((waf.ingest_per_ip_5min, waf.block_countries), (6000, vec!["KP".to_string(), "RU".to_string()]));
         assert_eq!(edge("  replicas: {min: 2, max: 6}\n  database: {engine: rds}\n"), edge::EdgeSettings::default());
-        let example = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stacks/frankfurt-scale.yaml")).unwrap();
-        let Provider::Aws(a) = example.provider else { panic!("frankfurt-scale is an aws stack") };
-        let scale = a.scale.expect("scale:");
-        assert_eq!(scale.replicas, scale::Replicas { min: 2, desired: 2, max: 6 });
-        assert_eq!((scale.cpu_target_pct, scale.database.instance_class.as_str()), (Some(60), "db.t4g.micro"));
-        assert_eq!(
-            (scale.database.storage_gb, scale.database.multi_az, scale.database.backup_retention_days),
-            (20, false, 7)
-        );
     }
 
     #[test]

@@ -201,6 +201,11 @@ impl Target for HostTarget {
     async fn config_hash(&mut self) -> Result<String> {
         // The secrets' names and times are part of the configuration: a changed secret makes
         // the next deploy check the release with it before it serves.
+        // A group's instance takes the bucket's secrets (written by `prepare`): those are
+        // what it will run with.
+        if let Some(text) = &self.config.instance_secrets {
+            return Ok(self.config.hash_with_secrets(&crate::secrets_file::list(text)));
+        }
         Ok(self.config.hash_with_secrets(&self.host.secret_list().await?))
     }
 

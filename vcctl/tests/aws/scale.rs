@@ -530,7 +530,11 @@ async fn check_ci_role(s: &Project) {
     assert_eq!(ship["Resource"], serde_json::json!([format!("{bucket}/releases/*"), format!("{bucket}/serving")]));
     assert_eq!(
         by_sid("ReadWhatServes")["Resource"],
-        serde_json::json!([format!("{bucket}/serving"), format!("{bucket}/host/ingest-token")])
+        serde_json::json!([
+            format!("{bucket}/serving"),
+            format!("{bucket}/host/ingest-token"),
+            format!("{bucket}/host/secrets")
+        ])
     );
     let roll = by_sid("RollThroughItsTargetGroupOnly");
     assert_eq!(roll["Resource"], "arn:aws:elasticloadbalancing:eu-central-1:123456789012:targetgroup/vcctl-fra/*");
@@ -998,9 +1002,13 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
          -c 'SELECT pg_reload_conf()'"
     );
     let _cleanup = OnHostAtEnd(cleanup);
+    // A secret kept in the bucket before the instance boots: the regions' shared read token.
+    let out = secret_set(&s, "VC_READ_TOKEN", "first-read-token");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     // What an instance asks with its role, against the policy vcctl wrote for that role.
     let out = an_instance_asks_only_what_its_role_allows(&s, &ec2, &boot("")).await;
     the_instance_serves_and_stores_over_tls(&out, &release, password);
+    assert_eq!(aggregates_with("first-read-token"), "200", "the boot gave the service the bucket's secret");
     a_rotated_master_password_changes_nothing_the_service_holds(&s, &up, &format!("{leftovers}; {}", boot(""))).await;
 
     // Deploys as GitHub Actions runs them, with the role `ci init` made (its own key here).
@@ -1015,6 +1023,7 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     let wrong = iam_eval::exactly_needed_but(&policy, &asked, &["ReadItsHostKeys"]);
     assert!(wrong.is_empty(), "the CI deploy role's policy against what deploys ask:\n{}", wrong.join("\n"));
     a_token_turned_off_and_on_reaches_the_running_instances(&s).await;
+    a_changed_secret_is_deployed_to_the_running_instances(&s);
     a_release_not_what_it_says_is_not_switched_to(&s, &boot("")).await;
     let reboot = format!("{leftovers}; {}", boot(""));
     a_db_restore_goes_into_a_new_database_the_group_then_serves_from(&s, &reboot, &user_data).await;
@@ -1168,6 +1177,34 @@ async fn a_token_turned_off_and_on_reaches_the_running_instances(s: &Project) {
         assert!(env.contains("DATABASE_URL=postgres://vehicleconnect_app:"), "the boot's lines stay: {env}");
         assert_eq!(common::on_host(post), without_token, "token {on}: an event without a token");
     }
+}
+
+/// What the instance's service answers `GET /api/analytics/aggregates` with `token`.
+fn aggregates_with(token: &str) -> String {
+    common::on_host(&format!(
+        "curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Bearer {token}' 'http://127.0.0.1:8000/api/analytics/aggregates?window=1h'"
+    ))
+}
+
+/// `secrets set` with a new value, then `deploy` of the release that serves already: not a
+/// no-op (the secrets' names and times are in the configuration's hash), the instance's
+/// secrets file rewritten from the bucket, the service reading the new value, the old refused.
+fn a_changed_secret_is_deployed_to_the_running_instances(s: &Project) {
+    let out = secret_set(s, "VC_READ_TOKEN", "second-read-token");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(aggregates_with("first-read-token"), "200", "a change is applied by the next deploy, not before");
+    let artifact = s.dir.path().join("token-true");
+    let out = s
+        .command(&["deploy", "--artifact", artifact.to_str().unwrap(), "--ssh-from", "198.18.0.11", "--json"])
+        .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(common::on_host("stat -c '%a %U' /etc/vehicleconnect/secrets").trim(), "600 root");
+    assert_eq!(
+        (aggregates_with("second-read-token"), aggregates_with("first-read-token")),
+        ("200".into(), "401".into())
+    );
 }
 
 /// The databases `db restore` made on the test host's PostgreSQL (RDS here), dropped.
@@ -1675,4 +1712,63 @@ async fn a_scaled_stack_keeps_its_records_in_its_hosted_zone_and_destroy_takes_o
 
     s.json(&["destroy", "--yes"], 0);
     assert_eq!(listed().await, [("www.example.com.".to_string(), "A".to_string(), "192.0.2.1".to_string())]);
+}
+
+/// `vcctl secrets` of a `scale:` stack: kept in its bucket (the instances' boot and deploys
+/// copy it, tested on the test host above), the value from stdin and in no output, listed by
+/// name and time, unset, an unknown one refused naming it; each change in the stack's audit
+/// trail; every call within `vcctl iam-policy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_secrets_are_kept_in_its_bucket_never_shown() {
+    let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    let before = show(&s.expect(&["secrets", "list"], 3));
+    assert!(
+        before.contains("has no bucket yet to keep secrets in") && before.contains("vcctl up --stack fra"),
+        "{before}"
+    );
+    s.json(&["up", "--artifact", common::service_bin().to_str().unwrap()], 0);
+    let watch = recorded::Watch::start(&s).await;
+    assert_eq!(s.json(&["secrets", "list"], 0)["secrets"], serde_json::json!([]));
+    for (name, value) in [("VC_READ_TOKEN", "r3ad-t0ken-value"), ("PARTNER_KEY", "pa$$\"word")] {
+        let out = secret_set(&s, name, value);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        assert!(!show(&out).contains(value), "the value in vcctl's output: {}", show(&out));
+    }
+    let list = s.json(&["secrets", "list"], 0);
+    let names: Vec<&str> = list["secrets"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["VC_READ_TOKEN", "PARTNER_KEY"]);
+    assert!(!list.to_string().contains("r3ad-t0ken"), "{list}");
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    let kept = s3_client(&s).await.get_object().bucket(&bucket).key("host/secrets").send().await.unwrap();
+    let kept = String::from_utf8(kept.body.collect().await.unwrap().to_vec()).unwrap();
+    assert!(
+        kept.contains("VC_READ_TOKEN=\"r3ad-t0ken-value\"\n") && kept.contains("PARTNER_KEY=\"pa\\$\\$\\\"word\"\n"),
+        "{kept}"
+    );
+    s.json(&["secrets", "unset", "PARTNER_KEY"], 0);
+    let err = show(&s.expect(&["secrets", "unset", "PARTNER_KEY"], 3));
+    assert!(err.contains("stack `fra` has no secret PARTNER_KEY"), "{err}");
+    let err = show(&s.expect(&["secrets", "unset", "DATABASE_URL"], 3));
+    assert!(err.contains("`DATABASE_URL` is set by vcctl"), "{err}");
+    let names = s.json(&["secrets", "list"], 0)["secrets"].to_string();
+    assert!(names.contains("VC_READ_TOKEN") && !names.contains("PARTNER_KEY"), "{names}");
+    let audit = s.json(&["audit"], 0).to_string();
+    assert!(audit.contains("secrets set") && audit.contains("secrets unset"), "{audit}");
+    let policy = least_privilege::operator_policy(&s);
+    let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
+    least_privilege::check_operator(&policy, &asked);
+}
+
+/// `vcctl secrets set NAME`, the value on stdin.
+fn secret_set(s: &Project, name: &str, value: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = s
+        .command(&["secrets", "set", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(value.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }

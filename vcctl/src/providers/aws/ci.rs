@@ -171,12 +171,12 @@ pub fn group_deploy_statements(region: &str, account: &str, stack: &str, bucket:
             "Action": "s3:PutObject",
             "Resource": object(&format!("{}*", names::AUDIT))
         }),
-        // What serves, and the ingest token a deploy gives the running instances.
+        // What serves, and the ingest token and secrets a deploy gives the running instances.
         json!({
             "Sid": "ReadWhatServes",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": [object(names::POINTER), object(names::TOKEN)]
+            "Resource": [object(names::POINTER), object(names::TOKEN), object(names::SECRETS)]
         }),
         // `rollback` reads the releases kept (receipts and binaries); a deploy deletes those
         // past the newest few.

@@ -129,6 +129,9 @@ pub const POINTER: &str = "serving";
 pub const AUDIT: &str = "audit/";
 /// The bucket's ingest token (made by `up`, read by instances and deploys).
 pub const TOKEN: &str = "host/ingest-token";
+/// The service's secrets (`vcctl secrets`), in the secrets file's format: what every
+/// instance's boot and every deploy copy to `/etc/vehicleconnect/secrets`.
+pub const SECRETS: &str = "host/secrets";
 /// The password of the service's own database role, which each instance's boot sets with
 /// the master's login (RDS's secret); the service never logs in as the master.
 pub const DB_PASSWORD: &str = "host/db-password";

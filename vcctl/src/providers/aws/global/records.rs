@@ -212,9 +212,10 @@ pub fn peer_notes(regions: &[RegionEndpoint], envs: &[(String, Vec<(String, Stri
             resource: format!("region {} ({file})", r.name),
             detail: format!(
                 "for the global view, its service.env needs VC_REGION_NAME: {} and VC_PEERS: \"{}\" (and the \
-                 regions' shared read token as the secret VC_READ_TOKEN)",
+                 regions' shared read token as a secret: `vcctl secrets set VC_READ_TOKEN --stack {}`)",
                 r.name,
-                others.join(",")
+                others.join(","),
+                r.stack
             ),
             op: GlobalOp::Nothing,
         });

@@ -216,7 +216,8 @@ async fn roll_out(
     let shipped =
         crate::providers::aws::on_demand::around_on(ctx, a, cloud, f.app_group.as_ref(), "vcctl deploy", async {
             let token = instance_token(ctx, cloud, &f.bucket).await?;
-            let mut members = connect(ctx, a, cloud, &ids, token).await?;
+            let secrets = super::secrets::file(&cloud.s3, &f.bucket).await?;
+            let mut members = connect(ctx, a, cloud, &ids, token, Some(secrets)).await?;
             let shipped = rolling::roll(&ctx.printer, &mut rotation, &mut members, artifact, args).await;
             for m in members {
                 Box::new(m.target).close().await;
@@ -260,7 +261,7 @@ pub async fn operations_on(
             "AWS_ENDPOINT_URL is set (an emulator): its instances are not real hosts, so vcctl does not contact them"
         );
     }
-    Ok(connect(ctx, a, cloud, ids, None).await?.into_iter().map(|m| (m.name, m.target)).collect())
+    Ok(connect(ctx, a, cloud, ids, None, None).await?.into_iter().map(|m| (m.name, m.target)).collect())
 }
 
 /// The group's ingest token, from its bucket (`token show`, `simulate`).
@@ -300,6 +301,7 @@ async fn connect(
     cloud: &Aws,
     ids: &[String],
     token: Option<String>,
+    secrets: Option<String>,
 ) -> Result<Vec<RollingHost>> {
     let mut members = Vec::new();
     let identity = crate::providers::aws::reach::identity_path(ctx, a);
@@ -324,7 +326,11 @@ async fn connect(
             // through the target group's own health check.
             check_outside: false,
         };
-        let config = HostConfig { instance_token: token.clone(), ..HostConfig::group_instance(&ctx.settings)? };
+        let config = HostConfig {
+            instance_token: token.clone(),
+            instance_secrets: secrets.clone(),
+            ..HostConfig::group_instance(&ctx.settings)?
+        };
         let target = HostTarget::connect_with(&ctx.settings, remote, config, Duration::ZERO, &ctx.printer)
             .await
             .map_err(|e| e.context(format!("instance {id} ({ip}) does not answer; nothing was changed on it")))?;
@@ -391,7 +397,7 @@ pub(super) async fn releases(
     let work = async {
         let mut out = Vec::new();
         // (status reads; it writes nothing, the token included)
-        for mut m in connect(ctx, a, cloud, ids, None).await? {
+        for mut m in connect(ctx, a, cloud, ids, None, None).await? {
             let state = m.target.state().await;
             Box::new(m.target).close().await;
             let state = state?;

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod refresh;
 pub mod release_bucket;
 pub mod restore;
+pub mod secrets;
 pub mod tiers;
 
 use anyhow::Result;
@@ -49,9 +50,6 @@ fn migration(old: &str) -> String {
          `vcctl db restore events.dump --stack NEW`, then `vcctl destroy --stack {old}` (docs/aws.md, Scaling out)"
     )
 }
-
-/// What vcctl does not do yet on such a stack, as it says.
-const NOT_BUILT: &str = "`secrets` (a group's instances are replaced at will: a secret kept on one would be lost)";
 
 /// Everything of the stack that exists, read once.
 struct Survey {
@@ -296,16 +294,13 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u
     let root = crate::providers::aws::ROOT_VOLUME_GB as u32;
     let cost = crate::providers::aws::cost::covers(&region)
         .then(|| crate::providers::aws::cost::scaled(instance_type, root, scale));
-    let mut trailer = vec![
-        crate::providers::aws::ingest_token_line(ctx.settings.ingest_token),
-        format!("not built by vcctl yet: {NOT_BUILT}"),
-    ];
+    let mut trailer = vec![crate::providers::aws::ingest_token_line(ctx.settings.ingest_token)];
     match &cost {
         Some(c) => trailer.extend(crate::providers::aws::cost::describe(c)),
         None => trailer.push(format!("(no cost estimate: the price table covers eu-central-1, not {region})")),
     }
     let subject = crate::plan::Scope { stack: &ctx.settings.stack, shape: "scale", place: Some(&region) };
-    let extra = json!({"region": region, "scale": scale, "cost": cost, "not_built": NOT_BUILT});
+    let extra = json!({"region": region, "scale": scale, "cost": cost});
     Ok(crate::plan::print(&ctx.printer, &subject, &changes, crate::plan::extra(extra), &trailer))
 }
 
@@ -400,7 +395,7 @@ fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": s.data.db,
         "load_balancer": s.lb.balancer, "certificate": s.lb.certificate, "serving": s.serving,
-        "group": s.instances.group, "not_built": NOT_BUILT,
+        "group": s.instances.group,
     }));
     let mut said = vec![format!(
         "stack `{}` {}: {}",
@@ -665,7 +660,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         "database_storage_used_gb": db.used_gb, "last_snapshot": db.snapshot,
         "database_serving": s.data.pointer.serving, "databases_kept": s.data.pointer.kept,
         "db_instances_kept": s.data.others, "releases_kept": kept,
-        "serving": serving, "not_built": NOT_BUILT, "edge": edge,
+        "serving": serving, "edge": edge,
     });
     let mut lines = vec![format!("url:      https://{domain}")];
     lines.push(match &s.lb.balancer {
@@ -790,10 +785,7 @@ fn group_lines(
 pub async fn refuse(ctx: &Ctx, a: &AwsSettings, command: &str) -> Result<u8> {
     single_box_absent(ctx, a).await?;
     Err(Failure::invalid(
-        format!(
-            "`{command}` does not run on a `scale:` stack (`{}`); not built there: {NOT_BUILT}",
-            ctx.settings.stack
-        ),
+        format!("`{command}` does not run on a `scale:` stack (`{}`)", ctx.settings.stack),
         Some("docs/reference/cli.md says which shapes each command works on".into()),
     )
     .into())

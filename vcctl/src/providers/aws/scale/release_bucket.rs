@@ -15,7 +15,7 @@ use crate::settings::Settings;
 
 /// The most vcctl reads of an object it wrote (the pointer, a unit, the token).
 const SMALL: usize = 256 * 1024;
-pub use crate::providers::aws::names::{DB_PASSWORD, TOKEN};
+pub use crate::providers::aws::names::{DB_PASSWORD, SECRETS, TOKEN};
 /// The authorities RDS's certificate is verified with, when the stack names them.
 pub const DATABASE_CA: &str = "host/database-ca.pem";
 
@@ -101,6 +101,13 @@ pub async fn stock_kit(
             s3::put(client, bucket, key, crate::providers::aws::owners::random_hex(48).into_bytes()).await?;
             written.push(key.to_string());
         }
+    }
+    // The service's secrets (`vcctl secrets`), none at first: there, so that every boot and
+    // deploy copies the file (an instance's role may read but not list the bucket, so a
+    // missing object would answer it 403, not 404).
+    if s3::get_small(client, bucket, SECRETS, SMALL).await?.is_none() {
+        s3::put(client, bucket, SECRETS, Vec::new()).await?;
+        written.push(SECRETS.to_string());
     }
     Ok(written)
 }
