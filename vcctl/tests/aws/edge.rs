@@ -73,8 +73,23 @@ async fn a_distribution_and_a_web_acl_front_the_load_balancer_and_go_when_the_fi
     assert!(gone["deleted"].to_string().contains("web ACL vcctl-fra (REGIONAL)"), "{gone}");
     let acls = c.waf.list_web_acls().scope(aws_sdk_wafv2::types::Scope::Regional).send().await.unwrap();
     assert!(acls.web_acls().is_empty(), "{acls:?}");
-    let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
+    let (calls, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
     least_privilege::check_operator(&policy, &asked);
+    turning_the_cdn_off_refused_nobody(&calls.iter().map(|c| c.action.as_str()).collect::<Vec<_>>());
+}
+
+/// The order of `cdn: false`'s calls, as recorded: the load balancer admits everyone again
+/// (after the drift repair's last change to the distribution), then the ACL goes on it, the
+/// name moves back to it, and only then is the distribution disabled and deleted.
+fn turning_the_cdn_off_refused_nobody(actions: &[&str]) {
+    let at = |a: &str, from: usize| actions[from..].iter().position(|x| *x == a).map(|i| i + from);
+    let associate = at("wafv2:AssociateWebACL", 0).expect("the ACL put on the load balancer");
+    let repaired = actions[..associate].iter().rposition(|a| *a == "cloudfront:UpdateDistribution").unwrap();
+    let reopened = at("ec2:AuthorizeSecurityGroupIngress", repaired).expect("the group opened again");
+    let moved = at("route53:ChangeResourceRecordSets", associate).expect("the name moved back");
+    let disabled = at("cloudfront:UpdateDistribution", associate).expect("the distribution disabled");
+    let deleted = at("cloudfront:DeleteDistribution", associate).expect("the distribution deleted");
+    assert!(reopened < associate && moved < disabled && disabled < deleted, "{actions:?}");
 }
 
 fn the_plan_names_and_prices_the_edge(p: &Project) {

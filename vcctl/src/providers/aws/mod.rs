@@ -4,6 +4,7 @@
 pub mod alert_topic;
 pub mod ci;
 pub mod cost;
+pub mod edge;
 pub mod firewall;
 pub mod github;
 pub mod global;

@@ -13,7 +13,6 @@ pub mod backup;
 pub mod database;
 pub mod deploy;
 pub mod dns;
-pub mod edge;
 pub mod instances;
 pub mod load_balancer;
 pub mod log_group;
@@ -35,6 +34,7 @@ use crate::cloud::aws::{Aws, Stamp, ec2, sns};
 use crate::context::Ctx;
 use crate::error::{self, Failure};
 use crate::plan::{Action, Change};
+use crate::providers::aws::edge;
 use crate::providers::aws::names;
 use crate::providers::aws::names::TierNames;
 use crate::providers::aws::{self, DEFAULT_INSTANCE_TYPE};
@@ -81,7 +81,8 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let edge_cloud = Aws::connect(edge::EDGE_REGION).await;
     let bucket = data.bucket.as_ref().map(|b| b.name.as_str());
     let balancer = lb.balancer.as_ref().map(|b| b.arn.as_str());
-    let edge = edge::survey(&cloud, &edge_cloud, &ctx.settings.stack, &stamp, domain(ctx), bucket, balancer).await?;
+    let clouds = edge::Clouds { here: &cloud, edge: &edge_cloud };
+    let edge = edge::survey(clouds, &ctx.settings.stack, &stamp, domain(ctx), bucket, balancer, true).await?;
     let mut data = data;
     data.edge_only = edge.admits_only(edge_settings(a));
     let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
@@ -114,7 +115,9 @@ fn edge_wanted<'a>(
         domain: domain(ctx),
         zone: zone(ctx),
         edge: &scale.edge,
-        balancer: lb.balancer.as_ref().map(|b| (b.dns_name.as_str(), b.arn.as_str())),
+        origin: lb.balancer.as_ref().map(|b| b.dns_name.as_str()),
+        balancer: lb.balancer.as_ref().map(|b| b.arn.as_str()),
+        secret: true,
     }
 }
 
@@ -479,9 +482,25 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
         }
         load_balancer::apply(&s.cloud, stack, domain(ctx), &mut s.lb, &planned, &lb, port, &s.stamp, p).await?;
     }
+    edge_and_records(ctx, scale, s, p).await?;
+    let wanted = wanted_alarms(ctx, scale, s);
+    let email = ctx.settings.alert_email.as_deref();
+    let planned = alerts::plan(&wanted, &s.alerts, email);
+    alerts::apply(&s.cloud, stack, &s.alerts, &planned, &s.stamp, p).await?;
+    // Before the instances, which ship their lines to it from their first boot.
+    let planned = log_group::plan(stack, scale.log_retention_days, s.logs.as_ref());
+    log_group::apply(&s.cloud, stack, &planned, &s.stamp, p).await
+}
+
+/// The edge and the records, in an order that refuses nobody: what will serve is made (the
+/// distribution waits for its certificate, whose record the zone gets first), the records
+/// move to it, what serves no more goes, and only then does the load balancer admit
+/// CloudFront alone (with `cdn` turned off, everyone was admitted again by the tiers first).
+async fn edge_and_records(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey, p: &crate::printer::Printer) -> Result<()> {
+    let (stack, bucket) = (&ctx.settings.stack, s.names.bucket.clone());
+    let clouds = edge::Clouds { here: &s.cloud, edge: &s.edge_cloud };
     let w = edge_wanted(ctx, scale, &s.lb, &s.stamp);
-    edge::apply(&s.cloud, &s.edge_cloud, &w, &s.names.bucket, &mut s.edge, &s.stamp, p).await?;
-    // The records name what the load balancer and edge tiers made: surveyed again after them.
+    edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Make, &s.stamp, p).await?;
     // Twice at most: a certificate's record lets ACM issue it, which the distribution waits for.
     for _ in 0..2 {
         s.dns = survey_dns(ctx, &s.cloud, &s.lb, &s.edge, &scale.edge).await?;
@@ -492,17 +511,10 @@ async fn apply(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey) -> Result<()> {
             break;
         }
         s.edge.certificate = crate::cloud::aws::acm::find(&s.edge_cloud.acm, stack, domain(ctx)).await?;
-        let w = edge_wanted(ctx, scale, &s.lb, &s.stamp);
-        edge::apply(&s.cloud, &s.edge_cloud, &w, &s.names.bucket, &mut s.edge, &s.stamp, p).await?;
+        edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Make, &s.stamp, p).await?;
     }
-    close_origin(scale, s, port, p).await?;
-    let wanted = wanted_alarms(ctx, scale, s);
-    let email = ctx.settings.alert_email.as_deref();
-    let planned = alerts::plan(&wanted, &s.alerts, email);
-    alerts::apply(&s.cloud, stack, &s.alerts, &planned, &s.stamp, p).await?;
-    // Before the instances, which ship their lines to it from their first boot.
-    let planned = log_group::plan(stack, scale.log_retention_days, s.logs.as_ref());
-    log_group::apply(&s.cloud, stack, &planned, &s.stamp, p).await
+    edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Remove, &s.stamp, p).await?;
+    close_origin(scale, s, ctx.settings.port, p).await
 }
 
 /// Once the distribution serves and the domain points at it, the load balancer admits
@@ -539,7 +551,7 @@ pub async fn destroy(ctx: &Ctx, a: &AwsSettings, keep_data: bool) -> Result<u8> 
         dns::destroy(&s.cloud, wanted, found, p).await?;
     }
     let balancer = s.lb.balancer.as_ref().map(|b| b.arn.as_str());
-    edge::destroy(&s.cloud, &s.edge_cloud, s.edge, balancer, p).await?;
+    edge::destroy(edge::Clouds { here: &s.cloud, edge: &s.edge_cloud }, s.edge, balancer, p).await?;
     load_balancer::destroy(&s.cloud, &s.lb, p).await?;
     if let Some(g) = &s.logs {
         p.doing(&format!("deleting log group {}", g.name), crate::cloud::aws::logs::delete(&s.cloud.logs, &g.name))
@@ -645,7 +657,7 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
     let releases = crate::providers::aws::scale::deploy::releases(ctx, a, &s.cloud, app, &ids).await;
     let on_instances = releases.as_ref().map(Vec::as_slice).unwrap_or_default();
     let db = database_view(&s).await?;
-    let edge = edge::view(&s.cloud, &s.edge_cloud, &s.edge).await?;
+    let edge = edge::view(edge::Clouds { here: &s.cloud, edge: &s.edge_cloud }, &s.edge).await?;
     let kept = match &s.data.bucket {
         Some(b) => release_bucket::releases(&s.cloud.s3, &b.name).await?,
         None => Vec::new(),

@@ -1,6 +1,8 @@
-//! The edge tier of a `scale:` stack: a CloudFront distribution in front of the load
-//! balancer (`cdn: true`) and a WAF web ACL (`waf:`), on the distribution when there is one,
-//! else on the load balancer.
+//! The edge: a CloudFront distribution in front of a `scale:` stack's load balancer, or of a
+//! global stack's regions (`cdn: true`), and a WAF web ACL (`waf:`), on the distribution when
+//! there is one, else on the load balancer. One tier for both shapes: what differs is the
+//! origin (the load balancer's name, or the regions' routed origin name) and whether the
+//! origin checks a secret header (a `scale:` stack's instances).
 //!
 //! With a distribution, the load balancer admits only CloudFront's origin-facing addresses
 //! (AWS's managed prefix list, on its security group, once the distribution is deployed and
@@ -70,14 +72,15 @@ fn comment(stack: &str, id: &str) -> String {
 /// The whole tier, in the stack's region and us-east-1. Looked for whatever the file says:
 /// what a file no longer asks for is planned away.
 pub async fn survey(
-    cloud: &Aws,
-    edge_cloud: &Aws,
+    clouds: Clouds<'_>,
     stack: &str,
     stamp: &Stamp,
     domain: &str,
     bucket: Option<&str>,
     balancer: Option<&str>,
+    for_group: bool,
 ) -> Result<EdgeFound> {
+    let (cloud, edge_cloud) = (clouds.here, clouds.edge);
     let mut found = EdgeFound {
         distribution: cloudfront::find(&cloud.cloudfront, &comment(stack, &stamp.id), stack).await?,
         certificate: acm::find(&edge_cloud.acm, stack, domain).await?,
@@ -92,7 +95,10 @@ pub async fn survey(
         let secret = s3::get_small(&cloud.s3, b, ORIGIN_SECRET, 4096).await?;
         found.origin_secret = secret.map(|s| String::from_utf8_lossy(&s).trim().to_string()).filter(|s| !s.is_empty());
     }
-    found.prefix_list = ec2::managed_prefix_list(&cloud.ec2, CLOUDFRONT_PREFIX_LIST).await?;
+    // Only a load balancer's group admits it: a `scale:` stack's.
+    if for_group {
+        found.prefix_list = ec2::managed_prefix_list(&cloud.ec2, CLOUDFRONT_PREFIX_LIST).await?;
+    }
     Ok(found)
 }
 
@@ -133,13 +139,42 @@ pub struct EdgeWanted<'a> {
     pub domain: &'a str,
     pub zone: Option<&'a str>,
     pub edge: &'a EdgeSettings,
-    /// The load balancer's DNS name and ARN, once it exists.
-    pub balancer: Option<(&'a str, &'a str)>,
+    /// The name CloudFront reaches the origin at over HTTPS, once it exists.
+    pub origin: Option<&'a str>,
+    /// The load balancer a regional web ACL goes on (a `scale:` stack's, once it exists).
+    pub balancer: Option<&'a str>,
+    /// The origin checks the secret header (a `scale:` stack's instances).
+    pub secret: bool,
+}
+
+/// The clients of the stack's own region (its bucket, its load balancer's ACL, CloudFront's
+/// global endpoint) and of us-east-1 (viewer certificates, CloudFront's web ACLs).
+#[derive(Clone, Copy)]
+pub struct Clouds<'a> {
+    pub here: &'a Aws,
+    pub edge: &'a Aws,
+}
+
+/// What a pass of `apply` does: what will serve, before the records move to it, or what
+/// serves no more, after they moved away from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Make,
+    Remove,
+}
+
+impl EdgeOp {
+    fn phase(&self) -> Phase {
+        match self {
+            EdgeOp::DeleteDistribution | EdgeOp::DeleteAcl { .. } | EdgeOp::DeleteCertificate => Phase::Remove,
+            _ => Phase::Make,
+        }
+    }
 }
 
 /// The distribution the stack wants, on what exists (`None` before it can be made).
 pub fn wanted_distribution(w: &EdgeWanted, found: &EdgeFound) -> Option<cloudfront::Spec> {
-    let (origin, _) = w.balancer?;
+    let origin = w.origin?;
     let cached = |path: &str, policy: &str| Behaviour {
         path: Some(path.into()),
         cache_policy: policy.into(),
@@ -188,7 +223,7 @@ pub fn plan(w: &EdgeWanted, found: &EdgeFound) -> Vec<EdgeChange> {
     let cdn = w.edge.cdn;
     if cdn {
         out.extend(plan_certificate(w, found));
-        if found.origin_secret.is_none() {
+        if w.secret && found.origin_secret.is_none() {
             let detail = "the header only the distribution sends the service: random, in the bucket, never shown";
             out.push(change(Action::Create, "origin secret", detail, EdgeOp::MakeSecret));
         }
@@ -228,10 +263,20 @@ fn plan_certificate(w: &EdgeWanted, found: &EdgeFound) -> Option<EdgeChange> {
             "ACM, validated by DNS: CloudFront's viewer certificate",
             EdgeOp::RequestCertificate,
         )),
-        Some(c) if !c.issued() => {
-            Some(change(Action::Note, resource, super::load_balancer::waiting(c, w.zone), EdgeOp::Nothing))
-        }
+        Some(c) if !c.issued() => Some(change(Action::Note, resource, waiting(c, w.zone), EdgeOp::Nothing)),
         Some(_) => None,
+    }
+}
+
+/// What the distribution waits for while ACM validates its certificate.
+fn waiting(c: &Certificate, zone: Option<&str>) -> String {
+    let after = "the distribution is made at the `vcctl up` after ACM issues it";
+    match (&c.validation, zone) {
+        (Some(_), Some(zone)) => format!("{}: its DNS record is in the hosted zone {zone}; {after}", c.status),
+        (Some((name, kind, value)), None) => {
+            format!("{}: create the DNS record `{name} {kind} {value}`; {after}", c.status)
+        }
+        (None, _) => format!("{}: ACM has not given its validation record yet", c.status),
     }
 }
 
@@ -245,12 +290,12 @@ fn plan_distribution(w: &EdgeWanted, found: &EdgeFound) -> Vec<EdgeChange> {
             return vec![];
         }
         let ready = found.certificate.as_ref().is_some_and(Certificate::issued)
-            && found.origin_secret.is_some()
-            && w.balancer.is_some()
+            && (!w.secret || found.origin_secret.is_some())
+            && w.origin.is_some()
             && (w.edge.waf.is_none() || found.cloudfront_acl.is_some());
         let (op, when) = match ready {
             true => (EdgeOp::CreateDistribution, ""),
-            false => (EdgeOp::Nothing, ", once the load balancer and the certificate exist"),
+            false => (EdgeOp::Nothing, ", once its origin and its certificate exist"),
         };
         let detail = format!(
             "CloudFront in front of the load balancer{when}: hashed files a year, KPIs for seconds, the rest never cached"
@@ -342,45 +387,48 @@ fn describe_acl(spec: &waf::Spec) -> String {
 /// Makes and repairs the tier: passes of the plan until nothing is left to do (what one
 /// pass makes, a certificate ACM issues at once, lets the next make the distribution).
 /// `found` is kept as made.
+/// `bucket`: where the origin secret is kept (a `scale:` stack's).
 pub async fn apply(
-    cloud: &Aws,
-    edge_cloud: &Aws,
+    clouds: Clouds<'_>,
     w: &EdgeWanted<'_>,
-    bucket: &str,
+    bucket: Option<&str>,
     found: &mut EdgeFound,
+    phase: Phase,
     stamp: &Stamp,
     p: &Printer,
 ) -> Result<()> {
     for _ in 0..3 {
         let planned = plan(w, found);
-        if !planned.iter().any(|c| c.op != EdgeOp::Nothing) {
+        let todo: Vec<&EdgeChange> =
+            planned.iter().filter(|c| c.op != EdgeOp::Nothing && c.op.phase() == phase).collect();
+        if todo.is_empty() {
             break;
         }
-        for c in planned.iter().filter(|c| c.op != EdgeOp::Nothing) {
+        for c in todo {
             let doing = format!("{}: {}", c.resource, c.detail);
-            p.doing(&doing, apply_one(cloud, edge_cloud, w, bucket, found, &c.op, stamp, p)).await?;
+            p.doing(&doing, apply_one(clouds, w, bucket, found, &c.op, stamp, p)).await?;
         }
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn apply_one(
-    cloud: &Aws,
-    edge_cloud: &Aws,
+    clouds: Clouds<'_>,
     w: &EdgeWanted<'_>,
-    bucket: &str,
+    bucket: Option<&str>,
     found: &mut EdgeFound,
     op: &EdgeOp,
     stamp: &Stamp,
     p: &Printer,
 ) -> Result<()> {
+    let (cloud, edge_cloud) = (clouds.here, clouds.edge);
     let acl_client = |cloudfront: bool| if cloudfront { &edge_cloud.waf } else { &cloud.waf };
     let name = acl_name(w.stack);
     match op {
         EdgeOp::RequestCertificate => found.certificate = Some(acm::request(&edge_cloud.acm, w.domain, stamp).await?),
         EdgeOp::MakeSecret => {
             let secret = crate::providers::aws::owners::random_hex(48);
+            let bucket = bucket.expect("planned only for an origin with a bucket");
             s3::put(&cloud.s3, bucket, ORIGIN_SECRET, secret.clone().into_bytes()).await?;
             found.origin_secret = Some(secret);
         }
@@ -393,7 +441,7 @@ async fn apply_one(
             });
         }
         EdgeOp::Associate(on) => {
-            let (_, arn) = w.balancer.expect("planned only with a load balancer");
+            let arn = w.balancer.expect("planned only with a load balancer");
             match (on, &found.regional_acl) {
                 (true, Some(acl)) => waf::associate(&cloud.waf, &acl.arn, arn).await?,
                 _ => waf::disassociate(&cloud.waf, arn).await?,
@@ -401,7 +449,7 @@ async fn apply_one(
             found.on_balancer = found.regional_acl.as_ref().filter(|_| *on).map(|a| a.arn.clone());
         }
         EdgeOp::CreateDistribution | EdgeOp::UpdateDistribution => {
-            let spec = wanted_distribution(w, found).expect("planned only with a load balancer");
+            let spec = wanted_distribution(w, found).expect("planned only with an origin");
             let made = match &found.distribution {
                 None => cloudfront::create(&cloud.cloudfront, &spec, &comment(w.stack, w.id), stamp).await?,
                 Some(d) => cloudfront::update(&cloud.cloudfront, d, &spec).await?,
@@ -466,13 +514,8 @@ async fn delete_distribution(cf: &aws_sdk_cloudfront::Client, d: Distribution, p
 
 /// Everything of the tier, for `destroy`: the distribution first (it names the ACL and the
 /// certificate), then the ACLs and the certificate.
-pub async fn destroy(
-    cloud: &Aws,
-    edge_cloud: &Aws,
-    found: EdgeFound,
-    balancer: Option<&str>,
-    p: &Printer,
-) -> Result<()> {
+pub async fn destroy(clouds: Clouds<'_>, found: EdgeFound, balancer: Option<&str>, p: &Printer) -> Result<()> {
+    let (cloud, edge_cloud) = (clouds.here, clouds.edge);
     if let Some(d) = found.distribution {
         let what = format!("disabling and deleting distribution {} (minutes on AWS)", d.id);
         p.doing(&what, delete_distribution(&cloud.cloudfront, d, p)).await?;
@@ -515,7 +558,8 @@ pub struct EdgeView<'a> {
     pub blocked_last_hour: Option<f64>,
 }
 
-pub async fn view<'a>(cloud: &Aws, edge_cloud: &Aws, found: &'a EdgeFound) -> Result<EdgeView<'a>> {
+pub async fn view<'a>(clouds: Clouds<'_>, found: &'a EdgeFound) -> Result<EdgeView<'a>> {
+    let (cloud, edge_cloud) = (clouds.here, clouds.edge);
     let (acl, cw, region) = match (&found.cloudfront_acl, &found.regional_acl) {
         (Some(a), _) => (Some(a), &edge_cloud.cloudwatch, None),
         (None, Some(a)) => (Some(a), &cloud.cloudwatch, Some(cloud.region.as_str())),
@@ -581,7 +625,9 @@ mod tests {
             domain: "vc.example.com",
             zone: Some("example.com"),
             edge,
-            balancer: balancer.then_some(("lb.elb.amazonaws.com", "arn:lb")),
+            origin: balancer.then_some("lb.elb.amazonaws.com"),
+            balancer: balancer.then_some("arn:lb"),
+            secret: true,
         }
     }
 
