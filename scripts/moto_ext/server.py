@@ -1,4 +1,4 @@
-"""moto_server with the additions under scripts/moto_ext (backup.py, cloudfront.py, ec2.py), and one route of
+"""moto_server with the additions under scripts/moto_ext (backup.py, cloudfront.py, ec2.py, route53.py), and one route of
 the emulator's own, as moto has its `/moto-api/`:
 
   POST /_vc/backup/run-schedule   {"rule": "daily", "region": "eu-central-1"[, "account": "…"]}
@@ -14,7 +14,7 @@ import moto.server
 from moto.core import DEFAULT_ACCOUNT_ID
 from werkzeug.wrappers import Request, Response
 
-from moto_ext import backup, cloudfront, ec2
+from moto_ext import backup, cloudfront, ec2, route53
 
 
 class Dispatcher(moto.server.DomainDispatcherApplication):
@@ -29,6 +29,7 @@ class Dispatcher(moto.server.DomainDispatcherApplication):
 def main() -> None:
     backup.install()
     cloudfront.install()
+    route53.install()
     ec2.install()
     moto.server.DomainDispatcherApplication = Dispatcher
     moto.server.main(sys.argv[1:])

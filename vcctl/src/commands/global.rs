@@ -21,7 +21,9 @@ pub async fn run(ctx: &Ctx, g: &GlobalSettings, command: &Command) -> Result<u8>
         Command::Rollback(_) => across(ctx, g, command, true).await,
         Command::Destroy(d) => destroy(ctx, g, d.regions).await,
         Command::IamPolicy(_) => {
-            ctx.printer.out(serde_json::to_string_pretty(&crate::providers::aws::operator::global_policy())?);
+            ctx.printer.out(serde_json::to_string_pretty(&crate::providers::aws::operator::global_policy(
+                &ctx.settings.stack,
+            ))?);
             Ok(crate::error::OK)
         }
         other => Err(Failure::invalid(

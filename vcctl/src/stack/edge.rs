@@ -26,7 +26,7 @@ const RATE_LIMITS: std::ops::RangeInclusive<i64> = 10..=2_000_000_000;
 /// fleet behind one NAT address many times that.
 const DEFAULT_RATE: i64 = 6000;
 
-/// `cdn` and `waf` of a `scale:` section (read before its `finish`).
+/// `cdn` and `waf` of a `scale:` or `global:` section (read before its `finish`).
 pub fn edge_settings(s: &mut Section) -> Result<EdgeSettings, StackError> {
     let cdn = s.opt_bool("cdn")?.unwrap_or(false);
     let Some(mut w) = s.opt_section("waf")? else { return Ok(EdgeSettings { cdn, waf: None }) };

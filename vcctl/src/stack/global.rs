@@ -46,6 +46,9 @@ pub struct GlobalSettings {
     pub regions: Vec<Region>,
     /// Deployed first; the others follow in file order.
     pub canary: String,
+    /// One CloudFront distribution for `domain` in front of every region (`cdn: true`), and
+    /// its web ACL (`waf:`).
+    pub edge: super::edge::EdgeSettings,
 }
 
 impl GlobalSettings {
@@ -53,6 +56,12 @@ impl GlobalSettings {
     pub fn deploy_order(&self) -> Vec<&Region> {
         let canary = self.regions.iter().filter(|r| r.name == self.canary);
         canary.chain(self.regions.iter().filter(|r| r.name != self.canary)).collect()
+    }
+
+    /// The name Route 53 routes to the regions: `domain` itself, or behind a distribution the
+    /// name it reaches them at (`origin.<domain>`), `domain` then being the distribution's.
+    pub fn routed_name(&self) -> String {
+        if self.edge.cdn { format!("origin.{}", self.domain) } else { self.domain.clone() }
     }
 }
 
@@ -125,12 +134,26 @@ pub fn global_settings(root: &mut Section, span: &Span) -> Result<GlobalSettings
         }
         None => regions.first().map(|r| r.name.clone()),
     };
+    let edge = found.take(edge(&mut s)).unwrap_or_default();
     found.take(s.check_unknown());
     found.result()?;
     let (Some(domain), Some(route53_zone), Some(routing), Some(canary)) = (domain, zone, routing, canary) else {
         unreachable!("every part is read when nothing was found wrong")
     };
-    Ok(GlobalSettings { domain, route53_zone, routing, regions, canary })
+    Ok(GlobalSettings { domain, route53_zone, routing, regions, canary, edge })
+}
+
+/// `cdn` and `waf`: a web ACL only on the distribution (each region guards its own).
+fn edge(s: &mut Section) -> Result<super::edge::EdgeSettings, StackError> {
+    let edge = super::edge::edge_settings(s)?;
+    if edge.waf.is_some() && !edge.cdn {
+        return Err(s.value_error(
+            "waf",
+            "a global stack's web ACL is its distribution's, and it has none",
+            Some("add `cdn: true`, or give each region's own stack `scale.waf`".into()),
+        ));
+    }
+    Ok(edge)
 }
 
 /// `global.regions`: NAME: STACK, two to [`MOST_REGIONS`].
@@ -227,7 +250,12 @@ mod tests {
                 "`latency` (the default) or `failover`",
             ),
             (WORLD.replace("  regions:", "  canary: ap\n  regions:"), "global.canary", "not one of the regions"),
-            (WORLD.replace("  regions:", "  cdn: yes\n  regions:"), "global.cdn", "unknown"),
+            (WORLD.replace("  regions:", "  cdn: maybe\n  regions:"), "global.cdn", "expected true or false"),
+            (
+                WORLD.replace("  regions:", "  waf: {ingest_per_ip_5min: 100}\n  regions:"),
+                "global.waf",
+                "a global stack's web ACL is its distribution's",
+            ),
             (
                 WORLD
                     .replace("    us: iad\n", "    us: iad\n    ap: syd\n")

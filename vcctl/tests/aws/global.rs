@@ -330,3 +330,155 @@ async fn a_load_balancer_region_serves_the_global_name_with_a_certificate_beside
     let domains: Vec<_> = left.certificate_summary_list().iter().filter_map(|c| c.domain_name()).collect();
     assert_eq!(domains, ["vc.example.com"], "the region's own certificate stays");
 }
+
+/// `global.cdn: true` with `waf:`: one distribution for the global name in front of every
+/// region. A single-box region is refused, naming it; over two `scale:` regions, `up` makes
+/// the viewer certificate and the web ACL in us-east-1 and the distribution, its origin the
+/// name Route 53 routes (`origin.api.example.com`, where the regions' records now are), and
+/// the global name an alias of it, the regions' records there deleted in the same change;
+/// a second plan is empty; `status` shows the edge; `cdn` off moves the records back to the
+/// name and takes the distribution down; every call within `iam-policy --stack world`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_one_distribution_the_regions_are_routed_at_its_origin_name() {
+    let p = Project::new(&super::scale::scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));
+    let single = STACK.replace("name: fra", "name: iad").replace("region: eu-central-1", "region: us-east-1");
+    std::fs::write(p.dir.path().join("stacks/iad.yaml"), &single).unwrap();
+    let world = format!("{WORLD}  cdn: true\n  waf: {{ingest_per_ip_5min: 3000}}\n");
+    std::fs::write(p.dir.path().join("stacks/world.yaml"), &world).unwrap();
+    let config = p.sdk_config().await;
+    let r53 = aws_sdk_route53::Client::new(&config);
+    let zone = r53.create_hosted_zone().name("example.com").caller_reference("vcctl-test").send().await.unwrap();
+    let zone = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    let artifact = common::service_bin();
+    p.json(&["up", "--artifact", artifact.to_str().unwrap()], 0);
+    json_on(&p, "iad", &["up"], 0);
+    let refused = show(&on(&p, "world", &["plan"], 3));
+    assert!(refused.contains("global.cdn: region us (stack `iad`) is a single box"), "{refused}");
+
+    let iad = super::scale::scaled_stack()
+        .replace("name: fra", "name: iad")
+        .replace("region: eu-central-1", "region: us-east-1")
+        .replace("domain: vc.example.com", "domain: us.example.com");
+    on(&p, "iad", &["destroy", "--yes"], 0);
+    std::fs::write(p.dir.path().join("stacks/iad.yaml"), iad).unwrap();
+    json_on(&p, "iad", &["up", "--artifact", artifact.to_str().unwrap()], 0);
+    let watch = recorded::Watch::start(&p).await;
+    let plan = json_on(&p, "world", &["plan"], 2);
+    let text = plan["changes"].to_string();
+    for part in [
+        "distribution for api.example.com",
+        "web ACL vcctl-world on the distribution",
+        "DNS record origin.api.example.com A (eu)",
+    ] {
+        assert!(text.contains(part), "{part}: {plan}");
+    }
+    let lines = plan["cost"]["lines"].to_string();
+    assert!(lines.contains("queries of the origin name, by CloudFront's edges (20 million"), "{lines}");
+    json_on(&p, "world", &["up"], 0);
+
+    let cf = one_distribution_fronts_the_routed_name(&p, &config, &zone).await;
+    the_cdn_off_routes_the_name_again_and_destroy_takes_the_edge(&p, &cf, &r53, &zone).await;
+    within_the_global_policy(&p, watch).await;
+}
+
+/// After `up` with `cdn`: the distribution for the name, its origin the routed name, its web
+/// ACL; the regions' records there, the alias at the name; two certificates for the name in
+/// us-east-1 (region us's listener's, CloudFront's); a second plan empty; `status` shows it.
+async fn one_distribution_fronts_the_routed_name(
+    p: &Project,
+    config: &aws_config::SdkConfig,
+    zone: &str,
+) -> aws_sdk_cloudfront::Client {
+    let r53 = aws_sdk_route53::Client::new(config);
+    let cf = aws_sdk_cloudfront::Client::new(config);
+    let list = cf.list_distributions().send().await.unwrap();
+    let items = list.distribution_list().unwrap().items();
+    assert_eq!(items.len(), 1, "one distribution for the global name");
+    let dist = cf.get_distribution().id(items[0].id()).send().await.unwrap().distribution.unwrap();
+    let dc = dist.distribution_config().unwrap();
+    assert_eq!(dc.aliases().unwrap().items(), ["api.example.com"]);
+    let origin = &dc.origins().unwrap().items()[0];
+    assert_eq!(origin.domain_name(), "origin.api.example.com");
+    assert!(
+        origin.custom_headers().is_none_or(|h| h.items().is_empty()),
+        "the regions check no secret of the global stack's"
+    );
+    assert!(dc.web_acl_id().is_some_and(|w| w.contains(":global/webacl/vcctl-world/")), "{dc:?}");
+    let all = r53.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+    let at = |name: &str| {
+        all.resource_record_sets()
+            .iter()
+            .filter(|r| r.name() == name && r.r#type().as_str() == "A")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let routed = at("origin.api.example.com.");
+    assert_eq!(
+        routed.iter().filter(|r| r.set_identifier().is_some() && r.health_check_id().is_some()).count(),
+        2,
+        "{routed:?}"
+    );
+    let front = at("api.example.com.");
+    assert_eq!(front.len(), 1, "only the alias at the name: {front:?}");
+    let alias = front[0].alias_target().unwrap();
+    assert_eq!(
+        (alias.dns_name().trim_end_matches('.'), alias.hosted_zone_id()),
+        (dist.domain_name(), "Z2FDTNDATAQYW2")
+    );
+    assert_eq!(json_on(p, "world", &["plan"], 0)["changed"], false, "converged");
+    // Region us is in us-east-1 too: its listener's certificate for the name and CloudFront's
+    // are two, each deleted with what uses it.
+    let acm = aws_sdk_acm::Client::new(&config.to_builder().region(aws_config::Region::new("us-east-1")).build());
+    let certs = acm.list_certificates().send().await.unwrap();
+    let named = certs.certificate_summary_list().iter().filter(|c| c.domain_name() == Some("api.example.com")).count();
+    assert_eq!(named, 2, "{certs:?}");
+    let status = json_on(p, "world", &["status"], 0);
+    assert_eq!(status["edge"]["distribution"]["id"], dist.id(), "{status}");
+
+    cf
+}
+
+/// `cdn` off: the regions' records back at the name, the alias and the origin name's records
+/// gone, the distribution deleted; on again, then `destroy` takes the alias, the records, the
+/// checks and the edge.
+async fn the_cdn_off_routes_the_name_again_and_destroy_takes_the_edge(
+    p: &Project,
+    cf: &aws_sdk_cloudfront::Client,
+    r53: &aws_sdk_route53::Client,
+    zone: &str,
+) {
+    // `cdn` off, in the file `up` gave its id.
+    let file = p.dir.path().join("stacks/world.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace("  cdn: true\n  waf: {ingest_per_ip_5min: 3000}\n", "");
+    std::fs::write(&file, text).unwrap();
+    let back = json_on(p, "world", &["plan"], 2)["changes"].to_string();
+    assert!(
+        back.contains("the regions are routed at the name again") && back.contains("disabled, then deleted"),
+        "{back}"
+    );
+    json_on(p, "world", &["up"], 0);
+    let all = r53.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+    let names: Vec<(&str, Option<&str>)> = all
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.r#type().as_str() == "A")
+        .map(|r| (r.name(), r.set_identifier()))
+        .collect();
+    assert!(
+        names.contains(&("api.example.com.", Some("eu"))) && names.contains(&("api.example.com.", Some("us"))),
+        "{names:?}"
+    );
+    assert!(!names.iter().any(|(n, _)| n.starts_with("origin.")), "{names:?}");
+    assert!(!names.contains(&("api.example.com.", None)), "the alias went: {names:?}");
+    assert_eq!(cf.list_distributions().send().await.unwrap().distribution_list().unwrap().items().len(), 0);
+    // On again, then `destroy`: the alias, the routed records, the checks, the edge.
+    let text =
+        std::fs::read_to_string(&file).unwrap().replace("  routing: latency\n", "  routing: latency\n  cdn: true\n");
+    std::fs::write(&file, text).unwrap();
+    json_on(p, "world", &["up"], 0);
+    let gone = json_on(p, "world", &["destroy", "--yes"], 0)["deleted"].to_string();
+    assert!(gone.contains("alias of the distribution") && gone.contains("distribution "), "{gone}");
+    let left = r53.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+    assert!(!left.resource_record_sets().iter().any(|r| r.r#type().as_str() == "A"), "{left:?}");
+    assert_eq!(cf.list_distributions().send().await.unwrap().distribution_list().unwrap().items().len(), 0);
+}

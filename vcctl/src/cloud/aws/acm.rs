@@ -28,8 +28,15 @@ impl Certificate {
     }
 }
 
-/// The certificate for `domain` tagged with stack `stack`, if any.
-pub async fn find(acm: &Client, stack: &str, domain: &str) -> Result<Option<Certificate>> {
+/// What a certificate is for, beside its stack and domain: a load balancer's listener (no
+/// tag, as vcctl always made them), or CloudFront (`cloudfront`, in us-east-1, where a
+/// load balancer of a region there may have one for the same name).
+pub const TAG_USE: &str = "vcctl:use";
+pub const FOR_CLOUDFRONT: &str = "cloudfront";
+
+/// The certificate for `domain` tagged with stack `stack` and use `used_by` (`None`: a load
+/// balancer's), if any.
+pub async fn find(acm: &Client, stack: &str, domain: &str, used_by: Option<&str>) -> Result<Option<Certificate>> {
     let mut pages = acm.list_certificates().into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| error("acm:ListCertificates", "listing the certificates", e))?;
@@ -42,7 +49,8 @@ pub async fn find(acm: &Client, stack: &str, domain: &str) -> Result<Option<Cert
                 .await
                 .map_err(|e| error("acm:ListTagsForCertificate", &format!("reading the tags of {arn}"), e))?;
             let owner = Owner::from_tags(tags.tags().iter().map(|t| (Some(t.key()), t.value())));
-            if owner.stack.as_deref() == Some(stack) {
+            let used = tags.tags().iter().find(|t| t.key() == TAG_USE).and_then(|t| t.value());
+            if owner.stack.as_deref() == Some(stack) && used == used_by {
                 return describe(acm, arn, owner).await.map(Some);
             }
         }
@@ -71,13 +79,17 @@ async fn describe(acm: &Client, arn: &str, owner: Owner) -> Result<Certificate> 
     })
 }
 
-/// Requests a certificate for `domain`, validated by DNS; the same request (an interrupted
-/// `up` run again) gets the same certificate back.
-pub async fn request(acm: &Client, domain: &str, stamp: &Stamp) -> Result<Certificate> {
-    let tags: Vec<Tag> =
+/// Requests a certificate for `domain`, validated by DNS, for `used_by` (as `find`); the
+/// same request (an interrupted `up` run again) gets the same certificate back.
+pub async fn request(acm: &Client, domain: &str, stamp: &Stamp, used_by: Option<&str>) -> Result<Certificate> {
+    let mut tags: Vec<Tag> =
         stamp.pairs().iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect::<Result<_, _>>()?;
-    let token: String =
-        format!("{}{}", stamp.stack, stamp.id).chars().filter(char::is_ascii_alphanumeric).take(32).collect();
+    tags.extend(used_by.map(|u| Tag::builder().key(TAG_USE).value(u).build()).transpose()?);
+    let token: String = format!("{}{}{}", used_by.unwrap_or_default(), stamp.stack, stamp.id)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(32)
+        .collect();
     let out = acm
         .request_certificate()
         .domain_name(domain)

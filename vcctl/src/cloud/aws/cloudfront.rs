@@ -156,12 +156,18 @@ fn spec_of(config: &DistributionConfig) -> Spec {
 /// The whole configuration of `spec`: HTTPS to the origin only (TLS 1.2), viewers redirected
 /// to HTTPS with TLS 1.2 at least, the price class of North America and Europe.
 fn config(spec: &Spec, caller_reference: &str) -> Result<DistributionConfig> {
-    let header =
-        OriginCustomHeader::builder().header_name(ORIGIN_SECRET_HEADER).header_value(&spec.origin_secret).build()?;
+    // The secret header, when the origin checks one (a global stack's regions check none of its).
+    let headers = match spec.origin_secret.is_empty() {
+        true => vec![],
+        false => {
+            let h = OriginCustomHeader::builder().header_name(ORIGIN_SECRET_HEADER).header_value(&spec.origin_secret);
+            vec![h.build()?]
+        }
+    };
     let origin = Origin::builder()
         .id(ORIGIN_ID)
         .domain_name(&spec.origin)
-        .custom_headers(CustomHeaders::builder().quantity(1).items(header).build()?)
+        .custom_headers(CustomHeaders::builder().quantity(headers.len() as i32).set_items(Some(headers)).build()?)
         .custom_origin_config(
             CustomOriginConfig::builder()
                 .http_port(80)

@@ -133,10 +133,21 @@ fn record_set(r: &DnsRecord) -> Result<ResourceRecordSet> {
 
 /// Makes or replaces (`upsert`), or deletes, `records`, in one change.
 pub async fn change(r53: &Client, zone_id: &str, upsert: bool, records: &[DnsRecord]) -> Result<()> {
-    let action = if upsert { ChangeAction::Upsert } else { ChangeAction::Delete };
+    match upsert {
+        true => change_both(r53, zone_id, &[], records).await,
+        false => change_both(r53, zone_id, records, &[]).await,
+    }
+}
+
+/// Deletes `deleted` and makes or replaces `upserted` in one change, which Route 53 applies
+/// whole or not at all: a name's routed records can give way to a simple one (or back)
+/// without a moment where the name has neither.
+pub async fn change_both(r53: &Client, zone_id: &str, deleted: &[DnsRecord], upserted: &[DnsRecord]) -> Result<()> {
     let mut batch = ChangeBatch::builder().comment("vcctl");
-    for r in records {
-        batch = batch.changes(Change::builder().action(action.clone()).resource_record_set(record_set(r)?).build()?);
+    let all =
+        deleted.iter().map(|r| (ChangeAction::Delete, r)).chain(upserted.iter().map(|r| (ChangeAction::Upsert, r)));
+    for (action, r) in all {
+        batch = batch.changes(Change::builder().action(action).resource_record_set(record_set(r)?).build()?);
     }
     r53.change_resource_record_sets()
         .hosted_zone_id(zone_id)

@@ -195,12 +195,15 @@ impl Builder {
 /// DNS queries of a global stack's name a month, assumed (and said): 100 000 vehicles each
 /// resolving the name about three times an hour (its records live 60 s).
 pub const GLOBAL_DNS_QUERIES_PER_MONTH: f64 = 200e6;
+/// Behind a distribution, queries of the origin name a month, assumed (and said): CloudFront's
+/// few hundred edge locations each resolving it about once a minute (its records live 60 s).
+pub const ORIGIN_DNS_QUERIES_PER_MONTH: f64 = 20e6;
 
 /// What a global stack adds to its regions' own costs: a health check per region (HTTPS or
 /// HTTP, as it asks) and the queries of the routed name at [`GLOBAL_DNS_QUERIES_PER_MONTH`].
 /// The regions are priced by their own `plan`.
 /// `checks`: each region's name and whether its health check asks over HTTPS.
-pub fn global(checks: &[(&str, bool)], latency: bool) -> Estimate {
+pub fn global(checks: &[(&str, bool)], latency: bool, edge: &crate::stack::edge::EdgeSettings) -> Estimate {
     let p = prices();
     let mut b = Builder::new();
     for (region, https) in checks {
@@ -214,8 +217,18 @@ pub fn global(checks: &[(&str, bool)], latency: bool) -> Estimate {
         true => (p.route53_latency_queries_per_million, "latency"),
         false => (p.route53_queries_per_million, "failover"),
     };
-    let millions = GLOBAL_DNS_QUERIES_PER_MONTH / 1e6;
-    b.add(format!("Route 53 {kind} queries ({millions:.0} million a month, assumed)"), Some(millions * per_million));
+    // Behind a distribution the vehicles resolve an alias of it, which Route 53 answers for
+    // free; only CloudFront's edges resolve the routed origin name.
+    let (queries, who) = match edge.cdn {
+        true => (ORIGIN_DNS_QUERIES_PER_MONTH, "of the origin name, by CloudFront's edges"),
+        false => (GLOBAL_DNS_QUERIES_PER_MONTH, "of the name"),
+    };
+    let millions = queries / 1e6;
+    b.add(
+        format!("Route 53 {kind} queries {who} ({millions:.0} million a month, assumed)"),
+        Some(millions * per_million),
+    );
+    b.edge(edge);
     Estimate {
         region: "Route 53 (global)".into(),
         not_counted: "the regions (each priced by its own `vcctl plan`), the hosted zone (yours already)",

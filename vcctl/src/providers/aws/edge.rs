@@ -83,7 +83,7 @@ pub async fn survey(
     let (cloud, edge_cloud) = (clouds.here, clouds.edge);
     let mut found = EdgeFound {
         distribution: cloudfront::find(&cloud.cloudfront, &comment(stack, &stamp.id), stack).await?,
-        certificate: acm::find(&edge_cloud.acm, stack, domain).await?,
+        certificate: acm::find(&edge_cloud.acm, stack, domain, Some(acm::FOR_CLOUDFRONT)).await?,
         regional_acl: waf::find(&cloud.waf, &acl_name(stack), false, stack).await?,
         cloudfront_acl: waf::find(&edge_cloud.waf, &acl_name(stack), true, stack).await?,
         ..EdgeFound::default()
@@ -122,7 +122,6 @@ pub enum EdgeOp {
     },
     /// The regional ACL onto the load balancer (or off it: `false`).
     Associate(bool),
-    DeleteCertificate,
     Nothing,
 }
 
@@ -166,7 +165,7 @@ pub enum Phase {
 impl EdgeOp {
     fn phase(&self) -> Phase {
         match self {
-            EdgeOp::DeleteDistribution | EdgeOp::DeleteAcl { .. } | EdgeOp::DeleteCertificate => Phase::Remove,
+            EdgeOp::DeleteDistribution | EdgeOp::DeleteAcl { .. } => Phase::Remove,
             _ => Phase::Make,
         }
     }
@@ -230,14 +229,6 @@ pub fn plan(w: &EdgeWanted, found: &EdgeFound) -> Vec<EdgeChange> {
     }
     out.extend(plan_acls(w, found));
     out.extend(plan_distribution(w, found));
-    if !cdn && let Some(c) = &found.certificate {
-        out.push(change(
-            Action::Delete,
-            format!("certificate {} (us-east-1)", c.arn),
-            "no distribution serves it",
-            EdgeOp::DeleteCertificate,
-        ));
-    }
     out.sort_by_key(|c| rank(&c.op));
     out
 }
@@ -250,7 +241,7 @@ fn rank(op: &EdgeOp) -> u8 {
         EdgeOp::Associate(false) => 2,
         EdgeOp::CreateDistribution | EdgeOp::UpdateDistribution | EdgeOp::DeleteDistribution => 3,
         EdgeOp::Associate(true) => 4,
-        EdgeOp::DeleteAcl { .. } | EdgeOp::DeleteCertificate => 5,
+        EdgeOp::DeleteAcl { .. } => 5,
     }
 }
 
@@ -425,7 +416,9 @@ async fn apply_one(
     let acl_client = |cloudfront: bool| if cloudfront { &edge_cloud.waf } else { &cloud.waf };
     let name = acl_name(w.stack);
     match op {
-        EdgeOp::RequestCertificate => found.certificate = Some(acm::request(&edge_cloud.acm, w.domain, stamp).await?),
+        EdgeOp::RequestCertificate => {
+            found.certificate = Some(acm::request(&edge_cloud.acm, w.domain, stamp, Some(acm::FOR_CLOUDFRONT)).await?)
+        }
         EdgeOp::MakeSecret => {
             let secret = crate::providers::aws::owners::random_hex(48);
             let bucket = bucket.expect("planned only for an origin with a bucket");
@@ -464,11 +457,6 @@ async fn apply_one(
             let slot = if *cloudfront { &mut found.cloudfront_acl } else { &mut found.regional_acl };
             if let Some(a) = slot.take() {
                 waf::delete(acl_client(*cloudfront), &a).await?;
-            }
-        }
-        EdgeOp::DeleteCertificate => {
-            if let Some(c) = found.certificate.take() {
-                acm::delete(&edge_cloud.acm, &c.arn).await?;
             }
         }
         EdgeOp::Nothing => {}
@@ -685,16 +673,13 @@ mod tests {
         d.status = "Deployed".into();
         found.distribution = Some(d);
         assert_eq!(found.admits_only(&edge).as_deref(), Some("pl-cf"));
-        // Off: everyone again first, then the distribution, its ACL and certificate go.
+        // Off: everyone again first, then the distribution and its ACL go; the certificate stays
+        // (free; `destroy` deletes it), so that `cdn` on again needs no new one.
         let off = EdgeSettings { cdn: false, waf: None };
         assert_eq!(found.admits_only(&off), None);
         assert_eq!(
             ops(&wanted(&off, true), &found),
-            [
-                (Action::Delete, EdgeOp::DeleteDistribution),
-                (Action::Delete, EdgeOp::DeleteAcl { cloudfront: true }),
-                (Action::Delete, EdgeOp::DeleteCertificate),
-            ]
+            [(Action::Delete, EdgeOp::DeleteDistribution), (Action::Delete, EdgeOp::DeleteAcl { cloudfront: true }),]
         );
     }
 }

@@ -217,12 +217,47 @@ const GLOBAL: &[(&str, &str, &[&str])] = &[
 ];
 
 /// `vcctl iam-policy` of a global stack.
-pub fn global_policy() -> Value {
-    let statements: Vec<Value> = GLOBAL
+pub fn global_policy(stack: &str) -> Value {
+    let mut statements: Vec<Value> = GLOBAL
         .iter()
         .map(|(sid, service, names)| json!({"Sid": sid, "Effect": "Allow", "Action": actions(service, names), "Resource": "*"}))
         .collect();
+    statements.extend(edge_statements(stack, "*"));
     json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// The account's distributions: their ids are generated, and vcctl trusts its own by their
+/// tags; making one with its tags is CreateDistribution and TagResource to IAM.
+fn distributions(account: &str) -> Value {
+    json!({
+        "Sid": "TheAccountsDistributions",
+        "Effect": "Allow",
+        "Action": ["cloudfront:GetDistribution", "cloudfront:ListTagsForResource", "cloudfront:CreateDistribution",
+                   "cloudfront:TagResource", "cloudfront:UpdateDistribution", "cloudfront:DeleteDistribution"],
+        "Resource": format!("arn:aws:cloudfront::{account}:distribution/*")
+    })
+}
+
+/// The distribution in front of a global stack (`global.cdn`) and its web ACL, whose
+/// account the policy does not know (`*`): any account's distributions by id, the stack's
+/// ACL by name, in us-east-1 (CloudFront's), and the managed rule set it counts with.
+fn edge_statements(stack: &str, account: &str) -> Vec<Value> {
+    vec![
+        // Finding them cannot be narrowed, nor can reading what the ACL blocked (`status`).
+        json!({"Sid": "FindTheEdgeAndWhatItBlocked", "Effect": "Allow",
+               "Action": ["cloudfront:ListDistributions", "wafv2:ListWebACLs", "cloudwatch:GetMetricStatistics"],
+               "Resource": "*"}),
+        distributions(account),
+        json!({
+            "Sid": "ItsWebAclOnly",
+            "Effect": "Allow",
+            "Action": ["wafv2:CreateWebACL", "wafv2:GetWebACL", "wafv2:UpdateWebACL", "wafv2:DeleteWebACL",
+                       "wafv2:ListTagsForResource", "wafv2:TagResource"],
+            "Resource": [format!("arn:aws:wafv2:us-east-1:{account}:global/webacl/vcctl-{stack}/*"),
+                         format!("arn:aws:wafv2:us-east-1:{account}:regional/webacl/vcctl-{stack}/*"),
+                         "arn:aws:wafv2:*:*:*/managedruleset/*/*"]
+        }),
+    ]
 }
 
 fn actions(service: &str, names: &[&str]) -> Vec<String> {
@@ -360,15 +395,7 @@ fn scale_statements(bucket: String, stack: &str, region: &str, account: &str) ->
                    "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
         "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
     }));
-    // The account's distributions (their ids are generated; vcctl trusts its own by its
-    // tags); making one with its tags is CreateDistribution and TagResource to IAM.
-    out.push(json!({
-        "Sid": "TheAccountsDistributions",
-        "Effect": "Allow",
-        "Action": ["cloudfront:GetDistribution", "cloudfront:ListTagsForResource", "cloudfront:CreateDistribution",
-                   "cloudfront:TagResource", "cloudfront:UpdateDistribution", "cloudfront:DeleteDistribution"],
-        "Resource": format!("arn:aws:cloudfront::{account}:distribution/*")
-    }));
+    out.push(distributions(account));
     // Its web ACL by name, in the stack's region (on the load balancer) and CloudFront's;
     // the managed rule set it counts with; putting it on the load balancer is ELB's too.
     let acl = |scope: &str, region: &str| format!("arn:aws:wafv2:{region}:{account}:{scope}/webacl/vcctl-{stack}/*");

@@ -33,7 +33,7 @@ pub async fn survey(regions: &[RegionEndpoint], stack: &str, domain: &str) -> Re
     for r in regions {
         let aws = Aws::connect(&r.aws_region).await;
         // Looked for in every region: a region whose load balancer is gone may still hold one.
-        let cert = acm::find(&aws.acm, stack, domain).await?;
+        let cert = acm::find(&aws.acm, stack, domain, None).await?;
         let (balancer, listener) = match &r.endpoint {
             Endpoint::Balancer { arn, .. } => {
                 (true, elb::listeners(&aws.elb, arn).await?.into_iter().find(|l| l.port == 443).map(|l| l.arn))
@@ -128,7 +128,7 @@ pub async fn apply(
         let wants = |op: &dyn Fn(&GlobalOp) -> bool| changes.iter().any(|c| op(&c.op));
         if wants(&|op| matches!(op, GlobalOp::Certificate { region } if *region == f.region)) {
             let what = format!("certificate for {domain} in {}", f.aws_region);
-            f.cert = Some(p.doing(&what, acm::request(&aws.acm, domain, stamp)).await?);
+            f.cert = Some(p.doing(&what, acm::request(&aws.acm, domain, stamp, None)).await?);
         }
         if wants(&|op| matches!(op, GlobalOp::Attach { region } if *region == f.region))
             && let (Some(listener), Some(c)) = (&f.listener, &f.cert)

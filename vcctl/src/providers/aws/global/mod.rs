@@ -5,6 +5,7 @@
 //! their own commands (`commands/global.rs` runs them region by region).
 
 pub mod certs;
+pub mod front;
 pub mod kpis;
 pub mod records;
 
@@ -15,7 +16,8 @@ use crate::cloud::aws::route53;
 use crate::cloud::aws::{Aws, elb};
 use crate::context::Ctx;
 use crate::error::Failure;
-use crate::plan::Change;
+use crate::plan::{Action, Change};
+use crate::providers::aws::edge;
 use crate::settings::{Overrides, Settings};
 use crate::stack::global::{GlobalSettings, Region};
 use crate::stack::{AwsSettings, Provider};
@@ -136,7 +138,12 @@ async fn survey(aws: &Aws, g: &GlobalSettings, stack_id: &str) -> Result<Found> 
     } else {
         route53::health_checks(&aws.route53, &format!("vcctl:{stack_id}:")).await?
     };
-    let records = route53::find_all(&aws.route53, &zone_id, &route53::normal(&g.domain), "A").await?;
+    // At the name, and at the name behind a distribution: the regions may be routed at
+    // either, and a change of `cdn` moves them.
+    let mut records = Vec::new();
+    for name in [g.domain.clone(), format!("origin.{}", g.domain)] {
+        records.extend(route53::find_all(&aws.route53, &zone_id, &route53::normal(&name), "A").await?);
+    }
     Ok(Found { zone_id, checks, records })
 }
 
@@ -146,6 +153,8 @@ pub struct Survey {
     pub found: Found,
     /// The global name's certificate in each region (`certs.rs`).
     pub certs: Vec<certs::RegionCert>,
+    /// The distribution in front of the regions, its certificate and web ACL (`front.rs`).
+    pub edge: edge::EdgeFound,
 }
 
 pub async fn survey_all(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionStack]) -> Result<Survey> {
@@ -154,14 +163,42 @@ pub async fn survey_all(ctx: &Ctx, g: &GlobalSettings, regions: &[RegionStack]) 
     let found = survey(&aws, g, &id).await?;
     let regions = endpoints(regions).await?;
     let certs = certs::survey(&regions, &ctx.settings.stack, &g.domain).await?;
-    Ok(Survey { aws, regions, found, certs })
+    front::check_regions(g, &regions)?;
+    let stamp = crate::providers::aws::stamp(&ctx.settings);
+    let edge = front::survey(&aws, &ctx.settings.stack, &stamp, &g.domain).await?;
+    Ok(Survey { aws, regions, found, certs, edge })
 }
 
-/// Every change `up` would make: the routing (`records.rs`), then the certificates.
-fn changes(g: &GlobalSettings, id: &str, s: &Survey) -> Vec<Change<GlobalOp>> {
+/// Every change `up` would make: the routing (`records.rs`), the certificates, then the
+/// edge and the name's alias of its distribution (`front.rs`; applied by their own plans).
+fn changes(g: &GlobalSettings, stack: &str, id: &str, s: &Survey) -> Vec<Change<GlobalOp>> {
     let mut out = records::plan(g, id, &s.regions, &s.found);
     out.extend(certs::plan(&g.domain, &s.certs));
+    let origin = g.routed_name();
+    let edge = edge::plan(&front::wanted(g, stack, id, &origin), &s.edge);
+    out.extend(edge.into_iter().map(|c| applied_apart(c.action, c.resource, c.detail)));
+    let alias = front::wanted_alias(g, &s.edge);
+    let found = front::alias_found(g, &s.edge, &s.found.records);
+    let resource = format!("DNS record {} A", g.domain);
+    match (&alias, found) {
+        (Some(a), f) if f != Some(a) => {
+            let to = format!("alias of the distribution {}", a.value.trim_end_matches('.'));
+            out.push(applied_apart(Action::Create, resource, to));
+        }
+        (None, None) if g.edge.cdn => {
+            out.push(applied_apart(Action::Create, resource, "alias of the distribution, once it exists".into()))
+        }
+        (None, Some(_)) => {
+            out.push(applied_apart(Action::Delete, resource, "the regions are routed at the name again".into()))
+        }
+        _ => {}
+    }
     out
+}
+
+/// A change `up` makes by another plan (the edge's, the name's alias), shown with the rest.
+fn applied_apart(action: Action, resource: String, detail: String) -> Change<GlobalOp> {
+    Change { action, resource, detail, op: GlobalOp::Nothing }
 }
 
 fn scope<'a>(ctx: &'a Ctx, g: &'a GlobalSettings) -> crate::plan::Scope<'a> {
@@ -172,7 +209,7 @@ pub async fn plan(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     let regions = regions(ctx, g)?;
     let s = survey_all(ctx, g, &regions).await?;
     let id = ctx.settings.stack_id.clone().unwrap_or_default();
-    let mut changes = changes(g, &id, &s);
+    let mut changes = changes(g, &ctx.settings.stack, &id, &s);
     changes.extend(records::peer_notes(&s.regions, &envs(&regions)));
     let trailer = trailer(g, &s.regions);
     let extra =
@@ -198,7 +235,7 @@ fn cost(g: &GlobalSettings, regions: &[RegionEndpoint]) -> crate::providers::aws
     let latency = matches!(g.routing, crate::stack::global::Routing::Latency);
     let checks: Vec<(&str, bool)> =
         regions.iter().filter_map(|r| records::check_target(&r.endpoint).map(|t| (r.name.as_str(), t.https))).collect();
-    crate::providers::aws::cost::global(&checks, latency)
+    crate::providers::aws::cost::global(&checks, latency, &g.edge)
 }
 
 /// `vcctl up` of a global stack: exactly the planned changes, health checks first (a record
@@ -208,52 +245,26 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     let ctx = &ctx.with_current_id();
     let regions = regions(ctx, g)?;
     let mut s = survey_all(ctx, g, &regions).await?;
-    let changes = changes(g, &id, &s);
+    let changes = changes(g, &ctx.settings.stack, &id, &s);
     let stamp = crate::providers::aws::stamp(&ctx.settings);
     let p = &ctx.printer;
     certs::apply(&mut s.certs, &changes, &g.domain, &stamp, p).await?;
-    for c in &changes {
-        if let GlobalOp::Check { region, target } = &c.op {
-            let reference = format!(
-                "{}{}",
-                records::reference_prefix(&id, region),
-                time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-            );
-            let name = format!("vcctl-{}-{region}", ctx.settings.stack);
-            let made = p
-                .doing(
-                    &format!("health check of region {region}"),
-                    route53::create_health_check(&s.aws.route53, &reference, target, &name, &stamp.pairs()),
-                )
-                .await?;
-            s.found.checks.push(route53::HealthCheck { id: made, reference, target: target.clone() });
+    make_checks(ctx, &id, &mut s, &changes, &stamp).await?;
+    make_edge(ctx, g, &id, &mut s, &stamp).await?;
+    let deleted = records_in_one_change(g, &id, &s, &changes, p).await?;
+    // The regions' records at the name go with the alias that replaces them, never before.
+    let waiting = g.edge.cdn && front::wanted_alias(g, &s.edge).is_none();
+    let later = changes.iter().map(|c| &c.op).filter(|op| match op {
+        GlobalOp::DeleteRecord(r) => {
+            let kept = waiting && r.name == route53::normal(&g.domain);
+            !(deleted.contains(r) || kept)
         }
-    }
-    let mut upserts: Vec<_> = changes
-        .iter()
-        .filter_map(|c| match &c.op {
-            GlobalOp::Record { region } => {
-                let r = s.regions.iter().find(|e| e.name == *region)?;
-                let target = records::check_target(&r.endpoint)?;
-                let check = s.found.check_of(&id, region, &target)?;
-                records::wanted_record(g, r, &check.id)
-            }
-            _ => None,
-        })
-        .collect();
-    let validation = certs::validation_records(&s.certs);
-    let validation_changed = validation_missing(&s, &validation).await?;
-    upserts.extend(validation_changed);
-    if !upserts.is_empty() {
-        let names =
-            upserts.iter().filter_map(|r| r.routed.as_ref().map(|x| x.set_identifier.as_str())).collect::<Vec<_>>();
-        p.doing(
-            &format!("DNS records of {} ({})", g.domain, names.join(", ")),
-            route53::change(&s.aws.route53, &s.found.zone_id, true, &upserts),
-        )
-        .await?;
-    }
-    remove(p, &s, changes.iter().map(|c| &c.op)).await?;
+        _ => true,
+    });
+    remove(p, &s, later).await?;
+    let (origin, clouds) = (g.routed_name(), edge::Clouds { here: &s.aws, edge: &s.aws });
+    let w = front::wanted(g, &ctx.settings.stack, &id, &origin);
+    edge::apply(clouds, &w, None, &mut s.edge, edge::Phase::Remove, &stamp, p).await?;
     // A certificate requested just now, or waiting for its validation record, may be issued
     // already: on its listener now. (Those issued before were attached above, by the plan.)
     let requested = changes.iter().any(|c| matches!(c.op, GlobalOp::Certificate { .. }));
@@ -265,9 +276,124 @@ pub async fn up(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     for note in records::peer_notes(&s.regions, &envs(&regions)) {
         p.warn(note.line().trim_start_matches("! "));
     }
+    if waiting {
+        p.info(format!("the regions' records at {} stay until the distribution serves it", g.domain));
+    }
     let made = changes.iter().filter(|c| c.is_change()).count();
     print_up(ctx, g, &s.regions, &changes, made);
     Ok(0)
+}
+
+/// The health checks `changes` asks for, each found again by its caller reference.
+async fn make_checks(
+    ctx: &Ctx,
+    id: &str,
+    s: &mut Survey,
+    changes: &[Change<GlobalOp>],
+    stamp: &crate::cloud::aws::Stamp,
+) -> Result<()> {
+    for c in changes {
+        if let GlobalOp::Check { region, target } = &c.op {
+            let reference = format!(
+                "{}{}",
+                records::reference_prefix(id, region),
+                time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+            );
+            let name = format!("vcctl-{}-{region}", ctx.settings.stack);
+            let made = ctx
+                .printer
+                .doing(
+                    &format!("health check of region {region}"),
+                    route53::create_health_check(&s.aws.route53, &reference, target, &name, &stamp.pairs()),
+                )
+                .await?;
+            s.found.checks.push(route53::HealthCheck { id: made, reference, target: target.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// What will serve at the edge: the viewer certificate (its validation record kept in the
+/// zone), the web ACL, and the distribution once ACM has issued the certificate.
+async fn make_edge(
+    ctx: &Ctx,
+    g: &GlobalSettings,
+    id: &str,
+    s: &mut Survey,
+    stamp: &crate::cloud::aws::Stamp,
+) -> Result<()> {
+    let (origin, p) = (g.routed_name(), &ctx.printer);
+    let w = front::wanted(g, &ctx.settings.stack, id, &origin);
+    let clouds = edge::Clouds { here: &s.aws, edge: &s.aws };
+    edge::apply(clouds, &w, None, &mut s.edge, edge::Phase::Make, stamp, p).await?;
+    let Some(record) = front::validation(&s.edge).filter(|_| g.edge.cdn && s.edge.distribution.is_none()) else {
+        return Ok(());
+    };
+    if !validation_missing(s, std::slice::from_ref(&record)).await?.is_empty() {
+        let upsert = route53::change(&s.aws.route53, &s.found.zone_id, true, std::slice::from_ref(&record));
+        p.doing("the distribution's certificate's validation record", upsert).await?;
+    }
+    s.edge.certificate = crate::cloud::aws::acm::find(
+        &s.aws.acm,
+        &ctx.settings.stack,
+        &g.domain,
+        Some(crate::cloud::aws::acm::FOR_CLOUDFRONT),
+    )
+    .await?;
+    edge::apply(clouds, &w, None, &mut s.edge, edge::Phase::Make, stamp, p).await
+}
+
+/// The regions' records, the certificates' validation records, and the name's alias of the
+/// distribution, in one change: behind a distribution, the stack's routed records at the
+/// name give way to the alias in it, and back without one (Route 53 refuses a name both).
+/// The records it deleted.
+async fn records_in_one_change(
+    g: &GlobalSettings,
+    id: &str,
+    s: &Survey,
+    changes: &[Change<GlobalOp>],
+    p: &crate::printer::Printer,
+) -> Result<Vec<route53::DnsRecord>> {
+    let mut upserts: Vec<_> = changes
+        .iter()
+        .filter_map(|c| match &c.op {
+            GlobalOp::Record { region } => {
+                let r = s.regions.iter().find(|e| e.name == *region)?;
+                let target = records::check_target(&r.endpoint)?;
+                let check = s.found.check_of(id, region, &target)?;
+                records::wanted_record(g, r, &check.id)
+            }
+            _ => None,
+        })
+        .collect();
+    let validation = certs::validation_records(&s.certs);
+    upserts.extend(validation_missing(s, &validation).await?);
+    let name = route53::normal(&g.domain);
+    let mut deleted = Vec::new();
+    match (front::wanted_alias(g, &s.edge), front::alias_found(g, &s.edge, &s.found.records)) {
+        (Some(alias), found) => {
+            if found != Some(&alias) {
+                upserts.push(alias);
+            }
+            let routed_here = changes.iter().filter_map(|c| match &c.op {
+                GlobalOp::DeleteRecord(r) if r.name == name => Some(r.clone()),
+                _ => None,
+            });
+            deleted.extend(routed_here);
+        }
+        (None, Some(alias)) => deleted.push(alias.clone()),
+        (None, None) => {}
+    }
+    if !upserts.is_empty() || !deleted.is_empty() {
+        let mut names: Vec<&str> = upserts.iter().map(|r| r.name.trim_end_matches('.')).collect();
+        names.dedup();
+        p.doing(
+            &format!("DNS records {}", names.join(", ")),
+            route53::change_both(&s.aws.route53, &s.found.zone_id, &deleted, &upserts),
+        )
+        .await?;
+    }
+    Ok(deleted)
 }
 
 /// The certificates' validation records the zone lacks.
@@ -343,7 +469,8 @@ impl Owned {
     pub fn names(&self) -> Vec<String> {
         let certs = self.survey.certs.iter().filter_map(|c| c.cert.as_ref());
         let certs = certs.map(|c| format!("certificate for {} ({})", c.domain, c.arn));
-        self.pieces.iter().map(|(what, _)| what.clone()).chain(certs).collect()
+        let edge = edge::doomed(&self.survey.edge);
+        self.pieces.iter().map(|(what, _)| what.clone()).chain(certs).chain(edge).collect()
     }
 }
 
@@ -361,9 +488,13 @@ pub async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<Owned>> {
         .filter(|r| records::is_ours(r, found))
         .map(|r| {
             let region = r.routed.as_ref().map_or("", |x| x.set_identifier.as_str());
-            (format!("DNS record {} A ({region})", g.domain), GlobalOp::DeleteRecord(r.clone()))
+            (format!("DNS record {} A ({region})", r.name.trim_end_matches('.')), GlobalOp::DeleteRecord(r.clone()))
         })
         .collect();
+    if let Some(alias) = front::alias_found(g, &survey.edge, &found.records) {
+        let what = format!("DNS record {} A (alias of the distribution)", g.domain);
+        pieces.insert(0, (what, GlobalOp::DeleteRecord(alias.clone())));
+    }
     pieces.extend(found.checks.iter().map(|c| {
         (format!("health check {} ({})", c.id, records::describe_check(&c.target)), GlobalOp::DeleteCheck(c.clone()))
     }));
@@ -372,13 +503,18 @@ pub async fn owned(ctx: &Ctx, g: &GlobalSettings) -> Result<Option<Owned>> {
 
 /// Deletes what `owned` found: the records, then the checks, then the certificates (off the
 /// listeners first) and their validation records; answers what went.
-pub async fn destroy(ctx: &Ctx, owned: Owned) -> Result<Vec<String>> {
+pub async fn destroy(ctx: &Ctx, mut owned: Owned) -> Result<Vec<String>> {
+    let edge_found = std::mem::take(&mut owned.survey.edge);
     let s = &owned.survey;
     remove(&ctx.printer, s, owned.pieces.iter().map(|(_, op)| op)).await?;
     let mut gone: Vec<String> = owned.pieces.iter().map(|(what, _)| what.clone()).collect();
     gone.extend(certs::destroy(&s.certs, &ctx.printer).await?);
+    gone.extend(edge::doomed(&edge_found));
+    let viewer = front::validation(&edge_found);
+    edge::destroy(edge::Clouds { here: &s.aws, edge: &s.aws }, edge_found, None, &ctx.printer).await?;
     // Their validation records, where still as made.
-    let wanted = certs::validation_records(&s.certs);
+    let mut wanted = certs::validation_records(&s.certs);
+    wanted.extend(viewer.filter(|v| !wanted.contains(v)));
     let missing = validation_missing(s, &wanted).await?;
     let ours: Vec<_> = wanted.into_iter().filter(|w| !missing.contains(w)).collect();
     if !ours.is_empty() {
@@ -430,7 +566,9 @@ pub async fn status(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     };
     let views = region_views(&s, &health, merged.as_ref());
     let healthy = views.iter().all(|v| v.healthy);
+    let edge = edge::view(edge::Clouds { here: &s.aws, edge: &s.aws }, &s.edge).await?;
     let mut lines = vec![format!("domain:   https://{} ({} routing)", g.domain, g.routing.name())];
+    lines.extend(edge::lines(&s.edge, &edge, &g.edge));
     lines.extend(views.iter().map(RegionView::line));
     match &merged {
         Some(m) => lines.push(global_kpi_line(m)),
@@ -438,7 +576,7 @@ pub async fn status(ctx: &Ctx, g: &GlobalSettings) -> Result<u8> {
     }
     let subject =
         crate::status::Subject { stack: &ctx.settings.stack, shape: "global", place: Some(&g.domain), healthy };
-    let body = json!({"domain": g.domain, "routing": g.routing.name(), "regions": views, "kpis": merged});
+    let body = json!({"domain": g.domain, "routing": g.routing.name(), "regions": views, "kpis": merged, "edge": edge});
     Ok(crate::status::print(&ctx.printer, &subject, body, &lines))
 }
 

@@ -60,7 +60,7 @@ pub fn wanted_record(g: &GlobalSettings, r: &RegionEndpoint, check: &str) -> Opt
         }
     };
     let routed = Some(Routed { set_identifier: r.name.clone(), region, failover, health_check: Some(check.into()) });
-    let name = route53::normal(&g.domain);
+    let name = route53::normal(&g.routed_name());
     match &r.endpoint {
         Endpoint::Balancer { dns_name, zone_id, .. } => Some(DnsRecord {
             name,
@@ -118,8 +118,10 @@ impl Found {
         self.checks.iter().find(|c| c.reference.starts_with(&prefix) && c.target == *target)
     }
 
-    fn record_of(&self, region: &str) -> Option<&DnsRecord> {
-        self.records.iter().find(|r| r.routed.as_ref().is_some_and(|x| x.set_identifier == region))
+    /// The region's record at `name` (the routed name; one the stack left at another name,
+    /// before or behind a distribution, is stale).
+    fn record_of(&self, region: &str, name: &str) -> Option<&DnsRecord> {
+        self.records.iter().find(|r| r.name == name && r.routed.as_ref().is_some_and(|x| x.set_identifier == region))
     }
 }
 
@@ -129,6 +131,7 @@ pub fn plan(g: &GlobalSettings, stack_id: &str, regions: &[RegionEndpoint], foun
     let mut out = Vec::new();
     let mut kept_checks: Vec<&str> = Vec::new();
     let mut wanted_regions: Vec<&str> = Vec::new();
+    let routed = route53::normal(&g.routed_name());
     for r in regions {
         let Some(target) = check_target(&r.endpoint) else {
             let why = match &r.endpoint {
@@ -156,25 +159,31 @@ pub fn plan(g: &GlobalSettings, stack_id: &str, regions: &[RegionEndpoint], foun
             }),
         }
         let wanted = wanted_record(g, r, check.map_or("(the new health check)", |c| c.id.as_str()));
-        let existing = found.record_of(&r.name);
+        let existing = found.record_of(&r.name, &routed);
         if check.is_none() || existing != wanted.as_ref() {
             let w = wanted.expect("an endpoint that is not missing has a record");
             out.push(Change {
                 action: if existing.is_some() { Action::Update } else { Action::Create },
-                resource: format!("DNS record {} A ({})", g.domain, r.name),
+                resource: format!("DNS record {} A ({})", g.routed_name(), r.name),
                 detail: describe_record(&w),
                 op: GlobalOp::Record { region: r.name.clone() },
             });
         }
     }
     for stale in found.records.iter().filter(|rec| {
-        rec.routed.as_ref().is_some_and(|x| !wanted_regions.contains(&x.set_identifier.as_str())) && is_ours(rec, found)
+        let gone = rec.routed.as_ref().is_some_and(|x| !wanted_regions.contains(&x.set_identifier.as_str()));
+        (gone || rec.name != routed) && is_ours(rec, found)
     }) {
         let id = stale.routed.as_ref().map_or("", |x| x.set_identifier.as_str());
+        let why = if stale.name != routed {
+            format!("the regions are routed at {} now", g.routed_name())
+        } else {
+            "its region is no longer in the stack file".into()
+        };
         out.push(Change {
             action: Action::Delete,
-            resource: format!("DNS record {} A ({id})", g.domain),
-            detail: "its region is no longer in the stack file".into(),
+            resource: format!("DNS record {} A ({id})", stale.name.trim_end_matches('.')),
+            detail: why,
             op: GlobalOp::DeleteRecord(stale.clone()),
         });
     }
@@ -276,7 +285,34 @@ mod tests {
                 Region { name: "us".into(), stack: "iad".into() },
             ],
             canary: "us".into(),
+            edge: Default::default(),
         }
+    }
+
+    /// Behind a distribution the regions are routed at `origin.<domain>`: their records
+    /// there are made, and those the stack left at the name itself are deleted (their checks
+    /// kept); back without one, the other way round.
+    #[test]
+    fn behind_a_distribution_the_regions_move_to_the_origin_name_and_back() {
+        let plain = global(Routing::Latency);
+        let found = made(&plain, &endpoints());
+        let mut cdn = global(Routing::Latency);
+        cdn.edge.cdn = true;
+        let changes = plan(&cdn, "abc", &endpoints(), &found);
+        let lines: Vec<String> = changes.iter().map(Change::line).collect();
+        assert_eq!(changes.len(), 4, "{lines:#?}");
+        assert!(lines[0].starts_with("+ DNS record origin.api.vc.example.com A (eu)"), "{lines:#?}");
+        assert!(
+            lines[2].contains(
+                "- DNS record api.vc.example.com A (eu): the regions are routed at origin.api.vc.example.com now"
+            ),
+            "{lines:#?}"
+        );
+        assert!(!lines.iter().any(|l| l.contains("- health check")), "the checks stay: {lines:#?}");
+        let behind = made(&cdn, &endpoints());
+        assert!(plan(&cdn, "abc", &endpoints(), &behind).is_empty());
+        let back = plan(&plain, "abc", &endpoints(), &behind);
+        assert!(back.iter().any(|c| c.line().contains("- DNS record origin.api.vc.example.com A (us)")), "{back:#?}");
     }
 
     fn endpoints() -> Vec<RegionEndpoint> {

@@ -162,7 +162,7 @@ pub fn waiting(c: &Certificate, zone: Option<&str>) -> String {
 pub async fn survey(aws: &Aws, stack: &str, domain: &str, stamp: &Stamp) -> Result<BalancerFound> {
     let n = crate::providers::aws::names::load_balancer(stack);
     let mut found = BalancerFound {
-        certificate: acm::find(&aws.acm, stack, domain).await?,
+        certificate: acm::find(&aws.acm, stack, domain, None).await?,
         target_group: elb::find_target_group(&aws.elb, &n).await?,
         balancer: elb::find_balancer(&aws.elb, &n).await?,
         listeners: Vec::new(),
@@ -200,7 +200,7 @@ pub async fn apply(
         match &c.op {
             BalancerOp::Wait => {}
             BalancerOp::RequestCertificate => {
-                found.certificate = Some(p.doing(&doing, acm::request(&aws.acm, domain, stamp)).await?);
+                found.certificate = Some(p.doing(&doing, acm::request(&aws.acm, domain, stamp, None)).await?);
             }
             BalancerOp::CreateTargetGroup => {
                 let vpc = ec2::default_vpc(&aws.ec2).await?;

@@ -510,7 +510,13 @@ async fn edge_and_records(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey, p: &
         if !scale.edge.cdn || s.edge.distribution.is_some() {
             break;
         }
-        s.edge.certificate = crate::cloud::aws::acm::find(&s.edge_cloud.acm, stack, domain(ctx)).await?;
+        s.edge.certificate = crate::cloud::aws::acm::find(
+            &s.edge_cloud.acm,
+            stack,
+            domain(ctx),
+            Some(crate::cloud::aws::acm::FOR_CLOUDFRONT),
+        )
+        .await?;
         edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Make, &s.stamp, p).await?;
     }
     edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Remove, &s.stamp, p).await?;
