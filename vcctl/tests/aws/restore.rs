@@ -146,15 +146,12 @@ async fn a_restore_moves_the_group_to_a_new_database_keeps_the_old_and_finds_its
 }
 
 /// `destroy` deletes every DB instance of the stack, a kept one too, each after a final
-/// snapshot. `secrets`, the one command a group does not run, says why.
+/// snapshot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destroy_takes_every_database_the_stack_kept() {
     let s = Project::new(&scaled_stack(), Moto::start(&[("MOTO_ACM_VALIDATION_WAIT", "0")]));
     s.json(&["up", "--artifact", crate::common::service_bin().to_str().unwrap()], 0);
     let snapshot = String::from_utf8_lossy(&s.expect(&["backup"], 0).stdout).trim().to_string();
-    // The one command a group does not run, refused saying why.
-    let said = crate::common::stderr(&s.expect(&["secrets", "list"], 3));
-    assert!(said.contains("a secret kept on one would be lost"), "{said}");
     let done: Value = s.json(&["restore", &snapshot, "--yes"], 0);
     let new = done["database"]["instance"].as_str().unwrap().to_string();
     let listed = crate::common::stderr(&s.expect(&["destroy"], 8));
