@@ -1166,17 +1166,23 @@ async fn a_token_turned_off_and_on_reaches_the_running_instances(s: &Project) {
         let text = std::fs::read_to_string(&file).unwrap();
         let text = text.replace(&format!("ingest_token: {}", !on), &format!("ingest_token: {on}"));
         std::fs::write(&file, text).unwrap();
-        let out = s
-            .command(&["deploy", "--artifact", artifact.to_str().unwrap(), "--ssh-from", "198.18.0.11", "--json"])
-            .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        deploy_on_test_host(s, &artifact);
         let env = common::on_host("cat /etc/vehicleconnect/env");
         assert_eq!(env.contains("VC_INGEST_TOKEN="), on, "token {on}: {env}");
         assert!(env.contains("DATABASE_URL=postgres://vehicleconnect_app:"), "the boot's lines stay: {env}");
         assert_eq!(common::on_host(post), without_token, "token {on}: an event without a token");
     }
+}
+
+/// `vcctl deploy` of `artifact` to the group's instances, which the test host stands for;
+/// exit 0 asserted.
+fn deploy_on_test_host(s: &Project, artifact: &std::path::Path) {
+    let out = s
+        .command(&["deploy", "--artifact", artifact.to_str().unwrap(), "--ssh-from", "198.18.0.11", "--json"])
+        .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
 /// What the instance's service answers `GET /api/analytics/aggregates` with `token`.
@@ -1193,13 +1199,7 @@ fn a_changed_secret_is_deployed_to_the_running_instances(s: &Project) {
     let out = secret_set(s, "VC_READ_TOKEN", "second-read-token");
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert_eq!(aggregates_with("first-read-token"), "200", "a change is applied by the next deploy, not before");
-    let artifact = s.dir.path().join("token-true");
-    let out = s
-        .command(&["deploy", "--artifact", artifact.to_str().unwrap(), "--ssh-from", "198.18.0.11", "--json"])
-        .env("VCCTL_TEST_AWS_HOST", common::test_host().addr)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    deploy_on_test_host(s, &s.dir.path().join("token-true"));
     assert_eq!(common::on_host("stat -c '%a %U' /etc/vehicleconnect/secrets").trim(), "600 root");
     assert_eq!(
         (aggregates_with("second-read-token"), aggregates_with("first-read-token")),
