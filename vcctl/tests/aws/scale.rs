@@ -1026,6 +1026,8 @@ async fn on_the_test_host_a_new_instance_boots_the_serving_release_from_the_buck
     a_changed_secret_is_deployed_to_the_running_instances(&s);
     a_release_not_what_it_says_is_not_switched_to(&s, &boot("")).await;
     let reboot = format!("{leftovers}; {}", boot(""));
+    let behind = format!("{leftovers}; {}", boot("VC_ORIGIN_SECRET_ON=yes"));
+    an_instance_behind_a_distribution_takes_its_secret(&s, &behind, &reboot).await;
     a_db_restore_goes_into_a_new_database_the_group_then_serves_from(&s, &reboot, &user_data).await;
 }
 
@@ -1183,6 +1185,39 @@ fn deploy_on_test_host(s: &Project, artifact: &std::path::Path) {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+/// Behind a distribution (`cdn: true`; the user data says so once one sends the secret, here
+/// the boot's environment does), an instance boots with the bucket's origin secret: its
+/// service refuses what did not come through the distribution, whatever the path, and its
+/// status stays open for the health checks that come around it.
+/// (`reboot` boots it as before, after.)
+async fn an_instance_behind_a_distribution_takes_its_secret(s: &Project, behind: &str, reboot: &str) {
+    let secret = "5ec7e7000000000000000000000000000000000000000042";
+    let bucket = format!("vcctl-fra-{}", s.stack_id());
+    let s3 = s3_client(s).await;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("host/origin-secret")
+        .body(secret.as_bytes().to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let out = common::on_host(behind);
+    assert!(out.trim_end().ends_with("exit 0"), "{out}");
+    let code = |path: &str, header: &str| {
+        common::on_host(&format!("curl -s -o /dev/null -w '%{{http_code}}' {header} 'http://127.0.0.1:8000{path}'"))
+    };
+    let through = format!("-H 'X-VC-Origin-Secret: {secret}'");
+    assert_eq!(code("/api/analytics/kpis?window=1h", ""), "403", "around the distribution");
+    assert_eq!(code("/dashboard", "-H 'X-VC-Origin-Secret: not-it'"), "403");
+    assert_eq!(code("/api/analytics/kpis?window=1h", &through), "200", "through it");
+    assert_eq!(code("/api/status", ""), "200", "the health checks'");
+    assert!(common::on_host("cat /etc/vehicleconnect/env").contains(&format!("VC_ORIGIN_SECRET={secret}")));
+    assert!(!out.contains(secret), "the secret in the boot's output");
+    let out = common::on_host(reboot);
+    assert!(out.trim_end().ends_with("exit 0"), "{out}");
+    assert_eq!(code("/api/analytics/kpis?window=1h", ""), "200", "booted as before");
 }
 
 /// What the instance's service answers `GET /api/analytics/aggregates` with `token`.
