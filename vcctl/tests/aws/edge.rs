@@ -243,6 +243,7 @@ async fn status_counts_what_the_acl_blocked(p: &Project, c: &Clients) {
         "{text}"
     );
     assert!(text.contains("the load balancer admits CloudFront only"), "{text}");
+    assert!(text.contains("(behind the distribution)") && !text.contains("point vc.example.com at it"), "{text}");
 }
 
 /// The web ACL taken off the distribution by hand: planned, and put back.

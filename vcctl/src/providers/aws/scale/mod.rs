@@ -387,13 +387,28 @@ pub async fn rollback(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Rollback
     crate::providers::aws::scale::deploy::rollback(ctx, a, args).await
 }
 
+/// What the domain points at: the distribution once it serves (`cdn`), else the load
+/// balancer; `None` before either exists.
+fn front(ctx: &Ctx, s: &Survey) -> Option<(&'static str, String)> {
+    let cdn = edge_settings_of(ctx).is_some_and(|e| e.cdn);
+    match (&s.edge.distribution, &s.lb.balancer) {
+        (Some(d), _) if cdn => Some(("distribution", d.domain_name.clone())),
+        (_, Some(b)) => Some(("load balancer", b.dns_name.clone())),
+        _ => None,
+    }
+}
+
+fn edge_settings_of(ctx: &Ctx) -> Option<&crate::stack::edge::EdgeSettings> {
+    match &ctx.settings.provider {
+        crate::stack::Provider::Aws(a) => Some(edge_settings(a)),
+        _ => None,
+    }
+}
+
 /// What `up` says when it is done: where the stack answers, what serves, what to do next.
 fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
     let domain = domain(ctx);
-    let url =
-        s.lb.balancer
-            .as_ref()
-            .map(|b| format!("https://{domain} (point {domain} at the load balancer {})", b.dns_name));
+    let url = front(ctx, s).map(|(what, name)| format!("https://{domain} (point {domain} at the {what} {name})"));
     let waiting = s.lb.certificate.as_ref().filter(|c| !c.issued()).map(|c| load_balancer::waiting(c, zone(ctx)));
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": s.data.db,
@@ -681,9 +696,10 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         "serving": serving, "edge": edge,
     });
     let mut lines = vec![format!("url:      https://{domain}")];
-    lines.push(match &s.lb.balancer {
-        Some(b) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
-        None => "  load balancer: none (`vcctl up` makes it)".into(),
+    lines.push(match (&s.lb.balancer, front(ctx, &s)) {
+        (Some(b), Some(("load balancer", _))) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
+        (Some(b), _) => format!("  load balancer: {} (behind the distribution)", b.dns_name),
+        (None, _) => "  load balancer: none (`vcctl up` makes it)".into(),
     });
     lines.push(match &s.lb.certificate {
         Some(c) if c.issued() => format!("  certificate: issued ({})", c.arn),
