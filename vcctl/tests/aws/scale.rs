@@ -94,6 +94,14 @@ async fn a_scaled_stack_chains_its_groups_to_an_encrypted_private_rds_and_destro
     // Every call of that life, drift repairs included, allowed by `vcctl iam-policy`.
     let (_, asked) = watch.authorizations(recorded::OPERATOR_KEY).await;
     least_privilege::check_operator(&policy, &asked);
+    // A stack that never asked for an edge never looks for one: an operator's policy from
+    // before `cdn` and `waf` existed keeps working.
+    let edge: Vec<&str> = asked
+        .iter()
+        .map(|a| a.action.as_str())
+        .filter(|a| a.starts_with("cloudfront:") || a.starts_with("wafv2:"))
+        .collect();
+    assert!(edge.is_empty(), "{edge:?}");
 }
 
 /// The log group `up` made (its retention, the stack's tags), holding lines of an instance

@@ -274,6 +274,17 @@ pub async fn get_file(s3: &Client, bucket: &str, key: &str, path: &std::path::Pa
     Ok(written)
 }
 
+/// Deletes the object `key` (its current version).
+pub async fn delete_object(s3: &Client, bucket: &str, key: &str) -> Result<()> {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| error("s3:DeleteObject", &format!("deleting s3://{bucket}/{key}"), e))?;
+    Ok(())
+}
+
 /// Deletes every object under `prefix` (its current versions: a versioned bucket keeps the
 /// older ones until its lifecycle or `destroy` removes them).
 pub async fn delete_prefix(s3: &Client, bucket: &str, prefix: &str) -> Result<()> {

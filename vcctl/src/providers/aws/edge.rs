@@ -30,10 +30,32 @@ use crate::stack::edge::EdgeSettings;
 pub const EDGE_REGION: &str = "us-east-1";
 /// The origin secret in the stack's bucket (made once, read by instances and `up`).
 pub const ORIGIN_SECRET: &str = "host/origin-secret";
+/// The mark in a `scale:` stack's bucket that it has, or had, an edge: written before the
+/// first piece is made, deleted once none is left; a stack without it is not surveyed for
+/// one (nor asks its operator for CloudFront's and WAF's rights).
+pub const MARK: &str = "host/edge";
 /// AWS's managed prefix list of CloudFront's addresses that reach origins.
 pub const CLOUDFRONT_PREFIX_LIST: &str = "com.amazonaws.global.cloudfront.origin-facing";
 /// How long `up` and `destroy` wait for CloudFront to deploy a change (minutes on AWS).
 const DEPLOY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Whether the stack's bucket holds the mark (`None`: no bucket yet, so no edge either).
+pub async fn marked(client: &aws_sdk_s3::Client, bucket: Option<&str>) -> Result<bool> {
+    match bucket {
+        Some(b) => Ok(s3::get_small(client, b, MARK, 1024).await?.is_some()),
+        None => Ok(false),
+    }
+}
+
+/// The mark as the tier is: there while the edge is asked for or any of it is left.
+pub async fn mark(client: &aws_sdk_s3::Client, bucket: &str, wanted: bool, found: &EdgeFound) -> Result<()> {
+    let left = found.distribution.is_some() || found.regional_acl.is_some() || found.cloudfront_acl.is_some();
+    match (wanted || left, marked(client, Some(bucket)).await?) {
+        (true, false) => s3::put(client, bucket, MARK, b"cdn or waf\n".to_vec()).await,
+        (false, true) => s3::delete_object(client, bucket, MARK).await,
+        _ => Ok(()),
+    }
+}
 
 /// What the tier holds, as found.
 #[derive(Debug, Default)]

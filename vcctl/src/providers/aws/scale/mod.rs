@@ -82,7 +82,12 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let bucket = data.bucket.as_ref().map(|b| b.name.as_str());
     let balancer = lb.balancer.as_ref().map(|b| b.arn.as_str());
     let clouds = edge::Clouds { here: &cloud, edge: &edge_cloud };
-    let edge = edge::survey(clouds, &ctx.settings.stack, &stamp, domain(ctx), bucket, balancer, true).await?;
+    // A stack that never had an edge (no mark in its bucket, none asked) is not looked at for
+    // one: its operator's policy from before the edge existed keeps working.
+    let edge = match wants_edge(a) || edge::marked(&cloud.s3, bucket).await? {
+        true => edge::survey(clouds, &ctx.settings.stack, &stamp, domain(ctx), bucket, balancer, true).await?,
+        false => edge::EdgeFound::default(),
+    };
     let mut data = data;
     data.edge_only = edge.admits_only(edge_settings(a));
     let alerts = alerts::survey(&cloud, &ctx.settings.stack, &account, &stamp).await?;
@@ -94,6 +99,15 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let dns = survey_dns(ctx, &cloud, &lb, &edge, edge_settings(a)).await?;
     let logs = log_group::survey(&cloud, &ctx.settings.stack, &stamp).await?;
     Ok(Survey { cloud, account, stamp, names, data, lb, edge_cloud, edge, dns, alerts, logs, instances, serving })
+}
+
+/// Whether the file asks for a distribution or a web ACL.
+fn wants_edge(a: &AwsSettings) -> bool {
+    a.scale.as_deref().is_some_and(wants_edge_of)
+}
+
+fn wants_edge_of(scale: &ScaleSettings) -> bool {
+    scale.edge.cdn || scale.edge.waf.is_some()
 }
 
 /// `cdn` and `waf` of the stack's `scale:`.
@@ -515,6 +529,10 @@ async fn edge_and_records(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey, p: &
     let (stack, bucket) = (&ctx.settings.stack, s.names.bucket.clone());
     let clouds = edge::Clouds { here: &s.cloud, edge: &s.edge_cloud };
     let w = edge_wanted(ctx, scale, &s.lb, &s.stamp);
+    let wanted = wants_edge_of(scale);
+    if wanted {
+        edge::mark(&s.cloud.s3, &bucket, true, &s.edge).await?;
+    }
     edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Make, &s.stamp, p).await?;
     // Twice at most: a certificate's record lets ACM issue it, which the distribution waits for.
     for _ in 0..2 {
@@ -535,6 +553,7 @@ async fn edge_and_records(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey, p: &
         edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Make, &s.stamp, p).await?;
     }
     edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Remove, &s.stamp, p).await?;
+    edge::mark(&s.cloud.s3, &bucket, wanted, &s.edge).await?;
     close_origin(scale, s, ctx.settings.port, p).await
 }
 
