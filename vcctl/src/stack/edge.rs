@@ -11,6 +11,13 @@ pub struct EdgeSettings {
     pub waf: Option<WafSettings>,
 }
 
+impl EdgeSettings {
+    /// Whether the file asks for a distribution or a web ACL.
+    pub fn wanted(&self) -> bool {
+        self.cdn || self.waf.is_some()
+    }
+}
+
 /// `waf:`: what the web ACL blocks.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WafSettings {

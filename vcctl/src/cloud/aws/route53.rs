@@ -45,6 +45,20 @@ pub struct Routed {
 /// a minute of Route 53 seeing it.
 const ROUTED_TTL: i64 = 60;
 
+/// The DNS records that prove `certificates`' domains to ACM, each once (ACM gives one
+/// record to every certificate of a name in an account, whatever its region).
+pub fn validation_records<'a>(certificates: impl IntoIterator<Item = &'a super::acm::Certificate>) -> Vec<DnsRecord> {
+    let mut out: Vec<DnsRecord> = Vec::new();
+    for (name, kind, value) in certificates.into_iter().filter_map(|c| c.validation.as_ref()) {
+        let record =
+            DnsRecord { name: normal(name), kind: kind.clone(), value: normal(value), alias_zone: None, routed: None };
+        if !out.contains(&record) {
+            out.push(record);
+        }
+    }
+    out
+}
+
 /// `name` as Route 53 answers it: lower case, ending in a dot.
 pub fn normal(name: &str) -> String {
     let n = name.to_ascii_lowercase();

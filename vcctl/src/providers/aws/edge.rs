@@ -105,7 +105,7 @@ pub async fn survey(
     let (cloud, edge_cloud) = (clouds.here, clouds.edge);
     let mut found = EdgeFound {
         distribution: cloudfront::find(&cloud.cloudfront, &comment(stack, &stamp.id), stack).await?,
-        certificate: acm::find(&edge_cloud.acm, stack, domain, Some(acm::FOR_CLOUDFRONT)).await?,
+        certificate: certificate(edge_cloud, stack, domain).await?,
         regional_acl: waf::find(&cloud.waf, &acl_name(stack), false, stack).await?,
         cloudfront_acl: waf::find(&edge_cloud.waf, &acl_name(stack), true, stack).await?,
         ..EdgeFound::default()
@@ -122,6 +122,12 @@ pub async fn survey(
         found.prefix_list = ec2::managed_prefix_list(&cloud.ec2, CLOUDFRONT_PREFIX_LIST).await?;
     }
     Ok(found)
+}
+
+/// The viewer certificate for `domain`, in us-east-1 (read again once its validation
+/// record is in the zone: ACM may have issued it since).
+pub async fn certificate(edge_cloud: &Aws, stack: &str, domain: &str) -> Result<Option<Certificate>> {
+    acm::find(&edge_cloud.acm, stack, domain, Some(acm::FOR_CLOUDFRONT)).await
 }
 
 /// How `up` makes one planned change of the tier.
@@ -330,7 +336,6 @@ fn plan_distribution(w: &EdgeWanted, found: &EdgeFound) -> Vec<EdgeChange> {
 
 /// What differs between the distribution found and the one wanted, in words (never the secret).
 fn differences(found: &cloudfront::Spec, wanted: &cloudfront::Spec) -> Vec<&'static str> {
-    let mut out = Vec::new();
     let checks: [(&'static str, bool); 7] = [
         ("aliases", found.aliases != wanted.aliases),
         ("origin", found.origin != wanted.origin),
@@ -340,8 +345,7 @@ fn differences(found: &cloudfront::Spec, wanted: &cloudfront::Spec) -> Vec<&'sta
         ("cache behaviours", found.behaviours != wanted.behaviours),
         ("enabled", found.enabled != wanted.enabled),
     ];
-    out.extend(checks.iter().filter(|(_, differs)| *differs).map(|(what, _)| *what));
-    out
+    checks.iter().filter(|(_, differs)| *differs).map(|(what, _)| *what).collect()
 }
 
 fn plan_acls(w: &EdgeWanted, found: &EdgeFound) -> Vec<EdgeChange> {

@@ -99,20 +99,7 @@ pub fn plan(domain: &str, found: &[RegionCert]) -> Vec<Change<GlobalOp>> {
 /// The validation records of the certificates found or made (one name for every region:
 /// ACM gives one record per domain and account).
 pub fn validation_records(found: &[RegionCert]) -> Vec<DnsRecord> {
-    let mut out: Vec<DnsRecord> = Vec::new();
-    for (name, kind, value) in found.iter().filter_map(|f| f.cert.as_ref()?.validation.clone()) {
-        let record = DnsRecord {
-            name: route53::normal(&name),
-            kind,
-            value: route53::normal(&value),
-            alias_zone: None,
-            routed: None,
-        };
-        if !out.contains(&record) {
-            out.push(record);
-        }
-    }
-    out
+    route53::validation_records(found.iter().filter_map(|f| f.cert.as_ref()))
 }
 
 /// Requests the certificates `changes` ask for; attaches the issued ones they ask to attach.

@@ -67,6 +67,23 @@ pub fn wanted_alias(g: &GlobalSettings, found: &EdgeFound) -> Option<DnsRecord> 
     })
 }
 
+/// What the name's own record is to become: the alias to make (or put back), or the alias
+/// of the stack's distribution to delete (the regions routed at the name again). What
+/// `plan` says and `up` does, from one place.
+#[derive(Debug, Default)]
+pub struct AliasChange {
+    pub upsert: Option<DnsRecord>,
+    pub delete: Option<DnsRecord>,
+}
+
+pub fn alias_change(g: &GlobalSettings, found: &EdgeFound, records: &[DnsRecord]) -> AliasChange {
+    match (wanted_alias(g, found), alias_found(g, found, records)) {
+        (Some(a), f) if f != Some(&a) => AliasChange { upsert: Some(a), delete: None },
+        (None, Some(f)) => AliasChange { upsert: None, delete: Some(f.clone()) },
+        _ => AliasChange::default(),
+    }
+}
+
 /// The alias of the stack's distribution the name has, if any: what goes when the regions
 /// are routed at the name again.
 pub fn alias_found<'a>(g: &GlobalSettings, found: &EdgeFound, records: &'a [DnsRecord]) -> Option<&'a DnsRecord> {
@@ -76,17 +93,5 @@ pub fn alias_found<'a>(g: &GlobalSettings, found: &EdgeFound, records: &'a [DnsR
             && r.routed.is_none()
             && r.alias_zone.as_deref() == Some(cloudfront::ALIAS_ZONE)
             && r.value == route53::normal(&d.domain_name)
-    })
-}
-
-/// The viewer certificate's validation record, to keep in the zone.
-pub fn validation(found: &EdgeFound) -> Option<DnsRecord> {
-    let (name, kind, value) = found.certificate.as_ref()?.validation.as_ref()?;
-    Some(DnsRecord {
-        name: route53::normal(name),
-        kind: kind.clone(),
-        value: route53::normal(value),
-        alias_zone: None,
-        routed: None,
     })
 }

@@ -177,19 +177,17 @@ fn changes(g: &GlobalSettings, stack: &str, id: &str, s: &Survey) -> Vec<Change<
     let origin = g.routed_name();
     let edge = edge::plan(&front::wanted(g, stack, id, &origin), &s.edge);
     out.extend(edge.into_iter().map(|c| applied_apart(c.action, c.resource, c.detail)));
-    let alias = front::wanted_alias(g, &s.edge);
-    let found = front::alias_found(g, &s.edge, &s.found.records);
     let resource = format!("DNS record {} A", g.domain);
-    match (&alias, found) {
-        (Some(a), f) if f != Some(a) => {
+    match front::alias_change(g, &s.edge, &s.found.records) {
+        front::AliasChange { upsert: Some(a), .. } => {
             let to = format!("alias of the distribution {}", a.value.trim_end_matches('.'));
             out.push(applied_apart(Action::Create, resource, to));
         }
-        (None, None) if g.edge.cdn => {
-            out.push(applied_apart(Action::Create, resource, "alias of the distribution, once it exists".into()))
-        }
-        (None, Some(_)) => {
+        front::AliasChange { delete: Some(_), .. } => {
             out.push(applied_apart(Action::Delete, resource, "the regions are routed at the name again".into()))
+        }
+        _ if g.edge.cdn && front::wanted_alias(g, &s.edge).is_none() => {
+            out.push(applied_apart(Action::Create, resource, "alias of the distribution, once it exists".into()))
         }
         _ => {}
     }
@@ -326,20 +324,15 @@ async fn make_edge(
     let w = front::wanted(g, &ctx.settings.stack, id, &origin);
     let clouds = edge::Clouds { here: &s.aws, edge: &s.aws };
     edge::apply(clouds, &w, None, &mut s.edge, edge::Phase::Make, stamp, p).await?;
-    let Some(record) = front::validation(&s.edge).filter(|_| g.edge.cdn && s.edge.distribution.is_none()) else {
+    if !g.edge.cdn || s.edge.distribution.is_some() || s.edge.certificate.is_none() {
         return Ok(());
-    };
-    if !validation_missing(s, std::slice::from_ref(&record)).await?.is_empty() {
-        let upsert = route53::change(&s.aws.route53, &s.found.zone_id, true, std::slice::from_ref(&record));
+    }
+    let missing = validation_missing(s, &route53::validation_records(&s.edge.certificate)).await?;
+    if !missing.is_empty() {
+        let upsert = route53::change(&s.aws.route53, &s.found.zone_id, true, &missing);
         p.doing("the distribution's certificate's validation record", upsert).await?;
     }
-    s.edge.certificate = crate::cloud::aws::acm::find(
-        &s.aws.acm,
-        &ctx.settings.stack,
-        &g.domain,
-        Some(crate::cloud::aws::acm::FOR_CLOUDFRONT),
-    )
-    .await?;
+    s.edge.certificate = edge::certificate(&s.aws, &ctx.settings.stack, &g.domain).await?;
     edge::apply(clouds, &w, None, &mut s.edge, edge::Phase::Make, stamp, p).await
 }
 
@@ -369,20 +362,15 @@ async fn records_in_one_change(
     let validation = certs::validation_records(&s.certs);
     upserts.extend(validation_missing(s, &validation).await?);
     let name = route53::normal(&g.domain);
-    let mut deleted = Vec::new();
-    match (front::wanted_alias(g, &s.edge), front::alias_found(g, &s.edge, &s.found.records)) {
-        (Some(alias), found) => {
-            if found != Some(&alias) {
-                upserts.push(alias);
-            }
-            let routed_here = changes.iter().filter_map(|c| match &c.op {
-                GlobalOp::DeleteRecord(r) if r.name == name => Some(r.clone()),
-                _ => None,
-            });
-            deleted.extend(routed_here);
-        }
-        (None, Some(alias)) => deleted.push(alias.clone()),
-        (None, None) => {}
+    let alias = front::alias_change(g, &s.edge, &s.found.records);
+    let mut deleted: Vec<_> = alias.delete.into_iter().collect();
+    upserts.extend(alias.upsert);
+    if front::wanted_alias(g, &s.edge).is_some() {
+        let routed_here = changes.iter().filter_map(|c| match &c.op {
+            GlobalOp::DeleteRecord(r) if r.name == name => Some(r.clone()),
+            _ => None,
+        });
+        deleted.extend(routed_here);
     }
     if !upserts.is_empty() || !deleted.is_empty() {
         let mut names: Vec<&str> = upserts.iter().map(|r| r.name.trim_end_matches('.')).collect();
@@ -510,11 +498,10 @@ pub async fn destroy(ctx: &Ctx, mut owned: Owned) -> Result<Vec<String>> {
     let mut gone: Vec<String> = owned.pieces.iter().map(|(what, _)| what.clone()).collect();
     gone.extend(certs::destroy(&s.certs, &ctx.printer).await?);
     gone.extend(edge::doomed(&edge_found));
-    let viewer = front::validation(&edge_found);
+    // Their validation records, where still as made: read before the certificates go.
+    let certificates = s.certs.iter().filter_map(|c| c.cert.as_ref()).chain(&edge_found.certificate);
+    let wanted = route53::validation_records(certificates);
     edge::destroy(edge::Clouds { here: &s.aws, edge: &s.aws }, edge_found, None, &ctx.printer).await?;
-    // Their validation records, where still as made.
-    let mut wanted = certs::validation_records(&s.certs);
-    wanted.extend(viewer.filter(|v| !wanted.contains(v)));
     let missing = validation_missing(s, &wanted).await?;
     let ours: Vec<_> = wanted.into_iter().filter(|w| !missing.contains(w)).collect();
     if !ours.is_empty() {

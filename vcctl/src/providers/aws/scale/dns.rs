@@ -17,19 +17,7 @@ use crate::printer::Printer;
 /// once), and `domain` as an alias of what serves it (`(DNS name, its hosted zone)`: the
 /// load balancer, or the distribution in front of it), none before it has its name.
 pub fn wanted(domain: &str, certificates: &[&Certificate], alias: Option<(&str, &str)>) -> Vec<DnsRecord> {
-    let mut out: Vec<DnsRecord> = Vec::new();
-    for (name, kind, value) in certificates.iter().filter_map(|c| c.validation.as_ref()) {
-        let record = DnsRecord {
-            name: route53::normal(name),
-            kind: kind.clone(),
-            value: route53::normal(value),
-            alias_zone: None,
-            routed: None,
-        };
-        if !out.contains(&record) {
-            out.push(record);
-        }
-    }
+    let mut out = route53::validation_records(certificates.iter().copied());
     if let Some((dns_name, zone)) = alias.filter(|(_, zone)| !zone.is_empty()) {
         out.push(DnsRecord {
             name: route53::normal(domain),

@@ -84,7 +84,7 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let clouds = edge::Clouds { here: &cloud, edge: &edge_cloud };
     // A stack that never had an edge (no mark in its bucket, none asked) is not looked at for
     // one: its operator's policy from before the edge existed keeps working.
-    let edge = match wants_edge(a) || edge::marked(&cloud.s3, bucket).await? {
+    let edge = match edge_settings(a).wanted() || edge::marked(&cloud.s3, bucket).await? {
         true => edge::survey(clouds, &ctx.settings.stack, &stamp, domain(ctx), bucket, balancer, true).await?,
         false => edge::EdgeFound::default(),
     };
@@ -99,15 +99,6 @@ async fn survey(ctx: &Ctx, a: &AwsSettings, stamp: Stamp) -> Result<Survey> {
     let dns = survey_dns(ctx, &cloud, &lb, &edge, edge_settings(a)).await?;
     let logs = log_group::survey(&cloud, &ctx.settings.stack, &stamp).await?;
     Ok(Survey { cloud, account, stamp, names, data, lb, edge_cloud, edge, dns, alerts, logs, instances, serving })
-}
-
-/// Whether the file asks for a distribution or a web ACL.
-fn wants_edge(a: &AwsSettings) -> bool {
-    a.scale.as_deref().is_some_and(wants_edge_of)
-}
-
-fn wants_edge_of(scale: &ScaleSettings) -> bool {
-    scale.edge.cdn || scale.edge.waf.is_some()
 }
 
 /// `cdn` and `waf` of the stack's `scale:`.
@@ -146,11 +137,7 @@ async fn survey_dns(
     let Some(zone) = zone(ctx) else { return Ok(None) };
     let certificates: Vec<&crate::cloud::aws::acm::Certificate> =
         lb.certificate.iter().chain(edge.certificate.iter()).collect();
-    // The domain names the distribution once it serves, else the load balancer.
-    let alias = match (&edge.distribution, settings.cdn) {
-        (Some(d), true) => Some((d.domain_name.as_str(), crate::cloud::aws::cloudfront::ALIAS_ZONE)),
-        _ => lb.balancer.as_ref().map(|b| (b.dns_name.as_str(), b.zone_id.as_str())),
-    };
+    let alias = front(lb, edge, settings.cdn).map(|(_, name, zone)| (name, zone));
     let wanted = dns::wanted(domain(ctx), &certificates, alias);
     let found = dns::survey(cloud, zone, domain(ctx), &wanted).await?;
     Ok(Some((wanted, found)))
@@ -326,7 +313,7 @@ pub async fn plan(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings) -> Result<u
 /// from it.
 pub async fn up(ctx: &Ctx, a: &AwsSettings, scale: &ScaleSettings, args: &crate::deploy::Options) -> Result<u8> {
     let (s, changed, changes, first) = converge(ctx, a, scale, args).await?;
-    report_up(ctx, &s, changed, &changes);
+    report_up(ctx, &s, scale.edge.cdn, changed, &changes);
     // Another release given while one serves: rolled out across the group, as `deploy` does.
     if let (false, Some(given), Some(serving)) = (first, args.artifact.as_deref(), &s.serving) {
         if crate::artifact::probe(given).await?.sha256 != serving.sha256 {
@@ -401,28 +388,26 @@ pub async fn rollback(ctx: &Ctx, a: &AwsSettings, args: &crate::deploy::Rollback
     crate::providers::aws::scale::deploy::rollback(ctx, a, args).await
 }
 
-/// What the domain points at: the distribution once it serves (`cdn`), else the load
-/// balancer; `None` before either exists.
-fn front(ctx: &Ctx, s: &Survey) -> Option<(&'static str, String)> {
-    let cdn = edge_settings_of(ctx).is_some_and(|e| e.cdn);
-    match (&s.edge.distribution, &s.lb.balancer) {
-        (Some(d), _) if cdn => Some(("distribution", d.domain_name.clone())),
-        (_, Some(b)) => Some(("load balancer", b.dns_name.clone())),
-        _ => None,
-    }
-}
-
-fn edge_settings_of(ctx: &Ctx) -> Option<&crate::stack::edge::EdgeSettings> {
-    match &ctx.settings.provider {
-        crate::stack::Provider::Aws(a) => Some(edge_settings(a)),
+/// What `tls.domain` points at: the distribution once it serves (`cdn`), else the load
+/// balancer, as (what, its DNS name, the hosted zone an alias of it names); `None` before
+/// either exists.
+fn front<'a>(
+    lb: &'a load_balancer::BalancerFound,
+    edge: &'a edge::EdgeFound,
+    cdn: bool,
+) -> Option<(&'static str, &'a str, &'a str)> {
+    match (&edge.distribution, &lb.balancer) {
+        (Some(d), _) if cdn => Some(("distribution", &d.domain_name, crate::cloud::aws::cloudfront::ALIAS_ZONE)),
+        (_, Some(b)) => Some(("load balancer", &b.dns_name, &b.zone_id)),
         _ => None,
     }
 }
 
 /// What `up` says when it is done: where the stack answers, what serves, what to do next.
-fn report_up(ctx: &Ctx, s: &Survey, changed: bool, changes: &[Change]) {
+fn report_up(ctx: &Ctx, s: &Survey, cdn: bool, changed: bool, changes: &[Change]) {
     let domain = domain(ctx);
-    let url = front(ctx, s).map(|(what, name)| format!("https://{domain} (point {domain} at the {what} {name})"));
+    let url = front(&s.lb, &s.edge, cdn)
+        .map(|(what, name, _)| format!("https://{domain} (point {domain} at the {what} {name})"));
     let waiting = s.lb.certificate.as_ref().filter(|c| !c.issued()).map(|c| load_balancer::waiting(c, zone(ctx)));
     ctx.printer.json(&json!({
         "stack": ctx.settings.stack, "changed": changed, "changes": changes, "database": s.data.db,
@@ -529,7 +514,7 @@ async fn edge_and_records(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey, p: &
     let (stack, bucket) = (&ctx.settings.stack, s.names.bucket.clone());
     let clouds = edge::Clouds { here: &s.cloud, edge: &s.edge_cloud };
     let w = edge_wanted(ctx, scale, &s.lb, &s.stamp);
-    let wanted = wants_edge_of(scale);
+    let wanted = scale.edge.wanted();
     if wanted {
         edge::mark(&s.cloud.s3, &bucket, true, &s.edge).await?;
     }
@@ -543,13 +528,7 @@ async fn edge_and_records(ctx: &Ctx, scale: &ScaleSettings, s: &mut Survey, p: &
         if !scale.edge.cdn || s.edge.distribution.is_some() {
             break;
         }
-        s.edge.certificate = crate::cloud::aws::acm::find(
-            &s.edge_cloud.acm,
-            stack,
-            domain(ctx),
-            Some(crate::cloud::aws::acm::FOR_CLOUDFRONT),
-        )
-        .await?;
+        s.edge.certificate = edge::certificate(&s.edge_cloud, stack, domain(ctx)).await?;
         edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Make, &s.stamp, p).await?;
     }
     edge::apply(clouds, &w, Some(&bucket), &mut s.edge, edge::Phase::Remove, &s.stamp, p).await?;
@@ -715,8 +694,8 @@ pub async fn status(ctx: &Ctx, a: &AwsSettings) -> Result<u8> {
         "serving": serving, "edge": edge,
     });
     let mut lines = vec![format!("url:      https://{domain}")];
-    lines.push(match (&s.lb.balancer, front(ctx, &s)) {
-        (Some(b), Some(("load balancer", _))) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
+    lines.push(match (&s.lb.balancer, front(&s.lb, &s.edge, edge_settings(a).cdn)) {
+        (Some(b), Some(("load balancer", _, _))) => format!("  load balancer: {} (point {domain} at it)", b.dns_name),
         (Some(b), _) => format!("  load balancer: {} (behind the distribution)", b.dns_name),
         (None, _) => "  load balancer: none (`vcctl up` makes it)".into(),
     });
